@@ -1,0 +1,197 @@
+# vigil build.  `make` builds bin/vigil-api and bin/vigil-hotpath; `make run` and `make test` are the
+# two commands of README.md.  Quiet by default, `make V=1` prints full command lines.
+#
+# Layout of outputs:  build/<flavour>/{common,api,hotpath,tests}/*.o  and  bin/ (normal) or
+# bin/asan/ (ASan+UBSan).  Header dependencies come from -MMD -MP.
+
+SHELL := /bin/bash
+CC ?= cc
+
+FLAVOUR ?= release
+ifeq ($(FLAVOUR),asan)
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  OUT := build/asan
+  BIN := bin/asan
+else
+  SANFLAGS :=
+  OUT := build/release
+  BIN := bin
+endif
+
+CSTD     := -std=c11 -D_GNU_SOURCE
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-format-truncation
+OPT      ?= -O2 -g
+CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -Icommon -pthread $(EXTRA_CFLAGS)
+LDFLAGS_ALL = $(SANFLAGS) -pthread $(EXTRA_LDFLAGS)
+
+PKG_API   := libmicrohttpd libcjson libpq
+API_CFLAGS = $(shell pkg-config --cflags $(PKG_API) 2>/dev/null)
+API_LIBS   = $(shell pkg-config --libs $(PKG_API) 2>/dev/null) -lm
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
+CURL_LIBS    = $(shell pkg-config --libs libcurl 2>/dev/null)
+
+ifeq ($(V),1)
+  Q :=
+  say = @true
+else
+  Q := @
+  say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
+COMMON_SRC  := $(wildcard common/*.c)
+API_SRC     := $(filter-out api/main.c,$(wildcard api/*.c))
+HOTPATH_SRC := $(filter-out hotpath/main.c,$(wildcard hotpath/*.c))
+
+COMMON_OBJ  := $(COMMON_SRC:%.c=$(OUT)/%.o)
+API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o
+MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
+HOTPATH_OBJ := $(HOTPATH_SRC:%.c=$(OUT)/%.o)
+
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
+E2E_SRC     := $(wildcard tests/e2e/e2e_*.c)
+E2E_BIN     := $(E2E_SRC:tests/e2e/%.c=$(BIN)/tests/%)
+E2E_LIB_SRC := $(filter-out $(E2E_SRC),$(wildcard tests/e2e/*.c))
+E2E_LIB_OBJ := $(E2E_LIB_SRC:%.c=$(OUT)/%.o)
+TOOL_SRC    := $(wildcard tests/tools/*.c)
+
+# Debian packages needed to build, run and test.  `make deps` installs the missing ones as root,
+# otherwise prints the exact command and stops.
+PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libpq-dev check libcurl4-openssl-dev \
+        postgresql postgresql-contrib
+
+.PHONY: all asan run test test-unit test-e2e test-asan bench profile deps clean format lint \
+        tools docker-test migrate
+
+all: $(BIN)/vigil-api $(BIN)/vigil-hotpath
+
+asan:
+	$(Q)$(MAKE) --no-print-directory FLAVOUR=asan all tests-build
+
+deps:
+	@missing=""; for p in $(PKGS); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else \
+	    echo "missing Debian packages; run:  sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(BIN)/vigil-api: $(OUT)/api/main.o $(API_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(API_LIBS)
+
+# The worker links libc/libm/pthread only: never libpq, libmicrohttpd or cJSON.
+$(BIN)/vigil-hotpath: $(OUT)/hotpath/main.o $(HOTPATH_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+
+$(OUT)/common/%.o: common/%.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(OUT)/hotpath/%.o: hotpath/%.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) -Ihotpath -c -o $@ $<
+
+$(OUT)/api/%.o: api/%.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) $(API_CFLAGS) -Iapi -c -o $@ $<
+
+# Migrations are embedded in vigil-api (see api/migrate.h), regenerated when any file changes.
+$(OUT)/gen/migrations.c: $(MIGRATIONS) api/scripts/embed.sh
+	@mkdir -p $(dir $@)
+	$(call say,GEN,$@)
+	$(Q)bash api/scripts/embed.sh $@ $(MIGRATIONS)
+
+$(OUT)/gen/%.o: $(OUT)/gen/%.c
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) $(API_CFLAGS) -Iapi -c -o $@ $<
+
+$(OUT)/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) $(API_CFLAGS) $(CHECK_CFLAGS) -Iapi -Ihotpath -Itests/e2e -c -o $@ $<
+
+# Unit tests link every module of both sides (never the mains).
+$(BIN)/tests/test_%: $(OUT)/tests/unit/test_%.o $(API_OBJ) $(HOTPATH_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(API_LIBS) $(CHECK_LIBS)
+
+$(BIN)/tests/e2e_%: $(OUT)/tests/e2e/e2e_%.o $(E2E_LIB_OBJ) $(API_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(API_LIBS) $(CHECK_LIBS) $(CURL_LIBS)
+
+# Test tools: small programs (preload libraries, load generators) built from tests/tools/.
+$(BIN)/tests/%.so: tests/tools/%.so.c
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(CSTD) -O2 -g -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl -pthread
+
+$(BIN)/tests/%: $(OUT)/tests/tools/%.o $(API_OBJ) $(HOTPATH_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(API_LIBS) $(CURL_LIBS)
+
+TOOL_SO := $(patsubst tests/tools/%.so.c,$(BIN)/tests/%.so,$(wildcard tests/tools/*.so.c))
+TOOL_BIN := $(filter-out %.so.c,$(TOOL_SRC))
+TOOL_BIN := $(TOOL_BIN:tests/tools/%.c=$(BIN)/tests/%)
+
+.PHONY: tests-build
+tests-build: $(UNIT_BIN) $(E2E_BIN) $(TOOL_SO) $(TOOL_BIN)
+
+# ---- the two README commands --------------------------------------------------------------------
+
+run: deps all
+	@bash api/scripts/devrun.sh
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all tests-build
+	$(Q)bash tests/run.sh $(BIN)
+	$(Q)if docker info >/dev/null 2>&1 && [ -f docker/test.sh ]; then $(MAKE) --no-print-directory docker-test; \
+	    else echo "docker-test: skipped (no Docker engine answering 'docker info' or no docker/test.sh)"; fi
+
+test-unit: all tests-build
+	$(Q)bash tests/run.sh $(BIN) unit
+
+test-e2e: all tests-build
+	$(Q)bash tests/run.sh $(BIN) e2e
+
+test-asan: deps
+	$(Q)$(MAKE) --no-print-directory FLAVOUR=asan all tests-build
+	$(Q)ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 bash tests/run.sh bin/asan
+
+docker-test: all
+	$(Q)bash docker/test.sh
+
+migrate: all
+	$(Q)$(BIN)/vigil-api migrate
+
+bench: deps all tests-build
+	$(Q)bash tests/bench/run.sh $(BIN)
+
+profile: deps all tests-build
+	$(Q)bash tests/bench/profile.sh $(BIN)
+
+format:
+	$(Q)clang-format -i $$(git ls-files '*.c' '*.h')
+
+lint:
+	$(Q)clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

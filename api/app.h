@@ -1,0 +1,17 @@
+/* app.h - the process-wide state of vigil-api, built once in main and passed explicitly to every
+ * request (no hidden globals).  Owns nothing itself; main creates and destroys the parts. */
+#ifndef VIGIL_APP_H
+#define VIGIL_APP_H
+
+#include "config.h"
+
+struct db_pool;
+struct hpc_pool;
+
+typedef struct app {
+    const cfg *cfg;
+    struct db_pool *db;   /* PostgreSQL connections, see db.h */
+    struct hpc_pool *hp;  /* vigil-hotpath connections, see hpclient.h (NULL in inprocess mode) */
+} app;
+
+#endif

@@ -1,0 +1,41 @@
+/* auth.h - API keys: creation (shown once), storage as SHA-256 hashes, lookup per request, scopes.
+ *
+ * Keys look like "vgl_" + 43 base64url characters (32 random bytes from getrandom).  Only the
+ * SHA-256 of the whole key is stored, which is enough for a 256-bit random secret.  Scopes: read,
+ * write, admin; admin implies read and write.  Costs: one indexed SELECT per authenticated
+ * request.  Keys never appear in logs or error messages. */
+#ifndef VIGIL_AUTH_H
+#define VIGIL_AUTH_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "db.h"
+#include "http.h"
+
+#define AUTH_KEY_LEN 47 /* "vgl_" + 43 */
+
+/* Checks the Bearer key of req and that it grants scope.  Returns 0 (req->key_id, key_scopes set)
+ * or -1 with resp filled: 401 missing/unknown/revoked key, 403 missing scope, 503 database. */
+int auth_authenticate(http_req *req, http_resp *resp, unsigned scope);
+
+/* "read,write" -> SCOPE_* bits.  Returns 0 or -1 on an unknown or empty scope list. */
+int auth_parse_scopes(const char *csv, unsigned *out);
+
+/* Creates a key.  key_out gets the secret (AUTH_KEY_LEN + 1 bytes), id_out its UUID (37 bytes).
+ * Returns 0 or -1 with err. */
+int auth_key_create(db_pool *pool, const char *name, unsigned scopes, char *key_out,
+                    char *id_out, char *err, size_t errlen);
+
+/* Makes sure key exists as an admin key named "bootstrap" (no-op if present, even if revoked: a
+ * revoked bootstrap key stays revoked and a warning is returned in err with rc 1).  Returns 0, 1,
+ * or -1 with err. */
+int auth_ensure_bootstrap(db_pool *pool, const char *key, char *err, size_t errlen);
+
+/* Prints the keys (never secrets) as a table to out.  Returns 0 or -1 with err. */
+int auth_key_list(db_pool *pool, FILE *out, char *err, size_t errlen);
+
+/* Revokes the key with this UUID.  Returns 0, 1 when no such active key, -1 with err. */
+int auth_key_revoke(db_pool *pool, const char *id, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,153 @@
+/* config.c - environment parsing for vigil-api.  See config.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cfg_parse_int(const char *s, long long min, long long max, long long *out)
+{
+    if (!s || !*s || (*s != '-' && (*s < '0' || *s > '9')))
+        return -1;
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Reads an integer variable; unset keeps *dst.  Returns 0 or -1 with err filled. */
+static int env_int(const char *name, long long min, long long max, long long *dst, char *err,
+                   size_t errlen)
+{
+    const char *s = getenv(name);
+    if (!s)
+        return 0;
+    if (cfg_parse_int(s, min, max, dst) != 0) {
+        snprintf(err, errlen, "%s: must be an integer in %lld..%lld", name, min, max);
+        return -1;
+    }
+    return 0;
+}
+
+static int env_int32(const char *name, long long min, long long max, int *dst, char *err,
+                     size_t errlen)
+{
+    long long v = *dst;
+    if (env_int(name, min, max, &v, err, errlen) != 0)
+        return -1;
+    *dst = (int)v;
+    return 0;
+}
+
+static int env_size(const char *name, long long min, long long max, size_t *dst, char *err,
+                    size_t errlen)
+{
+    long long v = (long long)*dst;
+    if (env_int(name, min, max, &v, err, errlen) != 0)
+        return -1;
+    *dst = (size_t)v;
+    return 0;
+}
+
+/* Copies an optional string variable into dst[cap]; too long is an error, not a truncation. */
+static int env_str(const char *name, char *dst, size_t cap, char *err, size_t errlen)
+{
+    const char *s = getenv(name);
+    if (!s)
+        return 0;
+    if (strlen(s) >= cap) {
+        snprintf(err, errlen, "%s: longer than %zu bytes", name, cap - 1);
+        return -1;
+    }
+    strcpy(dst, s);
+    return 0;
+}
+
+/* "host:port" with host an IPv4 literal or "localhost"; port 1..65535. */
+static int parse_addr(cfg *c, char *err, size_t errlen)
+{
+    const char *s = getenv("VIGIL_HTTP_ADDR");
+    if (!s)
+        return 0;
+    const char *colon = strrchr(s, ':');
+    long long port = 0;
+    size_t hostlen = colon ? (size_t)(colon - s) : 0;
+    if (!colon || hostlen == 0 || hostlen >= sizeof c->http_host ||
+        cfg_parse_int(colon + 1, 1, 65535, &port) != 0) {
+        snprintf(err, errlen, "VIGIL_HTTP_ADDR: expected HOST:PORT (e.g. 127.0.0.1:8080)");
+        return -1;
+    }
+    memcpy(c->http_host, s, hostlen);
+    c->http_host[hostlen] = '\0';
+    if (strcmp(c->http_host, "localhost") == 0)
+        strcpy(c->http_host, "127.0.0.1");
+    c->http_port = (int)port;
+    return 0;
+}
+
+int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    strcpy(c->http_host, "127.0.0.1");
+    c->http_port = 8080;
+    strcpy(c->data_dir, "./var");
+    strcpy(c->hotpath_socket, "var/run/hotpath.sock");
+    strcpy(c->hotpath_mode, "worker");
+    c->db_pool_size = 8;
+    c->hotpath_pool_size = 8;
+    c->pool_wait_ms = 1000;
+    c->max_connections = 256;
+    c->conn_timeout_s = 30;
+    c->request_timeout_ms = 10000;
+    c->db_connect_timeout_ms = 2000;
+    c->hotpath_timeout_ms = 2000;
+    c->drain_timeout_s = 10;
+    c->max_body_bytes = 1u << 20;
+    c->max_model_bytes = 256u << 20;
+    c->max_predict_bytes = 64u << 20;
+    c->max_predict_rows = 100000;
+    c->hotpath_max_frame_mb = 64;
+
+    if (parse_addr(c, err, errlen) ||
+        env_str("DATABASE_URL", c->database_url, sizeof c->database_url, err, errlen) ||
+        env_str("VIGIL_DATA_DIR", c->data_dir, sizeof c->data_dir, err, errlen) ||
+        env_str("VIGIL_HOTPATH_SOCKET", c->hotpath_socket, sizeof c->hotpath_socket, err,
+                errlen) ||
+        env_str("VIGIL_HOTPATH_MODE", c->hotpath_mode, sizeof c->hotpath_mode, err, errlen) ||
+        env_int32("VIGIL_DB_POOL_SIZE", 1, 256, &c->db_pool_size, err, errlen) ||
+        env_int32("VIGIL_HOTPATH_POOL_SIZE", 1, 256, &c->hotpath_pool_size, err, errlen) ||
+        env_int32("VIGIL_POOL_WAIT_MS", 1, 60000, &c->pool_wait_ms, err, errlen) ||
+        env_int32("VIGIL_MAX_CONNECTIONS", 1, 100000, &c->max_connections, err, errlen) ||
+        env_int32("VIGIL_CONN_TIMEOUT_S", 1, 3600, &c->conn_timeout_s, err, errlen) ||
+        env_int32("VIGIL_REQUEST_TIMEOUT_MS", 10, 600000, &c->request_timeout_ms, err, errlen) ||
+        env_int32("VIGIL_DB_CONNECT_TIMEOUT_MS", 10, 60000, &c->db_connect_timeout_ms, err,
+                  errlen) ||
+        env_int32("VIGIL_HOTPATH_TIMEOUT_MS", 1, 600000, &c->hotpath_timeout_ms, err, errlen) ||
+        env_int32("VIGIL_DRAIN_TIMEOUT_S", 0, 3600, &c->drain_timeout_s, err, errlen) ||
+        env_size("VIGIL_MAX_BODY_BYTES", 64, 1LL << 30, &c->max_body_bytes, err, errlen) ||
+        env_size("VIGIL_MAX_MODEL_BYTES", 1024, 4LL << 30, &c->max_model_bytes, err, errlen) ||
+        env_size("VIGIL_MAX_PREDICT_BYTES", 64, 4LL << 30, &c->max_predict_bytes, err,
+                 errlen) ||
+        env_int32("VIGIL_HOTPATH_MAX_FRAME_MB", 1, 4095, &c->hotpath_max_frame_mb, err, errlen) ||
+        env_int32("VIGIL_MAX_PREDICT_ROWS", 1, 10000000, &c->max_predict_rows, err, errlen) ||
+        env_str("VIGIL_BOOTSTRAP_KEY", c->bootstrap_key, sizeof c->bootstrap_key, err, errlen))
+        return -1;
+
+    if (strcmp(c->hotpath_mode, "worker") != 0 && strcmp(c->hotpath_mode, "inprocess") != 0) {
+        snprintf(err, errlen, "VIGIL_HOTPATH_MODE: must be 'worker' or 'inprocess'");
+        return -1;
+    }
+    if (getenv("VIGIL_BOOTSTRAP_KEY") && strlen(c->bootstrap_key) < 16) {
+        snprintf(err, errlen, "VIGIL_BOOTSTRAP_KEY: must be at least 16 characters");
+        return -1;
+    }
+    if (need_db && c->database_url[0] == '\0') {
+        snprintf(err, errlen, "DATABASE_URL: not set (e.g. postgresql:///vigil?host=/tmp)");
+        return -1;
+    }
+    return 0;
+}

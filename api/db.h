@@ -1,0 +1,62 @@
+/* db.h - a bounded pool of PostgreSQL connections with deadlines on everything.
+ *
+ * Owns: the connections (libpq), their (re)establishment, and deadline-bounded parameterised
+ * queries.  A request that cannot get a connection before min(pool wait, its deadline) gets
+ * DB_BUSY; a server that cannot be reached gives DB_DOWN; neither ever blocks past the deadline.
+ * Lost connections (server restarted) are detected when a connection is taken from the pool and
+ * re-established then, so the API recovers without a restart.
+ * Thread-safe: any thread may acquire; a db_conn is used by one thread until released. */
+#ifndef VIGIL_DB_H
+#define VIGIL_DB_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum db_status {
+    DB_OK = 0,
+    DB_BUSY = 1,    /* pool exhausted for the whole wait */
+    DB_DOWN = 2,    /* cannot connect, or the connection broke mid-query */
+    DB_TIMEOUT = 3, /* deadline passed (query cancelled, connection discarded) */
+    DB_ERROR = 4,   /* the server answered with an SQL error: see db_sqlstate(res) */
+};
+
+typedef struct db_pool db_pool;
+typedef struct db_conn db_conn;
+
+/* Creates a pool of at most size connections to url (opened lazily).  Returns NULL with err. */
+db_pool *db_pool_create(const char *url, int size, int connect_timeout_ms, char *err, size_t errlen);
+/* Closes every connection and frees the pool.  No connection may be in use. */
+void db_pool_destroy(db_pool *p);
+
+/* Takes a connection, waiting at most wait_ms and never past deadline_ms (absolute, wire_now_ms
+ * clock).  Returns DB_OK and *out, DB_BUSY, DB_DOWN or DB_TIMEOUT. */
+int db_acquire(db_pool *p, int64_t deadline_ms, int wait_ms, db_conn **out);
+/* Returns c to the pool.  An open transaction is rolled back; a broken connection is closed. */
+void db_release(db_pool *p, db_conn *c);
+
+/* Runs one parameterised statement (text parameters; lengths/formats may be NULL for all-text;
+ * result in text format unless binary_result).  On DB_OK or DB_ERROR *res is set and the caller
+ * PQclear()s it; otherwise *res is NULL.  err gets a one-line message for non-OK results (never
+ * the parameter values). */
+int db_query(db_conn *c, const char *sql, int nparams, const char *const *values,
+             const int *lengths, const int *formats, int binary_result, int64_t deadline_ms,
+             PGresult **res, char *err, size_t errlen);
+
+/* nparams < 0 runs sql through the simple query protocol (several statements, no parameters):
+ * only for trusted SQL such as migrations, never for anything built from input. */
+
+/* Same, for statements whose rows are not needed (BEGIN, COMMIT, INSERT without RETURNING). */
+int db_exec(db_conn *c, const char *sql, int nparams, const char *const *values,
+            int64_t deadline_ms, char *err, size_t errlen);
+
+/* SQLSTATE of an error result ("23505" unique violation...), "" when none. */
+const char *db_sqlstate(const PGresult *res);
+
+/* Number of connections currently handed out / currently open (for /metrics). */
+void db_pool_counts(db_pool *p, int *in_use, int *open, unsigned long long *waits);
+
+/* One round trip (SELECT 1) within deadline: DB_OK when the server answers. */
+int db_ping(db_pool *p, int64_t deadline_ms);
+
+#endif

@@ -1,0 +1,82 @@
+/* dbreq.c - request-scoped database helpers.  See dbreq.h. */
+#include "dbreq.h"
+
+#include <stdio.h>
+
+void dbreq_internal(http_req *req, http_resp *resp, const PGresult *res)
+{
+    char extra[700], msg[512];
+    http_json_escape(res ? PQresultErrorMessage(res) : "", msg, sizeof msg);
+    snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"sqlstate\":\"%s\",\"error\":\"%s\"",
+             req->request_id, db_sqlstate(res), msg);
+    http_log("error", "database error", extra);
+    http_problem(resp, 500, "internal", NULL, "internal error (request %s)", req->request_id);
+}
+
+static void unavailable(http_req *req, http_resp *resp, int rc, const char *err)
+{
+    char extra[600], msg[400];
+    http_json_escape(err, msg, sizeof msg);
+    snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"error\":\"%s\"", req->request_id, msg);
+    http_log("warn", "database unavailable", extra);
+    if (rc == DB_BUSY)
+        http_unavailable(resp, "all database connections are busy");
+    else if (rc == DB_TIMEOUT)
+        http_unavailable(resp, "the request deadline passed while waiting for the database");
+    else
+        http_unavailable(resp, "the database is unreachable");
+}
+
+db_conn *dbreq_acquire(http_req *req, http_resp *resp)
+{
+    db_conn *c = NULL;
+    int rc = db_acquire(req->app->db, req->deadline_ms, req->app->cfg->pool_wait_ms, &c);
+    if (rc != DB_OK) {
+        unavailable(req, resp, rc, rc == DB_BUSY ? "pool exhausted" : "connect failed");
+        return NULL;
+    }
+    return c;
+}
+
+void dbreq_release(http_req *req, db_conn *c)
+{
+    db_release(req->app->db, c);
+}
+
+int dbreq_query_bin(http_req *req, http_resp *resp, db_conn *c, const char *sql, int n,
+                    const char *const *vals, const int *lens, const int *fmts, int binary_result,
+                    PGresult **res)
+{
+    char err[300];
+    int rc = db_query(c, sql, n, vals, lens, fmts, binary_result, req->deadline_ms, res, err,
+                      sizeof err);
+    if (rc != DB_OK && rc != DB_ERROR)
+        unavailable(req, resp, rc, err);
+    return rc;
+}
+
+int dbreq_query(http_req *req, http_resp *resp, db_conn *c, const char *sql, int n,
+                const char *const *vals, PGresult **res)
+{
+    return dbreq_query_bin(req, resp, c, sql, n, vals, NULL, NULL, 0, res);
+}
+
+static int simple(http_req *req, http_resp *resp, db_conn *c, const char *sql)
+{
+    PGresult *r = NULL;
+    int rc = dbreq_query(req, resp, c, sql, 0, NULL, &r);
+    if (rc == DB_ERROR)
+        dbreq_internal(req, resp, r);
+    PQclear(r);
+    return rc == DB_OK ? 0 : -1;
+}
+
+int dbreq_begin(http_req *req, http_resp *resp, db_conn *c)
+{
+    return simple(req, resp, c, "BEGIN");
+}
+
+int dbreq_commit(http_req *req, http_resp *resp, db_conn *c)
+{
+    return simple(req, resp, c, "COMMIT");
+}

@@ -1,0 +1,107 @@
+/* fields.c - see fields.h. */
+#include "fields.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "json.h"
+#include "validate.h"
+
+static const cJSON *member(const cJSON *obj, const char *name, int flags, http_resp *resp,
+                           int *present, int *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *err = 0;
+    if (present)
+        *present = v != NULL;
+    if (!v || cJSON_IsNull(v)) {
+        if ((flags & FIELD_REQUIRED) && !v) {
+            http_problem(resp, 400, "validation_failed", name, "'%s' is required", name);
+            *err = 1;
+        } else if (v && !(flags & FIELD_NULLABLE)) {
+            http_problem(resp, 400, "validation_failed", name, "'%s' must not be null", name);
+            *err = 1;
+        }
+        return NULL;
+    }
+    return v;
+}
+
+int field_string(http_resp *resp, const cJSON *obj, const char *name, size_t max_chars, int flags,
+                 const char **out, int *present)
+{
+    int err;
+    *out = NULL;
+    const cJSON *v = member(obj, name, flags, resp, present, &err);
+    if (err)
+        return -1;
+    if (!v)
+        return 0;
+    if (!cJSON_IsString(v)) {
+        http_problem(resp, 400, "validation_failed", name, "'%s' must be a string", name);
+        return -1;
+    }
+    size_t n = val_utf8_chars(v->valuestring);
+    if (n == 0 || n > max_chars) {
+        http_problem(resp, 400, "validation_failed", name, "'%s' must be 1..%zu characters", name,
+                     max_chars);
+        return -1;
+    }
+    *out = v->valuestring;
+    return 0;
+}
+
+int field_object(http_resp *resp, const cJSON *obj, const char *name, size_t max_bytes, int flags,
+                 const cJSON **out, int *present)
+{
+    int err;
+    *out = NULL;
+    const cJSON *v = member(obj, name, flags, resp, present, &err);
+    if (err)
+        return -1;
+    if (!v)
+        return 0;
+    if (!cJSON_IsObject(v)) {
+        http_problem(resp, 400, "validation_failed", name, "'%s' must be a JSON object", name);
+        return -1;
+    }
+    char *s = json_print(v);
+    size_t n = s ? strlen(s) : 0;
+    free(s);
+    if (!s || n > max_bytes) {
+        http_problem(resp, 400, "validation_failed", name, "'%s' must be at most %zu bytes", name,
+                     max_bytes);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int field_no_unknown(http_resp *resp, const cJSON *obj, const char *const *allowed)
+{
+    const char *bad = json_unknown_member(obj, allowed);
+    if (!bad)
+        return 0;
+    http_problem(resp, 400, "unknown_field", bad, "unknown field '%.64s'", bad);
+    return -1;
+}
+
+int field_limit(http_req *req, http_resp *resp, const char *const *allowed_args, int def, int max,
+                int *out)
+{
+    const char *bad = http_query_unknown(req, allowed_args);
+    if (bad) {
+        http_problem(resp, 400, "unknown_parameter", bad, "unknown query parameter '%.64s'", bad);
+        return -1;
+    }
+    const char *s = http_query(req, "limit");
+    long long v = def;
+    if (s && cfg_parse_int(s, 1, max, &v) != 0) {
+        http_problem(resp, 400, "validation_failed", "limit", "'limit' must be an integer in 1..%d",
+                     max);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}

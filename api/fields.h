@@ -1,0 +1,30 @@
+/* fields.h - typed reads of request-body members with the problem+json answer built in: each
+ * reader returns 0 (value in *out, or absent) or -1 after filling resp with a 400 naming the
+ * field.  Keeps handlers to one line per field. */
+#ifndef VIGIL_FIELDS_H
+#define VIGIL_FIELDS_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "http.h"
+
+enum field_flags { FIELD_REQUIRED = 1, FIELD_NULLABLE = 2 };
+
+/* A string of 1..max_chars code points.  *out points into obj (or NULL when absent or null);
+ * *present (may be NULL) tells whether the member was there at all. */
+int field_string(http_resp *resp, const cJSON *obj, const char *name, size_t max_chars, int flags,
+                 const char **out, int *present);
+
+/* A JSON object whose compact form is at most max_bytes.  *out points into obj. */
+int field_object(http_resp *resp, const cJSON *obj, const char *name, size_t max_bytes, int flags,
+                 const cJSON **out, int *present);
+
+/* Rejects the first member not in allowed with 400 "unknown_field". */
+int field_no_unknown(http_resp *resp, const cJSON *obj, const char *const *allowed);
+
+/* Answers 400 for unknown query arguments; then parses "limit" in [1, max] (default def). */
+int field_limit(http_req *req, http_resp *resp, const char *const *allowed_args, int def, int max,
+                int *out);
+
+#endif

@@ -1,0 +1,228 @@
+/* hpclient.c - pooled request/response over the worker's Unix socket.  See hpclient.h. */
+#include "hpclient.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wire.h"
+
+typedef struct hpc_conn {
+    int fd;
+    int in_use;
+} hpc_conn;
+
+struct hpc_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char path[108];
+    int size;
+    uint32_t max_frame;
+    atomic_ullong next_id;
+    hpc_conn *conns;
+};
+
+hpc_pool *hpc_pool_create(const char *path, int size, uint32_t max_frame, char *err, size_t errlen)
+{
+    if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        snprintf(err, errlen, "VIGIL_HOTPATH_SOCKET: path longer than 107 bytes");
+        return NULL;
+    }
+    hpc_pool *p = calloc(1, sizeof *p);
+    if (!p || !(p->conns = calloc((size_t)size, sizeof *p->conns))) {
+        free(p);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(p->path, sizeof p->path, "%s", path);
+    p->size = size;
+    p->max_frame = max_frame;
+    for (int i = 0; i < size; i++)
+        p->conns[i].fd = -1;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return p;
+}
+
+void hpc_pool_destroy(hpc_pool *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->size; i++)
+        if (p->conns[i].fd >= 0)
+            close(p->conns[i].fd);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->conns);
+    free(p);
+}
+
+void hpc_reply_free(hpc_reply *r)
+{
+    if (r) {
+        free(r->payload);
+        r->payload = NULL;
+        r->len = 0;
+    }
+}
+
+static hpc_conn *take(hpc_pool *p, int64_t until_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t left = until_ms - wire_now_ms();
+    if (left < 0)
+        left = 0;
+    ts.tv_sec += left / 1000;
+    ts.tv_nsec += (left % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    hpc_conn *c = NULL;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        for (int i = 0; i < p->size && !c; i++)
+            if (!p->conns[i].in_use && p->conns[i].fd >= 0)
+                c = &p->conns[i];
+        for (int i = 0; i < p->size && !c; i++)
+            if (!p->conns[i].in_use)
+                c = &p->conns[i];
+        if (c || pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    if (c)
+        c->in_use = 1;
+    pthread_mutex_unlock(&p->mu);
+    return c;
+}
+
+static void give_back(hpc_pool *p, hpc_conn *c)
+{
+    pthread_mutex_lock(&p->mu);
+    c->in_use = 0;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void drop(hpc_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+/* Connects c to the worker.  A local Unix-socket connect does not block for long. */
+static int dial(hpc_pool *p, hpc_conn *c, char *err, size_t errlen)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return HPC_DOWN;
+    }
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, p->path, strlen(p->path) + 1);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        snprintf(err, errlen, "hotpath worker unreachable at %s: %s", p->path, strerror(errno));
+        close(fd);
+        return HPC_DOWN;
+    }
+    c->fd = fd;
+    return HPC_OK;
+}
+
+/* One round trip on an open connection.  Returns an hpc_status; on anything but HPC_OK the
+ * connection is no longer usable. */
+static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, const void *payload, uint32_t len,
+                      int64_t deadline_ms, hpc_reply *reply, char *err, size_t errlen)
+{
+    wire_header h = {.magic = WIRE_MAGIC, .version = WIRE_VERSION, .op = op,
+                     .payload_len = len, .request_id = atomic_fetch_add(&p->next_id, 1) + 1};
+    int rc = wire_send_frame(c->fd, &h, payload, deadline_ms);
+    if (rc != WIRE_IO_OK) {
+        snprintf(err, errlen, "hotpath send: %s", rc == WIRE_IO_TIMEOUT ? "deadline passed" : strerror(errno));
+        return rc == WIRE_IO_TIMEOUT ? HPC_TIMEOUT : HPC_DOWN;
+    }
+    uint8_t hb[WIRE_HEADER_SIZE];
+    rc = wire_read_full(c->fd, hb, sizeof hb, deadline_ms);
+    if (rc != WIRE_IO_OK) {
+        snprintf(err, errlen, "hotpath receive: %s",
+                 rc == WIRE_IO_TIMEOUT ? "deadline passed" : "connection closed");
+        return rc == WIRE_IO_TIMEOUT ? HPC_TIMEOUT : HPC_DOWN;
+    }
+    wire_header rh;
+    int st = wire_header_decode(hb, p->max_frame, &rh);
+    if (st != WIRE_OK || !(rh.flags & WIRE_F_RESPONSE) || rh.request_id != h.request_id) {
+        snprintf(err, errlen, "hotpath sent an invalid response (%s)", wire_status_name(st));
+        return HPC_PROTO;
+    }
+    reply->status = rh.status;
+    reply->len = rh.payload_len;
+    reply->payload = malloc(rh.payload_len ? rh.payload_len : 1);
+    if (!reply->payload) {
+        snprintf(err, errlen, "out of memory");
+        return HPC_PROTO;
+    }
+    if (rh.payload_len) {
+        rc = wire_read_full(c->fd, reply->payload, rh.payload_len, deadline_ms);
+        if (rc != WIRE_IO_OK) {
+            hpc_reply_free(reply);
+            snprintf(err, errlen, "hotpath receive: %s",
+                     rc == WIRE_IO_TIMEOUT ? "deadline passed" : "connection closed");
+            return rc == WIRE_IO_TIMEOUT ? HPC_TIMEOUT : HPC_DOWN;
+        }
+    }
+    return HPC_OK;
+}
+
+int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_t deadline_ms,
+             int wait_ms, hpc_reply *reply, char *err, size_t errlen)
+{
+    memset(reply, 0, sizeof *reply);
+    int64_t until = wire_now_ms() + wait_ms;
+    if (until > deadline_ms)
+        until = deadline_ms;
+    hpc_conn *c = take(p, until);
+    if (!c) {
+        snprintf(err, errlen, "all %d hotpath connections busy", p->size);
+        return wire_now_ms() >= deadline_ms ? HPC_TIMEOUT : HPC_BUSY;
+    }
+    int rc = HPC_DOWN;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int reused = c->fd >= 0;
+        if (!reused && (rc = dial(p, c, err, errlen)) != HPC_OK)
+            break;
+        rc = round_trip(p, c, op, payload, len, deadline_ms, reply, err, errlen);
+        if (rc == HPC_OK)
+            break;
+        drop(c);
+        /* Only a connection that was already open may have gone stale; retry that case once. */
+        if (rc != HPC_DOWN || !reused)
+            break;
+    }
+    give_back(p, c);
+    return rc;
+}
+
+int hpc_hello(hpc_pool *p, int64_t deadline_ms, char *err, size_t errlen)
+{
+    hpc_reply r;
+    int rc = hpc_call(p, WIRE_OP_HELLO, NULL, 0, deadline_ms, 1000, &r, err, errlen);
+    if (rc == HPC_OK && r.status != WIRE_OK) {
+        snprintf(err, errlen, "hotpath HELLO answered %s", wire_status_name(r.status));
+        rc = HPC_PROTO;
+    }
+    hpc_reply_free(&r);
+    return rc;
+}

@@ -1,0 +1,94 @@
+/* http.h - the HTTP layer of vigil-api: libmicrohttpd in thread-per-connection mode, request
+ * bodies with hard limits, problem+json errors, request ids, one JSON log line per request,
+ * authentication and scope checks, and graceful drain.
+ *
+ * Owns: http_req (one per request, freed in MHD's completion callback), http_resp (what a handler
+ * fills), the daemon.  Handlers run on the connection's own thread and may block, bounded by the
+ * request deadline (req->deadline_ms) that every pool wait and query honours. */
+#ifndef VIGIL_HTTP_H
+#define VIGIL_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app.h"
+
+struct MHD_Connection;
+struct cJSON;
+
+#define HTTP_MAX_PARAMS 4
+#define HTTP_REQUEST_ID_MAX 64
+
+enum http_scope { SCOPE_NONE = 0, SCOPE_READ = 1, SCOPE_WRITE = 2, SCOPE_ADMIN = 4 };
+
+typedef struct http_req {
+    const app *app;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;
+    char request_id[HTTP_REQUEST_ID_MAX + 1];
+    int64_t start_us;
+    int64_t deadline_ms;           /* absolute, wire_now_ms() clock */
+    char *body;                    /* NUL-terminated copy of the body (may be empty) */
+    size_t body_len;
+    const char *params[HTTP_MAX_PARAMS]; /* path parameters in route order, NUL-terminated */
+    int nparams;
+    char key_id[40];               /* authenticated API key's UUID, "" when unauthenticated */
+    unsigned key_scopes;           /* SCOPE_* bits */
+} http_req;
+
+typedef struct http_resp {
+    int status;
+    char *body;                    /* malloc'd; NULL for an empty body */
+    size_t body_len;
+    const char *content_type;      /* static string */
+    char location[256];
+    char allow[64];
+    int retry_after;               /* seconds, 0 = no header */
+    int replayed;                  /* Idempotent-Replayed: true */
+} http_resp;
+
+typedef void (*http_handler)(http_req *req, http_resp *resp);
+
+/* Response helpers.  They replace whatever body resp had.  http_json takes ownership of obj and
+ * deletes it.  On allocation failure they fall back to a bodiless 500. */
+void http_json(http_resp *resp, int status, struct cJSON *obj);
+void http_raw(http_resp *resp, int status, const char *content_type, char *body_take, size_t len);
+/* RFC 9457 problem: type "https://vigil.dev/problems/<code>", title, status, detail, code, and
+ * field when non-NULL.  detail is printf-style. */
+void http_problem(http_resp *resp, int status, const char *code, const char *field,
+                  const char *detail_fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* 503 with Retry-After for an exhausted pool, an unreachable dependency, or a passed deadline. */
+void http_unavailable(http_resp *resp, const char *what);
+
+/* Parses the strict-JSON request body into *out (an object).  On failure fills resp with the
+ * right error (415 wrong content type, 400 malformed/not an object) and returns -1. */
+int http_body_object(http_req *req, http_resp *resp, struct cJSON **out);
+
+/* Request header value or NULL.  Query argument value or NULL. */
+const char *http_header(http_req *req, const char *name);
+const char *http_query(http_req *req, const char *name);
+
+/* Name of the first query argument not in allowed (NULL-terminated list), or NULL. */
+const char *http_query_unknown(http_req *req, const char *const *allowed);
+
+/* Milliseconds left before the request deadline (<= 0: passed). */
+int64_t http_time_left_ms(const http_req *req);
+
+typedef struct http_server http_server;
+
+/* Starts the daemon on cfg's address.  Returns the server (caller stops it with http_stop) or
+ * NULL with err filled. */
+http_server *http_start(const app *a, char *err, size_t errlen);
+/* Stops accepting, waits up to drain_timeout_s for in-flight requests, stops the daemon and
+ * frees s.  Returns the number of requests still in flight when the drain timed out (0 = clean). */
+int http_stop(http_server *s);
+
+/* One JSON log line on stderr, written atomically: {"time":..,"level":..,"msg":..,<extra>}.
+ * extra is a preformatted JSON fragment (",\"k\":v" ...) or "".  Never pass secrets. */
+void http_log(const char *level, const char *msg, const char *extra);
+/* Escapes s into out[cap] as JSON string content (no quotes), truncating safely. */
+void http_json_escape(const char *s, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,177 @@
+/* main.c - vigil-api entry point: the `serve` (default), `migrate` and `keys` commands.
+ *
+ * serve: load config, open the pools, apply migrations, ensure the bootstrap key, start HTTP, then
+ * wait for SIGTERM/SIGINT and drain.  Signals are blocked in every thread and taken with
+ * sigwait() here, so no handler runs in async-signal context. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "auth.h"
+#include "config.h"
+#include "db.h"
+#include "hpclient.h"
+#include "http.h"
+#include "migrate.h"
+
+#ifndef VIGIL_VERSION
+#define VIGIL_VERSION "0.1.0"
+#endif
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: vigil-api [serve]                 run the HTTP API (default)\n"
+                 "       vigil-api migrate                 apply pending migrations and exit\n"
+                 "       vigil-api keys create --name NAME --scopes read,write,admin\n"
+                 "       vigil-api keys list\n"
+                 "       vigil-api keys revoke KEY_ID\n"
+                 "       vigil-api --version\n"
+                 "Configuration comes from the environment; see README.md.\n");
+}
+
+static void die(const char *msg)
+{
+    char extra[600];
+    char esc[512];
+    http_json_escape(msg, esc, sizeof esc);
+    snprintf(extra, sizeof extra, ",\"error\":\"%s\"", esc);
+    http_log("error", "start-up failed", extra);
+    fprintf(stderr, "vigil-api: %s\n", msg);
+    exit(1);
+}
+
+static int cmd_keys(db_pool *pool, int argc, char **argv)
+{
+    char err[512];
+    if (argc >= 1 && strcmp(argv[0], "create") == 0) {
+        const char *name = NULL, *scopes = "read";
+        for (int i = 1; i + 1 < argc; i += 2) {
+            if (strcmp(argv[i], "--name") == 0)
+                name = argv[i + 1];
+            else if (strcmp(argv[i], "--scopes") == 0)
+                scopes = argv[i + 1];
+            else {
+                usage(stderr);
+                return 2;
+            }
+        }
+        unsigned bits;
+        if (!name || auth_parse_scopes(scopes, &bits) != 0) {
+            fprintf(stderr, "vigil-api: keys create needs --name and --scopes from read,write,admin\n");
+            return 2;
+        }
+        char key[AUTH_KEY_LEN + 1], id[40];
+        if (auth_key_create(pool, name, bits, key, id, err, sizeof err) != 0) {
+            fprintf(stderr, "vigil-api: %s\n", err);
+            return 1;
+        }
+        printf("id:     %s\nname:   %s\nscopes: %s\nkey:    %s\n(the key is shown only once)\n", id,
+               name, scopes, key);
+        return 0;
+    }
+    if (argc == 1 && strcmp(argv[0], "list") == 0) {
+        if (auth_key_list(pool, stdout, err, sizeof err) != 0) {
+            fprintf(stderr, "vigil-api: %s\n", err);
+            return 1;
+        }
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[0], "revoke") == 0) {
+        int rc = auth_key_revoke(pool, argv[1], err, sizeof err);
+        if (rc < 0)
+            fprintf(stderr, "vigil-api: %s\n", err);
+        else if (rc > 0)
+            fprintf(stderr, "vigil-api: no active key with id %s\n", argv[1]);
+        else
+            printf("revoked %s\n", argv[1]);
+        return rc == 0 ? 0 : 1;
+    }
+    usage(stderr);
+    return 2;
+}
+
+static int serve(app *a, cfg *c)
+{
+    char err[512], extra[700];
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread created below */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (strcmp(c->hotpath_mode, "worker") == 0) {
+        a->hp = hpc_pool_create(c->hotpath_socket, c->hotpath_pool_size,
+                                (uint32_t)c->hotpath_max_frame_mb << 20, err, sizeof err);
+        if (!a->hp)
+            die(err);
+    }
+    if (c->bootstrap_key[0]) {
+        int rc = auth_ensure_bootstrap(a->db, c->bootstrap_key, err, sizeof err);
+        if (rc < 0)
+            die(err);
+        if (rc > 0)
+            http_log("warn", err, "");
+    }
+    http_server *srv = http_start(a, err, sizeof err);
+    if (!srv)
+        die(err);
+    snprintf(extra, sizeof extra,
+             ",\"addr\":\"http://%s:%d\",\"hotpath_mode\":\"%s\",\"hotpath_socket\":\"%s\","
+             "\"version\":\"%s\"",
+             c->http_host, c->http_port, c->hotpath_mode, c->hotpath_socket, VIGIL_VERSION);
+    http_log("info", "listening", extra);
+
+    int sig = 0;
+    sigwait(&set, &sig);
+    snprintf(extra, sizeof extra, ",\"signal\":%d,\"drain_timeout_s\":%d", sig, c->drain_timeout_s);
+    http_log("info", "shutting down", extra);
+    int left = http_stop(srv);
+    snprintf(extra, sizeof extra, ",\"abandoned_requests\":%d", left);
+    http_log("info", "stopped", extra);
+    hpc_pool_destroy(a->hp);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "serve";
+    if (strcmp(cmd, "--version") == 0) {
+        printf("vigil-api %s\n", VIGIL_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "keys") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    static cfg c; /* lives for the whole process; app points at it */
+    char err[512];
+    if (cfg_load(&c, 1, err, sizeof err) != 0)
+        die(err);
+    app a = {.cfg = &c};
+    a.db = db_pool_create(c.database_url, c.db_pool_size, c.db_connect_timeout_ms, err, sizeof err);
+    if (!a.db)
+        die(err);
+    int rc = 0;
+    if (strcmp(cmd, "keys") == 0) {
+        rc = cmd_keys(a.db, argc - 2, argv + 2);
+    } else {
+        int applied = 0;
+        if (migrate_run(a.db, &applied, err, sizeof err) != 0)
+            die(err);
+        char extra[64];
+        snprintf(extra, sizeof extra, ",\"applied\":%d,\"known\":%d", applied, migrate_nfiles);
+        http_log("info", "migrations up to date", extra);
+        if (strcmp(cmd, "serve") == 0)
+            rc = serve(&a, &c);
+    }
+    db_pool_destroy(a.db);
+    return rc;
+}

@@ -1,0 +1,17 @@
+/* validate.h - field validators shared by the resources: UUIDs, ISO 3166-1 alpha-2 country codes,
+ * e-mail sanity, string lengths in characters.  Pure functions, no allocation, thread-safe. */
+#ifndef VIGIL_VALIDATE_H
+#define VIGIL_VALIDATE_H
+
+#include <stddef.h>
+
+/* Canonical textual UUID: 36 chars, 8-4-4-4-12 hex, either case. */
+int val_uuid(const char *s);
+/* An assigned ISO 3166-1 alpha-2 code, upper-case ("DE", "JP"). */
+int val_country(const char *s);
+/* local@domain.tld sanity: 3..254 bytes, one '@', no spaces/controls, a dot in the domain. */
+int val_email(const char *s);
+/* Number of Unicode code points in valid UTF-8 s. */
+size_t val_utf8_chars(const char *s);
+
+#endif

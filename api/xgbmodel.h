@@ -1,0 +1,55 @@
+/* xgbmodel.h - XGBoost JSON model (Booster.save_model("m.json"), xgboost 1.x/2.x) -> vigil's
+ * compiled blob (common/model.h).
+ *
+ * Owns: a strict JSON reader of its own (xgboost writes NaN, Infinity and -Infinity tokens, which
+ * standard parsers such as cJSON reject), the mapping of xgboost's model layout onto model_builder,
+ * and the split of failures into "invalid" (not a well-formed xgboost model: HTTP 400) and
+ * "unsupported" (a well-formed model we cannot score exactly: HTTP 422).
+ * Costs: O(len) time.  Memory: the blob plus an index of the JSON's containers and strings (numbers
+ * inside arrays are re-read from the text, never indexed), bounded by len/4 + 4096 entries of 32
+ * bytes, plus one tree's nodes and categories at a time. */
+#ifndef VIGIL_XGBMODEL_H
+#define VIGIL_XGBMODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define XGB_MAX_DEPTH 64        /* JSON nesting bound */
+#define XGB_MAX_NUMBER_CHARS 64 /* longest number token accepted */
+
+enum xgb_status {
+    XGB_OK = 0,
+    XGB_INVALID = 1,     /* malformed JSON or not structurally an xgboost model  -> 400 */
+    XGB_UNSUPPORTED = 2, /* well-formed, but a booster/objective/feature we do not run -> 422 */
+    XGB_NOMEM = 3,       /* allocation failed -> 500/503 */
+};
+
+typedef struct xgb_info {
+    char objective[64]; /* xgboost's name, e.g. "binary:logistic" (truncated if longer) */
+    char booster[32];   /* "gbtree" or "dart" */
+    uint32_t num_feature;
+    uint32_t num_class; /* output groups: 1, or learner num_class for multi:* */
+    uint32_t num_trees;
+    float base_score;   /* as written by xgboost */
+    float base_margin;  /* base_score through the objective's ProbToMargin */
+    char **feature_names; /* n_feature_names malloc'd UTF-8 strings; NULL/0 when absent */
+    size_t n_feature_names;
+    char **feature_types; /* "q", "c", "int", "float", "i"...; NULL/0 when absent */
+    size_t n_feature_types;
+} xgb_info;
+
+/* Parses and validates json[0..len) (need not be NUL-terminated) and compiles it.  On XGB_OK,
+ * *blob (malloc'd, caller frees with free()) and *blob_len hold a blob that passed model_validate,
+ * and info is filled (caller releases with xgb_info_free).  On any other status, *blob is NULL,
+ * info holds nothing to free, and err holds a one-line reason; for XGB_UNSUPPORTED the reason
+ * names what is unsupported (e.g. `booster "gblinear"`).  info may be NULL.  Thread-safe. */
+int xgb_compile(const char *json, size_t len, xgb_info *info, void **blob, size_t *blob_len,
+                char *err, size_t errlen);
+
+/* Releases the strings of info and zeroes it.  Safe on a zeroed info. */
+void xgb_info_free(xgb_info *info);
+
+/* Name of a status ("ok", "invalid", "unsupported", "nomem"). */
+const char *xgb_status_name(int status);
+
+#endif

@@ -7,11 +7,13 @@
 
 struct db_pool;
 struct hpc_pool;
+struct scoring_cache;
 
 typedef struct app {
     const cfg *cfg;
     struct db_pool *db;   /* PostgreSQL connections, see db.h */
     struct hpc_pool *hp;  /* vigil-hotpath connections, see hpclient.h (NULL in inprocess mode) */
+    struct scoring_cache *cache; /* compiled models for inprocess mode (NULL in worker mode) */
 } app;
 
 #endif

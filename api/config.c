@@ -1,6 +1,7 @@
 /* config.c - environment parsing for vigil-api.  See config.h. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,12 @@ static int parse_addr(cfg *c, char *err, size_t errlen)
     c->http_host[hostlen] = '\0';
     if (strcmp(c->http_host, "localhost") == 0)
         strcpy(c->http_host, "127.0.0.1");
+    /* Checked here, not only at bind time, so a typo fails cfg_load with the variable's name. */
+    struct in_addr ia;
+    if (inet_pton(AF_INET, c->http_host, &ia) != 1) {
+        snprintf(err, errlen, "VIGIL_HTTP_ADDR: host must be an IPv4 address or localhost");
+        return -1;
+    }
     c->http_port = (int)port;
     return 0;
 }
@@ -111,6 +118,7 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     c->max_predict_bytes = 64u << 20;
     c->max_predict_rows = 100000;
     c->hotpath_max_frame_mb = 64;
+    c->inprocess_cache_mb = 512;
 
     if (parse_addr(c, err, errlen) ||
         env_str("DATABASE_URL", c->database_url, sizeof c->database_url, err, errlen) ||
@@ -133,6 +141,7 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
         env_size("VIGIL_MAX_PREDICT_BYTES", 64, 4LL << 30, &c->max_predict_bytes, err,
                  errlen) ||
         env_int32("VIGIL_HOTPATH_MAX_FRAME_MB", 1, 4095, &c->hotpath_max_frame_mb, err, errlen) ||
+        env_int32("VIGIL_INPROCESS_CACHE_MB", 1, 1 << 20, &c->inprocess_cache_mb, err, errlen) ||
         env_int32("VIGIL_MAX_PREDICT_ROWS", 1, 10000000, &c->max_predict_rows, err, errlen) ||
         env_str("VIGIL_BOOTSTRAP_KEY", c->bootstrap_key, sizeof c->bootstrap_key, err, errlen))
         return -1;

@@ -16,6 +16,7 @@
 #include "hpclient.h"
 #include "http.h"
 #include "migrate.h"
+#include "scoring.h"
 
 #ifndef VIGIL_VERSION
 #define VIGIL_VERSION "0.1.0"
@@ -108,6 +109,10 @@ static int serve(app *a, cfg *c)
                                 (uint32_t)c->hotpath_max_frame_mb << 20, err, sizeof err);
         if (!a->hp)
             die(err);
+    } else {
+        a->cache = scoring_cache_create((size_t)c->inprocess_cache_mb << 20);
+        if (!a->cache)
+            die("out of memory");
     }
     if (c->bootstrap_key[0]) {
         int rc = auth_ensure_bootstrap(a->db, c->bootstrap_key, err, sizeof err);
@@ -133,6 +138,7 @@ static int serve(app *a, cfg *c)
     snprintf(extra, sizeof extra, ",\"abandoned_requests\":%d", left);
     http_log("info", "stopped", extra);
     hpc_pool_destroy(a->hp);
+    scoring_cache_destroy(a->cache);
     return 0;
 }
 

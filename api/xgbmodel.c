@@ -685,7 +685,9 @@ void xgb_info_free(xgb_info *info)
 
 /* ProbToMargin of 1.7's objectives, in float as xgboost does it:
  * src/objective/regression_loss.h LogisticRegression::ProbToMargin: -logf(1.0f / p - 1.0f)
- * (reg:logistic, binary:logistic and binary:logitraw, which inherits it);
+ * (reg:logistic, binary:logistic).  binary:logitraw: the identity -- xgboost 1.7.4 starts its
+ * margin at base_score itself (fixture binary_logitraw, base_score 0.2, proves it; the logit
+ * would be off by 1.586);
  * src/objective/regression_obj.cu Poisson/Gamma/Tweedie: std::log(float) == logf;
  * everything else is the identity (ObjFunction::ProbToMargin). */
 static int base_margin(uint32_t obj, float bs, float *out, xctx *x)
@@ -693,7 +695,6 @@ static int base_margin(uint32_t obj, float bs, float *out, xctx *x)
     switch (obj) {
     case MODEL_OBJ_LOGISTIC:
     case MODEL_OBJ_BINARY_LOGISTIC:
-    case MODEL_OBJ_BINARY_LOGITRAW:
         if (!(bs > 0.0f && bs < 1.0f))
             return fail(x, XGB_INVALID, "base_score must be in (0,1) for logistic loss");
         *out = -logf(1.0f / bs - 1.0f);

@@ -1,19 +1,35 @@
 /* model.h - the compiled model format: what vigil-api produces from an XGBoost JSON model and
  * what vigil-hotpath (and the reference evaluator) run.
  *
- * Owns: the binary blob layout, its builder (API side), and its validator (both sides: the worker
- * trusts nothing that arrives over the socket).  A validated blob is read through model_view, which
- * points into the blob; nothing is copied.
+ * Owns: the binary blob layout, its builder (API side; allocates), and its validator (both sides:
+ * the worker trusts nothing that arrives over the socket; never allocates).  A validated blob is
+ * read through model_view, which points into the blob; nothing is copied.
  *
- * Blob layout (little-endian, every section 4-byte aligned, offsets relative to blob start):
- *   model_file_header  (MODEL_HEADER_SIZE bytes)
- *   trees[num_trees]   model_tree_rec   16 bytes each
- *   nodes[num_nodes]   model_node_rec   16 bytes each, trees' nodes contiguous, tree-local indices
- *   cats[num_cat_words] u32 words of category bitsets (bit c of a set = word c/32, bit c%32)
+ * Blob layout, format version 1 (little-endian, every section 4-byte aligned, offsets relative to
+ * the blob start; the total length is exactly the sum of the sections):
+ *   model_file_header   MODEL_HEADER_SIZE (64) bytes
+ *   trees[num_trees]    model_tree_rec   16 bytes each, in xgboost tree-id order
+ *   nodes[num_nodes]    model_node_rec   16 bytes each, trees' nodes contiguous, tree-local indices
+ *   cats[num_cat_words] u32 words holding the categorical splits' sets
  *
- * Costs: model_validate O(size of blob) and it proves: sizes add up exactly, every tree's nodes form
- * a tree rooted at local node 0 (children in range, each non-root node reached exactly once, so no
- * cycles), split features < num_feature, groups < num_class, categorical ranges inside cats[],
+ * Canonical node order (what makes validation O(1) in memory): inside a tree, nodes are numbered in
+ * breadth-first order from the root, so the k-th internal node (k = 0, 1, ... in index order) has
+ * left = 2k+1 and right = 2k+2 = left+1.  A leaf has left = right = -1, split = 0.  Every tree that
+ * xgboost can write maps to this order (the builder renumbers and drops unreachable nodes).  It
+ * implies: each non-root node has exactly one parent, children have larger indices than their
+ * parent (so a walk always terminates after < num_nodes steps), and `right == left + 1`, so an
+ * evaluator may compute the next node as `left + !go_left`.
+ *
+ * Categorical split: u.cat is the word offset in cats[] of the node's set, stored as
+ *   cats[u.cat] = n (number of bitset words, 1 <= n <= MODEL_MAX_CAT_SET_WORDS)
+ *   cats[u.cat + 1 .. u.cat + n]  bitset: category c is in the set iff bit (c % 32) of word c / 32
+ * The set holds the categories that go RIGHT (xgboost 1.7 semantics; its JSON "categories" lists
+ * exactly these).  n = max category / 32 + 1, which matches xgboost's own bitset sizing
+ * (src/tree/tree_model.cc LoadCategoricalSplit), and matters: see refeval.c for the decision rule.
+ *
+ * Costs: model_validate O(len), O(1) memory.  It proves: sizes add up exactly, header fields in
+ * range, trees contiguous and in order, canonical node order, split features < num_feature,
+ * groups < num_class, categorical sets inside cats[], base_margin and tree weights finite,
  * objective known.  After model_validate succeeds, evaluation cannot read out of bounds or loop. */
 #ifndef VIGIL_MODEL_H
 #define VIGIL_MODEL_H
@@ -21,36 +37,40 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MODEL_MAGIC 0x4D4C4756u /* "VGLM" */
+#define MODEL_MAGIC 0x4D4C4756u /* "VGLM" read as little-endian bytes */
 #define MODEL_FORMAT_VERSION 1u
 #define MODEL_HEADER_SIZE 64u
 #define MODEL_MAX_TREES (1u << 20)
-#define MODEL_MAX_NODES (1u << 28)
+#define MODEL_MAX_NODES (1u << 26)          /* total, all trees */
+#define MODEL_MAX_TREE_NODES (1u << 24)     /* one tree */
 #define MODEL_MAX_FEATURES (1u << 20)
 #define MODEL_MAX_CLASSES 4096u
+#define MODEL_MAX_CAT_WORDS (1u << 24)      /* total words in cats[] (64 MiB) */
+#define MODEL_MAX_CAT_SET_WORDS (1u << 19)  /* one set: categories < 2^24, xgboost's own limit */
 
 /* Objectives.  The numbering is part of the blob format: append only. */
 enum model_objective {
-    MODEL_OBJ_SQUAREDERROR = 1,   /* reg:squarederror            identity */
-    MODEL_OBJ_SQUAREDLOGERROR,    /* reg:squaredlogerror         identity */
-    MODEL_OBJ_PSEUDOHUBERERROR,   /* reg:pseudohubererror        identity */
-    MODEL_OBJ_ABSOLUTEERROR,      /* reg:absoluteerror           identity */
-    MODEL_OBJ_LOGISTIC,           /* reg:logistic                sigmoid */
-    MODEL_OBJ_BINARY_LOGISTIC,    /* binary:logistic             sigmoid */
-    MODEL_OBJ_BINARY_LOGITRAW,    /* binary:logitraw             identity */
-    MODEL_OBJ_BINARY_HINGE,       /* binary:hinge                margin > 0 ? 1 : 0 */
-    MODEL_OBJ_POISSON,            /* count:poisson               exp */
-    MODEL_OBJ_GAMMA,              /* reg:gamma                   exp */
-    MODEL_OBJ_TWEEDIE,            /* reg:tweedie                 exp */
-    MODEL_OBJ_SOFTPROB,           /* multi:softprob              softmax per row */
-    MODEL_OBJ_SOFTMAX,            /* multi:softmax               argmax (class index) */
-    MODEL_OBJ_RANK_PAIRWISE,      /* rank:pairwise               identity */
-    MODEL_OBJ_RANK_NDCG,          /* rank:ndcg                   identity */
-    MODEL_OBJ_RANK_MAP,           /* rank:map                    identity */
+    MODEL_OBJ_SQUAREDERROR = 1, /* reg:squarederror            identity */
+    MODEL_OBJ_SQUAREDLOGERROR,  /* reg:squaredlogerror         identity */
+    MODEL_OBJ_PSEUDOHUBERERROR, /* reg:pseudohubererror        identity */
+    MODEL_OBJ_ABSOLUTEERROR,    /* reg:absoluteerror           identity */
+    MODEL_OBJ_LOGISTIC,         /* reg:logistic                sigmoid */
+    MODEL_OBJ_BINARY_LOGISTIC,  /* binary:logistic             sigmoid */
+    MODEL_OBJ_BINARY_LOGITRAW,  /* binary:logitraw             identity */
+    MODEL_OBJ_BINARY_HINGE,     /* binary:hinge                margin > 0 ? 1 : 0 */
+    MODEL_OBJ_POISSON,          /* count:poisson               exp */
+    MODEL_OBJ_GAMMA,            /* reg:gamma                   exp */
+    MODEL_OBJ_TWEEDIE,          /* reg:tweedie                 exp */
+    MODEL_OBJ_SOFTPROB,         /* multi:softprob              softmax per row */
+    MODEL_OBJ_SOFTMAX,          /* multi:softmax               argmax (class index as float) */
+    MODEL_OBJ_RANK_PAIRWISE,    /* rank:pairwise               identity */
+    MODEL_OBJ_RANK_NDCG,        /* rank:ndcg                   identity */
+    MODEL_OBJ_RANK_MAP,         /* rank:map                    identity */
     MODEL_OBJ_MAX
 };
 
 #define MODEL_F_DART 0x1u /* booster "dart": each tree's leaf is multiplied by its weight */
+#define MODEL_F_ALL MODEL_F_DART
 
 /* Node flags, packed with the split feature into model_node_rec.split. */
 #define MODEL_NODE_FEATURE_MASK 0x3FFFFFFFu
@@ -58,44 +78,39 @@ enum model_objective {
 #define MODEL_NODE_CATEGORICAL 0x40000000u
 
 /* On-disk/wire records.  Fields are little-endian; on little-endian hosts (all we build for) the
- * structs alias the bytes directly, which model_validate checks at compile time. */
+ * structs alias the bytes directly, which model.c checks at compile time. */
 typedef struct model_file_header {
     uint32_t magic;          /* MODEL_MAGIC */
     uint32_t format_version; /* MODEL_FORMAT_VERSION */
     uint32_t objective;      /* enum model_objective */
     uint32_t flags;          /* MODEL_F_* */
-    uint32_t num_feature;
-    uint32_t num_class;      /* output groups: 1 unless multi:*, then >= 2 */
-    uint32_t num_trees;
+    uint32_t num_feature;    /* 1..MODEL_MAX_FEATURES */
+    uint32_t num_class;      /* output groups: 1 unless multi:*, then 1..MODEL_MAX_CLASSES */
+    uint32_t num_trees;      /* 0..MODEL_MAX_TREES */
     uint32_t num_nodes;      /* total over all trees */
     uint32_t num_cat_words;
     float base_score;        /* as written by xgboost (probability space for logistic) */
-    float base_margin;       /* what every output's margin starts at: base_score transformed */
+    float base_margin;       /* every output's margin starts here: ProbToMargin(base_score) */
     uint32_t reserved[5];    /* zero */
 } model_file_header;
 
 typedef struct model_tree_rec {
-    uint32_t first_node; /* index of the tree's node 0 in nodes[] */
-    uint32_t num_nodes;  /* >= 1 */
+    uint32_t first_node; /* index of the tree's node 0 in nodes[]: sum of the previous num_nodes */
+    uint32_t num_nodes;  /* 1..MODEL_MAX_TREE_NODES */
     uint32_t group;      /* output group (xgboost tree_info), < num_class */
-    float weight;        /* 1.0f for gbtree; weight_drop[i] for dart */
+    float weight;        /* 1.0f for gbtree; weight_drop[i] for dart; finite */
 } model_tree_rec;
 
 typedef struct model_node_rec {
     int32_t left;   /* tree-local index of the left child; -1 marks a leaf */
-    int32_t right;  /* tree-local index of the right child; -1 for a leaf */
-    uint32_t split; /* feature index | MODEL_NODE_DEFAULT_LEFT | MODEL_NODE_CATEGORICAL */
+    int32_t right;  /* left + 1 for an internal node; -1 for a leaf */
+    uint32_t split; /* feature index | MODEL_NODE_DEFAULT_LEFT | MODEL_NODE_CATEGORICAL; leaf: 0 */
     union {
         float threshold; /* numeric split: x goes left iff x < threshold */
         float leaf;      /* leaf value */
-        uint32_t cat;    /* categorical split: word offset of its set in cats[], see below */
+        uint32_t cat;    /* categorical split: word offset of its set in cats[] (see top) */
     } u;
 } model_node_rec;
-
-/* Categorical nodes: u.cat holds the offset (in words) of the node's bitset in cats[]; the word
- * count sits in the first word at that offset (so a set is  [n_words][n_words bitset words]).
- * A category value c (a float) goes: missing -> default child; c in set -> right; otherwise as
- * xgboost 1.7.4 decides (see refeval.c for the exact rule and its source). */
 
 /* A validated blob, read in place.  Pointers are into the caller's blob, which must outlive it. */
 typedef struct model_view {
@@ -107,19 +122,56 @@ typedef struct model_view {
 } model_view;
 
 /* Validates blob[0..len) as described at the top of this file and fills *v.  blob must be 4-byte
- * aligned.  Returns 0, or -1 with a one-line reason in err.  Never allocates, never reads outside
- * [blob, blob+len), runs in O(len) with O(1) extra memory besides the scratch the caller gives:
- * scratch must hold one byte per node of the largest tree (pass scratch_len = 0 to let validate
- * use a slower O(1)-memory check).  Thread-safe. */
+ * aligned (an unaligned blob is rejected, not read).  Returns 0, or -1 with a one-line reason in
+ * err (v is then zeroed).  Never allocates, never reads outside [blob, blob+len), O(len) time,
+ * O(1) memory.  scratch/scratch_len are unused since format 1's canonical node order made them
+ * unnecessary; pass NULL, 0.  Thread-safe. */
 int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratch_len,
                    model_view *v, char *err, size_t errlen);
 
-/* Number of float outputs per row for this model's predictions (num_class for softprob, 1
- * otherwise), and for margins (num_class). */
+/* Number of float outputs per row: for margins num_class; for predictions num_class with
+ * multi:softprob, 1 otherwise. */
 uint32_t model_outputs_per_row(const model_view *v, int output_margin);
 
+/* xgboost's name of an objective ("binary:logistic"), or NULL for an unknown value. */
 const char *model_objective_name(uint32_t objective);
 /* Returns the enum value for an xgboost objective name, or 0 if unsupported. */
 uint32_t model_objective_from_name(const char *name);
+
+/* ---- builder (API side) -----------------------------------------------------------------------
+ * Collects trees in xgboost's own shape (arbitrary node numbering, possibly unreachable "deleted"
+ * nodes, categories as a list) and emits a canonical blob.  Allocates; not for the worker. */
+
+/* One node as xgboost describes it. */
+typedef struct model_src_node {
+    int32_t left, right;     /* children; left == -1 marks a leaf (right is then ignored) */
+    uint32_t feature;        /* split feature (internal nodes) */
+    int default_left;        /* missing value goes left */
+    int categorical;         /* split_type 1 */
+    float value;             /* threshold, or the leaf value */
+    const int64_t *cats;     /* categorical: categories going right (any order, duplicates ok) */
+    uint32_t n_cats;         /* >= 1 for a categorical node */
+} model_src_node;
+
+typedef struct model_builder model_builder;
+
+/* Starts a model.  Returns NULL on OOM.  The caller frees with model_builder_free. */
+model_builder *model_builder_new(uint32_t objective, uint32_t flags, uint32_t num_feature,
+                                 uint32_t num_class, float base_score, float base_margin);
+
+/* Appends one tree (trees are evaluated in the order they are added).  Walks from node 0: every
+ * reachable node must be reached exactly once (no cycles, no shared children), children in
+ * [0, n), features < num_feature, categories in [0, 2^24).  Unreachable nodes are dropped.
+ * Returns 0, or -1 with a reason in err (the builder is unchanged; OOM is reported the same way).
+ * nodes stays owned by the caller. */
+int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
+                           const model_src_node *nodes, uint32_t n, char *err, size_t errlen);
+
+/* Emits the blob: *blob_out is malloc'd (caller frees with free()), *len_out its size.  The blob
+ * is run through model_validate before it is returned.  Returns 0, or -1 with a reason in err
+ * (*blob_out NULL).  The builder may be freed or reused afterwards. */
+int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, size_t errlen);
+
+void model_builder_free(model_builder *b);
 
 #endif

@@ -15,7 +15,19 @@
  *    12     4  payload_len  <= the receiver's configured maximum
  *    16     8  request_id   chosen by the client, echoed in the response
  *
- * Error responses carry a UTF-8 message as payload (not NUL-terminated). */
+ * Error responses carry a UTF-8 message as payload (not NUL-terminated).
+ *
+ * Payloads of the scoring ops (all little-endian; a "model key" is the model's 16-byte UUID
+ * followed by the 32-byte SHA-256 of its uploaded source, WIRE_MODEL_KEY_SIZE bytes):
+ *   LOAD_MODEL request   key[48] u32 blob_len  blob[blob_len]      (blob: common/model.h format,
+ *                        at payload offset 52, so 4-byte aligned when the payload is)
+ *              response  OK (empty) | BAD_PAYLOAD / NO_MEMORY + message
+ *   SCORE request        u32 nsections (1..WIRE_MAX_SECTIONS), then per section:
+ *                          key[48] u32 flags (WIRE_SCORE_MARGIN) u32 nrows u32 ncols
+ *                          f32 rows[nrows * ncols] (row-major, NaN = missing)
+ *              response  OK: u32 nsections, then per section u32 nrows u32 nout f32 out[nrows*nout]
+ *                        UNKNOWN_MODEL: u32 index of the first section whose model is not loaded
+ *                        BAD_PAYLOAD + message (ncols != the model's num_feature, sizes...) */
 #ifndef VIGIL_WIRE_H
 #define VIGIL_WIRE_H
 
@@ -26,6 +38,10 @@
 #define WIRE_VERSION 1u
 #define WIRE_HEADER_SIZE 24u
 #define WIRE_F_RESPONSE 0x0001u
+
+#define WIRE_MODEL_KEY_SIZE 48u
+#define WIRE_MAX_SECTIONS 8u
+#define WIRE_SCORE_MARGIN 0x1u /* SCORE section flag: raw margins instead of transformed output */
 
 enum wire_op {
     WIRE_OP_HELLO = 1,      /* -> u16 proto, str version, u16 n, n x (u16 op, str name, str impl) */
@@ -71,9 +87,10 @@ typedef struct wire_header {
 /* Encodes h into exactly WIRE_HEADER_SIZE bytes at out.  Never fails. */
 void wire_header_encode(uint8_t *out, const wire_header *h);
 
-/* Decodes WIRE_HEADER_SIZE bytes into h and validates them: magic, version, op range and
- * payload_len <= max_payload.  Returns WIRE_OK or the wire_status that should be answered; h is
- * filled as far as it could be read either way (so request_id can be echoed). */
+/* Decodes WIRE_HEADER_SIZE bytes into h and validates them: magic, version, payload_len <=
+ * max_payload and, for requests only (no WIRE_F_RESPONSE), the op range: error responses may carry
+ * op 0 (WIRE_E_BUSY, garbled headers).  Returns WIRE_OK or the wire_status that should be
+ * answered; h is filled as far as it could be read either way (so request_id can be echoed). */
 int wire_header_decode(const uint8_t *in, uint32_t max_payload, wire_header *h);
 
 /* Human-readable name of a status or op ("ok", "unknown_model", "hello", ...).  Static strings. */

@@ -1,0 +1,429 @@
+/* models.c - the /api/v1/models resource: upload (compile + store), list, get, source, delete,
+ * and predict.  Compilation is api/xgbmodel.c, scoring is api/scoring.c; this file is HTTP and SQL.
+ * Costs: upload O(model size) CPU + one transaction; predict one metadata SELECT plus scoring. */
+#include "models.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cursor.h"
+#include "dbreq.h"
+#include "fields.h"
+#include "http.h"
+#include "rows.h"
+#include "scoring.h"
+#include "sha256.h"
+#include "validate.h"
+#include "xgbmodel.h"
+
+#define MODEL_COLS                                                                                 \
+    "id, name, version, objective, booster, num_features, num_class, num_trees, "                  \
+    "coalesce(array_to_json(feature_names)::text, 'null'), "                                       \
+    "coalesce(array_to_json(feature_types)::text, 'null'), base_score, sha256, "                   \
+    "octet_length(source), "                                                                       \
+    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "                \
+    "(extract(epoch FROM created_at) * 1000000)::bigint"
+
+static cJSON *model_row_json(const PGresult *r, int row)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "id", PQgetvalue(r, row, 0));
+    cJSON_AddStringToObject(o, "name", PQgetvalue(r, row, 1));
+    cJSON_AddNumberToObject(o, "version", atoi(PQgetvalue(r, row, 2)));
+    cJSON_AddStringToObject(o, "objective", PQgetvalue(r, row, 3));
+    cJSON_AddStringToObject(o, "booster", PQgetvalue(r, row, 4));
+    cJSON_AddNumberToObject(o, "num_features", atoi(PQgetvalue(r, row, 5)));
+    cJSON_AddNumberToObject(o, "num_class", atoi(PQgetvalue(r, row, 6)));
+    cJSON_AddNumberToObject(o, "num_trees", atoi(PQgetvalue(r, row, 7)));
+    cJSON *fn = cJSON_Parse(PQgetvalue(r, row, 8));
+    cJSON_AddItemToObject(o, "feature_names", fn ? fn : cJSON_CreateNull());
+    cJSON *ft = cJSON_Parse(PQgetvalue(r, row, 9));
+    cJSON_AddItemToObject(o, "feature_types", ft ? ft : cJSON_CreateNull());
+    cJSON_AddNumberToObject(o, "base_score", strtod(PQgetvalue(r, row, 10), NULL));
+    cJSON_AddStringToObject(o, "sha256", PQgetvalue(r, row, 11));
+    cJSON_AddNumberToObject(o, "size_bytes", strtod(PQgetvalue(r, row, 12), NULL));
+    cJSON_AddStringToObject(o, "created_at", PQgetvalue(r, row, 13));
+    return o;
+}
+
+static int model_id_param(http_req *req, http_resp *resp, const char **id)
+{
+    *id = req->nparams > 0 ? req->params[0] : NULL;
+    if (!*id || !val_uuid(*id)) {
+        http_problem(resp, 400, "validation_failed", "id", "model id must be a UUID");
+        return -1;
+    }
+    return 0;
+}
+
+static int valid_name(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 128)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return 0;
+    }
+    return 1;
+}
+
+/* A JSON array of the strings, or NULL when n == 0.  Caller frees. */
+static char *string_array_json(char **v, size_t n)
+{
+    if (n == 0)
+        return NULL;
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < n && a; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(v[i]));
+    char *s = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return s;
+}
+
+void models_create(http_req *req, http_resp *resp)
+{
+    static const char *const args[] = {"name", NULL};
+    const char *ct = http_header(req, "Content-Type");
+    const char *name = http_query(req, "name");
+    const char *bad = http_query_unknown(req, args);
+    xgb_info info = {0};
+    void *blob = NULL;
+    size_t blob_len = 0;
+    char err[512], *names_json = NULL, *types_json = NULL;
+    db_conn *c = NULL;
+    PGresult *r = NULL;
+    if (bad) {
+        http_problem(resp, 400, "unknown_parameter", bad, "unknown query parameter '%.64s'", bad);
+        return;
+    }
+    if (!ct || (strncasecmp(ct, "application/json", 16) != 0 &&
+                strncasecmp(ct, "application/octet-stream", 24) != 0)) {
+        http_problem(resp, 415, "unsupported_media_type", NULL,
+                     "upload the model file as application/json (Booster.save_model output)");
+        return;
+    }
+    if (!valid_name(name)) {
+        http_problem(resp, 400, "validation_failed", "name",
+                     "query parameter 'name' is required: 1..128 of [A-Za-z0-9._-], starting "
+                     "with a letter or digit");
+        return;
+    }
+    int st = xgb_compile(req->body, req->body_len, &info, &blob, &blob_len, err, sizeof err);
+    if (st == XGB_INVALID) {
+        http_problem(resp, 400, "invalid_model", NULL, "not a valid XGBoost JSON model: %s", err);
+        return;
+    }
+    if (st == XGB_UNSUPPORTED) {
+        http_problem(resp, 422, "unsupported_model", NULL, "unsupported: %s", err);
+        return;
+    }
+    if (st != XGB_OK) {
+        http_problem(resp, 500, "internal", NULL, "could not compile the model: %s", err);
+        return;
+    }
+    uint8_t digest[32];
+    char sha[65], nf[16], ncls[16], ntrees[16], base[32];
+    sha256(req->body, req->body_len, digest);
+    sha256_hex(digest, sha);
+    names_json = string_array_json(info.feature_names, info.n_feature_names);
+    types_json = string_array_json(info.feature_types, info.n_feature_types);
+    snprintf(nf, sizeof nf, "%u", info.num_feature);
+    snprintf(ncls, sizeof ncls, "%u", info.num_class);
+    snprintf(ntrees, sizeof ntrees, "%u", info.num_trees);
+    snprintf(base, sizeof base, "%.9g", (double)info.base_score);
+    if (!(c = dbreq_acquire(req, resp)) || dbreq_begin(req, resp, c))
+        goto done;
+    const char *lockv[] = {name};
+    int rc = dbreq_query(req, resp, c, "SELECT pg_advisory_xact_lock(hashtext('vigil.models:' || $1))",
+                         1, lockv, &r);
+    if (rc != DB_OK)
+        goto dberr;
+    PQclear(r);
+    r = NULL;
+    const char *vals[] = {name, info.objective, info.booster, nf, ncls, ntrees, names_json,
+                          types_json, base, sha, req->body, blob};
+    int lens[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (int)req->body_len, (int)blob_len};
+    int fmts[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1};
+    if (req->body_len > (size_t)0x7fffffff || blob_len > (size_t)0x7fffffff) {
+        http_problem(resp, 413, "body_too_large", NULL, "model too large to store");
+        goto done;
+    }
+    rc = dbreq_query_bin(
+        req, resp, c,
+        "INSERT INTO models (name, version, objective, booster, num_features, num_class, "
+        "num_trees, feature_names, feature_types, base_score, sha256, source, compiled) "
+        "SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, "
+        "CASE WHEN $7::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text($7::jsonb)) END, "
+        "CASE WHEN $8::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text($8::jsonb)) END, "
+        "$9, $10, $11, $12 FROM models WHERE name = $1 RETURNING " MODEL_COLS,
+        12, vals, lens, fmts, 0, &r);
+    if (rc != DB_OK)
+        goto dberr;
+    if (dbreq_commit(req, resp, c))
+        goto done;
+    snprintf(resp->location, sizeof resp->location, "/api/v1/models/%s", PQgetvalue(r, 0, 0));
+    http_json(resp, 201, model_row_json(r, 0));
+    goto done;
+dberr:
+    if (rc == DB_ERROR)
+        dbreq_internal(req, resp, r);
+done:
+    PQclear(r);
+    if (c)
+        dbreq_release(req, c);
+    free(names_json);
+    free(types_json);
+    free(blob);
+    xgb_info_free(&info);
+}
+
+void models_list(http_req *req, http_resp *resp)
+{
+    static const char *const args[] = {"limit", "cursor", "name", NULL};
+    int limit;
+    int64_t ts = 0;
+    char cid[37] = "", tsbuf[24], limbuf[16];
+    PGresult *r = NULL;
+    if (field_limit(req, resp, args, 50, 500, &limit))
+        return;
+    const char *cur = http_query(req, "cursor");
+    const char *name = http_query(req, "name");
+    if (cur && cursor_decode(cur, &ts, cid) != 0) {
+        http_problem(resp, 400, "validation_failed", "cursor", "'cursor' is not a valid cursor");
+        return;
+    }
+    if (name && !valid_name(name)) {
+        http_problem(resp, 400, "validation_failed", "name", "'name' is not a valid model name");
+        return;
+    }
+    snprintf(tsbuf, sizeof tsbuf, "%lld", (long long)ts);
+    snprintf(limbuf, sizeof limbuf, "%d", limit + 1);
+    db_conn *c = dbreq_acquire(req, resp);
+    if (!c)
+        return;
+    const char *vals[] = {cur ? tsbuf : NULL, cur ? cid : NULL, limbuf, name};
+    int rc = dbreq_query(req, resp, c,
+                         "SELECT " MODEL_COLS " FROM models WHERE ($1::bigint IS NULL OR "
+                         "(created_at, id) < ('epoch'::timestamptz + $1::bigint * interval "
+                         "'1 microsecond', $2::uuid)) AND ($4::text IS NULL OR name = $4) "
+                         "ORDER BY created_at DESC, id DESC LIMIT $3",
+                         4, vals, &r);
+    dbreq_release(req, c);
+    if (rc == DB_ERROR)
+        dbreq_internal(req, resp, r);
+    if (rc == DB_OK) {
+        cJSON *out = cJSON_CreateObject();
+        cJSON *data = cJSON_AddArrayToObject(out, "data");
+        int n = PQntuples(r), shown = n > limit ? limit : n;
+        for (int i = 0; i < shown; i++)
+            cJSON_AddItemToArray(data, model_row_json(r, i));
+        if (n > limit) {
+            char next[CURSOR_MAX];
+            cursor_encode(atoll(PQgetvalue(r, shown - 1, 14)), PQgetvalue(r, shown - 1, 0), next);
+            cJSON_AddStringToObject(out, "next_cursor", next);
+        } else {
+            cJSON_AddNullToObject(out, "next_cursor");
+        }
+        http_json(resp, 200, out);
+    }
+    PQclear(r);
+}
+
+void models_get(http_req *req, http_resp *resp)
+{
+    const char *id;
+    PGresult *r = NULL;
+    if (model_id_param(req, resp, &id))
+        return;
+    db_conn *c = dbreq_acquire(req, resp);
+    if (!c)
+        return;
+    const char *vals[] = {id};
+    int rc = dbreq_query(req, resp, c, "SELECT " MODEL_COLS " FROM models WHERE id = $1", 1, vals,
+                         &r);
+    dbreq_release(req, c);
+    if (rc == DB_ERROR)
+        dbreq_internal(req, resp, r);
+    else if (rc == DB_OK && PQntuples(r) == 0)
+        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
+    else if (rc == DB_OK)
+        http_json(resp, 200, model_row_json(r, 0));
+    PQclear(r);
+}
+
+void models_source(http_req *req, http_resp *resp)
+{
+    const char *id;
+    PGresult *r = NULL;
+    if (model_id_param(req, resp, &id))
+        return;
+    db_conn *c = dbreq_acquire(req, resp);
+    if (!c)
+        return;
+    const char *vals[] = {id};
+    int rc = dbreq_query_bin(req, resp, c, "SELECT source FROM models WHERE id = $1", 1, vals,
+                             NULL, NULL, 1, &r);
+    dbreq_release(req, c);
+    if (rc == DB_ERROR)
+        dbreq_internal(req, resp, r);
+    else if (rc == DB_OK && PQntuples(r) == 0)
+        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
+    else if (rc == DB_OK) {
+        size_t n = (size_t)PQgetlength(r, 0, 0);
+        char *copy = malloc(n ? n : 1);
+        if (!copy) {
+            http_problem(resp, 500, "internal", NULL, "out of memory");
+        } else {
+            memcpy(copy, PQgetvalue(r, 0, 0), n);
+            http_raw(resp, 200, "application/json", copy, n);
+        }
+    }
+    PQclear(r);
+}
+
+void models_delete(http_req *req, http_resp *resp)
+{
+    const char *id;
+    PGresult *r = NULL;
+    if (model_id_param(req, resp, &id))
+        return;
+    db_conn *c = dbreq_acquire(req, resp);
+    if (!c)
+        return;
+    const char *vals[] = {id};
+    int rc = dbreq_query(req, resp, c, "DELETE FROM models WHERE id = $1", 1, vals, &r);
+    dbreq_release(req, c);
+    if (rc == DB_ERROR && strcmp(db_sqlstate(r), "23503") == 0)
+        http_problem(resp, 409, "conflict", NULL,
+                     "model %s is used by the policy or by stored decisions; change the policy "
+                     "first",
+                     id);
+    else if (rc == DB_ERROR)
+        dbreq_internal(req, resp, r);
+    else if (rc == DB_OK && atoi(PQcmdTuples(r)) == 0)
+        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
+    else if (rc == DB_OK)
+        http_raw(resp, 204, NULL, NULL, 0);
+    PQclear(r);
+}
+
+/* Appends one float as the shortest text that round-trips float32 (%.9g), or null when it is
+ * not finite (JSON has no NaN/Infinity). */
+static size_t put_float(char *p, float v)
+{
+    if (!isfinite(v)) {
+        memcpy(p, "null", 4);
+        return 4;
+    }
+    return (size_t)snprintf(p, 20, "%.9g", (double)v);
+}
+
+/* {"model_id": ..., "predictions": [...]} built by hand: for 100000 rows cJSON would cost far
+ * more than the scoring.  One array per row for multi-output, a number otherwise. */
+static char *predictions_json(const char *id, const float *out, uint32_t nrows, uint32_t nout,
+                              size_t *len)
+{
+    size_t cap = 64 + strlen(id) + (size_t)nrows * (nout * 20 + 4);
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    size_t o = (size_t)snprintf(s, cap, "{\"model_id\":\"%s\",\"predictions\":[", id);
+    for (uint32_t i = 0; i < nrows; i++) {
+        if (i)
+            s[o++] = ',';
+        if (nout > 1)
+            s[o++] = '[';
+        for (uint32_t k = 0; k < nout; k++) {
+            if (k)
+                s[o++] = ',';
+            o += put_float(s + o, out[(size_t)i * nout + k]);
+        }
+        if (nout > 1)
+            s[o++] = ']';
+    }
+    o += (size_t)snprintf(s + o, cap - o, "]}");
+    *len = o;
+    return s;
+}
+
+void models_predict(http_req *req, http_resp *resp)
+{
+    const char *id;
+    scoring_model m = {0};
+    rows_result rr = {0};
+    float *out = NULL;
+    char err[512];
+    int db_rc = DB_OK;
+    if (model_id_param(req, resp, &id))
+        return;
+    const char *ct = http_header(req, "Content-Type");
+    if (!ct || strncasecmp(ct, "application/json", 16) != 0) {
+        http_problem(resp, 415, "unsupported_media_type", NULL,
+                     "request body must be application/json");
+        return;
+    }
+    db_conn *c = dbreq_acquire(req, resp);
+    if (!c)
+        return;
+    int sc = scoring_meta(c, id, req->deadline_ms, &m, &db_rc);
+    dbreq_release(req, c);
+    if (sc == SC_NOT_FOUND) {
+        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
+        return;
+    }
+    if (sc != SC_OK) {
+        http_unavailable(resp, "the database is unavailable");
+        return;
+    }
+    if (rows_parse(req->body, req->body_len, (const char *const *)m.names, m.n_names,
+                   m.num_features, (uint32_t)req->app->cfg->max_predict_rows, &rr) != 0) {
+        http_problem(resp, rr.status, rr.status == 413 ? "too_many_rows" : "validation_failed",
+                     rr.field[0] ? rr.field : NULL, "%s", rr.err);
+        goto done;
+    }
+    uint32_t nout = scoring_nout(&m, rr.output_margin);
+    out = malloc((size_t)rr.nrows * nout * sizeof(float));
+    if (!out) {
+        http_problem(resp, 500, "internal", NULL, "out of memory");
+        goto done;
+    }
+    scoring_job job = {&m, rr.output_margin, rr.rows, rr.nrows, out};
+    sc = scoring_run(req->app, &job, 1, req->deadline_ms, err, sizeof err);
+    if (sc == SC_OK) {
+        size_t len = 0;
+        char *body = predictions_json(m.id, out, rr.nrows, nout, &len);
+        if (body)
+            http_raw(resp, 200, "application/json", body, len);
+        else
+            http_problem(resp, 500, "internal", NULL, "out of memory");
+    } else if (sc == SC_NOT_FOUND) {
+        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
+    } else if (sc == SC_UNAVAILABLE || sc == SC_DB) {
+        char extra[700], esc[520];
+        http_json_escape(err, esc, sizeof esc);
+        snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"error\":\"%s\"", req->request_id,
+                 esc);
+        http_log("warn", "scoring unavailable", extra);
+        http_unavailable(resp, "the scoring worker is unavailable");
+    } else {
+        char extra[700], esc[520];
+        http_json_escape(err, esc, sizeof esc);
+        snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"error\":\"%s\"", req->request_id,
+                 esc);
+        http_log("error", "scoring failed", extra);
+        http_problem(resp, 500, "internal", NULL, "scoring failed (request %s)", req->request_id);
+    }
+done:
+    free(out);
+    rows_result_free(&rr);
+    scoring_model_free(&m);
+}

@@ -1,0 +1,63 @@
+/* scoring.h - scoring rows with stored models, the one place that knows where the math runs:
+ *   VIGIL_HOTPATH_MODE=worker     (default) SCORE frames to vigil-hotpath; a worker that lacks the
+ *                                 model answers UNKNOWN_MODEL, we LOAD_MODEL it and retry once.
+ *   VIGIL_HOTPATH_MODE=inprocess  the plain reference evaluator (common/refeval.c) in this process,
+ *                                 on compiled blobs cached here (bounded, LRU).
+ * Owns: model metadata lookups, the in-process blob cache, the SCORE/LOAD_MODEL payloads.
+ * Thread-safe.  Every call honours the caller's absolute deadline. */
+#ifndef VIGIL_SCORING_H
+#define VIGIL_SCORING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app.h"
+#include "db.h"
+
+enum scoring_status {
+    SC_OK = 0,
+    SC_NOT_FOUND = 1,   /* no such model */
+    SC_UNAVAILABLE = 2, /* worker unreachable/busy, or deadline passed */
+    SC_DB = 3,          /* database unreachable/busy/timeout while fetching a model */
+    SC_FAILED = 4,      /* the model or request was rejected (message in err) */
+};
+
+typedef struct scoring_model {
+    char id[37];
+    char sha256[65];
+    int version;
+    uint32_t objective;
+    uint32_t num_features;
+    uint32_t num_class;
+    uint32_t n_names;
+    char **names; /* feature names, n_names of them (0 when the model has none) */
+} scoring_model;
+
+typedef struct scoring_job {
+    const scoring_model *model;
+    int output_margin;
+    const float *rows; /* nrows x model->num_features, NaN = missing */
+    uint32_t nrows;
+    float *out;        /* nrows x scoring_nout(model, output_margin), caller-allocated */
+} scoring_job;
+
+/* Reads model id's metadata with connection c.  Returns SC_OK (free with scoring_model_free),
+ * SC_NOT_FOUND, or SC_DB with *db_rc the db_status. */
+int scoring_meta(db_conn *c, const char *id, int64_t deadline_ms, scoring_model *m, int *db_rc);
+void scoring_model_free(scoring_model *m);
+
+/* Outputs per row for this model and mode. */
+uint32_t scoring_nout(const scoring_model *m, int output_margin);
+
+/* Scores njobs (1..WIRE_MAX_SECTIONS) jobs in one round trip (worker mode) or in process.
+ * Returns an scoring_status, err filled when not SC_OK.  May take a database connection from
+ * a->db to fetch a compiled model. */
+int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms, char *err,
+                size_t errlen);
+
+/* The in-process blob cache (inprocess mode), created by main; max_bytes bounds it. */
+typedef struct scoring_cache scoring_cache;
+scoring_cache *scoring_cache_create(size_t max_bytes);
+void scoring_cache_destroy(scoring_cache *c);
+
+#endif

@@ -1,0 +1,23 @@
+/* refeval.h - the reference evaluator: plain, obviously-correct scoring of a validated model_view,
+ * following xgboost 1.7.4's CPU predictor rule by rule.  It is the yardstick the fast worker path
+ * is tested against, and itself is tested bit-for-bit against xgboost's own predictions.
+ *
+ * Costs: O(rows x sum of tree depths); no allocation (a MODEL_MAX_CLASSES-float stack array). */
+#ifndef VIGIL_REFEVAL_H
+#define VIGIL_REFEVAL_H
+
+#include <stddef.h>
+
+#include "model.h"
+
+/* Scores nrows rows.  m must have passed model_validate.  rows is row-major nrows x num_feature
+ * float32 with NaN meaning "missing".  out receives nrows x model_outputs_per_row(m, output_margin)
+ * floats: the raw margins (num_class per row) when output_margin, else the objective's transform.
+ * Never fails, never allocates, thread-safe. */
+void refeval_predict(const model_view *m, const float *rows, size_t nrows, int output_margin,
+                     float *out);
+
+/* Leaf value of one tree for one row (tree-local walk), exposed for tests. */
+float refeval_tree_leaf(const model_view *m, uint32_t tree, const float *row);
+
+#endif

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# run.sh BIN_DIR [unit|e2e|all] - runs the Check test binaries built under BIN_DIR/tests and prints
+# one closing line "N passed, N failed" (Check's per-binary summaries are added up).  Each e2e
+# binary gets its own temp root, swept afterwards so no server outlives the run even when a test
+# binary crashes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-bin}
+what=${2:-all}
+export VIGIL_BIN_DIR=$bin
+export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
+
+passed=0 failed=0 bad_bins=()
+sweep() {
+  local root=$1
+  # Stop any PostgreSQL cluster or vigil process left under this root, then remove it.
+  for pid in $(pgrep -f -- "$root" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+  rm -rf "$root"
+}
+
+run_one() {
+  local t=$1 out rc root
+  root=$(mktemp -d /tmp/vigil-test.XXXXXX)
+  chmod 755 "$root"
+  echo "=== $(basename "$t")"
+  out=$(VIGIL_TEST_TMP=$root "$t" 2>&1)
+  rc=$?
+  echo "$out"
+  sweep "$root"
+  local line c f e
+  line=$(echo "$out" | grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' | tail -n 1)
+  if [ -n "$line" ]; then
+    c=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
+    f=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
+    e=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
+    passed=$((passed + c - f - e))
+    failed=$((failed + f + e))
+  fi
+  if [ $rc -ne 0 ] || [ -z "$line" ]; then
+    bad_bins+=("$(basename "$t") (exit $rc)")
+    [ -z "$line" ] && failed=$((failed + 1))
+  fi
+}
+
+shopt -s nullglob
+if [ "$what" = all ] || [ "$what" = unit ]; then
+  for t in "$bin"/tests/test_*; do run_one "$t"; done
+fi
+if [ "$what" = all ] || [ "$what" = e2e ]; then
+  for t in "$bin"/tests/e2e_*; do run_one "$t"; done
+fi
+
+if [ ${#bad_bins[@]} -gt 0 ]; then
+  echo "failing test binaries: ${bad_bins[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ ${#bad_bins[@]} -eq 0 ] && [ "$passed" -gt 0 ]

@@ -2,13 +2,17 @@
  * an API key needs (SCOPE_NONE = public) and which body-size limit applies.  To add an endpoint,
  * add a line here and a handler in the resource's module. */
 #include "health.h"
+#include "metrics.h"
 #include "models.h"
+#include "policy.h"
+#include "transactions.h"
 #include "router.h"
 #include "users.h"
 
 const route routes_table[] = {
     {"GET", "/health", health_live, SCOPE_NONE, BODY_NONE},
     {"GET", "/ready", health_ready, SCOPE_NONE, BODY_NONE},
+    {"GET", "/metrics", metrics_handler, SCOPE_NONE, BODY_NONE},
 
     {"POST", "/api/v1/users", users_create, SCOPE_WRITE, BODY_JSON},
     {"GET", "/api/v1/users", users_list, SCOPE_READ, BODY_NONE},
@@ -22,6 +26,15 @@ const route routes_table[] = {
     {"GET", "/api/v1/models/{id}/source", models_source, SCOPE_READ, BODY_NONE},
     {"DELETE", "/api/v1/models/{id}", models_delete, SCOPE_ADMIN, BODY_NONE},
     {"POST", "/api/v1/models/{id}/predict", models_predict, SCOPE_READ, BODY_PREDICT},
+
+    {"GET", "/api/v1/policy", policy_get, SCOPE_READ, BODY_NONE},
+    {"PUT", "/api/v1/policy", policy_put, SCOPE_ADMIN, BODY_JSON},
+
+    {"POST", "/api/v1/transactions", txn_create, SCOPE_WRITE, BODY_JSON},
+    {"GET", "/api/v1/transactions", txn_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/transactions/{id}", txn_get, SCOPE_READ, BODY_NONE},
+    {"PATCH", "/api/v1/transactions/{id}", txn_label, SCOPE_WRITE, BODY_JSON},
+    {"GET", "/api/v1/users/{id}/transactions", txn_list_for_user, SCOPE_READ, BODY_NONE},
 };
 
 const size_t routes_count = sizeof routes_table / sizeof routes_table[0];

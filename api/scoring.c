@@ -19,32 +19,18 @@
 
 /* ---- metadata ---------------------------------------------------------------------------------- */
 
-int scoring_meta(db_conn *c, const char *id, int64_t deadline_ms, scoring_model *m, int *db_rc)
+int scoring_model_from_row(const PGresult *r, int row, int col, scoring_model *m)
 {
     memset(m, 0, sizeof *m);
-    char err[256];
-    PGresult *r = NULL;
-    const char *vals[] = {id};
-    *db_rc = db_query(c,
-                      "SELECT id, sha256, version, objective, num_features, num_class, "
-                      "coalesce(array_to_json(feature_names)::text, '[]') FROM models WHERE id = $1",
-                      1, vals, NULL, NULL, 0, deadline_ms, &r, err, sizeof err);
-    if (*db_rc != DB_OK) {
-        PQclear(r);
-        return SC_DB;
-    }
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        return SC_NOT_FOUND;
-    }
-    snprintf(m->id, sizeof m->id, "%s", PQgetvalue(r, 0, 0));
-    snprintf(m->sha256, sizeof m->sha256, "%s", PQgetvalue(r, 0, 1));
-    m->version = atoi(PQgetvalue(r, 0, 2));
-    m->objective = model_objective_from_name(PQgetvalue(r, 0, 3));
-    m->num_features = (uint32_t)atol(PQgetvalue(r, 0, 4));
-    m->num_class = (uint32_t)atol(PQgetvalue(r, 0, 5));
-    cJSON *names = cJSON_Parse(PQgetvalue(r, 0, 6));
-    PQclear(r);
+    if (PQgetisnull(r, row, col))
+        return -1;
+    snprintf(m->id, sizeof m->id, "%s", PQgetvalue(r, row, col));
+    snprintf(m->sha256, sizeof m->sha256, "%s", PQgetvalue(r, row, col + 1));
+    m->version = atoi(PQgetvalue(r, row, col + 2));
+    m->objective = model_objective_from_name(PQgetvalue(r, row, col + 3));
+    m->num_features = (uint32_t)atol(PQgetvalue(r, row, col + 4));
+    m->num_class = (uint32_t)atol(PQgetvalue(r, row, col + 5));
+    cJSON *names = cJSON_Parse(PQgetvalue(r, row, col + 6));
     int n = cJSON_GetArraySize(names);
     if (n > 0 && (m->names = calloc((size_t)n, sizeof *m->names))) {
         const cJSON *it;
@@ -55,7 +41,24 @@ int scoring_meta(db_conn *c, const char *id, int64_t deadline_ms, scoring_model 
         }
     }
     cJSON_Delete(names);
-    return SC_OK;
+    return 0;
+}
+
+int scoring_meta(db_conn *c, const char *id, int64_t deadline_ms, scoring_model *m, int *db_rc)
+{
+    memset(m, 0, sizeof *m);
+    char err[256];
+    PGresult *r = NULL;
+    const char *vals[] = {id};
+    *db_rc = db_query(c, "SELECT " SCORING_MODEL_COLS("m") " FROM models m WHERE m.id = $1", 1,
+                      vals, NULL, NULL, 0, deadline_ms, &r, err, sizeof err);
+    if (*db_rc != DB_OK) {
+        PQclear(r);
+        return SC_DB;
+    }
+    int sc = PQntuples(r) == 1 && scoring_model_from_row(r, 0, 0, m) == 0 ? SC_OK : SC_NOT_FOUND;
+    PQclear(r);
+    return sc;
 }
 
 void scoring_model_free(scoring_model *m)

@@ -13,6 +13,7 @@
 
 #include "app.h"
 #include "db.h"
+#include <libpq-fe.h>
 
 enum scoring_status {
     SC_OK = 0,
@@ -40,6 +41,15 @@ typedef struct scoring_job {
     uint32_t nrows;
     float *out;        /* nrows x scoring_nout(model, output_margin), caller-allocated */
 } scoring_job;
+
+/* The columns scoring_model_from_row reads, for a models table aliased t (7 columns). */
+#define SCORING_MODEL_COLS(t)                                                                      \
+    t ".id, " t ".sha256, " t ".version, " t ".objective, " t ".num_features, " t ".num_class, "    \
+    "coalesce(array_to_json(" t ".feature_names)::text, '[]')"
+
+/* Fills m from SCORING_MODEL_COLS starting at column col of row.  Returns 0, or -1 when the id
+ * column is NULL (no model).  Free with scoring_model_free. */
+int scoring_model_from_row(const PGresult *r, int row, int col, scoring_model *m);
 
 /* Reads model id's metadata with connection c.  Returns SC_OK (free with scoring_model_free),
  * SC_NOT_FOUND, or SC_DB with *db_rc the db_status. */

@@ -63,3 +63,40 @@ size_t val_utf8_chars(const char *s)
             n++;
     return n;
 }
+
+/* Active ISO 4217 codes by minor-unit exponent (ISO 4217 amendment list; funds codes included). */
+static const char cur0[] = "BIFCLPDJFGNFISKJPYKMFKRWPYGRWFUGXUYIVNDVUVXAFXOFXPF";
+static const char cur3[] = "BHDIQDJODKWDLYDOMRTND";
+static const char cur4[] = "CLFUYW";
+static const char cur2[] =
+    "AEDAFNALLAMDANGAOAARSAUDAWGAZNBAMBBDBDTBGNBMDBNDBOBBOVBRLBSDBTNBWPBYNBZDCADCDFCHECHFCHWCNY"
+    "COPCOUCRCCUCCUPCVECZKDKKDOPDZDEGPERNETBEURFJDFKPGBPGELGHSGIPGMDGTQGYDHKDHNLHTGHUFIDRILSINR"
+    "IRRJMDKESKGSKHRKPWKYDKZTLAKLBPLKRLRDLSLMADMDLMGAMKDMMKMNTMOPMRUMURMVRMWKMXNMXVMYRMZNNADNGN"
+    "NIONOKNPRNZDPABPENPGKPHPPKRPLNQARRONRSDRUBSARSBDSCRSDGSEKSGDSHPSLESLLSOSSRDSSPSTNSVCSYPSZL"
+    "THBTJSTMTTOPTRYTTDTWDTZSUAHUSDUSNUYUUZSVEDVESWSTXCDYERZARZMWZWL";
+
+static int in_list(const char *list, const char *s)
+{
+    for (size_t i = 0; list[i]; i += 3)
+        if (memcmp(list + i, s, 3) == 0)
+            return 1;
+    return 0;
+}
+
+int val_currency_exponent(const char *s)
+{
+    if (!s || strlen(s) != 3)
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (s[i] < 'A' || s[i] > 'Z')
+            return -1;
+    if (in_list(cur2, s))
+        return 2;
+    if (in_list(cur0, s))
+        return 0;
+    if (in_list(cur3, s))
+        return 3;
+    if (in_list(cur4, s))
+        return 4;
+    return -1;
+}

@@ -11,6 +11,9 @@ int val_uuid(const char *s);
 int val_country(const char *s);
 /* local@domain.tld sanity: 3..254 bytes, one '@', no spaces/controls, a dot in the domain. */
 int val_email(const char *s);
+/* Minor-unit exponent of an active ISO 4217 currency code ("EUR" -> 2, "JPY" -> 0, "KWD" -> 3),
+ * or -1 when the code is not one. */
+int val_currency_exponent(const char *s);
 /* Number of Unicode code points in valid UTF-8 s. */
 size_t val_utf8_chars(const char *s);
 

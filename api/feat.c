@@ -1,0 +1,95 @@
+/* feat.c - built-in features: one aggregate query, then arithmetic.  See feat.h. */
+#include "feat.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const names[FEAT_COUNT] = {
+    "amount",
+    "log_amount",
+    "hour_of_day",
+    "day_of_week",
+    "user_age_days",
+    "user_txn_count_1h",
+    "user_txn_count_24h",
+    "user_amount_sum_24h",
+    "user_amount_avg_30d",
+    "user_amount_max_30d",
+    "amount_to_user_avg_30d",
+    "seconds_since_last_txn",
+    "merchant_seen_before",
+    "country_mismatch",
+    "user_distinct_countries_30d",
+};
+
+const char *feat_name(int id)
+{
+    return id >= 0 && id < FEAT_COUNT ? names[id] : NULL;
+}
+
+int feat_lookup(const char *name)
+{
+    for (int i = 0; i < FEAT_COUNT; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* Columns: 0 user id, 1 occurred_at text, 2 user country, 3 user age in days, 4 hour, 5 day of
+ * week, 6 count 1h, 7 count 24h, 8 sum 24h, 9 avg 30d, 10 max 30d, 11 seconds since last,
+ * 12 merchant seen, 13 distinct countries 30d.  The 30-day scan is bounded by the index on
+ * (user_id, occurred_at); "last" and "merchant seen" are separate index probes. */
+const char FEAT_SQL[] =
+    "WITH u AS (SELECT id, created_at, country FROM users "
+    "           WHERE ($1::uuid IS NOT NULL AND id = $1::uuid) "
+    "              OR ($1::uuid IS NULL AND external_id = $2)), "
+    "     o AS (SELECT coalesce($3::timestamptz, clock_timestamp()) AS t) "
+    "SELECT u.id, "
+    "  to_char(o.t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+    "  u.country, "
+    "  extract(epoch FROM o.t - u.created_at) / 86400.0, "
+    "  extract(hour FROM o.t AT TIME ZONE 'UTC'), "
+    "  extract(isodow FROM o.t AT TIME ZONE 'UTC') - 1, "
+    "  a.c1h, a.c24h, a.s24h, a.avg30, a.max30, "
+    "  extract(epoch FROM o.t - (SELECT max(l.occurred_at) FROM transactions l "
+    "                            WHERE l.user_id = u.id AND l.occurred_at < o.t)), "
+    "  EXISTS (SELECT 1 FROM transactions m WHERE m.user_id = u.id AND m.merchant_id = $4 "
+    "          AND m.occurred_at < o.t), "
+    "  a.dc30 "
+    "FROM u CROSS JOIN o CROSS JOIN LATERAL ("
+    "  SELECT count(*) FILTER (WHERE t.occurred_at >= o.t - interval '1 hour') AS c1h, "
+    "         count(*) FILTER (WHERE t.occurred_at >= o.t - interval '24 hours') AS c24h, "
+    "         coalesce(sum(t.amount_major) FILTER (WHERE t.occurred_at >= o.t - interval "
+    "'24 hours'), 0) AS s24h, "
+    "         avg(t.amount_major) AS avg30, max(t.amount_major) AS max30, "
+    "         count(DISTINCT t.country) AS dc30 "
+    "  FROM transactions t WHERE t.user_id = u.id AND t.occurred_at < o.t "
+    "    AND t.occurred_at >= o.t - interval '30 days') a";
+
+static double col(const PGresult *r, int c)
+{
+    return PQgetisnull(r, 0, c) ? NAN : strtod(PQgetvalue(r, 0, c), NULL);
+}
+
+void feat_compute(const PGresult *r, double amount_major, const char *country,
+                      double out[FEAT_COUNT])
+{
+    out[FEAT_AMOUNT] = amount_major;
+    out[FEAT_LOG_AMOUNT] = log1p(amount_major);
+    out[FEAT_HOUR_OF_DAY] = col(r, 4);
+    out[FEAT_DAY_OF_WEEK] = col(r, 5);
+    out[FEAT_USER_AGE_DAYS] = col(r, 3);
+    out[FEAT_USER_TXN_COUNT_1H] = col(r, 6);
+    out[FEAT_USER_TXN_COUNT_24H] = col(r, 7);
+    out[FEAT_USER_AMOUNT_SUM_24H] = col(r, 8);
+    out[FEAT_USER_AMOUNT_AVG_30D] = col(r, 9);
+    out[FEAT_USER_AMOUNT_MAX_30D] = col(r, 10);
+    double avg = out[FEAT_USER_AMOUNT_AVG_30D];
+    out[FEAT_AMOUNT_TO_USER_AVG_30D] = isnan(avg) || avg == 0 ? NAN : amount_major / avg;
+    out[FEAT_SECONDS_SINCE_LAST_TXN] = col(r, 11);
+    out[FEAT_MERCHANT_SEEN_BEFORE] = PQgetvalue(r, 0, 12)[0] == 't' ? 1 : 0;
+    out[FEAT_COUNTRY_MISMATCH] =
+        PQgetisnull(r, 0, 2) ? NAN : strcmp(PQgetvalue(r, 0, 2), country) != 0 ? 1 : 0;
+    out[FEAT_USER_DISTINCT_COUNTRIES_30D] = col(r, 13);
+}

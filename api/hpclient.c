@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "wire.h"
 
 typedef struct hpc_conn {
@@ -163,6 +164,12 @@ static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, const void *payload
     }
     wire_header rh;
     int st = wire_header_decode(hb, p->max_frame, &rh);
+    if (st == WIRE_OK && (rh.flags & WIRE_F_RESPONSE) && rh.status == WIRE_E_BUSY &&
+        rh.request_id == 0) {
+        /* All worker slots were taken when we connected: it answered BUSY and closed. */
+        snprintf(err, errlen, "hotpath worker has no free connection slot");
+        return HPC_BUSY;
+    }
     if (st != WIRE_OK || !(rh.flags & WIRE_F_RESPONSE) || rh.request_id != h.request_id) {
         snprintf(err, errlen, "hotpath sent an invalid response (%s)", wire_status_name(st));
         return HPC_PROTO;
@@ -189,6 +196,7 @@ static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, const void *payload
 int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_t deadline_ms,
              int wait_ms, hpc_reply *reply, char *err, size_t errlen)
 {
+    int64_t t0 = metrics_now_us();
     memset(reply, 0, sizeof *reply);
     int64_t until = wire_now_ms() + wait_ms;
     if (until > deadline_ms)
@@ -196,7 +204,9 @@ int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_
     hpc_conn *c = take(p, until);
     if (!c) {
         snprintf(err, errlen, "all %d hotpath connections busy", p->size);
-        return wire_now_ms() >= deadline_ms ? HPC_TIMEOUT : HPC_BUSY;
+        int busy = wire_now_ms() >= deadline_ms ? HPC_TIMEOUT : HPC_BUSY;
+        metrics_observe_hotpath(op, busy, 0, metrics_now_us() - t0);
+        return busy;
     }
     int rc = HPC_DOWN;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -212,6 +222,7 @@ int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_
             break;
     }
     give_back(p, c);
+    metrics_observe_hotpath(op, rc, rc == HPC_OK ? reply->status : 0, metrics_now_us() - t0);
     return rc;
 }
 

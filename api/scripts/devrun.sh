@@ -55,6 +55,26 @@ for _ in $(seq 100); do
   kill -0 "$api_pid" 2>/dev/null || break
   sleep 0.1
 done
+# An empty database gets the demo: the committed model (api/demo/demo_model.json, trained by
+# api/demo/train_demo.py), a policy using it, and three users.
+auth="Authorization: Bearer $VIGIL_BOOTSTRAP_KEY"
+if curl -fsS -H "$auth" "http://$addr/api/v1/models?limit=1" 2>/dev/null | grep -q '"data":\[\]'; then
+  model=$(curl -fsS -H "$auth" -H 'Content-Type: application/json' \
+            --data-binary @api/demo/demo_model.json "http://$addr/api/v1/models?name=demo-fraud" |
+          sed -n 's/^{"id":"\([^"]*\)".*/\1/p')
+  if [ -n "$model" ]; then
+    curl -fsS -o /dev/null -X PUT -H "$auth" -H 'Content-Type: application/json' "http://$addr/api/v1/policy" \
+      -d "{\"champion_model_id\":\"$model\",\"review_threshold\":0.5,\"block_threshold\":0.8,\"fallback_decision\":\"review\"}"
+    for u in alice:DE bob:FR carol:US; do
+      curl -fsS -o /dev/null -H "$auth" -H 'Content-Type: application/json' "http://$addr/api/v1/users" \
+        -d "{\"external_id\":\"${u%%:*}\",\"country\":\"${u##*:}\",\"name\":\"${u%%:*}\"}" || true
+    done
+    echo "loaded the demo: model demo-fraud ($model) as champion, users alice, bob, carol" >&2
+  else
+    echo "could not load the demo model" >&2
+  fi
+fi
+
 cat >&2 <<MSG
 
   vigil is running:  http://$addr   (Ctrl-C stops the API, the worker and PostgreSQL)

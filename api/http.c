@@ -25,6 +25,7 @@
 
 #include "auth.h"
 #include "json.h"
+#include "metrics.h"
 #include "router.h"
 #include "wire.h"
 
@@ -63,6 +64,17 @@ void http_json_escape(const char *s, char *out, size_t cap)
             out[o++] = (char)c;
         } else if (c < 0x20 || c == 0x7f) {
             o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+        } else if (c >= 0x80) {
+            /* Valid UTF-8 sequences are copied; any other byte (a decoded "%ff" in a path)
+             * becomes U+FFFD, so the log line stays valid JSON. */
+            size_t k = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+            if (strnlen(s, k) == k && json_utf8_valid(s, k)) {
+                memcpy(out + o, s, k); /* fits: o + 7 < cap and k <= 4 */
+                o += k;
+                s += k - 1;
+            } else {
+                o += (size_t)snprintf(out + o, cap - o, "\\ufffd");
+            }
         } else {
             out[o++] = (char)c;
         }
@@ -421,6 +433,9 @@ static void dispatch(req_state *st)
                      st->body_max);
         return;
     }
+    /* The request deadline covers processing; reading the body is bounded by the connection
+     * timeout and the body limit. */
+    q->deadline_ms = wire_now_ms() + q->app->cfg->request_timeout_ms;
     if (!q->body) {
         q->body = strdup("");
         if (!q->body) {
@@ -472,11 +487,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
         return;
     *ctx = NULL;
     char path[300], extra[600];
+    int64_t duration_us = now_us() - st->req.start_us;
+    metrics_observe_request(st->rt ? (int)(st->rt - routes_table) : -1, st->req.method,
+                            st->resp.status, duration_us);
     http_json_escape(st->req.path, path, sizeof path);
     snprintf(extra, sizeof extra,
              ",\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"duration_us\":%lld,"
              "\"request_id\":\"%s\"%s",
-             st->req.method, path, st->resp.status, (long long)(now_us() - st->req.start_us),
+             st->req.method, path, st->resp.status, (long long)duration_us,
              st->req.request_id,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : ",\"aborted\":true");
     http_log("info", "request", extra);
@@ -533,9 +551,9 @@ int http_stop(http_server *s)
 {
     if (!s)
         return 0;
+    /* The listen socket may only be closed after MHD_stop_daemon (libmicrohttpd's contract for
+     * threaded modes); until then new connections wait in the backlog, unanswered. */
     MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
-    if (lfd != MHD_INVALID_SOCKET)
-        close(lfd);
     int64_t until = wire_now_ms() + (int64_t)s->app->cfg->drain_timeout_s * 1000;
     while (atomic_load(&s->inflight) > 0 && wire_now_ms() < until) {
         struct timespec ts = {0, 10 * 1000 * 1000};
@@ -543,6 +561,8 @@ int http_stop(http_server *s)
     }
     int left = atomic_load(&s->inflight);
     MHD_stop_daemon(s->daemon);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
     free(s);
     return left;
 }

@@ -58,7 +58,10 @@ int wire_header_decode(const uint8_t *in, uint32_t max_payload, wire_header *h)
         return WIRE_E_BAD_VERSION;
     if (h->payload_len > max_payload)
         return WIRE_E_TOO_LARGE;
-    if (h->op == 0 || h->op >= WIRE_OP_MAX)
+    /* Only a request must name a known op.  A response may carry op 0 or an op the receiver does
+     * not know: the worker answers WIRE_E_BUSY, a truncated or garbled header, or an unknown op
+     * with such frames, and the client must still be able to read their status. */
+    if (!(h->flags & WIRE_F_RESPONSE) && (h->op == 0 || h->op >= WIRE_OP_MAX))
         return WIRE_E_UNKNOWN_OP;
     return WIRE_OK;
 }
@@ -99,18 +102,21 @@ int64_t wire_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits until fd is ready for events or the deadline passes.  Returns WIRE_IO_OK, _TIMEOUT or
- * _ERR.  deadline_ms < 0 means no wait at all is needed (blocking I/O does the waiting). */
+/* Waits until fd is ready for events: until the deadline (WIRE_IO_TIMEOUT once it has passed) or,
+ * with deadline_ms < 0, for as long as it takes (only reached for an O_NONBLOCK fd, whose EAGAIN
+ * must wait in poll rather than spin).  Returns WIRE_IO_OK, _TIMEOUT or _ERR. */
 static int wait_fd(int fd, short events, int64_t deadline_ms)
 {
-    if (deadline_ms < 0)
-        return WIRE_IO_OK;
     for (;;) {
-        int64_t left = deadline_ms - wire_now_ms();
-        if (left <= 0)
-            return WIRE_IO_TIMEOUT;
+        int timeout = -1;
+        if (deadline_ms >= 0) {
+            int64_t left = deadline_ms - wire_now_ms();
+            if (left <= 0)
+                return WIRE_IO_TIMEOUT;
+            timeout = left > 60000 ? 60000 : (int)left;
+        }
         struct pollfd p = {.fd = fd, .events = events};
-        int rc = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+        int rc = poll(&p, 1, timeout);
         if (rc > 0)
             return WIRE_IO_OK; /* readable, writable, or HUP/ERR: the syscall will tell */
         if (rc < 0 && errno != EINTR)
@@ -118,24 +124,14 @@ static int wait_fd(int fd, short events, int64_t deadline_ms)
     }
 }
 
-/* Without a deadline the syscall itself blocks, unless the caller gave us an O_NONBLOCK fd: then
- * EAGAIN must wait in poll, not spin. */
-static int block_fd(int fd, short events)
-{
-    struct pollfd p = {.fd = fd, .events = events};
-    if (poll(&p, 1, -1) < 0 && errno != EINTR)
-        return WIRE_IO_ERR;
-    return WIRE_IO_OK;
-}
-
+/* Both loops try the syscall first and wait only when it would block: bytes already there are
+ * taken even if the deadline has just passed, and the common case costs no poll() at all.  With a
+ * deadline the syscall never blocks (MSG_DONTWAIT); without one it blocks on a blocking fd. */
 int wire_read_full(int fd, void *buf, size_t n, int64_t deadline_ms)
 {
     uint8_t *p = buf;
     size_t got = 0;
     while (got < n) {
-        int w = wait_fd(fd, POLLIN, deadline_ms);
-        if (w != WIRE_IO_OK)
-            return w;
         ssize_t r = recv(fd, p + got, n - got, deadline_ms < 0 ? 0 : MSG_DONTWAIT);
         if (r > 0) {
             got += (size_t)r;
@@ -145,8 +141,9 @@ int wire_read_full(int fd, void *buf, size_t n, int64_t deadline_ms)
             errno = ECONNRESET;
             return WIRE_IO_ERR;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (deadline_ms < 0 && block_fd(fd, POLLIN) != WIRE_IO_OK)
-                return WIRE_IO_ERR;
+            int w = wait_fd(fd, POLLIN, deadline_ms);
+            if (w != WIRE_IO_OK)
+                return w;
         } else if (errno != EINTR) {
             return WIRE_IO_ERR;
         }
@@ -159,9 +156,6 @@ int wire_write_full(int fd, const void *buf, size_t n, int64_t deadline_ms)
     const uint8_t *p = buf;
     size_t put = 0;
     while (put < n) {
-        int w = wait_fd(fd, POLLOUT, deadline_ms);
-        if (w != WIRE_IO_OK)
-            return w;
         ssize_t r = send(fd, p + put, n - put, MSG_NOSIGNAL | (deadline_ms < 0 ? 0 : MSG_DONTWAIT));
         if (r > 0) {
             put += (size_t)r;
@@ -169,8 +163,9 @@ int wire_write_full(int fd, const void *buf, size_t n, int64_t deadline_ms)
             errno = EIO; /* no progress on a non-empty send: do not loop forever */
             return WIRE_IO_ERR;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (deadline_ms < 0 && block_fd(fd, POLLOUT) != WIRE_IO_OK)
-                return WIRE_IO_ERR;
+            int w = wait_fd(fd, POLLOUT, deadline_ms);
+            if (w != WIRE_IO_OK)
+                return w;
         } else if (errno != EINTR) {
             return WIRE_IO_ERR;
         }

@@ -101,8 +101,9 @@ const char *wire_op_name(int op);
 int64_t wire_now_ms(void);
 
 /* Reads exactly n bytes from fd.  deadline_ms is an absolute wire_now_ms() value, or -1 to block.
- * Retries on EINTR.  Returns WIRE_IO_OK, WIRE_IO_EOF (clean close before any byte),
- * WIRE_IO_ERR, or WIRE_IO_TIMEOUT.  Thread-safe per fd owner; never allocates. */
+ * The deadline bounds waiting only: bytes already queued are taken even after it.  Retries on
+ * EINTR; works on blocking and O_NONBLOCK fds.  Returns WIRE_IO_OK, WIRE_IO_EOF (clean close
+ * before any byte), WIRE_IO_ERR, or WIRE_IO_TIMEOUT.  Thread-safe per fd owner; never allocates. */
 int wire_read_full(int fd, void *buf, size_t n, int64_t deadline_ms);
 
 /* Writes exactly n bytes with send(MSG_NOSIGNAL), so a closed peer gives EPIPE, not SIGPIPE.

@@ -39,7 +39,9 @@ int feat_lookup(const char *name)
 /* Columns: 0 user id, 1 occurred_at text, 2 user country, 3 user age in days, 4 hour, 5 day of
  * week, 6 count 1h, 7 count 24h, 8 sum 24h, 9 avg 30d, 10 max 30d, 11 seconds since last,
  * 12 merchant seen, 13 distinct countries 30d.  The 30-day scan is bounded by the index on
- * (user_id, occurred_at); "last" and "merchant seen" are separate index probes. */
+ * (user_id, occurred_at); "last" and "merchant seen" are separate index probes.  Windows are in
+ * hours, never days: timestamptz - interval '30 days' steps calendar days in the session's time
+ * zone, which across a summer-time change is 720 h +- 1 h. */
 const char FEAT_SQL[] =
     "WITH u AS (SELECT id, created_at, country FROM users "
     "           WHERE ($1::uuid IS NOT NULL AND id = $1::uuid) "
@@ -65,7 +67,7 @@ const char FEAT_SQL[] =
     "         avg(t.amount_major) AS avg30, max(t.amount_major) AS max30, "
     "         count(DISTINCT t.country) AS dc30 "
     "  FROM transactions t WHERE t.user_id = u.id AND t.occurred_at < o.t "
-    "    AND t.occurred_at >= o.t - interval '30 days') a";
+    "    AND t.occurred_at >= o.t - interval '720 hours') a";
 
 static double col(const PGresult *r, int c)
 {

@@ -375,8 +375,12 @@ static int run_worker(const app *a, scoring_job *jobs, int njobs, int64_t deadli
         if (r.status != WIRE_OK) {
             snprintf(err, errlen, "worker answered %s: %.*s", wire_status_name(r.status),
                      (int)(r.len > 200 ? 200 : r.len), (const char *)r.payload);
-            sc = r.status == WIRE_E_BUSY || r.status == WIRE_E_NO_MEMORY ? SC_UNAVAILABLE
-                                                                          : SC_FAILED;
+            /* BUSY/NO_MEMORY pass; UNKNOWN_OP/BAD_VERSION mean a worker of another release
+             * (mid-rollout): unavailable too, not a fault of this request. */
+            sc = r.status == WIRE_E_BUSY || r.status == WIRE_E_NO_MEMORY ||
+                         r.status == WIRE_E_UNKNOWN_OP || r.status == WIRE_E_BAD_VERSION
+                     ? SC_UNAVAILABLE
+                     : SC_FAILED;
             hpc_reply_free(&r);
             break;
         }

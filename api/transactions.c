@@ -11,7 +11,8 @@
  *   4. INSERT the transaction with its feature snapshot and the whole decision, INSERT the
  *      idempotency record holding the exact response, COMMIT.
  * A crash anywhere before COMMIT leaves nothing; after it, the whole result.  Only 201 results
- * are recorded for replay; a request that failed validation can simply be retried. */
+ * are recorded for replay; a request that failed validation can simply be retried.  Records are
+ * kept VIGIL_IDEMPOTENCY_RETENTION_H hours (default 48, at least 24). */
 #include "transactions.h"
 
 #include <cjson/cJSON.h>
@@ -325,6 +326,20 @@ static int idem_key_ok(const char *k)
     return 1;
 }
 
+/* Deletes a bounded batch of idempotency records older than the retention (at least 24 h).  Run
+ * on about one keyed request in 64, after its commit, so the table stays bounded without a
+ * background job.  Failures only delay the cleanup. */
+static void expire_keys(http_req *req, db_conn *c)
+{
+    char hours[16], err[256];
+    snprintf(hours, sizeof hours, "%d", req->app->cfg->idempotency_retention_h);
+    const char *v[] = {hours};
+    db_exec(c,
+            "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
+            "WHERE created_at < clock_timestamp() - $1::int * interval '1 hour' LIMIT 1000)",
+            1, v, req->deadline_ms, err, sizeof err);
+}
+
 void txn_create(http_req *req, http_resp *resp)
 {
     cJSON *body = NULL, *snap = NULL;
@@ -550,6 +565,8 @@ void txn_create(http_req *req, http_resp *resp)
     }
     if (dbreq_commit(req, resp, c))
         goto done;
+    if (ikey && (req->start_us & 63) == 0)
+        expire_keys(req, c);
     http_raw(resp, 201, "application/json", resp_text, strlen(resp_text));
     resp_text = NULL;
     snprintf(resp->location, sizeof resp->location, "%s", location);

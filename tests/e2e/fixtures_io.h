@@ -1,0 +1,32 @@
+/* fixtures_io.h - reading tests/fixtures (xgboost 1.7.4 models and xgboost's own predictions, see
+ * tests/fixtures/README.md) from end-to-end tests, and expected values that must not come from
+ * vigil's code: the SHA-256 of a file comes from the system's sha256sum.
+ *
+ * Fixtures are found through $VIGIL_FIXTURES, else tests/fixtures relative to the cwd.  Every
+ * function returns NULL/-1 on failure (the caller asserts); nothing here aborts.  Not thread-safe
+ * only in the sense that fx_dir() reads the environment. */
+#ifndef VIGIL_FIXTURES_IO_H
+#define VIGIL_FIXTURES_IO_H
+
+#include <stddef.h>
+
+#define FX_NAME_MAX 64
+
+/* The fixtures directory. */
+const char *fx_dir(void);
+/* Reads a whole file into a malloc'd buffer (NUL-terminated, *len excludes the NUL). */
+char *fx_slurp(const char *path, size_t *len);
+/* Reads fixture file "NAME.SUFFIX" (e.g. "model.json") of the fixtures directory. */
+char *fx_read(const char *name, const char *suffix, size_t *len);
+/* Fixture names from MANIFEST into names[cap]; returns how many (0 on failure). */
+size_t fx_manifest(char names[][FX_NAME_MAX], size_t cap);
+/* A "ROWS COLS" + values matrix file (NAME.SUFFIX, e.g. "rows.txt") parsed with strtof; returns
+ * malloc'd rows*cols floats or NULL. */
+float *fx_matrix(const char *name, const char *suffix, size_t *rows, size_t *cols);
+/* Lower-case hex SHA-256 of a file, computed by `sha256sum` (an implementation independent of
+ * common/sha256.c).  Returns 0 or -1. */
+int fx_sha256_file(const char *path, char out[65]);
+/* Path of fixture file NAME.SUFFIX into out[cap]. */
+void fx_path(const char *name, const char *suffix, char *out, size_t cap);
+
+#endif

@@ -3,8 +3,13 @@
  * serve: load config, open the pools, apply migrations, ensure the bootstrap key, start HTTP, then
  * wait for SIGTERM/SIGINT and drain.  Signals are blocked in every thread and taken with
  * sigwait() here, so no handler runs in async-signal context. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +35,7 @@ static void usage(FILE *out)
                  "       vigil-api keys list\n"
                  "       vigil-api keys revoke KEY_ID\n"
                  "       vigil-api --version\n"
+                 "       vigil-api --health-check          exit 0 if GET /health answers 200\n"
                  "Configuration comes from the environment; see README.md.\n");
 }
 
@@ -42,6 +48,40 @@ static void die(const char *msg)
     http_log("error", "start-up failed", extra);
     fprintf(stderr, "vigil-api: %s\n", msg);
     exit(1);
+}
+
+/* --health-check: GET /health on VIGIL_HTTP_ADDR (0.0.0.0 means this host, 127.0.0.1) within
+ * 2 s; returns 0 on a 200 answer, else 1.  For container health checks in images without curl. */
+static int health_check(void)
+{
+    static cfg c;
+    char err[512], buf[64] = {0};
+    if (cfg_load(&c, 0, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil-api --health-check: %s\n", err);
+        return 1;
+    }
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c.http_port)};
+    inet_pton(AF_INET, strcmp(c.http_host, "0.0.0.0") == 0 ? "127.0.0.1" : c.http_host,
+              &sa.sin_addr);
+    struct timeval tv = {.tv_sec = 2};
+    const char req[] = "GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    size_t got = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0 &&
+        connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof req - 1)) {
+        ssize_t n;
+        while (got < 12 && (n = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0)
+            got += (size_t)n;
+    }
+    if (fd >= 0)
+        close(fd);
+    int ok = got >= 12 && strncmp(buf, "HTTP/1.", 7) == 0 && strncmp(buf + 8, " 200", 4) == 0;
+    if (!ok)
+        fprintf(stderr, "vigil-api --health-check: no 200 from http://%s:%d/health\n", c.http_host,
+                c.http_port);
+    return ok ? 0 : 1;
 }
 
 static int cmd_keys(db_pool *pool, int argc, char **argv)
@@ -149,6 +189,8 @@ int main(int argc, char **argv)
         printf("vigil-api %s\n", VIGIL_VERSION);
         return 0;
     }
+    if (strcmp(cmd, "--health-check") == 0)
+        return health_check();
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return 0;

@@ -27,6 +27,7 @@
 #include "feat.h"
 #include "fields.h"
 #include "json.h"
+#include "metrics.h"
 #include "scoring.h"
 #include "sha256.h"
 #include "validate.h"
@@ -565,6 +566,7 @@ void txn_create(http_req *req, http_resp *resp)
     }
     if (dbreq_commit(req, resp, c))
         goto done;
+    metrics_observe_decision(decision, degraded);
     if (ikey && (req->start_us & 63) == 0)
         expire_keys(req, c);
     http_raw(resp, 201, "application/json", resp_text, strlen(resp_text));

@@ -2,6 +2,9 @@
 #include "dbreq.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+
+#include "cursor.h"
 
 void dbreq_internal(http_req *req, http_resp *resp, const PGresult *res)
 {
@@ -79,4 +82,44 @@ int dbreq_begin(http_req *req, http_resp *resp, db_conn *c)
 int dbreq_commit(http_req *req, http_resp *resp, db_conn *c)
 {
     return simple(req, resp, c, "COMMIT");
+}
+
+int dbreq_fetch_by_id(http_req *req, http_resp *resp, const char *sql, const char *id,
+                      const char *what, int binary_result, PGresult **res)
+{
+    *res = NULL;
+    db_conn *c = dbreq_acquire(req, resp);
+    if (!c)
+        return -1;
+    const char *vals[] = {id};
+    int rc = dbreq_query_bin(req, resp, c, sql, 1, vals, NULL, NULL, binary_result, res);
+    dbreq_release(req, c);
+    if (rc == DB_OK && PQntuples(*res) > 0)
+        return 0;
+    if (rc == DB_OK)
+        http_problem(resp, 404, "not_found", NULL, "no %s with id %s", what, id);
+    else if (rc == DB_ERROR)
+        dbreq_internal(req, resp, *res);
+    PQclear(*res);
+    *res = NULL;
+    return -1;
+}
+
+cJSON *dbreq_page(const PGresult *r, int limit, int col_us, int col_id,
+                  cJSON *(*row_json)(const PGresult *r, int row))
+{
+    cJSON *out = cJSON_CreateObject();
+    cJSON *data = cJSON_AddArrayToObject(out, "data");
+    int n = PQntuples(r), shown = n > limit ? limit : n;
+    for (int i = 0; i < shown; i++)
+        cJSON_AddItemToArray(data, row_json(r, i));
+    if (n > limit) {
+        char next[CURSOR_MAX];
+        cursor_encode(atoll(PQgetvalue(r, shown - 1, col_us)), PQgetvalue(r, shown - 1, col_id),
+                      next);
+        cJSON_AddStringToObject(out, "next_cursor", next);
+    } else {
+        cJSON_AddNullToObject(out, "next_cursor");
+    }
+    return out;
 }

@@ -5,6 +5,8 @@
 #ifndef VIGIL_DBREQ_H
 #define VIGIL_DBREQ_H
 
+#include <cjson/cJSON.h>
+
 #include "db.h"
 #include "http.h"
 
@@ -25,6 +27,18 @@ int dbreq_query_bin(http_req *req, http_resp *resp, db_conn *c, const char *sql,
 
 /* Answers 500 for an SQL error nobody expected, logging the SQLSTATE and message. */
 void dbreq_internal(http_req *req, http_resp *resp, const PGresult *res);
+
+/* Reads the row with this id: one statement with $1 = id, run on a pooled connection.  Returns
+ * 0 with *res (caller PQclear()s it) or -1 with resp filled: 404 "no <what> with id <id>" when
+ * no row, 503/500 on database failure. */
+int dbreq_fetch_by_id(http_req *req, http_resp *resp, const char *sql, const char *id,
+                      const char *what, int binary_result, PGresult **res);
+
+/* {"data": [row_json(r, i)...], "next_cursor": ...} for a keyset page fetched with LIMIT
+ * limit + 1: the extra row only says another page exists; the cursor is built from columns
+ * col_us (created_at in microseconds) and col_id of the last row shown.  Caller owns the result. */
+cJSON *dbreq_page(const PGresult *r, int limit, int col_us, int col_id,
+                  cJSON *(*row_json)(const PGresult *r, int row));
 
 /* Transaction helpers: 0 on success, -1 with resp filled. */
 int dbreq_begin(http_req *req, http_resp *resp, db_conn *c);

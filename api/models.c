@@ -221,18 +221,7 @@ void models_list(http_req *req, http_resp *resp)
     if (rc == DB_ERROR)
         dbreq_internal(req, resp, r);
     if (rc == DB_OK) {
-        cJSON *out = cJSON_CreateObject();
-        cJSON *data = cJSON_AddArrayToObject(out, "data");
-        int n = PQntuples(r), shown = n > limit ? limit : n;
-        for (int i = 0; i < shown; i++)
-            cJSON_AddItemToArray(data, model_row_json(r, i));
-        if (n > limit) {
-            char next[CURSOR_MAX];
-            cursor_encode(atoll(PQgetvalue(r, shown - 1, 14)), PQgetvalue(r, shown - 1, 0), next);
-            cJSON_AddStringToObject(out, "next_cursor", next);
-        } else {
-            cJSON_AddNullToObject(out, "next_cursor");
-        }
+        cJSON *out = dbreq_page(r, limit, 14, 0, model_row_json);
         http_json(resp, 200, out);
     }
     PQclear(r);
@@ -242,21 +231,11 @@ void models_get(http_req *req, http_resp *resp)
 {
     const char *id;
     PGresult *r = NULL;
-    if (model_id_param(req, resp, &id))
+    if (model_id_param(req, resp, &id) ||
+        dbreq_fetch_by_id(req, resp, "SELECT " MODEL_COLS " FROM models WHERE id = $1", id,
+                          "model", 0, &r))
         return;
-    db_conn *c = dbreq_acquire(req, resp);
-    if (!c)
-        return;
-    const char *vals[] = {id};
-    int rc = dbreq_query(req, resp, c, "SELECT " MODEL_COLS " FROM models WHERE id = $1", 1, vals,
-                         &r);
-    dbreq_release(req, c);
-    if (rc == DB_ERROR)
-        dbreq_internal(req, resp, r);
-    else if (rc == DB_OK && PQntuples(r) == 0)
-        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
-    else if (rc == DB_OK)
-        http_json(resp, 200, model_row_json(r, 0));
+    http_json(resp, 200, model_row_json(r, 0));
     PQclear(r);
 }
 
@@ -264,28 +243,17 @@ void models_source(http_req *req, http_resp *resp)
 {
     const char *id;
     PGresult *r = NULL;
-    if (model_id_param(req, resp, &id))
+    if (model_id_param(req, resp, &id) ||
+        dbreq_fetch_by_id(req, resp, "SELECT source FROM models WHERE id = $1", id, "model", 1,
+                          &r))
         return;
-    db_conn *c = dbreq_acquire(req, resp);
-    if (!c)
-        return;
-    const char *vals[] = {id};
-    int rc = dbreq_query_bin(req, resp, c, "SELECT source FROM models WHERE id = $1", 1, vals,
-                             NULL, NULL, 1, &r);
-    dbreq_release(req, c);
-    if (rc == DB_ERROR)
-        dbreq_internal(req, resp, r);
-    else if (rc == DB_OK && PQntuples(r) == 0)
-        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
-    else if (rc == DB_OK) {
-        size_t n = (size_t)PQgetlength(r, 0, 0);
-        char *copy = malloc(n ? n : 1);
-        if (!copy) {
-            http_problem(resp, 500, "internal", NULL, "out of memory");
-        } else {
-            memcpy(copy, PQgetvalue(r, 0, 0), n);
-            http_raw(resp, 200, "application/json", copy, n);
-        }
+    size_t n = (size_t)PQgetlength(r, 0, 0);
+    char *copy = malloc(n ? n : 1);
+    if (!copy) {
+        http_problem(resp, 500, "internal", NULL, "out of memory");
+    } else {
+        memcpy(copy, PQgetvalue(r, 0, 0), n);
+        http_raw(resp, 200, "application/json", copy, n);
     }
     PQclear(r);
 }

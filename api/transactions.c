@@ -608,21 +608,11 @@ void txn_get(http_req *req, http_resp *resp)
 {
     const char *id;
     PGresult *r = NULL;
-    if (txn_id_param(req, resp, &id))
+    if (txn_id_param(req, resp, &id) ||
+        dbreq_fetch_by_id(req, resp, "SELECT " TXN_COLS " FROM transactions t WHERE t.id = $1",
+                          id, "transaction", 0, &r))
         return;
-    db_conn *c = dbreq_acquire(req, resp);
-    if (!c)
-        return;
-    const char *vals[] = {id};
-    int rc = dbreq_query(req, resp, c, "SELECT " TXN_COLS " FROM transactions t WHERE t.id = $1",
-                         1, vals, &r);
-    dbreq_release(req, c);
-    if (rc == DB_ERROR)
-        dbreq_internal(req, resp, r);
-    else if (rc == DB_OK && PQntuples(r) == 0)
-        http_problem(resp, 404, "not_found", NULL, "no transaction with id %s", id);
-    else if (rc == DB_OK)
-        http_json(resp, 200, txn_row_json(r, 0));
+    http_json(resp, 200, txn_row_json(r, 0));
     PQclear(r);
 }
 
@@ -707,19 +697,7 @@ static void list(http_req *req, http_resp *resp, const char *user_id_path)
     else if (rc == DB_ERROR)
         dbreq_internal(req, resp, r);
     else if (rc == DB_OK) {
-        cJSON *out = cJSON_CreateObject();
-        cJSON *data = cJSON_AddArrayToObject(out, "data");
-        int n = PQntuples(r), shown = n > limit ? limit : n;
-        for (int i = 0; i < shown; i++)
-            cJSON_AddItemToArray(data, txn_row_json(r, i));
-        if (n > limit) {
-            char next[CURSOR_MAX];
-            cursor_encode(atoll(PQgetvalue(r, shown - 1, C_CREATED_US)),
-                          PQgetvalue(r, shown - 1, C_ID), next);
-            cJSON_AddStringToObject(out, "next_cursor", next);
-        } else {
-            cJSON_AddNullToObject(out, "next_cursor");
-        }
+        cJSON *out = dbreq_page(r, limit, C_CREATED_US, C_ID, txn_row_json);
         http_json(resp, 200, out);
     }
     PQclear(r);

@@ -164,19 +164,7 @@ void users_list(http_req *req, http_resp *resp)
         dbreq_internal(req, resp, r);
     if (rc != DB_OK)
         goto done;
-    cJSON *out = cJSON_CreateObject();
-    cJSON *data = cJSON_AddArrayToObject(out, "data");
-    int n = PQntuples(r);
-    int shown = n > limit ? limit : n;
-    for (int i = 0; i < shown; i++)
-        cJSON_AddItemToArray(data, users_row_json(r, i));
-    if (n > limit) {
-        char next[CURSOR_MAX];
-        cursor_encode(atoll(PQgetvalue(r, shown - 1, 8)), PQgetvalue(r, shown - 1, 0), next);
-        cJSON_AddStringToObject(out, "next_cursor", next);
-    } else {
-        cJSON_AddNullToObject(out, "next_cursor");
-    }
+    cJSON *out = dbreq_page(r, limit, 8, 0, users_row_json);
     http_json(resp, 200, out);
 done:
     PQclear(r);
@@ -186,21 +174,11 @@ void users_get(http_req *req, http_resp *resp)
 {
     const char *id;
     PGresult *r = NULL;
-    if (user_id_param(req, resp, &id))
+    if (user_id_param(req, resp, &id) ||
+        dbreq_fetch_by_id(req, resp, "SELECT " USER_COLS " FROM users WHERE id = $1", id, "user",
+                          0, &r))
         return;
-    db_conn *c = dbreq_acquire(req, resp);
-    if (!c)
-        return;
-    const char *vals[] = {id};
-    int rc = dbreq_query(req, resp, c, "SELECT " USER_COLS " FROM users WHERE id = $1", 1, vals,
-                         &r);
-    dbreq_release(req, c);
-    if (rc == DB_ERROR)
-        dbreq_internal(req, resp, r);
-    else if (rc == DB_OK && PQntuples(r) == 0)
-        http_problem(resp, 404, "not_found", NULL, "no user with id %s", id);
-    else if (rc == DB_OK)
-        respond_user(resp, 200, r);
+    respond_user(resp, 200, r);
     PQclear(r);
 }
 

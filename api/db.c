@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "http.h"
 #include "wire.h"
 
 struct db_conn {
@@ -88,6 +89,21 @@ static int wait_sock(int fd, short ev, int64_t deadline_ms)
     }
 }
 
+/* libpq prints server notices ("relation ... already exists, skipping") raw on stderr by default,
+ * which would break the one-JSON-object-per-line log; route them through http_log instead. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    char raw[512], msg[600], extra[700];
+    snprintf(raw, sizeof raw, "%s", message);
+    size_t n = strlen(raw);
+    while (n && (raw[n - 1] == '\n' || raw[n - 1] == '\r'))
+        raw[--n] = '\0';
+    http_json_escape(raw, msg, sizeof msg);
+    snprintf(extra, sizeof extra, ",\"notice\":\"%s\"", msg);
+    http_log("info", "postgresql notice", extra);
+}
+
 /* Opens a connection before deadline.  Returns DB_OK, DB_DOWN or DB_TIMEOUT. */
 static int connect_one(db_pool *p, db_conn *c, int64_t deadline_ms)
 {
@@ -117,6 +133,7 @@ static int connect_one(db_pool *p, db_conn *c, int64_t deadline_ms)
     }
     if (PQsetnonblocking(pg, 1) != 0)
         goto down;
+    PQsetNoticeProcessor(pg, on_notice, NULL);
     c->pg = pg;
     return DB_OK;
 down:

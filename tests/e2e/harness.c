@@ -4,7 +4,9 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +77,8 @@ static pid_t spawn(h_env *e, const char *const *argv, const char *const *env1,
      * harness kills them by pid. */
     signal(SIGPIPE, SIG_DFL);
     execvp(argv[0], (char *const *)argv);
+    /* Say why in the log: a binary being relinked by a concurrent build shows up here. */
+    fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }
 
@@ -126,6 +130,8 @@ static int run_sh(const char *cmd)
 int h_pg_start(h_env *e)
 {
     char cmd[1400];
+    if (e->pg_running)
+        return 0;
     snprintf(cmd, sizeof cmd,
              "VIGIL_PG_FAST=1 bash api/scripts/pgctl.sh start '%s' '%s' %d '%s/pg.log' >>'%s/pg.log' 2>&1",
              e->pg_data, e->pg_sock, e->pg_port, e->dir, e->dir);
@@ -435,4 +441,116 @@ const char *h_str(const h_resp *r, const char *name)
 {
     const cJSON *v = r->json ? cJSON_GetObjectItemCaseSensitive(r->json, name) : NULL;
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* ---- extensions: background processes, psql, raw HTTP ------------------------------------------ */
+
+pid_t h_spawn(h_env *e, const char *const *argv, const char *const *env, const char *logname)
+{
+    return spawn(e, argv, e->api_env, env, logname);
+}
+
+int h_wait(pid_t pid, int timeout_ms)
+{
+    return pid > 0 ? wait_exit(pid, timeout_ms) : -1;
+}
+
+int h_psql(h_env *e, const char *db, const char *sql, char *out, size_t cap)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", e->pg_port);
+    const char *argv[] = {"psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", e->pg_sock,
+                          "-p", port, "-U", "vigil", "-d", db ? db : "vigil", "-c", sql, NULL};
+    int rc = h_run(e, argv, NULL, out, cap);
+    if (out && cap) {
+        size_t n = strlen(out);
+        while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+            out[--n] = '\0';
+    }
+    return rc;
+}
+
+/* True once buf holds a full response: headers and Content-Length bytes of body. */
+static int response_complete(const char *txt, size_t n)
+{
+    const char *end = strstr(txt, "\r\n\r\n");
+    if (!end)
+        return 0;
+    size_t hlen = (size_t)(end - txt) + 4;
+    long cl = 0;
+    for (const char *p = txt; p < end;) {
+        const char *eol = strstr(p, "\r\n");
+        if (strncasecmp(p, "Content-Length:", 15) == 0)
+            cl = strtol(p + 15, NULL, 10);
+        p = eol + 2;
+    }
+    return n >= hlen + (size_t)cl;
+}
+
+long h_raw(h_env *e, const char *req, size_t len, char *out, size_t cap, int timeout_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)e->api_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t w = send(fd, req + off, len - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break; /* the server may answer and close before reading everything */
+        off += (size_t)w;
+    }
+    size_t n = 0;
+    out[0] = '\0';
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (n + 1 < cap) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long el = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (el >= timeout_ms)
+            break;
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, (int)(timeout_ms - el)) <= 0)
+            break;
+        ssize_t r = recv(fd, out + n, cap - 1 - n, 0);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        out[n] = '\0';
+        if (response_complete(out, n))
+            break;
+    }
+    close(fd);
+    return (long)n;
+}
+
+char *h_read_file(h_env *e, const char *name)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", e->dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 65536, n = 0;
+    char *b = malloc(cap);
+    for (size_t r; b && (r = fread(b + n, 1, cap - n - 1, f)) > 0;) {
+        n += r;
+        if (cap - n - 1 == 0) {
+            char *nb = realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (b)
+        b[n] = '\0';
+    return b;
 }

@@ -76,4 +76,22 @@ void h_dump_log(h_env *e, const char *name);
 /* A free TCP port on 127.0.0.1 (bind to 0 and read it back). */
 int h_free_port(void);
 
+/* Starts argv (execvp) in the background with e->api_env and env added to the environment,
+ * stdout+stderr appended to e->dir/logname.  Returns the pid (reap it with h_wait) or -1. */
+pid_t h_spawn(h_env *e, const char *const *argv, const char *const *env, const char *logname);
+/* Waits up to timeout_ms for pid to exit; returns its exit status, 128+signal, or -1.  After the
+ * timeout the process is killed (SIGKILL) and 128+9 returned. */
+int h_wait(pid_t pid, int timeout_ms);
+/* Runs one SQL command with psql on the test cluster (database db, NULL = "vigil") and copies
+ * its unaligned, tuples-only output (trailing newlines removed) into out[cap] (may be NULL).
+ * Returns psql's exit status (0 = success). */
+int h_psql(h_env *e, const char *db, const char *sql, char *out, size_t cap);
+/* Sends req[0..len) as-is on a new TCP connection to the API and reads the answer into out[cap]
+ * (NUL-terminated) until the peer closes, a complete response (headers + Content-Length bytes)
+ * has arrived, or timeout_ms passes.  The write side stays open, so a server that waits for a
+ * body it was promised does not see EOF.  Returns the number of bytes read, or -1. */
+long h_raw(h_env *e, const char *req, size_t len, char *out, size_t cap, int timeout_ms);
+/* Reads e->dir/name into a malloc'd NUL-terminated buffer (caller frees); NULL if missing. */
+char *h_read_file(h_env *e, const char *name);
+
 #endif

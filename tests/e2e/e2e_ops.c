@@ -1,0 +1,538 @@
+/* e2e_ops.c - end-to-end tests of vigil-api as an operated process: liveness and readiness, the
+ * hotpath worker and PostgreSQL going away and coming back without an API restart (answers are
+ * 503 + Retry-After, quickly, never a hang), start-up refusing bad configuration, migrations
+ * recorded with checksums (compared with sha256sum's own digest of each migrations/NNNN_name.sql), a changed
+ * checksum stopping start-up, two APIs migrating one fresh database concurrently, and graceful
+ * drain on SIGTERM with requests in flight (held in flight by a table lock taken with psql).
+ *
+ * Two TCases, one environment each (unchecked fixtures, CK_NOFORK). */
+#include <check.h>
+#include <glob.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static h_env E;
+
+static void env_up(void)
+{
+    memset(&E, 0, sizeof E);
+    if (h_start(&E) != 0)
+        ck_abort_msg("harness: environment did not start");
+}
+
+static void env_down(void)
+{
+    h_stop(&E);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void get(const char *path, h_resp *r)
+{
+    ck_assert_msg(h_json(&E, "GET", path, NULL, r) == 0, "GET %s: no response", path);
+}
+
+static const char *jstr(const h_resp *r, const char *name)
+{
+    const char *s = h_str(r, name);
+    return s ? s : "(absent)";
+}
+
+/* GET /ready; checks the three members. */
+static void assert_ready(long status, const char *st, const char *db, const char *hp)
+{
+    h_resp r;
+    char ra[16];
+    ck_assert_int_eq(h_http(&E, "GET", "/ready", NULL, NULL, NULL, 0, NULL, &r), 0);
+    ck_assert_msg(r.status == status, "/ready %ld (want %ld): %s", r.status, status, r.body);
+    ck_assert_str_eq(jstr(&r, "status"), st);
+    ck_assert_str_eq(jstr(&r, "database"), db);
+    ck_assert_str_eq(jstr(&r, "hotpath"), hp);
+    if (status == 503)
+        ck_assert_msg(h_header(&r, "Retry-After", ra, sizeof ra) != NULL, "503 without Retry-After");
+    h_resp_free(&r);
+}
+
+/* ---- dependencies ------------------------------------------------------------------------------ */
+
+START_TEST(health_and_ready)
+{
+    h_resp r;
+    char ct[64];
+    ck_assert_int_eq(h_http(&E, "GET", "/health", NULL, NULL, NULL, 0, NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(jstr(&r, "status"), "ok");
+    ck_assert_ptr_nonnull(h_header(&r, "Content-Type", ct, sizeof ct));
+    ck_assert_str_eq(ct, "application/json");
+    h_resp_free(&r);
+    assert_ready(200, "ready", "up", "up");
+}
+END_TEST
+
+START_TEST(hotpath_down_and_back)
+{
+    pid_t api = E.api_pid;
+    ck_assert_int_eq(h_hp_stop(&E, SIGKILL), 128 + SIGKILL);
+    assert_ready(503, "not_ready", "up", "down");
+    assert_ready(503, "not_ready", "up", "down"); /* stays down, answers every time */
+    /* Routes that do not need the worker keep working. */
+    h_resp r;
+    get("/api/v1/users", &r);
+    ck_assert_int_eq(r.status, 200);
+    h_resp_free(&r);
+    ck_assert_int_eq(h_hp_start(&E), 0);
+    assert_ready(200, "ready", "up", "up");
+    ck_assert_int_eq(E.api_pid, api);
+    ck_assert_int_eq(kill(api, 0), 0); /* the same API process throughout */
+}
+END_TEST
+
+START_TEST(postgres_down_and_back)
+{
+    pid_t api = E.api_pid;
+    h_resp r;
+    char ra[16];
+    /* Warm the pool so a now-dead pooled connection must be noticed. */
+    for (int i = 0; i < 3; i++) {
+        get("/api/v1/users", &r);
+        ck_assert_int_eq(r.status, 200);
+        h_resp_free(&r);
+    }
+    h_pg_stop(&E);
+
+    for (int i = 0; i < 3; i++) {
+        double t0 = now_s();
+        get("/api/v1/users", &r);
+        double el = now_s() - t0;
+        ck_assert_msg(r.status == 503, "PostgreSQL down: %ld %s", r.status, r.body);
+        ck_assert_msg(el < 5.0, "503 took %.2f s (hang?)", el);
+        ck_assert_msg(h_header(&r, "Retry-After", ra, sizeof ra) != NULL, "no Retry-After");
+        ck_assert_int_ge(atoi(ra), 1);
+        ck_assert_str_eq(jstr(&r, "code"), "unavailable");
+        h_resp_free(&r);
+    }
+    double t0 = now_s();
+    ck_assert_int_eq(h_json(&E, "POST", "/api/v1/users", "{\"external_id\":\"pgdown\"}", &r), 0);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_msg(now_s() - t0 < 5.0, "POST while down took too long");
+    h_resp_free(&r);
+    t0 = now_s();
+    assert_ready(503, "not_ready", "down", "up");
+    ck_assert_msg(now_s() - t0 < 5.0, "/ready while down took too long");
+    /* Liveness does not depend on the database. */
+    ck_assert_int_eq(h_http(&E, "GET", "/health", NULL, NULL, NULL, 0, NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    h_resp_free(&r);
+
+    ck_assert_int_eq(h_pg_start(&E), 0);
+    /* The first request after the restart already works. */
+    get("/api/v1/users", &r);
+    ck_assert_msg(r.status == 200, "after PostgreSQL restart: %ld %s", r.status, r.body);
+    h_resp_free(&r);
+    ck_assert_int_eq(h_json(&E, "POST", "/api/v1/users", "{\"external_id\":\"pgback\"}", &r), 0);
+    ck_assert_int_eq(r.status, 201);
+    h_resp_free(&r);
+    assert_ready(200, "ready", "up", "up");
+    ck_assert_int_eq(E.api_pid, api);
+    ck_assert_int_eq(kill(api, 0), 0);
+}
+END_TEST
+
+/* ---- start-up ---------------------------------------------------------------------------------- */
+
+/* Starts `vigil-api serve` with env (plus a free port and the worker socket), waits up to
+ * timeout_ms for it to exit; returns the status, with its output in a malloc'd *log. */
+static int serve_once(const char *const *env, const char *logname, int timeout_ms, char **log)
+{
+    char exe[400], addr[64], sock[400];
+    snprintf(exe, sizeof exe, "%s/vigil-api", E.bin);
+    snprintf(addr, sizeof addr, "VIGIL_HTTP_ADDR=127.0.0.1:%d", h_free_port());
+    snprintf(sock, sizeof sock, "VIGIL_HOTPATH_SOCKET=%s", E.hp_sock);
+    const char *full[16];
+    int n = 0;
+    full[n++] = addr;
+    full[n++] = sock;
+    for (const char *const *p = env; *p && n < 15; p++)
+        full[n++] = *p; /* later entries win: the test's values override the defaults above */
+    full[n] = NULL;
+    const char *argv[] = {exe, "serve", NULL};
+    pid_t pid = h_spawn(&E, argv, full, logname);
+    ck_assert_int_gt(pid, 0);
+    int rc = h_wait(pid, timeout_ms);
+    *log = h_read_file(&E, logname);
+    ck_assert_ptr_nonnull(*log);
+    return rc;
+}
+
+/* The plain-text line "vigil-api: ..." of a failed start. */
+static void assert_startup_message(const char *log, const char *var)
+{
+    const char *p = strstr(log, "vigil-api: ");
+    ck_assert_msg(p != NULL, "no 'vigil-api: ' message in:\n%s", log);
+    ck_assert_msg(strstr(p + 1, "vigil-api: ") == NULL, "more than one message:\n%s", log);
+    size_t n = strcspn(p, "\n");
+    char line[600];
+    snprintf(line, sizeof line, "%.*s", (int)n, p);
+    ck_assert_msg(strncmp(line + 11, var, strlen(var)) == 0, "message does not name %s: %s", var,
+                  line);
+}
+
+START_TEST(startup_rejects_bad_env)
+{
+    static const struct {
+        const char *var, *assign;
+    } t[] = {
+        {"VIGIL_DB_POOL_SIZE", "VIGIL_DB_POOL_SIZE=0"},
+        {"VIGIL_DB_POOL_SIZE", "VIGIL_DB_POOL_SIZE=257"},
+        {"VIGIL_DB_POOL_SIZE", "VIGIL_DB_POOL_SIZE=eight"},
+        {"VIGIL_HTTP_ADDR", "VIGIL_HTTP_ADDR=example.com:80"},
+        {"VIGIL_HTTP_ADDR", "VIGIL_HTTP_ADDR=127.0.0.1:0"},
+        {"VIGIL_MAX_BODY_BYTES", "VIGIL_MAX_BODY_BYTES=63"},
+        {"VIGIL_HOTPATH_MODE", "VIGIL_HOTPATH_MODE=threads"},
+        {"VIGIL_BOOTSTRAP_KEY", "VIGIL_BOOTSTRAP_KEY=short"},
+        {"DATABASE_URL", "DATABASE_URL="},
+    };
+    char dburl[600];
+    snprintf(dburl, sizeof dburl, "DATABASE_URL=%s", E.db_url);
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char logname[32];
+        char *log = NULL;
+        snprintf(logname, sizeof logname, "bad-env-%zu.log", i);
+        const char *env[] = {dburl, t[i].assign, NULL};
+        int rc = serve_once(env, logname, 10000, &log);
+        ck_assert_msg(rc != 0 && rc < 128, "%s: exit %d (want a clean non-zero exit)\n%s",
+                      t[i].assign, rc, log);
+        assert_startup_message(log, t[i].var);
+        ck_assert_ptr_null(strstr(log, "listening"));
+        ck_assert_ptr_null(strstr(log, "short\"")); /* a rejected key is not echoed */
+        free(log);
+    }
+    /* N is accepted: 256 connections in the pool (the API comes up; stop it ourselves). */
+    char exe[400], addr[64], sock[400], key[128];
+    snprintf(exe, sizeof exe, "%s/vigil-api", E.bin);
+    h_env other = E;
+    other.api_port = h_free_port();
+    snprintf(other.base, sizeof other.base, "http://127.0.0.1:%d", other.api_port);
+    snprintf(addr, sizeof addr, "VIGIL_HTTP_ADDR=127.0.0.1:%d", other.api_port);
+    snprintf(sock, sizeof sock, "VIGIL_HOTPATH_SOCKET=%s", E.hp_sock);
+    snprintf(key, sizeof key, "VIGIL_BOOTSTRAP_KEY=%s", E.key);
+    const char *env[] = {dburl, addr, sock, key, "VIGIL_DB_POOL_SIZE=256", NULL};
+    const char *argv[] = {exe, "serve", NULL};
+    pid_t pid = h_spawn(&E, argv, env, "pool-256.log");
+    int up = 0;
+    for (int i = 0; i < 500 && !up; i++) {
+        h_resp r;
+        if (h_http(&other, "GET", "/api/v1/users?limit=1", E.key, NULL, NULL, 0, NULL, &r) == 0) {
+            up = r.status == 200;
+            h_resp_free(&r);
+        }
+        if (!up)
+            usleep(20000);
+    }
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(h_wait(pid, 15000), 0);
+    ck_assert_msg(up, "VIGIL_DB_POOL_SIZE=256 did not serve");
+}
+END_TEST
+
+/* Each migrations/NNNN_name.sql has a row (version, name, checksum = SHA-256 of the file). */
+START_TEST(migrations_recorded_with_checksums)
+{
+    glob_t g;
+    ck_assert_int_eq(glob("migrations/*.sql", 0, NULL, &g), 0);
+    ck_assert_uint_gt(g.gl_pathc, 0);
+    char out[8192];
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "SELECT version || '|' || name || '|' || checksum FROM "
+                            "schema_migrations ORDER BY version",
+                            out, sizeof out),
+                     0);
+    int rows = 0;
+    for (const char *p = out; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p))
+        rows++;
+    ck_assert_msg((size_t)rows == g.gl_pathc, "%d rows for %zu files:\n%s", rows, g.gl_pathc, out);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        char cmd[600], sum[80] = "", want[400], name[200];
+        snprintf(cmd, sizeof cmd, "sha256sum '%s'", g.gl_pathv[i]);
+        FILE *f = popen(cmd, "r");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fscanf(f, "%64s", sum), 1);
+        pclose(f);
+        const char *base = strrchr(g.gl_pathv[i], '/') + 1;
+        snprintf(name, sizeof name, "%.*s", (int)(strlen(base) - 4), base);
+        snprintf(want, sizeof want, "%ld|%s|%s", strtol(base, NULL, 10), name, sum);
+        ck_assert_msg(strstr(out, want) != NULL, "no row '%s' in:\n%s", want, out);
+    }
+    globfree(&g);
+    /* The API's own start said so. */
+    char *log = h_read_file(&E, "api.log");
+    ck_assert_ptr_nonnull(strstr(log, "\"msg\":\"migrations up to date\""));
+    free(log);
+}
+END_TEST
+
+START_TEST(changed_checksum_stops_startup)
+{
+    char saved[100], q[300], dburl[600], key[128];
+    ck_assert_int_eq(h_psql(&E, NULL, "SELECT checksum FROM schema_migrations ORDER BY version "
+                                      "LIMIT 1",
+                            saved, sizeof saved),
+                     0);
+    ck_assert_uint_eq(strlen(saved), 64);
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "UPDATE schema_migrations SET checksum = 'x' WHERE version = "
+                            "(SELECT min(version) FROM schema_migrations)",
+                            NULL, 0),
+                     0);
+    snprintf(dburl, sizeof dburl, "DATABASE_URL=%s", E.db_url);
+    snprintf(key, sizeof key, "VIGIL_BOOTSTRAP_KEY=%s", E.key);
+    const char *env[] = {dburl, key, NULL};
+    char *log = NULL;
+    int rc = serve_once(env, "checksum.log", 15000, &log);
+    /* Put it back before asserting, so a failure here does not poison later tests. */
+    snprintf(q, sizeof q,
+             "UPDATE schema_migrations SET checksum = '%s' WHERE version = "
+             "(SELECT min(version) FROM schema_migrations)",
+             saved);
+    ck_assert_int_eq(h_psql(&E, NULL, q, NULL, 0), 0);
+    ck_assert_msg(rc != 0 && rc < 128, "exit %d\n%s", rc, log);
+    ck_assert_msg(strstr(log, "changed since it ran") != NULL, "no clear message:\n%s", log);
+    ck_assert_ptr_nonnull(strstr(log, "vigil-api: migrate:"));
+    ck_assert_ptr_null(strstr(log, "listening"));
+    free(log);
+    /* And with the checksum restored, a start succeeds again. */
+    h_resp r;
+    ck_assert_int_eq(h_api_stop(&E, SIGTERM), 0);
+    ck_assert_int_eq(h_api_start(&E), 0);
+    ck_assert_int_eq(h_json(&E, "GET", "/api/v1/users", NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    h_resp_free(&r);
+}
+END_TEST
+
+START_TEST(concurrent_start_on_fresh_database)
+{
+    ck_assert_int_eq(h_psql(&E, "postgres", "CREATE DATABASE fresh", NULL, 0), 0);
+    char exe[400], dburl[600], sock[400], key[128], addr[2][64];
+    snprintf(exe, sizeof exe, "%s/vigil-api", E.bin);
+    snprintf(dburl, sizeof dburl, "DATABASE_URL=postgresql://vigil@/fresh?host=%s&port=%d",
+             E.pg_sock, E.pg_port);
+    snprintf(sock, sizeof sock, "VIGIL_HOTPATH_SOCKET=%s", E.hp_sock);
+    snprintf(key, sizeof key, "VIGIL_BOOTSTRAP_KEY=%s", E.key);
+    h_env view[2];
+    pid_t pid[2];
+    const char *argv[] = {exe, "serve", NULL};
+    for (int i = 0; i < 2; i++) {
+        view[i] = E;
+        view[i].api_port = h_free_port();
+        snprintf(view[i].base, sizeof view[i].base, "http://127.0.0.1:%d", view[i].api_port);
+        snprintf(addr[i], sizeof addr[i], "VIGIL_HTTP_ADDR=127.0.0.1:%d", view[i].api_port);
+    }
+    for (int i = 0; i < 2; i++) { /* both spawned before either is waited for */
+        const char *env[] = {dburl, sock, key, addr[i], NULL};
+        pid[i] = h_spawn(&E, argv, env, i ? "api-b.log" : "api-a.log");
+        ck_assert_int_gt(pid[i], 0);
+    }
+    int up[2] = {0, 0};
+    for (int t = 0; t < 750 && !(up[0] && up[1]); t++) {
+        for (int i = 0; i < 2; i++) {
+            h_resp r;
+            if (!up[i] &&
+                h_http(&view[i], "GET", "/api/v1/users", E.key, NULL, NULL, 0, NULL, &r) == 0) {
+                up[i] = r.status == 200;
+                h_resp_free(&r);
+            }
+        }
+        if (!(up[0] && up[1]))
+            usleep(20000);
+    }
+    int rc0 = -1, rc1 = -1;
+    kill(pid[0], SIGTERM);
+    kill(pid[1], SIGTERM);
+    rc0 = h_wait(pid[0], 15000);
+    rc1 = h_wait(pid[1], 15000);
+    char *la = h_read_file(&E, "api-a.log"), *lb = h_read_file(&E, "api-b.log");
+    ck_assert_msg(up[0] && up[1], "not both up (%d, %d)\n--- a:\n%s\n--- b:\n%s", up[0], up[1], la,
+                  lb);
+    ck_assert_int_eq(rc0, 0);
+    ck_assert_int_eq(rc1, 0);
+    /* One of them applied every migration, the other none. */
+    glob_t g;
+    ck_assert_int_eq(glob("migrations/*.sql", 0, NULL, &g), 0);
+    int applied = 0;
+    const char *logs[2] = {la, lb};
+    for (int i = 0; i < 2; i++) {
+        const char *p = strstr(logs[i], "\"applied\":");
+        ck_assert_ptr_nonnull(p);
+        applied += atoi(p + 10);
+    }
+    ck_assert_int_eq(applied, (int)g.gl_pathc);
+    char n[16];
+    ck_assert_int_eq(h_psql(&E, "fresh", "SELECT count(*) FROM schema_migrations", n, sizeof n), 0);
+    ck_assert_int_eq(atoi(n), (int)g.gl_pathc);
+    ck_assert_int_eq(h_psql(&E, "fresh", "SELECT count(*) FROM api_keys WHERE name = 'bootstrap'",
+                            n, sizeof n),
+                     0);
+    ck_assert_str_eq(n, "1");
+    globfree(&g);
+    free(la);
+    free(lb);
+}
+END_TEST
+
+/* ---- graceful shutdown ------------------------------------------------------------------------- */
+
+enum { WORKERS = 4, MAX_REQ = 200 };
+
+typedef struct worker {
+    int idx;
+    long status[MAX_REQ];
+    int complete[MAX_REQ]; /* the body was the whole JSON document it claims to be */
+    int n;
+    int transport_errors;
+} worker;
+
+static void *post_loop(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < MAX_REQ; i++) {
+        char body[200];
+        h_resp r;
+        snprintf(body, sizeof body, "{\"external_id\":\"drain-%d-%d\",\"metadata\":{\"i\":%d}}",
+                 w->idx, i, i);
+        if (h_json(&E, "POST", "/api/v1/users", body, &r) != 0) {
+            w->transport_errors++;
+            break; /* the listener is gone */
+        }
+        w->status[w->n] = r.status;
+        w->complete[w->n] = r.json != NULL &&
+                            (r.status != 201 || (h_str(&r, "id") && h_str(&r, "created_at")));
+        w->n++;
+        h_resp_free(&r);
+    }
+    return NULL;
+}
+
+START_TEST(graceful_shutdown_drains)
+{
+    char exe_psql[16] = "psql", port[16], n[16];
+    snprintf(port, sizeof port, "%d", E.pg_port);
+    /* Hold the users table so the workers' first INSERTs are in flight when SIGTERM arrives. */
+    const char *argv[] = {exe_psql, "-X", "-q", "-h", E.pg_sock, "-p", port, "-U", "vigil", "-d",
+                          "vigil", "-c",
+                          "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; "
+                          "SELECT pg_sleep(1.5); COMMIT;",
+                          NULL};
+    pid_t locker = h_spawn(&E, argv, NULL, "locker.log");
+    int locked = 0;
+    for (int i = 0; i < 300 && !locked; i++) {
+        h_psql(&E, NULL,
+               "SELECT count(*) FROM pg_locks WHERE relation = 'users'::regclass AND mode = "
+               "'AccessExclusiveLock' AND granted",
+               n, sizeof n);
+        locked = atoi(n) == 1;
+        if (!locked)
+            usleep(10000);
+    }
+    ck_assert_msg(locked, "psql did not take the lock");
+
+    static worker w[WORKERS];
+    pthread_t th[WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].idx = i;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, post_loop, &w[i]), 0);
+    }
+    /* Wait until all of them are blocked inside PostgreSQL. */
+    int waiting = 0;
+    for (int i = 0; i < 300 && waiting < WORKERS; i++) {
+        h_psql(&E, NULL,
+               "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query "
+               "LIKE 'INSERT INTO users%'",
+               n, sizeof n);
+        waiting = atoi(n);
+        if (waiting < WORKERS)
+            usleep(10000);
+    }
+    ck_assert_int_eq(waiting, WORKERS);
+
+    double t0 = now_s();
+    int rc = h_api_stop(&E, SIGTERM);
+    double el = now_s() - t0;
+    for (int i = 0; i < WORKERS; i++)
+        pthread_join(th[i], NULL);
+    h_wait(locker, 10000);
+
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(el < 12.0, "drain took %.1f s", el);
+    int ok = 0;
+    for (int i = 0; i < WORKERS; i++) {
+        ck_assert_msg(w[i].n >= 1, "worker %d got no response at all", i);
+        /* Its first request was in flight at SIGTERM: it completed normally. */
+        ck_assert_msg(w[i].status[0] == 201, "worker %d in-flight request: %ld", i,
+                      w[i].status[0]);
+        for (int k = 0; k < w[i].n; k++) {
+            ck_assert_msg(w[i].status[k] == 201 || w[i].status[k] == 503,
+                          "worker %d request %d: status %ld", i, k, w[i].status[k]);
+            ck_assert_msg(w[i].complete[k], "worker %d request %d: incomplete body", i, k);
+            ok += w[i].status[k] == 201;
+        }
+    }
+    /* Every 201 is a stored row. */
+    char q[200];
+    snprintf(q, sizeof q, "SELECT count(*) FROM users WHERE external_id LIKE 'drain-%%'");
+    ck_assert_int_eq(h_psql(&E, NULL, q, n, sizeof n), 0);
+    ck_assert_int_eq(atoi(n), ok);
+
+    char *log = h_read_file(&E, "api.log");
+    ck_assert_ptr_nonnull(strstr(log, "\"msg\":\"shutting down\""));
+    ck_assert_ptr_nonnull(strstr(log, "\"msg\":\"stopped\""));
+    ck_assert_ptr_nonnull(strstr(log, "\"abandoned_requests\":0"));
+    free(log);
+}
+END_TEST
+
+static Suite *ops_suite(void)
+{
+    Suite *s = suite_create("e2e_ops");
+    TCase *tc = tcase_create("dependencies");
+    tcase_add_unchecked_fixture(tc, env_up, env_down);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, health_and_ready);
+    tcase_add_test(tc, hotpath_down_and_back);
+    tcase_add_test(tc, postgres_down_and_back);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("lifecycle");
+    tcase_add_unchecked_fixture(tc, env_up, env_down);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, startup_rejects_bad_env);
+    tcase_add_test(tc, migrations_recorded_with_checksums);
+    tcase_add_test(tc, changed_checksum_stops_startup);
+    tcase_add_test(tc, concurrent_start_on_fresh_database);
+    tcase_add_test(tc, graceful_shutdown_drains); /* last: stops the API */
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(ops_suite());
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

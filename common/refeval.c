@@ -54,7 +54,7 @@ float refeval_tree_leaf(const model_view *m, uint32_t tree, const float *row)
  * Tweedie: expf), src/objective/hinge.cu (x > 0 ? 1 : 0), src/objective/multiclass_obj.cu with
  * src/common/math.h Softmax (max-subtracted expf in float, sum in double, divide by (float)sum)
  * and FindMaxIndex (first maximum). */
-static void transform(uint32_t objective, const float *margin, uint32_t k, float *out)
+void refeval_transform(uint32_t objective, const float *margin, uint32_t k, float *out)
 {
     switch (objective) {
     case MODEL_OBJ_LOGISTIC:
@@ -130,7 +130,7 @@ void refeval_predict(const model_view *m, const float *rows, size_t nrows, int o
             for (uint32_t g = 0; g < k; g++)
                 o[g] = margin[g];
         } else {
-            transform(h->objective, margin, k, o);
+            refeval_transform(h->objective, margin, k, o);
         }
     }
 }

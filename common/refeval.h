@@ -7,6 +7,7 @@
 #define VIGIL_REFEVAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "model.h"
 
@@ -16,6 +17,11 @@
  * Never fails, never allocates, thread-safe. */
 void refeval_predict(const model_view *m, const float *rows, size_t nrows, int output_margin,
                      float *out);
+
+/* The objective's output transform of one row: margin[0..k) (k = num_class) -> out[0..
+ * model_outputs_per_row(m, 0)); out may be margin itself (in place).  Exposed so that a faster tree
+ * walk (hotpath/hp_forest.c) shares the exact transform, bit for bit.  Never fails, thread-safe. */
+void refeval_transform(uint32_t objective, const float *margin, uint32_t k, float *out);
 
 /* Leaf value of one tree for one row (tree-local walk), exposed for tests. */
 float refeval_tree_leaf(const model_view *m, uint32_t tree, const float *row);

@@ -79,5 +79,9 @@ int hp_config_load(hp_config *cfg, char *err, size_t errlen)
                  errlen))
         return -1;
     cfg->io_timeout_ms = (int64_t)v;
+    /* The model arena (hp_arena.c), reserved whole at start-up. */
+    if (env_uint("VIGIL_HOTPATH_MEMORY_MB", HP_DEFAULT_MEMORY_MB, 1, 65536, &v, err, errlen))
+        return -1;
+    cfg->memory_bytes = (size_t)v << 20;
     return 0;
 }

@@ -22,6 +22,7 @@
 #define HP_DEFAULT_SCRATCH_MB 16u
 #define HP_DEFAULT_IDLE_TIMEOUT_S 300u
 #define HP_DEFAULT_IO_TIMEOUT_MS 5000u
+#define HP_DEFAULT_MEMORY_MB 256u
 
 typedef struct hp_config {
     char socket_path[HP_SOCKET_PATH_MAX]; /* VIGIL_HOTPATH_SOCKET, relative to the cwd */
@@ -30,6 +31,7 @@ typedef struct hp_config {
     size_t scratch_bytes;                 /* VIGIL_HOTPATH_SCRATCH_MB, in bytes, per slot */
     int64_t idle_timeout_ms;              /* VIGIL_HOTPATH_IDLE_TIMEOUT_S, in ms */
     int64_t io_timeout_ms;                /* VIGIL_HOTPATH_IO_TIMEOUT_MS */
+    size_t memory_bytes;                  /* VIGIL_HOTPATH_MEMORY_MB, in bytes: the model arena */
 } hp_config;
 
 /* Parses text as a decimal integer in [min, max]: digits only, no sign, no blanks, no suffix, no

@@ -6,15 +6,21 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hp_k_score.h"
+
 static int hp_k_hello(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
 static int hp_k_ping(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
 static int hp_k_stats(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
 
 /* The registry.  One line per op; to swap an implementation, change fn/impl on its line. */
 static const hp_kernel hp_kernel_table[] = {
-    {WIRE_OP_HELLO, "hello", "v1", hp_k_hello, 0, NULL, NULL},
-    {WIRE_OP_PING, "ping", "v1", hp_k_ping, 0, NULL, NULL},
-    {WIRE_OP_STATS, "stats", "v1", hp_k_stats, 0, NULL, NULL},
+    {WIRE_OP_HELLO, "hello", "v1", hp_k_hello, 0, NULL, NULL, NULL},
+    {WIRE_OP_PING, "ping", "v1", hp_k_ping, 0, NULL, NULL, NULL},
+    {WIRE_OP_STATS, "stats", "v1", hp_k_stats, 0, NULL, NULL, NULL},
+    /* LOAD_MODEL and SCORE share the model arena and compute pool that SCORE's init creates. */
+    {WIRE_OP_LOAD_MODEL, "load_model", "arena", hp_k_load_model, 0, NULL, NULL, NULL},
+    {WIRE_OP_SCORE, "score", "blocked8", hp_k_score, 0, hp_k_score_init, hp_k_score_fini,
+     hp_k_score_stats},
 };
 
 #define N_KERNELS (sizeof hp_kernel_table / sizeof hp_kernel_table[0])
@@ -113,6 +119,17 @@ static void put_counter(wire_writer *out, uint16_t *n, const char *name, uint64_
     (*n)++;
 }
 
+typedef struct stat_cookie {
+    wire_writer *out;
+    uint16_t *n;
+} stat_cookie;
+
+static void put_kernel_counter(void *cookie, const char *name, uint64_t v)
+{
+    stat_cookie *c = cookie;
+    put_counter(c->out, c->n, name, v);
+}
+
 static int hp_k_stats(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
 {
     (void)in;
@@ -139,6 +156,10 @@ static int hp_k_stats(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writ
         snprintf(name, sizeof name, "op_%s_ns", k->name);
         put_counter(out, &n, name, hp_stats_op_ns(st, k->op));
     }
+    stat_cookie cookie = {out, &n};
+    for (size_t i = 0; i < N_KERNELS; i++)
+        if (hp_kernel_table[i].stats)
+            hp_kernel_table[i].stats(put_kernel_counter, &cookie);
     put_counter(out, &n, "alloc_probe_present", (uint64_t)hp_alloc_probe_present());
     put_counter(out, &n, "alloc_calls_after_ready", hp_alloc_probe_count());
 

@@ -43,6 +43,9 @@ typedef struct hp_ctx {
 
 typedef int (*hp_kernel_fn)(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
 
+/* How a kernel adds its own counters to STATS: put(cookie, "name", value) once per counter. */
+typedef void (*hp_stat_put_fn)(void *cookie, const char *name, uint64_t value);
+
 typedef struct hp_kernel {
     uint16_t op;          /* enum wire_op, < WIRE_OP_MAX, unique in the table */
     const char *name;     /* reported by HELLO and STATS ("score") */
@@ -55,6 +58,8 @@ typedef struct hp_kernel {
     int (*init)(const hp_config *cfg, unsigned ncpu, char *err, size_t errlen);
     /* Optional, called at shutdown after every slot thread has stopped. */
     void (*fini)(void);
+    /* Optional: the kernel's own STATS counters (any thread, after init, never allocates). */
+    void (*stats)(hp_stat_put_fn put, void *cookie);
 } hp_kernel;
 
 /* Validates the table (ops in range and unique) and runs every init hook.  Returns 0, or -1 with a

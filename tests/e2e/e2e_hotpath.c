@@ -7,7 +7,11 @@
  * Expected values are written out in the tests (counts of what the test itself sent, sizes
  * computed by hand), never read back from the worker and echoed.
  *
- * The allocation test preloads $VIGIL_BIN_DIR/tests/alloccount.so; it is skipped when the worker
+ * LOAD_MODEL / SCORE: fixture models are compiled here with xgb_compile (api/xgbmodel.c, linked
+ * into e2e binaries) and scored over the socket; outputs are compared with xgboost 1.7.4's own
+ * predictions from tests/fixtures (the worker matches them bit for bit, see test_kernel.c).
+ *
+ * The allocation tests preload $VIGIL_BIN_DIR/tests/alloccount.so; it is skipped when the worker
  * is ASan-instrumented (VIGIL_ASAN=1, or a bin dir whose name contains "asan"), because ASan must
  * be the first library loaded and has its own allocator.
  *
@@ -33,7 +37,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixtures_io.h"
+#include "model.h"
+#include "refeval.h"
 #include "wire.h"
+#include "xgbmodel.h"
 
 #define EXPECT_VERSION_DEFAULT "0.1.0"
 #define MIB (1u << 20)
@@ -117,6 +125,7 @@ static const char *const worker_vars[] = {
     "VIGIL_HOTPATH_SOCKET",        "VIGIL_HOTPATH_MAX_CONNS",   "VIGIL_HOTPATH_MAX_FRAME_MB",
     "VIGIL_HOTPATH_SCRATCH_MB",    "VIGIL_HOTPATH_IDLE_TIMEOUT_S", "VIGIL_HOTPATH_IO_TIMEOUT_MS",
     "VIGIL_ALLOCCOUNT_SELFTEST",   "VIGIL_ALLOCCOUNT_VERBOSE",  "LD_PRELOAD",
+    "VIGIL_HOTPATH_MEMORY_MB",
 };
 
 /* Starts the worker binary with arg (or none), the VIGIL_HOTPATH_* environment cleared and then
@@ -1248,6 +1257,454 @@ START_TEST(alloc_probe_counts)
 }
 END_TEST
 
+/* ---- LOAD_MODEL / SCORE -------------------------------------------------------------------- */
+
+typedef struct fx_model {
+    char name[FX_NAME_MAX];
+    uint8_t key[WIRE_MODEL_KEY_SIZE];
+    void *blob;
+    size_t blob_len;
+    float *rows, *pred, *margin;
+    size_t nr, nc, npred, nmargin; /* per-row widths of pred and margin */
+} fx_model;
+
+/* Compiles fixture name and reads its rows and xgboost's outputs; the key is derived from the
+ * fixture index (UUID part) and the name (hash part), as distinct as the API's. */
+static void fx_model_load(fx_model *m, const char *name, unsigned index)
+{
+    char err[256];
+    size_t len, r2, r3;
+    memset(m, 0, sizeof *m);
+    snprintf(m->name, sizeof m->name, "%s", name);
+    char *json = fx_read(name, "model.json", &len);
+    ck_assert_msg(json != NULL, "fixture %s missing", name);
+    ck_assert_msg(xgb_compile(json, len, NULL, &m->blob, &m->blob_len, err, sizeof err) == XGB_OK,
+                  "%s: %s", name, err);
+    free(json);
+    m->rows = fx_matrix(name, "rows.txt", &m->nr, &m->nc);
+    m->pred = fx_matrix(name, "pred.txt", &r2, &m->npred);
+    m->margin = fx_matrix(name, "margin.txt", &r3, &m->nmargin);
+    ck_assert(m->rows && m->pred && m->margin && r2 == m->nr && r3 == m->nr);
+    for (unsigned i = 0; i < WIRE_MODEL_KEY_SIZE; i++)
+        m->key[i] = (uint8_t)(i < 16 ? index * 7 + i : (unsigned char)name[i % strlen(name)] + i);
+}
+
+/* A synthetic model of 100 complete depth-8 trees over 10 features (about 300 KiB in the
+ * worker's layout, so a few of them overflow a 1 MiB arena), 200 random rows (10% NaN), and its
+ * expected outputs from the reference evaluator (common/refeval.c, a second implementation). */
+static void synth_model(fx_model *m, unsigned index)
+{
+    enum { NF = 10, NT = 100, D = 8, NR = 200 };
+    uint32_t nn = (2u << D) - 1;
+    uint64_t x = 0xD1B54A32D192ED03ull * (index + 1);
+#define NEXT() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+    memset(m, 0, sizeof *m);
+    snprintf(m->name, sizeof m->name, "synthetic-%u", index);
+    model_builder *b = model_builder_new(index & 1 ? MODEL_OBJ_BINARY_LOGISTIC : MODEL_OBJ_GAMMA, 0,
+                                         NF, 1, 0.5f, 0.25f);
+    model_src_node *nodes = calloc(nn, sizeof *nodes);
+    char err[256];
+    for (int t = 0; t < NT; t++) {
+        for (uint32_t i = 0; i < nn; i++) {
+            int leaf = 2 * i + 1 >= nn;
+            nodes[i].left = leaf ? -1 : (int32_t)(2 * i + 1);
+            nodes[i].right = leaf ? -1 : (int32_t)(2 * i + 2);
+            nodes[i].feature = (uint32_t)(NEXT() % NF);
+            nodes[i].default_left = (int)(NEXT() & 1);
+            nodes[i].value = (float)((int64_t)(NEXT() % 2001) - 1000) / (leaf ? 20000.0f : 500.0f);
+        }
+        ck_assert_int_eq(model_builder_add_tree(b, 0, 1.0f, nodes, nn, err, sizeof err), 0);
+    }
+    free(nodes);
+    ck_assert_int_eq(model_build(b, &m->blob, &m->blob_len, err, sizeof err), 0);
+    model_builder_free(b);
+    m->nr = NR;
+    m->nc = NF;
+    m->npred = m->nmargin = 1;
+    m->rows = malloc(NR * NF * sizeof(float));
+    m->pred = malloc(NR * sizeof(float));
+    m->margin = malloc(NR * sizeof(float));
+    for (size_t i = 0; i < NR * NF; i++)
+        m->rows[i] = NEXT() % 10 == 0 ? NAN : (float)((int64_t)(NEXT() % 4001) - 2000) / 1000.0f;
+#undef NEXT
+    model_view v;
+    ck_assert_int_eq(model_validate(m->blob, m->blob_len, NULL, 0, &v, err, sizeof err), 0);
+    refeval_predict(&v, m->rows, NR, 0, m->pred);
+    refeval_predict(&v, m->rows, NR, 1, m->margin);
+    memset(m->key, 0, sizeof m->key);
+    m->key[0] = 0xEE;
+    m->key[1] = (uint8_t)index;
+}
+
+static void fx_model_free(fx_model *m)
+{
+    free(m->blob);
+    free(m->rows);
+    free(m->pred);
+    free(m->margin);
+}
+
+/* One request/response on fd; the answer payload lands in buf (cap bytes).  Returns the status,
+ * or -1 on a transport failure. */
+static int round_trip(int fd, uint16_t op, const void *p, uint32_t len, uint8_t *buf, size_t cap,
+                      uint32_t *n)
+{
+    static _Atomic uint64_t next_id = 5000; /* client threads share it */
+    uint64_t id = ++next_id;
+    wire_header h;
+    if (send_req(fd, op, id, p, len) != 0 || recv_resp(fd, &h, buf, cap, n, 20000) != 0 ||
+        h.request_id != id || h.op != op)
+        return -1;
+    return h.status;
+}
+
+/* LOAD_MODEL of m (or of a blob with one byte flipped at corrupt_at, if >= 0). */
+static int hp_load(int fd, const fx_model *m, long corrupt_at, uint8_t *buf, size_t cap)
+{
+    size_t plen = WIRE_MODEL_KEY_SIZE + 4 + m->blob_len;
+    uint8_t *p = malloc(plen);
+    ck_assert_ptr_nonnull(p);
+    memcpy(p, m->key, WIRE_MODEL_KEY_SIZE);
+    wire_st32(p + WIRE_MODEL_KEY_SIZE, (uint32_t)m->blob_len);
+    memcpy(p + WIRE_MODEL_KEY_SIZE + 4, m->blob, m->blob_len);
+    if (corrupt_at >= 0)
+        p[WIRE_MODEL_KEY_SIZE + 4 + corrupt_at] ^= 0x5A;
+    uint32_t n;
+    int st = round_trip(fd, WIRE_OP_LOAD_MODEL, p, (uint32_t)plen, buf, cap, &n);
+    free(p);
+    return st;
+}
+
+/* SCORE of nrows rows of m starting at fixture row row0 (wrapping around), in one section (or the
+ * same section twice when twice).  ncols_delta != 0 sends a wrong column count. */
+static int hp_score(int fd, const fx_model *m, size_t row0, size_t nrows, int margin, int twice,
+                    int ncols_delta, uint8_t *buf, size_t cap, uint32_t *n)
+{
+    size_t nc = m->nc;
+    size_t one = WIRE_MODEL_KEY_SIZE + 12 + nrows * nc * 4;
+    size_t plen = 4 + one * (twice ? 2 : 1);
+    uint8_t *p = malloc(plen);
+    ck_assert_ptr_nonnull(p);
+    wire_writer w;
+    wire_writer_init(&w, p, plen);
+    wire_put_u32(&w, twice ? 2 : 1);
+    for (int s = 0; s <= twice; s++) {
+        wire_put_bytes(&w, m->key, WIRE_MODEL_KEY_SIZE);
+        wire_put_u32(&w, margin ? WIRE_SCORE_MARGIN : 0);
+        wire_put_u32(&w, (uint32_t)nrows);
+        wire_put_u32(&w, (uint32_t)((long)nc + ncols_delta));
+        for (size_t r = 0; r < nrows; r++)
+            wire_put_bytes(&w, m->rows + ((row0 + r) % m->nr) * nc, nc * 4);
+    }
+    ck_assert_int_eq(w.err, 0);
+    int st = round_trip(fd, WIRE_OP_SCORE, p, (uint32_t)plen, buf, cap, n);
+    free(p);
+    return st;
+}
+
+/* Checks an OK SCORE answer against xgboost's outputs.  Returns 0 or -1 (with a message). */
+static int check_answer(const fx_model *m, size_t row0, size_t nrows, int margin, int sections,
+                        const uint8_t *buf, uint32_t n, char *why, size_t whylen)
+{
+    wire_reader r;
+    wire_reader_init(&r, buf, n);
+    size_t w = margin ? m->nmargin : m->npred;
+    const float *want = margin ? m->margin : m->pred;
+    if (wire_get_u32(&r) != (uint32_t)sections) {
+        snprintf(why, whylen, "%s: section count", m->name);
+        return -1;
+    }
+    for (int s = 0; s < sections; s++) {
+        uint32_t nr = wire_get_u32(&r), nout = wire_get_u32(&r);
+        const uint8_t *o = wire_get_bytes(&r, (size_t)nr * nout * 4);
+        if (r.err || nr != nrows || nout != w) {
+            snprintf(why, whylen, "%s: section %d header %u x %u, want %zu x %zu", m->name, s, nr,
+                     nout, nrows, w);
+            return -1;
+        }
+        for (size_t i = 0; i < nrows; i++) {
+            const float *x = want + ((row0 + i) % m->nr) * w;
+            if (memcmp(o + i * w * 4, x, w * 4) != 0) {
+                float got;
+                memcpy(&got, o + i * w * 4, 4);
+                snprintf(why, whylen, "%s: row %zu (margin %d): %.9g, xgboost %.9g", m->name,
+                         (row0 + i) % m->nr, margin, (double)got, (double)x[0]);
+                return -1;
+            }
+        }
+    }
+    if (wire_remaining(&r) != 0) {
+        snprintf(why, whylen, "%s: trailing bytes", m->name);
+        return -1;
+    }
+    return 0;
+}
+
+START_TEST(load_and_score_match_xgboost)
+{
+    start_worker(NULL);
+    int fd = connect_slot(1);
+    ck_assert_int_ge(fd, 0);
+    size_t cap = 8 * MIB;
+    uint8_t *buf = malloc(cap);
+    char why[256];
+    uint32_t n;
+    fx_model m;
+    fx_model_load(&m, "multi_softprob", 1);
+
+    /* HELLO names both kernels and the implementation answering SCORE. */
+    ck_assert_int_eq(round_trip(fd, WIRE_OP_HELLO, NULL, 0, buf, cap, &n), WIRE_OK);
+    ck_assert_ptr_nonnull(memmem(buf, n, "load_model", 10));
+    ck_assert_ptr_nonnull(memmem(buf, n, "blocked8", 8));
+
+    /* Not loaded yet: UNKNOWN_MODEL naming section 0. */
+    ck_assert_int_eq(hp_score(fd, &m, 0, 3, 0, 0, 0, buf, cap, &n), WIRE_E_UNKNOWN_MODEL);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_uint_eq(wire_le32(buf), 0);
+    /* A corrupted blob (the first node's left child index) is refused with a message; the model
+     * stays unknown. */
+    long node0 = MODEL_HEADER_SIZE + 16 * (long)wire_le32((const uint8_t *)m.blob + 24);
+    ck_assert_int_eq(hp_load(fd, &m, node0, buf, cap), WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(buf, 200, "invalid model blob", 18));
+    ck_assert_int_eq(hp_score(fd, &m, 0, 3, 0, 0, 0, buf, cap, &n), WIRE_E_UNKNOWN_MODEL);
+    ck_assert_int_eq(hp_load(fd, &m, -1, buf, cap), WIRE_OK);
+    ck_assert_int_eq(hp_load(fd, &m, -1, buf, cap), WIRE_OK); /* resident: cheap OK */
+
+    /* Every row, both outputs, one and two sections; odd sizes around the blocks. */
+    static const size_t sizes[] = {1, 2, 7, 8, 9, 63, 64, 65, 569, 2000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (int margin = 0; margin <= 1; margin++) {
+            size_t row0 = i * 37;
+            int st = hp_score(fd, &m, row0, sizes[i], margin, (int)(i & 1), 0, buf, cap, &n);
+            ck_assert_int_eq(st, WIRE_OK);
+            ck_assert_msg(check_answer(&m, row0, sizes[i], margin, 1 + (int)(i & 1), buf, n, why,
+                                       sizeof why) == 0,
+                          "%s", why);
+        }
+    /* Wrong column count: BAD_PAYLOAD with a message, and the connection stays usable. */
+    ck_assert_int_eq(hp_score(fd, &m, 0, 2, 0, 0, 1, buf, cap, &n), WIRE_E_BAD_PAYLOAD);
+    ck_assert(printable(buf, n));
+    ck_assert_int_eq(hp_score(fd, &m, 0, 2, 0, 0, -1, buf, cap, &n), WIRE_E_BAD_PAYLOAD);
+    ck_assert_int_eq(ping_ok(fd, 9), 0);
+
+    stat_kv kv[128];
+    int cnt = stats_on(fd, kv, 128);
+    ck_assert_int_gt(cnt, 0);
+    ck_assert_uint_eq(stat_find(kv, cnt, "models_resident"), 1);
+    ck_assert_uint_eq(stat_find(kv, cnt, "model_loads"), 1);
+    ck_assert_uint_eq(stat_find(kv, cnt, "model_load_hits"), 1);
+    ck_assert_uint_eq(stat_find(kv, cnt, "arena_bytes_total"), 256u * MIB);
+    ck_assert_uint_gt(stat_find(kv, cnt, "arena_bytes_used"), 0);
+    ck_assert_uint_eq(stat_find(kv, cnt, "arena_bytes_used") +
+                          stat_find(kv, cnt, "arena_bytes_free"),
+                      256u * MIB);
+    ck_assert_uint_ge(stat_find(kv, cnt, "op_score_calls"), 24);
+    close(fd);
+    fx_model_free(&m);
+    free(buf);
+}
+END_TEST
+
+START_TEST(model_bigger_than_arena_is_no_memory)
+{
+    start_worker((const char *const[]){"VIGIL_HOTPATH_MEMORY_MB=1", NULL});
+    int fd = connect_slot(1);
+    ck_assert_int_ge(fd, 0);
+    /* 40 complete depth-10 trees: 40 x 12 KiB in the worker's layout, over 1 MiB. */
+    model_builder *b = model_builder_new(MODEL_OBJ_SQUAREDERROR, 0, 3, 1, 0.5f, 0.0f);
+    uint32_t nn = (2u << 10) - 1;
+    model_src_node *nodes = calloc(nn, sizeof *nodes);
+    for (uint32_t i = 0; i < nn; i++) {
+        nodes[i].left = 2 * i + 1 < nn ? (int32_t)(2 * i + 1) : -1;
+        nodes[i].right = 2 * i + 1 < nn ? (int32_t)(2 * i + 2) : -1;
+        nodes[i].feature = i % 3;
+        nodes[i].value = (float)i;
+    }
+    char err[256];
+    for (int t = 0; t < 120; t++)
+        ck_assert_int_eq(model_builder_add_tree(b, 0, 1.0f, nodes, nn, err, sizeof err), 0);
+    fx_model m = {.name = "big"};
+    ck_assert_int_eq(model_build(b, &m.blob, &m.blob_len, err, sizeof err), 0);
+    model_builder_free(b);
+    free(nodes);
+    memset(m.key, 0xB1, sizeof m.key);
+    size_t cap = MIB;
+    uint8_t *buf = malloc(cap);
+    ck_assert_int_eq(hp_load(fd, &m, -1, buf, cap), WIRE_E_NO_MEMORY);
+    uint32_t n = (uint32_t)strnlen((char *)buf, 300);
+    ck_assert_ptr_nonnull(memmem(buf, n, "VIGIL_HOTPATH_MEMORY_MB", 23));
+    ck_assert_int_eq(ping_ok(fd, 3), 0);
+    free(m.blob);
+    free(buf);
+    close(fd);
+}
+END_TEST
+
+typedef struct score_arg {
+    fx_model *models;
+    unsigned nmodels;
+    unsigned index;
+    int iterations;
+    int failures;
+    char why[256];
+} score_arg;
+
+/* One client thread: scores random models (single rows and batches, margins and outputs),
+ * loading a model again whenever the worker answers UNKNOWN_MODEL (the arena is small, so models
+ * are evicted all the time), as the API does.  Counts failures (Check asserts are not for
+ * threads). */
+static void *score_client(void *p)
+{
+    score_arg *a = p;
+    size_t cap = 8 * MIB;
+    uint8_t *buf = malloc(cap);
+    int fd = connect_to(sock_path);
+    uint64_t x = 0x9E3779B97F4A7C15ull * (a->index + 1);
+    for (int i = 0; buf && fd >= 0 && i < a->iterations; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        fx_model *m = &a->models[x % a->nmodels];
+        /* Every 10th a batch large enough for the compute pool (rows x trees >= 65536 for the
+         * synthetic models), else 1..20 rows or a single row. */
+        size_t nrows = i % 10 == 0 ? 700 + (x >> 20) % 1300 : i % 3 == 0 ? 1 + (x >> 24) % 20 : 1;
+        size_t row0 = (x >> 32) % m->nr;
+        int margin = (int)((x >> 40) & 1);
+        uint32_t n;
+        int st = -1;
+        for (int tries = 0; tries < 5; tries++) {
+            st = hp_score(fd, m, row0, nrows, margin, 0, 0, buf, cap, &n);
+            if (st != WIRE_E_UNKNOWN_MODEL)
+                break;
+            int ls = hp_load(fd, m, -1, buf, cap);
+            if (ls != WIRE_OK) {
+                snprintf(a->why, sizeof a->why, "%s: LOAD_MODEL answered %d", m->name, ls);
+                st = -2;
+                break;
+            }
+        }
+        if (st != WIRE_OK) {
+            if (st != -2)
+                snprintf(a->why, sizeof a->why, "%s: SCORE answered %d", m->name, st);
+            a->failures++;
+            break;
+        }
+        if (check_answer(m, row0, nrows, margin, 1, buf, n, a->why, sizeof a->why) != 0) {
+            a->failures++;
+            break;
+        }
+    }
+    if (fd < 0 || !buf)
+        a->failures++;
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return NULL;
+}
+
+/* Under ASan the probe cannot be preloaded: the same load runs without it (ASan then checks the
+ * worker's concurrent loads, evictions and scores) and only the allocation count is skipped. */
+START_TEST(no_allocation_while_loading_and_scoring)
+{
+    char preload[PATH_MAX + 64] = "VIGIL_HOTPATH_MAX_FRAME_MB=64";
+    if (!asan_build) {
+        ck_assert_msg(access(probe_so, R_OK) == 0, "%s missing: make %s", probe_so, probe_so);
+        snprintf(preload, sizeof preload, "LD_PRELOAD=%s", probe_so);
+    }
+    /* 1 MiB of arena: the fixtures do not all fit, so loads evict. */
+    start_worker((const char *const[]){preload, "VIGIL_HOTPATH_MEMORY_MB=1",
+                                       "VIGIL_HOTPATH_MAX_CONNS=6",
+                                       "VIGIL_ALLOCCOUNT_VERBOSE=1", NULL});
+    char names[64][FX_NAME_MAX];
+    size_t nreal = fx_manifest(names, 64);
+    ck_assert_uint_ge(nreal, 20);
+    enum { NSYNTH = 6 }; /* 6 x ~300 KiB: the arena must evict */
+    size_t nfx = nreal + NSYNTH;
+    fx_model *models = calloc(nfx, sizeof *models);
+    for (size_t i = 0; i < nreal; i++)
+        fx_model_load(&models[i], names[i], (unsigned)i);
+    for (size_t i = nreal; i < nfx; i++)
+        synth_model(&models[i], (unsigned)i);
+
+    int fd = connect_slot(1);
+    ck_assert_int_ge(fd, 0);
+    size_t cap = 8 * MIB;
+    uint8_t *buf = malloc(cap);
+    uint32_t n;
+    /* Every model once, plus bad blobs (truncated header, corrupted node, bad length). */
+    for (size_t i = 0; i < nfx; i++) {
+        ck_assert_int_eq(hp_load(fd, &models[i], 0, buf, cap), WIRE_E_BAD_PAYLOAD);
+        ck_assert_int_eq(hp_load(fd, &models[i], -1, buf, cap), WIRE_OK);
+    }
+    uint8_t junk[60] = {0};
+    wire_st32(junk + WIRE_MODEL_KEY_SIZE, 1000);
+    ck_assert_int_eq(round_trip(fd, WIRE_OP_LOAD_MODEL, junk, 56, buf, cap, &n),
+                     WIRE_E_BAD_PAYLOAD);
+    ck_assert_int_eq(round_trip(fd, WIRE_OP_SCORE, junk, 7, buf, cap, &n), WIRE_E_BAD_PAYLOAD);
+    close(fd);
+
+    enum { NTHREADS = 4, ITER = 750 };
+    pthread_t t[NTHREADS];
+    score_arg args[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        args[i] = (score_arg){.models = models, .nmodels = (unsigned)nfx, .index = (unsigned)i,
+                              .iterations = ITER};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, score_client, &args[i]), 0);
+    }
+    char log[16384];
+    for (int i = 0; i < NTHREADS; i++) {
+        pthread_join(t[i], NULL);
+        if (args[i].failures)
+            slurp(log_path, log, sizeof log);
+        ck_assert_msg(args[i].failures == 0, "client %d: %s; worker log:\n%s", i, args[i].why,
+                      log);
+    }
+    /* Framing errors on the scoring ops too. */
+    int bfd = connect_slot(2);
+    ck_assert_int_ge(bfd, 0);
+    ck_assert_int_eq(send_hdr(bfd, WIRE_MAGIC, WIRE_VERSION, WIRE_OP_SCORE, 200, 77), 0);
+    close(bfd); /* truncated frame */
+
+    stat_kv kv[128];
+    fd = connect_slot(3);
+    ck_assert_int_ge(fd, 0);
+    int cnt = stats_on(fd, kv, 128);
+    close(fd);
+    ck_assert_int_gt(cnt, 0);
+    printf("  e2e: %llu scores (%llu ms in the kernel), %llu loads, %llu evictions, %llu load "
+           "hits, %llu resident, %llu/%llu arena bytes used, %llu pool threads\n",
+           (unsigned long long)stat_find(kv, cnt, "op_score_calls"),
+           (unsigned long long)stat_find(kv, cnt, "op_score_ns") / 1000000,
+           (unsigned long long)stat_find(kv, cnt, "model_loads"),
+           (unsigned long long)stat_find(kv, cnt, "model_evictions"),
+           (unsigned long long)stat_find(kv, cnt, "model_load_hits"),
+           (unsigned long long)stat_find(kv, cnt, "models_resident"),
+           (unsigned long long)stat_find(kv, cnt, "arena_bytes_used"),
+           (unsigned long long)stat_find(kv, cnt, "arena_bytes_total"),
+           (unsigned long long)stat_find(kv, cnt, "pool_threads"));
+    ck_assert_uint_ge(stat_find(kv, cnt, "op_score_calls"), NTHREADS * ITER);
+    ck_assert_uint_ge(stat_find(kv, cnt, "model_loads"), nfx);
+    ck_assert_uint_ge(stat_find(kv, cnt, "model_evictions"), 1);
+    ck_assert_uint_ge(stat_find(kv, cnt, "errors_bad_payload"), nfx + 2);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    ck_assert_uint_eq(stat_find(kv, cnt, "pool_threads"), ncpu > 1 ? (uint64_t)ncpu - 1 : 0);
+    if (asan_build) {
+        printf("e2e_hotpath: no_allocation_while_loading_and_scoring: allocation count skipped "
+               "(ASan build)\n");
+    } else {
+        ck_assert_uint_eq(stat_find(kv, cnt, "alloc_probe_present"), 1);
+        slurp(log_path, log, sizeof log);
+        ck_assert_msg(stat_find(kv, cnt, "alloc_calls_after_ready") == 0,
+                      "%llu allocation calls after ready; worker log:\n%s",
+                      (unsigned long long)stat_find(kv, cnt, "alloc_calls_after_ready"), log);
+    }
+    for (size_t i = 0; i < nfx; i++)
+        fx_model_free(&models[i]);
+    free(models);
+    free(buf);
+}
+END_TEST
+
 /* ---- runner --------------------------------------------------------------------------------- */
 
 static Suite *hotpath_suite(void)
@@ -1277,6 +1734,9 @@ static Suite *hotpath_suite(void)
     tcase_add_test(tc, bad_environment_fails_naming_the_variable);
     tcase_add_test(tc, no_allocation_after_ready);
     tcase_add_test(tc, alloc_probe_counts);
+    tcase_add_test(tc, load_and_score_match_xgboost);
+    tcase_add_test(tc, model_bigger_than_arena_is_no_memory);
+    tcase_add_test(tc, no_allocation_while_loading_and_scoring);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,350 @@
+/* hp_arena.c - model store: fixed region, hash index, refcounts, LRU eviction.  See hp_arena.h.
+ *
+ * Data structures (all reserved by hp_arena_create, guarded by mu):
+ *   ent[HP_ARENA_MAX_MODELS]   the entries; free ones are chained through next_free
+ *   slot[2 x MAX]              linear-probing hash of keys -> entry index (-1 empty), deleted by
+ *                              backward shift so lookups never walk tombstones
+ *   order[0..nlive)            live entries (loading or ready) sorted by region offset: the gaps
+ *                              between them are the free space (first fit, O(models)) */
+#include "hp_arena.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define NSLOTS (2u * HP_ARENA_MAX_MODELS) /* power of two, load factor <= 1/2 */
+
+enum { E_FREE, E_LOADING, E_READY };
+
+typedef struct hp_entry {
+    uint8_t key[WIRE_MODEL_KEY_SIZE];
+    int state;
+    uint32_t refs;
+    uint64_t last_used;
+    size_t off, len;
+    const hp_forest *forest;
+    int32_t next_free;
+} hp_entry;
+
+struct hp_arena {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* broadcast when a pin is dropped or a load is published */
+    uint8_t *base;
+    size_t size;
+    uint64_t clock;
+    hp_entry ent[HP_ARENA_MAX_MODELS];
+    int32_t slot[NSLOTS];
+    uint32_t order[HP_ARENA_MAX_MODELS];
+    uint32_t nlive;
+    int32_t free_head;
+    uint64_t bytes_used, resident, loads, load_hits, evictions, load_refused;
+};
+
+static uint32_t key_hash(const uint8_t *key)
+{
+    /* The SHA-256 half is uniformly distributed already; mix in the UUID for distinct ids that
+     * share a source. */
+    uint64_t a, b;
+    memcpy(&a, key + 16, 8);
+    memcpy(&b, key, 8);
+    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
+    return (uint32_t)(h >> 40) & (NSLOTS - 1);
+}
+
+/* Hash slot holding key, or -1.  Locked. */
+static int find_slot(const hp_arena *a, const uint8_t *key)
+{
+    for (uint32_t s = key_hash(key);; s = (s + 1) & (NSLOTS - 1)) {
+        int32_t e = a->slot[s];
+        if (e < 0)
+            return -1;
+        if (memcmp(a->ent[e].key, key, WIRE_MODEL_KEY_SIZE) == 0)
+            return (int)s;
+    }
+}
+
+static void hash_insert(hp_arena *a, int32_t e)
+{
+    uint32_t s = key_hash(a->ent[e].key);
+    while (a->slot[s] >= 0)
+        s = (s + 1) & (NSLOTS - 1);
+    a->slot[s] = e;
+}
+
+/* Backward-shift deletion (Knuth 6.4 algorithm R): keeps every probe sequence unbroken. */
+static void hash_delete(hp_arena *a, uint32_t s)
+{
+    uint32_t i = s;
+    for (;;) {
+        a->slot[i] = -1;
+        uint32_t j = i;
+        for (;;) {
+            j = (j + 1) & (NSLOTS - 1);
+            if (a->slot[j] < 0)
+                return;
+            uint32_t home = key_hash(a->ent[a->slot[j]].key);
+            /* Move slot[j] into the hole at i unless its home lies cyclically in (i, j]. */
+            int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+            if (!stays)
+                break;
+        }
+        a->slot[i] = a->slot[j];
+        i = j;
+    }
+}
+
+hp_arena *hp_arena_create(size_t bytes, char *err, size_t errlen)
+{
+    hp_arena *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        snprintf(err, errlen, "out of memory for the model index");
+        return NULL;
+    }
+    /* Committed (no MAP_NORESERVE: with strict overcommit start-up fails now rather than a load
+     * later) but not touched: RAM is used as models arrive. */
+    a->base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (a->base == MAP_FAILED) {
+        char eb[128];
+        snprintf(err, errlen, "cannot reserve VIGIL_HOTPATH_MEMORY_MB=%zu MiB for models: %s",
+                 bytes >> 20, strerror_r(errno, eb, sizeof eb));
+        free(a);
+        return NULL;
+    }
+    a->size = bytes;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&a->mu, NULL);
+    for (uint32_t i = 0; i < NSLOTS; i++)
+        a->slot[i] = -1;
+    for (uint32_t i = 0; i < HP_ARENA_MAX_MODELS; i++) {
+        a->ent[i].state = E_FREE;
+        a->ent[i].next_free = i + 1 < HP_ARENA_MAX_MODELS ? (int32_t)i + 1 : -1;
+    }
+    a->free_head = 0;
+    return a;
+}
+
+void hp_arena_destroy(hp_arena *a)
+{
+    if (a == NULL)
+        return;
+    munmap(a->base, a->size);
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+int hp_arena_touch(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE])
+{
+    pthread_mutex_lock(&a->mu);
+    int s = find_slot(a, key);
+    int yes = s >= 0 && a->ent[a->slot[s]].state == E_READY;
+    if (yes) {
+        a->ent[a->slot[s]].last_used = ++a->clock;
+        a->load_hits++;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return yes;
+}
+
+/* First-fit offset for len bytes among the gaps, or SIZE_MAX; *pos gets the order[] position.
+ * Locked. */
+static size_t first_fit(const hp_arena *a, size_t len, uint32_t *pos)
+{
+    size_t at = 0;
+    for (uint32_t i = 0; i < a->nlive; i++) {
+        const hp_entry *e = &a->ent[a->order[i]];
+        if (e->off - at >= len) {
+            *pos = i;
+            return at;
+        }
+        at = e->off + e->len;
+    }
+    if (a->size - at >= len) {
+        *pos = a->nlive;
+        return at;
+    }
+    return SIZE_MAX;
+}
+
+/* Evicts the least recently used ready, unpinned model.  Returns 0, or -1 if there is none.
+ * Locked. */
+static int evict_lru(hp_arena *a)
+{
+    uint32_t vpos = UINT32_MAX;
+    for (uint32_t i = 0; i < a->nlive; i++) {
+        const hp_entry *e = &a->ent[a->order[i]];
+        if (e->state == E_READY && e->refs == 0 &&
+            (vpos == UINT32_MAX || e->last_used < a->ent[a->order[vpos]].last_used))
+            vpos = i;
+    }
+    if (vpos == UINT32_MAX)
+        return -1;
+    int32_t v = (int32_t)a->order[vpos];
+    hp_entry *e = &a->ent[v];
+    hash_delete(a, (uint32_t)find_slot(a, e->key));
+    memmove(&a->order[vpos], &a->order[vpos + 1], (a->nlive - vpos - 1) * sizeof a->order[0]);
+    a->nlive--;
+    a->bytes_used -= e->len;
+    a->resident--;
+    a->evictions++;
+    e->state = E_FREE;
+    e->forest = NULL;
+    e->next_free = a->free_head;
+    a->free_head = v;
+    return 0;
+}
+
+/* Waits on cv until woken or the absolute monotonic deadline passes.  Returns 0, or -1 once the
+ * deadline has passed.  Locked. */
+static int wait_until(hp_arena *a, const struct timespec *deadline)
+{
+    int rc = pthread_cond_timedwait(&a->cv, &a->mu, deadline);
+    return rc == ETIMEDOUT ? -1 : 0;
+}
+
+int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const model_view *v,
+                  char *err, size_t errlen)
+{
+    size_t len = hp_forest_bytes(v); /* O(nodes), outside the lock */
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += HP_ARENA_WAIT_MS / 1000;
+    deadline.tv_nsec += (long)(HP_ARENA_WAIT_MS % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+
+    pthread_mutex_lock(&a->mu);
+    int s;
+    while ((s = find_slot(a, key)) >= 0) {
+        hp_entry *e = &a->ent[a->slot[s]];
+        if (e->state == E_READY) {
+            e->last_used = ++a->clock;
+            a->load_hits++;
+            pthread_mutex_unlock(&a->mu);
+            return HP_ARENA_RESIDENT;
+        }
+        /* Another slot is building the same key: it cannot fail from here, wait for it. */
+        if (wait_until(a, &deadline) != 0) {
+            a->load_refused++;
+            pthread_mutex_unlock(&a->mu);
+            snprintf(err, errlen, "model is still being loaded by another connection");
+            return HP_ARENA_BUSY;
+        }
+    }
+    if (len > a->size) {
+        a->load_refused++;
+        pthread_mutex_unlock(&a->mu);
+        snprintf(err, errlen,
+                 "model needs %zu bytes in the worker's layout, more than the whole arena (%zu "
+                 "bytes, VIGIL_HOTPATH_MEMORY_MB)",
+                 len, a->size);
+        return HP_ARENA_TOO_BIG;
+    }
+    uint32_t pos = 0;
+    size_t off;
+    for (;;) {
+        off = first_fit(a, len, &pos);
+        if (off != SIZE_MAX && a->free_head >= 0)
+            break;
+        if (evict_lru(a) == 0)
+            continue;
+        /* Everything left is pinned by a scorer or still loading: wait for a release. */
+        if (a->nlive == 0 || wait_until(a, &deadline) != 0) {
+            a->load_refused++;
+            pthread_mutex_unlock(&a->mu);
+            snprintf(err, errlen,
+                     "arena full: %zu bytes needed, models in use hold the space (try again)", len);
+            return HP_ARENA_BUSY;
+        }
+        /* Someone may have loaded our key while we waited. */
+        if ((s = find_slot(a, key)) >= 0) {
+            pthread_mutex_unlock(&a->mu);
+            return hp_arena_load(a, key, v, err, errlen);
+        }
+    }
+    int32_t ei = a->free_head;
+    hp_entry *e = &a->ent[ei];
+    a->free_head = e->next_free;
+    memcpy(e->key, key, WIRE_MODEL_KEY_SIZE);
+    e->state = E_LOADING;
+    e->refs = 0;
+    e->off = off;
+    e->len = len;
+    e->forest = NULL;
+    memmove(&a->order[pos + 1], &a->order[pos], (a->nlive - pos) * sizeof a->order[0]);
+    a->order[pos] = (uint32_t)ei;
+    a->nlive++;
+    a->bytes_used += len;
+    hash_insert(a, ei);
+    pthread_mutex_unlock(&a->mu);
+
+    /* Build outside the lock: scorers of other models are not held up. */
+    const hp_forest *f = hp_forest_build(v, a->base + off, len);
+
+    pthread_mutex_lock(&a->mu);
+    e->forest = f; /* never NULL: len came from hp_forest_bytes for the same view */
+    e->state = E_READY;
+    e->last_used = ++a->clock;
+    a->resident++;
+    a->loads++;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    return HP_ARENA_LOADED;
+}
+
+int hp_arena_acquire(hp_arena *a, const uint8_t *const *keys, unsigned n,
+                     const hp_forest **forests, uint32_t *handles)
+{
+    pthread_mutex_lock(&a->mu);
+    for (unsigned i = 0; i < n; i++) {
+        int s = find_slot(a, keys[i]);
+        if (s < 0 || a->ent[a->slot[s]].state != E_READY) {
+            pthread_mutex_unlock(&a->mu);
+            return (int)i;
+        }
+        handles[i] = (uint32_t)a->slot[s];
+    }
+    uint64_t now = ++a->clock;
+    for (unsigned i = 0; i < n; i++) {
+        hp_entry *e = &a->ent[handles[i]];
+        e->refs++;
+        e->last_used = now;
+        forests[i] = e->forest;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return -1;
+}
+
+void hp_arena_release(hp_arena *a, const uint32_t *handles, unsigned n)
+{
+    int wake = 0;
+    pthread_mutex_lock(&a->mu);
+    for (unsigned i = 0; i < n; i++)
+        wake |= --a->ent[handles[i]].refs == 0;
+    if (wake)
+        pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+void hp_arena_get_stats(hp_arena *a, hp_arena_stats *st)
+{
+    pthread_mutex_lock(&a->mu);
+    st->bytes_total = a->size;
+    st->bytes_used = a->bytes_used;
+    st->models_resident = a->resident;
+    st->loads = a->loads;
+    st->load_hits = a->load_hits;
+    st->evictions = a->evictions;
+    st->load_refused = a->load_refused;
+    pthread_mutex_unlock(&a->mu);
+}

@@ -1,0 +1,106 @@
+/* hp_forest.h - the worker's own layout of a model (built from a validated common/model.h blob) and
+ * the tree walks that score rows on it, bit-identical to common/refeval.c.
+ *
+ * Owns: the tuned in-memory layout (one contiguous, position-dependent block the caller provides,
+ * e.g. a piece of the model arena), its size computation and build, and scoring (serial, or split
+ * over an hp_pool).
+ *
+ * Layout (see hp_forest.c for the measurements behind it):
+ *   - "heap" trees (depth <= HPF_HEAP_MAX_DEPTH and not too sparse, i.e. every tree xgboost grows
+ *     depth-wise with default settings): 8-byte nodes {u32 feature|flags, f32 threshold or
+ *     categorical-set offset} in implicit heap order (children of i at 2i+1 and 2i+2), padded to a
+ *     complete tree of the tree's depth D (a leaf above depth D becomes a subtree whose leaves all
+ *     hold its value), plus 2^D leaf values.  A walk is exactly D steps of
+ *     i = 2i + 1 + go_right, with no leaf test and no data-dependent branch;
+ *   - "linked" trees (anything else: deep or very sparse trees): 12-byte nodes {u32 feature|flags,
+ *     f32 threshold/leaf/set offset, u32 left}, walked until a leaf, next = left + go_right.
+ *
+ * Costs: hp_forest_bytes O(nodes); hp_forest_build O(padded nodes); scoring O(rows x sum of tree
+ * depths).  Nothing here allocates; scoring uses a 128 KiB stack buffer (8 rows x
+ * MODEL_MAX_CLASSES margins). */
+#ifndef VIGIL_HP_FOREST_H
+#define VIGIL_HP_FOREST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hp_pool.h"
+#include "model.h"
+
+#define HPF_HEAP_MAX_DEPTH 12 /* 4095 internal nodes + 4096 leaves = 48 KiB per tree at most */
+#define HPF_HEAP_MAX_PADDING 8 /* a heap tree has at most 8x the nodes of its source tree */
+#define HPF_BLOCK 8           /* rows walked together through one tree (one sub-block) */
+#define HPF_SUPER 64          /* rows that share each tree fetch (8 sub-blocks) */
+
+/* Node flags (same bit positions as common/model.h's split word). */
+#define HPF_FEATURE_MASK MODEL_NODE_FEATURE_MASK
+#define HPF_DEFAULT_LEFT MODEL_NODE_DEFAULT_LEFT
+#define HPF_CATEGORICAL MODEL_NODE_CATEGORICAL
+#define HPF_LEAF MODEL_NODE_FEATURE_MASK /* linked layout: feature field all ones marks a leaf */
+
+typedef struct hpf_node { /* heap layout */
+    uint32_t ff;          /* feature | HPF_DEFAULT_LEFT | HPF_CATEGORICAL */
+    union {
+        float t;          /* numeric: x goes left iff x < t */
+        uint32_t cat;     /* categorical: word offset of the set in cats[] (model.h format) */
+    } u;
+} hpf_node;
+
+typedef struct hpf_lnode { /* linked layout */
+    uint32_t ff;           /* as hpf_node, or HPF_LEAF */
+    union {
+        float t;
+        uint32_t cat;
+        float leaf;
+    } u;
+    uint32_t left;         /* tree-local index of the left child; right = left + 1 */
+} hpf_lnode;
+
+typedef struct hpf_tree {
+    const hpf_node *heap;    /* heap layout: 2^depth - 1 nodes, or NULL for a linked tree */
+    const float *leaves;     /* heap layout: 2^depth leaf values */
+    const hpf_lnode *linked; /* linked layout: the tree's nodes, root first */
+    uint32_t depth;          /* longest root-to-leaf path (0: a single leaf) */
+    uint32_t group;          /* output group */
+    float weight;            /* dart weight (1 for gbtree) */
+    uint32_t pad;
+} hpf_tree;
+
+#define HPF_F_DART 0x1u       /* multiply each tree's leaf by its weight (refeval's dart rule) */
+#define HPF_F_CATEGORICAL 0x2u /* some node is categorical: walks take the exact slow decision */
+
+typedef struct hp_forest {
+    uint32_t objective, num_feature, num_class, num_trees;
+    uint32_t flags;      /* HPF_F_* */
+    uint32_t heap_trees; /* how many trees use the heap layout (the rest are linked) */
+    float base_margin;
+    uint32_t pad;
+    const hpf_tree *trees;
+    const uint32_t *cats; /* categorical sets, word for word as in the blob */
+    size_t bytes;         /* size of the block it lives in */
+} hp_forest;
+
+/* Bytes hp_forest_build needs for v (which passed model_validate).  Never fails; O(nodes). */
+size_t hp_forest_bytes(const model_view *v);
+
+/* Builds the forest for v into dst[0..len), len >= hp_forest_bytes(v), dst 64-byte aligned.
+ * Returns the forest (it lives at dst and points only into dst; the blob may go away), or NULL if
+ * len is too small.  Never allocates; thread-safe for distinct dst. */
+const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len);
+
+/* Outputs per row: num_class for margins and multi:softprob, else 1 (model_outputs_per_row). */
+uint32_t hp_forest_outputs(const hp_forest *f, int output_margin);
+
+/* Scores rows[0..nrows) (row-major nrows x num_feature, NaN = missing) into out (nrows x
+ * hp_forest_outputs(f, output_margin)), bit-identical to refeval_predict on the source blob.
+ * When pool is non-NULL and nrows x num_trees >= min_parallel_work, the rows are split into
+ * block-aligned parts over the pool's helpers and the calling thread.  Never fails, never
+ * allocates; thread-safe (the forest is read-only). */
+void hp_forest_score(const hp_forest *f, const float *rows, size_t nrows, int output_margin,
+                     float *out, hp_pool *pool, uint64_t min_parallel_work);
+
+/* The default min_parallel_work of the SCORE kernel: below ~64 rows of a 1000-tree model (well
+ * under a millisecond of walking) waking a helper costs about as much as it saves. */
+#define HPF_PARALLEL_MIN_WORK 65536u
+
+#endif

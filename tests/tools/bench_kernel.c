@@ -1,0 +1,293 @@
+/* bench_kernel.c - speed of the worker's scoring kernel (hotpath/hp_forest.c) against the reference
+ * evaluator (common/refeval.c) and, when given its figure, xgboost's own predictor.
+ *
+ *   bench_kernel MODEL.json ROWS.txt [XGB_NS_PER_ROW]    an xgboost model + rows (gen_model.py)
+ *   bench_kernel --synthetic                              1000 random complete-ish depth-8 trees,
+ *                                                         50 features (model_builder), random rows
+ *
+ * Prints ns per tree per row and rows/s for: refeval, the kernel on 1 thread, the kernel on all
+ * CPUs (its compute pool, as the worker runs it), xgboost (if given), the ratios, and single-row
+ * latency percentiles.  Also checks that the kernel's outputs are bit-identical to refeval's on
+ * every row (exit 1 if not).  Timing is never asserted.  Built by the Makefile as
+ * bin/tests/bench_kernel (links api/ for xgb_compile). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hp_forest.h"
+#include "hp_pool.h"
+#include "model.h"
+#include "refeval.h"
+#include "xgbmodel.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = 0;
+        *len = (size_t)n;
+    }
+    return buf;
+}
+
+static float *read_rows(const char *path, size_t *rows, size_t *cols)
+{
+    size_t len;
+    char *txt = slurp(path, &len);
+    if (!txt)
+        return NULL;
+    char *p = txt, *end;
+    *rows = strtoul(p, &end, 10);
+    p = end;
+    *cols = strtoul(p, &end, 10);
+    p = end;
+    float *m = malloc(*rows * *cols * sizeof(float));
+    for (size_t i = 0; m && i < *rows * *cols; i++) {
+        m[i] = strtof(p, &end);
+        p = end;
+    }
+    free(txt);
+    return m;
+}
+
+static uint64_t rs = 0x853C49E6748FEA9Bull;
+static uint32_t rnd(uint32_t n)
+{
+    rs ^= rs >> 12;
+    rs ^= rs << 25;
+    rs ^= rs >> 27;
+    return (uint32_t)(((rs * 0x2545F4914F6CDD1Dull) >> 32) % n);
+}
+static float rndf(void)
+{
+    return (float)rnd(1u << 24) / (float)(1 << 24) * 4.0f - 2.0f;
+}
+
+/* 1000 trees of depth 8 over 50 features, each node internal with probability 0.95 above depth 8,
+ * i.e. close to what xgboost grows with max_depth=8. */
+static void *synthetic_model(size_t *len)
+{
+    enum { NF = 50, NT = 1000, D = 8 };
+    model_src_node nodes[(2 << D) - 1];
+    model_builder *b = model_builder_new(MODEL_OBJ_BINARY_LOGISTIC, 0, NF, 1, 0.5f, 0.0f);
+    char err[256];
+    for (int t = 0; t < NT; t++) {
+        uint32_t n = (2u << D) - 1;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t depth = 0;
+            for (uint32_t j = i + 1; j > 1; j >>= 1)
+                depth++;
+            int internal = depth < D && rnd(100) < 95;
+            memset(&nodes[i], 0, sizeof nodes[i]);
+            nodes[i].left = internal ? (int32_t)(2 * i + 1) : -1;
+            nodes[i].right = internal ? (int32_t)(2 * i + 2) : -1;
+            nodes[i].feature = rnd(NF);
+            nodes[i].default_left = (int)rnd(2);
+            nodes[i].value = internal ? rndf() : rndf() * 0.05f;
+        }
+        if (model_builder_add_tree(b, 0, 1.0f, nodes, n, err, sizeof err) != 0) {
+            fprintf(stderr, "add_tree: %s\n", err);
+            exit(2);
+        }
+    }
+    void *blob;
+    if (model_build(b, &blob, len, err, sizeof err) != 0) {
+        fprintf(stderr, "build: %s\n", err);
+        exit(2);
+    }
+    model_builder_free(b);
+    return blob;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+enum { NLAT = 20000 };
+
+/* Single-row latency (the path the slot thread takes for one row): percentiles over NLAT calls
+ * cycling through the rows. */
+static void latency(const hp_forest *f, const float *rows, size_t nrows, size_t ncols,
+                    hp_pool *pool, float *out, double *p50, double *p99, double *pmax)
+{
+    static double lat[NLAT];
+    for (int i = 0; i < NLAT; i++) {
+        const float *r = rows + (size_t)(i % nrows) * ncols;
+        double a = now_s();
+        hp_forest_score(f, r, 1, 0, out, pool, HPF_PARALLEL_MIN_WORK);
+        lat[i] = now_s() - a;
+    }
+    qsort(lat, NLAT, sizeof lat[0], cmp_double);
+    *p50 = lat[NLAT / 2];
+    *p99 = lat[NLAT * 99 / 100];
+    *pmax = lat[NLAT - 1];
+}
+
+int main(int argc, char **argv)
+{
+    char err[256];
+    void *blob = NULL;
+    size_t blob_len = 0, nrows = 10000, ncols = 50;
+    float *rows = NULL;
+    double xgb_ns_row = 0;
+    const char *what;
+    if (argc >= 2 && strcmp(argv[1], "--synthetic") == 0) {
+        blob = synthetic_model(&blob_len);
+        rows = malloc(nrows * ncols * sizeof(float));
+        for (size_t i = 0; i < nrows * ncols; i++)
+            rows[i] = rnd(10) == 0 ? NAN : rndf();
+        what = "synthetic (model_builder random trees: 1000 x depth 8, 50 features, 10% NaN)";
+    } else if (argc >= 3) {
+        size_t len;
+        char *json = slurp(argv[1], &len);
+        if (!json || xgb_compile(json, len, NULL, &blob, &blob_len, err, sizeof err) != 0) {
+            fprintf(stderr, "bench_kernel: %s: %s\n", argv[1], json ? err : "cannot read");
+            return 2;
+        }
+        free(json);
+        rows = read_rows(argv[2], &nrows, &ncols);
+        if (!rows) {
+            fprintf(stderr, "bench_kernel: cannot read %s\n", argv[2]);
+            return 2;
+        }
+        if (argc >= 4)
+            xgb_ns_row = atof(argv[3]);
+        what = "xgboost 1.7.4 binary:logistic, 1000 trees, max_depth 8, 50 features, 10% NaN rows";
+    } else {
+        fprintf(stderr, "usage: bench_kernel MODEL.json ROWS.txt [XGB_NS_PER_ROW] | --synthetic\n");
+        return 2;
+    }
+    model_view v;
+    if (model_validate(blob, blob_len, NULL, 0, &v, err, sizeof err) != 0 ||
+        v.hdr->num_feature != ncols) {
+        fprintf(stderr, "bench_kernel: invalid model or rows: %s\n", err);
+        return 2;
+    }
+    size_t fbytes = hp_forest_bytes(&v);
+    void *mem = aligned_alloc(64, (fbytes + 63) / 64 * 64);
+    const hp_forest *f = hp_forest_build(&v, mem, fbytes);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    hp_pool *pool = hp_pool_create(ncpu > 1 ? (unsigned)ncpu - 1 : 0, err, sizeof err);
+    uint32_t nt = v.hdr->num_trees;
+    uint64_t nodes = v.hdr->num_nodes;
+
+    printf("model: %s\n", what);
+    printf("  %u trees, %llu nodes (%.1f per tree), blob %zu bytes, worker layout %zu bytes "
+           "(%u heap trees), %zu rows; %ld CPUs\n",
+           nt, (unsigned long long)nodes, (double)nodes / nt, blob_len, fbytes, f->heap_trees,
+           nrows, ncpu);
+
+    float *want = malloc(nrows * sizeof(float)), *got = malloc(nrows * sizeof(float));
+    /* refeval: on a slice (it is slow), scaled. */
+    size_t ref_rows = nrows < 2000 ? nrows : 2000;
+    double t0 = now_s();
+    refeval_predict(&v, rows, ref_rows, 0, want);
+    double ref_s = (now_s() - t0) / (double)ref_rows;
+    refeval_predict(&v, rows + ref_rows * ncols, nrows - ref_rows, 0, want + ref_rows);
+
+    /* Kernel: repeat the whole batch until ~0.7 s has passed; best batch time counts. */
+    double k1 = INFINITY, kn = INFINITY;
+    for (int mode = 0; mode < 2; mode++) {
+        double best = INFINITY, start = now_s();
+        int reps = 0;
+        while (reps < 3 || now_s() - start < 0.7) {
+            double a = now_s();
+            hp_forest_score(f, rows, nrows, 0, got, mode ? pool : NULL, HPF_PARALLEL_MIN_WORK);
+            double d = now_s() - a;
+            best = d < best ? d : best;
+            reps++;
+        }
+        if (memcmp(got, want, nrows * sizeof(float)) != 0) {
+            fprintf(stderr, "bench_kernel: kernel output differs from refeval!\n");
+            return 1;
+        }
+        *(mode ? &kn : &k1) = best / (double)nrows;
+    }
+    printf("  outputs: kernel == refeval bit for bit on all %zu rows\n", nrows);
+
+    double p50, p99, pmax;
+    latency(f, rows, nrows, ncols, pool, got, &p50, &p99, &pmax);
+
+    double per = 1e9 / nt;
+    printf("\n  %-34s %12s %14s %12s\n", "batch scoring", "ns/tree/row", "rows/s", "vs xgboost");
+    printf("  %-34s %12.2f %14.0f %12s\n", "reference evaluator (common/)", ref_s * per,
+           1.0 / ref_s, xgb_ns_row > 0 ? "" : "-");
+    if (xgb_ns_row > 0)
+        printf("  %-34s %12.2f %14.0f %12s\n", "xgboost inplace_predict nthread=1",
+               xgb_ns_row / nt, 1e9 / xgb_ns_row, "1.00x");
+    char r1[32] = "-", rn[32] = "-";
+    if (xgb_ns_row > 0) {
+        snprintf(r1, sizeof r1, "%.2fx", xgb_ns_row * 1e-9 / k1);
+        snprintf(rn, sizeof rn, "%.2fx", xgb_ns_row * 1e-9 / kn);
+    }
+    printf("  %-34s %12.2f %14.0f %12s\n", "kernel, 1 thread", k1 * per, 1.0 / k1, r1);
+    char lbl[64];
+    snprintf(lbl, sizeof lbl, "kernel, %ld threads (pool)", ncpu);
+    printf("  %-34s %12.2f %14.0f %12s\n", lbl, kn * per, 1.0 / kn, rn);
+    printf("  kernel vs reference evaluator: %.1fx (1 thread), %.1fx (%ld threads)\n", ref_s / k1,
+           ref_s / kn, ncpu);
+    /* The same rows with every NaN replaced by 0: the compare-only fast path. */
+    size_t nan_vals = 0;
+    for (size_t i = 0; i < nrows * ncols; i++)
+        if (isnan(rows[i])) {
+            rows[i] = 0.0f;
+            nan_vals++;
+        }
+    if (nan_vals > 0) {
+        double best = INFINITY, start = now_s();
+        int reps = 0;
+        while (reps < 3 || now_s() - start < 0.5) {
+            double a = now_s();
+            hp_forest_score(f, rows, nrows, 0, got, NULL, 0);
+            double d = now_s() - a;
+            best = d < best ? d : best;
+            reps++;
+        }
+        best /= (double)nrows;
+        printf("  %-34s %12.2f %14.0f %12s\n", "kernel, 1 thread, rows without NaN", best * per,
+               1.0 / best, "");
+    }
+    if (xgb_ns_row <= 0)
+        printf("  xgboost: skipped (no figure given: xgboost not available to run.sh)\n");
+    printf("\n  single-row latency over %d calls, rows with NaN (10%%):  p50 %.2f us, p99 %.2f us, "
+           "max %.2f us\n",
+           NLAT, p50 * 1e6, p99 * 1e6, pmax * 1e6);
+    if (nan_vals > 0) {
+        latency(f, rows, nrows, ncols, pool, got, &p50, &p99, &pmax);
+        printf("  single-row latency over %d calls, rows without NaN:     p50 %.2f us, "
+               "p99 %.2f us, max %.2f us\n",
+               NLAT, p50 * 1e6, p99 * 1e6, pmax * 1e6);
+    }
+
+    hp_pool_destroy(pool);
+    free(mem);
+    free(blob);
+    free(rows);
+    free(want);
+    free(got);
+    return 0;
+}

@@ -1,0 +1,910 @@
+/* test_kernel.c - the worker's scoring kernel (hotpath/hp_forest.c through hotpath/hp_arena.c and
+ * hotpath/hp_k_score.c), differentially against the reference evaluator common/refeval.c, which
+ * test_model.c pins to xgboost 1.7.4's own predictions:
+ *   - every fixture: compiled with xgb_compile, validated, loaded into an arena, scored with and
+ *     without the compute pool: bit-identical to refeval, and as close to xgboost as refeval is;
+ *   - thousands of random models built with model_builder (depths 0..30, sparse and full trees,
+ *     NaN default directions, categorical sets up to 157 words, dart weights, 1..5 groups, every
+ *     objective) on hostile inputs (NaN, +-inf, thresholds exactly and one ulp off, +-0,
+ *     denormals, categorical edge values), for batch sizes crossing the 8-row block and the
+ *     parallel split: bit-identical to refeval;
+ *   - the arena: LRU eviction order, pinned models survive, too-big models, resident reloads;
+ *   - the LOAD_MODEL / SCORE handlers on in-memory payloads: every error answer.
+ * Expected values come from refeval (a second implementation) or are written out here. */
+#include <check.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hp_arena.h"
+#include "hp_forest.h"
+#include "hp_k_score.h"
+#include "hp_pool.h"
+#include "model.h"
+#include "refeval.h"
+#include "wire.h"
+#include "xgbmodel.h"
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+static const char *fixdir(void)
+{
+    const char *d = getenv("VIGIL_FIXTURES");
+    return d && *d ? d : "tests/fixtures";
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = 0;
+        *len = (size_t)n;
+    }
+    return buf;
+}
+
+static float *read_matrix(const char *path, size_t *rows, size_t *cols)
+{
+    size_t len;
+    char *txt = slurp(path, &len);
+    ck_assert_msg(txt != NULL, "cannot read %s", path);
+    char *p = txt, *end;
+    *rows = strtoul(p, &end, 10);
+    p = end;
+    *cols = strtoul(p, &end, 10);
+    p = end;
+    ck_assert(*rows > 0 && *cols > 0);
+    float *m = malloc(*rows * *cols * sizeof(float));
+    ck_assert(m != NULL);
+    for (size_t i = 0; i < *rows * *cols; i++) {
+        m[i] = strtof(p, &end);
+        ck_assert_msg(end != p, "%s: bad token at value %zu", path, i);
+        p = end;
+    }
+    free(txt);
+    return m;
+}
+
+static size_t manifest(char names[][64], size_t cap)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/MANIFEST", fixdir());
+    size_t len;
+    char *txt = slurp(path, &len);
+    ck_assert_msg(txt != NULL, "cannot read %s (set VIGIL_FIXTURES?)", path);
+    size_t n = 0;
+    for (char *line = strtok(txt, "\n"); line && n < cap; line = strtok(NULL, "\n"))
+        if (*line)
+            snprintf(names[n++], 64, "%s", line);
+    free(txt);
+    return n;
+}
+
+static void *compile_fixture(const char *name, size_t *blob_len, model_view *v)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/%s.model.json", fixdir(), name);
+    size_t len;
+    char *json = slurp(path, &len);
+    ck_assert_msg(json != NULL, "cannot read %s", path);
+    void *blob = NULL;
+    int rc = xgb_compile(json, len, NULL, &blob, blob_len, err, sizeof err);
+    ck_assert_msg(rc == XGB_OK, "%s: xgb_compile: %s", name, err);
+    ck_assert_msg(model_validate(blob, *blob_len, NULL, 0, v, err, sizeof err) == 0, "%s: %s",
+                  name, err);
+    free(json);
+    return blob;
+}
+
+static uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* Index of the first output whose bits differ, or -1. */
+static long first_diff(const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fbits(a[i]) != fbits(b[i]))
+            return (long)i;
+    return -1;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd64(void)
+{
+    uint64_t x = rng_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng_state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+static uint32_t rnd(uint32_t n) /* uniform in [0, n) */
+{
+    return (uint32_t)((rnd64() >> 32) % n);
+}
+static float rndf(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)(rnd64() >> 40) / (float)(1 << 24);
+}
+
+static void rnd_key(uint8_t key[WIRE_MODEL_KEY_SIZE])
+{
+    for (unsigned i = 0; i < WIRE_MODEL_KEY_SIZE; i++)
+        key[i] = (uint8_t)rnd64();
+}
+
+/* Arena + pool for a test; the pool has at least one helper even on one CPU, so the parallel
+ * split always runs. */
+static hp_arena *T_arena;
+static hp_pool *T_pool;
+
+static void kernel_setup(void)
+{
+    char err[256];
+    T_arena = hp_arena_create((size_t)16 << 20, err, sizeof err);
+    ck_assert_msg(T_arena != NULL, "%s", err);
+    T_pool = hp_pool_create(1, err, sizeof err);
+    ck_assert_msg(T_pool != NULL, "%s", err);
+}
+
+static void kernel_teardown(void)
+{
+    hp_pool_destroy(T_pool);
+    hp_arena_destroy(T_arena);
+    T_pool = NULL;
+    T_arena = NULL;
+}
+
+/* Loads v under a fresh random key and pins it.  Returns the forest, *handle for release. */
+static const hp_forest *load_pin(const model_view *v, uint8_t key[WIRE_MODEL_KEY_SIZE],
+                                 uint32_t *handle)
+{
+    char err[256];
+    rnd_key(key);
+    int rc = hp_arena_load(T_arena, key, v, err, sizeof err);
+    ck_assert_msg(rc == HP_ARENA_LOADED, "load: %d %s", rc, err);
+    const uint8_t *keys[1] = {key};
+    const hp_forest *f = NULL;
+    ck_assert_int_eq(hp_arena_acquire(T_arena, keys, 1, &f, handle), -1);
+    ck_assert_ptr_nonnull(f);
+    return f;
+}
+
+/* Scores rows both ways and with every split configuration; asserts bit equality.  what names the
+ * case in messages. */
+static void check_same(const model_view *v, const hp_forest *f, const float *rows, size_t nrows,
+                       int margin, const char *what)
+{
+    uint32_t nout = model_outputs_per_row(v, margin);
+    ck_assert_uint_eq(hp_forest_outputs(f, margin), nout);
+    size_t n = nrows * nout;
+    float *want = malloc((n ? n : 1) * sizeof(float));
+    float *got = malloc((n ? n : 1) * sizeof(float));
+    ck_assert(want && got);
+    refeval_predict(v, rows, nrows, margin, want);
+    static const struct {
+        int pool;
+        uint64_t min_work;
+    } cfgs[] = {{0, 0}, {1, 0}, {1, HPF_PARALLEL_MIN_WORK}};
+    for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
+        memset(got, 0xA5, n * sizeof(float)); /* poison: every output must be written */
+        hp_forest_score(f, rows, nrows, margin, got, cfgs[c].pool ? T_pool : NULL,
+                        cfgs[c].min_work);
+        long d = first_diff(got, want, n);
+        ck_assert_msg(d < 0,
+                      "%s: %zu rows, margin=%d, pool=%d min_work=%llu: output %ld (row %ld) is "
+                      "%a (0x%08x), refeval %a (0x%08x)",
+                      what, nrows, margin, cfgs[c].pool, (unsigned long long)cfgs[c].min_work, d,
+                      d / (long)nout, (double)got[d], fbits(got[d]), (double)want[d],
+                      fbits(want[d]));
+    }
+    free(want);
+    free(got);
+}
+
+/* ---- fixtures -------------------------------------------------------------------------------- */
+
+START_TEST(fixtures_bit_identical_to_refeval)
+{
+    char names[64][64];
+    size_t nfix = manifest(names, 64);
+    ck_assert_uint_ge(nfix, 20);
+    size_t total = 0, same_as_xgb = 0;
+    for (size_t fi = 0; fi < nfix; fi++) {
+        size_t blob_len, nr, nc;
+        model_view v;
+        void *blob = compile_fixture(names[fi], &blob_len, &v);
+        uint8_t key[WIRE_MODEL_KEY_SIZE];
+        uint32_t h;
+        const hp_forest *f = load_pin(&v, key, &h);
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.rows.txt", fixdir(), names[fi]);
+        float *rows = read_matrix(path, &nr, &nc);
+        ck_assert_uint_eq(nc, v.hdr->num_feature);
+        for (int margin = 0; margin <= 1; margin++) {
+            check_same(&v, f, rows, nr, margin, names[fi]);
+            /* Against xgboost's own outputs: the kernel is exactly as close as refeval. */
+            size_t pr, pc;
+            snprintf(path, sizeof path, "%s/%s.%s.txt", fixdir(), names[fi],
+                     margin ? "margin" : "pred");
+            float *xgb = read_matrix(path, &pr, &pc);
+            ck_assert_uint_eq(pr * pc, nr * hp_forest_outputs(f, margin));
+            float *got = malloc(pr * pc * sizeof(float));
+            hp_forest_score(f, rows, nr, margin, got, T_pool, 0);
+            size_t ident = 0;
+            for (size_t i = 0; i < pr * pc; i++)
+                ident += fbits(got[i]) == fbits(xgb[i]) || (isnan(got[i]) && isnan(xgb[i]));
+            ck_assert_msg(ident * 1000 >= pr * pc * 999, "%s: %zu/%zu equal to xgboost",
+                          names[fi], ident, pr * pc);
+            total += pr * pc;
+            same_as_xgb += ident;
+            free(got);
+            free(xgb);
+        }
+        /* Batch sizes across the block and the split, from the fixture's own rows. */
+        static const size_t sizes[] = {1, 2, 3, 7, 8, 9, 10, 11, 16, 17};
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+            for (size_t off = 0; off + sizes[s] <= nr; off += 97)
+                check_same(&v, f, rows + off * nc, sizes[s], (int)(off & 1), names[fi]);
+        /* xgboost refuses inf; the fixtures use +-FLT_MAX.  Swapped for +-inf, still identical. */
+        for (size_t i = 0; i < nr * nc; i++)
+            if (fabsf(rows[i]) == FLT_MAX)
+                rows[i] = copysignf(INFINITY, rows[i]);
+        check_same(&v, f, rows, nr, 1, names[fi]);
+        hp_arena_release(T_arena, &h, 1);
+        free(rows);
+        free(blob);
+    }
+    printf("  fixtures: kernel outputs equal to xgboost 1.7.4's: %zu/%zu\n", same_as_xgb, total);
+}
+END_TEST
+
+/* ---- random models --------------------------------------------------------------------------- */
+
+typedef struct gen {
+    model_src_node *nodes;
+    uint32_t n, cap;
+    int64_t *cats; /* category storage, referenced by nodes */
+    uint32_t ncats, cats_cap;
+    uint32_t nf;
+    int allow_cat;
+    float thr[16]; /* this model's thresholds, reused by the inputs */
+    uint32_t nthr;
+} gen;
+
+static const int64_t CAT_POOL[] = {0, 1, 2, 3, 4, 5, 30, 31, 32, 33, 63, 64, 100, 1000, 5000};
+#define NCAT_POOL (sizeof CAT_POOL / sizeof CAT_POOL[0])
+
+static float pick_threshold(gen *g)
+{
+    static const float special[] = {0.0f, -0.0f, 1.0f, 0.5f, -1.0f, 1e-40f, -1e-40f, FLT_MAX,
+                                    -FLT_MAX, 32.0f, 31.5f, 1e30f, INFINITY, -INFINITY};
+    float t;
+    switch (rnd(4)) {
+    case 0:
+        t = special[rnd(sizeof special / sizeof special[0])];
+        break;
+    case 1:
+        if (g->nthr > 0) {
+            t = g->thr[rnd(g->nthr)]; /* shared thresholds: inputs equal to several at once */
+            break;
+        }
+        /* fall through */
+    default:
+        t = rndf(-3.0f, 3.0f);
+        break;
+    }
+    if (g->nthr < 16)
+        g->thr[g->nthr++] = t;
+    return t;
+}
+
+static float pick_leaf(void)
+{
+    switch (rnd(16)) {
+    case 0:
+    case 15:
+        return -0.0f;
+    case 1:
+        return 0.0f;
+    case 2:
+        return 1e-41f; /* denormal */
+    case 3:
+        return rndf(-1e6f, 1e6f);
+    default:
+        return rndf(-2.0f, 2.0f);
+    }
+}
+
+/* Appends a subtree (preorder numbering, so the builder has to renumber) and returns its root
+ * index.  style 0: full-ish, 1: sparse, 2: a long chain (deep, to force the linked layout). */
+static int32_t gen_node(gen *g, uint32_t depth, uint32_t max_depth, int style)
+{
+    if (g->n == g->cap) {
+        g->cap = g->cap ? g->cap * 2 : 64;
+        g->nodes = realloc(g->nodes, g->cap * sizeof *g->nodes);
+        ck_assert_ptr_nonnull(g->nodes);
+    }
+    uint32_t me = g->n++;
+    model_src_node *nd = &g->nodes[me];
+    memset(nd, 0, sizeof *nd);
+    int internal = depth < max_depth &&
+                   (style == 0 ? rnd(10) < 9 : style == 1 ? rnd(10) < 6 : 1);
+    if (!internal) {
+        nd->left = nd->right = -1;
+        nd->value = pick_leaf();
+        return (int32_t)me;
+    }
+    nd->feature = rnd(g->nf);
+    nd->default_left = (int)rnd(2);
+    if (g->allow_cat && rnd(3) == 0) {
+        uint32_t k = 1 + rnd(5);
+        if (g->ncats + k > g->cats_cap) {
+            /* Nodes keep pointers into cats: never reallocate, size it up front (see below). */
+            ck_abort_msg("category storage exhausted");
+        }
+        nd->categorical = 1;
+        nd->cats = g->cats + g->ncats;
+        nd->n_cats = k;
+        for (uint32_t i = 0; i < k; i++)
+            g->cats[g->ncats++] = CAT_POOL[rnd(NCAT_POOL)];
+    } else {
+        nd->value = pick_threshold(g);
+    }
+    int32_t l, r;
+    if (style == 2) { /* one side stops at once, the other goes on */
+        int deep_left = (int)rnd(2);
+        l = deep_left ? gen_node(g, depth + 1, max_depth, 2) : gen_node(g, max_depth, max_depth, 2);
+        r = deep_left ? gen_node(g, max_depth, max_depth, 2) : gen_node(g, depth + 1, max_depth, 2);
+    } else {
+        l = gen_node(g, depth + 1, max_depth, style);
+        r = gen_node(g, depth + 1, max_depth, style);
+    }
+    nd = &g->nodes[me]; /* gen_node may have moved the array */
+    nd->left = l;
+    nd->right = r;
+    return (int32_t)me;
+}
+
+/* A random model: returns the blob (free()) and fills *v; *g keeps its thresholds. */
+static void *random_model(gen *g, model_view *v, size_t *len, int *heap_trees, int *linked_trees)
+{
+    uint32_t obj = 1 + rnd(MODEL_OBJ_MAX - 1);
+    int multi = obj == MODEL_OBJ_SOFTPROB || obj == MODEL_OBJ_SOFTMAX;
+    uint32_t k = multi ? 1 + rnd(5) : 1;
+    uint32_t flags = rnd(3) == 0 ? MODEL_F_DART : 0;
+    g->nf = 1 + rnd(12);
+    g->allow_cat = rnd(2);
+    g->nthr = 0;
+    /* -0.0 makes the sign of a zero dart contribution visible: refeval adds (0.0f + leaf) * w,
+     * which is +0 for a -0 leaf, and -0 + +0 = +0 but -0 + -0 = -0. */
+    uint32_t bc = rnd(6);
+    float base = bc == 0 ? 0.0f : bc == 1 ? -0.0f : rndf(-2.0f, 2.0f);
+    model_builder *b = model_builder_new(obj, flags, g->nf, k, 0.5f, base);
+    ck_assert_ptr_nonnull(b);
+    uint32_t ntrees = rnd(8) == 0 ? 0 : 1 + rnd(20);
+    char err[256];
+    for (uint32_t t = 0; t < ntrees; t++) {
+        int style = (int)rnd(3);
+        uint32_t max_depth = style == 2 ? 10 + rnd(21) : rnd(9);
+        g->n = 0;
+        g->ncats = 0;
+        gen_node(g, 0, max_depth, style);
+        float w = flags ? (rnd(5) == 0 ? 0.0f : rndf(-0.5f, 2.0f)) : 1.0f;
+        uint32_t grp = rnd(k);
+        ck_assert_msg(model_builder_add_tree(b, grp, w, g->nodes, g->n, err, sizeof err) == 0,
+                      "add_tree: %s", err);
+    }
+    void *blob = NULL;
+    ck_assert_msg(model_build(b, &blob, len, err, sizeof err) == 0, "build: %s", err);
+    model_builder_free(b);
+    ck_assert_int_eq(model_validate(blob, *len, NULL, 0, v, err, sizeof err), 0);
+    (void)heap_trees;
+    (void)linked_trees;
+    return blob;
+}
+
+/* One hostile input value for a model with thresholds g->thr. */
+static float pick_input(const gen *g, int allow_nan)
+{
+    static const float cat_edges[] = {-1.0f,      -0.5f,       -0.0f,       0.5f,     1.5f,
+                                      2.99f,      31.0f,       32.0f,       33.0f,    63.0f,
+                                      64.0f,      100.0f,      1000.5f,     5000.0f,  5001.0f,
+                                      16777215.0f, 16777216.0f, 16777218.0f, 1e30f,    FLT_MAX};
+    switch (rnd(allow_nan ? 9 : 8)) {
+    case 0:
+        return INFINITY;
+    case 1:
+        return -INFINITY;
+    case 2: {
+        if (g->nthr == 0)
+            return 0.0f;
+        float t = g->thr[rnd(g->nthr)];
+        int how = (int)rnd(3);
+        return how == 0 ? t : how == 1 ? nextafterf(t, INFINITY) : nextafterf(t, -INFINITY);
+    }
+    case 3:
+        return rnd(2) ? 0.0f : -0.0f;
+    case 4:
+        return rnd(2) ? 1e-40f : -1e-42f;
+    case 5:
+        return cat_edges[rnd(sizeof cat_edges / sizeof cat_edges[0])];
+    case 6:
+        return (float)rnd(70); /* in-range categories */
+    case 7:
+        return rndf(-3.0f, 3.0f);
+    default:
+        return NAN;
+    }
+}
+
+/* nrows rows; blocks of 8 are NaN-free with probability 1/2, so both walks are exercised. */
+static float *random_rows(const gen *g, size_t nrows)
+{
+    float *rows = malloc((nrows * g->nf + 1) * sizeof(float));
+    ck_assert_ptr_nonnull(rows);
+    int clean = 0;
+    for (size_t r = 0; r < nrows; r++) {
+        if (r % HPF_BLOCK == 0)
+            clean = (int)rnd(2);
+        for (uint32_t c = 0; c < g->nf; c++)
+            rows[r * g->nf + c] = pick_input(g, !clean);
+    }
+    return rows;
+}
+
+static unsigned n_random_models(void)
+{
+    const char *s = getenv("VIGIL_KERNEL_MODELS");
+    return s && *s ? (unsigned)strtoul(s, NULL, 10) : 2000;
+}
+
+START_TEST(random_models_bit_identical_to_refeval)
+{
+    gen g = {0};
+    g.cats_cap = 4096;
+    g.cats = malloc(g.cats_cap * sizeof *g.cats);
+    ck_assert_ptr_nonnull(g.cats);
+    static const size_t sizes[] = {1, 7, 8, 9, 1000};
+    unsigned nmodels = n_random_models();
+    uint64_t heap = 0, linked = 0, dart = 0, cat = 0, rows_total = 0;
+    uint64_t objs[MODEL_OBJ_MAX] = {0};
+    rng_state = 0x243F6A8885A308D3ull;
+    for (unsigned m = 0; m < nmodels; m++) {
+        model_view v;
+        size_t len;
+        void *blob = random_model(&g, &v, &len, NULL, NULL);
+        uint8_t key[WIRE_MODEL_KEY_SIZE];
+        uint32_t h;
+        const hp_forest *f = load_pin(&v, key, &h); /* the 16 MiB arena evicts as it goes */
+        heap += f->heap_trees;
+        linked += f->num_trees - f->heap_trees;
+        dart += (f->flags & HPF_F_DART) != 0;
+        cat += (f->flags & HPF_F_CATEGORICAL) != 0;
+        objs[f->objective]++;
+        char what[64];
+        snprintf(what, sizeof what, "random model %u (objective %s)", m,
+                 model_objective_name(v.hdr->objective));
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            float *rows = random_rows(&g, sizes[s]);
+            check_same(&v, f, rows, sizes[s], (int)((m + s) & 1), what);
+            if (s == 0)
+                check_same(&v, f, rows, sizes[s], (int)((m + s + 1) & 1), what);
+            rows_total += sizes[s];
+            free(rows);
+        }
+        hp_arena_release(T_arena, &h, 1);
+        free(blob);
+    }
+    printf("  random: %u models (%llu heap trees, %llu linked trees, %llu dart, %llu with "
+           "categorical splits), %llu rows, each scored 3 ways\n",
+           nmodels, (unsigned long long)heap, (unsigned long long)linked,
+           (unsigned long long)dart, (unsigned long long)cat, (unsigned long long)rows_total);
+    /* The generator must have reached every case the kernel distinguishes. */
+    ck_assert_uint_gt(heap, 0);
+    ck_assert_uint_gt(linked, 0);
+    ck_assert_uint_gt(dart, 0);
+    ck_assert_uint_gt(cat, 0);
+    if (nmodels >= 500)
+        for (uint32_t o = 1; o < MODEL_OBJ_MAX; o++)
+            ck_assert_msg(objs[o] > 0, "objective %u never generated", o);
+    free(g.nodes);
+    free(g.cats);
+}
+END_TEST
+
+/* ---- layout ---------------------------------------------------------------------------------- */
+
+/* A complete depth-d tree with thresholds 0: row value < 0 goes left.  Leaf i (left to right)
+ * holds i, so the output names the path taken. */
+static void *complete_tree_model(uint32_t d, model_view *v, size_t *len)
+{
+    uint32_t n = (2u << d) - 1;
+    model_src_node *nodes = calloc(n, sizeof *nodes);
+    for (uint32_t i = 0; i < n; i++) {
+        if (2 * i + 1 < n) {
+            nodes[i].left = (int32_t)(2 * i + 1);
+            nodes[i].right = (int32_t)(2 * i + 2);
+            uint32_t level = 0;
+            for (uint32_t j = i + 1; j > 1; j >>= 1)
+                level++;
+            nodes[i].feature = level;
+            nodes[i].value = 0.0f;
+        } else {
+            nodes[i].left = nodes[i].right = -1;
+            nodes[i].value = (float)(i - ((1u << d) - 1));
+        }
+    }
+    char err[256];
+    model_builder *b = model_builder_new(MODEL_OBJ_SQUAREDERROR, 0, d ? d : 1, 1, 0.5f, 0.0f);
+    ck_assert_int_eq(model_builder_add_tree(b, 0, 1.0f, nodes, n, err, sizeof err), 0);
+    void *blob;
+    ck_assert_int_eq(model_build(b, &blob, len, err, sizeof err), 0);
+    model_builder_free(b);
+    free(nodes);
+    ck_assert_int_eq(model_validate(blob, *len, NULL, 0, v, err, sizeof err), 0);
+    return blob;
+}
+
+START_TEST(layout_heap_and_linked)
+{
+    /* Depth 12 complete: heap; depth 13: linked (over HPF_HEAP_MAX_DEPTH). */
+    for (uint32_t d = 11; d <= 13; d++) {
+        model_view v;
+        size_t len;
+        void *blob = complete_tree_model(d, &v, &len);
+        uint8_t key[WIRE_MODEL_KEY_SIZE];
+        uint32_t h;
+        const hp_forest *f = load_pin(&v, key, &h);
+        ck_assert_uint_eq(f->heap_trees, d <= 12 ? 1 : 0);
+        ck_assert_uint_eq(f->trees[0].depth, d);
+        /* Path by hand: features 0..d-1, x < 0 goes left; leaf index = bits of "went right". */
+        float row[16];
+        uint32_t want = 0;
+        for (uint32_t i = 0; i < d; i++) {
+            int right = (int)((0x5A5u >> i) & 1u);
+            row[i] = right ? 0.0f : -1.0f; /* 0 is not < 0: right */
+            want = want * 2 + (uint32_t)right;
+        }
+        float out;
+        hp_forest_score(f, row, 1, 1, &out, NULL, 0);
+        ck_assert_float_eq(out, (float)want);
+        hp_arena_release(T_arena, &h, 1);
+        free(blob);
+    }
+}
+END_TEST
+
+/* ---- arena ----------------------------------------------------------------------------------- */
+
+/* A model of exactly one depth-8 complete tree: its forest takes a fixed number of bytes. */
+START_TEST(arena_lru_pins_and_limits)
+{
+    char err[256];
+    model_view v;
+    size_t len;
+    void *blob = complete_tree_model(8, &v, &len);
+    size_t fb = hp_forest_bytes(&v);
+    hp_arena_destroy(T_arena);
+    T_arena = hp_arena_create(3 * fb, err, sizeof err); /* room for exactly three */
+    ck_assert_ptr_nonnull(T_arena);
+
+    uint8_t k[5][WIRE_MODEL_KEY_SIZE];
+    for (int i = 0; i < 5; i++)
+        rnd_key(k[i]);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(hp_arena_load(T_arena, k[i], &v, err, sizeof err), HP_ARENA_LOADED);
+    ck_assert_int_eq(hp_arena_load(T_arena, k[0], &v, err, sizeof err), HP_ARENA_RESIDENT);
+    /* Use order now: 1, 2, 0 (0 was just touched by the reload).  Loading 3 evicts 1. */
+    ck_assert_int_eq(hp_arena_load(T_arena, k[3], &v, err, sizeof err), HP_ARENA_LOADED);
+    ck_assert_int_eq(hp_arena_touch(T_arena, k[1]), 0);
+    ck_assert_int_eq(hp_arena_touch(T_arena, k[0]), 1);
+    ck_assert_int_eq(hp_arena_touch(T_arena, k[2]), 1);
+    ck_assert_int_eq(hp_arena_touch(T_arena, k[3]), 1);
+    /* Pin 3 (least recent now); loading 4 must evict 0 instead. */
+    const uint8_t *keys[1] = {k[3]};
+    const hp_forest *f;
+    uint32_t h;
+    ck_assert_int_eq(hp_arena_acquire(T_arena, keys, 1, &f, &h), -1);
+    ck_assert_int_eq(hp_arena_load(T_arena, k[4], &v, err, sizeof err), HP_ARENA_LOADED);
+    ck_assert_int_eq(hp_arena_touch(T_arena, k[3]), 1);
+    ck_assert_int_eq(hp_arena_touch(T_arena, k[0]), 0);
+    /* The pinned forest still scores correctly after its neighbours were replaced. */
+    float row[8] = {0, -1, 0, -1, 0, -1, 0, -1}, out;
+    hp_forest_score(f, row, 1, 1, &out, NULL, 0);
+    ck_assert_float_eq(out, (float)0xAA); /* right, left, right, ... = 10101010b */
+    hp_arena_release(T_arena, &h, 1);
+
+    /* Acquire of several keys: the first missing one is reported, nothing stays pinned. */
+    const uint8_t *two[3] = {k[3], k[0], k[1]};
+    const hp_forest *fs[3];
+    uint32_t hs[3];
+    ck_assert_int_eq(hp_arena_acquire(T_arena, two, 3, fs, hs), 1);
+
+    hp_arena_stats st;
+    hp_arena_get_stats(T_arena, &st);
+    ck_assert_uint_eq(st.models_resident, 3);
+    ck_assert_uint_eq(st.loads, 5);
+    ck_assert_uint_eq(st.evictions, 2);
+    ck_assert_uint_eq(st.bytes_used, 3 * fb);
+    ck_assert_uint_eq(st.bytes_total, 3 * fb);
+
+    /* Everything pinned: a fourth load waits HP_ARENA_WAIT_MS and gives up (BUSY). */
+    const uint8_t *all[3] = {k[2], k[3], k[4]};
+    ck_assert_int_eq(hp_arena_acquire(T_arena, all, 3, fs, hs), -1);
+    ck_assert_int_eq(hp_arena_load(T_arena, k[0], &v, err, sizeof err), HP_ARENA_BUSY);
+    ck_assert_ptr_nonnull(strstr(err, "arena full"));
+    hp_arena_release(T_arena, hs, 3);
+    ck_assert_int_eq(hp_arena_load(T_arena, k[0], &v, err, sizeof err), HP_ARENA_LOADED);
+    free(blob);
+
+    /* Bigger than the whole arena: TOO_BIG at once, whatever is resident. */
+    blob = complete_tree_model(10, &v, &len);
+    ck_assert_uint_gt(hp_forest_bytes(&v), 3 * fb);
+    ck_assert_int_eq(hp_arena_load(T_arena, k[1], &v, err, sizeof err), HP_ARENA_TOO_BIG);
+    ck_assert_ptr_nonnull(strstr(err, "VIGIL_HOTPATH_MEMORY_MB"));
+    free(blob);
+}
+END_TEST
+
+/* Many small models through a small arena: the hash index (backward-shift deletion) and the
+ * first-fit placement keep every resident key findable, and resident models intact. */
+START_TEST(arena_index_survives_churn)
+{
+    char err[256];
+    hp_arena_destroy(T_arena);
+    T_arena = hp_arena_create((size_t)1 << 20, err, sizeof err);
+    gen g = {0};
+    g.cats_cap = 4096;
+    g.cats = malloc(g.cats_cap * sizeof *g.cats);
+    enum { N = 3000 };
+    static uint8_t keys[N][WIRE_MODEL_KEY_SIZE];
+    rng_state = 77;
+    for (int i = 0; i < N; i++) {
+        model_view v;
+        size_t len;
+        void *blob = random_model(&g, &v, &len, NULL, NULL);
+        rnd_key(keys[i]);
+        if (i % 7 == 3) /* same UUID, other source: a distinct key */
+            memcpy(keys[i], keys[i - 1], 16);
+        ck_assert_int_eq(hp_arena_load(T_arena, keys[i], &v, err, sizeof err), HP_ARENA_LOADED);
+        const uint8_t *kp[1] = {keys[i]};
+        const hp_forest *f;
+        uint32_t h;
+        ck_assert_int_eq(hp_arena_acquire(T_arena, kp, 1, &f, &h), -1);
+        float *rows = random_rows(&g, 9);
+        check_same(&v, f, rows, 9, i & 1, "churn");
+        free(rows);
+        hp_arena_release(T_arena, &h, 1);
+        free(blob);
+    }
+    hp_arena_stats st;
+    hp_arena_get_stats(T_arena, &st);
+    uint64_t found = 0;
+    for (int i = 0; i < N; i++)
+        found += (uint64_t)hp_arena_touch(T_arena, keys[i]);
+    ck_assert_uint_eq(found, st.models_resident);
+    ck_assert_uint_eq(st.loads, N);
+    ck_assert_uint_eq(st.loads - st.evictions, st.models_resident);
+    ck_assert_uint_le(st.bytes_used, st.bytes_total);
+    printf("  churn: %d loads, %llu evictions, %llu resident, %llu bytes used\n", N,
+           (unsigned long long)st.evictions, (unsigned long long)st.models_resident,
+           (unsigned long long)st.bytes_used);
+    free(g.nodes);
+    free(g.cats);
+}
+END_TEST
+
+/* ---- LOAD_MODEL / SCORE handlers ------------------------------------------------------------- */
+
+static _Alignas(4096) uint8_t in_buf[1 << 24];
+static _Alignas(4096) uint8_t out_buf[1 << 22];
+
+static int call(hp_kernel_fn fn, uint32_t len, wire_writer *out)
+{
+    hp_ctx ctx = {0};
+    wire_writer_init(out, out_buf, sizeof out_buf);
+    return fn(&ctx, in_buf, len, out);
+}
+
+static uint32_t put_load(const uint8_t *key, const void *blob, uint32_t blob_len)
+{
+    wire_writer w;
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_bytes(&w, key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(&w, blob_len);
+    wire_put_bytes(&w, blob, blob_len);
+    ck_assert_int_eq(w.err, 0);
+    return (uint32_t)w.len;
+}
+
+static void put_section(wire_writer *w, const uint8_t *key, uint32_t flags, uint32_t nrows,
+                        uint32_t ncols, const float *rows)
+{
+    wire_put_bytes(w, key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(w, flags);
+    wire_put_u32(w, nrows);
+    wire_put_u32(w, ncols);
+    wire_put_bytes(w, rows, (size_t)nrows * ncols * sizeof(float));
+}
+
+START_TEST(handlers_answer_every_case)
+{
+    char err[256];
+    hp_config cfg = {.memory_bytes = (size_t)4 << 20};
+    ck_assert_int_eq(hp_k_score_init(&cfg, 2, err, sizeof err), 0);
+    wire_writer out;
+    size_t nr, nc, blob_len;
+    model_view v;
+    void *blob = compile_fixture("multi_softprob", &blob_len, &v);
+    char path[512];
+    snprintf(path, sizeof path, "%s/multi_softprob.rows.txt", fixdir());
+    float *rows = read_matrix(path, &nr, &nc);
+    uint8_t key[WIRE_MODEL_KEY_SIZE], other[WIRE_MODEL_KEY_SIZE];
+    rnd_key(key);
+    rnd_key(other);
+
+    /* LOAD_MODEL errors. */
+    ck_assert_int_eq(call(hp_k_load_model, 10, &out), WIRE_E_BAD_PAYLOAD);
+    uint32_t len = put_load(key, blob, (uint32_t)blob_len);
+    ck_assert_int_eq(call(hp_k_load_model, len - 1, &out), WIRE_E_BAD_PAYLOAD); /* blob_len != */
+    in_buf[52] ^= 1; /* the blob magic: a bad blob */
+    ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "invalid model blob", 18));
+    /* SCORE before it is loaded: UNKNOWN_MODEL with the section index as payload. */
+    wire_writer w;
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 1);
+    put_section(&w, key, 0, 3, (uint32_t)nc, rows);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_E_UNKNOWN_MODEL);
+    ck_assert_uint_eq(out.len, 4);
+    ck_assert_uint_eq(wire_le32(out_buf), 0);
+    /* Load, then a resident reload with a garbage blob is a cheap OK. */
+    len = put_load(key, blob, (uint32_t)blob_len);
+    ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_OK);
+    ck_assert_uint_eq(out.len, 0);
+    memset(in_buf + 52, 0xFF, 64);
+    ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_OK);
+
+    /* SCORE OK: two sections, margins then transformed, equal to refeval. */
+    size_t n1 = 37, n2 = nr;
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 2);
+    put_section(&w, key, WIRE_SCORE_MARGIN, (uint32_t)n1, (uint32_t)nc, rows);
+    put_section(&w, key, 0, (uint32_t)n2, (uint32_t)nc, rows);
+    uint32_t score_len = (uint32_t)w.len;
+    ck_assert_int_eq(call(hp_k_score, score_len, &out), WIRE_OK);
+    uint32_t k = v.hdr->num_class;
+    ck_assert_uint_eq(out.len, 4 + 8 + n1 * k * 4 + 8 + n2 * k * 4);
+    wire_reader r;
+    wire_reader_init(&r, out_buf, out.len);
+    ck_assert_uint_eq(wire_get_u32(&r), 2);
+    float *want = malloc(nr * k * sizeof(float));
+    for (int s = 0; s < 2; s++) {
+        size_t n = s == 0 ? n1 : n2;
+        ck_assert_uint_eq(wire_get_u32(&r), n);
+        ck_assert_uint_eq(wire_get_u32(&r), k);
+        const uint8_t *p = wire_get_bytes(&r, n * k * 4);
+        refeval_predict(&v, rows, n, s == 0, want);
+        ck_assert_int_eq(memcmp(p, want, n * k * 4), 0);
+    }
+    free(want);
+
+    /* Second section unknown: index 1. */
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 2);
+    put_section(&w, key, 0, 1, (uint32_t)nc, rows);
+    put_section(&w, other, 0, 1, (uint32_t)nc, rows);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_E_UNKNOWN_MODEL);
+    ck_assert_uint_eq(wire_le32(out_buf), 1);
+
+    /* BAD_PAYLOAD: ncols != num_feature (both ways), sizes that do not add up, section counts,
+     * unknown flags. */
+    for (int delta = -1; delta <= 1; delta += 2) {
+        wire_writer_init(&w, in_buf, sizeof in_buf);
+        wire_put_u32(&w, 1);
+        put_section(&w, key, 0, 2, (uint32_t)((int)nc + delta), rows);
+        ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_E_BAD_PAYLOAD);
+        ck_assert_ptr_nonnull(memmem(out_buf, out.len, "columns", 7));
+    }
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 1);
+    put_section(&w, key, 0, 2, (uint32_t)nc, rows);
+    uint32_t good = (uint32_t)w.len;
+    ck_assert_int_eq(call(hp_k_score, good, &out), WIRE_OK);
+    ck_assert_int_eq(call(hp_k_score, good - 1, &out), WIRE_E_BAD_PAYLOAD); /* short a byte */
+    in_buf[good] = 0;
+    ck_assert_int_eq(call(hp_k_score, good + 1, &out), WIRE_E_BAD_PAYLOAD); /* trailing byte */
+    ck_assert_int_eq(call(hp_k_score, 3, &out), WIRE_E_BAD_PAYLOAD);
+    wire_st32(in_buf + 4 + 48 + 4, 0xFFFFFFFFu); /* nrows: huge, must not overflow a check */
+    ck_assert_int_eq(call(hp_k_score, good, &out), WIRE_E_BAD_PAYLOAD);
+    wire_st32(in_buf + 4 + 48 + 4, 2);
+    wire_st32(in_buf + 4 + 48, 2); /* flags: unknown bit */
+    ck_assert_int_eq(call(hp_k_score, good, &out), WIRE_E_BAD_PAYLOAD);
+    wire_st32(in_buf + 4 + 48, 0);
+    for (uint32_t ns = 0; ns <= WIRE_MAX_SECTIONS + 1; ns += WIRE_MAX_SECTIONS + 1) {
+        wire_st32(in_buf, ns); /* 0 and 9 sections */
+        ck_assert_int_eq(call(hp_k_score, good, &out), WIRE_E_BAD_PAYLOAD);
+    }
+    /* WIRE_MAX_SECTIONS sections of zero and one rows: fine. */
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, WIRE_MAX_SECTIONS);
+    for (uint32_t s = 0; s < WIRE_MAX_SECTIONS; s++)
+        put_section(&w, key, 0, s & 1, (uint32_t)nc, rows);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_OK);
+    ck_assert_uint_eq(out.len, 4 + WIRE_MAX_SECTIONS * 8 + WIRE_MAX_SECTIONS / 2 * k * 4);
+
+    /* A model larger than the whole 4 MiB arena: NO_MEMORY with a message.  100 complete
+     * depth-12 trees take 48 KiB each in the worker's layout: 4.8 MiB. */
+    model_builder *b = model_builder_new(MODEL_OBJ_SQUAREDERROR, 0, 4, 1, 0.5f, 0.0f);
+    size_t big_len;
+    uint32_t n12 = (2u << 12) - 1;
+    model_src_node *nodes = calloc(n12, sizeof *nodes);
+    for (uint32_t i = 0; i < n12; i++) {
+        if (2 * i + 1 < n12) {
+            nodes[i].left = (int32_t)(2 * i + 1);
+            nodes[i].right = (int32_t)(2 * i + 2);
+        } else {
+            nodes[i].left = nodes[i].right = -1;
+        }
+    }
+    for (int t = 0; t < 100; t++)
+        ck_assert_int_eq(model_builder_add_tree(b, 0, 1.0f, nodes, n12, err, sizeof err), 0);
+    void *bblob;
+    ck_assert_int_eq(model_build(b, &bblob, &big_len, err, sizeof err), 0);
+    model_builder_free(b);
+    free(nodes);
+    ck_assert_uint_lt(big_len + 52, sizeof in_buf);
+    len = put_load(other, bblob, (uint32_t)big_len);
+    ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_E_NO_MEMORY);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "VIGIL_HOTPATH_MEMORY_MB", 23));
+    free(bblob);
+
+    hp_k_score_fini();
+    free(rows);
+    free(blob);
+}
+END_TEST
+
+static Suite *kernel_suite(void)
+{
+    Suite *s = suite_create("kernel");
+    TCase *tc = tcase_create("differential");
+    tcase_add_checked_fixture(tc, kernel_setup, kernel_teardown);
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, fixtures_bit_identical_to_refeval);
+    tcase_add_test(tc, random_models_bit_identical_to_refeval);
+    tcase_add_test(tc, layout_heap_and_linked);
+    tcase_add_test(tc, arena_lru_pins_and_limits);
+    tcase_add_test(tc, arena_index_survives_churn);
+    tcase_add_test(tc, handlers_answer_every_case);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(kernel_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# http.sh BIN_DIR - end-to-end HTTP benchmarks of vigil-api, open loop (bin/tests/loadgen).
+#
+# Starts its own throwaway PostgreSQL (VIGIL_PG_FAST=1), then for each mode in VIGIL_BENCH_MODES
+# (default "worker inprocess") a fresh vigil-hotpath (worker mode) and vigil-api, and measures:
+#   issue 3  POST /api/v1/models/{id}/predict: one row at a fixed rate (default 1000 req/s) for
+#            the big model (1000 trees, depth 8, 50 features: the kernel benchmark's model,
+#            tests/bench/gen_model.py, cached in build/bench/) and the demo model; batch
+#            throughput in rows/s (1000- and 10000-row requests, closed loop over 2 connections);
+#   issue 4  POST /api/v1/transactions (demo model as champion, 50 fresh users per mode, a unique
+#            Idempotency-Key per request) at fixed rates (default 100 250 500 req/s) and the max
+#            sustained rate (p99 <= 10 ms, >= 95% of the target achieved, <= 1% failed; 2 s steps
+#            x1.5 from 250/s, a failing step is run once more, then one bisection);
+# then a plain INSERT round trip on the same database (pgbench, prepared, open loop at the same
+# rates) so the API's own cost shows as a ratio.  Prints the machine, every figure, and a summary.
+# Measures only: nothing here asserts on time.  Bounded: every load has a rate x duration bound;
+# about 2.5 minutes once the model is cached (its first training adds about a minute).
+#
+# Knobs: VIGIL_BENCH_MODES, VIGIL_BENCH_SECONDS (per fixed-rate run, default 4),
+#        VIGIL_BENCH_PREDICT_RATE (1000), VIGIL_BENCH_TXN_RATES ("100 250 500"),
+#        VIGIL_BENCH_CACHE (build/bench), VIGIL_BENCH_KEEP=1 keeps the temp dir.
+# run.sh (`make bench`) runs this through its hook file tests/bench/http_api.sh.
+set -euo pipefail
+BIN=${1:-bin}
+source "$(dirname "$0")/lib.sh"
+trap bench_cleanup EXIT INT TERM
+bench_init
+
+MODES=${VIGIL_BENCH_MODES:-worker inprocess}
+SECS=${VIGIL_BENCH_SECONDS:-4}
+PRATE=${VIGIL_BENCH_PREDICT_RATE:-1000}
+TXN_RATES=${VIGIL_BENCH_TXN_RATES:-100 250 500}
+LG=("$B_LOADGEN" --rt)      # SCHED_FIFO when permitted: the generator wakes on time on 2 CPUs
+JSON='Content-Type: application/json'
+declare -A R                 # R[name]=RESULT/MAXRATE line
+SUMMARY=()
+
+section() { printf '\n== %s\n' "$*"; }
+load_note() { echo "   (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"; }
+
+# run NAME LOADGEN-ARGS...: runs loadgen, shows its output, keeps the RESULT line in R[NAME].
+run() {
+  local name=$1; shift
+  local out
+  out=$("${LG[@]}" "$@" 2>&1) || { echo "$out"; bench_die "loadgen failed ($name)"; }
+  echo "$out" | grep -v '^RESULT\|^MAXRATE\|^  scheduling' || true
+  R[$name]=$(echo "$out" | grep -E '^(MAXRATE|RESULT)' | tail -n 1)
+}
+f() { bench_field "${R[$1]:-}" "$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.1fx", a / b }'; }
+
+bench_machine
+echo "loadgen: $B_LOADGEN (open loop; latency measured from each request's scheduled send time)"
+bench_model
+
+# ---- data: models and policy (once; the database outlives the per-mode API processes) ---------
+cat >"$B_TMP/demo_row.json" <<'EOF'
+{"rows": [{"amount": 123.45, "log_amount": 4.8241, "hour_of_day": 3, "day_of_week": 5,
+  "user_age_days": 12.5, "user_txn_count_1h": 2, "user_txn_count_24h": 6,
+  "user_amount_sum_24h": 410.0, "user_amount_avg_30d": 55.2, "user_amount_max_30d": 140.0,
+  "amount_to_user_avg_30d": 2.236, "seconds_since_last_txn": 420, "merchant_seen_before": 0,
+  "country_mismatch": 1, "user_distinct_countries_30d": 2}]}
+EOF
+big="" demo=""
+setup_data() {
+  big=$(bench_upload "$B_MODEL" bench-big)
+  demo=$(bench_upload api/demo/demo_model.json bench-demo)
+  curl -fsS -o /dev/null -X PUT -H "$B_AUTH" -H "$JSON" "$B_API/api/v1/policy" \
+    -d "{\"champion_model_id\":\"$demo\",\"review_threshold\":0.5,\"block_threshold\":0.8,\"fallback_decision\":\"review\",\"scoring_timeout_ms\":50}" ||
+    bench_die "PUT /api/v1/policy failed"
+  echo "data: big model $big, demo model $demo (policy champion)"
+}
+
+# users MODE: 50 users of this mode, with no history (the built-in features read each user's
+# earlier transactions, so every mode starts from the same state), and the transaction body.
+users() {
+  local mode=$1 i c
+  for i in $(seq 0 49); do
+    c=DE; [ $((i % 3)) = 0 ] && c=FR
+    curl -fsS -o /dev/null -H "$B_AUTH" -H "$JSON" "$B_API/api/v1/users" \
+      -d "{\"external_id\":\"$mode-$i\",\"country\":\"$c\"}" || bench_die "creating user $mode-$i failed"
+  done
+  printf '%s\n' '{"user_external_id": "'"$mode"'-{seq%50}", "amount": 1{seq%100000}, "currency": "EUR",' \
+    ' "merchant_id": "shop-{seq%200}", "merchant_category": "5411", "country": "FR",' \
+    ' "channel": "ecommerce"}' >"$B_TMP/txn-$mode.json"
+  echo "users: $mode-0 .. $mode-49"
+}
+
+# probe NAME URL BODY: one request; prints its status; 0 when 2xx.
+probe() {
+  local code
+  code=$(curl -sS -o "$B_TMP/probe.out" -w '%{http_code}' -H "$B_AUTH" -H "$JSON" \
+         --data-binary @"$3" "$2" 2>/dev/null || echo 000)
+  [ "${code:0:1}" = 2 ] && return 0
+  echo "   $1: answered $code: $(head -c 300 "$B_TMP/probe.out")"
+  return 1
+}
+
+bench_mode() {
+  local mode=$1 m
+  section "mode $mode: VIGIL_HOTPATH_MODE=$mode"
+  bench_start_app "$mode"
+  [ -n "$big" ] || setup_data
+  users "$mode"
+
+  section "issue 3 [$mode]: predict, one row, $PRATE req/s for $SECS s (target p99 <= 1000 us)"
+  load_note
+  local can_predict=1
+  probe "predict (big model)" "$B_API/api/v1/models/$big/predict" "$B_TMP/big_rows_1.json" || can_predict=0
+  if [ $can_predict = 0 ]; then
+    echo "   -> $mode mode cannot score predictions on this build; predict figures skipped"
+  else
+    for m in big demo; do
+      local id=$big body=$B_TMP/big_rows_1.json
+      [ $m = demo ] && id=$demo body=$B_TMP/demo_row.json
+      echo "-- $m model"
+      run "$mode.p1.$m" -r "$PRATE" -d "$SECS" -c 8 --warmup 1 -H "$B_AUTH" -H "$JSON" -b "$body" \
+        "$B_API/api/v1/models/$id/predict"
+      SUMMARY+=("$(printf '%-10s predict 1 row, %-4s model @ %s/s   p50 %6s us  p99 %7s us  (%s non-2xx, %s errors)' \
+        "$mode" "$m" "$PRATE" "$(f "$mode.p1.$m" p50_us)" "$(f "$mode.p1.$m" p99_us)" \
+        "$(f "$mode.p1.$m" non2xx)" "$(f "$mode.p1.$m" errors)")")
+    done
+    section "issue 3 [$mode]: batch predict throughput, big model, closed loop, 2 connections"
+    load_note
+    for n in 1000 10000; do
+      echo "-- $n rows per request"
+      run "$mode.batch.$n" -r 0 -d "$SECS" -c 2 --timeout 30 -H "$B_AUTH" -H "$JSON" \
+        -b "$B_TMP/big_rows_$n.json" "$B_API/api/v1/models/$big/predict"
+      local rows
+      rows=$(awk -v a="$(f "$mode.batch.$n" achieved)" -v n="$n" 'BEGIN { printf "%.0f", a * n }')
+      R[$mode.batch.$n.rows]=$rows
+      echo "   => $rows rows/s through HTTP"
+      SUMMARY+=("$(printf '%-10s predict %5s rows/request, big model      %9s rows/s  (p50 %s us per request)' \
+        "$mode" "$n" "$rows" "$(f "$mode.batch.$n" p50_us)")")
+    done
+  fi
+
+  section "issue 4 [$mode]: POST /api/v1/transactions, unique Idempotency-Key (target p99 <= 10 ms at 500/s)"
+  load_note
+  local sample
+  sample=$(curl -sS -H "$B_AUTH" -H "$JSON" -H "Idempotency-Key: probe-$mode" "$B_API/api/v1/transactions" \
+           -d '{"user_external_id":"'"$mode"'-1","amount":1999,"currency":"EUR","merchant_id":"shop-1","merchant_category":"5411","country":"FR","channel":"ecommerce"}')
+  local degraded=""
+  if printf '%s' "$sample" | grep -q '"degraded":true'; then
+    degraded=" (DEGRADED: fallback decisions, $mode mode cannot score)"
+    echo "   sample answer is degraded: $(printf '%s' "$sample" | grep -o '"degraded_reason":"[^"]*"\|"reason":"[^"]*"' | head -n 1)"
+  fi
+  local rate warm="--warmup 1"
+  for rate in $TXN_RATES; do
+    echo "-- $rate req/s$degraded"
+    # shellcheck disable=SC2086
+    run "$mode.txn.$rate" -r "$rate" -d "$SECS" -c 16 $warm -H "$B_AUTH" -H "$JSON" \
+      -H 'Idempotency-Key: bench-{run}-{seq}' -b "$B_TMP/txn-$mode.json" "$B_API/api/v1/transactions"
+    SUMMARY+=("$(printf '%-10s transaction @ %4s/s                       p50 %6s us  p99 %7s us  (%s non-2xx, %s errors)%s' \
+      "$mode" "$rate" "$(f "$mode.txn.$rate" p50_us)" "$(f "$mode.txn.$rate" p99_us)" \
+      "$(f "$mode.txn.$rate" non2xx)" "$(f "$mode.txn.$rate" errors)" "$degraded")")
+    warm=""
+  done
+  echo "-- max sustained rate$degraded"
+  run "$mode.txn.max" --find-max --start 250 --factor 1.5 --step-duration 2 --max-steps 6 \
+    --refine 1 --retries 1 --p99-max-us 10000 --drain 3 -c 16 -H "$B_AUTH" -H "$JSON" \
+    -H 'Idempotency-Key: bench-{run}-{seq}' -b "$B_TMP/txn-$mode.json" "$B_API/api/v1/transactions"
+  echo "   => ${R[$mode.txn.max]}"
+  SUMMARY+=("$(printf '%-10s transaction max sustained rate (p99 <= 10 ms)  %5s req/s  (p50 %s us, p99 %s us there)%s' \
+    "$mode" "$(f "$mode.txn.max" rate)" "$(f "$mode.txn.max" p50_us)" "$(f "$mode.txn.max" p99_us)" "$degraded")")
+  bench_stop_app
+}
+
+for mode in $MODES; do bench_mode "$mode"; done
+
+# ---- the floor: a plain INSERT round trip on the same database ------------------------------------
+section "baseline: plain INSERT round trip on the same PostgreSQL (pgbench -M prepared, 8 clients, -R)"
+load_note
+psql -X -q -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil -d vigil -c \
+  "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, user_id int NOT NULL, amount bigint NOT NULL,
+   payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())" >/dev/null
+cat >"$B_TMP/insert.sql" <<'EOF'
+\set uid random(1, 50)
+\set amt random(1, 100000)
+INSERT INTO bench_insert (user_id, amount, payload) VALUES (:uid, :amt, '{"channel": "ecommerce"}');
+EOF
+for rate in $TXN_RATES; do
+  mkdir -p "$B_TMP/pgb$rate"
+  (cd "$B_TMP/pgb$rate" && pgbench -n -M prepared -c 8 -j 1 -R "$rate" -T "$SECS" -l \
+     -f "$B_TMP/insert.sql" -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil vigil >"$B_TMP/pgb$rate.out" 2>&1) ||
+    { cat "$B_TMP/pgb$rate.out"; bench_die "pgbench failed"; }
+  # per-transaction log: client txn time_us script epoch epoch_us schedule_lag_us; latency from the
+  # scheduled start = time + lag (pgbench's -R is open loop too).
+  line=$(cat "$B_TMP"/pgb"$rate"/pgbench_log.* | awk '{ print $3 + $7 }' | sort -n |
+         awk '{ v[NR] = $1 } END { if (NR == 0) exit;
+               i50 = int(NR * 0.50 + 0.999); i99 = int(NR * 0.99 + 0.999);
+               printf "n=%d p50_us=%d p99_us=%d max_us=%d", NR, v[i50], v[i99], v[NR] }')
+  R[insert.$rate]=$line
+  echo "-- $rate req/s: $line  ($(grep -o 'tps = [0-9.]*' "$B_TMP/pgb$rate.out" | head -n 1))"
+  SUMMARY+=("$(printf '%-10s plain INSERT @ %4s/s                      p50 %6s us  p99 %7s us' \
+    pgbench "$rate" "$(bench_field "$line" p50_us)" "$(bench_field "$line" p99_us)")")
+done
+
+# ---- summary -----------------------------------------------------------------------------------------
+section "summary"
+bench_machine
+echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%s\n' "${SUMMARY[@]}"
+echo
+echo "ratios:"
+for mode in $MODES; do
+  for rate in $TXN_RATES; do
+    [ -n "${R[$mode.txn.$rate]:-}" ] || continue
+    printf '  %-10s transaction / plain INSERT @ %4s/s:  p50 %s, p99 %s\n' "$mode" "$rate" \
+      "$(ratio "$(f "$mode.txn.$rate" p50_us)" "$(bench_field "${R[insert.$rate]}" p50_us)")" \
+      "$(ratio "$(f "$mode.txn.$rate" p99_us)" "$(bench_field "${R[insert.$rate]}" p99_us)")"
+  done
+done
+if [ -n "${R[worker.p1.big]:-}" ] && [ -n "${R[inprocess.p1.big]:-}" ]; then
+  for m in big demo; do
+    printf '  predict 1 row, %-4s model, inprocess / worker:  p50 %s, p99 %s\n' "$m" \
+      "$(ratio "$(f "inprocess.p1.$m" p50_us)" "$(f "worker.p1.$m" p50_us)")" \
+      "$(ratio "$(f "inprocess.p1.$m" p99_us)" "$(f "worker.p1.$m" p99_us)")"
+  done
+  for n in 1000 10000; do
+    printf '  batch %5s rows, worker / inprocess rows/s:  %s\n' "$n" \
+      "$(ratio "${R[worker.batch.$n.rows]:-}" "${R[inprocess.batch.$n.rows]:-}")"
+  done
+else
+  echo "  inprocess vs worker predict: n/a (one of the modes could not score predictions)"
+fi
+if [ -n "${R[worker.txn.max]:-}" ] && [ -n "${R[inprocess.txn.max]:-}" ]; then
+  printf '  transaction max sustained rate, worker / inprocess:  %s\n' \
+    "$(ratio "$(f worker.txn.max rate)" "$(f inprocess.txn.max rate)")"
+fi

@@ -1,0 +1,140 @@
+# lib.sh - shared by tests/bench/http.sh and tests/bench/profile.sh (sourced, not run).
+#
+# A throwaway stack under one temp directory: PostgreSQL (api/scripts/pgctl.sh, VIGIL_PG_FAST=1,
+# free port, Unix socket), vigil-hotpath and vigil-api on free loopback ports, an admin key, and
+# the benchmark model.  bench_cleanup stops everything this file started (by pid) and removes the
+# directory; the scripts install it as their EXIT/INT/TERM trap, so a failure leaves nothing behind.
+#
+# Needs, set by the caller before bench_init:  BIN (bin dir, absolute or relative to the repo root).
+# Sets:  B_TMP, B_API (http://127.0.0.1:PORT), B_KEY, B_AUTH (header), B_DB_URL, B_PG_SOCK,
+#        B_PG_PORT, B_CACHE (model cache), B_LOADGEN; bench_model sets B_MODEL.
+
+bench_log() { printf '%s\n' "$*" >&2; }
+bench_die() { bench_log "bench: $*"; exit 1; }
+
+B_TMP="" B_API_PID="" B_HP_PID="" B_PG_UP=0 B_EXTRA_PIDS=""
+
+bench_free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# bench_init: temp dir, PostgreSQL, key.  Call once, after `trap bench_cleanup EXIT INT TERM`.
+bench_init() {
+  cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+  B_ROOT=$PWD
+  case "$BIN" in /*) ;; *) BIN=$B_ROOT/$BIN ;; esac
+  [ -x "$BIN/vigil-api" ] && [ -x "$BIN/vigil-hotpath" ] || bench_die "no $BIN/vigil-api or vigil-hotpath (run make)"
+  B_LOADGEN=$BIN/tests/loadgen
+  [ -x "$B_LOADGEN" ] || bench_die "no $B_LOADGEN (run make tests-build)"
+  B_TMP=$(mktemp -d "${TMPDIR:-/tmp}/vigil-bench.XXXXXX")
+  chmod 755 "$B_TMP"   # the postgres user must reach its data directory
+  B_PG_PORT=$(bench_free_port)
+  B_PG_SOCK=$B_TMP/pgsock
+  B_PG_UP=1
+  VIGIL_PG_FAST=1 bash api/scripts/pgctl.sh start "$B_TMP/pg" "$B_PG_SOCK" "$B_PG_PORT" "$B_TMP/pg.log" \
+    >>"$B_TMP/pg.log" 2>&1 || { tail -n 20 "$B_TMP/pg.log" >&2; bench_die "PostgreSQL did not start"; }
+  B_DB_URL="postgresql://vigil@/vigil?host=$B_PG_SOCK&port=$B_PG_PORT"
+  B_KEY="vgl_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  B_AUTH="Authorization: Bearer $B_KEY"
+  B_CACHE=${VIGIL_BENCH_CACHE:-$B_ROOT/build/bench}
+}
+
+# bench_start_app MODE [extra VAR=value ...]: the worker (MODE=worker only) and the API, fresh
+# processes, logs in $B_TMP/{hotpath,api}-MODE.log.  Sets B_API.
+bench_start_app() {
+  local mode=$1; shift
+  local port sock=$B_TMP/run/hotpath.sock
+  port=$(bench_free_port)
+  B_API=http://127.0.0.1:$port
+  if [ "$mode" = worker ]; then
+    VIGIL_HOTPATH_SOCKET=$sock "$BIN/vigil-hotpath" >>"$B_TMP/hotpath-$mode.log" 2>&1 &
+    B_HP_PID=$!
+    for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
+    [ -S "$sock" ] || { tail -n 20 "$B_TMP/hotpath-$mode.log" >&2; bench_die "vigil-hotpath did not come up"; }
+  fi
+  env DATABASE_URL="$B_DB_URL" VIGIL_HTTP_ADDR=127.0.0.1:$port VIGIL_HOTPATH_SOCKET="$sock" \
+      VIGIL_HOTPATH_MODE="$mode" VIGIL_BOOTSTRAP_KEY="$B_KEY" "$@" \
+      "$BIN/vigil-api" serve >>"$B_TMP/api-$mode.log" 2>&1 &
+  B_API_PID=$!
+  bench_wait_api "$B_TMP/api-$mode.log"
+}
+
+bench_wait_api() {
+  for _ in $(seq 300); do
+    curl -fsS -o /dev/null "$B_API/health" 2>/dev/null && return 0
+    kill -0 "$B_API_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  tail -n 20 "$1" >&2
+  bench_die "vigil-api did not come up"
+}
+
+# bench_stop_app: SIGTERM the API and the worker, wait for them (bounded), SIGKILL stragglers.
+bench_stop_pid() {
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+bench_stop_app() {
+  bench_stop_pid "$B_API_PID"; B_API_PID=""
+  bench_stop_pid "$B_HP_PID"; B_HP_PID=""
+}
+
+bench_cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local p
+  for p in $B_EXTRA_PIDS; do bench_stop_pid "$p"; done
+  bench_stop_app
+  if [ "$B_PG_UP" = 1 ] && [ -n "$B_TMP" ]; then bash api/scripts/pgctl.sh stop "$B_TMP/pg" || true; fi
+  if [ -n "$B_TMP" ] && [ -z "${VIGIL_BENCH_KEEP:-}" ]; then rm -rf "$B_TMP"; fi
+  [ -n "${VIGIL_BENCH_KEEP:-}" ] && bench_log "kept $B_TMP"
+  exit "$rc"
+}
+
+# bench_machine: one line naming the machine the figures belong to.
+bench_machine() {
+  local cpu
+  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+  echo "machine: $(nproc) CPUs ($cpu), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
+}
+
+# bench_model: the benchmark model shared with the kernel benchmark (run.sh): a 1000-tree, depth-8,
+# 50-feature binary:logistic model trained by tests/bench/gen_model.py into $B_CACHE (build/bench/
+# unless VIGIL_BENCH_CACHE says otherwise; only the first run pays ~1 minute of training), plus its
+# rows (bench.rows.txt, 10% NaN).  Sets B_MODEL and writes the predict bodies
+# $B_TMP/big_rows_{1,1000,10000}.json ({"rows": [[...], ...]}, NaN as null) from those rows.
+bench_model() {
+  B_MODEL=$B_CACHE/bench.model.json
+  if [ ! -s "$B_MODEL" ] || [ ! -s "$B_CACHE/bench.rows.txt" ]; then
+    bench_log "training the benchmark model into $B_CACHE (tests/bench/gen_model.py, once: ~1 minute)"
+    mkdir -p "$B_CACHE"
+    /usr/bin/python3 tests/bench/gen_model.py "$B_CACHE" 10000 >&2 ||
+      bench_die "model generation failed (needs /usr/bin/python3 with xgboost 1.7.4 and numpy)"
+  fi
+  local n
+  for n in 1 1000 10000; do
+    awk -v n="$n" 'NR == 1 { next } NR > n + 1 { exit }
+      { gsub(/nan/, "null"); gsub(/ /, ","); printf "%s[%s]", (NR == 2 ? "{\"rows\":[" : ","), $0 }
+      END { print "]}" }' "$B_CACHE/bench.rows.txt" >"$B_TMP/big_rows_$n.json"
+  done
+  [ "$(head -n 1 "$B_CACHE/bench.rows.txt" | cut -d' ' -f1)" -ge 10000 ] ||
+    bench_die "$B_CACHE/bench.rows.txt has fewer than 10000 rows"
+}
+
+# bench_upload FILE NAME: uploads a model, prints its id.
+bench_upload() {
+  local out
+  out=$(curl -sS -H "$B_AUTH" -H 'Content-Type: application/json' --data-binary @"$1" \
+        "$B_API/api/v1/models?name=$2") || bench_die "upload of $1 failed"
+  local id
+  id=$(printf '%s' "$out" | sed -n 's/^{"id":"\([^"]*\)".*/\1/p')
+  [ -n "$id" ] || bench_die "upload of $1 answered: ${out:0:300}"
+  echo "$id"
+}
+
+# bench_field LINE KEY: the value of KEY=value in a RESULT/MAXRATE line.
+bench_field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }

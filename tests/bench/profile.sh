@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# profile.sh BIN_DIR - where vigil-api's CPU goes when it scores in-process (`make profile`).
+#
+# Starts a throwaway PostgreSQL and vigil-api with VIGIL_HOTPATH_MODE=inprocess, uploads the big
+# benchmark model (1000 trees, depth 8, 50 features; tests/bench/gen_model.py, cached), and puts a
+# bounded loopback load of one-row predict requests on it while profiling the API process:
+#   perf       `perf record -e cpu-clock` (sampling, real speed) on the running API for
+#              VIGIL_PROFILE_SECONDS (8) at VIGIL_PROFILE_RATE (300) req/s, then the top
+#              symbols by self time;
+#   callgrind  the API restarted under `valgrind --tool=callgrind` (instruction counts, exact but
+#              ~50x slower), 20 req/s for 8 s, then `callgrind_annotate` inclusive and self.
+# VIGIL_PROFILER=perf|callgrind|both picks (default: both when `perf record` works here, else
+# callgrind).  This is the "before" picture that motivated the worker: the reference tree walk
+# (refeval_*) dominates.  Measures only; about 1.5 minutes once the model is cached.
+set -euo pipefail
+BIN=${1:-bin}
+source "$(dirname "$0")/lib.sh"
+trap bench_cleanup EXIT INT TERM
+bench_init
+SECS=${VIGIL_PROFILE_SECONDS:-8}
+RATE=${VIGIL_PROFILE_RATE:-300}
+JSON='Content-Type: application/json'
+
+# cg_top FILE N: the totals line and the first N functions of a callgrind_annotate listing, without
+# callgrind's duplicate entries (no object name) and libmicrohttpd's anonymous frames.
+cg_top() {
+  { grep -m1 'PROGRAM TOTALS' "$1"
+    sed -n '/file:function/,$p' "$1" | grep '\[' | grep -v '???\|clone\|start_thread' | head -n "$2"
+  } | sed 's| \[/[^]]*/\([^/]*\)\]$| [\1]|' || true
+}
+
+perf_works() {
+  command -v perf >/dev/null 2>&1 &&
+    perf record -q -e cpu-clock -o "$B_TMP/probe.data" -- true >/dev/null 2>&1
+}
+PROFILER=${VIGIL_PROFILER:-}
+if [ -z "$PROFILER" ]; then
+  if perf_works; then PROFILER=both; else PROFILER=callgrind; fi
+fi
+
+bench_machine
+bench_model
+bench_start_app inprocess
+big=$(bench_upload "$B_MODEL" bench-big)
+url=$B_API/api/v1/models/$big/predict
+body=$B_TMP/big_rows_1.json
+echo "model: big (1000 trees, depth 8, 50 features) $big; API: VIGIL_HOTPATH_MODE=inprocess"
+
+if [ "$PROFILER" = perf ] || [ "$PROFILER" = both ]; then
+  printf '\n== perf: %s req/s of one-row predicts for %s s, cpu-clock samples of vigil-api (pid %s)\n' \
+    "$RATE" "$SECS" "$B_API_PID"
+  "$B_LOADGEN" -q -r 200 -d 1 -c 8 -H "$B_AUTH" -H "$JSON" -b "$body" "$url" >/dev/null  # warm cache
+  perf record -q -e cpu-clock -F 999 -p "$B_API_PID" -o "$B_TMP/perf.data" -- sleep "$((SECS + 1))" \
+    >"$B_TMP/perf.log" 2>&1 &
+  perf_pid=$!
+  B_EXTRA_PIDS="$perf_pid"
+  sleep 0.5
+  "$B_LOADGEN" --rt -r "$RATE" -d "$SECS" -c 8 -H "$B_AUTH" -H "$JSON" -b "$body" "$url" |
+    grep -v '^RESULT\|^  scheduling' || true
+  wait "$perf_pid" || true
+  B_EXTRA_PIDS=""
+  echo
+  perf report -i "$B_TMP/perf.data" --stdio --no-children --sort dso,symbol >"$B_TMP/perf.txt" 2>/dev/null || true
+  echo "vigil-api, $(sed -n 's/^# Samples: \([^ ]*\) .*/\1 samples/p' "$B_TMP/perf.txt" | head -n 1) of cpu-clock;"
+  echo "top symbols by self time (perf report --no-children --sort dso,symbol):"
+  grep -v '^#' "$B_TMP/perf.txt" | grep -v '^$' | sed 's/[[:space:]]*-[[:space:]]*-[[:space:]]*$//' | head -n 25 || true
+fi
+
+if [ "$PROFILER" = callgrind ] || [ "$PROFILER" = both ]; then
+  command -v valgrind >/dev/null 2>&1 || bench_die "valgrind is not installed"
+  printf '\n== callgrind: vigil-api under valgrind, 20 req/s of one-row predicts for 8 s\n'
+  bench_stop_app
+  port=$(bench_free_port)
+  B_API=http://127.0.0.1:$port
+  url=$B_API/api/v1/models/$big/predict
+  env DATABASE_URL="$B_DB_URL" VIGIL_HTTP_ADDR=127.0.0.1:$port VIGIL_HOTPATH_MODE=inprocess \
+      VIGIL_BOOTSTRAP_KEY="$B_KEY" valgrind --tool=callgrind --callgrind-out-file="$B_TMP/callgrind.out" \
+      "$BIN/vigil-api" serve >>"$B_TMP/api-callgrind.log" 2>&1 &
+  B_API_PID=$!
+  bench_wait_api "$B_TMP/api-callgrind.log"
+  # Start-up and the first request (which loads and validates the model into the cache) are not
+  # what we want to see: warm up, then zero the counters (callgrind_control -z).
+  "$B_LOADGEN" -q -r 5 -d 1 -c 1 --timeout 30 -H "$B_AUTH" -H "$JSON" -b "$body" "$url" >/dev/null
+  callgrind_control -z "$B_API_PID" >/dev/null 2>&1 || bench_die "callgrind_control -z failed"
+  "$B_LOADGEN" -r 20 -d 8 -c 4 --timeout 30 -H "$B_AUTH" -H "$JSON" -b "$body" "$url" |
+    grep -v '^RESULT' || true
+  bench_stop_app   # SIGTERM: the API drains and exits, valgrind writes the profile
+  [ -s "$B_TMP/callgrind.out" ] || bench_die "callgrind wrote no profile (see $B_TMP/api-callgrind.log)"
+  echo
+  echo "inclusive (callgrind_annotate --inclusive=yes), top 16 (libmicrohttpd frames left out):"
+  callgrind_annotate --inclusive=yes "$B_TMP/callgrind.out" >"$B_TMP/cg-incl.txt" 2>/dev/null || true
+  callgrind_annotate "$B_TMP/callgrind.out" >"$B_TMP/cg-self.txt" 2>/dev/null || true
+  cg_top "$B_TMP/cg-incl.txt" 16
+  echo
+  echo "self (callgrind_annotate), top 12:"
+  cg_top "$B_TMP/cg-self.txt" 12
+fi

@@ -159,9 +159,7 @@ run: deps all
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all tests-build
-	$(Q)bash tests/run.sh $(BIN)
-	$(Q)if docker info >/dev/null 2>&1 && [ -f docker/test.sh ]; then $(MAKE) --no-print-directory docker-test; \
-	    else echo "docker-test: skipped (no Docker engine answering 'docker info' or no docker/test.sh)"; fi
+	$(Q)bash tests/run.sh $(BIN) all
 
 test-unit: all tests-build
 	$(Q)bash tests/run.sh $(BIN) unit
@@ -171,10 +169,11 @@ test-e2e: all tests-build
 
 test-asan: deps
 	$(Q)$(MAKE) --no-print-directory FLAVOUR=asan all tests-build
-	$(Q)ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 bash tests/run.sh bin/asan
+	$(Q)ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 VIGIL_ASAN=1 \
+	    bash tests/run.sh bin/asan all
 
 docker-test: all
-	$(Q)bash docker/test.sh
+	$(Q)bash tests/run.sh $(BIN) docker
 
 migrate: all
 	$(Q)$(BIN)/vigil-api migrate

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# run.sh BIN_DIR [unit|e2e|all] - runs the Check test binaries built under BIN_DIR/tests and prints
-# one closing line "N passed, N failed" (Check's per-binary summaries are added up).  Each e2e
-# binary gets its own temp root, swept afterwards so no server outlives the run even when a test
-# binary crashes.
+# run.sh BIN_DIR [unit|e2e|docker|all] - runs the Check test binaries built under BIN_DIR/tests
+# (and, for "all" and "docker", docker/test.sh when a Docker engine answers) and prints one closing
+# line "N passed, N failed" adding up Check's per-binary summaries and docker/test.sh's own line.
+# Each e2e binary gets its own temp root, swept afterwards so no server outlives the run even when
+# a test binary crashes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-bin}
@@ -48,6 +49,27 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
 fi
 if [ "$what" = all ] || [ "$what" = e2e ]; then
   for t in "$bin"/tests/e2e_*; do run_one "$t"; done
+fi
+
+if [ "$what" = all ] || [ "$what" = docker ]; then
+  if [ "$bin" != bin ]; then
+    echo "=== docker-test: skipped (runs against the release build in bin/ only)"
+  elif ! docker info >/dev/null 2>&1; then
+    echo "=== docker-test: skipped (no Docker engine answers 'docker info')"
+  else
+    echo "=== docker-test"
+    out=$(bash docker/test.sh 2>&1)
+    rc=$?
+    echo "$out"
+    line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    if [ -n "$line" ]; then
+      passed=$((passed + $(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')))
+      failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+    else
+      failed=$((failed + 1))
+    fi
+    [ $rc -ne 0 ] && bad_bins+=("docker/test.sh (exit $rc)")
+  fi
 fi
 
 if [ ${#bad_bins[@]} -gt 0 ]; then

@@ -45,13 +45,15 @@ static int hexv(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c - 'A' + 10;
 }
 
-/* Reads a (valid) JSON string at r into out[cap] unescaped.  Returns its length, or -1 when it
- * does not fit. */
+/* Reads a (validated) JSON string at r into out[cap] unescaped.  Always consumes the whole
+ * string, so the reader stays in step even when the text does not fit.  Returns its length, or -1
+ * when it did not fit (out then holds a truncated prefix). */
 static int read_string(rd *r, char *out, size_t cap)
 {
     size_t o = 0;
+    int overflow = 0;
     r->off++; /* '"' */
-    while (r->p[r->off] != '"') {
+    while (r->off < r->len && r->p[r->off] != '"') {
         char c = r->p[r->off++];
         unsigned cp = (unsigned char)c;
         if (c == '\\') {
@@ -94,46 +96,23 @@ static int read_string(rd *r, char *out, size_t cap)
                 buf[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
                 buf[3] = (unsigned char)(0x80 | (cp & 0x3F));
             }
-            if (o + (size_t)n >= cap)
-                return -1;
+            if (o + (size_t)n >= cap) {
+                overflow = 1;
+                continue;
+            }
             memcpy(out + o, buf, (size_t)n);
             o += (size_t)n;
             continue;
         }
-        if (o + 1 >= cap)
-            return -1;
+        if (o + 1 >= cap) {
+            overflow = 1;
+            continue;
+        }
         out[o++] = c;
     }
     r->off++;
     out[o] = '\0';
-    return (int)o;
-}
-
-/* Skips any (valid) JSON value. */
-static void skip_value(rd *r)
-{
-    int depth = 0;
-    ws(r);
-    do {
-        char c = r->p[r->off];
-        if (c == '"') {
-            r->off++;
-            while (r->p[r->off] != '"')
-                r->off += r->p[r->off] == '\\' ? 2 : 1;
-            r->off++;
-        } else if (c == '{' || c == '[') {
-            depth++;
-            r->off++;
-        } else if (c == '}' || c == ']') {
-            depth--;
-            r->off++;
-        } else {
-            r->off++;
-        }
-        ws(r);
-        if (depth > 0 && r->off < r->len && (r->p[r->off] == ',' || r->p[r->off] == ':'))
-            r->off++;
-    } while (depth > 0 && r->off < r->len);
+    return overflow ? -1 : (int)o;
 }
 
 /* Reads a number or null as float (NaN for null).  Returns 0, or -1 for another kind of value. */
@@ -153,8 +132,7 @@ static int read_cell(rd *r, float *out)
         *out = (float)d;
         return 0;
     }
-    skip_value(r);
-    return -1;
+    return -1; /* the caller answers 400 at once; nothing after this is read */
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -327,7 +305,6 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
                     }
                     r.off++;
                 } else {
-                    skip_value(&r);
                     snprintf(res->field, sizeof res->field, "rows[%ld]", ri);
                     res->status = 400;
                     snprintf(res->err, sizeof res->err,

@@ -13,11 +13,21 @@
  *     hold its value), plus 2^D leaf values.  A walk is exactly D steps of
  *     i = 2i + 1 + go_right, with no leaf test and no data-dependent branch;
  *   - "linked" trees (anything else: deep or very sparse trees): 12-byte nodes {u32 feature|flags,
- *     f32 threshold/leaf/set offset, u32 left}, walked until a leaf, next = left + go_right.
+ *     f32 threshold/leaf/set offset, u32 left}, walked until a leaf, next = left + go_right;
+ *   - "binned" forests (HPF_F_BINNED: every tree a heap tree, no categorical split, num_feature <=
+ *     HPF_BIN_MAX_FEATURES, no NaN threshold, <= HPF_BIN_MAX_THRESHOLDS distinct thresholds per
+ *     feature): the same heap shape with 4-byte nodes {u16 2 * feature + default_right, u16 j},
+ *     j = the rank of the node's threshold among its feature's distinct thresholds (thr[]), and
+ *     the 2^D leaves right after the nodes in the same array (leaf = array[final index]).  Each
+ *     row is first turned into a u16 bin vector rb[2 * num_feature]: b = #{thresholds of f <= x},
+ *     rb[2f] = NaN ? 0 : b, rb[2f+1] = NaN ? 65535 : b; a node then goes right iff rb[idx] > j,
+ *     which is exactly !(x < t) for numbers and the default direction for NaN.
  *
- * Costs: hp_forest_bytes O(nodes); hp_forest_build O(padded nodes); scoring O(rows x sum of tree
- * depths).  Nothing here allocates; scoring uses a 128 KiB stack buffer (8 rows x
- * MODEL_MAX_CLASSES margins). */
+ * Costs: hp_forest_bytes O(nodes); hp_forest_build O(padded nodes + nodes log nodes) (the binned
+ * threshold tables are sorted in place in dst); scoring O(rows x sum of tree depths), plus for a
+ * binned forest O(rows x num_feature x log thresholds) to bin the rows.  Nothing here allocates;
+ * scoring uses a 128 KiB stack buffer (8 rows x MODEL_MAX_CLASSES margins) and a 64 KiB one (bin
+ * vectors). */
 #ifndef VIGIL_HP_FOREST_H
 #define VIGIL_HP_FOREST_H
 
@@ -31,6 +41,8 @@
 #define HPF_HEAP_MAX_PADDING 8 /* a heap tree has at most 8x the nodes of its source tree */
 #define HPF_BLOCK 8           /* rows walked together through one tree (one sub-block) */
 #define HPF_SUPER 64          /* rows that share each tree fetch (8 sub-blocks) */
+#define HPF_BIN_MAX_FEATURES 2048    /* 8 rows of bin vectors fit the 64 KiB stack buffer */
+#define HPF_BIN_MAX_THRESHOLDS 65535 /* ranks 0..65534 < 65535, the NaN-goes-right bin */
 
 /* Node flags (same bit positions as common/model.h's split word). */
 #define HPF_FEATURE_MASK MODEL_NODE_FEATURE_MASK
@@ -60,6 +72,8 @@ typedef struct hpf_tree {
     const hpf_node *heap;    /* heap layout: 2^depth - 1 nodes, or NULL for a linked tree */
     const float *leaves;     /* heap layout: 2^depth leaf values */
     const hpf_lnode *linked; /* linked layout: the tree's nodes, root first */
+    const uint32_t *bin;     /* binned layout: 2^depth - 1 nodes (idx | j << 16), then 2^depth
+                                leaves (float bits); NULL unless the forest is HPF_F_BINNED */
     uint32_t depth;          /* longest root-to-leaf path (0: a single leaf) */
     uint32_t group;          /* output group */
     float weight;            /* dart weight (1 for gbtree) */
@@ -68,6 +82,7 @@ typedef struct hpf_tree {
 
 #define HPF_F_DART 0x1u       /* multiply each tree's leaf by its weight (refeval's dart rule) */
 #define HPF_F_CATEGORICAL 0x2u /* some node is categorical: walks take the exact slow decision */
+#define HPF_F_BINNED 0x4u      /* every tree has the binned layout (tree.bin, thr_off, thr) */
 
 typedef struct hp_forest {
     uint32_t objective, num_feature, num_class, num_trees;
@@ -77,6 +92,8 @@ typedef struct hp_forest {
     uint32_t pad;
     const hpf_tree *trees;
     const uint32_t *cats; /* categorical sets, word for word as in the blob */
+    const uint32_t *thr_off; /* binned: feature f's thresholds are thr[thr_off[f] .. thr_off[f+1]) */
+    const float *thr;        /* binned: per feature, distinct thresholds in increasing order */
     size_t bytes;         /* size of the block it lives in */
 } hp_forest;
 

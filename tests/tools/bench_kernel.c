@@ -196,10 +196,10 @@ int main(int argc, char **argv)
     uint64_t nodes = v.hdr->num_nodes;
 
     printf("model: %s\n", what);
-    printf("  %u trees, %llu nodes (%.1f per tree), blob %zu bytes, worker layout %zu bytes "
-           "(%u heap trees), %zu rows; %ld CPUs\n",
-           nt, (unsigned long long)nodes, (double)nodes / nt, blob_len, fbytes, f->heap_trees,
-           nrows, ncpu);
+    printf("  %u trees, %llu nodes (%.1f per tree), blob %zu bytes, worker layout %zu bytes used "
+           "of %zu reserved (%s, %u heap trees), %zu rows; %ld CPUs\n",
+           nt, (unsigned long long)nodes, (double)nodes / nt, blob_len, f->bytes, fbytes,
+           (f->flags & HPF_F_BINNED) ? "binned" : "plain", f->heap_trees, nrows, ncpu);
 
     float *want = malloc(nrows * sizeof(float)), *got = malloc(nrows * sizeof(float));
     /* refeval: on a slice (it is slow), scaled. */

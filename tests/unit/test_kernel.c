@@ -393,6 +393,11 @@ static void *random_model(gen *g, model_view *v, size_t *len, int *heap_trees, i
     uint32_t flags = rnd(3) == 0 ? MODEL_F_DART : 0;
     g->nf = 1 + rnd(12);
     g->allow_cat = rnd(2);
+    /* Half the models avoid categorical splits and chains, so that many take the binned layout
+     * (every tree a heap tree, numeric splits only). */
+    int binnable = (int)rnd(2);
+    if (binnable)
+        g->allow_cat = 0;
     g->nthr = 0;
     /* -0.0 makes the sign of a zero dart contribution visible: refeval adds (0.0f + leaf) * w,
      * which is +0 for a -0 leaf, and -0 + +0 = +0 but -0 + -0 = -0. */
@@ -403,8 +408,8 @@ static void *random_model(gen *g, model_view *v, size_t *len, int *heap_trees, i
     uint32_t ntrees = rnd(8) == 0 ? 0 : 1 + rnd(20);
     char err[256];
     for (uint32_t t = 0; t < ntrees; t++) {
-        int style = (int)rnd(3);
-        uint32_t max_depth = style == 2 ? 10 + rnd(21) : rnd(9);
+        int style = binnable ? (int)rnd(2) * (rnd(4) == 0) : (int)rnd(3);
+        uint32_t max_depth = style == 2 ? 10 + rnd(21) : binnable ? rnd(13) : rnd(9);
         g->n = 0;
         g->ncats = 0;
         gen_node(g, 0, max_depth, style);
@@ -485,7 +490,7 @@ START_TEST(random_models_bit_identical_to_refeval)
     ck_assert_ptr_nonnull(g.cats);
     static const size_t sizes[] = {1, 7, 8, 9, 1000};
     unsigned nmodels = n_random_models();
-    uint64_t heap = 0, linked = 0, dart = 0, cat = 0, rows_total = 0;
+    uint64_t heap = 0, linked = 0, dart = 0, cat = 0, binned = 0, rows_total = 0;
     uint64_t objs[MODEL_OBJ_MAX] = {0};
     rng_state = 0x243F6A8885A308D3ull;
     for (unsigned m = 0; m < nmodels; m++) {
@@ -499,6 +504,7 @@ START_TEST(random_models_bit_identical_to_refeval)
         linked += f->num_trees - f->heap_trees;
         dart += (f->flags & HPF_F_DART) != 0;
         cat += (f->flags & HPF_F_CATEGORICAL) != 0;
+        binned += (f->flags & HPF_F_BINNED) != 0;
         objs[f->objective]++;
         char what[64];
         snprintf(what, sizeof what, "random model %u (objective %s)", m,
@@ -515,14 +521,17 @@ START_TEST(random_models_bit_identical_to_refeval)
         free(blob);
     }
     printf("  random: %u models (%llu heap trees, %llu linked trees, %llu dart, %llu with "
-           "categorical splits), %llu rows, each scored 3 ways\n",
+           "categorical splits, %llu binned), %llu rows, each scored 3 ways\n",
            nmodels, (unsigned long long)heap, (unsigned long long)linked,
-           (unsigned long long)dart, (unsigned long long)cat, (unsigned long long)rows_total);
+           (unsigned long long)dart, (unsigned long long)cat, (unsigned long long)binned,
+           (unsigned long long)rows_total);
     /* The generator must have reached every case the kernel distinguishes. */
     ck_assert_uint_gt(heap, 0);
     ck_assert_uint_gt(linked, 0);
     ck_assert_uint_gt(dart, 0);
     ck_assert_uint_gt(cat, 0);
+    ck_assert_uint_gt(binned, 0);
+    ck_assert_uint_gt(nmodels - binned, 0);
     if (nmodels >= 500)
         for (uint32_t o = 1; o < MODEL_OBJ_MAX; o++)
             ck_assert_msg(objs[o] > 0, "objective %u never generated", o);
@@ -590,6 +599,90 @@ START_TEST(layout_heap_and_linked)
         hp_arena_release(T_arena, &h, 1);
         free(blob);
     }
+}
+END_TEST
+
+/* The binned layout's limits, at N and N + 1: distinct thresholds of one feature
+ * (HPF_BIN_MAX_THRESHOLDS), features (HPF_BIN_MAX_FEATURES), and a NaN threshold (never binned).
+ * 400 complete depth-8 trees: internal node i (over all trees) splits feature i % nf at
+ * (i % distinct) / 4 (rank 0 alternately as -0 and +0: one rank); rows hit thresholds exactly,
+ * one ulp either side, NaN, +-inf, -0 and denormals. */
+static void check_bin_limit(uint32_t nf, uint32_t distinct, int nan_thr, int want_binned)
+{
+    enum { D = 8, NT = 400 };
+    uint32_t n = (2u << D) - 1;
+    model_src_node *nodes = calloc(n, sizeof *nodes);
+    model_builder *b = model_builder_new(MODEL_OBJ_SQUAREDERROR, 0, nf, 1, 0.5f, 0.0f);
+    char err[256];
+    uint32_t next = 0;
+    for (uint32_t t = 0; t < NT; t++) {
+        for (uint32_t i = 0; i < n; i++) {
+            if (2 * i + 1 < n) {
+                uint32_t c = next % distinct;
+                nodes[i].left = (int32_t)(2 * i + 1);
+                nodes[i].right = (int32_t)(2 * i + 2);
+                nodes[i].feature = nf > 1 ? next % nf : 0;
+                nodes[i].default_left = (int)(next & 1);
+                nodes[i].value = c == 0 && (next & 2) ? -0.0f : (float)c / 4.0f;
+                if (nan_thr && next == 77)
+                    nodes[i].value = NAN;
+                next++;
+            } else {
+                nodes[i].left = nodes[i].right = -1;
+                nodes[i].value = rndf(-1.0f, 1.0f);
+            }
+        }
+        ck_assert_int_eq(model_builder_add_tree(b, 0, 1.0f, nodes, n, err, sizeof err), 0);
+    }
+    void *blob;
+    size_t len;
+    model_view v;
+    ck_assert_int_eq(model_build(b, &blob, &len, err, sizeof err), 0);
+    model_builder_free(b);
+    ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
+    uint8_t key[WIRE_MODEL_KEY_SIZE];
+    uint32_t h;
+    const hp_forest *f = load_pin(&v, key, &h);
+    ck_assert_msg(((f->flags & HPF_F_BINNED) != 0) == want_binned,
+                  "nf %u, %u thresholds, nan %d: binned %d", nf, distinct, nan_thr,
+                  (f->flags & HPF_F_BINNED) != 0);
+    size_t nrows = 300;
+    float *rows = malloc(nrows * nf * sizeof(float));
+    for (size_t i = 0; i < nrows * nf; i++) {
+        float t = (float)rnd(distinct + 2) / 4.0f;
+        switch (rnd(8)) {
+        case 0:
+            rows[i] = nextafterf(t, INFINITY);
+            break;
+        case 1:
+            rows[i] = nextafterf(t, -INFINITY);
+            break;
+        case 2:
+            rows[i] = rnd(2) ? NAN : rnd(2) ? INFINITY : -INFINITY;
+            break;
+        case 3:
+            rows[i] = rnd(2) ? -0.0f : 1e-42f;
+            break;
+        default:
+            rows[i] = t;
+        }
+    }
+    check_same(&v, f, rows, nrows, 1, "binned limits");
+    check_same(&v, f, rows, 1, 1, "binned limits, one row");
+    hp_arena_release(T_arena, &h, 1);
+    free(rows);
+    free(blob);
+    free(nodes);
+}
+
+START_TEST(binned_layout_limits)
+{
+    check_bin_limit(1, HPF_BIN_MAX_THRESHOLDS, 0, 1);
+    check_bin_limit(1, HPF_BIN_MAX_THRESHOLDS + 1, 0, 0);
+    check_bin_limit(HPF_BIN_MAX_FEATURES, 100, 0, 1);
+    check_bin_limit(HPF_BIN_MAX_FEATURES + 1, 100, 0, 0);
+    check_bin_limit(7, 1000, 1, 0);
+    check_bin_limit(7, 1000, 0, 1);
 }
 END_TEST
 
@@ -893,6 +986,7 @@ static Suite *kernel_suite(void)
     tcase_add_test(tc, fixtures_bit_identical_to_refeval);
     tcase_add_test(tc, random_models_bit_identical_to_refeval);
     tcase_add_test(tc, layout_heap_and_linked);
+    tcase_add_test(tc, binned_layout_limits);
     tcase_add_test(tc, arena_lru_pins_and_limits);
     tcase_add_test(tc, arena_index_survives_churn);
     tcase_add_test(tc, handlers_answer_every_case);

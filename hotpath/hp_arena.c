@@ -7,6 +7,7 @@
  *   order[0..nlive)            live entries (loading or ready) sorted by region offset: the gaps
  *                              between them are the free space (first fit, O(models)) */
 #include "hp_arena.h"
+#include "hp_log.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -42,6 +43,7 @@ struct hp_arena {
     uint32_t nlive;
     int32_t free_head;
     uint64_t bytes_used, resident, loads, load_hits, evictions, load_refused;
+    int log_models; /* one log line per model loaded/evicted (hp_arena_set_logging) */
 };
 
 static uint32_t key_hash(const uint8_t *key)
@@ -174,6 +176,37 @@ static size_t first_fit(const hp_arena *a, size_t len, uint32_t *pos)
     return SIZE_MAX;
 }
 
+
+/* One log line per model placed or evicted: the model's UUID and the first 12 hex digits of its
+ * SHA-256 (from the key), the bytes it holds and what the arena holds now.  Allocation-free. */
+static void log_model(const char *event, const uint8_t *key, size_t bytes, size_t used,
+                      uint32_t resident)
+{
+    static const char hx[] = "0123456789abcdef";
+    char id[37], sha[13];
+    size_t o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            id[o++] = '-';
+        id[o++] = hx[key[i] >> 4];
+        id[o++] = hx[key[i] & 15];
+    }
+    id[o] = '\0';
+    for (int i = 0; i < 6; i++) {
+        sha[2 * i] = hx[key[16 + i] >> 4];
+        sha[2 * i + 1] = hx[key[16 + i] & 15];
+    }
+    sha[12] = '\0';
+    hp_log_line l;
+    hp_log_begin(&l, "info", event);
+    hp_log_str(&l, "model_id", id);
+    hp_log_str(&l, "sha256_prefix", sha);
+    hp_log_u64(&l, "bytes", bytes);
+    hp_log_u64(&l, "arena_used", used);
+    hp_log_u64(&l, "models_resident", resident);
+    hp_log_end(&l);
+}
+
 /* Evicts the least recently used ready, unpinned model.  Returns 0, or -1 if there is none.
  * Locked. */
 static int evict_lru(hp_arena *a)
@@ -195,6 +228,8 @@ static int evict_lru(hp_arena *a)
     a->bytes_used -= e->len;
     a->resident--;
     a->evictions++;
+    if (a->log_models)
+        log_model("model_evicted", e->key, e->len, a->bytes_used, a->resident);
     e->state = E_FREE;
     e->forest = NULL;
     e->next_free = a->free_head;
@@ -297,6 +332,8 @@ int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const mod
     e->last_used = ++a->clock;
     a->resident++;
     a->loads++;
+    if (a->log_models)
+        log_model("model_loaded", e->key, e->len, a->bytes_used, a->resident);
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
     return HP_ARENA_LOADED;
@@ -347,4 +384,9 @@ void hp_arena_get_stats(hp_arena *a, hp_arena_stats *st)
     st->evictions = a->evictions;
     st->load_refused = a->load_refused;
     pthread_mutex_unlock(&a->mu);
+}
+
+void hp_arena_set_logging(hp_arena *a, int on)
+{
+    a->log_models = on;
 }

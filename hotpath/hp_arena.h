@@ -47,6 +47,10 @@ typedef struct hp_arena_stats {
 /* Reserves a region of `bytes` bytes (mmap, committed but not touched) and the index.  Before
  * hp_ready() only.  Returns the arena, or NULL with err. */
 hp_arena *hp_arena_create(size_t bytes, char *err, size_t errlen);
+
+/* Turns the "model_loaded"/"model_evicted" log lines on (the worker) or off (the default, for
+ * tests that churn thousands of models).  Call before the arena is shared. */
+void hp_arena_set_logging(hp_arena *a, int on);
 void hp_arena_destroy(hp_arena *a); /* a may be NULL; no model may be pinned */
 
 /* 1 if key is resident (published), else 0.  A hit counts as a load hit and as a use for the LRU

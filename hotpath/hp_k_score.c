@@ -19,6 +19,8 @@ static hp_pool *pool;
 int hp_k_score_init(const hp_config *cfg, unsigned ncpu, char *err, size_t errlen)
 {
     arena = hp_arena_create(cfg->memory_bytes, err, errlen);
+    if (arena)
+        hp_arena_set_logging(arena, 1);
     if (arena == NULL)
         return -1;
     pool = hp_pool_create(ncpu > 1 ? ncpu - 1 : 0, err, errlen);

@@ -1499,6 +1499,17 @@ START_TEST(load_and_score_match_xgboost)
                           stat_find(kv, cnt, "arena_bytes_free"),
                       256u * MIB);
     ck_assert_uint_ge(stat_find(kv, cnt, "op_score_calls"), 24);
+    /* The load is in the worker's log, as one JSON line naming the model (UUID from the key). */
+    char log[16384];
+    slurp(log_path, log, sizeof log);
+    const char *line = strstr(log, "\"event\":\"model_loaded\"");
+    ck_assert_msg(line != NULL, "no model_loaded line in the worker log:\n%s", log);
+    char id[40];
+    const uint8_t *k = m.key;
+    snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11], k[12],
+             k[13], k[14], k[15]);
+    ck_assert_ptr_nonnull(strstr(line, id));
     close(fd);
     fx_model_free(&m);
     free(buf);

@@ -20,6 +20,13 @@
  *     3.  Benchmark model: 10.3-12.9 -> 5.6-5.8 ns/tree/row with NaN (7.6-9.3 -> 5.6-5.7
  *     without), single row p50 17-19.6 -> 10.5-10.9 us.  (Plain heap order with 4-byte nodes was
  *     faster in batch, 4.7, but 13.9 us for a single row.)
+ *   - single rows on a binned forest: once the model sits in L2 (3 lines per tree), the walk was
+ *     bound by instructions, not misses (~13 a step: 32 lanes spilled, a per-lane vector
+ *     pointer, a shift and mask for the rank).  A u32 bin vector pre-shifted by 16 (bin_row32:
+ *     one whole-word compare), one vector pointer for all lanes and 8 lanes whose state fits
+ *     the registers make a step 5-6 instructions: p50 10.7-11.2 -> 7.7-8.0 us, p99 13.0-14.8 ->
+ *     9.5-9.8 us (binning the row is ~0.5 of those us).  Software prefetch of the next trees'
+ *     root blocks or of a bottom block's leaf line measured no gain.
  * Padding costs memory only for sparse trees, which is bounded (HPF_HEAP_MAX_PADDING) and falls
  * back to the linked layout beyond it.
  *
@@ -621,37 +628,57 @@ static void walk_row_full(const hp_forest *f, const float *row, float *m)
 
 /* ---- binned walks ------------------------------------------------------------------------------ */
 
-/* Trees a single row walks at once on a binned forest (4-byte nodes: more misses in flight fit
- * the registers' budget than with 8-byte nodes). */
-#define HPF_BIN_ROW_TREES 32
+/* Trees a single row walks at once on a binned forest: 8 lanes' block pointers and indices almost
+ * fit the registers.  On the benchmark model 12 measured the same and 32 (the previous value,
+ * every lane's state on the stack) about 1.3 us slower per row. */
+#define HPF_BIN_ROW_TREES 8
 #define HPF_BIN_BUF (32768u) /* u16 entries of the bin-vector stack buffer: 64 KiB */
 
-/* The bin vector of one row: rb[2f] = NaN ? 0 : b, rb[2f + 1] = NaN ? 65535 : b, where b =
- * #{thresholds of f <= x}.  For a number x and a threshold of rank j, x < T_j <=> b <= j (the
- * table is sorted and distinct by <, and <= is the negation of the reversed <), so "go right iff
- * rb[idx] > j" is refeval's !(x < t), and for NaN its default direction (0 <= j: left; 65535 > j:
- * right).  The search is branch-free: its trip count depends only on the table's size. */
+/* b = #{thresholds of f <= x} for x = row[f] (0 for NaN: every compare is false).  The search is
+ * branch-free: its trip count depends only on the table's size. */
+static inline uint32_t bin_of(const hp_forest *f, uint32_t k, float x)
+{
+    const float *T = f->thr + f->thr_off[k];
+    uint32_t n = f->thr_off[k + 1] - f->thr_off[k];
+    if (n == 0)
+        return 0;
+    uint32_t lo = 0;
+    while (n > 1) {
+        uint32_t half = n / 2;
+        lo = T[lo + half] <= x ? lo + half : lo;
+        n -= half;
+    }
+    return lo + (T[lo] <= x);
+}
+
+/* The bin vector of one row: rb[2f] = NaN ? 0 : b, rb[2f + 1] = NaN ? 65535 : b, b = bin_of.  For
+ * a number x and a threshold of rank j, x < T_j <=> b <= j (the table is sorted and distinct by
+ * <, and <= is the negation of the reversed <), so "go right iff rb[idx] > j" is refeval's
+ * !(x < t), and for NaN its default direction (0 <= j: left; 65535 > j: right). */
 static void bin_row(const hp_forest *f, const float *row, uint16_t *rb)
 {
-    const uint32_t *off = f->thr_off;
-    const float *thr = f->thr;
     for (uint32_t k = 0; k < f->num_feature; k++) {
-        const float *T = thr + off[k];
-        uint32_t n = off[k + 1] - off[k];
         float x = row[k];
-        uint32_t b = 0;
-        if (n > 0) {
-            uint32_t lo = 0;
-            while (n > 1) {
-                uint32_t half = n / 2;
-                lo = T[lo + half] <= x ? lo + half : lo;
-                n -= half;
-            }
-            b = lo + (T[lo] <= x);
-        }
+        uint32_t b = bin_of(f, k, x);
         int nan = x != x;
         rb[2 * k] = nan ? 0 : (uint16_t)b;
         rb[2 * k + 1] = nan ? 65535 : (uint16_t)b;
+    }
+}
+
+/* bin_row for the single-row walk, in words pre-shifted by 16: rb[i] = (bin_row's rb[i]) << 16.
+ * A node word w = idx | j << 16 (idx < 2 * HPF_BIN_MAX_FEATURES <= 65536) goes right iff
+ * rb[idx] > w: for rb[idx] = b << 16 that is b > j, or b == j and 0 > idx, i.e. exactly b > j;
+ * NaN gets 0 (never greater: left) or 65535 << 16 (greater than any j <= 65534: right).  One
+ * compare of whole words, no shift or mask to take j out of w. */
+static void bin_row32(const hp_forest *f, const float *row, uint32_t *rb)
+{
+    for (uint32_t k = 0; k < f->num_feature; k++) {
+        float x = row[k];
+        uint32_t b = bin_of(f, k, x) << 16;
+        int nan = x != x;
+        rb[2 * k] = nan ? 0 : b;
+        rb[2 * k + 1] = nan ? 0xFFFF0000u : b;
     }
 }
 
@@ -730,14 +757,59 @@ static void walk_super_bin(const hp_forest *f, const uint16_t *const *rb, unsign
     }
 }
 
+/* N trees g[0..N) of depth D for one row (pre-shifted bin vector rb, bin_row32): leaf values
+ * into leaf[0..N).  The same walk as walk_bin_lanes, but with one bin vector in one register and
+ * the whole-word compare, a step is 5-6 instructions (load, zero-extend, compare with memory,
+ * lea, adc) instead of ~13, and 8 lanes' block pointers and indices nearly fit the registers (32
+ * lanes spilled every one of them): a single row's walk was bound by instructions, not misses,
+ * once the model sits in L2. */
+HOT void walk_row_lanes(const uint32_t *const *g, const uint32_t *rb, int N, uint32_t D,
+                        float *leaf)
+{
+    bin_shape s = shape_of(D);
+    const uint32_t *b[HPF_BIN_ROW_TREES];
+    size_t l[HPF_BIN_ROW_TREES];
+    size_t goff = 0;
+#pragma GCC unroll 32
+    for (int j = 0; j < N; j++) {
+        b[j] = g[j];
+        l[j] = 0;
+    }
+    for (uint32_t gi = 0; gi < s.inner; gi++) {
+#pragma GCC unroll 4
+        for (int d = 0; d < 4; d++) {
+#pragma GCC unroll 32
+            for (int j = 0; j < N; j++) {
+                uint32_t w = b[j][l[j]];
+                l[j] = 2 * l[j] + 1 + (rb[w & 0xFFFFu] > w);
+            }
+        }
+        size_t bs = gi + 1 < s.inner ? 16 : (size_t)2 << s.last;
+        size_t next = goff + ((size_t)16 << (4 * gi));
+#pragma GCC unroll 32
+        for (int j = 0; j < N; j++) {
+            b[j] = g[j] + next + ((size_t)(b[j] - g[j]) - goff + l[j] - 15) * bs;
+            l[j] = 0;
+        }
+        goff = next;
+    }
+    for (uint32_t d = 0; d < s.last; d++) {
+#pragma GCC unroll 32
+        for (int j = 0; j < N; j++) {
+            uint32_t w = b[j][l[j]];
+            l[j] = 2 * l[j] + 1 + (rb[w & 0xFFFFu] > w);
+        }
+    }
+#pragma GCC unroll 32
+    for (int j = 0; j < N; j++)
+        memcpy(&leaf[j], &b[j][l[j]], sizeof(float));
+}
+
 /* One row (bin vector rb) through all trees, HPF_BIN_ROW_TREES at a time, as walk_row. */
-static void walk_row_bin(const hp_forest *f, const uint16_t *rb, float *m)
+static void walk_row_bin(const hp_forest *f, const uint32_t *rb, float *m)
 {
     const int dart = (f->flags & HPF_F_DART) != 0;
     const hpf_tree *trees = f->trees;
-    const uint16_t *r[HPF_BIN_ROW_TREES];
-    for (int j = 0; j < HPF_BIN_ROW_TREES; j++)
-        r[j] = rb;
     uint32_t t = 0;
     while (t < f->num_trees) {
         const hpf_tree *tr = &trees[t];
@@ -750,11 +822,11 @@ static void walk_row_bin(const hp_forest *f, const uint16_t *rb, float *m)
         if (run == HPF_BIN_ROW_TREES) {
             for (int j = 0; j < HPF_BIN_ROW_TREES; j++)
                 g[j] = tr[j].bin;
-            walk_bin_lanes(g, r, HPF_BIN_ROW_TREES, tr->depth, leaf);
+            walk_row_lanes(g, rb, HPF_BIN_ROW_TREES, tr->depth, leaf);
         } else {
             run = 1;
             g[0] = tr->bin;
-            walk_bin_lanes(g, r, 1, tr->depth, leaf);
+            walk_row_lanes(g, rb, 1, tr->depth, leaf);
         }
         for (uint32_t j = 0; j < run; j++) { /* in tree order */
             if (dart)
@@ -788,7 +860,10 @@ static void emit(const hp_forest *f, const float *m, int output_margin, float *o
 static void score_range_bin(const hp_forest *f, const float *rows, size_t a, size_t b,
                             int output_margin, float *out, float *m, size_t super)
 {
-    uint16_t bins[HPF_BIN_BUF];
+    union {
+        uint16_t h[HPF_BIN_BUF];     /* per-row u16 vectors (blocks of rows) */
+        uint32_t w[HPF_BIN_BUF / 2]; /* one u32 vector (single rows): 2 * nf <= 4096 words */
+    } bins;
     const uint32_t k = f->num_class, nf = f->num_feature;
     const uint32_t nout = hp_forest_outputs(f, output_margin);
     const size_t vec = 2 * (size_t)nf; /* nf <= HPF_BIN_MAX_FEATURES: 8 vectors always fit */
@@ -802,8 +877,8 @@ static void score_range_bin(const hp_forest *f, const float *rows, size_t a, siz
             for (size_t j = 0; j < rest; j++) {
                 for (uint32_t g = 0; g < k; g++)
                     m[g] = f->base_margin;
-                bin_row(f, rows + (i + j) * nf, bins);
-                walk_row_bin(f, bins, m);
+                bin_row32(f, rows + (i + j) * nf, bins.w);
+                walk_row_bin(f, bins.w, m);
                 emit(f, m, output_margin, out + (i + j) * nout);
             }
             break;
@@ -812,9 +887,9 @@ static void score_range_bin(const hp_forest *f, const float *rows, size_t a, siz
         unsigned nsub = (unsigned)((real + HPF_BLOCK - 1) / HPF_BLOCK);
         const uint16_t *rb[HPF_SUPER];
         for (size_t j = 0; j < real; j++)
-            bin_row(f, rows + (i + j) * nf, bins + j * vec);
+            bin_row(f, rows + (i + j) * nf, bins.h + j * vec);
         for (size_t j = 0; j < (size_t)nsub * HPF_BLOCK; j++)
-            rb[j] = bins + (j < real ? j : real - 1) * vec;
+            rb[j] = bins.h + (j < real ? j : real - 1) * vec;
         for (size_t j = 0; j < (size_t)nsub * HPF_BLOCK * k; j++)
             m[j] = f->base_margin;
         walk_super_bin(f, rb, nsub, m);

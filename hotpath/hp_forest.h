@@ -21,13 +21,15 @@
  *     the 2^D leaves right after the nodes in the same array (leaf = array[final index]).  Each
  *     row is first turned into a u16 bin vector rb[2 * num_feature]: b = #{thresholds of f <= x},
  *     rb[2f] = NaN ? 0 : b, rb[2f+1] = NaN ? 65535 : b; a node then goes right iff rb[idx] > j,
- *     which is exactly !(x < t) for numbers and the default direction for NaN.
+ *     which is exactly !(x < t) for numbers and the default direction for NaN.  A single row
+ *     uses the same vector as u32 words shifted left by 16 and goes right iff rb[idx] > node word
+ *     (b > j; the node's low half idx never breaks a tie): one compare, no unpacking.
  *
  * Costs: hp_forest_bytes O(nodes); hp_forest_build O(padded nodes + nodes log nodes) (the binned
  * threshold tables are sorted in place in dst); scoring O(rows x sum of tree depths), plus for a
  * binned forest O(rows x num_feature x log thresholds) to bin the rows.  Nothing here allocates;
  * scoring uses a 128 KiB stack buffer (8 rows x MODEL_MAX_CLASSES margins) and a 64 KiB one (bin
- * vectors). */
+ * vectors: u16 per row of a block, or one u32 vector for a single row). */
 #ifndef VIGIL_HP_FOREST_H
 #define VIGIL_HP_FOREST_H
 

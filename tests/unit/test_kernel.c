@@ -686,6 +686,90 @@ START_TEST(binned_layout_limits)
 }
 END_TEST
 
+/* A tree of depth exactly D (a spine of internal nodes down the left, the rest random: padded in
+ * the binned layout), numeric splits only. */
+static int32_t gen_exact(gen *g, uint32_t depth, uint32_t D, int spine)
+{
+    if (g->n == g->cap) {
+        g->cap = g->cap ? g->cap * 2 : 64;
+        g->nodes = realloc(g->nodes, g->cap * sizeof *g->nodes);
+        ck_assert_ptr_nonnull(g->nodes);
+    }
+    uint32_t me = g->n++;
+    model_src_node *nd = &g->nodes[me];
+    memset(nd, 0, sizeof *nd);
+    if (depth == D || (!spine && rnd(10) == 0)) {
+        nd->left = nd->right = -1;
+        nd->value = pick_leaf();
+        return (int32_t)me;
+    }
+    nd->feature = rnd(g->nf);
+    nd->default_left = (int)rnd(2);
+    nd->value = pick_threshold(g);
+    int32_t l = gen_exact(g, depth + 1, D, spine);
+    int32_t r = gen_exact(g, depth + 1, D, 0);
+    nd = &g->nodes[me];
+    nd->left = l;
+    nd->right = r;
+    return (int32_t)me;
+}
+
+/* Single rows walk runs of equal-depth binned trees several at a time (and a run's leftovers one
+ * by one); random models almost never have such runs.  Every binned depth 0..HPF_HEAP_MAX_DEPTH,
+ * runs of 1..40 trees broken by other depths, gbtree and dart, 1..3 groups; 1 and 2 rows. */
+START_TEST(binned_single_row_runs)
+{
+    gen g = {0};
+    unsigned binned = 0;
+    rng_state = 0x9E3779B97F4A7C15ull;
+    for (uint32_t D = 0; D <= HPF_HEAP_MAX_DEPTH; D++) {
+        for (int rep = 0; rep < 4; rep++) {
+            uint32_t k = rep & 1 ? 3 : 1;
+            uint32_t flags = rep & 2 ? MODEL_F_DART : 0;
+            g.nf = 1 + rnd(12);
+            g.allow_cat = 0;
+            g.nthr = 0;
+            model_builder *b = model_builder_new(k > 1 ? MODEL_OBJ_SOFTPROB : MODEL_OBJ_LOGISTIC,
+                                                 flags, g.nf, k, 0.5f, rndf(-1.0f, 1.0f));
+            ck_assert_ptr_nonnull(b);
+            char err[256];
+            uint32_t runs = 1 + rnd(4);
+            for (uint32_t r = 0; r < runs; r++) {
+                uint32_t len = 1 + rnd(40), d = r & 1 ? rnd(HPF_HEAP_MAX_DEPTH + 1) : D;
+                for (uint32_t t = 0; t < len; t++) {
+                    g.n = 0;
+                    gen_exact(&g, 0, d, 1);
+                    float w = flags ? (rnd(5) == 0 ? 0.0f : rndf(-0.5f, 2.0f)) : 1.0f;
+                    ck_assert_int_eq(model_builder_add_tree(b, rnd(k), w, g.nodes, g.n, err,
+                                                            sizeof err),
+                                     0);
+                }
+            }
+            void *blob;
+            size_t len;
+            model_view v;
+            ck_assert_int_eq(model_build(b, &blob, &len, err, sizeof err), 0);
+            model_builder_free(b);
+            ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
+            uint8_t key[WIRE_MODEL_KEY_SIZE];
+            uint32_t h;
+            const hp_forest *f = load_pin(&v, key, &h);
+            binned += (f->flags & HPF_F_BINNED) != 0; /* all-leaf models are smaller plain */
+            for (int i = 0; i < 40; i++) {
+                size_t nrows = 1 + (size_t)(i & 1);
+                float *rows = random_rows(&g, nrows);
+                check_same(&v, f, rows, nrows, i & 2 ? 1 : 0, "binned single-row runs");
+                free(rows);
+            }
+            hp_arena_release(T_arena, &h, 1);
+            free(blob);
+        }
+    }
+    ck_assert_uint_ge(binned, 32); /* 38 of 52 with this seed: NaN thresholds, tiny models */
+    free(g.nodes);
+}
+END_TEST
+
 /* ---- arena ----------------------------------------------------------------------------------- */
 
 /* A model of exactly one depth-8 complete tree: its forest takes a fixed number of bytes. */
@@ -987,6 +1071,7 @@ static Suite *kernel_suite(void)
     tcase_add_test(tc, random_models_bit_identical_to_refeval);
     tcase_add_test(tc, layout_heap_and_linked);
     tcase_add_test(tc, binned_layout_limits);
+    tcase_add_test(tc, binned_single_row_runs);
     tcase_add_test(tc, arena_lru_pins_and_limits);
     tcase_add_test(tc, arena_index_survives_churn);
     tcase_add_test(tc, handlers_answer_every_case);

@@ -194,3 +194,65 @@ clean:
 	rm -rf build bin
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---- fuzzing (tests/fuzz/README.md) -------------------------------------------------------------
+# `make fuzz` builds the libFuzzer harnesses with clang (ASan+UBSan), generates seed corpora from
+# tests/fixtures and runs each target for FUZZ_SECONDS under `nice -n 19`, one at a time.  Not part
+# of `make test`.  Findings land in build/fuzz/crashes/<target>/.  One target:
+#   make fuzz FUZZ_TARGETS=json FUZZ_SECONDS=300
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= json rows xgb model cursor wire score
+FUZZ_OUT     := build/fuzz
+FUZZ_BIN     := bin/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS   = $(CSTD) -O1 -g $(WARN) -Wno-unknown-warning-option $(FUZZ_SAN) \
+                -fsanitize=fuzzer-no-link -MMD -MP -Icommon -Iapi -Ihotpath -pthread \
+                $(shell pkg-config --cflags libcjson 2>/dev/null)
+FUZZ_LIBS     = $(shell pkg-config --libs libcjson 2>/dev/null) -lm -pthread
+
+# What each harness links: only the modules it drives (the hotpath one never sees cJSON/libpq).
+FUZZ_SRC_json    := api/json.c
+FUZZ_SRC_rows    := api/rows.c api/json.c
+FUZZ_SRC_xgb     := api/xgbmodel.c common/model.c common/refeval.c
+FUZZ_SRC_model   := common/model.c common/refeval.c
+FUZZ_SRC_cursor  := api/cursor.c api/config.c api/validate.c
+FUZZ_SRC_wire    := common/wire.c
+FUZZ_SRC_score   := $(HOTPATH_SRC) $(COMMON_SRC)
+FUZZ_SRC_seedgen := api/xgbmodel.c api/cursor.c api/config.c api/validate.c $(COMMON_SRC)
+
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BIN)/fuzz_%) $(FUZZ_BIN)/seedgen
+
+$(FUZZ_OUT)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+define FUZZ_LINK_RULE
+$(FUZZ_BIN)/fuzz_$(1): $(FUZZ_OUT)/tests/fuzz/fuzz_$(1).o $(FUZZ_SRC_$(1):%.c=$(FUZZ_OUT)/%.o)
+	@mkdir -p $$(dir $$@)
+	$$(call say,LINK,$$@)
+	$$(Q)$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $$(FUZZ_LIBS)
+endef
+$(foreach t,json rows xgb model cursor wire score,$(eval $(call FUZZ_LINK_RULE,$(t))))
+
+$(FUZZ_BIN)/seedgen: $(FUZZ_OUT)/tests/fuzz/seedgen.o $(FUZZ_SRC_seedgen:%.c=$(FUZZ_OUT)/%.o)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -o $@ $^ $(FUZZ_LIBS)
+
+# Corpora: build/fuzz/corpus/<t> (grows), seeded from build/fuzz/seeds/<t> (generated) and
+# tests/fuzz/seeds/<t> (committed: hand-written seeds and every regression reproducer).
+fuzz: fuzz-build
+	$(Q)rm -rf $(FUZZ_OUT)/seeds && ASAN_OPTIONS=detect_leaks=0 $(FUZZ_BIN)/seedgen tests/fixtures $(FUZZ_OUT)/seeds
+	$(Q)status=0; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_OUT)/corpus/$$t $(FUZZ_OUT)/crashes/$$t $(FUZZ_OUT)/seeds/$$t tests/fuzz/seeds/$$t; \
+	  dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+	  echo "  FUZZ   $$t ($(FUZZ_SECONDS) s)"; \
+	  nice -n 19 $(FUZZ_BIN)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/crashes/$$t/ $$dict \
+	    $(FUZZ_OUT)/corpus/$$t $(FUZZ_OUT)/seeds/$$t tests/fuzz/seeds/$$t \
+	    > $(FUZZ_OUT)/$$t.log 2>&1 || { status=1; echo "  FAIL   $$t: see $(FUZZ_OUT)/$$t.log"; }; \
+	  grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' $(FUZZ_OUT)/$$t.log | sed 's/^/         /'; \
+	done; exit $$status

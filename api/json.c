@@ -328,7 +328,11 @@ int json_parse_strict(const char *buf, size_t len, cJSON **out, char *err, size_
 
 const char *json_unknown_member(const cJSON *obj, const char *const *allowed)
 {
-    for (const cJSON *c = obj ? obj->child : NULL; c; c = c->next) {
+    /* Only an object's children have names: an array's have c->string == NULL, which strcmp must
+     * never see (found by tests/fuzz/fuzz_json.c on "[0]"). */
+    if (!cJSON_IsObject(obj))
+        return NULL;
+    for (const cJSON *c = obj->child; c; c = c->next) {
         int ok = 0;
         for (const char *const *a = allowed; *a; a++) {
             if (strcmp(*a, c->string) == 0) {

@@ -20,7 +20,8 @@ int json_parse_strict(const char *buf, size_t len, cJSON **out, char *err, size_
 int json_validate(const char *buf, size_t len, char *err, size_t errlen);
 
 /* Returns the name of the first member of obj not listed in allowed (NULL-terminated), or NULL
- * when every member is allowed. */
+ * when every member is allowed.  NULL too when obj is NULL or not an object (an array's elements
+ * have no names): callers check the type first, this only keeps a wrong call from crashing. */
 const char *json_unknown_member(const cJSON *obj, const char *const *allowed);
 
 /* Prints item without formatting.  Returns a malloc'd string (caller frees) or NULL on OOM. */

@@ -454,6 +454,23 @@ START_TEST(log_escape_is_strict_json)
 }
 END_TEST
 
+/* Regression (tests/fuzz/fuzz_json.c): json_unknown_member on a parsed array or scalar passed an
+ * element's NULL name to strcmp.  Not an object, so no members: NULL, and no crash. */
+START_TEST(unknown_member_of_non_object)
+{
+    static const char *const allowed[] = {"a", NULL};
+    static const char *const docs[] = {
+        "[0]", "[{\"a\":1},{\"b\":2}]", "[[],\"x\",null]", "0", "\"a\"", "[]"};
+    char err[256];
+    for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
+        cJSON *o = NULL;
+        ck_assert_int_eq(json_parse_strict(docs[i], strlen(docs[i]), &o, err, sizeof err), 0);
+        ck_assert_ptr_null(json_unknown_member(o, allowed));
+        cJSON_Delete(o);
+    }
+}
+END_TEST
+
 static Suite *json_suite(void)
 {
     Suite *s = suite_create("json");
@@ -476,6 +493,7 @@ static Suite *json_suite(void)
     tcase_add_test(tc, unknown_member);
     tcase_add_test(tc, print_is_compact);
     tcase_add_test(tc, log_escape_is_strict_json);
+    tcase_add_test(tc, unknown_member_of_non_object);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -62,7 +62,7 @@ PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libpq-dev check libcu
         postgresql postgresql-contrib curl python3-yaml
 
 .PHONY: all asan run test test-unit test-e2e test-asan bench profile deps clean format lint \
-        tools docker-test migrate
+        tools docker-test migrate need-clang-format
 
 all: $(BIN)/vigil-api $(BIN)/vigil-hotpath
 
@@ -184,11 +184,15 @@ bench: deps all tests-build
 profile: deps all tests-build
 	$(Q)bash tests/bench/profile.sh $(BIN)
 
-format:
-	$(Q)clang-format -i $$(git ls-files '*.c' '*.h')
+CLANG_FORMAT ?= clang-format
+need-clang-format:
+	@command -v $(CLANG_FORMAT) >/dev/null || { echo "clang-format not found: apt-get install -y clang-format"; exit 1; }
 
-lint:
-	$(Q)clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+format: need-clang-format
+	$(Q)$(CLANG_FORMAT) -i $$(git ls-files '*.c' '*.h')
+
+lint: need-clang-format
+	$(Q)$(CLANG_FORMAT) --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf build bin

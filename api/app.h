@@ -11,8 +11,8 @@ struct scoring_cache;
 
 typedef struct app {
     const cfg *cfg;
-    struct db_pool *db;   /* PostgreSQL connections, see db.h */
-    struct hpc_pool *hp;  /* vigil-hotpath connections, see hpclient.h (NULL in inprocess mode) */
+    struct db_pool *db;  /* PostgreSQL connections, see db.h */
+    struct hpc_pool *hp; /* vigil-hotpath connections, see hpclient.h (NULL in inprocess mode) */
     struct scoring_cache *cache; /* compiled models for inprocess mode (NULL in worker mode) */
 } app;
 

@@ -47,7 +47,8 @@ static void scopes_array(unsigned bits, char *out, size_t cap)
 {
     snprintf(out, cap, "{%s%s%s%s%s}", bits & SCOPE_READ ? "read" : "",
              (bits & SCOPE_READ) && (bits & (SCOPE_WRITE | SCOPE_ADMIN)) ? "," : "",
-             bits & SCOPE_WRITE ? "write" : "", (bits & SCOPE_WRITE) && (bits & SCOPE_ADMIN) ? "," : "",
+             bits & SCOPE_WRITE ? "write" : "",
+             (bits & SCOPE_WRITE) && (bits & SCOPE_ADMIN) ? "," : "",
              bits & SCOPE_ADMIN ? "admin" : "");
 }
 
@@ -100,15 +101,17 @@ int auth_authenticate(http_req *req, http_resp *resp, unsigned scope)
     PQclear(r);
     if ((req->key_scopes & scope) != scope) {
         http_problem(resp, 403, "forbidden", NULL, "this API key lacks the '%s' scope",
-                     scope == SCOPE_ADMIN ? "admin" : scope == SCOPE_WRITE ? "write" : "read");
+                     scope == SCOPE_ADMIN   ? "admin"
+                     : scope == SCOPE_WRITE ? "write"
+                                            : "read");
         return -1;
     }
     return 0;
 }
 
 /* Runs one statement on a fresh pooled connection for the CLI paths.  *res as db_query. */
-static int cli_query(db_pool *pool, const char *sql, int n, const char *const *vals,
-                     PGresult **res, char *err, size_t errlen)
+static int cli_query(db_pool *pool, const char *sql, int n, const char *const *vals, PGresult **res,
+                     char *err, size_t errlen)
 {
     db_conn *c = NULL;
     int64_t dl = wire_now_ms() + AUTH_CLI_TIMEOUT_MS;
@@ -157,13 +160,13 @@ static int insert_key(db_pool *pool, const char *name, unsigned scopes, const ch
     snprintf(prefix, sizeof prefix, "%.12s", key);
     const char *vals[] = {name, prefix, hex, arr};
     PGresult *r = NULL;
-    int rc = cli_query(pool,
-                       ignore_conflict
-                           ? "INSERT INTO api_keys (name, prefix, key_hash, scopes) VALUES ($1, $2, "
-                             "decode($3, 'hex'), $4) ON CONFLICT (key_hash) DO NOTHING RETURNING id"
-                           : "INSERT INTO api_keys (name, prefix, key_hash, scopes) VALUES ($1, $2, "
-                             "decode($3, 'hex'), $4) RETURNING id",
-                       4, vals, &r, err, errlen);
+    int rc = cli_query(
+        pool,
+        ignore_conflict ? "INSERT INTO api_keys (name, prefix, key_hash, scopes) VALUES ($1, $2, "
+                          "decode($3, 'hex'), $4) ON CONFLICT (key_hash) DO NOTHING RETURNING id"
+                        : "INSERT INTO api_keys (name, prefix, key_hash, scopes) VALUES ($1, $2, "
+                          "decode($3, 'hex'), $4) RETURNING id",
+        4, vals, &r, err, errlen);
     if (rc == 0 && id_out) {
         if (PQntuples(r) == 1)
             snprintf(id_out, 37, "%s", PQgetvalue(r, 0, 0));
@@ -174,8 +177,8 @@ static int insert_key(db_pool *pool, const char *name, unsigned scopes, const ch
     return rc;
 }
 
-int auth_key_create(db_pool *pool, const char *name, unsigned scopes, char *key_out,
-                    char *id_out, char *err, size_t errlen)
+int auth_key_create(db_pool *pool, const char *name, unsigned scopes, char *key_out, char *id_out,
+                    char *err, size_t errlen)
 {
     if (!name || !*name || strlen(name) > 128) {
         snprintf(err, errlen, "--name must be 1..128 characters");
@@ -198,8 +201,9 @@ int auth_ensure_bootstrap(db_pool *pool, const char *key, char *err, size_t errl
     hash_key(key, hex);
     const char *vals[] = {hex};
     PGresult *r = NULL;
-    if (cli_query(pool, "SELECT revoked_at IS NOT NULL FROM api_keys WHERE key_hash = "
-                        "decode($1, 'hex')",
+    if (cli_query(pool,
+                  "SELECT revoked_at IS NOT NULL FROM api_keys WHERE key_hash = "
+                  "decode($1, 'hex')",
                   1, vals, &r, err, errlen) != 0)
         return -1;
     int revoked = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';

@@ -24,8 +24,8 @@ int auth_parse_scopes(const char *csv, unsigned *out);
 
 /* Creates a key.  key_out gets the secret (AUTH_KEY_LEN + 1 bytes), id_out its UUID (37 bytes).
  * Returns 0 or -1 with err. */
-int auth_key_create(db_pool *pool, const char *name, unsigned scopes, char *key_out,
-                    char *id_out, char *err, size_t errlen);
+int auth_key_create(db_pool *pool, const char *name, unsigned scopes, char *key_out, char *id_out,
+                    char *err, size_t errlen);
 
 /* Makes sure key exists as an admin key named "bootstrap" (no-op if present, even if revoked: a
  * revoked bootstrap key stays revoked and a warning is returned in err with rc 1).  Returns 0, 1,

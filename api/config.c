@@ -124,8 +124,7 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     if (parse_addr(c, err, errlen) ||
         env_str("DATABASE_URL", c->database_url, sizeof c->database_url, err, errlen) ||
         env_str("VIGIL_DATA_DIR", c->data_dir, sizeof c->data_dir, err, errlen) ||
-        env_str("VIGIL_HOTPATH_SOCKET", c->hotpath_socket, sizeof c->hotpath_socket, err,
-                errlen) ||
+        env_str("VIGIL_HOTPATH_SOCKET", c->hotpath_socket, sizeof c->hotpath_socket, err, errlen) ||
         env_str("VIGIL_HOTPATH_MODE", c->hotpath_mode, sizeof c->hotpath_mode, err, errlen) ||
         env_int32("VIGIL_DB_POOL_SIZE", 1, 256, &c->db_pool_size, err, errlen) ||
         env_int32("VIGIL_HOTPATH_POOL_SIZE", 1, 256, &c->hotpath_pool_size, err, errlen) ||
@@ -139,8 +138,7 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
         env_int32("VIGIL_DRAIN_TIMEOUT_S", 0, 3600, &c->drain_timeout_s, err, errlen) ||
         env_size("VIGIL_MAX_BODY_BYTES", 64, 1LL << 30, &c->max_body_bytes, err, errlen) ||
         env_size("VIGIL_MAX_MODEL_BYTES", 1024, 4LL << 30, &c->max_model_bytes, err, errlen) ||
-        env_size("VIGIL_MAX_PREDICT_BYTES", 64, 4LL << 30, &c->max_predict_bytes, err,
-                 errlen) ||
+        env_size("VIGIL_MAX_PREDICT_BYTES", 64, 4LL << 30, &c->max_predict_bytes, err, errlen) ||
         env_int32("VIGIL_HOTPATH_MAX_FRAME_MB", 1, 4095, &c->hotpath_max_frame_mb, err, errlen) ||
         env_int32("VIGIL_INPROCESS_CACHE_MB", 1, 1 << 20, &c->inprocess_cache_mb, err, errlen) ||
         env_int32("VIGIL_IDEMPOTENCY_RETENTION_H", 24, 24 * 3650, &c->idempotency_retention_h, err,

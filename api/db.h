@@ -25,7 +25,8 @@ typedef struct db_pool db_pool;
 typedef struct db_conn db_conn;
 
 /* Creates a pool of at most size connections to url (opened lazily).  Returns NULL with err. */
-db_pool *db_pool_create(const char *url, int size, int connect_timeout_ms, char *err, size_t errlen);
+db_pool *db_pool_create(const char *url, int size, int connect_timeout_ms, char *err,
+                        size_t errlen);
 /* Closes every connection and frees the pool.  No connection may be in use. */
 void db_pool_destroy(db_pool *p);
 

@@ -75,7 +75,7 @@ static double col(const PGresult *r, int c)
 }
 
 void feat_compute(const PGresult *r, double amount_major, const char *country,
-                      double out[FEAT_COUNT])
+                  double out[FEAT_COUNT])
 {
     out[FEAT_AMOUNT] = amount_major;
     out[FEAT_LOG_AMOUNT] = log1p(amount_major);
@@ -91,7 +91,8 @@ void feat_compute(const PGresult *r, double amount_major, const char *country,
     out[FEAT_AMOUNT_TO_USER_AVG_30D] = isnan(avg) || avg == 0 ? NAN : amount_major / avg;
     out[FEAT_SECONDS_SINCE_LAST_TXN] = col(r, 11);
     out[FEAT_MERCHANT_SEEN_BEFORE] = PQgetvalue(r, 0, 12)[0] == 't' ? 1 : 0;
-    out[FEAT_COUNTRY_MISMATCH] =
-        PQgetisnull(r, 0, 2) ? NAN : strcmp(PQgetvalue(r, 0, 2), country) != 0 ? 1 : 0;
+    out[FEAT_COUNTRY_MISMATCH] = PQgetisnull(r, 0, 2)                        ? NAN
+                                 : strcmp(PQgetvalue(r, 0, 2), country) != 0 ? 1
+                                                                             : 0;
     out[FEAT_USER_DISTINCT_COUNTRIES_30D] = col(r, 13);
 }

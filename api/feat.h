@@ -11,20 +11,20 @@
 #include <libpq-fe.h>
 
 enum feature_id {
-    FEAT_AMOUNT,                    /* amount in major units (amount / 10^exponent) */
-    FEAT_LOG_AMOUNT,                /* ln(1 + amount in major units) */
-    FEAT_HOUR_OF_DAY,               /* 0..23, UTC */
-    FEAT_DAY_OF_WEEK,               /* 0..6, UTC, Monday = 0 */
-    FEAT_USER_AGE_DAYS,             /* (occurred_at - user.created_at) in days, fractional */
-    FEAT_USER_TXN_COUNT_1H,         /* earlier transactions in [t - 1 h, t) */
-    FEAT_USER_TXN_COUNT_24H,        /* earlier transactions in [t - 24 h, t) */
-    FEAT_USER_AMOUNT_SUM_24H,       /* sum of their major amounts, 0 when none */
-    FEAT_USER_AMOUNT_AVG_30D,       /* mean major amount in [t - 30 d, t); missing when none */
-    FEAT_USER_AMOUNT_MAX_30D,       /* max major amount in [t - 30 d, t); missing when none */
-    FEAT_AMOUNT_TO_USER_AVG_30D,    /* amount / user_amount_avg_30d; missing when no average */
-    FEAT_SECONDS_SINCE_LAST_TXN,    /* t - latest earlier occurred_at; missing when none */
-    FEAT_MERCHANT_SEEN_BEFORE,      /* 1 if an earlier transaction of the user has merchant_id */
-    FEAT_COUNTRY_MISMATCH,          /* 1 if user.country != country, 0 if equal, missing if unset */
+    FEAT_AMOUNT,                 /* amount in major units (amount / 10^exponent) */
+    FEAT_LOG_AMOUNT,             /* ln(1 + amount in major units) */
+    FEAT_HOUR_OF_DAY,            /* 0..23, UTC */
+    FEAT_DAY_OF_WEEK,            /* 0..6, UTC, Monday = 0 */
+    FEAT_USER_AGE_DAYS,          /* (occurred_at - user.created_at) in days, fractional */
+    FEAT_USER_TXN_COUNT_1H,      /* earlier transactions in [t - 1 h, t) */
+    FEAT_USER_TXN_COUNT_24H,     /* earlier transactions in [t - 24 h, t) */
+    FEAT_USER_AMOUNT_SUM_24H,    /* sum of their major amounts, 0 when none */
+    FEAT_USER_AMOUNT_AVG_30D,    /* mean major amount in [t - 30 d, t); missing when none */
+    FEAT_USER_AMOUNT_MAX_30D,    /* max major amount in [t - 30 d, t); missing when none */
+    FEAT_AMOUNT_TO_USER_AVG_30D, /* amount / user_amount_avg_30d; missing when no average */
+    FEAT_SECONDS_SINCE_LAST_TXN, /* t - latest earlier occurred_at; missing when none */
+    FEAT_MERCHANT_SEEN_BEFORE,   /* 1 if an earlier transaction of the user has merchant_id */
+    FEAT_COUNTRY_MISMATCH,       /* 1 if user.country != country, 0 if equal, missing if unset */
     FEAT_USER_DISTINCT_COUNTRIES_30D, /* distinct countries in [t - 30 d, t) */
     FEAT_COUNT
 };
@@ -44,6 +44,6 @@ extern const char FEAT_SQL[];
 
 /* Fills out[FEAT_COUNT] from FEAT_SQL's row 0 and the request's amount and country. */
 void feat_compute(const PGresult *r, double amount_major, const char *country,
-                      double out[FEAT_COUNT]);
+                  double out[FEAT_COUNT]);
 
 #endif

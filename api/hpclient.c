@@ -148,11 +148,15 @@ static int dial(hpc_pool *p, hpc_conn *c, char *err, size_t errlen)
 static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, const void *payload, uint32_t len,
                       int64_t deadline_ms, hpc_reply *reply, char *err, size_t errlen)
 {
-    wire_header h = {.magic = WIRE_MAGIC, .version = WIRE_VERSION, .op = op,
-                     .payload_len = len, .request_id = atomic_fetch_add(&p->next_id, 1) + 1};
+    wire_header h = {.magic = WIRE_MAGIC,
+                     .version = WIRE_VERSION,
+                     .op = op,
+                     .payload_len = len,
+                     .request_id = atomic_fetch_add(&p->next_id, 1) + 1};
     int rc = wire_send_frame(c->fd, &h, payload, deadline_ms);
     if (rc != WIRE_IO_OK) {
-        snprintf(err, errlen, "hotpath send: %s", rc == WIRE_IO_TIMEOUT ? "deadline passed" : strerror(errno));
+        snprintf(err, errlen, "hotpath send: %s",
+                 rc == WIRE_IO_TIMEOUT ? "deadline passed" : strerror(errno));
         return rc == WIRE_IO_TIMEOUT ? HPC_TIMEOUT : HPC_DOWN;
     }
     uint8_t hb[WIRE_HEADER_SIZE];

@@ -106,7 +106,8 @@ void http_log(const char *level, const char *msg, const char *extra)
     (void)w;
 }
 
-/* ---- responses -------------------------------------------------------------------------------- */
+/* ---- responses --------------------------------------------------------------------------------
+ */
 
 static void resp_set_body(http_resp *resp, int status, const char *ctype, char *body, size_t len)
 {
@@ -202,7 +203,8 @@ void http_unavailable(http_resp *resp, const char *what)
     resp->retry_after = 1;
 }
 
-/* ---- request helpers -------------------------------------------------------------------------- */
+/* ---- request helpers --------------------------------------------------------------------------
+ */
 
 const char *http_header(http_req *req, const char *name)
 {
@@ -314,7 +316,8 @@ static size_t body_limit(const app *a, int body)
     }
 }
 
-/* ---- MHD callbacks ---------------------------------------------------------------------------- */
+/* ---- MHD callbacks ----------------------------------------------------------------------------
+ */
 
 static enum MHD_Result queue(struct MHD_Connection *c, req_state *st)
 {
@@ -449,8 +452,8 @@ static void dispatch(req_state *st)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size, void **ctx)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **ctx)
 {
     (void)version;
     http_server *s = cls;
@@ -494,8 +497,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
     snprintf(extra, sizeof extra,
              ",\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"duration_us\":%lld,"
              "\"request_id\":\"%s\"%s",
-             st->req.method, path, st->resp.status, (long long)duration_us,
-             st->req.request_id,
+             st->req.method, path, st->resp.status, (long long)duration_us, st->req.request_id,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : ",\"aborted\":true");
     http_log("info", "request", extra);
     free(st->req.body);
@@ -530,14 +532,13 @@ http_server *http_start(const app *a, char *err, size_t errlen)
         free(s);
         return NULL;
     }
-    s->daemon = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC |
-            MHD_USE_ERROR_LOG,
-        0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)a->cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)a->cfg->conn_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO_INTERNAL_THREAD |
+                                     MHD_USE_ITC | MHD_USE_ERROR_LOG,
+                                 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                                 on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)a->cfg->max_connections,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)a->cfg->conn_timeout_s,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%d (address in use or not permitted)",
                  a->cfg->http_host, a->cfg->http_port);

@@ -28,24 +28,24 @@ typedef struct http_req {
     const char *path;
     char request_id[HTTP_REQUEST_ID_MAX + 1];
     int64_t start_us;
-    int64_t deadline_ms;           /* absolute, wire_now_ms() clock */
-    char *body;                    /* NUL-terminated copy of the body (may be empty) */
+    int64_t deadline_ms; /* absolute, wire_now_ms() clock */
+    char *body;          /* NUL-terminated copy of the body (may be empty) */
     size_t body_len;
     const char *params[HTTP_MAX_PARAMS]; /* path parameters in route order, NUL-terminated */
     int nparams;
-    char key_id[40];               /* authenticated API key's UUID, "" when unauthenticated */
-    unsigned key_scopes;           /* SCOPE_* bits */
+    char key_id[40];     /* authenticated API key's UUID, "" when unauthenticated */
+    unsigned key_scopes; /* SCOPE_* bits */
 } http_req;
 
 typedef struct http_resp {
     int status;
-    char *body;                    /* malloc'd; NULL for an empty body */
+    char *body; /* malloc'd; NULL for an empty body */
     size_t body_len;
-    const char *content_type;      /* static string */
+    const char *content_type; /* static string */
     char location[256];
     char allow[64];
-    int retry_after;               /* seconds, 0 = no header */
-    int replayed;                  /* Idempotent-Replayed: true */
+    int retry_after; /* seconds, 0 = no header */
+    int replayed;    /* Idempotent-Replayed: true */
 } http_resp;
 
 typedef void (*http_handler)(http_req *req, http_resp *resp);

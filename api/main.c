@@ -101,7 +101,8 @@ static int cmd_keys(db_pool *pool, int argc, char **argv)
         }
         unsigned bits;
         if (!name || auth_parse_scopes(scopes, &bits) != 0) {
-            fprintf(stderr, "vigil-api: keys create needs --name and --scopes from read,write,admin\n");
+            fprintf(stderr,
+                    "vigil-api: keys create needs --name and --scopes from read,write,admin\n");
             return 2;
         }
         char key[AUTH_KEY_LEN + 1], id[40];

@@ -23,10 +23,11 @@
 #define VIGIL_VERSION "0.1.0"
 #endif
 
-/* ---- fixed label sets ------------------------------------------------------------------------- */
+/* ---- fixed label sets -------------------------------------------------------------------------
+ */
 
-static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
-                                      "other"};
+static const char *const methods[] = {"GET",   "HEAD",   "POST",    "PUT",
+                                      "PATCH", "DELETE", "OPTIONS", "other"};
 #define NMETHODS (sizeof methods / sizeof methods[0])
 
 static const int statuses[] = {200, 201, 202, 204, 301, 304, 400, 401, 403, 404, 405, 408,
@@ -41,12 +42,12 @@ static const int statuses[] = {200, 201, 202, 204, 301, 304, 400, 401, 403, 404,
 #define NROWS (METRICS_MAX_ROUTES + 2 * NMETHODS)
 
 /* Upper bounds in microseconds; +Inf is implicit. */
-static const int64_t http_bounds_us[] = {500,    1000,   2500,    5000,    10000,   25000,  50000,
-                                         100000, 250000, 500000, 1000000, 2500000, 5000000,
-                                         10000000};
+static const int64_t http_bounds_us[] = {500,     1000,    2500,    5000,    10000,
+                                         25000,   50000,   100000,  250000,  500000,
+                                         1000000, 2500000, 5000000, 10000000};
 #define HTTP_NB (sizeof http_bounds_us / sizeof http_bounds_us[0])
-static const int64_t hp_bounds_us[] = {50,   100,   250,   500,   1000,   2500,
-                                       5000, 10000, 25000, 50000, 100000, 250000, 1000000};
+static const int64_t hp_bounds_us[] = {50,    100,   250,   500,    1000,   2500,   5000,
+                                       10000, 25000, 50000, 100000, 250000, 1000000};
 #define HP_NB (sizeof hp_bounds_us / sizeof hp_bounds_us[0])
 
 /* Worker call outcomes: the wire statuses of an answer, then the client-side failures. */
@@ -95,7 +96,8 @@ static size_t bucket_of(const int64_t *bounds, size_t nb, int64_t us)
     return i; /* nb = +Inf */
 }
 
-/* ---- observations ----------------------------------------------------------------------------- */
+/* ---- observations -----------------------------------------------------------------------------
+ */
 
 int64_t metrics_now_us(void)
 {
@@ -176,7 +178,8 @@ void metrics_observe_decision(const char *decision, int degraded)
     add(&decision_counts[i][degraded ? 1 : 0], 1);
 }
 
-/* ---- output buffer ---------------------------------------------------------------------------- */
+/* ---- output buffer ----------------------------------------------------------------------------
+ */
 
 /* A bounded growable buffer: on overflow of METRICS_MAX_OUTPUT or OOM, err is set and every later
  * append is a no-op (checked once at the end). */
@@ -270,7 +273,8 @@ static void histogram(out_buf *b, const char *name, const char *labels, const co
     outf(b, "%s_count{%s} %llu\n", name, labels, (unsigned long long)n);
 }
 
-/* ---- scrape sections -------------------------------------------------------------------------- */
+/* ---- scrape sections --------------------------------------------------------------------------
+ */
 
 static void row_labels(size_t row, char *rlabel, size_t rcap, const char **method)
 {
@@ -339,7 +343,8 @@ static void write_db(out_buf *b, const app *a)
     int in_use = 0, open = 0;
     unsigned long long waits = 0;
     db_pool_counts(a->db, &in_use, &open, &waits);
-    family(b, "vigil_db_pool_size", "gauge", "Maximum PostgreSQL connections (VIGIL_DB_POOL_SIZE).");
+    family(b, "vigil_db_pool_size", "gauge",
+           "Maximum PostgreSQL connections (VIGIL_DB_POOL_SIZE).");
     outf(b, "vigil_db_pool_size %d\n", a->cfg->db_pool_size);
     family(b, "vigil_db_pool_connections_open", "gauge", "PostgreSQL connections currently open.");
     outf(b, "vigil_db_pool_connections_open %d\n", open);

@@ -30,8 +30,8 @@ static int apply_one(db_conn *c, const migrate_file *m, const char *sum, int64_t
         goto fail;
     if (db_exec(c, m->sql, -1, NULL, dl, e, sizeof e) != DB_OK)
         goto fail_rb;
-    if (db_exec(c, "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                3, params, dl, e, sizeof e) != DB_OK)
+    if (db_exec(c, "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3,
+                params, dl, e, sizeof e) != DB_OK)
         goto fail_rb;
     if (db_exec(c, "COMMIT", 0, NULL, dl, e, sizeof e) != DB_OK)
         goto fail;

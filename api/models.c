@@ -143,14 +143,15 @@ void models_create(http_req *req, http_resp *resp)
     if (!(c = dbreq_acquire(req, resp)) || dbreq_begin(req, resp, c))
         goto done;
     const char *lockv[] = {name};
-    int rc = dbreq_query(req, resp, c, "SELECT pg_advisory_xact_lock(hashtext('vigil.models:' || $1))",
-                         1, lockv, &r);
+    int rc =
+        dbreq_query(req, resp, c, "SELECT pg_advisory_xact_lock(hashtext('vigil.models:' || $1))",
+                    1, lockv, &r);
     if (rc != DB_OK)
         goto dberr;
     PQclear(r);
     r = NULL;
-    const char *vals[] = {name, info.objective, info.booster, nf, ncls, ntrees, names_json,
-                          types_json, base, sha, req->body, blob};
+    const char *vals[] = {name,       info.objective, info.booster, nf,  ncls,      ntrees,
+                          names_json, types_json,     base,         sha, req->body, blob};
     int lens[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (int)req->body_len, (int)blob_len};
     int fmts[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1};
     if (req->body_len > (size_t)0x7fffffff || blob_len > (size_t)0x7fffffff) {
@@ -162,8 +163,10 @@ void models_create(http_req *req, http_resp *resp)
         "INSERT INTO models (name, version, objective, booster, num_features, num_class, "
         "num_trees, feature_names, feature_types, base_score, sha256, source, compiled) "
         "SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, "
-        "CASE WHEN $7::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text($7::jsonb)) END, "
-        "CASE WHEN $8::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text($8::jsonb)) END, "
+        "CASE WHEN $7::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT "
+        "jsonb_array_elements_text($7::jsonb)) END, "
+        "CASE WHEN $8::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT "
+        "jsonb_array_elements_text($8::jsonb)) END, "
         "$9, $10, $11, $12 FROM models WHERE name = $1 RETURNING " MODEL_COLS,
         12, vals, lens, fmts, 0, &r);
     if (rc != DB_OK)
@@ -232,8 +235,8 @@ void models_get(http_req *req, http_resp *resp)
     const char *id;
     PGresult *r = NULL;
     if (model_id_param(req, resp, &id) ||
-        dbreq_fetch_by_id(req, resp, "SELECT " MODEL_COLS " FROM models WHERE id = $1", id,
-                          "model", 0, &r))
+        dbreq_fetch_by_id(req, resp, "SELECT " MODEL_COLS " FROM models WHERE id = $1", id, "model",
+                          0, &r))
         return;
     http_json(resp, 200, model_row_json(r, 0));
     PQclear(r);
@@ -244,8 +247,7 @@ void models_source(http_req *req, http_resp *resp)
     const char *id;
     PGresult *r = NULL;
     if (model_id_param(req, resp, &id) ||
-        dbreq_fetch_by_id(req, resp, "SELECT source FROM models WHERE id = $1", id, "model", 1,
-                          &r))
+        dbreq_fetch_by_id(req, resp, "SELECT source FROM models WHERE id = $1", id, "model", 1, &r))
         return;
     size_t n = (size_t)PQgetlength(r, 0, 0);
     char *copy = malloc(n ? n : 1);

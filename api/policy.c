@@ -96,9 +96,13 @@ static int check_model(http_req *req, http_resp *resp, db_conn *c, const char *i
 
 void policy_put(http_req *req, http_resp *resp)
 {
-    static const char *const allowed[] = {"champion_model_id", "challenger_model_id",
-                                          "review_threshold",  "block_threshold",
-                                          "fallback_decision", "scoring_timeout_ms", NULL};
+    static const char *const allowed[] = {"champion_model_id",
+                                          "challenger_model_id",
+                                          "review_threshold",
+                                          "block_threshold",
+                                          "fallback_decision",
+                                          "scoring_timeout_ms",
+                                          NULL};
     cJSON *body = NULL;
     db_conn *c = NULL;
     PGresult *r = NULL;

@@ -59,11 +59,21 @@ static int read_string(rd *r, char *out, size_t cap)
         if (c == '\\') {
             char e = r->p[r->off++];
             switch (e) {
-            case 'b': cp = '\b'; break;
-            case 'f': cp = '\f'; break;
-            case 'n': cp = '\n'; break;
-            case 'r': cp = '\r'; break;
-            case 't': cp = '\t'; break;
+            case 'b':
+                cp = '\b';
+                break;
+            case 'f':
+                cp = '\f';
+                break;
+            case 'n':
+                cp = '\n';
+                break;
+            case 'r':
+                cp = '\r';
+                break;
+            case 't':
+                cp = '\t';
+                break;
             case 'u':
                 cp = 0;
                 for (int i = 0; i < 4; i++)
@@ -76,7 +86,9 @@ static int read_string(rd *r, char *out, size_t cap)
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
                 break;
-            default: cp = (unsigned char)e; break;
+            default:
+                cp = (unsigned char)e;
+                break;
             }
             /* UTF-8 encode cp */
             unsigned char buf[4];

@@ -8,12 +8,12 @@
 #include <stdint.h>
 
 typedef struct rows_result {
-    float *rows;        /* malloc'd nrows x nfeat; free with rows_result_free */
+    float *rows; /* malloc'd nrows x nfeat; free with rows_result_free */
     uint32_t nrows;
     int output_margin;
-    int status;         /* on failure: 400, 413 (too many rows) or 500 */
-    char field[192];    /* on failure: the offending field, e.g. "rows[3][2]" or "rows[0].age" */
-    char err[320];      /* on failure: one-line reason */
+    int status;      /* on failure: 400, 413 (too many rows) or 500 */
+    char field[192]; /* on failure: the offending field, e.g. "rows[3][2]" or "rows[0].age" */
+    char err[320];   /* on failure: one-line reason */
 } rows_result;
 
 /* Parses body[0..len).  names (n_names, may be 0) map feature names to column indices; nfeat is

@@ -17,7 +17,8 @@
 #include "refeval.h"
 #include "wire.h"
 
-/* ---- metadata ---------------------------------------------------------------------------------- */
+/* ---- metadata ----------------------------------------------------------------------------------
+ */
 
 int scoring_model_from_row(const PGresult *r, int row, int col, scoring_model *m)
 {
@@ -113,7 +114,8 @@ static int fetch_blob(const app *a, const char *id, int64_t deadline_ms, void **
     return SC_OK;
 }
 
-/* ---- in-process cache -------------------------------------------------------------------------- */
+/* ---- in-process cache --------------------------------------------------------------------------
+ */
 
 typedef struct cache_entry {
     char id[37];
@@ -231,8 +233,8 @@ static void cache_put(scoring_cache *c, cache_entry *e)
     pthread_mutex_unlock(&c->mu);
 }
 
-static int run_inprocess(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms,
-                         char *err, size_t errlen)
+static int run_inprocess(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms, char *err,
+                         size_t errlen)
 {
     for (int j = 0; j < njobs; j++) {
         int sc = SC_OK;
@@ -245,13 +247,15 @@ static int run_inprocess(const app *a, scoring_job *jobs, int njobs, int64_t dea
     return SC_OK;
 }
 
-/* ---- worker mode ------------------------------------------------------------------------------- */
+/* ---- worker mode -------------------------------------------------------------------------------
+ */
 
 static int hex_nibble(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                                                 : 0;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : 0;
 }
 
 /* The 48-byte model key: UUID bytes then SHA-256 bytes, both from their hex text. */

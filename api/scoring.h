@@ -39,13 +39,13 @@ typedef struct scoring_job {
     int output_margin;
     const float *rows; /* nrows x model->num_features, NaN = missing */
     uint32_t nrows;
-    float *out;        /* nrows x scoring_nout(model, output_margin), caller-allocated */
+    float *out; /* nrows x scoring_nout(model, output_margin), caller-allocated */
 } scoring_job;
 
 /* The columns scoring_model_from_row reads, for a models table aliased t (7 columns). */
 #define SCORING_MODEL_COLS(t)                                                                      \
-    t ".id, " t ".sha256, " t ".version, " t ".objective, " t ".num_features, " t ".num_class, "    \
-    "coalesce(array_to_json(" t ".feature_names)::text, '[]')"
+    t ".id, " t ".sha256, " t ".version, " t ".objective, " t ".num_features, " t ".num_class, "   \
+      "coalesce(array_to_json(" t ".feature_names)::text, '[]')"
 
 /* Fills m from SCORING_MODEL_COLS starting at column col of row.  Returns 0, or -1 when the id
  * column is NULL (no model).  Free with scoring_model_free. */

@@ -41,19 +41,47 @@
 #define TXN_COLS                                                                                   \
     "t.id, t.user_id, t.amount, t.currency, t.merchant_id, t.merchant_category, t.country, "       \
     "t.channel, to_char(t.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "  \
-    "t.metadata::text, t.features::text, t.score, t.decision, t.degraded, t.degraded_reason, "    \
-    "t.model_id, t.model_version, t.challenger_model_id, t.challenger_version, "                  \
-    "t.challenger_score, t.review_threshold, t.block_threshold, t.fallback_decision, "            \
-    "t.policy_version, t.scoring_latency_us, t.label, t.label_source, "                           \
+    "t.metadata::text, t.features::text, t.score, t.decision, t.degraded, t.degraded_reason, "     \
+    "t.model_id, t.model_version, t.challenger_model_id, t.challenger_version, "                   \
+    "t.challenger_score, t.review_threshold, t.block_threshold, t.fallback_decision, "             \
+    "t.policy_version, t.scoring_latency_us, t.label, t.label_source, "                            \
     "to_char(t.labelled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "             \
     "to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "              \
     "(extract(epoch FROM t.created_at) * 1000000)::bigint, t.model_sha256, t.scoring_timeout_ms"
 
 enum {
-    C_ID, C_USER, C_AMOUNT, C_CURRENCY, C_MERCHANT, C_MCC, C_COUNTRY, C_CHANNEL, C_OCCURRED,
-    C_META, C_FEATURES, C_SCORE, C_DECISION, C_DEGRADED, C_REASON, C_MODEL, C_MODEL_VER,
-    C_CHAL, C_CHAL_VER, C_CHAL_SCORE, C_REVIEW, C_BLOCK, C_FALLBACK, C_POLICY_VER, C_LATENCY,
-    C_LABEL, C_LABEL_SRC, C_LABELLED, C_CREATED, C_CREATED_US, C_MODEL_SHA, C_TIMEOUT
+    C_ID,
+    C_USER,
+    C_AMOUNT,
+    C_CURRENCY,
+    C_MERCHANT,
+    C_MCC,
+    C_COUNTRY,
+    C_CHANNEL,
+    C_OCCURRED,
+    C_META,
+    C_FEATURES,
+    C_SCORE,
+    C_DECISION,
+    C_DEGRADED,
+    C_REASON,
+    C_MODEL,
+    C_MODEL_VER,
+    C_CHAL,
+    C_CHAL_VER,
+    C_CHAL_SCORE,
+    C_REVIEW,
+    C_BLOCK,
+    C_FALLBACK,
+    C_POLICY_VER,
+    C_LATENCY,
+    C_LABEL,
+    C_LABEL_SRC,
+    C_LABELLED,
+    C_CREATED,
+    C_CREATED_US,
+    C_MODEL_SHA,
+    C_TIMEOUT
 };
 
 static const char *val(const PGresult *r, int row, int c)
@@ -134,7 +162,8 @@ static cJSON *txn_row_json(const PGresult *r, int row)
     return o;
 }
 
-/* ---- request validation ------------------------------------------------------------------------ */
+/* ---- request validation ------------------------------------------------------------------------
+ */
 
 typedef struct txn_input {
     const char *user_id, *user_external_id, *currency, *merchant_id, *mcc, *country, *channel;
@@ -154,8 +183,9 @@ static int rfc3339(const char *s)
     size_t i = 0;
     for (; shape[i]; i++) {
         char c = s[i];
-        if (shape[i] == 'd' ? !(c >= '0' && c <= '9')
-                            : shape[i] == 'T' ? (c != 'T' && c != 't') : c != shape[i])
+        if (shape[i] == 'd'   ? !(c >= '0' && c <= '9')
+            : shape[i] == 'T' ? (c != 'T' && c != 't')
+                              : c != shape[i])
             return 0;
     }
     if (s[i] == '.') {
@@ -180,9 +210,10 @@ static int bad(http_resp *resp, const char *field, const char *msg)
 
 static int read_input(http_resp *resp, const cJSON *body, txn_input *in)
 {
-    static const char *const allowed[] = {
-        "user_id", "user_external_id", "amount",  "currency",    "merchant_id", "merchant_category",
-        "country", "channel",          "occurred_at", "features", "metadata",    NULL};
+    static const char *const allowed[] = {"user_id",  "user_external_id", "amount",
+                                          "currency", "merchant_id",      "merchant_category",
+                                          "country",  "channel",          "occurred_at",
+                                          "features", "metadata",         NULL};
     const cJSON *meta = NULL;
     if (field_no_unknown(resp, body, allowed) ||
         field_string(resp, body, "user_id", 36, 0, &in->user_id, NULL) ||
@@ -242,7 +273,8 @@ static int read_input(http_resp *resp, const cJSON *body, txn_input *in)
     return 0;
 }
 
-/* ---- decision ---------------------------------------------------------------------------------- */
+/* ---- decision ----------------------------------------------------------------------------------
+ */
 
 typedef struct policy_row {
     scoring_model champion, challenger;
@@ -381,8 +413,8 @@ void txn_create(http_req *req, http_resp *resp)
         if (rc != DB_OK)
             goto dberr;
         if (PQgetvalue(r, 0, 0)[0] != 't') {
-            http_problem(resp, 409, "idempotency_key_in_use",
-                         NULL, "a request with this Idempotency-Key is still being processed");
+            http_problem(resp, 409, "idempotency_key_in_use", NULL,
+                         "a request with this Idempotency-Key is still being processed");
             goto done;
         }
         PQclear(r);
@@ -402,13 +434,14 @@ void txn_create(http_req *req, http_resp *resp)
     }
 
     /* 2a. Policy and its models. */
-    rc = dbreq_query(req, resp, c,
-                     "SELECT p.review_threshold, p.block_threshold, p.fallback_decision, "
-                     "p.scoring_timeout_ms, p.version, " SCORING_MODEL_COLS("c") ", "
-                     SCORING_MODEL_COLS("h") " FROM policy p "
-                     "LEFT JOIN models c ON c.id = p.champion_model_id "
-                     "LEFT JOIN models h ON h.id = p.challenger_model_id",
-                     0, NULL, &r);
+    rc = dbreq_query(
+        req, resp, c,
+        "SELECT p.review_threshold, p.block_threshold, p.fallback_decision, "
+        "p.scoring_timeout_ms, p.version, " SCORING_MODEL_COLS("c") ", " SCORING_MODEL_COLS(
+            "h") " FROM policy p "
+                 "LEFT JOIN models c ON c.id = p.champion_model_id "
+                 "LEFT JOIN models h ON h.id = p.challenger_model_id",
+        0, NULL, &r);
     if (rc != DB_OK)
         goto dberr;
     snprintf(pol.review, sizeof pol.review, "%s", PQgetvalue(r, 0, 0));
@@ -428,8 +461,8 @@ void txn_create(http_req *req, http_resp *resp)
     const char *fv[] = {in.user_id, in.user_id ? NULL : in.user_external_id, in.occurred_at,
                         in.merchant_id};
     rc = dbreq_query(req, resp, c, FEAT_SQL, 4, fv, &r);
-    if (rc == DB_ERROR && (strcmp(db_sqlstate(r), "22008") == 0 ||
-                           strcmp(db_sqlstate(r), "22007") == 0)) {
+    if (rc == DB_ERROR &&
+        (strcmp(db_sqlstate(r), "22008") == 0 || strcmp(db_sqlstate(r), "22007") == 0)) {
         http_problem(resp, 400, "validation_failed", "occurred_at",
                      "'occurred_at' is not a valid date-time");
         goto done;
@@ -492,16 +525,17 @@ void txn_create(http_req *req, http_resp *resp)
             decision = decide(out_ch, &pol);
             degraded = 0;
         } else {
-            reason = sc == SC_OK ? "non_finite_score"
-                     : wire_now_ms() >= dl ? "scoring_timeout"
+            reason = sc == SC_OK            ? "non_finite_score"
+                     : wire_now_ms() >= dl  ? "scoring_timeout"
                      : sc == SC_UNAVAILABLE ? "hotpath_unavailable"
-                     : sc == SC_NOT_FOUND ? "model_not_found"
-                     : sc == SC_DB ? "model_load_failed"
-                                   : "scoring_failed";
+                     : sc == SC_NOT_FOUND   ? "model_not_found"
+                     : sc == SC_DB          ? "model_load_failed"
+                                            : "scoring_failed";
             char extra[700], esc[520];
             http_json_escape(err, esc, sizeof esc);
-            snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"reason\":\"%s\",\"error\":\"%s\"",
-                     req->request_id, reason, esc);
+            snprintf(extra, sizeof extra,
+                     ",\"request_id\":\"%s\",\"reason\":\"%s\",\"error\":\"%s\"", req->request_id,
+                     reason, esc);
             http_log("warn", "degraded decision", extra);
         }
     }
@@ -518,15 +552,35 @@ void txn_create(http_req *req, http_resp *resp)
     snprintf(lat, sizeof lat, "%d", latency_us);
     int scored = !degraded;
     int cl_scored = scored && pol.has_challenger && isfinite(out_cl);
-    const char *iv[] = {
-        user_id, amount, in.currency, amajor, in.merchant_id, in.mcc, in.country, in.channel,
-        occurred, in.features_text, in.metadata_text ? in.metadata_text : "{}", snap_text,
-        scored ? score : NULL, decision, degraded ? "t" : "f", reason,
-        pol.has_champion ? pol.champion.id : NULL, pol.has_champion ? mver : NULL,
-        pol.has_champion ? pol.champion.sha256 : NULL,
-        pol.has_challenger ? pol.challenger.id : NULL, pol.has_challenger ? cver : NULL,
-        pol.has_challenger ? pol.challenger.sha256 : NULL, cl_scored ? cscore : NULL,
-        pol.review, pol.block, pol.fallback, pol.timeout, pol.version, lat};
+    const char *iv[] = {user_id,
+                        amount,
+                        in.currency,
+                        amajor,
+                        in.merchant_id,
+                        in.mcc,
+                        in.country,
+                        in.channel,
+                        occurred,
+                        in.features_text,
+                        in.metadata_text ? in.metadata_text : "{}",
+                        snap_text,
+                        scored ? score : NULL,
+                        decision,
+                        degraded ? "t" : "f",
+                        reason,
+                        pol.has_champion ? pol.champion.id : NULL,
+                        pol.has_champion ? mver : NULL,
+                        pol.has_champion ? pol.champion.sha256 : NULL,
+                        pol.has_challenger ? pol.challenger.id : NULL,
+                        pol.has_challenger ? cver : NULL,
+                        pol.has_challenger ? pol.challenger.sha256 : NULL,
+                        cl_scored ? cscore : NULL,
+                        pol.review,
+                        pol.block,
+                        pol.fallback,
+                        pol.timeout,
+                        pol.version,
+                        lat};
     rc = dbreq_query(
         req, resp, c,
         "INSERT INTO transactions AS t (user_id, amount, currency, amount_major, merchant_id, "
@@ -592,7 +646,8 @@ done:
     cJSON_Delete(body);
 }
 
-/* ---- reads ------------------------------------------------------------------------------------- */
+/* ---- reads -------------------------------------------------------------------------------------
+ */
 
 static int txn_id_param(http_req *req, http_resp *resp, const char **id)
 {
@@ -609,8 +664,8 @@ void txn_get(http_req *req, http_resp *resp)
     const char *id;
     PGresult *r = NULL;
     if (txn_id_param(req, resp, &id) ||
-        dbreq_fetch_by_id(req, resp, "SELECT " TXN_COLS " FROM transactions t WHERE t.id = $1",
-                          id, "transaction", 0, &r))
+        dbreq_fetch_by_id(req, resp, "SELECT " TXN_COLS " FROM transactions t WHERE t.id = $1", id,
+                          "transaction", 0, &r))
         return;
     http_json(resp, 200, txn_row_json(r, 0));
     PQclear(r);
@@ -619,10 +674,10 @@ void txn_get(http_req *req, http_resp *resp)
 /* Shared by the two list routes; user_id_path is the {id} of /users/{id}/transactions or NULL. */
 static void list(http_req *req, http_resp *resp, const char *user_id_path)
 {
-    static const char *const args[] = {"user_id", "decision", "label", "from", "to", "limit",
-                                       "cursor", NULL};
-    static const char *const user_args[] = {"decision", "label", "from", "to", "limit", "cursor",
-                                            NULL};
+    static const char *const args[] = {"user_id", "decision", "label",  "from",
+                                       "to",      "limit",    "cursor", NULL};
+    static const char *const user_args[] = {"decision", "label",  "from", "to",
+                                            "limit",    "cursor", NULL};
     int limit;
     int64_t ts = 0;
     char cid[37] = "", tsbuf[24], limbuf[16];
@@ -678,8 +733,8 @@ static void list(http_req *req, http_resp *resp, const char *user_id_path)
             return;
         }
     }
-    const char *vals[] = {cur ? tsbuf : NULL, cur ? cid : NULL, limbuf, user, decision, label,
-                          from, to};
+    const char *vals[] = {
+        cur ? tsbuf : NULL, cur ? cid : NULL, limbuf, user, decision, label, from, to};
     int rc = dbreq_query(
         req, resp, c,
         "SELECT " TXN_COLS " FROM transactions t WHERE ($1::bigint IS NULL OR "
@@ -718,7 +773,8 @@ void txn_list_for_user(http_req *req, http_resp *resp)
     list(req, resp, id);
 }
 
-/* ---- feedback ---------------------------------------------------------------------------------- */
+/* ---- feedback ----------------------------------------------------------------------------------
+ */
 
 void txn_label(http_req *req, http_resp *resp)
 {
@@ -731,17 +787,17 @@ void txn_label(http_req *req, http_resp *resp)
         goto done;
     const char *other = json_unknown_member(body, allowed);
     if (other) {
-        static const char *const stored[] = {
-            "id", "user_id", "amount", "currency", "merchant_id", "merchant_category", "country",
-            "channel", "occurred_at", "metadata", "features", "risk", "labelled_at", "created_at",
-            NULL};
+        static const char *const stored[] = {"id",          "user_id",     "amount",
+                                             "currency",    "merchant_id", "merchant_category",
+                                             "country",     "channel",     "occurred_at",
+                                             "metadata",    "features",    "risk",
+                                             "labelled_at", "created_at",  NULL};
         int known = 0;
         for (const char *const *f = stored; *f && !known; f++)
             known = strcmp(*f, other) == 0;
         if (known)
             http_problem(resp, 400, "immutable_field", other,
-                         "'%s' cannot be changed: only label and label_source are writable",
-                         other);
+                         "'%s' cannot be changed: only label and label_source are writable", other);
         else
             http_problem(resp, 400, "unknown_field", other, "unknown field '%.64s'", other);
         goto done;

@@ -68,8 +68,8 @@ typedef struct user_input {
 /* Reads and validates the mutable fields (and external_id when creating). */
 static int read_fields(http_resp *resp, const cJSON *body, int creating, user_input *in)
 {
-    if (creating && field_string(resp, body, "external_id", 128, FIELD_REQUIRED,
-                                 &in->external_id, NULL))
+    if (creating &&
+        field_string(resp, body, "external_id", 128, FIELD_REQUIRED, &in->external_id, NULL))
         return -1;
     if (field_string(resp, body, "email", 254, FIELD_NULLABLE, &in->email, &in->has_email) ||
         field_string(resp, body, "name", 256, FIELD_NULLABLE, &in->name, &in->has_name) ||
@@ -100,8 +100,8 @@ static void respond_user(http_resp *resp, int status, const PGresult *r)
 
 void users_create(http_req *req, http_resp *resp)
 {
-    static const char *const allowed[] = {"external_id", "email", "name", "country", "metadata",
-                                          NULL};
+    static const char *const allowed[] = {"external_id", "email",    "name",
+                                          "country",     "metadata", NULL};
     cJSON *body = NULL;
     db_conn *c = NULL;
     PGresult *r = NULL;
@@ -175,8 +175,8 @@ void users_get(http_req *req, http_resp *resp)
     const char *id;
     PGresult *r = NULL;
     if (user_id_param(req, resp, &id) ||
-        dbreq_fetch_by_id(req, resp, "SELECT " USER_COLS " FROM users WHERE id = $1", id, "user",
-                          0, &r))
+        dbreq_fetch_by_id(req, resp, "SELECT " USER_COLS " FROM users WHERE id = $1", id, "user", 0,
+                          &r))
         return;
     respond_user(resp, 200, r);
     PQclear(r);
@@ -204,10 +204,14 @@ void users_update(http_req *req, http_resp *resp)
     if (!(c = dbreq_acquire(req, resp)))
         goto done;
     const char *vals[] = {id,
-                          in.has_email ? "t" : "f", in.email,
-                          in.has_name ? "t" : "f", in.name,
-                          in.has_country ? "t" : "f", in.country,
-                          in.has_metadata ? "t" : "f", in.metadata_text};
+                          in.has_email ? "t" : "f",
+                          in.email,
+                          in.has_name ? "t" : "f",
+                          in.name,
+                          in.has_country ? "t" : "f",
+                          in.country,
+                          in.has_metadata ? "t" : "f",
+                          in.metadata_text};
     int rc = dbreq_query(req, resp, c,
                          "UPDATE users SET "
                          "email = CASE WHEN $2::bool THEN $3 ELSE email END, "
@@ -243,8 +247,8 @@ void users_delete(http_req *req, http_resp *resp)
     int rc = dbreq_query(req, resp, c, "DELETE FROM users WHERE id = $1", 1, vals, &r);
     dbreq_release(req, c);
     if (rc == DB_ERROR && strcmp(db_sqlstate(r), "23503") == 0)
-        http_problem(resp, 409, "conflict", NULL,
-                     "user %s has transactions and cannot be deleted", id);
+        http_problem(resp, 409, "conflict", NULL, "user %s has transactions and cannot be deleted",
+                     id);
     else if (rc == DB_ERROR)
         dbreq_internal(req, resp, r);
     else if (rc == DB_OK && atoi(PQcmdTuples(r)) == 0)

@@ -17,7 +17,8 @@
 
 #include "model.h"
 
-/* ---- errors ------------------------------------------------------------------------------------ */
+/* ---- errors ------------------------------------------------------------------------------------
+ */
 
 typedef struct xctx {
     char *err;
@@ -52,7 +53,8 @@ const char *xgb_status_name(int status)
     }
 }
 
-/* ---- stage 1: strict JSON index ---------------------------------------------------------------- */
+/* ---- stage 1: strict JSON index ----------------------------------------------------------------
+ */
 
 enum jtype { J_OBJ = 1, J_ARR, J_STR, J_SCALAR };
 
@@ -450,7 +452,8 @@ static uint32_t jget_type(const jdoc *d, uint32_t obj, const char *key, int type
     return v != JNONE && d->n[v].type == type ? v : JNONE;
 }
 
-/* ---- scalar conversion ------------------------------------------------------------------------- */
+/* ---- scalar conversion -------------------------------------------------------------------------
+ */
 
 /* Converts a number token to float32 directly with strtof (never via double).  NaN/Infinity
  * tokens map to their values; a finite token that overflows float is rejected. */
@@ -613,7 +616,8 @@ static int jarr_floats(const jdoc *d, uint32_t a, uint32_t n, float *out)
     return 0;
 }
 
-/* ---- stage 2: the xgboost layout --------------------------------------------------------------- */
+/* ---- stage 2: the xgboost layout ---------------------------------------------------------------
+ */
 
 static void free_strings(char **v, size_t n);
 
@@ -837,8 +841,8 @@ static int load_tree(const jdoc *d, uint32_t t, uint32_t idx, uint32_t group, fl
     (void)num_feature; /* checked by the builder */
     char berr[160];
     if (model_builder_add_tree(mb, group, weight, b->nodes, n, berr, sizeof(berr)) != 0)
-        return fail(x, strstr(berr, "out of memory") ? XGB_NOMEM : XGB_INVALID, "tree %u: %s",
-                    idx, berr);
+        return fail(x, strstr(berr, "out of memory") ? XGB_NOMEM : XGB_INVALID, "tree %u: %s", idx,
+                    berr);
     return XGB_OK;
 }
 

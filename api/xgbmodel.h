@@ -30,8 +30,8 @@ typedef struct xgb_info {
     uint32_t num_feature;
     uint32_t num_class; /* output groups: 1, or learner num_class for multi:* */
     uint32_t num_trees;
-    float base_score;   /* as written by xgboost */
-    float base_margin;  /* base_score through the objective's ProbToMargin */
+    float base_score;     /* as written by xgboost */
+    float base_margin;    /* base_score through the objective's ProbToMargin */
     char **feature_names; /* n_feature_names malloc'd UTF-8 strings; NULL/0 when absent */
     size_t n_feature_names;
     char **feature_types; /* "q", "c", "int", "float", "i"...; NULL/0 when absent */

@@ -78,13 +78,13 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- validation -------------------------------------------------------------------------------- */
+/* ---- validation --------------------------------------------------------------------------------
+ */
 
 /* Checks one tree's nodes [nodes, nodes + n) for canonical order and in-range references.
  * Returns 0 or -1 with err. */
 static int validate_tree(const model_node_rec *nodes, uint32_t n, uint32_t tree,
-                         const model_file_header *h, const uint32_t *cats, char *err,
-                         size_t errlen)
+                         const model_file_header *h, const uint32_t *cats, char *err, size_t errlen)
 {
     uint32_t next = 1; /* nodes [1, next) have been given a parent so far */
     for (uint32_t i = 0; i < n; i++) {
@@ -199,8 +199,8 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
     uint32_t first = 0;
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &trees[t];
-        if (tr->first_node != first || tr->num_nodes == 0 ||
-            tr->num_nodes > MODEL_MAX_TREE_NODES || tr->num_nodes > h->num_nodes - first) {
+        if (tr->first_node != first || tr->num_nodes == 0 || tr->num_nodes > MODEL_MAX_TREE_NODES ||
+            tr->num_nodes > h->num_nodes - first) {
             set_err(err, errlen, "tree %u: node range out of order or out of bounds", t);
             return -1;
         }
@@ -228,7 +228,8 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
     return 0;
 }
 
-/* ---- builder ----------------------------------------------------------------------------------- */
+/* ---- builder -----------------------------------------------------------------------------------
+ */
 
 struct model_builder {
     model_file_header hdr;

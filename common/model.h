@@ -41,12 +41,12 @@
 #define MODEL_FORMAT_VERSION 1u
 #define MODEL_HEADER_SIZE 64u
 #define MODEL_MAX_TREES (1u << 20)
-#define MODEL_MAX_NODES (1u << 26)          /* total, all trees */
-#define MODEL_MAX_TREE_NODES (1u << 24)     /* one tree */
+#define MODEL_MAX_NODES (1u << 26)      /* total, all trees */
+#define MODEL_MAX_TREE_NODES (1u << 24) /* one tree */
 #define MODEL_MAX_FEATURES (1u << 20)
 #define MODEL_MAX_CLASSES 4096u
-#define MODEL_MAX_CAT_WORDS (1u << 24)      /* total words in cats[] (64 MiB) */
-#define MODEL_MAX_CAT_SET_WORDS (1u << 19)  /* one set: categories < 2^24, xgboost's own limit */
+#define MODEL_MAX_CAT_WORDS (1u << 24)     /* total words in cats[] (64 MiB) */
+#define MODEL_MAX_CAT_SET_WORDS (1u << 19) /* one set: categories < 2^24, xgboost's own limit */
 
 /* Objectives.  The numbering is part of the blob format: append only. */
 enum model_objective {
@@ -89,9 +89,9 @@ typedef struct model_file_header {
     uint32_t num_trees;      /* 0..MODEL_MAX_TREES */
     uint32_t num_nodes;      /* total over all trees */
     uint32_t num_cat_words;
-    float base_score;        /* as written by xgboost (probability space for logistic) */
-    float base_margin;       /* every output's margin starts here: ProbToMargin(base_score) */
-    uint32_t reserved[5];    /* zero */
+    float base_score;     /* as written by xgboost (probability space for logistic) */
+    float base_margin;    /* every output's margin starts here: ProbToMargin(base_score) */
+    uint32_t reserved[5]; /* zero */
 } model_file_header;
 
 typedef struct model_tree_rec {
@@ -144,13 +144,13 @@ uint32_t model_objective_from_name(const char *name);
 
 /* One node as xgboost describes it. */
 typedef struct model_src_node {
-    int32_t left, right;     /* children; left == -1 marks a leaf (right is then ignored) */
-    uint32_t feature;        /* split feature (internal nodes) */
-    int default_left;        /* missing value goes left */
-    int categorical;         /* split_type 1 */
-    float value;             /* threshold, or the leaf value */
-    const int64_t *cats;     /* categorical: categories going right (any order, duplicates ok) */
-    uint32_t n_cats;         /* >= 1 for a categorical node */
+    int32_t left, right; /* children; left == -1 marks a leaf (right is then ignored) */
+    uint32_t feature;    /* split feature (internal nodes) */
+    int default_left;    /* missing value goes left */
+    int categorical;     /* split_type 1 */
+    float value;         /* threshold, or the leaf value */
+    const int64_t *cats; /* categorical: categories going right (any order, duplicates ok) */
+    uint32_t n_cats;     /* >= 1 for a categorical node */
 } model_src_node;
 
 typedef struct model_builder model_builder;

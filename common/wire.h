@@ -2,8 +2,8 @@
  *
  * Owns: the frame header layout, op and status codes, bounded little-endian payload readers and
  * writers, and full-frame socket I/O (short reads/writes, EINTR, MSG_NOSIGNAL, optional deadline).
- * Costs: header encode/decode O(1); payload helpers O(bytes); no allocation anywhere in this module,
- * so the worker may call all of it after it reports ready.
+ * Costs: header encode/decode O(1); payload helpers O(bytes); no allocation anywhere in this
+ * module, so the worker may call all of it after it reports ready.
  *
  * Frame layout (all integers little-endian, 24-byte header then payload_len bytes):
  *   off  size  field

@@ -176,7 +176,6 @@ static size_t first_fit(const hp_arena *a, size_t len, uint32_t *pos)
     return SIZE_MAX;
 }
 
-
 /* One log line per model placed or evicted: the model's UUID and the first 12 hex digits of its
  * SHA-256 (from the key), the bytes it holds and what the arena holds now.  Allocation-free. */
 static void log_model(const char *event, const uint8_t *key, size_t bytes, size_t used,
@@ -339,8 +338,8 @@ int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const mod
     return HP_ARENA_LOADED;
 }
 
-int hp_arena_acquire(hp_arena *a, const uint8_t *const *keys, unsigned n,
-                     const hp_forest **forests, uint32_t *handles)
+int hp_arena_acquire(hp_arena *a, const uint8_t *const *keys, unsigned n, const hp_forest **forests,
+                     uint32_t *handles)
 {
     pthread_mutex_lock(&a->mu);
     for (unsigned i = 0; i < n; i++) {

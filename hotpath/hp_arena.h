@@ -66,8 +66,8 @@ int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const mod
 /* Pins the models of keys[0..n) all at once.  On success returns -1 and fills forests[i] and
  * handles[i] (for hp_arena_release).  If some key is not resident, pins nothing and returns the
  * index of the first such key.  Thread-safe, O(n), never blocks but on the mutex. */
-int hp_arena_acquire(hp_arena *a, const uint8_t *const *keys, unsigned n,
-                     const hp_forest **forests, uint32_t *handles);
+int hp_arena_acquire(hp_arena *a, const uint8_t *const *keys, unsigned n, const hp_forest **forests,
+                     uint32_t *handles);
 
 /* Unpins what hp_arena_acquire pinned.  Thread-safe. */
 void hp_arena_release(hp_arena *a, const uint32_t *handles, unsigned n);

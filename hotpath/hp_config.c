@@ -6,8 +6,7 @@
 #include <string.h>
 
 int hp_config_parse_uint(const char *name, const char *text, unsigned long long min,
-                         unsigned long long max, unsigned long long *out, char *err,
-                         size_t errlen)
+                         unsigned long long max, unsigned long long *out, char *err, size_t errlen)
 {
     unsigned long long v = 0;
     const char *p = text;

@@ -38,8 +38,7 @@ typedef struct hp_config {
  * overflow.  On success stores it in *out and returns 0; otherwise returns -1 and writes
  * "NAME: must be an integer in MIN..MAX" into err.  Thread-safe, never allocates. */
 int hp_config_parse_uint(const char *name, const char *text, unsigned long long min,
-                         unsigned long long max, unsigned long long *out, char *err,
-                         size_t errlen);
+                         unsigned long long max, unsigned long long *out, char *err, size_t errlen);
 
 /* Fills cfg from the environment, defaults for unset or empty variables.  Returns 0, or -1 with a
  * one-line message naming the offending variable in err.  Not thread-safe (reads environ). */

@@ -99,9 +99,9 @@ static size_t plain_bytes(const model_view *v)
  * then touches 3 lines (top block, bottom block's nodes, its leaves) instead of 6 in plain heap
  * order, and only 3 of its loads can miss one after the other. */
 typedef struct bin_shape {
-    uint32_t inner;      /* full 4-level groups before the last one */
-    uint32_t last;       /* levels of the last group, 0..4 (0 only for a single leaf) */
-    size_t last_off;     /* word offset of the last group */
+    uint32_t inner;  /* full 4-level groups before the last one */
+    uint32_t last;   /* levels of the last group, 0..4 (0 only for a single leaf) */
+    size_t last_off; /* word offset of the last group */
 } bin_shape;
 
 static inline bin_shape shape_of(uint32_t depth)
@@ -270,8 +270,7 @@ static void fill_bin(const model_node_rec *src, uint32_t s, uint32_t p, uint32_t
 /* Builds the binned layout into dst (len >= binned_bytes(v) > 0).  Returns NULL, having written
  * only inside dst, when a threshold is NaN or a feature has more than HPF_BIN_MAX_THRESHOLDS
  * distinct thresholds. */
-static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t len,
-                                     size_t fixed)
+static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t len, size_t fixed)
 {
     const model_file_header *h = v->hdr;
     const uint32_t nf = h->num_feature;
@@ -323,7 +322,7 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
     }
     off[nf] = w;
     if (fixed + ALIGN64((size_t)w * sizeof(float)) > len)
-        return NULL; /* the plain layout is smaller */
+        return NULL;                              /* the plain layout is smaller */
     memmove(thr, tmp, (size_t)w * sizeof(float)); /* thr < tmp: a forward copy is safe */
 
     memset(f, 0, sizeof *f);
@@ -626,7 +625,8 @@ static void walk_row_full(const hp_forest *f, const float *row, float *m)
     walk_row(f, row, m, M_FULL);
 }
 
-/* ---- binned walks ------------------------------------------------------------------------------ */
+/* ---- binned walks ------------------------------------------------------------------------------
+ */
 
 /* Trees a single row walks at once on a binned forest: 8 lanes' block pointers and indices almost
  * fit the registers.  On the benchmark model 12 measured the same and 32 (the previous value,
@@ -943,8 +943,9 @@ static void score_range(const hp_forest *f, const float *rows, size_t a, size_t 
         for (size_t j = 0; j < (size_t)nsub * HPF_BLOCK; j++)
             r[j] = rows + (i + (j < real ? j : real - 1)) * nf;
         for (unsigned sb = 0; sb < nsub; sb++)
-            walk[sb] = cat ? tree8_full
-                           : has_nan(r + sb * HPF_BLOCK, HPF_BLOCK, nf) ? tree8_nan : tree8_fast;
+            walk[sb] = cat                                          ? tree8_full
+                       : has_nan(r + sb * HPF_BLOCK, HPF_BLOCK, nf) ? tree8_nan
+                                                                    : tree8_fast;
         for (size_t j = 0; j < (size_t)nsub * HPF_BLOCK * k; j++)
             m[j] = f->base_margin;
         walk_super(f, r, nsub, walk, m);

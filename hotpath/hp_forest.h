@@ -39,11 +39,11 @@
 #include "hp_pool.h"
 #include "model.h"
 
-#define HPF_HEAP_MAX_DEPTH 12 /* 4095 internal nodes + 4096 leaves = 48 KiB per tree at most */
-#define HPF_HEAP_MAX_PADDING 8 /* a heap tree has at most 8x the nodes of its source tree */
-#define HPF_BLOCK 8           /* rows walked together through one tree (one sub-block) */
-#define HPF_SUPER 64          /* rows that share each tree fetch (8 sub-blocks) */
-#define HPF_BIN_MAX_FEATURES 2048    /* 8 rows of bin vectors fit the 64 KiB stack buffer */
+#define HPF_HEAP_MAX_DEPTH 12     /* 4095 internal nodes + 4096 leaves = 48 KiB per tree at most */
+#define HPF_HEAP_MAX_PADDING 8    /* a heap tree has at most 8x the nodes of its source tree */
+#define HPF_BLOCK 8               /* rows walked together through one tree (one sub-block) */
+#define HPF_SUPER 64              /* rows that share each tree fetch (8 sub-blocks) */
+#define HPF_BIN_MAX_FEATURES 2048 /* 8 rows of bin vectors fit the 64 KiB stack buffer */
 #define HPF_BIN_MAX_THRESHOLDS 65535 /* ranks 0..65534 < 65535, the NaN-goes-right bin */
 
 /* Node flags (same bit positions as common/model.h's split word). */
@@ -55,8 +55,8 @@
 typedef struct hpf_node { /* heap layout */
     uint32_t ff;          /* feature | HPF_DEFAULT_LEFT | HPF_CATEGORICAL */
     union {
-        float t;          /* numeric: x goes left iff x < t */
-        uint32_t cat;     /* categorical: word offset of the set in cats[] (model.h format) */
+        float t;      /* numeric: x goes left iff x < t */
+        uint32_t cat; /* categorical: word offset of the set in cats[] (model.h format) */
     } u;
 } hpf_node;
 
@@ -67,7 +67,7 @@ typedef struct hpf_lnode { /* linked layout */
         uint32_t cat;
         float leaf;
     } u;
-    uint32_t left;         /* tree-local index of the left child; right = left + 1 */
+    uint32_t left; /* tree-local index of the left child; right = left + 1 */
 } hpf_lnode;
 
 typedef struct hpf_tree {
@@ -82,7 +82,7 @@ typedef struct hpf_tree {
     uint32_t pad;
 } hpf_tree;
 
-#define HPF_F_DART 0x1u       /* multiply each tree's leaf by its weight (refeval's dart rule) */
+#define HPF_F_DART 0x1u        /* multiply each tree's leaf by its weight (refeval's dart rule) */
 #define HPF_F_CATEGORICAL 0x2u /* some node is categorical: walks take the exact slow decision */
 #define HPF_F_BINNED 0x4u      /* every tree has the binned layout (tree.bin, thr_off, thr) */
 
@@ -94,9 +94,10 @@ typedef struct hp_forest {
     uint32_t pad;
     const hpf_tree *trees;
     const uint32_t *cats; /* categorical sets, word for word as in the blob */
-    const uint32_t *thr_off; /* binned: feature f's thresholds are thr[thr_off[f] .. thr_off[f+1]) */
-    const float *thr;        /* binned: per feature, distinct thresholds in increasing order */
-    size_t bytes;         /* size of the block it lives in */
+    const uint32_t
+        *thr_off;     /* binned: feature f's thresholds are thr[thr_off[f] .. thr_off[f+1]) */
+    const float *thr; /* binned: per feature, distinct thresholds in increasing order */
+    size_t bytes;     /* size of the block it lives in */
 } hp_forest;
 
 /* Bytes hp_forest_build needs for v (which passed model_validate).  Never fails; O(nodes). */

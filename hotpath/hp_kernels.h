@@ -47,9 +47,9 @@ typedef int (*hp_kernel_fn)(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
 typedef void (*hp_stat_put_fn)(void *cookie, const char *name, uint64_t value);
 
 typedef struct hp_kernel {
-    uint16_t op;          /* enum wire_op, < WIRE_OP_MAX, unique in the table */
-    const char *name;     /* reported by HELLO and STATS ("score") */
-    const char *impl;     /* which implementation answers ("blocked8"), reported by HELLO */
+    uint16_t op;      /* enum wire_op, < WIRE_OP_MAX, unique in the table */
+    const char *name; /* reported by HELLO and STATS ("score") */
+    const char *impl; /* which implementation answers ("blocked8"), reported by HELLO */
     hp_kernel_fn fn;
     size_t scratch_bytes; /* per-slot scratch this kernel needs (0: none) */
     /* Optional, called once before hp_ready(), may allocate and start threads (e.g. a model arena

@@ -18,9 +18,9 @@ typedef struct hp_job {
     hp_pool_fn fn;
     void *arg;
     unsigned nparts;
-    atomic_uint next;  /* next part to claim */
-    atomic_uint done;  /* parts finished */
-    unsigned active;   /* helpers holding a reference; guarded by pool->mu */
+    atomic_uint next; /* next part to claim */
+    atomic_uint done; /* parts finished */
+    unsigned active;  /* helpers holding a reference; guarded by pool->mu */
 } hp_job;
 
 struct hp_pool {

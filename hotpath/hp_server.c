@@ -61,9 +61,9 @@ struct hp_server {
     int mu_ready;
     hp_slot *free_list;
     int stopping;
-    int stop_efd;  /* eventfd, readable once stopping: wakes slots waiting for the next frame */
+    int stop_efd; /* eventfd, readable once stopping: wakes slots waiting for the next frame */
     int listen_fd;
-    int bound;     /* we created the socket file at cfg.socket_path ... */
+    int bound;      /* we created the socket file at cfg.socket_path ... */
     dev_t sock_dev; /* ... with this identity, so we only ever unlink our own */
     ino_t sock_ino;
     size_t scratch_bytes;
@@ -228,8 +228,7 @@ static void unlink_own_socket(hp_server *s)
     struct stat st;
     if (!s->bound)
         return;
-    if (stat(s->cfg.socket_path, &st) == 0 && st.st_dev == s->sock_dev &&
-        st.st_ino == s->sock_ino)
+    if (stat(s->cfg.socket_path, &st) == 0 && st.st_dev == s->sock_dev && st.st_ino == s->sock_ino)
         unlink(s->cfg.socket_path);
     s->bound = 0;
 }
@@ -574,8 +573,7 @@ int hp_server_run(hp_server *s, int stop_fd)
 
 /* ---- start / ready / stop ------------------------------------------------------------------- */
 
-int hp_server_start(const hp_config *cfg, unsigned ncpu, hp_server **out, char *err,
-                    size_t errlen)
+int hp_server_start(const hp_config *cfg, unsigned ncpu, hp_server **out, char *err, size_t errlen)
 {
     hp_server *s = calloc(1, sizeof *s);
     if (!s) {

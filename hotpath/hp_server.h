@@ -25,8 +25,7 @@ typedef struct hp_server hp_server;
  * The calling thread must already block the signals that should stop the server (slot threads
  * inherit its mask).  Returns 0 and *out, or -1 with a one-line reason in err (nothing left
  * behind).  Call after hp_kernels_init(). */
-int hp_server_start(const hp_config *cfg, unsigned ncpu, hp_server **out, char *err,
-                    size_t errlen);
+int hp_server_start(const hp_config *cfg, unsigned ncpu, hp_server **out, char *err, size_t errlen);
 
 /* Logs "ready" and tells the allocation probe (if preloaded) that the no-allocation phase
  * starts. */

@@ -14,24 +14,24 @@
 #include "wire.h"
 
 enum hp_counter {
-    HP_C_FRAMES_IN,         /* complete request frames read */
-    HP_C_FRAMES_OUT,        /* response frames written (including error frames) */
-    HP_C_BYTES_IN,          /* header + payload bytes of complete request frames */
-    HP_C_BYTES_OUT,         /* bytes of response frames written */
-    HP_C_ERR_BAD_FRAME,     /* bad magic */
-    HP_C_ERR_BAD_VERSION,   /* protocol version we do not speak */
-    HP_C_ERR_UNKNOWN_OP,    /* op out of range or without a kernel */
-    HP_C_ERR_TOO_LARGE,     /* payload_len over VIGIL_HOTPATH_MAX_FRAME_MB */
-    HP_C_ERR_BAD_PAYLOAD,   /* a kernel rejected the payload */
-    HP_C_ERR_TRUNCATED,     /* peer closed or failed in the middle of a frame */
-    HP_C_ERR_IO_TIMEOUT,    /* rest of a frame did not arrive within VIGIL_HOTPATH_IO_TIMEOUT_MS */
-    HP_C_ERR_WRITE,         /* a response could not be written */
-    HP_C_ERR_INTERNAL,      /* a kernel failed (or its answer did not fit the output buffer) */
-    HP_C_ERR_ACCEPT,        /* accept() failed */
-    HP_C_IDLE_CLOSED,       /* connections closed after VIGIL_HOTPATH_IDLE_TIMEOUT_S of silence */
-    HP_C_CONNS_ACCEPTED,    /* connections handed to a slot */
-    HP_C_CONNS_REJECTED,    /* connections answered WIRE_E_BUSY (all slots busy) */
-    HP_C_CONNS_CLOSED,      /* slot connections closed, for any reason */
+    HP_C_FRAMES_IN,       /* complete request frames read */
+    HP_C_FRAMES_OUT,      /* response frames written (including error frames) */
+    HP_C_BYTES_IN,        /* header + payload bytes of complete request frames */
+    HP_C_BYTES_OUT,       /* bytes of response frames written */
+    HP_C_ERR_BAD_FRAME,   /* bad magic */
+    HP_C_ERR_BAD_VERSION, /* protocol version we do not speak */
+    HP_C_ERR_UNKNOWN_OP,  /* op out of range or without a kernel */
+    HP_C_ERR_TOO_LARGE,   /* payload_len over VIGIL_HOTPATH_MAX_FRAME_MB */
+    HP_C_ERR_BAD_PAYLOAD, /* a kernel rejected the payload */
+    HP_C_ERR_TRUNCATED,   /* peer closed or failed in the middle of a frame */
+    HP_C_ERR_IO_TIMEOUT,  /* rest of a frame did not arrive within VIGIL_HOTPATH_IO_TIMEOUT_MS */
+    HP_C_ERR_WRITE,       /* a response could not be written */
+    HP_C_ERR_INTERNAL,    /* a kernel failed (or its answer did not fit the output buffer) */
+    HP_C_ERR_ACCEPT,      /* accept() failed */
+    HP_C_IDLE_CLOSED,     /* connections closed after VIGIL_HOTPATH_IDLE_TIMEOUT_S of silence */
+    HP_C_CONNS_ACCEPTED,  /* connections handed to a slot */
+    HP_C_CONNS_REJECTED,  /* connections answered WIRE_E_BUSY (all slots busy) */
+    HP_C_CONNS_CLOSED,    /* slot connections closed, for any reason */
     HP_C_MAX
 };
 
@@ -79,8 +79,8 @@ const char *hp_counter_name(enum hp_counter c);
  * NULL unless a preloaded library defines them (this relies on the default -z
  * dynamic-undefined-weak of GNU ld for PIE and non-PIE executables, which keeps an undefined weak
  * symbol in the dynamic symbol table with a GLOB_DAT relocation). */
-void hp_alloc_probe_mark_ready(void);         /* tells the probe to start counting, if present */
-int hp_alloc_probe_present(void);             /* 1 if the probe is loaded */
+void hp_alloc_probe_mark_ready(void);          /* tells the probe to start counting, if present */
+int hp_alloc_probe_present(void);              /* 1 if the probe is loaded */
 unsigned long long hp_alloc_probe_count(void); /* calls counted since ready; 0 without probe */
 
 #endif

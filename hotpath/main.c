@@ -26,14 +26,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: vigil-hotpath [--check | --version | --help]\n"
-               "environment: VIGIL_HOTPATH_SOCKET (default %s), VIGIL_HOTPATH_MAX_CONNS (%u),\n"
-               "  VIGIL_HOTPATH_MAX_FRAME_MB (%u), VIGIL_HOTPATH_SCRATCH_MB (%u),\n"
-               "  VIGIL_HOTPATH_IDLE_TIMEOUT_S (%u), VIGIL_HOTPATH_IO_TIMEOUT_MS (%u),\n"
-               "  VIGIL_HOTPATH_MEMORY_MB (%u)\n",
-            HP_DEFAULT_SOCKET, HP_DEFAULT_MAX_CONNS, HP_DEFAULT_MAX_FRAME_MB,
-            HP_DEFAULT_SCRATCH_MB, HP_DEFAULT_IDLE_TIMEOUT_S, HP_DEFAULT_IO_TIMEOUT_MS,
-            HP_DEFAULT_MEMORY_MB);
+    fprintf(f,
+            "usage: vigil-hotpath [--check | --version | --help]\n"
+            "environment: VIGIL_HOTPATH_SOCKET (default %s), VIGIL_HOTPATH_MAX_CONNS (%u),\n"
+            "  VIGIL_HOTPATH_MAX_FRAME_MB (%u), VIGIL_HOTPATH_SCRATCH_MB (%u),\n"
+            "  VIGIL_HOTPATH_IDLE_TIMEOUT_S (%u), VIGIL_HOTPATH_IO_TIMEOUT_MS (%u),\n"
+            "  VIGIL_HOTPATH_MEMORY_MB (%u)\n",
+            HP_DEFAULT_SOCKET, HP_DEFAULT_MAX_CONNS, HP_DEFAULT_MAX_FRAME_MB, HP_DEFAULT_SCRATCH_MB,
+            HP_DEFAULT_IDLE_TIMEOUT_S, HP_DEFAULT_IO_TIMEOUT_MS, HP_DEFAULT_MEMORY_MB);
 }
 
 /* --check: one HELLO round trip.  A WIRE_E_BUSY answer also passes: the worker is alive and
@@ -173,8 +173,7 @@ int main(int argc, char **argv)
     int sfd = -1;
     hp_server *srv = NULL;
     const char *fail_event = "start_failed";
-    if (sigprocmask(SIG_BLOCK, &stop, NULL) != 0 ||
-        (sfd = signalfd(-1, &stop, SFD_CLOEXEC)) < 0) {
+    if (sigprocmask(SIG_BLOCK, &stop, NULL) != 0 || (sfd = signalfd(-1, &stop, SFD_CLOEXEC)) < 0) {
         snprintf(err, sizeof err, "signalfd: %s", strerror(errno));
         goto fail;
     }

@@ -33,7 +33,8 @@ static void env_down(void)
     h_stop(&E);
 }
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
 
 static void post(const char *path, const char *body, h_resp *r)
 {
@@ -93,10 +94,12 @@ static void assert_rfc3339_utc_now(const char *s)
     ck_assert_ptr_nonnull(s);
     ck_assert_msg(strlen(s) == 27, "timestamp '%s' is not YYYY-MM-DDTHH:MM:SS.ffffffZ", s);
     for (int i = 0; i < 27; i++) {
-        char want = i == 4 || i == 7 ? '-' : i == 10 ? 'T' : i == 13 || i == 16 ? ':'
-                    : i == 19                         ? '.'
-                    : i == 26                         ? 'Z'
-                                                      : '9';
+        char want = i == 4 || i == 7     ? '-'
+                    : i == 10            ? 'T'
+                    : i == 13 || i == 16 ? ':'
+                    : i == 19            ? '.'
+                    : i == 26            ? 'Z'
+                                         : '9';
         if (want == '9')
             ck_assert_msg(isdigit((unsigned char)s[i]), "timestamp '%s' char %d", s, i);
         else
@@ -146,7 +149,8 @@ static char *repeat(const char *unit, int n)
     return s;
 }
 
-/* ---- users: CRUD ------------------------------------------------------------------------------ */
+/* ---- users: CRUD ------------------------------------------------------------------------------
+ */
 
 START_TEST(users_create_get_delete)
 {
@@ -333,7 +337,8 @@ START_TEST(users_conflict_and_ids)
     ck_assert_int_eq(post_status("{\"external_id\":\"DUP-1\"}"), 201);
 
     static const char *const bad_ids[] = {
-        "/api/v1/users/not-a-uuid", "/api/v1/users/123",
+        "/api/v1/users/not-a-uuid",
+        "/api/v1/users/123",
         "/api/v1/users/0b9f4f8e-3c1a-4d6e-9a52-1f0e5b7c2d1",   /* 35 */
         "/api/v1/users/0b9f4f8e-3c1a-4d6e-9a52-1f0e5b7c2d111", /* 37 */
         "/api/v1/users/0b9f4f8e3c1a4d6e9a521f0e5b7c2d11xxxx",
@@ -365,7 +370,8 @@ START_TEST(users_conflict_and_ids)
 }
 END_TEST
 
-/* ---- users: pagination ------------------------------------------------------------------------ */
+/* ---- users: pagination ------------------------------------------------------------------------
+ */
 
 START_TEST(users_pagination)
 {
@@ -380,7 +386,7 @@ START_TEST(users_pagination)
     int total = atoi(total_s);
     ck_assert_int_ge(total, N);
 
-    char (*seen)[40] = calloc((size_t)total + 1, sizeof *seen);
+    char(*seen)[40] = calloc((size_t)total + 1, sizeof *seen);
     char prev_created[40] = "";
     int nseen = 0, pages = 0;
     char cursor[200] = "";
@@ -497,7 +503,8 @@ START_TEST(users_list_bad_params)
 }
 END_TEST
 
-/* ---- validation at N and N+1 ------------------------------------------------------------------ */
+/* ---- validation at N and N+1 ------------------------------------------------------------------
+ */
 
 START_TEST(validation_external_id)
 {
@@ -538,8 +545,8 @@ END_TEST
 
 START_TEST(validation_email_country)
 {
-    static const char *const bad_email[] = {"\"nope\"", "\"a@b\"", "\"@b.co\"", "\"a b@c.de\"",
-                                            "\"a@@b.co\"", "\"\"", "5", "[]"};
+    static const char *const bad_email[] = {"\"nope\"",    "\"a@b\"", "\"@b.co\"", "\"a b@c.de\"",
+                                            "\"a@@b.co\"", "\"\"",    "5",         "[]"};
     for (size_t i = 0; i < sizeof bad_email / sizeof bad_email[0]; i++) {
         char body[200];
         h_resp r;
@@ -548,8 +555,8 @@ START_TEST(validation_email_country)
         assert_problem(&r, 400, "validation_failed", "email");
         h_resp_free(&r);
     }
-    static const char *const bad_country[] = {"\"de\"", "\"XX\"", "\"DEU\"", "\"D\"", "\"\"",
-                                              "\"UK\"", "49"};
+    static const char *const bad_country[] = {"\"de\"", "\"XX\"", "\"DEU\"", "\"D\"",
+                                              "\"\"",   "\"UK\"", "49"};
     for (size_t i = 0; i < sizeof bad_country / sizeof bad_country[0]; i++) {
         char body[200];
         h_resp r;
@@ -644,15 +651,16 @@ START_TEST(validation_unknown_and_shape)
     h_resp_free(&r);
     /* None of the rejected bodies created a row. */
     char n[16];
-    ck_assert_int_eq(h_psql(&E, NULL,
-                            "SELECT count(*) FROM users WHERE external_id IN ('unk-1','unk-2','arr')",
-                            n, sizeof n),
-                     0);
+    ck_assert_int_eq(
+        h_psql(&E, NULL, "SELECT count(*) FROM users WHERE external_id IN ('unk-1','unk-2','arr')",
+               n, sizeof n),
+        0);
     ck_assert_str_eq(n, "0");
 }
 END_TEST
 
-/* ---- error format, routing, strict JSON ------------------------------------------------------- */
+/* ---- error format, routing, strict JSON -------------------------------------------------------
+ */
 
 START_TEST(errors_routing)
 {
@@ -772,8 +780,8 @@ START_TEST(errors_strict_json)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         h_resp r;
         size_t len = bad[i].len ? bad[i].len : strlen(bad[i].body);
-        ck_assert_int_eq(h_http(&E, "POST", "/api/v1/users", E.key, "application/json",
-                                bad[i].body, len, NULL, &r),
+        ck_assert_int_eq(h_http(&E, "POST", "/api/v1/users", E.key, "application/json", bad[i].body,
+                                len, NULL, &r),
                          0);
         ck_assert_msg(r.status == 400, "%s: %ld %s", bad[i].why, r.status, r.body);
         assert_problem(&r, 400, "malformed_json", NULL);
@@ -806,11 +814,12 @@ START_TEST(errors_strict_json)
 }
 END_TEST
 
-/* ---- auth ------------------------------------------------------------------------------------- */
+/* ---- auth -------------------------------------------------------------------------------------
+ */
 
 /* Runs `vigil-api keys ARGS...` with DATABASE_URL; returns the exit status, output in out. */
-static int keys_cmd(const char *a1, const char *a2, const char *a3, const char *a4,
-                    const char *a5, char *out, size_t cap)
+static int keys_cmd(const char *a1, const char *a2, const char *a3, const char *a4, const char *a5,
+                    char *out, size_t cap)
 {
     char exe[400], dburl[600];
     snprintf(exe, sizeof exe, "%s/vigil-api", E.bin);
@@ -903,9 +912,8 @@ START_TEST(auth_keys_cli)
     h_resp_free(&r);
 
     /* A read,write key writes. */
-    ck_assert_int_eq(keys_cmd("create", "--name", "writer", "--scopes", "read,write", out,
-                              sizeof out),
-                     0);
+    ck_assert_int_eq(
+        keys_cmd("create", "--name", "writer", "--scopes", "read,write", out, sizeof out), 0);
     line_value(out, "id:", id_w, sizeof id_w);
     line_value(out, "key:", key_w, sizeof key_w);
     ck_assert_str_ne(key_w, key);
@@ -972,7 +980,8 @@ START_TEST(auth_keys_cli)
 }
 END_TEST
 
-/* ---- request ids and the request log ---------------------------------------------------------- */
+/* ---- request ids and the request log ----------------------------------------------------------
+ */
 
 /* Waits until api.log holds a line containing needle; returns the file (caller frees). */
 static char *wait_log(const char *needle)
@@ -1023,10 +1032,12 @@ START_TEST(request_ids_and_log)
 
     /* Invalid ids are replaced, not echoed: a space, a quote, 65 characters.  64 is fine. */
     char long64[100], long65[100];
-    snprintf(long64, sizeof long64, "X-Request-Id: %s", "0123456789abcdef0123456789abcdef"
-                                                        "0123456789abcdef0123456789abcdef");
-    snprintf(long65, sizeof long65, "X-Request-Id: %s", "0123456789abcdef0123456789abcdef"
-                                                        "0123456789abcdef0123456789abcdefX");
+    snprintf(long64, sizeof long64, "X-Request-Id: %s",
+             "0123456789abcdef0123456789abcdef"
+             "0123456789abcdef0123456789abcdef");
+    snprintf(long65, sizeof long65, "X-Request-Id: %s",
+             "0123456789abcdef0123456789abcdef"
+             "0123456789abcdef0123456789abcdefX");
     const char *bad[] = {"X-Request-Id: has space", "X-Request-Id: quo\"te", long65,
                          "X-Request-Id: caf\xc3\xa9"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1080,8 +1091,7 @@ START_TEST(request_ids_and_log)
             ck_assert(d->valuedouble >= 0 && d->valuedouble < 60e6);
             if (strcmp(id->valuestring, "e2e-req-0001") == 0) {
                 found++;
-                ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "method")->valuestring,
-                                 "GET");
+                ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "method")->valuestring, "GET");
                 ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "path")->valuestring,
                                  "/api/v1/users");
                 ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(j, "status")->valueint, 200);
@@ -1107,7 +1117,8 @@ START_TEST(request_ids_and_log)
 }
 END_TEST
 
-/* ---- body limit (restarts the API with VIGIL_MAX_BODY_BYTES=1024) ------------------------------ */
+/* ---- body limit (restarts the API with VIGIL_MAX_BODY_BYTES=1024) ------------------------------
+ */
 
 /* A valid user body of exactly n bytes: the metadata string pads it. */
 static char *body_of_size(const char *ext, size_t n)

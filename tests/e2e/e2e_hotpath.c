@@ -122,9 +122,9 @@ static void forget(pid_t pid)
 }
 
 static const char *const worker_vars[] = {
-    "VIGIL_HOTPATH_SOCKET",        "VIGIL_HOTPATH_MAX_CONNS",   "VIGIL_HOTPATH_MAX_FRAME_MB",
-    "VIGIL_HOTPATH_SCRATCH_MB",    "VIGIL_HOTPATH_IDLE_TIMEOUT_S", "VIGIL_HOTPATH_IO_TIMEOUT_MS",
-    "VIGIL_ALLOCCOUNT_SELFTEST",   "VIGIL_ALLOCCOUNT_VERBOSE",  "LD_PRELOAD",
+    "VIGIL_HOTPATH_SOCKET",      "VIGIL_HOTPATH_MAX_CONNS",      "VIGIL_HOTPATH_MAX_FRAME_MB",
+    "VIGIL_HOTPATH_SCRATCH_MB",  "VIGIL_HOTPATH_IDLE_TIMEOUT_S", "VIGIL_HOTPATH_IO_TIMEOUT_MS",
+    "VIGIL_ALLOCCOUNT_SELFTEST", "VIGIL_ALLOCCOUNT_VERBOSE",     "LD_PRELOAD",
     "VIGIL_HOTPATH_MEMORY_MB",
 };
 
@@ -273,8 +273,8 @@ static int send_hdr(int fd, uint32_t magic, uint16_t version, uint16_t op, uint3
                     uint64_t id)
 {
     uint8_t raw[WIRE_HEADER_SIZE];
-    wire_header h = {.magic = magic, .version = version, .op = op, .payload_len = len,
-                     .request_id = id};
+    wire_header h = {
+        .magic = magic, .version = version, .op = op, .payload_len = len, .request_id = id};
     wire_header_encode(raw, &h);
     return send_all(fd, raw, sizeof raw);
 }
@@ -509,8 +509,8 @@ END_TEST
 
 START_TEST(stats_counts_what_was_sent)
 {
-    start_worker((const char *const[]){"VIGIL_HOTPATH_MAX_FRAME_MB=1",
-                                       "VIGIL_HOTPATH_MAX_CONNS=3", NULL});
+    start_worker(
+        (const char *const[]){"VIGIL_HOTPATH_MAX_FRAME_MB=1", "VIGIL_HOTPATH_MAX_CONNS=3", NULL});
     int fd = connect_to(sock_path);
     ck_assert_int_ge(fd, 0);
     uint8_t buf[256];
@@ -806,8 +806,8 @@ END_TEST
 
 START_TEST(more_connections_than_slots_get_busy)
 {
-    start_worker((const char *const[]){"VIGIL_HOTPATH_MAX_FRAME_MB=1",
-                                       "VIGIL_HOTPATH_MAX_CONNS=2", NULL});
+    start_worker(
+        (const char *const[]){"VIGIL_HOTPATH_MAX_FRAME_MB=1", "VIGIL_HOTPATH_MAX_CONNS=2", NULL});
     int a = connect_slot(1), b = connect_slot(2); /* both hold a slot now */
     ck_assert_int_ge(a, 0);
     ck_assert_int_ge(b, 0);
@@ -1078,10 +1078,10 @@ START_TEST(bad_environment_fails_naming_the_variable)
         ck_assert_int_ne(access(sock_path, F_OK), 0);
     }
     /* The bounds themselves are accepted. */
-    start_worker((const char *const[]){
-        "VIGIL_HOTPATH_MAX_CONNS=1", "VIGIL_HOTPATH_MAX_FRAME_MB=1",
-        "VIGIL_HOTPATH_IDLE_TIMEOUT_S=86400", "VIGIL_HOTPATH_IO_TIMEOUT_MS=1",
-        "VIGIL_HOTPATH_SCRATCH_MB=0", NULL});
+    start_worker((const char *const[]){"VIGIL_HOTPATH_MAX_CONNS=1", "VIGIL_HOTPATH_MAX_FRAME_MB=1",
+                                       "VIGIL_HOTPATH_IDLE_TIMEOUT_S=86400",
+                                       "VIGIL_HOTPATH_IO_TIMEOUT_MS=1",
+                                       "VIGIL_HOTPATH_SCRATCH_MB=0", NULL});
     ck_assert_uint_eq(stat_now("slots"), 1);
 }
 END_TEST
@@ -1123,9 +1123,8 @@ static void *load_client(void *p)
         uint64_t id = ((uint64_t)a->index << 32) | (uint64_t)i;
         uint16_t op = i % 3 == 0 ? WIRE_OP_HELLO : i % 3 == 1 ? WIRE_OP_PING : WIRE_OP_STATS;
         uint32_t len = op == WIRE_OP_PING ? (uint32_t)(i * 131) % 65536 : 0;
-        if (send_req(fd, op, id, payload, len) != 0 ||
-            recv_resp(fd, &h, buf, MIB, &n, 5000) != 0 || h.status != WIRE_OK ||
-            h.request_id != id || (op == WIRE_OP_PING && n != len)) {
+        if (send_req(fd, op, id, payload, len) != 0 || recv_resp(fd, &h, buf, MIB, &n, 5000) != 0 ||
+            h.status != WIRE_OK || h.request_id != id || (op == WIRE_OP_PING && n != len)) {
             a->failures++;
             break;
         }
@@ -1175,11 +1174,10 @@ START_TEST(no_allocation_after_ready)
     ck_assert_msg(access(probe_so, R_OK) == 0, "%s missing: make %s", probe_so, probe_so);
     char preload[PATH_MAX + 64];
     snprintf(preload, sizeof preload, "LD_PRELOAD=%s", probe_so);
-    start_worker((const char *const[]){preload, "VIGIL_HOTPATH_MAX_FRAME_MB=1",
-                                       "VIGIL_HOTPATH_MAX_CONNS=8",
-                                       "VIGIL_HOTPATH_IO_TIMEOUT_MS=200",
-                                       "VIGIL_HOTPATH_IDLE_TIMEOUT_S=2",
-                                       "VIGIL_ALLOCCOUNT_VERBOSE=1", NULL});
+    start_worker(
+        (const char *const[]){preload, "VIGIL_HOTPATH_MAX_FRAME_MB=1", "VIGIL_HOTPATH_MAX_CONNS=8",
+                              "VIGIL_HOTPATH_IO_TIMEOUT_MS=200", "VIGIL_HOTPATH_IDLE_TIMEOUT_S=2",
+                              "VIGIL_ALLOCCOUNT_VERBOSE=1", NULL});
     enum { NTHREADS = 4, ITER = 1000 };
     pthread_t t[NTHREADS];
     load_arg args[NTHREADS];
@@ -1507,8 +1505,8 @@ START_TEST(load_and_score_match_xgboost)
     char id[40];
     const uint8_t *k = m.key;
     snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11], k[12],
-             k[13], k[14], k[15]);
+             k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11], k[12], k[13],
+             k[14], k[15]);
     ck_assert_ptr_nonnull(strstr(line, id));
     close(fd);
     fx_model_free(&m);
@@ -1631,8 +1629,8 @@ START_TEST(no_allocation_while_loading_and_scoring)
     }
     /* 1 MiB of arena: the fixtures do not all fit, so loads evict. */
     start_worker((const char *const[]){preload, "VIGIL_HOTPATH_MEMORY_MB=1",
-                                       "VIGIL_HOTPATH_MAX_CONNS=6",
-                                       "VIGIL_ALLOCCOUNT_VERBOSE=1", NULL});
+                                       "VIGIL_HOTPATH_MAX_CONNS=6", "VIGIL_ALLOCCOUNT_VERBOSE=1",
+                                       NULL});
     char names[64][FX_NAME_MAX];
     size_t nreal = fx_manifest(names, 64);
     ck_assert_uint_ge(nreal, 20);
@@ -1665,8 +1663,8 @@ START_TEST(no_allocation_while_loading_and_scoring)
     pthread_t t[NTHREADS];
     score_arg args[NTHREADS];
     for (int i = 0; i < NTHREADS; i++) {
-        args[i] = (score_arg){.models = models, .nmodels = (unsigned)nfx, .index = (unsigned)i,
-                              .iterations = ITER};
+        args[i] = (score_arg){
+            .models = models, .nmodels = (unsigned)nfx, .index = (unsigned)i, .iterations = ITER};
         ck_assert_int_eq(pthread_create(&t[i], NULL, score_client, &args[i]), 0);
     }
     char log[16384];
@@ -1674,8 +1672,7 @@ START_TEST(no_allocation_while_loading_and_scoring)
         pthread_join(t[i], NULL);
         if (args[i].failures)
             slurp(log_path, log, sizeof log);
-        ck_assert_msg(args[i].failures == 0, "client %d: %s; worker log:\n%s", i, args[i].why,
-                      log);
+        ck_assert_msg(args[i].failures == 0, "client %d: %s; worker log:\n%s", i, args[i].why, log);
     }
     /* Framing errors on the scoring ops too. */
     int bfd = connect_slot(2);

@@ -189,14 +189,13 @@ static void read_meta(const char *fx, fx_meta *m)
     m->num_features = str_int(lmp, "num_feature");
     int nc = str_int(lmp, "num_class");
     m->num_class = strncmp(m->objective, "multi:", 6) == 0 ? nc : 1;
-    const cJSON *trees_owner = strcmp(m->booster, "dart") == 0
-                                   ? cJSON_GetObjectItemCaseSensitive(gb, "gbtree")
-                                   : gb;
+    const cJSON *trees_owner =
+        strcmp(m->booster, "dart") == 0 ? cJSON_GetObjectItemCaseSensitive(gb, "gbtree") : gb;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(trees_owner, "model");
     m->num_trees = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(model, "trees"));
-    ck_assert_int_eq(m->num_trees,
-                     str_int(cJSON_GetObjectItemCaseSensitive(model, "gbtree_model_param"),
-                             "num_trees"));
+    ck_assert_int_eq(
+        m->num_trees,
+        str_int(cJSON_GetObjectItemCaseSensitive(model, "gbtree_model_param"), "num_trees"));
     const cJSON *fn = cJSON_GetObjectItemCaseSensitive(learner, "feature_names");
     m->feature_names = cJSON_GetArraySize(fn) > 0 ? cJSON_Duplicate(fn, 1) : NULL;
     cJSON_Delete(root);
@@ -343,9 +342,8 @@ static void predict_status(const char *id, const char *body, h_resp *r)
 {
     char path[200];
     snprintf(path, sizeof path, "/api/v1/models/%s/predict", id);
-    ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", body, strlen(body), NULL,
-                            r),
-                     0);
+    ck_assert_int_eq(
+        h_http(&E, "POST", path, E.key, "application/json", body, strlen(body), NULL, r), 0);
 }
 
 /* Creates an API key with the given scopes through the CLI; the key goes to key[cap]. */
@@ -560,8 +558,8 @@ START_TEST(predict_matches_xgboost)
             predict_ok(id, body, got, pr * pc, NULL);
             cmp_result c = compare(got, want, pr * pc);
             printf("  %-5s %-24s %-6s %5zu/%5zu bit-identical  max rel err %.3g\n",
-                   g_worker ? "work" : "inproc", names[f], margin ? "margin" : "pred",
-                   c.identical, c.n, c.max_rel);
+                   g_worker ? "work" : "inproc", names[f], margin ? "margin" : "pred", c.identical,
+                   c.n, c.max_rel);
             ck_assert_msg(c.identical * 1000 >= c.n * 999, "%s %s: only %zu/%zu bit-identical",
                           names[f], margin ? "margin" : "pred", c.identical, c.n);
             ck_assert_msg(c.max_rel <= 1e-6, "%s: max rel err %g", names[f], c.max_rel);
@@ -653,8 +651,7 @@ START_TEST(predict_validation)
         {0, "{\"rows\":[[1,2,3,4,5,6,7],[1,2,3,4,5,6]]}", "validation_failed", "rows[1]"},
         {0, "{\"rows\":[[1,2,3,4,5,6,7,8]]}", "validation_failed", "rows[0]"},
         {0, "{\"rows\":[[]]}", "validation_failed", "rows[0]"},
-        {0, "{\"rows\":[[1,2,3,4,5,6,7],[1,2,\"3\",4,5,6,7]]}", "validation_failed",
-         "rows[1][2]"},
+        {0, "{\"rows\":[[1,2,3,4,5,6,7],[1,2,\"3\",4,5,6,7]]}", "validation_failed", "rows[1][2]"},
         {0, "{\"rows\":[[1,2,3,4,5,6,true]]}", "validation_failed", "rows[0][6]"},
         {0, "{\"rows\":[[1,2,3,4,5,6,[7]]]}", "validation_failed", "rows[0][6]"},
         {0, "{\"rows\":[7]}", "validation_failed", "rows[0]"},
@@ -675,8 +672,7 @@ START_TEST(predict_validation)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         predict_status(cases[i].named ? named : plain, cases[i].body, &r);
-        ck_assert_msg(r.status == 400, "case %zu (%s): %ld %s", i, cases[i].body, r.status,
-                      r.body);
+        ck_assert_msg(r.status == 400, "case %zu (%s): %ld %s", i, cases[i].body, r.status, r.body);
         assert_problem(&r, 400, NULL, cases[i].field);
         h_resp_free(&r);
     }
@@ -798,8 +794,8 @@ START_TEST(upload_rejections)
     h_resp_free(&r);
 
     /* None of the rejected uploads left a model behind. */
-    static const char *const rejected[] = {"bad-json", "bad-trunc", "bad-gblinear",
-                                           "bad-objective", "ct"};
+    static const char *const rejected[] = {"bad-json", "bad-trunc", "bad-gblinear", "bad-objective",
+                                           "ct"};
     for (size_t i = 0; i < sizeof rejected / sizeof rejected[0]; i++) {
         snprintf(path, sizeof path, "/api/v1/models?name=%s", rejected[i]);
         req("GET", path, NULL, &r);

@@ -1,9 +1,10 @@
 /* e2e_ops.c - end-to-end tests of vigil-api as an operated process: liveness and readiness, the
  * hotpath worker and PostgreSQL going away and coming back without an API restart (answers are
  * 503 + Retry-After, quickly, never a hang), start-up refusing bad configuration, migrations
- * recorded with checksums (compared with sha256sum's own digest of each migrations/NNNN_name.sql), a changed
- * checksum stopping start-up, two APIs migrating one fresh database concurrently, and graceful
- * drain on SIGTERM with requests in flight (held in flight by a table lock taken with psql).
+ * recorded with checksums (compared with sha256sum's own digest of each migrations/NNNN_name.sql),
+ * a changed checksum stopping start-up, two APIs migrating one fresh database concurrently, and
+ * graceful drain on SIGTERM with requests in flight (held in flight by a table lock taken with
+ * psql).
  *
  * Two TCases, one environment each (unchecked fixtures, CK_NOFORK). */
 #include <check.h>
@@ -61,11 +62,13 @@ static void assert_ready(long status, const char *st, const char *db, const char
     ck_assert_str_eq(jstr(&r, "database"), db);
     ck_assert_str_eq(jstr(&r, "hotpath"), hp);
     if (status == 503)
-        ck_assert_msg(h_header(&r, "Retry-After", ra, sizeof ra) != NULL, "503 without Retry-After");
+        ck_assert_msg(h_header(&r, "Retry-After", ra, sizeof ra) != NULL,
+                      "503 without Retry-After");
     h_resp_free(&r);
 }
 
-/* ---- dependencies ------------------------------------------------------------------------------ */
+/* ---- dependencies ------------------------------------------------------------------------------
+ */
 
 START_TEST(health_and_ready)
 {
@@ -150,7 +153,8 @@ START_TEST(postgres_down_and_back)
 }
 END_TEST
 
-/* ---- start-up ---------------------------------------------------------------------------------- */
+/* ---- start-up ----------------------------------------------------------------------------------
+ */
 
 /* Starts `vigil-api serve` with env (plus a free port and the worker socket), waits up to
  * timeout_ms for it to exit; returns the status, with its output in a malloc'd *log. */
@@ -286,8 +290,9 @@ END_TEST
 START_TEST(changed_checksum_stops_startup)
 {
     char saved[100], q[300], dburl[600], key[128];
-    ck_assert_int_eq(h_psql(&E, NULL, "SELECT checksum FROM schema_migrations ORDER BY version "
-                                      "LIMIT 1",
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "SELECT checksum FROM schema_migrations ORDER BY version "
+                            "LIMIT 1",
                             saved, sizeof saved),
                      0);
     ck_assert_uint_eq(strlen(saved), 64);
@@ -382,9 +387,9 @@ START_TEST(concurrent_start_on_fresh_database)
     char n[16];
     ck_assert_int_eq(h_psql(&E, "fresh", "SELECT count(*) FROM schema_migrations", n, sizeof n), 0);
     ck_assert_int_eq(atoi(n), (int)g.gl_pathc);
-    ck_assert_int_eq(h_psql(&E, "fresh", "SELECT count(*) FROM api_keys WHERE name = 'bootstrap'",
-                            n, sizeof n),
-                     0);
+    ck_assert_int_eq(
+        h_psql(&E, "fresh", "SELECT count(*) FROM api_keys WHERE name = 'bootstrap'", n, sizeof n),
+        0);
     ck_assert_str_eq(n, "1");
     globfree(&g);
     free(la);
@@ -392,7 +397,8 @@ START_TEST(concurrent_start_on_fresh_database)
 }
 END_TEST
 
-/* ---- graceful shutdown ------------------------------------------------------------------------- */
+/* ---- graceful shutdown -------------------------------------------------------------------------
+ */
 
 enum { WORKERS = 4, MAX_REQ = 200 };
 
@@ -417,8 +423,8 @@ static void *post_loop(void *arg)
             break; /* the listener is gone */
         }
         w->status[w->n] = r.status;
-        w->complete[w->n] = r.json != NULL &&
-                            (r.status != 201 || (h_str(&r, "id") && h_str(&r, "created_at")));
+        w->complete[w->n] =
+            r.json != NULL && (r.status != 201 || (h_str(&r, "id") && h_str(&r, "created_at")));
         w->n++;
         h_resp_free(&r);
     }
@@ -430,8 +436,18 @@ START_TEST(graceful_shutdown_drains)
     char exe_psql[16] = "psql", port[16], n[16];
     snprintf(port, sizeof port, "%d", E.pg_port);
     /* Hold the users table so the workers' first INSERTs are in flight when SIGTERM arrives. */
-    const char *argv[] = {exe_psql, "-X", "-q", "-h", E.pg_sock, "-p", port, "-U", "vigil", "-d",
-                          "vigil", "-c",
+    const char *argv[] = {exe_psql,
+                          "-X",
+                          "-q",
+                          "-h",
+                          E.pg_sock,
+                          "-p",
+                          port,
+                          "-U",
+                          "vigil",
+                          "-d",
+                          "vigil",
+                          "-c",
                           "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; "
                           "SELECT pg_sleep(1.5); COMMIT;",
                           NULL};
@@ -481,8 +497,7 @@ START_TEST(graceful_shutdown_drains)
     for (int i = 0; i < WORKERS; i++) {
         ck_assert_msg(w[i].n >= 1, "worker %d got no response at all", i);
         /* Its first request was in flight at SIGTERM: it completed normally. */
-        ck_assert_msg(w[i].status[0] == 201, "worker %d in-flight request: %ld", i,
-                      w[i].status[0]);
+        ck_assert_msg(w[i].status[0] == 201, "worker %d in-flight request: %ld", i, w[i].status[0]);
         for (int k = 0; k < w[i].n; k++) {
             ck_assert_msg(w[i].status[k] == 201 || w[i].status[k] == 503,
                           "worker %d request %d: status %ld", i, k, w[i].status[k]);

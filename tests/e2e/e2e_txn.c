@@ -28,8 +28,8 @@ static char g_demo[37], g_chal[37]; /* uploaded once per environment */
 
 /* PGTZ gives the API's database sessions a time zone with summer time: every time vigil reports is
  * UTC and every feature window is exact, whatever the session time zone. */
-static const char *const ENV_INPROCESS[] = {"VIGIL_HOTPATH_MODE=inprocess",
-                                            "PGTZ=Europe/Berlin", NULL};
+static const char *const ENV_INPROCESS[] = {"VIGIL_HOTPATH_MODE=inprocess", "PGTZ=Europe/Berlin",
+                                            NULL};
 static const char *const ENV_WORKER[] = {"PGTZ=Europe/Berlin", NULL}; /* default mode: worker */
 
 static void env_up(const char *const *env, int worker)
@@ -230,8 +230,7 @@ static void post_ok(const char *body, h_resp *r)
 /* The raw number text after `"name":` inside the object that starts at the first `"obj":{` of
  * body (obj NULL: the whole body), read with strtof; *is_null set for null.  Returns 0, or -1
  * when the member is absent.  Only for flat objects (features) or the first match. */
-static int raw_float(const char *body, const char *obj, const char *name, float *out,
-                     int *is_null)
+static int raw_float(const char *body, const char *obj, const char *name, float *out, int *is_null)
 {
     char pat[200];
     const char *p = body, *end = NULL;
@@ -505,7 +504,7 @@ START_TEST(txn_validation)
         const char *member, *value, *field;
     } cases[] = {
         {"user_external_id", "\"val-u\"", "user_external_id"}, /* both */
-        {"user_id", NULL, "user_id"},                            /* neither */
+        {"user_id", NULL, "user_id"},                          /* neither */
         {"user_id", "\"not-a-uuid\"", "user_id"},
         {"user_id", "\"0000000-0000-4000-8000-0000000000000\"", "user_id"},
         {"user_id", "5", "user_id"},
@@ -603,8 +602,8 @@ START_TEST(currency_exponents)
         long long amount;
         double major;
     } cases[] = {
-        {"EUR", 1234, 12.34}, {"JPY", 500, 500}, {"KWD", 12345, 12.345}, {"CLF", 123456, 12.3456},
-        {"USD", 1, 0.01},
+        {"EUR", 1234, 12.34},     {"JPY", 500, 500}, {"KWD", 12345, 12.345},
+        {"CLF", 123456, 12.3456}, {"USD", 1, 0.01},
     };
     char uid[37], body[600];
     default_policy();
@@ -645,17 +644,17 @@ typedef struct hist {
 
 /* The history of the features test; windows are [T - w, T), earlier transactions only. */
 static const hist HISTORY[] = {
-    {-10 * MIN_US, 1050, "EUR", 2, "m-B", "FR"},          /* 1h, 24h, 30d; the latest earlier */
-    {-HOUR_US, 2000, "EUR", 2, "m-C", "DE"},              /* exactly T-1h: inside 1h */
-    {-HOUR_US - 1000, 1, "EUR", 2, "m-I", "DE"},          /* 1 ms before: 24h, not 1h */
-    {-2 * HOUR_US, 700, "JPY", 0, "m-D", "JP"},           /* 24h */
-    {-DAY_US, 333, "EUR", 2, "m-E", "DE"},                /* exactly T-24h: inside 24h */
-    {-25 * HOUR_US, 12345, "KWD", 3, "m-F", "KW"},        /* 30d only */
-    {-30 * DAY_US, 999, "EUR", 2, "m-G", "US"},           /* exactly T-30d: inside 30d */
-    {-30 * DAY_US - 1000, 4242, "EUR", 2, "m-H", "ES"},   /* 1 ms before: outside */
-    {-31 * DAY_US, 5000, "EUR", 2, "m-A", "IT"},          /* outside 30d, but merchant m-A */
-    {HOUR_US, 100000, "EUR", 2, "m-Z", "BR"},             /* later: never counts */
-    {0, 77777, "EUR", 2, "m-Y", "CN"},                    /* at T itself: not earlier */
+    {-10 * MIN_US, 1050, "EUR", 2, "m-B", "FR"},        /* 1h, 24h, 30d; the latest earlier */
+    {-HOUR_US, 2000, "EUR", 2, "m-C", "DE"},            /* exactly T-1h: inside 1h */
+    {-HOUR_US - 1000, 1, "EUR", 2, "m-I", "DE"},        /* 1 ms before: 24h, not 1h */
+    {-2 * HOUR_US, 700, "JPY", 0, "m-D", "JP"},         /* 24h */
+    {-DAY_US, 333, "EUR", 2, "m-E", "DE"},              /* exactly T-24h: inside 24h */
+    {-25 * HOUR_US, 12345, "KWD", 3, "m-F", "KW"},      /* 30d only */
+    {-30 * DAY_US, 999, "EUR", 2, "m-G", "US"},         /* exactly T-30d: inside 30d */
+    {-30 * DAY_US - 1000, 4242, "EUR", 2, "m-H", "ES"}, /* 1 ms before: outside */
+    {-31 * DAY_US, 5000, "EUR", 2, "m-A", "IT"},        /* outside 30d, but merchant m-A */
+    {HOUR_US, 100000, "EUR", 2, "m-Z", "BR"},           /* later: never counts */
+    {0, 77777, "EUR", 2, "m-Y", "CN"},                  /* at T itself: not earlier */
 };
 #define NHIST (sizeof HISTORY / sizeof HISTORY[0])
 
@@ -718,10 +717,21 @@ static void expected_features(int64_t t_us, int64_t user_created_us, double amou
 }
 
 static const char *const FEATURE_NAMES[15] = {
-    "amount", "log_amount", "hour_of_day", "day_of_week", "user_age_days", "user_txn_count_1h",
-    "user_txn_count_24h", "user_amount_sum_24h", "user_amount_avg_30d", "user_amount_max_30d",
-    "amount_to_user_avg_30d", "seconds_since_last_txn", "merchant_seen_before",
-    "country_mismatch", "user_distinct_countries_30d",
+    "amount",
+    "log_amount",
+    "hour_of_day",
+    "day_of_week",
+    "user_age_days",
+    "user_txn_count_1h",
+    "user_txn_count_24h",
+    "user_amount_sum_24h",
+    "user_amount_avg_30d",
+    "user_amount_max_30d",
+    "amount_to_user_avg_30d",
+    "seconds_since_last_txn",
+    "merchant_seen_before",
+    "country_mismatch",
+    "user_distinct_countries_30d",
 };
 
 /* Every built-in in the stored snapshot equals the float of the expected double (tolerance 0);
@@ -858,10 +868,10 @@ START_TEST(champion_and_challenger_scores)
         ck_assert(!isnull);
         want_ch = predict_snapshot(g_demo, &r);
         want_cl = predict_snapshot(g_chal, &r);
-        ck_assert_msg(fbits(champ) == fbits(want_ch), "champion %.9g, predict %.9g",
-                      (double)champ, (double)want_ch);
-        ck_assert_msg(fbits(chal) == fbits(want_cl), "challenger %.9g, predict %.9g",
-                      (double)chal, (double)want_cl);
+        ck_assert_msg(fbits(champ) == fbits(want_ch), "champion %.9g, predict %.9g", (double)champ,
+                      (double)want_ch);
+        ck_assert_msg(fbits(chal) == fbits(want_cl), "challenger %.9g, predict %.9g", (double)chal,
+                      (double)want_cl);
         ck_assert_msg(fbits(champ) != fbits(chal), "champion and challenger scores coincide");
         /* The decision follows the champion under the thresholds in force. */
         const char *d = champ >= 0.9 ? "block" : champ >= 0.5 ? "review" : "allow";
@@ -891,14 +901,11 @@ START_TEST(decision_at_thresholds)
         double review, block;
         const char *want;
     } cases[] = {
-        {sd, 1.0, "review"},    /* review == score */
-        {sd, sd, "block"},      /* block == score */
+        {sd, 1.0, "review"},     /* review == score */
+        {sd, sd, "block"},       /* block == score */
         {above, above, "allow"}, /* one double above the score */
-        {0, above, "review"},
-        {0, sd, "block"},
-        {above, 1.0, "allow"},
-        {0, 0, "block"},
-        {1.0, 1.0, "allow"},
+        {0, above, "review"},    {0, sd, "block"},    {above, 1.0, "allow"},
+        {0, 0, "block"},         {1.0, 1.0, "allow"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         set_policy(g_demo, NULL, cases[i].review, cases[i].block, "allow", 5000);

@@ -1,4 +1,5 @@
-/* harness.c - throwaway PostgreSQL + vigil-hotpath + vigil-api for end-to-end tests.  See harness.h. */
+/* harness.c - throwaway PostgreSQL + vigil-hotpath + vigil-api for end-to-end tests.  See
+ * harness.h. */
 #include "harness.h"
 
 #include <curl/curl.h>
@@ -133,7 +134,8 @@ int h_pg_start(h_env *e)
     if (e->pg_running)
         return 0;
     snprintf(cmd, sizeof cmd,
-             "VIGIL_PG_FAST=1 bash api/scripts/pgctl.sh start '%s' '%s' %d '%s/pg.log' >>'%s/pg.log' 2>&1",
+             "VIGIL_PG_FAST=1 bash api/scripts/pgctl.sh start '%s' '%s' %d '%s/pg.log' "
+             ">>'%s/pg.log' 2>&1",
              e->pg_data, e->pg_sock, e->pg_port, e->dir, e->dir);
     if (run_sh(cmd) != 0) {
         fprintf(stderr, "harness: PostgreSQL did not start\n");
@@ -320,7 +322,8 @@ void h_stop(h_env *e)
         g_env = NULL;
 }
 
-/* ---- HTTP client ------------------------------------------------------------------------------ */
+/* ---- HTTP client ------------------------------------------------------------------------------
+ */
 
 typedef struct buf {
     char *p;
@@ -443,7 +446,8 @@ const char *h_str(const h_resp *r, const char *name)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* ---- extensions: background processes, psql, raw HTTP ------------------------------------------ */
+/* ---- extensions: background processes, psql, raw HTTP ------------------------------------------
+ */
 
 pid_t h_spawn(h_env *e, const char *const *argv, const char *const *env, const char *logname)
 {
@@ -459,8 +463,9 @@ int h_psql(h_env *e, const char *db, const char *sql, char *out, size_t cap)
 {
     char port[16];
     snprintf(port, sizeof port, "%d", e->pg_port);
-    const char *argv[] = {"psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", e->pg_sock,
-                          "-p", port, "-U", "vigil", "-d", db ? db : "vigil", "-c", sql, NULL};
+    const char *argv[] = {"psql",     "-X", "-q", "-t", "-A",    "-v", "ON_ERROR_STOP=1", "-h",
+                          e->pg_sock, "-p", port, "-U", "vigil", "-d", db ? db : "vigil", "-c",
+                          sql,        NULL};
     int rc = h_run(e, argv, NULL, out, cap);
     if (out && cap) {
         size_t n = strlen(out);

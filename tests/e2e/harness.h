@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 typedef struct h_env {
-    char dir[256];      /* the temp dir holding everything below */
+    char dir[256]; /* the temp dir holding everything below */
     char pg_data[300];
     char pg_sock[300];
     int pg_port;
@@ -23,19 +23,19 @@ typedef struct h_env {
     pid_t hp_pid;
     pid_t api_pid;
     int api_port;
-    char base[64];      /* "http://127.0.0.1:PORT" */
-    char key[64];       /* the bootstrap admin key */
-    char bin[256];      /* binaries directory */
+    char base[64];              /* "http://127.0.0.1:PORT" */
+    char key[64];               /* the bootstrap admin key */
+    char bin[256];              /* binaries directory */
     const char *const *api_env; /* extra NAME=VALUE for the API, NULL-terminated (may be NULL) */
     const char *const *hp_env;  /* extra NAME=VALUE for the worker */
 } h_env;
 
 typedef struct h_resp {
     long status;
-    char *body;        /* NUL-terminated */
+    char *body; /* NUL-terminated */
     size_t len;
-    char *headers;     /* raw response headers of the final response */
-    cJSON *json;       /* parsed body when it is JSON, else NULL */
+    char *headers; /* raw response headers of the final response */
+    cJSON *json;   /* parsed body when it is JSON, else NULL */
 } h_resp;
 
 /* Creates the temp dir and starts PostgreSQL, the worker and the API (in that order).

@@ -237,8 +237,8 @@ int main(int argc, char **argv)
     printf("  %-34s %12.2f %14.0f %12s\n", "reference evaluator (common/)", ref_s * per,
            1.0 / ref_s, xgb_ns_row > 0 ? "" : "-");
     if (xgb_ns_row > 0)
-        printf("  %-34s %12.2f %14.0f %12s\n", "xgboost inplace_predict nthread=1",
-               xgb_ns_row / nt, 1e9 / xgb_ns_row, "1.00x");
+        printf("  %-34s %12.2f %14.0f %12s\n", "xgboost inplace_predict nthread=1", xgb_ns_row / nt,
+               1e9 / xgb_ns_row, "1.00x");
     char r1[32] = "-", rn[32] = "-";
     if (xgb_ns_row > 0) {
         snprintf(r1, sizeof r1, "%.2fx", xgb_ns_row * 1e-9 / k1);

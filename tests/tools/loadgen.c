@@ -4,8 +4,8 @@
  * is measured from that due time.  When every connection is busy, due requests wait in a FIFO and
  * the wait counts: a stalled server shows up as latency, not as requests that were silently never
  * sent.  (A closed-loop tool such as wrk measures from the actual send, so one stall of S seconds
- * costs it a single slow sample instead of S x rate of them: "coordinated omission".)  The time from
- * the actual send is reported too, as "service time", so the two can be compared.
+ * costs it a single slow sample instead of S x rate of them: "coordinated omission".)  The time
+ * from the actual send is reported too, as "service time", so the two can be compared.
  *
  * Mechanics: one thread, one epoll loop, N keep-alive connections over plain TCP sockets
  * (TCP_NODELAY), at most one request in flight per connection (no pipelining).  Responses are
@@ -53,7 +53,8 @@
 #define LG_MAX_BODY (256u << 20)
 #define LG_EXCERPT 300
 
-/* ---- options ----------------------------------------------------------------------------------- */
+/* ---- options -----------------------------------------------------------------------------------
+ */
 
 typedef struct opts {
     char host[256];
@@ -63,8 +64,8 @@ typedef struct opts {
     const char *headers[LG_MAX_HEADERS];
     int nheaders;
     const char *body_file;
-    double rate;      /* req/s; 0 = closed loop */
-    double duration;  /* s */
+    double rate;     /* req/s; 0 = closed loop */
+    double duration; /* s */
     int conns;
     double timeout_s; /* per request, from its actual send */
     double drain_s;   /* after the last due time */
@@ -77,7 +78,8 @@ typedef struct opts {
     int rt;
 } opts;
 
-/* ---- templates: literal text with {seq}, {seq%N}, {run} ---------------------------------------- */
+/* ---- templates: literal text with {seq}, {seq%N}, {run} ----------------------------------------
+ */
 
 enum { SEG_LIT, SEG_SEQ, SEG_SEQMOD, SEG_RUN };
 
@@ -199,7 +201,8 @@ static size_t tmpl_render(const tmpl *t, unsigned long long seq, char *p)
     return (size_t)(o - p);
 }
 
-/* ---- the request -------------------------------------------------------------------------------- */
+/* ---- the request --------------------------------------------------------------------------------
+ */
 
 typedef struct request_proto {
     char *head_text; /* "METHOD PATH HTTP/1.1\r\nHost: ..\r\n<headers>" (template text) */
@@ -324,7 +327,8 @@ oom:
     return -1;
 }
 
-/* ---- connections ---------------------------------------------------------------------------------- */
+/* ---- connections
+ * ---------------------------------------------------------------------------------- */
 
 enum { C_DOWN, C_CONNECTING, C_IDLE, C_SENDING, C_READING };
 
@@ -516,7 +520,8 @@ static int parse_response(conn *c)
     }
 }
 
-/* ---- one run ------------------------------------------------------------------------------------ */
+/* ---- one run ------------------------------------------------------------------------------------
+ */
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig)
@@ -568,7 +573,8 @@ static void finish(int ep, conn *c, run_result *res, int answered, int64_t t, in
         res->errors++;
     }
     int keep = answered && !c->close_after && !c->until_eof;
-    size_t used = answered && c->hdr_end ? (c->chunked ? c->rlen : c->hdr_end + (size_t)c->clen) : 0;
+    size_t used =
+        answered && c->hdr_end ? (c->chunked ? c->rlen : c->hdr_end + (size_t)c->clen) : 0;
     if (keep && (used < c->rlen || c->woff < c->wlen))
         keep = 0; /* extra bytes, or answered before we finished sending: start clean */
     c->rlen = 0;
@@ -895,8 +901,8 @@ done:
 static void print_result(const opts *o, const run_result *r, const char *tag)
 {
     if (!o->quiet) {
-        printf("  %s%s %.0f req/s for %.1f s over %d connections%s\n", tag, o->method,
-               r->rate, r->duration, o->conns, r->rate > 0 ? " (open loop)" : " (closed loop)");
+        printf("  %s%s %.0f req/s for %.1f s over %d connections%s\n", tag, o->method, r->rate,
+               r->duration, o->conns, r->rate > 0 ? " (open loop)" : " (closed loop)");
         printf("    sent %ld, answered %ld, errors %ld (timeout %ld, io %ld, parse %ld, never "
                "answered %ld), failed connects %ld; achieved %.1f req/s\n",
                r->sent, r->answered, r->errors, r->err_timeout, r->err_io, r->err_parse,
@@ -906,25 +912,28 @@ static void print_result(const opts *o, const run_result *r, const char *tag)
             if (r->status[s])
                 printf(" %d=%ld", s, r->status[s]);
         printf("\n");
-        printf("    latency from the scheduled send (us): p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  "
-               "max %.0f\n",
-               r->p50 / 1e3, r->p90 / 1e3, r->p99 / 1e3, r->p999 / 1e3, r->max / 1e3);
-        printf("    service time from the actual send (us): p50 %.0f  p99 %.0f\n",
-               r->svc_p50 / 1e3, r->svc_p99 / 1e3);
+        printf(
+            "    latency from the scheduled send (us): p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  "
+            "max %.0f\n",
+            r->p50 / 1e3, r->p90 / 1e3, r->p99 / 1e3, r->p999 / 1e3, r->max / 1e3);
+        printf("    service time from the actual send (us): p50 %.0f  p99 %.0f\n", r->svc_p50 / 1e3,
+               r->svc_p99 / 1e3);
         if (r->rate > 0)
-            printf("    loadgen's own lateness in noticing a due request (us): p50 %.0f  p99 %.0f%s\n",
-                   r->late_p50 / 1e3, r->late_p99 / 1e3,
-                   r->nlat && r->late_p99 > r->p99 / 4 ? "  (a large share of p99: the machine is short of CPU)"
-                                              : "");
+            printf(
+                "    loadgen's own lateness in noticing a due request (us): p50 %.0f  p99 %.0f%s\n",
+                r->late_p50 / 1e3, r->late_p99 / 1e3,
+                r->nlat && r->late_p99 > r->p99 / 4
+                    ? "  (a large share of p99: the machine is short of CPU)"
+                    : "");
         if (r->first_bad_status)
             printf("    first non-2xx answer: %ld %s\n", r->first_bad_status, r->first_bad);
     }
     printf("RESULT rate=%.0f duration_s=%.1f conns=%d sent=%ld answered=%ld errors=%ld non2xx=%ld "
            "achieved=%.1f p50_us=%.0f p90_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f "
            "svc_p50_us=%.0f svc_p99_us=%.0f late_p50_us=%.0f late_p99_us=%.0f\n",
-           r->rate, r->duration, o->conns, r->sent, r->answered, r->errors, r->non2xx,
-           r->achieved, r->p50 / 1e3, r->p90 / 1e3, r->p99 / 1e3, r->p999 / 1e3, r->max / 1e3,
-           r->svc_p50 / 1e3, r->svc_p99 / 1e3, r->late_p50 / 1e3, r->late_p99 / 1e3);
+           r->rate, r->duration, o->conns, r->sent, r->answered, r->errors, r->non2xx, r->achieved,
+           r->p50 / 1e3, r->p90 / 1e3, r->p99 / 1e3, r->p999 / 1e3, r->max / 1e3, r->svc_p50 / 1e3,
+           r->svc_p99 / 1e3, r->late_p50 / 1e3, r->late_p99 / 1e3);
     fflush(stdout);
 }
 
@@ -947,10 +956,13 @@ static int find_step(const opts *o, const request_proto *rp, double rate, int *s
             return -1;
         (*steps)++;
         int ok = step_ok(o, r);
-        printf("    step %2d  target %7.0f  achieved %8.1f  p50 %7.0f us  p99 %8.0f us  failed %ld  "
-               "-> %s\n",
-               *steps, rate, r->achieved, r->p50 / 1e3, r->p99 / 1e3, r->errors + r->non2xx,
-               ok ? "ok" : attempt < o->retries ? "over, once more" : "over");
+        printf(
+            "    step %2d  target %7.0f  achieved %8.1f  p50 %7.0f us  p99 %8.0f us  failed %ld  "
+            "-> %s\n",
+            *steps, rate, r->achieved, r->p50 / 1e3, r->p99 / 1e3, r->errors + r->non2xx,
+            ok                     ? "ok"
+            : attempt < o->retries ? "over, once more"
+                                   : "over");
         fflush(stdout);
         if (ok || attempt >= o->retries)
             return ok;
@@ -1014,11 +1026,13 @@ static int find_max(const opts *o, const request_proto *rp)
     return 0;
 }
 
-/* ---- main --------------------------------------------------------------------------------------- */
+/* ---- main ---------------------------------------------------------------------------------------
+ */
 
 static void usage(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: loadgen [options] URL        URL = http://HOST:PORT/PATH or HOST:PORT\n"
         "  -m, --method M          HTTP method (GET; POST when -b is given)\n"
         "  -p, --path P            request path (overrides the URL's)\n"
@@ -1042,7 +1056,8 @@ static void usage(FILE *f)
         "                          this process wakes on time (it sleeps in epoll, never spins)\n"
         "  -q, --quiet             only the RESULT / MAXRATE lines\n"
         "In header values and the body, {seq} is a per-request counter, {seq%%N} that counter\n"
-        "modulo N, {run} a token unique to this process (e.g. 'Idempotency-Key: k-{run}-{seq}').\n");
+        "modulo N, {run} a token unique to this process (e.g. 'Idempotency-Key: "
+        "k-{run}-{seq}').\n");
 }
 
 static int parse_url(const char *u, opts *o)
@@ -1084,51 +1099,133 @@ static int num_arg(const char *s, double lo, double hi, double *out)
 
 int main(int argc, char **argv)
 {
-    opts o = {.method = NULL, .rate = 100, .duration = 10, .conns = 8, .timeout_s = 10,
-              .drain_s = -1, .p99_max_us = 10000, .start_rate = 100, .factor = 1.5, .step_s = 3,
-              .max_steps = 12, .refine = 2, .retries = 1};
-    enum { O_TIMEOUT = 256, O_DRAIN, O_WARMUP, O_FIND, O_P99, O_START, O_FACTOR, O_STEP, O_STEPS,
-           O_REFINE, O_RT, O_RETRIES };
-    static const struct option lo[] = {
-        {"method", 1, 0, 'm'}, {"path", 1, 0, 'p'}, {"header", 1, 0, 'H'}, {"body", 1, 0, 'b'},
-        {"rate", 1, 0, 'r'}, {"duration", 1, 0, 'd'}, {"connections", 1, 0, 'c'},
-        {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"timeout", 1, 0, O_TIMEOUT},
-        {"drain", 1, 0, O_DRAIN}, {"warmup", 1, 0, O_WARMUP}, {"find-max", 0, 0, O_FIND},
-        {"p99-max-us", 1, 0, O_P99}, {"start", 1, 0, O_START}, {"factor", 1, 0, O_FACTOR},
-        {"step-duration", 1, 0, O_STEP}, {"max-steps", 1, 0, O_STEPS},
-        {"refine", 1, 0, O_REFINE}, {"rt", 0, 0, O_RT}, {"retries", 1, 0, O_RETRIES}, {0, 0, 0, 0}};
+    opts o = {.method = NULL,
+              .rate = 100,
+              .duration = 10,
+              .conns = 8,
+              .timeout_s = 10,
+              .drain_s = -1,
+              .p99_max_us = 10000,
+              .start_rate = 100,
+              .factor = 1.5,
+              .step_s = 3,
+              .max_steps = 12,
+              .refine = 2,
+              .retries = 1};
+    enum {
+        O_TIMEOUT = 256,
+        O_DRAIN,
+        O_WARMUP,
+        O_FIND,
+        O_P99,
+        O_START,
+        O_FACTOR,
+        O_STEP,
+        O_STEPS,
+        O_REFINE,
+        O_RT,
+        O_RETRIES
+    };
+    static const struct option lo[] = {{"method", 1, 0, 'm'},
+                                       {"path", 1, 0, 'p'},
+                                       {"header", 1, 0, 'H'},
+                                       {"body", 1, 0, 'b'},
+                                       {"rate", 1, 0, 'r'},
+                                       {"duration", 1, 0, 'd'},
+                                       {"connections", 1, 0, 'c'},
+                                       {"quiet", 0, 0, 'q'},
+                                       {"help", 0, 0, 'h'},
+                                       {"timeout", 1, 0, O_TIMEOUT},
+                                       {"drain", 1, 0, O_DRAIN},
+                                       {"warmup", 1, 0, O_WARMUP},
+                                       {"find-max", 0, 0, O_FIND},
+                                       {"p99-max-us", 1, 0, O_P99},
+                                       {"start", 1, 0, O_START},
+                                       {"factor", 1, 0, O_FACTOR},
+                                       {"step-duration", 1, 0, O_STEP},
+                                       {"max-steps", 1, 0, O_STEPS},
+                                       {"refine", 1, 0, O_REFINE},
+                                       {"rt", 0, 0, O_RT},
+                                       {"retries", 1, 0, O_RETRIES},
+                                       {0, 0, 0, 0}};
     int ch;
     double v;
     while ((ch = getopt_long(argc, argv, "m:p:H:b:r:d:c:qh", lo, NULL)) != -1) {
         int bad = 0;
         switch (ch) {
-        case 'm': o.method = optarg; break;
-        case 'p': snprintf(o.path, sizeof o.path, "%s", optarg); break;
+        case 'm':
+            o.method = optarg;
+            break;
+        case 'p':
+            snprintf(o.path, sizeof o.path, "%s", optarg);
+            break;
         case 'H':
             if (o.nheaders == LG_MAX_HEADERS || !strchr(optarg, ':') || strpbrk(optarg, "\r\n"))
                 bad = 1;
             else
                 o.headers[o.nheaders++] = optarg;
             break;
-        case 'b': o.body_file = optarg; break;
-        case 'r': bad = num_arg(optarg, 0, 1e6, &o.rate); break;
-        case 'd': bad = num_arg(optarg, 0.1, 600, &o.duration); break;
-        case 'c': bad = num_arg(optarg, 1, LG_MAX_CONNS, &v); o.conns = (int)v; break;
-        case 'q': o.quiet = 1; break;
-        case 'h': usage(stdout); return 0;
-        case O_TIMEOUT: bad = num_arg(optarg, 0.001, 600, &o.timeout_s); break;
-        case O_DRAIN: bad = num_arg(optarg, 0, 600, &o.drain_s); break;
-        case O_WARMUP: bad = num_arg(optarg, 0, 600, &o.warmup_s); break;
-        case O_FIND: o.find_max = 1; break;
-        case O_RT: o.rt = 1; break;
-        case O_RETRIES: bad = num_arg(optarg, 0, 5, &v); o.retries = (int)v; break;
-        case O_P99: bad = num_arg(optarg, 1, 1e9, &o.p99_max_us); break;
-        case O_START: bad = num_arg(optarg, 1, 1e6, &o.start_rate); break;
-        case O_FACTOR: bad = num_arg(optarg, 1.01, 10, &o.factor); break;
-        case O_STEP: bad = num_arg(optarg, 0.1, 600, &o.step_s); break;
-        case O_STEPS: bad = num_arg(optarg, 1, 100, &v); o.max_steps = (int)v; break;
-        case O_REFINE: bad = num_arg(optarg, 0, 20, &v); o.refine = (int)v; break;
-        default: usage(stderr); return 2;
+        case 'b':
+            o.body_file = optarg;
+            break;
+        case 'r':
+            bad = num_arg(optarg, 0, 1e6, &o.rate);
+            break;
+        case 'd':
+            bad = num_arg(optarg, 0.1, 600, &o.duration);
+            break;
+        case 'c':
+            bad = num_arg(optarg, 1, LG_MAX_CONNS, &v);
+            o.conns = (int)v;
+            break;
+        case 'q':
+            o.quiet = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case O_TIMEOUT:
+            bad = num_arg(optarg, 0.001, 600, &o.timeout_s);
+            break;
+        case O_DRAIN:
+            bad = num_arg(optarg, 0, 600, &o.drain_s);
+            break;
+        case O_WARMUP:
+            bad = num_arg(optarg, 0, 600, &o.warmup_s);
+            break;
+        case O_FIND:
+            o.find_max = 1;
+            break;
+        case O_RT:
+            o.rt = 1;
+            break;
+        case O_RETRIES:
+            bad = num_arg(optarg, 0, 5, &v);
+            o.retries = (int)v;
+            break;
+        case O_P99:
+            bad = num_arg(optarg, 1, 1e9, &o.p99_max_us);
+            break;
+        case O_START:
+            bad = num_arg(optarg, 1, 1e6, &o.start_rate);
+            break;
+        case O_FACTOR:
+            bad = num_arg(optarg, 1.01, 10, &o.factor);
+            break;
+        case O_STEP:
+            bad = num_arg(optarg, 0.1, 600, &o.step_s);
+            break;
+        case O_STEPS:
+            bad = num_arg(optarg, 1, 100, &v);
+            o.max_steps = (int)v;
+            break;
+        case O_REFINE:
+            bad = num_arg(optarg, 0, 20, &v);
+            o.refine = (int)v;
+            break;
+        default:
+            usage(stderr);
+            return 2;
         }
         if (bad) {
             fprintf(stderr, "loadgen: bad value for -%c / --%s: '%s'\n", ch < 256 ? ch : '-',
@@ -1164,7 +1261,8 @@ int main(int argc, char **argv)
         rc = 2;
         goto done;
     }
-    snprintf(g_run, sizeof g_run, "%x%llx", (unsigned)getpid(), (unsigned long long)now_ns() & 0xffffffffULL);
+    snprintf(g_run, sizeof g_run, "%x%llx", (unsigned)getpid(),
+             (unsigned long long)now_ns() & 0xffffffffULL);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -1173,8 +1271,8 @@ int main(int argc, char **argv)
         struct sched_param sp = {.sched_priority = 1};
         int ok = sched_setscheduler(0, SCHED_FIFO, &sp) == 0;
         if (!o.quiet)
-            printf("  scheduling: %s\n", ok ? "SCHED_FIFO priority 1"
-                                            : "SCHED_OTHER (SCHED_FIFO not permitted)");
+            printf("  scheduling: %s\n",
+                   ok ? "SCHED_FIFO priority 1" : "SCHED_OTHER (SCHED_FIFO not permitted)");
     }
 
     if (o.warmup_s > 0) {

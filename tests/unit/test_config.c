@@ -11,13 +11,27 @@
 
 extern char **environ;
 
-static const char *const all_vars[] = {
-    "DATABASE_URL", "VIGIL_HTTP_ADDR", "VIGIL_DATA_DIR", "VIGIL_HOTPATH_SOCKET",
-    "VIGIL_HOTPATH_MODE", "VIGIL_DB_POOL_SIZE", "VIGIL_HOTPATH_POOL_SIZE", "VIGIL_POOL_WAIT_MS",
-    "VIGIL_MAX_CONNECTIONS", "VIGIL_CONN_TIMEOUT_S", "VIGIL_REQUEST_TIMEOUT_MS",
-    "VIGIL_DB_CONNECT_TIMEOUT_MS", "VIGIL_HOTPATH_TIMEOUT_MS", "VIGIL_DRAIN_TIMEOUT_S",
-    "VIGIL_MAX_BODY_BYTES", "VIGIL_MAX_MODEL_BYTES", "VIGIL_MAX_PREDICT_BYTES",
-    "VIGIL_HOTPATH_MAX_FRAME_MB", "VIGIL_MAX_PREDICT_ROWS", "VIGIL_BOOTSTRAP_KEY", NULL};
+static const char *const all_vars[] = {"DATABASE_URL",
+                                       "VIGIL_HTTP_ADDR",
+                                       "VIGIL_DATA_DIR",
+                                       "VIGIL_HOTPATH_SOCKET",
+                                       "VIGIL_HOTPATH_MODE",
+                                       "VIGIL_DB_POOL_SIZE",
+                                       "VIGIL_HOTPATH_POOL_SIZE",
+                                       "VIGIL_POOL_WAIT_MS",
+                                       "VIGIL_MAX_CONNECTIONS",
+                                       "VIGIL_CONN_TIMEOUT_S",
+                                       "VIGIL_REQUEST_TIMEOUT_MS",
+                                       "VIGIL_DB_CONNECT_TIMEOUT_MS",
+                                       "VIGIL_HOTPATH_TIMEOUT_MS",
+                                       "VIGIL_DRAIN_TIMEOUT_S",
+                                       "VIGIL_MAX_BODY_BYTES",
+                                       "VIGIL_MAX_MODEL_BYTES",
+                                       "VIGIL_MAX_PREDICT_BYTES",
+                                       "VIGIL_HOTPATH_MAX_FRAME_MB",
+                                       "VIGIL_MAX_PREDICT_ROWS",
+                                       "VIGIL_BOOTSTRAP_KEY",
+                                       NULL};
 
 static void clean_env(void)
 {
@@ -120,7 +134,7 @@ START_TEST(values_are_read)
     setenv("VIGIL_HOTPATH_MODE", "inprocess", 1);
     setenv("VIGIL_DATA_DIR", "/srv/vigil", 1);
     setenv("VIGIL_BOOTSTRAP_KEY", "0123456789abcdef", 1); /* exactly 16 */
-    setenv("VIGIL_MAX_MODEL_BYTES", "4294967296", 1);      /* 4 GiB: above INT_MAX */
+    setenv("VIGIL_MAX_MODEL_BYTES", "4294967296", 1);     /* 4 GiB: above INT_MAX */
     ck_assert_int_eq(load(0), 0);
     ck_assert_int_eq(c.db_pool_size, 3);
     ck_assert_uint_eq(c.max_body_bytes, 1024);
@@ -154,8 +168,8 @@ START_TEST(integer_limits)
         {"VIGIL_HOTPATH_MAX_FRAME_MB", "1", "0", "4095", "4096"},
         {"VIGIL_MAX_PREDICT_ROWS", "1", "0", "10000000", "10000001"},
     };
-    static const char *const junk[] = {"",   "abc", "12x", " 8", "8 ", "+8",
-                                       "0x10", "1e3", "8.0", "-",  "99999999999999999999999"};
+    static const char *const junk[] = {
+        "", "abc", "12x", " 8", "8 ", "+8", "0x10", "1e3", "8.0", "-", "99999999999999999999999"};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         expect_ok(t[i].name, t[i].min);
         expect_ok(t[i].name, t[i].max);
@@ -250,11 +264,26 @@ START_TEST(http_addr_forms)
     ck_assert_int_eq(c.http_port, 8081);
 
     static const char *const bad[] = {
-        "",               "8080",            ":8080",           "127.0.0.1",
-        "127.0.0.1:",     "127.0.0.1:0",     "127.0.0.1:65536", "127.0.0.1:-1",
-        "127.0.0.1:80x",  "127.0.0.1: 80",   "127.0.0.1:+80",   "127.0.0.1:99999999999999999999",
-        "example.com:80", "256.0.0.1:80",    "127.0.0.1 :80",   "::1:8080",
-        "[::1]:8080",     "1.2.3:80",        "localhost",       "0x7f.0.0.1:80",
+        "",
+        "8080",
+        ":8080",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:-1",
+        "127.0.0.1:80x",
+        "127.0.0.1: 80",
+        "127.0.0.1:+80",
+        "127.0.0.1:99999999999999999999",
+        "example.com:80",
+        "256.0.0.1:80",
+        "127.0.0.1 :80",
+        "::1:8080",
+        "[::1]:8080",
+        "1.2.3:80",
+        "localhost",
+        "0x7f.0.0.1:80",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_bad("VIGIL_HTTP_ADDR", bad[i]);
@@ -278,7 +307,8 @@ START_TEST(first_error_is_reported)
 }
 END_TEST
 
-/* ---- cfg_parse_int ---------------------------------------------------------------------------- */
+/* ---- cfg_parse_int ----------------------------------------------------------------------------
+ */
 
 START_TEST(parse_int_edges)
 {
@@ -293,8 +323,7 @@ START_TEST(parse_int_edges)
     ck_assert_int_eq(v, 7);
     ck_assert_int_eq(cfg_parse_int("9223372036854775807", 0, 9223372036854775807LL, &v), 0);
     ck_assert(v == 9223372036854775807LL);
-    ck_assert_int_eq(
-        cfg_parse_int("-9223372036854775808", -9223372036854775807LL - 1, 0, &v), 0);
+    ck_assert_int_eq(cfg_parse_int("-9223372036854775808", -9223372036854775807LL - 1, 0, &v), 0);
     ck_assert(v == -9223372036854775807LL - 1);
 
     v = 777;
@@ -316,8 +345,8 @@ START_TEST(parse_int_edges)
                                       "9223372036854775808",  /* LLONG_MAX + 1 */
                                       "-9223372036854775809", /* LLONG_MIN - 1 */
                                       "99999999999999999999999999",
-                                      "11",                   /* above max */
-                                      "-1"};                  /* below min */
+                                      "11",  /* above max */
+                                      "-1"}; /* below min */
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_msg(cfg_parse_int(bad[i], 0, 10, &v) == -1, "'%s' accepted", bad[i]);
         ck_assert_msg(v == 777, "'%s' wrote the output on failure", bad[i]);
@@ -325,9 +354,9 @@ START_TEST(parse_int_edges)
     ck_assert_int_eq(cfg_parse_int(NULL, 0, 10, &v), -1);
     ck_assert_int_eq(v, 777);
     /* Overflow saturating inside a wide range must still be refused. */
-    ck_assert_int_eq(cfg_parse_int("9223372036854775808", -9223372036854775807LL - 1,
-                                   9223372036854775807LL, &v),
-                     -1);
+    ck_assert_int_eq(
+        cfg_parse_int("9223372036854775808", -9223372036854775807LL - 1, 9223372036854775807LL, &v),
+        -1);
 }
 END_TEST
 

@@ -95,12 +95,12 @@ START_TEST(garbage_rejected)
         "x",
         "====",
         "not a cursor",
-        "djE6",                                  /* "v1:" */
-        C_MAIN "=",                              /* padding */
-        C_MAIN "A",                              /* 76 chars: 76 % 4 == 0 but extra byte */
+        "djE6",     /* "v1:" */
+        C_MAIN "=", /* padding */
+        C_MAIN "A", /* 76 chars: 76 % 4 == 0 but extra byte */
         "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTE=",
-        "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMT",  /* 74 */
-        "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkM",   /* n%4==1 */
+        "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMT", /* 74 */
+        "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkM",  /* n%4==1 */
         "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTE!",
         "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkM+E",  /* '+' */
         "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkM/E",  /* '/' */
@@ -127,21 +127,28 @@ START_TEST(forged_rejected)
     static const struct {
         const char *why, *enc;
     } bad[] = {
-        {"prefix v2", "djI6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTE"},
+        {"prefix v2",
+         "djI6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTE"},
         {"negative ts", "djE6LTU6MGI5ZjRmOGUtM2MxYS00ZDZlLTlhNTItMWYwZTViN2MyZDEx"},
         {"ts not a number", "djE6YWJjOjBiOWY0ZjhlLTNjMWEtNGQ2ZS05YTUyLTFmMGU1YjdjMmQxMQ"},
         {"ts empty", "djE6OjBiOWY0ZjhlLTNjMWEtNGQ2ZS05YTUyLTFmMGU1YjdjMmQxMQ"},
         {"ts with space", "djE6IDE3OjBiOWY0ZjhlLTNjMWEtNGQ2ZS05YTUyLTFmMGU1YjdjMmQxMQ"},
-        {"ts above 2100", "djE6NDEwMjQ0NDgwMDAwMDAwMTowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTE"},
+        {"ts above 2100",
+         "djE6NDEwMjQ0NDgwMDAwMDAwMTowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTE"},
         {"ts overflow",
          "djE6OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk6MGI5ZjRmOGUtM2MxYS00ZDZlLTlhNTItMWYwZTViN2MyZDEx"},
         {"no uuid", "djE6MTcwMDAwMDAwMDEyMzQ1Ng"},
-        {"uuid short", "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMQ"},
-        {"uuid long", "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTF4"},
-        {"uuid bad dash", "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZSszYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTE"},
+        {"uuid short",
+         "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMQ"},
+        {"uuid long",
+         "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTF4"},
+        {"uuid bad dash",
+         "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZSszYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTE"},
         {"uuid non-hex", "djE6NTowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMWc"},
-        {"trailing NUL", "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTEA"},
-        {"inner NUL", "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1MgAxZjBlNWI3YzJkMTE"},
+        {"trailing NUL",
+         "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1Mi0xZjBlNWI3YzJkMTEA"},
+        {"inner NUL",
+         "djE6MTcwMDAwMDAwMDEyMzQ1NjowYjlmNGY4ZS0zYzFhLTRkNmUtOWE1MgAxZjBlNWI3YzJkMTE"},
         {"plain text x", "eA"},
         {"plain text xyz", "eHl6"},
     };

@@ -11,7 +11,8 @@
 #include "http.h"
 #include "json.h"
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
 
 /* Both entry points must agree; returns 0 when buf[0..len) is accepted. */
 static int accept_n(const char *buf, size_t len)
@@ -76,7 +77,8 @@ static char *nested_objects(int depth)
     return s;
 }
 
-/* ---- valid input ------------------------------------------------------------------------------ */
+/* ---- valid input ------------------------------------------------------------------------------
+ */
 
 START_TEST(valid_documents_accepted)
 {
@@ -96,14 +98,14 @@ START_TEST(valid_documents_accepted)
     ACCEPT("[{\"a\":1},{\"a\":2}]");                          /* same key, sibling objects */
     ACCEPT("\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t\"");
     ACCEPT("\"\\u0001 \\u001f \\u00e9 \\uFFFF\"");
-    ACCEPT("\"\\ud83d\\ude00\"");                      /* surrogate pair (U+1F600) */
-    ACCEPT("\"\xc3\xa9\"");                            /* U+00E9, 2 bytes */
-    ACCEPT("\"\xe2\x82\xac\"");                        /* U+20AC, 3 bytes */
-    ACCEPT("\"\xf0\x9f\x98\x80\"");                    /* U+1F600, 4 bytes */
-    ACCEPT("\"\xf4\x8f\xbf\xbf\"");                    /* U+10FFFF, the last code point */
-    ACCEPT("\"\xed\x9f\xbf\"");                        /* U+D7FF, just below the surrogates */
-    ACCEPT("\"\xee\x80\x80\"");                        /* U+E000, just above them */
-    ACCEPT("\"\x7f\"");                                /* DEL is not a control char in JSON */
+    ACCEPT("\"\\ud83d\\ude00\"");   /* surrogate pair (U+1F600) */
+    ACCEPT("\"\xc3\xa9\"");         /* U+00E9, 2 bytes */
+    ACCEPT("\"\xe2\x82\xac\"");     /* U+20AC, 3 bytes */
+    ACCEPT("\"\xf0\x9f\x98\x80\""); /* U+1F600, 4 bytes */
+    ACCEPT("\"\xf4\x8f\xbf\xbf\""); /* U+10FFFF, the last code point */
+    ACCEPT("\"\xed\x9f\xbf\"");     /* U+D7FF, just below the surrogates */
+    ACCEPT("\"\xee\x80\x80\"");     /* U+E000, just above them */
+    ACCEPT("\"\x7f\"");             /* DEL is not a control char in JSON */
 }
 END_TEST
 
@@ -133,7 +135,8 @@ START_TEST(length_is_respected)
 }
 END_TEST
 
-/* ---- grammar ---------------------------------------------------------------------------------- */
+/* ---- grammar ----------------------------------------------------------------------------------
+ */
 
 START_TEST(empty_and_blank_rejected)
 {
@@ -212,7 +215,8 @@ START_TEST(structural_errors_rejected)
 }
 END_TEST
 
-/* ---- strings ---------------------------------------------------------------------------------- */
+/* ---- strings ----------------------------------------------------------------------------------
+ */
 
 START_TEST(unescaped_control_chars_rejected)
 {
@@ -257,33 +261,33 @@ END_TEST
 
 START_TEST(lone_surrogates_rejected)
 {
-    REJECT("\"\\ud800\"");          /* high alone */
+    REJECT("\"\\ud800\""); /* high alone */
     REJECT("\"\\udbff\"");
-    REJECT("\"\\udc00\"");          /* low alone */
+    REJECT("\"\\udc00\""); /* low alone */
     REJECT("\"\\udfff\"");
-    REJECT("\"\\ud800x\"");         /* high followed by a char */
-    REJECT("\"\\ud800\\n\"");       /* high followed by another escape */
-    REJECT("\"\\ud800\\u0041\"");   /* high followed by a non-surrogate */
-    REJECT("\"\\ud800\\ud800\"");   /* high followed by high */
-    REJECT("\"\\ude00\\ud83d\"");   /* reversed pair */
+    REJECT("\"\\ud800x\"");       /* high followed by a char */
+    REJECT("\"\\ud800\\n\"");     /* high followed by another escape */
+    REJECT("\"\\ud800\\u0041\""); /* high followed by a non-surrogate */
+    REJECT("\"\\ud800\\ud800\""); /* high followed by high */
+    REJECT("\"\\ude00\\ud83d\""); /* reversed pair */
     REJECT("\"\\ud800\\");
-    ACCEPT("\"\\ud800\\udc00\"");   /* U+10000 */
-    ACCEPT("\"\\udbff\\udfff\"");   /* U+10FFFF */
+    ACCEPT("\"\\ud800\\udc00\""); /* U+10000 */
+    ACCEPT("\"\\udbff\\udfff\""); /* U+10FFFF */
 }
 END_TEST
 
 START_TEST(invalid_utf8_rejected)
 {
     /* Overlong forms. */
-    REJECT("\"\xc0\xaf\"");              /* '/' in 2 bytes */
+    REJECT("\"\xc0\xaf\""); /* '/' in 2 bytes */
     REJECT("\"\xc1\xbf\"");
-    REJECT("\"\xe0\x80\xaf\"");          /* '/' in 3 bytes */
-    REJECT("\"\xe0\x9f\xbf\"");          /* U+07FF in 3 bytes */
-    REJECT("\"\xf0\x80\x80\xaf\"");      /* '/' in 4 bytes */
-    REJECT("\"\xf0\x8f\xbf\xbf\"");      /* U+FFFF in 4 bytes */
+    REJECT("\"\xe0\x80\xaf\"");     /* '/' in 3 bytes */
+    REJECT("\"\xe0\x9f\xbf\"");     /* U+07FF in 3 bytes */
+    REJECT("\"\xf0\x80\x80\xaf\""); /* '/' in 4 bytes */
+    REJECT("\"\xf0\x8f\xbf\xbf\""); /* U+FFFF in 4 bytes */
     /* UTF-16 surrogates encoded directly. */
-    REJECT("\"\xed\xa0\x80\"");          /* U+D800 */
-    REJECT("\"\xed\xbf\xbf\"");          /* U+DFFF */
+    REJECT("\"\xed\xa0\x80\"");             /* U+D800 */
+    REJECT("\"\xed\xbf\xbf\"");             /* U+DFFF */
     REJECT("\"\xed\xa0\xbd\xed\xb8\x80\""); /* CESU-8 pair */
     /* Above U+10FFFF, and bytes that never occur. */
     REJECT("\"\xf4\x90\x80\x80\"");
@@ -320,15 +324,16 @@ START_TEST(utf8_valid_helper)
 }
 END_TEST
 
-/* ---- duplicate keys --------------------------------------------------------------------------- */
+/* ---- duplicate keys ---------------------------------------------------------------------------
+ */
 
 START_TEST(duplicate_keys_rejected)
 {
     char err[200];
     REJECT("{\"a\":1,\"a\":2}");
     REJECT("{\"a\":1,\"b\":2,\"a\":1}");
-    REJECT("{\"a\":1,\"\\u0061\":2}"); /* the same key after unescaping */
-    REJECT("{\"x\":{\"k\":1,\"k\":1}}");   /* nested */
+    REJECT("{\"a\":1,\"\\u0061\":2}");                /* the same key after unescaping */
+    REJECT("{\"x\":{\"k\":1,\"k\":1}}");              /* nested */
     REJECT("{\"x\":[{\"ok\":1},{\"k\":1,\"k\":2}]}"); /* nested in an array */
     REJECT("[[[{\"a\":{\"b\":{\"c\":1,\"c\":null}}}]]]");
     REJECT("{\"\":1,\"\":2}");
@@ -340,7 +345,8 @@ START_TEST(duplicate_keys_rejected)
 }
 END_TEST
 
-/* ---- nesting ---------------------------------------------------------------------------------- */
+/* ---- nesting ----------------------------------------------------------------------------------
+ */
 
 START_TEST(nesting_limit_at_32_and_33)
 {
@@ -383,7 +389,8 @@ START_TEST(nesting_limit_at_32_and_33)
 }
 END_TEST
 
-/* ---- json_unknown_member ---------------------------------------------------------------------- */
+/* ---- json_unknown_member ----------------------------------------------------------------------
+ */
 
 START_TEST(unknown_member)
 {
@@ -432,10 +439,10 @@ START_TEST(log_escape_is_strict_json)
         {"\n\t", "\\u000a\\u0009"},
         {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
         {"/\xff\xfe", "/\\ufffd\\ufffd"},
-        {"\xc3(", "\\ufffd("},                   /* truncated 2-byte sequence */
+        {"\xc3(", "\\ufffd("},                     /* truncated 2-byte sequence */
         {"\xed\xa0\x80", "\\ufffd\\ufffd\\ufffd"}, /* encoded surrogate */
-        {"\xc0\xaf", "\\ufffd\\ufffd"},           /* overlong */
-        {"end\xe2\x82", "end\\ufffd\\ufffd"},        /* cut at the end of the string */
+        {"\xc0\xaf", "\\ufffd\\ufffd"},            /* overlong */
+        {"end\xe2\x82", "end\\ufffd\\ufffd"},      /* cut at the end of the string */
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char out[256], doc[300], err[128];

@@ -104,8 +104,8 @@ static void *compile_fixture(const char *name, size_t *blob_len, model_view *v)
     void *blob = NULL;
     int rc = xgb_compile(json, len, NULL, &blob, blob_len, err, sizeof err);
     ck_assert_msg(rc == XGB_OK, "%s: xgb_compile: %s", name, err);
-    ck_assert_msg(model_validate(blob, *blob_len, NULL, 0, v, err, sizeof err) == 0, "%s: %s",
-                  name, err);
+    ck_assert_msg(model_validate(blob, *blob_len, NULL, 0, v, err, sizeof err) == 0, "%s: %s", name,
+                  err);
     free(json);
     return blob;
 }
@@ -252,8 +252,8 @@ START_TEST(fixtures_bit_identical_to_refeval)
             size_t ident = 0;
             for (size_t i = 0; i < pr * pc; i++)
                 ident += fbits(got[i]) == fbits(xgb[i]) || (isnan(got[i]) && isnan(xgb[i]));
-            ck_assert_msg(ident * 1000 >= pr * pc * 999, "%s: %zu/%zu equal to xgboost",
-                          names[fi], ident, pr * pc);
+            ck_assert_msg(ident * 1000 >= pr * pc * 999, "%s: %zu/%zu equal to xgboost", names[fi],
+                          ident, pr * pc);
             total += pr * pc;
             same_as_xgb += ident;
             free(got);
@@ -295,8 +295,8 @@ static const int64_t CAT_POOL[] = {0, 1, 2, 3, 4, 5, 30, 31, 32, 33, 63, 64, 100
 
 static float pick_threshold(gen *g)
 {
-    static const float special[] = {0.0f, -0.0f, 1.0f, 0.5f, -1.0f, 1e-40f, -1e-40f, FLT_MAX,
-                                    -FLT_MAX, 32.0f, 31.5f, 1e30f, INFINITY, -INFINITY};
+    static const float special[] = {0.0f,    -0.0f,    1.0f,  0.5f,  -1.0f, 1e-40f,   -1e-40f,
+                                    FLT_MAX, -FLT_MAX, 32.0f, 31.5f, 1e30f, INFINITY, -INFINITY};
     float t;
     switch (rnd(4)) {
     case 0:
@@ -346,8 +346,7 @@ static int32_t gen_node(gen *g, uint32_t depth, uint32_t max_depth, int style)
     uint32_t me = g->n++;
     model_src_node *nd = &g->nodes[me];
     memset(nd, 0, sizeof *nd);
-    int internal = depth < max_depth &&
-                   (style == 0 ? rnd(10) < 9 : style == 1 ? rnd(10) < 6 : 1);
+    int internal = depth < max_depth && (style == 0 ? rnd(10) < 9 : style == 1 ? rnd(10) < 6 : 1);
     if (!internal) {
         nd->left = nd->right = -1;
         nd->value = pick_leaf();
@@ -430,10 +429,10 @@ static void *random_model(gen *g, model_view *v, size_t *len, int *heap_trees, i
 /* One hostile input value for a model with thresholds g->thr. */
 static float pick_input(const gen *g, int allow_nan)
 {
-    static const float cat_edges[] = {-1.0f,      -0.5f,       -0.0f,       0.5f,     1.5f,
-                                      2.99f,      31.0f,       32.0f,       33.0f,    63.0f,
-                                      64.0f,      100.0f,      1000.5f,     5000.0f,  5001.0f,
-                                      16777215.0f, 16777216.0f, 16777218.0f, 1e30f,    FLT_MAX};
+    static const float cat_edges[] = {-1.0f,       -0.5f,       -0.0f,       0.5f,    1.5f,
+                                      2.99f,       31.0f,       32.0f,       33.0f,   63.0f,
+                                      64.0f,       100.0f,      1000.5f,     5000.0f, 5001.0f,
+                                      16777215.0f, 16777216.0f, 16777218.0f, 1e30f,   FLT_MAX};
     switch (rnd(allow_nan ? 9 : 8)) {
     case 0:
         return INFINITY;
@@ -522,9 +521,8 @@ START_TEST(random_models_bit_identical_to_refeval)
     }
     printf("  random: %u models (%llu heap trees, %llu linked trees, %llu dart, %llu with "
            "categorical splits, %llu binned), %llu rows, each scored 3 ways\n",
-           nmodels, (unsigned long long)heap, (unsigned long long)linked,
-           (unsigned long long)dart, (unsigned long long)cat, (unsigned long long)binned,
-           (unsigned long long)rows_total);
+           nmodels, (unsigned long long)heap, (unsigned long long)linked, (unsigned long long)dart,
+           (unsigned long long)cat, (unsigned long long)binned, (unsigned long long)rows_total);
     /* The generator must have reached every case the kernel distinguishes. */
     ck_assert_uint_gt(heap, 0);
     ck_assert_uint_gt(linked, 0);
@@ -740,9 +738,8 @@ START_TEST(binned_single_row_runs)
                     g.n = 0;
                     gen_exact(&g, 0, d, 1);
                     float w = flags ? (rnd(5) == 0 ? 0.0f : rndf(-0.5f, 2.0f)) : 1.0f;
-                    ck_assert_int_eq(model_builder_add_tree(b, rnd(k), w, g.nodes, g.n, err,
-                                                            sizeof err),
-                                     0);
+                    ck_assert_int_eq(
+                        model_builder_add_tree(b, rnd(k), w, g.nodes, g.n, err, sizeof err), 0);
                 }
             }
             void *blob;

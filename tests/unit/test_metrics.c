@@ -71,28 +71,31 @@ static int route_index(const char *method, const char *pattern)
 START_TEST(request_counter_and_buckets)
 {
     int r = route_index("PATCH", "/api/v1/users/{id}");
-    metrics_observe_request(r, "PATCH", 200, 700);    /* 0.7 ms: first bucket is 0.5 ms */
-    metrics_observe_request(r, "PATCH", 200, 500);    /* exactly on a bound: counts in it */
+    metrics_observe_request(r, "PATCH", 200, 700);      /* 0.7 ms: first bucket is 0.5 ms */
+    metrics_observe_request(r, "PATCH", 200, 500);      /* exactly on a bound: counts in it */
     metrics_observe_request(r, "PATCH", 200, 60000000); /* 60 s: only +Inf */
     char *s = scrape();
     ck_assert(has_line(s, "vigil_http_requests_total{route=\"/api/v1/users/{id}\",method=\"PATCH\","
                           "status=\"200\"} 3"));
     const char *h = "vigil_http_request_duration_seconds";
     char line[256];
-    snprintf(line, sizeof line,
-             "%s_bucket{route=\"/api/v1/users/{id}\",method=\"PATCH\",status=\"200\",le=\"0.0005\"} 1",
-             h);
+    snprintf(
+        line, sizeof line,
+        "%s_bucket{route=\"/api/v1/users/{id}\",method=\"PATCH\",status=\"200\",le=\"0.0005\"} 1",
+        h);
+    ck_assert_msg(has_line(s, line), "%s", line);
+    snprintf(
+        line, sizeof line,
+        "%s_bucket{route=\"/api/v1/users/{id}\",method=\"PATCH\",status=\"200\",le=\"0.001\"} 2",
+        h);
     ck_assert_msg(has_line(s, line), "%s", line);
     snprintf(line, sizeof line,
-             "%s_bucket{route=\"/api/v1/users/{id}\",method=\"PATCH\",status=\"200\",le=\"0.001\"} 2",
+             "%s_bucket{route=\"/api/v1/users/{id}\",method=\"PATCH\",status=\"200\",le=\"10\"} 2",
              h);
     ck_assert_msg(has_line(s, line), "%s", line);
-    snprintf(line, sizeof line,
-             "%s_bucket{route=\"/api/v1/users/{id}\",method=\"PATCH\",status=\"200\",le=\"10\"} 2", h);
-    ck_assert_msg(has_line(s, line), "%s", line);
-    snprintf(line, sizeof line,
-             "%s_bucket{route=\"/api/v1/users/{id}\",method=\"PATCH\",status=\"200\",le=\"+Inf\"} 3",
-             h);
+    snprintf(
+        line, sizeof line,
+        "%s_bucket{route=\"/api/v1/users/{id}\",method=\"PATCH\",status=\"200\",le=\"+Inf\"} 3", h);
     ck_assert_msg(has_line(s, line), "%s", line);
     /* 0.0007 + 0.0005 + 60 s */
     snprintf(line, sizeof line,

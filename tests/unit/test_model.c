@@ -213,8 +213,7 @@ START_TEST(test_inf_behaves_as_flt_max)
             swapped_rows++;
             refeval_predict(&v, row, 1, 1, got);
             for (size_t k = 0; k < pc; k++)
-                ck_assert_msg(fbits(got[k]) == fbits(want[r * pc + k]), "%s row %zu", names[f],
-                              r);
+                ck_assert_msg(fbits(got[k]) == fbits(want[r * pc + k]), "%s row %zu", names[f], r);
         }
         free(got);
         free(want);
@@ -350,7 +349,7 @@ START_TEST(test_tiny_model_by_hand)
     ck_assert_int_eq(xgb_compile(TINY, strlen(TINY), NULL, &blob, &len, err, sizeof(err)), XGB_OK);
     model_view v;
     ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof(err)), 0);
-    float rows[] = {0.0f, 9.0f, 0.5f, 9.0f, nextafterf(0.5f, 0.0f), 0.0f, NAN, 0.0f,
+    float rows[] = {0.0f,     9.0f, 0.5f,      9.0f, nextafterf(0.5f, 0.0f), 0.0f, NAN, 0.0f,
                     INFINITY, 0.0f, -INFINITY, 0.0f};
     float out[6];
     refeval_predict(&v, rows, 6, 0, out);
@@ -364,8 +363,9 @@ END_TEST
  * values beyond the bitset, negatives and >= 2^24 (xgboost 1.7 categorical.h Decision). */
 START_TEST(test_categorical_by_hand)
 {
-    char *a = replace(TINY, "\"categories\":[],\"categories_nodes\":[],"
-                            "\"categories_segments\":[],\"categories_sizes\":[]",
+    char *a = replace(TINY,
+                      "\"categories\":[],\"categories_nodes\":[],"
+                      "\"categories_segments\":[],\"categories_sizes\":[]",
                       "\"categories\":[40,1],\"categories_nodes\":[0],"
                       "\"categories_segments\":[0],\"categories_sizes\":[2]");
     char *j = replace(a, "\"split_type\":[0,0,0]", "\"split_type\":[1,0,0]");
@@ -375,10 +375,10 @@ START_TEST(test_categorical_by_hand)
     ck_assert_int_eq(xgb_compile(j, strlen(j), NULL, &blob, &len, err, sizeof(err)), XGB_OK);
     model_view v;
     ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof(err)), 0);
-    const float x[] = {1, 40, 1.9f, 40.5f, 0, 2, 39, 41, 63, 64, 1000, -1, -0.5f, 16777216.0f,
-                       INFINITY, NAN};
-    const float want[] = {2.5f, 2.5f, 2.5f, 2.5f, 1.5f, 1.5f, 1.5f, 1.5f, 1.5f, 1.5f, 1.5f,
-                          1.5f, 1.5f, 1.5f, 1.5f, 1.5f};
+    const float x[] = {1,  40, 1.9f, 40.5f, 0,     2,           39,       41,
+                       63, 64, 1000, -1,    -0.5f, 16777216.0f, INFINITY, NAN};
+    const float want[] = {2.5f, 2.5f, 2.5f, 2.5f, 1.5f, 1.5f, 1.5f, 1.5f,
+                          1.5f, 1.5f, 1.5f, 1.5f, 1.5f, 1.5f, 1.5f, 1.5f};
     for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++) {
         float row[2] = {x[i], 0}, out;
         refeval_predict(&v, row, 1, 0, &out);
@@ -401,17 +401,13 @@ START_TEST(test_hostile_structure)
     expect_mut("\"num_nodes\":\"3\"", "\"num_nodes\":\"4\"", XGB_INVALID, NULL);
     /* children out of range, cycles, shared child */
     expect_mut("\"left_children\":[1,-1,-1]", "\"left_children\":[3,-1,-1]", XGB_INVALID, NULL);
-    expect_mut("\"left_children\":[1,-1,-1]", "\"left_children\":[-2,-1,-1]", XGB_INVALID,
-               NULL);
-    expect_mut("\"left_children\":[1,-1,-1]", "\"left_children\":[0,-1,-1]", XGB_INVALID,
-               "twice");
+    expect_mut("\"left_children\":[1,-1,-1]", "\"left_children\":[-2,-1,-1]", XGB_INVALID, NULL);
+    expect_mut("\"left_children\":[1,-1,-1]", "\"left_children\":[0,-1,-1]", XGB_INVALID, "twice");
     expect_mut("\"right_children\":[2,-1,-1]", "\"right_children\":[1,-1,-1]", XGB_INVALID,
                "twice");
-    expect_mut("\"left_children\":[1,-1,-1],", "\"left_children\":[1,0,-1],", XGB_INVALID,
-               NULL);
+    expect_mut("\"left_children\":[1,-1,-1],", "\"left_children\":[1,0,-1],", XGB_INVALID, NULL);
     /* split feature >= num_feature (2) and exactly at the bound - 1 */
-    expect_mut("\"split_indices\":[0,0,0]", "\"split_indices\":[2,0,0]", XGB_INVALID,
-               "feature");
+    expect_mut("\"split_indices\":[0,0,0]", "\"split_indices\":[2,0,0]", XGB_INVALID, "feature");
     expect_mut("\"split_indices\":[0,0,0]", "\"split_indices\":[1,0,0]", XGB_OK, NULL);
     /* tree_info >= num_class */
     expect_mut("\"tree_info\":[0]", "\"tree_info\":[1]", XGB_INVALID, "tree_info");
@@ -446,8 +442,7 @@ START_TEST(test_hostile_tokens)
 {
     /* NaN tokens are fine as split values, nowhere else */
     expect_mut("[5E-1,1E0,2E0]", "[NaN,1E0,-Infinity]", XGB_OK, NULL);
-    expect_mut("\"left_children\":[1,-1,-1]", "\"left_children\":[NaN,-1,-1]", XGB_INVALID,
-               NULL);
+    expect_mut("\"left_children\":[1,-1,-1]", "\"left_children\":[NaN,-1,-1]", XGB_INVALID, NULL);
     expect_mut("\"id\":0", "\"id\":NaN", XGB_INVALID, NULL);
     expect_mut("\"num_nodes\":\"3\"", "\"num_nodes\":NaN", XGB_INVALID, NULL);
     expect_mut("\"num_nodes\":\"3\"", "\"num_nodes\":\"NaN\"", XGB_INVALID, NULL);
@@ -462,13 +457,17 @@ START_TEST(test_hostile_tokens)
     expect_mut("[5E-1,1E0,2E0]", "[1E-50,1E0,2E0]", XGB_OK, NULL); /* underflows to 0: fine */
     expect_mut("\"left_children\":[1,-1,-1]", "\"left_children\":[99999999999999999999999,-1,-1]",
                XGB_INVALID, NULL);
-    expect_mut("\"left_children\":[1,-1,-1]", "\"left_children\":[4294967297,-1,-1]",
-               XGB_INVALID, NULL);
+    expect_mut("\"left_children\":[1,-1,-1]", "\"left_children\":[4294967297,-1,-1]", XGB_INVALID,
+               NULL);
     expect_mut("\"num_nodes\":\"3\"", "\"num_nodes\":\"99999999999\"", XGB_INVALID, NULL);
-    expect_mut("\"num_feature\":\"2\",\"num_target\"", "\"num_feature\":\"4294967298\","
-               "\"num_target\"", XGB_INVALID, NULL);
-    expect_mut("[5E-1,1E0,2E0]", "[0.00000000000000000000000000000000000000000000000000000000000000001,"
-               "1E0,2E0]", XGB_INVALID, NULL); /* > XGB_MAX_NUMBER_CHARS */
+    expect_mut("\"num_feature\":\"2\",\"num_target\"",
+               "\"num_feature\":\"4294967298\","
+               "\"num_target\"",
+               XGB_INVALID, NULL);
+    expect_mut("[5E-1,1E0,2E0]",
+               "[0.00000000000000000000000000000000000000000000000000000000000000001,"
+               "1E0,2E0]",
+               XGB_INVALID, NULL); /* > XGB_MAX_NUMBER_CHARS */
     /* grammar */
     expect_mut("[5E-1,1E0,2E0]", "[5E-1,1E0,2E0,]", XGB_INVALID, NULL);
     expect_mut("[5E-1,1E0,2E0]", "[05,1E0,2E0]", XGB_INVALID, NULL);
@@ -498,8 +497,8 @@ START_TEST(test_nesting_depth)
         char *j = replace(TINY, "\"learner\":", nest);
         char err[256] = "";
         int rc = compile_str(j, err, sizeof(err));
-        ck_assert_msg(rc == (depth <= XGB_MAX_DEPTH ? XGB_OK : XGB_INVALID), "depth %d: %s",
-                      depth, err);
+        ck_assert_msg(rc == (depth <= XGB_MAX_DEPTH ? XGB_OK : XGB_INVALID), "depth %d: %s", depth,
+                      err);
         free(j);
         free(nest);
     }
@@ -580,11 +579,21 @@ START_TEST(test_blob_mutations)
                 size_t at = (rnd() % (len / 4)) * 4;
                 uint32_t val;
                 switch (rnd() % 5) {
-                case 0: val = rnd(); break;
-                case 1: val = rnd() % 64; break;
-                case 2: val = (uint32_t)-1 - rnd() % 4; break;
-                case 3: val = 0; break;
-                default: val = ((uint32_t *)b)[at / 4] ^ (1u << (rnd() % 32)); break;
+                case 0:
+                    val = rnd();
+                    break;
+                case 1:
+                    val = rnd() % 64;
+                    break;
+                case 2:
+                    val = (uint32_t)-1 - rnd() % 4;
+                    break;
+                case 3:
+                    val = 0;
+                    break;
+                default:
+                    val = ((uint32_t *)b)[at / 4] ^ (1u << (rnd() % 32));
+                    break;
                 }
                 memcpy(b + at, &val, 4);
             }

@@ -11,12 +11,36 @@
 #include "users.h"
 
 /* Distinct dummy handlers so a match can be identified by its function too. */
-static void h_a(http_req *q, http_resp *r) { (void)q; (void)r; }
-static void h_b(http_req *q, http_resp *r) { (void)q; (void)r; }
-static void h_c(http_req *q, http_resp *r) { (void)q; (void)r; }
-static void h_d(http_req *q, http_resp *r) { (void)q; (void)r; }
-static void h_e(http_req *q, http_resp *r) { (void)q; (void)r; }
-static void h_f(http_req *q, http_resp *r) { (void)q; (void)r; }
+static void h_a(http_req *q, http_resp *r)
+{
+    (void)q;
+    (void)r;
+}
+static void h_b(http_req *q, http_resp *r)
+{
+    (void)q;
+    (void)r;
+}
+static void h_c(http_req *q, http_resp *r)
+{
+    (void)q;
+    (void)r;
+}
+static void h_d(http_req *q, http_resp *r)
+{
+    (void)q;
+    (void)r;
+}
+static void h_e(http_req *q, http_resp *r)
+{
+    (void)q;
+    (void)r;
+}
+static void h_f(http_req *q, http_resp *r)
+{
+    (void)q;
+    (void)r;
+}
 
 static const route local[] = {
     {"GET", "/", h_a, SCOPE_NONE, BODY_NONE},
@@ -138,8 +162,8 @@ END_TEST
 START_TEST(malformed_paths)
 {
     match m;
-    const char *bad[] = {"/things/",  "//things", "/things//x", "things", "",
-                         "/things/x/", "/things/x//", "//",        "/./things/x"};
+    const char *bad[] = {"/things/",   "//things",    "/things//x", "things",     "",
+                         "/things/x/", "/things/x//", "//",         "/./things/x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_msg(run(local, NLOCAL, "GET", bad[i], &m) == NULL, "matched '%s'", bad[i]);
         ck_assert_msg(m.status == 404, "'%s' gave %d", bad[i], m.status);
@@ -201,7 +225,8 @@ START_TEST(allow_buffer_bounded)
 }
 END_TEST
 
-/* ---- the application's table ------------------------------------------------------------------ */
+/* ---- the application's table ------------------------------------------------------------------
+ */
 
 static const route *app_route(const char *method, const char *path, match *m)
 {

@@ -17,13 +17,13 @@ START_TEST(uuid)
     ck_assert(val_uuid("ffffffff-ffff-ffff-ffff-ffffffffffff"));
     static const char *const bad[] = {
         "",
-        "0b9f4f8e-3c1a-4d6e-9a52-1f0e5b7c2d1",    /* 35 */
-        "0b9f4f8e-3c1a-4d6e-9a52-1f0e5b7c2d111",  /* 37 */
-        "0b9f4f8e3c1a4d6e9a521f0e5b7c2d11",       /* no dashes */
-        "0b9f4f8e-3c1a-4d6e-9a521f0e5b7c2d11-",   /* dash moved */
+        "0b9f4f8e-3c1a-4d6e-9a52-1f0e5b7c2d1",   /* 35 */
+        "0b9f4f8e-3c1a-4d6e-9a52-1f0e5b7c2d111", /* 37 */
+        "0b9f4f8e3c1a4d6e9a521f0e5b7c2d11",      /* no dashes */
+        "0b9f4f8e-3c1a-4d6e-9a521f0e5b7c2d11-",  /* dash moved */
         "0b9f4f8-e3c1a-4d6e-9a52-1f0e5b7c2d11",
         "0b9f4f8e_3c1a_4d6e_9a52_1f0e5b7c2d11",
-        "0b9f4f8g-3c1a-4d6e-9a52-1f0e5b7c2d11",   /* g */
+        "0b9f4f8g-3c1a-4d6e-9a52-1f0e5b7c2d11", /* g */
         "0b9f4f8e-3c1a-4d6e-9a52-1f0e5b7c2d1 ",
         " b9f4f8e-3c1a-4d6e-9a52-1f0e5b7c2d11",
         "{b9f4f8e-3c1a-4d6e-9a52-1f0e5b7c2d1}",
@@ -44,12 +44,32 @@ START_TEST(country_hand_picked)
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         ck_assert_msg(val_country(good[i]), "rejected %s", good[i]);
     static const char *const bad[] = {
-        "de", "De", "dE", "jp",        /* lower case */
-        "XX", "ZZ", "AA", "QQ",        /* unassigned / user-assigned */
-        "XK",                          /* Kosovo: user-assigned, not official */
-        "UK", "EU", "UN",              /* exceptionally reserved */
-        "AN", "YU", "CS", "TP", "ZR",  /* withdrawn */
-        "DEU", "D", "", "D1", "1D", "D ", " D", "\xc3\x84" "D",
+        "de",
+        "De",
+        "dE",
+        "jp", /* lower case */
+        "XX",
+        "ZZ",
+        "AA",
+        "QQ", /* unassigned / user-assigned */
+        "XK", /* Kosovo: user-assigned, not official */
+        "UK",
+        "EU",
+        "UN", /* exceptionally reserved */
+        "AN",
+        "YU",
+        "CS",
+        "TP",
+        "ZR", /* withdrawn */
+        "DEU",
+        "D",
+        "",
+        "D1",
+        "1D",
+        "D ",
+        " D",
+        "\xc3\x84"
+        "D",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ck_assert_msg(!val_country(bad[i]), "accepted '%s'", bad[i]);
@@ -96,16 +116,18 @@ END_TEST
 START_TEST(email)
 {
     static const char *const good[] = {
-        "a@b.co", "first.last+tag@example.co.uk", "x_y-z@sub.domain.example",
+        "a@b.co",
+        "first.last+tag@example.co.uk",
+        "x_y-z@sub.domain.example",
         "\xc3\xbc@b\xc3\xbc.de", /* UTF-8 is allowed */
         "a@b.c",
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         ck_assert_msg(val_email(good[i]), "rejected '%s'", good[i]);
     static const char *const bad[] = {
-        "",          "a",          "ab",         "@b.c",       "a@",         "a@b",
-        "a@b.",      "a@.b",       "a@@b.c",     "a@b@c.d",    "a b@c.d",    "a@b .c",
-        "a\t@b.c",   "a@b.c\n",    "a\x7f@b.c",  "a@b.c ",     " a@b.c",     "a.b.c",
+        "",        "a",       "ab",        "@b.c",    "a@",      "a@b",
+        "a@b.",    "a@.b",    "a@@b.c",    "a@b@c.d", "a b@c.d", "a@b .c",
+        "a\t@b.c", "a@b.c\n", "a\x7f@b.c", "a@b.c ",  " a@b.c",  "a.b.c",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ck_assert_msg(!val_email(bad[i]), "accepted '%s'", bad[i]);
@@ -135,9 +157,9 @@ START_TEST(utf8_chars)
 {
     ck_assert_uint_eq(val_utf8_chars(""), 0);
     ck_assert_uint_eq(val_utf8_chars("abc"), 3);
-    ck_assert_uint_eq(val_utf8_chars("\xc3\xa9"), 1);             /* é */
-    ck_assert_uint_eq(val_utf8_chars("\xe2\x82\xac"), 1);         /* € */
-    ck_assert_uint_eq(val_utf8_chars("\xf0\x9f\x98\x80"), 1);     /* 😀 */
+    ck_assert_uint_eq(val_utf8_chars("\xc3\xa9"), 1);         /* é */
+    ck_assert_uint_eq(val_utf8_chars("\xe2\x82\xac"), 1);     /* € */
+    ck_assert_uint_eq(val_utf8_chars("\xf0\x9f\x98\x80"), 1); /* 😀 */
     ck_assert_uint_eq(val_utf8_chars("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80z"), 5);
 }
 END_TEST

@@ -68,11 +68,8 @@ END_TEST
 
 static void make_raw(uint8_t *raw, uint32_t magic, uint16_t version, uint16_t op, uint32_t len)
 {
-    wire_header h = {.magic = magic,
-                     .version = version,
-                     .op = op,
-                     .payload_len = len,
-                     .request_id = 42};
+    wire_header h = {
+        .magic = magic, .version = version, .op = op, .payload_len = len, .request_id = 42};
     wire_header_encode(raw, &h);
 }
 

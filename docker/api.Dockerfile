@@ -15,6 +15,8 @@
 ARG BUILD_BASE=debian:bookworm-slim
 
 FROM ${BUILD_BASE} AS build
+# Lets docker/test.sh prune this project's superseded (untagged) images and no others.
+LABEL org.vigil.image="1"
 ARG BUILD_PKGS="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev ca-certificates"
 RUN set -eu; missing=""; \
     for p in $BUILD_PKGS; do \
@@ -47,6 +49,8 @@ RUN set -eu; r=/rootfs; \
     chroot "$r" /usr/local/bin/vigil-api --version
 
 FROM scratch
+# Lets docker/test.sh prune this project's superseded (untagged) images and no others.
+LABEL org.vigil.image="1"
 COPY --from=build /rootfs/ /
 USER 10001:10000
 ENV VIGIL_HTTP_ADDR=0.0.0.0:8080 \

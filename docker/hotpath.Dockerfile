@@ -13,6 +13,8 @@
 ARG BUILD_BASE=debian:bookworm-slim
 
 FROM ${BUILD_BASE} AS build
+# Lets docker/test.sh prune this project's superseded (untagged) images and no others.
+LABEL org.vigil.image="1"
 ARG BUILD_PKGS="gcc make libc6-dev"
 RUN set -eu; missing=""; \
     for p in $BUILD_PKGS; do \
@@ -38,6 +40,8 @@ RUN set -eu; r=/rootfs; \
     chown 10002:10000 "$r/run/vigil"; chmod 0750 "$r/run/vigil"
 
 FROM scratch
+# Lets docker/test.sh prune this project's superseded (untagged) images and no others.
+LABEL org.vigil.image="1"
 COPY --from=build /rootfs/ /
 USER 10002:10000
 ENV VIGIL_HOTPATH_SOCKET=/run/vigil/hotpath.sock

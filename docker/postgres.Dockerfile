@@ -13,6 +13,8 @@
 ARG PG_BASE=debian:bookworm-slim
 
 FROM ${PG_BASE}
+# Lets docker/test.sh prune this project's superseded (untagged) images and no others.
+LABEL org.vigil.image="1"
 RUN set -eu; \
     if ! dpkg-query -W -f='${db:Status-Abbrev}' postgresql-15 2>/dev/null | grep -q '^ii'; then \
       apt-get update -q; \

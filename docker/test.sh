@@ -67,6 +67,9 @@ cleanup() {
             { echo "compose down failed:"; tail -5 "$work/down.log"; }
         rm -rf "$work"
     fi
+    # Superseded images of earlier runs (untagged, labelled by our Dockerfiles) would otherwise pile
+    # up by ~600 MB a run; the last hour's stay as the build cache.
+    docker image prune -f --filter label=org.vigil.image=1 --filter until=1h >/dev/null 2>&1 || true
     exit "$rc"
 }
 trap cleanup EXIT

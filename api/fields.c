@@ -1,10 +1,12 @@
 /* fields.c - see fields.h. */
 #include "fields.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "cursor.h"
 #include "json.h"
 #include "validate.h"
 
@@ -87,8 +89,7 @@ int field_no_unknown(http_resp *resp, const cJSON *obj, const char *const *allow
     return -1;
 }
 
-int field_limit(http_req *req, http_resp *resp, const char *const *allowed_args, int def, int max,
-                int *out)
+int field_page_args(http_req *req, http_resp *resp, const char *const *allowed_args, field_page *pg)
 {
     const char *bad = http_query_unknown(req, allowed_args);
     if (bad) {
@@ -96,12 +97,26 @@ int field_limit(http_req *req, http_resp *resp, const char *const *allowed_args,
         return -1;
     }
     const char *s = http_query(req, "limit");
-    long long v = def;
-    if (s && cfg_parse_int(s, 1, max, &v) != 0) {
-        http_problem(resp, 400, "validation_failed", "limit", "'limit' must be an integer in 1..%d",
-                     max);
+    long long v = 50;
+    if (s && cfg_parse_int(s, 1, 500, &v) != 0) {
+        http_problem(resp, 400, "validation_failed", "limit",
+                     "'limit' must be an integer in 1..500");
         return -1;
     }
-    *out = (int)v;
+    pg->limit = (int)v;
+    snprintf(pg->limit_plus_1, sizeof pg->limit_plus_1, "%lld", v + 1);
+    pg->cursor_us = pg->cursor_id = NULL;
+    const char *cur = http_query(req, "cursor");
+    if (cur) {
+        int64_t ts;
+        if (cursor_decode(cur, &ts, pg->buf_id) != 0) {
+            http_problem(resp, 400, "validation_failed", "cursor",
+                         "'cursor' is not a valid cursor");
+            return -1;
+        }
+        snprintf(pg->buf_us, sizeof pg->buf_us, "%lld", (long long)ts);
+        pg->cursor_us = pg->buf_us;
+        pg->cursor_id = pg->buf_id;
+    }
     return 0;
 }

@@ -23,8 +23,21 @@ int field_object(http_resp *resp, const cJSON *obj, const char *name, size_t max
 /* Rejects the first member not in allowed with 400 "unknown_field". */
 int field_no_unknown(http_resp *resp, const cJSON *obj, const char *const *allowed);
 
-/* Answers 400 for unknown query arguments; then parses "limit" in [1, max] (default def). */
-int field_limit(http_req *req, http_resp *resp, const char *const *allowed_args, int def, int max,
-                int *out);
+/* The keyset-pagination arguments of a list route, ready to bind as $1, $2, $3:
+ * cursor_us/cursor_id (NULL without a cursor) and limit_plus_1 (one extra row tells whether
+ * another page exists). */
+typedef struct field_page {
+    int limit;
+    const char *cursor_us; /* points into buf_us or NULL */
+    const char *cursor_id; /* points into buf_id or NULL */
+    char limit_plus_1[16];
+    char buf_us[24];
+    char buf_id[37];
+} field_page;
+
+/* Answers 400 for unknown query arguments (allowed_args, NULL-terminated), a "limit" outside
+ * 1..500 (default 50) or a malformed "cursor"; otherwise fills pg and returns 0. */
+int field_page_args(http_req *req, http_resp *resp, const char *const *allowed_args,
+                    field_page *pg);
 
 #endif

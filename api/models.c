@@ -10,7 +10,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cursor.h"
 #include "dbreq.h"
 #include "fields.h"
 #include "http.h"
@@ -192,28 +191,19 @@ done:
 void models_list(http_req *req, http_resp *resp)
 {
     static const char *const args[] = {"limit", "cursor", "name", NULL};
-    int limit;
-    int64_t ts = 0;
-    char cid[37] = "", tsbuf[24], limbuf[16];
+    field_page pg;
     PGresult *r = NULL;
-    if (field_limit(req, resp, args, 50, 500, &limit))
+    if (field_page_args(req, resp, args, &pg))
         return;
-    const char *cur = http_query(req, "cursor");
     const char *name = http_query(req, "name");
-    if (cur && cursor_decode(cur, &ts, cid) != 0) {
-        http_problem(resp, 400, "validation_failed", "cursor", "'cursor' is not a valid cursor");
-        return;
-    }
     if (name && !valid_name(name)) {
         http_problem(resp, 400, "validation_failed", "name", "'name' is not a valid model name");
         return;
     }
-    snprintf(tsbuf, sizeof tsbuf, "%lld", (long long)ts);
-    snprintf(limbuf, sizeof limbuf, "%d", limit + 1);
     db_conn *c = dbreq_acquire(req, resp);
     if (!c)
         return;
-    const char *vals[] = {cur ? tsbuf : NULL, cur ? cid : NULL, limbuf, name};
+    const char *vals[] = {pg.cursor_us, pg.cursor_id, pg.limit_plus_1, name};
     int rc = dbreq_query(req, resp, c,
                          "SELECT " MODEL_COLS " FROM models WHERE ($1::bigint IS NULL OR "
                          "(created_at, id) < ('epoch'::timestamptz + $1::bigint * interval "
@@ -224,7 +214,7 @@ void models_list(http_req *req, http_resp *resp)
     if (rc == DB_ERROR)
         dbreq_internal(req, resp, r);
     if (rc == DB_OK) {
-        cJSON *out = dbreq_page(r, limit, 14, 0, model_row_json);
+        cJSON *out = dbreq_page(r, pg.limit, 14, 0, model_row_json);
         http_json(resp, 200, out);
     }
     PQclear(r);

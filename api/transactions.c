@@ -22,7 +22,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "cursor.h"
 #include "dbreq.h"
 #include "feat.h"
 #include "fields.h"
@@ -678,16 +677,13 @@ static void list(http_req *req, http_resp *resp, const char *user_id_path)
                                        "to",      "limit",    "cursor", NULL};
     static const char *const user_args[] = {"decision", "label",  "from", "to",
                                             "limit",    "cursor", NULL};
-    int limit;
-    int64_t ts = 0;
-    char cid[37] = "", tsbuf[24], limbuf[16];
+    field_page pg;
     PGresult *r = NULL;
-    if (field_limit(req, resp, user_id_path ? user_args : args, 50, 500, &limit))
+    if (field_page_args(req, resp, user_id_path ? user_args : args, &pg))
         return;
     const char *user = user_id_path ? user_id_path : http_query(req, "user_id");
     const char *decision = http_query(req, "decision"), *label = http_query(req, "label");
     const char *from = http_query(req, "from"), *to = http_query(req, "to");
-    const char *cur = http_query(req, "cursor");
     if (user && !val_uuid(user)) {
         http_problem(resp, 400, "validation_failed", user_id_path ? "id" : "user_id",
                      "user id must be a UUID");
@@ -709,12 +705,6 @@ static void list(http_req *req, http_resp *resp, const char *user_id_path)
                      "'from' and 'to' must be RFC 3339 date-times");
         return;
     }
-    if (cur && cursor_decode(cur, &ts, cid) != 0) {
-        http_problem(resp, 400, "validation_failed", "cursor", "'cursor' is not a valid cursor");
-        return;
-    }
-    snprintf(tsbuf, sizeof tsbuf, "%lld", (long long)ts);
-    snprintf(limbuf, sizeof limbuf, "%d", limit + 1);
     db_conn *c = dbreq_acquire(req, resp);
     if (!c)
         return;
@@ -734,7 +724,7 @@ static void list(http_req *req, http_resp *resp, const char *user_id_path)
         }
     }
     const char *vals[] = {
-        cur ? tsbuf : NULL, cur ? cid : NULL, limbuf, user, decision, label, from, to};
+        pg.cursor_us, pg.cursor_id, pg.limit_plus_1, user, decision, label, from, to};
     int rc = dbreq_query(
         req, resp, c,
         "SELECT " TXN_COLS " FROM transactions t WHERE ($1::bigint IS NULL OR "
@@ -752,7 +742,7 @@ static void list(http_req *req, http_resp *resp, const char *user_id_path)
     else if (rc == DB_ERROR)
         dbreq_internal(req, resp, r);
     else if (rc == DB_OK) {
-        cJSON *out = dbreq_page(r, limit, C_CREATED_US, C_ID, txn_row_json);
+        cJSON *out = dbreq_page(r, pg.limit, C_CREATED_US, C_ID, txn_row_json);
         http_json(resp, 200, out);
     }
     PQclear(r);

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cursor.h"
 #include "dbreq.h"
 #include "fields.h"
 #include "validate.h"
@@ -137,23 +136,14 @@ done:
 void users_list(http_req *req, http_resp *resp)
 {
     static const char *const args[] = {"limit", "cursor", NULL};
-    int limit;
-    int64_t ts = 0;
-    char cid[37] = "", tsbuf[24], limbuf[16];
+    field_page pg;
     db_conn *c = NULL;
     PGresult *r = NULL;
-    if (field_limit(req, resp, args, 50, 500, &limit))
+    if (field_page_args(req, resp, args, &pg))
         return;
-    const char *cur = http_query(req, "cursor");
-    if (cur && cursor_decode(cur, &ts, cid) != 0) {
-        http_problem(resp, 400, "validation_failed", "cursor", "'cursor' is not a valid cursor");
-        return;
-    }
-    snprintf(tsbuf, sizeof tsbuf, "%lld", (long long)ts);
-    snprintf(limbuf, sizeof limbuf, "%d", limit + 1);
     if (!(c = dbreq_acquire(req, resp)))
         return;
-    const char *vals[] = {cur ? tsbuf : NULL, cur ? cid : NULL, limbuf};
+    const char *vals[] = {pg.cursor_us, pg.cursor_id, pg.limit_plus_1};
     int rc = dbreq_query(req, resp, c,
                          "SELECT " USER_COLS " FROM users WHERE $1::bigint IS NULL OR "
                          "(created_at, id) < ('epoch'::timestamptz + $1::bigint * interval "
@@ -164,7 +154,7 @@ void users_list(http_req *req, http_resp *resp)
         dbreq_internal(req, resp, r);
     if (rc != DB_OK)
         goto done;
-    cJSON *out = dbreq_page(r, limit, 8, 0, users_row_json);
+    cJSON *out = dbreq_page(r, pg.limit, 8, 0, users_row_json);
     http_json(resp, 200, out);
 done:
     PQclear(r);

@@ -117,8 +117,9 @@ int hp_k_score(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out
         s->flags = wire_get_u32(&r);
         s->nrows = wire_get_u32(&r);
         s->ncols = wire_get_u32(&r);
-        uint64_t bytes = (uint64_t)s->nrows * s->ncols * sizeof(float);
-        if (r.err || bytes > wire_remaining(&r)) {
+        /* Cells, not bytes: nrows x ncols x 4 can wrap 64 bits (2^31 x 2^31 x 4 = 2^64 -> 0). */
+        uint64_t cells = (uint64_t)s->nrows * s->ncols;
+        if (r.err || cells > wire_remaining(&r) / sizeof(float)) {
             snprintf(msg, sizeof msg, "SCORE section %u: truncated (rows x cols do not fit)", i);
             return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
         }
@@ -127,7 +128,7 @@ int hp_k_score(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out
             return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
         }
         /* Offsets are multiples of 4 in a page-aligned buffer: the floats are aligned. */
-        s->rows = (const float *)wire_get_bytes(&r, (size_t)bytes);
+        s->rows = (const float *)wire_get_bytes(&r, (size_t)cells * sizeof(float));
         keys[i] = s->key;
     }
     if (wire_remaining(&r) != 0)

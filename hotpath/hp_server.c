@@ -408,7 +408,10 @@ static void serve_connection(hp_slot *sl, int fd)
         if (w != WAIT_READABLE)
             return;
 
-        int rc = wire_read_full(fd, raw, sizeof raw, wire_now_ms() + s->cfg.io_timeout_ms);
+        /* Slowloris guard: the whole rest of the frame, header and payload together, must arrive
+         * within one I/O timeout of its first byte (not one timeout each). */
+        int64_t frame_deadline = wire_now_ms() + s->cfg.io_timeout_ms;
+        int rc = wire_read_full(fd, raw, sizeof raw, frame_deadline);
         if (rc == WIRE_IO_EOF)
             return; /* clean close between frames */
         if (rc != WIRE_IO_OK) {
@@ -423,8 +426,7 @@ static void serve_connection(hp_slot *sl, int fd)
             header_rejected(sl, fd, &h, st);
             return;
         }
-        /* The payload must arrive within the I/O timeout of its header (slowloris guard). */
-        rc = wire_read_full(fd, sl->in, h.payload_len, wire_now_ms() + s->cfg.io_timeout_ms);
+        rc = wire_read_full(fd, sl->in, h.payload_len, frame_deadline);
         if (rc != WIRE_IO_OK) {
             frame_read_failed(sl, fd, rc, &h, "payload");
             return;

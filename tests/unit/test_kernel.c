@@ -1010,6 +1010,18 @@ START_TEST(handlers_answer_every_case)
     ck_assert_int_eq(call(hp_k_score, 3, &out), WIRE_E_BAD_PAYLOAD);
     wire_st32(in_buf + 4 + 48 + 4, 0xFFFFFFFFu); /* nrows: huge, must not overflow a check */
     ck_assert_int_eq(call(hp_k_score, good, &out), WIRE_E_BAD_PAYLOAD);
+    /* nrows x ncols x 4 = 2^64 wraps to 0 bytes: still a framing error (BAD_PAYLOAD), answered
+     * before the model is looked up, even for a key that is not resident. */
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 1);
+    put_section(&w, other, 0, 0, 0, rows);
+    wire_st32(in_buf + 4 + 48 + 4, 0x80000000u);
+    wire_st32(in_buf + 4 + 48 + 8, 0x80000000u);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "truncated", 9));
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 1);
+    put_section(&w, key, 0, 2, (uint32_t)nc, rows);
     wire_st32(in_buf + 4 + 48 + 4, 2);
     wire_st32(in_buf + 4 + 48, 2); /* flags: unknown bit */
     ck_assert_int_eq(call(hp_k_score, good, &out), WIRE_E_BAD_PAYLOAD);

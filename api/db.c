@@ -172,6 +172,11 @@ int db_acquire(db_pool *p, int64_t deadline_ms, int wait_ms, db_conn **out)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t left = wait_until - wire_now_ms();
+    /* A deadline already passed must not make tv_nsec negative: pthread_cond_timedwait would
+     * answer EINVAL (never ETIMEDOUT) without releasing p->mu, and the loop below would spin
+     * holding the lock that every release needs: the whole pool stuck for good. */
+    if (left < 0)
+        left = 0;
     ts.tv_sec += left / 1000;
     ts.tv_nsec += (left % 1000) * 1000000;
     if (ts.tv_nsec >= 1000000000) {

@@ -124,10 +124,13 @@ static void drop(hpc_conn *c)
     c->fd = -1;
 }
 
-/* Connects c to the worker.  A local Unix-socket connect does not block for long. */
+/* Connects c to the worker without blocking.  A blocking connect() to a Unix socket whose listen
+ * backlog is full (a stopped or stuck worker) waits for an accept() with no deadline at all;
+ * non-blocking, it fails at once with EAGAIN.  Every later send/recv on the fd is MSG_DONTWAIT
+ * with a deadline anyway. */
 static int dial(hpc_pool *p, hpc_conn *c, char *err, size_t errlen)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return HPC_DOWN;
@@ -135,7 +138,8 @@ static int dial(hpc_pool *p, hpc_conn *c, char *err, size_t errlen)
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     memcpy(sa.sun_path, p->path, strlen(p->path) + 1);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        snprintf(err, errlen, "hotpath worker unreachable at %s: %s", p->path, strerror(errno));
+        snprintf(err, errlen, "hotpath worker unreachable at %s: %s", p->path,
+                 errno == EAGAIN ? "not accepting connections (backlog full)" : strerror(errno));
         close(fd);
         return HPC_DOWN;
     }

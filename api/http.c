@@ -489,15 +489,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
     if (!st)
         return;
     *ctx = NULL;
-    char path[300], extra[600];
+    char path[300], method[40], extra[700];
     int64_t duration_us = now_us() - st->req.start_us;
     metrics_observe_request(st->rt ? (int)(st->rt - routes_table) : -1, st->req.method,
                             st->resp.status, duration_us);
     http_json_escape(st->req.path, path, sizeof path);
+    /* The method is the client's text up to the first space, quotes included. */
+    http_json_escape(st->req.method, method, sizeof method);
     snprintf(extra, sizeof extra,
              ",\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"duration_us\":%lld,"
              "\"request_id\":\"%s\"%s",
-             st->req.method, path, st->resp.status, (long long)duration_us, st->req.request_id,
+             method, path, st->resp.status, (long long)duration_us, st->req.request_id,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : ",\"aborted\":true");
     http_log("info", "request", extra);
     free(st->req.body);

@@ -460,8 +460,9 @@ void txn_create(http_req *req, http_resp *resp)
     const char *fv[] = {in.user_id, in.user_id ? NULL : in.user_external_id, in.occurred_at,
                         in.merchant_id};
     rc = dbreq_query(req, resp, c, FEAT_SQL, 4, fv, &r);
-    if (rc == DB_ERROR &&
-        (strcmp(db_sqlstate(r), "22008") == 0 || strcmp(db_sqlstate(r), "22007") == 0)) {
+    /* Class 22 (data exception) can only come from occurred_at here ($1 is a checked UUID):
+     * 22007/22008 for impossible dates, 22009 for an offset out of range, ... */
+    if (rc == DB_ERROR && strncmp(db_sqlstate(r), "22", 2) == 0) {
         http_problem(resp, 400, "validation_failed", "occurred_at",
                      "'occurred_at' is not a valid date-time");
         goto done;

@@ -1060,6 +1060,11 @@ START_TEST(request_ids_and_log)
     hdr(&r, "X-Request-Id", rid, sizeof rid);
     ck_assert_str_eq(rid, "e2e-req-404");
     h_resp_free(&r);
+    /* A method is whatever the client sends up to the space: it is escaped in the log line. */
+    const char *hm[] = {"X-Request-Id: e2e-req-method", NULL};
+    ck_assert_int_eq(h_http(&E, "GE\"T\\", "/health", NULL, NULL, NULL, 0, hm, &r), 0);
+    ck_assert_int_eq(r.status, 405);
+    h_resp_free(&r);
     const char *h401[] = {"X-Request-Id: e2e-req-401", NULL};
     ck_assert_int_eq(h_http(&E, "GET", "/api/v1/users", "vgl_wrong_key_in_log_check_0000", NULL,
                             NULL, 0, h401, &r),
@@ -1070,7 +1075,7 @@ START_TEST(request_ids_and_log)
     /* The log: exactly one line per request id, JSON, with the documented members. */
     char *log = wait_log("e2e-req-401");
     h_resp_free(&r);
-    int lines_ok = 0, found = 0, found404 = 0;
+    int lines_ok = 0, found = 0, found404 = 0, found_method = 0;
     for (char *line = log, *nl; *line; line = nl + 1) {
         nl = strchr(line, '\n');
         ck_assert_msg(nl != NULL, "last log line not terminated");
@@ -1096,6 +1101,11 @@ START_TEST(request_ids_and_log)
                                  "/api/v1/users");
                 ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(j, "status")->valueint, 200);
             }
+            if (strcmp(id->valuestring, "e2e-req-method") == 0) {
+                found_method++;
+                ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "method")->valuestring,
+                                 "GE\"T\\");
+            }
             if (strcmp(id->valuestring, "e2e-req-404") == 0) {
                 found404++;
                 ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(j, "status")->valueint, 404);
@@ -1107,6 +1117,7 @@ START_TEST(request_ids_and_log)
     }
     ck_assert_int_eq(found, 1);
     ck_assert_int_eq(found404, 1);
+    ck_assert_int_eq(found_method, 1);
     ck_assert_int_gt(lines_ok, 5);
     free(log);
     log = h_read_file(&E, "api.log");

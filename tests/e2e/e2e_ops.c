@@ -17,7 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "harness.h"
+#include "wire.h"
 
 static h_env E;
 
@@ -150,6 +152,50 @@ START_TEST(postgres_down_and_back)
     assert_ready(200, "ready", "up", "up");
     ck_assert_int_eq(E.api_pid, api);
     ck_assert_int_eq(kill(api, 0), 0);
+}
+END_TEST
+
+typedef struct acquire_arg {
+    db_pool *pool;
+    int rc;
+    db_conn *conn;
+} acquire_arg;
+
+static void *acquire_late(void *p)
+{
+    acquire_arg *a = p;
+    /* 999 ms past: left % 1000 makes tv_nsec negative unless the clock is in its last ms. */
+    a->rc = db_acquire(a->pool, wire_now_ms() - 999, 1000, &a->conn);
+    return NULL;
+}
+
+/* An exhausted pool and a deadline already passed: DB_TIMEOUT at once.  It used to build a
+ * timespec with a negative tv_nsec, which pthread_cond_timedwait rejects with EINVAL (never
+ * ETIMEDOUT) without ever releasing the mutex: the thread spun holding the pool's lock, and every
+ * other acquire and release in the process blocked behind it, for good. */
+START_TEST(pool_acquire_after_deadline)
+{
+    char err[256];
+    db_pool *pool = db_pool_create(E.db_url, 1, 2000, err, sizeof err);
+    ck_assert_msg(pool != NULL, "%s", err);
+    db_conn *held = NULL;
+    ck_assert_int_eq(db_acquire(pool, wire_now_ms() + 5000, 1000, &held), DB_OK);
+    for (int i = 0; i < 3; i++) {
+        acquire_arg a = {pool, -1, NULL};
+        pthread_t t;
+        ck_assert_int_eq(pthread_create(&t, NULL, acquire_late, &a), 0);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 2;
+        /* On failure the thread is left behind: it spins holding the pool's mutex, so nothing
+         * (not even db_release) could unblock it. */
+        ck_assert_msg(pthread_timedjoin_np(t, NULL, &until) == 0,
+                      "db_acquire past its deadline did not return within 2 s");
+        ck_assert_int_eq(a.rc, DB_TIMEOUT);
+        ck_assert_ptr_null(a.conn);
+    }
+    db_release(pool, held);
+    db_pool_destroy(pool);
 }
 END_TEST
 
@@ -528,6 +574,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, health_and_ready);
     tcase_add_test(tc, hotpath_down_and_back);
     tcase_add_test(tc, postgres_down_and_back);
+    tcase_add_test(tc, pool_acquire_after_deadline);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("lifecycle");

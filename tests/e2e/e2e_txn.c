@@ -537,6 +537,9 @@ START_TEST(txn_validation)
         {"occurred_at", "\"yesterday\"", "occurred_at"},
         {"occurred_at", "\"2024-13-01T00:00:00Z\"", "occurred_at"},
         {"occurred_at", "\"2024-02-30T00:00:00Z\"", "occurred_at"},
+        /* PostgreSQL answers 22009, not 22008, for an offset out of range: was a 500. */
+        {"occurred_at", "\"2024-01-01T00:00:00+99:99\"", "occurred_at"},
+        {"occurred_at", "\"2024-01-01T00:00:00-16:00\"", "occurred_at"},
         {"occurred_at", "1700000000", "occurred_at"},
         {"features", "{\"x\":\"a\"}", "features.x"},
         {"features", "{\"x\":true}", "features.x"},
@@ -1357,6 +1360,46 @@ START_TEST(degraded_when_worker_down)
 }
 END_TEST
 
+/* A worker that is alive but stopped (SIGSTOP, a stuck process): every call times out, its
+ * connection is closed, and the next call dials again.  Unaccepted connections pile up in the
+ * worker's listen backlog (128); once it is full a blocking connect() waits for an accept() that
+ * never comes, past every deadline.  Decisions must stay degraded and prompt throughout. */
+START_TEST(degraded_when_worker_stalled)
+{
+    enum { N = 200 };
+    char uid[37], body[600], when[40];
+    h_resp r;
+    ensure_models();
+    set_policy(g_demo, g_chal, 0.5, 0.9, "review", 5);
+    create_user("stall-u", "DE", uid);
+    const int64_t T0 = parse_time("2031-06-06T06:00:00.000000Z");
+    ck_assert_int_eq(kill(E.hp_pid, SIGSTOP), 0);
+    int bad = 0;
+    char first_bad[300] = "";
+    for (int i = 0; i < N && !bad; i++) {
+        fmt_time(T0 + i * MIN_US, when);
+        txn_body(body, sizeof body, uid, 100 + i, "EUR", "m-s", "DE", when);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc = h_http(&E, "POST", "/api/v1/transactions", E.key, "application/json", body,
+                        strlen(body), NULL, &r);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double el = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+        if (rc != 0 || r.status != 201 || el > 5.0 || !degraded(&r)) {
+            bad = 1;
+            snprintf(first_bad, sizeof first_bad,
+                     "request %d: rc %d status %ld after %.1f s: %.150s", i, rc,
+                     rc == 0 ? r.status : 0L, el, rc == 0 && r.body ? r.body : "");
+        }
+        if (rc == 0)
+            h_resp_free(&r);
+    }
+    ck_assert_int_eq(kill(E.hp_pid, SIGCONT), 0);
+    ck_assert_msg(!bad, "stalled worker: %s", first_bad);
+    set_policy(g_demo, g_chal, 0.5, 0.9, "review", 5000);
+}
+END_TEST
+
 static void add_common(TCase *tc)
 {
     tcase_add_test(tc, policy_default_and_validation); /* first: it checks the default policy */
@@ -1386,6 +1429,7 @@ static Suite *txn_suite(void)
     tcase_add_unchecked_fixture(tc, up_worker, env_down);
     tcase_set_timeout(tc, 300);
     add_common(tc);
+    tcase_add_test(tc, degraded_when_worker_stalled);
     tcase_add_test(tc, degraded_when_worker_down); /* last: it kills the worker */
     suite_add_tcase(s, tc);
     return s;

@@ -28,12 +28,15 @@ start)
   mkdir -p "$data" "$sock" "$(dirname "$log")"
   touch "$log"
   if [ "$(id -u)" = 0 ]; then
-    chown postgres: "$data" "$sock" "$log"
+    chown -R postgres: "$data" "$sock" "$log"
     chmod 700 "$data"
     # postgres must be able to reach its directories through every parent.
     d=$(cd "$(dirname "$data")" && pwd)
     while [ "$d" != / ]; do
-      if ! runuser -u postgres -- test -x "$d"; then chmod o+x "$d"; fi
+      if ! runuser -u postgres -- test -x "$d"; then
+        echo "pgctl: giving others search (x) permission on $d so the postgres user can reach $data" >&2
+        chmod o+x "$d"
+      fi
       d=$(dirname "$d")
     done
   fi
@@ -41,7 +44,8 @@ start)
     as_pg "$bindir/initdb" -D "$data" -U vigil --auth=trust -E UTF8 --locale=C.UTF-8 -N >>"$log" 2>&1 || {
       echo "pgctl: initdb failed, see $log" >&2; tail -n 20 "$log" >&2; exit 1; }
   fi
-  opts="-k $sock -p $port -c listen_addresses=127.0.0.1 -c max_connections=200"
+  # pg_ctl hands -o to a shell: quote the socket path (it may contain spaces).
+  opts="-k '$sock' -p $port -c listen_addresses=127.0.0.1 -c max_connections=200"
   if [ "${VIGIL_PG_FAST:-0}" = 1 ]; then
     opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   fi

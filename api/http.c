@@ -385,8 +385,9 @@ static req_state *begin(http_server *s, struct MHD_Connection *c, const char *ur
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
         char *end = NULL;
-        unsigned long long n = strtoull(cl, &end, 10);
-        if (end == cl || *end != '\0') {
+        /* Digits only: strtoull would accept "-1" (wrapping to a huge value) and spaces. */
+        unsigned long long n = cl[0] >= '0' && cl[0] <= '9' ? strtoull(cl, &end, 10) : 0;
+        if (!end || end == cl || *end != '\0') {
             http_problem(&st->resp, 400, "bad_request", NULL, "invalid Content-Length");
             st->decided = 1;
         } else if (n > st->body_max) {

@@ -1178,6 +1178,13 @@ START_TEST(body_limit_n_and_n_plus_1)
                  E.key);
     got = h_raw(&E, raw, (size_t)n, resp, sizeof resp, 5000);
     ck_assert_msg(got > 0 && strncmp(resp, "HTTP/1.1 413", 12) == 0, "got: %s", resp);
+    /* A negative announced size is malformed (400), not a huge one (413). */
+    n = snprintf(raw, sizeof raw,
+                 "POST /api/v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                 "Content-Type: application/json\r\nContent-Length: -1\r\n\r\n",
+                 E.key);
+    got = h_raw(&E, raw, (size_t)n, resp, sizeof resp, 5000);
+    ck_assert_msg(got > 0 && strncmp(resp, "HTTP/1.1 400", 12) == 0, "got: %s", resp);
     /* Exactly N announced: the server waits for the body instead of refusing. */
     n = snprintf(raw, sizeof raw,
                  "POST /api/v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"

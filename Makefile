@@ -54,6 +54,8 @@ E2E_SRC     := $(wildcard tests/e2e/e2e_*.c)
 E2E_BIN     := $(E2E_SRC:tests/e2e/%.c=$(BIN)/tests/%)
 E2E_LIB_SRC := $(filter-out $(E2E_SRC),$(wildcard tests/e2e/*.c))
 E2E_LIB_OBJ := $(E2E_LIB_SRC:%.c=$(OUT)/%.o)
+# Helpers shared by every test binary (fixture reading).
+TESTLIB_OBJ := $(patsubst %.c,$(OUT)/%.o,$(wildcard tests/lib/*.c))
 TOOL_SRC    := $(wildcard tests/tools/*.c)
 
 # Debian packages needed to build, run and test.  `make deps` installs the missing ones as root,
@@ -121,15 +123,15 @@ $(OUT)/gen/%.o: $(OUT)/gen/%.c
 $(OUT)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)
-	$(Q)$(CC) $(CFLAGS_ALL) $(API_CFLAGS) $(CHECK_CFLAGS) -Iapi -Ihotpath -Itests/e2e -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS_ALL) $(API_CFLAGS) $(CHECK_CFLAGS) -Iapi -Ihotpath -Itests/e2e -Itests/lib -c -o $@ $<
 
 # Unit tests link every module of both sides (never the mains).
-$(BIN)/tests/test_%: $(OUT)/tests/unit/test_%.o $(API_OBJ) $(HOTPATH_OBJ) $(COMMON_OBJ)
+$(BIN)/tests/test_%: $(OUT)/tests/unit/test_%.o $(TESTLIB_OBJ) $(API_OBJ) $(HOTPATH_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(API_LIBS) $(CHECK_LIBS)
 
-$(BIN)/tests/e2e_%: $(OUT)/tests/e2e/e2e_%.o $(E2E_LIB_OBJ) $(API_OBJ) $(COMMON_OBJ)
+$(BIN)/tests/e2e_%: $(OUT)/tests/e2e/e2e_%.o $(E2E_LIB_OBJ) $(TESTLIB_OBJ) $(API_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(API_LIBS) $(CHECK_LIBS) $(CURL_LIBS)
@@ -196,6 +198,10 @@ lint: need-clang-format
 
 clean:
 	rm -rf build bin
+
+# Objects reached only through pattern-rule chains (tests/lib/*.o) are intermediates to make;
+# keep them, so a second build does not relink every test.
+.SECONDARY:
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 

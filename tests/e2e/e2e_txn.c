@@ -338,20 +338,10 @@ static int count_user_txns(const char *user_id)
     return n;
 }
 
+/* An API key with these scopes, created through the CLI. */
 static void create_key(const char *scopes, char *key, size_t cap)
 {
-    char exe[400], dburl[600], out[4096];
-    snprintf(exe, sizeof exe, "%s/vigil-api", E.bin);
-    snprintf(dburl, sizeof dburl, "DATABASE_URL=%s", E.db_url);
-    const char *argv[] = {exe, "keys", "create", "--name", "k", "--scopes", scopes, NULL};
-    const char *env[] = {dburl, NULL};
-    ck_assert_int_eq(h_run(&E, argv, env, out, sizeof out), 0);
-    const char *p = strstr(out, "key:");
-    ck_assert_msg(p != NULL, "no key in output: %s", out);
-    p += 4;
-    while (*p == ' ')
-        p++;
-    snprintf(key, cap, "%.*s", (int)strcspn(p, "\n"), p);
+    ck_assert_msg(h_create_key(&E, scopes, key, cap) == 0, "keys create failed: %s", key);
 }
 
 /* ---- policy ---------------------------------------------------------------------------------- */

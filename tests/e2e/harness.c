@@ -559,3 +559,23 @@ char *h_read_file(h_env *e, const char *name)
         b[n] = '\0';
     return b;
 }
+
+int h_create_key(h_env *e, const char *scopes, char *key, size_t cap)
+{
+    char exe[400], dburl[600], out[4096];
+    snprintf(exe, sizeof exe, "%s/vigil-api", e->bin);
+    snprintf(dburl, sizeof dburl, "DATABASE_URL=%s", e->db_url);
+    const char *argv[] = {exe, "keys", "create", "--name", "e2e", "--scopes", scopes, NULL};
+    const char *env[] = {dburl, NULL};
+    int rc = h_run(e, argv, env, out, sizeof out);
+    const char *p = strstr(out, "key:");
+    if (rc != 0 || !p) {
+        snprintf(key, cap, "%s", out);
+        return -1;
+    }
+    p += 4;
+    while (*p == ' ')
+        p++;
+    snprintf(key, cap, "%.*s", (int)strcspn(p, "\n"), p);
+    return 0;
+}

@@ -70,6 +70,10 @@ const char *h_str(const h_resp *r, const char *name);
  * status (or -1).  Used for `vigil-api keys ...` and friends.  out (may be NULL) gets stdout. */
 int h_run(h_env *e, const char *const *argv, const char *const *env, char *out, size_t cap);
 
+/* Creates an API key with `vigil-api keys create --scopes SCOPES` against e's database and
+ * copies the printed secret into key[cap].  Returns 0, or -1 (output in key for the message). */
+int h_create_key(h_env *e, const char *scopes, char *key, size_t cap);
+
 /* Prints the last lines of a log in e->dir ("api.log", "hotpath.log", "pg.log") to stderr. */
 void h_dump_log(h_env *e, const char *name);
 

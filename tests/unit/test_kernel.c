@@ -27,86 +27,23 @@
 #include "refeval.h"
 #include "wire.h"
 #include "xgbmodel.h"
+#include "fixtures_io.h"
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-static const char *fixdir(void)
-{
-    const char *d = getenv("VIGIL_FIXTURES");
-    return d && *d ? d : "tests/fixtures";
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = 0;
-        *len = (size_t)n;
-    }
-    return buf;
-}
-
+/* Fixture access asserting on failure (tests/lib/fixtures_io.h does the reading). */
 static float *read_matrix(const char *path, size_t *rows, size_t *cols)
 {
-    size_t len;
-    char *txt = slurp(path, &len);
-    ck_assert_msg(txt != NULL, "cannot read %s", path);
-    char *p = txt, *end;
-    *rows = strtoul(p, &end, 10);
-    p = end;
-    *cols = strtoul(p, &end, 10);
-    p = end;
-    ck_assert(*rows > 0 && *cols > 0);
-    float *m = malloc(*rows * *cols * sizeof(float));
-    ck_assert(m != NULL);
-    for (size_t i = 0; i < *rows * *cols; i++) {
-        m[i] = strtof(p, &end);
-        ck_assert_msg(end != p, "%s: bad token at value %zu", path, i);
-        p = end;
-    }
-    free(txt);
+    float *m = fx_matrix_file(path, rows, cols);
+    ck_assert_msg(m != NULL, "cannot read %s (set VIGIL_FIXTURES?)", path);
     return m;
-}
-
-static size_t manifest(char names[][64], size_t cap)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/MANIFEST", fixdir());
-    size_t len;
-    char *txt = slurp(path, &len);
-    ck_assert_msg(txt != NULL, "cannot read %s (set VIGIL_FIXTURES?)", path);
-    size_t n = 0;
-    for (char *line = strtok(txt, "\n"); line && n < cap; line = strtok(NULL, "\n"))
-        if (*line)
-            snprintf(names[n++], 64, "%s", line);
-    free(txt);
-    return n;
 }
 
 static void *compile_fixture(const char *name, size_t *blob_len, model_view *v)
 {
-    char path[512], err[256];
-    snprintf(path, sizeof path, "%s/%s.model.json", fixdir(), name);
-    size_t len;
-    char *json = slurp(path, &len);
-    ck_assert_msg(json != NULL, "cannot read %s", path);
-    void *blob = NULL;
-    int rc = xgb_compile(json, len, NULL, &blob, blob_len, err, sizeof err);
-    ck_assert_msg(rc == XGB_OK, "%s: xgb_compile: %s", name, err);
-    ck_assert_msg(model_validate(blob, *blob_len, NULL, 0, v, err, sizeof err) == 0, "%s: %s", name,
-                  err);
-    free(json);
+    char err[256];
+    void *blob = fx_compile(name, NULL, blob_len, v, err, sizeof err);
+    ck_assert_msg(blob != NULL, "%s: %s", name, err);
     return blob;
 }
 
@@ -225,7 +162,7 @@ static void check_same(const model_view *v, const hp_forest *f, const float *row
 START_TEST(fixtures_bit_identical_to_refeval)
 {
     char names[64][64];
-    size_t nfix = manifest(names, 64);
+    size_t nfix = fx_manifest(names, 64);
     ck_assert_uint_ge(nfix, 20);
     size_t total = 0, same_as_xgb = 0;
     for (size_t fi = 0; fi < nfix; fi++) {
@@ -236,14 +173,14 @@ START_TEST(fixtures_bit_identical_to_refeval)
         uint32_t h;
         const hp_forest *f = load_pin(&v, key, &h);
         char path[512];
-        snprintf(path, sizeof path, "%s/%s.rows.txt", fixdir(), names[fi]);
+        snprintf(path, sizeof path, "%s/%s.rows.txt", fx_dir(), names[fi]);
         float *rows = read_matrix(path, &nr, &nc);
         ck_assert_uint_eq(nc, v.hdr->num_feature);
         for (int margin = 0; margin <= 1; margin++) {
             check_same(&v, f, rows, nr, margin, names[fi]);
             /* Against xgboost's own outputs: the kernel is exactly as close as refeval. */
             size_t pr, pc;
-            snprintf(path, sizeof path, "%s/%s.%s.txt", fixdir(), names[fi],
+            snprintf(path, sizeof path, "%s/%s.%s.txt", fx_dir(), names[fi],
                      margin ? "margin" : "pred");
             float *xgb = read_matrix(path, &pr, &pc);
             ck_assert_uint_eq(pr * pc, nr * hp_forest_outputs(f, margin));
@@ -930,7 +867,7 @@ START_TEST(handlers_answer_every_case)
     model_view v;
     void *blob = compile_fixture("multi_softprob", &blob_len, &v);
     char path[512];
-    snprintf(path, sizeof path, "%s/multi_softprob.rows.txt", fixdir());
+    snprintf(path, sizeof path, "%s/multi_softprob.rows.txt", fx_dir());
     float *rows = read_matrix(path, &nr, &nc);
     uint8_t key[WIRE_MODEL_KEY_SIZE], other[WIRE_MODEL_KEY_SIZE];
     rnd_key(key);

@@ -14,64 +14,22 @@
 #include "model.h"
 #include "refeval.h"
 #include "xgbmodel.h"
+#include "fixtures_io.h"
 
-static const char *fixdir(void)
-{
-    const char *d = getenv("VIGIL_FIXTURES");
-    return d && *d ? d : "tests/fixtures";
-}
-
-/* Reads a whole file; returns malloc'd bytes (NUL-terminated, *len excludes it) or NULL. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = (n + 65536 + 1) * 2;
-            char *p = realloc(buf, cap);
-            if (p == NULL) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = p;
-        }
-        size_t r = fread(buf + n, 1, 65536, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-/* Fixture matrix: "rows cols\n" then rows of %.9g / nan / inf tokens.  Returns malloc'd floats. */
+/* Fixture access asserting on failure (tests/lib/fixtures_io.h does the reading). */
 static float *read_matrix(const char *path, size_t *rows, size_t *cols)
 {
-    size_t len;
-    char *txt = slurp(path, &len);
-    ck_assert_msg(txt != NULL, "cannot read %s", path);
-    char *p = txt, *end;
-    *rows = strtoul(p, &end, 10);
-    p = end;
-    *cols = strtoul(p, &end, 10);
-    p = end;
-    ck_assert(*rows > 0 && *cols > 0);
-    float *m = malloc(*rows * *cols * sizeof(float));
-    ck_assert(m != NULL);
-    for (size_t i = 0; i < *rows * *cols; i++) {
-        m[i] = strtof(p, &end);
-        ck_assert_msg(end != p, "%s: bad token at value %zu", path, i);
-        p = end;
-    }
-    free(txt);
+    float *m = fx_matrix_file(path, rows, cols);
+    ck_assert_msg(m != NULL, "cannot read %s (set VIGIL_FIXTURES?)", path);
     return m;
+}
+
+static void *compile_fixture(const char *name, xgb_info *info, size_t *blob_len, model_view *v)
+{
+    char err[256];
+    void *blob = fx_compile(name, info, blob_len, v, err, sizeof err);
+    ck_assert_msg(blob != NULL, "%s: %s", name, err);
+    return blob;
 }
 
 static uint32_t fbits(float f)
@@ -102,44 +60,11 @@ static cmp_result compare(const float *got, const float *want, size_t n)
     return r;
 }
 
-/* Compiles fixture `name`; asserts XGB_OK and a valid blob. */
-static void *compile_fixture(const char *name, xgb_info *info, size_t *blob_len, model_view *v)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s.model.json", fixdir(), name);
-    size_t len;
-    char *json = slurp(path, &len);
-    ck_assert_msg(json != NULL, "cannot read %s", path);
-    void *blob;
-    char err[256];
-    int rc = xgb_compile(json, len, info, &blob, blob_len, err, sizeof(err));
-    ck_assert_msg(rc == XGB_OK, "%s: xgb_compile %s: %s", name, xgb_status_name(rc), err);
-    ck_assert_msg(model_validate(blob, *blob_len, NULL, 0, v, err, sizeof(err)) == 0, "%s: %s",
-                  name, err);
-    free(json);
-    return blob;
-}
-
-static size_t manifest(char names[][64], size_t cap)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/MANIFEST", fixdir());
-    size_t len;
-    char *txt = slurp(path, &len);
-    ck_assert_msg(txt != NULL, "cannot read %s (set VIGIL_FIXTURES?)", path);
-    size_t n = 0;
-    for (char *line = strtok(txt, "\n"); line && n < cap; line = strtok(NULL, "\n"))
-        if (*line)
-            snprintf(names[n++], 64, "%s", line);
-    free(txt);
-    return n;
-}
-
 /* Every fixture, both output modes: >= 99.9% bit-identical, none off by more than 1e-6 rel. */
 START_TEST(test_fixtures_match_xgboost)
 {
     char names[64][64];
-    size_t nfix = manifest(names, 64);
+    size_t nfix = fx_manifest(names, 64);
     ck_assert_uint_ge(nfix, 20);
     size_t total = 0, total_ident = 0;
     for (size_t f = 0; f < nfix; f++) {
@@ -149,11 +74,11 @@ START_TEST(test_fixtures_match_xgboost)
         void *blob = compile_fixture(names[f], &info, &blob_len, &v);
         char path[512];
         size_t nr, nc, pr, pc, mr, mc;
-        snprintf(path, sizeof(path), "%s/%s.rows.txt", fixdir(), names[f]);
+        snprintf(path, sizeof(path), "%s/%s.rows.txt", fx_dir(), names[f]);
         float *rows = read_matrix(path, &nr, &nc);
         ck_assert_uint_eq(nc, v.hdr->num_feature);
         for (int margin = 0; margin <= 1; margin++) {
-            snprintf(path, sizeof(path), "%s/%s.%s.txt", fixdir(), names[f],
+            snprintf(path, sizeof(path), "%s/%s.%s.txt", fx_dir(), names[f],
                      margin ? "margin" : "pred");
             float *want = read_matrix(path, &pr, &pc);
             ck_assert_uint_eq(pr, nr);
@@ -187,7 +112,7 @@ END_TEST
 START_TEST(test_inf_behaves_as_flt_max)
 {
     char names[64][64];
-    size_t nfix = manifest(names, 64);
+    size_t nfix = fx_manifest(names, 64);
     size_t swapped_rows = 0;
     for (size_t f = 0; f < nfix; f++) {
         xgb_info info;
@@ -195,9 +120,9 @@ START_TEST(test_inf_behaves_as_flt_max)
         model_view v;
         void *blob = compile_fixture(names[f], &info, &blob_len, &v);
         char path[512];
-        snprintf(path, sizeof(path), "%s/%s.rows.txt", fixdir(), names[f]);
+        snprintf(path, sizeof(path), "%s/%s.rows.txt", fx_dir(), names[f]);
         float *rows = read_matrix(path, &nr, &nc);
-        snprintf(path, sizeof(path), "%s/%s.margin.txt", fixdir(), names[f]);
+        snprintf(path, sizeof(path), "%s/%s.margin.txt", fx_dir(), names[f]);
         float *want = read_matrix(path, &pr, &pc);
         float *got = malloc(pc * sizeof(float));
         for (size_t r = 0; r < nr; r++) {
@@ -517,9 +442,9 @@ END_TEST
 START_TEST(test_truncated_json)
 {
     char path[512];
-    snprintf(path, sizeof(path), "%s/cat_binary.model.json", fixdir());
+    snprintf(path, sizeof(path), "%s/cat_binary.model.json", fx_dir());
     size_t len;
-    char *json = slurp(path, &len);
+    char *json = fx_slurp(path, &len);
     ck_assert(json != NULL);
     size_t cuts = 0;
     for (size_t cut = 0; cut < len; cut += (cut < 4096 ? 1 : 97)) {

@@ -1,6 +1,9 @@
 /* fixtures_io.c - fixture files for end-to-end tests.  See fixtures_io.h. */
 #include "fixtures_io.h"
 
+#include "model.h"
+#include "xgbmodel.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,9 +73,9 @@ size_t fx_manifest(char names[][FX_NAME_MAX], size_t cap)
     return n;
 }
 
-float *fx_matrix(const char *name, const char *suffix, size_t *rows, size_t *cols)
+float *fx_matrix_file(const char *path, size_t *rows, size_t *cols)
 {
-    char *txt = fx_read(name, suffix, NULL);
+    char *txt = fx_slurp(path, NULL);
     float *m = NULL;
     char *p = txt, *end;
     if (!txt)
@@ -95,6 +98,36 @@ fail:
     free(m);
     free(txt);
     return NULL;
+}
+
+float *fx_matrix(const char *name, const char *suffix, size_t *rows, size_t *cols)
+{
+    char path[600];
+    fx_path(name, suffix, path, sizeof path);
+    return fx_matrix_file(path, rows, cols);
+}
+
+void *fx_compile(const char *name, xgb_info *info, size_t *blob_len, model_view *v, char *err,
+                 size_t errlen)
+{
+    size_t len;
+    void *blob = NULL;
+    char *json = fx_read(name, "model.json", &len);
+    if (!json) {
+        snprintf(err, errlen, "cannot read %s/%s.model.json", fx_dir(), name);
+        return NULL;
+    }
+    int rc = xgb_compile(json, len, info, &blob, blob_len, err, errlen);
+    free(json);
+    if (rc != XGB_OK)
+        return NULL;
+    if (model_validate(blob, *blob_len, NULL, 0, v, err, errlen) != 0) {
+        free(blob);
+        if (info)
+            xgb_info_free(info);
+        return NULL;
+    }
+    return blob;
 }
 
 int fx_sha256_file(const char *path, char out[65])

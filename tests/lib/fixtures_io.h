@@ -1,6 +1,6 @@
 /* fixtures_io.h - reading tests/fixtures (xgboost 1.7.4 models and xgboost's own predictions, see
- * tests/fixtures/README.md) from end-to-end tests, and expected values that must not come from
- * vigil's code: the SHA-256 of a file comes from the system's sha256sum.
+ * tests/fixtures/README.md) from unit and end-to-end tests, and expected values that must not come
+ * from vigil's code: the SHA-256 of a file comes from the system's sha256sum.
  *
  * Fixtures are found through $VIGIL_FIXTURES, else tests/fixtures relative to the cwd.  Every
  * function returns NULL/-1 on failure (the caller asserts); nothing here aborts.  Not thread-safe
@@ -9,6 +9,9 @@
 #define VIGIL_FIXTURES_IO_H
 
 #include <stddef.h>
+
+#include "model.h"
+#include "xgbmodel.h"
 
 #define FX_NAME_MAX 64
 
@@ -23,6 +26,13 @@ size_t fx_manifest(char names[][FX_NAME_MAX], size_t cap);
 /* A "ROWS COLS" + values matrix file (NAME.SUFFIX, e.g. "rows.txt") parsed with strtof; returns
  * malloc'd rows*cols floats or NULL. */
 float *fx_matrix(const char *name, const char *suffix, size_t *rows, size_t *cols);
+/* The same format read from any path. */
+float *fx_matrix_file(const char *path, size_t *rows, size_t *cols);
+/* Compiles fixture NAME.model.json with xgb_compile and validates the blob.  Returns the malloc'd
+ * blob (*blob_len, *v set; info filled when non-NULL, release with xgb_info_free) or NULL with err.
+ */
+void *fx_compile(const char *name, xgb_info *info, size_t *blob_len, model_view *v, char *err,
+                 size_t errlen);
 /* Lower-case hex SHA-256 of a file, computed by `sha256sum` (an implementation independent of
  * common/sha256.c).  Returns 0 or -1. */
 int fx_sha256_file(const char *path, char out[65]);

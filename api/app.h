@@ -13,7 +13,7 @@ typedef struct app {
     const cfg *cfg;
     struct db_pool *db;  /* PostgreSQL connections, see db.h */
     struct hpc_pool *hp; /* vigil-hotpath connections, see hpclient.h (NULL in inprocess mode) */
-    struct scoring_cache *cache; /* compiled models for inprocess mode (NULL in worker mode) */
+    struct scoring_cache *cache; /* compiled models (scoring.c), both modes */
 } app;
 
 #endif

@@ -118,7 +118,7 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     c->max_predict_bytes = 64u << 20;
     c->max_predict_rows = 100000;
     c->hotpath_max_frame_mb = 64;
-    c->inprocess_cache_mb = 512;
+    c->model_cache_mb = 512;
     c->idempotency_retention_h = 48;
 
     if (parse_addr(c, err, errlen) ||
@@ -140,7 +140,7 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
         env_size("VIGIL_MAX_MODEL_BYTES", 1024, 4LL << 30, &c->max_model_bytes, err, errlen) ||
         env_size("VIGIL_MAX_PREDICT_BYTES", 64, 4LL << 30, &c->max_predict_bytes, err, errlen) ||
         env_int32("VIGIL_HOTPATH_MAX_FRAME_MB", 1, 4095, &c->hotpath_max_frame_mb, err, errlen) ||
-        env_int32("VIGIL_INPROCESS_CACHE_MB", 1, 1 << 20, &c->inprocess_cache_mb, err, errlen) ||
+        env_int32("VIGIL_MODEL_CACHE_MB", 1, 1 << 20, &c->model_cache_mb, err, errlen) ||
         env_int32("VIGIL_IDEMPOTENCY_RETENTION_H", 24, 24 * 3650, &c->idempotency_retention_h, err,
                   errlen) ||
         env_int32("VIGIL_MAX_PREDICT_ROWS", 1, 10000000, &c->max_predict_rows, err, errlen) ||

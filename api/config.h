@@ -29,7 +29,7 @@ typedef struct cfg {
     size_t max_model_bytes;      /* VIGIL_MAX_MODEL_BYTES model uploads, default 256 MiB */
     size_t max_predict_bytes;    /* VIGIL_MAX_PREDICT_BYTES predict bodies, default 64 MiB */
     int hotpath_max_frame_mb;    /* VIGIL_HOTPATH_MAX_FRAME_MB, default 64 (same as the worker's) */
-    int inprocess_cache_mb;      /* VIGIL_INPROCESS_CACHE_MB compiled models cached, default 512 */
+    int model_cache_mb;          /* VIGIL_MODEL_CACHE_MB compiled models kept, default 512 */
     int idempotency_retention_h; /* VIGIL_IDEMPOTENCY_RETENTION_H, default 48, at least 24 */
     int max_predict_rows;        /* VIGIL_MAX_PREDICT_ROWS, default 100000 */
     char bootstrap_key[256];     /* VIGIL_BOOTSTRAP_KEY, optional; never logged */

@@ -150,11 +150,12 @@ static int serve(app *a, cfg *c)
                                 (uint32_t)c->hotpath_max_frame_mb << 20, err, sizeof err);
         if (!a->hp)
             die(err);
-    } else {
-        a->cache = scoring_cache_create((size_t)c->inprocess_cache_mb << 20);
-        if (!a->cache)
-            die("out of memory");
     }
+    /* Compiled models: scored from here in inprocess mode, reloaded from here into a restarted
+     * worker in worker mode. */
+    a->cache = scoring_cache_create((size_t)c->model_cache_mb << 20);
+    if (!a->cache)
+        die("out of memory");
     if (c->bootstrap_key[0]) {
         int rc = auth_ensure_bootstrap(a->db, c->bootstrap_key, err, sizeof err);
         if (rc < 0)

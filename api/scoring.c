@@ -283,20 +283,22 @@ static int map_hpc(int rc, char *err, size_t errlen)
     return rc == HPC_OK ? SC_OK : SC_UNAVAILABLE;
 }
 
-/* LOAD_MODEL for m.  Returns an scoring_status. */
+/* LOAD_MODEL for m.  The compiled blob comes from the API's cache (filled from PostgreSQL once
+ * per API process), so refilling a restarted worker needs no database round trip.  Returns an
+ * scoring_status. */
 static int load_model(const app *a, const scoring_model *m, int64_t deadline_ms, char *err,
                       size_t errlen)
 {
-    void *blob = NULL;
-    size_t len = 0;
-    int sc = fetch_blob(a, m->id, deadline_ms, &blob, &len, err, errlen);
-    if (sc != SC_OK)
+    int sc = SC_OK;
+    cache_entry *e = cache_get(a, m, deadline_ms, &sc, err, errlen);
+    if (!e)
         return sc;
+    const void *blob = e->blob;
+    size_t len = e->len;
     size_t plen = WIRE_MODEL_KEY_SIZE + 4 + len;
-    uint8_t *payload = malloc(plen);
-    if (!payload || plen > UINT32_MAX) {
-        free(blob);
-        free(payload);
+    uint8_t *payload = plen <= UINT32_MAX ? malloc(plen) : NULL;
+    if (!payload) {
+        cache_put(a->cache, e);
         snprintf(err, errlen, "model too large to send to the worker");
         return SC_FAILED;
     }
@@ -305,7 +307,7 @@ static int load_model(const app *a, const scoring_model *m, int64_t deadline_ms,
     put_key(&w, m);
     wire_put_u32(&w, (uint32_t)len);
     wire_put_bytes(&w, blob, len);
-    free(blob);
+    cache_put(a->cache, e);
     hpc_reply r;
     int rc = hpc_call(a->hp, WIRE_OP_LOAD_MODEL, payload, (uint32_t)plen, deadline_ms,
                       a->cfg->pool_wait_ms, &r, err, errlen);
@@ -416,7 +418,7 @@ int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms,
         snprintf(err, errlen, "bad number of scoring jobs");
         return SC_FAILED;
     }
-    if (a->cache)
+    if (!a->hp)
         return run_inprocess(a, jobs, njobs, deadline_ms, err, errlen);
     return run_worker(a, jobs, njobs, deadline_ms, err, errlen);
 }

@@ -1,9 +1,10 @@
 /* scoring.h - scoring rows with stored models, the one place that knows where the math runs:
  *   VIGIL_HOTPATH_MODE=worker     (default) SCORE frames to vigil-hotpath; a worker that lacks the
  *                                 model answers UNKNOWN_MODEL, we LOAD_MODEL it and retry once.
- *   VIGIL_HOTPATH_MODE=inprocess  the plain reference evaluator (common/refeval.c) in this process,
- *                                 on compiled blobs cached here (bounded, LRU).
- * Owns: model metadata lookups, the in-process blob cache, the SCORE/LOAD_MODEL payloads.
+ *   VIGIL_HOTPATH_MODE=inprocess  the plain reference evaluator (common/refeval.c) in this process.
+ * Both use compiled blobs cached here (bounded, LRU): in-process scoring reads them, and a worker
+ * that lacks a model is loaded from them without a database round trip.
+ * Owns: model metadata lookups, the compiled-blob cache, the SCORE/LOAD_MODEL payloads.
  * Thread-safe.  Every call honours the caller's absolute deadline. */
 #ifndef VIGIL_SCORING_H
 #define VIGIL_SCORING_H
@@ -65,7 +66,7 @@ uint32_t scoring_nout(const scoring_model *m, int output_margin);
 int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms, char *err,
                 size_t errlen);
 
-/* The in-process blob cache (inprocess mode), created by main; max_bytes bounds it. */
+/* The API's cache of compiled blobs (both modes), created by main; max_bytes bounds it. */
 typedef struct scoring_cache scoring_cache;
 scoring_cache *scoring_cache_create(size_t max_bytes);
 void scoring_cache_destroy(scoring_cache *c);

@@ -292,34 +292,6 @@ static size_t parse_predictions(const char *body, float *out, size_t cap)
     return n;
 }
 
-static uint32_t fbits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-typedef struct cmp_result {
-    size_t n, identical;
-    double max_rel;
-} cmp_result;
-
-static cmp_result compare(const float *got, const float *want, size_t n)
-{
-    cmp_result r = {n, 0, 0.0};
-    for (size_t i = 0; i < n; i++) {
-        if (fbits(got[i]) == fbits(want[i]) || (isnan(got[i]) && isnan(want[i]))) {
-            r.identical++;
-            continue;
-        }
-        double a = got[i], b = want[i];
-        double rel = fabs(a - b) / fmax(fabs(b), 1e-30);
-        if (!(rel <= r.max_rel)) /* NaN counts as infinitely wrong */
-            r.max_rel = isnan(rel) ? INFINITY : rel;
-    }
-    return r;
-}
-
 /* POSTs body to /models/{id}/predict; asserts 200 and n outputs, returned in out. */
 static void predict_ok(const char *id, const char *body, float *out, size_t n, const char *key)
 {
@@ -545,7 +517,7 @@ START_TEST(predict_matches_xgboost)
             float *got = malloc(pr * pc * sizeof(float));
             char *body = dense_body(rows, 0, nr, nc, margin);
             predict_ok(id, body, got, pr * pc, NULL);
-            cmp_result c = compare(got, want, pr * pc);
+            fx_cmp c = fx_compare(got, want, pr * pc);
             printf("  %-5s %-24s %-6s %5zu/%5zu bit-identical  max rel err %.3g\n",
                    g_worker ? "work" : "inproc", names[f], margin ? "margin" : "pred", c.identical,
                    c.n, c.max_rel);
@@ -607,11 +579,11 @@ START_TEST(predict_rows_by_name)
         char *db = dense_body(rows, 0, nr, nc, 0);
         predict_ok(id, db, dense, nr * pc, NULL);
         for (size_t i = 0; i < nr * pc; i++)
-            ck_assert_msg(fbits(by_name[i]) == fbits(dense[i]) ||
+            ck_assert_msg(fx_bits(by_name[i]) == fx_bits(dense[i]) ||
                               (isnan(by_name[i]) && isnan(dense[i])),
                           "%s output %zu: by name %.9g, dense %.9g", named[k], i,
                           (double)by_name[i], (double)dense[i]);
-        cmp_result c = compare(by_name, want, nr * pc);
+        fx_cmp c = fx_compare(by_name, want, nr * pc);
         printf("  %-5s %-24s byname %5zu/%5zu bit-identical to xgboost\n",
                g_worker ? "work" : "inproc", named[k], c.identical, c.n);
         ck_assert(c.identical * 1000 >= c.n * 999);
@@ -825,7 +797,7 @@ START_TEST(read_only_key)
     char *body = dense_body(rows, 0, 5, 7, 0);
     predict_ok(id, body, got, 5, key);
     for (int i = 0; i < 5; i++)
-        ck_assert_uint_eq(fbits(got[i]), fbits(want[i]));
+        ck_assert_uint_eq(fx_bits(got[i]), fx_bits(want[i]));
     free(body);
     free(rows);
     free(want);
@@ -851,7 +823,7 @@ START_TEST(limits_rows_and_bytes)
     ck_assert_uint_lt(strlen(body), LIMIT_BYTES);
     predict_ok(id, body, got, LIMIT_ROWS, NULL);
     for (int i = 0; i < LIMIT_ROWS; i++)
-        ck_assert_uint_eq(fbits(got[i]), fbits(want[i]));
+        ck_assert_uint_eq(fx_bits(got[i]), fx_bits(want[i]));
     free(body);
     body = dense_body(rows, 0, LIMIT_ROWS + 1, nc, 0);
     ck_assert_uint_lt(strlen(body), LIMIT_BYTES);
@@ -897,7 +869,7 @@ START_TEST(worker_killed_and_restarted)
     float got[20];
     predict_ok(id, body, got, 20, NULL);
     for (int i = 0; i < 20; i++)
-        ck_assert_uint_eq(fbits(got[i]), fbits(want[i]));
+        ck_assert_uint_eq(fx_bits(got[i]), fx_bits(want[i]));
 
     ck_assert_int_eq(h_hp_stop(&E, SIGKILL), 128 + SIGKILL);
     predict_status(id, body, &r);
@@ -912,7 +884,7 @@ START_TEST(worker_killed_and_restarted)
     memset(got, 0, sizeof got);
     predict_ok(id, body, got, 20, NULL);
     for (int i = 0; i < 20; i++)
-        ck_assert_uint_eq(fbits(got[i]), fbits(want[i]));
+        ck_assert_uint_eq(fx_bits(got[i]), fx_bits(want[i]));
     free(body);
     free(rows);
     free(want);

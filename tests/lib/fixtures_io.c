@@ -4,6 +4,7 @@
 #include "model.h"
 #include "xgbmodel.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,4 +145,27 @@ int fx_sha256_file(const char *path, char out[65])
     memcpy(out, line, 64);
     out[64] = '\0';
     return 0;
+}
+
+uint32_t fx_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+fx_cmp fx_compare(const float *got, const float *want, size_t n)
+{
+    fx_cmp r = {n, 0, 0.0};
+    for (size_t i = 0; i < n; i++) {
+        if (fx_bits(got[i]) == fx_bits(want[i]) || (isnan(got[i]) && isnan(want[i]))) {
+            r.identical++;
+            continue;
+        }
+        double a = got[i], b = want[i];
+        double rel = fabs(a - b) / fmax(fabs(b), 1e-30);
+        if (!(rel <= r.max_rel)) /* NaN counts as infinitely wrong */
+            r.max_rel = isnan(rel) ? INFINITY : rel;
+    }
+    return r;
 }

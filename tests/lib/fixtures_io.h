@@ -9,6 +9,7 @@
 #define VIGIL_FIXTURES_IO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "model.h"
 #include "xgbmodel.h"
@@ -33,6 +34,17 @@ float *fx_matrix_file(const char *path, size_t *rows, size_t *cols);
  */
 void *fx_compile(const char *name, xgb_info *info, size_t *blob_len, model_view *v, char *err,
                  size_t errlen);
+/* The bits of a float, for bit-identity checks. */
+uint32_t fx_bits(float f);
+
+/* How close got[0..n) is to want[0..n) (xgboost's outputs): how many are bit-identical (two NaNs
+ * count as identical) and the largest relative error of the others (a NaN error is infinite). */
+typedef struct fx_cmp {
+    size_t n, identical;
+    double max_rel;
+} fx_cmp;
+fx_cmp fx_compare(const float *got, const float *want, size_t n);
+
 /* Lower-case hex SHA-256 of a file, computed by `sha256sum` (an implementation independent of
  * common/sha256.c).  Returns 0 or -1. */
 int fx_sha256_file(const char *path, char out[65]);

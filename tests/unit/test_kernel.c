@@ -47,18 +47,11 @@ static void *compile_fixture(const char *name, size_t *blob_len, model_view *v)
     return blob;
 }
 
-static uint32_t fbits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
 /* Index of the first output whose bits differ, or -1. */
 static long first_diff(const float *a, const float *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (fbits(a[i]) != fbits(b[i]))
+        if (fx_bits(a[i]) != fx_bits(b[i]))
             return (long)i;
     return -1;
 }
@@ -150,8 +143,8 @@ static void check_same(const model_view *v, const hp_forest *f, const float *row
                       "%s: %zu rows, margin=%d, pool=%d min_work=%llu: output %ld (row %ld) is "
                       "%a (0x%08x), refeval %a (0x%08x)",
                       what, nrows, margin, cfgs[c].pool, (unsigned long long)cfgs[c].min_work, d,
-                      d / (long)nout, (double)got[d], fbits(got[d]), (double)want[d],
-                      fbits(want[d]));
+                      d / (long)nout, (double)got[d], fx_bits(got[d]), (double)want[d],
+                      fx_bits(want[d]));
     }
     free(want);
     free(got);
@@ -188,7 +181,7 @@ START_TEST(fixtures_bit_identical_to_refeval)
             hp_forest_score(f, rows, nr, margin, got, T_pool, 0);
             size_t ident = 0;
             for (size_t i = 0; i < pr * pc; i++)
-                ident += fbits(got[i]) == fbits(xgb[i]) || (isnan(got[i]) && isnan(xgb[i]));
+                ident += fx_bits(got[i]) == fx_bits(xgb[i]) || (isnan(got[i]) && isnan(xgb[i]));
             ck_assert_msg(ident * 1000 >= pr * pc * 999, "%s: %zu/%zu equal to xgboost", names[fi],
                           ident, pr * pc);
             total += pr * pc;

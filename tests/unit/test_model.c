@@ -32,34 +32,6 @@ static void *compile_fixture(const char *name, xgb_info *info, size_t *blob_len,
     return blob;
 }
 
-static uint32_t fbits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-typedef struct cmp_result {
-    size_t n, identical;
-    double max_rel;
-} cmp_result;
-
-static cmp_result compare(const float *got, const float *want, size_t n)
-{
-    cmp_result r = {n, 0, 0.0};
-    for (size_t i = 0; i < n; i++) {
-        if (fbits(got[i]) == fbits(want[i]) || (isnan(got[i]) && isnan(want[i]))) {
-            r.identical++;
-            continue;
-        }
-        double a = got[i], b = want[i];
-        double rel = fabs(a - b) / fmax(fabs(b), 1e-30);
-        if (!(rel <= r.max_rel)) /* NaN counts as infinitely wrong */
-            r.max_rel = isnan(rel) ? INFINITY : rel;
-    }
-    return r;
-}
-
 /* Every fixture, both output modes: >= 99.9% bit-identical, none off by more than 1e-6 rel. */
 START_TEST(test_fixtures_match_xgboost)
 {
@@ -85,7 +57,7 @@ START_TEST(test_fixtures_match_xgboost)
             ck_assert_uint_eq(pc, model_outputs_per_row(&v, margin));
             float *got = malloc(pr * pc * sizeof(float));
             refeval_predict(&v, rows, nr, margin, got);
-            cmp_result r = compare(got, want, pr * pc);
+            fx_cmp r = fx_compare(got, want, pr * pc);
             printf("  %-24s %-6s %5zu/%5zu bit-identical  max rel err %.3g\n", names[f],
                    margin ? "margin" : "pred", r.identical, r.n, r.max_rel);
             ck_assert_msg(r.identical * 1000 >= r.n * 999, "%s: only %zu/%zu bit-identical",
@@ -138,7 +110,8 @@ START_TEST(test_inf_behaves_as_flt_max)
             swapped_rows++;
             refeval_predict(&v, row, 1, 1, got);
             for (size_t k = 0; k < pc; k++)
-                ck_assert_msg(fbits(got[k]) == fbits(want[r * pc + k]), "%s row %zu", names[f], r);
+                ck_assert_msg(fx_bits(got[k]) == fx_bits(want[r * pc + k]), "%s row %zu", names[f],
+                              r);
         }
         free(got);
         free(want);

@@ -44,6 +44,10 @@ API_SRC     := $(filter-out api/main.c,$(wildcard api/*.c))
 HOTPATH_SRC := $(filter-out hotpath/main.c,$(wildcard hotpath/*.c))
 
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(OUT)/%.o)
+# The parts of common/ that allocate freely (model file compilers and the blob builder) are API
+# side only: the worker links the rest (wire, model_validate, refeval, sha256).
+COMMON_API_ONLY := common/model_build.c common/xgbmodel.c
+COMMON_RT_OBJ := $(filter-out $(COMMON_API_ONLY:%.c=$(OUT)/%.o),$(COMMON_OBJ))
 API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o
 MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
 HOTPATH_OBJ := $(HOTPATH_SRC:%.c=$(OUT)/%.o)
@@ -90,7 +94,7 @@ $(BIN)/vigil-api: $(OUT)/api/main.o $(API_OBJ) $(COMMON_OBJ)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(API_LIBS)
 
 # The worker links libc/libm/pthread only: never libpq, libmicrohttpd or cJSON.
-$(BIN)/vigil-hotpath: $(OUT)/hotpath/main.o $(HOTPATH_OBJ) $(COMMON_OBJ)
+$(BIN)/vigil-hotpath: $(OUT)/hotpath/main.o $(HOTPATH_OBJ) $(COMMON_RT_OBJ)
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
@@ -224,12 +228,12 @@ FUZZ_LIBS     = $(shell pkg-config --libs libcjson 2>/dev/null) -lm -pthread
 # What each harness links: only the modules it drives (the hotpath one never sees cJSON/libpq).
 FUZZ_SRC_json    := api/json.c
 FUZZ_SRC_rows    := api/rows.c api/json.c
-FUZZ_SRC_xgb     := api/xgbmodel.c common/model.c common/refeval.c
+FUZZ_SRC_xgb     := common/xgbmodel.c common/model_build.c common/model.c common/refeval.c
 FUZZ_SRC_model   := common/model.c common/refeval.c
 FUZZ_SRC_cursor  := api/cursor.c api/config.c api/validate.c
 FUZZ_SRC_wire    := common/wire.c
-FUZZ_SRC_score   := $(HOTPATH_SRC) $(COMMON_SRC)
-FUZZ_SRC_seedgen := api/xgbmodel.c api/cursor.c api/config.c api/validate.c $(COMMON_SRC)
+FUZZ_SRC_score   := $(HOTPATH_SRC) $(filter-out $(COMMON_API_ONLY),$(COMMON_SRC))
+FUZZ_SRC_seedgen := api/cursor.c api/config.c api/validate.c $(COMMON_SRC)
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BIN)/fuzz_%) $(FUZZ_BIN)/seedgen

@@ -7,7 +7,7 @@
  * Expected values are written out in the tests (counts of what the test itself sent, sizes
  * computed by hand), never read back from the worker and echoed.
  *
- * LOAD_MODEL / SCORE: fixture models are compiled here with xgb_compile (api/xgbmodel.c, linked
+ * LOAD_MODEL / SCORE: fixture models are compiled here with xgb_compile (common/xgbmodel.c, linked
  * into e2e binaries) and scored over the socket; outputs are compared with xgboost 1.7.4's own
  * predictions from tests/fixtures (the worker matches them bit for bit, see test_kernel.c).
  *
@@ -39,6 +39,7 @@
 
 #include "fixtures_io.h"
 #include "model.h"
+#include "model_build.h"
 #include "refeval.h"
 #include "wire.h"
 #include "xgbmodel.h"

@@ -1,4 +1,4 @@
-/* fuzz_xgb.c - libFuzzer harness for api/xgbmodel.c: xgb_compile on an uploaded model file.
+/* fuzz_xgb.c - libFuzzer harness for common/xgbmodel.c: xgb_compile on an uploaded model file.
  *
  * Checks besides ASan/UBSan: the status is one of the four; XGB_OK comes with a blob that passes
  * model_validate and scores (refeval_predict) rows of missing values and zeros; any other status

@@ -21,6 +21,7 @@
 #include "hp_forest.h"
 #include "hp_pool.h"
 #include "model.h"
+#include "model_build.h"
 #include "refeval.h"
 #include "xgbmodel.h"
 

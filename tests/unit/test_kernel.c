@@ -24,6 +24,7 @@
 #include "hp_k_score.h"
 #include "hp_pool.h"
 #include "model.h"
+#include "model_build.h"
 #include "refeval.h"
 #include "wire.h"
 #include "xgbmodel.h"

@@ -1,4 +1,4 @@
-/* test_model.c - the model pipeline: xgb_compile (api/xgbmodel.c) -> model_validate
+/* test_model.c - the model pipeline: xgb_compile (common/xgbmodel.c) -> model_validate
  * (common/model.c) -> refeval_predict (common/refeval.c), against xgboost 1.7.4's own predictions
  * (tests/fixtures, see its README), plus hostile JSON and corrupted blobs.
  *

@@ -46,7 +46,8 @@ HOTPATH_SRC := $(filter-out hotpath/main.c,$(wildcard hotpath/*.c))
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(OUT)/%.o)
 # The parts of common/ that allocate freely (model file compilers and the blob builder) are API
 # side only: the worker links the rest (wire, model_validate, refeval, sha256).
-COMMON_API_ONLY := common/model_build.c common/xgbmodel.c
+COMMON_API_ONLY := common/model_build.c common/xgbmodel.c common/mdoc.c common/mdoc_json.c \
+                   common/mdoc_ubjson.c common/modelfile.c
 COMMON_RT_OBJ := $(filter-out $(COMMON_API_ONLY:%.c=$(OUT)/%.o),$(COMMON_OBJ))
 API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o
 MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
@@ -216,7 +217,7 @@ clean:
 #   make fuzz FUZZ_TARGETS=json FUZZ_SECONDS=300
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= json rows xgb model cursor wire score
+FUZZ_TARGETS ?= json rows xgb ubj model cursor wire score
 FUZZ_OUT     := build/fuzz
 FUZZ_BIN     := bin/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -228,7 +229,9 @@ FUZZ_LIBS     = $(shell pkg-config --libs libcjson 2>/dev/null) -lm -pthread
 # What each harness links: only the modules it drives (the hotpath one never sees cJSON/libpq).
 FUZZ_SRC_json    := api/json.c
 FUZZ_SRC_rows    := api/rows.c api/json.c
-FUZZ_SRC_xgb     := common/xgbmodel.c common/model_build.c common/model.c common/refeval.c
+FUZZ_SRC_xgb     := common/xgbmodel.c common/model_build.c common/model.c common/refeval.c \
+                    common/mdoc.c common/mdoc_json.c common/mdoc_ubjson.c common/modelfile.c
+FUZZ_SRC_ubj     := $(FUZZ_SRC_xgb)
 FUZZ_SRC_model   := common/model.c common/refeval.c
 FUZZ_SRC_cursor  := api/cursor.c api/config.c api/validate.c
 FUZZ_SRC_wire    := common/wire.c
@@ -249,7 +252,7 @@ $(FUZZ_BIN)/fuzz_$(1): $(FUZZ_OUT)/tests/fuzz/fuzz_$(1).o $(FUZZ_SRC_$(1):%.c=$(
 	$$(call say,LINK,$$@)
 	$$(Q)$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $$(FUZZ_LIBS)
 endef
-$(foreach t,json rows xgb model cursor wire score,$(eval $(call FUZZ_LINK_RULE,$(t))))
+$(foreach t,json rows xgb ubj model cursor wire score,$(eval $(call FUZZ_LINK_RULE,$(t))))
 
 $(FUZZ_BIN)/seedgen: $(FUZZ_OUT)/tests/fuzz/seedgen.o $(FUZZ_SRC_seedgen:%.c=$(FUZZ_OUT)/%.o)
 	@mkdir -p $(dir $@)

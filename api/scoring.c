@@ -72,9 +72,7 @@ void scoring_model_free(scoring_model *m)
 
 uint32_t scoring_nout(const scoring_model *m, int output_margin)
 {
-    if (output_margin || m->objective == MODEL_OBJ_SOFTPROB)
-        return m->num_class;
-    return 1;
+    return model_outputs(m->objective, m->num_class, output_margin);
 }
 
 /* Fetches the compiled blob of model id.  Returns SC_OK with *blob (malloc'd) or SC_DB /

@@ -54,16 +54,18 @@ uint32_t model_objective_from_name(const char *name)
     return 0;
 }
 
-static int is_multi(uint32_t objective)
+uint32_t model_outputs(uint32_t objective, uint32_t num_class, int output_margin)
 {
-    return objective == MODEL_OBJ_SOFTPROB || objective == MODEL_OBJ_SOFTMAX;
+    /* multi:softmax reduces its classes to one index; every other objective keeps one output per
+     * group (multi:softprob's probabilities, or one per target of a multi-target model). */
+    if (output_margin || objective != MODEL_OBJ_SOFTMAX)
+        return num_class;
+    return 1;
 }
 
 uint32_t model_outputs_per_row(const model_view *v, int output_margin)
 {
-    if (output_margin || v->hdr->objective == MODEL_OBJ_SOFTPROB)
-        return v->hdr->num_class;
-    return 1;
+    return model_outputs(v->hdr->objective, v->hdr->num_class, output_margin);
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -169,8 +171,7 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
         set_err(err, errlen, "num_feature %u out of range", h->num_feature);
         return -1;
     }
-    if (h->num_class == 0 || h->num_class > MODEL_MAX_CLASSES ||
-        (!is_multi(h->objective) && h->num_class != 1)) {
+    if (h->num_class == 0 || h->num_class > MODEL_MAX_CLASSES) {
         set_err(err, errlen, "num_class %u invalid for the objective", h->num_class);
         return -1;
     }

@@ -86,7 +86,9 @@ typedef struct model_file_header {
     uint32_t objective;      /* enum model_objective */
     uint32_t flags;          /* MODEL_F_* */
     uint32_t num_feature;    /* 1..MODEL_MAX_FEATURES */
-    uint32_t num_class;      /* output groups: 1 unless multi:*, then 1..MODEL_MAX_CLASSES */
+    uint32_t num_class;      /* output groups, 1..MODEL_MAX_CLASSES: the classes of multi:*, else
+                                the targets (1, or xgboost's num_target of a multi-target model,
+                                each target transformed by the objective on its own) */
     uint32_t num_trees;      /* 0..MODEL_MAX_TREES */
     uint32_t num_nodes;      /* total over all trees */
     uint32_t num_cat_words;
@@ -130,9 +132,10 @@ typedef struct model_view {
 int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratch_len,
                    model_view *v, char *err, size_t errlen);
 
-/* Number of float outputs per row: for margins num_class; for predictions num_class with
- * multi:softprob, 1 otherwise. */
+/* Number of float outputs per row: num_class, except predictions of multi:softmax (1, the class
+ * index).  model_outputs is the same rule on plain values (the API and the worker use it). */
 uint32_t model_outputs_per_row(const model_view *v, int output_margin);
+uint32_t model_outputs(uint32_t objective, uint32_t num_class, int output_margin);
 
 /* xgboost's name of an objective ("binary:logistic"), or NULL for an unknown value. */
 const char *model_objective_name(uint32_t objective);

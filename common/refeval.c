@@ -56,18 +56,23 @@ float refeval_tree_leaf(const model_view *m, uint32_t tree, const float *row)
  * and FindMaxIndex (first maximum). */
 void refeval_transform(uint32_t objective, const float *margin, uint32_t k, float *out)
 {
+    /* Objectives other than multi:* transform each group (target) on its own: a multi-target
+     * model (xgboost num_target > 1) applies the same PredTransform element-wise. */
     switch (objective) {
     case MODEL_OBJ_LOGISTIC:
     case MODEL_OBJ_BINARY_LOGISTIC:
-        out[0] = 1.0f / (1.0f + expf(-margin[0]));
+        for (uint32_t i = 0; i < k; i++)
+            out[i] = 1.0f / (1.0f + expf(-margin[i]));
         return;
     case MODEL_OBJ_POISSON:
     case MODEL_OBJ_GAMMA:
     case MODEL_OBJ_TWEEDIE:
-        out[0] = expf(margin[0]);
+        for (uint32_t i = 0; i < k; i++)
+            out[i] = expf(margin[i]);
         return;
     case MODEL_OBJ_BINARY_HINGE:
-        out[0] = margin[0] > 0.0f ? 1.0f : 0.0f;
+        for (uint32_t i = 0; i < k; i++)
+            out[i] = margin[i] > 0.0f ? 1.0f : 0.0f;
         return;
     case MODEL_OBJ_SOFTPROB: {
         float wmax = margin[0];
@@ -91,7 +96,8 @@ void refeval_transform(uint32_t objective, const float *margin, uint32_t k, floa
         return;
     }
     default: /* identity: squared*, pseudohuber, absolute, logitraw, rank:* */
-        out[0] = margin[0];
+        for (uint32_t i = 0; i < k; i++)
+            out[i] = margin[i];
         return;
     }
 }

@@ -1,21 +1,33 @@
-/* xgbmodel.c - XGBoost JSON model -> compiled blob.  See xgbmodel.h for the contract.
+/* xgbmodel.c - XGBoost model (JSON or UBJSON) -> compiled blob.  See xgbmodel.h for the contract.
  *
- * Two stages.  (1) A strict JSON pass (RFC 8259 plus xgboost's NaN/Infinity/-Infinity tokens)
- * builds an index of containers and strings; scalars inside arrays are only counted, and read back
- * later by re-lexing the array's text, so a model with millions of split values costs a few index
- * entries per tree.  (2) The xgboost layout is read from the index tree by tree into
+ * Two stages.  (1) mdoc (common/mdoc.h) indexes the document, JSON or UBJSON alike: containers and
+ * strings become nodes, scalars inside arrays are only counted and read back later from the
+ * source bytes, so a model with millions of split values costs a few index entries per tree.
+ * (2) The xgboost layout is read through mdoc's format-neutral accessors, tree by tree, into
  * model_builder, which renumbers nodes canonically and checks the tree shape.
+ *
+ * Lowerings onto the blob (common/model.h has one scalar base margin and scalar leaves):
+ *   - a vector base_score whose per-group margins differ: the header's base margin is -0.0f (the
+ *     exact additive identity of IEEE float: -0 + x == x for every x, including +-0) and one
+ *     single-leaf tree per group, holding that group's margin, comes first.  Each group's float
+ *     accumulation is then xgboost's: base margin first, then the trees in file order;
+ *   - a vector-leaf tree (multi_strategy=multi_output_tree; size_leaf_vector = num_target) becomes
+ *     num_target scalar trees of the same shape, one per target in order, leaf k of target g being
+ *     leaf_weights[k * num_target + g]: per target, the same additions in the same order.
  * Costs: O(len) time; memory as stated in xgbmodel.h. */
 #include "xgbmodel.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mdoc.h"
 #include "model_build.h"
+#include "modelfile.h"
+
+#define NONE MDOC_NONE
 
 /* ---- errors ------------------------------------------------------------------------------------
  */
@@ -53,620 +65,58 @@ const char *xgb_status_name(int status)
     }
 }
 
-/* ---- stage 1: strict JSON index ----------------------------------------------------------------
+/* ---- parameters held in strings ----------------------------------------------------------------
  */
 
-enum jtype { J_OBJ = 1, J_ARR, J_STR, J_SCALAR };
-
-/* Kinds of scalar tokens. */
-enum jkind { K_INT = 1, K_REAL, K_NAN, K_INF, K_NINF, K_TRUE, K_FALSE, K_NULL };
-
-#define JNONE UINT32_MAX
-
-typedef struct jnode {
-    size_t off;     /* string: first byte inside the quotes; scalar: token; container: '[' or '{' */
-    size_t len;     /* string: raw length; scalar: token length */
-    uint32_t end;   /* index of the next sibling (one past this subtree) */
-    uint32_t count; /* object: members; array: elements (indexed or not) */
-    uint8_t type;   /* enum jtype */
-    uint8_t kind;   /* scalar: enum jkind; array: 1 if it holds scalars (not indexed) */
-    uint8_t esc;    /* string contains escapes */
-    uint8_t nodes;  /* array: 1 if it holds indexed elements (containers or strings) */
-} jnode;
-
-typedef struct jdoc {
-    const char *s;
-    size_t len;
-    size_t pos;
-    jnode *n;
-    uint32_t count, cap, max;
-    xctx *x;
-    int status; /* first failure */
-} jdoc;
-
-static int jfail(jdoc *d, int status, const char *what)
-{
-    if (d->status == XGB_OK)
-        d->status = fail(d->x, status, "%s at byte %zu", what, d->pos);
-    return -1;
-}
-
-static void skip_ws(jdoc *d)
-{
-    while (d->pos < d->len) {
-        char c = d->s[d->pos];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-            break;
-        d->pos++;
-    }
-}
-
-static int is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* Lexes one scalar token at s[p..len).  Returns its end, or 0 (never a valid end, since a token is
- * at least one byte after p >= 0... p may be 0, so failure is signalled by *kind = 0). */
-static size_t lex_scalar(const char *s, size_t len, size_t p, int *kind)
-{
-    static const struct {
-        const char *t;
-        int k;
-    } lits[] = {{"NaN", K_NAN},   {"Infinity", K_INF}, {"-Infinity", K_NINF},
-                {"true", K_TRUE}, {"false", K_FALSE},  {"null", K_NULL}};
-    *kind = 0;
-    for (size_t i = 0; i < sizeof(lits) / sizeof(lits[0]); i++) {
-        size_t tl = strlen(lits[i].t);
-        if (len - p >= tl && memcmp(s + p, lits[i].t, tl) == 0) {
-            *kind = lits[i].k;
-            return p + tl;
-        }
-    }
-    size_t q = p;
-    int k = K_INT;
-    if (q < len && s[q] == '-')
-        q++;
-    if (q >= len)
-        return 0;
-    if (s[q] == '0') {
-        q++;
-    } else if (s[q] >= '1' && s[q] <= '9') {
-        while (q < len && is_digit(s[q]))
-            q++;
-    } else {
-        return 0;
-    }
-    if (q < len && s[q] == '.') {
-        q++;
-        k = K_REAL;
-        if (q >= len || !is_digit(s[q]))
-            return 0;
-        while (q < len && is_digit(s[q]))
-            q++;
-    }
-    if (q < len && (s[q] == 'e' || s[q] == 'E')) {
-        q++;
-        k = K_REAL;
-        if (q < len && (s[q] == '+' || s[q] == '-'))
-            q++;
-        if (q >= len || !is_digit(s[q]))
-            return 0;
-        while (q < len && is_digit(s[q]))
-            q++;
-    }
-    *kind = k;
-    return q;
-}
-
-static uint32_t new_node(jdoc *d, int type)
-{
-    if (d->count >= d->max) {
-        jfail(d, XGB_INVALID, "too many JSON values for the document size");
-        return JNONE;
-    }
-    if (d->count == d->cap) {
-        uint32_t ncap = d->cap ? d->cap * 2 : 256;
-        if (ncap > d->max)
-            ncap = d->max;
-        jnode *p = realloc(d->n, (size_t)ncap * sizeof(*p));
-        if (p == NULL) {
-            jfail(d, XGB_NOMEM, "out of memory");
-            return JNONE;
-        }
-        d->n = p;
-        d->cap = ncap;
-    }
-    uint32_t i = d->count++;
-    memset(&d->n[i], 0, sizeof(d->n[i]));
-    d->n[i].type = (uint8_t)type;
-    d->n[i].off = d->pos;
-    return i;
-}
-
-/* Lexes a string starting at the opening quote into a J_STR node.  Validates escapes and rejects
- * raw control characters.  Returns the node or JNONE. */
-static uint32_t parse_string(jdoc *d)
-{
-    d->pos++; /* opening quote */
-    uint32_t i = new_node(d, J_STR);
-    if (i == JNONE)
-        return JNONE;
-    int esc = 0;
-    while (d->pos < d->len) {
-        unsigned char c = (unsigned char)d->s[d->pos];
-        if (c == '"') {
-            d->n[i].len = d->pos - d->n[i].off;
-            d->n[i].esc = (uint8_t)esc;
-            d->n[i].end = i + 1;
-            d->pos++;
-            return i;
-        }
-        if (c < 0x20) {
-            jfail(d, XGB_INVALID, "control character in string");
-            return JNONE;
-        }
-        if (c == '\\') {
-            esc = 1;
-            d->pos++;
-            if (d->pos >= d->len)
-                break;
-            char e = d->s[d->pos];
-            if (e == 'u') {
-                for (int k = 1; k <= 4; k++) {
-                    char h = d->pos + (size_t)k < d->len ? d->s[d->pos + (size_t)k] : 0;
-                    if (!is_digit(h) && !((h | 0x20) >= 'a' && (h | 0x20) <= 'f')) {
-                        jfail(d, XGB_INVALID, "bad \\u escape");
-                        return JNONE;
-                    }
-                }
-                d->pos += 4;
-            } else if (!strchr("\"\\/bfnrt", e) || e == 0) {
-                jfail(d, XGB_INVALID, "bad escape");
-                return JNONE;
-            }
-        }
-        d->pos++;
-    }
-    jfail(d, XGB_INVALID, "unterminated string");
-    return JNONE;
-}
-
-static int parse_value(jdoc *d, int depth, uint32_t *out);
-
-/* Parses a scalar at d->pos; stores a node unless packed (inside an array). */
-static int parse_scalar(jdoc *d, int packed, uint32_t *out)
-{
-    int kind;
-    size_t e = lex_scalar(d->s, d->len, d->pos, &kind);
-    if (kind == 0)
-        return jfail(d, XGB_INVALID, "invalid JSON value");
-    *out = JNONE;
-    if (!packed) {
-        uint32_t i = new_node(d, J_SCALAR);
-        if (i == JNONE)
-            return -1;
-        d->n[i].len = e - d->pos;
-        d->n[i].kind = (uint8_t)kind;
-        d->n[i].end = i + 1;
-        *out = i;
-    }
-    d->pos = e;
-    return 0;
-}
-
-static int parse_container(jdoc *d, int depth, int is_obj, uint32_t *out)
-{
-    uint32_t i = new_node(d, is_obj ? J_OBJ : J_ARR);
-    if (i == JNONE)
-        return -1;
-    d->pos++;
-    skip_ws(d);
-    char close = is_obj ? '}' : ']';
-    uint32_t count = 0;
-    if (d->pos < d->len && d->s[d->pos] == close) {
-        d->pos++;
-    } else {
-        for (;;) {
-            uint32_t child;
-            skip_ws(d);
-            if (d->pos >= d->len)
-                return jfail(d, XGB_INVALID, "truncated JSON");
-            if (is_obj) {
-                if (d->s[d->pos] != '"')
-                    return jfail(d, XGB_INVALID, "expected a member name");
-                if (parse_string(d) == JNONE)
-                    return -1;
-                skip_ws(d);
-                if (d->pos >= d->len || d->s[d->pos] != ':')
-                    return jfail(d, XGB_INVALID, "expected ':'");
-                d->pos++;
-                skip_ws(d);
-                if (parse_value(d, depth + 1, &child) != 0)
-                    return -1;
-            } else {
-                char c = d->pos < d->len ? d->s[d->pos] : 0;
-                if (c == '{' || c == '[' || c == '"') {
-                    if (parse_value(d, depth + 1, &child) != 0)
-                        return -1;
-                    d->n[i].nodes = 1;
-                } else {
-                    if (parse_scalar(d, 1, &child) != 0)
-                        return -1;
-                    d->n[i].kind = 1;
-                }
-            }
-            if (count == UINT32_MAX)
-                return jfail(d, XGB_INVALID, "container too large");
-            count++;
-            skip_ws(d);
-            if (d->pos >= d->len)
-                return jfail(d, XGB_INVALID, "truncated JSON");
-            if (d->s[d->pos] == ',') {
-                d->pos++;
-                continue;
-            }
-            if (d->s[d->pos] == close) {
-                d->pos++;
-                break;
-            }
-            return jfail(d, XGB_INVALID, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
-        }
-    }
-    d->n[i].count = count;
-    d->n[i].end = d->count;
-    *out = i;
-    return 0;
-}
-
-static int parse_value(jdoc *d, int depth, uint32_t *out)
-{
-    if (depth > XGB_MAX_DEPTH)
-        return jfail(d, XGB_INVALID, "JSON nested too deeply");
-    skip_ws(d);
-    if (d->pos >= d->len)
-        return jfail(d, XGB_INVALID, "truncated JSON");
-    char c = d->s[d->pos];
-    if (c == '{' || c == '[')
-        return parse_container(d, depth, c == '{', out);
-    if (c == '"') {
-        *out = parse_string(d);
-        return *out == JNONE ? -1 : 0;
-    }
-    return parse_scalar(d, 0, out);
-}
-
-/* Parses the whole document.  Returns XGB_OK or the failure status (err filled). */
-static int jdoc_parse(jdoc *d, const char *s, size_t len, xctx *x)
-{
-    memset(d, 0, sizeof(*d));
-    d->s = s;
-    d->len = len;
-    d->x = x;
-    size_t max = len / 4 + 4096;
-    d->max = max > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)max;
-    uint32_t root;
-    if (parse_value(d, 1, &root) != 0)
-        return d->status;
-    skip_ws(d);
-    if (d->pos != len) {
-        jfail(d, XGB_INVALID, "trailing data after the JSON value");
-        return d->status;
-    }
-    if (d->n[0].type != J_OBJ)
-        return fail(x, XGB_INVALID, "model is not a JSON object");
-    return XGB_OK;
-}
-
-/* Decodes string node i into out (capacity cap, NUL-terminated).  \u0000 and strings that do not
- * fit are rejected.  Returns 0 or -1. */
-static int jstr_decode(const jdoc *d, uint32_t i, char *out, size_t cap)
-{
-    const char *s = d->s + d->n[i].off;
-    size_t n = d->n[i].len, o = 0;
-    for (size_t k = 0; k < n; k++) {
-        unsigned cp = (unsigned char)s[k];
-        if (cp == '\\') {
-            char e = s[++k]; /* the lexer proved an escape char follows */
-            if (e == 'u') {
-                cp = (unsigned)strtoul((char[5]){s[k + 1], s[k + 2], s[k + 3], s[k + 4], 0}, NULL,
-                                       16);
-                k += 4;
-                if (cp >= 0xD800 && cp <= 0xDBFF && k + 6 < n && s[k + 1] == '\\' &&
-                    s[k + 2] == 'u') {
-                    unsigned lo = (unsigned)strtoul(
-                        (char[5]){s[k + 3], s[k + 4], s[k + 5], s[k + 6], 0}, NULL, 16);
-                    if (lo >= 0xDC00 && lo <= 0xDFFF) {
-                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                        k += 6;
-                    }
-                }
-                if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
-                    return -1;
-                char u[4];
-                size_t ul;
-                if (cp < 0x80) {
-                    u[0] = (char)cp;
-                    ul = 1;
-                } else if (cp < 0x800) {
-                    u[0] = (char)(0xC0 | (cp >> 6));
-                    u[1] = (char)(0x80 | (cp & 0x3F));
-                    ul = 2;
-                } else if (cp < 0x10000) {
-                    u[0] = (char)(0xE0 | (cp >> 12));
-                    u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                    u[2] = (char)(0x80 | (cp & 0x3F));
-                    ul = 3;
-                } else {
-                    u[0] = (char)(0xF0 | (cp >> 18));
-                    u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-                    u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                    u[3] = (char)(0x80 | (cp & 0x3F));
-                    ul = 4;
-                }
-                if (o + ul >= cap)
-                    return -1;
-                memcpy(out + o, u, ul);
-                o += ul;
-                continue;
-            }
-            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-            cp = (unsigned char)to[strchr(from, e) - from];
-        }
-        if (o + 1 >= cap)
-            return -1;
-        out[o++] = (char)cp;
-    }
-    if (o >= cap)
-        return -1;
-    out[o] = 0;
-    return 0;
-}
-
-/* Member value of object node obj named key, or JNONE. */
-static uint32_t jget(const jdoc *d, uint32_t obj, const char *key)
-{
-    if (obj == JNONE || d->n[obj].type != J_OBJ)
-        return JNONE;
-    size_t kl = strlen(key);
-    uint32_t i = obj + 1;
-    for (uint32_t m = 0; m < d->n[obj].count; m++) {
-        uint32_t v = i + 1;
-        const jnode *k = &d->n[i];
-        if (!k->esc) {
-            if (k->len == kl && memcmp(d->s + k->off, key, kl) == 0)
-                return v;
-        } else {
-            char buf[128];
-            if (jstr_decode(d, i, buf, sizeof(buf)) == 0 && strcmp(buf, key) == 0)
-                return v;
-        }
-        i = d->n[v].end;
-    }
-    return JNONE;
-}
-
-static uint32_t jget_type(const jdoc *d, uint32_t obj, const char *key, int type)
-{
-    uint32_t v = jget(d, obj, key);
-    return v != JNONE && d->n[v].type == type ? v : JNONE;
-}
-
-/* ---- scalar conversion -------------------------------------------------------------------------
- */
-
-/* Converts a number token to float32 directly with strtof (never via double).  NaN/Infinity
- * tokens map to their values; a finite token that overflows float is rejected. */
-static int tok_float(const char *s, size_t len, int kind, float *out)
-{
-    switch (kind) {
-    case K_NAN:
-        *out = NAN;
-        return 0;
-    case K_INF:
-        *out = INFINITY;
-        return 0;
-    case K_NINF:
-        *out = -INFINITY;
-        return 0;
-    case K_INT:
-    case K_REAL: {
-        char buf[XGB_MAX_NUMBER_CHARS + 1];
-        if (len > XGB_MAX_NUMBER_CHARS)
-            return -1;
-        memcpy(buf, s, len);
-        buf[len] = 0;
-        char *end;
-        float f = strtof(buf, &end);
-        if (end != buf + len || isinf(f))
-            return -1;
-        *out = f;
-        return 0;
-    }
-    default:
-        return -1;
-    }
-}
-
-/* Integer token (no fraction or exponent) in [lo, hi]. */
-static int tok_int(const char *s, size_t len, int kind, int64_t lo, int64_t hi, int64_t *out)
-{
-    if (kind != K_INT || len > 20)
-        return -1;
-    char buf[24];
-    memcpy(buf, s, len);
-    buf[len] = 0;
-    errno = 0;
-    char *end;
-    long long v = strtoll(buf, &end, 10);
-    if (errno != 0 || end != buf + len || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Reads a number held in a JSON string, as xgboost writes parameters ("5E-1", "7"); a 2.x style
- * single-element list "[5E-1]" is accepted when allow_list.  Returns 0, -1 (malformed) or -2 (a
- * list of more than one value). */
-static int jstr_number(const jdoc *d, uint32_t i, int allow_list, float *f, int *kind_out)
-{
-    char buf[XGB_MAX_NUMBER_CHARS + 3];
-    if (i == JNONE || d->n[i].type != J_STR || jstr_decode(d, i, buf, sizeof(buf)) != 0)
-        return -1;
-    char *p = buf;
-    size_t n = strlen(buf);
-    if (allow_list && n >= 2 && p[0] == '[' && p[n - 1] == ']') {
-        p++;
-        n -= 2;
-        if (memchr(p, ',', n) != NULL)
-            return -2;
-    }
-    int kind;
-    size_t e = lex_scalar(p, n, 0, &kind);
-    if (kind == 0 || e != n || kind > K_NINF)
-        return -1;
-    *kind_out = kind;
-    return tok_float(p, n, kind, f);
-}
-
-/* Unsigned integer held in a JSON string ("7"), at most hi. */
-static int jstr_uint(const jdoc *d, uint32_t i, int64_t hi, int64_t *out)
+/* Unsigned integer held in a string ("7"), at most hi. */
+static int str_uint(const mdoc *d, uint32_t i, int64_t hi, int64_t *out)
 {
     char buf[32];
-    if (i == JNONE || d->n[i].type != J_STR || jstr_decode(d, i, buf, sizeof(buf)) != 0)
+    if (mdoc_str(d, i, buf, sizeof(buf)) != 0)
         return -1;
-    int kind;
-    size_t n = strlen(buf);
-    size_t e = lex_scalar(buf, n, 0, &kind);
-    if (kind != K_INT || e != n)
-        return -1;
-    return tok_int(buf, n, kind, 0, hi, out);
+    return mdoc_text_int(buf, strlen(buf), 0, hi, out);
 }
 
-/* Iterator over the scalar elements of an array node (re-lexes its text). */
-typedef struct jiter {
-    const jdoc *d;
-    size_t pos;
-    uint32_t left;
-} jiter;
-
-/* Starts iterating array a, which must hold only scalars and exactly `count` of them (pass
- * UINT32_MAX for any count).  Returns 0 or -1. */
-static int jiter_init(jiter *it, const jdoc *d, uint32_t a, uint32_t count)
+/* base_score as xgboost writes it: "5E-1" (1.x), "[6.3736266E-1]" (2.x/3.x), or a vector
+ * "[a,b,...]" (3.x multi-class / multi-target; xgboost's ParamArray also reads "(a,b)").  Reads up
+ * to cap floats into out.  Returns the count (>= 1), or -1 if malformed or longer than cap. */
+static long str_floats(const mdoc *d, uint32_t i, float *out, size_t cap)
 {
-    if (a == JNONE || d->n[a].type != J_ARR || d->n[a].nodes ||
-        (count != UINT32_MAX && d->n[a].count != count))
+    size_t bcap = mdoc_str_cap(d, i);
+    if (bcap > (size_t)MODEL_MAX_CLASSES * (MDOC_MAX_NUMBER_CHARS + 2) + 3)
         return -1;
-    it->d = d;
-    it->pos = d->n[a].off + 1;
-    it->left = d->n[a].count;
-    return 0;
-}
-
-/* Next token of the array (the JSON pass proved the grammar, so this only re-finds tokens). */
-static void jiter_next(jiter *it, const char **tok, size_t *len, int *kind)
-{
-    const char *s = it->d->s;
-    size_t n = it->d->len;
-    while (it->pos < n && (s[it->pos] == ' ' || s[it->pos] == '\t' || s[it->pos] == '\n' ||
-                           s[it->pos] == '\r' || s[it->pos] == ','))
-        it->pos++;
-    size_t e = lex_scalar(s, n, it->pos, kind);
-    *tok = s + it->pos;
-    *len = e - it->pos;
-    it->pos = e;
-    it->left--;
-}
-
-/* Reads array a of exactly n integers in [lo, hi] into out. */
-static int jarr_ints(const jdoc *d, uint32_t a, uint32_t n, int64_t lo, int64_t hi, int64_t *out,
-                     int allow_bool)
-{
-    jiter it;
-    if (jiter_init(&it, d, a, n) != 0)
-        return -1;
-    for (uint32_t k = 0; k < n; k++) {
-        const char *t;
-        size_t l;
-        int kind;
-        jiter_next(&it, &t, &l, &kind);
-        if (allow_bool && (kind == K_TRUE || kind == K_FALSE)) {
-            out[k] = kind == K_TRUE;
-            continue;
-        }
-        if (tok_int(t, l, kind, lo, hi, &out[k]) != 0)
-            return -1;
+    char *buf = malloc(bcap);
+    long n = -1;
+    if (buf == NULL || mdoc_str(d, i, buf, bcap) != 0)
+        goto out;
+    char *p = buf;
+    size_t len = strlen(buf);
+    if (len >= 2 && ((p[0] == '[' && p[len - 1] == ']') || (p[0] == '(' && p[len - 1] == ')'))) {
+        p++;
+        len -= 2;
     }
-    return 0;
-}
-
-static int jarr_floats(const jdoc *d, uint32_t a, uint32_t n, float *out)
-{
-    jiter it;
-    if (jiter_init(&it, d, a, n) != 0)
-        return -1;
-    for (uint32_t k = 0; k < n; k++) {
-        const char *t;
-        size_t l;
-        int kind;
-        jiter_next(&it, &t, &l, &kind);
-        if (tok_float(t, l, kind, &out[k]) != 0)
-            return -1;
+    size_t k = 0;
+    for (;;) {
+        while (len > 0 && *p == ' ') {
+            p++;
+            len--;
+        }
+        char *comma = memchr(p, ',', len);
+        size_t tl = comma ? (size_t)(comma - p) : len;
+        while (tl > 0 && p[tl - 1] == ' ')
+            tl--;
+        if (k == cap || mdoc_text_float(p, tl, &out[k]) != 0)
+            goto out;
+        k++;
+        if (comma == NULL)
+            break;
+        len -= (size_t)(comma - p) + 1;
+        p = comma + 1;
     }
-    return 0;
-}
-
-/* ---- stage 2: the xgboost layout ---------------------------------------------------------------
- */
-
-static void free_strings(char **v, size_t n);
-
-/* Copies a string array (feature_names / feature_types) into malloc'd strings (*out, *n); an
- * absent array gives NULL, 0.  Returns an xgb_status. */
-static int read_strings(const jdoc *d, uint32_t a, char ***out, size_t *n, xctx *x,
-                        const char *what)
-{
-    char **v = NULL;
-    uint32_t cnt = 0, k = 0;
-    int rc;
-
-    *out = NULL;
-    *n = 0;
-    if (a == JNONE)
-        return XGB_OK;
-    if (d->n[a].type != J_ARR || (d->n[a].kind && d->n[a].count))
-        return fail(x, XGB_INVALID, "%s is not an array of strings", what);
-    cnt = d->n[a].count;
-    if (cnt == 0)
-        return XGB_OK;
-    if (cnt > MODEL_MAX_FEATURES)
-        return fail(x, XGB_INVALID, "%s has too many entries", what);
-    v = calloc(cnt, sizeof(*v));
-    if (v == NULL)
-        return fail(x, XGB_NOMEM, "out of memory");
-    uint32_t i = a + 1;
-    for (k = 0; k < cnt; k++) {
-        if (d->n[i].type != J_STR) {
-            rc = fail(x, XGB_INVALID, "%s[%u] is not a string", what, k);
-            goto fail;
-        }
-        v[k] = malloc(d->n[i].len + 1);
-        if (v[k] == NULL) {
-            rc = fail(x, XGB_NOMEM, "out of memory");
-            goto fail;
-        }
-        if (jstr_decode(d, i, v[k], d->n[i].len + 1) != 0) {
-            rc = fail(x, XGB_INVALID, "%s[%u] is not a valid string", what, k);
-            goto fail;
-        }
-        i = d->n[i].end;
-    }
-    *out = v;
-    *n = cnt;
-    return XGB_OK;
-fail:
-    free_strings(v, cnt); /* calloc'd: unused entries are NULL */
-    return rc;
+    n = (long)k;
+out:
+    free(buf);
+    return n;
 }
 
 static void free_strings(char **v, size_t n)
@@ -678,6 +128,55 @@ static void free_strings(char **v, size_t n)
     free(v);
 }
 
+/* Copies a string array (feature_names / feature_types) into malloc'd strings (*out, *n); an
+ * absent array gives NULL, 0.  Returns an xgb_status. */
+static int read_strings(const mdoc *d, uint32_t a, char ***out, size_t *n, xctx *x,
+                        const char *what)
+{
+    char **v = NULL;
+    uint32_t cnt = 0, k = 0;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    if (a == NONE)
+        return XGB_OK;
+    if (!mdoc_arr_nodes_only(d, a))
+        return fail(x, XGB_INVALID, "%s is not an array of strings", what);
+    cnt = mdoc_count(d, a);
+    if (cnt == 0)
+        return XGB_OK;
+    if (cnt > MODEL_MAX_FEATURES)
+        return fail(x, XGB_INVALID, "%s has too many entries", what);
+    v = calloc(cnt, sizeof(*v));
+    if (v == NULL)
+        return fail(x, XGB_NOMEM, "out of memory");
+    uint32_t i = mdoc_first(d, a);
+    for (k = 0; k < cnt; k++) {
+        if (mdoc_type(d, i) != MDOC_STR) {
+            rc = fail(x, XGB_INVALID, "%s[%u] is not a string", what, k);
+            goto fail;
+        }
+        size_t cap = mdoc_str_cap(d, i);
+        v[k] = malloc(cap);
+        if (v[k] == NULL) {
+            rc = fail(x, XGB_NOMEM, "out of memory");
+            goto fail;
+        }
+        if (mdoc_str(d, i, v[k], cap) != 0) {
+            rc = fail(x, XGB_INVALID, "%s[%u] is not a valid string", what, k);
+            goto fail;
+        }
+        i = mdoc_next(d, i);
+    }
+    *out = v;
+    *n = cnt;
+    return XGB_OK;
+fail:
+    free_strings(v, cnt); /* calloc'd: unused entries are NULL */
+    return rc;
+}
+
 void xgb_info_free(xgb_info *info)
 {
     if (info == NULL)
@@ -686,6 +185,9 @@ void xgb_info_free(xgb_info *info)
     free_strings(info->feature_types, info->n_feature_types);
     memset(info, 0, sizeof(*info));
 }
+
+/* ---- the xgboost layout ------------------------------------------------------------------------
+ */
 
 /* ProbToMargin of 1.7's objectives, in float as xgboost does it:
  * src/objective/regression_loss.h LogisticRegression::ProbToMargin: -logf(1.0f / p - 1.0f)
@@ -726,7 +228,8 @@ typedef struct treebuf {
     float *fbuf;
     int64_t *cats;
     int64_t *cnodes, *cseg, *csize;
-    uint32_t cap, cats_cap, cn_cap;
+    float *lw; /* a vector-leaf tree's leaf_weights */
+    uint32_t cap, cats_cap, cn_cap, lw_cap;
 } treebuf;
 
 static void treebuf_free(treebuf *t)
@@ -738,6 +241,7 @@ static void treebuf_free(treebuf *t)
     free(t->cnodes);
     free(t->cseg);
     free(t->csize);
+    free(t->lw);
 }
 
 static int reserve(void **p, uint32_t *cap, uint32_t n, size_t sz)
@@ -752,19 +256,54 @@ static int reserve(void **p, uint32_t *cap, uint32_t n, size_t sz)
     return 0;
 }
 
-/* Reads tree object t (n nodes per tree_param) into b->nodes and adds it to the builder. */
-static int load_tree(const jdoc *d, uint32_t t, uint32_t idx, uint32_t group, float weight,
-                     uint32_t num_feature, treebuf *b, model_builder *mb, xctx *x)
+/* Status of a model_builder failure: out of memory, a limit of the compiled format (a model too
+ * big to run: unsupported), or a malformed tree. */
+static int build_status(const char *berr)
 {
-    uint32_t tp = jget_type(d, t, "tree_param", J_OBJ);
-    int64_t nn, slv = 0;
-    if (jstr_uint(d, jget(d, tp, "num_nodes"), MODEL_MAX_TREE_NODES, &nn) != 0 || nn < 1)
+    if (strstr(berr, "out of memory"))
+        return XGB_NOMEM;
+    if (strstr(berr, "more than"))
+        return XGB_UNSUPPORTED;
+    return XGB_INVALID;
+}
+
+/* Copies string node i into dst[cap], truncated to fit (names only appear in messages and in the
+ * models table, where a truncated unsupported name still says what it was). */
+static void copy_name(char *dst, size_t cap, const mdoc *d, uint32_t i)
+{
+    size_t full = mdoc_str_cap(d, i);
+    char *buf = malloc(full);
+    dst[0] = 0;
+    if (buf != NULL && mdoc_str(d, i, buf, full) == 0) {
+        size_t l = strlen(buf) < cap - 1 ? strlen(buf) : cap - 1;
+        while (l > 0 && ((unsigned char)buf[l] & 0xC0) == 0x80) /* whole UTF-8 sequences only */
+            l--;
+        memcpy(dst, buf, l);
+        dst[l] = 0;
+    } else {
+        snprintf(dst, cap, "(unreadable)");
+    }
+    free(buf);
+}
+
+/* Reads tree object t into b->nodes and adds it to the builder: as one tree of `group`, or, for a
+ * vector-leaf tree (size_leaf_vector = ntarget > 1), as ntarget trees of groups 0..ntarget-1.
+ * *added counts the trees added. */
+static int load_tree(const mdoc *d, uint32_t t, uint32_t idx, uint32_t group, float weight,
+                     uint32_t ntarget, treebuf *b, model_builder *mb, uint32_t *added, xctx *x)
+{
+    uint32_t tp = mdoc_get_type(d, t, "tree_param", MDOC_OBJ);
+    int64_t nn, slv = 1;
+    if (str_uint(d, mdoc_get(d, tp, "num_nodes"), MODEL_MAX_TREE_NODES, &nn) != 0 || nn < 1)
         return fail(x, XGB_INVALID, "tree %u: tree_param.num_nodes missing or out of range", idx);
-    uint32_t slvn = jget(d, tp, "size_leaf_vector");
-    if (slvn != JNONE && jstr_uint(d, slvn, INT32_MAX, &slv) != 0)
+    uint32_t slvn = mdoc_get(d, tp, "size_leaf_vector");
+    if (slvn != NONE && str_uint(d, slvn, INT32_MAX, &slv) != 0)
         return fail(x, XGB_INVALID, "tree %u: bad size_leaf_vector", idx);
-    if (slv > 1)
-        return fail(x, XGB_UNSUPPORTED, "vector leaves (size_leaf_vector=%lld)", (long long)slv);
+    int vector = slv > 1;
+    if (vector && slv != ntarget)
+        return fail(x, XGB_INVALID,
+                    "tree %u: vector leaves of size_leaf_vector=%lld, num_target %u", idx,
+                    (long long)slv, ntarget);
     uint32_t n = (uint32_t)nn;
     if (b->cap < n) {
         uint32_t c1 = b->cap, c2 = b->cap, c3 = b->cap;
@@ -780,29 +319,29 @@ static int load_tree(const jdoc *d, uint32_t t, uint32_t idx, uint32_t group, fl
                                        "default_left"};
     for (int k = 0; k < 4; k++) {
         int64_t lo = k < 2 ? -1 : 0, hi = k < 2 ? INT32_MAX : k == 2 ? UINT32_MAX : 1;
-        if (jarr_ints(d, jget(d, t, keys[k]), n, lo, hi, b->ibuf + (size_t)k * n, k == 3) != 0)
+        if (mdoc_arr_ints(d, mdoc_get(d, t, keys[k]), n, lo, hi, b->ibuf + (size_t)k * n, k == 3))
             return fail(x, XGB_INVALID, "tree %u: \"%s\" missing, not %u integers, or out of range",
                         idx, keys[k], n);
     }
-    if (jarr_floats(d, jget(d, t, "split_conditions"), n, b->fbuf) != 0)
+    if (mdoc_arr_floats(d, mdoc_get(d, t, "split_conditions"), n, b->fbuf) != 0)
         return fail(x, XGB_INVALID, "tree %u: \"split_conditions\" missing or not %u numbers", idx,
                     n);
-    uint32_t st = jget(d, t, "split_type");
-    if (st == JNONE)
+    uint32_t st = mdoc_get(d, t, "split_type");
+    if (st == NONE)
         memset(stype, 0, (size_t)n * sizeof(*stype));
-    else if (jarr_ints(d, st, n, 0, 1, stype, 0) != 0)
+    else if (mdoc_arr_ints(d, st, n, 0, 1, stype, 0) != 0)
         return fail(x, XGB_INVALID, "tree %u: \"split_type\" not %u values in {0,1}", idx, n);
 
     uint32_t ncat_nodes = 0, ncats = 0;
-    uint32_t cn = jget(d, t, "categories_nodes");
-    if (cn != JNONE) {
-        uint32_t cs = jget(d, t, "categories_segments"), cz = jget(d, t, "categories_sizes"),
-                 cc = jget(d, t, "categories");
-        if (d->n[cn].type != J_ARR || cs == JNONE || cz == JNONE || cc == JNONE ||
-            d->n[cc].type != J_ARR)
+    uint32_t cn = mdoc_get(d, t, "categories_nodes");
+    if (cn != NONE) {
+        uint32_t cs = mdoc_get(d, t, "categories_segments"),
+                 cz = mdoc_get(d, t, "categories_sizes"), cc = mdoc_get(d, t, "categories");
+        if (mdoc_type(d, cn) != MDOC_ARR || cs == NONE || cz == NONE ||
+            mdoc_type(d, cc) != MDOC_ARR)
             return fail(x, XGB_INVALID, "tree %u: incomplete categorical split arrays", idx);
-        ncat_nodes = d->n[cn].count;
-        ncats = d->n[cc].count;
+        ncat_nodes = mdoc_count(d, cn);
+        ncats = mdoc_count(d, cc);
         uint32_t c1 = b->cn_cap, c2 = b->cn_cap, c3 = b->cn_cap;
         if (reserve((void **)&b->cnodes, &c1, ncat_nodes, sizeof(int64_t)) ||
             reserve((void **)&b->cseg, &c2, ncat_nodes, sizeof(int64_t)) ||
@@ -810,11 +349,24 @@ static int load_tree(const jdoc *d, uint32_t t, uint32_t idx, uint32_t group, fl
             reserve((void **)&b->cats, &b->cats_cap, ncats, sizeof(int64_t)))
             return fail(x, XGB_NOMEM, "out of memory");
         b->cn_cap = c1;
-        if (jarr_ints(d, cn, ncat_nodes, 0, n - 1, b->cnodes, 0) ||
-            jarr_ints(d, cs, ncat_nodes, 0, ncats, b->cseg, 0) ||
-            jarr_ints(d, cz, ncat_nodes, 1, ncats, b->csize, 0) ||
-            jarr_ints(d, cc, ncats, INT32_MIN, INT32_MAX, b->cats, 0))
+        if (mdoc_arr_ints(d, cn, ncat_nodes, 0, n - 1, b->cnodes, 0) ||
+            mdoc_arr_ints(d, cs, ncat_nodes, 0, ncats, b->cseg, 0) ||
+            mdoc_arr_ints(d, cz, ncat_nodes, 1, ncats, b->csize, 0) ||
+            mdoc_arr_ints(d, cc, ncats, INT32_MIN, INT32_MAX, b->cats, 0))
             return fail(x, XGB_INVALID, "tree %u: malformed categorical split arrays", idx);
+    }
+    uint32_t nleaves = 0;
+    if (vector) {
+        uint32_t lw = mdoc_get(d, t, "leaf_weights");
+        uint32_t m = mdoc_count(d, lw);
+        if (mdoc_type(d, lw) != MDOC_ARR || m % ntarget != 0)
+            return fail(x, XGB_INVALID, "tree %u: \"leaf_weights\" missing or not a multiple of %u",
+                        idx, ntarget);
+        if (reserve((void **)&b->lw, &b->lw_cap, m, sizeof(float)) != 0)
+            return fail(x, XGB_NOMEM, "out of memory");
+        if (mdoc_arr_floats(d, lw, m, b->lw) != 0)
+            return fail(x, XGB_INVALID, "tree %u: \"leaf_weights\" are not %u numbers", idx, m);
+        nleaves = m / ntarget;
     }
     for (uint32_t i = 0; i < n; i++) {
         model_src_node *s = &b->nodes[i];
@@ -825,6 +377,10 @@ static int load_tree(const jdoc *d, uint32_t t, uint32_t idx, uint32_t group, fl
         s->default_left = (int)dleft[i];
         s->categorical = s->left != -1 && stype[i] == 1;
         s->value = b->fbuf[i];
+        /* a vector leaf names its leaf_weights row in right_children (RegTree::LeafIndex) */
+        if (vector && s->left == -1 && (right[i] < 0 || right[i] >= (int64_t)nleaves))
+            return fail(x, XGB_INVALID, "tree %u node %u: leaf index %lld outside leaf_weights",
+                        idx, i, (long long)right[i]);
     }
     for (uint32_t k = 0; k < ncat_nodes; k++) {
         uint32_t nid = (uint32_t)b->cnodes[k];
@@ -838,37 +394,64 @@ static int load_tree(const jdoc *d, uint32_t t, uint32_t idx, uint32_t group, fl
         if (b->nodes[i].categorical && b->nodes[i].cats == NULL)
             return fail(x, XGB_INVALID, "tree %u node %u: categorical split without categories",
                         idx, i);
-    (void)num_feature; /* checked by the builder */
-    char berr[160];
-    if (model_builder_add_tree(mb, group, weight, b->nodes, n, berr, sizeof(berr)) != 0)
-        return fail(x, strstr(berr, "out of memory") ? XGB_NOMEM : XGB_INVALID, "tree %u: %s", idx,
-                    berr);
+    uint32_t copies = vector ? ntarget : 1;
+    for (uint32_t g = 0; g < copies; g++) {
+        if (vector)
+            for (uint32_t i = 0; i < n; i++)
+                if (left[i] == -1)
+                    b->nodes[i].value = b->lw[(size_t)right[i] * ntarget + g];
+        char berr[160];
+        if (model_builder_add_tree(mb, vector ? g : group, weight, b->nodes, n, berr,
+                                   sizeof(berr)) != 0)
+            return fail(x, build_status(berr), "tree %u: %s", idx, berr);
+        (*added)++;
+    }
     return XGB_OK;
 }
 
-static void copy_name(char *dst, size_t cap, const jdoc *d, uint32_t i)
+/* The library version the file declares: top-level "version": [major, minor, patch]. */
+static void read_version(const mdoc *d, char *out, size_t cap)
 {
-    dst[0] = 0;
-    if (i != JNONE && d->n[i].type == J_STR && jstr_decode(d, i, dst, cap) != 0) {
-        size_t l = d->n[i].len < cap - 1 ? d->n[i].len : cap - 1; /* too long: raw prefix */
-        memcpy(dst, d->s + d->n[i].off, l);
-        dst[l] = 0;
-    }
+    int64_t v[3];
+    out[0] = 0;
+    if (mdoc_arr_ints(d, mdoc_get(d, 0, "version"), 3, 0, 999999, v, 0) == 0)
+        snprintf(out, cap, "%lld.%lld.%lld", (long long)v[0], (long long)v[1], (long long)v[2]);
 }
 
-int xgb_compile(const char *json, size_t len, xgb_info *info, void **blob, size_t *blob_len,
+/* Checks "iteration_indptr" (xgboost >= 2.1) when present: starts at 0, never decreases, ends at
+ * the number of trees. */
+static int check_indptr(const mdoc *d, uint32_t a, uint32_t ntrees, xctx *x)
+{
+    if (a == NONE)
+        return XGB_OK;
+    uint32_t m = mdoc_count(d, a);
+    int64_t *v = malloc((size_t)(m ? m : 1) * sizeof(*v));
+    if (v == NULL)
+        return fail(x, XGB_NOMEM, "out of memory");
+    int ok = m >= 1 && mdoc_arr_ints(d, a, m, 0, ntrees, v, 0) == 0 && v[0] == 0 &&
+             v[m - 1] == (int64_t)ntrees;
+    for (uint32_t i = 1; ok && i < m; i++)
+        ok = v[i] >= v[i - 1];
+    free(v);
+    return ok ? XGB_OK
+              : fail(x, XGB_INVALID, "iteration_indptr does not split the %u trees into rounds",
+                     ntrees);
+}
+
+int xgb_compile(const char *src, size_t len, xgb_info *info, void **blob, size_t *blob_len,
                 char *err, size_t errlen)
 {
     xctx x = {err, errlen};
-    jdoc d;
+    mdoc d;
     xgb_info inf;
     model_builder *mb = NULL;
     treebuf tb;
     uint32_t *slot = NULL;
     int64_t *tinfo = NULL;
-    float *wdrop = NULL;
+    float *wdrop = NULL, *bs = NULL, *bm = NULL;
     int rc;
 
+    memset(&d, 0, sizeof(d));
     memset(&inf, 0, sizeof(inf));
     memset(&tb, 0, sizeof(tb));
     *blob = NULL;
@@ -878,17 +461,29 @@ int xgb_compile(const char *json, size_t len, xgb_info *info, void **blob, size_
     if (err != NULL && errlen > 0)
         err[0] = 0;
 
-    if ((rc = jdoc_parse(&d, json, len, &x)) != XGB_OK)
+    int format = modelfile_detect(src, len);
+    if (format == MODELFILE_LGBM_TEXT) {
+        rc = fail(&x, XGB_INVALID, "a LightGBM text model, not an xgboost model");
         goto out;
+    }
+    /* Anything not UBJSON is read as JSON, whose parser then says what is wrong with it. */
+    inf.format = format == MODELFILE_XGB_UBJSON ? MODELFILE_XGB_UBJSON : MODELFILE_XGB_JSON;
+    rc = mdoc_parse(&d, inf.format == MODELFILE_XGB_UBJSON ? MDOC_UBJSON : MDOC_JSON, src, len, err,
+                    errlen);
+    if (rc != MDOC_OK) {
+        rc = rc == MDOC_NOMEM ? XGB_NOMEM : XGB_INVALID;
+        goto out;
+    }
+    read_version(&d, inf.version, sizeof(inf.version));
 
-    uint32_t learner = jget_type(&d, 0, "learner", J_OBJ);
-    if (learner == JNONE) {
+    uint32_t learner = mdoc_get_type(&d, 0, "learner", MDOC_OBJ);
+    if (learner == NONE) {
         rc = fail(&x, XGB_INVALID, "not an xgboost model: no \"learner\" object");
         goto out;
     }
-    uint32_t gb = jget_type(&d, learner, "gradient_booster", J_OBJ);
-    uint32_t gbname = jget_type(&d, gb, "name", J_STR);
-    if (gbname == JNONE) {
+    uint32_t gb = mdoc_get_type(&d, learner, "gradient_booster", MDOC_OBJ);
+    uint32_t gbname = mdoc_get_type(&d, gb, "name", MDOC_STR);
+    if (gbname == NONE) {
         rc = fail(&x, XGB_INVALID, "not an xgboost model: no learner.gradient_booster.name");
         goto out;
     }
@@ -898,8 +493,9 @@ int xgb_compile(const char *json, size_t len, xgb_info *info, void **blob, size_
         rc = fail(&x, XGB_UNSUPPORTED, "unsupported booster \"%s\"", inf.booster);
         goto out;
     }
-    uint32_t objname = jget_type(&d, jget_type(&d, learner, "objective", J_OBJ), "name", J_STR);
-    if (objname == JNONE) {
+    uint32_t objname =
+        mdoc_get_type(&d, mdoc_get_type(&d, learner, "objective", MDOC_OBJ), "name", MDOC_STR);
+    if (objname == NONE) {
         rc = fail(&x, XGB_INVALID, "not an xgboost model: no learner.objective.name");
         goto out;
     }
@@ -910,11 +506,10 @@ int xgb_compile(const char *json, size_t len, xgb_info *info, void **blob, size_
         goto out;
     }
 
-    uint32_t lmp = jget_type(&d, learner, "learner_model_param", J_OBJ);
+    uint32_t lmp = mdoc_get_type(&d, learner, "learner_model_param", MDOC_OBJ);
     int64_t nf, nc, ntarget = 1;
-    int kind;
-    if (lmp == JNONE || jstr_uint(&d, jget(&d, lmp, "num_feature"), MODEL_MAX_FEATURES, &nf) ||
-        jstr_uint(&d, jget(&d, lmp, "num_class"), INT32_MAX, &nc)) {
+    if (lmp == NONE || str_uint(&d, mdoc_get(&d, lmp, "num_feature"), MODEL_MAX_FEATURES, &nf) ||
+        str_uint(&d, mdoc_get(&d, lmp, "num_class"), INT32_MAX, &nc)) {
         rc = fail(&x, XGB_INVALID, "learner_model_param: num_feature/num_class missing or bad");
         goto out;
     }
@@ -922,22 +517,9 @@ int xgb_compile(const char *json, size_t len, xgb_info *info, void **blob, size_
         rc = fail(&x, XGB_INVALID, "num_feature is 0");
         goto out;
     }
-    uint32_t nt = jget(&d, lmp, "num_target");
-    if (nt != JNONE && jstr_uint(&d, nt, INT32_MAX, &ntarget) != 0) {
+    uint32_t nt = mdoc_get(&d, lmp, "num_target");
+    if (nt != NONE && (str_uint(&d, nt, INT32_MAX, &ntarget) != 0 || ntarget < 1)) {
         rc = fail(&x, XGB_INVALID, "learner_model_param.num_target is bad");
-        goto out;
-    }
-    if (ntarget > 1) {
-        rc = fail(&x, XGB_UNSUPPORTED, "multi-target model (num_target=%lld)", (long long)ntarget);
-        goto out;
-    }
-    int bsr = jstr_number(&d, jget(&d, lmp, "base_score"), 1, &inf.base_score, &kind);
-    if (bsr == -2) {
-        rc = fail(&x, XGB_UNSUPPORTED, "vector base_score");
-        goto out;
-    }
-    if (bsr != 0 || !isfinite(inf.base_score)) {
-        rc = fail(&x, XGB_INVALID, "learner_model_param.base_score missing or not a number");
         goto out;
     }
     int multi = obj == MODEL_OBJ_SOFTPROB || obj == MODEL_OBJ_SOFTMAX;
@@ -947,20 +529,58 @@ int xgb_compile(const char *json, size_t len, xgb_info *info, void **blob, size_
                       "num_class %lld out of range for %s", (long long)nc, inf.objective);
             goto out;
         }
+        if (ntarget > 1) {
+            rc = fail(&x, XGB_UNSUPPORTED, "multi-target (num_target=%lld) with objective \"%s\"",
+                      (long long)ntarget, inf.objective);
+            goto out;
+        }
     } else if (nc > 1) {
         rc = fail(&x, XGB_UNSUPPORTED, "num_class %lld with objective \"%s\"", (long long)nc,
                   inf.objective);
         goto out;
+    } else if (ntarget > MODEL_MAX_CLASSES) {
+        rc = fail(&x, XGB_UNSUPPORTED, "num_target %lld (at most %u)", (long long)ntarget,
+                  MODEL_MAX_CLASSES);
+        goto out;
     }
     inf.num_feature = (uint32_t)nf;
-    inf.num_class = multi ? (uint32_t)nc : 1;
-    if ((rc = base_margin(obj, inf.base_score, &inf.base_margin, &x)) != XGB_OK)
-        goto out;
+    inf.num_target = (uint32_t)ntarget;
+    inf.num_class = multi ? (uint32_t)nc : (uint32_t)ntarget; /* output groups */
+    uint32_t groups = inf.num_class;
 
-    rc = read_strings(&d, jget(&d, learner, "feature_names"), &inf.feature_names,
+    /* base_score: one value, or one per output group (xgboost 3.x), through ProbToMargin each. */
+    bs = malloc((size_t)groups * sizeof(*bs));
+    bm = malloc((size_t)groups * sizeof(*bm));
+    if (bs == NULL || bm == NULL) {
+        rc = fail(&x, XGB_NOMEM, "out of memory");
+        goto out;
+    }
+    long nbs = str_floats(&d, mdoc_get(&d, lmp, "base_score"), bs, groups);
+    if (nbs < 1 || (nbs != 1 && nbs != (long)groups)) {
+        rc = fail(&x, XGB_INVALID,
+                  "learner_model_param.base_score missing, not a number, or not 1 or %u numbers",
+                  groups);
+        goto out;
+    }
+    int same = 1;
+    for (uint32_t g = 0; g < groups; g++) {
+        if (nbs == 1)
+            bs[g] = bs[0];
+        if (!isfinite(bs[g])) {
+            rc = fail(&x, XGB_INVALID, "learner_model_param.base_score is not finite");
+            goto out;
+        }
+        if ((rc = base_margin(obj, bs[g], &bm[g], &x)) != XGB_OK)
+            goto out;
+        same &= memcmp(&bm[g], &bm[0], sizeof(float)) == 0;
+    }
+    inf.base_score = bs[0];
+    inf.base_margin = bm[0];
+
+    rc = read_strings(&d, mdoc_get(&d, learner, "feature_names"), &inf.feature_names,
                       &inf.n_feature_names, &x, "feature_names");
     if (rc == XGB_OK)
-        rc = read_strings(&d, jget(&d, learner, "feature_types"), &inf.feature_types,
+        rc = read_strings(&d, mdoc_get(&d, learner, "feature_types"), &inf.feature_types,
                           &inf.n_feature_types, &x, "feature_types");
     if (rc != XGB_OK)
         goto out;
@@ -970,19 +590,20 @@ int xgb_compile(const char *json, size_t len, xgb_info *info, void **blob, size_
         goto out;
     }
 
-    uint32_t model = dart ? jget_type(&d, jget_type(&d, gb, "gbtree", J_OBJ), "model", J_OBJ)
-                          : jget_type(&d, gb, "model", J_OBJ);
-    uint32_t gmp = jget_type(&d, model, "gbtree_model_param", J_OBJ);
-    uint32_t trees = jget_type(&d, model, "trees", J_ARR);
+    uint32_t model =
+        dart ? mdoc_get_type(&d, mdoc_get_type(&d, gb, "gbtree", MDOC_OBJ), "model", MDOC_OBJ)
+             : mdoc_get_type(&d, gb, "model", MDOC_OBJ);
+    uint32_t gmp = mdoc_get_type(&d, model, "gbtree_model_param", MDOC_OBJ);
+    uint32_t trees = mdoc_get_type(&d, model, "trees", MDOC_ARR);
     int64_t ntrees;
-    if (model == JNONE || trees == JNONE ||
-        jstr_uint(&d, jget(&d, gmp, "num_trees"), MODEL_MAX_TREES, &ntrees) != 0) {
+    if (model == NONE || trees == NONE ||
+        str_uint(&d, mdoc_get(&d, gmp, "num_trees"), MODEL_MAX_TREES, &ntrees) != 0) {
         rc = fail(&x, XGB_INVALID, "gradient booster: model, trees or num_trees missing");
         goto out;
     }
-    if (d.n[trees].count != ntrees || (ntrees > 0 && d.n[trees].kind)) {
+    if (mdoc_count(&d, trees) != ntrees || !mdoc_arr_nodes_only(&d, trees)) {
         rc = fail(&x, XGB_INVALID, "num_trees is %lld but \"trees\" holds %u objects",
-                  (long long)ntrees, d.n[trees].count);
+                  (long long)ntrees, mdoc_count(&d, trees));
         goto out;
     }
     uint32_t n = (uint32_t)ntrees;
@@ -994,13 +615,15 @@ int xgb_compile(const char *json, size_t len, xgb_info *info, void **blob, size_
         rc = fail(&x, XGB_NOMEM, "out of memory");
         goto out;
     }
-    if (jarr_ints(&d, jget(&d, model, "tree_info"), n, 0, (int64_t)inf.num_class - 1, tinfo, 0)) {
+    if (mdoc_arr_ints(&d, mdoc_get(&d, model, "tree_info"), n, 0, (int64_t)groups - 1, tinfo, 0)) {
         rc = fail(&x, XGB_INVALID, "tree_info missing, not %u entries, or a group >= num_class %u",
-                  n, inf.num_class);
+                  n, groups);
         goto out;
     }
+    if ((rc = check_indptr(&d, mdoc_get(&d, model, "iteration_indptr"), n, &x)) != XGB_OK)
+        goto out;
     if (dart) {
-        if (jarr_floats(&d, jget(&d, gb, "weight_drop"), n, wdrop) != 0) {
+        if (mdoc_arr_floats(&d, mdoc_get(&d, gb, "weight_drop"), n, wdrop) != 0) {
             rc = fail(&x, XGB_INVALID, "dart weight_drop missing or not %u numbers", n);
             goto out;
         }
@@ -1010,37 +633,47 @@ int xgb_compile(const char *json, size_t len, xgb_info *info, void **blob, size_
     }
     /* Trees are placed by their "id" (gbtree_model.cc LoadModel), which must be a permutation. */
     for (uint32_t i = 0; i < n; i++)
-        slot[i] = JNONE;
-    uint32_t t = trees + 1;
+        slot[i] = NONE;
+    uint32_t t = mdoc_first(&d, trees);
     for (uint32_t i = 0; i < n; i++) {
         int64_t id;
-        uint32_t idn = jget_type(&d, t, "id", J_SCALAR);
-        if (d.n[t].type != J_OBJ || idn == JNONE ||
-            tok_int(json + d.n[idn].off, d.n[idn].len, d.n[idn].kind, 0, (int64_t)n - 1, &id)) {
+        uint32_t idn = mdoc_get_type(&d, t, "id", MDOC_SCALAR);
+        if (mdoc_type(&d, t) != MDOC_OBJ || idn == NONE ||
+            mdoc_int(&d, idn, 0, (int64_t)n - 1, &id) != 0) {
             rc = fail(&x, XGB_INVALID, "trees[%u]: not an object with an id in [0, %u)", i, n);
             goto out;
         }
-        if (slot[id] != JNONE) {
+        if (slot[id] != NONE) {
             rc = fail(&x, XGB_INVALID, "tree id %lld appears twice", (long long)id);
             goto out;
         }
         slot[id] = t;
-        t = d.n[t].end;
+        t = mdoc_next(&d, t);
     }
-    mb = model_builder_new(obj, dart ? MODEL_F_DART : 0, inf.num_feature, inf.num_class,
-                           inf.base_score, inf.base_margin);
+    /* Equal per-group margins live in the header; differing ones in leading bias trees (top). */
+    mb = model_builder_new(obj, dart ? MODEL_F_DART : 0, inf.num_feature, groups, inf.base_score,
+                           same ? bm[0] : -0.0f);
     if (mb == NULL) {
         rc = fail(&x, XGB_NOMEM, "out of memory");
         goto out;
     }
+    char berr[160];
+    for (uint32_t g = 0; !same && g < groups; g++) {
+        model_src_node leaf = {.left = -1, .right = -1, .value = bm[g]};
+        if (model_builder_add_tree(mb, g, 1.0f, &leaf, 1, berr, sizeof(berr)) != 0) {
+            rc = fail(&x, build_status(berr), "base_score: %s", berr);
+            goto out;
+        }
+    }
+    uint32_t added = 0;
     for (uint32_t i = 0; i < n; i++) {
-        rc = load_tree(&d, slot[i], i, (uint32_t)tinfo[i], wdrop[i], inf.num_feature, &tb, mb, &x);
+        rc = load_tree(&d, slot[i], i, (uint32_t)tinfo[i], wdrop[i], inf.num_target, &tb, mb,
+                       &added, &x);
         if (rc != XGB_OK)
             goto out;
     }
-    char berr[160];
     if (model_build(mb, blob, blob_len, berr, sizeof(berr)) != 0) {
-        rc = fail(&x, strstr(berr, "out of memory") ? XGB_NOMEM : XGB_INVALID, "%s", berr);
+        rc = fail(&x, build_status(berr), "%s", berr);
         goto out;
     }
     rc = XGB_OK;
@@ -1050,7 +683,9 @@ out:
     free(slot);
     free(tinfo);
     free(wdrop);
-    free(d.n);
+    free(bs);
+    free(bm);
+    mdoc_free(&d);
     if (rc == XGB_OK && info != NULL)
         *info = inf;
     else

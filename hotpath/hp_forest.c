@@ -429,9 +429,7 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len)
 
 uint32_t hp_forest_outputs(const hp_forest *f, int output_margin)
 {
-    if (output_margin || f->objective == MODEL_OBJ_SOFTPROB)
-        return f->num_class;
-    return 1;
+    return model_outputs(f->objective, f->num_class, output_margin);
 }
 
 /* ---- walks ----------------------------------------------------------------------------------- */

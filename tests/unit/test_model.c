@@ -316,10 +316,12 @@ START_TEST(test_hostile_structure)
     /* unsupported things are named */
     expect_mut("\"name\":\"gbtree\"", "\"name\":\"gblinear\"", XGB_UNSUPPORTED, "gblinear");
     expect_mut("reg:squarederror", "reg:quantileerror", XGB_UNSUPPORTED, "reg:quantileerror");
-    expect_mut("\"size_leaf_vector\":\"0\"}}", "\"size_leaf_vector\":\"3\"}}", XGB_UNSUPPORTED,
+    /* vector leaves must match num_target; multi-target models compile (tests/unit/test_xgbfmt.c
+     * checks their outputs); a vector base_score needs one value per output group */
+    expect_mut("\"size_leaf_vector\":\"0\"}}", "\"size_leaf_vector\":\"3\"}}", XGB_INVALID,
                "vector");
-    expect_mut("\"num_target\":\"1\"", "\"num_target\":\"2\"", XGB_UNSUPPORTED, "target");
-    expect_mut("\"base_score\":\"5E-1\"", "\"base_score\":\"[5E-1,1E0]\"", XGB_UNSUPPORTED,
+    expect_mut("\"num_target\":\"1\"", "\"num_target\":\"2\"", XGB_OK, NULL);
+    expect_mut("\"base_score\":\"5E-1\"", "\"base_score\":\"[5E-1,1E0]\"", XGB_INVALID,
                "base_score");
     expect_mut("\"base_score\":\"5E-1\"", "\"base_score\":\"[5E-1]\"", XGB_OK, NULL);
     /* not a model at all */
@@ -542,7 +544,13 @@ START_TEST(test_validate_rules)
     HDR->objective = MODEL_OBJ_MAX;
     ck_assert_int_eq(model_validate(b, len, NULL, 0, &w, err, sizeof(err)), -1);
     FRESH();
-    HDR->num_class = 2; /* not multi */
+    HDR->num_class = 2; /* not multi: two targets (xgboost num_target), each scored alone */
+    ck_assert_int_eq(model_validate(b, len, NULL, 0, &w, err, sizeof(err)), 0);
+    FRESH();
+    HDR->num_class = 0;
+    ck_assert_int_eq(model_validate(b, len, NULL, 0, &w, err, sizeof(err)), -1);
+    FRESH();
+    HDR->num_class = MODEL_MAX_CLASSES + 1;
     ck_assert_int_eq(model_validate(b, len, NULL, 0, &w, err, sizeof(err)), -1);
     FRESH();
     TREES[1].group = 1;

@@ -1,6 +1,7 @@
 /* models.c - the /api/v1/models resource: upload (compile + store), list, get, source, delete,
- * and predict.  Compilation is common/xgbmodel.c, scoring is api/scoring.c; this file is HTTP and SQL.
- * Costs: upload O(model size) CPU + one transaction; predict one metadata SELECT plus scoring. */
+ * and predict.  Compilation is common/xgbmodel.c, scoring is api/scoring.c; this file is HTTP and
+ * SQL. Costs: upload O(model size) CPU + one transaction; predict one metadata SELECT plus scoring.
+ */
 #include "models.h"
 
 #include <cjson/cJSON.h>
@@ -13,6 +14,7 @@
 #include "dbreq.h"
 #include "fields.h"
 #include "http.h"
+#include "modelfile.h"
 #include "rows.h"
 #include "scoring.h"
 #include "sha256.h"
@@ -25,7 +27,8 @@
     "coalesce(array_to_json(feature_types)::text, 'null'), base_score, sha256, "                   \
     "octet_length(source), "                                                                       \
     "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "                \
-    "(extract(epoch FROM created_at) * 1000000)::bigint"
+    "(extract(epoch FROM created_at) * 1000000)::bigint, format, "                                 \
+    "coalesce(library_version, ''), num_target"
 
 static cJSON *model_row_json(const PGresult *r, int row)
 {
@@ -37,8 +40,15 @@ static cJSON *model_row_json(const PGresult *r, int row)
     cJSON_AddNumberToObject(o, "version", atoi(PQgetvalue(r, row, 2)));
     cJSON_AddStringToObject(o, "objective", PQgetvalue(r, row, 3));
     cJSON_AddStringToObject(o, "booster", PQgetvalue(r, row, 4));
+    cJSON_AddStringToObject(o, "format", PQgetvalue(r, row, 15));
+    const char *lv = PQgetvalue(r, row, 16);
+    if (lv[0])
+        cJSON_AddStringToObject(o, "library_version", lv);
+    else
+        cJSON_AddNullToObject(o, "library_version");
     cJSON_AddNumberToObject(o, "num_features", atoi(PQgetvalue(r, row, 5)));
     cJSON_AddNumberToObject(o, "num_class", atoi(PQgetvalue(r, row, 6)));
+    cJSON_AddNumberToObject(o, "num_target", atoi(PQgetvalue(r, row, 17)));
     cJSON_AddNumberToObject(o, "num_trees", atoi(PQgetvalue(r, row, 7)));
     cJSON *fn = cJSON_Parse(PQgetvalue(r, row, 8));
     cJSON_AddItemToObject(o, "feature_names", fn ? fn : cJSON_CreateNull());
@@ -88,6 +98,21 @@ static char *string_array_json(char **v, size_t n)
     return s;
 }
 
+/* Content-Types a model upload may carry.  They only gate the request: the format is read from
+ * the content (modelfile_detect), whatever the header says. */
+static int upload_type_ok(const char *ct)
+{
+    static const char *const ok[] = {"application/json", "application/ubjson",
+                                     "application/x-ubjson", "application/octet-stream",
+                                     "text/plain"};
+    for (size_t i = 0; ct && i < sizeof ok / sizeof ok[0]; i++) {
+        size_t n = strlen(ok[i]);
+        if (strncasecmp(ct, ok[i], n) == 0 && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' '))
+            return 1;
+    }
+    return 0;
+}
+
 void models_create(http_req *req, http_resp *resp)
 {
     static const char *const args[] = {"name", NULL};
@@ -104,10 +129,11 @@ void models_create(http_req *req, http_resp *resp)
         http_problem(resp, 400, "unknown_parameter", bad, "unknown query parameter '%.64s'", bad);
         return;
     }
-    if (!ct || (strncasecmp(ct, "application/json", 16) != 0 &&
-                strncasecmp(ct, "application/octet-stream", 24) != 0)) {
+    if (!upload_type_ok(ct)) {
         http_problem(resp, 415, "unsupported_media_type", NULL,
-                     "upload the model file as application/json (Booster.save_model output)");
+                     "upload the model file as saved (Booster.save_model output) with Content-Type "
+                     "application/json, application/ubjson, text/plain or "
+                     "application/octet-stream; the format is read from the content");
         return;
     }
     if (!valid_name(name)) {
@@ -116,9 +142,16 @@ void models_create(http_req *req, http_resp *resp)
                      "with a letter or digit");
         return;
     }
+    int format = modelfile_detect(req->body, req->body_len);
+    if (format == MODELFILE_LGBM_TEXT) {
+        http_problem(resp, 422, "unsupported_model", NULL,
+                     "LightGBM text models: not supported yet");
+        return;
+    }
     int st = xgb_compile(req->body, req->body_len, &info, &blob, &blob_len, err, sizeof err);
     if (st == XGB_INVALID) {
-        http_problem(resp, 400, "invalid_model", NULL, "not a valid XGBoost JSON model: %s", err);
+        http_problem(resp, 400, "invalid_model", NULL, "not a valid XGBoost %s model: %s",
+                     format == MODELFILE_XGB_UBJSON ? "UBJSON" : "JSON", err);
         return;
     }
     if (st == XGB_UNSUPPORTED) {
@@ -130,7 +163,7 @@ void models_create(http_req *req, http_resp *resp)
         return;
     }
     uint8_t digest[32];
-    char sha[65], nf[16], ncls[16], ntrees[16], base[32];
+    char sha[65], nf[16], ncls[16], ntrees[16], base[32], ntarget[16];
     sha256(req->body, req->body_len, digest);
     sha256_hex(digest, sha);
     names_json = string_array_json(info.feature_names, info.n_feature_names);
@@ -138,6 +171,7 @@ void models_create(http_req *req, http_resp *resp)
     snprintf(nf, sizeof nf, "%u", info.num_feature);
     snprintf(ncls, sizeof ncls, "%u", info.num_class);
     snprintf(ntrees, sizeof ntrees, "%u", info.num_trees);
+    snprintf(ntarget, sizeof ntarget, "%u", info.num_target);
     snprintf(base, sizeof base, "%.9g", (double)info.base_score);
     if (!(c = dbreq_acquire(req, resp)) || dbreq_begin(req, resp, c))
         goto done;
@@ -149,10 +183,23 @@ void models_create(http_req *req, http_resp *resp)
         goto dberr;
     PQclear(r);
     r = NULL;
-    const char *vals[] = {name,       info.objective, info.booster, nf,  ncls,      ntrees,
-                          names_json, types_json,     base,         sha, req->body, blob};
-    int lens[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (int)req->body_len, (int)blob_len};
-    int fmts[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1};
+    const char *vals[] = {name,
+                          info.objective,
+                          info.booster,
+                          nf,
+                          ncls,
+                          ntrees,
+                          names_json,
+                          types_json,
+                          base,
+                          sha,
+                          req->body,
+                          blob,
+                          modelfile_format_name(info.format),
+                          info.version[0] ? info.version : NULL,
+                          ntarget};
+    int lens[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (int)req->body_len, (int)blob_len, 0, 0, 0};
+    int fmts[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0};
     if (req->body_len > (size_t)0x7fffffff || blob_len > (size_t)0x7fffffff) {
         http_problem(resp, 413, "body_too_large", NULL, "model too large to store");
         goto done;
@@ -160,14 +207,15 @@ void models_create(http_req *req, http_resp *resp)
     rc = dbreq_query_bin(
         req, resp, c,
         "INSERT INTO models (name, version, objective, booster, num_features, num_class, "
-        "num_trees, feature_names, feature_types, base_score, sha256, source, compiled) "
+        "num_trees, feature_names, feature_types, base_score, sha256, source, compiled, format, "
+        "library_version, num_target) "
         "SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, "
         "CASE WHEN $7::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT "
         "jsonb_array_elements_text($7::jsonb)) END, "
         "CASE WHEN $8::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT "
         "jsonb_array_elements_text($8::jsonb)) END, "
-        "$9, $10, $11, $12 FROM models WHERE name = $1 RETURNING " MODEL_COLS,
-        12, vals, lens, fmts, 0, &r);
+        "$9, $10, $11, $12, $13, $14, $15 FROM models WHERE name = $1 RETURNING " MODEL_COLS,
+        15, vals, lens, fmts, 0, &r);
     if (rc != DB_OK)
         goto dberr;
     if (dbreq_commit(req, resp, c))
@@ -237,7 +285,8 @@ void models_source(http_req *req, http_resp *resp)
     const char *id;
     PGresult *r = NULL;
     if (model_id_param(req, resp, &id) ||
-        dbreq_fetch_by_id(req, resp, "SELECT source FROM models WHERE id = $1", id, "model", 1, &r))
+        dbreq_fetch_by_id(req, resp, "SELECT source, format FROM models WHERE id = $1", id, "model",
+                          1, &r))
         return;
     size_t n = (size_t)PQgetlength(r, 0, 0);
     char *copy = malloc(n ? n : 1);
@@ -245,7 +294,9 @@ void models_source(http_req *req, http_resp *resp)
         http_problem(resp, 500, "internal", NULL, "out of memory");
     } else {
         memcpy(copy, PQgetvalue(r, 0, 0), n);
-        http_raw(resp, 200, "application/json", copy, n);
+        /* the Content-Type of the uploaded bytes: application/ubjson for a .ubj upload */
+        http_raw(resp, 200, modelfile_content_type(modelfile_format_from_name(PQgetvalue(r, 0, 1))),
+                 copy, n);
     }
     PQclear(r);
 }

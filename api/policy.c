@@ -83,8 +83,10 @@ static int check_model(http_req *req, http_resp *resp, db_conn *c, const char *i
         http_problem(resp, 422, "unknown_model", field, "no model with id %s", id);
     else if (rc == DB_OK && (model_objective_from_name(PQgetvalue(r, 0, 0)) == MODEL_OBJ_SOFTPROB ||
                              atoi(PQgetvalue(r, 0, 1)) > 1))
-        http_problem(resp, 422, "unsuitable_model", field,
-                     "model %s is multi-class; a policy model must give one score per row", id);
+        http_problem(
+            resp, 422, "unsuitable_model", field,
+            "model %s is multi-class or multi-target; a policy model must give one score per row",
+            id);
     else if (rc == DB_OK && atoi(PQgetvalue(r, 0, 2)) == 0)
         http_problem(resp, 422, "unsuitable_model", field,
                      "model %s has no feature_names, so vigil cannot assemble its features", id);

@@ -747,7 +747,7 @@ START_TEST(upload_rejections)
     h_resp_free(&r);
 
     /* content type */
-    upload_raw("ct", "text/plain", good, len, NULL, &r);
+    upload_raw("ct", "image/png", good, len, NULL, &r);
     assert_problem(&r, 415, NULL, NULL);
     h_resp_free(&r);
     upload_raw("ct", NULL, good, len, NULL, &r);

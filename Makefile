@@ -263,6 +263,8 @@ $(FUZZ_BIN)/seedgen: $(FUZZ_OUT)/tests/fuzz/seedgen.o $(FUZZ_SRC_seedgen:%.c=$(F
 # tests/fuzz/seeds/<t> (committed: hand-written seeds and every regression reproducer).
 fuzz: fuzz-build
 	$(Q)rm -rf $(FUZZ_OUT)/seeds && ASAN_OPTIONS=detect_leaks=0 $(FUZZ_BIN)/seedgen tests/fixtures $(FUZZ_OUT)/seeds
+	$(Q)mkdir -p $(FUZZ_OUT)/seeds/ubj && for f in $$(find tests/fixtures/refs -name model.ubj -size -300k); do \
+	  cp "$$f" $(FUZZ_OUT)/seeds/ubj/$$(basename $$(dirname "$$f")).ubj; done
 	$(Q)status=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_OUT)/corpus/$$t $(FUZZ_OUT)/crashes/$$t $(FUZZ_OUT)/seeds/$$t tests/fuzz/seeds/$$t; \
 	  dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \

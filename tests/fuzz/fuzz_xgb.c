@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fprintf(stderr, "xgb_compile OK but the blob does not validate: %s\n", err);
             abort();
         }
-        if (v.hdr->num_feature != info.num_feature || v.hdr->num_trees != info.num_trees)
+        if (v.hdr->num_feature != info.num_feature || v.hdr->num_class != info.num_class)
             abort();
         uint32_t nf = v.hdr->num_feature, nout = model_outputs_per_row(&v, 1);
         float *rows = malloc((size_t)2 * nf * sizeof(float));

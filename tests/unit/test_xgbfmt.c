@@ -197,6 +197,37 @@ START_TEST(refs_json_and_ubj_same_blob)
 }
 END_TEST
 
+/* UBJSON written by a second writer (tests/fuzz/gen_ubj_seeds.py, Python, xgboost's layout) from
+ * the 1.7.4 fixtures' JSON compiles to the same blob as that JSON. */
+START_TEST(second_writer_ubj_same_blob)
+{
+    static const char *const names[] = {"rank_ndcg", "cat_onehot_softprob", "dart_regression"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[512], err[256];
+        size_t l1, l2, b1l, b2l;
+        snprintf(path, sizeof path, "%s/%s.model.json", fx_dir(), names[i]);
+        char *json = fx_slurp(path, &l1);
+        snprintf(path, sizeof path, "%s/../fuzz/seeds/ubj/seed-%s.ubj", fx_dir(), names[i]);
+        char *ubj = fx_slurp(path, &l2);
+        ck_assert_msg(json && ubj, "cannot read %s", path);
+        void *b1 = NULL, *b2 = NULL;
+        xgb_info info;
+        ck_assert_int_eq(xgb_compile(json, l1, NULL, &b1, &b1l, err, sizeof err), XGB_OK);
+        ck_assert_msg(xgb_compile(ubj, l2, &info, &b2, &b2l, err, sizeof err) == XGB_OK, "%s: %s",
+                      names[i], err);
+        ck_assert_int_eq(info.format, MODELFILE_XGB_UBJSON);
+        ck_assert_str_eq(info.version, "1.7.4");
+        ck_assert_uint_eq(b1l, b2l);
+        ck_assert_msg(memcmp(b1, b2, b1l) == 0, "%s: blobs differ", names[i]);
+        xgb_info_free(&info);
+        free(b1);
+        free(b2);
+        free(json);
+        free(ubj);
+    }
+}
+END_TEST
+
 /* The worker's kernel (hotpath/hp_forest.c through the arena) on every ref case: bit-identical to
  * xgboost, single rows and batches, with and without the compute pool. */
 START_TEST(refs_kernel_bit_identical)
@@ -797,6 +828,7 @@ static Suite *xgbfmt_suite(void)
     tcase_add_test(tc, refs_refeval_bit_identical);
     tcase_add_test(tc, refs_metadata);
     tcase_add_test(tc, refs_json_and_ubj_same_blob);
+    tcase_add_test(tc, second_writer_ubj_same_blob);
     tcase_add_test(tc, refs_kernel_bit_identical);
     suite_add_tcase(s, tc);
     TCase *th = tcase_create("ubjson");

@@ -750,11 +750,12 @@ START_TEST(ubj_index_bound)
 }
 END_TEST
 
-/* Sets string parameter k (a key followed by an 'S' 'L' string) of u to v. */
+/* Sets the last string parameter k (a key followed by an 'S' 'L' string) of u to v: the learner's
+ * parameters come after the trees, so "num_feature" is learner_model_param's. */
 static void uparam(ubuf *u, const char *k, const char *v)
 {
     size_t kl = strlen(k), vl = strlen(v);
-    for (size_t i = 0; i + kl + 10 <= u->n; i++)
+    for (size_t i = u->n - kl - 10; i-- > 0;)
         if (memcmp(u->b + i, k, kl) == 0 && u->b[i + kl] == 'S' && u->b[i + kl + 1] == 'L') {
             size_t at = i + kl + 2, old = 0;
             for (int b = 0; b < 8; b++)
@@ -820,6 +821,31 @@ START_TEST(multi_target_rules)
 }
 END_TEST
 
+/* Counts beyond the limits, declared in parameters: 2^31 features, 2^31 targets, 2^31 trees. */
+START_TEST(huge_declared_counts)
+{
+    ubuf u;
+    tiny_offs o;
+    tiny_ubj(&u, &o);
+    char err[256];
+    static const char *const keys[] = {"num_feature", "num_target", "num_trees", "num_nodes"};
+    static const char *const vals[] = {"2147483648", "2147483648", "4294967296", "-1", "1e3"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+        for (size_t v = 0; v < sizeof vals / sizeof vals[0]; v++) {
+            ubuf m = u;
+            uparam(&m, keys[k], vals[v]);
+            int rc = compile_buf(m.b, m.n, err, sizeof err, NULL);
+            ck_assert_msg(rc == XGB_INVALID || rc == XGB_UNSUPPORTED, "%s=%s: %s", keys[k], vals[v],
+                          xgb_status_name(rc));
+        }
+    /* at the limit + 1 of targets: unsupported, naming it */
+    ubuf m = u;
+    uparam(&m, "num_target", "4097");
+    ck_assert_int_eq(compile_buf(m.b, m.n, err, sizeof err, NULL), XGB_UNSUPPORTED);
+    ck_assert_msg(strstr(err, "num_target") != NULL, "%s", err);
+}
+END_TEST
+
 static Suite *xgbfmt_suite(void)
 {
     Suite *s = suite_create("xgbfmt");
@@ -841,6 +867,7 @@ static Suite *xgbfmt_suite(void)
     tcase_add_test(th, ubj_nesting_depth);
     tcase_add_test(th, ubj_index_bound);
     tcase_add_test(th, multi_target_rules);
+    tcase_add_test(th, huge_declared_counts);
     suite_add_tcase(s, th);
     return s;
 }

@@ -305,6 +305,11 @@ static int load_tree(const mdoc *d, uint32_t t, uint32_t idx, uint32_t group, fl
                     "tree %u: vector leaves of size_leaf_vector=%lld, num_target %u", idx,
                     (long long)slv, ntarget);
     uint32_t n = (uint32_t)nn;
+    /* Buffers are sized by num_nodes only once an array really holds that many elements: a
+     * declared count never sizes an allocation on its own. */
+    if (mdoc_count(d, mdoc_get(d, t, "left_children")) != n)
+        return fail(x, XGB_INVALID, "tree %u: \"left_children\" missing or not %u integers", idx,
+                    n);
     if (b->cap < n) {
         uint32_t c1 = b->cap, c2 = b->cap, c3 = b->cap;
         if (reserve((void **)&b->nodes, &c1, n, sizeof(*b->nodes)) ||

@@ -838,8 +838,13 @@ START_TEST(huge_declared_counts)
             ck_assert_msg(rc == XGB_INVALID || rc == XGB_UNSUPPORTED, "%s=%s: %s", keys[k], vals[v],
                           xgb_status_name(rc));
         }
-    /* at the limit + 1 of targets: unsupported, naming it */
+    /* a tree declaring 2^24 nodes while holding 3 is refused before anything is sized by it */
     ubuf m = u;
+    uparam(&m, "num_nodes", "16777216");
+    ck_assert_int_eq(compile_buf(m.b, m.n, err, sizeof err, NULL), XGB_INVALID);
+    ck_assert_msg(strstr(err, "left_children") != NULL, "%s", err);
+    /* at the limit + 1 of targets: unsupported, naming it */
+    m = u;
     uparam(&m, "num_target", "4097");
     ck_assert_int_eq(compile_buf(m.b, m.n, err, sizeof err, NULL), XGB_UNSUPPORTED);
     ck_assert_msg(strstr(err, "num_target") != NULL, "%s", err);

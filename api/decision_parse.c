@@ -87,7 +87,13 @@ static int check_codes(http_resp *resp, decision_input *in)
     return 0;
 }
 
-/* The client's features: at most 256, names of 1..128 characters, values numbers or null. */
+/* The smallest magnitude that rounds to infinity as a float32 (FLT_MAX + half its last unit):
+ * below it a double rounds to a finite float32, which is what is scored and stored. */
+#define DECISION_FLOAT32_OVERFLOW 0x1.ffffffp+127
+
+/* The client's features: at most 256, names of 1..128 characters, values null or numbers that
+ * are finite as float32 (1e400 parses as inf and 1e39 rounds to inf: scoring inf while storing
+ * null would make the snapshot lie, so both are refused). */
 static int check_client_features(http_resp *resp, const cJSON *features)
 {
     int n = 0;
@@ -102,6 +108,9 @@ static int check_client_features(http_resp *resp, const cJSON *features)
             return bad(resp, "features", "feature names must be 1..128 characters");
         if (!cJSON_IsNull(f) && !cJSON_IsNumber(f))
             return bad(resp, field, "client features must be numbers or null");
+        if (cJSON_IsNumber(f) && !(fabs(f->valuedouble) < DECISION_FLOAT32_OVERFLOW))
+            return bad(resp, field,
+                       "client features must be finite float32 values (|x| <= 3.40282347e38)");
     }
     return 0;
 }

@@ -276,6 +276,30 @@ START_TEST(parse_errors_name_the_field)
 }
 END_TEST
 
+/* A client feature is scored as float32 and stored as that float32: a value that is infinite
+ * (1e400 parses as inf) or rounds to infinity as float32 is refused, naming the feature.  The
+ * limit is FLT_MAX + 2^103 (half a unit in the last place of FLT_MAX = (2 - 2^-23) * 2^127):
+ * 3.4028235e38 rounds down to FLT_MAX and is accepted, 3.4028236e38 is past the limit. */
+START_TEST(parse_client_features_must_be_finite_float32)
+{
+    static const char *const refused[] = {"1e400", "-1e400", "1e39", "-1e39", "3.4028236e38"};
+    static const char *const accepted[] = {"3.4028235e38", "-3.4028235e38", "1e-50", "0"};
+    char text[512], field[64];
+    decision_input in;
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(text, sizeof text,
+                 "{" UID ",\"amount\":1," REST ",\"features\":{\"ok\":1,\"v\":%s}}", refused[i]);
+        ck_assert_msg(parse(text, &in, field) == 400, "%s accepted", refused[i]);
+        ck_assert_str_eq(field, "features.v");
+    }
+    for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++) {
+        snprintf(text, sizeof text, "{" UID ",\"amount\":1," REST ",\"features\":{\"v\":%s}}",
+                 accepted[i]);
+        ck_assert_msg(parse(text, &in, field) == 0, "%s refused (%s)", accepted[i], field);
+    }
+}
+END_TEST
+
 /* 256 client features pass, 257 are refused. */
 START_TEST(parse_client_feature_limit)
 {
@@ -384,6 +408,7 @@ static Suite *decision_suite(void)
     tcase_add_test(tc, parse_accepts_and_converts);
     tcase_add_test(tc, parse_errors_name_the_field);
     tcase_add_test(tc, parse_client_feature_limit);
+    tcase_add_test(tc, parse_client_features_must_be_finite_float32);
     tcase_add_test(tc, idempotency_key_rule);
     tcase_add_test(tc, store_sql_named_columns);
     suite_add_tcase(s, tc);

@@ -23,7 +23,7 @@
 /* ---- claim ---------------------------------------------------------------------------------- */
 
 /* Columns of the idempotency record lookup. */
-enum { IR_HASH, IR_STATUS, IR_BODY };
+enum { IR_HASH, IR_STATUS, IR_BODY, IR_LOCKED };
 
 /* Replays a recorded answer (same key, same request) or answers 422 (different request). */
 static void replay(http_resp *resp, const PGresult *r, const char *hash)
@@ -58,35 +58,54 @@ static int db_failed(decision_request *d, int rc, PGresult *r)
     return DECISION_STOP;
 }
 
+/* Looks the key's record up; without one, and when try_lock is set, also tries the key's
+ * advisory lock in the same statement (CASE evaluates the lock only when no record was seen).
+ * Returns DB_OK with *found, *locked set and a record replayed into d->resp, or a failure status
+ * with d->resp filled. */
+static int lookup(decision_request *d, int try_lock, int *found, int *locked)
+{
+    PGresult *r = NULL;
+    const char *kv[] = {d->req->key_id, d->idem_key, try_lock ? "t" : "f"};
+    int rc = dbreq_query(
+        d->req, d->resp, d->conn,
+        "SELECT k.request_hash, k.status_code, k.response_body, "
+        "CASE WHEN k.key IS NULL AND $3::boolean "
+        "THEN pg_try_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 7)) END "
+        "FROM (VALUES (1)) AS one (x) "
+        "LEFT JOIN idempotency_keys k ON k.api_key_id = $1::uuid AND k.key = $2",
+        3, kv, &r);
+    if (rc != DB_OK) {
+        db_failed(d, rc, r);
+        return rc;
+    }
+    *found = !PQgetisnull(r, 0, IR_HASH);
+    *locked = !*found && PQgetvalue(r, 0, IR_LOCKED)[0] == 't';
+    if (*found)
+        replay(d->resp, r, d->idem_hash);
+    PQclear(r);
+    return DB_OK;
+}
+
+/* A finished twin is replayed before any lock is tried, so retries of a completed request
+ * never see 409 however many arrive at once.  Without a record, the first statement also tried
+ * the lock; the second looks again, because with the lock a twin may have committed between the
+ * two, and without it the holder is either the first request, still in flight (409), or a retry
+ * that took the lock after the first committed (the record is there now: replay). */
 int decision_stage_claim(decision_request *d)
 {
+    int found = 0, locked = 0, unused;
     if (!d->idem_key)
         return DECISION_NEXT;
-    PGresult *r = NULL;
-    const char *kv[] = {d->req->key_id, d->idem_key};
-    int rc = dbreq_query(d->req, d->resp, d->conn,
-                         "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 7))",
-                         2, kv, &r);
-    if (rc != DB_OK)
-        return db_failed(d, rc, r);
-    int locked = PQgetvalue(r, 0, 0)[0] == 't';
-    PQclear(r);
+    if (lookup(d, 1, &found, &locked) != DB_OK || found)
+        return DECISION_STOP;
+    if (lookup(d, 0, &found, &unused) != DB_OK || found)
+        return DECISION_STOP;
     if (!locked) {
         http_problem(d->resp, 409, "idempotency_key_in_use", NULL,
                      "a request with this Idempotency-Key is still being processed");
         return DECISION_STOP;
     }
-    rc = dbreq_query(d->req, d->resp, d->conn,
-                     "SELECT request_hash, status_code, response_body FROM idempotency_keys "
-                     "WHERE api_key_id = $1 AND key = $2",
-                     2, kv, &r);
-    if (rc != DB_OK)
-        return db_failed(d, rc, r);
-    int found = PQntuples(r) == 1;
-    if (found)
-        replay(d->resp, r, d->idem_hash);
-    PQclear(r);
-    return found ? DECISION_STOP : DECISION_NEXT;
+    return DECISION_NEXT;
 }
 
 /* ---- store ---------------------------------------------------------------------------------- */

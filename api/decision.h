@@ -37,6 +37,8 @@
 #define VIGIL_DECISION_H
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "db.h"
 #include "feat.h"
@@ -132,21 +134,47 @@ void decision_input_free(decision_input *in);
 /* An Idempotency-Key is 1..255 printable ASCII characters (0x21..0x7e). */
 int decision_idem_key_ok(const char *key);
 
+/* An open-addressing hash table of borrowed names (decision_features.c).  Lookups are O(1)
+ * expected, so building rows and the snapshot is linear in the feature count. */
+typedef struct name_index {
+    struct name_slot *slot;
+    size_t mask; /* capacity - 1, capacity a power of two */
+    size_t count;
+} name_index;
+
 /* Where a feature's value comes from: the built-in of that name, else the client's member of
  * that name, else missing (NaN).  A client value never overrides a built-in. */
 typedef struct decision_sources {
-    const double *builtin; /* FEAT_COUNT values, NaN = missing */
-    const cJSON *client;   /* the request's "features" object, or NULL */
+    name_index names; /* name -> value; names borrowed from feat.c and the client object */
 } decision_sources;
 
+/* Indexes builtin[FEAT_COUNT] and the client's "features" object (may be NULL), which must
+ * outlive src.  Returns 0, or -1 when out of memory; free with decision_sources_free. */
+int decision_sources_init(decision_sources *src, const double *builtin, const cJSON *client);
+void decision_sources_free(decision_sources *src);
 double decision_feature_value(const decision_sources *src, const char *name);
 
+/* The snapshot being built: a JSON object name -> value scored, plus the names it holds. */
+typedef struct decision_snapshot {
+    cJSON *obj;
+    name_index seen;
+} decision_snapshot;
+
+/* Sized for max_names names (the features of every model that adds to it).  0, or -1 when out of
+ * memory; free with decision_snapshot_free. */
+int decision_snapshot_init(decision_snapshot *snap, size_t max_names);
+void decision_snapshot_free(decision_snapshot *snap);
+
+#define DECISION_ROW_DEADLINE (-2)
+
 /* Builds model m's float32 input row, one value per feature by name (names past m->n_names are
- * ""), into row[0..m->num_features), and appends each name -> value to the snapshot object snap
- * unless the name is already there (first value wins; non-finite values are null).  This is the
- * one place a model's input vector is assembled.  Returns 0, or -1 when out of memory. */
+ * ""), into row[0..m->num_features), and appends each name -> value to snap unless the name is
+ * already there (first value wins; non-finite values are null).  This is the one place a model's
+ * input vector is assembled.  Linear in m->num_features; checks deadline_ms (absolute,
+ * wire_now_ms clock; -1 = none) every few thousand features.  Returns 0, -1 when out of memory
+ * (or snap was sized too small), or DECISION_ROW_DEADLINE once the deadline has passed. */
 int decision_row_build(const decision_sources *src, const scoring_model *m, float *row,
-                       cJSON *snap);
+                       decision_snapshot *snap, int64_t deadline_ms);
 
 /* The decision for what scoring did under policy p: thresholds on the champion's score when it
  * ran, succeeded and is finite; otherwise p's fallback, degraded, with the reason. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "decision.h"
+#include "wire.h"
 
 /* ---- decide --------------------------------------------------------------------------------- */
 
@@ -119,7 +120,8 @@ START_TEST(feature_value_by_name)
     double b[FEAT_COUNT];
     builtins(b);
     cJSON *client = cJSON_Parse("{\"ext_velocity\":37.5,\"amount\":999,\"gone\":null}");
-    decision_sources src = {b, client};
+    decision_sources src;
+    ck_assert_int_eq(decision_sources_init(&src, b, client), 0);
     ck_assert(decision_feature_value(&src, "amount") == 25.0); /* built-in wins */
     ck_assert(decision_feature_value(&src, "hour_of_day") == 7.0);
     ck_assert(decision_feature_value(&src, "merchant_seen_before") == 0.0);
@@ -128,8 +130,11 @@ START_TEST(feature_value_by_name)
     ck_assert(isnan(decision_feature_value(&src, "gone")));   /* client null */
     ck_assert(isnan(decision_feature_value(&src, "other")));  /* nobody has it */
     ck_assert(isnan(decision_feature_value(&src, "Amount"))); /* names are case-sensitive */
-    src.client = NULL;
+    decision_sources_free(&src);
+    ck_assert_int_eq(decision_sources_init(&src, b, NULL), 0); /* no client features */
     ck_assert(isnan(decision_feature_value(&src, "ext_velocity")));
+    ck_assert(decision_feature_value(&src, "amount") == 25.0);
+    decision_sources_free(&src);
     cJSON_Delete(client);
 }
 END_TEST
@@ -139,25 +144,122 @@ START_TEST(row_and_snapshot)
     double b[FEAT_COUNT];
     builtins(b);
     cJSON *client = cJSON_Parse("{\"x\":0.1,\"big\":1e39,\"amount\":999}");
-    decision_sources src = {b, client};
+    decision_sources src;
+    ck_assert_int_eq(decision_sources_init(&src, b, client), 0);
     /* Four features, three names: the fourth is "" (missing).  "big" overflows float32. */
     char *names1[] = {"amount", "x", "nope"};
     scoring_model m1 = {.num_features = 4, .n_names = 3, .names = names1};
     char *names2[] = {"x", "hour_of_day", "big"};
     scoring_model m2 = {.num_features = 3, .n_names = 3, .names = names2};
     float r1[4], r2[3];
-    cJSON *snap = cJSON_CreateObject();
-    ck_assert_int_eq(decision_row_build(&src, &m1, r1, snap), 0);
-    ck_assert_int_eq(decision_row_build(&src, &m2, r2, snap), 0);
+    decision_snapshot snap;
+    ck_assert_int_eq(decision_snapshot_init(&snap, 7), 0);
+    ck_assert_int_eq(decision_row_build(&src, &m1, r1, &snap, -1), 0);
+    ck_assert_int_eq(decision_row_build(&src, &m2, r2, &snap, -1), 0);
     ck_assert(r1[0] == 25.0f && r1[1] == 0.1f && isnan(r1[2]) && isnan(r1[3]));
     ck_assert(r2[0] == 0.1f && r2[1] == 7.0f && isinf(r2[2]) && r2[2] > 0);
     /* (float)0.1 = 0.100000001490116..., printed with 9 significant digits; "x" once. */
-    char *text = cJSON_PrintUnformatted(snap);
+    char *text = cJSON_PrintUnformatted(snap.obj);
     ck_assert_str_eq(text, "{\"amount\":25,\"x\":0.100000001,\"nope\":null,\"\":null,"
                            "\"hour_of_day\":7,\"big\":null}");
     free(text);
-    cJSON_Delete(snap);
+    decision_snapshot_free(&snap);
+    decision_sources_free(&src);
     cJSON_Delete(client);
+}
+END_TEST
+
+/* Two models of 150,000 features each, sharing half their names: the rows hold each name's value
+ * and the snapshot the 225,000 distinct names once.  Building them is linear in the feature count;
+ * a name-by-name scan of the snapshot (the old snap_add) took ~1.7e10 comparisons here. */
+enum { BIG = 150000 };
+
+static char **big_names(int first)
+{
+    char **n = malloc(BIG * sizeof *n);
+    ck_assert_ptr_nonnull(n);
+    for (int i = 0; i < BIG; i++) {
+        n[i] = malloc(16);
+        snprintf(n[i], 16, "f%d", first + i);
+    }
+    return n;
+}
+
+static void free_names(char **n)
+{
+    for (int i = 0; i < BIG; i++)
+        free(n[i]);
+    free(n);
+}
+
+START_TEST(row_build_is_linear)
+{
+    double b[FEAT_COUNT];
+    builtins(b);
+    cJSON *client = cJSON_Parse("{\"f7\":7.5,\"f200000\":-2}");
+    decision_sources src;
+    ck_assert_int_eq(decision_sources_init(&src, b, client), 0);
+    char **n1 = big_names(0), **n2 = big_names(BIG / 2);
+    scoring_model m1 = {.num_features = BIG, .n_names = BIG, .names = n1};
+    scoring_model m2 = {.num_features = BIG, .n_names = BIG, .names = n2};
+    float *r1 = malloc(BIG * sizeof *r1), *r2 = malloc(BIG * sizeof *r2);
+    decision_snapshot snap;
+    ck_assert_int_eq(decision_snapshot_init(&snap, 2 * BIG), 0);
+    ck_assert_int_eq(decision_row_build(&src, &m1, r1, &snap, -1), 0);
+    ck_assert_int_eq(decision_row_build(&src, &m2, r2, &snap, -1), 0);
+    ck_assert(r1[7] == 7.5f && isnan(r1[8]));
+    ck_assert(r2[200000 - BIG / 2] == -2.0f && isnan(r2[0]));
+    ck_assert_int_eq(cJSON_GetArraySize(snap.obj), BIG + BIG / 2);
+    /* A passed deadline stops the build (the stage answers 503). */
+    ck_assert_int_eq(decision_row_build(&src, &m1, r1, &snap, wire_now_ms() - 1),
+                     DECISION_ROW_DEADLINE);
+    decision_snapshot_free(&snap);
+    decision_sources_free(&src);
+    free(r1);
+    free(r2);
+    free_names(n1);
+    free_names(n2);
+    cJSON_Delete(client);
+}
+END_TEST
+
+/* The stage itself: no champion -> an empty snapshot and no rows; a champion with a request
+ * deadline already passed -> 503 with Retry-After, nothing built. */
+START_TEST(features_stage_snapshot_and_deadline)
+{
+    http_req req;
+    http_resp resp;
+    decision_request d;
+    char *names[] = {"amount", "hour_of_day"};
+    memset(&req, 0, sizeof req);
+    memset(&resp, 0, sizeof resp);
+    memset(&d, 0, sizeof d);
+    d.req = &req;
+    d.resp = &resp;
+    builtins(d.builtin);
+    req.deadline_ms = wire_now_ms() + 60000;
+    ck_assert_int_eq(decision_stage_features(&d), DECISION_NEXT);
+    ck_assert_str_eq(d.snapshot, "{}");
+    ck_assert_ptr_null(d.row[POLICY_CHAMPION]);
+    free(d.snapshot);
+    d.snapshot = NULL;
+    d.policy.has_model[POLICY_CHAMPION] = 1;
+    d.policy.model[POLICY_CHAMPION] =
+        (scoring_model){.num_features = 2, .n_names = 2, .names = names};
+    ck_assert_int_eq(decision_stage_features(&d), DECISION_NEXT);
+    ck_assert_str_eq(d.snapshot, "{\"amount\":25,\"hour_of_day\":7}");
+    ck_assert(d.row[POLICY_CHAMPION][0] == 25.0f && d.row[POLICY_CHAMPION][1] == 7.0f);
+    free(d.snapshot);
+    free(d.row[POLICY_CHAMPION]);
+    d.snapshot = NULL;
+    d.row[POLICY_CHAMPION] = NULL;
+    req.deadline_ms = wire_now_ms() - 1;
+    ck_assert_int_eq(decision_stage_features(&d), DECISION_STOP);
+    ck_assert_int_eq(resp.status, 503);
+    ck_assert_int_eq(resp.retry_after, 1);
+    ck_assert_ptr_null(d.snapshot);
+    free(resp.body);
+    free(d.row[POLICY_CHAMPION]);
 }
 END_TEST
 
@@ -405,6 +507,8 @@ static Suite *decision_suite(void)
     tcase_add_test(tc, decide_fallback_and_degraded);
     tcase_add_test(tc, feature_value_by_name);
     tcase_add_test(tc, row_and_snapshot);
+    tcase_add_test(tc, row_build_is_linear);
+    tcase_add_test(tc, features_stage_snapshot_and_deadline);
     tcase_add_test(tc, parse_accepts_and_converts);
     tcase_add_test(tc, parse_errors_name_the_field);
     tcase_add_test(tc, parse_client_feature_limit);

@@ -4,22 +4,25 @@
  * or a replay).  decision_post runs the stages of decision.c's table in order, then frees the
  * request in one place.
  *
- * The stages (file that holds each):
- *   parse        Idempotency-Key, strict body, every field checked; request hash  decision_parse.c
- *   open         a pooled connection, BEGIN                                       decision.c
- *   claim        with a key: replay a finished twin (or 422 for a different      decision_store.c
- *                request), else take the key's advisory lock (in flight -> 409)
- *   load_policy  thresholds, fallback, timeout, champion/challenger metadata      policy.c
- *                (policy_load: every statement on the policy table lives there)
- *   load_user    the user and every built-in feature, one SELECT (feat.c)         decision.c
- *   features     each model's input row, by feature name; the snapshot decision_features.c score
- * champion + challenger in one scoring call, bounded by the        decision.c policy's
- * scoring_timeout_ms and the request deadline decide       thresholds, or the fallback with
- * degraded = true and a reason    decision.c store        INSERT the transaction (named columns)
- * RETURNING the answer      decision_store.c record       with a key: INSERT the idempotency record
- * holding the answer     decision_store.c commit       COMMIT: before it nothing is stored, after
- * it everything         decision.c respond      201 + Location; decision metrics decision.c expire
- * with a key, ~1 request in 64: drop a batch of expired records    decision_store.c
+ * The stages, in order:
+ *   parse        Idempotency-Key, strict body, every field checked; the request hash
+ *   open         a pooled connection, BEGIN
+ *   claim        with a key: replay a finished twin (422 for a different request), else take
+ *                the key's advisory lock (held by a request in flight: 409)
+ *   load_policy  thresholds, fallback, timeout, both models' metadata (policy_load, policy.c)
+ *   load_user    the user and every built-in feature, one SELECT (feat.c)
+ *   features     each model's input row by feature name, and the snapshot; linear in the
+ *                feature count, a passed request deadline is a 503
+ *   score        champion + challenger in one scoring call, bounded by the policy's
+ *                scoring_timeout_ms and the request deadline
+ *   decide       thresholds, or the fallback with degraded = true and a reason
+ *   store        INSERT the transaction (named columns) RETURNING the answer
+ *   record       with a key: INSERT the idempotency record holding the answer
+ *   commit       COMMIT: before it nothing is stored, after it everything
+ *   respond      201 + Location; decision metrics
+ *   expire       with a key, ~1 request in 64: drop a batch of expired idempotency records
+ * Files: parse in decision_parse.c, features in decision_features.c, claim/store/record/expire in
+ * decision_store.c, the table, the runner and the other stages in decision.c.
  *
  * Where the next capabilities go (each is a new stage and new fields, never a branch inside one):
  *   - lists (allow/deny lists of users, merchants, ...): a `load_lists` stage after load_user that
@@ -28,7 +31,7 @@
  *   - explanations: an `explain` stage after score that fills per-feature contributions;
  *   - whatever a new stage decides that must be stored is a new row of the column table in
  *     decision_store.c (and a column of the transactions table); the answer follows from TXN_COLS.
- * A stage must stay readable on one screen; pure work (no database, no clock) goes in a function
+ * A stage must stay readable on one screen; pure work (no database) goes in a function
  * of its own that tests call directly, as decision_parse_body, decision_row_build and
  * decision_decide are.
  *

@@ -1,10 +1,11 @@
 /* decision_store.c - what a decision reads and writes besides the policy and the user: the
  * idempotency record (claim, record, expire) and the transaction row (store).
  *
- * Idempotency: a key is scoped to the API key that sent it.  claim takes a transaction-scoped
- * advisory lock on (API key, key) without waiting; a finished twin is replayed byte for byte (or
- * refused with 422 when the request differs); a twin still in flight is a 409.  Only 201 answers
- * are recorded, in the same database transaction as the row, so a crash leaves both or neither.
+ * Idempotency: a key is scoped to the API key that sent it.  claim first looks for a finished
+ * twin and replays it byte for byte (or refuses it with 422 when the request differs); only when
+ * there is none does it take a transaction-scoped advisory lock on (API key, key), without
+ * waiting: a twin still in flight holds it, which is a 409.  Only 201 answers are recorded, in
+ * the same database transaction as the row, so a crash leaves both or neither.
  * Records live VIGIL_IDEMPOTENCY_RETENTION_H hours (>= 24): expire deletes a bounded batch on
  * about one keyed request in 64, so the table stays bounded without a background job.
  *

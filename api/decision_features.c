@@ -163,17 +163,15 @@ int decision_stage_features(decision_request *d)
         total += p->has_model[s] ? p->model[s].num_features : 0;
     decision_sources src = {0};
     decision_snapshot snap = {0};
-    int rc = decision_sources_init(&src, d->builtin, d->in.features) ||
-                     decision_snapshot_init(&snap, total)
-                 ? -1
-                 : 0;
+    int rc = 0;
+    if (decision_sources_init(&src, d->builtin, d->in.features) ||
+        decision_snapshot_init(&snap, total))
+        rc = -1;
     for (int s = 0; rc == 0 && s < active; s++) {
         if (!p->has_model[s])
             continue;
-        d->row[s] = malloc(((size_t)p->model[s].num_features + 1) * sizeof(float));
-        rc = !d->row[s]
-                 ? -1
-                 : decision_row_build(&src, &p->model[s], d->row[s], &snap, d->req->deadline_ms);
+        float *row = d->row[s] = malloc(((size_t)p->model[s].num_features + 1) * sizeof(float));
+        rc = row ? decision_row_build(&src, &p->model[s], row, &snap, d->req->deadline_ms) : -1;
     }
     if (rc == 0 && !(d->snapshot = cJSON_PrintUnformatted(snap.obj)))
         rc = -1;

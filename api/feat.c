@@ -28,17 +28,25 @@ const char *feat_name(int id)
     return id >= 0 && id < FEAT_COUNT ? names[id] : NULL;
 }
 
-int feat_lookup(const char *name)
-{
-    for (int i = 0; i < FEAT_COUNT; i++)
-        if (strcmp(names[i], name) == 0)
-            return i;
-    return -1;
-}
+/* Columns of FEAT_SQL's row, in order. */
+enum {
+    COL_USER_ID = FEAT_COL_USER_ID,
+    COL_OCCURRED_AT = FEAT_COL_OCCURRED_AT,
+    COL_USER_COUNTRY,
+    COL_USER_AGE_DAYS,
+    COL_HOUR,
+    COL_DAY_OF_WEEK,
+    COL_COUNT_1H,
+    COL_COUNT_24H,
+    COL_SUM_24H,
+    COL_AVG_30D,
+    COL_MAX_30D,
+    COL_SECONDS_SINCE_LAST,
+    COL_MERCHANT_SEEN,
+    COL_DISTINCT_COUNTRIES_30D,
+};
 
-/* Columns: 0 user id, 1 occurred_at text, 2 user country, 3 user age in days, 4 hour, 5 day of
- * week, 6 count 1h, 7 count 24h, 8 sum 24h, 9 avg 30d, 10 max 30d, 11 seconds since last,
- * 12 merchant seen, 13 distinct countries 30d.  The 30-day scan is bounded by the index on
+/* The 30-day scan is bounded by the index on
  * (user_id, occurred_at); "last" and "merchant seen" are separate index probes.  Windows are in
  * hours, never days: timestamptz - interval '30 days' steps calendar days in the session's time
  * zone, which across a summer-time change is 720 h +- 1 h. */
@@ -79,20 +87,20 @@ void feat_compute(const PGresult *r, double amount_major, const char *country,
 {
     out[FEAT_AMOUNT] = amount_major;
     out[FEAT_LOG_AMOUNT] = log1p(amount_major);
-    out[FEAT_HOUR_OF_DAY] = col(r, 4);
-    out[FEAT_DAY_OF_WEEK] = col(r, 5);
-    out[FEAT_USER_AGE_DAYS] = col(r, 3);
-    out[FEAT_USER_TXN_COUNT_1H] = col(r, 6);
-    out[FEAT_USER_TXN_COUNT_24H] = col(r, 7);
-    out[FEAT_USER_AMOUNT_SUM_24H] = col(r, 8);
-    out[FEAT_USER_AMOUNT_AVG_30D] = col(r, 9);
-    out[FEAT_USER_AMOUNT_MAX_30D] = col(r, 10);
+    out[FEAT_HOUR_OF_DAY] = col(r, COL_HOUR);
+    out[FEAT_DAY_OF_WEEK] = col(r, COL_DAY_OF_WEEK);
+    out[FEAT_USER_AGE_DAYS] = col(r, COL_USER_AGE_DAYS);
+    out[FEAT_USER_TXN_COUNT_1H] = col(r, COL_COUNT_1H);
+    out[FEAT_USER_TXN_COUNT_24H] = col(r, COL_COUNT_24H);
+    out[FEAT_USER_AMOUNT_SUM_24H] = col(r, COL_SUM_24H);
+    out[FEAT_USER_AMOUNT_AVG_30D] = col(r, COL_AVG_30D);
+    out[FEAT_USER_AMOUNT_MAX_30D] = col(r, COL_MAX_30D);
     double avg = out[FEAT_USER_AMOUNT_AVG_30D];
     out[FEAT_AMOUNT_TO_USER_AVG_30D] = isnan(avg) || avg == 0 ? NAN : amount_major / avg;
-    out[FEAT_SECONDS_SINCE_LAST_TXN] = col(r, 11);
-    out[FEAT_MERCHANT_SEEN_BEFORE] = PQgetvalue(r, 0, 12)[0] == 't' ? 1 : 0;
-    out[FEAT_COUNTRY_MISMATCH] = PQgetisnull(r, 0, 2)                        ? NAN
-                                 : strcmp(PQgetvalue(r, 0, 2), country) != 0 ? 1
-                                                                             : 0;
-    out[FEAT_USER_DISTINCT_COUNTRIES_30D] = col(r, 13);
+    out[FEAT_SECONDS_SINCE_LAST_TXN] = col(r, COL_SECONDS_SINCE_LAST);
+    out[FEAT_MERCHANT_SEEN_BEFORE] = PQgetvalue(r, 0, COL_MERCHANT_SEEN)[0] == 't' ? 1 : 0;
+    out[FEAT_COUNTRY_MISMATCH] = PQgetisnull(r, 0, COL_USER_COUNTRY)                        ? NAN
+                                 : strcmp(PQgetvalue(r, 0, COL_USER_COUNTRY), country) != 0 ? 1
+                                                                                            : 0;
+    out[FEAT_USER_DISTINCT_COUNTRIES_30D] = col(r, COL_DISTINCT_COUNTRIES_30D);
 }

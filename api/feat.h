@@ -29,10 +29,9 @@ enum feature_id {
     FEAT_COUNT
 };
 
-/* Name of a built-in ("amount", ...). */
+/* Name of a built-in ("amount", ...), or NULL for an id out of range.  A decision finds built-ins
+ * by name through its own index of these (decision_features.c). */
 const char *feat_name(int id);
-/* Built-in id of a name, or -1. */
-int feat_lookup(const char *name);
 
 /* Parameters: $1 user id (uuid or NULL), $2 user external id (or NULL), $3 occurred_at
  * (RFC 3339 or NULL for now), $4 merchant_id.  Columns: see feat.c. */

@@ -1,4 +1,5 @@
-/* policy.c - the decision policy resource.  See policy.h. */
+/* policy.c - the decision policy resource, and the policy as a decision reads it (policy_load).
+ * See policy.h.  Every statement on the policy table is here. */
 #include "policy.h"
 
 #include <cjson/cJSON.h>
@@ -96,7 +97,15 @@ static int check_model(http_req *req, http_resp *resp, db_conn *c, const char *i
     return ok;
 }
 
-void policy_put(http_req *req, http_resp *resp)
+/* A PUT body, validated. */
+typedef struct policy_body {
+    const char *champion, *challenger, *fallback; /* point into the parsed body */
+    double review, block;
+    long long timeout_ms;
+} policy_body;
+
+/* Validates a PUT body into *p.  Returns 0, or -1 with resp filled (400 naming the field). */
+static int read_policy_body(http_resp *resp, const cJSON *body, policy_body *p)
 {
     static const char *const allowed[] = {"champion_model_id",
                                           "challenger_model_id",
@@ -105,66 +114,59 @@ void policy_put(http_req *req, http_resp *resp)
                                           "fallback_decision",
                                           "scoring_timeout_ms",
                                           NULL};
+    const char *field = NULL, *msg = NULL;
+    *p = (policy_body){NULL, NULL, "review", 0, 0, 50};
+    if (field_no_unknown(resp, body, allowed) ||
+        field_string(resp, body, "champion_model_id", 36, FIELD_REQUIRED | FIELD_NULLABLE,
+                     &p->champion, NULL) ||
+        field_string(resp, body, "challenger_model_id", 36, FIELD_NULLABLE, &p->challenger, NULL) ||
+        field_string(resp, body, "fallback_decision", 32, 0, &p->fallback, NULL) ||
+        threshold(resp, body, "review_threshold", &p->review) ||
+        threshold(resp, body, "block_threshold", &p->block))
+        return -1;
+    if (!p->fallback)
+        p->fallback = "review";
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(body, "scoring_timeout_ms");
+    if (p->champion && !val_uuid(p->champion))
+        field = "champion_model_id", msg = "must be a UUID or null";
+    else if (p->challenger && !val_uuid(p->challenger))
+        field = "challenger_model_id", msg = "must be a UUID or null";
+    else if (p->challenger && !p->champion)
+        field = "challenger_model_id", msg = "a challenger needs a champion";
+    else if (p->review > p->block)
+        field = "review_threshold", msg = "review_threshold must be <= block_threshold";
+    else if (strcmp(p->fallback, "allow") && strcmp(p->fallback, "review") &&
+             strcmp(p->fallback, "block"))
+        field = "fallback_decision", msg = "'fallback_decision' must be allow, review or block";
+    else if (to && (!cJSON_IsNumber(to) || to->valuedouble != floor(to->valuedouble) ||
+                    to->valuedouble < 1 || to->valuedouble > 10000))
+        field = "scoring_timeout_ms", msg = "'scoring_timeout_ms' must be an integer in 1..10000";
+    if (field) {
+        http_problem(resp, 400, "validation_failed", field, "%s", msg);
+        return -1;
+    }
+    if (to)
+        p->timeout_ms = (long long)to->valuedouble;
+    return 0;
+}
+
+void policy_put(http_req *req, http_resp *resp)
+{
     cJSON *body = NULL;
     db_conn *c = NULL;
     PGresult *r = NULL;
-    const char *champion = NULL, *challenger = NULL, *fallback = "review";
-    double review, block;
-    long long timeout = 50;
-    if (http_body_object(req, resp, &body) || field_no_unknown(resp, body, allowed) ||
-        field_string(resp, body, "champion_model_id", 36, FIELD_REQUIRED | FIELD_NULLABLE,
-                     &champion, NULL) ||
-        field_string(resp, body, "challenger_model_id", 36, FIELD_NULLABLE, &challenger, NULL) ||
-        field_string(resp, body, "fallback_decision", 32, 0, &fallback, NULL) ||
-        threshold(resp, body, "review_threshold", &review) ||
-        threshold(resp, body, "block_threshold", &block))
+    policy_body p;
+    if (http_body_object(req, resp, &body) || read_policy_body(resp, body, &p) ||
+        !(c = dbreq_acquire(req, resp)))
         goto done;
-    if (!fallback)
-        fallback = "review";
-    if (champion && !val_uuid(champion)) {
-        http_problem(resp, 400, "validation_failed", "champion_model_id", "must be a UUID or null");
-        goto done;
-    }
-    if (challenger && !val_uuid(challenger)) {
-        http_problem(resp, 400, "validation_failed", "challenger_model_id",
-                     "must be a UUID or null");
-        goto done;
-    }
-    if (challenger && !champion) {
-        http_problem(resp, 400, "validation_failed", "challenger_model_id",
-                     "a challenger needs a champion");
-        goto done;
-    }
-    if (review > block) {
-        http_problem(resp, 400, "validation_failed", "review_threshold",
-                     "review_threshold must be <= block_threshold");
-        goto done;
-    }
-    if (strcmp(fallback, "allow") && strcmp(fallback, "review") && strcmp(fallback, "block")) {
-        http_problem(resp, 400, "validation_failed", "fallback_decision",
-                     "'fallback_decision' must be allow, review or block");
-        goto done;
-    }
-    const cJSON *to = cJSON_GetObjectItemCaseSensitive(body, "scoring_timeout_ms");
-    if (to) {
-        if (!cJSON_IsNumber(to) || to->valuedouble != floor(to->valuedouble) ||
-            to->valuedouble < 1 || to->valuedouble > 10000) {
-            http_problem(resp, 400, "validation_failed", "scoring_timeout_ms",
-                         "'scoring_timeout_ms' must be an integer in 1..10000");
-            goto done;
-        }
-        timeout = (long long)to->valuedouble;
-    }
-    if (!(c = dbreq_acquire(req, resp)))
-        goto done;
-    if ((champion && check_model(req, resp, c, champion, "champion_model_id")) ||
-        (challenger && check_model(req, resp, c, challenger, "challenger_model_id")))
+    if ((p.champion && check_model(req, resp, c, p.champion, "champion_model_id")) ||
+        (p.challenger && check_model(req, resp, c, p.challenger, "challenger_model_id")))
         goto done;
     char rv[32], bv[32], tv[16];
-    snprintf(rv, sizeof rv, "%.17g", review);
-    snprintf(bv, sizeof bv, "%.17g", block);
-    snprintf(tv, sizeof tv, "%lld", timeout);
-    const char *vals[] = {champion, challenger, rv, bv, fallback, tv};
+    snprintf(rv, sizeof rv, "%.17g", p.review);
+    snprintf(bv, sizeof bv, "%.17g", p.block);
+    snprintf(tv, sizeof tv, "%lld", p.timeout_ms);
+    const char *vals[] = {p.champion, p.challenger, rv, bv, p.fallback, tv};
     int rc = dbreq_query(req, resp, c,
                          "UPDATE policy SET champion_model_id = $1, challenger_model_id = $2, "
                          "review_threshold = $3, block_threshold = $4, fallback_decision = $5, "
@@ -182,4 +184,52 @@ done:
     if (c)
         dbreq_release(req, c);
     cJSON_Delete(body);
+}
+
+/* The policy columns policy_load reads, in this order, followed by SCORING_MODEL_COLS of the
+ * champion then of the challenger. */
+enum { PL_REVIEW, PL_BLOCK, PL_FALLBACK, PL_TIMEOUT, PL_VERSION, PL_NCOLS };
+
+int policy_load(http_req *req, http_resp *resp, db_conn *c, policy_rules *out)
+{
+    PGresult *r = NULL;
+    memset(out, 0, sizeof *out);
+    int rc = dbreq_query(req, resp, c,
+                         "SELECT p.review_threshold, p.block_threshold, p.fallback_decision, "
+                         "p.scoring_timeout_ms, p.version, " SCORING_MODEL_COLS(
+                             "c") ", " SCORING_MODEL_COLS("h") " FROM policy p "
+                                                               "LEFT JOIN models c ON c.id = "
+                                                               "p.champion_model_id "
+                                                               "LEFT JOIN models h ON h.id = "
+                                                               "p.challenger_model_id",
+                         0, NULL, &r);
+    if (rc == DB_ERROR)
+        dbreq_internal(req, resp, r);
+    else if (rc == DB_OK && PQntuples(r) != 1)
+        http_problem(resp, 500, "internal", NULL, "the policy row is missing");
+    if (rc != DB_OK || PQntuples(r) != 1) {
+        PQclear(r);
+        return -1;
+    }
+    snprintf(out->review, sizeof out->review, "%s", PQgetvalue(r, 0, PL_REVIEW));
+    snprintf(out->block, sizeof out->block, "%s", PQgetvalue(r, 0, PL_BLOCK));
+    snprintf(out->fallback, sizeof out->fallback, "%s", PQgetvalue(r, 0, PL_FALLBACK));
+    snprintf(out->timeout, sizeof out->timeout, "%s", PQgetvalue(r, 0, PL_TIMEOUT));
+    snprintf(out->version, sizeof out->version, "%s", PQgetvalue(r, 0, PL_VERSION));
+    out->review_v = strtod(out->review, NULL);
+    out->block_v = strtod(out->block, NULL);
+    out->timeout_ms = atoi(out->timeout);
+    /* Both models contribute the same SCORING_MODEL_COLS, so each has half of what follows the
+     * policy columns, however many that list holds. */
+    int width = (PQnfields(r) - PL_NCOLS) / 2;
+    for (int s = 0; s < POLICY_SLOTS; s++)
+        out->has_model[s] = scoring_model_from_row(r, 0, PL_NCOLS + s * width, &out->model[s]) == 0;
+    PQclear(r);
+    return 0;
+}
+
+void policy_rules_free(policy_rules *p)
+{
+    for (int s = 0; s < POLICY_SLOTS; s++)
+        scoring_model_free(&p->model[s]);
 }

@@ -4,9 +4,30 @@
 #ifndef VIGIL_POLICY_H
 #define VIGIL_POLICY_H
 
+#include "dbreq.h"
 #include "http.h"
+#include "scoring.h"
 
 void policy_get(http_req *req, http_resp *resp);
 void policy_put(http_req *req, http_resp *resp);
+
+/* The models a policy names: the champion decides, the challenger is scored in its shadow. */
+enum policy_slot { POLICY_CHAMPION, POLICY_CHALLENGER, POLICY_SLOTS };
+
+/* The policy as one decision reads it.  The text fields are the stored values, copied verbatim
+ * into the transaction row; the numbers are the same values parsed for arithmetic. */
+typedef struct policy_rules {
+    char review[32], block[32], fallback[8], timeout[12], version[12];
+    double review_v, block_v;
+    int timeout_ms;
+    scoring_model model[POLICY_SLOTS]; /* metadata of each named model */
+    int has_model[POLICY_SLOTS];       /* 0 when the policy names none for that slot */
+} policy_rules;
+
+/* Reads the policy and both models' metadata in one SELECT on c (inside the caller's database
+ * transaction).  Returns 0 with *out filled (free with policy_rules_free), or -1 with resp filled
+ * (503 unavailable, 500 unexpected).  Blocks at most until req's deadline. */
+int policy_load(http_req *req, http_resp *resp, db_conn *c, policy_rules *out);
+void policy_rules_free(policy_rules *p);
 
 #endif

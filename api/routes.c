@@ -1,6 +1,7 @@
 /* routes.c - every HTTP route of vigil-api in one table: method, path pattern, handler, the scope
  * an API key needs (SCOPE_NONE = public) and which body-size limit applies.  To add an endpoint,
  * add a line here and a handler in the resource's module. */
+#include "decision.h"
 #include "health.h"
 #include "metrics.h"
 #include "models.h"
@@ -30,7 +31,7 @@ const route routes_table[] = {
     {"GET", "/api/v1/policy", policy_get, SCOPE_READ, BODY_NONE},
     {"PUT", "/api/v1/policy", policy_put, SCOPE_ADMIN, BODY_JSON},
 
-    {"POST", "/api/v1/transactions", txn_create, SCOPE_WRITE, BODY_JSON},
+    {"POST", "/api/v1/transactions", decision_post, SCOPE_WRITE, BODY_JSON},
     {"GET", "/api/v1/transactions", txn_list, SCOPE_READ, BODY_NONE},
     {"GET", "/api/v1/transactions/{id}", txn_get, SCOPE_READ, BODY_NONE},
     {"PATCH", "/api/v1/transactions/{id}", txn_label, SCOPE_WRITE, BODY_JSON},

@@ -1,10 +1,32 @@
-/* transactions.h - handlers of /api/v1/transactions and /api/v1/users/{id}/transactions. */
+/* transactions.h - stored transactions: the columns and JSON shape every answer about one uses,
+ * and the handlers of GET/PATCH /api/v1/transactions[/{id}] and /api/v1/users/{id}/transactions.
+ * POST /api/v1/transactions (a decision) is decision.h's. */
 #ifndef VIGIL_TRANSACTIONS_H
 #define VIGIL_TRANSACTIONS_H
 
+#include <cjson/cJSON.h>
+#include <libpq-fe.h>
+
 #include "http.h"
 
-void txn_create(http_req *req, http_resp *resp);
+/* Everything a stored transaction is returned with, for a transactions table aliased t (SELECT
+ * or RETURNING); txn_row_json reads these columns. */
+#define TXN_COLS                                                                                   \
+    "t.id, t.user_id, t.amount, t.currency, t.merchant_id, t.merchant_category, t.country, "       \
+    "t.channel, to_char(t.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "  \
+    "t.metadata::text, t.features::text, t.score, t.decision, t.degraded, t.degraded_reason, "     \
+    "t.model_id, t.model_version, t.challenger_model_id, t.challenger_version, "                   \
+    "t.challenger_score, t.review_threshold, t.block_threshold, t.fallback_decision, "             \
+    "t.policy_version, t.scoring_latency_us, t.label, t.label_source, "                            \
+    "to_char(t.labelled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "             \
+    "to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "              \
+    "(extract(epoch FROM t.created_at) * 1000000)::bigint, t.model_sha256, t.scoring_timeout_ms"
+
+/* The API's JSON of row `row` of a TXN_COLS result.  Caller deletes it; NULL when out of memory. */
+cJSON *txn_row_json(const PGresult *r, int row);
+/* The id (UUID text) of row `row` of a TXN_COLS result; points into r. */
+const char *txn_row_id(const PGresult *r, int row);
+
 void txn_get(http_req *req, http_resp *resp);
 void txn_list(http_req *req, http_resp *resp);
 void txn_list_for_user(http_req *req, http_resp *resp);

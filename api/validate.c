@@ -100,3 +100,28 @@ int val_currency_exponent(const char *s)
         return 4;
     return -1;
 }
+
+int val_rfc3339(const char *s)
+{
+    const char *shape = "dddd-dd-ddTdd:dd:dd";
+    size_t i = 0;
+    for (; shape[i]; i++) {
+        char c = s[i];
+        if (shape[i] == 'd'   ? !(c >= '0' && c <= '9')
+            : shape[i] == 'T' ? (c != 'T' && c != 't')
+                              : c != shape[i])
+            return 0;
+    }
+    if (s[i] == '.') {
+        size_t d = 0;
+        for (i++; s[i] >= '0' && s[i] <= '9'; i++)
+            d++;
+        if (d == 0 || d > 9)
+            return 0;
+    }
+    if ((s[i] == 'Z' || s[i] == 'z') && s[i + 1] == '\0')
+        return 1;
+    return (s[i] == '+' || s[i] == '-') && s[i + 1] >= '0' && s[i + 1] <= '9' && s[i + 2] >= '0' &&
+           s[i + 2] <= '9' && s[i + 3] == ':' && s[i + 4] >= '0' && s[i + 4] <= '9' &&
+           s[i + 5] >= '0' && s[i + 5] <= '9' && s[i + 6] == '\0';
+}

@@ -14,6 +14,9 @@ int val_email(const char *s);
 /* Minor-unit exponent of an active ISO 4217 currency code ("EUR" -> 2, "JPY" -> 0, "KWD" -> 3),
  * or -1 when the code is not one. */
 int val_currency_exponent(const char *s);
+/* RFC 3339 date-time shape: YYYY-MM-DDTHH:MM:SS[.1-9 digits](Z|+HH:MM|-HH:MM), 't'/'z'
+ * accepted.  Ranges (month 13, Feb 30) are left to PostgreSQL's parser. */
+int val_rfc3339(const char *s);
 /* Number of Unicode code points in valid UTF-8 s. */
 size_t val_utf8_chars(const char *s);
 

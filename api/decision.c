@@ -1,0 +1,196 @@
+/* decision.c - the decision pipeline: its stage table, the runner, and the stages that are a few
+ * lines each (open, load_policy, load_user, score, decide, commit, respond).  See decision.h for
+ * the stage list and where a new stage goes.
+ *
+ * A decision is one database transaction on one pooled connection: a crash anywhere before
+ * commit leaves nothing, after it the whole result.  Costs: the statements BEGIN, policy, user and
+ * features, INSERT, COMMIT (with an Idempotency-Key also the lock, the record lookup and the record
+ * INSERT), at most one scoring call (a worker round trip or in-process evaluation), and
+ * O(body + features of both models) memory, all freed by decision_request_free. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "decision.h"
+#include "dbreq.h"
+#include "metrics.h"
+#include "wire.h"
+
+/* ---- open, load ----------------------------------------------------------------------------- */
+
+static int stage_open(decision_request *d)
+{
+    if (!(d->conn = dbreq_acquire(d->req, d->resp)) || dbreq_begin(d->req, d->resp, d->conn))
+        return DECISION_STOP;
+    return DECISION_NEXT;
+}
+
+static int stage_load_policy(decision_request *d)
+{
+    return policy_load(d->req, d->resp, d->conn, &d->policy) ? DECISION_STOP : DECISION_NEXT;
+}
+
+/* The user and every built-in feature in one round trip (FEAT_SQL). */
+static int stage_load_user(decision_request *d)
+{
+    PGresult *r = NULL;
+    const decision_input *in = &d->in;
+    const char *v[] = {in->user_id, in->user_id ? NULL : in->user_external_id, in->occurred_at,
+                       in->merchant_id};
+    int rc = dbreq_query(d->req, d->resp, d->conn, FEAT_SQL, 4, v, &r);
+    /* Class 22 (data exception) can only come from occurred_at here ($1 is a checked UUID):
+     * 22007/22008 for impossible dates, 22009 for an offset out of range, ... */
+    if (rc == DB_ERROR && strncmp(db_sqlstate(r), "22", 2) == 0)
+        http_problem(d->resp, 400, "validation_failed", "occurred_at",
+                     "'occurred_at' is not a valid date-time");
+    else if (rc == DB_ERROR)
+        dbreq_internal(d->req, d->resp, r);
+    else if (rc == DB_OK && PQntuples(r) != 1)
+        http_problem(d->resp, 422, "unknown_user", in->user_id ? "user_id" : "user_external_id",
+                     "no such user");
+    if (rc != DB_OK || PQntuples(r) != 1) {
+        PQclear(r);
+        return DECISION_STOP;
+    }
+    feat_compute(r, in->amount_major, in->country, d->builtin);
+    snprintf(d->user_id, sizeof d->user_id, "%s", PQgetvalue(r, 0, FEAT_COL_USER_ID));
+    snprintf(d->occurred_at, sizeof d->occurred_at, "%s", PQgetvalue(r, 0, FEAT_COL_OCCURRED_AT));
+    PQclear(r);
+    return DECISION_NEXT;
+}
+
+/* ---- score, decide -------------------------------------------------------------------------- */
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Scores every model that has a row, in one call, by the earlier of the policy's scoring
+ * timeout and the request deadline.  Never answers: decide turns a failure into a fallback. */
+static int stage_score(decision_request *d)
+{
+    decision_scoring *s = &d->scoring;
+    scoring_job jobs[POLICY_SLOTS];
+    int njobs = 0;
+    int64_t t0 = mono_us();
+    for (int m = 0; m < POLICY_SLOTS; m++) {
+        s->score[m] = NAN;
+        if (d->row[m])
+            jobs[njobs++] = (scoring_job){&d->policy.model[m], 0, d->row[m], 1, &s->score[m]};
+    }
+    if (d->row[POLICY_CHAMPION]) {
+        int64_t deadline = wire_now_ms() + d->policy.timeout_ms;
+        if (deadline > d->req->deadline_ms)
+            deadline = d->req->deadline_ms;
+        s->ran = 1;
+        s->status = scoring_run(d->req->app, jobs, njobs, deadline, s->err, sizeof s->err);
+        s->timed_out = wire_now_ms() >= deadline;
+    }
+    s->latency_us = (int)(mono_us() - t0);
+    return DECISION_NEXT;
+}
+
+decision_verdict decision_decide(const policy_rules *p, const decision_scoring *s)
+{
+    decision_verdict v = {p->fallback, 1, NULL};
+    float score = s->score[POLICY_CHAMPION];
+    if (!s->ran) {
+        v.reason = "no_champion_model";
+    } else if (s->status == SC_OK && isfinite(score)) {
+        v.decision = score >= p->block_v ? "block" : score >= p->review_v ? "review" : "allow";
+        v.degraded = 0;
+    } else {
+        v.reason = s->status == SC_OK            ? "non_finite_score"
+                   : s->timed_out                ? "scoring_timeout"
+                   : s->status == SC_UNAVAILABLE ? "hotpath_unavailable"
+                   : s->status == SC_NOT_FOUND   ? "model_not_found"
+                   : s->status == SC_DB          ? "model_load_failed"
+                                                 : "scoring_failed";
+    }
+    return v;
+}
+
+/* decision_decide, plus a log line for a decision degraded by a scoring failure. */
+static int stage_decide(decision_request *d)
+{
+    d->verdict = decision_decide(&d->policy, &d->scoring);
+    if (d->verdict.degraded && d->scoring.ran) {
+        char extra[700], esc[520];
+        http_json_escape(d->scoring.err, esc, sizeof esc);
+        snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"reason\":\"%s\",\"error\":\"%s\"",
+                 d->req->request_id, d->verdict.reason, esc);
+        http_log("warn", "degraded decision", extra);
+    }
+    return DECISION_NEXT;
+}
+
+/* ---- commit, respond ------------------------------------------------------------------------ */
+
+static int stage_commit(decision_request *d)
+{
+    if (dbreq_commit(d->req, d->resp, d->conn))
+        return DECISION_STOP;
+    return DECISION_NEXT;
+}
+
+static int stage_respond(decision_request *d)
+{
+    metrics_observe_decision(d->verdict.decision, d->verdict.degraded);
+    http_raw(d->resp, 201, "application/json", d->answer, strlen(d->answer));
+    d->answer = NULL; /* the response owns it now */
+    snprintf(d->resp->location, sizeof d->resp->location, "%s", d->location);
+    return DECISION_NEXT;
+}
+
+/* ---- the pipeline --------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    decision_stage_fn run;
+} stages[] = {
+    {"parse", decision_stage_parse},
+    {"open", stage_open},
+    {"claim", decision_stage_claim},
+    {"load_policy", stage_load_policy},
+    {"load_user", stage_load_user},
+    {"features", decision_stage_features},
+    {"score", stage_score},
+    {"decide", stage_decide},
+    {"store", decision_stage_store},
+    {"record", decision_stage_record},
+    {"commit", stage_commit},
+    {"respond", stage_respond},
+    {"expire", decision_stage_expire},
+};
+
+/* Frees everything the stages acquired; an uncommitted transaction is rolled back by the
+ * release of its connection. */
+static void decision_request_free(decision_request *d)
+{
+    if (d->conn)
+        dbreq_release(d->req, d->conn);
+    free(d->answer);
+    free(d->snapshot);
+    for (int s = 0; s < POLICY_SLOTS; s++)
+        free(d->row[s]);
+    policy_rules_free(&d->policy);
+    decision_input_free(&d->in);
+    cJSON_Delete(d->body);
+}
+
+void decision_post(http_req *req, http_resp *resp)
+{
+    decision_request d;
+    memset(&d, 0, sizeof d);
+    d.req = req;
+    d.resp = resp;
+    for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++)
+        if (stages[i].run(&d) != DECISION_NEXT)
+            break;
+    decision_request_free(&d);
+}

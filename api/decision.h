@@ -1,0 +1,190 @@
+/* decision.h - POST /api/v1/transactions: one risk decision, run as a pipeline of stages over one
+ * request struct (decision_request).  A stage reads fields earlier stages filled and fills its
+ * own; it returns DECISION_NEXT, or DECISION_STOP with the response already in d->resp (an error,
+ * or a replay).  decision_post runs the stages of decision.c's table in order, then frees the
+ * request in one place.
+ *
+ * The stages, in order:
+ *   parse        Idempotency-Key, strict body, every field checked; the request hash
+ *   open         a pooled connection, BEGIN
+ *   claim        with a key: replay a finished twin (422 for a different request), else take
+ *                the key's advisory lock (held by a request in flight: 409)
+ *   load_policy  thresholds, fallback, timeout, both models' metadata (policy_load, policy.c)
+ *   load_user    the user and every built-in feature, one SELECT (feat.c)
+ *   features     each model's input row by feature name, and the snapshot; linear in the
+ *                feature count, a passed request deadline is a 503
+ *   score        champion + challenger in one scoring call, bounded by the policy's
+ *                scoring_timeout_ms and the request deadline
+ *   decide       thresholds, or the fallback with degraded = true and a reason
+ *   store        INSERT the transaction (named columns) RETURNING the answer
+ *   record       with a key: INSERT the idempotency record holding the answer
+ *   commit       COMMIT: before it nothing is stored, after it everything
+ *   respond      201 + Location; decision metrics
+ *   expire       with a key, ~1 request in 64: drop a batch of expired idempotency records
+ * Files: parse in decision_parse.c, features in decision_features.c, claim/store/record/expire in
+ * decision_store.c, the table, the runner and the other stages in decision.c.
+ *
+ * Where the next capabilities go (each is a new stage and new fields, never a branch inside one):
+ *   - lists (allow/deny lists of users, merchants, ...): a `load_lists` stage after load_user that
+ *     reads them in the same transaction into a new field;
+ *   - rules: a `rules` stage after decide that may override d->verdict (and say which rule did);
+ *   - explanations: an `explain` stage after score that fills per-feature contributions;
+ *   - whatever a new stage decides that must be stored is a new row of the column table in
+ *     decision_store.c (and a column of the transactions table); the answer follows from TXN_COLS.
+ * A stage must stay readable on one screen; pure work (no database) goes in a function
+ * of its own that tests call directly, as decision_parse_body, decision_row_build and
+ * decision_decide are.
+ *
+ * Thread safety: a decision_request belongs to the one thread serving the request. */
+#ifndef VIGIL_DECISION_H
+#define VIGIL_DECISION_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "feat.h"
+#include "http.h"
+#include "policy.h"
+#include "scoring.h"
+
+#define DECISION_MAX_CLIENT_FEATURES 256
+#define DECISION_METADATA_MAX 4096
+#define DECISION_AMOUNT_MAX 9007199254740991.0 /* 2^53 - 1 */
+
+enum decision_flow { DECISION_NEXT = 0, DECISION_STOP = 1 };
+
+/* The validated request body.  Strings point into the parsed body (live as long as it). */
+typedef struct decision_input {
+    const char *user_id, *user_external_id; /* exactly one is set */
+    const char *currency, *merchant_id, *mcc, *country, *channel;
+    const char *occurred_at; /* RFC 3339, or NULL for "now" */
+    double amount;           /* minor units, integral, 1..2^53-1 */
+    int exponent;            /* the currency's minor-unit exponent */
+    double amount_major;     /* amount / 10^exponent */
+    const cJSON *features;   /* the client's "features" object, or NULL */
+    char *features_text;     /* its compact JSON (malloc'd), or NULL */
+    char *metadata_text;     /* compact JSON of "metadata" (malloc'd), or NULL */
+} decision_input;
+
+/* What the scoring call did (score stage), the input of decide. */
+typedef struct decision_scoring {
+    int ran;                   /* 0: nothing was sent (the policy has no champion) */
+    int status;                /* scoring_status of the call */
+    int timed_out;             /* the scoring deadline had passed when the call returned */
+    float score[POLICY_SLOTS]; /* each model's score; NaN when not returned */
+    int latency_us;            /* time spent in the stage */
+    char err[512];             /* the scoring error, when status != SC_OK */
+} decision_scoring;
+
+/* The outcome of decide.  decision and reason are static strings. */
+typedef struct decision_verdict {
+    const char *decision; /* "allow", "review" or "block" */
+    int degraded;         /* the fallback was used */
+    const char *reason;   /* why degraded (no_champion_model, scoring_timeout, ...), or NULL */
+} decision_verdict;
+
+/* One decision, filled stage by stage; each field is written by the stage named beside it. */
+typedef struct decision_request {
+    http_req *req; /* the exchange: stages answer through resp */
+    http_resp *resp;
+    /* parse */
+    cJSON *body;
+    decision_input in;
+    const char *idem_key; /* the Idempotency-Key header, or NULL */
+    char idem_hash[65];   /* SHA-256 (hex) of the method, path and body; "" without a key */
+    /* open; released (rolling back anything uncommitted) by decision_request_free */
+    db_conn *conn;
+    /* load_policy */
+    policy_rules policy;
+    /* load_user */
+    char user_id[40];     /* the resolved user's UUID */
+    char occurred_at[40]; /* the transaction time, RFC 3339 UTC with microseconds */
+    double builtin[FEAT_COUNT];
+    /* features */
+    float *row[POLICY_SLOTS]; /* each scored model's input row (malloc'd), or NULL */
+    char *snapshot;           /* JSON object, feature name -> value scored, as stored */
+    /* score */
+    decision_scoring scoring;
+    /* decide */
+    decision_verdict verdict;
+    /* store */
+    char *answer; /* the 201 body (malloc'd), also the idempotency record */
+    char location[128];
+} decision_request;
+
+typedef int (*decision_stage_fn)(decision_request *d);
+
+/* The route handler of POST /api/v1/transactions. */
+void decision_post(http_req *req, http_resp *resp);
+
+/* ---- stages (shared between the decision*.c files; each returns DECISION_NEXT/STOP) ---- */
+int decision_stage_parse(decision_request *d);
+int decision_stage_claim(decision_request *d);
+int decision_stage_features(decision_request *d);
+int decision_stage_store(decision_request *d);
+int decision_stage_record(decision_request *d);
+int decision_stage_expire(decision_request *d);
+
+/* ---- pure parts, tested directly ---- */
+
+/* Validates body into *in.  Returns 0, or -1 with resp filled (400 naming the field).  Free
+ * in's texts with decision_input_free, whatever the result. */
+int decision_parse_body(http_resp *resp, const cJSON *body, decision_input *in);
+void decision_input_free(decision_input *in);
+
+/* An Idempotency-Key is 1..255 printable ASCII characters (0x21..0x7e). */
+int decision_idem_key_ok(const char *key);
+
+/* An open-addressing hash table of borrowed names (decision_features.c).  Lookups are O(1)
+ * expected, so building rows and the snapshot is linear in the feature count. */
+typedef struct name_index {
+    struct name_slot *slot;
+    size_t mask; /* capacity - 1, capacity a power of two */
+    size_t count;
+} name_index;
+
+/* Where a feature's value comes from: the built-in of that name, else the client's member of
+ * that name, else missing (NaN).  A client value never overrides a built-in. */
+typedef struct decision_sources {
+    name_index names; /* name -> value; names borrowed from feat.c and the client object */
+} decision_sources;
+
+/* Indexes builtin[FEAT_COUNT] and the client's "features" object (may be NULL), which must
+ * outlive src.  Returns 0, or -1 when out of memory; free with decision_sources_free. */
+int decision_sources_init(decision_sources *src, const double *builtin, const cJSON *client);
+void decision_sources_free(decision_sources *src);
+double decision_feature_value(const decision_sources *src, const char *name);
+
+/* The snapshot being built: a JSON object name -> value scored, plus the names it holds. */
+typedef struct decision_snapshot {
+    cJSON *obj;
+    name_index seen;
+} decision_snapshot;
+
+/* Sized for max_names names (the features of every model that adds to it).  0, or -1 when out of
+ * memory; free with decision_snapshot_free. */
+int decision_snapshot_init(decision_snapshot *snap, size_t max_names);
+void decision_snapshot_free(decision_snapshot *snap);
+
+#define DECISION_ROW_DEADLINE (-2)
+
+/* Builds model m's float32 input row, one value per feature by name (names past m->n_names are
+ * ""), into row[0..m->num_features), and appends each name -> value to snap unless the name is
+ * already there (first value wins; non-finite values are null).  This is the one place a model's
+ * input vector is assembled.  Linear in m->num_features; checks deadline_ms (absolute,
+ * wire_now_ms clock; -1 = none) every few thousand features.  Returns 0, -1 when out of memory
+ * (or snap was sized too small), or DECISION_ROW_DEADLINE once the deadline has passed. */
+int decision_row_build(const decision_sources *src, const scoring_model *m, float *row,
+                       decision_snapshot *snap, int64_t deadline_ms);
+
+/* The decision for what scoring did under policy p: thresholds on the champion's score when it
+ * ran, succeeded and is finite; otherwise p's fallback, degraded, with the reason. */
+decision_verdict decision_decide(const policy_rules *p, const decision_scoring *s);
+
+/* The INSERT statement of the store stage, assembled from its column table into buf[cap].
+ * Returns the number of parameters, or -1 when cap is too small.  Exposed for its test. */
+int decision_store_sql(char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,327 @@
+/* decision_store.c - what a decision reads and writes besides the policy and the user: the
+ * idempotency record (claim, record, expire) and the transaction row (store).
+ *
+ * Idempotency: a key is scoped to the API key that sent it.  claim first looks for a finished
+ * twin and replays it byte for byte (or refuses it with 422 when the request differs); only when
+ * there is none does it take a transaction-scoped advisory lock on (API key, key), without
+ * waiting: a twin still in flight holds it, which is a 409.  Only 201 answers are recorded, in
+ * the same database transaction as the row, so a crash leaves both or neither.
+ * Records live VIGIL_IDEMPOTENCY_RETENTION_H hours (>= 24): expire deletes a bounded batch on
+ * about one keyed request in 64, so the table stays bounded without a background job.
+ *
+ * The transaction row: the INSERT is assembled from a table with one line per column naming
+ * where its value comes from (store_columns), so a column and its value cannot drift apart.
+ * Each stage is one or two statements on the request's connection, bounded by its deadline. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decision.h"
+#include "dbreq.h"
+#include "transactions.h"
+
+/* ---- claim ---------------------------------------------------------------------------------- */
+
+/* Columns of the idempotency record lookup. */
+enum { IR_HASH, IR_STATUS, IR_BODY, IR_LOCKED };
+
+/* Replays a recorded answer (same key, same request) or answers 422 (different request). */
+static void replay(http_resp *resp, const PGresult *r, const char *hash)
+{
+    if (strcmp(PQgetvalue(r, 0, IR_HASH), hash) != 0) {
+        http_problem(resp, 422, "idempotency_key_reused", NULL,
+                     "this Idempotency-Key was used with a different request");
+        return;
+    }
+    size_t n = (size_t)PQgetlength(r, 0, IR_BODY);
+    char *body = malloc(n + 1);
+    if (!body) {
+        http_problem(resp, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    memcpy(body, PQgetvalue(r, 0, IR_BODY), n + 1);
+    http_raw(resp, atoi(PQgetvalue(r, 0, IR_STATUS)), "application/json", body, n);
+    resp->replayed = 1;
+    cJSON *o = cJSON_Parse(body);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+    if (cJSON_IsString(id))
+        snprintf(resp->location, sizeof resp->location, "/api/v1/transactions/%s", id->valuestring);
+    cJSON_Delete(o);
+}
+
+/* Answers a database failure a stage did not expect (503s are already answered). */
+static int db_failed(decision_request *d, int rc, PGresult *r)
+{
+    if (rc == DB_ERROR)
+        dbreq_internal(d->req, d->resp, r);
+    PQclear(r);
+    return DECISION_STOP;
+}
+
+/* Looks the key's record up; without one, and when try_lock is set, also tries the key's
+ * advisory lock in the same statement (CASE evaluates the lock only when no record was seen).
+ * Returns DB_OK with *found, *locked set and a record replayed into d->resp, or a failure status
+ * with d->resp filled. */
+static int lookup(decision_request *d, int try_lock, int *found, int *locked)
+{
+    PGresult *r = NULL;
+    const char *kv[] = {d->req->key_id, d->idem_key, try_lock ? "t" : "f"};
+    int rc = dbreq_query(
+        d->req, d->resp, d->conn,
+        "SELECT k.request_hash, k.status_code, k.response_body, "
+        "CASE WHEN k.key IS NULL AND $3::boolean "
+        "THEN pg_try_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 7)) END "
+        "FROM (VALUES (1)) AS one (x) "
+        "LEFT JOIN idempotency_keys k ON k.api_key_id = $1::uuid AND k.key = $2",
+        3, kv, &r);
+    if (rc != DB_OK) {
+        db_failed(d, rc, r);
+        return rc;
+    }
+    *found = !PQgetisnull(r, 0, IR_HASH);
+    *locked = !*found && PQgetvalue(r, 0, IR_LOCKED)[0] == 't';
+    if (*found)
+        replay(d->resp, r, d->idem_hash);
+    PQclear(r);
+    return DB_OK;
+}
+
+/* A finished twin is replayed before any lock is tried, so retries of a completed request
+ * never see 409 however many arrive at once.  Without a record, the first statement also tried
+ * the lock; the second looks again, because with the lock a twin may have committed between the
+ * two, and without it the holder is either the first request, still in flight (409), or a retry
+ * that took the lock after the first committed (the record is there now: replay). */
+int decision_stage_claim(decision_request *d)
+{
+    int found = 0, locked = 0, unused;
+    if (!d->idem_key)
+        return DECISION_NEXT;
+    if (lookup(d, 1, &found, &locked) != DB_OK || found)
+        return DECISION_STOP;
+    if (lookup(d, 0, &found, &unused) != DB_OK || found)
+        return DECISION_STOP;
+    if (!locked) {
+        http_problem(d->resp, 409, "idempotency_key_in_use", NULL,
+                     "a request with this Idempotency-Key is still being processed");
+        return DECISION_STOP;
+    }
+    return DECISION_NEXT;
+}
+
+/* ---- store ---------------------------------------------------------------------------------- */
+
+/* The columns a decision writes, one per parameter, in parameter order ($1 = the first). */
+enum store_col {
+    ST_USER_ID,
+    ST_AMOUNT,
+    ST_CURRENCY,
+    ST_AMOUNT_MAJOR,
+    ST_MERCHANT_ID,
+    ST_MERCHANT_CATEGORY,
+    ST_COUNTRY,
+    ST_CHANNEL,
+    ST_OCCURRED_AT,
+    ST_CLIENT_FEATURES,
+    ST_METADATA,
+    ST_FEATURES,
+    ST_SCORE,
+    ST_DECISION,
+    ST_DEGRADED,
+    ST_DEGRADED_REASON,
+    ST_MODEL_ID,
+    ST_MODEL_VERSION,
+    ST_MODEL_SHA256,
+    ST_CHALLENGER_MODEL_ID,
+    ST_CHALLENGER_VERSION,
+    ST_CHALLENGER_SHA256,
+    ST_CHALLENGER_SCORE,
+    ST_REVIEW_THRESHOLD,
+    ST_BLOCK_THRESHOLD,
+    ST_FALLBACK_DECISION,
+    ST_SCORING_TIMEOUT_MS,
+    ST_POLICY_VERSION,
+    ST_SCORING_LATENCY_US,
+    ST_COUNT
+};
+
+/* Column names by parameter; store_values fills the values under the same names. */
+static const char *const store_columns[ST_COUNT] = {
+    [ST_USER_ID] = "user_id",
+    [ST_AMOUNT] = "amount",
+    [ST_CURRENCY] = "currency",
+    [ST_AMOUNT_MAJOR] = "amount_major",
+    [ST_MERCHANT_ID] = "merchant_id",
+    [ST_MERCHANT_CATEGORY] = "merchant_category",
+    [ST_COUNTRY] = "country",
+    [ST_CHANNEL] = "channel",
+    [ST_OCCURRED_AT] = "occurred_at",
+    [ST_CLIENT_FEATURES] = "client_features",
+    [ST_METADATA] = "metadata",
+    [ST_FEATURES] = "features",
+    [ST_SCORE] = "score",
+    [ST_DECISION] = "decision",
+    [ST_DEGRADED] = "degraded",
+    [ST_DEGRADED_REASON] = "degraded_reason",
+    [ST_MODEL_ID] = "model_id",
+    [ST_MODEL_VERSION] = "model_version",
+    [ST_MODEL_SHA256] = "model_sha256",
+    [ST_CHALLENGER_MODEL_ID] = "challenger_model_id",
+    [ST_CHALLENGER_VERSION] = "challenger_version",
+    [ST_CHALLENGER_SHA256] = "challenger_sha256",
+    [ST_CHALLENGER_SCORE] = "challenger_score",
+    [ST_REVIEW_THRESHOLD] = "review_threshold",
+    [ST_BLOCK_THRESHOLD] = "block_threshold",
+    [ST_FALLBACK_DECISION] = "fallback_decision",
+    [ST_SCORING_TIMEOUT_MS] = "scoring_timeout_ms",
+    [ST_POLICY_VERSION] = "policy_version",
+    [ST_SCORING_LATENCY_US] = "scoring_latency_us",
+};
+
+/* Text forms of the numbers a row holds; store_values points into it. */
+typedef struct store_text {
+    char amount[32], amount_major[40], score[32], chal_score[32], model_ver[12], chal_ver[12];
+    char latency[12];
+} store_text;
+
+/* Every value by column; NULL is SQL NULL.  A model's columns are NULL when the policy names
+ * none; a score is NULL unless it decided (champion) or was returned beside it (challenger). */
+static void store_values(const decision_request *d, store_text *t, const char *v[ST_COUNT])
+{
+    const policy_rules *p = &d->policy;
+    const decision_verdict *vd = &d->verdict;
+    const float *score = d->scoring.score;
+    int champ = p->has_model[POLICY_CHAMPION], chal = p->has_model[POLICY_CHALLENGER];
+    snprintf(t->amount, sizeof t->amount, "%.0f", d->in.amount);
+    snprintf(t->amount_major, sizeof t->amount_major, "%.17g", d->in.amount_major);
+    snprintf(t->score, sizeof t->score, "%.9g", (double)score[POLICY_CHAMPION]);
+    snprintf(t->chal_score, sizeof t->chal_score, "%.9g", (double)score[POLICY_CHALLENGER]);
+    snprintf(t->model_ver, sizeof t->model_ver, "%d", p->model[POLICY_CHAMPION].version);
+    snprintf(t->chal_ver, sizeof t->chal_ver, "%d", p->model[POLICY_CHALLENGER].version);
+    snprintf(t->latency, sizeof t->latency, "%d", d->scoring.latency_us);
+    v[ST_USER_ID] = d->user_id;
+    v[ST_AMOUNT] = t->amount;
+    v[ST_CURRENCY] = d->in.currency;
+    v[ST_AMOUNT_MAJOR] = t->amount_major;
+    v[ST_MERCHANT_ID] = d->in.merchant_id;
+    v[ST_MERCHANT_CATEGORY] = d->in.mcc;
+    v[ST_COUNTRY] = d->in.country;
+    v[ST_CHANNEL] = d->in.channel;
+    v[ST_OCCURRED_AT] = d->occurred_at;
+    v[ST_CLIENT_FEATURES] = d->in.features_text;
+    v[ST_METADATA] = d->in.metadata_text ? d->in.metadata_text : "{}";
+    v[ST_FEATURES] = d->snapshot;
+    v[ST_SCORE] = !vd->degraded ? t->score : NULL;
+    v[ST_DECISION] = vd->decision;
+    v[ST_DEGRADED] = vd->degraded ? "t" : "f";
+    v[ST_DEGRADED_REASON] = vd->reason;
+    v[ST_MODEL_ID] = champ ? p->model[POLICY_CHAMPION].id : NULL;
+    v[ST_MODEL_VERSION] = champ ? t->model_ver : NULL;
+    v[ST_MODEL_SHA256] = champ ? p->model[POLICY_CHAMPION].sha256 : NULL;
+    v[ST_CHALLENGER_MODEL_ID] = chal ? p->model[POLICY_CHALLENGER].id : NULL;
+    v[ST_CHALLENGER_VERSION] = chal ? t->chal_ver : NULL;
+    v[ST_CHALLENGER_SHA256] = chal ? p->model[POLICY_CHALLENGER].sha256 : NULL;
+    v[ST_CHALLENGER_SCORE] =
+        !vd->degraded && chal && isfinite(score[POLICY_CHALLENGER]) ? t->chal_score : NULL;
+    v[ST_REVIEW_THRESHOLD] = p->review;
+    v[ST_BLOCK_THRESHOLD] = p->block;
+    v[ST_FALLBACK_DECISION] = p->fallback;
+    v[ST_SCORING_TIMEOUT_MS] = p->timeout;
+    v[ST_POLICY_VERSION] = p->version;
+    v[ST_SCORING_LATENCY_US] = t->latency;
+}
+
+/* Appends s to buf[cap] at *len; -1 (buf unchanged) when it does not fit. */
+static int append(char *buf, size_t cap, size_t *len, const char *s)
+{
+    size_t n = strlen(s);
+    if (*len + n >= cap)
+        return -1;
+    memcpy(buf + *len, s, n + 1);
+    *len += n;
+    return 0;
+}
+
+int decision_store_sql(char *buf, size_t cap)
+{
+    size_t len = 0;
+    char param[16];
+    int rc = append(buf, cap, &len, "INSERT INTO transactions AS t (");
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (!store_columns[i])
+            return -1; /* a column without a name: the table above has a hole */
+        rc |= append(buf, cap, &len, i ? ", " : "") | append(buf, cap, &len, store_columns[i]);
+    }
+    rc |= append(buf, cap, &len, ") VALUES (");
+    for (int i = 0; i < ST_COUNT; i++) {
+        snprintf(param, sizeof param, i ? ", $%d" : "$%d", i + 1);
+        rc |= append(buf, cap, &len, param);
+    }
+    rc |= append(buf, cap, &len, ") RETURNING " TXN_COLS);
+    return rc ? -1 : ST_COUNT;
+}
+
+/* INSERTs the row, and keeps the answer built from what the database returned. */
+int decision_stage_store(decision_request *d)
+{
+    char sql[2048];
+    const char *v[ST_COUNT];
+    store_text t;
+    PGresult *r = NULL;
+    if (decision_store_sql(sql, sizeof sql) != ST_COUNT) {
+        http_problem(d->resp, 500, "internal", NULL, "the INSERT does not fit its buffer");
+        return DECISION_STOP;
+    }
+    store_values(d, &t, v);
+    int rc = dbreq_query(d->req, d->resp, d->conn, sql, ST_COUNT, v, &r);
+    if (rc == DB_ERROR && strcmp(db_sqlstate(r), "23503") == 0) {
+        PQclear(r);
+        http_problem(d->resp, 422, "unknown_user", NULL, "the user was deleted meanwhile");
+        return DECISION_STOP;
+    }
+    if (rc != DB_OK)
+        return db_failed(d, rc, r);
+    cJSON *out = txn_row_json(r, 0);
+    d->answer = out ? cJSON_PrintUnformatted(out) : NULL;
+    cJSON_Delete(out);
+    snprintf(d->location, sizeof d->location, "/api/v1/transactions/%s", txn_row_id(r, 0));
+    PQclear(r);
+    if (!d->answer) {
+        http_problem(d->resp, 500, "internal", NULL, "out of memory");
+        return DECISION_STOP;
+    }
+    return DECISION_NEXT;
+}
+
+/* ---- record, expire ------------------------------------------------------------------------- */
+
+int decision_stage_record(decision_request *d)
+{
+    if (!d->idem_key)
+        return DECISION_NEXT;
+    PGresult *r = NULL;
+    const char *kv[] = {d->req->key_id, d->idem_key, d->idem_hash, d->answer};
+    int rc = dbreq_query(d->req, d->resp, d->conn,
+                         "INSERT INTO idempotency_keys (api_key_id, key, request_hash, "
+                         "status_code, response_body) VALUES ($1, $2, $3, 201, $4)",
+                         4, kv, &r);
+    if (rc != DB_OK)
+        return db_failed(d, rc, r);
+    PQclear(r);
+    return DECISION_NEXT;
+}
+
+/* Failures only delay the cleanup; the answer is already decided. */
+int decision_stage_expire(decision_request *d)
+{
+    if (!d->idem_key || (d->req->start_us & 63) != 0)
+        return DECISION_NEXT;
+    char hours[16], err[256];
+    snprintf(hours, sizeof hours, "%d", d->req->app->cfg->idempotency_retention_h);
+    const char *v[] = {hours};
+    db_exec(d->conn,
+            "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
+            "WHERE created_at < clock_timestamp() - $1::int * interval '1 hour' LIMIT 1000)",
+            1, v, d->req->deadline_ms, err, sizeof err);
+    return DECISION_NEXT;
+}

@@ -9,7 +9,7 @@
 
 #include "dbreq.h"
 #include "sha256.h"
-#include "wire.h"
+#include "clock.h"
 
 #define AUTH_CLI_TIMEOUT_MS 10000
 
@@ -114,7 +114,7 @@ static int cli_query(db_pool *pool, const char *sql, int n, const char *const *v
                      char *err, size_t errlen)
 {
     db_conn *c = NULL;
-    int64_t dl = wire_now_ms() + AUTH_CLI_TIMEOUT_MS;
+    int64_t dl = clock_now_ms() + AUTH_CLI_TIMEOUT_MS;
     *res = NULL;
     if (db_acquire(pool, dl, AUTH_CLI_TIMEOUT_MS, &c) != DB_OK) {
         snprintf(err, errlen, "cannot connect to the database (check DATABASE_URL)");

@@ -5,23 +5,26 @@
 #include <stdlib.h>
 
 #include "cursor.h"
+#include "log.h"
 
 void dbreq_internal(http_req *req, http_resp *resp, const PGresult *res)
 {
-    char extra[700], msg[512];
-    http_json_escape(res ? PQresultErrorMessage(res) : "", msg, sizeof msg);
-    snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"sqlstate\":\"%s\",\"error\":\"%s\"",
-             req->request_id, db_sqlstate(res), msg);
-    http_log("error", "database error", extra);
+    log_line l;
+    log_begin(&l, "error", "db_error");
+    log_str(&l, "request_id", req->request_id);
+    log_str(&l, "sqlstate", db_sqlstate(res));
+    log_str(&l, "error", res ? PQresultErrorMessage(res) : "");
+    log_end(&l);
     http_problem(resp, 500, "internal", NULL, "internal error (request %s)", req->request_id);
 }
 
 static void unavailable(http_req *req, http_resp *resp, int rc, const char *err)
 {
-    char extra[600], msg[400];
-    http_json_escape(err, msg, sizeof msg);
-    snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"error\":\"%s\"", req->request_id, msg);
-    http_log("warn", "database unavailable", extra);
+    log_line l;
+    log_begin(&l, "warn", "db_unavailable");
+    log_str(&l, "request_id", req->request_id);
+    log_str(&l, "error", err);
+    log_end(&l);
     if (rc == DB_BUSY)
         http_unavailable(resp, "all database connections are busy");
     else if (rc == DB_TIMEOUT)

@@ -41,7 +41,7 @@ static int pattern_match(const char *pattern, char **seg, int n, const char **pa
         if (i >= n)
             return 0;
         if (p[0] == '{') {
-            if (k == HTTP_MAX_PARAMS)
+            if (k == ROUTER_MAX_PARAMS)
                 return 0;
             params[k++] = seg[i];
         } else if (strlen(seg[i]) != len || memcmp(seg[i], p, len) != 0) {
@@ -72,7 +72,7 @@ const route *router_match(const route *table, size_t n, const char *method, char
         return NULL;
     int path_matched = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *tmp[HTTP_MAX_PARAMS];
+        const char *tmp[ROUTER_MAX_PARAMS];
         int k = 0;
         if (!pattern_match(table[i].pattern, seg, nseg, tmp, &k))
             continue;

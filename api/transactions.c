@@ -22,10 +22,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "dbreq.h"
 #include "feat.h"
 #include "fields.h"
 #include "json.h"
+#include "log.h"
 #include "metrics.h"
 #include "scoring.h"
 #include "sha256.h"
@@ -316,13 +318,6 @@ static const char *decide(double score, const policy_row *p)
     return "allow";
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Replays a recorded response (same key, same request) or answers 422 (different request). */
 static void replay(http_resp *resp, const PGresult *r, const char *hash)
 {
@@ -513,7 +508,7 @@ void txn_create(http_req *req, http_resp *resp)
     }
     const char *decision = pol.fallback, *reason = NULL;
     int degraded = 1;
-    int64_t t0 = mono_us();
+    int64_t t0 = clock_now_us();
     if (!pol.has_champion) {
         reason = "no_champion_model";
     } else {
@@ -531,15 +526,15 @@ void txn_create(http_req *req, http_resp *resp)
                      : sc == SC_NOT_FOUND   ? "model_not_found"
                      : sc == SC_DB          ? "model_load_failed"
                                             : "scoring_failed";
-            char extra[700], esc[520];
-            http_json_escape(err, esc, sizeof esc);
-            snprintf(extra, sizeof extra,
-                     ",\"request_id\":\"%s\",\"reason\":\"%s\",\"error\":\"%s\"", req->request_id,
-                     reason, esc);
-            http_log("warn", "degraded decision", extra);
+            log_line l;
+            log_begin(&l, "warn", "degraded_decision");
+            log_str(&l, "request_id", req->request_id);
+            log_str(&l, "reason", reason);
+            log_str(&l, "error", err);
+            log_end(&l);
         }
     }
-    int latency_us = (int)(mono_us() - t0);
+    int latency_us = (int)(clock_now_us() - t0);
 
     /* 4. Store everything, then the idempotency record, then commit. */
     char amount[32], amajor[40], score[32], cscore[32], mver[12], cver[12], lat[12];

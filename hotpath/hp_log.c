@@ -2,7 +2,10 @@
  *
  * Why not fprintf(stderr): stdio may allocate its buffer lazily and takes a lock per stream; and
  * why not gmtime_r: its first call may load the time-zone database (malloc).  The timestamp is
- * computed here from CLOCK_REALTIME with the civil-from-days algorithm (H. Hinnant). */
+ * computed here from CLOCK_REALTIME with the civil-from-days algorithm (H. Hinnant).
+ *
+ * The schema (time, level, event, then members; free text in "error" or "detail") is the API's
+ * too: api/log.h documents it for both processes. */
 #include "hp_log.h"
 
 #include <errno.h>
@@ -15,50 +18,58 @@
 /* Room always kept free for ,"truncated":true}\n so a line can be closed. */
 #define RESERVE 24
 
-static void put(hp_log_line *l, const char *s, size_t n)
+/* Bytes a member may still take. */
+static size_t room(const hp_log_line *l)
 {
-    if (l->truncated)
-        return;
-    if (n > HP_LOG_LINE_MAX - RESERVE - l->len) {
-        l->truncated = 1;
-        return;
-    }
+    return HP_LOG_LINE_MAX - RESERVE - l->len;
+}
+
+/* Appends s[0..n) whole, or nothing (returns -1): a member is never half written. */
+static int put(hp_log_line *l, const char *s, size_t n)
+{
+    if (n > room(l))
+        return -1;
     memcpy(l->buf + l->len, s, n);
     l->len += n;
+    return 0;
 }
 
-static void puts_(hp_log_line *l, const char *s)
-{
-    put(l, s, strlen(s));
-}
-
-/* Appends s as a JSON string body: escapes quote, backslash and control bytes; other bytes pass. */
-static void put_escaped(hp_log_line *l, const char *s)
+/* Appends s as a JSON string body: escapes quote, backslash and control bytes; other bytes pass.
+ * Stops (and marks the line truncated) when only keep bytes would be left. */
+static void put_escaped(hp_log_line *l, const char *s, size_t keep)
 {
     static const char hex[] = "0123456789abcdef";
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         char esc[6];
+        size_t n = 1;
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            put(l, esc, 2);
+            n = 2;
         } else if (c < 0x20 || c == 0x7f) {
             memcpy(esc, "\\u00", 4);
             esc[4] = hex[c >> 4];
             esc[5] = hex[c & 15];
-            put(l, esc, 6);
+            n = 6;
         } else {
-            put(l, (const char *)&c, 1);
+            esc[0] = (char)c;
         }
+        if (n + keep > room(l)) {
+            l->truncated = 1;
+            return;
+        }
+        put(l, esc, n);
     }
 }
 
-static void put_key(hp_log_line *l, const char *key)
+/* ,"key":<raw> as one piece, or the line is marked truncated. */
+static void put_member(hp_log_line *l, const char *key, const char *raw)
 {
-    put(l, ",\"", 2);
-    put_escaped(l, key);
-    put(l, "\":", 2);
+    char tmp[160];
+    int n = snprintf(tmp, sizeof tmp, ",\"%s\":%s", key, raw);
+    if (n < 0 || (size_t)n >= sizeof tmp || put(l, tmp, (size_t)n) != 0)
+        l->truncated = 1;
 }
 
 /* Days since 1970-01-01 -> proleptic Gregorian y/m/d. */
@@ -89,9 +100,9 @@ void hp_log_begin(hp_log_line *l, const char *level, const char *event)
     l->len = 0;
     l->truncated = 0;
     char tmp[96];
-    int n = snprintf(tmp, sizeof tmp, "{\"ts\":\"%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ\"",
+    int n = snprintf(tmp, sizeof tmp, "{\"time\":\"%04lld-%02u-%02uT%02u:%02u:%02u.%06uZ\"",
                      (long long)y, mo, d, (unsigned)(sod / 3600), (unsigned)(sod / 60 % 60),
-                     (unsigned)(sod % 60), (unsigned)(ts.tv_nsec / 1000000));
+                     (unsigned)(sod % 60), (unsigned)(ts.tv_nsec / 1000));
     put(l, tmp, n > 0 && (size_t)n < sizeof tmp ? (size_t)n : 0);
     hp_log_str(l, "level", level);
     hp_log_str(l, "event", event);
@@ -99,30 +110,34 @@ void hp_log_begin(hp_log_line *l, const char *level, const char *event)
 
 void hp_log_str(hp_log_line *l, const char *key, const char *value)
 {
-    put_key(l, key);
     if (value == NULL) {
-        puts_(l, "null");
+        put_member(l, key, "null");
         return;
     }
-    put(l, "\"", 1);
-    put_escaped(l, value);
+    size_t klen = strlen(key);
+    if (klen + 7 > room(l)) { /* ,"" "" : and one character */
+        l->truncated = 1;
+        return;
+    }
+    put(l, ",\"", 2);
+    put(l, key, klen);
+    put(l, "\":\"", 3);
+    put_escaped(l, value, 1); /* a string cut short still gets its closing quote */
     put(l, "\"", 1);
 }
 
 void hp_log_u64(hp_log_line *l, const char *key, uint64_t value)
 {
     char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)value);
-    put_key(l, key);
-    put(l, tmp, (size_t)n);
+    snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)value);
+    put_member(l, key, tmp);
 }
 
 void hp_log_i64(hp_log_line *l, const char *key, int64_t value)
 {
     char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)value);
-    put_key(l, key);
-    put(l, tmp, (size_t)n);
+    snprintf(tmp, sizeof tmp, "%lld", (long long)value);
+    put_member(l, key, tmp);
 }
 
 void hp_log_errno(hp_log_line *l, const char *key, int errnum)
@@ -136,7 +151,7 @@ void hp_log_errno(hp_log_line *l, const char *key, int errnum)
 void hp_log_end(hp_log_line *l)
 {
     if (l->truncated) {
-        /* put() refuses once truncated, so append directly into the reserved tail. */
+        /* Into the reserved tail, which no member may use. */
         static const char tail[] = ",\"truncated\":true";
         memcpy(l->buf + l->len, tail, sizeof tail - 1);
         l->len += sizeof tail - 1;

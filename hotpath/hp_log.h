@@ -6,7 +6,10 @@
  * PIPE_BUF = 4096 bytes, and a line is shorter).  Costs: O(line length); no malloc, no stdio
  * streams, no locale, no time-zone database - safe after hp_ready().
  *
- *   {"ts":"2024-05-01T12:00:00.123Z","level":"info","event":"ready","socket":"var/run/x.sock"}
+ *   {"time":"2024-05-01T12:00:00.123456Z","level":"info","event":"ready","socket":"var/run/x.sock"}
+ *
+ * The same schema as vigil-api's log lines (api/log.h): time (UTC, RFC 3339, microseconds), level,
+ * event (snake_case identifier), then members; free text in "error" or "detail".
  *
  * Values that do not fit are dropped and the line gets "truncated":true. */
 #ifndef VIGIL_HP_LOG_H
@@ -23,7 +26,7 @@ typedef struct hp_log_line {
     int truncated;
 } hp_log_line;
 
-/* Starts a line with ts, level and event.  level and event are plain identifiers. */
+/* Starts a line with time, level and event.  level and event are plain identifiers. */
 void hp_log_begin(hp_log_line *l, const char *level, const char *event);
 /* Adds "key":"value" (value JSON-escaped; NULL is written as null). */
 void hp_log_str(hp_log_line *l, const char *key, const char *value);

@@ -1,6 +1,7 @@
 /* auth.c - API key management and per-request authentication.  See auth.h. */
 #include "auth.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,7 @@ static unsigned scopes_from_pg(const char *arr)
 
 int auth_authenticate(http_req *req, http_resp *resp, unsigned scope)
 {
+    assert(req && resp && scope != SCOPE_NONE); /* public routes never get here */
     const char *h = http_header(req, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) == 0 || strlen(h + 7) > 256) {
         http_problem(resp, 401, "unauthorized", NULL,

@@ -233,6 +233,7 @@ int db_query(db_conn *c, const char *sql, int nparams, const char *const *values
              const int *lengths, const int *formats, int binary_result, int64_t deadline_ms,
              PGresult **res, char *err, size_t errlen)
 {
+    assert(c && sql && res && (nparams <= 0 || values));
     *res = NULL;
     if (!c->pg) {
         snprintf(err, errlen, "no database connection");

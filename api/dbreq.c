@@ -1,6 +1,7 @@
 /* dbreq.c - request-scoped database helpers.  See dbreq.h. */
 #include "dbreq.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -35,6 +36,7 @@ static void unavailable(http_req *req, http_resp *resp, int rc, const char *err)
 
 db_conn *dbreq_acquire(http_req *req, http_resp *resp)
 {
+    assert(req && req->app && req->app->db && resp);
     db_conn *c = NULL;
     int rc = db_acquire(req->app->db, req->deadline_ms, req->app->cfg->pool_wait_ms, &c);
     if (rc != DB_OK) {
@@ -53,6 +55,7 @@ int dbreq_query_bin(http_req *req, http_resp *resp, db_conn *c, const char *sql,
                     const char *const *vals, const int *lens, const int *fmts, int binary_result,
                     PGresult **res)
 {
+    assert(c && sql && res && (n == 0 || vals));
     char err[300];
     int rc = db_query(c, sql, n, vals, lens, fmts, binary_result, req->deadline_ms, res, err,
                       sizeof err);

@@ -114,6 +114,7 @@ static const char *status_title(int status)
 void http_problem(http_resp *resp, int status, const char *code, const char *field,
                   const char *detail_fmt, ...)
 {
+    assert(resp && code && status >= 400 && status <= 599);
     char detail[512];
     va_list ap;
     va_start(ap, detail_fmt);
@@ -265,6 +266,7 @@ static size_t body_limit(const app *a, int body)
 static enum MHD_Result queue(struct MHD_Connection *c, req_state *st)
 {
     http_resp *r = &st->resp;
+    assert(r->body || r->body_len == 0);
     if (r->status == 0)
         http_problem(r, 500, "internal", NULL, "handler produced no response");
     struct MHD_Response *mr = MHD_create_response_from_buffer(
@@ -367,6 +369,7 @@ static int append_body(req_state *st, const char *data, size_t len)
 
 static void dispatch(req_state *st)
 {
+    assert(st->rt && !st->decided); /* early answers never reach a handler */
     http_req *q = &st->req;
     http_resp *r = &st->resp;
     if (st->too_large) {

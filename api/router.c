@@ -1,6 +1,7 @@
 /* router.c - path matching over the route table.  See router.h. */
 #include "router.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -62,6 +63,7 @@ const route *router_match(const route *table, size_t n, const char *method, char
                           const char **params, int *nparams, int *status, char *allow,
                           size_t allowlen)
 {
+    assert((table || n == 0) && method && path && params && nparams && status && allow);
     char *seg[ROUTER_MAX_SEGMENTS];
     int nseg = split(path, seg);
     *status = 404;

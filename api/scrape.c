@@ -2,6 +2,8 @@
  * See scrape.h. */
 #include "scrape.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +58,7 @@ static void write_worker_stats(dynbuf *b, const uint8_t *payload, uint32_t len)
 {
     static const char *const reserved[] = {"up", "info", "kernel_info"};
     static char names[MAX_STATS][STAT_NAME_MAX]; /* guarded by stats_mu: one scrape at a time */
+    assert(pthread_mutex_trylock(&stats_mu) == EBUSY); /* contract: caller holds stats_mu */
     wire_reader r;
     wire_reader_init(&r, payload, len);
     unsigned n = wire_get_u16(&r);

@@ -26,6 +26,7 @@ static int fail(dynbuf *b, int err)
 
 int dynbuf_reserve(dynbuf *b, size_t extra)
 {
+    assert(b->len <= b->max && (b->p || (b->len == 0 && b->cap == 0)));
     if (b->err)
         return b->err;
     if (extra > b->max - b->len)

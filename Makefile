@@ -45,9 +45,9 @@ HOTPATH_SRC := $(filter-out hotpath/main.c,$(wildcard hotpath/*.c))
 
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(OUT)/%.o)
 # The parts of common/ that allocate freely (model file compilers, the blob builder, the growable
-# buffer) or that only the API needs (hex, UTF-8) are API side only: the worker links the rest
-# (wire, clock, model_validate, refeval, sha256).
-COMMON_API_ONLY := common/model_build.c common/xgbmodel.c common/dynbuf.c common/hex.c common/utf8.c
+# buffer) or that only the API needs (hex) are API side only: the worker links the rest (wire,
+# clock, logline, utf8, model_validate, refeval, sha256).
+COMMON_API_ONLY := common/model_build.c common/xgbmodel.c common/dynbuf.c common/hex.c
 COMMON_RT_OBJ := $(filter-out $(COMMON_API_ONLY:%.c=$(OUT)/%.o),$(COMMON_OBJ))
 API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o
 MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
@@ -66,7 +66,7 @@ TOOL_SRC    := $(wildcard tests/tools/*.c)
 # Debian packages needed to build, run and test.  `make deps` installs the missing ones as root,
 # otherwise prints the exact command and stops.
 PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libpq-dev check libcurl4-openssl-dev \
-        postgresql postgresql-contrib curl python3-yaml debootstrap
+        postgresql postgresql-contrib curl python3-yaml debootstrap python3 binutils
 
 .PHONY: all asan run test test-unit test-e2e test-asan bench profile deps clean format lint \
         tools docker-test migrate need-clang-format apigraph
@@ -133,7 +133,7 @@ $(OUT)/tests/%.o: tests/%.c
 # The lower floors of the API: what the HTTP layer, the pools and the logger need, and nothing that
 # knows a resource.  test_http links only these (+ common), which proves they build and run without
 # users.o, models.o, transactions.o, auth.o...; tests/tools/apigraph.py proves the graph has no cycle.
-API_FLOORS  := log config json router metrics pool db hpclient http
+API_FLOORS  := config json router metrics pool db hpclient http
 API_FLOOR_OBJ := $(API_FLOORS:%=$(OUT)/api/%.o)
 
 $(BIN)/tests/test_http: $(OUT)/tests/unit/test_http.o $(API_FLOOR_OBJ) $(COMMON_OBJ)

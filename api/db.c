@@ -15,7 +15,7 @@
 #include <assert.h>
 
 #include "clock.h"
-#include "log.h"
+#include "logline.h"
 #include "pool.h"
 
 /* A connection lives in slot (its index in db_pool.conns) of the pool's slots; pg is touched only
@@ -100,7 +100,7 @@ static void on_notice(void *arg, const char *message)
     size_t n = strlen(raw);
     while (n && (raw[n - 1] == '\n' || raw[n - 1] == '\r'))
         raw[--n] = '\0';
-    log_event("info", "db_notice", "detail", raw);
+    logline_event("info", "db_notice", "detail", raw);
 }
 
 /* Opens a connection before deadline.  Returns DB_OK, DB_DOWN or DB_TIMEOUT. */

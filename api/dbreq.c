@@ -6,26 +6,26 @@
 #include <stdlib.h>
 
 #include "cursor.h"
-#include "log.h"
+#include "logline.h"
 
 void dbreq_internal(http_req *req, http_resp *resp, const PGresult *res)
 {
-    log_line l;
-    log_begin(&l, "error", "db_error");
-    log_str(&l, "request_id", req->request_id);
-    log_str(&l, "sqlstate", db_sqlstate(res));
-    log_str(&l, "error", res ? PQresultErrorMessage(res) : "");
-    log_end(&l);
+    logline l;
+    logline_begin(&l, "error", "db_error");
+    logline_str(&l, "request_id", req->request_id);
+    logline_str(&l, "sqlstate", db_sqlstate(res));
+    logline_str(&l, "error", res ? PQresultErrorMessage(res) : "");
+    logline_end(&l);
     http_problem(resp, 500, "internal", NULL, "internal error (request %s)", req->request_id);
 }
 
 static void unavailable(http_req *req, http_resp *resp, int rc, const char *err)
 {
-    log_line l;
-    log_begin(&l, "warn", "db_unavailable");
-    log_str(&l, "request_id", req->request_id);
-    log_str(&l, "error", err);
-    log_end(&l);
+    logline l;
+    logline_begin(&l, "warn", "db_unavailable");
+    logline_str(&l, "request_id", req->request_id);
+    logline_str(&l, "error", err);
+    logline_end(&l);
     if (rc == DB_BUSY)
         http_unavailable(resp, "all database connections are busy");
     else if (rc == DB_TIMEOUT)

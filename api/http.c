@@ -27,7 +27,7 @@
 #include "dynbuf.h"
 #include "clock.h"
 #include "json.h"
-#include "log.h"
+#include "logline.h"
 #include "metrics.h"
 
 struct http_server {
@@ -440,17 +440,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
     int64_t duration_us = clock_now_us() - st->req.start_us;
     metrics_observe_request(st->rt ? (int)(st->rt - s->setup.routes) : -1, st->req.method,
                             st->resp.status, duration_us);
-    log_line l;
-    log_begin(&l, "info", "request");
+    logline l;
+    logline_begin(&l, "info", "request");
     /* The method is the client's text up to the first space, quotes included. */
-    log_str(&l, "method", st->req.method);
-    log_str(&l, "path", st->req.path);
-    log_i64(&l, "status", st->resp.status);
-    log_i64(&l, "duration_us", duration_us);
-    log_str(&l, "request_id", st->req.request_id);
+    logline_str(&l, "method", st->req.method);
+    logline_str(&l, "path", st->req.path);
+    logline_i64(&l, "status", st->resp.status);
+    logline_i64(&l, "duration_us", duration_us);
+    logline_str(&l, "request_id", st->req.request_id);
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        log_bool(&l, "aborted", 1);
-    log_end(&l);
+        logline_bool(&l, "aborted", 1);
+    logline_end(&l);
     dynbuf_free(&st->body);
     free(st->resp.body);
     free(st);
@@ -466,11 +466,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    log_line l;
-    log_begin(&l, "warn", "http_server_error");
-    log_str(&l, "error", msg);
-    log_str(&l, "source", "libmicrohttpd");
-    log_end(&l);
+    logline l;
+    logline_begin(&l, "warn", "http_server_error");
+    logline_str(&l, "error", msg);
+    logline_str(&l, "source", "libmicrohttpd");
+    logline_end(&l);
 }
 
 http_server *http_start(const app *a, const http_setup *setup, char *err, size_t errlen)

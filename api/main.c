@@ -20,7 +20,7 @@
 #include "db.h"
 #include "hpclient.h"
 #include "http.h"
-#include "log.h"
+#include "logline.h"
 #include "migrate.h"
 #include "routes.h"
 #include "scoring.h"
@@ -43,7 +43,7 @@ static void usage(FILE *out)
 
 static void die(const char *msg)
 {
-    log_event("error", "start_failed", "error", msg);
+    logline_event("error", "start_failed", "error", msg);
     fprintf(stderr, "vigil-api: %s\n", msg);
     exit(1);
 }
@@ -138,13 +138,13 @@ static void log_ready(const cfg *c)
 {
     char addr[96];
     snprintf(addr, sizeof addr, "http://%s:%d", c->http_host, c->http_port);
-    log_line l;
-    log_begin(&l, "info", "ready");
-    log_str(&l, "addr", addr);
-    log_str(&l, "hotpath_mode", c->hotpath_mode);
-    log_str(&l, "hotpath_socket", c->hotpath_socket);
-    log_str(&l, "version", VIGIL_VERSION);
-    log_end(&l);
+    logline l;
+    logline_begin(&l, "info", "ready");
+    logline_str(&l, "addr", addr);
+    logline_str(&l, "hotpath_mode", c->hotpath_mode);
+    logline_str(&l, "hotpath_socket", c->hotpath_socket);
+    logline_str(&l, "version", VIGIL_VERSION);
+    logline_end(&l);
 }
 
 static int serve(app *a, cfg *c)
@@ -174,7 +174,7 @@ static int serve(app *a, cfg *c)
         if (rc < 0)
             die(err);
         if (rc > 0)
-            log_event("warn", "bootstrap_key_revoked", "detail", err);
+            logline_event("warn", "bootstrap_key_revoked", "detail", err);
     }
     /* The HTTP layer gets the route table and the key check from here: it knows no resource. */
     const http_setup setup = {routes_table, routes_count, auth_authenticate};
@@ -185,15 +185,15 @@ static int serve(app *a, cfg *c)
 
     int sig = 0;
     sigwait(&set, &sig);
-    log_line l;
-    log_begin(&l, "info", "shutdown");
-    log_str(&l, "signal", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "unknown");
-    log_i64(&l, "drain_timeout_s", c->drain_timeout_s);
-    log_end(&l);
+    logline l;
+    logline_begin(&l, "info", "shutdown");
+    logline_str(&l, "signal", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "unknown");
+    logline_i64(&l, "drain_timeout_s", c->drain_timeout_s);
+    logline_end(&l);
     int left = http_stop(srv);
-    log_begin(&l, "info", "stopped");
-    log_i64(&l, "abandoned_requests", left);
-    log_end(&l);
+    logline_begin(&l, "info", "stopped");
+    logline_i64(&l, "abandoned_requests", left);
+    logline_end(&l);
     hpc_pool_destroy(a->hp);
     scoring_cache_destroy(a->cache);
     return 0;
@@ -231,11 +231,11 @@ int main(int argc, char **argv)
         int applied = 0;
         if (migrate_run(a.db, &applied, err, sizeof err) != 0)
             die(err);
-        log_line l;
-        log_begin(&l, "info", "migrations_up_to_date");
-        log_i64(&l, "applied", applied);
-        log_i64(&l, "known", migrate_nfiles);
-        log_end(&l);
+        logline l;
+        logline_begin(&l, "info", "migrations_up_to_date");
+        logline_i64(&l, "applied", applied);
+        logline_i64(&l, "known", migrate_nfiles);
+        logline_end(&l);
         if (strcmp(cmd, "serve") == 0)
             rc = serve(&a, &c);
     }

@@ -13,7 +13,7 @@
 #include "dbreq.h"
 #include "fields.h"
 #include "http.h"
-#include "log.h"
+#include "logline.h"
 #include "rows.h"
 #include "scoring.h"
 #include "sha256.h"
@@ -369,18 +369,18 @@ void models_predict(http_req *req, http_resp *resp)
     } else if (sc == SC_NOT_FOUND) {
         http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
     } else if (sc == SC_UNAVAILABLE || sc == SC_DB) {
-        log_line l;
-        log_begin(&l, "warn", "scoring_unavailable");
-        log_str(&l, "request_id", req->request_id);
-        log_str(&l, "error", err);
-        log_end(&l);
+        logline l;
+        logline_begin(&l, "warn", "scoring_unavailable");
+        logline_str(&l, "request_id", req->request_id);
+        logline_str(&l, "error", err);
+        logline_end(&l);
         http_unavailable(resp, "the scoring worker is unavailable");
     } else {
-        log_line l;
-        log_begin(&l, "error", "scoring_failed");
-        log_str(&l, "request_id", req->request_id);
-        log_str(&l, "error", err);
-        log_end(&l);
+        logline l;
+        logline_begin(&l, "error", "scoring_failed");
+        logline_str(&l, "request_id", req->request_id);
+        logline_str(&l, "error", err);
+        logline_end(&l);
         http_problem(resp, 500, "internal", NULL, "scoring failed (request %s)", req->request_id);
     }
 done:

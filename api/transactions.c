@@ -27,7 +27,7 @@
 #include "feat.h"
 #include "fields.h"
 #include "json.h"
-#include "log.h"
+#include "logline.h"
 #include "metrics.h"
 #include "scoring.h"
 #include "sha256.h"
@@ -526,12 +526,12 @@ void txn_create(http_req *req, http_resp *resp)
                      : sc == SC_NOT_FOUND   ? "model_not_found"
                      : sc == SC_DB          ? "model_load_failed"
                                             : "scoring_failed";
-            log_line l;
-            log_begin(&l, "warn", "degraded_decision");
-            log_str(&l, "request_id", req->request_id);
-            log_str(&l, "reason", reason);
-            log_str(&l, "error", err);
-            log_end(&l);
+            logline l;
+            logline_begin(&l, "warn", "degraded_decision");
+            logline_str(&l, "request_id", req->request_id);
+            logline_str(&l, "reason", reason);
+            logline_str(&l, "error", err);
+            logline_end(&l);
         }
     }
     int latency_us = (int)(clock_now_us() - t0);

@@ -1,9 +1,9 @@
-/* test_http.c - the lower floors of the API on their own: the logger (api/log), the bounded buffer
- * (common/dynbuf), the pool wait (api/pool), the worker client's call timeout (api/hpclient) and
- * the HTTP layer (api/http) serving a tiny route table of this file's own, with its own key check,
- * on a free port, spoken to over a plain socket.
+/* test_http.c - the lower floors of the API on their own: the logger (common/logline), the bounded
+ * buffer (common/dynbuf), the pool wait (api/pool), the worker client's call timeout (api/hpclient)
+ * and the HTTP layer (api/http) serving a tiny route table of this file's own, with its own key
+ * check, on a free port, spoken to over a plain socket.
  *
- * This binary links only log, config, json, router, metrics, pool, db, hpclient, http and common/
+ * This binary links only config, json, router, metrics, pool, db, hpclient, http and common/
  * (see API_FLOORS in the Makefile): no resource handler, no auth.o, no routes.o.  That it links at
  * all is half the test.  Expected values are written out by hand. */
 #include <check.h>
@@ -28,7 +28,7 @@
 #include "hpclient.h"
 #include "http.h"
 #include "json.h"
-#include "log.h"
+#include "logline.h"
 #include "metrics.h"
 #include "pool.h"
 
@@ -70,15 +70,15 @@ static char *capture_end(void)
 START_TEST(log_line_schema)
 {
     capture_begin();
-    log_line l;
-    log_begin(&l, "info", "unit_event");
-    log_str(&l, "request_id", "r-1");
-    log_str(&l, "detail", "a \"quoted\"\nline \xff");
-    log_str(&l, "none", NULL);
-    log_i64(&l, "n", -42);
-    log_bool(&l, "ok", 1);
-    log_end(&l);
-    log_event("warn", "second", NULL, NULL);
+    logline l;
+    logline_begin(&l, "info", "unit_event");
+    logline_str(&l, "request_id", "r-1");
+    logline_str(&l, "detail", "a \"quoted\"\nline \xff");
+    logline_str(&l, "none", NULL);
+    logline_i64(&l, "n", -42);
+    logline_bool(&l, "ok", 1);
+    logline_end(&l);
+    logline_event("warn", "second", NULL, NULL);
     char *text = capture_end();
     char *nl = strchr(text, '\n');
     ck_assert_ptr_nonnull(nl);
@@ -111,17 +111,17 @@ END_TEST
 /* A value longer than the line is shortened, the line says so and stays one strict JSON line. */
 START_TEST(log_line_truncated)
 {
-    static char big[3 * LOG_LINE_MAX];
+    static char big[3 * LOGLINE_MAX];
     memset(big, 'x', sizeof big - 1);
     capture_begin();
-    log_line l;
-    log_begin(&l, "info", "big");
-    log_str(&l, "path", big);
-    log_i64(&l, "after", 1); /* no room left: dropped */
-    log_end(&l);
+    logline l;
+    logline_begin(&l, "info", "big");
+    logline_str(&l, "path", big);
+    logline_i64(&l, "after", 1); /* no room left: dropped */
+    logline_end(&l);
     char *text = capture_end();
     size_t n = strlen(text);
-    ck_assert_uint_le(n, LOG_LINE_MAX);
+    ck_assert_uint_le(n, LOGLINE_MAX);
     ck_assert_int_eq(text[n - 1], '\n');
     ck_assert_ptr_eq(strchr(text, '\n'), text + n - 1); /* one line */
     text[n - 1] = '\0';

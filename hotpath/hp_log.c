@@ -6,7 +6,8 @@
 
 #include <stdatomic.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
 
 void hp_log_begin(hp_log_line *l, const char *level, const char *event)
 {
@@ -49,9 +50,7 @@ static _Atomic uint64_t rl_dropped;
 
 int hp_log_ratelimit(uint64_t *suppressed)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now = ts.tv_sec;
+    int64_t now = clock_now_ms() / 1000;
     int64_t w = atomic_load_explicit(&rl_window, memory_order_relaxed);
     if (w != now && atomic_compare_exchange_strong(&rl_window, &w, now))
         atomic_store(&rl_count, 0);

@@ -2,17 +2,17 @@
  *
  * Every network wait is a poll() on the libpq socket bounded by the caller's deadline: connects
  * use PQconnectStartParams/PQconnectPoll, queries PQsendQueryParams/PQconsumeInput.  A query that
- * overruns is cancelled server-side and its connection discarded (its state is unknown). */
+ * overruns is cancelled server-side and its connection discarded (its state is unknown).  Who holds
+ * which connection is api/pool.c's (one bounded wait for both pools); log lines go through
+ * common/logline (this file knows nothing of HTTP). */
 #include "db.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <assert.h>
 
 #include "clock.h"
 #include "logline.h"

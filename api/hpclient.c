@@ -1,4 +1,6 @@
-/* hpclient.c - pooled request/response over the worker's Unix socket.  See hpclient.h. */
+/* hpclient.c - pooled request/response over the worker's Unix socket.  See hpclient.h.  Who holds
+ * which connection is api/pool.c's; every call is bounded by min(caller's deadline,
+ * VIGIL_HOTPATH_TIMEOUT_MS). */
 #include "hpclient.h"
 
 #include <assert.h>

@@ -1,5 +1,6 @@
-/* http.c - libmicrohttpd glue: per-request state, bounded bodies, dispatch through the router,
- * authentication, responses, request logging and drain.  See http.h.
+/* http.c - libmicrohttpd glue: per-request state, bounded bodies, dispatch through the route table
+ * it was given, the key check it was given (http_setup), responses, request logging and drain.
+ * See http.h.
  *
  * Request life cycle (MHD calls on_request several times per request):
  *   1st call   allocate req_state, pick request id, match the route, check Content-Length against

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dynbuf.h"
 #include "clock.h"
 #include "db.h"
+#include "dynbuf.h"
 #include "hpclient.h"
 #include "metrics.h"
 #include "wire.h"

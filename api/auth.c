@@ -1,6 +1,7 @@
 /* auth.c - API key management and per-request authentication.  See auth.h. */
 #include "auth.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,7 @@
 
 #include "dbreq.h"
 #include "sha256.h"
-#include "wire.h"
+#include "clock.h"
 
 #define AUTH_CLI_TIMEOUT_MS 10000
 
@@ -67,6 +68,7 @@ static unsigned scopes_from_pg(const char *arr)
 
 int auth_authenticate(http_req *req, http_resp *resp, unsigned scope)
 {
+    assert(req && resp && scope != SCOPE_NONE); /* public routes never get here */
     const char *h = http_header(req, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) == 0 || strlen(h + 7) > 256) {
         http_problem(resp, 401, "unauthorized", NULL,
@@ -114,7 +116,7 @@ static int cli_query(db_pool *pool, const char *sql, int n, const char *const *v
                      char *err, size_t errlen)
 {
     db_conn *c = NULL;
-    int64_t dl = wire_now_ms() + AUTH_CLI_TIMEOUT_MS;
+    int64_t dl = clock_now_ms() + AUTH_CLI_TIMEOUT_MS;
     *res = NULL;
     if (db_acquire(pool, dl, AUTH_CLI_TIMEOUT_MS, &c) != DB_OK) {
         snprintf(err, errlen, "cannot connect to the database (check DATABASE_URL)");

@@ -101,7 +101,6 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     memset(c, 0, sizeof *c);
     strcpy(c->http_host, "127.0.0.1");
     c->http_port = 8080;
-    strcpy(c->data_dir, "./var");
     strcpy(c->hotpath_socket, "var/run/hotpath.sock");
     strcpy(c->hotpath_mode, "worker");
     c->db_pool_size = 8;
@@ -123,7 +122,6 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
 
     if (parse_addr(c, err, errlen) ||
         env_str("DATABASE_URL", c->database_url, sizeof c->database_url, err, errlen) ||
-        env_str("VIGIL_DATA_DIR", c->data_dir, sizeof c->data_dir, err, errlen) ||
         env_str("VIGIL_HOTPATH_SOCKET", c->hotpath_socket, sizeof c->hotpath_socket, err, errlen) ||
         env_str("VIGIL_HOTPATH_MODE", c->hotpath_mode, sizeof c->hotpath_mode, err, errlen) ||
         env_int32("VIGIL_DB_POOL_SIZE", 1, 256, &c->db_pool_size, err, errlen) ||

@@ -10,26 +10,25 @@
 #include <stdint.h>
 
 typedef struct cfg {
-    char http_host[64];          /* VIGIL_HTTP_ADDR host part, default 127.0.0.1 */
-    int http_port;               /* VIGIL_HTTP_ADDR port part, default 8080 */
-    char database_url[1024];     /* DATABASE_URL (required to serve) */
-    char data_dir[512];          /* VIGIL_DATA_DIR, default ./var */
-    char hotpath_socket[108];    /* VIGIL_HOTPATH_SOCKET, default var/run/hotpath.sock */
-    char hotpath_mode[16];       /* VIGIL_HOTPATH_MODE: worker | inprocess */
-    int db_pool_size;            /* VIGIL_DB_POOL_SIZE, default 8 */
-    int hotpath_pool_size;       /* VIGIL_HOTPATH_POOL_SIZE, default 8 */
-    int pool_wait_ms;            /* VIGIL_POOL_WAIT_MS, default 1000 */
-    int max_connections;         /* VIGIL_MAX_CONNECTIONS, default 256 */
-    int conn_timeout_s;          /* VIGIL_CONN_TIMEOUT_S idle keep-alive, default 30 */
-    int request_timeout_ms;      /* VIGIL_REQUEST_TIMEOUT_MS total per request, default 10000 */
-    int db_connect_timeout_ms;   /* VIGIL_DB_CONNECT_TIMEOUT_MS, default 2000 */
-    int hotpath_timeout_ms;      /* VIGIL_HOTPATH_TIMEOUT_MS per worker call, default 2000 */
-    int drain_timeout_s;         /* VIGIL_DRAIN_TIMEOUT_S, default 10 */
-    size_t max_body_bytes;       /* VIGIL_MAX_BODY_BYTES for JSON resources, default 1 MiB */
-    size_t max_model_bytes;      /* VIGIL_MAX_MODEL_BYTES model uploads, default 256 MiB */
-    size_t max_predict_bytes;    /* VIGIL_MAX_PREDICT_BYTES predict bodies, default 64 MiB */
-    int hotpath_max_frame_mb;    /* VIGIL_HOTPATH_MAX_FRAME_MB, default 64 (same as the worker's) */
-    int model_cache_mb;          /* VIGIL_MODEL_CACHE_MB compiled models kept, default 512 */
+    char http_host[64];        /* VIGIL_HTTP_ADDR host part, default 127.0.0.1 */
+    int http_port;             /* VIGIL_HTTP_ADDR port part, default 8080 */
+    char database_url[1024];   /* DATABASE_URL (required to serve) */
+    char hotpath_socket[108];  /* VIGIL_HOTPATH_SOCKET, default var/run/hotpath.sock */
+    char hotpath_mode[16];     /* VIGIL_HOTPATH_MODE: worker | inprocess */
+    int db_pool_size;          /* VIGIL_DB_POOL_SIZE, default 8 */
+    int hotpath_pool_size;     /* VIGIL_HOTPATH_POOL_SIZE, default 8 */
+    int pool_wait_ms;          /* VIGIL_POOL_WAIT_MS, default 1000 */
+    int max_connections;       /* VIGIL_MAX_CONNECTIONS, default 256 */
+    int conn_timeout_s;        /* VIGIL_CONN_TIMEOUT_S idle keep-alive, default 30 */
+    int request_timeout_ms;    /* VIGIL_REQUEST_TIMEOUT_MS total per request, default 10000 */
+    int db_connect_timeout_ms; /* VIGIL_DB_CONNECT_TIMEOUT_MS, default 2000 */
+    int hotpath_timeout_ms;    /* VIGIL_HOTPATH_TIMEOUT_MS bound of one worker call, default 2000 */
+    int drain_timeout_s;       /* VIGIL_DRAIN_TIMEOUT_S, default 10 */
+    size_t max_body_bytes;     /* VIGIL_MAX_BODY_BYTES for JSON resources, default 1 MiB */
+    size_t max_model_bytes;    /* VIGIL_MAX_MODEL_BYTES model uploads, default 256 MiB */
+    size_t max_predict_bytes;  /* VIGIL_MAX_PREDICT_BYTES predict bodies, default 64 MiB */
+    int hotpath_max_frame_mb;  /* VIGIL_HOTPATH_MAX_FRAME_MB, default 64 (same as the worker's) */
+    int model_cache_mb;        /* VIGIL_MODEL_CACHE_MB compiled models kept, default 512 */
     int idempotency_retention_h; /* VIGIL_IDEMPOTENCY_RETENTION_H, default 48, at least 24 */
     int max_predict_rows;        /* VIGIL_MAX_PREDICT_ROWS, default 100000 */
     char bootstrap_key[256];     /* VIGIL_BOOTSTRAP_KEY, optional; never logged */

@@ -1,6 +1,7 @@
 /* cursor.c - base64url("v1:<ts_us>:<uuid>") cursors.  See cursor.h. */
 #include "cursor.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@ static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 void cursor_encode(int64_t ts_us, const char *id, char *out)
 {
+    assert(id && val_uuid(id)); /* contract: a canonical UUID (it fits raw) */
     char raw[80];
     int n = snprintf(raw, sizeof raw, "v1:%lld:%s", (long long)ts_us, id);
     size_t o = 0;

@@ -2,52 +2,54 @@
  *
  * Every network wait is a poll() on the libpq socket bounded by the caller's deadline: connects
  * use PQconnectStartParams/PQconnectPoll, queries PQsendQueryParams/PQconsumeInput.  A query that
- * overruns is cancelled server-side and its connection discarded (its state is unknown). */
+ * overruns is cancelled server-side and its connection discarded (its state is unknown).  Who holds
+ * which connection is api/pool.c's (one bounded wait for both pools); log lines go through
+ * common/logline (this file knows nothing of HTTP). */
 #include "db.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "http.h"
-#include "wire.h"
+#include "clock.h"
+#include "logline.h"
+#include "pool.h"
 
+/* A connection lives in slot (its index in db_pool.conns) of the pool's slots; pg is touched only
+ * by the thread holding the slot (and read, under the slots' mutex, by the open counts). */
 struct db_conn {
     PGconn *pg;
-    int in_use;
 };
 
 struct db_pool {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pool_slots slots;
     char *url;
     int size;
     int connect_timeout_ms;
-    unsigned long long waits;
     db_conn *conns;
 };
 
+static int conn_open(const void *ctx, int i)
+{
+    const db_pool *p = ctx;
+    return p->conns[i].pg != NULL;
+}
+
 db_pool *db_pool_create(const char *url, int size, int connect_timeout_ms, char *err, size_t errlen)
 {
+    assert(url && size > 0);
     db_pool *p = calloc(1, sizeof *p);
-    pthread_condattr_t ca;
     if (!p)
         goto oom;
     p->url = strdup(url);
     p->conns = calloc((size_t)size, sizeof *p->conns);
-    if (!p->url || !p->conns)
+    if (!p->url || !p->conns || pool_init(&p->slots, size) != 0)
         goto oom;
     p->size = size;
     p->connect_timeout_ms = connect_timeout_ms;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
     return p;
 oom:
     snprintf(err, errlen, "out of memory");
@@ -66,8 +68,7 @@ void db_pool_destroy(db_pool *p)
     for (int i = 0; i < p->size; i++)
         if (p->conns[i].pg)
             PQfinish(p->conns[i].pg);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
+    pool_fini(&p->slots);
     free(p->conns);
     free(p->url);
     free(p);
@@ -77,7 +78,7 @@ void db_pool_destroy(db_pool *p)
 static int wait_sock(int fd, short ev, int64_t deadline_ms)
 {
     for (;;) {
-        int64_t left = deadline_ms - wire_now_ms();
+        int64_t left = deadline_ms - clock_now_ms();
         if (left <= 0)
             return 0;
         struct pollfd pf = {.fd = fd, .events = ev};
@@ -90,24 +91,22 @@ static int wait_sock(int fd, short ev, int64_t deadline_ms)
 }
 
 /* libpq prints server notices ("relation ... already exists, skipping") raw on stderr by default,
- * which would break the one-JSON-object-per-line log; route them through http_log instead. */
+ * which would break the one-JSON-object-per-line log; route them through the logger instead. */
 static void on_notice(void *arg, const char *message)
 {
     (void)arg;
-    char raw[512], msg[600], extra[700];
+    char raw[512];
     snprintf(raw, sizeof raw, "%s", message);
     size_t n = strlen(raw);
     while (n && (raw[n - 1] == '\n' || raw[n - 1] == '\r'))
         raw[--n] = '\0';
-    http_json_escape(raw, msg, sizeof msg);
-    snprintf(extra, sizeof extra, ",\"notice\":\"%s\"", msg);
-    http_log("info", "postgresql notice", extra);
+    logline_event("info", "db_notice", "detail", raw);
 }
 
 /* Opens a connection before deadline.  Returns DB_OK, DB_DOWN or DB_TIMEOUT. */
 static int connect_one(db_pool *p, db_conn *c, int64_t deadline_ms)
 {
-    int64_t dl = wire_now_ms() + p->connect_timeout_ms;
+    int64_t dl = clock_now_ms() + p->connect_timeout_ms;
     if (dl > deadline_ms)
         dl = deadline_ms;
     const char *keys[] = {"dbname", "application_name", NULL};
@@ -126,7 +125,7 @@ static int connect_one(db_pool *p, db_conn *c, int64_t deadline_ms)
         int w = wait_sock(PQsocket(pg), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, dl);
         if (w == 0) {
             PQfinish(pg);
-            return deadline_ms <= wire_now_ms() ? DB_TIMEOUT : DB_DOWN;
+            return deadline_ms <= clock_now_ms() ? DB_TIMEOUT : DB_DOWN;
         }
         if (w < 0)
             goto down;
@@ -165,49 +164,15 @@ static void drop_if_stale(db_conn *c)
 
 int db_acquire(db_pool *p, int64_t deadline_ms, int wait_ms, db_conn **out)
 {
+    assert(p && out);
     *out = NULL;
-    int64_t wait_until = wire_now_ms() + wait_ms;
+    int64_t wait_until = clock_now_ms() + wait_ms;
     if (wait_until > deadline_ms)
         wait_until = deadline_ms;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t left = wait_until - wire_now_ms();
-    /* A deadline already passed must not make tv_nsec negative: pthread_cond_timedwait would
-     * answer EINVAL (never ETIMEDOUT) without releasing p->mu, and the loop below would spin
-     * holding the lock that every release needs: the whole pool stuck for good. */
-    if (left < 0)
-        left = 0;
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (left % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    db_conn *c = NULL;
-    int waited = 0;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        /* Prefer an already open connection, then an empty slot. */
-        for (int i = 0; i < p->size && !c; i++)
-            if (!p->conns[i].in_use && p->conns[i].pg)
-                c = &p->conns[i];
-        for (int i = 0; i < p->size && !c; i++)
-            if (!p->conns[i].in_use)
-                c = &p->conns[i];
-        if (c)
-            break;
-        if (!waited) {
-            p->waits++;
-            waited = 1;
-        }
-        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT)
-            break;
-    }
-    if (c)
-        c->in_use = 1;
-    pthread_mutex_unlock(&p->mu);
-    if (!c)
-        return wire_now_ms() >= deadline_ms ? DB_TIMEOUT : DB_BUSY;
+    int slot = pool_take(&p->slots, wait_until, conn_open, p);
+    if (slot < 0)
+        return clock_now_ms() >= deadline_ms ? DB_TIMEOUT : DB_BUSY;
+    db_conn *c = &p->conns[slot];
 
     drop_if_stale(c);
     if (!c->pg) {
@@ -225,6 +190,7 @@ void db_release(db_pool *p, db_conn *c)
 {
     if (!c)
         return;
+    assert(c >= p->conns && c < p->conns + p->size);
     if (c->pg && PQstatus(c->pg) != CONNECTION_OK) {
         PQfinish(c->pg);
         c->pg = NULL;
@@ -233,16 +199,13 @@ void db_release(db_pool *p, db_conn *c)
         /* A handler left a transaction open (error path): roll back, or drop if that fails. */
         char err[128];
         if (PQtransactionStatus(c->pg) == PQTRANS_ACTIVE ||
-            db_exec(c, "ROLLBACK", 0, NULL, wire_now_ms() + 1000, err, sizeof err) != DB_OK) {
+            db_exec(c, "ROLLBACK", 0, NULL, clock_now_ms() + 1000, err, sizeof err) != DB_OK) {
             if (c->pg)
                 PQfinish(c->pg);
             c->pg = NULL;
         }
     }
-    pthread_mutex_lock(&p->mu);
-    c->in_use = 0;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    pool_give(&p->slots, (int)(c - p->conns));
 }
 
 /* Cancels the running statement (best effort) and discards the connection. */
@@ -270,6 +233,7 @@ int db_query(db_conn *c, const char *sql, int nparams, const char *const *values
              const int *lengths, const int *formats, int binary_result, int64_t deadline_ms,
              PGresult **res, char *err, size_t errlen)
 {
+    assert(c && sql && res && (nparams <= 0 || values));
     *res = NULL;
     if (!c->pg) {
         snprintf(err, errlen, "no database connection");
@@ -359,16 +323,7 @@ const char *db_sqlstate(const PGresult *res)
 
 void db_pool_counts(db_pool *p, int *in_use, int *open, unsigned long long *waits)
 {
-    int u = 0, o = 0;
-    pthread_mutex_lock(&p->mu);
-    for (int i = 0; i < p->size; i++) {
-        u += p->conns[i].in_use;
-        o += p->conns[i].pg != NULL;
-    }
-    *waits = p->waits;
-    pthread_mutex_unlock(&p->mu);
-    *in_use = u;
-    *open = o;
+    pool_counts(&p->slots, conn_open, p, in_use, open, waits);
 }
 
 int db_ping(db_pool *p, int64_t deadline_ms)

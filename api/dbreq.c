@@ -1,27 +1,31 @@
 /* dbreq.c - request-scoped database helpers.  See dbreq.h. */
 #include "dbreq.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cursor.h"
+#include "logline.h"
 
 void dbreq_internal(http_req *req, http_resp *resp, const PGresult *res)
 {
-    char extra[700], msg[512];
-    http_json_escape(res ? PQresultErrorMessage(res) : "", msg, sizeof msg);
-    snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"sqlstate\":\"%s\",\"error\":\"%s\"",
-             req->request_id, db_sqlstate(res), msg);
-    http_log("error", "database error", extra);
+    logline l;
+    logline_begin(&l, "error", "db_error");
+    logline_str(&l, "request_id", req->request_id);
+    logline_str(&l, "sqlstate", db_sqlstate(res));
+    logline_str(&l, "error", res ? PQresultErrorMessage(res) : "");
+    logline_end(&l);
     http_problem(resp, 500, "internal", NULL, "internal error (request %s)", req->request_id);
 }
 
 static void unavailable(http_req *req, http_resp *resp, int rc, const char *err)
 {
-    char extra[600], msg[400];
-    http_json_escape(err, msg, sizeof msg);
-    snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"error\":\"%s\"", req->request_id, msg);
-    http_log("warn", "database unavailable", extra);
+    logline l;
+    logline_begin(&l, "warn", "db_unavailable");
+    logline_str(&l, "request_id", req->request_id);
+    logline_str(&l, "error", err);
+    logline_end(&l);
     if (rc == DB_BUSY)
         http_unavailable(resp, "all database connections are busy");
     else if (rc == DB_TIMEOUT)
@@ -32,6 +36,7 @@ static void unavailable(http_req *req, http_resp *resp, int rc, const char *err)
 
 db_conn *dbreq_acquire(http_req *req, http_resp *resp)
 {
+    assert(req && req->app && req->app->db && resp);
     db_conn *c = NULL;
     int rc = db_acquire(req->app->db, req->deadline_ms, req->app->cfg->pool_wait_ms, &c);
     if (rc != DB_OK) {
@@ -50,6 +55,7 @@ int dbreq_query_bin(http_req *req, http_resp *resp, db_conn *c, const char *sql,
                     const char *const *vals, const int *lens, const int *fmts, int binary_result,
                     PGresult **res)
 {
+    assert(c && sql && res && (n == 0 || vals));
     char err[300];
     int rc = db_query(c, sql, n, vals, lens, fmts, binary_result, req->deadline_ms, res, err,
                       sizeof err);

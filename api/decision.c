@@ -14,7 +14,10 @@
 #include <time.h>
 
 #include "decision.h"
+
+#include "clock.h"
 #include "dbreq.h"
+#include "logline.h"
 #include "metrics.h"
 #include "wire.h"
 
@@ -63,13 +66,6 @@ static int stage_load_user(decision_request *d)
 
 /* ---- score, decide -------------------------------------------------------------------------- */
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Scores every model that has a row, in one call, by the earlier of the policy's scoring
  * timeout and the request deadline.  Never answers: decide turns a failure into a fallback. */
 static int stage_score(decision_request *d)
@@ -77,21 +73,21 @@ static int stage_score(decision_request *d)
     decision_scoring *s = &d->scoring;
     scoring_job jobs[POLICY_SLOTS];
     int njobs = 0;
-    int64_t t0 = mono_us();
+    int64_t t0 = clock_now_us();
     for (int m = 0; m < POLICY_SLOTS; m++) {
         s->score[m] = NAN;
         if (d->row[m])
             jobs[njobs++] = (scoring_job){&d->policy.model[m], 0, d->row[m], 1, &s->score[m]};
     }
     if (d->row[POLICY_CHAMPION]) {
-        int64_t deadline = wire_now_ms() + d->policy.timeout_ms;
+        int64_t deadline = clock_now_ms() + d->policy.timeout_ms;
         if (deadline > d->req->deadline_ms)
             deadline = d->req->deadline_ms;
         s->ran = 1;
         s->status = scoring_run(d->req->app, jobs, njobs, deadline, s->err, sizeof s->err);
-        s->timed_out = wire_now_ms() >= deadline;
+        s->timed_out = clock_now_ms() >= deadline;
     }
-    s->latency_us = (int)(mono_us() - t0);
+    s->latency_us = (int)(clock_now_us() - t0);
     return DECISION_NEXT;
 }
 
@@ -120,11 +116,12 @@ static int stage_decide(decision_request *d)
 {
     d->verdict = decision_decide(&d->policy, &d->scoring);
     if (d->verdict.degraded && d->scoring.ran) {
-        char extra[700], esc[520];
-        http_json_escape(d->scoring.err, esc, sizeof esc);
-        snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"reason\":\"%s\",\"error\":\"%s\"",
-                 d->req->request_id, d->verdict.reason, esc);
-        http_log("warn", "degraded decision", extra);
+        logline l;
+        logline_begin(&l, "warn", "degraded_decision");
+        logline_str(&l, "request_id", d->req->request_id);
+        logline_str(&l, "reason", d->verdict.reason);
+        logline_str(&l, "error", d->scoring.err);
+        logline_end(&l);
     }
     return DECISION_NEXT;
 }

@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include "decision.h"
+
+#include "clock.h"
 #include "wire.h"
 
 #define DECISION_DEADLINE_STRIDE 4096
@@ -141,7 +143,7 @@ int decision_row_build(const decision_sources *src, const scoring_model *m, floa
                        decision_snapshot *snap, int64_t deadline_ms)
 {
     for (uint32_t i = 0; i < m->num_features; i++) {
-        if (deadline_ms >= 0 && i % DECISION_DEADLINE_STRIDE == 0 && wire_now_ms() >= deadline_ms)
+        if (deadline_ms >= 0 && i % DECISION_DEADLINE_STRIDE == 0 && clock_now_ms() >= deadline_ms)
             return DECISION_ROW_DEADLINE;
         const char *name = i < m->n_names ? m->names[i] : "";
         row[i] = (float)decision_feature_value(src, name);

@@ -6,7 +6,7 @@
 
 #include "db.h"
 #include "hpclient.h"
-#include "wire.h"
+#include "clock.h"
 
 #define READY_TIMEOUT_MS 1000
 
@@ -20,7 +20,7 @@ void health_live(http_req *req, http_resp *resp)
 
 void health_ready(http_req *req, http_resp *resp)
 {
-    int64_t dl = wire_now_ms() + READY_TIMEOUT_MS;
+    int64_t dl = clock_now_ms() + READY_TIMEOUT_MS;
     if (dl > req->deadline_ms)
         dl = req->deadline_ms;
     int db_up = db_ping(req->app->db, dl) == DB_OK;

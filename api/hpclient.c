@@ -1,43 +1,57 @@
-/* hpclient.c - pooled request/response over the worker's Unix socket.  See hpclient.h. */
+/* hpclient.c - pooled request/response over the worker's Unix socket.  See hpclient.h.  Who holds
+ * which connection is api/pool.c's; every call is bounded by min(caller's deadline,
+ * VIGIL_HOTPATH_TIMEOUT_MS). */
 #include "hpclient.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "metrics.h"
+#include "pool.h"
 #include "wire.h"
 
+/* A connection lives in a slot of the pool's slots; fd is touched only by the slot's holder. */
 typedef struct hpc_conn {
     int fd;
-    int in_use;
 } hpc_conn;
 
 struct hpc_pool {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pool_slots slots;
     char path[108];
     int size;
     uint32_t max_frame;
+    int call_timeout_ms;
     atomic_ullong next_id;
     hpc_conn *conns;
 };
 
-hpc_pool *hpc_pool_create(const char *path, int size, uint32_t max_frame, char *err, size_t errlen)
+static int conn_open(const void *ctx, int i)
 {
+    const hpc_pool *p = ctx;
+    return p->conns[i].fd >= 0;
+}
+
+hpc_pool *hpc_pool_create(const char *path, int size, uint32_t max_frame, int call_timeout_ms,
+                          char *err, size_t errlen)
+{
+    assert(path && size > 0 && call_timeout_ms > 0);
     if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
         snprintf(err, errlen, "VIGIL_HOTPATH_SOCKET: path longer than 107 bytes");
         return NULL;
     }
     hpc_pool *p = calloc(1, sizeof *p);
-    if (!p || !(p->conns = calloc((size_t)size, sizeof *p->conns))) {
+    if (!p || !(p->conns = calloc((size_t)size, sizeof *p->conns)) ||
+        pool_init(&p->slots, size) != 0) {
+        if (p)
+            free(p->conns);
         free(p);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -45,14 +59,9 @@ hpc_pool *hpc_pool_create(const char *path, int size, uint32_t max_frame, char *
     snprintf(p->path, sizeof p->path, "%s", path);
     p->size = size;
     p->max_frame = max_frame;
+    p->call_timeout_ms = call_timeout_ms;
     for (int i = 0; i < size; i++)
         p->conns[i].fd = -1;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
     return p;
 }
 
@@ -63,8 +72,7 @@ void hpc_pool_destroy(hpc_pool *p)
     for (int i = 0; i < p->size; i++)
         if (p->conns[i].fd >= 0)
             close(p->conns[i].fd);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
+    pool_fini(&p->slots);
     free(p->conns);
     free(p);
 }
@@ -76,45 +84,6 @@ void hpc_reply_free(hpc_reply *r)
         r->payload = NULL;
         r->len = 0;
     }
-}
-
-static hpc_conn *take(hpc_pool *p, int64_t until_ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t left = until_ms - wire_now_ms();
-    if (left < 0)
-        left = 0;
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (left % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    hpc_conn *c = NULL;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        for (int i = 0; i < p->size && !c; i++)
-            if (!p->conns[i].in_use && p->conns[i].fd >= 0)
-                c = &p->conns[i];
-        for (int i = 0; i < p->size && !c; i++)
-            if (!p->conns[i].in_use)
-                c = &p->conns[i];
-        if (c || pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT)
-            break;
-    }
-    if (c)
-        c->in_use = 1;
-    pthread_mutex_unlock(&p->mu);
-    return c;
-}
-
-static void give_back(hpc_pool *p, hpc_conn *c)
-{
-    pthread_mutex_lock(&p->mu);
-    c->in_use = 0;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
 }
 
 static void drop(hpc_conn *c)
@@ -201,21 +170,45 @@ static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, const void *payload
     return HPC_OK;
 }
 
+/* The metrics outcome of a call: the worker's wire status, or the client-side failure. */
+static int metrics_result(int rc, const hpc_reply *reply)
+{
+    switch (rc) {
+    case HPC_OK:
+        return reply->status >= 0 && reply->status < WIRE_STATUS_MAX ? reply->status
+                                                                     : WIRE_E_INTERNAL;
+    case HPC_BUSY:
+        return METRICS_HP_BUSY;
+    case HPC_TIMEOUT:
+        return METRICS_HP_TIMEOUT;
+    case HPC_PROTO:
+        return METRICS_HP_PROTO;
+    default:
+        return METRICS_HP_DOWN;
+    }
+}
+
 int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_t deadline_ms,
              int wait_ms, hpc_reply *reply, char *err, size_t errlen)
 {
-    int64_t t0 = metrics_now_us();
+    assert(p && reply && (payload || len == 0));
+    int64_t t0 = clock_now_us();
     memset(reply, 0, sizeof *reply);
-    int64_t until = wire_now_ms() + wait_ms;
+    /* VIGIL_HOTPATH_TIMEOUT_MS bounds each call, inside the caller's (request) deadline. */
+    int64_t own = clock_now_ms() + p->call_timeout_ms;
+    if (deadline_ms > own)
+        deadline_ms = own;
+    int64_t until = clock_now_ms() + wait_ms;
     if (until > deadline_ms)
         until = deadline_ms;
-    hpc_conn *c = take(p, until);
-    if (!c) {
+    int slot = pool_take(&p->slots, until, conn_open, p);
+    if (slot < 0) {
         snprintf(err, errlen, "all %d hotpath connections busy", p->size);
-        int busy = wire_now_ms() >= deadline_ms ? HPC_TIMEOUT : HPC_BUSY;
-        metrics_observe_hotpath(op, busy, 0, metrics_now_us() - t0);
+        int busy = clock_now_ms() >= deadline_ms ? HPC_TIMEOUT : HPC_BUSY;
+        metrics_observe_hotpath(op, metrics_result(busy, reply), clock_now_us() - t0);
         return busy;
     }
+    hpc_conn *c = &p->conns[slot];
     int rc = HPC_DOWN;
     for (int attempt = 0; attempt < 2; attempt++) {
         int reused = c->fd >= 0;
@@ -229,8 +222,8 @@ int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_
         if (rc != HPC_DOWN || !reused)
             break;
     }
-    give_back(p, c);
-    metrics_observe_hotpath(op, rc, rc == HPC_OK ? reply->status : 0, metrics_now_us() - t0);
+    pool_give(&p->slots, slot);
+    metrics_observe_hotpath(op, metrics_result(rc, reply), clock_now_us() - t0);
     return rc;
 }
 

@@ -26,12 +26,15 @@ typedef struct hpc_reply {
 } hpc_reply;
 
 /* Creates a pool of at most size connections (opened lazily) to the socket at path.  max_frame
- * bounds response payloads.  Returns NULL with err. */
-hpc_pool *hpc_pool_create(const char *path, int size, uint32_t max_frame, char *err, size_t errlen);
+ * bounds response payloads; call_timeout_ms (VIGIL_HOTPATH_TIMEOUT_MS) bounds every call: its
+ * deadline is min(the caller's deadline, start + call_timeout_ms).  Returns NULL with err. */
+hpc_pool *hpc_pool_create(const char *path, int size, uint32_t max_frame, int call_timeout_ms,
+                          char *err, size_t errlen);
 void hpc_pool_destroy(hpc_pool *p);
 
 /* Sends one request (op, payload[0..len)) and waits for its response until deadline_ms
- * (absolute, wire_now_ms clock), waiting at most wait_ms for a pooled connection.  Returns an
+ * (absolute, clock_now_ms; capped at now + the pool's call timeout), waiting at most wait_ms for a
+ * pooled connection.  Returns an
  * hpc_status; on HPC_OK *reply is filled.  err gets a one-line reason otherwise. */
 int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_t deadline_ms,
              int wait_ms, hpc_reply *reply, char *err, size_t errlen);

@@ -1,5 +1,6 @@
-/* http.c - libmicrohttpd glue: per-request state, bounded bodies, dispatch through the router,
- * authentication, responses, request logging and drain.  See http.h.
+/* http.c - libmicrohttpd glue: per-request state, bounded bodies, dispatch through the route table
+ * it was given, the key check it was given (http_setup), responses, request logging and drain.
+ * See http.h.
  *
  * Request life cycle (MHD calls on_request several times per request):
  *   1st call   allocate req_state, pick request id, match the route, check Content-Length against
@@ -9,6 +10,7 @@
  *   completed  on_completed logs one line and frees everything. */
 #include "http.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -23,15 +25,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "dynbuf.h"
+#include "clock.h"
 #include "json.h"
+#include "logline.h"
 #include "metrics.h"
-#include "router.h"
-#include "wire.h"
 
 struct http_server {
     struct MHD_Daemon *daemon;
     const app *app;
+    http_setup setup;
     atomic_int inflight;
 };
 
@@ -39,72 +42,13 @@ typedef struct req_state {
     http_req req;
     http_resp resp;
     const route *rt;
-    size_t body_cap;
+    dynbuf body; /* bounded by the route's body limit; req.body points into it once read */
     size_t body_max;
     int too_large;
     int decided; /* resp already holds the answer (early error) */
     http_server *srv;
     char pathbuf[ROUTER_MAX_PATH + 1];
 } req_state;
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-void http_json_escape(const char *s, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (; s && *s && o + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20 || c == 0x7f) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
-        } else if (c >= 0x80) {
-            /* Valid UTF-8 sequences are copied; any other byte (a decoded "%ff" in a path)
-             * becomes U+FFFD, so the log line stays valid JSON. */
-            size_t k = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-            if (strnlen(s, k) == k && json_utf8_valid(s, k)) {
-                memcpy(out + o, s, k); /* fits: o + 7 < cap and k <= 4 */
-                o += k;
-                s += k - 1;
-            } else {
-                o += (size_t)snprintf(out + o, cap - o, "\\ufffd");
-            }
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    if (cap)
-        out[o < cap ? o : cap - 1] = '\0';
-}
-
-void http_log(const char *level, const char *msg, const char *extra)
-{
-    char line[2048], ts[40], emsg[512];
-    struct timespec now;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - n, ".%06ldZ", now.tv_nsec / 1000);
-    http_json_escape(msg, emsg, sizeof emsg);
-    int len = snprintf(line, sizeof line, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"%s}\n",
-                       ts, level, emsg, extra ? extra : "");
-    if (len < 0)
-        return;
-    if ((size_t)len >= sizeof line) {
-        len = sizeof line - 1;
-        line[len - 1] = '\n';
-    }
-    /* One write(2) per line so concurrent threads never interleave within a line. */
-    ssize_t w = write(STDERR_FILENO, line, (size_t)len);
-    (void)w;
-}
 
 /* ---- responses --------------------------------------------------------------------------------
  */
@@ -171,6 +115,7 @@ static const char *status_title(int status)
 void http_problem(http_resp *resp, int status, const char *code, const char *field,
                   const char *detail_fmt, ...)
 {
+    assert(resp && code && status >= 400 && status <= 599);
     char detail[512];
     va_list ap;
     va_start(ap, detail_fmt);
@@ -243,7 +188,7 @@ const char *http_query_unknown(http_req *req, const char *const *allowed)
 
 int64_t http_time_left_ms(const http_req *req)
 {
-    return req->deadline_ms - wire_now_ms();
+    return req->deadline_ms - clock_now_ms();
 }
 
 /* True when the Content-Type is application/json (parameters such as charset allowed). */
@@ -297,7 +242,7 @@ static void pick_request_id(struct MHD_Connection *c, char *out)
     uint8_t rnd[16] = {0};
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
         static atomic_ulong fallback;
-        unsigned long v = atomic_fetch_add(&fallback, 1) + (unsigned long)now_us();
+        unsigned long v = atomic_fetch_add(&fallback, 1) + (unsigned long)clock_now_us();
         memcpy(rnd, &v, sizeof v);
     }
     for (int i = 0; i < 16; i++)
@@ -322,6 +267,7 @@ static size_t body_limit(const app *a, int body)
 static enum MHD_Result queue(struct MHD_Connection *c, req_state *st)
 {
     http_resp *r = &st->resp;
+    assert(r->body || r->body_len == 0);
     if (r->status == 0)
         http_problem(r, 500, "internal", NULL, "handler produced no response");
     struct MHD_Response *mr = MHD_create_response_from_buffer(
@@ -347,6 +293,26 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_state *st)
     return ok;
 }
 
+/* Content-Length against the route's limit: 413 before a byte of the body is read, and one
+ * allocation when the size is known.  Sets st->decided on an early answer. */
+static void check_length(req_state *st, const char *cl)
+{
+    char *end = NULL;
+    /* Digits only: strtoull would accept "-1" (wrapping to a huge value) and spaces. */
+    unsigned long long n = cl[0] >= '0' && cl[0] <= '9' ? strtoull(cl, &end, 10) : 0;
+    if (!end || end == cl || *end != '\0') {
+        http_problem(&st->resp, 400, "bad_request", NULL, "invalid Content-Length");
+        st->decided = 1;
+    } else if (n > st->body_max) {
+        http_problem(&st->resp, 413, "body_too_large", NULL,
+                     "request body of %llu bytes exceeds the limit of %zu bytes", n, st->body_max);
+        st->decided = 1;
+    } else if (dynbuf_reserve(&st->body, (size_t)n) != DYNBUF_OK) {
+        http_problem(&st->resp, 500, "internal", NULL, "out of memory");
+        st->decided = 1;
+    }
+}
+
 /* First call: state, route, early rejections.  Returns the state or NULL on OOM. */
 static req_state *begin(http_server *s, struct MHD_Connection *c, const char *url,
                         const char *method)
@@ -361,15 +327,17 @@ static req_state *begin(http_server *s, struct MHD_Connection *c, const char *ur
     q->conn = c;
     q->method = method;
     q->path = url;
-    q->start_us = now_us();
-    q->deadline_ms = wire_now_ms() + s->app->cfg->request_timeout_ms;
+    q->routes = s->setup.routes;
+    q->nroutes = s->setup.nroutes;
+    q->start_us = clock_now_us();
+    q->deadline_ms = clock_now_ms() + s->app->cfg->request_timeout_ms;
     pick_request_id(c, q->request_id);
 
     size_t ulen = strlen(url);
     int status = 404;
     if (ulen <= ROUTER_MAX_PATH) {
         memcpy(st->pathbuf, url, ulen + 1);
-        st->rt = router_match(routes_table, routes_count, method, st->pathbuf, q->params,
+        st->rt = router_match(s->setup.routes, s->setup.nroutes, method, st->pathbuf, q->params,
                               &q->nparams, &status, st->resp.allow, sizeof st->resp.allow);
     }
     if (!st->rt) {
@@ -382,54 +350,27 @@ static req_state *begin(http_server *s, struct MHD_Connection *c, const char *ur
         return st;
     }
     st->body_max = body_limit(s->app, st->rt->body);
+    dynbuf_init(&st->body, st->body_max);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    if (cl) {
-        char *end = NULL;
-        /* Digits only: strtoull would accept "-1" (wrapping to a huge value) and spaces. */
-        unsigned long long n = cl[0] >= '0' && cl[0] <= '9' ? strtoull(cl, &end, 10) : 0;
-        if (!end || end == cl || *end != '\0') {
-            http_problem(&st->resp, 400, "bad_request", NULL, "invalid Content-Length");
-            st->decided = 1;
-        } else if (n > st->body_max) {
-            http_problem(&st->resp, 413, "body_too_large", NULL,
-                         "request body of %llu bytes exceeds the limit of %zu bytes", n,
-                         st->body_max);
-            st->decided = 1;
-        } else {
-            st->body_cap = (size_t)n + 1; /* exact size known: one allocation */
-        }
-    }
+    if (cl)
+        check_length(st, cl);
     return st;
 }
 
-/* Appends an upload chunk within the route's bound.  Returns 0, or -1 on OOM. */
+/* Appends an upload chunk within the route's bound; past it, the rest is read and dropped so the
+ * answer can be a 413.  Returns 0, or -1 on OOM. */
 static int append_body(req_state *st, const char *data, size_t len)
 {
-    http_req *q = &st->req;
-    if (st->too_large || len > st->body_max - q->body_len) {
+    if (st->too_large || len > st->body_max - st->body.len) {
         st->too_large = 1;
         return 0;
     }
-    if (q->body_len + len + 1 > st->body_cap || !q->body) {
-        size_t cap = st->body_cap > q->body_len + len + 1 ? st->body_cap : 4096;
-        while (cap < q->body_len + len + 1)
-            cap *= 2;
-        if (cap > st->body_max + 1)
-            cap = st->body_max + 1;
-        char *nb = realloc(q->body, cap);
-        if (!nb)
-            return -1;
-        q->body = nb;
-        st->body_cap = cap;
-    }
-    memcpy(q->body + q->body_len, data, len);
-    q->body_len += len;
-    q->body[q->body_len] = '\0';
-    return 0;
+    return dynbuf_append(&st->body, data, len) == DYNBUF_OK ? 0 : -1;
 }
 
 static void dispatch(req_state *st)
 {
+    assert(st->rt && !st->decided); /* early answers never reach a handler */
     http_req *q = &st->req;
     http_resp *r = &st->resp;
     if (st->too_large) {
@@ -439,16 +380,22 @@ static void dispatch(req_state *st)
     }
     /* The request deadline covers processing; reading the body is bounded by the connection
      * timeout and the body limit. */
-    q->deadline_ms = wire_now_ms() + q->app->cfg->request_timeout_ms;
-    if (!q->body) {
-        q->body = strdup("");
-        if (!q->body) {
-            http_problem(r, 500, "internal", NULL, "out of memory");
+    q->deadline_ms = clock_now_ms() + q->app->cfg->request_timeout_ms;
+    if (dynbuf_append(&st->body, "", 0) != DYNBUF_OK) { /* an empty body is "" too */
+        http_problem(r, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    q->body = st->body.p;
+    q->body_len = st->body.len;
+    if (st->rt->scope != SCOPE_NONE) {
+        http_auth_fn auth = st->srv->setup.authenticate;
+        if (!auth) {
+            http_problem(r, 401, "unauthorized", NULL, "this server accepts no keys");
             return;
         }
+        if (auth(q, r, st->rt->scope) != 0)
+            return;
     }
-    if (st->rt->scope != SCOPE_NONE && auth_authenticate(q, r, st->rt->scope) != 0)
-        return;
     st->rt->fn(q, r);
 }
 
@@ -481,6 +428,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return queue(c, st);
 }
 
+/* The request's log line and metrics, once its response is sent (or the connection dropped). */
 static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -490,20 +438,21 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
     if (!st)
         return;
     *ctx = NULL;
-    char path[300], method[40], extra[700];
-    int64_t duration_us = now_us() - st->req.start_us;
-    metrics_observe_request(st->rt ? (int)(st->rt - routes_table) : -1, st->req.method,
+    int64_t duration_us = clock_now_us() - st->req.start_us;
+    metrics_observe_request(st->rt ? (int)(st->rt - s->setup.routes) : -1, st->req.method,
                             st->resp.status, duration_us);
-    http_json_escape(st->req.path, path, sizeof path);
+    logline l;
+    logline_begin(&l, "info", "request");
     /* The method is the client's text up to the first space, quotes included. */
-    http_json_escape(st->req.method, method, sizeof method);
-    snprintf(extra, sizeof extra,
-             ",\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"duration_us\":%lld,"
-             "\"request_id\":\"%s\"%s",
-             method, path, st->resp.status, (long long)duration_us, st->req.request_id,
-             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : ",\"aborted\":true");
-    http_log("info", "request", extra);
-    free(st->req.body);
+    logline_str(&l, "method", st->req.method);
+    logline_str(&l, "path", st->req.path);
+    logline_i64(&l, "status", st->resp.status);
+    logline_i64(&l, "duration_us", duration_us);
+    logline_str(&l, "request_id", st->req.request_id);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        logline_bool(&l, "aborted", 1);
+    logline_end(&l);
+    dynbuf_free(&st->body);
     free(st->resp.body);
     free(st);
     atomic_fetch_sub(&s->inflight, 1);
@@ -518,17 +467,23 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    http_log("warn", msg, ",\"source\":\"libmicrohttpd\"");
+    logline l;
+    logline_begin(&l, "warn", "http_server_error");
+    logline_str(&l, "error", msg);
+    logline_str(&l, "source", "libmicrohttpd");
+    logline_end(&l);
 }
 
-http_server *http_start(const app *a, char *err, size_t errlen)
+http_server *http_start(const app *a, const http_setup *setup, char *err, size_t errlen)
 {
+    assert(a && a->cfg && setup && (setup->routes || setup->nroutes == 0));
     http_server *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     s->app = a;
+    s->setup = *setup;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)a->cfg->http_port)};
     if (inet_pton(AF_INET, a->cfg->http_host, &sa.sin_addr) != 1) {
         snprintf(err, errlen, "VIGIL_HTTP_ADDR: '%s' is not an IPv4 address", a->cfg->http_host);
@@ -558,8 +513,8 @@ int http_stop(http_server *s)
     /* The listen socket may only be closed after MHD_stop_daemon (libmicrohttpd's contract for
      * threaded modes); until then new connections wait in the backlog, unanswered. */
     MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
-    int64_t until = wire_now_ms() + (int64_t)s->app->cfg->drain_timeout_s * 1000;
-    while (atomic_load(&s->inflight) > 0 && wire_now_ms() < until) {
+    int64_t until = clock_now_ms() + (int64_t)s->app->cfg->drain_timeout_s * 1000;
+    while (atomic_load(&s->inflight) > 0 && clock_now_ms() < until) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

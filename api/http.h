@@ -4,7 +4,10 @@
  *
  * Owns: http_req (one per request, freed in MHD's completion callback), http_resp (what a handler
  * fills), the daemon.  Handlers run on the connection's own thread and may block, bounded by the
- * request deadline (req->deadline_ms) that every pool wait and query honours. */
+ * request deadline (req->deadline_ms) that every pool wait and query honours.
+ *
+ * Knows no resource: the route table and the authentication check are handed to http_start by
+ * main (http_setup), so this layer builds and runs with any table (tests/unit/test_http.c). */
 #ifndef VIGIL_HTTP_H
 #define VIGIL_HTTP_H
 
@@ -12,11 +15,12 @@
 #include <stdint.h>
 
 #include "app.h"
+#include "router.h"
 
 struct MHD_Connection;
 struct cJSON;
 
-#define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_PARAMS ROUTER_MAX_PARAMS
 #define HTTP_REQUEST_ID_MAX 64
 
 enum http_scope { SCOPE_NONE = 0, SCOPE_READ = 1, SCOPE_WRITE = 2, SCOPE_ADMIN = 4 };
@@ -28,13 +32,15 @@ typedef struct http_req {
     const char *path;
     char request_id[HTTP_REQUEST_ID_MAX + 1];
     int64_t start_us;
-    int64_t deadline_ms; /* absolute, wire_now_ms() clock */
+    int64_t deadline_ms; /* absolute, clock_now_ms() */
     char *body;          /* NUL-terminated copy of the body (may be empty) */
     size_t body_len;
     const char *params[HTTP_MAX_PARAMS]; /* path parameters in route order, NUL-terminated */
     int nparams;
     char key_id[40];     /* authenticated API key's UUID, "" when unauthenticated */
     unsigned key_scopes; /* SCOPE_* bits */
+    const route *routes; /* the server's route table (http_setup), e.g. for /metrics labels */
+    size_t nroutes;
 } http_req;
 
 typedef struct http_resp {
@@ -48,7 +54,18 @@ typedef struct http_resp {
     int replayed;    /* Idempotent-Replayed: true */
 } http_resp;
 
-typedef void (*http_handler)(http_req *req, http_resp *resp);
+typedef void (*http_handler)(http_req *req, http_resp *resp); /* = route_handler */
+
+/* Checks req's credentials grant scope (a SCOPE_* bit).  Returns 0, or -1 with resp filled. */
+typedef int (*http_auth_fn)(http_req *req, http_resp *resp, unsigned scope);
+
+/* What the HTTP layer is given at start-up.  routes must outlive the server; authenticate is
+ * called for every route whose scope is not SCOPE_NONE (NULL: such routes answer 401). */
+typedef struct http_setup {
+    const route *routes;
+    size_t nroutes;
+    http_auth_fn authenticate;
+} http_setup;
 
 /* Response helpers.  They replace whatever body resp had.  http_json takes ownership of obj and
  * deletes it.  On allocation failure they fall back to a bodiless 500. */
@@ -78,17 +95,12 @@ int64_t http_time_left_ms(const http_req *req);
 
 typedef struct http_server http_server;
 
-/* Starts the daemon on cfg's address.  Returns the server (caller stops it with http_stop) or
- * NULL with err filled. */
-http_server *http_start(const app *a, char *err, size_t errlen);
+/* Starts the daemon on a->cfg's address, dispatching through setup's table.  Returns the server
+ * (caller stops it with http_stop) or NULL with err filled.  a and setup->routes must outlive it.
+ */
+http_server *http_start(const app *a, const http_setup *setup, char *err, size_t errlen);
 /* Stops accepting, waits up to drain_timeout_s for in-flight requests, stops the daemon and
  * frees s.  Returns the number of requests still in flight when the drain timed out (0 = clean). */
 int http_stop(http_server *s);
-
-/* One JSON log line on stderr, written atomically: {"time":..,"level":..,"msg":..,<extra>}.
- * extra is a preformatted JSON fragment (",\"k\":v" ...) or "".  Never pass secrets. */
-void http_log(const char *level, const char *msg, const char *extra);
-/* Escapes s into out[cap] as JSON string content (no quotes), truncating safely. */
-void http_json_escape(const char *s, char *out, size_t cap);
 
 #endif

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
+#include "utf8.h"
+
 typedef struct scan {
     const unsigned char *p;
     size_t len;
@@ -33,62 +36,9 @@ static void skip_ws(scan *s)
     }
 }
 
-/* Length of the UTF-8 sequence at p[0..n) if valid (shortest form, no surrogates, <= U+10FFFF),
- * else 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t need;
-    unsigned cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3F);
-    }
-    if ((need == 3 && cp < 0x800) || (need == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return need;
-}
-
 int json_utf8_valid(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        size_t k = utf8_seq(p + i, len - i);
-        if (k == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return utf8_valid(s, len);
 }
 
 static int read_u4(scan *s, unsigned *out)
@@ -97,7 +47,7 @@ static int read_u4(scan *s, unsigned *out)
         return fail(s, "truncated \\u escape");
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(s->p[s->off + (size_t)i]);
+        int h = hex_digit((char)s->p[s->off + (size_t)i]);
         if (h < 0)
             return fail(s, "bad \\u escape");
         v = v << 4 | (unsigned)h;
@@ -146,7 +96,7 @@ static int scan_string(scan *s)
             }
             continue;
         }
-        size_t k = utf8_seq(s->p + s->off, s->len - s->off);
+        size_t k = utf8_seq_len(s->p + s->off, s->len - s->off);
         if (k == 0)
             return fail(s, "invalid UTF-8");
         s->off += k;

@@ -20,7 +20,9 @@
 #include "db.h"
 #include "hpclient.h"
 #include "http.h"
+#include "logline.h"
 #include "migrate.h"
+#include "routes.h"
 #include "scoring.h"
 
 #ifndef VIGIL_VERSION
@@ -41,11 +43,7 @@ static void usage(FILE *out)
 
 static void die(const char *msg)
 {
-    char extra[600];
-    char esc[512];
-    http_json_escape(msg, esc, sizeof esc);
-    snprintf(extra, sizeof extra, ",\"error\":\"%s\"", esc);
-    http_log("error", "start-up failed", extra);
+    logline_event("error", "start_failed", "error", msg);
     fprintf(stderr, "vigil-api: %s\n", msg);
     exit(1);
 }
@@ -135,9 +133,23 @@ static int cmd_keys(db_pool *pool, int argc, char **argv)
     return 2;
 }
 
+/* The start-up line: where the API listens and how it scores. */
+static void log_ready(const cfg *c)
+{
+    char addr[96];
+    snprintf(addr, sizeof addr, "http://%s:%d", c->http_host, c->http_port);
+    logline l;
+    logline_begin(&l, "info", "ready");
+    logline_str(&l, "addr", addr);
+    logline_str(&l, "hotpath_mode", c->hotpath_mode);
+    logline_str(&l, "hotpath_socket", c->hotpath_socket);
+    logline_str(&l, "version", VIGIL_VERSION);
+    logline_end(&l);
+}
+
 static int serve(app *a, cfg *c)
 {
-    char err[512], extra[700];
+    char err[512];
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -147,7 +159,8 @@ static int serve(app *a, cfg *c)
 
     if (strcmp(c->hotpath_mode, "worker") == 0) {
         a->hp = hpc_pool_create(c->hotpath_socket, c->hotpath_pool_size,
-                                (uint32_t)c->hotpath_max_frame_mb << 20, err, sizeof err);
+                                (uint32_t)c->hotpath_max_frame_mb << 20, c->hotpath_timeout_ms, err,
+                                sizeof err);
         if (!a->hp)
             die(err);
     }
@@ -161,24 +174,26 @@ static int serve(app *a, cfg *c)
         if (rc < 0)
             die(err);
         if (rc > 0)
-            http_log("warn", err, "");
+            logline_event("warn", "bootstrap_key_revoked", "detail", err);
     }
-    http_server *srv = http_start(a, err, sizeof err);
+    /* The HTTP layer gets the route table and the key check from here: it knows no resource. */
+    const http_setup setup = {routes_table, routes_count, auth_authenticate};
+    http_server *srv = http_start(a, &setup, err, sizeof err);
     if (!srv)
         die(err);
-    snprintf(extra, sizeof extra,
-             ",\"addr\":\"http://%s:%d\",\"hotpath_mode\":\"%s\",\"hotpath_socket\":\"%s\","
-             "\"version\":\"%s\"",
-             c->http_host, c->http_port, c->hotpath_mode, c->hotpath_socket, VIGIL_VERSION);
-    http_log("info", "listening", extra);
+    log_ready(c);
 
     int sig = 0;
     sigwait(&set, &sig);
-    snprintf(extra, sizeof extra, ",\"signal\":%d,\"drain_timeout_s\":%d", sig, c->drain_timeout_s);
-    http_log("info", "shutting down", extra);
+    logline l;
+    logline_begin(&l, "info", "shutdown");
+    logline_str(&l, "signal", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "unknown");
+    logline_i64(&l, "drain_timeout_s", c->drain_timeout_s);
+    logline_end(&l);
     int left = http_stop(srv);
-    snprintf(extra, sizeof extra, ",\"abandoned_requests\":%d", left);
-    http_log("info", "stopped", extra);
+    logline_begin(&l, "info", "stopped");
+    logline_i64(&l, "abandoned_requests", left);
+    logline_end(&l);
     hpc_pool_destroy(a->hp);
     scoring_cache_destroy(a->cache);
     return 0;
@@ -216,9 +231,11 @@ int main(int argc, char **argv)
         int applied = 0;
         if (migrate_run(a.db, &applied, err, sizeof err) != 0)
             die(err);
-        char extra[64];
-        snprintf(extra, sizeof extra, ",\"applied\":%d,\"known\":%d", applied, migrate_nfiles);
-        http_log("info", "migrations up to date", extra);
+        logline l;
+        logline_begin(&l, "info", "migrations_up_to_date");
+        logline_i64(&l, "applied", applied);
+        logline_i64(&l, "known", migrate_nfiles);
+        logline_end(&l);
         if (strcmp(cmd, "serve") == 0)
             rc = serve(&a, &c);
     }

@@ -1,4 +1,4 @@
-/* metrics.c - counters, histograms and the /metrics scrape.  See metrics.h.
+/* metrics.c - counters and histograms, and their Prometheus text.  See metrics.h.
  *
  * Every table is static and zero-initialised; an observation is a handful of relaxed atomic adds
  * on 64-bit counters, so concurrent scrapes see each value exactly but not a single snapshot of
@@ -6,22 +6,9 @@
  * Prometheus clients do too.  Histogram buckets are stored per bucket and summed at scrape time. */
 #include "metrics.h"
 
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include "db.h"
-#include "hpclient.h"
-#include "router.h"
-#include "wire.h"
-
-#ifndef VIGIL_VERSION
-#define VIGIL_VERSION "0.1.0"
-#endif
 
 /* ---- fixed label sets -------------------------------------------------------------------------
  */
@@ -51,11 +38,7 @@ static const int64_t hp_bounds_us[] = {50,    100,   250,   500,    1000,   2500
 #define HP_NB (sizeof hp_bounds_us / sizeof hp_bounds_us[0])
 
 /* Worker call outcomes: the wire statuses of an answer, then the client-side failures. */
-#define HP_RESULT_BUSY WIRE_STATUS_MAX
-#define HP_RESULT_DOWN (WIRE_STATUS_MAX + 1)
-#define HP_RESULT_TIMEOUT (WIRE_STATUS_MAX + 2)
-#define HP_RESULT_PROTO (WIRE_STATUS_MAX + 3)
-#define HP_NRESULTS (WIRE_STATUS_MAX + 4)
+#define HP_NRESULTS (METRICS_HP_PROTO + 1)
 
 static const char *const decisions[] = {"allow", "review", "block", "other"};
 #define NDECISIONS (sizeof decisions / sizeof decisions[0])
@@ -99,13 +82,6 @@ static size_t bucket_of(const int64_t *bounds, size_t nb, int64_t us)
 /* ---- observations -----------------------------------------------------------------------------
  */
 
-int64_t metrics_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static size_t method_index(const char *m)
 {
     for (size_t i = 0; i + 1 < NMETHODS; i++)
@@ -139,27 +115,9 @@ void metrics_observe_request(int route_index, const char *method, int status, in
     add(&c->count, 1);
 }
 
-void metrics_observe_hotpath(unsigned op, int hpc_rc, int wire_status, int64_t duration_us)
+void metrics_observe_hotpath(unsigned op, int result, int64_t duration_us)
 {
-    size_t r;
-    switch (hpc_rc) {
-    case HPC_OK:
-        r = wire_status >= 0 && wire_status < WIRE_STATUS_MAX ? (size_t)wire_status
-                                                              : (size_t)WIRE_E_INTERNAL;
-        break;
-    case HPC_BUSY:
-        r = HP_RESULT_BUSY;
-        break;
-    case HPC_TIMEOUT:
-        r = HP_RESULT_TIMEOUT;
-        break;
-    case HPC_PROTO:
-        r = HP_RESULT_PROTO;
-        break;
-    default:
-        r = HP_RESULT_DOWN;
-        break;
-    }
+    size_t r = result >= 0 && result < HP_NRESULTS ? (size_t)result : (size_t)WIRE_E_INTERNAL;
     if (op >= WIRE_OP_MAX)
         op = 0; /* never sent by the API; op 0 is printed as "invalid" */
     if (duration_us < 0)
@@ -178,58 +136,11 @@ void metrics_observe_decision(const char *decision, int degraded)
     add(&decision_counts[i][degraded ? 1 : 0], 1);
 }
 
-/* ---- output buffer ----------------------------------------------------------------------------
+/* ---- text format -----------------------------------------------------------------------------
  */
 
-/* A bounded growable buffer: on overflow of METRICS_MAX_OUTPUT or OOM, err is set and every later
- * append is a no-op (checked once at the end). */
-typedef struct out_buf {
-    char *p;
-    size_t len, cap;
-    int err;
-} out_buf;
-
-static void outf(out_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void outf(out_buf *b, const char *fmt, ...)
-{
-    if (b->err)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->err = 1;
-            return;
-        }
-        if (b->p && (size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t need = b->len + (size_t)n + 1;
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < need)
-            cap *= 2;
-        if (need > METRICS_MAX_OUTPUT) {
-            b->err = 1;
-            return;
-        }
-        if (cap > METRICS_MAX_OUTPUT)
-            cap = METRICS_MAX_OUTPUT;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->err = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
 /* A label value with \, " and newline escaped as the text format requires.  Truncates to cap. */
-static const char *label_escape(const char *s, char *out, size_t cap)
+const char *metrics_label_escape(const char *s, char *out, size_t cap)
 {
     size_t o = 0;
     for (; s && *s && o + 3 < cap; s++) {
@@ -247,20 +158,20 @@ static const char *label_escape(const char *s, char *out, size_t cap)
     return out;
 }
 
-static void family(out_buf *b, const char *name, const char *type, const char *help)
+void metrics_family(dynbuf *b, const char *name, const char *type, const char *help)
 {
-    outf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    dynbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* One histogram series: name_bucket{labels,le=...} cumulative, name_sum, name_count. */
-static void histogram(out_buf *b, const char *name, const char *labels, const counter *bucket,
+static void histogram(dynbuf *b, const char *name, const char *labels, const counter *bucket,
                       const int64_t *bounds, size_t nb, const counter *sum_us, const counter *count)
 {
     uint64_t cum = 0;
     for (size_t i = 0; i < nb; i++) {
         cum += get(&bucket[i]);
-        outf(b, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, (double)bounds[i] / 1e6,
-             (unsigned long long)cum);
+        dynbuf_printf(b, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, (double)bounds[i] / 1e6,
+                      (unsigned long long)cum);
     }
     cum += get(&bucket[nb]);
     /* _count is read after the buckets and never below their sum, so the series stays monotone
@@ -268,19 +179,20 @@ static void histogram(out_buf *b, const char *name, const char *labels, const co
     uint64_t n = get(count);
     if (n < cum)
         n = cum;
-    outf(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)n);
-    outf(b, "%s_sum{%s} %.6f\n", name, labels, (double)get(sum_us) / 1e6);
-    outf(b, "%s_count{%s} %llu\n", name, labels, (unsigned long long)n);
+    dynbuf_printf(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)n);
+    dynbuf_printf(b, "%s_sum{%s} %.6f\n", name, labels, (double)get(sum_us) / 1e6);
+    dynbuf_printf(b, "%s_count{%s} %llu\n", name, labels, (unsigned long long)n);
 }
 
 /* ---- scrape sections --------------------------------------------------------------------------
  */
 
-static void row_labels(size_t row, char *rlabel, size_t rcap, const char **method)
+static void row_labels(const route *routes, size_t row, char *rlabel, size_t rcap,
+                       const char **method)
 {
     if (row < METRICS_MAX_ROUTES) {
-        label_escape(routes_table[row].pattern, rlabel, rcap);
-        *method = routes_table[row].method;
+        metrics_label_escape(routes[row].pattern, rlabel, rcap);
+        *method = routes[row].method;
     } else if (row < ROW_OTHER) {
         snprintf(rlabel, rcap, "unmatched");
         *method = methods[row - ROW_UNMATCHED];
@@ -298,14 +210,14 @@ static void status_label(size_t s, char *out, size_t cap)
         snprintf(out, cap, "%d", statuses[s]);
 }
 
-static void write_http(out_buf *b)
+void metrics_write_http(dynbuf *b, const route *routes, size_t nroutes_all)
 {
     char rlabel[ROUTER_MAX_PATH * 2], st[16], labels[ROUTER_MAX_PATH * 2 + 64];
     const char *method;
-    size_t nroutes = routes_count < METRICS_MAX_ROUTES ? routes_count : METRICS_MAX_ROUTES;
+    size_t nroutes = nroutes_all < METRICS_MAX_ROUTES ? nroutes_all : METRICS_MAX_ROUTES;
 
-    family(b, "vigil_http_requests_total", "counter",
-           "HTTP requests answered, by route pattern, method and status.");
+    metrics_family(b, "vigil_http_requests_total", "counter",
+                   "HTTP requests answered, by route pattern, method and status.");
     for (size_t r = 0; r < NROWS; r++) {
         if (r < METRICS_MAX_ROUTES && r >= nroutes)
             continue;
@@ -313,14 +225,15 @@ static void write_http(out_buf *b)
             uint64_t n = get(&http_cells[r][s].count);
             if (!n)
                 continue;
-            row_labels(r, rlabel, sizeof rlabel, &method);
+            row_labels(routes, r, rlabel, sizeof rlabel, &method);
             status_label(s, st, sizeof st);
-            outf(b, "vigil_http_requests_total{route=\"%s\",method=\"%s\",status=\"%s\"} %llu\n",
-                 rlabel, method, st, (unsigned long long)n);
+            dynbuf_printf(
+                b, "vigil_http_requests_total{route=\"%s\",method=\"%s\",status=\"%s\"} %llu\n",
+                rlabel, method, st, (unsigned long long)n);
         }
     }
-    family(b, "vigil_http_request_duration_seconds", "histogram",
-           "Time from the first byte of a request to the end of its response.");
+    metrics_family(b, "vigil_http_request_duration_seconds", "histogram",
+                   "Time from the first byte of a request to the end of its response.");
     for (size_t r = 0; r < NROWS; r++) {
         if (r < METRICS_MAX_ROUTES && r >= nroutes)
             continue;
@@ -328,7 +241,7 @@ static void write_http(out_buf *b)
             const http_cell *c = &http_cells[r][s];
             if (!get(&c->count))
                 continue;
-            row_labels(r, rlabel, sizeof rlabel, &method);
+            row_labels(routes, r, rlabel, sizeof rlabel, &method);
             status_label(s, st, sizeof st);
             snprintf(labels, sizeof labels, "route=\"%s\",method=\"%s\",status=\"%s\"", rlabel,
                      method, st);
@@ -338,56 +251,41 @@ static void write_http(out_buf *b)
     }
 }
 
-static void write_db(out_buf *b, const app *a)
-{
-    int in_use = 0, open = 0;
-    unsigned long long waits = 0;
-    db_pool_counts(a->db, &in_use, &open, &waits);
-    family(b, "vigil_db_pool_size", "gauge",
-           "Maximum PostgreSQL connections (VIGIL_DB_POOL_SIZE).");
-    outf(b, "vigil_db_pool_size %d\n", a->cfg->db_pool_size);
-    family(b, "vigil_db_pool_connections_open", "gauge", "PostgreSQL connections currently open.");
-    outf(b, "vigil_db_pool_connections_open %d\n", open);
-    family(b, "vigil_db_pool_connections_in_use", "gauge",
-           "PostgreSQL connections currently handed out to requests.");
-    outf(b, "vigil_db_pool_connections_in_use %d\n", in_use);
-    family(b, "vigil_db_pool_waits_total", "counter",
-           "Times a request had to wait for a free PostgreSQL connection.");
-    outf(b, "vigil_db_pool_waits_total %llu\n", waits);
-}
-
 static const char *hp_result_name(size_t r)
 {
     switch (r) {
-    case HP_RESULT_BUSY:
+    case METRICS_HP_BUSY:
         return "pool_busy";
-    case HP_RESULT_DOWN:
+    case METRICS_HP_DOWN:
         return "down";
-    case HP_RESULT_TIMEOUT:
+    case METRICS_HP_TIMEOUT:
         return "timeout";
-    case HP_RESULT_PROTO:
+    case METRICS_HP_PROTO:
         return "protocol_error";
     default:
         return wire_status_name((int)r);
     }
 }
 
-static void write_worker_calls(out_buf *b)
+void metrics_write_worker_calls(dynbuf *b)
 {
     char labels[160], esc[64];
-    family(b, "vigil_worker_calls_total", "counter",
-           "Round trips to vigil-hotpath, by op and result (a wire status or a client failure).");
+    metrics_family(
+        b, "vigil_worker_calls_total", "counter",
+        "Round trips to vigil-hotpath, by op and result (a wire status or a client failure).");
     for (unsigned op = 0; op < WIRE_OP_MAX; op++)
         for (size_t r = 0; r < HP_NRESULTS; r++) {
             uint64_t n = get(&hp_cells[op][r].count);
             if (!n)
                 continue;
-            outf(b, "vigil_worker_calls_total{op=\"%s\",result=\"%s\"} %llu\n",
-                 op ? wire_op_name((int)op) : "invalid",
-                 label_escape(hp_result_name(r), esc, sizeof esc), (unsigned long long)n);
+            dynbuf_printf(b, "vigil_worker_calls_total{op=\"%s\",result=\"%s\"} %llu\n",
+                          op ? wire_op_name((int)op) : "invalid",
+                          metrics_label_escape(hp_result_name(r), esc, sizeof esc),
+                          (unsigned long long)n);
         }
-    family(b, "vigil_worker_call_duration_seconds", "histogram",
-           "Duration of round trips to vigil-hotpath, including the wait for a pooled connection.");
+    metrics_family(
+        b, "vigil_worker_call_duration_seconds", "histogram",
+        "Duration of round trips to vigil-hotpath, including the wait for a pooled connection.");
     for (unsigned op = 0; op < WIRE_OP_MAX; op++)
         for (size_t r = 0; r < HP_NRESULTS; r++) {
             const hp_cell *c = &hp_cells[op][r];
@@ -395,139 +293,20 @@ static void write_worker_calls(out_buf *b)
                 continue;
             snprintf(labels, sizeof labels, "op=\"%s\",result=\"%s\"",
                      op ? wire_op_name((int)op) : "invalid",
-                     label_escape(hp_result_name(r), esc, sizeof esc));
+                     metrics_label_escape(hp_result_name(r), esc, sizeof esc));
             histogram(b, "vigil_worker_call_duration_seconds", labels, c->bucket, hp_bounds_us,
                       HP_NB, &c->sum_us, &c->count);
         }
 }
 
-/* A STATS name as a metric-name suffix: [a-zA-Z0-9_] kept, anything else becomes '_'. */
-static void sanitize_name(char *s)
+void metrics_write_decisions(dynbuf *b)
 {
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
-            *s = '_';
-}
-
-#define MAX_STATS 512 /* STATS entries re-exported per scrape; the rest are dropped */
-#define STAT_NAME_MAX 64
-
-static pthread_mutex_t stats_mu = PTHREAD_MUTEX_INITIALIZER;
-
-/* Re-exports the STATS payload (u16 n, n x (str name, u64 value)) as vigil_hotpath_<name>.
- * Names that collide with the API's own vigil_hotpath_* families or repeat are skipped. */
-static void write_worker_stats(out_buf *b, const uint8_t *payload, uint32_t len)
-{
-    static const char *const reserved[] = {"up", "info", "kernel_info"};
-    static char names[MAX_STATS][STAT_NAME_MAX]; /* guarded by stats_mu: one scrape at a time */
-    wire_reader r;
-    wire_reader_init(&r, payload, len);
-    unsigned n = wire_get_u16(&r);
-    unsigned kept = 0;
-    for (unsigned i = 0; i < n && kept < MAX_STATS; i++) {
-        char *name = names[kept];
-        wire_get_str(&r, name, STAT_NAME_MAX);
-        uint64_t v = wire_get_u64(&r);
-        if (r.err)
-            break;
-        sanitize_name(name);
-        int skip = name[0] == '\0';
-        for (size_t k = 0; !skip && k < sizeof reserved / sizeof reserved[0]; k++)
-            skip = strcmp(name, reserved[k]) == 0;
-        for (unsigned k = 0; !skip && k < kept; k++)
-            skip = strcmp(name, names[k]) == 0;
-        if (skip)
-            continue;
-        kept++;
-        outf(b, "# HELP vigil_hotpath_%s vigil-hotpath STATS value %s.\n", name, name);
-        outf(b, "# TYPE vigil_hotpath_%s untyped\n", name);
-        outf(b, "vigil_hotpath_%s %llu\n", name, (unsigned long long)v);
-    }
-}
-
-/* Parses a HELLO answer (u16 proto, str version, u16 n, n x (u16 op, str name, str impl)). */
-static void write_worker_hello(out_buf *b, const uint8_t *payload, uint32_t len)
-{
-    char version[64], name[64], impl[64], e1[140], e2[140];
-    wire_reader r;
-    wire_reader_init(&r, payload, len);
-    unsigned proto = wire_get_u16(&r);
-    wire_get_str(&r, version, sizeof version);
-    unsigned n = wire_get_u16(&r);
-    if (r.err)
-        return;
-    family(b, "vigil_hotpath_info", "gauge", "The worker's version and protocol, from HELLO.");
-    outf(b, "vigil_hotpath_info{version=\"%s\",protocol=\"%u\"} 1\n",
-         label_escape(version, e1, sizeof e1), proto);
-    family(b, "vigil_hotpath_kernel_info", "gauge", "Kernels the worker registers, from HELLO.");
-    for (unsigned i = 0; i < n && i < WIRE_OP_MAX; i++) {
-        unsigned op = wire_get_u16(&r);
-        wire_get_str(&r, name, sizeof name);
-        wire_get_str(&r, impl, sizeof impl);
-        if (r.err)
-            break;
-        outf(b, "vigil_hotpath_kernel_info{op=\"%s\",impl=\"%s\",code=\"%u\"} 1\n",
-             label_escape(name, e1, sizeof e1), label_escape(impl, e2, sizeof e2), op);
-    }
-}
-
-/* HELLO then STATS, each bounded by METRICS_HOTPATH_DEADLINE_MS, so a hung worker delays a scrape
- * by at most twice that. */
-static void write_worker(out_buf *b, const app *a)
-{
-    char err[256];
-    hpc_reply rep;
-    int up = 0;
-    int rc = hpc_call(a->hp, WIRE_OP_HELLO, NULL, 0, wire_now_ms() + METRICS_HOTPATH_DEADLINE_MS,
-                      METRICS_HOTPATH_DEADLINE_MS / 2, &rep, err, sizeof err);
-    if (rc == HPC_OK && rep.status == WIRE_OK) {
-        up = 1;
-        write_worker_hello(b, rep.payload, rep.len);
-    }
-    hpc_reply_free(&rep);
-    family(b, "vigil_hotpath_up", "gauge",
-           "1 when vigil-hotpath answered HELLO during this scrape, else 0.");
-    outf(b, "vigil_hotpath_up %d\n", up);
-    if (!up)
-        return;
-    rc = hpc_call(a->hp, WIRE_OP_STATS, NULL, 0, wire_now_ms() + METRICS_HOTPATH_DEADLINE_MS,
-                  METRICS_HOTPATH_DEADLINE_MS / 2, &rep, err, sizeof err);
-    if (rc == HPC_OK && rep.status == WIRE_OK) {
-        pthread_mutex_lock(&stats_mu);
-        write_worker_stats(b, rep.payload, rep.len);
-        pthread_mutex_unlock(&stats_mu);
-    }
-    hpc_reply_free(&rep);
-}
-
-static void write_decisions(out_buf *b)
-{
-    family(b, "vigil_decisions_total", "counter",
-           "Transaction decisions, by outcome; degraded=\"true\" when made by the fallback rule.");
+    metrics_family(
+        b, "vigil_decisions_total", "counter",
+        "Transaction decisions, by outcome; degraded=\"true\" when made by the fallback rule.");
     for (size_t i = 0; i < NDECISIONS; i++)
         for (int d = 0; d < 2; d++)
-            outf(b, "vigil_decisions_total{decision=\"%s\",degraded=\"%s\"} %llu\n", decisions[i],
-                 d ? "true" : "false", (unsigned long long)get(&decision_counts[i][d]));
-}
-
-void metrics_handler(http_req *req, http_resp *resp)
-{
-    const app *a = req->app;
-    out_buf b = {0};
-    family(&b, "vigil_build_info", "gauge", "Build information; the value is always 1.");
-    outf(&b, "vigil_build_info{version=\"%s\"} 1\n", VIGIL_VERSION);
-    write_http(&b);
-    write_db(&b, a);
-    if (a->hp) {
-        write_worker(&b, a);
-        write_worker_calls(&b);
-    }
-    write_decisions(&b);
-    if (b.err) {
-        free(b.p);
-        http_problem(resp, 500, "internal", NULL, "metrics output exceeds %u bytes",
-                     METRICS_MAX_OUTPUT);
-        return;
-    }
-    http_raw(resp, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
+            dynbuf_printf(b, "vigil_decisions_total{decision=\"%s\",degraded=\"%s\"} %llu\n",
+                          decisions[i], d ? "true" : "false",
+                          (unsigned long long)get(&decision_counts[i][d]));
 }

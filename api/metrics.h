@@ -1,49 +1,62 @@
-/* metrics.h - Prometheus metrics of vigil-api, served as GET /metrics (text format 0.0.4).
+/* metrics.h - the API's Prometheus counters: requests, worker calls, decisions.
  *
- * Owns: fixed-size tables of counters and latency histograms, updated from any thread with
- * relaxed atomics (no lock, no allocation on the observe paths), and the scrape handler, which
- * adds gauges read at scrape time: the PostgreSQL pool (db_pool_counts), the worker's liveness (a
- * HELLO with a short deadline) and the worker's own counters (its STATS op, re-exported one by one
- * as vigil_hotpath_<name>).
+ * Owns: fixed-size tables of counters and latency histograms, written from any thread with relaxed
+ * atomics (no lock, no allocation on the observe paths) by the HTTP layer, the worker client and
+ * the decision code, and their text-format series, which the /metrics handler (scrape.c) writes
+ * into its page.  Includes nothing of api/ but the route type: every floor may count.
  *
  * Label sets are bounded by construction: requests are labelled by route *pattern* (an index into
- * routes_table, "unmatched" for 404/405 answers), by method from a fixed list and by status from a
- * fixed list ("other" beyond it); worker calls by op (< WIRE_OP_MAX) and outcome; decisions by the
- * three outcomes of the schema plus "other".  So a client sending random paths or methods cannot
- * grow the output.
+ * the server's route table, "unmatched" for 404/405 answers), by method from a fixed list and by
+ * status from a fixed list ("other" beyond it); worker calls by op (< WIRE_OP_MAX) and result;
+ * decisions by the three outcomes of the schema plus "other".  So a client sending random paths or
+ * methods cannot grow the output.
  *
- * Costs: every observe_* is O(buckets) atomic adds; a scrape is O(series) plus two worker round
- * trips bounded by METRICS_HOTPATH_DEADLINE_MS, and its output by METRICS_MAX_OUTPUT bytes.
- * /metrics needs no key: restrict it at the network (see docker/README.md). */
+ * Costs: every observe_* is O(buckets) atomic adds; the writers are O(series). */
 #ifndef VIGIL_METRICS_H
 #define VIGIL_METRICS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http.h"
+#include "dynbuf.h"
+#include "router.h"
+#include "wire.h"
 
 #define METRICS_MAX_ROUTES 64 /* routes beyond this are counted as "other" */
-#define METRICS_HOTPATH_DEADLINE_MS 300
-#define METRICS_MAX_OUTPUT (1u << 20)
 
-/* Monotonic clock in microseconds, for the durations passed below.  Thread-safe. */
-int64_t metrics_now_us(void);
+/* Results of a worker call that are not a wire status (those are 0..WIRE_STATUS_MAX-1). */
+enum metrics_hp_result {
+    METRICS_HP_BUSY = WIRE_STATUS_MAX, /* no pooled connection, or the worker had no free slot */
+    METRICS_HP_DOWN,                   /* cannot connect, or the connection broke */
+    METRICS_HP_TIMEOUT,                /* deadline passed */
+    METRICS_HP_PROTO,                  /* not a valid response */
+};
 
-/* A request finished: route_index is the matched route's index in routes_table, or -1 when no
- * route matched.  method is the request method (any string; mapped to a fixed set), status the
+/* A request finished: route_index is the matched route's index in the server's table, or -1 when
+ * no route matched.  method is the request method (any string; mapped to a fixed set), status the
  * HTTP status sent (0 if none), duration_us the time since the first byte.  Thread-safe. */
 void metrics_observe_request(int route_index, const char *method, int status, int64_t duration_us);
 
-/* A worker round trip finished (called by hpc_call): op is the wire op, hpc_rc the hpc_status,
- * wire_status the worker's answer when hpc_rc is HPC_OK.  Thread-safe. */
-void metrics_observe_hotpath(unsigned op, int hpc_rc, int wire_status, int64_t duration_us);
+/* A worker round trip finished: op is the wire op, result the worker's wire status or a
+ * metrics_hp_result.  Thread-safe. */
+void metrics_observe_hotpath(unsigned op, int result, int64_t duration_us);
 
 /* A transaction decision was made: decision is "allow", "review" or "block" (anything else counts
  * as "other"); degraded is nonzero when it was made without the model (fallback).  Thread-safe. */
 void metrics_observe_decision(const char *decision, int degraded);
 
-/* GET /metrics.  No authentication (route scope SCOPE_NONE). */
-void metrics_handler(http_req *req, http_resp *resp);
+/* ---- text format (for scrape.c) ---- */
+
+/* "# HELP name help\n# TYPE name type\n". */
+void metrics_family(dynbuf *b, const char *name, const char *type, const char *help);
+/* A label value with \, " and newline escaped as the text format requires, into out[cap]
+ * (truncated to fit).  Returns out. */
+const char *metrics_label_escape(const char *s, char *out, size_t cap);
+/* vigil_http_requests_total and vigil_http_request_duration_seconds; routes label the rows. */
+void metrics_write_http(dynbuf *b, const route *routes, size_t nroutes);
+/* vigil_worker_calls_total and vigil_worker_call_duration_seconds. */
+void metrics_write_worker_calls(dynbuf *b);
+/* vigil_decisions_total. */
+void metrics_write_decisions(dynbuf *b);
 
 #endif

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "sha256.h"
-#include "wire.h"
+#include "clock.h"
 
 /* Arbitrary constant naming vigil's migration lock in pg_advisory_lock's key space. */
 #define MIGRATE_LOCK_KEY "7238041972"
@@ -45,7 +45,7 @@ fail:
 
 int migrate_run(db_pool *pool, int *applied, char *err, size_t errlen)
 {
-    int64_t dl = wire_now_ms() + MIGRATE_TIMEOUT_MS;
+    int64_t dl = clock_now_ms() + MIGRATE_TIMEOUT_MS;
     db_conn *c = NULL;
     PGresult *r = NULL;
     int locked = 0, rc = -1;

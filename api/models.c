@@ -14,6 +14,7 @@
 #include "dbreq.h"
 #include "fields.h"
 #include "http.h"
+#include "logline.h"
 #include "modelfile.h"
 #include "rows.h"
 #include "scoring.h"
@@ -419,18 +420,18 @@ void models_predict(http_req *req, http_resp *resp)
     } else if (sc == SC_NOT_FOUND) {
         http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
     } else if (sc == SC_UNAVAILABLE || sc == SC_DB) {
-        char extra[700], esc[520];
-        http_json_escape(err, esc, sizeof esc);
-        snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"error\":\"%s\"", req->request_id,
-                 esc);
-        http_log("warn", "scoring unavailable", extra);
+        logline l;
+        logline_begin(&l, "warn", "scoring_unavailable");
+        logline_str(&l, "request_id", req->request_id);
+        logline_str(&l, "error", err);
+        logline_end(&l);
         http_unavailable(resp, "the scoring worker is unavailable");
     } else {
-        char extra[700], esc[520];
-        http_json_escape(err, esc, sizeof esc);
-        snprintf(extra, sizeof extra, ",\"request_id\":\"%s\",\"error\":\"%s\"", req->request_id,
-                 esc);
-        http_log("error", "scoring failed", extra);
+        logline l;
+        logline_begin(&l, "error", "scoring_failed");
+        logline_str(&l, "request_id", req->request_id);
+        logline_str(&l, "error", err);
+        logline_end(&l);
         http_problem(resp, 500, "internal", NULL, "scoring failed (request %s)", req->request_id);
     }
 done:

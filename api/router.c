@@ -1,6 +1,7 @@
 /* router.c - path matching over the route table.  See router.h. */
 #include "router.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,7 +42,7 @@ static int pattern_match(const char *pattern, char **seg, int n, const char **pa
         if (i >= n)
             return 0;
         if (p[0] == '{') {
-            if (k == HTTP_MAX_PARAMS)
+            if (k == ROUTER_MAX_PARAMS)
                 return 0;
             params[k++] = seg[i];
         } else if (strlen(seg[i]) != len || memcmp(seg[i], p, len) != 0) {
@@ -62,6 +63,7 @@ const route *router_match(const route *table, size_t n, const char *method, char
                           const char **params, int *nparams, int *status, char *allow,
                           size_t allowlen)
 {
+    assert((table || n == 0) && method && path && params && nparams && status && allow);
     char *seg[ROUTER_MAX_SEGMENTS];
     int nseg = split(path, seg);
     *status = 404;
@@ -72,7 +74,7 @@ const route *router_match(const route *table, size_t n, const char *method, char
         return NULL;
     int path_matched = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *tmp[HTTP_MAX_PARAMS];
+        const char *tmp[ROUTER_MAX_PARAMS];
         int k = 0;
         if (!pattern_match(table[i].pattern, seg, nseg, tmp, &k))
             continue;

@@ -1,35 +1,39 @@
-/* router.h - maps (method, path) to a route of the table in routes.c.
+/* router.h - maps (method, path) to a route of a table (the application's is in routes.c, handed
+ * to the HTTP layer at start-up; a test may hand its own).
  *
  * Patterns are literal segments and "{name}" placeholders that match one non-empty segment.
  * Costs: O(routes x segments) per request, no allocation: parameters point into the caller's
- * copy of the path, which router_match splits in place. */
+ * copy of the path, which router_match splits in place.  Includes nothing of api/: the handler
+ * type names the HTTP layer's request and response structs without needing their definitions. */
 #ifndef VIGIL_ROUTER_H
 #define VIGIL_ROUTER_H
 
 #include <stddef.h>
 
-#include "http.h"
+struct http_req;
+struct http_resp;
+
+#define ROUTER_MAX_PARAMS 4
+
+/* A resource handler: runs on the connection's thread, fills the response (see http.h). */
+typedef void (*route_handler)(struct http_req *req, struct http_resp *resp);
 
 enum route_body { BODY_NONE = 0, BODY_JSON, BODY_MODEL, BODY_PREDICT };
 
 typedef struct route {
     const char *method;
     const char *pattern;
-    http_handler fn;
-    unsigned scope; /* SCOPE_NONE: public; otherwise the scope a key needs */
+    route_handler fn;
+    unsigned scope; /* 0 (SCOPE_NONE): public; otherwise the scope a key needs (http.h) */
     int body;       /* enum route_body: which size limit applies */
 } route;
-
-/* The application's route table (routes.c). */
-extern const route routes_table[];
-extern const size_t routes_count;
 
 #define ROUTER_MAX_SEGMENTS 16
 #define ROUTER_MAX_PATH 512
 
 /* Matches path (split in place: it must be a writable copy) against table.  Returns the route and
- * fills params/nparams; or NULL with *status 404 (no pattern matches) or 405 (pattern matches, not
- * the method; allow[] then lists the methods, comma-separated). */
+ * fills params[ROUTER_MAX_PARAMS]/nparams; or NULL with *status 404 (no pattern matches) or 405
+ * (pattern matches, not the method; allow[] then lists the methods, comma-separated). */
 const route *router_match(const route *table, size_t n, const char *method, char *path,
                           const char **params, int *nparams, int *status, char *allow,
                           size_t allowlen);

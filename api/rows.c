@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dynbuf.h"
+#include "hex.h"
 #include "json.h"
 
 #define ROWS_NAME_MAX 1024
@@ -38,11 +40,6 @@ static int peek(rd *r)
 {
     ws(r);
     return r->off < r->len ? (unsigned char)r->p[r->off] : -1;
-}
-
-static int hexv(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c - 'A' + 10;
 }
 
 /* Reads a (validated) JSON string at r into out[cap] unescaped.  Always consumes the whole
@@ -77,12 +74,12 @@ static int read_string(rd *r, char *out, size_t cap)
             case 'u':
                 cp = 0;
                 for (int i = 0; i < 4; i++)
-                    cp = cp << 4 | (unsigned)hexv(r->p[r->off++]);
+                    cp = cp << 4 | (unsigned)hex_digit(r->p[r->off++]);
                 if (cp >= 0xD800 && cp <= 0xDBFF) { /* validated: a low surrogate follows */
                     unsigned lo = 0;
                     r->off += 2;
                     for (int i = 0; i < 4; i++)
-                        lo = lo << 4 | (unsigned)hexv(r->p[r->off++]);
+                        lo = lo << 4 | (unsigned)hex_digit(r->p[r->off++]);
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
                 break;
@@ -165,25 +162,20 @@ static void fail(rows_result *res, int status, const char *field, const char *fm
     va_end(ap);
 }
 
-/* Makes room for one more row.  Returns 0 or -1 (413 past max_rows, 500 on OOM). */
-static int grow(rows_result *res, size_t *cap, uint32_t nfeat, uint32_t max_rows)
+/* Appends one row to the matrix (mat, bounded by max_rows rows; res->rows follows it).  Returns
+ * 0 or -1 (413 past max_rows, 500 on OOM, res->rows then NULL). */
+static int grow(rows_result *res, dynbuf *mat, uint32_t nfeat, uint32_t max_rows)
 {
-    if (res->nrows < *cap)
-        return 0;
     if (res->nrows >= max_rows) {
         fail(res, 413, "rows", "more than %u rows in one request", max_rows);
         return -1;
     }
-    size_t ncap = *cap ? *cap * 2 : 64;
-    if (ncap > max_rows)
-        ncap = max_rows;
-    float *m = realloc(res->rows, ncap * nfeat * sizeof(float));
-    if (!m) {
-        fail(res, 500, "rows", "out of memory for %zu rows", ncap);
+    if (!dynbuf_extend(mat, (size_t)nfeat * sizeof(float))) {
+        res->rows = NULL; /* freed by the buffer */
+        fail(res, 500, "rows", "out of memory for %u rows", res->nrows + 1);
         return -1;
     }
-    res->rows = m;
-    *cap = ncap;
+    res->rows = (float *)(void *)mat->p;
     return 0;
 }
 
@@ -194,7 +186,8 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
     char key[ROWS_NAME_MAX], field[64];
     name_ix *ix = NULL;
     uint32_t *seen = NULL; /* seen[k] == row + 1: feature k already set in this row */
-    size_t cap = 0;
+    dynbuf mat;            /* the matrix; res->rows points into it */
+    dynbuf_init(&mat, (size_t)max_rows * nfeat * sizeof(float));
     int seen_rows = 0, seen_margin = 0;
     if (json_validate(body, len, res->err, sizeof res->err) != 0) {
         res->status = 400;
@@ -240,7 +233,7 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
             }
             r.off++;
             while (peek(&r) != ']') {
-                if (grow(res, &cap, nfeat, max_rows))
+                if (grow(res, &mat, nfeat, max_rows))
                     goto fail;
                 float *row = res->rows + (size_t)res->nrows * nfeat;
                 long ri = (long)res->nrows;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "hpclient.h"
 #include "model.h"
 #include "refeval.h"
@@ -248,14 +249,6 @@ static int run_inprocess(const app *a, scoring_job *jobs, int njobs, int64_t dea
 /* ---- worker mode -------------------------------------------------------------------------------
  */
 
-static int hex_nibble(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : 0;
-}
-
 /* The 48-byte model key: UUID bytes then SHA-256 bytes, both from their hex text. */
 static void put_key(wire_writer *w, const scoring_model *m)
 {
@@ -266,12 +259,13 @@ static void put_key(wire_writer *w, const scoring_model *m)
     for (const char *s = m->id; *s && k < 16; s++) {
         if (*s == '-')
             continue;
-        p[k] = (uint8_t)(hex_nibble(s[0]) << 4 | hex_nibble(s[1]));
+        if (hex_decode(s, 1, p + k) != 0)
+            p[k] = 0; /* ids come from the database: never reached */
         s++;
         k++;
     }
-    for (int i = 0; i < 32; i++)
-        p[16 + i] = (uint8_t)(hex_nibble(m->sha256[2 * i]) << 4 | hex_nibble(m->sha256[2 * i + 1]));
+    if (hex_decode(m->sha256, 32, p + 16) != 0)
+        memset(p + 16, 0, 32);
 }
 
 static int map_hpc(int rc, char *err, size_t errlen)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "dbreq.h"
 #include "fields.h"
 #include "json.h"

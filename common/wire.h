@@ -97,7 +97,8 @@ int wire_header_decode(const uint8_t *in, uint32_t max_payload, wire_header *h);
 const char *wire_status_name(int status);
 const char *wire_op_name(int op);
 
-/* Monotonic clock in milliseconds, for deadlines. */
+/* Monotonic clock in milliseconds, for deadlines: clock_now_ms() (common/clock.h), kept under this
+ * name for the worker and the tests; new code calls clock_now_ms. */
 int64_t wire_now_ms(void);
 
 /* Reads exactly n bytes from fd.  deadline_ms is an absolute wire_now_ms() value, or -1 to block.

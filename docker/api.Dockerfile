@@ -54,8 +54,7 @@ LABEL org.vigil.image="1"
 COPY --from=build /rootfs/ /
 USER 10001:10000
 ENV VIGIL_HTTP_ADDR=0.0.0.0:8080 \
-    VIGIL_HOTPATH_SOCKET=/run/vigil/hotpath.sock \
-    VIGIL_DATA_DIR=/tmp
+    VIGIL_HOTPATH_SOCKET=/run/vigil/hotpath.sock
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["/usr/local/bin/vigil-api", "--health-check"]

@@ -327,9 +327,9 @@ codes=$(cat "$work"/inflight.* | tr '\n' ' ')
 check "the 4 in-flight uploads completed (HTTP: $codes)" test "$codes" = "201 201 201 201 "
 docker logs "$api_id" >"$work/api.log" 2>&1
 check "API log: stopped with 0 abandoned requests" grep -q '"abandoned_requests":0' "$work/api.log"
-# The uploads were really in flight: their request lines come after "shutting down".
+# The uploads were really in flight: their request lines come after the "shutdown" line.
 check "API log: uploads finished after SIGTERM" awk '
-    /"msg":"shutting down"/ { down = NR }
+    /"event":"shutdown"/ { down = NR }
     /"path":"\/api\/v1\/models"/ && /"method":"POST"/ && down { after++ }
     END { exit !(after == 4) }' "$work/api.log"
 

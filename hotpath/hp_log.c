@@ -1,128 +1,32 @@
-/* hp_log.c - allocation-free JSON log lines.  See hp_log.h.
+/* hp_log.c - the worker's log lines.  See hp_log.h.
  *
- * Why not fprintf(stderr): stdio may allocate its buffer lazily and takes a lock per stream; and
- * why not gmtime_r: its first call may load the time-zone database (malloc).  The timestamp is
- * computed here from CLOCK_REALTIME with the civil-from-days algorithm (H. Hinnant). */
+ * The line builder is common/logline.c (allocation-free: no stdio stream, no gmtime_r, whose first
+ * call may load the time-zone database); the functions here give it the worker's names. */
 #include "hp_log.h"
 
-#include <errno.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-/* Room always kept free for ,"truncated":true}\n so a line can be closed. */
-#define RESERVE 24
-
-static void put(hp_log_line *l, const char *s, size_t n)
-{
-    if (l->truncated)
-        return;
-    if (n > HP_LOG_LINE_MAX - RESERVE - l->len) {
-        l->truncated = 1;
-        return;
-    }
-    memcpy(l->buf + l->len, s, n);
-    l->len += n;
-}
-
-static void puts_(hp_log_line *l, const char *s)
-{
-    put(l, s, strlen(s));
-}
-
-/* Appends s as a JSON string body: escapes quote, backslash and control bytes; other bytes pass. */
-static void put_escaped(hp_log_line *l, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[6];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            put(l, esc, 2);
-        } else if (c < 0x20 || c == 0x7f) {
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            put(l, esc, 6);
-        } else {
-            put(l, (const char *)&c, 1);
-        }
-    }
-}
-
-static void put_key(hp_log_line *l, const char *key)
-{
-    put(l, ",\"", 2);
-    put_escaped(l, key);
-    put(l, "\":", 2);
-}
-
-/* Days since 1970-01-01 -> proleptic Gregorian y/m/d. */
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
+#include "clock.h"
 
 void hp_log_begin(hp_log_line *l, const char *level, const char *event)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t secs = ts.tv_sec;
-    int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
-    int64_t sod = secs - days * 86400;
-    int64_t y;
-    unsigned mo, d;
-    civil_from_days(days, &y, &mo, &d);
-
-    l->len = 0;
-    l->truncated = 0;
-    char tmp[96];
-    int n = snprintf(tmp, sizeof tmp, "{\"ts\":\"%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ\"",
-                     (long long)y, mo, d, (unsigned)(sod / 3600), (unsigned)(sod / 60 % 60),
-                     (unsigned)(sod % 60), (unsigned)(ts.tv_nsec / 1000000));
-    put(l, tmp, n > 0 && (size_t)n < sizeof tmp ? (size_t)n : 0);
-    hp_log_str(l, "level", level);
-    hp_log_str(l, "event", event);
+    logline_begin(l, level, event);
 }
 
 void hp_log_str(hp_log_line *l, const char *key, const char *value)
 {
-    put_key(l, key);
-    if (value == NULL) {
-        puts_(l, "null");
-        return;
-    }
-    put(l, "\"", 1);
-    put_escaped(l, value);
-    put(l, "\"", 1);
+    logline_str(l, key, value);
 }
 
 void hp_log_u64(hp_log_line *l, const char *key, uint64_t value)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)value);
-    put_key(l, key);
-    put(l, tmp, (size_t)n);
+    logline_u64(l, key, value);
 }
 
 void hp_log_i64(hp_log_line *l, const char *key, int64_t value)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)value);
-    put_key(l, key);
-    put(l, tmp, (size_t)n);
+    logline_i64(l, key, value);
 }
 
 void hp_log_errno(hp_log_line *l, const char *key, int errnum)
@@ -135,24 +39,7 @@ void hp_log_errno(hp_log_line *l, const char *key, int errnum)
 
 void hp_log_end(hp_log_line *l)
 {
-    if (l->truncated) {
-        /* put() refuses once truncated, so append directly into the reserved tail. */
-        static const char tail[] = ",\"truncated\":true";
-        memcpy(l->buf + l->len, tail, sizeof tail - 1);
-        l->len += sizeof tail - 1;
-    }
-    l->buf[l->len++] = '}';
-    l->buf[l->len++] = '\n';
-    size_t off = 0;
-    while (off < l->len) {
-        ssize_t r = write(STDERR_FILENO, l->buf + off, l->len - off);
-        if (r > 0)
-            off += (size_t)r;
-        else if (r < 0 && errno == EINTR)
-            continue;
-        else
-            break; /* nowhere to report a failing stderr */
-    }
+    logline_end(l);
 }
 
 /* One window per monotonic second.  The reset at a window change races benignly with concurrent
@@ -163,9 +50,7 @@ static _Atomic uint64_t rl_dropped;
 
 int hp_log_ratelimit(uint64_t *suppressed)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now = ts.tv_sec;
+    int64_t now = clock_now_ms() / 1000;
     int64_t w = atomic_load_explicit(&rl_window, memory_order_relaxed);
     if (w != now && atomic_compare_exchange_strong(&rl_window, &w, now))
         atomic_store(&rl_count, 0);

@@ -1,29 +1,29 @@
-/* hp_log.h - one JSON object per line on stderr, built without allocating.
+/* hp_log.h - the worker's log lines: the shared line builder of common/logline.h under the
+ * worker's names, plus the rate limit for lines a peer can cause.
  *
- * Owns: the worker's log format and the error-line rate limit.  A line is assembled in a
- * caller-owned hp_log_line (on the stack, HP_LOG_LINE_MAX bytes) and written with a single
- * write(2), so lines from different threads never interleave (pipes guarantee atomicity up to
- * PIPE_BUF = 4096 bytes, and a line is shorter).  Costs: O(line length); no malloc, no stdio
- * streams, no locale, no time-zone database - safe after hp_ready().
+ * Owns: the error-line rate limit.  The format is common/logline.h's, which vigil-api writes too:
  *
- *   {"ts":"2024-05-01T12:00:00.123Z","level":"info","event":"ready","socket":"var/run/x.sock"}
+ *   {"time":"2024-05-01T12:00:00.123456Z","level":"info","event":"ready","socket":"var/run/x.sock"}
  *
- * Values that do not fit are dropped and the line gets "truncated":true. */
+ * time (UTC, RFC 3339, microseconds), level, event (snake_case identifier), then members; free
+ * text in "error" or "detail".  A line is assembled in a caller-owned hp_log_line (on the stack,
+ * HP_LOG_LINE_MAX bytes) and written with a single write(2), so lines from different threads never
+ * interleave.  Costs: O(line length); no malloc, no stdio streams, no locale, no time-zone
+ * database - safe after hp_ready().  Values that do not fit are shortened (strings) or dropped and
+ * the line gets "truncated":true. */
 #ifndef VIGIL_HP_LOG_H
 #define VIGIL_HP_LOG_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define HP_LOG_LINE_MAX 1024
+#include "logline.h"
 
-typedef struct hp_log_line {
-    char buf[HP_LOG_LINE_MAX];
-    size_t len;
-    int truncated;
-} hp_log_line;
+#define HP_LOG_LINE_MAX LOGLINE_MAX
 
-/* Starts a line with ts, level and event.  level and event are plain identifiers. */
+typedef logline hp_log_line;
+
+/* Starts a line with time, level and event.  level and event are plain identifiers. */
 void hp_log_begin(hp_log_line *l, const char *level, const char *event);
 /* Adds "key":"value" (value JSON-escaped; NULL is written as null). */
 void hp_log_str(hp_log_line *l, const char *key, const char *value);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh BIN_DIR [unit|e2e|docker|all] - runs the Check test binaries built under BIN_DIR/tests
 # (and, for "all" and "docker", docker/test.sh when a Docker engine answers) and prints one closing
-# line "N passed, N failed" adding up Check's per-binary summaries and docker/test.sh's own line.
+# line "N passed, N failed" adding up Check's per-binary summaries, docker/test.sh's own line and
+# the script checks (tests/tools/apigraph.py: one test each).
 # Each e2e binary gets its own temp root, swept afterwards so no server outlives the run even when
 # a test binary crashes.
 set -uo pipefail
@@ -43,9 +44,31 @@ run_one() {
   fi
 }
 
+# A check that is a script rather than a Check binary: one test, passed when it exits 0.
+run_script() {
+  local name=$1 out rc
+  shift
+  echo "=== $name"
+  out=$("$@" 2>&1)
+  rc=$?
+  echo "$out"
+  if [ $rc -eq 0 ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    bad_bins+=("$name (exit $rc)")
+  fi
+}
+
+# Objects of the build whose binaries are tested (bin -> build/release, bin/asan -> build/asan).
+objdir=build/release
+case "$bin" in *asan*) objdir=build/asan ;; esac
+
 shopt -s nullglob
 if [ "$what" = all ] || [ "$what" = unit ]; then
   for t in "$bin"/tests/test_*; do run_one "$t"; done
+  # The include/call graph of api/ has no cycle (tests/tools/apigraph.py).
+  run_script apigraph /usr/bin/python3 tests/tools/apigraph.py "$objdir/api" api
 fi
 if [ "$what" = all ] || [ "$what" = e2e ]; then
   for t in "$bin"/tests/e2e_*; do run_one "$t"; done

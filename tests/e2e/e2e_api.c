@@ -1084,9 +1084,9 @@ START_TEST(request_ids_and_log)
         ck_assert_msg(j != NULL, "log line is not JSON: %s", line);
         ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "time")));
         ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "level")));
-        ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "msg")));
+        ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "event")));
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "request_id");
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "msg");
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "event");
         if (cJSON_IsString(id) && strcmp(msg->valuestring, "request") == 0) {
             ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "method")));
             ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "path")));
@@ -1260,9 +1260,9 @@ START_TEST(log_is_json_lines_after_restart)
         ck_assert_msg(cJSON_IsObject(j), "log line is not a JSON object: %s", line);
         ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "time")));
         ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "level")));
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "msg");
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "event");
         ck_assert(cJSON_IsString(msg));
-        starts += strcmp(msg->valuestring, "listening") == 0;
+        starts += strcmp(msg->valuestring, "ready") == 0;
         cJSON_Delete(j);
     }
     ck_assert_int_ge(starts, 3);

@@ -265,7 +265,7 @@ START_TEST(startup_rejects_bad_env)
         ck_assert_msg(rc != 0 && rc < 128, "%s: exit %d (want a clean non-zero exit)\n%s",
                       t[i].assign, rc, log);
         assert_startup_message(log, t[i].var);
-        ck_assert_ptr_null(strstr(log, "listening"));
+        ck_assert_ptr_null(strstr(log, "\"event\":\"ready\""));
         ck_assert_ptr_null(strstr(log, "short\"")); /* a rejected key is not echoed */
         free(log);
     }
@@ -328,7 +328,7 @@ START_TEST(migrations_recorded_with_checksums)
     globfree(&g);
     /* The API's own start said so. */
     char *log = h_read_file(&E, "api.log");
-    ck_assert_ptr_nonnull(strstr(log, "\"msg\":\"migrations up to date\""));
+    ck_assert_ptr_nonnull(strstr(log, "\"event\":\"migrations_up_to_date\""));
     free(log);
 }
 END_TEST
@@ -361,7 +361,7 @@ START_TEST(changed_checksum_stops_startup)
     ck_assert_msg(rc != 0 && rc < 128, "exit %d\n%s", rc, log);
     ck_assert_msg(strstr(log, "changed since it ran") != NULL, "no clear message:\n%s", log);
     ck_assert_ptr_nonnull(strstr(log, "vigil-api: migrate:"));
-    ck_assert_ptr_null(strstr(log, "listening"));
+    ck_assert_ptr_null(strstr(log, "\"event\":\"ready\""));
     free(log);
     /* And with the checksum restored, a start succeeds again. */
     h_resp r;
@@ -558,8 +558,8 @@ START_TEST(graceful_shutdown_drains)
     ck_assert_int_eq(atoi(n), ok);
 
     char *log = h_read_file(&E, "api.log");
-    ck_assert_ptr_nonnull(strstr(log, "\"msg\":\"shutting down\""));
-    ck_assert_ptr_nonnull(strstr(log, "\"msg\":\"stopped\""));
+    ck_assert_ptr_nonnull(strstr(log, "\"event\":\"shutdown\""));
+    ck_assert_ptr_nonnull(strstr(log, "\"event\":\"stopped\""));
     ck_assert_ptr_nonnull(strstr(log, "\"abandoned_requests\":0"));
     free(log);
 }

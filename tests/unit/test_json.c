@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
 #include "json.h"
+#include "logline.h"
 
 /* ---- helpers ----------------------------------------------------------------------------------
  */
@@ -426,7 +426,7 @@ START_TEST(print_is_compact)
 }
 END_TEST
 
-/* http_json_escape (api/http.c) feeds every log line: its output inside quotes must be strict
+/* logline_escape (common/logline.c) feeds every log line: its output inside quotes must be strict
  * JSON whatever the input bytes.  Expected escapes written by hand. */
 START_TEST(log_escape_is_strict_json)
 {
@@ -446,7 +446,7 @@ START_TEST(log_escape_is_strict_json)
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char out[256], doc[300], err[128];
-        http_json_escape(t[i].in, out, sizeof out);
+        logline_escape(t[i].in, out, sizeof out);
         ck_assert_str_eq(out, t[i].want);
         snprintf(doc, sizeof doc, "\"%s\"", out);
         ck_assert_msg(json_validate(doc, strlen(doc), err, sizeof err) == 0, "case %zu: %s", i,
@@ -454,7 +454,7 @@ START_TEST(log_escape_is_strict_json)
     }
     /* Bounded: a long input is cut, never overrun, and still valid. */
     char small[10], doc[20], err[128];
-    http_json_escape("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\"\"\"", small, sizeof small);
+    logline_escape("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\"\"\"", small, sizeof small);
     ck_assert_uint_lt(strlen(small), sizeof small);
     snprintf(doc, sizeof doc, "\"%s\"", small);
     ck_assert_int_eq(json_validate(doc, strlen(doc), err, sizeof err), 0);

@@ -1,8 +1,9 @@
-/* test_metrics.c - unit tests for api/metrics.{h,c}: counters and histogram buckets land in the
- * series named by route pattern, method and status; unknown methods, statuses and unmatched paths
- * fold into fixed "other"/"unmatched" series (the label set cannot grow); worker calls by op and
- * result; decisions.  The scrape runs against a pool that never connects and no worker.  Expected
- * lines are written out by hand from the text format. */
+/* test_metrics.c - unit tests for api/metrics.{h,c} (counters) through api/scrape.c (GET /metrics):
+ * counters and histogram buckets land in the series named by route pattern, method and status;
+ * unknown methods, statuses and unmatched paths fold into fixed "other"/"unmatched" series (the
+ * label set cannot grow); worker calls by op and result; decisions.  The scrape runs against a pool
+ * that never connects and no worker.  Expected lines are written out by hand from the text format.
+ */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,8 @@
 #include "db.h"
 #include "hpclient.h"
 #include "metrics.h"
-#include "router.h"
+#include "routes.h"
+#include "scrape.h"
 #include "wire.h"
 
 /* Runs the handler and returns its body (NUL-terminated, caller frees). */
@@ -24,9 +26,13 @@ static char *scrape(void)
     db_pool *pool = db_pool_create("postgresql:///none?host=/nonexistent", 3, 100, err, sizeof err);
     ck_assert_ptr_nonnull(pool);
     app a = {.cfg = &c, .db = pool};
-    http_req req = {.app = &a, .method = "GET", .path = "/metrics"};
+    http_req req = {.app = &a,
+                    .method = "GET",
+                    .path = "/metrics",
+                    .routes = routes_table,
+                    .nroutes = routes_count};
     http_resp resp = {0};
-    metrics_handler(&req, &resp);
+    scrape_handler(&req, &resp);
     db_pool_destroy(pool);
     ck_assert_int_eq(resp.status, 200);
     ck_assert_str_eq(resp.content_type, "text/plain; version=0.0.4; charset=utf-8");
@@ -164,18 +170,18 @@ START_TEST(worker_calls)
     static cfg c;
     char err[256];
     c.db_pool_size = 1;
-    metrics_observe_hotpath(WIRE_OP_SCORE, HPC_OK, WIRE_OK, 300);
-    metrics_observe_hotpath(WIRE_OP_SCORE, HPC_OK, WIRE_E_UNKNOWN_MODEL, 300);
-    metrics_observe_hotpath(WIRE_OP_LOAD_MODEL, HPC_TIMEOUT, 0, 2000000);
-    metrics_observe_hotpath(WIRE_OP_SCORE, HPC_BUSY, 0, 10);
+    metrics_observe_hotpath(WIRE_OP_SCORE, WIRE_OK, 300);
+    metrics_observe_hotpath(WIRE_OP_SCORE, WIRE_E_UNKNOWN_MODEL, 300);
+    metrics_observe_hotpath(WIRE_OP_LOAD_MODEL, METRICS_HP_TIMEOUT, 2000000);
+    metrics_observe_hotpath(WIRE_OP_SCORE, METRICS_HP_BUSY, 10);
     db_pool *pool = db_pool_create("postgresql:///none?host=/nonexistent", 1, 100, err, sizeof err);
-    hpc_pool *hp = hpc_pool_create("/nonexistent/hotpath.sock", 1, 1 << 20, err, sizeof err);
+    hpc_pool *hp = hpc_pool_create("/nonexistent/hotpath.sock", 1, 1 << 20, 2000, err, sizeof err);
     ck_assert_ptr_nonnull(pool);
     ck_assert_ptr_nonnull(hp);
     app a = {.cfg = &c, .db = pool, .hp = hp};
     http_req req = {.app = &a, .method = "GET", .path = "/metrics"};
     http_resp resp = {0};
-    metrics_handler(&req, &resp);
+    scrape_handler(&req, &resp);
     ck_assert_int_eq(resp.status, 200);
     char *s = strndup(resp.body, resp.body_len);
     free(resp.body);

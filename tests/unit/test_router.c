@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "router.h"
+#include "routes.h"
 #include "users.h"
 
 /* Distinct dummy handlers so a match can be identified by its function too. */

@@ -1,0 +1,167 @@
+/* scrape.c - GET /metrics: the API's counters, the pool gauges and the worker's own figures.
+ * See scrape.h. */
+#include "scrape.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "db.h"
+#include "dynbuf.h"
+#include "hpclient.h"
+#include "metrics.h"
+#include "wire.h"
+
+#ifndef VIGIL_VERSION
+#define VIGIL_VERSION "0.1.0"
+#endif
+
+static void write_db(dynbuf *b, const app *a)
+{
+    int in_use = 0, open = 0;
+    unsigned long long waits = 0;
+    db_pool_counts(a->db, &in_use, &open, &waits);
+    metrics_family(b, "vigil_db_pool_size", "gauge",
+                   "Maximum PostgreSQL connections (VIGIL_DB_POOL_SIZE).");
+    dynbuf_printf(b, "vigil_db_pool_size %d\n", a->cfg->db_pool_size);
+    metrics_family(b, "vigil_db_pool_connections_open", "gauge",
+                   "PostgreSQL connections currently open.");
+    dynbuf_printf(b, "vigil_db_pool_connections_open %d\n", open);
+    metrics_family(b, "vigil_db_pool_connections_in_use", "gauge",
+                   "PostgreSQL connections currently handed out to requests.");
+    dynbuf_printf(b, "vigil_db_pool_connections_in_use %d\n", in_use);
+    metrics_family(b, "vigil_db_pool_waits_total", "counter",
+                   "Times a request had to wait for a free PostgreSQL connection.");
+    dynbuf_printf(b, "vigil_db_pool_waits_total %llu\n", waits);
+}
+
+/* A STATS name as a metric-name suffix: [a-zA-Z0-9_] kept, anything else becomes '_'. */
+static void sanitize_name(char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
+            *s = '_';
+}
+
+#define MAX_STATS 512 /* STATS entries re-exported per scrape; the rest are dropped */
+#define STAT_NAME_MAX 64
+
+static pthread_mutex_t stats_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Re-exports the STATS payload (u16 n, n x (str name, u64 value)) as vigil_hotpath_<name>.
+ * Names that collide with the API's own vigil_hotpath_* families or repeat are skipped. */
+static void write_worker_stats(dynbuf *b, const uint8_t *payload, uint32_t len)
+{
+    static const char *const reserved[] = {"up", "info", "kernel_info"};
+    static char names[MAX_STATS][STAT_NAME_MAX]; /* guarded by stats_mu: one scrape at a time */
+    assert(pthread_mutex_trylock(&stats_mu) == EBUSY); /* contract: caller holds stats_mu */
+    wire_reader r;
+    wire_reader_init(&r, payload, len);
+    unsigned n = wire_get_u16(&r);
+    unsigned kept = 0;
+    for (unsigned i = 0; i < n && kept < MAX_STATS; i++) {
+        char *name = names[kept];
+        wire_get_str(&r, name, STAT_NAME_MAX);
+        uint64_t v = wire_get_u64(&r);
+        if (r.err)
+            break;
+        sanitize_name(name);
+        int skip = name[0] == '\0';
+        for (size_t k = 0; !skip && k < sizeof reserved / sizeof reserved[0]; k++)
+            skip = strcmp(name, reserved[k]) == 0;
+        for (unsigned k = 0; !skip && k < kept; k++)
+            skip = strcmp(name, names[k]) == 0;
+        if (skip)
+            continue;
+        kept++;
+        dynbuf_printf(b, "# HELP vigil_hotpath_%s vigil-hotpath STATS value %s.\n", name, name);
+        dynbuf_printf(b, "# TYPE vigil_hotpath_%s untyped\n", name);
+        dynbuf_printf(b, "vigil_hotpath_%s %llu\n", name, (unsigned long long)v);
+    }
+}
+
+/* Parses a HELLO answer (u16 proto, str version, u16 n, n x (u16 op, str name, str impl)). */
+static void write_worker_hello(dynbuf *b, const uint8_t *payload, uint32_t len)
+{
+    char version[64], name[64], impl[64], e1[140], e2[140];
+    wire_reader r;
+    wire_reader_init(&r, payload, len);
+    unsigned proto = wire_get_u16(&r);
+    wire_get_str(&r, version, sizeof version);
+    unsigned n = wire_get_u16(&r);
+    if (r.err)
+        return;
+    metrics_family(b, "vigil_hotpath_info", "gauge",
+                   "The worker's version and protocol, from HELLO.");
+    dynbuf_printf(b, "vigil_hotpath_info{version=\"%s\",protocol=\"%u\"} 1\n",
+                  metrics_label_escape(version, e1, sizeof e1), proto);
+    metrics_family(b, "vigil_hotpath_kernel_info", "gauge",
+                   "Kernels the worker registers, from HELLO.");
+    for (unsigned i = 0; i < n && i < WIRE_OP_MAX; i++) {
+        unsigned op = wire_get_u16(&r);
+        wire_get_str(&r, name, sizeof name);
+        wire_get_str(&r, impl, sizeof impl);
+        if (r.err)
+            break;
+        dynbuf_printf(b, "vigil_hotpath_kernel_info{op=\"%s\",impl=\"%s\",code=\"%u\"} 1\n",
+                      metrics_label_escape(name, e1, sizeof e1),
+                      metrics_label_escape(impl, e2, sizeof e2), op);
+    }
+}
+
+/* HELLO then STATS, each bounded by SCRAPE_HOTPATH_DEADLINE_MS, so a hung worker delays a scrape
+ * by at most twice that. */
+static void write_worker(dynbuf *b, const app *a)
+{
+    char err[256];
+    hpc_reply rep;
+    int up = 0;
+    int rc = hpc_call(a->hp, WIRE_OP_HELLO, NULL, 0, clock_now_ms() + SCRAPE_HOTPATH_DEADLINE_MS,
+                      SCRAPE_HOTPATH_DEADLINE_MS / 2, &rep, err, sizeof err);
+    if (rc == HPC_OK && rep.status == WIRE_OK) {
+        up = 1;
+        write_worker_hello(b, rep.payload, rep.len);
+    }
+    hpc_reply_free(&rep);
+    metrics_family(b, "vigil_hotpath_up", "gauge",
+                   "1 when vigil-hotpath answered HELLO during this scrape, else 0.");
+    dynbuf_printf(b, "vigil_hotpath_up %d\n", up);
+    if (!up)
+        return;
+    rc = hpc_call(a->hp, WIRE_OP_STATS, NULL, 0, clock_now_ms() + SCRAPE_HOTPATH_DEADLINE_MS,
+                  SCRAPE_HOTPATH_DEADLINE_MS / 2, &rep, err, sizeof err);
+    if (rc == HPC_OK && rep.status == WIRE_OK) {
+        pthread_mutex_lock(&stats_mu);
+        write_worker_stats(b, rep.payload, rep.len);
+        pthread_mutex_unlock(&stats_mu);
+    }
+    hpc_reply_free(&rep);
+}
+
+void scrape_handler(http_req *req, http_resp *resp)
+{
+    const app *a = req->app;
+    dynbuf b;
+    dynbuf_init(&b, SCRAPE_MAX_OUTPUT);
+    metrics_family(&b, "vigil_build_info", "gauge", "Build information; the value is always 1.");
+    dynbuf_printf(&b, "vigil_build_info{version=\"%s\"} 1\n", VIGIL_VERSION);
+    metrics_write_http(&b, req->routes, req->nroutes);
+    write_db(&b, a);
+    if (a->hp) {
+        write_worker(&b, a);
+        metrics_write_worker_calls(&b);
+    }
+    metrics_write_decisions(&b);
+    size_t len;
+    char *text = dynbuf_take(&b, &len); /* NULL once the output passed its bound (or OOM) */
+    if (!text) {
+        http_problem(resp, 500, "internal", NULL, "metrics output exceeds %u bytes",
+                     SCRAPE_MAX_OUTPUT);
+        return;
+    }
+    http_raw(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}

@@ -1,0 +1,451 @@
+/* test_http.c - the lower floors of the API on their own: the logger (common/logline), the bounded
+ * buffer (common/dynbuf), the pool wait (api/pool), the worker client's call timeout (api/hpclient)
+ * and the HTTP layer (api/http) serving a tiny route table of this file's own, with its own key
+ * check, on a free port, spoken to over a plain socket.
+ *
+ * This binary links only config, json, router, metrics, pool, db, hpclient, http and common/
+ * (see API_FLOORS in the Makefile): no resource handler, no auth.o, no routes.o.  That it links at
+ * all is half the test.  Expected values are written out by hand. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "db.h"
+#include "dynbuf.h"
+#include "hpclient.h"
+#include "http.h"
+#include "json.h"
+#include "logline.h"
+#include "metrics.h"
+#include "pool.h"
+
+/* ---- stderr capture: log lines go to stderr ------------------------------------------------- */
+
+static int saved_stderr = -1;
+static char cap_path[256];
+
+static void capture_begin(void)
+{
+    const char *tmp = getenv("VIGIL_TEST_TMP");
+    snprintf(cap_path, sizeof cap_path, "%s/test_http.XXXXXX", tmp ? tmp : "/tmp");
+    int fd = mkstemp(cap_path);
+    ck_assert_int_ge(fd, 0);
+    fflush(stderr);
+    saved_stderr = dup(STDERR_FILENO);
+    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+    close(fd);
+}
+
+/* Restores stderr; returns what was written (caller frees). */
+static char *capture_end(void)
+{
+    fflush(stderr);
+    dup2(saved_stderr, STDERR_FILENO);
+    close(saved_stderr);
+    FILE *f = fopen(cap_path, "r");
+    ck_assert_ptr_nonnull(f);
+    char *text = calloc(1, 1 << 16);
+    size_t n = fread(text, 1, (1 << 16) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    unlink(cap_path);
+    return text;
+}
+
+/* ---- log ------------------------------------------------------------------------------------- */
+
+START_TEST(log_line_schema)
+{
+    capture_begin();
+    logline l;
+    logline_begin(&l, "info", "unit_event");
+    logline_str(&l, "request_id", "r-1");
+    logline_str(&l, "detail", "a \"quoted\"\nline \xff");
+    logline_str(&l, "none", NULL);
+    logline_i64(&l, "n", -42);
+    logline_bool(&l, "ok", 1);
+    logline_end(&l);
+    logline_event("warn", "second", NULL, NULL);
+    char *text = capture_end();
+    char *nl = strchr(text, '\n');
+    ck_assert_ptr_nonnull(nl);
+    *nl = '\0';
+    char err[128];
+    ck_assert_msg(json_validate(text, strlen(text), err, sizeof err) == 0, "%s: %s", err, text);
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "time");
+    ck_assert(cJSON_IsString(t));
+    /* 2024-05-01T12:00:00.123456Z */
+    ck_assert_uint_eq(strlen(t->valuestring), 27);
+    ck_assert_int_eq(t->valuestring[10], 'T');
+    ck_assert_int_eq(t->valuestring[19], '.');
+    ck_assert_int_eq(t->valuestring[26], 'Z');
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "level")->valuestring, "info");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "event")->valuestring, "unit_event");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "request_id")->valuestring, "r-1");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "detail")->valuestring,
+                     "a \"quoted\"\nline \xef\xbf\xbd");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "none")));
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(j, "n")->valueint, -42);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ok")));
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(j, "truncated"));
+    cJSON_Delete(j);
+    ck_assert_ptr_nonnull(strstr(nl + 1, "\"level\":\"warn\",\"event\":\"second\"}\n"));
+    free(text);
+}
+END_TEST
+
+/* A value longer than the line is shortened, the line says so and stays one strict JSON line. */
+START_TEST(log_line_truncated)
+{
+    static char big[3 * LOGLINE_MAX];
+    memset(big, 'x', sizeof big - 1);
+    capture_begin();
+    logline l;
+    logline_begin(&l, "info", "big");
+    logline_str(&l, "path", big);
+    logline_i64(&l, "after", 1); /* no room left: dropped */
+    logline_end(&l);
+    char *text = capture_end();
+    size_t n = strlen(text);
+    ck_assert_uint_le(n, LOGLINE_MAX);
+    ck_assert_int_eq(text[n - 1], '\n');
+    ck_assert_ptr_eq(strchr(text, '\n'), text + n - 1); /* one line */
+    text[n - 1] = '\0';
+    char err[128];
+    ck_assert_msg(json_validate(text, n - 1, err, sizeof err) == 0, "%s", err);
+    ck_assert_ptr_nonnull(strstr(text, ",\"truncated\":true}"));
+    ck_assert_ptr_null(strstr(text, "\"after\""));
+    free(text);
+}
+END_TEST
+
+/* ---- dynbuf ---------------------------------------------------------------------------------- */
+
+START_TEST(dynbuf_bound_n_and_n_plus_1)
+{
+    dynbuf b;
+    dynbuf_init(&b, 10);
+    ck_assert_int_eq(dynbuf_append(&b, "0123456789", 10), DYNBUF_OK); /* N */
+    ck_assert_str_eq(b.p, "0123456789");
+    ck_assert_int_eq(dynbuf_append(&b, "x", 1), DYNBUF_E_LIMIT);  /* N + 1 */
+    ck_assert_int_eq(dynbuf_printf(&b, "%d", 1), DYNBUF_E_LIMIT); /* sticky */
+    size_t len = 99;
+    ck_assert_ptr_null(dynbuf_take(&b, &len));
+    ck_assert_uint_eq(len, 0);
+
+    dynbuf_init(&b, 1000);
+    for (int i = 0; i < 100; i++)
+        ck_assert_int_eq(dynbuf_printf(&b, "%d,", i % 10), DYNBUF_OK);
+    ck_assert_uint_eq(b.len, 200);
+    float *row = dynbuf_extend(&b, 8);
+    ck_assert_ptr_nonnull(row);
+    ck_assert_uint_eq(b.len, 208);
+    char *s = dynbuf_take(&b, &len);
+    ck_assert_uint_eq(len, 208);
+    ck_assert(strncmp(s, "0,1,2,", 6) == 0);
+    free(s);
+    ck_assert_ptr_null(b.p);
+    dynbuf_free(&b);
+}
+END_TEST
+
+/* ---- pool wait ------------------------------------------------------------------------------- */
+
+static int never_open(const void *ctx, int i)
+{
+    (void)ctx;
+    (void)i;
+    return 0;
+}
+
+static int open_1(const void *ctx, int i)
+{
+    (void)ctx;
+    return i == 1;
+}
+
+typedef struct waiter {
+    pool_slots *p;
+    int got;
+} waiter;
+
+static void *wait_thread(void *arg)
+{
+    waiter *w = arg;
+    w->got = pool_take(w->p, clock_now_ms() + 60000, never_open, NULL);
+    return NULL;
+}
+
+START_TEST(pool_wait)
+{
+    pool_slots p;
+    ck_assert_int_eq(pool_init(&p, 2), 0);
+    /* An open slot is preferred over an empty one. */
+    ck_assert_int_eq(pool_take(&p, clock_now_ms() + 1000, open_1, NULL), 1);
+    ck_assert_int_eq(pool_take(&p, clock_now_ms() + 1000, open_1, NULL), 0);
+    /* Exhausted: a deadline already passed answers at once (no EINVAL spin), a short one too. */
+    ck_assert_int_eq(pool_take(&p, clock_now_ms() - 1000, never_open, NULL), -1);
+    ck_assert_int_eq(pool_take(&p, clock_now_ms() + 20, never_open, NULL), -1);
+    int in_use, open;
+    unsigned long long waits;
+    pool_counts(&p, open_1, NULL, &in_use, &open, &waits);
+    ck_assert_int_eq(in_use, 2);
+    ck_assert_int_eq(open, 1);
+    ck_assert_uint_eq(waits, 2);
+    /* A waiter gets the slot given back, long before its own deadline. */
+    waiter w = {&p, -2};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, wait_thread, &w), 0);
+    pool_give(&p, 1);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(w.got, 1);
+    pool_give(&p, 1);
+    pool_give(&p, 0);
+    pool_counts(&p, open_1, NULL, &in_use, &open, &waits);
+    ck_assert_int_eq(in_use, 0);
+    pool_fini(&p);
+}
+END_TEST
+
+/* ---- the worker client's call timeout -------------------------------------------------------- */
+
+/* A "worker" that accepts connections (the backlog does) and never answers: only
+ * VIGIL_HOTPATH_TIMEOUT_MS (the pool's call timeout) can end the call, well before the request's
+ * one-minute deadline. */
+START_TEST(hpc_call_timeout_bounds_the_call)
+{
+    const char *tmp = getenv("VIGIL_TEST_TMP");
+    char path[108];
+    snprintf(path, sizeof path, "%s/mute.sock", tmp ? tmp : "/tmp");
+    unlink(path);
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(lfd, 8), 0);
+    char err[256];
+    hpc_pool *hp = hpc_pool_create(path, 1, 1 << 20, 200, err, sizeof err);
+    ck_assert_ptr_nonnull(hp);
+    hpc_reply rep;
+    int64_t request_deadline = clock_now_ms() + 60000;
+    int rc = hpc_call(hp, WIRE_OP_HELLO, NULL, 0, request_deadline, 1000, &rep, err, sizeof err);
+    ck_assert_int_eq(rc, HPC_TIMEOUT);
+    ck_assert_msg(clock_now_ms() < request_deadline, "the call waited for the request deadline");
+    hpc_reply_free(&rep);
+    hpc_pool_destroy(hp);
+    close(lfd);
+    unlink(path);
+}
+END_TEST
+
+/* ---- the HTTP layer with a route table of its own -------------------------------------------- */
+
+static void h_ping(http_req *q, http_resp *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "pong", q->nparams ? q->params[0] : "");
+    http_json(r, 200, o);
+}
+
+static void h_secret(http_req *q, http_resp *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "key", q->key_id);
+    http_json(r, 200, o);
+}
+
+/* The key check main would hand over (auth.c); here: "Bearer good" has the read scope only. */
+static int fake_auth(http_req *q, http_resp *r, unsigned scope)
+{
+    const char *h = http_header(q, "Authorization");
+    if (!h || strcmp(h, "Bearer good") != 0) {
+        http_problem(r, 401, "unauthorized", NULL, "no");
+        return -1;
+    }
+    if (scope & ~(unsigned)SCOPE_READ) {
+        http_problem(r, 403, "forbidden", NULL, "read only");
+        return -1;
+    }
+    snprintf(q->key_id, sizeof q->key_id, "k-1");
+    return 0;
+}
+
+static const route tiny[] = {
+    {"GET", "/ping/{x}", h_ping, SCOPE_NONE, BODY_NONE},
+    {"GET", "/secret", h_secret, SCOPE_READ, BODY_NONE},
+    {"POST", "/secret", h_secret, SCOPE_WRITE, BODY_JSON},
+};
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* Sends raw (a whole HTTP/1.0 request) and returns the status; body (if not NULL) gets the rest
+ * of the answer after the headers. */
+static int request(int port, const char *raw, char *body, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = 20};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(send(fd, raw, strlen(raw), 0), (ssize_t)strlen(raw));
+    static char in[16384];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof in - 1 && (n = recv(fd, in + got, sizeof in - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    in[got] = '\0';
+    close(fd);
+    int status = 0;
+    ck_assert_int_eq(sscanf(in, "HTTP/1.%*d %d", &status), 1);
+    if (body) {
+        const char *b = strstr(in, "\r\n\r\n");
+        snprintf(body, cap, "%s", b ? b + 4 : "");
+    }
+    return status;
+}
+
+START_TEST(http_serves_a_table_it_is_given)
+{
+    static cfg c;
+    char err[256], body[4096], raw[512];
+    ck_assert_int_eq(cfg_load(&c, 0, err, sizeof err), 0);
+    c.http_port = free_port();
+    app a = {.cfg = &c};
+    http_setup setup = {tiny, sizeof tiny / sizeof tiny[0], fake_auth};
+    capture_begin();
+    http_server *s = http_start(&a, &setup, err, sizeof err);
+    ck_assert_msg(s != NULL, "%s", err);
+
+    int st = request(c.http_port, "GET /ping/abc HTTP/1.0\r\nX-Request-Id: t-1\r\n\r\n", body,
+                     sizeof body);
+    ck_assert_int_eq(st, 200);
+    ck_assert_str_eq(body, "{\"pong\":\"abc\"}");
+    ck_assert_int_eq(request(c.http_port, "GET /nope HTTP/1.0\r\n\r\n", NULL, 0), 404);
+    ck_assert_int_eq(request(c.http_port, "DELETE /secret HTTP/1.0\r\n\r\n", body, sizeof body),
+                     405);
+    ck_assert_int_eq(request(c.http_port, "GET /secret HTTP/1.0\r\n\r\n", NULL, 0), 401);
+    st = request(c.http_port, "GET /secret HTTP/1.0\r\nAuthorization: Bearer good\r\n\r\n", body,
+                 sizeof body);
+    ck_assert_int_eq(st, 200);
+    ck_assert_str_eq(body, "{\"key\":\"k-1\"}");
+    snprintf(raw, sizeof raw,
+             "POST /secret HTTP/1.0\r\nAuthorization: Bearer good\r\nContent-Type: "
+             "application/json\r\nContent-Length: 2\r\n\r\n{}");
+    ck_assert_int_eq(request(c.http_port, raw, NULL, 0), 403);
+    /* Body limit at N + 1: refused from Content-Length alone. */
+    snprintf(raw, sizeof raw,
+             "POST /secret HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+             "\r\n",
+             c.max_body_bytes + 1);
+    ck_assert_int_eq(request(c.http_port, raw, NULL, 0), 413);
+    ck_assert_int_eq(http_stop(s), 0);
+    char *log = capture_end();
+
+    /* One request line per request, in the shared schema, with the route's own request id. */
+    int lines = 0, found = 0;
+    for (char *line = log, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        ck_assert_ptr_nonnull(nl);
+        *nl = '\0';
+        cJSON *j = cJSON_Parse(line);
+        ck_assert_msg(j != NULL, "not JSON: %s", line);
+        const cJSON *ev = cJSON_GetObjectItemCaseSensitive(j, "event");
+        ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "time")));
+        ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "level")));
+        ck_assert(cJSON_IsString(ev));
+        if (strcmp(ev->valuestring, "request") == 0) {
+            lines++;
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "request_id");
+            if (strcmp(id->valuestring, "t-1") == 0) {
+                found++;
+                ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "path")->valuestring,
+                                 "/ping/abc");
+                ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(j, "status")->valueint, 200);
+            }
+        }
+        cJSON_Delete(j);
+    }
+    free(log);
+    ck_assert_int_eq(lines, 7);
+    ck_assert_int_eq(found, 1);
+
+    /* The counters name routes from the table the server was given. */
+    dynbuf b;
+    dynbuf_init(&b, 1 << 20);
+    metrics_write_http(&b, tiny, sizeof tiny / sizeof tiny[0]);
+    ck_assert_msg(strstr(b.p, "vigil_http_requests_total{route=\"/ping/{x}\",method=\"GET\","
+                              "status=\"200\"} 1\n") != NULL,
+                  "%s", b.p);
+    ck_assert_ptr_nonnull(strstr(b.p, "route=\"unmatched\",method=\"GET\",status=\"404\"} 1\n"));
+    dynbuf_free(&b);
+}
+END_TEST
+
+/* The database pool: a server that cannot be reached is DB_DOWN, never a hang, and the pool
+ * counts stay right (the slot is given back). */
+START_TEST(db_pool_unreachable)
+{
+    char err[256];
+    db_pool *p = db_pool_create("postgresql:///none?host=/nonexistent", 1, 100, err, sizeof err);
+    ck_assert_ptr_nonnull(p);
+    db_conn *c = NULL;
+    ck_assert_int_eq(db_acquire(p, clock_now_ms() + 5000, 1000, &c), DB_DOWN);
+    ck_assert_ptr_null(c);
+    int in_use, open;
+    unsigned long long waits;
+    db_pool_counts(p, &in_use, &open, &waits);
+    ck_assert_int_eq(in_use, 0);
+    ck_assert_int_eq(open, 0);
+    db_pool_destroy(p);
+}
+END_TEST
+
+static Suite *floors_suite(void)
+{
+    Suite *s = suite_create("http");
+    TCase *tc = tcase_create("floors");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, log_line_schema);
+    tcase_add_test(tc, log_line_truncated);
+    tcase_add_test(tc, dynbuf_bound_n_and_n_plus_1);
+    tcase_add_test(tc, pool_wait);
+    tcase_add_test(tc, hpc_call_timeout_bounds_the_call);
+    tcase_add_test(tc, http_serves_a_table_it_is_given);
+    tcase_add_test(tc, db_pool_unreachable);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(floors_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

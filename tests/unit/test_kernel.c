@@ -1,6 +1,11 @@
-/* test_kernel.c - the worker's scoring kernel (hotpath/hp_forest.c through hotpath/hp_arena.c and
- * hotpath/hp_k_score.c), differentially against the reference evaluator common/refeval.c, which
- * test_model.c pins to xgboost 1.7.4's own predictions:
+/* test_kernel.c - the worker's scoring kernels: EVERY scorer registered in hotpath/hp_scorers.def
+ * (hp_scorer_at(0..hp_scorer_count()-1): the tuned hp_forest.c, the plain reference layout, and
+ * whatever is added there), through hotpath/hp_arena.c and hotpath/hp_k_score.c, differentially
+ * against the reference evaluator common/refeval.c, which test_model.c pins to xgboost 1.7.4's
+ * own predictions.  Each test below is a Check loop test over the registry (one iteration per
+ * scorer, which prints "<test>: kernel <name>"), so a new scorer is held to all of it without an
+ * edit here; the few assertions about hp_forest's own layout (heap/linked/binned) run only on
+ * the forest scorer's layout:
  *   - every fixture: compiled with xgb_compile, validated, loaded into an arena, scored with and
  *     without the compute pool: bit-identical to refeval, and as close to xgboost as refeval is;
  *   - thousands of random models built with model_builder (depths 0..30, sparse and full trees,
@@ -23,6 +28,8 @@
 #include "hp_forest.h"
 #include "hp_k_score.h"
 #include "hp_pool.h"
+#include "hp_scorer.h"
+#include "hp_store.h"
 #include "model.h"
 #include "model_build.h"
 #include "refeval.h"
@@ -82,18 +89,48 @@ static void rnd_key(uint8_t key[WIRE_MODEL_KEY_SIZE])
         key[i] = (uint8_t)rnd64();
 }
 
-/* Arena + pool for a test; the pool has at least one helper even on one CPU, so the parallel
- * split always runs. */
+/* Scorer, arena + pool for a test; the pool has at least one helper even on one CPU, so the
+ * parallel split always runs.  Each loop test starts with use_scorer(_i, ...). */
+static const hp_scorer *T_sc;
 static hp_arena *T_arena;
 static hp_pool *T_pool;
 
 static void kernel_setup(void)
 {
     char err[256];
-    T_arena = hp_arena_create((size_t)16 << 20, err, sizeof err);
-    ck_assert_msg(T_arena != NULL, "%s", err);
     T_pool = hp_pool_create(1, err, sizeof err);
     ck_assert_msg(T_pool != NULL, "%s", err);
+}
+
+/* Selects registered scorer i for this iteration and gives it a fresh arena of bytes. */
+static void use_scorer_arena(int i, size_t bytes, const char *test)
+{
+    char err[256];
+    T_sc = hp_scorer_at((unsigned)i);
+    ck_assert_ptr_nonnull(T_sc);
+    hp_arena_destroy(T_arena);
+    T_arena = hp_arena_create(bytes, T_sc, err, sizeof err);
+    ck_assert_msg(T_arena != NULL, "%s", err);
+    printf("  %s: kernel %s\n", test, T_sc->name);
+}
+
+static void use_scorer(int i, const char *test)
+{
+    use_scorer_arena(i, (size_t)16 << 20, test);
+}
+
+/* The forest layout of m when the scorer under test is hp_forest's (white-box checks), else NULL.
+ */
+static const hp_forest *forest_of(const hp_model *m)
+{
+    return T_sc == &hp_scorer_forest ? (const hp_forest *)m->layout : NULL;
+}
+
+/* Bytes a model takes in the arena with the scorer under test. */
+static size_t arena_bytes(const model_view *v)
+{
+    size_t b = T_sc->bytes(v);
+    return (b + HP_LAYOUT_ALIGN - 1) / HP_LAYOUT_ALIGN * HP_LAYOUT_ALIGN;
 }
 
 static void kernel_teardown(void)
@@ -104,28 +141,30 @@ static void kernel_teardown(void)
     T_arena = NULL;
 }
 
-/* Loads v under a fresh random key and pins it.  Returns the forest, *handle for release. */
-static const hp_forest *load_pin(const model_view *v, uint8_t key[WIRE_MODEL_KEY_SIZE],
-                                 uint32_t *handle)
+/* Loads v under a fresh random key and pins it.  Returns the model, *handle for release. */
+static const hp_model *load_pin(const model_view *v, uint8_t key[WIRE_MODEL_KEY_SIZE],
+                                uint32_t *handle)
 {
     char err[256];
     rnd_key(key);
     int rc = hp_arena_load(T_arena, key, v, err, sizeof err);
     ck_assert_msg(rc == HP_ARENA_LOADED, "load: %d %s", rc, err);
     const uint8_t *keys[1] = {key};
-    const hp_forest *f = NULL;
-    ck_assert_int_eq(hp_arena_acquire(T_arena, keys, 1, &f, handle), -1);
-    ck_assert_ptr_nonnull(f);
-    return f;
+    const hp_model *m = NULL;
+    ck_assert_int_eq(hp_arena_acquire(T_arena, keys, 1, &m, handle), -1);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_ptr_nonnull(m->layout);
+    return m;
 }
 
 /* Scores rows both ways and with every split configuration; asserts bit equality.  what names the
  * case in messages. */
-static void check_same(const model_view *v, const hp_forest *f, const float *rows, size_t nrows,
+static void check_same(const model_view *v, const hp_model *m, const float *rows, size_t nrows,
                        int margin, const char *what)
 {
     uint32_t nout = model_outputs_per_row(v, margin);
-    ck_assert_uint_eq(hp_forest_outputs(f, margin), nout);
+    ck_assert_uint_eq(m->nout[margin != 0], nout);
+    ck_assert_uint_eq(m->num_feature, v->hdr->num_feature);
     size_t n = nrows * nout;
     float *want = malloc((n ? n : 1) * sizeof(float));
     float *got = malloc((n ? n : 1) * sizeof(float));
@@ -134,18 +173,18 @@ static void check_same(const model_view *v, const hp_forest *f, const float *row
     static const struct {
         int pool;
         uint64_t min_work;
-    } cfgs[] = {{0, 0}, {1, 0}, {1, HPF_PARALLEL_MIN_WORK}};
+    } cfgs[] = {{0, 0}, {1, 0}, {1, HP_PARALLEL_MIN_WORK}};
     for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
         memset(got, 0xA5, n * sizeof(float)); /* poison: every output must be written */
-        hp_forest_score(f, rows, nrows, margin, got, cfgs[c].pool ? T_pool : NULL,
-                        cfgs[c].min_work);
+        T_sc->score(m->layout, rows, nrows, margin, got, cfgs[c].pool ? T_pool : NULL,
+                    cfgs[c].min_work);
         long d = first_diff(got, want, n);
         ck_assert_msg(d < 0,
-                      "%s: %zu rows, margin=%d, pool=%d min_work=%llu: output %ld (row %ld) is "
-                      "%a (0x%08x), refeval %a (0x%08x)",
-                      what, nrows, margin, cfgs[c].pool, (unsigned long long)cfgs[c].min_work, d,
-                      d / (long)nout, (double)got[d], fx_bits(got[d]), (double)want[d],
-                      fx_bits(want[d]));
+                      "kernel %s: %s: %zu rows, margin=%d, pool=%d min_work=%llu: output %ld (row "
+                      "%ld) is %a (0x%08x), refeval %a (0x%08x)",
+                      T_sc->name, what, nrows, margin, cfgs[c].pool,
+                      (unsigned long long)cfgs[c].min_work, d, d / (long)nout, (double)got[d],
+                      fx_bits(got[d]), (double)want[d], fx_bits(want[d]));
     }
     free(want);
     free(got);
@@ -155,6 +194,7 @@ static void check_same(const model_view *v, const hp_forest *f, const float *row
 
 START_TEST(fixtures_bit_identical_to_refeval)
 {
+    use_scorer(_i, "fixtures_bit_identical_to_refeval");
     char names[64][64];
     size_t nfix = fx_manifest(names, 64);
     ck_assert_uint_ge(nfix, 20);
@@ -165,7 +205,7 @@ START_TEST(fixtures_bit_identical_to_refeval)
         void *blob = compile_fixture(names[fi], &blob_len, &v);
         uint8_t key[WIRE_MODEL_KEY_SIZE];
         uint32_t h;
-        const hp_forest *f = load_pin(&v, key, &h);
+        const hp_model *f = load_pin(&v, key, &h);
         char path[512];
         snprintf(path, sizeof path, "%s/%s.rows.txt", fx_dir(), names[fi]);
         float *rows = read_matrix(path, &nr, &nc);
@@ -177,9 +217,9 @@ START_TEST(fixtures_bit_identical_to_refeval)
             snprintf(path, sizeof path, "%s/%s.%s.txt", fx_dir(), names[fi],
                      margin ? "margin" : "pred");
             float *xgb = read_matrix(path, &pr, &pc);
-            ck_assert_uint_eq(pr * pc, nr * hp_forest_outputs(f, margin));
+            ck_assert_uint_eq(pr * pc, nr * f->nout[margin]);
             float *got = malloc(pr * pc * sizeof(float));
-            hp_forest_score(f, rows, nr, margin, got, T_pool, 0);
+            T_sc->score(f->layout, rows, nr, margin, got, T_pool, 0);
             size_t ident = 0;
             for (size_t i = 0; i < pr * pc; i++)
                 ident += fx_bits(got[i]) == fx_bits(xgb[i]) || (isnan(got[i]) && isnan(xgb[i]));
@@ -204,7 +244,8 @@ START_TEST(fixtures_bit_identical_to_refeval)
         free(rows);
         free(blob);
     }
-    printf("  fixtures: kernel outputs equal to xgboost 1.7.4's: %zu/%zu\n", same_as_xgb, total);
+    printf("  fixtures: kernel %s: outputs equal to xgboost 1.7.4's: %zu/%zu\n", T_sc->name,
+           same_as_xgb, total);
 }
 END_TEST
 
@@ -406,6 +447,14 @@ static float *random_rows(const gen *g, size_t nrows)
     return rows;
 }
 
+static int has_categorical(const model_view *v)
+{
+    for (uint32_t i = 0; i < v->hdr->num_nodes; i++)
+        if (v->nodes[i].left != -1 && (v->nodes[i].split & MODEL_NODE_CATEGORICAL))
+            return 1;
+    return 0;
+}
+
 static unsigned n_random_models(void)
 {
     const char *s = getenv("VIGIL_KERNEL_MODELS");
@@ -414,6 +463,7 @@ static unsigned n_random_models(void)
 
 START_TEST(random_models_bit_identical_to_refeval)
 {
+    use_scorer(_i, "random_models_bit_identical_to_refeval");
     gen g = {0};
     g.cats_cap = 4096;
     g.cats = malloc(g.cats_cap * sizeof *g.cats);
@@ -429,38 +479,46 @@ START_TEST(random_models_bit_identical_to_refeval)
         void *blob = random_model(&g, &v, &len, NULL, NULL);
         uint8_t key[WIRE_MODEL_KEY_SIZE];
         uint32_t h;
-        const hp_forest *f = load_pin(&v, key, &h); /* the 16 MiB arena evicts as it goes */
-        heap += f->heap_trees;
-        linked += f->num_trees - f->heap_trees;
-        dart += (f->flags & HPF_F_DART) != 0;
-        cat += (f->flags & HPF_F_CATEGORICAL) != 0;
-        binned += (f->flags & HPF_F_BINNED) != 0;
-        objs[f->objective]++;
+        const hp_model *mm = load_pin(&v, key, &h); /* the 16 MiB arena evicts as it goes */
+        const hp_forest *f = forest_of(mm);
+        if (f) {
+            heap += f->heap_trees;
+            linked += f->num_trees - f->heap_trees;
+            binned += (f->flags & HPF_F_BINNED) != 0;
+        }
+        dart += (v.hdr->flags & MODEL_F_DART) != 0;
+        cat += has_categorical(&v);
+        objs[v.hdr->objective]++;
         char what[64];
         snprintf(what, sizeof what, "random model %u (objective %s)", m,
                  model_objective_name(v.hdr->objective));
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
             float *rows = random_rows(&g, sizes[s]);
-            check_same(&v, f, rows, sizes[s], (int)((m + s) & 1), what);
+            check_same(&v, mm, rows, sizes[s], (int)((m + s) & 1), what);
             if (s == 0)
-                check_same(&v, f, rows, sizes[s], (int)((m + s + 1) & 1), what);
+                check_same(&v, mm, rows, sizes[s], (int)((m + s + 1) & 1), what);
             rows_total += sizes[s];
             free(rows);
         }
         hp_arena_release(T_arena, &h, 1);
         free(blob);
     }
-    printf("  random: %u models (%llu heap trees, %llu linked trees, %llu dart, %llu with "
-           "categorical splits, %llu binned), %llu rows, each scored 3 ways\n",
-           nmodels, (unsigned long long)heap, (unsigned long long)linked, (unsigned long long)dart,
-           (unsigned long long)cat, (unsigned long long)binned, (unsigned long long)rows_total);
-    /* The generator must have reached every case the kernel distinguishes. */
-    ck_assert_uint_gt(heap, 0);
-    ck_assert_uint_gt(linked, 0);
+    printf(
+        "  random: kernel %s: %u models (%llu heap trees, %llu linked trees, %llu dart, %llu with "
+        "categorical splits, %llu binned), %llu rows, each scored 3 ways\n",
+        T_sc->name, nmodels, (unsigned long long)heap, (unsigned long long)linked,
+        (unsigned long long)dart, (unsigned long long)cat, (unsigned long long)binned,
+        (unsigned long long)rows_total);
+    /* The generator must have reached every case the kernels distinguish (the layout counts are
+     * hp_forest's, known only on its own layout). */
+    if (T_sc == &hp_scorer_forest) {
+        ck_assert_uint_gt(heap, 0);
+        ck_assert_uint_gt(linked, 0);
+        ck_assert_uint_gt(binned, 0);
+        ck_assert_uint_gt(nmodels - binned, 0);
+    }
     ck_assert_uint_gt(dart, 0);
     ck_assert_uint_gt(cat, 0);
-    ck_assert_uint_gt(binned, 0);
-    ck_assert_uint_gt(nmodels - binned, 0);
     if (nmodels >= 500)
         for (uint32_t o = 1; o < MODEL_OBJ_MAX; o++)
             ck_assert_msg(objs[o] > 0, "objective %u never generated", o);
@@ -504,16 +562,20 @@ static void *complete_tree_model(uint32_t d, model_view *v, size_t *len)
 
 START_TEST(layout_heap_and_linked)
 {
-    /* Depth 12 complete: heap; depth 13: linked (over HPF_HEAP_MAX_DEPTH). */
+    use_scorer(_i, "layout_heap_and_linked");
+    /* Depth 12 complete: heap; depth 13: linked (over HPF_HEAP_MAX_DEPTH), in hp_forest. */
     for (uint32_t d = 11; d <= 13; d++) {
         model_view v;
         size_t len;
         void *blob = complete_tree_model(d, &v, &len);
         uint8_t key[WIRE_MODEL_KEY_SIZE];
         uint32_t h;
-        const hp_forest *f = load_pin(&v, key, &h);
-        ck_assert_uint_eq(f->heap_trees, d <= 12 ? 1 : 0);
-        ck_assert_uint_eq(f->trees[0].depth, d);
+        const hp_model *m = load_pin(&v, key, &h);
+        const hp_forest *f = forest_of(m);
+        if (f) {
+            ck_assert_uint_eq(f->heap_trees, d <= 12 ? 1 : 0);
+            ck_assert_uint_eq(f->trees[0].depth, d);
+        }
         /* Path by hand: features 0..d-1, x < 0 goes left; leaf index = bits of "went right". */
         float row[16];
         uint32_t want = 0;
@@ -523,7 +585,7 @@ START_TEST(layout_heap_and_linked)
             want = want * 2 + (uint32_t)right;
         }
         float out;
-        hp_forest_score(f, row, 1, 1, &out, NULL, 0);
+        T_sc->score(m->layout, row, 1, 1, &out, NULL, 0);
         ck_assert_float_eq(out, (float)want);
         hp_arena_release(T_arena, &h, 1);
         free(blob);
@@ -571,10 +633,12 @@ static void check_bin_limit(uint32_t nf, uint32_t distinct, int nan_thr, int wan
     ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
     uint8_t key[WIRE_MODEL_KEY_SIZE];
     uint32_t h;
-    const hp_forest *f = load_pin(&v, key, &h);
-    ck_assert_msg(((f->flags & HPF_F_BINNED) != 0) == want_binned,
-                  "nf %u, %u thresholds, nan %d: binned %d", nf, distinct, nan_thr,
-                  (f->flags & HPF_F_BINNED) != 0);
+    const hp_model *m = load_pin(&v, key, &h);
+    const hp_forest *f = forest_of(m);
+    if (f)
+        ck_assert_msg(((f->flags & HPF_F_BINNED) != 0) == want_binned,
+                      "nf %u, %u thresholds, nan %d: binned %d", nf, distinct, nan_thr,
+                      (f->flags & HPF_F_BINNED) != 0);
     size_t nrows = 300;
     float *rows = malloc(nrows * nf * sizeof(float));
     for (size_t i = 0; i < nrows * nf; i++) {
@@ -596,8 +660,8 @@ static void check_bin_limit(uint32_t nf, uint32_t distinct, int nan_thr, int wan
             rows[i] = t;
         }
     }
-    check_same(&v, f, rows, nrows, 1, "binned limits");
-    check_same(&v, f, rows, 1, 1, "binned limits, one row");
+    check_same(&v, m, rows, nrows, 1, "binned limits");
+    check_same(&v, m, rows, 1, 1, "binned limits, one row");
     hp_arena_release(T_arena, &h, 1);
     free(rows);
     free(blob);
@@ -606,6 +670,7 @@ static void check_bin_limit(uint32_t nf, uint32_t distinct, int nan_thr, int wan
 
 START_TEST(binned_layout_limits)
 {
+    use_scorer(_i, "binned_layout_limits");
     check_bin_limit(1, HPF_BIN_MAX_THRESHOLDS, 0, 1);
     check_bin_limit(1, HPF_BIN_MAX_THRESHOLDS + 1, 0, 0);
     check_bin_limit(HPF_BIN_MAX_FEATURES, 100, 0, 1);
@@ -648,6 +713,7 @@ static int32_t gen_exact(gen *g, uint32_t depth, uint32_t D, int spine)
  * runs of 1..40 trees broken by other depths, gbtree and dart, 1..3 groups; 1 and 2 rows. */
 START_TEST(binned_single_row_runs)
 {
+    use_scorer(_i, "binned_single_row_runs");
     gen g = {0};
     unsigned binned = 0;
     rng_state = 0x9E3779B97F4A7C15ull;
@@ -681,36 +747,37 @@ START_TEST(binned_single_row_runs)
             ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
             uint8_t key[WIRE_MODEL_KEY_SIZE];
             uint32_t h;
-            const hp_forest *f = load_pin(&v, key, &h);
-            binned += (f->flags & HPF_F_BINNED) != 0; /* all-leaf models are smaller plain */
+            const hp_model *m = load_pin(&v, key, &h);
+            const hp_forest *f = forest_of(m);
+            binned += f && (f->flags & HPF_F_BINNED) != 0; /* all-leaf models are smaller plain */
             for (int i = 0; i < 40; i++) {
                 size_t nrows = 1 + (size_t)(i & 1);
                 float *rows = random_rows(&g, nrows);
-                check_same(&v, f, rows, nrows, i & 2 ? 1 : 0, "binned single-row runs");
+                check_same(&v, m, rows, nrows, i & 2 ? 1 : 0, "binned single-row runs");
                 free(rows);
             }
             hp_arena_release(T_arena, &h, 1);
             free(blob);
         }
     }
-    ck_assert_uint_ge(binned, 32); /* 38 of 52 with this seed: NaN thresholds, tiny models */
+    if (T_sc == &hp_scorer_forest)
+        ck_assert_uint_ge(binned, 32); /* 38 of 52 with this seed: NaN thresholds, tiny models */
     free(g.nodes);
 }
 END_TEST
 
 /* ---- arena ----------------------------------------------------------------------------------- */
 
-/* A model of exactly one depth-8 complete tree: its forest takes a fixed number of bytes. */
+/* A model of exactly one depth-8 complete tree: its layout takes a fixed number of bytes. */
 START_TEST(arena_lru_pins_and_limits)
 {
     char err[256];
     model_view v;
     size_t len;
     void *blob = complete_tree_model(8, &v, &len);
-    size_t fb = hp_forest_bytes(&v);
-    hp_arena_destroy(T_arena);
-    T_arena = hp_arena_create(3 * fb, err, sizeof err); /* room for exactly three */
-    ck_assert_ptr_nonnull(T_arena);
+    use_scorer(_i, "arena_lru_pins_and_limits");
+    size_t fb = arena_bytes(&v);
+    use_scorer_arena(_i, 3 * fb, "arena_lru_pins_and_limits"); /* room for exactly three */
 
     uint8_t k[5][WIRE_MODEL_KEY_SIZE];
     for (int i = 0; i < 5; i++)
@@ -726,7 +793,7 @@ START_TEST(arena_lru_pins_and_limits)
     ck_assert_int_eq(hp_arena_touch(T_arena, k[3]), 1);
     /* Pin 3 (least recent now); loading 4 must evict 0 instead. */
     const uint8_t *keys[1] = {k[3]};
-    const hp_forest *f;
+    const hp_model *f;
     uint32_t h;
     ck_assert_int_eq(hp_arena_acquire(T_arena, keys, 1, &f, &h), -1);
     ck_assert_int_eq(hp_arena_load(T_arena, k[4], &v, err, sizeof err), HP_ARENA_LOADED);
@@ -734,13 +801,13 @@ START_TEST(arena_lru_pins_and_limits)
     ck_assert_int_eq(hp_arena_touch(T_arena, k[0]), 0);
     /* The pinned forest still scores correctly after its neighbours were replaced. */
     float row[8] = {0, -1, 0, -1, 0, -1, 0, -1}, out;
-    hp_forest_score(f, row, 1, 1, &out, NULL, 0);
+    T_sc->score(f->layout, row, 1, 1, &out, NULL, 0);
     ck_assert_float_eq(out, (float)0xAA); /* right, left, right, ... = 10101010b */
     hp_arena_release(T_arena, &h, 1);
 
     /* Acquire of several keys: the first missing one is reported, nothing stays pinned. */
     const uint8_t *two[3] = {k[3], k[0], k[1]};
-    const hp_forest *fs[3];
+    const hp_model *fs[3];
     uint32_t hs[3];
     ck_assert_int_eq(hp_arena_acquire(T_arena, two, 3, fs, hs), 1);
 
@@ -763,7 +830,7 @@ START_TEST(arena_lru_pins_and_limits)
 
     /* Bigger than the whole arena: TOO_BIG at once, whatever is resident. */
     blob = complete_tree_model(10, &v, &len);
-    ck_assert_uint_gt(hp_forest_bytes(&v), 3 * fb);
+    ck_assert_uint_gt(arena_bytes(&v), 3 * fb);
     ck_assert_int_eq(hp_arena_load(T_arena, k[1], &v, err, sizeof err), HP_ARENA_TOO_BIG);
     ck_assert_ptr_nonnull(strstr(err, "VIGIL_HOTPATH_MEMORY_MB"));
     free(blob);
@@ -775,8 +842,7 @@ END_TEST
 START_TEST(arena_index_survives_churn)
 {
     char err[256];
-    hp_arena_destroy(T_arena);
-    T_arena = hp_arena_create((size_t)1 << 20, err, sizeof err);
+    use_scorer_arena(_i, (size_t)1 << 20, "arena_index_survives_churn");
     gen g = {0};
     g.cats_cap = 4096;
     g.cats = malloc(g.cats_cap * sizeof *g.cats);
@@ -792,7 +858,7 @@ START_TEST(arena_index_survives_churn)
             memcpy(keys[i], keys[i - 1], 16);
         ck_assert_int_eq(hp_arena_load(T_arena, keys[i], &v, err, sizeof err), HP_ARENA_LOADED);
         const uint8_t *kp[1] = {keys[i]};
-        const hp_forest *f;
+        const hp_model *f;
         uint32_t h;
         ck_assert_int_eq(hp_arena_acquire(T_arena, kp, 1, &f, &h), -1);
         float *rows = random_rows(&g, 9);
@@ -810,8 +876,8 @@ START_TEST(arena_index_survives_churn)
     ck_assert_uint_eq(st.loads, N);
     ck_assert_uint_eq(st.loads - st.evictions, st.models_resident);
     ck_assert_uint_le(st.bytes_used, st.bytes_total);
-    printf("  churn: %d loads, %llu evictions, %llu resident, %llu bytes used\n", N,
-           (unsigned long long)st.evictions, (unsigned long long)st.models_resident,
+    printf("  churn: kernel %s: %d loads, %llu evictions, %llu resident, %llu bytes used\n",
+           T_sc->name, N, (unsigned long long)st.evictions, (unsigned long long)st.models_resident,
            (unsigned long long)st.bytes_used);
     free(g.nodes);
     free(g.cats);
@@ -823,11 +889,13 @@ END_TEST
 static _Alignas(4096) uint8_t in_buf[1 << 24];
 static _Alignas(4096) uint8_t out_buf[1 << 22];
 
+static hp_store *T_store; /* the handlers' state (hp_k_score.h) */
+
 static int call(hp_kernel_fn fn, uint32_t len, wire_writer *out)
 {
     hp_ctx ctx = {0};
     wire_writer_init(out, out_buf, sizeof out_buf);
-    return fn(&ctx, in_buf, len, out);
+    return fn(T_store, &ctx, in_buf, len, out);
 }
 
 static uint32_t put_load(const uint8_t *key, const void *blob, uint32_t blob_len)
@@ -854,8 +922,15 @@ static void put_section(wire_writer *w, const uint8_t *key, uint32_t flags, uint
 START_TEST(handlers_answer_every_case)
 {
     char err[256];
-    hp_config cfg = {.memory_bytes = (size_t)4 << 20};
-    ck_assert_int_eq(hp_k_score_init(&cfg, 2, err, sizeof err), 0);
+    use_scorer(_i, "handlers_answer_every_case");
+    ck_assert_msg(hp_store_create(T_sc, (size_t)4 << 20, 1, &T_store, err, sizeof err) == 0, "%s",
+                  err);
+    /* The init hook both handlers share hands the store over as their state. */
+    hp_kernel_env env = {.store = T_store};
+    void *state = NULL;
+    ck_assert_int_eq(hp_k_store_init(&env, &state, err, sizeof err), 0);
+    ck_assert_ptr_eq(state, T_store);
+    ck_assert_str_eq(hp_k_store_impl(state), T_sc->name);
     wire_writer out;
     size_t nr, nc, blob_len;
     model_view v;
@@ -995,7 +1070,8 @@ START_TEST(handlers_answer_every_case)
     ck_assert_ptr_nonnull(memmem(out_buf, out.len, "VIGIL_HOTPATH_MEMORY_MB", 23));
     free(bblob);
 
-    hp_k_score_fini();
+    hp_store_destroy(T_store);
+    T_store = NULL;
     free(rows);
     free(blob);
 }
@@ -1007,14 +1083,16 @@ static Suite *kernel_suite(void)
     TCase *tc = tcase_create("differential");
     tcase_add_checked_fixture(tc, kernel_setup, kernel_teardown);
     tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, fixtures_bit_identical_to_refeval);
-    tcase_add_test(tc, random_models_bit_identical_to_refeval);
-    tcase_add_test(tc, layout_heap_and_linked);
-    tcase_add_test(tc, binned_layout_limits);
-    tcase_add_test(tc, binned_single_row_runs);
-    tcase_add_test(tc, arena_lru_pins_and_limits);
-    tcase_add_test(tc, arena_index_survives_churn);
-    tcase_add_test(tc, handlers_answer_every_case);
+    /* Every test once per registered scorer (_i = its index in hp_scorers.def). */
+    int n = (int)hp_scorer_count();
+    tcase_add_loop_test(tc, fixtures_bit_identical_to_refeval, 0, n);
+    tcase_add_loop_test(tc, random_models_bit_identical_to_refeval, 0, n);
+    tcase_add_loop_test(tc, layout_heap_and_linked, 0, n);
+    tcase_add_loop_test(tc, binned_layout_limits, 0, n);
+    tcase_add_loop_test(tc, binned_single_row_runs, 0, n);
+    tcase_add_loop_test(tc, arena_lru_pins_and_limits, 0, n);
+    tcase_add_loop_test(tc, arena_index_survives_churn, 0, n);
+    tcase_add_loop_test(tc, handlers_answer_every_case, 0, n);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -5,7 +5,9 @@
  * own predictions.  Each test below is a Check loop test over the registry (one iteration per
  * scorer, which prints "<test>: kernel <name>"), so a new scorer is held to all of it without an
  * edit here; the few assertions about hp_forest's own layout (heap/linked/binned) run only on
- * the forest scorer's layout:
+ * the forest scorer's layout.  A scorer may decline models of a format it does not hold (its
+ * bytes() returns 0): they are skipped for it and counted ("declined"), but it may not decline
+ * every fixture.  What is checked:
  *   - every fixture: compiled with xgb_compile, validated, loaded into an arena, scored with and
  *     without the compute pool: bit-identical to refeval, and as close to xgboost as refeval is;
  *   - thousands of random models built with model_builder (depths 0..30, sparse and full trees,
@@ -15,6 +17,8 @@
  *     parallel split: bit-identical to refeval;
  *   - the arena: LRU eviction order, pinned models survive, too-big models, resident reloads;
  *   - the LOAD_MODEL / SCORE handlers on in-memory payloads: every error answer.
+ *   - a test scorer that declines some models and fails some builds: LOAD_MODEL answers
+ *     BAD_PAYLOAD / INTERNAL and the arena keeps nothing of either.
  * Expected values come from refeval (a second implementation) or are written out here. */
 #include <check.h>
 #include <float.h>
@@ -92,6 +96,10 @@ static void rnd_key(uint8_t key[WIRE_MODEL_KEY_SIZE])
 /* Scorer, arena + pool for a test; the pool has at least one helper even on one CPU, so the
  * parallel split always runs.  Each loop test starts with use_scorer(_i, ...). */
 static const hp_scorer *T_sc;
+/* Models the scorer under test declined (its bytes() returned 0: a format it does not hold);
+ * reset by use_scorer, printed by the tests that count. */
+static unsigned T_declined;
+
 static hp_arena *T_arena;
 static hp_pool *T_pool;
 
@@ -108,6 +116,7 @@ static void use_scorer_arena(int i, size_t bytes, const char *test)
     char err[256];
     T_sc = hp_scorer_at((unsigned)i);
     ck_assert_ptr_nonnull(T_sc);
+    T_declined = 0;
     hp_arena_destroy(T_arena);
     T_arena = hp_arena_create(bytes, T_sc, err, sizeof err);
     ck_assert_msg(T_arena != NULL, "%s", err);
@@ -141,13 +150,19 @@ static void kernel_teardown(void)
     T_arena = NULL;
 }
 
-/* Loads v under a fresh random key and pins it.  Returns the model, *handle for release. */
+/* Loads v under a fresh random key and pins it.  Returns the model, *handle for release; or NULL
+ * when the scorer declines v (the caller skips it: nothing is pinned). */
 static const hp_model *load_pin(const model_view *v, uint8_t key[WIRE_MODEL_KEY_SIZE],
                                 uint32_t *handle)
 {
     char err[256];
     rnd_key(key);
     int rc = hp_arena_load(T_arena, key, v, err, sizeof err);
+    if (rc == HP_ARENA_UNSUPPORTED) {
+        ck_assert_uint_eq(T_sc->bytes(v), 0);
+        T_declined++;
+        return NULL;
+    }
     ck_assert_msg(rc == HP_ARENA_LOADED, "load: %d %s", rc, err);
     const uint8_t *keys[1] = {key};
     const hp_model *m = NULL;
@@ -206,6 +221,10 @@ START_TEST(fixtures_bit_identical_to_refeval)
         uint8_t key[WIRE_MODEL_KEY_SIZE];
         uint32_t h;
         const hp_model *f = load_pin(&v, key, &h);
+        if (f == NULL) {
+            free(blob);
+            continue;
+        }
         char path[512];
         snprintf(path, sizeof path, "%s/%s.rows.txt", fx_dir(), names[fi]);
         float *rows = read_matrix(path, &nr, &nc);
@@ -244,8 +263,11 @@ START_TEST(fixtures_bit_identical_to_refeval)
         free(rows);
         free(blob);
     }
-    printf("  fixtures: kernel %s: outputs equal to xgboost 1.7.4's: %zu/%zu\n", T_sc->name,
-           same_as_xgb, total);
+    printf("  fixtures: kernel %s: outputs equal to xgboost 1.7.4's: %zu/%zu (%u of %zu fixtures "
+           "declined by the kernel)\n",
+           T_sc->name, same_as_xgb, total, T_declined, nfix);
+    /* A kernel may decline formats it does not hold, not everything. */
+    ck_assert_uint_lt(T_declined, nfix);
 }
 END_TEST
 
@@ -480,6 +502,10 @@ START_TEST(random_models_bit_identical_to_refeval)
         uint8_t key[WIRE_MODEL_KEY_SIZE];
         uint32_t h;
         const hp_model *mm = load_pin(&v, key, &h); /* the 16 MiB arena evicts as it goes */
+        if (mm == NULL) {
+            free(blob);
+            continue;
+        }
         const hp_forest *f = forest_of(mm);
         if (f) {
             heap += f->heap_trees;
@@ -503,12 +529,12 @@ START_TEST(random_models_bit_identical_to_refeval)
         hp_arena_release(T_arena, &h, 1);
         free(blob);
     }
-    printf(
-        "  random: kernel %s: %u models (%llu heap trees, %llu linked trees, %llu dart, %llu with "
-        "categorical splits, %llu binned), %llu rows, each scored 3 ways\n",
-        T_sc->name, nmodels, (unsigned long long)heap, (unsigned long long)linked,
-        (unsigned long long)dart, (unsigned long long)cat, (unsigned long long)binned,
-        (unsigned long long)rows_total);
+    printf("  random: kernel %s: %u models (%u declined, %llu heap trees, %llu linked trees, %llu "
+           "dart, %llu with "
+           "categorical splits, %llu binned), %llu rows, each scored 3 ways\n",
+           T_sc->name, nmodels, T_declined, (unsigned long long)heap, (unsigned long long)linked,
+           (unsigned long long)dart, (unsigned long long)cat, (unsigned long long)binned,
+           (unsigned long long)rows_total);
     /* The generator must have reached every case the kernels distinguish (the layout counts are
      * hp_forest's, known only on its own layout). */
     if (T_sc == &hp_scorer_forest) {
@@ -571,6 +597,10 @@ START_TEST(layout_heap_and_linked)
         uint8_t key[WIRE_MODEL_KEY_SIZE];
         uint32_t h;
         const hp_model *m = load_pin(&v, key, &h);
+        if (m == NULL) {
+            free(blob);
+            continue;
+        }
         const hp_forest *f = forest_of(m);
         if (f) {
             ck_assert_uint_eq(f->heap_trees, d <= 12 ? 1 : 0);
@@ -634,6 +664,11 @@ static void check_bin_limit(uint32_t nf, uint32_t distinct, int nan_thr, int wan
     uint8_t key[WIRE_MODEL_KEY_SIZE];
     uint32_t h;
     const hp_model *m = load_pin(&v, key, &h);
+    if (m == NULL) {
+        free(blob);
+        free(nodes);
+        return;
+    }
     const hp_forest *f = forest_of(m);
     if (f)
         ck_assert_msg(((f->flags & HPF_F_BINNED) != 0) == want_binned,
@@ -748,6 +783,10 @@ START_TEST(binned_single_row_runs)
             uint8_t key[WIRE_MODEL_KEY_SIZE];
             uint32_t h;
             const hp_model *m = load_pin(&v, key, &h);
+            if (m == NULL) {
+                free(blob);
+                continue;
+            }
             const hp_forest *f = forest_of(m);
             binned += f && (f->flags & HPF_F_BINNED) != 0; /* all-leaf models are smaller plain */
             for (int i = 0; i < 40; i++) {
@@ -776,6 +815,11 @@ START_TEST(arena_lru_pins_and_limits)
     size_t len;
     void *blob = complete_tree_model(8, &v, &len);
     use_scorer(_i, "arena_lru_pins_and_limits");
+    if (T_sc->bytes(&v) == 0) {
+        printf("  arena_lru_pins_and_limits: kernel %s declines the model: skipped\n", T_sc->name);
+        free(blob);
+        return;
+    }
     size_t fb = arena_bytes(&v);
     use_scorer_arena(_i, 3 * fb, "arena_lru_pins_and_limits"); /* room for exactly three */
 
@@ -856,7 +900,14 @@ START_TEST(arena_index_survives_churn)
         rnd_key(keys[i]);
         if (i % 7 == 3) /* same UUID, other source: a distinct key */
             memcpy(keys[i], keys[i - 1], 16);
-        ck_assert_int_eq(hp_arena_load(T_arena, keys[i], &v, err, sizeof err), HP_ARENA_LOADED);
+        int rc = hp_arena_load(T_arena, keys[i], &v, err, sizeof err);
+        if (rc == HP_ARENA_UNSUPPORTED) { /* the scorer declines this model */
+            ck_assert_int_eq(hp_arena_touch(T_arena, keys[i]), 0);
+            T_declined++;
+            free(blob);
+            continue;
+        }
+        ck_assert_int_eq(rc, HP_ARENA_LOADED);
         const uint8_t *kp[1] = {keys[i]};
         const hp_model *f;
         uint32_t h;
@@ -873,7 +924,7 @@ START_TEST(arena_index_survives_churn)
     for (int i = 0; i < N; i++)
         found += (uint64_t)hp_arena_touch(T_arena, keys[i]);
     ck_assert_uint_eq(found, st.models_resident);
-    ck_assert_uint_eq(st.loads, N);
+    ck_assert_uint_eq(st.loads, N - T_declined);
     ck_assert_uint_eq(st.loads - st.evictions, st.models_resident);
     ck_assert_uint_le(st.bytes_used, st.bytes_total);
     printf("  churn: kernel %s: %d loads, %llu evictions, %llu resident, %llu bytes used\n",
@@ -935,6 +986,13 @@ START_TEST(handlers_answer_every_case)
     size_t nr, nc, blob_len;
     model_view v;
     void *blob = compile_fixture("multi_softprob", &blob_len, &v);
+    if (T_sc->bytes(&v) == 0) {
+        printf("  handlers_answer_every_case: kernel %s declines the model: skipped\n", T_sc->name);
+        hp_store_destroy(T_store);
+        T_store = NULL;
+        free(blob);
+        return;
+    }
     char path[512];
     snprintf(path, sizeof path, "%s/multi_softprob.rows.txt", fx_dir());
     float *rows = read_matrix(path, &nr, &nc);
@@ -1077,6 +1135,113 @@ START_TEST(handlers_answer_every_case)
 }
 END_TEST
 
+/* ---- the registry itself --------------------------------------------------------------------- */
+
+/* Names are what VIGIL_HOTPATH_KERNEL, HELLO, STATS (kernel_<name>) and logs carry: [a-z0-9_],
+ * 1..31 bytes, unique; every member but release is set; hp_scorer_find agrees with the list. */
+START_TEST(registry_entries_are_well_formed)
+{
+    unsigned n = hp_scorer_count();
+    ck_assert_uint_ge(n, 2); /* forest and plain at least */
+    for (unsigned i = 0; i < n; i++) {
+        const hp_scorer *sc = hp_scorer_at(i);
+        ck_assert_ptr_nonnull(sc);
+        size_t len = strlen(sc->name);
+        ck_assert_msg(len >= 1 && len < HP_KERNEL_NAME_MAX, "scorer %u: name length %zu", i, len);
+        ck_assert_msg(strspn(sc->name, "abcdefghijklmnopqrstuvwxyz0123456789_") == len,
+                      "scorer %u: name '%s' not [a-z0-9_]", i, sc->name);
+        ck_assert_msg(sc->bytes && sc->build && sc->score, "scorer %s: member missing", sc->name);
+        ck_assert_ptr_eq(hp_scorer_find(sc->name), sc);
+        for (unsigned j = 0; j < i; j++)
+            ck_assert_str_ne(hp_scorer_at(j)->name, sc->name);
+        printf("  registry: kernel %u: %s%s\n", i, sc->name, i == 0 ? " (default)" : "");
+    }
+    ck_assert_ptr_null(hp_scorer_at(n));
+    ck_assert_ptr_null(hp_scorer_find("nosuch"));
+}
+END_TEST
+
+/* ---- a scorer that declines models, or fails to build -----------------------------------------
+ */
+
+/* "picky": the default scorer, except that it declines models with an odd number of features
+ * (bytes 0, as a scorer for another format would) and, while picky_fail is set, its build returns
+ * NULL (a scorer bug).  The arena and LOAD_MODEL must answer both without keeping anything. */
+static int picky_fail;
+
+static size_t picky_bytes(const model_view *v)
+{
+    return v->hdr->num_feature % 2 ? 0 : hp_scorer_at(0)->bytes(v);
+}
+
+static const void *picky_build(const model_view *v, void *dst, size_t len)
+{
+    return picky_fail ? NULL : hp_scorer_at(0)->build(v, dst, len);
+}
+
+static void picky_score(const void *layout, const float *rows, size_t nrows, int output_margin,
+                        float *out, hp_pool *pool, uint64_t min_parallel_work)
+{
+    hp_scorer_at(0)->score(layout, rows, nrows, output_margin, out, pool, min_parallel_work);
+}
+
+static const hp_scorer picky = {"picky", picky_bytes, picky_build, picky_score, NULL};
+
+START_TEST(declined_and_failed_builds_keep_nothing)
+{
+    char err[256];
+    wire_writer out, w;
+    ck_assert_int_eq(hp_store_create(&picky, (size_t)4 << 20, 0, &T_store, err, sizeof err), 0);
+    model_view v2, v3, v4;
+    size_t l2, l3, l4;
+    void *b2 = complete_tree_model(2, &v2, &l2), *b3 = complete_tree_model(3, &v3, &l3),
+         *b4 = complete_tree_model(4, &v4, &l4);
+    uint8_t k2[WIRE_MODEL_KEY_SIZE], k3[WIRE_MODEL_KEY_SIZE], k4[WIRE_MODEL_KEY_SIZE];
+    rnd_key(k2);
+    rnd_key(k3);
+    rnd_key(k4);
+    ck_assert_int_eq(call(hp_k_load_model, put_load(k2, b2, (uint32_t)l2), &out), WIRE_OK);
+    /* Declined: BAD_PAYLOAD naming the kernel and the variable. */
+    ck_assert_int_eq(call(hp_k_load_model, put_load(k3, b3, (uint32_t)l3), &out),
+                     WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "picky kernel", 12));
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "VIGIL_HOTPATH_KERNEL", 20));
+    /* Failed build: INTERNAL, and the space it had reserved is free again. */
+    picky_fail = 1;
+    ck_assert_int_eq(call(hp_k_load_model, put_load(k4, b4, (uint32_t)l4), &out), WIRE_E_INTERNAL);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "failed to build", 15));
+    picky_fail = 0;
+    hp_arena_stats st;
+    hp_arena_get_stats(hp_store_arena(T_store), &st);
+    ck_assert_uint_eq(st.models_resident, 1);
+    ck_assert_uint_eq(st.loads, 1);
+    size_t one = (picky_bytes(&v2) + HP_LAYOUT_ALIGN - 1) / HP_LAYOUT_ALIGN * HP_LAYOUT_ALIGN;
+    ck_assert_uint_eq(st.bytes_used, one);
+    /* Neither is resident; the failed one loads once the build works. */
+    float row[4] = {0, -1, 0, -1};
+    const uint8_t *missing[2] = {k3, k4};
+    for (int i = 0; i < 2; i++) {
+        wire_writer_init(&w, in_buf, sizeof in_buf);
+        wire_put_u32(&w, 1);
+        put_section(&w, missing[i], 0, 1, i ? 4 : 3, row);
+        ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_E_UNKNOWN_MODEL);
+    }
+    ck_assert_int_eq(call(hp_k_load_model, put_load(k4, b4, (uint32_t)l4), &out), WIRE_OK);
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 1);
+    put_section(&w, k4, WIRE_SCORE_MARGIN, 1, 4, row);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_OK);
+    float got;
+    memcpy(&got, out_buf + 12, 4);
+    ck_assert_float_eq(got, 10.0f); /* right, left, right, left = 1010b */
+    hp_store_destroy(T_store);
+    T_store = NULL;
+    free(b2);
+    free(b3);
+    free(b4);
+}
+END_TEST
+
 static Suite *kernel_suite(void)
 {
     Suite *s = suite_create("kernel");
@@ -1093,6 +1258,8 @@ static Suite *kernel_suite(void)
     tcase_add_loop_test(tc, arena_lru_pins_and_limits, 0, n);
     tcase_add_loop_test(tc, arena_index_survives_churn, 0, n);
     tcase_add_loop_test(tc, handlers_answer_every_case, 0, n);
+    tcase_add_test(tc, declined_and_failed_builds_keep_nothing);
+    tcase_add_test(tc, registry_entries_are_well_formed);
     suite_add_tcase(s, tc);
     return s;
 }

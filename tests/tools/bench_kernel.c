@@ -8,7 +8,8 @@
  *
  * Prints ns per tree per row and rows/s for: refeval, the kernel on 1 thread, the kernel on all
  * CPUs (its compute pool, as the worker runs it), xgboost (if given), the ratios, and single-row
- * latency percentiles, one block per kernel, each headed "kernel <name>".  Also checks that each
+ * latency percentiles, one block per kernel, each headed "kernel <name>" (only the one named by
+ * VIGIL_HOTPATH_KERNEL when that is set).  Also checks that each
  * kernel's outputs are bit-identical to refeval's on every row (exit 1 if not).  Timing is never
  * asserted.  Built by the Makefile as bin/tests/bench_kernel (links api/ for xgb_compile). */
 #include <math.h>
@@ -329,8 +330,16 @@ int main(int argc, char **argv)
     refeval_predict(&v, rows + ref_rows * ncols, nrows - ref_rows, 0, want + ref_rows);
     bench_ctx b = {&v, rows, nrows, ncols, want, pool, ncpu, nt, ref_s, xgb_ns_row};
     int rc = 0;
+    const char *only = getenv("VIGIL_HOTPATH_KERNEL"); /* set: that kernel alone */
+    if (only && *only && hp_scorer_find(only) == NULL) {
+        char names[256];
+        fprintf(stderr, "bench_kernel: VIGIL_HOTPATH_KERNEL: unknown kernel '%s' (one of: %s)\n",
+                only, hp_scorer_names(names, sizeof names));
+        rc = 2;
+    }
     for (unsigned i = 0; i < hp_scorer_count() && rc == 0; i++)
-        rc = bench_one(&b, hp_scorer_at(i));
+        if (!only || !*only || strcmp(only, hp_scorer_at(i)->name) == 0)
+            rc = bench_one(&b, hp_scorer_at(i));
     if (xgb_ns_row <= 0)
         printf("\n  xgboost: skipped (no figure given: xgboost not available to run.sh)\n");
 

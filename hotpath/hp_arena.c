@@ -7,7 +7,9 @@
  *   order[0..nlive)            live entries (loading or ready) sorted by region offset: the gaps
  *                              between them are the free space (first fit, O(models)) */
 #include "hp_arena.h"
+#include "hp_assert.h"
 #include "hp_log.h"
+#include "hp_stats.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,12 +29,15 @@ typedef struct hp_entry {
     uint32_t refs;
     uint64_t last_used;
     size_t off, len;
-    const hp_forest *forest;
+    hp_model model; /* model.layout is NULL until the entry is E_READY */
     int32_t next_free;
 } hp_entry;
 
 struct hp_arena {
     pthread_mutex_t mu;
+    pthread_t holder; /* the thread holding mu (valid while held != 0): for HP_ASSERT(locked(a)) */
+    int held;
+    const hp_scorer *sc;
     pthread_cond_t cv; /* broadcast when a pin is dropped or a load is published */
     uint8_t *base;
     size_t size;
@@ -45,6 +50,27 @@ struct hp_arena {
     uint64_t bytes_used, resident, loads, load_hits, evictions, load_refused;
     int log_models; /* one log line per model loaded/evicted (hp_arena_set_logging) */
 };
+
+/* mu with its holder recorded, so that "Locked." helpers can assert it (hp_assert.h). */
+static void lock(hp_arena *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->holder = pthread_self();
+    a->held = 1;
+}
+
+static void unlock(hp_arena *a)
+{
+    HP_ASSERT(a->held && pthread_equal(a->holder, pthread_self()));
+    a->held = 0;
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* 1 if the calling thread holds mu (only ever evaluated inside HP_ASSERT). */
+static inline int locked(const hp_arena *a)
+{
+    return a->held && pthread_equal(a->holder, pthread_self());
+}
 
 static uint32_t key_hash(const uint8_t *key)
 {
@@ -60,6 +86,7 @@ static uint32_t key_hash(const uint8_t *key)
 /* Hash slot holding key, or -1.  Locked. */
 static int find_slot(const hp_arena *a, const uint8_t *key)
 {
+    HP_ASSERT(locked(a));
     for (uint32_t s = key_hash(key);; s = (s + 1) & (NSLOTS - 1)) {
         int32_t e = a->slot[s];
         if (e < 0)
@@ -71,6 +98,7 @@ static int find_slot(const hp_arena *a, const uint8_t *key)
 
 static void hash_insert(hp_arena *a, int32_t e)
 {
+    HP_ASSERT(locked(a));
     uint32_t s = key_hash(a->ent[e].key);
     while (a->slot[s] >= 0)
         s = (s + 1) & (NSLOTS - 1);
@@ -80,6 +108,7 @@ static void hash_insert(hp_arena *a, int32_t e)
 /* Backward-shift deletion (Knuth 6.4 algorithm R): keeps every probe sequence unbroken. */
 static void hash_delete(hp_arena *a, uint32_t s)
 {
+    HP_ASSERT(locked(a));
     uint32_t i = s;
     for (;;) {
         a->slot[i] = -1;
@@ -99,8 +128,10 @@ static void hash_delete(hp_arena *a, uint32_t s)
     }
 }
 
-hp_arena *hp_arena_create(size_t bytes, char *err, size_t errlen)
+hp_arena *hp_arena_create(size_t bytes, const hp_scorer *scorer, char *err, size_t errlen)
 {
+    HP_ASSERT(scorer != NULL && scorer->bytes && scorer->build && scorer->score);
+    HP_ASSERT(!hp_after_ready());
     hp_arena *a = calloc(1, sizeof *a);
     if (a == NULL) {
         snprintf(err, errlen, "out of memory for the model index");
@@ -117,6 +148,7 @@ hp_arena *hp_arena_create(size_t bytes, char *err, size_t errlen)
         return NULL;
     }
     a->size = bytes;
+    a->sc = scorer;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -133,10 +165,20 @@ hp_arena *hp_arena_create(size_t bytes, char *err, size_t errlen)
     return a;
 }
 
+const hp_scorer *hp_arena_scorer(const hp_arena *a)
+{
+    return a->sc;
+}
+
 void hp_arena_destroy(hp_arena *a)
 {
     if (a == NULL)
         return;
+    for (uint32_t i = 0; i < HP_ARENA_MAX_MODELS; i++) {
+        HP_ASSERT(a->ent[i].refs == 0);
+        if (a->ent[i].state == E_READY && a->sc->release)
+            a->sc->release(a->ent[i].model.layout);
+    }
     munmap(a->base, a->size);
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);
@@ -145,14 +187,14 @@ void hp_arena_destroy(hp_arena *a)
 
 int hp_arena_touch(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE])
 {
-    pthread_mutex_lock(&a->mu);
+    lock(a);
     int s = find_slot(a, key);
     int yes = s >= 0 && a->ent[a->slot[s]].state == E_READY;
     if (yes) {
         a->ent[a->slot[s]].last_used = ++a->clock;
         a->load_hits++;
     }
-    pthread_mutex_unlock(&a->mu);
+    unlock(a);
     return yes;
 }
 
@@ -160,6 +202,7 @@ int hp_arena_touch(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE])
  * Locked. */
 static size_t first_fit(const hp_arena *a, size_t len, uint32_t *pos)
 {
+    HP_ASSERT(locked(a));
     size_t at = 0;
     for (uint32_t i = 0; i < a->nlive; i++) {
         const hp_entry *e = &a->ent[a->order[i]];
@@ -206,10 +249,29 @@ static void log_model(const char *event, const uint8_t *key, size_t bytes, size_
     hp_log_end(&l);
 }
 
+/* Takes the live entry at order[] position vpos out of the index, the placement order and the
+ * byte count, and frees it.  Locked. */
+static void remove_at(hp_arena *a, uint32_t vpos)
+{
+    HP_ASSERT(locked(a) && vpos < a->nlive);
+    int32_t v = (int32_t)a->order[vpos];
+    hp_entry *e = &a->ent[v];
+    HP_ASSERT(e->refs == 0);
+    hash_delete(a, (uint32_t)find_slot(a, e->key));
+    memmove(&a->order[vpos], &a->order[vpos + 1], (a->nlive - vpos - 1) * sizeof a->order[0]);
+    a->nlive--;
+    a->bytes_used -= e->len;
+    e->state = E_FREE;
+    e->model.layout = NULL;
+    e->next_free = a->free_head;
+    a->free_head = v;
+}
+
 /* Evicts the least recently used ready, unpinned model.  Returns 0, or -1 if there is none.
  * Locked. */
 static int evict_lru(hp_arena *a)
 {
+    HP_ASSERT(locked(a));
     uint32_t vpos = UINT32_MAX;
     for (uint32_t i = 0; i < a->nlive; i++) {
         const hp_entry *e = &a->ent[a->order[i]];
@@ -219,20 +281,14 @@ static int evict_lru(hp_arena *a)
     }
     if (vpos == UINT32_MAX)
         return -1;
-    int32_t v = (int32_t)a->order[vpos];
-    hp_entry *e = &a->ent[v];
-    hash_delete(a, (uint32_t)find_slot(a, e->key));
-    memmove(&a->order[vpos], &a->order[vpos + 1], (a->nlive - vpos - 1) * sizeof a->order[0]);
-    a->nlive--;
-    a->bytes_used -= e->len;
+    hp_entry *e = &a->ent[a->order[vpos]];
+    if (a->sc->release)
+        a->sc->release(e->model.layout);
     a->resident--;
     a->evictions++;
     if (a->log_models)
-        log_model("model_evicted", e->key, e->len, a->bytes_used, a->resident);
-    e->state = E_FREE;
-    e->forest = NULL;
-    e->next_free = a->free_head;
-    a->free_head = v;
+        log_model("model_evicted", e->key, e->len, a->bytes_used - e->len, a->resident);
+    remove_at(a, vpos);
     return 0;
 }
 
@@ -240,14 +296,26 @@ static int evict_lru(hp_arena *a)
  * deadline has passed.  Locked. */
 static int wait_until(hp_arena *a, const struct timespec *deadline)
 {
+    HP_ASSERT(locked(a));
+    a->held = 0; /* the wait gives mu up */
     int rc = pthread_cond_timedwait(&a->cv, &a->mu, deadline);
+    a->holder = pthread_self();
+    a->held = 1;
     return rc == ETIMEDOUT ? -1 : 0;
 }
 
 int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const model_view *v,
                   char *err, size_t errlen)
 {
-    size_t len = hp_forest_bytes(v); /* O(nodes), outside the lock */
+    HP_ASSERT(a != NULL && key != NULL && v != NULL && v->hdr != NULL);
+    /* O(blob) at most, outside the lock; rounded so that every layout starts aligned. */
+    size_t need = a->sc->bytes(v);
+    if (need == 0) {
+        snprintf(err, errlen, "the %s kernel (VIGIL_HOTPATH_KERNEL) cannot score this model",
+                 a->sc->name);
+        return HP_ARENA_UNSUPPORTED;
+    }
+    size_t len = (need + HP_LAYOUT_ALIGN - 1) / HP_LAYOUT_ALIGN * HP_LAYOUT_ALIGN;
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += HP_ARENA_WAIT_MS / 1000;
@@ -257,27 +325,28 @@ int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const mod
         deadline.tv_nsec -= 1000000000L;
     }
 
-    pthread_mutex_lock(&a->mu);
+    lock(a);
     int s;
     while ((s = find_slot(a, key)) >= 0) {
         hp_entry *e = &a->ent[a->slot[s]];
         if (e->state == E_READY) {
             e->last_used = ++a->clock;
             a->load_hits++;
-            pthread_mutex_unlock(&a->mu);
+            unlock(a);
             return HP_ARENA_RESIDENT;
         }
-        /* Another slot is building the same key: it cannot fail from here, wait for it. */
+        /* Another slot is building the same key: wait for it (if its build fails, the entry is
+         * gone when we wake and this slot builds it). */
         if (wait_until(a, &deadline) != 0) {
             a->load_refused++;
-            pthread_mutex_unlock(&a->mu);
+            unlock(a);
             snprintf(err, errlen, "model is still being loaded by another connection");
             return HP_ARENA_BUSY;
         }
     }
     if (len > a->size) {
         a->load_refused++;
-        pthread_mutex_unlock(&a->mu);
+        unlock(a);
         snprintf(err, errlen,
                  "model needs %zu bytes in the worker's layout, more than the whole arena (%zu "
                  "bytes, VIGIL_HOTPATH_MEMORY_MB)",
@@ -295,14 +364,14 @@ int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const mod
         /* Everything left is pinned by a scorer or still loading: wait for a release. */
         if (a->nlive == 0 || wait_until(a, &deadline) != 0) {
             a->load_refused++;
-            pthread_mutex_unlock(&a->mu);
+            unlock(a);
             snprintf(err, errlen,
                      "arena full: %zu bytes needed, models in use hold the space (try again)", len);
             return HP_ARENA_BUSY;
         }
         /* Someone may have loaded our key while we waited. */
         if ((s = find_slot(a, key)) >= 0) {
-            pthread_mutex_unlock(&a->mu);
+            unlock(a);
             return hp_arena_load(a, key, v, err, errlen);
         }
     }
@@ -314,19 +383,32 @@ int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const mod
     e->refs = 0;
     e->off = off;
     e->len = len;
-    e->forest = NULL;
+    e->model = (hp_model){.layout = NULL,
+                          .num_feature = v->hdr->num_feature,
+                          .nout = {model_outputs_per_row(v, 0), model_outputs_per_row(v, 1)}};
     memmove(&a->order[pos + 1], &a->order[pos], (a->nlive - pos) * sizeof a->order[0]);
     a->order[pos] = (uint32_t)ei;
     a->nlive++;
     a->bytes_used += len;
     hash_insert(a, ei);
-    pthread_mutex_unlock(&a->mu);
+    unlock(a);
 
     /* Build outside the lock: scorers of other models are not held up. */
-    const hp_forest *f = hp_forest_build(v, a->base + off, len);
+    const void *layout = a->sc->build(v, a->base + off, len);
 
-    pthread_mutex_lock(&a->mu);
-    e->forest = f; /* never NULL: len came from hp_forest_bytes for the same view */
+    lock(a);
+    if (layout == NULL) { /* a scorer bug (bytes() said it fits): keep nothing */
+        uint32_t at = 0;
+        while (a->order[at] != (uint32_t)ei)
+            at++;
+        remove_at(a, at);
+        a->load_refused++;
+        pthread_cond_broadcast(&a->cv);
+        unlock(a);
+        snprintf(err, errlen, "the %s kernel failed to build the model", a->sc->name);
+        return HP_ARENA_BUILD_FAILED;
+    }
+    e->model.layout = layout;
     e->state = E_READY;
     e->last_used = ++a->clock;
     a->resident++;
@@ -334,18 +416,19 @@ int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const mod
     if (a->log_models)
         log_model("model_loaded", e->key, e->len, a->bytes_used, a->resident);
     pthread_cond_broadcast(&a->cv);
-    pthread_mutex_unlock(&a->mu);
+    unlock(a);
     return HP_ARENA_LOADED;
 }
 
-int hp_arena_acquire(hp_arena *a, const uint8_t *const *keys, unsigned n, const hp_forest **forests,
+int hp_arena_acquire(hp_arena *a, const uint8_t *const *keys, unsigned n, const hp_model **models,
                      uint32_t *handles)
 {
-    pthread_mutex_lock(&a->mu);
+    HP_ASSERT(a != NULL && keys != NULL && models != NULL && handles != NULL);
+    lock(a);
     for (unsigned i = 0; i < n; i++) {
         int s = find_slot(a, keys[i]);
         if (s < 0 || a->ent[a->slot[s]].state != E_READY) {
-            pthread_mutex_unlock(&a->mu);
+            unlock(a);
             return (int)i;
         }
         handles[i] = (uint32_t)a->slot[s];
@@ -355,26 +438,28 @@ int hp_arena_acquire(hp_arena *a, const uint8_t *const *keys, unsigned n, const 
         hp_entry *e = &a->ent[handles[i]];
         e->refs++;
         e->last_used = now;
-        forests[i] = e->forest;
+        models[i] = &e->model;
     }
-    pthread_mutex_unlock(&a->mu);
+    unlock(a);
     return -1;
 }
 
 void hp_arena_release(hp_arena *a, const uint32_t *handles, unsigned n)
 {
     int wake = 0;
-    pthread_mutex_lock(&a->mu);
-    for (unsigned i = 0; i < n; i++)
+    lock(a);
+    for (unsigned i = 0; i < n; i++) {
+        HP_ASSERT(handles[i] < HP_ARENA_MAX_MODELS && a->ent[handles[i]].refs > 0);
         wake |= --a->ent[handles[i]].refs == 0;
+    }
     if (wake)
         pthread_cond_broadcast(&a->cv);
-    pthread_mutex_unlock(&a->mu);
+    unlock(a);
 }
 
 void hp_arena_get_stats(hp_arena *a, hp_arena_stats *st)
 {
-    pthread_mutex_lock(&a->mu);
+    lock(a);
     st->bytes_total = a->size;
     st->bytes_used = a->bytes_used;
     st->models_resident = a->resident;
@@ -382,7 +467,7 @@ void hp_arena_get_stats(hp_arena *a, hp_arena_stats *st)
     st->load_hits = a->load_hits;
     st->evictions = a->evictions;
     st->load_refused = a->load_refused;
-    pthread_mutex_unlock(&a->mu);
+    unlock(a);
 }
 
 void hp_arena_set_logging(hp_arena *a, int on)

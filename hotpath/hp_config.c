@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hp_scorer.h"
+
 int hp_config_parse_uint(const char *name, const char *text, unsigned long long min,
                          unsigned long long max, unsigned long long *out, char *err, size_t errlen)
 {
@@ -82,5 +84,16 @@ int hp_config_load(hp_config *cfg, char *err, size_t errlen)
     if (env_uint("VIGIL_HOTPATH_MEMORY_MB", HP_DEFAULT_MEMORY_MB, 1, 65536, &v, err, errlen))
         return -1;
     cfg->memory_bytes = (size_t)v << 20;
+    /* The scoring implementation (hp_scorer.h); default: the first registered, the tuned one. */
+    const char *kernel = getenv("VIGIL_HOTPATH_KERNEL");
+    if (kernel == NULL || *kernel == '\0')
+        kernel = hp_scorer_at(0)->name;
+    if (hp_scorer_find(kernel) == NULL) {
+        char names[256];
+        snprintf(err, errlen, "VIGIL_HOTPATH_KERNEL: unknown kernel '%.40s' (one of: %s)", kernel,
+                 hp_scorer_names(names, sizeof names));
+        return -1;
+    }
+    snprintf(cfg->kernel, sizeof cfg->kernel, "%s", kernel);
     return 0;
 }

@@ -23,6 +23,7 @@
 #define HP_DEFAULT_IDLE_TIMEOUT_S 300u
 #define HP_DEFAULT_IO_TIMEOUT_MS 5000u
 #define HP_DEFAULT_MEMORY_MB 256u
+#define HP_KERNEL_NAME_MAX 32 /* VIGIL_HOTPATH_KERNEL, with its NUL (hp_scorer.h: <= 31 bytes) */
 
 typedef struct hp_config {
     char socket_path[HP_SOCKET_PATH_MAX]; /* VIGIL_HOTPATH_SOCKET, relative to the cwd */
@@ -32,6 +33,7 @@ typedef struct hp_config {
     int64_t idle_timeout_ms;              /* VIGIL_HOTPATH_IDLE_TIMEOUT_S, in ms */
     int64_t io_timeout_ms;                /* VIGIL_HOTPATH_IO_TIMEOUT_MS */
     size_t memory_bytes;                  /* VIGIL_HOTPATH_MEMORY_MB, in bytes: the model arena */
+    char kernel[HP_KERNEL_NAME_MAX];      /* VIGIL_HOTPATH_KERNEL: a registered scorer's name */
 } hp_config;
 
 /* Parses text as a decimal integer in [min, max]: digits only, no sign, no blanks, no suffix, no

@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #include "hp_pool.h"
+#include "hp_scorer.h"
 #include "model.h"
 
 #define HPF_HEAP_MAX_DEPTH 12     /* 4095 internal nodes + 4096 leaves = 48 KiB per tree at most */
@@ -119,8 +120,7 @@ uint32_t hp_forest_outputs(const hp_forest *f, int output_margin);
 void hp_forest_score(const hp_forest *f, const float *rows, size_t nrows, int output_margin,
                      float *out, hp_pool *pool, uint64_t min_parallel_work);
 
-/* The default min_parallel_work of the SCORE kernel: below ~64 rows of a 1000-tree model (well
- * under a millisecond of walking) waking a helper costs about as much as it saves. */
-#define HPF_PARALLEL_MIN_WORK 65536u
+/* The registry entry of this layout (hp_scorer.h): name "forest", the default kernel. */
+extern const hp_scorer hp_scorer_forest;
 
 #endif

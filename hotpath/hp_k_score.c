@@ -9,42 +9,31 @@
 #include <string.h>
 
 #include "hp_arena.h"
-#include "hp_forest.h"
-#include "hp_pool.h"
+#include "hp_assert.h"
 #include "model.h"
 
-static hp_arena *arena;
-static hp_pool *pool;
-
-int hp_k_score_init(const hp_config *cfg, unsigned ncpu, char *err, size_t errlen)
+int hp_k_store_init(const hp_kernel_env *env, void **state, char *err, size_t errlen)
 {
-    arena = hp_arena_create(cfg->memory_bytes, err, errlen);
-    if (arena)
-        hp_arena_set_logging(arena, 1);
-    if (arena == NULL)
-        return -1;
-    pool = hp_pool_create(ncpu > 1 ? ncpu - 1 : 0, err, errlen);
-    if (pool == NULL) {
-        hp_arena_destroy(arena);
-        arena = NULL;
-        return -1;
-    }
+    (void)err;
+    (void)errlen;
+    HP_ASSERT(env != NULL && env->store != NULL && state != NULL);
+    *state = env->store;
     return 0;
 }
 
-void hp_k_score_fini(void)
+const char *hp_k_store_impl(const void *state)
 {
-    hp_pool_destroy(pool);
-    pool = NULL;
-    hp_arena_destroy(arena);
-    arena = NULL;
+    return hp_store_scorer(state)->name;
 }
 
-void hp_k_score_stats(hp_stat_put_fn put, void *cookie)
+void hp_k_store_stats(void *state, hp_stat_put_fn put, void *cookie)
 {
+    hp_store *store = state;
     hp_arena_stats st = {0};
-    if (arena)
-        hp_arena_get_stats(arena, &st);
+    char name[48];
+    snprintf(name, sizeof name, "kernel_%s", hp_store_scorer(store)->name);
+    put(cookie, name, 1);
+    hp_arena_get_stats(hp_store_arena(store), &st);
     put(cookie, "arena_bytes_total", st.bytes_total);
     put(cookie, "arena_bytes_used", st.bytes_used);
     put(cookie, "arena_bytes_free", st.bytes_total - st.bytes_used);
@@ -53,14 +42,16 @@ void hp_k_score_stats(hp_stat_put_fn put, void *cookie)
     put(cookie, "model_load_hits", st.load_hits);
     put(cookie, "model_evictions", st.evictions);
     put(cookie, "model_loads_refused", st.load_refused);
-    put(cookie, "pool_threads", hp_pool_threads(pool));
+    put(cookie, "pool_threads", hp_pool_threads(hp_store_pool(store)));
 }
 
 /* ---- LOAD_MODEL ------------------------------------------------------------------------------ */
 
-int hp_k_load_model(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
+int hp_k_load_model(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
 {
     (void)ctx;
+    HP_ASSERT(state != NULL && out != NULL);
+    hp_arena *arena = hp_store_arena(state);
     char err[256], msg[320];
     if (in_len < WIRE_MODEL_KEY_SIZE + 4)
         return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD,
@@ -82,6 +73,10 @@ int hp_k_load_model(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer
     case HP_ARENA_LOADED:
     case HP_ARENA_RESIDENT:
         return WIRE_OK;
+    case HP_ARENA_UNSUPPORTED:
+        return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, err);
+    case HP_ARENA_BUILD_FAILED:
+        return hp_kernel_fail(out, WIRE_E_INTERNAL, err);
     default:
         return hp_kernel_fail(out, WIRE_E_NO_MEMORY, err);
     }
@@ -95,12 +90,15 @@ typedef struct section {
     const float *rows;
 } section;
 
-int hp_k_score(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
+int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
 {
     (void)ctx;
+    HP_ASSERT(state != NULL && out != NULL);
+    hp_arena *arena = hp_store_arena(state);
+    const hp_scorer *sc = hp_store_scorer(state);
     section sec[WIRE_MAX_SECTIONS];
     const uint8_t *keys[WIRE_MAX_SECTIONS];
-    const hp_forest *forests[WIRE_MAX_SECTIONS];
+    const hp_model *models[WIRE_MAX_SECTIONS];
     uint32_t handles[WIRE_MAX_SECTIONS];
     char msg[160];
     wire_reader r;
@@ -134,7 +132,7 @@ int hp_k_score(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out
     if (wire_remaining(&r) != 0)
         return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, "SCORE payload has trailing bytes");
 
-    int missing = hp_arena_acquire(arena, keys, n, forests, handles);
+    int missing = hp_arena_acquire(arena, keys, n, models, handles);
     if (missing >= 0) {
         out->len = 0;
         out->err = 0;
@@ -144,14 +142,14 @@ int hp_k_score(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out
     int st = WIRE_OK;
     uint64_t answer = 4;
     for (uint32_t i = 0; i < n; i++) {
-        if (sec[i].ncols != forests[i]->num_feature) {
+        if (sec[i].ncols != models[i]->num_feature) {
             snprintf(msg, sizeof msg, "SCORE section %u: %u columns, the model has %u features", i,
-                     sec[i].ncols, forests[i]->num_feature);
+                     sec[i].ncols, models[i]->num_feature);
             st = hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
             goto done;
         }
         answer += 8 + (uint64_t)sec[i].nrows *
-                          hp_forest_outputs(forests[i], sec[i].flags & WIRE_SCORE_MARGIN) * 4;
+                          models[i]->nout[(sec[i].flags & WIRE_SCORE_MARGIN) != 0] * 4;
     }
     if (answer > out->cap - out->len) {
         snprintf(msg, sizeof msg, "SCORE answer of %llu bytes exceeds VIGIL_HOTPATH_MAX_FRAME_MB",
@@ -162,15 +160,15 @@ int hp_k_score(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out
     wire_put_u32(out, n);
     for (uint32_t i = 0; i < n; i++) {
         int margin = (sec[i].flags & WIRE_SCORE_MARGIN) != 0;
-        uint32_t nout = hp_forest_outputs(forests[i], margin);
+        uint32_t nout = models[i]->nout[margin];
         wire_put_u32(out, sec[i].nrows);
         wire_put_u32(out, nout);
         /* The answer starts 8-byte aligned and every field is a multiple of 4 bytes. */
         float *o = (float *)wire_put_reserve(out, (size_t)sec[i].nrows * nout * sizeof(float));
         if (o == NULL)
             break; /* cannot happen (size checked above); the server answers INTERNAL */
-        hp_forest_score(forests[i], sec[i].rows, sec[i].nrows, margin, o, pool,
-                        HPF_PARALLEL_MIN_WORK);
+        sc->score(models[i]->layout, sec[i].rows, sec[i].nrows, margin, o, hp_store_pool(state),
+                  HP_PARALLEL_MIN_WORK);
     }
 done:
     hp_arena_release(arena, handles, n);

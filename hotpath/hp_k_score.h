@@ -1,8 +1,9 @@
 /* hp_k_score.h - the scoring kernels: LOAD_MODEL and SCORE (payloads: common/wire.h).
  *
- * Owns: the process-wide model arena (hp_arena.h, VIGIL_HOTPATH_MEMORY_MB) and compute pool
- * (hp_pool.h, ncpu-1 helpers), both created by hp_k_score_init before hp_ready(); the parsing and
- * checking of both payloads; the answers.  The walk itself is hp_forest.c.
+ * Owns: the parsing and checking of both payloads and the answers.  Both handlers' state is the
+ * model store (hp_store.h: the selected scorer, the arena, the compute pool), which the registry
+ * creates once and hands to both inits explicitly (hp_kernel_env.store); nothing is kept in file
+ * statics.  The layout and the walk are the scorer's (hp_scorer.h, e.g. hp_forest.c).
  *
  * LOAD_MODEL: key[48] u32 blob_len blob -> resident key: OK at once (nothing is validated); else
  *   model_validate (BAD_PAYLOAD + reason), build into the arena (evicting least recently used
@@ -21,14 +22,17 @@
 
 #include "hp_kernels.h"
 
-int hp_k_load_model(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
-int hp_k_score(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
+/* Handlers; state is an hp_store * (non-NULL). */
+int hp_k_load_model(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
+int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
 
-/* Reserves the arena (cfg->memory_bytes) and starts ncpu-1 pool threads.  0, or -1 with err. */
-int hp_k_score_init(const hp_config *cfg, unsigned ncpu, char *err, size_t errlen);
-void hp_k_score_fini(void);
-/* STATS: arena_bytes_total, arena_bytes_used, arena_bytes_free, models_resident, model_loads,
- * model_load_hits, model_evictions, model_loads_refused, pool_threads. */
-void hp_k_score_stats(hp_stat_put_fn put, void *cookie);
+/* init hook of both: *state = env->store (owned by the registry, so there is no fini).  0. */
+int hp_k_store_init(const hp_kernel_env *env, void **state, char *err, size_t errlen);
+/* HELLO's impl of both: the store's scorer name ("forest"). */
+const char *hp_k_store_impl(const void *state);
+/* STATS: kernel_<scorer name> (1), arena_bytes_total, arena_bytes_used, arena_bytes_free,
+ * models_resident, model_loads, model_load_hits, model_evictions, model_loads_refused,
+ * pool_threads. */
+void hp_k_store_stats(void *state, hp_stat_put_fn put, void *cookie);
 
 #endif

@@ -4,66 +4,118 @@
 #include "hp_kernels.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "hp_assert.h"
 #include "hp_k_score.h"
+#include "hp_stats.h"
 
-static int hp_k_hello(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
-static int hp_k_ping(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
-static int hp_k_stats(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
+static int hp_k_hello(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len,
+                      wire_writer *out);
+static int hp_k_ping(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len,
+                     wire_writer *out);
+static int hp_k_stats(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len,
+                      wire_writer *out);
 
-/* The registry.  One line per op; to swap an implementation, change fn/impl on its line. */
+/* The registry.  One line per op.  LOAD_MODEL and SCORE share the model store: both inits take
+ * env->store as their state, and HELLO reports the store's scorer as their impl. */
 static const hp_kernel hp_kernel_table[] = {
-    {WIRE_OP_HELLO, "hello", "v1", hp_k_hello, 0, NULL, NULL, NULL},
-    {WIRE_OP_PING, "ping", "v1", hp_k_ping, 0, NULL, NULL, NULL},
-    {WIRE_OP_STATS, "stats", "v1", hp_k_stats, 0, NULL, NULL, NULL},
-    /* LOAD_MODEL and SCORE share the model arena and compute pool that SCORE's init creates. */
-    {WIRE_OP_LOAD_MODEL, "load_model", "arena", hp_k_load_model, 0, NULL, NULL, NULL},
-    {WIRE_OP_SCORE, "score", "blocked8", hp_k_score, 0, hp_k_score_init, hp_k_score_fini,
-     hp_k_score_stats},
+    {.op = WIRE_OP_HELLO, .name = "hello", .impl = "v1", .fn = hp_k_hello},
+    {.op = WIRE_OP_PING, .name = "ping", .impl = "v1", .fn = hp_k_ping},
+    {.op = WIRE_OP_STATS, .name = "stats", .impl = "v1", .fn = hp_k_stats},
+    {.op = WIRE_OP_LOAD_MODEL,
+     .name = "load_model",
+     .fn = hp_k_load_model,
+     .init = hp_k_store_init,
+     .impl_of = hp_k_store_impl},
+    {.op = WIRE_OP_SCORE,
+     .name = "score",
+     .fn = hp_k_score,
+     .init = hp_k_store_init,
+     .stats = hp_k_store_stats,
+     .impl_of = hp_k_store_impl},
 };
 
 #define N_KERNELS (sizeof hp_kernel_table / sizeof hp_kernel_table[0])
 
-static const hp_kernel *by_op[WIRE_OP_MAX];
+struct hp_kernels {
+    hp_store *store;
+    void *state[N_KERNELS];
+    size_t ninit;               /* table entries whose init ran (for undo) */
+    uint8_t by_op[WIRE_OP_MAX]; /* table index + 1, 0 = no kernel */
+};
 
-int hp_kernels_init(const hp_config *cfg, unsigned ncpu, char *err, size_t errlen)
+int hp_kernels_create(const hp_config *cfg, unsigned ncpu, hp_kernels **out, char *err,
+                      size_t errlen)
 {
-    size_t i;
-    memset(by_op, 0, sizeof by_op);
-    for (i = 0; i < N_KERNELS; i++) {
-        const hp_kernel *k = &hp_kernel_table[i];
-        if (k->op == 0 || k->op >= WIRE_OP_MAX || by_op[k->op] != NULL || k->fn == NULL) {
-            snprintf(err, errlen, "kernel table: entry %zu (%s): op %u invalid or registered twice",
-                     i, k->name, (unsigned)k->op);
-            return -1;
-        }
-        by_op[k->op] = k;
+    HP_ASSERT(cfg != NULL && out != NULL);
+    HP_ASSERT(!hp_after_ready());
+    _Static_assert(N_KERNELS < 255, "by_op holds table index + 1 in a byte");
+    hp_kernels *ks = calloc(1, sizeof *ks);
+    if (ks == NULL) {
+        snprintf(err, errlen, "out of memory for the kernel registry");
+        return -1;
     }
-    for (i = 0; i < N_KERNELS; i++) {
+    for (size_t i = 0; i < N_KERNELS; i++) {
         const hp_kernel *k = &hp_kernel_table[i];
-        if (k->init && k->init(cfg, ncpu, err, errlen) != 0)
+        if (k->op == 0 || k->op >= WIRE_OP_MAX || ks->by_op[k->op] != 0 || k->fn == NULL ||
+            (k->impl == NULL && k->impl_of == NULL)) {
+            snprintf(err, errlen,
+                     "kernel table: entry %zu (%s): op %u invalid or registered twice, or no "
+                     "handler or impl",
+                     i, k->name, (unsigned)k->op);
+            goto fail;
+        }
+        ks->by_op[k->op] = (uint8_t)(i + 1);
+    }
+    const hp_scorer *sc = hp_scorer_find(cfg->kernel);
+    if (sc == NULL) { /* hp_config_load checked it; a hand-made config may not have */
+        char names[256];
+        snprintf(err, errlen, "VIGIL_HOTPATH_KERNEL: unknown kernel '%s' (registered: %s)",
+                 cfg->kernel, hp_scorer_names(names, sizeof names));
+        goto fail;
+    }
+    if (hp_store_create(sc, cfg->memory_bytes, ncpu > 1 ? ncpu - 1 : 0, &ks->store, err, errlen) !=
+        0)
+        goto fail;
+    hp_store_set_logging(ks->store, 1);
+    hp_kernel_env env = {.cfg = cfg, .ncpu = ncpu, .store = ks->store};
+    for (; ks->ninit < N_KERNELS; ks->ninit++) {
+        const hp_kernel *k = &hp_kernel_table[ks->ninit];
+        if (k->init && k->init(&env, &ks->state[ks->ninit], err, errlen) != 0)
             goto fail;
     }
+    *out = ks;
     return 0;
 fail:
-    while (i-- > 0)
-        if (hp_kernel_table[i].init && hp_kernel_table[i].fini)
-            hp_kernel_table[i].fini();
-    memset(by_op, 0, sizeof by_op);
+    hp_kernels_destroy(ks);
     return -1;
 }
 
-void hp_kernels_fini(void)
+void hp_kernels_destroy(hp_kernels *ks)
 {
-    for (size_t i = N_KERNELS; i-- > 0;)
+    if (ks == NULL)
+        return;
+    for (size_t i = ks->ninit; i-- > 0;)
         if (hp_kernel_table[i].fini)
-            hp_kernel_table[i].fini();
+            hp_kernel_table[i].fini(ks->state[i]);
+    hp_store_destroy(ks->store);
+    free(ks);
 }
 
-const hp_kernel *hp_kernel_find(unsigned op)
+const hp_kernel *hp_kernels_find(const hp_kernels *ks, unsigned op, void **state)
 {
-    return op < WIRE_OP_MAX ? by_op[op] : NULL;
+    HP_ASSERT(ks != NULL && state != NULL);
+    if (op >= WIRE_OP_MAX || ks->by_op[op] == 0)
+        return NULL;
+    *state = ks->state[ks->by_op[op] - 1];
+    return &hp_kernel_table[ks->by_op[op] - 1];
+}
+
+const hp_scorer *hp_kernels_scorer(const hp_kernels *ks)
+{
+    return hp_store_scorer(ks->store);
 }
 
 size_t hp_kernels_scratch_bytes(void)
@@ -73,6 +125,13 @@ size_t hp_kernels_scratch_bytes(void)
         if (hp_kernel_table[i].scratch_bytes > m)
             m = hp_kernel_table[i].scratch_bytes;
     return m;
+}
+
+/* The impl HELLO reports for table entry i. */
+static const char *impl_of(const hp_kernels *ks, size_t i)
+{
+    const hp_kernel *k = &hp_kernel_table[i];
+    return k->impl_of ? k->impl_of(ks->state[i]) : k->impl;
 }
 
 int hp_kernel_fail(wire_writer *out, int status, const char *msg)
@@ -87,9 +146,11 @@ int hp_kernel_fail(wire_writer *out, int status, const char *msg)
 }
 
 /* ---- HELLO: u16 protocol, str worker version, u16 n, n x (u16 op, str name, str impl) -------- */
-static int hp_k_hello(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
+static int hp_k_hello(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len,
+                      wire_writer *out)
 {
-    (void)ctx;
+    (void)state;
+    HP_ASSERT(ctx->kernels != NULL);
     (void)in; /* the request payload is reserved for a client self-description; ignored */
     (void)in_len;
     wire_put_u16(out, WIRE_VERSION);
@@ -98,14 +159,15 @@ static int hp_k_hello(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writ
     for (size_t i = 0; i < N_KERNELS; i++) {
         wire_put_u16(out, hp_kernel_table[i].op);
         wire_put_str(out, hp_kernel_table[i].name);
-        wire_put_str(out, hp_kernel_table[i].impl);
+        wire_put_str(out, impl_of(ctx->kernels, i));
     }
     return WIRE_OK;
 }
 
 /* ---- PING: the request payload, echoed ----------------------------------------------------- */
-static int hp_k_ping(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
+static int hp_k_ping(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
 {
+    (void)state;
     (void)ctx;
     wire_put_bytes(out, in, in_len);
     return WIRE_OK;
@@ -130,8 +192,11 @@ static void put_kernel_counter(void *cookie, const char *name, uint64_t v)
     put_counter(c->out, c->n, name, v);
 }
 
-static int hp_k_stats(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
+static int hp_k_stats(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len,
+                      wire_writer *out)
 {
+    (void)state;
+    HP_ASSERT(ctx->kernels != NULL);
     (void)in;
     (void)in_len;
     const hp_stats *st = ctx->stats;
@@ -159,7 +224,7 @@ static int hp_k_stats(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writ
     stat_cookie cookie = {out, &n};
     for (size_t i = 0; i < N_KERNELS; i++)
         if (hp_kernel_table[i].stats)
-            hp_kernel_table[i].stats(put_kernel_counter, &cookie);
+            hp_kernel_table[i].stats(ctx->kernels->state[i], put_kernel_counter, &cookie);
     put_counter(out, &n, "alloc_probe_present", (uint64_t)hp_alloc_probe_present());
     put_counter(out, &n, "alloc_calls_after_ready", hp_alloc_probe_count());
 

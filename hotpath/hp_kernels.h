@@ -1,12 +1,18 @@
-/* hp_kernels.h - the kernel registry: which function answers which wire op.
+/* hp_kernels.h - the kernel registry: which function answers which wire op, with which state.
  *
- * Owns: hp_kernel (one row per op), hp_ctx (what a kernel may touch while answering), the
- * registry lookup, and the built-in kernels HELLO, PING and STATS.
+ * Owns: hp_kernel (one row per op in hp_kernel_table[], hp_kernels.c), the registry instance
+ * (hp_kernels: every kernel's state pointer, and the model store service LOAD_MODEL and SCORE
+ * share), hp_ctx (what a handler may touch while answering), and the built-in kernels HELLO, PING
+ * and STATS.  No kernel keeps state in file statics: whatever it needs comes from its init hook as
+ * an opaque pointer the registry hands back to its handler, fini and stats.
  *
- * Adding or swapping a hot path = one new file (hotpath/hp_k_<name>.c with the handler and, if it
- * needs memory or threads, an init hook) + one line in hp_kernel_table[] in hp_kernels.c.
+ * Two registries, two different swaps:
+ *   - a new wire op = a handler file + one line in hp_kernel_table[] (hp_kernels.c);
+ *   - a new scoring implementation (model layout + walk) for LOAD_MODEL/SCORE = one file + one
+ *     line in hp_scorers.def (hp_scorer.h), selected by VIGIL_HOTPATH_KERNEL.
  *
  * Contract for a handler (hp_kernel_fn):
+ *   - state is what its init hook stored (NULL without init); ctx is the slot's context;
  *   - it runs on a slot thread, concurrently with the same handler on other slots: shared state
  *     must be read-only or synchronised by the kernel;
  *   - in/in_len is the complete request payload (in_len <= cfg->max_payload, 4-byte aligned,
@@ -25,7 +31,10 @@
 
 #include "hp_config.h"
 #include "hp_stats.h"
+#include "hp_store.h"
 #include "wire.h"
+
+typedef struct hp_kernels hp_kernels; /* the registry instance (hp_kernels_create) */
 
 /* Per-slot context, built once at start-up and reused for every request on that slot. */
 typedef struct hp_ctx {
@@ -39,36 +48,57 @@ typedef struct hp_ctx {
     unsigned ncpu;         /* online CPUs at start: size a compute pool from this, in init */
     int64_t started_ms;    /* wire_now_ms() at start-up */
     uint64_t request_id;   /* of the frame being answered */
+    const hp_kernels *kernels; /* the registry answering (HELLO and STATS walk it) */
 } hp_ctx;
 
-typedef int (*hp_kernel_fn)(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
+typedef int (*hp_kernel_fn)(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len,
+                            wire_writer *out);
 
 /* How a kernel adds its own counters to STATS: put(cookie, "name", value) once per counter. */
 typedef void (*hp_stat_put_fn)(void *cookie, const char *name, uint64_t value);
 
+/* What an init hook gets: the settings, the CPUs, and the services the registry created for the
+ * kernels to share explicitly (today one: the model store of LOAD_MODEL and SCORE). */
+typedef struct hp_kernel_env {
+    const hp_config *cfg;
+    unsigned ncpu;
+    hp_store *store; /* never NULL: scorer VIGIL_HOTPATH_KERNEL, arena, compute pool */
+} hp_kernel_env;
+
 typedef struct hp_kernel {
     uint16_t op;      /* enum wire_op, < WIRE_OP_MAX, unique in the table */
     const char *name; /* reported by HELLO and STATS ("score") */
-    const char *impl; /* which implementation answers ("blocked8"), reported by HELLO */
+    const char *impl; /* which implementation answers ("v1"), reported by HELLO unless impl_of */
     hp_kernel_fn fn;
     size_t scratch_bytes; /* per-slot scratch this kernel needs (0: none) */
-    /* Optional, called once before hp_ready(), may allocate and start threads (e.g. a model arena
-     * or a compute pool of ncpu threads).  Returns 0, or -1 with a message in err (start-up
-     * fails). */
-    int (*init)(const hp_config *cfg, unsigned ncpu, char *err, size_t errlen);
-    /* Optional, called at shutdown after every slot thread has stopped. */
-    void (*fini)(void);
+    /* Optional, called once before hp_ready() in table order; may allocate and start threads.
+     * Stores the kernel's state in *state (handed to fn, fini, stats, impl_of).  Returns 0, or -1
+     * with a message in err (start-up fails; earlier kernels' fini run). */
+    int (*init)(const hp_kernel_env *env, void **state, char *err, size_t errlen);
+    /* Optional, called at shutdown after every slot thread has stopped, in reverse table order. */
+    void (*fini)(void *state);
     /* Optional: the kernel's own STATS counters (any thread, after init, never allocates). */
-    void (*stats)(hp_stat_put_fn put, void *cookie);
+    void (*stats)(void *state, hp_stat_put_fn put, void *cookie);
+    /* Optional: the impl HELLO reports when it depends on the state (SCORE: the scorer's name);
+     * the string must live as long as the state. */
+    const char *(*impl_of)(const void *state);
 } hp_kernel;
 
-/* Validates the table (ops in range and unique) and runs every init hook.  Returns 0, or -1 with a
- * message in err (earlier inits are undone).  Before hp_ready() only. */
-int hp_kernels_init(const hp_config *cfg, unsigned ncpu, char *err, size_t errlen);
-void hp_kernels_fini(void);
+/* Validates the table (ops in range and unique), creates the model store (scorer cfg->kernel,
+ * arena cfg->memory_bytes, ncpu-1 pool threads) and runs every init hook.  Returns 0 and *out,
+ * or -1 with a message in err (everything created is undone).  Before hp_ready() only. */
+int hp_kernels_create(const hp_config *cfg, unsigned ncpu, hp_kernels **out, char *err,
+                      size_t errlen);
 
-/* The kernel for op, or NULL.  O(1), any thread, after hp_kernels_init. */
-const hp_kernel *hp_kernel_find(unsigned op);
+/* Runs every fini hook (reverse order), then destroys the store.  ks may be NULL.  After every
+ * slot thread has stopped. */
+void hp_kernels_destroy(hp_kernels *ks);
+
+/* The kernel for op (and its state in *state), or NULL.  O(1), any thread. */
+const hp_kernel *hp_kernels_find(const hp_kernels *ks, unsigned op, void **state);
+
+/* The scorer answering LOAD_MODEL/SCORE (for log lines).  Any thread. */
+const hp_scorer *hp_kernels_scorer(const hp_kernels *ks);
 
 /* The largest scratch_bytes of any registered kernel. */
 size_t hp_kernels_scratch_bytes(void);

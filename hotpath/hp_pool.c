@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hp_assert.h"
+#include "hp_stats.h"
+
 typedef struct hp_job {
     hp_pool_fn fn;
     void *arg;
@@ -78,6 +81,7 @@ static void *helper_main(void *arg)
 
 hp_pool *hp_pool_create(unsigned nthreads, char *err, size_t errlen)
 {
+    HP_ASSERT(!hp_after_ready()); /* allocates and creates threads */
     hp_pool *p = calloc(1, sizeof *p + (size_t)nthreads * sizeof(pthread_t));
     if (p == NULL) {
         snprintf(err, errlen, "out of memory for the compute pool");
@@ -130,6 +134,7 @@ unsigned hp_pool_threads(const hp_pool *p)
 
 void hp_pool_run(hp_pool *p, hp_pool_fn fn, void *arg, unsigned nparts)
 {
+    HP_ASSERT(fn != NULL);
     if (p == NULL || p->nthreads == 0 || nparts < 2 ||
         atomic_flag_test_and_set_explicit(&p->busy, memory_order_acquire)) {
         for (unsigned i = 0; i < nparts; i++)

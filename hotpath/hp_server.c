@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hp_assert.h"
 #include "hp_kernels.h"
 #include "hp_log.h"
 #include "hp_stats.h"
@@ -69,6 +70,7 @@ struct hp_server {
     size_t scratch_bytes;
     unsigned ncpu;
     int64_t started_ms;
+    const hp_kernels *kernels;
 };
 
 /* ---- logging helpers (allocation-free, rate-limited for peer-caused lines) ------------------- */
@@ -420,7 +422,8 @@ static void serve_connection(hp_slot *sl, int fd)
         }
         int st = wire_header_decode(raw, s->cfg.max_payload, &h);
         const hp_kernel *k = NULL;
-        if (st == WIRE_OK && (k = hp_kernel_find(h.op)) == NULL)
+        void *kstate = NULL;
+        if (st == WIRE_OK && (k = hp_kernels_find(s->kernels, h.op, &kstate)) == NULL)
             st = WIRE_E_UNKNOWN_OP;
         if (st != WIRE_OK) {
             header_rejected(sl, fd, &h, st);
@@ -438,7 +441,7 @@ static void serve_connection(hp_slot *sl, int fd)
         wire_writer_init(&out, sl->out + WIRE_HEADER_SIZE, s->cfg.max_payload);
         sl->ctx.request_id = h.request_id;
         uint64_t t0 = now_ns();
-        st = k->fn(&sl->ctx, sl->in, h.payload_len, &out);
+        st = k->fn(kstate, &sl->ctx, sl->in, h.payload_len, &out);
         hp_stats_op(sh, h.op, now_ns() - t0);
         if (out.err)
             st = hp_kernel_fail(&out, WIRE_E_INTERNAL, "response larger than the maximum frame");
@@ -575,8 +578,11 @@ int hp_server_run(hp_server *s, int stop_fd)
 
 /* ---- start / ready / stop ------------------------------------------------------------------- */
 
-int hp_server_start(const hp_config *cfg, unsigned ncpu, hp_server **out, char *err, size_t errlen)
+int hp_server_start(const hp_config *cfg, unsigned ncpu, const hp_kernels *ks, hp_server **out,
+                    char *err, size_t errlen)
 {
+    HP_ASSERT(cfg != NULL && ks != NULL && out != NULL);
+    HP_ASSERT(!hp_after_ready());
     hp_server *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
@@ -588,6 +594,7 @@ int hp_server_start(const hp_config *cfg, unsigned ncpu, hp_server **out, char *
     s->stop_efd = -1;
     s->ncpu = ncpu;
     s->started_ms = wire_now_ms();
+    s->kernels = ks;
     s->scratch_bytes = cfg->scratch_bytes;
     if (hp_kernels_scratch_bytes() > s->scratch_bytes)
         s->scratch_bytes = hp_kernels_scratch_bytes();
@@ -627,7 +634,8 @@ int hp_server_start(const hp_config *cfg, unsigned ncpu, hp_server **out, char *
                            .slot = i,
                            .nslots = s->nslots,
                            .ncpu = ncpu,
-                           .started_ms = s->started_ms};
+                           .started_ms = s->started_ms,
+                           .kernels = ks};
         if (pthread_cond_init(&sl->cv, NULL) != 0) {
             snprintf(err, errlen, "pthread_cond_init failed");
             goto fail;
@@ -677,6 +685,7 @@ void hp_ready(hp_server *s)
     hp_log_line l;
     hp_log_begin(&l, "info", "ready");
     hp_log_str(&l, "socket", s->cfg.socket_path);
+    hp_log_str(&l, "kernel", hp_kernels_scorer(s->kernels)->name);
     hp_log_u64(&l, "slots", s->nslots);
     hp_log_u64(&l, "max_frame_bytes", s->cfg.max_payload);
     hp_log_u64(&l, "scratch_bytes", s->scratch_bytes);

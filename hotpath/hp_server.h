@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "hp_config.h"
+#include "hp_kernels.h"
 
 typedef struct hp_server hp_server;
 
@@ -23,9 +24,11 @@ typedef struct hp_server hp_server;
  * live worker answers on the socket path or the path is not a socket, removes a stale socket file,
  * reserves every slot's memory, starts the slot threads and binds + listens (mode 0660).
  * The calling thread must already block the signals that should stop the server (slot threads
- * inherit its mask).  Returns 0 and *out, or -1 with a one-line reason in err (nothing left
- * behind).  Call after hp_kernels_init(). */
-int hp_server_start(const hp_config *cfg, unsigned ncpu, hp_server **out, char *err, size_t errlen);
+ * inherit its mask).  Frames are answered by the kernels of ks (kept, not owned: destroy it after
+ * hp_server_stop).  Returns 0 and *out, or -1 with a one-line reason in err (nothing left
+ * behind).  Call after hp_kernels_create(). */
+int hp_server_start(const hp_config *cfg, unsigned ncpu, const hp_kernels *ks, hp_server **out,
+                    char *err, size_t errlen);
 
 /* Logs "ready" and tells the allocation probe (if preloaded) that the no-allocation phase
  * starts. */

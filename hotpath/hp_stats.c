@@ -79,8 +79,17 @@ const char *hp_counter_name(enum hp_counter c)
     return (unsigned)c < HP_C_MAX && names[c] ? names[c] : "unknown";
 }
 
+/* Set once by hp_alloc_probe_mark_ready (the acceptor thread, at hp_ready), read by HP_ASSERTs. */
+static atomic_int after_ready;
+
+int hp_after_ready(void)
+{
+    return atomic_load_explicit(&after_ready, memory_order_relaxed);
+}
+
 void hp_alloc_probe_mark_ready(void)
 {
+    atomic_store_explicit(&after_ready, 1, memory_order_relaxed);
     if (vigil_alloc_mark_ready)
         vigil_alloc_mark_ready();
 }

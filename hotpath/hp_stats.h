@@ -79,7 +79,11 @@ const char *hp_counter_name(enum hp_counter c);
  * NULL unless a preloaded library defines them (this relies on the default -z
  * dynamic-undefined-weak of GNU ld for PIE and non-PIE executables, which keeps an undefined weak
  * symbol in the dynamic symbol table with a GLOB_DAT relocation). */
-void hp_alloc_probe_mark_ready(void);          /* tells the probe to start counting, if present */
+void hp_alloc_probe_mark_ready(void); /* tells the probe to start counting, if present */
+/* 1 once hp_alloc_probe_mark_ready() ran (the process passed hp_ready()), else 0.  The process'
+ * phase is process-wide by nature; it backs the HP_ASSERT(!hp_after_ready()) checks of the
+ * "before hp_ready() only" functions.  Any thread. */
+int hp_after_ready(void);
 int hp_alloc_probe_present(void);              /* 1 if the probe is loaded */
 unsigned long long hp_alloc_probe_count(void); /* calls counted since ready; 0 without probe */
 

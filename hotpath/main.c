@@ -18,6 +18,7 @@
 #include "hp_config.h"
 #include "hp_kernels.h"
 #include "hp_log.h"
+#include "hp_scorer.h"
 #include "hp_server.h"
 #include "wire.h"
 
@@ -26,14 +27,16 @@
 
 static void usage(FILE *f)
 {
+    char names[256];
     fprintf(f,
             "usage: vigil-hotpath [--check | --version | --help]\n"
             "environment: VIGIL_HOTPATH_SOCKET (default %s), VIGIL_HOTPATH_MAX_CONNS (%u),\n"
             "  VIGIL_HOTPATH_MAX_FRAME_MB (%u), VIGIL_HOTPATH_SCRATCH_MB (%u),\n"
             "  VIGIL_HOTPATH_IDLE_TIMEOUT_S (%u), VIGIL_HOTPATH_IO_TIMEOUT_MS (%u),\n"
-            "  VIGIL_HOTPATH_MEMORY_MB (%u)\n",
+            "  VIGIL_HOTPATH_MEMORY_MB (%u), VIGIL_HOTPATH_KERNEL (%s; one of: %s)\n",
             HP_DEFAULT_SOCKET, HP_DEFAULT_MAX_CONNS, HP_DEFAULT_MAX_FRAME_MB, HP_DEFAULT_SCRATCH_MB,
-            HP_DEFAULT_IDLE_TIMEOUT_S, HP_DEFAULT_IO_TIMEOUT_MS, HP_DEFAULT_MEMORY_MB);
+            HP_DEFAULT_IDLE_TIMEOUT_S, HP_DEFAULT_IO_TIMEOUT_MS, HP_DEFAULT_MEMORY_MB,
+            hp_scorer_at(0)->name, hp_scorer_names(names, sizeof names));
 }
 
 /* --check: one HELLO round trip.  A WIRE_E_BUSY answer also passes: the worker is alive and
@@ -160,6 +163,7 @@ int main(int argc, char **argv)
     hp_log_line l;
     hp_log_begin(&l, "info", "start");
     hp_log_str(&l, "version", VIGIL_VERSION);
+    hp_log_str(&l, "kernel", cfg.kernel);
     hp_log_i64(&l, "pid", (int64_t)getpid());
     hp_log_end(&l);
 
@@ -172,6 +176,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* belt and braces: every send already uses MSG_NOSIGNAL */
     int sfd = -1;
     hp_server *srv = NULL;
+    hp_kernels *ks = NULL;
     const char *fail_event = "start_failed";
     if (sigprocmask(SIG_BLOCK, &stop, NULL) != 0 || (sfd = signalfd(-1, &stop, SFD_CLOEXEC)) < 0) {
         snprintf(err, sizeof err, "signalfd: %s", strerror(errno));
@@ -180,10 +185,10 @@ int main(int argc, char **argv)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 1)
         ncpu = 1;
-    if (hp_kernels_init(&cfg, (unsigned)ncpu, err, sizeof err) != 0)
+    if (hp_kernels_create(&cfg, (unsigned)ncpu, &ks, err, sizeof err) != 0)
         goto fail;
-    if (hp_server_start(&cfg, (unsigned)ncpu, &srv, err, sizeof err) != 0) {
-        hp_kernels_fini();
+    if (hp_server_start(&cfg, (unsigned)ncpu, ks, &srv, err, sizeof err) != 0) {
+        hp_kernels_destroy(ks);
         goto fail;
     }
     hp_ready(srv);
@@ -192,7 +197,7 @@ int main(int argc, char **argv)
         snprintf(err, sizeof err, "accept loop failed");
         fail_event = "run_failed";
         hp_server_stop(srv);
-        hp_kernels_fini();
+        hp_kernels_destroy(ks);
         goto fail;
     }
     struct signalfd_siginfo si = {0};
@@ -201,7 +206,7 @@ int main(int argc, char **argv)
     hp_log_str(&l, "signal", got == (ssize_t)sizeof si ? signal_name(si.ssi_signo) : "unknown");
     hp_log_end(&l);
     hp_server_stop(srv);
-    hp_kernels_fini();
+    hp_kernels_destroy(ks);
     close(sfd);
     hp_log_begin(&l, "info", "stopped");
     hp_log_end(&l);

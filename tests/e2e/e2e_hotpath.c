@@ -15,6 +15,11 @@
  * is ASan-instrumented (VIGIL_ASAN=1, or a bin dir whose name contains "asan"), because ASan must
  * be the first library loaded and has its own allocator.
  *
+ * Scoring kernels: the tests marked "per kernel" are Check loop tests over every scorer listed in
+ * hotpath/hp_scorers.def (included here as an X-macro list), each starting the worker with
+ * VIGIL_HOTPATH_KERNEL=<name> and checking that HELLO reports it; a new scorer is covered
+ * without an edit here.
+ *
  * Runs with CK_NOFORK; every worker started is recorded and killed in the teardown, even when a
  * test fails half-way. */
 #include <check.h>
@@ -45,6 +50,23 @@
 #include "xgbmodel.h"
 
 #define EXPECT_VERSION_DEFAULT "0.1.0"
+
+/* The worker's scoring kernels, in registry order (the first is its default). */
+static const char *const kernels[] = {
+#define HP_SCORER(n) #n,
+#include "hp_scorers.def"
+#undef HP_SCORER
+};
+#define NKERNELS ((int)(sizeof kernels / sizeof kernels[0]))
+
+/* "VIGIL_HOTPATH_KERNEL=<kernels[i]>" for a worker's environment (one test at a time). */
+static const char *kernel_env(int i)
+{
+    static char kv[64];
+    snprintf(kv, sizeof kv, "VIGIL_HOTPATH_KERNEL=%s", kernels[i]);
+    printf("  kernel %s\n", kernels[i]);
+    return kv;
+}
 #define MIB (1u << 20)
 
 static char worker_bin[PATH_MAX + 32];
@@ -126,7 +148,7 @@ static const char *const worker_vars[] = {
     "VIGIL_HOTPATH_SOCKET",      "VIGIL_HOTPATH_MAX_CONNS",      "VIGIL_HOTPATH_MAX_FRAME_MB",
     "VIGIL_HOTPATH_SCRATCH_MB",  "VIGIL_HOTPATH_IDLE_TIMEOUT_S", "VIGIL_HOTPATH_IO_TIMEOUT_MS",
     "VIGIL_ALLOCCOUNT_SELFTEST", "VIGIL_ALLOCCOUNT_VERBOSE",     "LD_PRELOAD",
-    "VIGIL_HOTPATH_MEMORY_MB",
+    "VIGIL_HOTPATH_MEMORY_MB",   "VIGIL_HOTPATH_KERNEL",
 };
 
 /* Starts the worker binary with arg (or none), the VIGIL_HOTPATH_* environment cleared and then
@@ -456,7 +478,7 @@ START_TEST(hello_reports_version_and_kernels)
         ck_assert_str_eq(version, want_version);
         unsigned nk = wire_get_u16(&r);
         ck_assert_uint_ge(nk, 3);
-        int seen_hello = 0, seen_ping = 0, seen_stats = 0;
+        int seen_hello = 0, seen_ping = 0, seen_stats = 0, seen_score = 0;
         unsigned seen_ops[WIRE_OP_MAX] = {0};
         for (unsigned i = 0; i < nk; i++) {
             unsigned op = wire_get_u16(&r);
@@ -472,8 +494,13 @@ START_TEST(hello_reports_version_and_kernels)
                 seen_ping = 1;
             if (op == 5 && strcmp(name, "stats") == 0)
                 seen_stats = 1;
+            /* LOAD_MODEL and SCORE name the default kernel (no VIGIL_HOTPATH_KERNEL set). */
+            if (op == WIRE_OP_LOAD_MODEL || op == WIRE_OP_SCORE) {
+                ck_assert_str_eq(impl, kernels[0]);
+                seen_score += op == WIRE_OP_SCORE;
+            }
         }
-        ck_assert(seen_hello && seen_ping && seen_stats);
+        ck_assert(seen_hello && seen_ping && seen_stats && seen_score);
         ck_assert_int_eq(r.err, 0);
         ck_assert_uint_eq(wire_remaining(&r), 0);
     }
@@ -1081,6 +1108,8 @@ START_TEST(bad_environment_fails_naming_the_variable)
         "VIGIL_HOTPATH_IDLE_TIMEOUT_S=0",
         "VIGIL_HOTPATH_IO_TIMEOUT_MS=99999999999999999999999",
         "VIGIL_HOTPATH_IO_TIMEOUT_MS=18446744073709551616",
+        "VIGIL_HOTPATH_KERNEL=nosuch",
+        "VIGIL_HOTPATH_KERNEL=FOREST",
         "VIGIL_HOTPATH_SOCKET=/tmp/" /* a directory */,
         "VIGIL_HOTPATH_SOCKET=/tmp/"
         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
@@ -1093,7 +1122,7 @@ START_TEST(bad_environment_fails_naming_the_variable)
         pid_t pid = spawn(NULL, env, lp, NULL);
         int st;
         ck_assert_msg(wait_exit(pid, 5000, &st), "%s: worker started", bad[i]);
-        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) != 0, "%s: exit status 0", bad[i]);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s: exit status not 2", bad[i]);
         slurp(lp, out, sizeof out);
         snprintf(name, sizeof name, "%.*s", (int)(strchr(bad[i], '=') - bad[i]), bad[i]);
         ck_assert_msg(strstr(out, name) != NULL, "%s: message does not name it: %s", bad[i], out);
@@ -1189,6 +1218,7 @@ static void *load_client(void *p)
     return NULL;
 }
 
+/* Per kernel. */
 START_TEST(no_allocation_after_ready)
 {
     if (asan_build) {
@@ -1198,10 +1228,10 @@ START_TEST(no_allocation_after_ready)
     ck_assert_msg(access(probe_so, R_OK) == 0, "%s missing: make %s", probe_so, probe_so);
     char preload[PATH_MAX + 64];
     snprintf(preload, sizeof preload, "LD_PRELOAD=%s", probe_so);
-    start_worker(
-        (const char *const[]){preload, "VIGIL_HOTPATH_MAX_FRAME_MB=1", "VIGIL_HOTPATH_MAX_CONNS=8",
-                              "VIGIL_HOTPATH_IO_TIMEOUT_MS=200", "VIGIL_HOTPATH_IDLE_TIMEOUT_S=2",
-                              "VIGIL_ALLOCCOUNT_VERBOSE=1", NULL});
+    start_worker((const char *const[]){
+        preload, kernel_env(_i), "VIGIL_HOTPATH_MAX_FRAME_MB=1", "VIGIL_HOTPATH_MAX_CONNS=8",
+        "VIGIL_HOTPATH_IO_TIMEOUT_MS=200", "VIGIL_HOTPATH_IDLE_TIMEOUT_S=2",
+        "VIGIL_ALLOCCOUNT_VERBOSE=1", NULL});
     enum { NTHREADS = 4, ITER = 1000 };
     pthread_t t[NTHREADS];
     load_arg args[NTHREADS];
@@ -1462,9 +1492,30 @@ static int check_answer(const fx_model *m, size_t row0, size_t nrows, int margin
     return 0;
 }
 
+/* The impl a HELLO answer (u16 proto, str version, u16 n, n x (u16 op, str name, str impl))
+ * reports for op, into impl.  0, or -1 if op is not listed or the answer is malformed. */
+static int hello_impl(const uint8_t *buf, uint32_t n, unsigned op, char *impl, size_t cap)
+{
+    char tmp[64];
+    wire_reader r;
+    wire_reader_init(&r, buf, n);
+    wire_get_u16(&r);
+    wire_get_str(&r, tmp, sizeof tmp);
+    unsigned nk = wire_get_u16(&r);
+    for (unsigned i = 0; i < nk && !r.err; i++) {
+        unsigned o = wire_get_u16(&r);
+        wire_get_str(&r, tmp, sizeof tmp);
+        wire_get_str(&r, impl, cap);
+        if (!r.err && o == op)
+            return 0;
+    }
+    return -1;
+}
+
+/* Per kernel. */
 START_TEST(load_and_score_match_xgboost)
 {
-    start_worker(NULL);
+    start_worker((const char *const[]){kernel_env(_i), NULL});
     int fd = connect_slot(1);
     ck_assert_int_ge(fd, 0);
     size_t cap = 8 * MIB;
@@ -1474,10 +1525,14 @@ START_TEST(load_and_score_match_xgboost)
     fx_model m;
     fx_model_load(&m, "multi_softprob", 1);
 
-    /* HELLO names both kernels and the implementation answering SCORE. */
+    /* HELLO names both kernels and the implementation answering them: the one selected. */
     ck_assert_int_eq(round_trip(fd, WIRE_OP_HELLO, NULL, 0, buf, cap, &n), WIRE_OK);
     ck_assert_ptr_nonnull(memmem(buf, n, "load_model", 10));
-    ck_assert_ptr_nonnull(memmem(buf, n, "blocked8", 8));
+    char impl[64];
+    ck_assert_int_eq(hello_impl(buf, n, WIRE_OP_SCORE, impl, sizeof impl), 0);
+    ck_assert_str_eq(impl, kernels[_i]);
+    ck_assert_int_eq(hello_impl(buf, n, WIRE_OP_LOAD_MODEL, impl, sizeof impl), 0);
+    ck_assert_str_eq(impl, kernels[_i]);
 
     /* Not loaded yet: UNKNOWN_MODEL naming section 0. */
     ck_assert_int_eq(hp_score(fd, &m, 0, 3, 0, 0, 0, buf, cap, &n), WIRE_E_UNKNOWN_MODEL);
@@ -1521,6 +1576,9 @@ START_TEST(load_and_score_match_xgboost)
                           stat_find(kv, cnt, "arena_bytes_free"),
                       256u * MIB);
     ck_assert_uint_ge(stat_find(kv, cnt, "op_score_calls"), 24);
+    char kname[64];
+    snprintf(kname, sizeof kname, "kernel_%s", kernels[_i]);
+    ck_assert_uint_eq(stat_find(kv, cnt, kname), 1);
     /* The load is in the worker's log, as one JSON line naming the model (UUID from the key). */
     char log[16384];
     slurp(log_path, log, sizeof log);
@@ -1644,6 +1702,7 @@ static void *score_client(void *p)
 
 /* Under ASan the probe cannot be preloaded: the same load runs without it (ASan then checks the
  * worker's concurrent loads, evictions and scores) and only the allocation count is skipped. */
+/* Per kernel. */
 START_TEST(no_allocation_while_loading_and_scoring)
 {
     char preload[PATH_MAX + 64] = "VIGIL_HOTPATH_MAX_FRAME_MB=64";
@@ -1652,7 +1711,7 @@ START_TEST(no_allocation_while_loading_and_scoring)
         snprintf(preload, sizeof preload, "LD_PRELOAD=%s", probe_so);
     }
     /* 1 MiB of arena: the fixtures do not all fit, so loads evict. */
-    start_worker((const char *const[]){preload, "VIGIL_HOTPATH_MEMORY_MB=1",
+    start_worker((const char *const[]){preload, kernel_env(_i), "VIGIL_HOTPATH_MEMORY_MB=1",
                                        "VIGIL_HOTPATH_MAX_CONNS=6", "VIGIL_ALLOCCOUNT_VERBOSE=1",
                                        NULL});
     char names[64][FX_NAME_MAX];
@@ -1710,9 +1769,10 @@ START_TEST(no_allocation_while_loading_and_scoring)
     int cnt = stats_on(fd, kv, 128);
     close(fd);
     ck_assert_int_gt(cnt, 0);
-    printf("  e2e: %llu scores (%llu ms in the kernel), %llu loads, %llu evictions, %llu load "
+    printf("  e2e: kernel %s: %llu scores (%llu ms in the kernel), %llu loads, %llu evictions, "
+           "%llu load "
            "hits, %llu resident, %llu/%llu arena bytes used, %llu pool threads\n",
-           (unsigned long long)stat_find(kv, cnt, "op_score_calls"),
+           kernels[_i], (unsigned long long)stat_find(kv, cnt, "op_score_calls"),
            (unsigned long long)stat_find(kv, cnt, "op_score_ns") / 1000000,
            (unsigned long long)stat_find(kv, cnt, "model_loads"),
            (unsigned long long)stat_find(kv, cnt, "model_evictions"),
@@ -1771,11 +1831,11 @@ static Suite *hotpath_suite(void)
     tcase_add_test(tc, check_reports_up_and_down);
     tcase_add_test(tc, version_and_bad_arguments);
     tcase_add_test(tc, bad_environment_fails_naming_the_variable);
-    tcase_add_test(tc, no_allocation_after_ready);
+    tcase_add_loop_test(tc, no_allocation_after_ready, 0, NKERNELS);
     tcase_add_test(tc, alloc_probe_counts);
-    tcase_add_test(tc, load_and_score_match_xgboost);
+    tcase_add_loop_test(tc, load_and_score_match_xgboost, 0, NKERNELS);
     tcase_add_test(tc, model_bigger_than_arena_is_no_memory);
-    tcase_add_test(tc, no_allocation_while_loading_and_scoring);
+    tcase_add_loop_test(tc, no_allocation_while_loading_and_scoring, 0, NKERNELS);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,7 +1,10 @@
 /* fuzz_score.c - libFuzzer harness for the worker's LOAD_MODEL and SCORE handlers
- * (hotpath/hp_k_score.c, through hp_arena.c and hp_forest.c), called directly with an hp_ctx and
- * in-memory payloads as tests/unit/test_kernel.c does.  The arena is created afresh for every
- * input (4 MiB, no pool threads), so a run never depends on the inputs before it.
+ * (hotpath/hp_k_score.c, through hp_arena.c and EVERY scorer registered in hotpath/hp_scorers.def:
+ * hp_forest.c, the plain layout, ...), called directly with an hp_ctx and in-memory payloads as
+ * tests/unit/test_kernel.c does.  Every input runs once per registered scorer, each with a model
+ * store (hp_store.h: 4 MiB arena, no pool threads) created afresh for the input, so a run never
+ * depends on the inputs before it and a new scorer is fuzzed without an edit here.  The scorers
+ * are listed on stderr at the first input.
  *
  * Input byte 0 chooses the mode:
  *   even: structured, differential.  Bytes 1..2 = SCORE flags (bit 0 margin, bit 1 a second
@@ -19,6 +22,8 @@
 #include <string.h>
 
 #include "hp_k_score.h"
+#include "hp_scorer.h"
+#include "hp_store.h"
 #include "model.h"
 #include "refeval.h"
 #include "wire.h"
@@ -31,25 +36,24 @@ static _Alignas(16) uint8_t blob_copy[1 << 24];
 static float rows_buf[1 << 20];
 static float ref_buf[1 << 20];
 
-static void arena_reset(void)
+static hp_store *store; /* the handlers' state, for the scorer of the current run */
+
+static void store_reset(const hp_scorer *sc)
 {
-    static int up;
     char err[256];
-    hp_config cfg = {.memory_bytes = (size_t)4 << 20, .max_payload = sizeof out_buf};
-    if (up)
-        hp_k_score_fini();
-    if (hp_k_score_init(&cfg, 1, err, sizeof err) != 0) {
-        fprintf(stderr, "hp_k_score_init: %s\n", err);
+    hp_store_destroy(store);
+    store = NULL;
+    if (hp_store_create(sc, (size_t)4 << 20, 0, &store, err, sizeof err) != 0) {
+        fprintf(stderr, "hp_store_create (kernel %s): %s\n", sc->name, err);
         abort();
     }
-    up = 1;
 }
 
 static int call(hp_kernel_fn fn, uint32_t len, wire_writer *out)
 {
     hp_ctx ctx = {0};
     wire_writer_init(out, out_buf, sizeof out_buf);
-    int st = fn(&ctx, in_buf, len, out);
+    int st = fn(store, &ctx, in_buf, len, out);
     if (st < 0 || st >= WIRE_STATUS_MAX || out->len > out->cap)
         abort();
     return st;
@@ -107,15 +111,19 @@ static void structured_mode(const uint8_t *data, size_t size)
     int valid = model_validate(blob_copy, bl, NULL, 0, &v, err, sizeof err) == 0;
     if (!valid) {
         if (st != WIRE_E_BAD_PAYLOAD) {
-            fprintf(stderr, "LOAD_MODEL answered %d for a blob model_validate rejects\n", st);
+            fprintf(stderr, "kernel %s: LOAD_MODEL answered %d for a blob model_validate rejects\n",
+                    hp_store_scorer(store)->name, st);
             abort();
         }
         return;
     }
     if (st == WIRE_E_NO_MEMORY)
         return; /* a valid model too large for the 4 MiB arena */
+    if (st == WIRE_E_BAD_PAYLOAD && hp_store_scorer(store)->bytes(&v) == 0)
+        return; /* a model this scorer declares it cannot hold */
     if (st != WIRE_OK) {
-        fprintf(stderr, "LOAD_MODEL answered %d for a valid blob\n", st);
+        fprintf(stderr, "kernel %s: LOAD_MODEL answered %d for a valid blob\n",
+                hp_store_scorer(store)->name, st);
         abort();
     }
 
@@ -142,7 +150,8 @@ static void structured_mode(const uint8_t *data, size_t size)
         return;
     st = call(hp_k_score, (uint32_t)w.len, &out);
     if (st != WIRE_OK) {
-        fprintf(stderr, "SCORE answered %d (%.*s)\n", st, (int)out.len, (const char *)out_buf);
+        fprintf(stderr, "kernel %s: SCORE answered %d (%.*s)\n", hp_store_scorer(store)->name, st,
+                (int)out.len, (const char *)out_buf);
         abort();
     }
     wire_reader r;
@@ -159,7 +168,8 @@ static void structured_mode(const uint8_t *data, size_t size)
             abort();
         refeval_predict(&v, rows_buf, nrows, margin, ref_buf);
         if (!same_bits(got, ref_buf, (size_t)nrows * nout)) {
-            fprintf(stderr, "SCORE section %u differs from refeval_predict\n", s);
+            fprintf(stderr, "kernel %s: SCORE section %u differs from refeval_predict\n",
+                    hp_store_scorer(store)->name, s);
             abort();
         }
     }
@@ -169,12 +179,20 @@ static void structured_mode(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    arena_reset();
-    if (size == 0)
-        return 0;
-    if (data[0] & 1)
-        raw_mode(data, size);
-    else
-        structured_mode(data, size);
+    static int listed;
+    if (!listed) {
+        char names[256];
+        fprintf(stderr, "fuzz_score: kernels: %s\n", hp_scorer_names(names, sizeof names));
+        listed = 1;
+    }
+    for (unsigned i = 0; i < hp_scorer_count(); i++) {
+        store_reset(hp_scorer_at(i));
+        if (size == 0)
+            continue;
+        if (data[0] & 1)
+            raw_mode(data, size);
+        else
+            structured_mode(data, size);
+    }
     return 0;
 }

@@ -1,4 +1,5 @@
-/* bench_kernel.c - speed of the worker's scoring kernel (hotpath/hp_forest.c) against the reference
+/* bench_kernel.c - speed of the worker's scoring kernels, EVERY scorer registered in
+ * hotpath/hp_scorers.def (hp_scorer_at(0..count-1); the default first), against the reference
  * evaluator (common/refeval.c) and, when given its figure, xgboost's own predictor.
  *
  *   bench_kernel MODEL.json ROWS.txt [XGB_NS_PER_ROW]    an xgboost model + rows (gen_model.py)
@@ -7,9 +8,10 @@
  *
  * Prints ns per tree per row and rows/s for: refeval, the kernel on 1 thread, the kernel on all
  * CPUs (its compute pool, as the worker runs it), xgboost (if given), the ratios, and single-row
- * latency percentiles.  Also checks that the kernel's outputs are bit-identical to refeval's on
- * every row (exit 1 if not).  Timing is never asserted.  Built by the Makefile as
- * bin/tests/bench_kernel (links api/ for xgb_compile). */
+ * latency percentiles, one block per kernel, each headed "kernel <name>" (only the one named by
+ * VIGIL_HOTPATH_KERNEL when that is set).  Also checks that each
+ * kernel's outputs are bit-identical to refeval's on every row (exit 1 if not).  Timing is never
+ * asserted.  Built by the Makefile as bin/tests/bench_kernel (links api/ for xgb_compile). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hp_forest.h"
 #include "hp_pool.h"
+#include "hp_scorer.h"
 #include "model.h"
 #include "model_build.h"
 #include "refeval.h"
@@ -132,20 +134,142 @@ enum { NLAT = 20000 };
 
 /* Single-row latency (the path the slot thread takes for one row): percentiles over NLAT calls
  * cycling through the rows. */
-static void latency(const hp_forest *f, const float *rows, size_t nrows, size_t ncols,
-                    hp_pool *pool, float *out, double *p50, double *p99, double *pmax)
+static void latency(const hp_scorer *sc, const void *f, const float *rows, size_t nrows,
+                    size_t ncols, hp_pool *pool, float *out, double *p50, double *p99, double *pmax)
 {
     static double lat[NLAT];
     for (int i = 0; i < NLAT; i++) {
         const float *r = rows + (size_t)(i % nrows) * ncols;
         double a = now_s();
-        hp_forest_score(f, r, 1, 0, out, pool, HPF_PARALLEL_MIN_WORK);
+        sc->score(f, r, 1, 0, out, pool, HP_PARALLEL_MIN_WORK);
         lat[i] = now_s() - a;
     }
     qsort(lat, NLAT, sizeof lat[0], cmp_double);
     *p50 = lat[NLAT / 2];
     *p99 = lat[NLAT * 99 / 100];
     *pmax = lat[NLAT - 1];
+}
+
+typedef struct bench_ctx {
+    const model_view *v;
+    const float *rows;
+    size_t nrows, ncols;
+    const float *want; /* refeval's outputs for rows */
+    hp_pool *pool;
+    long ncpu;
+    uint32_t nt;
+    double ref_s, xgb_ns_row; /* refeval s/row; xgboost ns/row (0: not given) */
+} bench_ctx;
+
+/* Builds sc's layout of the model, checks its outputs against refeval bit for bit, prints its
+ * figures.  Returns 0, or 1 when the outputs differ or the build fails. */
+static int bench_one(const bench_ctx *b, const hp_scorer *sc)
+{
+    const model_view *v = b->v;
+    size_t nrows = b->nrows, ncols = b->ncols;
+    long ncpu = b->ncpu;
+    uint32_t nt = b->nt;
+    double ref_s = b->ref_s, xgb_ns_row = b->xgb_ns_row;
+    hp_pool *pool = b->pool;
+    const float *want = b->want;
+    size_t fbytes = sc->bytes(v);
+    if (fbytes == 0) {
+        printf("\n== kernel %s: cannot hold this model (skipped)\n", sc->name);
+        return 0;
+    }
+    size_t mbytes = (fbytes + HP_LAYOUT_ALIGN - 1) / HP_LAYOUT_ALIGN * HP_LAYOUT_ALIGN;
+    void *mem = aligned_alloc(HP_LAYOUT_ALIGN, mbytes);
+    float *rows = malloc(nrows * ncols * sizeof(float)), *got = malloc(nrows * sizeof(float));
+    memcpy(rows, b->rows, nrows * ncols * sizeof(float)); /* NaNs are replaced below */
+    const void *f = sc->build(v, mem, mbytes);
+    if (f == NULL) {
+        fprintf(stderr, "bench_kernel: kernel %s: build failed\n", sc->name);
+        free(mem);
+        free(rows);
+        free(got);
+        return 1;
+    }
+    printf("\n== kernel %s: layout %zu bytes reserved in the arena\n", sc->name, mbytes);
+
+    /* Kernel: repeat the whole batch until ~0.7 s has passed; best batch time counts. */
+    double k1 = INFINITY, kn = INFINITY;
+    for (int mode = 0; mode < 2; mode++) {
+        double best = INFINITY, start = now_s();
+        int reps = 0;
+        while (reps < 3 || now_s() - start < 0.7) {
+            double a = now_s();
+            sc->score(f, rows, nrows, 0, got, mode ? pool : NULL, HP_PARALLEL_MIN_WORK);
+            double d = now_s() - a;
+            best = d < best ? d : best;
+            reps++;
+        }
+        if (memcmp(got, want, nrows * sizeof(float)) != 0) {
+            fprintf(stderr, "bench_kernel: kernel %s: output differs from refeval!\n", sc->name);
+            free(mem);
+            free(rows);
+            free(got);
+            return 1;
+        }
+        *(mode ? &kn : &k1) = best / (double)nrows;
+    }
+    printf("  outputs: kernel %s == refeval bit for bit on all %zu rows\n", sc->name, nrows);
+
+    double p50, p99, pmax;
+    latency(sc, f, rows, nrows, ncols, pool, got, &p50, &p99, &pmax);
+
+    double per = 1e9 / nt;
+    printf("\n  %-34s %12s %14s %12s\n", "batch scoring", "ns/tree/row", "rows/s", "vs xgboost");
+    printf("  %-34s %12.2f %14.0f %12s\n", "reference evaluator (common/)", ref_s * per,
+           1.0 / ref_s, xgb_ns_row > 0 ? "" : "-");
+    if (xgb_ns_row > 0)
+        printf("  %-34s %12.2f %14.0f %12s\n", "xgboost inplace_predict nthread=1", xgb_ns_row / nt,
+               1e9 / xgb_ns_row, "1.00x");
+    char r1[32] = "-", rn[32] = "-";
+    if (xgb_ns_row > 0) {
+        snprintf(r1, sizeof r1, "%.2fx", xgb_ns_row * 1e-9 / k1);
+        snprintf(rn, sizeof rn, "%.2fx", xgb_ns_row * 1e-9 / kn);
+    }
+    printf("  %-34s %12.2f %14.0f %12s\n", "kernel, 1 thread", k1 * per, 1.0 / k1, r1);
+    char lbl[64];
+    snprintf(lbl, sizeof lbl, "kernel, %ld threads (pool)", ncpu);
+    printf("  %-34s %12.2f %14.0f %12s\n", lbl, kn * per, 1.0 / kn, rn);
+    printf("  kernel vs reference evaluator: %.1fx (1 thread), %.1fx (%ld threads)\n", ref_s / k1,
+           ref_s / kn, ncpu);
+    /* The same rows with every NaN replaced by 0: the compare-only fast path. */
+    size_t nan_vals = 0;
+    for (size_t i = 0; i < nrows * ncols; i++)
+        if (isnan(rows[i])) {
+            rows[i] = 0.0f;
+            nan_vals++;
+        }
+    if (nan_vals > 0) {
+        double best = INFINITY, start = now_s();
+        int reps = 0;
+        while (reps < 3 || now_s() - start < 0.5) {
+            double a = now_s();
+            sc->score(f, rows, nrows, 0, got, NULL, 0);
+            double d = now_s() - a;
+            best = d < best ? d : best;
+            reps++;
+        }
+        best /= (double)nrows;
+        printf("  %-34s %12.2f %14.0f %12s\n", "kernel, 1 thread, rows without NaN", best * per,
+               1.0 / best, "");
+    }
+    printf("\n  single-row latency over %d calls, rows with NaN (10%%):  p50 %.2f us, p99 %.2f us, "
+           "max %.2f us\n",
+           NLAT, p50 * 1e6, p99 * 1e6, pmax * 1e6);
+    if (nan_vals > 0) {
+        latency(sc, f, rows, nrows, ncols, pool, got, &p50, &p99, &pmax);
+        printf("  single-row latency over %d calls, rows without NaN:     p50 %.2f us, "
+               "p99 %.2f us, max %.2f us\n",
+               NLAT, p50 * 1e6, p99 * 1e6, pmax * 1e6);
+    }
+
+    free(mem);
+    free(rows);
+    free(got);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -188,107 +312,40 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_kernel: invalid model or rows: %s\n", err);
         return 2;
     }
-    size_t fbytes = hp_forest_bytes(&v);
-    void *mem = aligned_alloc(64, (fbytes + 63) / 64 * 64);
-    const hp_forest *f = hp_forest_build(&v, mem, fbytes);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     hp_pool *pool = hp_pool_create(ncpu > 1 ? (unsigned)ncpu - 1 : 0, err, sizeof err);
     uint32_t nt = v.hdr->num_trees;
     uint64_t nodes = v.hdr->num_nodes;
 
     printf("model: %s\n", what);
-    printf("  %u trees, %llu nodes (%.1f per tree), blob %zu bytes, worker layout %zu bytes used "
-           "of %zu reserved (%s, %u heap trees), %zu rows; %ld CPUs\n",
-           nt, (unsigned long long)nodes, (double)nodes / nt, blob_len, f->bytes, fbytes,
-           (f->flags & HPF_F_BINNED) ? "binned" : "plain", f->heap_trees, nrows, ncpu);
+    printf("  %u trees, %llu nodes (%.1f per tree), blob %zu bytes, %zu rows; %ld CPUs\n", nt,
+           (unsigned long long)nodes, (double)nodes / nt, blob_len, nrows, ncpu);
 
-    float *want = malloc(nrows * sizeof(float)), *got = malloc(nrows * sizeof(float));
+    float *want = malloc(nrows * sizeof(float));
     /* refeval: on a slice (it is slow), scaled. */
     size_t ref_rows = nrows < 2000 ? nrows : 2000;
     double t0 = now_s();
     refeval_predict(&v, rows, ref_rows, 0, want);
     double ref_s = (now_s() - t0) / (double)ref_rows;
     refeval_predict(&v, rows + ref_rows * ncols, nrows - ref_rows, 0, want + ref_rows);
-
-    /* Kernel: repeat the whole batch until ~0.7 s has passed; best batch time counts. */
-    double k1 = INFINITY, kn = INFINITY;
-    for (int mode = 0; mode < 2; mode++) {
-        double best = INFINITY, start = now_s();
-        int reps = 0;
-        while (reps < 3 || now_s() - start < 0.7) {
-            double a = now_s();
-            hp_forest_score(f, rows, nrows, 0, got, mode ? pool : NULL, HPF_PARALLEL_MIN_WORK);
-            double d = now_s() - a;
-            best = d < best ? d : best;
-            reps++;
-        }
-        if (memcmp(got, want, nrows * sizeof(float)) != 0) {
-            fprintf(stderr, "bench_kernel: kernel output differs from refeval!\n");
-            return 1;
-        }
-        *(mode ? &kn : &k1) = best / (double)nrows;
+    bench_ctx b = {&v, rows, nrows, ncols, want, pool, ncpu, nt, ref_s, xgb_ns_row};
+    int rc = 0;
+    const char *only = getenv("VIGIL_HOTPATH_KERNEL"); /* set: that kernel alone */
+    if (only && *only && hp_scorer_find(only) == NULL) {
+        char names[256];
+        fprintf(stderr, "bench_kernel: VIGIL_HOTPATH_KERNEL: unknown kernel '%s' (one of: %s)\n",
+                only, hp_scorer_names(names, sizeof names));
+        rc = 2;
     }
-    printf("  outputs: kernel == refeval bit for bit on all %zu rows\n", nrows);
-
-    double p50, p99, pmax;
-    latency(f, rows, nrows, ncols, pool, got, &p50, &p99, &pmax);
-
-    double per = 1e9 / nt;
-    printf("\n  %-34s %12s %14s %12s\n", "batch scoring", "ns/tree/row", "rows/s", "vs xgboost");
-    printf("  %-34s %12.2f %14.0f %12s\n", "reference evaluator (common/)", ref_s * per,
-           1.0 / ref_s, xgb_ns_row > 0 ? "" : "-");
-    if (xgb_ns_row > 0)
-        printf("  %-34s %12.2f %14.0f %12s\n", "xgboost inplace_predict nthread=1", xgb_ns_row / nt,
-               1e9 / xgb_ns_row, "1.00x");
-    char r1[32] = "-", rn[32] = "-";
-    if (xgb_ns_row > 0) {
-        snprintf(r1, sizeof r1, "%.2fx", xgb_ns_row * 1e-9 / k1);
-        snprintf(rn, sizeof rn, "%.2fx", xgb_ns_row * 1e-9 / kn);
-    }
-    printf("  %-34s %12.2f %14.0f %12s\n", "kernel, 1 thread", k1 * per, 1.0 / k1, r1);
-    char lbl[64];
-    snprintf(lbl, sizeof lbl, "kernel, %ld threads (pool)", ncpu);
-    printf("  %-34s %12.2f %14.0f %12s\n", lbl, kn * per, 1.0 / kn, rn);
-    printf("  kernel vs reference evaluator: %.1fx (1 thread), %.1fx (%ld threads)\n", ref_s / k1,
-           ref_s / kn, ncpu);
-    /* The same rows with every NaN replaced by 0: the compare-only fast path. */
-    size_t nan_vals = 0;
-    for (size_t i = 0; i < nrows * ncols; i++)
-        if (isnan(rows[i])) {
-            rows[i] = 0.0f;
-            nan_vals++;
-        }
-    if (nan_vals > 0) {
-        double best = INFINITY, start = now_s();
-        int reps = 0;
-        while (reps < 3 || now_s() - start < 0.5) {
-            double a = now_s();
-            hp_forest_score(f, rows, nrows, 0, got, NULL, 0);
-            double d = now_s() - a;
-            best = d < best ? d : best;
-            reps++;
-        }
-        best /= (double)nrows;
-        printf("  %-34s %12.2f %14.0f %12s\n", "kernel, 1 thread, rows without NaN", best * per,
-               1.0 / best, "");
-    }
+    for (unsigned i = 0; i < hp_scorer_count() && rc == 0; i++)
+        if (!only || !*only || strcmp(only, hp_scorer_at(i)->name) == 0)
+            rc = bench_one(&b, hp_scorer_at(i));
     if (xgb_ns_row <= 0)
-        printf("  xgboost: skipped (no figure given: xgboost not available to run.sh)\n");
-    printf("\n  single-row latency over %d calls, rows with NaN (10%%):  p50 %.2f us, p99 %.2f us, "
-           "max %.2f us\n",
-           NLAT, p50 * 1e6, p99 * 1e6, pmax * 1e6);
-    if (nan_vals > 0) {
-        latency(f, rows, nrows, ncols, pool, got, &p50, &p99, &pmax);
-        printf("  single-row latency over %d calls, rows without NaN:     p50 %.2f us, "
-               "p99 %.2f us, max %.2f us\n",
-               NLAT, p50 * 1e6, p99 * 1e6, pmax * 1e6);
-    }
+        printf("\n  xgboost: skipped (no figure given: xgboost not available to run.sh)\n");
 
     hp_pool_destroy(pool);
-    free(mem);
     free(blob);
     free(rows);
     free(want);
-    free(got);
-    return 0;
+    return rc;
 }

@@ -1,6 +1,13 @@
-/* test_kernel.c - the worker's scoring kernel (hotpath/hp_forest.c through hotpath/hp_arena.c and
- * hotpath/hp_k_score.c), differentially against the reference evaluator common/refeval.c, which
- * test_model.c pins to xgboost 1.7.4's own predictions:
+/* test_kernel.c - the worker's scoring kernels: EVERY scorer registered in hotpath/hp_scorers.def
+ * (hp_scorer_at(0..hp_scorer_count()-1): the tuned hp_forest.c, the plain reference layout, and
+ * whatever is added there), through hotpath/hp_arena.c and hotpath/hp_k_score.c, differentially
+ * against the reference evaluator common/refeval.c, which test_model.c pins to xgboost 1.7.4's
+ * own predictions.  Each test below is a Check loop test over the registry (one iteration per
+ * scorer, which prints "<test>: kernel <name>"), so a new scorer is held to all of it without an
+ * edit here; the few assertions about hp_forest's own layout (heap/linked/binned) run only on
+ * the forest scorer's layout.  A scorer may decline models of a format it does not hold (its
+ * bytes() returns 0): they are skipped for it and counted ("declined"), but it may not decline
+ * every fixture.  What is checked:
  *   - every fixture: compiled with xgb_compile, validated, loaded into an arena, scored with and
  *     without the compute pool: bit-identical to refeval, and as close to xgboost as refeval is;
  *   - thousands of random models built with model_builder (depths 0..30, sparse and full trees,
@@ -10,6 +17,8 @@
  *     parallel split: bit-identical to refeval;
  *   - the arena: LRU eviction order, pinned models survive, too-big models, resident reloads;
  *   - the LOAD_MODEL / SCORE handlers on in-memory payloads: every error answer.
+ *   - a test scorer that declines some models and fails some builds: LOAD_MODEL answers
+ *     BAD_PAYLOAD / INTERNAL and the arena keeps nothing of either.
  * Expected values come from refeval (a second implementation) or are written out here. */
 #include <check.h>
 #include <float.h>
@@ -23,6 +32,8 @@
 #include "hp_forest.h"
 #include "hp_k_score.h"
 #include "hp_pool.h"
+#include "hp_scorer.h"
+#include "hp_store.h"
 #include "model.h"
 #include "model_build.h"
 #include "refeval.h"
@@ -82,18 +93,53 @@ static void rnd_key(uint8_t key[WIRE_MODEL_KEY_SIZE])
         key[i] = (uint8_t)rnd64();
 }
 
-/* Arena + pool for a test; the pool has at least one helper even on one CPU, so the parallel
- * split always runs. */
+/* Scorer, arena + pool for a test; the pool has at least one helper even on one CPU, so the
+ * parallel split always runs.  Each loop test starts with use_scorer(_i, ...). */
+static const hp_scorer *T_sc;
+/* Models the scorer under test declined (its bytes() returned 0: a format it does not hold);
+ * reset by use_scorer, printed by the tests that count. */
+static unsigned T_declined;
+
 static hp_arena *T_arena;
 static hp_pool *T_pool;
 
 static void kernel_setup(void)
 {
     char err[256];
-    T_arena = hp_arena_create((size_t)16 << 20, err, sizeof err);
-    ck_assert_msg(T_arena != NULL, "%s", err);
     T_pool = hp_pool_create(1, err, sizeof err);
     ck_assert_msg(T_pool != NULL, "%s", err);
+}
+
+/* Selects registered scorer i for this iteration and gives it a fresh arena of bytes. */
+static void use_scorer_arena(int i, size_t bytes, const char *test)
+{
+    char err[256];
+    T_sc = hp_scorer_at((unsigned)i);
+    ck_assert_ptr_nonnull(T_sc);
+    T_declined = 0;
+    hp_arena_destroy(T_arena);
+    T_arena = hp_arena_create(bytes, T_sc, err, sizeof err);
+    ck_assert_msg(T_arena != NULL, "%s", err);
+    printf("  %s: kernel %s\n", test, T_sc->name);
+}
+
+static void use_scorer(int i, const char *test)
+{
+    use_scorer_arena(i, (size_t)16 << 20, test);
+}
+
+/* The forest layout of m when the scorer under test is hp_forest's (white-box checks), else NULL.
+ */
+static const hp_forest *forest_of(const hp_model *m)
+{
+    return T_sc == &hp_scorer_forest ? (const hp_forest *)m->layout : NULL;
+}
+
+/* Bytes a model takes in the arena with the scorer under test. */
+static size_t arena_bytes(const model_view *v)
+{
+    size_t b = T_sc->bytes(v);
+    return (b + HP_LAYOUT_ALIGN - 1) / HP_LAYOUT_ALIGN * HP_LAYOUT_ALIGN;
 }
 
 static void kernel_teardown(void)
@@ -104,28 +150,36 @@ static void kernel_teardown(void)
     T_arena = NULL;
 }
 
-/* Loads v under a fresh random key and pins it.  Returns the forest, *handle for release. */
-static const hp_forest *load_pin(const model_view *v, uint8_t key[WIRE_MODEL_KEY_SIZE],
-                                 uint32_t *handle)
+/* Loads v under a fresh random key and pins it.  Returns the model, *handle for release; or NULL
+ * when the scorer declines v (the caller skips it: nothing is pinned). */
+static const hp_model *load_pin(const model_view *v, uint8_t key[WIRE_MODEL_KEY_SIZE],
+                                uint32_t *handle)
 {
     char err[256];
     rnd_key(key);
     int rc = hp_arena_load(T_arena, key, v, err, sizeof err);
+    if (rc == HP_ARENA_UNSUPPORTED) {
+        ck_assert_uint_eq(T_sc->bytes(v), 0);
+        T_declined++;
+        return NULL;
+    }
     ck_assert_msg(rc == HP_ARENA_LOADED, "load: %d %s", rc, err);
     const uint8_t *keys[1] = {key};
-    const hp_forest *f = NULL;
-    ck_assert_int_eq(hp_arena_acquire(T_arena, keys, 1, &f, handle), -1);
-    ck_assert_ptr_nonnull(f);
-    return f;
+    const hp_model *m = NULL;
+    ck_assert_int_eq(hp_arena_acquire(T_arena, keys, 1, &m, handle), -1);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_ptr_nonnull(m->layout);
+    return m;
 }
 
 /* Scores rows both ways and with every split configuration; asserts bit equality.  what names the
  * case in messages. */
-static void check_same(const model_view *v, const hp_forest *f, const float *rows, size_t nrows,
+static void check_same(const model_view *v, const hp_model *m, const float *rows, size_t nrows,
                        int margin, const char *what)
 {
     uint32_t nout = model_outputs_per_row(v, margin);
-    ck_assert_uint_eq(hp_forest_outputs(f, margin), nout);
+    ck_assert_uint_eq(m->nout[margin != 0], nout);
+    ck_assert_uint_eq(m->num_feature, v->hdr->num_feature);
     size_t n = nrows * nout;
     float *want = malloc((n ? n : 1) * sizeof(float));
     float *got = malloc((n ? n : 1) * sizeof(float));
@@ -134,18 +188,18 @@ static void check_same(const model_view *v, const hp_forest *f, const float *row
     static const struct {
         int pool;
         uint64_t min_work;
-    } cfgs[] = {{0, 0}, {1, 0}, {1, HPF_PARALLEL_MIN_WORK}};
+    } cfgs[] = {{0, 0}, {1, 0}, {1, HP_PARALLEL_MIN_WORK}};
     for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
         memset(got, 0xA5, n * sizeof(float)); /* poison: every output must be written */
-        hp_forest_score(f, rows, nrows, margin, got, cfgs[c].pool ? T_pool : NULL,
-                        cfgs[c].min_work);
+        T_sc->score(m->layout, rows, nrows, margin, got, cfgs[c].pool ? T_pool : NULL,
+                    cfgs[c].min_work);
         long d = first_diff(got, want, n);
         ck_assert_msg(d < 0,
-                      "%s: %zu rows, margin=%d, pool=%d min_work=%llu: output %ld (row %ld) is "
-                      "%a (0x%08x), refeval %a (0x%08x)",
-                      what, nrows, margin, cfgs[c].pool, (unsigned long long)cfgs[c].min_work, d,
-                      d / (long)nout, (double)got[d], fx_bits(got[d]), (double)want[d],
-                      fx_bits(want[d]));
+                      "kernel %s: %s: %zu rows, margin=%d, pool=%d min_work=%llu: output %ld (row "
+                      "%ld) is %a (0x%08x), refeval %a (0x%08x)",
+                      T_sc->name, what, nrows, margin, cfgs[c].pool,
+                      (unsigned long long)cfgs[c].min_work, d, d / (long)nout, (double)got[d],
+                      fx_bits(got[d]), (double)want[d], fx_bits(want[d]));
     }
     free(want);
     free(got);
@@ -155,6 +209,7 @@ static void check_same(const model_view *v, const hp_forest *f, const float *row
 
 START_TEST(fixtures_bit_identical_to_refeval)
 {
+    use_scorer(_i, "fixtures_bit_identical_to_refeval");
     char names[64][64];
     size_t nfix = fx_manifest(names, 64);
     ck_assert_uint_ge(nfix, 20);
@@ -165,7 +220,11 @@ START_TEST(fixtures_bit_identical_to_refeval)
         void *blob = compile_fixture(names[fi], &blob_len, &v);
         uint8_t key[WIRE_MODEL_KEY_SIZE];
         uint32_t h;
-        const hp_forest *f = load_pin(&v, key, &h);
+        const hp_model *f = load_pin(&v, key, &h);
+        if (f == NULL) {
+            free(blob);
+            continue;
+        }
         char path[512];
         snprintf(path, sizeof path, "%s/%s.rows.txt", fx_dir(), names[fi]);
         float *rows = read_matrix(path, &nr, &nc);
@@ -177,9 +236,9 @@ START_TEST(fixtures_bit_identical_to_refeval)
             snprintf(path, sizeof path, "%s/%s.%s.txt", fx_dir(), names[fi],
                      margin ? "margin" : "pred");
             float *xgb = read_matrix(path, &pr, &pc);
-            ck_assert_uint_eq(pr * pc, nr * hp_forest_outputs(f, margin));
+            ck_assert_uint_eq(pr * pc, nr * f->nout[margin]);
             float *got = malloc(pr * pc * sizeof(float));
-            hp_forest_score(f, rows, nr, margin, got, T_pool, 0);
+            T_sc->score(f->layout, rows, nr, margin, got, T_pool, 0);
             size_t ident = 0;
             for (size_t i = 0; i < pr * pc; i++)
                 ident += fx_bits(got[i]) == fx_bits(xgb[i]) || (isnan(got[i]) && isnan(xgb[i]));
@@ -204,7 +263,11 @@ START_TEST(fixtures_bit_identical_to_refeval)
         free(rows);
         free(blob);
     }
-    printf("  fixtures: kernel outputs equal to xgboost 1.7.4's: %zu/%zu\n", same_as_xgb, total);
+    printf("  fixtures: kernel %s: outputs equal to xgboost 1.7.4's: %zu/%zu (%u of %zu fixtures "
+           "declined by the kernel)\n",
+           T_sc->name, same_as_xgb, total, T_declined, nfix);
+    /* A kernel may decline formats it does not hold, not everything. */
+    ck_assert_uint_lt(T_declined, nfix);
 }
 END_TEST
 
@@ -406,6 +469,14 @@ static float *random_rows(const gen *g, size_t nrows)
     return rows;
 }
 
+static int has_categorical(const model_view *v)
+{
+    for (uint32_t i = 0; i < v->hdr->num_nodes; i++)
+        if (v->nodes[i].left != -1 && (v->nodes[i].split & MODEL_NODE_CATEGORICAL))
+            return 1;
+    return 0;
+}
+
 static unsigned n_random_models(void)
 {
     const char *s = getenv("VIGIL_KERNEL_MODELS");
@@ -414,6 +485,7 @@ static unsigned n_random_models(void)
 
 START_TEST(random_models_bit_identical_to_refeval)
 {
+    use_scorer(_i, "random_models_bit_identical_to_refeval");
     gen g = {0};
     g.cats_cap = 4096;
     g.cats = malloc(g.cats_cap * sizeof *g.cats);
@@ -429,38 +501,50 @@ START_TEST(random_models_bit_identical_to_refeval)
         void *blob = random_model(&g, &v, &len, NULL, NULL);
         uint8_t key[WIRE_MODEL_KEY_SIZE];
         uint32_t h;
-        const hp_forest *f = load_pin(&v, key, &h); /* the 16 MiB arena evicts as it goes */
-        heap += f->heap_trees;
-        linked += f->num_trees - f->heap_trees;
-        dart += (f->flags & HPF_F_DART) != 0;
-        cat += (f->flags & HPF_F_CATEGORICAL) != 0;
-        binned += (f->flags & HPF_F_BINNED) != 0;
-        objs[f->objective]++;
+        const hp_model *mm = load_pin(&v, key, &h); /* the 16 MiB arena evicts as it goes */
+        if (mm == NULL) {
+            free(blob);
+            continue;
+        }
+        const hp_forest *f = forest_of(mm);
+        if (f) {
+            heap += f->heap_trees;
+            linked += f->num_trees - f->heap_trees;
+            binned += (f->flags & HPF_F_BINNED) != 0;
+        }
+        dart += (v.hdr->flags & MODEL_F_DART) != 0;
+        cat += has_categorical(&v);
+        objs[v.hdr->objective]++;
         char what[64];
         snprintf(what, sizeof what, "random model %u (objective %s)", m,
                  model_objective_name(v.hdr->objective));
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
             float *rows = random_rows(&g, sizes[s]);
-            check_same(&v, f, rows, sizes[s], (int)((m + s) & 1), what);
+            check_same(&v, mm, rows, sizes[s], (int)((m + s) & 1), what);
             if (s == 0)
-                check_same(&v, f, rows, sizes[s], (int)((m + s + 1) & 1), what);
+                check_same(&v, mm, rows, sizes[s], (int)((m + s + 1) & 1), what);
             rows_total += sizes[s];
             free(rows);
         }
         hp_arena_release(T_arena, &h, 1);
         free(blob);
     }
-    printf("  random: %u models (%llu heap trees, %llu linked trees, %llu dart, %llu with "
+    printf("  random: kernel %s: %u models (%u declined, %llu heap trees, %llu linked trees, %llu "
+           "dart, %llu with "
            "categorical splits, %llu binned), %llu rows, each scored 3 ways\n",
-           nmodels, (unsigned long long)heap, (unsigned long long)linked, (unsigned long long)dart,
-           (unsigned long long)cat, (unsigned long long)binned, (unsigned long long)rows_total);
-    /* The generator must have reached every case the kernel distinguishes. */
-    ck_assert_uint_gt(heap, 0);
-    ck_assert_uint_gt(linked, 0);
+           T_sc->name, nmodels, T_declined, (unsigned long long)heap, (unsigned long long)linked,
+           (unsigned long long)dart, (unsigned long long)cat, (unsigned long long)binned,
+           (unsigned long long)rows_total);
+    /* The generator must have reached every case the kernels distinguish (the layout counts are
+     * hp_forest's, known only on its own layout). */
+    if (T_sc == &hp_scorer_forest) {
+        ck_assert_uint_gt(heap, 0);
+        ck_assert_uint_gt(linked, 0);
+        ck_assert_uint_gt(binned, 0);
+        ck_assert_uint_gt(nmodels - binned, 0);
+    }
     ck_assert_uint_gt(dart, 0);
     ck_assert_uint_gt(cat, 0);
-    ck_assert_uint_gt(binned, 0);
-    ck_assert_uint_gt(nmodels - binned, 0);
     if (nmodels >= 500)
         for (uint32_t o = 1; o < MODEL_OBJ_MAX; o++)
             ck_assert_msg(objs[o] > 0, "objective %u never generated", o);
@@ -504,16 +588,24 @@ static void *complete_tree_model(uint32_t d, model_view *v, size_t *len)
 
 START_TEST(layout_heap_and_linked)
 {
-    /* Depth 12 complete: heap; depth 13: linked (over HPF_HEAP_MAX_DEPTH). */
+    use_scorer(_i, "layout_heap_and_linked");
+    /* Depth 12 complete: heap; depth 13: linked (over HPF_HEAP_MAX_DEPTH), in hp_forest. */
     for (uint32_t d = 11; d <= 13; d++) {
         model_view v;
         size_t len;
         void *blob = complete_tree_model(d, &v, &len);
         uint8_t key[WIRE_MODEL_KEY_SIZE];
         uint32_t h;
-        const hp_forest *f = load_pin(&v, key, &h);
-        ck_assert_uint_eq(f->heap_trees, d <= 12 ? 1 : 0);
-        ck_assert_uint_eq(f->trees[0].depth, d);
+        const hp_model *m = load_pin(&v, key, &h);
+        if (m == NULL) {
+            free(blob);
+            continue;
+        }
+        const hp_forest *f = forest_of(m);
+        if (f) {
+            ck_assert_uint_eq(f->heap_trees, d <= 12 ? 1 : 0);
+            ck_assert_uint_eq(f->trees[0].depth, d);
+        }
         /* Path by hand: features 0..d-1, x < 0 goes left; leaf index = bits of "went right". */
         float row[16];
         uint32_t want = 0;
@@ -523,7 +615,7 @@ START_TEST(layout_heap_and_linked)
             want = want * 2 + (uint32_t)right;
         }
         float out;
-        hp_forest_score(f, row, 1, 1, &out, NULL, 0);
+        T_sc->score(m->layout, row, 1, 1, &out, NULL, 0);
         ck_assert_float_eq(out, (float)want);
         hp_arena_release(T_arena, &h, 1);
         free(blob);
@@ -571,10 +663,17 @@ static void check_bin_limit(uint32_t nf, uint32_t distinct, int nan_thr, int wan
     ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
     uint8_t key[WIRE_MODEL_KEY_SIZE];
     uint32_t h;
-    const hp_forest *f = load_pin(&v, key, &h);
-    ck_assert_msg(((f->flags & HPF_F_BINNED) != 0) == want_binned,
-                  "nf %u, %u thresholds, nan %d: binned %d", nf, distinct, nan_thr,
-                  (f->flags & HPF_F_BINNED) != 0);
+    const hp_model *m = load_pin(&v, key, &h);
+    if (m == NULL) {
+        free(blob);
+        free(nodes);
+        return;
+    }
+    const hp_forest *f = forest_of(m);
+    if (f)
+        ck_assert_msg(((f->flags & HPF_F_BINNED) != 0) == want_binned,
+                      "nf %u, %u thresholds, nan %d: binned %d", nf, distinct, nan_thr,
+                      (f->flags & HPF_F_BINNED) != 0);
     size_t nrows = 300;
     float *rows = malloc(nrows * nf * sizeof(float));
     for (size_t i = 0; i < nrows * nf; i++) {
@@ -596,8 +695,8 @@ static void check_bin_limit(uint32_t nf, uint32_t distinct, int nan_thr, int wan
             rows[i] = t;
         }
     }
-    check_same(&v, f, rows, nrows, 1, "binned limits");
-    check_same(&v, f, rows, 1, 1, "binned limits, one row");
+    check_same(&v, m, rows, nrows, 1, "binned limits");
+    check_same(&v, m, rows, 1, 1, "binned limits, one row");
     hp_arena_release(T_arena, &h, 1);
     free(rows);
     free(blob);
@@ -606,6 +705,7 @@ static void check_bin_limit(uint32_t nf, uint32_t distinct, int nan_thr, int wan
 
 START_TEST(binned_layout_limits)
 {
+    use_scorer(_i, "binned_layout_limits");
     check_bin_limit(1, HPF_BIN_MAX_THRESHOLDS, 0, 1);
     check_bin_limit(1, HPF_BIN_MAX_THRESHOLDS + 1, 0, 0);
     check_bin_limit(HPF_BIN_MAX_FEATURES, 100, 0, 1);
@@ -648,6 +748,7 @@ static int32_t gen_exact(gen *g, uint32_t depth, uint32_t D, int spine)
  * runs of 1..40 trees broken by other depths, gbtree and dart, 1..3 groups; 1 and 2 rows. */
 START_TEST(binned_single_row_runs)
 {
+    use_scorer(_i, "binned_single_row_runs");
     gen g = {0};
     unsigned binned = 0;
     rng_state = 0x9E3779B97F4A7C15ull;
@@ -681,36 +782,46 @@ START_TEST(binned_single_row_runs)
             ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
             uint8_t key[WIRE_MODEL_KEY_SIZE];
             uint32_t h;
-            const hp_forest *f = load_pin(&v, key, &h);
-            binned += (f->flags & HPF_F_BINNED) != 0; /* all-leaf models are smaller plain */
+            const hp_model *m = load_pin(&v, key, &h);
+            if (m == NULL) {
+                free(blob);
+                continue;
+            }
+            const hp_forest *f = forest_of(m);
+            binned += f && (f->flags & HPF_F_BINNED) != 0; /* all-leaf models are smaller plain */
             for (int i = 0; i < 40; i++) {
                 size_t nrows = 1 + (size_t)(i & 1);
                 float *rows = random_rows(&g, nrows);
-                check_same(&v, f, rows, nrows, i & 2 ? 1 : 0, "binned single-row runs");
+                check_same(&v, m, rows, nrows, i & 2 ? 1 : 0, "binned single-row runs");
                 free(rows);
             }
             hp_arena_release(T_arena, &h, 1);
             free(blob);
         }
     }
-    ck_assert_uint_ge(binned, 32); /* 38 of 52 with this seed: NaN thresholds, tiny models */
+    if (T_sc == &hp_scorer_forest)
+        ck_assert_uint_ge(binned, 32); /* 38 of 52 with this seed: NaN thresholds, tiny models */
     free(g.nodes);
 }
 END_TEST
 
 /* ---- arena ----------------------------------------------------------------------------------- */
 
-/* A model of exactly one depth-8 complete tree: its forest takes a fixed number of bytes. */
+/* A model of exactly one depth-8 complete tree: its layout takes a fixed number of bytes. */
 START_TEST(arena_lru_pins_and_limits)
 {
     char err[256];
     model_view v;
     size_t len;
     void *blob = complete_tree_model(8, &v, &len);
-    size_t fb = hp_forest_bytes(&v);
-    hp_arena_destroy(T_arena);
-    T_arena = hp_arena_create(3 * fb, err, sizeof err); /* room for exactly three */
-    ck_assert_ptr_nonnull(T_arena);
+    use_scorer(_i, "arena_lru_pins_and_limits");
+    if (T_sc->bytes(&v) == 0) {
+        printf("  arena_lru_pins_and_limits: kernel %s declines the model: skipped\n", T_sc->name);
+        free(blob);
+        return;
+    }
+    size_t fb = arena_bytes(&v);
+    use_scorer_arena(_i, 3 * fb, "arena_lru_pins_and_limits"); /* room for exactly three */
 
     uint8_t k[5][WIRE_MODEL_KEY_SIZE];
     for (int i = 0; i < 5; i++)
@@ -726,7 +837,7 @@ START_TEST(arena_lru_pins_and_limits)
     ck_assert_int_eq(hp_arena_touch(T_arena, k[3]), 1);
     /* Pin 3 (least recent now); loading 4 must evict 0 instead. */
     const uint8_t *keys[1] = {k[3]};
-    const hp_forest *f;
+    const hp_model *f;
     uint32_t h;
     ck_assert_int_eq(hp_arena_acquire(T_arena, keys, 1, &f, &h), -1);
     ck_assert_int_eq(hp_arena_load(T_arena, k[4], &v, err, sizeof err), HP_ARENA_LOADED);
@@ -734,13 +845,13 @@ START_TEST(arena_lru_pins_and_limits)
     ck_assert_int_eq(hp_arena_touch(T_arena, k[0]), 0);
     /* The pinned forest still scores correctly after its neighbours were replaced. */
     float row[8] = {0, -1, 0, -1, 0, -1, 0, -1}, out;
-    hp_forest_score(f, row, 1, 1, &out, NULL, 0);
+    T_sc->score(f->layout, row, 1, 1, &out, NULL, 0);
     ck_assert_float_eq(out, (float)0xAA); /* right, left, right, ... = 10101010b */
     hp_arena_release(T_arena, &h, 1);
 
     /* Acquire of several keys: the first missing one is reported, nothing stays pinned. */
     const uint8_t *two[3] = {k[3], k[0], k[1]};
-    const hp_forest *fs[3];
+    const hp_model *fs[3];
     uint32_t hs[3];
     ck_assert_int_eq(hp_arena_acquire(T_arena, two, 3, fs, hs), 1);
 
@@ -763,7 +874,7 @@ START_TEST(arena_lru_pins_and_limits)
 
     /* Bigger than the whole arena: TOO_BIG at once, whatever is resident. */
     blob = complete_tree_model(10, &v, &len);
-    ck_assert_uint_gt(hp_forest_bytes(&v), 3 * fb);
+    ck_assert_uint_gt(arena_bytes(&v), 3 * fb);
     ck_assert_int_eq(hp_arena_load(T_arena, k[1], &v, err, sizeof err), HP_ARENA_TOO_BIG);
     ck_assert_ptr_nonnull(strstr(err, "VIGIL_HOTPATH_MEMORY_MB"));
     free(blob);
@@ -775,8 +886,7 @@ END_TEST
 START_TEST(arena_index_survives_churn)
 {
     char err[256];
-    hp_arena_destroy(T_arena);
-    T_arena = hp_arena_create((size_t)1 << 20, err, sizeof err);
+    use_scorer_arena(_i, (size_t)1 << 20, "arena_index_survives_churn");
     gen g = {0};
     g.cats_cap = 4096;
     g.cats = malloc(g.cats_cap * sizeof *g.cats);
@@ -790,9 +900,16 @@ START_TEST(arena_index_survives_churn)
         rnd_key(keys[i]);
         if (i % 7 == 3) /* same UUID, other source: a distinct key */
             memcpy(keys[i], keys[i - 1], 16);
-        ck_assert_int_eq(hp_arena_load(T_arena, keys[i], &v, err, sizeof err), HP_ARENA_LOADED);
+        int rc = hp_arena_load(T_arena, keys[i], &v, err, sizeof err);
+        if (rc == HP_ARENA_UNSUPPORTED) { /* the scorer declines this model */
+            ck_assert_int_eq(hp_arena_touch(T_arena, keys[i]), 0);
+            T_declined++;
+            free(blob);
+            continue;
+        }
+        ck_assert_int_eq(rc, HP_ARENA_LOADED);
         const uint8_t *kp[1] = {keys[i]};
-        const hp_forest *f;
+        const hp_model *f;
         uint32_t h;
         ck_assert_int_eq(hp_arena_acquire(T_arena, kp, 1, &f, &h), -1);
         float *rows = random_rows(&g, 9);
@@ -807,11 +924,11 @@ START_TEST(arena_index_survives_churn)
     for (int i = 0; i < N; i++)
         found += (uint64_t)hp_arena_touch(T_arena, keys[i]);
     ck_assert_uint_eq(found, st.models_resident);
-    ck_assert_uint_eq(st.loads, N);
+    ck_assert_uint_eq(st.loads, N - T_declined);
     ck_assert_uint_eq(st.loads - st.evictions, st.models_resident);
     ck_assert_uint_le(st.bytes_used, st.bytes_total);
-    printf("  churn: %d loads, %llu evictions, %llu resident, %llu bytes used\n", N,
-           (unsigned long long)st.evictions, (unsigned long long)st.models_resident,
+    printf("  churn: kernel %s: %d loads, %llu evictions, %llu resident, %llu bytes used\n",
+           T_sc->name, N, (unsigned long long)st.evictions, (unsigned long long)st.models_resident,
            (unsigned long long)st.bytes_used);
     free(g.nodes);
     free(g.cats);
@@ -823,11 +940,13 @@ END_TEST
 static _Alignas(4096) uint8_t in_buf[1 << 24];
 static _Alignas(4096) uint8_t out_buf[1 << 22];
 
+static hp_store *T_store; /* the handlers' state (hp_k_score.h) */
+
 static int call(hp_kernel_fn fn, uint32_t len, wire_writer *out)
 {
     hp_ctx ctx = {0};
     wire_writer_init(out, out_buf, sizeof out_buf);
-    return fn(&ctx, in_buf, len, out);
+    return fn(T_store, &ctx, in_buf, len, out);
 }
 
 static uint32_t put_load(const uint8_t *key, const void *blob, uint32_t blob_len)
@@ -854,12 +973,26 @@ static void put_section(wire_writer *w, const uint8_t *key, uint32_t flags, uint
 START_TEST(handlers_answer_every_case)
 {
     char err[256];
-    hp_config cfg = {.memory_bytes = (size_t)4 << 20};
-    ck_assert_int_eq(hp_k_score_init(&cfg, 2, err, sizeof err), 0);
+    use_scorer(_i, "handlers_answer_every_case");
+    ck_assert_msg(hp_store_create(T_sc, (size_t)4 << 20, 1, &T_store, err, sizeof err) == 0, "%s",
+                  err);
+    /* The init hook both handlers share hands the store over as their state. */
+    hp_kernel_env env = {.store = T_store};
+    void *state = NULL;
+    ck_assert_int_eq(hp_k_store_init(&env, &state, err, sizeof err), 0);
+    ck_assert_ptr_eq(state, T_store);
+    ck_assert_str_eq(hp_k_store_impl(state), T_sc->name);
     wire_writer out;
     size_t nr, nc, blob_len;
     model_view v;
     void *blob = compile_fixture("multi_softprob", &blob_len, &v);
+    if (T_sc->bytes(&v) == 0) {
+        printf("  handlers_answer_every_case: kernel %s declines the model: skipped\n", T_sc->name);
+        hp_store_destroy(T_store);
+        T_store = NULL;
+        free(blob);
+        return;
+    }
     char path[512];
     snprintf(path, sizeof path, "%s/multi_softprob.rows.txt", fx_dir());
     float *rows = read_matrix(path, &nr, &nc);
@@ -995,9 +1128,117 @@ START_TEST(handlers_answer_every_case)
     ck_assert_ptr_nonnull(memmem(out_buf, out.len, "VIGIL_HOTPATH_MEMORY_MB", 23));
     free(bblob);
 
-    hp_k_score_fini();
+    hp_store_destroy(T_store);
+    T_store = NULL;
     free(rows);
     free(blob);
+}
+END_TEST
+
+/* ---- the registry itself --------------------------------------------------------------------- */
+
+/* Names are what VIGIL_HOTPATH_KERNEL, HELLO, STATS (kernel_<name>) and logs carry: [a-z0-9_],
+ * 1..31 bytes, unique; every member but release is set; hp_scorer_find agrees with the list. */
+START_TEST(registry_entries_are_well_formed)
+{
+    unsigned n = hp_scorer_count();
+    ck_assert_uint_ge(n, 2); /* forest and plain at least */
+    for (unsigned i = 0; i < n; i++) {
+        const hp_scorer *sc = hp_scorer_at(i);
+        ck_assert_ptr_nonnull(sc);
+        size_t len = strlen(sc->name);
+        ck_assert_msg(len >= 1 && len < HP_KERNEL_NAME_MAX, "scorer %u: name length %zu", i, len);
+        ck_assert_msg(strspn(sc->name, "abcdefghijklmnopqrstuvwxyz0123456789_") == len,
+                      "scorer %u: name '%s' not [a-z0-9_]", i, sc->name);
+        ck_assert_msg(sc->bytes && sc->build && sc->score, "scorer %s: member missing", sc->name);
+        ck_assert_ptr_eq(hp_scorer_find(sc->name), sc);
+        for (unsigned j = 0; j < i; j++)
+            ck_assert_str_ne(hp_scorer_at(j)->name, sc->name);
+        printf("  registry: kernel %u: %s%s\n", i, sc->name, i == 0 ? " (default)" : "");
+    }
+    ck_assert_ptr_null(hp_scorer_at(n));
+    ck_assert_ptr_null(hp_scorer_find("nosuch"));
+}
+END_TEST
+
+/* ---- a scorer that declines models, or fails to build -----------------------------------------
+ */
+
+/* "picky": the default scorer, except that it declines models with an odd number of features
+ * (bytes 0, as a scorer for another format would) and, while picky_fail is set, its build returns
+ * NULL (a scorer bug).  The arena and LOAD_MODEL must answer both without keeping anything. */
+static int picky_fail;
+
+static size_t picky_bytes(const model_view *v)
+{
+    return v->hdr->num_feature % 2 ? 0 : hp_scorer_at(0)->bytes(v);
+}
+
+static const void *picky_build(const model_view *v, void *dst, size_t len)
+{
+    return picky_fail ? NULL : hp_scorer_at(0)->build(v, dst, len);
+}
+
+static void picky_score(const void *layout, const float *rows, size_t nrows, int output_margin,
+                        float *out, hp_pool *pool, uint64_t min_parallel_work)
+{
+    hp_scorer_at(0)->score(layout, rows, nrows, output_margin, out, pool, min_parallel_work);
+}
+
+static const hp_scorer picky = {"picky", picky_bytes, picky_build, picky_score, NULL};
+
+START_TEST(declined_and_failed_builds_keep_nothing)
+{
+    char err[256];
+    wire_writer out, w;
+    ck_assert_int_eq(hp_store_create(&picky, (size_t)4 << 20, 0, &T_store, err, sizeof err), 0);
+    model_view v2, v3, v4;
+    size_t l2, l3, l4;
+    void *b2 = complete_tree_model(2, &v2, &l2), *b3 = complete_tree_model(3, &v3, &l3),
+         *b4 = complete_tree_model(4, &v4, &l4);
+    uint8_t k2[WIRE_MODEL_KEY_SIZE], k3[WIRE_MODEL_KEY_SIZE], k4[WIRE_MODEL_KEY_SIZE];
+    rnd_key(k2);
+    rnd_key(k3);
+    rnd_key(k4);
+    ck_assert_int_eq(call(hp_k_load_model, put_load(k2, b2, (uint32_t)l2), &out), WIRE_OK);
+    /* Declined: BAD_PAYLOAD naming the kernel and the variable. */
+    ck_assert_int_eq(call(hp_k_load_model, put_load(k3, b3, (uint32_t)l3), &out),
+                     WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "picky kernel", 12));
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "VIGIL_HOTPATH_KERNEL", 20));
+    /* Failed build: INTERNAL, and the space it had reserved is free again. */
+    picky_fail = 1;
+    ck_assert_int_eq(call(hp_k_load_model, put_load(k4, b4, (uint32_t)l4), &out), WIRE_E_INTERNAL);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "failed to build", 15));
+    picky_fail = 0;
+    hp_arena_stats st;
+    hp_arena_get_stats(hp_store_arena(T_store), &st);
+    ck_assert_uint_eq(st.models_resident, 1);
+    ck_assert_uint_eq(st.loads, 1);
+    size_t one = (picky_bytes(&v2) + HP_LAYOUT_ALIGN - 1) / HP_LAYOUT_ALIGN * HP_LAYOUT_ALIGN;
+    ck_assert_uint_eq(st.bytes_used, one);
+    /* Neither is resident; the failed one loads once the build works. */
+    float row[4] = {0, -1, 0, -1};
+    const uint8_t *missing[2] = {k3, k4};
+    for (int i = 0; i < 2; i++) {
+        wire_writer_init(&w, in_buf, sizeof in_buf);
+        wire_put_u32(&w, 1);
+        put_section(&w, missing[i], 0, 1, i ? 4 : 3, row);
+        ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_E_UNKNOWN_MODEL);
+    }
+    ck_assert_int_eq(call(hp_k_load_model, put_load(k4, b4, (uint32_t)l4), &out), WIRE_OK);
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 1);
+    put_section(&w, k4, WIRE_SCORE_MARGIN, 1, 4, row);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_OK);
+    float got;
+    memcpy(&got, out_buf + 12, 4);
+    ck_assert_float_eq(got, 10.0f); /* right, left, right, left = 1010b */
+    hp_store_destroy(T_store);
+    T_store = NULL;
+    free(b2);
+    free(b3);
+    free(b4);
 }
 END_TEST
 
@@ -1007,14 +1248,18 @@ static Suite *kernel_suite(void)
     TCase *tc = tcase_create("differential");
     tcase_add_checked_fixture(tc, kernel_setup, kernel_teardown);
     tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, fixtures_bit_identical_to_refeval);
-    tcase_add_test(tc, random_models_bit_identical_to_refeval);
-    tcase_add_test(tc, layout_heap_and_linked);
-    tcase_add_test(tc, binned_layout_limits);
-    tcase_add_test(tc, binned_single_row_runs);
-    tcase_add_test(tc, arena_lru_pins_and_limits);
-    tcase_add_test(tc, arena_index_survives_churn);
-    tcase_add_test(tc, handlers_answer_every_case);
+    /* Every test once per registered scorer (_i = its index in hp_scorers.def). */
+    int n = (int)hp_scorer_count();
+    tcase_add_loop_test(tc, fixtures_bit_identical_to_refeval, 0, n);
+    tcase_add_loop_test(tc, random_models_bit_identical_to_refeval, 0, n);
+    tcase_add_loop_test(tc, layout_heap_and_linked, 0, n);
+    tcase_add_loop_test(tc, binned_layout_limits, 0, n);
+    tcase_add_loop_test(tc, binned_single_row_runs, 0, n);
+    tcase_add_loop_test(tc, arena_lru_pins_and_limits, 0, n);
+    tcase_add_loop_test(tc, arena_index_survives_churn, 0, n);
+    tcase_add_loop_test(tc, handlers_answer_every_case, 0, n);
+    tcase_add_test(tc, declined_and_failed_builds_keep_nothing);
+    tcase_add_test(tc, registry_entries_are_well_formed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -20,7 +20,8 @@
 #include <string.h>
 
 #include "hp_arena.h"
-#include "hp_forest.h"
+#include "hp_pool.h"
+#include "hp_scorer.h"
 #include "mdoc.h"
 #include "model.h"
 #include "modelfile.h"
@@ -228,61 +229,75 @@ START_TEST(second_writer_ubj_same_blob)
 }
 END_TEST
 
-/* The worker's kernel (hotpath/hp_forest.c through the arena) on every ref case: bit-identical to
- * xgboost, single rows and batches, with and without the compute pool. */
+/* Every registered worker kernel (hotpath/hp_scorers.def, through the arena) on every ref case:
+ * bit-identical to xgboost, single rows and batches, with and without the compute pool. */
 START_TEST(refs_kernel_bit_identical)
 {
     char err[256];
-    hp_arena *arena = hp_arena_create((size_t)64 << 20, err, sizeof err);
-    ck_assert_msg(arena != NULL, "%s", err);
     hp_pool *pool = hp_pool_create(1, err, sizeof err);
     ck_assert_msg(pool != NULL, "%s", err);
     refcase cases[16];
     size_t n = ref_manifest(cases, 16);
     uint8_t key[WIRE_MODEL_KEY_SIZE];
     memset(key, 0, sizeof key);
-    for (size_t c = 0; c < n; c++) {
-        size_t nr, nc;
-        float *rows = ref_matrix(cases[c].name, "rows.txt", &nr, &nc);
-        for (int f = 0; f < cases[c].nfiles; f++) {
-            size_t bl;
-            model_view v;
-            void *blob = ref_compile(cases[c].name, cases[c].files[f], NULL, &bl, &v);
-            key[0]++;
-            int rc = hp_arena_load(arena, key, &v, err, sizeof err);
-            ck_assert_msg(rc == HP_ARENA_LOADED, "load %s: %d %s", cases[c].name, rc, err);
-            const uint8_t *keys[1] = {key};
-            const hp_forest *fo = NULL;
-            uint32_t h;
-            ck_assert_int_eq(hp_arena_acquire(arena, keys, 1, &fo, &h), -1);
-            for (int margin = 0; margin <= 1; margin++) {
-                size_t pr, pc;
-                float *want =
-                    ref_matrix(cases[c].name, margin ? "margin.txt" : "pred.txt", &pr, &pc);
-                ck_assert_uint_eq(hp_forest_outputs(fo, margin), pc);
-                float *got = malloc(pr * pc * sizeof(float));
-                char what[128];
-                for (int cfg = 0; cfg < 3; cfg++) {
-                    memset(got, 0xA5, pr * pc * sizeof(float));
-                    if (cfg == 2) /* one row at a time */
-                        for (size_t r = 0; r < nr; r++)
-                            hp_forest_score(fo, rows + r * nc, 1, margin, got + r * pc, NULL, 0);
-                    else
-                        hp_forest_score(fo, rows, nr, margin, got, cfg ? pool : NULL, 0);
-                    snprintf(what, sizeof what, "kernel %s/%s margin=%d cfg=%d", cases[c].name,
-                             cases[c].files[f], margin, cfg);
-                    assert_bits(got, want, pr * pc, pc, what);
+    for (unsigned k = 0; k < hp_scorer_count(); k++) {
+        const hp_scorer *sc = hp_scorer_at(k);
+        hp_arena *arena = hp_arena_create((size_t)64 << 20, sc, err, sizeof err);
+        ck_assert_msg(arena != NULL, "%s", err);
+        size_t checked = 0;
+        for (size_t c = 0; c < n; c++) {
+            size_t nr, nc;
+            float *rows = ref_matrix(cases[c].name, "rows.txt", &nr, &nc);
+            for (int f = 0; f < cases[c].nfiles; f++) {
+                size_t bl;
+                model_view v;
+                void *blob = ref_compile(cases[c].name, cases[c].files[f], NULL, &bl, &v);
+                if (sc->bytes(&v) == 0) { /* this kernel declines the model */
+                    free(blob);
+                    continue;
                 }
-                free(got);
-                free(want);
+                key[0]++;
+                key[1] = (uint8_t)k;
+                int rc = hp_arena_load(arena, key, &v, err, sizeof err);
+                ck_assert_msg(rc == HP_ARENA_LOADED, "load %s: %d %s", cases[c].name, rc, err);
+                const uint8_t *keys[1] = {key};
+                const hp_model *m = NULL;
+                uint32_t h;
+                ck_assert_int_eq(hp_arena_acquire(arena, keys, 1, &m, &h), -1);
+                for (int margin = 0; margin <= 1; margin++) {
+                    size_t pr, pc;
+                    float *want =
+                        ref_matrix(cases[c].name, margin ? "margin.txt" : "pred.txt", &pr, &pc);
+                    ck_assert_uint_eq(m->nout[margin], pc);
+                    float *got = malloc(pr * pc * sizeof(float));
+                    char what[160];
+                    for (int cfg = 0; cfg < 3; cfg++) {
+                        memset(got, 0xA5, pr * pc * sizeof(float));
+                        if (cfg == 2) /* one row at a time */
+                            for (size_t r = 0; r < nr; r++)
+                                sc->score(m->layout, rows + r * nc, 1, margin, got + r * pc, NULL,
+                                          0);
+                        else
+                            sc->score(m->layout, rows, nr, margin, got, cfg ? pool : NULL, 0);
+                        snprintf(what, sizeof what, "kernel %s: %s/%s margin=%d cfg=%d", sc->name,
+                                 cases[c].name, cases[c].files[f], margin, cfg);
+                        assert_bits(got, want, pr * pc, pc, what);
+                    }
+                    free(got);
+                    free(want);
+                }
+                hp_arena_release(arena, &h, 1);
+                free(blob);
+                checked++;
             }
-            hp_arena_release(arena, &h, 1);
-            free(blob);
+            free(rows);
         }
-        free(rows);
+        printf("  refs: kernel %s: %zu model files bit-identical to xgboost 3.5.0-dev\n", sc->name,
+               checked);
+        ck_assert_msg(checked > 0, "kernel %s declined every ref model", sc->name);
+        hp_arena_destroy(arena);
     }
     hp_pool_destroy(pool);
-    hp_arena_destroy(arena);
 }
 END_TEST
 

@@ -30,18 +30,10 @@ const char *e2e_status_title(long status)
         long status;
         const char *title;
     } titles[] = {
-        {400, "Bad Request"},
-        {401, "Unauthorized"},
-        {403, "Forbidden"},
-        {404, "Not Found"},
-        {405, "Method Not Allowed"},
-        {409, "Conflict"},
-        {413, "Content Too Large"},
-        {415, "Unsupported Media Type"},
-        {422, "Unprocessable Content"},
-        {429, "Too Many Requests"},
-        {500, "Internal Server Error"},
-        {503, "Service Unavailable"},
+        {400, "Bad Request"},       {401, "Unauthorized"},           {403, "Forbidden"},
+        {404, "Not Found"},         {405, "Method Not Allowed"},     {409, "Conflict"},
+        {413, "Content Too Large"}, {415, "Unsupported Media Type"}, {422, "Unprocessable Content"},
+        {429, "Too Many Requests"}, {500, "Internal Server Error"},  {503, "Service Unavailable"},
         {504, "Gateway Timeout"},
     };
     for (size_t i = 0; i < sizeof titles / sizeof titles[0]; i++)

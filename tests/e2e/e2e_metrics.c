@@ -67,10 +67,11 @@ static void traffic(void)
     ck_assert_msg(r.status == 200, "predict: %ld %s", r.status, r.body);
     h_resp_free(&r);
 
-    snprintf(body, sizeof body,
-             "{\"champion_model_id\":\"%s\",\"challenger_model_id\":null,\"review_threshold\":0.5,"
-             "\"block_threshold\":0.9,\"fallback_decision\":\"review\",\"scoring_timeout_ms\":5000}",
-             id);
+    snprintf(
+        body, sizeof body,
+        "{\"champion_model_id\":\"%s\",\"challenger_model_id\":null,\"review_threshold\":0.5,"
+        "\"block_threshold\":0.9,\"fallback_decision\":\"review\",\"scoring_timeout_ms\":5000}",
+        id);
     e2e_req(&E, "PUT", "/api/v1/policy", body, &r);
     ck_assert_msg(r.status == 200, "PUT policy: %ld %s", r.status, r.body);
     h_resp_free(&r);
@@ -120,18 +121,17 @@ static uint64_t worker_stat(const char *name)
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", E.hp_sock);
-    ck_assert_msg(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0,
-                  "connect %s", E.hp_sock);
-    wire_header h = {.magic = WIRE_MAGIC, .version = WIRE_VERSION, .op = WIRE_OP_STATS,
-                     .request_id = 7};
+    ck_assert_msg(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect %s",
+                  E.hp_sock);
+    wire_header h = {
+        .magic = WIRE_MAGIC, .version = WIRE_VERSION, .op = WIRE_OP_STATS, .request_id = 7};
     ck_assert_int_eq(wire_send_frame(fd, &h, NULL, wire_now_ms() + 10000), WIRE_IO_OK);
     uint8_t raw[WIRE_HEADER_SIZE];
     static uint8_t payload[65536];
     ck_assert_int_eq(wire_read_full(fd, raw, sizeof raw, wire_now_ms() + 10000), WIRE_IO_OK);
     ck_assert_int_eq(wire_header_decode(raw, sizeof payload, &h), 0);
     ck_assert_uint_eq(h.status, WIRE_OK);
-    ck_assert_int_eq(wire_read_full(fd, payload, h.payload_len, wire_now_ms() + 10000),
-                     WIRE_IO_OK);
+    ck_assert_int_eq(wire_read_full(fd, payload, h.payload_len, wire_now_ms() + 10000), WIRE_IO_OK);
     close(fd);
     wire_reader rd;
     wire_reader_init(&rd, payload, h.payload_len);
@@ -176,13 +176,13 @@ START_TEST(promtool_accepts_metrics)
         ck_assert_int_eq(sscanf(p + 7, "%127s", fam), 1);
         snprintf(want, sizeof want, "\n%s", fam);
         const char *s = strstr(p, want);
-        ck_assert_msg(s && (s[strlen(want)] == ' ' || s[strlen(want)] == '{' ||
-                            s[strlen(want)] == '_'),
-                      "family %s has no sample", fam);
+        ck_assert_msg(
+            s && (s[strlen(want)] == ' ' || s[strlen(want)] == '{' || s[strlen(want)] == '_'),
+            "family %s has no sample", fam);
     }
     /* No abbreviated unit is left in a name. */
-    static const char *const abbreviated[] = {"_ns ", "_us ", "_ms ", "_ns{", "_ms{", "_mb ",
-                                              "_kb "};
+    static const char *const abbreviated[] = {"_ns ", "_us ", "_ms ", "_ns{",
+                                              "_ms{", "_mb ", "_kb "};
     for (size_t i = 0; i < sizeof abbreviated / sizeof abbreviated[0]; i++)
         ck_assert_msg(strstr(r.body, abbreviated[i]) == NULL, "a name ends in %.3s",
                       abbreviated[i]);

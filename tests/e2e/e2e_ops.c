@@ -1,10 +1,10 @@
 /* e2e_ops.c - end-to-end tests of vigil-api as an operated process: liveness and readiness, the
  * hotpath worker and PostgreSQL going away and coming back without an API restart (answers are
- * 503 + Retry-After, and arrive while the dependency is still down: never a hang), start-up refusing bad configuration, migrations
- * recorded with checksums (compared with sha256sum's own digest of each migrations/NNNN_name.sql),
- * a changed checksum stopping start-up, two APIs migrating one fresh database concurrently, and
- * graceful drain on SIGTERM with requests in flight (held in flight by a table lock taken with
- * psql).
+ * 503 + Retry-After, and arrive while the dependency is still down: never a hang), start-up
+ * refusing bad configuration, migrations recorded with checksums (compared with sha256sum's own
+ * digest of each migrations/NNNN_name.sql), a changed checksum stopping start-up, two APIs
+ * migrating one fresh database concurrently, and graceful drain on SIGTERM with requests in flight
+ * (held in flight by a table lock taken with psql).
  *
  * Two TCases, one environment each (unchecked fixtures, CK_NOFORK). */
 #include <check.h>

@@ -13,7 +13,8 @@
  *
  * The allocation tests preload $VIGIL_BIN_DIR/tests/alloccount.so; it is skipped when the worker
  * is ASan-instrumented (VIGIL_ASAN=1, or a bin dir whose name contains "asan"), because ASan must
- * be the first library loaded and has its own allocator.
+ * be the first library loaded and has its own allocator.  Each of the three then prints a
+ * SKIPPED line (tests/lib/skip.h), counted as skipped by tests/run.sh.
  *
  * Runs with CK_NOFORK; every worker started is recorded and killed in the teardown, even when a
  * test fails half-way. */

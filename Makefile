@@ -65,9 +65,12 @@ TESTLIB_OBJ := $(patsubst %.c,$(OUT)/%.o,$(wildcard tests/lib/*.c))
 TOOL_SRC    := $(wildcard tests/tools/*.c)
 
 # Debian packages needed to build, run and test.  `make deps` installs the missing ones as root,
-# otherwise prints the exact command and stops.
+# otherwise prints the exact command and stops.  Test-only: clang-format (make lint, a stage of
+# make test), iso-codes (test_validate compares every country code with its list) and prometheus
+# (its promtool checks /metrics in e2e_metrics; the package is the only Debian one shipping it).
 PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libpq-dev check libcurl4-openssl-dev \
-        postgresql postgresql-contrib curl python3-yaml debootstrap python3 binutils
+        postgresql postgresql-contrib curl python3-yaml debootstrap python3 binutils clang-format \
+        iso-codes prometheus
 
 .PHONY: all asan run test test-unit test-e2e test-asan bench profile deps clean format lint \
         tools docker-test migrate need-clang-format apigraph
@@ -214,6 +217,7 @@ need-clang-format:
 format: need-clang-format
 	$(Q)$(CLANG_FORMAT) -i $$(git ls-files '*.c' '*.h')
 
+# Also a stage of `make test` (tests/run.sh lint), counted in its closing line.
 lint: need-clang-format
 	$(Q)$(CLANG_FORMAT) --dry-run --Werror $$(git ls-files '*.c' '*.h')
 

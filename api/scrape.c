@@ -49,15 +49,42 @@ static void sanitize_name(char *s)
 
 #define MAX_STATS 512 /* STATS entries re-exported per scrape; the rest are dropped */
 #define STAT_NAME_MAX 64
+#define STAT_METRIC_MAX (STAT_NAME_MAX + 16) /* room for a unit suffix grown to "_seconds" */
 
 static pthread_mutex_t stats_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* Re-exports the STATS payload (u16 n, n x (str name, u64 value)) as vigil_hotpath_<name>.
- * Names that collide with the API's own vigil_hotpath_* families or repeat are skipped. */
+/* STATS names end in abbreviated units (uptime_ms, op_score_ns); Prometheus names use base units.
+ * A name with one of these suffixes is exported as <stem>_seconds, its integer value printed as an
+ * exact decimal of seconds (v / per_second with `decimals` digits after the point). */
+static const struct stat_unit {
+    const char *suffix;
+    uint64_t per_second;
+    int decimals;
+} stat_units[] = {
+    {"_ns", 1000000000u, 9},
+    {"_us", 1000000u, 6},
+    {"_ms", 1000u, 3},
+};
+
+/* The unit of a sanitized STATS name, or NULL when it carries none of stat_units. */
+static const struct stat_unit *stat_unit_of(const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof stat_units / sizeof stat_units[0]; i++) {
+        size_t k = strlen(stat_units[i].suffix);
+        if (n > k && strcmp(name + n - k, stat_units[i].suffix) == 0)
+            return &stat_units[i];
+    }
+    return NULL;
+}
+
+/* Re-exports the STATS payload (u16 n, n x (str name, u64 value)) as vigil_hotpath_<name>, time
+ * counters renamed to seconds (stat_units).  Names that collide with the API's own vigil_hotpath_*
+ * families or repeat are skipped. */
 static void write_worker_stats(dynbuf *b, const uint8_t *payload, uint32_t len)
 {
     static const char *const reserved[] = {"up", "info", "kernel_info"};
-    static char names[MAX_STATS][STAT_NAME_MAX]; /* guarded by stats_mu: one scrape at a time */
+    static char names[MAX_STATS][STAT_METRIC_MAX]; /* guarded by stats_mu: one scrape at a time */
     assert(pthread_mutex_trylock(&stats_mu) == EBUSY); /* contract: caller holds stats_mu */
     wire_reader r;
     wire_reader_init(&r, payload, len);
@@ -70,6 +97,11 @@ static void write_worker_stats(dynbuf *b, const uint8_t *payload, uint32_t len)
         if (r.err)
             break;
         sanitize_name(name);
+        char stat[STAT_NAME_MAX];
+        snprintf(stat, sizeof stat, "%s", name);
+        const struct stat_unit *unit = stat_unit_of(name);
+        if (unit)
+            strcpy(name + strlen(name) - strlen(unit->suffix), "_seconds");
         int skip = name[0] == '\0';
         for (size_t k = 0; !skip && k < sizeof reserved / sizeof reserved[0]; k++)
             skip = strcmp(name, reserved[k]) == 0;
@@ -78,9 +110,15 @@ static void write_worker_stats(dynbuf *b, const uint8_t *payload, uint32_t len)
         if (skip)
             continue;
         kept++;
-        dynbuf_printf(b, "# HELP vigil_hotpath_%s vigil-hotpath STATS value %s.\n", name, name);
+        dynbuf_printf(b, "# HELP vigil_hotpath_%s vigil-hotpath STATS value %s%s.\n", name, stat,
+                      unit ? ", in seconds" : "");
         dynbuf_printf(b, "# TYPE vigil_hotpath_%s untyped\n", name);
-        dynbuf_printf(b, "vigil_hotpath_%s %llu\n", name, (unsigned long long)v);
+        if (unit)
+            dynbuf_printf(b, "vigil_hotpath_%s %llu.%0*llu\n", name,
+                          (unsigned long long)(v / unit->per_second), unit->decimals,
+                          (unsigned long long)(v % unit->per_second));
+        else
+            dynbuf_printf(b, "vigil_hotpath_%s %llu\n", name, (unsigned long long)v);
     }
 }
 

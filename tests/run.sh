@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# run.sh BIN_DIR [unit|e2e|docker|all] - runs the Check test binaries built under BIN_DIR/tests
-# (and, for "all" and "docker", docker/test.sh when a Docker engine answers) and prints one closing
-# line "N passed, N failed" adding up Check's per-binary summaries, docker/test.sh's own line and
-# the script checks (tests/tools/apigraph.py: one test each).
-# Each e2e binary gets its own temp root, swept afterwards so no server outlives the run even when
-# a test binary crashes.
+# run.sh BIN_DIR [lint|unit|e2e|docker|all] - runs the clang-format check (make lint, one check),
+# the Check test binaries built under BIN_DIR/tests, the script checks (tests/tools/apigraph.py: one
+# test) and, for "all" and "docker", docker/test.sh when a Docker engine answers; prints one
+# closing line "N passed, N failed, N skipped" adding up the lint check, Check's per-binary
+# summaries, the script checks and docker/test.sh's own lines.
+# A test that cannot test what it is for on this build says so on a line of its own,
+#   SKIPPED: <binary>: <test>: <reason>
+# (tests/lib/skip.h); each such line moves one test from "passed" to "skipped".  Each e2e binary
+# gets its own temp root, swept afterwards so no server outlives the run even when a test binary
+# crashes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-bin}
@@ -12,7 +16,7 @@ what=${2:-all}
 export VIGIL_BIN_DIR=$bin
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
 
-passed=0 failed=0 bad_bins=()
+passed=0 failed=0 skipped=0 bad_bins=()
 sweep() {
   local root=$1
   # Stop any PostgreSQL cluster or vigil process left under this root, then remove it.
@@ -29,14 +33,16 @@ run_one() {
   rc=$?
   echo "$out"
   sweep "$root"
-  local line c f e
+  local line c f e s
   line=$(echo "$out" | grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' | tail -n 1)
   if [ -n "$line" ]; then
     c=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
     f=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
     e=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
-    passed=$((passed + c - f - e))
+    s=$(echo "$out" | grep -c '^SKIPPED: ')
+    passed=$((passed + c - f - e - s))
     failed=$((failed + f + e))
+    skipped=$((skipped + s))
   fi
   if [ $rc -ne 0 ] || [ -z "$line" ]; then
     bad_bins+=("$(basename "$t") (exit $rc)")
@@ -65,6 +71,17 @@ objdir=build/release
 case "$bin" in *asan*) objdir=build/asan ;; esac
 
 shopt -s nullglob
+if [ "$what" = all ] || [ "$what" = lint ]; then
+  echo "=== lint (make lint: clang-format --dry-run --Werror on every tracked .c/.h)"
+  if out=$(make --no-print-directory -s lint 2>&1); then
+    echo "lint: clean"
+    passed=$((passed + 1))
+  else
+    echo "$out" | head -n 60
+    failed=$((failed + 1))
+    bad_bins+=("make lint")
+  fi
+fi
 if [ "$what" = all ] || [ "$what" = unit ]; then
   for t in "$bin"/tests/test_*; do run_one "$t"; done
   # The include/call graph of api/ has no cycle (tests/tools/apigraph.py).
@@ -88,6 +105,9 @@ if [ "$what" = all ] || [ "$what" = docker ]; then
     if [ -n "$line" ]; then
       passed=$((passed + $(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')))
       failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+      # docker/test.sh says "(N skipped)" on the line before its closing line.
+      s=$(echo "$out" | sed -nE 's/^\(([0-9]+) skipped\)$/\1/p' | tail -n 1)
+      skipped=$((skipped + ${s:-0}))
     else
       failed=$((failed + 1))
     fi
@@ -98,5 +118,5 @@ fi
 if [ ${#bad_bins[@]} -gt 0 ]; then
   echo "failing test binaries: ${bad_bins[*]}"
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] && [ ${#bad_bins[@]} -eq 0 ] && [ "$passed" -gt 0 ]

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "assert.h"
 #include "harness.h"
 #include "json.h"
 
@@ -23,54 +24,20 @@ static h_env E;
 
 static void env_up(void)
 {
-    memset(&E, 0, sizeof E);
-    if (h_start(&E) != 0)
-        ck_abort_msg("harness: environment did not start");
+    e2e_env_up(&E, NULL);
 }
 
 static void env_down(void)
 {
-    h_stop(&E);
+    e2e_env_down(&E);
 }
 
 /* ---- helpers ----------------------------------------------------------------------------------
  */
 
-static void post(const char *path, const char *body, h_resp *r)
-{
-    ck_assert_msg(h_json(&E, "POST", path, body, r) == 0, "POST %s: no response", path);
-}
-
-static void req(const char *method, const char *path, const char *body, h_resp *r)
-{
-    ck_assert_msg(h_json(&E, method, path, body, r) == 0, "%s %s: no response", method, path);
-}
-
 static void hdr(const h_resp *r, const char *name, char *out, size_t cap)
 {
     ck_assert_msg(h_header(r, name, out, cap) != NULL, "no %s header", name);
-}
-
-/* Checks an RFC 9457 problem: status, content type, and every member. */
-static void assert_problem(const h_resp *r, long status, const char *code, const char *field)
-{
-    char ct[128], type[160];
-    ck_assert_msg(r->status == status, "status %ld, want %ld; body %s", r->status, status, r->body);
-    hdr(r, "Content-Type", ct, sizeof ct);
-    ck_assert_str_eq(ct, "application/problem+json");
-    ck_assert_msg(r->json != NULL, "problem body is not JSON: %s", r->body);
-    snprintf(type, sizeof type, "https://vigil.dev/problems/%s", code);
-    ck_assert_pstr_eq(h_str(r, "type"), type);
-    ck_assert_pstr_eq(h_str(r, "code"), code);
-    ck_assert_ptr_nonnull(h_str(r, "title"));
-    ck_assert_uint_gt(strlen(h_str(r, "title")), 0);
-    ck_assert_ptr_nonnull(h_str(r, "detail"));
-    ck_assert_uint_gt(strlen(h_str(r, "detail")), 0);
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(r->json, "status");
-    ck_assert(cJSON_IsNumber(st));
-    ck_assert_int_eq((long)st->valuedouble, status);
-    if (field)
-        ck_assert_pstr_eq(h_str(r, "field"), field);
 }
 
 static int is_uuid(const char *s)
@@ -123,7 +90,7 @@ static void create_user(const char *ext, char *id_out)
     char body[300];
     h_resp r;
     snprintf(body, sizeof body, "{\"external_id\":\"%s\"}", ext);
-    post("/api/v1/users", body, &r);
+    e2e_req(&E, "POST", "/api/v1/users", body, &r);
     ck_assert_msg(r.status == 201, "create %s: %ld %s", ext, r.status, r.body);
     snprintf(id_out, 37, "%s", h_str(&r, "id"));
     h_resp_free(&r);
@@ -133,7 +100,7 @@ static void create_user(const char *ext, char *id_out)
 static long post_status(const char *body)
 {
     h_resp r;
-    post("/api/v1/users", body, &r);
+    e2e_req(&E, "POST", "/api/v1/users", body, &r);
     long st = r.status;
     h_resp_free(&r);
     return st;
@@ -159,7 +126,7 @@ START_TEST(users_create_get_delete)
                        "\"n\":3,\"tags\":[\"a\",\"b\"]}}";
     h_resp r, g;
     char loc[200], ct[100], id[40], want_loc[200];
-    post("/api/v1/users", body, &r);
+    e2e_req(&E, "POST", "/api/v1/users", body, &r);
     ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
     hdr(&r, "Content-Type", ct, sizeof ct);
     ck_assert_str_eq(ct, "application/json");
@@ -184,22 +151,22 @@ START_TEST(users_create_get_delete)
     ck_assert_int_eq(cJSON_GetArraySize(r.json), 8);
 
     /* GET by id returns the same representation. */
-    req("GET", loc, NULL, &g);
+    e2e_req(&E, "GET", loc, NULL, &g);
     ck_assert_int_eq(g.status, 200);
     ck_assert_msg(cJSON_Compare(g.json, r.json, 1), "GET %s differs from POST %s", g.body, r.body);
     h_resp_free(&g);
     h_resp_free(&r);
 
     /* DELETE: 204 without a body, then 404 for GET and DELETE. */
-    req("DELETE", loc, NULL, &r);
+    e2e_req(&E, "DELETE", loc, NULL, &r);
     ck_assert_int_eq(r.status, 204);
     ck_assert_uint_eq(r.len, 0);
     h_resp_free(&r);
-    req("GET", loc, NULL, &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "GET", loc, NULL, &r);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
-    req("DELETE", loc, NULL, &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "DELETE", loc, NULL, &r);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
 }
 END_TEST
@@ -207,7 +174,7 @@ END_TEST
 START_TEST(users_optional_fields_default)
 {
     h_resp r;
-    post("/api/v1/users", "{\"external_id\":\"opt-1\"}", &r);
+    e2e_req(&E, "POST", "/api/v1/users", "{\"external_id\":\"opt-1\"}", &r);
     ck_assert_int_eq(r.status, 201);
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r.json, "email")));
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r.json, "name")));
@@ -217,8 +184,8 @@ START_TEST(users_optional_fields_default)
     ck_assert_int_eq(cJSON_GetArraySize(m), 0);
     h_resp_free(&r);
     /* Explicit nulls for the nullable fields are the same as absent. */
-    post("/api/v1/users",
-         "{\"external_id\":\"opt-2\",\"email\":null,\"name\":null,\"country\":null}", &r);
+    e2e_req(&E, "POST", "/api/v1/users",
+            "{\"external_id\":\"opt-2\",\"email\":null,\"name\":null,\"country\":null}", &r);
     ck_assert_int_eq(r.status, 201);
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r.json, "email")));
     h_resp_free(&r);
@@ -235,15 +202,15 @@ START_TEST(users_patch_partial)
 {
     h_resp r, p, g;
     char path[100];
-    post("/api/v1/users",
-         "{\"external_id\":\"patch-1\",\"email\":\"p@example.com\",\"name\":\"Pat\",\"country\":"
-         "\"FR\",\"metadata\":{\"a\":1}}",
-         &r);
+    e2e_req(&E, "POST", "/api/v1/users",
+            "{\"external_id\":\"patch-1\",\"email\":\"p@example.com\",\"name\":\"Pat\",\"country\":"
+            "\"FR\",\"metadata\":{\"a\":1}}",
+            &r);
     ck_assert_int_eq(r.status, 201);
     snprintf(path, sizeof path, "/api/v1/users/%s", h_str(&r, "id"));
     usleep(2000); /* updated_at must visibly move */
 
-    req("PATCH", path, "{\"name\":\"Patricia\"}", &p);
+    e2e_req(&E, "PATCH", path, "{\"name\":\"Patricia\"}", &p);
     ck_assert_msg(p.status == 200, "%ld %s", p.status, p.body);
     ck_assert_pstr_eq(h_str(&p, "name"), "Patricia");
     ck_assert_pstr_eq(h_str(&p, "email"), "p@example.com");
@@ -259,13 +226,13 @@ START_TEST(users_patch_partial)
                   h_str(&p, "updated_at"));
 
     /* The change is stored. */
-    req("GET", path, NULL, &g);
+    e2e_req(&E, "GET", path, NULL, &g);
     ck_assert_int_eq(g.status, 200);
     ck_assert(cJSON_Compare(g.json, p.json, 1));
     h_resp_free(&g);
 
     /* null clears a nullable field; metadata is replaced as a whole. */
-    req("PATCH", path, "{\"email\":null,\"metadata\":{\"b\":2}}", &g);
+    e2e_req(&E, "PATCH", path, "{\"email\":null,\"metadata\":{\"b\":2}}", &g);
     ck_assert_int_eq(g.status, 200);
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(g.json, "email")));
     ck_assert_pstr_eq(h_str(&g, "name"), "Patricia");
@@ -275,7 +242,7 @@ START_TEST(users_patch_partial)
     h_resp_free(&g);
 
     /* An empty patch changes nothing but updated_at. */
-    req("PATCH", path, "{}", &g);
+    e2e_req(&E, "PATCH", path, "{}", &g);
     ck_assert_int_eq(g.status, 200);
     ck_assert_pstr_eq(h_str(&g, "name"), "Patricia");
     ck_assert_pstr_eq(h_str(&g, "country"), "FR");
@@ -308,19 +275,20 @@ START_TEST(users_patch_rejections)
         {"{\"name\":5}", "validation_failed", "name"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        req("PATCH", path, t[i].body, &r);
-        assert_problem(&r, 400, t[i].code, t[i].field);
+        e2e_req(&E, "PATCH", path, t[i].body, &r);
+        e2e_assert_problem(&r, 400, t[i].code, t[i].field);
         h_resp_free(&r);
     }
     /* Nothing was changed by the rejected patches. */
-    req("GET", path, NULL, &r);
+    e2e_req(&E, "GET", path, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_pstr_eq(h_str(&r, "external_id"), "patch-rej");
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r.json, "name")));
     h_resp_free(&r);
     /* Absent user. */
-    req("PATCH", "/api/v1/users/00000000-0000-4000-8000-000000000000", "{\"name\":\"x\"}", &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "PATCH", "/api/v1/users/00000000-0000-4000-8000-000000000000", "{\"name\":\"x\"}",
+            &r);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
 }
 END_TEST
@@ -330,8 +298,8 @@ START_TEST(users_conflict_and_ids)
     char id[40];
     h_resp r;
     create_user("dup-1", id);
-    post("/api/v1/users", "{\"external_id\":\"dup-1\",\"name\":\"again\"}", &r);
-    assert_problem(&r, 409, "conflict", "external_id");
+    e2e_req(&E, "POST", "/api/v1/users", "{\"external_id\":\"dup-1\",\"name\":\"again\"}", &r);
+    e2e_assert_problem(&r, 409, "conflict", "external_id");
     h_resp_free(&r);
     /* external_id is case-sensitive: a different value. */
     ck_assert_int_eq(post_status("{\"external_id\":\"DUP-1\"}"), 201);
@@ -345,25 +313,25 @@ START_TEST(users_conflict_and_ids)
         "/api/v1/users/zb9f4f8e-3c1a-4d6e-9a52-1f0e5b7c2d11",
     };
     for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
-        req("GET", bad_ids[i], NULL, &r);
-        assert_problem(&r, 400, "validation_failed", "id");
+        e2e_req(&E, "GET", bad_ids[i], NULL, &r);
+        e2e_assert_problem(&r, 400, "validation_failed", "id");
         h_resp_free(&r);
-        req("DELETE", bad_ids[i], NULL, &r);
-        assert_problem(&r, 400, "validation_failed", "id");
+        e2e_req(&E, "DELETE", bad_ids[i], NULL, &r);
+        e2e_assert_problem(&r, 400, "validation_failed", "id");
         h_resp_free(&r);
-        req("PATCH", bad_ids[i], "{}", &r);
-        assert_problem(&r, 400, "validation_failed", "id");
+        e2e_req(&E, "PATCH", bad_ids[i], "{}", &r);
+        e2e_assert_problem(&r, 400, "validation_failed", "id");
         h_resp_free(&r);
     }
-    req("GET", "/api/v1/users/00000000-0000-4000-8000-000000000000", NULL, &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "GET", "/api/v1/users/00000000-0000-4000-8000-000000000000", NULL, &r);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
     /* Upper-case UUIDs name the same row. */
     char up[40], path[100];
     for (int i = 0; i < 37; i++)
         up[i] = (char)toupper((unsigned char)id[i]);
     snprintf(path, sizeof path, "/api/v1/users/%s", up);
-    req("GET", path, NULL, &r);
+    e2e_req(&E, "GET", path, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_pstr_eq(h_str(&r, "id"), id);
     h_resp_free(&r);
@@ -397,7 +365,7 @@ START_TEST(users_pagination)
             snprintf(path, sizeof path, "/api/v1/users?limit=%d&cursor=%s", LIMIT, cursor);
         else
             snprintf(path, sizeof path, "/api/v1/users?limit=%d", LIMIT);
-        req("GET", path, NULL, &r);
+        e2e_req(&E, "GET", path, NULL, &r);
         ck_assert_msg(r.status == 200, "%s: %ld %s", path, r.status, r.body);
         pages++;
         ck_assert_int_le(pages, total); /* no endless loop */
@@ -443,12 +411,12 @@ START_TEST(users_pagination)
 
     /* Default limit (50) and limit=1. */
     h_resp r;
-    req("GET", "/api/v1/users", NULL, &r);
+    e2e_req(&E, "GET", "/api/v1/users", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r.json, "data")),
                      total < 50 ? total : 50);
     h_resp_free(&r);
-    req("GET", "/api/v1/users?limit=1", NULL, &r);
+    e2e_req(&E, "GET", "/api/v1/users?limit=1", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r.json, "data")), 1);
     ck_assert_pstr_eq(
@@ -457,7 +425,7 @@ START_TEST(users_pagination)
             ->valuestring,
         ids[N - 1]);
     h_resp_free(&r);
-    req("GET", "/api/v1/users?limit=500", NULL, &r);
+    e2e_req(&E, "GET", "/api/v1/users?limit=500", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r.json, "data")), total);
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r.json, "next_cursor")));
@@ -492,8 +460,8 @@ START_TEST(users_list_bad_params)
         char path[200];
         h_resp r;
         snprintf(path, sizeof path, "/api/v1/users%s", t[i].q);
-        req("GET", path, NULL, &r);
-        assert_problem(&r, 400, t[i].code, t[i].field);
+        e2e_req(&E, "GET", path, NULL, &r);
+        e2e_assert_problem(&r, 400, t[i].code, t[i].field);
         h_resp_free(&r);
     }
     /* The table survived the cursor above. */
@@ -509,29 +477,29 @@ END_TEST
 START_TEST(validation_external_id)
 {
     h_resp r;
-    post("/api/v1/users", "{\"name\":\"no ext\"}", &r);
-    assert_problem(&r, 400, "validation_failed", "external_id");
+    e2e_req(&E, "POST", "/api/v1/users", "{\"name\":\"no ext\"}", &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "external_id");
     h_resp_free(&r);
-    post("/api/v1/users", "{\"external_id\":\"\"}", &r);
-    assert_problem(&r, 400, "validation_failed", "external_id");
+    e2e_req(&E, "POST", "/api/v1/users", "{\"external_id\":\"\"}", &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "external_id");
     h_resp_free(&r);
-    post("/api/v1/users", "{\"external_id\":null}", &r);
-    assert_problem(&r, 400, "validation_failed", "external_id");
+    e2e_req(&E, "POST", "/api/v1/users", "{\"external_id\":null}", &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "external_id");
     h_resp_free(&r);
-    post("/api/v1/users", "{\"external_id\":42}", &r);
-    assert_problem(&r, 400, "validation_failed", "external_id");
+    e2e_req(&E, "POST", "/api/v1/users", "{\"external_id\":42}", &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "external_id");
     h_resp_free(&r);
 
     char body[600];
     char *x128 = repeat("x", 128), *x129 = repeat("y", 129);
     snprintf(body, sizeof body, "{\"external_id\":\"%s\"}", x128);
-    post("/api/v1/users", body, &r);
+    e2e_req(&E, "POST", "/api/v1/users", body, &r);
     ck_assert_msg(r.status == 201, "128 chars: %ld %s", r.status, r.body);
     ck_assert_uint_eq(strlen(h_str(&r, "external_id")), 128);
     h_resp_free(&r);
     snprintf(body, sizeof body, "{\"external_id\":\"%s\"}", x129);
-    post("/api/v1/users", body, &r);
-    assert_problem(&r, 400, "validation_failed", "external_id");
+    e2e_req(&E, "POST", "/api/v1/users", body, &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "external_id");
     h_resp_free(&r);
     free(x128);
     free(x129);
@@ -551,8 +519,8 @@ START_TEST(validation_email_country)
         char body[200];
         h_resp r;
         snprintf(body, sizeof body, "{\"external_id\":\"em-%zu\",\"email\":%s}", i, bad_email[i]);
-        post("/api/v1/users", body, &r);
-        assert_problem(&r, 400, "validation_failed", "email");
+        e2e_req(&E, "POST", "/api/v1/users", body, &r);
+        e2e_assert_problem(&r, 400, "validation_failed", "email");
         h_resp_free(&r);
     }
     static const char *const bad_country[] = {"\"de\"", "\"XX\"", "\"DEU\"", "\"D\"",
@@ -562,8 +530,8 @@ START_TEST(validation_email_country)
         h_resp r;
         snprintf(body, sizeof body, "{\"external_id\":\"co-%zu\",\"country\":%s}", i,
                  bad_country[i]);
-        post("/api/v1/users", body, &r);
-        assert_problem(&r, 400, "validation_failed", "country");
+        e2e_req(&E, "POST", "/api/v1/users", body, &r);
+        e2e_assert_problem(&r, 400, "validation_failed", "country");
         h_resp_free(&r);
     }
     ck_assert_int_eq(post_status("{\"external_id\":\"co-ok\",\"country\":\"DE\",\"email\":"
@@ -578,13 +546,13 @@ START_TEST(validation_name_length)
     h_resp r;
     char *n256 = repeat("n", 256), *n257 = repeat("n", 257);
     snprintf(body, sizeof body, "{\"external_id\":\"name-256\",\"name\":\"%s\"}", n256);
-    post("/api/v1/users", body, &r);
+    e2e_req(&E, "POST", "/api/v1/users", body, &r);
     ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
     ck_assert_str_eq(h_str(&r, "name"), n256);
     h_resp_free(&r);
     snprintf(body, sizeof body, "{\"external_id\":\"name-257\",\"name\":\"%s\"}", n257);
-    post("/api/v1/users", body, &r);
-    assert_problem(&r, 400, "validation_failed", "name");
+    e2e_req(&E, "POST", "/api/v1/users", body, &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "name");
     h_resp_free(&r);
     free(n256);
     free(n257);
@@ -593,8 +561,8 @@ START_TEST(validation_name_length)
     snprintf(body, sizeof body, "{\"external_id\":\"name-e256\",\"name\":\"%s\"}", e256);
     ck_assert_int_eq(post_status(body), 201);
     snprintf(body, sizeof body, "{\"external_id\":\"name-e257\",\"name\":\"%s\"}", e257);
-    post("/api/v1/users", body, &r);
-    assert_problem(&r, 400, "validation_failed", "name");
+    e2e_req(&E, "POST", "/api/v1/users", body, &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "name");
     h_resp_free(&r);
     free(e256);
     free(e257);
@@ -609,8 +577,8 @@ START_TEST(validation_metadata)
     for (size_t i = 0; i < sizeof not_obj / sizeof not_obj[0]; i++) {
         char body[200];
         snprintf(body, sizeof body, "{\"external_id\":\"md-%zu\",\"metadata\":%s}", i, not_obj[i]);
-        post("/api/v1/users", body, &r);
-        assert_problem(&r, 400, "validation_failed", "metadata");
+        e2e_req(&E, "POST", "/api/v1/users", body, &r);
+        e2e_assert_problem(&r, 400, "validation_failed", "metadata");
         h_resp_free(&r);
     }
     for (int size = 4096; size <= 4097; size++) {
@@ -619,13 +587,13 @@ START_TEST(validation_metadata)
         snprintf(meta, sizeof meta, "{\"k\":\"%s\"}", pad);
         ck_assert_uint_eq(strlen(meta), (size_t)size);
         snprintf(body, sizeof body, "{\"external_id\":\"md-size-%d\",\"metadata\":%s}", size, meta);
-        post("/api/v1/users", body, &r);
+        e2e_req(&E, "POST", "/api/v1/users", body, &r);
         if (size == 4096) {
             ck_assert_msg(r.status == 201, "4096 bytes: %ld %s", r.status, r.body);
             const cJSON *m = cJSON_GetObjectItemCaseSensitive(r.json, "metadata");
             ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(m, "k")->valuestring, pad);
         } else {
-            assert_problem(&r, 400, "validation_failed", "metadata");
+            e2e_assert_problem(&r, 400, "validation_failed", "metadata");
         }
         h_resp_free(&r);
         free(pad);
@@ -636,18 +604,18 @@ END_TEST
 START_TEST(validation_unknown_and_shape)
 {
     h_resp r;
-    post("/api/v1/users", "{\"external_id\":\"unk-1\",\"nickname\":\"x\"}", &r);
-    assert_problem(&r, 400, "unknown_field", "nickname");
+    e2e_req(&E, "POST", "/api/v1/users", "{\"external_id\":\"unk-1\",\"nickname\":\"x\"}", &r);
+    e2e_assert_problem(&r, 400, "unknown_field", "nickname");
     ck_assert_ptr_nonnull(strstr(h_str(&r, "detail"), "nickname"));
     h_resp_free(&r);
-    post("/api/v1/users", "{\"external_id\":\"unk-2\",\"id\":\"x\"}", &r);
-    assert_problem(&r, 400, "unknown_field", "id");
+    e2e_req(&E, "POST", "/api/v1/users", "{\"external_id\":\"unk-2\",\"id\":\"x\"}", &r);
+    e2e_assert_problem(&r, 400, "unknown_field", "id");
     h_resp_free(&r);
-    post("/api/v1/users", "[{\"external_id\":\"arr\"}]", &r);
-    assert_problem(&r, 400, "validation_failed", NULL);
+    e2e_req(&E, "POST", "/api/v1/users", "[{\"external_id\":\"arr\"}]", &r);
+    e2e_assert_problem(&r, 400, "validation_failed", NULL);
     h_resp_free(&r);
-    post("/api/v1/users", "\"just a string\"", &r);
-    assert_problem(&r, 400, "validation_failed", NULL);
+    e2e_req(&E, "POST", "/api/v1/users", "\"just a string\"", &r);
+    e2e_assert_problem(&r, 400, "validation_failed", NULL);
     h_resp_free(&r);
     /* None of the rejected bodies created a row. */
     char n[16];
@@ -666,45 +634,45 @@ START_TEST(errors_routing)
 {
     h_resp r;
     char allow[100];
-    req("GET", "/nope", NULL, &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "GET", "/nope", NULL, &r);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
-    req("GET", "/api/v1/users/", NULL, &r); /* trailing slash */
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "GET", "/api/v1/users/", NULL, &r); /* trailing slash */
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
-    req("GET", "/api/v1//users", NULL, &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "GET", "/api/v1//users", NULL, &r);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
     /* Unknown routes answer 404 even without a key (no information about auth). */
     ck_assert_int_eq(h_http(&E, "GET", "/nope", NULL, NULL, NULL, 0, NULL, &r), 0);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
 
-    req("DELETE", "/api/v1/users", NULL, &r);
-    assert_problem(&r, 405, "method_not_allowed", NULL);
+    e2e_req(&E, "DELETE", "/api/v1/users", NULL, &r);
+    e2e_assert_problem(&r, 405, "method_not_allowed", NULL);
     hdr(&r, "Allow", allow, sizeof allow);
     ck_assert_msg(strcmp(allow, "POST, GET") == 0, "Allow: %s", allow);
     h_resp_free(&r);
-    req("PUT", "/api/v1/users/00000000-0000-4000-8000-000000000000", "{}", &r);
-    assert_problem(&r, 405, "method_not_allowed", NULL);
+    e2e_req(&E, "PUT", "/api/v1/users/00000000-0000-4000-8000-000000000000", "{}", &r);
+    e2e_assert_problem(&r, 405, "method_not_allowed", NULL);
     hdr(&r, "Allow", allow, sizeof allow);
     ck_assert_str_eq(allow, "GET, PATCH, DELETE");
     h_resp_free(&r);
-    req("POST", "/health", "{}", &r);
-    assert_problem(&r, 405, "method_not_allowed", NULL);
+    e2e_req(&E, "POST", "/health", "{}", &r);
+    e2e_assert_problem(&r, 405, "method_not_allowed", NULL);
     hdr(&r, "Allow", allow, sizeof allow);
     ck_assert_str_eq(allow, "GET");
     h_resp_free(&r);
     /* A 404 carries no Allow header. */
-    req("GET", "/nope", NULL, &r);
+    e2e_req(&E, "GET", "/nope", NULL, &r);
     ck_assert_ptr_null(h_header(&r, "Allow", allow, sizeof allow));
     h_resp_free(&r);
     /* A very long path is a 404, not a crash. */
     char longp[2100] = "/";
     memset(longp + 1, 'a', 2000);
     longp[2001] = '\0';
-    req("GET", longp, NULL, &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "GET", longp, NULL, &r);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
 }
 END_TEST
@@ -718,20 +686,20 @@ START_TEST(errors_content_type)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_int_eq(h_http(&E, "POST", "/api/v1/users", E.key, bad[i], b, strlen(b), NULL, &r),
                          0);
-        assert_problem(&r, 415, "unsupported_media_type", NULL);
+        e2e_assert_problem(&r, 415, "unsupported_media_type", NULL);
         h_resp_free(&r);
     }
     /* No Content-Type at all (curl would add a form type: remove it explicitly). */
     const char *no_ct[] = {"Content-Type:", NULL};
     ck_assert_int_eq(h_http(&E, "POST", "/api/v1/users", E.key, NULL, b, strlen(b), no_ct, &r), 0);
-    assert_problem(&r, 415, "unsupported_media_type", NULL);
+    e2e_assert_problem(&r, 415, "unsupported_media_type", NULL);
     h_resp_free(&r);
     /* PATCH too. */
     char id[40], path[100];
     create_user("ct-patch", id);
     snprintf(path, sizeof path, "/api/v1/users/%s", id);
     ck_assert_int_eq(h_http(&E, "PATCH", path, E.key, "text/plain", "{}", 2, NULL, &r), 0);
-    assert_problem(&r, 415, "unsupported_media_type", NULL);
+    e2e_assert_problem(&r, 415, "unsupported_media_type", NULL);
     h_resp_free(&r);
 }
 END_TEST
@@ -784,7 +752,7 @@ START_TEST(errors_strict_json)
                                 len, NULL, &r),
                          0);
         ck_assert_msg(r.status == 400, "%s: %ld %s", bad[i].why, r.status, r.body);
-        assert_problem(&r, 400, "malformed_json", NULL);
+        e2e_assert_problem(&r, 400, "malformed_json", NULL);
         h_resp_free(&r);
     }
     /* Nesting: 32 levels accepted, 33 rejected. */
@@ -794,11 +762,11 @@ START_TEST(errors_strict_json)
         opens += *p == '{';
     ck_assert_int_eq(opens, 33);
     h_resp r;
-    post("/api/v1/users", d32, &r);
+    e2e_req(&E, "POST", "/api/v1/users", d32, &r);
     ck_assert_msg(r.status == 201, "depth 32: %ld %s", r.status, r.body);
     h_resp_free(&r);
-    post("/api/v1/users", d33, &r);
-    assert_problem(&r, 400, "malformed_json", NULL);
+    e2e_req(&E, "POST", "/api/v1/users", d33, &r);
+    e2e_assert_problem(&r, 400, "malformed_json", NULL);
     ck_assert_ptr_nonnull(strstr(h_str(&r, "detail"), "nesting"));
     h_resp_free(&r);
     free(d32);
@@ -846,35 +814,35 @@ START_TEST(auth_rejections)
     h_resp r;
     /* No header. */
     ck_assert_int_eq(h_http(&E, "GET", "/api/v1/users", NULL, NULL, NULL, 0, NULL, &r), 0);
-    assert_problem(&r, 401, "unauthorized", NULL);
+    e2e_assert_problem(&r, 401, "unauthorized", NULL);
     h_resp_free(&r);
     ck_assert_int_eq(h_http(&E, "POST", "/api/v1/users", NULL, "application/json",
                             "{\"external_id\":\"noauth\"}", 24, NULL, &r),
                      0);
-    assert_problem(&r, 401, "unauthorized", NULL);
+    e2e_assert_problem(&r, 401, "unauthorized", NULL);
     h_resp_free(&r);
     /* Unknown key; wrong scheme; empty bearer. */
     ck_assert_int_eq(h_http(&E, "GET", "/api/v1/users",
                             "vgl_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL, NULL, 0, NULL,
                             &r),
                      0);
-    assert_problem(&r, 401, "unauthorized", NULL);
+    e2e_assert_problem(&r, 401, "unauthorized", NULL);
     h_resp_free(&r);
     char basic[200];
     snprintf(basic, sizeof basic, "Authorization: Basic %s", E.key);
     const char *h1[] = {basic, NULL};
     ck_assert_int_eq(h_http(&E, "GET", "/api/v1/users", NULL, NULL, NULL, 0, h1, &r), 0);
-    assert_problem(&r, 401, "unauthorized", NULL);
+    e2e_assert_problem(&r, 401, "unauthorized", NULL);
     h_resp_free(&r);
     const char *h2[] = {"Authorization: Bearer ", NULL};
     ck_assert_int_eq(h_http(&E, "GET", "/api/v1/users", NULL, NULL, NULL, 0, h2, &r), 0);
-    assert_problem(&r, 401, "unauthorized", NULL);
+    e2e_assert_problem(&r, 401, "unauthorized", NULL);
     h_resp_free(&r);
     /* A key with a suffix is another key. */
     char longer[100];
     snprintf(longer, sizeof longer, "%sx", E.key);
     ck_assert_int_eq(h_http(&E, "GET", "/api/v1/users", longer, NULL, NULL, 0, NULL, &r), 0);
-    assert_problem(&r, 401, "unauthorized", NULL);
+    e2e_assert_problem(&r, 401, "unauthorized", NULL);
     h_resp_free(&r);
     /* Public routes need no key. */
     ck_assert_int_eq(h_http(&E, "GET", "/health", NULL, NULL, NULL, 0, NULL, &r), 0);
@@ -903,12 +871,12 @@ START_TEST(auth_keys_cli)
     ck_assert_int_eq(h_http(&E, "POST", "/api/v1/users", key, "application/json",
                             "{\"external_id\":\"ro\"}", 20, NULL, &r),
                      0);
-    assert_problem(&r, 403, "forbidden", NULL);
+    e2e_assert_problem(&r, 403, "forbidden", NULL);
     h_resp_free(&r);
     char id_path[100];
     snprintf(id_path, sizeof id_path, "/api/v1/users/00000000-0000-4000-8000-000000000000");
     ck_assert_int_eq(h_http(&E, "DELETE", id_path, key, NULL, NULL, 0, NULL, &r), 0);
-    assert_problem(&r, 403, "forbidden", NULL);
+    e2e_assert_problem(&r, 403, "forbidden", NULL);
     h_resp_free(&r);
 
     /* A read,write key writes. */
@@ -949,7 +917,7 @@ START_TEST(auth_keys_cli)
     /* Revoke: 401 afterwards; revoking again fails; the other key still works. */
     ck_assert_int_eq(keys_cmd("revoke", id, NULL, NULL, NULL, out, sizeof out), 0);
     ck_assert_int_eq(h_http(&E, "GET", "/api/v1/users", key, NULL, NULL, 0, NULL, &r), 0);
-    assert_problem(&r, 401, "unauthorized", NULL);
+    e2e_assert_problem(&r, 401, "unauthorized", NULL);
     h_resp_free(&r);
     ck_assert_int_ne(keys_cmd("revoke", id, NULL, NULL, NULL, out, sizeof out), 0);
     ck_assert_int_ne(keys_cmd("revoke", "00000000-0000-4000-8000-000000000000", NULL, NULL, NULL,
@@ -1020,11 +988,11 @@ START_TEST(request_ids_and_log)
 
     /* Absent: 32 lower-case hex, different each time. */
     char rid2[100];
-    req("GET", "/health", NULL, &r);
+    e2e_req(&E, "GET", "/health", NULL, &r);
     hdr(&r, "X-Request-Id", rid, sizeof rid);
     ck_assert_msg(is_hex32(rid), "generated id '%s'", rid);
     h_resp_free(&r);
-    req("GET", "/health", NULL, &r);
+    e2e_req(&E, "GET", "/health", NULL, &r);
     hdr(&r, "X-Request-Id", rid2, sizeof rid2);
     ck_assert(is_hex32(rid2));
     ck_assert_str_ne(rid, rid2);
@@ -1056,20 +1024,20 @@ START_TEST(request_ids_and_log)
     /* Error responses carry it too, and a 404 is logged. */
     const char *h404[] = {"X-Request-Id: e2e-req-404", NULL};
     ck_assert_int_eq(h_http(&E, "GET", "/nope?x=1", NULL, NULL, NULL, 0, h404, &r), 0);
-    ck_assert_int_eq(r.status, 404);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     hdr(&r, "X-Request-Id", rid, sizeof rid);
     ck_assert_str_eq(rid, "e2e-req-404");
     h_resp_free(&r);
     /* A method is whatever the client sends up to the space: it is escaped in the log line. */
     const char *hm[] = {"X-Request-Id: e2e-req-method", NULL};
     ck_assert_int_eq(h_http(&E, "GE\"T\\", "/health", NULL, NULL, NULL, 0, hm, &r), 0);
-    ck_assert_int_eq(r.status, 405);
+    e2e_assert_problem(&r, 405, "method_not_allowed", NULL);
     h_resp_free(&r);
     const char *h401[] = {"X-Request-Id: e2e-req-401", NULL};
     ck_assert_int_eq(h_http(&E, "GET", "/api/v1/users", "vgl_wrong_key_in_log_check_0000", NULL,
                             NULL, 0, h401, &r),
                      0);
-    ck_assert_int_eq(r.status, 401);
+    e2e_assert_problem(&r, 401, "unauthorized", NULL);
     h_resp_free(&r);
 
     /* The log: exactly one line per request id, JSON, with the documented members. */
@@ -1155,11 +1123,11 @@ START_TEST(body_limit_n_and_n_plus_1)
 
     h_resp r;
     char *b1024 = body_of_size("limit-1024", 1024), *b1025 = body_of_size("limit-1025", 1025);
-    post("/api/v1/users", b1024, &r);
+    e2e_req(&E, "POST", "/api/v1/users", b1024, &r);
     ck_assert_msg(r.status == 201, "1024 bytes: %ld %s", r.status, r.body);
     h_resp_free(&r);
-    post("/api/v1/users", b1025, &r);
-    assert_problem(&r, 413, "body_too_large", NULL);
+    e2e_req(&E, "POST", "/api/v1/users", b1025, &r);
+    e2e_assert_problem(&r, 413, "body_too_large", NULL);
     h_resp_free(&r);
 
     /* 413 is decided from Content-Length before any body byte is read: the body never comes. */

@@ -13,7 +13,8 @@
  *
  * The allocation tests preload $VIGIL_BIN_DIR/tests/alloccount.so; it is skipped when the worker
  * is ASan-instrumented (VIGIL_ASAN=1, or a bin dir whose name contains "asan"), because ASan must
- * be the first library loaded and has its own allocator.
+ * be the first library loaded and has its own allocator.  Each of the three then prints a
+ * SKIPPED line (tests/lib/skip.h), counted as skipped by tests/run.sh.
  *
  * Scoring kernels: the tests marked "per kernel" are Check loop tests over every scorer listed in
  * hotpath/hp_scorers.def (included here as an X-macro list), each starting the worker with
@@ -43,6 +44,7 @@
 #include <unistd.h>
 
 #include "fixtures_io.h"
+#include "skip.h"
 #include "model.h"
 #include "model_build.h"
 #include "refeval.h"
@@ -756,10 +758,22 @@ START_TEST(truncated_frames_do_not_disturb_others)
 }
 END_TEST
 
+/* 1 if fd has something to read (an answer, or the peer's close) right now. */
+static int readable_now(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* The I/O timeout, shown by events rather than by how fast anything is: a stalled frame gets a
+ * BAD_FRAME answer and its connection is closed, another connection is answered while the stalled
+ * one is still pending, and one timeout covers header and payload together.  The only clock checks
+ * are lower bounds (the timeout is not cut short), which load can never break. */
+#define SLOW_IO_TIMEOUT_MS 1000
 START_TEST(slow_payload_times_out)
 {
     start_worker((const char *const[]){"VIGIL_HOTPATH_MAX_FRAME_MB=1",
-                                       "VIGIL_HOTPATH_IO_TIMEOUT_MS=300", NULL});
+                                       "VIGIL_HOTPATH_IO_TIMEOUT_MS=1000", NULL});
     int bystander = connect_to(sock_path);
     ck_assert_int_ge(bystander, 0);
     uint8_t buf[512];
@@ -771,16 +785,16 @@ START_TEST(slow_payload_times_out)
     ck_assert_int_ge(fd, 0);
     int64_t t0 = wire_now_ms();
     ck_assert_int_eq(send_hdr(fd, WIRE_MAGIC, WIRE_VERSION, WIRE_OP_PING, 100, 41), 0);
-    /* Meanwhile another connection is served at once. */
+    /* Meanwhile another connection is served: its answer arrives while the stalled connection is
+     * still unanswered (a worker blocked reading the stalled payload would answer it only after
+     * the timeout, i.e. after the stalled connection's BAD_FRAME). */
     ck_assert_int_eq(ping_ok(bystander, 1), 0);
-    ck_assert_int_lt(wire_now_ms() - t0, 250);
-    ck_assert_int_eq(recv_resp(fd, &h, buf, sizeof buf, &n, 5000), 0);
-    int64_t dt = wire_now_ms() - t0;
-    ck_assert_int_ge(dt, 280);
-    ck_assert_int_lt(dt, 3000);
+    ck_assert_msg(!readable_now(fd), "the stalled connection was answered before the bystander");
+    ck_assert_int_eq(recv_resp(fd, &h, buf, sizeof buf, &n, 30000), 0);
+    ck_assert_int_ge(wire_now_ms() - t0, SLOW_IO_TIMEOUT_MS - 20);
     ck_assert_uint_eq(h.status, WIRE_E_BAD_FRAME);
     ck_assert(h.request_id == 41);
-    ck_assert(closed_by_peer(fd, 3000));
+    ck_assert(closed_by_peer(fd, 30000));
     close(fd);
 
     /* Half a header that is never completed. */
@@ -788,34 +802,33 @@ START_TEST(slow_payload_times_out)
     ck_assert_int_ge(fd, 0);
     t0 = wire_now_ms();
     ck_assert_int_eq(send_all(fd, "VGLW\x01\x00", 6), 0);
-    ck_assert_int_eq(recv_resp(fd, &h, buf, sizeof buf, &n, 5000), 0);
-    dt = wire_now_ms() - t0;
-    ck_assert_int_ge(dt, 280);
+    ck_assert_int_eq(recv_resp(fd, &h, buf, sizeof buf, &n, 30000), 0);
+    ck_assert_int_ge(wire_now_ms() - t0, SLOW_IO_TIMEOUT_MS - 20);
     ck_assert_uint_eq(h.status, WIRE_E_BAD_FRAME);
-    ck_assert(closed_by_peer(fd, 3000));
+    ck_assert(closed_by_peer(fd, 30000));
     close(fd);
 
-    /* The header completed late, then no payload: one I/O timeout covers header and payload
-     * together (counted from the first byte), not one each, else ~550 ms. */
+    /* One I/O timeout covers header and payload together (counted from the first byte), not one
+     * each: the header completes after 0.6 timeouts, the payload after 1.2; a worker with a timeout
+     * per part would accept both parts in time and answer the PING, this one must not. */
     fd = connect_to(sock_path);
     ck_assert_int_ge(fd, 0);
-    uint8_t raw[WIRE_HEADER_SIZE];
+    uint8_t raw[WIRE_HEADER_SIZE], payload[100];
+    memset(payload, 'p', sizeof payload);
     wire_header_encode(raw, &(wire_header){.magic = WIRE_MAGIC,
                                            .version = WIRE_VERSION,
                                            .op = WIRE_OP_PING,
-                                           .payload_len = 100,
+                                           .payload_len = sizeof payload,
                                            .request_id = 43});
-    t0 = wire_now_ms();
     ck_assert_int_eq(send_all(fd, raw, sizeof raw - 1), 0);
-    sleep_ms(250);
+    sleep_ms(SLOW_IO_TIMEOUT_MS * 6 / 10);
     ck_assert_int_eq(send_all(fd, raw + sizeof raw - 1, 1), 0);
-    ck_assert_int_eq(recv_resp(fd, &h, buf, sizeof buf, &n, 5000), 0);
-    dt = wire_now_ms() - t0;
-    ck_assert_int_ge(dt, 280);
-    ck_assert_int_lt(dt, 500);
-    ck_assert_uint_eq(h.status, WIRE_E_BAD_FRAME);
-    ck_assert(h.request_id == 43);
-    ck_assert(closed_by_peer(fd, 3000));
+    sleep_ms(SLOW_IO_TIMEOUT_MS * 6 / 10);
+    (void)send_all(fd, payload, sizeof payload); /* may fail: the worker has given up already */
+    ck_assert_int_eq(recv_resp(fd, &h, buf, sizeof buf, &n, 30000), 0);
+    ck_assert_msg(h.status == WIRE_E_BAD_FRAME, "status %u: the payload got its own timeout",
+                  (unsigned)h.status);
+    ck_assert(closed_by_peer(fd, 30000));
     close(fd);
 
     ck_assert_int_eq(ping_ok(bystander, 2), 0);
@@ -835,19 +848,15 @@ START_TEST(idle_connection_is_closed)
     int64_t t0 = wire_now_ms();
     int closed = 0;
     uint64_t id = 1;
-    /* The busy connection speaks every 300 ms and must survive; the idle one must be closed
-     * after about a second. */
-    while (wire_now_ms() - t0 < 4000) {
+    /* The busy connection speaks every 300 ms and must survive; the idle one must be closed, and
+     * not before its second is up.  The loop bound (100 rounds, 30 s or more) only ends a worker
+     * that never closes it; when it happens is not asserted. */
+    for (int round = 0; round < 100 && !closed; round++) {
         ck_assert_int_eq(ping_ok(busy, id++), 0);
-        if (closed_by_peer(idle, 300)) {
-            closed = 1;
-            break;
-        }
+        closed = closed_by_peer(idle, 300);
     }
-    int64_t dt = wire_now_ms() - t0;
     ck_assert_msg(closed, "idle connection not closed");
-    ck_assert_int_ge(dt, 900);
-    ck_assert_int_lt(dt, 3000);
+    ck_assert_int_ge(wire_now_ms() - t0, 900);
     ck_assert_int_eq(ping_ok(busy, id++), 0);
     ck_assert_uint_eq(stat_now("idle_closed"), 1);
     close(idle);
@@ -998,11 +1007,11 @@ static void stop_with(int sig)
     int idle = connect_to(sock_path); /* an open, idle connection must not delay the exit */
     ck_assert_int_ge(idle, 0);
     ck_assert_int_eq(ping_ok(idle, 1), 0);
-    int64_t t0 = wire_now_ms();
+    /* The idle connection stays open throughout: the worker exits with it open, without waiting
+     * for its idle timeout (300 s by default, far beyond the 30 s this waits for the exit). */
     kill(pid, sig);
     int st;
-    ck_assert_msg(wait_exit(pid, 5000, &st), "worker ignored the signal");
-    ck_assert_int_lt(wire_now_ms() - t0, 3000);
+    ck_assert_msg(wait_exit(pid, 30000, &st), "worker did not exit with a connection open");
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
     struct stat sb;
     ck_assert_int_ne(lstat(sock_path, &sb), 0);
@@ -1056,17 +1065,17 @@ START_TEST(check_reports_up_and_down)
     ck_assert(wait_exit(pid, 5000, &st));
     ck_assert_int_eq(run_check(5000, out, sizeof out), 1);
 
-    /* Something that accepts but never answers: fails after the 2 s deadline, not forever. */
+    /* Something that accepts but never answers: --check gives up on its own (exit 1, saying "2 s")
+     * while the listener is still there and silent, and not before its 2 s deadline.  The 30 s
+     * wait only ends a --check that would hang forever. */
     int l = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un a;
     fill_sun(&a, sock_path);
     ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0);
     ck_assert_int_eq(listen(l, 4), 0);
     int64_t t0 = wire_now_ms();
-    ck_assert_int_eq(run_check(6000, out, sizeof out), 1);
-    int64_t dt = wire_now_ms() - t0;
-    ck_assert_int_ge(dt, 1900);
-    ck_assert_int_lt(dt, 4500);
+    ck_assert_int_eq(run_check(30000, out, sizeof out), 1);
+    ck_assert_int_ge(wire_now_ms() - t0, 1900);
     ck_assert_ptr_nonnull(strstr(out, "2 s"));
     close(l);
 }
@@ -1222,7 +1231,8 @@ static void *load_client(void *p)
 START_TEST(no_allocation_after_ready)
 {
     if (asan_build) {
-        printf("e2e_hotpath: no_allocation_after_ready skipped (ASan build)\n");
+        t_skip("e2e_hotpath", "no_allocation_after_ready",
+               "ASan build: the allocation probe cannot be preloaded, nothing counted");
         return;
     }
     ck_assert_msg(access(probe_so, R_OK) == 0, "%s missing: make %s", probe_so, probe_so);
@@ -1290,7 +1300,8 @@ START_TEST(alloc_probe_counts)
     /* The probe itself: with SELFTEST it calls malloc+free right after mark_ready, and the worker
      * must report exactly those 2 - so the zero above is a measurement, not a broken probe. */
     if (asan_build) {
-        printf("e2e_hotpath: alloc_probe_counts skipped (ASan build)\n");
+        t_skip("e2e_hotpath", "alloc_probe_counts",
+               "ASan build: the allocation probe cannot be preloaded, nothing counted");
         return;
     }
     char preload[PATH_MAX + 64];
@@ -1788,8 +1799,9 @@ START_TEST(no_allocation_while_loading_and_scoring)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     ck_assert_uint_eq(stat_find(kv, cnt, "pool_threads"), ncpu > 1 ? (uint64_t)ncpu - 1 : 0);
     if (asan_build) {
-        printf("e2e_hotpath: no_allocation_while_loading_and_scoring: allocation count skipped "
-               "(ASan build)\n");
+        t_skip("e2e_hotpath", "no_allocation_while_loading_and_scoring",
+               "ASan build: loads, evictions and scores ran under ASan, but the allocation "
+               "count (what this test is for) was not taken");
     } else {
         ck_assert_uint_eq(stat_find(kv, cnt, "alloc_probe_present"), 1);
         slurp(log_path, log, sizeof log);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "fixtures_io.h"
+#include "assert.h"
 #include "harness.h"
 
 static h_env E;
@@ -37,11 +38,8 @@ static const char *const ENV_LIMITS_WORKER[] = {"VIGIL_MAX_PREDICT_ROWS=10",
 
 static void env_up(const char *const *env, int worker)
 {
-    memset(&E, 0, sizeof E);
-    E.api_env = env;
     g_worker = worker;
-    if (h_start(&E) != 0)
-        ck_abort_msg("harness: environment did not start");
+    e2e_env_up(&E, env);
 }
 
 static void up_inprocess(void)
@@ -66,7 +64,7 @@ static void up_limits_worker(void)
 
 static void env_down(void)
 {
-    h_stop(&E);
+    e2e_env_down(&E);
 }
 
 /* ---- helpers --------------------------------------------------------------------------------- */
@@ -98,26 +96,6 @@ static void sb_add(sbuf *b, const char *fmt, ...)
         b->p = np;
         b->cap = ncap;
     }
-}
-
-static void req(const char *method, const char *path, const char *body, h_resp *r)
-{
-    ck_assert_msg(h_json(&E, method, path, body, r) == 0, "%s %s: no response", method, path);
-}
-
-/* Checks a problem response: status, content type, code and (when given) field. */
-static void assert_problem(const h_resp *r, long status, const char *code, const char *field)
-{
-    char ct[128];
-    ck_assert_msg(r->status == status, "status %ld, want %ld; body %s", r->status, status, r->body);
-    ck_assert_ptr_nonnull(h_header(r, "Content-Type", ct, sizeof ct));
-    ck_assert_str_eq(ct, "application/problem+json");
-    ck_assert_msg(r->json != NULL, "problem body is not JSON: %s", r->body);
-    if (code)
-        ck_assert_pstr_eq(h_str(r, "code"), code);
-    if (field)
-        ck_assert_msg(h_str(r, "field") && strcmp(h_str(r, "field"), field) == 0,
-                      "field %s, want %s; body %s", h_str(r, "field"), field, r->body);
 }
 
 static double num(const cJSON *o, const char *name)
@@ -350,7 +328,7 @@ START_TEST(upload_every_fixture)
         ck_assert_int_eq((long)num(r.json, "size_bytes"), (long)len);
         h_resp_free(&r);
 
-        req("GET", url, NULL, &r);
+        e2e_req(&E, "GET", url, NULL, &r);
         ck_assert_int_eq(r.status, 200);
         ck_assert_pstr_eq(h_str(&r, "id"), id);
         assert_model_json(r.json, names[f], mname, 1, sha);
@@ -358,7 +336,7 @@ START_TEST(upload_every_fixture)
 
         char src[220], ct[100];
         snprintf(src, sizeof src, "%s/source", url);
-        req("GET", src, NULL, &r);
+        e2e_req(&E, "GET", src, NULL, &r);
         ck_assert_int_eq(r.status, 200);
         ck_assert_ptr_nonnull(h_header(&r, "Content-Type", ct, sizeof ct));
         ck_assert(strncmp(ct, "application/json", 16) == 0);
@@ -384,15 +362,15 @@ START_TEST(upload_versions_per_name)
     ck_assert_str_ne(id1, id2);
     char url[200];
     snprintf(url, sizeof url, "/api/v1/models/%s", id1);
-    req("GET", url, NULL, &r);
+    e2e_req(&E, "GET", url, NULL, &r);
     assert_model_json(r.json, "binary_logistic_named", "ver-m", 1, sha_a);
     h_resp_free(&r);
     snprintf(url, sizeof url, "/api/v1/models/%s", id2);
-    req("GET", url, NULL, &r);
+    e2e_req(&E, "GET", url, NULL, &r);
     assert_model_json(r.json, "binary_hinge", "ver-m", 2, sha_b);
     h_resp_free(&r);
     snprintf(url, sizeof url, "/api/v1/models/%s", id3);
-    req("GET", url, NULL, &r);
+    e2e_req(&E, "GET", url, NULL, &r);
     assert_model_json(r.json, "binary_hinge", "ver-other", 1, sha_b);
     h_resp_free(&r);
 }
@@ -411,7 +389,7 @@ START_TEST(list_pagination_and_name_filter)
     int seen = 0;
     for (int page = 0; page < 3; page++) {
         h_resp r;
-        req("GET", path, NULL, &r);
+        e2e_req(&E, "GET", path, NULL, &r);
         ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
         const cJSON *data = cJSON_GetObjectItemCaseSensitive(r.json, "data");
         int n = cJSON_GetArraySize(data);
@@ -440,7 +418,7 @@ START_TEST(list_pagination_and_name_filter)
 
     /* Unfiltered, everything is there once. */
     h_resp r;
-    req("GET", "/api/v1/models?limit=500", NULL, &r);
+    e2e_req(&E, "GET", "/api/v1/models?limit=500", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(r.json, "data"), *it;
     int found = 0;
@@ -454,17 +432,17 @@ START_TEST(list_pagination_and_name_filter)
     ck_assert_int_eq(found, N + 1);
     h_resp_free(&r);
 
-    req("GET", "/api/v1/models?limit=0", NULL, &r);
-    assert_problem(&r, 400, "validation_failed", "limit");
+    e2e_req(&E, "GET", "/api/v1/models?limit=0", NULL, &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "limit");
     h_resp_free(&r);
-    req("GET", "/api/v1/models?limit=501", NULL, &r);
-    assert_problem(&r, 400, "validation_failed", "limit");
+    e2e_req(&E, "GET", "/api/v1/models?limit=501", NULL, &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "limit");
     h_resp_free(&r);
-    req("GET", "/api/v1/models?cursor=garbage", NULL, &r);
-    assert_problem(&r, 400, "validation_failed", "cursor");
+    e2e_req(&E, "GET", "/api/v1/models?cursor=garbage", NULL, &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "cursor");
     h_resp_free(&r);
-    req("GET", "/api/v1/models?name=-bad", NULL, &r);
-    assert_problem(&r, 400, "validation_failed", "name");
+    e2e_req(&E, "GET", "/api/v1/models?name=-bad", NULL, &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "name");
     h_resp_free(&r);
 }
 END_TEST
@@ -475,22 +453,22 @@ START_TEST(delete_then_404)
     h_resp r;
     upload_fixture("binary_hinge", "del-m", id);
     snprintf(url, sizeof url, "/api/v1/models/%s", id);
-    req("DELETE", url, NULL, &r);
+    e2e_req(&E, "DELETE", url, NULL, &r);
     ck_assert_int_eq(r.status, 204);
     ck_assert_uint_eq(r.len, 0);
     h_resp_free(&r);
-    req("GET", url, NULL, &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "GET", url, NULL, &r);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
     snprintf(sub, sizeof sub, "%s/source", url);
-    req("GET", sub, NULL, &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "GET", sub, NULL, &r);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
     predict_status(id, "{\"rows\":[[1,2,3,4,5,6,7]]}", &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
-    req("DELETE", url, NULL, &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "DELETE", url, NULL, &r);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
 }
 END_TEST
@@ -634,27 +612,27 @@ START_TEST(predict_validation)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         predict_status(cases[i].named ? named : plain, cases[i].body, &r);
         ck_assert_msg(r.status == 400, "case %zu (%s): %ld %s", i, cases[i].body, r.status, r.body);
-        assert_problem(&r, 400, NULL, cases[i].field);
+        e2e_assert_problem(&r, 400, cases[i].code, cases[i].field);
         h_resp_free(&r);
     }
     /* Unknown model, malformed id, wrong content type. */
     predict_status("00000000-0000-4000-8000-000000000000", "{\"rows\":[[1,2,3,4,5,6,7]]}", &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
     predict_status("not-a-uuid", "{\"rows\":[[1,2,3,4,5,6,7]]}", &r);
-    assert_problem(&r, 400, "validation_failed", "id");
+    e2e_assert_problem(&r, 400, "validation_failed", "id");
     h_resp_free(&r);
-    req("GET", "/api/v1/models/00000000-0000-4000-8000-00000000000", NULL, &r);
-    assert_problem(&r, 400, "validation_failed", "id");
+    e2e_req(&E, "GET", "/api/v1/models/00000000-0000-4000-8000-00000000000", NULL, &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "id");
     h_resp_free(&r);
-    req("GET", "/api/v1/models/00000000-0000-4000-8000-000000000000", NULL, &r);
-    assert_problem(&r, 404, "not_found", NULL);
+    e2e_req(&E, "GET", "/api/v1/models/00000000-0000-4000-8000-000000000000", NULL, &r);
+    e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);
     char path[200];
     snprintf(path, sizeof path, "/api/v1/models/%s/predict", plain);
     const char *b = "{\"rows\":[[1,2,3,4,5,6,7]]}";
     ck_assert_int_eq(h_http(&E, "POST", path, E.key, "text/plain", b, strlen(b), NULL, &r), 0);
-    assert_problem(&r, 415, NULL, NULL);
+    e2e_assert_problem(&r, 415, "unsupported_media_type", NULL);
     h_resp_free(&r);
     /* The valid neighbours of those cases (last: they need scoring). */
     float out[2];
@@ -693,23 +671,23 @@ START_TEST(upload_rejections)
     ck_assert_ptr_nonnull(good);
 
     upload_raw("bad-json", "application/json", "this is not json", 16, NULL, &r);
-    assert_problem(&r, 400, "invalid_model", NULL);
+    e2e_assert_problem(&r, 400, "invalid_model", NULL);
     h_resp_free(&r);
     upload_raw("bad-json", "application/json", "{\"a\":1}", 7, NULL, &r);
-    assert_problem(&r, 400, "invalid_model", NULL);
+    e2e_assert_problem(&r, 400, "invalid_model", NULL);
     h_resp_free(&r);
     upload_raw("bad-trunc", "application/json", good, len / 2, NULL, &r);
-    assert_problem(&r, 400, "invalid_model", NULL);
+    e2e_assert_problem(&r, 400, "invalid_model", NULL);
     h_resp_free(&r);
     upload_raw("bad-trunc", "application/json", good, len - 1, NULL, &r); /* last '}' missing */
-    assert_problem(&r, 400, "invalid_model", NULL);
+    e2e_assert_problem(&r, 400, "invalid_model", NULL);
     h_resp_free(&r);
 
     size_t elen;
     char *gbl = edited_fixture("binary_logistic_named", "\"name\":\"gbtree\"",
                                "\"name\":\"gblinear\"", &elen);
     upload_raw("bad-gblinear", "application/json", gbl, elen, NULL, &r);
-    assert_problem(&r, 422, "unsupported_model", NULL);
+    e2e_assert_problem(&r, 422, "unsupported_model", NULL);
     ck_assert_msg(strstr(h_str(&r, "detail"), "gblinear") != NULL, "detail: %s",
                   h_str(&r, "detail"));
     h_resp_free(&r);
@@ -717,7 +695,7 @@ START_TEST(upload_rejections)
     char *obj = edited_fixture("binary_logistic_named", "\"name\":\"binary:logistic\"",
                                "\"name\":\"binary:mystery\"", &elen);
     upload_raw("bad-objective", "application/json", obj, elen, NULL, &r);
-    assert_problem(&r, 422, "unsupported_model", NULL);
+    e2e_assert_problem(&r, 422, "unsupported_model", NULL);
     ck_assert_msg(strstr(h_str(&r, "detail"), "binary:mystery") != NULL, "detail: %s",
                   h_str(&r, "detail"));
     h_resp_free(&r);
@@ -732,7 +710,7 @@ START_TEST(upload_rejections)
     const char *bad_names[] = {NULL, "", "a%20b", "-a", ".a", "a/b", n129};
     for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
         upload_raw(bad_names[i], "application/json", good, len, NULL, &r);
-        assert_problem(&r, 400, "validation_failed", "name");
+        e2e_assert_problem(&r, 400, "validation_failed", "name");
         h_resp_free(&r);
     }
     upload_raw(n128, "application/json", good, len, NULL, &r);
@@ -743,15 +721,15 @@ START_TEST(upload_rejections)
     h_resp_free(&r);
     snprintf(path, sizeof path, "/api/v1/models?name=x&other=1");
     ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", good, len, NULL, &r), 0);
-    assert_problem(&r, 400, "unknown_parameter", "other");
+    e2e_assert_problem(&r, 400, "unknown_parameter", "other");
     h_resp_free(&r);
 
     /* content type */
     upload_raw("ct", "image/png", good, len, NULL, &r);
-    assert_problem(&r, 415, NULL, NULL);
+    e2e_assert_problem(&r, 415, "unsupported_media_type", NULL);
     h_resp_free(&r);
     upload_raw("ct", NULL, good, len, NULL, &r);
-    assert_problem(&r, 415, NULL, NULL);
+    e2e_assert_problem(&r, 415, "unsupported_media_type", NULL);
     h_resp_free(&r);
 
     /* None of the rejected uploads left a model behind. */
@@ -759,7 +737,7 @@ START_TEST(upload_rejections)
                                            "ct"};
     for (size_t i = 0; i < sizeof rejected / sizeof rejected[0]; i++) {
         snprintf(path, sizeof path, "/api/v1/models?name=%s", rejected[i]);
-        req("GET", path, NULL, &r);
+        e2e_req(&E, "GET", path, NULL, &r);
         ck_assert_int_eq(r.status, 200);
         ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r.json, "data")), 0);
         h_resp_free(&r);
@@ -777,11 +755,11 @@ START_TEST(read_only_key)
     upload_fixture("binary_hinge", "ro-m", id);
     char *good = fx_read("binary_hinge", "model.json", &len);
     upload_raw("ro-m2", "application/json", good, len, key, &r);
-    assert_problem(&r, 403, NULL, NULL);
+    e2e_assert_problem(&r, 403, "forbidden", NULL);
     h_resp_free(&r);
     snprintf(url, sizeof url, "/api/v1/models/%s", id);
     ck_assert_int_eq(h_http(&E, "DELETE", url, key, NULL, NULL, 0, NULL, &r), 0);
-    assert_problem(&r, 403, NULL, NULL);
+    e2e_assert_problem(&r, 403, "forbidden", NULL);
     h_resp_free(&r);
     ck_assert_int_eq(h_http(&E, "GET", url, key, NULL, NULL, 0, NULL, &r), 0);
     ck_assert_int_eq(r.status, 200);
@@ -828,7 +806,7 @@ START_TEST(limits_rows_and_bytes)
     body = dense_body(rows, 0, LIMIT_ROWS + 1, nc, 0);
     ck_assert_uint_lt(strlen(body), LIMIT_BYTES);
     predict_status(id, body, &r);
-    assert_problem(&r, 413, NULL, "rows");
+    e2e_assert_problem(&r, 413, "too_many_rows", "rows");
     h_resp_free(&r);
     free(body);
 
@@ -845,7 +823,7 @@ START_TEST(limits_rows_and_bytes)
         if (size == LIMIT_BYTES) {
             ck_assert_msg(r.status == 200, "%zu bytes: %ld %s", size, r.status, r.body);
         } else {
-            assert_problem(&r, 413, NULL, NULL);
+            e2e_assert_problem(&r, 413, "body_too_large", NULL);
         }
         h_resp_free(&r);
         free(b);
@@ -873,7 +851,7 @@ START_TEST(worker_killed_and_restarted)
 
     ck_assert_int_eq(h_hp_stop(&E, SIGKILL), 128 + SIGKILL);
     predict_status(id, body, &r);
-    assert_problem(&r, 503, NULL, NULL);
+    e2e_assert_problem(&r, 503, "unavailable", NULL);
     char ra[32];
     ck_assert_msg(h_header(&r, "Retry-After", ra, sizeof ra) != NULL, "no Retry-After");
     ck_assert_int_ge(atoi(ra), 1);

@@ -422,9 +422,9 @@ START_TEST(read_full_timeout)
     ck_assert_int_eq(write(sp[1], "abc", 3), 3); /* some bytes, never the rest */
     int64_t t0 = wire_now_ms();
     ck_assert_int_eq(wire_read_full(sp[0], got, sizeof got, t0 + 150), WIRE_IO_TIMEOUT);
-    int64_t dt = wire_now_ms() - t0;
-    ck_assert_int_ge(dt, 149);
-    ck_assert_int_lt(dt, 2000);
+    /* The event is the timeout status with the peer still open and silent; the clock check is a
+     * lower bound only (the deadline is not cut short), never how fast it returned. */
+    ck_assert_int_ge(wire_now_ms() - t0, 149);
     /* A deadline already in the past times out at once, even with nothing to read. */
     ck_assert_int_eq(wire_read_full(sp[0], got, 1, wire_now_ms() - 1), WIRE_IO_TIMEOUT);
 }

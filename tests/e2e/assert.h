@@ -1,0 +1,35 @@
+/* assert.h - the Check-level helpers every end-to-end test shares: bring one harness environment
+ * up and down inside a TCase fixture, send a request that must get an answer, and check an RFC 9457
+ * problem response completely (status, content type, type, title, code, detail and field).
+ *
+ * Every function here fails the running Check test (ck_assert/ck_abort) instead of returning an
+ * error, so call them only from a test or a fixture.  Costs: one HTTP round trip per request;
+ * no allocation beyond what h_http does.  Not thread-safe where the h_env is shared. */
+#ifndef VIGIL_E2E_ASSERT_H
+#define VIGIL_E2E_ASSERT_H
+
+#include "harness.h"
+
+/* Zeroes *e, sets the extra API environment (NULL-terminated NAME=VALUE list, may be NULL) and
+ * starts PostgreSQL, the worker and the API with h_start.  Aborts the test (ck_abort) when the
+ * environment does not come up; h_start has printed which part failed. */
+void e2e_env_up(h_env *e, const char *const *api_env);
+/* Stops everything e2e_env_up started and removes its temp dir (h_stop).  Idempotent. */
+void e2e_env_down(h_env *e);
+
+/* One request with the bootstrap key; body (may be NULL) goes as application/json.  Fails the
+ * test when no response arrives.  The caller frees *r with h_resp_free. */
+void e2e_req(h_env *e, const char *method, const char *path, const char *body, h_resp *r);
+
+/* The reason phrase RFC 9110 gives status (vigil's problem "title"), or NULL for a status that
+ * vigil never answers with a problem.  Written here from the RFC, not taken from the API. */
+const char *e2e_status_title(long status);
+
+/* Checks that r is a complete RFC 9457 problem: HTTP status == status, Content-Type
+ * application/problem+json, a JSON object whose "status" equals status, "type" is
+ * "https://vigil.dev/problems/<code>", "title" is e2e_status_title(status), "code" == code, a
+ * non-empty "detail", and "field" == field, or no "field" member at all when field is NULL.
+ * code must not be NULL. */
+void e2e_assert_problem(const h_resp *r, long status, const char *code, const char *field);
+
+#endif

@@ -46,7 +46,7 @@ HOTPATH_SRC := $(filter-out hotpath/main.c,$(wildcard hotpath/*.c))
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(OUT)/%.o)
 # The parts of common/ that allocate freely (model file compilers and the blob builder) are API
 # side only: the worker links the rest (wire, model_validate, refeval, sha256).
-COMMON_API_ONLY := common/model_build.c common/xgbmodel.c
+COMMON_API_ONLY := common/model_build.c common/xgbmodel.c common/lgbmmodel.c
 COMMON_RT_OBJ := $(filter-out $(COMMON_API_ONLY:%.c=$(OUT)/%.o),$(COMMON_OBJ))
 API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o
 MIGRATIONS  := $(sort $(wildcard migrations/*.sql))

@@ -1,0 +1,375 @@
+/* test_lgbm.c - the LightGBM pipeline: lgbm_compile (common/lgbmmodel.c) -> model_validate
+ * (format 2, common/model.c) -> refeval_lgbm_predict (common/refeval.c) against LightGBM 4.6's own
+ * predictions and raw scores (tests/fixtures/refs/lgbm_*), bit for bit; hand-computed small
+ * models for every rule; and hostile files (400/422, never a crash). */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixtures_io.h"
+#include "fx_lgbm.h"
+#include "lgbmmodel.h"
+#include "model.h"
+#include "model_build.h"
+#include "refeval.h"
+
+/* Compiles text (NUL-terminated) and validates the blob; returns the status. */
+static int compile(const char *text, void **blob, size_t *len, model_view *v, lgbm_info *info,
+                   char *err, size_t errlen)
+{
+    int st = lgbm_compile(text, strlen(text), info, blob, len, err, errlen);
+    if (st == LGBM_OK)
+        ck_assert_int_eq(model_validate(*blob, *len, NULL, 0, v, err, errlen), 0);
+    return st;
+}
+
+/* Every reference case, both modes, every value bit-identical to LightGBM. */
+START_TEST(test_refs_bit_identical)
+{
+    for (int i = 0; fx_lgbm_cases[i]; i++) {
+        fx_lgbm_case c;
+        ck_assert_msg(fx_lgbm_load(fx_lgbm_cases[i], &c) == 0, "cannot read %s",
+                      fx_lgbm_cases[i]);
+        void *blob = NULL;
+        size_t len;
+        model_view v;
+        lgbm_info info;
+        char err[256];
+        int st = lgbm_compile(c.model, c.model_len, &info, &blob, &len, err, sizeof err);
+        ck_assert_msg(st == LGBM_OK, "%s: %s", fx_lgbm_cases[i], err);
+        ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
+        ck_assert_uint_eq(v.format, MODEL_FORMAT_LGBM);
+        ck_assert_uint_eq(info.num_feature, c.ncols);
+        ck_assert_str_eq(info.version, "v4");
+        ck_assert_uint_eq(info.n_feature_names, c.ncols);
+        for (int margin = 0; margin <= 1; margin++) {
+            size_t k = margin ? c.nmargin : c.npred;
+            const double *want = margin ? c.margin : c.pred;
+            ck_assert_uint_eq(model_outputs_per_row(&v, margin), k);
+            double *got = malloc(c.nrows * k * sizeof(double));
+            refeval_lgbm_predict(&v, c.rows, c.nrows, margin, got);
+            size_t bad = fx_dmismatch(got, want, c.nrows * k);
+            for (size_t j = 0; j < c.nrows * k && bad; j++)
+                if (fx_dbits(got[j]) != fx_dbits(want[j])) {
+                    fprintf(stderr, "%s margin=%d [%zu]: got %.17g want %.17g\n",
+                            fx_lgbm_cases[i], margin, j, got[j], want[j]);
+                    break;
+                }
+            ck_assert_msg(bad == 0, "%s margin=%d: %zu of %zu differ", fx_lgbm_cases[i], margin,
+                          bad, c.nrows * k);
+            free(got);
+        }
+        free(blob);
+        lgbm_info_free(&info);
+        fx_lgbm_free(&c);
+    }
+}
+END_TEST
+
+/* A hand-written model: every rule computed by hand below. */
+static const char *const tiny_fmt =
+    "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\nmax_feature_idx=2\n"
+    "objective=%s\nfeature_names=a b c\nfeature_infos=none none none\ntree_sizes=1 1\n\n"
+    "Tree=0\nnum_leaves=4\nnum_cat=1\nsplit_feature=0 1 2\nsplit_gain=1 1 1\n"
+    "threshold=0.5 0 inf\ndecision_type=%d 1 %d\nleft_child=1 -1 -3\nright_child=2 -2 -4\n"
+    "leaf_value=1 2 4 8\nleaf_weight=1 1 1 1\nleaf_count=1 1 1 1\ninternal_value=0 0 0\n"
+    "internal_weight=0 0 0\ninternal_count=1 1 1\ncat_boundaries=0 1\ncat_threshold=5\n"
+    "is_linear=0\nshrinkage=1\n\n\n"
+    "Tree=1\nnum_leaves=1\nnum_cat=0\nsplit_feature=\nsplit_gain=\nthreshold=\ndecision_type=\n"
+    "left_child=\nright_child=\nleaf_value=0.25\nleaf_weight=\nleaf_count=\ninternal_value=\n"
+    "internal_weight=\ninternal_count=\nis_linear=0\nshrinkage=1\n\n\nend of trees\n\n"
+    "feature_importances:\n";
+
+static double tiny_raw(const char *obj, int dt0, int dt2, double a, double b, double c)
+{
+    char text[2048], err[256];
+    snprintf(text, sizeof text, tiny_fmt, obj, dt0, dt2);
+    void *blob;
+    size_t len;
+    model_view v;
+    lgbm_info info;
+    int st = compile(text, &blob, &len, &v, &info, err, sizeof err);
+    ck_assert_msg(st == LGBM_OK, "%s", err);
+    double row[3] = {a, b, c}, out;
+    refeval_lgbm_predict(&v, row, 1, 1, &out);
+    free(blob);
+    lgbm_info_free(&info);
+    return out;
+}
+
+START_TEST(test_rules_by_hand)
+{
+    /* node 0: feature a, numerical x <= 0.5 -> node 1 (categorical b, set {0, 2} goes left: leaf
+     * 0 = 1, else leaf 1 = 2); else node 2 (c <= inf -> leaf 2 = 4, else leaf 3 = 8); plus the
+     * one-leaf tree 0.25.  dt0 = 2: missing None, default left. */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, 0, 0) == 1.25);  /* x == threshold goes left */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, 1, 0) == 2.25);  /* category 1 not in {0,2} */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, 2.9, 0) == 1.25); /* 2.9 -> category 2 */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, -0.5, 0) == 1.25); /* (int)-0.5 == 0 */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, -1, 0) == 2.25);  /* negative goes right */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, NAN, 0) == 2.25); /* NaN goes right */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, 1e10, 0) == 2.25); /* beyond int: right */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, 64, 0) == 2.25);  /* past the words: right */
+    ck_assert(tiny_raw("regression", 2, 2, 0.50000000000000011, 0, 0) == 4.25);
+    ck_assert(tiny_raw("regression", 2, 2, 1, 0, 1e308) == 4.25); /* x <= inf */
+    ck_assert(tiny_raw("regression", 2, 2, 1, 0, INFINITY) == 4.25);
+    /* missing None: NaN -> 0.0 -> 0 <= 0.5 left, whatever default_left says */
+    ck_assert(tiny_raw("regression", 0, 2, NAN, 0, 0) == 1.25);
+    /* missing NaN (8 = right, 10 = left): NaN takes the default side */
+    ck_assert(tiny_raw("regression", 8, 2, NAN, 0, 0) == 4.25);
+    ck_assert(tiny_raw("regression", 10, 2, NAN, 0, 0) == 1.25);
+    /* missing Zero (4 = right, 6 = left): |x| <= kZeroThreshold and NaN take the default */
+    ck_assert(tiny_raw("regression", 4, 2, 0.0, 0, 0) == 4.25);
+    ck_assert(tiny_raw("regression", 4, 2, 1e-36, 0, 0) == 4.25);
+    ck_assert(tiny_raw("regression", 4, 2, NAN, 0, 0) == 4.25);
+    ck_assert(tiny_raw("regression", 6, 2, 2.0, 0, 0) == 4.25);
+    ck_assert(tiny_raw("regression", 4, 2, -3.0, 0, 0) == 1.25);
+    /* the C API's zero drop feeds categories too: 1e-36 is category 0 */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, 1e-36, 0) == 1.25);
+    /* c: Zero-type default right on the inf threshold; -0.0 is zero */
+    ck_assert(tiny_raw("regression", 2, 4, 1, 0, -0.0) == 8.25);
+    /* (double)1e-35f is <= kZeroThreshold: zero; 2e-35 is not */
+    ck_assert(tiny_raw("regression", 2, 4, 1, 0, (double)1e-35f) == 8.25);
+    ck_assert(tiny_raw("regression", 2, 4, 1, 0, 2e-35) == 4.25);
+}
+END_TEST
+
+static double tiny_pred(const char *obj, double a)
+{
+    char text[2048], err[256];
+    snprintf(text, sizeof text, tiny_fmt, obj, 2, 2);
+    void *blob;
+    size_t len;
+    model_view v;
+    lgbm_info info;
+    int st = compile(text, &blob, &len, &v, &info, err, sizeof err);
+    ck_assert_msg(st == LGBM_OK, "%s: %s", obj, err);
+    double row[3] = {a, 1, 0}, out; /* raw = 2.25 (a <= 0.5) or 4.25 */
+    refeval_lgbm_predict(&v, row, 1, 0, &out);
+    free(blob);
+    lgbm_info_free(&info);
+    return out;
+}
+
+START_TEST(test_objectives_by_hand)
+{
+    ck_assert(tiny_pred("binary sigmoid:1", 0) == 1.0 / (1.0 + exp(-2.25)));
+    ck_assert(tiny_pred("binary sigmoid:0.7", 0) == 1.0 / (1.0 + exp(-lgbm_atof("0.7") * 2.25)));
+    ck_assert(tiny_pred("regression", 0) == 2.25);
+    ck_assert(tiny_pred("regression sqrt", 0) == 2.25 * 2.25);
+    ck_assert(tiny_pred("regression_l1", 1) == 4.25);
+    ck_assert(tiny_pred("huber", 1) == 4.25);
+    ck_assert(tiny_pred("fair", 1) == 4.25);
+    ck_assert(tiny_pred("quantile", 1) == 4.25);
+    ck_assert(tiny_pred("mape", 1) == 4.25);
+    ck_assert(tiny_pred("poisson", 0) == exp(2.25));
+    ck_assert(tiny_pred("gamma", 0) == exp(2.25));
+    ck_assert(tiny_pred("tweedie tweedie_variance_power:1.5", 0) == exp(2.25));
+    ck_assert(tiny_pred("cross_entropy", 0) == 1.0 / (1.0 + exp(-2.25)));
+    ck_assert(tiny_pred("cross_entropy_lambda", 0) == log1p(exp(2.25)));
+    ck_assert(tiny_pred("lambdarank", 0) == 2.25);
+    ck_assert(tiny_pred("rank_xendcg", 0) == 2.25);
+    /* LightGBM's Atof is not strtod: this is its own arithmetic, recomputed by hand */
+    ck_assert(lgbm_atof("1") == 1.0);
+    ck_assert(lgbm_atof("0.5") == 5.0 / 10.0);
+    ck_assert(lgbm_atof("12.25e1") == (12.0 + 25.0 / 100.0) * 10.0);
+    ck_assert(lgbm_atof("-3e-2") == -(3.0 / 100.0));
+}
+END_TEST
+
+/* multiclass / multiclassova: three one-leaf trees per iteration, two iterations. */
+START_TEST(test_multiclass_by_hand)
+{
+    const char *objs[] = {"multiclass num_class:3", "multiclassova num_class:3 sigmoid:2"};
+    for (int o = 0; o < 2; o++) {
+        char text[4096], err[256];
+        int n = snprintf(text, sizeof text,
+                         "tree\nversion=v4\nnum_class=3\nnum_tree_per_iteration=3\n"
+                         "label_index=0\nmax_feature_idx=0\nobjective=%s\n\n",
+                         objs[o]);
+        const double leaves[6] = {0.5, -1.0, 0.25, 0.125, 2.0, -0.5};
+        for (int t = 0; t < 6; t++)
+            n += snprintf(text + n, sizeof text - (size_t)n,
+                          "Tree=%d\nnum_leaves=1\nnum_cat=0\nleaf_value=%.17g\nis_linear=0\n"
+                          "shrinkage=1\n\n\n",
+                          t, leaves[t]);
+        snprintf(text + n, sizeof text - (size_t)n, "end of trees\n");
+        void *blob;
+        size_t len;
+        model_view v;
+        lgbm_info info;
+        ck_assert_msg(compile(text, &blob, &len, &v, &info, err, sizeof err) == LGBM_OK, "%s",
+                      err);
+        double row = 1.0, raw[3], pred[3];
+        refeval_lgbm_predict(&v, &row, 1, 1, raw);
+        refeval_lgbm_predict(&v, &row, 1, 0, pred);
+        double want[3] = {0.0 + 0.5 + 0.125, 0.0 - 1.0 + 2.0, 0.0 + 0.25 - 0.5};
+        for (int k = 0; k < 3; k++)
+            ck_assert(raw[k] == want[k]);
+        if (o == 0) {
+            double mx = 1.0, e[3], s = 0;
+            for (int k = 0; k < 3; k++) {
+                e[k] = exp(want[k] - mx);
+                s += e[k];
+            }
+            for (int k = 0; k < 3; k++)
+                ck_assert(pred[k] == e[k] / s);
+        } else {
+            for (int k = 0; k < 3; k++)
+                ck_assert(pred[k] == 1.0 / (1.0 + exp(-2.0 * want[k])));
+        }
+        free(blob);
+        lgbm_info_free(&info);
+    }
+}
+END_TEST
+
+/* Hostile and unsupported files: the status and never a crash. */
+START_TEST(test_hostile_files)
+{
+    char text[4096], err[256];
+    void *blob;
+    size_t len;
+    lgbm_info info;
+    struct {
+        const char *obj;
+        int dt0;
+        const char *from, *to;
+        int want;
+    } cases[] = {
+        {"regression", 2, "is_linear=0\nshrinkage=1\n\n\nTree=1", "is_linear=1\nshrinkage=1\n\n\nTree=1",
+         LGBM_UNSUPPORTED},
+        {"custom", 2, NULL, NULL, LGBM_UNSUPPORTED},
+        {"binary", 2, NULL, NULL, LGBM_INVALID},            /* no sigmoid */
+        {"binary sigmoid:-1", 2, NULL, NULL, LGBM_INVALID}, /* sigmoid <= 0 */
+        {"regression", 14, NULL, NULL, LGBM_INVALID},       /* missing type 3 */
+        {"regression", 2, "version=v4", "version=v9", LGBM_UNSUPPORTED},
+        {"regression", 2, "version=v4\n", "", LGBM_INVALID},
+        {"regression", 2, "max_feature_idx=2", "max_feature_idx=2147483648", LGBM_INVALID},
+        {"regression", 2, "max_feature_idx=2", "max_feature_idx=2147483647", LGBM_UNSUPPORTED},
+        {"regression", 2, "num_leaves=4", "num_leaves=5", LGBM_INVALID},
+        {"regression", 2, "num_leaves=4", "num_leaves=99999999999", LGBM_INVALID},
+        {"regression", 2, "left_child=1 -1 -3", "left_child=1 1 -3", LGBM_INVALID}, /* cycle */
+        {"regression", 2, "left_child=1 -1 -3", "left_child=1 -2 -3", LGBM_INVALID}, /* shared */
+        {"regression", 2, "left_child=1 -1 -3", "left_child=1 -9 -3", LGBM_INVALID},
+        {"regression", 2, "split_feature=0 1 2", "split_feature=0 3 2", LGBM_INVALID},
+        {"regression", 2, "cat_boundaries=0 1", "cat_boundaries=0 2", LGBM_INVALID},
+        {"regression", 2, "cat_boundaries=0 1", "cat_boundaries=1 1", LGBM_INVALID},
+        {"regression", 2, "threshold=0.5 0 inf", "threshold=0.5 1 inf", LGBM_INVALID},
+        {"regression", 2, "threshold=0.5 0 inf", "threshold=0.5 -1 inf", LGBM_INVALID},
+        {"regression", 2, "threshold=0.5 0 inf", "threshold=0.5 0 bogus", LGBM_INVALID},
+        {"regression", 2, "cat_threshold=5", "cat_threshold=4294967296", LGBM_INVALID},
+        {"regression", 2, "end of trees", "end of treez", LGBM_INVALID},
+        {"regression", 2, "Tree=1", "Tree=7", LGBM_INVALID},
+        {"regression", 2, "num_class=1", "num_class=2", LGBM_UNSUPPORTED},
+        {"regression", 2, "feature_names=a b c", "feature_names=a b", LGBM_INVALID},
+        {"regression", 2, "\nobjective", "\naverage_output\nobjective", LGBM_UNSUPPORTED},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char base[4096];
+        snprintf(base, sizeof base, tiny_fmt, cases[i].obj, cases[i].dt0, 2);
+        if (cases[i].from) {
+            char *at = strstr(base, cases[i].from);
+            ck_assert_msg(at != NULL, "case %zu: pattern", i);
+            size_t pre = (size_t)(at - base);
+            snprintf(text, sizeof text, "%.*s%s%s", (int)pre, base, cases[i].to,
+                     at + strlen(cases[i].from));
+        } else {
+            snprintf(text, sizeof text, "%s", base);
+        }
+        int st = lgbm_compile(text, strlen(text), &info, &blob, &len, err, sizeof err);
+        ck_assert_msg(st == cases[i].want, "case %zu: status %d (%s), want %d", i, st, err,
+                      cases[i].want);
+        ck_assert_ptr_null(blob);
+    }
+    /* every prefix of a real model: refused (truncated), never a crash */
+    fx_lgbm_case c;
+    ck_assert_int_eq(fx_lgbm_load("lgbm_j_categorical", &c), 0);
+    size_t step = c.model_len / 3000 + 1;
+    for (size_t n = 0; n < c.model_len; n += step) {
+        int st = lgbm_compile(c.model, n, NULL, &blob, &len, err, sizeof err);
+        if (st == LGBM_OK) { /* only once "end of trees" is in */
+            ck_assert_ptr_nonnull(strstr(c.model, "end of trees"));
+            ck_assert_uint_ge(n, (size_t)(strstr(c.model, "end of trees") - c.model) + 12);
+            free(blob);
+        }
+    }
+    /* byte flips: any status, validated blob when OK */
+    for (size_t i = 0; i < 2000; i++) {
+        char *m = malloc(c.model_len);
+        memcpy(m, c.model, c.model_len);
+        size_t at = ((size_t)i * 2654435761u) % c.model_len;
+        m[at] = (char)(m[at] ^ (1 << (i % 8)));
+        int st = lgbm_compile(m, c.model_len, NULL, &blob, &len, err, sizeof err);
+        if (st == LGBM_OK) {
+            model_view v;
+            ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
+            free(blob);
+        }
+        free(m);
+    }
+    fx_lgbm_free(&c);
+}
+END_TEST
+
+/* A format-2 blob with any byte changed is either rejected or still valid. */
+START_TEST(test_blob_mutations)
+{
+    fx_lgbm_case c;
+    ck_assert_int_eq(fx_lgbm_load("lgbm_j_categorical", &c), 0);
+    void *blob;
+    size_t len;
+    char err[256];
+    ck_assert_int_eq(lgbm_compile(c.model, c.model_len, NULL, &blob, &len, err, sizeof err),
+                     LGBM_OK);
+    uint8_t *b = malloc(len);
+    model_view v;
+    double row[8] = {0};
+    for (size_t i = 0; i < 20000; i++) {
+        memcpy(b, blob, len);
+        size_t at = ((size_t)i * 2654435761u) % len;
+        b[at] ^= (uint8_t)(1u << (i % 8));
+        if (model_validate(b, len, NULL, 0, &v, err, sizeof err) == 0) {
+            double out[2];
+            refeval_lgbm_predict(&v, row, 1, 1, out); /* must stay in bounds (ASan) */
+        }
+    }
+    /* format-1 header fields on a format-2 blob are not accepted as format 1 */
+    memcpy(b, blob, len);
+    ((model_file_header *)b)->format_version = MODEL_FORMAT_VERSION;
+    ck_assert_int_eq(model_validate(b, len, NULL, 0, &v, err, sizeof err), -1);
+    free(b);
+    free(blob);
+    fx_lgbm_free(&c);
+}
+END_TEST
+
+static Suite *lgbm_suite(void)
+{
+    Suite *s = suite_create("lgbm");
+    TCase *tc = tcase_create("refs");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_refs_bit_identical);
+    tcase_add_test(tc, test_rules_by_hand);
+    tcase_add_test(tc, test_objectives_by_hand);
+    tcase_add_test(tc, test_multiclass_by_hand);
+    suite_add_tcase(s, tc);
+    TCase *th = tcase_create("hostile");
+    tcase_set_timeout(th, 600);
+    tcase_add_test(th, test_hostile_files);
+    tcase_add_test(th, test_blob_mutations);
+    suite_add_tcase(s, th);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(lgbm_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -14,6 +14,7 @@
 #include "lgbmmodel.h"
 #include "model.h"
 #include "model_build.h"
+#include "hp_lgbm.h"
 #include "refeval.h"
 
 /* Compiles text (NUL-terminated) and validates the blob; returns the status. */
@@ -347,6 +348,174 @@ START_TEST(test_blob_mutations)
 }
 END_TEST
 
+/* Builds the worker layout of a validated view into a malloc'd block (the arena's job). */
+static const hp_lgbm *worker_build(const model_view *v, void **mem)
+{
+    size_t n = hp_lgbm_bytes(v);
+    *mem = aligned_alloc(64, (n + 63) / 64 * 64);
+    ck_assert_ptr_nonnull(*mem);
+    const hp_lgbm *m = hp_lgbm_build(v, *mem, n);
+    ck_assert_ptr_nonnull(m);
+    return m;
+}
+
+/* The worker's walk on every reference case: bit-identical to LightGBM. */
+START_TEST(test_worker_refs_bit_identical)
+{
+    for (int i = 0; fx_lgbm_cases[i]; i++) {
+        fx_lgbm_case c;
+        ck_assert_int_eq(fx_lgbm_load(fx_lgbm_cases[i], &c), 0);
+        void *blob, *mem;
+        size_t len;
+        model_view v;
+        char err[256];
+        ck_assert_int_eq(lgbm_compile(c.model, c.model_len, NULL, &blob, &len, err, sizeof err),
+                         LGBM_OK);
+        ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
+        const hp_lgbm *m = worker_build(&v, &mem);
+        free(blob); /* the layout points only into its own block */
+        for (int margin = 0; margin <= 1; margin++) {
+            size_t k = margin ? c.nmargin : c.npred;
+            ck_assert_uint_eq(hp_lgbm_outputs(m, margin), k);
+            double *got = malloc(c.nrows * k * sizeof(double));
+            /* all rows at once, then one row at a time (lane and tail paths) */
+            hp_lgbm_score(m, c.rows, c.nrows, margin, got);
+            size_t bad = fx_dmismatch(got, margin ? c.margin : c.pred, c.nrows * k);
+            ck_assert_msg(bad == 0, "%s margin=%d: %zu differ", fx_lgbm_cases[i], margin, bad);
+            for (size_t r = 0; r < c.nrows; r += 7)
+                hp_lgbm_score(m, c.rows + r * c.ncols, 1, margin, got + r * k);
+            bad = fx_dmismatch(got, margin ? c.margin : c.pred, c.nrows * k);
+            ck_assert_msg(bad == 0, "%s margin=%d single rows: %zu differ", fx_lgbm_cases[i],
+                          margin, bad);
+            free(got);
+        }
+        free(mem);
+        fx_lgbm_free(&c);
+    }
+}
+END_TEST
+
+/* ---- differential: random format-2 models, worker vs refeval ---------------------------------- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static int fast_only; /* draw only node kinds of the worker's branch-free path */
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Values that sit on every edge of the rules. */
+static double edge_value(void)
+{
+    static const double vals[] = {0.0,   -0.0,  1e-36, -1e-36, (double)1e-35f, -(double)1e-35f,
+                                  2e-35, 0.5,   -0.5,  1.0,    2.0,            2.9,
+                                  31.0,  32.0,  33.0,  -1.0,   1e10,           -1e10,
+                                  INFINITY, -INFINITY, NAN, 100.25, 7.0, 3.0};
+    uint64_t r = rnd() % 40;
+    if (r < sizeof vals / sizeof vals[0])
+        return vals[r];
+    return ((double)(int64_t)(rnd() % 2001) - 1000.0) / 37.0;
+}
+
+/* One random LightGBM-shaped tree: leaves split at random, as LightGBM grows them. */
+static int random_tree(model_builder *b, uint32_t nfeat, char *err, size_t errlen)
+{
+    uint32_t nl = 1 + (uint32_t)(rnd() % 48);
+    int32_t sf[64], dt[64], lc[64], rc[64], cb[65];
+    double thr[64], lv[64];
+    uint32_t words[256], nw = 0, ncat = 0;
+    int32_t parent_of_leaf[64];
+    int is_left[64];
+    parent_of_leaf[0] = -1;
+    is_left[0] = 0;
+    for (uint32_t i = 0; i < nl; i++)
+        lv[i] = edge_value() == edge_value() ? (double)(int64_t)(rnd() % 1000) / 64.0 - 7.0 : 0.125;
+    for (uint32_t n = 0; n + 1 < nl; n++) { /* split leaf s into leaves s and n + 1 */
+        uint32_t s = (uint32_t)(rnd() % (n + 1));
+        if (parent_of_leaf[s] >= 0) {
+            if (is_left[s])
+                lc[parent_of_leaf[s]] = (int32_t)n;
+            else
+                rc[parent_of_leaf[s]] = (int32_t)n;
+        }
+        lc[n] = ~(int32_t)s;
+        rc[n] = ~(int32_t)(n + 1);
+        parent_of_leaf[s] = (int32_t)n;
+        is_left[s] = 1;
+        parent_of_leaf[n + 1] = (int32_t)n;
+        is_left[n + 1] = 0;
+        sf[n] = (int32_t)(rnd() % nfeat);
+        static const int32_t types[] = {0, 2, 4, 6, 8, 10, 1, 3, 9, 11};
+        static const int32_t fast_types[] = {0, 2, 8, 10};
+        dt[n] = fast_only ? fast_types[rnd() % 4] : types[rnd() % 10];
+        if (dt[n] & 1) {
+            uint32_t w = 1 + (uint32_t)(rnd() % 3);
+            cb[ncat] = (int32_t)nw;
+            for (uint32_t j = 0; j < w; j++)
+                words[nw++] = (uint32_t)rnd();
+            thr[n] = (double)ncat++;
+        } else {
+            thr[n] = edge_value();
+        }
+    }
+    cb[ncat] = (int32_t)nw;
+    model_lgbm_src_tree t = {nl, sf, thr, dt, lc, rc, lv, ncat, cb, words, nw};
+    return model_lgbm_builder_add_tree(b, &t, err, errlen);
+}
+
+START_TEST(test_differential_random)
+{
+    static const char *objs[] = {"binary",  "regression",    "poisson",       "multiclass",
+                                 "multiclassova", "cross_entropy", "cross_entropy_lambda",
+                                 "lambdarank"};
+    char err[256];
+    for (int it = 0; it < 300; it++) {
+        uint32_t obj = model_objective_from_name(objs[it % 8]);
+        int multi = obj == MODEL_OBJ_LGBM_MULTICLASS || obj == MODEL_OBJ_LGBM_MULTICLASSOVA;
+        uint32_t k = multi ? 2 + (uint32_t)(rnd() % 4) : 1;
+        uint32_t nfeat = 1 + (uint32_t)(rnd() % 6);
+        uint32_t ntrees = k * (1 + (uint32_t)(rnd() % 12));
+        double param = (obj == MODEL_OBJ_LGBM_BINARY || obj == MODEL_OBJ_LGBM_MULTICLASSOVA)
+                           ? 0.25 + (double)(rnd() % 16) / 8.0
+                           : 0.0;
+        uint32_t flags = obj == MODEL_OBJ_LGBM_REGRESSION && (it & 16) ? MODEL_LF_SQRT : 0;
+        fast_only = it % 3 == 0;
+        model_builder *b = model_lgbm_builder_new(obj, flags, param, nfeat, k);
+        for (uint32_t t = 0; t < ntrees; t++)
+            ck_assert_msg(random_tree(b, nfeat, err, sizeof err) == 0, "%s", err);
+        void *blob, *mem;
+        size_t len;
+        ck_assert_msg(model_build(b, &blob, &len, err, sizeof err) == 0, "%s", err);
+        model_builder_free(b);
+        model_view v;
+        ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
+        const hp_lgbm *m = worker_build(&v, &mem);
+        size_t nrows = 1 + rnd() % 150;
+        double *rows = malloc(nrows * nfeat * sizeof(double));
+        for (size_t i = 0; i < nrows * nfeat; i++)
+            rows[i] = edge_value();
+        for (int margin = 0; margin <= 1; margin++) {
+            size_t per = model_outputs_per_row(&v, margin);
+            double *want = malloc(nrows * per * sizeof(double));
+            double *got = malloc(nrows * per * sizeof(double));
+            refeval_lgbm_predict(&v, rows, nrows, margin, want);
+            hp_lgbm_score(m, rows, nrows, margin, got);
+            ck_assert_msg(memcmp(got, want, nrows * per * sizeof(double)) == 0,
+                          "iteration %d (%s, margin %d): worker differs from refeval", it,
+                          objs[it % 8], margin);
+            free(want);
+            free(got);
+        }
+        free(rows);
+        free(mem);
+        free(blob);
+    }
+}
+END_TEST
+
 static Suite *lgbm_suite(void)
 {
     Suite *s = suite_create("lgbm");
@@ -356,6 +525,8 @@ static Suite *lgbm_suite(void)
     tcase_add_test(tc, test_rules_by_hand);
     tcase_add_test(tc, test_objectives_by_hand);
     tcase_add_test(tc, test_multiclass_by_hand);
+    tcase_add_test(tc, test_worker_refs_bit_identical);
+    tcase_add_test(tc, test_differential_random);
     suite_add_tcase(s, tc);
     TCase *th = tcase_create("hostile");
     tcase_set_timeout(th, 600);

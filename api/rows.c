@@ -1,4 +1,5 @@
-/* rows.c - the body of POST /api/v1/models/{id}/predict straight into a float32 matrix.
+/* rows.c - the body of POST /api/v1/models/{id}/predict straight into a float32 matrix (or a
+ * float64 one for LightGBM models).
  *
  * The body is first checked by json_validate (strict grammar, UTF-8, depth), so this reader walks
  * text already known to be well formed and only checks meaning.  It never builds a cJSON tree: a
@@ -127,8 +128,10 @@ static int read_string(rd *r, char *out, size_t cap)
     return overflow ? -1 : (int)o;
 }
 
-/* Reads a number or null as float (NaN for null).  Returns 0, or -1 for another kind of value. */
-static int read_cell(rd *r, float *out)
+/* Reads a number or null as double (NaN for null).  Returns 0, or -1 for another kind of value.
+ * strtod is correctly rounded: the double is exactly the JSON number's nearest, as Python's float()
+ * and numpy give LightGBM; float32 models narrow it afterwards (put_cell). */
+static int read_cell(rd *r, double *out)
 {
     int c = peek(r);
     if (c == 'n') {
@@ -141,7 +144,7 @@ static int read_cell(rd *r, float *out)
         /* Via double, like numpy's float32 conversion of a Python float. */
         double d = strtod(r->p + r->off, &end);
         r->off = (size_t)(end - r->p);
-        *out = (float)d;
+        *out = d;
         return 0;
     }
     return -1; /* the caller answers 400 at once; nothing after this is read */
@@ -165,8 +168,18 @@ static void fail(rows_result *res, int status, const char *field, const char *fm
     va_end(ap);
 }
 
+/* Stores cell i of the matrix: as float32 (via double, like numpy's float32 conversion of a
+ * Python float) or, for LightGBM models, as the double itself. */
+static void put_cell(rows_result *res, int f64, size_t i, double v)
+{
+    if (f64)
+        res->rows64[i] = v;
+    else
+        res->rows[i] = (float)v;
+}
+
 /* Makes room for one more row.  Returns 0 or -1 (413 past max_rows, 500 on OOM). */
-static int grow(rows_result *res, size_t *cap, uint32_t nfeat, uint32_t max_rows)
+static int grow(rows_result *res, size_t *cap, uint32_t nfeat, uint32_t max_rows, int f64)
 {
     if (res->nrows < *cap)
         return 0;
@@ -177,18 +190,22 @@ static int grow(rows_result *res, size_t *cap, uint32_t nfeat, uint32_t max_rows
     size_t ncap = *cap ? *cap * 2 : 64;
     if (ncap > max_rows)
         ncap = max_rows;
-    float *m = realloc(res->rows, ncap * nfeat * sizeof(float));
+    void *m = realloc(f64 ? (void *)res->rows64 : (void *)res->rows,
+                      ncap * nfeat * (f64 ? sizeof(double) : sizeof(float)));
     if (!m) {
         fail(res, 500, "rows", "out of memory for %zu rows", ncap);
         return -1;
     }
-    res->rows = m;
+    if (f64)
+        res->rows64 = m;
+    else
+        res->rows = m;
     *cap = ncap;
     return 0;
 }
 
-int rows_parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
-               uint32_t nfeat, uint32_t max_rows, rows_result *res)
+static int parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
+                 uint32_t nfeat, uint32_t max_rows, int f64, rows_result *res)
 {
     memset(res, 0, sizeof *res);
     char key[ROWS_NAME_MAX], field[64];
@@ -240,19 +257,19 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
             }
             r.off++;
             while (peek(&r) != ']') {
-                if (grow(res, &cap, nfeat, max_rows))
+                if (grow(res, &cap, nfeat, max_rows, f64))
                     goto fail;
-                float *row = res->rows + (size_t)res->nrows * nfeat;
+                size_t row = (size_t)res->nrows * nfeat;
                 long ri = (long)res->nrows;
                 int c = peek(&r);
                 if (c == '[') {
                     r.off++;
                     uint32_t k = 0;
                     while (peek(&r) != ']') {
-                        float v;
+                        double v;
                         int bad = read_cell(&r, &v);
                         if (k < nfeat)
-                            row[k] = v;
+                            put_cell(res, f64, row + k, v);
                         if (bad) {
                             snprintf(field, sizeof field, "rows[%ld][%u]", ri, k);
                             res->status = 400;
@@ -285,7 +302,7 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
                         goto fail;
                     }
                     for (uint32_t k = 0; k < nfeat; k++)
-                        row[k] = NAN;
+                        put_cell(res, f64, row + k, NAN);
                     r.off++;
                     while (peek(&r) == '"') {
                         int kl = read_string(&r, key, sizeof key);
@@ -294,7 +311,7 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
                             hit = bsearch(&want, ix, n_names, sizeof *ix, cmp_name);
                         peek(&r);
                         r.off++; /* ':' */
-                        float v;
+                        double v;
                         int bad = read_cell(&r, &v);
                         if (!hit || bad || hit->index >= nfeat) {
                             snprintf(res->field, sizeof res->field, "rows[%ld].%.150s", ri,
@@ -311,7 +328,7 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
                             goto fail;
                         }
                         seen[hit->index] = (uint32_t)ri + 1;
-                        row[hit->index] = v;
+                        put_cell(res, f64, row + hit->index, v);
                         if (peek(&r) == ',')
                             r.off++;
                     }
@@ -358,12 +375,28 @@ fail:
     free(ix);
     free(seen);
     free(res->rows);
+    free(res->rows64);
     res->rows = NULL;
+    res->rows64 = NULL;
     return -1;
+}
+
+int rows_parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
+               uint32_t nfeat, uint32_t max_rows, rows_result *res)
+{
+    return parse(body, len, names, n_names, nfeat, max_rows, 0, res);
+}
+
+int rows_parse_f64(const char *body, size_t len, const char *const *names, uint32_t n_names,
+                   uint32_t nfeat, uint32_t max_rows, rows_result *res)
+{
+    return parse(body, len, names, n_names, nfeat, max_rows, 1, res);
 }
 
 void rows_result_free(rows_result *res)
 {
     free(res->rows);
+    free(res->rows64);
     res->rows = NULL;
+    res->rows64 = NULL;
 }

@@ -8,7 +8,8 @@
 #include <stdint.h>
 
 typedef struct rows_result {
-    float *rows; /* malloc'd nrows x nfeat; free with rows_result_free */
+    float *rows;    /* malloc'd nrows x nfeat; free with rows_result_free */
+    double *rows64; /* rows_parse_f64: the same as doubles (rows is then NULL) */
     uint32_t nrows;
     int output_margin;
     int status;      /* on failure: 400, 413 (too many rows) or 500 */
@@ -21,6 +22,10 @@ typedef struct rows_result {
  * with res->status/field/err filled and nothing to free. */
 int rows_parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
                uint32_t nfeat, uint32_t max_rows, rows_result *res);
+/* The same, into res->rows64 as doubles (exactly strtod of each number): LightGBM models, which
+ * score in double. */
+int rows_parse_f64(const char *body, size_t len, const char *const *names, uint32_t n_names,
+                   uint32_t nfeat, uint32_t max_rows, rows_result *res);
 void rows_result_free(rows_result *res);
 
 #endif

@@ -35,6 +35,7 @@
  * blocks and parallel parts only change which rows are walked together, never the order of the
  * additions inside a row.  The transform is refeval_transform itself. */
 #include "hp_forest.h"
+#include "hp_lgbm.h"
 
 #include <string.h>
 
@@ -165,6 +166,9 @@ static size_t binned_bytes(const model_view *v)
 
 size_t hp_forest_bytes(const model_view *v)
 {
+    /* LightGBM (format 2): a shell pointing at hp_lgbm's own layout in the same block. */
+    if (v->format == MODEL_FORMAT_LGBM)
+        return ALIGN64(sizeof(hp_forest)) + hp_lgbm_bytes(v);
     /* The plain layout's size: the binned one is built only when its reservation fits in it (it
      * does for complete-ish trees: 4-byte nodes, leaves included, plus at most one threshold per
      * internal node), so the arena holds exactly as many models as before binning existed. */
@@ -361,6 +365,19 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len)
     const model_file_header *h = v->hdr;
     if (len < hp_forest_bytes(v))
         return NULL;
+    if (v->format == MODEL_FORMAT_LGBM) {
+        hp_forest *lf = dst;
+        memset(lf, 0, sizeof *lf);
+        lf->objective = h->objective;
+        lf->num_feature = h->num_feature;
+        lf->num_class = h->num_class;
+        lf->num_trees = h->num_trees;
+        lf->flags = HPF_F_LGBM;
+        lf->lgbm = hp_lgbm_build(v, (uint8_t *)dst + ALIGN64(sizeof(hp_forest)),
+                                 len - ALIGN64(sizeof(hp_forest)));
+        lf->bytes = hp_forest_bytes(v);
+        return lf->lgbm ? lf : NULL;
+    }
     size_t bb = binned_bytes(v);
     if (bb > 0 && bb <= len) {
         const hp_forest *bf = build_binned(v, dst, len, bb);
@@ -429,6 +446,8 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len)
 
 uint32_t hp_forest_outputs(const hp_forest *f, int output_margin)
 {
+    if (f->lgbm)
+        return hp_lgbm_outputs(f->lgbm, output_margin);
     if (output_margin || f->objective == MODEL_OBJ_SOFTPROB)
         return f->num_class;
     return 1;

@@ -85,6 +85,9 @@ typedef struct hpf_tree {
 #define HPF_F_DART 0x1u        /* multiply each tree's leaf by its weight (refeval's dart rule) */
 #define HPF_F_CATEGORICAL 0x2u /* some node is categorical: walks take the exact slow decision */
 #define HPF_F_BINNED 0x4u      /* every tree has the binned layout (tree.bin, thr_off, thr) */
+#define HPF_F_LGBM 0x8u        /* a LightGBM model: only `lgbm` is set (hotpath/hp_lgbm.h) */
+
+struct hp_lgbm;
 
 typedef struct hp_forest {
     uint32_t objective, num_feature, num_class, num_trees;
@@ -98,6 +101,7 @@ typedef struct hp_forest {
         *thr_off;     /* binned: feature f's thresholds are thr[thr_off[f] .. thr_off[f+1]) */
     const float *thr; /* binned: per feature, distinct thresholds in increasing order */
     size_t bytes;     /* size of the block it lives in */
+    const struct hp_lgbm *lgbm; /* HPF_F_LGBM: the LightGBM layout, in the same block */
 } hp_forest;
 
 /* Bytes hp_forest_build needs for v (which passed model_validate).  Never fails; O(nodes). */

@@ -395,7 +395,7 @@ static int run_worker(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, 
     int sc = SC_FAILED;
     for (int attempt = 0; attempt <= njobs; attempt++) {
         hpc_reply r;
-        int rc = hpc_call(a->hp, WIRE_OP_SCORE, payload, (uint32_t)plen, deadline_ms,
+        int rc = hpc_call(a->hp, WIRE_OP_SCORE, payload, (uint32_t)w.len, deadline_ms,
                           a->cfg->pool_wait_ms, &r, err, errlen);
         if (rc != HPC_OK) {
             sc = map_hpc(rc, err, errlen);

@@ -216,7 +216,7 @@ clean:
 #   make fuzz FUZZ_TARGETS=json FUZZ_SECONDS=300
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= json rows xgb model cursor wire score
+FUZZ_TARGETS ?= json rows xgb model cursor wire score lgbm
 FUZZ_OUT     := build/fuzz
 FUZZ_BIN     := bin/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -229,6 +229,8 @@ FUZZ_LIBS     = $(shell pkg-config --libs libcjson 2>/dev/null) -lm -pthread
 FUZZ_SRC_json    := api/json.c
 FUZZ_SRC_rows    := api/rows.c api/json.c
 FUZZ_SRC_xgb     := common/xgbmodel.c common/model_build.c common/model.c common/refeval.c
+FUZZ_SRC_lgbm    := common/lgbmmodel.c common/model_build.c common/model.c common/refeval.c \
+                    hotpath/hp_lgbm.c
 FUZZ_SRC_model   := common/model.c common/refeval.c
 FUZZ_SRC_cursor  := api/cursor.c api/config.c api/validate.c
 FUZZ_SRC_wire    := common/wire.c
@@ -249,7 +251,7 @@ $(FUZZ_BIN)/fuzz_$(1): $(FUZZ_OUT)/tests/fuzz/fuzz_$(1).o $(FUZZ_SRC_$(1):%.c=$(
 	$$(call say,LINK,$$@)
 	$$(Q)$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $$(FUZZ_LIBS)
 endef
-$(foreach t,json rows xgb model cursor wire score,$(eval $(call FUZZ_LINK_RULE,$(t))))
+$(foreach t,json rows xgb model cursor wire score lgbm,$(eval $(call FUZZ_LINK_RULE,$(t))))
 
 $(FUZZ_BIN)/seedgen: $(FUZZ_OUT)/tests/fuzz/seedgen.o $(FUZZ_SRC_seedgen:%.c=$(FUZZ_OUT)/%.o)
 	@mkdir -p $(dir $@)

@@ -9,12 +9,146 @@
 
 #define ALIGN64(x) (((x) + 63u) & ~(size_t)63u)
 
-size_t hp_lgbm_bytes(const model_view *v)
+/* Size of the binned extras (0 when the model cannot be binned). */
+static size_t binned_bytes(const model_view *v)
 {
     const model_file_header *h = v->hdr;
-    return ALIGN64(sizeof(hp_lgbm)) + ALIGN64((size_t)h->num_trees * sizeof(uint32_t)) +
+    if (h->num_cat_words != 0 || h->num_feature > HPL_BIN_MAX_FEATURES)
+        return 0;
+    size_t internal = 0;
+    for (uint32_t i = 0; i < h->num_nodes; i++) {
+        const model_lgbm_node *s = &v->lnodes[i];
+        if (s->left == -1)
+            continue;
+        if ((s->split & MODEL_NODE_CATEGORICAL) || isnan(model_lgbm_value(s->value)))
+            return 0;
+        internal++;
+    }
+    return ALIGN64((size_t)h->num_nodes * sizeof(hpl_bnode)) +
+           ALIGN64(((size_t)h->num_feature + 1) * sizeof(uint32_t)) +
+           ALIGN64(internal * sizeof(double)) +
+           ALIGN64((size_t)h->num_feature * sizeof(uint16_t));
+}
+
+static size_t plain_bytes(const model_view *v)
+{
+    const model_file_header *h = v->hdr;
+    return ALIGN64(sizeof(hp_lgbm)) + 2 * ALIGN64((size_t)h->num_trees * sizeof(uint32_t)) +
            ALIGN64((size_t)h->num_nodes * sizeof(hpl_node)) +
+           ALIGN64((size_t)h->num_nodes * sizeof(double)) +
            ALIGN64((size_t)h->num_cat_words * sizeof(uint32_t));
+}
+
+size_t hp_lgbm_bytes(const model_view *v)
+{
+    return plain_bytes(v) + binned_bytes(v);
+}
+
+static void sift_down(double *a, size_t i, size_t n)
+{
+    double x = a[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && a[c] < a[c + 1])
+            c++;
+        if (!(x < a[c]))
+            break;
+        a[i] = a[c];
+        i = c;
+    }
+    a[i] = x;
+}
+
+/* Heap sort (no allocation); a holds no NaN. */
+static void sort_doubles(double *a, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(a, i, n);
+    for (size_t e = n; e-- > 1;) {
+        double t = a[0];
+        a[0] = a[e];
+        a[e] = t;
+        sift_down(a, 0, e);
+    }
+}
+
+/* #{T[i] < x} for sorted T[0..n) (x not NaN). */
+static inline uint32_t count_below(const double *T, uint32_t n, double x)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (T[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Builds the binned extras at p (binned_bytes(v) bytes) from the plain layout already in m.
+ * Returns 0, or -1 when a feature has more than 65534 nodes (the model then stays plain). */
+static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
+{
+    const model_file_header *h = v->hdr;
+    uint32_t nf = h->num_feature;
+    hpl_bnode *bn = (hpl_bnode *)p;
+    uint32_t *off = (uint32_t *)(p + ALIGN64((size_t)h->num_nodes * sizeof(hpl_bnode)));
+    double *thr = (double *)((uint8_t *)off + ALIGN64(((size_t)nf + 1) * sizeof(uint32_t)));
+    size_t internal = 0;
+    for (uint32_t i = 0; i < h->num_nodes; i++)
+        internal += v->lnodes[i].left != -1;
+    uint16_t *zb = (uint16_t *)((uint8_t *)thr + ALIGN64(internal * sizeof(double)));
+    /* counting sort of the thresholds by feature: count, prefix, place, shift back */
+    memset(off, 0, ((size_t)nf + 1) * sizeof(uint32_t));
+    for (uint32_t i = 0; i < h->num_nodes; i++)
+        if (v->lnodes[i].left != -1)
+            off[(v->lnodes[i].split & MODEL_LGBM_FEATURE_MASK) + 1]++;
+    for (uint32_t f = 0; f < nf; f++) {
+        if (off[f + 1] > 65534u)
+            return -1;
+        off[f + 1] += off[f];
+    }
+    for (uint32_t i = 0; i < h->num_nodes; i++)
+        if (v->lnodes[i].left != -1)
+            thr[off[v->lnodes[i].split & MODEL_LGBM_FEATURE_MASK]++] =
+                model_lgbm_value(v->lnodes[i].value);
+    for (uint32_t f = nf; f > 0; f--)
+        off[f] = off[f - 1];
+    off[0] = 0;
+    for (uint32_t f = 0; f < nf; f++) {
+        sort_doubles(thr + off[f], off[f + 1] - off[f]);
+        zb[f] = (uint16_t)count_below(thr + off[f], off[f + 1] - off[f], 0.0);
+    }
+    for (uint32_t t = 0; t < h->num_trees; t++) {
+        const model_tree_rec *tr = &v->trees[t];
+        for (uint32_t i = 0; i < tr->num_nodes; i++) {
+            const model_lgbm_node *s = &v->lnodes[tr->first_node + i];
+            hpl_bnode *d = &bn[tr->first_node + i];
+            if (s->left == -1) {
+                d->w = 65535u << 16;
+                d->left = i;
+                continue;
+            }
+            uint32_t f = s->split & MODEL_LGBM_FEATURE_MASK;
+            uint32_t miss = (s->split & MODEL_LGBM_MISSING_MASK) >> MODEL_LGBM_MISSING_SHIFT;
+            int defleft = (s->split & MODEL_NODE_DEFAULT_LEFT) != 0;
+            uint32_t kind = miss == MODEL_LGBM_MISSING_NONE  ? 0u
+                            : miss == MODEL_LGBM_MISSING_NAN ? (defleft ? 1u : 2u)
+                                                             : (defleft ? 3u : 4u);
+            uint32_t j = count_below(thr + off[f], off[f + 1] - off[f], model_lgbm_value(s->value));
+            d->w = (HPL_BIN_KINDS * f + kind) | j << 16;
+            d->left = (uint32_t)s->left;
+        }
+    }
+    m->bnodes = bn;
+    m->thr_off = off;
+    m->thr = thr;
+    m->zero_bin = zb;
+    m->flags |= HPL_F_BINNED;
+    return 0;
 }
 
 const hp_lgbm *hp_lgbm_build(const model_view *v, void *dst, size_t len)
@@ -25,9 +159,14 @@ const hp_lgbm *hp_lgbm_build(const model_view *v, void *dst, size_t len)
     uint8_t *base = dst;
     hp_lgbm *m = dst;
     uint32_t *first = (uint32_t *)(base + ALIGN64(sizeof(hp_lgbm)));
+    uint32_t *depth =
+        (uint32_t *)((uint8_t *)first + ALIGN64((size_t)h->num_trees * sizeof(uint32_t)));
     hpl_node *nodes =
-        (hpl_node *)((uint8_t *)first + ALIGN64((size_t)h->num_trees * sizeof(uint32_t)));
-    uint32_t *cats = (uint32_t *)((uint8_t *)nodes + ALIGN64((size_t)h->num_nodes * sizeof(hpl_node)));
+        (hpl_node *)((uint8_t *)depth + ALIGN64((size_t)h->num_trees * sizeof(uint32_t)));
+    double *leaf =
+        (double *)((uint8_t *)nodes + ALIGN64((size_t)h->num_nodes * sizeof(hpl_node)));
+    uint32_t *cats =
+        (uint32_t *)((uint8_t *)leaf + ALIGN64((size_t)h->num_nodes * sizeof(double)));
     memset(m, 0, sizeof *m);
     m->objective = h->objective;
     m->num_feature = h->num_feature;
@@ -35,15 +174,35 @@ const hp_lgbm *hp_lgbm_build(const model_view *v, void *dst, size_t len)
     m->num_trees = h->num_trees;
     m->lflags = h->flags;
     m->param = v->lgbm_param;
-    for (uint32_t t = 0; t < h->num_trees; t++)
-        first[t] = v->trees[t].first_node;
+    for (uint32_t t = 0; t < h->num_trees; t++) {
+        const model_tree_rec *tr = &v->trees[t];
+        first[t] = tr->first_node;
+        /* depth: canonical order puts children after parents, so one pass over leaf[] (as a
+         * scratch of per-node depths, overwritten below) finds the longest path */
+        uint32_t dmax = 0;
+        for (uint32_t i = 0; i < tr->num_nodes; i++) {
+            const model_lgbm_node *s = &v->lnodes[tr->first_node + i];
+            double di = i == 0 ? 0.0 : leaf[tr->first_node + i];
+            if (s->left == -1) {
+                if ((uint32_t)di > dmax)
+                    dmax = (uint32_t)di;
+                continue;
+            }
+            leaf[tr->first_node + (uint32_t)s->left] = di + 1.0;
+            leaf[tr->first_node + (uint32_t)s->left + 1] = di + 1.0;
+        }
+        depth[t] = dmax;
+    }
     for (uint32_t i = 0; i < h->num_nodes; i++) {
         const model_lgbm_node *s = &v->lnodes[i];
         hpl_node *d = &nodes[i];
+        leaf[i] = 0.0;
         if (s->left == -1) {
-            d->v = model_lgbm_value(s->value);
-            d->ff = HPL_LEAF;
-            d->left = 0;
+            /* a node that leads to itself: x <= inf, NaN goes "left" (to left == itself) */
+            leaf[i] = model_lgbm_value(s->value);
+            d->v = INFINITY;
+            d->ff = HPL_LEAF | HPL_NANLEFT;
+            d->left = 0; /* set to its own tree-local index below */
             continue;
         }
         uint32_t miss = (s->split & MODEL_LGBM_MISSING_MASK) >> MODEL_LGBM_MISSING_SHIFT;
@@ -71,12 +230,23 @@ const hp_lgbm *hp_lgbm_build(const model_view *v, void *dst, size_t len)
             }
         }
     }
+    /* leaves lead to themselves (tree-local index) */
+    for (uint32_t t = 0; t < h->num_trees; t++) {
+        const model_tree_rec *tr = &v->trees[t];
+        for (uint32_t i = 0; i < tr->num_nodes; i++)
+            if (nodes[tr->first_node + i].ff & HPL_LEAF)
+                nodes[tr->first_node + i].left = i;
+    }
     if (h->num_cat_words)
         memcpy(cats, v->cats, (size_t)h->num_cat_words * sizeof(uint32_t));
     m->first = first;
+    m->depth = depth;
+    m->leaf = leaf;
     m->nodes = nodes;
     m->cats = cats;
     m->bytes = hp_lgbm_bytes(v);
+    if (binned_bytes(v) > 0)
+        (void)build_binned(m, v, base + plain_bytes(v)); /* stays plain if it does not apply */
     return m;
 }
 
@@ -120,27 +290,26 @@ static inline uint32_t go_right_fast(const hpl_node *n, double x)
     return left ^ 1u;
 }
 
-/* One tree, rows r[0..cnt) (already offset), leaves added to acc[j * k + g]. */
-static void tree_block_fast(const hpl_node *nd, const double *const *r, unsigned cnt, double *acc,
-                            uint32_t k, uint32_t g)
+/* One tree (nodes nd, leaf values lv, longest path depth), rows r[0..cnt) (already offset),
+ * leaves added to acc[j * k + g].  HPL_LANES rows step together exactly depth times with no
+ * data-dependent branch (leaves lead to themselves), so their node loads overlap. */
+static void tree_block_fast(const hpl_node *nd, const double *lv, uint32_t depth,
+                            const double *const *r, unsigned cnt, double *acc, uint32_t k,
+                            uint32_t g)
 {
     unsigned j = 0;
     for (; j + HPL_LANES <= cnt; j += HPL_LANES) {
         uint32_t idx[HPL_LANES] = {0};
-        unsigned live;
-        do {
-            live = 0;
+        const double *const *rr = r + j;
+        for (uint32_t s = 0; s < depth; s++) {
             for (unsigned l = 0; l < HPL_LANES; l++) {
                 const hpl_node *n = &nd[idx[l]];
-                if (n->ff & HPL_LEAF)
-                    continue;
-                live++;
-                double x = refeval_lgbm_input(r[j + l][n->ff & HPL_FEATURE_MASK]);
+                double x = refeval_lgbm_input(rr[l][n->ff & HPL_FEATURE_MASK]);
                 idx[l] = n->left + go_right_fast(n, x);
             }
-        } while (live);
+        }
         for (unsigned l = 0; l < HPL_LANES; l++)
-            acc[(size_t)(j + l) * k + g] += nd[idx[l]].v;
+            acc[(size_t)(j + l) * k + g] += lv[idx[l]];
     }
     for (; j < cnt; j++) {
         uint32_t i = 0;
@@ -148,12 +317,13 @@ static void tree_block_fast(const hpl_node *nd, const double *const *r, unsigned
             double x = refeval_lgbm_input(r[j][nd[i].ff & HPL_FEATURE_MASK]);
             i = nd[i].left + go_right_fast(&nd[i], x);
         }
-        acc[(size_t)j * k + g] += nd[i].v;
+        acc[(size_t)j * k + g] += lv[i];
     }
 }
 
-static void tree_block_full(const hp_lgbm *m, const hpl_node *nd, const double *const *r,
-                            unsigned cnt, double *acc, uint32_t k, uint32_t g)
+static void tree_block_full(const hp_lgbm *m, uint32_t t, const hpl_node *nd,
+                            const double *const *r, unsigned cnt, double *acc, uint32_t k,
+                            uint32_t g)
 {
     for (unsigned j = 0; j < cnt; j++) {
         uint32_t i = 0;
@@ -161,7 +331,61 @@ static void tree_block_full(const hp_lgbm *m, const hpl_node *nd, const double *
             double x = refeval_lgbm_input(r[j][nd[i].ff & HPL_FEATURE_MASK]);
             i = nd[i].left + (uint32_t)!go_left_full(m, &nd[i], x);
         }
-        acc[(size_t)j * k + g] += nd[i].v;
+        acc[(size_t)j * k + g] += m->leaf[m->first[t] + i];
+    }
+}
+
+/* Bins of one row (see hp_lgbm.h): HPL_BIN_KINDS u16 per feature into rb. */
+static void bin_row(const hp_lgbm *m, const double *row, uint16_t *rb)
+{
+    for (uint32_t f = 0; f < m->num_feature; f++) {
+        double x = row[f];
+        uint16_t *o = rb + HPL_BIN_KINDS * f;
+        if (isnan(x)) {
+            o[0] = m->zero_bin[f];
+            o[1] = 0;
+            o[2] = 65535;
+            o[3] = 0;
+            o[4] = 65535;
+            continue;
+        }
+        x = refeval_lgbm_input(x);
+        uint32_t a = m->thr_off[f];
+        uint16_t b = (uint16_t)count_below(m->thr + a, m->thr_off[f + 1] - a, x);
+        o[0] = o[1] = o[2] = b;
+        o[3] = x == 0.0 ? 0 : b;
+        o[4] = x == 0.0 ? 65535 : b;
+    }
+}
+
+/* One tree on binned rows: rb[j * stride ...] for rows j < cnt; HPL_LANES rows step together
+ * depth times, branch-free. */
+static void tree_block_bin(const hpl_bnode *nd, const double *lv, uint32_t depth,
+                           const uint16_t *rb, size_t stride, unsigned cnt, double *acc,
+                           uint32_t k, uint32_t g)
+{
+    unsigned j = 0;
+    for (; j + HPL_LANES <= cnt; j += HPL_LANES) {
+        uint32_t idx[HPL_LANES] = {0};
+        const uint16_t *base = rb + (size_t)j * stride;
+        for (uint32_t s = 0; s < depth; s++) {
+            for (unsigned l = 0; l < HPL_LANES; l++) {
+                hpl_bnode n = nd[idx[l]];
+                uint32_t bin = base[(size_t)l * stride + (n.w & 0xFFFFu)];
+                idx[l] = n.left + (uint32_t)((bin << 16) > n.w);
+            }
+        }
+        for (unsigned l = 0; l < HPL_LANES; l++)
+            acc[(size_t)(j + l) * k + g] += lv[idx[l]];
+    }
+    for (; j < cnt; j++) {
+        const uint16_t *r = rb + (size_t)j * stride;
+        uint32_t i = 0;
+        for (uint32_t s = 0; s < depth; s++) {
+            hpl_bnode n = nd[i];
+            i = n.left + (uint32_t)(((uint32_t)r[n.w & 0xFFFFu] << 16) > n.w);
+        }
+        acc[(size_t)j * k + g] += lv[i];
     }
 }
 
@@ -193,6 +417,11 @@ void hp_lgbm_score(const hp_lgbm *m, const double *rows, size_t nrows, int outpu
     unsigned block = HPL_BLOCK;
     while (block > 1 && (size_t)block * k > HPL_ACC_MAX)
         block /= 2;
+    int binned = (m->flags & HPL_F_BINNED) != 0;
+    size_t stride = (size_t)HPL_BIN_KINDS * m->num_feature;
+    uint16_t rb[HPL_BIN_SCRATCH / sizeof(uint16_t)];
+    while (binned && block > 1 && (size_t)block * stride * sizeof(uint16_t) > sizeof rb)
+        block /= 2; /* num_feature <= HPL_BIN_MAX_FEATURES keeps block >= 8 */
     /* k <= MODEL_MAX_CLASSES == HPL_ACC_MAX, so block >= 1 always fits */
     double acc[HPL_ACC_MAX];
     const double *r[HPL_BLOCK];
@@ -202,13 +431,20 @@ void hp_lgbm_score(const hp_lgbm *m, const double *rows, size_t nrows, int outpu
             r[j] = rows + (a + j) * m->num_feature;
         for (size_t i = 0; i < (size_t)cnt * k; i++)
             acc[i] = 0.0;
-        for (uint32_t t = 0; t < m->num_trees; t++) {
+        if (binned) {
+            for (unsigned j = 0; j < cnt; j++)
+                bin_row(m, r[j], rb + (size_t)j * stride);
+            for (uint32_t t = 0; t < m->num_trees; t++)
+                tree_block_bin(m->bnodes + m->first[t], m->leaf + m->first[t], m->depth[t], rb,
+                               stride, cnt, acc, k, t % k);
+        }
+        for (uint32_t t = 0; t < m->num_trees && !binned; t++) {
             const hpl_node *nd = m->nodes + m->first[t];
             uint32_t g = t % k;
             if (m->flags & HPL_F_SLOW)
-                tree_block_full(m, nd, r, cnt, acc, k, g);
+                tree_block_full(m, t, nd, r, cnt, acc, k, g);
             else
-                tree_block_fast(nd, r, cnt, acc, k, g);
+                tree_block_fast(nd, m->leaf + m->first[t], m->depth[t], r, cnt, acc, k, g);
         }
         for (unsigned j = 0; j < cnt; j++)
             emit(m, acc + (size_t)j * k, output_margin, out + (a + j) * per_row);

@@ -5,8 +5,11 @@
  * its size, its build from a validated view, and scoring rows of doubles into doubles.
  *
  * Layout: 16-byte nodes {double v, u32 ff, u32 left} per tree in the blob's canonical order
- * (children of an internal node at left and left + 1).  v is the threshold, the leaf value
- * (HPL_LEAF), or the categorical set's word offset (HPL_CAT).  ff packs the feature with the
+ * (children of an internal node at left and left + 1).  v is the threshold or the categorical
+ * set's word offset (HPL_CAT).  A leaf (HPL_LEAF) is a node that leads to itself whatever the
+ * input (feature 0, v = +inf, HPL_NANLEFT, left = its own index), and its value sits in leaf[] at
+ * the same index: so a walk may take exactly the tree's depth steps, branch-free, lanes that
+ * reached a leaf early staying put.  ff packs the feature with the
  * decision precomputed from LightGBM's rules: HPL_NANLEFT is where a NaN goes (missing None: NaN
  * becomes 0.0, so 0.0 <= threshold; NaN or Zero type: default_left), HPL_ZERO marks a
  * missing-Zero node (a zero input takes the default side, HPL_DEFLEFT).  So a numerical node
@@ -42,7 +45,27 @@ typedef struct hpl_node {
     uint32_t left;
 } hpl_node;
 
-#define HPL_F_SLOW 0x1u /* some node is categorical or missing-Zero: the general decision */
+#define HPL_F_SLOW 0x1u   /* some node is categorical or missing-Zero: the general decision */
+#define HPL_F_BINNED 0x2u /* the binned layout below is present and used */
+
+/* Binned layout (HPL_F_BINNED: no categorical node, num_feature <= HPL_BIN_MAX_FEATURES, no NaN
+ * threshold, <= 65534 numerical nodes per feature).  thr[thr_off[f] .. thr_off[f+1]) holds the
+ * thresholds of feature f's nodes, sorted (duplicates kept).  A row is first turned into
+ * HPL_BIN_KINDS u16 bins per feature: with x' the input after the zero drop and b = #{thr < x'},
+ *   kind 0 (missing None)          NaN ? #{thr < 0.0} : b
+ *   kind 1 (missing NaN, left)     NaN ? 0 : b              kind 2 (NaN, right)  NaN ? 65535 : b
+ *   kind 3 (missing Zero, left)    NaN or x' == 0 ? 0 : b   kind 4 (Zero, right) ... ? 65535 : b
+ * and a node word w = (HPL_BIN_KINDS * feature + kind) | j << 16, j = the lower-bound rank of the
+ * node's threshold, goes right iff bin > j, which is exactly LightGBM's decision (x' <= t iff
+ * b <= j).  A leaf's word is 65535 << 16 (never right) with left = itself. */
+#define HPL_BIN_KINDS 5u
+#define HPL_BIN_MAX_FEATURES 800u     /* 8 rows of bins fit the 64 KiB stack scratch */
+#define HPL_BIN_SCRATCH (64u * 1024u) /* bytes of bins on the stack */
+
+typedef struct hpl_bnode {
+    uint32_t w;    /* (kinds * feature + kind) | j << 16 */
+    uint32_t left; /* tree-local; right = left + 1; a leaf: itself */
+} hpl_bnode;
 
 typedef struct hp_lgbm {
     uint32_t objective, num_feature, num_class, num_trees;
@@ -50,8 +73,14 @@ typedef struct hp_lgbm {
     uint32_t lflags; /* MODEL_LF_* (the transform) */
     double param;    /* objective parameter (sigmoid) */
     const uint32_t *first; /* first[t]: index of tree t's root in nodes[] */
+    const uint32_t *depth; /* depth[t]: longest root-to-leaf path of tree t */
     const hpl_node *nodes;
+    const double *leaf;    /* leaf[i]: the value of leaf node i (same index as nodes[]) */
     const uint32_t *cats; /* categorical sets, word for word as in the blob */
+    const hpl_bnode *bnodes;  /* HPL_F_BINNED: same indices as nodes[] */
+    const uint32_t *thr_off;  /* HPL_F_BINNED: num_feature + 1 */
+    const double *thr;        /* HPL_F_BINNED */
+    const uint16_t *zero_bin; /* HPL_F_BINNED: #{thr < 0.0} per feature */
     size_t bytes;
 } hp_lgbm;
 

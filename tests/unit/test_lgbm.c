@@ -398,7 +398,8 @@ END_TEST
 /* ---- differential: random format-2 models, worker vs refeval ---------------------------------- */
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static int fast_only; /* draw only node kinds of the worker's branch-free path */
+static int node_kinds; /* 0: every kind; 1: numerical None/NaN only; 2: numerical, all missing
+                          types (the worker's binned and branch-free layouts) */
 static uint64_t rnd(void)
 {
     rng_state ^= rng_state << 13;
@@ -449,8 +450,10 @@ static int random_tree(model_builder *b, uint32_t nfeat, char *err, size_t errle
         is_left[n + 1] = 0;
         sf[n] = (int32_t)(rnd() % nfeat);
         static const int32_t types[] = {0, 2, 4, 6, 8, 10, 1, 3, 9, 11};
-        static const int32_t fast_types[] = {0, 2, 8, 10};
-        dt[n] = fast_only ? fast_types[rnd() % 4] : types[rnd() % 10];
+        static const int32_t none_nan[] = {0, 2, 8, 10};
+        dt[n] = node_kinds == 0   ? types[rnd() % 10]
+                : node_kinds == 1 ? none_nan[rnd() % 4]
+                                  : types[rnd() % 6];
         if (dt[n] & 1) {
             uint32_t w = 1 + (uint32_t)(rnd() % 3);
             cb[ncat] = (int32_t)nw;
@@ -482,7 +485,7 @@ START_TEST(test_differential_random)
                            ? 0.25 + (double)(rnd() % 16) / 8.0
                            : 0.0;
         uint32_t flags = obj == MODEL_OBJ_LGBM_REGRESSION && (it & 16) ? MODEL_LF_SQRT : 0;
-        fast_only = it % 3 == 0;
+        node_kinds = it % 3;
         model_builder *b = model_lgbm_builder_new(obj, flags, param, nfeat, k);
         for (uint32_t t = 0; t < ntrees; t++)
             ck_assert_msg(random_tree(b, nfeat, err, sizeof err) == 0, "%s", err);

@@ -461,7 +461,9 @@ static int random_tree(model_builder *b, uint32_t nfeat, char *err, size_t errle
                 words[nw++] = (uint32_t)rnd();
             thr[n] = (double)ncat++;
         } else {
-            thr[n] = edge_value();
+            do
+                thr[n] = edge_value();
+            while (node_kinds == 2 && isnan(thr[n])); /* NaN thresholds keep a model unbinned */
         }
     }
     cb[ncat] = (int32_t)nw;
@@ -475,6 +477,7 @@ START_TEST(test_differential_random)
                                  "multiclassova", "cross_entropy", "cross_entropy_lambda",
                                  "lambdarank"};
     char err[256];
+    int layouts[3] = {0, 0, 0}; /* models walked by: general decision, branch-free, binned */
     for (int it = 0; it < 300; it++) {
         uint32_t obj = model_objective_from_name(objs[it % 8]);
         int multi = obj == MODEL_OBJ_LGBM_MULTICLASS || obj == MODEL_OBJ_LGBM_MULTICLASSOVA;
@@ -496,6 +499,7 @@ START_TEST(test_differential_random)
         model_view v;
         ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
         const hp_lgbm *m = worker_build(&v, &mem);
+        layouts[(m->flags & HPL_F_BINNED) ? 2 : (m->flags & HPL_F_SLOW) ? 0 : 1]++;
         size_t nrows = 1 + rnd() % 150;
         double *rows = malloc(nrows * nfeat * sizeof(double));
         for (size_t i = 0; i < nrows * nfeat; i++)
@@ -516,6 +520,9 @@ START_TEST(test_differential_random)
         free(mem);
         free(blob);
     }
+    printf("differential: %d general, %d branch-free, %d binned models\n", layouts[0],
+           layouts[1], layouts[2]);
+    ck_assert(layouts[0] >= 50 && layouts[1] >= 20 && layouts[2] >= 50);
 }
 END_TEST
 

@@ -36,7 +36,7 @@
 #define HPL_CAT 0x40000000u
 #define HPL_NANLEFT 0x80000000u
 #define HPL_BLOCK 64
-#define HPL_LANES 8
+#define HPL_LANES 16
 #define HPL_ACC_MAX 4096 /* doubles of accumulators on the stack (32 KiB) */
 
 typedef struct hpl_node {

@@ -994,6 +994,8 @@ static void par_part(void *arg, unsigned part)
 void hp_forest_score(const hp_forest *f, const float *rows, size_t nrows, int output_margin,
                      float *out, hp_pool *pool, uint64_t min_parallel_work)
 {
+    if (f->lgbm) /* LightGBM forests take f64 rows: hp_lgbm_score (hp_k_score refuses f32) */
+        return;
     unsigned helpers = hp_pool_threads(pool);
     if (helpers == 0 || nrows <= HPF_BLOCK ||
         (uint64_t)nrows * (f->num_trees ? f->num_trees : 1) < min_parallel_work) {

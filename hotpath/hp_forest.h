@@ -115,6 +115,10 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len);
 /* Outputs per row: num_class for margins and multi:softprob, else 1 (model_outputs_per_row). */
 uint32_t hp_forest_outputs(const hp_forest *f, int output_margin);
 
+/* A LightGBM model (format 2) is built by hp_forest_build too, as a shell (HPF_F_LGBM) around
+ * hotpath/hp_lgbm.h's layout in the same block: score it with hp_lgbm_score(f->lgbm, ...) on f64
+ * rows; hp_forest_score does nothing for it. */
+
 /* Scores rows[0..nrows) (row-major nrows x num_feature, NaN = missing) into out (nrows x
  * hp_forest_outputs(f, output_margin)), bit-identical to refeval_predict on the source blob.
  * When pool is non-NULL and nrows x num_trees >= min_parallel_work, the rows are split into

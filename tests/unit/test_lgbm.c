@@ -14,7 +14,10 @@
 #include "lgbmmodel.h"
 #include "model.h"
 #include "model_build.h"
+#include "hp_k_score.h"
+#include "hp_kernels.h"
 #include "hp_lgbm.h"
+#include "wire.h"
 #include "refeval.h"
 
 /* Compiles text (NUL-terminated) and validates the blob; returns the status. */
@@ -526,6 +529,110 @@ START_TEST(test_differential_random)
 }
 END_TEST
 
+/* ---- the SCORE handler: f64 sections --------------------------------------------------------- */
+
+static _Alignas(4096) uint8_t in_buf[1 << 22];
+static _Alignas(4096) uint8_t out_buf[1 << 22];
+
+static int call(hp_kernel_fn fn, uint32_t len, wire_writer *out)
+{
+    hp_ctx ctx = {0};
+    wire_writer_init(out, out_buf, sizeof out_buf);
+    return fn(&ctx, in_buf, len, out);
+}
+
+/* One F64 section: key, flags, nrows, ncols, zero padding to 8, rows. */
+static void put_f64_section(wire_writer *w, const uint8_t *key, uint32_t flags, uint32_t nrows,
+                            uint32_t ncols, const double *rows, uint8_t pad_byte)
+{
+    wire_put_bytes(w, key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(w, flags | WIRE_SCORE_F64);
+    wire_put_u32(w, nrows);
+    wire_put_u32(w, ncols);
+    for (size_t k = wire_pad8(w->len); k > 0; k--)
+        wire_put_u8(w, pad_byte);
+    wire_put_bytes(w, rows, (size_t)nrows * ncols * sizeof(double));
+}
+
+START_TEST(test_score_handler_f64)
+{
+    char err[256];
+    hp_config cfg = {.memory_bytes = (size_t)16 << 20};
+    ck_assert_int_eq(hp_k_score_init(&cfg, 2, err, sizeof err), 0);
+    fx_lgbm_case c;
+    ck_assert_int_eq(fx_lgbm_load("lgbm_i_multiclass", &c), 0);
+    void *blob;
+    size_t blob_len;
+    ck_assert_int_eq(lgbm_compile(c.model, c.model_len, NULL, &blob, &blob_len, err, sizeof err),
+                     LGBM_OK);
+    uint8_t key[WIRE_MODEL_KEY_SIZE];
+    for (size_t i = 0; i < sizeof key; i++)
+        key[i] = (uint8_t)(i * 7 + 1);
+    wire_writer w, out;
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_bytes(&w, key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(&w, (uint32_t)blob_len);
+    wire_put_bytes(&w, blob, blob_len);
+    ck_assert_int_eq(call(hp_k_load_model, (uint32_t)w.len, &out), WIRE_OK);
+
+    /* two sections (so the second one's padding is not the first's): predictions, raw scores */
+    uint32_t n1 = 5, n2 = (uint32_t)c.nrows - 5;
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 2);
+    put_f64_section(&w, key, 0, n1, (uint32_t)c.ncols, c.rows, 0);
+    put_f64_section(&w, key, WIRE_SCORE_MARGIN, n2, (uint32_t)c.ncols, c.rows + n1 * c.ncols, 0);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_OK);
+    wire_reader r;
+    wire_reader_init(&r, out_buf, out.len);
+    ck_assert_uint_eq(wire_get_u32(&r), 2);
+    for (int sct = 0; sct < 2; sct++) {
+        uint32_t nr = wire_get_u32(&r), nout = wire_get_u32(&r);
+        ck_assert_uint_eq(nr, sct ? n2 : n1);
+        ck_assert_uint_eq(nout, 3);
+        wire_get_bytes(&r, wire_pad8(r.off));
+        const double *o = (const double *)wire_get_bytes(&r, (size_t)nr * nout * sizeof(double));
+        ck_assert_ptr_nonnull(o);
+        const double *want = sct ? c.margin + (size_t)n1 * 3 : c.pred;
+        ck_assert_uint_eq(fx_dmismatch(o, want, (size_t)nr * nout), 0);
+    }
+    ck_assert_uint_eq(wire_remaining(&r), 0);
+
+    /* f32 rows for a LightGBM model: refused */
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 1);
+    wire_put_bytes(&w, key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(&w, 0);
+    wire_put_u32(&w, 1);
+    wire_put_u32(&w, (uint32_t)c.ncols);
+    for (size_t k = 0; k < c.ncols; k++)
+        wire_put_f32(&w, 1.0f);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_E_BAD_PAYLOAD);
+    /* non-zero padding, truncated rows, wrong column count: refused */
+    wire_writer_init(&w, in_buf, sizeof in_buf); /* the 2nd section has 4 bytes of padding */
+    wire_put_u32(&w, 2);
+    put_f64_section(&w, key, 0, 1, (uint32_t)c.ncols, c.rows, 0);
+    ck_assert_uint_eq(wire_pad8(w.len + WIRE_MODEL_KEY_SIZE + 12), 4);
+    put_f64_section(&w, key, 0, 1, (uint32_t)c.ncols, c.rows, 0);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_OK);
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 2);
+    put_f64_section(&w, key, 0, 1, (uint32_t)c.ncols, c.rows, 0);
+    put_f64_section(&w, key, 0, 1, (uint32_t)c.ncols, c.rows, 0xAB);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_E_BAD_PAYLOAD);
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 1);
+    put_f64_section(&w, key, 0, 2, (uint32_t)c.ncols, c.rows, 0);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len - 8, &out), WIRE_E_BAD_PAYLOAD);
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_u32(&w, 1);
+    put_f64_section(&w, key, 0, 1, (uint32_t)c.ncols - 1, c.rows, 0);
+    ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_E_BAD_PAYLOAD);
+    free(blob);
+    fx_lgbm_free(&c);
+    hp_k_score_fini();
+}
+END_TEST
+
 static Suite *lgbm_suite(void)
 {
     Suite *s = suite_create("lgbm");
@@ -537,6 +644,7 @@ static Suite *lgbm_suite(void)
     tcase_add_test(tc, test_multiclass_by_hand);
     tcase_add_test(tc, test_worker_refs_bit_identical);
     tcase_add_test(tc, test_differential_random);
+    tcase_add_test(tc, test_score_handler_f64);
     suite_add_tcase(s, tc);
     TCase *th = tcase_create("hostile");
     tcase_set_timeout(th, 600);

@@ -1,6 +1,7 @@
 /* models.c - the /api/v1/models resource: upload (compile + store), list, get, source, delete,
- * and predict.  Compilation is common/xgbmodel.c, scoring is api/scoring.c; this file is HTTP and SQL.
- * Costs: upload O(model size) CPU + one transaction; predict one metadata SELECT plus scoring. */
+ * and predict.  Compilation is common/xgbmodel.c, scoring is api/scoring.c; this file is HTTP and
+ * SQL. Costs: upload O(model size) CPU + one transaction; predict one metadata SELECT plus scoring.
+ */
 #include "models.h"
 
 #include <cjson/cJSON.h>
@@ -278,8 +279,7 @@ void models_source(http_req *req, http_resp *resp)
         http_problem(resp, 500, "internal", NULL, "out of memory");
     } else {
         memcpy(copy, PQgetvalue(r, 0, 0), n);
-        http_raw(resp, 200, lgbm_looks_like(copy, n) ? "text/plain" : "application/json", copy,
-                 n);
+        http_raw(resp, 200, lgbm_looks_like(copy, n) ? "text/plain" : "application/json", copy, n);
     }
     PQclear(r);
 }

@@ -377,8 +377,8 @@ static int run_worker(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, 
     for (int j = 0; j < njobs; j++) {
         int f64 = scoring_is_f64(jobs[j].model);
         put_key(&w, jobs[j].model);
-        wire_put_u32(&w, (jobs[j].output_margin ? WIRE_SCORE_MARGIN : 0) |
-                             (f64 ? WIRE_SCORE_F64 : 0));
+        wire_put_u32(&w,
+                     (jobs[j].output_margin ? WIRE_SCORE_MARGIN : 0) | (f64 ? WIRE_SCORE_F64 : 0));
         wire_put_u32(&w, jobs[j].nrows);
         wire_put_u32(&w, jobs[j].model->num_features);
         if (f64) {
@@ -457,8 +457,7 @@ static int run_worker(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, 
     return sc;
 }
 
-static int run(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *err,
-               size_t errlen)
+static int run(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *err, size_t errlen)
 {
     if (!a->hp)
         return run_inprocess(a, jobs, njobs, deadline_ms, err, errlen);
@@ -493,7 +492,7 @@ int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms,
     sjob wide[WIRE_MAX_SECTIONS];
     for (int j = 0; j < njobs; j++) {
         wide[j] = (sjob){jobs[j].model, jobs[j].output_margin, jobs[j].rows, NULL,
-                         jobs[j].nrows, jobs[j].out, NULL};
+                         jobs[j].nrows, jobs[j].out,           NULL};
         if (tmp[j]) {
             wide[j].rows64 = tmp[j];
             wide[j].out64 = tmp[j] + (size_t)jobs[j].nrows * jobs[j].model->num_features;
@@ -526,8 +525,8 @@ int scoring_run64(const app *a, scoring_job64 *jobs, int njobs, int64_t deadline
             snprintf(err, errlen, "model %s does not score in double", jobs[j].model->id);
             return SC_FAILED;
         }
-        s[j] = (sjob){jobs[j].model, jobs[j].output_margin, NULL, jobs[j].rows, jobs[j].nrows,
-                      NULL, jobs[j].out};
+        s[j] = (sjob){jobs[j].model, jobs[j].output_margin, NULL, jobs[j].rows, jobs[j].nrows, NULL,
+                      jobs[j].out};
     }
     return run(a, s, njobs, deadline_ms, err, errlen);
 }

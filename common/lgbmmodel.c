@@ -59,9 +59,10 @@ int lgbm_looks_like(const char *text, size_t len)
     return len >= 5 && memcmp(text, "tree", 4) == 0 && (text[4] == '\n' || text[4] == '\r');
 }
 
-/* ---- LightGBM's number reader --------------------------------------------------------------------
- * utils/common.h Pow and Atof, re-derived: the same operations in the same order, so the same
- * double comes out (including its rounding errors). */
+/* ---- LightGBM's number reader
+ * -------------------------------------------------------------------- utils/common.h Pow and Atof,
+ * re-derived: the same operations in the same order, so the same double comes out (including its
+ * rounding errors). */
 
 static double lgbm_pow(double base, int power)
 {
@@ -131,7 +132,8 @@ double lgbm_atof(const char *p)
     return sign * (frac ? (value / scale) : (value * scale));
 }
 
-/* ---- lines and tokens ----------------------------------------------------------------------------
+/* ---- lines and tokens
+ * ----------------------------------------------------------------------------
  */
 
 typedef struct span {
@@ -264,8 +266,8 @@ static int read_ints(lctx *x, span v, const char *what, uint32_t tree, size_t n,
     for (size_t i = 0; i < n; i++) {
         long long v2;
         if (next_token(v, &pos, tok) || parse_int(tok, lo, hi, &v2))
-            return fail(x, LGBM_INVALID, "tree %u: %s[%zu] is not an integer in [%lld, %lld]",
-                        tree, what, i, lo, hi);
+            return fail(x, LGBM_INVALID, "tree %u: %s[%zu] is not an integer in [%lld, %lld]", tree,
+                        what, i, lo, hi);
         (*out)[i] = (int32_t)v2;
     }
     return LGBM_OK;
@@ -329,7 +331,8 @@ static int parse_objective(lctx *x, span v, objective *o, char *name, size_t nam
     return LGBM_OK;
 }
 
-/* ---- trees ---------------------------------------------------------------------------------------
+/* ---- trees
+ * ---------------------------------------------------------------------------------------
  */
 
 typedef struct tree_arrays {
@@ -426,8 +429,7 @@ static int add_tree(lctx *x, model_builder *b, uint32_t t, const tree_lines *tl,
             (st = read_ints(x, tl->decision_type, "decision_type", t, ni, -128, 127,
                             &a.decision_type)) ||
             (st = read_ints(x, tl->left_child, "left_child", t, ni, -nl, nl - 2, &a.left_child)) ||
-            (st = read_ints(x, tl->right_child, "right_child", t, ni, -nl, nl - 2,
-                            &a.right_child)))
+            (st = read_ints(x, tl->right_child, "right_child", t, ni, -nl, nl - 2, &a.right_child)))
             goto done;
     }
     if (nc > 0) {
@@ -476,7 +478,8 @@ done:
     return st;
 }
 
-/* ---- the model -----------------------------------------------------------------------------------
+/* ---- the model
+ * -----------------------------------------------------------------------------------
  */
 
 static void free_strings(char **v, size_t n)
@@ -589,7 +592,8 @@ int lgbm_compile(const char *text, size_t len, lgbm_info *info, void **blob, siz
                     "model version \"%s\": v3 and v4 (LightGBM 3.x/4.x) are supported",
                     inf.version[0] ? inf.version : "(missing)");
     if (num_class < 0 || ntpi < 0 || max_feat < 0)
-        return fail(&x, LGBM_INVALID, "num_class, num_tree_per_iteration or max_feature_idx missing");
+        return fail(&x, LGBM_INVALID,
+                    "num_class, num_tree_per_iteration or max_feature_idx missing");
     if (!has_obj)
         return fail(&x, LGBM_UNSUPPORTED, "a model without an objective (custom objective)");
     if ((st = parse_objective(&x, objline, &obj, inf.objective, sizeof inf.objective)))

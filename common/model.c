@@ -16,8 +16,8 @@ _Static_assert(sizeof(model_tree_rec) == 16, "tree record size");
 _Static_assert(sizeof(model_node_rec) == 16, "node record size");
 _Static_assert(sizeof(model_lgbm_header) == MODEL_HEADER_SIZE, "lgbm header size");
 _Static_assert(sizeof(model_lgbm_node) == 24, "lgbm node record size");
-_Static_assert(offsetof(model_lgbm_header, num_cat_words) == offsetof(model_file_header,
-                                                                     num_cat_words),
+_Static_assert(offsetof(model_lgbm_header, num_cat_words) ==
+                   offsetof(model_file_header, num_cat_words),
                "format 2 shares format 1's header prefix");
 _Static_assert(sizeof(float) == 4 && sizeof(uint32_t) == 4, "32-bit float");
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -207,13 +207,15 @@ static int validate_tree_lgbm(const model_lgbm_node *nodes, uint32_t n, uint32_t
         uint32_t feat = nd->split & MODEL_LGBM_FEATURE_MASK;
         uint32_t miss = (nd->split & MODEL_LGBM_MISSING_MASK) >> MODEL_LGBM_MISSING_SHIFT;
         if (feat >= h->num_feature || miss > MODEL_LGBM_MISSING_NAN) {
-            set_err(err, errlen, "tree %u node %u: split feature %u or missing type %u out of range",
-                    tree, i, feat, miss);
+            set_err(err, errlen,
+                    "tree %u node %u: split feature %u or missing type %u out of range", tree, i,
+                    feat, miss);
             return -1;
         }
         if (nd->split & MODEL_NODE_CATEGORICAL) {
             uint32_t off = nd->cat;
-            if (off >= h->num_cat_words || cats[off] == 0 || cats[off] > h->num_cat_words - off - 1) {
+            if (off >= h->num_cat_words || cats[off] == 0 ||
+                cats[off] > h->num_cat_words - off - 1) {
                 set_err(err, errlen, "tree %u node %u: categorical set out of range", tree, i);
                 return -1;
             }

@@ -139,21 +139,19 @@ typedef struct model_node_rec {
     } u;
 } model_node_rec;
 
-/* ---- Format 2: the LightGBM variant --------------------------------------------------------------
- * Same magic, format_version = MODEL_FORMAT_LGBM, same section order and canonical breadth-first
- * node order as format 1 (so the same O(1)-memory validation), but:
- *   header    model_lgbm_header: the words at offsets 36..43 hold a little-endian double, the
- *             objective's parameter (sigmoid for binary/multiclassova, else 0); objective is a
- *             MODEL_OBJ_LGBM_*; flags are MODEL_LF_*; num_class = num_tree_per_iteration
- *   trees     model_tree_rec as format 1; group == tree index % num_class, weight == 1.0f (the init
- *             score is baked into tree 0's leaves by LightGBM itself)
- *   nodes     model_lgbm_node, 24 bytes: threshold and leaf as doubles (stored as two u32 words so a
- *             blob only needs 4-byte alignment; read them with model_lgbm_value)
- *   cats      cats[off] = n (1 <= n), then n bitset words; a set bit sends the category LEFT
- *             (LightGBM's rule, the opposite of format 1)
- * A format-2 node decides as LightGBM's Tree::NumericalDecision/CategoricalDecision on an input
- * that first had |x| <= MODEL_LGBM_ZERO replaced by 0.0 (the C API's sparse-zero drop); see
- * refeval_lgbm_tree_leaf. */
+/* ---- Format 2: the LightGBM variant
+ * -------------------------------------------------------------- Same magic, format_version =
+ * MODEL_FORMAT_LGBM, same section order and canonical breadth-first node order as format 1 (so the
+ * same O(1)-memory validation), but: header    model_lgbm_header: the words at offsets 36..43 hold
+ * a little-endian double, the objective's parameter (sigmoid for binary/multiclassova, else 0);
+ * objective is a MODEL_OBJ_LGBM_*; flags are MODEL_LF_*; num_class = num_tree_per_iteration trees
+ * model_tree_rec as format 1; group == tree index % num_class, weight == 1.0f (the init score is
+ * baked into tree 0's leaves by LightGBM itself) nodes     model_lgbm_node, 24 bytes: threshold and
+ * leaf as doubles (stored as two u32 words so a blob only needs 4-byte alignment; read them with
+ * model_lgbm_value) cats      cats[off] = n (1 <= n), then n bitset words; a set bit sends the
+ * category LEFT (LightGBM's rule, the opposite of format 1) A format-2 node decides as LightGBM's
+ * Tree::NumericalDecision/CategoricalDecision on an input that first had |x| <= MODEL_LGBM_ZERO
+ * replaced by 0.0 (the C API's sparse-zero drop); see refeval_lgbm_tree_leaf. */
 #define MODEL_LGBM_FEATURE_MASK 0x0FFFFFFFu
 #define MODEL_LGBM_MISSING_SHIFT 28u
 #define MODEL_LGBM_MISSING_MASK 0x30000000u
@@ -171,11 +169,11 @@ typedef struct model_lgbm_header {
 } model_lgbm_header;
 
 typedef struct model_lgbm_node {
-    int32_t left;   /* canonical, as model_node_rec; -1 marks a leaf */
-    int32_t right;  /* left + 1, or -1 for a leaf */
-    uint32_t split; /* feature | missing type << 28 | MODEL_NODE_DEFAULT_LEFT |
-                       MODEL_NODE_CATEGORICAL; leaf: 0 */
-    uint32_t cat;   /* categorical: word offset of its set in cats[]; else 0 */
+    int32_t left;      /* canonical, as model_node_rec; -1 marks a leaf */
+    int32_t right;     /* left + 1, or -1 for a leaf */
+    uint32_t split;    /* feature | missing type << 28 | MODEL_NODE_DEFAULT_LEFT |
+                          MODEL_NODE_CATEGORICAL; leaf: 0 */
+    uint32_t cat;      /* categorical: word offset of its set in cats[]; else 0 */
     uint32_t value[2]; /* double: threshold (numerical; may be +-inf), or the leaf value */
 } model_lgbm_node;
 
@@ -202,8 +200,8 @@ typedef struct model_view {
     const model_node_rec *nodes;
     const uint32_t *cats;
     size_t blob_len;
-    uint32_t format;              /* MODEL_FORMAT_VERSION or MODEL_FORMAT_LGBM */
-    double lgbm_param;            /* format 2: the objective parameter (sigmoid) */
+    uint32_t format;               /* MODEL_FORMAT_VERSION or MODEL_FORMAT_LGBM */
+    double lgbm_param;             /* format 2: the objective parameter (sigmoid) */
     const model_lgbm_node *lnodes; /* format 2: the nodes (nodes is NULL then) */
 } model_view;
 

@@ -45,10 +45,10 @@ void model_builder_free(model_builder *b);
  * One tree as LightGBM's text model describes it (tree.cpp): internal nodes 0..num_leaves-2, a
  * child c < 0 is leaf ~c.  Arrays stay owned by the caller. */
 typedef struct model_lgbm_src_tree {
-    uint32_t num_leaves;           /* >= 1; a single-leaf tree has no internal arrays */
-    const int32_t *split_feature;  /* num_leaves - 1 entries each, from here ... */
-    const double *threshold;       /* categorical: the index into cat_boundaries */
-    const int32_t *decision_type;  /* bit0 categorical, bit1 default_left, bits 2-3 missing type */
+    uint32_t num_leaves;          /* >= 1; a single-leaf tree has no internal arrays */
+    const int32_t *split_feature; /* num_leaves - 1 entries each, from here ... */
+    const double *threshold;      /* categorical: the index into cat_boundaries */
+    const int32_t *decision_type; /* bit0 categorical, bit1 default_left, bits 2-3 missing type */
     const int32_t *left_child;
     const int32_t *right_child;    /* ... to here */
     const double *leaf_value;      /* num_leaves */

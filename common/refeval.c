@@ -135,9 +135,10 @@ void refeval_predict(const model_view *m, const float *rows, size_t nrows, int o
     }
 }
 
-/* ---- format 2: LightGBM 4.6 ----------------------------------------------------------------------
- * Each rule names the LightGBM source it mirrors; tests/fixtures/refs/lgbm_* hold LightGBM's own
- * outputs that prove them bit for bit. */
+/* ---- format 2: LightGBM 4.6
+ * ---------------------------------------------------------------------- Each rule names the
+ * LightGBM source it mirrors; tests/fixtures/refs/lgbm_* hold LightGBM's own outputs that prove
+ * them bit for bit. */
 
 /* include/LightGBM/tree.h CategoricalDecision: NaN goes right; int_fval = static_cast<int>(fval)
  * (truncation; a value outside int's range converts to INT_MIN on x86-64, i.e. negative), negative
@@ -188,11 +189,12 @@ double refeval_lgbm_tree_leaf(const model_view *m, uint32_t tree, const double *
     return model_lgbm_value(nodes[nid].value);
 }
 
-/* The objectives' ConvertOutput (src/objective/, the *_objective.hpp files), all in double: binary and multiclassova
- * 1.0f / (1.0f + exp(-sigmoid * x)); cross_entropy 1.0f / (1.0f + exp(-x)); cross_entropy_lambda
- * log1p(exp(x)); poisson, gamma and tweedie exp(x); the regression family identity, or with
- * "sqrt" Common::Sign(x) * x * x; multiclass Common::Softmax (max-subtracted exp, summed in
- * double, divided); lambdarank and rank_xendcg identity (ObjectiveFunction::ConvertOutput). */
+/* The objectives' ConvertOutput (src/objective/, the *_objective.hpp files), all in double: binary
+ * and multiclassova 1.0f / (1.0f + exp(-sigmoid * x)); cross_entropy 1.0f / (1.0f + exp(-x));
+ * cross_entropy_lambda log1p(exp(x)); poisson, gamma and tweedie exp(x); the regression family
+ * identity, or with "sqrt" Common::Sign(x) * x * x; multiclass Common::Softmax (max-subtracted exp,
+ * summed in double, divided); lambdarank and rank_xendcg identity
+ * (ObjectiveFunction::ConvertOutput). */
 void refeval_lgbm_transform(const model_view *m, const double *raw, double *out)
 {
     const model_file_header *h = m->hdr;

@@ -172,10 +172,10 @@ int hp_k_score(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out
             st = hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
             goto done;
         }
-        answer += 8 + (f64 ? 4 : 0) + (uint64_t)sec[i].nrows *
-                                          hp_forest_outputs(forests[i], sec[i].flags &
-                                                                            WIRE_SCORE_MARGIN) *
-                                          (f64 ? 8 : 4);
+        answer += 8 + (f64 ? 4 : 0) +
+                  (uint64_t)sec[i].nrows *
+                      hp_forest_outputs(forests[i], sec[i].flags & WIRE_SCORE_MARGIN) *
+                      (f64 ? 8 : 4);
     }
     if (answer > out->cap - out->len) {
         snprintf(msg, sizeof msg, "SCORE answer of %llu bytes exceeds VIGIL_HOTPATH_MAX_FRAME_MB",

@@ -26,8 +26,7 @@ static size_t binned_bytes(const model_view *v)
     }
     return ALIGN64((size_t)h->num_nodes * sizeof(hpl_bnode)) +
            ALIGN64(((size_t)h->num_feature + 1) * sizeof(uint32_t)) +
-           ALIGN64(internal * sizeof(double)) +
-           ALIGN64((size_t)h->num_feature * sizeof(uint16_t));
+           ALIGN64(internal * sizeof(double)) + ALIGN64((size_t)h->num_feature * sizeof(uint16_t));
 }
 
 static size_t plain_bytes(const model_view *v)
@@ -163,10 +162,8 @@ const hp_lgbm *hp_lgbm_build(const model_view *v, void *dst, size_t len)
         (uint32_t *)((uint8_t *)first + ALIGN64((size_t)h->num_trees * sizeof(uint32_t)));
     hpl_node *nodes =
         (hpl_node *)((uint8_t *)depth + ALIGN64((size_t)h->num_trees * sizeof(uint32_t)));
-    double *leaf =
-        (double *)((uint8_t *)nodes + ALIGN64((size_t)h->num_nodes * sizeof(hpl_node)));
-    uint32_t *cats =
-        (uint32_t *)((uint8_t *)leaf + ALIGN64((size_t)h->num_nodes * sizeof(double)));
+    double *leaf = (double *)((uint8_t *)nodes + ALIGN64((size_t)h->num_nodes * sizeof(hpl_node)));
+    uint32_t *cats = (uint32_t *)((uint8_t *)leaf + ALIGN64((size_t)h->num_nodes * sizeof(double)));
     memset(m, 0, sizeof *m);
     m->objective = h->objective;
     m->num_feature = h->num_feature;
@@ -361,8 +358,8 @@ static void bin_row(const hp_lgbm *m, const double *row, uint16_t *rb)
 /* One tree on binned rows: rb[j * stride ...] for rows j < cnt; HPL_LANES rows step together
  * depth times, branch-free. */
 static void tree_block_bin(const hpl_bnode *nd, const double *lv, uint32_t depth,
-                           const uint16_t *rb, size_t stride, unsigned cnt, double *acc,
-                           uint32_t k, uint32_t g)
+                           const uint16_t *rb, size_t stride, unsigned cnt, double *acc, uint32_t k,
+                           uint32_t g)
 {
     unsigned j = 0;
     for (; j + HPL_LANES <= cnt; j += HPL_LANES) {

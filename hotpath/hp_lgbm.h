@@ -69,14 +69,14 @@ typedef struct hpl_bnode {
 
 typedef struct hp_lgbm {
     uint32_t objective, num_feature, num_class, num_trees;
-    uint32_t flags;  /* HPL_F_* */
-    uint32_t lflags; /* MODEL_LF_* (the transform) */
-    double param;    /* objective parameter (sigmoid) */
+    uint32_t flags;        /* HPL_F_* */
+    uint32_t lflags;       /* MODEL_LF_* (the transform) */
+    double param;          /* objective parameter (sigmoid) */
     const uint32_t *first; /* first[t]: index of tree t's root in nodes[] */
     const uint32_t *depth; /* depth[t]: longest root-to-leaf path of tree t */
     const hpl_node *nodes;
-    const double *leaf;    /* leaf[i]: the value of leaf node i (same index as nodes[]) */
-    const uint32_t *cats; /* categorical sets, word for word as in the blob */
+    const double *leaf;       /* leaf[i]: the value of leaf node i (same index as nodes[]) */
+    const uint32_t *cats;     /* categorical sets, word for word as in the blob */
     const hpl_bnode *bnodes;  /* HPL_F_BINNED: same indices as nodes[] */
     const uint32_t *thr_off;  /* HPL_F_BINNED: num_feature + 1 */
     const double *thr;        /* HPL_F_BINNED */

@@ -67,8 +67,8 @@ static char *rows_body(const fx_lgbm_case *c, size_t a, size_t b, int margin, si
 {
     size_t cap = 64 + (b - a) * (c->ncols * 26 + 4);
     char *s = malloc(cap);
-    size_t o = (size_t)snprintf(s, cap, "{\"output_margin\":%s,\"rows\":[",
-                                margin ? "true" : "false");
+    size_t o =
+        (size_t)snprintf(s, cap, "{\"output_margin\":%s,\"rows\":[", margin ? "true" : "false");
     for (size_t i = a; i < b; i++) {
         s[o++] = i > a ? ',' : '[';
         if (i > a)
@@ -100,9 +100,8 @@ static void predict_and_compare(const char *name, const char *id, const fx_lgbm_
             size_t b = a + 500 < c->nrows ? a + 500 : c->nrows, len;
             char *body = rows_body(c, a, b, margin, &len);
             h_resp r;
-            ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", body, len, NULL,
-                                    &r),
-                             0);
+            ck_assert_int_eq(
+                h_http(&E, "POST", path, E.key, "application/json", body, len, NULL, &r), 0);
             free(body);
             if (r.status != 200) {
                 h_dump_log(&E, "api.log");
@@ -128,8 +127,8 @@ static void predict_and_compare(const char *name, const char *id, const fx_lgbm_
             h_resp_free(&r);
         }
         ck_assert_uint_eq(seen, c->nrows * k);
-        ck_assert_msg(bad == 0, "%s (%s, margin %d): %zu of %zu values differ from LightGBM",
-                      name, g_worker ? "worker" : "inprocess", margin, bad, seen);
+        ck_assert_msg(bad == 0, "%s (%s, margin %d): %zu of %zu values differ from LightGBM", name,
+                      g_worker ? "worker" : "inprocess", margin, bad, seen);
     }
 }
 
@@ -271,8 +270,8 @@ START_TEST(named_rows_and_nulls)
         double v = c.rows[k];
         if (isnan(v))
             continue;
-        o += (size_t)snprintf(body + o, sizeof body - o, "%s\"Column_%zu\":%.17g",
-                              first ? "" : ",", k, v);
+        o += (size_t)snprintf(body + o, sizeof body - o, "%s\"Column_%zu\":%.17g", first ? "" : ",",
+                              k, v);
         first = 0;
     }
     snprintf(body + o, sizeof body - o, "}]}");
@@ -285,6 +284,54 @@ START_TEST(named_rows_and_nulls)
 }
 END_TEST
 
+/* A LightGBM binary model as the policy's champion: the decision path (float features) gets
+ * LightGBM's double score narrowed to float.  The model, by hand: amount <= 0.5 -> raw -2,
+ * else raw 3 (amount is positive whatever its unit), sigmoid 1. */
+START_TEST(policy_with_lightgbm_champion)
+{
+    const char *text = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n"
+                       "max_feature_idx=0\nobjective=binary sigmoid:1\nfeature_names=amount\n\n"
+                       "Tree=0\nnum_leaves=2\nnum_cat=0\nsplit_feature=0\nthreshold=0.5\n"
+                       "decision_type=2\nleft_child=-1\nright_child=-2\nleaf_value=-2 3\n"
+                       "is_linear=0\nshrinkage=1\n\n\nend of trees\n";
+    h_resp r;
+    upload("lgbm-policy", "text/plain", text, strlen(text), &r);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    char id[37], body[600];
+    snprintf(id, sizeof id, "%s", h_str(&r, "id"));
+    h_resp_free(&r);
+    snprintf(body, sizeof body,
+             "{\"champion_model_id\":\"%s\",\"challenger_model_id\":null,"
+             "\"review_threshold\":0.5,\"block_threshold\":0.99,\"fallback_decision\":"
+             "\"review\",\"scoring_timeout_ms\":5000}",
+             id);
+    ck_assert_int_eq(h_json(&E, "PUT", "/api/v1/policy", body, &r), 0);
+    ck_assert_msg(r.status == 200, "PUT policy: %ld %s", r.status, r.body);
+    h_resp_free(&r);
+    ck_assert_int_eq(h_json(&E, "POST", "/api/v1/users", "{\"external_id\":\"lgbm-user\"}", &r), 0);
+    ck_assert_int_eq(r.status, 201);
+    char uid[37];
+    snprintf(uid, sizeof uid, "%s", h_str(&r, "id"));
+    h_resp_free(&r);
+    snprintf(body, sizeof body,
+             "{\"user_id\":\"%s\",\"amount\":95000,\"currency\":\"EUR\",\"merchant_id\":"
+             "\"m1\",\"merchant_category\":\"5411\",\"country\":\"DE\",\"channel\":"
+             "\"ecommerce\"}",
+             uid);
+    ck_assert_int_eq(h_json(&E, "POST", "/api/v1/transactions", body, &r), 0);
+    ck_assert_msg(r.status == 201, "POST transaction: %ld %s", r.status, r.body);
+    const char *risk = strstr(r.body, "\"risk\":{");
+    ck_assert_ptr_nonnull(risk);
+    const char *sc = strstr(risk, "\"score\":");
+    ck_assert_ptr_nonnull(sc);
+    float got = strtof(sc + 8, NULL);
+    float want = (float)(1.0 / (1.0 + exp(-3.0))); /* LightGBM's double, then the API's float */
+    ck_assert_msg(got == want, "score %.9g, want %.9g (%s)", (double)got, (double)want, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"decision\":\"review\""));
+    h_resp_free(&r);
+}
+END_TEST
+
 static Suite *lgbm_suite(void)
 {
     Suite *s = suite_create("lgbm");
@@ -294,12 +341,14 @@ static Suite *lgbm_suite(void)
     tcase_add_test(ti, refs_bit_identical_over_http);
     tcase_add_test(ti, upload_source_and_refusals);
     tcase_add_test(ti, named_rows_and_nulls);
+    tcase_add_test(ti, policy_with_lightgbm_champion);
     suite_add_tcase(s, ti);
     TCase *tw = tcase_create("worker");
     tcase_add_checked_fixture(tw, up_worker, env_down);
     tcase_set_timeout(tw, 600);
     tcase_add_test(tw, refs_bit_identical_over_http);
     tcase_add_test(tw, named_rows_and_nulls);
+    tcase_add_test(tw, policy_with_lightgbm_champion);
     suite_add_tcase(s, tw);
     return s;
 }

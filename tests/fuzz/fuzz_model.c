@@ -44,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         double *r64 = malloc((size_t)NROWS * nf * sizeof(double));
         double *o64 = malloc((size_t)NROWS * nout * sizeof(double));
         if (r64 && o64) {
-            static const double fill64[NROWS] = {NAN, 0.0, -1e30, 1e30, INFINITY, -INFINITY,
-                                                 -0.0, 1e-36};
+            static const double fill64[NROWS] = {NAN,      0.0,       -1e30, 1e30,
+                                                 INFINITY, -INFINITY, -0.0,  1e-36};
             for (uint32_t r = 0; r < NROWS; r++)
                 for (uint32_t j = 0; j < nf; j++)
                     r64[(size_t)r * nf + j] = r == 7 ? (double)(j % 70) : fill64[r];

@@ -9,8 +9,8 @@
 
 #include "fixtures_io.h"
 
-const char *const fx_lgbm_cases[] = {"lgbm_g_binary",      "lgbm_h_regression",
-                                     "lgbm_i_multiclass",  "lgbm_j_categorical",
+const char *const fx_lgbm_cases[] = {"lgbm_g_binary",       "lgbm_h_regression",
+                                     "lgbm_i_multiclass",   "lgbm_j_categorical",
                                      "lgbm_k_speed_binary", NULL};
 
 uint64_t fx_dbits(double d)

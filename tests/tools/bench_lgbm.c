@@ -152,7 +152,8 @@ int main(int argc, char **argv)
     }
     qsort(lat, ns, sizeof(double), cmp_double);
     double cells = (double)nrows * T;
-    printf("model %s: %u trees, %u features, %u outputs; %zu rows%s\n", argv[1], T, ncols == 0 ? 0 : v.hdr->num_feature, k, nrows,
+    printf("model %s: %u trees, %u features, %u outputs; %zu rows%s\n", argv[1], T,
+           ncols == 0 ? 0 : v.hdr->num_feature, k, nrows,
            (m->flags & HPL_F_SLOW) ? " (general decision: categorical or missing-Zero nodes)" : "");
     printf("  refeval        %8.2f ns/tree/row  %10.0f rows/s\n", best_ref * 1e9 / cells,
            nrows / best_ref);

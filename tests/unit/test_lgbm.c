@@ -35,8 +35,7 @@ START_TEST(test_refs_bit_identical)
 {
     for (int i = 0; fx_lgbm_cases[i]; i++) {
         fx_lgbm_case c;
-        ck_assert_msg(fx_lgbm_load(fx_lgbm_cases[i], &c) == 0, "cannot read %s",
-                      fx_lgbm_cases[i]);
+        ck_assert_msg(fx_lgbm_load(fx_lgbm_cases[i], &c) == 0, "cannot read %s", fx_lgbm_cases[i]);
         void *blob = NULL;
         size_t len;
         model_view v;
@@ -58,8 +57,8 @@ START_TEST(test_refs_bit_identical)
             size_t bad = fx_dmismatch(got, want, c.nrows * k);
             for (size_t j = 0; j < c.nrows * k && bad; j++)
                 if (fx_dbits(got[j]) != fx_dbits(want[j])) {
-                    fprintf(stderr, "%s margin=%d [%zu]: got %.17g want %.17g\n",
-                            fx_lgbm_cases[i], margin, j, got[j], want[j]);
+                    fprintf(stderr, "%s margin=%d [%zu]: got %.17g want %.17g\n", fx_lgbm_cases[i],
+                            margin, j, got[j], want[j]);
                     break;
                 }
             ck_assert_msg(bad == 0, "%s margin=%d: %zu of %zu differ", fx_lgbm_cases[i], margin,
@@ -109,14 +108,14 @@ START_TEST(test_rules_by_hand)
     /* node 0: feature a, numerical x <= 0.5 -> node 1 (categorical b, set {0, 2} goes left: leaf
      * 0 = 1, else leaf 1 = 2); else node 2 (c <= inf -> leaf 2 = 4, else leaf 3 = 8); plus the
      * one-leaf tree 0.25.  dt0 = 2: missing None, default left. */
-    ck_assert(tiny_raw("regression", 2, 2, 0.5, 0, 0) == 1.25);  /* x == threshold goes left */
-    ck_assert(tiny_raw("regression", 2, 2, 0.5, 1, 0) == 2.25);  /* category 1 not in {0,2} */
-    ck_assert(tiny_raw("regression", 2, 2, 0.5, 2.9, 0) == 1.25); /* 2.9 -> category 2 */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, 0, 0) == 1.25);    /* x == threshold goes left */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, 1, 0) == 2.25);    /* category 1 not in {0,2} */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, 2.9, 0) == 1.25);  /* 2.9 -> category 2 */
     ck_assert(tiny_raw("regression", 2, 2, 0.5, -0.5, 0) == 1.25); /* (int)-0.5 == 0 */
-    ck_assert(tiny_raw("regression", 2, 2, 0.5, -1, 0) == 2.25);  /* negative goes right */
-    ck_assert(tiny_raw("regression", 2, 2, 0.5, NAN, 0) == 2.25); /* NaN goes right */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, -1, 0) == 2.25);   /* negative goes right */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, NAN, 0) == 2.25);  /* NaN goes right */
     ck_assert(tiny_raw("regression", 2, 2, 0.5, 1e10, 0) == 2.25); /* beyond int: right */
-    ck_assert(tiny_raw("regression", 2, 2, 0.5, 64, 0) == 2.25);  /* past the words: right */
+    ck_assert(tiny_raw("regression", 2, 2, 0.5, 64, 0) == 2.25);   /* past the words: right */
     ck_assert(tiny_raw("regression", 2, 2, 0.50000000000000011, 0, 0) == 4.25);
     ck_assert(tiny_raw("regression", 2, 2, 1, 0, 1e308) == 4.25); /* x <= inf */
     ck_assert(tiny_raw("regression", 2, 2, 1, 0, INFINITY) == 4.25);
@@ -205,8 +204,7 @@ START_TEST(test_multiclass_by_hand)
         size_t len;
         model_view v;
         lgbm_info info;
-        ck_assert_msg(compile(text, &blob, &len, &v, &info, err, sizeof err) == LGBM_OK, "%s",
-                      err);
+        ck_assert_msg(compile(text, &blob, &len, &v, &info, err, sizeof err) == LGBM_OK, "%s", err);
         double row = 1.0, raw[3], pred[3];
         refeval_lgbm_predict(&v, &row, 1, 1, raw);
         refeval_lgbm_predict(&v, &row, 1, 0, pred);
@@ -244,8 +242,8 @@ START_TEST(test_hostile_files)
         const char *from, *to;
         int want;
     } cases[] = {
-        {"regression", 2, "is_linear=0\nshrinkage=1\n\n\nTree=1", "is_linear=1\nshrinkage=1\n\n\nTree=1",
-         LGBM_UNSUPPORTED},
+        {"regression", 2, "is_linear=0\nshrinkage=1\n\n\nTree=1",
+         "is_linear=1\nshrinkage=1\n\n\nTree=1", LGBM_UNSUPPORTED},
         {"custom", 2, NULL, NULL, LGBM_UNSUPPORTED},
         {"binary", 2, NULL, NULL, LGBM_INVALID},            /* no sigmoid */
         {"binary sigmoid:-1", 2, NULL, NULL, LGBM_INVALID}, /* sigmoid <= 0 */
@@ -256,7 +254,7 @@ START_TEST(test_hostile_files)
         {"regression", 2, "max_feature_idx=2", "max_feature_idx=2147483647", LGBM_UNSUPPORTED},
         {"regression", 2, "num_leaves=4", "num_leaves=5", LGBM_INVALID},
         {"regression", 2, "num_leaves=4", "num_leaves=99999999999", LGBM_INVALID},
-        {"regression", 2, "left_child=1 -1 -3", "left_child=1 1 -3", LGBM_INVALID}, /* cycle */
+        {"regression", 2, "left_child=1 -1 -3", "left_child=1 1 -3", LGBM_INVALID},  /* cycle */
         {"regression", 2, "left_child=1 -1 -3", "left_child=1 -2 -3", LGBM_INVALID}, /* shared */
         {"regression", 2, "left_child=1 -1 -3", "left_child=1 -9 -3", LGBM_INVALID},
         {"regression", 2, "split_feature=0 1 2", "split_feature=0 3 2", LGBM_INVALID},
@@ -398,7 +396,8 @@ START_TEST(test_worker_refs_bit_identical)
 }
 END_TEST
 
-/* ---- differential: random format-2 models, worker vs refeval ---------------------------------- */
+/* ---- differential: random format-2 models, worker vs refeval ----------------------------------
+ */
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static int node_kinds; /* 0: every kind; 1: numerical None/NaN only; 2: numerical, all missing
@@ -414,10 +413,30 @@ static uint64_t rnd(void)
 /* Values that sit on every edge of the rules. */
 static double edge_value(void)
 {
-    static const double vals[] = {0.0,   -0.0,  1e-36, -1e-36, (double)1e-35f, -(double)1e-35f,
-                                  2e-35, 0.5,   -0.5,  1.0,    2.0,            2.9,
-                                  31.0,  32.0,  33.0,  -1.0,   1e10,           -1e10,
-                                  INFINITY, -INFINITY, NAN, 100.25, 7.0, 3.0};
+    static const double vals[] = {0.0,
+                                  -0.0,
+                                  1e-36,
+                                  -1e-36,
+                                  (double)1e-35f,
+                                  -(double)1e-35f,
+                                  2e-35,
+                                  0.5,
+                                  -0.5,
+                                  1.0,
+                                  2.0,
+                                  2.9,
+                                  31.0,
+                                  32.0,
+                                  33.0,
+                                  -1.0,
+                                  1e10,
+                                  -1e10,
+                                  INFINITY,
+                                  -INFINITY,
+                                  NAN,
+                                  100.25,
+                                  7.0,
+                                  3.0};
     uint64_t r = rnd() % 40;
     if (r < sizeof vals / sizeof vals[0])
         return vals[r];
@@ -476,9 +495,9 @@ static int random_tree(model_builder *b, uint32_t nfeat, char *err, size_t errle
 
 START_TEST(test_differential_random)
 {
-    static const char *objs[] = {"binary",  "regression",    "poisson",       "multiclass",
-                                 "multiclassova", "cross_entropy", "cross_entropy_lambda",
-                                 "lambdarank"};
+    static const char *objs[] = {
+        "binary",        "regression",           "poisson",   "multiclass", "multiclassova",
+        "cross_entropy", "cross_entropy_lambda", "lambdarank"};
     char err[256];
     int layouts[3] = {0, 0, 0}; /* models walked by: general decision, branch-free, binned */
     for (int it = 0; it < 300; it++) {
@@ -523,8 +542,8 @@ START_TEST(test_differential_random)
         free(mem);
         free(blob);
     }
-    printf("differential: %d general, %d branch-free, %d binned models\n", layouts[0],
-           layouts[1], layouts[2]);
+    printf("differential: %d general, %d branch-free, %d binned models\n", layouts[0], layouts[1],
+           layouts[2]);
     ck_assert(layouts[0] >= 50 && layouts[1] >= 20 && layouts[2] >= 50);
 }
 END_TEST

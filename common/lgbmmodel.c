@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "model_build.h"
 
@@ -227,6 +228,12 @@ static int parse_double(const char *t, double *out)
 {
     char *end = NULL;
     if (*t == '\0' || *t == ' ')
+        return -1;
+    /* Decimal digits, or the words LightGBM's AtofPrecise falls back to; strtod's hex floats
+     * and "nan(...)" are not LightGBM numbers. */
+    const char *w = t + (*t == '-' || *t == '+');
+    if (strcasecmp(w, "inf") != 0 && strcasecmp(w, "infinity") != 0 && strcasecmp(w, "nan") != 0 &&
+        strspn(t, "0123456789+-.eE") != strlen(t))
         return -1;
     double v = strtod(t, &end);
     if (end == t || *end != '\0')

@@ -263,6 +263,8 @@ START_TEST(test_hostile_files)
         {"regression", 2, "threshold=0.5 0 inf", "threshold=0.5 1 inf", LGBM_INVALID},
         {"regression", 2, "threshold=0.5 0 inf", "threshold=0.5 -1 inf", LGBM_INVALID},
         {"regression", 2, "threshold=0.5 0 inf", "threshold=0.5 0 bogus", LGBM_INVALID},
+        {"regression", 2, "threshold=0.5 0 inf", "threshold=0x1p-1 0 inf", LGBM_INVALID},
+        {"regression", 2, "threshold=0.5 0 inf", "threshold=0.5 0 nan(1)", LGBM_INVALID},
         {"regression", 2, "cat_threshold=5", "cat_threshold=4294967296", LGBM_INVALID},
         {"regression", 2, "end of trees", "end of treez", LGBM_INVALID},
         {"regression", 2, "Tree=1", "Tree=7", LGBM_INVALID},

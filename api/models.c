@@ -106,9 +106,11 @@ void models_create(http_req *req, http_resp *resp)
         http_problem(resp, 400, "unknown_parameter", bad, "unknown query parameter '%.64s'", bad);
         return;
     }
-    if (!ct || (strncasecmp(ct, "application/json", 16) != 0 &&
-                strncasecmp(ct, "application/octet-stream", 24) != 0 &&
-                strncasecmp(ct, "text/plain", 10) != 0)) {
+    /* text/plain is for LightGBM text models only (recognised by content, as with any type). */
+    int text_ok =
+        ct && strncasecmp(ct, "text/plain", 10) == 0 && lgbm_looks_like(req->body, req->body_len);
+    if (!text_ok && (!ct || (strncasecmp(ct, "application/json", 16) != 0 &&
+                             strncasecmp(ct, "application/octet-stream", 24) != 0))) {
         http_problem(resp, 415, "unsupported_media_type", NULL,
                      "upload the model file as application/json (Booster.save_model output), "
                      "or a LightGBM text model as text/plain");

@@ -197,7 +197,8 @@ int hp_k_score(hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out
                 (double *)wire_put_reserve(out, (size_t)sec[i].nrows * nout * sizeof(double));
             if (o64 == NULL)
                 break;
-            hp_lgbm_score(forests[i]->lgbm, sec[i].rows64, sec[i].nrows, margin, o64);
+            hp_lgbm_score_pool(forests[i]->lgbm, sec[i].rows64, sec[i].nrows, margin, o64, pool,
+                               HPF_PARALLEL_MIN_WORK);
             continue;
         }
         /* The answer starts 8-byte aligned and every field is a multiple of 4 bytes. */

@@ -451,3 +451,38 @@ void hp_lgbm_score(const hp_lgbm *m, const double *rows, size_t nrows, int outpu
             emit(m, acc + (size_t)j * k, output_margin, out + (a + j) * per_row);
     }
 }
+
+typedef struct lgbm_job {
+    const hp_lgbm *m;
+    const double *rows;
+    size_t nrows, chunk;
+    int output_margin;
+    double *out;
+} lgbm_job;
+
+static void lgbm_part(void *arg, unsigned part)
+{
+    const lgbm_job *j = arg;
+    size_t a = (size_t)part * j->chunk;
+    size_t b = a + j->chunk < j->nrows ? a + j->chunk : j->nrows;
+    uint32_t per_row = hp_lgbm_outputs(j->m, j->output_margin);
+    if (a < b)
+        hp_lgbm_score(j->m, j->rows + a * j->m->num_feature, b - a, j->output_margin,
+                      j->out + a * per_row);
+}
+
+void hp_lgbm_score_pool(const hp_lgbm *m, const double *rows, size_t nrows, int output_margin,
+                        double *out, hp_pool *pool, uint64_t min_parallel_work)
+{
+    unsigned helpers = hp_pool_threads(pool);
+    if (helpers == 0 || nrows <= HPL_BLOCK ||
+        (uint64_t)nrows * (m->num_trees ? m->num_trees : 1) < min_parallel_work) {
+        hp_lgbm_score(m, rows, nrows, output_margin, out);
+        return;
+    }
+    unsigned nparts = helpers + 1;
+    size_t chunk = (nrows + nparts - 1) / nparts;
+    chunk = (chunk + HPL_BLOCK - 1) / HPL_BLOCK * HPL_BLOCK;
+    lgbm_job j = {m, rows, nrows, chunk, output_margin, out};
+    hp_pool_run(pool, lgbm_part, &j, nparts);
+}

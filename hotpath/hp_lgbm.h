@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hp_pool.h"
 #include "model.h"
 
 #define HPL_FEATURE_MASK 0x00FFFFFFu
@@ -100,5 +101,12 @@ uint32_t hp_lgbm_outputs(const hp_lgbm *m, int output_margin);
  * never allocates; thread-safe (m is read-only). */
 void hp_lgbm_score(const hp_lgbm *m, const double *rows, size_t nrows, int output_margin,
                    double *out);
+
+/* hp_lgbm_score split over a compute pool: when pool is non-NULL and nrows x num_trees >=
+ * min_parallel_work, the rows are cut into parts scored by the pool's helpers and the calling
+ * thread (each row's arithmetic is the same whichever part it lands in, so the outputs are
+ * identical).  Never allocates; thread-safe. */
+void hp_lgbm_score_pool(const hp_lgbm *m, const double *rows, size_t nrows, int output_margin,
+                        double *out, hp_pool *pool, uint64_t min_parallel_work);
 
 #endif

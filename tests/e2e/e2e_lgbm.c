@@ -239,6 +239,10 @@ START_TEST(upload_source_and_refusals)
     upload("lie", "text/plain", lie, c.model_len, &r);
     ck_assert_int_eq(r.status, 400);
     h_resp_free(&r);
+    /* text/plain is for LightGBM text only */
+    upload("json-as-text", "text/plain", "{\"learner\":{}}", 14, &r);
+    ck_assert_int_eq(r.status, 415);
+    h_resp_free(&r);
     /* 2^31 features: 400 (not an int), 2^31 - 1: 422 */
     const char *big = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\n"
                       "max_feature_idx=2147483647\nobjective=regression\n\nend of trees\n";

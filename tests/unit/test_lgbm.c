@@ -365,6 +365,9 @@ static const hp_lgbm *worker_build(const model_view *v, void **mem)
 /* The worker's walk on every reference case: bit-identical to LightGBM. */
 START_TEST(test_worker_refs_bit_identical)
 {
+    char perr[128];
+    hp_pool *pool = hp_pool_create(1, perr, sizeof perr);
+    ck_assert_ptr_nonnull(pool);
     for (int i = 0; fx_lgbm_cases[i]; i++) {
         fx_lgbm_case c;
         ck_assert_int_eq(fx_lgbm_load(fx_lgbm_cases[i], &c), 0);
@@ -390,11 +393,17 @@ START_TEST(test_worker_refs_bit_identical)
             bad = fx_dmismatch(got, margin ? c.margin : c.pred, c.nrows * k);
             ck_assert_msg(bad == 0, "%s margin=%d single rows: %zu differ", fx_lgbm_cases[i],
                           margin, bad);
+            /* split over a compute pool of one helper (the worker's large batches) */
+            memset(got, 0, c.nrows * k * sizeof(double));
+            hp_lgbm_score_pool(m, c.rows, c.nrows, margin, got, pool, 1);
+            bad = fx_dmismatch(got, margin ? c.margin : c.pred, c.nrows * k);
+            ck_assert_msg(bad == 0, "%s margin=%d pool: %zu differ", fx_lgbm_cases[i], margin, bad);
             free(got);
         }
         free(mem);
         fx_lgbm_free(&c);
     }
+    hp_pool_destroy(pool);
 }
 END_TEST
 

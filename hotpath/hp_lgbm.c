@@ -24,9 +24,11 @@ static size_t binned_bytes(const model_view *v)
             return 0;
         internal++;
     }
+    size_t kinds = (size_t)HPL_BIN_KINDS * h->num_feature; /* (feature, kind) pairs */
     return ALIGN64((size_t)h->num_nodes * sizeof(hpl_bnode)) +
            ALIGN64(((size_t)h->num_feature + 1) * sizeof(uint32_t)) +
-           ALIGN64(internal * sizeof(double)) + ALIGN64((size_t)h->num_feature * sizeof(uint16_t));
+           ALIGN64(internal * sizeof(double)) + ALIGN64((size_t)h->num_feature * sizeof(uint16_t)) +
+           ALIGN64(kinds * sizeof(uint16_t)) + ALIGN64(kinds * sizeof(uint32_t)) + ALIGN64(kinds);
 }
 
 static size_t plain_bytes(const model_view *v)
@@ -87,6 +89,16 @@ static inline uint32_t count_below(const double *T, uint32_t n, double x)
     return lo;
 }
 
+/* The bin kind of a numerical node (hp_lgbm.h): 0 None, 1/2 NaN left/right, 3/4 Zero left/right. */
+static uint32_t bin_kind(uint32_t split)
+{
+    uint32_t miss = (split & MODEL_LGBM_MISSING_MASK) >> MODEL_LGBM_MISSING_SHIFT;
+    int defleft = (split & MODEL_NODE_DEFAULT_LEFT) != 0;
+    return miss == MODEL_LGBM_MISSING_NONE  ? 0u
+           : miss == MODEL_LGBM_MISSING_NAN ? (defleft ? 1u : 2u)
+                                            : (defleft ? 3u : 4u);
+}
+
 /* Builds the binned extras at p (binned_bytes(v) bytes) from the plain layout already in m.
  * Returns 0, or -1 when a feature has more than 65534 nodes (the model then stays plain). */
 static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
@@ -100,6 +112,10 @@ static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
     for (uint32_t i = 0; i < h->num_nodes; i++)
         internal += v->lnodes[i].left != -1;
     uint16_t *zb = (uint16_t *)((uint8_t *)thr + ALIGN64(internal * sizeof(double)));
+    size_t kinds = (size_t)HPL_BIN_KINDS * nf;
+    uint16_t *slot = (uint16_t *)((uint8_t *)zb + ALIGN64((size_t)nf * sizeof(uint16_t)));
+    uint32_t *slot_f = (uint32_t *)((uint8_t *)slot + ALIGN64(kinds * sizeof(uint16_t)));
+    uint8_t *slot_k = (uint8_t *)slot_f + ALIGN64(kinds * sizeof(uint32_t));
     /* counting sort of the thresholds by feature: count, prefix, place, shift back */
     memset(off, 0, ((size_t)nf + 1) * sizeof(uint32_t));
     for (uint32_t i = 0; i < h->num_nodes; i++)
@@ -121,6 +137,23 @@ static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
         sort_doubles(thr + off[f], off[f + 1] - off[f]);
         zb[f] = (uint16_t)count_below(thr + off[f], off[f + 1] - off[f], 0.0);
     }
+    /* Slots: only the (feature, kind) pairs some node uses get a bin in a row's vector, in
+     * (feature, kind) order, so a row's bins stay small and are filled feature by feature. */
+    for (size_t i = 0; i < kinds; i++)
+        slot[i] = 0xFFFFu;
+    for (uint32_t i = 0; i < h->num_nodes; i++)
+        if (v->lnodes[i].left != -1)
+            slot[HPL_BIN_KINDS * (v->lnodes[i].split & MODEL_LGBM_FEATURE_MASK) +
+                 bin_kind(v->lnodes[i].split)] = 0;
+    uint32_t nslots = 0;
+    for (size_t i = 0; i < kinds; i++) {
+        if (slot[i] == 0xFFFFu)
+            continue;
+        slot[i] = (uint16_t)nslots;
+        slot_f[nslots] = (uint32_t)(i / HPL_BIN_KINDS);
+        slot_k[nslots] = (uint8_t)(i % HPL_BIN_KINDS);
+        nslots++; /* <= kinds <= 5 * HPL_BIN_MAX_FEATURES < 65535 */
+    }
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
         for (uint32_t i = 0; i < tr->num_nodes; i++) {
@@ -132,16 +165,14 @@ static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
                 continue;
             }
             uint32_t f = s->split & MODEL_LGBM_FEATURE_MASK;
-            uint32_t miss = (s->split & MODEL_LGBM_MISSING_MASK) >> MODEL_LGBM_MISSING_SHIFT;
-            int defleft = (s->split & MODEL_NODE_DEFAULT_LEFT) != 0;
-            uint32_t kind = miss == MODEL_LGBM_MISSING_NONE  ? 0u
-                            : miss == MODEL_LGBM_MISSING_NAN ? (defleft ? 1u : 2u)
-                                                             : (defleft ? 3u : 4u);
             uint32_t j = count_below(thr + off[f], off[f + 1] - off[f], model_lgbm_value(s->value));
-            d->w = (HPL_BIN_KINDS * f + kind) | j << 16;
+            d->w = slot[HPL_BIN_KINDS * f + bin_kind(s->split)] | j << 16;
             d->left = (uint32_t)s->left;
         }
     }
+    m->nslots = nslots;
+    m->slot_f = slot_f;
+    m->slot_k = slot_k;
     m->bnodes = bn;
     m->thr_off = off;
     m->thr = thr;
@@ -332,26 +363,42 @@ static void tree_block_full(const hp_lgbm *m, uint32_t t, const hpl_node *nd,
     }
 }
 
-/* Bins of one row (see hp_lgbm.h): HPL_BIN_KINDS u16 per feature into rb. */
+/* Bins of one row (see hp_lgbm.h) into rb[0..nslots): one binary search per used feature. */
 static void bin_row(const hp_lgbm *m, const double *row, uint16_t *rb)
 {
-    for (uint32_t f = 0; f < m->num_feature; f++) {
-        double x = row[f];
-        uint16_t *o = rb + HPL_BIN_KINDS * f;
-        if (isnan(x)) {
-            o[0] = m->zero_bin[f];
-            o[1] = 0;
-            o[2] = 65535;
-            o[3] = 0;
-            o[4] = 65535;
-            continue;
+    uint32_t prev = UINT32_MAX;
+    double x = 0.0;
+    uint16_t b = 0;
+    int nan = 0;
+    for (uint32_t s = 0; s < m->nslots; s++) {
+        uint32_t f = m->slot_f[s];
+        if (f != prev) { /* slots are in feature order: bin each feature once */
+            prev = f;
+            x = row[f];
+            nan = isnan(x);
+            if (!nan) {
+                x = refeval_lgbm_input(x);
+                uint32_t a = m->thr_off[f];
+                b = (uint16_t)count_below(m->thr + a, m->thr_off[f + 1] - a, x);
+            }
         }
-        x = refeval_lgbm_input(x);
-        uint32_t a = m->thr_off[f];
-        uint16_t b = (uint16_t)count_below(m->thr + a, m->thr_off[f + 1] - a, x);
-        o[0] = o[1] = o[2] = b;
-        o[3] = x == 0.0 ? 0 : b;
-        o[4] = x == 0.0 ? 65535 : b;
+        switch (m->slot_k[s]) {
+        case 0: /* None: NaN is 0.0 */
+            rb[s] = nan ? m->zero_bin[f] : b;
+            break;
+        case 1: /* NaN, default left */
+            rb[s] = nan ? 0 : b;
+            break;
+        case 2: /* NaN, default right */
+            rb[s] = nan ? 65535 : b;
+            break;
+        case 3: /* Zero (NaN is 0.0 too), default left */
+            rb[s] = nan || x == 0.0 ? 0 : b;
+            break;
+        default: /* Zero, default right */
+            rb[s] = nan || x == 0.0 ? 65535 : b;
+            break;
+        }
     }
 }
 
@@ -419,7 +466,7 @@ void hp_lgbm_score(const hp_lgbm *m, const double *rows, size_t nrows, int outpu
     while (block > 1 && (size_t)block * k > HPL_ACC_MAX)
         block /= 2;
     int binned = (m->flags & HPL_F_BINNED) != 0;
-    size_t stride = (size_t)HPL_BIN_KINDS * m->num_feature;
+    size_t stride = m->nslots ? m->nslots : 1;
     uint16_t rb[HPL_BIN_SCRATCH / sizeof(uint16_t)];
     while (binned && block > 1 && (size_t)block * stride * sizeof(uint16_t) > sizeof rb)
         block /= 2; /* num_feature <= HPL_BIN_MAX_FEATURES keeps block >= 8 */

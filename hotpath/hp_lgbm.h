@@ -56,9 +56,10 @@ typedef struct hpl_node {
  *   kind 0 (missing None)          NaN ? #{thr < 0.0} : b
  *   kind 1 (missing NaN, left)     NaN ? 0 : b              kind 2 (NaN, right)  NaN ? 65535 : b
  *   kind 3 (missing Zero, left)    NaN or x' == 0 ? 0 : b   kind 4 (Zero, right) ... ? 65535 : b
- * and a node word w = (HPL_BIN_KINDS * feature + kind) | j << 16, j = the lower-bound rank of the
- * node's threshold, goes right iff bin > j, which is exactly LightGBM's decision (x' <= t iff
- * b <= j).  A leaf's word is 65535 << 16 (never right) with left = itself. */
+ * Only the (feature, kind) pairs some node uses get a bin ("slots", in feature order), and a node
+ * word w = slot | j << 16, j = the lower-bound rank of the node's threshold, goes right iff
+ * bin > j, which is exactly LightGBM's decision (x' <= t iff b <= j).  A leaf's word is
+ * 65535 << 16 (never right) with left = itself. */
 #define HPL_BIN_KINDS 5u
 #define HPL_BIN_MAX_FEATURES 800u     /* 8 rows of bins fit the 64 KiB stack scratch */
 #define HPL_BIN_SCRATCH (64u * 1024u) /* bytes of bins on the stack */
@@ -82,6 +83,9 @@ typedef struct hp_lgbm {
     const uint32_t *thr_off;  /* HPL_F_BINNED: num_feature + 1 */
     const double *thr;        /* HPL_F_BINNED */
     const uint16_t *zero_bin; /* HPL_F_BINNED: #{thr < 0.0} per feature */
+    uint32_t nslots;          /* HPL_F_BINNED: bins per row (used (feature, kind) pairs) */
+    const uint32_t *slot_f;   /* HPL_F_BINNED: slot -> feature (non-decreasing) */
+    const uint8_t *slot_k;    /* HPL_F_BINNED: slot -> kind */
     size_t bytes;
 } hp_lgbm;
 

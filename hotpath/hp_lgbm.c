@@ -413,11 +413,11 @@ static void tree_block_bin(const hpl_bnode *nd, const double *lv, uint32_t depth
         uint32_t idx[HPL_LANES] = {0};
         const uint16_t *base = rb + (size_t)j * stride;
         for (uint32_t s = 0; s < depth; s++) {
-            uint32_t live = 0; /* a leaf's word is 65535 << 16: ~w >> 16 == 0 */
+            uint32_t live = 0; /* stays 0 while every lane stands on a leaf */
             for (unsigned l = 0; l < HPL_LANES; l++) {
                 hpl_bnode n = nd[idx[l]];
                 uint32_t bin = base[(size_t)l * stride + (n.w & 0xFFFFu)];
-                live |= ~n.w >> 16;
+                live |= n.w + 0x10000u; /* 0 only for a leaf (65535 << 16) */
                 idx[l] = n.left + (uint32_t)((bin << 16) > n.w);
             }
             if (!live) /* every lane stood on a leaf: done before the tree's depth */

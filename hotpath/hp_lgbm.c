@@ -437,6 +437,43 @@ static void tree_block_bin(const hpl_bnode *nd, const double *lv, uint32_t depth
     }
 }
 
+/* One binned row r through every tree, HPL_LANES trees stepping together (a single row has no
+ * other rows to overlap with); the leaves are then added in tree order, as everywhere. */
+static void row_trees_bin(const hp_lgbm *m, const uint16_t *r, double *acc)
+{
+    uint32_t k = m->num_class, t = 0;
+    for (; t + HPL_LANES <= m->num_trees; t += HPL_LANES) {
+        const hpl_bnode *nd[HPL_LANES];
+        uint32_t idx[HPL_LANES], depth = 0;
+        for (unsigned l = 0; l < HPL_LANES; l++) {
+            nd[l] = m->bnodes + m->first[t + l];
+            idx[l] = 0;
+            depth = m->depth[t + l] > depth ? m->depth[t + l] : depth;
+        }
+        for (uint32_t s = 0; s < depth; s++) {
+            uint32_t live = 0;
+            for (unsigned l = 0; l < HPL_LANES; l++) {
+                hpl_bnode n = nd[l][idx[l]];
+                live |= n.w + 0x10000u; /* 0 only for a leaf */
+                idx[l] = n.left + (uint32_t)(((uint32_t)r[n.w & 0xFFFFu] << 16) > n.w);
+            }
+            if (!live)
+                break;
+        }
+        for (unsigned l = 0; l < HPL_LANES; l++)
+            acc[(t + l) % k] += m->leaf[m->first[t + l] + idx[l]];
+    }
+    for (; t < m->num_trees; t++) {
+        const hpl_bnode *nd = m->bnodes + m->first[t];
+        uint32_t i = 0;
+        for (uint32_t s = 0; s < m->depth[t]; s++) {
+            hpl_bnode n = nd[i];
+            i = n.left + (uint32_t)(((uint32_t)r[n.w & 0xFFFFu] << 16) > n.w);
+        }
+        acc[t % k] += m->leaf[m->first[t] + i];
+    }
+}
+
 /* The transform through refeval_lgbm_transform itself (one definition of the arithmetic). */
 static void emit(const hp_lgbm *m, const double *raw, int output_margin, double *o)
 {
@@ -482,9 +519,14 @@ void hp_lgbm_score(const hp_lgbm *m, const double *rows, size_t nrows, int outpu
         if (binned) {
             for (unsigned j = 0; j < cnt; j++)
                 bin_row(m, r[j], rb + (size_t)j * stride);
-            for (uint32_t t = 0; t < m->num_trees; t++)
-                tree_block_bin(m->bnodes + m->first[t], m->leaf + m->first[t], m->depth[t], rb,
-                               stride, cnt, acc, k, t % k);
+            if (cnt < HPL_LANES) { /* too few rows to interleave: interleave trees */
+                for (unsigned j = 0; j < cnt; j++)
+                    row_trees_bin(m, rb + (size_t)j * stride, acc + (size_t)j * k);
+            } else {
+                for (uint32_t t = 0; t < m->num_trees; t++)
+                    tree_block_bin(m->bnodes + m->first[t], m->leaf + m->first[t], m->depth[t], rb,
+                                   stride, cnt, acc, k, t % k);
+            }
         }
         for (uint32_t t = 0; t < m->num_trees && !binned; t++) {
             const hpl_node *nd = m->nodes + m->first[t];

@@ -230,7 +230,7 @@ FUZZ_SRC_json    := api/json.c
 FUZZ_SRC_rows    := api/rows.c api/json.c
 FUZZ_SRC_xgb     := common/xgbmodel.c common/model_build.c common/model.c common/refeval.c
 FUZZ_SRC_lgbm    := common/lgbmmodel.c common/model_build.c common/model.c common/refeval.c \
-                    hotpath/hp_lgbm.c
+                    hotpath/hp_lgbm.c hotpath/hp_pool.c
 FUZZ_SRC_model   := common/model.c common/refeval.c
 FUZZ_SRC_cursor  := api/cursor.c api/config.c api/validate.c
 FUZZ_SRC_wire    := common/wire.c

@@ -1,7 +1,7 @@
 /* models.c - the /api/v1/models resource: upload (compile + store), list, get, source, delete,
- * and predict.  Compilation is common/xgbmodel.c, scoring is api/scoring.c; this file is HTTP and
- * SQL. Costs: upload O(model size) CPU + one transaction; predict one metadata SELECT plus scoring.
- */
+ * and predict.  Compilation is common/xgbmodel.c (xgboost JSON) and common/lgbmmodel.c (LightGBM
+ * text, recognised by content), scoring is api/scoring.c; this file is HTTP and SQL.
+ * Costs: upload O(model size) CPU + one transaction; predict one metadata SELECT plus scoring. */
 #include "models.h"
 
 #include <cjson/cJSON.h>

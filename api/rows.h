@@ -1,6 +1,7 @@
 /* rows.h - parses a predict body, {"rows": [...], "output_margin": bool}, into a row-major float32
- * matrix, or float64 for LightGBM models (NaN = missing) without building a JSON tree.  Rows are arrays in feature order (null =
- * missing) or objects keyed by feature name (absent = missing).  Errors name the row and field. */
+ * matrix, or float64 for LightGBM models (NaN = missing) without building a JSON tree.  Rows are
+ * arrays in feature order (null = missing) or objects keyed by feature name (absent = missing).
+ * Errors name the row and field. */
 #ifndef VIGIL_ROWS_H
 #define VIGIL_ROWS_H
 

@@ -48,7 +48,8 @@ COMMON_OBJ  := $(COMMON_SRC:%.c=$(OUT)/%.o)
 # buffer) or that only the API needs (hex) are API side only: the worker links the rest (wire,
 # clock, logline, utf8, model_validate, refeval, sha256).
 COMMON_API_ONLY := common/model_build.c common/xgbmodel.c common/mdoc.c common/mdoc_json.c \
-                   common/mdoc_ubjson.c common/modelfile.c common/dynbuf.c common/hex.c
+                   common/mdoc_ubjson.c common/modelfile.c common/dynbuf.c common/hex.c \
+                   common/lgbmmodel.c
 COMMON_RT_OBJ := $(filter-out $(COMMON_API_ONLY:%.c=$(OUT)/%.o),$(COMMON_OBJ))
 API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o
 MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
@@ -237,7 +238,7 @@ clean:
 #   make fuzz FUZZ_TARGETS=json FUZZ_SECONDS=300
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= json rows xgb ubj model cursor wire score
+FUZZ_TARGETS ?= json rows xgb ubj model cursor wire score lgbm
 FUZZ_OUT     := build/fuzz
 FUZZ_BIN     := bin/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -252,6 +253,8 @@ FUZZ_SRC_rows    := api/rows.c api/json.c common/utf8.c common/hex.c common/dynb
 FUZZ_SRC_xgb     := common/xgbmodel.c common/model_build.c common/model.c common/refeval.c \
                     common/mdoc.c common/mdoc_json.c common/mdoc_ubjson.c common/modelfile.c
 FUZZ_SRC_ubj     := $(FUZZ_SRC_xgb)
+FUZZ_SRC_lgbm    := common/lgbmmodel.c common/model_build.c common/model.c common/refeval.c \
+                    hotpath/hp_lgbm.c hotpath/hp_pool.c
 FUZZ_SRC_model   := common/model.c common/refeval.c
 FUZZ_SRC_cursor  := api/cursor.c api/config.c api/validate.c
 FUZZ_SRC_wire    := common/wire.c
@@ -272,7 +275,7 @@ $(FUZZ_BIN)/fuzz_$(1): $(FUZZ_OUT)/tests/fuzz/fuzz_$(1).o $(FUZZ_SRC_$(1):%.c=$(
 	$$(call say,LINK,$$@)
 	$$(Q)$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $$(FUZZ_LIBS)
 endef
-$(foreach t,json rows xgb ubj model cursor wire score,$(eval $(call FUZZ_LINK_RULE,$(t))))
+$(foreach t,json rows xgb ubj model cursor wire score lgbm,$(eval $(call FUZZ_LINK_RULE,$(t))))
 
 $(FUZZ_BIN)/seedgen: $(FUZZ_OUT)/tests/fuzz/seedgen.o $(FUZZ_SRC_seedgen:%.c=$(FUZZ_OUT)/%.o)
 	@mkdir -p $(dir $@)

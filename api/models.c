@@ -1,7 +1,7 @@
 /* models.c - the /api/v1/models resource: upload (compile + store), list, get, source, delete,
- * and predict.  Compilation is common/xgbmodel.c, scoring is api/scoring.c; this file is HTTP
- * and SQL.  Costs: upload O(model size) CPU + one transaction; predict one metadata SELECT plus
- * scoring. */
+ * and predict.  Compilation is common/xgbmodel.c (xgboost JSON) and common/lgbmmodel.c (LightGBM
+ * text, recognised by content), scoring is api/scoring.c; this file is HTTP and SQL.
+ * Costs: upload O(model size) CPU + one transaction; predict one metadata SELECT plus scoring. */
 #include "models.h"
 
 #include <cjson/cJSON.h>
@@ -16,6 +16,7 @@
 #include "http.h"
 #include "logline.h"
 #include "modelfile.h"
+#include "lgbmmodel.h"
 #include "rows.h"
 #include "scoring.h"
 #include "sha256.h"
@@ -100,8 +101,9 @@ static char *string_array_json(char **v, size_t n)
 }
 
 /* Content-Types a model upload may carry.  They only gate the request: the format is read from
- * the content (modelfile_detect), whatever the header says. */
-static int upload_type_ok(const char *ct)
+ * the content (format = modelfile_detect), whatever the header says; text/plain is for LightGBM
+ * text only (a JSON model sent as text/plain is a 415, as it always was). */
+static int upload_type_ok(const char *ct, int format)
 {
     static const char *const ok[] = {"application/json", "application/ubjson",
                                      "application/x-ubjson", "application/octet-stream",
@@ -109,7 +111,7 @@ static int upload_type_ok(const char *ct)
     for (size_t i = 0; ct && i < sizeof ok / sizeof ok[0]; i++) {
         size_t n = strlen(ok[i]);
         if (strncasecmp(ct, ok[i], n) == 0 && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' '))
-            return 1;
+            return strcmp(ok[i], "text/plain") != 0 || format == MODELFILE_LGBM_TEXT;
     }
     return 0;
 }
@@ -130,11 +132,13 @@ void models_create(http_req *req, http_resp *resp)
         http_problem(resp, 400, "unknown_parameter", bad, "unknown query parameter '%.64s'", bad);
         return;
     }
-    if (!upload_type_ok(ct)) {
+    int format = modelfile_detect(req->body, req->body_len);
+    if (!upload_type_ok(ct, format)) {
         http_problem(resp, 415, "unsupported_media_type", NULL,
                      "upload the model file as saved (Booster.save_model output) with Content-Type "
-                     "application/json, application/ubjson, text/plain or "
-                     "application/octet-stream; the format is read from the content");
+                     "application/json, application/ubjson or application/octet-stream "
+                     "(text/plain for a LightGBM text model); the format is read from the "
+                     "content");
         return;
     }
     if (!valid_name(name)) {
@@ -143,11 +147,37 @@ void models_create(http_req *req, http_resp *resp)
                      "with a letter or digit");
         return;
     }
-    int format = modelfile_detect(req->body, req->body_len);
     if (format == MODELFILE_LGBM_TEXT) {
-        http_problem(resp, 422, "unsupported_model", NULL,
-                     "LightGBM text models: not supported yet");
-        return;
+        /* LightGBM text model (detected by content: its first line is "tree"). */
+        lgbm_info li = {0};
+        int ls = lgbm_compile(req->body, req->body_len, &li, &blob, &blob_len, err, sizeof err);
+        if (ls == LGBM_INVALID) {
+            http_problem(resp, 400, "invalid_model", NULL, "not a valid LightGBM text model: %s",
+                         err);
+            return;
+        }
+        if (ls == LGBM_UNSUPPORTED) {
+            http_problem(resp, 422, "unsupported_model", NULL, "unsupported: %s", err);
+            return;
+        }
+        if (ls != LGBM_OK) {
+            http_problem(resp, 500, "internal", NULL, "could not compile the model: %s", err);
+            return;
+        }
+        snprintf(info.objective, sizeof info.objective, "%s", li.objective);
+        snprintf(info.booster, sizeof info.booster, "gbdt");
+        info.num_feature = li.num_feature;
+        info.num_class = li.num_class;
+        info.num_trees = li.num_trees;
+        info.feature_names = li.feature_names; /* ownership moves to info */
+        info.n_feature_names = li.n_feature_names;
+        info.format = MODELFILE_LGBM_TEXT;
+        snprintf(info.version, sizeof info.version, "%s", li.version);
+        info.num_target = 1;
+        li.feature_names = NULL;
+        li.n_feature_names = 0;
+        lgbm_info_free(&li);
+        goto compiled;
     }
     int st = xgb_compile(req->body, req->body_len, &info, &blob, &blob_len, err, sizeof err);
     if (st == XGB_INVALID) {
@@ -163,6 +193,7 @@ void models_create(http_req *req, http_resp *resp)
         http_problem(resp, 500, "internal", NULL, "could not compile the model: %s", err);
         return;
     }
+compiled:;
     uint8_t digest[32];
     char sha[65], nf[16], ncls[16], ntrees[16], base[32], ntarget[16];
     sha256(req->body, req->body_len, digest);
@@ -367,12 +398,45 @@ static char *predictions_json(const char *id, const float *out, uint32_t nrows, 
     return s;
 }
 
+/* The double twin of predictions_json (LightGBM): %.17g round-trips every double. */
+static char *predictions_json64(const char *id, const double *out, uint32_t nrows, uint32_t nout,
+                                size_t *len)
+{
+    size_t cap = 64 + strlen(id) + (size_t)nrows * (nout * 28 + 4);
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    size_t o = (size_t)snprintf(s, cap, "{\"model_id\":\"%s\",\"predictions\":[", id);
+    for (uint32_t i = 0; i < nrows; i++) {
+        if (i)
+            s[o++] = ',';
+        if (nout > 1)
+            s[o++] = '[';
+        for (uint32_t k = 0; k < nout; k++) {
+            double v = out[(size_t)i * nout + k];
+            if (k)
+                s[o++] = ',';
+            if (!isfinite(v)) {
+                memcpy(s + o, "null", 4);
+                o += 4;
+            } else {
+                o += (size_t)snprintf(s + o, 28, "%.17g", v);
+            }
+        }
+        if (nout > 1)
+            s[o++] = ']';
+    }
+    o += (size_t)snprintf(s + o, cap - o, "]}");
+    *len = o;
+    return s;
+}
+
 void models_predict(http_req *req, http_resp *resp)
 {
     const char *id;
     scoring_model m = {0};
     rows_result rr = {0};
-    float *out = NULL;
+    void *out = NULL;
     char err[512];
     int db_rc = DB_OK;
     if (model_id_param(req, resp, &id))
@@ -396,23 +460,31 @@ void models_predict(http_req *req, http_resp *resp)
         http_unavailable(resp, "the database is unavailable");
         return;
     }
-    if (rows_parse(req->body, req->body_len, (const char *const *)m.names, m.n_names,
-                   m.num_features, (uint32_t)req->app->cfg->max_predict_rows, &rr) != 0) {
+    int f64 = scoring_is_f64(&m); /* LightGBM: rows and outputs in double */
+    if ((f64 ? rows_parse_f64 : rows_parse)(req->body, req->body_len, (const char *const *)m.names,
+                                            m.n_names, m.num_features,
+                                            (uint32_t)req->app->cfg->max_predict_rows, &rr) != 0) {
         http_problem(resp, rr.status, rr.status == 413 ? "too_many_rows" : "validation_failed",
                      rr.field[0] ? rr.field : NULL, "%s", rr.err);
         goto done;
     }
     uint32_t nout = scoring_nout(&m, rr.output_margin);
-    out = malloc((size_t)rr.nrows * nout * sizeof(float));
+    out = malloc((size_t)rr.nrows * nout * (f64 ? sizeof(double) : sizeof(float)));
     if (!out) {
         http_problem(resp, 500, "internal", NULL, "out of memory");
         goto done;
     }
-    scoring_job job = {&m, rr.output_margin, rr.rows, rr.nrows, out};
-    sc = scoring_run(req->app, &job, 1, req->deadline_ms, err, sizeof err);
+    if (f64) {
+        scoring_job64 job = {&m, rr.output_margin, rr.rows64, rr.nrows, out};
+        sc = scoring_run64(req->app, &job, 1, req->deadline_ms, err, sizeof err);
+    } else {
+        scoring_job job = {&m, rr.output_margin, rr.rows, rr.nrows, out};
+        sc = scoring_run(req->app, &job, 1, req->deadline_ms, err, sizeof err);
+    }
     if (sc == SC_OK) {
         size_t len = 0;
-        char *body = predictions_json(m.id, out, rr.nrows, nout, &len);
+        char *body = f64 ? predictions_json64(m.id, out, rr.nrows, nout, &len)
+                         : predictions_json(m.id, out, rr.nrows, nout, &len);
         if (body)
             http_raw(resp, 200, "application/json", body, len);
         else

@@ -1,4 +1,5 @@
-/* rows.c - the body of POST /api/v1/models/{id}/predict straight into a float32 matrix.
+/* rows.c - the body of POST /api/v1/models/{id}/predict straight into a float32 matrix (or a
+ * float64 one for LightGBM models).
  *
  * The body is first checked by json_validate (strict grammar, UTF-8, depth), so this reader walks
  * text already known to be well formed and only checks meaning.  It never builds a cJSON tree: a
@@ -124,8 +125,10 @@ static int read_string(rd *r, char *out, size_t cap)
     return overflow ? -1 : (int)o;
 }
 
-/* Reads a number or null as float (NaN for null).  Returns 0, or -1 for another kind of value. */
-static int read_cell(rd *r, float *out)
+/* Reads a number or null as double (NaN for null).  Returns 0, or -1 for another kind of value.
+ * strtod is correctly rounded: the double is exactly the JSON number's nearest, as Python's float()
+ * and numpy give LightGBM; float32 models narrow it afterwards (put_cell). */
+static int read_cell(rd *r, double *out)
 {
     int c = peek(r);
     if (c == 'n') {
@@ -138,7 +141,7 @@ static int read_cell(rd *r, float *out)
         /* Via double, like numpy's float32 conversion of a Python float. */
         double d = strtod(r->p + r->off, &end);
         r->off = (size_t)(end - r->p);
-        *out = (float)d;
+        *out = d;
         return 0;
     }
     return -1; /* the caller answers 400 at once; nothing after this is read */
@@ -162,32 +165,46 @@ static void fail(rows_result *res, int status, const char *field, const char *fm
     va_end(ap);
 }
 
-/* Appends one row to the matrix (mat, bounded by max_rows rows; res->rows follows it).  Returns
- * 0 or -1 (413 past max_rows, 500 on OOM, res->rows then NULL). */
-static int grow(rows_result *res, dynbuf *mat, uint32_t nfeat, uint32_t max_rows)
+/* Stores cell i of the matrix: as float32 (via double, like numpy's float32 conversion of a
+ * Python float) or, for LightGBM models, as the double itself. */
+static void put_cell(rows_result *res, int f64, size_t i, double v)
+{
+    if (f64)
+        res->rows64[i] = v;
+    else
+        res->rows[i] = (float)v;
+}
+
+/* Appends one row to the matrix (mat, bounded by max_rows rows; res->rows or res->rows64 follows
+ * it).  Returns 0 or -1 (413 past max_rows, 500 on OOM, the matrix pointer then NULL). */
+static int grow(rows_result *res, dynbuf *mat, uint32_t nfeat, uint32_t max_rows, int f64)
 {
     if (res->nrows >= max_rows) {
         fail(res, 413, "rows", "more than %u rows in one request", max_rows);
         return -1;
     }
-    if (!dynbuf_extend(mat, (size_t)nfeat * sizeof(float))) {
+    if (!dynbuf_extend(mat, (size_t)nfeat * (f64 ? sizeof(double) : sizeof(float)))) {
         res->rows = NULL; /* freed by the buffer */
+        res->rows64 = NULL;
         fail(res, 500, "rows", "out of memory for %u rows", res->nrows + 1);
         return -1;
     }
-    res->rows = (float *)(void *)mat->p;
+    if (f64)
+        res->rows64 = (double *)(void *)mat->p;
+    else
+        res->rows = (float *)(void *)mat->p;
     return 0;
 }
 
-int rows_parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
-               uint32_t nfeat, uint32_t max_rows, rows_result *res)
+static int parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
+                 uint32_t nfeat, uint32_t max_rows, int f64, rows_result *res)
 {
     memset(res, 0, sizeof *res);
     char key[ROWS_NAME_MAX], field[64];
     name_ix *ix = NULL;
     uint32_t *seen = NULL; /* seen[k] == row + 1: feature k already set in this row */
     dynbuf mat;            /* the matrix; res->rows points into it */
-    dynbuf_init(&mat, (size_t)max_rows * nfeat * sizeof(float));
+    dynbuf_init(&mat, (size_t)max_rows * nfeat * (f64 ? sizeof(double) : sizeof(float)));
     int seen_rows = 0, seen_margin = 0;
     if (json_validate(body, len, res->err, sizeof res->err) != 0) {
         res->status = 400;
@@ -233,19 +250,19 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
             }
             r.off++;
             while (peek(&r) != ']') {
-                if (grow(res, &mat, nfeat, max_rows))
+                if (grow(res, &mat, nfeat, max_rows, f64))
                     goto fail;
-                float *row = res->rows + (size_t)res->nrows * nfeat;
+                size_t row = (size_t)res->nrows * nfeat;
                 long ri = (long)res->nrows;
                 int c = peek(&r);
                 if (c == '[') {
                     r.off++;
                     uint32_t k = 0;
                     while (peek(&r) != ']') {
-                        float v;
+                        double v;
                         int bad = read_cell(&r, &v);
                         if (k < nfeat)
-                            row[k] = v;
+                            put_cell(res, f64, row + k, v);
                         if (bad) {
                             snprintf(field, sizeof field, "rows[%ld][%u]", ri, k);
                             res->status = 400;
@@ -278,7 +295,7 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
                         goto fail;
                     }
                     for (uint32_t k = 0; k < nfeat; k++)
-                        row[k] = NAN;
+                        put_cell(res, f64, row + k, NAN);
                     r.off++;
                     while (peek(&r) == '"') {
                         int kl = read_string(&r, key, sizeof key);
@@ -287,7 +304,7 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
                             hit = bsearch(&want, ix, n_names, sizeof *ix, cmp_name);
                         peek(&r);
                         r.off++; /* ':' */
-                        float v;
+                        double v;
                         int bad = read_cell(&r, &v);
                         if (!hit || bad || hit->index >= nfeat) {
                             snprintf(res->field, sizeof res->field, "rows[%ld].%.150s", ri,
@@ -304,7 +321,7 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
                             goto fail;
                         }
                         seen[hit->index] = (uint32_t)ri + 1;
-                        row[hit->index] = v;
+                        put_cell(res, f64, row + hit->index, v);
                         if (peek(&r) == ',')
                             r.off++;
                     }
@@ -351,12 +368,28 @@ fail:
     free(ix);
     free(seen);
     free(res->rows);
+    free(res->rows64);
     res->rows = NULL;
+    res->rows64 = NULL;
     return -1;
+}
+
+int rows_parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
+               uint32_t nfeat, uint32_t max_rows, rows_result *res)
+{
+    return parse(body, len, names, n_names, nfeat, max_rows, 0, res);
+}
+
+int rows_parse_f64(const char *body, size_t len, const char *const *names, uint32_t n_names,
+                   uint32_t nfeat, uint32_t max_rows, rows_result *res)
+{
+    return parse(body, len, names, n_names, nfeat, max_rows, 1, res);
 }
 
 void rows_result_free(rows_result *res)
 {
     free(res->rows);
+    free(res->rows64);
     res->rows = NULL;
+    res->rows64 = NULL;
 }

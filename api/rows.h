@@ -1,6 +1,7 @@
 /* rows.h - parses a predict body, {"rows": [...], "output_margin": bool}, into a row-major float32
- * matrix (NaN = missing) without building a JSON tree.  Rows are arrays in feature order (null =
- * missing) or objects keyed by feature name (absent = missing).  Errors name the row and field. */
+ * matrix, or float64 for LightGBM models (NaN = missing) without building a JSON tree.  Rows are
+ * arrays in feature order (null = missing) or objects keyed by feature name (absent = missing).
+ * Errors name the row and field. */
 #ifndef VIGIL_ROWS_H
 #define VIGIL_ROWS_H
 
@@ -8,7 +9,8 @@
 #include <stdint.h>
 
 typedef struct rows_result {
-    float *rows; /* malloc'd nrows x nfeat; free with rows_result_free */
+    float *rows;    /* malloc'd nrows x nfeat; free with rows_result_free */
+    double *rows64; /* rows_parse_f64: the same as doubles (rows is then NULL) */
     uint32_t nrows;
     int output_margin;
     int status;      /* on failure: 400, 413 (too many rows) or 500 */
@@ -21,6 +23,10 @@ typedef struct rows_result {
  * with res->status/field/err filled and nothing to free. */
 int rows_parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
                uint32_t nfeat, uint32_t max_rows, rows_result *res);
+/* The same, into res->rows64 as doubles (exactly strtod of each number): LightGBM models, which
+ * score in double. */
+int rows_parse_f64(const char *body, size_t len, const char *const *names, uint32_t n_names,
+                   uint32_t nfeat, uint32_t max_rows, rows_result *res);
 void rows_result_free(rows_result *res);
 
 #endif

@@ -18,6 +18,17 @@
 #include "refeval.h"
 #include "wire.h"
 
+/* One job as the runners see it: float rows/out, or (LightGBM) rows64/out64. */
+typedef struct sjob {
+    const scoring_model *model;
+    int output_margin;
+    const float *rows;
+    const double *rows64;
+    uint32_t nrows;
+    float *out;
+    double *out64;
+} sjob;
+
 /* ---- metadata ----------------------------------------------------------------------------------
  */
 
@@ -74,6 +85,11 @@ void scoring_model_free(scoring_model *m)
 uint32_t scoring_nout(const scoring_model *m, int output_margin)
 {
     return model_outputs(m->objective, m->num_class, output_margin);
+}
+
+int scoring_is_f64(const scoring_model *m)
+{
+    return model_objective_is_lgbm(m->objective);
 }
 
 /* Fetches the compiled blob of model id.  Returns SC_OK with *blob (malloc'd) or SC_DB /
@@ -232,7 +248,7 @@ static void cache_put(scoring_cache *c, cache_entry *e)
     pthread_mutex_unlock(&c->mu);
 }
 
-static int run_inprocess(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms, char *err,
+static int run_inprocess(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *err,
                          size_t errlen)
 {
     for (int j = 0; j < njobs; j++) {
@@ -240,7 +256,18 @@ static int run_inprocess(const app *a, scoring_job *jobs, int njobs, int64_t dea
         cache_entry *e = cache_get(a, jobs[j].model, deadline_ms, &sc, err, errlen);
         if (!e)
             return sc;
-        refeval_predict(&e->view, jobs[j].rows, jobs[j].nrows, jobs[j].output_margin, jobs[j].out);
+        if (scoring_is_f64(jobs[j].model) != (e->view.format == MODEL_FORMAT_LGBM)) {
+            cache_put(a->cache, e);
+            snprintf(err, errlen, "model %s: compiled blob does not match its objective",
+                     jobs[j].model->id);
+            return SC_FAILED;
+        }
+        if (e->view.format == MODEL_FORMAT_LGBM)
+            refeval_lgbm_predict(&e->view, jobs[j].rows64, jobs[j].nrows, jobs[j].output_margin,
+                                 jobs[j].out64);
+        else
+            refeval_predict(&e->view, jobs[j].rows, jobs[j].nrows, jobs[j].output_margin,
+                            jobs[j].out);
         cache_put(a->cache, e);
     }
     return SC_OK;
@@ -317,13 +344,16 @@ static int load_model(const app *a, const scoring_model *m, int64_t deadline_ms,
     return sc;
 }
 
-static int run_worker(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms, char *err,
+static int run_worker(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *err,
                       size_t errlen)
 {
     size_t plen = 4;
-    for (int j = 0; j < njobs; j++)
-        plen += WIRE_MODEL_KEY_SIZE + 12 +
-                (size_t)jobs[j].nrows * jobs[j].model->num_features * sizeof(float);
+    for (int j = 0; j < njobs; j++) {
+        int f64 = scoring_is_f64(jobs[j].model);
+        plen += WIRE_MODEL_KEY_SIZE + 12 + (f64 ? 4 : 0) +
+                (size_t)jobs[j].nrows * jobs[j].model->num_features *
+                    (f64 ? sizeof(double) : sizeof(float));
+    }
     if (plen > ((size_t)a->cfg->hotpath_max_frame_mb << 20)) {
         snprintf(err, errlen, "request too large for one worker frame (%zu bytes)", plen);
         return SC_FAILED;
@@ -337,10 +367,19 @@ static int run_worker(const app *a, scoring_job *jobs, int njobs, int64_t deadli
     wire_writer_init(&w, payload, plen);
     wire_put_u32(&w, (uint32_t)njobs);
     for (int j = 0; j < njobs; j++) {
+        int f64 = scoring_is_f64(jobs[j].model);
         put_key(&w, jobs[j].model);
-        wire_put_u32(&w, jobs[j].output_margin ? WIRE_SCORE_MARGIN : 0);
+        wire_put_u32(&w,
+                     (jobs[j].output_margin ? WIRE_SCORE_MARGIN : 0) | (f64 ? WIRE_SCORE_F64 : 0));
         wire_put_u32(&w, jobs[j].nrows);
         wire_put_u32(&w, jobs[j].model->num_features);
+        if (f64) {
+            for (size_t k = wire_pad8(w.len); k > 0; k--)
+                wire_put_u8(&w, 0);
+            wire_put_bytes(&w, jobs[j].rows64,
+                           (size_t)jobs[j].nrows * jobs[j].model->num_features * sizeof(double));
+            continue;
+        }
         /* float32 rows go as raw bytes: every host we build for is little-endian. */
         wire_put_bytes(&w, jobs[j].rows,
                        (size_t)jobs[j].nrows * jobs[j].model->num_features * sizeof(float));
@@ -348,7 +387,7 @@ static int run_worker(const app *a, scoring_job *jobs, int njobs, int64_t deadli
     int sc = SC_FAILED;
     for (int attempt = 0; attempt <= njobs; attempt++) {
         hpc_reply r;
-        int rc = hpc_call(a->hp, WIRE_OP_SCORE, payload, (uint32_t)plen, deadline_ms,
+        int rc = hpc_call(a->hp, WIRE_OP_SCORE, payload, (uint32_t)w.len, deadline_ms,
                           a->cfg->pool_wait_ms, &r, err, errlen);
         if (rc != HPC_OK) {
             sc = map_hpc(rc, err, errlen);
@@ -388,11 +427,18 @@ static int run_worker(const app *a, scoring_job *jobs, int njobs, int64_t deadli
         for (int j = 0; j < njobs && sc == SC_OK; j++) {
             uint32_t nrows = wire_get_u32(&rd), nout = wire_get_u32(&rd);
             uint32_t want = scoring_nout(jobs[j].model, jobs[j].output_margin);
-            const uint8_t *p = wire_get_bytes(&rd, (size_t)nrows * nout * sizeof(float));
-            if (rd.err || nrows != jobs[j].nrows || nout != want || !p)
+            int f64 = scoring_is_f64(jobs[j].model);
+            if (f64 && !rd.err)
+                wire_get_bytes(&rd, wire_pad8(rd.off));
+            size_t cell = f64 ? sizeof(double) : sizeof(float);
+            const uint8_t *p = rd.err || nrows != jobs[j].nrows || nout != want
+                                   ? NULL
+                                   : wire_get_bytes(&rd, (size_t)nrows * nout * cell);
+            if (rd.err || !p)
                 sc = SC_FAILED;
             else
-                memcpy(jobs[j].out, p, (size_t)nrows * nout * sizeof(float));
+                memcpy(f64 ? (void *)jobs[j].out64 : (void *)jobs[j].out, p,
+                       (size_t)nrows * nout * cell);
         }
         if (sc != SC_OK)
             snprintf(err, errlen, "worker sent a malformed SCORE response");
@@ -403,6 +449,13 @@ static int run_worker(const app *a, scoring_job *jobs, int njobs, int64_t deadli
     return sc;
 }
 
+static int run(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *err, size_t errlen)
+{
+    if (!a->hp)
+        return run_inprocess(a, jobs, njobs, deadline_ms, err, errlen);
+    return run_worker(a, jobs, njobs, deadline_ms, err, errlen);
+}
+
 int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms, char *err,
                 size_t errlen)
 {
@@ -410,7 +463,62 @@ int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms,
         snprintf(err, errlen, "bad number of scoring jobs");
         return SC_FAILED;
     }
-    if (!a->hp)
-        return run_inprocess(a, jobs, njobs, deadline_ms, err, errlen);
-    return run_worker(a, jobs, njobs, deadline_ms, err, errlen);
+    /* A LightGBM job given float rows (the decision pipeline): widen here, narrow the outputs. */
+    double *tmp[WIRE_MAX_SECTIONS] = {0};
+    int sc = SC_OK;
+    for (int j = 0; j < njobs; j++) {
+        scoring_job *jb = &jobs[j];
+        if (!scoring_is_f64(jb->model))
+            continue;
+        size_t cells = (size_t)jb->nrows * jb->model->num_features;
+        size_t outs = (size_t)jb->nrows * scoring_nout(jb->model, jb->output_margin);
+        tmp[j] = malloc((cells + outs) * sizeof(double) + 8);
+        if (!tmp[j]) {
+            snprintf(err, errlen, "out of memory");
+            sc = SC_FAILED;
+            goto done;
+        }
+        for (size_t i = 0; i < cells; i++)
+            tmp[j][i] = jb->rows[i];
+    }
+    sjob wide[WIRE_MAX_SECTIONS];
+    for (int j = 0; j < njobs; j++) {
+        wide[j] = (sjob){jobs[j].model, jobs[j].output_margin, jobs[j].rows, NULL,
+                         jobs[j].nrows, jobs[j].out,           NULL};
+        if (tmp[j]) {
+            wide[j].rows64 = tmp[j];
+            wide[j].out64 = tmp[j] + (size_t)jobs[j].nrows * jobs[j].model->num_features;
+        }
+    }
+    sc = run(a, wide, njobs, deadline_ms, err, errlen);
+    for (int j = 0; j < njobs && sc == SC_OK; j++) {
+        if (!tmp[j])
+            continue;
+        size_t outs = (size_t)jobs[j].nrows * scoring_nout(jobs[j].model, jobs[j].output_margin);
+        for (size_t i = 0; i < outs; i++)
+            jobs[j].out[i] = (float)wide[j].out64[i];
+    }
+done:
+    for (int j = 0; j < njobs; j++)
+        free(tmp[j]);
+    return sc;
+}
+
+int scoring_run64(const app *a, scoring_job64 *jobs, int njobs, int64_t deadline_ms, char *err,
+                  size_t errlen)
+{
+    if (njobs < 1 || njobs > (int)WIRE_MAX_SECTIONS) {
+        snprintf(err, errlen, "bad number of scoring jobs");
+        return SC_FAILED;
+    }
+    sjob s[WIRE_MAX_SECTIONS];
+    for (int j = 0; j < njobs; j++) {
+        if (!scoring_is_f64(jobs[j].model)) {
+            snprintf(err, errlen, "model %s does not score in double", jobs[j].model->id);
+            return SC_FAILED;
+        }
+        s[j] = (sjob){jobs[j].model, jobs[j].output_margin, NULL, jobs[j].rows, jobs[j].nrows, NULL,
+                      jobs[j].out};
+    }
+    return run(a, s, njobs, deadline_ms, err, errlen);
 }

@@ -43,6 +43,19 @@ typedef struct scoring_job {
     float *out; /* nrows x scoring_nout(model, output_margin), caller-allocated */
 } scoring_job;
 
+/* The same in double, for models that score in double (scoring_is_f64: LightGBM).  A float
+ * scoring_job for such a model is widened to double and its outputs narrowed to float. */
+typedef struct scoring_job64 {
+    const scoring_model *model;
+    int output_margin;
+    const double *rows; /* nrows x model->num_features, NaN = missing */
+    uint32_t nrows;
+    double *out; /* nrows x scoring_nout(model, output_margin), caller-allocated */
+} scoring_job64;
+
+/* 1 if the model scores in double (a LightGBM model). */
+int scoring_is_f64(const scoring_model *m);
+
 /* The columns scoring_model_from_row reads, for a models table aliased t (7 columns). */
 #define SCORING_MODEL_COLS(t)                                                                      \
     t ".id, " t ".sha256, " t ".version, " t ".objective, " t ".num_features, " t ".num_class, "   \
@@ -65,6 +78,10 @@ uint32_t scoring_nout(const scoring_model *m, int output_margin);
  * a->db to fetch a compiled model. */
 int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms, char *err,
                 size_t errlen);
+
+/* scoring_run for double jobs; every job's model must satisfy scoring_is_f64. */
+int scoring_run64(const app *a, scoring_job64 *jobs, int njobs, int64_t deadline_ms, char *err,
+                  size_t errlen);
 
 /* The API's cache of compiled blobs (both modes), created by main; max_bytes bounds it. */
 typedef struct scoring_cache scoring_cache;

@@ -5,6 +5,7 @@
 #include "model.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,11 @@
 _Static_assert(sizeof(model_file_header) == MODEL_HEADER_SIZE, "header size");
 _Static_assert(sizeof(model_tree_rec) == 16, "tree record size");
 _Static_assert(sizeof(model_node_rec) == 16, "node record size");
+_Static_assert(sizeof(model_lgbm_header) == MODEL_HEADER_SIZE, "lgbm header size");
+_Static_assert(sizeof(model_lgbm_node) == 24, "lgbm node record size");
+_Static_assert(offsetof(model_lgbm_header, num_cat_words) ==
+                   offsetof(model_file_header, num_cat_words),
+               "format 2 shares format 1's header prefix");
 _Static_assert(sizeof(float) == 4 && sizeof(uint32_t) == 4, "32-bit float");
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the blob layout aliases little-endian records: big-endian hosts are not supported"
@@ -37,8 +43,35 @@ static const char *const obj_names[MODEL_OBJ_MAX] = {
     [MODEL_OBJ_RANK_MAP] = "rank:map",
 };
 
+/* LightGBM's names (ObjectiveFunction::GetName), as the first word of a model's objective= line. */
+static const char *const lgbm_obj_names[MODEL_OBJ_LGBM_END - MODEL_OBJ_LGBM_FIRST] = {
+    [MODEL_OBJ_LGBM_BINARY - MODEL_OBJ_LGBM_FIRST] = "binary",
+    [MODEL_OBJ_LGBM_REGRESSION - MODEL_OBJ_LGBM_FIRST] = "regression",
+    [MODEL_OBJ_LGBM_REGRESSION_L1 - MODEL_OBJ_LGBM_FIRST] = "regression_l1",
+    [MODEL_OBJ_LGBM_HUBER - MODEL_OBJ_LGBM_FIRST] = "huber",
+    [MODEL_OBJ_LGBM_FAIR - MODEL_OBJ_LGBM_FIRST] = "fair",
+    [MODEL_OBJ_LGBM_QUANTILE - MODEL_OBJ_LGBM_FIRST] = "quantile",
+    [MODEL_OBJ_LGBM_MAPE - MODEL_OBJ_LGBM_FIRST] = "mape",
+    [MODEL_OBJ_LGBM_POISSON - MODEL_OBJ_LGBM_FIRST] = "poisson",
+    [MODEL_OBJ_LGBM_GAMMA - MODEL_OBJ_LGBM_FIRST] = "gamma",
+    [MODEL_OBJ_LGBM_TWEEDIE - MODEL_OBJ_LGBM_FIRST] = "tweedie",
+    [MODEL_OBJ_LGBM_MULTICLASS - MODEL_OBJ_LGBM_FIRST] = "multiclass",
+    [MODEL_OBJ_LGBM_MULTICLASSOVA - MODEL_OBJ_LGBM_FIRST] = "multiclassova",
+    [MODEL_OBJ_LGBM_XENTROPY - MODEL_OBJ_LGBM_FIRST] = "cross_entropy",
+    [MODEL_OBJ_LGBM_XENTLAMBDA - MODEL_OBJ_LGBM_FIRST] = "cross_entropy_lambda",
+    [MODEL_OBJ_LGBM_LAMBDARANK - MODEL_OBJ_LGBM_FIRST] = "lambdarank",
+    [MODEL_OBJ_LGBM_RANK_XENDCG - MODEL_OBJ_LGBM_FIRST] = "rank_xendcg",
+};
+
+int model_objective_is_lgbm(uint32_t objective)
+{
+    return objective >= MODEL_OBJ_LGBM_FIRST && objective < MODEL_OBJ_LGBM_END;
+}
+
 const char *model_objective_name(uint32_t objective)
 {
+    if (model_objective_is_lgbm(objective))
+        return lgbm_obj_names[objective - MODEL_OBJ_LGBM_FIRST];
     if (objective == 0 || objective >= MODEL_OBJ_MAX)
         return NULL;
     return obj_names[objective];
@@ -51,6 +84,9 @@ uint32_t model_objective_from_name(const char *name)
     for (uint32_t i = 1; i < MODEL_OBJ_MAX; i++)
         if (strcmp(obj_names[i], name) == 0)
             return i;
+    for (uint32_t i = MODEL_OBJ_LGBM_FIRST; i < MODEL_OBJ_LGBM_END; i++)
+        if (strcmp(lgbm_obj_names[i - MODEL_OBJ_LGBM_FIRST], name) == 0)
+            return i;
     return 0;
 }
 
@@ -61,6 +97,20 @@ uint32_t model_outputs(uint32_t objective, uint32_t num_class, int output_margin
     if (output_margin || objective != MODEL_OBJ_SOFTMAX)
         return num_class;
     return 1;
+}
+
+/* Objectives whose classes are separate outputs (LightGBM's validator: any other objective has
+ * num_class 1). */
+static int is_multi(uint32_t objective)
+{
+    return objective == MODEL_OBJ_SOFTPROB || objective == MODEL_OBJ_SOFTMAX ||
+           objective == MODEL_OBJ_LGBM_MULTICLASS || objective == MODEL_OBJ_LGBM_MULTICLASSOVA;
+}
+
+int model_objective_multi_output(uint32_t objective)
+{
+    return objective == MODEL_OBJ_SOFTPROB || objective == MODEL_OBJ_LGBM_MULTICLASS ||
+           objective == MODEL_OBJ_LGBM_MULTICLASSOVA;
 }
 
 uint32_t model_outputs_per_row(const model_view *v, int output_margin)
@@ -135,6 +185,141 @@ static int validate_tree(const model_node_rec *nodes, uint32_t n, uint32_t tree,
     return 0;
 }
 
+/* Format 2 (LightGBM): one tree's nodes, the same canonical-order proof as validate_tree plus
+ * the missing-type field.  Thresholds and leaves may be any double (LightGBM writes inf). */
+static int validate_tree_lgbm(const model_lgbm_node *nodes, uint32_t n, uint32_t tree,
+                              const model_file_header *h, const uint32_t *cats, char *err,
+                              size_t errlen)
+{
+    uint32_t next = 1;
+    for (uint32_t i = 0; i < n; i++) {
+        const model_lgbm_node *nd = &nodes[i];
+        if (i > 0 && i >= next) {
+            set_err(err, errlen, "tree %u node %u: unreachable (not in breadth-first order)", tree,
+                    i);
+            return -1;
+        }
+        if (nd->left == -1) {
+            if (nd->right != -1 || nd->split != 0 || nd->cat != 0) {
+                set_err(err, errlen, "tree %u node %u: malformed leaf", tree, i);
+                return -1;
+            }
+            continue;
+        }
+        if (nd->left < 0 || (uint32_t)nd->left != next || nd->right != nd->left + 1 ||
+            (uint64_t)next + 2 > n || next <= i) {
+            set_err(err, errlen, "tree %u node %u: children %d,%d break canonical order", tree, i,
+                    nd->left, nd->right);
+            return -1;
+        }
+        next += 2;
+        uint32_t feat = nd->split & MODEL_LGBM_FEATURE_MASK;
+        uint32_t miss = (nd->split & MODEL_LGBM_MISSING_MASK) >> MODEL_LGBM_MISSING_SHIFT;
+        if (feat >= h->num_feature || miss > MODEL_LGBM_MISSING_NAN) {
+            set_err(err, errlen,
+                    "tree %u node %u: split feature %u or missing type %u out of range", tree, i,
+                    feat, miss);
+            return -1;
+        }
+        if (nd->split & MODEL_NODE_CATEGORICAL) {
+            uint32_t off = nd->cat;
+            if (off >= h->num_cat_words || cats[off] == 0 ||
+                cats[off] > h->num_cat_words - off - 1) {
+                set_err(err, errlen, "tree %u node %u: categorical set out of range", tree, i);
+                return -1;
+            }
+        } else if (nd->cat != 0) {
+            set_err(err, errlen, "tree %u node %u: numerical node with a set", tree, i);
+            return -1;
+        }
+    }
+    if (next != n) {
+        set_err(err, errlen, "tree %u: %u nodes but %u reachable", tree, n, next);
+        return -1;
+    }
+    return 0;
+}
+
+/* Format 2 after the shared header checks: objective, flags, parameter, sizes, trees. */
+static int validate_lgbm(const void *blob, size_t len, model_view *v, char *err, size_t errlen)
+{
+    const model_file_header *h = blob;
+    const model_lgbm_header *lh = blob;
+    for (size_t i = 0; i < sizeof(lh->reserved) / sizeof(lh->reserved[0]); i++)
+        if (lh->reserved[i] != 0) {
+            set_err(err, errlen, "reserved header field is not zero");
+            return -1;
+        }
+    if (!model_objective_is_lgbm(h->objective)) {
+        set_err(err, errlen, "unknown objective %u", h->objective);
+        return -1;
+    }
+    if ((h->flags & ~MODEL_LF_ALL) != 0) {
+        set_err(err, errlen, "unknown flags 0x%x", h->flags);
+        return -1;
+    }
+    double param = model_lgbm_value(lh->param);
+    if (!isfinite(param)) {
+        set_err(err, errlen, "objective parameter is not finite");
+        return -1;
+    }
+    if (h->num_feature == 0 || h->num_feature > MODEL_MAX_FEATURES) {
+        set_err(err, errlen, "num_feature %u out of range", h->num_feature);
+        return -1;
+    }
+    if (h->num_class == 0 || h->num_class > MODEL_MAX_CLASSES ||
+        (!is_multi(h->objective) && h->num_class != 1)) {
+        set_err(err, errlen, "num_class %u invalid for the objective", h->num_class);
+        return -1;
+    }
+    if (h->num_trees > MODEL_MAX_TREES || h->num_nodes > MODEL_MAX_NODES ||
+        h->num_cat_words > MODEL_MAX_CAT_WORDS || h->num_nodes < h->num_trees) {
+        set_err(err, errlen, "tree/node/category counts out of range");
+        return -1;
+    }
+    uint64_t want = (uint64_t)MODEL_HEADER_SIZE + (uint64_t)h->num_trees * 16u +
+                    (uint64_t)h->num_nodes * sizeof(model_lgbm_node) +
+                    (uint64_t)h->num_cat_words * 4u;
+    if (want != (uint64_t)len) {
+        set_err(err, errlen, "blob is %zu bytes, header describes %llu", len,
+                (unsigned long long)want);
+        return -1;
+    }
+    const uint8_t *base = blob;
+    const model_tree_rec *trees = (const model_tree_rec *)(base + MODEL_HEADER_SIZE);
+    const model_lgbm_node *nodes = (const model_lgbm_node *)(trees + h->num_trees);
+    const uint32_t *cats = (const uint32_t *)(nodes + h->num_nodes);
+    uint32_t first = 0;
+    for (uint32_t t = 0; t < h->num_trees; t++) {
+        const model_tree_rec *tr = &trees[t];
+        if (tr->first_node != first || tr->num_nodes == 0 || tr->num_nodes > MODEL_MAX_TREE_NODES ||
+            tr->num_nodes > h->num_nodes - first) {
+            set_err(err, errlen, "tree %u: node range out of order or out of bounds", t);
+            return -1;
+        }
+        if (tr->group != t % h->num_class || tr->weight != 1.0f) {
+            set_err(err, errlen, "tree %u: group %u or weight is not LightGBM's", t, tr->group);
+            return -1;
+        }
+        if (validate_tree_lgbm(nodes + first, tr->num_nodes, t, h, cats, err, errlen) != 0)
+            return -1;
+        first += tr->num_nodes;
+    }
+    if (first != h->num_nodes) {
+        set_err(err, errlen, "trees cover %u of %u nodes", first, h->num_nodes);
+        return -1;
+    }
+    v->hdr = h;
+    v->trees = trees;
+    v->nodes = NULL;
+    v->lnodes = nodes;
+    v->cats = cats;
+    v->blob_len = len;
+    v->format = MODEL_FORMAT_LGBM;
+    v->lgbm_param = param;
+    return 0;
+}
+
 int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratch_len,
                    model_view *v, char *err, size_t errlen)
 {
@@ -150,6 +335,8 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
         return -1;
     }
     const model_file_header *h = blob;
+    if (h->magic == MODEL_MAGIC && h->format_version == MODEL_FORMAT_LGBM)
+        return validate_lgbm(blob, len, v, err, errlen);
     if (h->magic != MODEL_MAGIC || h->format_version != MODEL_FORMAT_VERSION) {
         set_err(err, errlen, "bad magic or format version");
         return -1;
@@ -226,5 +413,6 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
     v->nodes = nodes;
     v->cats = cats;
     v->blob_len = len;
+    v->format = MODEL_FORMAT_VERSION;
     return 0;
 }

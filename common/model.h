@@ -40,6 +40,7 @@
 
 #define MODEL_MAGIC 0x4D4C4756u /* "VGLM" read as little-endian bytes */
 #define MODEL_FORMAT_VERSION 1u
+#define MODEL_FORMAT_LGBM 2u /* the LightGBM variant: see "Format 2" below */
 #define MODEL_HEADER_SIZE 64u
 #define MODEL_MAX_TREES (1u << 20)
 #define MODEL_MAX_NODES (1u << 26)      /* total, all trees */
@@ -70,8 +71,33 @@ enum model_objective {
     MODEL_OBJ_MAX
 };
 
+/* LightGBM objectives (format 2 blobs only), named as LightGBM's model files name them.  Numbered
+ * from 64 so that xgboost objectives can keep being appended below MODEL_OBJ_MAX.  Append only. */
+enum model_lgbm_objective {
+    MODEL_OBJ_LGBM_FIRST = 64,
+    MODEL_OBJ_LGBM_BINARY = MODEL_OBJ_LGBM_FIRST, /* binary          1/(1+exp(-sigmoid*x)) */
+    MODEL_OBJ_LGBM_REGRESSION,                    /* regression      identity (sqrt: sign*x*x) */
+    MODEL_OBJ_LGBM_REGRESSION_L1,                 /* regression_l1   as regression */
+    MODEL_OBJ_LGBM_HUBER,                         /* huber           as regression */
+    MODEL_OBJ_LGBM_FAIR,                          /* fair            as regression */
+    MODEL_OBJ_LGBM_QUANTILE,                      /* quantile        as regression */
+    MODEL_OBJ_LGBM_MAPE,                          /* mape            as regression */
+    MODEL_OBJ_LGBM_POISSON,                       /* poisson         exp */
+    MODEL_OBJ_LGBM_GAMMA,                         /* gamma           exp */
+    MODEL_OBJ_LGBM_TWEEDIE,                       /* tweedie         exp */
+    MODEL_OBJ_LGBM_MULTICLASS,                    /* multiclass      softmax per row (double) */
+    MODEL_OBJ_LGBM_MULTICLASSOVA,                 /* multiclassova   per-class sigmoid */
+    MODEL_OBJ_LGBM_XENTROPY,                      /* cross_entropy   1/(1+exp(-x)) */
+    MODEL_OBJ_LGBM_XENTLAMBDA,                    /* cross_entropy_lambda  log1p(exp(x)) */
+    MODEL_OBJ_LGBM_LAMBDARANK,                    /* lambdarank      identity */
+    MODEL_OBJ_LGBM_RANK_XENDCG,                   /* rank_xendcg     identity */
+    MODEL_OBJ_LGBM_END
+};
+
 #define MODEL_F_DART 0x1u /* booster "dart": each tree's leaf is multiplied by its weight */
 #define MODEL_F_ALL MODEL_F_DART
+#define MODEL_LF_SQRT 0x1u /* format 2, regression family: "regression sqrt" (sign(x) * x * x) */
+#define MODEL_LF_ALL MODEL_LF_SQRT
 
 /* Node flags, packed with the split feature into model_node_rec.split. */
 #define MODEL_NODE_FEATURE_MASK 0x3FFFFFFFu
@@ -115,6 +141,60 @@ typedef struct model_node_rec {
     } u;
 } model_node_rec;
 
+/* ---- Format 2: the LightGBM variant
+ * -------------------------------------------------------------- Same magic, format_version =
+ * MODEL_FORMAT_LGBM, same section order and canonical breadth-first node order as format 1 (so the
+ * same O(1)-memory validation), but: header    model_lgbm_header: the words at offsets 36..43 hold
+ * a little-endian double, the objective's parameter (sigmoid for binary/multiclassova, else 0);
+ * objective is a MODEL_OBJ_LGBM_*; flags are MODEL_LF_*; num_class = num_tree_per_iteration trees
+ * model_tree_rec as format 1; group == tree index % num_class, weight == 1.0f (the init score is
+ * baked into tree 0's leaves by LightGBM itself) nodes     model_lgbm_node, 24 bytes: threshold and
+ * leaf as doubles (stored as two u32 words so a blob only needs 4-byte alignment; read them with
+ * model_lgbm_value) cats      cats[off] = n (1 <= n), then n bitset words; a set bit sends the
+ * category LEFT (LightGBM's rule, the opposite of format 1) A format-2 node decides as LightGBM's
+ * Tree::NumericalDecision/CategoricalDecision on an input that first had |x| <= MODEL_LGBM_ZERO
+ * replaced by 0.0 (the C API's sparse-zero drop); see refeval_lgbm_tree_leaf. */
+#define MODEL_LGBM_FEATURE_MASK 0x0FFFFFFFu
+#define MODEL_LGBM_MISSING_SHIFT 28u
+#define MODEL_LGBM_MISSING_MASK 0x30000000u
+#define MODEL_LGBM_MISSING_NONE 0u
+#define MODEL_LGBM_MISSING_ZERO 1u
+#define MODEL_LGBM_MISSING_NAN 2u
+/* LightGBM's kZeroThreshold: 1e-35f widened to double. */
+#define MODEL_LGBM_ZERO ((double)1e-35f)
+
+typedef struct model_lgbm_header {
+    uint32_t magic, format_version, objective, flags, num_feature, num_class, num_trees, num_nodes,
+        num_cat_words;
+    uint32_t param[2];    /* double: objective parameter (sigmoid), little-endian */
+    uint32_t reserved[5]; /* zero */
+} model_lgbm_header;
+
+typedef struct model_lgbm_node {
+    int32_t left;      /* canonical, as model_node_rec; -1 marks a leaf */
+    int32_t right;     /* left + 1, or -1 for a leaf */
+    uint32_t split;    /* feature | missing type << 28 | MODEL_NODE_DEFAULT_LEFT |
+                          MODEL_NODE_CATEGORICAL; leaf: 0 */
+    uint32_t cat;      /* categorical: word offset of its set in cats[]; else 0 */
+    uint32_t value[2]; /* double: threshold (numerical; may be +-inf), or the leaf value */
+} model_lgbm_node;
+
+/* The double stored in two little-endian u32 words (4-byte aligned storage). */
+static inline double model_lgbm_value(const uint32_t w[2])
+{
+    uint64_t b = (uint64_t)w[0] | (uint64_t)w[1] << 32;
+    double d;
+    __builtin_memcpy(&d, &b, sizeof d);
+    return d;
+}
+static inline void model_lgbm_store(uint32_t w[2], double d)
+{
+    uint64_t b;
+    __builtin_memcpy(&b, &d, sizeof b);
+    w[0] = (uint32_t)b;
+    w[1] = (uint32_t)(b >> 32);
+}
+
 /* A validated blob, read in place.  Pointers are into the caller's blob, which must outlive it. */
 typedef struct model_view {
     const model_file_header *hdr;
@@ -122,6 +202,9 @@ typedef struct model_view {
     const model_node_rec *nodes;
     const uint32_t *cats;
     size_t blob_len;
+    uint32_t format;               /* MODEL_FORMAT_VERSION or MODEL_FORMAT_LGBM */
+    double lgbm_param;             /* format 2: the objective parameter (sigmoid) */
+    const model_lgbm_node *lnodes; /* format 2: the nodes (nodes is NULL then) */
 } model_view;
 
 /* Validates blob[0..len) as described at the top of this file and fills *v.  blob must be 4-byte
@@ -137,9 +220,16 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
 uint32_t model_outputs_per_row(const model_view *v, int output_margin);
 uint32_t model_outputs(uint32_t objective, uint32_t num_class, int output_margin);
 
-/* xgboost's name of an objective ("binary:logistic"), or NULL for an unknown value. */
+/* 1 if the objective's predictions are one value per class (multi:softprob, LightGBM multiclass
+ * and multiclassova). */
+int model_objective_multi_output(uint32_t objective);
+/* 1 for a MODEL_OBJ_LGBM_* value (a format-2 model, scored in double). */
+int model_objective_is_lgbm(uint32_t objective);
+
+/* xgboost's (or LightGBM's) name of an objective ("binary:logistic", "binary"), or NULL for an
+ * unknown value. */
 const char *model_objective_name(uint32_t objective);
-/* Returns the enum value for an xgboost objective name, or 0 if unsupported. */
+/* Returns the enum value for an xgboost or LightGBM objective name, or 0 if unsupported. */
 uint32_t model_objective_from_name(const char *name);
 
 #endif

@@ -7,6 +7,7 @@
 #include "model_build.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,10 @@ struct model_builder {
     size_t nodes_cap;
     uint32_t *cats;
     size_t cats_cap;
+    int lgbm;                /* format 2 */
+    double param;            /* format 2: objective parameter */
+    model_lgbm_node *lnodes; /* format 2 nodes */
+    size_t lnodes_cap;
 };
 
 model_builder *model_builder_new(uint32_t objective, uint32_t flags, uint32_t num_feature,
@@ -61,6 +66,7 @@ void model_builder_free(model_builder *b)
     free(b->trees);
     free(b->nodes);
     free(b->cats);
+    free(b->lnodes);
     free(b);
 }
 
@@ -90,8 +96,8 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
     model_file_header *h = &b->hdr;
     uint32_t node0 = h->num_nodes, cat0 = h->num_cat_words;
 
-    if (n == 0 || n > MODEL_MAX_TREE_NODES) {
-        set_err(err, errlen, "tree with %u nodes", n);
+    if (b->lgbm || n == 0 || n > MODEL_MAX_TREE_NODES) {
+        set_err(err, errlen, "tree with %u nodes (or a format-2 builder)", n);
         goto fail;
     }
     if (h->num_trees >= MODEL_MAX_TREES) {
@@ -216,12 +222,180 @@ fail:
     return rc;
 }
 
+model_builder *model_lgbm_builder_new(uint32_t objective, uint32_t flags, double param,
+                                      uint32_t num_feature, uint32_t num_class)
+{
+    model_builder *b = model_builder_new(objective, flags, num_feature, num_class, 0.0f, 0.0f);
+    if (b == NULL)
+        return NULL;
+    b->hdr.format_version = MODEL_FORMAT_LGBM;
+    b->lgbm = 1;
+    b->param = param;
+    return b;
+}
+
+/* A LightGBM child reference: internal node c >= 0 (< n_int) or leaf ~c (< n_leaves). */
+static int lgbm_ref_ok(int32_t c, uint32_t n_int, uint32_t n_leaves)
+{
+    return c >= 0 ? (uint32_t)c < n_int : (uint32_t)~c < n_leaves;
+}
+
+int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, char *err,
+                                size_t errlen)
+{
+    int rc = -1;
+    int32_t *queue = NULL; /* queue[new index] = LightGBM reference, breadth-first */
+    uint8_t *seen_int = NULL, *seen_leaf = NULL;
+    model_file_header *h = &b->hdr;
+    uint32_t node0 = h->num_nodes, cat0 = h->num_cat_words;
+    uint32_t nl = t->num_leaves, ni = nl ? nl - 1 : 0;
+
+    if (!b->lgbm || nl == 0 || (uint64_t)nl * 2 - 1 > MODEL_MAX_TREE_NODES) {
+        set_err(err, errlen, "tree with %u leaves", nl);
+        goto fail;
+    }
+    if (h->num_trees >= MODEL_MAX_TREES) {
+        set_err(err, errlen, "more than %u trees", MODEL_MAX_TREES);
+        goto fail;
+    }
+    if (t->num_cat > 0) {
+        if (t->cat_boundaries == NULL || t->cat_boundaries[0] != 0 ||
+            (uint32_t)t->cat_boundaries[t->num_cat] != t->n_cat_threshold) {
+            set_err(err, errlen, "cat_boundaries do not span cat_threshold");
+            goto fail;
+        }
+        for (uint32_t i = 0; i < t->num_cat; i++)
+            if (t->cat_boundaries[i + 1] < t->cat_boundaries[i]) {
+                set_err(err, errlen, "cat_boundaries decrease");
+                goto fail;
+            }
+    }
+    uint32_t total = 2 * nl - 1;
+    queue = malloc((size_t)total * sizeof(*queue));
+    seen_int = calloc(ni ? ni : 1, 1);
+    seen_leaf = calloc(nl, 1);
+    if (queue == NULL || seen_int == NULL || seen_leaf == NULL ||
+        grow((void **)&b->trees, &b->trees_cap, (size_t)h->num_trees + 1, sizeof(*b->trees))) {
+        set_err(err, errlen, "out of memory");
+        goto fail;
+    }
+    uint32_t qlen = 1;
+    queue[0] = nl == 1 ? ~0 : 0; /* a one-leaf tree is leaf 0 (Tree::Predict) */
+    if (nl == 1)
+        seen_leaf[0] = 1;
+    else
+        seen_int[0] = 1;
+    for (uint32_t k = 0; k < qlen; k++) {
+        int32_t r = queue[k];
+        if (r < 0)
+            continue;
+        int32_t kids[2] = {t->left_child[r], t->right_child[r]};
+        for (int j = 0; j < 2; j++) {
+            int32_t c = kids[j];
+            if (!lgbm_ref_ok(c, ni, nl)) {
+                set_err(err, errlen, "node %d: child %d out of range", r, c);
+                goto fail;
+            }
+            uint8_t *s = c >= 0 ? &seen_int[c] : &seen_leaf[~c];
+            if (*s) {
+                set_err(err, errlen, "node %d: child %d reached twice (cycle or shared node)", r,
+                        c);
+                goto fail;
+            }
+            *s = 1;
+            queue[qlen++] = c;
+        }
+    }
+    if ((uint64_t)h->num_nodes + qlen > MODEL_MAX_NODES) {
+        set_err(err, errlen, "more than %u nodes in total", MODEL_MAX_NODES);
+        goto fail;
+    }
+    if (grow((void **)&b->lnodes, &b->lnodes_cap, (size_t)h->num_nodes + qlen,
+             sizeof(*b->lnodes))) {
+        set_err(err, errlen, "out of memory");
+        goto fail;
+    }
+    uint32_t next = 1;
+    for (uint32_t k = 0; k < qlen; k++) {
+        int32_t r = queue[k];
+        model_lgbm_node *d = &b->lnodes[node0 + k];
+        memset(d, 0, sizeof(*d));
+        if (r < 0) {
+            d->left = d->right = -1;
+            model_lgbm_store(d->value, t->leaf_value[~r]);
+            continue;
+        }
+        d->left = (int32_t)next;
+        d->right = (int32_t)next + 1;
+        next += 2;
+        int32_t f = t->split_feature[r], dt = t->decision_type[r];
+        uint32_t miss = ((uint32_t)dt >> 2) & 3u;
+        if (f < 0 || (uint32_t)f >= h->num_feature) {
+            set_err(err, errlen, "node %d: split feature %d outside 0..%u", r, f,
+                    h->num_feature - 1);
+            goto fail;
+        }
+        if (miss > MODEL_LGBM_MISSING_NAN) {
+            set_err(err, errlen, "node %d: decision_type %d has missing type 3", r, dt);
+            goto fail;
+        }
+        d->split = (uint32_t)f | miss << MODEL_LGBM_MISSING_SHIFT |
+                   ((dt & 2) ? MODEL_NODE_DEFAULT_LEFT : 0);
+        double thr = t->threshold[r];
+        /* LightGBM's GetLeaf takes the categorical rule only when the tree has num_cat > 0. */
+        if (!((dt & 1) && t->num_cat > 0)) {
+            model_lgbm_store(d->value, thr);
+            continue;
+        }
+        /* CategoricalDecision: cat_idx = static_cast<int>(threshold). */
+        if (!(thr > -1.0 && thr < (double)t->num_cat)) {
+            set_err(err, errlen, "node %d: categorical threshold %.17g is not a set index", r, thr);
+            goto fail;
+        }
+        uint32_t ci = (uint32_t)thr;
+        uint32_t lo = (uint32_t)t->cat_boundaries[ci], hi = (uint32_t)t->cat_boundaries[ci + 1];
+        uint32_t words = hi - lo ? hi - lo : 1; /* an empty set: one zero word, nothing left */
+        uint64_t need = (uint64_t)h->num_cat_words + 1 + words;
+        if (need > MODEL_MAX_CAT_WORDS) {
+            set_err(err, errlen, "categorical sets exceed %u words", MODEL_MAX_CAT_WORDS);
+            goto fail;
+        }
+        if (grow((void **)&b->cats, &b->cats_cap, (size_t)need, sizeof(*b->cats))) {
+            set_err(err, errlen, "out of memory");
+            goto fail;
+        }
+        uint32_t off = h->num_cat_words;
+        b->cats[off] = words;
+        b->cats[off + 1] = 0;
+        if (hi > lo)
+            memcpy(&b->cats[off + 1], &t->cat_threshold[lo], (size_t)(hi - lo) * sizeof(uint32_t));
+        d->split |= MODEL_NODE_CATEGORICAL;
+        d->cat = off;
+        h->num_cat_words = (uint32_t)need;
+    }
+    model_tree_rec *tr = &b->trees[h->num_trees];
+    tr->first_node = node0;
+    tr->num_nodes = qlen;
+    tr->group = h->num_trees % h->num_class;
+    tr->weight = 1.0f;
+    h->num_trees++;
+    h->num_nodes = node0 + qlen;
+    rc = 0;
+fail:
+    if (rc != 0)
+        h->num_cat_words = cat0;
+    free(queue);
+    free(seen_int);
+    free(seen_leaf);
+    return rc;
+}
+
 int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, size_t errlen)
 {
     const model_file_header *h = &b->hdr;
+    size_t node_size = b->lgbm ? sizeof(model_lgbm_node) : sizeof(model_node_rec);
     size_t len = MODEL_HEADER_SIZE + (size_t)h->num_trees * sizeof(model_tree_rec) +
-                 (size_t)h->num_nodes * sizeof(model_node_rec) +
-                 (size_t)h->num_cat_words * sizeof(uint32_t);
+                 (size_t)h->num_nodes * node_size + (size_t)h->num_cat_words * sizeof(uint32_t);
     uint8_t *blob = NULL;
     model_view v;
 
@@ -233,15 +407,24 @@ int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, s
         goto fail;
     }
     uint8_t *p = blob;
-    memcpy(p, h, MODEL_HEADER_SIZE);
+    if (b->lgbm) {
+        model_lgbm_header lh;
+        memset(&lh, 0, sizeof lh);
+        memcpy(&lh, h, offsetof(model_lgbm_header, param)); /* the shared 9-word prefix */
+        model_lgbm_store(lh.param, b->param);
+        memcpy(p, &lh, MODEL_HEADER_SIZE);
+    } else {
+        memcpy(p, h, MODEL_HEADER_SIZE);
+    }
     p += MODEL_HEADER_SIZE;
     if (h->num_trees) {
         memcpy(p, b->trees, (size_t)h->num_trees * sizeof(model_tree_rec));
         p += (size_t)h->num_trees * sizeof(model_tree_rec);
     }
     if (h->num_nodes) {
-        memcpy(p, b->nodes, (size_t)h->num_nodes * sizeof(model_node_rec));
-        p += (size_t)h->num_nodes * sizeof(model_node_rec);
+        memcpy(p, b->lgbm ? (const void *)b->lnodes : (const void *)b->nodes,
+               (size_t)h->num_nodes * node_size);
+        p += (size_t)h->num_nodes * node_size;
     }
     if (h->num_cat_words)
         memcpy(p, b->cats, (size_t)h->num_cat_words * sizeof(uint32_t));

@@ -41,4 +41,34 @@ int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, s
 
 void model_builder_free(model_builder *b);
 
+/* ---- format 2: LightGBM trees ------------------------------------------------------------------
+ * One tree as LightGBM's text model describes it (tree.cpp): internal nodes 0..num_leaves-2, a
+ * child c < 0 is leaf ~c.  Arrays stay owned by the caller. */
+typedef struct model_lgbm_src_tree {
+    uint32_t num_leaves;          /* >= 1; a single-leaf tree has no internal arrays */
+    const int32_t *split_feature; /* num_leaves - 1 entries each, from here ... */
+    const double *threshold;      /* categorical: the index into cat_boundaries */
+    const int32_t *decision_type; /* bit0 categorical, bit1 default_left, bits 2-3 missing type */
+    const int32_t *left_child;
+    const int32_t *right_child;    /* ... to here */
+    const double *leaf_value;      /* num_leaves */
+    uint32_t num_cat;              /* 0: every node decides numerically (as LightGBM's GetLeaf) */
+    const int32_t *cat_boundaries; /* num_cat + 1, non-decreasing, from 0 to n_cat_threshold */
+    const uint32_t *cat_threshold; /* n_cat_threshold bitset words */
+    uint32_t n_cat_threshold;
+} model_lgbm_src_tree;
+
+/* Starts a format-2 model: objective MODEL_OBJ_LGBM_*, flags MODEL_LF_*, param the objective's
+ * parameter (sigmoid; 0 when it has none), num_class = num_tree_per_iteration.  NULL on OOM.
+ * Free with model_builder_free; emit with model_build. */
+model_builder *model_lgbm_builder_new(uint32_t objective, uint32_t flags, double param,
+                                      uint32_t num_feature, uint32_t num_class);
+
+/* Appends one LightGBM tree (its class is the tree index % num_class).  Checks every reference:
+ * children in range and each node reached once, features < num_feature, missing type <= 2,
+ * categorical indices < num_cat, boundaries in range.  Unreachable nodes are dropped.  Returns 0,
+ * or -1 with a reason in err (the builder is unchanged). */
+int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, char *err,
+                                size_t errlen);
+
 #endif

@@ -21,15 +21,9 @@ int modelfile_detect(const void *bytes, size_t len)
             return MODELFILE_XGB_JSON;
         return MODELFILE_UNKNOWN;
     }
-    if (len >= 5 && memcmp(s, "tree", 4) == 0 && (s[4] == '\n' || s[4] == '\r')) {
-        size_t head = len < MODELFILE_LGBM_HEAD ? len : MODELFILE_LGBM_HEAD;
-        static const char tag[] = "\nversion=v4";
-        for (size_t k = 4; k + sizeof(tag) - 1 <= head; k++)
-            if (memcmp(s + k, tag, sizeof(tag) - 1) == 0 &&
-                (k + sizeof(tag) - 1 == head || s[k + sizeof(tag) - 1] == '\n' ||
-                 s[k + sizeof(tag) - 1] == '\r'))
-                return MODELFILE_LGBM_TEXT;
-    }
+    /* LightGBM text: its first line is "tree"; lgbm_compile checks the rest (version=...). */
+    if (len >= 5 && memcmp(s, "tree", 4) == 0 && (s[4] == '\n' || s[4] == '\r'))
+        return MODELFILE_LGBM_TEXT;
     return MODELFILE_UNKNOWN;
 }
 

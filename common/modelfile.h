@@ -2,14 +2,12 @@
  * file name or a Content-Type header), and the names the API shows for each kind.
  *
  * Owns: the detection rules and the format names/content types.  Costs: O(1) for the JSON/UBJSON
- * decision (the first bytes), O(min(len, MODELFILE_LGBM_HEAD)) for LightGBM text.  No allocation,
- * thread-safe. */
+ * decision (the first bytes) and for LightGBM text (its first line).  No allocation, thread-safe.
+ */
 #ifndef VIGIL_MODELFILE_H
 #define VIGIL_MODELFILE_H
 
 #include <stddef.h>
-
-#define MODELFILE_LGBM_HEAD 4096 /* LightGBM's "version=" line is looked for in this prefix */
 
 enum modelfile_format {
     MODELFILE_UNKNOWN = 0,
@@ -22,8 +20,8 @@ enum modelfile_format {
  *   - UBJSON: '{' followed by a UBJSON length marker (i U I l L) or a count ('#'), as xgboost's
  *     UBJWriter starts every file ("{L\0\0\0\0\0\0\0\x07learner...");
  *   - JSON: optional whitespace, then '{' followed by whitespace, '"' or '}';
- *   - LightGBM text: starts with "tree" and a line end, and "version=v4" appears in the first
- *     MODELFILE_LGBM_HEAD bytes;
+ *   - LightGBM text: starts with the line "tree" (lgbm_compile then checks its "version=" line
+ *     and answers an unsupported version with a 422 naming it);
  *   - anything else (including empty input): MODELFILE_UNKNOWN.
  * Returns an enum modelfile_format. */
 int modelfile_detect(const void *bytes, size_t len);

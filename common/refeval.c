@@ -140,3 +140,145 @@ void refeval_predict(const model_view *m, const float *rows, size_t nrows, int o
         }
     }
 }
+
+/* ---- format 2: LightGBM 4.6
+ * ---------------------------------------------------------------------- Each rule names the
+ * LightGBM source it mirrors; tests/fixtures/refs/lgbm_* hold LightGBM's own outputs that prove
+ * them bit for bit. */
+
+/* include/LightGBM/tree.h CategoricalDecision: NaN goes right; int_fval = static_cast<int>(fval)
+ * (truncation; a value outside int's range converts to INT_MIN on x86-64, i.e. negative), negative
+ * goes right; otherwise left iff bit int_fval is set in the node's words (utils/common.h
+ * FindInBitset: a word past the set's end is "not set"). */
+static int lgbm_cat_left(const uint32_t *set, double x)
+{
+    if (isnan(x) || !(x > -2147483649.0 && x < 2147483648.0))
+        return 0;
+    int32_t i = (int32_t)x;
+    if (i < 0)
+        return 0;
+    uint32_t w = (uint32_t)i / 32u;
+    if (w >= set[0])
+        return 0;
+    return (set[1 + w] >> ((uint32_t)i % 32u)) & 1u;
+}
+
+/* tree.h NumericalDecision: NaN becomes 0.0 unless the missing type is NaN; a Zero-type node sends
+ * |x| <= kZeroThreshold (IsZero), a NaN-type node sends NaN, to the default side; otherwise
+ * x <= threshold goes left. */
+static int lgbm_num_left(uint32_t split, double thr, double x)
+{
+    uint32_t miss = (split & MODEL_LGBM_MISSING_MASK) >> MODEL_LGBM_MISSING_SHIFT;
+    if (isnan(x) && miss != MODEL_LGBM_MISSING_NAN)
+        x = 0.0;
+    if ((miss == MODEL_LGBM_MISSING_ZERO && x >= -MODEL_LGBM_ZERO && x <= MODEL_LGBM_ZERO) ||
+        (miss == MODEL_LGBM_MISSING_NAN && isnan(x)))
+        return (split & MODEL_NODE_DEFAULT_LEFT) != 0;
+    return x <= thr;
+}
+
+double refeval_lgbm_tree_leaf(const model_view *m, uint32_t tree, const double *row)
+{
+    const model_lgbm_node *nodes = m->lnodes + m->trees[tree].first_node;
+    int32_t nid = 0;
+    /* tree.h GetLeaf: walk until a leaf; canonical order guarantees termination. */
+    while (nodes[nid].left != -1) {
+        const model_lgbm_node *nd = &nodes[nid];
+        /* c_api.cpp RowFunctionFromDenseMatric keeps only |v| > kZeroThreshold or NaN; the
+         * predictor's dense buffer holds 0.0 for the rest. */
+        double x = refeval_lgbm_input(row[nd->split & MODEL_LGBM_FEATURE_MASK]);
+        int left = (nd->split & MODEL_NODE_CATEGORICAL)
+                       ? lgbm_cat_left(m->cats + nd->cat, x)
+                       : lgbm_num_left(nd->split, model_lgbm_value(nd->value), x);
+        nid = left ? nd->left : nd->right;
+    }
+    return model_lgbm_value(nodes[nid].value);
+}
+
+/* The objectives' ConvertOutput (src/objective/, the *_objective.hpp files), all in double: binary
+ * and multiclassova 1.0f / (1.0f + exp(-sigmoid * x)); cross_entropy 1.0f / (1.0f + exp(-x));
+ * cross_entropy_lambda log1p(exp(x)); poisson, gamma and tweedie exp(x); the regression family
+ * identity, or with "sqrt" Common::Sign(x) * x * x; multiclass Common::Softmax (max-subtracted exp,
+ * summed in double, divided); lambdarank and rank_xendcg identity
+ * (ObjectiveFunction::ConvertOutput). */
+void refeval_lgbm_transform(const model_view *m, const double *raw, double *out)
+{
+    const model_file_header *h = m->hdr;
+    uint32_t k = h->num_class;
+    double sig = m->lgbm_param;
+    switch (h->objective) {
+    case MODEL_OBJ_LGBM_BINARY:
+        out[0] = 1.0 / (1.0 + exp(-sig * raw[0]));
+        return;
+    case MODEL_OBJ_LGBM_MULTICLASSOVA:
+        for (uint32_t i = 0; i < k; i++)
+            out[i] = 1.0 / (1.0 + exp(-sig * raw[i]));
+        return;
+    case MODEL_OBJ_LGBM_XENTROPY:
+        out[0] = 1.0 / (1.0 + exp(-raw[0]));
+        return;
+    case MODEL_OBJ_LGBM_XENTLAMBDA:
+        out[0] = log1p(exp(raw[0]));
+        return;
+    case MODEL_OBJ_LGBM_POISSON:
+    case MODEL_OBJ_LGBM_GAMMA:
+    case MODEL_OBJ_LGBM_TWEEDIE:
+        out[0] = exp(raw[0]);
+        return;
+    case MODEL_OBJ_LGBM_MULTICLASS: {
+        double wmax = raw[0];
+        for (uint32_t i = 1; i < k; i++)
+            wmax = raw[i] > wmax ? raw[i] : wmax; /* std::max(input[i], wmax) */
+        double wsum = 0.0;
+        for (uint32_t i = 0; i < k; i++) {
+            out[i] = exp(raw[i] - wmax);
+            wsum += out[i];
+        }
+        for (uint32_t i = 0; i < k; i++)
+            out[i] /= wsum;
+        return;
+    }
+    case MODEL_OBJ_LGBM_REGRESSION:
+    case MODEL_OBJ_LGBM_REGRESSION_L1:
+    case MODEL_OBJ_LGBM_HUBER:
+    case MODEL_OBJ_LGBM_FAIR:
+    case MODEL_OBJ_LGBM_QUANTILE:
+    case MODEL_OBJ_LGBM_MAPE:
+        if (h->flags & MODEL_LF_SQRT) {
+            double x = raw[0];
+            int sign = (x > 0.0) - (x < 0.0);
+            out[0] = sign * x * x;
+            return;
+        }
+        out[0] = raw[0];
+        return;
+    default: /* lambdarank, rank_xendcg */
+        out[0] = raw[0];
+        return;
+    }
+}
+
+void refeval_lgbm_predict(const model_view *m, const double *rows, size_t nrows, int output_margin,
+                          double *out)
+{
+    const model_file_header *h = m->hdr;
+    uint32_t k = h->num_class;
+    uint32_t per_row = model_outputs_per_row(m, output_margin);
+    double raw[MODEL_MAX_CLASSES];
+    for (size_t r = 0; r < nrows; r++) {
+        const double *row = rows + r * h->num_feature;
+        /* gbdt_prediction.cpp PredictRaw: zeroed outputs, then for each iteration i and class j,
+         * output[j] += models_[i * num_tree_per_iteration + j]->Predict(features), in order. */
+        for (uint32_t g = 0; g < k; g++)
+            raw[g] = 0.0;
+        for (uint32_t t = 0; t < h->num_trees; t++)
+            raw[m->trees[t].group] += refeval_lgbm_tree_leaf(m, t, row);
+        double *o = out + r * per_row;
+        if (output_margin) {
+            for (uint32_t g = 0; g < k; g++)
+                o[g] = raw[g];
+        } else {
+            refeval_lgbm_transform(m, raw, o);
+        }
+    }
+}

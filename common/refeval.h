@@ -26,4 +26,24 @@ void refeval_transform(uint32_t objective, const float *margin, uint32_t k, floa
 /* Leaf value of one tree for one row (tree-local walk), exposed for tests. */
 float refeval_tree_leaf(const model_view *m, uint32_t tree, const float *row);
 
+/* ---- format 2 (LightGBM), in double -------------------------------------------------------------
+ * Mirrors LightGBM 4.6's prediction through its C API rule by rule (see refeval.c).  m must be a
+ * validated format-2 view.  rows: nrows x num_feature doubles, NaN = missing.  out: nrows x
+ * model_outputs_per_row(m, output_margin) doubles: raw scores, or ConvertOutput of them.  Never
+ * fails, never allocates (a MODEL_MAX_CLASSES-double stack array), thread-safe. */
+void refeval_lgbm_predict(const model_view *m, const double *rows, size_t nrows, int output_margin,
+                          double *out);
+
+/* The objective's ConvertOutput of one row's raw scores raw[0..num_class) into out (may alias). */
+void refeval_lgbm_transform(const model_view *m, const double *raw, double *out);
+
+/* Leaf value of one format-2 tree for one row (values as given: the zero drop happens inside). */
+double refeval_lgbm_tree_leaf(const model_view *m, uint32_t tree, const double *row);
+
+/* The C API's input rule: |v| <= kZeroThreshold becomes 0.0 (NaN stays NaN). */
+static inline double refeval_lgbm_input(double v)
+{
+    return v >= -MODEL_LGBM_ZERO && v <= MODEL_LGBM_ZERO ? 0.0 : v;
+}
+
 #endif

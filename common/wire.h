@@ -25,7 +25,12 @@
  *   SCORE request        u32 nsections (1..WIRE_MAX_SECTIONS), then per section:
  *                          key[48] u32 flags (WIRE_SCORE_MARGIN) u32 nrows u32 ncols
  *                          f32 rows[nrows * ncols] (row-major, NaN = missing)
+ *                        With WIRE_SCORE_F64 in a section's flags (LightGBM models, format 2) the
+ *                        section's rows are f64 instead, preceded by 0 or 4 zero bytes so that they
+ *                        start at a payload offset that is a multiple of 8.
  *              response  OK: u32 nsections, then per section u32 nrows u32 nout f32 out[nrows*nout]
+ *                        (for an F64 section: 0 or 4 zero bytes to the next multiple of 8 of the
+ *                        payload offset, then f64 out[nrows*nout])
  *                        UNKNOWN_MODEL: u32 index of the first section whose model is not loaded
  *                        BAD_PAYLOAD + message (ncols != the model's num_feature, sizes...) */
 #ifndef VIGIL_WIRE_H
@@ -42,6 +47,13 @@
 #define WIRE_MODEL_KEY_SIZE 48u
 #define WIRE_MAX_SECTIONS 8u
 #define WIRE_SCORE_MARGIN 0x1u /* SCORE section flag: raw margins instead of transformed output */
+#define WIRE_SCORE_F64 0x2u    /* SCORE section flag: f64 rows and outputs (format-2 models) */
+
+/* Padding bytes from payload offset off to the next multiple of 8 (F64 sections). */
+static inline size_t wire_pad8(size_t off)
+{
+    return (8u - (off & 7u)) & 7u;
+}
 
 enum wire_op {
     WIRE_OP_HELLO = 1,      /* -> u16 proto, str version, u16 n, n x (u16 op, str name, str impl) */

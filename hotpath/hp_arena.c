@@ -309,7 +309,7 @@ int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const mod
 {
     HP_ASSERT(a != NULL && key != NULL && v != NULL && v->hdr != NULL);
     /* O(blob) at most, outside the lock; rounded so that every layout starts aligned. */
-    size_t need = a->sc->bytes(v);
+    size_t need = v->format == MODEL_FORMAT_LGBM && a->sc->score64 == NULL ? 0 : a->sc->bytes(v);
     if (need == 0) {
         snprintf(err, errlen, "the %s kernel (VIGIL_HOTPATH_KERNEL) cannot score this model",
                  a->sc->name);
@@ -385,6 +385,7 @@ int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const mod
     e->len = len;
     e->model = (hp_model){.layout = NULL,
                           .num_feature = v->hdr->num_feature,
+                          .f64 = v->format == MODEL_FORMAT_LGBM,
                           .nout = {model_outputs_per_row(v, 0), model_outputs_per_row(v, 1)}};
     memmove(&a->order[pos + 1], &a->order[pos], (a->nlive - pos) * sizeof a->order[0]);
     a->order[pos] = (uint32_t)ei;

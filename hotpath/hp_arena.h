@@ -38,6 +38,7 @@ typedef struct hp_arena hp_arena;
 typedef struct hp_model {
     const void *layout;
     uint32_t num_feature;
+    int f64;          /* a LightGBM model: SCORE takes f64 rows, scored by the scorer's score64 */
     uint32_t nout[2]; /* outputs per row: [0] predictions, [1] margins (model_outputs_per_row) */
 } hp_model;
 

@@ -35,6 +35,7 @@
  * blocks and parallel parts only change which rows are walked together, never the order of the
  * additions inside a row.  The transform is refeval_transform itself. */
 #include "hp_forest.h"
+#include "hp_lgbm.h"
 
 #include <string.h>
 
@@ -166,6 +167,9 @@ static size_t binned_bytes(const model_view *v)
 
 size_t hp_forest_bytes(const model_view *v)
 {
+    /* LightGBM (format 2): a shell pointing at hp_lgbm's own layout in the same block. */
+    if (v->format == MODEL_FORMAT_LGBM)
+        return ALIGN64(sizeof(hp_forest)) + hp_lgbm_bytes(v);
     /* The plain layout's size: the binned one is built only when its reservation fits in it (it
      * does for complete-ish trees: 4-byte nodes, leaves included, plus at most one threshold per
      * internal node), so the arena holds exactly as many models as before binning existed. */
@@ -362,6 +366,19 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len)
     const model_file_header *h = v->hdr;
     if (len < hp_forest_bytes(v))
         return NULL;
+    if (v->format == MODEL_FORMAT_LGBM) {
+        hp_forest *lf = dst;
+        memset(lf, 0, sizeof *lf);
+        lf->objective = h->objective;
+        lf->num_feature = h->num_feature;
+        lf->num_class = h->num_class;
+        lf->num_trees = h->num_trees;
+        lf->flags = HPF_F_LGBM;
+        lf->lgbm = hp_lgbm_build(v, (uint8_t *)dst + ALIGN64(sizeof(hp_forest)),
+                                 len - ALIGN64(sizeof(hp_forest)));
+        lf->bytes = hp_forest_bytes(v);
+        return lf->lgbm ? lf : NULL;
+    }
     size_t bb = binned_bytes(v);
     if (bb > 0 && bb <= len) {
         const hp_forest *bf = build_binned(v, dst, len, bb);
@@ -430,6 +447,8 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len)
 
 uint32_t hp_forest_outputs(const hp_forest *f, int output_margin)
 {
+    if (f->lgbm)
+        return hp_lgbm_outputs(f->lgbm, output_margin);
     return model_outputs(f->objective, f->num_class, output_margin);
 }
 
@@ -975,6 +994,8 @@ void hp_forest_score(const hp_forest *f, const float *rows, size_t nrows, int ou
                      float *out, hp_pool *pool, uint64_t min_parallel_work)
 {
     HP_ASSERT(f != NULL && (rows != NULL || nrows == 0) && (out != NULL || nrows == 0));
+    if (f->lgbm) /* LightGBM forests take f64 rows: hp_lgbm_score (hp_k_score refuses f32) */
+        return;
     unsigned helpers = hp_pool_threads(pool);
     if (helpers == 0 || nrows <= HPF_BLOCK ||
         (uint64_t)nrows * (f->num_trees ? f->num_trees : 1) < min_parallel_work) {
@@ -1006,10 +1027,20 @@ static void sc_score(const void *layout, const float *rows, size_t nrows, int ou
     hp_forest_score(layout, rows, nrows, output_margin, out, pool, min_parallel_work);
 }
 
+/* LightGBM models: the forest is a shell around hp_lgbm's layout (hp_forest_build). */
+static void sc_score64(const void *layout, const double *rows, size_t nrows, int output_margin,
+                       double *out, hp_pool *pool, uint64_t min_parallel_work)
+{
+    const hp_forest *f = layout;
+    HP_ASSERT(f != NULL && f->lgbm != NULL);
+    hp_lgbm_score_pool(f->lgbm, rows, nrows, output_margin, out, pool, min_parallel_work);
+}
+
 const hp_scorer hp_scorer_forest = {
     .name = "forest",
     .bytes = sc_bytes,
     .build = sc_build,
     .score = sc_score,
+    .score64 = sc_score64,
     .release = NULL, /* the layout lives entirely in the arena's memory */
 };

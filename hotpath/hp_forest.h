@@ -86,6 +86,9 @@ typedef struct hpf_tree {
 #define HPF_F_DART 0x1u        /* multiply each tree's leaf by its weight (refeval's dart rule) */
 #define HPF_F_CATEGORICAL 0x2u /* some node is categorical: walks take the exact slow decision */
 #define HPF_F_BINNED 0x4u      /* every tree has the binned layout (tree.bin, thr_off, thr) */
+#define HPF_F_LGBM 0x8u        /* a LightGBM model: only `lgbm` is set (hotpath/hp_lgbm.h) */
+
+struct hp_lgbm;
 
 typedef struct hp_forest {
     uint32_t objective, num_feature, num_class, num_trees;
@@ -99,6 +102,7 @@ typedef struct hp_forest {
         *thr_off;     /* binned: feature f's thresholds are thr[thr_off[f] .. thr_off[f+1]) */
     const float *thr; /* binned: per feature, distinct thresholds in increasing order */
     size_t bytes;     /* size of the block it lives in */
+    const struct hp_lgbm *lgbm; /* HPF_F_LGBM: the LightGBM layout, in the same block */
 } hp_forest;
 
 /* Bytes hp_forest_build needs for v (which passed model_validate).  Never fails; O(nodes). */
@@ -111,6 +115,10 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len);
 
 /* Outputs per row: num_class for margins and multi:softprob, else 1 (model_outputs_per_row). */
 uint32_t hp_forest_outputs(const hp_forest *f, int output_margin);
+
+/* A LightGBM model (format 2) is built by hp_forest_build too, as a shell (HPF_F_LGBM) around
+ * hotpath/hp_lgbm.h's layout in the same block: score it with hp_lgbm_score(f->lgbm, ...) on f64
+ * rows; hp_forest_score does nothing for it. */
 
 /* Scores rows[0..nrows) (row-major nrows x num_feature, NaN = missing) into out (nrows x
  * hp_forest_outputs(f, output_margin)), bit-identical to refeval_predict on the source blob.

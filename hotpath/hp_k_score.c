@@ -88,6 +88,7 @@ typedef struct section {
     const uint8_t *key;
     uint32_t flags, nrows, ncols;
     const float *rows;
+    const double *rows64; /* WIRE_SCORE_F64 sections (LightGBM models) */
 } section;
 
 int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
@@ -117,16 +118,29 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
         s->ncols = wire_get_u32(&r);
         /* Cells, not bytes: nrows x ncols x 4 can wrap 64 bits (2^31 x 2^31 x 4 = 2^64 -> 0). */
         uint64_t cells = (uint64_t)s->nrows * s->ncols;
-        if (r.err || cells > wire_remaining(&r) / sizeof(float)) {
+        int f64 = (s->flags & WIRE_SCORE_F64) != 0;
+        if (f64 && !r.err) { /* f64 rows start 8-byte aligned in the payload */
+            size_t pad = wire_pad8(r.off);
+            const uint8_t *z = wire_get_bytes(&r, pad);
+            for (size_t k = 0; z && k < pad; k++)
+                if (z[k] != 0)
+                    r.err = 1;
+        }
+        size_t cell = f64 ? sizeof(double) : sizeof(float);
+        if (r.err || cells > wire_remaining(&r) / cell) {
             snprintf(msg, sizeof msg, "SCORE section %u: truncated (rows x cols do not fit)", i);
             return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
         }
-        if (s->flags & ~WIRE_SCORE_MARGIN) {
+        if (s->flags & ~(WIRE_SCORE_MARGIN | WIRE_SCORE_F64)) {
             snprintf(msg, sizeof msg, "SCORE section %u: unknown flags 0x%x", i, s->flags);
             return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
         }
         /* Offsets are multiples of 4 in a page-aligned buffer: the floats are aligned. */
-        s->rows = (const float *)wire_get_bytes(&r, (size_t)cells * sizeof(float));
+        const uint8_t *cells_p = wire_get_bytes(&r, (size_t)cells * cell);
+        s->rows = f64 ? NULL : (const float *)cells_p;
+        s->rows64 = f64 ? (const double *)cells_p : NULL;
+        if (f64 && ((uintptr_t)cells_p & 7u) != 0) /* the slot buffer is page-aligned */
+            return hp_kernel_fail(out, WIRE_E_INTERNAL, "SCORE f64 rows are not aligned");
         keys[i] = s->key;
     }
     if (wire_remaining(&r) != 0)
@@ -148,8 +162,16 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
             st = hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
             goto done;
         }
-        answer += 8 + (uint64_t)sec[i].nrows *
-                          models[i]->nout[(sec[i].flags & WIRE_SCORE_MARGIN) != 0] * 4;
+        int f64 = (sec[i].flags & WIRE_SCORE_F64) != 0;
+        if (f64 != models[i]->f64) {
+            snprintf(msg, sizeof msg, "SCORE section %u: the model takes %s rows", i,
+                     models[i]->f64 ? "f64 (WIRE_SCORE_F64)" : "f32");
+            st = hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
+            goto done;
+        }
+        answer += 8 + (f64 ? 4 : 0) +
+                  (uint64_t)sec[i].nrows *
+                      models[i]->nout[(sec[i].flags & WIRE_SCORE_MARGIN) != 0] * (f64 ? 8 : 4);
     }
     if (answer > out->cap - out->len) {
         snprintf(msg, sizeof msg, "SCORE answer of %llu bytes exceeds VIGIL_HOTPATH_MAX_FRAME_MB",
@@ -163,6 +185,19 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
         uint32_t nout = models[i]->nout[margin];
         wire_put_u32(out, sec[i].nrows);
         wire_put_u32(out, nout);
+        if (models[i]->f64) {
+            /* LightGBM: doubles at the next 8-byte payload offset (out->buf is 8-aligned).  The
+             * arena only holds f64 models when the scorer has score64 (hp_arena_load). */
+            for (size_t k = wire_pad8(out->len); k > 0; k--)
+                wire_put_u8(out, 0);
+            double *o64 =
+                (double *)wire_put_reserve(out, (size_t)sec[i].nrows * nout * sizeof(double));
+            if (o64 == NULL)
+                break;
+            sc->score64(models[i]->layout, sec[i].rows64, sec[i].nrows, margin, o64,
+                        hp_store_pool(state), HP_PARALLEL_MIN_WORK);
+            continue;
+        }
         /* The answer starts 8-byte aligned and every field is a multiple of 4 bytes. */
         float *o = (float *)wire_put_reserve(out, (size_t)sec[i].nrows * nout * sizeof(float));
         if (o == NULL)

@@ -86,10 +86,22 @@ static void plain_score(const void *layout, const float *rows, size_t nrows, int
     hp_pool_run(pool, plain_part, &j, nparts);
 }
 
+/* LightGBM models: refeval_lgbm_predict itself, on the slot thread. */
+static void plain_score64(const void *layout, const double *rows, size_t nrows, int output_margin,
+                          double *out, hp_pool *pool, uint64_t min_parallel_work)
+{
+    const plain_layout *l = layout;
+    (void)pool;
+    (void)min_parallel_work;
+    HP_ASSERT(l != NULL && l->v.format == MODEL_FORMAT_LGBM);
+    refeval_lgbm_predict(&l->v, rows, nrows, output_margin, out);
+}
+
 const hp_scorer hp_scorer_plain = {
     .name = "plain",
     .bytes = plain_bytes,
     .build = plain_build,
     .score = plain_score,
+    .score64 = plain_score64,
     .release = NULL, /* the layout lives entirely in the arena's memory */
 };

@@ -67,6 +67,12 @@ typedef struct hp_scorer {
     void (*score)(const void *layout, const float *rows, size_t nrows, int output_margin,
                   float *out, hp_pool *pool, uint64_t min_parallel_work);
 
+    /* Optional: the same for a LightGBM model (model_view format MODEL_FORMAT_LGBM): rows and
+     * outputs are doubles, bit-identical to refeval_lgbm_predict.  A scorer without it (NULL)
+     * never holds such a model: the arena answers LOAD_MODEL with BAD_PAYLOAD "cannot score". */
+    void (*score64)(const void *layout, const double *rows, size_t nrows, int output_margin,
+                    double *out, hp_pool *pool, uint64_t min_parallel_work);
+
     /* Optional (NULL: nothing to do): called once when the model is evicted or the arena is
      * destroyed, before its memory is reused, with no scorer using it.  Under the arena mutex:
      * O(1), never blocks, never allocates. */

@@ -1,8 +1,8 @@
 /* e2e_formats.c - end-to-end tests of model file formats through /api/v1/models: current xgboost
  * (3.5.0-dev) JSON and UBJSON uploads recognised by content, multi-target models, the format and
  * library version in list/get, /source with the upload's Content-Type, and predictions
- * bit-identical to xgboost's own for every case of tests/fixtures/refs; LightGBM text refused with
- * its message (for now), hostile UBJSON refused, multi-target models refused as policy champions.
+ * bit-identical to xgboost's own for every case of tests/fixtures/refs; LightGBM text recognised
+ * by content, hostile UBJSON refused, multi-target models refused as policy champions.
  *
  * Every TCase runs twice, with VIGIL_HOTPATH_MODE=inprocess and in the default worker mode (as in
  * e2e_models.c), each with its own environment; tests in a TCase share the database, so every test
@@ -305,7 +305,8 @@ START_TEST(refs_upload_source_predict)
 END_TEST
 
 /* The format comes from the content: a UBJSON file labelled application/json is UBJSON, a JSON
- * file labelled application/ubjson or text/plain is JSON; other Content-Types are 415. */
+ * file labelled application/ubjson is JSON; text/plain is for LightGBM text only (a JSON model
+ * sent as text/plain is a 415), other Content-Types are 415. */
 START_TEST(format_by_content_not_header)
 {
     static const struct {
@@ -314,7 +315,6 @@ START_TEST(format_by_content_not_header)
         {"model.ubj", "application/json", "xgboost-ubjson"},
         {"model.ubj", "application/ubjson", "xgboost-ubjson"},
         {"model.json", "application/ubjson", "xgboost-json"},
-        {"model.json", "text/plain", "xgboost-json"},
         {"model.json", "application/octet-stream", "xgboost-json"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -336,6 +336,11 @@ START_TEST(format_by_content_not_header)
     assert_problem(&r, 415, "unsupported_media_type");
     h_resp_free(&r);
     free(body);
+    body = ref_read("xgb_c_reg_squarederror", "model.json", &len);
+    upload_raw("bycontent-text", "text/plain", body, len, &r);
+    assert_problem(&r, 415, "unsupported_media_type");
+    h_resp_free(&r);
+    free(body);
 
     /* list shows the format of each */
     ck_assert_int_eq(h_json(&E, "GET", "/api/v1/models?name=bycontent-0", NULL, &r), 0);
@@ -348,16 +353,18 @@ START_TEST(format_by_content_not_header)
 }
 END_TEST
 
-/* LightGBM text is recognised and refused with a clear 422 (not yet supported); hostile UBJSON is a
- * 400 naming UBJSON; nothing is stored for either. */
+/* LightGBM text is recognised by content (a truncated one is a 400 naming LightGBM; the whole
+ * LightGBM path is e2e_lgbm.c's); hostile UBJSON is a 400 naming UBJSON; nothing is stored for
+ * either. */
 START_TEST(refused_uploads)
 {
     static const char lgbm[] = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\n"
                                "label_index=0\nmax_feature_idx=1\nobjective=regression\n";
     h_resp r;
     upload_raw("lgbm", "text/plain", lgbm, strlen(lgbm), &r);
-    assert_problem(&r, 422, "unsupported_model");
-    ck_assert_pstr_eq(h_str(&r, "detail"), "LightGBM text models: not supported yet");
+    assert_problem(&r, 400, "invalid_model");
+    ck_assert_msg(strstr(h_str(&r, "detail"), "not a valid LightGBM text model") != NULL, "%s",
+                  h_str(&r, "detail"));
     h_resp_free(&r);
 
     size_t len;

@@ -40,6 +40,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nout == 0 || nout > MODEL_MAX_CLASSES || model_outputs_per_row(&v, 0) > nout)
         abort();
     (void)model_objective_name(v.hdr->objective);
+    if (v.format == MODEL_FORMAT_LGBM) { /* LightGBM blobs score in double */
+        double *r64 = malloc((size_t)NROWS * nf * sizeof(double));
+        double *o64 = malloc((size_t)NROWS * nout * sizeof(double));
+        if (r64 && o64) {
+            static const double fill64[NROWS] = {NAN,      0.0,       -1e30, 1e30,
+                                                 INFINITY, -INFINITY, -0.0,  1e-36};
+            for (uint32_t r = 0; r < NROWS; r++)
+                for (uint32_t j = 0; j < nf; j++)
+                    r64[(size_t)r * nf + j] = r == 7 ? (double)(j % 70) : fill64[r];
+            refeval_lgbm_predict(&v, r64, NROWS, 1, o64);
+            refeval_lgbm_predict(&v, r64, NROWS, 0, o64);
+        }
+        free(r64);
+        free(o64);
+        free(blob);
+        return 0;
+    }
     float *rows = malloc((size_t)NROWS * nf * sizeof(float));
     float *out = malloc((size_t)NROWS * nout * sizeof(float));
     if (rows && out) {

@@ -128,6 +128,7 @@ static void structured_mode(const uint8_t *data, size_t size)
     }
 
     uint32_t nf = v.hdr->num_feature;
+    int lgbm = v.format == MODEL_FORMAT_LGBM; /* f32 sections must then be refused */
     if ((uint64_t)nrows * nf > sizeof rows_buf / sizeof(float))
         nrows = (uint32_t)(sizeof rows_buf / sizeof(float) / nf);
     for (size_t i = 0; i < (size_t)nrows * nf; i++) {
@@ -149,6 +150,11 @@ static void structured_mode(const uint8_t *data, size_t size)
     if (w.err)
         return;
     st = call(hp_k_score, (uint32_t)w.len, &out);
+    if (lgbm) {
+        if (st != WIRE_E_BAD_PAYLOAD)
+            abort();
+        return;
+    }
     if (st != WIRE_OK) {
         fprintf(stderr, "kernel %s: SCORE answered %d (%.*s)\n", hp_store_scorer(store)->name, st,
                 (int)out.len, (const char *)out_buf);

@@ -1185,7 +1185,8 @@ static void picky_score(const void *layout, const float *rows, size_t nrows, int
     hp_scorer_at(0)->score(layout, rows, nrows, output_margin, out, pool, min_parallel_work);
 }
 
-static const hp_scorer picky = {"picky", picky_bytes, picky_build, picky_score, NULL};
+static const hp_scorer picky = {
+    .name = "picky", .bytes = picky_bytes, .build = picky_build, .score = picky_score};
 
 START_TEST(declined_and_failed_builds_keep_nothing)
 {

@@ -328,8 +328,8 @@ START_TEST(detect_formats)
         {"{#i\x01", MODELFILE_XGB_UBJSON},
         {"[1,2]", MODELFILE_UNKNOWN},
         {"this is not json", MODELFILE_UNKNOWN},
-        {"tree\nversion=v3\n", MODELFILE_UNKNOWN},   /* only v4 is LightGBM's current text */
-        {"tree\nversion=v40\n", MODELFILE_UNKNOWN},  /* the whole value */
+        {"tree\nversion=v3\n", MODELFILE_LGBM_TEXT}, /* lgbm_compile judges the version */
+        {"tree\nversion=v40\n", MODELFILE_LGBM_TEXT},
         {"treeversion=v4\n", MODELFILE_UNKNOWN},     /* "tree" must be a line of its own */
         {"Tree=0\nversion=v4\n", MODELFILE_UNKNOWN}, /* case matters */
         {"{x", MODELFILE_UNKNOWN},

@@ -1,0 +1,116 @@
+/* hp_lgbm.h - the worker's layout of a LightGBM model (format 2 blob, common/model.h) and its
+ * tree walk, bit-identical to common/refeval.c's refeval_lgbm_predict.
+ *
+ * Owns: the layout (one contiguous block the caller provides, e.g. a piece of the model arena),
+ * its size, its build from a validated view, and scoring rows of doubles into doubles.
+ *
+ * Layout: 16-byte nodes {double v, u32 ff, u32 left} per tree in the blob's canonical order
+ * (children of an internal node at left and left + 1).  v is the threshold or the categorical
+ * set's word offset (HPL_CAT).  A leaf (HPL_LEAF) is a node that leads to itself whatever the
+ * input (feature 0, v = +inf, HPL_NANLEFT, left = its own index), and its value sits in leaf[] at
+ * the same index: so a walk may take exactly the tree's depth steps, branch-free, lanes that
+ * reached a leaf early staying put.  ff packs the feature with the
+ * decision precomputed from LightGBM's rules: HPL_NANLEFT is where a NaN goes (missing None: NaN
+ * becomes 0.0, so 0.0 <= threshold; NaN or Zero type: default_left), HPL_ZERO marks a
+ * missing-Zero node (a zero input takes the default side, HPL_DEFLEFT).  So a numerical node
+ * without HPL_ZERO decides `x <= v || (isnan(x) && nanleft)` with no branch on the missing type.
+ * Rows are walked in blocks of HPL_BLOCK through one tree at a time (the tree stays in cache),
+ * HPL_LANES rows interleaved so that their dependent node loads overlap; per row, leaves are added
+ * in tree order into double accumulators starting at 0.0, exactly as LightGBM's PredictRaw.
+ *
+ * Costs: hp_lgbm_bytes O(1) + sizes; hp_lgbm_build O(nodes); scoring O(rows x sum of path
+ * lengths).  Nothing here allocates; scoring uses a stack block of HPL_BLOCK x num_class doubles
+ * (at most HPL_ACC_MAX). */
+#ifndef VIGIL_HP_LGBM_H
+#define VIGIL_HP_LGBM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hp_pool.h"
+#include "model.h"
+
+#define HPL_FEATURE_MASK 0x00FFFFFFu
+#define HPL_LEAF 0x08000000u
+#define HPL_DEFLEFT 0x10000000u
+#define HPL_ZERO 0x20000000u
+#define HPL_CAT 0x40000000u
+#define HPL_NANLEFT 0x80000000u
+#define HPL_BLOCK 64
+#define HPL_LANES 16
+#define HPL_ACC_MAX 4096 /* doubles of accumulators on the stack (32 KiB) */
+
+typedef struct hpl_node {
+    double v;
+    uint32_t ff;
+    uint32_t left;
+} hpl_node;
+
+#define HPL_F_SLOW 0x1u   /* some node is categorical or missing-Zero: the general decision */
+#define HPL_F_BINNED 0x2u /* the binned layout below is present and used */
+
+/* Binned layout (HPL_F_BINNED: no categorical node, num_feature <= HPL_BIN_MAX_FEATURES, no NaN
+ * threshold, <= 65534 numerical nodes per feature).  thr[thr_off[f] .. thr_off[f+1]) holds the
+ * thresholds of feature f's nodes, sorted (duplicates kept).  A row is first turned into
+ * HPL_BIN_KINDS u16 bins per feature: with x' the input after the zero drop and b = #{thr < x'},
+ *   kind 0 (missing None)          NaN ? #{thr < 0.0} : b
+ *   kind 1 (missing NaN, left)     NaN ? 0 : b              kind 2 (NaN, right)  NaN ? 65535 : b
+ *   kind 3 (missing Zero, left)    NaN or x' == 0 ? 0 : b   kind 4 (Zero, right) ... ? 65535 : b
+ * Only the (feature, kind) pairs some node uses get a bin ("slots", in feature order), and a node
+ * word w = slot | j << 16, j = the lower-bound rank of the node's threshold, goes right iff
+ * bin > j, which is exactly LightGBM's decision (x' <= t iff b <= j).  A leaf's word is
+ * 65535 << 16 (never right) with left = itself. */
+#define HPL_BIN_KINDS 5u
+#define HPL_BIN_MAX_FEATURES 800u     /* 8 rows of bins fit the 64 KiB stack scratch */
+#define HPL_BIN_SCRATCH (64u * 1024u) /* bytes of bins on the stack */
+
+typedef struct hpl_bnode {
+    uint32_t w;    /* (kinds * feature + kind) | j << 16 */
+    uint32_t left; /* tree-local; right = left + 1; a leaf: itself */
+} hpl_bnode;
+
+typedef struct hp_lgbm {
+    uint32_t objective, num_feature, num_class, num_trees;
+    uint32_t flags;        /* HPL_F_* */
+    uint32_t lflags;       /* MODEL_LF_* (the transform) */
+    double param;          /* objective parameter (sigmoid) */
+    const uint32_t *first; /* first[t]: index of tree t's root in nodes[] */
+    const uint32_t *depth; /* depth[t]: longest root-to-leaf path of tree t */
+    const hpl_node *nodes;
+    const double *leaf;       /* leaf[i]: the value of leaf node i (same index as nodes[]) */
+    const uint32_t *cats;     /* categorical sets, word for word as in the blob */
+    const hpl_bnode *bnodes;  /* HPL_F_BINNED: same indices as nodes[] */
+    const uint32_t *thr_off;  /* HPL_F_BINNED: num_feature + 1 */
+    const double *thr;        /* HPL_F_BINNED */
+    const uint16_t *zero_bin; /* HPL_F_BINNED: #{thr < 0.0} per feature */
+    uint32_t nslots;          /* HPL_F_BINNED: bins per row (used (feature, kind) pairs) */
+    const uint32_t *slot_f;   /* HPL_F_BINNED: slot -> feature (non-decreasing) */
+    const uint8_t *slot_k;    /* HPL_F_BINNED: slot -> kind */
+    size_t bytes;
+} hp_lgbm;
+
+/* Bytes hp_lgbm_build needs for v (a validated format-2 view).  Never fails. */
+size_t hp_lgbm_bytes(const model_view *v);
+
+/* Builds into dst[0..len) (8-byte aligned, len >= hp_lgbm_bytes(v)).  Returns the model (it lives
+ * at dst and points only into dst), or NULL if len is too small or v is not format 2.  Never
+ * allocates; thread-safe for distinct dst. */
+const hp_lgbm *hp_lgbm_build(const model_view *v, void *dst, size_t len);
+
+/* Outputs per row: num_class for raw scores, multiclass and multiclassova; else 1. */
+uint32_t hp_lgbm_outputs(const hp_lgbm *m, int output_margin);
+
+/* Scores rows[0..nrows) (row-major nrows x num_feature doubles, NaN = missing) into out (nrows x
+ * hp_lgbm_outputs(m, output_margin) doubles), bit-identical to refeval_lgbm_predict.  Never fails,
+ * never allocates; thread-safe (m is read-only). */
+void hp_lgbm_score(const hp_lgbm *m, const double *rows, size_t nrows, int output_margin,
+                   double *out);
+
+/* hp_lgbm_score split over a compute pool: when pool is non-NULL and nrows x num_trees >=
+ * min_parallel_work, the rows are cut into parts scored by the pool's helpers and the calling
+ * thread (each row's arithmetic is the same whichever part it lands in, so the outputs are
+ * identical).  Never allocates; thread-safe. */
+void hp_lgbm_score_pool(const hp_lgbm *m, const double *rows, size_t nrows, int output_margin,
+                        double *out, hp_pool *pool, uint64_t min_parallel_work);
+
+#endif

@@ -196,182 +196,223 @@ static int grow(rows_result *res, dynbuf *mat, uint32_t nfeat, uint32_t max_rows
     return 0;
 }
 
+/* The state of one parse: the input, the model's shape, the name index, the matrix. */
+typedef struct parser {
+    rd r;
+    rows_result *res;
+    uint32_t nfeat, max_rows, n_names;
+    int f64;
+    name_ix *ix;    /* sorted feature names (NULL when the model has none) */
+    uint32_t *seen; /* seen[k] == row + 1: feature k already set in this row */
+    dynbuf mat;     /* the matrix; res->rows (or rows64) points into it */
+    char key[ROWS_NAME_MAX];
+} parser;
+
+/* Fails with 400 naming field ("rows[3]", "rows[3][2]", "rows[3].age"): the reason is
+ * "<field><what>". */
+static int bad_cell(parser *p, const char *field, const char *what)
+{
+    fail(p->res, 400, field, "%s%s", field, what);
+    return -1;
+}
+
+/* An array row: every value in feature order.  Returns 0 or -1 (res filled). */
+static int parse_array_row(parser *p, size_t row, long ri)
+{
+    char field[64];
+    uint32_t k = 0;
+    p->r.off++; /* '[' */
+    while (peek(&p->r) != ']') {
+        double v;
+        int bad = read_cell(&p->r, &v);
+        if (k < p->nfeat)
+            put_cell(p->res, p->f64, row + k, v);
+        if (bad) {
+            snprintf(field, sizeof field, "rows[%ld][%u]", ri, k);
+            return bad_cell(p, field, " must be a number or null");
+        }
+        k++;
+        if (peek(&p->r) == ',')
+            p->r.off++;
+    }
+    p->r.off++;
+    if (k != p->nfeat) {
+        snprintf(field, sizeof field, "rows[%ld]", ri);
+        fail(p->res, 400, field, "%s has %u values; the model has %u features", field, k, p->nfeat);
+        return -1;
+    }
+    return 0;
+}
+
+/* An object row: feature name -> value, absent = missing.  Returns 0 or -1 (res filled). */
+static int parse_object_row(parser *p, size_t row, long ri)
+{
+    rows_result *res = p->res;
+    if (!p->n_names) {
+        char field[64];
+        snprintf(field, sizeof field, "rows[%ld]", ri);
+        return bad_cell(p, field,
+                        " is an object, but the model has no feature names; send an array in "
+                        "feature order");
+    }
+    for (uint32_t k = 0; k < p->nfeat; k++)
+        put_cell(res, p->f64, row + k, NAN);
+    p->r.off++; /* '{' */
+    while (peek(&p->r) == '"') {
+        int kl = read_string(&p->r, p->key, sizeof p->key);
+        name_ix want = {p->key, 0}, *hit = NULL;
+        if (kl >= 0)
+            hit = bsearch(&want, p->ix, p->n_names, sizeof *p->ix, cmp_name);
+        peek(&p->r);
+        p->r.off++; /* ':' */
+        double v;
+        int bad = read_cell(&p->r, &v);
+        char field[192];
+        snprintf(field, sizeof field, "rows[%ld].%.150s", ri, kl >= 0 ? p->key : "?");
+        if (!hit || bad || hit->index >= p->nfeat)
+            return bad_cell(p, field,
+                            !hit ? ": unknown feature name" : ": must be a number or null");
+        if (p->seen[hit->index] == (uint32_t)ri + 1)
+            return bad_cell(p, field, ": duplicate key");
+        p->seen[hit->index] = (uint32_t)ri + 1;
+        put_cell(res, p->f64, row + hit->index, v);
+        if (peek(&p->r) == ',')
+            p->r.off++;
+    }
+    p->r.off++;
+    return 0;
+}
+
+/* The "rows" member: an array of array or object rows.  Returns 0 or -1 (res filled). */
+static int parse_rows(parser *p)
+{
+    rows_result *res = p->res;
+    if (peek(&p->r) != '[') {
+        fail(res, 400, "rows", "'rows' must be an array of rows");
+        return -1;
+    }
+    p->r.off++;
+    while (peek(&p->r) != ']') {
+        if (grow(res, &p->mat, p->nfeat, p->max_rows, p->f64))
+            return -1;
+        size_t row = (size_t)res->nrows * p->nfeat;
+        long ri = (long)res->nrows;
+        int c = peek(&p->r), rc;
+        if (c == '[') {
+            rc = parse_array_row(p, row, ri);
+        } else if (c == '{') {
+            rc = parse_object_row(p, row, ri);
+        } else {
+            char field[64];
+            snprintf(field, sizeof field, "rows[%ld]", ri);
+            fail(res, 400, field,
+                 "rows[%ld] must be an array (feature order) or an object (by name)", ri);
+            rc = -1;
+        }
+        if (rc)
+            return -1;
+        res->nrows++;
+        if (peek(&p->r) == ',')
+            p->r.off++;
+    }
+    p->r.off++;
+    return 0;
+}
+
+/* The body's members: "rows" (required, once) and "output_margin" (optional, once).  Returns 0 or
+ * -1 (res filled). */
+static int parse_members(parser *p)
+{
+    rows_result *res = p->res;
+    int seen_rows = 0, seen_margin = 0;
+    p->r.off++; /* '{' */
+    while (peek(&p->r) == '"') {
+        if (read_string(&p->r, p->key, sizeof p->key) < 0)
+            p->key[0] = '\0';
+        peek(&p->r);
+        p->r.off++; /* ':' */
+        if (strcmp(p->key, "output_margin") == 0 && !seen_margin) {
+            seen_margin = 1;
+            int c = peek(&p->r);
+            if (c != 't' && c != 'f') {
+                fail(res, 400, "output_margin", "'output_margin' must be true or false");
+                return -1;
+            }
+            res->output_margin = c == 't';
+            p->r.off += c == 't' ? 4 : 5;
+        } else if (strcmp(p->key, "rows") == 0 && !seen_rows) {
+            seen_rows = 1;
+            if (parse_rows(p))
+                return -1;
+        } else {
+            char field[101];
+            snprintf(field, sizeof field, "%.100s", p->key);
+            fail(res, 400, field, "%s field '%s'",
+                 seen_rows || seen_margin ? "duplicate or unknown" : "unknown", field);
+            return -1;
+        }
+        if (peek(&p->r) == ',')
+            p->r.off++;
+    }
+    if (!seen_rows) {
+        fail(res, 400, "rows", "'rows' is required");
+        return -1;
+    }
+    if (res->nrows == 0) {
+        fail(res, 400, "rows", "'rows' must hold at least one row");
+        return -1;
+    }
+    return 0;
+}
+
+/* Sorts the model's feature names for look-up by name.  Returns 0 or -1 (500, res filled). */
+static int index_names(parser *p, const char *const *names)
+{
+    if (!p->n_names)
+        return 0;
+    p->ix = malloc(p->n_names * sizeof *p->ix);
+    p->seen = calloc(p->nfeat, sizeof *p->seen);
+    if (!p->ix || !p->seen) {
+        fail(p->res, 500, "", "out of memory");
+        return -1;
+    }
+    for (uint32_t i = 0; i < p->n_names; i++)
+        p->ix[i] = (name_ix){names[i], i};
+    qsort(p->ix, p->n_names, sizeof *p->ix, cmp_name);
+    return 0;
+}
+
 static int parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
                  uint32_t nfeat, uint32_t max_rows, int f64, rows_result *res)
 {
     memset(res, 0, sizeof *res);
-    char key[ROWS_NAME_MAX], field[64];
-    name_ix *ix = NULL;
-    uint32_t *seen = NULL; /* seen[k] == row + 1: feature k already set in this row */
-    dynbuf mat;            /* the matrix; res->rows points into it */
-    dynbuf_init(&mat, (size_t)max_rows * nfeat * (f64 ? sizeof(double) : sizeof(float)));
-    int seen_rows = 0, seen_margin = 0;
+    parser p = {.r = {body, len, 0},
+                .res = res,
+                .nfeat = nfeat,
+                .max_rows = max_rows,
+                .n_names = n_names,
+                .f64 = f64};
+    dynbuf_init(&p.mat, (size_t)max_rows * nfeat * (f64 ? sizeof(double) : sizeof(float)));
+    int rc = -1;
     if (json_validate(body, len, res->err, sizeof res->err) != 0) {
         res->status = 400;
         return -1;
     }
-    rd r = {body, len, 0};
-    if (peek(&r) != '{') {
+    if (peek(&p.r) != '{') {
         fail(res, 400, "", "request body must be a JSON object");
         return -1;
     }
-    if (n_names) {
-        ix = malloc(n_names * sizeof *ix);
-        seen = calloc(nfeat, sizeof *seen);
-        if (!ix || !seen) {
-            fail(res, 500, "", "out of memory");
-            return -1;
-        }
-        for (uint32_t i = 0; i < n_names; i++)
-            ix[i] = (name_ix){names[i], i};
-        qsort(ix, n_names, sizeof *ix, cmp_name);
+    if (index_names(&p, names) == 0 && parse_members(&p) == 0)
+        rc = 0;
+    free(p.ix);
+    free(p.seen);
+    if (rc != 0) {
+        free(res->rows);
+        free(res->rows64);
+        res->rows = NULL;
+        res->rows64 = NULL;
     }
-    r.off++;
-    while (peek(&r) == '"') {
-        if (read_string(&r, key, sizeof key) < 0)
-            key[0] = '\0';
-        peek(&r);
-        r.off++; /* ':' */
-        if (strcmp(key, "output_margin") == 0 && !seen_margin) {
-            seen_margin = 1;
-            int c = peek(&r);
-            if (c == 't' || c == 'f') {
-                res->output_margin = c == 't';
-                r.off += c == 't' ? 4 : 5;
-            } else {
-                fail(res, 400, "output_margin", "'output_margin' must be true or false");
-                goto fail;
-            }
-        } else if (strcmp(key, "rows") == 0 && !seen_rows) {
-            seen_rows = 1;
-            if (peek(&r) != '[') {
-                fail(res, 400, "rows", "'rows' must be an array of rows");
-                goto fail;
-            }
-            r.off++;
-            while (peek(&r) != ']') {
-                if (grow(res, &mat, nfeat, max_rows, f64))
-                    goto fail;
-                size_t row = (size_t)res->nrows * nfeat;
-                long ri = (long)res->nrows;
-                int c = peek(&r);
-                if (c == '[') {
-                    r.off++;
-                    uint32_t k = 0;
-                    while (peek(&r) != ']') {
-                        double v;
-                        int bad = read_cell(&r, &v);
-                        if (k < nfeat)
-                            put_cell(res, f64, row + k, v);
-                        if (bad) {
-                            snprintf(field, sizeof field, "rows[%ld][%u]", ri, k);
-                            res->status = 400;
-                            snprintf(res->field, sizeof res->field, "%s", field);
-                            snprintf(res->err, sizeof res->err, "%s must be a number or null",
-                                     field);
-                            goto fail;
-                        }
-                        k++;
-                        if (peek(&r) == ',')
-                            r.off++;
-                    }
-                    r.off++;
-                    if (k != nfeat) {
-                        snprintf(field, sizeof field, "rows[%ld]", ri);
-                        res->status = 400;
-                        snprintf(res->field, sizeof res->field, "%s", field);
-                        snprintf(res->err, sizeof res->err,
-                                 "%s has %u values; the model has %u features", field, k, nfeat);
-                        goto fail;
-                    }
-                } else if (c == '{') {
-                    if (!n_names) {
-                        snprintf(res->field, sizeof res->field, "rows[%ld]", ri);
-                        res->status = 400;
-                        snprintf(res->err, sizeof res->err,
-                                 "rows[%ld] is an object, but the model has no feature names; "
-                                 "send an array in feature order",
-                                 ri);
-                        goto fail;
-                    }
-                    for (uint32_t k = 0; k < nfeat; k++)
-                        put_cell(res, f64, row + k, NAN);
-                    r.off++;
-                    while (peek(&r) == '"') {
-                        int kl = read_string(&r, key, sizeof key);
-                        name_ix want = {key, 0}, *hit = NULL;
-                        if (kl >= 0)
-                            hit = bsearch(&want, ix, n_names, sizeof *ix, cmp_name);
-                        peek(&r);
-                        r.off++; /* ':' */
-                        double v;
-                        int bad = read_cell(&r, &v);
-                        if (!hit || bad || hit->index >= nfeat) {
-                            snprintf(res->field, sizeof res->field, "rows[%ld].%.150s", ri,
-                                     kl >= 0 ? key : "?");
-                            res->status = 400;
-                            snprintf(res->err, sizeof res->err, "%s: %s", res->field,
-                                     !hit ? "unknown feature name" : "must be a number or null");
-                            goto fail;
-                        }
-                        if (seen[hit->index] == (uint32_t)ri + 1) {
-                            snprintf(res->field, sizeof res->field, "rows[%ld].%.150s", ri, key);
-                            res->status = 400;
-                            snprintf(res->err, sizeof res->err, "%s: duplicate key", res->field);
-                            goto fail;
-                        }
-                        seen[hit->index] = (uint32_t)ri + 1;
-                        put_cell(res, f64, row + hit->index, v);
-                        if (peek(&r) == ',')
-                            r.off++;
-                    }
-                    r.off++;
-                } else {
-                    snprintf(res->field, sizeof res->field, "rows[%ld]", ri);
-                    res->status = 400;
-                    snprintf(res->err, sizeof res->err,
-                             "rows[%ld] must be an array (feature order) or an object (by name)",
-                             ri);
-                    goto fail;
-                }
-                res->nrows++;
-                if (peek(&r) == ',')
-                    r.off++;
-            }
-            r.off++;
-        } else {
-            res->status = 400;
-            snprintf(res->field, sizeof res->field, "%.100s", key);
-            snprintf(res->err, sizeof res->err, "%s field '%.100s'",
-                     seen_rows || seen_margin ? "duplicate or unknown" : "unknown", key);
-            goto fail;
-        }
-        if (peek(&r) == ',')
-            r.off++;
-    }
-    if (!seen_rows) {
-        res->status = 400;
-        snprintf(res->field, sizeof res->field, "rows");
-        snprintf(res->err, sizeof res->err, "'rows' is required");
-        goto fail;
-    }
-    if (res->nrows == 0) {
-        res->status = 400;
-        snprintf(res->field, sizeof res->field, "rows");
-        snprintf(res->err, sizeof res->err, "'rows' must hold at least one row");
-        goto fail;
-    }
-    free(ix);
-    free(seen);
-    return 0;
-fail:
-    free(ix);
-    free(seen);
-    free(res->rows);
-    free(res->rows64);
-    res->rows = NULL;
-    res->rows64 = NULL;
-    return -1;
+    return rc;
 }
 
 int rows_parse(const char *body, size_t len, const char *const *names, uint32_t n_names,

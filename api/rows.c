@@ -191,6 +191,7 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
     int seen_rows = 0, seen_margin = 0;
     if (json_validate(body, len, res->err, sizeof res->err) != 0) {
         res->status = 400;
+        res->malformed = 1;
         return -1;
     }
     rd r = {body, len, 0};

@@ -51,6 +51,7 @@
 #include "json.h"
 #include "logline.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define REAP_TICK_MS 100   /* how late past its deadline a connection may be closed */
 #define MHD_LOG_PER_SEC 10 /* libmicrohttpd lines logged per second; the rest are counted */
@@ -158,15 +159,41 @@ static const char *status_title(int status)
     }
 }
 
+/* Copies src into dst[cap] (NUL-terminated, cut at a whole character) with every byte that is
+ * not part of a valid UTF-8 sequence replaced by U+FFFD: details and fields echo client text
+ * (a method, a query parameter's name, a model's strings), and an error body must stay valid
+ * JSON text whatever the client sent. */
+static void utf8_scrub(char *dst, size_t cap, const char *src)
+{
+    static const char repl[] = "\xef\xbf\xbd";
+    size_t o = 0, n = strlen(src);
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq_len((const unsigned char *)src + i, n - i);
+        const char *piece = k ? src + i : repl;
+        size_t plen = k ? k : 3;
+        if (o + plen >= cap)
+            break;
+        memcpy(dst + o, piece, plen);
+        o += plen;
+        i += k ? k : 1;
+    }
+    dst[o] = '\0';
+}
+
 void http_problem(http_resp *resp, int status, const char *code, const char *field,
                   const char *detail_fmt, ...)
 {
     assert(resp && code && status >= 400 && status <= 599);
-    char detail[512];
+    char raw[512], detail[512], fieldbuf[256];
     va_list ap;
     va_start(ap, detail_fmt);
-    vsnprintf(detail, sizeof detail, detail_fmt, ap);
+    vsnprintf(raw, sizeof raw, detail_fmt, ap);
     va_end(ap);
+    utf8_scrub(detail, sizeof detail, raw);
+    if (field) {
+        utf8_scrub(fieldbuf, sizeof fieldbuf, field);
+        field = fieldbuf;
+    }
     char type[128];
     snprintf(type, sizeof type, "https://vigil.dev/problems/%s", code);
     cJSON *o = cJSON_CreateObject();

@@ -356,6 +356,12 @@ START_TEST(http_serves_a_table_it_is_given)
     ck_assert_int_eq(request(c.http_port, "GET /nope HTTP/1.0\r\n\r\n", NULL, 0), 404);
     ck_assert_int_eq(request(c.http_port, "DELETE /secret HTTP/1.0\r\n\r\n", body, sizeof body),
                      405);
+    /* A method that is not UTF-8 is echoed in the 405 detail as U+FFFD: the problem body stays
+     * strict JSON (fuzz_http, seeds/http/regress-405-method-not-utf8). */
+    ck_assert_int_eq(request(c.http_port, "P\x82OST /secret HTTP/1.0\r\n\r\n", body, sizeof body),
+                     405);
+    ck_assert_msg(json_validate(body, strlen(body), err, sizeof err) == 0, "%s: %s", err, body);
+    ck_assert_ptr_nonnull(strstr(body, "P\xef\xbf\xbdOST is not allowed"));
     ck_assert_int_eq(request(c.http_port, "GET /secret HTTP/1.0\r\n\r\n", NULL, 0), 401);
     st = request(c.http_port, "GET /secret HTTP/1.0\r\nAuthorization: Bearer good\r\n\r\n", body,
                  sizeof body);
@@ -412,7 +418,7 @@ START_TEST(http_serves_a_table_it_is_given)
         cJSON_Delete(j);
     }
     free(log);
-    ck_assert_int_eq(lines, 9);
+    ck_assert_int_eq(lines, 10);
     ck_assert_int_eq(found, 1);
 
     /* The counters name routes from the table the server was given. */

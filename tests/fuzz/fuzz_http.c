@@ -92,7 +92,7 @@ static int fake_auth(http_req *q, http_resp *r, unsigned scope)
     if (q->body || q->body_len)
         atomic_store(&g_auth_saw_body, 1);
     const char *h = http_header(q, "Authorization");
-    unsigned have = !h                         ? 0
+    unsigned have = !h                           ? 0
                     : strcmp(h, "Bearer w") == 0 ? (SCOPE_READ | SCOPE_WRITE)
                     : strcmp(h, "Bearer a") == 0 ? (SCOPE_READ | SCOPE_WRITE | SCOPE_ADMIN)
                                                  : 0;
@@ -247,7 +247,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (poll(&p, 1, (int)left) <= 0)
             continue;
         int full = n == sizeof out - 1; /* a long pipeline: drain the rest unchecked */
-        ssize_t r = full ? recv(fd, spill, sizeof spill, 0) : recv(fd, out + n, sizeof out - 1 - n, 0);
+        ssize_t r =
+            full ? recv(fd, spill, sizeof spill, 0) : recv(fd, out + n, sizeof out - 1 - n, 0);
         if (r <= 0)
             break;
         if (full)

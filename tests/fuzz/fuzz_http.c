@@ -17,6 +17,7 @@
  * The server logs a line per request: run with -close_fd_mask=2 (tests/fuzz/http.args) so the
  * log goes to /dev/null while libFuzzer's and the sanitizers' reports still reach the log. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -219,14 +220,40 @@ static void check_answers(const char *out, size_t n, int ambiguous, const uint8_
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* A connection to the server.  Connecting can fail for reasons of the machine, not of the
+ * server (the loopback's ephemeral ports are shared with every other test running): retried for
+ * up to 5 s, then the harness gives up with errno (not a finding). */
+static int client_connect(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)g_cfg.http_port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        abort();
+    static unsigned next_src;
+    for (int attempt = 0; attempt < 500; attempt++) {
+        /* Source addresses rotate over 127.1.0.0/16: each has its own ephemeral ports, so the
+         * TIME_WAIT tuples of earlier inputs never run the loopback out of them. */
+        unsigned k = next_src++ % 65536;
+        struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f010000u | k)};
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&src, sizeof src) == 0 &&
+            connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+            return fd;
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        if (attempt == 499) {
+            fprintf(stderr, "fuzz_http: cannot connect to the server: %s\n", strerror(e));
+            abort();
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int fd = client_connect();
     /* The whole input, then end-of-stream: the server must answer what is complete and close. */
     for (size_t off = 0; off < size;) {
         ssize_t w = send(fd, data + off, size - off, MSG_NOSIGNAL);

@@ -21,7 +21,8 @@
  *          complete: VIGIL_HEADER_TIMEOUT_S;
  *   busy   headers complete until the response is sent: none here (the body is bounded by the
  *          route's limit and MHD's idle timer, the handler by the request deadline);
- *   idle   after a response, until the next request line: VIGIL_CONN_TIMEOUT_S in total.
+ *   idle   after a response, until the next request line: VIGIL_CONN_TIMEOUT_S (+ 1 s, so a
+ *          quiet connection is MHD's idle timer's to close) in total.
  * A reaper thread wakes every REAP_TICK_MS and shuts down (shutdown(2)) the socket of every
  * connection past its deadline; MHD then sees end-of-stream and closes it.  The per-address
  * connection limit is MHD's (VIGIL_MAX_CONNECTIONS_PER_IP).
@@ -713,7 +714,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
                          enum MHD_RequestTerminationCode toe)
 {
     http_server *s = cls;
-    track_set(s, c, CONN_IDLE, clock_now_ms() + (int64_t)s->app->cfg->conn_timeout_s * 1000);
+    /* A second after MHD's own idle timer would fire: a quiet connection is closed by MHD as
+     * usual, only one that trickles bytes without finishing a request line reaches this. */
+    track_set(s, c, CONN_IDLE, clock_now_ms() + ((int64_t)s->app->cfg->conn_timeout_s + 1) * 1000);
     req_state *st = *ctx;
     if (!st)
         return;

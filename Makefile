@@ -238,7 +238,7 @@ clean:
 #   make fuzz FUZZ_TARGETS=json FUZZ_SECONDS=300
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= json rows xgb ubj model cursor wire score lgbm
+FUZZ_TARGETS ?= json rows xgb ubj model cursor wire score lgbm http
 FUZZ_OUT     := build/fuzz
 FUZZ_BIN     := bin/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -259,7 +259,12 @@ FUZZ_SRC_model   := common/model.c common/refeval.c
 FUZZ_SRC_cursor  := api/cursor.c api/config.c api/validate.c
 FUZZ_SRC_wire    := common/wire.c
 FUZZ_SRC_score   := $(HOTPATH_SRC) $(filter-out $(COMMON_API_ONLY),$(COMMON_SRC))
+FUZZ_SRC_http    := api/http.c api/router.c api/json.c api/metrics.c api/config.c \
+                    common/clock.c common/logline.c common/dynbuf.c common/utf8.c common/hex.c \
+                    common/wire.c
 FUZZ_SRC_seedgen := api/cursor.c api/config.c api/validate.c $(COMMON_SRC)
+# Libraries a harness needs beyond FUZZ_LIBS.
+FUZZ_LIBS_http   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BIN)/fuzz_%) $(FUZZ_BIN)/seedgen
@@ -273,9 +278,9 @@ define FUZZ_LINK_RULE
 $(FUZZ_BIN)/fuzz_$(1): $(FUZZ_OUT)/tests/fuzz/fuzz_$(1).o $(FUZZ_SRC_$(1):%.c=$(FUZZ_OUT)/%.o)
 	@mkdir -p $$(dir $$@)
 	$$(call say,LINK,$$@)
-	$$(Q)$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $$(FUZZ_LIBS)
+	$$(Q)$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $$(FUZZ_LIBS) $$(FUZZ_LIBS_$(1))
 endef
-$(foreach t,json rows xgb ubj model cursor wire score lgbm,$(eval $(call FUZZ_LINK_RULE,$(t))))
+$(foreach t,json rows xgb ubj model cursor wire score lgbm http,$(eval $(call FUZZ_LINK_RULE,$(t))))
 
 $(FUZZ_BIN)/seedgen: $(FUZZ_OUT)/tests/fuzz/seedgen.o $(FUZZ_SRC_seedgen:%.c=$(FUZZ_OUT)/%.o)
 	@mkdir -p $(dir $@)
@@ -291,9 +296,10 @@ fuzz: fuzz-build
 	$(Q)status=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_OUT)/corpus/$$t $(FUZZ_OUT)/crashes/$$t $(FUZZ_OUT)/seeds/$$t tests/fuzz/seeds/$$t; \
 	  dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+	  args=; [ -f tests/fuzz/$$t.args ] && args=$$(cat tests/fuzz/$$t.args); \
 	  echo "  FUZZ   $$t ($(FUZZ_SECONDS) s)"; \
 	  nice -n 19 $(FUZZ_BIN)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-	    -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/crashes/$$t/ $$dict \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/crashes/$$t/ $$dict $$args \
 	    $(FUZZ_OUT)/corpus/$$t $(FUZZ_OUT)/seeds/$$t tests/fuzz/seeds/$$t \
 	    > $(FUZZ_OUT)/$$t.log 2>&1 || { status=1; echo "  FAIL   $$t: see $(FUZZ_OUT)/$$t.log"; }; \
 	  grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' $(FUZZ_OUT)/$$t.log | sed 's/^/         /'; \

@@ -108,6 +108,8 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     c->pool_wait_ms = 1000;
     c->max_connections = 256;
     c->conn_timeout_s = 30;
+    c->max_conns_per_ip = 64;
+    c->header_timeout_s = 10;
     c->request_timeout_ms = 10000;
     c->db_connect_timeout_ms = 2000;
     c->hotpath_timeout_ms = 2000;
@@ -129,6 +131,8 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
         env_int32("VIGIL_POOL_WAIT_MS", 1, 60000, &c->pool_wait_ms, err, errlen) ||
         env_int32("VIGIL_MAX_CONNECTIONS", 1, 100000, &c->max_connections, err, errlen) ||
         env_int32("VIGIL_CONN_TIMEOUT_S", 1, 3600, &c->conn_timeout_s, err, errlen) ||
+        env_int32("VIGIL_MAX_CONNECTIONS_PER_IP", 0, 100000, &c->max_conns_per_ip, err, errlen) ||
+        env_int32("VIGIL_HEADER_TIMEOUT_S", 1, 3600, &c->header_timeout_s, err, errlen) ||
         env_int32("VIGIL_REQUEST_TIMEOUT_MS", 10, 600000, &c->request_timeout_ms, err, errlen) ||
         env_int32("VIGIL_DB_CONNECT_TIMEOUT_MS", 10, 60000, &c->db_connect_timeout_ms, err,
                   errlen) ||

@@ -10,17 +10,19 @@
 #include <stdint.h>
 
 typedef struct cfg {
-    char http_host[64];        /* VIGIL_HTTP_ADDR host part, default 127.0.0.1 */
-    int http_port;             /* VIGIL_HTTP_ADDR port part, default 8080 */
-    char database_url[1024];   /* DATABASE_URL (required to serve) */
-    char hotpath_socket[108];  /* VIGIL_HOTPATH_SOCKET, default var/run/hotpath.sock */
-    char hotpath_mode[16];     /* VIGIL_HOTPATH_MODE: worker | inprocess */
-    int db_pool_size;          /* VIGIL_DB_POOL_SIZE, default 8 */
-    int hotpath_pool_size;     /* VIGIL_HOTPATH_POOL_SIZE, default 8 */
-    int pool_wait_ms;          /* VIGIL_POOL_WAIT_MS, default 1000 */
-    int max_connections;       /* VIGIL_MAX_CONNECTIONS, default 256 */
-    int conn_timeout_s;        /* VIGIL_CONN_TIMEOUT_S idle keep-alive, default 30 */
-    int request_timeout_ms;    /* VIGIL_REQUEST_TIMEOUT_MS total per request, default 10000 */
+    char http_host[64];       /* VIGIL_HTTP_ADDR host part, default 127.0.0.1 */
+    int http_port;            /* VIGIL_HTTP_ADDR port part, default 8080 */
+    char database_url[1024];  /* DATABASE_URL (required to serve) */
+    char hotpath_socket[108]; /* VIGIL_HOTPATH_SOCKET, default var/run/hotpath.sock */
+    char hotpath_mode[16];    /* VIGIL_HOTPATH_MODE: worker | inprocess */
+    int db_pool_size;         /* VIGIL_DB_POOL_SIZE, default 8 */
+    int hotpath_pool_size;    /* VIGIL_HOTPATH_POOL_SIZE, default 8 */
+    int pool_wait_ms;         /* VIGIL_POOL_WAIT_MS, default 1000 */
+    int max_connections;      /* VIGIL_MAX_CONNECTIONS, default 256 */
+    int conn_timeout_s;       /* VIGIL_CONN_TIMEOUT_S idle keep-alive, default 30 */
+    int max_conns_per_ip;     /* VIGIL_MAX_CONNECTIONS_PER_IP, default 64; 0 = no per-address cap */
+    int header_timeout_s;     /* VIGIL_HEADER_TIMEOUT_S to receive a complete request head, 10 */
+    int request_timeout_ms;   /* VIGIL_REQUEST_TIMEOUT_MS total per request, default 10000 */
     int db_connect_timeout_ms; /* VIGIL_DB_CONNECT_TIMEOUT_MS, default 2000 */
     int hotpath_timeout_ms;    /* VIGIL_HOTPATH_TIMEOUT_MS bound of one worker call, default 2000 */
     int drain_timeout_s;       /* VIGIL_DRAIN_TIMEOUT_S, default 10 */

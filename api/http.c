@@ -1,18 +1,39 @@
 /* http.c - libmicrohttpd glue: per-request state, bounded bodies, dispatch through the route table
- * it was given, the key check it was given (http_setup), responses, request logging and drain.
- * See http.h.
+ * it was given, the key check it was given (http_setup), responses, request logging, connection
+ * limits and drain.  See http.h.
  *
  * Request life cycle (MHD calls on_request several times per request):
- *   1st call   allocate req_state, pick request id, match the route, check Content-Length against
- *              the route's body limit (413 before reading a byte), reject early errors.
- *   n calls    append upload chunks to the bounded body buffer.
- *   last call  (upload size 0) authenticate, check scope, run the handler, queue the response.
- *   completed  on_completed logs one line and frees everything. */
+ *   1st call   headers complete, no body byte read yet: allocate req_state, pick the request id,
+ *              match the route, refuse ambiguous framing (400), authenticate and check the scope
+ *              (401/403 with one database lookup), check Content-Length against the route's
+ *              limit (413).  Any of these answers at once: MHD then discards the body and closes
+ *              the connection, so an unauthenticated client never makes the API hold its body.
+ *   n calls    append upload chunks to the body buffer, grown as bytes arrive, bounded by the
+ *              route's limit.
+ *   last call  (upload size 0) run the handler, queue the response.
+ *   completed  on_completed logs one line and frees everything.
+ *
+ * Connection life cycle (the slow-client defence): MHD's own timeout is an idle timer that every
+ * byte restarts, so a client sending one header line every few seconds would hold its connection
+ * (and its thread) forever.  Each connection is therefore tracked (on_connection) with an
+ * absolute deadline for the phase it is in:
+ *   head   from accept (or from a keep-alive request's request line) until the headers are
+ *          complete: VIGIL_HEADER_TIMEOUT_S;
+ *   busy   headers complete until the response is sent: none here (the body is bounded by the
+ *          route's limit and MHD's idle timer, the handler by the request deadline);
+ *   idle   after a response, until the next request line: VIGIL_CONN_TIMEOUT_S (+ 1 s, so a
+ *          quiet connection is MHD's idle timer's to close) in total.
+ * A reaper thread wakes every REAP_TICK_MS and shuts down (shutdown(2)) the socket of every
+ * connection past its deadline; MHD then sees end-of-stream and closes it.  The per-address
+ * connection limit is MHD's (VIGIL_MAX_CONNECTIONS_PER_IP).
+ * Costs: O(1) under one mutex per phase change; the reaper scans the open connections
+ * (at most VIGIL_MAX_CONNECTIONS) once per tick. */
 #include "http.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +43,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,12 +52,38 @@
 #include "json.h"
 #include "logline.h"
 #include "metrics.h"
+#include "utf8.h"
+
+#define REAP_TICK_MS 100   /* how late past its deadline a connection may be closed */
+#define MHD_LOG_PER_SEC 10 /* libmicrohttpd lines logged per second; the rest are counted */
+
+enum conn_phase { CONN_HEAD, CONN_BUSY, CONN_IDLE };
+
+/* One per open TCP connection, on its server's list from MHD_CONNECTION_NOTIFY_STARTED until
+ * MHD_CONNECTION_NOTIFY_CLOSED (which libmicrohttpd calls before it closes the socket, so fd is
+ * valid while the entry is listed).  Guarded by http_server.mu. */
+typedef struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    enum conn_phase phase;
+    int64_t deadline_ms; /* absolute clock_now_ms(); 0 = none */
+} conn_track;
 
 struct http_server {
     struct MHD_Daemon *daemon;
     const app *app;
     http_setup setup;
     atomic_int inflight;
+    pthread_mutex_t mu; /* guards conns and stopping */
+    pthread_cond_t cv;  /* wakes the reaper to stop */
+    conn_track *conns;
+    int stopping;
+    int reaper_running;
+    pthread_t reaper;
+    pthread_mutex_t log_mu; /* the rate limit of libmicrohttpd's log lines */
+    int64_t log_window_ms;
+    int log_lines;
+    unsigned long log_suppressed;
 };
 
 typedef struct req_state {
@@ -112,15 +160,41 @@ static const char *status_title(int status)
     }
 }
 
+/* Copies src into dst[cap] (NUL-terminated, cut at a whole character) with every byte that is
+ * not part of a valid UTF-8 sequence replaced by U+FFFD: details and fields echo client text
+ * (a method, a query parameter's name, a model's strings), and an error body must stay valid
+ * JSON text whatever the client sent. */
+static void utf8_scrub(char *dst, size_t cap, const char *src)
+{
+    static const char repl[] = "\xef\xbf\xbd";
+    size_t o = 0, n = strlen(src);
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq_len((const unsigned char *)src + i, n - i);
+        const char *piece = k ? src + i : repl;
+        size_t plen = k ? k : 3;
+        if (o + plen >= cap)
+            break;
+        memcpy(dst + o, piece, plen);
+        o += plen;
+        i += k ? k : 1;
+    }
+    dst[o] = '\0';
+}
+
 void http_problem(http_resp *resp, int status, const char *code, const char *field,
                   const char *detail_fmt, ...)
 {
     assert(resp && code && status >= 400 && status <= 599);
-    char detail[512];
+    char raw[512], detail[512], fieldbuf[256];
     va_list ap;
     va_start(ap, detail_fmt);
-    vsnprintf(detail, sizeof detail, detail_fmt, ap);
+    vsnprintf(raw, sizeof raw, detail_fmt, ap);
     va_end(ap);
+    utf8_scrub(detail, sizeof detail, raw);
+    if (field) {
+        utf8_scrub(fieldbuf, sizeof fieldbuf, field);
+        field = fieldbuf;
+    }
     char type[128];
     snprintf(type, sizeof type, "https://vigil.dev/problems/%s", code);
     cJSON *o = cJSON_CreateObject();
@@ -191,20 +265,25 @@ int64_t http_time_left_ms(const http_req *req)
     return req->deadline_ms - clock_now_ms();
 }
 
-/* True when the Content-Type is application/json (parameters such as charset allowed). */
-static int is_json_type(const char *ct)
+int http_media_type_is(const char *ct, const char *type)
 {
     if (!ct)
         return 0;
-    size_t n = strlen("application/json");
-    return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';');
+    size_t n = strlen(type);
+    if (strncasecmp(ct, type, n) != 0)
+        return 0;
+    /* RFC 9110 media-type: type "/" subtype *( OWS ";" OWS parameter ) */
+    const char *p = ct + n;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return *p == '\0' || *p == ';';
 }
 
 int http_body_object(http_req *req, http_resp *resp, cJSON **out)
 {
     char err[256];
     *out = NULL;
-    if (!is_json_type(http_header(req, "Content-Type"))) {
+    if (!http_media_type_is(http_header(req, "Content-Type"), "application/json")) {
         http_problem(resp, 415, "unsupported_media_type", NULL,
                      "request body must be application/json");
         return -1;
@@ -261,6 +340,143 @@ static size_t body_limit(const app *a, int body)
     }
 }
 
+/* ---- connection tracking: deadlines for the request head and for idle keep-alive -------------
+ */
+
+/* The tracking entry MHD keeps for c (our socket context), or NULL when it has none. */
+static conn_track *track_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Moves c's connection to phase, with deadline_ms (0 = none).  Thread-safe. */
+static void track_set(http_server *s, struct MHD_Connection *c, enum conn_phase phase,
+                      int64_t deadline_ms)
+{
+    conn_track *t = track_of(c);
+    if (!t)
+        return;
+    pthread_mutex_lock(&s->mu);
+    t->phase = phase;
+    t->deadline_ms = deadline_ms;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: lists a new connection with its head deadline, unlists a closed
+ * one.  A connection that cannot be tracked (out of memory) is shut down at once rather than
+ * served without a deadline. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_track *t = ci ? calloc(1, sizeof *t) : NULL;
+        if (!t) {
+            if (ci)
+                shutdown(ci->connect_fd, SHUT_RDWR);
+            *socket_context = NULL;
+            return;
+        }
+        t->fd = ci->connect_fd;
+        t->phase = CONN_HEAD;
+        t->deadline_ms = clock_now_ms() + (int64_t)s->app->cfg->header_timeout_s * 1000;
+        pthread_mutex_lock(&s->mu);
+        t->next = s->conns;
+        if (s->conns)
+            s->conns->prev = t;
+        s->conns = t;
+        pthread_mutex_unlock(&s->mu);
+        *socket_context = t;
+        return;
+    }
+    conn_track *t = *socket_context;
+    if (!t)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        s->conns = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    pthread_mutex_unlock(&s->mu);
+    free(t);
+    *socket_context = NULL;
+}
+
+/* MHD_OPTION_URI_LOG_CALLBACK: a request line has arrived.  On a keep-alive connection that
+ * starts the next request's head deadline (the first request's started at accept).  Returns
+ * NULL: the access handler's first call still sees *ctx == NULL. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)uri;
+    http_server *s = cls;
+    conn_track *t = track_of(c);
+    if (!t)
+        return NULL;
+    pthread_mutex_lock(&s->mu);
+    if (t->phase == CONN_IDLE) {
+        t->phase = CONN_HEAD;
+        t->deadline_ms = clock_now_ms() + (int64_t)s->app->cfg->header_timeout_s * 1000;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Closes every listed connection past its deadline.  Caller holds s->mu.  Adds the counts of
+ * closed heads and idle connections to heads/idles. */
+static void reap(http_server *s, unsigned long *heads, unsigned long *idles)
+{
+    int64_t now = clock_now_ms();
+    for (conn_track *t = s->conns; t; t = t->next) {
+        if (!t->deadline_ms || now < t->deadline_ms)
+            continue;
+        /* MHD's thread sees end-of-stream and closes the connection; the entry goes when it
+         * does (on_connection). */
+        shutdown(t->fd, SHUT_RDWR);
+        t->deadline_ms = 0;
+        if (t->phase == CONN_HEAD)
+            (*heads)++;
+        else
+            (*idles)++;
+    }
+}
+
+/* The reaper thread: reap() every REAP_TICK_MS until http_stop; at most one log line a second
+ * saying how many connections it closed (an attack must not turn into a flood of log lines). */
+static void *reaper_main(void *arg)
+{
+    http_server *s = arg;
+    unsigned long heads = 0, idles = 0;
+    int64_t logged_ms = clock_now_ms();
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        reap(s, &heads, &idles);
+        int64_t now = clock_now_ms();
+        if ((heads || idles) && now - logged_ms >= 1000) {
+            pthread_mutex_unlock(&s->mu);
+            logline l;
+            logline_begin(&l, "warn", "http_connections_closed");
+            logline_u64(&l, "head_deadline", heads);
+            logline_u64(&l, "idle_deadline", idles);
+            logline_i64(&l, "header_timeout_s", s->app->cfg->header_timeout_s);
+            logline_end(&l);
+            heads = idles = 0;
+            logged_ms = now;
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        struct timespec ts = clock_abs_timespec(now + REAP_TICK_MS);
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
 /* ---- MHD callbacks ----------------------------------------------------------------------------
  */
 
@@ -288,13 +504,65 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_state *st)
     }
     if (r->replayed)
         MHD_add_response_header(mr, "Idempotent-Replayed", "true");
+    if (r->close)
+        MHD_add_response_header(mr, "Connection", "close");
     enum MHD_Result ok = MHD_queue_response(c, (unsigned)r->status, mr);
     MHD_destroy_response(mr);
     return ok;
 }
 
-/* Content-Length against the route's limit: 413 before a byte of the body is read, and one
- * allocation when the size is known.  Sets st->decided on an early answer. */
+/* The framing headers as received (MHD_lookup_connection_value sees only the first of each). */
+typedef struct framing {
+    int n_length, n_encoding;
+    int length_conflict;
+    const char *length, *encoding;
+} framing;
+
+static enum MHD_Result scan_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    framing *f = cls;
+    if (strcasecmp(key, "Content-Length") == 0) {
+        if (f->length && strcmp(f->length, value) != 0)
+            f->length_conflict = 1;
+        if (!f->length)
+            f->length = value;
+        f->n_length++;
+    } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        f->encoding = value;
+        f->n_encoding++;
+    }
+    return MHD_YES;
+}
+
+/* Refuses a body whose length two parsers could read differently (request smuggling, RFC 9112
+ * section 6.3): Content-Length headers that disagree, Content-Length together with
+ * Transfer-Encoding, or any transfer coding but a single "chunked".  Identical repeated
+ * Content-Length values are one length (RFC 9110 section 8.6).  Returns 0, or -1 with a 400 that
+ * closes the connection decided.  Sets *announced when a body follows the head. */
+static int check_framing(req_state *st, int *announced)
+{
+    framing f = {0};
+    MHD_get_connection_values(st->req.conn, MHD_HEADER_KIND, scan_framing, &f);
+    *announced = f.n_encoding > 0 || (f.length && strcmp(f.length, "0") != 0);
+    const char *why = f.length_conflict ? "conflicting Content-Length headers"
+                      : f.n_length && f.n_encoding
+                          ? "Content-Length together with Transfer-Encoding"
+                      : f.n_encoding > 1 ? "more than one Transfer-Encoding header"
+                      : f.n_encoding && strcasecmp(f.encoding, "chunked") != 0
+                          ? "Transfer-Encoding other than chunked"
+                          : NULL;
+    if (!why)
+        return 0;
+    http_problem(&st->resp, 400, "bad_request", NULL, "ambiguous request framing: %s", why);
+    st->resp.close = 1;
+    st->decided = 1;
+    return -1;
+}
+
+/* Content-Length against the route's limit: 413 before a byte of the body is read.  The length
+ * only decides; the buffer grows as bytes arrive.  Sets st->decided on an early answer. */
 static void check_length(req_state *st, const char *cl)
 {
     char *end = NULL;
@@ -307,13 +575,25 @@ static void check_length(req_state *st, const char *cl)
         http_problem(&st->resp, 413, "body_too_large", NULL,
                      "request body of %llu bytes exceeds the limit of %zu bytes", n, st->body_max);
         st->decided = 1;
-    } else if (dynbuf_reserve(&st->body, (size_t)n) != DYNBUF_OK) {
-        http_problem(&st->resp, 500, "internal", NULL, "out of memory");
-        st->decided = 1;
     }
 }
 
-/* First call: state, route, early rejections.  Returns the state or NULL on OOM. */
+/* The key check for a route with a scope, while only the head has arrived.  Returns 0, or -1
+ * with the answer (401, 403, 503 when the database cannot say) decided.  May block on the
+ * database, bounded by the request deadline. */
+static int authorize(req_state *st)
+{
+    http_auth_fn auth = st->srv->setup.authenticate;
+    if (!auth)
+        http_problem(&st->resp, 401, "unauthorized", NULL, "this server accepts no keys");
+    else if (auth(&st->req, &st->resp, st->rt->scope) == 0)
+        return 0;
+    st->decided = 1;
+    return -1;
+}
+
+/* First call, the head complete and no body byte read: state, route, framing, key, length.
+ * Returns the state (st->decided when it is answered already) or NULL on OOM. */
 static req_state *begin(http_server *s, struct MHD_Connection *c, const char *url,
                         const char *method)
 {
@@ -333,6 +613,9 @@ static req_state *begin(http_server *s, struct MHD_Connection *c, const char *ur
     q->deadline_ms = clock_now_ms() + s->app->cfg->request_timeout_ms;
     pick_request_id(c, q->request_id);
 
+    int announced = 0;
+    if (check_framing(st, &announced) != 0)
+        return st;
     size_t ulen = strlen(url);
     int status = 404;
     if (ulen <= ROUTER_MAX_PATH) {
@@ -347,13 +630,17 @@ static req_state *begin(http_server *s, struct MHD_Connection *c, const char *ur
         else
             http_problem(&st->resp, 404, "not_found", NULL, "no such route");
         st->decided = 1;
-        return st;
+    } else {
+        st->body_max = body_limit(s->app, st->rt->body);
+        dynbuf_init(&st->body, st->body_max);
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if ((st->rt->scope == SCOPE_NONE || authorize(st) == 0) && cl)
+            check_length(st, cl);
     }
-    st->body_max = body_limit(s->app, st->rt->body);
-    dynbuf_init(&st->body, st->body_max);
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    if (cl)
-        check_length(st, cl);
+    /* An early answer leaves the announced body unread: the connection cannot carry another
+     * request (libmicrohttpd closes it too; the header says so to the client). */
+    if (st->decided && announced)
+        st->resp.close = 1;
     return st;
 }
 
@@ -368,6 +655,7 @@ static int append_body(req_state *st, const char *data, size_t len)
     return dynbuf_append(&st->body, data, len) == DYNBUF_OK ? 0 : -1;
 }
 
+/* Last call, the whole body read (the key was checked in begin): runs the handler. */
 static void dispatch(req_state *st)
 {
     assert(st->rt && !st->decided); /* early answers never reach a handler */
@@ -387,15 +675,6 @@ static void dispatch(req_state *st)
     }
     q->body = st->body.p;
     q->body_len = st->body.len;
-    if (st->rt->scope != SCOPE_NONE) {
-        http_auth_fn auth = st->srv->setup.authenticate;
-        if (!auth) {
-            http_problem(r, 401, "unauthorized", NULL, "this server accepts no keys");
-            return;
-        }
-        if (auth(q, r, st->rt->scope) != 0)
-            return;
-    }
     st->rt->fn(q, r);
 }
 
@@ -407,6 +686,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     http_server *s = cls;
     req_state *st = *ctx;
     if (!st) {
+        track_set(s, c, CONN_BUSY, 0); /* the head is complete */
         st = begin(s, c, url, method);
         if (!st)
             return MHD_NO;
@@ -428,12 +708,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return queue(c, st);
 }
 
-/* The request's log line and metrics, once its response is sent (or the connection dropped). */
+/* The request's log line and metrics, once its response is sent (or the connection dropped).
+ * The connection is idle from here until its next request line. */
 static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)c;
     http_server *s = cls;
+    /* A second after MHD's own idle timer would fire: a quiet connection is closed by MHD as
+     * usual, only one that trickles bytes without finishing a request line reaches this. */
+    track_set(s, c, CONN_IDLE, clock_now_ms() + ((int64_t)s->app->cfg->conn_timeout_s + 1) * 1000);
     req_state *st = *ctx;
     if (!st)
         return;
@@ -458,10 +741,29 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
     atomic_fetch_sub(&s->inflight, 1);
 }
 
-/* libmicrohttpd's own error messages (bind failures, socket errors) as log lines. */
+/* libmicrohttpd's own messages (bind failures, socket errors, refused connections) as log lines,
+ * at most MHD_LOG_PER_SEC a second: the next line logged says how many were dropped. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
+    http_server *s = cls;
+    unsigned long dropped = 0;
+    int64_t now = clock_now_ms();
+    pthread_mutex_lock(&s->log_mu);
+    if (now - s->log_window_ms >= 1000) {
+        s->log_window_ms = now;
+        s->log_lines = 0;
+    }
+    int allowed = s->log_lines < MHD_LOG_PER_SEC;
+    if (allowed) {
+        s->log_lines++;
+        dropped = s->log_suppressed;
+        s->log_suppressed = 0;
+    } else {
+        s->log_suppressed++;
+    }
+    pthread_mutex_unlock(&s->log_mu);
+    if (!allowed)
+        return;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
@@ -471,7 +773,26 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     logline_begin(&l, "warn", "http_server_error");
     logline_str(&l, "error", msg);
     logline_str(&l, "source", "libmicrohttpd");
+    if (dropped)
+        logline_u64(&l, "suppressed", dropped);
     logline_end(&l);
+}
+
+/* Frees s and what http_start made of it before the daemon (the daemon itself is gone). */
+static void server_free(http_server *s)
+{
+    if (s->reaper_running) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->reaper, NULL);
+    }
+    assert(!s->conns); /* MHD_stop_daemon closed (and unlisted) every connection */
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->log_mu);
+    free(s);
 }
 
 http_server *http_start(const app *a, const http_setup *setup, char *err, size_t errlen)
@@ -484,23 +805,39 @@ http_server *http_start(const app *a, const http_setup *setup, char *err, size_t
     }
     s->app = a;
     s->setup = *setup;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->log_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)a->cfg->http_port)};
     if (inet_pton(AF_INET, a->cfg->http_host, &sa.sin_addr) != 1) {
         snprintf(err, errlen, "VIGIL_HTTP_ADDR: '%s' is not an IPv4 address", a->cfg->http_host);
-        free(s);
+        server_free(s);
         return NULL;
     }
-    s->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO_INTERNAL_THREAD |
-                                     MHD_USE_ITC | MHD_USE_ERROR_LOG,
-                                 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-                                 on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)a->cfg->max_connections,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)a->cfg->conn_timeout_s,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        snprintf(err, errlen, "cannot start the connection reaper thread");
+        server_free(s);
+        return NULL;
+    }
+    s->reaper_running = 1;
+    s->daemon =
+        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO_INTERNAL_THREAD |
+                             MHD_USE_ITC | MHD_USE_ERROR_LOG,
+                         0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)a->cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                         (unsigned)a->cfg->max_conns_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+                         (unsigned)a->cfg->conn_timeout_s, MHD_OPTION_NOTIFY_CONNECTION,
+                         on_connection, s, MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%d (address in use or not permitted)",
                  a->cfg->http_host, a->cfg->http_port);
-        free(s);
+        server_free(s);
         return NULL;
     }
     return s;
@@ -511,7 +848,8 @@ int http_stop(http_server *s)
     if (!s)
         return 0;
     /* The listen socket may only be closed after MHD_stop_daemon (libmicrohttpd's contract for
-     * threaded modes); until then new connections wait in the backlog, unanswered. */
+     * threaded modes); until then new connections wait in the backlog, unanswered.  The reaper
+     * keeps closing slow heads during the drain. */
     MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
     int64_t until = clock_now_ms() + (int64_t)s->app->cfg->drain_timeout_s * 1000;
     while (atomic_load(&s->inflight) > 0 && clock_now_ms() < until) {
@@ -522,6 +860,6 @@ int http_stop(http_server *s)
     MHD_stop_daemon(s->daemon);
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd);
-    free(s);
+    server_free(s);
     return left;
 }

@@ -1,6 +1,7 @@
 /* http.h - the HTTP layer of vigil-api: libmicrohttpd in thread-per-connection mode, request
  * bodies with hard limits, problem+json errors, request ids, one JSON log line per request,
- * authentication and scope checks, and graceful drain.
+ * authentication and scope checks on the request head (before any body byte is read), a deadline
+ * for the request head, a per-address connection limit, and graceful drain.
  *
  * Owns: http_req (one per request, freed in MHD's completion callback), http_resp (what a handler
  * fills), the daemon.  Handlers run on the connection's own thread and may block, bounded by the
@@ -52,11 +53,14 @@ typedef struct http_resp {
     char allow[64];
     int retry_after; /* seconds, 0 = no header */
     int replayed;    /* Idempotent-Replayed: true */
+    int close;       /* Connection: close - the connection ends after this answer */
 } http_resp;
 
 typedef void (*http_handler)(http_req *req, http_resp *resp); /* = route_handler */
 
-/* Checks req's credentials grant scope (a SCOPE_* bit).  Returns 0, or -1 with resp filled. */
+/* Checks req's credentials grant scope (a SCOPE_* bit).  Returns 0, or -1 with resp filled.
+ * Called when the request head is complete and before any body byte is read: req->body is NULL
+ * then.  May block, bounded by req->deadline_ms. */
 typedef int (*http_auth_fn)(http_req *req, http_resp *resp, unsigned scope);
 
 /* What the HTTP layer is given at start-up.  routes must outlive the server; authenticate is
@@ -82,6 +86,11 @@ void http_unavailable(http_resp *resp, const char *what);
 /* Parses the strict-JSON request body into *out (an object).  On failure fills resp with the
  * right error (415 wrong content type, 400 malformed/not an object) and returns -1. */
 int http_body_object(http_req *req, http_resp *resp, struct cJSON **out);
+
+/* True when the Content-Type value ct (may be NULL) is the media type type, matched without
+ * regard to case and followed by nothing or by parameters ("application/json; charset=utf-8"),
+ * never a longer type ("application/jsonx"). */
+int http_media_type_is(const char *ct, const char *type);
 
 /* Request header value or NULL.  Query argument value or NULL. */
 const char *http_header(http_req *req, const char *name);

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "dbreq.h"
 #include "fields.h"
@@ -108,11 +107,9 @@ static int upload_type_ok(const char *ct, int format)
     static const char *const ok[] = {"application/json", "application/ubjson",
                                      "application/x-ubjson", "application/octet-stream",
                                      "text/plain"};
-    for (size_t i = 0; ct && i < sizeof ok / sizeof ok[0]; i++) {
-        size_t n = strlen(ok[i]);
-        if (strncasecmp(ct, ok[i], n) == 0 && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' '))
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (http_media_type_is(ct, ok[i]))
             return strcmp(ok[i], "text/plain") != 0 || format == MODELFILE_LGBM_TEXT;
-    }
     return 0;
 }
 
@@ -442,7 +439,7 @@ void models_predict(http_req *req, http_resp *resp)
     if (model_id_param(req, resp, &id))
         return;
     const char *ct = http_header(req, "Content-Type");
-    if (!ct || strncasecmp(ct, "application/json", 16) != 0) {
+    if (!http_media_type_is(ct, "application/json")) {
         http_problem(resp, 415, "unsupported_media_type", NULL,
                      "request body must be application/json");
         return;
@@ -464,7 +461,10 @@ void models_predict(http_req *req, http_resp *resp)
     if ((f64 ? rows_parse_f64 : rows_parse)(req->body, req->body_len, (const char *const *)m.names,
                                             m.n_names, m.num_features,
                                             (uint32_t)req->app->cfg->max_predict_rows, &rr) != 0) {
-        http_problem(resp, rr.status, rr.status == 413 ? "too_many_rows" : "validation_failed",
+        http_problem(resp, rr.status,
+                     rr.malformed       ? "malformed_json"
+                     : rr.status == 413 ? "too_many_rows"
+                                        : "validation_failed",
                      rr.field[0] ? rr.field : NULL, "%s", rr.err);
         goto done;
     }

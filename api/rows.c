@@ -396,6 +396,7 @@ static int parse(const char *body, size_t len, const char *const *names, uint32_
     int rc = -1;
     if (json_validate(body, len, res->err, sizeof res->err) != 0) {
         res->status = 400;
+        res->malformed = 1;
         return -1;
     }
     if (peek(&p.r) != '{') {

@@ -14,6 +14,7 @@ typedef struct rows_result {
     uint32_t nrows;
     int output_margin;
     int status;      /* on failure: 400, 413 (too many rows) or 500 */
+    int malformed;   /* on failure: 1 when the body is not strict JSON at all (400) */
     char field[192]; /* on failure: the offending field, e.g. "rows[3][2]" or "rows[0].age" */
     char err[320];   /* on failure: one-line reason */
 } rows_result;

@@ -21,6 +21,8 @@ static const char *const all_vars[] = {"DATABASE_URL",
                                        "VIGIL_POOL_WAIT_MS",
                                        "VIGIL_MAX_CONNECTIONS",
                                        "VIGIL_CONN_TIMEOUT_S",
+                                       "VIGIL_MAX_CONNECTIONS_PER_IP",
+                                       "VIGIL_HEADER_TIMEOUT_S",
                                        "VIGIL_REQUEST_TIMEOUT_MS",
                                        "VIGIL_DB_CONNECT_TIMEOUT_MS",
                                        "VIGIL_HOTPATH_TIMEOUT_MS",
@@ -96,6 +98,8 @@ START_TEST(defaults)
     ck_assert_int_eq(c.pool_wait_ms, 1000);
     ck_assert_int_eq(c.max_connections, 256);
     ck_assert_int_eq(c.conn_timeout_s, 30);
+    ck_assert_int_eq(c.max_conns_per_ip, 64);
+    ck_assert_int_eq(c.header_timeout_s, 10);
     ck_assert_int_eq(c.request_timeout_ms, 10000);
     ck_assert_int_eq(c.db_connect_timeout_ms, 2000);
     ck_assert_int_eq(c.hotpath_timeout_ms, 2000);
@@ -156,6 +160,8 @@ START_TEST(integer_limits)
         {"VIGIL_POOL_WAIT_MS", "1", "0", "60000", "60001"},
         {"VIGIL_MAX_CONNECTIONS", "1", "0", "100000", "100001"},
         {"VIGIL_CONN_TIMEOUT_S", "1", "0", "3600", "3601"},
+        {"VIGIL_MAX_CONNECTIONS_PER_IP", "0", "-1", "100000", "100001"},
+        {"VIGIL_HEADER_TIMEOUT_S", "1", "0", "3600", "3601"},
         {"VIGIL_REQUEST_TIMEOUT_MS", "10", "9", "600000", "600001"},
         {"VIGIL_DB_CONNECT_TIMEOUT_MS", "10", "9", "60000", "60001"},
         {"VIGIL_HOTPATH_TIMEOUT_MS", "1", "0", "600000", "600001"},

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "clock.h"
 #include "dbreq.h"
 #include "fields.h"
 #include "http.h"
@@ -114,6 +115,23 @@ static int upload_type_ok(const char *ct)
     return 0;
 }
 
+/* 422 unless the worker can load a compiled blob of blob_len bytes (scoring_loadable: one frame,
+ * the worker's arena when it reports it).  Returns 0, or -1 with resp filled. */
+static int upload_loadable(http_req *req, http_resp *resp, size_t blob_len)
+{
+    char why[320];
+    int64_t dl = clock_now_ms() + 1000; /* a STATS round trip; an unknown arena skips that check */
+    if (dl > req->deadline_ms)
+        dl = req->deadline_ms;
+    if (scoring_loadable(req->app, NULL, NULL, blob_len, dl, why, sizeof why) == 0)
+        return 0;
+    http_problem(resp, 422, "model_too_large", NULL,
+                 "the scoring worker could never load this "
+                 "model: %s",
+                 why);
+    return -1;
+}
+
 void models_create(http_req *req, http_resp *resp)
 {
     static const char *const args[] = {"name", NULL};
@@ -163,6 +181,8 @@ void models_create(http_req *req, http_resp *resp)
         http_problem(resp, 500, "internal", NULL, "could not compile the model: %s", err);
         return;
     }
+    if (upload_loadable(req, resp, blob_len))
+        goto done;
     uint8_t digest[32];
     char sha[65], nf[16], ncls[16], ntrees[16], base[32], ntarget[16];
     sha256(req->body, req->body_len, digest);
@@ -367,6 +387,34 @@ static char *predictions_json(const char *id, const float *out, uint32_t nrows, 
     return s;
 }
 
+/* Parses the predict body into rr, never holding more rows than fit one worker frame
+ * (rows x features x 4 bytes, VIGIL_HOTPATH_MAX_FRAME_MB; the same bound in process) or
+ * VIGIL_MAX_PREDICT_ROWS, whichever is lower: past it, 413 naming the limit that applied.  So the
+ * matrix is bounded before it is allocated, whatever the body's size.  Returns 0 or -1 (resp). */
+static int predict_parse(http_req *req, http_resp *resp, const scoring_model *m, rows_result *rr)
+{
+    uint64_t frame = scoring_frame_bytes(req->app);
+    uint64_t per_row = (uint64_t)(m->num_features ? m->num_features : 1) * sizeof(float);
+    uint64_t fit =
+        frame > scoring_request_bytes(0, 0) ? (frame - scoring_request_bytes(0, 0)) / per_row : 0;
+    uint32_t cap = (uint32_t)req->app->cfg->max_predict_rows;
+    int by_frame = fit < cap;
+    if (by_frame)
+        cap = (uint32_t)fit;
+    if (rows_parse(req->body, req->body_len, (const char *const *)m->names, m->n_names,
+                   m->num_features, cap, rr) == 0)
+        return 0;
+    if (rr->status == 413 && by_frame)
+        http_problem(resp, 413, "too_many_rows", "rows",
+                     "more than %u rows: rows x %u features x 4 bytes must fit one worker frame "
+                     "(VIGIL_HOTPATH_MAX_FRAME_MB=%d)",
+                     cap, m->num_features, req->app->cfg->hotpath_max_frame_mb);
+    else
+        http_problem(resp, rr->status, rr->status == 413 ? "too_many_rows" : "validation_failed",
+                     rr->field[0] ? rr->field : NULL, "%s", rr->err);
+    return -1;
+}
+
 void models_predict(http_req *req, http_resp *resp)
 {
     const char *id;
@@ -396,13 +444,19 @@ void models_predict(http_req *req, http_resp *resp)
         http_unavailable(resp, "the database is unavailable");
         return;
     }
-    if (rows_parse(req->body, req->body_len, (const char *const *)m.names, m.n_names,
-                   m.num_features, (uint32_t)req->app->cfg->max_predict_rows, &rr) != 0) {
-        http_problem(resp, rr.status, rr.status == 413 ? "too_many_rows" : "validation_failed",
-                     rr.field[0] ? rr.field : NULL, "%s", rr.err);
+    if (predict_parse(req, resp, &m, &rr))
+        goto done;
+    uint32_t nout = scoring_nout(&m, rr.output_margin);
+    if (scoring_answer_bytes(rr.nrows, nout) > scoring_frame_bytes(req->app)) {
+        http_problem(
+            resp, 413, "too_many_rows", "rows",
+            "the answer (%u rows x %u outputs x 4 bytes) does not fit one worker frame "
+            "(VIGIL_HOTPATH_MAX_FRAME_MB=%d): at most %llu rows for this model",
+            rr.nrows, nout, req->app->cfg->hotpath_max_frame_mb,
+            (unsigned long long)((scoring_frame_bytes(req->app) - scoring_answer_bytes(0, 0)) /
+                                 ((uint64_t)nout * sizeof(float))));
         goto done;
     }
-    uint32_t nout = scoring_nout(&m, rr.output_margin);
     out = malloc((size_t)rr.nrows * nout * sizeof(float));
     if (!out) {
         http_problem(resp, 500, "internal", NULL, "out of memory");
@@ -419,6 +473,11 @@ void models_predict(http_req *req, http_resp *resp)
             http_problem(resp, 500, "internal", NULL, "out of memory");
     } else if (sc == SC_NOT_FOUND) {
         http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
+    } else if (sc == SC_TOO_LARGE) {
+        http_problem(resp, 422, "model_too_large", NULL,
+                     "the scoring worker cannot load this "
+                     "model: %s",
+                     err);
     } else if (sc == SC_UNAVAILABLE || sc == SC_DB) {
         logline l;
         logline_begin(&l, "warn", "scoring_unavailable");

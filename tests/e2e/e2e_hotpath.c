@@ -46,6 +46,7 @@
 #include "model.h"
 #include "model_build.h"
 #include "refeval.h"
+#include "sha256.h"
 #include "wire.h"
 #include "xgbmodel.h"
 
@@ -1337,8 +1338,9 @@ static void fx_model_load(fx_model *m, const char *name, unsigned index)
     m->pred = fx_matrix(name, "pred.txt", &r2, &m->npred);
     m->margin = fx_matrix(name, "margin.txt", &r3, &m->nmargin);
     ck_assert(m->rows && m->pred && m->margin && r2 == m->nr && r3 == m->nr);
-    for (unsigned i = 0; i < WIRE_MODEL_KEY_SIZE; i++)
-        m->key[i] = (uint8_t)(i < 16 ? index * 7 + i : (unsigned char)name[i % strlen(name)] + i);
+    for (unsigned i = 0; i < 16; i++)
+        m->key[i] = (uint8_t)(index * 7 + i);
+    sha256(m->blob, m->blob_len, m->key + 16); /* the worker checks the key against the blob */
 }
 
 /* A synthetic model of 100 complete depth-8 trees over 10 features (about 300 KiB in the
@@ -1386,6 +1388,7 @@ static void synth_model(fx_model *m, unsigned index)
     memset(m->key, 0, sizeof m->key);
     m->key[0] = 0xEE;
     m->key[1] = (uint8_t)index;
+    sha256(m->blob, m->blob_len, m->key + 16);
 }
 
 static void fx_model_free(fx_model *m)
@@ -1619,9 +1622,11 @@ START_TEST(model_bigger_than_arena_is_no_memory)
     model_builder_free(b);
     free(nodes);
     memset(m.key, 0xB1, sizeof m.key);
+    sha256(m.blob, m.blob_len, m.key + 16);
     size_t cap = MIB;
     uint8_t *buf = malloc(cap);
-    ck_assert_int_eq(hp_load(fd, &m, -1, buf, cap), WIRE_E_NO_MEMORY);
+    /* Larger than the whole arena: a permanent refusal (TOO_LARGE), not NO_MEMORY (retry later). */
+    ck_assert_int_eq(hp_load(fd, &m, -1, buf, cap), WIRE_E_TOO_LARGE);
     uint32_t n = (uint32_t)strnlen((char *)buf, 300);
     ck_assert_ptr_nonnull(memmem(buf, n, "VIGIL_HOTPATH_MEMORY_MB", 23));
     ck_assert_int_eq(ping_ok(fd, 3), 0);

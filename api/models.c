@@ -415,6 +415,22 @@ static int predict_parse(http_req *req, http_resp *resp, const scoring_model *m,
     return -1;
 }
 
+/* 413 unless the answer, nrows x nout floats, fits one worker frame (the same bound in process):
+ * checked before anything is allocated or scored.  Returns 0 or -1 (resp). */
+static int predict_answer_fits(http_req *req, http_resp *resp, uint32_t nrows, uint32_t nout)
+{
+    uint64_t frame = scoring_frame_bytes(req->app);
+    if (scoring_answer_bytes(nrows, nout) <= frame)
+        return 0;
+    http_problem(resp, 413, "too_many_rows", "rows",
+                 "the answer (%u rows x %u outputs x 4 bytes) does not fit one worker frame "
+                 "(VIGIL_HOTPATH_MAX_FRAME_MB=%d): at most %llu rows for this model",
+                 nrows, nout, req->app->cfg->hotpath_max_frame_mb,
+                 (unsigned long long)((frame - scoring_answer_bytes(0, 0)) /
+                                      ((uint64_t)nout * sizeof(float))));
+    return -1;
+}
+
 void models_predict(http_req *req, http_resp *resp)
 {
     const char *id;
@@ -447,16 +463,8 @@ void models_predict(http_req *req, http_resp *resp)
     if (predict_parse(req, resp, &m, &rr))
         goto done;
     uint32_t nout = scoring_nout(&m, rr.output_margin);
-    if (scoring_answer_bytes(rr.nrows, nout) > scoring_frame_bytes(req->app)) {
-        http_problem(
-            resp, 413, "too_many_rows", "rows",
-            "the answer (%u rows x %u outputs x 4 bytes) does not fit one worker frame "
-            "(VIGIL_HOTPATH_MAX_FRAME_MB=%d): at most %llu rows for this model",
-            rr.nrows, nout, req->app->cfg->hotpath_max_frame_mb,
-            (unsigned long long)((scoring_frame_bytes(req->app) - scoring_answer_bytes(0, 0)) /
-                                 ((uint64_t)nout * sizeof(float))));
+    if (predict_answer_fits(req, resp, rr.nrows, nout))
         goto done;
-    }
     out = malloc((size_t)rr.nrows * nout * sizeof(float));
     if (!out) {
         http_problem(resp, 500, "internal", NULL, "out of memory");

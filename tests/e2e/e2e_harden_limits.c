@@ -65,13 +65,13 @@ static void put(sbuf *b, const char *fmt, ...)
 static void put_tree(sbuf *b, int id, int depth, unsigned nfeat)
 {
     unsigned nn = (2u << depth) - 1, inner = (1u << depth) - 1;
-    static const char *const arrays[] = {"left_children", "right_children", "parents",
-                                         "split_indices", "split_conditions", "default_left",
-                                         "split_type",    "base_weights",   "loss_changes",
-                                         "sum_hessian"};
-    put(b, "{\"id\":%d,\"categories\":[],\"categories_nodes\":[],\"categories_segments\":[],"
-           "\"categories_sizes\":[],\"tree_param\":{\"num_deleted\":\"0\",\"num_feature\":\"%u\","
-           "\"num_nodes\":\"%u\",\"size_leaf_vector\":\"0\"}",
+    static const char *const arrays[] = {
+        "left_children", "right_children", "parents",      "split_indices", "split_conditions",
+        "default_left",  "split_type",     "base_weights", "loss_changes",  "sum_hessian"};
+    put(b,
+        "{\"id\":%d,\"categories\":[],\"categories_nodes\":[],\"categories_segments\":[],"
+        "\"categories_sizes\":[],\"tree_param\":{\"num_deleted\":\"0\",\"num_feature\":\"%u\","
+        "\"num_nodes\":\"%u\",\"size_leaf_vector\":\"0\"}",
         id, nfeat, nn);
     for (size_t a = 0; a < sizeof arrays / sizeof *arrays; a++) {
         put(b, ",\"%s\":[", arrays[a]);
@@ -79,14 +79,30 @@ static void put_tree(sbuf *b, int id, int depth, unsigned nfeat)
             int leaf = i >= inner;
             const char *sep = i ? "," : "";
             switch (a) {
-            case 0: put(b, "%s%d", sep, leaf ? -1 : (int)(2 * i + 1)); break;
-            case 1: put(b, "%s%d", sep, leaf ? -1 : (int)(2 * i + 2)); break;
-            case 2: put(b, "%s%u", sep, i ? (i - 1) / 2 : 2147483647u); break;
-            case 3: put(b, "%s%u", sep, leaf ? 0 : i % nfeat); break;
-            case 4: put(b, "%s%g", sep, leaf ? i / 1000.0 : 0.5); break;
-            case 5: put(b, "%s1", sep); break;
-            case 6: put(b, "%s0", sep); break;
-            default: put(b, "%s%g", sep, leaf ? i / 1000.0 : 1.0); break;
+            case 0:
+                put(b, "%s%d", sep, leaf ? -1 : (int)(2 * i + 1));
+                break;
+            case 1:
+                put(b, "%s%d", sep, leaf ? -1 : (int)(2 * i + 2));
+                break;
+            case 2:
+                put(b, "%s%u", sep, i ? (i - 1) / 2 : 2147483647u);
+                break;
+            case 3:
+                put(b, "%s%u", sep, leaf ? 0 : i % nfeat);
+                break;
+            case 4:
+                put(b, "%s%g", sep, leaf ? i / 1000.0 : 0.5);
+                break;
+            case 5:
+                put(b, "%s1", sep);
+                break;
+            case 6:
+                put(b, "%s0", sep);
+                break;
+            default:
+                put(b, "%s%g", sep, leaf ? i / 1000.0 : 1.0);
+                break;
             }
         }
         put(b, "]");
@@ -96,8 +112,7 @@ static void put_tree(sbuf *b, int id, int depth, unsigned nfeat)
 
 /* A gbtree model: ntrees trees of depth, nfeat features with names f0..; num_class > 1 makes it
  * multi:softprob with tree t in class t % num_class, else binary:logistic. */
-static char *model_json(unsigned nfeat, unsigned num_class, unsigned ntrees, int depth,
-                        size_t *len)
+static char *model_json(unsigned nfeat, unsigned num_class, unsigned ntrees, int depth, size_t *len)
 {
     sbuf b = {0};
     put(&b, "{\"version\":[1,7,4],\"learner\":{\"attributes\":{},\"feature_names\":[");
@@ -106,19 +121,22 @@ static char *model_json(unsigned nfeat, unsigned num_class, unsigned ntrees, int
     put(&b, "],\"feature_types\":[");
     for (unsigned f = 0; f < nfeat; f++)
         put(&b, "%s\"float\"", f ? "," : "");
-    put(&b, "],\"learner_model_param\":{\"base_score\":\"5E-1\",\"boost_from_average\":\"1\","
-            "\"num_class\":\"%u\",\"num_feature\":\"%u\",\"num_target\":\"1\"},",
+    put(&b,
+        "],\"learner_model_param\":{\"base_score\":\"5E-1\",\"boost_from_average\":\"1\","
+        "\"num_class\":\"%u\",\"num_feature\":\"%u\",\"num_target\":\"1\"},",
         num_class > 1 ? num_class : 0, nfeat);
     if (num_class > 1)
-        put(&b, "\"objective\":{\"name\":\"multi:softprob\",\"softmax_multiclass_param\":"
-                "{\"num_class\":\"%u\"}},",
+        put(&b,
+            "\"objective\":{\"name\":\"multi:softprob\",\"softmax_multiclass_param\":"
+            "{\"num_class\":\"%u\"}},",
             num_class);
     else
         put(&b, "\"objective\":{\"name\":\"binary:logistic\",\"reg_loss_param\":"
                 "{\"scale_pos_weight\":\"1\"}},");
-    put(&b, "\"gradient_booster\":{\"name\":\"gbtree\",\"model\":{\"gbtree_model_param\":"
-            "{\"num_parallel_tree\":\"1\",\"num_trees\":\"%u\",\"size_leaf_vector\":\"0\"},"
-            "\"tree_info\":[",
+    put(&b,
+        "\"gradient_booster\":{\"name\":\"gbtree\",\"model\":{\"gbtree_model_param\":"
+        "{\"num_parallel_tree\":\"1\",\"num_trees\":\"%u\",\"size_leaf_vector\":\"0\"},"
+        "\"tree_info\":[",
         ntrees);
     for (unsigned t = 0; t < ntrees; t++)
         put(&b, "%s%u", t ? "," : "", num_class > 1 ? t % num_class : 0);
@@ -139,8 +157,7 @@ static long upload(const char *name, const char *json, size_t len, char id[37], 
     char path[128];
     h_resp r;
     snprintf(path, sizeof path, "/api/v1/models?name=%s", name);
-    ck_assert_int_eq(
-        h_http(&E, "POST", path, E.key, "application/json", json, len, NULL, &r), 0);
+    ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", json, len, NULL, &r), 0);
     long st = r.status;
     if (st == 201)
         snprintf(id, 37, "%s", h_str(&r, "id"));
@@ -177,8 +194,7 @@ static void predict(const char *id, const char *row, unsigned nrows, h_resp *r)
 
 static void assert_problem(const h_resp *r, long status, const char *code, const char *needle)
 {
-    ck_assert_msg(r->status == status, "status %ld (want %ld): %.400s", r->status, status,
-                  r->body);
+    ck_assert_msg(r->status == status, "status %ld (want %ld): %.400s", r->status, status, r->body);
     const char *c = h_str(r, "code");
     ck_assert_msg(c && strcmp(c, code) == 0, "code %s (want %s): %.400s", c ? c : "(none)", code,
                   r->body);
@@ -288,8 +304,7 @@ static void assert_503_in_time(const char *path)
     double t0 = now_s();
     ck_assert_int_eq(h_json(&E, "GET", path, NULL, &r), 0);
     double dt = now_s() - t0;
-    ck_assert_msg(r.status == 503, "GET %s with PostgreSQL frozen: %ld %s", path, r.status,
-                  r.body);
+    ck_assert_msg(r.status == 503, "GET %s with PostgreSQL frozen: %ld %s", path, r.status, r.body);
     ck_assert_msg(h_header(&r, "Retry-After", ra, sizeof ra) != NULL, "503 without Retry-After");
     ck_assert_msg(dt < 3.0, "GET %s took %.2f s with a 2 s deadline", path, dt);
     h_resp_free(&r);
@@ -334,8 +349,10 @@ START_TEST(ready_gives_each_dependency_its_budget)
     pg_signal_all(SIGCONT);
     ck_assert_msg(r.status == 503, "/ready with PostgreSQL frozen: %ld %s", r.status, r.body);
     ck_assert_str_eq(h_str(&r, "database"), "timeout");
-    ck_assert_msg(strcmp(h_str(&r, "hotpath"), "up") == 0, "a slow database made the worker "
-                  "look %s: %s", h_str(&r, "hotpath"), r.body);
+    ck_assert_msg(strcmp(h_str(&r, "hotpath"), "up") == 0,
+                  "a slow database made the worker "
+                  "look %s: %s",
+                  h_str(&r, "hotpath"), r.body);
     ck_assert_msg(dt < 2.5, "/ready took %.2f s", dt);
     h_resp_free(&r);
     for (int i = 0; i < 50; i++) {

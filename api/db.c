@@ -37,6 +37,7 @@
 struct db_conn {
     PGconn *pg;
     struct db_pool *pool; /* set at creation, never changes */
+    int64_t deadline_ms;  /* of the db_acquire that handed it out: bounds the release's ROLLBACK */
 };
 
 #define DB_CANCEL_QUEUE 16
@@ -420,6 +421,7 @@ int db_acquire(db_pool *p, int64_t deadline_ms, int wait_ms, db_conn **out)
             return rc;
         }
     }
+    c->deadline_ms = deadline_ms;
     *out = c;
     return DB_OK;
 }
@@ -434,10 +436,14 @@ void db_release(db_pool *p, db_conn *c)
         c->pg = NULL;
     }
     if (c->pg && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
-        /* A handler left a transaction open (error path): roll back, or drop if that fails. */
+        /* A handler left a transaction open (error path): roll back, or drop if that fails.  Not
+         * past the holder's deadline: a dropped connection rolls back on the server anyway. */
         char err[128];
+        int64_t dl = clock_now_ms() + 1000;
+        if (dl > c->deadline_ms)
+            dl = c->deadline_ms;
         if (PQtransactionStatus(c->pg) == PQTRANS_ACTIVE ||
-            db_exec(c, "ROLLBACK", 0, NULL, clock_now_ms() + 1000, err, sizeof err) != DB_OK) {
+            db_exec(c, "ROLLBACK", 0, NULL, dl, err, sizeof err) != DB_OK) {
             if (c->pg)
                 PQfinish(c->pg);
             c->pg = NULL;

@@ -10,6 +10,7 @@
  *     4096-feature model cost the API no memory to speak of (items 3, 11); a model whose compiled
  *     form cannot fit a frame or the worker's arena is refused at upload and by the policy, and a
  *     model the worker refuses as too large is offered to it once, not on every request (item 4);
+ *   - a DATABASE_URL host name is resolved within the connect deadline (item 5);
  *   - in-process mode: concurrent first predicts of one model cache it once (item 15).
  * The models are written here as xgboost JSON (the format's own field names, hand-built trees).
  * Each TCase has its own environment (unchecked fixture, CK_NOFORK). */
@@ -24,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "db.h"
 #include "harness.h"
 
 static h_env E;
@@ -367,6 +370,26 @@ START_TEST(ready_gives_each_dependency_its_budget)
 }
 END_TEST
 
+/* The host name of DATABASE_URL is looked up on a helper thread and passed on as hostaddr: a
+ * real name connects, and a lookup that cannot finish never holds a connect past its deadline. */
+START_TEST(host_name_lookup_bounded)
+{
+    char url[256], err[128];
+    snprintf(url, sizeof url, "postgresql://vigil@localhost:%d/vigil", E.pg_port);
+    db_pool *p = db_pool_create(url, 1, 2000, err, sizeof err);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(db_ping(p, clock_now_ms() + 5000), DB_OK);
+    db_pool_destroy(p);
+    /* .invalid never resolves (RFC 6761); without a resolver the lookup may hang instead. */
+    p = db_pool_create("postgresql://vigil@vigil-db.invalid:5432/vigil", 1, 2000, err, sizeof err);
+    ck_assert_ptr_nonnull(p);
+    double t0 = now_s();
+    ck_assert_int_ne(db_ping(p, clock_now_ms() + 1000), DB_OK);
+    ck_assert_msg(now_s() - t0 < 1.5, "lookup held the connect %.2f s", now_s() - t0);
+    db_pool_destroy(p);
+}
+END_TEST
+
 /* ---- limits: a 1 MiB worker frame ------------------------------------------------------------
  */
 
@@ -549,6 +572,7 @@ static Suite *limits_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, ready_gives_each_dependency_its_budget);
     tcase_add_test(tc, frozen_postgres_answers_503_within_deadline);
+    tcase_add_test(tc, host_name_lookup_bounded);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("frame_limits");

@@ -388,15 +388,18 @@ static char *predictions_json(const char *id, const float *out, uint32_t nrows, 
 }
 
 /* Parses the predict body into rr, never holding more rows than fit one worker frame
- * (rows x features x 4 bytes, VIGIL_HOTPATH_MAX_FRAME_MB; the same bound in process) or
- * VIGIL_MAX_PREDICT_ROWS, whichever is lower: past it, 413 naming the limit that applied.  So the
- * matrix is bounded before it is allocated, whatever the body's size.  Returns 0 or -1 (resp). */
-static int predict_parse(http_req *req, http_resp *resp, const scoring_model *m, rows_result *rr)
+ * (rows x features x elem bytes: 4 for float32 rows, VIGIL_HOTPATH_MAX_FRAME_MB; the same bound in
+ * process) or VIGIL_MAX_PREDICT_ROWS, whichever is lower: past it, 413 naming the limit that
+ * applied.  So the matrix is bounded before it is allocated, whatever the body's size.  Returns 0
+ * or -1 (resp). */
+static int predict_parse(http_req *req, http_resp *resp, const scoring_model *m, size_t elem,
+                         rows_result *rr)
 {
     uint64_t frame = scoring_frame_bytes(req->app);
-    uint64_t per_row = (uint64_t)(m->num_features ? m->num_features : 1) * sizeof(float);
-    uint64_t fit =
-        frame > scoring_request_bytes(0, 0) ? (frame - scoring_request_bytes(0, 0)) / per_row : 0;
+    uint64_t per_row = (uint64_t)(m->num_features ? m->num_features : 1) * elem;
+    uint64_t fit = frame > scoring_request_bytes(0, 0, elem)
+                       ? (frame - scoring_request_bytes(0, 0, elem)) / per_row
+                       : 0;
     uint32_t cap = (uint32_t)req->app->cfg->max_predict_rows;
     int by_frame = fit < cap;
     if (by_frame)
@@ -406,28 +409,29 @@ static int predict_parse(http_req *req, http_resp *resp, const scoring_model *m,
         return 0;
     if (rr->status == 413 && by_frame)
         http_problem(resp, 413, "too_many_rows", "rows",
-                     "more than %u rows: rows x %u features x 4 bytes must fit one worker frame "
+                     "more than %u rows: rows x %u features x %zu bytes must fit one worker frame "
                      "(VIGIL_HOTPATH_MAX_FRAME_MB=%d)",
-                     cap, m->num_features, req->app->cfg->hotpath_max_frame_mb);
+                     cap, m->num_features, elem, req->app->cfg->hotpath_max_frame_mb);
     else
         http_problem(resp, rr->status, rr->status == 413 ? "too_many_rows" : "validation_failed",
                      rr->field[0] ? rr->field : NULL, "%s", rr->err);
     return -1;
 }
 
-/* 413 unless the answer, nrows x nout floats, fits one worker frame (the same bound in process):
- * checked before anything is allocated or scored.  Returns 0 or -1 (resp). */
-static int predict_answer_fits(http_req *req, http_resp *resp, uint32_t nrows, uint32_t nout)
+/* 413 unless the answer, nrows x nout values of elem bytes, fits one worker frame (the same bound
+ * in process): checked before anything is allocated or scored.  Returns 0 or -1 (resp). */
+static int predict_answer_fits(http_req *req, http_resp *resp, uint32_t nrows, uint32_t nout,
+                               size_t elem)
 {
     uint64_t frame = scoring_frame_bytes(req->app);
-    if (scoring_answer_bytes(nrows, nout) <= frame)
+    if (scoring_answer_bytes(nrows, nout, elem) <= frame)
         return 0;
-    http_problem(resp, 413, "too_many_rows", "rows",
-                 "the answer (%u rows x %u outputs x 4 bytes) does not fit one worker frame "
-                 "(VIGIL_HOTPATH_MAX_FRAME_MB=%d): at most %llu rows for this model",
-                 nrows, nout, req->app->cfg->hotpath_max_frame_mb,
-                 (unsigned long long)((frame - scoring_answer_bytes(0, 0)) /
-                                      ((uint64_t)nout * sizeof(float))));
+    http_problem(
+        resp, 413, "too_many_rows", "rows",
+        "the answer (%u rows x %u outputs x %zu bytes) does not fit one worker frame "
+        "(VIGIL_HOTPATH_MAX_FRAME_MB=%d): at most %llu rows for this model",
+        nrows, nout, elem, req->app->cfg->hotpath_max_frame_mb,
+        (unsigned long long)((frame - scoring_answer_bytes(0, 0, elem)) / ((uint64_t)nout * elem)));
     return -1;
 }
 
@@ -460,10 +464,10 @@ void models_predict(http_req *req, http_resp *resp)
         http_unavailable(resp, "the database is unavailable");
         return;
     }
-    if (predict_parse(req, resp, &m, &rr))
+    if (predict_parse(req, resp, &m, sizeof(float), &rr))
         goto done;
     uint32_t nout = scoring_nout(&m, rr.output_margin);
-    if (predict_answer_fits(req, resp, rr.nrows, nout))
+    if (predict_answer_fits(req, resp, rr.nrows, nout, sizeof(float)))
         goto done;
     out = malloc((size_t)rr.nrows * nout * sizeof(float));
     if (!out) {

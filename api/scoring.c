@@ -299,14 +299,14 @@ uint64_t scoring_frame_bytes(const app *a)
     return (uint64_t)a->cfg->hotpath_max_frame_mb << 20;
 }
 
-uint64_t scoring_request_bytes(uint32_t nrows, uint32_t nfeat)
+uint64_t scoring_request_bytes(uint32_t nrows, uint32_t nfeat, size_t elem)
 {
-    return 4 + WIRE_MODEL_KEY_SIZE + 12 + (uint64_t)nrows * nfeat * sizeof(float);
+    return 4 + WIRE_MODEL_KEY_SIZE + 12 + (elem == 8 ? 4 : 0) + (uint64_t)nrows * nfeat * elem;
 }
 
-uint64_t scoring_answer_bytes(uint32_t nrows, uint32_t nout)
+uint64_t scoring_answer_bytes(uint32_t nrows, uint32_t nout, size_t elem)
 {
-    return 4 + 8 + (uint64_t)nrows * nout * sizeof(float);
+    return 4 + 8 + (elem == 8 ? 4 : 0) + (uint64_t)nrows * nout * elem;
 }
 
 /* Whether model (id, blob_sha256) was refused as too large lately; why gets the reason. */

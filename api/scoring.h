@@ -83,10 +83,11 @@ void scoring_cache_counts(scoring_cache *c, unsigned *models, size_t *bytes);
 
 /* The largest payload of one worker frame (VIGIL_HOTPATH_MAX_FRAME_MB), in bytes. */
 uint64_t scoring_frame_bytes(const app *a);
-/* Bytes of a SCORE request with one section of nrows x nfeat, and of its answer with nout
- * outputs per row: what must fit scoring_frame_bytes (the same bound applies in process). */
-uint64_t scoring_request_bytes(uint32_t nrows, uint32_t nfeat);
-uint64_t scoring_answer_bytes(uint32_t nrows, uint32_t nout);
+/* Bytes of a SCORE request with one section of nrows x nfeat values of elem bytes (4: float32;
+ * 8: float64, whose sections carry up to 4 bytes of alignment padding), and of its answer with
+ * nout outputs per row: what must fit scoring_frame_bytes (the same bound applies in process). */
+uint64_t scoring_request_bytes(uint32_t nrows, uint32_t nfeat, size_t elem);
+uint64_t scoring_answer_bytes(uint32_t nrows, uint32_t nout, size_t elem);
 
 /* Whether the worker can load a compiled blob of blob_len bytes for model id (blob_sha256 hex):
  * it must fit one LOAD_MODEL frame, fit the worker's arena when STATS reports its size (worker

@@ -4,12 +4,26 @@
  * use PQconnectStartParams/PQconnectPoll, queries PQsendQueryParams/PQconsumeInput.  A query that
  * overruns is cancelled server-side and its connection discarded (its state is unknown).  Who holds
  * which connection is api/pool.c's (one bounded wait for both pools); log lines go through
- * common/logline (this file knows nothing of HTTP). */
+ * common/logline (this file knows nothing of HTTP).
+ *
+ * The two libpq calls that can block without a bound never run on a caller's thread:
+ *   - PQcancel (libpq < 17 has no non-blocking cancel) connects, sends, then waits in recv() for
+ *     the server to close: with PostgreSQL frozen that is forever.  A timed-out connection is
+ *     dropped at once (PQfinish does not wait on a non-blocking connection) and its cancel key is
+ *     queued for one canceller thread per pool; the queue is bounded (DB_CANCEL_QUEUE) and a
+ *     cancel that finds it full is skipped (the server still ends the query when it next writes
+ *     to the dropped connection).
+ *   - the host name lookup of a connect (getaddrinfo inside PQconnectStartParams) runs on a
+ *     short-lived detached thread; the connect waits for it no longer than its deadline and passes
+ *     the numeric address as hostaddr (host stays for TLS and password lookup). */
 #include "db.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,15 +36,223 @@
  * by the thread holding the slot (and read, under the slots' mutex, by the open counts). */
 struct db_conn {
     PGconn *pg;
+    struct db_pool *pool; /* set at creation, never changes */
+    int64_t deadline_ms;  /* of the db_acquire that handed it out: bounds the release's ROLLBACK */
 };
+
+#define DB_CANCEL_QUEUE 16
+
+/* The canceller thread's state.  Shared by the pool and the thread: whoever lets go last frees it
+ * (the thread, when stopping is set and it is done), so destroying the pool never waits on a
+ * PQcancel that cannot finish. */
+typedef struct db_canceller {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    PGcancel *queue[DB_CANCEL_QUEUE];
+    int head, count;
+    int stopping;
+    unsigned long long skipped;
+} db_canceller;
 
 struct db_pool {
     pool_slots slots;
     char *url;
+    char *lookup_host; /* the one host name of url that needs DNS, or NULL */
     int size;
     int connect_timeout_ms;
     db_conn *conns;
+    db_canceller *canceller;
 };
+
+/* ---- the canceller thread ---------------------------------------------------------------------
+ */
+
+static void *canceller_main(void *arg)
+{
+    db_canceller *k = arg;
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        while (k->count == 0 && !k->stopping)
+            pthread_cond_wait(&k->cv, &k->mu);
+        if (k->count == 0)
+            break; /* stopping, nothing left */
+        PGcancel *cn = k->queue[k->head];
+        k->head = (k->head + 1) % DB_CANCEL_QUEUE;
+        k->count--;
+        pthread_mutex_unlock(&k->mu);
+        char e[128];
+        PQcancel(cn, e, sizeof e); /* may block until the server answers: only this thread */
+        PQfreeCancel(cn);
+        pthread_mutex_lock(&k->mu);
+    }
+    pthread_mutex_unlock(&k->mu);
+    pthread_cond_destroy(&k->cv);
+    pthread_mutex_destroy(&k->mu);
+    free(k);
+    return NULL;
+}
+
+/* Starts the canceller thread (detached).  Returns it, or NULL on failure. */
+static db_canceller *canceller_start(void)
+{
+    db_canceller *k = calloc(1, sizeof *k);
+    if (!k)
+        return NULL;
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &at, canceller_main, k);
+    pthread_attr_destroy(&at);
+    if (rc != 0) {
+        pthread_cond_destroy(&k->cv);
+        pthread_mutex_destroy(&k->mu);
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+/* Tells the thread to finish what is queued and free everything; never waits for it. */
+static void canceller_stop(db_canceller *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->mu);
+    k->stopping = 1;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* Queues cn (taken: the thread frees it).  Never blocks on the network: a full queue drops it. */
+static void canceller_take(db_canceller *k, PGcancel *cn)
+{
+    int queued = 0;
+    unsigned long long skipped = 0;
+    pthread_mutex_lock(&k->mu);
+    if (k->count < DB_CANCEL_QUEUE && !k->stopping) {
+        k->queue[(k->head + k->count) % DB_CANCEL_QUEUE] = cn;
+        k->count++;
+        queued = 1;
+        pthread_cond_signal(&k->cv);
+    } else {
+        skipped = ++k->skipped;
+    }
+    pthread_mutex_unlock(&k->mu);
+    if (!queued) {
+        PQfreeCancel(cn);
+        logline l;
+        logline_begin(&l, "warn", "db_cancel_skipped");
+        logline_u64(&l, "skipped_total", skipped);
+        logline_end(&l);
+    }
+}
+
+/* ---- bounded host name lookup -----------------------------------------------------------------
+ */
+
+/* One lookup, shared by the waiting connect and the lookup thread; the last to let go frees it. */
+typedef struct db_lookup {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs, done;
+    char host[256];
+    char addr[INET6_ADDRSTRLEN];
+} db_lookup;
+
+static void lookup_unref(db_lookup *l)
+{
+    pthread_mutex_lock(&l->mu);
+    int last = --l->refs == 0;
+    pthread_mutex_unlock(&l->mu);
+    if (last) {
+        pthread_cond_destroy(&l->cv);
+        pthread_mutex_destroy(&l->mu);
+        free(l);
+    }
+}
+
+static void *lookup_main(void *arg)
+{
+    db_lookup *l = arg;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    char addr[INET6_ADDRSTRLEN] = "";
+    if (getaddrinfo(l->host, NULL, &hints, &res) == 0 && res) {
+        const void *a = res->ai_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+        if (!inet_ntop(res->ai_family, a, addr, sizeof addr))
+            addr[0] = '\0';
+    }
+    if (res)
+        freeaddrinfo(res);
+    pthread_mutex_lock(&l->mu);
+    snprintf(l->addr, sizeof l->addr, "%s", addr);
+    l->done = 1;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    lookup_unref(l);
+    return NULL;
+}
+
+/* Resolves host into addr[INET6_ADDRSTRLEN] before deadline_ms.  Returns DB_OK, DB_DOWN (no such
+ * host, or no thread) or DB_TIMEOUT (the lookup is left to finish on its own). */
+static int lookup_host(const char *host, int64_t deadline_ms, char *addr)
+{
+    db_lookup *l = calloc(1, sizeof *l);
+    if (!l)
+        return DB_DOWN;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    snprintf(l->host, sizeof l->host, "%s", host);
+    l->refs = 2;
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &at, lookup_main, l) != 0) {
+        l->refs = 1;
+        l->done = 1;
+    }
+    pthread_attr_destroy(&at);
+    struct timespec ts = clock_abs_timespec(deadline_ms);
+    pthread_mutex_lock(&l->mu);
+    while (!l->done && pthread_cond_timedwait(&l->cv, &l->mu, &ts) != ETIMEDOUT)
+        ;
+    int rc = !l->done ? DB_TIMEOUT : l->addr[0] ? DB_OK : DB_DOWN;
+    if (rc == DB_OK)
+        memcpy(addr, l->addr, sizeof l->addr);
+    pthread_mutex_unlock(&l->mu);
+    lookup_unref(l);
+    return rc;
+}
+
+/* The host of url when connecting needs a DNS lookup: one host name (not a socket directory, not
+ * a numeric address, not a list) and no hostaddr.  malloc'd, or NULL. */
+static char *host_needing_lookup(const char *url)
+{
+    PQconninfoOption *opts = PQconninfoParse(url, NULL);
+    const char *host = NULL, *hostaddr = NULL;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            hostaddr = o->val;
+    }
+    unsigned char buf[sizeof(struct in6_addr)];
+    int needs = host && *host && host[0] != '/' && host[0] != '@' && !strchr(host, ',') &&
+                strlen(host) < 256 && !(hostaddr && *hostaddr) &&
+                inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1;
+    char *out = needs ? strdup(host) : NULL;
+    PQconninfoFree(opts);
+    return out;
+}
 
 static int conn_open(const void *ctx, int i)
 {
@@ -48,12 +270,20 @@ db_pool *db_pool_create(const char *url, int size, int connect_timeout_ms, char 
     p->conns = calloc((size_t)size, sizeof *p->conns);
     if (!p->url || !p->conns || pool_init(&p->slots, size) != 0)
         goto oom;
+    p->lookup_host = host_needing_lookup(url);
+    if (!(p->canceller = canceller_start())) {
+        pool_fini(&p->slots);
+        goto oom;
+    }
     p->size = size;
     p->connect_timeout_ms = connect_timeout_ms;
+    for (int i = 0; i < size; i++)
+        p->conns[i].pool = p;
     return p;
 oom:
     snprintf(err, errlen, "out of memory");
     if (p) {
+        free(p->lookup_host);
         free(p->url);
         free(p->conns);
         free(p);
@@ -68,8 +298,10 @@ void db_pool_destroy(db_pool *p)
     for (int i = 0; i < p->size; i++)
         if (p->conns[i].pg)
             PQfinish(p->conns[i].pg);
+    canceller_stop(p->canceller);
     pool_fini(&p->slots);
     free(p->conns);
+    free(p->lookup_host);
     free(p->url);
     free(p);
 }
@@ -109,8 +341,15 @@ static int connect_one(db_pool *p, db_conn *c, int64_t deadline_ms)
     int64_t dl = clock_now_ms() + p->connect_timeout_ms;
     if (dl > deadline_ms)
         dl = deadline_ms;
-    const char *keys[] = {"dbname", "application_name", NULL};
-    const char *vals[] = {p->url, "vigil-api", NULL};
+    char addr[INET6_ADDRSTRLEN] = "";
+    if (p->lookup_host) {
+        int rc = lookup_host(p->lookup_host, dl, addr);
+        if (rc != DB_OK)
+            return rc == DB_TIMEOUT && deadline_ms <= clock_now_ms() ? DB_TIMEOUT : DB_DOWN;
+    }
+    /* Later keywords override what the expanded dbname (the URL) says. */
+    const char *keys[] = {"dbname", "application_name", addr[0] ? "hostaddr" : NULL, NULL};
+    const char *vals[] = {p->url, "vigil-api", addr[0] ? addr : NULL, NULL};
     PGconn *pg = PQconnectStartParams(keys, vals, 1);
     if (!pg)
         return DB_DOWN;
@@ -182,6 +421,7 @@ int db_acquire(db_pool *p, int64_t deadline_ms, int wait_ms, db_conn **out)
             return rc;
         }
     }
+    c->deadline_ms = deadline_ms;
     *out = c;
     return DB_OK;
 }
@@ -196,10 +436,14 @@ void db_release(db_pool *p, db_conn *c)
         c->pg = NULL;
     }
     if (c->pg && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
-        /* A handler left a transaction open (error path): roll back, or drop if that fails. */
+        /* A handler left a transaction open (error path): roll back, or drop if that fails.  Not
+         * past the holder's deadline: a dropped connection rolls back on the server anyway. */
         char err[128];
+        int64_t dl = clock_now_ms() + 1000;
+        if (dl > c->deadline_ms)
+            dl = c->deadline_ms;
         if (PQtransactionStatus(c->pg) == PQTRANS_ACTIVE ||
-            db_exec(c, "ROLLBACK", 0, NULL, clock_now_ms() + 1000, err, sizeof err) != DB_OK) {
+            db_exec(c, "ROLLBACK", 0, NULL, dl, err, sizeof err) != DB_OK) {
             if (c->pg)
                 PQfinish(c->pg);
             c->pg = NULL;
@@ -208,17 +452,16 @@ void db_release(db_pool *p, db_conn *c)
     pool_give(&p->slots, (int)(c - p->conns));
 }
 
-/* Cancels the running statement (best effort) and discards the connection. */
+/* Discards the connection at once and has the canceller thread cancel its running statement
+ * (best effort).  Never waits on the network: PQgetCancel only copies the key, and PQfinish on a
+ * non-blocking connection does not wait for the Terminate message to leave. */
 static void abandon(db_conn *c)
 {
     PGcancel *cn = PQgetCancel(c->pg);
-    if (cn) {
-        char e[64];
-        PQcancel(cn, e, sizeof e);
-        PQfreeCancel(cn);
-    }
     PQfinish(c->pg);
     c->pg = NULL;
+    if (cn)
+        canceller_take(c->pool->canceller, cn);
 }
 
 static void first_line(const char *msg, char *err, size_t errlen)

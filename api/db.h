@@ -31,15 +31,19 @@ db_pool *db_pool_create(const char *url, int size, int connect_timeout_ms, char 
 void db_pool_destroy(db_pool *p);
 
 /* Takes a connection, waiting at most wait_ms and never past deadline_ms (absolute, wire_now_ms
- * clock).  Returns DB_OK and *out, DB_BUSY, DB_DOWN or DB_TIMEOUT. */
+ * clock); a connect it needs (host name lookup included) is bounded the same way.  Returns DB_OK
+ * and *out, DB_BUSY, DB_DOWN or DB_TIMEOUT. */
 int db_acquire(db_pool *p, int64_t deadline_ms, int wait_ms, db_conn **out);
-/* Returns c to the pool.  An open transaction is rolled back; a broken connection is closed. */
+/* Returns c to the pool.  An open transaction is rolled back (waiting at most 1 s and never past
+ * the deadline c was acquired with; otherwise the connection is dropped, which rolls back on the
+ * server); a broken connection is closed. */
 void db_release(db_pool *p, db_conn *c);
 
 /* Runs one parameterised statement (text parameters; lengths/formats may be NULL for all-text;
- * result in text format unless binary_result).  On DB_OK or DB_ERROR *res is set and the caller
- * PQclear()s it; otherwise *res is NULL.  err gets a one-line message for non-OK results (never
- * the parameter values). */
+ * result in text format unless binary_result).  Never waits past deadline_ms: an overrun drops
+ * the connection at once and the cancel is sent from a background thread (DB_TIMEOUT).  On DB_OK or
+ * DB_ERROR *res is set and the caller PQclear()s it; otherwise *res is NULL.  err gets a one-line
+ * message for non-OK results (never the parameter values). */
 int db_query(db_conn *c, const char *sql, int nparams, const char *const *values,
              const int *lengths, const int *formats, int binary_result, int64_t deadline_ms,
              PGresult **res, char *err, size_t errlen);

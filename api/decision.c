@@ -106,6 +106,7 @@ decision_verdict decision_decide(const policy_rules *p, const decision_scoring *
                    : s->status == SC_UNAVAILABLE ? "hotpath_unavailable"
                    : s->status == SC_NOT_FOUND   ? "model_not_found"
                    : s->status == SC_DB          ? "model_load_failed"
+                   : s->status == SC_TOO_LARGE   ? "model_too_large"
                                                  : "scoring_failed";
     }
     return v;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "dbreq.h"
 #include "fields.h"
 #include "http.h"
@@ -113,6 +114,23 @@ static int upload_type_ok(const char *ct, int format)
     return 0;
 }
 
+/* 422 unless the worker can load a compiled blob of blob_len bytes (scoring_loadable: one frame,
+ * the worker's arena when it reports it).  Returns 0, or -1 with resp filled. */
+static int upload_loadable(http_req *req, http_resp *resp, size_t blob_len)
+{
+    char why[320];
+    int64_t dl = clock_now_ms() + 1000; /* a STATS round trip; an unknown arena skips that check */
+    if (dl > req->deadline_ms)
+        dl = req->deadline_ms;
+    if (scoring_loadable(req->app, NULL, NULL, blob_len, dl, why, sizeof why) == 0)
+        return 0;
+    http_problem(resp, 422, "model_too_large", NULL,
+                 "the scoring worker could never load this "
+                 "model: %s",
+                 why);
+    return -1;
+}
+
 void models_create(http_req *req, http_resp *resp)
 {
     static const char *const args[] = {"name", NULL};
@@ -191,6 +209,8 @@ void models_create(http_req *req, http_resp *resp)
         return;
     }
 compiled:;
+    if (upload_loadable(req, resp, blob_len))
+        goto done;
     uint8_t digest[32];
     char sha[65], nf[16], ncls[16], ntrees[16], base[32], ntarget[16];
     sha256(req->body, req->body_len, digest);
@@ -428,6 +448,58 @@ static char *predictions_json64(const char *id, const double *out, uint32_t nrow
     return s;
 }
 
+/* Parses the predict body into rr, never holding more rows than fit one worker frame
+ * (rows x features x elem bytes: 4 for float32 rows, 8 for LightGBM's float64 ones;
+ * VIGIL_HOTPATH_MAX_FRAME_MB; the same bound in process) or VIGIL_MAX_PREDICT_ROWS, whichever is
+ * lower: past it, 413 naming the limit that applied.  So the matrix is bounded before it is
+ * allocated, whatever the body's size.  Returns 0 or -1 (resp). */
+static int predict_parse(http_req *req, http_resp *resp, const scoring_model *m, size_t elem,
+                         rows_result *rr)
+{
+    uint64_t frame = scoring_frame_bytes(req->app);
+    uint64_t per_row = (uint64_t)(m->num_features ? m->num_features : 1) * elem;
+    uint64_t fit = frame > scoring_request_bytes(0, 0, elem)
+                       ? (frame - scoring_request_bytes(0, 0, elem)) / per_row
+                       : 0;
+    uint32_t cap = (uint32_t)req->app->cfg->max_predict_rows;
+    int by_frame = fit < cap;
+    if (by_frame)
+        cap = (uint32_t)fit;
+    if ((elem == sizeof(double) ? rows_parse_f64 : rows_parse)(
+            req->body, req->body_len, (const char *const *)m->names, m->n_names, m->num_features,
+            cap, rr) == 0)
+        return 0;
+    if (rr->status == 413 && by_frame)
+        http_problem(resp, 413, "too_many_rows", "rows",
+                     "more than %u rows: rows x %u features x %zu bytes must fit one worker frame "
+                     "(VIGIL_HOTPATH_MAX_FRAME_MB=%d)",
+                     cap, m->num_features, elem, req->app->cfg->hotpath_max_frame_mb);
+    else
+        http_problem(resp, rr->status,
+                     rr->malformed       ? "malformed_json"
+                     : rr->status == 413 ? "too_many_rows"
+                                         : "validation_failed",
+                     rr->field[0] ? rr->field : NULL, "%s", rr->err);
+    return -1;
+}
+
+/* 413 unless the answer, nrows x nout values of elem bytes, fits one worker frame (the same bound
+ * in process): checked before anything is allocated or scored.  Returns 0 or -1 (resp). */
+static int predict_answer_fits(http_req *req, http_resp *resp, uint32_t nrows, uint32_t nout,
+                               size_t elem)
+{
+    uint64_t frame = scoring_frame_bytes(req->app);
+    if (scoring_answer_bytes(nrows, nout, elem) <= frame)
+        return 0;
+    http_problem(
+        resp, 413, "too_many_rows", "rows",
+        "the answer (%u rows x %u outputs x %zu bytes) does not fit one worker frame "
+        "(VIGIL_HOTPATH_MAX_FRAME_MB=%d): at most %llu rows for this model",
+        nrows, nout, elem, req->app->cfg->hotpath_max_frame_mb,
+        (unsigned long long)((frame - scoring_answer_bytes(0, 0, elem)) / ((uint64_t)nout * elem)));
+    return -1;
+}
+
 void models_predict(http_req *req, http_resp *resp)
 {
     const char *id;
@@ -458,18 +530,13 @@ void models_predict(http_req *req, http_resp *resp)
         return;
     }
     int f64 = scoring_is_f64(&m); /* LightGBM: rows and outputs in double */
-    if ((f64 ? rows_parse_f64 : rows_parse)(req->body, req->body_len, (const char *const *)m.names,
-                                            m.n_names, m.num_features,
-                                            (uint32_t)req->app->cfg->max_predict_rows, &rr) != 0) {
-        http_problem(resp, rr.status,
-                     rr.malformed       ? "malformed_json"
-                     : rr.status == 413 ? "too_many_rows"
-                                        : "validation_failed",
-                     rr.field[0] ? rr.field : NULL, "%s", rr.err);
+    size_t elem = f64 ? sizeof(double) : sizeof(float);
+    if (predict_parse(req, resp, &m, elem, &rr))
         goto done;
-    }
     uint32_t nout = scoring_nout(&m, rr.output_margin);
-    out = malloc((size_t)rr.nrows * nout * (f64 ? sizeof(double) : sizeof(float)));
+    if (predict_answer_fits(req, resp, rr.nrows, nout, elem))
+        goto done;
+    out = malloc((size_t)rr.nrows * nout * elem);
     if (!out) {
         http_problem(resp, 500, "internal", NULL, "out of memory");
         goto done;
@@ -491,6 +558,11 @@ void models_predict(http_req *req, http_resp *resp)
             http_problem(resp, 500, "internal", NULL, "out of memory");
     } else if (sc == SC_NOT_FOUND) {
         http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
+    } else if (sc == SC_TOO_LARGE) {
+        http_problem(resp, 422, "model_too_large", NULL,
+                     "the scoring worker cannot load this "
+                     "model: %s",
+                     err);
     } else if (sc == SC_UNAVAILABLE || sc == SC_DB) {
         logline l;
         logline_begin(&l, "warn", "scoring_unavailable");

@@ -67,17 +67,21 @@ static int threshold(http_resp *resp, const cJSON *body, const char *name, doubl
     return 0;
 }
 
-/* Checks that a model exists, has feature names and yields one score per row. */
+/* Checks that a model exists, has feature names, yields one score per row and can be loaded by
+ * the worker (scoring_loadable: frame, arena, not refused as too large lately). */
 static int check_model(http_req *req, http_resp *resp, db_conn *c, const char *id,
                        const char *field)
 {
     PGresult *r = NULL;
     const char *vals[] = {id};
-    int rc = dbreq_query(req, resp, c,
-                         "SELECT objective, num_class, coalesce(array_length(feature_names, 1), 0) "
-                         "FROM models WHERE id = $1",
-                         1, vals, &r);
+    int rc =
+        dbreq_query(req, resp, c,
+                    "SELECT objective, num_class, coalesce(array_length(feature_names, 1), 0), "
+                    "octet_length(compiled), encode(compiled_sha256, 'hex') "
+                    "FROM models WHERE id = $1",
+                    1, vals, &r);
     int ok = -1;
+    char why[320];
     if (rc == DB_ERROR)
         dbreq_internal(req, resp, r);
     else if (rc == DB_OK && PQntuples(r) == 0)
@@ -91,6 +95,11 @@ static int check_model(http_req *req, http_resp *resp, db_conn *c, const char *i
     else if (rc == DB_OK && atoi(PQgetvalue(r, 0, 2)) == 0)
         http_problem(resp, 422, "unsuitable_model", field,
                      "model %s has no feature_names, so vigil cannot assemble its features", id);
+    else if (rc == DB_OK && scoring_loadable(req->app, id, PQgetvalue(r, 0, 4),
+                                             strtoull(PQgetvalue(r, 0, 3), NULL, 10),
+                                             req->deadline_ms, why, sizeof why) != 0)
+        http_problem(resp, 422, "model_too_large", field,
+                     "model %s cannot be loaded by the scoring worker: %s", id, why);
     else if (rc == DB_OK)
         ok = 0;
     PQclear(r);

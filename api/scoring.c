@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "hex.h"
 #include "hpclient.h"
 #include "model.h"
@@ -54,6 +55,8 @@ int scoring_model_from_row(const PGresult *r, int row, int col, scoring_model *m
         }
     }
     cJSON_Delete(names);
+    if (PQnfields(r) > col + 7)
+        snprintf(m->blob_sha256, sizeof m->blob_sha256, "%s", PQgetvalue(r, row, col + 7));
     return 0;
 }
 
@@ -143,12 +146,22 @@ typedef struct cache_entry {
     struct cache_entry *next;
 } cache_entry;
 
+/* A model the worker refused as too large: not offered again before until_ms. */
+typedef struct refused_key {
+    char id[37];
+    char blob_sha256[65];
+    int64_t until_ms;
+    char why[360];
+} refused_key;
+
 struct scoring_cache {
     pthread_mutex_t mu;
     size_t max_bytes;
     size_t bytes;
     uint64_t clock;
     cache_entry *head;
+    refused_key refused[SCORING_REFUSED_MAX]; /* ring, guarded by mu */
+    unsigned refused_next;
 };
 
 scoring_cache *scoring_cache_create(size_t max_bytes)
@@ -196,21 +209,48 @@ static void cache_make_room(scoring_cache *c, size_t need)
     }
 }
 
-/* Returns a referenced entry for the model (fetching and validating it when absent) or NULL. */
+void scoring_cache_counts(scoring_cache *c, unsigned *models, size_t *bytes)
+{
+    unsigned n = 0;
+    *bytes = 0;
+    if (!c) {
+        *models = 0;
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    for (cache_entry *e = c->head; e; e = e->next)
+        n++;
+    *bytes = c->bytes;
+    pthread_mutex_unlock(&c->mu);
+    *models = n;
+}
+
+/* The entry for m, referenced, or NULL.  Locked. */
+static cache_entry *cache_find(scoring_cache *c, const scoring_model *m)
+{
+    for (cache_entry *e = c->head; e; e = e->next) {
+        if (strcmp(e->id, m->id) == 0 && strcmp(e->sha256, m->sha256) == 0) {
+            e->refs++;
+            e->last_used = ++c->clock;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* Returns a referenced entry for the model (fetching and validating it when absent) or NULL.
+ * Two threads that miss at once both fetch (the lock is not held over the database round trip),
+ * but only the first to finish inserts: the other takes that entry and drops its copy, so a model
+ * is never cached twice. */
 static cache_entry *cache_get(const app *a, const scoring_model *m, int64_t deadline_ms, int *sc,
                               char *err, size_t errlen)
 {
     scoring_cache *c = a->cache;
     pthread_mutex_lock(&c->mu);
-    for (cache_entry *e = c->head; e; e = e->next) {
-        if (strcmp(e->id, m->id) == 0 && strcmp(e->sha256, m->sha256) == 0) {
-            e->refs++;
-            e->last_used = ++c->clock;
-            pthread_mutex_unlock(&c->mu);
-            return e;
-        }
-    }
+    cache_entry *hit = cache_find(c, m);
     pthread_mutex_unlock(&c->mu);
+    if (hit)
+        return hit;
 
     cache_entry *e = calloc(1, sizeof *e);
     if (!e) {
@@ -232,6 +272,11 @@ static cache_entry *cache_get(const app *a, const scoring_model *m, int64_t dead
     snprintf(e->sha256, sizeof e->sha256, "%s", m->sha256);
     e->refs = 1;
     pthread_mutex_lock(&c->mu);
+    if ((hit = cache_find(c, m)) != NULL) {
+        pthread_mutex_unlock(&c->mu);
+        entry_free(e);
+        return hit;
+    }
     cache_make_room(c, e->len);
     e->last_used = ++c->clock;
     e->next = c->head;
@@ -273,10 +318,107 @@ static int run_inprocess(const app *a, sjob *jobs, int njobs, int64_t deadline_m
     return SC_OK;
 }
 
+/* ---- what the worker can hold ------------------------------------------------------------------
+ */
+
+uint64_t scoring_frame_bytes(const app *a)
+{
+    return (uint64_t)a->cfg->hotpath_max_frame_mb << 20;
+}
+
+uint64_t scoring_request_bytes(uint32_t nrows, uint32_t nfeat, size_t elem)
+{
+    return 4 + WIRE_MODEL_KEY_SIZE + 12 + (elem == 8 ? 4 : 0) + (uint64_t)nrows * nfeat * elem;
+}
+
+uint64_t scoring_answer_bytes(uint32_t nrows, uint32_t nout, size_t elem)
+{
+    return 4 + 8 + (elem == 8 ? 4 : 0) + (uint64_t)nrows * nout * elem;
+}
+
+/* Whether model (id, blob_sha256) was refused as too large lately; why gets the reason. */
+static int refused_lookup(scoring_cache *c, const char *id, const char *blob_sha256, char *why,
+                          size_t whylen)
+{
+    int64_t now = clock_now_ms();
+    int hit = 0;
+    pthread_mutex_lock(&c->mu);
+    for (unsigned i = 0; i < SCORING_REFUSED_MAX && !hit; i++) {
+        const refused_key *k = &c->refused[i];
+        if (k->until_ms > now && strcmp(k->id, id) == 0 &&
+            strcmp(k->blob_sha256, blob_sha256) == 0) {
+            snprintf(why, whylen, "%s", k->why);
+            hit = 1;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+static void refused_remember(scoring_cache *c, const scoring_model *m, const char *why)
+{
+    pthread_mutex_lock(&c->mu);
+    refused_key *k = &c->refused[c->refused_next++ % SCORING_REFUSED_MAX];
+    snprintf(k->id, sizeof k->id, "%s", m->id);
+    snprintf(k->blob_sha256, sizeof k->blob_sha256, "%s", m->blob_sha256);
+    snprintf(k->why, sizeof k->why, "%s", why);
+    k->until_ms = clock_now_ms() + SCORING_REFUSED_TTL_MS;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The worker's arena size from STATS ("arena_bytes_total"), or 0 when it does not say in time. */
+static uint64_t worker_arena_bytes(const app *a, int64_t deadline_ms)
+{
+    hpc_reply r;
+    char err[160];
+    uint64_t total = 0;
+    if (hpc_call(a->hp, WIRE_OP_STATS, NULL, 0, deadline_ms, a->cfg->pool_wait_ms, &r, err,
+                 sizeof err) != HPC_OK)
+        return 0;
+    wire_reader rd;
+    wire_reader_init(&rd, r.payload, r.status == WIRE_OK ? r.len : 0);
+    unsigned n = wire_get_u16(&rd);
+    for (unsigned i = 0; i < n && !rd.err; i++) {
+        char name[64];
+        wire_get_str(&rd, name, sizeof name);
+        uint64_t v = wire_get_u64(&rd);
+        if (!rd.err && strcmp(name, "arena_bytes_total") == 0)
+            total = v;
+    }
+    hpc_reply_free(&r);
+    return total;
+}
+
+int scoring_loadable(const app *a, const char *id, const char *blob_sha256, uint64_t blob_len,
+                     int64_t deadline_ms, char *why, size_t whylen)
+{
+    uint64_t frame = scoring_frame_bytes(a);
+    if (WIRE_MODEL_KEY_SIZE + 4 + blob_len > frame) {
+        snprintf(why, whylen,
+                 "the compiled model is %llu bytes; with its key it must fit one worker frame "
+                 "(VIGIL_HOTPATH_MAX_FRAME_MB=%d, %llu bytes)",
+                 (unsigned long long)blob_len, a->cfg->hotpath_max_frame_mb,
+                 (unsigned long long)frame);
+        return -1;
+    }
+    if (id && blob_sha256 && refused_lookup(a->cache, id, blob_sha256, why, whylen))
+        return -1;
+    uint64_t arena = a->hp ? worker_arena_bytes(a, deadline_ms) : 0;
+    if (arena && blob_len > arena) {
+        snprintf(why, whylen,
+                 "the compiled model is %llu bytes, larger than the worker's model arena "
+                 "(VIGIL_HOTPATH_MEMORY_MB, %llu bytes)",
+                 (unsigned long long)blob_len, (unsigned long long)arena);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- worker mode -------------------------------------------------------------------------------
  */
 
-/* The 48-byte model key: UUID bytes then SHA-256 bytes, both from their hex text. */
+/* The 48-byte model key: UUID bytes then the compiled blob's SHA-256 bytes, both from their hex
+ * text.  The worker recomputes the second half over the blob it is sent and refuses a mismatch. */
 static void put_key(wire_writer *w, const scoring_model *m)
 {
     uint8_t *p = wire_put_reserve(w, WIRE_MODEL_KEY_SIZE);
@@ -291,7 +433,7 @@ static void put_key(wire_writer *w, const scoring_model *m)
         s++;
         k++;
     }
-    if (hex_decode(m->sha256, 32, p + 16) != 0)
+    if (hex_decode(m->blob_sha256, 32, p + 16) != 0)
         memset(p + 16, 0, 32);
 }
 
@@ -302,23 +444,14 @@ static int map_hpc(int rc, char *err, size_t errlen)
     return rc == HPC_OK ? SC_OK : SC_UNAVAILABLE;
 }
 
-/* LOAD_MODEL for m.  The compiled blob comes from the API's cache (filled from PostgreSQL once
- * per API process), so refilling a restarted worker needs no database round trip.  Returns an
- * scoring_status. */
-static int load_model(const app *a, const scoring_model *m, int64_t deadline_ms, char *err,
-                      size_t errlen)
+/* Sends LOAD_MODEL for (m, blob).  Returns an scoring_status; a TOO_LARGE answer is remembered. */
+static int send_load(const app *a, const scoring_model *m, const void *blob, size_t len,
+                     int64_t deadline_ms, char *err, size_t errlen)
 {
-    int sc = SC_OK;
-    cache_entry *e = cache_get(a, m, deadline_ms, &sc, err, errlen);
-    if (!e)
-        return sc;
-    const void *blob = e->blob;
-    size_t len = e->len;
     size_t plen = WIRE_MODEL_KEY_SIZE + 4 + len;
-    uint8_t *payload = plen <= UINT32_MAX ? malloc(plen) : NULL;
+    uint8_t *payload = malloc(plen);
     if (!payload) {
-        cache_put(a->cache, e);
-        snprintf(err, errlen, "model too large to send to the worker");
+        snprintf(err, errlen, "out of memory");
         return SC_FAILED;
     }
     wire_writer w;
@@ -326,21 +459,51 @@ static int load_model(const app *a, const scoring_model *m, int64_t deadline_ms,
     put_key(&w, m);
     wire_put_u32(&w, (uint32_t)len);
     wire_put_bytes(&w, blob, len);
-    cache_put(a->cache, e);
     hpc_reply r;
     int rc = hpc_call(a->hp, WIRE_OP_LOAD_MODEL, payload, (uint32_t)plen, deadline_ms,
                       a->cfg->pool_wait_ms, &r, err, errlen);
     free(payload);
     if (rc != HPC_OK)
         return map_hpc(rc, err, errlen);
-    sc = SC_OK;
+    int sc = SC_OK;
     if (r.status != WIRE_OK) {
-        snprintf(err, errlen, "worker refused model %s: %s: %.*s", m->id,
-                 wire_status_name(r.status), (int)(r.len > 200 ? 200 : r.len),
-                 (const char *)r.payload);
-        sc = r.status == WIRE_E_NO_MEMORY ? SC_UNAVAILABLE : SC_FAILED;
+        snprintf(err, errlen, "worker refused it (%s): %.*s", wire_status_name(r.status),
+                 (int)(r.len > 300 ? 300 : r.len), (const char *)r.payload);
+        sc = r.status == WIRE_E_NO_MEMORY   ? SC_UNAVAILABLE
+             : r.status == WIRE_E_TOO_LARGE ? SC_TOO_LARGE
+                                            : SC_FAILED;
     }
     hpc_reply_free(&r);
+    if (sc == SC_TOO_LARGE)
+        refused_remember(a->cache, m, err);
+    return sc;
+}
+
+/* LOAD_MODEL for m.  The compiled blob comes from the API's cache (filled from PostgreSQL once
+ * per API process), so refilling a restarted worker needs no database round trip.  A model that
+ * cannot fit a frame, or that the worker refused as too large in the last
+ * SCORING_REFUSED_TTL_MS, is answered SC_TOO_LARGE without sending anything.  Returns an
+ * scoring_status. */
+static int load_model(const app *a, const scoring_model *m, int64_t deadline_ms, char *err,
+                      size_t errlen)
+{
+    if (refused_lookup(a->cache, m->id, m->blob_sha256, err, errlen))
+        return SC_TOO_LARGE;
+    int sc = SC_OK;
+    cache_entry *e = cache_get(a, m, deadline_ms, &sc, err, errlen);
+    if (!e)
+        return sc;
+    if (WIRE_MODEL_KEY_SIZE + 4 + (uint64_t)e->len > scoring_frame_bytes(a)) {
+        snprintf(err, errlen,
+                 "model %s: %zu compiled bytes do not fit one worker frame "
+                 "(VIGIL_HOTPATH_MAX_FRAME_MB=%d)",
+                 m->id, e->len, a->cfg->hotpath_max_frame_mb);
+        cache_put(a->cache, e);
+        refused_remember(a->cache, m, err);
+        return SC_TOO_LARGE;
+    }
+    sc = send_load(a, m, e->blob, e->len, deadline_ms, err, errlen);
+    cache_put(a->cache, e);
     return sc;
 }
 

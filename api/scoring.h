@@ -22,11 +22,13 @@ enum scoring_status {
     SC_UNAVAILABLE = 2, /* worker unreachable/busy, or deadline passed */
     SC_DB = 3,          /* database unreachable/busy/timeout while fetching a model */
     SC_FAILED = 4,      /* the model or request was rejected (message in err) */
+    SC_TOO_LARGE = 5, /* the worker cannot hold this model (frame or arena): err names the limit */
 };
 
 typedef struct scoring_model {
     char id[37];
-    char sha256[65];
+    char sha256[65];      /* of the uploaded source: what decisions record */
+    char blob_sha256[65]; /* of the compiled blob: the second half of the worker's model key */
     int version;
     uint32_t objective;
     uint32_t num_features;
@@ -56,10 +58,11 @@ typedef struct scoring_job64 {
 /* 1 if the model scores in double (a LightGBM model). */
 int scoring_is_f64(const scoring_model *m);
 
-/* The columns scoring_model_from_row reads, for a models table aliased t (7 columns). */
+/* The columns scoring_model_from_row reads, for a models table aliased t (8 columns). */
 #define SCORING_MODEL_COLS(t)                                                                      \
     t ".id, " t ".sha256, " t ".version, " t ".objective, " t ".num_features, " t ".num_class, "   \
-      "coalesce(array_to_json(" t ".feature_names)::text, '[]')"
+      "coalesce(array_to_json(" t ".feature_names)::text, '[]'), "                                 \
+      "encode(" t ".compiled_sha256, 'hex')"
 
 /* Fills m from SCORING_MODEL_COLS starting at column col of row.  Returns 0, or -1 when the id
  * column is NULL (no model).  Free with scoring_model_free. */
@@ -83,9 +86,31 @@ int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms,
 int scoring_run64(const app *a, scoring_job64 *jobs, int njobs, int64_t deadline_ms, char *err,
                   size_t errlen);
 
-/* The API's cache of compiled blobs (both modes), created by main; max_bytes bounds it. */
+/* The API's cache of compiled blobs (both modes), created by main; max_bytes bounds it.  It also
+ * remembers (SCORING_REFUSED_TTL_MS, at most SCORING_REFUSED_MAX keys) the models the worker
+ * refused as too large, so such a model is not pushed into the socket on every request. */
 typedef struct scoring_cache scoring_cache;
 scoring_cache *scoring_cache_create(size_t max_bytes);
 void scoring_cache_destroy(scoring_cache *c);
+/* Models held and their bytes (for /metrics; 0 and 0 for a NULL cache).  Thread-safe. */
+void scoring_cache_counts(scoring_cache *c, unsigned *models, size_t *bytes);
+
+#define SCORING_REFUSED_TTL_MS 60000
+#define SCORING_REFUSED_MAX 32
+
+/* The largest payload of one worker frame (VIGIL_HOTPATH_MAX_FRAME_MB), in bytes. */
+uint64_t scoring_frame_bytes(const app *a);
+/* Bytes of a SCORE request with one section of nrows x nfeat values of elem bytes (4: float32;
+ * 8: float64, whose sections carry up to 4 bytes of alignment padding), and of its answer with
+ * nout outputs per row: what must fit scoring_frame_bytes (the same bound applies in process). */
+uint64_t scoring_request_bytes(uint32_t nrows, uint32_t nfeat, size_t elem);
+uint64_t scoring_answer_bytes(uint32_t nrows, uint32_t nout, size_t elem);
+
+/* Whether the worker can load a compiled blob of blob_len bytes for model id (blob_sha256 hex):
+ * it must fit one LOAD_MODEL frame, fit the worker's arena when STATS reports its size (worker
+ * mode; asked within deadline_ms, skipped when the worker does not answer), and not have been
+ * refused as too large recently.  Returns 0, or -1 with why naming the limit.  Thread-safe. */
+int scoring_loadable(const app *a, const char *id, const char *blob_sha256, uint64_t blob_len,
+                     int64_t deadline_ms, char *why, size_t whylen);
 
 #endif

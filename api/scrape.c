@@ -14,6 +14,7 @@
 #include "dynbuf.h"
 #include "hpclient.h"
 #include "metrics.h"
+#include "scoring.h"
 #include "wire.h"
 
 #ifndef VIGIL_VERSION
@@ -37,6 +38,14 @@ static void write_db(dynbuf *b, const app *a)
     metrics_family(b, "vigil_db_pool_waits_total", "counter",
                    "Times a request had to wait for a free PostgreSQL connection.");
     dynbuf_printf(b, "vigil_db_pool_waits_total %llu\n", waits);
+    unsigned models = 0;
+    size_t bytes = 0;
+    scoring_cache_counts(a->cache, &models, &bytes);
+    metrics_family(b, "vigil_model_cache_models", "gauge",
+                   "Compiled models held in the API's cache (each model at most once).");
+    dynbuf_printf(b, "vigil_model_cache_models %u\n", models);
+    metrics_family(b, "vigil_model_cache_bytes", "gauge", "Bytes of compiled models cached.");
+    dynbuf_printf(b, "vigil_model_cache_bytes %zu\n", bytes);
 }
 
 /* A STATS name as a metric-name suffix: [a-zA-Z0-9_] kept, anything else becomes '_'. */

@@ -18,10 +18,13 @@
  * Error responses carry a UTF-8 message as payload (not NUL-terminated).
  *
  * Payloads of the scoring ops (all little-endian; a "model key" is the model's 16-byte UUID
- * followed by the 32-byte SHA-256 of its uploaded source, WIRE_MODEL_KEY_SIZE bytes):
+ * followed by the 32-byte SHA-256 of its compiled blob, WIRE_MODEL_KEY_SIZE bytes; version 2
+ * made it the blob's, where version 1 had the uploaded source's, so a worker can check it):
  *   LOAD_MODEL request   key[48] u32 blob_len  blob[blob_len]      (blob: common/model.h format,
  *                        at payload offset 52, so 4-byte aligned when the payload is)
- *              response  OK (empty) | BAD_PAYLOAD / NO_MEMORY + message
+ *              response  OK (empty) | BAD_PAYLOAD (also: key does not match SHA-256(blob)) /
+ *                        NO_MEMORY (arena full of pinned models, try later) / TOO_LARGE (can
+ *                        never fit the arena) + message
  *   SCORE request        u32 nsections (1..WIRE_MAX_SECTIONS), then per section:
  *                          key[48] u32 flags (WIRE_SCORE_MARGIN) u32 nrows u32 ncols
  *                          f32 rows[nrows * ncols] (row-major, NaN = missing)
@@ -40,7 +43,7 @@
 #include <stdint.h>
 
 #define WIRE_MAGIC 0x574C4756u /* "VGLW" read as little-endian bytes */
-#define WIRE_VERSION 1u
+#define WIRE_VERSION 2u        /* 2: model keys carry the compiled blob's SHA-256 */
 #define WIRE_HEADER_SIZE 24u
 #define WIRE_F_RESPONSE 0x0001u
 

@@ -1,8 +1,9 @@
 /* hp_k_score.c - LOAD_MODEL and SCORE handlers.  See hp_k_score.h.
  *
- * Costs: LOAD_MODEL O(blob) (validate + build), plus O(models) under the arena mutex; a resident
- * key is O(1).  SCORE O(payload) parsing + the walk; the arena mutex is taken twice per request
- * (pin, unpin), each time for O(sections). */
+ * Costs: LOAD_MODEL O(blob) (SHA-256 of the blob against its key, validate + build), plus
+ * O(models) under the arena mutex; a resident key costs the SHA-256 only.  SCORE O(payload) parsing
+ * + the walk; the arena mutex is taken twice per request (pin, unpin), each time for O(sections).
+ */
 #include "hp_k_score.h"
 
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "hp_arena.h"
 #include "hp_assert.h"
 #include "model.h"
+#include "sha256.h"
 
 int hp_k_store_init(const hp_kernel_env *env, void **state, char *err, size_t errlen)
 {
@@ -61,6 +63,13 @@ int hp_k_load_model(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len
     if ((uint64_t)blob_len + WIRE_MODEL_KEY_SIZE + 4 != in_len)
         return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD,
                               "LOAD_MODEL blob_len does not match the payload");
+    /* The key's second half is the blob's SHA-256: checked before anything else, so a key names
+     * exactly one blob and no peer on the socket can load another blob under a model's key. */
+    uint8_t digest[32];
+    sha256(in + WIRE_MODEL_KEY_SIZE + 4, blob_len, digest);
+    if (memcmp(digest, key + 16, sizeof digest) != 0)
+        return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD,
+                              "LOAD_MODEL key does not match the blob's SHA-256");
     if (hp_arena_touch(arena, key))
         return WIRE_OK;
     model_view v;
@@ -77,6 +86,8 @@ int hp_k_load_model(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len
         return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, err);
     case HP_ARENA_BUILD_FAILED:
         return hp_kernel_fail(out, WIRE_E_INTERNAL, err);
+    case HP_ARENA_TOO_BIG: /* permanent: the API remembers it and stops offering the model */
+        return hp_kernel_fail(out, WIRE_E_TOO_LARGE, err);
     default:
         return hp_kernel_fail(out, WIRE_E_NO_MEMORY, err);
     }

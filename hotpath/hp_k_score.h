@@ -5,9 +5,10 @@
  * creates once and hands to both inits explicitly (hp_kernel_env.store); nothing is kept in file
  * statics.  The layout and the walk are the scorer's (hp_scorer.h, e.g. hp_forest.c).
  *
- * LOAD_MODEL: key[48] u32 blob_len blob -> resident key: OK at once (nothing is validated); else
- *   model_validate (BAD_PAYLOAD + reason), build into the arena (evicting least recently used
- *   unpinned models), NO_MEMORY + reason when it can never fit or pinned models hold the space.
+ * LOAD_MODEL: key[48] u32 blob_len blob -> key bytes 16..47 != SHA-256(blob): BAD_PAYLOAD; then
+ *   resident key: OK at once (nothing else is validated); else model_validate (BAD_PAYLOAD +
+ *   reason), build into the arena (evicting least recently used unpinned models), TOO_LARGE +
+ *   reason when it can never fit the arena, NO_MEMORY + reason when pinned models hold the space.
  * SCORE: u32 nsections, per section key[48] u32 flags u32 nrows u32 ncols f32 rows -> checks in
  *   this order: framing (sizes add up exactly, 1..WIRE_MAX_SECTIONS sections, known flags:
  *   BAD_PAYLOAD), residency (UNKNOWN_MODEL + u32 index of the first missing section), ncols ==

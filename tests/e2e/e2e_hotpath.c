@@ -48,6 +48,7 @@
 #include "model.h"
 #include "model_build.h"
 #include "refeval.h"
+#include "sha256.h"
 #include "wire.h"
 #include "xgbmodel.h"
 
@@ -475,7 +476,7 @@ START_TEST(hello_reports_version_and_kernels)
         wire_reader r;
         char version[64], name[64], impl[64];
         wire_reader_init(&r, buf, n);
-        ck_assert_uint_eq(wire_get_u16(&r), 1); /* protocol version 1 */
+        ck_assert_uint_eq(wire_get_u16(&r), WIRE_VERSION); /* the protocol version */
         wire_get_str(&r, version, sizeof version);
         ck_assert_str_eq(version, want_version);
         unsigned nk = wire_get_u16(&r);
@@ -609,7 +610,8 @@ START_TEST(malformed_headers_get_status_and_close)
     static const bad_case cases[] = {
         {"bad magic", 0x12345678u, WIRE_VERSION, WIRE_OP_PING, WIRE_E_BAD_FRAME},
         {"version 0", WIRE_MAGIC, 0, WIRE_OP_PING, WIRE_E_BAD_VERSION},
-        {"version 2", WIRE_MAGIC, 2, WIRE_OP_PING, WIRE_E_BAD_VERSION},
+        {"version 1 (keys not bound to blobs)", WIRE_MAGIC, 1, WIRE_OP_PING, WIRE_E_BAD_VERSION},
+        {"next version", WIRE_MAGIC, WIRE_VERSION + 1, WIRE_OP_PING, WIRE_E_BAD_VERSION},
         {"op 0", WIRE_MAGIC, WIRE_VERSION, 0, WIRE_E_UNKNOWN_OP},
         {"op = WIRE_OP_MAX", WIRE_MAGIC, WIRE_VERSION, WIRE_OP_MAX, WIRE_E_UNKNOWN_OP},
         {"op 0xffff", WIRE_MAGIC, WIRE_VERSION, 0xFFFF, WIRE_E_UNKNOWN_OP},
@@ -656,7 +658,7 @@ START_TEST(malformed_headers_get_status_and_close)
 
     ck_assert_int_eq(ping_ok(bystander, 999), 0);
     ck_assert_uint_eq(stat_now("errors_bad_frame"), 2);
-    ck_assert_uint_eq(stat_now("errors_bad_version"), 2);
+    ck_assert_uint_eq(stat_now("errors_bad_version"), 3);
     ck_assert_uint_eq(stat_now("errors_unknown_op"), 4);
     close(bystander);
 }
@@ -1348,8 +1350,9 @@ static void fx_model_load(fx_model *m, const char *name, unsigned index)
     m->pred = fx_matrix(name, "pred.txt", &r2, &m->npred);
     m->margin = fx_matrix(name, "margin.txt", &r3, &m->nmargin);
     ck_assert(m->rows && m->pred && m->margin && r2 == m->nr && r3 == m->nr);
-    for (unsigned i = 0; i < WIRE_MODEL_KEY_SIZE; i++)
-        m->key[i] = (uint8_t)(i < 16 ? index * 7 + i : (unsigned char)name[i % strlen(name)] + i);
+    for (unsigned i = 0; i < 16; i++)
+        m->key[i] = (uint8_t)(index * 7 + i);
+    sha256(m->blob, m->blob_len, m->key + 16); /* the worker checks the key against the blob */
 }
 
 /* A synthetic model of 100 complete depth-8 trees over 10 features (about 300 KiB in the
@@ -1397,6 +1400,7 @@ static void synth_model(fx_model *m, unsigned index)
     memset(m->key, 0, sizeof m->key);
     m->key[0] = 0xEE;
     m->key[1] = (uint8_t)index;
+    sha256(m->blob, m->blob_len, m->key + 16);
 }
 
 static void fx_model_free(fx_model *m)
@@ -1421,8 +1425,10 @@ static int round_trip(int fd, uint16_t op, const void *p, uint32_t len, uint8_t 
     return h.status;
 }
 
-/* LOAD_MODEL of m (or of a blob with one byte flipped at corrupt_at, if >= 0). */
-static int hp_load(int fd, const fx_model *m, long corrupt_at, uint8_t *buf, size_t cap)
+/* LOAD_MODEL of m (or of a blob with one byte flipped at corrupt_at, if >= 0, under a key bound
+ * to the corrupted bytes when rebind, else under m's own key). */
+static int hp_load_as(int fd, const fx_model *m, long corrupt_at, int rebind, uint8_t *buf,
+                      size_t cap)
 {
     size_t plen = WIRE_MODEL_KEY_SIZE + 4 + m->blob_len;
     uint8_t *p = malloc(plen);
@@ -1432,10 +1438,17 @@ static int hp_load(int fd, const fx_model *m, long corrupt_at, uint8_t *buf, siz
     memcpy(p + WIRE_MODEL_KEY_SIZE + 4, m->blob, m->blob_len);
     if (corrupt_at >= 0)
         p[WIRE_MODEL_KEY_SIZE + 4 + corrupt_at] ^= 0x5A;
+    if (corrupt_at >= 0 && rebind)
+        sha256(p + WIRE_MODEL_KEY_SIZE + 4, m->blob_len, p + 16);
     uint32_t n;
     int st = round_trip(fd, WIRE_OP_LOAD_MODEL, p, (uint32_t)plen, buf, cap, &n);
     free(p);
     return st;
+}
+
+static int hp_load(int fd, const fx_model *m, long corrupt_at, uint8_t *buf, size_t cap)
+{
+    return hp_load_as(fd, m, corrupt_at, 1, buf, cap);
 }
 
 /* SCORE of nrows rows of m starting at fixture row row0 (wrapping around), in one section (or the
@@ -1554,6 +1567,10 @@ START_TEST(load_and_score_match_xgboost)
     long node0 = MODEL_HEADER_SIZE + 16 * (long)wire_le32((const uint8_t *)m.blob + 24);
     ck_assert_int_eq(hp_load(fd, &m, node0, buf, cap), WIRE_E_BAD_PAYLOAD);
     ck_assert_ptr_nonnull(memmem(buf, 200, "invalid model blob", 18));
+    /* Other bytes under the model's own key (a peer substituting a blob): refused before the
+     * blob is even validated, since the key names the blob by its SHA-256. */
+    ck_assert_int_eq(hp_load_as(fd, &m, node0, 0, buf, cap), WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(buf, 200, "SHA-256", 7));
     ck_assert_int_eq(hp_score(fd, &m, 0, 3, 0, 0, 0, buf, cap, &n), WIRE_E_UNKNOWN_MODEL);
     ck_assert_int_eq(hp_load(fd, &m, -1, buf, cap), WIRE_OK);
     ck_assert_int_eq(hp_load(fd, &m, -1, buf, cap), WIRE_OK); /* resident: cheap OK */
@@ -1630,9 +1647,11 @@ START_TEST(model_bigger_than_arena_is_no_memory)
     model_builder_free(b);
     free(nodes);
     memset(m.key, 0xB1, sizeof m.key);
+    sha256(m.blob, m.blob_len, m.key + 16);
     size_t cap = MIB;
     uint8_t *buf = malloc(cap);
-    ck_assert_int_eq(hp_load(fd, &m, -1, buf, cap), WIRE_E_NO_MEMORY);
+    /* Larger than the whole arena: a permanent refusal (TOO_LARGE), not NO_MEMORY (retry later). */
+    ck_assert_int_eq(hp_load(fd, &m, -1, buf, cap), WIRE_E_TOO_LARGE);
     uint32_t n = (uint32_t)strnlen((char *)buf, 300);
     ck_assert_ptr_nonnull(memmem(buf, n, "VIGIL_HOTPATH_MEMORY_MB", 23));
     ck_assert_int_eq(ping_ok(fd, 3), 0);

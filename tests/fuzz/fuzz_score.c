@@ -26,6 +26,7 @@
 #include "hp_store.h"
 #include "model.h"
 #include "refeval.h"
+#include "sha256.h"
 #include "wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -84,7 +85,7 @@ static int same_bits(const float *a, const float *b, size_t n)
 
 static void structured_mode(const uint8_t *data, size_t size)
 {
-    static const uint8_t key[WIRE_MODEL_KEY_SIZE] = {1, 2, 3, 4, 5, 6, 7, 8};
+    uint8_t key[WIRE_MODEL_KEY_SIZE] = {1, 2, 3, 4, 5, 6, 7, 8}; /* + SHA-256(blob) below */
     static const float edge[] = {NAN,    0.0f,     -0.0f,     1.0f,   -1.0f,
                                  0.5f,   3.0f,     31.0f,     32.0f,  1e30f,
                                  -1e30f, INFINITY, -INFINITY, 1e-45f, 16777216.0f};
@@ -100,6 +101,7 @@ static void structured_mode(const uint8_t *data, size_t size)
     const uint8_t *blob = data + 7, *seed = data + 7 + bl;
     size_t nseed = size - 7 - bl;
 
+    sha256(blob, bl, key + 16); /* the worker refuses a key not bound to its blob */
     wire_writer_init(&w, in_buf, sizeof in_buf);
     wire_put_bytes(&w, key, sizeof key);
     wire_put_u32(&w, bl);
@@ -117,7 +119,7 @@ static void structured_mode(const uint8_t *data, size_t size)
         }
         return;
     }
-    if (st == WIRE_E_NO_MEMORY)
+    if (st == WIRE_E_NO_MEMORY || st == WIRE_E_TOO_LARGE)
         return; /* a valid model too large for the 4 MiB arena */
     if (st == WIRE_E_BAD_PAYLOAD && hp_store_scorer(store)->bytes(&v) == 0)
         return; /* a model this scorer declares it cannot hold */

@@ -16,6 +16,7 @@
 
 #include "cursor.h"
 #include "model.h"
+#include "sha256.h"
 #include "wire.h"
 #include "xgbmodel.h"
 
@@ -152,11 +153,12 @@ static void fixture(const char *dir, const char *stem)
     r[0] = 1;
     wire_st32(r + 1, (uint32_t)ll);
     memset(r + 5, 0x42, WIRE_MODEL_KEY_SIZE);
+    sha256(blob, blob_len, r + 5 + 16); /* a key bound to its blob, as the worker requires */
     wire_st32(r + 5 + 48, (uint32_t)blob_len);
     memcpy(r + 5 + 52, blob, blob_len);
     uint8_t *q = r + 5 + ll;
     wire_st32(q, 1);
-    memset(q + 4, 0x42, WIRE_MODEL_KEY_SIZE);
+    memcpy(q + 4, r + 5, WIRE_MODEL_KEY_SIZE);
     wire_st32(q + 52, 0);
     wire_st32(q + 56, (uint32_t)nr);
     wire_st32(q + 60, (uint32_t)cols);

@@ -37,6 +37,7 @@
 #include "model.h"
 #include "model_build.h"
 #include "refeval.h"
+#include "sha256.h"
 #include "wire.h"
 #include "xgbmodel.h"
 #include "fixtures_io.h"
@@ -949,8 +950,11 @@ static int call(hp_kernel_fn fn, uint32_t len, wire_writer *out)
     return fn(T_store, &ctx, in_buf, len, out);
 }
 
-static uint32_t put_load(const uint8_t *key, const void *blob, uint32_t blob_len)
+/* A LOAD_MODEL payload for blob under key, whose second half becomes SHA-256(blob) first (the
+ * binding the worker checks), so later SCOREs with key name this blob. */
+static uint32_t put_load(uint8_t *key, const void *blob, uint32_t blob_len)
 {
+    sha256(blob, blob_len, key + 16);
     wire_writer w;
     wire_writer_init(&w, in_buf, sizeof in_buf);
     wire_put_bytes(&w, key, WIRE_MODEL_KEY_SIZE);
@@ -1004,7 +1008,10 @@ START_TEST(handlers_answer_every_case)
     ck_assert_int_eq(call(hp_k_load_model, 10, &out), WIRE_E_BAD_PAYLOAD);
     uint32_t len = put_load(key, blob, (uint32_t)blob_len);
     ck_assert_int_eq(call(hp_k_load_model, len - 1, &out), WIRE_E_BAD_PAYLOAD); /* blob_len != */
-    in_buf[52] ^= 1; /* the blob magic: a bad blob */
+    in_buf[52] ^= 1; /* the blob magic: a bad blob, no longer the one the key names */
+    ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "SHA-256", 7));
+    sha256(in_buf + 52, blob_len, in_buf + 16); /* a key bound to the bad blob: validated */
     ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_E_BAD_PAYLOAD);
     ck_assert_ptr_nonnull(memmem(out_buf, out.len, "invalid model blob", 18));
     /* SCORE before it is loaded: UNKNOWN_MODEL with the section index as payload. */
@@ -1015,12 +1022,19 @@ START_TEST(handlers_answer_every_case)
     ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_E_UNKNOWN_MODEL);
     ck_assert_uint_eq(out.len, 4);
     ck_assert_uint_eq(wire_le32(out_buf), 0);
-    /* Load, then a resident reload with a garbage blob is a cheap OK. */
+    /* Load, then a resident reload of the same blob is OK; another blob under the resident key
+     * (a peer on the socket trying to replace the model) is refused, before and after loading. */
+    len = put_load(key, blob, (uint32_t)blob_len);
+    memset(in_buf + 52, 0xFF, 64);
+    ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "SHA-256", 7));
     len = put_load(key, blob, (uint32_t)blob_len);
     ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_OK);
     ck_assert_uint_eq(out.len, 0);
-    memset(in_buf + 52, 0xFF, 64);
     ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_OK);
+    memset(in_buf + 52, 0xFF, 64);
+    ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "SHA-256", 7));
 
     /* SCORE OK: two sections, margins then transformed, equal to refeval. */
     size_t n1 = 37, n2 = nr;
@@ -1102,8 +1116,8 @@ START_TEST(handlers_answer_every_case)
     ck_assert_int_eq(call(hp_k_score, (uint32_t)w.len, &out), WIRE_OK);
     ck_assert_uint_eq(out.len, 4 + WIRE_MAX_SECTIONS * 8 + WIRE_MAX_SECTIONS / 2 * k * 4);
 
-    /* A model larger than the whole 4 MiB arena: NO_MEMORY with a message.  100 complete
-     * depth-12 trees take 48 KiB each in the worker's layout: 4.8 MiB. */
+    /* A model larger than the whole 4 MiB arena: TOO_LARGE (never fits) with a message.  100
+     * complete depth-12 trees take 48 KiB each in the worker's layout: 4.8 MiB. */
     model_builder *b = model_builder_new(MODEL_OBJ_SQUAREDERROR, 0, 4, 1, 0.5f, 0.0f);
     size_t big_len;
     uint32_t n12 = (2u << 12) - 1;
@@ -1124,7 +1138,7 @@ START_TEST(handlers_answer_every_case)
     free(nodes);
     ck_assert_uint_lt(big_len + 52, sizeof in_buf);
     len = put_load(other, bblob, (uint32_t)big_len);
-    ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_E_NO_MEMORY);
+    ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_E_TOO_LARGE);
     ck_assert_ptr_nonnull(memmem(out_buf, out.len, "VIGIL_HOTPATH_MEMORY_MB", 23));
     free(bblob);
 

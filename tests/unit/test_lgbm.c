@@ -21,6 +21,7 @@
 #include "hp_store.h"
 #include "wire.h"
 #include "refeval.h"
+#include "sha256.h"
 
 /* Compiles text (NUL-terminated) and validates the blob; returns the status. */
 static int compile(const char *text, void **blob, size_t *len, model_view *v, lgbm_info *info,
@@ -605,6 +606,7 @@ START_TEST(test_score_handler_f64)
     uint8_t key[WIRE_MODEL_KEY_SIZE];
     for (size_t i = 0; i < sizeof key; i++)
         key[i] = (uint8_t)(i * 7 + 1);
+    sha256(blob, blob_len, key + 16); /* the key's second half binds the blob (LOAD_MODEL) */
     wire_writer w, out;
     wire_writer_init(&w, in_buf, sizeof in_buf);
     wire_put_bytes(&w, key, WIRE_MODEL_KEY_SIZE);

@@ -131,110 +131,125 @@ static int upload_loadable(http_req *req, http_resp *resp, size_t blob_len)
     return -1;
 }
 
-void models_create(http_req *req, http_resp *resp)
+/* The request's query and Content-Type: 400/415 (resp) and -1, or 0 with *format (by content)
+ * and *name. */
+static int upload_check(http_req *req, http_resp *resp, int *format, const char **name)
 {
     static const char *const args[] = {"name", NULL};
-    const char *ct = http_header(req, "Content-Type");
-    const char *name = http_query(req, "name");
     const char *bad = http_query_unknown(req, args);
-    xgb_info info = {0};
-    void *blob = NULL;
-    size_t blob_len = 0;
-    char err[512], *names_json = NULL, *types_json = NULL;
-    db_conn *c = NULL;
-    PGresult *r = NULL;
     if (bad) {
         http_problem(resp, 400, "unknown_parameter", bad, "unknown query parameter '%.64s'", bad);
-        return;
+        return -1;
     }
-    int format = modelfile_detect(req->body, req->body_len);
-    if (!upload_type_ok(ct, format)) {
+    *format = modelfile_detect(req->body, req->body_len);
+    if (!upload_type_ok(http_header(req, "Content-Type"), *format)) {
         http_problem(resp, 415, "unsupported_media_type", NULL,
                      "upload the model file as saved (Booster.save_model output) with Content-Type "
                      "application/json, application/ubjson or application/octet-stream "
                      "(text/plain for a LightGBM text model); the format is read from the "
                      "content");
-        return;
+        return -1;
     }
-    if (!valid_name(name)) {
+    *name = http_query(req, "name");
+    if (!valid_name(*name)) {
         http_problem(resp, 400, "validation_failed", "name",
                      "query parameter 'name' is required: 1..128 of [A-Za-z0-9._-], starting "
                      "with a letter or digit");
-        return;
+        return -1;
     }
-    if (format == MODELFILE_LGBM_TEXT) {
-        /* LightGBM text model (detected by content: its first line is "tree"). */
-        lgbm_info li = {0};
-        int ls = lgbm_compile(req->body, req->body_len, &li, &blob, &blob_len, err, sizeof err);
-        if (ls == LGBM_INVALID) {
+    return 0;
+}
+
+/* Compiles a LightGBM text upload into *blob and info (the fields the models row stores).
+ * Returns 0, or -1 with 400/422/500 in resp (nothing to free). */
+static int upload_compile_lgbm(http_req *req, http_resp *resp, xgb_info *info, void **blob,
+                               size_t *blob_len)
+{
+    char err[512];
+    lgbm_info li = {0};
+    int ls = lgbm_compile(req->body, req->body_len, &li, blob, blob_len, err, sizeof err);
+    if (ls != LGBM_OK) {
+        if (ls == LGBM_INVALID)
             http_problem(resp, 400, "invalid_model", NULL, "not a valid LightGBM text model: %s",
                          err);
-            return;
-        }
-        if (ls == LGBM_UNSUPPORTED) {
+        else if (ls == LGBM_UNSUPPORTED)
             http_problem(resp, 422, "unsupported_model", NULL, "unsupported: %s", err);
-            return;
-        }
-        if (ls != LGBM_OK) {
+        else
             http_problem(resp, 500, "internal", NULL, "could not compile the model: %s", err);
-            return;
-        }
-        snprintf(info.objective, sizeof info.objective, "%s", li.objective);
-        snprintf(info.booster, sizeof info.booster, "gbdt");
-        info.num_feature = li.num_feature;
-        info.num_class = li.num_class;
-        info.num_trees = li.num_trees;
-        info.feature_names = li.feature_names; /* ownership moves to info */
-        info.n_feature_names = li.n_feature_names;
-        info.format = MODELFILE_LGBM_TEXT;
-        snprintf(info.version, sizeof info.version, "%s", li.version);
-        info.num_target = 1;
-        li.feature_names = NULL;
-        li.n_feature_names = 0;
-        lgbm_info_free(&li);
-        goto compiled;
+        return -1;
     }
-    int st = xgb_compile(req->body, req->body_len, &info, &blob, &blob_len, err, sizeof err);
-    if (st == XGB_INVALID) {
+    snprintf(info->objective, sizeof info->objective, "%s", li.objective);
+    snprintf(info->booster, sizeof info->booster, "gbdt");
+    info->num_feature = li.num_feature;
+    info->num_class = li.num_class;
+    info->num_trees = li.num_trees;
+    info->feature_names = li.feature_names; /* ownership moves to info */
+    info->n_feature_names = li.n_feature_names;
+    info->format = MODELFILE_LGBM_TEXT;
+    snprintf(info->version, sizeof info->version, "%s", li.version);
+    info->num_target = 1;
+    li.feature_names = NULL;
+    li.n_feature_names = 0;
+    lgbm_info_free(&li);
+    return 0;
+}
+
+/* Compiles an upload of the detected format into *blob and info.  Returns 0, or -1 with
+ * 400/422/500 in resp (nothing to free). */
+static int upload_compile(http_req *req, http_resp *resp, int format, xgb_info *info, void **blob,
+                          size_t *blob_len)
+{
+    if (format == MODELFILE_LGBM_TEXT) /* its first line is "tree" */
+        return upload_compile_lgbm(req, resp, info, blob, blob_len);
+    char err[512];
+    int st = xgb_compile(req->body, req->body_len, info, blob, blob_len, err, sizeof err);
+    if (st == XGB_OK)
+        return 0;
+    if (st == XGB_INVALID)
         http_problem(resp, 400, "invalid_model", NULL, "not a valid XGBoost %s model: %s",
                      format == MODELFILE_XGB_UBJSON ? "UBJSON" : "JSON", err);
-        return;
-    }
-    if (st == XGB_UNSUPPORTED) {
+    else if (st == XGB_UNSUPPORTED)
         http_problem(resp, 422, "unsupported_model", NULL, "unsupported: %s", err);
-        return;
-    }
-    if (st != XGB_OK) {
+    else
         http_problem(resp, 500, "internal", NULL, "could not compile the model: %s", err);
-        return;
-    }
-compiled:;
-    if (upload_loadable(req, resp, blob_len))
-        goto done;
+    return -1;
+}
+
+/* The INSERT of a new version of model `name`, under a per-name advisory lock (versions are
+ * max + 1).  Answers 201 with the stored row, or the database's failure (resp). */
+static void upload_store(http_req *req, http_resp *resp, const char *name, const xgb_info *info,
+                         const void *blob, size_t blob_len)
+{
     uint8_t digest[32];
     char sha[65], nf[16], ncls[16], ntrees[16], base[32], ntarget[16];
+    char *names_json = string_array_json(info->feature_names, info->n_feature_names);
+    char *types_json = string_array_json(info->feature_types, info->n_feature_types);
+    db_conn *c = NULL;
+    PGresult *r = NULL;
+    int rc = DB_OK;
     sha256(req->body, req->body_len, digest);
     sha256_hex(digest, sha);
-    names_json = string_array_json(info.feature_names, info.n_feature_names);
-    types_json = string_array_json(info.feature_types, info.n_feature_types);
-    snprintf(nf, sizeof nf, "%u", info.num_feature);
-    snprintf(ncls, sizeof ncls, "%u", info.num_class);
-    snprintf(ntrees, sizeof ntrees, "%u", info.num_trees);
-    snprintf(ntarget, sizeof ntarget, "%u", info.num_target);
-    snprintf(base, sizeof base, "%.9g", (double)info.base_score);
+    snprintf(nf, sizeof nf, "%u", info->num_feature);
+    snprintf(ncls, sizeof ncls, "%u", info->num_class);
+    snprintf(ntrees, sizeof ntrees, "%u", info->num_trees);
+    snprintf(ntarget, sizeof ntarget, "%u", info->num_target);
+    snprintf(base, sizeof base, "%.9g", (double)info->base_score);
+    if (req->body_len > (size_t)0x7fffffff || blob_len > (size_t)0x7fffffff) {
+        http_problem(resp, 413, "body_too_large", NULL, "model too large to store");
+        goto done;
+    }
     if (!(c = dbreq_acquire(req, resp)) || dbreq_begin(req, resp, c))
         goto done;
     const char *lockv[] = {name};
-    int rc =
-        dbreq_query(req, resp, c, "SELECT pg_advisory_xact_lock(hashtext('vigil.models:' || $1))",
-                    1, lockv, &r);
+    rc = dbreq_query(req, resp, c, "SELECT pg_advisory_xact_lock(hashtext('vigil.models:' || $1))",
+                     1, lockv, &r);
     if (rc != DB_OK)
         goto dberr;
     PQclear(r);
     r = NULL;
     const char *vals[] = {name,
-                          info.objective,
-                          info.booster,
+                          info->objective,
+                          info->booster,
                           nf,
                           ncls,
                           ntrees,
@@ -244,15 +259,11 @@ compiled:;
                           sha,
                           req->body,
                           blob,
-                          modelfile_format_name(info.format),
-                          info.version[0] ? info.version : NULL,
+                          modelfile_format_name(info->format),
+                          info->version[0] ? info->version : NULL,
                           ntarget};
     int lens[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (int)req->body_len, (int)blob_len, 0, 0, 0};
     int fmts[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0};
-    if (req->body_len > (size_t)0x7fffffff || blob_len > (size_t)0x7fffffff) {
-        http_problem(resp, 413, "body_too_large", NULL, "model too large to store");
-        goto done;
-    }
     rc = dbreq_query_bin(
         req, resp, c,
         "INSERT INTO models (name, version, objective, booster, num_features, num_class, "
@@ -281,6 +292,20 @@ done:
         dbreq_release(req, c);
     free(names_json);
     free(types_json);
+}
+
+void models_create(http_req *req, http_resp *resp)
+{
+    xgb_info info = {0};
+    void *blob = NULL;
+    size_t blob_len = 0;
+    const char *name = NULL;
+    int format = MODELFILE_UNKNOWN;
+    if (upload_check(req, resp, &format, &name) ||
+        upload_compile(req, resp, format, &info, &blob, &blob_len))
+        return;
+    if (upload_loadable(req, resp, blob_len) == 0)
+        upload_store(req, resp, name, &info, blob, blob_len);
     free(blob);
     xgb_info_free(&info);
 }
@@ -500,6 +525,40 @@ static int predict_answer_fits(http_req *req, http_resp *resp, uint32_t nrows, u
     return -1;
 }
 
+/* The predict answer for scoring status sc: 200 with the predictions (out, nrows x nout values,
+ * double when f64), or the failure as a problem (err: the scorer's reason, logged, never shown
+ * for 5xx). */
+static void predict_answer(http_req *req, http_resp *resp, const scoring_model *m, int sc,
+                           const char *err, const void *out, uint32_t nrows, uint32_t nout, int f64)
+{
+    if (sc == SC_OK) {
+        size_t len = 0;
+        char *body = f64 ? predictions_json64(m->id, out, nrows, nout, &len)
+                         : predictions_json(m->id, out, nrows, nout, &len);
+        if (body)
+            http_raw(resp, 200, "application/json", body, len);
+        else
+            http_problem(resp, 500, "internal", NULL, "out of memory");
+    } else if (sc == SC_NOT_FOUND) {
+        http_problem(resp, 404, "not_found", NULL, "no model with id %s", m->id);
+    } else if (sc == SC_TOO_LARGE) {
+        http_problem(resp, 422, "model_too_large", NULL,
+                     "the scoring worker cannot load this model: %s", err);
+    } else {
+        int down = sc == SC_UNAVAILABLE || sc == SC_DB;
+        logline l;
+        logline_begin(&l, down ? "warn" : "error", down ? "scoring_unavailable" : "scoring_failed");
+        logline_str(&l, "request_id", req->request_id);
+        logline_str(&l, "error", err);
+        logline_end(&l);
+        if (down)
+            http_unavailable(resp, "the scoring worker is unavailable");
+        else
+            http_problem(resp, 500, "internal", NULL, "scoring failed (request %s)",
+                         req->request_id);
+    }
+}
+
 void models_predict(http_req *req, http_resp *resp)
 {
     const char *id;
@@ -548,36 +607,7 @@ void models_predict(http_req *req, http_resp *resp)
         scoring_job job = {&m, rr.output_margin, rr.rows, rr.nrows, out};
         sc = scoring_run(req->app, &job, 1, req->deadline_ms, err, sizeof err);
     }
-    if (sc == SC_OK) {
-        size_t len = 0;
-        char *body = f64 ? predictions_json64(m.id, out, rr.nrows, nout, &len)
-                         : predictions_json(m.id, out, rr.nrows, nout, &len);
-        if (body)
-            http_raw(resp, 200, "application/json", body, len);
-        else
-            http_problem(resp, 500, "internal", NULL, "out of memory");
-    } else if (sc == SC_NOT_FOUND) {
-        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
-    } else if (sc == SC_TOO_LARGE) {
-        http_problem(resp, 422, "model_too_large", NULL,
-                     "the scoring worker cannot load this "
-                     "model: %s",
-                     err);
-    } else if (sc == SC_UNAVAILABLE || sc == SC_DB) {
-        logline l;
-        logline_begin(&l, "warn", "scoring_unavailable");
-        logline_str(&l, "request_id", req->request_id);
-        logline_str(&l, "error", err);
-        logline_end(&l);
-        http_unavailable(resp, "the scoring worker is unavailable");
-    } else {
-        logline l;
-        logline_begin(&l, "error", "scoring_failed");
-        logline_str(&l, "request_id", req->request_id);
-        logline_str(&l, "error", err);
-        logline_end(&l);
-        http_problem(resp, 500, "internal", NULL, "scoring failed (request %s)", req->request_id);
-    }
+    predict_answer(req, resp, &m, sc, err, out, rr.nrows, nout, f64);
 done:
     free(out);
     rows_result_free(&rr);

@@ -507,8 +507,10 @@ static int load_model(const app *a, const scoring_model *m, int64_t deadline_ms,
     return sc;
 }
 
-static int run_worker(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *err,
-                      size_t errlen)
+/* Builds the SCORE payload of njobs sections into a malloc'd buffer (*payload, caller frees),
+ * *len its size.  Returns SC_OK, or SC_FAILED with err (too large for one frame, or OOM). */
+static int score_payload(const app *a, const sjob *jobs, int njobs, uint8_t **payload, size_t *len,
+                         char *err, size_t errlen)
 {
     size_t plen = 4;
     for (int j = 0; j < njobs; j++) {
@@ -521,36 +523,85 @@ static int run_worker(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, 
         snprintf(err, errlen, "request too large for one worker frame (%zu bytes)", plen);
         return SC_FAILED;
     }
-    uint8_t *payload = malloc(plen);
-    if (!payload) {
+    if (!(*payload = malloc(plen))) {
         snprintf(err, errlen, "out of memory");
         return SC_FAILED;
     }
     wire_writer w;
-    wire_writer_init(&w, payload, plen);
+    wire_writer_init(&w, *payload, plen);
     wire_put_u32(&w, (uint32_t)njobs);
     for (int j = 0; j < njobs; j++) {
         int f64 = scoring_is_f64(jobs[j].model);
+        size_t cells = (size_t)jobs[j].nrows * jobs[j].model->num_features;
         put_key(&w, jobs[j].model);
         wire_put_u32(&w,
                      (jobs[j].output_margin ? WIRE_SCORE_MARGIN : 0) | (f64 ? WIRE_SCORE_F64 : 0));
         wire_put_u32(&w, jobs[j].nrows);
         wire_put_u32(&w, jobs[j].model->num_features);
-        if (f64) {
+        if (f64) { /* doubles start 8-byte aligned in the payload */
             for (size_t k = wire_pad8(w.len); k > 0; k--)
                 wire_put_u8(&w, 0);
-            wire_put_bytes(&w, jobs[j].rows64,
-                           (size_t)jobs[j].nrows * jobs[j].model->num_features * sizeof(double));
-            continue;
+            wire_put_bytes(&w, jobs[j].rows64, cells * sizeof(double));
+        } else { /* float32 rows go as raw bytes: every host we build for is little-endian */
+            wire_put_bytes(&w, jobs[j].rows, cells * sizeof(float));
         }
-        /* float32 rows go as raw bytes: every host we build for is little-endian. */
-        wire_put_bytes(&w, jobs[j].rows,
-                       (size_t)jobs[j].nrows * jobs[j].model->num_features * sizeof(float));
     }
-    int sc = SC_FAILED;
-    for (int attempt = 0; attempt <= njobs; attempt++) {
+    *len = w.len;
+    return SC_OK;
+}
+
+/* Copies an OK SCORE answer into the jobs' outputs.  Returns SC_OK, or SC_FAILED with err when
+ * the answer does not match the request. */
+static int score_answer(const hpc_reply *r, sjob *jobs, int njobs, char *err, size_t errlen)
+{
+    wire_reader rd;
+    wire_reader_init(&rd, r->payload, r->len);
+    int sc = wire_get_u32(&rd) == (uint32_t)njobs ? SC_OK : SC_FAILED;
+    for (int j = 0; j < njobs && sc == SC_OK; j++) {
+        uint32_t nrows = wire_get_u32(&rd), nout = wire_get_u32(&rd);
+        uint32_t want = scoring_nout(jobs[j].model, jobs[j].output_margin);
+        int f64 = scoring_is_f64(jobs[j].model);
+        if (f64 && !rd.err)
+            wire_get_bytes(&rd, wire_pad8(rd.off));
+        size_t cell = f64 ? sizeof(double) : sizeof(float);
+        const uint8_t *p = rd.err || nrows != jobs[j].nrows || nout != want
+                               ? NULL
+                               : wire_get_bytes(&rd, (size_t)nrows * nout * cell);
+        if (rd.err || !p)
+            sc = SC_FAILED;
+        else
+            memcpy(f64 ? (void *)jobs[j].out64 : (void *)jobs[j].out, p,
+                   (size_t)nrows * nout * cell);
+    }
+    if (sc != SC_OK)
+        snprintf(err, errlen, "worker sent a malformed SCORE response");
+    return sc;
+}
+
+/* A non-OK status other than UNKNOWN_MODEL as a scoring status (err filled). */
+static int score_refused(const hpc_reply *r, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "worker answered %s: %.*s", wire_status_name(r->status),
+             (int)(r->len > 200 ? 200 : r->len), (const char *)r->payload);
+    /* BUSY/NO_MEMORY pass; UNKNOWN_OP/BAD_VERSION mean a worker of another release
+     * (mid-rollout): unavailable too, not a fault of this request. */
+    return r->status == WIRE_E_BUSY || r->status == WIRE_E_NO_MEMORY ||
+                   r->status == WIRE_E_UNKNOWN_OP || r->status == WIRE_E_BAD_VERSION
+               ? SC_UNAVAILABLE
+               : SC_FAILED;
+}
+
+/* One SCORE round trip for every job; each UNKNOWN_MODEL answer names one section whose model is
+ * loaded before asking again (at most njobs times). */
+static int run_worker(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *err,
+                      size_t errlen)
+{
+    uint8_t *payload = NULL;
+    size_t plen = 0;
+    int sc = score_payload(a, jobs, njobs, &payload, &plen, err, errlen);
+    for (int attempt = 0; sc == SC_OK && attempt <= njobs; attempt++) {
         hpc_reply r;
-        int rc = hpc_call(a->hp, WIRE_OP_SCORE, payload, (uint32_t)w.len, deadline_ms,
+        int rc = hpc_call(a->hp, WIRE_OP_SCORE, payload, (uint32_t)plen, deadline_ms,
                           a->cfg->pool_wait_ms, &r, err, errlen);
         if (rc != HPC_OK) {
             sc = map_hpc(rc, err, errlen);
@@ -566,45 +617,11 @@ static int run_worker(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, 
                 sc = SC_FAILED;
                 break;
             }
-            /* Each UNKNOWN_MODEL names one missing section: load it and ask again. */
             sc = load_model(a, jobs[idx].model, deadline_ms, err, errlen);
-            if (sc != SC_OK)
-                break;
             continue;
         }
-        if (r.status != WIRE_OK) {
-            snprintf(err, errlen, "worker answered %s: %.*s", wire_status_name(r.status),
-                     (int)(r.len > 200 ? 200 : r.len), (const char *)r.payload);
-            /* BUSY/NO_MEMORY pass; UNKNOWN_OP/BAD_VERSION mean a worker of another release
-             * (mid-rollout): unavailable too, not a fault of this request. */
-            sc = r.status == WIRE_E_BUSY || r.status == WIRE_E_NO_MEMORY ||
-                         r.status == WIRE_E_UNKNOWN_OP || r.status == WIRE_E_BAD_VERSION
-                     ? SC_UNAVAILABLE
-                     : SC_FAILED;
-            hpc_reply_free(&r);
-            break;
-        }
-        wire_reader rd;
-        wire_reader_init(&rd, r.payload, r.len);
-        sc = wire_get_u32(&rd) == (uint32_t)njobs ? SC_OK : SC_FAILED;
-        for (int j = 0; j < njobs && sc == SC_OK; j++) {
-            uint32_t nrows = wire_get_u32(&rd), nout = wire_get_u32(&rd);
-            uint32_t want = scoring_nout(jobs[j].model, jobs[j].output_margin);
-            int f64 = scoring_is_f64(jobs[j].model);
-            if (f64 && !rd.err)
-                wire_get_bytes(&rd, wire_pad8(rd.off));
-            size_t cell = f64 ? sizeof(double) : sizeof(float);
-            const uint8_t *p = rd.err || nrows != jobs[j].nrows || nout != want
-                                   ? NULL
-                                   : wire_get_bytes(&rd, (size_t)nrows * nout * cell);
-            if (rd.err || !p)
-                sc = SC_FAILED;
-            else
-                memcpy(f64 ? (void *)jobs[j].out64 : (void *)jobs[j].out, p,
-                       (size_t)nrows * nout * cell);
-        }
-        if (sc != SC_OK)
-            snprintf(err, errlen, "worker sent a malformed SCORE response");
+        sc = r.status == WIRE_OK ? score_answer(&r, jobs, njobs, err, errlen)
+                                 : score_refused(&r, err, errlen);
         hpc_reply_free(&r);
         break;
     }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # run.sh BIN_DIR [lint|unit|e2e|docker|all] - runs the clang-format check (make lint, one check),
-# the Check test binaries built under BIN_DIR/tests, the script checks (tests/tools/apigraph.py: one
-# test) and, for "all" and "docker", docker/test.sh when a Docker engine answers; prints one
-# closing line "N passed, N failed, N skipped" adding up the lint check, Check's per-binary
-# summaries, the script checks and docker/test.sh's own lines.
+# the Check test binaries built under BIN_DIR/tests, the script checks (tests/tools/apigraph.py
+# and tests/tools/funclen.py: one test each) and, for "all" and "docker", docker/test.sh when a
+# Docker engine answers; prints one closing line "N passed, N failed, N skipped" adding up the lint
+# check, Check's per-binary summaries, the script checks and docker/test.sh's own lines.
 # A test that cannot test what it is for on this build says so on a line of its own,
 #   SKIPPED: <binary>: <test>: <reason>
 # (tests/lib/skip.h); each such line moves one test from "passed" to "skipped".  Each e2e binary
@@ -86,6 +86,8 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
   for t in "$bin"/tests/test_*; do run_one "$t"; done
   # The include/call graph of api/ has no cycle (tests/tools/apigraph.py).
   run_script apigraph /usr/bin/python3 tests/tools/apigraph.py "$objdir/api" api
+  # No function in api/ is longer than ~80 lines (tests/tools/funclen.py).
+  run_script funclen /usr/bin/python3 tests/tools/funclen.py api 80
 fi
 if [ "$what" = all ] || [ "$what" = e2e ]; then
   for t in "$bin"/tests/e2e_*; do run_one "$t"; done

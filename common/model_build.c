@@ -35,6 +35,8 @@ struct model_builder {
     size_t nodes_cap;
     uint32_t *cats;
     size_t cats_cap;
+    float *covers; /* parallel to nodes (capacity nodes_cap), used with MODEL_F_COVERS */
+    size_t covers_cap;
 };
 
 model_builder *model_builder_new(uint32_t objective, uint32_t flags, uint32_t num_feature,
@@ -54,6 +56,11 @@ model_builder *model_builder_new(uint32_t objective, uint32_t flags, uint32_t nu
     return b;
 }
 
+void model_builder_drop_covers(model_builder *b)
+{
+    b->hdr.flags &= ~MODEL_F_COVERS;
+}
+
 void model_builder_free(model_builder *b)
 {
     if (b == NULL)
@@ -61,6 +68,7 @@ void model_builder_free(model_builder *b)
     free(b->trees);
     free(b->nodes);
     free(b->cats);
+    free(b->covers);
     free(b);
 }
 
@@ -136,7 +144,9 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
         set_err(err, errlen, "more than %u nodes in total", MODEL_MAX_NODES);
         goto fail;
     }
-    if (grow((void **)&b->nodes, &b->nodes_cap, (size_t)h->num_nodes + qlen, sizeof(*b->nodes))) {
+    if (grow((void **)&b->nodes, &b->nodes_cap, (size_t)h->num_nodes + qlen, sizeof(*b->nodes)) ||
+        grow((void **)&b->covers, &b->covers_cap, (size_t)h->num_nodes + qlen,
+             sizeof(*b->covers))) {
         set_err(err, errlen, "out of memory");
         goto fail;
     }
@@ -145,6 +155,7 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
         const model_src_node *s = &src[queue[k]];
         model_node_rec *d = &b->nodes[node0 + k];
         memset(d, 0, sizeof(*d));
+        b->covers[node0 + k] = s->cover;
         if (s->left == -1) {
             d->left = d->right = -1;
             d->u.leaf = s->value;
@@ -222,6 +233,8 @@ int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, s
     size_t len = MODEL_HEADER_SIZE + (size_t)h->num_trees * sizeof(model_tree_rec) +
                  (size_t)h->num_nodes * sizeof(model_node_rec) +
                  (size_t)h->num_cat_words * sizeof(uint32_t);
+    if (h->flags & MODEL_F_COVERS)
+        len += (size_t)h->num_nodes * sizeof(float);
     uint8_t *blob = NULL;
     model_view v;
 
@@ -243,8 +256,12 @@ int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, s
         memcpy(p, b->nodes, (size_t)h->num_nodes * sizeof(model_node_rec));
         p += (size_t)h->num_nodes * sizeof(model_node_rec);
     }
-    if (h->num_cat_words)
+    if (h->num_cat_words) {
         memcpy(p, b->cats, (size_t)h->num_cat_words * sizeof(uint32_t));
+        p += (size_t)h->num_cat_words * sizeof(uint32_t);
+    }
+    if ((h->flags & MODEL_F_COVERS) && h->num_nodes)
+        memcpy(p, b->covers, (size_t)h->num_nodes * sizeof(float));
     if (model_validate(blob, len, NULL, 0, &v, err, errlen) != 0)
         goto fail;
     *blob_out = blob;

@@ -159,6 +159,11 @@ $(BIN)/tests/%.so: tests/tools/%.so.c
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(CSTD) -O2 -g -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl -pthread
 
+$(BIN)/tests/bench_explain: $(OUT)/tests/tools/bench_explain.o $(TESTLIB_OBJ) $(HOTPATH_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+
 $(BIN)/tests/%: $(OUT)/tests/tools/%.o $(API_OBJ) $(HOTPATH_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)

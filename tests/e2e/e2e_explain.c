@@ -1,7 +1,7 @@
 /* e2e_explain.c - end-to-end tests of explanations: POST /api/v1/models/{id}/explain for every
  * fixture (contributions and margins bit-identical to xgboost 1.7.4's pred_contribs and
  * output_margin, tests/fixtures/NAME.{contribs,margin}.txt), its errors, the explain op in
- * /metrics, and the decisions' reasons (policy explain.top_k).
+ * /metrics, and the decisions' reasons (policy explain.top_k) on the demo model (api/demo).
  *
  * Every TCase runs twice, with VIGIL_HOTPATH_MODE=inprocess (common/treeshap.c in the API) and in
  * the default worker mode (the worker's EXPLAIN), each with its own environment.  Expected values
@@ -272,10 +272,153 @@ START_TEST(explain_errors)
 }
 END_TEST
 
+/* ---- decisions ------------------------------------------------------------------------------ */
+
+static const cJSON *jget(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    ck_assert_msg(v != NULL, "no member '%s'", k);
+    return v;
+}
+
+static void put_policy(const char *champion, const char *explain, long status)
+{
+    char body[512];
+    h_resp r;
+    snprintf(body, sizeof body,
+             "{\"champion_model_id\":\"%s\",\"review_threshold\":0.3,\"block_threshold\":0.6,"
+             "\"scoring_timeout_ms\":5000%s%s}",
+             champion, explain ? ",\"explain\":" : "", explain ? explain : "");
+    ck_assert_int_eq(h_json(&E, "PUT", "/api/v1/policy", body, &r), 0);
+    ck_assert_msg(r.status == status, "PUT policy %s: %ld %s", explain ? explain : "-", r.status,
+                  r.body);
+    h_resp_free(&r);
+}
+
+/* With explain.top_k the decision's risk block carries the top-k reasons, stored and returned on
+ * reads; each is the champion's contribution as /explain gives it for the stored snapshot (which
+ * is xgboost's, see above), the largest |contribution| first; the score is /predict's for the
+ * same row, bit for bit.  top_k 0 turns them off; the policy refuses a bad explain member. */
+START_TEST(decision_reasons)
+{
+    size_t len;
+    char *txt = fx_slurp("api/demo/demo_model.json", &len);
+    ck_assert_msg(txt != NULL, "cannot read api/demo/demo_model.json (run from the repo root)");
+    char demo[37], path[200], user[37], body[600];
+    h_resp r;
+    ck_assert_int_eq(h_http(&E, "POST", "/api/v1/models?name=explain-demo", E.key,
+                            "application/json", txt, len, NULL, &r),
+                     0);
+    ck_assert_int_eq(r.status, 201);
+    snprintf(demo, sizeof demo, "%s", h_str(&r, "id"));
+    h_resp_free(&r);
+    free(txt);
+
+    put_policy(demo, "{\"top_k\":21}", 400);
+    put_policy(demo, "{\"top_k\":2.5}", 400);
+    put_policy(demo, "3", 400);
+    put_policy(demo, "{\"top_k\":3,\"x\":1}", 400);
+    put_policy(demo, NULL, 200); /* default 5 */
+    ck_assert_int_eq(h_json(&E, "GET", "/api/v1/policy", NULL, &r), 0);
+    ck_assert_int_eq(jget(jget(r.json, "explain"), "top_k")->valueint, 5);
+    h_resp_free(&r);
+
+    ck_assert_int_eq(h_json(&E, "POST", "/api/v1/users", "{\"external_id\":\"explain-u1\"}", &r),
+                     0);
+    ck_assert_int_eq(r.status, 201);
+    snprintf(user, sizeof user, "%s", h_str(&r, "id"));
+    h_resp_free(&r);
+
+    for (int top_k = 5; top_k >= 0; top_k -= 5) {
+        char ex[32];
+        snprintf(ex, sizeof ex, "{\"top_k\":%d}", top_k);
+        put_policy(demo, ex, 200);
+        snprintf(body, sizeof body,
+                 "{\"user_id\":\"%s\",\"amount\":%d,\"currency\":\"EUR\",\"merchant_id\":\"m-%d\","
+                 "\"merchant_category\":\"5411\",\"country\":\"FR\",\"channel\":\"ecommerce\"}",
+                 user, 250000 + top_k, top_k);
+        h_resp t;
+        ck_assert_int_eq(h_json(&E, "POST", "/api/v1/transactions", body, &t), 0);
+        ck_assert_msg(t.status == 201, "%ld %s", t.status, t.body);
+        const cJSON *risk = jget(t.json, "risk"), *reasons = jget(risk, "reasons");
+        ck_assert(!cJSON_IsTrue(jget(risk, "degraded")));
+        /* the same row through /predict and /explain */
+        char *snap = cJSON_PrintUnformatted(jget(t.json, "features"));
+        char *rows = malloc(strlen(snap) + 32);
+        sprintf(rows, "{\"rows\":[%s]}", snap);
+        snprintf(path, sizeof path, "/api/v1/models/%s/predict", demo);
+        ck_assert_int_eq(h_json(&E, "POST", path, rows, &r), 0);
+        ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+        float want_score, got_score = (float)jget(risk, "score")->valuedouble;
+        ck_assert_uint_eq(parse_numbers(r.body, "predictions", &want_score, 1), 1);
+        ck_assert_msg(fx_bits(want_score) == fx_bits(got_score), "score %.9g, predict %.9g",
+                      (double)got_score, (double)want_score);
+        h_resp_free(&r);
+        if (top_k == 0) {
+            ck_assert(cJSON_IsNull(reasons));
+        } else {
+            float c[16];
+            snprintf(path, sizeof path, "/api/v1/models/%s/explain", demo);
+            ck_assert_int_eq(h_json(&E, "POST", path, rows, &r), 0);
+            ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+            ck_assert_uint_eq(parse_numbers(r.body, "contributions", c, 16), 16);
+            const cJSON *names = jget(r.json, "feature_names");
+            ck_assert(cJSON_IsArray(reasons));
+            ck_assert_int_eq(cJSON_GetArraySize(reasons), top_k);
+            float prev = INFINITY;
+            for (int i = 0; i < top_k; i++) {
+                const cJSON *e = cJSON_GetArrayItem(reasons, i);
+                const char *fname = jget(e, "feature")->valuestring;
+                int fi = -1;
+                for (int j = 0; j < 15; j++)
+                    if (strcmp(cJSON_GetArrayItem(names, j)->valuestring, fname) == 0)
+                        fi = j;
+                ck_assert_msg(fi >= 0, "reason feature %s", fname);
+                float got = (float)jget(e, "contribution")->valuedouble;
+                ck_assert_msg(fx_bits(got) == fx_bits(c[fi]), "%s: %.9g, /explain %.9g", fname,
+                              (double)got, (double)c[fi]);
+                ck_assert(fabsf(got) <= prev);
+                prev = fabsf(got);
+                /* the value as scored: the snapshot's */
+                const cJSON *sv = jget(jget(t.json, "features"), fname), *v = jget(e, "value");
+                if (cJSON_IsNull(sv))
+                    ck_assert(cJSON_IsNull(v));
+                else
+                    ck_assert(fx_bits((float)sv->valuedouble) == fx_bits((float)v->valuedouble));
+            }
+            /* no feature left out has a larger |contribution| than the last one kept */
+            for (int j = 0; j < 15; j++) {
+                int kept = 0;
+                for (int i = 0; i < top_k; i++)
+                    kept |= strcmp(jget(cJSON_GetArrayItem(reasons, i), "feature")->valuestring,
+                                   cJSON_GetArrayItem(names, j)->valuestring) == 0;
+                ck_assert(kept || fabsf(c[j]) <= prev);
+            }
+            h_resp_free(&r);
+            /* stored: a read returns the same reasons */
+            char *posted = cJSON_PrintUnformatted(reasons);
+            snprintf(path, sizeof path, "/api/v1/transactions/%s", h_str(&t, "id"));
+            ck_assert_int_eq(h_json(&E, "GET", path, NULL, &r), 0);
+            ck_assert_int_eq(r.status, 200);
+            char *read = cJSON_PrintUnformatted(jget(jget(r.json, "risk"), "reasons"));
+            ck_assert_str_eq(read, posted);
+            free(read);
+            free(posted);
+            h_resp_free(&r);
+        }
+        free(rows);
+        free(snap);
+        h_resp_free(&t);
+    }
+    put_policy(demo, "{\"top_k\":5}", 200);
+}
+END_TEST
+
 static void add_common(TCase *tc)
 {
     tcase_add_test(tc, explain_every_fixture_matches_xgboost);
     tcase_add_test(tc, explain_errors);
+    tcase_add_test(tc, decision_reasons);
 }
 
 static Suite *explain_suite(void)

@@ -99,7 +99,7 @@ $(BIN)/vigil-api: $(OUT)/api/main.o $(API_OBJ) $(COMMON_OBJ)
 $(BIN)/vigil-hotpath: $(OUT)/hotpath/main.o $(HOTPATH_OBJ) $(COMMON_RT_OBJ)
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm -pthread
 
 $(OUT)/common/%.o: common/%.c
 	@mkdir -p $(dir $@)
@@ -162,7 +162,7 @@ $(BIN)/tests/%.so: tests/tools/%.so.c
 $(BIN)/tests/bench_explain: $(OUT)/tests/tools/bench_explain.o $(TESTLIB_OBJ) $(HOTPATH_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm -pthread
 
 $(BIN)/tests/%: $(OUT)/tests/tools/%.o $(API_OBJ) $(HOTPATH_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)

@@ -44,11 +44,8 @@ size_t treeshap_path_elems(uint32_t d);
  * tree deeper than TREESHAP_MAX_DEPTH).  O(nodes), thread-safe, never allocates. */
 size_t treeshap_scratch_bytes(const model_view *m);
 
-/* The path arithmetic itself, exactly as xgboost writes it (tree_model.cc).  Exposed so that the
- * worker's explainer shares it bit for bit.  path[0..d] is the unique path of depth d. */
-void treeshap_extend(treeshap_elem *path, uint32_t d, float zero, float one, int32_t feature);
-void treeshap_unwind(treeshap_elem *path, uint32_t d, uint32_t i);
-float treeshap_unwound_sum(const treeshap_elem *path, uint32_t d, uint32_t i);
+/* The path arithmetic itself (treeshap_extend, treeshap_unwind, treeshap_unwound_sum) is in
+ * treeshap_path.h, static inline, shared with the worker's explainer. */
 
 /* Categorical rule of refeval.c (xgboost's Decision): 1 = the row goes left.  x is not NaN. */
 int treeshap_cat_left(const uint32_t *set, float x);

@@ -20,6 +20,7 @@
 #include "hp_assert.h"
 #include "refeval.h"
 #include "treeshap.h"
+#include "treeshap_path.h"
 
 typedef struct shap_layout {
     model_view v;       /* points into the blob copy below */

@@ -1,10 +1,15 @@
 /* bench_explain.c - one-row and batch explanation speed of the worker's explainer (hotpath/
  * hp_shap.c) and the reference (common/treeshap.c) on a model file and rows (tests/fixtures
- * matrix format).  Usage: bench_explain MODEL.json ROWS.txt.  Prints µs per row, single thread;
- * checks that both agree bit for bit on every row timed.  Not a test: numbers only. */
+ * matrix format).  Usage: bench_explain MODEL.json ROWS.txt [XGB_US_PER_ROW].  Prints µs per row
+ * single thread (and the ratio to xgboost's pred_contribs time when given, measured by
+ * tests/bench/explain_xgb.py on the same rows), then batch rows/s with 1 thread and with one
+ * thread per CPU; checks that worker and reference agree bit for bit on every row timed.  Not a
+ * test: numbers only. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "fixtures_io.h"
@@ -13,10 +18,52 @@
 #include "treeshap.h"
 #include "xgbmodel.h"
 
+typedef struct batch_arg {
+    const void *layout;
+    const float *rows;
+    size_t nrows, nc, ncol;
+    void *scratch;
+    float *contribs, *margins;
+} batch_arg;
+
+static void *batch_run(void *p)
+{
+    batch_arg *a = p;
+    hp_shap_explain(a->layout, a->rows, a->nrows, a->contribs, a->margins, a->scratch);
+    return NULL;
+}
+
+/* rows/s explaining rows[0..nrows) split over nthreads threads. */
+static double batch_rate(const void *l, const float *rows, size_t nrows, size_t nc, size_t ncol,
+                         size_t k, unsigned nthreads)
+{
+    pthread_t t[64];
+    batch_arg a[64];
+    size_t chunk = (nrows + nthreads - 1) / nthreads;
+    int64_t t0 = clock_now_ns();
+    for (unsigned i = 0; i < nthreads; i++) {
+        size_t lo = i * chunk, hi = lo + chunk < nrows ? lo + chunk : nrows;
+        a[i] = (batch_arg){l,
+                           rows + lo * nc,
+                           hi > lo ? hi - lo : 0,
+                           nc,
+                           ncol,
+                           malloc(hp_shap_scratch_bytes(l)),
+                           malloc((chunk * ncol + 1) * 4),
+                           malloc((chunk * k + 1) * 4)};
+        pthread_create(&t[i], NULL, batch_run, &a[i]);
+    }
+    for (unsigned i = 0; i < nthreads; i++) {
+        pthread_join(t[i], NULL);
+        free(a[i].scratch), free(a[i].contribs), free(a[i].margins);
+    }
+    return (double)nrows / ((double)(clock_now_ns() - t0) / 1e9);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: bench_explain MODEL.json ROWS.txt\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: bench_explain MODEL.json ROWS.txt [XGB_US_PER_ROW]\n");
         return 2;
     }
     size_t len, blen, nr, nc;
@@ -64,6 +111,19 @@ int main(int argc, char **argv)
     printf("explain one row, single thread, %zu rows, %u trees: reference %.1f us/row, worker "
            "%.1f us/row\n",
            n, v.hdr->num_trees, best_ref / 1e3 / n, best_hp / 1e3 / n);
+    if (argc == 4) {
+        double xgb_us = strtod(argv[3], NULL);
+        printf("explain one row vs xgboost pred_contribs (nthread=1): xgboost %.1f us/row, worker "
+               "%.1f us/row: %.2fx (target >= 5x)\n",
+               xgb_us, best_hp / 1e3 / n, xgb_us / (best_hp / 1e3 / n));
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned nth = ncpu > 1 ? (unsigned)(ncpu < 64 ? ncpu : 64) : 1;
+    size_t nb = nr < 2000 ? nr : 2000;
+    double r1 = batch_rate(l, rows, nb, nc, ncol, v.hdr->num_class, 1);
+    double rn = batch_rate(l, rows, nb, nc, ncol, v.hdr->num_class, nth);
+    printf("explain batch of %zu rows: %.0f rows/s on 1 thread, %.0f rows/s on %u threads\n", nb,
+           r1, rn, nth);
     free(s1), free(s2), free(c1), free(c2), free(mem), free(blob), free(src), free(rows);
     xgb_info_free(&info);
     return 0;

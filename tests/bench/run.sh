@@ -48,8 +48,7 @@ if [[ "$xgb_line" == xgboost* ]]; then
   "$bin/tests/bench_explain" "$out/bench.model.json" "$out/bench.rows.txt" "$(echo "$ex_line" | awk '{print $4}')"
 else
   echo "   xgboost not available to $py: the xgboost comparison is skipped"
-  "$bin/tests/bench_explain" api/demo/demo_model.json tests/fixtures/binary_logistic_named.rows.txt 2>/dev/null ||
-    echo "   (no model to explain without xgboost's benchmark model)"
+  "$bin/tests/bench_explain" tests/fixtures/deep_softprob.model.json tests/fixtures/deep_softprob.rows.txt
 fi
 
 # ---- HOOK: end-to-end HTTP benchmarks ----------------------------------------------------------

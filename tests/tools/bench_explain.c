@@ -78,6 +78,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_explain: cannot load: %s\n", err);
         return 1;
     }
+    if (nc != v.hdr->num_feature || hp_shap_layout.bytes(&v) == 0) {
+        fprintf(stderr, "bench_explain: %zu columns for %u features, or the model has no covers\n",
+                nc, v.hdr->num_feature);
+        return 1;
+    }
     size_t need = hp_shap_layout.bytes(&v);
     void *mem = aligned_alloc(64, (need + 63) & ~(size_t)63);
     const void *l = hp_shap_layout.build(&v, mem, need);

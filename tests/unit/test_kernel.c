@@ -34,6 +34,7 @@
 
 #include "hp_arena.h"
 #include "hp_forest.h"
+#include "hp_k_explain.h"
 #include "hp_k_score.h"
 #include "hp_pool.h"
 #include "hp_scorer.h"
@@ -1080,6 +1081,87 @@ static void put_section(wire_writer *w, const uint8_t *key, uint32_t flags, uint
     wire_put_bytes(w, rows, (size_t)nrows * ncols * sizeof(float));
 }
 
+/* EXPLAIN through its handler and a real store: every error answer, then a batch large enough to
+ * be split over the compute pool (each part with its share of the slot scratch), bit-identical to
+ * common/treeshap.c, and a slot scratch too small for the model refused. */
+START_TEST(explain_handler_every_case)
+{
+    char err[256];
+    ck_assert_msg(hp_store_create(hp_scorer_at(0), (size_t)8 << 20, 1, &T_store, err, sizeof err) ==
+                      0,
+                  "%s", err);
+    size_t nr, nc, blob_len;
+    model_view v;
+    void *blob = compile_fixture("deep_softprob", &blob_len, &v);
+    float *fx_rows = fx_matrix("deep_softprob", "rows.txt", &nr, &nc);
+    ck_assert_ptr_nonnull(fx_rows);
+    enum { N = 4000 }; /* x 18 trees >= HP_PARALLEL_MIN_WORK: split over the pool */
+    ck_assert_uint_ge((uint64_t)N * v.hdr->num_trees, HP_PARALLEL_MIN_WORK);
+    float *rows = malloc((size_t)N * nc * sizeof(float));
+    for (size_t i = 0; i < N; i++)
+        memcpy(rows + i * nc, fx_rows + (i % nr) * nc, nc * sizeof(float));
+    uint8_t key[WIRE_MODEL_KEY_SIZE];
+    rnd_key(key);
+    hp_ctx ctx = {0};
+    ctx.scratch_len = HP_EXPLAIN_SCRATCH_BYTES;
+    ctx.scratch = malloc(ctx.scratch_len);
+    wire_writer out, w;
+    /* before LOAD_MODEL: UNKNOWN_MODEL */
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_bytes(&w, key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(&w, 0);
+    wire_put_u32(&w, N);
+    wire_put_u32(&w, (uint32_t)nc);
+    wire_put_bytes(&w, rows, (size_t)N * nc * sizeof(float));
+    uint32_t good = (uint32_t)w.len;
+    wire_writer_init(&out, out_buf, sizeof out_buf);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, good, &out), WIRE_E_UNKNOWN_MODEL);
+    uint32_t len = put_load(key, blob, (uint32_t)blob_len);
+    ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_OK);
+    /* the batch, split over the pool */
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_bytes(&w, key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(&w, 0);
+    wire_put_u32(&w, N);
+    wire_put_u32(&w, (uint32_t)nc);
+    wire_put_bytes(&w, rows, (size_t)N * nc * sizeof(float));
+    wire_writer_init(&out, out_buf, sizeof out_buf);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, good, &out), WIRE_OK);
+    uint32_t k = v.hdr->num_class, ncol = v.hdr->num_feature + 1;
+    ck_assert_uint_eq(wire_le32(out_buf), N);
+    ck_assert_uint_eq(wire_le32(out_buf + 4), k);
+    ck_assert_uint_eq(wire_le32(out_buf + 8), ncol);
+    ck_assert_uint_eq(out.len, 12 + (size_t)N * k * (ncol + 1) * 4);
+    float *c = malloc((size_t)N * k * ncol * 4), *m = malloc((size_t)N * k * 4);
+    void *scr = malloc(treeshap_scratch_bytes(&v));
+    treeshap_explain(&v, rows, N, c, m, scr);
+    ck_assert(memcmp(out_buf + 12, c, (size_t)N * k * ncol * 4) == 0);
+    ck_assert(memcmp(out_buf + 12 + (size_t)N * k * ncol * 4, m, (size_t)N * k * 4) == 0);
+    /* errors: flags, columns, trailing bytes, truncation, a slot scratch too small */
+    wire_st32(in_buf + WIRE_MODEL_KEY_SIZE, 1);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, good, &out), WIRE_E_BAD_PAYLOAD);
+    wire_st32(in_buf + WIRE_MODEL_KEY_SIZE, 0);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, good + 4, &out), WIRE_E_BAD_PAYLOAD);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, good - 4, &out), WIRE_E_BAD_PAYLOAD);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, 20, &out), WIRE_E_BAD_PAYLOAD);
+    wire_st32(in_buf + WIRE_MODEL_KEY_SIZE + 4, 1);
+    wire_st32(in_buf + WIRE_MODEL_KEY_SIZE + 8, (uint32_t)nc - 1);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf,
+                                  WIRE_MODEL_KEY_SIZE + 12 + 4 * ((uint32_t)nc - 1), &out),
+                     WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "features", 8));
+    wire_st32(in_buf + WIRE_MODEL_KEY_SIZE + 8, (uint32_t)nc);
+    ctx.scratch_len = 64;
+    ck_assert_int_eq(
+        hp_k_explain(T_store, &ctx, in_buf, WIRE_MODEL_KEY_SIZE + 12 + 4 * (uint32_t)nc, &out),
+        WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "VIGIL_HOTPATH_SCRATCH_MB", 24));
+    free(scr), free(c), free(m), free(ctx.scratch), free(rows), free(fx_rows), free(blob);
+    hp_store_destroy(T_store);
+    T_store = NULL;
+}
+END_TEST
+
 START_TEST(handlers_answer_every_case)
 {
     char err[256];
@@ -1371,6 +1453,7 @@ static Suite *kernel_suite(void)
     tcase_add_test(tc, declined_and_failed_builds_keep_nothing);
     tcase_add_test(tc, registry_entries_are_well_formed);
     tcase_add_test(tc, explain_bit_identical_to_treeshap);
+    tcase_add_test(tc, explain_handler_every_case);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -16,6 +16,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "hp_assert.h"
 #include "refeval.h"
@@ -136,6 +139,51 @@ typedef struct walk {
     float leaf; /* the row's own leaf (the all-hot path) */
 } walk;
 
+/* treeshap_unwound_sum(path, d, i + j) for the four lanes j = 0..3 (lanes past d are computed
+ * with fractions 0, 0 and ignored), in SSE: each lane performs exactly the scalar operations in
+ * the scalar order (IEEE float32 add/sub/mul/div round the same in a vector lane; no FMA), and the
+ * scalar branches on one != 0 / zero != 0 become per-lane selects, so every sum is bit-identical
+ * to the scalar one (test_kernel checks).  The point: four dependency chains run interleaved
+ * instead of one after another (measured: ~10-15% of the one-row time on the benchmark model). */
+static void unwound_sums4(const treeshap_elem *path, uint32_t d, uint32_t i, float out[4])
+{
+#if defined(__SSE2__)
+    float one[4], zero[4];
+    for (uint32_t j = 0; j < 4; j++) {
+        one[j] = i + j <= d ? path[i + j].one : 0.0f;
+        zero[j] = i + j <= d ? path[i + j].zero : 0.0f;
+    }
+    const __m128 vone = _mm_loadu_ps(one), vzero = _mm_loadu_ps(zero), z = _mm_setzero_ps();
+    const __m128 has_one = _mm_cmpneq_ps(vone, z), has_zero = _mm_cmpneq_ps(vzero, z);
+    const __m128 dp1 = _mm_set1_ps((float)(d + 1));
+    __m128 next = _mm_set1_ps(path[d].pweight), total = z;
+    /* Lanes whose element came down a cold branch (one == 0) are the common case; a group of
+     * only such lanes (or only hot ones) computes one branch. */
+    const int hot = _mm_movemask_ps(has_one);
+    for (int k = (int)d - 1; k >= 0; k--) {
+        const __m128 pw = _mm_set1_ps(path[k].pweight);
+        const __m128 ratio = _mm_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
+        __m128 total_a = total, next_a = next, total_c = total;
+        if (hot != 0) { /* one != 0 */
+            __m128 tmp =
+                _mm_div_ps(_mm_mul_ps(next, dp1), _mm_mul_ps(_mm_set1_ps((float)(k + 1)), vone));
+            total_a = _mm_add_ps(total, tmp);
+            next_a = _mm_sub_ps(pw, _mm_mul_ps(_mm_mul_ps(tmp, vzero), ratio));
+        }
+        if (hot != 0xF) { /* one == 0, zero != 0 */
+            __m128 total_b = _mm_add_ps(total, _mm_div_ps(_mm_div_ps(pw, vzero), ratio));
+            total_c = _mm_or_ps(_mm_and_ps(has_zero, total_b), _mm_andnot_ps(has_zero, total));
+        }
+        total = _mm_or_ps(_mm_and_ps(has_one, total_a), _mm_andnot_ps(has_one, total_c));
+        next = _mm_or_ps(_mm_and_ps(has_one, next_a), _mm_andnot_ps(has_one, next));
+    }
+    _mm_storeu_ps(out, total);
+#else
+    for (uint32_t j = 0; j < 4; j++)
+        out[j] = i + j <= d ? treeshap_unwound_sum(path, d, i + j) : 0.0f;
+#endif
+}
+
 static void walk_node(walk *w, int32_t nid, uint32_t d, treeshap_elem *parent, float pzero,
                       float pone, int32_t pfeature, int hot_path)
 {
@@ -147,8 +195,11 @@ static void walk_node(walk *w, int32_t nid, uint32_t d, treeshap_elem *parent, f
     if (nd->left == -1) {
         if (hot_path)
             w->leaf = nd->u.leaf;
+        float sums[4];
         for (uint32_t i = 1; i <= d; i++) {
-            const float s = treeshap_unwound_sum(path, d, i);
+            if ((i - 1) % 4 == 0)
+                unwound_sums4(path, d, i, sums);
+            const float s = sums[(i - 1) % 4];
             const treeshap_elem *el = &path[i];
             uint32_t f = (uint32_t)el->feature;
             if (w->stamp[f] != w->gen) {

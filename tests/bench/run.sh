@@ -43,7 +43,7 @@ if [ ! -x "$bin/tests/bench_explain" ]; then
   echo "$bin/tests/bench_explain not built (make tests-build)"; exit 1
 fi
 if [[ "$xgb_line" == xgboost* ]]; then
-  ex_line=$("$py" tests/bench/explain_xgb.py "$out/bench.model.json" "$out/bench.rows.txt" 200 | tail -n 1)
+  ex_line=$("$py" tests/bench/explain_xgb.py "$out/bench.model.json" "$out/bench.rows.txt" 30 | tail -n 1)
   echo "   $ex_line"
   "$bin/tests/bench_explain" "$out/bench.model.json" "$out/bench.rows.txt" "$(echo "$ex_line" | awk '{print $4}')"
 else

@@ -101,7 +101,7 @@ int main(int argc, char **argv)
     float *c1 = malloc(ncol * 4), *c2 = malloc(ncol * 4), m1[MODEL_MAX_CLASSES],
           m2[MODEL_MAX_CLASSES];
     void *s1 = malloc(treeshap_scratch_bytes(&v)), *s2 = malloc(hp_shap_scratch_bytes(l));
-    size_t n = nr < 200 ? nr : 200;
+    size_t n = nr < 30 ? nr : 30; /* one row at a time: ~50 ms each on the benchmark model */
     int64_t best_ref = INT64_MAX, best_hp = INT64_MAX;
     for (int rep = 0; rep < 3; rep++) {
         int64_t t0 = cpu_ns();
@@ -135,7 +135,7 @@ int main(int argc, char **argv)
     }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned nth = ncpu > 1 ? (unsigned)(ncpu < 64 ? ncpu : 64) : 1;
-    size_t nb = nr < 2000 ? nr : 2000;
+    size_t nb = nr < 200 ? nr : 200;
     double r1 = batch_rate(l, rows, nb, nc, ncol, v.hdr->num_class, 1);
     double rn = batch_rate(l, rows, nb, nc, ncol, v.hdr->num_class, nth);
     printf("explain batch of %zu rows: %.0f rows/s on 1 thread, %.0f rows/s on %u threads\n", nb,

@@ -518,6 +518,30 @@ static char *explain_json(const scoring_model *m, const float *contribs, const f
     return s;
 }
 
+/* The answer to a failed scoring_explain (sc != SC_OK), logged like predict's. */
+static void explain_problem(http_req *req, http_resp *resp, int sc, const char *id, const char *err)
+{
+    if (sc == SC_NOT_FOUND) {
+        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
+        return;
+    }
+    if (sc == SC_UNEXPLAINABLE) {
+        http_problem(resp, 409, "not_explainable", NULL, "%s", err);
+        return;
+    }
+    int down = sc == SC_UNAVAILABLE || sc == SC_DB;
+    logline l;
+    logline_begin(&l, down ? "warn" : "error", down ? "scoring_unavailable" : "explain_failed");
+    logline_str(&l, "request_id", req->request_id);
+    logline_str(&l, "error", err);
+    logline_end(&l);
+    if (down)
+        http_unavailable(resp, "the scoring worker is unavailable");
+    else
+        http_problem(resp, 500, "internal", NULL, "explanation failed (request %s)",
+                     req->request_id);
+}
+
 void models_explain(http_req *req, http_resp *resp)
 {
     const char *id;
@@ -577,25 +601,8 @@ void models_explain(http_req *req, http_resp *resp)
             http_raw(resp, 200, "application/json", body, len);
         else
             http_problem(resp, 500, "internal", NULL, "out of memory");
-    } else if (sc == SC_NOT_FOUND) {
-        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
-    } else if (sc == SC_UNEXPLAINABLE) {
-        http_problem(resp, 409, "not_explainable", NULL, "%s", err);
-    } else if (sc == SC_UNAVAILABLE || sc == SC_DB) {
-        logline l;
-        logline_begin(&l, "warn", "scoring_unavailable");
-        logline_str(&l, "request_id", req->request_id);
-        logline_str(&l, "error", err);
-        logline_end(&l);
-        http_unavailable(resp, "the scoring worker is unavailable");
     } else {
-        logline l;
-        logline_begin(&l, "error", "explain_failed");
-        logline_str(&l, "request_id", req->request_id);
-        logline_str(&l, "error", err);
-        logline_end(&l);
-        http_problem(resp, 500, "internal", NULL, "explanation failed (request %s)",
-                     req->request_id);
+        explain_problem(req, resp, sc, id, err);
     }
 done:
     free(contribs);

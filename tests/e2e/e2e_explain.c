@@ -259,6 +259,31 @@ START_TEST(explain_errors)
     ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
     ck_assert_ptr_nonnull(strstr(r.body, "\"feature_names\":[\"amount usd\","));
     h_resp_free(&r);
+    /* a model compiled without covers (no "sum_hessian" in its trees) scores but is not
+     * explainable: 409 not_explainable, predict unaffected */
+    size_t flen;
+    char *src = fx_read("binary_logistic_named", "model.json", &flen);
+    ck_assert_ptr_nonnull(src);
+    for (char *at = src; (at = strstr(at, "\"sum_hessian\"")) != NULL; at += 13)
+        memcpy(at, "\"sum_hessiam\"", 13);
+    char nocov[37];
+    ck_assert_int_eq(h_http(&E, "POST", "/api/v1/models?name=explain-nocovers", E.key,
+                            "application/json", src, flen, NULL, &r),
+                     0);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    snprintf(nocov, sizeof nocov, "%s", h_str(&r, "id"));
+    h_resp_free(&r);
+    free(src);
+    snprintf(path, sizeof path, "/api/v1/models/%s/explain", nocov);
+    ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", ok, strlen(ok), NULL, &r),
+                     0);
+    assert_problem(&r, 409, "not_explainable");
+    h_resp_free(&r);
+    snprintf(path, sizeof path, "/api/v1/models/%s/predict", nocov);
+    ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", ok, strlen(ok), NULL, &r),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    h_resp_free(&r);
     /* in worker mode, the explain op is counted in /metrics */
     if (g_worker) {
         ck_assert_int_eq(h_http(&E, "GET", "/metrics", NULL, NULL, NULL, 0, NULL, &r), 0);

@@ -103,7 +103,7 @@ $(BIN)/vigil-api: $(OUT)/api/main.o $(API_OBJ) $(COMMON_OBJ)
 $(BIN)/vigil-hotpath: $(OUT)/hotpath/main.o $(HOTPATH_OBJ) $(COMMON_RT_OBJ)
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm -pthread
 
 $(OUT)/common/%.o: common/%.c
 	@mkdir -p $(dir $@)
@@ -162,6 +162,12 @@ $(BIN)/tests/%.so: tests/tools/%.so.c
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(CSTD) -O2 -g -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl -pthread
+
+# The test library's LightGBM fixture reader uses cJSON, hence API_LIBS.
+$(BIN)/tests/bench_explain: $(OUT)/tests/tools/bench_explain.o $(TESTLIB_OBJ) $(HOTPATH_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(API_LIBS) -pthread
 
 $(BIN)/tests/%: $(OUT)/tests/tools/%.o $(API_OBJ) $(HOTPATH_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)

@@ -75,11 +75,21 @@ static int stage_score(decision_request *d)
     int njobs = 0;
     int64_t t0 = clock_now_us();
     for (int m = 0; m < POLICY_SLOTS; m++) {
+        if (m == POLICY_CHAMPION && s->explained)
+            continue; /* scored by the explain stage, from the same round trip as its reasons */
         s->score[m] = NAN;
         if (d->row[m])
             jobs[njobs++] = (scoring_job){&d->policy.model[m], 0, d->row[m], 1, &s->score[m]};
     }
-    if (d->row[POLICY_CHAMPION]) {
+    if (s->explained && njobs > 0) {
+        /* the challenger alone: its failure never touches the champion's decision */
+        char err[512];
+        int64_t deadline = clock_now_ms() + d->policy.timeout_ms;
+        if (deadline > d->req->deadline_ms)
+            deadline = d->req->deadline_ms;
+        if (scoring_run(d->req->app, jobs, njobs, deadline, err, sizeof err) != SC_OK)
+            s->score[POLICY_CHALLENGER] = NAN;
+    } else if (d->row[POLICY_CHAMPION] && !s->explained) {
         int64_t deadline = clock_now_ms() + d->policy.timeout_ms;
         if (deadline > d->req->deadline_ms)
             deadline = d->req->deadline_ms;
@@ -87,7 +97,7 @@ static int stage_score(decision_request *d)
         s->status = scoring_run(d->req->app, jobs, njobs, deadline, s->err, sizeof s->err);
         s->timed_out = clock_now_ms() >= deadline;
     }
-    s->latency_us = (int)(clock_now_us() - t0);
+    s->latency_us += (int)(clock_now_us() - t0);
     return DECISION_NEXT;
 }
 
@@ -157,6 +167,7 @@ static const struct {
     {"load_policy", stage_load_policy},
     {"load_user", stage_load_user},
     {"features", decision_stage_features},
+    {"explain", decision_stage_explain},
     {"score", stage_score},
     {"decide", stage_decide},
     {"store", decision_stage_store},
@@ -174,6 +185,7 @@ static void decision_request_free(decision_request *d)
         dbreq_release(d->req, d->conn);
     free(d->answer);
     free(d->snapshot);
+    free(d->reasons);
     for (int s = 0; s < POLICY_SLOTS; s++)
         free(d->row[s]);
     policy_rules_free(&d->policy);

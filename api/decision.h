@@ -13,8 +13,15 @@
  *   load_user    the user and every built-in feature, one SELECT (feat.c)
  *   features     each model's input row by feature name, and the snapshot; linear in the
  *                feature count, a passed request deadline is a 503
- *   score        champion + challenger in one scoring call, bounded by the policy's
- *                scoring_timeout_ms and the request deadline
+ *   explain      with the policy's explain.top_k > 0: the champion explained (EXPLAIN, one worker
+ *                round trip, or common/treeshap.c in process); its score is the objective's
+ *                transform of the margin that same call returned, and the reasons are the top-k
+ *                features by |contribution| (decision_explain.c).  It runs before score because
+ *                it produces the champion's score; a champion that cannot be explained (no
+ *                covers) is left to score
+ *   score        champion + challenger in one scoring call (only the challenger when explain
+ *                scored the champion), bounded by the policy's scoring_timeout_ms and the request
+ *                deadline
  *   decide       thresholds, or the fallback with degraded = true and a reason
  *   store        INSERT the transaction (named columns) RETURNING the answer
  *   record       with a key: INSERT the idempotency record holding the answer
@@ -28,7 +35,6 @@
  *   - lists (allow/deny lists of users, merchants, ...): a `load_lists` stage after load_user that
  *     reads them in the same transaction into a new field;
  *   - rules: a `rules` stage after decide that may override d->verdict (and say which rule did);
- *   - explanations: an `explain` stage after score that fills per-feature contributions;
  *   - whatever a new stage decides that must be stored is a new row of the column table in
  *     decision_store.c (and a column of the transactions table); the answer follows from TXN_COLS.
  * A stage must stay readable on one screen; pure work (no database) goes in a function
@@ -74,7 +80,8 @@ typedef struct decision_scoring {
     int status;                /* scoring_status of the call */
     int timed_out;             /* the scoring deadline had passed when the call returned */
     float score[POLICY_SLOTS]; /* each model's score; NaN when not returned */
-    int latency_us;            /* time spent in the stage */
+    int explained;             /* the explain stage ran the champion (score stage skips it) */
+    int latency_us;            /* time spent in the explain and score stages */
     char err[512];             /* the scoring error, when status != SC_OK */
 } decision_scoring;
 
@@ -107,6 +114,8 @@ typedef struct decision_request {
     char *snapshot;           /* JSON object, feature name -> value scored, as stored */
     /* score */
     decision_scoring scoring;
+    /* explain */
+    char *reasons; /* JSON array of the top-k reasons (malloc'd), or NULL */
     /* decide */
     decision_verdict verdict;
     /* store */
@@ -123,6 +132,7 @@ void decision_post(http_req *req, http_resp *resp);
 int decision_stage_parse(decision_request *d);
 int decision_stage_claim(decision_request *d);
 int decision_stage_features(decision_request *d);
+int decision_stage_explain(decision_request *d);
 int decision_stage_store(decision_request *d);
 int decision_stage_record(decision_request *d);
 int decision_stage_expire(decision_request *d);
@@ -182,6 +192,14 @@ int decision_row_build(const decision_sources *src, const scoring_model *m, floa
 /* The decision for what scoring did under policy p: thresholds on the champion's score when it
  * ran, succeeded and is finite; otherwise p's fallback, degraded, with the reason. */
 decision_verdict decision_decide(const policy_rules *p, const decision_scoring *s);
+
+/* The reasons of one explained row: the top_k features of m by |contribs[i]| (largest first, the
+ * lower feature index first among equals; exact zeros are no reason and left out), as a JSON
+ * array [{"feature": name, "value": row[i] or null when missing, "contribution": contribs[i]}],
+ * numbers as the shortest text that round-trips float32.  contribs: num_features + 1 values (the
+ * last, the bias, is never a reason).  Returns malloc'd text, or NULL when out of memory. */
+char *decision_reasons_json(const scoring_model *m, const float *row, const float *contribs,
+                            int top_k);
 
 /* The INSERT statement of the store stage, assembled from its column table into buf[cap].
  * Returns the number of parameters, or -1 when cap is too small.  Exposed for its test. */

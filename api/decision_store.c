@@ -142,6 +142,7 @@ enum store_col {
     ST_SCORING_TIMEOUT_MS,
     ST_POLICY_VERSION,
     ST_SCORING_LATENCY_US,
+    ST_REASONS,
     ST_COUNT
 };
 
@@ -176,6 +177,7 @@ static const char *const store_columns[ST_COUNT] = {
     [ST_SCORING_TIMEOUT_MS] = "scoring_timeout_ms",
     [ST_POLICY_VERSION] = "policy_version",
     [ST_SCORING_LATENCY_US] = "scoring_latency_us",
+    [ST_REASONS] = "reasons",
 };
 
 /* Text forms of the numbers a row holds; store_values points into it. */
@@ -229,6 +231,7 @@ static void store_values(const decision_request *d, store_text *t, const char *v
     v[ST_SCORING_TIMEOUT_MS] = p->timeout;
     v[ST_POLICY_VERSION] = p->version;
     v[ST_SCORING_LATENCY_US] = t->latency;
+    v[ST_REASONS] = !vd->degraded ? d->reasons : NULL;
 }
 
 /* Appends s to buf[cap] at *len; -1 (buf unchanged) when it does not fit. */

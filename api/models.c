@@ -613,3 +613,174 @@ done:
     rows_result_free(&rr);
     scoring_model_free(&m);
 }
+
+/* ---- explain ------------------------------------------------------------------------------------
+ */
+
+/* {"model_id","feature_names","contributions","margins"} built by hand like predictions_json.
+ * One group: contributions is a matrix (a row per input row: num_features values, then the bias)
+ * and margins an array.  Several groups (multi-class): contributions is one such matrix per group,
+ * margins one array per group.  names: the model's feature names, or f0..fN-1 (xgboost's). */
+static char *explain_json(const scoring_model *m, const float *contribs, const float *margins,
+                          uint32_t nrows, size_t *len)
+{
+    uint32_t nf = m->num_features, k = m->num_class, ncol = nf + 1;
+    cJSON *names = cJSON_CreateArray();
+    char fname[32];
+    for (uint32_t i = 0; names && i < nf; i++) {
+        snprintf(fname, sizeof fname, "f%u", i);
+        cJSON *s = cJSON_CreateString(m->n_names == nf ? m->names[i] : fname);
+        if (!s || !cJSON_AddItemToArray(names, s)) {
+            cJSON_Delete(s);
+            cJSON_Delete(names);
+            names = NULL;
+        }
+    }
+    char *ntext = names ? cJSON_PrintUnformatted(names) : NULL;
+    cJSON_Delete(names);
+    if (!ntext)
+        return NULL;
+    size_t cap = 128 + strlen(m->id) + strlen(ntext) + (size_t)nrows * k * ((ncol + 1) * 20 + 8);
+    char *s = malloc(cap);
+    if (!s) {
+        free(ntext);
+        return NULL;
+    }
+    size_t o = (size_t)snprintf(
+        s, cap, "{\"model_id\":\"%s\",\"feature_names\":%s,\"contributions\":", m->id, ntext);
+    free(ntext);
+    if (k > 1)
+        s[o++] = '[';
+    for (uint32_t g = 0; g < k; g++) {
+        if (g)
+            s[o++] = ',';
+        s[o++] = '[';
+        for (uint32_t r = 0; r < nrows; r++) {
+            if (r)
+                s[o++] = ',';
+            s[o++] = '[';
+            const float *c = contribs + ((size_t)r * k + g) * ncol;
+            for (uint32_t j = 0; j < ncol; j++) {
+                if (j)
+                    s[o++] = ',';
+                o += put_float(s + o, c[j]);
+            }
+            s[o++] = ']';
+        }
+        s[o++] = ']';
+    }
+    if (k > 1)
+        s[o++] = ']';
+    o += (size_t)snprintf(s + o, cap - o, ",\"margins\":");
+    if (k > 1)
+        s[o++] = '[';
+    for (uint32_t g = 0; g < k; g++) {
+        if (g)
+            s[o++] = ',';
+        s[o++] = '[';
+        for (uint32_t r = 0; r < nrows; r++) {
+            if (r)
+                s[o++] = ',';
+            o += put_float(s + o, margins[(size_t)r * k + g]);
+        }
+        s[o++] = ']';
+    }
+    if (k > 1)
+        s[o++] = ']';
+    o += (size_t)snprintf(s + o, cap - o, "}");
+    *len = o;
+    return s;
+}
+
+/* The answer to a failed scoring_explain (sc != SC_OK), logged like predict's. */
+static void explain_problem(http_req *req, http_resp *resp, int sc, const char *id, const char *err)
+{
+    if (sc == SC_NOT_FOUND) {
+        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
+        return;
+    }
+    if (sc == SC_UNEXPLAINABLE) {
+        http_problem(resp, 409, "not_explainable", NULL, "%s", err);
+        return;
+    }
+    int down = sc == SC_UNAVAILABLE || sc == SC_DB;
+    logline l;
+    logline_begin(&l, down ? "warn" : "error", down ? "scoring_unavailable" : "explain_failed");
+    logline_str(&l, "request_id", req->request_id);
+    logline_str(&l, "error", err);
+    logline_end(&l);
+    if (down)
+        http_unavailable(resp, "the scoring worker is unavailable");
+    else
+        http_problem(resp, 500, "internal", NULL, "explanation failed (request %s)",
+                     req->request_id);
+}
+
+void models_explain(http_req *req, http_resp *resp)
+{
+    const char *id;
+    scoring_model m = {0};
+    rows_result rr = {0};
+    float *contribs = NULL, *margins = NULL;
+    char err[512];
+    int db_rc = DB_OK;
+    if (model_id_param(req, resp, &id))
+        return;
+    const char *ct = http_header(req, "Content-Type");
+    if (!ct || strncasecmp(ct, "application/json", 16) != 0) {
+        http_problem(resp, 415, "unsupported_media_type", NULL,
+                     "request body must be application/json");
+        return;
+    }
+    db_conn *c = dbreq_acquire(req, resp);
+    if (!c)
+        return;
+    int sc = scoring_meta(c, id, req->deadline_ms, &m, &db_rc);
+    dbreq_release(req, c);
+    if (sc == SC_NOT_FOUND) {
+        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
+        return;
+    }
+    if (sc != SC_OK) {
+        http_unavailable(resp, "the database is unavailable");
+        return;
+    }
+    if (rows_parse(req->body, req->body_len, (const char *const *)m.names, m.n_names,
+                   m.num_features, (uint32_t)req->app->cfg->max_predict_rows, &rr) != 0) {
+        http_problem(resp, rr.status, rr.status == 413 ? "too_many_rows" : "validation_failed",
+                     rr.field[0] ? rr.field : NULL, "%s", rr.err);
+        goto done;
+    }
+    /* Both modes answer within the worker's frame: the same limit whichever runs it. */
+    uint64_t answer = 12 + (uint64_t)rr.nrows * m.num_class * (m.num_features + 2) * 4;
+    if (answer > ((uint64_t)req->app->cfg->hotpath_max_frame_mb << 20)) {
+        http_problem(resp, 413, "too_many_rows", "rows",
+                     "%u rows of %u contributions exceed one worker frame "
+                     "(VIGIL_HOTPATH_MAX_FRAME_MB); send fewer rows",
+                     rr.nrows, m.num_class * (m.num_features + 1));
+        goto done;
+    }
+    contribs = malloc((size_t)rr.nrows * m.num_class * (m.num_features + 1) * sizeof(float) + 4);
+    margins = malloc((size_t)rr.nrows * m.num_class * sizeof(float) + 4);
+    if (!contribs || !margins) {
+        http_problem(resp, 500, "internal", NULL, "out of memory");
+        goto done;
+    }
+    scoring_explain_job job = {&m, rr.rows, rr.nrows, contribs, margins};
+    sc = scoring_explain(req->app, &job, req->deadline_ms, err, sizeof err);
+    if (sc == SC_OK) {
+        size_t len = 0;
+        char *body = explain_json(&m, contribs, margins, rr.nrows, &len);
+        if (body)
+            http_raw(resp, 200, "application/json", body, len);
+        else
+            http_problem(resp, 500, "internal", NULL, "out of memory");
+    } else {
+        explain_problem(req, resp, sc, id, err);
+    }
+done:
+    free(contribs);
+    free(margins);
+    rows_result_free(&rr);
+    scoring_model_free(&m);
+}

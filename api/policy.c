@@ -10,13 +10,14 @@
 
 #include "dbreq.h"
 #include "fields.h"
+#include "json.h"
 #include "model.h"
 #include "validate.h"
 
 #define POLICY_COLS                                                                                \
     "champion_model_id, challenger_model_id, review_threshold, block_threshold, "                  \
     "fallback_decision, scoring_timeout_ms, version, "                                             \
-    "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), explain_top_k"
 
 static cJSON *policy_json(const PGresult *r)
 {
@@ -35,6 +36,8 @@ static cJSON *policy_json(const PGresult *r)
     cJSON_AddNumberToObject(o, "scoring_timeout_ms", atoi(PQgetvalue(r, 0, 5)));
     cJSON_AddNumberToObject(o, "version", atoi(PQgetvalue(r, 0, 6)));
     cJSON_AddStringToObject(o, "updated_at", PQgetvalue(r, 0, 7));
+    cJSON *ex = cJSON_AddObjectToObject(o, "explain");
+    cJSON_AddNumberToObject(ex, "top_k", atoi(PQgetvalue(r, 0, 8)));
     return o;
 }
 
@@ -111,20 +114,17 @@ typedef struct policy_body {
     const char *champion, *challenger, *fallback; /* point into the parsed body */
     double review, block;
     long long timeout_ms;
+    long long top_k; /* explain.top_k */
 } policy_body;
 
 /* Validates a PUT body into *p.  Returns 0, or -1 with resp filled (400 naming the field). */
 static int read_policy_body(http_resp *resp, const cJSON *body, policy_body *p)
 {
-    static const char *const allowed[] = {"champion_model_id",
-                                          "challenger_model_id",
-                                          "review_threshold",
-                                          "block_threshold",
-                                          "fallback_decision",
-                                          "scoring_timeout_ms",
-                                          NULL};
+    static const char *const allowed[] = {
+        "champion_model_id", "challenger_model_id", "review_threshold", "block_threshold",
+        "fallback_decision", "scoring_timeout_ms",  "explain",          NULL};
     const char *field = NULL, *msg = NULL;
-    *p = (policy_body){NULL, NULL, "review", 0, 0, 50};
+    *p = (policy_body){NULL, NULL, "review", 0, 0, 50, 5};
     if (field_no_unknown(resp, body, allowed) ||
         field_string(resp, body, "champion_model_id", 36, FIELD_REQUIRED | FIELD_NULLABLE,
                      &p->champion, NULL) ||
@@ -136,6 +136,18 @@ static int read_policy_body(http_resp *resp, const cJSON *body, policy_body *p)
     if (!p->fallback)
         p->fallback = "review";
     const cJSON *to = cJSON_GetObjectItemCaseSensitive(body, "scoring_timeout_ms");
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(body, "explain");
+    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(ex, "top_k");
+    static const char *const ex_allowed[] = {"top_k", NULL};
+    if (ex && (!cJSON_IsObject(ex) || json_unknown_member(ex, ex_allowed) ||
+               (tk && (!cJSON_IsNumber(tk) || tk->valuedouble != floor(tk->valuedouble) ||
+                       tk->valuedouble < 0 || tk->valuedouble > 20)))) {
+        http_problem(resp, 400, "validation_failed", "explain",
+                     "'explain' must be an object {\"top_k\": integer 0..20}");
+        return -1;
+    }
+    if (tk)
+        p->top_k = (long long)tk->valuedouble;
     if (p->champion && !val_uuid(p->champion))
         field = "champion_model_id", msg = "must be a UUID or null";
     else if (p->challenger && !val_uuid(p->challenger))
@@ -171,17 +183,18 @@ void policy_put(http_req *req, http_resp *resp)
     if ((p.champion && check_model(req, resp, c, p.champion, "champion_model_id")) ||
         (p.challenger && check_model(req, resp, c, p.challenger, "challenger_model_id")))
         goto done;
-    char rv[32], bv[32], tv[16];
+    char rv[32], bv[32], tv[16], kv[8];
+    snprintf(kv, sizeof kv, "%lld", p.top_k);
     snprintf(rv, sizeof rv, "%.17g", p.review);
     snprintf(bv, sizeof bv, "%.17g", p.block);
     snprintf(tv, sizeof tv, "%lld", p.timeout_ms);
-    const char *vals[] = {p.champion, p.challenger, rv, bv, p.fallback, tv};
+    const char *vals[] = {p.champion, p.challenger, rv, bv, p.fallback, tv, kv};
     int rc = dbreq_query(req, resp, c,
                          "UPDATE policy SET champion_model_id = $1, challenger_model_id = $2, "
                          "review_threshold = $3, block_threshold = $4, fallback_decision = $5, "
-                         "scoring_timeout_ms = $6, version = version + 1, "
+                         "scoring_timeout_ms = $6, explain_top_k = $7, version = version + 1, "
                          "updated_at = clock_timestamp() RETURNING " POLICY_COLS,
-                         6, vals, &r);
+                         7, vals, &r);
     if (rc == DB_ERROR && strcmp(db_sqlstate(r), "23503") == 0)
         http_problem(resp, 422, "unknown_model", NULL, "the model was deleted meanwhile");
     else if (rc == DB_ERROR)
@@ -197,7 +210,7 @@ done:
 
 /* The policy columns policy_load reads, in this order, followed by SCORING_MODEL_COLS of the
  * champion then of the challenger. */
-enum { PL_REVIEW, PL_BLOCK, PL_FALLBACK, PL_TIMEOUT, PL_VERSION, PL_NCOLS };
+enum { PL_REVIEW, PL_BLOCK, PL_FALLBACK, PL_TIMEOUT, PL_VERSION, PL_TOPK, PL_NCOLS };
 
 int policy_load(http_req *req, http_resp *resp, db_conn *c, policy_rules *out)
 {
@@ -205,7 +218,7 @@ int policy_load(http_req *req, http_resp *resp, db_conn *c, policy_rules *out)
     memset(out, 0, sizeof *out);
     int rc = dbreq_query(req, resp, c,
                          "SELECT p.review_threshold, p.block_threshold, p.fallback_decision, "
-                         "p.scoring_timeout_ms, p.version, " SCORING_MODEL_COLS(
+                         "p.scoring_timeout_ms, p.version, p.explain_top_k, " SCORING_MODEL_COLS(
                              "c") ", " SCORING_MODEL_COLS("h") " FROM policy p "
                                                                "LEFT JOIN models c ON c.id = "
                                                                "p.champion_model_id "
@@ -228,6 +241,7 @@ int policy_load(http_req *req, http_resp *resp, db_conn *c, policy_rules *out)
     out->review_v = strtod(out->review, NULL);
     out->block_v = strtod(out->block, NULL);
     out->timeout_ms = atoi(out->timeout);
+    out->top_k = atoi(PQgetvalue(r, 0, PL_TOPK));
     /* Both models contribute the same SCORING_MODEL_COLS, so each has half of what follows the
      * policy columns, however many that list holds. */
     int width = (PQnfields(r) - PL_NCOLS) / 2;

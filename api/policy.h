@@ -20,6 +20,7 @@ typedef struct policy_rules {
     char review[32], block[32], fallback[8], timeout[12], version[12];
     double review_v, block_v;
     int timeout_ms;
+    int top_k;                         /* explain.top_k: reasons per decision, 0 = off */
     scoring_model model[POLICY_SLOTS]; /* metadata of each named model */
     int has_model[POLICY_SLOTS];       /* 0 when the policy names none for that slot */
 } policy_rules;

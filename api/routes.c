@@ -29,6 +29,7 @@ const route routes_table[] = {
     {"GET", "/api/v1/models/{id}/source", models_source, SCOPE_READ, BODY_NONE},
     {"DELETE", "/api/v1/models/{id}", models_delete, SCOPE_ADMIN, BODY_NONE},
     {"POST", "/api/v1/models/{id}/predict", models_predict, SCOPE_READ, BODY_PREDICT},
+    {"POST", "/api/v1/models/{id}/explain", models_explain, SCOPE_READ, BODY_PREDICT},
 
     {"GET", "/api/v1/policy", policy_get, SCOPE_READ, BODY_NONE},
     {"PUT", "/api/v1/policy", policy_put, SCOPE_ADMIN, BODY_JSON},

@@ -17,6 +17,7 @@
 #include "hpclient.h"
 #include "model.h"
 #include "refeval.h"
+#include "treeshap.h"
 #include "wire.h"
 
 /* One job as the runners see it: float rows/out, or (LightGBM) rows64/out64. */
@@ -634,6 +635,125 @@ static int run(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *e
     if (!a->hp)
         return run_inprocess(a, jobs, njobs, deadline_ms, err, errlen);
     return run_worker(a, jobs, njobs, deadline_ms, err, errlen);
+}
+
+/* ---- explanations -----------------------------------------------------------------------------
+ */
+
+/* Explains in process with the reference (common/treeshap.c); also tells whether the cached blob
+ * can be explained at all (explain_only_check: no computation). */
+static int explain_inprocess(const app *a, scoring_explain_job *job, int64_t deadline_ms,
+                             int check_only, char *err, size_t errlen)
+{
+    int sc = SC_OK;
+    cache_entry *e = cache_get(a, job->model, deadline_ms, &sc, err, errlen);
+    if (!e)
+        return sc;
+    size_t need = treeshap_scratch_bytes(&e->view);
+    if (need == 0) {
+        snprintf(err, errlen,
+                 "model %s cannot be explained: compiled without node covers or with a tree "
+                 "deeper than %u",
+                 job->model->id, TREESHAP_MAX_DEPTH);
+        sc = SC_UNEXPLAINABLE;
+    } else if (!check_only) {
+        void *scratch = malloc(need);
+        if (scratch) {
+            treeshap_explain(&e->view, job->rows, job->nrows, job->contribs, job->margins, scratch);
+            free(scratch);
+        } else {
+            snprintf(err, errlen, "out of memory");
+            sc = SC_FAILED;
+        }
+    }
+    cache_put(a->cache, e);
+    return sc;
+}
+
+/* Copies an OK EXPLAIN answer into the job.  Returns SC_OK, or SC_FAILED with err when the
+ * answer does not match the request. */
+static int explain_answer(const hpc_reply *r, scoring_explain_job *job, char *err, size_t errlen)
+{
+    uint32_t nf = job->model->num_features, k = job->model->num_class;
+    wire_reader rd;
+    wire_reader_init(&rd, r->payload, r->len);
+    uint32_t nrows = wire_get_u32(&rd), ng = wire_get_u32(&rd), nc = wire_get_u32(&rd);
+    size_t ncontrib = (size_t)job->nrows * k * (nf + 1);
+    const uint8_t *c = wire_get_bytes(&rd, ncontrib * sizeof(float));
+    const uint8_t *m = wire_get_bytes(&rd, (size_t)job->nrows * k * sizeof(float));
+    if (rd.err || nrows != job->nrows || ng != k || nc != nf + 1 || !c || !m ||
+        wire_remaining(&rd) != 0) {
+        snprintf(err, errlen, "worker sent a malformed EXPLAIN response");
+        return SC_FAILED;
+    }
+    memcpy(job->contribs, c, ncontrib * sizeof(float));
+    memcpy(job->margins, m, (size_t)job->nrows * k * sizeof(float));
+    return SC_OK;
+}
+
+/* One EXPLAIN round trip; on UNKNOWN_MODEL the model is loaded once and asked again. */
+static int explain_worker(const app *a, scoring_explain_job *job, int64_t deadline_ms, char *err,
+                          size_t errlen)
+{
+    uint32_t nf = job->model->num_features;
+    size_t plen = WIRE_MODEL_KEY_SIZE + 12 + (size_t)job->nrows * nf * sizeof(float);
+    if (plen > ((size_t)a->cfg->hotpath_max_frame_mb << 20)) {
+        snprintf(err, errlen, "request too large for one worker frame (%zu bytes)", plen);
+        return SC_FAILED;
+    }
+    uint8_t *payload = malloc(plen);
+    if (!payload) {
+        snprintf(err, errlen, "out of memory");
+        return SC_FAILED;
+    }
+    wire_writer w;
+    wire_writer_init(&w, payload, plen);
+    put_key(&w, job->model);
+    wire_put_u32(&w, 0);
+    wire_put_u32(&w, job->nrows);
+    wire_put_u32(&w, nf);
+    wire_put_bytes(&w, job->rows, (size_t)job->nrows * nf * sizeof(float));
+    int sc = SC_FAILED;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        hpc_reply r;
+        int rc = hpc_call(a->hp, WIRE_OP_EXPLAIN, payload, (uint32_t)plen, deadline_ms,
+                          a->cfg->pool_wait_ms, &r, err, errlen);
+        if (rc != HPC_OK) {
+            sc = map_hpc(rc, err, errlen);
+            break;
+        }
+        if (r.status == WIRE_E_UNKNOWN_MODEL) {
+            hpc_reply_free(&r);
+            /* Not explainable at all, or not loaded (yet, or evicted): the blob says which. */
+            sc = explain_inprocess(a, job, deadline_ms, 1, err, errlen);
+            if (sc != SC_OK)
+                break;
+            if (attempt == 1) {
+                snprintf(err, errlen, "the worker could not keep model %s for explaining",
+                         job->model->id);
+                sc = SC_UNAVAILABLE;
+                break;
+            }
+            sc = load_model(a, job->model, deadline_ms, err, errlen);
+            if (sc != SC_OK)
+                break;
+            continue;
+        }
+        sc = r.status == WIRE_OK ? explain_answer(&r, job, err, errlen)
+                                 : score_refused(&r, err, errlen);
+        hpc_reply_free(&r);
+        break;
+    }
+    free(payload);
+    return sc;
+}
+
+int scoring_explain(const app *a, scoring_explain_job *job, int64_t deadline_ms, char *err,
+                    size_t errlen)
+{
+    if (!a->hp)
+        return explain_inprocess(a, job, deadline_ms, 0, err, errlen);
+    return explain_worker(a, job, deadline_ms, err, errlen);
 }
 
 int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms, char *err,

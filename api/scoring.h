@@ -23,6 +23,7 @@ enum scoring_status {
     SC_DB = 3,          /* database unreachable/busy/timeout while fetching a model */
     SC_FAILED = 4,      /* the model or request was rejected (message in err) */
     SC_TOO_LARGE = 5, /* the worker cannot hold this model (frame or arena): err names the limit */
+    SC_UNEXPLAINABLE = 6, /* explain: the compiled model has no covers, or a tree is too deep */
 };
 
 typedef struct scoring_model {
@@ -85,6 +86,23 @@ int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms,
 /* scoring_run for double jobs; every job's model must satisfy scoring_is_f64. */
 int scoring_run64(const app *a, scoring_job64 *jobs, int njobs, int64_t deadline_ms, char *err,
                   size_t errlen);
+
+/* An explanation job (POST /models/{id}/explain, the decision's reasons). */
+typedef struct scoring_explain_job {
+    const scoring_model *model;
+    const float *rows; /* nrows x model->num_features, NaN = missing */
+    uint32_t nrows;
+    float *contribs; /* nrows x num_class x (num_features + 1), caller-allocated: per row, per
+                        group, the SHAP value of each feature then the bias (pred_contribs) */
+    float *margins;  /* nrows x num_class raw margins, caller-allocated: bit-identical to a SCORE
+                        with output_margin, so the objective's transform of them is the score */
+} scoring_explain_job;
+
+/* Explains one job: EXPLAIN to the worker (loading the model once on UNKNOWN_MODEL) or, in
+ * process, common/treeshap.c.  Returns a scoring_status (SC_UNEXPLAINABLE: the model was compiled
+ * without covers or is too deep); err filled when not SC_OK.  Thread-safe. */
+int scoring_explain(const app *a, scoring_explain_job *job, int64_t deadline_ms, char *err,
+                    size_t errlen);
 
 /* The API's cache of compiled blobs (both modes), created by main; max_bytes bounds it.  It also
  * remembers (SCORING_REFUSED_TTL_MS, at most SCORING_REFUSED_MAX keys) the models the worker

@@ -50,7 +50,8 @@ enum {
     C_CREATED,
     C_CREATED_US,
     C_MODEL_SHA,
-    C_TIMEOUT
+    C_TIMEOUT,
+    C_REASONS
 };
 
 static const char *val(const PGresult *r, int row, int c)
@@ -123,6 +124,11 @@ cJSON *txn_row_json(const PGresult *r, int row)
     cJSON_AddStringToObject(pol, "fallback_decision", val(r, row, C_FALLBACK));
     cJSON_AddNumberToObject(pol, "scoring_timeout_ms", atoi(val(r, row, C_TIMEOUT)));
     cJSON_AddNumberToObject(risk, "scoring_latency_us", atoi(val(r, row, C_LATENCY)));
+    /* the top-k reasons (explain.top_k), or null when explanations were off or failed */
+    if (val(r, row, C_REASONS))
+        cJSON_AddRawToObject(risk, "reasons", val(r, row, C_REASONS));
+    else
+        cJSON_AddNullToObject(risk, "reasons");
 
     add_str(o, "label", val(r, row, C_LABEL));
     add_str(o, "label_source", val(r, row, C_LABEL_SRC));

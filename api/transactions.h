@@ -20,7 +20,8 @@
     "t.policy_version, t.scoring_latency_us, t.label, t.label_source, "                            \
     "to_char(t.labelled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "             \
     "to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "              \
-    "(extract(epoch FROM t.created_at) * 1000000)::bigint, t.model_sha256, t.scoring_timeout_ms"
+    "(extract(epoch FROM t.created_at) * 1000000)::bigint, t.model_sha256, t.scoring_timeout_ms, " \
+    "t.reasons::text"
 
 /* The API's JSON of row `row` of a TXN_COLS result.  Caller deletes it; NULL when out of memory. */
 cJSON *txn_row_json(const PGresult *r, int row);

@@ -374,6 +374,8 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
     /* All counts are bounded above, so this cannot overflow a 64-bit size. */
     uint64_t want = (uint64_t)MODEL_HEADER_SIZE + (uint64_t)h->num_trees * 16u +
                     (uint64_t)h->num_nodes * 16u + (uint64_t)h->num_cat_words * 4u;
+    if (h->flags & MODEL_F_COVERS)
+        want += (uint64_t)h->num_nodes * 4u;
     if (want != (uint64_t)len) {
         set_err(err, errlen, "blob is %zu bytes, header describes %llu", len,
                 (unsigned long long)want);
@@ -412,6 +414,8 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
     v->trees = trees;
     v->nodes = nodes;
     v->cats = cats;
+    /* Covers are only read by TreeSHAP, as floats: any bit pattern is safe to read. */
+    v->covers = (h->flags & MODEL_F_COVERS) ? (const float *)(cats + h->num_cat_words) : NULL;
     v->blob_len = len;
     v->format = MODEL_FORMAT_VERSION;
     return 0;

@@ -12,6 +12,9 @@
  *   trees[num_trees]    model_tree_rec   16 bytes each, in xgboost tree-id order
  *   nodes[num_nodes]    model_node_rec   16 bytes each, trees' nodes contiguous, tree-local indices
  *   cats[num_cat_words] u32 words holding the categorical splits' sets
+ *   covers[num_nodes]   f32, only when flags has MODEL_F_COVERS: each node's cover (xgboost's
+ *                       sum_hessian), in nodes[] order.  Scoring never reads it; TreeSHAP
+ *                       (common/treeshap.h) needs it.  A blob without it scores exactly the same.
  *
  * Canonical node order (what makes validation O(1) in memory): inside a tree, nodes are numbered in
  * breadth-first order from the root, so the k-th internal node (k = 0, 1, ... in index order) has
@@ -95,7 +98,9 @@ enum model_lgbm_objective {
 };
 
 #define MODEL_F_DART 0x1u /* booster "dart": each tree's leaf is multiplied by its weight */
-#define MODEL_F_ALL MODEL_F_DART
+#define MODEL_F_COVERS                                                                             \
+    0x2u /* format 1: the covers[num_nodes] section follows cats[] (explanations) */
+#define MODEL_F_ALL (MODEL_F_DART | MODEL_F_COVERS)
 #define MODEL_LF_SQRT 0x1u /* format 2, regression family: "regression sqrt" (sign(x) * x * x) */
 #define MODEL_LF_ALL MODEL_LF_SQRT
 
@@ -201,6 +206,7 @@ typedef struct model_view {
     const model_tree_rec *trees;
     const model_node_rec *nodes;
     const uint32_t *cats;
+    const float *covers; /* num_nodes node covers, or NULL without MODEL_F_COVERS */
     size_t blob_len;
     uint32_t format;               /* MODEL_FORMAT_VERSION or MODEL_FORMAT_LGBM */
     double lgbm_param;             /* format 2: the objective parameter (sigmoid) */

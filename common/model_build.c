@@ -40,6 +40,8 @@ struct model_builder {
     double param;            /* format 2: objective parameter */
     model_lgbm_node *lnodes; /* format 2 nodes */
     size_t lnodes_cap;
+    float *covers; /* parallel to nodes (capacity nodes_cap), used with MODEL_F_COVERS */
+    size_t covers_cap;
 };
 
 model_builder *model_builder_new(uint32_t objective, uint32_t flags, uint32_t num_feature,
@@ -59,6 +61,11 @@ model_builder *model_builder_new(uint32_t objective, uint32_t flags, uint32_t nu
     return b;
 }
 
+void model_builder_drop_covers(model_builder *b)
+{
+    b->hdr.flags &= ~MODEL_F_COVERS;
+}
+
 void model_builder_free(model_builder *b)
 {
     if (b == NULL)
@@ -67,6 +74,7 @@ void model_builder_free(model_builder *b)
     free(b->nodes);
     free(b->cats);
     free(b->lnodes);
+    free(b->covers);
     free(b);
 }
 
@@ -142,7 +150,9 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
         set_err(err, errlen, "more than %u nodes in total", MODEL_MAX_NODES);
         goto fail;
     }
-    if (grow((void **)&b->nodes, &b->nodes_cap, (size_t)h->num_nodes + qlen, sizeof(*b->nodes))) {
+    if (grow((void **)&b->nodes, &b->nodes_cap, (size_t)h->num_nodes + qlen, sizeof(*b->nodes)) ||
+        grow((void **)&b->covers, &b->covers_cap, (size_t)h->num_nodes + qlen,
+             sizeof(*b->covers))) {
         set_err(err, errlen, "out of memory");
         goto fail;
     }
@@ -151,6 +161,7 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
         const model_src_node *s = &src[queue[k]];
         model_node_rec *d = &b->nodes[node0 + k];
         memset(d, 0, sizeof(*d));
+        b->covers[node0 + k] = s->cover;
         if (s->left == -1) {
             d->left = d->right = -1;
             d->u.leaf = s->value;
@@ -396,6 +407,8 @@ int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, s
     size_t node_size = b->lgbm ? sizeof(model_lgbm_node) : sizeof(model_node_rec);
     size_t len = MODEL_HEADER_SIZE + (size_t)h->num_trees * sizeof(model_tree_rec) +
                  (size_t)h->num_nodes * node_size + (size_t)h->num_cat_words * sizeof(uint32_t);
+    if (h->flags & MODEL_F_COVERS)
+        len += (size_t)h->num_nodes * sizeof(float);
     uint8_t *blob = NULL;
     model_view v;
 
@@ -426,8 +439,12 @@ int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, s
                (size_t)h->num_nodes * node_size);
         p += (size_t)h->num_nodes * node_size;
     }
-    if (h->num_cat_words)
+    if (h->num_cat_words) {
         memcpy(p, b->cats, (size_t)h->num_cat_words * sizeof(uint32_t));
+        p += (size_t)h->num_cat_words * sizeof(uint32_t);
+    }
+    if ((h->flags & MODEL_F_COVERS) && h->num_nodes)
+        memcpy(p, b->covers, (size_t)h->num_nodes * sizeof(float));
     if (model_validate(blob, len, NULL, 0, &v, err, errlen) != 0)
         goto fail;
     *blob_out = blob;

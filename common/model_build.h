@@ -18,11 +18,14 @@ typedef struct model_src_node {
     float value;         /* threshold, or the leaf value */
     const int64_t *cats; /* categorical: categories going right (any order, duplicates ok) */
     uint32_t n_cats;     /* >= 1 for a categorical node */
+    float cover;         /* xgboost's sum_hessian; kept only when the builder has MODEL_F_COVERS */
 } model_src_node;
 
 typedef struct model_builder model_builder;
 
-/* Starts a model.  Returns NULL on OOM.  The caller frees with model_builder_free. */
+/* Starts a model.  flags may include MODEL_F_COVERS: the blob then carries every node's cover
+ * (model_src_node.cover) for explanations.  Returns NULL on OOM.  The caller frees with
+ * model_builder_free. */
 model_builder *model_builder_new(uint32_t objective, uint32_t flags, uint32_t num_feature,
                                  uint32_t num_class, float base_score, float base_margin);
 
@@ -38,6 +41,10 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
  * is run through model_validate before it is returned.  Returns 0, or -1 with a reason in err
  * (*blob_out NULL).  The builder may be freed or reused afterwards. */
 int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, size_t errlen);
+
+/* Drops MODEL_F_COVERS (a compiler that finds a tree without covers): the blob scores the same
+ * but cannot be explained. */
+void model_builder_drop_covers(model_builder *b);
 
 void model_builder_free(model_builder *b);
 

@@ -92,6 +92,8 @@ const char *wire_op_name(int op)
         return "score";
     case WIRE_OP_STATS:
         return "stats";
+    case WIRE_OP_EXPLAIN:
+        return "explain";
     default:
         return "unknown";
     }

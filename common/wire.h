@@ -35,7 +35,15 @@
  *                        (for an F64 section: 0 or 4 zero bytes to the next multiple of 8 of the
  *                        payload offset, then f64 out[nrows*nout])
  *                        UNKNOWN_MODEL: u32 index of the first section whose model is not loaded
- *                        BAD_PAYLOAD + message (ncols != the model's num_feature, sizes...) */
+ *                        BAD_PAYLOAD + message (ncols != the model's num_feature, sizes...)
+ *   EXPLAIN request      key[48] u32 flags (0) u32 nrows u32 ncols f32 rows[nrows * ncols]
+ *              response  OK: u32 nrows u32 ngroups u32 ncontrib (= num_feature + 1), then
+ *                        f32 contribs[nrows * ngroups * ncontrib] (per row, per group: the SHAP
+ *                        value of each feature, then the bias; xgboost's pred_contribs layout),
+ *                        then f32 margins[nrows * ngroups] (the raw margins, bit-identical to
+ *                        SCORE with WIRE_SCORE_MARGIN: the score is their transform)
+ *                        UNKNOWN_MODEL: u32 0 (the model is not loaded for explaining)
+ *                        BAD_PAYLOAD + message (no covers, too deep, ncols, sizes...) */
 #ifndef VIGIL_WIRE_H
 #define VIGIL_WIRE_H
 
@@ -64,6 +72,7 @@ enum wire_op {
     WIRE_OP_LOAD_MODEL = 3, /* issue 3: compiled model blob */
     WIRE_OP_SCORE = 4,      /* issue 3: model key + float32 rows */
     WIRE_OP_STATS = 5,      /* worker counters */
+    WIRE_OP_EXPLAIN = 6,    /* issue 13: model key + float32 rows -> SHAP contributions + margins */
     WIRE_OP_MAX = 64        /* op codes are < WIRE_OP_MAX (size of the worker's registry) */
 };
 

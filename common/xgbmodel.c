@@ -382,11 +382,20 @@ static int load_tree(const mdoc *d, uint32_t t, uint32_t idx, uint32_t group, fl
         s->default_left = (int)dleft[i];
         s->categorical = s->left != -1 && stype[i] == 1;
         s->value = b->fbuf[i];
+        s->cover = 1.0f;
         /* a vector leaf names its leaf_weights row in right_children (RegTree::LeafIndex) */
         if (vector && s->left == -1 && (right[i] < 0 || right[i] >= (int64_t)nleaves))
             return fail(x, XGB_INVALID, "tree %u node %u: leaf index %lld outside leaf_weights",
                         idx, i, (long long)right[i]);
     }
+    /* Covers (sum_hessian) only feed explanations: a tree without them still scores, and the
+     * model is compiled without the covers section. */
+    uint32_t sh = mdoc_get(d, t, "sum_hessian");
+    if (sh == NONE || mdoc_arr_floats(d, sh, n, b->fbuf) != 0)
+        model_builder_drop_covers(mb);
+    else
+        for (uint32_t i = 0; i < n; i++)
+            b->nodes[i].cover = b->fbuf[i];
     for (uint32_t k = 0; k < ncat_nodes; k++) {
         uint32_t nid = (uint32_t)b->cnodes[k];
         if ((k > 0 && b->cnodes[k] <= b->cnodes[k - 1]) || stype[nid] != 1 ||
@@ -656,15 +665,15 @@ int xgb_compile(const char *src, size_t len, xgb_info *info, void **blob, size_t
         t = mdoc_next(&d, t);
     }
     /* Equal per-group margins live in the header; differing ones in leading bias trees (top). */
-    mb = model_builder_new(obj, dart ? MODEL_F_DART : 0, inf.num_feature, groups, inf.base_score,
-                           same ? bm[0] : -0.0f);
+    mb = model_builder_new(obj, (dart ? MODEL_F_DART : 0) | MODEL_F_COVERS, inf.num_feature, groups,
+                           inf.base_score, same ? bm[0] : -0.0f);
     if (mb == NULL) {
         rc = fail(&x, XGB_NOMEM, "out of memory");
         goto out;
     }
     char berr[160];
     for (uint32_t g = 0; !same && g < groups; g++) {
-        model_src_node leaf = {.left = -1, .right = -1, .value = bm[g]};
+        model_src_node leaf = {.left = -1, .right = -1, .value = bm[g], .cover = 1.0f};
         if (model_builder_add_tree(mb, g, 1.0f, &leaf, 1, berr, sizeof(berr)) != 0) {
             rc = fail(&x, build_status(berr), "base_score: %s", berr);
             goto out;

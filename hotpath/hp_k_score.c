@@ -70,7 +70,9 @@ int hp_k_load_model(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len
     if (memcmp(digest, key + 16, sizeof digest) != 0)
         return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD,
                               "LOAD_MODEL key does not match the blob's SHA-256");
-    if (hp_arena_touch(arena, key))
+    hp_arena *explain = hp_store_explain_arena(state);
+    int resident = hp_arena_touch(arena, key);
+    if (resident && hp_arena_touch(explain, key))
         return WIRE_OK;
     model_view v;
     /* The blob sits at payload offset 52 of a page-aligned buffer: 4-byte aligned, as required. */
@@ -78,6 +80,12 @@ int hp_k_load_model(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len
         snprintf(msg, sizeof msg, "invalid model blob: %s", err);
         return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
     }
+    /* The explain layout (hp_shap.h) is loaded too when the blob can be explained; its failure
+     * never fails the load: EXPLAIN then answers UNKNOWN_MODEL and the API says why. */
+    if (v.covers != NULL)
+        (void)hp_arena_load(explain, key, &v, err, sizeof err);
+    if (resident)
+        return WIRE_OK;
     switch (hp_arena_load(arena, key, &v, err, sizeof err)) {
     case HP_ARENA_LOADED:
     case HP_ARENA_RESIDENT:

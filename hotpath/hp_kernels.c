@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hp_assert.h"
+#include "hp_k_explain.h"
 #include "hp_k_score.h"
 #include "hp_stats.h"
 
@@ -35,6 +36,12 @@ static const hp_kernel hp_kernel_table[] = {
      .init = hp_k_store_init,
      .stats = hp_k_store_stats,
      .impl_of = hp_k_store_impl},
+    {.op = WIRE_OP_EXPLAIN,
+     .name = "explain",
+     .impl = "treeshap",
+     .fn = hp_k_explain,
+     .scratch_bytes = HP_EXPLAIN_SCRATCH_BYTES,
+     .init = hp_k_store_init},
 };
 
 #define N_KERNELS (sizeof hp_kernel_table / sizeof hp_kernel_table[0])

@@ -5,11 +5,13 @@
 #include <stdlib.h>
 
 #include "hp_assert.h"
+#include "hp_shap.h"
 #include "hp_stats.h"
 
 struct hp_store {
     const hp_scorer *scorer;
     hp_arena *arena;
+    hp_arena *explain; /* the explain layouts (hp_shap.h) of the same models */
     hp_pool *pool;
 };
 
@@ -27,6 +29,10 @@ int hp_store_create(const hp_scorer *scorer, size_t arena_bytes, unsigned pool_t
     s->arena = hp_arena_create(arena_bytes, scorer, err, errlen);
     if (s->arena == NULL)
         goto fail;
+    /* Same size: the reservation is address space until models are loaded into it. */
+    s->explain = hp_arena_create(arena_bytes, &hp_shap_layout, err, errlen);
+    if (s->explain == NULL)
+        goto fail;
     s->pool = hp_pool_create(pool_threads, err, errlen);
     if (s->pool == NULL)
         goto fail;
@@ -42,6 +48,7 @@ void hp_store_destroy(hp_store *s)
     if (s == NULL)
         return;
     hp_pool_destroy(s->pool);
+    hp_arena_destroy(s->explain);
     hp_arena_destroy(s->arena);
     free(s);
 }
@@ -49,6 +56,12 @@ void hp_store_destroy(hp_store *s)
 void hp_store_set_logging(hp_store *s, int on)
 {
     hp_arena_set_logging(s->arena, on);
+}
+
+hp_arena *hp_store_explain_arena(const hp_store *s)
+{
+    HP_ASSERT(s != NULL);
+    return s->explain;
 }
 
 const hp_scorer *hp_store_scorer(const hp_store *s)

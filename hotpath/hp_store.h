@@ -1,7 +1,9 @@
 /* hp_store.h - the model store: the service LOAD_MODEL and SCORE share.
  *
  * Owns: the selected scorer (hp_scorer.h, VIGIL_HOTPATH_KERNEL), the model arena built with it
- * (hp_arena.h, VIGIL_HOTPATH_MEMORY_MB) and the compute pool (hp_pool.h, ncpu-1 helpers).  The
+ * (hp_arena.h, VIGIL_HOTPATH_MEMORY_MB), the explain arena (the same size, holding hp_shap.h's
+ * explain layouts of the models LOAD_MODEL loaded that carry covers; EXPLAIN reads it) and the
+ * compute pool (hp_pool.h, ncpu-1 helpers).  The
  * kernel registry (hp_kernels.c) creates exactly one before any kernel's init and hands it to
  * every kernel that asks for it (hp_kernel_env.store); it destroys it after every kernel's fini.
  * Nothing here is a file static: two stores (e.g. one per scorer in a test) coexist.
@@ -32,6 +34,7 @@ void hp_store_set_logging(hp_store *s, int on);
 
 const hp_scorer *hp_store_scorer(const hp_store *s);
 hp_arena *hp_store_arena(const hp_store *s);
+hp_arena *hp_store_explain_arena(const hp_store *s);
 hp_pool *hp_store_pool(const hp_store *s);
 
 #endif

@@ -8,7 +8,10 @@
 #    - without xgboost: bench_kernel --synthetic (model_builder random trees of the same shape),
 #      and the xgboost column is skipped with a note.
 #    Then bin/tests/bench_kernel prints ns/tree/row, rows/s, ratios and single-row latency.
-# 2. End-to-end HTTP benchmarks: see the hook section at the bottom.
+# 2. Explanations: tests/bench/explain_xgb.py times xgboost's pred_contribs (nthread=1, one row at a
+#    time) on the same model and rows; bin/tests/bench_explain prints the worker's explainer one
+#    row at a time (and the ratio), and batch rows/s on 1 thread and on every CPU.
+# 3. End-to-end HTTP benchmarks: see the hook section at the bottom.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${1:-bin}
@@ -32,6 +35,20 @@ if [[ "$xgb_line" == xgboost* ]]; then
 else
   echo "   xgboost not available to $py: synthetic model, xgboost comparison skipped"
   "$bin/tests/bench_kernel" --synthetic
+fi
+
+# ---- explanations: the worker's TreeSHAP vs xgboost's pred_contribs on the same model and rows ---
+echo "== explain benchmark"
+if [ ! -x "$bin/tests/bench_explain" ]; then
+  echo "$bin/tests/bench_explain not built (make tests-build)"; exit 1
+fi
+if [[ "$xgb_line" == xgboost* ]]; then
+  ex_line=$("$py" tests/bench/explain_xgb.py "$out/bench.model.json" "$out/bench.rows.txt" 30 | tail -n 1)
+  echo "   $ex_line"
+  "$bin/tests/bench_explain" "$out/bench.model.json" "$out/bench.rows.txt" "$(echo "$ex_line" | awk '{print $4}')"
+else
+  echo "   xgboost not available to $py: the xgboost comparison is skipped"
+  "$bin/tests/bench_explain" tests/fixtures/deep_softprob.model.json tests/fixtures/deep_softprob.rows.txt
 fi
 
 # ---- HOOK: end-to-end HTTP benchmarks ----------------------------------------------------------

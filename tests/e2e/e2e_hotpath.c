@@ -1733,6 +1733,38 @@ static void *score_client(void *p)
 /* Under ASan the probe cannot be preloaded: the same load runs without it (ASan then checks the
  * worker's concurrent loads, evictions and scores) and only the allocation count is skipped. */
 /* Per kernel. */
+/* EXPLAIN of the first up to 40 rows of fixture m over fd (the model must have been loaded):
+ * every contribution bit-identical to xgboost 1.7.4's pred_contribs (the committed
+ * NAME.contribs.txt; common/treeshap.c is bit-identical to it on every fixture), the margins to
+ * xgboost's output_margin.  Returns WIRE_OK, another wire status, or -1 on a mismatch. */
+static int hp_explain_check(int fd, const fx_model *m, uint8_t *buf, size_t cap)
+{
+    size_t cr, cc;
+    float *want = fx_matrix(m->name, "contribs.txt", &cr, &cc);
+    ck_assert_ptr_nonnull(want);
+    uint32_t nr = m->nr < 40 ? (uint32_t)m->nr : 40, n;
+    size_t plen = WIRE_MODEL_KEY_SIZE + 12 + (size_t)nr * m->nc * 4;
+    uint8_t *p = malloc(plen);
+    memcpy(p, m->key, WIRE_MODEL_KEY_SIZE);
+    wire_st32(p + WIRE_MODEL_KEY_SIZE, 0);
+    wire_st32(p + WIRE_MODEL_KEY_SIZE + 4, nr);
+    wire_st32(p + WIRE_MODEL_KEY_SIZE + 8, (uint32_t)m->nc);
+    memcpy(p + WIRE_MODEL_KEY_SIZE + 12, m->rows, (size_t)nr * m->nc * 4);
+    int st = round_trip(fd, WIRE_OP_EXPLAIN, p, (uint32_t)plen, buf, cap, &n);
+    free(p);
+    if (st == WIRE_OK) {
+        uint32_t k = wire_le32(buf + 4), ncontrib = wire_le32(buf + 8);
+        const float *c = (const float *)(buf + 12), *mg = c + (size_t)nr * k * ncontrib;
+        if (wire_le32(buf) != nr || (size_t)k * ncontrib != cc || ncontrib != m->nc + 1 ||
+            n != 12 + (size_t)nr * k * (ncontrib + 1) * 4 ||
+            memcmp(c, want, (size_t)nr * cc * 4) != 0 ||
+            memcmp(mg, m->margin, (size_t)nr * k * 4) != 0)
+            st = -1;
+    }
+    free(want);
+    return st;
+}
+
 START_TEST(no_allocation_while_loading_and_scoring)
 {
     char preload[PATH_MAX + 64] = "VIGIL_HOTPATH_MAX_FRAME_MB=64";
@@ -1787,6 +1819,23 @@ START_TEST(no_allocation_while_loading_and_scoring)
             slurp(log_path, log, sizeof log);
         ck_assert_msg(args[i].failures == 0, "client %d: %s; worker log:\n%s", i, args[i].why, log);
     }
+    /* EXPLAIN after ready: every fixture (loading again where the 1 MiB arenas evicted it),
+     * bit-identical to xgboost's pred_contribs; then its error answers. */
+    fd = connect_slot(4);
+    ck_assert_int_ge(fd, 0);
+    for (size_t i = 0; i < nreal; i++) {
+        int st = hp_explain_check(fd, &models[i], buf, cap);
+        if (st == WIRE_E_UNKNOWN_MODEL) {
+            ck_assert_int_eq(hp_load(fd, &models[i], -1, buf, cap), WIRE_OK);
+            st = hp_explain_check(fd, &models[i], buf, cap);
+        }
+        ck_assert_msg(st == WIRE_OK, "EXPLAIN %s: status %d (-1: differs from xgboost)",
+                      models[i].name, st);
+    }
+    ck_assert_int_eq(round_trip(fd, WIRE_OP_EXPLAIN, junk, 7, buf, cap, &n), WIRE_E_BAD_PAYLOAD);
+    wire_st32(junk + WIRE_MODEL_KEY_SIZE, 0);
+    ck_assert_int_eq(round_trip(fd, WIRE_OP_EXPLAIN, junk, 60, buf, cap, &n), WIRE_E_UNKNOWN_MODEL);
+    close(fd);
     /* Framing errors on the scoring ops too. */
     int bfd = connect_slot(2);
     ck_assert_int_ge(bfd, 0);

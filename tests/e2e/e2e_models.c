@@ -607,7 +607,7 @@ START_TEST(predict_validation)
         {0, "{\"rows\":[[1,2,3,4,5,6,7]],\"output_margin\":1}", "validation_failed",
          "output_margin"},
         {0, "[[1,2,3,4,5,6,7]]", "validation_failed", NULL},
-        {0, "{\"rows\":[[1,2,3,4,5,6,7]]", "validation_failed", NULL}, /* not JSON */
+        {0, "{\"rows\":[[1,2,3,4,5,6,7]]", "malformed_json", NULL}, /* not JSON */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         predict_status(cases[i].named ? named : plain, cases[i].body, &r);

@@ -440,10 +440,38 @@ START_TEST(idempotency_key_rule)
 }
 END_TEST
 
+/* ---- explain -------------------------------------------------------------------------------- */
+
+/* The reasons of a row by hand: largest |contribution| first, ties to the lower index, zeros and
+ * the bias left out, missing values null, top_k bounded by the non-zero contributions. */
+START_TEST(reasons_by_hand)
+{
+    char *names[] = {"a", "b", "c", "d", "e"};
+    scoring_model m = {.num_features = 5, .num_class = 1, .n_names = 5, .names = names};
+    float row[5] = {1.5f, NAN, -2.0f, 0.25f, 7.0f};
+    float c[6] = {0.5f, -1.25f, 0.0f, 0.5f, -0.125f, 9.0f /* bias: never a reason */};
+    char *j = decision_reasons_json(&m, row, c, 3);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(j, "[{\"feature\":\"b\",\"value\":null,\"contribution\":-1.25},"
+                        "{\"feature\":\"a\",\"value\":1.5,\"contribution\":0.5},"
+                        "{\"feature\":\"d\",\"value\":0.25,\"contribution\":0.5}]");
+    free(j);
+    j = decision_reasons_json(&m, row, c, 20); /* c has 4 non-zero feature contributions */
+    ck_assert_ptr_nonnull(j);
+    ck_assert_ptr_nonnull(strstr(j, "\"feature\":\"e\",\"value\":7,\"contribution\":-0.125}]"));
+    ck_assert_ptr_null(strstr(j, "\"c\""));
+    free(j);
+    j = decision_reasons_json(&m, row, c, 0);
+    ck_assert_str_eq(j, "[]");
+    free(j);
+}
+END_TEST
+
 /* ---- store ---------------------------------------------------------------------------------- */
 
 /* The INSERT names each column of the transactions table that a decision writes (written out
- * here from migrations/0003_transactions.sql) exactly once, with $1..$29 in order. */
+ * here from migrations/0003_transactions.sql and 0006_explain.sql) exactly once, with $1..$30 in
+ * order. */
 START_TEST(store_sql_named_columns)
 {
     static const char *const expected[] = {"user_id",
@@ -474,7 +502,8 @@ START_TEST(store_sql_named_columns)
                                            "fallback_decision",
                                            "scoring_timeout_ms",
                                            "policy_version",
-                                           "scoring_latency_us"};
+                                           "scoring_latency_us",
+                                           "reasons"};
     enum { N = sizeof expected / sizeof expected[0] };
     char sql[4096], cols[1024], want[1024] = "", params[512] = "";
     ck_assert_int_eq(decision_store_sql(sql, sizeof sql), N);
@@ -515,6 +544,7 @@ static Suite *decision_suite(void)
     tcase_add_test(tc, parse_client_features_must_be_finite_float32);
     tcase_add_test(tc, idempotency_key_rule);
     tcase_add_test(tc, store_sql_named_columns);
+    tcase_add_test(tc, reasons_by_hand);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -17,6 +17,10 @@
  *     parallel split: bit-identical to refeval;
  *   - the arena: LRU eviction order, pinned models survive, too-big models, resident reloads;
  *   - the LOAD_MODEL / SCORE handlers on in-memory payloads: every error answer.
+ *   - the worker's explainer (hotpath/hp_shap.c) against the reference TreeSHAP
+ *     (common/treeshap.c, which test_treeshap.c pins to xgboost's pred_contribs): every fixture and
+ *     random models with random covers (zero covers included), bit for bit, contributions and
+ *     margins; the margins' transform is SCORE's output bit for bit.
  *   - a test scorer that declines some models and fails some builds: LOAD_MODEL answers
  *     BAD_PAYLOAD / INTERNAL and the arena keeps nothing of either.
  * Expected values come from refeval (a second implementation) or are written out here. */
@@ -30,14 +34,17 @@
 
 #include "hp_arena.h"
 #include "hp_forest.h"
+#include "hp_k_explain.h"
 #include "hp_k_score.h"
 #include "hp_pool.h"
 #include "hp_scorer.h"
+#include "hp_shap.h"
 #include "hp_store.h"
 #include "model.h"
 #include "model_build.h"
 #include "refeval.h"
 #include "sha256.h"
+#include "treeshap.h"
 #include "wire.h"
 #include "xgbmodel.h"
 #include "fixtures_io.h"
@@ -274,6 +281,8 @@ END_TEST
 
 /* ---- random models --------------------------------------------------------------------------- */
 
+static int T_covers; /* random_model gives nodes random covers (MODEL_F_COVERS) */
+
 typedef struct gen {
     model_src_node *nodes;
     uint32_t n, cap;
@@ -385,6 +394,8 @@ static void *random_model(gen *g, model_view *v, size_t *len, int *heap_trees, i
     int multi = obj == MODEL_OBJ_SOFTPROB || obj == MODEL_OBJ_SOFTMAX;
     uint32_t k = multi ? 1 + rnd(5) : 1;
     uint32_t flags = rnd(3) == 0 ? MODEL_F_DART : 0;
+    if (T_covers)
+        flags |= MODEL_F_COVERS;
     g->nf = 1 + rnd(12);
     g->allow_cat = rnd(2);
     /* Half the models avoid categorical splits and chains, so that many take the binned layout
@@ -407,7 +418,9 @@ static void *random_model(gen *g, model_view *v, size_t *len, int *heap_trees, i
         g->n = 0;
         g->ncats = 0;
         gen_node(g, 0, max_depth, style);
-        float w = flags ? (rnd(5) == 0 ? 0.0f : rndf(-0.5f, 2.0f)) : 1.0f;
+        for (uint32_t i = 0; T_covers && i < g->n; i++)
+            g->nodes[i].cover = rnd(20) == 0 ? 0.0f : rndf(0.1f, 500.0f);
+        float w = (flags & MODEL_F_DART) ? (rnd(5) == 0 ? 0.0f : rndf(-0.5f, 2.0f)) : 1.0f;
         uint32_t grp = rnd(k);
         ck_assert_msg(model_builder_add_tree(b, grp, w, g->nodes, g->n, err, sizeof err) == 0,
                       "add_tree: %s", err);
@@ -477,6 +490,103 @@ static int has_categorical(const model_view *v)
             return 1;
     return 0;
 }
+
+static unsigned n_random_models(void);
+
+/* The worker's explain layout of v, built into malloc'd memory (as the arena would). */
+static const void *build_explain(const model_view *v, void **mem)
+{
+    size_t need = hp_shap_layout.bytes(v);
+    ck_assert_uint_gt(need, 0);
+    *mem = aligned_alloc(HP_LAYOUT_ALIGN,
+                         (need + HP_LAYOUT_ALIGN - 1) & ~(size_t)(HP_LAYOUT_ALIGN - 1));
+    ck_assert_ptr_nonnull(*mem);
+    const void *l = hp_shap_layout.build(v, *mem, need);
+    ck_assert_ptr_nonnull(l);
+    return l;
+}
+
+/* hp_shap_explain == treeshap_explain bit for bit (contributions, margins); the margins are
+ * refeval's and their transform is refeval_predict's output, bit for bit.  Returns the number of
+ * values compared. */
+static size_t check_explain(const model_view *v, const float *rows, size_t nrows, const char *what)
+{
+    void *mem;
+    const void *l = build_explain(v, &mem);
+    uint32_t k = v->hdr->num_class, ncol = v->hdr->num_feature + 1;
+    size_t nc = nrows * k * ncol + 1, nm = nrows * k + 1;
+    float *c1 = malloc(nc * 4), *c2 = malloc(nc * 4), *m1 = malloc(nm * 4), *m2 = malloc(nm * 4);
+    float *ref = malloc(nm * 4), *pred = malloc(nm * 4), *tr = malloc((size_t)k * 4 + 4);
+    void *s1 = malloc(treeshap_scratch_bytes(v)), *s2 = malloc(hp_shap_scratch_bytes(l));
+    ck_assert(c1 && c2 && m1 && m2 && ref && pred && tr && s1 && s2);
+    treeshap_explain(v, rows, nrows, c1, m1, s1);
+    hp_shap_explain(l, rows, nrows, c2, m2, s2);
+    long d = first_diff(c1, c2, nrows * k * ncol);
+    ck_assert_msg(d < 0, "%s: contribution %ld differs: reference %a, worker %a", what, d,
+                  d >= 0 ? c1[d] : 0.0f, d >= 0 ? c2[d] : 0.0f);
+    d = first_diff(m1, m2, nrows * k);
+    ck_assert_msg(d < 0, "%s: margin %ld differs", what, d);
+    refeval_predict(v, rows, nrows, 1, ref);
+    ck_assert_msg(first_diff(m2, ref, nrows * k) < 0, "%s: margins differ from refeval", what);
+    uint32_t nout = model_outputs_per_row(v, 0);
+    refeval_predict(v, rows, nrows, 0, pred);
+    for (size_t r = 0; r < nrows; r++) {
+        refeval_transform(v->hdr->objective, m2 + r * k, k, tr);
+        ck_assert_msg(first_diff(tr, pred + r * nout, nout) < 0,
+                      "%s row %zu: transform(margin) differs from SCORE", what, r);
+    }
+    free(c1), free(c2), free(m1), free(m2), free(ref), free(pred), free(tr), free(s1), free(s2);
+    free(mem);
+    return nrows * k * (ncol + 1);
+}
+
+START_TEST(explain_bit_identical_to_treeshap)
+{
+    char names[64][FX_NAME_MAX];
+    size_t nfix = fx_manifest(names, 64), total = 0;
+    ck_assert_uint_ge(nfix, 27);
+    for (size_t f = 0; f < nfix; f++) {
+        size_t blob_len, nr, nc;
+        model_view v;
+        void *blob = compile_fixture(names[f], &blob_len, &v);
+        float *rows = fx_matrix(names[f], "rows.txt", &nr, &nc);
+        ck_assert_ptr_nonnull(rows);
+        total += check_explain(&v, rows, nr, names[f]);
+        free(rows);
+        free(blob);
+    }
+    printf("  explain: fixtures: %zu values bit-identical to common/treeshap.c\n", total);
+    gen g = {0};
+    g.cats_cap = 4096;
+    g.cats = malloc(g.cats_cap * sizeof *g.cats);
+    ck_assert_ptr_nonnull(g.cats);
+    rng_state = 0x13198A2E03707344ull;
+    T_covers = 1;
+    unsigned nmodels = n_random_models() / 4, explained = 0;
+    total = 0;
+    for (unsigned m = 0; m < nmodels; m++) {
+        model_view v;
+        size_t len;
+        void *blob = random_model(&g, &v, &len, NULL, NULL);
+        ck_assert_ptr_nonnull(v.covers);
+        char what[64];
+        snprintf(what, sizeof what, "random model %u", m);
+        static const size_t sizes[] = {1, 9, 50};
+        for (size_t s = 0; s < 3; s++) {
+            float *rows = random_rows(&g, sizes[s]);
+            total += check_explain(&v, rows, sizes[s], what);
+            free(rows);
+        }
+        explained++;
+        free(blob);
+    }
+    T_covers = 0;
+    free(g.cats);
+    free(g.nodes);
+    printf("  explain: %u random models: %zu values bit-identical to common/treeshap.c\n",
+           explained, total);
+}
+END_TEST
 
 static unsigned n_random_models(void)
 {
@@ -770,7 +880,8 @@ START_TEST(binned_single_row_runs)
                 for (uint32_t t = 0; t < len; t++) {
                     g.n = 0;
                     gen_exact(&g, 0, d, 1);
-                    float w = flags ? (rnd(5) == 0 ? 0.0f : rndf(-0.5f, 2.0f)) : 1.0f;
+                    float w =
+                        (flags & MODEL_F_DART) ? (rnd(5) == 0 ? 0.0f : rndf(-0.5f, 2.0f)) : 1.0f;
                     ck_assert_int_eq(
                         model_builder_add_tree(b, rnd(k), w, g.nodes, g.n, err, sizeof err), 0);
                 }
@@ -973,6 +1084,87 @@ static void put_section(wire_writer *w, const uint8_t *key, uint32_t flags, uint
     wire_put_u32(w, ncols);
     wire_put_bytes(w, rows, (size_t)nrows * ncols * sizeof(float));
 }
+
+/* EXPLAIN through its handler and a real store: every error answer, then a batch large enough to
+ * be split over the compute pool (each part with its share of the slot scratch), bit-identical to
+ * common/treeshap.c, and a slot scratch too small for the model refused. */
+START_TEST(explain_handler_every_case)
+{
+    char err[256];
+    ck_assert_msg(hp_store_create(hp_scorer_at(0), (size_t)8 << 20, 1, &T_store, err, sizeof err) ==
+                      0,
+                  "%s", err);
+    size_t nr, nc, blob_len;
+    model_view v;
+    void *blob = compile_fixture("deep_softprob", &blob_len, &v);
+    float *fx_rows = fx_matrix("deep_softprob", "rows.txt", &nr, &nc);
+    ck_assert_ptr_nonnull(fx_rows);
+    enum { N = 4000 }; /* x 18 trees >= HP_PARALLEL_MIN_WORK: split over the pool */
+    ck_assert_uint_ge((uint64_t)N * v.hdr->num_trees, HP_PARALLEL_MIN_WORK);
+    float *rows = malloc((size_t)N * nc * sizeof(float));
+    for (size_t i = 0; i < N; i++)
+        memcpy(rows + i * nc, fx_rows + (i % nr) * nc, nc * sizeof(float));
+    uint8_t key[WIRE_MODEL_KEY_SIZE];
+    rnd_key(key);
+    hp_ctx ctx = {0};
+    ctx.scratch_len = HP_EXPLAIN_SCRATCH_BYTES;
+    ctx.scratch = malloc(ctx.scratch_len);
+    wire_writer out, w;
+    /* before LOAD_MODEL: UNKNOWN_MODEL */
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_bytes(&w, key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(&w, 0);
+    wire_put_u32(&w, N);
+    wire_put_u32(&w, (uint32_t)nc);
+    wire_put_bytes(&w, rows, (size_t)N * nc * sizeof(float));
+    uint32_t good = (uint32_t)w.len;
+    wire_writer_init(&out, out_buf, sizeof out_buf);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, good, &out), WIRE_E_UNKNOWN_MODEL);
+    uint32_t len = put_load(key, blob, (uint32_t)blob_len);
+    ck_assert_int_eq(call(hp_k_load_model, len, &out), WIRE_OK);
+    /* the batch, split over the pool */
+    wire_writer_init(&w, in_buf, sizeof in_buf);
+    wire_put_bytes(&w, key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(&w, 0);
+    wire_put_u32(&w, N);
+    wire_put_u32(&w, (uint32_t)nc);
+    wire_put_bytes(&w, rows, (size_t)N * nc * sizeof(float));
+    wire_writer_init(&out, out_buf, sizeof out_buf);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, good, &out), WIRE_OK);
+    uint32_t k = v.hdr->num_class, ncol = v.hdr->num_feature + 1;
+    ck_assert_uint_eq(wire_le32(out_buf), N);
+    ck_assert_uint_eq(wire_le32(out_buf + 4), k);
+    ck_assert_uint_eq(wire_le32(out_buf + 8), ncol);
+    ck_assert_uint_eq(out.len, 12 + (size_t)N * k * (ncol + 1) * 4);
+    float *c = malloc((size_t)N * k * ncol * 4), *m = malloc((size_t)N * k * 4);
+    void *scr = malloc(treeshap_scratch_bytes(&v));
+    treeshap_explain(&v, rows, N, c, m, scr);
+    ck_assert(memcmp(out_buf + 12, c, (size_t)N * k * ncol * 4) == 0);
+    ck_assert(memcmp(out_buf + 12 + (size_t)N * k * ncol * 4, m, (size_t)N * k * 4) == 0);
+    /* errors: flags, columns, trailing bytes, truncation, a slot scratch too small */
+    wire_st32(in_buf + WIRE_MODEL_KEY_SIZE, 1);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, good, &out), WIRE_E_BAD_PAYLOAD);
+    wire_st32(in_buf + WIRE_MODEL_KEY_SIZE, 0);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, good + 4, &out), WIRE_E_BAD_PAYLOAD);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, good - 4, &out), WIRE_E_BAD_PAYLOAD);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf, 20, &out), WIRE_E_BAD_PAYLOAD);
+    wire_st32(in_buf + WIRE_MODEL_KEY_SIZE + 4, 1);
+    wire_st32(in_buf + WIRE_MODEL_KEY_SIZE + 8, (uint32_t)nc - 1);
+    ck_assert_int_eq(hp_k_explain(T_store, &ctx, in_buf,
+                                  WIRE_MODEL_KEY_SIZE + 12 + 4 * ((uint32_t)nc - 1), &out),
+                     WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "features", 8));
+    wire_st32(in_buf + WIRE_MODEL_KEY_SIZE + 8, (uint32_t)nc);
+    ctx.scratch_len = 64;
+    ck_assert_int_eq(
+        hp_k_explain(T_store, &ctx, in_buf, WIRE_MODEL_KEY_SIZE + 12 + 4 * (uint32_t)nc, &out),
+        WIRE_E_BAD_PAYLOAD);
+    ck_assert_ptr_nonnull(memmem(out_buf, out.len, "VIGIL_HOTPATH_SCRATCH_MB", 24));
+    free(scr), free(c), free(m), free(ctx.scratch), free(rows), free(fx_rows), free(blob);
+    hp_store_destroy(T_store);
+    T_store = NULL;
+}
+END_TEST
 
 START_TEST(handlers_answer_every_case)
 {
@@ -1275,6 +1467,8 @@ static Suite *kernel_suite(void)
     tcase_add_loop_test(tc, handlers_answer_every_case, 0, n);
     tcase_add_test(tc, declined_and_failed_builds_keep_nothing);
     tcase_add_test(tc, registry_entries_are_well_formed);
+    tcase_add_test(tc, explain_bit_identical_to_treeshap);
+    tcase_add_test(tc, explain_handler_every_case);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -36,6 +36,8 @@
  * additions inside a row.  The transform is refeval_transform itself. */
 #include "hp_forest.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hp_assert.h"
@@ -93,83 +95,105 @@ static size_t plain_bytes(const model_view *v)
     return total + ALIGN64((size_t)h->num_cat_words * sizeof(uint32_t));
 }
 
-/* Binned trees are stored in blocks of 4 levels (15 nodes + 1 pad word = one 64-byte line): block
- * groups in breadth-first order (group g holds 16^g blocks, block c of a block b's children is
- * block 16b + c of the next group), and the last group's blocks (L <= 4 levels) carry their 2^L
- * leaves right after their 2^L - 1 nodes (2^(L+1) words: 128 bytes for L = 4).  A depth-8 path
- * then touches 3 lines (top block, bottom block's nodes, its leaves) instead of 6 in plain heap
- * order, and only 3 of its loads can miss one after the other. */
-typedef struct bin_shape {
-    uint32_t inner;  /* full 4-level groups before the last one */
-    uint32_t last;   /* levels of the last group, 0..4 (0 only for a single leaf) */
-    size_t last_off; /* word offset of the last group */
-} bin_shape;
-
-static inline bin_shape shape_of(uint32_t depth)
-{
-    bin_shape s;
-    s.inner = depth == 0 ? 0 : (depth - 1) / 4;
-    s.last = depth - 4 * s.inner;
-    s.last_off = 0;
-    for (uint32_t g = 0; g < s.inner; g++)
-        s.last_off += (size_t)16 << (4 * g);
-    return s;
-}
-
+/* A binned tree of depth D is a complete heap of 2^(D+1) - 1 words numbered from 1 (node n at word
+ * n - 1, children 2n and 2n + 1), its 2^D leaves (float bits) right after its 2^D - 1 nodes, so
+ * one index walks nodes and leaves alike: n = 2n + go_right, D times, then leaf = word n - 1. Every
+ * tree of depth D has the same size (bin_tree_words), so a run of trees of equal depth is one base
+ * pointer plus constant offsets. */
 static size_t bin_tree_bytes(uint32_t depth)
 {
-    bin_shape s = shape_of(depth);
-    return ALIGN64((s.last_off + ((size_t)1 << (4 * s.inner)) * ((size_t)2 << s.last)) *
-                   sizeof(uint32_t));
+    return ALIGN64((((size_t)2 << depth) - 1) * sizeof(uint32_t));
 }
 
-/* Word offset of the node (d < depth) or leaf (d == depth) at position q of level d. */
-static size_t bin_addr(uint32_t depth, uint32_t d, size_t q)
-{
-    bin_shape s = shape_of(depth);
-    uint32_t g = d / 4 < s.inner ? d / 4 : s.inner;
-    uint32_t ll = d - 4 * g; /* level inside the block */
-    size_t goff = 0;
-    for (uint32_t i = 0; i < g; i++)
-        goff += (size_t)16 << (4 * i);
-    size_t bsize = g < s.inner ? 16 : (size_t)2 << s.last;
-    size_t pos = q >> ll;
-    return goff + pos * bsize + (((size_t)1 << ll) - 1) + (q & (((size_t)1 << ll) - 1));
-}
+#define bin_tree_words(depth) (bin_tree_bytes(depth) / sizeof(uint32_t))
 
-/* Bytes of the binned layout without its threshold table (the distinct thresholds are only known
- * after sorting), or 0 when the model cannot be binned whatever its thresholds (a categorical
- * split, a linked tree, too many features). */
-static size_t binned_bytes(const model_view *v)
+/* Why a forest did or did not get the binned layout (hp_forest.why, hp_forest_describe). */
+static const char *const why_text[] = {
+    [HPF_WHY_BINNED] = "binned",
+    [HPF_WHY_CATEGORICAL] = "a categorical split",
+    [HPF_WHY_FEATURES] = "more than 2048 features",
+    [HPF_WHY_DEPTH] = "a tree deeper than 12",
+    [HPF_WHY_GROWTH] = "padding every tree to its depth would take over 4x the plain layout",
+    [HPF_WHY_NAN_THRESHOLD] = "a NaN threshold",
+    [HPF_WHY_THRESHOLDS] = "a feature with over 65535 distinct thresholds",
+};
+
+/* Bytes of the binned layout, its threshold table counted at its bound (one threshold per internal
+ * node: the distinct ones are only known after sorting), or 0 with *why set when the model cannot
+ * be binned whatever its thresholds (a categorical split, a tree deeper than
+ * HPF_HEAP_MAX_DEPTH, too many features).  Any tree shape up to that depth is binned: a sparse tree
+ * (xgboost hist/lossguide, LightGBM-like leaf-wise growth) is padded to a complete tree of its own
+ * depth, which costs memory (bounded by the caller, HPF_BIN_MAX_GROWTH) but not one extra line
+ * per path: a path still touches one 4-level block per group. */
+static size_t binned_bytes(const model_view *v, uint32_t *why)
 {
     const model_file_header *h = v->hdr;
-    if (h->num_feature > HPF_BIN_MAX_FEATURES || h->num_cat_words > 0)
+    if (h->num_feature > HPF_BIN_MAX_FEATURES) {
+        *why = HPF_WHY_FEATURES;
         return 0;
+    }
+    if (h->num_cat_words > 0) {
+        *why = HPF_WHY_CATEGORICAL;
+        return 0;
+    }
     size_t total = ALIGN64(sizeof(hp_forest)) + ALIGN64((size_t)h->num_trees * sizeof(hpf_tree));
     size_t internal = 0;
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
         const model_node_rec *src = v->nodes + tr->first_node;
         uint32_t d = tree_depth(src, tr->num_nodes);
-        if (!use_heap(d, tr->num_nodes))
+        if (d > HPF_HEAP_MAX_DEPTH) {
+            *why = HPF_WHY_DEPTH;
             return 0;
+        }
         for (uint32_t i = 0; i < tr->num_nodes; i++) {
-            if (src[i].split & MODEL_NODE_CATEGORICAL)
+            if (src[i].split & MODEL_NODE_CATEGORICAL) {
+                *why = HPF_WHY_CATEGORICAL;
                 return 0;
+            }
             internal += src[i].left != -1;
         }
         total += bin_tree_bytes(d);
     }
-    (void)internal;
-    return total + ALIGN64(((size_t)h->num_feature + 1) * sizeof(uint32_t));
+    *why = HPF_WHY_BINNED;
+    return total + ALIGN64(((size_t)h->num_feature + 1) * sizeof(uint32_t)) +
+           ALIGN64(internal * sizeof(float));
+}
+
+/* binned_bytes when the binned layout is worth its memory (<= HPF_BIN_MAX_GROWTH x the plain
+ * layout), else 0 with *why set. */
+static size_t binned_bytes_capped(const model_view *v, size_t plain, uint32_t *why)
+{
+    size_t bb = binned_bytes(v, why);
+    if (bb > 0 && bb / HPF_BIN_MAX_GROWTH > plain) {
+        *why = HPF_WHY_GROWTH;
+        return 0;
+    }
+    return bb;
 }
 
 size_t hp_forest_bytes(const model_view *v)
 {
-    /* The plain layout's size: the binned one is built only when its reservation fits in it (it
-     * does for complete-ish trees: 4-byte nodes, leaves included, plus at most one threshold per
-     * internal node), so the arena holds exactly as many models as before binning existed. */
-    return plain_bytes(v);
+    /* The larger of the two layouts: build falls back to plain when a threshold turns out NaN or a
+     * feature has too many distinct ones, which only sorting tells. */
+    size_t plain = plain_bytes(v);
+    uint32_t why;
+    size_t bb = binned_bytes_capped(v, plain, &why);
+    return bb > plain ? bb : plain;
+}
+
+const char *hp_forest_describe(const hp_forest *f, char *buf, size_t len)
+{
+    uint32_t why = f->why < sizeof why_text / sizeof why_text[0] ? f->why : HPF_WHY_BINNED;
+    if (f->flags & HPF_F_BINNED)
+        snprintf(buf, len,
+                 "binned (%u trees, each padded to a complete heap of its depth, "
+                 "deepest %u)",
+                 f->num_trees, f->max_depth);
+    else
+        snprintf(buf, len, "plain (%u heap trees, %u linked): not binned because of %s",
+                 f->heap_trees, f->num_trees - f->heap_trees, why_text[why]);
+    return buf;
 }
 
 /* Fills heap position p (at depth d of a complete tree of depth D) from source node s.  A source
@@ -249,7 +273,7 @@ static void fill_bin(const model_node_rec *src, uint32_t s, uint32_t p, uint32_t
                      const uint32_t *off, const float *thr, uint32_t *a)
 {
     const model_node_rec *nd = &src[s];
-    size_t at = bin_addr(D, d, p - ((1u << d) - 1));
+    size_t at = p; /* 0-based heap position = 1-based number - 1 */
     if (d == D) {
         memcpy(&a[at], &nd->u.leaf, sizeof(float));
         return;
@@ -263,15 +287,15 @@ static void fill_bin(const model_node_rec *src, uint32_t s, uint32_t p, uint32_t
     uint32_t f = nd->split & MODEL_NODE_FEATURE_MASK;
     uint32_t dr = (nd->split & MODEL_NODE_DEFAULT_LEFT) ? 0u : 1u;
     uint32_t j = rank_of(thr + off[f], off[f + 1] - off[f], nd->u.threshold);
-    a[at] = (2 * f + dr) | j << 16;
+    a[at] = HPF_BIN_LANES * (2 * f + dr) | j << 16;
     fill_bin(src, (uint32_t)nd->left, 2 * p + 1, d + 1, D, off, thr, a);
     fill_bin(src, (uint32_t)nd->right, 2 * p + 2, d + 1, D, off, thr, a);
 }
 
-/* Builds the binned layout into dst (len >= binned_bytes(v) > 0).  Returns NULL, having written
- * only inside dst, when a threshold is NaN or a feature has more than HPF_BIN_MAX_THRESHOLDS
- * distinct thresholds. */
-static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t len, size_t fixed)
+/* Builds the binned layout into dst (len >= binned_bytes(v) > 0).  Returns NULL with *why set,
+ * having written only inside dst, when a threshold is NaN or a feature has more than
+ * HPF_BIN_MAX_THRESHOLDS distinct thresholds. */
+static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t len, uint32_t *why)
 {
     const model_file_header *h = v->hdr;
     const uint32_t nf = h->num_feature;
@@ -290,8 +314,10 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
         const model_node_rec *nd = &v->nodes[i];
         if (nd->left == -1)
             continue;
-        if (nd->u.threshold != nd->u.threshold)
-            return NULL; /* x < NaN is false for every x: no rank expresses it */
+        if (nd->u.threshold != nd->u.threshold) {
+            *why = HPF_WHY_NAN_THRESHOLD; /* x < NaN is false for every x: no rank expresses it */
+            return NULL;
+        }
         off[(nd->split & MODEL_NODE_FEATURE_MASK) + 1]++;
         internal++;
     }
@@ -318,12 +344,12 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
         for (uint32_t i = a; i < b; i++)
             if (w == off[k] || tmp[w - 1] < tmp[i])
                 tmp[w++] = tmp[i];
-        if (w - off[k] > HPF_BIN_MAX_THRESHOLDS)
+        if (w - off[k] > HPF_BIN_MAX_THRESHOLDS) {
+            *why = HPF_WHY_THRESHOLDS;
             return NULL;
+        }
     }
     off[nf] = w;
-    if (fixed + ALIGN64((size_t)w * sizeof(float)) > len)
-        return NULL;                              /* the plain layout is smaller */
     memmove(thr, tmp, (size_t)w * sizeof(float)); /* thr < tmp: a forward copy is safe */
 
     memset(f, 0, sizeof *f);
@@ -338,6 +364,7 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
     f->thr_off = off;
     f->thr = thr;
     p = (uint8_t *)thr + ALIGN64((size_t)w * sizeof(float));
+    f->bin_base = (const uint32_t *)p;
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
         const model_node_rec *src = v->nodes + tr->first_node;
@@ -348,12 +375,16 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
         dt->group = tr->group;
         dt->weight = tr->weight;
         dt->bin = (const uint32_t *)p;
+        dt->bin_off = (uint32_t)(((const uint32_t *)p - f->bin_base));
+        if (d > f->max_depth)
+            f->max_depth = d;
         memset(p, 0, bin_tree_bytes(d)); /* pad words */
         fill_bin(src, 0, 0, 0, d, off, thr, (uint32_t *)p);
         p += bin_tree_bytes(d);
     }
     f->cats = NULL;
     f->bytes = (size_t)(p - base);
+    f->why = HPF_WHY_BINNED;
     return f;
 }
 
@@ -362,9 +393,10 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len)
     const model_file_header *h = v->hdr;
     if (len < hp_forest_bytes(v))
         return NULL;
-    size_t bb = binned_bytes(v);
+    uint32_t why;
+    size_t bb = binned_bytes_capped(v, plain_bytes(v), &why);
     if (bb > 0 && bb <= len) {
-        const hp_forest *bf = build_binned(v, dst, len, bb);
+        const hp_forest *bf = build_binned(v, dst, len, &why);
         if (bf)
             return bf;
     }
@@ -381,6 +413,7 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len)
     f->base_margin = h->base_margin;
     f->flags = (h->flags & MODEL_F_DART) ? HPF_F_DART : 0;
     f->trees = trees;
+    f->why = why;
 
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
@@ -625,13 +658,26 @@ static void walk_row_full(const hp_forest *f, const float *row, float *m)
 }
 
 /* ---- binned walks ------------------------------------------------------------------------------
- */
+ *
+ * Bin vectors are u32 words pre-shifted by 16 (bin << 16; NaN: 0 in the default-left slot,
+ * 0xFFFF0000 in the default-right one) and interleaved by lane: the word of slot i (= 2f +
+ * default_right) for lane j is at rb[HPF_BIN_LANES * i + j].  A node word is w = HPF_BIN_LANES * i
+ * | rank << 16, so a lane's bin is rb[(w & 0xFFFF) + j] (j a constant displacement: no per-lane
+ * pointer), and the lane goes right iff w < that bin: for bin = b << 16 that is rank < b, or rank
+ * == b and (w & 0xFFFF) < 0, i.e. exactly rank < b; NaN gets 0 (never: left) or 0xFFFF0000 (more
+ * than any rank <= 65534 << 16 | 0xFFFF... : right).  A step is then 4 instructions: load w,
+ * zero-extend its low half, compare w with the bin in memory, n = 2n + carry.
+ *
+ * Measured on xgb_f (1000 trees of depth <= 8 from xgboost 3.5 hist, 50 features), 2-core AMD EPYC
+ * (Zen 5) shared with other jobs, best of 400 64-row batches: 4-level blocks with u16 bins and a
+ * per-lane vector pointer 8.5 ns/tree/row; this layout: see tests/bench/README.md.  An AVX-512
+ * version (16 lanes, two vpgatherdd per level) measured 10.3: a 16-element gather costs 4.3 ns
+ * here against 0.18 ns for a scalar load, so the walk stays scalar. */
 
-/* Trees a single row walks at once on a binned forest: 8 lanes' block pointers and indices almost
- * fit the registers.  On the benchmark model 12 measured the same and 32 (the previous value,
- * every lane's state on the stack) about 1.3 us slower per row. */
-#define HPF_BIN_ROW_TREES 8
-#define HPF_BIN_BUF (32768u) /* u16 entries of the bin-vector stack buffer: 64 KiB */
+/* Trees a single row walks at once on a binned forest (a run of equal-depth trees). */
+#define HPF_BIN_ROW_TREES 16
+#define HPF_BIN_BUF 65536u /* u32 words of the bin-vector stack buffer: 256 KiB (2 x 2048 x 16) */
+#define HPF_BIN_SUPER 64   /* rows that share each tree fetch on a binned forest */
 
 /* b = #{thresholds of f <= x} for x = row[f] (0 for NaN: every compare is false).  The search is
  * branch-free: its trip count depends only on the table's size. */
@@ -650,161 +696,159 @@ static inline uint32_t bin_of(const hp_forest *f, uint32_t k, float x)
     return lo + (T[lo] <= x);
 }
 
-/* The bin vector of one row: rb[2f] = NaN ? 0 : b, rb[2f + 1] = NaN ? 65535 : b, b = bin_of.  For
- * a number x and a threshold of rank j, x < T_j <=> b <= j (the table is sorted and distinct by
- * <, and <= is the negation of the reversed <), so "go right iff rb[idx] > j" is refeval's
- * !(x < t), and for NaN its default direction (0 <= j: left; 65535 > j: right). */
-static void bin_row(const hp_forest *f, const float *row, uint16_t *rb)
-{
-    for (uint32_t k = 0; k < f->num_feature; k++) {
-        float x = row[k];
-        uint32_t b = bin_of(f, k, x);
-        int nan = x != x;
-        rb[2 * k] = nan ? 0 : (uint16_t)b;
-        rb[2 * k + 1] = nan ? 65535 : (uint16_t)b;
-    }
-}
-
-/* bin_row for the single-row walk, in words pre-shifted by 16: rb[i] = (bin_row's rb[i]) << 16.
- * A node word w = idx | j << 16 (idx < 2 * HPF_BIN_MAX_FEATURES <= 65536) goes right iff
- * rb[idx] > w: for rb[idx] = b << 16 that is b > j, or b == j and 0 > idx, i.e. exactly b > j;
- * NaN gets 0 (never greater: left) or 65535 << 16 (greater than any j <= 65534: right).  One
- * compare of whole words, no shift or mask to take j out of w. */
-static void bin_row32(const hp_forest *f, const float *row, uint32_t *rb)
+/* Lane j of an interleaved bin vector rb (see above) from one row.  For a number x and a threshold
+ * of rank r, x < T_r <=> b <= r (the table is sorted and distinct by <, and <= is the negation of
+ * the reversed <), so "right iff r < b" is refeval's !(x < t), and NaN takes its default. */
+static void bin_lane(const hp_forest *f, const float *row, uint32_t *rb, unsigned j)
 {
     for (uint32_t k = 0; k < f->num_feature; k++) {
         float x = row[k];
         uint32_t b = bin_of(f, k, x) << 16;
         int nan = x != x;
-        rb[2 * k] = nan ? 0 : b;
-        rb[2 * k + 1] = nan ? 0xFFFF0000u : b;
+        rb[HPF_BIN_LANES * (2 * k) + j] = nan ? 0 : b;
+        rb[HPF_BIN_LANES * (2 * k + 1) + j] = nan ? 0xFFFF0000u : b;
     }
 }
 
-/* N lanes through binned trees of depth D: lane j walks tree g[j] with bin vector rb[j].  All
- * loops have trip counts known per tree, so the lanes are N independent chains with no
- * data-dependent branch. */
-HOT void walk_bin_lanes(const uint32_t *const *g, const uint16_t *const *rb, int N, uint32_t D,
-                        float *leaf)
+/* n = 2n + (w < *bin): on x86-64 the compare's carry is added by adc (cmp + adc: 2 instructions
+ * where the compiler emits cmp, setb, movzx, lea); elsewhere plain C. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BIN_STEP(n, w, bin)                                                                        \
+    __asm__("cmpl %2, %1\n\tadcq %0, %0" : "+r"(n) : "r"(w), "m"(bin) : "cc")
+#else
+#define BIN_STEP(n, w, bin) ((n) = 2 * (n) + ((w) < (bin)))
+#endif
+
+/* HPF_BIN_LANES rows (lane j's bins at rb[... + j]) through the binned tree T of depth D >= 1:
+ * leaf values into leaf[0..16).  Fully unrolled over the lanes (16 independent chains: a step's
+ * two dependent loads take ~11 cycles, so 8 chains left the core half idle); the root is the same
+ * node for every lane, loaded once. */
+HOT void walk16_bin(const uint32_t *T, const uint32_t *rb, const uint32_t D, float *leaf)
 {
-    bin_shape s = shape_of(D);
-    const uint32_t *b[32];
-    size_t pos[32], l[32];
-    size_t goff = 0;
-#pragma GCC unroll 32
-    for (int j = 0; j < N; j++)
-        pos[j] = 0;
-    for (uint32_t gi = 0; gi < s.inner; gi++) {
-#pragma GCC unroll 32
-        for (int j = 0; j < N; j++) {
-            b[j] = g[j] + goff + pos[j] * 16;
-            l[j] = 0;
-        }
-#pragma GCC unroll 4
-        for (int d = 0; d < 4; d++) {
-#pragma GCC unroll 32
-            for (int j = 0; j < N; j++) {
-                uint32_t w = b[j][l[j]];
-                l[j] = 2 * l[j] + 1 + (rb[j][w & 0xFFFFu] > (w >> 16));
-            }
-        }
-#pragma GCC unroll 32
-        for (int j = 0; j < N; j++)
-            pos[j] = pos[j] * 16 + (l[j] - 15);
-        goff += (size_t)16 << (4 * gi);
-    }
-    size_t bs = (size_t)2 << s.last;
-#pragma GCC unroll 32
-    for (int j = 0; j < N; j++) {
-        b[j] = g[j] + goff + pos[j] * bs;
-        l[j] = 0;
-    }
-    for (uint32_t d = 0; d < s.last; d++) {
-#pragma GCC unroll 32
-        for (int j = 0; j < N; j++) {
-            uint32_t w = b[j][l[j]];
-            l[j] = 2 * l[j] + 1 + (rb[j][w & 0xFFFFu] > (w >> 16));
+    size_t n[HPF_BIN_LANES];
+    const uint32_t w0 = T[0];
+    const uint32_t *r0 = rb + (w0 & 0xFFFFu);
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        n[j] = 2 + (w0 < r0[j]);
+    for (uint32_t d = 1; d < D; d++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < HPF_BIN_LANES; j++) {
+            uint32_t w = T[n[j] - 1];
+            BIN_STEP(n[j], w, rb[(w & 0xFFFFu) + (unsigned)j]);
         }
     }
-#pragma GCC unroll 32
-    for (int j = 0; j < N; j++)
-        memcpy(&leaf[j], &b[j][l[j]], sizeof(float));
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        memcpy(&leaf[j], &T[n[j] - 1], sizeof(float));
 }
 
-/* All trees for nsub sub-blocks of 8 rows whose bin vectors are rb[row], as walk_super. */
-static void walk_super_bin(const hp_forest *f, const uint16_t *const *rb, unsigned nsub, float *m)
+/* walk16_bin with D a constant (no loop counter: one more register for the lanes), per depth. */
+typedef void (*walk16_fn)(const uint32_t *T, const uint32_t *rb, float *leaf);
+static void walk16_d0(const uint32_t *T, const uint32_t *rb, float *leaf)
+{
+    (void)rb;
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        memcpy(&leaf[j], &T[0], sizeof(float));
+}
+#define WALK16_D(D)                                                                                \
+    static void walk16_d##D(const uint32_t *T, const uint32_t *rb, float *leaf)                    \
+    {                                                                                              \
+        walk16_bin(T, rb, D, leaf);                                                                \
+    }
+WALK16_D(1)
+WALK16_D(2)
+WALK16_D(3)
+WALK16_D(4)
+WALK16_D(5)
+WALK16_D(6)
+WALK16_D(7)
+WALK16_D(8)
+WALK16_D(9)
+WALK16_D(10)
+WALK16_D(11)
+WALK16_D(12)
+static const walk16_fn walk16[HPF_HEAP_MAX_DEPTH + 1] = {
+    walk16_d0, walk16_d1, walk16_d2, walk16_d3,  walk16_d4,  walk16_d5, walk16_d6,
+    walk16_d7, walk16_d8, walk16_d9, walk16_d10, walk16_d11, walk16_d12};
+
+/* All trees for nsub sub-blocks of 16 rows (sub-block s's bins at rb + s * sub), adding into
+ * m[row * k + group]; trees are the outer loop, so a tree is fetched once for the super-block. */
+static void walk_super_bin(const hp_forest *f, const uint32_t *rb, size_t sub, unsigned nsub,
+                           float *m)
 {
     const uint32_t k = f->num_class;
     const int dart = (f->flags & HPF_F_DART) != 0;
     for (uint32_t t = 0; t < f->num_trees; t++) {
         const hpf_tree *tr = &f->trees[t];
-        const uint32_t *g[HPF_BLOCK];
-        for (int j = 0; j < HPF_BLOCK; j++)
-            g[j] = tr->bin;
+        const walk16_fn walk = walk16[tr->depth];
         for (unsigned sb = 0; sb < nsub; sb++) {
-            float leaf[HPF_BLOCK];
-            walk_bin_lanes(g, rb + sb * HPF_BLOCK, HPF_BLOCK, tr->depth, leaf);
-            float *mg = m + (size_t)sb * HPF_BLOCK * k + tr->group;
+            float leaf[HPF_BIN_LANES];
+            walk(tr->bin, rb + sb * sub, leaf);
+            float *mg = m + (size_t)sb * HPF_BIN_LANES * k + tr->group;
             if (dart) {
-                for (int j = 0; j < HPF_BLOCK; j++)
+                for (int j = 0; j < HPF_BIN_LANES; j++)
                     mg[(size_t)j * k] += (0.0f + leaf[j]) * tr->weight;
+            } else if (k == 1) {
+                /* Contiguous: the compiler adds 16 lanes with vector instructions (the same
+                 * float32 additions, element by element). */
+                for (int j = 0; j < HPF_BIN_LANES; j++)
+                    mg[j] += leaf[j];
             } else {
-                for (int j = 0; j < HPF_BLOCK; j++)
+                for (int j = 0; j < HPF_BIN_LANES; j++)
                     mg[(size_t)j * k] += leaf[j];
             }
         }
     }
 }
 
-/* N trees g[0..N) of depth D for one row (pre-shifted bin vector rb, bin_row32): leaf values
- * into leaf[0..N).  The same walk as walk_bin_lanes, but with one bin vector in one register and
- * the whole-word compare, a step is 5-6 instructions (load, zero-extend, compare with memory,
- * lea, adc) instead of ~13, and 8 lanes' block pointers and indices nearly fit the registers (32
- * lanes spilled every one of them): a single row's walk was bound by instructions, not misses,
- * once the model sits in L2. */
-HOT void walk_row_lanes(const uint32_t *const *g, const uint32_t *rb, int N, uint32_t D,
-                        float *leaf)
+/* One row (lane 0 of rb) through HPF_BIN_ROW_TREES consecutive trees of depth D, the first at T0
+ * (the others follow at bin_tree_words(D) apart): with D a constant, every lane's tree is a
+ * constant displacement from T0, so a lane's whole state is its index. */
+HOT void walk_run_bin(const uint32_t *T0, const uint32_t *rb, const uint32_t D, float *leaf)
 {
-    bin_shape s = shape_of(D);
-    const uint32_t *b[HPF_BIN_ROW_TREES];
-    size_t l[HPF_BIN_ROW_TREES];
-    size_t goff = 0;
-#pragma GCC unroll 32
-    for (int j = 0; j < N; j++) {
-        b[j] = g[j];
-        l[j] = 0;
-    }
-    for (uint32_t gi = 0; gi < s.inner; gi++) {
-#pragma GCC unroll 4
-        for (int d = 0; d < 4; d++) {
-#pragma GCC unroll 32
-            for (int j = 0; j < N; j++) {
-                uint32_t w = b[j][l[j]];
-                l[j] = 2 * l[j] + 1 + (rb[w & 0xFFFFu] > w);
-            }
-        }
-        size_t bs = gi + 1 < s.inner ? 16 : (size_t)2 << s.last;
-        size_t next = goff + ((size_t)16 << (4 * gi));
-#pragma GCC unroll 32
-        for (int j = 0; j < N; j++) {
-            b[j] = g[j] + next + ((size_t)(b[j] - g[j]) - goff + l[j] - 15) * bs;
-            l[j] = 0;
-        }
-        goff = next;
-    }
-    for (uint32_t d = 0; d < s.last; d++) {
-#pragma GCC unroll 32
-        for (int j = 0; j < N; j++) {
-            uint32_t w = b[j][l[j]];
-            l[j] = 2 * l[j] + 1 + (rb[w & 0xFFFFu] > w);
+    const size_t W = bin_tree_words(D);
+    size_t n[HPF_BIN_ROW_TREES];
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_ROW_TREES; j++)
+        n[j] = 1;
+    for (uint32_t d = 0; d < D; d++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < HPF_BIN_ROW_TREES; j++) {
+            uint32_t w = T0[(size_t)j * W + n[j] - 1];
+            BIN_STEP(n[j], w, rb[w & 0xFFFFu]);
         }
     }
-#pragma GCC unroll 32
-    for (int j = 0; j < N; j++)
-        memcpy(&leaf[j], &b[j][l[j]], sizeof(float));
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_ROW_TREES; j++)
+        memcpy(&leaf[j], &T0[(size_t)j * W + n[j] - 1], sizeof(float));
 }
 
-/* One row (bin vector rb) through all trees, HPF_BIN_ROW_TREES at a time, as walk_row. */
+typedef void (*run_fn)(const uint32_t *T0, const uint32_t *rb, float *leaf);
+#define RUN_D(D)                                                                                   \
+    static void run_bin_##D(const uint32_t *T0, const uint32_t *rb, float *leaf)                   \
+    {                                                                                              \
+        walk_run_bin(T0, rb, D, leaf);                                                             \
+    }
+RUN_D(0)
+RUN_D(1)
+RUN_D(2)
+RUN_D(3)
+RUN_D(4)
+RUN_D(5)
+RUN_D(6)
+RUN_D(7)
+RUN_D(8)
+RUN_D(9)
+RUN_D(10)
+RUN_D(11)
+RUN_D(12)
+static const run_fn run_bin[HPF_HEAP_MAX_DEPTH + 1] = {
+    run_bin_0, run_bin_1, run_bin_2, run_bin_3,  run_bin_4,  run_bin_5, run_bin_6,
+    run_bin_7, run_bin_8, run_bin_9, run_bin_10, run_bin_11, run_bin_12};
+
+/* One row (lane 0 of rb) through all trees: runs of HPF_BIN_ROW_TREES equal-depth trees walk
+ * together (tree-level parallelism), the rest one by one; leaves are added in tree order. */
 static void walk_row_bin(const hp_forest *f, const uint32_t *rb, float *m)
 {
     const int dart = (f->flags & HPF_F_DART) != 0;
@@ -817,15 +861,17 @@ static void walk_row_bin(const hp_forest *f, const uint32_t *rb, float *m)
                trees[t + run].depth == tr->depth)
             run++;
         float leaf[HPF_BIN_ROW_TREES];
-        const uint32_t *g[HPF_BIN_ROW_TREES];
         if (run == HPF_BIN_ROW_TREES) {
-            for (int j = 0; j < HPF_BIN_ROW_TREES; j++)
-                g[j] = tr[j].bin;
-            walk_row_lanes(g, rb, HPF_BIN_ROW_TREES, tr->depth, leaf);
+            run_bin[tr->depth](tr->bin, rb, leaf);
         } else {
             run = 1;
-            g[0] = tr->bin;
-            walk_row_lanes(g, rb, 1, tr->depth, leaf);
+            const uint32_t *T = tr->bin;
+            size_t n = 1;
+            for (uint32_t d = 0; d < tr->depth; d++) {
+                uint32_t w = T[n - 1];
+                n = 2 * n + (w < rb[w & 0xFFFFu]);
+            }
+            memcpy(&leaf[0], &T[n - 1], sizeof(float));
         }
         for (uint32_t j = 0; j < run; j++) { /* in tree order */
             if (dart)
@@ -859,16 +905,21 @@ static void emit(const hp_forest *f, const float *m, int output_margin, float *o
 static void score_range_bin(const hp_forest *f, const float *rows, size_t a, size_t b,
                             int output_margin, float *out, float *m, size_t super)
 {
-    union {
-        uint16_t h[HPF_BIN_BUF];     /* per-row u16 vectors (blocks of rows) */
-        uint32_t w[HPF_BIN_BUF / 2]; /* one u32 vector (single rows): 2 * nf <= 4096 words */
-    } bins;
+    uint32_t bins[HPF_BIN_BUF];
     const uint32_t k = f->num_class, nf = f->num_feature;
+    super = (size_t)HPF_BIN_LANES * MODEL_MAX_CLASSES / k; /* what m holds */
+    if (super > HPF_BIN_SUPER)
+        super = HPF_BIN_SUPER;
+    if (getenv("HPF_SUPER_ROWS"))
+        super = (size_t)atoi(getenv("HPF_SUPER_ROWS"));
     const uint32_t nout = hp_forest_outputs(f, output_margin);
-    const size_t vec = 2 * (size_t)nf; /* nf <= HPF_BIN_MAX_FEATURES: 8 vectors always fit */
-    size_t fit = HPF_BIN_BUF / vec / HPF_BLOCK * HPF_BLOCK;
+    /* One sub-block's interleaved vectors: 2 nf slots x 16 lanes (nf <= HPF_BIN_MAX_FEATURES: one
+     * always fits, and a single row's lane 0 too). */
+    const size_t sub = 2 * (size_t)nf * HPF_BIN_LANES;
+    size_t fit = HPF_BIN_BUF / sub * HPF_BIN_LANES;
     if (super > fit)
         super = fit;
+    super = super / HPF_BIN_LANES * HPF_BIN_LANES; /* >= 16: m and bins hold one sub-block */
     size_t i = a;
     while (i < b) {
         size_t rest = b - i;
@@ -876,22 +927,21 @@ static void score_range_bin(const hp_forest *f, const float *rows, size_t a, siz
             for (size_t j = 0; j < rest; j++) {
                 for (uint32_t g = 0; g < k; g++)
                     m[g] = f->base_margin;
-                bin_row32(f, rows + (i + j) * nf, bins.w);
-                walk_row_bin(f, bins.w, m);
+                bin_lane(f, rows + (i + j) * nf, bins, 0);
+                walk_row_bin(f, bins, m);
                 emit(f, m, output_margin, out + (i + j) * nout);
             }
             break;
         }
+        /* 3..7 leftover rows still fill a sub-block: the extra lanes repeat the last row. */
         size_t real = rest < super ? rest : super;
-        unsigned nsub = (unsigned)((real + HPF_BLOCK - 1) / HPF_BLOCK);
-        const uint16_t *rb[HPF_SUPER];
-        for (size_t j = 0; j < real; j++)
-            bin_row(f, rows + (i + j) * nf, bins.h + j * vec);
-        for (size_t j = 0; j < (size_t)nsub * HPF_BLOCK; j++)
-            rb[j] = bins.h + (j < real ? j : real - 1) * vec;
-        for (size_t j = 0; j < (size_t)nsub * HPF_BLOCK * k; j++)
+        unsigned nsub = (unsigned)((real + HPF_BIN_LANES - 1) / HPF_BIN_LANES);
+        for (size_t j = 0; j < (size_t)nsub * HPF_BIN_LANES; j++)
+            bin_lane(f, rows + (i + (j < real ? j : real - 1)) * nf, bins + j / HPF_BIN_LANES * sub,
+                     (unsigned)(j % HPF_BIN_LANES));
+        for (size_t j = 0; j < (size_t)nsub * HPF_BIN_LANES * k; j++)
             m[j] = f->base_margin;
-        walk_super_bin(f, rb, nsub, m);
+        walk_super_bin(f, bins, sub, nsub, m);
         for (size_t j = 0; j < real; j++)
             emit(f, m + j * k, output_margin, out + (i + j) * nout);
         i += real;
@@ -902,7 +952,8 @@ static void score_range_bin(const hp_forest *f, const float *rows, size_t a, siz
 static void score_range(const hp_forest *f, const float *rows, size_t a, size_t b,
                         int output_margin, float *out)
 {
-    float m[HPF_SUPER * MODEL_MAX_CLASSES / HPF_BLOCK]; /* 128 KiB */
+    /* 256 KiB: 16 rows of every class (a binned sub-block), or 64 rows of 2048 classes. */
+    float m[HPF_BIN_LANES * MODEL_MAX_CLASSES];
     const uint32_t k = f->num_class, nf = f->num_feature;
     const uint32_t nout = hp_forest_outputs(f, output_margin);
     const int cat = (f->flags & HPF_F_CATEGORICAL) != 0;

@@ -46,6 +46,8 @@
 #define HPF_SUPER 64              /* rows that share each tree fetch (8 sub-blocks) */
 #define HPF_BIN_MAX_FEATURES 2048 /* 8 rows of bin vectors fit the 64 KiB stack buffer */
 #define HPF_BIN_MAX_THRESHOLDS 65535 /* ranks 0..65534 < 65535, the NaN-goes-right bin */
+#define HPF_BIN_LANES 16             /* rows a binned sub-block walks together */
+#define HPF_BIN_MAX_GROWTH 4         /* binned (padded) layout at most 4x the plain one */
 
 /* Node flags (same bit positions as common/model.h's split word). */
 #define HPF_FEATURE_MASK MODEL_NODE_FEATURE_MASK
@@ -80,19 +82,32 @@ typedef struct hpf_tree {
     uint32_t depth;          /* longest root-to-leaf path (0: a single leaf) */
     uint32_t group;          /* output group */
     float weight;            /* dart weight (1 for gbtree) */
-    uint32_t pad;
+    uint32_t bin_off;        /* binned: bin - hp_forest.bin_base, in words (the gather index) */
 } hpf_tree;
 
 #define HPF_F_DART 0x1u        /* multiply each tree's leaf by its weight (refeval's dart rule) */
 #define HPF_F_CATEGORICAL 0x2u /* some node is categorical: walks take the exact slow decision */
 #define HPF_F_BINNED 0x4u      /* every tree has the binned layout (tree.bin, thr_off, thr) */
 
+/* hp_forest.why: the rule that decided the layout (hp_forest_describe prints it). */
+enum hpf_why {
+    HPF_WHY_BINNED = 0,    /* binned */
+    HPF_WHY_CATEGORICAL,   /* plain: a categorical split */
+    HPF_WHY_FEATURES,      /* plain: num_feature > HPF_BIN_MAX_FEATURES */
+    HPF_WHY_DEPTH,         /* plain: a tree deeper than HPF_HEAP_MAX_DEPTH */
+    HPF_WHY_GROWTH,        /* plain: padded trees > HPF_BIN_MAX_GROWTH x the plain layout */
+    HPF_WHY_NAN_THRESHOLD, /* plain: a NaN threshold */
+    HPF_WHY_THRESHOLDS     /* plain: a feature with > HPF_BIN_MAX_THRESHOLDS distinct ones */
+};
 typedef struct hp_forest {
     uint32_t objective, num_feature, num_class, num_trees;
     uint32_t flags;      /* HPF_F_* */
     uint32_t heap_trees; /* how many trees use the heap layout (the rest are linked) */
     float base_margin;
+    uint32_t why;       /* enum hpf_why */
+    uint32_t max_depth; /* binned: deepest tree */
     uint32_t pad;
+    const uint32_t *bin_base; /* binned: the first tree's words; trees follow contiguously */
     const hpf_tree *trees;
     const uint32_t *cats; /* categorical sets, word for word as in the blob */
     const uint32_t
@@ -108,6 +123,10 @@ size_t hp_forest_bytes(const model_view *v);
  * Returns the forest (it lives at dst and points only into dst; the blob may go away), or NULL if
  * len is too small.  Never allocates; thread-safe for distinct dst. */
 const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len);
+
+/* One line saying which layout f got and why ("binned (...)" or "plain (...): not binned because
+ * of ..."), written into buf[0..len) (truncated, NUL-terminated); returns buf.  Thread-safe. */
+const char *hp_forest_describe(const hp_forest *f, char *buf, size_t len);
 
 /* Outputs per row: num_class for margins and multi:softprob, else 1 (model_outputs_per_row). */
 uint32_t hp_forest_outputs(const hp_forest *f, int output_margin);

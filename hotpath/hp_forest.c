@@ -37,7 +37,6 @@
 #include "hp_forest.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "hp_assert.h"
@@ -107,12 +106,30 @@ static size_t bin_tree_bytes(uint32_t depth)
 
 #define bin_tree_words(depth) (bin_tree_bytes(depth) / sizeof(uint32_t))
 
+/* A tree too deep or too sparse to pad (padding would cost more than 4 KiB and over 8x its nodes,
+ * e.g. LightGBM's or xgboost lossguide's leaf-wise trees) is binned "linked": its nodes in the
+ * blob's canonical order as u64 {node word, left child} (right = left + 1), a leaf being
+ * {0xFFFF0000, itself} (0xFFFF0000 is never below a bin: the walk stays put), then one float per
+ * node (the leaf values).  A walk is then exactly depth steps of i = left + (word < bin), with no
+ * leaf test, like the heap's. */
+static int bin_heap_ok(uint32_t depth, uint32_t count)
+{
+    return depth <= HPF_HEAP_MAX_DEPTH &&
+           (depth <= 9 || ((uint64_t)2 << depth) - 1 <= (uint64_t)HPF_HEAP_MAX_PADDING * count);
+}
+
+static size_t bin_tree_size(uint32_t depth, uint32_t count)
+{
+    return bin_heap_ok(depth, count) ? bin_tree_bytes(depth)
+                                     : ALIGN64((size_t)count * (sizeof(uint64_t) + sizeof(float)));
+}
+
 /* Why a forest did or did not get the binned layout (hp_forest.why, hp_forest_describe). */
 static const char *const why_text[] = {
     [HPF_WHY_BINNED] = "binned",
     [HPF_WHY_CATEGORICAL] = "a categorical split",
     [HPF_WHY_FEATURES] = "more than 2048 features",
-    [HPF_WHY_DEPTH] = "a tree deeper than 12",
+    [HPF_WHY_DEPTH] = "a tree too deep",
     [HPF_WHY_GROWTH] = "padding every tree to its depth would take over 4x the plain layout",
     [HPF_WHY_NAN_THRESHOLD] = "a NaN threshold",
     [HPF_WHY_THRESHOLDS] = "a feature with over 65535 distinct thresholds",
@@ -142,10 +159,6 @@ static size_t binned_bytes(const model_view *v, uint32_t *why)
         const model_tree_rec *tr = &v->trees[t];
         const model_node_rec *src = v->nodes + tr->first_node;
         uint32_t d = tree_depth(src, tr->num_nodes);
-        if (d > HPF_HEAP_MAX_DEPTH) {
-            *why = HPF_WHY_DEPTH;
-            return 0;
-        }
         for (uint32_t i = 0; i < tr->num_nodes; i++) {
             if (src[i].split & MODEL_NODE_CATEGORICAL) {
                 *why = HPF_WHY_CATEGORICAL;
@@ -153,7 +166,7 @@ static size_t binned_bytes(const model_view *v, uint32_t *why)
             }
             internal += src[i].left != -1;
         }
-        total += bin_tree_bytes(d);
+        total += bin_tree_size(d, tr->num_nodes);
     }
     *why = HPF_WHY_BINNED;
     return total + ALIGN64(((size_t)h->num_feature + 1) * sizeof(uint32_t)) +
@@ -364,7 +377,6 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
     f->thr_off = off;
     f->thr = thr;
     p = (uint8_t *)thr + ALIGN64((size_t)w * sizeof(float));
-    f->bin_base = (const uint32_t *)p;
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
         const model_node_rec *src = v->nodes + tr->first_node;
@@ -375,13 +387,34 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
         dt->group = tr->group;
         dt->weight = tr->weight;
         dt->bin = (const uint32_t *)p;
-        dt->bin_off = (uint32_t)(((const uint32_t *)p - f->bin_base));
         if (d > f->max_depth)
             f->max_depth = d;
-        memset(p, 0, bin_tree_bytes(d)); /* pad words */
-        fill_bin(src, 0, 0, 0, d, off, thr, (uint32_t *)p);
-        p += bin_tree_bytes(d);
+        size_t bytes = bin_tree_size(d, tr->num_nodes);
+        memset(p, 0, bytes); /* pad words */
+        if (bin_heap_ok(d, tr->num_nodes)) {
+            fill_bin(src, 0, 0, 0, d, off, thr, (uint32_t *)p);
+        } else {
+            uint64_t *nodes = (uint64_t *)p;
+            float *lv = (float *)(p + (size_t)tr->num_nodes * sizeof(uint64_t));
+            for (uint32_t i = 0; i < tr->num_nodes; i++) {
+                const model_node_rec *nd = &src[i];
+                if (nd->left == -1) {
+                    nodes[i] = 0xFFFF0000u | (uint64_t)i << 32;
+                    lv[i] = nd->u.leaf;
+                    continue;
+                }
+                uint32_t fe = nd->split & MODEL_NODE_FEATURE_MASK;
+                uint32_t dr = (nd->split & MODEL_NODE_DEFAULT_LEFT) ? 0u : 1u;
+                uint32_t j = rank_of(thr + off[fe], off[fe + 1] - off[fe], nd->u.threshold);
+                nodes[i] = (HPF_BIN_LANES * (2 * fe + dr) | j << 16) | (uint64_t)nd->left << 32;
+            }
+            dt->bin_linked = 1;
+            dt->leaves = lv;
+            f->linked_trees++;
+        }
+        p += bytes;
     }
+    f->heap_trees = h->num_trees - f->linked_trees;
     f->cats = NULL;
     f->bytes = (size_t)(p - base);
     f->why = HPF_WHY_BINNED;
@@ -772,6 +805,52 @@ static const walk16_fn walk16[HPF_HEAP_MAX_DEPTH + 1] = {
     walk16_d0, walk16_d1, walk16_d2, walk16_d3,  walk16_d4,  walk16_d5, walk16_d6,
     walk16_d7, walk16_d8, walk16_d9, walk16_d10, walk16_d11, walk16_d12};
 
+/* i = left + (w < *bin), the linked binned step (see BIN_STEP). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LINK_STEP(i, w, bin)                                                                       \
+    __asm__("cmpl %2, %1\n\tadcq $0, %0" : "+r"(i) : "r"(w), "m"(bin) : "cc")
+#else
+#define LINK_STEP(i, w, bin) ((i) += ((w) < (bin)))
+#endif
+
+/* HPF_BIN_LANES rows through a linked binned tree (N: u64 nodes, then the leaf floats) of depth D:
+ * exactly D steps, lanes at a leaf stay there. */
+static void walk16_linked(const uint64_t *N, const float *lv, const uint32_t *rb, uint32_t D,
+                          float *leaf)
+{
+    size_t i[HPF_BIN_LANES];
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        i[j] = 0;
+    for (uint32_t d = 0; d < D; d++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < HPF_BIN_LANES; j++) {
+            uint64_t nd = N[i[j]];
+            uint32_t w = (uint32_t)nd;
+            size_t nx = (size_t)(nd >> 32);
+            LINK_STEP(nx, w, rb[(w & 0xFFFFu) + (unsigned)j]);
+            i[j] = nx;
+        }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        leaf[j] = lv[i[j]];
+}
+
+/* One row (lane 0 of rb) through a linked binned tree: until its leaf. */
+static float walk1_linked(const uint64_t *N, const float *lv, const uint32_t *rb)
+{
+    size_t i = 0;
+    for (;;) {
+        uint64_t nd = N[i];
+        uint32_t w = (uint32_t)nd;
+        size_t nx = (size_t)(nd >> 32);
+        if (nx == i && w == 0xFFFF0000u)
+            return lv[i];
+        i = nx + (w < rb[w & 0xFFFFu]);
+    }
+}
+
 /* All trees for nsub sub-blocks of 16 rows (sub-block s's bins at rb + s * sub), adding into
  * m[row * k + group]; trees are the outer loop, so a tree is fetched once for the super-block. */
 static void walk_super_bin(const hp_forest *f, const uint32_t *rb, size_t sub, unsigned nsub,
@@ -781,10 +860,14 @@ static void walk_super_bin(const hp_forest *f, const uint32_t *rb, size_t sub, u
     const int dart = (f->flags & HPF_F_DART) != 0;
     for (uint32_t t = 0; t < f->num_trees; t++) {
         const hpf_tree *tr = &f->trees[t];
-        const walk16_fn walk = walk16[tr->depth];
+        const walk16_fn walk = tr->bin_linked ? NULL : walk16[tr->depth];
         for (unsigned sb = 0; sb < nsub; sb++) {
             float leaf[HPF_BIN_LANES];
-            walk(tr->bin, rb + sb * sub, leaf);
+            if (walk)
+                walk(tr->bin, rb + sb * sub, leaf);
+            else
+                walk16_linked((const uint64_t *)tr->bin, tr->leaves, rb + sb * sub, tr->depth,
+                              leaf);
             float *mg = m + (size_t)sb * HPF_BIN_LANES * k + tr->group;
             if (dart) {
                 for (int j = 0; j < HPF_BIN_LANES; j++)
@@ -858,11 +941,14 @@ static void walk_row_bin(const hp_forest *f, const uint32_t *rb, float *m)
         const hpf_tree *tr = &trees[t];
         uint32_t run = 0;
         while (run < HPF_BIN_ROW_TREES && t + run < f->num_trees &&
-               trees[t + run].depth == tr->depth)
+               trees[t + run].depth == tr->depth && !trees[t + run].bin_linked)
             run++;
         float leaf[HPF_BIN_ROW_TREES];
         if (run == HPF_BIN_ROW_TREES) {
             run_bin[tr->depth](tr->bin, rb, leaf);
+        } else if (tr->bin_linked) {
+            run = 1;
+            leaf[0] = walk1_linked((const uint64_t *)tr->bin, tr->leaves, rb);
         } else {
             run = 1;
             const uint32_t *T = tr->bin;
@@ -910,8 +996,6 @@ static void score_range_bin(const hp_forest *f, const float *rows, size_t a, siz
     super = (size_t)HPF_BIN_LANES * MODEL_MAX_CLASSES / k; /* what m holds */
     if (super > HPF_BIN_SUPER)
         super = HPF_BIN_SUPER;
-    if (getenv("HPF_SUPER_ROWS"))
-        super = (size_t)atoi(getenv("HPF_SUPER_ROWS"));
     const uint32_t nout = hp_forest_outputs(f, output_margin);
     /* One sub-block's interleaved vectors: 2 nf slots x 16 lanes (nf <= HPF_BIN_MAX_FEATURES: one
      * always fits, and a single row's lane 0 too). */

@@ -82,7 +82,8 @@ typedef struct hpf_tree {
     uint32_t depth;          /* longest root-to-leaf path (0: a single leaf) */
     uint32_t group;          /* output group */
     float weight;            /* dart weight (1 for gbtree) */
-    uint32_t bin_off;        /* binned: bin - hp_forest.bin_base, in words (the gather index) */
+    uint32_t bin_linked;     /* binned: 0 = padded heap of 2^(depth+1) - 1 words; 1 = linked:
+                                num_nodes u64 {word, left child} then num_nodes leaf floats */
 } hpf_tree;
 
 #define HPF_F_DART 0x1u        /* multiply each tree's leaf by its weight (refeval's dart rule) */
@@ -94,7 +95,7 @@ enum hpf_why {
     HPF_WHY_BINNED = 0,    /* binned */
     HPF_WHY_CATEGORICAL,   /* plain: a categorical split */
     HPF_WHY_FEATURES,      /* plain: num_feature > HPF_BIN_MAX_FEATURES */
-    HPF_WHY_DEPTH,         /* plain: a tree deeper than HPF_HEAP_MAX_DEPTH */
+    HPF_WHY_DEPTH,         /* (unused since deep trees are binned linked) */
     HPF_WHY_GROWTH,        /* plain: padded trees > HPF_BIN_MAX_GROWTH x the plain layout */
     HPF_WHY_NAN_THRESHOLD, /* plain: a NaN threshold */
     HPF_WHY_THRESHOLDS     /* plain: a feature with > HPF_BIN_MAX_THRESHOLDS distinct ones */
@@ -107,7 +108,8 @@ typedef struct hp_forest {
     uint32_t why;       /* enum hpf_why */
     uint32_t max_depth; /* binned: deepest tree */
     uint32_t pad;
-    const uint32_t *bin_base; /* binned: the first tree's words; trees follow contiguously */
+    uint32_t linked_trees; /* binned: trees with the linked binned layout (deep or sparse) */
+    uint32_t pad2;
     const hpf_tree *trees;
     const uint32_t *cats; /* categorical sets, word for word as in the blob */
     const uint32_t

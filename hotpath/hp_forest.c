@@ -118,6 +118,32 @@ static int bin_heap_ok(uint32_t depth, uint32_t count)
            (depth <= 9 || ((uint64_t)2 << depth) - 1 <= (uint64_t)HPF_HEAP_MAX_PADDING * count);
 }
 
+/* Heap trees up to depth HPF_BIN_PAD_DEPTH are all padded to the deepest of them (xgboost's
+ * depth-wise trees mostly reach max_depth; the few shallower ones cost at most 4 KiB each): one
+ * depth for the whole forest lets a single row walk every run of 16 trees together (a tree of
+ * another depth in the run made the run fall back to one tree at a time). */
+#define HPF_BIN_PAD_DEPTH 9
+
+static uint32_t bin_pad_depth(const model_view *v)
+{
+    uint32_t pad = 0;
+    for (uint32_t t = 0; t < v->hdr->num_trees; t++) {
+        const model_tree_rec *tr = &v->trees[t];
+        uint32_t d = tree_depth(v->nodes + tr->first_node, tr->num_nodes);
+        if (d <= HPF_BIN_PAD_DEPTH && d > pad)
+            pad = d;
+    }
+    return pad;
+}
+
+/* The depth tree t is laid out (and walked) with: pad (bin_pad_depth) for shallow trees. */
+static uint32_t bin_depth(const model_view *v, uint32_t t, uint32_t pad)
+{
+    const model_tree_rec *tr = &v->trees[t];
+    uint32_t d = tree_depth(v->nodes + tr->first_node, tr->num_nodes);
+    return d <= pad ? pad : d;
+}
+
 static size_t bin_tree_size(uint32_t depth, uint32_t count)
 {
     return bin_heap_ok(depth, count) ? bin_tree_bytes(depth)
@@ -155,10 +181,11 @@ static size_t binned_bytes(const model_view *v, uint32_t *why)
     }
     size_t total = ALIGN64(sizeof(hp_forest)) + ALIGN64((size_t)h->num_trees * sizeof(hpf_tree));
     size_t internal = 0;
+    const uint32_t pad = bin_pad_depth(v);
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
         const model_node_rec *src = v->nodes + tr->first_node;
-        uint32_t d = tree_depth(src, tr->num_nodes);
+        uint32_t d = bin_depth(v, t, pad);
         for (uint32_t i = 0; i < tr->num_nodes; i++) {
             if (src[i].split & MODEL_NODE_CATEGORICAL) {
                 *why = HPF_WHY_CATEGORICAL;
@@ -200,9 +227,9 @@ const char *hp_forest_describe(const hp_forest *f, char *buf, size_t len)
     uint32_t why = f->why < sizeof why_text / sizeof why_text[0] ? f->why : HPF_WHY_BINNED;
     if (f->flags & HPF_F_BINNED)
         snprintf(buf, len,
-                 "binned (%u trees, each padded to a complete heap of its depth, "
-                 "deepest %u)",
-                 f->num_trees, f->max_depth);
+                 "binned (%u trees: %u padded heaps, %u linked; deepest %u): numeric splits only, "
+                 "<= 2048 features, thresholds binned exactly",
+                 f->num_trees, f->num_trees - f->linked_trees, f->linked_trees, f->max_depth);
     else
         snprintf(buf, len, "plain (%u heap trees, %u linked): not binned because of %s",
                  f->heap_trees, f->num_trees - f->heap_trees, why_text[why]);
@@ -377,10 +404,11 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
     f->thr_off = off;
     f->thr = thr;
     p = (uint8_t *)thr + ALIGN64((size_t)w * sizeof(float));
+    const uint32_t pad = bin_pad_depth(v);
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
         const model_node_rec *src = v->nodes + tr->first_node;
-        uint32_t d = tree_depth(src, tr->num_nodes);
+        uint32_t d = bin_depth(v, t, pad);
         hpf_tree *dt = &trees[t];
         memset(dt, 0, sizeof *dt);
         dt->depth = d;
@@ -935,6 +963,10 @@ static const run_fn run_bin[HPF_HEAP_MAX_DEPTH + 1] = {
 static void walk_row_bin(const hp_forest *f, const uint32_t *rb, float *m)
 {
     const int dart = (f->flags & HPF_F_DART) != 0;
+    /* One output group, no dart: the margin lives in a register (m[group] in memory made every
+     * tree's add wait on the previous one's store). */
+    const int one = f->num_class == 1 && !dart;
+    float acc = m[0];
     const hpf_tree *trees = f->trees;
     uint32_t t = 0;
     while (t < f->num_trees) {
@@ -959,14 +991,21 @@ static void walk_row_bin(const hp_forest *f, const uint32_t *rb, float *m)
             }
             memcpy(&leaf[0], &T[n - 1], sizeof(float));
         }
-        for (uint32_t j = 0; j < run; j++) { /* in tree order */
-            if (dart)
-                m[tr[j].group] += (0.0f + leaf[j]) * tr[j].weight;
-            else
-                m[tr[j].group] += leaf[j];
+        if (one) {
+            for (uint32_t j = 0; j < run; j++) /* in tree order */
+                acc += leaf[j];
+        } else {
+            for (uint32_t j = 0; j < run; j++) { /* in tree order */
+                if (dart)
+                    m[tr[j].group] += (0.0f + leaf[j]) * tr[j].weight;
+                else
+                    m[tr[j].group] += leaf[j];
+            }
         }
         t += run;
     }
+    if (one)
+        m[0] = acc;
 }
 
 static int has_nan(const float *const *r, int lanes, uint32_t nf)

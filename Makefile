@@ -67,7 +67,8 @@ TOOL_SRC    := $(wildcard tests/tools/*.c)
 # Debian packages needed to build, run and test.  `make deps` installs the missing ones as root,
 # otherwise prints the exact command and stops.
 PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libpq-dev check libcurl4-openssl-dev \
-        postgresql postgresql-contrib curl python3-yaml debootstrap python3 binutils
+        postgresql postgresql-contrib curl python3-yaml debootstrap python3 binutils \
+        python3-xgboost
 
 .PHONY: all asan run test test-unit test-e2e test-asan bench profile deps clean format lint \
         tools docker-test migrate need-clang-format apigraph

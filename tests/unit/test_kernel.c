@@ -205,6 +205,65 @@ static void check_same(const model_view *v, const hp_model *m, const float *rows
     free(got);
 }
 
+/* ---- layouts of models as current xgboost trains them ---------------------------------------- */
+
+/* Every tests/fixtures/refs model (xgboost 3.5 hist: depth-wise trees that are not heap-shaped,
+ * multi-class, multi-target, vector leaves): scored bit-identically to refeval on its rows, and the
+ * forest kernel gives the numeric ones the binned layout (xgb_f_speed_binary is the issue-11
+ * benchmark model: it used to fall back to the plain layout because 322 of its trees are sparse),
+ * and says why the categorical one is not binned. */
+START_TEST(refs_models_get_the_binned_layout)
+{
+    use_scorer_arena(_i, (size_t)64 << 20, "refs_models_get_the_binned_layout");
+    static const struct {
+        const char *cs, *file;
+        int binned;
+    } cases[] = {
+        {"xgb_a_binary_logistic", "model.ubj", 1},   {"xgb_b_multi_softprob", "model.ubj", 1},
+        {"xgb_c_reg_squarederror", "model.json", 1}, {"xgb_d_categorical", "model.json", 0},
+        {"xgb_e_multi_target", "model.json", 1},     {"xgb_e2_multi_output_tree", "model.json", 1},
+        {"xgb_f_speed_binary", "model.ubj", 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char path[512], err[256];
+        size_t len, blob_len, nrows, ncols;
+        snprintf(path, sizeof path, "%s/refs/%s/%s", fx_dir(), cases[c].cs, cases[c].file);
+        char *src = fx_slurp(path, &len);
+        ck_assert_msg(src != NULL, "cannot read %s", path);
+        void *blob = NULL;
+        ck_assert_msg(xgb_compile(src, len, NULL, &blob, &blob_len, err, sizeof err) == XGB_OK,
+                      "%s: %s", path, err);
+        free(src);
+        model_view v;
+        ck_assert(model_validate(blob, blob_len, NULL, 0, &v, err, sizeof err) == 0);
+        snprintf(path, sizeof path, "%s/refs/%s/rows.txt", fx_dir(), cases[c].cs);
+        float *rows = read_matrix(path, &nrows, &ncols);
+        ck_assert_uint_eq(ncols, v.hdr->num_feature);
+        uint8_t key[WIRE_MODEL_KEY_SIZE];
+        uint32_t h;
+        const hp_model *m = load_pin(&v, key, &h);
+        if (m != NULL) {
+            const hp_forest *f = forest_of(m);
+            if (f) {
+                char why[256];
+                hp_forest_describe(f, why, sizeof why);
+                printf("  refs: %s: %s\n", cases[c].cs, why);
+                ck_assert_msg(((f->flags & HPF_F_BINNED) != 0) == cases[c].binned, "%s: %s",
+                              cases[c].cs, why);
+                if (!cases[c].binned)
+                    ck_assert_uint_eq(f->why, HPF_WHY_CATEGORICAL);
+            }
+            check_same(&v, m, rows, nrows, 0, cases[c].cs);
+            check_same(&v, m, rows, nrows, 1, cases[c].cs);
+            check_same(&v, m, rows, 1, 0, cases[c].cs);
+            hp_arena_release(T_arena, &h, 1);
+        }
+        free(rows);
+        free(blob);
+    }
+}
+END_TEST
+
 /* ---- fixtures -------------------------------------------------------------------------------- */
 
 START_TEST(fixtures_bit_identical_to_refeval)
@@ -605,6 +664,9 @@ START_TEST(layout_heap_and_linked)
         if (f) {
             ck_assert_uint_eq(f->heap_trees, d <= 12 ? 1 : 0);
             ck_assert_uint_eq(f->trees[0].depth, d);
+            /* Binned either way: a padded heap up to depth 12, linked beyond. */
+            ck_assert(f->flags & HPF_F_BINNED);
+            ck_assert_uint_eq(f->linked_trees, d <= 12 ? 0 : 1);
         }
         /* Path by hand: features 0..d-1, x < 0 goes left; leaf index = bits of "went right". */
         float row[16];
@@ -1253,6 +1315,7 @@ static Suite *kernel_suite(void)
     tcase_add_loop_test(tc, fixtures_bit_identical_to_refeval, 0, n);
     tcase_add_loop_test(tc, random_models_bit_identical_to_refeval, 0, n);
     tcase_add_loop_test(tc, layout_heap_and_linked, 0, n);
+    tcase_add_loop_test(tc, refs_models_get_the_binned_layout, 0, n);
     tcase_add_loop_test(tc, binned_layout_limits, 0, n);
     tcase_add_loop_test(tc, binned_single_row_runs, 0, n);
     tcase_add_loop_test(tc, arena_lru_pins_and_limits, 0, n);

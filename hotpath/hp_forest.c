@@ -14,19 +14,27 @@
  *     re-reading each tree every 8 rows was bandwidth-bound (14.9 -> 10.3 ns/tree/row);
  *   - rows without NaN (checked once per block) take a compare-only step; models with
  *     categorical nodes take the exact per-node decision of refeval (NaN first, then the set).
- *   - binned forests (hp_forest.h): 4-byte nodes {u16 2f+default_right, u16 threshold rank} and
- *     one u16 bin vector per row make NaN rows as fast as clean ones and halve the bytes; storing
- *     each tree in 4-level blocks (leaves next to their block) cuts a depth-8 path from 6 lines to
- *     3.  Benchmark model: 10.3-12.9 -> 5.6-5.8 ns/tree/row with NaN (7.6-9.3 -> 5.6-5.7
- *     without), single row p50 17-19.6 -> 10.5-10.9 us.  (Plain heap order with 4-byte nodes was
- *     faster in batch, 4.7, but 13.9 us for a single row.)
- *   - single rows on a binned forest: once the model sits in L2 (3 lines per tree), the walk was
- *     bound by instructions, not misses (~13 a step: 32 lanes spilled, a per-lane vector
- *     pointer, a shift and mask for the rank).  A u32 bin vector pre-shifted by 16 (bin_row32:
- *     one whole-word compare), one vector pointer for all lanes and 8 lanes whose state fits
- *     the registers make a step 5-6 instructions: p50 10.7-11.2 -> 7.7-8.0 us, p99 13.0-14.8 ->
- *     9.5-9.8 us (binning the row is ~0.5 of those us).  Software prefetch of the next trees'
- *     root blocks or of a bottom block's leaf line measured no gain.
+ *   - binned forests (hp_forest.h): 4-byte nodes {u16 slot, u16 threshold rank} and one bin
+ *     vector per row make NaN rows as fast as clean ones and halve the bytes (history: 4-level
+ *     blocks with u16 bins, benchmark model 5.6-5.8 ns/tree/row, single row p50 7.7-8.0 us).
+ *   - issue 11 (models as current xgboost trains them): that layout required heap-shaped trees,
+ *     and xgb_f (xgboost 3.5 hist, 1000 trees of depth 8, 322 of them sparse) fell back to plain
+ *     at ~15 ns/tree/row.  Now every tree is binned: padded to a complete heap when cheap, else
+ *     linked (u64 {word, left}).  Measured on xgb_f, 2-core AMD EPYC (Zen 5) shared with ~7 other
+ *     jobs (load 7-10), best of 300 batches of 64 rows, old and new builds alternated:
+ *       plain (before)                                       14.6-15.5 ns/tree/row, 1 row 23.2 us
+ *       blocks binned, sparse trees padded (first step)       8.5
+ *       1-based heap order: n = 2n + (word < bin), interleaved u32 bins, cmp + adc (4
+ *       instructions a step, one pointer for all lanes)     5.8 -> 4.7 (adc)
+ *       16 lanes instead of 8 (a step's two dependent loads take ~11 cycles: 8 chains left
+ *       the core half idle)                                  3.5
+ *       root loaded once for all lanes, depth a constant     3.2-3.4, 1 row min 9.4 us
+ *       every heap tree padded to the forest's depth (single rows walk all runs of 16 trees
+ *       together) and the one-group margin in a register   3.3-3.4, 1 row min 7.3-7.6 us
+ *     Tried and dropped: AVX-512 (16 lanes, vpgatherdd for node and bin: 10.3 ns/tree/row; a
+ *     16-element gather costs 4.3 ns here, 16 scalar loads 3); 4-level blocks for the single-row
+ *     walk (3 lines a path instead of 6): 10.0 us against 9.4; 32 trees a single row (spills):
+ *     13.6 us; 128 or 256 rows a super-block: no better than 64.
  * Padding costs memory only for sparse trees, which is bounded (HPF_HEAP_MAX_PADDING) and falls
  * back to the linked layout beyond it.
  *

@@ -14,22 +14,28 @@
  *     i = 2i + 1 + go_right, with no leaf test and no data-dependent branch;
  *   - "linked" trees (anything else: deep or very sparse trees): 12-byte nodes {u32 feature|flags,
  *     f32 threshold/leaf/set offset, u32 left}, walked until a leaf, next = left + go_right;
- *   - "binned" forests (HPF_F_BINNED: every tree a heap tree, no categorical split, num_feature <=
- *     HPF_BIN_MAX_FEATURES, no NaN threshold, <= HPF_BIN_MAX_THRESHOLDS distinct thresholds per
- *     feature): the same heap shape with 4-byte nodes {u16 2 * feature + default_right, u16 j},
- *     j = the rank of the node's threshold among its feature's distinct thresholds (thr[]), and
- *     the 2^D leaves right after the nodes in the same array (leaf = array[final index]).  Each
- *     row is first turned into a u16 bin vector rb[2 * num_feature]: b = #{thresholds of f <= x},
- *     rb[2f] = NaN ? 0 : b, rb[2f+1] = NaN ? 65535 : b; a node then goes right iff rb[idx] > j,
- *     which is exactly !(x < t) for numbers and the default direction for NaN.  A single row
- *     uses the same vector as u32 words shifted left by 16 and goes right iff rb[idx] > node word
- *     (b > j; the node's low half idx never breaks a tie): one compare, no unpacking.
+ *   - "binned" forests (HPF_F_BINNED), the default whenever the model allows it: no categorical
+ *     split, num_feature <= HPF_BIN_MAX_FEATURES, no NaN threshold, <= HPF_BIN_MAX_THRESHOLDS
+ *     distinct thresholds per feature, and the binned layout <= HPF_BIN_MAX_GROWTH x the plain
+ *     one.  Any tree shape: xgboost 3.x hist (depth-wise or lossguide), 1.7, leaf-wise trees.
+ *     A node is one u32 word HPF_BIN_LANES * (2 * feature + default_right) | j << 16, j = the rank
+ *     of its threshold among its feature's distinct thresholds (thr[]).  Rows are turned into bin
+ *     vectors first: b = #{thresholds of f <= x}, words b << 16 in slot 2f and 2f+1 (NaN: 0 in
+ *     slot 2f, 0xFFFF0000 in slot 2f+1), interleaved by lane (slot i of lane l at
+ *     HPF_BIN_LANES * i + l); a node goes right iff word < rb[(word & 0xFFFF) + lane], which is
+ *     exactly !(x < t) for numbers and the default direction for NaN (hp_forest.c proves it).
+ *     Trees up to depth HPF_HEAP_MAX_DEPTH that pad cheaply (<= 4 KiB, or <= 8x their nodes) are
+ *     complete heaps numbered from 1 (node n at word n - 1, its children 2n and 2n + 1, the 2^D
+ *     leaves' float bits right after the nodes); the ones up to depth 9 are all padded to the
+ *     deepest of them.  The others ("linked", tree.bin_linked) are their canonical nodes as u64
+ *     {word, left child} with leaves {0xFFFF0000, itself} (a walk stays put) and then one leaf
+ *     float per node.  Either walk is exactly depth steps with no leaf test and no branch.
  *
  * Costs: hp_forest_bytes O(nodes); hp_forest_build O(padded nodes + nodes log nodes) (the binned
  * threshold tables are sorted in place in dst); scoring O(rows x sum of tree depths), plus for a
  * binned forest O(rows x num_feature x log thresholds) to bin the rows.  Nothing here allocates;
- * scoring uses a 128 KiB stack buffer (8 rows x MODEL_MAX_CLASSES margins) and a 64 KiB one (bin
- * vectors: u16 per row of a block, or one u32 vector for a single row). */
+ * scoring uses a 256 KiB stack buffer (16 rows x MODEL_MAX_CLASSES margins) and a 256 KiB one
+ * (bin vectors: 2 x HPF_BIN_MAX_FEATURES slots x 16 lanes). */
 #ifndef VIGIL_HP_FOREST_H
 #define VIGIL_HP_FOREST_H
 

@@ -176,7 +176,7 @@ static const char *const why_text[] = {
  * (xgboost hist/lossguide, LightGBM-like leaf-wise growth) is padded to a complete tree of its own
  * depth, which costs memory (bounded by the caller, HPF_BIN_MAX_GROWTH) but not one extra line
  * per path: a path still touches one 4-level block per group. */
-static size_t binned_bytes(const model_view *v, uint32_t *why)
+static size_t binned_bytes(const model_view *v, uint32_t pad, uint32_t *why)
 {
     const model_file_header *h = v->hdr;
     if (h->num_feature > HPF_BIN_MAX_FEATURES) {
@@ -189,7 +189,6 @@ static size_t binned_bytes(const model_view *v, uint32_t *why)
     }
     size_t total = ALIGN64(sizeof(hp_forest)) + ALIGN64((size_t)h->num_trees * sizeof(hpf_tree));
     size_t internal = 0;
-    const uint32_t pad = bin_pad_depth(v);
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
         const model_node_rec *src = v->nodes + tr->first_node;
@@ -210,9 +209,16 @@ static size_t binned_bytes(const model_view *v, uint32_t *why)
 
 /* binned_bytes when the binned layout is worth its memory (<= HPF_BIN_MAX_GROWTH x the plain
  * layout), else 0 with *why set. */
-static size_t binned_bytes_capped(const model_view *v, size_t plain, uint32_t *why)
+static size_t binned_bytes_capped(const model_view *v, size_t plain, uint32_t *pad, uint32_t *why)
 {
-    size_t bb = binned_bytes(v, why);
+    /* Padding every shallow heap to the forest's depth first; if that outgrows the cap (a few
+     * deep trees among many stumps), each tree at its own depth. */
+    *pad = bin_pad_depth(v);
+    size_t bb = binned_bytes(v, *pad, why);
+    if (bb > 0 && bb / HPF_BIN_MAX_GROWTH > plain && *pad > 0) {
+        *pad = 0;
+        bb = binned_bytes(v, 0, why);
+    }
     if (bb > 0 && bb / HPF_BIN_MAX_GROWTH > plain) {
         *why = HPF_WHY_GROWTH;
         return 0;
@@ -226,7 +232,8 @@ size_t hp_forest_bytes(const model_view *v)
      * feature has too many distinct ones, which only sorting tells. */
     size_t plain = plain_bytes(v);
     uint32_t why;
-    size_t bb = binned_bytes_capped(v, plain, &why);
+    uint32_t pad;
+    size_t bb = binned_bytes_capped(v, plain, &pad, &why);
     return bb > plain ? bb : plain;
 }
 
@@ -343,7 +350,8 @@ static void fill_bin(const model_node_rec *src, uint32_t s, uint32_t p, uint32_t
 /* Builds the binned layout into dst (len >= binned_bytes(v) > 0).  Returns NULL with *why set,
  * having written only inside dst, when a threshold is NaN or a feature has more than
  * HPF_BIN_MAX_THRESHOLDS distinct thresholds. */
-static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t len, uint32_t *why)
+static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t len, uint32_t pad,
+                                     uint32_t *why)
 {
     const model_file_header *h = v->hdr;
     const uint32_t nf = h->num_feature;
@@ -412,7 +420,6 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
     f->thr_off = off;
     f->thr = thr;
     p = (uint8_t *)thr + ALIGN64((size_t)w * sizeof(float));
-    const uint32_t pad = bin_pad_depth(v);
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
         const model_node_rec *src = v->nodes + tr->first_node;
@@ -463,9 +470,10 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len)
     if (len < hp_forest_bytes(v))
         return NULL;
     uint32_t why;
-    size_t bb = binned_bytes_capped(v, plain_bytes(v), &why);
+    uint32_t pad;
+    size_t bb = binned_bytes_capped(v, plain_bytes(v), &pad, &why);
     if (bb > 0 && bb <= len) {
-        const hp_forest *bf = build_binned(v, dst, len, &why);
+        const hp_forest *bf = build_binned(v, dst, len, pad, &why);
         if (bf)
             return bf;
     }

@@ -27,9 +27,10 @@
  *     Trees up to depth HPF_HEAP_MAX_DEPTH that pad cheaply (<= 4 KiB, or <= 8x their nodes) are
  *     complete heaps numbered from 1 (node n at word n - 1, its children 2n and 2n + 1, the 2^D
  *     leaves' float bits right after the nodes); the ones up to depth 9 are all padded to the
- *     deepest of them.  The others ("linked", tree.bin_linked) are their canonical nodes as u64
- *     {word, left child} with leaves {0xFFFF0000, itself} (a walk stays put) and then one leaf
- *     float per node.  Either walk is exactly depth steps with no leaf test and no branch.
+ *     deepest of them (unless that breaks the growth cap: then each keeps its own depth).  The
+ * others ("linked", tree.bin_linked) are their canonical nodes as u64 {word, left child} with
+ * leaves {0xFFFF0000, itself} (a walk stays put) and then one leaf float per node.  Either walk is
+ * exactly depth steps with no leaf test and no branch.
  *
  * Costs: hp_forest_bytes O(nodes); hp_forest_build O(padded nodes + nodes log nodes) (the binned
  * threshold tables are sorted in place in dst); scoring O(rows x sum of tree depths), plus for a

@@ -14,19 +14,27 @@
  *     re-reading each tree every 8 rows was bandwidth-bound (14.9 -> 10.3 ns/tree/row);
  *   - rows without NaN (checked once per block) take a compare-only step; models with
  *     categorical nodes take the exact per-node decision of refeval (NaN first, then the set).
- *   - binned forests (hp_forest.h): 4-byte nodes {u16 2f+default_right, u16 threshold rank} and
- *     one u16 bin vector per row make NaN rows as fast as clean ones and halve the bytes; storing
- *     each tree in 4-level blocks (leaves next to their block) cuts a depth-8 path from 6 lines to
- *     3.  Benchmark model: 10.3-12.9 -> 5.6-5.8 ns/tree/row with NaN (7.6-9.3 -> 5.6-5.7
- *     without), single row p50 17-19.6 -> 10.5-10.9 us.  (Plain heap order with 4-byte nodes was
- *     faster in batch, 4.7, but 13.9 us for a single row.)
- *   - single rows on a binned forest: once the model sits in L2 (3 lines per tree), the walk was
- *     bound by instructions, not misses (~13 a step: 32 lanes spilled, a per-lane vector
- *     pointer, a shift and mask for the rank).  A u32 bin vector pre-shifted by 16 (bin_row32:
- *     one whole-word compare), one vector pointer for all lanes and 8 lanes whose state fits
- *     the registers make a step 5-6 instructions: p50 10.7-11.2 -> 7.7-8.0 us, p99 13.0-14.8 ->
- *     9.5-9.8 us (binning the row is ~0.5 of those us).  Software prefetch of the next trees'
- *     root blocks or of a bottom block's leaf line measured no gain.
+ *   - binned forests (hp_forest.h): 4-byte nodes {u16 slot, u16 threshold rank} and one bin
+ *     vector per row make NaN rows as fast as clean ones and halve the bytes (history: 4-level
+ *     blocks with u16 bins, benchmark model 5.6-5.8 ns/tree/row, single row p50 7.7-8.0 us).
+ *   - issue 11 (models as current xgboost trains them): that layout required heap-shaped trees,
+ *     and xgb_f (xgboost 3.5 hist, 1000 trees of depth 8, 322 of them sparse) fell back to plain
+ *     at ~15 ns/tree/row.  Now every tree is binned: padded to a complete heap when cheap, else
+ *     linked (u64 {word, left}).  Measured on xgb_f, 2-core AMD EPYC (Zen 5) shared with ~7 other
+ *     jobs (load 7-10), best of 300 batches of 64 rows, old and new builds alternated:
+ *       plain (before)                                       14.6-15.5 ns/tree/row, 1 row 23.2 us
+ *       blocks binned, sparse trees padded (first step)       8.5
+ *       1-based heap order: n = 2n + (word < bin), interleaved u32 bins, cmp + adc (4
+ *       instructions a step, one pointer for all lanes)     5.8 -> 4.7 (adc)
+ *       16 lanes instead of 8 (a step's two dependent loads take ~11 cycles: 8 chains left
+ *       the core half idle)                                  3.5
+ *       root loaded once for all lanes, depth a constant     3.2-3.4, 1 row min 9.4 us
+ *       every heap tree padded to the forest's depth (single rows walk all runs of 16 trees
+ *       together) and the one-group margin in a register   3.3-3.4, 1 row min 7.3-7.6 us
+ *     Tried and dropped: AVX-512 (16 lanes, vpgatherdd for node and bin: 10.3 ns/tree/row; a
+ *     16-element gather costs 4.3 ns here, 16 scalar loads 3); 4-level blocks for the single-row
+ *     walk (3 lines a path instead of 6): 10.0 us against 9.4; 32 trees a single row (spills):
+ *     13.6 us; 128 or 256 rows a super-block: no better than 64.
  * Padding costs memory only for sparse trees, which is bounded (HPF_HEAP_MAX_PADDING) and falls
  * back to the linked layout beyond it.
  *
@@ -37,6 +45,7 @@
 #include "hp_forest.h"
 #include "hp_lgbm.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "hp_assert.h"
@@ -94,75 +103,128 @@ static size_t plain_bytes(const model_view *v)
     return total + ALIGN64((size_t)h->num_cat_words * sizeof(uint32_t));
 }
 
-/* Binned trees are stored in blocks of 4 levels (15 nodes + 1 pad word = one 64-byte line): block
- * groups in breadth-first order (group g holds 16^g blocks, block c of a block b's children is
- * block 16b + c of the next group), and the last group's blocks (L <= 4 levels) carry their 2^L
- * leaves right after their 2^L - 1 nodes (2^(L+1) words: 128 bytes for L = 4).  A depth-8 path
- * then touches 3 lines (top block, bottom block's nodes, its leaves) instead of 6 in plain heap
- * order, and only 3 of its loads can miss one after the other. */
-typedef struct bin_shape {
-    uint32_t inner;  /* full 4-level groups before the last one */
-    uint32_t last;   /* levels of the last group, 0..4 (0 only for a single leaf) */
-    size_t last_off; /* word offset of the last group */
-} bin_shape;
-
-static inline bin_shape shape_of(uint32_t depth)
-{
-    bin_shape s;
-    s.inner = depth == 0 ? 0 : (depth - 1) / 4;
-    s.last = depth - 4 * s.inner;
-    s.last_off = 0;
-    for (uint32_t g = 0; g < s.inner; g++)
-        s.last_off += (size_t)16 << (4 * g);
-    return s;
-}
-
+/* A binned tree of depth D is a complete heap of 2^(D+1) - 1 words numbered from 1 (node n at word
+ * n - 1, children 2n and 2n + 1), its 2^D leaves (float bits) right after its 2^D - 1 nodes, so
+ * one index walks nodes and leaves alike: n = 2n + go_right, D times, then leaf = word n - 1. Every
+ * tree of depth D has the same size (bin_tree_words), so a run of trees of equal depth is one base
+ * pointer plus constant offsets. */
 static size_t bin_tree_bytes(uint32_t depth)
 {
-    bin_shape s = shape_of(depth);
-    return ALIGN64((s.last_off + ((size_t)1 << (4 * s.inner)) * ((size_t)2 << s.last)) *
-                   sizeof(uint32_t));
+    return ALIGN64((((size_t)2 << depth) - 1) * sizeof(uint32_t));
 }
 
-/* Word offset of the node (d < depth) or leaf (d == depth) at position q of level d. */
-static size_t bin_addr(uint32_t depth, uint32_t d, size_t q)
+#define bin_tree_words(depth) (bin_tree_bytes(depth) / sizeof(uint32_t))
+
+/* A tree too deep or too sparse to pad (padding would cost more than 4 KiB and over 8x its nodes,
+ * e.g. LightGBM's or xgboost lossguide's leaf-wise trees) is binned "linked": its nodes in the
+ * blob's canonical order as u64 {node word, left child} (right = left + 1), a leaf being
+ * {0xFFFF0000, itself} (0xFFFF0000 is never below a bin: the walk stays put), then one float per
+ * node (the leaf values).  A walk is then exactly depth steps of i = left + (word < bin), with no
+ * leaf test, like the heap's. */
+static int bin_heap_ok(uint32_t depth, uint32_t count)
 {
-    bin_shape s = shape_of(depth);
-    uint32_t g = d / 4 < s.inner ? d / 4 : s.inner;
-    uint32_t ll = d - 4 * g; /* level inside the block */
-    size_t goff = 0;
-    for (uint32_t i = 0; i < g; i++)
-        goff += (size_t)16 << (4 * i);
-    size_t bsize = g < s.inner ? 16 : (size_t)2 << s.last;
-    size_t pos = q >> ll;
-    return goff + pos * bsize + (((size_t)1 << ll) - 1) + (q & (((size_t)1 << ll) - 1));
+    return depth <= HPF_HEAP_MAX_DEPTH &&
+           (depth <= 9 || ((uint64_t)2 << depth) - 1 <= (uint64_t)HPF_HEAP_MAX_PADDING * count);
 }
 
-/* Bytes of the binned layout without its threshold table (the distinct thresholds are only known
- * after sorting), or 0 when the model cannot be binned whatever its thresholds (a categorical
- * split, a linked tree, too many features). */
-static size_t binned_bytes(const model_view *v)
+/* Heap trees up to depth HPF_BIN_PAD_DEPTH are all padded to the deepest of them (xgboost's
+ * depth-wise trees mostly reach max_depth; the few shallower ones cost at most 4 KiB each): one
+ * depth for the whole forest lets a single row walk every run of 16 trees together (a tree of
+ * another depth in the run made the run fall back to one tree at a time). */
+#define HPF_BIN_PAD_DEPTH 9
+
+static uint32_t bin_pad_depth(const model_view *v)
+{
+    uint32_t pad = 0;
+    for (uint32_t t = 0; t < v->hdr->num_trees; t++) {
+        const model_tree_rec *tr = &v->trees[t];
+        uint32_t d = tree_depth(v->nodes + tr->first_node, tr->num_nodes);
+        if (d <= HPF_BIN_PAD_DEPTH && d > pad)
+            pad = d;
+    }
+    return pad;
+}
+
+/* The depth tree t is laid out (and walked) with: pad (bin_pad_depth) for shallow trees. */
+static uint32_t bin_depth(const model_view *v, uint32_t t, uint32_t pad)
+{
+    const model_tree_rec *tr = &v->trees[t];
+    uint32_t d = tree_depth(v->nodes + tr->first_node, tr->num_nodes);
+    return d <= pad ? pad : d;
+}
+
+static size_t bin_tree_size(uint32_t depth, uint32_t count)
+{
+    return bin_heap_ok(depth, count) ? bin_tree_bytes(depth)
+                                     : ALIGN64((size_t)count * (sizeof(uint64_t) + sizeof(float)));
+}
+
+/* Why a forest did or did not get the binned layout (hp_forest.why, hp_forest_describe). */
+static const char *const why_text[] = {
+    [HPF_WHY_BINNED] = "binned",
+    [HPF_WHY_CATEGORICAL] = "a categorical split",
+    [HPF_WHY_FEATURES] = "more than 2048 features",
+    [HPF_WHY_DEPTH] = "a tree too deep",
+    [HPF_WHY_GROWTH] = "padding every tree to its depth would take over 4x the plain layout",
+    [HPF_WHY_NAN_THRESHOLD] = "a NaN threshold",
+    [HPF_WHY_THRESHOLDS] = "a feature with over 65535 distinct thresholds",
+};
+
+/* Bytes of the binned layout, its threshold table counted at its bound (one threshold per internal
+ * node: the distinct ones are only known after sorting), or 0 with *why set when the model cannot
+ * be binned whatever its thresholds (a categorical split, a tree deeper than
+ * HPF_HEAP_MAX_DEPTH, too many features).  Any tree shape up to that depth is binned: a sparse tree
+ * (xgboost hist/lossguide, LightGBM-like leaf-wise growth) is padded to a complete tree of its own
+ * depth, which costs memory (bounded by the caller, HPF_BIN_MAX_GROWTH) but not one extra line
+ * per path: a path still touches one 4-level block per group. */
+static size_t binned_bytes(const model_view *v, uint32_t pad, uint32_t *why)
 {
     const model_file_header *h = v->hdr;
-    if (h->num_feature > HPF_BIN_MAX_FEATURES || h->num_cat_words > 0)
+    if (h->num_feature > HPF_BIN_MAX_FEATURES) {
+        *why = HPF_WHY_FEATURES;
         return 0;
+    }
+    if (h->num_cat_words > 0) {
+        *why = HPF_WHY_CATEGORICAL;
+        return 0;
+    }
     size_t total = ALIGN64(sizeof(hp_forest)) + ALIGN64((size_t)h->num_trees * sizeof(hpf_tree));
     size_t internal = 0;
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
         const model_node_rec *src = v->nodes + tr->first_node;
-        uint32_t d = tree_depth(src, tr->num_nodes);
-        if (!use_heap(d, tr->num_nodes))
-            return 0;
+        uint32_t d = bin_depth(v, t, pad);
         for (uint32_t i = 0; i < tr->num_nodes; i++) {
-            if (src[i].split & MODEL_NODE_CATEGORICAL)
+            if (src[i].split & MODEL_NODE_CATEGORICAL) {
+                *why = HPF_WHY_CATEGORICAL;
                 return 0;
+            }
             internal += src[i].left != -1;
         }
-        total += bin_tree_bytes(d);
+        total += bin_tree_size(d, tr->num_nodes);
     }
-    (void)internal;
-    return total + ALIGN64(((size_t)h->num_feature + 1) * sizeof(uint32_t));
+    *why = HPF_WHY_BINNED;
+    return total + ALIGN64(((size_t)h->num_feature + 1) * sizeof(uint32_t)) +
+           ALIGN64(internal * sizeof(float));
+}
+
+/* binned_bytes when the binned layout is worth its memory (<= HPF_BIN_MAX_GROWTH x the plain
+ * layout), else 0 with *why set. */
+static size_t binned_bytes_capped(const model_view *v, size_t plain, uint32_t *pad, uint32_t *why)
+{
+    /* Padding every shallow heap to the forest's depth first; if that outgrows the cap (a few
+     * deep trees among many stumps), each tree at its own depth. */
+    *pad = bin_pad_depth(v);
+    size_t bb = binned_bytes(v, *pad, why);
+    if (bb > 0 && bb / HPF_BIN_MAX_GROWTH > plain && *pad > 0) {
+        *pad = 0;
+        bb = binned_bytes(v, 0, why);
+    }
+    if (bb > 0 && bb / HPF_BIN_MAX_GROWTH > plain) {
+        *why = HPF_WHY_GROWTH;
+        return 0;
+    }
+    return bb;
 }
 
 size_t hp_forest_bytes(const model_view *v)
@@ -170,10 +232,31 @@ size_t hp_forest_bytes(const model_view *v)
     /* LightGBM (format 2): a shell pointing at hp_lgbm's own layout in the same block. */
     if (v->format == MODEL_FORMAT_LGBM)
         return ALIGN64(sizeof(hp_forest)) + hp_lgbm_bytes(v);
-    /* The plain layout's size: the binned one is built only when its reservation fits in it (it
-     * does for complete-ish trees: 4-byte nodes, leaves included, plus at most one threshold per
-     * internal node), so the arena holds exactly as many models as before binning existed. */
-    return plain_bytes(v);
+    /* The larger of the two layouts: build falls back to plain when a threshold turns out NaN or a
+     * feature has too many distinct ones, which only sorting tells. */
+    size_t plain = plain_bytes(v);
+    uint32_t why;
+    uint32_t pad;
+    size_t bb = binned_bytes_capped(v, plain, &pad, &why);
+    return bb > plain ? bb : plain;
+}
+
+const char *hp_forest_describe(const hp_forest *f, char *buf, size_t len)
+{
+    if (f->lgbm) {
+        snprintf(buf, len, "lightgbm (%u trees, double thresholds: hp_lgbm.c)", f->num_trees);
+        return buf;
+    }
+    uint32_t why = f->why < sizeof why_text / sizeof why_text[0] ? f->why : HPF_WHY_BINNED;
+    if (f->flags & HPF_F_BINNED)
+        snprintf(buf, len,
+                 "binned (%u trees: %u padded heaps, %u linked; deepest %u): numeric splits only, "
+                 "<= 2048 features, thresholds binned exactly",
+                 f->num_trees, f->num_trees - f->linked_trees, f->linked_trees, f->max_depth);
+    else
+        snprintf(buf, len, "plain (%u heap trees, %u linked): not binned because of %s",
+                 f->heap_trees, f->num_trees - f->heap_trees, why_text[why]);
+    return buf;
 }
 
 /* Fills heap position p (at depth d of a complete tree of depth D) from source node s.  A source
@@ -253,7 +336,7 @@ static void fill_bin(const model_node_rec *src, uint32_t s, uint32_t p, uint32_t
                      const uint32_t *off, const float *thr, uint32_t *a)
 {
     const model_node_rec *nd = &src[s];
-    size_t at = bin_addr(D, d, p - ((1u << d) - 1));
+    size_t at = p; /* 0-based heap position = 1-based number - 1 */
     if (d == D) {
         memcpy(&a[at], &nd->u.leaf, sizeof(float));
         return;
@@ -267,15 +350,16 @@ static void fill_bin(const model_node_rec *src, uint32_t s, uint32_t p, uint32_t
     uint32_t f = nd->split & MODEL_NODE_FEATURE_MASK;
     uint32_t dr = (nd->split & MODEL_NODE_DEFAULT_LEFT) ? 0u : 1u;
     uint32_t j = rank_of(thr + off[f], off[f + 1] - off[f], nd->u.threshold);
-    a[at] = (2 * f + dr) | j << 16;
+    a[at] = HPF_BIN_LANES * (2 * f + dr) | j << 16;
     fill_bin(src, (uint32_t)nd->left, 2 * p + 1, d + 1, D, off, thr, a);
     fill_bin(src, (uint32_t)nd->right, 2 * p + 2, d + 1, D, off, thr, a);
 }
 
-/* Builds the binned layout into dst (len >= binned_bytes(v) > 0).  Returns NULL, having written
- * only inside dst, when a threshold is NaN or a feature has more than HPF_BIN_MAX_THRESHOLDS
- * distinct thresholds. */
-static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t len, size_t fixed)
+/* Builds the binned layout into dst (len >= binned_bytes(v) > 0).  Returns NULL with *why set,
+ * having written only inside dst, when a threshold is NaN or a feature has more than
+ * HPF_BIN_MAX_THRESHOLDS distinct thresholds. */
+static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t len, uint32_t pad,
+                                     uint32_t *why)
 {
     const model_file_header *h = v->hdr;
     const uint32_t nf = h->num_feature;
@@ -294,8 +378,10 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
         const model_node_rec *nd = &v->nodes[i];
         if (nd->left == -1)
             continue;
-        if (nd->u.threshold != nd->u.threshold)
-            return NULL; /* x < NaN is false for every x: no rank expresses it */
+        if (nd->u.threshold != nd->u.threshold) {
+            *why = HPF_WHY_NAN_THRESHOLD; /* x < NaN is false for every x: no rank expresses it */
+            return NULL;
+        }
         off[(nd->split & MODEL_NODE_FEATURE_MASK) + 1]++;
         internal++;
     }
@@ -322,12 +408,12 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
         for (uint32_t i = a; i < b; i++)
             if (w == off[k] || tmp[w - 1] < tmp[i])
                 tmp[w++] = tmp[i];
-        if (w - off[k] > HPF_BIN_MAX_THRESHOLDS)
+        if (w - off[k] > HPF_BIN_MAX_THRESHOLDS) {
+            *why = HPF_WHY_THRESHOLDS;
             return NULL;
+        }
     }
     off[nf] = w;
-    if (fixed + ALIGN64((size_t)w * sizeof(float)) > len)
-        return NULL;                              /* the plain layout is smaller */
     memmove(thr, tmp, (size_t)w * sizeof(float)); /* thr < tmp: a forward copy is safe */
 
     memset(f, 0, sizeof *f);
@@ -345,19 +431,44 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
         const model_node_rec *src = v->nodes + tr->first_node;
-        uint32_t d = tree_depth(src, tr->num_nodes);
+        uint32_t d = bin_depth(v, t, pad);
         hpf_tree *dt = &trees[t];
         memset(dt, 0, sizeof *dt);
         dt->depth = d;
         dt->group = tr->group;
         dt->weight = tr->weight;
         dt->bin = (const uint32_t *)p;
-        memset(p, 0, bin_tree_bytes(d)); /* pad words */
-        fill_bin(src, 0, 0, 0, d, off, thr, (uint32_t *)p);
-        p += bin_tree_bytes(d);
+        if (d > f->max_depth)
+            f->max_depth = d;
+        size_t bytes = bin_tree_size(d, tr->num_nodes);
+        memset(p, 0, bytes); /* pad words */
+        if (bin_heap_ok(d, tr->num_nodes)) {
+            fill_bin(src, 0, 0, 0, d, off, thr, (uint32_t *)p);
+        } else {
+            uint64_t *nodes = (uint64_t *)p;
+            float *lv = (float *)(p + (size_t)tr->num_nodes * sizeof(uint64_t));
+            for (uint32_t i = 0; i < tr->num_nodes; i++) {
+                const model_node_rec *nd = &src[i];
+                if (nd->left == -1) {
+                    nodes[i] = 0xFFFF0000u | (uint64_t)i << 32;
+                    lv[i] = nd->u.leaf;
+                    continue;
+                }
+                uint32_t fe = nd->split & MODEL_NODE_FEATURE_MASK;
+                uint32_t dr = (nd->split & MODEL_NODE_DEFAULT_LEFT) ? 0u : 1u;
+                uint32_t j = rank_of(thr + off[fe], off[fe + 1] - off[fe], nd->u.threshold);
+                nodes[i] = (HPF_BIN_LANES * (2 * fe + dr) | j << 16) | (uint64_t)nd->left << 32;
+            }
+            dt->bin_linked = 1;
+            dt->leaves = lv;
+            f->linked_trees++;
+        }
+        p += bytes;
     }
+    f->heap_trees = h->num_trees - f->linked_trees;
     f->cats = NULL;
     f->bytes = (size_t)(p - base);
+    f->why = HPF_WHY_BINNED;
     return f;
 }
 
@@ -379,9 +490,11 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len)
         lf->bytes = hp_forest_bytes(v);
         return lf->lgbm ? lf : NULL;
     }
-    size_t bb = binned_bytes(v);
+    uint32_t why;
+    uint32_t pad;
+    size_t bb = binned_bytes_capped(v, plain_bytes(v), &pad, &why);
     if (bb > 0 && bb <= len) {
-        const hp_forest *bf = build_binned(v, dst, len, bb);
+        const hp_forest *bf = build_binned(v, dst, len, pad, &why);
         if (bf)
             return bf;
     }
@@ -398,6 +511,7 @@ const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len)
     f->base_margin = h->base_margin;
     f->flags = (h->flags & MODEL_F_DART) ? HPF_F_DART : 0;
     f->trees = trees;
+    f->why = why;
 
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
@@ -644,13 +758,26 @@ static void walk_row_full(const hp_forest *f, const float *row, float *m)
 }
 
 /* ---- binned walks ------------------------------------------------------------------------------
- */
+ *
+ * Bin vectors are u32 words pre-shifted by 16 (bin << 16; NaN: 0 in the default-left slot,
+ * 0xFFFF0000 in the default-right one) and interleaved by lane: the word of slot i (= 2f +
+ * default_right) for lane j is at rb[HPF_BIN_LANES * i + j].  A node word is w = HPF_BIN_LANES * i
+ * | rank << 16, so a lane's bin is rb[(w & 0xFFFF) + j] (j a constant displacement: no per-lane
+ * pointer), and the lane goes right iff w < that bin: for bin = b << 16 that is rank < b, or rank
+ * == b and (w & 0xFFFF) < 0, i.e. exactly rank < b; NaN gets 0 (never: left) or 0xFFFF0000 (more
+ * than any rank <= 65534 << 16 | 0xFFFF... : right).  A step is then 4 instructions: load w,
+ * zero-extend its low half, compare w with the bin in memory, n = 2n + carry.
+ *
+ * Measured on xgb_f (1000 trees of depth <= 8 from xgboost 3.5 hist, 50 features), 2-core AMD EPYC
+ * (Zen 5) shared with other jobs, best of 400 64-row batches: 4-level blocks with u16 bins and a
+ * per-lane vector pointer 8.5 ns/tree/row; this layout: see tests/bench/README.md.  An AVX-512
+ * version (16 lanes, two vpgatherdd per level) measured 10.3: a 16-element gather costs 4.3 ns
+ * here against 0.18 ns for a scalar load, so the walk stays scalar. */
 
-/* Trees a single row walks at once on a binned forest: 8 lanes' block pointers and indices almost
- * fit the registers.  On the benchmark model 12 measured the same and 32 (the previous value,
- * every lane's state on the stack) about 1.3 us slower per row. */
-#define HPF_BIN_ROW_TREES 8
-#define HPF_BIN_BUF (32768u) /* u16 entries of the bin-vector stack buffer: 64 KiB */
+/* Trees a single row walks at once on a binned forest (a run of equal-depth trees). */
+#define HPF_BIN_ROW_TREES 16
+#define HPF_BIN_BUF 65536u /* u32 words of the bin-vector stack buffer: 256 KiB (2 x 2048 x 16) */
+#define HPF_BIN_SUPER 64   /* rows that share each tree fetch on a binned forest */
 
 /* b = #{thresholds of f <= x} for x = row[f] (0 for NaN: every compare is false).  The search is
  * branch-free: its trip count depends only on the table's size. */
@@ -669,191 +796,292 @@ static inline uint32_t bin_of(const hp_forest *f, uint32_t k, float x)
     return lo + (T[lo] <= x);
 }
 
-/* The bin vector of one row: rb[2f] = NaN ? 0 : b, rb[2f + 1] = NaN ? 65535 : b, b = bin_of.  For
- * a number x and a threshold of rank j, x < T_j <=> b <= j (the table is sorted and distinct by
- * <, and <= is the negation of the reversed <), so "go right iff rb[idx] > j" is refeval's
- * !(x < t), and for NaN its default direction (0 <= j: left; 65535 > j: right). */
-static void bin_row(const hp_forest *f, const float *row, uint16_t *rb)
-{
-    for (uint32_t k = 0; k < f->num_feature; k++) {
-        float x = row[k];
-        uint32_t b = bin_of(f, k, x);
-        int nan = x != x;
-        rb[2 * k] = nan ? 0 : (uint16_t)b;
-        rb[2 * k + 1] = nan ? 65535 : (uint16_t)b;
-    }
-}
-
-/* bin_row for the single-row walk, in words pre-shifted by 16: rb[i] = (bin_row's rb[i]) << 16.
- * A node word w = idx | j << 16 (idx < 2 * HPF_BIN_MAX_FEATURES <= 65536) goes right iff
- * rb[idx] > w: for rb[idx] = b << 16 that is b > j, or b == j and 0 > idx, i.e. exactly b > j;
- * NaN gets 0 (never greater: left) or 65535 << 16 (greater than any j <= 65534: right).  One
- * compare of whole words, no shift or mask to take j out of w. */
-static void bin_row32(const hp_forest *f, const float *row, uint32_t *rb)
+/* Lane j of an interleaved bin vector rb (see above) from one row.  For a number x and a threshold
+ * of rank r, x < T_r <=> b <= r (the table is sorted and distinct by <, and <= is the negation of
+ * the reversed <), so "right iff r < b" is refeval's !(x < t), and NaN takes its default. */
+static void bin_lane(const hp_forest *f, const float *row, uint32_t *rb, unsigned j)
 {
     for (uint32_t k = 0; k < f->num_feature; k++) {
         float x = row[k];
         uint32_t b = bin_of(f, k, x) << 16;
         int nan = x != x;
-        rb[2 * k] = nan ? 0 : b;
-        rb[2 * k + 1] = nan ? 0xFFFF0000u : b;
+        rb[HPF_BIN_LANES * (2 * k) + j] = nan ? 0 : b;
+        rb[HPF_BIN_LANES * (2 * k + 1) + j] = nan ? 0xFFFF0000u : b;
     }
 }
 
-/* N lanes through binned trees of depth D: lane j walks tree g[j] with bin vector rb[j].  All
- * loops have trip counts known per tree, so the lanes are N independent chains with no
- * data-dependent branch. */
-HOT void walk_bin_lanes(const uint32_t *const *g, const uint16_t *const *rb, int N, uint32_t D,
-                        float *leaf)
+/* bin_lane for all HPF_BIN_LANES rows r[0..16) of a sub-block: the same searches, but feature by
+ * feature with the 16 rows' searches side by side (16 independent chains through one table: a
+ * row at a time, each search's ~8 dependent loads left the core waiting). */
+static void bin_block(const hp_forest *f, const float *const *r, uint32_t *rb)
 {
-    bin_shape s = shape_of(D);
-    const uint32_t *b[32];
-    size_t pos[32], l[32];
-    size_t goff = 0;
-#pragma GCC unroll 32
-    for (int j = 0; j < N; j++)
-        pos[j] = 0;
-    for (uint32_t gi = 0; gi < s.inner; gi++) {
-#pragma GCC unroll 32
-        for (int j = 0; j < N; j++) {
-            b[j] = g[j] + goff + pos[j] * 16;
-            l[j] = 0;
+    for (uint32_t k = 0; k < f->num_feature; k++) {
+        const float *T = f->thr + f->thr_off[k];
+        uint32_t n = f->thr_off[k + 1] - f->thr_off[k];
+        float x[HPF_BIN_LANES];
+        uint32_t lo[HPF_BIN_LANES];
+#pragma GCC unroll 16
+        for (int j = 0; j < HPF_BIN_LANES; j++) {
+            x[j] = r[j][k];
+            lo[j] = 0;
         }
-#pragma GCC unroll 4
-        for (int d = 0; d < 4; d++) {
-#pragma GCC unroll 32
-            for (int j = 0; j < N; j++) {
-                uint32_t w = b[j][l[j]];
-                l[j] = 2 * l[j] + 1 + (rb[j][w & 0xFFFFu] > (w >> 16));
+        if (n > 0) {
+            while (n > 1) {
+                uint32_t half = n / 2;
+#pragma GCC unroll 16
+                for (int j = 0; j < HPF_BIN_LANES; j++)
+                    lo[j] = T[lo[j] + half] <= x[j] ? lo[j] + half : lo[j];
+                n -= half;
             }
+#pragma GCC unroll 16
+            for (int j = 0; j < HPF_BIN_LANES; j++)
+                lo[j] += T[lo[j]] <= x[j];
         }
-#pragma GCC unroll 32
-        for (int j = 0; j < N; j++)
-            pos[j] = pos[j] * 16 + (l[j] - 15);
-        goff += (size_t)16 << (4 * gi);
-    }
-    size_t bs = (size_t)2 << s.last;
-#pragma GCC unroll 32
-    for (int j = 0; j < N; j++) {
-        b[j] = g[j] + goff + pos[j] * bs;
-        l[j] = 0;
-    }
-    for (uint32_t d = 0; d < s.last; d++) {
-#pragma GCC unroll 32
-        for (int j = 0; j < N; j++) {
-            uint32_t w = b[j][l[j]];
-            l[j] = 2 * l[j] + 1 + (rb[j][w & 0xFFFFu] > (w >> 16));
+        uint32_t *s0 = rb + (size_t)HPF_BIN_LANES * (2 * k), *s1 = s0 + HPF_BIN_LANES;
+#pragma GCC unroll 16
+        for (int j = 0; j < HPF_BIN_LANES; j++) {
+            int nan = x[j] != x[j];
+            s0[j] = nan ? 0 : lo[j] << 16;
+            s1[j] = nan ? 0xFFFF0000u : lo[j] << 16;
         }
     }
-#pragma GCC unroll 32
-    for (int j = 0; j < N; j++)
-        memcpy(&leaf[j], &b[j][l[j]], sizeof(float));
 }
 
-/* All trees for nsub sub-blocks of 8 rows whose bin vectors are rb[row], as walk_super. */
-static void walk_super_bin(const hp_forest *f, const uint16_t *const *rb, unsigned nsub, float *m)
+/* n = 2n + (w < *bin): on x86-64 the compare's carry is added by adc (cmp + adc: 2 instructions
+ * where the compiler emits cmp, setb, movzx, lea); elsewhere plain C. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BIN_STEP(n, w, bin)                                                                        \
+    __asm__("cmpl %2, %1\n\tadcq %0, %0" : "+r"(n) : "r"(w), "m"(bin) : "cc")
+#else
+#define BIN_STEP(n, w, bin) ((n) = 2 * (n) + ((w) < (bin)))
+#endif
+
+/* HPF_BIN_LANES rows (lane j's bins at rb[... + j]) through the binned tree T of depth D >= 1:
+ * leaf values into leaf[0..16).  Fully unrolled over the lanes (16 independent chains: a step's
+ * two dependent loads take ~11 cycles, so 8 chains left the core half idle); the root is the same
+ * node for every lane, loaded once. */
+HOT void walk16_bin(const uint32_t *T, const uint32_t *rb, const uint32_t D, float *leaf)
+{
+    size_t n[HPF_BIN_LANES];
+    const uint32_t w0 = T[0];
+    const uint32_t *r0 = rb + (w0 & 0xFFFFu);
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        n[j] = 2 + (w0 < r0[j]);
+    for (uint32_t d = 1; d < D; d++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < HPF_BIN_LANES; j++) {
+            uint32_t w = T[n[j] - 1];
+            BIN_STEP(n[j], w, rb[(w & 0xFFFFu) + (unsigned)j]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        memcpy(&leaf[j], &T[n[j] - 1], sizeof(float));
+}
+
+/* walk16_bin with D a constant (no loop counter: one more register for the lanes), per depth. */
+typedef void (*walk16_fn)(const uint32_t *T, const uint32_t *rb, float *leaf);
+static void walk16_d0(const uint32_t *T, const uint32_t *rb, float *leaf)
+{
+    (void)rb;
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        memcpy(&leaf[j], &T[0], sizeof(float));
+}
+#define WALK16_D(D)                                                                                \
+    static void walk16_d##D(const uint32_t *T, const uint32_t *rb, float *leaf)                    \
+    {                                                                                              \
+        walk16_bin(T, rb, D, leaf);                                                                \
+    }
+WALK16_D(1)
+WALK16_D(2)
+WALK16_D(3)
+WALK16_D(4)
+WALK16_D(5)
+WALK16_D(6)
+WALK16_D(7)
+WALK16_D(8)
+WALK16_D(9)
+WALK16_D(10)
+WALK16_D(11)
+WALK16_D(12)
+static const walk16_fn walk16[HPF_HEAP_MAX_DEPTH + 1] = {
+    walk16_d0, walk16_d1, walk16_d2, walk16_d3,  walk16_d4,  walk16_d5, walk16_d6,
+    walk16_d7, walk16_d8, walk16_d9, walk16_d10, walk16_d11, walk16_d12};
+
+/* i = left + (w < *bin), the linked binned step (see BIN_STEP). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LINK_STEP(i, w, bin)                                                                       \
+    __asm__("cmpl %2, %1\n\tadcq $0, %0" : "+r"(i) : "r"(w), "m"(bin) : "cc")
+#else
+#define LINK_STEP(i, w, bin) ((i) += ((w) < (bin)))
+#endif
+
+/* HPF_BIN_LANES rows through a linked binned tree (N: u64 nodes, then the leaf floats) of depth D:
+ * exactly D steps, lanes at a leaf stay there. */
+static void walk16_linked(const uint64_t *N, const float *lv, const uint32_t *rb, uint32_t D,
+                          float *leaf)
+{
+    size_t i[HPF_BIN_LANES];
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        i[j] = 0;
+    for (uint32_t d = 0; d < D; d++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < HPF_BIN_LANES; j++) {
+            uint64_t nd = N[i[j]];
+            uint32_t w = (uint32_t)nd;
+            size_t nx = (size_t)(nd >> 32);
+            LINK_STEP(nx, w, rb[(w & 0xFFFFu) + (unsigned)j]);
+            i[j] = nx;
+        }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        leaf[j] = lv[i[j]];
+}
+
+/* One row (lane 0 of rb) through a linked binned tree: until its leaf. */
+static float walk1_linked(const uint64_t *N, const float *lv, const uint32_t *rb)
+{
+    size_t i = 0;
+    for (;;) {
+        uint64_t nd = N[i];
+        uint32_t w = (uint32_t)nd;
+        size_t nx = (size_t)(nd >> 32);
+        if (nx == i && w == 0xFFFF0000u)
+            return lv[i];
+        i = nx + (w < rb[w & 0xFFFFu]);
+    }
+}
+
+/* All trees for nsub sub-blocks of 16 rows (sub-block s's bins at rb + s * sub), adding into
+ * m[row * k + group]; trees are the outer loop, so a tree is fetched once for the super-block. */
+static void walk_super_bin(const hp_forest *f, const uint32_t *rb, size_t sub, unsigned nsub,
+                           float *m)
 {
     const uint32_t k = f->num_class;
     const int dart = (f->flags & HPF_F_DART) != 0;
     for (uint32_t t = 0; t < f->num_trees; t++) {
         const hpf_tree *tr = &f->trees[t];
-        const uint32_t *g[HPF_BLOCK];
-        for (int j = 0; j < HPF_BLOCK; j++)
-            g[j] = tr->bin;
+        const walk16_fn walk = tr->bin_linked ? NULL : walk16[tr->depth];
         for (unsigned sb = 0; sb < nsub; sb++) {
-            float leaf[HPF_BLOCK];
-            walk_bin_lanes(g, rb + sb * HPF_BLOCK, HPF_BLOCK, tr->depth, leaf);
-            float *mg = m + (size_t)sb * HPF_BLOCK * k + tr->group;
+            float leaf[HPF_BIN_LANES];
+            if (walk)
+                walk(tr->bin, rb + sb * sub, leaf);
+            else
+                walk16_linked((const uint64_t *)tr->bin, tr->leaves, rb + sb * sub, tr->depth,
+                              leaf);
+            float *mg = m + (size_t)sb * HPF_BIN_LANES * k + tr->group;
             if (dart) {
-                for (int j = 0; j < HPF_BLOCK; j++)
+                for (int j = 0; j < HPF_BIN_LANES; j++)
                     mg[(size_t)j * k] += (0.0f + leaf[j]) * tr->weight;
+            } else if (k == 1) {
+                /* Contiguous: the compiler adds 16 lanes with vector instructions (the same
+                 * float32 additions, element by element). */
+                for (int j = 0; j < HPF_BIN_LANES; j++)
+                    mg[j] += leaf[j];
             } else {
-                for (int j = 0; j < HPF_BLOCK; j++)
+                for (int j = 0; j < HPF_BIN_LANES; j++)
                     mg[(size_t)j * k] += leaf[j];
             }
         }
     }
 }
 
-/* N trees g[0..N) of depth D for one row (pre-shifted bin vector rb, bin_row32): leaf values
- * into leaf[0..N).  The same walk as walk_bin_lanes, but with one bin vector in one register and
- * the whole-word compare, a step is 5-6 instructions (load, zero-extend, compare with memory,
- * lea, adc) instead of ~13, and 8 lanes' block pointers and indices nearly fit the registers (32
- * lanes spilled every one of them): a single row's walk was bound by instructions, not misses,
- * once the model sits in L2. */
-HOT void walk_row_lanes(const uint32_t *const *g, const uint32_t *rb, int N, uint32_t D,
-                        float *leaf)
+/* One row (lane 0 of rb) through HPF_BIN_ROW_TREES consecutive trees of depth D, the first at T0
+ * (the others follow at bin_tree_words(D) apart): with D a constant, every lane's tree is a
+ * constant displacement from T0, so a lane's whole state is its index. */
+HOT void walk_run_bin(const uint32_t *T0, const uint32_t *rb, const uint32_t D, float *leaf)
 {
-    bin_shape s = shape_of(D);
-    const uint32_t *b[HPF_BIN_ROW_TREES];
-    size_t l[HPF_BIN_ROW_TREES];
-    size_t goff = 0;
-#pragma GCC unroll 32
-    for (int j = 0; j < N; j++) {
-        b[j] = g[j];
-        l[j] = 0;
-    }
-    for (uint32_t gi = 0; gi < s.inner; gi++) {
-#pragma GCC unroll 4
-        for (int d = 0; d < 4; d++) {
-#pragma GCC unroll 32
-            for (int j = 0; j < N; j++) {
-                uint32_t w = b[j][l[j]];
-                l[j] = 2 * l[j] + 1 + (rb[w & 0xFFFFu] > w);
-            }
-        }
-        size_t bs = gi + 1 < s.inner ? 16 : (size_t)2 << s.last;
-        size_t next = goff + ((size_t)16 << (4 * gi));
-#pragma GCC unroll 32
-        for (int j = 0; j < N; j++) {
-            b[j] = g[j] + next + ((size_t)(b[j] - g[j]) - goff + l[j] - 15) * bs;
-            l[j] = 0;
-        }
-        goff = next;
-    }
-    for (uint32_t d = 0; d < s.last; d++) {
-#pragma GCC unroll 32
-        for (int j = 0; j < N; j++) {
-            uint32_t w = b[j][l[j]];
-            l[j] = 2 * l[j] + 1 + (rb[w & 0xFFFFu] > w);
+    const size_t W = bin_tree_words(D);
+    size_t n[HPF_BIN_ROW_TREES];
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_ROW_TREES; j++)
+        n[j] = 1;
+    for (uint32_t d = 0; d < D; d++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < HPF_BIN_ROW_TREES; j++) {
+            uint32_t w = T0[(size_t)j * W + n[j] - 1];
+            BIN_STEP(n[j], w, rb[w & 0xFFFFu]);
         }
     }
-#pragma GCC unroll 32
-    for (int j = 0; j < N; j++)
-        memcpy(&leaf[j], &b[j][l[j]], sizeof(float));
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_ROW_TREES; j++)
+        memcpy(&leaf[j], &T0[(size_t)j * W + n[j] - 1], sizeof(float));
 }
 
-/* One row (bin vector rb) through all trees, HPF_BIN_ROW_TREES at a time, as walk_row. */
+typedef void (*run_fn)(const uint32_t *T0, const uint32_t *rb, float *leaf);
+#define RUN_D(D)                                                                                   \
+    static void run_bin_##D(const uint32_t *T0, const uint32_t *rb, float *leaf)                   \
+    {                                                                                              \
+        walk_run_bin(T0, rb, D, leaf);                                                             \
+    }
+RUN_D(0)
+RUN_D(1)
+RUN_D(2)
+RUN_D(3)
+RUN_D(4)
+RUN_D(5)
+RUN_D(6)
+RUN_D(7)
+RUN_D(8)
+RUN_D(9)
+RUN_D(10)
+RUN_D(11)
+RUN_D(12)
+static const run_fn run_bin[HPF_HEAP_MAX_DEPTH + 1] = {
+    run_bin_0, run_bin_1, run_bin_2, run_bin_3,  run_bin_4,  run_bin_5, run_bin_6,
+    run_bin_7, run_bin_8, run_bin_9, run_bin_10, run_bin_11, run_bin_12};
+
+/* One row (lane 0 of rb) through all trees: runs of HPF_BIN_ROW_TREES equal-depth trees walk
+ * together (tree-level parallelism), the rest one by one; leaves are added in tree order. */
 static void walk_row_bin(const hp_forest *f, const uint32_t *rb, float *m)
 {
     const int dart = (f->flags & HPF_F_DART) != 0;
+    /* One output group, no dart: the margin lives in a register (m[group] in memory made every
+     * tree's add wait on the previous one's store). */
+    const int one = f->num_class == 1 && !dart;
+    float acc = m[0];
     const hpf_tree *trees = f->trees;
     uint32_t t = 0;
     while (t < f->num_trees) {
         const hpf_tree *tr = &trees[t];
         uint32_t run = 0;
         while (run < HPF_BIN_ROW_TREES && t + run < f->num_trees &&
-               trees[t + run].depth == tr->depth)
+               trees[t + run].depth == tr->depth && !trees[t + run].bin_linked)
             run++;
         float leaf[HPF_BIN_ROW_TREES];
-        const uint32_t *g[HPF_BIN_ROW_TREES];
         if (run == HPF_BIN_ROW_TREES) {
-            for (int j = 0; j < HPF_BIN_ROW_TREES; j++)
-                g[j] = tr[j].bin;
-            walk_row_lanes(g, rb, HPF_BIN_ROW_TREES, tr->depth, leaf);
+            run_bin[tr->depth](tr->bin, rb, leaf);
+        } else if (tr->bin_linked) {
+            run = 1;
+            leaf[0] = walk1_linked((const uint64_t *)tr->bin, tr->leaves, rb);
         } else {
             run = 1;
-            g[0] = tr->bin;
-            walk_row_lanes(g, rb, 1, tr->depth, leaf);
+            const uint32_t *T = tr->bin;
+            size_t n = 1;
+            for (uint32_t d = 0; d < tr->depth; d++) {
+                uint32_t w = T[n - 1];
+                n = 2 * n + (w < rb[w & 0xFFFFu]);
+            }
+            memcpy(&leaf[0], &T[n - 1], sizeof(float));
         }
-        for (uint32_t j = 0; j < run; j++) { /* in tree order */
-            if (dart)
-                m[tr[j].group] += (0.0f + leaf[j]) * tr[j].weight;
-            else
-                m[tr[j].group] += leaf[j];
+        if (one) {
+            for (uint32_t j = 0; j < run; j++) /* in tree order */
+                acc += leaf[j];
+        } else {
+            for (uint32_t j = 0; j < run; j++) { /* in tree order */
+                if (dart)
+                    m[tr[j].group] += (0.0f + leaf[j]) * tr[j].weight;
+                else
+                    m[tr[j].group] += leaf[j];
+            }
         }
         t += run;
     }
+    if (one)
+        m[0] = acc;
 }
 
 static int has_nan(const float *const *r, int lanes, uint32_t nf)
@@ -878,16 +1106,19 @@ static void emit(const hp_forest *f, const float *m, int output_margin, float *o
 static void score_range_bin(const hp_forest *f, const float *rows, size_t a, size_t b,
                             int output_margin, float *out, float *m, size_t super)
 {
-    union {
-        uint16_t h[HPF_BIN_BUF];     /* per-row u16 vectors (blocks of rows) */
-        uint32_t w[HPF_BIN_BUF / 2]; /* one u32 vector (single rows): 2 * nf <= 4096 words */
-    } bins;
+    uint32_t bins[HPF_BIN_BUF];
     const uint32_t k = f->num_class, nf = f->num_feature;
+    super = (size_t)HPF_BIN_LANES * MODEL_MAX_CLASSES / k; /* what m holds */
+    if (super > HPF_BIN_SUPER)
+        super = HPF_BIN_SUPER;
     const uint32_t nout = hp_forest_outputs(f, output_margin);
-    const size_t vec = 2 * (size_t)nf; /* nf <= HPF_BIN_MAX_FEATURES: 8 vectors always fit */
-    size_t fit = HPF_BIN_BUF / vec / HPF_BLOCK * HPF_BLOCK;
+    /* One sub-block's interleaved vectors: 2 nf slots x 16 lanes (nf <= HPF_BIN_MAX_FEATURES: one
+     * always fits, and a single row's lane 0 too). */
+    const size_t sub = 2 * (size_t)nf * HPF_BIN_LANES;
+    size_t fit = HPF_BIN_BUF / sub * HPF_BIN_LANES;
     if (super > fit)
         super = fit;
+    super = super / HPF_BIN_LANES * HPF_BIN_LANES; /* >= 16: m and bins hold one sub-block */
     size_t i = a;
     while (i < b) {
         size_t rest = b - i;
@@ -895,22 +1126,26 @@ static void score_range_bin(const hp_forest *f, const float *rows, size_t a, siz
             for (size_t j = 0; j < rest; j++) {
                 for (uint32_t g = 0; g < k; g++)
                     m[g] = f->base_margin;
-                bin_row32(f, rows + (i + j) * nf, bins.w);
-                walk_row_bin(f, bins.w, m);
+                bin_lane(f, rows + (i + j) * nf, bins, 0);
+                walk_row_bin(f, bins, m);
                 emit(f, m, output_margin, out + (i + j) * nout);
             }
             break;
         }
+        /* 3..7 leftover rows still fill a sub-block: the extra lanes repeat the last row. */
         size_t real = rest < super ? rest : super;
-        unsigned nsub = (unsigned)((real + HPF_BLOCK - 1) / HPF_BLOCK);
-        const uint16_t *rb[HPF_SUPER];
-        for (size_t j = 0; j < real; j++)
-            bin_row(f, rows + (i + j) * nf, bins.h + j * vec);
-        for (size_t j = 0; j < (size_t)nsub * HPF_BLOCK; j++)
-            rb[j] = bins.h + (j < real ? j : real - 1) * vec;
-        for (size_t j = 0; j < (size_t)nsub * HPF_BLOCK * k; j++)
+        unsigned nsub = (unsigned)((real + HPF_BIN_LANES - 1) / HPF_BIN_LANES);
+        for (unsigned sb = 0; sb < nsub; sb++) {
+            const float *r[HPF_BIN_LANES];
+            for (size_t j = 0; j < HPF_BIN_LANES; j++) {
+                size_t q = (size_t)sb * HPF_BIN_LANES + j;
+                r[j] = rows + (i + (q < real ? q : real - 1)) * nf;
+            }
+            bin_block(f, r, bins + sb * sub);
+        }
+        for (size_t j = 0; j < (size_t)nsub * HPF_BIN_LANES * k; j++)
             m[j] = f->base_margin;
-        walk_super_bin(f, rb, nsub, m);
+        walk_super_bin(f, bins, sub, nsub, m);
         for (size_t j = 0; j < real; j++)
             emit(f, m + j * k, output_margin, out + (i + j) * nout);
         i += real;
@@ -921,7 +1156,8 @@ static void score_range_bin(const hp_forest *f, const float *rows, size_t a, siz
 static void score_range(const hp_forest *f, const float *rows, size_t a, size_t b,
                         int output_margin, float *out)
 {
-    float m[HPF_SUPER * MODEL_MAX_CLASSES / HPF_BLOCK]; /* 128 KiB */
+    /* 256 KiB: 16 rows of every class (a binned sub-block), or 64 rows of 2048 classes. */
+    float m[HPF_BIN_LANES * MODEL_MAX_CLASSES];
     const uint32_t k = f->num_class, nf = f->num_feature;
     const uint32_t nout = hp_forest_outputs(f, output_margin);
     const int cat = (f->flags & HPF_F_CATEGORICAL) != 0;

@@ -14,22 +14,29 @@
  *     i = 2i + 1 + go_right, with no leaf test and no data-dependent branch;
  *   - "linked" trees (anything else: deep or very sparse trees): 12-byte nodes {u32 feature|flags,
  *     f32 threshold/leaf/set offset, u32 left}, walked until a leaf, next = left + go_right;
- *   - "binned" forests (HPF_F_BINNED: every tree a heap tree, no categorical split, num_feature <=
- *     HPF_BIN_MAX_FEATURES, no NaN threshold, <= HPF_BIN_MAX_THRESHOLDS distinct thresholds per
- *     feature): the same heap shape with 4-byte nodes {u16 2 * feature + default_right, u16 j},
- *     j = the rank of the node's threshold among its feature's distinct thresholds (thr[]), and
- *     the 2^D leaves right after the nodes in the same array (leaf = array[final index]).  Each
- *     row is first turned into a u16 bin vector rb[2 * num_feature]: b = #{thresholds of f <= x},
- *     rb[2f] = NaN ? 0 : b, rb[2f+1] = NaN ? 65535 : b; a node then goes right iff rb[idx] > j,
- *     which is exactly !(x < t) for numbers and the default direction for NaN.  A single row
- *     uses the same vector as u32 words shifted left by 16 and goes right iff rb[idx] > node word
- *     (b > j; the node's low half idx never breaks a tie): one compare, no unpacking.
+ *   - "binned" forests (HPF_F_BINNED), the default whenever the model allows it: no categorical
+ *     split, num_feature <= HPF_BIN_MAX_FEATURES, no NaN threshold, <= HPF_BIN_MAX_THRESHOLDS
+ *     distinct thresholds per feature, and the binned layout <= HPF_BIN_MAX_GROWTH x the plain
+ *     one.  Any tree shape: xgboost 3.x hist (depth-wise or lossguide), 1.7, leaf-wise trees.
+ *     A node is one u32 word HPF_BIN_LANES * (2 * feature + default_right) | j << 16, j = the rank
+ *     of its threshold among its feature's distinct thresholds (thr[]).  Rows are turned into bin
+ *     vectors first: b = #{thresholds of f <= x}, words b << 16 in slot 2f and 2f+1 (NaN: 0 in
+ *     slot 2f, 0xFFFF0000 in slot 2f+1), interleaved by lane (slot i of lane l at
+ *     HPF_BIN_LANES * i + l); a node goes right iff word < rb[(word & 0xFFFF) + lane], which is
+ *     exactly !(x < t) for numbers and the default direction for NaN (hp_forest.c proves it).
+ *     Trees up to depth HPF_HEAP_MAX_DEPTH that pad cheaply (<= 4 KiB, or <= 8x their nodes) are
+ *     complete heaps numbered from 1 (node n at word n - 1, its children 2n and 2n + 1, the 2^D
+ *     leaves' float bits right after the nodes); the ones up to depth 9 are all padded to the
+ *     deepest of them (unless that breaks the growth cap: then each keeps its own depth).  The
+ * others ("linked", tree.bin_linked) are their canonical nodes as u64 {word, left child} with
+ * leaves {0xFFFF0000, itself} (a walk stays put) and then one leaf float per node.  Either walk is
+ * exactly depth steps with no leaf test and no branch.
  *
  * Costs: hp_forest_bytes O(nodes); hp_forest_build O(padded nodes + nodes log nodes) (the binned
  * threshold tables are sorted in place in dst); scoring O(rows x sum of tree depths), plus for a
  * binned forest O(rows x num_feature x log thresholds) to bin the rows.  Nothing here allocates;
- * scoring uses a 128 KiB stack buffer (8 rows x MODEL_MAX_CLASSES margins) and a 64 KiB one (bin
- * vectors: u16 per row of a block, or one u32 vector for a single row). */
+ * scoring uses a 256 KiB stack buffer (16 rows x MODEL_MAX_CLASSES margins) and a 256 KiB one
+ * (bin vectors: 2 x HPF_BIN_MAX_FEATURES slots x 16 lanes). */
 #ifndef VIGIL_HP_FOREST_H
 #define VIGIL_HP_FOREST_H
 
@@ -46,6 +53,8 @@
 #define HPF_SUPER 64              /* rows that share each tree fetch (8 sub-blocks) */
 #define HPF_BIN_MAX_FEATURES 2048 /* 8 rows of bin vectors fit the 64 KiB stack buffer */
 #define HPF_BIN_MAX_THRESHOLDS 65535 /* ranks 0..65534 < 65535, the NaN-goes-right bin */
+#define HPF_BIN_LANES 16             /* rows a binned sub-block walks together */
+#define HPF_BIN_MAX_GROWTH 4         /* binned (padded) layout at most 4x the plain one */
 
 /* Node flags (same bit positions as common/model.h's split word). */
 #define HPF_FEATURE_MASK MODEL_NODE_FEATURE_MASK
@@ -80,7 +89,8 @@ typedef struct hpf_tree {
     uint32_t depth;          /* longest root-to-leaf path (0: a single leaf) */
     uint32_t group;          /* output group */
     float weight;            /* dart weight (1 for gbtree) */
-    uint32_t pad;
+    uint32_t bin_linked;     /* binned: 0 = padded heap of 2^(depth+1) - 1 words; 1 = linked:
+                                num_nodes u64 {word, left child} then num_nodes leaf floats */
 } hpf_tree;
 
 #define HPF_F_DART 0x1u        /* multiply each tree's leaf by its weight (refeval's dart rule) */
@@ -90,12 +100,26 @@ typedef struct hpf_tree {
 
 struct hp_lgbm;
 
+/* hp_forest.why: the rule that decided the layout (hp_forest_describe prints it). */
+enum hpf_why {
+    HPF_WHY_BINNED = 0,    /* binned */
+    HPF_WHY_CATEGORICAL,   /* plain: a categorical split */
+    HPF_WHY_FEATURES,      /* plain: num_feature > HPF_BIN_MAX_FEATURES */
+    HPF_WHY_DEPTH,         /* (unused since deep trees are binned linked) */
+    HPF_WHY_GROWTH,        /* plain: padded trees > HPF_BIN_MAX_GROWTH x the plain layout */
+    HPF_WHY_NAN_THRESHOLD, /* plain: a NaN threshold */
+    HPF_WHY_THRESHOLDS     /* plain: a feature with > HPF_BIN_MAX_THRESHOLDS distinct ones */
+};
 typedef struct hp_forest {
     uint32_t objective, num_feature, num_class, num_trees;
     uint32_t flags;      /* HPF_F_* */
     uint32_t heap_trees; /* how many trees use the heap layout (the rest are linked) */
     float base_margin;
+    uint32_t why;       /* enum hpf_why */
+    uint32_t max_depth; /* binned: deepest tree */
     uint32_t pad;
+    uint32_t linked_trees; /* binned: trees with the linked binned layout (deep or sparse) */
+    uint32_t pad2;
     const hpf_tree *trees;
     const uint32_t *cats; /* categorical sets, word for word as in the blob */
     const uint32_t
@@ -112,6 +136,10 @@ size_t hp_forest_bytes(const model_view *v);
  * Returns the forest (it lives at dst and points only into dst; the blob may go away), or NULL if
  * len is too small.  Never allocates; thread-safe for distinct dst. */
 const hp_forest *hp_forest_build(const model_view *v, void *dst, size_t len);
+
+/* One line saying which layout f got and why ("binned (...)" or "plain (...): not binned because
+ * of ..."), written into buf[0..len) (truncated, NUL-terminated); returns buf.  Thread-safe. */
+const char *hp_forest_describe(const hp_forest *f, char *buf, size_t len);
 
 /* Outputs per row: num_class for margins and multi:softprob, else 1 (model_outputs_per_row). */
 uint32_t hp_forest_outputs(const hp_forest *f, int output_margin);

@@ -2,13 +2,16 @@
  * hotpath/hp_scorers.def (hp_scorer_at(0..count-1); the default first), against the reference
  * evaluator (common/refeval.c) and, when given its figure, xgboost's own predictor.
  *
- *   bench_kernel MODEL.json ROWS.txt [XGB_NS_PER_ROW]    an xgboost model + rows (gen_model.py)
+ *   bench_kernel MODEL ROWS.txt [XGB_NS_PER_ROW [LABEL]] an xgboost model (JSON or UBJSON) + rows
+ *                                                         (gen_model.py, tests/fixtures/refs);
+ *                                                         LABEL names the model in the output
  *   bench_kernel --synthetic                              1000 random complete-ish depth-8 trees,
  *                                                         50 features (model_builder), random rows
  *
  * Prints ns per tree per row and rows/s for: refeval, the kernel on 1 thread, the kernel on all
  * CPUs (its compute pool, as the worker runs it), xgboost (if given), the ratios, and single-row
- * latency percentiles, one block per kernel, each headed "kernel <name>" (only the one named by
+ * latency percentiles, one block per kernel, each headed "kernel <name>" and, for the forest
+ * kernel, the layout the model got and why (hp_forest_describe) (only the one named by
  * VIGIL_HOTPATH_KERNEL when that is set).  Also checks that each
  * kernel's outputs are bit-identical to refeval's on every row (exit 1 if not).  Timing is never
  * asserted.  Built by the Makefile as bin/tests/bench_kernel (links api/ for xgb_compile). */
@@ -20,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hp_forest.h"
 #include "hp_pool.h"
 #include "hp_scorer.h"
 #include "model.h"
@@ -130,24 +134,30 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-enum { NLAT = 20000 };
+enum { NLAT = 20000, LAT_ROUNDS = 5 };
 
 /* Single-row latency (the path the slot thread takes for one row): percentiles over NLAT calls
- * cycling through the rows. */
+ * cycling through the rows, in LAT_ROUNDS rounds; the round with the lowest p99 is reported (the
+ * machine is shared: a round another job preempts says more about that job than the kernel). */
 static void latency(const hp_scorer *sc, const void *f, const float *rows, size_t nrows,
                     size_t ncols, hp_pool *pool, float *out, double *p50, double *p99, double *pmax)
 {
     static double lat[NLAT];
-    for (int i = 0; i < NLAT; i++) {
-        const float *r = rows + (size_t)(i % nrows) * ncols;
-        double a = now_s();
-        sc->score(f, r, 1, 0, out, pool, HP_PARALLEL_MIN_WORK);
-        lat[i] = now_s() - a;
+    *p99 = INFINITY;
+    for (int round = 0; round < LAT_ROUNDS; round++) {
+        for (int i = 0; i < NLAT; i++) {
+            const float *r = rows + (size_t)(i % nrows) * ncols;
+            double a = now_s();
+            sc->score(f, r, 1, 0, out, pool, HP_PARALLEL_MIN_WORK);
+            lat[i] = now_s() - a;
+        }
+        qsort(lat, NLAT, sizeof lat[0], cmp_double);
+        if (lat[NLAT * 99 / 100] < *p99) {
+            *p50 = lat[NLAT / 2];
+            *p99 = lat[NLAT * 99 / 100];
+            *pmax = lat[NLAT - 1];
+        }
     }
-    qsort(lat, NLAT, sizeof lat[0], cmp_double);
-    *p50 = lat[NLAT / 2];
-    *p99 = lat[NLAT * 99 / 100];
-    *pmax = lat[NLAT - 1];
 }
 
 typedef struct bench_ctx {
@@ -190,6 +200,10 @@ static int bench_one(const bench_ctx *b, const hp_scorer *sc)
         return 1;
     }
     printf("\n== kernel %s: layout %zu bytes reserved in the arena\n", sc->name, mbytes);
+    if (sc == &hp_scorer_forest) {
+        char why[256];
+        printf("  layout: %s\n", hp_forest_describe(f, why, sizeof why));
+    }
 
     /* Kernel: repeat the whole batch until ~0.7 s has passed; best batch time counts. */
     double k1 = INFINITY, kn = INFINITY;
@@ -256,9 +270,9 @@ static int bench_one(const bench_ctx *b, const hp_scorer *sc)
         printf("  %-34s %12.2f %14.0f %12s\n", "kernel, 1 thread, rows without NaN", best * per,
                1.0 / best, "");
     }
-    printf("\n  single-row latency over %d calls, rows with NaN (10%%):  p50 %.2f us, p99 %.2f us, "
-           "max %.2f us\n",
-           NLAT, p50 * 1e6, p99 * 1e6, pmax * 1e6);
+    printf("\n  single-row latency, %d calls (best of %d rounds), rows as given: p50 %.2f us, "
+           "p99 %.2f us, max %.2f us\n",
+           NLAT, LAT_ROUNDS, p50 * 1e6, p99 * 1e6, pmax * 1e6);
     if (nan_vals > 0) {
         latency(sc, f, rows, nrows, ncols, pool, got, &p50, &p99, &pmax);
         printf("  single-row latency over %d calls, rows without NaN:     p50 %.2f us, "
@@ -301,9 +315,12 @@ int main(int argc, char **argv)
         }
         if (argc >= 4)
             xgb_ns_row = atof(argv[3]);
-        what = "xgboost 1.7.4 binary:logistic, 1000 trees, max_depth 8, 50 features, 10% NaN rows";
+        what = argc >= 5 ? argv[4]
+                         : "xgboost 1.7.4 binary:logistic, 1000 trees, max_depth 8, 50 features, "
+                           "10% NaN rows";
     } else {
-        fprintf(stderr, "usage: bench_kernel MODEL.json ROWS.txt [XGB_NS_PER_ROW] | --synthetic\n");
+        fprintf(stderr,
+                "usage: bench_kernel MODEL ROWS.txt [XGB_NS_PER_ROW [LABEL]] | --synthetic\n");
         return 2;
     }
     model_view v;

@@ -213,6 +213,65 @@ static void check_same(const model_view *v, const hp_model *m, const float *rows
     free(got);
 }
 
+/* ---- layouts of models as current xgboost trains them ---------------------------------------- */
+
+/* Every tests/fixtures/refs model (xgboost 3.5 hist: depth-wise trees that are not heap-shaped,
+ * multi-class, multi-target, vector leaves): scored bit-identically to refeval on its rows, and the
+ * forest kernel gives the numeric ones the binned layout (xgb_f_speed_binary is the issue-11
+ * benchmark model: it used to fall back to the plain layout because 322 of its trees are sparse),
+ * and says why the categorical one is not binned. */
+START_TEST(refs_models_get_the_binned_layout)
+{
+    use_scorer_arena(_i, (size_t)64 << 20, "refs_models_get_the_binned_layout");
+    static const struct {
+        const char *cs, *file;
+        int binned;
+    } cases[] = {
+        {"xgb_a_binary_logistic", "model.ubj", 1},   {"xgb_b_multi_softprob", "model.ubj", 1},
+        {"xgb_c_reg_squarederror", "model.json", 1}, {"xgb_d_categorical", "model.json", 0},
+        {"xgb_e_multi_target", "model.json", 1},     {"xgb_e2_multi_output_tree", "model.json", 1},
+        {"xgb_f_speed_binary", "model.ubj", 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char path[512], err[256];
+        size_t len, blob_len, nrows, ncols;
+        snprintf(path, sizeof path, "%s/refs/%s/%s", fx_dir(), cases[c].cs, cases[c].file);
+        char *src = fx_slurp(path, &len);
+        ck_assert_msg(src != NULL, "cannot read %s", path);
+        void *blob = NULL;
+        ck_assert_msg(xgb_compile(src, len, NULL, &blob, &blob_len, err, sizeof err) == XGB_OK,
+                      "%s: %s", path, err);
+        free(src);
+        model_view v;
+        ck_assert(model_validate(blob, blob_len, NULL, 0, &v, err, sizeof err) == 0);
+        snprintf(path, sizeof path, "%s/refs/%s/rows.txt", fx_dir(), cases[c].cs);
+        float *rows = read_matrix(path, &nrows, &ncols);
+        ck_assert_uint_eq(ncols, v.hdr->num_feature);
+        uint8_t key[WIRE_MODEL_KEY_SIZE];
+        uint32_t h;
+        const hp_model *m = load_pin(&v, key, &h);
+        if (m != NULL) {
+            const hp_forest *f = forest_of(m);
+            if (f) {
+                char why[256];
+                hp_forest_describe(f, why, sizeof why);
+                printf("  refs: %s: %s\n", cases[c].cs, why);
+                ck_assert_msg(((f->flags & HPF_F_BINNED) != 0) == cases[c].binned, "%s: %s",
+                              cases[c].cs, why);
+                if (!cases[c].binned)
+                    ck_assert_uint_eq(f->why, HPF_WHY_CATEGORICAL);
+            }
+            check_same(&v, m, rows, nrows, 0, cases[c].cs);
+            check_same(&v, m, rows, nrows, 1, cases[c].cs);
+            check_same(&v, m, rows, 1, 0, cases[c].cs);
+            hp_arena_release(T_arena, &h, 1);
+        }
+        free(rows);
+        free(blob);
+    }
+}
+END_TEST
+
 /* ---- fixtures -------------------------------------------------------------------------------- */
 
 START_TEST(fixtures_bit_identical_to_refeval)
@@ -697,6 +756,66 @@ static void *complete_tree_model(uint32_t d, model_view *v, size_t *len)
     return blob;
 }
 
+/* Shallow heaps are padded to the forest's deepest (<= 9) so that single rows walk runs of equal
+ * depth; when that would break the growth cap (one depth-9 tree among many stumps), each tree
+ * keeps its own depth.  Both forests binned and exact. */
+START_TEST(binned_pad_to_forest_depth)
+{
+    use_scorer(_i, "binned_pad_to_forest_depth");
+    for (int many = 0; many < 2; many++) {
+        /* Tree 0: complete depth 9 over features 0..8; then 3 (or 400) stumps on feature 0. */
+        uint32_t n = (2u << 9) - 1, nstumps = many ? 400 : 3;
+        model_src_node *nodes = calloc(n, sizeof *nodes);
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t level = 0;
+            for (uint32_t j = i + 1; j > 1; j >>= 1)
+                level++;
+            int inner = 2 * i + 1 < n;
+            nodes[i].left = inner ? (int32_t)(2 * i + 1) : -1;
+            nodes[i].right = inner ? (int32_t)(2 * i + 2) : -1;
+            nodes[i].feature = level;
+            nodes[i].value = inner ? (float)level * 0.25f - 1.0f : (float)i;
+        }
+        char err[256];
+        model_builder *b = model_builder_new(MODEL_OBJ_SQUAREDERROR, 0, 9, 1, 0.5f, 0.0f);
+        ck_assert_int_eq(model_builder_add_tree(b, 0, 1.0f, nodes, n, err, sizeof err), 0);
+        for (uint32_t t = 0; t < nstumps; t++) {
+            model_src_node st[3] = {{.left = 1, .right = 2, .feature = 0, .value = 0.5f},
+                                    {.left = -1, .right = -1, .value = (float)t},
+                                    {.left = -1, .right = -1, .value = -(float)t}};
+            ck_assert_int_eq(model_builder_add_tree(b, 0, 1.0f, st, 3, err, sizeof err), 0);
+        }
+        void *blob;
+        size_t len;
+        ck_assert_int_eq(model_build(b, &blob, &len, err, sizeof err), 0);
+        model_builder_free(b);
+        free(nodes);
+        model_view v;
+        ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
+        uint8_t key[WIRE_MODEL_KEY_SIZE];
+        uint32_t h;
+        const hp_model *m = load_pin(&v, key, &h);
+        if (m != NULL) {
+            const hp_forest *f = forest_of(m);
+            if (f) {
+                ck_assert(f->flags & HPF_F_BINNED);
+                ck_assert_uint_eq(f->trees[0].depth, 9);
+                /* 3 stumps padded to depth 9 fit 4x the plain layout; 400 do not. */
+                ck_assert_uint_eq(f->trees[1].depth, many ? 1 : 9);
+            }
+            float rows[5 * 9];
+            for (int r = 0; r < 5 * 9; r++)
+                rows[r] = (float)((r * 7) % 11) * 0.3f - 1.2f;
+            rows[3] = NAN;
+            check_same(&v, m, rows, 5, 1, "pad to forest depth");
+            check_same(&v, m, rows, 1, 1, "pad to forest depth, one row");
+            hp_arena_release(T_arena, &h, 1);
+        }
+        free(blob);
+    }
+}
+END_TEST
+
 START_TEST(layout_heap_and_linked)
 {
     use_scorer(_i, "layout_heap_and_linked");
@@ -716,6 +835,9 @@ START_TEST(layout_heap_and_linked)
         if (f) {
             ck_assert_uint_eq(f->heap_trees, d <= 12 ? 1 : 0);
             ck_assert_uint_eq(f->trees[0].depth, d);
+            /* Binned either way: a padded heap up to depth 12, linked beyond. */
+            ck_assert(f->flags & HPF_F_BINNED);
+            ck_assert_uint_eq(f->linked_trees, d <= 12 ? 0 : 1);
         }
         /* Path by hand: features 0..d-1, x < 0 goes left; leaf index = bits of "went right". */
         float row[16];
@@ -1460,6 +1582,8 @@ static Suite *kernel_suite(void)
     tcase_add_loop_test(tc, fixtures_bit_identical_to_refeval, 0, n);
     tcase_add_loop_test(tc, random_models_bit_identical_to_refeval, 0, n);
     tcase_add_loop_test(tc, layout_heap_and_linked, 0, n);
+    tcase_add_loop_test(tc, refs_models_get_the_binned_layout, 0, n);
+    tcase_add_loop_test(tc, binned_pad_to_forest_depth, 0, n);
     tcase_add_loop_test(tc, binned_layout_limits, 0, n);
     tcase_add_loop_test(tc, binned_single_row_runs, 0, n);
     tcase_add_loop_test(tc, arena_lru_pins_and_limits, 0, n);

@@ -257,9 +257,11 @@ FUZZ_LIBS     = $(shell pkg-config --libs libcjson 2>/dev/null) -lm -pthread
 FUZZ_SRC_json    := api/json.c common/utf8.c common/hex.c
 FUZZ_SRC_rows    := api/rows.c api/json.c common/utf8.c common/hex.c common/dynbuf.c
 FUZZ_SRC_xgb     := common/xgbmodel.c common/model_build.c common/model.c common/refeval.c \
-                    common/mdoc.c common/mdoc_json.c common/mdoc_ubjson.c common/modelfile.c
+                    common/mdoc.c common/mdoc_json.c common/mdoc_ubjson.c common/modelfile.c \
+                    common/dynbuf.c
 FUZZ_SRC_ubj     := $(FUZZ_SRC_xgb)
-FUZZ_SRC_lgbm    := common/lgbmmodel.c common/model_build.c common/model.c common/refeval.c \
+FUZZ_SRC_lgbm    := common/lgbmmodel.c common/model_build.c common/dynbuf.c common/model.c \
+                    common/refeval.c \
                     hotpath/hp_lgbm.c hotpath/hp_pool.c
 FUZZ_SRC_model   := common/model.c common/refeval.c
 FUZZ_SRC_cursor  := api/cursor.c api/config.c api/validate.c

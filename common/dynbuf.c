@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,4 +112,24 @@ void dynbuf_free(dynbuf *b)
 {
     free(b->p);
     dynbuf_init(b, b->max);
+}
+
+int dynbuf_grow_array(void **arr, size_t *cap, size_t need, size_t elem, size_t max_elems)
+{
+    assert(arr != NULL && cap != NULL && elem > 0);
+    if (need <= *cap && (*arr != NULL || need == 0))
+        return DYNBUF_OK;
+    if (need > max_elems || max_elems > SIZE_MAX / elem)
+        return DYNBUF_E_LIMIT;
+    size_t ncap = *cap ? *cap : 64;
+    while (ncap < need)
+        ncap = ncap > max_elems / 2 ? max_elems : ncap * 2;
+    if (ncap > max_elems)
+        ncap = max_elems;
+    void *p = realloc(*arr, ncap * elem);
+    if (p == NULL)
+        return DYNBUF_E_NOMEM;
+    *arr = p;
+    *cap = ncap;
+    return DYNBUF_OK;
 }

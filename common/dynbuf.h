@@ -46,4 +46,10 @@ char *dynbuf_take(dynbuf *b, size_t *len);
 /* Frees the block; b is empty again (same bound, error cleared). */
 void dynbuf_free(dynbuf *b);
 
+/* The same growth rule for a caller-owned array of elem-byte elements (the model compilers'
+ * trees, nodes, document index): makes *arr (capacity *cap elements) hold at least need elements,
+ * doubling from 64, never past max_elems.  Returns DYNBUF_OK, DYNBUF_E_LIMIT (need > max_elems)
+ * or DYNBUF_E_NOMEM; on failure *arr and *cap are unchanged (still the caller's to free). */
+int dynbuf_grow_array(void **arr, size_t *cap, size_t need, size_t elem, size_t max_elems);
+
 #endif

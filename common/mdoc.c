@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dynbuf.h"
 #include "mdoc_impl.h"
 
 int mdoc_fail(mdoc_parser *p, int status, const char *what)
@@ -31,17 +32,14 @@ uint32_t mdoc_new_node(mdoc_parser *p, int type)
         mdoc_fail(p, MDOC_INVALID, "too many values for the document size");
         return MDOC_NONE;
     }
-    if (d->count == d->cap) {
-        uint32_t ncap = d->cap ? d->cap * 2 : 256;
-        if (ncap > d->max)
-            ncap = d->max;
-        mdoc_node *n = realloc(d->n, (size_t)ncap * sizeof(*n));
-        if (n == NULL) {
+    if (d->count == d->cap) { /* common/dynbuf.h's growth rule, bounded by d->max */
+        size_t cap = d->cap;
+        if (dynbuf_grow_array((void **)&d->n, &cap, (size_t)d->count + 1, sizeof(*d->n), d->max) !=
+            DYNBUF_OK) {
             mdoc_fail(p, MDOC_NOMEM, "out of memory");
             return MDOC_NONE;
         }
-        d->n = n;
-        d->cap = ncap;
+        d->cap = (uint32_t)cap;
     }
     uint32_t i = d->count++;
     memset(&d->n[i], 0, sizeof(d->n[i]));

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dynbuf.h"
+
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -78,21 +80,12 @@ void model_builder_free(model_builder *b)
     free(b);
 }
 
-/* Makes room for `need` elements of size `sz` in *arr (capacity *cap), doubling.  Returns 0 or -1
- * on OOM (the array is left as it was). */
+/* Makes room for `need` elements of size `sz` in *arr (capacity *cap): the one growth rule,
+ * common/dynbuf.h's, bounded by what a blob can address.  Returns 0 or -1 on OOM (the array is
+ * left as it was). */
 static int grow(void **arr, size_t *cap, size_t need, size_t sz)
 {
-    if (need <= *cap)
-        return 0;
-    size_t ncap = *cap ? *cap : 64;
-    while (ncap < need)
-        ncap *= 2;
-    void *p = realloc(*arr, ncap * sz);
-    if (p == NULL)
-        return -1;
-    *arr = p;
-    *cap = ncap;
-    return 0;
+    return dynbuf_grow_array(arr, cap, need, sz, SIZE_MAX / sz) == DYNBUF_OK ? 0 : -1;
 }
 
 int model_builder_add_tree(model_builder *b, uint32_t group, float weight,

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dynbuf.h"
 #include "mdoc.h"
 #include "model_build.h"
 #include "modelfile.h"
@@ -244,15 +245,14 @@ static void treebuf_free(treebuf *t)
     free(t->lw);
 }
 
+/* Makes *p hold n elements of sz bytes (capacity *cap): common/dynbuf.h's growth rule.  Returns 0
+ * or -1 on OOM. */
 static int reserve(void **p, uint32_t *cap, uint32_t n, size_t sz)
 {
-    if (n <= *cap && *p != NULL)
-        return 0;
-    void *q = realloc(*p, (size_t)(n ? n : 1) * sz);
-    if (q == NULL)
+    size_t c = *cap;
+    if (dynbuf_grow_array(p, &c, n ? n : 1, sz, UINT32_MAX) != DYNBUF_OK)
         return -1;
-    *p = q;
-    *cap = n;
+    *cap = (uint32_t)c;
     return 0;
 }
 

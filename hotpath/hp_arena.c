@@ -7,6 +7,7 @@
  *   order[0..nlive)            live entries (loading or ready) sorted by region offset: the gaps
  *                              between them are the free space (first fit, O(models)) */
 #include "hp_arena.h"
+#include "clock.h"
 #include "hp_assert.h"
 #include "hp_log.h"
 #include "hp_stats.h"
@@ -316,14 +317,7 @@ int hp_arena_load(hp_arena *a, const uint8_t key[WIRE_MODEL_KEY_SIZE], const mod
         return HP_ARENA_UNSUPPORTED;
     }
     size_t len = (need + HP_LAYOUT_ALIGN - 1) / HP_LAYOUT_ALIGN * HP_LAYOUT_ALIGN;
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += HP_ARENA_WAIT_MS / 1000;
-    deadline.tv_nsec += (long)(HP_ARENA_WAIT_MS % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_abs_timespec(clock_now_ms() + HP_ARENA_WAIT_MS);
 
     lock(a);
     int s;

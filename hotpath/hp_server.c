@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "hp_assert.h"
 #include "hp_kernels.h"
 #include "hp_log.h"
@@ -277,9 +278,7 @@ static int map_slot(hp_server *s, hp_slot *sl)
 
 static uint64_t now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return (uint64_t)clock_now_ns();
 }
 
 /* Sends one response frame whose payload (len bytes) is already at sl->out + WIRE_HEADER_SIZE.

@@ -7,8 +7,14 @@
 
 void e2e_env_up(h_env *e, const char *const *api_env)
 {
+    e2e_env_up_hp(e, api_env, NULL);
+}
+
+void e2e_env_up_hp(h_env *e, const char *const *api_env, const char *const *hp_env)
+{
     memset(e, 0, sizeof *e);
     e->api_env = api_env;
+    e->hp_env = hp_env;
     if (h_start(e) != 0)
         ck_abort_msg("harness: environment did not start");
 }
@@ -21,6 +27,13 @@ void e2e_env_down(h_env *e)
 void e2e_req(h_env *e, const char *method, const char *path, const char *body, h_resp *r)
 {
     ck_assert_msg(h_json(e, method, path, body, r) == 0, "%s %s: no response", method, path);
+}
+
+void e2e_req_raw(h_env *e, const char *method, const char *path, const char *ctype,
+                 const char *body, size_t len, h_resp *r)
+{
+    ck_assert_msg(h_http(e, method, path, e->key, ctype, body, len, NULL, r) == 0,
+                  "%s %s: no response", method, path);
 }
 
 const char *e2e_status_title(long status)

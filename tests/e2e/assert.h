@@ -14,12 +14,21 @@
  * starts PostgreSQL, the worker and the API with h_start.  Aborts the test (ck_abort) when the
  * environment does not come up; h_start has printed which part failed. */
 void e2e_env_up(h_env *e, const char *const *api_env);
+/* e2e_env_up that also gives the worker extra environment (hp_env, NULL-terminated NAME=VALUE,
+ * may be NULL), e.g. a preloaded allocation probe. */
+void e2e_env_up_hp(h_env *e, const char *const *api_env, const char *const *hp_env);
 /* Stops everything e2e_env_up started and removes its temp dir (h_stop).  Idempotent. */
 void e2e_env_down(h_env *e);
 
 /* One request with the bootstrap key; body (may be NULL) goes as application/json.  Fails the
  * test when no response arrives.  The caller frees *r with h_resp_free. */
 void e2e_req(h_env *e, const char *method, const char *path, const char *body, h_resp *r);
+
+/* One request with the bootstrap key carrying len raw bytes of body (may be NULL) as Content-Type
+ * ctype (NULL: none), e.g. a model upload that is not JSON.  Fails the test when no response
+ * arrives.  The caller frees *r with h_resp_free. */
+void e2e_req_raw(h_env *e, const char *method, const char *path, const char *ctype,
+                 const char *body, size_t len, h_resp *r);
 
 /* The reason phrase RFC 9110 gives status (vigil's problem "title"), or NULL for a status that
  * vigil never answers with a problem.  Written here from the RFC, not taken from the API. */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assert.h"
 #include "fixtures_io.h"
 #include "harness.h"
 
@@ -28,11 +29,8 @@ static const char *const ENV_WORKER[] = {NULL};
 
 static void env_up(const char *const *env, int worker)
 {
-    memset(&E, 0, sizeof E);
-    E.api_env = env;
     g_worker = worker;
-    if (h_start(&E) != 0)
-        ck_abort_msg("harness: environment did not start");
+    e2e_env_up(&E, env);
 }
 
 static void up_inprocess(void)
@@ -47,7 +45,7 @@ static void up_worker(void)
 
 static void env_down(void)
 {
-    h_stop(&E);
+    e2e_env_down(&E);
 }
 
 /* ---- helpers --------------------------------------------------------------------------------- */
@@ -79,17 +77,6 @@ static void sb_add(sbuf *b, const char *fmt, ...)
     }
 }
 
-static void assert_problem(const h_resp *r, long status, const char *code)
-{
-    char ct[128];
-    ck_assert_msg(r->status == status, "status %ld, want %ld; body %s", r->status, status, r->body);
-    ck_assert_ptr_nonnull(h_header(r, "Content-Type", ct, sizeof ct));
-    ck_assert_str_eq(ct, "application/problem+json");
-    ck_assert_msg(r->json != NULL, "problem body is not JSON: %s", r->body);
-    if (code)
-        ck_assert_pstr_eq(h_str(r, "code"), code);
-}
-
 static char *ref_path(const char *cs, const char *file, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/refs/%s/%s", fx_dir(), cs, file);
@@ -117,7 +104,7 @@ static void upload_raw(const char *name, const char *ctype, const char *body, si
 {
     char path[300];
     snprintf(path, sizeof path, "/api/v1/models?name=%s", name);
-    ck_assert_int_eq(h_http(&E, "POST", path, E.key, ctype, body, len, NULL, r), 0);
+    e2e_req_raw(&E, "POST", path, ctype, body, len, r);
 }
 
 static int jint(const cJSON *o, const char *name)
@@ -250,7 +237,7 @@ START_TEST(refs_upload_source_predict)
             /* GET: the same metadata */
             h_resp r;
             snprintf(path, sizeof path, "/api/v1/models/%s", id);
-            ck_assert_int_eq(h_json(&E, "GET", path, NULL, &r), 0);
+            e2e_req(&E, "GET", path, NULL, &r);
             ck_assert_int_eq(r.status, 200);
             ck_assert_pstr_eq(jstr(r.json, "format"), ubj ? "xgboost-ubjson" : "xgboost-json");
             ck_assert_pstr_eq(jstr(r.json, "library_version"), "3.5.0");
@@ -260,7 +247,7 @@ START_TEST(refs_upload_source_predict)
             size_t len;
             char *src = ref_read(CASES[c].cs, file, &len);
             snprintf(path, sizeof path, "/api/v1/models/%s/source", id);
-            ck_assert_int_eq(h_http(&E, "GET", path, E.key, NULL, NULL, 0, NULL, &r), 0);
+            e2e_req_raw(&E, "GET", path, NULL, NULL, 0, &r);
             ck_assert_int_eq(r.status, 200);
             ck_assert_uint_eq(r.len, len);
             ck_assert(memcmp(r.body, src, len) == 0);
@@ -275,9 +262,7 @@ START_TEST(refs_upload_source_predict)
                 float *want = ref_matrix(CASES[c].cs, margin ? "margin.txt" : "pred.txt", &pr, &pc);
                 char *body = dense_body(rows, nr, nc, margin);
                 snprintf(path, sizeof path, "/api/v1/models/%s/predict", id);
-                ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", body,
-                                        strlen(body), NULL, &r),
-                                 0);
+                e2e_req(&E, "POST", path, body, &r);
                 ck_assert_msg(r.status == 200, "%s: %ld %.300s", CASES[c].cs, r.status, r.body);
                 /* one array per row when there are several outputs */
                 if (pc > 1)
@@ -333,17 +318,17 @@ START_TEST(format_by_content_not_header)
     char *body = ref_read("xgb_c_reg_squarederror", "model.ubj", &len);
     h_resp r;
     upload_raw("bycontent-png", "image/png", body, len, &r);
-    assert_problem(&r, 415, "unsupported_media_type");
+    e2e_assert_problem(&r, 415, "unsupported_media_type", NULL);
     h_resp_free(&r);
     free(body);
     body = ref_read("xgb_c_reg_squarederror", "model.json", &len);
     upload_raw("bycontent-text", "text/plain", body, len, &r);
-    assert_problem(&r, 415, "unsupported_media_type");
+    e2e_assert_problem(&r, 415, "unsupported_media_type", NULL);
     h_resp_free(&r);
     free(body);
 
     /* list shows the format of each */
-    ck_assert_int_eq(h_json(&E, "GET", "/api/v1/models?name=bycontent-0", NULL, &r), 0);
+    e2e_req(&E, "GET", "/api/v1/models?name=bycontent-0", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(r.json, "data");
     ck_assert_int_eq(cJSON_GetArraySize(data), 1);
@@ -362,7 +347,7 @@ START_TEST(refused_uploads)
                                "label_index=0\nmax_feature_idx=1\nobjective=regression\n";
     h_resp r;
     upload_raw("lgbm", "text/plain", lgbm, strlen(lgbm), &r);
-    assert_problem(&r, 400, "invalid_model");
+    e2e_assert_problem(&r, 400, "invalid_model", NULL);
     ck_assert_msg(strstr(h_str(&r, "detail"), "not a valid LightGBM text model") != NULL, "%s",
                   h_str(&r, "detail"));
     h_resp_free(&r);
@@ -371,7 +356,7 @@ START_TEST(refused_uploads)
     char *ubj = ref_read("xgb_a_binary_logistic", "model.ubj", &len);
     /* truncated */
     upload_raw("bad-ubj", "application/octet-stream", ubj, len / 2, &r);
-    assert_problem(&r, 400, "invalid_model");
+    e2e_assert_problem(&r, 400, "invalid_model", NULL);
     ck_assert_msg(strstr(h_str(&r, "detail"), "UBJSON") != NULL, "%s", h_str(&r, "detail"));
     h_resp_free(&r);
     /* a typed array claiming 2^31 elements */
@@ -381,7 +366,7 @@ START_TEST(refused_uploads)
     ck_assert_ptr_nonnull(at);
     memcpy(at + 5, "\x00\x00\x00\x00\x80\x00\x00\x00", 8);
     upload_raw("bad-ubj", "application/octet-stream", bad, len, &r);
-    assert_problem(&r, 400, "invalid_model");
+    e2e_assert_problem(&r, 400, "invalid_model", NULL);
     ck_assert_msg(strstr(h_str(&r, "detail"), "larger than the rest") != NULL, "%s",
                   h_str(&r, "detail"));
     h_resp_free(&r);
@@ -391,7 +376,7 @@ START_TEST(refused_uploads)
     ck_assert_ptr_nonnull(at);
     memcpy(at + 2, "\xff\xff\xff\xff\xff\xff\xff\xfe", 8);
     upload_raw("bad-ubj", "application/octet-stream", bad, len, &r);
-    assert_problem(&r, 400, "invalid_model");
+    e2e_assert_problem(&r, 400, "invalid_model", NULL);
     h_resp_free(&r);
     free(bad);
     free(ubj);
@@ -400,7 +385,7 @@ START_TEST(refused_uploads)
     for (size_t i = 0; i < 2; i++) {
         char path[128];
         snprintf(path, sizeof path, "/api/v1/models?name=%s", names[i]);
-        ck_assert_int_eq(h_json(&E, "GET", path, NULL, &r), 0);
+        e2e_req(&E, "GET", path, NULL, &r);
         ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r.json, "data")), 0);
         h_resp_free(&r);
     }
@@ -419,8 +404,8 @@ START_TEST(policy_refuses_multi_target)
              "\"scoring_timeout_ms\":50}",
              id);
     h_resp r;
-    ck_assert_int_eq(h_json(&E, "PUT", "/api/v1/policy", body, &r), 0);
-    assert_problem(&r, 422, "unsuitable_model");
+    e2e_req(&E, "PUT", "/api/v1/policy", body, &r);
+    e2e_assert_problem(&r, 422, "unsuitable_model", "champion_model_id");
     ck_assert_msg(strstr(h_str(&r, "detail"), "multi-target") != NULL, "%s", h_str(&r, "detail"));
     h_resp_free(&r);
     char id2[37];
@@ -430,8 +415,8 @@ START_TEST(policy_refuses_multi_target)
              "\"review_threshold\":0.5,\"block_threshold\":0.8,\"fallback_decision\":\"review\","
              "\"scoring_timeout_ms\":50}",
              id2);
-    ck_assert_int_eq(h_json(&E, "PUT", "/api/v1/policy", body, &r), 0);
-    assert_problem(&r, 422, "unsuitable_model");
+    e2e_req(&E, "PUT", "/api/v1/policy", body, &r);
+    e2e_assert_problem(&r, 422, "unsuitable_model", "champion_model_id");
     h_resp_free(&r);
 }
 END_TEST

@@ -34,18 +34,11 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "assert.h"
 #include "fixtures_io.h"
 #include "harness.h"
 
 static h_env E;
-
-static void env_up(const char *const *env)
-{
-    memset(&E, 0, sizeof E);
-    E.api_env = env;
-    if (h_start(&E) != 0)
-        ck_abort_msg("harness: environment did not start");
-}
 
 static const char *const ENV_DEFAULT[] = {NULL};
 /* The slowloris case: a shorter head deadline, so the 12 s attack sees it fire three times. */
@@ -53,17 +46,17 @@ static const char *const ENV_SLOW[] = {"VIGIL_HEADER_TIMEOUT_S=4", NULL};
 
 static void up_default(void)
 {
-    env_up(ENV_DEFAULT);
+    e2e_env_up(&E, ENV_DEFAULT);
 }
 
 static void up_slow(void)
 {
-    env_up(ENV_SLOW);
+    e2e_env_up(&E, ENV_SLOW);
 }
 
 static void env_down(void)
 {
-    h_stop(&E);
+    e2e_env_down(&E);
 }
 
 static int64_t now_ms(void)
@@ -330,17 +323,13 @@ START_TEST(content_type_is_exact_and_predict_json_is_strict)
     static const char *const bad_upload[] = {"application/jsonfoo", "text/plainx",
                                              "application/octet-streamy"};
     for (size_t i = 0; i < sizeof bad_upload / sizeof bad_upload[0]; i++) {
-        ck_assert_int_eq(h_http(&E, "POST", "/api/v1/models?name=ct", E.key, bad_upload[i], model,
-                                len, NULL, &r),
-                         0);
-        ck_assert_msg(r.status == 415, "%s: %ld %s", bad_upload[i], r.status, r.body);
-        ck_assert_pstr_eq(h_str(&r, "code"), "unsupported_media_type");
+        e2e_req_raw(&E, "POST", "/api/v1/models?name=ct", bad_upload[i], model, len, &r);
+        e2e_assert_problem(&r, 415, "unsupported_media_type", NULL);
         h_resp_free(&r);
     }
     /* Parameters (and optional white space before them) are allowed. */
-    ck_assert_int_eq(h_http(&E, "POST", "/api/v1/models?name=ct", E.key,
-                            "application/json ; charset=utf-8", model, len, NULL, &r),
-                     0);
+    e2e_req_raw(&E, "POST", "/api/v1/models?name=ct", "application/json ; charset=utf-8", model,
+                len, &r);
     ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
     char path[128];
     snprintf(path, sizeof path, "/api/v1/models/%s/predict", h_str(&r, "id"));
@@ -357,31 +346,22 @@ START_TEST(content_type_is_exact_and_predict_json_is_strict)
     snprintf(body + o, sizeof body - o, "]]}");
     free(m);
 
-    ck_assert_int_eq(
-        h_http(&E, "POST", path, E.key, "application/jsonfoo", body, strlen(body), NULL, &r), 0);
-    ck_assert_msg(r.status == 415, "%ld %s", r.status, r.body);
-    ck_assert_pstr_eq(h_str(&r, "code"), "unsupported_media_type");
+    e2e_req_raw(&E, "POST", path, "application/jsonfoo", body, strlen(body), &r);
+    e2e_assert_problem(&r, 415, "unsupported_media_type", NULL);
     h_resp_free(&r);
-    ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json; charset=utf-8", body,
-                            strlen(body), NULL, &r),
-                     0);
+    e2e_req_raw(&E, "POST", path, "application/json; charset=utf-8", body, strlen(body), &r);
     ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
     h_resp_free(&r);
     /* Malformed JSON is malformed_json here as everywhere else; a well-formed body with a wrong
      * shape stays validation_failed. */
     static const char *const malformed[] = {"{\"rows\":[[1,2]", "{\"rows\":[[1,]]}", "", "nope"};
     for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
-        ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", malformed[i],
-                                strlen(malformed[i]), NULL, &r),
-                         0);
-        ck_assert_msg(r.status == 400, "'%s': %ld %s", malformed[i], r.status, r.body);
-        ck_assert_pstr_eq(h_str(&r, "code"), "malformed_json");
+        e2e_req(&E, "POST", path, malformed[i], &r);
+        e2e_assert_problem(&r, 400, "malformed_json", NULL);
         h_resp_free(&r);
     }
-    ck_assert_int_eq(
-        h_http(&E, "POST", path, E.key, "application/json", "{\"rows\":7}", 10, NULL, &r), 0);
-    ck_assert_int_eq(r.status, 400);
-    ck_assert_pstr_eq(h_str(&r, "code"), "validation_failed");
+    e2e_req(&E, "POST", path, "{\"rows\":7}", &r);
+    e2e_assert_problem(&r, 400, "validation_failed", "rows");
     h_resp_free(&r);
 }
 END_TEST

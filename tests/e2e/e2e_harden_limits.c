@@ -27,6 +27,7 @@
 
 #include "clock.h"
 #include "db.h"
+#include "assert.h"
 #include "harness.h"
 
 static h_env E;
@@ -160,7 +161,7 @@ static long upload(const char *name, const char *json, size_t len, char id[37], 
     char path[128];
     h_resp r;
     snprintf(path, sizeof path, "/api/v1/models?name=%s", name);
-    ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", json, len, NULL, &r), 0);
+    e2e_req_raw(&E, "POST", path, "application/json", json, len, &r);
     long st = r.status;
     if (st == 201)
         snprintf(id, 37, "%s", h_str(&r, "id"));
@@ -191,19 +192,17 @@ static void predict(const char *id, const char *row, unsigned nrows, h_resp *r)
     put(&b, "]}");
     char path[128];
     snprintf(path, sizeof path, "/api/v1/models/%s/predict", id);
-    ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", b.p, b.len, NULL, r), 0);
+    e2e_req_raw(&E, "POST", path, "application/json", b.p, b.len, r);
     free(b.p);
 }
 
-static void assert_problem(const h_resp *r, long status, const char *code, const char *needle)
+/* A complete problem (e2e_assert_problem) whose detail names needle, e.g. the limit to raise. */
+static void assert_problem_names(const h_resp *r, long status, const char *code, const char *field,
+                                 const char *needle)
 {
-    ck_assert_msg(r->status == status, "status %ld (want %ld): %.400s", r->status, status, r->body);
-    const char *c = h_str(r, "code");
-    ck_assert_msg(c && strcmp(c, code) == 0, "code %s (want %s): %.400s", c ? c : "(none)", code,
-                  r->body);
-    if (needle)
-        ck_assert_msg(strstr(r->body, needle) != NULL, "detail lacks '%s': %.400s", needle,
-                      r->body);
+    e2e_assert_problem(r, status, code, field);
+    const char *detail = h_str(r, "detail");
+    ck_assert_msg(strstr(detail, needle) != NULL, "detail lacks '%s': %.400s", needle, r->body);
 }
 
 /* A value of /proc/PID/status ("VmHWM") in kB. */
@@ -286,17 +285,14 @@ static const char *const frozen_api_env[] = {"VIGIL_REQUEST_TIMEOUT_MS=2000", NU
 
 static void frozen_up(void)
 {
-    memset(&E, 0, sizeof E);
-    E.api_env = frozen_api_env;
-    if (h_start(&E) != 0)
-        ck_abort_msg("harness: environment did not start");
+    e2e_env_up(&E, frozen_api_env);
 }
 
 static void frozen_down(void)
 {
     if (n_pg_pids)
         pg_signal_all(SIGCONT); /* a failed test must not leave PostgreSQL stopped */
-    h_stop(&E);
+    e2e_env_down(&E);
 }
 
 /* GET path; asserts 503 + Retry-After within 3 s (deadline 2 s). */
@@ -305,9 +301,9 @@ static void assert_503_in_time(const char *path)
     h_resp r;
     char ra[16];
     double t0 = now_s();
-    ck_assert_int_eq(h_json(&E, "GET", path, NULL, &r), 0);
+    e2e_req(&E, "GET", path, NULL, &r);
     double dt = now_s() - t0;
-    ck_assert_msg(r.status == 503, "GET %s with PostgreSQL frozen: %ld %s", path, r.status, r.body);
+    e2e_assert_problem(&r, 503, "unavailable", NULL);
     ck_assert_msg(h_header(&r, "Retry-After", ra, sizeof ra) != NULL, "503 without Retry-After");
     ck_assert_msg(dt < 3.0, "GET %s took %.2f s with a 2 s deadline", path, dt);
     h_resp_free(&r);
@@ -316,7 +312,7 @@ static void assert_503_in_time(const char *path)
 START_TEST(frozen_postgres_answers_503_within_deadline)
 {
     h_resp r;
-    ck_assert_int_eq(h_json(&E, "GET", "/api/v1/models", NULL, &r), 0);
+    e2e_req(&E, "GET", "/api/v1/models", NULL, &r);
     ck_assert_int_eq(r.status, 200); /* a pooled connection is open now */
     h_resp_free(&r);
     pg_signal_all(SIGSTOP);
@@ -327,7 +323,7 @@ START_TEST(frozen_postgres_answers_503_within_deadline)
     double t0 = now_s();
     long st = 0;
     while (now_s() - t0 < 15 && st != 200) {
-        ck_assert_int_eq(h_json(&E, "GET", "/api/v1/models", NULL, &r), 0);
+        e2e_req(&E, "GET", "/api/v1/models", NULL, &r);
         st = r.status;
         h_resp_free(&r);
         if (st != 200)
@@ -398,16 +394,12 @@ static const char *const small_frame_env[] = {"VIGIL_HOTPATH_MAX_FRAME_MB=1", NU
 
 static void limits_up(void)
 {
-    memset(&E, 0, sizeof E);
-    E.api_env = small_frame_env;
-    E.hp_env = small_frame_env;
-    if (h_start(&E) != 0)
-        ck_abort_msg("harness: environment did not start");
+    e2e_env_up_hp(&E, small_frame_env, small_frame_env);
 }
 
 static void limits_down(void)
 {
-    h_stop(&E);
+    e2e_env_down(&E);
 }
 
 START_TEST(predict_rows_times_features_bounded)
@@ -421,13 +413,13 @@ START_TEST(predict_rows_times_features_bounded)
     ck_assert_msg(r.status == 200, "%u rows: %ld %.300s", n, r.status, r.body);
     h_resp_free(&r);
     predict(id, "{}", n + 1, &r);
-    assert_problem(&r, 413, "too_many_rows", "VIGIL_HOTPATH_MAX_FRAME_MB");
+    assert_problem_names(&r, 413, "too_many_rows", "rows", "VIGIL_HOTPATH_MAX_FRAME_MB");
     h_resp_free(&r);
     /* The probe's body: 100,000 empty rows (300 KB) would have been 1.6 GB of floats. */
     long before = proc_kb(E.api_pid, "VmHWM");
     predict(id, "{}", 100000, &r);
     long after = proc_kb(E.api_pid, "VmHWM");
-    assert_problem(&r, 413, "too_many_rows", "VIGIL_HOTPATH_MAX_FRAME_MB");
+    assert_problem_names(&r, 413, "too_many_rows", "rows", "VIGIL_HOTPATH_MAX_FRAME_MB");
     h_resp_free(&r);
     ck_assert_msg(after - before < 32 * 1024, "API peak RSS grew %ld kB", after - before);
 }
@@ -446,10 +438,10 @@ START_TEST(predict_answer_fits_one_frame)
     h_resp_free(&r);
     long loads = metric("vigil_hotpath_model_loads");
     predict(id, "[0.1,0.9]", n + 1, &r);
-    assert_problem(&r, 413, "too_many_rows", "VIGIL_HOTPATH_MAX_FRAME_MB");
+    assert_problem_names(&r, 413, "too_many_rows", "rows", "VIGIL_HOTPATH_MAX_FRAME_MB");
     h_resp_free(&r);
     predict(id, "[0.1,0.9]", 20000, &r); /* the probe's 20,000 rows x 4096 classes */
-    assert_problem(&r, 413, "too_many_rows", "outputs");
+    assert_problem_names(&r, 413, "too_many_rows", "rows", "outputs");
     h_resp_free(&r);
     ck_assert_int_eq(metric("vigil_hotpath_model_loads"), loads); /* refused before scoring */
 }
@@ -461,7 +453,7 @@ START_TEST(upload_refuses_model_larger_than_a_frame)
     h_resp r;
     /* 128 depth-10 trees: 262,016 nodes of 16 compiled bytes, about 4 MiB > 1 MiB frame. */
     ck_assert_int_eq(upload_model("huge", 8, 1, 128, 10, id, &r), 422);
-    assert_problem(&r, 422, "model_too_large", "VIGIL_HOTPATH_MAX_FRAME_MB");
+    assert_problem_names(&r, 422, "model_too_large", NULL, "VIGIL_HOTPATH_MAX_FRAME_MB");
     h_resp_free(&r);
     /* One that fits (8 trees: about 256 KiB) is accepted and scores. */
     ck_assert_int_eq(upload_model("fits", 8, 1, 8, 10, id, NULL), 201);
@@ -480,11 +472,7 @@ static const char *const tiny_arena_env[] = {"VIGIL_HOTPATH_MAX_FRAME_MB=8",
 
 static void arena_up(void)
 {
-    memset(&E, 0, sizeof E);
-    E.api_env = big_frame_env;
-    E.hp_env = big_frame_env;
-    if (h_start(&E) != 0)
-        ck_abort_msg("harness: environment did not start");
+    e2e_env_up_hp(&E, big_frame_env, big_frame_env);
 }
 
 START_TEST(refused_model_not_retried_and_policy_refuses_it)
@@ -501,7 +489,7 @@ START_TEST(refused_model_not_retried_and_policy_refuses_it)
     ck_assert_int_eq(h_hp_start(&E), 0);
     for (int i = 0; i < 3; i++) {
         predict(id, "[0,0,0,0,0,0,0,0]", 1, &r);
-        assert_problem(&r, 422, "model_too_large", "VIGIL_HOTPATH_MEMORY_MB");
+        assert_problem_names(&r, 422, "model_too_large", NULL, "VIGIL_HOTPATH_MEMORY_MB");
         h_resp_free(&r);
     }
     ck_assert_int_eq(metric("vigil_hotpath_model_loads_refused"), 1); /* offered once */
@@ -510,11 +498,12 @@ START_TEST(refused_model_not_retried_and_policy_refuses_it)
              "{\"champion_model_id\":\"%s\",\"challenger_model_id\":null,"
              "\"review_threshold\":0.5,\"block_threshold\":0.9,\"fallback_decision\":\"review\"}",
              id);
-    ck_assert_int_eq(h_json(&E, "PUT", "/api/v1/policy", body, &r), 0);
-    assert_problem(&r, 422, "model_too_large", "VIGIL_HOTPATH_MEMORY_MB");
+    e2e_req(&E, "PUT", "/api/v1/policy", body, &r);
+    assert_problem_names(&r, 422, "model_too_large", "champion_model_id",
+                         "VIGIL_HOTPATH_MEMORY_MB");
     h_resp_free(&r);
     ck_assert_int_eq(upload("arena-buster-2", json, len, id2, &r), 422);
-    assert_problem(&r, 422, "model_too_large", "VIGIL_HOTPATH_MEMORY_MB");
+    assert_problem_names(&r, 422, "model_too_large", NULL, "VIGIL_HOTPATH_MEMORY_MB");
     h_resp_free(&r);
     free(json);
 }
@@ -526,10 +515,7 @@ static const char *const inprocess_env[] = {"VIGIL_HOTPATH_MODE=inprocess", NULL
 
 static void inprocess_up(void)
 {
-    memset(&E, 0, sizeof E);
-    E.api_env = inprocess_env;
-    if (h_start(&E) != 0)
-        ck_abort_msg("harness: environment did not start");
+    e2e_env_up(&E, inprocess_env);
 }
 
 static char race_id[37];

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "assert.h"
 #include "fx_lgbm.h"
 #include "harness.h"
 #include "wire.h"
@@ -30,13 +31,8 @@ static const char *hp_env_probe[] = {probe_env, "VIGIL_ALLOCCOUNT_VERBOSE=1", NU
 
 static void env_up(const char *const *env, int worker)
 {
-    memset(&E, 0, sizeof E);
-    E.api_env = env;
     g_worker = worker;
-    if (worker && !asan_build)
-        E.hp_env = hp_env_probe;
-    if (h_start(&E) != 0)
-        ck_abort_msg("harness: environment did not start");
+    e2e_env_up_hp(&E, env, worker && !asan_build ? hp_env_probe : NULL);
 }
 
 static void up_inprocess(void)
@@ -51,7 +47,7 @@ static void up_worker(void)
 
 static void env_down(void)
 {
-    h_stop(&E);
+    e2e_env_down(&E);
 }
 
 /* Uploads text as model NAME with Content-Type ctype; returns the response (caller frees). */
@@ -59,7 +55,7 @@ static void upload(const char *name, const char *ctype, const char *text, size_t
 {
     char path[256];
     snprintf(path, sizeof path, "/api/v1/models?name=%s", name);
-    ck_assert_int_eq(h_http(&E, "POST", path, E.key, ctype, text, len, NULL, r), 0);
+    e2e_req_raw(&E, "POST", path, ctype, text, len, r);
 }
 
 /* {"rows": [...], "output_margin": m} with every double as %.17g (exact), NaN as null. */
@@ -100,8 +96,7 @@ static void predict_and_compare(const char *name, const char *id, const fx_lgbm_
             size_t b = a + 500 < c->nrows ? a + 500 : c->nrows, len;
             char *body = rows_body(c, a, b, margin, &len);
             h_resp r;
-            ck_assert_int_eq(
-                h_http(&E, "POST", path, E.key, "application/json", body, len, NULL, &r), 0);
+            e2e_req_raw(&E, "POST", path, "application/json", body, len, &r);
             free(body);
             if (r.status != 200) {
                 h_dump_log(&E, "api.log");
@@ -208,7 +203,7 @@ START_TEST(upload_source_and_refusals)
     char path[256];
     snprintf(path, sizeof path, "/api/v1/models/%s/source", h_str(&r, "id"));
     h_resp_free(&r);
-    ck_assert_int_eq(h_http(&E, "GET", path, E.key, NULL, NULL, 0, NULL, &r), 0);
+    e2e_req_raw(&E, "GET", path, NULL, NULL, 0, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_uint_eq(r.len, c.model_len);
     ck_assert(memcmp(r.body, c.model, c.model_len) == 0);
@@ -223,12 +218,12 @@ START_TEST(upload_source_and_refusals)
     ck_assert_ptr_nonnull(at);
     at[10] = '1';
     upload("lin", "text/plain", lin, c.model_len, &r);
-    ck_assert_int_eq(r.status, 422);
+    e2e_assert_problem(&r, 422, "unsupported_model", NULL);
     ck_assert_ptr_nonnull(strstr(r.body, "linear trees"));
     h_resp_free(&r);
     /* truncated: 400 */
     upload("cut", "text/plain", c.model, c.model_len / 2, &r);
-    ck_assert_int_eq(r.status, 400);
+    e2e_assert_problem(&r, 400, "invalid_model", NULL);
     ck_assert_ptr_nonnull(strstr(r.body, "not a valid LightGBM text model"));
     h_resp_free(&r);
     /* a lying count: 400 */
@@ -237,17 +232,17 @@ START_TEST(upload_source_and_refusals)
     ck_assert_ptr_nonnull(at);
     at[11] = '9';
     upload("lie", "text/plain", lie, c.model_len, &r);
-    ck_assert_int_eq(r.status, 400);
+    e2e_assert_problem(&r, 400, "invalid_model", NULL);
     h_resp_free(&r);
     /* text/plain is for LightGBM text only */
     upload("json-as-text", "text/plain", "{\"learner\":{}}", 14, &r);
-    ck_assert_int_eq(r.status, 415);
+    e2e_assert_problem(&r, 415, "unsupported_media_type", NULL);
     h_resp_free(&r);
     /* 2^31 features: 400 (not an int), 2^31 - 1: 422 */
     const char *big = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\n"
                       "max_feature_idx=2147483647\nobjective=regression\n\nend of trees\n";
     upload("big", "text/plain", big, strlen(big), &r);
-    ck_assert_int_eq(r.status, 422);
+    e2e_assert_problem(&r, 422, "unsupported_model", NULL);
     h_resp_free(&r);
     free(lin);
     free(lie);
@@ -279,7 +274,7 @@ START_TEST(named_rows_and_nulls)
         first = 0;
     }
     snprintf(body + o, sizeof body - o, "}]}");
-    ck_assert_int_eq(h_json(&E, "POST", path, body, &r), 0);
+    e2e_req(&E, "POST", path, body, &r);
     ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
     const cJSON *p = cJSON_GetArrayItem(cJSON_GetObjectItem(r.json, "predictions"), 0);
     ck_assert(fx_dbits(p->valuedouble) == fx_dbits(c.margin[0]));
@@ -309,10 +304,10 @@ START_TEST(policy_with_lightgbm_champion)
              "\"review_threshold\":0.5,\"block_threshold\":0.99,\"fallback_decision\":"
              "\"review\",\"scoring_timeout_ms\":5000}",
              id);
-    ck_assert_int_eq(h_json(&E, "PUT", "/api/v1/policy", body, &r), 0);
+    e2e_req(&E, "PUT", "/api/v1/policy", body, &r);
     ck_assert_msg(r.status == 200, "PUT policy: %ld %s", r.status, r.body);
     h_resp_free(&r);
-    ck_assert_int_eq(h_json(&E, "POST", "/api/v1/users", "{\"external_id\":\"lgbm-user\"}", &r), 0);
+    e2e_req(&E, "POST", "/api/v1/users", "{\"external_id\":\"lgbm-user\"}", &r);
     ck_assert_int_eq(r.status, 201);
     char uid[37];
     snprintf(uid, sizeof uid, "%s", h_str(&r, "id"));
@@ -322,7 +317,7 @@ START_TEST(policy_with_lightgbm_champion)
              "\"m1\",\"merchant_category\":\"5411\",\"country\":\"DE\",\"channel\":"
              "\"ecommerce\"}",
              uid);
-    ck_assert_int_eq(h_json(&E, "POST", "/api/v1/transactions", body, &r), 0);
+    e2e_req(&E, "POST", "/api/v1/transactions", body, &r);
     ck_assert_msg(r.status == 201, "POST transaction: %ld %s", r.status, r.body);
     const char *risk = strstr(r.body, "\"risk\":{");
     ck_assert_ptr_nonnull(risk);

@@ -21,16 +21,31 @@
  * parent (so a walk always terminates after < num_nodes steps), and `right == left + 1`, so an
  * evaluator may compute the next node as `left + !go_left`.
  *
- * Categorical split: u.cat is the word offset in cats[] of the node's set, stored as
- *   cats[u.cat] = n (number of bitset words, 1 <= n <= MODEL_MAX_CAT_SET_WORDS)
- *   cats[u.cat + 1 .. u.cat + n]  bitset: category c is in the set iff bit (c % 32) of word c / 32
- * The set holds the categories that go RIGHT (xgboost 1.7 semantics; its JSON "categories" lists
- * exactly these).  n = max category / 32 + 1, which matches xgboost's own bitset sizing
- * (src/tree/tree_model.cc LoadCategoricalSplit), and matters: see refeval.c for the decision rule.
+ * Categorical split: u.cat is the word offset in cats[] of the node's set.  The set holds the
+ * categories that go RIGHT (xgboost 1.7 semantics; its JSON "categories" lists exactly these); a
+ * category not in the set, or not a valid category at all, goes left (refeval.c has the rule).
+ * Sets come in one of two encodings, chosen for the whole blob by the header flag
+ * MODEL_F_CAT_LIST:
+ *   - flag clear (the original format 1): a bitset sized by the largest category,
+ *       cats[u.cat] = n (number of bitset words, 1 <= n <= MODEL_MAX_CAT_SET_WORDS)
+ *       cats[u.cat + 1 .. u.cat + n]  category c is in the set iff bit (c % 32) of word c / 32
+ *     n = max category / 32 + 1, xgboost's own sizing (src/tree/tree_model.cc
+ *     LoadCategoricalSplit).  Costs (max category / 32 + 2) words per set whatever its size.
+ *   - flag set (MODEL_F_CAT_LIST, additive: a blob without it reads exactly as before): a sorted
+ *     list,
+ *       cats[u.cat] = MODEL_CAT_LIST_TAG | n  (n categories, 1 <= n <= MODEL_MAX_CAT_LIST)
+ *       cats[u.cat + 1 .. u.cat + n]  the categories, strictly increasing, each < 2^24
+ *     and cats[] is exactly the concatenation of such sets, so that a word carrying
+ *     MODEL_CAT_LIST_TAG is a set's first word and nothing else.  Costs (n + 1) words per set:
+ *     proportional to the categories the model file lists.  Membership is a binary search.
+ *   The builder (model_build.c) writes the list encoding when it is smaller in total than the
+ *   bitsets, the bitsets otherwise, so a model whose sets are dense keeps the original bytes.
+ *   Either way a set means the same thing: category c goes right iff it is in the set.
  *
  * Costs: model_validate O(len), O(1) memory.  It proves: sizes add up exactly, header fields in
  * range, trees contiguous and in order, canonical node order, split features < num_feature,
- * groups < num_class, categorical sets inside cats[], base_margin and tree weights finite,
+ * groups < num_class, categorical sets inside cats[] (lists: cats[] parses as a sequence of
+ * sorted sets, each node points at one's first word), base_margin and tree weights finite,
  * objective known.  After model_validate succeeds, evaluation cannot read out of bounds or loop. */
 #ifndef VIGIL_MODEL_H
 #define VIGIL_MODEL_H
@@ -46,8 +61,11 @@
 #define MODEL_MAX_TREE_NODES (1u << 24) /* one tree */
 #define MODEL_MAX_FEATURES (1u << 20)
 #define MODEL_MAX_CLASSES 4096u
-#define MODEL_MAX_CAT_WORDS (1u << 24)     /* total words in cats[] (64 MiB) */
-#define MODEL_MAX_CAT_SET_WORDS (1u << 19) /* one set: categories < 2^24, xgboost's own limit */
+#define MODEL_MAX_CAT_WORDS (1u << 24)      /* total words in cats[] (64 MiB) */
+#define MODEL_MAX_CAT_SET_WORDS (1u << 19)  /* one set: categories < 2^24, xgboost's own limit */
+#define MODEL_MAX_CATEGORY ((1u << 24) - 1) /* largest valid category */
+#define MODEL_MAX_CAT_LIST (1u << 24)       /* one list set: every valid category once */
+#define MODEL_CAT_LIST_TAG 0x80000000u      /* first word of a list set (MODEL_F_CAT_LIST) */
 
 /* Objectives.  The numbering is part of the blob format: append only. */
 enum model_objective {
@@ -71,7 +89,10 @@ enum model_objective {
 };
 
 #define MODEL_F_DART 0x1u /* booster "dart": each tree's leaf is multiplied by its weight */
-#define MODEL_F_ALL MODEL_F_DART
+/* Categorical sets are sorted lists, not bitsets (see the top).  0x4, not 0x2, leaves the next
+ * bit to the other additive format change being made at the same time (TreeSHAP covers). */
+#define MODEL_F_CAT_LIST 0x4u
+#define MODEL_F_ALL (MODEL_F_DART | MODEL_F_CAT_LIST)
 
 /* Node flags, packed with the split feature into model_node_rec.split. */
 #define MODEL_NODE_FEATURE_MASK 0x3FFFFFFFu

@@ -12,12 +12,28 @@
  *   - the category is the float truncated toward zero (AsCat: static_cast<int32_t>), so 2.99 -> 2
  *   - a category whose word lies beyond the node's bitset (word >= n_words) -> left
  *   - otherwise left iff the category is NOT in the set (the set lists categories going right).
- * NaN never gets here: missing is decided first (predict_fn.h GetNextNode). */
+ * The bitset holds every category up to its largest, so "beyond the bitset" is "not in the set":
+ * a list set (model.h, MODEL_F_CAT_LIST) answers the same question by a search of its sorted
+ * categories.  NaN never gets here: missing is decided first (predict_fn.h GetNextNode). */
 static int cat_goes_left(const uint32_t *set, float x)
 {
     if (x < 0.0f || x >= 16777216.0f)
         return 1;
     uint32_t c = (uint32_t)x;
+    if (set[0] & MODEL_CAT_LIST_TAG) {
+        /* binary search of set[1 .. n] for c */
+        uint32_t lo = 1, hi = (set[0] & ~MODEL_CAT_LIST_TAG) + 1; /* [lo, hi) */
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (set[mid] == c)
+                return 0;
+            if (set[mid] < c)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return 1;
+    }
     uint32_t n_words = set[0];
     if (c / 32u >= n_words)
         return 1;

@@ -121,6 +121,14 @@ void http_problem(http_resp *resp, int status, const char *code, const char *fie
     va_start(ap, detail_fmt);
     vsnprintf(detail, sizeof detail, detail_fmt, ap);
     va_end(ap);
+    /* detail and field may echo input, cut anywhere by %.64s or the buffer: the body stays UTF-8 */
+    json_utf8_repair(detail);
+    char fieldbuf[256];
+    if (field) {
+        snprintf(fieldbuf, sizeof fieldbuf, "%s", field);
+        json_utf8_repair(fieldbuf);
+        field = fieldbuf;
+    }
     char type[128];
     snprintf(type, sizeof type, "https://vigil.dev/problems/%s", code);
     cJSON *o = cJSON_CreateObject();

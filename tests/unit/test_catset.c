@@ -119,9 +119,8 @@ START_TEST(list_decisions_by_hand)
     ck_assert(v.hdr->flags & MODEL_F_CAT_LIST);
     ck_assert_uint_eq(v.hdr->num_cat_words, 5); /* duplicates dropped */
     const float right[] = {3, 3.99f, 70, 70.5f, 1000000, 16777215};
-    const float left[] = {0,       2,         4,    69,        71,      999999, 1000001,
-                          1e7f,    16777214,  -1,   -0.5f,     -3,      16777216.0f,
-                          3e9f,    -INFINITY, 1e30f, INFINITY, 2.9999f};
+    const float left[] = {0,  2,     4,  69,          71,   999999,    1000001, 1e7f,     16777214,
+                          -1, -0.5f, -3, 16777216.0f, 3e9f, -INFINITY, 1e30f,   INFINITY, 2.9999f};
     for (size_t i = 0; i < sizeof right / sizeof right[0]; i++)
         ck_assert_msg(predict1(&v, right[i]) == 2.0f, "%g should go right", (double)right[i]);
     for (size_t i = 0; i < sizeof left / sizeof left[0]; i++)
@@ -211,15 +210,19 @@ START_TEST(list_equals_bitset)
                 cats[k][c] = (int64_t)((rs >> 33) % MAXC);
             }
         }
-        nd[0] = (model_src_node){.left = 1, .right = 2, .feature = 0, .categorical = 1,
-                                 .default_left = 1, .cats = cats[0], .n_cats = n[0]};
+        nd[0] = (model_src_node){.left = 1,
+                                 .right = 2,
+                                 .feature = 0,
+                                 .categorical = 1,
+                                 .default_left = 1,
+                                 .cats = cats[0],
+                                 .n_cats = n[0]};
         nd[1] = (model_src_node){.left = 3, .right = 4, .feature = 1, .value = 0.25f * t};
-        nd[2] = (model_src_node){.left = 5, .right = 6, .feature = 2, .categorical = 1,
-                                 .cats = cats[1], .n_cats = n[1]};
+        nd[2] = (model_src_node){
+            .left = 5, .right = 6, .feature = 2, .categorical = 1, .cats = cats[1], .n_cats = n[1]};
         for (int k = 3; k < 7; k++)
             nd[k] = (model_src_node){.left = -1, .right = -1, .value = 0.01f * (float)(t * 4 + k)};
-        ck_assert_msg(model_builder_add_tree(b, 0, 1.0f, nd, 7, err, sizeof err) == 0, "%s",
-                      err);
+        ck_assert_msg(model_builder_add_tree(b, 0, 1.0f, nd, 7, err, sizeof err) == 0, "%s", err);
     }
     void *blob = NULL;
     size_t len, blen;

@@ -11,11 +11,13 @@
  *             bounded.
  * Expected values are written out by hand here; nothing is taken from vigil's own output. */
 #include <check.h>
+#include <curl/curl.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -211,9 +213,9 @@ START_TEST(user_metadata_numbers_exact)
                        "1234567890123456,\"f\":0.1,\"g\":2.5e-8,\"l\":[4503599627370497,1E3]}";
     ck_assert_msg(post_user("meta-exact", meta, &r, id) == 201, "%ld %s", r.status, r.body);
     /* as PostgreSQL's jsonb prints them: numerics, no exponent */
-    static const char *const want[] = {
-        "\"big\": 9007199254740991", "\"neg\": -9007199254740991", "\"id\": 1234567890123456",
-        "\"f\": 0.1", "\"g\": 0.000000025", "[4503599627370497, 1000]"};
+    static const char *const want[] = {"\"big\": 9007199254740991", "\"neg\": -9007199254740991",
+                                       "\"id\": 1234567890123456",  "\"f\": 0.1",
+                                       "\"g\": 0.000000025",        "[4503599627370497, 1000]"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         ck_assert_msg(strstr(r.body, want[i]), "POST answer lacks %s: %s", want[i], r.body);
     h_resp_free(&r);
@@ -234,8 +236,7 @@ START_TEST(user_metadata_numbers_exact)
     ck_assert_msg(r.status == 400, "%ld %s", r.status, r.body);
     ck_assert_pstr_eq(h_str(&r, "field"), "metadata.y");
     h_resp_free(&r);
-    ck_assert_int_eq(h_json(&E, "PATCH", path, "{\"metadata\":{\"y\":-9007199254740991}}", &r),
-                     0);
+    ck_assert_int_eq(h_json(&E, "PATCH", path, "{\"metadata\":{\"y\":-9007199254740991}}", &r), 0);
     ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
     ck_assert_ptr_nonnull(strstr(r.body, "\"y\": -9007199254740991"));
     h_resp_free(&r);
@@ -357,6 +358,40 @@ START_TEST(categorical_upload_compiles_compactly)
 }
 END_TEST
 
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+/* POSTs a model with a 10-minute transfer timeout (the harness allows 60 s: a near-limit upload
+ * on a loaded machine may need more, and what is measured here is memory).  Returns the HTTP
+ * status, or -1 on a transport failure. */
+static long long_upload(const char *name, const char *body, size_t len)
+{
+    char url[300], auth[200];
+    snprintf(url, sizeof url, "%s/api/v1/models?name=%s", E.base, name);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", E.key);
+    CURL *c = curl_easy_init();
+    ck_assert_ptr_nonnull(c);
+    struct curl_slist *h = curl_slist_append(NULL, auth);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 600000L);
+    long status = -1;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
 /* kB of a "Name:   N kB" line of /proc/PID/status, or -1. */
 static long proc_status_kb(pid_t pid, const char *name)
 {
@@ -471,9 +506,12 @@ static char *big_model(size_t target, int depth, size_t *len, int *ntrees)
     return out;
 }
 
-/* A near-limit upload (about 250 MiB; VIGIL_E2E_BIG_MODEL_MIB overrides) peaked at ~9x its size.
- * The API's peak RSS during the upload (VmHWM, reset through /proc/PID/clear_refs just before)
- * above its resident size before it is printed and bounded. */
+/* A near-limit upload (about 250 MiB; VIGIL_E2E_BIG_MODEL_MIB and VIGIL_E2E_BIG_MODEL_DEPTH
+ * override size and tree depth, 0 = single-leaf trees, xgboost's densest JSON) peaked at several
+ * times its size.  The API's peak RSS during the upload (VmHWM, reset through
+ * /proc/PID/clear_refs just before) above its resident size before is printed (README.md quotes
+ * it) and bounded by 3x the upload: the upload, libpq's copy of it for the INSERT, the compiled
+ * model, and during the compile the document index (<= 1.5x for these shapes). */
 START_TEST(near_limit_upload_peak_is_bounded)
 {
     const char *mib_env = getenv("VIGIL_E2E_BIG_MODEL_MIB");
@@ -493,16 +531,19 @@ START_TEST(near_limit_upload_peak_is_bounded)
     ck_assert_int_eq(write(fd, "5", 1), 1); /* 5: reset the peak RSS to the current RSS */
     close(fd);
     long rss0 = proc_status_kb(E.api_pid, "VmRSS"), hwm0 = proc_status_kb(E.api_pid, "VmHWM");
-    h_resp r;
-    long st = upload("nearlimit", m, len, &r);
-    ck_assert_msg(st == 201, "%ld %s", st, r.body);
-    h_resp_free(&r);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long st = long_upload("nearlimit", m, len);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     long hwm = proc_status_kb(E.api_pid, "VmHWM");
     double up_mib = (double)len / 1048576.0, peak_mib = (double)(hwm - rss0) / 1024.0;
-    printf("  near-limit upload: %.1f MiB, %d trees; API VmRSS before %ld kB (HWM reset to %ld "
-           "kB), VmHWM after %ld kB: peak %.1f MiB above the start = %.2fx the upload\n",
-           up_mib, nt, rss0, hwm0, hwm, peak_mib, peak_mib / up_mib);
-    ck_assert_msg(peak_mib <= 2.5 * up_mib, "peak %.1f MiB for a %.1f MiB upload", peak_mib,
+    printf("  near-limit upload: %.1f MiB, %d trees; status %ld after %.1f s; API VmRSS before "
+           "%ld kB (HWM reset to %ld kB), VmHWM after %ld kB: peak %.1f MiB above the start = "
+           "%.2fx the upload\n",
+           up_mib, nt, st, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, rss0,
+           hwm0, hwm, peak_mib, peak_mib / up_mib);
+    ck_assert_int_eq(st, 201);
+    ck_assert_msg(peak_mib <= 3.0 * up_mib, "peak %.1f MiB for a %.1f MiB upload", peak_mib,
                   up_mib);
     free(m);
 }

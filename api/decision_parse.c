@@ -125,7 +125,8 @@ int decision_parse_body(http_resp *resp, const cJSON *body, decision_input *in)
         check_codes(resp, in) || (in->features && check_client_features(resp, in->features)))
         return -1;
     in->amount_major = in->amount / pow(10, in->exponent);
-    if (in->features && !(in->features_text = cJSON_PrintUnformatted(in->features)))
+    /* json_print_exact: cJSON's printer rounds 9007199254740991 to 9.00719925474099e+15 */
+    if (in->features && !(in->features_text = json_print_exact(in->features)))
         goto oom;
     if (meta && !(in->metadata_text = json_print_exact(meta)))
         goto oom;

@@ -286,6 +286,23 @@ START_TEST(transaction_metadata_numbers_exact)
     ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
     ck_assert_ptr_nonnull(strstr(r.body, "\"order\": 9007199254740991"));
     h_resp_free(&r);
+
+    /* client features are stored as parsed too (cJSON's printer wrote 9.00719925474099e+15) */
+    char body[600];
+    snprintf(body, sizeof body,
+             "{\"user_id\":\"%s\",\"amount\":700,\"currency\":\"EUR\",\"merchant_id\":\"m\","
+             "\"merchant_category\":\"5411\",\"country\":\"DE\",\"channel\":\"wallet\","
+             "\"features\":{\"v\":9007199254740991,\"w\":0.1}}",
+             uid);
+    ck_assert_int_eq(h_json(&E, "POST", "/api/v1/transactions", body, &r), 0);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    h_resp_free(&r);
+    snprintf(sql, sizeof sql,
+             "SELECT (client_features->>'v') || ' ' || (client_features->>'w') FROM transactions "
+             "WHERE user_id = '%s' AND client_features->>'v' IS NOT NULL",
+             uid);
+    ck_assert_int_eq(h_psql(&E, NULL, sql, out, sizeof out), 0);
+    ck_assert_str_eq(out, "9007199254740991 0.1");
 }
 END_TEST
 

@@ -8,6 +8,7 @@
 
 #include "decision.h"
 #include "fields.h"
+#include "json.h"
 #include "sha256.h"
 #include "validate.h"
 
@@ -45,7 +46,8 @@ static int read_members(http_resp *resp, const cJSON *body, decision_input *in, 
         field_string(resp, body, "channel", 16, FIELD_REQUIRED, &in->channel, NULL) ||
         field_string(resp, body, "occurred_at", 40, 0, &in->occurred_at, NULL) ||
         field_object(resp, body, "features", 64 * 1024, 0, &in->features, NULL) ||
-        field_object(resp, body, "metadata", DECISION_METADATA_MAX, 0, meta, NULL))
+        field_object(resp, body, "metadata", DECISION_METADATA_MAX, FIELD_EXACT_NUMBERS, meta,
+                     NULL))
         return -1;
     return 0;
 }
@@ -123,9 +125,10 @@ int decision_parse_body(http_resp *resp, const cJSON *body, decision_input *in)
         check_codes(resp, in) || (in->features && check_client_features(resp, in->features)))
         return -1;
     in->amount_major = in->amount / pow(10, in->exponent);
-    if (in->features && !(in->features_text = cJSON_PrintUnformatted(in->features)))
+    /* json_print_exact: cJSON's printer rounds 9007199254740991 to 9.00719925474099e+15 */
+    if (in->features && !(in->features_text = json_print_exact(in->features)))
         goto oom;
-    if (meta && !(in->metadata_text = cJSON_PrintUnformatted(meta)))
+    if (meta && !(in->metadata_text = json_print_exact(meta)))
         goto oom;
     return 0;
 oom:

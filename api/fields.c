@@ -68,6 +68,15 @@ int field_object(http_resp *resp, const cJSON *obj, const char *name, size_t max
         http_problem(resp, 400, "validation_failed", name, "'%s' must be a JSON object", name);
         return -1;
     }
+    char path[256];
+    if ((flags & FIELD_EXACT_NUMBERS) && json_find_inexact_number(v, name, path, sizeof path)) {
+        http_problem(resp, 400, "validation_failed", path,
+                     "'%s': numbers in '%s' must be finite with magnitude at most "
+                     "9007199254740991 (2^53 - 1); integers are stored exactly, other numbers "
+                     "as the nearest IEEE-754 double",
+                     path, name);
+        return -1;
+    }
     char *s = json_print(v);
     size_t n = s ? strlen(s) : 0;
     free(s);

@@ -9,7 +9,10 @@
 
 #include "http.h"
 
-enum field_flags { FIELD_REQUIRED = 1, FIELD_NULLABLE = 2 };
+/* FIELD_EXACT_NUMBERS (objects): every number inside must be finite with magnitude at most
+ * JSON_EXACT_MAX (2^53 - 1), so that what is stored (json_print_exact) is what was sent: integers
+ * exactly, other numbers as the nearest double.  Otherwise 400 naming the number's path. */
+enum field_flags { FIELD_REQUIRED = 1, FIELD_NULLABLE = 2, FIELD_EXACT_NUMBERS = 4 };
 
 /* A string of 1..max_chars code points.  *out points into obj (or NULL when absent or null);
  * *present (may be NULL) tells whether the member was there at all. */

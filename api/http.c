@@ -190,6 +190,8 @@ void http_problem(http_resp *resp, int status, const char *code, const char *fie
     va_start(ap, detail_fmt);
     vsnprintf(raw, sizeof raw, detail_fmt, ap);
     va_end(ap);
+    /* detail and field may echo input, cut anywhere by %.64s or the buffer: the body stays UTF-8
+     * (one repair, utf8_scrub: a byte outside a valid sequence becomes U+FFFD) */
     utf8_scrub(detail, sizeof detail, raw);
     if (field) {
         utf8_scrub(fieldbuf, sizeof fieldbuf, field);

@@ -5,6 +5,7 @@
  * the tree rejects duplicate keys (cJSON keeps both and its lookups would silently pick one). */
 #include "json.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,4 +300,64 @@ const char *json_unknown_member(const cJSON *obj, const char *const *allowed)
 char *json_print(const cJSON *item)
 {
     return cJSON_PrintUnformatted(item);
+}
+
+int json_find_inexact_number(const cJSON *item, const char *prefix, char *path, size_t cap)
+{
+    if (cJSON_IsNumber(item)) {
+        if (isfinite(item->valuedouble) && fabs(item->valuedouble) <= JSON_EXACT_MAX)
+            return 0;
+        snprintf(path, cap, "%s", prefix);
+        return 1;
+    }
+    if (!cJSON_IsObject(item) && !cJSON_IsArray(item))
+        return 0;
+    long i = 0;
+    for (const cJSON *c = item->child; c; c = c->next, i++) {
+        char sub[256];
+        if (cJSON_IsObject(item))
+            snprintf(sub, sizeof sub, "%s.%.64s", prefix, c->string);
+        else
+            snprintf(sub, sizeof sub, "%s[%ld]", prefix, i);
+        if (json_find_inexact_number(c, sub, path, cap))
+            return 1;
+    }
+    return 0;
+}
+
+/* Turns every finite number of the subtree into a raw token written as json_print_exact says.
+ * Returns 0 or -1 on OOM (the tree is then partly converted: the caller deletes it). */
+static int numbers_to_raw(cJSON *item)
+{
+    for (; item; item = item->next) {
+        if (cJSON_IsNumber(item) && isfinite(item->valuedouble)) {
+            double d = item->valuedouble;
+            char buf[40];
+            if (d == floor(d) && fabs(d) <= JSON_EXACT_MAX) {
+                snprintf(buf, sizeof buf, "%.0f", d); /* every digit: exact below 2^53 */
+            } else {
+                for (int prec = 15; prec <= 17; prec++) {
+                    snprintf(buf, sizeof buf, "%.*g", prec, d);
+                    if (strtod(buf, NULL) == d)
+                        break;
+                }
+            }
+            char *raw = strdup(buf);
+            if (!raw)
+                return -1;
+            item->type = cJSON_Raw;
+            item->valuestring = raw;
+        } else if ((cJSON_IsObject(item) || cJSON_IsArray(item)) && numbers_to_raw(item->child)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+char *json_print_exact(const cJSON *item)
+{
+    cJSON *copy = cJSON_Duplicate(item, 1); /* a detached copy: copy->next is NULL */
+    char *s = copy && numbers_to_raw(copy) == 0 ? cJSON_PrintUnformatted(copy) : NULL;
+    cJSON_Delete(copy);
+    return s;
 }

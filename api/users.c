@@ -10,6 +10,7 @@
 
 #include "dbreq.h"
 #include "fields.h"
+#include "json.h"
 #include "validate.h"
 
 #define USER_METADATA_MAX 4096
@@ -39,8 +40,9 @@ cJSON *users_row_json(const PGresult *r, int row)
     add_text_or_null(o, "email", r, row, 2);
     add_text_or_null(o, "name", r, row, 3);
     add_text_or_null(o, "country", r, row, 4);
-    cJSON *meta = cJSON_Parse(PQgetvalue(r, row, 5)); /* written by us as jsonb: well formed */
-    cJSON_AddItemToObject(o, "metadata", meta ? meta : cJSON_CreateObject());
+    /* PostgreSQL's jsonb text as it is: parsing it into doubles and printing them again would
+     * turn 9007199254740991 into 9.00719925474099e+15 */
+    cJSON_AddRawToObject(o, "metadata", PQgetvalue(r, row, 5));
     cJSON_AddStringToObject(o, "created_at", PQgetvalue(r, row, 6));
     cJSON_AddStringToObject(o, "updated_at", PQgetvalue(r, row, 7));
     return o;
@@ -73,7 +75,7 @@ static int read_fields(http_resp *resp, const cJSON *body, int creating, user_in
     if (field_string(resp, body, "email", 254, FIELD_NULLABLE, &in->email, &in->has_email) ||
         field_string(resp, body, "name", 256, FIELD_NULLABLE, &in->name, &in->has_name) ||
         field_string(resp, body, "country", 2, FIELD_NULLABLE, &in->country, &in->has_country) ||
-        field_object(resp, body, "metadata", USER_METADATA_MAX, 0, &in->metadata,
+        field_object(resp, body, "metadata", USER_METADATA_MAX, FIELD_EXACT_NUMBERS, &in->metadata,
                      &in->has_metadata))
         return -1;
     if (in->email && !val_email(in->email)) {
@@ -85,7 +87,7 @@ static int read_fields(http_resp *resp, const cJSON *body, int creating, user_in
                      "'country' must be an ISO 3166-1 alpha-2 code in upper case, e.g. \"DE\"");
         return -1;
     }
-    if (in->metadata && !(in->metadata_text = cJSON_PrintUnformatted(in->metadata))) {
+    if (in->metadata && !(in->metadata_text = json_print_exact(in->metadata))) {
         http_problem(resp, 500, "internal", NULL, "out of memory");
         return -1;
     }

@@ -15,6 +15,9 @@
 #include "dynbuf.h"
 #include "mdoc_impl.h"
 
+/* The index is the compile's largest allocation after the upload itself: keep the node small. */
+_Static_assert(sizeof(mdoc_node) == 16, "mdoc_node is 16 bytes");
+
 int mdoc_fail(mdoc_parser *p, int status, const char *what)
 {
     if (p->status == MDOC_OK) {
@@ -59,9 +62,10 @@ int mdoc_parse(mdoc *d, int format, const char *src, size_t len, char *err, size
     mdoc_parser p = {d, 0, err, errlen, MDOC_OK};
     if (err != NULL && errlen > 0)
         err[0] = 0;
-    int rc = format == MDOC_UBJSON ? mdoc_ubjson_parse(&p)
-             : format == MDOC_JSON ? mdoc_json_parse(&p)
-                                   : mdoc_fail(&p, MDOC_INVALID, "unknown document format");
+    int rc = len >= UINT32_MAX       ? mdoc_fail(&p, MDOC_INVALID, "document of 4 GiB or more")
+             : format == MDOC_UBJSON ? mdoc_ubjson_parse(&p)
+             : format == MDOC_JSON   ? mdoc_json_parse(&p)
+                                     : mdoc_fail(&p, MDOC_INVALID, "unknown document format");
     if (rc == 0 && d->n[0].type != MDOC_OBJ) {
         p.pos = 0;
         rc = mdoc_fail(&p, MDOC_INVALID, "the document is not an object");
@@ -88,7 +92,8 @@ int mdoc_type(const mdoc *d, uint32_t i)
 
 uint32_t mdoc_count(const mdoc *d, uint32_t i)
 {
-    return mdoc_type(d, i) ? d->n[i].count : 0;
+    int t = mdoc_type(d, i);
+    return t == MDOC_OBJ || t == MDOC_ARR ? d->n[i].count : 0; /* count shares len's word */
 }
 
 int mdoc_arr_nodes_only(const mdoc *d, uint32_t a)

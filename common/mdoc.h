@@ -2,13 +2,13 @@
  * model through, whether the upload was JSON (`Booster.save_model("m.json")`) or UBJSON (".ubj",
  * xgboost's default since 2.1).
  *
- * Owns: the index (one 32-byte node per object, array, string and member-level scalar; scalars
+ * Owns: the index (one 16-byte node per object, array, string and member-level scalar; scalars
  * inside arrays are never indexed, only counted, and are read back from the source bytes on
  * demand), the two front ends that build it (mdoc_json.c: strict RFC 8259 plus xgboost's NaN /
  * Infinity / -Infinity tokens; mdoc_ubjson.c: UBJSON draft 12 as xgboost writes it, big-endian,
  * typed arrays), and the accessors below, which hide which front end built the index.
  *
- * Costs: parsing O(len) time; index memory at most (len/4 + 4096) * 32 bytes whatever the
+ * Costs: parsing O(len) time; index memory at most (len/4 + 4096) * 16 bytes whatever the
  * document claims (a UBJSON count is never trusted for an allocation: nodes are added only for
  * elements actually read, and a count larger than the bytes left is refused before any loop).
  * Nesting deeper than MDOC_MAX_DEPTH is refused.  The source bytes are borrowed: they must
@@ -35,14 +35,17 @@ enum mdoc_type { MDOC_OBJ = 1, MDOC_ARR, MDOC_STR, MDOC_SCALAR };
 
 /* One indexed value.  Private to mdoc*.c; exposed only so that mdoc can be a stack object. */
 typedef struct mdoc_node {
-    size_t off;     /* string: first payload byte; scalar: token / payload; array: see mdoc_json.c,
-                       mdoc_ubjson.c (where its scalars are re-read from) */
-    size_t len;     /* string: raw byte length; scalar: token / payload length */
-    uint32_t end;   /* index one past this node's subtree (its next sibling) */
-    uint32_t count; /* object: members; array: elements (indexed or not) */
-    uint8_t type;   /* enum mdoc_type */
-    uint8_t kind;   /* scalar: JSON token kind or UBJSON marker; typed array: element marker */
-    uint8_t flags;  /* MDOC_NF_* */
+    uint32_t off; /* string: first payload byte; scalar: token / payload; array: see mdoc_json.c,
+                     mdoc_ubjson.c (where its scalars are re-read from).  32 bits: mdoc_parse
+                     refuses documents of 4 GiB or more */
+    union {
+        uint32_t len;   /* string: raw byte length; scalar: token / payload length */
+        uint32_t count; /* object: members; array: elements (indexed or not) */
+    };
+    uint32_t end;  /* index one past this node's subtree (its next sibling) */
+    uint8_t type;  /* enum mdoc_type */
+    uint8_t kind;  /* scalar: JSON token kind or UBJSON marker; typed array: element marker */
+    uint8_t flags; /* MDOC_NF_* */
     uint8_t pad;
 } mdoc_node;
 

@@ -35,7 +35,11 @@ size_t mdoc_json_lex(const char *s, size_t len, size_t p, int *kind)
     *kind = 0;
     if (p >= len)
         return 0;
+    /* The first byte rules out most literals: a number (the common case by far: every split
+     * value of every tree is lexed twice) costs at most one comparison, for "-Infinity". */
     for (size_t i = 0; i < sizeof(lits) / sizeof(lits[0]); i++) {
+        if (s[p] != lits[i].t[0])
+            continue;
         size_t tl = strlen(lits[i].t);
         if (len - p >= tl && memcmp(s + p, lits[i].t, tl) == 0) {
             *kind = lits[i].k;

@@ -171,8 +171,13 @@ static int validate_tree(const model_node_rec *nodes, uint32_t n, uint32_t tree,
         }
         if (flags & MODEL_NODE_CATEGORICAL) {
             uint32_t off = nd->u.cat;
-            if (off >= h->num_cat_words || cats[off] == 0 || cats[off] > MODEL_MAX_CAT_SET_WORDS ||
-                cats[off] > h->num_cat_words - off - 1) {
+            /* Lists: validate_cat_lists proved that a tagged word starts a well-formed set. */
+            int bad = (h->flags & MODEL_F_CAT_LIST)
+                          ? off >= h->num_cat_words || !(cats[off] & MODEL_CAT_LIST_TAG)
+                          : off >= h->num_cat_words || cats[off] == 0 ||
+                                cats[off] > MODEL_MAX_CAT_SET_WORDS ||
+                                cats[off] > h->num_cat_words - off - 1;
+            if (bad) {
                 set_err(err, errlen, "tree %u node %u: categorical set out of range", tree, i);
                 return -1;
             }
@@ -181,6 +186,31 @@ static int validate_tree(const model_node_rec *nodes, uint32_t n, uint32_t tree,
     if (next != n) {
         set_err(err, errlen, "tree %u: %u nodes but %u reachable", tree, n, next);
         return -1;
+    }
+    return 0;
+}
+
+/* MODEL_F_CAT_LIST: cats[0..n) must be exactly a sequence of sets, each MODEL_CAT_LIST_TAG | k
+ * followed by k strictly increasing categories <= MODEL_MAX_CATEGORY.  Payload words then never
+ * carry the tag, so a node's set reference needs only one tagged-word check.  One pass over
+ * cats[], no memory.  Returns 0 or -1 with err. */
+static int validate_cat_lists(const uint32_t *cats, uint32_t n, char *err, size_t errlen)
+{
+    uint32_t pos = 0;
+    while (pos < n) {
+        uint32_t w = cats[pos];
+        uint32_t k = w & ~MODEL_CAT_LIST_TAG;
+        if (!(w & MODEL_CAT_LIST_TAG) || k == 0 || k > MODEL_MAX_CAT_LIST || k > n - pos - 1) {
+            set_err(err, errlen, "categorical list at word %u: bad header", pos);
+            return -1;
+        }
+        const uint32_t *c = cats + pos + 1;
+        for (uint32_t j = 0; j < k; j++)
+            if (c[j] > MODEL_MAX_CATEGORY || (j > 0 && c[j] <= c[j - 1])) {
+                set_err(err, errlen, "categorical list at word %u: not sorted categories", pos);
+                return -1;
+            }
+        pos += 1 + k;
     }
     return 0;
 }
@@ -386,6 +416,9 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
     const model_node_rec *nodes = (const model_node_rec *)(trees + h->num_trees);
     const uint32_t *cats = (const uint32_t *)(nodes + h->num_nodes);
 
+    if ((h->flags & MODEL_F_CAT_LIST) &&
+        validate_cat_lists(cats, h->num_cat_words, err, errlen) != 0)
+        return -1;
     uint32_t first = 0;
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &trees[t];

@@ -24,16 +24,31 @@
  * parent (so a walk always terminates after < num_nodes steps), and `right == left + 1`, so an
  * evaluator may compute the next node as `left + !go_left`.
  *
- * Categorical split: u.cat is the word offset in cats[] of the node's set, stored as
- *   cats[u.cat] = n (number of bitset words, 1 <= n <= MODEL_MAX_CAT_SET_WORDS)
- *   cats[u.cat + 1 .. u.cat + n]  bitset: category c is in the set iff bit (c % 32) of word c / 32
- * The set holds the categories that go RIGHT (xgboost 1.7 semantics; its JSON "categories" lists
- * exactly these).  n = max category / 32 + 1, which matches xgboost's own bitset sizing
- * (src/tree/tree_model.cc LoadCategoricalSplit), and matters: see refeval.c for the decision rule.
+ * Categorical split: u.cat is the word offset in cats[] of the node's set.  The set holds the
+ * categories that go RIGHT (xgboost 1.7 semantics; its JSON "categories" lists exactly these); a
+ * category not in the set, or not a valid category at all, goes left (refeval.c has the rule).
+ * Sets come in one of two encodings, chosen for the whole blob by the header flag
+ * MODEL_F_CAT_LIST:
+ *   - flag clear (the original format 1): a bitset sized by the largest category,
+ *       cats[u.cat] = n (number of bitset words, 1 <= n <= MODEL_MAX_CAT_SET_WORDS)
+ *       cats[u.cat + 1 .. u.cat + n]  category c is in the set iff bit (c % 32) of word c / 32
+ *     n = max category / 32 + 1, xgboost's own sizing (src/tree/tree_model.cc
+ *     LoadCategoricalSplit).  Costs (max category / 32 + 2) words per set whatever its size.
+ *   - flag set (MODEL_F_CAT_LIST, additive: a blob without it reads exactly as before): a sorted
+ *     list,
+ *       cats[u.cat] = MODEL_CAT_LIST_TAG | n  (n categories, 1 <= n <= MODEL_MAX_CAT_LIST)
+ *       cats[u.cat + 1 .. u.cat + n]  the categories, strictly increasing, each < 2^24
+ *     and cats[] is exactly the concatenation of such sets, so that a word carrying
+ *     MODEL_CAT_LIST_TAG is a set's first word and nothing else.  Costs (n + 1) words per set:
+ *     proportional to the categories the model file lists.  Membership is a binary search.
+ *   The builder (model_build.c) writes the list encoding when it is smaller in total than the
+ *   bitsets, the bitsets otherwise, so a model whose sets are dense keeps the original bytes.
+ *   Either way a set means the same thing: category c goes right iff it is in the set.
  *
  * Costs: model_validate O(len), O(1) memory.  It proves: sizes add up exactly, header fields in
  * range, trees contiguous and in order, canonical node order, split features < num_feature,
- * groups < num_class, categorical sets inside cats[], base_margin and tree weights finite,
+ * groups < num_class, categorical sets inside cats[] (lists: cats[] parses as a sequence of
+ * sorted sets, each node points at one's first word), base_margin and tree weights finite,
  * objective known.  After model_validate succeeds, evaluation cannot read out of bounds or loop. */
 #ifndef VIGIL_MODEL_H
 #define VIGIL_MODEL_H
@@ -50,8 +65,11 @@
 #define MODEL_MAX_TREE_NODES (1u << 24) /* one tree */
 #define MODEL_MAX_FEATURES (1u << 20)
 #define MODEL_MAX_CLASSES 4096u
-#define MODEL_MAX_CAT_WORDS (1u << 24)     /* total words in cats[] (64 MiB) */
-#define MODEL_MAX_CAT_SET_WORDS (1u << 19) /* one set: categories < 2^24, xgboost's own limit */
+#define MODEL_MAX_CAT_WORDS (1u << 24)      /* total words in cats[] (64 MiB) */
+#define MODEL_MAX_CAT_SET_WORDS (1u << 19)  /* one set: categories < 2^24, xgboost's own limit */
+#define MODEL_MAX_CATEGORY ((1u << 24) - 1) /* largest valid category */
+#define MODEL_MAX_CAT_LIST (1u << 24)       /* one list set: every valid category once */
+#define MODEL_CAT_LIST_TAG 0x80000000u      /* first word of a list set (MODEL_F_CAT_LIST) */
 
 /* Objectives.  The numbering is part of the blob format: append only. */
 enum model_objective {
@@ -100,7 +118,10 @@ enum model_lgbm_objective {
 #define MODEL_F_DART 0x1u /* booster "dart": each tree's leaf is multiplied by its weight */
 #define MODEL_F_COVERS                                                                             \
     0x2u /* format 1: the covers[num_nodes] section follows cats[] (explanations) */
-#define MODEL_F_ALL (MODEL_F_DART | MODEL_F_COVERS)
+/* Format 1: categorical sets are sorted lists, not bitsets (see the top).  Independent of
+ * MODEL_F_COVERS: the covers section follows cats[] whatever their encoding. */
+#define MODEL_F_CAT_LIST 0x4u
+#define MODEL_F_ALL (MODEL_F_DART | MODEL_F_COVERS | MODEL_F_CAT_LIST)
 #define MODEL_LF_SQRT 0x1u /* format 2, regression family: "regression sqrt" (sign(x) * x * x) */
 #define MODEL_LF_ALL MODEL_LF_SQRT
 
@@ -212,6 +233,37 @@ typedef struct model_view {
     double lgbm_param;             /* format 2: the objective parameter (sigmoid) */
     const model_lgbm_node *lnodes; /* format 2: the nodes (nodes is NULL then) */
 } model_view;
+
+/* Format 1's categorical decision, 1 = the row goes left: xgboost 1.7's Decision (refeval.c names
+ * each rule).  set = cats + u.cat of a validated format-1 blob, in either encoding (a bitset, or a
+ * MODEL_F_CAT_LIST sorted list: the first word says which); x is not NaN.  An invalid category
+ * (< 0, >= 2^24) or one not in the set goes left.  The one implementation for refeval.c,
+ * treeshap.c and hotpath/hp_shap.c; hotpath/hp_forest.c keeps a branch-free copy of the same rule
+ * (tested against refeval). */
+static inline int model_cat_goes_left(const uint32_t *set, float x)
+{
+    if (x < 0.0f || x >= 16777216.0f)
+        return 1;
+    uint32_t c = (uint32_t)x;
+    if (set[0] & MODEL_CAT_LIST_TAG) {
+        /* binary search of set[1 .. n] for c */
+        uint32_t lo = 1, hi = (set[0] & ~MODEL_CAT_LIST_TAG) + 1; /* [lo, hi) */
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (set[mid] == c)
+                return 0;
+            if (set[mid] < c)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return 1;
+    }
+    uint32_t n_words = set[0];
+    if (c / 32u >= n_words)
+        return 1;
+    return !((set[1 + c / 32u] >> (c % 32u)) & 1u);
+}
 
 /* Validates blob[0..len) as described at the top of this file and fills *v.  blob must be 4-byte
  * aligned (an unaligned blob is rejected, not read).  Returns 0, or -1 with a one-line reason in

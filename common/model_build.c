@@ -2,8 +2,9 @@
  * the shape a training library writes them and emits a canonical, validated blob.  API side only:
  * it allocates, so the worker never links it (see the Makefile's HOTPATH link line).
  *
- * Costs: model_builder_add_tree O(nodes + category words of the tree) time, O(nodes) temporary
- * memory.  model_build O(blob length). */
+ * Costs: model_builder_add_tree O(nodes + c log c) time for c categories listed by the tree,
+ * O(nodes) temporary memory; categorical sets are kept as sorted lists (1 + distinct categories
+ * words each).  model_build O(blob length). */
 #include "model_build.h"
 
 #include <math.h>
@@ -30,14 +31,21 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 /* ---- builder -----------------------------------------------------------------------------------
  */
 
+/* Format 1: categorical sets are collected in the list encoding (model.h, MODEL_F_CAT_LIST):
+ * cats[] holds them as written under that flag (cats_len words) and a node's u.cat is its set's
+ * offset there.  model_build then writes them either so, or as the original bitsets when those are
+ * not larger in total (bitset_words counts what they would take).  Format 2 (lgbm): cats[] holds
+ * LightGBM's own bitsets, hdr.num_cat_words words, written verbatim (never re-encoded). */
 struct model_builder {
-    model_file_header hdr;
+    model_file_header hdr; /* format 1: num_cat_words, MODEL_F_CAT_LIST decided by model_build */
     model_tree_rec *trees;
     size_t trees_cap;
     model_node_rec *nodes;
     size_t nodes_cap;
-    uint32_t *cats;
+    uint32_t *cats; /* list sets, cats_len words */
     size_t cats_cap;
+    uint32_t cats_len;       /* format 1 */
+    uint64_t bitset_words;   /* format 1: the same sets as bitsets: sum of 1 + max / 32 + 1 */
     int lgbm;                /* format 2 */
     double param;            /* format 2: objective parameter */
     model_lgbm_node *lnodes; /* format 2 nodes */
@@ -80,6 +88,12 @@ void model_builder_free(model_builder *b)
     free(b);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* Makes room for `need` elements of size `sz` in *arr (capacity *cap): the one growth rule,
  * common/dynbuf.h's, bounded by what a blob can address.  Returns 0 or -1 on OOM (the array is
  * left as it was). */
@@ -95,7 +109,8 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
     uint32_t *queue = NULL; /* queue[new index] = source index (breadth-first) */
     uint8_t *seen = NULL;
     model_file_header *h = &b->hdr;
-    uint32_t node0 = h->num_nodes, cat0 = h->num_cat_words;
+    uint32_t node0 = h->num_nodes, cat0 = b->cats_len;
+    uint64_t bits0 = b->bitset_words;
 
     if (b->lgbm || n == 0 || n > MODEL_MAX_TREE_NODES) {
         set_err(err, errlen, "tree with %u nodes (or a format-2 builder)", n);
@@ -178,20 +193,9 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
             set_err(err, errlen, "node %u: categorical split without categories", queue[k]);
             goto fail;
         }
-        int64_t maxc = 0;
-        for (uint32_t j = 0; j < s->n_cats; j++) {
-            if (s->cats[j] < 0 || s->cats[j] >= (int64_t)1 << 24) {
-                set_err(err, errlen, "node %u: category %lld outside [0, 2^24)", queue[k],
-                        (long long)s->cats[j]);
-                goto fail;
-            }
-            if (s->cats[j] > maxc)
-                maxc = s->cats[j];
-        }
-        /* xgboost sizes the bitset from the largest category (tree_model.cc
-         * LoadCategoricalSplit: ComputeStorageSize(max_cat + 1)); Decision() depends on it. */
-        uint32_t words = (uint32_t)(maxc / 32) + 1;
-        uint64_t total = (uint64_t)h->num_cat_words + 1 + words;
+        /* The set as a sorted list without duplicates: at most 1 + n_cats words, which is what
+         * the model file spent on it (a category is at least one byte there). */
+        uint64_t total = (uint64_t)b->cats_len + 1 + s->n_cats;
         if (total > MODEL_MAX_CAT_WORDS) {
             set_err(err, errlen, "categorical sets exceed %u words", MODEL_MAX_CAT_WORDS);
             goto fail;
@@ -200,15 +204,26 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
             set_err(err, errlen, "out of memory");
             goto fail;
         }
-        uint32_t off = h->num_cat_words;
-        b->cats[off] = words;
-        memset(&b->cats[off + 1], 0, (size_t)words * sizeof(uint32_t));
+        uint32_t off = b->cats_len, *list = b->cats + off + 1;
         for (uint32_t j = 0; j < s->n_cats; j++) {
-            uint32_t c = (uint32_t)s->cats[j];
-            b->cats[off + 1 + c / 32] |= 1u << (c % 32);
+            if (s->cats[j] < 0 || s->cats[j] > (int64_t)MODEL_MAX_CATEGORY) {
+                set_err(err, errlen, "node %u: category %lld outside [0, 2^24)", queue[k],
+                        (long long)s->cats[j]);
+                goto fail;
+            }
+            list[j] = (uint32_t)s->cats[j];
         }
+        qsort(list, s->n_cats, sizeof(*list), cmp_u32);
+        uint32_t m = 1;
+        for (uint32_t j = 1; j < s->n_cats; j++)
+            if (list[j] != list[m - 1])
+                list[m++] = list[j];
+        b->cats[off] = MODEL_CAT_LIST_TAG | m;
+        /* xgboost sizes the bitset from the largest category (tree_model.cc
+         * LoadCategoricalSplit: ComputeStorageSize(max_cat + 1)). */
+        b->bitset_words += 1 + list[m - 1] / 32 + 1;
         d->u.cat = off;
-        h->num_cat_words = (uint32_t)total;
+        b->cats_len = off + 1 + m;
     }
     model_tree_rec *tr = &b->trees[h->num_trees];
     tr->first_node = node0;
@@ -219,8 +234,10 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
     h->num_nodes = node0 + qlen;
     rc = 0;
 fail:
-    if (rc != 0)
-        h->num_cat_words = cat0; /* drop this tree's partial category words */
+    if (rc != 0) { /* drop this tree's partial category words */
+        b->cats_len = cat0;
+        b->bitset_words = bits0;
+    }
     free(queue);
     free(seen);
     return rc;
@@ -394,19 +411,49 @@ fail:
     return rc;
 }
 
+/* Writes the list sets of b as bitsets into out (bitset_words words) and points the categorical
+ * nodes of the blob's nodes[] at them.  The k-th categorical node in node order owns the k-th
+ * list set (model_builder_add_tree appends one set per categorical node, in that order). */
+static void emit_bitsets(const model_builder *b, model_node_rec *nodes, uint32_t *out)
+{
+    uint32_t o = 0;
+    for (uint32_t i = 0; i < b->hdr.num_nodes; i++) {
+        if (nodes[i].left == -1 || !(nodes[i].split & MODEL_NODE_CATEGORICAL))
+            continue;
+        const uint32_t *set = b->cats + nodes[i].u.cat;
+        uint32_t m = set[0] & ~MODEL_CAT_LIST_TAG;
+        uint32_t words = set[m] / 32 + 1; /* the largest category is the last */
+        out[o] = words;
+        memset(&out[o + 1], 0, (size_t)words * sizeof(uint32_t));
+        for (uint32_t j = 1; j <= m; j++)
+            out[o + 1 + set[j] / 32] |= 1u << (set[j] % 32);
+        nodes[i].u.cat = o;
+        o += 1 + words;
+    }
+}
+
 int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, size_t errlen)
 {
-    const model_file_header *h = &b->hdr;
-    size_t node_size = b->lgbm ? sizeof(model_lgbm_node) : sizeof(model_node_rec);
-    size_t len = MODEL_HEADER_SIZE + (size_t)h->num_trees * sizeof(model_tree_rec) +
-                 (size_t)h->num_nodes * node_size + (size_t)h->num_cat_words * sizeof(uint32_t);
-    if (h->flags & MODEL_F_COVERS)
-        len += (size_t)h->num_nodes * sizeof(float);
+    model_file_header h = b->hdr;
     uint8_t *blob = NULL;
     model_view v;
 
     *blob_out = NULL;
     *len_out = 0;
+    /* Format 1: the smaller encoding of the categorical sets; a tie keeps the original bitsets.
+     * Lists are at most MODEL_MAX_CAT_WORDS (add_tree), bitsets only chosen when not larger.
+     * Format 2: LightGBM's own bitsets, written as model_lgbm_builder_add_tree left them. */
+    int lists = !b->lgbm && b->cats_len > 0 && b->bitset_words > b->cats_len;
+    if (!b->lgbm) {
+        h.num_cat_words = lists ? b->cats_len : (uint32_t)b->bitset_words;
+        h.flags = lists ? h.flags | MODEL_F_CAT_LIST : h.flags & ~MODEL_F_CAT_LIST;
+    }
+    size_t node_size = b->lgbm ? sizeof(model_lgbm_node) : sizeof(model_node_rec);
+    size_t len = MODEL_HEADER_SIZE + (size_t)h.num_trees * sizeof(model_tree_rec) +
+                 (size_t)h.num_nodes * node_size + (size_t)h.num_cat_words * sizeof(uint32_t);
+    int covers = !b->lgbm && (h.flags & MODEL_F_COVERS);
+    if (covers)
+        len += (size_t)h.num_nodes * sizeof(float);
     blob = malloc(len); /* malloc's alignment satisfies model_validate's 4 bytes */
     if (blob == NULL) {
         set_err(err, errlen, "out of memory for a %zu-byte blob", len);
@@ -416,28 +463,32 @@ int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, s
     if (b->lgbm) {
         model_lgbm_header lh;
         memset(&lh, 0, sizeof lh);
-        memcpy(&lh, h, offsetof(model_lgbm_header, param)); /* the shared 9-word prefix */
+        memcpy(&lh, &h, offsetof(model_lgbm_header, param)); /* the shared 9-word prefix */
         model_lgbm_store(lh.param, b->param);
         memcpy(p, &lh, MODEL_HEADER_SIZE);
     } else {
-        memcpy(p, h, MODEL_HEADER_SIZE);
+        memcpy(p, &h, MODEL_HEADER_SIZE);
     }
     p += MODEL_HEADER_SIZE;
-    if (h->num_trees) {
-        memcpy(p, b->trees, (size_t)h->num_trees * sizeof(model_tree_rec));
-        p += (size_t)h->num_trees * sizeof(model_tree_rec);
+    if (h.num_trees) {
+        memcpy(p, b->trees, (size_t)h.num_trees * sizeof(model_tree_rec));
+        p += (size_t)h.num_trees * sizeof(model_tree_rec);
     }
-    if (h->num_nodes) {
+    model_node_rec *nodes = (model_node_rec *)p; /* format 1 only */
+    if (h.num_nodes) {
         memcpy(p, b->lgbm ? (const void *)b->lnodes : (const void *)b->nodes,
-               (size_t)h->num_nodes * node_size);
-        p += (size_t)h->num_nodes * node_size;
+               (size_t)h.num_nodes * node_size);
+        p += (size_t)h.num_nodes * node_size;
     }
-    if (h->num_cat_words) {
-        memcpy(p, b->cats, (size_t)h->num_cat_words * sizeof(uint32_t));
-        p += (size_t)h->num_cat_words * sizeof(uint32_t);
+    if (h.num_cat_words) {
+        if (b->lgbm || lists) /* format 2's words, or format 1's lists: verbatim */
+            memcpy(p, b->cats, (size_t)h.num_cat_words * sizeof(uint32_t));
+        else
+            emit_bitsets(b, nodes, (uint32_t *)p);
+        p += (size_t)h.num_cat_words * sizeof(uint32_t);
     }
-    if ((h->flags & MODEL_F_COVERS) && h->num_nodes)
-        memcpy(p, b->covers, (size_t)h->num_nodes * sizeof(float));
+    if (covers && h.num_nodes) /* after cats[] whatever their encoding */
+        memcpy(p, b->covers, (size_t)h.num_nodes * sizeof(float));
     if (model_validate(blob, len, NULL, 0, &v, err, errlen) != 0)
         goto fail;
     *blob_out = blob;

@@ -12,16 +12,13 @@
  *   - the category is the float truncated toward zero (AsCat: static_cast<int32_t>), so 2.99 -> 2
  *   - a category whose word lies beyond the node's bitset (word >= n_words) -> left
  *   - otherwise left iff the category is NOT in the set (the set lists categories going right).
- * NaN never gets here: missing is decided first (predict_fn.h GetNextNode). */
+ * The bitset holds every category up to its largest, so "beyond the bitset" is "not in the set":
+ * a list set (model.h, MODEL_F_CAT_LIST) answers the same question by a search of its sorted
+ * categories.  The code is model_cat_goes_left (model.h), shared with common/treeshap.c and
+ * hotpath/hp_shap.c.  NaN never gets here: missing is decided first (predict_fn.h GetNextNode). */
 static int cat_goes_left(const uint32_t *set, float x)
 {
-    if (x < 0.0f || x >= 16777216.0f)
-        return 1;
-    uint32_t c = (uint32_t)x;
-    uint32_t n_words = set[0];
-    if (c / 32u >= n_words)
-        return 1;
-    return !((set[1 + c / 32u] >> (c % 32u)) & 1u);
+    return model_cat_goes_left(set, x); /* model.h: the rule above, shared with TreeSHAP */
 }
 
 float refeval_tree_leaf(const model_view *m, uint32_t tree, const float *row)

@@ -61,13 +61,9 @@ size_t treeshap_scratch_bytes(const model_view *m)
 
 int treeshap_cat_left(const uint32_t *set, float x)
 {
-    /* refeval.c cat_goes_left, the same rule (common/categorical.h Decision of 1.7) */
-    if (x < 0.0f || x >= 16777216.0f)
-        return 1;
-    uint32_t c = (uint32_t)x;
-    if (c / 32u >= set[0])
-        return 1;
-    return !((set[1 + c / 32u] >> (c % 32u)) & 1u);
+    /* refeval.c cat_goes_left, the same rule (common/categorical.h Decision of 1.7), either
+     * encoding of the set (bitset or MODEL_F_CAT_LIST list) */
+    return model_cat_goes_left(set, x);
 }
 
 /* ---- the recursion (tree_model.cc TreeShap) ------------------------------------------------- */

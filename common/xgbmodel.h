@@ -6,10 +6,12 @@
  * multi-target models (num_target > 1: one_output_per_tree, and multi_output_tree's vector
  * leaves), and the split of failures into "invalid" (not a well-formed xgboost model: HTTP 400)
  * and "unsupported" (a well-formed model we cannot score exactly: HTTP 422).
- * Costs: O(len) time.  Memory: the blob plus the mdoc index of the document's containers and
- * strings (numbers inside arrays are re-read from the source, never indexed), bounded by len/4 +
- * 4096 entries of 32 bytes whatever the document claims, plus one tree's nodes and categories at a
- * time. */
+ * Costs: O(len) time.  Memory: the blob (twice while it is emitted: the builder's records and
+ * the blob) plus the mdoc index of the document's containers and strings (numbers inside arrays
+ * are re-read from the source, never indexed), bounded by len/4 + 4096 entries of 16 bytes
+ * whatever the document claims (about 1.5 x len for xgboost's densest JSON, single-leaf trees),
+ * plus one tree's nodes and categories at a time.  Categorical sets compile to at most one word
+ * per category listed, plus one per set (common/model.h). */
 #ifndef VIGIL_XGBMODEL_H
 #define VIGIL_XGBMODEL_H
 

@@ -574,13 +574,25 @@ enum walk_mode {
     M_FULL  /* refeval's rule node by node: NaN -> default, categorical -> set, else x < t */
 };
 
-/* refeval.c cat_goes_left, kept identical: invalid (< 0, >= 2^24) or beyond the set -> left;
- * otherwise left iff the truncated category is not in the set. */
+/* model.h model_cat_goes_left (refeval.c's rule), kept identical: invalid (< 0, >= 2^24) or beyond
+ * the set -> left; otherwise left iff the truncated category is not in the set.  A list set
+ * (MODEL_F_CAT_LIST: set[0] = tag | n, then n sorted categories) is searched by halving: base moves
+ * to the last element <= c, so the loop runs ceil(log2 n) times with no data-dependent exit. */
 static inline int cat_goes_left(const uint32_t *set, float x)
 {
     if (x < 0.0f || x >= 16777216.0f)
         return 1;
     uint32_t c = (uint32_t)x;
+    if (set[0] & MODEL_CAT_LIST_TAG) {
+        const uint32_t *base = set + 1;
+        uint32_t n = set[0] & ~MODEL_CAT_LIST_TAG; /* >= 1 (model_validate) */
+        while (n > 1) {
+            uint32_t half = n / 2;
+            base = base[half] <= c ? base + half : base;
+            n -= half;
+        }
+        return *base != c;
+    }
     if (c / 32u >= set[0])
         return 1;
     return !((set[1 + c / 32u] >> (c % 32u)) & 1u);

@@ -217,7 +217,7 @@ static void walk_node(walk *w, int32_t nid, uint32_t d, treeshap_elem *parent, f
     if (isnan(x))
         left = (nd->split & MODEL_NODE_DEFAULT_LEFT) != 0;
     else if (nd->split & MODEL_NODE_CATEGORICAL)
-        left = treeshap_cat_left(w->cats + nd->u.cat, x);
+        left = model_cat_goes_left(w->cats + nd->u.cat, x); /* either encoding */
     else
         left = x < nd->u.threshold;
     int32_t hot = left ? nd->left : nd->right, cold = left ? nd->right : nd->left;

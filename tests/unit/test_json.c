@@ -478,6 +478,46 @@ START_TEST(unknown_member_of_non_object)
 }
 END_TEST
 
+/* Issue 9 item 12: numbers in stored client JSON are within 2^53 - 1 and printed exactly; the
+ * expected texts are written out by hand. */
+START_TEST(exact_numbers)
+{
+    static const struct {
+        const char *in, *out; /* out NULL: refused, path in want_path */
+        const char *want_path;
+    } cases[] = {
+        {"{\"a\":9007199254740991}", "{\"a\":9007199254740991}", NULL},
+        {"{\"a\":-9007199254740991}", "{\"a\":-9007199254740991}", NULL},
+        {"{\"a\":[1,0.1,1.5,-0.25,1e-7,123456789012]}",
+         "{\"a\":[1,0.1,1.5,-0.25,1e-07,123456789012]}", NULL},
+        {"{\"a\":0.30000000000000004}", "{\"a\":0.30000000000000004}", NULL},
+        {"{\"a\":1E3,\"b\":true,\"c\":null,\"d\":\"9007199254740993\"}",
+         "{\"a\":1000,\"b\":true,\"c\":null,\"d\":\"9007199254740993\"}", NULL},
+        {"{\"a\":9007199254740992}", NULL, "m.a"},
+        {"{\"a\":{\"b\":[0,12345678901234567890]}}", NULL, "m.a.b[1]"},
+        {"{\"x\":1e400}", NULL, "m.x"},
+        {"{\"x\":-1e400}", NULL, "m.x"},
+        {"{\"x\":1e300}", NULL, "m.x"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *j = cJSON_Parse(cases[i].in);
+        ck_assert_ptr_nonnull(j);
+        char path[256] = "";
+        int bad = json_find_inexact_number(j, "m", path, sizeof path);
+        if (cases[i].out == NULL) {
+            ck_assert_msg(bad, "%s accepted", cases[i].in);
+            ck_assert_str_eq(path, cases[i].want_path);
+        } else {
+            ck_assert_msg(!bad, "%s refused at %s", cases[i].in, path);
+            char *s = json_print_exact(j);
+            ck_assert_str_eq(s, cases[i].out);
+            free(s);
+        }
+        cJSON_Delete(j);
+    }
+}
+END_TEST
+
 static Suite *json_suite(void)
 {
     Suite *s = suite_create("json");
@@ -501,6 +541,7 @@ static Suite *json_suite(void)
     tcase_add_test(tc, print_is_compact);
     tcase_add_test(tc, log_escape_is_strict_json);
     tcase_add_test(tc, unknown_member_of_non_object);
+    tcase_add_test(tc, exact_numbers);
     suite_add_tcase(s, tc);
     return s;
 }

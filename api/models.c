@@ -525,6 +525,36 @@ static int predict_answer_fits(http_req *req, http_resp *resp, uint32_t nrows, u
     return -1;
 }
 
+/* The head of predict and explain: the model id from the path, a JSON body (415 otherwise) and
+ * the model's metadata (404, or 503 when the database is unavailable).  Returns 0 with *m filled
+ * (the caller frees it with scoring_model_free), or -1 with the answer in resp. */
+static int model_rows_head(http_req *req, http_resp *resp, scoring_model *m)
+{
+    const char *id;
+    int db_rc = DB_OK;
+    if (model_id_param(req, resp, &id))
+        return -1;
+    if (!http_media_type_is(http_header(req, "Content-Type"), "application/json")) {
+        http_problem(resp, 415, "unsupported_media_type", NULL,
+                     "request body must be application/json");
+        return -1;
+    }
+    db_conn *c = dbreq_acquire(req, resp);
+    if (!c)
+        return -1;
+    int sc = scoring_meta(c, id, req->deadline_ms, m, &db_rc);
+    dbreq_release(req, c);
+    if (sc == SC_NOT_FOUND) {
+        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
+        return -1;
+    }
+    if (sc != SC_OK) {
+        http_unavailable(resp, "the database is unavailable");
+        return -1;
+    }
+    return 0;
+}
+
 /* The predict answer for scoring status sc: 200 with the predictions (out, nrows x nout values,
  * double when f64), or the failure as a problem (err: the scorer's reason, logged, never shown
  * for 5xx). */
@@ -561,33 +591,13 @@ static void predict_answer(http_req *req, http_resp *resp, const scoring_model *
 
 void models_predict(http_req *req, http_resp *resp)
 {
-    const char *id;
     scoring_model m = {0};
     rows_result rr = {0};
     void *out = NULL;
     char err[512];
-    int db_rc = DB_OK;
-    if (model_id_param(req, resp, &id))
+    if (model_rows_head(req, resp, &m))
         return;
-    const char *ct = http_header(req, "Content-Type");
-    if (!http_media_type_is(ct, "application/json")) {
-        http_problem(resp, 415, "unsupported_media_type", NULL,
-                     "request body must be application/json");
-        return;
-    }
-    db_conn *c = dbreq_acquire(req, resp);
-    if (!c)
-        return;
-    int sc = scoring_meta(c, id, req->deadline_ms, &m, &db_rc);
-    dbreq_release(req, c);
-    if (sc == SC_NOT_FOUND) {
-        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
-        return;
-    }
-    if (sc != SC_OK) {
-        http_unavailable(resp, "the database is unavailable");
-        return;
-    }
+    int sc;
     int f64 = scoring_is_f64(&m); /* LightGBM: rows and outputs in double */
     size_t elem = f64 ? sizeof(double) : sizeof(float);
     if (predict_parse(req, resp, &m, elem, &rr))
@@ -718,39 +728,15 @@ static void explain_problem(http_req *req, http_resp *resp, int sc, const char *
 
 void models_explain(http_req *req, http_resp *resp)
 {
-    const char *id;
     scoring_model m = {0};
     rows_result rr = {0};
     float *contribs = NULL, *margins = NULL;
     char err[512];
-    int db_rc = DB_OK;
-    if (model_id_param(req, resp, &id))
+    if (model_rows_head(req, resp, &m))
         return;
-    const char *ct = http_header(req, "Content-Type");
-    if (!ct || strncasecmp(ct, "application/json", 16) != 0) {
-        http_problem(resp, 415, "unsupported_media_type", NULL,
-                     "request body must be application/json");
-        return;
-    }
-    db_conn *c = dbreq_acquire(req, resp);
-    if (!c)
-        return;
-    int sc = scoring_meta(c, id, req->deadline_ms, &m, &db_rc);
-    dbreq_release(req, c);
-    if (sc == SC_NOT_FOUND) {
-        http_problem(resp, 404, "not_found", NULL, "no model with id %s", id);
-        return;
-    }
-    if (sc != SC_OK) {
-        http_unavailable(resp, "the database is unavailable");
-        return;
-    }
-    if (rows_parse(req->body, req->body_len, (const char *const *)m.names, m.n_names,
-                   m.num_features, (uint32_t)req->app->cfg->max_predict_rows, &rr) != 0) {
-        http_problem(resp, rr.status, rr.status == 413 ? "too_many_rows" : "validation_failed",
-                     rr.field[0] ? rr.field : NULL, "%s", rr.err);
+    int sc;
+    if (predict_parse(req, resp, &m, sizeof(float), &rr))
         goto done;
-    }
     /* Both modes answer within the worker's frame: the same limit whichever runs it. */
     uint64_t answer = 12 + (uint64_t)rr.nrows * m.num_class * (m.num_features + 2) * 4;
     if (answer > ((uint64_t)req->app->cfg->hotpath_max_frame_mb << 20)) {
@@ -776,7 +762,7 @@ void models_explain(http_req *req, http_resp *resp)
         else
             http_problem(resp, 500, "internal", NULL, "out of memory");
     } else {
-        explain_problem(req, resp, sc, id, err);
+        explain_problem(req, resp, sc, m.id, err);
     }
 done:
     free(contribs);

@@ -7,6 +7,7 @@
 #include "health.h"
 #include "http.h"
 #include "models.h"
+#include "openapi.h"
 #include "policy.h"
 #include "scrape.h"
 #include "transactions.h"
@@ -16,6 +17,7 @@ const route routes_table[] = {
     {"GET", "/health", health_live, SCOPE_NONE, BODY_NONE},
     {"GET", "/ready", health_ready, SCOPE_NONE, BODY_NONE},
     {"GET", "/metrics", scrape_handler, SCOPE_NONE, BODY_NONE},
+    {"GET", "/api/v1/openapi.json", openapi_handler, SCOPE_NONE, BODY_NONE},
 
     {"POST", "/api/v1/users", users_create, SCOPE_WRITE, BODY_JSON},
     {"GET", "/api/v1/users", users_list, SCOPE_READ, BODY_NONE},

@@ -1,6 +1,6 @@
 /* openapi.h - the OpenAPI 3.1 document of vigil-api, embedded at build time, and its route.
  *
- * The document is assembled from api/openapi/*.json by api/openapi/build.py (see
+ * The document is assembled from the JSON files of api/openapi/ by api/openapi/build.py (see
  * api/openapi/README.md) into build/openapi.json, whose bytes the build embeds as openapi_doc
  * (generated build/<flavour>/gen/openapi_doc.c).  Immutable, so thread-safe; serving it costs one
  * copy of about 50 KB. */

@@ -53,8 +53,11 @@ static void put_json_string(line *l, const char *s, size_t n)
             continue;
         put(l, s + run, i - run);
         char esc[8];
-        snprintf(esc, sizeof esc, "\\u%04x", c);
-        put(l, esc, 6);
+        if (c == '"' || c == '\\')
+            snprintf(esc, sizeof esc, "\\%c", c);
+        else
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+        put(l, esc, strlen(esc));
         run = i + 1;
     }
     put(l, s + run, n - run);

@@ -55,8 +55,8 @@ START_TEST(served_without_a_key_as_built)
                       r.body);
         ck_assert_str_eq(h_header(&r, "Content-Type", ct, sizeof ct), "application/json");
         ck_assert_msg(r.len == len && memcmp(r.body, want, len) == 0,
-                      "the served document (%zu bytes) is not build/openapi.json (%zu bytes)", r.len,
-                      len);
+                      "the served document (%zu bytes) is not build/openapi.json (%zu bytes)",
+                      r.len, len);
         ck_assert_str_eq(h_str(&r, "openapi"), "3.1.0");
         h_resp_free(&r);
     }

@@ -137,12 +137,11 @@ START_TEST(path_parameters_are_declared)
         ck_assert_ptr_nonnull(op);
         for (const char *p = strchr(rt->pattern, '{'); p; p = strchr(p + 1, '{')) {
             size_t len = strcspn(p + 1, "}");
-            ck_assert_msg(declares(cJSON_GetObjectItemCaseSensitive(item, "parameters"), p + 1,
-                                   len) ||
-                              declares(cJSON_GetObjectItemCaseSensitive(op, "parameters"), p + 1,
-                                       len),
-                          "%s %s: path parameter {%.*s} is not declared (in: path, required)",
-                          rt->method, rt->pattern, (int)len, p + 1);
+            ck_assert_msg(
+                declares(cJSON_GetObjectItemCaseSensitive(item, "parameters"), p + 1, len) ||
+                    declares(cJSON_GetObjectItemCaseSensitive(op, "parameters"), p + 1, len),
+                "%s %s: path parameter {%.*s} is not declared (in: path, required)", rt->method,
+                rt->pattern, (int)len, p + 1);
         }
     }
     cJSON_Delete(doc);

@@ -367,9 +367,12 @@ def rec(method, path, status, ctype, body):
                        "content_type": ctype, "body": body, "len": len(body or "")})
 
 
-def problem(status, code, title="x"):
-    return json.dumps({"type": "https://vigil.dev/problems/" + code, "title": title,
-                       "status": status, "detail": "d", "code": code})
+TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+
+
+def problem(status, code, body_status=None):
+    return json.dumps({"type": "https://vigil.dev/problems/" + code, "title": TITLES[status],
+                       "status": body_status or status, "detail": "d", "code": code})
 
 
 PJ = "application/problem+json"
@@ -387,6 +390,8 @@ BAD = [
     ("an undocumented status", rec("GET", "/health", 418, "application/json", "{}")),
     ("a problem code the operation does not list",
      rec("GET", "/api/v1/users", 400, PJ, problem(400, "made_up_code"))),
+    ("a problem whose status member is not the HTTP status",
+     rec("GET", "/api/v1/users", 400, PJ, problem(400, "validation_failed", body_status=404))),
     ("a problem without its detail",
      rec("GET", "/no/such/route", 404, PJ, '{"type":"https://vigil.dev/problems/not_found",'
          '"title":"Not Found","status":404,"code":"not_found"}')),

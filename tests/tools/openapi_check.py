@@ -11,7 +11,9 @@
       DOC: an operation for its method and path (or, for a path no route has, the document's
       NoRoute 404 / MethodNotAllowed 405 / BadRequest 400 answers), a response for its status,
       a media type for its Content-Type, and, for a JSON body, the schema.  Bodies that are not
-      JSON (model sources, /metrics) are checked for their content type only.
+      JSON (model sources, /metrics) are checked for their content type only.  A request the
+      server accepted (2xx) must also be one the document accepts: every query parameter
+      declared, its value valid for its schema.
   openapi_check.py selftest DOC.json META.json
       Feeds the two checks above crafted inputs that must fail (a body with an unknown member, an
       undocumented status, a wrong problem code, a wrong Content-Type, a document with a broken
@@ -246,7 +248,46 @@ class Checker:
             comp = self.doc.get("components", {}).get("responses", {})
             if "BadRequest" in comp and not self.check_as(rec, comp["BadRequest"], "BadRequest"):
                 return None
+        if not msg and 200 <= rec["status"] < 300:
+            msg = self.check_query(rec)
         return msg
+
+    def parameters(self, template, op):
+        """The query parameters of an operation (path-level and its own, $refs resolved)."""
+        out = {}
+        item = self.doc["paths"][template]
+        for p in list(item.get("parameters", [])) + list(op.get("parameters", [])):
+            p = self.deref(p)
+            if p.get("in") == "query":
+                out[p["name"]] = p
+        return out
+
+    def check_query(self, rec):
+        """A request the server accepted (2xx) must be one the document accepts: every query
+        parameter declared, its value valid for the schema.  Returns None or a message."""
+        template, op = self.find(rec["method"], rec["path"])
+        if template is None or "?" not in rec["path"]:
+            return None
+        declared = self.parameters(template, op)
+        query = urllib.parse.parse_qsl(rec["path"].split("?", 1)[1], keep_blank_values=True)
+        label = "%s %s" % (rec["method"].upper(), template)
+        for name, value in query:
+            p = declared.get(name)
+            if p is None:
+                return "%s answered %s to query parameter %r, which the document does not declare" % (
+                    label, rec["status"], name)
+            schema = p.get("schema", {})
+            resolved = self.deref(schema)
+            if resolved.get("type") in ("integer", "number"):
+                try:
+                    value = int(value) if resolved["type"] == "integer" else float(value)
+                except ValueError:
+                    pass
+            errs = list(self.validator((label, "query", name), schema).iter_errors(value))
+            if errs:
+                return "%s answered %s to %s=%r, which the document refuses: %s" % (
+                    label, rec["status"], name, value, errs[0].message[:200])
+        return None
 
     def check_as(self, rec, resp, label):
         if resp is None:
@@ -382,6 +423,7 @@ GOOD = [
     rec("DELETE", "/health", 405, PJ, problem(405, "method_not_allowed")),
     rec("GET", "/api/v1/users?limit=0", 400, PJ, problem(400, "validation_failed")),
     rec("GET", "/metrics", 200, "text/plain; version=0.0.4; charset=utf-8", None),
+    rec("GET", "/api/v1/users?limit=500", 200, "application/json", '{"data":[],"next_cursor":null}'),
 ]
 BAD = [
     ("a member the schema does not have",
@@ -400,6 +442,12 @@ BAD = [
      rec("DELETE", "/health", 404, PJ, problem(404, "not_found"))),
     ("an undocumented Content-Type",
      rec("GET", "/metrics", 200, "application/json", '{"a":1}')),
+    ("a 200 to a query parameter the document does not declare",
+     rec("GET", "/api/v1/users?colour=red", 200, "application/json",
+         '{"data":[],"next_cursor":null}')),
+    ("a 200 to a query value the document refuses",
+     rec("GET", "/api/v1/users?limit=501", 200, "application/json",
+         '{"data":[],"next_cursor":null}')),
     ("a body that is not JSON",
      rec("GET", "/health", 200, "application/json", "ok")),
 ]

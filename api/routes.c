@@ -1,6 +1,7 @@
 /* routes.c - every HTTP route of vigil-api in one table: method, path pattern, handler, the scope
  * an API key needs (SCOPE_NONE = public) and which body-size limit applies.  To add an endpoint,
- * add a line here and a handler in the resource's module. */
+ * add a line here, a handler in the resource's module and its operation in the area's fragment of
+ * api/openapi/ (test_openapi fails until the table and the OpenAPI document agree). */
 #include "routes.h"
 
 #include "decision.h"

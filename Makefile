@@ -245,7 +245,7 @@ clean:
 #   make fuzz FUZZ_TARGETS=json FUZZ_SECONDS=300
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= json rows xgb ubj model cursor wire score lgbm http
+FUZZ_TARGETS ?= json rows xgb ubj model cursor wire score lgbm http rules
 FUZZ_OUT     := build/fuzz
 FUZZ_BIN     := bin/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -271,6 +271,7 @@ FUZZ_SRC_score   := $(HOTPATH_SRC) $(filter-out $(COMMON_API_ONLY),$(COMMON_SRC)
 FUZZ_SRC_http    := api/http.c api/router.c api/json.c api/metrics.c api/config.c \
                     common/clock.c common/logline.c common/dynbuf.c common/utf8.c common/hex.c \
                     common/wire.c
+FUZZ_SRC_rules   := common/rules.c common/listset.c common/dynbuf.c common/utf8.c
 FUZZ_SRC_seedgen := api/cursor.c api/config.c api/validate.c $(COMMON_SRC)
 # Libraries a harness needs beyond FUZZ_LIBS.
 FUZZ_LIBS_http   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
@@ -289,7 +290,7 @@ $(FUZZ_BIN)/fuzz_$(1): $(FUZZ_OUT)/tests/fuzz/fuzz_$(1).o $(FUZZ_SRC_$(1):%.c=$(
 	$$(call say,LINK,$$@)
 	$$(Q)$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $$(FUZZ_LIBS) $$(FUZZ_LIBS_$(1))
 endef
-$(foreach t,json rows xgb ubj model cursor wire score lgbm http,$(eval $(call FUZZ_LINK_RULE,$(t))))
+$(foreach t,json rows xgb ubj model cursor wire score lgbm http rules,$(eval $(call FUZZ_LINK_RULE,$(t))))
 
 $(FUZZ_BIN)/seedgen: $(FUZZ_OUT)/tests/fuzz/seedgen.o $(FUZZ_SRC_seedgen:%.c=$(FUZZ_OUT)/%.o)
 	@mkdir -p $(dir $@)

@@ -274,6 +274,21 @@ int listset_ip_parse(const char *in, size_t len, listset_ip *out, char *err, siz
     return LISTSET_OK;
 }
 
+/* A string item: 1..LISTSET_ITEM_MAX bytes of UTF-8 without U+0000 (PostgreSQL text cannot hold
+ * it, and the canonical text is a C string). */
+static int string_item_check(const char *s, size_t len, char *err, size_t errlen)
+{
+    if (len == 0 || !utf8_valid(s, len)) {
+        set_err(err, errlen, "expected a non-empty UTF-8 string");
+        return LISTSET_E_INVALID;
+    }
+    if (memchr(s, 0, len) != NULL) {
+        set_err(err, errlen, "a string item cannot contain U+0000");
+        return LISTSET_E_INVALID;
+    }
+    return LISTSET_OK;
+}
+
 /* ---- canonical text -------------------------------------------------------------------------- */
 
 int listset_canon(listset_kind k, const char *in, size_t len, char *out, size_t outlen, char *err,
@@ -285,10 +300,8 @@ int listset_canon(listset_kind k, const char *in, size_t len, char *out, size_t 
     }
     switch (k) {
     case LISTSET_STRING:
-        if (len == 0 || !utf8_valid(in, len)) {
-            set_err(err, errlen, "expected a non-empty UTF-8 string");
+        if (string_item_check(in, len, err, errlen) != LISTSET_OK)
             return LISTSET_E_INVALID;
-        }
         if (outlen <= len) {
             set_err(err, errlen, "output buffer too small");
             return LISTSET_E_INVALID;
@@ -507,10 +520,8 @@ int listset_builder_add(listset_builder *b, const char *item, size_t len, char *
         return LISTSET_E_INVALID;
     }
     if (s->kind == LISTSET_STRING) {
-        if (len == 0 || !utf8_valid(item, len)) {
-            set_err(err, errlen, "expected a non-empty UTF-8 string");
+        if (string_item_check(item, len, err, errlen) != LISTSET_OK)
             return LISTSET_E_INVALID;
-        }
         rc = add_string(s, item, len);
     } else if (s->kind == LISTSET_NUMBER) {
         double v;

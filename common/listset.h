@@ -3,7 +3,8 @@
  *
  * Owns: what a list item is (its kind's validation and canonical text), and the set a decision
  * probes: built once from a version's items, then read-only.
- *   - string: exact bytes (case-sensitive, no trimming), 1..LISTSET_ITEM_MAX bytes of valid UTF-8.
+ *   - string: exact bytes (case-sensitive, no trimming), 1..LISTSET_ITEM_MAX bytes of valid UTF-8
+ *     without U+0000 (PostgreSQL text cannot hold it).
  *     Open-addressing hash set (load <= 1/2) of 32-bit arena offsets + 32-bit hash tags over one
  *     string arena; lookup = one hash + ~1.5 probes, memcmp on a tag match.
  *   - number: a finite double; -0 and 0 are the same item.  Open-addressing hash set of the bit

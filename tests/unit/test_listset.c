@@ -139,6 +139,7 @@ START_TEST(canonical_strings)
     canon_bad(LISTSET_STRING, "", 0, "expected a non-empty UTF-8 string");
     canon_bad(LISTSET_STRING, "\xff", 1, "expected a non-empty UTF-8 string");
     canon_bad(LISTSET_STRING, "\xc3", 1, "expected a non-empty UTF-8 string");
+    canon_bad(LISTSET_STRING, "a\0b", 3, "a string item cannot contain U+0000");
     static char big[LISTSET_ITEM_MAX + 2];
     memset(big, 'a', sizeof big - 1);
     char out[LISTSET_ITEM_MAX + 1];

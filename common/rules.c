@@ -518,6 +518,11 @@ static size_t scan_number(cctx *c, size_t i)
         while (i < c->len && is_digit((unsigned char)c->src[i]))
             i++;
     }
+    if (i < c->len && (is_alpha((unsigned char)c->src[i]) || c->src[i] == '_')) {
+        /* "5and" is a typo, not "5 and" */
+        fail_at(c, i, "unexpected '%c' after a number", c->src[i]);
+        return 0;
+    }
     return i;
 }
 

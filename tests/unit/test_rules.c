@@ -450,6 +450,8 @@ START_TEST(errors_with_columns)
         {"amount > 1e+", 13, "expected a digit in the exponent"},
         {"amount > .5", 10, "unexpected character '.'"},
         {"amount > 1e999", 10, "number out of range"},
+        {"amount > 5and true", 11, "unexpected 'a' after a number"},
+        {"amount > 0x10", 11, "unexpected 'x' after a number"},
         {"amount > 5 and é", 16, "unexpected character U+00E9"},
         {"country = \"é\" and amout > 1", 19, "unknown operand 'amout'"},
         {"amount > 5 # comment", 12, "unexpected character '#'"},

@@ -577,7 +577,8 @@ static uint64_t be64(const uint8_t *p)
 static int build_ranges(listset *s)
 {
     size_t n = s->n_items, distinct = 0;
-    qsort(s->items, n, sizeof *s->items, ip_cmp);
+    if (n > 0)
+        qsort(s->items, n, sizeof *s->items, ip_cmp);
     s->v4 = malloc((n ? n : 1) * 2 * sizeof *s->v4);
     s->v6 = malloc((n ? n : 1) * 4 * sizeof *s->v6);
     if (s->v4 == NULL || s->v6 == NULL)
@@ -622,6 +623,13 @@ static int build_ranges(listset *s)
         }
     }
     s->count = distinct;
+    /* give back what merging and the other family left unused */
+    uint32_t *v4 = realloc(s->v4, (s->n_v4 ? s->n_v4 : 1) * 2 * sizeof *s->v4);
+    if (v4 != NULL)
+        s->v4 = v4;
+    uint64_t *v6 = realloc(s->v6, (s->n_v6 ? s->n_v6 : 1) * 4 * sizeof *s->v6);
+    if (v6 != NULL)
+        s->v6 = v6;
     free(s->items);
     s->items = NULL;
     s->cap_items = s->n_items = 0;

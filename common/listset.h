@@ -25,9 +25,9 @@
  *       - zone ids ("fe80::1%eth0"), leading zeros ("010.0.0.1"), spaces, a prefix beyond the
  *         family's width or with leading zeros/sign ("/08", "/+8") are refused.
  * Costs (measured by `make bench`, bin/tests/bench_rules): 1M string items of 26-29 bytes hold
- * 48.7 MB (a 16 MiB table + a 31 MB arena); a lookup is a few hundred ns, far under 2 us.  Building is O(n) (strings,
- * numbers) or O(n log n) (ip) and allocates; lookups never allocate, never block, and are safe
- * from any number of threads at once on one set (it is immutable after listset_build).
+ * 48.7 MB (a 16 MiB table + a 31 MB arena); a lookup is a few hundred ns, far under 2 us.  Building
+ * is O(n) (strings, numbers) or O(n log n) (ip) and allocates; lookups never allocate, never block,
+ * and are safe from any number of threads at once on one set (it is immutable after listset_build).
  * API side only (allocates); libc only. */
 #ifndef VIGIL_LISTSET_H
 #define VIGIL_LISTSET_H

@@ -709,6 +709,46 @@ START_TEST(program_accessors)
 }
 END_TEST
 
+/* The caller's probe answers decide `in @list` (a replay from stored answers needs no set). */
+START_TEST(probes_given_by_caller)
+{
+    rules_spec r[2] = {
+        {"in", RULES_BLOCK, RULES_ACTIVE, "merchant_id in @blocked_merchants", 0},
+        {"out", RULES_REVIEW, RULES_ACTIVE, "merchant_id not in @blocked_merchants", 0},
+    };
+    for (int i = 0; i < 2; i++)
+        r[i].when_len = strlen(r[i].when);
+    rules_program *p;
+    rules_error err;
+    ck_assert_int_eq(rules_compile(r, 2, &catalog, &p, &err), RULES_OK);
+    ck_assert_uint_eq(rules_probe_count(p), 1);
+    rules_value v[N_SLOTS];
+    base_slots(v);
+    static const struct {
+        uint8_t answer;
+        uint64_t want;
+    } cases[] = {{RULES_PROBE_YES, 1}, {RULES_PROBE_NO, 2}, {RULES_PROBE_MISSING, 0}, {7, 0}};
+    uint64_t m[RULES_BITMAP_WORDS];
+    for (size_t i = 0; i < 4; i++) {
+        rules_eval(p, v, N_SLOTS, &cases[i].answer, 0, m);
+        ck_assert_uint_eq(m[0], cases[i].want);
+    }
+    /* no set for the list: an empty list */
+    const listset *none[1] = {NULL};
+    uint8_t probe = 9;
+    rules_probe_resolve(p, v, none, &probe);
+    ck_assert_uint_eq(probe, RULES_PROBE_NO);
+    v[S_MERCHANT] = (rules_value){0};
+    rules_probe_resolve(p, v, none, &probe);
+    ck_assert_uint_eq(probe, RULES_PROBE_MISSING);
+    /* a missing operand is false both ways whatever the answer says */
+    probe = RULES_PROBE_YES;
+    rules_eval(p, v, N_SLOTS, &probe, 0, m);
+    ck_assert_uint_eq(m[0], 0);
+    rules_free(p);
+}
+END_TEST
+
 /* ---- decisions by hand ----------------------------------------------------------------------- */
 
 static rules_verdict decide_texts(const char *const *when, const rules_action *act,
@@ -1639,6 +1679,7 @@ int main(void)
     tcase_add_test(tc, errors_name_the_rule);
     tcase_add_test(tc, limits);
     tcase_add_test(tc, program_accessors);
+    tcase_add_test(tc, probes_given_by_caller);
     tcase_add_test(tc, decisions_by_hand);
     tcase_add_test(tc, property_expressions);
     tcase_add_test(tc, property_decisions);

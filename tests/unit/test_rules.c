@@ -13,16 +13,27 @@
  *     common/listset sets; random policies of such rules are decided by this file's own reading
  *     of the issue's precedence (degraded scoring and shadow rules included);
  *   - hostile text (random bytes and token soup) never crashes the compiler, and whatever
- *     compiles evaluates. */
+ *     compiles evaluates;
+ *   - evaluation never allocates: a child with the allocation probe (tests/tools/alloccount.so)
+ *     preloaded resolves probes, evaluates, decides and looks lists up 20,000 times after it
+ *     marks itself ready and counts 0 calls (the probe's self-test counts its own 2). */
 #include <check.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "listset.h"
 #include "rules.h"
+#include "skip.h"
+
+/* The allocation probe's entry points (tests/tools/alloccount.so, preloaded into a child). */
+void vigil_alloc_mark_ready(void) __attribute__((weak));
+unsigned long long vigil_alloc_calls_after_ready(void) __attribute__((weak));
 
 /* ---- a catalogue like the API's -------------------------------------------------------------- */
 
@@ -107,28 +118,34 @@ static void base_slots(rules_value *v)
 /* The sets of the four lists. */
 static listset *sets[4];
 
+/* Plain checks (not Check's): the allocation probe's child calls this outside a Check test. */
 static void make_sets(void)
 {
     if (sets[0])
         return;
     const char *bm[] = {"m_13", "m_42"}, *vip[] = {"u_vip"},
                *ips[] = {"10.0.0.0/8", "2001:db8::/32"};
+    int bad = 0;
     listset_builder *b = listset_builder_new(LISTSET_STRING, 0);
     for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(listset_builder_add(b, bm[i], strlen(bm[i]), NULL, 0), LISTSET_OK);
+        bad |= listset_builder_add(b, bm[i], strlen(bm[i]), NULL, 0) != LISTSET_OK;
     sets[0] = listset_build(b);
     b = listset_builder_new(LISTSET_STRING, 0);
-    ck_assert_int_eq(listset_builder_add(b, vip[0], strlen(vip[0]), NULL, 0), LISTSET_OK);
+    bad |= listset_builder_add(b, vip[0], strlen(vip[0]), NULL, 0) != LISTSET_OK;
     sets[1] = listset_build(b);
     b = listset_builder_new(LISTSET_IP, 0);
     for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(listset_builder_add(b, ips[i], strlen(ips[i]), NULL, 0), LISTSET_OK);
+        bad |= listset_builder_add(b, ips[i], strlen(ips[i]), NULL, 0) != LISTSET_OK;
     sets[2] = listset_build(b);
     b = listset_builder_new(LISTSET_NUMBER, 0);
-    ck_assert_int_eq(listset_builder_add_number(b, 412345), LISTSET_OK);
+    bad |= listset_builder_add_number(b, 412345) != LISTSET_OK;
     sets[3] = listset_build(b);
     for (int i = 0; i < 4; i++)
-        ck_assert_ptr_nonnull(sets[i]);
+        bad |= sets[i] == NULL;
+    if (bad) {
+        fprintf(stderr, "test_rules: building the test's list sets failed\n");
+        abort();
+    }
 }
 
 /* Evaluates the one-rule program p on v: 1 matched, 0 not. */
@@ -1667,8 +1684,104 @@ START_TEST(hostile_text)
 }
 END_TEST
 
-int main(void)
+/* The child of eval_never_allocates: exits with the number of allocator calls (capped at 100)
+ * made by the per-decision functions after it marks itself ready; 101 without the probe. */
+static int alloc_probe_child(void)
 {
+    rules_spec r[3] = {
+        {"a", RULES_ALLOW, RULES_ACTIVE, "user_external_id in @vip_customers", 0},
+        {"b", RULES_BLOCK, RULES_ACTIVE,
+         "merchant_id in @blocked_merchants or ip_address in @bad_ips or card_bin_num in @bad_bins",
+         0},
+        {"c", RULES_REVIEW, RULES_SHADOW,
+         "amount / user_amount_avg_30d > 3 and country not in (\"FR\", \"DE\") or score > 0.9", 0},
+    };
+    for (int i = 0; i < 3; i++)
+        r[i].when_len = strlen(r[i].when);
+    rules_program *p;
+    rules_error err;
+    if (rules_compile(r, 3, &catalog, &p, &err) != RULES_OK)
+        return 102;
+    make_sets();
+    const listset *ps[4];
+    for (size_t li = 0; li < rules_list_count(p); li++)
+        for (int k = 0; k < 4; k++)
+            if (strcmp(rules_list_name(p, li), lists[k].name) == 0)
+                ps[li] = sets[k];
+    rules_value v[N_SLOTS];
+    base_slots(v);
+    if (vigil_alloc_mark_ready == NULL || vigil_alloc_calls_after_ready == NULL)
+        return 101;
+    vigil_alloc_mark_ready();
+    unsigned long sink = 0;
+    for (int i = 0; i < 20000; i++) {
+        v[S_AMOUNT].num = i % 7 ? (double)i : NAN;
+        v[S_IP] = i % 2 ? str("10.1.2.3") : str("2001:db8::1");
+        uint8_t probes[8];
+        uint64_t m[RULES_BITMAP_WORDS];
+        rules_probe_resolve(p, v, ps, probes);
+        rules_eval(p, v, N_SLOTS, probes, i % 3 ? 0 : RULES_EVAL_DEGRADED, m);
+        rules_decide_in in = {i % 3 == 0, RULES_REVIEW, 0.5, 0.4, 0.9};
+        rules_verdict vd = rules_decide(p, m, &in);
+        char by[80];
+        sink += rules_decided_by_text(p, &vd, by, sizeof by) + (unsigned long)m[0];
+        sink += (unsigned long)listset_has_string(sets[0], "m_42", 4) +
+                (unsigned long)listset_has_number(sets[3], 412345) +
+                (unsigned long)listset_has_ip_text(sets[2], "10.0.0.1", 8);
+    }
+    unsigned long long calls = vigil_alloc_calls_after_ready();
+    rules_free(p);
+    return calls > 100 ? 100 : (int)calls + (int)(sink & 0) /* sink keeps the loop */;
+}
+
+/* Runs this binary as alloc_probe_child with the probe preloaded; its exit status. */
+static int run_probe_child(const char *probe, int selftest)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    ck_assert_int_gt(n, 0);
+    self[n] = 0;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        setenv("LD_PRELOAD", probe, 1);
+        if (selftest)
+            setenv("VIGIL_ALLOCCOUNT_SELFTEST", "1", 1);
+        execl(self, self, "--alloc-probe", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+START_TEST(eval_never_allocates)
+{
+    char self[PATH_MAX], probe[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    ck_assert_int_gt(n, 0);
+    self[n] = 0;
+    const char *asan = getenv("VIGIL_ASAN");
+    if ((asan && *asan && strcmp(asan, "0") != 0) || strstr(self, "asan") != NULL) {
+        t_skip("test_rules", "eval_never_allocates",
+               "ASan build: the allocation probe cannot be preloaded before the ASan runtime");
+        return;
+    }
+    char *slash = strrchr(self, '/');
+    ck_assert_ptr_nonnull(slash);
+    *slash = 0;
+    snprintf(probe, sizeof probe, "%s/alloccount.so", self);
+    ck_assert_msg(access(probe, R_OK) == 0, "%s not built (make tests-build)", probe);
+    ck_assert_int_eq(run_probe_child(probe, 1), 2); /* the probe counts its own malloc + free */
+    ck_assert_int_eq(run_probe_child(probe, 0), 0);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--alloc-probe") == 0)
+        return alloc_probe_child();
     Suite *s = suite_create("rules");
     TCase *tc = tcase_create("rules");
     tcase_set_timeout(tc, 300);
@@ -1684,6 +1797,7 @@ int main(void)
     tcase_add_test(tc, property_expressions);
     tcase_add_test(tc, property_decisions);
     tcase_add_test(tc, hostile_text);
+    tcase_add_test(tc, eval_never_allocates);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -103,13 +103,14 @@ static int stage_score(decision_request *d)
 
 decision_verdict decision_decide(const policy_rules *p, const decision_scoring *s)
 {
-    decision_verdict v = {p->fallback, 1, NULL};
+    decision_verdict v = {p->fallback, 1, NULL, "fallback"};
     float score = s->score[POLICY_CHAMPION];
     if (!s->ran) {
         v.reason = "no_champion_model";
     } else if (s->status == SC_OK && isfinite(score)) {
         v.decision = score >= p->block_v ? "block" : score >= p->review_v ? "review" : "allow";
         v.degraded = 0;
+        v.decided_by = score >= p->review_v ? "score_threshold" : "default";
     } else {
         v.reason = s->status == SC_OK            ? "non_finite_score"
                    : s->timed_out                ? "scoring_timeout"
@@ -126,6 +127,7 @@ decision_verdict decision_decide(const policy_rules *p, const decision_scoring *
 static int stage_decide(decision_request *d)
 {
     d->verdict = decision_decide(&d->policy, &d->scoring);
+    snprintf(d->rules.decided_by, sizeof d->rules.decided_by, "%s", d->verdict.decided_by);
     if (d->verdict.degraded && d->scoring.ran) {
         logline l;
         logline_begin(&l, "warn", "degraded_decision");

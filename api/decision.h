@@ -72,6 +72,10 @@ typedef struct decision_input {
     const cJSON *features;   /* the client's "features" object, or NULL */
     char *features_text;     /* its compact JSON (malloc'd), or NULL */
     char *metadata_text;     /* compact JSON of "metadata" (malloc'd), or NULL */
+    /* identity fields (optional, NULL when absent); ip_address points at ip_canon */
+    const char *email, *ip_address, *device_id, *card_fingerprint, *card_bin, *card_country,
+        *shipping_country;
+    char ip_canon[48]; /* the address in canonical form (inet_ntop: lower-case, RFC 5952) */
 } decision_input;
 
 /* What the scoring call did (score stage), the input of decide. */
@@ -90,7 +94,17 @@ typedef struct decision_verdict {
     const char *decision; /* "allow", "review" or "block" */
     int degraded;         /* the fallback was used */
     const char *reason;   /* why degraded (no_champion_model, scoring_timeout, ...), or NULL */
+    const char *decided_by; /* "score_threshold", "fallback" or "default" (a rule: see rules) */
 } decision_verdict;
+
+/* What decided and what the rules stage recorded (decision_rules.c): JSON texts (malloc'd)
+ * stored with the transaction, NULL when the policy has no rules; decided_by is always set. */
+typedef struct decision_rules_out {
+    char *matched;       /* [{"name", "action", "mode"}] of every matched rule */
+    char *list_versions; /* {"<list>": version} */
+    char *probes;        /* [{"list", "operand", "result"}] */
+    char decided_by[160]; /* rule:<name>, score_threshold, fallback or default */
+} decision_rules_out;
 
 /* One decision, filled stage by stage; each field is written by the stage named beside it. */
 typedef struct decision_request {
@@ -116,8 +130,9 @@ typedef struct decision_request {
     decision_scoring scoring;
     /* explain */
     char *reasons; /* JSON array of the top-k reasons (malloc'd), or NULL */
-    /* decide */
+    /* decide (and rules, which may override the verdict) */
     decision_verdict verdict;
+    decision_rules_out rules;
     /* store */
     char *answer; /* the 201 body (malloc'd), also the idempotency record */
     char location[128];

@@ -60,6 +60,10 @@ static int stage_load_user(decision_request *d)
     feat_compute(r, in->amount_major, in->country, d->builtin);
     snprintf(d->user_id, sizeof d->user_id, "%s", PQgetvalue(r, 0, FEAT_COL_USER_ID));
     snprintf(d->occurred_at, sizeof d->occurred_at, "%s", PQgetvalue(r, 0, FEAT_COL_OCCURRED_AT));
+    snprintf(d->user_external_id, sizeof d->user_external_id, "%s",
+             PQgetvalue(r, 0, FEAT_COL_USER_EXTERNAL_ID));
+    snprintf(d->user_country, sizeof d->user_country, "%s",
+             PQgetvalue(r, 0, FEAT_COL_USER_COUNTRY));
     PQclear(r);
     return DECISION_NEXT;
 }

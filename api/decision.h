@@ -122,6 +122,8 @@ typedef struct decision_request {
     /* load_user */
     char user_id[40];     /* the resolved user's UUID */
     char occurred_at[40]; /* the transaction time, RFC 3339 UTC with microseconds */
+    char user_external_id[520]; /* the user's external id (rule operand user_external_id) */
+    char user_country[4];       /* the user's country, "" when unset (rule operand user_country) */
     double builtin[FEAT_COUNT];
     /* features */
     float *row[POLICY_SLOTS]; /* each scored model's input row (malloc'd), or NULL */

@@ -138,35 +138,3 @@ int val_ip_canonical(const char *s, char *out, size_t cap)
     return 0;
 }
 
-int val_ip_or_cidr_canonical(const char *s, char *out, size_t cap)
-{
-    char addr[64];
-    unsigned char a[16];
-    const char *slash = strchr(s, '/');
-    size_t n = slash ? (size_t)(slash - s) : strlen(s);
-    if (n == 0 || n >= sizeof addr || cap < 52)
-        return -1;
-    memcpy(addr, s, n);
-    addr[n] = '\0';
-    int af = strchr(addr, ':') ? AF_INET6 : AF_INET, bits = af == AF_INET6 ? 128 : 32;
-    if (inet_pton(af, addr, a) != 1)
-        return -1;
-    long prefix = bits;
-    if (slash) {
-        char *end;
-        if (slash[1] < '0' || slash[1] > '9' || strlen(slash + 1) > 3)
-            return -1;
-        prefix = strtol(slash + 1, &end, 10);
-        if (*end || prefix > bits)
-            return -1;
-    }
-    for (int i = 0; i < bits / 8; i++) {
-        int keep = (int)prefix - i * 8; /* bits of byte i inside the prefix */
-        a[i] &= keep >= 8 ? 0xff : keep <= 0 ? 0 : (unsigned char)(0xff << (8 - keep));
-    }
-    if (!inet_ntop(af, a, out, (socklen_t)cap))
-        return -1;
-    if (prefix != bits)
-        snprintf(out + strlen(out), cap - strlen(out), "/%ld", prefix);
-    return 0;
-}

@@ -21,10 +21,6 @@ int val_rfc3339(const char *s);
  * dotted quad, or lower-case RFC 5952 IPv6).  Returns 0, or -1 when s is not one or cap is too
  * small (48 always fits). */
 int val_ip_canonical(const char *s, char *out, size_t cap);
-/* The same, or a CIDR range "addr/prefix" (prefix 0..32 or 0..128): written as the canonical
- * network address, host bits cleared, and "/prefix" (a /32 or /128 is written as the plain
- * address).  Returns 0, or -1 when malformed.  out needs 52 bytes. */
-int val_ip_or_cidr_canonical(const char *s, char *out, size_t cap);
 /* Number of Unicode code points in valid UTF-8 s. */
 size_t val_utf8_chars(const char *s);
 

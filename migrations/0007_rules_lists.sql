@@ -54,7 +54,7 @@ FROM policy;
 
 CREATE TABLE lists (
     id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    name         text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_]{0,63}$'),
+    name         text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$'),
     kind         text NOT NULL CHECK (kind IN ('string', 'ip', 'number')),
     description  text CHECK (length(description) <= 1024),
     version      bigint NOT NULL DEFAULT 1,

@@ -253,6 +253,7 @@ static int items_literal(http_req *req, http_resp *resp, listset_kind kind, char
     static const char *const allowed[] = {"items", NULL};
     cJSON *body = NULL;
     dynbuf arr;
+    size_t used;
     int rc = -1;
     dynbuf_init(&arr, req->body_len * 2 + 16); /* quoting at most doubles an item */
     if (http_body_object(req, resp, &body) || field_no_unknown(resp, body, allowed))
@@ -272,7 +273,7 @@ static int items_literal(http_req *req, http_resp *resp, listset_kind kind, char
         if (item_append(resp, kind, it, i++, &arr))
             goto done;
     }
-    if (dynbuf_append(&arr, "}", 1) != DYNBUF_OK || !(*out = dynbuf_take(&arr, NULL))) {
+    if (dynbuf_append(&arr, "}", 1) != DYNBUF_OK || !(*out = dynbuf_take(&arr, &used))) {
         http_problem(resp, 500, "internal", NULL, "out of memory");
         goto done;
     }
@@ -286,24 +287,25 @@ done:
 /* The change statements: $1 list id, $2 items (text[]), $3 API key id.  Each locks the list row,
  * changes the items, bumps the version when anything changed, records the change and notifies
  * every replica, in one statement. */
-#define CHANGE_TAIL(action, added, removed)                                                        \
+#define CHANGE_TAIL(sign, action, added, removed)                                                        \
     "n AS (SELECT count(*)::int AS c FROM x), "                                                    \
     "u AS (UPDATE lists SET version = lists.version + (n.c > 0)::int, "                           \
-    "item_count = lists.item_count " action " n.c, updated_at = clock_timestamp() FROM n "         \
+    "item_count = lists.item_count " sign " n.c, updated_at = clock_timestamp() FROM n "         \
     "WHERE lists.id = $1 RETURNING lists.version, lists.name, lists.item_count, n.c), "           \
     "a AS (INSERT INTO list_changes (list_id, list_name, action, version, added, removed, "        \
-    "api_key_id, api_key_name) SELECT $1, u.name, " added ", u.version, " removed ", $3::uuid, " \
+    "api_key_id, api_key_name) SELECT $1, u.name, " action ", u.version, " added ", " removed   \
+    ", $3::uuid, " \
     KEY_NAME(3) " FROM u) "                                                                        \
     "SELECT u.version, u.c, u.item_count, pg_notify('vigil_lists', $1::text) FROM u"
 
 static const char ADD_SQL[] =
     "WITH l AS (SELECT id FROM lists WHERE id = $1 FOR UPDATE), "
-    "x AS (INSERT INTO list_items (list_id, value) SELECT l.id, v FROM l, unnest($2::text[]) v "
-    "ON CONFLICT DO NOTHING RETURNING 1), " CHANGE_TAIL("+", "'add'", "0");
+    "x AS (INSERT INTO list_items (list_id, value) SELECT l.id, v FROM l, unnest($2::text[]) v ORDER BY v "
+    "ON CONFLICT DO NOTHING RETURNING 1), " CHANGE_TAIL("+", "'add'", "u.c", "0");
 static const char REMOVE_SQL[] =
     "WITH l AS (SELECT id FROM lists WHERE id = $1 FOR UPDATE), "
     "x AS (DELETE FROM list_items i USING l WHERE i.list_id = l.id AND i.value = ANY ($2::text[]) "
-    "RETURNING 1), " CHANGE_TAIL("-", "'remove'", "u.c");
+    "RETURNING 1), " CHANGE_TAIL("-", "'remove'", "0", "u.c");
 
 static void items_change(http_req *req, http_resp *resp, int add)
 {

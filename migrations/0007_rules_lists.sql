@@ -23,7 +23,9 @@ ALTER TABLE transactions
     -- {"<list name>": version} of every list the rules consulted
     ADD COLUMN list_versions     json,
     -- [{"list", "operand", "result": "member" | "not_member" | "missing"}] in program order
-    ADD COLUMN list_probes       json;
+    ADD COLUMN list_probes       json,
+    -- every rule operand's value as evaluated: {"numbers": {name: x|null}, "strings": {...}}
+    ADD COLUMN rule_inputs       json;
 
 ALTER TABLE policy
     ADD COLUMN rules       json NOT NULL DEFAULT '[]',
@@ -66,7 +68,7 @@ CREATE INDEX lists_created_at_id ON lists (created_at DESC, id DESC);
 
 CREATE TABLE list_items (
     list_id   uuid NOT NULL REFERENCES lists (id) ON DELETE CASCADE,
-    value     text NOT NULL,
+    value     text COLLATE "C" NOT NULL,   -- byte order: pages and the index compare bytes
     PRIMARY KEY (list_id, value)
 );
 

@@ -9,6 +9,7 @@
 #include "lists.h"
 #include "models.h"
 #include "policy.h"
+#include "policy_versions.h"
 #include "scrape.h"
 #include "transactions.h"
 #include "users.h"
@@ -34,6 +35,10 @@ const route routes_table[] = {
 
     {"GET", "/api/v1/policy", policy_get, SCOPE_READ, BODY_NONE},
     {"PUT", "/api/v1/policy", policy_put, SCOPE_ADMIN, BODY_JSON},
+    {"GET", "/api/v1/policy/versions", policy_versions_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/policy/versions/{n}", policy_versions_get, SCOPE_READ, BODY_NONE},
+    {"POST", "/api/v1/policy/versions/{n}/activate", policy_versions_activate, SCOPE_ADMIN,
+     BODY_NONE},
 
     {"POST", "/api/v1/lists", lists_create, SCOPE_ADMIN, BODY_JSON},
     {"GET", "/api/v1/lists", lists_list, SCOPE_READ, BODY_NONE},

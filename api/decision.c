@@ -176,6 +176,7 @@ static const struct {
     {"explain", decision_stage_explain},
     {"score", stage_score},
     {"decide", stage_decide},
+    {"rules", decision_stage_rules},
     {"store", decision_stage_store},
     {"record", decision_stage_record},
     {"commit", stage_commit},
@@ -192,6 +193,10 @@ static void decision_request_free(decision_request *d)
     free(d->answer);
     free(d->snapshot);
     free(d->reasons);
+    free(d->rules.matched);
+    free(d->rules.list_versions);
+    free(d->rules.probes);
+    free(d->rules.inputs);
     for (int s = 0; s < POLICY_SLOTS; s++)
         free(d->row[s]);
     policy_rules_free(&d->policy);

@@ -23,6 +23,11 @@
  *                scored the champion), bounded by the policy's scoring_timeout_ms and the request
  *                deadline
  *   decide       thresholds, or the fallback with degraded = true and a reason
+ *   rules        with rules in the policy version: its compiled rules (once per version,
+ *                rulecat.h) over every operand, list probes answered from the in-memory sets of
+ *                the list versions load_policy read (listcache.h), rules_decide's precedence
+ *                overriding decide's verdict; what matched, what decided, the list versions,
+ *                the probe answers and every operand value are stored (decision_rules.c)
  *   store        INSERT the transaction (named columns) RETURNING the answer
  *   record       with a key: INSERT the idempotency record holding the answer
  *   commit       COMMIT: before it nothing is stored, after it everything
@@ -32,9 +37,7 @@
  * decision_store.c, the table, the runner and the other stages in decision.c.
  *
  * Where the next capabilities go (each is a new stage and new fields, never a branch inside one):
- *   - lists (allow/deny lists of users, merchants, ...): a `load_lists` stage after load_user that
- *     reads them in the same transaction into a new field;
- *   - rules: a `rules` stage after decide that may override d->verdict (and say which rule did);
+ *   - lists and rules: the rules stage (list versions come with load_policy's SELECT);
  *   - whatever a new stage decides that must be stored is a new row of the column table in
  *     decision_store.c (and a column of the transactions table); the answer follows from TXN_COLS.
  * A stage must stay readable on one screen; pure work (no database) goes in a function
@@ -103,6 +106,7 @@ typedef struct decision_rules_out {
     char *matched;       /* [{"name", "action", "mode"}] of every matched rule */
     char *list_versions; /* {"<list>": version} */
     char *probes;        /* [{"list", "operand", "result"}] */
+    char *inputs;        /* {"numbers": {...}, "strings": {...}}: every operand as evaluated */
     char decided_by[160]; /* rule:<name>, score_threshold, fallback or default */
 } decision_rules_out;
 
@@ -150,6 +154,7 @@ int decision_stage_parse(decision_request *d);
 int decision_stage_claim(decision_request *d);
 int decision_stage_features(decision_request *d);
 int decision_stage_explain(decision_request *d);
+int decision_stage_rules(decision_request *d);
 int decision_stage_store(decision_request *d);
 int decision_stage_record(decision_request *d);
 int decision_stage_expire(decision_request *d);

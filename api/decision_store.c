@@ -154,6 +154,7 @@ enum store_col {
     ST_DECIDED_BY,
     ST_LIST_VERSIONS,
     ST_LIST_PROBES,
+    ST_RULE_INPUTS,
     ST_COUNT
 };
 
@@ -200,6 +201,7 @@ static const char *const store_columns[ST_COUNT] = {
     [ST_DECIDED_BY] = "decided_by",
     [ST_LIST_VERSIONS] = "list_versions",
     [ST_LIST_PROBES] = "list_probes",
+    [ST_RULE_INPUTS] = "rule_inputs",
 };
 
 /* Text forms of the numbers a row holds; store_values points into it. */
@@ -222,6 +224,7 @@ static void store_identity(const decision_request *d, const char *v[ST_COUNT])
     v[ST_DECIDED_BY] = d->rules.decided_by[0] ? d->rules.decided_by : NULL;
     v[ST_LIST_VERSIONS] = d->rules.list_versions;
     v[ST_LIST_PROBES] = d->rules.probes;
+    v[ST_RULE_INPUTS] = d->rules.inputs;
 }
 
 /* Every value by column; NULL is SQL NULL.  A model's columns are NULL when the policy names

@@ -16,6 +16,7 @@
 
 #include "app.h"
 #include "listcache.h"
+#include "rulecat.h"
 #include "auth.h"
 #include "config.h"
 #include "db.h"
@@ -174,6 +175,8 @@ static int serve(app *a, cfg *c)
     a->lists = listcache_create(c->database_url, err, sizeof err);
     if (!a->lists)
         die(err);
+    if (!(a->rules = rulecat_cache_create()))
+        die("out of memory");
     if (c->bootstrap_key[0]) {
         int rc = auth_ensure_bootstrap(a->db, c->bootstrap_key, err, sizeof err);
         if (rc < 0)
@@ -202,6 +205,7 @@ static int serve(app *a, cfg *c)
     hpc_pool_destroy(a->hp);
     scoring_cache_destroy(a->cache);
     listcache_destroy(a->lists);
+    rulecat_cache_destroy(a->rules);
     return 0;
 }
 

@@ -62,7 +62,8 @@ enum {
     C_RULES,
     C_DECIDED_BY,
     C_LIST_VERSIONS,
-    C_PROBES
+    C_PROBES,
+    C_RULE_INPUTS
 };
 
 static const char *val(const PGresult *r, int row, int c)
@@ -118,6 +119,7 @@ static void add_identity_and_rules(cJSON *o, cJSON *risk, const PGresult *r, int
     add_str(risk, "decided_by", val(r, row, C_DECIDED_BY));
     add_raw(risk, "lists", val(r, row, C_LIST_VERSIONS));
     add_raw(risk, "list_probes", val(r, row, C_PROBES));
+    add_raw(risk, "rule_inputs", val(r, row, C_RULE_INPUTS));
 }
 
 cJSON *txn_row_json(const PGresult *r, int row)

@@ -94,19 +94,19 @@ typedef struct decision_scoring {
 
 /* The outcome of decide.  decision and reason are static strings. */
 typedef struct decision_verdict {
-    const char *decision; /* "allow", "review" or "block" */
-    int degraded;         /* the fallback was used */
-    const char *reason;   /* why degraded (no_champion_model, scoring_timeout, ...), or NULL */
+    const char *decision;   /* "allow", "review" or "block" */
+    int degraded;           /* the fallback was used */
+    const char *reason;     /* why degraded (no_champion_model, scoring_timeout, ...), or NULL */
     const char *decided_by; /* "score_threshold", "fallback" or "default" (a rule: see rules) */
 } decision_verdict;
 
 /* What decided and what the rules stage recorded (decision_rules.c): JSON texts (malloc'd)
  * stored with the transaction, NULL when the policy has no rules; decided_by is always set. */
 typedef struct decision_rules_out {
-    char *matched;       /* [{"name", "action", "mode"}] of every matched rule */
-    char *list_versions; /* {"<list>": version} */
-    char *probes;        /* [{"list", "operand", "result"}] */
-    char *inputs;        /* {"numbers": {...}, "strings": {...}}: every operand as evaluated */
+    char *matched;        /* [{"name", "action", "mode"}] of every matched rule */
+    char *list_versions;  /* {"<list>": version} */
+    char *probes;         /* [{"list", "operand", "result"}] */
+    char *inputs;         /* {"numbers": {...}, "strings": {...}}: every operand as evaluated */
     char decided_by[160]; /* rule:<name>, score_threshold, fallback or default */
 } decision_rules_out;
 
@@ -124,8 +124,8 @@ typedef struct decision_request {
     /* load_policy */
     policy_rules policy;
     /* load_user */
-    char user_id[40];     /* the resolved user's UUID */
-    char occurred_at[40]; /* the transaction time, RFC 3339 UTC with microseconds */
+    char user_id[40];           /* the resolved user's UUID */
+    char occurred_at[40];       /* the transaction time, RFC 3339 UTC with microseconds */
     char user_external_id[520]; /* the user's external id (rule operand user_external_id) */
     char user_country[4];       /* the user's country, "" when unset (rule operand user_country) */
     double builtin[FEAT_COUNT];

@@ -32,12 +32,12 @@ int decision_idem_key_ok(const char *key)
 /* Presence, type and length of every member (fields.c). */
 static int read_members(http_resp *resp, const cJSON *body, decision_input *in, const cJSON **meta)
 {
-    static const char *const allowed[] = {"user_id",  "user_external_id", "amount",
-                                          "currency", "merchant_id",      "merchant_category",
-                                          "country",  "channel",          "occurred_at",
-                                          "features", "metadata",         "email",
-                                          "ip_address", "device_id",      "card_fingerprint",
-                                          "card_bin", "card_country",     "shipping_country",
+    static const char *const allowed[] = {"user_id",    "user_external_id", "amount",
+                                          "currency",   "merchant_id",      "merchant_category",
+                                          "country",    "channel",          "occurred_at",
+                                          "features",   "metadata",         "email",
+                                          "ip_address", "device_id",        "card_fingerprint",
+                                          "card_bin",   "card_country",     "shipping_country",
                                           NULL};
     if (field_no_unknown(resp, body, allowed) ||
         field_string(resp, body, "user_id", 36, 0, &in->user_id, NULL) ||
@@ -155,7 +155,8 @@ int decision_parse_body(http_resp *resp, const cJSON *body, decision_input *in)
     const cJSON *meta = NULL;
     memset(in, 0, sizeof *in);
     if (read_members(resp, body, in, &meta) || check_user_and_amount(resp, body, in) ||
-        check_codes(resp, in) || check_identity(resp, in) || (in->features && check_client_features(resp, in->features)))
+        check_codes(resp, in) || check_identity(resp, in) ||
+        (in->features && check_client_features(resp, in->features)))
         return -1;
     in->amount_major = in->amount / pow(10, in->exponent);
     /* json_print_exact: cJSON's printer rounds 9007199254740991 to 9.00719925474099e+15 */

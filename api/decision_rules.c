@@ -97,9 +97,9 @@ static int fill_slots(const decision_request *d, const rulecat *cat, rules_value
     for (int i = 0; i < FEAT_COUNT; i++)
         slots[i] = num_value(d->builtin[i]);
     const char *strs[RC_SCORE - RC_CURRENCY] = {
-        in->currency,         in->merchant_id,       in->mcc,          in->country,
-        in->channel,          in->email,             in->ip_address,   in->device_id,
-        in->card_fingerprint, in->card_bin,          in->card_country, in->shipping_country,
+        in->currency,         in->merchant_id, in->mcc,          in->country,
+        in->channel,          in->email,       in->ip_address,   in->device_id,
+        in->card_fingerprint, in->card_bin,    in->card_country, in->shipping_country,
         d->user_external_id,  d->user_country};
     for (int i = RC_CURRENCY; i < RC_SCORE; i++)
         slots[i] = str_value(strs[i - RC_CURRENCY]);
@@ -135,9 +135,10 @@ static int resolve_list(decision_request *d, const rules_program *prog, size_t l
     }
     listcache *lc = d->req->app->lists;
     int64_t soon = clock_now_ms() + 1000;
-    int rc = id ? listcache_get(lc, id, version, soon < d->req->deadline_ms ? soon : d->req->deadline_ms,
-                                held, err, sizeof err)
-                : LISTCACHE_FAILED;
+    int rc =
+        id ? listcache_get(lc, id, version, soon < d->req->deadline_ms ? soon : d->req->deadline_ms,
+                           held, err, sizeof err)
+           : LISTCACHE_FAILED;
     if (rc == LISTCACHE_TIMEOUT && !*held)
         rc = listcache_get(lc, id, version, d->req->deadline_ms, held, err, sizeof err);
     if (rc == LISTCACHE_OK || (rc == LISTCACHE_TIMEOUT && *held))
@@ -167,7 +168,8 @@ static void add_number(cJSON *o, const char *name, const rules_value *v)
 static char *inputs_json(const rulecat *cat, const rules_value *slots)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON *num = cJSON_AddObjectToObject(o, "numbers"), *str = cJSON_AddObjectToObject(o, "strings");
+    cJSON *num = cJSON_AddObjectToObject(o, "numbers"),
+          *str = cJSON_AddObjectToObject(o, "strings");
     for (size_t i = 0; i < cat->n_ops; i++) {
         if (cat->ops[i].type == RULES_NUMBER)
             add_number(num, cat->ops[i].name, &slots[i]);
@@ -254,7 +256,8 @@ int decision_stage_rules(decision_request *d)
     answered = !e;
     if (e && slots && probes && fill_slots(d, &e->cat, slots) == 0) {
         size_t li = 0;
-        while (li < rules_list_count(e->prog) && resolve_list(d, e->prog, li, lists, &held[li]) == 0)
+        while (li < rules_list_count(e->prog) &&
+               resolve_list(d, e->prog, li, lists, &held[li]) == 0)
             li++;
         answered = li < rules_list_count(e->prog);
         rc = answered ? -1 : evaluate(d, e, slots, held, probes);

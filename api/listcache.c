@@ -281,7 +281,8 @@ static void *builder_main(void *arg)
                 lc->pg = NULL;
             }
         }
-        struct pollfd p[2] = {{lc->wake[0], POLLIN, 0}, {lc->pg ? PQsocket(lc->pg) : -1, POLLIN, 0}};
+        struct pollfd p[2] = {{lc->wake[0], POLLIN, 0},
+                              {lc->pg ? PQsocket(lc->pg) : -1, POLLIN, 0}};
         if (poll(p, 2, lc->pg ? 1000 : 500) > 0 && (p[0].revents & POLLIN)) {
             char buf[64];
             while (read(lc->wake[0], buf, sizeof buf) == (ssize_t)sizeof buf) {

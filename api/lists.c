@@ -24,7 +24,7 @@
 
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define LIST_COLS                                                                                  \
-    "l.id, l.name, l.kind, l.description, l.version, l.item_count, " TS("l.created_at") ", " TS(  \
+    "l.id, l.name, l.kind, l.description, l.version, l.item_count, " TS("l.created_at") ", " TS(   \
         "l.updated_at") ", (extract(epoch FROM l.created_at) * 1000000)::bigint"
 enum { L_ID, L_NAME, L_KIND, L_DESC, L_VERSION, L_COUNT, L_CREATED, L_UPDATED, L_CREATED_US };
 
@@ -110,8 +110,7 @@ void lists_create(http_req *req, http_resp *resp)
     if (rc == DB_ERROR) {
         http_problem(resp, 409, "list_exists", "name", "a list named '%s' exists", name);
     } else if (rc == DB_OK) {
-        snprintf(resp->location, sizeof resp->location, "/api/v1/lists/%s",
-                 PQgetvalue(r, 0, L_ID));
+        snprintf(resp->location, sizeof resp->location, "/api/v1/lists/%s", PQgetvalue(r, 0, L_ID));
         http_json(resp, 201, list_json(r, 0));
     }
 done:
@@ -182,17 +181,18 @@ void lists_delete(http_req *req, http_resp *resp)
     const char *id;
     PGresult *r = NULL;
     db_conn *c = NULL;
-    if (list_id(req, resp, &id) || !(c = dbreq_acquire(req, resp)) ||
-        dbreq_begin(req, resp, c) || delete_check(req, resp, c, id))
+    if (list_id(req, resp, &id) || !(c = dbreq_acquire(req, resp)) || dbreq_begin(req, resp, c) ||
+        delete_check(req, resp, c, id))
         goto done;
     const char *v[] = {id, req->key_id};
-    int rc = dbreq_query(req, resp, c,
-                         "WITH d AS (DELETE FROM lists WHERE id = $1 RETURNING id, name, version) "
-                         "INSERT INTO list_changes (list_id, list_name, action, version, "
-                         "removed, api_key_id, api_key_name) SELECT d.id, d.name, 'delete', "
-                         "d.version + 1, 0, $2::uuid, " KEY_NAME(2) " FROM d "
-                         "RETURNING pg_notify('vigil_lists', $1::text)",
-                         2, v, &r);
+    int rc = dbreq_query(
+        req, resp, c,
+        "WITH d AS (DELETE FROM lists WHERE id = $1 RETURNING id, name, version) "
+        "INSERT INTO list_changes (list_id, list_name, action, version, "
+        "removed, api_key_id, api_key_name) SELECT d.id, d.name, 'delete', "
+        "d.version + 1, 0, $2::uuid, " KEY_NAME(2) " FROM d "
+                                                   "RETURNING pg_notify('vigil_lists', $1::text)",
+        2, v, &r);
     if (rc == DB_ERROR)
         dbreq_internal(req, resp, r);
     else if (rc == DB_OK && dbreq_commit(req, resp, c) == 0)
@@ -210,8 +210,8 @@ static int list_kind(http_req *req, http_resp *resp, const char *id, listset_kin
                      long long *version)
 {
     PGresult *r = NULL;
-    if (dbreq_fetch_by_id(req, resp, "SELECT kind, version FROM lists WHERE id = $1", id, "list",
-                          0, &r))
+    if (dbreq_fetch_by_id(req, resp, "SELECT kind, version FROM lists WHERE id = $1", id, "list", 0,
+                          &r))
         return -1;
     *kind = listset_kind_parse(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
     *version = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
@@ -226,8 +226,8 @@ static int item_append(http_resp *resp, listset_kind kind, const cJSON *it, int 
     char canon[LISTSET_ITEM_MAX + 1], why[200] = "";
     int rc = LISTSET_E_INVALID;
     if (cJSON_IsString(it))
-        rc = listset_canon(kind, it->valuestring, strlen(it->valuestring), canon, sizeof canon,
-                           why, sizeof why);
+        rc = listset_canon(kind, it->valuestring, strlen(it->valuestring), canon, sizeof canon, why,
+                           sizeof why);
     else if (cJSON_IsNumber(it) && kind == LISTSET_NUMBER)
         rc = listset_number_canon(it->valuedouble, canon, sizeof canon);
     if (rc != LISTSET_OK) {
@@ -287,20 +287,21 @@ done:
 /* The change statements: $1 list id, $2 items (text[]), $3 API key id.  Each locks the list row,
  * changes the items, bumps the version when anything changed, records the change and notifies
  * every replica, in one statement. */
-#define CHANGE_TAIL(sign, action, added, removed)                                                        \
+#define CHANGE_TAIL(sign, action, added, removed)                                                  \
     "n AS (SELECT count(*)::int AS c FROM x), "                                                    \
-    "u AS (UPDATE lists SET version = lists.version + (n.c > 0)::int, "                           \
-    "item_count = lists.item_count " sign " n.c, updated_at = clock_timestamp() FROM n "         \
-    "WHERE lists.id = $1 RETURNING lists.version, lists.name, lists.item_count, n.c), "           \
+    "u AS (UPDATE lists SET version = lists.version + (n.c > 0)::int, "                            \
+    "item_count = lists.item_count " sign " n.c, updated_at = clock_timestamp() FROM n "           \
+    "WHERE lists.id = $1 RETURNING lists.version, lists.name, lists.item_count, n.c), "            \
     "a AS (INSERT INTO list_changes (list_id, list_name, action, version, added, removed, "        \
-    "api_key_id, api_key_name) SELECT $1, u.name, " action ", u.version, " added ", " removed   \
-    ", $3::uuid, " \
-    KEY_NAME(3) " FROM u) "                                                                        \
-    "SELECT u.version, u.c, u.item_count, pg_notify('vigil_lists', $1::text) FROM u"
+    "api_key_id, api_key_name) SELECT $1, u.name, " action ", u.version, " added ", " removed      \
+    ", $3::uuid, " KEY_NAME(                                                                       \
+        3) " FROM u) "                                                                             \
+           "SELECT u.version, u.c, u.item_count, pg_notify('vigil_lists', $1::text) FROM u"
 
 static const char ADD_SQL[] =
     "WITH l AS (SELECT id FROM lists WHERE id = $1 FOR UPDATE), "
-    "x AS (INSERT INTO list_items (list_id, value) SELECT l.id, v FROM l, unnest($2::text[]) v ORDER BY v "
+    "x AS (INSERT INTO list_items (list_id, value) SELECT l.id, v FROM l, unnest($2::text[]) v "
+    "ORDER BY v "
     "ON CONFLICT DO NOTHING RETURNING 1), " CHANGE_TAIL("+", "'add'", "u.c", "0");
 static const char REMOVE_SQL[] =
     "WITH l AS (SELECT id FROM lists WHERE id = $1 FOR UPDATE), "
@@ -517,7 +518,8 @@ void lists_changes(http_req *req, http_resp *resp)
     }
     if ((ls && cfg_parse_int(ls, 1, 500, &limit) != 0) ||
         (cur && cfg_parse_int(cur, 1, INT64_MAX, &before) != 0)) {
-        http_problem(resp, 400, "validation_failed", ls && cfg_parse_int(ls, 1, 500, &limit) ? "limit" : "cursor",
+        http_problem(resp, 400, "validation_failed",
+                     ls && cfg_parse_int(ls, 1, 500, &limit) ? "limit" : "cursor",
                      "'limit' must be an integer in 1..500 and 'cursor' a cursor");
         return;
     }
@@ -527,9 +529,11 @@ void lists_changes(http_req *req, http_resp *resp)
     const char *v[] = {id, cur, lim};
     if (run(req, resp,
             "SELECT c.id, c.list_id, c.list_name, c.action, c.version, c.added, c.removed, "
-            "c.api_key_id, c.api_key_name, " TS("c.created_at") " FROM list_changes c "
-            "WHERE c.list_id = $1 AND ($2::bigint IS NULL OR c.id < $2::bigint) "
-            "ORDER BY c.id DESC LIMIT $3",
+            "c.api_key_id, c.api_key_name, " TS(
+                "c.created_at") " FROM list_changes c "
+                                "WHERE c.list_id = $1 AND ($2::bigint IS NULL OR c.id < "
+                                "$2::bigint) "
+                                "ORDER BY c.id DESC LIMIT $3",
             3, v, NULL, &r) != DB_OK)
         return;
     cJSON *out = cJSON_CreateObject();

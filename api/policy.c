@@ -19,7 +19,7 @@
 #define POLICY_COLS                                                                                \
     "champion_model_id, challenger_model_id, review_threshold, block_threshold, "                  \
     "fallback_decision, scoring_timeout_ms, version, "                                             \
-    "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), explain_top_k, "  \
+    "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), explain_top_k, " \
     "rules::text"
 
 static cJSON *policy_json(const PGresult *r)
@@ -118,12 +118,11 @@ typedef struct policy_body {
     const char *champion, *challenger, *fallback; /* point into the parsed body */
     double review, block;
     long long timeout_ms;
-    long long top_k; /* explain.top_k */
-    const cJSON *rules;       /* the validated "rules" array, or NULL (no rules) */
+    long long top_k;    /* explain.top_k */
+    const cJSON *rules; /* the validated "rules" array, or NULL (no rules) */
     rules_spec specs[RULES_MAX];
     size_t n_specs;
 } policy_body;
-
 
 static int bad_rule(http_resp *resp, int i, const char *member, const char *msg)
 {
@@ -196,9 +195,15 @@ static int read_rules(http_resp *resp, const cJSON *body, policy_body *p)
 /* Validates a PUT body into *p.  Returns 0, or -1 with resp filled (400 naming the field). */
 static int read_policy_body(http_resp *resp, const cJSON *body, policy_body *p)
 {
-    static const char *const allowed[] = {
-        "champion_model_id", "challenger_model_id", "review_threshold", "block_threshold",
-        "fallback_decision", "scoring_timeout_ms",  "explain",          "rules", NULL};
+    static const char *const allowed[] = {"champion_model_id",
+                                          "challenger_model_id",
+                                          "review_threshold",
+                                          "block_threshold",
+                                          "fallback_decision",
+                                          "scoring_timeout_ms",
+                                          "explain",
+                                          "rules",
+                                          NULL};
     const char *field = NULL, *msg = NULL;
     p->champion = p->challenger = NULL;
     p->fallback = "review";
@@ -295,9 +300,9 @@ static int load_lists(http_req *req, http_resp *resp, db_conn *c, PGresult **r, 
         return -1;
     }
     for (size_t i = 0; i < *n; i++)
-        (*out)[i] = (rulecat_list){PQgetvalue(*r, (int)i, 0),
-                                   listset_kind_parse(PQgetvalue(*r, (int)i, 1),
-                                                      (size_t)PQgetlength(*r, (int)i, 1))};
+        (*out)[i] = (rulecat_list){
+            PQgetvalue(*r, (int)i, 0),
+            listset_kind_parse(PQgetvalue(*r, (int)i, 1), (size_t)PQgetlength(*r, (int)i, 1))};
     return 0;
 }
 
@@ -368,7 +373,7 @@ static int write_policy(http_req *req, http_resp *resp, db_conn *c, const policy
     snprintf(rv, sizeof rv, "%.17g", p->review);
     snprintf(bv, sizeof bv, "%.17g", p->block);
     snprintf(tv, sizeof tv, "%lld", p->timeout_ms);
-    const char *vals[] = {p->champion, p->challenger, rv,   bv,  p->fallback, tv,
+    const char *vals[] = {p->champion, p->challenger, rv,   bv,   p->fallback, tv,
                           kv,          rules,         used, from, req->key_id};
     int rc = dbreq_query(
         req, resp, c,
@@ -458,18 +463,19 @@ int policy_load(http_req *req, http_resp *resp, db_conn *c, policy_rules *out)
 {
     PGresult *r = NULL;
     memset(out, 0, sizeof *out);
-    int rc = dbreq_query(req, resp, c,
-                         "SELECT p.review_threshold, p.block_threshold, p.fallback_decision, "
-                         "p.scoring_timeout_ms, p.version, p.explain_top_k, p.rules::text, "
-                         /* the version check of every list the rules use, folded in here */
-                         "(SELECT json_agg(json_build_array(l.name, l.id, l.version, l.kind)) "
-                         "FROM lists l WHERE l.name = ANY (p.rule_lists))::text, " SCORING_MODEL_COLS(
-                             "c") ", " SCORING_MODEL_COLS("h") " FROM policy p "
-                                                               "LEFT JOIN models c ON c.id = "
-                                                               "p.champion_model_id "
-                                                               "LEFT JOIN models h ON h.id = "
-                                                               "p.challenger_model_id",
-                         0, NULL, &r);
+    int rc =
+        dbreq_query(req, resp, c,
+                    "SELECT p.review_threshold, p.block_threshold, p.fallback_decision, "
+                    "p.scoring_timeout_ms, p.version, p.explain_top_k, p.rules::text, "
+                    /* the version check of every list the rules use, folded in here */
+                    "(SELECT json_agg(json_build_array(l.name, l.id, l.version, l.kind)) "
+                    "FROM lists l WHERE l.name = ANY (p.rule_lists))::text, " SCORING_MODEL_COLS(
+                        "c") ", " SCORING_MODEL_COLS("h") " FROM policy p "
+                                                          "LEFT JOIN models c ON c.id = "
+                                                          "p.champion_model_id "
+                                                          "LEFT JOIN models h ON h.id = "
+                                                          "p.challenger_model_id",
+                    0, NULL, &r);
     if (rc == DB_ERROR)
         dbreq_internal(req, resp, r);
     else if (rc == DB_OK && PQntuples(r) != 1)

@@ -71,9 +71,9 @@ int rulecat_build(rulecat *rc, const scoring_model *const *models, size_t n_mode
     }
     for (int s = 0; s < RC_CLIENT; s++) {
         int is_str = s >= RC_CURRENCY && s <= RC_USER_COUNTRY;
-        rc->ops[s] = (rules_operand){slot_name(s), is_str ? RULES_STRING : RULES_NUMBER,
-                                     s == RC_SCORE || s == RC_CHALLENGER_SCORE ? RULES_OPERAND_SCORE
-                                                                               : 0u};
+        rc->ops[s] =
+            (rules_operand){slot_name(s), is_str ? RULES_STRING : RULES_NUMBER,
+                            s == RC_SCORE || s == RC_CHALLENGER_SCORE ? RULES_OPERAND_SCORE : 0u};
     }
     rc->n_ops = RC_CLIENT;
     for (size_t m = 0; m < n_models; m++)

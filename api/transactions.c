@@ -332,14 +332,28 @@ void txn_label(http_req *req, http_resp *resp)
         goto done;
     const char *other = json_unknown_member(body, allowed);
     if (other) {
-        static const char *const stored[] = {"id",          "user_id",     "amount",
-                                             "currency",    "merchant_id", "merchant_category",
-                                             "country",     "channel",     "occurred_at",
-                                             "metadata",    "features",    "risk",
-                                             "email",       "ip_address",  "device_id",
-                                             "card_fingerprint", "card_bin", "card_country",
+        static const char *const stored[] = {"id",
+                                             "user_id",
+                                             "amount",
+                                             "currency",
+                                             "merchant_id",
+                                             "merchant_category",
+                                             "country",
+                                             "channel",
+                                             "occurred_at",
+                                             "metadata",
+                                             "features",
+                                             "risk",
+                                             "email",
+                                             "ip_address",
+                                             "device_id",
+                                             "card_fingerprint",
+                                             "card_bin",
+                                             "card_country",
                                              "shipping_country",
-                                             "labelled_at", "created_at",  NULL};
+                                             "labelled_at",
+                                             "created_at",
+                                             NULL};
         int known = 0;
         for (const char *const *f = stored; *f && !known; f++)
             known = strcmp(*f, other) == 0;

@@ -137,4 +137,3 @@ int val_ip_canonical(const char *s, char *out, size_t cap)
         return -1;
     return 0;
 }
-

@@ -135,7 +135,7 @@ START_TEST(identity_fields_stored_and_returned)
     req_ok(&E, "POST", "/api/v1/transactions", b, 201, &r);
     free(b);
     static const char *const want[][2] = {
-        {"email", "a.b@example.com"},  {"ip_address", "2001:db8::1"}, {"device_id", "dev-42"},
+        {"email", "a.b@example.com"},    {"ip_address", "2001:db8::1"}, {"device_id", "dev-42"},
         {"card_fingerprint", "fp_9f8e"}, {"card_bin", "42424242"},      {"card_country", "FR"},
         {"shipping_country", "IT"}};
     char path[200];
@@ -165,12 +165,18 @@ START_TEST(identity_fields_validated)
 {
     user("idv");
     static const char *const bad[][2] = {
-        {"email", "\"no-at-sign\""},        {"ip_address", "\"1.2.3\""},
-        {"ip_address", "\"10.0.0.0/8\""},   {"ip_address", "\"fe80::1%eth0\""},
-        {"ip_address", "7"},                {"card_bin", "\"12345\""},
-        {"card_bin", "\"123456789\""},      {"card_bin", "\"12a456\""},
-        {"card_country", "\"XX\""},         {"card_country", "\"de\""},
-        {"shipping_country", "\"ZZ\""},     {"device_id", "\"\""},
+        {"email", "\"no-at-sign\""},
+        {"ip_address", "\"1.2.3\""},
+        {"ip_address", "\"10.0.0.0/8\""},
+        {"ip_address", "\"fe80::1%eth0\""},
+        {"ip_address", "7"},
+        {"card_bin", "\"12345\""},
+        {"card_bin", "\"123456789\""},
+        {"card_bin", "\"12a456\""},
+        {"card_country", "\"XX\""},
+        {"card_country", "\"de\""},
+        {"shipping_country", "\"ZZ\""},
+        {"device_id", "\"\""},
         {"card_fingerprint", "{}"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -255,8 +261,8 @@ START_TEST(lists_crud_and_errors)
     snprintf(path, sizeof path, "/api/v1/lists/%s", id);
     req_ok(&E, "DELETE", path, NULL, 204, &r);
     h_resp_free(&r);
-    static const char *const gone[][2] = {{"GET", ""}, {"DELETE", ""}, {"GET", "/items"},
-                                          {"GET", "/items/a"}, {"POST", "/items"}};
+    static const char *const gone[][2] = {
+        {"GET", ""}, {"DELETE", ""}, {"GET", "/items"}, {"GET", "/items/a"}, {"POST", "/items"}};
     for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++) {
         snprintf(path, sizeof path, "/api/v1/lists/%s%s", id, gone[i][1]);
         e2e_req(&E, gone[i][0], path, strcmp(gone[i][0], "POST") ? NULL : "{\"items\":[\"a\"]}",
@@ -279,9 +285,8 @@ START_TEST(list_audit_records_who)
     ck_assert_int_eq(change(&E, id, "POST", "[1, 2.5, \"3\", \"1e0\"]", NULL), 3);
     snprintf(path, sizeof path, "/api/v1/lists/%s/items", id);
     h_resp r;
-    ck_assert_int_eq(h_http(&E, "DELETE", path, key, "application/json", "{\"items\":[2.5]}", 15,
-                            NULL, &r),
-                     0);
+    ck_assert_int_eq(
+        h_http(&E, "DELETE", path, key, "application/json", "{\"items\":[2.5]}", 15, NULL, &r), 0);
     ck_assert_int_eq(r.status, 200);
     h_resp_free(&r);
     snprintf(path, sizeof path, "/api/v1/lists/%s/changes?limit=2", id);
@@ -339,11 +344,13 @@ START_TEST(ip_lists_cidr_v4_v6)
     static const struct {
         const char *addr;
         int in;
-    } t[] = {{"10.0.0.0", 1},         {"10.255.255.255", 1}, {"11.0.0.0", 0},
-             {"9.255.255.255", 0},    {"192.0.2.7", 1},      {"192.0.2.8", 0},
-             {"198.51.100.200", 1},   {"198.51.101.1", 0},   {"2001:db8::1", 1},
-             {"2001:db8:ffff::9", 1}, {"2001:db9::", 0},     {"203.0.113.9", 1},
-             {"::ffff:10.1.2.3", 1},  {"::1", 0}};
+    } t[] = {{"10.0.0.0", 1},        {"10.255.255.255", 1},
+             {"11.0.0.0", 0},        {"9.255.255.255", 0},
+             {"192.0.2.7", 1},       {"192.0.2.8", 0},
+             {"198.51.100.200", 1},  {"198.51.101.1", 0},
+             {"2001:db8::1", 1},     {"2001:db8:ffff::9", 1},
+             {"2001:db9::", 0},      {"203.0.113.9", 1},
+             {"::ffff:10.1.2.3", 1}, {"::1", 0}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         ck_assert_msg(member(&E, id, t[i].addr) == t[i].in, "%s", t[i].addr);
     snprintf(path, sizeof path, "/api/v1/lists/%s/items", id);

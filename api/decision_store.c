@@ -309,7 +309,7 @@ int decision_store_sql(char *buf, size_t cap)
 /* INSERTs the row, and keeps the answer built from what the database returned. */
 int decision_stage_store(decision_request *d)
 {
-    char sql[2048];
+    char sql[4096];
     const char *v[ST_COUNT];
     store_text t;
     PGresult *r = NULL;

@@ -158,8 +158,8 @@ START_TEST(rule_errors)
          "rules[0].when", "expected ')'"},
         {"[{\"name\":\"a\",\"action\":\"block\",\"when\":\"country > 3\"}]", 422, "rule_invalid",
          "rules[0].when", "rule 'a'"},
-        {"[{\"name\":\"a\",\"action\":\"deny\",\"when\":\"amount > 1\"}]", 400,
-         "validation_failed", "rules[0].action", "allow, review or block"},
+        {"[{\"name\":\"a\",\"action\":\"deny\",\"when\":\"amount > 1\"}]", 400, "validation_failed",
+         "rules[0].action", "allow, review or block"},
         {"[{\"name\":\"a\",\"action\":\"block\",\"when\":\"amount > 1\",\"mode\":\"x\"}]", 400,
          "validation_failed", "rules[0].mode", "active or shadow"},
         {"[{\"name\":\"a b\",\"action\":\"block\",\"when\":\"amount > 1\"}]", 400,
@@ -190,8 +190,8 @@ START_TEST(rule_errors)
         for (int i = 0; i < count; i++)
             at += (size_t)snprintf(
                 rules + at, cap - at,
-                "%s{\"name\":\"r%d\",\"action\":\"review\",\"when\":\"amount > %d\"}",
-                i ? "," : "", i, i);
+                "%s{\"name\":\"r%d\",\"action\":\"review\",\"when\":\"amount > %d\"}", i ? "," : "",
+                i, i);
         snprintf(rules + at, cap - at, "]");
         h_resp r;
         put_policy(NULL, 0.5, 0.9, "review", rules, count > RULES_MAX ? 400 : 200, &r);
@@ -320,9 +320,9 @@ START_TEST(versions_and_rollback)
                          200, NULL);
     const char *body = "{\"champion_model_id\":null,\"review_threshold\":0.3,"
                        "\"block_threshold\":0.8,\"rules\":[]}";
-    ck_assert_int_eq(h_http(&E, "PUT", "/api/v1/policy", key, "application/json", body,
-                            strlen(body), NULL, &r),
-                     0);
+    ck_assert_int_eq(
+        h_http(&E, "PUT", "/api/v1/policy", key, "application/json", body, strlen(body), NULL, &r),
+        0);
     ck_assert_int_eq(r.status, 200);
     long v2 = (long)get(r.json, "version")->valuedouble;
     ck_assert_int_eq(v2, v1 + 1);
@@ -377,8 +377,8 @@ END_TEST
 
 /* ---- replay --------------------------------------------------------------------------------- */
 
-#define MAXV 32  /* versions tracked per list */
-#define MAXI 64  /* items per version */
+#define MAXV 32 /* versions tracked per list */
+#define MAXI 64 /* items per version */
 typedef struct tlist {
     const char *name, *kind;
     char id[37];
@@ -388,8 +388,9 @@ typedef struct tlist {
     char item[MAXV][MAXI][24];
 } tlist;
 
-static tlist g_lists[3] = {
-    {.name = "bad_merchants", .kind = "string"}, {.name = "bad_ips", .kind = "ip"}, {.name = "bad_hours", .kind = "number"}};
+static tlist g_lists[3] = {{.name = "bad_merchants", .kind = "string"},
+                           {.name = "bad_ips", .kind = "ip"},
+                           {.name = "bad_hours", .kind = "number"}};
 
 /* Applies a change and records the list's content at the version it answered. */
 static void tl_change(tlist *l, const char *method, const char *const *items, int n)
@@ -495,15 +496,15 @@ static void random_rules(unsigned *seed, char *out, size_t cap)
 /* One random transaction's extra members. */
 static void random_txn(unsigned *seed, char *u, long *amount, char *extra, size_t cap)
 {
-    static const char *const ips[] = {"10.1.2.3", "192.168.1.77", "192.168.2.1", "172.16.5.5",
-                                      "8.8.8.8",  "203.0.113.1"};
+    static const char *const ips[] = {"10.1.2.3",   "192.168.1.77", "192.168.2.1",
+                                      "172.16.5.5", "8.8.8.8",      "203.0.113.1"};
     static const char *const cc[] = {"DE", "FR", "US", "GB"};
     snprintf(u, 16, "ru%u", rand_r(seed) % 8);
     *amount = 100 + rand_r(seed) % 200000;
     size_t at = (size_t)snprintf(extra, cap, "\"merchant_id\":\"m%u\"", rand_r(seed) % 20);
     if (rand_r(seed) % 5)
-        at += (size_t)snprintf(extra + at, cap - at, ",\"ip_address\":\"%s\"",
-                               ips[rand_r(seed) % 6]);
+        at +=
+            (size_t)snprintf(extra + at, cap - at, ",\"ip_address\":\"%s\"", ips[rand_r(seed) % 6]);
     if (rand_r(seed) % 3)
         at += (size_t)snprintf(extra + at, cap - at, ",\"card_country\":\"%s\"",
                                cc[rand_r(seed) % 4]);
@@ -560,9 +561,9 @@ static uint8_t stored_probe(const cJSON *risk, const char *list, const char *ope
         const char *res = sget(p, "result");
         for (int i = 0; i < 3; i++)
             if (strcmp(g_lists[i].name, list) == 0) {
-                const cJSON *val = get(get(inputs, strcmp(g_lists[i].kind, "number") ? "strings"
-                                                                                       : "numbers"),
-                                       operand);
+                const cJSON *val =
+                    get(get(inputs, strcmp(g_lists[i].kind, "number") ? "strings" : "numbers"),
+                        operand);
                 long v = (long)get(get(risk, "lists"), list)->valuedouble;
                 ck_assert_str_eq(res, expect_probe(&g_lists[i], v, val));
             }
@@ -596,8 +597,8 @@ static size_t snapshot_slots(const cJSON *inputs, rules_operand *ops, rules_valu
         ops[n] = (rules_operand){x->string, RULES_STRING, 0};
         slots[n] = (rules_value){0};
         if (cJSON_IsString(x))
-            slots[n] = (rules_value){x->valuestring, 0, (uint32_t)strlen(x->valuestring),
-                                     RULES_STRING};
+            slots[n] =
+                (rules_value){x->valuestring, 0, (uint32_t)strlen(x->valuestring), RULES_STRING};
         n++;
     }
     return n;
@@ -613,8 +614,8 @@ static void replay(const cJSON *t, const cJSON *rules)
     size_t n_ops = snapshot_slots(in, ops, slots, 256), n_specs = 0;
     rules_list lists[3];
     for (int i = 0; i < 3; i++)
-        lists[i] = (rules_list){g_lists[i].name, listset_kind_parse(g_lists[i].kind,
-                                                                     strlen(g_lists[i].kind))};
+        lists[i] = (rules_list){g_lists[i].name,
+                                listset_kind_parse(g_lists[i].kind, strlen(g_lists[i].kind))};
     cJSON_ArrayForEach(x, rules)
     {
         rules_spec *s = &specs[n_specs++];
@@ -669,7 +670,8 @@ static void check_inputs(const cJSON *t)
         if (!cJSON_IsNull(a))
             ck_assert_str_eq(a->valuestring, b->valuestring);
     }
-    const cJSON *s1 = get(risk, "score"), *s2 = get(get(get(risk, "rule_inputs"), "numbers"), "score");
+    const cJSON *s1 = get(risk, "score"),
+                *s2 = get(get(get(risk, "rule_inputs"), "numbers"), "score");
     ck_assert(cJSON_IsNull(s1) == cJSON_IsNull(s2));
     if (cJSON_IsNumber(s1))
         ck_assert((float)s1->valuedouble == (float)s2->valuedouble);

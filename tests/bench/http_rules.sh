@@ -23,6 +23,18 @@ JSON='Content-Type: application/json'
 PSQL=(psql -X -q -At -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil -d vigil)
 
 api() { curl -fsS -H "$B_AUTH" -H "$JSON" "$@"; }
+# CPU seconds (user + system) used so far by vigil-api, and by the PostgreSQL cluster's processes
+# (the postmaster and its children: the API's pooled backends live as long as the API): figures
+# that a machine shared with other work does not inflate, unlike wall-clock time.
+ticks() { awk '{ s += $14 + $15 } END { print s + 0 }' "$@" 2>/dev/null || echo 0; }
+cpu_api() { ticks /proc/"$B_API_PID"/stat | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", $1 / hz }'; }
+cpu_pg() {
+  local pm
+  pm=$(head -n 1 "$B_TMP/pg/postmaster.pid")
+  ticks /proc/"$pm"/stat $(ps -o pid= --ppid "$pm" | sed 's|^ *\(.*\)|/proc/\1/stat|') |
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", $1 / hz }'
+}
+since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 mklist() { api "$B_API/api/v1/lists" -d "{\"name\":\"$1\",\"kind\":\"$2\"}" | sed -n 's/^{"id":"\([^"]*\)".*/\1/p'; }
 
 bench_machine
@@ -46,13 +58,14 @@ for ((c = 0; c * per < N; c++)); do
 done
 echo
 echo "== list load: $N string items through POST /api/v1/lists/{id}/items, $per a call (target <= 30 s)"
-t0=$(date +%s.%N)
+t0=$(date +%s.%N) a0=$(cpu_api) p0=$(cpu_pg)
 for ((c = 0; c * per < N; c++)); do
   api -o /dev/null --data-binary @"$B_TMP/items$c.json" "$B_API/api/v1/lists/$cards/items"
 done
 t1=$(date +%s.%N)
 load_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-echo "   $N items in $load_s s ($(awk -v n="$N" -v s="$load_s" 'BEGIN { printf "%.0f", n / s }') items/s)"
+load_cpu="vigil-api $(since "$a0" "$(cpu_api)") s, PostgreSQL $(since "$p0" "$(cpu_pg)") s of CPU"
+echo "   $N items in $load_s s ($(awk -v n="$N" -v s="$load_s" 'BEGIN { printf "%.0f", n / s }') items/s); $load_cpu"
 "${PSQL[@]}" -c "INSERT INTO list_items (list_id, value) SELECT '$ips', '10.' || (g >> 16 & 255)
   || '.' || (g >> 8 & 255) || '.' || (g & 255) FROM generate_series(0, $N - 1) g;
   INSERT INTO list_items (list_id, value) SELECT '$amounts', (g * 3)::text FROM generate_series(1, $N) g;
@@ -86,13 +99,20 @@ printf '%s\n' '{"user_external_id": "r-{seq%50}", "amount": 1{seq%100000}, "curr
   ' "ip_address": "10.{seq%20}.{seq%250}.7"}' >"$B_TMP/txn.json"
 
 declare -A R
+declare -A CPU
 run() {
-  local out
+  local out a0 p0
+  a0=$(cpu_api) p0=$(cpu_pg)
   out=$("$B_LOADGEN" --rt -r "$RATE" -d "$SECS" -c 16 --warmup 1 -H "$B_AUTH" -H "$JSON" \
         -H 'Idempotency-Key: rules-{run}-{seq}' -b "$B_TMP/txn.json" "$B_API/api/v1/transactions" 2>&1) ||
     { echo "$out"; bench_die "loadgen failed ($1)"; }
   echo "$out" | grep -v '^RESULT\|^  scheduling' || true
   R[$1]=$(echo "$out" | grep -E '^RESULT' | tail -n 1)
+  CPU[$1]=$(awk -v a="$(since "$a0" "$(cpu_api)")" -v p="$(since "$p0" "$(cpu_pg)")" \
+    -v n="$(bench_field "${R[$1]}" answered)" \
+    -v w="$(echo "$out" | sed -n 's/.*warm-up: \([0-9]*\) answered.*/\1/p')" 'BEGIN { n += w; if (n == 0) n = 1;
+    printf "CPU per decision: vigil-api %.0f us, PostgreSQL %.0f us", a * 1e6 / n, p * 1e6 / n }')
+  echo "   ${CPU[$1]}"
 }
 echo
 echo "== decisions at $RATE req/s for $SECS s: no rules, then 50 rules over 3 lists of $N items"
@@ -112,10 +132,12 @@ run rules
 p99a=$(bench_field "${R[none]}" p99_us) p99b=$(bench_field "${R[rules]}" p99_us)
 echo
 echo "== summary (rules)"
-echo "   list load: $N string items through the API in $load_s s (target <= 30 s)"
+echo "   list load: $N string items through the API in $load_s s (target <= 30 s); $load_cpu"
 printf '   decisions @ %s/s, no rules:             p50 %6s us  p99 %7s us  (%s non-2xx)\n' "$RATE" \
   "$(bench_field "${R[none]}" p50_us)" "$p99a" "$(bench_field "${R[none]}" non2xx)"
 printf '   decisions @ %s/s, 50 rules, 3x%s lists: p50 %6s us  p99 %7s us  (%s non-2xx)\n' "$RATE" "$N" \
   "$(bench_field "${R[rules]}" p50_us)" "$p99b" "$(bench_field "${R[rules]}" non2xx)"
 echo "   p99 difference: $(awk -v a="$p99a" -v b="$p99b" 'BEGIN { printf "%+d us", b - a }') (target <= +1000 us)"
+echo "   no rules: ${CPU[none]}"
+echo "   50 rules: ${CPU[rules]}"
 bench_stop_app

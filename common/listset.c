@@ -115,12 +115,21 @@ int listset_number_canon(double v, char *out, size_t outlen)
         return LISTSET_E_INVALID;
     if (v == 0)
         v = 0; /* -0 -> 0 */
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(out, outlen, "%.*g", prec, v);
+    int prec = 1;
+    for (; prec < 17; prec++) { /* the fewest significant digits that read back */
+        snprintf(out, outlen, "%.*e", prec - 1, v);
         if (strtod(out, NULL) == v)
-            return LISTSET_OK;
+            break;
     }
-    return LISTSET_OK; /* %.17g always reads back */
+    /* JavaScript's Number-to-String layout: plain digits for 1e-7 < |v| < 1e21, else an exponent */
+    char e[40];
+    snprintf(e, sizeof e, "%.*e", prec - 1, v);
+    int exp10 = atoi(strchr(e, 'e') + 1);
+    if (exp10 >= -6 && exp10 < 21)
+        snprintf(out, outlen, "%.*f", prec - 1 - exp10 > 0 ? prec - 1 - exp10 : 0, v);
+    else
+        snprintf(out, outlen, "%.*g", prec, v);
+    return LISTSET_OK;
 }
 
 /* A JSON number in s[0..len): -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
@@ -212,8 +221,12 @@ int listset_ip_parse(const char *in, size_t len, listset_ip *out, char *err, siz
     size_t alen = slash ? (size_t)(slash - in) : len;
     if (alen == 0 || alen >= sizeof buf || memchr(in, '%', alen) != NULL ||
         memchr(in, 0, alen) != NULL) {
-        set_err(err, errlen, "expected an IPv4 or IPv6 address%s",
-                memchr(in, '%', alen) ? " without a zone id" : "");
+        if (memchr(in, '%', alen) != NULL)
+            set_err(err, errlen, "expected an IPv4 or IPv6 address without a zone id");
+        else
+            set_err(err, errlen,
+                    "expected an IPv4 or IPv6 address (or a CIDR range such as "
+                    "10.0.0.0/8)");
         return LISTSET_E_INVALID;
     }
     memcpy(buf, in, alen);

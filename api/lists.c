@@ -284,9 +284,11 @@ done:
     return rc;
 }
 
-/* The change statements: $1 list id, $2 items (text[]), $3 API key id.  Each locks the list row,
- * changes the items, bumps the version when anything changed, records the change and notifies
- * every replica, in one statement. */
+/* The change statements: $1 list id, $2 items (text[]), $3 API key id.  Each changes the items,
+ * bumps the version when anything changed, records the change and notifies every replica, in one
+ * statement.  The list row is locked only by the final UPDATE, so changes to one list insert their
+ * items in parallel and take their version numbers one after the other (each commit makes items
+ * and version visible together). */
 #define CHANGE_TAIL(sign, action, added, removed)                                                  \
     "n AS (SELECT count(*)::int AS c FROM x), "                                                    \
     "u AS (UPDATE lists SET version = lists.version + (n.c > 0)::int, "                            \
@@ -299,12 +301,12 @@ done:
            "SELECT u.version, u.c, u.item_count, pg_notify('vigil_lists', $1::text) FROM u"
 
 static const char ADD_SQL[] =
-    "WITH l AS (SELECT id FROM lists WHERE id = $1 FOR UPDATE), "
+    "WITH l AS (SELECT id FROM lists WHERE id = $1), "
     "x AS (INSERT INTO list_items (list_id, value) SELECT l.id, v FROM l, unnest($2::text[]) v "
     "ORDER BY v "
     "ON CONFLICT DO NOTHING RETURNING 1), " CHANGE_TAIL("+", "'add'", "u.c", "0");
 static const char REMOVE_SQL[] =
-    "WITH l AS (SELECT id FROM lists WHERE id = $1 FOR UPDATE), "
+    "WITH l AS (SELECT id FROM lists WHERE id = $1), "
     "x AS (DELETE FROM list_items i USING l WHERE i.list_id = l.id AND i.value = ANY ($2::text[]) "
     "RETURNING 1), " CHANGE_TAIL("-", "'remove'", "0", "u.c");
 

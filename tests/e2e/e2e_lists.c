@@ -19,14 +19,21 @@
 
 static h_env E;
 static const char *const ENV[] = {"VIGIL_HOTPATH_MODE=inprocess", NULL};
+static pid_t g_second; /* the second vigil-api of two_replicas_see_a_change, while it runs */
 
 static void up(void)
 {
     e2e_env_up(&E, ENV);
 }
 
+/* Also stops the second API when a failed assertion left it running. */
 static void down(void)
 {
+    if (g_second > 0) {
+        kill(g_second, SIGKILL);
+        h_wait(g_second, 5000);
+        g_second = 0;
+    }
     e2e_env_down(&E);
 }
 
@@ -482,7 +489,7 @@ START_TEST(two_replicas_see_a_change)
            "\"when\":\"ip_address in @rep_ips\"}]}",
            200, &r);
     h_resp_free(&r);
-    pid_t pid = second_api(&b);
+    pid_t pid = g_second = second_api(&b);
     ck_assert_str_eq(decide(&b, "172.16.0.1", by, sizeof by), "allow"); /* B holds version 2 */
     ck_assert_str_eq(by, "fallback");
     ck_assert_str_eq(decide(&b, "10.9.9.9", by, sizeof by), "block");
@@ -496,6 +503,7 @@ START_TEST(two_replicas_see_a_change)
         ck_assert_str_eq(decide(&b, "172.16.0.1", by, sizeof by), "allow");
     }
     kill(pid, SIGTERM);
+    g_second = 0;
     ck_assert_int_eq(h_wait(pid, 15000), 0);
     req_ok(&E, "PUT", "/api/v1/policy",
            "{\"champion_model_id\":null,\"review_threshold\":0.5,\"block_threshold\":0.9}", 200,

@@ -344,7 +344,13 @@ void listcache_destroy(listcache *lc)
     lc->stop = 1;
     pthread_mutex_unlock(&lc->mu);
     (void)!write(lc->wake[1], "x", 1);
-    pthread_join(lc->th, NULL);
+    /* The builder may sit in a connect (<= 5 s) or a build against a stalled server: shutdown
+     * does not wait for it longer than 2 s; the process is exiting, so what it holds is left. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    if (pthread_timedjoin_np(lc->th, NULL, &until) != 0)
+        return;
     PQfinish(lc->pg);
     for (size_t i = 0; i < lc->n; i++)
         if (lc->e[i].cur) {

@@ -33,7 +33,9 @@ typedef struct listcache_set listcache_set; /* a reference to one version's set 
  * Returns NULL with err filled when out of memory or the thread cannot start.  Never blocks on
  * the database. */
 listcache *listcache_create(const char *database_url, char *err, size_t errlen);
-/* Stops the builder and frees every set.  No reference may be held. */
+/* Stops the builder and frees every set.  No reference may be held.  Waits at most 2 s for the
+ * builder (a connect or build against a stalled server); past that it leaves everything to the
+ * exiting process. */
 void listcache_destroy(listcache *lc);
 
 enum listcache_status {

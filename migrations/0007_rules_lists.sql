@@ -91,3 +91,14 @@ CREATE TABLE list_changes (
     created_at    timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX list_changes_list ON list_changes (list_id, id DESC);
+
+-- Versions and the list audit are append-only: the schema refuses to change or remove a row.
+CREATE FUNCTION vigil_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% rows are immutable', TG_TABLE_NAME USING ERRCODE = 'restrict_violation';
+END
+$$;
+CREATE TRIGGER policy_versions_append_only BEFORE UPDATE OR DELETE ON policy_versions
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+CREATE TRIGGER list_changes_append_only BEFORE UPDATE OR DELETE ON list_changes
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();

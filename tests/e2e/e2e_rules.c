@@ -359,6 +359,11 @@ START_TEST(versions_and_rollback)
     req_ok("GET", path, NULL, 200, &r);
     ck_assert(cJSON_IsNull(get(r.json, "activated_from")));
     h_resp_free(&r);
+    /* the schema itself keeps versions immutable */
+    char out[512];
+    ck_assert_int_ne(
+        h_psql(&E, NULL, "UPDATE policy_versions SET review_threshold = 0", out, sizeof out), 0);
+    ck_assert_int_ne(h_psql(&E, NULL, "DELETE FROM policy_versions", out, sizeof out), 0);
     e2e_req(&E, "GET", "/api/v1/policy/versions/99999", NULL, &r);
     e2e_assert_problem(&r, 404, "not_found", NULL);
     h_resp_free(&r);

@@ -254,7 +254,11 @@ int decision_stage_rules(decision_request *d)
     rules_value *slots = e ? calloc(e->cat.n_ops + 1, sizeof *slots) : NULL;
     uint8_t *probes = e ? calloc(rules_probe_count(e->prog) + 1, 1) : NULL;
     answered = !e;
-    if (e && slots && probes && fill_slots(d, &e->cat, slots) == 0) {
+    /* PUT /policy refuses more lists than this, so it cannot happen for a stored version */
+    if (e && rules_list_count(e->prog) > RULES_MAX) {
+        http_problem(d->resp, 500, "internal", NULL, "the rules name too many lists");
+        answered = 1;
+    } else if (e && slots && probes && fill_slots(d, &e->cat, slots) == 0) {
         size_t li = 0;
         while (li < rules_list_count(e->prog) &&
                resolve_list(d, e->prog, li, lists, &held[li]) == 0)

@@ -348,6 +348,9 @@ static int compile_rules(http_req *req, http_resp *resp, db_conn *c, const polic
         http_problem(resp, 422, "rule_invalid", "rules", "%s", e.message);
     } else if (rc != RULES_OK) {
         http_problem(resp, 500, "internal", NULL, "out of memory compiling the rules");
+    } else if (rules_list_count(prog) > RULES_MAX) {
+        http_problem(resp, 422, "rule_invalid", "rules", "the rules name %zu lists; at most %d",
+                     rules_list_count(prog), RULES_MAX);
     } else {
         used_lists(prog, used, cap);
         ok = 0;

@@ -7,9 +7,11 @@
 #include "decision.h"
 #include "health.h"
 #include "http.h"
+#include "lists.h"
 #include "models.h"
 #include "openapi.h"
 #include "policy.h"
+#include "policy_versions.h"
 #include "scrape.h"
 #include "transactions.h"
 #include "users.h"
@@ -36,6 +38,21 @@ const route routes_table[] = {
 
     {"GET", "/api/v1/policy", policy_get, SCOPE_READ, BODY_NONE},
     {"PUT", "/api/v1/policy", policy_put, SCOPE_ADMIN, BODY_JSON},
+    {"GET", "/api/v1/policy/versions", policy_versions_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/policy/versions/{n}", policy_versions_get, SCOPE_READ, BODY_NONE},
+    {"POST", "/api/v1/policy/versions/{n}/activate", policy_versions_activate, SCOPE_ADMIN,
+     BODY_NONE},
+
+    {"POST", "/api/v1/lists", lists_create, SCOPE_ADMIN, BODY_JSON},
+    {"GET", "/api/v1/lists", lists_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/lists/{id}", lists_get, SCOPE_READ, BODY_NONE},
+    {"DELETE", "/api/v1/lists/{id}", lists_delete, SCOPE_ADMIN, BODY_NONE},
+    /* up to 100,000 items a call: the predict body limit (VIGIL_MAX_PREDICT_BYTES) applies */
+    {"POST", "/api/v1/lists/{id}/items", lists_items_add, SCOPE_WRITE, BODY_PREDICT},
+    {"DELETE", "/api/v1/lists/{id}/items", lists_items_remove, SCOPE_WRITE, BODY_PREDICT},
+    {"GET", "/api/v1/lists/{id}/items", lists_items_page, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/lists/{id}/items/{value}", lists_item_member, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/lists/{id}/changes", lists_changes, SCOPE_READ, BODY_NONE},
 
     {"POST", "/api/v1/transactions", decision_post, SCOPE_WRITE, BODY_JSON},
     {"GET", "/api/v1/transactions", txn_list, SCOPE_READ, BODY_NONE},

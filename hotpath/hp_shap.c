@@ -275,7 +275,8 @@ static void walk_node(walk *w, int32_t nid, uint32_t d, treeshap_elem *parent, f
  *   (numerator and denominator selected per lane), so 2 divisions per k for 8 elements at once;
  * - unwind (a feature seen twice on a path) stays scalar, in the reference's order. */
 
-#define VEC_LANES 24 /* lanes per level array: 16 used, reads at [-1] and up to [d+8] stay inside */
+#define VEC_LANES 24 /* lanes per level array: 16 used, reads at [-1] and up to [d+8] stay inside  \
+                      */
 
 typedef struct vlevel {
     float pwb[VEC_LANES + 8]; /* pw = pwb + 8: pw[-1] is always 0 (the shifted load's lane 0) */
@@ -320,8 +321,8 @@ __attribute__((target("avx2"))) static void vec_extend(const vlevel *par, vlevel
     const __m256 dp1 = _mm256_set1_ps((float)(d + 1)), dv = _mm256_set1_ps((float)d);
     const __m256 zero = _mm256_setzero_ps();
     for (uint32_t h = 0; h <= d; h += 8) {
-        const __m256i lane = _mm256_add_epi32(_mm256_set1_epi32((int)h),
-                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i lane =
+            _mm256_add_epi32(_mm256_set1_epi32((int)h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         const __m256 jf = _mm256_cvtepi32_ps(lane);
         const __m256i vd = _mm256_set1_epi32((int)d);
         /* lanes j < d read old[j]; lanes 1 <= j <= d read old[j-1] (old[-1] = 0 for lane 0) */
@@ -385,8 +386,8 @@ __attribute__((target("avx2"))) static void vec_leaf(vwalk *w, const vlevel *p, 
             const __m256 ratio = _mm256_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
             /* hot: (next * (d+1)) / ((k+1) * one); cold: (pw[k] / zero) / ratio */
             const __m256 num = _mm256_blendv_ps(pwk, _mm256_mul_ps(next, dp1), hot);
-            const __m256 den = _mm256_blendv_ps(
-                zero, _mm256_mul_ps(_mm256_set1_ps((float)(k + 1)), one), hot);
+            const __m256 den =
+                _mm256_blendv_ps(zero, _mm256_mul_ps(_mm256_set1_ps((float)(k + 1)), one), hot);
             const __m256 q = _mm256_div_ps(num, den);
             const __m256 add = _mm256_blendv_ps(_mm256_div_ps(q, ratio), q, hot);
             total = _mm256_blendv_ps(total, _mm256_add_ps(total, add), live);
@@ -440,8 +441,8 @@ __attribute__((target("avx2"))) static void vec_node(vwalk *w, int32_t nid, uint
     const __m256i f = _mm256_set1_epi32((int32_t)split);
     unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
                      _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)p->feat)))) |
-                 (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(
-                     f, _mm256_loadu_si256((const __m256i *)(p->feat + 8)))))
+                 (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                     _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)(p->feat + 8)))))
                      << 8;
     m &= (2u << d) - 1u; /* lanes 0..d */
     if (m != 0) {
@@ -476,8 +477,8 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
     const int vec = allow_vec && l->vec;
 #if HP_SHAP_HAVE_AVX2
     _Static_assert(sizeof(vlevel) == VLEVEL_BYTES, "VLEVEL_BYTES");
-    vwalk vw = {.cats = m->cats, .phi = w.phi, .stamp = w.stamp, .touched = w.touched,
-                .lv = (vlevel *)lv};
+    vwalk vw = {
+        .cats = m->cats, .phi = w.phi, .stamp = w.stamp, .touched = w.touched, .lv = (vlevel *)lv};
 #else
     (void)lv;
 #endif

@@ -584,8 +584,8 @@ static size_t check_explain(const model_view *v, const float *rows, size_t nrows
     for (int vec = 0; vec < 2; vec++) {
         hp_shap_explain_isa(l, rows, nrows, c2, m2, s2, vec);
         long d = first_diff(c1, c2, nrows * k * ncol);
-        ck_assert_msg(d < 0, "%s (vec %d): contribution %ld differs: reference %a, worker %a",
-                      what, vec, d, d >= 0 ? c1[d] : 0.0f, d >= 0 ? c2[d] : 0.0f);
+        ck_assert_msg(d < 0, "%s (vec %d): contribution %ld differs: reference %a, worker %a", what,
+                      vec, d, d >= 0 ? c1[d] : 0.0f, d >= 0 ? c2[d] : 0.0f);
         d = first_diff(m1, m2, nrows * k);
         ck_assert_msg(d < 0, "%s (vec %d): margin %ld differs", what, vec, d);
     }

@@ -52,6 +52,8 @@ static size_t blob_room(size_t len)
  * AVX2 walk. */
 #define HP_SHAP_VEC_DEPTH 15u /* deepest tree the AVX2 walk takes: a path fits 16 lanes */
 #define VLEVEL_BYTES 416u     /* sizeof(vlevel), checked below */
+#define VLEAF_BYTES 352u      /* sizeof(vleaf), checked below */
+#define VLEAF_BUF 32u         /* leaves the AVX2 walk buffers before computing their sums */
 
 static size_t scratch_path_off(uint32_t nf)
 {
@@ -61,7 +63,7 @@ static size_t scratch_path_off(uint32_t nf)
 static size_t scratch_need(uint32_t nf, uint32_t max_depth)
 {
     size_t b = scratch_path_off(nf) + treeshap_path_elems(max_depth) * sizeof(treeshap_elem);
-    return b + 64u + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES;
+    return b + 64u + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES + VLEAF_BUF * VLEAF_BYTES;
 }
 
 static size_t shap_bytes(const model_view *v)
@@ -292,7 +294,9 @@ typedef struct vwalk {
     float *phi;
     uint32_t *stamp, *touched, ntouched, gen;
     float leaf;
-    vlevel *lv; /* lv[node depth] */
+    vlevel *lv;         /* lv[node depth] */
+    struct vleaf *leaves; /* VLEAF_BUF leaves waiting for their sums */
+    uint32_t nleaves;
 } vwalk;
 
 #define VPW(l) ((l)->pwb + 8)
@@ -321,6 +325,11 @@ __attribute__((target("avx2"))) static void vec_extend(const vlevel *par, vlevel
     const __m256 dp1 = _mm256_set1_ps((float)(d + 1)), dv = _mm256_set1_ps((float)d);
     const __m256 zero = _mm256_setzero_ps();
     for (uint32_t h = 0; h <= d; h += 8) {
+        if (h == 8 && d == 8) {
+            /* lane 8 alone (a leaf 8 deep): the reference's scalar expression, no vector pass */
+            pw[8] = 0.0f + pone * old[7] * 8.0f / 9.0f;
+            break;
+        }
         const __m256i lane =
             _mm256_add_epi32(_mm256_set1_epi32((int)h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         const __m256 jf = _mm256_cvtepi32_ps(lane);
@@ -335,7 +344,12 @@ __attribute__((target("avx2"))) static void vec_extend(const vlevel *par, vlevel
          * grouping */
         const __m256 a =
             _mm256_div_ps(_mm256_mul_ps(_mm256_mul_ps(vz, o), _mm256_sub_ps(dv, jf)), dp1);
-        const __m256 b = _mm256_div_ps(_mm256_mul_ps(_mm256_mul_ps(vo, s), jf), dp1);
+        /* A cold child (one == 0): (0 * pw) * j is +-0 or NaN, which x86 divides by the
+         * positive finite d + 1 into itself (the sign of zero kept, a NaN operand returned), so
+         * the division is left out: the same bits for half the nodes' extends at half the cost. */
+        __m256 b = _mm256_mul_ps(_mm256_mul_ps(vo, s), jf);
+        if (pone != 0)
+            b = _mm256_div_ps(b, dp1);
         /* lane 0: a alone; lanes 1..d-1: a + b; lane d: 0 + b (its pweight starts at 0) */
         __m256 r = _mm256_add_ps(a, b);
         const __m256 is0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lane, _mm256_setzero_si256()));
@@ -368,45 +382,139 @@ static void vec_unwind(vlevel *p, uint32_t d, uint32_t pi)
     }
 }
 
-/* The unwound sums of path elements 1..d and their contributions to phi, at a leaf. */
+/* A leaf waiting for its unwound sums: its path (pweights 0..d; zero, one, feature of elements
+ * 1..d in lanes 0..d-1) and, once computed, the contributions w * (one - zero) * leaf. */
+typedef struct vleaf {
+    _Alignas(32) float pw[16];
+    float zero[16], one[16];
+    int32_t feat[16];
+    float contrib[16];
+    float leaf;
+    uint32_t d;
+    uint32_t pad[6];
+} vleaf;
+
+/* One chain of treeshap_unwound_sum over 8 lanes (path elements), state between steps. */
+typedef struct vchain {
+    __m256 one, zero, hot, live, next, total;
+} vchain;
+
+__attribute__((target("avx2"), always_inline)) static inline void
+vchain_init(vchain *c, const float *one, const float *zero, float pwd)
+{
+    const __m256 z = _mm256_setzero_ps();
+    c->one = _mm256_loadu_ps(one);
+    c->zero = _mm256_loadu_ps(zero);
+    c->hot = _mm256_cmp_ps(c->one, z, _CMP_NEQ_UQ);
+    c->live = _mm256_or_ps(c->hot, _mm256_cmp_ps(c->zero, z, _CMP_NEQ_UQ));
+    c->next = _mm256_set1_ps(pwd);
+    c->total = z;
+}
+
+/* Step k of treeshap_unwound_sum in every lane: hot lanes (one != 0) divide (next * (d+1)) by
+ * ((k+1) * one), cold lanes pw[k] by zero and that by ratio = (d-k)/(d+1); one division serves
+ * both (numerator and denominator selected per lane). */
+__attribute__((target("avx2"), always_inline)) static inline void
+vchain_step(vchain *c, __m256 pwk, __m256 ratio, __m256 kp1, __m256 dp1)
+{
+    const __m256 num = _mm256_blendv_ps(pwk, _mm256_mul_ps(c->next, dp1), c->hot);
+    const __m256 den = _mm256_blendv_ps(c->zero, _mm256_mul_ps(kp1, c->one), c->hot);
+    const __m256 q = _mm256_div_ps(num, den);
+    const __m256 add = _mm256_blendv_ps(_mm256_div_ps(q, ratio), q, c->hot);
+    c->total = _mm256_blendv_ps(c->total, _mm256_add_ps(c->total, add), c->live);
+    c->next = _mm256_blendv_ps(
+        c->next, _mm256_sub_ps(pwk, _mm256_mul_ps(_mm256_mul_ps(q, c->zero), ratio)), c->hot);
+}
+
+/* w * (one - zero) * leaf, the reference's grouping. */
+__attribute__((target("avx2"), always_inline)) static inline void
+vchain_store(const vchain *c, float leaf, float *out)
+{
+    _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_mul_ps(c->total, _mm256_sub_ps(c->one, c->zero)),
+                                        _mm256_set1_ps(leaf)));
+}
+
+/* The sums of two 8-lane chains over the same d (two leaves of equal d, or lanes 0..7 and 8..15
+ * of one leaf deeper than 8): two independent dependency chains interleaved, which is what keeps
+ * the divider busy (one chain alone waits on its own division ~every step). */
+__attribute__((target("avx2"))) static void vleaf_sums2(vleaf *a, int ha, vleaf *b, int hb)
+{
+    const uint32_t d = a->d;
+    const __m256 dp1 = _mm256_set1_ps((float)(d + 1));
+    vchain ca, cb;
+    vchain_init(&ca, a->one + ha, a->zero + ha, a->pw[d]);
+    vchain_init(&cb, b->one + hb, b->zero + hb, b->pw[d]);
+    for (int k = (int)d - 1; k >= 0; k--) {
+        const __m256 ratio = _mm256_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
+        const __m256 kp1 = _mm256_set1_ps((float)(k + 1));
+        vchain_step(&ca, _mm256_set1_ps(a->pw[k]), ratio, kp1, dp1);
+        vchain_step(&cb, _mm256_set1_ps(b->pw[k]), ratio, kp1, dp1);
+    }
+    vchain_store(&ca, a->leaf, a->contrib + ha);
+    vchain_store(&cb, b->leaf, b->contrib + hb);
+}
+
+__attribute__((target("avx2"))) static void vleaf_sums1(vleaf *a)
+{
+    const uint32_t d = a->d;
+    const __m256 dp1 = _mm256_set1_ps((float)(d + 1));
+    vchain ca;
+    vchain_init(&ca, a->one, a->zero, a->pw[d]);
+    for (int k = (int)d - 1; k >= 0; k--) {
+        const __m256 ratio = _mm256_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
+        vchain_step(&ca, _mm256_set1_ps(a->pw[k]), ratio, _mm256_set1_ps((float)(k + 1)), dp1);
+    }
+    vchain_store(&ca, a->leaf, a->contrib);
+}
+
+/* The buffered leaves' sums (paired where two neighbours have the same d), then their
+ * contributions added to phi in the leaves' walk order, as the reference adds them. */
+__attribute__((target("avx2"))) static void vec_flush(vwalk *w)
+{
+    vleaf *b = w->leaves;
+    for (uint32_t i = 0; i < w->nleaves;) {
+        if (b[i].d > 8) {
+            vleaf_sums2(&b[i], 0, &b[i], 8);
+            i++;
+        } else if (i + 1 < w->nleaves && b[i + 1].d == b[i].d && b[i].d > 0) {
+            vleaf_sums2(&b[i], 0, &b[i + 1], 0);
+            i += 2;
+        } else {
+            if (b[i].d > 0)
+                vleaf_sums1(&b[i]);
+            i++;
+        }
+    }
+    for (uint32_t i = 0; i < w->nleaves; i++)
+        for (uint32_t j = 0; j < b[i].d; j++) {
+            uint32_t f = (uint32_t)b[i].feat[j];
+            if (w->stamp[f] != w->gen) {
+                w->stamp[f] = w->gen;
+                w->phi[f] = 0;
+                w->touched[w->ntouched++] = f;
+            }
+            w->phi[f] += b[i].contrib[j];
+        }
+    w->nleaves = 0;
+}
+
+/* A leaf's path into the buffer (its sums wait for vec_flush). */
 __attribute__((target("avx2"))) static void vec_leaf(vwalk *w, const vlevel *p, uint32_t d,
                                                      float leaf)
 {
+    vleaf *l = &w->leaves[w->nleaves++];
     const float *pw = VPW(p);
-    const __m256 z = _mm256_setzero_ps(), dp1 = _mm256_set1_ps((float)(d + 1));
-    const __m256 vleaf = _mm256_set1_ps(leaf);
-    float contrib[16];
-    for (uint32_t h = 1; h <= d; h += 8) {
-        const __m256 one = _mm256_loadu_ps(p->one + h), zero = _mm256_loadu_ps(p->zero + h);
-        const __m256 hot = _mm256_cmp_ps(one, z, _CMP_NEQ_UQ);
-        const __m256 live = _mm256_or_ps(hot, _mm256_cmp_ps(zero, z, _CMP_NEQ_UQ));
-        __m256 next = _mm256_set1_ps(pw[d]), total = z;
-        for (int k = (int)d - 1; k >= 0; k--) {
-            const __m256 pwk = _mm256_set1_ps(pw[k]);
-            const __m256 ratio = _mm256_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
-            /* hot: (next * (d+1)) / ((k+1) * one); cold: (pw[k] / zero) / ratio */
-            const __m256 num = _mm256_blendv_ps(pwk, _mm256_mul_ps(next, dp1), hot);
-            const __m256 den =
-                _mm256_blendv_ps(zero, _mm256_mul_ps(_mm256_set1_ps((float)(k + 1)), one), hot);
-            const __m256 q = _mm256_div_ps(num, den);
-            const __m256 add = _mm256_blendv_ps(_mm256_div_ps(q, ratio), q, hot);
-            total = _mm256_blendv_ps(total, _mm256_add_ps(total, add), live);
-            next = _mm256_blendv_ps(
-                next, _mm256_sub_ps(pwk, _mm256_mul_ps(_mm256_mul_ps(q, zero), ratio)), hot);
-        }
-        /* w * (one - zero) * leaf */
-        _mm256_storeu_ps(contrib + h - 1,
-                         _mm256_mul_ps(_mm256_mul_ps(total, _mm256_sub_ps(one, zero)), vleaf));
+    for (int h = 0; h < 16; h += 8) {
+        _mm256_store_ps(l->pw + h, _mm256_loadu_ps(pw + h));
+        _mm256_store_ps(l->zero + h, _mm256_loadu_ps(p->zero + 1 + h));
+        _mm256_store_ps(l->one + h, _mm256_loadu_ps(p->one + 1 + h));
+        _mm256_store_si256((__m256i *)(l->feat + h),
+                           _mm256_loadu_si256((const __m256i *)(p->feat + 1 + h)));
     }
-    for (uint32_t i = 1; i <= d; i++) {
-        uint32_t f = (uint32_t)p->feat[i];
-        if (w->stamp[f] != w->gen) {
-            w->stamp[f] = w->gen;
-            w->phi[f] = 0;
-            w->touched[w->ntouched++] = f;
-        }
-        w->phi[f] += contrib[i - 1];
-    }
+    l->leaf = leaf;
+    l->d = d;
+    if (w->nleaves == VLEAF_BUF)
+        vec_flush(w);
 }
 
 /* walk_node on vlevels: node nid at node depth lvl, its path element (pzero, pone, pfeature)
@@ -457,6 +565,20 @@ __attribute__((target("avx2"))) static void vec_node(vwalk *w, int32_t nid, uint
 }
 #endif
 
+/* Asks for tree tr's nodes and cover fractions while the current tree is walked: a walk visits
+ * every node of every tree (~12 KB a tree of depth 8), the forest is larger than the caches, and
+ * a tree takes microseconds, so the next one arrives in time (measured: ~25% of the worker's
+ * profile was waiting on node loads). */
+static void prefetch_tree(const shap_layout *l, const model_tree_rec *tr)
+{
+    const char *nodes = (const char *)(l->v.nodes + tr->first_node);
+    const char *frac = (const char *)(l->frac + 2 * (size_t)tr->first_node);
+    for (size_t b = 0; b < (size_t)tr->num_nodes * sizeof(model_node_rec); b += 64)
+        __builtin_prefetch(nodes + b);
+    for (size_t b = 0; b < (size_t)tr->num_nodes * 2 * sizeof(float); b += 64)
+        __builtin_prefetch(frac + b);
+}
+
 void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, float *contribs,
                          float *margins, void *scratch, int allow_vec)
 {
@@ -477,8 +599,10 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
     const int vec = allow_vec && l->vec;
 #if HP_SHAP_HAVE_AVX2
     _Static_assert(sizeof(vlevel) == VLEVEL_BYTES, "VLEVEL_BYTES");
+    _Static_assert(sizeof(vleaf) == VLEAF_BYTES, "VLEAF_BYTES");
     vwalk vw = {
-        .cats = m->cats, .phi = w.phi, .stamp = w.stamp, .touched = w.touched, .lv = (vlevel *)lv};
+        .cats = m->cats, .phi = w.phi, .stamp = w.stamp, .touched = w.touched, .lv = (vlevel *)lv,
+                .leaves = (vleaf *)(lv + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES)};
 #else
     (void)lv;
 #endif
@@ -495,6 +619,8 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
             const model_tree_rec *tr = &m->trees[t];
             w.nodes = m->nodes + tr->first_node;
             w.frac = l->frac + 2 * (size_t)tr->first_node;
+            if (t + 1 < h->num_trees)
+                prefetch_tree(l, &m->trees[t + 1]);
             w.ntouched = 0;
             if (++w.gen == 0) { /* wrapped: restart the stamps */
                 memset(w.stamp, 0, (size_t)nf * sizeof(uint32_t));
@@ -508,6 +634,7 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
                 vw.gen = w.gen;
                 vw.ntouched = 0;
                 vec_node(&vw, 0, 0, 0, 1, 1, -1, 1);
+                vec_flush(&vw);
                 w.ntouched = vw.ntouched;
                 w.leaf = vw.leaf;
             } else

@@ -8,8 +8,13 @@
  * taken out here: the node mean values (FillNodeMeanValues over every tree on every request in
  * xgboost), the two cover divisions per internal node visit (the same division, done once), the
  * per-tree zeroing and full-width accumulation of num_feature+1 values (only the features the
- * tree touched are added, which is exact: see explain_tree), the per-tree path allocation, and a
- * separate walk for the margin (the margin comes from the hot path of the same walk).
+ * tree touched are added, which is exact: see hp_shap_explain_isa), the per-tree path allocation,
+ * and a separate walk for the margin (the margin comes from the hot path of the same walk).
+ *
+ * Two walks: the portable one (walk_node, treeshap_path.h's scalar arithmetic) and, for trees at
+ * most HP_SHAP_VEC_DEPTH deep on CPUs with AVX2 (decided at build, runtime CPU check), the AVX2
+ * one (vec_node: the same operations in vector lanes, see the comment above it).  Both are tested
+ * against the reference bit for bit (test_kernel, hp_shap_explain_isa).
  *
  * Costs: see hp_shap.h. */
 #include "hp_shap.h"
@@ -277,8 +282,9 @@ static void walk_node(walk *w, int32_t nid, uint32_t d, treeshap_elem *parent, f
  *   (numerator and denominator selected per lane), so 2 divisions per k for 8 elements at once;
  * - unwind (a feature seen twice on a path) stays scalar, in the reference's order. */
 
-#define VEC_LANES 24 /* lanes per level array: 16 used, reads at [-1] and up to [d+8] stay inside  \
-                      */
+#define VEC_LANES                                                                                  \
+    24 /* lanes per level array: 16 used, reads at [-1] and up to [d+8] stay inside                \
+        */
 
 typedef struct vlevel {
     float pwb[VEC_LANES + 8]; /* pw = pwb + 8: pw[-1] is always 0 (the shifted load's lane 0) */
@@ -294,7 +300,7 @@ typedef struct vwalk {
     float *phi;
     uint32_t *stamp, *touched, ntouched, gen;
     float leaf;
-    vlevel *lv;         /* lv[node depth] */
+    vlevel *lv;           /* lv[node depth] */
     struct vleaf *leaves; /* VLEAF_BUF leaves waiting for their sums */
     uint32_t nleaves;
 } vwalk;
@@ -600,8 +606,11 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
 #if HP_SHAP_HAVE_AVX2
     _Static_assert(sizeof(vlevel) == VLEVEL_BYTES, "VLEVEL_BYTES");
     _Static_assert(sizeof(vleaf) == VLEAF_BYTES, "VLEAF_BYTES");
-    vwalk vw = {
-        .cats = m->cats, .phi = w.phi, .stamp = w.stamp, .touched = w.touched, .lv = (vlevel *)lv,
+    vwalk vw = {.cats = m->cats,
+                .phi = w.phi,
+                .stamp = w.stamp,
+                .touched = w.touched,
+                .lv = (vlevel *)lv,
                 .leaves = (vleaf *)(lv + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES)};
 #else
     (void)lv;

@@ -472,8 +472,8 @@ START_TEST(decision_one_round_trip)
     h_resp r;
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "/api/v1/models?name=explain-rt-%d", i);
-        ck_assert_int_eq(
-            h_http(&E, "POST", path, E.key, "application/json", txt, len, NULL, &r), 0);
+        ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", txt, len, NULL, &r),
+                         0);
         ck_assert_int_eq(r.status, 201);
         snprintf(ids[i], sizeof ids[i], "%s", h_str(&r, "id"));
         h_resp_free(&r);

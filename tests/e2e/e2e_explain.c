@@ -537,6 +537,41 @@ START_TEST(decision_one_round_trip)
         ck_assert_uint_eq(worker_calls("score") - score0, N * 3);
         ck_assert_uint_eq(worker_calls("explain") - explain0, 0);
     }
+    /* a champion compiled without covers cannot be explained: the decision is scored anyway
+     * (not degraded), without reasons, the challenger still scored */
+    txt = fx_slurp("api/demo/demo_model.json", &len);
+    ck_assert_ptr_nonnull(txt);
+    for (char *at = txt; (at = strstr(at, "\"sum_hessian\"")) != NULL; at += 13)
+        memcpy(at, "\"sum_hessiam\"", 13);
+    ck_assert_int_eq(h_http(&E, "POST", "/api/v1/models?name=explain-rt-nocovers", E.key,
+                            "application/json", txt, len, NULL, &r),
+                     0);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    char nocov[37];
+    snprintf(nocov, sizeof nocov, "%s", h_str(&r, "id"));
+    h_resp_free(&r);
+    free(txt);
+    snprintf(body, sizeof body,
+             "{\"champion_model_id\":\"%s\",\"challenger_model_id\":\"%s\","
+             "\"review_threshold\":0.3,\"block_threshold\":0.6,\"scoring_timeout_ms\":5000,"
+             "\"explain\":{\"top_k\":5}}",
+             nocov, ids[1]);
+    ck_assert_int_eq(h_json(&E, "PUT", "/api/v1/policy", body, &r), 0);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    h_resp_free(&r);
+    snprintf(body, sizeof body,
+             "{\"user_id\":\"%s\",\"amount\":4321,\"currency\":\"EUR\",\"merchant_id\":"
+             "\"rt-x\",\"merchant_category\":\"5411\",\"country\":\"FR\",\"channel\":"
+             "\"ecommerce\"}",
+             user);
+    ck_assert_int_eq(h_json(&E, "POST", "/api/v1/transactions", body, &r), 0);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    const cJSON *risk = jget(r.json, "risk");
+    ck_assert(!cJSON_IsTrue(jget(risk, "degraded")));
+    ck_assert(cJSON_IsNull(jget(risk, "reasons")));
+    ck_assert(cJSON_IsNumber(jget(risk, "score")));
+    ck_assert(cJSON_IsNumber(jget(jget(risk, "challenger"), "score")));
+    h_resp_free(&r);
 }
 END_TEST
 

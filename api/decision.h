@@ -13,15 +13,13 @@
  *   load_user    the user and every built-in feature, one SELECT (feat.c)
  *   features     each model's input row by feature name, and the snapshot; linear in the
  *                feature count, a passed request deadline is a 503
- *   explain      with the policy's explain.top_k > 0: the champion explained (EXPLAIN, one worker
- *                round trip, or common/treeshap.c in process); its score is the objective's
- *                transform of the margin that same call returned, and the reasons are the top-k
- *                features by |contribution| (decision_explain.c).  It runs before score because
- *                it produces the champion's score; a champion that cannot be explained (no
- *                covers) is left to score
- *   score        champion + challenger in one scoring call (only the challenger when explain
- *                scored the champion), bounded by the policy's scoring_timeout_ms and the request
- *                deadline
+ *   score        champion + challenger in one scoring call (one worker round trip), bounded by
+ *                the policy's scoring_timeout_ms and the request deadline; with the policy's
+ *                explain.top_k > 0 the champion's section also returns its SHAP contributions
+ *                (WIRE_SCORE_EXPLAIN, or common/treeshap.c in process); a champion that cannot be
+ *                explained (no covers) is scored again without them
+ *   explain      the reasons: the top-k features by |contribution| (decision_explain.c), from
+ *                what score returned; no I/O
  *   decide       thresholds, or the fallback with degraded = true and a reason
  *   rules        with rules in the policy version: its compiled rules (once per version,
  *                rulecat.h) over every operand, list probes answered from the in-memory sets of
@@ -87,8 +85,7 @@ typedef struct decision_scoring {
     int status;                /* scoring_status of the call */
     int timed_out;             /* the scoring deadline had passed when the call returned */
     float score[POLICY_SLOTS]; /* each model's score; NaN when not returned */
-    int explained;             /* the explain stage ran the champion (score stage skips it) */
-    int latency_us;            /* time spent in the explain and score stages */
+    int latency_us;            /* time spent in the score stage */
     char err[512];             /* the scoring error, when status != SC_OK */
 } decision_scoring;
 
@@ -134,6 +131,7 @@ typedef struct decision_request {
     char *snapshot;           /* JSON object, feature name -> value scored, as stored */
     /* score */
     decision_scoring scoring;
+    float *contribs; /* score: the champion's contributions (malloc'd, decision_explain_buffer) */
     /* explain */
     char *reasons; /* JSON array of the top-k reasons (malloc'd), or NULL */
     /* decide (and rules, which may override the verdict) */
@@ -155,6 +153,12 @@ int decision_stage_claim(decision_request *d);
 int decision_stage_features(decision_request *d);
 int decision_stage_explain(decision_request *d);
 int decision_stage_rules(decision_request *d);
+
+/* For the score stage (decision_explain.c): the buffer (num_features + 1 floats, owned by d) the
+ * champion's contributions go to when the policy wants reasons, else NULL; and the log line and
+ * cleanup when the champion turned out not explainable (SC_UNEXPLAINABLE, err in d->scoring). */
+float *decision_explain_buffer(decision_request *d);
+void decision_explain_skipped(decision_request *d);
 int decision_stage_store(decision_request *d);
 int decision_stage_record(decision_request *d);
 int decision_stage_expire(decision_request *d);

@@ -24,12 +24,14 @@
  *                deadline
  *   decide       thresholds, or the fallback with degraded = true and a reason
  *   store        INSERT the transaction (named columns) RETURNING the answer
+ *   events       the outbox (outbox.h): the decision.<outcome> webhook event and, for `review`,
+ *                the review and its review.opened event, in this same transaction
  *   record       with a key: INSERT the idempotency record holding the answer
  *   commit       COMMIT: before it nothing is stored, after it everything
  *   respond      201 + Location; decision metrics
  *   expire       with a key, ~1 request in 64: drop a batch of expired idempotency records
- * Files: parse in decision_parse.c, features in decision_features.c, claim/store/record/expire in
- * decision_store.c, the table, the runner and the other stages in decision.c.
+ * Files: parse in decision_parse.c, features in decision_features.c, claim/store/events/record/
+ * expire in decision_store.c, the table, the runner and the other stages in decision.c.
  *
  * Where the next capabilities go (each is a new stage and new fields, never a branch inside one):
  *   - lists (allow/deny lists of users, merchants, ...): a `load_lists` stage after load_user that
@@ -121,6 +123,7 @@ typedef struct decision_request {
     /* store */
     char *answer; /* the 201 body (malloc'd), also the idempotency record */
     char location[128];
+    char txn_id[40]; /* the stored transaction's UUID */
 } decision_request;
 
 typedef int (*decision_stage_fn)(decision_request *d);
@@ -134,6 +137,7 @@ int decision_stage_claim(decision_request *d);
 int decision_stage_features(decision_request *d);
 int decision_stage_explain(decision_request *d);
 int decision_stage_store(decision_request *d);
+int decision_stage_events(decision_request *d);
 int decision_stage_record(decision_request *d);
 int decision_stage_expire(decision_request *d);
 

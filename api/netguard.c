@@ -147,10 +147,32 @@ static int check_addresses(const char *host, char *why, size_t whylen)
     return rc;
 }
 
+int netguard_url_host(const char *url, char *host_out, size_t cap)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    int rc = -1;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0]) {
+        size_t n = strlen(host);
+        const char *h = host;
+        if (host[0] == '[' && n > 2 && host[n - 1] == ']')
+            h = host + 1, n -= 2; /* an IPv6 literal: without its brackets */
+        if (n < cap) {
+            memcpy(host_out, h, n);
+            host_out[n] = '\0';
+            rc = 0;
+        }
+    }
+    curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
+}
+
 int netguard_check_url(const char *url, const char *allowed, char *why, size_t whylen)
 {
     CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL;
+    char *scheme = NULL, host[256];
     int rc = NETGUARD_BAD_URL;
     snprintf(why, whylen, "not an absolute http(s) URL with a host");
     if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
@@ -161,17 +183,11 @@ int netguard_check_url(const char *url, const char *allowed, char *why, size_t w
         rc = NETGUARD_BAD_SCHEME;
         goto done;
     }
-    if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0])
+    if (netguard_url_host(url, host, sizeof host) != 0)
         goto done;
-    size_t n = strlen(host);
-    if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
-        memmove(host, host + 1, n - 2); /* an IPv6 literal: without its brackets */
-        host[n - 2] = '\0';
-    }
     rc = netguard_host_allowed(allowed, host) ? NETGUARD_OK : check_addresses(host, why, whylen);
 done:
     curl_free(scheme);
-    curl_free(host);
     curl_url_cleanup(u);
     return rc;
 }

@@ -40,6 +40,10 @@ int netguard_addr_forbidden(const struct sockaddr *sa);
  * around entries ignored, case-insensitive), else 0.  allowed may be NULL or "". */
 int netguard_host_allowed(const char *allowed, const char *host);
 
+/* The host of url (IPv6 literals without brackets) into host_out[cap].  0, or -1 when url has no
+ * host or it does not fit. */
+int netguard_url_host(const char *url, char *host_out, size_t cap);
+
 /* Checks url under the policy above: scheme, host, then every address it resolves to unless the
  * host is allowed.  Returns a netguard_result; why[whylen] gets a one-line reason for a refusal
  * (naming the refused address). */

@@ -103,14 +103,13 @@ static int load_webhooks(cfg *c, char *err, size_t errlen)
     return env_str("VIGIL_WEBHOOK_ALLOWED_HOSTS", c->webhook_allowed_hosts,
                    sizeof c->webhook_allowed_hosts, err, errlen) ||
            env_int32("VIGIL_WEBHOOK_CONCURRENCY", 0, 64, &c->webhook_concurrency, err, errlen) ||
-           env_int32("VIGIL_WEBHOOK_TIMEOUT_MS", 100, 60000, &c->webhook_timeout_ms, err,
-                     errlen) ||
+           env_int32("VIGIL_WEBHOOK_TIMEOUT_MS", 100, 60000, &c->webhook_timeout_ms, err, errlen) ||
            env_int32("VIGIL_WEBHOOK_POLL_MS", 10, 60000, &c->webhook_poll_ms, err, errlen) ||
            env_int("VIGIL_WEBHOOK_BACKOFF_MS", 1, 86400000, &c->webhook_backoff_ms, err, errlen) ||
            env_int("VIGIL_WEBHOOK_BACKOFF_MAX_MS", 1, 86400000, &c->webhook_backoff_max_ms, err,
                    errlen) ||
-           env_int("VIGIL_WEBHOOK_RETRY_WINDOW_S", 1, 30 * 86400, &c->webhook_retry_window_s,
-                   err, errlen) ||
+           env_int("VIGIL_WEBHOOK_RETRY_WINDOW_S", 1, 30 * 86400, &c->webhook_retry_window_s, err,
+                   errlen) ||
            env_int32("VIGIL_WEBHOOK_DISABLE_AFTER", 1, 1000000, &c->webhook_disable_after, err,
                      errlen);
 }

@@ -31,16 +31,17 @@
     "WHERE d2.state = 'pending' AND d2.next_attempt_at <= clock_timestamp() "                      \
     "AND (d2.lease_until IS NULL OR d2.lease_until < clock_timestamp()) "                          \
     "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d2.endpoint_id "     \
-    "AND p.transaction_id = d2.transaction_id AND p.state = 'pending' AND p.seq < d2.seq) "       \
+    "AND p.transaction_id = d2.transaction_id AND p.state = 'pending' AND p.seq < d2.seq) "        \
     "ORDER BY d2.next_attempt_at, d2.seq LIMIT 1 FOR UPDATE OF d2 SKIP LOCKED), "                  \
     "u AS (UPDATE webhook_deliveries d SET attempts = d.attempts + 1, "                            \
-    "lease_until = clock_timestamp() + $1::int * interval '1 millisecond' FROM c "                \
+    "lease_until = clock_timestamp() + $1::int * interval '1 millisecond' FROM c "                 \
     "WHERE d.id = c.id RETURNING d.id, d.attempts, d.event_id, d.endpoint_id) "                    \
     "SELECT u.id, u.attempts, w.url, w.secret, json_build_object('id', e.id, 'type', e.type, "     \
-    "'created_at', " TS("e.created_at") ", 'transaction_id', e.transaction_id, "                  \
-    "'data', e.data)::text, (extract(epoch FROM e.created_at) * 1000000)::bigint "                 \
-    "FROM u JOIN webhook_endpoints w ON w.id = u.endpoint_id "                                     \
-    "JOIN webhook_events e ON e.id = u.event_id"
+    "'created_at', " TS("e.created_at") ", 'transaction_id', e.transaction_id, "                   \
+                                        "'data', e.data)::text, (extract(epoch FROM "              \
+                                        "e.created_at) * 1000000)::bigint "                        \
+                                        "FROM u JOIN webhook_endpoints w ON w.id = u.endpoint_id " \
+                                        "JOIN webhook_events e ON e.id = u.event_id"
 enum { CL_ID, CL_ATTEMPT, CL_URL, CL_SECRET, CL_BODY, CL_CREATED_US };
 
 #define DB_BUDGET_MS 5000 /* bound of one dispatcher statement (pool wait included) */
@@ -52,9 +53,9 @@ struct dispatch {
     int nthreads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int stopping;             /* guarded by mu */
-    char name[96];            /* host:pid, recorded with every attempt */
-    int64_t pending_next_ms;  /* thread 0 only: when to count the pending deliveries again */
+    int stopping;            /* guarded by mu */
+    char name[96];           /* host:pid, recorded with every attempt */
+    int64_t pending_next_ms; /* thread 0 only: when to count the pending deliveries again */
 };
 
 /* A claimed delivery: the PGresult of the claim holds its texts. */
@@ -66,10 +67,10 @@ typedef struct job {
 
 /* What an attempt did. */
 typedef struct outcome {
-    int ok;         /* a 2xx answer */
-    long status;    /* HTTP status, 0 = none */
+    int ok;          /* a 2xx answer */
+    long status;     /* HTTP status, 0 = none */
     char error[256]; /* "" when ok */
-    int64_t us;     /* duration of the exchange */
+    int64_t us;      /* duration of the exchange */
 } outcome;
 
 /* Runs one statement on a pooled connection within DB_BUDGET_MS.  DB_OK with *r, else logs. */
@@ -118,8 +119,8 @@ static int claim(dispatch *d, job *j)
 
 /* The connect-time SSRF check: curl asks this callback for every socket it would connect. */
 typedef struct guard {
-    int allowed;  /* the URL's host is allow-listed: any address */
-    int refused;  /* set when an address was refused */
+    int allowed; /* the URL's host is allow-listed: any address */
+    int refused; /* set when an address was refused */
     char addr[64];
 } guard;
 
@@ -242,8 +243,17 @@ static void record(dispatch *d, const job *j, const outcome *o)
     snprintf(backoff_max, sizeof backoff_max, "%lld", c->webhook_backoff_max_ms);
     snprintf(window, sizeof window, "%lld", c->webhook_retry_window_s);
     snprintf(disable, sizeof disable, "%d", c->webhook_disable_after);
-    const char *v[] = {j->id,   j->attempt,  o->ok ? "t" : "f",   o->status ? status : NULL,
-                       o->ok ? NULL : o->error, ms, backoff, backoff_max, window, disable, d->name};
+    const char *v[] = {j->id,
+                       j->attempt,
+                       o->ok ? "t" : "f",
+                       o->status ? status : NULL,
+                       o->ok ? NULL : o->error,
+                       ms,
+                       backoff,
+                       backoff_max,
+                       window,
+                       disable,
+                       d->name};
     PGresult *r = NULL;
     if (query(d,
               "SELECT webhook_record($1::uuid, $2::int, $3::boolean, $4::int, $5, $6::int, "

@@ -65,10 +65,9 @@ static counter decision_counts[NDECISIONS][2];
  * their creation (seconds to a day: retries run for days). */
 static const char *const wh_results[] = {"delivered", "retrying", "failed"};
 #define WH_NRESULTS (sizeof wh_results / sizeof wh_results[0])
-static const int64_t wh_bounds_us[] = {5000,     10000,     25000,     50000,      100000,
-                                       250000,   500000,    1000000,   2500000,    5000000,
-                                       10000000, 30000000,  60000000,  300000000,  3600000000,
-                                       86400000000};
+static const int64_t wh_bounds_us[] = {
+    5000,    10000,   25000,    50000,    100000,   250000,    500000,     1000000,
+    2500000, 5000000, 10000000, 30000000, 60000000, 300000000, 3600000000, 86400000000};
 #define WH_NB (sizeof wh_bounds_us / sizeof wh_bounds_us[0])
 typedef struct wh_cell {
     counter count;

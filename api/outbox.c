@@ -7,8 +7,12 @@
 
 #include "dbreq.h"
 
-const char *const outbox_event_types[] = {"decision.allow", "decision.review", "decision.block",
-                                          "review.opened",  "review.closed",   "transaction.labelled",
+const char *const outbox_event_types[] = {"decision.allow",
+                                          "decision.review",
+                                          "decision.block",
+                                          "review.opened",
+                                          "review.closed",
+                                          "transaction.labelled",
                                           NULL};
 
 int outbox_type_known(const char *t)

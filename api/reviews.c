@@ -100,8 +100,8 @@ static void refused(http_req *req, http_resp *resp, db_conn *c, const char *id)
 {
     PGresult *r = NULL;
     const char *v[] = {id};
-    int rc = dbreq_query(req, resp, c, "SELECT state, claimed_by FROM reviews WHERE id = $1", 1,
-                         v, &r);
+    int rc =
+        dbreq_query(req, resp, c, "SELECT state, claimed_by FROM reviews WHERE id = $1", 1, v, &r);
     if (rc == DB_ERROR)
         dbreq_internal(req, resp, r);
     else if (rc == DB_OK && PQntuples(r) == 0)
@@ -169,8 +169,8 @@ static const char *outcome_label(const char *outcome)
 
 /* Closes, labels and writes the events on c inside BEGIN.  Returns 0 with *json (malloc'd), or -1
  * with resp filled. */
-static int close_on(http_req *req, http_resp *resp, db_conn *c, const char *id,
-                    const char *outcome, const char *note, char **json)
+static int close_on(http_req *req, http_resp *resp, db_conn *c, const char *id, const char *outcome,
+                    const char *note, char **json)
 {
     PGresult *r = NULL;
     char *labelled = NULL, txn[40];

@@ -313,10 +313,10 @@ int txn_label_apply(http_req *req, http_resp *resp, db_conn *c, const char *id, 
 static int label_members(http_resp *resp, const cJSON *body)
 {
     static const char *const allowed[] = {"label", "label_source", NULL};
-    static const char *const stored[] = {"id",          "user_id",    "amount",   "currency",
-                                         "merchant_id", "merchant_category",   "country",
-                                         "channel",     "occurred_at", "metadata", "features",
-                                         "risk",        "labelled_at", "created_at", NULL};
+    static const char *const stored[] = {"id",          "user_id",           "amount",   "currency",
+                                         "merchant_id", "merchant_category", "country",  "channel",
+                                         "occurred_at", "metadata",          "features", "risk",
+                                         "labelled_at", "created_at",        NULL};
     const char *other = json_unknown_member(body, allowed);
     if (!other)
         return 0;

@@ -21,10 +21,12 @@
 /* Columns: the endpoint's JSON, created_at in microseconds, id, secret. */
 #define WH_COLS                                                                                    \
     "json_build_object('id', w.id, 'url', w.url, 'description', w.description, 'events', "         \
-    "to_json(w.events), 'enabled', w.enabled, 'disabled_reason', w.disabled_reason, "             \
-    "'consecutive_failures', w.consecutive_failures, 'created_at', " TS("w.created_at") ", "      \
-    "'updated_at', " TS("w.updated_at") ")::text, "                                                \
-    "(extract(epoch FROM w.created_at) * 1000000)::bigint, w.id, w.secret"
+    "to_json(w.events), 'enabled', w.enabled, 'disabled_reason', w.disabled_reason, "              \
+    "'consecutive_failures', w.consecutive_failures, 'created_at', " TS(                           \
+        "w.created_at") ", "                                                                       \
+                        "'updated_at', " TS("w.updated_at") ")::text, "                            \
+                                                            "(extract(epoch FROM w.created_at) * " \
+                                                            "1000000)::bigint, w.id, w.secret"
 
 enum { WC_JSON, WC_US, WC_ID, WC_SECRET };
 
@@ -205,8 +207,8 @@ void webhooks_get(http_req *req, http_resp *resp)
     if (id_param(req, resp, &id))
         return;
     v[0] = id;
-    if (one_row(req, resp, "SELECT " WH_COLS " FROM webhook_endpoints w WHERE w.id = $1", 1, v,
-                id, &r))
+    if (one_row(req, resp, "SELECT " WH_COLS " FROM webhook_endpoints w WHERE w.id = $1", 1, v, id,
+                &r))
         return;
     answer(resp, 200, r, 0);
     PQclear(r);
@@ -249,8 +251,8 @@ void webhooks_update(http_req *req, http_resp *resp)
     if (id_param(req, resp, &id) || http_body_object(req, resp, &body) ||
         patch_body(req, resp, body, &p))
         goto done;
-    const char *v[] = {id, p.url, p.events[0] ? p.events : NULL, p.desc_set ? "t" : "f", p.desc,
-                       p.enabled};
+    const char *v[] = {id,     p.url,    p.events[0] ? p.events : NULL, p.desc_set ? "t" : "f",
+                       p.desc, p.enabled};
     if (one_row(req, resp,
                 "UPDATE webhook_endpoints w SET url = coalesce($2, w.url), "
                 "events = coalesce($3::text[], w.events), "
@@ -278,8 +280,8 @@ void webhooks_delete(http_req *req, http_resp *resp)
     if (id_param(req, resp, &id))
         return;
     v[0] = id;
-    if (one_row(req, resp, "DELETE FROM webhook_endpoints w WHERE w.id = $1 RETURNING " WH_COLS,
-                1, v, id, &r))
+    if (one_row(req, resp, "DELETE FROM webhook_endpoints w WHERE w.id = $1 RETURNING " WH_COLS, 1,
+                v, id, &r))
         return;
     PQclear(r);
     http_raw(resp, 204, NULL, NULL, 0);
@@ -307,18 +309,42 @@ void webhooks_rotate_secret(http_req *req, http_resp *resp)
 #define DELIVERY_SQL                                                                               \
     "SELECT json_build_object('id', d.id, 'event_id', d.event_id, 'event_type', e.type, "          \
     "'transaction_id', d.transaction_id, 'state', d.state, 'attempt_count', d.attempts, "          \
-    "'next_attempt_at', CASE WHEN d.state = 'pending' THEN " TS("d.next_attempt_at") " END, "     \
-    "'last_status', d.last_status, 'last_error', d.last_error, "                                   \
-    "'created_at', " TS("d.created_at") ", 'delivered_at', " TS("d.delivered_at") ", "            \
-    "'attempts', (SELECT coalesce(json_agg(json_build_object('attempt', a.attempt, "               \
-    "'started_at', " TS("a.started_at") ", 'duration_ms', a.duration_ms, "                        \
-    "'response_status', a.response_status, 'error', a.error) ORDER BY a.attempt), '[]'::json) "   \
-    "FROM webhook_attempts a WHERE a.delivery_id = d.id))::text, "                                 \
-    "(extract(epoch FROM d.created_at) * 1000000)::bigint, d.id "                                  \
-    "FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id "                        \
-    "WHERE d.endpoint_id = $4 AND ($5::text IS NULL OR d.state = $5) AND ($1::bigint IS NULL OR "  \
-    "(d.created_at, d.id) < ('epoch'::timestamptz + $1::bigint * interval '1 microsecond', "       \
-    "$2::uuid)) ORDER BY d.created_at DESC, d.id DESC LIMIT $3"
+    "'next_attempt_at', CASE WHEN d.state = 'pending' THEN " TS(                                   \
+        "d.next_attempt_at") " END, "                                                              \
+                             "'last_status', d.last_status, 'last_error', d.last_error, "          \
+                             "'created_at', " TS("d.created_at") ", 'delivered_at', " TS(          \
+                                 "d.delivered_at") ", "                                            \
+                                                   "'attempts', (SELECT "                          \
+                                                   "coalesce(json_agg(json_build_object('attempt'" \
+                                                   ", a.attempt, "                                 \
+                                                   "'started_at', " TS(                            \
+                                                       "a.started_at") ", 'duration_ms', "         \
+                                                                       "a.duration_ms, "           \
+                                                                       "'response_status', "       \
+                                                                       "a.response_status, "       \
+                                                                       "'error', a.error) ORDER "  \
+                                                                       "BY a.attempt), "           \
+                                                                       "'[]'::json) "              \
+                                                                       "FROM webhook_attempts a "  \
+                                                                       "WHERE a.delivery_id = "    \
+                                                                       "d.id))::text, "            \
+                                                                       "(extract(epoch FROM "      \
+                                                                       "d.created_at) * "          \
+                                                                       "1000000)::bigint, d.id "   \
+                                                                       "FROM webhook_deliveries "  \
+                                                                       "d JOIN webhook_events e "  \
+                                                                       "ON e.id = d.event_id "     \
+                                                                       "WHERE d.endpoint_id = $4 " \
+                                                                       "AND ($5::text IS NULL OR " \
+                                                                       "d.state = $5) AND "        \
+                                                                       "($1::bigint IS NULL OR "   \
+                                                                       "(d.created_at, d.id) < "   \
+                                                                       "('epoch'::timestamptz + "  \
+                                                                       "$1::bigint * interval '1 " \
+                                                                       "microsecond', "            \
+                                                                       "$2::uuid)) ORDER BY "      \
+                                                                       "d.created_at DESC, d.id "  \
+                                                                       "DESC LIMIT $3"
 
 static cJSON *delivery_json(const PGresult *r, int row)
 {
@@ -335,14 +361,15 @@ void webhooks_deliveries(http_req *req, http_resp *resp)
     if (id_param(req, resp, &id) || field_page_args(req, resp, args, &pg))
         return;
     state = http_query(req, "state");
-    if (state && strcmp(state, "pending") && strcmp(state, "delivered") && strcmp(state, "failed")) {
+    if (state && strcmp(state, "pending") && strcmp(state, "delivered") &&
+        strcmp(state, "failed")) {
         http_problem(resp, 400, "validation_failed", "state",
                      "'state' must be pending, delivered or failed");
         return;
     }
     const char *ev[] = {id};
-    if (one_row(req, resp, "SELECT " WH_COLS " FROM webhook_endpoints w WHERE w.id = $1", 1, ev,
-                id, &r))
+    if (one_row(req, resp, "SELECT " WH_COLS " FROM webhook_endpoints w WHERE w.id = $1", 1, ev, id,
+                &r))
         return;
     PQclear(r);
     r = NULL;

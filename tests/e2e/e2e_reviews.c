@@ -14,8 +14,8 @@
 #include "harness.h"
 
 static h_env E;
-static char g_key2[64];    /* a second write key */
-static char g_key_ro[64];  /* a read-only key */
+static char g_key2[64];   /* a second write key */
+static char g_key_ro[64]; /* a read-only key */
 
 static void env_up(void)
 {

@@ -27,17 +27,18 @@ static int v6(const char *s)
 
 START_TEST(ipv4_classes)
 {
-    const char *refused[] = {"0.0.0.0",        "0.255.255.255",   "10.0.0.0",       "10.255.255.255",
-                             "100.64.0.0",     "100.127.255.255", "127.0.0.1",      "127.255.255.254",
-                             "169.254.169.254", "172.16.0.1",     "172.31.255.255", "192.0.0.1",
-                             "192.0.2.5",      "192.168.0.1",     "192.168.255.255", "198.18.0.1",
-                             "198.19.255.255", "198.51.100.7",    "203.0.113.9",    "224.0.0.1",
-                             "239.255.255.250", "240.0.0.1",      "255.255.255.255", "192.88.99.1"};
-    const char *accepted[] = {"1.1.1.1",      "9.255.255.255", "11.0.0.0",     "100.63.255.255",
-                              "100.128.0.0",  "126.255.255.255", "128.0.0.0",  "169.253.255.255",
-                              "169.255.0.0",  "172.15.255.255", "172.32.0.0",  "192.167.255.255",
-                              "192.169.0.0",  "198.17.255.255", "198.20.0.0",  "223.255.255.255",
-                              "8.8.8.8",      "93.184.216.34"};
+    const char *refused[] = {
+        "0.0.0.0",         "0.255.255.255",   "10.0.0.0",        "10.255.255.255",
+        "100.64.0.0",      "100.127.255.255", "127.0.0.1",       "127.255.255.254",
+        "169.254.169.254", "172.16.0.1",      "172.31.255.255",  "192.0.0.1",
+        "192.0.2.5",       "192.168.0.1",     "192.168.255.255", "198.18.0.1",
+        "198.19.255.255",  "198.51.100.7",    "203.0.113.9",     "224.0.0.1",
+        "239.255.255.250", "240.0.0.1",       "255.255.255.255", "192.88.99.1"};
+    const char *accepted[] = {"1.1.1.1",     "9.255.255.255",   "11.0.0.0",   "100.63.255.255",
+                              "100.128.0.0", "126.255.255.255", "128.0.0.0",  "169.253.255.255",
+                              "169.255.0.0", "172.15.255.255",  "172.32.0.0", "192.167.255.255",
+                              "192.169.0.0", "198.17.255.255",  "198.20.0.0", "223.255.255.255",
+                              "8.8.8.8",     "93.184.216.34"};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         ck_assert_msg(v4(refused[i]), "%s should be refused", refused[i]);
     for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++)
@@ -47,16 +48,34 @@ END_TEST
 
 START_TEST(ipv6_classes)
 {
-    const char *refused[] = {"::",           "::1",          "::ffff:127.0.0.1", "::ffff:10.1.2.3",
-                             "::ffff:169.254.169.254", "::127.0.0.1", "64:ff9b::7f00:1",
-                             "64:ff9b:1::1", "2002:7f00:1::", "2002:c0a8:101::1", "2001:0:1::1",
-                             "2001:db8::1",  "100::1",       "fc00::1",          "fdff:ffff::1",
-                             "fe80::1",      "febf:ffff::1", "fec0::1",          "ff02::1",
+    const char *refused[] = {"::",
+                             "::1",
+                             "::ffff:127.0.0.1",
+                             "::ffff:10.1.2.3",
+                             "::ffff:169.254.169.254",
+                             "::127.0.0.1",
+                             "64:ff9b::7f00:1",
+                             "64:ff9b:1::1",
+                             "2002:7f00:1::",
+                             "2002:c0a8:101::1",
+                             "2001:0:1::1",
+                             "2001:db8::1",
+                             "100::1",
+                             "fc00::1",
+                             "fdff:ffff::1",
+                             "fe80::1",
+                             "febf:ffff::1",
+                             "fec0::1",
+                             "ff02::1",
                              "ff05::fb"};
-    const char *accepted[] = {"2606:4700:4700::1111", "2a00:1450:4001:80b::200e",
-                              "::ffff:8.8.8.8",       "64:ff9b::808:808",
-                              "2002:808:808::1",      "fbff:ffff::1",
-                              "2001:1::1",            "101::1"};
+    const char *accepted[] = {"2606:4700:4700::1111",
+                              "2a00:1450:4001:80b::200e",
+                              "::ffff:8.8.8.8",
+                              "64:ff9b::808:808",
+                              "2002:808:808::1",
+                              "fbff:ffff::1",
+                              "2001:1::1",
+                              "101::1"};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         ck_assert_msg(v6(refused[i]), "%s should be refused", refused[i]);
     for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++)
@@ -103,8 +122,7 @@ START_TEST(urls)
                      NETGUARD_OK);
     ck_assert_int_eq(netguard_check_url("http://localhost:9/", "127.0.0.1", why, sizeof why),
                      NETGUARD_FORBIDDEN); /* the allow-list names hosts as written */
-    ck_assert_int_eq(netguard_check_url("https://[::1]/", "", why, sizeof why),
-                     NETGUARD_FORBIDDEN);
+    ck_assert_int_eq(netguard_check_url("https://[::1]/", "", why, sizeof why), NETGUARD_FORBIDDEN);
     ck_assert_int_eq(netguard_check_url("https://[::1]/", "::1", why, sizeof why), NETGUARD_OK);
     ck_assert_int_eq(netguard_check_url("http://[::ffff:10.0.0.1]/", "", why, sizeof why),
                      NETGUARD_FORBIDDEN);
@@ -115,8 +133,7 @@ START_TEST(urls)
     ck_assert_int_eq(netguard_check_url("file:///etc/passwd", "", why, sizeof why),
                      NETGUARD_BAD_SCHEME);
     ck_assert_int_eq(netguard_check_url("not a url", "", why, sizeof why), NETGUARD_BAD_URL);
-    ck_assert_int_eq(netguard_check_url("http://8.8.8.8/hook", "", why, sizeof why),
-                     NETGUARD_OK);
+    ck_assert_int_eq(netguard_check_url("http://8.8.8.8/hook", "", why, sizeof why), NETGUARD_OK);
     ck_assert_int_eq(netguard_check_url("http://nonexistent.invalid/", "", why, sizeof why),
                      NETGUARD_UNRESOLVED);
 }

@@ -31,12 +31,10 @@
 #include "harness.h"
 
 static h_env E;
-static const char *const ENV[] = {"VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1",
-                                  "VIGIL_WEBHOOK_BACKOFF_MS=100",
-                                  "VIGIL_WEBHOOK_BACKOFF_MAX_MS=400",
-                                  "VIGIL_WEBHOOK_POLL_MS=50",
-                                  "VIGIL_WEBHOOK_TIMEOUT_MS=2000",
-                                  NULL};
+static const char *const ENV[] = {
+    "VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1", "VIGIL_WEBHOOK_BACKOFF_MS=100",
+    "VIGIL_WEBHOOK_BACKOFF_MAX_MS=400",      "VIGIL_WEBHOOK_POLL_MS=50",
+    "VIGIL_WEBHOOK_TIMEOUT_MS=2000",         NULL};
 
 static void env_up(void)
 {
@@ -59,7 +57,8 @@ static const char *sget(const cJSON *o, const char *name)
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
 }
 
-/* ---- the receiver ----------------------------------------------------------------------------- */
+/* ---- the receiver -----------------------------------------------------------------------------
+ */
 
 typedef struct receiver {
     pid_t pid;
@@ -78,8 +77,8 @@ static void receiver_start(receiver *rc, const char *bind, int port, const char 
     snprintf(dl, sizeof dl, "%d", delay_ms);
     snprintf(rc->file, sizeof rc->file, "%s/%s", E.dir, name);
     rc->port = port;
-    const char *argv[] = {"/usr/bin/python3", "tests/tools/webhook_receiver.py", p, rc->file, st,
-                          dl, bind, NULL};
+    const char *argv[] = {
+        "/usr/bin/python3", "tests/tools/webhook_receiver.py", p, rc->file, st, dl, bind, NULL};
     rc->pid = h_spawn(&E, argv, NULL, "receiver.log");
     ck_assert_int_gt(rc->pid, 0);
     for (int i = 0; i < 500; i++) {
@@ -134,9 +133,9 @@ static int distinct_events(const cJSON *all)
         const char *id = sget(cJSON_GetObjectItemCaseSensitive(a, "event"), "id");
         int dup = 0;
         for (int k = 0; k < i && !dup; k++)
-            dup = strcmp(id, sget(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(all, k),
-                                                                   "event"),
-                                  "id")) == 0;
+            dup = strcmp(id,
+                         sget(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(all, k), "event"),
+                              "id")) == 0;
         n += !dup;
         i++;
     }
@@ -155,7 +154,8 @@ static cJSON *wait_events(const receiver *rc, int want, int timeout_ms)
     }
 }
 
-/* ---- API helpers ------------------------------------------------------------------------------ */
+/* ---- API helpers ------------------------------------------------------------------------------
+ */
 
 static void fallback(const char *decision)
 {
@@ -263,7 +263,8 @@ static void assert_order(const cJSON *all, const char *const *types, int ntypes)
     }
 }
 
-/* ---- the resource ----------------------------------------------------------------------------- */
+/* ---- the resource -----------------------------------------------------------------------------
+ */
 
 static void patch_expect(const char *id, const char *body, long status, const char *code,
                          const char *field, h_resp *out)
@@ -307,8 +308,9 @@ START_TEST(endpoint_resource)
     patch_expect(id, "{\"enabled\":false}", 200, NULL, NULL, &r);
     ck_assert_str_eq(sget(r.json, "disabled_reason"), "manual");
     h_resp_free(&r);
-    patch_expect(id, "{\"enabled\":true,\"events\":[\"review.closed\",\"decision.allow\"],"
-                     "\"description\":null}",
+    patch_expect(id,
+                 "{\"enabled\":true,\"events\":[\"review.closed\",\"decision.allow\"],"
+                 "\"description\":null}",
                  200, NULL, NULL, &r);
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r.json, "disabled_reason")));
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r.json, "description")));
@@ -401,12 +403,24 @@ END_TEST
 START_TEST(ssrf_refused_at_create)
 {
     static const char *const urls[] = {
-        "http://127.0.0.2:9/",          "http://localhost:9/",       "http://[::1]:9/",
-        "http://10.0.0.1/",             "http://172.16.5.4/",        "http://192.168.1.10/",
-        "http://169.254.169.254/latest", "http://100.64.0.1/",       "http://0.0.0.0:9/",
-        "http://224.0.0.1/",            "http://[::ffff:127.0.0.1]/", "http://[::ffff:10.0.0.1]/",
-        "http://[fe80::1]/",            "http://[fc00::1]/",         "http://[::]/",
-        "https://[ff02::1]/",           "http://2130706434/",        "http://0x7f.2/",
+        "http://127.0.0.2:9/",
+        "http://localhost:9/",
+        "http://[::1]:9/",
+        "http://10.0.0.1/",
+        "http://172.16.5.4/",
+        "http://192.168.1.10/",
+        "http://169.254.169.254/latest",
+        "http://100.64.0.1/",
+        "http://0.0.0.0:9/",
+        "http://224.0.0.1/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://[fe80::1]/",
+        "http://[fc00::1]/",
+        "http://[::]/",
+        "https://[ff02::1]/",
+        "http://2130706434/",
+        "http://0x7f.2/",
     };
     h_resp r;
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
@@ -460,8 +474,8 @@ static int count_type(const cJSON *all, const char *type)
 {
     int n = 0;
     const cJSON *a;
-    cJSON_ArrayForEach(a, all)
-    n += strcmp(sget(cJSON_GetObjectItemCaseSensitive(a, "event"), "type"), type) == 0;
+    cJSON_ArrayForEach(a, all) n +=
+        strcmp(sget(cJSON_GetObjectItemCaseSensitive(a, "event"), "type"), type) == 0;
     return n;
 }
 
@@ -529,8 +543,8 @@ START_TEST(signed_ordered_delivery)
         ck_assert_ptr_nonnull(sget(ev, "created_at"));
         /* the object: the transaction itself, or the review of it */
         const char *t = sget(ev, "type");
-        const char *about = strncmp(t, "review.", 7) == 0 ? sget(data, "transaction_id")
-                                                          : sget(data, "id");
+        const char *about =
+            strncmp(t, "review.", 7) == 0 ? sget(data, "transaction_id") : sget(data, "id");
         ck_assert_str_eq(about, sget(ev, "transaction_id"));
     }
     cJSON_Delete(all);
@@ -603,8 +617,8 @@ START_TEST(receiver_down_then_back)
         int claimed = cJSON_GetObjectItemCaseSensitive(d, "attempt_count")->valueint;
         ck_assert_int_ge(claimed, cJSON_GetArraySize(att));
         ck_assert_int_le(claimed, cJSON_GetArraySize(att) + 1);
-        ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(att, 0),
-                                                                "response_status")));
+        ck_assert(cJSON_IsNull(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(att, 0), "response_status")));
         failed_attempts += cJSON_GetArraySize(att);
     }
     ck_assert_int_ge(failed_attempts, 4 * 2); /* each decision.block tried at least twice */
@@ -706,8 +720,7 @@ START_TEST(two_replicas_no_double_delivery)
              "WHERE d.endpoint_id = '%s'",
              id);
     ck_assert_int_eq(h_psql(&E, NULL, sql, out, sizeof out), 0);
-    ck_assert_msg(strncmp(out, "30 ", 3) == 0 && out[strlen(out) - 1] == '1', "attempts: %s",
-                  out);
+    ck_assert_msg(strncmp(out, "30 ", 3) == 0 && out[strlen(out) - 1] == '1', "attempts: %s", out);
     printf("two replicas: attempts, dispatchers, max attempt = %s\n", out);
     kill(second, SIGTERM);
     ck_assert_int_eq(h_wait(second, 20000), 0);

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,7 @@ typedef struct job {
 /* What an attempt did. */
 typedef struct outcome {
     int ok;          /* a 2xx answer */
+    int aborted;     /* cut short by dispatch_stop: not an attempt to record */
     long status;     /* HTTP status, 0 = none */
     char error[256]; /* "" when ok */
     int64_t us;      /* duration of the exchange */
@@ -168,6 +170,14 @@ static int sign(const char *secret, const char *body, long long t, char *out, si
     return 0;
 }
 
+/* libcurl's progress callback: a nonzero answer aborts the transfer, so a stopping process does
+ * not wait for slow receivers (the unrecorded attempt is made again once its lease expires). */
+static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt, (void)dn, (void)ut, (void)un;
+    return atomic_load(&((dispatch *)p)->stopping) ? 1 : 0;
+}
+
 /* Every option of an attempt but the socket guard. */
 static void set_options(CURL *h, const dispatch *d, const job *j, struct curl_slist *hdrs,
                         char *errbuf)
@@ -188,6 +198,9 @@ static void set_options(CURL *h, const dispatch *d, const job *j, struct curl_sl
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "vigil-webhooks/1");
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)d);
 }
 
 /* POSTs j's event to its endpoint; fills *o. */
@@ -218,6 +231,7 @@ static void deliver(CURL *h, const dispatch *d, const job *j, outcome *o)
     if (rc == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &o->status);
     o->ok = rc == CURLE_OK && o->status >= 200 && o->status < 300;
+    o->aborted = rc == CURLE_ABORTED_BY_CALLBACK;
     if (g.refused)
         snprintf(o->error, sizeof o->error,
                  "refused to connect to %s: not a public address (VIGIL_WEBHOOK_ALLOWED_HOSTS)",
@@ -302,9 +316,9 @@ static int idle(dispatch *d, int ms)
     if (ts.tv_nsec >= 1000000000L)
         ts.tv_sec++, ts.tv_nsec -= 1000000000L;
     pthread_mutex_lock(&d->mu);
-    while (!d->stopping && pthread_cond_timedwait(&d->cv, &d->mu, &ts) == 0)
+    while (!atomic_load(&d->stopping) && pthread_cond_timedwait(&d->cv, &d->mu, &ts) == 0)
         ;
-    int stop = d->stopping;
+    int stop = atomic_load(&d->stopping);
     pthread_mutex_unlock(&d->mu);
     return stop;
 }
@@ -328,12 +342,10 @@ static void *run(void *p)
             count_pending(d);
         if (claim(d, &j)) {
             deliver(h, d, &j, &o);
-            record(d, &j, &o);
+            if (!o.aborted)
+                record(d, &j, &o);
             PQclear(j.r);
-            pthread_mutex_lock(&d->mu);
-            int stop = d->stopping;
-            pthread_mutex_unlock(&d->mu);
-            if (stop)
+            if (atomic_load(&d->stopping))
                 break;
         } else if (idle(d, d->cfg->webhook_poll_ms)) {
             break;
@@ -391,7 +403,7 @@ void dispatch_stop(dispatch *d)
     if (!d)
         return;
     pthread_mutex_lock(&d->mu);
-    d->stopping = 1;
+    atomic_store(&d->stopping, 1);
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     for (int i = 0; i < d->nthreads; i++)

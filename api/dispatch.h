@@ -29,8 +29,9 @@ typedef struct dispatch dispatch;
  * nothing).  Calls curl_global_init, so call it before other threads use libcurl.  Returns the
  * dispatcher, or NULL with err filled.  c must outlive it. */
 dispatch *dispatch_start(const cfg *c, char *err, size_t errlen);
-/* Stops the threads (each finishes its attempt in flight, bounded by the delivery timeout), then
- * frees d.  NULL is a no-op. */
+/* Stops the threads, then frees d.  An attempt in flight is aborted and not recorded: its lease
+ * expires and it is made again (by this process after a restart, or another replica).  NULL is a
+ * no-op. */
 void dispatch_stop(dispatch *d);
 
 #endif

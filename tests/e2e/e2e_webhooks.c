@@ -13,7 +13,8 @@
  *     transaction, with the failed attempts shown by /deliveries;
  *   - the API SIGKILLed while a delivery is in flight: after a restart nothing is lost;
  *   - two API processes on one database: no event delivered twice;
- *   - automatic disable after VIGIL_WEBHOOK_DISABLE_AFTER consecutive failures, and re-enable.
+ *   - automatic disable after VIGIL_WEBHOOK_DISABLE_AFTER consecutive failures, and re-enable;
+ *   - a delivery given up once its retry window has passed (state failed, metrics).
  * Backoff, polling and timeouts are shortened with the VIGIL_WEBHOOK_* knobs so the suite stays
  * bounded; no assertion is on wall-clock time beyond generous waits for deliveries. */
 #include <arpa/inet.h>
@@ -787,6 +788,50 @@ START_TEST(auto_disable_and_enable)
 }
 END_TEST
 
+/* A delivery still failing when its retry window (VIGIL_WEBHOOK_RETRY_WINDOW_S=1 for this test)
+ * has passed is given up: state failed, no next attempt, counted as failed in /metrics. */
+START_TEST(given_up_after_window)
+{
+    static const char *const env1[] = {"VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1",
+                                       "VIGIL_WEBHOOK_BACKOFF_MS=200", "VIGIL_WEBHOOK_POLL_MS=50",
+                                       "VIGIL_WEBHOOK_RETRY_WINDOW_S=1", NULL};
+    char id[37], url[100], txn[37], st[64], path[200];
+    ck_assert_int_eq(h_api_stop(&E, SIGTERM), 0);
+    E.api_env = env1;
+    ck_assert_int_eq(h_api_start(&E), 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/gone", h_free_port());
+    endpoint(url, "[\"decision.block\"]", id, NULL);
+    make_user("wh-gone");
+    fallback("block");
+    decide("wh-gone", txn);
+    for (int i = 0; i < 100; i++) {
+        states_of(id, st);
+        if (strcmp(st, "0 0 1") == 0)
+            break;
+        sleep_ms(100);
+    }
+    ck_assert_str_eq(st, "0 0 1");
+    h_resp r;
+    snprintf(path, sizeof path, "/api/v1/webhooks/%s/deliveries?state=failed", id);
+    e2e_req(&E, "GET", path, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    const cJSON *d = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r.json, "data"), 0);
+    ck_assert_ptr_nonnull(d);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(d, "next_attempt_at")));
+    ck_assert_int_ge(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(d, "attempts")), 1);
+    h_resp_free(&r);
+    e2e_req(&E, "GET", "/metrics", NULL, &r);
+    const char *m = strstr(r.body, "vigil_webhook_attempts_total{result=\"failed\"} ");
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_ge(atoi(m + strlen("vigil_webhook_attempts_total{result=\"failed\"} ")), 1);
+    h_resp_free(&r);
+    endpoint_delete(id);
+    ck_assert_int_eq(h_api_stop(&E, SIGTERM), 0);
+    E.api_env = ENV;
+    ck_assert_int_eq(h_api_start(&E), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("webhooks");
@@ -802,6 +847,7 @@ int main(void)
     tcase_add_test(tc, kill_mid_delivery);
     tcase_add_test(tc, two_replicas_no_double_delivery);
     tcase_add_test(tc, auto_disable_and_enable);
+    tcase_add_test(tc, given_up_after_window);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

@@ -72,7 +72,7 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ $cond = none ]; then P99_NONE+=("$p99"); else P99_ONE+=("$p99"); fi
   done
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "%.0f\n", (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 m0=$(median "${P99_NONE[@]}") m1=$(median "${P99_ONE[@]}")
 echo
 printf 'SUMMARY webhooks: transactions @ %s/s, p99 median of %d runs: no endpoint %s us, one endpoint %s us, difference %s us\n' \

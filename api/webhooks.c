@@ -240,6 +240,25 @@ static int patch_body(http_req *req, http_resp *resp, const cJSON *body, wh_patc
     return p->url ? check_url(req, resp, p->url) : 0;
 }
 
+/* The PATCH: $1 id, $2 url, $3 events, $4 description given, $5 description, $6 enabled (NULL =
+ * unchanged).  Disabling parks the pending deliveries (next_attempt_at 'infinity': the dispatcher
+ * never walks them), enabling makes the parked ones due now; both in the same statement. */
+#define PATCH_SQL                                                                                  \
+    "WITH w AS (UPDATE webhook_endpoints w SET url = coalesce($2, w.url), "                        \
+    "events = coalesce($3::text[], w.events), "                                                    \
+    "description = CASE WHEN $4::boolean THEN $5 ELSE w.description END, "                         \
+    "enabled = coalesce($6::boolean, w.enabled), "                                                 \
+    "disabled_reason = CASE WHEN $6::boolean IS NULL THEN w.disabled_reason "                      \
+    "WHEN $6::boolean THEN NULL ELSE coalesce(w.disabled_reason, 'manual') END, "                  \
+    "consecutive_failures = CASE WHEN $6::boolean AND NOT w.enabled THEN 0 "                       \
+    "ELSE w.consecutive_failures END, updated_at = clock_timestamp() "                             \
+    "WHERE w.id = $1 RETURNING w.*), "                                                             \
+    "p AS (UPDATE webhook_deliveries d SET next_attempt_at = CASE WHEN $6::boolean "               \
+    "THEN clock_timestamp() ELSE 'infinity' END FROM w WHERE $6::boolean IS NOT NULL "             \
+    "AND d.endpoint_id = w.id AND d.state = 'pending' "                                            \
+    "AND (NOT $6::boolean OR d.next_attempt_at = 'infinity')) "                                    \
+    "SELECT " WH_COLS " FROM w"
+
 /* Disabling by hand records why; enabling clears the reason and the failure streak, so an
  * endpoint disabled for its failures gets a fresh count. */
 void webhooks_update(http_req *req, http_resp *resp)
@@ -253,17 +272,7 @@ void webhooks_update(http_req *req, http_resp *resp)
         goto done;
     const char *v[] = {id,     p.url,    p.events[0] ? p.events : NULL, p.desc_set ? "t" : "f",
                        p.desc, p.enabled};
-    if (one_row(req, resp,
-                "UPDATE webhook_endpoints w SET url = coalesce($2, w.url), "
-                "events = coalesce($3::text[], w.events), "
-                "description = CASE WHEN $4::boolean THEN $5 ELSE w.description END, "
-                "enabled = coalesce($6::boolean, w.enabled), "
-                "disabled_reason = CASE WHEN $6::boolean IS NULL THEN w.disabled_reason "
-                "WHEN $6::boolean THEN NULL ELSE coalesce(w.disabled_reason, 'manual') END, "
-                "consecutive_failures = CASE WHEN $6::boolean AND NOT w.enabled THEN 0 "
-                "ELSE w.consecutive_failures END, updated_at = clock_timestamp() "
-                "WHERE w.id = $1 RETURNING " WH_COLS,
-                6, v, id, &r))
+    if (one_row(req, resp, PATCH_SQL, 6, v, id, &r))
         goto done;
     answer(resp, 200, r, 0);
 done:
@@ -309,42 +318,24 @@ void webhooks_rotate_secret(http_req *req, http_resp *resp)
 #define DELIVERY_SQL                                                                               \
     "SELECT json_build_object('id', d.id, 'event_id', d.event_id, 'event_type', e.type, "          \
     "'transaction_id', d.transaction_id, 'state', d.state, 'attempt_count', d.attempts, "          \
-    "'next_attempt_at', CASE WHEN d.state = 'pending' THEN " TS(                                   \
-        "d.next_attempt_at") " END, "                                                              \
-                             "'last_status', d.last_status, 'last_error', d.last_error, "          \
-                             "'created_at', " TS("d.created_at") ", 'delivered_at', " TS(          \
-                                 "d.delivered_at") ", "                                            \
-                                                   "'attempts', (SELECT "                          \
-                                                   "coalesce(json_agg(json_build_object('attempt'" \
-                                                   ", a.attempt, "                                 \
-                                                   "'started_at', " TS(                            \
-                                                       "a.started_at") ", 'duration_ms', "         \
-                                                                       "a.duration_ms, "           \
-                                                                       "'response_status', "       \
-                                                                       "a.response_status, "       \
-                                                                       "'error', a.error) ORDER "  \
-                                                                       "BY a.attempt), "           \
-                                                                       "'[]'::json) "              \
-                                                                       "FROM webhook_attempts a "  \
-                                                                       "WHERE a.delivery_id = "    \
-                                                                       "d.id))::text, "            \
-                                                                       "(extract(epoch FROM "      \
-                                                                       "d.created_at) * "          \
-                                                                       "1000000)::bigint, d.id "   \
-                                                                       "FROM webhook_deliveries "  \
-                                                                       "d JOIN webhook_events e "  \
-                                                                       "ON e.id = d.event_id "     \
-                                                                       "WHERE d.endpoint_id = $4 " \
-                                                                       "AND ($5::text IS NULL OR " \
-                                                                       "d.state = $5) AND "        \
-                                                                       "($1::bigint IS NULL OR "   \
-                                                                       "(d.created_at, d.id) < "   \
-                                                                       "('epoch'::timestamptz + "  \
-                                                                       "$1::bigint * interval '1 " \
-                                                                       "microsecond', "            \
-                                                                       "$2::uuid)) ORDER BY "      \
-                                                                       "d.created_at DESC, d.id "  \
-                                                                       "DESC LIMIT $3"
+    "'next_attempt_at', CASE WHEN d.state = 'pending' AND d.next_attempt_at <> 'infinity' "        \
+    "THEN to_char(d.next_attempt_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "     \
+    "END, "                                                                                        \
+    "'last_status', d.last_status, 'last_error', d.last_error, "                                   \
+    "'created_at', to_char(d.created_at AT TIME ZONE 'UTC', "                                      \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "                                                       \
+    "'delivered_at', to_char(d.delivered_at AT TIME ZONE 'UTC', "                                  \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "                                                       \
+    "'attempts', (SELECT coalesce(json_agg(json_build_object('attempt', a.attempt, "               \
+    "'started_at', to_char(a.started_at AT TIME ZONE 'UTC', "                                      \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'duration_ms', a.duration_ms, "                         \
+    "'response_status', a.response_status, 'error', a.error) ORDER BY a.attempt), '[]'::json) "    \
+    "FROM webhook_attempts a WHERE a.delivery_id = d.id))::text, "                                 \
+    "(extract(epoch FROM d.created_at) * 1000000)::bigint, d.id "                                  \
+    "FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id "                        \
+    "WHERE d.endpoint_id = $4 AND ($5::text IS NULL OR d.state = $5) AND ($1::bigint IS NULL OR "  \
+    "(d.created_at, d.id) < ('epoch'::timestamptz + $1::bigint * interval '1 microsecond', "       \
+    "$2::uuid)) ORDER BY d.created_at DESC, d.id DESC LIMIT $3"
 
 static cJSON *delivery_json(const PGresult *r, int row)
 {

@@ -78,7 +78,11 @@ CREATE TABLE webhook_deliveries (
     delivered_at timestamptz,
     UNIQUE (event_id, endpoint_id)
 );
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+-- The dispatcher's claim walks this index in its ORDER BY, so a claim costs O(rows skipped), never
+-- a sort of the whole backlog.  Deliveries of a disabled endpoint are parked at 'infinity'
+-- (webhook_record, PATCH), so a large backlog behind a disabled endpoint is never walked.
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at, seq)
+    WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_order ON webhook_deliveries (endpoint_id, transaction_id, seq)
     WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, created_at DESC, id DESC);
@@ -133,7 +137,9 @@ END $$;
 -- was claimed again since): delivered, or pending again after
 -- min(p_backoff_ms * 2^(attempt-1), p_backoff_max_ms) times a jitter factor in [0.5, 1), or
 -- failed when that would pass p_window_s after the event.  The endpoint's failure streak is reset
--- by a success and grows by a failure; at p_disable_after it is disabled.  Returns the new state.
+-- by a success and grows by a failure; at p_disable_after it is disabled and its pending
+-- deliveries parked (next_attempt_at 'infinity', until it is enabled again).  Returns the new
+-- state.
 CREATE FUNCTION webhook_record(p_delivery uuid, p_attempt integer, p_ok boolean, p_status integer,
                                p_error text, p_duration_ms integer, p_backoff_ms bigint,
                                p_backoff_max_ms bigint, p_window_s bigint, p_disable_after integer,
@@ -143,6 +149,8 @@ DECLARE
     d webhook_deliveries;
     delay double precision;
     st text;
+    n integer;
+    en boolean;
 BEGIN
     SELECT * INTO d FROM webhook_deliveries
         WHERE id = p_delivery AND attempts = p_attempt AND state = 'pending' FOR UPDATE;
@@ -167,10 +175,13 @@ BEGIN
     UPDATE webhook_deliveries SET state = st, lease_until = NULL, last_status = p_status,
         last_error = p_error, next_attempt_at = clock_timestamp() + delay * interval '1 millisecond'
         WHERE id = p_delivery;
-    UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1,
-        enabled = enabled AND consecutive_failures + 1 < p_disable_after,
-        disabled_reason = CASE WHEN enabled AND consecutive_failures + 1 >= p_disable_after
-                               THEN 'consecutive_failures' ELSE disabled_reason END
-        WHERE id = d.endpoint_id;
+    UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1
+        WHERE id = d.endpoint_id RETURNING consecutive_failures, enabled INTO n, en;
+    IF en AND n >= p_disable_after THEN
+        UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'consecutive_failures'
+            WHERE id = d.endpoint_id;
+        UPDATE webhook_deliveries SET next_attempt_at = 'infinity'
+            WHERE endpoint_id = d.endpoint_id AND state = 'pending';
+    END IF;
     RETURN st;
 END $$;

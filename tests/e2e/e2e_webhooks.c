@@ -768,6 +768,14 @@ START_TEST(auto_disable_and_enable)
         h_resp_free(&r);
     }
     ck_assert_msg(!enabled, "the endpoint was not disabled");
+    /* its pending deliveries are parked: no next attempt while it is disabled */
+    char sql[300], parked[32];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = '%s' AND state = "
+             "'pending' AND next_attempt_at = 'infinity'",
+             id);
+    ck_assert_int_eq(h_psql(&E, NULL, sql, parked, sizeof parked), 0);
+    ck_assert_str_eq(parked, "2");
     receiver_start(&rc, "127.0.0.1", port, "off.jsonl", 200, 0);
     sleep_ms(500);
     cJSON *all = received(&rc);

@@ -25,11 +25,13 @@
 
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
-/* One due delivery, claimed under a lease.  Columns of CLAIM_SQL in order. */
+/* One due delivery, claimed under a lease.  Columns of CLAIM_SQL in order.  now() (not the
+ * volatile clock_timestamp()) bounds the index range of webhook_deliveries_due, so a claim when
+ * nothing is due stops at the first future row instead of filtering the whole backlog. */
 #define CLAIM_SQL                                                                                  \
     "WITH c AS (SELECT d2.id FROM webhook_deliveries d2 "                                          \
     "JOIN webhook_endpoints w2 ON w2.id = d2.endpoint_id AND w2.enabled "                          \
-    "WHERE d2.state = 'pending' AND d2.next_attempt_at <= clock_timestamp() "                      \
+    "WHERE d2.state = 'pending' AND d2.next_attempt_at <= now() "                      \
     "AND (d2.lease_until IS NULL OR d2.lease_until < clock_timestamp()) "                          \
     "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d2.endpoint_id "     \
     "AND p.transaction_id = d2.transaction_id AND p.state = 'pending' AND p.seq < d2.seq) "        \

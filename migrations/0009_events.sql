@@ -175,6 +175,15 @@ BEGIN
     UPDATE webhook_deliveries SET state = st, lease_until = NULL, last_status = p_status,
         last_error = p_error, next_attempt_at = clock_timestamp() + delay * interval '1 millisecond'
         WHERE id = p_delivery;
+    -- The later events of this transaction to this endpoint wait for this one anyway: moving
+    -- them behind its next attempt keeps them out of the claim's due range meanwhile.
+    IF st = 'pending' THEN
+        UPDATE webhook_deliveries
+            SET next_attempt_at = clock_timestamp() + delay * interval '1 millisecond'
+            WHERE endpoint_id = d.endpoint_id AND transaction_id = d.transaction_id
+              AND state = 'pending' AND seq > d.seq
+              AND next_attempt_at < clock_timestamp() + delay * interval '1 millisecond';
+    END IF;
     UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1
         WHERE id = d.endpoint_id RETURNING consecutive_failures, enabled INTO n, en;
     IF en AND n >= p_disable_after THEN

@@ -31,7 +31,7 @@
 #define CLAIM_SQL                                                                                  \
     "WITH c AS (SELECT d2.id FROM webhook_deliveries d2 "                                          \
     "JOIN webhook_endpoints w2 ON w2.id = d2.endpoint_id AND w2.enabled "                          \
-    "WHERE d2.state = 'pending' AND d2.next_attempt_at <= now() "                      \
+    "WHERE d2.state = 'pending' AND d2.next_attempt_at <= now() "                                  \
     "AND (d2.lease_until IS NULL OR d2.lease_until < clock_timestamp()) "                          \
     "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d2.endpoint_id "     \
     "AND p.transaction_id = d2.transaction_id AND p.state = 'pending' AND p.seq < d2.seq) "        \

@@ -96,6 +96,18 @@ START_TEST(block_sized_key)
 }
 END_TEST
 
+/* The example of README.md's Webhooks section (t=1767225600), also from Python's hmac. */
+START_TEST(readme_example)
+{
+    const char *key = "whsec_test", *msg = "1767225600.{\"id\":\"x\"}";
+    uint8_t mac[32];
+    char hex[65];
+    sha256_hmac(key, strlen(key), msg, strlen(msg), mac);
+    sha256_hex(mac, hex);
+    ck_assert_str_eq(hex, "f2a0e9cc79f6a8d5063bc6718561e872509983827740ea4ee5622da1c7e8d2b4");
+}
+END_TEST
+
 START_TEST(webhook_signing_input)
 {
     const char *key = "whsec_test", *msg = "1700000000.{\"id\":\"x\"}";
@@ -116,6 +128,7 @@ int main(void)
     tcase_add_test(tc, rfc4231_long_key);
     tcase_add_test(tc, block_sized_key);
     tcase_add_test(tc, webhook_signing_input);
+    tcase_add_test(tc, readme_example);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

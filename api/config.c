@@ -111,7 +111,9 @@ static int load_webhooks(cfg *c, char *err, size_t errlen)
            env_int("VIGIL_WEBHOOK_RETRY_WINDOW_S", 1, 30 * 86400, &c->webhook_retry_window_s, err,
                    errlen) ||
            env_int32("VIGIL_WEBHOOK_DISABLE_AFTER", 1, 1000000, &c->webhook_disable_after, err,
-                     errlen);
+                     errlen) ||
+           env_int("VIGIL_WEBHOOK_RETENTION_S", 1, 3650LL * 86400, &c->webhook_retention_s, err,
+                   errlen);
 }
 
 int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
@@ -146,6 +148,7 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     c->webhook_backoff_max_ms = 3600000;
     c->webhook_retry_window_s = 72 * 3600;
     c->webhook_disable_after = 500;
+    c->webhook_retention_s = 30 * 86400;
 
     if (parse_addr(c, err, errlen) ||
         env_str("DATABASE_URL", c->database_url, sizeof c->database_url, err, errlen) ||

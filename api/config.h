@@ -43,6 +43,7 @@ typedef struct cfg {
     long long webhook_backoff_max_ms; /* VIGIL_WEBHOOK_BACKOFF_MAX_MS delay cap, 3600000 */
     long long webhook_retry_window_s; /* VIGIL_WEBHOOK_RETRY_WINDOW_S, default 259200 (72 h) */
     int webhook_disable_after;        /* VIGIL_WEBHOOK_DISABLE_AFTER consecutive failures, 500 */
+    long long webhook_retention_s;    /* VIGIL_WEBHOOK_RETENTION_S finished events kept, 30 days */
 } cfg;
 
 /* Fills c from the environment (defaults for unset variables).  need_db: DATABASE_URL must be

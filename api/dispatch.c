@@ -59,6 +59,7 @@ struct dispatch {
     int stopping;            /* guarded by mu */
     char name[96];           /* host:pid, recorded with every attempt */
     int64_t pending_next_ms; /* thread 0 only: when to count the pending deliveries again */
+    int64_t sweep_next_ms;   /* thread 0 only: when to drop old finished events again */
 };
 
 /* A claimed delivery: the PGresult of the claim holds its texts. */
@@ -308,6 +309,29 @@ static void count_pending(dispatch *d)
     PQclear(r);
 }
 
+/* Thread 0's other chore: events older than VIGIL_WEBHOOK_RETENTION_S with no pending delivery
+ * are deleted (with their deliveries and attempts, by cascade), 1000 at a time, at most every
+ * min(60 s, retention), so the outbox stays bounded without a separate job. */
+static void sweep(dispatch *d)
+{
+    PGresult *r = NULL;
+    long long every_ms =
+        d->cfg->webhook_retention_s < 60 ? d->cfg->webhook_retention_s * 1000 : 60000;
+    if (clock_now_ms() < d->sweep_next_ms)
+        return;
+    d->sweep_next_ms = clock_now_ms() + every_ms;
+    char secs[24];
+    snprintf(secs, sizeof secs, "%lld", d->cfg->webhook_retention_s);
+    const char *v[] = {secs};
+    query(d,
+          "DELETE FROM webhook_events WHERE id IN (SELECT e.id FROM webhook_events e "
+          "WHERE e.created_at < clock_timestamp() - $1::bigint * interval '1 second' "
+          "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.event_id = e.id "
+          "AND p.state = 'pending') ORDER BY e.created_at LIMIT 1000)",
+          1, v, &r);
+    PQclear(r);
+}
+
 /* Waits up to ms or until stopping; returns stopping. */
 static int idle(dispatch *d, int ms)
 {
@@ -340,8 +364,10 @@ static void *run(void *p)
     while (h) {
         job j = {0};
         outcome o;
-        if (index == 0)
+        if (index == 0) {
             count_pending(d);
+            sweep(d);
+        }
         if (claim(d, &j)) {
             deliver(h, d, &j, &o);
             if (!o.aborted)

@@ -61,6 +61,7 @@ CREATE TABLE webhook_events (
     data         json NOT NULL,                          -- the object, as the API shows it
     created_at   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+CREATE INDEX webhook_events_created ON webhook_events (created_at);
 
 CREATE TABLE webhook_deliveries (
     id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -152,6 +153,11 @@ DECLARE
     n integer;
     en boolean;
 BEGIN
+    -- Locks in the order DELETE of an endpoint takes them (the endpoint, then by cascade its
+    -- deliveries), so the two cannot deadlock; records of one endpoint are serialised by it.
+    PERFORM 1 FROM webhook_endpoints
+        WHERE id = (SELECT endpoint_id FROM webhook_deliveries WHERE id = p_delivery)
+        FOR NO KEY UPDATE;
     SELECT * INTO d FROM webhook_deliveries
         WHERE id = p_delivery AND attempts = p_attempt AND state = 'pending' FOR UPDATE;
     IF NOT FOUND THEN
@@ -189,8 +195,12 @@ BEGIN
     IF en AND n >= p_disable_after THEN
         UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'consecutive_failures'
             WHERE id = d.endpoint_id;
+        en := false;
+    END IF;
+    IF NOT en THEN -- disabled now, or meanwhile (an attempt that was already in flight)
         UPDATE webhook_deliveries SET next_attempt_at = 'infinity'
-            WHERE endpoint_id = d.endpoint_id AND state = 'pending';
+            WHERE endpoint_id = d.endpoint_id AND state = 'pending'
+              AND next_attempt_at <> 'infinity';
     END IF;
     RETURN st;
 END $$;

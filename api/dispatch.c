@@ -23,8 +23,6 @@
 #include "netguard.h"
 #include "sha256.h"
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-
 /* One due delivery, claimed under a lease.  Columns of CLAIM_SQL in order.  now() (not the
  * volatile clock_timestamp()) bounds the index range of webhook_deliveries_due, so a claim when
  * nothing is due stops at the first future row instead of filtering the whole backlog. */
@@ -40,11 +38,12 @@
     "lease_until = clock_timestamp() + $1::int * interval '1 millisecond' FROM c "                 \
     "WHERE d.id = c.id RETURNING d.id, d.attempts, d.event_id, d.endpoint_id) "                    \
     "SELECT u.id, u.attempts, w.url, w.secret, json_build_object('id', e.id, 'type', e.type, "     \
-    "'created_at', " TS("e.created_at") ", 'transaction_id', e.transaction_id, "                   \
-                                        "'data', e.data)::text, (extract(epoch FROM "              \
-                                        "e.created_at) * 1000000)::bigint "                        \
-                                        "FROM u JOIN webhook_endpoints w ON w.id = u.endpoint_id " \
-                                        "JOIN webhook_events e ON e.id = u.event_id"
+    "'created_at', to_char(e.created_at AT TIME ZONE 'UTC', "                                      \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "                                                       \
+    "'transaction_id', e.transaction_id, 'data', e.data)::text, "                                  \
+    "(extract(epoch FROM e.created_at) * 1000000)::bigint "                                        \
+    "FROM u JOIN webhook_endpoints w ON w.id = u.endpoint_id "                                     \
+    "JOIN webhook_events e ON e.id = u.event_id"
 enum { CL_ID, CL_ATTEMPT, CL_URL, CL_SECRET, CL_BODY, CL_CREATED_US };
 
 #define DB_BUDGET_MS 5000 /* bound of one dispatcher statement (pool wait included) */
@@ -56,7 +55,7 @@ struct dispatch {
     int nthreads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int stopping;            /* guarded by mu */
+    _Atomic int stopping;    /* set once by dispatch_stop (under mu, for the condition) */
     char name[96];           /* host:pid, recorded with every attempt */
     int64_t pending_next_ms; /* thread 0 only: when to count the pending deliveries again */
     int64_t sweep_next_ms;   /* thread 0 only: when to drop old finished events again */
@@ -412,7 +411,10 @@ dispatch *dispatch_start(const cfg *c, char *err, size_t errlen)
     d->threads = calloc((size_t)c->webhook_concurrency, sizeof *d->threads);
     for (int i = 0; d->db && d->threads && i < c->webhook_concurrency; i++) {
         thread_arg *a = malloc(sizeof *a);
-        if (!a || (*a = (thread_arg){d, i}, pthread_create(&d->threads[i], NULL, run, a)) != 0) {
+        if (!a)
+            break;
+        *a = (thread_arg){d, i};
+        if (pthread_create(&d->threads[i], NULL, run, a) != 0) {
             free(a);
             break;
         }

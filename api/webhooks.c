@@ -16,17 +16,15 @@
 #include "outbox.h"
 #include "validate.h"
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-
 /* Columns: the endpoint's JSON, created_at in microseconds, id, secret. */
 #define WH_COLS                                                                                    \
     "json_build_object('id', w.id, 'url', w.url, 'description', w.description, 'events', "         \
     "to_json(w.events), 'enabled', w.enabled, 'disabled_reason', w.disabled_reason, "              \
-    "'consecutive_failures', w.consecutive_failures, 'created_at', " TS(                           \
-        "w.created_at") ", "                                                                       \
-                        "'updated_at', " TS("w.updated_at") ")::text, "                            \
-                                                            "(extract(epoch FROM w.created_at) * " \
-                                                            "1000000)::bigint, w.id, w.secret"
+    "'consecutive_failures', w.consecutive_failures, "                                             \
+    "'created_at', to_char(w.created_at AT TIME ZONE 'UTC', "                                      \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "                                                       \
+    "'updated_at', to_char(w.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"  \
+    ")::text, (extract(epoch FROM w.created_at) * 1000000)::bigint, w.id, w.secret"
 
 enum { WC_JSON, WC_US, WC_ID, WC_SECRET };
 

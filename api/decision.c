@@ -4,9 +4,9 @@
  *
  * A decision is one database transaction on one pooled connection: a crash anywhere before
  * commit leaves nothing, after it the whole result.  Costs: the statements BEGIN, policy, user and
- * features, INSERT, COMMIT (with an Idempotency-Key also the lock, the record lookup and the record
- * INSERT), at most one scoring call (a worker round trip or in-process evaluation), and
- * O(body + features of both models) memory, all freed by decision_request_free. */
+ * features, INSERT, the outbox call, COMMIT (with an Idempotency-Key also the lock, the record
+ * lookup and the record INSERT), at most one scoring call (a worker round trip or in-process
+ * evaluation), and O(body + features of both models) memory, all freed by decision_request_free. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +179,7 @@ static const struct {
     {"decide", stage_decide},
     {"rules", decision_stage_rules},
     {"store", decision_stage_store},
+    {"events", decision_stage_events},
     {"record", decision_stage_record},
     {"commit", stage_commit},
     {"respond", stage_respond},

@@ -27,12 +27,14 @@
  *                overriding decide's verdict; what matched, what decided, the list versions,
  *                the probe answers and every operand value are stored (decision_rules.c)
  *   store        INSERT the transaction (named columns) RETURNING the answer
+ *   events       the outbox (outbox.h): the decision.<outcome> webhook event and, for `review`,
+ *                the review and its review.opened event, in this same transaction
  *   record       with a key: INSERT the idempotency record holding the answer
  *   commit       COMMIT: before it nothing is stored, after it everything
  *   respond      201 + Location; decision metrics
  *   expire       with a key, ~1 request in 64: drop a batch of expired idempotency records
- * Files: parse in decision_parse.c, features in decision_features.c, claim/store/record/expire in
- * decision_store.c, the table, the runner and the other stages in decision.c.
+ * Files: parse in decision_parse.c, features in decision_features.c, claim/store/events/record/
+ * expire in decision_store.c, the table, the runner and the other stages in decision.c.
  *
  * Where the next capabilities go (each is a new stage and new fields, never a branch inside one):
  *   - lists and rules: the rules stage (list versions come with load_policy's SELECT);
@@ -140,6 +142,7 @@ typedef struct decision_request {
     /* store */
     char *answer; /* the 201 body (malloc'd), also the idempotency record */
     char location[128];
+    char txn_id[40]; /* the stored transaction's UUID */
 } decision_request;
 
 typedef int (*decision_stage_fn)(decision_request *d);
@@ -160,6 +163,7 @@ int decision_stage_rules(decision_request *d);
 float *decision_explain_buffer(decision_request *d);
 void decision_explain_skipped(decision_request *d);
 int decision_stage_store(decision_request *d);
+int decision_stage_events(decision_request *d);
 int decision_stage_record(decision_request *d);
 int decision_stage_expire(decision_request *d);
 

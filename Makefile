@@ -24,7 +24,7 @@ OPT      ?= -O2 -g
 CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -Icommon -pthread $(EXTRA_CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) -pthread $(EXTRA_LDFLAGS)
 
-PKG_API   := libmicrohttpd libcjson libpq
+PKG_API   := libmicrohttpd libcjson libpq libcurl
 API_CFLAGS = $(shell pkg-config --cflags $(PKG_API) 2>/dev/null)
 API_LIBS   = $(shell pkg-config --libs $(PKG_API) 2>/dev/null) -lm
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
@@ -138,7 +138,7 @@ $(OUT)/tests/%.o: tests/%.c
 # The lower floors of the API: what the HTTP layer, the pools and the logger need, and nothing that
 # knows a resource.  test_http links only these (+ common), which proves they build and run without
 # users.o, models.o, transactions.o, auth.o...; tests/tools/apigraph.py proves the graph has no cycle.
-API_FLOORS  := config json router metrics pool db hpclient http
+API_FLOORS  := config json router metrics pool tracectx spanring otlp trace db hpclient http
 API_FLOOR_OBJ := $(API_FLOORS:%=$(OUT)/api/%.o)
 
 $(BIN)/tests/test_http: $(OUT)/tests/unit/test_http.o $(API_FLOOR_OBJ) $(COMMON_OBJ)

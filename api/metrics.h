@@ -45,6 +45,18 @@ void metrics_observe_hotpath(unsigned op, int result, int64_t duration_us);
  * as "other"); degraded is nonzero when it was made without the model (fallback).  Thread-safe. */
 void metrics_observe_decision(const char *decision, int degraded);
 
+/* What became of finished spans (trace.c): exported, or dropped because the ring was full or the
+ * export failed. */
+enum metrics_span_result {
+    METRICS_SPAN_EXPORTED = 0,
+    METRICS_SPAN_DROPPED_QUEUE,
+    METRICS_SPAN_DROPPED_EXPORT,
+    METRICS_SPAN_NRESULTS
+};
+
+/* n spans met result (enum metrics_span_result).  Thread-safe. */
+void metrics_observe_spans(int result, uint64_t n);
+
 /* ---- text format (for scrape.c) ---- */
 
 /* "# HELP name help\n# TYPE name type\n". */
@@ -58,5 +70,7 @@ void metrics_write_http(dynbuf *b, const route *routes, size_t nroutes);
 void metrics_write_worker_calls(dynbuf *b);
 /* vigil_decisions_total. */
 void metrics_write_decisions(dynbuf *b);
+/* vigil_trace_spans_exported_total and vigil_trace_spans_dropped_total{reason}. */
+void metrics_write_trace(dynbuf *b);
 
 #endif

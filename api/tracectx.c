@@ -90,7 +90,7 @@ size_t tctx_bound_tracestate(const char *s, char *out)
     if (!s)
         return 0;
     for (const char *p = s; *p; p++)
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+        if (((unsigned char)*p < 0x20 && *p != '\t') || (unsigned char)*p > 0x7e)
             return 0;
     while (*s) {
         const char *end = strchr(s, ',');

@@ -529,7 +529,7 @@ static void *exporter_main(void *arg)
         /* Drain in batches: a full ring is sent at once, not one batch per delay. */
         while (batch && (n = spanring_pop(&T.ring, batch, T.cfg.batch_size)) > 0) {
             export_batch(h, batch, n, &warned_ms);
-            if (n < T.cfg.batch_size)
+            if (n < T.cfg.batch_size || stopping) /* stopping: one last batch, not a backlog */
                 break;
         }
         if (stopping)

@@ -81,7 +81,27 @@ all: $(BIN)/vigil-api $(BIN)/vigil-hotpath
 asan:
 	$(Q)$(MAKE) --no-print-directory FLAVOUR=asan all tests-build
 
-deps:
+# Jaeger v1.76 (its all-in-one binary, cmd/jaeger) for the tracing tests (tests/e2e/e2e_trace.c),
+# `make bench` and the compose tracing profile: built once from the Go module proxy in a scratch
+# module and cached at $(JAEGER_BIN) (about 4 minutes; `make clean` removes it with build/).
+JAEGER_VERSION := v1.76.0
+JAEGER_BIN     := build/jaeger/jaeger
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+
+.PHONY: jaeger
+jaeger: $(JAEGER_BIN)
+
+$(JAEGER_BIN):
+	@mkdir -p build/jaeger/src
+	$(call say,GO,$@)
+	$(Q)cd build/jaeger/src && { [ -f go.mod ] || $(GO) mod init x >/dev/null 2>&1; } && \
+	  $(GO) get -tool github.com/jaegertracing/jaeger/cmd/jaeger@$(JAEGER_VERSION) && \
+	  $(GO) build -o ../jaeger.tmp github.com/jaegertracing/jaeger/cmd/jaeger && mv ../jaeger.tmp ../jaeger
+
+deps: deps-pkgs $(JAEGER_BIN)
+
+.PHONY: deps-pkgs
+deps-pkgs:
 	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \

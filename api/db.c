@@ -39,7 +39,7 @@ struct db_conn {
     PGconn *pg;
     struct db_pool *pool; /* set at creation, never changes */
     int64_t deadline_ms;  /* of the db_acquire that handed it out: bounds the release's ROLLBACK */
-    trace_db trace;       /* the span of this hand-out (trace.h), when the holder's request is traced */
+    trace_db trace; /* the span of this hand-out (trace.h), when the holder's request is traced */
 };
 
 #define DB_CANCEL_QUEUE 16
@@ -479,8 +479,8 @@ static void first_line(const char *msg, char *err, size_t errlen)
 
 /* db_query's round trip, untraced. */
 static int run_query(db_conn *c, const char *sql, int nparams, const char *const *values,
-                     const int *lengths, const int *formats, int binary_result,
-                     int64_t deadline_ms, PGresult **res, char *err, size_t errlen)
+                     const int *lengths, const int *formats, int binary_result, int64_t deadline_ms,
+                     PGresult **res, char *err, size_t errlen)
 {
     assert(c && sql && res && (nparams <= 0 || values));
     *res = NULL;

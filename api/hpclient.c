@@ -236,8 +236,8 @@ static int metrics_result(int rc, const hpc_reply *reply)
 
 /* hpc_call without its span; tc (may be NULL) goes into the frame. */
 static int call_pooled(hpc_pool *p, uint16_t op, const void *payload, uint32_t len,
-                       const wire_trace_ctx *tc, int64_t deadline_ms, int wait_ms,
-                       hpc_reply *reply, char *err, size_t errlen)
+                       const wire_trace_ctx *tc, int64_t deadline_ms, int wait_ms, hpc_reply *reply,
+                       char *err, size_t errlen)
 {
     int64_t t0 = clock_now_us();
     memset(reply, 0, sizeof *reply);

@@ -179,7 +179,8 @@ static int serve(app *a, cfg *c)
     }
     /* Tracing (OTEL_* variables) before the first request thread: off without an endpoint. */
     trace_cfg tc;
-    if (trace_cfg_load(&tc, err, sizeof err) != 0 || trace_start(&tc, VIGIL_VERSION, err, sizeof err))
+    if (trace_cfg_load(&tc, err, sizeof err) != 0 ||
+        trace_start(&tc, VIGIL_VERSION, err, sizeof err))
         die(err);
     /* The HTTP layer gets the route table and the key check from here: it knows no resource. */
     const http_setup setup = {routes_table, routes_count, auth_authenticate};

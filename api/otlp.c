@@ -61,8 +61,8 @@ static void put_span(dynbuf *b, const span_rec *s)
     dynbuf_printf(b, ",\"name\":");
     put_json_str(b, s->name);
     dynbuf_printf(b,
-                  ",\"kind\":%d,\"startTimeUnixNano\":\"%" PRId64 "\",\"endTimeUnixNano\":\"%" PRId64
-                  "\",\"attributes\":[",
+                  ",\"kind\":%d,\"startTimeUnixNano\":\"%" PRId64
+                  "\",\"endTimeUnixNano\":\"%" PRId64 "\",\"attributes\":[",
                   s->kind, s->start_ns, s->end_ns);
     for (unsigned i = 0; i < s->nattrs; i++)
         put_attr(b, &s->attrs[i], i > 0);
@@ -83,8 +83,8 @@ static void put_resource(dynbuf *b, const span_rec *spans, size_t n, int svc, co
             put_kv_str(b, "service.version", version, 1);
             put_kv_str(b, "telemetry.sdk.name", "vigil", 1);
             put_kv_str(b, "telemetry.sdk.language", "c", 1);
-            dynbuf_printf(b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"%s\",\"version\":",
-                          OTLP_SCOPE_NAME);
+            dynbuf_printf(
+                b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"%s\",\"version\":", OTLP_SCOPE_NAME);
             put_json_str(b, version);
             dynbuf_printf(b, "},\"spans\":[");
             *first = 0;

@@ -57,7 +57,8 @@ int trace_enabled(void)
     return T.on;
 }
 
-/* ---- configuration ---------------------------------------------------------------------------- */
+/* ---- configuration ----------------------------------------------------------------------------
+ */
 
 static void warn(const char *detail)
 {
@@ -142,7 +143,8 @@ int trace_cfg_load(trace_cfg *c, char *err, size_t errlen)
     return 0;
 }
 
-/* ---- queueing ----------------------------------------------------------------------------------- */
+/* ---- queueing -----------------------------------------------------------------------------------
+ */
 
 /* Copies s into the ring (never waits on the exporter); wakes the exporter when a batch is full. */
 static void submit(const span_rec *s)
@@ -174,7 +176,8 @@ static void rec_init(span_rec *s, const uint8_t trace_id[16], const uint8_t span
     span_set_name(s, name);
 }
 
-/* ---- requests ----------------------------------------------------------------------------------- */
+/* ---- requests -----------------------------------------------------------------------------------
+ */
 
 void trace_request_begin(const char *traceparent, const char *tracestate)
 {
@@ -220,8 +223,8 @@ void trace_request_end(const char *method, const char *pattern, const char *path
     span_rec s;
     char name[SPAN_NAME_MAX];
     snprintf(name, sizeof name, "%.16s %s", method, pattern ? pattern : "");
-    rec_init(&s, tls.trace_id, tls.span_id, tls.has_parent ? tls.parent_id : NULL,
-             SPAN_KIND_SERVER, pattern ? name : method);
+    rec_init(&s, tls.trace_id, tls.span_id, tls.has_parent ? tls.parent_id : NULL, SPAN_KIND_SERVER,
+             pattern ? name : method);
     memcpy(s.trace_state, tls.state, sizeof s.trace_state);
     s.start_ns = tls.start_ns;
     s.end_ns = trace_now_ns();
@@ -241,7 +244,8 @@ void trace_request_end(const char *method, const char *pattern, const char *path
     submit(&s);
 }
 
-/* ---- child spans -------------------------------------------------------------------------------- */
+/* ---- child spans --------------------------------------------------------------------------------
+ */
 
 int trace_span_begin(span_rec *s, const char *name, int kind)
 {
@@ -309,7 +313,8 @@ void trace_worker_spans(const wire_trace_ctx *tc, const uint8_t client_id[8], in
     submit(&k);
 }
 
-/* ---- PostgreSQL ------------------------------------------------------------------------------- */
+/* ---- PostgreSQL -------------------------------------------------------------------------------
+ */
 
 /* Next SQL word at *p (letters, digits, '_', '.', '"'), skipping anything else but parentheses,
  * which move *depth.  Returns its length (0 at the end); *start points at it. */
@@ -444,7 +449,8 @@ void trace_db_end(trace_db *t)
     trace_span_end(s, t->failed ? SPAN_STATUS_ERROR : SPAN_STATUS_UNSET);
 }
 
-/* ---- the exporter ------------------------------------------------------------------------------ */
+/* ---- the exporter ------------------------------------------------------------------------------
+ */
 
 static size_t discard(char *ptr, size_t size, size_t nmemb, void *user)
 {

@@ -93,7 +93,8 @@ void trace_worker_spans(const wire_trace_ctx *tc, const uint8_t client_id[8], in
                         int64_t recv_ns, uint64_t queue_ns, uint64_t compute_ns, const char *op,
                         const char *status);
 
-/* ---- PostgreSQL (db.c) ------------------------------------------------------------------------ */
+/* ---- PostgreSQL (db.c) ------------------------------------------------------------------------
+ */
 
 /* One span per connection hand-out: from db_acquire to db_release, every statement run on the
  * connection in between (a transaction, or the statements of one handler step).  Attributes:

@@ -119,7 +119,8 @@ size_t tctx_bound_tracestate(const char *s, char *out)
     return o;
 }
 
-/* ---- ids --------------------------------------------------------------------------------------- */
+/* ---- ids ---------------------------------------------------------------------------------------
+ */
 
 /* splitmix64 over a per-thread state seeded from getrandom (or the clock and the state's address
  * when getrandom fails): ids need to be unique, not secret. */
@@ -154,7 +155,8 @@ void tctx_random_id(uint8_t *out, size_t n)
     } while (all_zero(out, n));
 }
 
-/* ---- samplers ---------------------------------------------------------------------------------- */
+/* ---- samplers ----------------------------------------------------------------------------------
+ */
 
 static void set_ratio(tctx_sampler *s, double r)
 {

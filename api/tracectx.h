@@ -47,7 +47,8 @@ void tctx_hex(char *out, const uint8_t *in, size_t n);
 /* Fills out[n] with random bytes, never all zero (a valid trace or span id).  Thread-safe. */
 void tctx_random_id(uint8_t *out, size_t n);
 
-/* ---- samplers (OTEL_TRACES_SAMPLER) ----------------------------------------------------------- */
+/* ---- samplers (OTEL_TRACES_SAMPLER) -----------------------------------------------------------
+ */
 
 enum tctx_sampler_kind {
     TCTX_ALWAYS_ON,

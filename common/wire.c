@@ -329,7 +329,8 @@ size_t wire_remaining(const wire_reader *r)
     return r->len - r->off;
 }
 
-/* ---- trace blocks (WIRE_F_TRACE) -------------------------------------------------------------- */
+/* ---- trace blocks (WIRE_F_TRACE) --------------------------------------------------------------
+ */
 
 void wire_trace_ctx_encode(uint8_t *out, const wire_trace_ctx *t)
 {

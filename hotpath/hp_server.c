@@ -442,8 +442,8 @@ static int run_frame(hp_slot *sl, int fd, const hp_kernel *k, void *kstate, cons
     if (traced)
         wire_trace_timing_encode(sl->out + WIRE_HEADER_SIZE, t0 - t_ready, t1 - t0);
 
-    int rc = send_response(sl, fd, h->op, h->request_id, st, pre + out.len,
-                           traced ? WIRE_F_TRACE : 0);
+    int rc =
+        send_response(sl, fd, h->op, h->request_id, st, pre + out.len, traced ? WIRE_F_TRACE : 0);
     if (rc != WIRE_IO_OK) {
         hp_stats_add(sh, HP_C_ERR_WRITE, 1);
         log_peer_event("connection_error", sl, NULL,

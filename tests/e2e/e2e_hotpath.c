@@ -12,10 +12,10 @@
  * predictions from tests/fixtures (the worker matches them bit for bit, see test_kernel.c).
  *
  * The allocation tests preload $VIGIL_BIN_DIR/tests/alloccount.so (the scoring one sends every
- * other SCORE as a traced frame, WIRE_F_TRACE, so the timing path is covered too); it is skipped when the worker
- * is ASan-instrumented (VIGIL_ASAN=1, or a bin dir whose name contains "asan"), because ASan must
- * be the first library loaded and has its own allocator.  Each of the three then prints a
- * SKIPPED line (tests/lib/skip.h), counted as skipped by tests/run.sh.
+ * other SCORE as a traced frame, WIRE_F_TRACE, so the timing path is covered too); it is skipped
+ * when the worker is ASan-instrumented (VIGIL_ASAN=1, or a bin dir whose name contains "asan"),
+ * because ASan must be the first library loaded and has its own allocator.  Each of the three then
+ * prints a SKIPPED line (tests/lib/skip.h), counted as skipped by tests/run.sh.
  *
  * Scoring kernels: the tests marked "per kernel" are Check loop tests over every scorer listed in
  * hotpath/hp_scorers.def (included here as an X-macro list), each starting the worker with
@@ -1492,8 +1492,12 @@ static int hp_score_traced(int fd, const fx_model *m, size_t row0, size_t nrows,
     uint8_t *p = malloc(WIRE_HEADER_SIZE + plen);
     ck_assert_ptr_nonnull(p);
     uint64_t id = ++next_id;
-    wire_header h = {.magic = WIRE_MAGIC, .version = WIRE_VERSION, .op = WIRE_OP_SCORE,
-                     .flags = 0x0004, .payload_len = (uint32_t)plen, .request_id = id};
+    wire_header h = {.magic = WIRE_MAGIC,
+                     .version = WIRE_VERSION,
+                     .op = WIRE_OP_SCORE,
+                     .flags = 0x0004,
+                     .payload_len = (uint32_t)plen,
+                     .request_id = id};
     wire_header_encode(p, &h);
     uint8_t *blk = p + WIRE_HEADER_SIZE;
     for (int i = 0; i < 16; i++)

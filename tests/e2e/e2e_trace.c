@@ -286,8 +286,8 @@ static void decision_setup(char uid[37])
     char *txt = fx_slurp("api/demo/demo_model.json", &len);
     ck_assert_msg(txt != NULL, "cannot read api/demo/demo_model.json (run from the repo root)");
     h_resp r;
-    ck_assert_int_eq(h_http(&E, "POST", "/api/v1/models?name=demo", E.key, "application/json",
-                            txt, len, NULL, &r),
+    ck_assert_int_eq(h_http(&E, "POST", "/api/v1/models?name=demo", E.key, "application/json", txt,
+                            len, NULL, &r),
                      0);
     free(txt);
     ck_assert_msg(r.status == 201, "upload: %ld %s", r.status, r.body);
@@ -333,7 +333,8 @@ static void assert_nested(const cJSON *trace)
             continue;
         double cs = jget(s, "startTime")->valuedouble, ce = cs + jget(s, "duration")->valuedouble;
         double ps = jget(p, "startTime")->valuedouble, pe = ps + jget(p, "duration")->valuedouble;
-        ck_assert_msg(cs >= ps - 1 && ce <= pe + 1, "span %s [%.0f, %.0f] outside parent %s [%.0f, %.0f]",
+        ck_assert_msg(cs >= ps - 1 && ce <= pe + 1,
+                      "span %s [%.0f, %.0f] outside parent %s [%.0f, %.0f]",
                       cJSON_GetStringValue(jget(s, "operationName")), cs, ce,
                       cJSON_GetStringValue(jget(p, "operationName")), ps, pe);
     }
@@ -425,8 +426,7 @@ START_TEST(decision_trace_in_jaeger)
             ck_assert(cJSON_GetNumberValue(tag(s, "vigil.wire.request_bytes")) > 24 + 32);
             score_ok += tag_str(s, "vigil.wire.status") &&
                         strcmp(tag_str(s, "vigil.wire.status"), "ok") == 0;
-        } else if (strcmp(service_of(t, s), "vigil-hotpath") == 0 &&
-                   strcmp(op, "compute") != 0) {
+        } else if (strcmp(service_of(t, s), "vigil-hotpath") == 0 && strcmp(op, "compute") != 0) {
             const cJSON *client = span_by_id(t, parent_of(s));
             ck_assert_ptr_nonnull(client);
             ck_assert_pstr_eq(service_of(t, client), "vigil-api");

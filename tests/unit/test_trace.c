@@ -54,22 +54,22 @@ START_TEST(traceparent_invalid)
 {
     static const char *const bad[] = {
         "",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",    /* 54 chars */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",  /* v00 must be 55 */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",  /* v00 must be 55 */
-        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",   /* uppercase trace id */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",   /* uppercase span id */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",   /* uppercase flags */
-        "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   /* uppercase version */
-        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   /* forbidden version */
-        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",   /* zero trace id */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",   /* zero span id */
-        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   /* separator */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",   /* separator */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_01",   /* separator */
-        "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",   /* not hex */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",   /* flags not hex */
-        " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  /* leading space */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",     /* 54 chars */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",   /* v00 must be 55 */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",   /* v00 must be 55 */
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",    /* uppercase trace id */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",    /* uppercase span id */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",    /* uppercase flags */
+        "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",    /* uppercase version */
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",    /* forbidden version */
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",    /* zero trace id */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",    /* zero span id */
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",    /* separator */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",    /* separator */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_01",    /* separator */
+        "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",    /* not hex */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",    /* flags not hex */
+        " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   /* leading space */
         "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01abc", /* v01: extra without '-' */
     };
     tctx_parent p;
@@ -85,10 +85,9 @@ START_TEST(traceparent_future_version)
     tctx_parent p;
     ck_assert_int_eq(
         tctx_parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", &p), 0);
-    ck_assert_int_eq(
-        tctx_parse_traceparent("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever",
-                               &p),
-        0);
+    ck_assert_int_eq(tctx_parse_traceparent(
+                         "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever", &p),
+                     0);
     ck_assert_uint_eq(p.flags, 1);
     ck_assert_uint_eq(p.trace_id[0], 0x4b);
 }
@@ -105,8 +104,8 @@ START_TEST(tracestate_bounds)
     ck_assert_str_eq(out, "a=1,b=2");
     ck_assert_uint_eq(tctx_bound_tracestate(NULL, out), 0);
     ck_assert_uint_eq(tctx_bound_tracestate("a=1,novalue", out), 0); /* not a list member */
-    ck_assert_uint_eq(tctx_bound_tracestate("a=\x01", out), 0);       /* control byte */
-    ck_assert_uint_eq(tctx_bound_tracestate("a=\xc3\xa9", out), 0);   /* not ASCII */
+    ck_assert_uint_eq(tctx_bound_tracestate("a=\x01", out), 0);      /* control byte */
+    ck_assert_uint_eq(tctx_bound_tracestate("a=\xc3\xa9", out), 0);  /* not ASCII */
 
     /* A member of 129 characters is dropped, one of 128 kept. */
     char in[2048], m128[129], m129[130];
@@ -225,8 +224,7 @@ START_TEST(sampler_parent_based)
     uint8_t tid[16];
     tctx_parent on = {.flags = 1}, off = {.flags = 0}, on_more = {.flags = 0x03};
     tid_low(tid, 0xffffffffffffffffull); /* a ratio of 0.5 would not sample it */
-    ck_assert_int_eq(tctx_sampler_parse("parentbased_traceidratio", "0.5", &s, err, sizeof err),
-                     0);
+    ck_assert_int_eq(tctx_sampler_parse("parentbased_traceidratio", "0.5", &s, err, sizeof err), 0);
     ck_assert_int_eq(tctx_sample(&s, NULL, tid), 0);
     ck_assert_int_eq(tctx_sample(&s, &on, tid), 1);
     ck_assert_int_eq(tctx_sample(&s, &on_more, tid), 1);
@@ -386,10 +384,11 @@ START_TEST(otlp_encoding)
     const cJSON *r0 = cJSON_GetArrayItem(rs, 0), *r1 = cJSON_GetArrayItem(rs, 1);
     const cJSON *ra0 = cJSON_GetObjectItem(cJSON_GetObjectItem(r0, "resource"), "attributes");
     const cJSON *ra1 = cJSON_GetObjectItem(cJSON_GetObjectItem(r1, "resource"), "attributes");
-    ck_assert_str_eq(cJSON_GetObjectItem(attr_value(ra0, "service.name"), "stringValue")->valuestring,
-                     "my-api");
-    ck_assert_str_eq(cJSON_GetObjectItem(attr_value(ra1, "service.name"), "stringValue")->valuestring,
-                     "vigil-hotpath");
+    ck_assert_str_eq(
+        cJSON_GetObjectItem(attr_value(ra0, "service.name"), "stringValue")->valuestring, "my-api");
+    ck_assert_str_eq(
+        cJSON_GetObjectItem(attr_value(ra1, "service.name"), "stringValue")->valuestring,
+        "vigil-hotpath");
     const cJSON *spans0 =
         cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r0, "scopeSpans"), 0), "spans");
     ck_assert_int_eq(cJSON_GetArraySize(spans0), 2); /* the server and the SELECT */
@@ -415,8 +414,9 @@ START_TEST(otlp_encoding)
     const cJSON *s2 = cJSON_GetArrayItem(spans0, 1);
     ck_assert_str_eq(cJSON_GetObjectItem(s2, "parentSpanId")->valuestring, "1111111111111111");
     ck_assert_int_eq(cJSON_GetObjectItem(s2, "kind")->valueint, 3);
-    const cJSON *w =
-        cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r1, "scopeSpans"), 0), "spans"), 0);
+    const cJSON *w = cJSON_GetArrayItem(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r1, "scopeSpans"), 0), "spans"),
+        0);
     ck_assert_str_eq(cJSON_GetObjectItem(w, "name")->valuestring, "q\"uote \xef\xbf\xbd");
     ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(w, "status"), "code")->valueint, 2);
     cJSON_Delete(doc);
@@ -442,7 +442,8 @@ START_TEST(sql_summary)
     } cases[] = {
         {"SELECT id, name FROM users WHERE id = $1", "SELECT", "users"},
         {"select count(*) from \"api_keys\" where x = 'from y'", "SELECT", "api_keys"},
-        {"  INSERT INTO transactions (a, b) VALUES ($1, $2) RETURNING id", "INSERT", "transactions"},
+        {"  INSERT INTO transactions (a, b) VALUES ($1, $2) RETURNING id", "INSERT",
+         "transactions"},
         {"UPDATE policy SET x = $1", "UPDATE", "policy"},
         {"UPDATE ONLY policy SET x = $1", "UPDATE", "policy"},
         {"DELETE FROM idempotency_keys WHERE created_at < now()", "DELETE", "idempotency_keys"},
@@ -475,9 +476,9 @@ START_TEST(wire_trace_blocks)
     uint8_t buf[WIRE_TRACE_CTX_SIZE];
     memset(buf, 0xee, sizeof buf);
     wire_trace_ctx_encode(buf, &tc);
-    static const uint8_t want[32] = {1,    2,    3,    4,    5,    6,    7,    8,    9,    10, 11,
-                                     12,   13,   14,   15,   16,   0x40, 0x41, 0x42, 0x43, 0x44, 0x45,
-                                     0x46, 0x47, 0x01, 0,    0,    0,    0,    0,    0,    0};
+    static const uint8_t want[32] = {1,    2,    3,    4,  5,  6,    7,    8,    9,    10,   11,
+                                     12,   13,   14,   15, 16, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45,
+                                     0x46, 0x47, 0x01, 0,  0,  0,    0,    0,    0,    0};
     ck_assert_mem_eq(buf, want, 32);
     wire_trace_ctx back;
     wire_trace_ctx_decode(buf, &back);

@@ -289,10 +289,10 @@ FUZZ_SRC_wire    := common/wire.c
 FUZZ_SRC_score   := $(HOTPATH_SRC) $(filter-out $(COMMON_API_ONLY),$(COMMON_SRC))
 FUZZ_SRC_http    := api/http.c api/router.c api/json.c api/metrics.c api/config.c \
                     common/clock.c common/logline.c common/dynbuf.c common/utf8.c common/hex.c \
-                    common/wire.c
+                    common/wire.c api/trace.c api/tracectx.c api/spanring.c api/otlp.c
 FUZZ_SRC_seedgen := api/cursor.c api/config.c api/validate.c $(COMMON_SRC)
 # Libraries a harness needs beyond FUZZ_LIBS.
-FUZZ_LIBS_http   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+FUZZ_LIBS_http   = $(shell pkg-config --libs libmicrohttpd libcurl 2>/dev/null)
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BIN)/fuzz_%) $(FUZZ_BIN)/seedgen

@@ -74,9 +74,9 @@ void spanring_free(spanring *r)
     r->slots = NULL;
 }
 
-int spanring_push(spanring *r, const span_rec *s)
+long spanring_push(spanring *r, const span_rec *s)
 {
-    int rc = 0;
+    long rc;
     pthread_mutex_lock(&r->mu);
     if (r->count == r->cap) {
         r->dropped++;
@@ -85,6 +85,7 @@ int spanring_push(spanring *r, const span_rec *s)
         r->slots[(r->head + r->count) % r->cap] = *s;
         r->count++;
         r->pushed++;
+        rc = (long)r->count;
     }
     pthread_mutex_unlock(&r->mu);
     return rc;

@@ -63,9 +63,9 @@ typedef struct spanring {
 /* Allocates cap records (cap >= 1).  Returns 0, or -1 when out of memory. */
 int spanring_init(spanring *r, size_t cap);
 void spanring_free(spanring *r);
-/* Copies s into the ring.  Returns 0, or -1 when the ring is full (the span is dropped and
- * counted in r->dropped).  Never blocks beyond the mutex. */
-int spanring_push(spanring *r, const span_rec *s);
+/* Copies s into the ring.  Returns the number of records held after it (>= 1), or -1 when the
+ * ring is full (the span is dropped and counted in r->dropped).  Never blocks beyond the mutex. */
+long spanring_push(spanring *r, const span_rec *s);
 /* Moves up to max of the oldest records into out[].  Returns how many. */
 size_t spanring_pop(spanring *r, span_rec *out, size_t max);
 /* Records held now; totals pushed and dropped since init. */

@@ -149,14 +149,12 @@ int trace_cfg_load(trace_cfg *c, char *err, size_t errlen)
 /* Copies s into the ring (never waits on the exporter); wakes the exporter when a batch is full. */
 static void submit(const span_rec *s)
 {
-    if (spanring_push(&T.ring, s) != 0) {
+    long held = spanring_push(&T.ring, s);
+    if (held < 0) {
         metrics_observe_spans(METRICS_SPAN_DROPPED_QUEUE, 1);
         return;
     }
-    size_t held;
-    uint64_t pushed, dropped;
-    spanring_counts(&T.ring, &held, &pushed, &dropped);
-    if (held == T.cfg.batch_size) {
+    if ((size_t)held == T.cfg.batch_size) {
         pthread_mutex_lock(&T.mu);
         pthread_cond_signal(&T.cv);
         pthread_mutex_unlock(&T.mu);

@@ -262,7 +262,7 @@ START_TEST(ring_drop_accounting)
     for (int i = 0; i < 3; i++) { /* N = capacity: all kept */
         snprintf(nm, sizeof nm, "s%d", i);
         span_rec s = named(nm);
-        ck_assert_int_eq(spanring_push(&r, &s), 0);
+        ck_assert_int_eq(spanring_push(&r, &s), i + 1); /* records held after the push */
     }
     span_rec extra = named("x");
     ck_assert_int_eq(spanring_push(&r, &extra), -1); /* N + 1: dropped */
@@ -279,8 +279,8 @@ START_TEST(ring_drop_accounting)
     ck_assert_str_eq(out[0].name, "s0");
     ck_assert_str_eq(out[1].name, "s1");
     span_rec a = named("a"), b = named("b");
-    ck_assert_int_eq(spanring_push(&r, &a), 0); /* wraps around */
-    ck_assert_int_eq(spanring_push(&r, &b), 0);
+    ck_assert_int_eq(spanring_push(&r, &a), 2); /* wraps around */
+    ck_assert_int_eq(spanring_push(&r, &b), 3);
     ck_assert_int_eq(spanring_push(&r, &extra), -1);
     ck_assert_uint_eq(spanring_pop(&r, out, 8), 3);
     ck_assert_str_eq(out[0].name, "s2");
@@ -303,7 +303,7 @@ START_TEST(ring_pop_more_than_a_chunk)
     for (size_t i = 0; i < n; i++) {
         span_rec s = named("s");
         s.start_ns = (int64_t)i;
-        ck_assert_int_eq(spanring_push(&r, &s), 0);
+        ck_assert_int_eq(spanring_push(&r, &s), (long)i + 1);
     }
     span_rec *out = calloc(n, sizeof *out);
     ck_assert_uint_eq(spanring_pop(&r, out, n), n);

@@ -361,15 +361,18 @@ static void copy_word(char *out, size_t cap, const char *w, size_t n, int upper)
 void trace_sql_summary(const char *sql, char *op, size_t opcap, char *coll, size_t collcap)
 {
     static const char *const dml[] = {"SELECT", "INSERT", "UPDATE", "DELETE", NULL};
-    const char *p = sql, *w;
+    const char *p = sql, *w, *prev = NULL, *cte = NULL; /* cte: "WITH <cte> AS (...)" */
+    size_t prevn = 0, cten = 0;
     int depth = 0, found = 0, want_target = 0;
     size_t n = sql_word(&p, &depth, &w);
     op[0] = coll[0] = '\0';
     copy_word(op, opcap, w, n, 1); /* the first word, unless a DML verb follows (WITH ...) */
-    for (; n; n = sql_word(&p, &depth, &w)) {
+    for (; n; prev = w, prevn = n, n = sql_word(&p, &depth, &w)) {
         if (depth != 0)
             continue;
         if (!found) {
+            if (word_is(w, n, "AS") && prev && !cte)
+                cte = prev, cten = prevn;
             for (int i = 0; dml[i]; i++)
                 if (word_is(w, n, dml[i])) {
                     found = 1;
@@ -379,10 +382,13 @@ void trace_sql_summary(const char *sql, char *op, size_t opcap, char *coll, size
             continue;
         }
         if (want_target) {
-            if (!word_is(w, n, "ONLY")) {
-                copy_word(coll, collcap, w, n, 0);
-                return;
-            }
+            if (word_is(w, n, "ONLY"))
+                continue;
+            want_target = 0;
+            if (cte && n == cten && strncmp(w, cte, n) == 0)
+                continue; /* the query's own CTE is no table: look further */
+            copy_word(coll, collcap, w, n, 0);
+            return;
         } else if (word_is(w, n, "FROM") || word_is(w, n, "INTO")) {
             want_target = 1;
         }

@@ -450,6 +450,8 @@ START_TEST(sql_summary)
         {"WITH c AS (SELECT 1 FROM foo) INSERT INTO bar SELECT * FROM c", "INSERT", "bar"},
         {"SELECT (SELECT max(x) FROM inner_t) AS m FROM outer_t", "SELECT", "outer_t"},
         {"SELECT 'it''s FROM nothing', 1", "SELECT", ""},
+        {"WITH u AS (SELECT id FROM users) SELECT count(*) FROM u CROSS JOIN o", "SELECT", ""},
+        {"WITH u AS (SELECT 1) SELECT * FROM u, t2 WHERE x IN (SELECT y FROM t3)", "SELECT", ""},
         {"BEGIN", "BEGIN", ""},
         {"COMMIT", "COMMIT", ""},
         {"SELECT pg_advisory_lock($1)", "SELECT", ""},

@@ -19,7 +19,10 @@
 #include "otlp.h"
 
 #define EXPORT_BODY_MAX (16u << 20) /* bound of one export request's JSON */
-#define EXPORT_WARN_EVERY_MS 10000  /* at most one export-failure log line per this */
+#define QUEUE_MAX 65536             /* OTEL_BSP_MAX_QUEUE_SIZE bound: 65536 records, ~160 MB */
+
+_Static_assert(SPAN_STATE_MAX == TCTX_STATE_MAX, "a span keeps the whole bounded tracestate");
+#define EXPORT_WARN_EVERY_MS 10000 /* at most one export-failure log line per this */
 
 /* The process's tracer.  on is written once by trace_start before any request thread exists. */
 static struct tracer {
@@ -127,8 +130,8 @@ int trace_cfg_load(trace_cfg *c, char *err, size_t errlen)
     if (svc && *svc)
         snprintf(c->service, sizeof c->service, "%s", svc);
     if (load_endpoint(c, err, errlen) != 0 ||
-        env_num("OTEL_BSP_MAX_QUEUE_SIZE", 1, 1 << 20, &queue, err, errlen) != 0 ||
-        env_num("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1, 1 << 20, &batch, err, errlen) != 0 ||
+        env_num("OTEL_BSP_MAX_QUEUE_SIZE", 1, QUEUE_MAX, &queue, err, errlen) != 0 ||
+        env_num("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1, QUEUE_MAX, &batch, err, errlen) != 0 ||
         env_num("OTEL_BSP_SCHEDULE_DELAY", 1, 3600000, &delay, err, errlen) != 0 ||
         env_num("OTEL_EXPORTER_OTLP_TIMEOUT", 1, 600000, &timeout, err, errlen) != 0 ||
         env_num("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", 1, 600000, &timeout, err, errlen) != 0)

@@ -465,6 +465,71 @@ START_TEST(sql_summary)
 }
 END_TEST
 
+/* ---- configuration ----------------------------------------------------------------------------
+ */
+
+static void clear_otel_env(void)
+{
+    static const char *const names[] = {"OTEL_EXPORTER_OTLP_ENDPOINT",
+                                        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                                        "OTEL_SDK_DISABLED",
+                                        "OTEL_SERVICE_NAME",
+                                        "OTEL_TRACES_SAMPLER",
+                                        "OTEL_TRACES_SAMPLER_ARG",
+                                        "OTEL_BSP_MAX_QUEUE_SIZE",
+                                        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                                        "OTEL_BSP_SCHEDULE_DELAY",
+                                        "OTEL_EXPORTER_OTLP_TIMEOUT",
+                                        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        unsetenv(names[i]);
+}
+
+START_TEST(cfg_from_env)
+{
+    trace_cfg c;
+    char err[256];
+    clear_otel_env();
+    ck_assert_int_eq(trace_cfg_load(&c, err, sizeof err), 0);
+    ck_assert_int_eq(c.enabled, 0); /* no endpoint: off */
+    ck_assert_str_eq(c.service, "vigil-api");
+    ck_assert_int_eq(c.sampler.kind, TCTX_PB_ALWAYS_ON);
+    ck_assert_uint_eq(c.queue_size, 2048);
+    ck_assert_uint_eq(c.batch_size, 512);
+    ck_assert_int_eq(c.delay_ms, 5000);
+    ck_assert_int_eq(c.timeout_ms, 2000);
+
+    setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318//", 1);
+    ck_assert_int_eq(trace_cfg_load(&c, err, sizeof err), 0);
+    ck_assert_int_eq(c.enabled, 1);
+    ck_assert_str_eq(c.endpoint, "http://collector:4318/v1/traces");
+    setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://other:9/custom", 1); /* wins, as is */
+    setenv("OTEL_SERVICE_NAME", "svc", 1);
+    setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio", 1);
+    setenv("OTEL_TRACES_SAMPLER_ARG", "0.25", 1);
+    setenv("OTEL_BSP_MAX_QUEUE_SIZE", "100", 1);
+    setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512", 1); /* clamped to the queue */
+    setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "700", 1);
+    ck_assert_int_eq(trace_cfg_load(&c, err, sizeof err), 0);
+    ck_assert_str_eq(c.endpoint, "http://other:9/custom");
+    ck_assert_str_eq(c.service, "svc");
+    ck_assert_int_eq(c.sampler.kind, TCTX_PB_RATIO);
+    ck_assert_uint_eq(c.sampler.bound, (uint64_t)1 << 61);
+    ck_assert_uint_eq(c.queue_size, 100);
+    ck_assert_uint_eq(c.batch_size, 100);
+    ck_assert_int_eq(c.timeout_ms, 700);
+    setenv("OTEL_SDK_DISABLED", "TRUE", 1);
+    ck_assert_int_eq(trace_cfg_load(&c, err, sizeof err), 0);
+    ck_assert_int_eq(c.enabled, 0);
+    setenv("OTEL_BSP_MAX_QUEUE_SIZE", "65537", 1); /* N + 1 */
+    ck_assert_int_eq(trace_cfg_load(&c, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "OTEL_BSP_MAX_QUEUE_SIZE"));
+    setenv("OTEL_BSP_MAX_QUEUE_SIZE", "65536", 1); /* N */
+    ck_assert_int_eq(trace_cfg_load(&c, err, sizeof err), 0);
+    clear_otel_env();
+}
+END_TEST
+
 /* ---- wire blocks ----------------------------------------------------------------------------- */
 
 START_TEST(wire_trace_blocks)
@@ -561,6 +626,7 @@ static Suite *trace_suite(void)
     tcase_add_test(enc, otlp_encoding);
     tcase_add_test(enc, sql_summary);
     tcase_add_test(enc, wire_trace_blocks);
+    tcase_add_test(enc, cfg_from_env);
     tcase_add_test(enc, logline_carries_trace_ids);
     suite_add_tcase(s, enc);
     return s;

@@ -98,6 +98,7 @@ $(JAEGER_BIN):
 	  $(GO) get -tool github.com/jaegertracing/jaeger/cmd/jaeger@$(JAEGER_VERSION) && \
 	  $(GO) build -o ../jaeger.tmp github.com/jaegertracing/jaeger/cmd/jaeger && mv ../jaeger.tmp ../jaeger
 
+# `make run` needs only the packages; `make test` and `make bench` need Jaeger too.
 deps: deps-pkgs $(JAEGER_BIN)
 
 .PHONY: deps-pkgs
@@ -203,7 +204,7 @@ tests-build: $(UNIT_BIN) $(E2E_BIN) $(TOOL_SO) $(TOOL_BIN)
 
 # ---- the two README commands --------------------------------------------------------------------
 
-run: deps all
+run: deps-pkgs all
 	@bash api/scripts/devrun.sh
 
 test: deps

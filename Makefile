@@ -235,7 +235,7 @@ migrate: all
 bench: deps all tests-build
 	$(Q)bash tests/bench/run.sh $(BIN)
 
-profile: deps all tests-build
+profile: deps-pkgs all tests-build
 	$(Q)bash tests/bench/profile.sh $(BIN)
 
 CLANG_FORMAT ?= clang-format

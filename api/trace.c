@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "config.h"
@@ -534,6 +536,10 @@ static int exporter_wait(void)
 static void *exporter_main(void *arg)
 {
     CURL *h = arg;
+    /* Below the request threads: on a busy machine the export waits, not the requests (Linux
+     * applies a thread's own nice value; raising it needs no privilege). */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), EXPORTER_NICE) != 0)
+        logline_event("warn", "tracing_exporter_priority", "detail", "setpriority failed");
     span_rec *batch = malloc(T.cfg.batch_size * sizeof *batch);
     int64_t warned_ms = clock_now_ms() - EXPORT_WARN_EVERY_MS;
     for (;;) {

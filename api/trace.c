@@ -22,6 +22,7 @@
 
 #define EXPORT_BODY_MAX (16u << 20) /* bound of one export request's JSON */
 #define QUEUE_MAX 65536             /* OTEL_BSP_MAX_QUEUE_SIZE bound: 65536 records, ~160 MB */
+#define EXPORTER_NICE 10            /* the exporter thread's nice value */
 
 _Static_assert(SPAN_STATE_MAX == TCTX_STATE_MAX, "a span keeps the whole bounded tracestate");
 #define EXPORT_WARN_EVERY_MS 10000 /* at most one export-failure log line per this */

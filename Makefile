@@ -46,13 +46,17 @@ HOTPATH_SRC := $(filter-out hotpath/main.c,$(wildcard hotpath/*.c))
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(OUT)/%.o)
 # The parts of common/ that allocate freely (model file compilers, the blob builder, the growable
 # buffer) or that only the API needs (hex) are API side only: the worker links the rest (wire,
-# clock, logline, utf8, model_validate, refeval, sha256).
+# clock, logline, utf8, model_validate, refeval, sha256).  The rule compiler and list sets
+# (rules.c, listset.c) serve the API and backtests only.
 COMMON_API_ONLY := common/model_build.c common/xgbmodel.c common/mdoc.c common/mdoc_json.c \
                    common/mdoc_ubjson.c common/modelfile.c common/dynbuf.c common/hex.c \
-                   common/lgbmmodel.c
+                   common/lgbmmodel.c common/rules.c common/listset.c
 COMMON_RT_OBJ := $(filter-out $(COMMON_API_ONLY:%.c=$(OUT)/%.o),$(COMMON_OBJ))
-API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o
+API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o $(OUT)/gen/openapi_doc.o
 MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
+# The OpenAPI document's sources: api/openapi/base.json + one fragment per area (api/openapi/README.md).
+OPENAPI_FRAGMENTS := $(sort $(filter-out api/openapi/base.json,$(wildcard api/openapi/*.json)))
+OPENAPI_DOC := build/openapi.json
 HOTPATH_OBJ := $(HOTPATH_SRC:%.c=$(OUT)/%.o)
 
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
@@ -68,10 +72,12 @@ TOOL_SRC    := $(wildcard tests/tools/*.c)
 # Debian packages needed to build, run and test.  `make deps` installs the missing ones as root,
 # otherwise prints the exact command and stops.  Test-only: clang-format (make lint, a stage of
 # make test), iso-codes (test_validate compares every country code with its list) and prometheus
-# (its promtool checks /metrics in e2e_metrics; the package is the only Debian one shipping it).
+# (its promtool checks /metrics in e2e_metrics; the package is the only Debian one shipping it),
+# python3-jsonschema (tests/tools/openapi_check.py validates the OpenAPI document and every e2e
+# response against it).
 PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libpq-dev check libcurl4-openssl-dev \
         postgresql postgresql-contrib curl python3-yaml debootstrap python3 binutils clang-format \
-        iso-codes prometheus python3-xgboost
+        iso-codes prometheus python3-xgboost python3-jsonschema
 
 .PHONY: all asan run test test-unit test-e2e test-asan bench profile deps clean format lint \
         tools docker-test migrate need-clang-format apigraph
@@ -146,6 +152,18 @@ $(OUT)/gen/migrations.c: $(MIGRATIONS) api/scripts/embed.sh
 	@mkdir -p $(dir $@)
 	$(call say,GEN,$@)
 	$(Q)bash api/scripts/embed.sh $@ $(MIGRATIONS)
+
+# The OpenAPI document: fragments merged (build.py fails on a duplicate operation or a conflicting
+# component), then embedded in vigil-api (api/openapi.h) and served at GET /api/v1/openapi.json.
+$(OPENAPI_DOC): api/openapi/base.json $(OPENAPI_FRAGMENTS) api/openapi/build.py
+	@mkdir -p $(dir $@)
+	$(call say,GEN,$@)
+	$(Q)/usr/bin/python3 api/openapi/build.py merge $@ api/openapi/base.json $(OPENAPI_FRAGMENTS)
+
+$(OUT)/gen/openapi_doc.c: $(OPENAPI_DOC) api/openapi/build.py
+	@mkdir -p $(dir $@)
+	$(call say,GEN,$@)
+	$(Q)/usr/bin/python3 api/openapi/build.py embed $@ $(OPENAPI_DOC)
 
 $(OUT)/gen/%.o: $(OUT)/gen/%.c
 	$(call say,CC,$<)
@@ -265,7 +283,7 @@ clean:
 #   make fuzz FUZZ_TARGETS=json FUZZ_SECONDS=300
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= json rows xgb ubj model cursor wire score lgbm http
+FUZZ_TARGETS ?= json rows xgb ubj model cursor wire score lgbm http rules
 FUZZ_OUT     := build/fuzz
 FUZZ_BIN     := bin/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -291,6 +309,7 @@ FUZZ_SRC_score   := $(HOTPATH_SRC) $(filter-out $(COMMON_API_ONLY),$(COMMON_SRC)
 FUZZ_SRC_http    := api/http.c api/router.c api/json.c api/metrics.c api/config.c \
                     common/clock.c common/logline.c common/dynbuf.c common/utf8.c common/hex.c \
                     common/wire.c api/trace.c api/tracectx.c api/spanring.c api/otlp.c
+FUZZ_SRC_rules   := common/rules.c common/listset.c common/dynbuf.c common/utf8.c
 FUZZ_SRC_seedgen := api/cursor.c api/config.c api/validate.c $(COMMON_SRC)
 # Libraries a harness needs beyond FUZZ_LIBS.
 FUZZ_LIBS_http   = $(shell pkg-config --libs libmicrohttpd libcurl 2>/dev/null)
@@ -309,7 +328,7 @@ $(FUZZ_BIN)/fuzz_$(1): $(FUZZ_OUT)/tests/fuzz/fuzz_$(1).o $(FUZZ_SRC_$(1):%.c=$(
 	$$(call say,LINK,$$@)
 	$$(Q)$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $$(FUZZ_LIBS) $$(FUZZ_LIBS_$(1))
 endef
-$(foreach t,json rows xgb ubj model cursor wire score lgbm http,$(eval $(call FUZZ_LINK_RULE,$(t))))
+$(foreach t,json rows xgb ubj model cursor wire score lgbm http rules,$(eval $(call FUZZ_LINK_RULE,$(t))))
 
 $(FUZZ_BIN)/seedgen: $(FUZZ_OUT)/tests/fuzz/seedgen.o $(FUZZ_SRC_seedgen:%.c=$(FUZZ_OUT)/%.o)
 	@mkdir -p $(dir $@)

@@ -60,6 +60,10 @@ static int stage_load_user(decision_request *d)
     feat_compute(r, in->amount_major, in->country, d->builtin);
     snprintf(d->user_id, sizeof d->user_id, "%s", PQgetvalue(r, 0, FEAT_COL_USER_ID));
     snprintf(d->occurred_at, sizeof d->occurred_at, "%s", PQgetvalue(r, 0, FEAT_COL_OCCURRED_AT));
+    snprintf(d->user_external_id, sizeof d->user_external_id, "%s",
+             PQgetvalue(r, 0, FEAT_COL_USER_EXTERNAL_ID));
+    snprintf(d->user_country, sizeof d->user_country, "%s",
+             PQgetvalue(r, 0, FEAT_COL_USER_COUNTRY));
     PQclear(r);
     return DECISION_NEXT;
 }
@@ -103,13 +107,14 @@ static int stage_score(decision_request *d)
 
 decision_verdict decision_decide(const policy_rules *p, const decision_scoring *s)
 {
-    decision_verdict v = {p->fallback, 1, NULL};
+    decision_verdict v = {p->fallback, 1, NULL, "fallback"};
     float score = s->score[POLICY_CHAMPION];
     if (!s->ran) {
         v.reason = "no_champion_model";
     } else if (s->status == SC_OK && isfinite(score)) {
         v.decision = score >= p->block_v ? "block" : score >= p->review_v ? "review" : "allow";
         v.degraded = 0;
+        v.decided_by = score >= p->review_v ? "score_threshold" : "default";
     } else {
         v.reason = s->status == SC_OK            ? "non_finite_score"
                    : s->timed_out                ? "scoring_timeout"
@@ -126,6 +131,7 @@ decision_verdict decision_decide(const policy_rules *p, const decision_scoring *
 static int stage_decide(decision_request *d)
 {
     d->verdict = decision_decide(&d->policy, &d->scoring);
+    snprintf(d->rules.decided_by, sizeof d->rules.decided_by, "%s", d->verdict.decided_by);
     if (d->verdict.degraded && d->scoring.ran) {
         logline l;
         logline_begin(&l, "warn", "degraded_decision");
@@ -170,6 +176,7 @@ static const struct {
     {"explain", decision_stage_explain},
     {"score", stage_score},
     {"decide", stage_decide},
+    {"rules", decision_stage_rules},
     {"store", decision_stage_store},
     {"record", decision_stage_record},
     {"commit", stage_commit},
@@ -186,6 +193,10 @@ static void decision_request_free(decision_request *d)
     free(d->answer);
     free(d->snapshot);
     free(d->reasons);
+    free(d->rules.matched);
+    free(d->rules.list_versions);
+    free(d->rules.probes);
+    free(d->rules.inputs);
     for (int s = 0; s < POLICY_SLOTS; s++)
         free(d->row[s]);
     policy_rules_free(&d->policy);

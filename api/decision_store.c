@@ -143,6 +143,18 @@ enum store_col {
     ST_POLICY_VERSION,
     ST_SCORING_LATENCY_US,
     ST_REASONS,
+    ST_EMAIL,
+    ST_IP_ADDRESS,
+    ST_DEVICE_ID,
+    ST_CARD_FINGERPRINT,
+    ST_CARD_BIN,
+    ST_CARD_COUNTRY,
+    ST_SHIPPING_COUNTRY,
+    ST_RULES_MATCHED,
+    ST_DECIDED_BY,
+    ST_LIST_VERSIONS,
+    ST_LIST_PROBES,
+    ST_RULE_INPUTS,
     ST_COUNT
 };
 
@@ -178,6 +190,18 @@ static const char *const store_columns[ST_COUNT] = {
     [ST_POLICY_VERSION] = "policy_version",
     [ST_SCORING_LATENCY_US] = "scoring_latency_us",
     [ST_REASONS] = "reasons",
+    [ST_EMAIL] = "email",
+    [ST_IP_ADDRESS] = "ip_address",
+    [ST_DEVICE_ID] = "device_id",
+    [ST_CARD_FINGERPRINT] = "card_fingerprint",
+    [ST_CARD_BIN] = "card_bin",
+    [ST_CARD_COUNTRY] = "card_country",
+    [ST_SHIPPING_COUNTRY] = "shipping_country",
+    [ST_RULES_MATCHED] = "rules_matched",
+    [ST_DECIDED_BY] = "decided_by",
+    [ST_LIST_VERSIONS] = "list_versions",
+    [ST_LIST_PROBES] = "list_probes",
+    [ST_RULE_INPUTS] = "rule_inputs",
 };
 
 /* Text forms of the numbers a row holds; store_values points into it. */
@@ -185,6 +209,23 @@ typedef struct store_text {
     char amount[32], amount_major[40], score[32], chal_score[32], model_ver[12], chal_ver[12];
     char latency[12];
 } store_text;
+
+/* The identity fields of the request and what the rules stage recorded. */
+static void store_identity(const decision_request *d, const char *v[ST_COUNT])
+{
+    v[ST_EMAIL] = d->in.email;
+    v[ST_IP_ADDRESS] = d->in.ip_address;
+    v[ST_DEVICE_ID] = d->in.device_id;
+    v[ST_CARD_FINGERPRINT] = d->in.card_fingerprint;
+    v[ST_CARD_BIN] = d->in.card_bin;
+    v[ST_CARD_COUNTRY] = d->in.card_country;
+    v[ST_SHIPPING_COUNTRY] = d->in.shipping_country;
+    v[ST_RULES_MATCHED] = d->rules.matched;
+    v[ST_DECIDED_BY] = d->rules.decided_by[0] ? d->rules.decided_by : NULL;
+    v[ST_LIST_VERSIONS] = d->rules.list_versions;
+    v[ST_LIST_PROBES] = d->rules.probes;
+    v[ST_RULE_INPUTS] = d->rules.inputs;
+}
 
 /* Every value by column; NULL is SQL NULL.  A model's columns are NULL when the policy names
  * none; a score is NULL unless it decided (champion) or was returned beside it (challenger). */
@@ -232,6 +273,7 @@ static void store_values(const decision_request *d, store_text *t, const char *v
     v[ST_POLICY_VERSION] = p->version;
     v[ST_SCORING_LATENCY_US] = t->latency;
     v[ST_REASONS] = !vd->degraded ? d->reasons : NULL;
+    store_identity(d, v);
 }
 
 /* Appends s to buf[cap] at *len; -1 (buf unchanged) when it does not fit. */
@@ -267,7 +309,7 @@ int decision_store_sql(char *buf, size_t cap)
 /* INSERTs the row, and keeps the answer built from what the database returned. */
 int decision_stage_store(decision_request *d)
 {
-    char sql[2048];
+    char sql[4096];
     const char *v[ST_COUNT];
     store_text t;
     PGresult *r = NULL;

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "app.h"
+#include "listcache.h"
+#include "rulecat.h"
 #include "auth.h"
 #include "config.h"
 #include "db.h"
@@ -170,6 +172,12 @@ static int serve(app *a, cfg *c)
     a->cache = scoring_cache_create((size_t)c->model_cache_mb << 20);
     if (!a->cache)
         die("out of memory");
+    /* List sets: built by their own thread and connection, off every request's path. */
+    a->lists = listcache_create(c->database_url, err, sizeof err);
+    if (!a->lists)
+        die(err);
+    if (!(a->rules = rulecat_cache_create()))
+        die("out of memory");
     if (c->bootstrap_key[0]) {
         int rc = auth_ensure_bootstrap(a->db, c->bootstrap_key, err, sizeof err);
         if (rc < 0)
@@ -203,6 +211,8 @@ static int serve(app *a, cfg *c)
     trace_stop(); /* after the last request: one last export of the queued spans */
     hpc_pool_destroy(a->hp);
     scoring_cache_destroy(a->cache);
+    listcache_destroy(a->lists);
+    rulecat_cache_destroy(a->rules);
     return 0;
 }
 

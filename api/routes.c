@@ -1,13 +1,17 @@
 /* routes.c - every HTTP route of vigil-api in one table: method, path pattern, handler, the scope
  * an API key needs (SCOPE_NONE = public) and which body-size limit applies.  To add an endpoint,
- * add a line here and a handler in the resource's module. */
+ * add a line here, a handler in the resource's module and its operation in the area's fragment of
+ * api/openapi/ (test_openapi fails until the table and the OpenAPI document agree). */
 #include "routes.h"
 
 #include "decision.h"
 #include "health.h"
 #include "http.h"
+#include "lists.h"
 #include "models.h"
+#include "openapi.h"
 #include "policy.h"
+#include "policy_versions.h"
 #include "scrape.h"
 #include "transactions.h"
 #include "users.h"
@@ -16,6 +20,7 @@ const route routes_table[] = {
     {"GET", "/health", health_live, SCOPE_NONE, BODY_NONE},
     {"GET", "/ready", health_ready, SCOPE_NONE, BODY_NONE},
     {"GET", "/metrics", scrape_handler, SCOPE_NONE, BODY_NONE},
+    {"GET", "/api/v1/openapi.json", openapi_handler, SCOPE_NONE, BODY_NONE},
 
     {"POST", "/api/v1/users", users_create, SCOPE_WRITE, BODY_JSON},
     {"GET", "/api/v1/users", users_list, SCOPE_READ, BODY_NONE},
@@ -33,6 +38,21 @@ const route routes_table[] = {
 
     {"GET", "/api/v1/policy", policy_get, SCOPE_READ, BODY_NONE},
     {"PUT", "/api/v1/policy", policy_put, SCOPE_ADMIN, BODY_JSON},
+    {"GET", "/api/v1/policy/versions", policy_versions_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/policy/versions/{n}", policy_versions_get, SCOPE_READ, BODY_NONE},
+    {"POST", "/api/v1/policy/versions/{n}/activate", policy_versions_activate, SCOPE_ADMIN,
+     BODY_NONE},
+
+    {"POST", "/api/v1/lists", lists_create, SCOPE_ADMIN, BODY_JSON},
+    {"GET", "/api/v1/lists", lists_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/lists/{id}", lists_get, SCOPE_READ, BODY_NONE},
+    {"DELETE", "/api/v1/lists/{id}", lists_delete, SCOPE_ADMIN, BODY_NONE},
+    /* up to 100,000 items a call: the predict body limit (VIGIL_MAX_PREDICT_BYTES) applies */
+    {"POST", "/api/v1/lists/{id}/items", lists_items_add, SCOPE_WRITE, BODY_PREDICT},
+    {"DELETE", "/api/v1/lists/{id}/items", lists_items_remove, SCOPE_WRITE, BODY_PREDICT},
+    {"GET", "/api/v1/lists/{id}/items", lists_items_page, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/lists/{id}/items/{value}", lists_item_member, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/lists/{id}/changes", lists_changes, SCOPE_READ, BODY_NONE},
 
     {"POST", "/api/v1/transactions", decision_post, SCOPE_WRITE, BODY_JSON},
     {"GET", "/api/v1/transactions", txn_list, SCOPE_READ, BODY_NONE},

@@ -51,7 +51,19 @@ enum {
     C_CREATED_US,
     C_MODEL_SHA,
     C_TIMEOUT,
-    C_REASONS
+    C_REASONS,
+    C_EMAIL,
+    C_IP,
+    C_DEVICE,
+    C_CARD_FP,
+    C_CARD_BIN,
+    C_CARD_COUNTRY,
+    C_SHIP_COUNTRY,
+    C_RULES,
+    C_DECIDED_BY,
+    C_LIST_VERSIONS,
+    C_PROBES,
+    C_RULE_INPUTS
 };
 
 static const char *val(const PGresult *r, int row, int c)
@@ -77,6 +89,37 @@ static void add_float(cJSON *o, const char *k, const char *v)
     }
     snprintf(buf, sizeof buf, "%.9g", (double)strtof(v, NULL));
     cJSON_AddRawToObject(o, k, buf);
+}
+
+/* A JSON column as raw JSON, or null. */
+static void add_raw(cJSON *o, const char *k, const char *v)
+{
+    if (v)
+        cJSON_AddRawToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+/* The identity fields, and in risk what the rules did (null for decisions without rules). */
+static void add_identity_and_rules(cJSON *o, cJSON *risk, const PGresult *r, int row)
+{
+    static const struct {
+        const char *name;
+        int col;
+    } idf[] = {{"email", C_EMAIL},
+               {"ip_address", C_IP},
+               {"device_id", C_DEVICE},
+               {"card_fingerprint", C_CARD_FP},
+               {"card_bin", C_CARD_BIN},
+               {"card_country", C_CARD_COUNTRY},
+               {"shipping_country", C_SHIP_COUNTRY}};
+    for (size_t i = 0; i < sizeof idf / sizeof idf[0]; i++)
+        add_str(o, idf[i].name, val(r, row, idf[i].col));
+    add_raw(risk, "rules", val(r, row, C_RULES));
+    add_str(risk, "decided_by", val(r, row, C_DECIDED_BY));
+    add_raw(risk, "lists", val(r, row, C_LIST_VERSIONS));
+    add_raw(risk, "list_probes", val(r, row, C_PROBES));
+    add_raw(risk, "rule_inputs", val(r, row, C_RULE_INPUTS));
 }
 
 cJSON *txn_row_json(const PGresult *r, int row)
@@ -129,6 +172,7 @@ cJSON *txn_row_json(const PGresult *r, int row)
         cJSON_AddRawToObject(risk, "reasons", val(r, row, C_REASONS));
     else
         cJSON_AddNullToObject(risk, "reasons");
+    add_identity_and_rules(o, risk, r, row);
 
     add_str(o, "label", val(r, row, C_LABEL));
     add_str(o, "label_source", val(r, row, C_LABEL_SRC));
@@ -288,11 +332,28 @@ void txn_label(http_req *req, http_resp *resp)
         goto done;
     const char *other = json_unknown_member(body, allowed);
     if (other) {
-        static const char *const stored[] = {"id",          "user_id",     "amount",
-                                             "currency",    "merchant_id", "merchant_category",
-                                             "country",     "channel",     "occurred_at",
-                                             "metadata",    "features",    "risk",
-                                             "labelled_at", "created_at",  NULL};
+        static const char *const stored[] = {"id",
+                                             "user_id",
+                                             "amount",
+                                             "currency",
+                                             "merchant_id",
+                                             "merchant_category",
+                                             "country",
+                                             "channel",
+                                             "occurred_at",
+                                             "metadata",
+                                             "features",
+                                             "risk",
+                                             "email",
+                                             "ip_address",
+                                             "device_id",
+                                             "card_fingerprint",
+                                             "card_bin",
+                                             "card_country",
+                                             "shipping_country",
+                                             "labelled_at",
+                                             "created_at",
+                                             NULL};
         int known = 0;
         for (const char *const *f = stored; *f && !known; f++)
             known = strcmp(*f, other) == 0;

@@ -21,7 +21,9 @@
     "to_char(t.labelled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "             \
     "to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "              \
     "(extract(epoch FROM t.created_at) * 1000000)::bigint, t.model_sha256, t.scoring_timeout_ms, " \
-    "t.reasons::text"
+    "t.reasons::text, t.email, t.ip_address, t.device_id, t.card_fingerprint, t.card_bin, "        \
+    "t.card_country, t.shipping_country, t.rules_matched::text, t.decided_by, "                    \
+    "t.list_versions::text, t.list_probes::text, t.rule_inputs::text"
 
 /* The API's JSON of row `row` of a TXN_COLS result.  Caller deletes it; NULL when out of memory. */
 cJSON *txn_row_json(const PGresult *r, int row);

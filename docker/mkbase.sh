@@ -4,7 +4,7 @@
 # Dockerfiles default to debian:bookworm-slim and install their packages themselves.
 #
 #   vigil-debian:bookworm         debootstrap --variant=minbase bookworm, apt lists and docs removed
-#   vigil-build-base:bookworm     + gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev
+#   vigil-build-base:bookworm     + gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev python3
 #                                   libcurl4-openssl-dev (vigil-api exports traces with libcurl)
 #                                   ca-certificates
 #   vigil-postgres-base:bookworm  + postgresql-15
@@ -24,7 +24,7 @@ FORCE=${MKBASE_FORCE:-0}
 BASE_IMG=vigil-debian:$SUITE
 BUILD_IMG=vigil-build-base:$SUITE
 PG_IMG=vigil-postgres-base:$SUITE
-BUILD_PKGS="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev libcurl4-openssl-dev ca-certificates"
+BUILD_PKGS="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev libcurl4-openssl-dev ca-certificates python3"
 PG_PKGS="postgresql-15"
 
 log() { printf 'mkbase: %s\n' "$*" >&2; }

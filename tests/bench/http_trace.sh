@@ -95,20 +95,31 @@ printf '%s\n' '{"user_external_id": "tr-{seq%50}", "amount": 1{seq%100000}, "cur
   ' "channel": "ecommerce"}' >"$B_TMP/txn.json"
 bench_stop_app
 
-declare -A P99
+# CPU seconds (user + system) a process has used, from /proc/PID/stat (fields 14 and 15).
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+JAEGER_PID=${B_EXTRA_PIDS##* }
+
+declare -A P99 CPU
 run_side() { # run_side off|on ROUND
-  local side=$1 round=$2 out line
+  local side=$1 round=$2 out line a0 h0 j0 a1 h1 j1 n
   if [ "$side" = on ]; then bench_start_app worker "${TRACE_ENV[@]}"; else bench_start_app worker; fi
+  a0=$(cpu_s "$B_API_PID") h0=$(cpu_s "$B_HP_PID") j0=$(cpu_s "$JAEGER_PID")
   out=$("${LG[@]}" -r "$RATE" -d "$SECS" -c 16 --warmup 1 -H "$B_AUTH" -H "$JSON" \
         -H "Idempotency-Key: trace-$side-$round-{run}-{seq}" -b "$B_TMP/txn.json" \
         "$B_API/api/v1/transactions" 2>&1) || { echo "$out"; bench_die "loadgen failed"; }
+  [ "$side" = on ] && sleep 1 # the last full batches reach Jaeger
+  a1=$(cpu_s "$B_API_PID") h1=$(cpu_s "$B_HP_PID") j1=$(cpu_s "$JAEGER_PID")
   line=$(echo "$out" | grep '^RESULT' | tail -n 1)
+  n=$(bench_field "$line" answered)
   P99[$side.$round]=$(bench_field "$line" p99_us)
-  printf '   tracing %-3s run %s: p50 %6s us  p99 %7s us  (%s non-2xx, %s errors)\n' "$side" "$round" \
-    "$(bench_field "$line" p50_us)" "$(bench_field "$line" p99_us)" \
-    "$(bench_field "$line" non2xx)" "$(bench_field "$line" errors)"
+  CPU[$side.$round]=$(awk -v a="$a1" -v b="$a0" -v n="$n" 'BEGIN { printf "%.0f", n ? (a - b) * 1e6 / n : 0 }')
+  printf '   tracing %-3s run %s: p50 %6s us  p99 %7s us  (%s req/s achieved, %s non-2xx, %s errors)\n' \
+    "$side" "$round" "$(bench_field "$line" p50_us)" "$(bench_field "$line" p99_us)" \
+    "$(bench_field "$line" achieved)" "$(bench_field "$line" non2xx)" "$(bench_field "$line" errors)"
+  awk -v a="$a1" -v b="$a0" -v c="$h1" -v d="$h0" -v e="$j1" -v f="$j0" -v n="$n" 'BEGIN { if (n)
+    printf "      CPU per decision: vigil-api %.0f us, vigil-hotpath %.0f us, jaeger %.0f us\n",
+      (a - b) * 1e6 / n, (c - d) * 1e6 / n, (e - f) * 1e6 / n }'
   if [ "$side" = on ]; then
-    sleep 1 # one schedule delay is 5 s, but full batches (512) go at once
     curl -fsS "$B_API/metrics" | grep '^vigil_trace_spans' | sed 's/^/      /'
   fi
   bench_stop_app
@@ -119,6 +130,8 @@ for round in 1 2; do run_side off $round; run_side on $round; done
 traces=$(curl -fsS "http://127.0.0.1:$QUERY_PORT/api/traces?service=vigil-api-bench&limit=20" |
          grep -o '"traceID"' | wc -l)
 echo "   jaeger holds traces of vigil-api-bench: $traces span references in a 20-trace sample"
-awk -v a="${P99[off.1]}" -v b="${P99[off.2]}" -v c="${P99[on.1]}" -v d="${P99[on.2]}" -v r="$RATE" 'BEGIN {
+awk -v a="${P99[off.1]}" -v b="${P99[off.2]}" -v c="${P99[on.1]}" -v d="${P99[on.2]}" -v r="$RATE" \
+    -v ca="${CPU[off.1]}" -v cb="${CPU[off.2]}" -v cc="${CPU[on.1]}" -v cd="${CPU[on.2]}" 'BEGIN {
   off = (a + b) / 2; on = (c + d) / 2;
-  printf "\n== summary: transaction p99 @ %s/s: tracing off %.0f us, on (100%%, Jaeger) %.0f us, difference %+.0f us (target within 500 us)\n", r, off, on, on - off }'
+  printf "\n== summary: transaction p99 @ %s/s: tracing off %.0f us, on (100%%, Jaeger) %.0f us, difference %+.0f us (target within 500 us)\n", r, off, on, on - off
+  printf "   vigil-api CPU per decision: off %.0f us, on %.0f us (%+.0f us: spans, encoding, export)\n", (ca + cb) / 2, (cc + cd) / 2, (cc + cd - ca - cb) / 2 }'

@@ -13,13 +13,13 @@
 static size_t binned_parts(const model_file_header *h, size_t internal)
 {
     size_t nf = h->num_feature, kinds = (size_t)HPL_BIN_KINDS * nf;
-    return ALIGN64((size_t)h->num_nodes * sizeof(uint64_t)) /* bnodes */
-           + ALIGN64((nf + 1) * sizeof(uint32_t))           /* off (per feature, build only) */
-           + ALIGN64(internal * sizeof(double))             /* thr */
-           + 4 * ALIGN64((nf + 1) * sizeof(uint32_t))       /* feat, toff, zbin, fslot */
-           + ALIGN64(kinds * sizeof(uint16_t))              /* slot of (feature, kind), build */
-           + ALIGN64(kinds)                                 /* slot_k */
-           + ALIGN64((size_t)h->num_trees * sizeof(uint32_t)); /* order */
+    return ALIGN64((size_t)h->num_nodes * 2 * sizeof(uint32_t)) /* bnodes */
+           + ALIGN64((nf + 1) * sizeof(uint32_t))               /* off (per feature, build only) */
+           + ALIGN64(internal * sizeof(double))                 /* thr */
+           + 4 * ALIGN64((nf + 1) * sizeof(uint32_t))           /* feat, toff, zbin, fslot */
+           + ALIGN64(kinds * sizeof(uint16_t))                  /* slot of (feature, kind), build */
+           + ALIGN64(kinds)                                     /* slot_k */
+           + ALIGN64((size_t)h->num_trees * sizeof(uint32_t));  /* order */
 }
 
 /* Size of the binned extras (0 when the model cannot be binned whatever its thresholds). */
@@ -137,8 +137,8 @@ static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
     for (uint32_t i = 0; i < h->num_nodes; i++)
         internal += v->lnodes[i].left != -1;
     size_t kinds = (size_t)HPL_BIN_KINDS * nf, n1 = ALIGN64(((size_t)nf + 1) * sizeof(uint32_t));
-    uint64_t *bn = (uint64_t *)p;
-    uint32_t *off = (uint32_t *)(p + ALIGN64((size_t)h->num_nodes * sizeof(uint64_t)));
+    uint32_t *bn = (uint32_t *)p; /* node i: bn[2 i] word, bn[2 i + 1] next */
+    uint32_t *off = (uint32_t *)(p + ALIGN64((size_t)h->num_nodes * 2 * sizeof(uint32_t)));
     double *thr = (double *)((uint8_t *)off + n1);
     uint32_t *feat = (uint32_t *)((uint8_t *)thr + ALIGN64(internal * sizeof(double)));
     uint32_t *toff = (uint32_t *)((uint8_t *)feat + n1);
@@ -209,13 +209,16 @@ static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
             uint32_t at = tr->first_node + i;
             const model_lgbm_node *s = &v->lnodes[at];
             if (s->left == -1) {
-                bn[at] = 0xFFFF0000u | (uint64_t)at << 32;
+                bn[2 * (size_t)at] = 0xFFFF0000u;
+                bn[2 * (size_t)at + 1] = at;
                 continue;
             }
             uint32_t f = s->split & MODEL_LGBM_FEATURE_MASK, u = off[f];
-            uint32_t j = count_below(thr + toff[u], toff[u + 1] - toff[u], model_lgbm_value(s->value));
+            uint32_t j =
+                count_below(thr + toff[u], toff[u + 1] - toff[u], model_lgbm_value(s->value));
             uint32_t word = HPL_BIN_LANES * slot[HPL_BIN_KINDS * f + bin_kind(s->split)] | j << 16;
-            bn[at] = word | (uint64_t)(tr->first_node + (uint32_t)s->left) << 32;
+            bn[2 * (size_t)at] = word;
+            bn[2 * (size_t)at + 1] = tr->first_node + (uint32_t)s->left;
         }
     }
     order_by_depth(m->depth, h->num_trees, order);
@@ -522,22 +525,22 @@ static void bin_lane0(const hp_lgbm *m, const double *row, uint32_t *rb)
 /* HPL_BIN_LANES rows (lane j's words at rb[16 s + j]) through the tree rooted at absolute index
  * root, exactly D steps (lanes at a leaf stay there): leaf values into lv[0..16).  The root is the
  * same node for every lane, loaded once; the 16 chains are independent. */
-HPL_HOT void walk16(const uint64_t *N, const double *L, uint32_t root, uint32_t D,
+HPL_HOT void walk16(const uint32_t *N, const double *L, uint32_t root, uint32_t D,
                     const uint32_t *rb, double *lv)
 {
     size_t i[HPL_BIN_LANES];
-    const uint64_t n0 = N[root];
-    const uint32_t w0 = (uint32_t)n0;
+    const uint32_t w0 = N[2 * (size_t)root], n0 = N[2 * (size_t)root + 1];
     const uint32_t *r0 = rb + (w0 & 0xFFFFu);
 #pragma GCC unroll 16
     for (unsigned j = 0; j < HPL_BIN_LANES; j++)
-        i[j] = D == 0 ? root : (size_t)(n0 >> 32) + (w0 < r0[j]);
+        i[j] = D == 0 ? root : (size_t)n0 + (w0 < r0[j]);
     for (uint32_t d = 1; d < D; d++) {
 #pragma GCC unroll 16
         for (unsigned j = 0; j < HPL_BIN_LANES; j++) {
-            uint64_t nd = N[i[j]];
-            uint32_t w = (uint32_t)nd;
-            size_t nx = (size_t)(nd >> 32);
+            /* two u32 loads (word, next): no 64-bit load, copy and shift (measured ~5% faster) */
+            const uint32_t *nd = N + 2 * i[j];
+            uint32_t w = nd[0];
+            size_t nx = nd[1];
             HPL_STEP(nx, w, rb[(w & 0xFFFFu) + j]);
             i[j] = nx;
         }
@@ -550,8 +553,7 @@ HPL_HOT void walk16(const uint64_t *N, const double *L, uint32_t root, uint32_t 
 /* Every tree for nsub sub-blocks of 16 rows (sub-block b's words at rb + b * sub), adding into
  * acc[row * k + tree % k]; trees are the outer loop, so each tree is fetched once for up to
  * HPL_BIN_SUPER rows, and per row the leaves are added in tree order. */
-static void walk_super(const hp_lgbm *m, const uint32_t *rb, size_t sub, unsigned nsub,
-                       double *acc)
+static void walk_super(const hp_lgbm *m, const uint32_t *rb, size_t sub, unsigned nsub, double *acc)
 {
     const uint32_t k = m->num_class;
     for (uint32_t t = 0; t < m->num_trees; t++) {
@@ -577,7 +579,7 @@ static void walk_super(const hp_lgbm *m, const uint32_t *rb, size_t sub, unsigne
 HPL_HOT void walk_run(const hp_lgbm *m, const uint32_t *o, uint32_t D, const uint32_t *rb,
                       double *lv)
 {
-    const uint64_t *N = m->bnodes;
+    const uint32_t *N = m->bnodes;
     size_t i[HPL_BIN_LANES];
 #pragma GCC unroll 16
     for (unsigned j = 0; j < HPL_BIN_LANES; j++)
@@ -585,9 +587,9 @@ HPL_HOT void walk_run(const hp_lgbm *m, const uint32_t *o, uint32_t D, const uin
     for (uint32_t d = 0; d < D; d++) {
 #pragma GCC unroll 16
         for (unsigned j = 0; j < HPL_BIN_LANES; j++) {
-            uint64_t nd = N[i[j]];
-            uint32_t w = (uint32_t)nd;
-            size_t nx = (size_t)(nd >> 32);
+            const uint32_t *nd = N + 2 * i[j];
+            uint32_t w = nd[0];
+            size_t nx = nd[1];
             HPL_STEP(nx, w, rb[w & 0xFFFFu]);
             i[j] = nx;
         }
@@ -618,9 +620,8 @@ static void walk_row(const hp_lgbm *m, const uint32_t *rb, double *acc)
         for (; r < cn; r++) {
             size_t i = m->first[o[r]];
             for (uint32_t d = 0; d < m->depth[o[r]]; d++) {
-                uint64_t nd = m->bnodes[i];
-                uint32_t w = (uint32_t)nd;
-                i = (size_t)(nd >> 32) + (w < rb[w & 0xFFFFu]);
+                uint32_t w = m->bnodes[2 * i];
+                i = (size_t)m->bnodes[2 * i + 1] + (w < rb[w & 0xFFFFu]);
             }
             lv[o[r] - c0] = m->leaf[i];
         }
@@ -657,8 +658,7 @@ static void score_binned(const hp_lgbm *m, const double *rows, size_t nrows, int
     while (i < nrows) {
         size_t rest = nrows - i;
         if (rest <= 2 || by_row) {
-            size_t n = by_row ? rest : rest; /* by_row: every remaining row, one at a time */
-            for (size_t j = 0; j < n; j++) {
+            for (size_t j = 0; j < rest; j++) { /* by_row: every remaining row, one at a time */
                 for (uint32_t g = 0; g < k; g++)
                     acc[g] = 0.0;
                 bin_lane0(m, rows + (i + j) * nf, rb);

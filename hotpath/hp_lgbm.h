@@ -58,20 +58,21 @@ typedef struct hpl_node {
  * for the missing cases:
  *   kind 0 (missing None)          NaN: #{thr < 0.0} << 16 (LightGBM compares 0.0)
  *   kind 1 (missing NaN, left)     NaN: 0                      kind 2 (NaN, right): NaN: 0xFFFF0000
- *   kind 3 (missing Zero, left)    NaN or x' == 0: 0           kind 4 (Zero, right): ...: 0xFFFF0000
- * Bins of HPL_BIN_LANES rows are interleaved (slot s of lane l at word 16 s + l).  A node is u64
- * {word, next}: word = 16 slot | j << 16 with j the rank of its threshold t, next the absolute index
- * of its left child (right = next + 1).  It goes right iff word < bin, i.e. j < b, i.e. t < x',
- * exactly LightGBM's !(x' <= t), and the missing cases above give its default sides.  A leaf is
- * {0xFFFF0000, itself} (never below a bin: a walk stays put), so a walk is exactly depth[t] steps
- * of i = next + (word < bin), no leaf test, no branch.  leaf[] (same indices) holds leaf values. */
+ *   kind 3 (missing Zero, left)    NaN or x' == 0: 0           kind 4 (Zero, right): ...:
+ * 0xFFFF0000 Bins of HPL_BIN_LANES rows are interleaved (slot s of lane l at word 16 s + l).  A
+ * node is u64 {word, next}: word = 16 slot | j << 16 with j the rank of its threshold t, next the
+ * absolute index of its left child (right = next + 1).  It goes right iff word < bin, i.e. j < b,
+ * i.e. t < x', exactly LightGBM's !(x' <= t), and the missing cases above give its default sides.
+ * A leaf is {0xFFFF0000, itself} (never below a bin: a walk stays put), so a walk is exactly
+ * depth[t] steps of i = next + (word < bin), no leaf test, no branch.  leaf[] (same indices) holds
+ * leaf values. */
 #define HPL_BIN_KINDS 5u
-#define HPL_BIN_LANES 16u               /* rows (or, for one row, trees) walking together */
-#define HPL_BIN_MAX_SLOTS 4095u         /* 16 * slot fits a word's low 16 bits */
-#define HPL_BIN_MAX_THRESHOLDS 65534u   /* ranks < 65535, the always-right bin */
-#define HPL_BIN_BUF 65536u              /* u32 bin words on the stack (256 KiB): >= one sub-block */
-#define HPL_BIN_SUPER 64u               /* rows that share each tree fetch */
-#define HPL_ROW_CHUNK 1024u             /* trees a single row walks between two in-order sums */
+#define HPL_BIN_LANES 16u             /* rows (or, for one row, trees) walking together */
+#define HPL_BIN_MAX_SLOTS 4095u       /* 16 * slot fits a word's low 16 bits */
+#define HPL_BIN_MAX_THRESHOLDS 65534u /* ranks < 65535, the always-right bin */
+#define HPL_BIN_BUF 65536u            /* u32 bin words on the stack (256 KiB): >= one sub-block */
+#define HPL_BIN_SUPER 64u             /* rows that share each tree fetch */
+#define HPL_ROW_CHUNK 1024u           /* trees a single row walks between two in-order sums */
 
 typedef struct hp_lgbm {
     uint32_t objective, num_feature, num_class, num_trees;
@@ -81,19 +82,20 @@ typedef struct hp_lgbm {
     const uint32_t *first; /* first[t]: index of tree t's root in nodes[] */
     const uint32_t *depth; /* depth[t]: longest root-to-leaf path of tree t */
     const hpl_node *nodes;
-    const double *leaf;      /* leaf[i]: the value of leaf node i (same index as nodes[]) */
-    const uint32_t *cats;    /* categorical sets, word for word as in the blob */
-    const uint64_t *bnodes;  /* HPL_F_BINNED: {word, absolute left} (same indices as nodes[]) */
-    uint32_t nslots;         /* HPL_F_BINNED: bin words per row */
-    uint32_t nused;          /* HPL_F_BINNED: features some node splits on */
-    const uint32_t *feat;    /* HPL_F_BINNED: nused used features, increasing */
-    const uint32_t *toff;    /* HPL_F_BINNED: nused + 1 offsets into thr */
-    const double *thr;       /* HPL_F_BINNED: distinct thresholds per used feature, increasing */
-    const uint32_t *zbin;    /* HPL_F_BINNED: #{thr < 0.0} << 16 per used feature */
-    const uint32_t *fslot;   /* HPL_F_BINNED: nused + 1: feature u's slots */
-    const uint8_t *slot_k;   /* HPL_F_BINNED: slot -> kind */
-    const uint32_t *order;   /* HPL_F_BINNED: per chunk of HPL_ROW_CHUNK trees, its trees by depth
-                                (the single-row walk takes runs of 16 of about the same depth) */
+    const double *leaf;     /* leaf[i]: the value of leaf node i (same index as nodes[]) */
+    const uint32_t *cats;   /* categorical sets, word for word as in the blob */
+    const uint32_t *bnodes; /* HPL_F_BINNED: node i = {word bnodes[2i], absolute left bnodes[2i+1]}
+                               (same indices as nodes[]) */
+    uint32_t nslots;        /* HPL_F_BINNED: bin words per row */
+    uint32_t nused;         /* HPL_F_BINNED: features some node splits on */
+    const uint32_t *feat;   /* HPL_F_BINNED: nused used features, increasing */
+    const uint32_t *toff;   /* HPL_F_BINNED: nused + 1 offsets into thr */
+    const double *thr;      /* HPL_F_BINNED: distinct thresholds per used feature, increasing */
+    const uint32_t *zbin;   /* HPL_F_BINNED: #{thr < 0.0} << 16 per used feature */
+    const uint32_t *fslot;  /* HPL_F_BINNED: nused + 1: feature u's slots */
+    const uint8_t *slot_k;  /* HPL_F_BINNED: slot -> kind */
+    const uint32_t *order;  /* HPL_F_BINNED: per chunk of HPL_ROW_CHUNK trees, its trees by depth
+                               (the single-row walk takes runs of 16 of about the same depth) */
     size_t bytes;
 } hp_lgbm;
 

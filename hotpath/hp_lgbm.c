@@ -3,6 +3,7 @@
 #include "hp_lgbm.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "refeval.h"
@@ -22,21 +23,33 @@ static size_t binned_parts(const model_file_header *h, size_t internal)
            + ALIGN64((size_t)h->num_trees * sizeof(uint32_t));  /* order */
 }
 
-/* Size of the binned extras (0 when the model cannot be binned whatever its thresholds). */
-static size_t binned_bytes(const model_view *v)
+/* Whether the model can be binned whatever its thresholds: HPL_WHY_BINNED, or why not. */
+static uint32_t binned_why(const model_view *v)
 {
     const model_file_header *h = v->hdr;
     if (h->num_cat_words != 0)
-        return 0;
-    size_t internal = 0;
+        return HPL_WHY_CATEGORICAL;
     for (uint32_t i = 0; i < h->num_nodes; i++) {
         const model_lgbm_node *s = &v->lnodes[i];
         if (s->left == -1)
             continue;
-        if ((s->split & MODEL_NODE_CATEGORICAL) || isnan(model_lgbm_value(s->value)))
-            return 0;
-        internal++;
+        if (s->split & MODEL_NODE_CATEGORICAL)
+            return HPL_WHY_CATEGORICAL;
+        if (isnan(model_lgbm_value(s->value)))
+            return HPL_WHY_NAN_THRESHOLD;
     }
+    return HPL_WHY_BINNED;
+}
+
+/* Size of the binned extras (0 when the model cannot be binned whatever its thresholds). */
+static size_t binned_bytes(const model_view *v)
+{
+    const model_file_header *h = v->hdr;
+    if (binned_why(v) != HPL_WHY_BINNED)
+        return 0;
+    size_t internal = 0;
+    for (uint32_t i = 0; i < h->num_nodes; i++)
+        internal += v->lnodes[i].left != -1;
     return binned_parts(h, internal);
 }
 
@@ -127,8 +140,8 @@ static void order_by_depth(const uint32_t *depth, uint32_t ntrees, uint32_t *ord
 }
 
 /* Builds the binned extras at p (binned_bytes(v) bytes) from the plain layout already in m.
- * Returns 0, or -1 when the model has too many slots or distinct thresholds for one feature (it
- * then stays plain). */
+ * Returns HPL_WHY_BINNED, or HPL_WHY_SLOTS / HPL_WHY_THRESHOLDS when the model has too many slots
+ * or distinct thresholds for one feature (it then stays plain). */
 static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
 {
     const model_file_header *h = v->hdr;
@@ -182,7 +195,7 @@ static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
             if (w == start || thr[w - 1] < thr[i])
                 thr[w++] = thr[i];
         if (w - start > HPL_BIN_MAX_THRESHOLDS)
-            return -1;
+            return HPL_WHY_THRESHOLDS;
         feat[nused] = f;
         toff[nused] = start;
         zbin[nused] = count_below(thr + start, w - start, 0.0) << 16;
@@ -191,7 +204,7 @@ static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
             if (slot[HPL_BIN_KINDS * f + k] == 0xFFFFu)
                 continue;
             if (nslots >= HPL_BIN_MAX_SLOTS)
-                return -1;
+                return HPL_WHY_SLOTS;
             slot[HPL_BIN_KINDS * f + k] = (uint16_t)nslots;
             slot_k[nslots++] = (uint8_t)k;
         }
@@ -328,9 +341,43 @@ const hp_lgbm *hp_lgbm_build(const model_view *v, void *dst, size_t len)
     m->nodes = nodes;
     m->cats = cats;
     m->bytes = hp_lgbm_bytes(v);
-    if (binned_bytes(v) > 0)
-        (void)build_binned(m, v, base + plain_bytes(v)); /* stays plain if it does not apply */
+    m->why = binned_why(v);
+    if (m->why == HPL_WHY_BINNED)
+        m->why = (uint32_t)build_binned(m, v, base + plain_bytes(v)); /* plain if it fails */
     return m;
+}
+
+const char *hp_lgbm_describe(const hp_lgbm *m, char *buf, size_t len)
+{
+    static const char *const why[] = {
+        [HPL_WHY_BINNED] = "binned",
+        [HPL_WHY_CATEGORICAL] = "a categorical split",
+        [HPL_WHY_NAN_THRESHOLD] = "a NaN threshold",
+        [HPL_WHY_SLOTS] = "over 4095 (feature, missing type) pairs",
+        [HPL_WHY_THRESHOLDS] = "a feature with over 65534 distinct thresholds",
+    };
+    uint32_t dmax = 0;
+    uint64_t dsum = 0;
+    for (uint32_t t = 0; t < m->num_trees; t++) {
+        dmax = m->depth[t] > dmax ? m->depth[t] : dmax;
+        dsum += m->depth[t];
+    }
+    double dmean = m->num_trees ? (double)dsum / m->num_trees : 0.0;
+    if (m->flags & HPL_F_BINNED)
+        snprintf(buf, len,
+                 "lightgbm binned (%u trees, linked u32-pair nodes, depth mean %.1f max %u; %u bin "
+                 "words a row over %u features): numerical splits only, thresholds binned exactly "
+                 "in double",
+                 m->num_trees, dmean, dmax, m->nslots, m->nused);
+    else
+        snprintf(buf, len,
+                 "lightgbm plain (%u trees, 16-byte double nodes, %s; depth mean %.1f max %u): not "
+                 "binned because of %s",
+                 m->num_trees,
+                 (m->flags & HPL_F_SLOW) ? "the general decision (categorical or missing-Zero)"
+                                         : "branch-free decisions",
+                 dmean, dmax, m->why < sizeof why / sizeof why[0] ? why[m->why] : "?");
+    return buf;
 }
 
 uint32_t hp_lgbm_outputs(const hp_lgbm *m, int output_margin)

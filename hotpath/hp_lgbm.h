@@ -66,6 +66,13 @@ typedef struct hpl_node {
  * A leaf is {0xFFFF0000, itself} (never below a bin: a walk stays put), so a walk is exactly
  * depth[t] steps of i = next + (word < bin), no leaf test, no branch.  leaf[] (same indices) holds
  * leaf values. */
+enum hpl_why {
+    HPL_WHY_BINNED = 0,
+    HPL_WHY_CATEGORICAL,   /* plain: a categorical split */
+    HPL_WHY_NAN_THRESHOLD, /* plain: a NaN threshold */
+    HPL_WHY_SLOTS,         /* plain: more than HPL_BIN_MAX_SLOTS (feature, kind) pairs */
+    HPL_WHY_THRESHOLDS     /* plain: a feature with more than HPL_BIN_MAX_THRESHOLDS */
+};
 #define HPL_BIN_KINDS 5u
 #define HPL_BIN_LANES 16u             /* rows (or, for one row, trees) walking together */
 #define HPL_BIN_MAX_SLOTS 4095u       /* 16 * slot fits a word's low 16 bits */
@@ -96,6 +103,7 @@ typedef struct hp_lgbm {
     const uint8_t *slot_k;  /* HPL_F_BINNED: slot -> kind */
     const uint32_t *order;  /* HPL_F_BINNED: per chunk of HPL_ROW_CHUNK trees, its trees by depth
                                (the single-row walk takes runs of 16 of about the same depth) */
+    uint32_t why;           /* enum hpl_why: binned, or why not (hp_lgbm_describe) */
     size_t bytes;
 } hp_lgbm;
 
@@ -106,6 +114,11 @@ size_t hp_lgbm_bytes(const model_view *v);
  * at dst and points only into dst), or NULL if len is too small or v is not format 2.  Never
  * allocates; thread-safe for distinct dst. */
 const hp_lgbm *hp_lgbm_build(const model_view *v, void *dst, size_t len);
+
+/* One line saying which layout m got and why ("lightgbm binned (...)" or "lightgbm plain (...):
+ * not binned because of ..."), written into buf[0..len) (truncated, NUL-terminated); returns buf.
+ * O(num_trees); thread-safe. */
+const char *hp_lgbm_describe(const hp_lgbm *m, char *buf, size_t len);
 
 /* Outputs per row: num_class for raw scores, multiclass and multiclassova; else 1. */
 uint32_t hp_lgbm_outputs(const hp_lgbm *m, int output_margin);

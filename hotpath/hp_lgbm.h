@@ -4,7 +4,9 @@
  * Owns: the layout (one contiguous block the caller provides, e.g. a piece of the model arena),
  * its size, its build from a validated view, and scoring rows of doubles into doubles.
  *
- * Layout: 16-byte nodes {double v, u32 ff, u32 left} per tree in the blob's canonical order
+ * Two layouts: the binned one (HPL_F_BINNED, below: every model without a categorical split or a
+ * NaN threshold, e.g. lgbm_k) and the plain one, which every model has and non-binned models use:
+ * 16-byte nodes {double v, u32 ff, u32 left} per tree in the blob's canonical order
  * (children of an internal node at left and left + 1).  v is the threshold or the categorical
  * set's word offset (HPL_CAT).  A leaf (HPL_LEAF) is a node that leads to itself whatever the
  * input (feature 0, v = +inf, HPL_NANLEFT, left = its own index), and its value sits in leaf[] at
@@ -18,9 +20,11 @@
  * HPL_LANES rows interleaved so that their dependent node loads overlap; per row, leaves are added
  * in tree order into double accumulators starting at 0.0, exactly as LightGBM's PredictRaw.
  *
- * Costs: hp_lgbm_bytes O(1) + sizes; hp_lgbm_build O(nodes); scoring O(rows x sum of path
- * lengths).  Nothing here allocates; scoring uses a stack block of HPL_BLOCK x num_class doubles
- * (at most HPL_ACC_MAX). */
+ * Costs: hp_lgbm_bytes O(nodes); hp_lgbm_build O(nodes log nodes + trees x HPL_ROW_CHUNK) (the
+ * threshold tables are sorted in place in dst); scoring O(rows x sum of path lengths) (plain) or
+ * O(rows x sum of tree depths + rows x used features x log thresholds) (binned).  Nothing here
+ * allocates; scoring uses stack blocks of HPL_ACC_MAX doubles (32 KiB), HPL_BIN_BUF bin words
+ * (256 KiB) and HPL_ROW_CHUNK leaf doubles (8 KiB). */
 #ifndef VIGIL_HP_LGBM_H
 #define VIGIL_HP_LGBM_H
 

@@ -9,12 +9,13 @@
  *                                                         50 features (model_builder), random rows
  *
  * Prints ns per tree per row and rows/s for: refeval, the kernel on 1 thread (best batch by the
- * thread's CPU time), the kernel on all CPUs (its compute pool, as the worker runs it; wall clock), xgboost (if given), the ratios, and single-row
- * latency percentiles, one block per kernel, each headed "kernel <name>" and, for the forest
- * kernel, the layout the model got and why (hp_forest_describe) (only the one named by
- * VIGIL_HOTPATH_KERNEL when that is set).  Also checks that each
- * kernel's outputs are bit-identical to refeval's on every row (exit 1 if not).  Timing is never
- * asserted.  Built by the Makefile as bin/tests/bench_kernel (links api/ for xgb_compile). */
+ * thread's CPU time), the kernel on all CPUs (its compute pool, as the worker runs it; wall clock),
+ * xgboost (if given), the ratios, and single-row latency percentiles, one block per kernel, each
+ * headed "kernel <name>" and, for the forest kernel, the layout the model got and why
+ * (hp_forest_describe) (only the one named by VIGIL_HOTPATH_KERNEL when that is set).  Also checks
+ * that each kernel's outputs are bit-identical to refeval's on every row (exit 1 if not).  Timing
+ * is never asserted.  Built by the Makefile as bin/tests/bench_kernel (links api/ for xgb_compile).
+ */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -383,6 +383,13 @@ START_TEST(test_worker_refs_bit_identical)
         ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
         const hp_lgbm *m = worker_build(&v, &mem);
         free(blob); /* the layout points only into its own block */
+        /* the layout and its reason: numerical-only cases are binned, j (categorical) is not */
+        char desc[256];
+        hp_lgbm_describe(m, desc, sizeof desc);
+        int cat = strstr(fx_lgbm_cases[i], "categorical") != NULL;
+        ck_assert_msg(cat ? strstr(desc, "not binned because of a categorical split") != NULL
+                          : (m->flags & HPL_F_BINNED) && strncmp(desc, "lightgbm binned", 15) == 0,
+                      "%s: %s", fx_lgbm_cases[i], desc);
         for (int margin = 0; margin <= 1; margin++) {
             size_t k = margin ? c.nmargin : c.npred;
             ck_assert_uint_eq(hp_lgbm_outputs(m, margin), k);

@@ -301,7 +301,7 @@ FUZZ_SRC_xgb     := common/xgbmodel.c common/model_build.c common/model.c common
 FUZZ_SRC_ubj     := $(FUZZ_SRC_xgb)
 FUZZ_SRC_lgbm    := common/lgbmmodel.c common/model_build.c common/dynbuf.c common/model.c \
                     common/refeval.c \
-                    hotpath/hp_lgbm.c hotpath/hp_pool.c
+                    hotpath/hp_lgbm.c hotpath/hp_pool.c hotpath/hp_stats.c
 FUZZ_SRC_model   := common/model.c common/refeval.c
 FUZZ_SRC_cursor  := api/cursor.c api/config.c api/validate.c
 FUZZ_SRC_wire    := common/wire.c

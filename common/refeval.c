@@ -45,9 +45,19 @@ float refeval_tree_leaf(const model_view *m, uint32_t tree, const float *row)
     return nodes[nid].u.leaf;
 }
 
+/* xgboost's common::Sigmoid (src/common/math.h, 1.7.4 and 3.x alike): expf's argument clamped
+ * with std::min(-x, 88.7f) (NaN stays NaN, unlike fminf), then 1 / (expf + 1 + 1e-16f) in float;
+ * the epsilon vanishes next to 1, but the clamp does not: a margin below -88.7 gives 3.0066e-39,
+ * not 0 (fixture logistic_extreme, computed by xgboost 1.7.4). */
+static float xgb_sigmoid(float x)
+{
+    float e = 88.7f < -x ? 88.7f : -x;
+    return 1.0f / (expf(e) + 1.0f + 1e-16f);
+}
+
 /* Output transform of one row's margins, in place.  Mirrors xgboost 1.7.4's PredTransform:
- * src/objective/regression_loss.h (LogisticRegression: common::Sigmoid = 1/(1+expf(-x)), its
- * 1e-16f epsilon vanishing in float next to 1), src/objective/regression_obj.cu (Poisson, Gamma,
+ * src/objective/regression_loss.h (LogisticRegression: xgb_sigmoid above),
+ * src/objective/regression_obj.cu (Poisson, Gamma,
  * Tweedie: expf), src/objective/hinge.cu (x > 0 ? 1 : 0), src/objective/multiclass_obj.cu with
  * src/common/math.h Softmax (max-subtracted expf in float, sum in double, divide by (float)sum)
  * and FindMaxIndex (first maximum). */
@@ -59,7 +69,7 @@ void refeval_transform(uint32_t objective, const float *margin, uint32_t k, floa
     case MODEL_OBJ_LOGISTIC:
     case MODEL_OBJ_BINARY_LOGISTIC:
         for (uint32_t i = 0; i < k; i++)
-            out[i] = 1.0f / (1.0f + expf(-margin[i]));
+            out[i] = xgb_sigmoid(margin[i]);
         return;
     case MODEL_OBJ_POISSON:
     case MODEL_OBJ_GAMMA:

@@ -243,10 +243,8 @@ size_t hp_forest_bytes(const model_view *v)
 
 const char *hp_forest_describe(const hp_forest *f, char *buf, size_t len)
 {
-    if (f->lgbm) {
-        snprintf(buf, len, "lightgbm (%u trees, double thresholds: hp_lgbm.c)", f->num_trees);
-        return buf;
-    }
+    if (f->lgbm)
+        return hp_lgbm_describe(f->lgbm, buf, len);
     uint32_t why = f->why < sizeof why_text / sizeof why_text[0] ? f->why : HPF_WHY_BINNED;
     if (f->flags & HPF_F_BINNED)
         snprintf(buf, len,

@@ -3,32 +3,54 @@
 #include "hp_lgbm.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "refeval.h"
 
 #define ALIGN64(x) (((x) + 63u) & ~(size_t)63u)
 
-/* Size of the binned extras (0 when the model cannot be binned). */
-static size_t binned_bytes(const model_view *v)
+/* Bytes of the binned extras for `internal` internal nodes (see build_binned for the parts). */
+static size_t binned_parts(const model_file_header *h, size_t internal)
+{
+    size_t nf = h->num_feature, kinds = (size_t)HPL_BIN_KINDS * nf;
+    return ALIGN64((size_t)h->num_nodes * 2 * sizeof(uint32_t)) /* bnodes */
+           + ALIGN64((nf + 1) * sizeof(uint32_t))               /* off (per feature, build only) */
+           + ALIGN64(internal * sizeof(double))                 /* thr */
+           + 4 * ALIGN64((nf + 1) * sizeof(uint32_t))           /* feat, toff, zbin, fslot */
+           + ALIGN64(kinds * sizeof(uint16_t))                  /* slot of (feature, kind), build */
+           + ALIGN64(kinds)                                     /* slot_k */
+           + ALIGN64((size_t)h->num_trees * sizeof(uint32_t));  /* order */
+}
+
+/* Whether the model can be binned whatever its thresholds: HPL_WHY_BINNED, or why not. */
+static uint32_t binned_why(const model_view *v)
 {
     const model_file_header *h = v->hdr;
-    if (h->num_cat_words != 0 || h->num_feature > HPL_BIN_MAX_FEATURES)
-        return 0;
-    size_t internal = 0;
+    if (h->num_cat_words != 0)
+        return HPL_WHY_CATEGORICAL;
     for (uint32_t i = 0; i < h->num_nodes; i++) {
         const model_lgbm_node *s = &v->lnodes[i];
         if (s->left == -1)
             continue;
-        if ((s->split & MODEL_NODE_CATEGORICAL) || isnan(model_lgbm_value(s->value)))
-            return 0;
-        internal++;
+        if (s->split & MODEL_NODE_CATEGORICAL)
+            return HPL_WHY_CATEGORICAL;
+        if (isnan(model_lgbm_value(s->value)))
+            return HPL_WHY_NAN_THRESHOLD;
     }
-    size_t kinds = (size_t)HPL_BIN_KINDS * h->num_feature; /* (feature, kind) pairs */
-    return ALIGN64((size_t)h->num_nodes * sizeof(hpl_bnode)) +
-           ALIGN64(((size_t)h->num_feature + 1) * sizeof(uint32_t)) +
-           ALIGN64(internal * sizeof(double)) + ALIGN64((size_t)h->num_feature * sizeof(uint16_t)) +
-           ALIGN64(kinds * sizeof(uint16_t)) + ALIGN64(kinds * sizeof(uint32_t)) + ALIGN64(kinds);
+    return HPL_WHY_BINNED;
+}
+
+/* Size of the binned extras (0 when the model cannot be binned whatever its thresholds). */
+static size_t binned_bytes(const model_view *v)
+{
+    const model_file_header *h = v->hdr;
+    if (binned_why(v) != HPL_WHY_BINNED)
+        return 0;
+    size_t internal = 0;
+    for (uint32_t i = 0; i < h->num_nodes; i++)
+        internal += v->lnodes[i].left != -1;
+    return binned_parts(h, internal);
 }
 
 static size_t plain_bytes(const model_view *v)
@@ -99,33 +121,52 @@ static uint32_t bin_kind(uint32_t split)
                                             : (defleft ? 3u : 4u);
 }
 
+/* Sorts the trees of each chunk of HPL_ROW_CHUNK by depth (insertion sort on a copy of the
+ * indices: stable, O(chunk^2) at most once per load). */
+static void order_by_depth(const uint32_t *depth, uint32_t ntrees, uint32_t *order)
+{
+    for (uint32_t c0 = 0; c0 < ntrees; c0 += HPL_ROW_CHUNK) {
+        uint32_t cn = ntrees - c0 < HPL_ROW_CHUNK ? ntrees - c0 : HPL_ROW_CHUNK;
+        uint32_t *o = order + c0;
+        for (uint32_t i = 0; i < cn; i++) {
+            uint32_t t = c0 + i, j = i;
+            while (j > 0 && depth[o[j - 1]] > depth[t]) {
+                o[j] = o[j - 1];
+                j--;
+            }
+            o[j] = t;
+        }
+    }
+}
+
 /* Builds the binned extras at p (binned_bytes(v) bytes) from the plain layout already in m.
- * Returns 0, or -1 when a feature has more than 65534 nodes (the model then stays plain). */
+ * Returns HPL_WHY_BINNED, or HPL_WHY_SLOTS / HPL_WHY_THRESHOLDS when the model has too many slots
+ * or distinct thresholds for one feature (it then stays plain). */
 static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
 {
     const model_file_header *h = v->hdr;
-    uint32_t nf = h->num_feature;
-    hpl_bnode *bn = (hpl_bnode *)p;
-    uint32_t *off = (uint32_t *)(p + ALIGN64((size_t)h->num_nodes * sizeof(hpl_bnode)));
-    double *thr = (double *)((uint8_t *)off + ALIGN64(((size_t)nf + 1) * sizeof(uint32_t)));
+    const uint32_t nf = h->num_feature;
     size_t internal = 0;
     for (uint32_t i = 0; i < h->num_nodes; i++)
         internal += v->lnodes[i].left != -1;
-    uint16_t *zb = (uint16_t *)((uint8_t *)thr + ALIGN64(internal * sizeof(double)));
-    size_t kinds = (size_t)HPL_BIN_KINDS * nf;
-    uint16_t *slot = (uint16_t *)((uint8_t *)zb + ALIGN64((size_t)nf * sizeof(uint16_t)));
-    uint32_t *slot_f = (uint32_t *)((uint8_t *)slot + ALIGN64(kinds * sizeof(uint16_t)));
-    uint8_t *slot_k = (uint8_t *)slot_f + ALIGN64(kinds * sizeof(uint32_t));
+    size_t kinds = (size_t)HPL_BIN_KINDS * nf, n1 = ALIGN64(((size_t)nf + 1) * sizeof(uint32_t));
+    uint32_t *bn = (uint32_t *)p; /* node i: bn[2 i] word, bn[2 i + 1] next */
+    uint32_t *off = (uint32_t *)(p + ALIGN64((size_t)h->num_nodes * 2 * sizeof(uint32_t)));
+    double *thr = (double *)((uint8_t *)off + n1);
+    uint32_t *feat = (uint32_t *)((uint8_t *)thr + ALIGN64(internal * sizeof(double)));
+    uint32_t *toff = (uint32_t *)((uint8_t *)feat + n1);
+    uint32_t *zbin = (uint32_t *)((uint8_t *)toff + n1);
+    uint32_t *fslot = (uint32_t *)((uint8_t *)zbin + n1);
+    uint16_t *slot = (uint16_t *)((uint8_t *)fslot + n1);
+    uint8_t *slot_k = (uint8_t *)slot + ALIGN64(kinds * sizeof(uint16_t));
+    uint32_t *order = (uint32_t *)(slot_k + ALIGN64(kinds));
     /* counting sort of the thresholds by feature: count, prefix, place, shift back */
     memset(off, 0, ((size_t)nf + 1) * sizeof(uint32_t));
     for (uint32_t i = 0; i < h->num_nodes; i++)
         if (v->lnodes[i].left != -1)
             off[(v->lnodes[i].split & MODEL_LGBM_FEATURE_MASK) + 1]++;
-    for (uint32_t f = 0; f < nf; f++) {
-        if (off[f + 1] > 65534u)
-            return -1;
+    for (uint32_t f = 0; f < nf; f++)
         off[f + 1] += off[f];
-    }
     for (uint32_t i = 0; i < h->num_nodes; i++)
         if (v->lnodes[i].left != -1)
             thr[off[v->lnodes[i].split & MODEL_LGBM_FEATURE_MASK]++] =
@@ -133,50 +174,77 @@ static int build_binned(hp_lgbm *m, const model_view *v, uint8_t *p)
     for (uint32_t f = nf; f > 0; f--)
         off[f] = off[f - 1];
     off[0] = 0;
-    for (uint32_t f = 0; f < nf; f++) {
-        sort_doubles(thr + off[f], off[f + 1] - off[f]);
-        zb[f] = (uint16_t)count_below(thr + off[f], off[f + 1] - off[f], 0.0);
-    }
-    /* Slots: only the (feature, kind) pairs some node uses get a bin in a row's vector, in
-     * (feature, kind) order, so a row's bins stay small and are filled feature by feature. */
+    /* Slots: only the (feature, kind) pairs some node uses get a bin word, in (feature, kind)
+     * order, so a row's words stay few and are filled feature by feature. */
     for (size_t i = 0; i < kinds; i++)
         slot[i] = 0xFFFFu;
     for (uint32_t i = 0; i < h->num_nodes; i++)
         if (v->lnodes[i].left != -1)
             slot[HPL_BIN_KINDS * (v->lnodes[i].split & MODEL_LGBM_FEATURE_MASK) +
                  bin_kind(v->lnodes[i].split)] = 0;
-    uint32_t nslots = 0;
-    for (size_t i = 0; i < kinds; i++) {
-        if (slot[i] == 0xFFFFu)
+    uint32_t nslots = 0, nused = 0, w = 0;
+    for (uint32_t f = 0; f < nf; f++) {
+        uint32_t a = off[f], b = off[f + 1];
+        if (a == b)
             continue;
-        slot[i] = (uint16_t)nslots;
-        slot_f[nslots] = (uint32_t)(i / HPL_BIN_KINDS);
-        slot_k[nslots] = (uint8_t)(i % HPL_BIN_KINDS);
-        nslots++; /* <= kinds <= 5 * HPL_BIN_MAX_FEATURES < 65535 */
+        /* sort the feature's thresholds, keep the distinct ones (by <: -0.0 and 0.0 are one, and
+         * LightGBM's x <= t cannot tell them apart either), compact towards the front */
+        sort_doubles(thr + a, b - a);
+        uint32_t start = w;
+        for (uint32_t i = a; i < b; i++)
+            if (w == start || thr[w - 1] < thr[i])
+                thr[w++] = thr[i];
+        if (w - start > HPL_BIN_MAX_THRESHOLDS)
+            return HPL_WHY_THRESHOLDS;
+        feat[nused] = f;
+        toff[nused] = start;
+        zbin[nused] = count_below(thr + start, w - start, 0.0) << 16;
+        fslot[nused] = nslots;
+        for (uint32_t k = 0; k < HPL_BIN_KINDS; k++) {
+            if (slot[HPL_BIN_KINDS * f + k] == 0xFFFFu)
+                continue;
+            if (nslots >= HPL_BIN_MAX_SLOTS)
+                return HPL_WHY_SLOTS;
+            slot[HPL_BIN_KINDS * f + k] = (uint16_t)nslots;
+            slot_k[nslots++] = (uint8_t)k;
+        }
+        nused++;
     }
+    toff[nused] = w;
+    fslot[nused] = nslots;
+    /* Ranks: feature f's distinct thresholds are thr[toff[u] ..) for its u; off[] is free now, so
+     * it maps f to u. */
+    for (uint32_t u = 0; u < nused; u++)
+        off[feat[u]] = u;
     for (uint32_t t = 0; t < h->num_trees; t++) {
         const model_tree_rec *tr = &v->trees[t];
         for (uint32_t i = 0; i < tr->num_nodes; i++) {
-            const model_lgbm_node *s = &v->lnodes[tr->first_node + i];
-            hpl_bnode *d = &bn[tr->first_node + i];
+            uint32_t at = tr->first_node + i;
+            const model_lgbm_node *s = &v->lnodes[at];
             if (s->left == -1) {
-                d->w = 65535u << 16;
-                d->left = i;
+                bn[2 * (size_t)at] = 0xFFFF0000u;
+                bn[2 * (size_t)at + 1] = at;
                 continue;
             }
-            uint32_t f = s->split & MODEL_LGBM_FEATURE_MASK;
-            uint32_t j = count_below(thr + off[f], off[f + 1] - off[f], model_lgbm_value(s->value));
-            d->w = slot[HPL_BIN_KINDS * f + bin_kind(s->split)] | j << 16;
-            d->left = (uint32_t)s->left;
+            uint32_t f = s->split & MODEL_LGBM_FEATURE_MASK, u = off[f];
+            uint32_t j =
+                count_below(thr + toff[u], toff[u + 1] - toff[u], model_lgbm_value(s->value));
+            uint32_t word = HPL_BIN_LANES * slot[HPL_BIN_KINDS * f + bin_kind(s->split)] | j << 16;
+            bn[2 * (size_t)at] = word;
+            bn[2 * (size_t)at + 1] = tr->first_node + (uint32_t)s->left;
         }
     }
-    m->nslots = nslots;
-    m->slot_f = slot_f;
-    m->slot_k = slot_k;
+    order_by_depth(m->depth, h->num_trees, order);
     m->bnodes = bn;
-    m->thr_off = off;
+    m->nslots = nslots;
+    m->nused = nused;
+    m->feat = feat;
+    m->toff = toff;
     m->thr = thr;
-    m->zero_bin = zb;
+    m->zbin = zbin;
+    m->fslot = fslot;
+    m->slot_k = slot_k;
+    m->order = order;
     m->flags |= HPL_F_BINNED;
     return 0;
 }
@@ -273,9 +341,43 @@ const hp_lgbm *hp_lgbm_build(const model_view *v, void *dst, size_t len)
     m->nodes = nodes;
     m->cats = cats;
     m->bytes = hp_lgbm_bytes(v);
-    if (binned_bytes(v) > 0)
-        (void)build_binned(m, v, base + plain_bytes(v)); /* stays plain if it does not apply */
+    m->why = binned_why(v);
+    if (m->why == HPL_WHY_BINNED)
+        m->why = (uint32_t)build_binned(m, v, base + plain_bytes(v)); /* plain if it fails */
     return m;
+}
+
+const char *hp_lgbm_describe(const hp_lgbm *m, char *buf, size_t len)
+{
+    static const char *const why[] = {
+        [HPL_WHY_BINNED] = "binned",
+        [HPL_WHY_CATEGORICAL] = "a categorical split",
+        [HPL_WHY_NAN_THRESHOLD] = "a NaN threshold",
+        [HPL_WHY_SLOTS] = "over 4095 (feature, missing type) pairs",
+        [HPL_WHY_THRESHOLDS] = "a feature with over 65534 distinct thresholds",
+    };
+    uint32_t dmax = 0;
+    uint64_t dsum = 0;
+    for (uint32_t t = 0; t < m->num_trees; t++) {
+        dmax = m->depth[t] > dmax ? m->depth[t] : dmax;
+        dsum += m->depth[t];
+    }
+    double dmean = m->num_trees ? (double)dsum / m->num_trees : 0.0;
+    if (m->flags & HPL_F_BINNED)
+        snprintf(buf, len,
+                 "lightgbm binned (%u trees, linked u32-pair nodes, depth mean %.1f max %u; %u bin "
+                 "words a row over %u features): numerical splits only, thresholds binned exactly "
+                 "in double",
+                 m->num_trees, dmean, dmax, m->nslots, m->nused);
+    else
+        snprintf(buf, len,
+                 "lightgbm plain (%u trees, 16-byte double nodes, %s; depth mean %.1f max %u): not "
+                 "binned because of %s",
+                 m->num_trees,
+                 (m->flags & HPL_F_SLOW) ? "the general decision (categorical or missing-Zero)"
+                                         : "branch-free decisions",
+                 dmean, dmax, m->why < sizeof why / sizeof why[0] ? why[m->why] : "?");
+    return buf;
 }
 
 uint32_t hp_lgbm_outputs(const hp_lgbm *m, int output_margin)
@@ -363,117 +465,6 @@ static void tree_block_full(const hp_lgbm *m, uint32_t t, const hpl_node *nd,
     }
 }
 
-/* Bins of one row (see hp_lgbm.h) into rb[0..nslots): one binary search per used feature. */
-static void bin_row(const hp_lgbm *m, const double *row, uint16_t *rb)
-{
-    uint32_t prev = UINT32_MAX;
-    double x = 0.0;
-    uint16_t b = 0;
-    int nan = 0;
-    for (uint32_t s = 0; s < m->nslots; s++) {
-        uint32_t f = m->slot_f[s];
-        if (f != prev) { /* slots are in feature order: bin each feature once */
-            prev = f;
-            x = row[f];
-            nan = isnan(x);
-            if (!nan) {
-                x = refeval_lgbm_input(x);
-                uint32_t a = m->thr_off[f];
-                b = (uint16_t)count_below(m->thr + a, m->thr_off[f + 1] - a, x);
-            }
-        }
-        switch (m->slot_k[s]) {
-        case 0: /* None: NaN is 0.0 */
-            rb[s] = nan ? m->zero_bin[f] : b;
-            break;
-        case 1: /* NaN, default left */
-            rb[s] = nan ? 0 : b;
-            break;
-        case 2: /* NaN, default right */
-            rb[s] = nan ? 65535 : b;
-            break;
-        case 3: /* Zero (NaN is 0.0 too), default left */
-            rb[s] = nan || x == 0.0 ? 0 : b;
-            break;
-        default: /* Zero, default right */
-            rb[s] = nan || x == 0.0 ? 65535 : b;
-            break;
-        }
-    }
-}
-
-/* One tree on binned rows: rb[j * stride ...] for rows j < cnt; HPL_LANES rows step together
- * depth times, branch-free. */
-static void tree_block_bin(const hpl_bnode *nd, const double *lv, uint32_t depth,
-                           const uint16_t *rb, size_t stride, unsigned cnt, double *acc, uint32_t k,
-                           uint32_t g)
-{
-    unsigned j = 0;
-    for (; j + HPL_LANES <= cnt; j += HPL_LANES) {
-        uint32_t idx[HPL_LANES] = {0};
-        const uint16_t *base = rb + (size_t)j * stride;
-        for (uint32_t s = 0; s < depth; s++) {
-            uint32_t live = 0; /* stays 0 while every lane stands on a leaf */
-            for (unsigned l = 0; l < HPL_LANES; l++) {
-                hpl_bnode n = nd[idx[l]];
-                uint32_t bin = base[(size_t)l * stride + (n.w & 0xFFFFu)];
-                live |= n.w + 0x10000u; /* 0 only for a leaf (65535 << 16) */
-                idx[l] = n.left + (uint32_t)((bin << 16) > n.w);
-            }
-            if (!live) /* every lane stood on a leaf: done before the tree's depth */
-                break;
-        }
-        for (unsigned l = 0; l < HPL_LANES; l++)
-            acc[(size_t)(j + l) * k + g] += lv[idx[l]];
-    }
-    for (; j < cnt; j++) {
-        const uint16_t *r = rb + (size_t)j * stride;
-        uint32_t i = 0;
-        for (uint32_t s = 0; s < depth; s++) {
-            hpl_bnode n = nd[i];
-            i = n.left + (uint32_t)(((uint32_t)r[n.w & 0xFFFFu] << 16) > n.w);
-        }
-        acc[(size_t)j * k + g] += lv[i];
-    }
-}
-
-/* One binned row r through every tree, HPL_LANES trees stepping together (a single row has no
- * other rows to overlap with); the leaves are then added in tree order, as everywhere. */
-static void row_trees_bin(const hp_lgbm *m, const uint16_t *r, double *acc)
-{
-    uint32_t k = m->num_class, t = 0;
-    for (; t + HPL_LANES <= m->num_trees; t += HPL_LANES) {
-        const hpl_bnode *nd[HPL_LANES];
-        uint32_t idx[HPL_LANES], depth = 0;
-        for (unsigned l = 0; l < HPL_LANES; l++) {
-            nd[l] = m->bnodes + m->first[t + l];
-            idx[l] = 0;
-            depth = m->depth[t + l] > depth ? m->depth[t + l] : depth;
-        }
-        for (uint32_t s = 0; s < depth; s++) {
-            uint32_t live = 0;
-            for (unsigned l = 0; l < HPL_LANES; l++) {
-                hpl_bnode n = nd[l][idx[l]];
-                live |= n.w + 0x10000u; /* 0 only for a leaf */
-                idx[l] = n.left + (uint32_t)(((uint32_t)r[n.w & 0xFFFFu] << 16) > n.w);
-            }
-            if (!live)
-                break;
-        }
-        for (unsigned l = 0; l < HPL_LANES; l++)
-            acc[(t + l) % k] += m->leaf[m->first[t + l] + idx[l]];
-    }
-    for (; t < m->num_trees; t++) {
-        const hpl_bnode *nd = m->bnodes + m->first[t];
-        uint32_t i = 0;
-        for (uint32_t s = 0; s < m->depth[t]; s++) {
-            hpl_bnode n = nd[i];
-            i = n.left + (uint32_t)(((uint32_t)r[n.w & 0xFFFFu] << 16) > n.w);
-        }
-        acc[t % k] += m->leaf[m->first[t] + i];
-    }
-}
-
 /* The transform through refeval_lgbm_transform itself (one definition of the arithmetic). */
 static void emit(const hp_lgbm *m, const double *raw, int output_margin, double *o)
 {
@@ -494,19 +485,266 @@ static void emit(const hp_lgbm *m, const double *raw, int output_margin, double 
     refeval_lgbm_transform(&v, raw, o);
 }
 
+/* ---- binned walks (hp_lgbm.h: the port of hp_forest's linked binned walk) -------------------- */
+
+/* i = next + (w < *bin): cmp + adc on x86-64 (hp_forest.c's LINK_STEP), plain C elsewhere. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HPL_STEP(i, w, bin)                                                                        \
+    __asm__("cmpl %2, %1\n\tadcq $0, %0" : "+r"(i) : "r"(w), "m"(bin) : "cc")
+#else
+#define HPL_STEP(i, w, bin) ((i) += ((w) < (bin)))
+#endif
+
+#define HPL_HOT static inline __attribute__((always_inline))
+
+/* The bin word of kind k for a row value: b = #{thr < x'} (x' after the zero drop), nan = the raw
+ * value was NaN, zero = x' == 0.0 (hp_lgbm.h's table). */
+HPL_HOT uint32_t bin_word(uint32_t k, uint32_t b, int nan, int zero, uint32_t zb)
+{
+    switch (k) {
+    case 0:
+        return nan ? zb : b << 16;
+    case 1:
+        return nan ? 0u : b << 16;
+    case 2:
+        return nan ? 0xFFFF0000u : b << 16;
+    case 3:
+        return nan || zero ? 0u : b << 16;
+    default:
+        return nan || zero ? 0xFFFF0000u : b << 16;
+    }
+}
+
+/* Bin words of HPL_BIN_LANES rows r[0..16) into rb (slot s of lane l at 16 s + l): per used
+ * feature, the 16 rows' branch-free searches side by side (16 independent chains through one
+ * table), then its slots' words. */
+static void bin_block(const hp_lgbm *m, const double *const *r, uint32_t *rb)
+{
+    for (uint32_t u = 0; u < m->nused; u++) {
+        const uint32_t f = m->feat[u];
+        const double *T = m->thr + m->toff[u];
+        uint32_t n = m->toff[u + 1] - m->toff[u]; /* >= 1 */
+        double x[HPL_BIN_LANES];
+        uint32_t lo[HPL_BIN_LANES];
+#pragma GCC unroll 16
+        for (unsigned j = 0; j < HPL_BIN_LANES; j++) {
+            x[j] = refeval_lgbm_input(r[j][f]); /* NaN stays NaN: its searches give 0, unused */
+            lo[j] = 0;
+        }
+        while (n > 1) {
+            uint32_t half = n / 2;
+#pragma GCC unroll 16
+            for (unsigned j = 0; j < HPL_BIN_LANES; j++)
+                lo[j] = T[lo[j] + half] < x[j] ? lo[j] + half : lo[j];
+            n -= half;
+        }
+#pragma GCC unroll 16
+        for (unsigned j = 0; j < HPL_BIN_LANES; j++)
+            lo[j] += T[lo[j]] < x[j];
+        for (uint32_t s = m->fslot[u]; s < m->fslot[u + 1]; s++) {
+            uint32_t k = m->slot_k[s], zb = m->zbin[u];
+            uint32_t *o = rb + (size_t)HPL_BIN_LANES * s;
+            for (unsigned j = 0; j < HPL_BIN_LANES; j++)
+                o[j] = bin_word(k, lo[j], isnan(x[j]), x[j] == 0.0, zb);
+        }
+    }
+}
+
+/* Bin words of one row into lane 0 of rb (words 16 s). */
+static void bin_lane0(const hp_lgbm *m, const double *row, uint32_t *rb)
+{
+    for (uint32_t u = 0; u < m->nused; u++) {
+        const double *T = m->thr + m->toff[u];
+        uint32_t n = m->toff[u + 1] - m->toff[u], lo = 0;
+        double x = refeval_lgbm_input(row[m->feat[u]]);
+        while (n > 1) {
+            uint32_t half = n / 2;
+            lo = T[lo + half] < x ? lo + half : lo;
+            n -= half;
+        }
+        lo += T[lo] < x;
+        for (uint32_t s = m->fslot[u]; s < m->fslot[u + 1]; s++)
+            rb[(size_t)HPL_BIN_LANES * s] =
+                bin_word(m->slot_k[s], lo, isnan(x), x == 0.0, m->zbin[u]);
+    }
+}
+
+/* HPL_BIN_LANES rows (lane j's words at rb[16 s + j]) through the tree rooted at absolute index
+ * root, exactly D steps (lanes at a leaf stay there): leaf values into lv[0..16).  The root is the
+ * same node for every lane, loaded once; the 16 chains are independent. */
+HPL_HOT void walk16(const uint32_t *N, const double *L, uint32_t root, uint32_t D,
+                    const uint32_t *rb, double *lv)
+{
+    size_t i[HPL_BIN_LANES];
+    const uint32_t w0 = N[2 * (size_t)root], n0 = N[2 * (size_t)root + 1];
+    const uint32_t *r0 = rb + (w0 & 0xFFFFu);
+#pragma GCC unroll 16
+    for (unsigned j = 0; j < HPL_BIN_LANES; j++)
+        i[j] = D == 0 ? root : (size_t)n0 + (w0 < r0[j]);
+    for (uint32_t d = 1; d < D; d++) {
+#pragma GCC unroll 16
+        for (unsigned j = 0; j < HPL_BIN_LANES; j++) {
+            /* two u32 loads (word, next): no 64-bit load, copy and shift (measured ~5% faster) */
+            const uint32_t *nd = N + 2 * i[j];
+            uint32_t w = nd[0];
+            size_t nx = nd[1];
+            HPL_STEP(nx, w, rb[(w & 0xFFFFu) + j]);
+            i[j] = nx;
+        }
+    }
+#pragma GCC unroll 16
+    for (unsigned j = 0; j < HPL_BIN_LANES; j++)
+        lv[j] = L[i[j]];
+}
+
+/* Every tree for nsub sub-blocks of 16 rows (sub-block b's words at rb + b * sub), adding into
+ * acc[row * k + tree % k]; trees are the outer loop, so each tree is fetched once for up to
+ * HPL_BIN_SUPER rows, and per row the leaves are added in tree order. */
+static void walk_super(const hp_lgbm *m, const uint32_t *rb, size_t sub, unsigned nsub, double *acc)
+{
+    const uint32_t k = m->num_class;
+    for (uint32_t t = 0; t < m->num_trees; t++) {
+        const uint32_t root = m->first[t], D = m->depth[t];
+        double *a = acc + t % k;
+        for (unsigned b = 0; b < nsub; b++) {
+            double lv[HPL_BIN_LANES];
+            walk16(m->bnodes, m->leaf, root, D, rb + b * sub, lv);
+            double *ab = a + (size_t)b * HPL_BIN_LANES * k;
+            if (k == 1) { /* contiguous: vector adds, the same double additions lane by lane */
+                for (unsigned j = 0; j < HPL_BIN_LANES; j++)
+                    ab[j] += lv[j];
+            } else {
+                for (unsigned j = 0; j < HPL_BIN_LANES; j++)
+                    ab[(size_t)j * k] += lv[j];
+            }
+        }
+    }
+}
+
+/* One row (lane 0 of rb) through HPL_BIN_LANES trees o[0..16) at once, D steps (the deepest of
+ * them): a single row has no other rows to overlap its loads with, so it overlaps trees. */
+HPL_HOT void walk_run(const hp_lgbm *m, const uint32_t *o, uint32_t D, const uint32_t *rb,
+                      double *lv)
+{
+    const uint32_t *N = m->bnodes;
+    size_t i[HPL_BIN_LANES];
+#pragma GCC unroll 16
+    for (unsigned j = 0; j < HPL_BIN_LANES; j++)
+        i[j] = m->first[o[j]];
+    for (uint32_t d = 0; d < D; d++) {
+#pragma GCC unroll 16
+        for (unsigned j = 0; j < HPL_BIN_LANES; j++) {
+            const uint32_t *nd = N + 2 * i[j];
+            uint32_t w = nd[0];
+            size_t nx = nd[1];
+            HPL_STEP(nx, w, rb[w & 0xFFFFu]);
+            i[j] = nx;
+        }
+    }
+#pragma GCC unroll 16
+    for (unsigned j = 0; j < HPL_BIN_LANES; j++)
+        lv[j] = m->leaf[i[j]];
+}
+
+/* One binned row (lane 0 of rb) through every tree, into acc[0..k): chunk by chunk, the chunk's
+ * trees in depth order (m->order) in runs of 16, each leaf stored at its tree's place, then the
+ * chunk's leaves added in tree order (so the sums are those of every other path). */
+static void walk_row(const hp_lgbm *m, const uint32_t *rb, double *acc)
+{
+    const uint32_t k = m->num_class;
+    double lv[HPL_ROW_CHUNK];
+    double a0 = acc[0]; /* one class: the sum lives in a register */
+    for (uint32_t c0 = 0; c0 < m->num_trees; c0 += HPL_ROW_CHUNK) {
+        uint32_t cn = m->num_trees - c0 < HPL_ROW_CHUNK ? m->num_trees - c0 : HPL_ROW_CHUNK;
+        const uint32_t *o = m->order + c0;
+        uint32_t r = 0;
+        for (; r + HPL_BIN_LANES <= cn; r += HPL_BIN_LANES) {
+            double v[HPL_BIN_LANES];
+            walk_run(m, o + r, m->depth[o[r + HPL_BIN_LANES - 1]], rb, v);
+            for (unsigned j = 0; j < HPL_BIN_LANES; j++)
+                lv[o[r + j] - c0] = v[j];
+        }
+        for (; r < cn; r++) {
+            size_t i = m->first[o[r]];
+            for (uint32_t d = 0; d < m->depth[o[r]]; d++) {
+                uint32_t w = m->bnodes[2 * i];
+                i = (size_t)m->bnodes[2 * i + 1] + (w < rb[w & 0xFFFFu]);
+            }
+            lv[o[r] - c0] = m->leaf[i];
+        }
+        if (k == 1) {
+            for (uint32_t j = 0; j < cn; j++)
+                a0 += lv[j];
+        } else {
+            for (uint32_t j = 0; j < cn; j++)
+                acc[(c0 + j) % k] += lv[j];
+        }
+    }
+    if (k == 1)
+        acc[0] = a0;
+}
+
+/* hp_lgbm_score on a binned model: rows [0, nrows) in super-blocks of up to HPL_BIN_SUPER rows
+ * (16-row sub-blocks; 3..15 leftover rows fill a sub-block, the extra lanes repeating the last
+ * row); 1 or 2 rows, or too many classes for 16 rows of accumulators, walk row by row. */
+static void score_binned(const hp_lgbm *m, const double *rows, size_t nrows, int output_margin,
+                         double *out)
+{
+    const uint32_t k = m->num_class, nf = m->num_feature;
+    const uint32_t per_row = hp_lgbm_outputs(m, output_margin);
+    uint32_t rb[HPL_BIN_BUF];
+    double acc[HPL_ACC_MAX];
+    const size_t sub = (size_t)HPL_BIN_LANES * (m->nslots ? m->nslots : 1);
+    size_t super = HPL_BIN_BUF / sub * HPL_BIN_LANES; /* nslots <= 4095: >= 16 */
+    if (super > HPL_BIN_SUPER)
+        super = HPL_BIN_SUPER;
+    while (super > HPL_BIN_LANES && super * k > HPL_ACC_MAX)
+        super -= HPL_BIN_LANES;
+    const int by_row = (size_t)HPL_BIN_LANES * k > HPL_ACC_MAX;
+    size_t i = 0;
+    while (i < nrows) {
+        size_t rest = nrows - i;
+        if (rest <= 2 || by_row) {
+            for (size_t j = 0; j < rest; j++) { /* by_row: every remaining row, one at a time */
+                for (uint32_t g = 0; g < k; g++)
+                    acc[g] = 0.0;
+                bin_lane0(m, rows + (i + j) * nf, rb);
+                walk_row(m, rb, acc);
+                emit(m, acc, output_margin, out + (i + j) * per_row);
+            }
+            break;
+        }
+        size_t real = rest < super ? rest : super;
+        unsigned nsub = (unsigned)((real + HPL_BIN_LANES - 1) / HPL_BIN_LANES);
+        for (unsigned b = 0; b < nsub; b++) {
+            const double *r[HPL_BIN_LANES];
+            for (size_t j = 0; j < HPL_BIN_LANES; j++) {
+                size_t q = (size_t)b * HPL_BIN_LANES + j;
+                r[j] = rows + (i + (q < real ? q : real - 1)) * nf;
+            }
+            bin_block(m, r, rb + b * sub);
+        }
+        for (size_t j = 0; j < (size_t)nsub * HPL_BIN_LANES * k; j++)
+            acc[j] = 0.0;
+        walk_super(m, rb, sub, nsub, acc);
+        for (size_t j = 0; j < real; j++)
+            emit(m, acc + j * k, output_margin, out + (i + j) * per_row);
+        i += real;
+    }
+}
+
 void hp_lgbm_score(const hp_lgbm *m, const double *rows, size_t nrows, int output_margin,
                    double *out)
 {
+    if (m->flags & HPL_F_BINNED) {
+        score_binned(m, rows, nrows, output_margin, out);
+        return;
+    }
     uint32_t k = m->num_class;
     uint32_t per_row = hp_lgbm_outputs(m, output_margin);
     unsigned block = HPL_BLOCK;
     while (block > 1 && (size_t)block * k > HPL_ACC_MAX)
         block /= 2;
-    int binned = (m->flags & HPL_F_BINNED) != 0;
-    size_t stride = m->nslots ? m->nslots : 1;
-    uint16_t rb[HPL_BIN_SCRATCH / sizeof(uint16_t)];
-    while (binned && block > 1 && (size_t)block * stride * sizeof(uint16_t) > sizeof rb)
-        block /= 2; /* num_feature <= HPL_BIN_MAX_FEATURES keeps block >= 8 */
     /* k <= MODEL_MAX_CLASSES == HPL_ACC_MAX, so block >= 1 always fits */
     double acc[HPL_ACC_MAX];
     const double *r[HPL_BLOCK];
@@ -516,19 +754,7 @@ void hp_lgbm_score(const hp_lgbm *m, const double *rows, size_t nrows, int outpu
             r[j] = rows + (a + j) * m->num_feature;
         for (size_t i = 0; i < (size_t)cnt * k; i++)
             acc[i] = 0.0;
-        if (binned) {
-            for (unsigned j = 0; j < cnt; j++)
-                bin_row(m, r[j], rb + (size_t)j * stride);
-            if (cnt < HPL_LANES) { /* too few rows to interleave: interleave trees */
-                for (unsigned j = 0; j < cnt; j++)
-                    row_trees_bin(m, rb + (size_t)j * stride, acc + (size_t)j * k);
-            } else {
-                for (uint32_t t = 0; t < m->num_trees; t++)
-                    tree_block_bin(m->bnodes + m->first[t], m->leaf + m->first[t], m->depth[t], rb,
-                                   stride, cnt, acc, k, t % k);
-            }
-        }
-        for (uint32_t t = 0; t < m->num_trees && !binned; t++) {
+        for (uint32_t t = 0; t < m->num_trees; t++) {
             const hpl_node *nd = m->nodes + m->first[t];
             uint32_t g = t % k;
             if (m->flags & HPL_F_SLOW)

@@ -4,7 +4,9 @@
  * Owns: the layout (one contiguous block the caller provides, e.g. a piece of the model arena),
  * its size, its build from a validated view, and scoring rows of doubles into doubles.
  *
- * Layout: 16-byte nodes {double v, u32 ff, u32 left} per tree in the blob's canonical order
+ * Two layouts: the binned one (HPL_F_BINNED, below: every model without a categorical split or a
+ * NaN threshold, e.g. lgbm_k) and the plain one, which every model has and non-binned models use:
+ * 16-byte nodes {double v, u32 ff, u32 left} per tree in the blob's canonical order
  * (children of an internal node at left and left + 1).  v is the threshold or the categorical
  * set's word offset (HPL_CAT).  A leaf (HPL_LEAF) is a node that leads to itself whatever the
  * input (feature 0, v = +inf, HPL_NANLEFT, left = its own index), and its value sits in leaf[] at
@@ -18,9 +20,11 @@
  * HPL_LANES rows interleaved so that their dependent node loads overlap; per row, leaves are added
  * in tree order into double accumulators starting at 0.0, exactly as LightGBM's PredictRaw.
  *
- * Costs: hp_lgbm_bytes O(1) + sizes; hp_lgbm_build O(nodes); scoring O(rows x sum of path
- * lengths).  Nothing here allocates; scoring uses a stack block of HPL_BLOCK x num_class doubles
- * (at most HPL_ACC_MAX). */
+ * Costs: hp_lgbm_bytes O(nodes); hp_lgbm_build O(nodes log nodes + trees x HPL_ROW_CHUNK) (the
+ * threshold tables are sorted in place in dst); scoring O(rows x sum of path lengths) (plain) or
+ * O(rows x sum of tree depths + rows x used features x log thresholds) (binned).  Nothing here
+ * allocates; scoring uses stack blocks of HPL_ACC_MAX doubles (32 KiB), HPL_BIN_BUF bin words
+ * (256 KiB) and HPL_ROW_CHUNK leaf doubles (8 KiB). */
 #ifndef VIGIL_HP_LGBM_H
 #define VIGIL_HP_LGBM_H
 
@@ -49,25 +53,37 @@ typedef struct hpl_node {
 #define HPL_F_SLOW 0x1u   /* some node is categorical or missing-Zero: the general decision */
 #define HPL_F_BINNED 0x2u /* the binned layout below is present and used */
 
-/* Binned layout (HPL_F_BINNED: no categorical node, num_feature <= HPL_BIN_MAX_FEATURES, no NaN
- * threshold, <= 65534 numerical nodes per feature).  thr[thr_off[f] .. thr_off[f+1]) holds the
- * thresholds of feature f's nodes, sorted (duplicates kept).  A row is first turned into
- * HPL_BIN_KINDS u16 bins per feature: with x' the input after the zero drop and b = #{thr < x'},
- *   kind 0 (missing None)          NaN ? #{thr < 0.0} : b
- *   kind 1 (missing NaN, left)     NaN ? 0 : b              kind 2 (NaN, right)  NaN ? 65535 : b
- *   kind 3 (missing Zero, left)    NaN or x' == 0 ? 0 : b   kind 4 (Zero, right) ... ? 65535 : b
- * Only the (feature, kind) pairs some node uses get a bin ("slots", in feature order), and a node
- * word w = slot | j << 16, j = the lower-bound rank of the node's threshold, goes right iff
- * bin > j, which is exactly LightGBM's decision (x' <= t iff b <= j).  A leaf's word is
- * 65535 << 16 (never right) with left = itself. */
+/* Binned layout (HPL_F_BINNED: no categorical node, no NaN threshold, <= HPL_BIN_MAX_SLOTS used
+ * (feature, kind) pairs, <= HPL_BIN_MAX_THRESHOLDS distinct thresholds per feature); the port of
+ * hp_forest's linked binned walk to double thresholds.  thr[toff[u] .. toff[u+1]) holds the
+ * distinct thresholds (by <) of the u-th used feature feat[u], increasing.  A row is first turned
+ * into one u32 bin word per slot (a used (feature, kind) pair, slots of feature u at fslot[u] ..
+ * fslot[u+1]); with x' the input after the zero drop and b = #{thr < x'}, the word is b << 16, or
+ * for the missing cases:
+ *   kind 0 (missing None)          NaN: #{thr < 0.0} << 16 (LightGBM compares 0.0)
+ *   kind 1 (missing NaN, left)     NaN: 0                      kind 2 (NaN, right): NaN: 0xFFFF0000
+ *   kind 3 (missing Zero, left)    NaN or x' == 0: 0           kind 4 (Zero, right): ...:
+ * 0xFFFF0000 Bins of HPL_BIN_LANES rows are interleaved (slot s of lane l at word 16 s + l).  A
+ * node is u64 {word, next}: word = 16 slot | j << 16 with j the rank of its threshold t, next the
+ * absolute index of its left child (right = next + 1).  It goes right iff word < bin, i.e. j < b,
+ * i.e. t < x', exactly LightGBM's !(x' <= t), and the missing cases above give its default sides.
+ * A leaf is {0xFFFF0000, itself} (never below a bin: a walk stays put), so a walk is exactly
+ * depth[t] steps of i = next + (word < bin), no leaf test, no branch.  leaf[] (same indices) holds
+ * leaf values. */
+enum hpl_why {
+    HPL_WHY_BINNED = 0,
+    HPL_WHY_CATEGORICAL,   /* plain: a categorical split */
+    HPL_WHY_NAN_THRESHOLD, /* plain: a NaN threshold */
+    HPL_WHY_SLOTS,         /* plain: more than HPL_BIN_MAX_SLOTS (feature, kind) pairs */
+    HPL_WHY_THRESHOLDS     /* plain: a feature with more than HPL_BIN_MAX_THRESHOLDS */
+};
 #define HPL_BIN_KINDS 5u
-#define HPL_BIN_MAX_FEATURES 800u     /* 8 rows of bins fit the 64 KiB stack scratch */
-#define HPL_BIN_SCRATCH (64u * 1024u) /* bytes of bins on the stack */
-
-typedef struct hpl_bnode {
-    uint32_t w;    /* (kinds * feature + kind) | j << 16 */
-    uint32_t left; /* tree-local; right = left + 1; a leaf: itself */
-} hpl_bnode;
+#define HPL_BIN_LANES 16u             /* rows (or, for one row, trees) walking together */
+#define HPL_BIN_MAX_SLOTS 4095u       /* 16 * slot fits a word's low 16 bits */
+#define HPL_BIN_MAX_THRESHOLDS 65534u /* ranks < 65535, the always-right bin */
+#define HPL_BIN_BUF 65536u            /* u32 bin words on the stack (256 KiB): >= one sub-block */
+#define HPL_BIN_SUPER 64u             /* rows that share each tree fetch */
+#define HPL_ROW_CHUNK 1024u           /* trees a single row walks between two in-order sums */
 
 typedef struct hp_lgbm {
     uint32_t objective, num_feature, num_class, num_trees;
@@ -77,15 +93,21 @@ typedef struct hp_lgbm {
     const uint32_t *first; /* first[t]: index of tree t's root in nodes[] */
     const uint32_t *depth; /* depth[t]: longest root-to-leaf path of tree t */
     const hpl_node *nodes;
-    const double *leaf;       /* leaf[i]: the value of leaf node i (same index as nodes[]) */
-    const uint32_t *cats;     /* categorical sets, word for word as in the blob */
-    const hpl_bnode *bnodes;  /* HPL_F_BINNED: same indices as nodes[] */
-    const uint32_t *thr_off;  /* HPL_F_BINNED: num_feature + 1 */
-    const double *thr;        /* HPL_F_BINNED */
-    const uint16_t *zero_bin; /* HPL_F_BINNED: #{thr < 0.0} per feature */
-    uint32_t nslots;          /* HPL_F_BINNED: bins per row (used (feature, kind) pairs) */
-    const uint32_t *slot_f;   /* HPL_F_BINNED: slot -> feature (non-decreasing) */
-    const uint8_t *slot_k;    /* HPL_F_BINNED: slot -> kind */
+    const double *leaf;     /* leaf[i]: the value of leaf node i (same index as nodes[]) */
+    const uint32_t *cats;   /* categorical sets, word for word as in the blob */
+    const uint32_t *bnodes; /* HPL_F_BINNED: node i = {word bnodes[2i], absolute left bnodes[2i+1]}
+                               (same indices as nodes[]) */
+    uint32_t nslots;        /* HPL_F_BINNED: bin words per row */
+    uint32_t nused;         /* HPL_F_BINNED: features some node splits on */
+    const uint32_t *feat;   /* HPL_F_BINNED: nused used features, increasing */
+    const uint32_t *toff;   /* HPL_F_BINNED: nused + 1 offsets into thr */
+    const double *thr;      /* HPL_F_BINNED: distinct thresholds per used feature, increasing */
+    const uint32_t *zbin;   /* HPL_F_BINNED: #{thr < 0.0} << 16 per used feature */
+    const uint32_t *fslot;  /* HPL_F_BINNED: nused + 1: feature u's slots */
+    const uint8_t *slot_k;  /* HPL_F_BINNED: slot -> kind */
+    const uint32_t *order;  /* HPL_F_BINNED: per chunk of HPL_ROW_CHUNK trees, its trees by depth
+                               (the single-row walk takes runs of 16 of about the same depth) */
+    uint32_t why;           /* enum hpl_why: binned, or why not (hp_lgbm_describe) */
     size_t bytes;
 } hp_lgbm;
 
@@ -96,6 +118,11 @@ size_t hp_lgbm_bytes(const model_view *v);
  * at dst and points only into dst), or NULL if len is too small or v is not format 2.  Never
  * allocates; thread-safe for distinct dst. */
 const hp_lgbm *hp_lgbm_build(const model_view *v, void *dst, size_t len);
+
+/* One line saying which layout m got and why ("lightgbm binned (...)" or "lightgbm plain (...):
+ * not binned because of ..."), written into buf[0..len) (truncated, NUL-terminated); returns buf.
+ * O(num_trees); thread-safe. */
+const char *hp_lgbm_describe(const hp_lgbm *m, char *buf, size_t len);
 
 /* Outputs per row: num_class for raw scores, multiclass and multiclassova; else 1. */
 uint32_t hp_lgbm_outputs(const hp_lgbm *m, int output_margin);

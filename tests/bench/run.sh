@@ -29,7 +29,9 @@ py=/usr/bin/python3
 
 echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== kernel benchmark (1 thread figures are the best batch of ~0.7 s of repeats; single-row"
-echo "   latency is the best of 5 rounds of 20000 calls: the machine may be shared, see the load above)"
+echo "   latency: p50/p99 of single-row calls on 1 thread, best round, by thread CPU time and by wall"
+echo "   clock: the machine may be shared, see the load above; the wall-clock tail then holds other"
+echo "   jobs' time slices)"
 if [ ! -x "$bin/tests/bench_kernel" ]; then
   echo "$bin/tests/bench_kernel not built (make tests-build)"; exit 1
 fi

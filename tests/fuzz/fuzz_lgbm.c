@@ -46,6 +46,13 @@ static void score_both(const model_view *v)
                 fprintf(stderr, "worker and refeval differ (margin %d)\n", margin);
                 abort();
             }
+            /* one row at a time: the binned single-row walk (depth-sorted runs of trees) */
+            for (uint32_t r = 0; r < NR; r++)
+                hp_lgbm_score(m, rows + (size_t)r * nf, 1, margin, b + (size_t)r * per);
+            if (memcmp(a, b, NR * per * sizeof(double)) != 0) {
+                fprintf(stderr, "worker (single rows) and refeval differ (margin %d)\n", margin);
+                abort();
+            }
         }
     }
     free(rows);

@@ -383,6 +383,13 @@ START_TEST(test_worker_refs_bit_identical)
         ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
         const hp_lgbm *m = worker_build(&v, &mem);
         free(blob); /* the layout points only into its own block */
+        /* the layout and its reason: numerical-only cases are binned, j (categorical) is not */
+        char desc[256];
+        hp_lgbm_describe(m, desc, sizeof desc);
+        int cat = strstr(fx_lgbm_cases[i], "categorical") != NULL;
+        ck_assert_msg(cat ? strstr(desc, "not binned because of a categorical split") != NULL
+                          : (m->flags & HPL_F_BINNED) && strncmp(desc, "lightgbm binned", 15) == 0,
+                      "%s: %s", fx_lgbm_cases[i], desc);
         for (int margin = 0; margin <= 1; margin++) {
             size_t k = margin ? c.nmargin : c.npred;
             ck_assert_uint_eq(hp_lgbm_outputs(m, margin), k);
@@ -519,7 +526,7 @@ START_TEST(test_differential_random)
         int multi = obj == MODEL_OBJ_LGBM_MULTICLASS || obj == MODEL_OBJ_LGBM_MULTICLASSOVA;
         uint32_t k = multi ? 2 + (uint32_t)(rnd() % 4) : 1;
         uint32_t nfeat = 1 + (uint32_t)(rnd() % 6);
-        uint32_t ntrees = k * (1 + (uint32_t)(rnd() % 12));
+        uint32_t ntrees = k * (1 + (uint32_t)(rnd() % 40)); /* > 16: single rows walk runs */
         double param = (obj == MODEL_OBJ_LGBM_BINARY || obj == MODEL_OBJ_LGBM_MULTICLASSOVA)
                            ? 0.25 + (double)(rnd() % 16) / 8.0
                            : 0.0;
@@ -559,6 +566,58 @@ START_TEST(test_differential_random)
     printf("differential: %d general, %d branch-free, %d binned models\n", layouts[0], layouts[1],
            layouts[2]);
     ck_assert(layouts[0] >= 50 && layouts[1] >= 20 && layouts[2] >= 50);
+}
+END_TEST
+
+/* The binned walk's single-row path sorts each chunk of HPL_ROW_CHUNK trees by depth and walks
+ * them in runs of 16, and the batch path fills 16-row sub-blocks: a forest of more than one chunk
+ * (trees of every depth, every numerical missing type), scored 1, 2, 3, 17 and 130 rows at a
+ * time, must equal refeval on every row, raw scores and predictions, one and three classes. */
+START_TEST(test_binned_runs_and_chunks)
+{
+    char err[256];
+    for (uint32_t k = 1; k <= 3; k += 2) {
+        uint32_t nfeat = 5, ntrees = HPL_ROW_CHUNK + 77 * k;
+        uint32_t obj = model_objective_from_name(k == 1 ? "binary" : "multiclass");
+        node_kinds = 2;
+        model_builder *b = model_lgbm_builder_new(obj, 0, k == 1 ? 1.0 : 0.0, nfeat, k);
+        for (uint32_t t = 0; t < ntrees; t++)
+            ck_assert_msg(random_tree(b, nfeat, err, sizeof err) == 0, "%s", err);
+        void *blob, *mem;
+        size_t len;
+        ck_assert_msg(model_build(b, &blob, &len, err, sizeof err) == 0, "%s", err);
+        model_builder_free(b);
+        model_view v;
+        ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
+        const hp_lgbm *m = worker_build(&v, &mem);
+        ck_assert_msg(m->flags & HPL_F_BINNED, "the model should be binned");
+        size_t nrows = 130;
+        double *rows = malloc(nrows * nfeat * sizeof(double));
+        for (size_t i = 0; i < nrows * nfeat; i++)
+            rows[i] = edge_value();
+        for (int margin = 0; margin <= 1; margin++) {
+            size_t per = model_outputs_per_row(&v, margin);
+            double *want = malloc(nrows * per * sizeof(double));
+            double *got = malloc(nrows * per * sizeof(double));
+            refeval_lgbm_predict(&v, rows, nrows, margin, want);
+            static const size_t steps[] = {1, 2, 3, 17, 130};
+            for (unsigned s = 0; s < sizeof steps / sizeof steps[0]; s++) {
+                memset(got, 0xFF, nrows * per * sizeof(double));
+                for (size_t r = 0; r < nrows; r += steps[s]) {
+                    size_t n = nrows - r < steps[s] ? nrows - r : steps[s];
+                    hp_lgbm_score(m, rows + r * nfeat, n, margin, got + r * per);
+                }
+                ck_assert_msg(memcmp(got, want, nrows * per * sizeof(double)) == 0,
+                              "k=%u margin=%d, %zu rows at a time: worker differs from refeval", k,
+                              margin, steps[s]);
+            }
+            free(want);
+            free(got);
+        }
+        free(rows);
+        free(mem);
+        free(blob);
+    }
 }
 END_TEST
 
@@ -684,6 +743,7 @@ static Suite *lgbm_suite(void)
     tcase_add_test(tc, test_multiclass_by_hand);
     tcase_add_test(tc, test_worker_refs_bit_identical);
     tcase_add_test(tc, test_differential_random);
+    tcase_add_test(tc, test_binned_runs_and_chunks);
     tcase_add_loop_test(tc, test_score_handler_f64, 0, (int)hp_scorer_count());
     suite_add_tcase(s, tc);
     TCase *th = tcase_create("hostile");

@@ -118,12 +118,13 @@ static int dial(hpc_pool *p, hpc_conn *c, char *err, size_t errlen)
 
 /* One round trip on an open connection.  Returns an hpc_status; on anything but HPC_OK the
  * connection is no longer usable. */
-static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, const void *payload, uint32_t len,
-                      int64_t deadline_ms, hpc_reply *reply, char *err, size_t errlen)
+static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, uint16_t flags, const void *payload,
+                      uint32_t len, int64_t deadline_ms, hpc_reply *reply, char *err, size_t errlen)
 {
     wire_header h = {.magic = WIRE_MAGIC,
                      .version = WIRE_VERSION,
                      .op = op,
+                     .flags = flags,
                      .payload_len = len,
                      .request_id = atomic_fetch_add(&p->next_id, 1) + 1};
     int rc = wire_send_frame(c->fd, &h, payload, deadline_ms);
@@ -191,6 +192,12 @@ static int metrics_result(int rc, const hpc_reply *reply)
 int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_t deadline_ms,
              int wait_ms, hpc_reply *reply, char *err, size_t errlen)
 {
+    return hpc_call_flags(p, op, 0, payload, len, deadline_ms, wait_ms, reply, err, errlen);
+}
+
+int hpc_call_flags(hpc_pool *p, uint16_t op, uint16_t flags, const void *payload, uint32_t len,
+                   int64_t deadline_ms, int wait_ms, hpc_reply *reply, char *err, size_t errlen)
+{
     assert(p && reply && (payload || len == 0));
     int64_t t0 = clock_now_us();
     memset(reply, 0, sizeof *reply);
@@ -214,7 +221,7 @@ int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_
         int reused = c->fd >= 0;
         if (!reused && (rc = dial(p, c, err, errlen)) != HPC_OK)
             break;
-        rc = round_trip(p, c, op, payload, len, deadline_ms, reply, err, errlen);
+        rc = round_trip(p, c, op, flags, payload, len, deadline_ms, reply, err, errlen);
         if (rc == HPC_OK)
             break;
         drop(c);

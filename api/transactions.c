@@ -277,6 +277,16 @@ void txn_list_for_user(http_req *req, http_resp *resp)
 /* ---- feedback ----------------------------------------------------------------------------------
  */
 
+int txn_label_source_ok(const char *s)
+{
+    static const char *const sources[] = {
+        "chargeback", "early_fraud_warning", "refund", "analyst", "customer", NULL};
+    for (const char *const *p = sources; *p; p++)
+        if (strcmp(*p, s) == 0)
+            return 1;
+    return 0;
+}
+
 void txn_label(http_req *req, http_resp *resp)
 {
     static const char *const allowed[] = {"label", "label_source", NULL};
@@ -310,9 +320,10 @@ void txn_label(http_req *req, http_resp *resp)
         http_problem(resp, 400, "validation_failed", "label", "'label' must be fraud or legit");
         goto done;
     }
-    if (strcmp(source, "chargeback") && strcmp(source, "analyst") && strcmp(source, "customer")) {
+    if (!txn_label_source_ok(source)) {
         http_problem(resp, 400, "validation_failed", "label_source",
-                     "'label_source' must be chargeback, analyst or customer");
+                     "'label_source' must be chargeback, early_fraud_warning, refund, analyst or "
+                     "customer");
         goto done;
     }
     if (!(c = dbreq_acquire(req, resp)))

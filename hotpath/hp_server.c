@@ -32,6 +32,7 @@
 #include "hp_assert.h"
 #include "hp_kernels.h"
 #include "hp_log.h"
+#include "hp_prio.h"
 #include "hp_stats.h"
 #include "wire.h"
 
@@ -72,6 +73,8 @@ struct hp_server {
     unsigned ncpu;
     int64_t started_ms;
     const hp_kernels *kernels;
+    hp_prio prio; /* live frames before bulk ones; every slot's ctx.prio points here */
+    int prio_ready;
 };
 
 /* ---- logging helpers (allocation-free, rate-limited for peer-caused lines) ------------------- */
@@ -390,6 +393,49 @@ static void header_rejected(hp_slot *sl, int fd, const wire_header *h, int st)
     send_error(sl, fd, op, h->request_id, st, msg);
 }
 
+/* Reads the payload of the frame whose header is h, runs its kernel and sends the answer.
+ * Returns 0 to keep the connection, -1 to close it (already logged and counted). */
+static int serve_frame(hp_slot *sl, int fd, const wire_header *hp, const hp_kernel *k, void *kstate,
+                       int64_t frame_deadline)
+{
+    hp_server *s = sl->srv;
+    hp_stats_shard *sh = sl->ctx.shard;
+    const wire_header h = *hp;
+    int rc = wire_read_full(fd, sl->in, h.payload_len, frame_deadline);
+    if (rc != WIRE_IO_OK) {
+        frame_read_failed(sl, fd, rc, &h, "payload");
+        return -1;
+    }
+    hp_stats_add(sh, HP_C_FRAMES_IN, 1);
+    hp_stats_add(sh, HP_C_BYTES_IN, WIRE_HEADER_SIZE + (uint64_t)h.payload_len);
+
+    wire_writer out;
+    wire_writer_init(&out, sl->out + WIRE_HEADER_SIZE, s->cfg.max_payload);
+    sl->ctx.request_id = h.request_id;
+    sl->ctx.bulk = (h.flags & WIRE_F_BULK) != 0;
+    uint64_t t0 = now_ns();
+    int st = k->fn(kstate, &sl->ctx, sl->in, h.payload_len, &out);
+    hp_stats_op(sh, h.op, now_ns() - t0);
+    if (out.err)
+        st = hp_kernel_fail(&out, WIRE_E_INTERNAL, "response larger than the maximum frame");
+    else if (st < 0 || st >= WIRE_STATUS_MAX)
+        st = hp_kernel_fail(&out, WIRE_E_INTERNAL, "kernel returned an invalid status");
+    if (st == WIRE_E_BAD_PAYLOAD)
+        hp_stats_add(sh, HP_C_ERR_BAD_PAYLOAD, 1);
+    else if (st == WIRE_E_INTERNAL)
+        hp_stats_add(sh, HP_C_ERR_INTERNAL, 1);
+
+    rc = send_response(sl, fd, h.op, h.request_id, st, out.len);
+    if (rc != WIRE_IO_OK) {
+        hp_stats_add(sh, HP_C_ERR_WRITE, 1);
+        log_peer_event("connection_error", sl, NULL,
+                       rc == WIRE_IO_TIMEOUT ? "response write timed out" : "response write failed",
+                       h.request_id);
+        return -1;
+    }
+    return 0;
+}
+
 /* Serves one connection until it closes, misbehaves, idles out or the server stops. */
 static void serve_connection(hp_slot *sl, int fd)
 {
@@ -428,38 +474,15 @@ static void serve_connection(hp_slot *sl, int fd)
             header_rejected(sl, fd, &h, st);
             return;
         }
-        rc = wire_read_full(fd, sl->in, h.payload_len, frame_deadline);
-        if (rc != WIRE_IO_OK) {
-            frame_read_failed(sl, fd, rc, &h, "payload");
+        /* A live frame counts from its header to its answer: bulk work yields to it meanwhile. */
+        int live = !(h.flags & WIRE_F_BULK);
+        if (live)
+            hp_prio_live_begin(&s->prio);
+        int stop = serve_frame(sl, fd, &h, k, kstate, frame_deadline);
+        if (live)
+            hp_prio_live_end(&s->prio);
+        if (stop)
             return;
-        }
-        hp_stats_add(sh, HP_C_FRAMES_IN, 1);
-        hp_stats_add(sh, HP_C_BYTES_IN, WIRE_HEADER_SIZE + (uint64_t)h.payload_len);
-
-        wire_writer out;
-        wire_writer_init(&out, sl->out + WIRE_HEADER_SIZE, s->cfg.max_payload);
-        sl->ctx.request_id = h.request_id;
-        uint64_t t0 = now_ns();
-        st = k->fn(kstate, &sl->ctx, sl->in, h.payload_len, &out);
-        hp_stats_op(sh, h.op, now_ns() - t0);
-        if (out.err)
-            st = hp_kernel_fail(&out, WIRE_E_INTERNAL, "response larger than the maximum frame");
-        else if (st < 0 || st >= WIRE_STATUS_MAX)
-            st = hp_kernel_fail(&out, WIRE_E_INTERNAL, "kernel returned an invalid status");
-        if (st == WIRE_E_BAD_PAYLOAD)
-            hp_stats_add(sh, HP_C_ERR_BAD_PAYLOAD, 1);
-        else if (st == WIRE_E_INTERNAL)
-            hp_stats_add(sh, HP_C_ERR_INTERNAL, 1);
-
-        rc = send_response(sl, fd, h.op, h.request_id, st, out.len);
-        if (rc != WIRE_IO_OK) {
-            hp_stats_add(sh, HP_C_ERR_WRITE, 1);
-            log_peer_event("connection_error", sl, NULL,
-                           rc == WIRE_IO_TIMEOUT ? "response write timed out"
-                                                 : "response write failed",
-                           h.request_id);
-            return;
-        }
     }
 }
 
@@ -617,6 +640,11 @@ int hp_server_start(const hp_config *cfg, unsigned ncpu, const hp_kernels *ks, h
         goto fail;
     }
     s->mu_ready = 1;
+    if (hp_prio_init(&s->prio) != 0) {
+        snprintf(err, errlen, "hp_prio_init failed");
+        goto fail;
+    }
+    s->prio_ready = 1;
     s->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->stop_efd < 0) {
         set_err(err, errlen, "eventfd", "", errno);
@@ -634,7 +662,8 @@ int hp_server_start(const hp_config *cfg, unsigned ncpu, const hp_kernels *ks, h
                            .nslots = s->nslots,
                            .ncpu = ncpu,
                            .started_ms = s->started_ms,
-                           .kernels = ks};
+                           .kernels = ks,
+                           .prio = &s->prio};
         if (pthread_cond_init(&sl->cv, NULL) != 0) {
             snprintf(err, errlen, "pthread_cond_init failed");
             goto fail;
@@ -738,6 +767,8 @@ void hp_server_stop(hp_server *s)
         close(s->stop_efd);
     if (s->mu_ready)
         pthread_mutex_destroy(&s->mu);
+    if (s->prio_ready)
+        hp_prio_destroy(&s->prio);
     free(s->slots);
     hp_stats_free(&s->stats);
     free(s);

@@ -96,6 +96,16 @@ static int parse_addr(cfg *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The backtest runner's variables (api/btjob.h). */
+static int parse_backtest(cfg *c, char *err, size_t errlen)
+{
+    c->backtest_concurrency = 1;
+    c->backtest_chunk_rows = 5000;
+    return env_int32("VIGIL_BACKTEST_CONCURRENCY", 0, 16, &c->backtest_concurrency, err, errlen) ||
+           env_int32("VIGIL_BACKTEST_CHUNK_ROWS", 100, 100000, &c->backtest_chunk_rows, err,
+                     errlen);
+}
+
 int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
@@ -122,7 +132,7 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     c->model_cache_mb = 512;
     c->idempotency_retention_h = 48;
 
-    if (parse_addr(c, err, errlen) ||
+    if (parse_addr(c, err, errlen) || parse_backtest(c, err, errlen) ||
         env_str("DATABASE_URL", c->database_url, sizeof c->database_url, err, errlen) ||
         env_str("VIGIL_HOTPATH_SOCKET", c->hotpath_socket, sizeof c->hotpath_socket, err, errlen) ||
         env_str("VIGIL_HOTPATH_MODE", c->hotpath_mode, sizeof c->hotpath_mode, err, errlen) ||

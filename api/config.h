@@ -34,6 +34,8 @@ typedef struct cfg {
     int idempotency_retention_h; /* VIGIL_IDEMPOTENCY_RETENTION_H, default 48, at least 24 */
     int max_predict_rows;        /* VIGIL_MAX_PREDICT_ROWS, default 100000 */
     char bootstrap_key[256];     /* VIGIL_BOOTSTRAP_KEY, optional; never logged */
+    int backtest_concurrency;    /* VIGIL_BACKTEST_CONCURRENCY jobs run at once, default 1, 0..16 */
+    int backtest_chunk_rows;     /* VIGIL_BACKTEST_CHUNK_ROWS per read/score, default 5000 */
 } cfg;
 
 /* Fills c from the environment (defaults for unset variables).  need_db: DATABASE_URL must be

@@ -16,6 +16,7 @@
 
 #include "app.h"
 #include "auth.h"
+#include "btjob.h"
 #include "config.h"
 #include "db.h"
 #include "hpclient.h"
@@ -176,6 +177,10 @@ static int serve(app *a, cfg *c)
         if (rc > 0)
             logline_event("warn", "bootstrap_key_revoked", "detail", err);
     }
+    /* Backtest jobs queued or left running by an earlier process are resumed from here on. */
+    btjob_runner *bt = btjob_start(a, err, sizeof err);
+    if (!bt)
+        die(err);
     /* The HTTP layer gets the route table and the key check from here: it knows no resource. */
     const http_setup setup = {routes_table, routes_count, auth_authenticate};
     http_server *srv = http_start(a, &setup, err, sizeof err);
@@ -191,6 +196,7 @@ static int serve(app *a, cfg *c)
     logline_i64(&l, "drain_timeout_s", c->drain_timeout_s);
     logline_end(&l);
     int left = http_stop(srv);
+    btjob_stop(bt); /* each runner finishes its chunk; its job resumes at the next start */
     logline_begin(&l, "info", "stopped");
     logline_i64(&l, "abandoned_requests", left);
     logline_end(&l);

@@ -23,8 +23,25 @@
                    "b.report::text, " TS("b.created_at") ", " TS("b.started_at") ", " TS(          \
                        "b.finished_at") ", (extract(epoch FROM b.created_at) * 1000000)::bigint"
 
-enum { B_ID, B_NAME, B_STATE, B_POLICY, B_SOURCE, B_FROM, B_TO, B_FILTER, B_TOTAL, B_PROCESSED,
-       B_SECONDS, B_ERROR, B_REPORT, B_CREATED, B_STARTED, B_FINISHED, B_CREATED_US };
+enum {
+    B_ID,
+    B_NAME,
+    B_STATE,
+    B_POLICY,
+    B_SOURCE,
+    B_FROM,
+    B_TO,
+    B_FILTER,
+    B_TOTAL,
+    B_PROCESSED,
+    B_SECONDS,
+    B_ERROR,
+    B_REPORT,
+    B_CREATED,
+    B_STARTED,
+    B_FINISHED,
+    B_CREATED_US
+};
 
 static const char *val(const PGresult *r, int row, int c)
 {
@@ -58,8 +75,7 @@ static cJSON *progress_json(const PGresult *r, int row)
         cJSON_AddNullToObject(p, "rows_per_second");
     int running = strcmp(PQgetvalue(r, row, B_STATE), "running") == 0;
     if (running && total && isfinite(rate) && rate > 0)
-        cJSON_AddNumberToObject(p, "eta_seconds",
-                                ceil(fmax(0, strtod(total, NULL) - done) / rate));
+        cJSON_AddNumberToObject(p, "eta_seconds", ceil(fmax(0, strtod(total, NULL) - done) / rate));
     else
         cJSON_AddNullToObject(p, "eta_seconds");
     cJSON_AddNumberToObject(p, "run_seconds", secs);
@@ -123,9 +139,9 @@ static int read_filter(http_resp *resp, const cJSON *body)
     else if (bad) {
         http_problem(resp, 400, "unknown_field", "filter", "unknown filter member '%.64s'", bad);
         return -1;
-    } else if (d && !(cJSON_IsString(d) && (!strcmp(d->valuestring, "allow") ||
-                                            !strcmp(d->valuestring, "review") ||
-                                            !strcmp(d->valuestring, "block"))))
+    } else if (d && !(cJSON_IsString(d) &&
+                      (!strcmp(d->valuestring, "allow") || !strcmp(d->valuestring, "review") ||
+                       !strcmp(d->valuestring, "block"))))
         field = "filter.decision", msg = "'decision' must be allow, review or block";
     else if (lo && !cJSON_IsBool(lo))
         field = "filter.labelled_only", msg = "'labelled_only' must be a boolean";
@@ -203,8 +219,8 @@ static cJSON *candidate_stored(http_req *req, http_resp *resp, db_conn *c, const
     const char *vals[] = {version};
     PGresult *r = NULL;
     cJSON *out = NULL;
-    int rc = dbreq_query(req, resp, c, version ? version_sql : active_sql, version ? 1 : 0, vals,
-                         &r);
+    int rc =
+        dbreq_query(req, resp, c, version ? version_sql : active_sql, version ? 1 : 0, vals, &r);
     if (rc == DB_ERROR && strcmp(db_sqlstate(r), "42P01") == 0)
         http_problem(resp, 422, "policy_versions_unavailable", "policy",
                      "this server keeps no policy versions (issue 12)");
@@ -236,10 +252,15 @@ static int cand_threshold(http_resp *resp, const cJSON *p, const char *name, dou
  * and play no part in a backtest). */
 static cJSON *candidate_object(http_req *req, http_resp *resp, db_conn *c, const cJSON *p)
 {
-    static const char *const allowed[] = {
-        "champion_model_id", "challenger_model_id", "review_threshold", "block_threshold",
-        "fallback_decision", "scoring_timeout_ms",  "explain",          "rules",
-        NULL};
+    static const char *const allowed[] = {"champion_model_id",
+                                          "challenger_model_id",
+                                          "review_threshold",
+                                          "block_threshold",
+                                          "fallback_decision",
+                                          "scoring_timeout_ms",
+                                          "explain",
+                                          "rules",
+                                          NULL};
     const char *bad = json_unknown_member(p, allowed);
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(p, "champion_model_id");
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(p, "challenger_model_id");
@@ -259,9 +280,9 @@ static cJSON *candidate_object(http_req *req, http_resp *resp, db_conn *c, const
         msg = "'policy.challenger_model_id' must be a UUID or null";
     else if (review > block)
         msg = "'policy.review_threshold' must be <= block_threshold";
-    else if (fb && !(cJSON_IsString(fb) && (!strcmp(fb->valuestring, "allow") ||
-                                            !strcmp(fb->valuestring, "review") ||
-                                            !strcmp(fb->valuestring, "block"))))
+    else if (fb && !(cJSON_IsString(fb) &&
+                     (!strcmp(fb->valuestring, "allow") || !strcmp(fb->valuestring, "review") ||
+                      !strcmp(fb->valuestring, "block"))))
         msg = "'policy.fallback_decision' must be allow, review or block";
     if (msg) {
         http_problem(resp, 400, "validation_failed", "policy", "%s", msg);

@@ -22,9 +22,11 @@
 #include "scoring.h"
 #include "wire.h"
 
-#define BT_QUERY_MS 120000 /* bound of one runner statement */
-#define BT_LOCK_CLASS "7238041973" /* pg_advisory_lock(class, hashtext(id)) of a running job */
-#define BT_MAX_MODELS 64           /* distinct models one replay job keeps */
+#define BT_QUERY_MS 120000        /* bound of one runner statement */
+#define BT_LOCK_CLASS "723804197" /* pg_advisory_lock(class, hashtext(id)) of a running job */
+#define BT_MAX_MODELS 64          /* distinct models one replay job keeps */
+#define BT_RETRY_MS 500           /* wait before retrying a chunk the worker could not score */
+#define BT_RETRIES 120            /* ... that many times in a row (a minute) before failing */
 
 struct btjob_runner {
     const app *a;
@@ -57,6 +59,7 @@ typedef struct bt_job {
     int64_t run_start_us;
     bt_model model[BT_MAX_MODELS];
     int nmodels;
+    int unavailable; /* chunks in a row the worker could not score */
     btreport *rep;
     char err[512];
 } bt_job;
@@ -142,8 +145,20 @@ static int job_fold_missing(bt_job *j)
 
 /* Columns of the chunk query, in order. */
 enum {
-    K_ID, K_AT, K_FEATURES, K_SCORE, K_DECISION, K_DEGRADED, K_LABEL, K_SOURCE, K_AMOUNT,
-    K_CURRENCY, K_MODEL, K_REVIEW, K_BLOCK, K_FALLBACK
+    K_ID,
+    K_AT,
+    K_FEATURES,
+    K_SCORE,
+    K_DECISION,
+    K_DEGRADED,
+    K_LABEL,
+    K_SOURCE,
+    K_AMOUNT,
+    K_CURRENCY,
+    K_MODEL,
+    K_REVIEW,
+    K_BLOCK,
+    K_FALLBACK
 };
 
 #define BT_WHERE                                                                                   \
@@ -218,7 +233,8 @@ static int score_group(bt_job *j, const PGresult *r, bt_model *bm, const int *id
 }
 
 /* Scores every row of the chunk with its model (the candidate's, or the recorded one): rows of
- * one model go together.  score[i] stays NaN for a row no model scores.  0, or -1 (j->err). */
+ * one model go together.  score[i] stays NaN for a row no model scores.  Returns a
+ * scoring_status (j->err filled when not SC_OK). */
 static int score_chunk(bt_job *j, const PGresult *r, float *score, int *idx)
 {
     int n = PQntuples(r);
@@ -229,27 +245,38 @@ static int score_chunk(bt_job *j, const PGresult *r, float *score, int *idx)
         for (int i = 0; i < n; i++)
             idx[i] = i;
         if (!bm) {
-            snprintf(j->err, sizeof j->err, "the candidate champion %s cannot be read", j->champion);
-            return -1;
+            snprintf(j->err, sizeof j->err, "the candidate champion %s cannot be read",
+                     j->champion);
+            return SC_FAILED;
         }
-        return score_group(j, r, bm, idx, n, score) == SC_OK ? 0 : -1;
+        return score_group(j, r, bm, idx, n, score);
     }
     char *done = calloc((size_t)n + 1, 1);
-    int rc = done ? 0 : -1;
-    for (int i = 0; rc == 0 && i < n; i++) {
+    int sc = done ? SC_OK : SC_FAILED;
+    for (int i = 0; sc == SC_OK && i < n; i++) {
         if (done[i] || PQgetisnull(r, i, K_MODEL))
             continue;
         const char *id = PQgetvalue(r, i, K_MODEL);
         int m = 0;
         for (int k = i; k < n; k++)
-            if (!done[k] && !PQgetisnull(r, k, K_MODEL) && strcmp(PQgetvalue(r, k, K_MODEL), id) == 0)
+            if (!done[k] && !PQgetisnull(r, k, K_MODEL) &&
+                strcmp(PQgetvalue(r, k, K_MODEL), id) == 0)
                 idx[m++] = k, done[k] = 1;
         bt_model *bm = job_model(j, id);
-        if (bm && score_group(j, r, bm, idx, m, score) != SC_OK)
-            rc = -1;
+        if (bm)
+            sc = score_group(j, r, bm, idx, m, score);
     }
     free(done);
-    return rc;
+    return sc;
+}
+
+/* Forgets the missing-feature counts of a chunk that is not recorded (retried). */
+static void job_reset_missing(bt_job *j)
+{
+    for (int i = 0; i < j->nmodels; i++)
+        if (j->model[i].ok)
+            memset(j->model[i].map.missing, 0,
+                   (size_t)j->model[i].map.nfeat * sizeof *j->model[i].map.missing);
 }
 
 /* Aggregates the scored chunk into j->rep and appends the labelled rows' scores to arrays (the
@@ -273,10 +300,10 @@ static int aggregate_chunk(bt_job *j, const PGresult *r, const float *score, dyn
         w.cand_scored = isfinite(score[i]);
         /* The live decision's rule (decision_decide): thresholds on a finite score, compared in
          * double.  Rules, once policies have them, go here (backtests.h). */
-        w.cand = !w.cand_scored         ? fallback
-                 : w.score >= block     ? BT_BLOCK
-                 : w.score >= review    ? BT_REVIEW
-                                        : BT_ALLOW;
+        w.cand = !w.cand_scored      ? fallback
+                 : w.score >= block  ? BT_BLOCK
+                 : w.score >= review ? BT_REVIEW
+                                     : BT_ALLOW;
         w.over_review = w.cand_scored && w.score >= review;
         w.label = row_label(j, r, i);
         w.amount = strtoll(PQgetvalue(r, i, K_AMOUNT), NULL, 10);
@@ -288,7 +315,8 @@ static int aggregate_chunk(bt_job *j, const PGresult *r, const float *score, dyn
         btreport_add(j->rep, &w);
         if (w.label != BT_UNLABELLED && w.cand_scored) {
             dynbuf_printf(s_arr, "%s%.9g", s_arr->len > 1 ? "," : "", (double)w.score);
-            dynbuf_printf(f_arr, "%s%c", f_arr->len > 1 ? "," : "", w.label == BT_FRAUD ? 't' : 'f');
+            dynbuf_printf(f_arr, "%s%c", f_arr->len > 1 ? "," : "",
+                          w.label == BT_FRAUD ? 't' : 'f');
         }
     }
     return job_fold_missing(j);
@@ -328,7 +356,7 @@ static int record_chunk(bt_job *j, const char *scores, const char *frauds)
     if (rc == 0 && db_exec(j->c, "COMMIT", 0, NULL, dl(), j->err, sizeof j->err) != DB_OK)
         rc = -1;
     if (rc != 0)
-        db_exec(j->c, "ROLLBACK", 0, NULL, dl(), NULL, 0);
+        db_exec(j->c, "ROLLBACK", 0, NULL, dl(), j->err + 256, sizeof j->err - 256);
     if (!partial)
         snprintf(j->err, sizeof j->err, "out of memory");
     free(partial);
@@ -336,7 +364,8 @@ static int record_chunk(bt_job *j, const char *scores, const char *frauds)
 }
 
 /* Reads, scores, aggregates and records the next chunk.  Returns 0 (recorded), 2 when there was
- * no row left, 1 when the job was cancelled, -1 on error (j->err). */
+ * no row left, 1 when the job was cancelled, 3 when the worker was unavailable (nothing recorded:
+ * retry), -1 on error (j->err). */
 static int run_chunk(bt_job *j)
 {
     const char *v[9];
@@ -358,8 +387,13 @@ static int run_chunk(bt_job *j)
     dynbuf_append(&s_arr, "{", 1), dynbuf_append(&f_arr, "{", 1);
     if (rc == 0 && (!score || !idx))
         rc = -1, snprintf(j->err, sizeof j->err, "out of memory");
-    if (rc == 0 && (score_chunk(j, r, score, idx) || aggregate_chunk(j, r, score, &s_arr, &f_arr)))
+    int sc = rc == 0 ? score_chunk(j, r, score, idx) : SC_OK;
+    if (sc == SC_UNAVAILABLE && ++j->unavailable <= BT_RETRIES)
+        rc = 3, job_reset_missing(j); /* the worker is away: the same chunk again, later */
+    else if (sc != SC_OK || (rc == 0 && aggregate_chunk(j, r, score, &s_arr, &f_arr)))
         rc = -1;
+    else if (rc == 0)
+        j->unavailable = 0;
     dynbuf_append(&s_arr, "}", 1), dynbuf_append(&f_arr, "}", 1);
     if (rc == 0 && (s_arr.err || f_arr.err))
         rc = -1, snprintf(j->err, sizeof j->err, "out of memory");
@@ -458,7 +492,7 @@ static int finish(bt_job *j)
                     db_exec(j->c, "COMMIT", 0, NULL, dl(), j->err, sizeof j->err) != DB_OK))
         rc = -1;
     if (rc != 0)
-        db_exec(j->c, "ROLLBACK", 0, NULL, dl(), NULL, 0);
+        db_exec(j->c, "ROLLBACK", 0, NULL, dl(), j->err + 256, sizeof j->err - 256);
     if (!text)
         snprintf(j->err, sizeof j->err, "out of memory");
     PQclear(r);
@@ -469,11 +503,12 @@ static int finish(bt_job *j)
 /* Marks the job failed with j->err (unless it was cancelled meanwhile). */
 static void fail(bt_job *j)
 {
+    char scratch[256];
     const char *v[] = {j->id, j->err};
     db_exec(j->c,
             "UPDATE backtests SET state = 'failed', error = $2, finished_at = clock_timestamp(), "
             "updated_at = clock_timestamp() WHERE id = $1 AND state = 'running'",
-            2, v, dl(), NULL, 0);
+            2, v, dl(), scratch, sizeof scratch);
     logline l;
     logline_begin(&l, "warn", "backtest_failed");
     logline_str(&l, "backtest_id", j->id);
@@ -484,8 +519,20 @@ static void fail(bt_job *j)
 /* ---- taking a job ---------------------------------------------------------------------------- */
 
 /* Columns of the claim's RETURNING, in order. */
-enum { J_ID, J_POLICY, J_FROM, J_TO, J_FILTER, J_TOTAL, J_PROCESSED, J_CUR_AT, J_CUR_ID,
-       J_PARTIAL, J_SECONDS, J_CREATED };
+enum {
+    J_ID,
+    J_POLICY,
+    J_FROM,
+    J_TO,
+    J_FILTER,
+    J_TOTAL,
+    J_PROCESSED,
+    J_CUR_AT,
+    J_CUR_ID,
+    J_PARTIAL,
+    J_SECONDS,
+    J_CREATED
+};
 
 /* Reads the candidate out of the job's stored policy.  0, or -1 (j->err). */
 static int job_policy(bt_job *j, const char *text)
@@ -542,6 +589,20 @@ static int job_load(bt_job *j, const PGresult *r)
     return job_policy(j, PQgetvalue(r, 0, J_POLICY));
 }
 
+/* Waits ms (0: not at all) or until the runner stops.  Returns 0 (run the next chunk). */
+static int pause(bt_job *j, int ms)
+{
+    if (ms <= 0)
+        return 0;
+    btjob_runner *run = j->run;
+    struct timespec ts = clock_abs_timespec(clock_now_ms() + ms);
+    pthread_mutex_lock(&run->mu);
+    if (!run->stopping)
+        pthread_cond_timedwait(&run->cv, &run->mu, &ts);
+    pthread_mutex_unlock(&run->mu);
+    return 0;
+}
+
 /* Runs a loaded job to its end, its cancellation, an error or the runner's stop. */
 static void job_run(bt_job *j)
 {
@@ -551,17 +612,21 @@ static void job_run(bt_job *j)
     logline_i64(&l, "processed", j->processed);
     logline_end(&l);
     int rc = count_total(j);
-    while (rc == 0 && !stopping(j->run))
+    while (rc == 0 && !stopping(j->run)) {
         rc = run_chunk(j);
+        if (rc == 0 || rc == 3)
+            rc = pause(j, rc == 3 ? BT_RETRY_MS : j->run->a->cfg->backtest_pause_ms);
+    }
     if (rc == 2)
         rc = finish(j);
     if (rc < 0) {
         fail(j);
         return;
     }
-    logline_begin(&l, "info", rc == 0 && stopping(j->run) ? "backtest_paused"
-                              : rc == 0                     ? "backtest_succeeded"
-                                                            : "backtest_cancelled");
+    logline_begin(&l, "info",
+                  rc == 0 && stopping(j->run) ? "backtest_paused"
+                  : rc == 0                   ? "backtest_succeeded"
+                                              : "backtest_cancelled");
     logline_str(&l, "backtest_id", j->id);
     logline_i64(&l, "processed", j->processed);
     logline_end(&l);
@@ -578,12 +643,13 @@ static const char claim_sql[] =
  * *out (caller PQclear()s it; the lock stays held on c), 0 when there is none, -1 on error. */
 static int claim(db_conn *c, PGresult **out)
 {
+    char e[256]; /* db_query's message: nothing to report here, the next poll retries */
     PGresult *ids = NULL;
     *out = NULL;
     if (db_query(c,
                  "SELECT id FROM backtests WHERE state IN ('queued', 'running') "
                  "ORDER BY created_at LIMIT 16",
-                 0, NULL, NULL, NULL, 0, dl(), &ids, NULL, 0) != DB_OK) {
+                 0, NULL, NULL, NULL, 0, dl(), &ids, e, sizeof e) != DB_OK) {
         PQclear(ids);
         return -1;
     }
@@ -592,16 +658,16 @@ static int claim(db_conn *c, PGresult **out)
         const char *v[] = {PQgetvalue(ids, i, 0)};
         PGresult *r = NULL;
         if (db_query(c, "SELECT pg_try_advisory_lock(" BT_LOCK_CLASS ", hashtext($1))", 1, v, NULL,
-                     NULL, 0, dl(), &r, NULL, 0) == DB_OK &&
+                     NULL, 0, dl(), &r, e, sizeof e) == DB_OK &&
             PQgetvalue(r, 0, 0)[0] == 't') {
             PQclear(r);
             r = NULL;
-            if (db_query(c, claim_sql, 1, v, NULL, NULL, 0, dl(), &r, NULL, 0) == DB_OK &&
+            if (db_query(c, claim_sql, 1, v, NULL, NULL, 0, dl(), &r, e, sizeof e) == DB_OK &&
                 PQntuples(r) == 1)
                 got = 1, *out = r, r = NULL;
             else /* finished or cancelled meanwhile */
-                db_exec(c, "SELECT pg_advisory_unlock(" BT_LOCK_CLASS ", hashtext($1))", 1, v,
-                        dl(), NULL, 0);
+                db_exec(c, "SELECT pg_advisory_unlock(" BT_LOCK_CLASS ", hashtext($1))", 1, v, dl(),
+                        e, sizeof e);
         }
         PQclear(r);
     }
@@ -630,7 +696,8 @@ static int poll_once(btjob_runner *run)
             cJSON_Delete(j->filter);
             free(j);
         }
-        db_exec(c, "SELECT pg_advisory_unlock_all()", 0, NULL, dl(), NULL, 0);
+        char e[256];
+        db_exec(c, "SELECT pg_advisory_unlock_all()", 0, NULL, dl(), e, sizeof e);
     }
     PQclear(r);
     db_release(run->a->db, c);

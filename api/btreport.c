@@ -131,8 +131,8 @@ cJSON *btreport_to_json(const btreport *r)
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
-    const int64_t scalars[] = {r->rows,       r->scored,     r->fallback,      r->live_degraded,
-                               r->compared,   r->same_score, r->same_decision, r->over_review};
+    const int64_t scalars[] = {r->rows,     r->scored,     r->fallback,      r->live_degraded,
+                               r->compared, r->same_score, r->same_decision, r->over_review};
     put_counts(o, "scalars", scalars, sizeof scalars / sizeof scalars[0]);
     put_counts(o, "decisions", r->decisions, BT_NDEC);
     put_counts(o, "matrix", &r->matrix[0][0], BT_NDEC * BT_NDEC);

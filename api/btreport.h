@@ -36,16 +36,16 @@ enum btreport_label { BT_UNLABELLED, BT_FRAUD, BT_LEGIT };
 
 /* What one row contributes. */
 typedef struct btreport_row {
-    int live;           /* the stored decision (enum btreport_decision) */
-    int live_degraded;  /* the stored decision was a fallback */
-    float live_score;   /* the stored champion score (NaN when none) */
-    int cand;           /* the candidate's decision */
-    int cand_scored;    /* the candidate champion gave a finite score */
-    float score;        /* that score (NaN otherwise) */
-    int over_review;    /* scored and score >= the candidate's review threshold */
-    int label;          /* enum btreport_label, after the label-source restriction */
-    int64_t amount;     /* minor units */
-    int cur;            /* btreport_currency index */
+    int live;          /* the stored decision (enum btreport_decision) */
+    int live_degraded; /* the stored decision was a fallback */
+    float live_score;  /* the stored champion score (NaN when none) */
+    int cand;          /* the candidate's decision */
+    int cand_scored;   /* the candidate champion gave a finite score */
+    float score;       /* that score (NaN otherwise) */
+    int over_review;   /* scored and score >= the candidate's review threshold */
+    int label;         /* enum btreport_label, after the label-source restriction */
+    int64_t amount;    /* minor units */
+    int cur;           /* btreport_currency index */
 } btreport_row;
 
 typedef struct btreport {
@@ -53,7 +53,7 @@ typedef struct btreport {
     int64_t decisions[BT_NDEC];
     int64_t matrix[BT_NDEC][BT_NDEC]; /* [live][candidate] */
     int64_t live_degraded, compared, same_score, same_decision;
-    int64_t over_review; /* scored rows at or above the review threshold */
+    int64_t over_review;     /* scored rows at or above the review threshold */
     int64_t lab[2][BT_NDEC]; /* [0 fraud, 1 legit][candidate decision] */
     int ncur;
     char cur[BTREPORT_MAX_CURRENCIES][4];

@@ -23,8 +23,7 @@ static uint64_t hash_bytes(const char *s, size_t n)
 static struct btrows_slot *find(const btrows_map *m, const char *name, size_t len)
 {
     size_t i = (size_t)hash_bytes(name, len) & m->mask;
-    while (m->slot[i].name &&
-           (m->slot[i].len != len || memcmp(m->slot[i].name, name, len) != 0))
+    while (m->slot[i].name && (m->slot[i].len != len || memcmp(m->slot[i].name, name, len) != 0))
         i = (i + 1) & m->mask;
     return &m->slot[i];
 }

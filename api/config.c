@@ -101,9 +101,11 @@ static int parse_backtest(cfg *c, char *err, size_t errlen)
 {
     c->backtest_concurrency = 1;
     c->backtest_chunk_rows = 5000;
+    c->backtest_pause_ms = 0;
     return env_int32("VIGIL_BACKTEST_CONCURRENCY", 0, 16, &c->backtest_concurrency, err, errlen) ||
            env_int32("VIGIL_BACKTEST_CHUNK_ROWS", 100, 100000, &c->backtest_chunk_rows, err,
-                     errlen);
+                     errlen) ||
+           env_int32("VIGIL_BACKTEST_PAUSE_MS", 0, 60000, &c->backtest_pause_ms, err, errlen);
 }
 
 int cfg_load(cfg *c, int need_db, char *err, size_t errlen)

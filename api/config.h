@@ -36,6 +36,7 @@ typedef struct cfg {
     char bootstrap_key[256];     /* VIGIL_BOOTSTRAP_KEY, optional; never logged */
     int backtest_concurrency;    /* VIGIL_BACKTEST_CONCURRENCY jobs run at once, default 1, 0..16 */
     int backtest_chunk_rows;     /* VIGIL_BACKTEST_CHUNK_ROWS per read/score, default 5000 */
+    int backtest_pause_ms;       /* VIGIL_BACKTEST_PAUSE_MS between chunks (throttle), default 0 */
 } cfg;
 
 /* Fills c from the environment (defaults for unset variables).  need_db: DATABASE_URL must be

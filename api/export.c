@@ -17,13 +17,30 @@
 #define EXPORT_LINE_MAX (64u << 20) /* one formatted row: far above any stored transaction */
 
 /* CSV columns: a path into the transaction's JSON (member, or member.member[.member]). */
-static const char *const csv_cols[] = {
-    "id",           "user_id",          "amount",           "currency",
-    "merchant_id",  "merchant_category", "country",          "channel",
-    "occurred_at",  "risk.score",       "risk.decision",    "risk.degraded",
-    "risk.reason",  "risk.model.id",    "risk.model.version", "risk.challenger.score",
-    "risk.policy.version", "label",      "label_source",     "labelled_at",
-    "created_at",   "features",         "metadata",         NULL};
+static const char *const csv_cols[] = {"id",
+                                       "user_id",
+                                       "amount",
+                                       "currency",
+                                       "merchant_id",
+                                       "merchant_category",
+                                       "country",
+                                       "channel",
+                                       "occurred_at",
+                                       "risk.score",
+                                       "risk.decision",
+                                       "risk.degraded",
+                                       "risk.reason",
+                                       "risk.model.id",
+                                       "risk.model.version",
+                                       "risk.challenger.score",
+                                       "risk.policy.version",
+                                       "label",
+                                       "label_source",
+                                       "labelled_at",
+                                       "created_at",
+                                       "features",
+                                       "metadata",
+                                       NULL};
 
 typedef struct export_ctx {
     const app *a;
@@ -122,8 +139,8 @@ static int refill(export_ctx *x)
         PQclear(x->r);
         x->r = NULL;
         x->row = 0;
-        if (db_query(x->c, "FETCH FORWARD 1000 FROM vigil_export", 0, NULL, NULL, NULL, 0,
-                     deadline, &x->r, err, sizeof err) != DB_OK)
+        if (db_query(x->c, "FETCH FORWARD 1000 FROM vigil_export", 0, NULL, NULL, NULL, 0, deadline,
+                     &x->r, err, sizeof err) != DB_OK)
             goto fail;
         if (PQntuples(x->r) == 0) {
             if (db_exec(x->c, "COMMIT", 0, NULL, deadline, err, sizeof err) != DB_OK)
@@ -214,8 +231,8 @@ void export_transactions(http_req *req, http_resp *resp)
     x->csv = wants_csv(req);
     dynbuf_init(&x->line, EXPORT_LINE_MAX);
     if (!(x->c = dbreq_acquire(req, resp)) ||
-        dbreq_query(req, resp, x->c,
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, &r) != DB_OK)
+        dbreq_query(req, resp, x->c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL,
+                    &r) != DB_OK)
         goto fail;
     PQclear(r);
     r = NULL;
@@ -234,8 +251,8 @@ void export_transactions(http_req *req, http_resp *resp)
     if (rc != DB_OK)
         goto fail;
     PQclear(r);
-    http_stream(resp, 200, x->csv ? "text/csv; charset=utf-8" : "application/x-ndjson",
-                export_read, x, export_free);
+    http_stream(resp, 200, x->csv ? "text/csv; charset=utf-8" : "application/x-ndjson", export_read,
+                x, export_free);
     return;
 fail:
     PQclear(r);

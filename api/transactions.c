@@ -314,7 +314,7 @@ void txn_label(http_req *req, http_resp *resp)
         goto done;
     }
     if (field_string(resp, body, "label", 16, FIELD_REQUIRED, &label, NULL) ||
-        field_string(resp, body, "label_source", 16, FIELD_REQUIRED, &source, NULL))
+        field_string(resp, body, "label_source", 32, FIELD_REQUIRED, &source, NULL))
         goto done;
     if (strcmp(label, "fraud") && strcmp(label, "legit")) {
         http_problem(resp, 400, "validation_failed", "label", "'label' must be fraud or legit");

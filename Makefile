@@ -71,7 +71,7 @@ TOOL_SRC    := $(wildcard tests/tools/*.c)
 # (its promtool checks /metrics in e2e_metrics; the package is the only Debian one shipping it).
 PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libpq-dev check libcurl4-openssl-dev \
         postgresql postgresql-contrib curl python3-yaml debootstrap python3 binutils clang-format \
-        iso-codes prometheus python3-xgboost
+        iso-codes prometheus python3-xgboost python3-sklearn
 
 .PHONY: all asan run test test-unit test-e2e test-asan bench profile deps clean format lint \
         tools docker-test migrate need-clang-format apigraph

@@ -36,8 +36,8 @@
 
 static h_env E;
 static char g_v1[37], g_v2[37];
-static int g_rows;       /* decisions made by populate */
-static int g_n1, g_n2;   /* decisions by version 1, by version 2 (not degraded) */
+static int g_rows;         /* decisions made by populate */
+static int g_n1, g_n2;     /* decisions by version 1, by version 2 (not degraded) */
 static char g_v2_from[40]; /* occurred_at of the first decision of version 2 */
 
 static const char *const ENV_HISTORY[] = {"PGTZ=Europe/Berlin", "VIGIL_BACKTEST_CHUNK_ROWS=500",
@@ -97,11 +97,12 @@ static void upload(const char *path, char id[37])
 static void set_policy(const char *champion, double review, double block)
 {
     char body[400];
-    snprintf(body, sizeof body,
-             "{\"champion_model_id\":\"%s\",\"challenger_model_id\":null,\"review_threshold\":%.17g,"
-             "\"block_threshold\":%.17g,\"fallback_decision\":\"review\",\"scoring_timeout_ms\":"
-             "2000}",
-             champion, review, block);
+    snprintf(
+        body, sizeof body,
+        "{\"champion_model_id\":\"%s\",\"challenger_model_id\":null,\"review_threshold\":%.17g,"
+        "\"block_threshold\":%.17g,\"fallback_decision\":\"review\",\"scoring_timeout_ms\":"
+        "2000}",
+        champion, review, block);
     h_resp r;
     e2e_req(&E, "PUT", "/api/v1/policy", body, &r);
     ck_assert_msg(r.status == 200, "PUT policy: %ld %s", r.status, r.body);
@@ -115,7 +116,8 @@ static void decide(int i, int expect_degraded)
     iso(BASE_T + 60L * i, at, sizeof at);
     unsigned h = (unsigned)i * 2654435761u;
     if (h % 3)
-        snprintf(feat, sizeof feat, ",\"features\":{\"device_risk\":%.3f}", (h >> 8) % 1000 / 1000.0);
+        snprintf(feat, sizeof feat, ",\"features\":{\"device_risk\":%.3f}",
+                 (h >> 8) % 1000 / 1000.0);
     snprintf(body, sizeof body,
              "{\"user_external_id\":\"u%u\",\"amount\":%u,\"currency\":\"%s\",\"merchant_id\":"
              "\"m%u\",\"merchant_category\":\"5411\",\"country\":\"%s\",\"channel\":\"ecommerce\","
@@ -248,7 +250,8 @@ static void env_down(void)
     e2e_env_down(&E);
 }
 
-/* ---- history: exactness, the independent report, the export ----------------------------------- */
+/* ---- history: exactness, the independent report, the export -----------------------------------
+ */
 
 static const char WINDOW[] = "\"from\":\"2025-12-01T00:00:00Z\",\"to\":\"2027-01-01T00:00:00Z\"";
 
@@ -312,11 +315,12 @@ static void save(const char *name, const char *data, size_t len, char *path, siz
 START_TEST(report_equals_an_independent_computation)
 {
     char body[600];
-    snprintf(body, sizeof body,
-             "{\"name\":\"v2 tighter\",\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":"
-             "0.2,\"block_threshold\":0.55,\"fallback_decision\":\"review\"},%s,\"filter\":"
-             "{\"label_sources\":[\"chargeback\",\"refund\"]}}",
-             g_v2, WINDOW);
+    snprintf(
+        body, sizeof body,
+        "{\"name\":\"v2 tighter\",\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":"
+        "0.2,\"block_threshold\":0.55,\"fallback_decision\":\"review\"},%s,\"filter\":"
+        "{\"label_sources\":[\"chargeback\",\"refund\"]}}",
+        g_v2, WINDOW);
     cJSON *j = run_job(body);
     const cJSON *rep = jget(j, "report");
     /* device_risk is absent from every snapshot version 1 made */
@@ -342,8 +346,8 @@ START_TEST(report_equals_an_independent_computation)
                           "\"fallback_decision\":\"review\",\"label_sources\":[\"chargeback\","
                           "\"refund\"],\"exponents\":{\"EUR\":2,\"JPY\":0}}";
     save("bt_params.json", params, strlen(params), p_par, sizeof p_par);
-    const char *argv[] = {"/usr/bin/python3", "tests/tools/btcheck.py", p_exp, p_model, p_rep, p_par,
-                          NULL};
+    const char *argv[] = {
+        "/usr/bin/python3", "tests/tools/btcheck.py", p_exp, p_model, p_rep, p_par, NULL};
     char out[8192];
     int rc = h_run(&E, argv, NULL, out, sizeof out);
     fprintf(stderr, "%s", out);
@@ -419,9 +423,9 @@ END_TEST
 START_TEST(label_sources_of_payments_teams)
 {
     char id[40], path[96];
-    ck_assert_int_eq(h_psql(&E, NULL, "SELECT id FROM transactions ORDER BY occurred_at LIMIT 1",
-                            id, sizeof id),
-                     0);
+    ck_assert_int_eq(
+        h_psql(&E, NULL, "SELECT id FROM transactions ORDER BY occurred_at LIMIT 1", id, sizeof id),
+        0);
     snprintf(path, sizeof path, "/api/v1/transactions/%s", id);
     const char *sources[] = {"chargeback", "early_fraud_warning", "refund", "analyst", "customer"};
     for (int i = 0; i < 5; i++) {
@@ -441,7 +445,8 @@ START_TEST(label_sources_of_payments_teams)
 }
 END_TEST
 
-/* ---- jobs: restart, cancel, lists, validation --------------------------------------------------- */
+/* ---- jobs: restart, cancel, lists, validation ---------------------------------------------------
+ */
 
 /* The report without what differs run to run (none of it: the report holds no timings). */
 START_TEST(job_resumes_after_a_crash_from_its_last_chunk)
@@ -522,8 +527,8 @@ START_TEST(cancel_and_list)
     h_resp_free(&r);
     e2e_req(&E, "GET", p2, NULL, &r);
     ck_assert_int_eq(r.status, 200);
-    ck_assert_str_ne(
-        cJSON_GetStringValue(jget(cJSON_GetArrayItem(jget(r.json, "data"), 0), "id")), id);
+    ck_assert_str_ne(cJSON_GetStringValue(jget(cJSON_GetArrayItem(jget(r.json, "data"), 0), "id")),
+                     id);
     h_resp_free(&r);
     e2e_req(&E, "GET", "/api/v1/backtests?state=cancelled", NULL, &r);
     ck_assert_int_eq(cJSON_GetArraySize(jget(r.json, "data")), 1);
@@ -545,19 +550,24 @@ START_TEST(validation)
     char body[600];
     refused("{\"policy\":\"active\",\"from\":\"2026-01-01T00:00:00Z\"}", 400, "validation_failed",
             "to");
-    refused("{\"policy\":\"best\",\"from\":\"2026-01-01T00:00:00Z\",\"to\":\"2026-02-01T00:00:00Z\"}",
-            400, "validation_failed", "policy");
-    refused("{\"policy\":\"active\",\"from\":\"2026-02-01T00:00:00Z\",\"to\":\"2026-01-01T00:00:00Z\"}",
-            400, "validation_failed", "to");
-    refused("{\"policy\":\"active\",\"from\":\"2026-01-01T00:00:00Z\",\"to\":\"2026-02-01T00:00:00Z\","
-            "\"speed\":1}",
-            400, "unknown_field", "speed");
-    refused("{\"policy\":\"active\",\"from\":\"2026-01-01T00:00:00Z\",\"to\":\"2026-02-01T00:00:00Z\","
-            "\"filter\":{\"label_sources\":[\"rumour\"]}}",
-            400, "validation_failed", "filter.label_sources");
-    refused("{\"policy\":\"active\",\"from\":\"2026-01-01T00:00:00Z\",\"to\":\"2026-02-01T00:00:00Z\","
-            "\"filter\":{\"decision\":\"maybe\"}}",
-            400, "validation_failed", "filter.decision");
+    refused(
+        "{\"policy\":\"best\",\"from\":\"2026-01-01T00:00:00Z\",\"to\":\"2026-02-01T00:00:00Z\"}",
+        400, "validation_failed", "policy");
+    refused(
+        "{\"policy\":\"active\",\"from\":\"2026-02-01T00:00:00Z\",\"to\":\"2026-01-01T00:00:00Z\"}",
+        400, "validation_failed", "to");
+    refused(
+        "{\"policy\":\"active\",\"from\":\"2026-01-01T00:00:00Z\",\"to\":\"2026-02-01T00:00:00Z\","
+        "\"speed\":1}",
+        400, "unknown_field", "speed");
+    refused(
+        "{\"policy\":\"active\",\"from\":\"2026-01-01T00:00:00Z\",\"to\":\"2026-02-01T00:00:00Z\","
+        "\"filter\":{\"label_sources\":[\"rumour\"]}}",
+        400, "validation_failed", "filter.label_sources");
+    refused(
+        "{\"policy\":\"active\",\"from\":\"2026-01-01T00:00:00Z\",\"to\":\"2026-02-01T00:00:00Z\","
+        "\"filter\":{\"decision\":\"maybe\"}}",
+        400, "validation_failed", "filter.decision");
     snprintf(body, sizeof body,
              "{\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":0.5,"
              "\"block_threshold\":0.9,\"rules\":[{\"name\":\"r\",\"action\":\"block\",\"when\":"

@@ -504,6 +504,12 @@ void backtests_cancel(http_req *req, http_resp *resp)
                          PQgetvalue(r, 0, 0));
         rc = rc == DB_OK ? -1 : rc;
     }
+    if (rc == DB_OK) {      /* its scores are of no use any more (a chunk in flight rolls back) */
+        PGresult *d = NULL; /* best effort: the cancel stands whatever this answers */
+        dbreq_query(req, resp, c, "DELETE FROM backtest_scores WHERE backtest_id = $1", 1, vals,
+                    &d);
+        PQclear(d);
+    }
     dbreq_release(req, c);
     if (rc == DB_ERROR)
         dbreq_internal(req, resp, r);

@@ -509,6 +509,8 @@ static void fail(bt_job *j)
             "UPDATE backtests SET state = 'failed', error = $2, finished_at = clock_timestamp(), "
             "updated_at = clock_timestamp() WHERE id = $1 AND state = 'running'",
             2, v, dl(), scratch, sizeof scratch);
+    db_exec(j->c, "DELETE FROM backtest_scores WHERE backtest_id = $1", 1, v, dl(), scratch,
+            sizeof scratch);
     logline l;
     logline_begin(&l, "warn", "backtest_failed");
     logline_str(&l, "backtest_id", j->id);

@@ -42,6 +42,19 @@ curl -fsS -o /dev/null -X PUT -H "$B_AUTH" -H "$JSON" "$B_API/api/v1/policy" \
   -d "{\"champion_model_id\":\"$demo\",\"review_threshold\":0.5,\"block_threshold\":0.8,\"fallback_decision\":\"review\",\"scoring_timeout_ms\":50}" ||
   bench_die "PUT /api/v1/policy failed"
 
+# kernel rows/s on the same model: bench_kernel's batch figures, from run.sh's run of it in this
+# `make bench` when there is one, else run here (in the background while the history is generated:
+# it takes minutes on a loaded machine; it has ended before any backtest starts).
+kout=$B_CACHE/kernel.bench.out
+kpid=""
+if [ ! -s "$kout" ] || [ "$kout" -ot "$B_MODEL" ] || [ "$kout" -ot "$BIN/tests/bench_kernel" ]; then
+  kout=$B_TMP/kernel.out
+  if [ "${VIGIL_BENCH_BT_KERNEL:-1}" = 1 ]; then
+    "$BIN/tests/bench_kernel" "$B_MODEL" "$B_CACHE/bench.rows.txt" >"$kout" 2>/dev/null &
+    kpid=$!
+    B_EXTRA_PIDS="$kpid"
+  fi
+fi
 # 1. the history
 awk 'NR == 1 { next } NR > 10001 { exit } {
        printf "%d\t{", NR - 2
@@ -71,12 +84,10 @@ EOF
 t1=$(date +%s.%N)
 echo "history: $ROWS transactions generated in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s (COPY of 10000 snapshots + INSERT ... SELECT), table $("${PSQL[@]}" -tAc "SELECT pg_size_pretty(pg_total_relation_size('transactions'))")"
 
-# kernel rows/s on the same model (bench_kernel's batch figures)
+if [ -n "$kpid" ]; then wait "$kpid" || true; B_EXTRA_PIDS=""; fi
 echo "kernel on the same model (bin/tests/bench_kernel):"
-"$BIN/tests/bench_kernel" "$B_MODEL" "$B_CACHE/bench.rows.txt" 2>/dev/null |
-  grep -E '^  kernel, [0-9]+ thread|^  kernel, 1 thread  ' | sed 's/^/  /' || true
-kernel_rows=$("$BIN/tests/bench_kernel" "$B_MODEL" "$B_CACHE/bench.rows.txt" 2>/dev/null |
-  awk '/kernel, [0-9]+ threads \(pool\)/ { print $(NF-1); exit }')
+grep -E '^  kernel, ' "$kout" 2>/dev/null | sed 's/^/  /' || echo "   (not run: VIGIL_BENCH_BT_KERNEL=0)"
+kernel_rows=$(awk '/kernel, [0-9]+ threads \(pool\)/ { print $(NF-1); exit }' "$kout" 2>/dev/null || true)
 
 CAND="{\"champion_model_id\":\"$big\",\"review_threshold\":0.5,\"block_threshold\":0.9}"
 # backtest NAME: POSTs the backtest over the whole history, waits for it; prints its line.

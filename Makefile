@@ -51,8 +51,11 @@ COMMON_API_ONLY := common/model_build.c common/xgbmodel.c common/mdoc.c common/m
                    common/mdoc_ubjson.c common/modelfile.c common/dynbuf.c common/hex.c \
                    common/lgbmmodel.c
 COMMON_RT_OBJ := $(filter-out $(COMMON_API_ONLY:%.c=$(OUT)/%.o),$(COMMON_OBJ))
-API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o
+API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o $(OUT)/gen/openapi_doc.o
 MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
+# The OpenAPI document's sources: api/openapi/base.json + one fragment per area (api/openapi/README.md).
+OPENAPI_FRAGMENTS := $(sort $(filter-out api/openapi/base.json,$(wildcard api/openapi/*.json)))
+OPENAPI_DOC := build/openapi.json
 HOTPATH_OBJ := $(HOTPATH_SRC:%.c=$(OUT)/%.o)
 
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
@@ -68,10 +71,12 @@ TOOL_SRC    := $(wildcard tests/tools/*.c)
 # Debian packages needed to build, run and test.  `make deps` installs the missing ones as root,
 # otherwise prints the exact command and stops.  Test-only: clang-format (make lint, a stage of
 # make test), iso-codes (test_validate compares every country code with its list) and prometheus
-# (its promtool checks /metrics in e2e_metrics; the package is the only Debian one shipping it).
+# (its promtool checks /metrics in e2e_metrics; the package is the only Debian one shipping it),
+# python3-jsonschema (tests/tools/openapi_check.py validates the OpenAPI document and every e2e
+# response against it), python3-sklearn (tests/tools/btcheck.py recomputes a backtest report).
 PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libpq-dev check libcurl4-openssl-dev \
         postgresql postgresql-contrib curl python3-yaml debootstrap python3 binutils clang-format \
-        iso-codes prometheus python3-xgboost python3-sklearn
+        iso-codes prometheus python3-xgboost python3-jsonschema python3-sklearn
 
 .PHONY: all asan run test test-unit test-e2e test-asan bench profile deps clean format lint \
         tools docker-test migrate need-clang-format apigraph
@@ -125,6 +130,18 @@ $(OUT)/gen/migrations.c: $(MIGRATIONS) api/scripts/embed.sh
 	@mkdir -p $(dir $@)
 	$(call say,GEN,$@)
 	$(Q)bash api/scripts/embed.sh $@ $(MIGRATIONS)
+
+# The OpenAPI document: fragments merged (build.py fails on a duplicate operation or a conflicting
+# component), then embedded in vigil-api (api/openapi.h) and served at GET /api/v1/openapi.json.
+$(OPENAPI_DOC): api/openapi/base.json $(OPENAPI_FRAGMENTS) api/openapi/build.py
+	@mkdir -p $(dir $@)
+	$(call say,GEN,$@)
+	$(Q)/usr/bin/python3 api/openapi/build.py merge $@ api/openapi/base.json $(OPENAPI_FRAGMENTS)
+
+$(OUT)/gen/openapi_doc.c: $(OPENAPI_DOC) api/openapi/build.py
+	@mkdir -p $(dir $@)
+	$(call say,GEN,$@)
+	$(Q)/usr/bin/python3 api/openapi/build.py embed $@ $(OPENAPI_DOC)
 
 $(OUT)/gen/%.o: $(OUT)/gen/%.c
 	$(call say,CC,$<)

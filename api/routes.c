@@ -1,6 +1,7 @@
 /* routes.c - every HTTP route of vigil-api in one table: method, path pattern, handler, the scope
  * an API key needs (SCOPE_NONE = public) and which body-size limit applies.  To add an endpoint,
- * add a line here and a handler in the resource's module. */
+ * add a line here, a handler in the resource's module and its operation in the area's fragment of
+ * api/openapi/ (test_openapi fails until the table and the OpenAPI document agree). */
 #include "routes.h"
 
 #include "backtests.h"
@@ -9,6 +10,7 @@
 #include "health.h"
 #include "http.h"
 #include "models.h"
+#include "openapi.h"
 #include "policy.h"
 #include "scrape.h"
 #include "transactions.h"
@@ -18,6 +20,7 @@ const route routes_table[] = {
     {"GET", "/health", health_live, SCOPE_NONE, BODY_NONE},
     {"GET", "/ready", health_ready, SCOPE_NONE, BODY_NONE},
     {"GET", "/metrics", scrape_handler, SCOPE_NONE, BODY_NONE},
+    {"GET", "/api/v1/openapi.json", openapi_handler, SCOPE_NONE, BODY_NONE},
 
     {"POST", "/api/v1/users", users_create, SCOPE_WRITE, BODY_JSON},
     {"GET", "/api/v1/users", users_list, SCOPE_READ, BODY_NONE},

@@ -4,7 +4,7 @@
 # Dockerfiles default to debian:bookworm-slim and install their packages themselves.
 #
 #   vigil-debian:bookworm         debootstrap --variant=minbase bookworm, apt lists and docs removed
-#   vigil-build-base:bookworm     + gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev
+#   vigil-build-base:bookworm     + gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev python3
 #                                   ca-certificates
 #   vigil-postgres-base:bookworm  + postgresql-15
 #
@@ -23,7 +23,7 @@ FORCE=${MKBASE_FORCE:-0}
 BASE_IMG=vigil-debian:$SUITE
 BUILD_IMG=vigil-build-base:$SUITE
 PG_IMG=vigil-postgres-base:$SUITE
-BUILD_PKGS="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev ca-certificates"
+BUILD_PKGS="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev ca-certificates python3"
 PG_PKGS="postgresql-15"
 
 log() { printf 'mkbase: %s\n' "$*" >&2; }

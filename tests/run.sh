@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # run.sh BIN_DIR [lint|unit|e2e|docker|all] - runs the clang-format check (make lint, one check),
-# the Check test binaries built under BIN_DIR/tests, the script checks (tests/tools/apigraph.py
-# and tests/tools/funclen.py: one test each) and, for "all" and "docker", docker/test.sh when a
-# Docker engine answers; prints one closing line "N passed, N failed, N skipped" adding up the lint
-# check, Check's per-binary summaries, the script checks and docker/test.sh's own lines.
+# the Check test binaries built under BIN_DIR/tests, the script checks (one test each:
+# tests/tools/apigraph.py, tests/tools/funclen.py and tests/tools/openapi_check.py's document and
+# selftest checks with the unit stage; its responses check, over every answer the e2e binaries
+# received, after the e2e stage) and, for "all" and "docker", docker/test.sh when a Docker engine
+# answers; prints one closing line "N passed, N failed, N skipped" adding up the lint check,
+# Check's per-binary summaries, the script checks and docker/test.sh's own lines.
 # A test that cannot test what it is for on this build says so on a line of its own,
 #   SKIPPED: <binary>: <test>: <reason>
 # (tests/lib/skip.h); each such line moves one test from "passed" to "skipped".  Each e2e binary
@@ -88,9 +90,22 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
   run_script apigraph /usr/bin/python3 tests/tools/apigraph.py "$objdir/api" api
   # No function in api/ is longer than ~80 lines (tests/tools/funclen.py).
   run_script funclen /usr/bin/python3 tests/tools/funclen.py api 80
+  # The OpenAPI document validates against the OpenAPI 3.1 meta-schema, and its checks can fail.
+  run_script "openapi document" /usr/bin/python3 tests/tools/openapi_check.py document \
+    build/openapi.json tests/fixtures/openapi/schema-3.1-2022-10-07.json
+  run_script "openapi selftest" /usr/bin/python3 tests/tools/openapi_check.py selftest \
+    build/openapi.json tests/fixtures/openapi/schema-3.1-2022-10-07.json
 fi
 if [ "$what" = all ] || [ "$what" = e2e ]; then
+  # Every answer the e2e client receives is appended to this log (tests/e2e/resplog.h); the
+  # openapi stage then validates each against the OpenAPI document (one python process).
+  resplog="$objdir/e2e-responses.ndjson"
+  mkdir -p "$objdir" && : >"$resplog"
+  export VIGIL_E2E_RESPONSE_LOG="$PWD/$resplog"
   for t in "$bin"/tests/e2e_*; do run_one "$t"; done
+  unset VIGIL_E2E_RESPONSE_LOG
+  run_script "openapi responses ($resplog)" \
+    /usr/bin/python3 tests/tools/openapi_check.py responses build/openapi.json "$resplog"
 fi
 
 if [ "$what" = all ] || [ "$what" = docker ]; then

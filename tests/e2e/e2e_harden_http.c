@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 
 #include "assert.h"
+#include "resplog.h"
 #include "fixtures_io.h"
 #include "harness.h"
 
@@ -157,6 +158,7 @@ static void big_upload(const char *head, size_t body_len, upload_result *u)
             write_open = 0;
     }
     close(fd);
+    resplog_raw(head, strlen(head), u->head, got);
     long hwm1 = vm_hwm_kb(E.api_pid);
     u->hwm_delta_kb = hwm1 - hwm0;
 }
@@ -252,6 +254,7 @@ static void exchange(const char *req, char *out, size_t cap, int *closed)
         out[n] = '\0';
     }
     close(fd);
+    resplog_raw(req, strlen(req), out, n);
 }
 
 static int count_of(const char *hay, const char *needle)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "resplog.h"
 #include "utf8.h"
 
 static h_env E;
@@ -407,8 +408,12 @@ static long long_upload(const char *name, const char *body, size_t len)
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 600000L);
     long status = -1;
-    if (curl_easy_perform(c) == CURLE_OK)
+    if (curl_easy_perform(c) == CURLE_OK) {
+        char *ct = NULL;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+        resplog_record("POST", url + strlen(E.base), status, ct, NULL, 0, 0);
+    }
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     return status;

@@ -2,6 +2,8 @@
  * harness.h. */
 #include "harness.h"
 
+#include "resplog.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -402,6 +404,9 @@ int h_http(h_env *e, const char *method, const char *path, const char *key, cons
     out->len = b.len;
     out->headers = hb.p ? hb.p : strdup("");
     out->json = cJSON_Parse(out->body);
+    char rct[256];
+    resplog_record(method, path, out->status, h_header(out, "Content-Type", rct, sizeof rct),
+                   out->body, out->len, 0);
     return 0;
 }
 
@@ -529,6 +534,7 @@ long h_raw(h_env *e, const char *req, size_t len, char *out, size_t cap, int tim
             break;
     }
     close(fd);
+    resplog_raw(req, len, out, n);
     return (long)n;
 }
 

@@ -136,7 +136,7 @@ echo "-- live decisions at 250 req/s for $LIVE_S s, no backtest"
 quiet=$(live quiet)
 echo "   $quiet"
 echo "-- live decisions at 250 req/s for $LIVE_S s, while a backtest of $ROWS rows runs"
-backtest during >"$B_TMP/during.out" 2>&1 &
+(backtest during && echo "$BT_WALL $BT_RATE") >"$B_TMP/during.out" 2>&1 &
 bt_pid=$!
 B_EXTRA_PIDS="$bt_pid"
 sleep 2
@@ -144,6 +144,8 @@ busy=$(live busy)
 echo "   $busy"
 wait "$bt_pid" || bench_die "the concurrent backtest failed: $(cat "$B_TMP/during.out")"
 B_EXTRA_PIDS=""
+read -r DURING_WALL DURING_RATE <"$B_TMP/during.out" || true
+echo "   the concurrent backtest: $DURING_WALL s wall, $DURING_RATE rows/s"
 
 # 4. the export
 echo
@@ -163,6 +165,7 @@ echo "== summary (issue 14)"
 bench_machine
 printf '  backtest, %s rows, 1000 trees depth 8: %s s alone, %s rows/s (kernel alone: %s rows/s)\n' \
   "$ROWS" "$ALONE_WALL" "$ALONE_RATE" "$kernel_rows"
+printf '  the backtest during the live load: %s s, %s rows/s\n' "$DURING_WALL" "$DURING_RATE"
 printf '  live decisions @250/s: p99 %s us without a backtest, %s us during one (p50 %s / %s us, %s / %s non-2xx)\n' \
   "$(f "$quiet" p99_us)" "$(f "$busy" p99_us)" "$(f "$quiet" p50_us)" "$(f "$busy" p50_us)" \
   "$(f "$quiet" non2xx)" "$(f "$busy" non2xx)"

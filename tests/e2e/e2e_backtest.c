@@ -14,7 +14,9 @@
  *   - the export streams every row exactly as GET /transactions/{id} answers it, NDJSON and CSV.
  * TCase "jobs": chunks of 100 rows with a pause, so a job is caught half-way: an API killed with
  * SIGKILL mid-job resumes it from its last chunk after a restart and ends with the report of an
- * uninterrupted run; cancel, list paging, and the validation answers. */
+ * uninterrupted run; cancel, list paging, and the validation answers.
+ * BT_SMALL=1 in the environment makes the history 100 + 100 decisions (a quick run while
+ * developing; the suite as `make test` runs it uses the full size). */
 #include <check.h>
 #include <math.h>
 #include <signal.h>

@@ -24,7 +24,7 @@ OPT      ?= -O2 -g
 CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -Icommon -pthread $(EXTRA_CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) -pthread $(EXTRA_LDFLAGS)
 
-PKG_API   := libmicrohttpd libcjson libpq
+PKG_API   := libmicrohttpd libcjson libpq libcurl
 API_CFLAGS = $(shell pkg-config --cflags $(PKG_API) 2>/dev/null)
 API_LIBS   = $(shell pkg-config --libs $(PKG_API) 2>/dev/null) -lm
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
@@ -46,10 +46,11 @@ HOTPATH_SRC := $(filter-out hotpath/main.c,$(wildcard hotpath/*.c))
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(OUT)/%.o)
 # The parts of common/ that allocate freely (model file compilers, the blob builder, the growable
 # buffer) or that only the API needs (hex) are API side only: the worker links the rest (wire,
-# clock, logline, utf8, model_validate, refeval, sha256).
+# clock, logline, utf8, model_validate, refeval, sha256).  The rule compiler and list sets
+# (rules.c, listset.c) serve the API and backtests only.
 COMMON_API_ONLY := common/model_build.c common/xgbmodel.c common/mdoc.c common/mdoc_json.c \
                    common/mdoc_ubjson.c common/modelfile.c common/dynbuf.c common/hex.c \
-                   common/lgbmmodel.c
+                   common/lgbmmodel.c common/rules.c common/listset.c
 COMMON_RT_OBJ := $(filter-out $(COMMON_API_ONLY:%.c=$(OUT)/%.o),$(COMMON_OBJ))
 API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o $(OUT)/gen/openapi_doc.o
 MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
@@ -261,7 +262,7 @@ clean:
 #   make fuzz FUZZ_TARGETS=json FUZZ_SECONDS=300
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= json rows xgb ubj model cursor wire score lgbm http
+FUZZ_TARGETS ?= json rows xgb ubj model cursor wire score lgbm http rules
 FUZZ_OUT     := build/fuzz
 FUZZ_BIN     := bin/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -287,6 +288,7 @@ FUZZ_SRC_score   := $(HOTPATH_SRC) $(filter-out $(COMMON_API_ONLY),$(COMMON_SRC)
 FUZZ_SRC_http    := api/http.c api/router.c api/json.c api/metrics.c api/config.c \
                     common/clock.c common/logline.c common/dynbuf.c common/utf8.c common/hex.c \
                     common/wire.c
+FUZZ_SRC_rules   := common/rules.c common/listset.c common/dynbuf.c common/utf8.c
 FUZZ_SRC_seedgen := api/cursor.c api/config.c api/validate.c $(COMMON_SRC)
 # Libraries a harness needs beyond FUZZ_LIBS.
 FUZZ_LIBS_http   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
@@ -305,7 +307,7 @@ $(FUZZ_BIN)/fuzz_$(1): $(FUZZ_OUT)/tests/fuzz/fuzz_$(1).o $(FUZZ_SRC_$(1):%.c=$(
 	$$(call say,LINK,$$@)
 	$$(Q)$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $$(FUZZ_LIBS) $$(FUZZ_LIBS_$(1))
 endef
-$(foreach t,json rows xgb ubj model cursor wire score lgbm http,$(eval $(call FUZZ_LINK_RULE,$(t))))
+$(foreach t,json rows xgb ubj model cursor wire score lgbm http rules,$(eval $(call FUZZ_LINK_RULE,$(t))))
 
 $(FUZZ_BIN)/seedgen: $(FUZZ_OUT)/tests/fuzz/seedgen.o $(FUZZ_SRC_seedgen:%.c=$(FUZZ_OUT)/%.o)
 	@mkdir -p $(dir $@)

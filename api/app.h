@@ -8,12 +8,16 @@
 struct db_pool;
 struct hpc_pool;
 struct scoring_cache;
+struct listcache;
+struct rulecat_cache;
 
 typedef struct app {
     const cfg *cfg;
     struct db_pool *db;  /* PostgreSQL connections, see db.h */
     struct hpc_pool *hp; /* vigil-hotpath connections, see hpclient.h (NULL in inprocess mode) */
     struct scoring_cache *cache; /* compiled models (scoring.c), both modes */
+    struct listcache *lists;     /* list sets per list version (listcache.c) */
+    struct rulecat_cache *rules; /* the active policy version's compiled rules (rulecat.c) */
 } app;
 
 #endif

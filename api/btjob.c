@@ -220,7 +220,7 @@ static int score_group(bt_job *j, const PGresult *r, bt_model *bm, const int *id
         for (int k = 0; k < nb; k++)
             btrows_fill(&bm->map, PQgetvalue(r, idx[k0 + k], K_FEATURES),
                         rows + (size_t)k * bm->m.num_features);
-        scoring_job job = {&bm->m, 0, rows, (uint32_t)nb, out};
+        scoring_job job = {&bm->m, 0, rows, (uint32_t)nb, out, NULL};
         sc = scoring_run_flags(j->run->a, &job, 1, WIRE_F_BULK, dl(), j->err, sizeof j->err);
         for (int k = 0; sc == SC_OK && k < nb; k++)
             score[idx[k0 + k]] = out[k];

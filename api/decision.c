@@ -4,9 +4,9 @@
  *
  * A decision is one database transaction on one pooled connection: a crash anywhere before
  * commit leaves nothing, after it the whole result.  Costs: the statements BEGIN, policy, user and
- * features, INSERT, COMMIT (with an Idempotency-Key also the lock, the record lookup and the record
- * INSERT), at most one scoring call (a worker round trip or in-process evaluation), and
- * O(body + features of both models) memory, all freed by decision_request_free. */
+ * features, INSERT, the outbox call, COMMIT (with an Idempotency-Key also the lock, the record
+ * lookup and the record INSERT), at most one scoring call (a worker round trip or in-process
+ * evaluation), and O(body + features of both models) memory, all freed by decision_request_free. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,14 +60,21 @@ static int stage_load_user(decision_request *d)
     feat_compute(r, in->amount_major, in->country, d->builtin);
     snprintf(d->user_id, sizeof d->user_id, "%s", PQgetvalue(r, 0, FEAT_COL_USER_ID));
     snprintf(d->occurred_at, sizeof d->occurred_at, "%s", PQgetvalue(r, 0, FEAT_COL_OCCURRED_AT));
+    snprintf(d->user_external_id, sizeof d->user_external_id, "%s",
+             PQgetvalue(r, 0, FEAT_COL_USER_EXTERNAL_ID));
+    snprintf(d->user_country, sizeof d->user_country, "%s",
+             PQgetvalue(r, 0, FEAT_COL_USER_COUNTRY));
     PQclear(r);
     return DECISION_NEXT;
 }
 
 /* ---- score, decide -------------------------------------------------------------------------- */
 
-/* Scores every model that has a row, in one call, by the earlier of the policy's scoring
- * timeout and the request deadline.  Never answers: decide turns a failure into a fallback. */
+/* Scores every model that has a row, in one call (one worker round trip), by the earlier of the
+ * policy's scoring timeout and the request deadline; with explain.top_k > 0 the champion's
+ * section also returns its contributions (decision_explain_buffer).  A champion that cannot be
+ * explained (no covers) is scored again without them.  Never answers: decide turns a failure into
+ * a fallback. */
 static int stage_score(decision_request *d)
 {
     decision_scoring *s = &d->scoring;
@@ -75,26 +82,24 @@ static int stage_score(decision_request *d)
     int njobs = 0;
     int64_t t0 = clock_now_us();
     for (int m = 0; m < POLICY_SLOTS; m++) {
-        if (m == POLICY_CHAMPION && s->explained)
-            continue; /* scored by the explain stage, from the same round trip as its reasons */
         s->score[m] = NAN;
         if (d->row[m])
-            jobs[njobs++] = (scoring_job){&d->policy.model[m], 0, d->row[m], 1, &s->score[m]};
+            jobs[njobs++] = (scoring_job){
+                &d->policy.model[m], 0,
+                d->row[m],           1,
+                &s->score[m],        m == POLICY_CHAMPION ? decision_explain_buffer(d) : NULL};
     }
-    if (s->explained && njobs > 0) {
-        /* the challenger alone: its failure never touches the champion's decision */
-        char err[512];
-        int64_t deadline = clock_now_ms() + d->policy.timeout_ms;
-        if (deadline > d->req->deadline_ms)
-            deadline = d->req->deadline_ms;
-        if (scoring_run(d->req->app, jobs, njobs, deadline, err, sizeof err) != SC_OK)
-            s->score[POLICY_CHALLENGER] = NAN;
-    } else if (d->row[POLICY_CHAMPION] && !s->explained) {
+    if (d->row[POLICY_CHAMPION]) {
         int64_t deadline = clock_now_ms() + d->policy.timeout_ms;
         if (deadline > d->req->deadline_ms)
             deadline = d->req->deadline_ms;
         s->ran = 1;
         s->status = scoring_run(d->req->app, jobs, njobs, deadline, s->err, sizeof s->err);
+        if (s->status == SC_UNEXPLAINABLE) {
+            decision_explain_skipped(d);
+            jobs[0].contribs = NULL;
+            s->status = scoring_run(d->req->app, jobs, njobs, deadline, s->err, sizeof s->err);
+        }
         s->timed_out = clock_now_ms() >= deadline;
     }
     s->latency_us += (int)(clock_now_us() - t0);
@@ -103,13 +108,14 @@ static int stage_score(decision_request *d)
 
 decision_verdict decision_decide(const policy_rules *p, const decision_scoring *s)
 {
-    decision_verdict v = {p->fallback, 1, NULL};
+    decision_verdict v = {p->fallback, 1, NULL, "fallback"};
     float score = s->score[POLICY_CHAMPION];
     if (!s->ran) {
         v.reason = "no_champion_model";
     } else if (s->status == SC_OK && isfinite(score)) {
         v.decision = score >= p->block_v ? "block" : score >= p->review_v ? "review" : "allow";
         v.degraded = 0;
+        v.decided_by = score >= p->review_v ? "score_threshold" : "default";
     } else {
         v.reason = s->status == SC_OK            ? "non_finite_score"
                    : s->timed_out                ? "scoring_timeout"
@@ -126,6 +132,7 @@ decision_verdict decision_decide(const policy_rules *p, const decision_scoring *
 static int stage_decide(decision_request *d)
 {
     d->verdict = decision_decide(&d->policy, &d->scoring);
+    snprintf(d->rules.decided_by, sizeof d->rules.decided_by, "%s", d->verdict.decided_by);
     if (d->verdict.degraded && d->scoring.ran) {
         logline l;
         logline_begin(&l, "warn", "degraded_decision");
@@ -167,10 +174,12 @@ static const struct {
     {"load_policy", stage_load_policy},
     {"load_user", stage_load_user},
     {"features", decision_stage_features},
-    {"explain", decision_stage_explain},
     {"score", stage_score},
+    {"explain", decision_stage_explain},
     {"decide", stage_decide},
+    {"rules", decision_stage_rules},
     {"store", decision_stage_store},
+    {"events", decision_stage_events},
     {"record", decision_stage_record},
     {"commit", stage_commit},
     {"respond", stage_respond},
@@ -186,6 +195,11 @@ static void decision_request_free(decision_request *d)
     free(d->answer);
     free(d->snapshot);
     free(d->reasons);
+    free(d->rules.matched);
+    free(d->rules.list_versions);
+    free(d->rules.probes);
+    free(d->rules.inputs);
+    free(d->contribs);
     for (int s = 0; s < POLICY_SLOTS; s++)
         free(d->row[s]);
     policy_rules_free(&d->policy);

@@ -32,10 +32,13 @@ int decision_idem_key_ok(const char *key)
 /* Presence, type and length of every member (fields.c). */
 static int read_members(http_resp *resp, const cJSON *body, decision_input *in, const cJSON **meta)
 {
-    static const char *const allowed[] = {"user_id",  "user_external_id", "amount",
-                                          "currency", "merchant_id",      "merchant_category",
-                                          "country",  "channel",          "occurred_at",
-                                          "features", "metadata",         NULL};
+    static const char *const allowed[] = {"user_id",    "user_external_id", "amount",
+                                          "currency",   "merchant_id",      "merchant_category",
+                                          "country",    "channel",          "occurred_at",
+                                          "features",   "metadata",         "email",
+                                          "ip_address", "device_id",        "card_fingerprint",
+                                          "card_bin",   "card_country",     "shipping_country",
+                                          NULL};
     if (field_no_unknown(resp, body, allowed) ||
         field_string(resp, body, "user_id", 36, 0, &in->user_id, NULL) ||
         field_string(resp, body, "user_external_id", 128, 0, &in->user_external_id, NULL) ||
@@ -47,8 +50,38 @@ static int read_members(http_resp *resp, const cJSON *body, decision_input *in, 
         field_string(resp, body, "occurred_at", 40, 0, &in->occurred_at, NULL) ||
         field_object(resp, body, "features", 64 * 1024, 0, &in->features, NULL) ||
         field_object(resp, body, "metadata", DECISION_METADATA_MAX, FIELD_EXACT_NUMBERS, meta,
-                     NULL))
+                     NULL) ||
+        field_string(resp, body, "email", 254, 0, &in->email, NULL) ||
+        field_string(resp, body, "ip_address", 64, 0, &in->ip_address, NULL) ||
+        field_string(resp, body, "device_id", 256, 0, &in->device_id, NULL) ||
+        field_string(resp, body, "card_fingerprint", 256, 0, &in->card_fingerprint, NULL) ||
+        field_string(resp, body, "card_bin", 8, 0, &in->card_bin, NULL) ||
+        field_string(resp, body, "card_country", 2, 0, &in->card_country, NULL) ||
+        field_string(resp, body, "shipping_country", 2, 0, &in->shipping_country, NULL))
         return -1;
+    return 0;
+}
+
+/* The identity fields: e-mail shape, an IPv4/IPv6 address (kept in canonical form), a BIN of
+ * 6..8 digits, ISO 3166-1 country codes. */
+static int check_identity(http_resp *resp, decision_input *in)
+{
+    size_t bin = in->card_bin ? strlen(in->card_bin) : 0;
+    if (in->email && !val_email(in->email))
+        return bad(resp, "email", "'email' must be an e-mail address");
+    if (in->ip_address) {
+        if (val_ip_canonical(in->ip_address, in->ip_canon, sizeof in->ip_canon) != 0)
+            return bad(resp, "ip_address", "'ip_address' must be an IPv4 or IPv6 address");
+        in->ip_address = in->ip_canon;
+    }
+    if (in->card_bin && (bin < 6 || bin > 8 || strspn(in->card_bin, "0123456789") != bin))
+        return bad(resp, "card_bin", "'card_bin' must be 6 to 8 digits");
+    if (in->card_country && !val_country(in->card_country))
+        return bad(resp, "card_country",
+                   "'card_country' must be an ISO 3166-1 alpha-2 code, e.g. \"DE\"");
+    if (in->shipping_country && !val_country(in->shipping_country))
+        return bad(resp, "shipping_country",
+                   "'shipping_country' must be an ISO 3166-1 alpha-2 code, e.g. \"DE\"");
     return 0;
 }
 
@@ -122,7 +155,8 @@ int decision_parse_body(http_resp *resp, const cJSON *body, decision_input *in)
     const cJSON *meta = NULL;
     memset(in, 0, sizeof *in);
     if (read_members(resp, body, in, &meta) || check_user_and_amount(resp, body, in) ||
-        check_codes(resp, in) || (in->features && check_client_features(resp, in->features)))
+        check_codes(resp, in) || check_identity(resp, in) ||
+        (in->features && check_client_features(resp, in->features)))
         return -1;
     in->amount_major = in->amount / pow(10, in->exponent);
     /* json_print_exact: cJSON's printer rounds 9007199254740991 to 9.00719925474099e+15 */

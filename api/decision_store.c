@@ -1,5 +1,6 @@
 /* decision_store.c - what a decision reads and writes besides the policy and the user: the
- * idempotency record (claim, record, expire) and the transaction row (store).
+ * idempotency record (claim, record, expire), the transaction row (store) and its outbox events
+ * (events, outbox.h).
  *
  * Idempotency: a key is scoped to the API key that sent it.  claim first looks for a finished
  * twin and replays it byte for byte (or refuses it with 422 when the request differs); only when
@@ -19,6 +20,7 @@
 
 #include "decision.h"
 #include "dbreq.h"
+#include "outbox.h"
 #include "transactions.h"
 
 /* ---- claim ---------------------------------------------------------------------------------- */
@@ -143,6 +145,18 @@ enum store_col {
     ST_POLICY_VERSION,
     ST_SCORING_LATENCY_US,
     ST_REASONS,
+    ST_EMAIL,
+    ST_IP_ADDRESS,
+    ST_DEVICE_ID,
+    ST_CARD_FINGERPRINT,
+    ST_CARD_BIN,
+    ST_CARD_COUNTRY,
+    ST_SHIPPING_COUNTRY,
+    ST_RULES_MATCHED,
+    ST_DECIDED_BY,
+    ST_LIST_VERSIONS,
+    ST_LIST_PROBES,
+    ST_RULE_INPUTS,
     ST_COUNT
 };
 
@@ -178,6 +192,18 @@ static const char *const store_columns[ST_COUNT] = {
     [ST_POLICY_VERSION] = "policy_version",
     [ST_SCORING_LATENCY_US] = "scoring_latency_us",
     [ST_REASONS] = "reasons",
+    [ST_EMAIL] = "email",
+    [ST_IP_ADDRESS] = "ip_address",
+    [ST_DEVICE_ID] = "device_id",
+    [ST_CARD_FINGERPRINT] = "card_fingerprint",
+    [ST_CARD_BIN] = "card_bin",
+    [ST_CARD_COUNTRY] = "card_country",
+    [ST_SHIPPING_COUNTRY] = "shipping_country",
+    [ST_RULES_MATCHED] = "rules_matched",
+    [ST_DECIDED_BY] = "decided_by",
+    [ST_LIST_VERSIONS] = "list_versions",
+    [ST_LIST_PROBES] = "list_probes",
+    [ST_RULE_INPUTS] = "rule_inputs",
 };
 
 /* Text forms of the numbers a row holds; store_values points into it. */
@@ -185,6 +211,23 @@ typedef struct store_text {
     char amount[32], amount_major[40], score[32], chal_score[32], model_ver[12], chal_ver[12];
     char latency[12];
 } store_text;
+
+/* The identity fields of the request and what the rules stage recorded. */
+static void store_identity(const decision_request *d, const char *v[ST_COUNT])
+{
+    v[ST_EMAIL] = d->in.email;
+    v[ST_IP_ADDRESS] = d->in.ip_address;
+    v[ST_DEVICE_ID] = d->in.device_id;
+    v[ST_CARD_FINGERPRINT] = d->in.card_fingerprint;
+    v[ST_CARD_BIN] = d->in.card_bin;
+    v[ST_CARD_COUNTRY] = d->in.card_country;
+    v[ST_SHIPPING_COUNTRY] = d->in.shipping_country;
+    v[ST_RULES_MATCHED] = d->rules.matched;
+    v[ST_DECIDED_BY] = d->rules.decided_by[0] ? d->rules.decided_by : NULL;
+    v[ST_LIST_VERSIONS] = d->rules.list_versions;
+    v[ST_LIST_PROBES] = d->rules.probes;
+    v[ST_RULE_INPUTS] = d->rules.inputs;
+}
 
 /* Every value by column; NULL is SQL NULL.  A model's columns are NULL when the policy names
  * none; a score is NULL unless it decided (champion) or was returned beside it (challenger). */
@@ -232,6 +275,7 @@ static void store_values(const decision_request *d, store_text *t, const char *v
     v[ST_POLICY_VERSION] = p->version;
     v[ST_SCORING_LATENCY_US] = t->latency;
     v[ST_REASONS] = !vd->degraded ? d->reasons : NULL;
+    store_identity(d, v);
 }
 
 /* Appends s to buf[cap] at *len; -1 (buf unchanged) when it does not fit. */
@@ -267,7 +311,7 @@ int decision_store_sql(char *buf, size_t cap)
 /* INSERTs the row, and keeps the answer built from what the database returned. */
 int decision_stage_store(decision_request *d)
 {
-    char sql[2048];
+    char sql[4096];
     const char *v[ST_COUNT];
     store_text t;
     PGresult *r = NULL;
@@ -288,11 +332,23 @@ int decision_stage_store(decision_request *d)
     d->answer = out ? cJSON_PrintUnformatted(out) : NULL;
     cJSON_Delete(out);
     snprintf(d->location, sizeof d->location, "/api/v1/transactions/%s", txn_row_id(r, 0));
+    snprintf(d->txn_id, sizeof d->txn_id, "%s", txn_row_id(r, 0));
     PQclear(r);
     if (!d->answer) {
         http_problem(d->resp, 500, "internal", NULL, "out of memory");
         return DECISION_STOP;
     }
+    return DECISION_NEXT;
+}
+
+/* ---- events --------------------------------------------------------------------------------- */
+
+/* The outbox rows of this decision (outbox.h), with the transaction as the events' object: in
+ * the decision's own database transaction, so they commit with it or not at all. */
+int decision_stage_events(decision_request *d)
+{
+    if (outbox_decision(d->req, d->resp, d->conn, d->txn_id, d->verdict.decision, d->answer))
+        return DECISION_STOP;
     return DECISION_NEXT;
 }
 

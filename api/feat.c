@@ -44,14 +44,17 @@ enum {
     COL_SECONDS_SINCE_LAST,
     COL_MERCHANT_SEEN,
     COL_DISTINCT_COUNTRIES_30D,
+    COL_USER_EXTERNAL_ID,
 };
+_Static_assert(COL_USER_COUNTRY == FEAT_COL_USER_COUNTRY, "feat.h names this column");
+_Static_assert(COL_USER_EXTERNAL_ID == FEAT_COL_USER_EXTERNAL_ID, "feat.h names this column");
 
 /* The 30-day scan is bounded by the index on
  * (user_id, occurred_at); "last" and "merchant seen" are separate index probes.  Windows are in
  * hours, never days: timestamptz - interval '30 days' steps calendar days in the session's time
  * zone, which across a summer-time change is 720 h +- 1 h. */
 const char FEAT_SQL[] =
-    "WITH u AS (SELECT id, created_at, country FROM users "
+    "WITH u AS (SELECT id, created_at, country, external_id FROM users "
     "           WHERE ($1::uuid IS NOT NULL AND id = $1::uuid) "
     "              OR ($1::uuid IS NULL AND external_id = $2)), "
     "     o AS (SELECT coalesce($3::timestamptz, clock_timestamp()) AS t) "
@@ -66,7 +69,7 @@ const char FEAT_SQL[] =
     "                            WHERE l.user_id = u.id AND l.occurred_at < o.t)), "
     "  EXISTS (SELECT 1 FROM transactions m WHERE m.user_id = u.id AND m.merchant_id = $4 "
     "          AND m.occurred_at < o.t), "
-    "  a.dc30 "
+    "  a.dc30, u.external_id "
     "FROM u CROSS JOIN o CROSS JOIN LATERAL ("
     "  SELECT count(*) FILTER (WHERE t.occurred_at >= o.t - interval '1 hour') AS c1h, "
     "         count(*) FILTER (WHERE t.occurred_at >= o.t - interval '24 hours') AS c24h, "

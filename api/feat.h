@@ -40,6 +40,9 @@ extern const char FEAT_SQL[];
 /* Column of the user id and of occurred_at (RFC 3339 UTC, microseconds) in FEAT_SQL's row. */
 #define FEAT_COL_USER_ID 0
 #define FEAT_COL_OCCURRED_AT 1
+/* Column of the user's country (NULL when unset) and external id (rule operands, issue 12). */
+#define FEAT_COL_USER_COUNTRY 2
+#define FEAT_COL_USER_EXTERNAL_ID 14
 
 /* Fills out[FEAT_COUNT] from FEAT_SQL's row 0 and the request's amount and country. */
 void feat_compute(const PGresult *r, double amount_major, const char *country,

@@ -15,10 +15,13 @@
 #include <string.h>
 
 #include "app.h"
+#include "listcache.h"
+#include "rulecat.h"
 #include "auth.h"
 #include "btjob.h"
 #include "config.h"
 #include "db.h"
+#include "dispatch.h"
 #include "hpclient.h"
 #include "http.h"
 #include "logline.h"
@@ -170,6 +173,12 @@ static int serve(app *a, cfg *c)
     a->cache = scoring_cache_create((size_t)c->model_cache_mb << 20);
     if (!a->cache)
         die("out of memory");
+    /* List sets: built by their own thread and connection, off every request's path. */
+    a->lists = listcache_create(c->database_url, err, sizeof err);
+    if (!a->lists)
+        die(err);
+    if (!(a->rules = rulecat_cache_create()))
+        die("out of memory");
     if (c->bootstrap_key[0]) {
         int rc = auth_ensure_bootstrap(a->db, c->bootstrap_key, err, sizeof err);
         if (rc < 0)
@@ -180,6 +189,10 @@ static int serve(app *a, cfg *c)
     /* Backtest jobs queued or left running by an earlier process are resumed from here on. */
     btjob_runner *bt = btjob_start(a, err, sizeof err);
     if (!bt)
+        die(err);
+    /* Webhook delivery threads, started before the HTTP threads (curl_global_init). */
+    dispatch *wh = dispatch_start(c, err, sizeof err);
+    if (!wh)
         die(err);
     /* The HTTP layer gets the route table and the key check from here: it knows no resource. */
     const http_setup setup = {routes_table, routes_count, auth_authenticate};
@@ -197,11 +210,14 @@ static int serve(app *a, cfg *c)
     logline_end(&l);
     int left = http_stop(srv);
     btjob_stop(bt); /* each runner finishes its chunk; its job resumes at the next start */
+    dispatch_stop(wh);
     logline_begin(&l, "info", "stopped");
     logline_i64(&l, "abandoned_requests", left);
     logline_end(&l);
     hpc_pool_destroy(a->hp);
     scoring_cache_destroy(a->cache);
+    listcache_destroy(a->lists);
+    rulecat_cache_destroy(a->rules);
     return 0;
 }
 

@@ -11,6 +11,15 @@
 void policy_get(http_req *req, http_resp *resp);
 void policy_put(http_req *req, http_resp *resp);
 
+/* Makes body (a PUT /policy body, or a stored version's content) the active policy: validates it
+ * (400), checks its models (422) and compiles its rules against the catalogue of rulecat.h (422
+ * rule_invalid naming the rule, column and what was expected; unknown lists are named), then
+ * writes the policy row and a new policy version recording the API key, activated_from (a
+ * version number as text, or NULL) and the time, in one transaction.  Answers 200 with the
+ * policy.  Returns 0, or -1 with resp filled. */
+int policy_apply(http_req *req, http_resp *resp, const struct cJSON *body,
+                 const char *activated_from);
+
 /* The models a policy names: the champion decides, the challenger is scored in its shadow. */
 enum policy_slot { POLICY_CHAMPION, POLICY_CHALLENGER, POLICY_SLOTS };
 
@@ -23,6 +32,9 @@ typedef struct policy_rules {
     int top_k;                         /* explain.top_k: reasons per decision, 0 = off */
     scoring_model model[POLICY_SLOTS]; /* metadata of each named model */
     int has_model[POLICY_SLOTS];       /* 0 when the policy names none for that slot */
+    char *rules_json; /* the rules as stored, a JSON array (malloc'd; "[]" without rules) */
+    char *lists_json; /* [[name, id, version, kind]...] of the lists the rules use, read in the
+                       * same SELECT (malloc'd) */
 } policy_rules;
 
 /* Reads the policy and both models' metadata in one SELECT on c (inside the caller's database

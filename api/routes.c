@@ -9,12 +9,16 @@
 #include "export.h"
 #include "health.h"
 #include "http.h"
+#include "lists.h"
 #include "models.h"
 #include "openapi.h"
 #include "policy.h"
+#include "policy_versions.h"
 #include "scrape.h"
 #include "transactions.h"
+#include "reviews.h"
 #include "users.h"
+#include "webhooks.h"
 
 const route routes_table[] = {
     {"GET", "/health", health_live, SCOPE_NONE, BODY_NONE},
@@ -38,6 +42,21 @@ const route routes_table[] = {
 
     {"GET", "/api/v1/policy", policy_get, SCOPE_READ, BODY_NONE},
     {"PUT", "/api/v1/policy", policy_put, SCOPE_ADMIN, BODY_JSON},
+    {"GET", "/api/v1/policy/versions", policy_versions_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/policy/versions/{n}", policy_versions_get, SCOPE_READ, BODY_NONE},
+    {"POST", "/api/v1/policy/versions/{n}/activate", policy_versions_activate, SCOPE_ADMIN,
+     BODY_NONE},
+
+    {"POST", "/api/v1/lists", lists_create, SCOPE_ADMIN, BODY_JSON},
+    {"GET", "/api/v1/lists", lists_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/lists/{id}", lists_get, SCOPE_READ, BODY_NONE},
+    {"DELETE", "/api/v1/lists/{id}", lists_delete, SCOPE_ADMIN, BODY_NONE},
+    /* up to 100,000 items a call: the predict body limit (VIGIL_MAX_PREDICT_BYTES) applies */
+    {"POST", "/api/v1/lists/{id}/items", lists_items_add, SCOPE_WRITE, BODY_PREDICT},
+    {"DELETE", "/api/v1/lists/{id}/items", lists_items_remove, SCOPE_WRITE, BODY_PREDICT},
+    {"GET", "/api/v1/lists/{id}/items", lists_items_page, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/lists/{id}/items/{value}", lists_item_member, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/lists/{id}/changes", lists_changes, SCOPE_READ, BODY_NONE},
 
     {"POST", "/api/v1/transactions", decision_post, SCOPE_WRITE, BODY_JSON},
     {"GET", "/api/v1/transactions", txn_list, SCOPE_READ, BODY_NONE},
@@ -50,6 +69,18 @@ const route routes_table[] = {
     {"GET", "/api/v1/backtests", backtests_list, SCOPE_READ, BODY_NONE},
     {"GET", "/api/v1/backtests/{id}", backtests_get, SCOPE_READ, BODY_NONE},
     {"DELETE", "/api/v1/backtests/{id}", backtests_cancel, SCOPE_ADMIN, BODY_NONE},
+    {"GET", "/api/v1/reviews", reviews_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/reviews/{id}", reviews_get, SCOPE_READ, BODY_NONE},
+    {"POST", "/api/v1/reviews/{id}/claim", reviews_claim, SCOPE_WRITE, BODY_NONE},
+    {"POST", "/api/v1/reviews/{id}/close", reviews_close, SCOPE_WRITE, BODY_JSON},
+
+    {"POST", "/api/v1/webhooks", webhooks_create, SCOPE_ADMIN, BODY_JSON},
+    {"GET", "/api/v1/webhooks", webhooks_list, SCOPE_ADMIN, BODY_NONE},
+    {"GET", "/api/v1/webhooks/{id}", webhooks_get, SCOPE_ADMIN, BODY_NONE},
+    {"PATCH", "/api/v1/webhooks/{id}", webhooks_update, SCOPE_ADMIN, BODY_JSON},
+    {"DELETE", "/api/v1/webhooks/{id}", webhooks_delete, SCOPE_ADMIN, BODY_NONE},
+    {"POST", "/api/v1/webhooks/{id}/rotate-secret", webhooks_rotate_secret, SCOPE_ADMIN, BODY_NONE},
+    {"GET", "/api/v1/webhooks/{id}/deliveries", webhooks_deliveries, SCOPE_ADMIN, BODY_NONE},
 };
 
 const size_t routes_count = sizeof routes_table / sizeof routes_table[0];

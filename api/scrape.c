@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "db.h"
 #include "dynbuf.h"
+#include "listcache.h"
 #include "hpclient.h"
 #include "metrics.h"
 #include "scoring.h"
@@ -46,6 +47,14 @@ static void write_db(dynbuf *b, const app *a)
     dynbuf_printf(b, "vigil_model_cache_models %u\n", models);
     metrics_family(b, "vigil_model_cache_bytes", "gauge", "Bytes of compiled models cached.");
     dynbuf_printf(b, "vigil_model_cache_bytes %zu\n", bytes);
+    size_t sets = 0, set_bytes = 0;
+    if (a->lists)
+        listcache_stats(a->lists, &sets, &set_bytes);
+    metrics_family(b, "vigil_list_sets", "gauge",
+                   "In-memory list sets held (one per list a decision or membership read used).");
+    dynbuf_printf(b, "vigil_list_sets %zu\n", sets);
+    metrics_family(b, "vigil_list_set_bytes", "gauge", "Bytes of the in-memory list sets.");
+    dynbuf_printf(b, "vigil_list_set_bytes %zu\n", set_bytes);
 }
 
 /* A STATS name as a metric-name suffix: [a-zA-Z0-9_] kept, anything else becomes '_'. */
@@ -203,6 +212,7 @@ void scrape_handler(http_req *req, http_resp *resp)
         metrics_write_worker_calls(&b);
     }
     metrics_write_decisions(&b);
+    metrics_write_webhooks(&b);
     size_t len;
     char *text = dynbuf_take(&b, &len); /* NULL once the output passed its bound (or OOM) */
     if (!text) {

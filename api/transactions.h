@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
+#include "db.h"
 #include "http.h"
 
 /* Everything a stored transaction is returned with, for a transactions table aliased t (SELECT
@@ -21,7 +22,9 @@
     "to_char(t.labelled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "             \
     "to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "              \
     "(extract(epoch FROM t.created_at) * 1000000)::bigint, t.model_sha256, t.scoring_timeout_ms, " \
-    "t.reasons::text"
+    "t.reasons::text, t.email, t.ip_address, t.device_id, t.card_fingerprint, t.card_bin, "        \
+    "t.card_country, t.shipping_country, t.rules_matched::text, t.decided_by, "                    \
+    "t.list_versions::text, t.list_probes::text, t.rule_inputs::text"
 
 /* The API's JSON of row `row` of a TXN_COLS result.  Caller deletes it; NULL when out of memory. */
 cJSON *txn_row_json(const PGresult *r, int row);
@@ -35,5 +38,12 @@ void txn_get(http_req *req, http_resp *resp);
 void txn_list(http_req *req, http_resp *resp);
 void txn_list_for_user(http_req *req, http_resp *resp);
 void txn_label(http_req *req, http_resp *resp);
+
+/* Labels transaction id (label fraud|legit, source chargeback|analyst|customer, both checked by
+ * the caller) on c, inside the caller's BEGIN, and writes its transaction.labelled event in the
+ * same transaction.  Returns 0 with *out the labelled transaction's JSON (malloc'd, caller frees),
+ * or -1 with resp filled (404 for an unknown id, 503/500) and *out NULL. */
+int txn_label_apply(http_req *req, http_resp *resp, db_conn *c, const char *id, const char *label,
+                    const char *source, char **out);
 
 #endif

@@ -1,6 +1,9 @@
 /* validate.c - see validate.h. */
 #include "validate.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int val_uuid(const char *s)
@@ -124,4 +127,13 @@ int val_rfc3339(const char *s)
     return (s[i] == '+' || s[i] == '-') && s[i + 1] >= '0' && s[i + 1] <= '9' && s[i + 2] >= '0' &&
            s[i + 2] <= '9' && s[i + 3] == ':' && s[i + 4] >= '0' && s[i + 4] <= '9' &&
            s[i + 5] >= '0' && s[i + 5] <= '9' && s[i + 6] == '\0';
+}
+
+int val_ip_canonical(const char *s, char *out, size_t cap)
+{
+    unsigned char a[16];
+    int af = strchr(s, ':') ? AF_INET6 : AF_INET;
+    if (cap < 48 || inet_pton(af, s, a) != 1 || !inet_ntop(af, a, out, (socklen_t)cap))
+        return -1;
+    return 0;
 }

@@ -17,6 +17,10 @@ int val_currency_exponent(const char *s);
 /* RFC 3339 date-time shape: YYYY-MM-DDTHH:MM:SS[.1-9 digits](Z|+HH:MM|-HH:MM), 't'/'z'
  * accepted.  Ranges (month 13, Feb 30) are left to PostgreSQL's parser. */
 int val_rfc3339(const char *s);
+/* An IPv4 or IPv6 address (inet_pton's syntax) rewritten canonically into out[cap] (inet_ntop:
+ * dotted quad, or lower-case RFC 5952 IPv6).  Returns 0, or -1 when s is not one or cap is too
+ * small (48 always fits). */
+int val_ip_canonical(const char *s, char *out, size_t cap);
 /* Number of Unicode code points in valid UTF-8 s. */
 size_t val_utf8_chars(const char *s);
 

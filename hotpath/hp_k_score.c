@@ -11,7 +11,9 @@
 
 #include "hp_arena.h"
 #include "hp_assert.h"
+#include "hp_k_explain.h"
 #include "hp_prio.h"
+#include "hp_shap.h"
 #include "model.h"
 #include "sha256.h"
 
@@ -150,8 +152,12 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
             snprintf(msg, sizeof msg, "SCORE section %u: truncated (rows x cols do not fit)", i);
             return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
         }
-        if (s->flags & ~(WIRE_SCORE_MARGIN | WIRE_SCORE_F64)) {
+        if (s->flags & ~(WIRE_SCORE_MARGIN | WIRE_SCORE_F64 | WIRE_SCORE_EXPLAIN)) {
             snprintf(msg, sizeof msg, "SCORE section %u: unknown flags 0x%x", i, s->flags);
+            return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
+        }
+        if ((s->flags & WIRE_SCORE_EXPLAIN) && f64) {
+            snprintf(msg, sizeof msg, "SCORE section %u: WIRE_SCORE_EXPLAIN needs f32 rows", i);
             return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
         }
         /* Offsets are multiples of 4 in a page-aligned buffer: the floats are aligned. */
@@ -172,9 +178,27 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
         wire_put_u32(out, (uint32_t)missing);
         return WIRE_E_UNKNOWN_MODEL;
     }
+    /* WIRE_SCORE_EXPLAIN sections also pin their explain layout (hp_shap.h) */
+    hp_arena *xarena = hp_store_explain_arena(state);
+    const uint8_t *xkeys[WIRE_MAX_SECTIONS];
+    const hp_model *xmodels[WIRE_MAX_SECTIONS];
+    uint32_t xhandles[WIRE_MAX_SECTIONS], xsec[WIRE_MAX_SECTIONS], nx = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (sec[i].flags & WIRE_SCORE_EXPLAIN) {
+            xsec[nx] = i;
+            xkeys[nx++] = sec[i].key;
+        }
+    HP_ASSERT(nx == 0 || ctx != NULL);
+    if (nx > 0 && (missing = hp_arena_acquire(xarena, xkeys, nx, xmodels, xhandles)) >= 0) {
+        hp_arena_release(arena, handles, n);
+        out->len = 0;
+        out->err = 0;
+        wire_put_u32(out, xsec[missing]);
+        return WIRE_E_UNKNOWN_MODEL;
+    }
     int st = WIRE_OK;
     uint64_t answer = 4;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0, x = 0; i < n; i++) {
         if (sec[i].ncols != models[i]->num_feature) {
             snprintf(msg, sizeof msg, "SCORE section %u: %u columns, the model has %u features", i,
                      sec[i].ncols, models[i]->num_feature);
@@ -191,6 +215,20 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
         answer += 8 + (f64 ? 4 : 0) +
                   (uint64_t)sec[i].nrows *
                       models[i]->nout[(sec[i].flags & WIRE_SCORE_MARGIN) != 0] * (f64 ? 8 : 4);
+        if (sec[i].flags & WIRE_SCORE_EXPLAIN) {
+            const model_view *xv = hp_shap_view(xmodels[x]->layout);
+            size_t need = hp_k_explain_scratch(xmodels[x++]->layout);
+            if (need > ctx->scratch_len) {
+                snprintf(msg, sizeof msg,
+                         "SCORE section %u: explaining needs %zu bytes of scratch, the slot "
+                         "has %zu (VIGIL_HOTPATH_SCRATCH_MB)",
+                         i, need, ctx->scratch_len);
+                st = hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
+                goto done;
+            }
+            answer += 8 + (uint64_t)sec[i].nrows * xv->hdr->num_class *
+                              ((uint64_t)xv->hdr->num_feature + 2) * 4;
+        }
     }
     if (answer > out->cap - out->len) {
         snprintf(msg, sizeof msg, "SCORE answer of %llu bytes exceeds VIGIL_HOTPATH_MAX_FRAME_MB",
@@ -200,7 +238,7 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
     }
     wire_put_u32(out, n);
     int bulk = ctx != NULL && ctx->bulk;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0, x = 0; i < n; i++) {
         int margin = (sec[i].flags & WIRE_SCORE_MARGIN) != 0;
         uint32_t nout = models[i]->nout[margin];
         /* A bulk frame goes in blocks and lets live frames pass between them (hp_prio.h); rows
@@ -238,8 +276,23 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
             sc->score(models[i]->layout, sec[i].rows + (size_t)r0 * sec[i].ncols, nr, margin,
                       o + (size_t)r0 * nout, hp_store_pool(state), HP_PARALLEL_MIN_WORK);
         }
+        if (sec[i].flags & WIRE_SCORE_EXPLAIN) {
+            /* u32 ngroups u32 ncontrib f32 contribs[] f32 margins[], as EXPLAIN answers */
+            const void *xl = xmodels[x++]->layout;
+            const model_view *xv = hp_shap_view(xl);
+            uint32_t k = xv->hdr->num_class, ncontrib = xv->hdr->num_feature + 1;
+            wire_put_u32(out, k);
+            wire_put_u32(out, ncontrib);
+            float *c = (float *)wire_put_reserve(out, (size_t)sec[i].nrows * k * ncontrib * 4);
+            float *mg = (float *)wire_put_reserve(out, (size_t)sec[i].nrows * k * 4);
+            if (c == NULL || mg == NULL)
+                break; /* cannot happen (size checked above) */
+            hp_k_explain_rows(state, ctx, xl, sec[i].rows, sec[i].nrows, c, mg);
+        }
     }
 done:
+    if (nx > 0)
+        hp_arena_release(xarena, xhandles, nx);
     hp_arena_release(arena, handles, n);
     return st;
 }

@@ -17,7 +17,9 @@
 # 2. Explanations: tests/bench/explain_xgb.py times xgboost's pred_contribs (nthread=1, one row at a
 #    time) on the repo's model and rows; bin/tests/bench_explain prints the worker's explainer one
 #    row at a time (and the ratio), and batch rows/s on 1 thread and on every CPU.
-# 3. End-to-end HTTP benchmarks: see the hook section at the bottom (VIGIL_BENCH_KERNEL_ONLY=1 skips
+# 3. Rules and lists (bin/tests/bench_rules): three 1M-item list sets (build time, bytes, lookup
+#    CPU ns and p99) and a 50-rule policy (ns per decision, beside the same decision without rules).
+# 4. End-to-end HTTP benchmarks: see the hook section at the bottom (VIGIL_BENCH_KERNEL_ONLY=1 skips
 #    them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -92,6 +94,14 @@ if [[ "$xgb_line" == xgboost* ]]; then
 else
   echo "   xgboost not available to $py: the xgboost comparison is skipped"
   "$bin/tests/bench_explain" tests/fixtures/deep_softprob.model.json tests/fixtures/deep_softprob.rows.txt
+fi
+
+# ---- rules and lists: 1M-item list sets (memory, membership) and a 50-rule policy -----------------
+echo
+if [ -x "$bin/tests/bench_rules" ]; then
+  "$bin/tests/bench_rules"
+else
+  echo "$bin/tests/bench_rules not built (make tests-build)"; exit 1
 fi
 
 # ---- HOOK: end-to-end HTTP benchmarks ----------------------------------------------------------

@@ -503,9 +503,21 @@ START_TEST(store_sql_named_columns)
                                            "scoring_timeout_ms",
                                            "policy_version",
                                            "scoring_latency_us",
-                                           "reasons"};
+                                           "reasons",
+                                           "email",
+                                           "ip_address",
+                                           "device_id",
+                                           "card_fingerprint",
+                                           "card_bin",
+                                           "card_country",
+                                           "shipping_country",
+                                           "rules_matched",
+                                           "decided_by",
+                                           "list_versions",
+                                           "list_probes",
+                                           "rule_inputs"};
     enum { N = sizeof expected / sizeof expected[0] };
-    char sql[4096], cols[1024], want[1024] = "", params[512] = "";
+    char sql[4096], cols[2048], want[2048] = "", params[1024] = "";
     ck_assert_int_eq(decision_store_sql(sql, sizeof sql), N);
     const char *open = strstr(sql, "INSERT INTO transactions AS t (");
     ck_assert_ptr_eq(open, sql);

@@ -163,6 +163,30 @@ START_TEST(utf8_chars)
 }
 END_TEST
 
+/* The transaction's ip_address in canonical text (RFC 5952 for IPv6), written here by hand. */
+START_TEST(ip_canonical)
+{
+    static const char *const ok[][2] = {{"192.0.2.7", "192.0.2.7"},
+                                        {"2001:DB8:0:0::0:1", "2001:db8::1"},
+                                        {"2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"},
+                                        {"::", "::"},
+                                        {"0:0:0:0:0:0:0:1", "::1"},
+                                        {"::ffff:10.1.2.3", "::ffff:10.1.2.3"},
+                                        {"fe80:0:0:0:0:0:0:1", "fe80::1"}};
+    static const char *const bad[] = {"",           "1.2.3",        "1.2.3.256",
+                                      "10.0.0.0/8", "fe80::1%eth0", " 1.2.3.4",
+                                      "1.2.3.4 ",   "::g",          "1:2:3:4:5:6:7:8:9"};
+    char out[48];
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        ck_assert_int_eq(val_ip_canonical(ok[i][0], out, sizeof out), 0);
+        ck_assert_str_eq(out, ok[i][1]);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(val_ip_canonical(bad[i], out, sizeof out) != 0, "'%s' accepted", bad[i]);
+    ck_assert_int_ne(val_ip_canonical("1.2.3.4", out, 16), 0); /* a short buffer is refused */
+}
+END_TEST
+
 static Suite *validate_suite(void)
 {
     Suite *s = suite_create("validate");
@@ -173,6 +197,7 @@ static Suite *validate_suite(void)
     tcase_add_test(tc, email);
     tcase_add_test(tc, email_length_limit);
     tcase_add_test(tc, utf8_chars);
+    tcase_add_test(tc, ip_canonical);
     suite_add_tcase(s, tc);
     return s;
 }

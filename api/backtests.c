@@ -166,7 +166,7 @@ static int read_filter(http_resp *resp, const cJSON *body)
 
 /* ---- POST: the candidate policy -------------------------------------------------------------- */
 
-/* Refuses a candidate with rules until the rules engine is merged (backtests.h).  rules: the
+/* Refuses a candidate with rules: backtests evaluate no rules yet (backtests.h).  rules: the
  * policy's "rules" JSON (text or item), either may be NULL. */
 static int rules_seam(http_resp *resp, const char *rules_text, const cJSON *rules)
 {
@@ -178,8 +178,8 @@ static int rules_seam(http_resp *resp, const char *rules_text, const cJSON *rule
     }
     if (has)
         http_problem(resp, 422, "rules_not_supported", "policy",
-                     "this build backtests models and thresholds only: the candidate policy has "
-                     "rules, which need the rules engine (issue 12)");
+                     "backtests evaluate models and thresholds only: the candidate policy has "
+                     "rules, which backtests do not evaluate yet");
     return has ? -1 : 0;
 }
 

@@ -8,10 +8,12 @@
  *   "recorded"       a replay: every row with the model and thresholds it was decided with
  *                    (the exactness check: 100% of the non-degraded scores, bit for bit);
  *   {...}            a full policy object as PUT /api/v1/policy takes it.
- * Rules: a candidate whose policy has rules is refused (422 rules_not_supported) until the rules
- * engine (common/rules.h) is merged; btjob.c's decide step is where its evaluation goes (the
- * probes: a replay uses each decision's stored probe results, a candidate the current list
- * contents).  Every statement of the handlers is here, static and parameterised. */
+ * Rules: a candidate whose policy has rules is refused (422 rules_not_supported): rules are not
+ * evaluated by backtests yet.  btjob.c's decide step (aggregate_chunk) is where common/rules.h's
+ * rules_eval + rules_decide go, per row, with the operand slots built from the stored row (fields,
+ * snapshot features, user fields, the candidate's scores) and the list probes resolved from each
+ * decision's stored list_probes for a replay, from the current list sets for a candidate.  Every
+ * statement of the handlers is here, static and parameterised. */
 #ifndef VIGIL_BACKTESTS_H
 #define VIGIL_BACKTESTS_H
 

@@ -87,7 +87,28 @@ all: $(BIN)/vigil-api $(BIN)/vigil-hotpath
 asan:
 	$(Q)$(MAKE) --no-print-directory FLAVOUR=asan all tests-build
 
-deps:
+# Jaeger v1.76 (its all-in-one binary, cmd/jaeger) for the tracing tests (tests/e2e/e2e_trace.c),
+# `make bench` and the compose tracing profile: built once from the Go module proxy in a scratch
+# module and cached at $(JAEGER_BIN) (about 4 minutes; `make clean` removes it with build/).
+JAEGER_VERSION := v1.76.0
+JAEGER_BIN     := build/jaeger/jaeger
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+
+.PHONY: jaeger
+jaeger: $(JAEGER_BIN)
+
+$(JAEGER_BIN):
+	@mkdir -p build/jaeger/src
+	$(call say,GO,$@)
+	$(Q)cd build/jaeger/src && { [ -f go.mod ] || $(GO) mod init x >/dev/null 2>&1; } && \
+	  $(GO) get -tool github.com/jaegertracing/jaeger/cmd/jaeger@$(JAEGER_VERSION) && \
+	  $(GO) build -o ../jaeger.tmp github.com/jaegertracing/jaeger/cmd/jaeger && mv ../jaeger.tmp ../jaeger
+
+# `make run` needs only the packages; `make test` and `make bench` need Jaeger too.
+deps: deps-pkgs $(JAEGER_BIN)
+
+.PHONY: deps-pkgs
+deps-pkgs:
 	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
@@ -156,7 +177,7 @@ $(OUT)/tests/%.o: tests/%.c
 # The lower floors of the API: what the HTTP layer, the pools and the logger need, and nothing that
 # knows a resource.  test_http links only these (+ common), which proves they build and run without
 # users.o, models.o, transactions.o, auth.o...; tests/tools/apigraph.py proves the graph has no cycle.
-API_FLOORS  := config json router metrics pool db hpclient http
+API_FLOORS  := config json router metrics pool tracectx spanring otlp trace db hpclient http
 API_FLOOR_OBJ := $(API_FLOORS:%=$(OUT)/api/%.o)
 
 $(BIN)/tests/test_http: $(OUT)/tests/unit/test_http.o $(API_FLOOR_OBJ) $(COMMON_OBJ)
@@ -201,7 +222,7 @@ tests-build: $(UNIT_BIN) $(E2E_BIN) $(TOOL_SO) $(TOOL_BIN)
 
 # ---- the two README commands --------------------------------------------------------------------
 
-run: deps all
+run: deps-pkgs all
 	@bash api/scripts/devrun.sh
 
 test: deps
@@ -232,7 +253,7 @@ migrate: all
 bench: deps all tests-build
 	$(Q)bash tests/bench/run.sh $(BIN)
 
-profile: deps all tests-build
+profile: deps-pkgs all tests-build
 	$(Q)bash tests/bench/profile.sh $(BIN)
 
 CLANG_FORMAT ?= clang-format
@@ -287,11 +308,11 @@ FUZZ_SRC_wire    := common/wire.c
 FUZZ_SRC_score   := $(HOTPATH_SRC) $(filter-out $(COMMON_API_ONLY),$(COMMON_SRC))
 FUZZ_SRC_http    := api/http.c api/router.c api/json.c api/metrics.c api/config.c \
                     common/clock.c common/logline.c common/dynbuf.c common/utf8.c common/hex.c \
-                    common/wire.c
+                    common/wire.c api/trace.c api/tracectx.c api/spanring.c api/otlp.c
 FUZZ_SRC_rules   := common/rules.c common/listset.c common/dynbuf.c common/utf8.c
 FUZZ_SRC_seedgen := api/cursor.c api/config.c api/validate.c $(COMMON_SRC)
 # Libraries a harness needs beyond FUZZ_LIBS.
-FUZZ_LIBS_http   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+FUZZ_LIBS_http   = $(shell pkg-config --libs libmicrohttpd libcurl 2>/dev/null)
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BIN)/fuzz_%) $(FUZZ_BIN)/seedgen

@@ -31,6 +31,7 @@
 #include "clock.h"
 #include "logline.h"
 #include "pool.h"
+#include "trace.h"
 
 /* A connection lives in slot (its index in db_pool.conns) of the pool's slots; pg is touched only
  * by the thread holding the slot (and read, under the slots' mutex, by the open counts). */
@@ -38,6 +39,7 @@ struct db_conn {
     PGconn *pg;
     struct db_pool *pool; /* set at creation, never changes */
     int64_t deadline_ms;  /* of the db_acquire that handed it out: bounds the release's ROLLBACK */
+    trace_db trace; /* the span of this hand-out (trace.h), when the holder's request is traced */
 };
 
 #define DB_CANCEL_QUEUE 16
@@ -405,6 +407,7 @@ int db_acquire(db_pool *p, int64_t deadline_ms, int wait_ms, db_conn **out)
 {
     assert(p && out);
     *out = NULL;
+    int64_t wait_started_ns = trace_enabled() ? trace_now_ns() : 0;
     int64_t wait_until = clock_now_ms() + wait_ms;
     if (wait_until > deadline_ms)
         wait_until = deadline_ms;
@@ -422,6 +425,7 @@ int db_acquire(db_pool *p, int64_t deadline_ms, int wait_ms, db_conn **out)
         }
     }
     c->deadline_ms = deadline_ms;
+    trace_db_begin(&c->trace, wait_started_ns);
     *out = c;
     return DB_OK;
 }
@@ -449,6 +453,7 @@ void db_release(db_pool *p, db_conn *c)
             c->pg = NULL;
         }
     }
+    trace_db_end(&c->trace);
     pool_give(&p->slots, (int)(c - p->conns));
 }
 
@@ -472,9 +477,10 @@ static void first_line(const char *msg, char *err, size_t errlen)
         *nl = '\0';
 }
 
-int db_query(db_conn *c, const char *sql, int nparams, const char *const *values,
-             const int *lengths, const int *formats, int binary_result, int64_t deadline_ms,
-             PGresult **res, char *err, size_t errlen)
+/* db_query's round trip, untraced. */
+static int run_query(db_conn *c, const char *sql, int nparams, const char *const *values,
+                     const int *lengths, const int *formats, int binary_result, int64_t deadline_ms,
+                     PGresult **res, char *err, size_t errlen)
 {
     assert(c && sql && res && (nparams <= 0 || values));
     *res = NULL;
@@ -547,6 +553,21 @@ broken:
     PQfinish(c->pg);
     c->pg = NULL;
     return DB_DOWN;
+}
+
+int db_query(db_conn *c, const char *sql, int nparams, const char *const *values,
+             const int *lengths, const int *formats, int binary_result, int64_t deadline_ms,
+             PGresult **res, char *err, size_t errlen)
+{
+    int rc = run_query(c, sql, nparams, values, lengths, formats, binary_result, deadline_ms, res,
+                       err, errlen);
+    if (c->trace.on)
+        trace_db_statement(&c->trace, sql,
+                           rc == DB_OK        ? NULL
+                           : rc == DB_ERROR   ? db_sqlstate(*res)
+                           : rc == DB_TIMEOUT ? "timeout"
+                                              : "connection_lost");
+    return rc;
 }
 
 int db_exec(db_conn *c, const char *sql, int nparams, const char *const *values,

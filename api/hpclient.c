@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "metrics.h"
 #include "pool.h"
+#include "trace.h"
 #include "wire.h"
 
 /* A connection lives in a slot of the pool's slots; fd is touched only by the slot's holder. */
@@ -116,10 +117,47 @@ static int dial(hpc_pool *p, hpc_conn *c, char *err, size_t errlen)
     return HPC_OK;
 }
 
+/* Sends the request frame: header, the trace-context block when tc is not NULL (WIRE_F_TRACE),
+ * then the op's payload.  Returns a wire_io result. */
+static int send_request(int fd, wire_header *h, const wire_trace_ctx *tc, const void *payload,
+                        uint32_t len, int64_t deadline_ms)
+{
+    if (!tc)
+        return wire_send_frame(fd, h, payload, deadline_ms);
+    uint8_t head[WIRE_HEADER_SIZE + WIRE_TRACE_CTX_SIZE];
+    h->flags |= WIRE_F_TRACE;
+    h->payload_len = len + WIRE_TRACE_CTX_SIZE;
+    wire_header_encode(head, h);
+    wire_trace_ctx_encode(head + WIRE_HEADER_SIZE, tc);
+    int rc = wire_write_full(fd, head, sizeof head, deadline_ms);
+    if (rc == WIRE_IO_OK && len)
+        rc = wire_write_full(fd, payload, len, deadline_ms);
+    return rc;
+}
+
+/* Reads the timing block that starts a WIRE_F_TRACE answer into reply.  Returns a wire_io
+ * result, or WIRE_IO_ERR with EPROTO when the payload is shorter than the block. */
+static int read_timing(int fd, wire_header *rh, hpc_reply *reply, int64_t deadline_ms)
+{
+    uint8_t tb[WIRE_TRACE_TIMING_SIZE];
+    if (rh->payload_len < WIRE_TRACE_TIMING_SIZE) {
+        errno = EPROTO;
+        return WIRE_IO_ERR;
+    }
+    int rc = wire_read_full(fd, tb, sizeof tb, deadline_ms);
+    if (rc == WIRE_IO_OK) {
+        wire_trace_timing_decode(tb, &reply->queue_ns, &reply->compute_ns);
+        reply->timed = 1;
+        rh->payload_len -= WIRE_TRACE_TIMING_SIZE;
+    }
+    return rc;
+}
+
 /* One round trip on an open connection.  Returns an hpc_status; on anything but HPC_OK the
  * connection is no longer usable. */
 static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, uint16_t flags, const void *payload,
-                      uint32_t len, int64_t deadline_ms, hpc_reply *reply, char *err, size_t errlen)
+                      uint32_t len, const wire_trace_ctx *tc, int64_t deadline_ms, hpc_reply *reply,
+                      char *err, size_t errlen)
 {
     wire_header h = {.magic = WIRE_MAGIC,
                      .version = WIRE_VERSION,
@@ -127,7 +165,8 @@ static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, uint16_t flags, con
                      .flags = flags,
                      .payload_len = len,
                      .request_id = atomic_fetch_add(&p->next_id, 1) + 1};
-    int rc = wire_send_frame(c->fd, &h, payload, deadline_ms);
+    reply->sent_ns = tc ? trace_now_ns() : 0;
+    int rc = send_request(c->fd, &h, tc, payload, len, deadline_ms);
     if (rc != WIRE_IO_OK) {
         snprintf(err, errlen, "hotpath send: %s",
                  rc == WIRE_IO_TIMEOUT ? "deadline passed" : strerror(errno));
@@ -152,6 +191,12 @@ static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, uint16_t flags, con
         snprintf(err, errlen, "hotpath sent an invalid response (%s)", wire_status_name(st));
         return HPC_PROTO;
     }
+    if ((rh.flags & WIRE_F_TRACE) &&
+        (rc = read_timing(c->fd, &rh, reply, deadline_ms)) != WIRE_IO_OK) {
+        snprintf(err, errlen, "hotpath receive: %s",
+                 rc == WIRE_IO_TIMEOUT ? "deadline passed" : "bad timing block");
+        return rc == WIRE_IO_TIMEOUT ? HPC_TIMEOUT : HPC_PROTO;
+    }
     reply->status = rh.status;
     reply->len = rh.payload_len;
     reply->payload = malloc(rh.payload_len ? rh.payload_len : 1);
@@ -168,6 +213,7 @@ static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, uint16_t flags, con
             return rc == WIRE_IO_TIMEOUT ? HPC_TIMEOUT : HPC_DOWN;
         }
     }
+    reply->recv_ns = tc ? trace_now_ns() : 0;
     return HPC_OK;
 }
 
@@ -189,16 +235,11 @@ static int metrics_result(int rc, const hpc_reply *reply)
     }
 }
 
-int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_t deadline_ms,
-             int wait_ms, hpc_reply *reply, char *err, size_t errlen)
+/* hpc_call without its span; tc (may be NULL) goes into the frame, flags into its header. */
+static int call_pooled(hpc_pool *p, uint16_t op, uint16_t flags, const void *payload, uint32_t len,
+                       const wire_trace_ctx *tc, int64_t deadline_ms, int wait_ms, hpc_reply *reply,
+                       char *err, size_t errlen)
 {
-    return hpc_call_flags(p, op, 0, payload, len, deadline_ms, wait_ms, reply, err, errlen);
-}
-
-int hpc_call_flags(hpc_pool *p, uint16_t op, uint16_t flags, const void *payload, uint32_t len,
-                   int64_t deadline_ms, int wait_ms, hpc_reply *reply, char *err, size_t errlen)
-{
-    assert(p && reply && (payload || len == 0));
     int64_t t0 = clock_now_us();
     memset(reply, 0, sizeof *reply);
     /* VIGIL_HOTPATH_TIMEOUT_MS bounds each call, inside the caller's (request) deadline. */
@@ -221,7 +262,7 @@ int hpc_call_flags(hpc_pool *p, uint16_t op, uint16_t flags, const void *payload
         int reused = c->fd >= 0;
         if (!reused && (rc = dial(p, c, err, errlen)) != HPC_OK)
             break;
-        rc = round_trip(p, c, op, flags, payload, len, deadline_ms, reply, err, errlen);
+        rc = round_trip(p, c, op, flags, payload, len, tc, deadline_ms, reply, err, errlen);
         if (rc == HPC_OK)
             break;
         drop(c);
@@ -231,6 +272,66 @@ int hpc_call_flags(hpc_pool *p, uint16_t op, uint16_t flags, const void *payload
     }
     pool_give(&p->slots, slot);
     metrics_observe_hotpath(op, metrics_result(rc, reply), clock_now_us() - t0);
+    return rc;
+}
+
+static const char *hpc_status_name(int rc)
+{
+    switch (rc) {
+    case HPC_BUSY:
+        return "busy";
+    case HPC_DOWN:
+        return "down";
+    case HPC_TIMEOUT:
+        return "timeout";
+    default:
+        return "protocol_error";
+    }
+}
+
+/* Ends the CLIENT span s of a call and queues the worker's spans from the answer's timings. */
+static void end_call_span(span_rec *s, const wire_trace_ctx *tc, uint16_t op, uint32_t len, int rc,
+                          const hpc_reply *reply)
+{
+    const char *status = rc == HPC_OK ? wire_status_name(reply->status) : hpc_status_name(rc);
+    span_attr_str(s, "rpc.system", "vigil_wire");
+    span_attr_str(s, "rpc.service", "vigil-hotpath");
+    span_attr_str(s, "rpc.method", wire_op_name(op));
+    span_attr_str(s, "network.transport", "unix");
+    span_attr_int(s, "vigil.wire.request_bytes", WIRE_HEADER_SIZE + WIRE_TRACE_CTX_SIZE + len);
+    if (rc == HPC_OK)
+        span_attr_int(s, "vigil.wire.response_bytes",
+                      WIRE_HEADER_SIZE + (reply->timed ? WIRE_TRACE_TIMING_SIZE : 0) + reply->len);
+    span_attr_str(s, "vigil.wire.status", status);
+    int ok = rc == HPC_OK && reply->status == WIRE_OK;
+    if (!ok)
+        span_attr_str(s, "error.type", status);
+    trace_span_end(s, ok ? SPAN_STATUS_UNSET : SPAN_STATUS_ERROR);
+    if (rc == HPC_OK && reply->timed)
+        trace_worker_spans(tc, s->span_id, reply->sent_ns, reply->recv_ns, reply->queue_ns,
+                           reply->compute_ns, wire_op_name(op), status);
+}
+
+int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_t deadline_ms,
+             int wait_ms, hpc_reply *reply, char *err, size_t errlen)
+{
+    return hpc_call_flags(p, op, 0, payload, len, deadline_ms, wait_ms, reply, err, errlen);
+}
+
+int hpc_call_flags(hpc_pool *p, uint16_t op, uint16_t flags, const void *payload, uint32_t len,
+                   int64_t deadline_ms, int wait_ms, hpc_reply *reply, char *err, size_t errlen)
+{
+    assert(p && reply && (payload || len == 0));
+    wire_trace_ctx tc;
+    int has_ctx = trace_wire_ctx(&tc);
+    span_rec s;
+    char name[SPAN_NAME_MAX];
+    snprintf(name, sizeof name, "vigil-hotpath/%s", wire_op_name(op));
+    int spanned = has_ctx && trace_span_begin(&s, name, SPAN_KIND_CLIENT);
+    int rc = call_pooled(p, op, flags, payload, len, has_ctx ? &tc : NULL, deadline_ms, wait_ms,
+                         reply, err, errlen);
+    if (spanned)
+        end_call_span(&s, &tc, op, len, rc, reply);
     return rc;
 }
 

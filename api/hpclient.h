@@ -22,7 +22,10 @@ typedef struct hpc_pool hpc_pool;
 typedef struct hpc_reply {
     int status;       /* wire_status of the response */
     uint8_t *payload; /* malloc'd, caller frees with hpc_reply_free */
-    uint32_t len;
+    uint32_t len;     /* the op's payload (a WIRE_F_TRACE timing block is taken off) */
+    int timed;        /* the answer carried the worker's timings (traced requests, wire.h) */
+    uint64_t queue_ns, compute_ns;
+    int64_t sent_ns, recv_ns; /* Unix ns: the frame's send started / the answer was read */
 } hpc_reply;
 
 /* Creates a pool of at most size connections (opened lazily) to the socket at path.  max_frame
@@ -35,7 +38,10 @@ void hpc_pool_destroy(hpc_pool *p);
 /* Sends one request (op, payload[0..len)) and waits for its response until deadline_ms
  * (absolute, clock_now_ms; capped at now + the pool's call timeout), waiting at most wait_ms for a
  * pooled connection.  Returns an
- * hpc_status; on HPC_OK *reply is filled.  err gets a one-line reason otherwise. */
+ * hpc_status; on HPC_OK *reply is filled.  err gets a one-line reason otherwise.
+ * On a thread serving a traced request (trace.h) the frame carries the trace context
+ * (WIRE_F_TRACE) and, when sampled, the call is a CLIENT span with the worker's own spans under
+ * it, made from the timings of the answer. */
 int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_t deadline_ms,
              int wait_ms, hpc_reply *reply, char *err, size_t errlen);
 /* hpc_call with request header flags (WIRE_F_BULK: a low-priority backtest batch). */

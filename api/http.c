@@ -52,6 +52,7 @@
 #include "json.h"
 #include "logline.h"
 #include "metrics.h"
+#include "trace.h"
 #include "utf8.h"
 
 #define REAP_TICK_MS 100   /* how late past its deadline a connection may be closed */
@@ -561,6 +562,9 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_state *st)
     if (r->content_type)
         MHD_add_response_header(mr, "Content-Type", r->content_type);
     MHD_add_response_header(mr, "X-Request-Id", st->req.request_id);
+    char tp[TCTX_TRACEPARENT_LEN + 1];
+    if (trace_request_traceparent(tp)) /* the server span, so a caller can find the trace */
+        MHD_add_response_header(mr, "traceparent", tp);
     if (r->location[0])
         MHD_add_response_header(mr, "Location", r->location);
     if (r->allow[0])
@@ -680,6 +684,10 @@ static req_state *begin(http_server *s, struct MHD_Connection *c, const char *ur
     q->start_us = clock_now_us();
     q->deadline_ms = clock_now_ms() + s->app->cfg->request_timeout_ms;
     pick_request_id(c, q->request_id);
+    /* Before anything that logs or queries (the key check): the trace context is this thread's
+     * until on_completed. */
+    trace_request_begin(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"),
+                        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "tracestate"));
 
     int announced = 0;
     if (check_framing(st, &announced) != 0)
@@ -803,6 +811,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         logline_bool(&l, "aborted", 1);
     logline_end(&l);
+    trace_request_end(st->req.method, st->rt ? st->rt->pattern : NULL, st->req.path,
+                      st->req.request_id, st->resp.status);
     dynbuf_free(&st->body);
     resp_drop_stream(&st->resp);
     free(st->resp.body);

@@ -28,6 +28,7 @@
 #include "migrate.h"
 #include "routes.h"
 #include "scoring.h"
+#include "trace.h"
 
 #ifndef VIGIL_VERSION
 #define VIGIL_VERSION "0.1.0"
@@ -194,6 +195,11 @@ static int serve(app *a, cfg *c)
     dispatch *wh = dispatch_start(c, err, sizeof err);
     if (!wh)
         die(err);
+    /* Tracing (OTEL_* variables) before the first request thread: off without an endpoint. */
+    trace_cfg tc;
+    if (trace_cfg_load(&tc, err, sizeof err) != 0 ||
+        trace_start(&tc, VIGIL_VERSION, err, sizeof err))
+        die(err);
     /* The HTTP layer gets the route table and the key check from here: it knows no resource. */
     const http_setup setup = {routes_table, routes_count, auth_authenticate};
     http_server *srv = http_start(a, &setup, err, sizeof err);
@@ -214,6 +220,7 @@ static int serve(app *a, cfg *c)
     logline_begin(&l, "info", "stopped");
     logline_i64(&l, "abandoned_requests", left);
     logline_end(&l);
+    trace_stop(); /* after the last request: one last export of the queued spans */
     hpc_pool_destroy(a->hp);
     scoring_cache_destroy(a->cache);
     listcache_destroy(a->lists);

@@ -60,6 +60,7 @@ typedef struct hp_cell {
 static http_cell http_cells[NROWS][NSTATUSES + 1];
 static hp_cell hp_cells[WIRE_OP_MAX][HP_NRESULTS];
 static counter decision_counts[NDECISIONS][2];
+static counter span_counts[METRICS_SPAN_NRESULTS];
 
 /* Webhooks: attempts by result, with their HTTP duration; delivered events by the time from
  * their creation (seconds to a day: retries run for days). */
@@ -376,4 +377,25 @@ void metrics_write_webhooks(dynbuf *b)
                    "Time from a webhook event's creation to its successful delivery.");
     histogram(b, "vigil_webhook_delivery_latency_seconds", "event=\"any\"", wh_latency.bucket,
               wh_bounds_us, WH_NB, &wh_latency.sum_us, &wh_latency.count);
+}
+
+void metrics_observe_spans(int result, uint64_t n)
+{
+    if (result >= 0 && result < METRICS_SPAN_NRESULTS)
+        add(&span_counts[result], n);
+}
+
+void metrics_write_trace(dynbuf *b)
+{
+    metrics_family(b, "vigil_trace_spans_exported_total", "counter",
+                   "Spans the OTLP collector accepted (0 while tracing is off).");
+    dynbuf_printf(b, "vigil_trace_spans_exported_total %llu\n",
+                  (unsigned long long)get(&span_counts[METRICS_SPAN_EXPORTED]));
+    metrics_family(b, "vigil_trace_spans_dropped_total", "counter",
+                   "Spans dropped: the export queue was full (queue_full) or the collector did not "
+                   "accept them (export_failed).");
+    dynbuf_printf(b, "vigil_trace_spans_dropped_total{reason=\"queue_full\"} %llu\n",
+                  (unsigned long long)get(&span_counts[METRICS_SPAN_DROPPED_QUEUE]));
+    dynbuf_printf(b, "vigil_trace_spans_dropped_total{reason=\"export_failed\"} %llu\n",
+                  (unsigned long long)get(&span_counts[METRICS_SPAN_DROPPED_EXPORT]));
 }

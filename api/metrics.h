@@ -56,6 +56,18 @@ void metrics_observe_webhook(int result, int64_t attempt_us, int64_t latency_us)
 /* The number of pending webhook deliveries in the database, as last counted.  Thread-safe. */
 void metrics_set_webhook_pending(int64_t n);
 
+/* What became of finished spans (trace.c): exported, or dropped because the ring was full or the
+ * export failed. */
+enum metrics_span_result {
+    METRICS_SPAN_EXPORTED = 0,
+    METRICS_SPAN_DROPPED_QUEUE,
+    METRICS_SPAN_DROPPED_EXPORT,
+    METRICS_SPAN_NRESULTS
+};
+
+/* n spans met result (enum metrics_span_result).  Thread-safe. */
+void metrics_observe_spans(int result, uint64_t n);
+
 /* ---- text format (for scrape.c) ---- */
 
 /* "# HELP name help\n# TYPE name type\n". */
@@ -72,5 +84,8 @@ void metrics_write_decisions(dynbuf *b);
 /* vigil_webhook_deliveries_pending, vigil_webhook_attempts_total,
  * vigil_webhook_attempt_duration_seconds, vigil_webhook_delivery_latency_seconds. */
 void metrics_write_webhooks(dynbuf *b);
+
+/* vigil_trace_spans_exported_total and vigil_trace_spans_dropped_total{reason}. */
+void metrics_write_trace(dynbuf *b);
 
 #endif

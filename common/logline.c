@@ -91,6 +91,39 @@ static void put_string(logline *l, const char *key, const char *s)
     put(l, "\"", 1); /* fits: esc left one byte */
 }
 
+/* The thread's trace ids as hex, "" when none (logline_trace_set). */
+typedef struct trace_ids {
+    char trace_id[33];
+    char span_id[17];
+} trace_ids;
+static _Thread_local trace_ids tls_trace;
+
+static void to_hex(char *out, const uint8_t *in, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void logline_trace_set(const uint8_t trace_id[16], const uint8_t span_id[8])
+{
+    if (!trace_id) {
+        logline_trace_clear();
+        return;
+    }
+    to_hex(tls_trace.trace_id, trace_id, 16);
+    to_hex(tls_trace.span_id, span_id, 8);
+}
+
+void logline_trace_clear(void)
+{
+    tls_trace.trace_id[0] = '\0';
+    tls_trace.span_id[0] = '\0';
+}
+
 /* Days since 1970-01-01 -> proleptic Gregorian y/m/d. */
 static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 {
@@ -125,6 +158,10 @@ void logline_begin(logline *l, const char *level, const char *event)
     put(l, tmp, n > 0 && (size_t)n < sizeof tmp ? (size_t)n : 0);
     logline_str(l, "level", level);
     logline_str(l, "event", event);
+    if (tls_trace.trace_id[0]) {
+        logline_str(l, "trace_id", tls_trace.trace_id);
+        logline_str(l, "span_id", tls_trace.span_id);
+    }
 }
 
 void logline_str(logline *l, const char *key, const char *value)

@@ -42,6 +42,14 @@ void logline_bool(logline *l, const char *key, int value);
 /* Closes the line and writes it to stderr with one write(2) (retried on EINTR). */
 void logline_end(logline *l);
 
+/* The calling thread's trace context (issue 16): while set, every line the thread begins carries
+ * "trace_id" (32 lowercase hex digits) and "span_id" (16) right after "event", so the lines about
+ * a traced request (vigil-api: its connection thread; vigil-hotpath: the slot serving the frame)
+ * can be found from its trace.  Thread-local storage, no allocation (static TLS of the executable),
+ * so the worker may call these after ready.  NULL trace_id (or clear) ends it. */
+void logline_trace_set(const uint8_t trace_id[16], const uint8_t span_id[8]);
+void logline_trace_clear(void);
+
 /* One-member shorthand: a line with event and, when key is not NULL, "key":"value". */
 void logline_event(const char *level, const char *event, const char *key, const char *value);
 

@@ -328,3 +328,33 @@ size_t wire_remaining(const wire_reader *r)
 {
     return r->len - r->off;
 }
+
+/* ---- trace blocks (WIRE_F_TRACE) --------------------------------------------------------------
+ */
+
+void wire_trace_ctx_encode(uint8_t *out, const wire_trace_ctx *t)
+{
+    memcpy(out, t->trace_id, 16);
+    memcpy(out + 16, t->span_id, 8);
+    out[24] = t->flags;
+    memset(out + 25, 0, WIRE_TRACE_CTX_SIZE - 25);
+}
+
+void wire_trace_ctx_decode(const uint8_t *in, wire_trace_ctx *t)
+{
+    memcpy(t->trace_id, in, 16);
+    memcpy(t->span_id, in + 16, 8);
+    t->flags = in[24];
+}
+
+void wire_trace_timing_encode(uint8_t *out, uint64_t queue_ns, uint64_t compute_ns)
+{
+    st64(out, queue_ns);
+    st64(out + 8, compute_ns);
+}
+
+void wire_trace_timing_decode(const uint8_t *in, uint64_t *queue_ns, uint64_t *compute_ns)
+{
+    *queue_ns = le64(in);
+    *compute_ns = le64(in + 8);
+}

@@ -58,7 +58,24 @@
  *                        then f32 margins[nrows * ngroups] (the raw margins, bit-identical to
  *                        SCORE with WIRE_SCORE_MARGIN: the score is their transform)
  *                        UNKNOWN_MODEL: u32 0 (the model is not loaded for explaining)
- *                        BAD_PAYLOAD + message (no covers, too deep, ncols, sizes...) */
+ *                        BAD_PAYLOAD + message (no covers, too deep, ncols, sizes...)
+ *
+ * Trace context (issue 16), any op: a request whose header has WIRE_F_TRACE starts its payload with
+ * a WIRE_TRACE_CTX_SIZE-byte block, and payload_len counts it; the op's own payload follows at
+ * offset 32 (a multiple of 8, so the alignment rules above hold relative to the op's payload):
+ *   off  size  field
+ *     0    16  trace_id     W3C trace id (bytes as in traceparent's hex, big-endian order)
+ *    16     8  span_id      the id of the worker's own span (chosen by the API, which exports it;
+ *                           the worker only writes it into its log lines about this frame)
+ *    24     1  trace_flags  W3C flags (bit 0 = sampled)
+ *    25     7  reserved     zero
+ * The answer to such a request (any status, if the worker got as far as reading the payload) has
+ * WIRE_F_TRACE too and starts its payload with a WIRE_TRACE_TIMING_SIZE-byte block before the
+ * op's own response payload (which then starts at offset 16):
+ *     0     8  queue_ns     u64: from the frame's first byte becoming readable to the kernel start
+ *                           (reading the rest of the frame, finding the kernel)
+ *     8     8  compute_ns   u64: the kernel's run time
+ * Frames rejected before their payload is read (bad header, unknown op) answer without the flag. */
 #ifndef VIGIL_WIRE_H
 #define VIGIL_WIRE_H
 
@@ -69,7 +86,10 @@
 #define WIRE_VERSION 2u        /* 2: model keys carry the compiled blob's SHA-256 */
 #define WIRE_HEADER_SIZE 24u
 #define WIRE_F_RESPONSE 0x0001u
-#define WIRE_F_BULK 0x0002u /* request: low priority, served after live frames (backtests) */
+#define WIRE_F_BULK 0x0002u  /* request: low priority, served after live frames (backtests) */
+#define WIRE_F_TRACE 0x0004u /* trace-context block in requests, timing block in answers */
+#define WIRE_TRACE_CTX_SIZE 32u
+#define WIRE_TRACE_TIMING_SIZE 16u
 
 #define WIRE_MODEL_KEY_SIZE 48u
 #define WIRE_MAX_SECTIONS 8u
@@ -196,6 +216,21 @@ const uint8_t *wire_get_bytes(wire_reader *r, size_t n);
 void wire_get_str(wire_reader *r, char *out, size_t outcap);
 /* Bytes left unread. */
 size_t wire_remaining(const wire_reader *r);
+
+/* The trace-context block of a WIRE_F_TRACE request (layout in the header comment). */
+typedef struct wire_trace_ctx {
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    uint8_t flags;
+} wire_trace_ctx;
+
+/* Writes/reads exactly WIRE_TRACE_CTX_SIZE bytes.  Never fail, never allocate. */
+void wire_trace_ctx_encode(uint8_t *out, const wire_trace_ctx *t);
+void wire_trace_ctx_decode(const uint8_t *in, wire_trace_ctx *t);
+
+/* Writes/reads exactly WIRE_TRACE_TIMING_SIZE bytes (u64 queue_ns, u64 compute_ns). */
+void wire_trace_timing_encode(uint8_t *out, uint64_t queue_ns, uint64_t compute_ns);
+void wire_trace_timing_decode(const uint8_t *in, uint64_t *queue_ns, uint64_t *compute_ns);
 
 /* Little-endian scalar access on raw bytes, shared by the model format. */
 static inline uint32_t wire_le32(const uint8_t *p)

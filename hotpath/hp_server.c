@@ -34,6 +34,7 @@
 #include "hp_log.h"
 #include "hp_prio.h"
 #include "hp_stats.h"
+#include "logline.h"
 #include "wire.h"
 
 /* How long the acceptor may spend writing the one WIRE_E_BUSY frame to a rejected client. */
@@ -287,14 +288,14 @@ static uint64_t now_ns(void)
 /* Sends one response frame whose payload (len bytes) is already at sl->out + WIRE_HEADER_SIZE.
  * Returns WIRE_IO_OK or the wire_io error. */
 static int send_response(hp_slot *sl, int fd, uint16_t op, uint64_t request_id, int status,
-                         size_t len)
+                         size_t len, uint16_t flags)
 {
     hp_server *s = sl->srv;
     wire_header h = {
         .magic = WIRE_MAGIC,
         .version = WIRE_VERSION,
         .op = op,
-        .flags = WIRE_F_RESPONSE,
+        .flags = (uint16_t)(WIRE_F_RESPONSE | flags),
         .status = (uint16_t)status,
         .payload_len = (uint32_t)len,
         .request_id = request_id,
@@ -316,7 +317,7 @@ static void send_error(hp_slot *sl, int fd, uint16_t op, uint64_t request_id, in
 {
     size_t n = strlen(msg);
     memcpy(sl->out + WIRE_HEADER_SIZE, msg, n); /* messages are short; out holds >= 1 MiB */
-    send_response(sl, fd, op, request_id, status, n);
+    send_response(sl, fd, op, request_id, status, n, 0);
 }
 
 enum { WAIT_READABLE, WAIT_IDLE, WAIT_STOP, WAIT_ERR };
@@ -393,29 +394,39 @@ static void header_rejected(hp_slot *sl, int fd, const wire_header *h, int st)
     send_error(sl, fd, op, h->request_id, st, msg);
 }
 
-/* Reads the payload of the frame whose header is h, runs its kernel and sends the answer.
- * Returns 0 to keep the connection, -1 to close it (already logged and counted). */
-static int serve_frame(hp_slot *sl, int fd, const wire_header *hp, const hp_kernel *k, void *kstate,
-                       int64_t frame_deadline)
+/* Runs the kernel on the payload read into sl->in and sends its answer.  A WIRE_F_TRACE frame's
+ * trace-context block is taken off the payload first (its ids go into this thread's log lines
+ * until the caller clears them) and the answer gets the timing block before the kernel's payload
+ * (wire.h).  Returns WIRE_IO_OK, or the write error after counting and logging it. */
+static int run_frame(hp_slot *sl, int fd, const hp_kernel *k, void *kstate, const wire_header *h,
+                     uint64_t t_ready)
 {
     hp_server *s = sl->srv;
     hp_stats_shard *sh = sl->ctx.shard;
-    const wire_header h = *hp;
-    int rc = wire_read_full(fd, sl->in, h.payload_len, frame_deadline);
-    if (rc != WIRE_IO_OK) {
-        frame_read_failed(sl, fd, rc, &h, "payload");
-        return -1;
-    }
-    hp_stats_add(sh, HP_C_FRAMES_IN, 1);
-    hp_stats_add(sh, HP_C_BYTES_IN, WIRE_HEADER_SIZE + (uint64_t)h.payload_len);
-
+    const uint8_t *in = sl->in;
+    size_t in_len = h->payload_len, pre = 0;
+    int traced = (h->flags & WIRE_F_TRACE) != 0;
     wire_writer out;
-    wire_writer_init(&out, sl->out + WIRE_HEADER_SIZE, s->cfg.max_payload);
-    sl->ctx.request_id = h.request_id;
-    sl->ctx.bulk = (h.flags & WIRE_F_BULK) != 0;
+    if (traced) {
+        pre = WIRE_TRACE_TIMING_SIZE;
+        if (in_len >= WIRE_TRACE_CTX_SIZE) {
+            wire_trace_ctx tc;
+            wire_trace_ctx_decode(in, &tc);
+            logline_trace_set(tc.trace_id, tc.span_id);
+        }
+    }
+    wire_writer_init(&out, sl->out + WIRE_HEADER_SIZE + pre, s->cfg.max_payload - pre);
+    sl->ctx.request_id = h->request_id;
+    sl->ctx.bulk = (h->flags & WIRE_F_BULK) != 0;
     uint64_t t0 = now_ns();
-    int st = k->fn(kstate, &sl->ctx, sl->in, h.payload_len, &out);
-    hp_stats_op(sh, h.op, now_ns() - t0);
+    int st;
+    if (traced && in_len < WIRE_TRACE_CTX_SIZE)
+        st = hp_kernel_fail(&out, WIRE_E_BAD_PAYLOAD, "WIRE_F_TRACE frame shorter than its block");
+    else
+        st = k->fn(kstate, &sl->ctx, in + (traced ? WIRE_TRACE_CTX_SIZE : 0),
+                   in_len - (traced ? WIRE_TRACE_CTX_SIZE : 0), &out);
+    uint64_t t1 = now_ns();
+    hp_stats_op(sh, h->op, t1 - t0);
     if (out.err)
         st = hp_kernel_fail(&out, WIRE_E_INTERNAL, "response larger than the maximum frame");
     else if (st < 0 || st >= WIRE_STATUS_MAX)
@@ -424,16 +435,26 @@ static int serve_frame(hp_slot *sl, int fd, const wire_header *hp, const hp_kern
         hp_stats_add(sh, HP_C_ERR_BAD_PAYLOAD, 1);
     else if (st == WIRE_E_INTERNAL)
         hp_stats_add(sh, HP_C_ERR_INTERNAL, 1);
+    if (st == WIRE_E_BAD_PAYLOAD || st == WIRE_E_INTERNAL) {
+        /* The kernel's message is the payload (not NUL-terminated): a line about this frame. */
+        char msg[160];
+        size_t n = out.len < sizeof msg - 1 ? out.len : sizeof msg - 1;
+        memcpy(msg, out.buf, n);
+        msg[n] = '\0';
+        log_peer_event("frame_failed", sl, wire_status_name(st), msg, h->request_id);
+    }
+    if (traced)
+        wire_trace_timing_encode(sl->out + WIRE_HEADER_SIZE, t0 - t_ready, t1 - t0);
 
-    rc = send_response(sl, fd, h.op, h.request_id, st, out.len);
+    int rc =
+        send_response(sl, fd, h->op, h->request_id, st, pre + out.len, traced ? WIRE_F_TRACE : 0);
     if (rc != WIRE_IO_OK) {
         hp_stats_add(sh, HP_C_ERR_WRITE, 1);
         log_peer_event("connection_error", sl, NULL,
                        rc == WIRE_IO_TIMEOUT ? "response write timed out" : "response write failed",
-                       h.request_id);
-        return -1;
+                       h->request_id);
     }
-    return 0;
+    return rc;
 }
 
 /* Serves one connection until it closes, misbehaves, idles out or the server stops. */
@@ -455,6 +476,7 @@ static void serve_connection(hp_slot *sl, int fd)
         if (w != WAIT_READABLE)
             return;
 
+        uint64_t t_ready = now_ns(); /* the frame's first byte is readable: its queue wait starts */
         /* Slowloris guard: the whole rest of the frame, header and payload together, must arrive
          * within one I/O timeout of its first byte (not one timeout each). */
         int64_t frame_deadline = wire_now_ms() + s->cfg.io_timeout_ms;
@@ -474,14 +496,23 @@ static void serve_connection(hp_slot *sl, int fd)
             header_rejected(sl, fd, &h, st);
             return;
         }
-        /* A live frame counts from its header to its answer: bulk work yields to it meanwhile. */
+        rc = wire_read_full(fd, sl->in, h.payload_len, frame_deadline);
+        if (rc != WIRE_IO_OK) {
+            frame_read_failed(sl, fd, rc, &h, "payload");
+            return;
+        }
+        hp_stats_add(sh, HP_C_FRAMES_IN, 1);
+        hp_stats_add(sh, HP_C_BYTES_IN, WIRE_HEADER_SIZE + (uint64_t)h.payload_len);
+
+        /* A live frame counts until its answer is sent: bulk work yields to it meanwhile. */
         int live = !(h.flags & WIRE_F_BULK);
         if (live)
             hp_prio_live_begin(&s->prio);
-        int stop = serve_frame(sl, fd, &h, k, kstate, frame_deadline);
+        rc = run_frame(sl, fd, k, kstate, &h, t_ready);
         if (live)
             hp_prio_live_end(&s->prio);
-        if (stop)
+        logline_trace_clear();
+        if (rc != WIRE_IO_OK)
             return;
     }
 }

@@ -11,10 +11,11 @@
  * into e2e binaries) and scored over the socket; outputs are compared with xgboost 1.7.4's own
  * predictions from tests/fixtures (the worker matches them bit for bit, see test_kernel.c).
  *
- * The allocation tests preload $VIGIL_BIN_DIR/tests/alloccount.so; it is skipped when the worker
- * is ASan-instrumented (VIGIL_ASAN=1, or a bin dir whose name contains "asan"), because ASan must
- * be the first library loaded and has its own allocator.  Each of the three then prints a
- * SKIPPED line (tests/lib/skip.h), counted as skipped by tests/run.sh.
+ * The allocation tests preload $VIGIL_BIN_DIR/tests/alloccount.so (the scoring one sends every
+ * other SCORE as a traced frame, WIRE_F_TRACE, so the timing path is covered too); it is skipped
+ * when the worker is ASan-instrumented (VIGIL_ASAN=1, or a bin dir whose name contains "asan"),
+ * because ASan must be the first library loaded and has its own allocator.  Each of the three then
+ * prints a SKIPPED line (tests/lib/skip.h), counted as skipped by tests/run.sh.
  *
  * Scoring kernels: the tests marked "per kernel" are Check loop tests over every scorer listed in
  * hotpath/hp_scorers.def (included here as an X-macro list), each starting the worker with
@@ -1478,6 +1479,64 @@ static int hp_score(int fd, const fx_model *m, size_t row0, size_t nrows, int ma
     return st;
 }
 
+/* hp_score (one section) as a traced frame: WIRE_F_TRACE and the 32-byte trace-context block
+ * before the payload (wire.h, written out here byte by byte).  The answer must carry WIRE_F_TRACE
+ * and the 16-byte timing block (u64 queue_ns, u64 compute_ns; compute > 0 on WIRE_OK), which is
+ * taken off so buf holds the op's own answer as hp_score leaves it.  Returns the wire status, -1
+ * on a transport failure, -3 when the timing block is wrong (why says how). */
+static int hp_score_traced(int fd, const fx_model *m, size_t row0, size_t nrows, int margin,
+                           uint8_t *buf, size_t cap, uint32_t *n, char *why, size_t whylen)
+{
+    static _Atomic uint64_t next_id = 1u << 30;
+    size_t nc = m->nc, plen = 32 + 4 + WIRE_MODEL_KEY_SIZE + 12 + nrows * nc * 4;
+    uint8_t *p = malloc(WIRE_HEADER_SIZE + plen);
+    ck_assert_ptr_nonnull(p);
+    uint64_t id = ++next_id;
+    wire_header h = {.magic = WIRE_MAGIC,
+                     .version = WIRE_VERSION,
+                     .op = WIRE_OP_SCORE,
+                     .flags = 0x0004,
+                     .payload_len = (uint32_t)plen,
+                     .request_id = id};
+    wire_header_encode(p, &h);
+    uint8_t *blk = p + WIRE_HEADER_SIZE;
+    for (int i = 0; i < 16; i++)
+        blk[i] = (uint8_t)(0xa0 + i); /* trace id */
+    for (int i = 0; i < 8; i++)
+        blk[16 + i] = (uint8_t)(0xb0 + i); /* the worker span's id */
+    blk[24] = 1;                           /* sampled */
+    memset(blk + 25, 0, 7);
+    wire_writer w;
+    wire_writer_init(&w, blk + 32, plen - 32);
+    wire_put_u32(&w, 1);
+    wire_put_bytes(&w, m->key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(&w, margin ? WIRE_SCORE_MARGIN : 0);
+    wire_put_u32(&w, (uint32_t)nrows);
+    wire_put_u32(&w, (uint32_t)nc);
+    for (size_t r = 0; r < nrows; r++)
+        wire_put_bytes(&w, m->rows + ((row0 + r) % m->nr) * nc, nc * 4);
+    ck_assert_int_eq(w.err, 0);
+    int sent = send_all(fd, p, WIRE_HEADER_SIZE + plen);
+    free(p);
+    wire_header rh;
+    if (sent != 0 || recv_resp(fd, &rh, buf, cap, n, 20000) != 0 || rh.request_id != id)
+        return -1;
+    if (!(rh.flags & 0x0004) || *n < 16) {
+        snprintf(why, whylen, "%s: traced SCORE answered without the timing block", m->name);
+        return -3;
+    }
+    uint64_t compute = 0;
+    for (int i = 7; i >= 0; i--)
+        compute = compute << 8 | buf[8 + i];
+    if (rh.status == WIRE_OK && compute == 0) {
+        snprintf(why, whylen, "%s: traced SCORE reports 0 ns of compute", m->name);
+        return -3;
+    }
+    *n -= 16;
+    memmove(buf, buf + 16, *n);
+    return rh.status;
+}
+
 /* Checks an OK SCORE answer against xgboost's outputs.  Returns 0 or -1 (with a message). */
 static int check_answer(const fx_model *m, size_t row0, size_t nrows, int margin, int sections,
                         const uint8_t *buf, uint32_t n, char *why, size_t whylen)
@@ -1697,7 +1756,10 @@ static void *score_client(void *p)
          * between our LOAD and SCORE (more often under ASan's slowdown): retry like the API
          * does, backing off a little so the churn cannot livelock the test. */
         for (int tries = 0; tries < 100; tries++) {
-            st = hp_score(fd, m, row0, nrows, margin, 0, 0, buf, cap, &n);
+            /* Every other one traced (WIRE_F_TRACE): the worker's timing path, allocation-free */
+            st = i & 1 ? hp_score_traced(fd, m, row0, nrows, margin, buf, cap, &n, a->why,
+                                         sizeof a->why)
+                       : hp_score(fd, m, row0, nrows, margin, 0, 0, buf, cap, &n);
             if (st != WIRE_E_UNKNOWN_MODEL)
                 break;
             if (tries >= 4) {
@@ -1712,7 +1774,7 @@ static void *score_client(void *p)
             }
         }
         if (st != WIRE_OK) {
-            if (st != -2)
+            if (st != -2 && st != -3)
                 snprintf(a->why, sizeof a->why, "%s: SCORE answered %d", m->name, st);
             a->failures++;
             break;

@@ -22,7 +22,7 @@
 #define HP_BULK_MAX_WAIT_MS 20
 
 typedef struct hp_prio {
-    atomic_uint live;     /* live frames between header and response */
+    atomic_uint live;     /* live frames between payload read and answer sent */
     atomic_uint waiters;  /* bulk frames waiting in hp_prio_yield */
     atomic_ullong yields; /* waits that found live frames (STATS: bulk_yields) */
     pthread_mutex_t mu;

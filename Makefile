@@ -74,10 +74,10 @@ TOOL_SRC    := $(wildcard tests/tools/*.c)
 # make test), iso-codes (test_validate compares every country code with its list) and prometheus
 # (its promtool checks /metrics in e2e_metrics; the package is the only Debian one shipping it),
 # python3-jsonschema (tests/tools/openapi_check.py validates the OpenAPI document and every e2e
-# response against it).
+# response against it), python3-sklearn (tests/tools/btcheck.py recomputes a backtest report).
 PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libpq-dev check libcurl4-openssl-dev \
         postgresql postgresql-contrib curl python3-yaml debootstrap python3 binutils clang-format \
-        iso-codes prometheus python3-xgboost python3-jsonschema
+        iso-codes prometheus python3-xgboost python3-jsonschema python3-sklearn
 
 .PHONY: all asan run test test-unit test-e2e test-asan bench profile deps clean format lint \
         tools docker-test migrate need-clang-format apigraph

@@ -96,6 +96,18 @@ static int parse_addr(cfg *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The backtest runner's variables (api/btjob.h). */
+static int parse_backtest(cfg *c, char *err, size_t errlen)
+{
+    c->backtest_concurrency = 1;
+    c->backtest_chunk_rows = 5000;
+    c->backtest_pause_ms = 0;
+    return env_int32("VIGIL_BACKTEST_CONCURRENCY", 0, 16, &c->backtest_concurrency, err, errlen) ||
+           env_int32("VIGIL_BACKTEST_CHUNK_ROWS", 100, 100000, &c->backtest_chunk_rows, err,
+                     errlen) ||
+           env_int32("VIGIL_BACKTEST_PAUSE_MS", 0, 60000, &c->backtest_pause_ms, err, errlen);
+}
+
 /* The VIGIL_WEBHOOK_* variables.  The retry window may be shortened (tests); its default is
  * 72 h, so that a receiver down for a day still gets every event. */
 static int load_webhooks(cfg *c, char *err, size_t errlen)
@@ -150,7 +162,7 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     c->webhook_disable_after = 500;
     c->webhook_retention_s = 30 * 86400;
 
-    if (parse_addr(c, err, errlen) ||
+    if (parse_addr(c, err, errlen) || parse_backtest(c, err, errlen) ||
         env_str("DATABASE_URL", c->database_url, sizeof c->database_url, err, errlen) ||
         env_str("VIGIL_HOTPATH_SOCKET", c->hotpath_socket, sizeof c->hotpath_socket, err, errlen) ||
         env_str("VIGIL_HOTPATH_MODE", c->hotpath_mode, sizeof c->hotpath_mode, err, errlen) ||

@@ -34,6 +34,9 @@ typedef struct cfg {
     int idempotency_retention_h; /* VIGIL_IDEMPOTENCY_RETENTION_H, default 48, at least 24 */
     int max_predict_rows;        /* VIGIL_MAX_PREDICT_ROWS, default 100000 */
     char bootstrap_key[256];     /* VIGIL_BOOTSTRAP_KEY, optional; never logged */
+    int backtest_concurrency;    /* VIGIL_BACKTEST_CONCURRENCY jobs run at once, default 1, 0..16 */
+    int backtest_chunk_rows;     /* VIGIL_BACKTEST_CHUNK_ROWS per read/score, default 5000 */
+    int backtest_pause_ms;       /* VIGIL_BACKTEST_PAUSE_MS between chunks (throttle), default 0 */
     /* webhooks (dispatch.c, netguard.c) */
     char webhook_allowed_hosts[1024]; /* VIGIL_WEBHOOK_ALLOWED_HOSTS, comma-separated, default "" */
     int webhook_concurrency;      /* VIGIL_WEBHOOK_CONCURRENCY deliveries in flight, 4; 0 = off */

@@ -155,13 +155,14 @@ static int read_timing(int fd, wire_header *rh, hpc_reply *reply, int64_t deadli
 
 /* One round trip on an open connection.  Returns an hpc_status; on anything but HPC_OK the
  * connection is no longer usable. */
-static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, const void *payload, uint32_t len,
-                      const wire_trace_ctx *tc, int64_t deadline_ms, hpc_reply *reply, char *err,
-                      size_t errlen)
+static int round_trip(hpc_pool *p, hpc_conn *c, uint16_t op, uint16_t flags, const void *payload,
+                      uint32_t len, const wire_trace_ctx *tc, int64_t deadline_ms, hpc_reply *reply,
+                      char *err, size_t errlen)
 {
     wire_header h = {.magic = WIRE_MAGIC,
                      .version = WIRE_VERSION,
                      .op = op,
+                     .flags = flags,
                      .payload_len = len,
                      .request_id = atomic_fetch_add(&p->next_id, 1) + 1};
     reply->sent_ns = tc ? trace_now_ns() : 0;
@@ -234,8 +235,8 @@ static int metrics_result(int rc, const hpc_reply *reply)
     }
 }
 
-/* hpc_call without its span; tc (may be NULL) goes into the frame. */
-static int call_pooled(hpc_pool *p, uint16_t op, const void *payload, uint32_t len,
+/* hpc_call without its span; tc (may be NULL) goes into the frame, flags into its header. */
+static int call_pooled(hpc_pool *p, uint16_t op, uint16_t flags, const void *payload, uint32_t len,
                        const wire_trace_ctx *tc, int64_t deadline_ms, int wait_ms, hpc_reply *reply,
                        char *err, size_t errlen)
 {
@@ -261,7 +262,7 @@ static int call_pooled(hpc_pool *p, uint16_t op, const void *payload, uint32_t l
         int reused = c->fd >= 0;
         if (!reused && (rc = dial(p, c, err, errlen)) != HPC_OK)
             break;
-        rc = round_trip(p, c, op, payload, len, tc, deadline_ms, reply, err, errlen);
+        rc = round_trip(p, c, op, flags, payload, len, tc, deadline_ms, reply, err, errlen);
         if (rc == HPC_OK)
             break;
         drop(c);
@@ -314,6 +315,12 @@ static void end_call_span(span_rec *s, const wire_trace_ctx *tc, uint16_t op, ui
 int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_t deadline_ms,
              int wait_ms, hpc_reply *reply, char *err, size_t errlen)
 {
+    return hpc_call_flags(p, op, 0, payload, len, deadline_ms, wait_ms, reply, err, errlen);
+}
+
+int hpc_call_flags(hpc_pool *p, uint16_t op, uint16_t flags, const void *payload, uint32_t len,
+                   int64_t deadline_ms, int wait_ms, hpc_reply *reply, char *err, size_t errlen)
+{
     assert(p && reply && (payload || len == 0));
     wire_trace_ctx tc;
     int has_ctx = trace_wire_ctx(&tc);
@@ -321,8 +328,8 @@ int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_
     char name[SPAN_NAME_MAX];
     snprintf(name, sizeof name, "vigil-hotpath/%s", wire_op_name(op));
     int spanned = has_ctx && trace_span_begin(&s, name, SPAN_KIND_CLIENT);
-    int rc = call_pooled(p, op, payload, len, has_ctx ? &tc : NULL, deadline_ms, wait_ms, reply,
-                         err, errlen);
+    int rc = call_pooled(p, op, flags, payload, len, has_ctx ? &tc : NULL, deadline_ms, wait_ms,
+                         reply, err, errlen);
     if (spanned)
         end_call_span(&s, &tc, op, len, rc, reply);
     return rc;

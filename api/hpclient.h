@@ -44,6 +44,9 @@ void hpc_pool_destroy(hpc_pool *p);
  * it, made from the timings of the answer. */
 int hpc_call(hpc_pool *p, uint16_t op, const void *payload, uint32_t len, int64_t deadline_ms,
              int wait_ms, hpc_reply *reply, char *err, size_t errlen);
+/* hpc_call with request header flags (WIRE_F_BULK: a low-priority backtest batch). */
+int hpc_call_flags(hpc_pool *p, uint16_t op, uint16_t flags, const void *payload, uint32_t len,
+                   int64_t deadline_ms, int wait_ms, hpc_reply *reply, char *err, size_t errlen);
 void hpc_reply_free(hpc_reply *r);
 
 /* HELLO round trip: HPC_OK when the worker answers with WIRE_OK. */

@@ -102,13 +102,77 @@ typedef struct req_state {
 /* ---- responses --------------------------------------------------------------------------------
  */
 
+/* Drops a stream the response still owns. */
+static void resp_drop_stream(http_resp *resp)
+{
+    if (resp->stream_free && resp->stream_ctx)
+        resp->stream_free(resp->stream_ctx);
+    resp->stream = NULL;
+    resp->stream_ctx = NULL;
+    resp->stream_free = NULL;
+}
+
 static void resp_set_body(http_resp *resp, int status, const char *ctype, char *body, size_t len)
 {
+    resp_drop_stream(resp);
     free(resp->body);
     resp->status = status;
     resp->content_type = ctype;
     resp->body = body;
     resp->body_len = len;
+}
+
+void http_stream(http_resp *resp, int status, const char *content_type, http_stream_fn fn,
+                 void *ctx, void (*free_ctx)(void *ctx))
+{
+    resp_set_body(resp, status, content_type, NULL, 0);
+    resp->stream = fn;
+    resp->stream_ctx = ctx;
+    resp->stream_free = free_ctx;
+}
+
+/* MHD's content reader over an http_stream_fn: a producer's 0 is the end of the body (MHD's 0
+ * would mean "nothing yet, ask again", a busy loop in thread-per-connection mode). */
+typedef struct stream_box {
+    http_stream_fn fn;
+    void *ctx;
+    void (*free_ctx)(void *ctx);
+} stream_box;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    stream_box *b = cls;
+    long n = b->fn(b->ctx, buf, max);
+    return n > 0    ? (ssize_t)n
+           : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+                    : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_box_free(void *cls)
+{
+    stream_box *b = cls;
+    if (b->free_ctx)
+        b->free_ctx(b->ctx);
+    free(b);
+}
+
+/* The MHD response of a streamed http_resp; the stream's ownership moves to it (freed here when
+ * it cannot be created).  Blocks of 64 KiB. */
+static struct MHD_Response *stream_response(http_resp *r)
+{
+    stream_box *b = malloc(sizeof *b);
+    struct MHD_Response *mr = NULL;
+    if (b) {
+        *b = (stream_box){r->stream, r->stream_ctx, r->stream_free};
+        r->stream = NULL, r->stream_ctx = NULL, r->stream_free = NULL;
+        mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, b,
+                                               stream_box_free);
+        if (!mr)
+            stream_box_free(b);
+    }
+    resp_drop_stream(r);
+    return mr;
 }
 
 void http_raw(http_resp *resp, int status, const char *content_type, char *body_take, size_t len)
@@ -489,8 +553,10 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_state *st)
     assert(r->body || r->body_len == 0);
     if (r->status == 0)
         http_problem(r, 500, "internal", NULL, "handler produced no response");
-    struct MHD_Response *mr = MHD_create_response_from_buffer(
-        r->body_len, r->body ? r->body : (void *)"", MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *mr =
+        r->stream ? stream_response(r)
+                  : MHD_create_response_from_buffer(r->body_len, r->body ? r->body : (void *)"",
+                                                    MHD_RESPMEM_MUST_COPY);
     if (!mr)
         return MHD_NO;
     if (r->content_type)
@@ -748,6 +814,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
     trace_request_end(st->req.method, st->rt ? st->rt->pattern : NULL, st->req.path,
                       st->req.request_id, st->resp.status);
     dynbuf_free(&st->body);
+    resp_drop_stream(&st->resp);
     free(st->resp.body);
     free(st);
     atomic_fetch_sub(&s->inflight, 1);

@@ -44,6 +44,11 @@ typedef struct http_req {
     size_t nroutes;
 } http_req;
 
+/* A streamed body's producer (http_stream): writes at most max bytes into buf and returns how
+ * many (> 0), 0 at the end of the body, or -1 to abort the connection (the client sees a truncated
+ * chunked body).  Runs on the connection's thread after the handler returned, once per block. */
+typedef long (*http_stream_fn)(void *ctx, char *buf, size_t max);
+
 typedef struct http_resp {
     int status;
     char *body; /* malloc'd; NULL for an empty body */
@@ -51,9 +56,12 @@ typedef struct http_resp {
     const char *content_type; /* static string */
     char location[256];
     char allow[64];
-    int retry_after; /* seconds, 0 = no header */
-    int replayed;    /* Idempotent-Replayed: true */
-    int close;       /* Connection: close - the connection ends after this answer */
+    int retry_after;       /* seconds, 0 = no header */
+    int replayed;          /* Idempotent-Replayed: true */
+    int close;             /* Connection: close - the connection ends after this answer */
+    http_stream_fn stream; /* set by http_stream: the body is produced block by block */
+    void *stream_ctx;      /* owned by the response: stream_free(stream_ctx) at the end */
+    void (*stream_free)(void *ctx);
 } http_resp;
 
 typedef void (*http_handler)(http_req *req, http_resp *resp); /* = route_handler */
@@ -79,6 +87,13 @@ void http_raw(http_resp *resp, int status, const char *content_type, char *body_
  * field when non-NULL.  detail is printf-style. */
 void http_problem(http_resp *resp, int status, const char *code, const char *field,
                   const char *detail_fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* A streamed answer (chunked transfer encoding, bounded memory whatever its size): fn produces the
+ * body block by block after the handler returns; ctx belongs to the response from here on and is
+ * freed with free_ctx(ctx) exactly once (after the last block, on a client that went away, or at
+ * once if the response cannot be queued).  Replaces any body resp had. */
+void http_stream(http_resp *resp, int status, const char *content_type, http_stream_fn fn,
+                 void *ctx, void (*free_ctx)(void *ctx));
 
 /* 503 with Retry-After for an exhausted pool, an unreachable dependency, or a passed deadline. */
 void http_unavailable(http_resp *resp, const char *what);

@@ -18,6 +18,7 @@
 #include "listcache.h"
 #include "rulecat.h"
 #include "auth.h"
+#include "btjob.h"
 #include "config.h"
 #include "db.h"
 #include "dispatch.h"
@@ -186,6 +187,10 @@ static int serve(app *a, cfg *c)
         if (rc > 0)
             logline_event("warn", "bootstrap_key_revoked", "detail", err);
     }
+    /* Backtest jobs queued or left running by an earlier process are resumed from here on. */
+    btjob_runner *bt = btjob_start(a, err, sizeof err);
+    if (!bt)
+        die(err);
     /* Webhook delivery threads, started before the HTTP threads (curl_global_init). */
     dispatch *wh = dispatch_start(c, err, sizeof err);
     if (!wh)
@@ -210,6 +215,7 @@ static int serve(app *a, cfg *c)
     logline_i64(&l, "drain_timeout_s", c->drain_timeout_s);
     logline_end(&l);
     int left = http_stop(srv);
+    btjob_stop(bt); /* each runner finishes its chunk; its job resumes at the next start */
     dispatch_stop(wh);
     logline_begin(&l, "info", "stopped");
     logline_i64(&l, "abandoned_requests", left);

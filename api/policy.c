@@ -521,3 +521,9 @@ void policy_rules_free(policy_rules *p)
     for (int s = 0; s < POLICY_SLOTS; s++)
         scoring_model_free(&p->model[s]);
 }
+
+int policy_model_check(http_req *req, http_resp *resp, db_conn *c, const char *id,
+                       const char *field)
+{
+    return check_model(req, resp, c, id, field);
+}

@@ -43,4 +43,10 @@ typedef struct policy_rules {
 int policy_load(http_req *req, http_resp *resp, db_conn *c, policy_rules *out);
 void policy_rules_free(policy_rules *p);
 
+/* Checks that model id can be a policy model: it exists, has feature names, gives one score per
+ * row and the worker can load it.  Returns 0, or -1 with resp filled (422 naming field, 503/500).
+ * Used by PUT /api/v1/policy and by backtest candidates. */
+int policy_model_check(http_req *req, http_resp *resp, db_conn *c, const char *id,
+                       const char *field);
+
 #endif

@@ -4,7 +4,9 @@
  * api/openapi/ (test_openapi fails until the table and the OpenAPI document agree). */
 #include "routes.h"
 
+#include "backtests.h"
 #include "decision.h"
+#include "export.h"
 #include "health.h"
 #include "http.h"
 #include "lists.h"
@@ -58,10 +60,15 @@ const route routes_table[] = {
 
     {"POST", "/api/v1/transactions", decision_post, SCOPE_WRITE, BODY_JSON},
     {"GET", "/api/v1/transactions", txn_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/transactions/export", export_transactions, SCOPE_READ, BODY_NONE},
     {"GET", "/api/v1/transactions/{id}", txn_get, SCOPE_READ, BODY_NONE},
     {"PATCH", "/api/v1/transactions/{id}", txn_label, SCOPE_WRITE, BODY_JSON},
     {"GET", "/api/v1/users/{id}/transactions", txn_list_for_user, SCOPE_READ, BODY_NONE},
 
+    {"POST", "/api/v1/backtests", backtests_create, SCOPE_ADMIN, BODY_JSON},
+    {"GET", "/api/v1/backtests", backtests_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/backtests/{id}", backtests_get, SCOPE_READ, BODY_NONE},
+    {"DELETE", "/api/v1/backtests/{id}", backtests_cancel, SCOPE_ADMIN, BODY_NONE},
     {"GET", "/api/v1/reviews", reviews_list, SCOPE_READ, BODY_NONE},
     {"GET", "/api/v1/reviews/{id}", reviews_get, SCOPE_READ, BODY_NONE},
     {"POST", "/api/v1/reviews/{id}/claim", reviews_claim, SCOPE_WRITE, BODY_NONE},

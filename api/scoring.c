@@ -660,16 +660,16 @@ static int explain_check(const app *a, const scoring_model *m, int64_t deadline_
 
 /* One SCORE round trip for every job; each UNKNOWN_MODEL answer names one section whose model is
  * loaded before asking again (at most njobs times). */
-static int run_worker(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *err,
-                      size_t errlen)
+static int run_worker(const app *a, sjob *jobs, int njobs, uint16_t wflags, int64_t deadline_ms,
+                      char *err, size_t errlen)
 {
     uint8_t *payload = NULL;
     size_t plen = 0;
     int sc = score_payload(a, jobs, njobs, &payload, &plen, err, errlen);
     for (int attempt = 0; sc == SC_OK && attempt <= njobs; attempt++) {
         hpc_reply r;
-        int rc = hpc_call(a->hp, WIRE_OP_SCORE, payload, (uint32_t)plen, deadline_ms,
-                          a->cfg->pool_wait_ms, &r, err, errlen);
+        int rc = hpc_call_flags(a->hp, WIRE_OP_SCORE, wflags, payload, (uint32_t)plen, deadline_ms,
+                                a->cfg->pool_wait_ms, &r, err, errlen);
         if (rc != HPC_OK) {
             sc = map_hpc(rc, err, errlen);
             break;
@@ -699,11 +699,12 @@ static int run_worker(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, 
     return sc;
 }
 
-static int run(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *err, size_t errlen)
+static int run(const app *a, sjob *jobs, int njobs, uint16_t wflags, int64_t deadline_ms, char *err,
+               size_t errlen)
 {
     if (!a->hp)
         return run_inprocess(a, jobs, njobs, deadline_ms, err, errlen);
-    return run_worker(a, jobs, njobs, deadline_ms, err, errlen);
+    return run_worker(a, jobs, njobs, wflags, deadline_ms, err, errlen);
 }
 
 /* ---- explanations -----------------------------------------------------------------------------
@@ -813,6 +814,12 @@ int scoring_explain(const app *a, scoring_explain_job *job, int64_t deadline_ms,
 int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms, char *err,
                 size_t errlen)
 {
+    return scoring_run_flags(a, jobs, njobs, 0, deadline_ms, err, errlen);
+}
+
+int scoring_run_flags(const app *a, scoring_job *jobs, int njobs, uint16_t wflags,
+                      int64_t deadline_ms, char *err, size_t errlen)
+{
     if (njobs < 1 || njobs > (int)WIRE_MAX_SECTIONS) {
         snprintf(err, errlen, "bad number of scoring jobs");
         return SC_FAILED;
@@ -850,7 +857,7 @@ int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms,
             wide[j].out64 = tmp[j] + (size_t)jobs[j].nrows * jobs[j].model->num_features;
         }
     }
-    sc = run(a, wide, njobs, deadline_ms, err, errlen);
+    sc = run(a, wide, njobs, wflags, deadline_ms, err, errlen);
     for (int j = 0; j < njobs && sc == SC_OK; j++) {
         if (!tmp[j])
             continue;
@@ -880,5 +887,5 @@ int scoring_run64(const app *a, scoring_job64 *jobs, int njobs, int64_t deadline
         s[j] = (sjob){jobs[j].model, jobs[j].output_margin, NULL, jobs[j].rows, jobs[j].nrows,
                       NULL,          jobs[j].out,           NULL};
     }
-    return run(a, s, njobs, deadline_ms, err, errlen);
+    return run(a, s, njobs, 0, deadline_ms, err, errlen);
 }

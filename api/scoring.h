@@ -88,6 +88,11 @@ uint32_t scoring_nout(const scoring_model *m, int output_margin);
 int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms, char *err,
                 size_t errlen);
 
+/* scoring_run with request header flags for the worker (WIRE_F_BULK: a backtest batch, served
+ * after live frames; ignored in process). */
+int scoring_run_flags(const app *a, scoring_job *jobs, int njobs, uint16_t wflags,
+                      int64_t deadline_ms, char *err, size_t errlen);
+
 /* scoring_run for double jobs; every job's model must satisfy scoring_is_f64. */
 int scoring_run64(const app *a, scoring_job64 *jobs, int njobs, int64_t deadline_ms, char *err,
                   size_t errlen);

@@ -323,6 +323,16 @@ void txn_list_for_user(http_req *req, http_resp *resp)
 /* ---- feedback ----------------------------------------------------------------------------------
  */
 
+int txn_label_source_ok(const char *s)
+{
+    static const char *const sources[] = {
+        "chargeback", "early_fraud_warning", "refund", "analyst", "customer", NULL};
+    for (const char *const *p = sources; *p; p++)
+        if (strcmp(*p, s) == 0)
+            return 1;
+    return 0;
+}
+
 int txn_label_apply(http_req *req, http_resp *resp, db_conn *c, const char *id, const char *label,
                     const char *source, char **out)
 {
@@ -404,15 +414,16 @@ void txn_label(http_req *req, http_resp *resp)
         label_members(resp, body))
         goto done;
     if (field_string(resp, body, "label", 16, FIELD_REQUIRED, &label, NULL) ||
-        field_string(resp, body, "label_source", 16, FIELD_REQUIRED, &source, NULL))
+        field_string(resp, body, "label_source", 32, FIELD_REQUIRED, &source, NULL))
         goto done;
     if (strcmp(label, "fraud") && strcmp(label, "legit")) {
         http_problem(resp, 400, "validation_failed", "label", "'label' must be fraud or legit");
         goto done;
     }
-    if (strcmp(source, "chargeback") && strcmp(source, "analyst") && strcmp(source, "customer")) {
+    if (!txn_label_source_ok(source)) {
         http_problem(resp, 400, "validation_failed", "label_source",
-                     "'label_source' must be chargeback, analyst or customer");
+                     "'label_source' must be chargeback, early_fraud_warning, refund, analyst or "
+                     "customer");
         goto done;
     }
     if (!(c = dbreq_acquire(req, resp)) || dbreq_begin(req, resp, c) ||

@@ -31,6 +31,9 @@ cJSON *txn_row_json(const PGresult *r, int row);
 /* The id (UUID text) of row `row` of a TXN_COLS result; points into r. */
 const char *txn_row_id(const PGresult *r, int row);
 
+/* 1 when s is a label source: chargeback, early_fraud_warning, refund, analyst or customer. */
+int txn_label_source_ok(const char *s);
+
 void txn_get(http_req *req, http_resp *resp);
 void txn_list(http_req *req, http_resp *resp);
 void txn_list_for_user(http_req *req, http_resp *resp);

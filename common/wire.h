@@ -10,12 +10,17 @@
  *     0     4  magic        WIRE_MAGIC ("VGLW")
  *     4     2  version      WIRE_VERSION
  *     6     2  op           enum wire_op
- *     8     2  flags        WIRE_F_RESPONSE on answers
+ *     8     2  flags        WIRE_F_RESPONSE on answers; WIRE_F_BULK on low-priority requests
  *    10     2  status       enum wire_status (0 in requests)
  *    12     4  payload_len  <= the receiver's configured maximum
  *    16     8  request_id   chosen by the client, echoed in the response
  *
  * Error responses carry a UTF-8 message as payload (not NUL-terminated).
+ *
+ * WIRE_F_BULK (requests): a low-priority request (a backtest batch).  The worker serves frames
+ * without it first: a bulk SCORE is scored in blocks and waits between blocks while live frames
+ * are in the worker (hotpath/hp_prio.h).  Its answer is the same, bit for bit; any op may carry
+ * it, and a worker that predates the flag ignores it (answers are unchanged).
  *
  * Payloads of the scoring ops (all little-endian; a "model key" is the model's 16-byte UUID
  * followed by the 32-byte SHA-256 of its compiled blob, WIRE_MODEL_KEY_SIZE bytes; version 2
@@ -81,6 +86,7 @@
 #define WIRE_VERSION 2u        /* 2: model keys carry the compiled blob's SHA-256 */
 #define WIRE_HEADER_SIZE 24u
 #define WIRE_F_RESPONSE 0x0001u
+#define WIRE_F_BULK 0x0002u  /* request: low priority, served after live frames (backtests) */
 #define WIRE_F_TRACE 0x0004u /* trace-context block in requests, timing block in answers */
 #define WIRE_TRACE_CTX_SIZE 32u
 #define WIRE_TRACE_TIMING_SIZE 16u

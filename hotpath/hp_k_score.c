@@ -12,6 +12,7 @@
 #include "hp_arena.h"
 #include "hp_assert.h"
 #include "hp_k_explain.h"
+#include "hp_prio.h"
 #include "hp_shap.h"
 #include "model.h"
 #include "sha256.h"
@@ -236,9 +237,13 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
         goto done;
     }
     wire_put_u32(out, n);
+    int bulk = ctx != NULL && ctx->bulk;
     for (uint32_t i = 0, x = 0; i < n; i++) {
         int margin = (sec[i].flags & WIRE_SCORE_MARGIN) != 0;
         uint32_t nout = models[i]->nout[margin];
+        /* A bulk frame goes in blocks and lets live frames pass between them (hp_prio.h); rows
+         * are scored independently, so the outputs are the same bits either way. */
+        uint32_t block = bulk ? HP_BULK_BLOCK_ROWS : (sec[i].nrows ? sec[i].nrows : 1);
         wire_put_u32(out, sec[i].nrows);
         wire_put_u32(out, nout);
         if (models[i]->f64) {
@@ -250,16 +255,27 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
                 (double *)wire_put_reserve(out, (size_t)sec[i].nrows * nout * sizeof(double));
             if (o64 == NULL)
                 break;
-            sc->score64(models[i]->layout, sec[i].rows64, sec[i].nrows, margin, o64,
-                        hp_store_pool(state), HP_PARALLEL_MIN_WORK);
+            for (uint32_t r0 = 0; r0 < sec[i].nrows; r0 += block) {
+                uint32_t nr = sec[i].nrows - r0 < block ? sec[i].nrows - r0 : block;
+                if (bulk)
+                    hp_prio_yield(ctx->prio);
+                sc->score64(models[i]->layout, sec[i].rows64 + (size_t)r0 * sec[i].ncols, nr,
+                            margin, o64 + (size_t)r0 * nout, hp_store_pool(state),
+                            HP_PARALLEL_MIN_WORK);
+            }
             continue;
         }
         /* The answer starts 8-byte aligned and every field is a multiple of 4 bytes. */
         float *o = (float *)wire_put_reserve(out, (size_t)sec[i].nrows * nout * sizeof(float));
         if (o == NULL)
             break; /* cannot happen (size checked above); the server answers INTERNAL */
-        sc->score(models[i]->layout, sec[i].rows, sec[i].nrows, margin, o, hp_store_pool(state),
-                  HP_PARALLEL_MIN_WORK);
+        for (uint32_t r0 = 0; r0 < sec[i].nrows; r0 += block) {
+            uint32_t nr = sec[i].nrows - r0 < block ? sec[i].nrows - r0 : block;
+            if (bulk)
+                hp_prio_yield(ctx->prio);
+            sc->score(models[i]->layout, sec[i].rows + (size_t)r0 * sec[i].ncols, nr, margin,
+                      o + (size_t)r0 * nout, hp_store_pool(state), HP_PARALLEL_MIN_WORK);
+        }
         if (sec[i].flags & WIRE_SCORE_EXPLAIN) {
             /* u32 ngroups u32 ncontrib f32 contribs[] f32 margins[], as EXPLAIN answers */
             const void *xl = xmodels[x++]->layout;

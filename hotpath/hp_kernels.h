@@ -49,6 +49,8 @@ typedef struct hp_ctx {
     int64_t started_ms;    /* wire_now_ms() at start-up */
     uint64_t request_id;   /* of the frame being answered */
     const hp_kernels *kernels; /* the registry answering (HELLO and STATS walk it) */
+    struct hp_prio *prio;      /* live-before-bulk scheduling (hp_prio.h), shared by every slot */
+    int bulk;                  /* the frame being answered carries WIRE_F_BULK */
 } hp_ctx;
 
 typedef int (*hp_kernel_fn)(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len,

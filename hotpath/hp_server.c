@@ -32,6 +32,7 @@
 #include "hp_assert.h"
 #include "hp_kernels.h"
 #include "hp_log.h"
+#include "hp_prio.h"
 #include "hp_stats.h"
 #include "logline.h"
 #include "wire.h"
@@ -73,6 +74,8 @@ struct hp_server {
     unsigned ncpu;
     int64_t started_ms;
     const hp_kernels *kernels;
+    hp_prio prio; /* live frames before bulk ones; every slot's ctx.prio points here */
+    int prio_ready;
 };
 
 /* ---- logging helpers (allocation-free, rate-limited for peer-caused lines) ------------------- */
@@ -414,6 +417,7 @@ static int run_frame(hp_slot *sl, int fd, const hp_kernel *k, void *kstate, cons
     }
     wire_writer_init(&out, sl->out + WIRE_HEADER_SIZE + pre, s->cfg.max_payload - pre);
     sl->ctx.request_id = h->request_id;
+    sl->ctx.bulk = (h->flags & WIRE_F_BULK) != 0;
     uint64_t t0 = now_ns();
     int st;
     if (traced && in_len < WIRE_TRACE_CTX_SIZE)
@@ -500,7 +504,13 @@ static void serve_connection(hp_slot *sl, int fd)
         hp_stats_add(sh, HP_C_FRAMES_IN, 1);
         hp_stats_add(sh, HP_C_BYTES_IN, WIRE_HEADER_SIZE + (uint64_t)h.payload_len);
 
+        /* A live frame counts until its answer is sent: bulk work yields to it meanwhile. */
+        int live = !(h.flags & WIRE_F_BULK);
+        if (live)
+            hp_prio_live_begin(&s->prio);
         rc = run_frame(sl, fd, k, kstate, &h, t_ready);
+        if (live)
+            hp_prio_live_end(&s->prio);
         logline_trace_clear();
         if (rc != WIRE_IO_OK)
             return;
@@ -661,6 +671,11 @@ int hp_server_start(const hp_config *cfg, unsigned ncpu, const hp_kernels *ks, h
         goto fail;
     }
     s->mu_ready = 1;
+    if (hp_prio_init(&s->prio) != 0) {
+        snprintf(err, errlen, "hp_prio_init failed");
+        goto fail;
+    }
+    s->prio_ready = 1;
     s->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->stop_efd < 0) {
         set_err(err, errlen, "eventfd", "", errno);
@@ -678,7 +693,8 @@ int hp_server_start(const hp_config *cfg, unsigned ncpu, const hp_kernels *ks, h
                            .nslots = s->nslots,
                            .ncpu = ncpu,
                            .started_ms = s->started_ms,
-                           .kernels = ks};
+                           .kernels = ks,
+                           .prio = &s->prio};
         if (pthread_cond_init(&sl->cv, NULL) != 0) {
             snprintf(err, errlen, "pthread_cond_init failed");
             goto fail;
@@ -782,6 +798,8 @@ void hp_server_stop(hp_server *s)
         close(s->stop_efd);
     if (s->mu_ready)
         pthread_mutex_destroy(&s->mu);
+    if (s->prio_ready)
+        hp_prio_destroy(&s->prio);
     free(s->slots);
     hp_stats_free(&s->stats);
     free(s);

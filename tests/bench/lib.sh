@@ -31,7 +31,7 @@ bench_init() {
   B_PG_PORT=$(bench_free_port)
   B_PG_SOCK=$B_TMP/pgsock
   B_PG_UP=1
-  VIGIL_PG_FAST=1 bash api/scripts/pgctl.sh start "$B_TMP/pg" "$B_PG_SOCK" "$B_PG_PORT" "$B_TMP/pg.log" \
+  VIGIL_PG_FAST=${B_PG_FAST:-1} bash api/scripts/pgctl.sh start "$B_TMP/pg" "$B_PG_SOCK" "$B_PG_PORT" "$B_TMP/pg.log" \
     >>"$B_TMP/pg.log" 2>&1 || { tail -n 20 "$B_TMP/pg.log" >&2; bench_die "PostgreSQL did not start"; }
   B_DB_URL="postgresql://vigil@/vigil?host=$B_PG_SOCK&port=$B_PG_PORT"
   B_KEY="vgl_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"

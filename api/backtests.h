@@ -1,0 +1,27 @@
+/* backtests.h - the backtest resource (issue 14): POST/GET /api/v1/backtests,
+ * GET/DELETE /api/v1/backtests/{id}.  The jobs are run by btjob.h's runner threads; this module
+ * validates and resolves what a job is asked to test and reads jobs back.
+ *
+ * The candidate ("policy" member) is resolved and frozen into the job when it is created:
+ *   "active"         the policy in force now (models and thresholds);
+ *   {"version": n}   a recorded policy version (policy_versions, issue 12's table);
+ *   "recorded"       a replay: every row with the model and thresholds it was decided with
+ *                    (the exactness check: 100% of the non-degraded scores, bit for bit);
+ *   {...}            a full policy object as PUT /api/v1/policy takes it.
+ * Rules: a candidate whose policy has rules is refused (422 rules_not_supported): rules are not
+ * evaluated by backtests yet.  btjob.c's decide step (aggregate_chunk) is where common/rules.h's
+ * rules_eval + rules_decide go, per row, with the operand slots built from the stored row (fields,
+ * snapshot features, user fields, the candidate's scores) and the list probes resolved from each
+ * decision's stored list_probes for a replay, from the current list sets for a candidate.  Every
+ * statement of the handlers is here, static and parameterised. */
+#ifndef VIGIL_BACKTESTS_H
+#define VIGIL_BACKTESTS_H
+
+#include "http.h"
+
+void backtests_create(http_req *req, http_resp *resp);
+void backtests_list(http_req *req, http_resp *resp);
+void backtests_get(http_req *req, http_resp *resp);
+void backtests_cancel(http_req *req, http_resp *resp);
+
+#endif

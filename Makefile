@@ -24,7 +24,7 @@ OPT      ?= -O2 -g
 CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -Icommon -pthread $(EXTRA_CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) -pthread $(EXTRA_LDFLAGS)
 
-PKG_API   := libmicrohttpd libcjson libpq
+PKG_API   := libmicrohttpd libcjson libpq libcurl
 API_CFLAGS = $(shell pkg-config --cflags $(PKG_API) 2>/dev/null)
 API_LIBS   = $(shell pkg-config --libs $(PKG_API) 2>/dev/null) -lm
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)

@@ -96,6 +96,26 @@ static int parse_addr(cfg *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The VIGIL_WEBHOOK_* variables.  The retry window may be shortened (tests); its default is
+ * 72 h, so that a receiver down for a day still gets every event. */
+static int load_webhooks(cfg *c, char *err, size_t errlen)
+{
+    return env_str("VIGIL_WEBHOOK_ALLOWED_HOSTS", c->webhook_allowed_hosts,
+                   sizeof c->webhook_allowed_hosts, err, errlen) ||
+           env_int32("VIGIL_WEBHOOK_CONCURRENCY", 0, 64, &c->webhook_concurrency, err, errlen) ||
+           env_int32("VIGIL_WEBHOOK_TIMEOUT_MS", 100, 60000, &c->webhook_timeout_ms, err, errlen) ||
+           env_int32("VIGIL_WEBHOOK_POLL_MS", 10, 60000, &c->webhook_poll_ms, err, errlen) ||
+           env_int("VIGIL_WEBHOOK_BACKOFF_MS", 1, 86400000, &c->webhook_backoff_ms, err, errlen) ||
+           env_int("VIGIL_WEBHOOK_BACKOFF_MAX_MS", 1, 86400000, &c->webhook_backoff_max_ms, err,
+                   errlen) ||
+           env_int("VIGIL_WEBHOOK_RETRY_WINDOW_S", 1, 30 * 86400, &c->webhook_retry_window_s, err,
+                   errlen) ||
+           env_int32("VIGIL_WEBHOOK_DISABLE_AFTER", 1, 1000000, &c->webhook_disable_after, err,
+                     errlen) ||
+           env_int("VIGIL_WEBHOOK_RETENTION_S", 1, 3650LL * 86400, &c->webhook_retention_s, err,
+                   errlen);
+}
+
 int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
@@ -121,6 +141,14 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     c->hotpath_max_frame_mb = 64;
     c->model_cache_mb = 512;
     c->idempotency_retention_h = 48;
+    c->webhook_concurrency = 4;
+    c->webhook_timeout_ms = 10000;
+    c->webhook_poll_ms = 500;
+    c->webhook_backoff_ms = 30000;
+    c->webhook_backoff_max_ms = 3600000;
+    c->webhook_retry_window_s = 72 * 3600;
+    c->webhook_disable_after = 500;
+    c->webhook_retention_s = 30 * 86400;
 
     if (parse_addr(c, err, errlen) ||
         env_str("DATABASE_URL", c->database_url, sizeof c->database_url, err, errlen) ||
@@ -146,7 +174,8 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
         env_int32("VIGIL_IDEMPOTENCY_RETENTION_H", 24, 24 * 3650, &c->idempotency_retention_h, err,
                   errlen) ||
         env_int32("VIGIL_MAX_PREDICT_ROWS", 1, 10000000, &c->max_predict_rows, err, errlen) ||
-        env_str("VIGIL_BOOTSTRAP_KEY", c->bootstrap_key, sizeof c->bootstrap_key, err, errlen))
+        env_str("VIGIL_BOOTSTRAP_KEY", c->bootstrap_key, sizeof c->bootstrap_key, err, errlen) ||
+        load_webhooks(c, err, errlen))
         return -1;
 
     if (strcmp(c->hotpath_mode, "worker") != 0 && strcmp(c->hotpath_mode, "inprocess") != 0) {

@@ -34,6 +34,16 @@ typedef struct cfg {
     int idempotency_retention_h; /* VIGIL_IDEMPOTENCY_RETENTION_H, default 48, at least 24 */
     int max_predict_rows;        /* VIGIL_MAX_PREDICT_ROWS, default 100000 */
     char bootstrap_key[256];     /* VIGIL_BOOTSTRAP_KEY, optional; never logged */
+    /* webhooks (dispatch.c, netguard.c) */
+    char webhook_allowed_hosts[1024]; /* VIGIL_WEBHOOK_ALLOWED_HOSTS, comma-separated, default "" */
+    int webhook_concurrency;      /* VIGIL_WEBHOOK_CONCURRENCY deliveries in flight, 4; 0 = off */
+    int webhook_timeout_ms;       /* VIGIL_WEBHOOK_TIMEOUT_MS of one attempt, default 10000 */
+    int webhook_poll_ms;          /* VIGIL_WEBHOOK_POLL_MS idle wait between claims, default 500 */
+    long long webhook_backoff_ms; /* VIGIL_WEBHOOK_BACKOFF_MS first retry delay, 30000 */
+    long long webhook_backoff_max_ms; /* VIGIL_WEBHOOK_BACKOFF_MAX_MS delay cap, 3600000 */
+    long long webhook_retry_window_s; /* VIGIL_WEBHOOK_RETRY_WINDOW_S, default 259200 (72 h) */
+    int webhook_disable_after;        /* VIGIL_WEBHOOK_DISABLE_AFTER consecutive failures, 500 */
+    long long webhook_retention_s;    /* VIGIL_WEBHOOK_RETENTION_S finished events kept, 30 days */
 } cfg;
 
 /* Fills c from the environment (defaults for unset variables).  need_db: DATABASE_URL must be

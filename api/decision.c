@@ -4,9 +4,9 @@
  *
  * A decision is one database transaction on one pooled connection: a crash anywhere before
  * commit leaves nothing, after it the whole result.  Costs: the statements BEGIN, policy, user and
- * features, INSERT, COMMIT (with an Idempotency-Key also the lock, the record lookup and the record
- * INSERT), at most one scoring call (a worker round trip or in-process evaluation), and
- * O(body + features of both models) memory, all freed by decision_request_free. */
+ * features, INSERT, the outbox call, COMMIT (with an Idempotency-Key also the lock, the record
+ * lookup and the record INSERT), at most one scoring call (a worker round trip or in-process
+ * evaluation), and O(body + features of both models) memory, all freed by decision_request_free. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,8 +70,11 @@ static int stage_load_user(decision_request *d)
 
 /* ---- score, decide -------------------------------------------------------------------------- */
 
-/* Scores every model that has a row, in one call, by the earlier of the policy's scoring
- * timeout and the request deadline.  Never answers: decide turns a failure into a fallback. */
+/* Scores every model that has a row, in one call (one worker round trip), by the earlier of the
+ * policy's scoring timeout and the request deadline; with explain.top_k > 0 the champion's
+ * section also returns its contributions (decision_explain_buffer).  A champion that cannot be
+ * explained (no covers) is scored again without them.  Never answers: decide turns a failure into
+ * a fallback. */
 static int stage_score(decision_request *d)
 {
     decision_scoring *s = &d->scoring;
@@ -79,26 +82,24 @@ static int stage_score(decision_request *d)
     int njobs = 0;
     int64_t t0 = clock_now_us();
     for (int m = 0; m < POLICY_SLOTS; m++) {
-        if (m == POLICY_CHAMPION && s->explained)
-            continue; /* scored by the explain stage, from the same round trip as its reasons */
         s->score[m] = NAN;
         if (d->row[m])
-            jobs[njobs++] = (scoring_job){&d->policy.model[m], 0, d->row[m], 1, &s->score[m]};
+            jobs[njobs++] = (scoring_job){
+                &d->policy.model[m], 0,
+                d->row[m],           1,
+                &s->score[m],        m == POLICY_CHAMPION ? decision_explain_buffer(d) : NULL};
     }
-    if (s->explained && njobs > 0) {
-        /* the challenger alone: its failure never touches the champion's decision */
-        char err[512];
-        int64_t deadline = clock_now_ms() + d->policy.timeout_ms;
-        if (deadline > d->req->deadline_ms)
-            deadline = d->req->deadline_ms;
-        if (scoring_run(d->req->app, jobs, njobs, deadline, err, sizeof err) != SC_OK)
-            s->score[POLICY_CHALLENGER] = NAN;
-    } else if (d->row[POLICY_CHAMPION] && !s->explained) {
+    if (d->row[POLICY_CHAMPION]) {
         int64_t deadline = clock_now_ms() + d->policy.timeout_ms;
         if (deadline > d->req->deadline_ms)
             deadline = d->req->deadline_ms;
         s->ran = 1;
         s->status = scoring_run(d->req->app, jobs, njobs, deadline, s->err, sizeof s->err);
+        if (s->status == SC_UNEXPLAINABLE) {
+            decision_explain_skipped(d);
+            jobs[0].contribs = NULL;
+            s->status = scoring_run(d->req->app, jobs, njobs, deadline, s->err, sizeof s->err);
+        }
         s->timed_out = clock_now_ms() >= deadline;
     }
     s->latency_us += (int)(clock_now_us() - t0);
@@ -173,11 +174,12 @@ static const struct {
     {"load_policy", stage_load_policy},
     {"load_user", stage_load_user},
     {"features", decision_stage_features},
-    {"explain", decision_stage_explain},
     {"score", stage_score},
+    {"explain", decision_stage_explain},
     {"decide", stage_decide},
     {"rules", decision_stage_rules},
     {"store", decision_stage_store},
+    {"events", decision_stage_events},
     {"record", decision_stage_record},
     {"commit", stage_commit},
     {"respond", stage_respond},
@@ -197,6 +199,7 @@ static void decision_request_free(decision_request *d)
     free(d->rules.list_versions);
     free(d->rules.probes);
     free(d->rules.inputs);
+    free(d->contribs);
     for (int s = 0; s < POLICY_SLOTS; s++)
         free(d->row[s]);
     policy_rules_free(&d->policy);

@@ -13,15 +13,13 @@
  *   load_user    the user and every built-in feature, one SELECT (feat.c)
  *   features     each model's input row by feature name, and the snapshot; linear in the
  *                feature count, a passed request deadline is a 503
- *   explain      with the policy's explain.top_k > 0: the champion explained (EXPLAIN, one worker
- *                round trip, or common/treeshap.c in process); its score is the objective's
- *                transform of the margin that same call returned, and the reasons are the top-k
- *                features by |contribution| (decision_explain.c).  It runs before score because
- *                it produces the champion's score; a champion that cannot be explained (no
- *                covers) is left to score
- *   score        champion + challenger in one scoring call (only the challenger when explain
- *                scored the champion), bounded by the policy's scoring_timeout_ms and the request
- *                deadline
+ *   score        champion + challenger in one scoring call (one worker round trip), bounded by
+ *                the policy's scoring_timeout_ms and the request deadline; with the policy's
+ *                explain.top_k > 0 the champion's section also returns its SHAP contributions
+ *                (WIRE_SCORE_EXPLAIN, or common/treeshap.c in process); a champion that cannot be
+ *                explained (no covers) is scored again without them
+ *   explain      the reasons: the top-k features by |contribution| (decision_explain.c), from
+ *                what score returned; no I/O
  *   decide       thresholds, or the fallback with degraded = true and a reason
  *   rules        with rules in the policy version: its compiled rules (once per version,
  *                rulecat.h) over every operand, list probes answered from the in-memory sets of
@@ -29,12 +27,14 @@
  *                overriding decide's verdict; what matched, what decided, the list versions,
  *                the probe answers and every operand value are stored (decision_rules.c)
  *   store        INSERT the transaction (named columns) RETURNING the answer
+ *   events       the outbox (outbox.h): the decision.<outcome> webhook event and, for `review`,
+ *                the review and its review.opened event, in this same transaction
  *   record       with a key: INSERT the idempotency record holding the answer
  *   commit       COMMIT: before it nothing is stored, after it everything
  *   respond      201 + Location; decision metrics
  *   expire       with a key, ~1 request in 64: drop a batch of expired idempotency records
- * Files: parse in decision_parse.c, features in decision_features.c, claim/store/record/expire in
- * decision_store.c, the table, the runner and the other stages in decision.c.
+ * Files: parse in decision_parse.c, features in decision_features.c, claim/store/events/record/
+ * expire in decision_store.c, the table, the runner and the other stages in decision.c.
  *
  * Where the next capabilities go (each is a new stage and new fields, never a branch inside one):
  *   - lists and rules: the rules stage (list versions come with load_policy's SELECT);
@@ -87,8 +87,7 @@ typedef struct decision_scoring {
     int status;                /* scoring_status of the call */
     int timed_out;             /* the scoring deadline had passed when the call returned */
     float score[POLICY_SLOTS]; /* each model's score; NaN when not returned */
-    int explained;             /* the explain stage ran the champion (score stage skips it) */
-    int latency_us;            /* time spent in the explain and score stages */
+    int latency_us;            /* time spent in the score stage */
     char err[512];             /* the scoring error, when status != SC_OK */
 } decision_scoring;
 
@@ -134,6 +133,7 @@ typedef struct decision_request {
     char *snapshot;           /* JSON object, feature name -> value scored, as stored */
     /* score */
     decision_scoring scoring;
+    float *contribs; /* score: the champion's contributions (malloc'd, decision_explain_buffer) */
     /* explain */
     char *reasons; /* JSON array of the top-k reasons (malloc'd), or NULL */
     /* decide (and rules, which may override the verdict) */
@@ -142,6 +142,7 @@ typedef struct decision_request {
     /* store */
     char *answer; /* the 201 body (malloc'd), also the idempotency record */
     char location[128];
+    char txn_id[40]; /* the stored transaction's UUID */
 } decision_request;
 
 typedef int (*decision_stage_fn)(decision_request *d);
@@ -155,7 +156,14 @@ int decision_stage_claim(decision_request *d);
 int decision_stage_features(decision_request *d);
 int decision_stage_explain(decision_request *d);
 int decision_stage_rules(decision_request *d);
+
+/* For the score stage (decision_explain.c): the buffer (num_features + 1 floats, owned by d) the
+ * champion's contributions go to when the policy wants reasons, else NULL; and the log line and
+ * cleanup when the champion turned out not explainable (SC_UNEXPLAINABLE, err in d->scoring). */
+float *decision_explain_buffer(decision_request *d);
+void decision_explain_skipped(decision_request *d);
 int decision_stage_store(decision_request *d);
+int decision_stage_events(decision_request *d);
 int decision_stage_record(decision_request *d);
 int decision_stage_expire(decision_request *d);
 

@@ -1,11 +1,11 @@
-/* decision_explain.c - the explain stage of a decision (decision.h): with the policy's
- * explain.top_k > 0, the champion's row is explained in one scoring call (scoring_explain: the
- * worker's EXPLAIN, or common/treeshap.c in process), the champion's score is the objective's
- * transform of the margin that same call returned (bit-identical to what SCORE would have
- * answered: refeval_transform of the same float32 margin), and the top-k reasons are kept for the
- * store stage.  No database.
+/* decision_explain.c - explanations in a decision (decision.h): with the policy's explain.top_k >
+ * 0, the score stage asks for the champion's contributions in its one scoring call (the SCORE
+ * section flag WIRE_SCORE_EXPLAIN to the worker, common/treeshap.c in process), into the buffer
+ * decision_explain_buffer gives; the explain stage, after score, keeps the top-k reasons for the
+ * store stage.  The champion's score is the SCORE answer itself, so it is the same with
+ * explanations on or off.  No database, no I/O.
  *
- * Costs: one scoring call; O(num_features x top_k) to pick the reasons; O(num_features) memory. */
+ * Costs: O(num_features x top_k) to pick the reasons; O(num_features) memory. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -65,43 +65,34 @@ done:
     return out;
 }
 
+float *decision_explain_buffer(decision_request *d)
+{
+    const scoring_model *m = &d->policy.model[POLICY_CHAMPION];
+    /* A policy champion gives one score per row (policy.c check_model): one group. */
+    if (d->policy.top_k <= 0 || !d->row[POLICY_CHAMPION] || m->num_class != 1)
+        return NULL;
+    free(d->contribs);
+    d->contribs = malloc(((size_t)m->num_features + 1) * sizeof(float));
+    return d->contribs; /* NULL when out of memory: scored without reasons */
+}
+
+void decision_explain_skipped(decision_request *d)
+{
+    logline l;
+    logline_begin(&l, "warn", "explain_skipped");
+    logline_str(&l, "request_id", d->req->request_id);
+    logline_str(&l, "error", d->scoring.err);
+    logline_end(&l);
+    d->scoring.err[0] = '\0';
+    free(d->contribs);
+    d->contribs = NULL;
+}
+
 int decision_stage_explain(decision_request *d)
 {
-    decision_scoring *s = &d->scoring;
-    const scoring_model *m = &d->policy.model[POLICY_CHAMPION];
-    const float *row = d->row[POLICY_CHAMPION];
-    /* A policy champion gives one score per row (policy.c check_model): one group. */
-    if (d->policy.top_k <= 0 || !row || m->num_class != 1)
-        return DECISION_NEXT;
-    int64_t t0 = clock_now_us();
-    float *contribs = malloc(((size_t)m->num_features + 1) * sizeof(float));
-    float margin = NAN;
-    if (!contribs)
-        return DECISION_NEXT; /* the score stage scores it without reasons */
-    int64_t deadline = clock_now_ms() + d->policy.timeout_ms;
-    if (deadline > d->req->deadline_ms)
-        deadline = d->req->deadline_ms;
-    scoring_explain_job job = {m, row, 1, contribs, &margin};
-    int st = scoring_explain(d->req->app, &job, deadline, s->err, sizeof s->err);
-    if (st == SC_UNEXPLAINABLE) {
-        logline l;
-        logline_begin(&l, "warn", "explain_skipped");
-        logline_str(&l, "request_id", d->req->request_id);
-        logline_str(&l, "error", s->err);
-        logline_end(&l);
-        s->err[0] = '\0';
-    } else {
-        s->ran = 1;
-        s->explained = 1;
-        s->status = st;
-        s->timed_out = clock_now_ms() >= deadline;
-        s->score[POLICY_CHAMPION] = NAN;
-        if (st == SC_OK) {
-            refeval_transform(m->objective, &margin, 1, &s->score[POLICY_CHAMPION]);
-            d->reasons = decision_reasons_json(m, row, contribs, d->policy.top_k);
-        }
-    }
-    free(contribs);
-    s->latency_us = (int)(clock_now_us() - t0);
+    const decision_scoring *s = &d->scoring;
+    if (d->contribs && s->ran && s->status == SC_OK)
+        d->reasons = decision_reasons_json(&d->policy.model[POLICY_CHAMPION],
+                                           d->row[POLICY_CHAMPION], d->contribs, d->policy.top_k);
     return DECISION_NEXT;
 }

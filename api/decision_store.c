@@ -1,5 +1,6 @@
 /* decision_store.c - what a decision reads and writes besides the policy and the user: the
- * idempotency record (claim, record, expire) and the transaction row (store).
+ * idempotency record (claim, record, expire), the transaction row (store) and its outbox events
+ * (events, outbox.h).
  *
  * Idempotency: a key is scoped to the API key that sent it.  claim first looks for a finished
  * twin and replays it byte for byte (or refuses it with 422 when the request differs); only when
@@ -19,6 +20,7 @@
 
 #include "decision.h"
 #include "dbreq.h"
+#include "outbox.h"
 #include "transactions.h"
 
 /* ---- claim ---------------------------------------------------------------------------------- */
@@ -330,11 +332,23 @@ int decision_stage_store(decision_request *d)
     d->answer = out ? cJSON_PrintUnformatted(out) : NULL;
     cJSON_Delete(out);
     snprintf(d->location, sizeof d->location, "/api/v1/transactions/%s", txn_row_id(r, 0));
+    snprintf(d->txn_id, sizeof d->txn_id, "%s", txn_row_id(r, 0));
     PQclear(r);
     if (!d->answer) {
         http_problem(d->resp, 500, "internal", NULL, "out of memory");
         return DECISION_STOP;
     }
+    return DECISION_NEXT;
+}
+
+/* ---- events --------------------------------------------------------------------------------- */
+
+/* The outbox rows of this decision (outbox.h), with the transaction as the events' object: in
+ * the decision's own database transaction, so they commit with it or not at all. */
+int decision_stage_events(decision_request *d)
+{
+    if (outbox_decision(d->req, d->resp, d->conn, d->txn_id, d->verdict.decision, d->answer))
+        return DECISION_STOP;
     return DECISION_NEXT;
 }
 

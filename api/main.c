@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "config.h"
 #include "db.h"
+#include "dispatch.h"
 #include "hpclient.h"
 #include "http.h"
 #include "logline.h"
@@ -184,6 +185,10 @@ static int serve(app *a, cfg *c)
         if (rc > 0)
             logline_event("warn", "bootstrap_key_revoked", "detail", err);
     }
+    /* Webhook delivery threads, started before the HTTP threads (curl_global_init). */
+    dispatch *wh = dispatch_start(c, err, sizeof err);
+    if (!wh)
+        die(err);
     /* The HTTP layer gets the route table and the key check from here: it knows no resource. */
     const http_setup setup = {routes_table, routes_count, auth_authenticate};
     http_server *srv = http_start(a, &setup, err, sizeof err);
@@ -199,6 +204,7 @@ static int serve(app *a, cfg *c)
     logline_i64(&l, "drain_timeout_s", c->drain_timeout_s);
     logline_end(&l);
     int left = http_stop(srv);
+    dispatch_stop(wh);
     logline_begin(&l, "info", "stopped");
     logline_i64(&l, "abandoned_requests", left);
     logline_end(&l);

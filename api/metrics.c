@@ -61,6 +61,23 @@ static http_cell http_cells[NROWS][NSTATUSES + 1];
 static hp_cell hp_cells[WIRE_OP_MAX][HP_NRESULTS];
 static counter decision_counts[NDECISIONS][2];
 
+/* Webhooks: attempts by result, with their HTTP duration; delivered events by the time from
+ * their creation (seconds to a day: retries run for days). */
+static const char *const wh_results[] = {"delivered", "retrying", "failed"};
+#define WH_NRESULTS (sizeof wh_results / sizeof wh_results[0])
+static const int64_t wh_bounds_us[] = {
+    5000,    10000,   25000,    50000,    100000,   250000,    500000,     1000000,
+    2500000, 5000000, 10000000, 30000000, 60000000, 300000000, 3600000000, 86400000000};
+#define WH_NB (sizeof wh_bounds_us / sizeof wh_bounds_us[0])
+typedef struct wh_cell {
+    counter count;
+    counter sum_us;
+    counter bucket[WH_NB + 1];
+} wh_cell;
+static wh_cell wh_attempts[WH_NRESULTS];
+static wh_cell wh_latency;
+static _Atomic int64_t wh_pending;
+
 static void add(counter *c, uint64_t v)
 {
     atomic_fetch_add_explicit(c, v, memory_order_relaxed);
@@ -134,6 +151,29 @@ void metrics_observe_decision(const char *decision, int degraded)
     while (i + 1 < NDECISIONS && !(decision && strcmp(decision, decisions[i]) == 0))
         i++;
     add(&decision_counts[i][degraded ? 1 : 0], 1);
+}
+
+static void wh_observe(wh_cell *c, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    add(&c->bucket[bucket_of(wh_bounds_us, WH_NB, us)], 1);
+    add(&c->sum_us, (uint64_t)us);
+    add(&c->count, 1);
+}
+
+void metrics_observe_webhook(int result, int64_t attempt_us, int64_t latency_us)
+{
+    if (result < 0 || (size_t)result >= WH_NRESULTS)
+        return;
+    wh_observe(&wh_attempts[result], attempt_us);
+    if (result == METRICS_WH_DELIVERED)
+        wh_observe(&wh_latency, latency_us);
+}
+
+void metrics_set_webhook_pending(int64_t n)
+{
+    atomic_store_explicit(&wh_pending, n, memory_order_relaxed);
 }
 
 /* ---- text format -----------------------------------------------------------------------------
@@ -309,4 +349,31 @@ void metrics_write_decisions(dynbuf *b)
             dynbuf_printf(b, "vigil_decisions_total{decision=\"%s\",degraded=\"%s\"} %llu\n",
                           decisions[i], d ? "true" : "false",
                           (unsigned long long)get(&decision_counts[i][d]));
+}
+
+void metrics_write_webhooks(dynbuf *b)
+{
+    char labels[64];
+    metrics_family(b, "vigil_webhook_deliveries_pending", "gauge",
+                   "Webhook deliveries not yet delivered nor given up, as last counted in the "
+                   "database by this replica's dispatcher (all replicas share the outbox).");
+    dynbuf_printf(b, "vigil_webhook_deliveries_pending %lld\n",
+                  (long long)atomic_load_explicit(&wh_pending, memory_order_relaxed));
+    metrics_family(b, "vigil_webhook_attempts_total", "counter",
+                   "Webhook delivery attempts made by this replica, by result: delivered, "
+                   "retrying (failed, retried later), failed (failed, delivery given up).");
+    for (size_t i = 0; i < WH_NRESULTS; i++)
+        dynbuf_printf(b, "vigil_webhook_attempts_total{result=\"%s\"} %llu\n", wh_results[i],
+                      (unsigned long long)get(&wh_attempts[i].count));
+    metrics_family(b, "vigil_webhook_attempt_duration_seconds", "histogram",
+                   "Duration of webhook HTTP attempts, by result.");
+    for (size_t i = 0; i < WH_NRESULTS; i++) {
+        snprintf(labels, sizeof labels, "result=\"%s\"", wh_results[i]);
+        histogram(b, "vigil_webhook_attempt_duration_seconds", labels, wh_attempts[i].bucket,
+                  wh_bounds_us, WH_NB, &wh_attempts[i].sum_us, &wh_attempts[i].count);
+    }
+    metrics_family(b, "vigil_webhook_delivery_latency_seconds", "histogram",
+                   "Time from a webhook event's creation to its successful delivery.");
+    histogram(b, "vigil_webhook_delivery_latency_seconds", "event=\"any\"", wh_latency.bucket,
+              wh_bounds_us, WH_NB, &wh_latency.sum_us, &wh_latency.count);
 }

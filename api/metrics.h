@@ -1,4 +1,4 @@
-/* metrics.h - the API's Prometheus counters: requests, worker calls, decisions.
+/* metrics.h - the API's Prometheus counters: requests, worker calls, decisions, webhooks.
  *
  * Owns: fixed-size tables of counters and latency histograms, written from any thread with relaxed
  * atomics (no lock, no allocation on the observe paths) by the HTTP layer, the worker client and
@@ -45,6 +45,17 @@ void metrics_observe_hotpath(unsigned op, int result, int64_t duration_us);
  * as "other"); degraded is nonzero when it was made without the model (fallback).  Thread-safe. */
 void metrics_observe_decision(const char *decision, int degraded);
 
+/* Webhook attempt outcomes (dispatch.c): the attempt succeeded (the delivery is delivered), failed
+ * and will be retried, or failed and the delivery was given up (past its retry window). */
+enum metrics_webhook_result { METRICS_WH_DELIVERED, METRICS_WH_RETRYING, METRICS_WH_FAILED };
+
+/* A webhook attempt finished: result a metrics_webhook_result, attempt_us the HTTP exchange's
+ * duration, latency_us (delivered only) the time from the event's creation to its delivery.
+ * Thread-safe. */
+void metrics_observe_webhook(int result, int64_t attempt_us, int64_t latency_us);
+/* The number of pending webhook deliveries in the database, as last counted.  Thread-safe. */
+void metrics_set_webhook_pending(int64_t n);
+
 /* ---- text format (for scrape.c) ---- */
 
 /* "# HELP name help\n# TYPE name type\n". */
@@ -58,5 +69,8 @@ void metrics_write_http(dynbuf *b, const route *routes, size_t nroutes);
 void metrics_write_worker_calls(dynbuf *b);
 /* vigil_decisions_total. */
 void metrics_write_decisions(dynbuf *b);
+/* vigil_webhook_deliveries_pending, vigil_webhook_attempts_total,
+ * vigil_webhook_attempt_duration_seconds, vigil_webhook_delivery_latency_seconds. */
+void metrics_write_webhooks(dynbuf *b);
 
 #endif

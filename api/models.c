@@ -614,7 +614,7 @@ void models_predict(http_req *req, http_resp *resp)
         scoring_job64 job = {&m, rr.output_margin, rr.rows64, rr.nrows, out};
         sc = scoring_run64(req->app, &job, 1, req->deadline_ms, err, sizeof err);
     } else {
-        scoring_job job = {&m, rr.output_margin, rr.rows, rr.nrows, out};
+        scoring_job job = {&m, rr.output_margin, rr.rows, rr.nrows, out, NULL};
         sc = scoring_run(req->app, &job, 1, req->deadline_ms, err, sizeof err);
     }
     predict_answer(req, resp, &m, sc, err, out, rr.nrows, nout, f64);

@@ -14,7 +14,9 @@
 #include "policy_versions.h"
 #include "scrape.h"
 #include "transactions.h"
+#include "reviews.h"
 #include "users.h"
+#include "webhooks.h"
 
 const route routes_table[] = {
     {"GET", "/health", health_live, SCOPE_NONE, BODY_NONE},
@@ -59,6 +61,19 @@ const route routes_table[] = {
     {"GET", "/api/v1/transactions/{id}", txn_get, SCOPE_READ, BODY_NONE},
     {"PATCH", "/api/v1/transactions/{id}", txn_label, SCOPE_WRITE, BODY_JSON},
     {"GET", "/api/v1/users/{id}/transactions", txn_list_for_user, SCOPE_READ, BODY_NONE},
+
+    {"GET", "/api/v1/reviews", reviews_list, SCOPE_READ, BODY_NONE},
+    {"GET", "/api/v1/reviews/{id}", reviews_get, SCOPE_READ, BODY_NONE},
+    {"POST", "/api/v1/reviews/{id}/claim", reviews_claim, SCOPE_WRITE, BODY_NONE},
+    {"POST", "/api/v1/reviews/{id}/close", reviews_close, SCOPE_WRITE, BODY_JSON},
+
+    {"POST", "/api/v1/webhooks", webhooks_create, SCOPE_ADMIN, BODY_JSON},
+    {"GET", "/api/v1/webhooks", webhooks_list, SCOPE_ADMIN, BODY_NONE},
+    {"GET", "/api/v1/webhooks/{id}", webhooks_get, SCOPE_ADMIN, BODY_NONE},
+    {"PATCH", "/api/v1/webhooks/{id}", webhooks_update, SCOPE_ADMIN, BODY_JSON},
+    {"DELETE", "/api/v1/webhooks/{id}", webhooks_delete, SCOPE_ADMIN, BODY_NONE},
+    {"POST", "/api/v1/webhooks/{id}/rotate-secret", webhooks_rotate_secret, SCOPE_ADMIN, BODY_NONE},
+    {"GET", "/api/v1/webhooks/{id}/deliveries", webhooks_deliveries, SCOPE_ADMIN, BODY_NONE},
 };
 
 const size_t routes_count = sizeof routes_table / sizeof routes_table[0];

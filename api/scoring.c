@@ -29,6 +29,7 @@ typedef struct sjob {
     uint32_t nrows;
     float *out;
     double *out64;
+    float *contribs; /* scoring_job.contribs (float jobs only) */
 } sjob;
 
 /* ---- metadata ----------------------------------------------------------------------------------
@@ -294,6 +295,33 @@ static void cache_put(scoring_cache *c, cache_entry *e)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* The reference TreeSHAP (common/treeshap.c) of nrows rows of a cached view into contribs and
+ * margins (may be NULL), or with rows NULL only whether v can be explained.  Returns SC_OK,
+ * SC_UNEXPLAINABLE (no covers, a tree too deep, LightGBM) or SC_FAILED (out of memory), err
+ * filled. */
+static int explain_view(const model_view *v, const scoring_model *m, const float *rows,
+                        uint32_t nrows, float *contribs, float *margins, char *err, size_t errlen)
+{
+    size_t need = v->format == MODEL_FORMAT_LGBM ? 0 : treeshap_scratch_bytes(v);
+    if (need == 0) {
+        snprintf(err, errlen,
+                 "model %s cannot be explained: compiled without node covers or with a tree "
+                 "deeper than %u",
+                 m->id, TREESHAP_MAX_DEPTH);
+        return SC_UNEXPLAINABLE;
+    }
+    if (rows == NULL)
+        return SC_OK;
+    void *scratch = malloc(need);
+    if (!scratch) {
+        snprintf(err, errlen, "out of memory");
+        return SC_FAILED;
+    }
+    treeshap_explain(v, rows, nrows, contribs, margins, scratch);
+    free(scratch);
+    return SC_OK;
+}
+
 static int run_inprocess(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *err,
                          size_t errlen)
 {
@@ -314,7 +342,12 @@ static int run_inprocess(const app *a, sjob *jobs, int njobs, int64_t deadline_m
         else
             refeval_predict(&e->view, jobs[j].rows, jobs[j].nrows, jobs[j].output_margin,
                             jobs[j].out);
+        sc = jobs[j].contribs ? explain_view(&e->view, jobs[j].model, jobs[j].rows, jobs[j].nrows,
+                                             jobs[j].contribs, NULL, err, errlen)
+                              : SC_OK;
         cache_put(a->cache, e);
+        if (sc != SC_OK)
+            return sc;
     }
     return SC_OK;
 }
@@ -535,8 +568,9 @@ static int score_payload(const app *a, const sjob *jobs, int njobs, uint8_t **pa
         int f64 = scoring_is_f64(jobs[j].model);
         size_t cells = (size_t)jobs[j].nrows * jobs[j].model->num_features;
         put_key(&w, jobs[j].model);
-        wire_put_u32(&w,
-                     (jobs[j].output_margin ? WIRE_SCORE_MARGIN : 0) | (f64 ? WIRE_SCORE_F64 : 0));
+        wire_put_u32(&w, (jobs[j].output_margin ? WIRE_SCORE_MARGIN : 0) |
+                             (f64 ? WIRE_SCORE_F64 : 0) |
+                             (jobs[j].contribs ? WIRE_SCORE_EXPLAIN : 0));
         wire_put_u32(&w, jobs[j].nrows);
         wire_put_u32(&w, jobs[j].model->num_features);
         if (f64) { /* doubles start 8-byte aligned in the payload */
@@ -548,6 +582,22 @@ static int score_payload(const app *a, const sjob *jobs, int njobs, uint8_t **pa
         }
     }
     *len = w.len;
+    return SC_OK;
+}
+
+/* Reads a WIRE_SCORE_EXPLAIN section's explanation (u32 ngroups u32 ncontrib f32 contribs[]
+ * f32 margins[]) into contribs.  Returns SC_OK, or SC_FAILED when it does not match the model. */
+static int explain_part(wire_reader *rd, const scoring_model *m, uint32_t nrows, float *contribs)
+{
+    uint32_t ng = wire_get_u32(rd), nc = wire_get_u32(rd);
+    size_t n = (size_t)nrows * m->num_class * (m->num_features + 1);
+    const uint8_t *c = ng == m->num_class && nc == m->num_features + 1
+                           ? wire_get_bytes(rd, n * sizeof(float))
+                           : NULL;
+    wire_get_bytes(rd, (size_t)nrows * m->num_class * sizeof(float)); /* the margins */
+    if (rd->err || !c)
+        return SC_FAILED;
+    memcpy(contribs, c, n * sizeof(float));
     return SC_OK;
 }
 
@@ -573,6 +623,8 @@ static int score_answer(const hpc_reply *r, sjob *jobs, int njobs, char *err, si
         else
             memcpy(f64 ? (void *)jobs[j].out64 : (void *)jobs[j].out, p,
                    (size_t)nrows * nout * cell);
+        if (sc == SC_OK && jobs[j].contribs) /* WIRE_SCORE_EXPLAIN: EXPLAIN's answer follows */
+            sc = explain_part(&rd, jobs[j].model, nrows, jobs[j].contribs);
     }
     if (sc != SC_OK)
         snprintf(err, errlen, "worker sent a malformed SCORE response");
@@ -590,6 +642,20 @@ static int score_refused(const hpc_reply *r, char *err, size_t errlen)
                    r->status == WIRE_E_UNKNOWN_OP || r->status == WIRE_E_BAD_VERSION
                ? SC_UNAVAILABLE
                : SC_FAILED;
+}
+
+/* Whether model m's cached blob can be explained (SC_OK), else SC_UNEXPLAINABLE (or the blob's
+ * fetch error), err filled. */
+static int explain_check(const app *a, const scoring_model *m, int64_t deadline_ms, char *err,
+                         size_t errlen)
+{
+    int sc = SC_OK;
+    cache_entry *e = cache_get(a, m, deadline_ms, &sc, err, errlen);
+    if (!e)
+        return sc;
+    sc = explain_view(&e->view, m, NULL, 0, NULL, NULL, err, errlen);
+    cache_put(a->cache, e);
+    return sc;
 }
 
 /* One SCORE round trip for every job; each UNKNOWN_MODEL answer names one section whose model is
@@ -618,7 +684,10 @@ static int run_worker(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, 
                 sc = SC_FAILED;
                 break;
             }
-            sc = load_model(a, jobs[idx].model, deadline_ms, err, errlen);
+            if (jobs[idx].contribs) /* an explained section: can it be explained at all? */
+                sc = explain_check(a, jobs[idx].model, deadline_ms, err, errlen);
+            if (sc == SC_OK)
+                sc = load_model(a, jobs[idx].model, deadline_ms, err, errlen);
             continue;
         }
         sc = r.status == WIRE_OK ? score_answer(&r, jobs, njobs, err, errlen)
@@ -641,7 +710,7 @@ static int run(const app *a, sjob *jobs, int njobs, int64_t deadline_ms, char *e
  */
 
 /* Explains in process with the reference (common/treeshap.c); also tells whether the cached blob
- * can be explained at all (explain_only_check: no computation). */
+ * can be explained at all (check_only: no computation). */
 static int explain_inprocess(const app *a, scoring_explain_job *job, int64_t deadline_ms,
                              int check_only, char *err, size_t errlen)
 {
@@ -649,23 +718,8 @@ static int explain_inprocess(const app *a, scoring_explain_job *job, int64_t dea
     cache_entry *e = cache_get(a, job->model, deadline_ms, &sc, err, errlen);
     if (!e)
         return sc;
-    size_t need = treeshap_scratch_bytes(&e->view);
-    if (need == 0) {
-        snprintf(err, errlen,
-                 "model %s cannot be explained: compiled without node covers or with a tree "
-                 "deeper than %u",
-                 job->model->id, TREESHAP_MAX_DEPTH);
-        sc = SC_UNEXPLAINABLE;
-    } else if (!check_only) {
-        void *scratch = malloc(need);
-        if (scratch) {
-            treeshap_explain(&e->view, job->rows, job->nrows, job->contribs, job->margins, scratch);
-            free(scratch);
-        } else {
-            snprintf(err, errlen, "out of memory");
-            sc = SC_FAILED;
-        }
-    }
+    sc = explain_view(&e->view, job->model, check_only ? NULL : job->rows, job->nrows,
+                      job->contribs, job->margins, err, errlen);
     cache_put(a->cache, e);
     return sc;
 }
@@ -784,7 +838,13 @@ int scoring_run(const app *a, scoring_job *jobs, int njobs, int64_t deadline_ms,
     sjob wide[WIRE_MAX_SECTIONS];
     for (int j = 0; j < njobs; j++) {
         wide[j] = (sjob){jobs[j].model, jobs[j].output_margin, jobs[j].rows, NULL,
-                         jobs[j].nrows, jobs[j].out,           NULL};
+                         jobs[j].nrows, jobs[j].out,           NULL,         jobs[j].contribs};
+        if (tmp[j] && jobs[j].contribs) {
+            snprintf(err, errlen, "model %s cannot be explained: LightGBM models are not",
+                     jobs[j].model->id);
+            sc = SC_UNEXPLAINABLE;
+            goto done;
+        }
         if (tmp[j]) {
             wide[j].rows64 = tmp[j];
             wide[j].out64 = tmp[j] + (size_t)jobs[j].nrows * jobs[j].model->num_features;
@@ -817,8 +877,8 @@ int scoring_run64(const app *a, scoring_job64 *jobs, int njobs, int64_t deadline
             snprintf(err, errlen, "model %s does not score in double", jobs[j].model->id);
             return SC_FAILED;
         }
-        s[j] = (sjob){jobs[j].model, jobs[j].output_margin, NULL, jobs[j].rows, jobs[j].nrows, NULL,
-                      jobs[j].out};
+        s[j] = (sjob){jobs[j].model, jobs[j].output_margin, NULL, jobs[j].rows, jobs[j].nrows,
+                      NULL,          jobs[j].out,           NULL};
     }
     return run(a, s, njobs, deadline_ms, err, errlen);
 }

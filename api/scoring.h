@@ -44,6 +44,11 @@ typedef struct scoring_job {
     const float *rows; /* nrows x model->num_features, NaN = missing */
     uint32_t nrows;
     float *out; /* nrows x scoring_nout(model, output_margin), caller-allocated */
+    /* NULL, or nrows x num_class x (num_features + 1) floats (caller-allocated) that receive the
+     * rows' SHAP contributions in the same call (scoring_explain_job's layout): the worker's
+     * SCORE section flag WIRE_SCORE_EXPLAIN, common/treeshap.c in process.  A model that cannot
+     * be explained (no covers, too deep, LightGBM) fails the call with SC_UNEXPLAINABLE. */
+    float *contribs;
 } scoring_job;
 
 /* The same in double, for models that score in double (scoring_is_f64: LightGBM).  A float

@@ -212,6 +212,7 @@ void scrape_handler(http_req *req, http_resp *resp)
         metrics_write_worker_calls(&b);
     }
     metrics_write_decisions(&b);
+    metrics_write_webhooks(&b);
     size_t len;
     char *text = dynbuf_take(&b, &len); /* NULL once the output passed its bound (or OOM) */
     if (!text) {

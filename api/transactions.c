@@ -1,5 +1,6 @@
 /* transactions.c - stored transactions: their columns and JSON shape (TXN_COLS, txn_row_json),
- * GET one, the two keyset-paginated lists with filters, and feedback labels (PATCH).  A
+ * GET one, the two keyset-paginated lists with filters, and feedback labels (PATCH, and
+ * txn_label_apply for review closes), each written with its transaction.labelled webhook event.  A
  * transaction is created by the decision pipeline (decision.h), which returns the row it stored
  * through txn_row_json too, so a decision and a later read answer the same bytes.  Each handler is
  * one pooled connection and one statement (two for the per-user list, which 404s an unknown user).
@@ -15,6 +16,7 @@
 #include "dbreq.h"
 #include "fields.h"
 #include "json.h"
+#include "outbox.h"
 #include "validate.h"
 
 /* Columns of TXN_COLS, in order. */
@@ -321,49 +323,86 @@ void txn_list_for_user(http_req *req, http_resp *resp)
 /* ---- feedback ----------------------------------------------------------------------------------
  */
 
-void txn_label(http_req *req, http_resp *resp)
+int txn_label_apply(http_req *req, http_resp *resp, db_conn *c, const char *id, const char *label,
+                    const char *source, char **out)
+{
+    PGresult *r = NULL;
+    const char *vals[] = {id, label, source};
+    *out = NULL;
+    int rc = dbreq_query(req, resp, c,
+                         "UPDATE transactions AS t SET label = $2, label_source = $3, "
+                         "labelled_at = clock_timestamp() WHERE t.id = $1 RETURNING " TXN_COLS,
+                         3, vals, &r);
+    if (rc == DB_ERROR)
+        dbreq_internal(req, resp, r);
+    else if (rc == DB_OK && PQntuples(r) == 0)
+        http_problem(resp, 404, "not_found", NULL, "no transaction with id %s", id);
+    else if (rc == DB_OK) {
+        cJSON *o = txn_row_json(r, 0);
+        *out = o ? cJSON_PrintUnformatted(o) : NULL;
+        cJSON_Delete(o);
+        if (!*out)
+            http_problem(resp, 500, "internal", NULL, "out of memory");
+        else if (outbox_emit(req, resp, c, "transaction.labelled", id, *out)) {
+            free(*out);
+            *out = NULL;
+        }
+    }
+    PQclear(r);
+    return *out ? 0 : -1;
+}
+
+/* 400 for a member of body that PATCH may not write: immutable_field for a stored one, else
+ * unknown_field.  0 when every member is label or label_source. */
+static int label_members(http_resp *resp, const cJSON *body)
 {
     static const char *const allowed[] = {"label", "label_source", NULL};
+    static const char *const stored[] = {"id",
+                                         "user_id",
+                                         "amount",
+                                         "currency",
+                                         "merchant_id",
+                                         "merchant_category",
+                                         "country",
+                                         "channel",
+                                         "occurred_at",
+                                         "metadata",
+                                         "features",
+                                         "risk",
+                                         "email",
+                                         "ip_address",
+                                         "device_id",
+                                         "card_fingerprint",
+                                         "card_bin",
+                                         "card_country",
+                                         "shipping_country",
+                                         "labelled_at",
+                                         "created_at",
+                                         NULL};
+    const char *other = json_unknown_member(body, allowed);
+    if (!other)
+        return 0;
+    int known = 0;
+    for (const char *const *f = stored; *f && !known; f++)
+        known = strcmp(*f, other) == 0;
+    if (known)
+        http_problem(resp, 400, "immutable_field", other,
+                     "'%s' cannot be changed: only label and label_source are writable", other);
+    else
+        http_problem(resp, 400, "unknown_field", other, "unknown field '%.64s'", other);
+    return -1;
+}
+
+/* The label and its transaction.labelled event commit together (outbox.h). */
+void txn_label(http_req *req, http_resp *resp)
+{
     const char *id, *label = NULL, *source = NULL;
     cJSON *body = NULL;
-    PGresult *r = NULL;
+    char *out = NULL;
     db_conn *c = NULL;
-    if (txn_id_param(req, resp, &id) || http_body_object(req, resp, &body))
+    if (txn_id_param(req, resp, &id) || http_body_object(req, resp, &body) ||
+        label_members(resp, body))
         goto done;
-    const char *other = json_unknown_member(body, allowed);
-    if (other) {
-        static const char *const stored[] = {"id",
-                                             "user_id",
-                                             "amount",
-                                             "currency",
-                                             "merchant_id",
-                                             "merchant_category",
-                                             "country",
-                                             "channel",
-                                             "occurred_at",
-                                             "metadata",
-                                             "features",
-                                             "risk",
-                                             "email",
-                                             "ip_address",
-                                             "device_id",
-                                             "card_fingerprint",
-                                             "card_bin",
-                                             "card_country",
-                                             "shipping_country",
-                                             "labelled_at",
-                                             "created_at",
-                                             NULL};
-        int known = 0;
-        for (const char *const *f = stored; *f && !known; f++)
-            known = strcmp(*f, other) == 0;
-        if (known)
-            http_problem(resp, 400, "immutable_field", other,
-                         "'%s' cannot be changed: only label and label_source are writable", other);
-        else
-            http_problem(resp, 400, "unknown_field", other, "unknown field '%.64s'", other);
-        goto done;
-    }
     if (field_string(resp, body, "label", 16, FIELD_REQUIRED, &label, NULL) ||
         field_string(resp, body, "label_source", 16, FIELD_REQUIRED, &source, NULL))
         goto done;
@@ -376,21 +415,13 @@ void txn_label(http_req *req, http_resp *resp)
                      "'label_source' must be chargeback, analyst or customer");
         goto done;
     }
-    if (!(c = dbreq_acquire(req, resp)))
+    if (!(c = dbreq_acquire(req, resp)) || dbreq_begin(req, resp, c) ||
+        txn_label_apply(req, resp, c, id, label, source, &out) || dbreq_commit(req, resp, c))
         goto done;
-    const char *vals[] = {id, label, source};
-    int rc = dbreq_query(req, resp, c,
-                         "UPDATE transactions AS t SET label = $2, label_source = $3, "
-                         "labelled_at = clock_timestamp() WHERE t.id = $1 RETURNING " TXN_COLS,
-                         3, vals, &r);
-    if (rc == DB_ERROR)
-        dbreq_internal(req, resp, r);
-    else if (rc == DB_OK && PQntuples(r) == 0)
-        http_problem(resp, 404, "not_found", NULL, "no transaction with id %s", id);
-    else if (rc == DB_OK)
-        http_json(resp, 200, txn_row_json(r, 0));
+    http_raw(resp, 200, "application/json", out, strlen(out));
+    out = NULL; /* the response owns it */
 done:
-    PQclear(r);
+    free(out);
     if (c)
         dbreq_release(req, c);
     cJSON_Delete(body);

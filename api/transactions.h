@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
+#include "db.h"
 #include "http.h"
 
 /* Everything a stored transaction is returned with, for a transactions table aliased t (SELECT
@@ -34,5 +35,12 @@ void txn_get(http_req *req, http_resp *resp);
 void txn_list(http_req *req, http_resp *resp);
 void txn_list_for_user(http_req *req, http_resp *resp);
 void txn_label(http_req *req, http_resp *resp);
+
+/* Labels transaction id (label fraud|legit, source chargeback|analyst|customer, both checked by
+ * the caller) on c, inside the caller's BEGIN, and writes its transaction.labelled event in the
+ * same transaction.  Returns 0 with *out the labelled transaction's JSON (malloc'd, caller frees),
+ * or -1 with resp filled (404 for an unknown id, 503/500) and *out NULL. */
+int txn_label_apply(http_req *req, http_resp *resp, db_conn *c, const char *id, const char *label,
+                    const char *source, char **out);
 
 #endif

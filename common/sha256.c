@@ -112,6 +112,28 @@ void sha256(const void *data, size_t len, uint8_t out[32])
     sha256_final(&c, out);
 }
 
+void sha256_hmac(const void *key, size_t keylen, const void *msg, size_t msglen, uint8_t out[32])
+{
+    uint8_t k[64] = {0}, pad[64], inner[32];
+    if (keylen > sizeof k)
+        sha256(key, keylen, k); /* RFC 2104: a key longer than a block is hashed first */
+    else if (keylen)
+        memcpy(k, key, keylen);
+    sha256_ctx c;
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x36;
+    sha256_init(&c);
+    sha256_update(&c, pad, sizeof pad);
+    sha256_update(&c, msg, msglen);
+    sha256_final(&c, inner);
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x5c;
+    sha256_init(&c);
+    sha256_update(&c, pad, sizeof pad);
+    sha256_update(&c, inner, sizeof inner);
+    sha256_final(&c, out);
+}
+
 void sha256_hex(const uint8_t digest[32], char out[65])
 {
     static const char hx[] = "0123456789abcdef";

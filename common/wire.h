@@ -34,8 +34,18 @@
  *              response  OK: u32 nsections, then per section u32 nrows u32 nout f32 out[nrows*nout]
  *                        (for an F64 section: 0 or 4 zero bytes to the next multiple of 8 of the
  *                        payload offset, then f64 out[nrows*nout])
+ *                        With WIRE_SCORE_EXPLAIN (issue 13; f32 sections only, not with F64) the
+ *                        section's answer continues, after out[], with what EXPLAIN answers for
+ *                        the same rows: u32 ngroups u32 ncontrib (= num_feature + 1)
+ *                        f32 contribs[nrows * ngroups * ncontrib] f32 margins[nrows * ngroups]
+ *                        (out[] is what the section would answer without the flag, bit for bit;
+ *                        contribs and margins are EXPLAIN's, bit for bit).  So one frame carries
+ *                        a decision's champion with its explanation and its challenger.
  *                        UNKNOWN_MODEL: u32 index of the first section whose model is not loaded
- *                        BAD_PAYLOAD + message (ncols != the model's num_feature, sizes...)
+ *                        (for an EXPLAIN section: not loaded for explaining either: LOAD_MODEL
+ *                        loads both when the blob has covers)
+ *                        BAD_PAYLOAD + message (ncols != the model's num_feature, sizes, EXPLAIN
+ *                        with F64, the model's explain scratch over the slot's...)
  *   EXPLAIN request      key[48] u32 flags (0) u32 nrows u32 ncols f32 rows[nrows * ncols]
  *              response  OK: u32 nrows u32 ngroups u32 ncontrib (= num_feature + 1), then
  *                        f32 contribs[nrows * ngroups * ncontrib] (per row, per group: the SHAP
@@ -57,8 +67,9 @@
 
 #define WIRE_MODEL_KEY_SIZE 48u
 #define WIRE_MAX_SECTIONS 8u
-#define WIRE_SCORE_MARGIN 0x1u /* SCORE section flag: raw margins instead of transformed output */
-#define WIRE_SCORE_F64 0x2u    /* SCORE section flag: f64 rows and outputs (format-2 models) */
+#define WIRE_SCORE_MARGIN 0x1u  /* SCORE section flag: raw margins instead of transformed output */
+#define WIRE_SCORE_F64 0x2u     /* SCORE section flag: f64 rows and outputs (format-2 models) */
+#define WIRE_SCORE_EXPLAIN 0x4u /* SCORE section flag: the answer adds SHAP contributions (f32) */
 
 /* Padding bytes from payload offset off to the next multiple of 8 (F64 sections). */
 static inline size_t wire_pad8(size_t off)

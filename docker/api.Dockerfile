@@ -17,7 +17,7 @@ ARG BUILD_BASE=debian:bookworm-slim
 FROM ${BUILD_BASE} AS build
 # Lets docker/test.sh prune this project's superseded (untagged) images and no others.
 LABEL org.vigil.image="1"
-ARG BUILD_PKGS="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev ca-certificates python3"
+ARG BUILD_PKGS="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev libcurl4-openssl-dev ca-certificates python3"
 RUN set -eu; missing=""; \
     for p in $BUILD_PKGS; do \
       dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing="$missing $p"; \

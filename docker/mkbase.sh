@@ -5,7 +5,7 @@
 #
 #   vigil-debian:bookworm         debootstrap --variant=minbase bookworm, apt lists and docs removed
 #   vigil-build-base:bookworm     + gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev python3
-#                                   ca-certificates
+#                                   libcurl4-openssl-dev ca-certificates
 #   vigil-postgres-base:bookworm  + postgresql-15
 #
 # Idempotent and cached: an image that already exists is left alone (MKBASE_FORCE=1 rebuilds), and
@@ -23,7 +23,7 @@ FORCE=${MKBASE_FORCE:-0}
 BASE_IMG=vigil-debian:$SUITE
 BUILD_IMG=vigil-build-base:$SUITE
 PG_IMG=vigil-postgres-base:$SUITE
-BUILD_PKGS="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev ca-certificates python3"
+BUILD_PKGS="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libpq-dev libcurl4-openssl-dev ca-certificates python3"
 PG_PKGS="postgresql-15"
 
 log() { printf 'mkbase: %s\n' "$*" >&2; }

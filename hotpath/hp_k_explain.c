@@ -30,6 +30,35 @@ static void explain_part(void *arg, unsigned part)
                         j->margins + a * j->k, j->scratch + (size_t)part * j->part_scratch);
 }
 
+size_t hp_k_explain_scratch(const void *layout)
+{
+    return (hp_shap_scratch_bytes(layout) + 63u) & ~(size_t)63u;
+}
+
+void hp_k_explain_rows(void *state, hp_ctx *ctx, const void *layout, const float *rows,
+                       uint32_t nrows, float *contribs, float *margins)
+{
+    const model_view *v = hp_shap_view(layout);
+    size_t k = v->hdr->num_class, nf = v->hdr->num_feature, ncontrib = nf + 1;
+    size_t need = hp_k_explain_scratch(layout);
+    HP_ASSERT(need <= ctx->scratch_len);
+    hp_pool *pool = hp_store_pool(state);
+    unsigned nparts = hp_pool_threads(pool) + 1;
+    if (nparts > ctx->scratch_len / need)
+        nparts = (unsigned)(ctx->scratch_len / need);
+    if (nparts > nrows)
+        nparts = nrows;
+    uint64_t work = (uint64_t)nrows * (v->hdr->num_trees ? v->hdr->num_trees : 1);
+    if (nparts < 2 || work < HP_PARALLEL_MIN_WORK) {
+        hp_shap_explain(layout, rows, nrows, contribs, margins, ctx->scratch);
+        return;
+    }
+    explain_job j = {layout,  rows,         nrows, (nrows + nparts - 1) / nparts,
+                     nf,      ncontrib,     k,     contribs,
+                     margins, ctx->scratch, need};
+    hp_pool_run(pool, explain_part, &j, nparts);
+}
+
 int hp_k_explain(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
 {
     HP_ASSERT(state != NULL && ctx != NULL && out != NULL);
@@ -75,7 +104,7 @@ int hp_k_explain(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, w
         st = hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
         goto done;
     }
-    size_t need = (hp_shap_scratch_bytes(model->layout) + 63u) & ~(size_t)63u;
+    size_t need = hp_k_explain_scratch(model->layout);
     if (need > ctx->scratch_len) {
         snprintf(msg, sizeof msg,
                  "EXPLAIN: this model needs %zu bytes of scratch, the slot has %zu "
@@ -91,29 +120,7 @@ int hp_k_explain(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, w
     float *margins = (float *)wire_put_reserve(out, (size_t)nrows * k * sizeof(float));
     if (contribs == NULL || margins == NULL)
         goto done; /* cannot happen (size checked above); the server answers INTERNAL */
-    hp_pool *pool = hp_store_pool(state);
-    unsigned nparts = hp_pool_threads(pool) + 1;
-    if (nparts > ctx->scratch_len / need)
-        nparts = (unsigned)(ctx->scratch_len / need);
-    if (nparts > nrows)
-        nparts = nrows;
-    uint64_t work = (uint64_t)nrows * (v->hdr->num_trees ? v->hdr->num_trees : 1);
-    if (nparts < 2 || work < HP_PARALLEL_MIN_WORK) {
-        hp_shap_explain(model->layout, rows, nrows, contribs, margins, ctx->scratch);
-    } else {
-        explain_job j = {model->layout,
-                         rows,
-                         nrows,
-                         (nrows + nparts - 1) / nparts,
-                         nf,
-                         ncontrib,
-                         k,
-                         contribs,
-                         margins,
-                         ctx->scratch,
-                         need};
-        hp_pool_run(pool, explain_part, &j, nparts);
-    }
+    hp_k_explain_rows(state, ctx, model->layout, rows, nrows, contribs, margins);
 done:
     hp_arena_release(arena, &handle, 1);
     return st;

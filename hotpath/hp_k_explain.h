@@ -22,6 +22,18 @@
 /* Per-slot scratch EXPLAIN asks for (the slot's is max(this, VIGIL_HOTPATH_SCRATCH_MB)). */
 #define HP_EXPLAIN_SCRATCH_BYTES (4u << 20)
 
+/* Scratch bytes one part of an explanation of layout (an explain-arena model) takes from a slot's
+ * scratch (64-byte multiple).  Any thread. */
+size_t hp_k_explain_scratch(const void *layout);
+
+/* Explains nrows rows with layout into contribs / margins (hp_shap_explain's layouts), split
+ * into row ranges over the store's compute pool when the work is large (each part with its own
+ * share of ctx's scratch).  The caller checked hp_k_explain_scratch(layout) <= ctx->scratch_len
+ * and holds the layout pinned.  Shared by EXPLAIN and SCORE's WIRE_SCORE_EXPLAIN sections.  Never
+ * fails, never allocates. */
+void hp_k_explain_rows(void *state, hp_ctx *ctx, const void *layout, const float *rows,
+                       uint32_t nrows, float *contribs, float *margins);
+
 int hp_k_explain(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out);
 
 #endif

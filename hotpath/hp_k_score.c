@@ -11,6 +11,8 @@
 
 #include "hp_arena.h"
 #include "hp_assert.h"
+#include "hp_k_explain.h"
+#include "hp_shap.h"
 #include "model.h"
 #include "sha256.h"
 
@@ -112,7 +114,6 @@ typedef struct section {
 
 int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wire_writer *out)
 {
-    (void)ctx;
     HP_ASSERT(state != NULL && out != NULL);
     hp_arena *arena = hp_store_arena(state);
     const hp_scorer *sc = hp_store_scorer(state);
@@ -150,8 +151,12 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
             snprintf(msg, sizeof msg, "SCORE section %u: truncated (rows x cols do not fit)", i);
             return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
         }
-        if (s->flags & ~(WIRE_SCORE_MARGIN | WIRE_SCORE_F64)) {
+        if (s->flags & ~(WIRE_SCORE_MARGIN | WIRE_SCORE_F64 | WIRE_SCORE_EXPLAIN)) {
             snprintf(msg, sizeof msg, "SCORE section %u: unknown flags 0x%x", i, s->flags);
+            return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
+        }
+        if ((s->flags & WIRE_SCORE_EXPLAIN) && f64) {
+            snprintf(msg, sizeof msg, "SCORE section %u: WIRE_SCORE_EXPLAIN needs f32 rows", i);
             return hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
         }
         /* Offsets are multiples of 4 in a page-aligned buffer: the floats are aligned. */
@@ -172,9 +177,27 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
         wire_put_u32(out, (uint32_t)missing);
         return WIRE_E_UNKNOWN_MODEL;
     }
+    /* WIRE_SCORE_EXPLAIN sections also pin their explain layout (hp_shap.h) */
+    hp_arena *xarena = hp_store_explain_arena(state);
+    const uint8_t *xkeys[WIRE_MAX_SECTIONS];
+    const hp_model *xmodels[WIRE_MAX_SECTIONS];
+    uint32_t xhandles[WIRE_MAX_SECTIONS], xsec[WIRE_MAX_SECTIONS], nx = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (sec[i].flags & WIRE_SCORE_EXPLAIN) {
+            xsec[nx] = i;
+            xkeys[nx++] = sec[i].key;
+        }
+    HP_ASSERT(nx == 0 || ctx != NULL);
+    if (nx > 0 && (missing = hp_arena_acquire(xarena, xkeys, nx, xmodels, xhandles)) >= 0) {
+        hp_arena_release(arena, handles, n);
+        out->len = 0;
+        out->err = 0;
+        wire_put_u32(out, xsec[missing]);
+        return WIRE_E_UNKNOWN_MODEL;
+    }
     int st = WIRE_OK;
     uint64_t answer = 4;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0, x = 0; i < n; i++) {
         if (sec[i].ncols != models[i]->num_feature) {
             snprintf(msg, sizeof msg, "SCORE section %u: %u columns, the model has %u features", i,
                      sec[i].ncols, models[i]->num_feature);
@@ -191,6 +214,20 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
         answer += 8 + (f64 ? 4 : 0) +
                   (uint64_t)sec[i].nrows *
                       models[i]->nout[(sec[i].flags & WIRE_SCORE_MARGIN) != 0] * (f64 ? 8 : 4);
+        if (sec[i].flags & WIRE_SCORE_EXPLAIN) {
+            const model_view *xv = hp_shap_view(xmodels[x]->layout);
+            size_t need = hp_k_explain_scratch(xmodels[x++]->layout);
+            if (need > ctx->scratch_len) {
+                snprintf(msg, sizeof msg,
+                         "SCORE section %u: explaining needs %zu bytes of scratch, the slot "
+                         "has %zu (VIGIL_HOTPATH_SCRATCH_MB)",
+                         i, need, ctx->scratch_len);
+                st = hp_kernel_fail(out, WIRE_E_BAD_PAYLOAD, msg);
+                goto done;
+            }
+            answer += 8 + (uint64_t)sec[i].nrows * xv->hdr->num_class *
+                              ((uint64_t)xv->hdr->num_feature + 2) * 4;
+        }
     }
     if (answer > out->cap - out->len) {
         snprintf(msg, sizeof msg, "SCORE answer of %llu bytes exceeds VIGIL_HOTPATH_MAX_FRAME_MB",
@@ -199,7 +236,7 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
         goto done;
     }
     wire_put_u32(out, n);
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0, x = 0; i < n; i++) {
         int margin = (sec[i].flags & WIRE_SCORE_MARGIN) != 0;
         uint32_t nout = models[i]->nout[margin];
         wire_put_u32(out, sec[i].nrows);
@@ -223,8 +260,23 @@ int hp_k_score(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len, wir
             break; /* cannot happen (size checked above); the server answers INTERNAL */
         sc->score(models[i]->layout, sec[i].rows, sec[i].nrows, margin, o, hp_store_pool(state),
                   HP_PARALLEL_MIN_WORK);
+        if (sec[i].flags & WIRE_SCORE_EXPLAIN) {
+            /* u32 ngroups u32 ncontrib f32 contribs[] f32 margins[], as EXPLAIN answers */
+            const void *xl = xmodels[x++]->layout;
+            const model_view *xv = hp_shap_view(xl);
+            uint32_t k = xv->hdr->num_class, ncontrib = xv->hdr->num_feature + 1;
+            wire_put_u32(out, k);
+            wire_put_u32(out, ncontrib);
+            float *c = (float *)wire_put_reserve(out, (size_t)sec[i].nrows * k * ncontrib * 4);
+            float *mg = (float *)wire_put_reserve(out, (size_t)sec[i].nrows * k * 4);
+            if (c == NULL || mg == NULL)
+                break; /* cannot happen (size checked above) */
+            hp_k_explain_rows(state, ctx, xl, sec[i].rows, sec[i].nrows, c, mg);
+        }
     }
 done:
+    if (nx > 0)
+        hp_arena_release(xarena, xhandles, nx);
     hp_arena_release(arena, handles, n);
     return st;
 }

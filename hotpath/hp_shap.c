@@ -8,8 +8,13 @@
  * taken out here: the node mean values (FillNodeMeanValues over every tree on every request in
  * xgboost), the two cover divisions per internal node visit (the same division, done once), the
  * per-tree zeroing and full-width accumulation of num_feature+1 values (only the features the
- * tree touched are added, which is exact: see explain_tree), the per-tree path allocation, and a
- * separate walk for the margin (the margin comes from the hot path of the same walk).
+ * tree touched are added, which is exact: see hp_shap_explain_isa), the per-tree path allocation,
+ * and a separate walk for the margin (the margin comes from the hot path of the same walk).
+ *
+ * Two walks: the portable one (walk_node, treeshap_path.h's scalar arithmetic) and, for trees at
+ * most HP_SHAP_VEC_DEPTH deep on CPUs with AVX2 (decided at build, runtime CPU check), the AVX2
+ * one (vec_node: the same operations in vector lanes, see the comment above it).  Both are tested
+ * against the reference bit for bit (test_kernel, hp_shap_explain_isa).
  *
  * Costs: see hp_shap.h. */
 #include "hp_shap.h"
@@ -18,6 +23,12 @@
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define HP_SHAP_HAVE_AVX2 1
+#else
+#define HP_SHAP_HAVE_AVX2 0
 #endif
 
 #include "hp_assert.h"
@@ -30,6 +41,7 @@ typedef struct shap_layout {
     uint32_t max_depth; /* deepest tree */
     uint32_t max_nodes; /* largest tree */
     size_t scratch;     /* bytes hp_shap_explain needs */
+    int vec;            /* the AVX2 walk applies: every tree <= HP_SHAP_VEC_DEPTH, CPU has AVX2 */
     const float *mean;  /* num_nodes: every node's mean value (global node index) */
     const float *frac;  /* 2 x num_nodes: covers[left] / covers[i], covers[right] / covers[i] */
     _Alignas(HP_LAYOUT_ALIGN) unsigned char data[]; /* blob, then mean[], then frac[] */
@@ -40,12 +52,23 @@ static size_t blob_room(size_t len)
     return (len + 7u) & ~(size_t)7u;
 }
 
-/* Scratch of one explain call: phi[nf+1] f32, stamp[nf] u32, touched[nf] u32, then the path. */
+/* Scratch of one explain call: phi[nf+1] f32, stamp[nf] u32, touched[nf] u32, then the path
+ * (treeshap_elem for the portable walk), then, 64-byte aligned, one vlevel per node depth for the
+ * AVX2 walk. */
+#define HP_SHAP_VEC_DEPTH 15u /* deepest tree the AVX2 walk takes: a path fits 16 lanes */
+#define VLEVEL_BYTES 416u     /* sizeof(vlevel), checked below */
+#define VLEAF_BYTES 352u      /* sizeof(vleaf), checked below */
+#define VLEAF_BUF 32u         /* leaves the AVX2 walk buffers before computing their sums */
+
+static size_t scratch_path_off(uint32_t nf)
+{
+    return (((size_t)nf + 1) * 4 + (size_t)nf * 8 + 15u) & ~(size_t)15u;
+}
+
 static size_t scratch_need(uint32_t nf, uint32_t max_depth)
 {
-    size_t b = ((size_t)nf + 1) * 4 + (size_t)nf * 8;
-    b = (b + 15u) & ~(size_t)15u;
-    return b + treeshap_path_elems(max_depth) * sizeof(treeshap_elem);
+    size_t b = scratch_path_off(nf) + treeshap_path_elems(max_depth) * sizeof(treeshap_elem);
+    return b + 64u + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES + VLEAF_BUF * VLEAF_BYTES;
 }
 
 static size_t shap_bytes(const model_view *v)
@@ -97,6 +120,11 @@ static const void *shap_build(const model_view *v, void *dst, size_t len)
     l->mean = mean;
     l->frac = frac;
     l->scratch = scratch_need(v->hdr->num_feature, l->max_depth);
+#if HP_SHAP_HAVE_AVX2
+    l->vec = l->max_depth <= HP_SHAP_VEC_DEPTH && __builtin_cpu_supports("avx2");
+#else
+    l->vec = 0;
+#endif
     return l;
 }
 
@@ -238,8 +266,327 @@ static void walk_node(walk *w, int32_t nid, uint32_t d, treeshap_elem *parent, f
     walk_node(w, cold, d + 1, path, cold_zero * in_zero, 0, (int32_t)split, 0);
 }
 
-void hp_shap_explain(const void *layout, const float *rows, size_t nrows, float *contribs,
-                     float *margins, void *scratch)
+#if HP_SHAP_HAVE_AVX2
+/* ---- the AVX2 walk (trees of depth <= HP_SHAP_VEC_DEPTH) ---------------------------------------
+ *
+ * The same operations as walk_node and treeshap_path.h, on a structure-of-arrays path (one level
+ * per node depth: pweights, zero and one fractions, features, each in lanes 0..15) and in AVX2
+ * lanes: a vector lane performs exactly the scalar IEEE float32 operation (no FMA: the target is
+ * "avx2" only and C11 does not contract across statements; the intrinsics never fuse), and the
+ * scalar branches become per-lane selects, so every value is the scalar one bit for bit.
+ * - extend: new pw[j] = zero*old[j]*(d-j)/(d+1) + one*old[j-1]*j/(d+1), where the reference's
+ *   descending loop reads only old values (path[i+1] at step i holds its new zero-part): each
+ *   lane is independent, two 8-lane vectors for the 16 lanes;
+ * - the unwound sums of a leaf: lane i = path element i (1..d), the loop over k as in
+ *   treeshap_unwound_sum, with the hot (one != 0) and cold (zero only) cases sharing one division
+ *   (numerator and denominator selected per lane), so 2 divisions per k for 8 elements at once;
+ * - unwind (a feature seen twice on a path) stays scalar, in the reference's order. */
+
+#define VEC_LANES                                                                                  \
+    24 /* lanes per level array: 16 used, reads at [-1] and up to [d+8] stay inside                \
+        */
+
+typedef struct vlevel {
+    float pwb[VEC_LANES + 8]; /* pw = pwb + 8: pw[-1] is always 0 (the shifted load's lane 0) */
+    float zero[VEC_LANES], one[VEC_LANES];
+    int32_t feat[VEC_LANES];
+} vlevel;
+
+typedef struct vwalk {
+    const model_node_rec *nodes;
+    const float *frac;
+    const uint32_t *cats;
+    const float *row;
+    float *phi;
+    uint32_t *stamp, *touched, ntouched, gen;
+    float leaf;
+    vlevel *lv;           /* lv[node depth] */
+    struct vleaf *leaves; /* VLEAF_BUF leaves waiting for their sums */
+    uint32_t nleaves;
+} vwalk;
+
+#define VPW(l) ((l)->pwb + 8)
+
+__attribute__((target("avx2"))) static void vec_extend(const vlevel *par, vlevel *p, uint32_t d,
+                                                       float pzero, float pone, int32_t pfeat)
+{
+    /* zero/one/feature lanes 0..d-1 come from the parent; lane d is the new element */
+    for (int h = 0; h < 16; h += 8) {
+        _mm256_storeu_ps(p->zero + h, _mm256_loadu_ps(par->zero + h));
+        _mm256_storeu_ps(p->one + h, _mm256_loadu_ps(par->one + h));
+        _mm256_storeu_si256((__m256i *)(p->feat + h),
+                            _mm256_loadu_si256((const __m256i *)(par->feat + h)));
+    }
+    p->zero[d] = pzero;
+    p->one[d] = pone;
+    p->feat[d] = pfeat;
+    float *pw = VPW(p);
+    pw[-1] = 0;
+    if (d == 0) {
+        pw[0] = 1.0f;
+        return;
+    }
+    const float *old = VPW(par);
+    const __m256 vz = _mm256_set1_ps(pzero), vo = _mm256_set1_ps(pone);
+    const __m256 dp1 = _mm256_set1_ps((float)(d + 1)), dv = _mm256_set1_ps((float)d);
+    const __m256 zero = _mm256_setzero_ps();
+    for (uint32_t h = 0; h <= d; h += 8) {
+        if (h == 8 && d == 8) {
+            /* lane 8 alone (a leaf 8 deep): the reference's scalar expression, no vector pass */
+            pw[8] = 0.0f + pone * old[7] * 8.0f / 9.0f;
+            break;
+        }
+        const __m256i lane =
+            _mm256_add_epi32(_mm256_set1_epi32((int)h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256 jf = _mm256_cvtepi32_ps(lane);
+        const __m256i vd = _mm256_set1_epi32((int)d);
+        /* lanes j < d read old[j]; lanes 1 <= j <= d read old[j-1] (old[-1] = 0 for lane 0) */
+        const __m256 below = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vd, lane));
+        const __m256 upto = _mm256_castsi256_ps(
+            _mm256_cmpgt_epi32(_mm256_add_epi32(vd, _mm256_set1_epi32(1)), lane));
+        const __m256 o = _mm256_and_ps(below, _mm256_loadu_ps(old + h));
+        const __m256 s = _mm256_and_ps(upto, _mm256_loadu_ps(old + h - 1));
+        /* ((zero * pw) * (d - j)) / (d + 1) and ((one * pw) * j) / (d + 1), the reference's
+         * grouping */
+        const __m256 a =
+            _mm256_div_ps(_mm256_mul_ps(_mm256_mul_ps(vz, o), _mm256_sub_ps(dv, jf)), dp1);
+        /* A cold child (one == 0): (0 * pw) * j is +-0 or NaN, which x86 divides by the
+         * positive finite d + 1 into itself (the sign of zero kept, a NaN operand returned), so
+         * the division is left out: the same bits for half the nodes' extends at half the cost. */
+        __m256 b = _mm256_mul_ps(_mm256_mul_ps(vo, s), jf);
+        if (pone != 0)
+            b = _mm256_div_ps(b, dp1);
+        /* lane 0: a alone; lanes 1..d-1: a + b; lane d: 0 + b (its pweight starts at 0) */
+        __m256 r = _mm256_add_ps(a, b);
+        const __m256 is0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lane, _mm256_setzero_si256()));
+        const __m256 isd = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lane, vd));
+        r = _mm256_blendv_ps(r, a, is0);
+        r = _mm256_blendv_ps(r, _mm256_add_ps(zero, b), isd);
+        _mm256_storeu_ps(pw + h, r);
+    }
+}
+
+/* treeshap_unwind on a vlevel: the same scalar operations in the same order. */
+static void vec_unwind(vlevel *p, uint32_t d, uint32_t pi)
+{
+    float *pw = VPW(p);
+    const float one = p->one[pi], zero = p->zero[pi];
+    float next_one = pw[d];
+    for (int i = (int)d - 1; i >= 0; i--) {
+        if (one != 0) {
+            const float tmp = pw[i];
+            pw[i] = next_one * (float)(d + 1) / ((float)(i + 1) * one);
+            next_one = tmp - pw[i] * zero * (float)(d - (uint32_t)i) / (float)(d + 1);
+        } else {
+            pw[i] = (pw[i] * (float)(d + 1)) / (zero * (float)(d - (uint32_t)i));
+        }
+    }
+    for (uint32_t i = pi; i < d; i++) {
+        p->feat[i] = p->feat[i + 1];
+        p->zero[i] = p->zero[i + 1];
+        p->one[i] = p->one[i + 1];
+    }
+}
+
+/* A leaf waiting for its unwound sums: its path (pweights 0..d; zero, one, feature of elements
+ * 1..d in lanes 0..d-1) and, once computed, the contributions w * (one - zero) * leaf. */
+typedef struct vleaf {
+    _Alignas(32) float pw[16];
+    float zero[16], one[16];
+    int32_t feat[16];
+    float contrib[16];
+    float leaf;
+    uint32_t d;
+    uint32_t pad[6];
+} vleaf;
+
+/* One chain of treeshap_unwound_sum over 8 lanes (path elements), state between steps. */
+typedef struct vchain {
+    __m256 one, zero, hot, live, next, total;
+} vchain;
+
+__attribute__((target("avx2"), always_inline)) static inline void
+vchain_init(vchain *c, const float *one, const float *zero, float pwd)
+{
+    const __m256 z = _mm256_setzero_ps();
+    c->one = _mm256_loadu_ps(one);
+    c->zero = _mm256_loadu_ps(zero);
+    c->hot = _mm256_cmp_ps(c->one, z, _CMP_NEQ_UQ);
+    c->live = _mm256_or_ps(c->hot, _mm256_cmp_ps(c->zero, z, _CMP_NEQ_UQ));
+    c->next = _mm256_set1_ps(pwd);
+    c->total = z;
+}
+
+/* Step k of treeshap_unwound_sum in every lane: hot lanes (one != 0) divide (next * (d+1)) by
+ * ((k+1) * one), cold lanes pw[k] by zero and that by ratio = (d-k)/(d+1); one division serves
+ * both (numerator and denominator selected per lane). */
+__attribute__((target("avx2"), always_inline)) static inline void
+vchain_step(vchain *c, __m256 pwk, __m256 ratio, __m256 kp1, __m256 dp1)
+{
+    const __m256 num = _mm256_blendv_ps(pwk, _mm256_mul_ps(c->next, dp1), c->hot);
+    const __m256 den = _mm256_blendv_ps(c->zero, _mm256_mul_ps(kp1, c->one), c->hot);
+    const __m256 q = _mm256_div_ps(num, den);
+    const __m256 add = _mm256_blendv_ps(_mm256_div_ps(q, ratio), q, c->hot);
+    c->total = _mm256_blendv_ps(c->total, _mm256_add_ps(c->total, add), c->live);
+    c->next = _mm256_blendv_ps(
+        c->next, _mm256_sub_ps(pwk, _mm256_mul_ps(_mm256_mul_ps(q, c->zero), ratio)), c->hot);
+}
+
+/* w * (one - zero) * leaf, the reference's grouping. */
+__attribute__((target("avx2"), always_inline)) static inline void
+vchain_store(const vchain *c, float leaf, float *out)
+{
+    _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_mul_ps(c->total, _mm256_sub_ps(c->one, c->zero)),
+                                        _mm256_set1_ps(leaf)));
+}
+
+/* The sums of two 8-lane chains over the same d (two leaves of equal d, or lanes 0..7 and 8..15
+ * of one leaf deeper than 8): two independent dependency chains interleaved, which is what keeps
+ * the divider busy (one chain alone waits on its own division ~every step). */
+__attribute__((target("avx2"))) static void vleaf_sums2(vleaf *a, int ha, vleaf *b, int hb)
+{
+    const uint32_t d = a->d;
+    const __m256 dp1 = _mm256_set1_ps((float)(d + 1));
+    vchain ca, cb;
+    vchain_init(&ca, a->one + ha, a->zero + ha, a->pw[d]);
+    vchain_init(&cb, b->one + hb, b->zero + hb, b->pw[d]);
+    for (int k = (int)d - 1; k >= 0; k--) {
+        const __m256 ratio = _mm256_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
+        const __m256 kp1 = _mm256_set1_ps((float)(k + 1));
+        vchain_step(&ca, _mm256_set1_ps(a->pw[k]), ratio, kp1, dp1);
+        vchain_step(&cb, _mm256_set1_ps(b->pw[k]), ratio, kp1, dp1);
+    }
+    vchain_store(&ca, a->leaf, a->contrib + ha);
+    vchain_store(&cb, b->leaf, b->contrib + hb);
+}
+
+__attribute__((target("avx2"))) static void vleaf_sums1(vleaf *a)
+{
+    const uint32_t d = a->d;
+    const __m256 dp1 = _mm256_set1_ps((float)(d + 1));
+    vchain ca;
+    vchain_init(&ca, a->one, a->zero, a->pw[d]);
+    for (int k = (int)d - 1; k >= 0; k--) {
+        const __m256 ratio = _mm256_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
+        vchain_step(&ca, _mm256_set1_ps(a->pw[k]), ratio, _mm256_set1_ps((float)(k + 1)), dp1);
+    }
+    vchain_store(&ca, a->leaf, a->contrib);
+}
+
+/* The buffered leaves' sums (paired where two neighbours have the same d), then their
+ * contributions added to phi in the leaves' walk order, as the reference adds them. */
+__attribute__((target("avx2"))) static void vec_flush(vwalk *w)
+{
+    vleaf *b = w->leaves;
+    for (uint32_t i = 0; i < w->nleaves;) {
+        if (b[i].d > 8) {
+            vleaf_sums2(&b[i], 0, &b[i], 8);
+            i++;
+        } else if (i + 1 < w->nleaves && b[i + 1].d == b[i].d && b[i].d > 0) {
+            vleaf_sums2(&b[i], 0, &b[i + 1], 0);
+            i += 2;
+        } else {
+            if (b[i].d > 0)
+                vleaf_sums1(&b[i]);
+            i++;
+        }
+    }
+    for (uint32_t i = 0; i < w->nleaves; i++)
+        for (uint32_t j = 0; j < b[i].d; j++) {
+            uint32_t f = (uint32_t)b[i].feat[j];
+            if (w->stamp[f] != w->gen) {
+                w->stamp[f] = w->gen;
+                w->phi[f] = 0;
+                w->touched[w->ntouched++] = f;
+            }
+            w->phi[f] += b[i].contrib[j];
+        }
+    w->nleaves = 0;
+}
+
+/* A leaf's path into the buffer (its sums wait for vec_flush). */
+__attribute__((target("avx2"))) static void vec_leaf(vwalk *w, const vlevel *p, uint32_t d,
+                                                     float leaf)
+{
+    vleaf *l = &w->leaves[w->nleaves++];
+    const float *pw = VPW(p);
+    for (int h = 0; h < 16; h += 8) {
+        _mm256_store_ps(l->pw + h, _mm256_loadu_ps(pw + h));
+        _mm256_store_ps(l->zero + h, _mm256_loadu_ps(p->zero + 1 + h));
+        _mm256_store_ps(l->one + h, _mm256_loadu_ps(p->one + 1 + h));
+        _mm256_store_si256((__m256i *)(l->feat + h),
+                           _mm256_loadu_si256((const __m256i *)(p->feat + 1 + h)));
+    }
+    l->leaf = leaf;
+    l->d = d;
+    if (w->nleaves == VLEAF_BUF)
+        vec_flush(w);
+}
+
+/* walk_node on vlevels: node nid at node depth lvl, its path element (pzero, pone, pfeature)
+ * extended onto the parent's path of d elements. */
+__attribute__((target("avx2"))) static void vec_node(vwalk *w, int32_t nid, uint32_t lvl,
+                                                     uint32_t d, float pzero, float pone,
+                                                     int32_t pfeature, int hot_path)
+{
+    const model_node_rec *nd = &w->nodes[nid];
+    vlevel *p = &w->lv[lvl];
+    vec_extend(lvl ? p - 1 : p, p, d, pzero, pone, pfeature);
+    if (nd->left == -1) {
+        if (hot_path)
+            w->leaf = nd->u.leaf;
+        vec_leaf(w, p, d, nd->u.leaf);
+        return;
+    }
+    uint32_t split = nd->split & MODEL_NODE_FEATURE_MASK;
+    float x = w->row[split];
+    int left;
+    if (isnan(x))
+        left = (nd->split & MODEL_NODE_DEFAULT_LEFT) != 0;
+    else if (nd->split & MODEL_NODE_CATEGORICAL)
+        left = model_cat_goes_left(w->cats + nd->u.cat, x);
+    else
+        left = x < nd->u.threshold;
+    int32_t hot = left ? nd->left : nd->right, cold = left ? nd->right : nd->left;
+    const float hot_zero = w->frac[2 * (size_t)nid + !left];
+    const float cold_zero = w->frac[2 * (size_t)nid + left];
+    float in_zero = 1, in_one = 1;
+    /* the first element 0..d on split's feature (features are unique on a path) */
+    const __m256i f = _mm256_set1_epi32((int32_t)split);
+    unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                     _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)p->feat)))) |
+                 (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                     _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)(p->feat + 8)))))
+                     << 8;
+    m &= (2u << d) - 1u; /* lanes 0..d */
+    if (m != 0) {
+        uint32_t pi = (uint32_t)__builtin_ctz(m);
+        in_zero = p->zero[pi];
+        in_one = p->one[pi];
+        vec_unwind(p, d, pi);
+        d -= 1;
+    }
+    vec_node(w, hot, lvl + 1, d + 1, hot_zero * in_zero, in_one, (int32_t)split, hot_path);
+    vec_node(w, cold, lvl + 1, d + 1, cold_zero * in_zero, 0, (int32_t)split, 0);
+}
+#endif
+
+/* Asks for tree tr's nodes and cover fractions while the current tree is walked: a walk visits
+ * every node of every tree (~12 KB a tree of depth 8), the forest is larger than the caches, and
+ * a tree takes microseconds, so the next one arrives in time (measured: ~25% of the worker's
+ * profile was waiting on node loads). */
+static void prefetch_tree(const shap_layout *l, const model_tree_rec *tr)
+{
+    const char *nodes = (const char *)(l->v.nodes + tr->first_node);
+    const char *frac = (const char *)(l->frac + 2 * (size_t)tr->first_node);
+    for (size_t b = 0; b < (size_t)tr->num_nodes * sizeof(model_node_rec); b += 64)
+        __builtin_prefetch(nodes + b);
+    for (size_t b = 0; b < (size_t)tr->num_nodes * 2 * sizeof(float); b += 64)
+        __builtin_prefetch(frac + b);
+}
+
+void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, float *contribs,
+                         float *margins, void *scratch, int allow_vec)
 {
     const shap_layout *l = layout;
     const model_view *m = &l->v;
@@ -251,8 +598,23 @@ void hp_shap_explain(const void *layout, const float *rows, size_t nrows, float 
     w.phi = scratch;
     w.stamp = (uint32_t *)(w.phi + ncol);
     w.touched = w.stamp + nf;
-    size_t off = (((size_t)nf + 1) * 4 + (size_t)nf * 8 + 15u) & ~(size_t)15u;
+    size_t off = scratch_path_off(nf);
     treeshap_elem *path = (treeshap_elem *)((unsigned char *)scratch + off);
+    off += treeshap_path_elems(l->max_depth) * sizeof(treeshap_elem);
+    uintptr_t lv = ((uintptr_t)scratch + off + 63u) & ~(uintptr_t)63u;
+    const int vec = allow_vec && l->vec;
+#if HP_SHAP_HAVE_AVX2
+    _Static_assert(sizeof(vlevel) == VLEVEL_BYTES, "VLEVEL_BYTES");
+    _Static_assert(sizeof(vleaf) == VLEAF_BYTES, "VLEAF_BYTES");
+    vwalk vw = {.cats = m->cats,
+                .phi = w.phi,
+                .stamp = w.stamp,
+                .touched = w.touched,
+                .lv = (vlevel *)lv,
+                .leaves = (vleaf *)(lv + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES)};
+#else
+    (void)lv;
+#endif
     memset(w.stamp, 0, (size_t)nf * sizeof(uint32_t));
     w.gen = 0;
 
@@ -266,12 +628,27 @@ void hp_shap_explain(const void *layout, const float *rows, size_t nrows, float 
             const model_tree_rec *tr = &m->trees[t];
             w.nodes = m->nodes + tr->first_node;
             w.frac = l->frac + 2 * (size_t)tr->first_node;
+            if (t + 1 < h->num_trees)
+                prefetch_tree(l, &m->trees[t + 1]);
             w.ntouched = 0;
             if (++w.gen == 0) { /* wrapped: restart the stamps */
                 memset(w.stamp, 0, (size_t)nf * sizeof(uint32_t));
                 w.gen = 1;
             }
-            walk_node(&w, 0, 0, path, 1, 1, -1, 1);
+#if HP_SHAP_HAVE_AVX2
+            if (vec) {
+                vw.nodes = w.nodes;
+                vw.frac = w.frac;
+                vw.row = w.row;
+                vw.gen = w.gen;
+                vw.ntouched = 0;
+                vec_node(&vw, 0, 0, 0, 1, 1, -1, 1);
+                vec_flush(&vw);
+                w.ntouched = vw.ntouched;
+                w.leaf = vw.leaf;
+            } else
+#endif
+                walk_node(&w, 0, 0, path, 1, 1, -1, 1);
             /* The reference adds phi[c] * weight for every column c; an untouched column adds
              * (+0) * weight = +-0, which leaves the sum unchanged (it starts at +0 and a float
              * sum is -0 only if both addends are), so only the touched ones are added. */
@@ -291,4 +668,10 @@ void hp_shap_explain(const void *layout, const float *rows, size_t nrows, float 
         for (uint32_t g = 0; g < k; g++)
             orow[(size_t)g * ncol + nf] += h->base_margin;
     }
+}
+
+void hp_shap_explain(const void *layout, const float *rows, size_t nrows, float *contribs,
+                     float *margins, void *scratch)
+{
+    hp_shap_explain_isa(layout, rows, nrows, contribs, margins, scratch, 1);
 }

@@ -37,4 +37,10 @@ const model_view *hp_shap_view(const void *layout);
 void hp_shap_explain(const void *layout, const float *rows, size_t nrows, float *contribs,
                      float *margins, void *scratch);
 
+/* hp_shap_explain with the AVX2 walk allowed (allow_vec 1, what hp_shap_explain does: used when
+ * the CPU has AVX2 and every tree is at most 15 deep) or not (0: the portable walk, for the tests
+ * that check both against the reference).  Same contract as hp_shap_explain. */
+void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, float *contribs,
+                         float *margins, void *scratch, int allow_vec);
+
 #endif

@@ -11,6 +11,8 @@
 #            Idempotency-Key per request) at fixed rates (default 100 250 500 req/s) and the max
 #            sustained rate (p99 <= 10 ms, >= 95% of the target achieved, <= 1% failed; 2 s steps
 #            x1.5 from 250/s, a failing step is run once more, then one bisection);
+#   issue 13 the same decisions at 500 req/s with the policy's explain.top_k 0 and 5 alternated
+#            (3 pairs): p99 best and median of each, and the difference (target: within 1 ms);
 # then a plain INSERT round trip on the same database (pgbench, prepared, open loop at the same
 # rates) so the API's own cost shows as a ratio.  Prints the machine, every figure, and a summary.
 # Measures only: nothing here asserts on time.  Bounded: every load has a rate x duration bound;
@@ -18,6 +20,7 @@
 #
 # Knobs: VIGIL_BENCH_MODES, VIGIL_BENCH_SECONDS (per fixed-rate run, default 4),
 #        VIGIL_BENCH_PREDICT_RATE (1000), VIGIL_BENCH_TXN_RATES ("100 250 500"),
+#        VIGIL_BENCH_EXPLAIN_RATE (500), VIGIL_BENCH_EXPLAIN_PAIRS (3),
 #        VIGIL_BENCH_CACHE (build/bench), VIGIL_BENCH_KEEP=1 keeps the temp dir.
 # run.sh (`make bench`) runs this through its hook file tests/bench/http_api.sh.
 set -euo pipefail
@@ -30,6 +33,8 @@ MODES=${VIGIL_BENCH_MODES:-worker inprocess}
 SECS=${VIGIL_BENCH_SECONDS:-4}
 PRATE=${VIGIL_BENCH_PREDICT_RATE:-1000}
 TXN_RATES=${VIGIL_BENCH_TXN_RATES:-100 250 500}
+EX_RATE=${VIGIL_BENCH_EXPLAIN_RATE:-500}   # issue 13: decisions with explanations on vs off
+EX_PAIRS=${VIGIL_BENCH_EXPLAIN_PAIRS:-3}
 LG=("$B_LOADGEN" --rt)      # SCHED_FIFO when permitted: the generator wakes on time on 2 CPUs
 JSON='Content-Type: application/json'
 declare -A R                 # R[name]=RESULT/MAXRATE line
@@ -96,6 +101,45 @@ probe() {
   return 1
 }
 
+# set_top_k K: the policy (demo champion, the thresholds of setup_data) with explain.top_k K.
+set_top_k() {
+  curl -fsS -o /dev/null -X PUT -H "$B_AUTH" -H "$JSON" "$B_API/api/v1/policy" \
+    -d "{\"champion_model_id\":\"$demo\",\"review_threshold\":0.5,\"block_threshold\":0.8,\"fallback_decision\":\"review\",\"scoring_timeout_ms\":50,\"explain\":{\"top_k\":$1}}" ||
+    bench_die "PUT /api/v1/policy (explain.top_k $1) failed"
+}
+
+# explain_pairs MODE NOTE: issue 13, decisions at $EX_RATE req/s with explain.top_k 0 then 5,
+# alternated $EX_PAIRS times in the same run (the machine's load drifts; alternating spreads the
+# drift over both), then best and median p99 of each and their difference (target: within 1 ms).
+explain_pairs() {
+  local mode=$1 note=$2 i k p99s_off="" p99s_on=""
+  section "issue 13 [$mode]: decisions @ $EX_RATE/s, explain.top_k 0 vs 5, alternated x$EX_PAIRS (target: p99 within 1 ms)"
+  load_note
+  for i in $(seq 1 "$EX_PAIRS"); do
+    for k in 0 5; do
+      set_top_k "$k"
+      echo "-- pair $i, explain.top_k $k$note"
+      run "$mode.ex.$k.$i" -r "$EX_RATE" -d "$SECS" -c 16 -H "$B_AUTH" -H "$JSON" \
+        -H 'Idempotency-Key: bench-{run}-{seq}' -b "$B_TMP/txn-$mode.json" "$B_API/api/v1/transactions"
+      if [ "$k" = 0 ]; then p99s_off+=" $(f "$mode.ex.$k.$i" p99_us)"; else p99s_on+=" $(f "$mode.ex.$k.$i" p99_us)"; fi
+    done
+  done
+  set_top_k 5 # the default again
+  local off on
+  off=$(best_median $p99s_off) on=$(best_median $p99s_on)
+  R[$mode.ex.off]=$off R[$mode.ex.on]=$on
+  echo "   => p99 (best/median of $EX_PAIRS runs): top_k 0: $off us, top_k 5: $on us"
+  SUMMARY+=("$(printf '%-10s decisions @ %4s/s, p99 best/median of %s:  top_k 0 %s us, top_k 5 %s us, difference %s us%s' \
+    "$mode" "$EX_RATE" "$EX_PAIRS" "$off" "$on" \
+    "$(awk -v a="${on%%/*}" -v b="${off%%/*}" -v c="${on##*/}" -v d="${off##*/}" 'BEGIN { printf "%d/%d", a - b, c - d }')" "$note")")
+}
+
+# best_median V...: "best/median" of integers (the lower median for an even count).
+best_median() {
+  printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print "n/a"; exit }
+    printf "%d/%d", v[1], v[int((NR + 1) / 2)] }'
+}
+
 bench_mode() {
   local mode=$1 m
   section "mode $mode: VIGIL_HOTPATH_MODE=$mode"
@@ -156,6 +200,7 @@ bench_mode() {
       "$(f "$mode.txn.$rate" non2xx)" "$(f "$mode.txn.$rate" errors)" "$degraded")")
     warm=""
   done
+  explain_pairs "$mode" "$degraded"
   echo "-- max sustained rate$degraded"
   run "$mode.txn.max" --find-max --start 250 --factor 1.5 --step-duration 2 --max-steps 6 \
     --refine 1 --retries 1 --p99-max-us 10000 --drain 3 -c 16 -H "$B_AUTH" -H "$JSON" \

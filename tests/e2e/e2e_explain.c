@@ -439,11 +439,148 @@ START_TEST(decision_reasons)
 }
 END_TEST
 
+/* The sum over results of vigil_worker_calls_total{op="<op>",...} in /metrics. */
+static unsigned long long worker_calls(const char *op)
+{
+    h_resp r;
+    char pre[96];
+    unsigned long long sum = 0;
+    ck_assert_int_eq(h_http(&E, "GET", "/metrics", NULL, NULL, NULL, 0, NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    snprintf(pre, sizeof pre, "vigil_worker_calls_total{op=\"%s\",", op);
+    for (const char *p = strstr(r.body, pre); p; p = strstr(p + 1, pre)) {
+        const char *sp = strchr(p, ' ');
+        if (sp)
+            sum += strtoull(sp + 1, NULL, 10);
+    }
+    h_resp_free(&r);
+    return sum;
+}
+
+/* Issue 13: with explanations on, a decision gets its champion's score, the reasons and the
+ * challenger's score from ONE worker round trip (a SCORE frame whose champion section carries
+ * WIRE_SCORE_EXPLAIN): each decision adds exactly one score call and no explain call to the
+ * worker counters, and carries reasons, the champion's score (/predict's, bit for bit) and the
+ * challenger's score (/predict's of the challenger, bit for bit).  In process the same answer
+ * comes from common/. */
+START_TEST(decision_one_round_trip)
+{
+    size_t len;
+    char *txt = fx_slurp("api/demo/demo_model.json", &len);
+    ck_assert_ptr_nonnull(txt);
+    char ids[2][37], path[200], user[37], body[700];
+    h_resp r;
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/api/v1/models?name=explain-rt-%d", i);
+        ck_assert_int_eq(h_http(&E, "POST", path, E.key, "application/json", txt, len, NULL, &r),
+                         0);
+        ck_assert_int_eq(r.status, 201);
+        snprintf(ids[i], sizeof ids[i], "%s", h_str(&r, "id"));
+        h_resp_free(&r);
+    }
+    free(txt);
+    snprintf(body, sizeof body,
+             "{\"champion_model_id\":\"%s\",\"challenger_model_id\":\"%s\","
+             "\"review_threshold\":0.3,\"block_threshold\":0.6,\"scoring_timeout_ms\":5000,"
+             "\"explain\":{\"top_k\":5}}",
+             ids[0], ids[1]);
+    ck_assert_int_eq(h_json(&E, "PUT", "/api/v1/policy", body, &r), 0);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    h_resp_free(&r);
+    ck_assert_int_eq(h_json(&E, "POST", "/api/v1/users", "{\"external_id\":\"explain-rt\"}", &r),
+                     0);
+    ck_assert_int_eq(r.status, 201);
+    snprintf(user, sizeof user, "%s", h_str(&r, "id"));
+    h_resp_free(&r);
+    unsigned long long score0 = 0, explain0 = 0;
+    enum { N = 4 };
+    for (int i = 0; i <= N; i++) {
+        if (i == 1 && g_worker) { /* after the first decision loaded both models */
+            score0 = worker_calls("score");
+            explain0 = worker_calls("explain");
+        }
+        snprintf(body, sizeof body,
+                 "{\"user_id\":\"%s\",\"amount\":%d,\"currency\":\"EUR\",\"merchant_id\":"
+                 "\"rt-%d\",\"merchant_category\":\"5411\",\"country\":\"FR\",\"channel\":"
+                 "\"ecommerce\"}",
+                 user, 120000 + 777 * i, i);
+        h_resp t;
+        ck_assert_int_eq(h_json(&E, "POST", "/api/v1/transactions", body, &t), 0);
+        ck_assert_msg(t.status == 201, "%ld %s", t.status, t.body);
+        const cJSON *risk = jget(t.json, "risk");
+        ck_assert(!cJSON_IsTrue(jget(risk, "degraded")));
+        ck_assert(cJSON_IsArray(jget(risk, "reasons")));
+        ck_assert_int_eq(cJSON_GetArraySize(jget(risk, "reasons")), 5);
+        const cJSON *chal = jget(risk, "challenger");
+        ck_assert(cJSON_IsObject(chal));
+        ck_assert_str_eq(jget(chal, "id")->valuestring, ids[1]);
+        /* both scores are /predict's for the stored snapshot, bit for bit */
+        char *snap = cJSON_PrintUnformatted(jget(t.json, "features"));
+        char *rows = malloc(strlen(snap) + 32);
+        sprintf(rows, "{\"rows\":[%s]}", snap);
+        for (int m = 0; m < 2; m++) {
+            float want, got = (float)jget(m ? chal : risk, "score")->valuedouble;
+            snprintf(path, sizeof path, "/api/v1/models/%s/predict", ids[m]);
+            ck_assert_int_eq(h_json(&E, "POST", path, rows, &r), 0);
+            ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+            ck_assert_uint_eq(parse_numbers(r.body, "predictions", &want, 1), 1);
+            ck_assert_msg(fx_bits(want) == fx_bits(got), "model %d: score %.9g, predict %.9g", m,
+                          (double)got, (double)want);
+            h_resp_free(&r);
+        }
+        free(rows);
+        free(snap);
+        h_resp_free(&t);
+    }
+    if (g_worker) {
+        /* the N decisions' calls (the /predict checks above add N x 2 score calls too) */
+        ck_assert_uint_eq(worker_calls("score") - score0, N * 3);
+        ck_assert_uint_eq(worker_calls("explain") - explain0, 0);
+    }
+    /* a champion compiled without covers cannot be explained: the decision is scored anyway
+     * (not degraded), without reasons, the challenger still scored */
+    txt = fx_slurp("api/demo/demo_model.json", &len);
+    ck_assert_ptr_nonnull(txt);
+    for (char *at = txt; (at = strstr(at, "\"sum_hessian\"")) != NULL; at += 13)
+        memcpy(at, "\"sum_hessiam\"", 13);
+    ck_assert_int_eq(h_http(&E, "POST", "/api/v1/models?name=explain-rt-nocovers", E.key,
+                            "application/json", txt, len, NULL, &r),
+                     0);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    char nocov[37];
+    snprintf(nocov, sizeof nocov, "%s", h_str(&r, "id"));
+    h_resp_free(&r);
+    free(txt);
+    snprintf(body, sizeof body,
+             "{\"champion_model_id\":\"%s\",\"challenger_model_id\":\"%s\","
+             "\"review_threshold\":0.3,\"block_threshold\":0.6,\"scoring_timeout_ms\":5000,"
+             "\"explain\":{\"top_k\":5}}",
+             nocov, ids[1]);
+    ck_assert_int_eq(h_json(&E, "PUT", "/api/v1/policy", body, &r), 0);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    h_resp_free(&r);
+    snprintf(body, sizeof body,
+             "{\"user_id\":\"%s\",\"amount\":4321,\"currency\":\"EUR\",\"merchant_id\":"
+             "\"rt-x\",\"merchant_category\":\"5411\",\"country\":\"FR\",\"channel\":"
+             "\"ecommerce\"}",
+             user);
+    ck_assert_int_eq(h_json(&E, "POST", "/api/v1/transactions", body, &r), 0);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    const cJSON *risk = jget(r.json, "risk");
+    ck_assert(!cJSON_IsTrue(jget(risk, "degraded")));
+    ck_assert(cJSON_IsNull(jget(risk, "reasons")));
+    ck_assert(cJSON_IsNumber(jget(risk, "score")));
+    ck_assert(cJSON_IsNumber(jget(jget(risk, "challenger"), "score")));
+    h_resp_free(&r);
+}
+END_TEST
+
 static void add_common(TCase *tc)
 {
     tcase_add_test(tc, explain_every_fixture_matches_xgboost);
     tcase_add_test(tc, explain_errors);
     tcase_add_test(tc, decision_reasons);
+    tcase_add_test(tc, decision_one_round_trip);
 }
 
 static Suite *explain_suite(void)

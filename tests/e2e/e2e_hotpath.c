@@ -1765,6 +1765,71 @@ static int hp_explain_check(int fd, const fx_model *m, uint8_t *buf, size_t cap)
     return st;
 }
 
+/* One SCORE frame of two sections, fixture m's first up to 40 rows with flags (0 or
+ * WIRE_SCORE_EXPLAIN) and fixture o's first up to 10 rows without, the answer into buf.  Returns
+ * the status; *n the answer's length. */
+static int hp_score2(int fd, const fx_model *m, uint32_t flags, const fx_model *o, uint8_t *buf,
+                     size_t cap, uint32_t *n)
+{
+    uint32_t nr = m->nr < 40 ? (uint32_t)m->nr : 40, no = o->nr < 10 ? (uint32_t)o->nr : 10;
+    size_t plen = 4 + 2 * (WIRE_MODEL_KEY_SIZE + 12) + ((size_t)nr * m->nc + no * o->nc) * 4;
+    uint8_t *p = malloc(plen);
+    ck_assert_ptr_nonnull(p);
+    wire_writer w;
+    wire_writer_init(&w, p, plen);
+    wire_put_u32(&w, 2);
+    wire_put_bytes(&w, m->key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(&w, flags);
+    wire_put_u32(&w, nr);
+    wire_put_u32(&w, (uint32_t)m->nc);
+    wire_put_bytes(&w, m->rows, (size_t)nr * m->nc * 4);
+    wire_put_bytes(&w, o->key, WIRE_MODEL_KEY_SIZE);
+    wire_put_u32(&w, 0);
+    wire_put_u32(&w, no);
+    wire_put_u32(&w, (uint32_t)o->nc);
+    wire_put_bytes(&w, o->rows, (size_t)no * o->nc * 4);
+    ck_assert(!w.err && w.len == plen);
+    int st = round_trip(fd, WIRE_OP_SCORE, p, (uint32_t)plen, buf, cap, n);
+    free(p);
+    return st;
+}
+
+/* SCORE with a WIRE_SCORE_EXPLAIN section (issue 13: a decision's champion + reasons +
+ * challenger in one round trip): both sections' outputs are what the same frame without the flag
+ * answers, bit for bit, and the explained section's contributions and margins follow them,
+ * bit-identical to xgboost 1.7.4's pred_contribs and output_margin.  Returns WIRE_OK, another
+ * status, or -1 on a mismatch. */
+static int hp_score_explain_check(int fd, const fx_model *m, const fx_model *o, uint8_t *buf,
+                                  size_t cap)
+{
+    uint32_t n0, n;
+    int st = hp_score2(fd, m, 0, o, buf, cap, &n0);
+    if (st != WIRE_OK)
+        return st;
+    uint8_t *plain = malloc(n0);
+    ck_assert_ptr_nonnull(plain);
+    memcpy(plain, buf, n0);
+    st = hp_score2(fd, m, WIRE_SCORE_EXPLAIN, o, buf, cap, &n);
+    if (st == WIRE_OK) {
+        size_t cr, cc;
+        float *want = fx_matrix(m->name, "contribs.txt", &cr, &cc);
+        ck_assert_ptr_nonnull(want);
+        uint32_t nr = wire_le32(plain + 4), nout = wire_le32(plain + 8);
+        size_t s0 = 12 + (size_t)nr * nout * 4; /* through section 0's outputs */
+        const uint8_t *x = buf + s0;
+        uint32_t k = s0 + 8 <= n ? wire_le32(x) : 0, ncontrib = s0 + 8 <= n ? wire_le32(x + 4) : 0;
+        size_t xlen = 8 + (size_t)nr * k * (ncontrib + 1) * 4;
+        if (memcmp(buf, plain, s0) != 0 || ncontrib != m->nc + 1 || (size_t)k * ncontrib != cc ||
+            n != n0 + xlen || memcmp(x + 8, want, (size_t)nr * cc * 4) != 0 ||
+            memcmp(x + 8 + (size_t)nr * cc * 4, m->margin, (size_t)nr * k * 4) != 0 ||
+            memcmp(buf + s0 + xlen, plain + s0, n0 - s0) != 0)
+            st = -1;
+        free(want);
+    }
+    free(plain);
+    return st;
+}
+
 START_TEST(no_allocation_while_loading_and_scoring)
 {
     char preload[PATH_MAX + 64] = "VIGIL_HOTPATH_MAX_FRAME_MB=64";
@@ -1831,6 +1896,21 @@ START_TEST(no_allocation_while_loading_and_scoring)
         }
         ck_assert_msg(st == WIRE_OK, "EXPLAIN %s: status %d (-1: differs from xgboost)",
                       models[i].name, st);
+    }
+    /* SCORE sections with WIRE_SCORE_EXPLAIN after ready: each fixture explained beside the
+     * next one scored, in one frame (loading both again where the arenas evicted them) */
+    for (size_t i = 0; i < nreal; i++) {
+        const fx_model *o = &models[(i + 1) % nreal];
+        int st = hp_score_explain_check(fd, &models[i], o, buf, cap);
+        for (int tries = 0; st == WIRE_E_UNKNOWN_MODEL && tries < 4; tries++) {
+            if (tries == 2) /* the two do not fit the 1 MiB arenas together: the same twice */
+                o = &models[i];
+            ck_assert_int_eq(hp_load(fd, &models[i], -1, buf, cap), WIRE_OK);
+            ck_assert_int_eq(hp_load(fd, o, -1, buf, cap), WIRE_OK);
+            st = hp_score_explain_check(fd, &models[i], o, buf, cap);
+        }
+        ck_assert_msg(st == WIRE_OK, "SCORE+EXPLAIN %s: status %d (-1: differs)", models[i].name,
+                      st);
     }
     ck_assert_int_eq(round_trip(fd, WIRE_OP_EXPLAIN, junk, 7, buf, cap, &n), WIRE_E_BAD_PAYLOAD);
     wire_st32(junk + WIRE_MODEL_KEY_SIZE, 0);

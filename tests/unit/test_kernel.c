@@ -579,12 +579,16 @@ static size_t check_explain(const model_view *v, const float *rows, size_t nrows
     void *s1 = malloc(treeshap_scratch_bytes(v)), *s2 = malloc(hp_shap_scratch_bytes(l));
     ck_assert(c1 && c2 && m1 && m2 && ref && pred && tr && s1 && s2);
     treeshap_explain(v, rows, nrows, c1, m1, s1);
-    hp_shap_explain(l, rows, nrows, c2, m2, s2);
-    long d = first_diff(c1, c2, nrows * k * ncol);
-    ck_assert_msg(d < 0, "%s: contribution %ld differs: reference %a, worker %a", what, d,
-                  d >= 0 ? c1[d] : 0.0f, d >= 0 ? c2[d] : 0.0f);
-    d = first_diff(m1, m2, nrows * k);
-    ck_assert_msg(d < 0, "%s: margin %ld differs", what, d);
+    /* both walks: the AVX2 one (when this CPU has it and the trees fit 16 lanes) and the portable
+     * one */
+    for (int vec = 0; vec < 2; vec++) {
+        hp_shap_explain_isa(l, rows, nrows, c2, m2, s2, vec);
+        long d = first_diff(c1, c2, nrows * k * ncol);
+        ck_assert_msg(d < 0, "%s (vec %d): contribution %ld differs: reference %a, worker %a", what,
+                      vec, d, d >= 0 ? c1[d] : 0.0f, d >= 0 ? c2[d] : 0.0f);
+        d = first_diff(m1, m2, nrows * k);
+        ck_assert_msg(d < 0, "%s (vec %d): margin %ld differs", what, vec, d);
+    }
     refeval_predict(v, rows, nrows, 1, ref);
     ck_assert_msg(first_diff(m2, ref, nrows * k) < 0, "%s: margins differ from refeval", what);
     uint32_t nout = model_outputs_per_row(v, 0);

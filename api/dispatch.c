@@ -1,0 +1,448 @@
+/* dispatch.c - the webhook dispatcher threads.  See dispatch.h.
+ * Costs per attempt: two statements (claim, record) on the dispatcher's own pool and one HTTP
+ * exchange; an idle thread runs one claim every VIGIL_WEBHOOK_POLL_MS, and thread 0 also counts
+ * the pending deliveries (for /metrics) at most once a second. */
+#include "dispatch.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "db.h"
+#include "logline.h"
+#include "metrics.h"
+#include "netguard.h"
+#include "sha256.h"
+
+/* One due delivery, claimed under a lease.  Columns of CLAIM_SQL in order.  now() (not the
+ * volatile clock_timestamp()) bounds the index range of webhook_deliveries_due, so a claim when
+ * nothing is due stops at the first future row instead of filtering the whole backlog. */
+#define CLAIM_SQL                                                                                  \
+    "WITH c AS (SELECT d2.id FROM webhook_deliveries d2 "                                          \
+    "JOIN webhook_endpoints w2 ON w2.id = d2.endpoint_id AND w2.enabled "                          \
+    "WHERE d2.state = 'pending' AND d2.next_attempt_at <= now() "                                  \
+    "AND (d2.lease_until IS NULL OR d2.lease_until < clock_timestamp()) "                          \
+    "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d2.endpoint_id "     \
+    "AND p.transaction_id = d2.transaction_id AND p.state = 'pending' AND p.seq < d2.seq) "        \
+    "ORDER BY d2.next_attempt_at, d2.seq LIMIT 1 FOR UPDATE OF d2 SKIP LOCKED), "                  \
+    "u AS (UPDATE webhook_deliveries d SET attempts = d.attempts + 1, "                            \
+    "lease_until = clock_timestamp() + $1::int * interval '1 millisecond' FROM c "                 \
+    "WHERE d.id = c.id RETURNING d.id, d.attempts, d.event_id, d.endpoint_id) "                    \
+    "SELECT u.id, u.attempts, w.url, w.secret, json_build_object('id', e.id, 'type', e.type, "     \
+    "'created_at', to_char(e.created_at AT TIME ZONE 'UTC', "                                      \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "                                                       \
+    "'transaction_id', e.transaction_id, 'data', e.data)::text, "                                  \
+    "(extract(epoch FROM e.created_at) * 1000000)::bigint "                                        \
+    "FROM u JOIN webhook_endpoints w ON w.id = u.endpoint_id "                                     \
+    "JOIN webhook_events e ON e.id = u.event_id"
+enum { CL_ID, CL_ATTEMPT, CL_URL, CL_SECRET, CL_BODY, CL_CREATED_US };
+
+#define DB_BUDGET_MS 5000 /* bound of one dispatcher statement (pool wait included) */
+
+struct dispatch {
+    const cfg *cfg;
+    db_pool *db;
+    pthread_t *threads;
+    int nthreads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    _Atomic int stopping;    /* set once by dispatch_stop (under mu, for the condition) */
+    char name[96];           /* host:pid, recorded with every attempt */
+    int64_t pending_next_ms; /* thread 0 only: when to count the pending deliveries again */
+    int64_t sweep_next_ms;   /* thread 0 only: when to drop old finished events again */
+};
+
+/* A claimed delivery: the PGresult of the claim holds its texts. */
+typedef struct job {
+    PGresult *r;
+    const char *id, *attempt, *url, *secret, *body;
+    int64_t created_us;
+} job;
+
+/* What an attempt did. */
+typedef struct outcome {
+    int ok;          /* a 2xx answer */
+    int aborted;     /* cut short by dispatch_stop: not an attempt to record */
+    long status;     /* HTTP status, 0 = none */
+    char error[256]; /* "" when ok */
+    int64_t us;      /* duration of the exchange */
+} outcome;
+
+/* Runs one statement on a pooled connection within DB_BUDGET_MS.  DB_OK with *r, else logs. */
+static int query(dispatch *d, const char *sql, int n, const char *const *v, PGresult **r)
+{
+    db_conn *c = NULL;
+    char err[256] = "";
+    int64_t deadline = clock_now_ms() + DB_BUDGET_MS;
+    int rc = db_acquire(d->db, deadline, DB_BUDGET_MS, &c);
+    *r = NULL;
+    if (rc == DB_OK) {
+        rc = db_query(c, sql, n, v, NULL, NULL, 0, deadline, r, err, sizeof err);
+        db_release(d->db, c);
+    }
+    if (rc != DB_OK) {
+        logline_event("error", "webhook_db_failed", "error", err[0] ? err : "no connection");
+        PQclear(*r);
+        *r = NULL;
+    }
+    return rc;
+}
+
+/* Claims one due delivery.  1 with *j filled (free j->r), 0 when none is due or on failure. */
+static int claim(dispatch *d, job *j)
+{
+    char lease[16];
+    snprintf(lease, sizeof lease, "%d", 2 * d->cfg->webhook_timeout_ms + 1000);
+    const char *v[] = {lease};
+    if (query(d, CLAIM_SQL, 1, v, &j->r) != DB_OK)
+        return 0;
+    if (PQntuples(j->r) != 1) {
+        PQclear(j->r);
+        j->r = NULL;
+        return 0;
+    }
+    j->id = PQgetvalue(j->r, 0, CL_ID);
+    j->attempt = PQgetvalue(j->r, 0, CL_ATTEMPT);
+    j->url = PQgetvalue(j->r, 0, CL_URL);
+    j->secret = PQgetvalue(j->r, 0, CL_SECRET);
+    j->body = PQgetvalue(j->r, 0, CL_BODY);
+    j->created_us = strtoll(PQgetvalue(j->r, 0, CL_CREATED_US), NULL, 10);
+    return 1;
+}
+
+/* ---- one HTTP attempt ------------------------------------------------------------------------ */
+
+/* The connect-time SSRF check: curl asks this callback for every socket it would connect. */
+typedef struct guard {
+    int allowed; /* the URL's host is allow-listed: any address */
+    int refused; /* set when an address was refused */
+    char addr[64];
+} guard;
+
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    guard *g = clientp;
+    if (purpose != CURLSOCKTYPE_IPCXN || (!g->allowed && netguard_addr_forbidden(&a->addr))) {
+        g->refused = 1;
+        snprintf(g->addr, sizeof g->addr, "%s", a->family == AF_INET6 ? "an IPv6 address" : "");
+        if (a->family == AF_INET || a->family == AF_INET6) {
+            const void *src = a->family == AF_INET6
+                                  ? (const void *)&((struct sockaddr_in6 *)&a->addr)->sin6_addr
+                                  : (const void *)&((struct sockaddr_in *)&a->addr)->sin_addr;
+            inet_ntop(a->family, src, g->addr, sizeof g->addr);
+        }
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/* Answers are read and dropped (only the status matters). */
+static size_t discard(char *p, size_t size, size_t n, void *u)
+{
+    (void)p;
+    (void)u;
+    return size * n;
+}
+
+/* "Vigil-Signature: t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>" into out[cap].  The
+ * signed text is built in one buffer; -1 when out of memory. */
+static int sign(const char *secret, const char *body, long long t, char *out, size_t cap)
+{
+    size_t blen = strlen(body);
+    char *msg = malloc(blen + 32);
+    if (!msg)
+        return -1;
+    int n = snprintf(msg, 32, "%lld.", t);
+    memcpy(msg + n, body, blen);
+    uint8_t mac[32];
+    char hex[65];
+    sha256_hmac(secret, strlen(secret), msg, (size_t)n + blen, mac);
+    sha256_hex(mac, hex);
+    free(msg);
+    snprintf(out, cap, "Vigil-Signature: t=%lld,v1=%s", t, hex);
+    return 0;
+}
+
+/* libcurl's progress callback: a nonzero answer aborts the transfer, so a stopping process does
+ * not wait for slow receivers (the unrecorded attempt is made again once its lease expires). */
+static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt, (void)dn, (void)ut, (void)un;
+    return atomic_load(&((dispatch *)p)->stopping) ? 1 : 0;
+}
+
+/* Every option of an attempt but the socket guard. */
+static void set_options(CURL *h, const dispatch *d, const job *j, struct curl_slist *hdrs,
+                        char *errbuf)
+{
+    curl_easy_setopt(h, CURLOPT_URL, j->url);
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, j->body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(j->body));
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)d->cfg->webhook_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(d->cfg->webhook_timeout_ms < 5000 ? d->cfg->webhook_timeout_ms : 5000));
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "vigil-webhooks/1");
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)d);
+}
+
+/* POSTs j's event to its endpoint; fills *o. */
+static void deliver(CURL *h, const dispatch *d, const job *j, outcome *o)
+{
+    char sig[160], attempt[48], errbuf[CURL_ERROR_SIZE] = "", host[256];
+    struct curl_slist *hdrs = NULL;
+    guard g = {0};
+    memset(o, 0, sizeof *o);
+    int64_t t0 = clock_now_us();
+    g.allowed = netguard_url_host(j->url, host, sizeof host) == 0 &&
+                netguard_host_allowed(d->cfg->webhook_allowed_hosts, host);
+    snprintf(attempt, sizeof attempt, "Vigil-Delivery-Attempt: %s", j->attempt);
+    if (sign(j->secret, j->body, (long long)time(NULL), sig, sizeof sig) != 0) {
+        snprintf(o->error, sizeof o->error, "out of memory");
+        return;
+    }
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    hdrs = curl_slist_append(hdrs, sig);
+    hdrs = curl_slist_append(hdrs, attempt);
+    curl_easy_reset(h);
+    set_options(h, d, j, hdrs, errbuf);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &g);
+    CURLcode rc = hdrs ? curl_easy_perform(h) : CURLE_OUT_OF_MEMORY;
+    o->us = clock_now_us() - t0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &o->status);
+    o->ok = rc == CURLE_OK && o->status >= 200 && o->status < 300;
+    o->aborted = rc == CURLE_ABORTED_BY_CALLBACK;
+    if (g.refused)
+        snprintf(o->error, sizeof o->error,
+                 "refused to connect to %s: not a public address (VIGIL_WEBHOOK_ALLOWED_HOSTS)",
+                 g.addr);
+    else if (rc != CURLE_OK)
+        snprintf(o->error, sizeof o->error, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    else if (!o->ok)
+        snprintf(o->error, sizeof o->error, "HTTP %ld", o->status);
+    curl_slist_free_all(hdrs);
+}
+
+/* ---- record, loop ---------------------------------------------------------------------------- */
+
+/* Records the attempt (webhook_record) and counts it.  A failure to record leaves the lease to
+ * expire: the delivery is attempted again (at least once). */
+static void record(dispatch *d, const job *j, const outcome *o)
+{
+    const cfg *c = d->cfg;
+    char status[16], ms[24], backoff[24], backoff_max[24], window[24], disable[16];
+    snprintf(status, sizeof status, "%ld", o->status);
+    snprintf(ms, sizeof ms, "%lld", (long long)(o->us / 1000));
+    snprintf(backoff, sizeof backoff, "%lld", c->webhook_backoff_ms);
+    snprintf(backoff_max, sizeof backoff_max, "%lld", c->webhook_backoff_max_ms);
+    snprintf(window, sizeof window, "%lld", c->webhook_retry_window_s);
+    snprintf(disable, sizeof disable, "%d", c->webhook_disable_after);
+    const char *v[] = {j->id,
+                       j->attempt,
+                       o->ok ? "t" : "f",
+                       o->status ? status : NULL,
+                       o->ok ? NULL : o->error,
+                       ms,
+                       backoff,
+                       backoff_max,
+                       window,
+                       disable,
+                       d->name};
+    PGresult *r = NULL;
+    if (query(d,
+              "SELECT webhook_record($1::uuid, $2::int, $3::boolean, $4::int, $5, $6::int, "
+              "$7::bigint, $8::bigint, $9::bigint, $10::int, $11)",
+              11, v, &r) != DB_OK)
+        return;
+    const char *state = PQgetvalue(r, 0, 0);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t latency = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - j->created_us;
+    if (strcmp(state, "delivered") == 0)
+        metrics_observe_webhook(METRICS_WH_DELIVERED, o->us, latency);
+    else if (strcmp(state, "pending") == 0)
+        metrics_observe_webhook(METRICS_WH_RETRYING, o->us, 0);
+    else if (strcmp(state, "failed") == 0) {
+        metrics_observe_webhook(METRICS_WH_FAILED, o->us, 0);
+        logline l;
+        logline_begin(&l, "warn", "webhook_given_up");
+        logline_str(&l, "delivery_id", j->id);
+        logline_str(&l, "error", o->error);
+        logline_end(&l);
+    }
+    PQclear(r);
+}
+
+/* Thread 0's chore: the pending count for /metrics, at most once a second. */
+static void count_pending(dispatch *d)
+{
+    PGresult *r = NULL;
+    if (clock_now_ms() < d->pending_next_ms)
+        return;
+    d->pending_next_ms = clock_now_ms() + 1000;
+    if (query(d, "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'", 0, NULL, &r) ==
+        DB_OK)
+        metrics_set_webhook_pending(strtoll(PQgetvalue(r, 0, 0), NULL, 10));
+    PQclear(r);
+}
+
+/* Thread 0's other chore: events older than VIGIL_WEBHOOK_RETENTION_S with no pending delivery
+ * are deleted (with their deliveries and attempts, by cascade), 1000 at a time, at most every
+ * min(60 s, retention), so the outbox stays bounded without a separate job. */
+static void sweep(dispatch *d)
+{
+    PGresult *r = NULL;
+    long long every_ms =
+        d->cfg->webhook_retention_s < 60 ? d->cfg->webhook_retention_s * 1000 : 60000;
+    if (clock_now_ms() < d->sweep_next_ms)
+        return;
+    d->sweep_next_ms = clock_now_ms() + every_ms;
+    char secs[24];
+    snprintf(secs, sizeof secs, "%lld", d->cfg->webhook_retention_s);
+    const char *v[] = {secs};
+    query(d,
+          "DELETE FROM webhook_events WHERE id IN (SELECT e.id FROM webhook_events e "
+          "WHERE e.created_at < clock_timestamp() - $1::bigint * interval '1 second' "
+          "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.event_id = e.id "
+          "AND p.state = 'pending') ORDER BY e.created_at LIMIT 1000)",
+          1, v, &r);
+    PQclear(r);
+}
+
+/* Waits up to ms or until stopping; returns stopping. */
+static int idle(dispatch *d, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L)
+        ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&d->mu);
+    while (!atomic_load(&d->stopping) && pthread_cond_timedwait(&d->cv, &d->mu, &ts) == 0)
+        ;
+    int stop = atomic_load(&d->stopping);
+    pthread_mutex_unlock(&d->mu);
+    return stop;
+}
+
+typedef struct thread_arg {
+    dispatch *d;
+    int index;
+} thread_arg;
+
+static void *run(void *p)
+{
+    thread_arg *a = p;
+    dispatch *d = a->d;
+    CURL *h = curl_easy_init();
+    int index = a->index;
+    free(a);
+    while (h) {
+        job j = {0};
+        outcome o;
+        if (index == 0) {
+            count_pending(d);
+            sweep(d);
+        }
+        if (claim(d, &j)) {
+            deliver(h, d, &j, &o);
+            if (!o.aborted)
+                record(d, &j, &o);
+            PQclear(j.r);
+            if (atomic_load(&d->stopping))
+                break;
+        } else if (idle(d, d->cfg->webhook_poll_ms)) {
+            break;
+        }
+    }
+    if (!h)
+        logline_event("error", "webhook_dispatcher_failed", "error", "curl_easy_init failed");
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+/* ---- start, stop ----------------------------------------------------------------------------- */
+
+dispatch *dispatch_start(const cfg *c, char *err, size_t errlen)
+{
+    dispatch *d = calloc(1, sizeof *d);
+    if (!d || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, errlen, "webhook dispatcher: out of memory or curl_global_init failed");
+        free(d);
+        return NULL;
+    }
+    d->cfg = c;
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    char host[64] = "?";
+    gethostname(host, sizeof host - 1);
+    snprintf(d->name, sizeof d->name, "%s:%d", host, (int)getpid());
+    if (c->webhook_concurrency == 0)
+        return d;
+    d->db = db_pool_create(c->database_url, c->webhook_concurrency, c->db_connect_timeout_ms, err,
+                           errlen);
+    d->threads = calloc((size_t)c->webhook_concurrency, sizeof *d->threads);
+    for (int i = 0; d->db && d->threads && i < c->webhook_concurrency; i++) {
+        thread_arg *a = malloc(sizeof *a);
+        if (!a)
+            break;
+        *a = (thread_arg){d, i};
+        if (pthread_create(&d->threads[i], NULL, run, a) != 0) {
+            free(a);
+            break;
+        }
+        d->nthreads++;
+    }
+    if (d->nthreads != c->webhook_concurrency) {
+        snprintf(err, errlen, "webhook dispatcher: cannot start its threads or database pool");
+        dispatch_stop(d);
+        return NULL;
+    }
+    return d;
+}
+
+void dispatch_stop(dispatch *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->mu);
+    atomic_store(&d->stopping, 1);
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    for (int i = 0; i < d->nthreads; i++)
+        pthread_join(d->threads[i], NULL);
+    free(d->threads);
+    if (d->db)
+        db_pool_destroy(d->db);
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+    curl_global_cleanup();
+    free(d);
+}

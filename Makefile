@@ -304,7 +304,7 @@ FUZZ_SRC_lgbm    := common/lgbmmodel.c common/model_build.c common/dynbuf.c comm
                     hotpath/hp_lgbm.c hotpath/hp_pool.c hotpath/hp_stats.c
 FUZZ_SRC_model   := common/model.c common/refeval.c
 FUZZ_SRC_cursor  := api/cursor.c api/config.c api/validate.c
-FUZZ_SRC_wire    := common/wire.c
+FUZZ_SRC_wire    := common/wire.c common/clock.c
 FUZZ_SRC_score   := $(HOTPATH_SRC) $(filter-out $(COMMON_API_ONLY),$(COMMON_SRC))
 FUZZ_SRC_http    := api/http.c api/router.c api/json.c api/metrics.c api/config.c \
                     common/clock.c common/logline.c common/dynbuf.c common/utf8.c common/hex.c \

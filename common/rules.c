@@ -857,6 +857,22 @@ static int arith_op(int kind)
     return kind == T_PLUS ? OP_ADD : kind == T_MINUS ? OP_SUB : kind == T_STAR ? OP_MUL : OP_DIV;
 }
 
+/* The arithmetic node a <kind> b, both operands numbers (else a compile error at the first
+ * operand that is not); the node index or -1. */
+static int arith_node(cctx *c, int kind, int a, int b)
+{
+    for (int side = 0; side < 2; side++) {
+        const node *n = &c->nodes[side ? b : a];
+        if (n->type != TY_NUM)
+            return fail_at(c, n->pos, "%s needs numbers, got %s", tok_op_text(kind),
+                           type_name(n->type));
+    }
+    int r = new_node(c, N_ARITH, TY_NUM, c->nodes[a].pos, a, b);
+    if (r >= 0)
+        c->nodes[r].op = (uint8_t)arith_op(kind);
+    return r;
+}
+
 static int parse_product(cctx *c)
 {
     int a = parse_unary(c);
@@ -867,16 +883,7 @@ static int parse_product(cctx *c)
         int b = parse_unary(c);
         if (b < 0)
             return -1;
-        for (int side = 0; side < 2; side++) {
-            const node *n = &c->nodes[side ? b : a];
-            if (n->type != TY_NUM)
-                return fail_at(c, n->pos, "%s needs numbers, got %s", tok_op_text(kind),
-                               type_name(n->type));
-        }
-        size_t pos = c->nodes[a].pos;
-        a = new_node(c, N_ARITH, TY_NUM, pos, a, b);
-        if (a >= 0)
-            c->nodes[a].op = (uint8_t)arith_op(kind);
+        a = arith_node(c, kind, a, b);
     }
     return a;
 }
@@ -891,16 +898,7 @@ static int parse_sum(cctx *c)
         int b = parse_product(c);
         if (b < 0)
             return -1;
-        for (int side = 0; side < 2; side++) {
-            const node *n = &c->nodes[side ? b : a];
-            if (n->type != TY_NUM)
-                return fail_at(c, n->pos, "%s needs numbers, got %s", tok_op_text(kind),
-                               type_name(n->type));
-        }
-        size_t pos = c->nodes[a].pos;
-        a = new_node(c, N_ARITH, TY_NUM, pos, a, b);
-        if (a >= 0)
-            c->nodes[a].op = (uint8_t)arith_op(kind);
+        a = arith_node(c, kind, a, b);
     }
     return a;
 }

@@ -92,3 +92,26 @@ void e2e_assert_problem(const h_resp *r, long status, const char *code, const ch
     else
         ck_assert_msg(f == NULL, "unexpected field member; body %s", r->body);
 }
+
+void e2e_user(h_env *e, const char *ext)
+{
+    char body[200];
+    snprintf(body, sizeof body, "{\"external_id\":\"%s\"}", ext);
+    h_resp r;
+    e2e_req(e, "POST", "/api/v1/users", body, &r);
+    ck_assert_msg(r.status == 201, "user: %ld %s", r.status, r.body);
+    h_resp_free(&r);
+}
+
+void e2e_policy_fallback(h_env *e, const char *decision)
+{
+    char body[300];
+    snprintf(body, sizeof body,
+             "{\"champion_model_id\":null,\"challenger_model_id\":null,\"review_threshold\":0.5,"
+             "\"block_threshold\":0.9,\"fallback_decision\":\"%s\",\"scoring_timeout_ms\":50}",
+             decision);
+    h_resp r;
+    e2e_req(e, "PUT", "/api/v1/policy", body, &r);
+    ck_assert_msg(r.status == 200, "PUT policy: %ld %s", r.status, r.body);
+    h_resp_free(&r);
+}

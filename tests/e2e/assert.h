@@ -41,4 +41,11 @@ const char *e2e_status_title(long status);
  * code must not be NULL. */
 void e2e_assert_problem(const h_resp *r, long status, const char *code, const char *field);
 
+/* POST /api/v1/users {"external_id": ext}; asserts 201. */
+void e2e_user(h_env *e, const char *ext);
+
+/* PUT /api/v1/policy with no models and the given fallback_decision (thresholds 0.5/0.9, scoring
+ * timeout 50 ms), so every decision is the fallback; asserts 200. */
+void e2e_policy_fallback(h_env *e, const char *decision);
+
 #endif

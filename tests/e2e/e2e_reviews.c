@@ -34,29 +34,6 @@ static const char *sget(const cJSON *o, const char *name)
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
 }
 
-static void fallback(const char *decision)
-{
-    char body[300];
-    snprintf(body, sizeof body,
-             "{\"champion_model_id\":null,\"challenger_model_id\":null,\"review_threshold\":0.5,"
-             "\"block_threshold\":0.9,\"fallback_decision\":\"%s\",\"scoring_timeout_ms\":50}",
-             decision);
-    h_resp r;
-    e2e_req(&E, "PUT", "/api/v1/policy", body, &r);
-    ck_assert_msg(r.status == 200, "PUT policy: %ld %s", r.status, r.body);
-    h_resp_free(&r);
-}
-
-static void make_user(const char *ext)
-{
-    char body[200];
-    snprintf(body, sizeof body, "{\"external_id\":\"%s\"}", ext);
-    h_resp r;
-    e2e_req(&E, "POST", "/api/v1/users", body, &r);
-    ck_assert_msg(r.status == 201, "user: %ld %s", r.status, r.body);
-    h_resp_free(&r);
-}
-
 /* One decision for user ext; its transaction id into id[37]; asserts the decision. */
 static void decide(const char *ext, const char *want, char *id)
 {
@@ -112,8 +89,8 @@ static void post_as(const char *key, const char *path, const char *body, h_resp 
 START_TEST(review_decision_opens_one_review)
 {
     char t1[37], t2[37], rid[37];
-    make_user("rv-a");
-    fallback("review");
+    e2e_user(&E, "rv-a");
+    e2e_policy_fallback(&E, "review");
     decide("rv-a", "review", t1);
     ck_assert_int_eq(review_of(t1, rid), 1);
     h_resp r;
@@ -127,10 +104,10 @@ START_TEST(review_decision_opens_one_review)
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r.json, "outcome")));
     ck_assert_ptr_nonnull(sget(r.json, "opened_at"));
     h_resp_free(&r);
-    fallback("allow");
+    e2e_policy_fallback(&E, "allow");
     decide("rv-a", "allow", t2);
     ck_assert_int_eq(review_of(t2, rid), 0);
-    fallback("block");
+    e2e_policy_fallback(&E, "block");
     decide("rv-a", "block", t2);
     ck_assert_int_eq(review_of(t2, rid), 0);
 }
@@ -140,8 +117,8 @@ END_TEST
 START_TEST(open_queue_oldest_first_paged)
 {
     char txn[5][37];
-    make_user("rv-b");
-    fallback("review");
+    e2e_user(&E, "rv-b");
+    e2e_policy_fallback(&E, "review");
     for (int i = 0; i < 5; i++)
         decide("rv-b", "review", txn[i]);
     /* walk the whole open queue 2 at a time; ours must come in decision order */
@@ -189,8 +166,8 @@ static void txn_label_of(const char *txn, char *label, char *source)
 START_TEST(claim_and_close_flow)
 {
     char txn[37], rid[37], path[200], claimed_by[40], claimed_at[40], label[16], source[16];
-    make_user("rv-c");
-    fallback("review");
+    e2e_user(&E, "rv-c");
+    e2e_policy_fallback(&E, "review");
     decide("rv-c", "review", txn);
     ck_assert_int_eq(review_of(txn, rid), 1);
     snprintf(path, sizeof path, "/api/v1/reviews/%s/claim", rid);
@@ -246,8 +223,8 @@ END_TEST
 START_TEST(close_outcomes_and_labels)
 {
     char t1[37], t2[37], r1[37], r2[37], path[200], label[16], source[16];
-    make_user("rv-d");
-    fallback("review");
+    e2e_user(&E, "rv-d");
+    e2e_policy_fallback(&E, "review");
     decide("rv-d", "review", t1);
     decide("rv-d", "review", t2);
     ck_assert_int_eq(review_of(t1, r1), 1);
@@ -283,8 +260,8 @@ END_TEST
 START_TEST(errors_are_problems)
 {
     char txn[37], rid[37], path[200];
-    make_user("rv-e");
-    fallback("review");
+    e2e_user(&E, "rv-e");
+    e2e_policy_fallback(&E, "review");
     decide("rv-e", "review", txn);
     ck_assert_int_eq(review_of(txn, rid), 1);
     h_resp r;

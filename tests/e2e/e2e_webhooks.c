@@ -159,29 +159,6 @@ static cJSON *wait_events(const receiver *rc, int want, int timeout_ms)
 /* ---- API helpers ------------------------------------------------------------------------------
  */
 
-static void fallback(const char *decision)
-{
-    char body[300];
-    snprintf(body, sizeof body,
-             "{\"champion_model_id\":null,\"challenger_model_id\":null,\"review_threshold\":0.5,"
-             "\"block_threshold\":0.9,\"fallback_decision\":\"%s\",\"scoring_timeout_ms\":50}",
-             decision);
-    h_resp r;
-    e2e_req(&E, "PUT", "/api/v1/policy", body, &r);
-    ck_assert_msg(r.status == 200, "PUT policy: %ld %s", r.status, r.body);
-    h_resp_free(&r);
-}
-
-static void make_user(const char *ext)
-{
-    char body[200];
-    snprintf(body, sizeof body, "{\"external_id\":\"%s\"}", ext);
-    h_resp r;
-    e2e_req(&E, "POST", "/api/v1/users", body, &r);
-    ck_assert_msg(r.status == 201, "user: %ld %s", r.status, r.body);
-    h_resp_free(&r);
-}
-
 /* One decision for user ext; its transaction id into id[37]. */
 static void decide(const char *ext, char *id)
 {
@@ -451,8 +428,8 @@ START_TEST(ssrf_refused_at_connect)
              "('http://127.0.0.2:%d/h', '{decision.review}', 'whsec_x') RETURNING id",
              port);
     ck_assert_int_eq(h_psql(&E, NULL, sql, id, sizeof id), 0);
-    make_user("wh-ssrf");
-    fallback("review");
+    e2e_user(&E, "wh-ssrf");
+    e2e_policy_fallback(&E, "review");
     decide("wh-ssrf", txn);
     snprintf(sql, sizeof sql,
              "SELECT last_error FROM webhook_deliveries WHERE endpoint_id = '%s' AND attempts > 0 "
@@ -514,8 +491,8 @@ START_TEST(signed_ordered_delivery)
     receiver_start(&rc, "127.0.0.1", h_free_port(), "signed.jsonl", 200, 0);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/hooks/vigil", rc.port);
     endpoint(url, ALL_EVENTS, id, secret);
-    make_user("wh-sig");
-    fallback("review");
+    e2e_user(&E, "wh-sig");
+    e2e_policy_fallback(&E, "review");
     for (int i = 0; i < 3; i++)
         decide("wh-sig", txn[i]);
     review_of(txn[0], rid);
@@ -596,8 +573,8 @@ START_TEST(receiver_down_then_back)
     int port = h_free_port();
     snprintf(url, sizeof url, "http://127.0.0.1:%d/down", port);
     endpoint(url, "[\"decision.block\",\"transaction.labelled\"]", id, NULL);
-    make_user("wh-down");
-    fallback("block");
+    e2e_user(&E, "wh-down");
+    e2e_policy_fallback(&E, "block");
     for (int i = 0; i < 4; i++) {
         decide("wh-down", txn[i]);
         label(txn[i], "fraud");
@@ -661,8 +638,8 @@ START_TEST(kill_mid_delivery)
     receiver_start(&rc, "127.0.0.1", h_free_port(), "kill.jsonl", 200, 1500);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/slow", rc.port);
     endpoint(url, "[\"decision.review\",\"review.opened\"]", id, NULL);
-    make_user("wh-kill");
-    fallback("review");
+    e2e_user(&E, "wh-kill");
+    e2e_policy_fallback(&E, "review");
     for (int i = 0; i < 3; i++)
         decide("wh-kill", txn[i]);
     cJSON *all = wait_events(&rc, 1, 10000); /* a request is in flight now */
@@ -705,8 +682,8 @@ START_TEST(two_replicas_no_double_delivery)
     pid_t second = h_spawn(&E, argv, envv, "api2.log");
     ck_assert_int_gt(second, 0);
     endpoint(url, "[\"decision.review\",\"review.opened\"]", id, NULL);
-    make_user("wh-two");
-    fallback("review");
+    e2e_user(&E, "wh-two");
+    e2e_policy_fallback(&E, "review");
     for (int i = 0; i < 15; i++)
         decide("wh-two", txn);
     cJSON *all = wait_events(&rc, 30, 30000);
@@ -750,8 +727,8 @@ START_TEST(auto_disable_and_enable)
     ck_assert_int_eq(h_api_start(&E), 0);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/off", port);
     endpoint(url, "[\"decision.review\"]", id, NULL);
-    make_user("wh-off");
-    fallback("review");
+    e2e_user(&E, "wh-off");
+    e2e_policy_fallback(&E, "review");
     decide("wh-off", txn);
     decide("wh-off", txn);
     snprintf(path, sizeof path, "/api/v1/webhooks/%s", id);
@@ -816,8 +793,8 @@ START_TEST(given_up_after_window)
     ck_assert_int_eq(h_api_start(&E), 0);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/gone", h_free_port());
     endpoint(url, "[\"decision.block\"]", id, NULL);
-    make_user("wh-gone");
-    fallback("block");
+    e2e_user(&E, "wh-gone");
+    e2e_policy_fallback(&E, "block");
     decide("wh-gone", txn);
     for (int i = 0; i < 100; i++) {
         states_of(id, st);

@@ -104,6 +104,19 @@ $(JAEGER_BIN):
 	  $(GO) get -tool github.com/jaegertracing/jaeger/cmd/jaeger@$(JAEGER_VERSION) && \
 	  $(GO) build -o ../jaeger.tmp github.com/jaegertracing/jaeger/cmd/jaeger && mv ../jaeger.tmp ../jaeger
 
+# vegeta v12.13.0, the independent open-loop load tool `make bench` measures the HTTP figures with
+# beside bin/tests/loadgen: `go install` from the Go module proxy into build/vegeta (~15 s).
+VEGETA_VERSION := v12.13.0
+VEGETA_BIN     := build/vegeta/vegeta
+
+.PHONY: vegeta
+vegeta: $(VEGETA_BIN)
+
+$(VEGETA_BIN):
+	@mkdir -p build/vegeta
+	$(call say,GO,$@)
+	$(Q)GOBIN=$(CURDIR)/build/vegeta $(GO) install github.com/tsenart/vegeta/v12@$(VEGETA_VERSION)
+
 # `make run` needs only the packages; `make test` and `make bench` need Jaeger too.
 deps: deps-pkgs $(JAEGER_BIN)
 
@@ -250,7 +263,7 @@ docker-test: all
 migrate: all
 	$(Q)$(BIN)/vigil-api migrate
 
-bench: deps all tests-build
+bench: deps all tests-build $(VEGETA_BIN)
 	$(Q)bash tests/bench/run.sh $(BIN)
 
 profile: deps-pkgs all tests-build

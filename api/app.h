@@ -10,6 +10,7 @@ struct hpc_pool;
 struct scoring_cache;
 struct listcache;
 struct rulecat_cache;
+struct auth_cache;
 
 typedef struct app {
     const cfg *cfg;
@@ -18,6 +19,7 @@ typedef struct app {
     struct scoring_cache *cache; /* compiled models (scoring.c), both modes */
     struct listcache *lists;     /* list sets per list version (listcache.c) */
     struct rulecat_cache *rules; /* the active policy version's compiled rules (rulecat.c) */
+    struct auth_cache *keys;     /* recently verified API keys (auth.c), NULL = no cache */
 } app;
 
 #endif

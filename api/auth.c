@@ -2,6 +2,7 @@
 #include "auth.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,82 @@
 #include "clock.h"
 
 #define AUTH_CLI_TIMEOUT_MS 10000
+#define AUTH_CACHE_SLOTS 64 /* keys in use at once by one deployment's clients: a handful */
+
+/* One verified key: its hash, what the database said and when (clock_now_ms). */
+typedef struct auth_entry {
+    char hash[65]; /* "" = empty slot */
+    char id[37];
+    unsigned scopes;
+    int64_t at_ms;
+} auth_entry;
+
+struct auth_cache {
+    pthread_mutex_t mu;
+    int ttl_ms;
+    auth_entry e[AUTH_CACHE_SLOTS]; /* slot = first byte of the hash mod AUTH_CACHE_SLOTS,
+                                     * replaced on a miss (a collision only costs a lookup) */
+};
+
+auth_cache *auth_cache_create(int ttl_ms)
+{
+    auth_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    c->ttl_ms = ttl_ms;
+    return c;
+}
+
+void auth_cache_destroy(auth_cache *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static unsigned cache_slot(const char *hex)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++)
+        v = v * 16 + (unsigned)(hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
+    return v % AUTH_CACHE_SLOTS;
+}
+
+/* 1 with id/scopes when hex was verified less than ttl_ms ago, else 0. */
+static int cache_get(auth_cache *c, const char *hex, char id[37], unsigned *scopes)
+{
+    int hit = 0;
+    if (!c)
+        return 0;
+    int64_t now = clock_now_ms();
+    pthread_mutex_lock(&c->mu);
+    auth_entry *e = &c->e[cache_slot(hex)];
+    if (strcmp(e->hash, hex) == 0 && now - e->at_ms < c->ttl_ms && now >= e->at_ms) {
+        memcpy(id, e->id, 37);
+        *scopes = e->scopes;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+/* Remembers a key the database has just confirmed, from at_ms (taken before the lookup, so an
+ * entry never outlives ttl_ms after the answer it holds was read). */
+static void cache_put(auth_cache *c, const char *hex, const char *id, unsigned scopes,
+                      int64_t at_ms)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    auth_entry *e = &c->e[cache_slot(hex)];
+    snprintf(e->hash, sizeof e->hash, "%s", hex);
+    snprintf(e->id, sizeof e->id, "%s", id);
+    e->scopes = scopes;
+    e->at_ms = at_ms;
+    pthread_mutex_unlock(&c->mu);
+}
 
 static void hash_key(const char *key, char *hex_out /* 65 */)
 {
@@ -66,17 +143,11 @@ static unsigned scopes_from_pg(const char *arr)
     return bits;
 }
 
-int auth_authenticate(http_req *req, http_resp *resp, unsigned scope)
+/* Asks the database for the key with this hash; fills req->key_id/key_scopes and the cache.
+ * Returns 0, or -1 with resp filled (401 unknown/revoked, 503/500 database). */
+static int lookup_key(http_req *req, http_resp *resp, const char *hex)
 {
-    assert(req && resp && scope != SCOPE_NONE); /* public routes never get here */
-    const char *h = http_header(req, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) == 0 || strlen(h + 7) > 256) {
-        http_problem(resp, 401, "unauthorized", NULL,
-                     "missing or malformed 'Authorization: Bearer <key>' header");
-        return -1;
-    }
-    char hex[65];
-    hash_key(h + 7, hex);
+    int64_t asked_ms = clock_now_ms();
     db_conn *c = dbreq_acquire(req, resp);
     if (!c)
         return -1;
@@ -101,6 +172,24 @@ int auth_authenticate(http_req *req, http_resp *resp, unsigned scope)
     snprintf(req->key_id, sizeof req->key_id, "%s", PQgetvalue(r, 0, 0));
     req->key_scopes = scopes_from_pg(PQgetvalue(r, 0, 1));
     PQclear(r);
+    cache_put(req->app->keys, hex, req->key_id, req->key_scopes, asked_ms);
+    return 0;
+}
+
+int auth_authenticate(http_req *req, http_resp *resp, unsigned scope)
+{
+    assert(req && resp && scope != SCOPE_NONE); /* public routes never get here */
+    const char *h = http_header(req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) == 0 || strlen(h + 7) > 256) {
+        http_problem(resp, 401, "unauthorized", NULL,
+                     "missing or malformed 'Authorization: Bearer <key>' header");
+        return -1;
+    }
+    char hex[65];
+    hash_key(h + 7, hex);
+    if (!cache_get(req->app->keys, hex, req->key_id, &req->key_scopes) &&
+        lookup_key(req, resp, hex) != 0)
+        return -1;
     if ((req->key_scopes & scope) != scope) {
         http_problem(resp, 403, "forbidden", NULL, "this API key lacks the '%s' scope",
                      scope == SCOPE_ADMIN   ? "admin"

@@ -3,7 +3,13 @@
  * Keys look like "vgl_" + 43 base64url characters (32 random bytes from getrandom).  Only the
  * SHA-256 of the whole key is stored, which is enough for a 256-bit random secret.  Scopes: read,
  * write, admin; admin implies read and write.  Costs: one indexed SELECT per authenticated
- * request.  Keys never appear in logs or error messages. */
+ * request, or none while the key's answer is in the cache (below).  Keys never appear in logs or
+ * error messages.
+ *
+ * The cache (app->keys) keeps the lookup's answer for a valid key (its id and scopes, keyed by the
+ * key's SHA-256) for at most ttl_ms, so a revocation or a scope change (CLI, another process)
+ * takes effect within ttl_ms (default 1000).  Unknown and revoked keys are never cached: every
+ * such request asks the database. */
 #ifndef VIGIL_AUTH_H
 #define VIGIL_AUTH_H
 
@@ -18,6 +24,12 @@
 /* Checks the Bearer key of req and that it grants scope.  Returns 0 (req->key_id, key_scopes set)
  * or -1 with resp filled: 401 missing/unknown/revoked key, 403 missing scope, 503 database. */
 int auth_authenticate(http_req *req, http_resp *resp, unsigned scope);
+
+typedef struct auth_cache auth_cache;
+
+/* A cache of AUTH_CACHE_SLOTS keys whose entries live ttl_ms (> 0).  NULL on out of memory. */
+auth_cache *auth_cache_create(int ttl_ms);
+void auth_cache_destroy(auth_cache *c);
 
 /* "read,write" -> SCOPE_* bits.  Returns 0 or -1 on an unknown or empty scope list. */
 int auth_parse_scopes(const char *csv, unsigned *out);

@@ -18,6 +18,7 @@ typedef struct cfg {
     int db_pool_size;         /* VIGIL_DB_POOL_SIZE, default 8 */
     int hotpath_pool_size;    /* VIGIL_HOTPATH_POOL_SIZE, default 8 */
     int pool_wait_ms;         /* VIGIL_POOL_WAIT_MS, default 1000 */
+    int auth_cache_ms;        /* VIGIL_AUTH_CACHE_MS, default 1000 (0 = no key cache) */
     int max_connections;      /* VIGIL_MAX_CONNECTIONS, default 256 */
     int conn_timeout_s;       /* VIGIL_CONN_TIMEOUT_S idle keep-alive, default 30 */
     int max_conns_per_ip;     /* VIGIL_MAX_CONNECTIONS_PER_IP, default 64; 0 = no per-address cap */

@@ -35,8 +35,23 @@
 
 /* A connection lives in slot (its index in db_pool.conns) of the pool's slots; pg is touched only
  * by the thread holding the slot (and read, under the slots' mutex, by the open counts). */
+/* The statements prepared on one connection (server-side, by the extended protocol's Parse): a
+ * statement is prepared the first time its text runs on the connection, then only executed, so the
+ * server parses and analyses it once per connection instead of once per call.  Keyed by the full
+ * text (a hash to skip most compares); at most DB_PREPARED_MAX per connection, texts beyond that
+ * run unprepared.  Forgotten when the connection is replaced. */
+#define DB_PREPARED_MAX 128
+typedef struct db_prepared {
+    uint64_t hash;
+    char *sql;    /* owned copy; NULL = free slot */
+    unsigned num; /* the server-side name is "vg<num>" */
+} db_prepared;
+
 struct db_conn {
     PGconn *pg;
+    db_prepared prep[DB_PREPARED_MAX];
+    int nprep;         /* slots in use at the front of prep (free ones inside are reused) */
+    unsigned prep_num; /* the next statement name's number (never reused on one connection) */
     struct db_pool *pool; /* set at creation, never changes */
     int64_t deadline_ms;  /* of the db_acquire that handed it out: bounds the release's ROLLBACK */
     trace_db trace; /* the span of this hand-out (trace.h), when the holder's request is traced */
@@ -293,13 +308,24 @@ oom:
     return NULL;
 }
 
+/* Forgets c's prepared statements (the connection they lived on is gone or new). */
+static void prep_clear(db_conn *c)
+{
+    for (int i = 0; i < c->nprep; i++)
+        free(c->prep[i].sql);
+    memset(c->prep, 0, sizeof c->prep);
+    c->nprep = 0;
+}
+
 void db_pool_destroy(db_pool *p)
 {
     if (!p)
         return;
-    for (int i = 0; i < p->size; i++)
+    for (int i = 0; i < p->size; i++) {
         if (p->conns[i].pg)
             PQfinish(p->conns[i].pg);
+        prep_clear(&p->conns[i]);
+    }
     canceller_stop(p->canceller);
     pool_fini(&p->slots);
     free(p->conns);
@@ -374,6 +400,7 @@ static int connect_one(db_pool *p, db_conn *c, int64_t deadline_ms)
     if (PQsetnonblocking(pg, 1) != 0)
         goto down;
     PQsetNoticeProcessor(pg, on_notice, NULL);
+    prep_clear(c);
     c->pg = pg;
     return DB_OK;
 down:
@@ -477,20 +504,276 @@ static void first_line(const char *msg, char *err, size_t errlen)
         *nl = '\0';
 }
 
-/* db_query's round trip, untraced. */
+/* ---- statements: prepared once per connection, sent in pipelines -------------------------- */
+
+static uint64_t prep_hash(const char *sql)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *q = (const unsigned char *)sql; *q; q++)
+        h = (h ^ *q) * 1099511628211ULL;
+    return h;
+}
+
+/* The slot holding sql's prepared statement, or -1. */
+static int prep_find(const db_conn *c, const char *sql, uint64_t h)
+{
+    for (int i = 0; i < c->nprep; i++)
+        if (c->prep[i].sql && c->prep[i].hash == h && strcmp(c->prep[i].sql, sql) == 0)
+            return i;
+    return -1;
+}
+
+/* Claims a slot for sql and names it; -1 when every slot is taken or out of memory (the statement
+ * then runs unprepared). */
+static int prep_add(db_conn *c, const char *sql, uint64_t h)
+{
+    int i = 0;
+    while (i < c->nprep && c->prep[i].sql)
+        i++;
+    if (i == DB_PREPARED_MAX)
+        return -1;
+    char *copy = strdup(sql);
+    if (!copy)
+        return -1;
+    c->prep[i] = (db_prepared){h, copy, c->prep_num++};
+    if (i == c->nprep)
+        c->nprep++;
+    return i;
+}
+
+static void prep_forget(db_conn *c, int i)
+{
+    free(c->prep[i].sql);
+    c->prep[i].sql = NULL;
+}
+
+/* How one statement of a pipeline was sent: its slot, and whether a Parse went before it. */
+typedef struct sent_stmt {
+    int slot;   /* prepared statement slot, -1 = sent unprepared */
+    int parsed; /* a Parse (PQsendPrepare) was queued before the Execute */
+} sent_stmt;
+
+/* Waits until a result can be read without blocking.  0, or DB_TIMEOUT / DB_DOWN. */
+static int await_result(db_conn *c, int64_t deadline_ms)
+{
+    while (PQisBusy(c->pg)) {
+        int w = wait_sock(PQsocket(c->pg), POLLIN, deadline_ms);
+        if (w == 0)
+            return DB_TIMEOUT;
+        if (w < 0 || !PQconsumeInput(c->pg))
+            return DB_DOWN;
+    }
+    return 0;
+}
+
+/* Reads one queued command's results up to its terminating NULL: *out gets the first error or
+ * else the last result (NULL when there was none).  0, or DB_TIMEOUT / DB_DOWN. */
+static int read_command(db_conn *c, int64_t deadline_ms, PGresult **out)
+{
+    PGresult *keep = NULL;
+    for (;;) {
+        int rc = await_result(c, deadline_ms);
+        if (rc) {
+            PQclear(keep);
+            return rc;
+        }
+        PGresult *r = PQgetResult(c->pg);
+        if (!r)
+            break;
+        if (keep && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
+            PQclear(r);
+        } else {
+            PQclear(keep);
+            keep = r;
+        }
+    }
+    *out = keep;
+    return 0;
+}
+
+/* Queues stmt i (a Parse first when its text is new on this connection). */
+static int send_stmt(db_conn *c, const db_stmt *s, sent_stmt *how)
+{
+    how->slot = -1;
+    how->parsed = 0;
+    uint64_t h = prep_hash(s->sql);
+    int slot = prep_find(c, s->sql, h);
+    if (slot < 0 && (slot = prep_add(c, s->sql, h)) >= 0) {
+        char name[16];
+        snprintf(name, sizeof name, "vg%u", c->prep[slot].num);
+        if (!PQsendPrepare(c->pg, name, s->sql, s->nparams, NULL)) {
+            prep_forget(c, slot);
+            return -1;
+        }
+        how->parsed = 1;
+    }
+    if (slot < 0)
+        return PQsendQueryParams(c->pg, s->sql, s->nparams, NULL, s->values, s->lengths, s->formats,
+                                 s->binary_result)
+                   ? 0
+                   : -1;
+    char name[16];
+    snprintf(name, sizeof name, "vg%u", c->prep[slot].num);
+    how->slot = slot;
+    return PQsendQueryPrepared(c->pg, name, s->nparams, s->values, s->lengths, s->formats,
+                               s->binary_result)
+               ? 0
+               : -1;
+}
+
+/* db_pipeline's round trip, untraced. */
+static int run_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadline_ms,
+                        PGresult **res, int *failed, char *err, size_t errlen)
+{
+    sent_stmt how[DB_PIPELINE_MAX];
+    int rc = DB_OK;
+    assert(n > 0 && n <= DB_PIPELINE_MAX);
+    *failed = -1;
+    for (int i = 0; i < n; i++)
+        res[i] = NULL;
+    if (!c->pg) {
+        snprintf(err, errlen, "no database connection");
+        return DB_DOWN;
+    }
+    if (!PQenterPipelineMode(c->pg))
+        goto broken;
+    for (int i = 0; i < n; i++)
+        if (send_stmt(c, &stmts[i], &how[i]))
+            goto broken;
+    if (!PQpipelineSync(c->pg))
+        goto broken;
+    for (;;) { /* flush, reading meanwhile so the server never blocks on us */
+        int f = PQflush(c->pg);
+        if (f == 0)
+            break;
+        if (f < 0)
+            goto broken;
+        int w = wait_sock(PQsocket(c->pg), POLLOUT | POLLIN, deadline_ms);
+        if (w == 0)
+            goto timeout;
+        if (w < 0 || !PQconsumeInput(c->pg))
+            goto broken;
+    }
+    for (int i = 0; i < n; i++) {
+        PGresult *r = NULL;
+        int st;
+        if (how[i].parsed) {
+            if ((st = read_command(c, deadline_ms, &r)))
+                goto lost;
+            if (!r)
+                goto broken;
+            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+                prep_forget(c, how[i].slot); /* no statement by that name exists */
+                if (PQresultStatus(r) == PGRES_FATAL_ERROR && rc == DB_OK) {
+                    res[i] = r; /* a Parse error (syntax, unknown column) is the statement's */
+                    *failed = i;
+                    rc = DB_ERROR;
+                    r = NULL;
+                }
+            }
+            PQclear(r);
+            r = NULL;
+        }
+        if ((st = read_command(c, deadline_ms, &r)))
+            goto lost;
+        if (!r)
+            goto broken;
+        ExecStatusType es = PQresultStatus(r);
+        if (res[i] || es == PGRES_PIPELINE_ABORTED) {
+            PQclear(r); /* after an earlier error: not run */
+        } else if (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK) {
+            res[i] = r;
+        } else {
+            /* A changed table under a prepared statement (0A000 "cached plan must not change
+             * result type", after a migration): prepare it afresh next time. */
+            if (how[i].slot >= 0 && strcmp(db_sqlstate(r), "0A000") == 0)
+                prep_forget(c, how[i].slot);
+            if (rc == DB_OK) {
+                first_line(PQresultErrorMessage(r), err, errlen);
+                *failed = i;
+                rc = DB_ERROR;
+            }
+            res[i] = r;
+        }
+        continue;
+    lost:
+        if (st == DB_TIMEOUT)
+            goto timeout;
+        goto broken;
+    }
+    { /* the Sync's own result */
+        int st = await_result(c, deadline_ms);
+        if (st == DB_TIMEOUT)
+            goto timeout;
+        if (st)
+            goto broken;
+        PGresult *r = PQgetResult(c->pg);
+        int ok = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (!ok || !PQexitPipelineMode(c->pg))
+            goto broken;
+    }
+    if (rc == DB_ERROR && PQstatus(c->pg) != CONNECTION_OK)
+        goto broken;
+    if (rc == DB_ERROR && err[0] == '\0')
+        first_line(PQresultErrorMessage(res[*failed]), err, errlen);
+    return rc;
+timeout:
+    for (int i = 0; i < n; i++) {
+        PQclear(res[i]);
+        res[i] = NULL;
+    }
+    *failed = -1;
+    snprintf(err, errlen, "database query deadline passed");
+    abandon(c);
+    return DB_TIMEOUT;
+broken:
+    for (int i = 0; i < n; i++) {
+        PQclear(res[i]);
+        res[i] = NULL;
+    }
+    *failed = -1;
+    first_line(PQerrorMessage(c->pg), err, errlen);
+    PQfinish(c->pg);
+    c->pg = NULL;
+    return DB_DOWN;
+}
+
+int db_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadline_ms, PGresult **res,
+                int *failed, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    int rc = run_pipeline(c, stmts, n, deadline_ms, res, failed, err, errlen);
+    if (c->trace.on)
+        for (int i = 0; i < n; i++)
+            trace_db_statement(&c->trace, stmts[i].sql,
+                               rc == DB_TIMEOUT ? "timeout"
+                               : rc == DB_DOWN  ? "connection_lost"
+                               : res[i] && PQresultStatus(res[i]) == PGRES_FATAL_ERROR
+                                   ? db_sqlstate(res[i])
+                                   : NULL);
+    return rc;
+}
+
+/* db_query's round trip, untraced: one statement of a pipeline (prepared), or with nparams < 0
+ * a simple-protocol query string. */
 static int run_query(db_conn *c, const char *sql, int nparams, const char *const *values,
                      const int *lengths, const int *formats, int binary_result, int64_t deadline_ms,
                      PGresult **res, char *err, size_t errlen)
 {
     assert(c && sql && res && (nparams <= 0 || values));
     *res = NULL;
+    if (nparams >= 0) {
+        db_stmt s = {sql, nparams, values, lengths, formats, binary_result};
+        int failed;
+        return run_pipeline(c, &s, 1, deadline_ms, res, &failed, err, errlen);
+    }
     if (!c->pg) {
         snprintf(err, errlen, "no database connection");
         return DB_DOWN;
     }
-    int sent = nparams < 0 ? PQsendQuery(c->pg, sql)
-                           : PQsendQueryParams(c->pg, sql, nparams, NULL, values, lengths, formats,
-                                               binary_result);
+    int sent = PQsendQuery(c->pg, sql);
     if (!sent)
         goto broken;
     int sock = PQsocket(c->pg);

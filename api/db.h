@@ -55,6 +55,32 @@ int db_query(db_conn *c, const char *sql, int nparams, const char *const *values
 int db_exec(db_conn *c, const char *sql, int nparams, const char *const *values,
             int64_t deadline_ms, char *err, size_t errlen);
 
+/* One statement of a pipeline: text parameters unless lengths/formats say otherwise (as db_query). */
+typedef struct db_stmt {
+    const char *sql;
+    int nparams; /* >= 0: pipelines use the extended protocol only */
+    const char *const *values;
+    const int *lengths;
+    const int *formats;
+    int binary_result;
+} db_stmt;
+
+#define DB_PIPELINE_MAX 8
+
+/* Runs n (1..DB_PIPELINE_MAX) statements in one round trip (libpq pipeline mode, one Sync),
+ * in order, never past deadline_ms.  Statements run as they would one by one on this connection:
+ * inside the caller's transaction if one is open (or several, when the list holds BEGIN/COMMIT);
+ * without one, the whole list is one implicit transaction.  The first statement that fails stops
+ * the rest (not run).  Returns DB_OK with every res[i] set; DB_ERROR with res[*failed] the error
+ * and res[i] set for the statements before it (NULL after); or DB_DOWN/DB_TIMEOUT with every
+ * res[i] NULL.  The caller PQclear()s every non-NULL res[i].
+ *
+ * Every statement db_query and db_pipeline run (except nparams < 0) is prepared on its connection
+ * the first time its text is seen there (at most 128 texts a connection; further ones run
+ * unprepared), so the server parses it once per connection. */
+int db_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadline_ms, PGresult **res,
+                int *failed, char *err, size_t errlen);
+
 /* SQLSTATE of an error result ("23505" unique violation...), "" when none. */
 const char *db_sqlstate(const PGresult *res);
 

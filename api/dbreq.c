@@ -70,6 +70,16 @@ int dbreq_query(http_req *req, http_resp *resp, db_conn *c, const char *sql, int
     return dbreq_query_bin(req, resp, c, sql, n, vals, NULL, NULL, 0, res);
 }
 
+int dbreq_pipeline(http_req *req, http_resp *resp, db_conn *c, const db_stmt *stmts, int n,
+                   PGresult **res, int *failed)
+{
+    char err[300];
+    int rc = db_pipeline(c, stmts, n, req->deadline_ms, res, failed, err, sizeof err);
+    if (rc != DB_OK && rc != DB_ERROR)
+        unavailable(req, resp, rc, err);
+    return rc;
+}
+
 static int simple(http_req *req, http_resp *resp, db_conn *c, const char *sql)
 {
     PGresult *r = NULL;

@@ -25,6 +25,12 @@ int dbreq_query_bin(http_req *req, http_resp *resp, db_conn *c, const char *sql,
                     const char *const *vals, const int *lens, const int *fmts, int binary_result,
                     PGresult **res);
 
+/* Runs n statements in one round trip (db_pipeline).  Returns DB_OK or DB_ERROR with res[] and
+ * *failed as db_pipeline (resp untouched: the caller answers), or another status with resp
+ * already filled (503) and every res[i] NULL. */
+int dbreq_pipeline(http_req *req, http_resp *resp, db_conn *c, const db_stmt *stmts, int n,
+                   PGresult **res, int *failed);
+
 /* Answers 500 for an SQL error nobody expected, logging the SQLSTATE and message. */
 void dbreq_internal(http_req *req, http_resp *resp, const PGresult *res);
 

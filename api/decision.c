@@ -3,10 +3,12 @@
  * the stage list and where a new stage goes.
  *
  * A decision is one database transaction on one pooled connection: a crash anywhere before
- * commit leaves nothing, after it the whole result.  Costs: the statements BEGIN, policy, user and
- * features, INSERT, the outbox call, COMMIT (with an Idempotency-Key also the lock, the record
- * lookup and the record INSERT), at most one scoring call (a worker round trip or in-process
- * evaluation), and O(body + features of both models) memory, all freed by decision_request_free. */
+ * commit leaves nothing, after it the whole result.  Costs: three round trips to PostgreSQL
+ * (open: BEGIN, with an Idempotency-Key the two record lookups, policy, user and features;
+ * store: the INSERT; commit: the outbox call, with a key the record INSERT, COMMIT), every
+ * statement prepared once per connection (db.h); at most one scoring call (a worker round trip or
+ * in-process evaluation); O(body + features of both models) memory, all freed by
+ * decision_request_free. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,38 +25,65 @@
 
 /* ---- open, load ----------------------------------------------------------------------------- */
 
+/* A pooled connection and the first round trip: BEGIN, the claim's lookups (with a key), the
+ * policy and the user's features, in one pipeline.  Answers only a failure of the round trip
+ * itself or of BEGIN; a later statement's error is answered by the stage that owns it (claim,
+ * load_policy, load_user run in the pipeline's order, so the first error is met first). */
 static int stage_open(decision_request *d)
 {
-    if (!(d->conn = dbreq_acquire(d->req, d->resp)) || dbreq_begin(d->req, d->resp, d->conn))
+    const decision_input *in = &d->in;
+    const char *lock_v[3], *again_v[3];
+    const char *feat_v[] = {in->user_id, in->user_id ? NULL : in->user_external_id,
+                            in->occurred_at, in->merchant_id};
+    db_stmt s[HEAD_N];
+    int at[HEAD_N], n = 0, failed;
+    s[n] = (db_stmt){"BEGIN", 0, NULL, NULL, NULL, 0};
+    at[n++] = HEAD_BEGIN;
+    if (d->idem_key) {
+        decision_claim_stmt(d, 1, &s[n], lock_v);
+        at[n++] = HEAD_CLAIM_LOCK;
+        decision_claim_stmt(d, 0, &s[n], again_v);
+        at[n++] = HEAD_CLAIM_AGAIN;
+    }
+    s[n] = (db_stmt){POLICY_LOAD_SQL, 0, NULL, NULL, NULL, 0};
+    at[n++] = HEAD_POLICY;
+    s[n] = (db_stmt){FEAT_SQL, 4, feat_v, NULL, NULL, 0};
+    at[n++] = HEAD_USER;
+    if (!(d->conn = dbreq_acquire(d->req, d->resp)))
         return DECISION_STOP;
-    return DECISION_NEXT;
+    PGresult *res[HEAD_N];
+    int rc = dbreq_pipeline(d->req, d->resp, d->conn, s, n, res, &failed);
+    for (int i = 0; i < n; i++)
+        d->head[at[i]] = res[i];
+    if (rc == DB_ERROR && failed == 0)
+        dbreq_internal(d->req, d->resp, res[0]);
+    return rc == DB_OK || (rc == DB_ERROR && failed > 0) ? DECISION_NEXT : DECISION_STOP;
 }
 
 static int stage_load_policy(decision_request *d)
 {
-    return policy_load(d->req, d->resp, d->conn, &d->policy) ? DECISION_STOP : DECISION_NEXT;
+    return policy_from_result(d->req, d->resp, d->head[HEAD_POLICY], &d->policy) ? DECISION_STOP
+                                                                                  : DECISION_NEXT;
 }
 
-/* The user and every built-in feature in one round trip (FEAT_SQL). */
+/* The user and every built-in feature (FEAT_SQL's row, sent by open). */
 static int stage_load_user(decision_request *d)
 {
-    PGresult *r = NULL;
+    const PGresult *r = d->head[HEAD_USER];
     const decision_input *in = &d->in;
-    const char *v[] = {in->user_id, in->user_id ? NULL : in->user_external_id, in->occurred_at,
-                       in->merchant_id};
-    int rc = dbreq_query(d->req, d->resp, d->conn, FEAT_SQL, 4, v, &r);
-    /* Class 22 (data exception) can only come from occurred_at here ($1 is a checked UUID):
-     * 22007/22008 for impossible dates, 22009 for an offset out of range, ... */
-    if (rc == DB_ERROR && strncmp(db_sqlstate(r), "22", 2) == 0)
-        http_problem(d->resp, 400, "validation_failed", "occurred_at",
-                     "'occurred_at' is not a valid date-time");
-    else if (rc == DB_ERROR)
-        dbreq_internal(d->req, d->resp, r);
-    else if (rc == DB_OK && PQntuples(r) != 1)
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        /* Class 22 (data exception) can only come from occurred_at here ($1 is a checked UUID):
+         * 22007/22008 for impossible dates, 22009 for an offset out of range, ... */
+        if (strncmp(db_sqlstate(r), "22", 2) == 0)
+            http_problem(d->resp, 400, "validation_failed", "occurred_at",
+                         "'occurred_at' is not a valid date-time");
+        else
+            dbreq_internal(d->req, d->resp, r);
+        return DECISION_STOP;
+    }
+    if (PQntuples(r) != 1) {
         http_problem(d->resp, 422, "unknown_user", in->user_id ? "user_id" : "user_external_id",
                      "no such user");
-    if (rc != DB_OK || PQntuples(r) != 1) {
-        PQclear(r);
         return DECISION_STOP;
     }
     feat_compute(r, in->amount_major, in->country, d->builtin);
@@ -64,7 +93,6 @@ static int stage_load_user(decision_request *d)
              PQgetvalue(r, 0, FEAT_COL_USER_EXTERNAL_ID));
     snprintf(d->user_country, sizeof d->user_country, "%s",
              PQgetvalue(r, 0, FEAT_COL_USER_COUNTRY));
-    PQclear(r);
     return DECISION_NEXT;
 }
 
@@ -146,11 +174,30 @@ static int stage_decide(decision_request *d)
 
 /* ---- commit, respond ------------------------------------------------------------------------ */
 
+/* The last round trip: what events/record queued, COMMIT, then the expiry DELETE when expire
+ * asked for it (after COMMIT, in its own transaction: its failure is ignored). */
 static int stage_commit(decision_request *d)
 {
-    if (dbreq_commit(d->req, d->resp, d->conn))
-        return DECISION_STOP;
-    return DECISION_NEXT;
+    db_stmt s[DECISION_TAIL_MAX + 2];
+    PGresult *res[DECISION_TAIL_MAX + 2];
+    int n = 0, failed;
+    for (int i = 0; i < d->ntail; i++)
+        s[n++] = d->tail[i];
+    int commit_at = n;
+    s[n++] = (db_stmt){"COMMIT", 0, NULL, NULL, NULL, 0};
+    const char *ev[] = {d->expire_h};
+    if (d->expire)
+        s[n++] = (db_stmt){"DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM "
+                           "idempotency_keys WHERE created_at < clock_timestamp() - $1::int * "
+                           "interval '1 hour' LIMIT 1000)",
+                           1, ev, NULL, NULL, 0};
+    int rc = dbreq_pipeline(d->req, d->resp, d->conn, s, n, res, &failed);
+    int ok = rc == DB_OK || (rc == DB_ERROR && failed > commit_at);
+    if (rc == DB_ERROR && !ok)
+        dbreq_internal(d->req, d->resp, res[failed]);
+    for (int i = 0; i < n; i++)
+        PQclear(res[i]);
+    return ok ? DECISION_NEXT : DECISION_STOP;
 }
 
 static int stage_respond(decision_request *d)
@@ -181,15 +228,17 @@ static const struct {
     {"store", decision_stage_store},
     {"events", decision_stage_events},
     {"record", decision_stage_record},
+    {"expire", decision_stage_expire},
     {"commit", stage_commit},
     {"respond", stage_respond},
-    {"expire", decision_stage_expire},
 };
 
 /* Frees everything the stages acquired; an uncommitted transaction is rolled back by the
  * release of its connection. */
 static void decision_request_free(decision_request *d)
 {
+    for (int i = 0; i < HEAD_N; i++)
+        PQclear(d->head[i]);
     if (d->conn)
         dbreq_release(d->req, d->conn);
     free(d->answer);

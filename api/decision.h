@@ -6,10 +6,12 @@
  *
  * The stages, in order:
  *   parse        Idempotency-Key, strict body, every field checked; the request hash
- *   open         a pooled connection, BEGIN
+ *   open         a pooled connection, and the first round trip: BEGIN, the claim's two lookups
+ *                (with a key), the policy SELECT and the user/features SELECT sent together
+ *                (db_pipeline); each of the next three stages reads its own result
  *   claim        with a key: replay a finished twin (422 for a different request), else take
  *                the key's advisory lock (held by a request in flight: 409)
- *   load_policy  thresholds, fallback, timeout, both models' metadata (policy_load, policy.c)
+ *   load_policy  thresholds, fallback, timeout, both models' metadata (POLICY_LOAD_SQL, policy.c)
  *   load_user    the user and every built-in feature, one SELECT (feat.c)
  *   features     each model's input row by feature name, and the snapshot; linear in the
  *                feature count, a passed request deadline is a 503
@@ -26,15 +28,21 @@
  *                the list versions load_policy read (listcache.h), rules_decide's precedence
  *                overriding decide's verdict; what matched, what decided, the list versions,
  *                the probe answers and every operand value are stored (decision_rules.c)
- *   store        INSERT the transaction (named columns) RETURNING the answer
- *   events       the outbox (outbox.h): the decision.<outcome> webhook event and, for `review`,
- *                the review and its review.opened event, in this same transaction
- *   record       with a key: INSERT the idempotency record holding the answer
- *   commit       COMMIT: before it nothing is stored, after it everything
+ *   store        INSERT the transaction (named columns) RETURNING the answer (round trip 2)
+ *   events       queues the outbox call (outbox.h): the decision.<outcome> webhook event and,
+ *                for `review`, the review and its review.opened event, in this same transaction
+ *   record       with a key: queues the INSERT of the idempotency record holding the answer
+ *   expire       with a key, ~1 request in 64: queues a DELETE of a batch of expired
+ *                idempotency records, to run after COMMIT (its failure changes nothing)
+ *   commit       round trip 3: the queued statements and COMMIT, sent together; before it
+ *                nothing is stored, after it everything
  *   respond      201 + Location; decision metrics
- *   expire       with a key, ~1 request in 64: drop a batch of expired idempotency records
  * Files: parse in decision_parse.c, features in decision_features.c, claim/store/events/record/
  * expire in decision_store.c, the table, the runner and the other stages in decision.c.
+ * Round trips to PostgreSQL: three (open, store, commit), whatever the policy; the API key's
+ * check costs none while it is cached (auth.h).  store cannot join commit's round trip because
+ * the answer (and so the events and the idempotency record) is built from what the INSERT
+ * returns (the stored row as PostgreSQL formats it).
  *
  * Where the next capabilities go (each is a new stage and new fields, never a branch inside one):
  *   - lists and rules: the rules stage (list versions come with load_policy's SELECT);
@@ -63,6 +71,12 @@
 #define DECISION_AMOUNT_MAX 9007199254740991.0 /* 2^53 - 1 */
 
 enum decision_flow { DECISION_NEXT = 0, DECISION_STOP = 1 };
+
+/* The statements of the first round trip (stage open), by what they are for. */
+enum decision_head { HEAD_BEGIN, HEAD_CLAIM_LOCK, HEAD_CLAIM_AGAIN, HEAD_POLICY, HEAD_USER, HEAD_N };
+
+/* Statements queued for the commit round trip before its COMMIT (events, record). */
+#define DECISION_TAIL_MAX 4
 
 /* The validated request body.  Strings point into the parsed body (live as long as it). */
 typedef struct decision_input {
@@ -120,6 +134,8 @@ typedef struct decision_request {
     char idem_hash[65];   /* SHA-256 (hex) of the method, path and body; "" without a key */
     /* open; released (rolling back anything uncommitted) by decision_request_free */
     db_conn *conn;
+    PGresult *head[HEAD_N]; /* each statement's result (NULL: not sent, or not run after an
+                             * earlier error); freed by decision_request_free */
     /* load_policy */
     policy_rules policy;
     /* load_user */
@@ -143,6 +159,12 @@ typedef struct decision_request {
     char *answer; /* the 201 body (malloc'd), also the idempotency record */
     char location[128];
     char txn_id[40]; /* the stored transaction's UUID */
+    /* events, record, expire: what commit sends before and after its COMMIT */
+    db_stmt tail[DECISION_TAIL_MAX];
+    const char *tail_v[DECISION_TAIL_MAX][4]; /* their parameters (borrowed strings) */
+    int ntail;
+    int expire;          /* expire: send the expiry DELETE after COMMIT */
+    char expire_h[16];   /* its parameter: the retention in hours */
 } decision_request;
 
 typedef int (*decision_stage_fn)(decision_request *d);
@@ -153,6 +175,9 @@ void decision_post(http_req *req, http_resp *resp);
 /* ---- stages (shared between the decision*.c files; each returns DECISION_NEXT/STOP) ---- */
 int decision_stage_parse(decision_request *d);
 int decision_stage_claim(decision_request *d);
+/* The claim's record lookup for open's round trip: with try_lock, the key's advisory lock is
+ * also tried when no record is seen.  Fills *s; v (3) must live as long as *s. */
+void decision_claim_stmt(const decision_request *d, int try_lock, db_stmt *s, const char *v[3]);
 int decision_stage_features(decision_request *d);
 int decision_stage_explain(decision_request *d);
 int decision_stage_rules(decision_request *d);

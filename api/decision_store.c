@@ -61,47 +61,48 @@ static int db_failed(decision_request *d, int rc, PGresult *r)
     return DECISION_STOP;
 }
 
-/* Looks the key's record up; without one, and when try_lock is set, also tries the key's
- * advisory lock in the same statement (CASE evaluates the lock only when no record was seen).
- * Returns DB_OK with *found, *locked set and a record replayed into d->resp, or a failure status
- * with d->resp filled. */
-static int lookup(decision_request *d, int try_lock, int *found, int *locked)
+void decision_claim_stmt(const decision_request *d, int try_lock, db_stmt *s, const char *v[3])
 {
-    PGresult *r = NULL;
-    const char *kv[] = {d->req->key_id, d->idem_key, try_lock ? "t" : "f"};
-    int rc = dbreq_query(
-        d->req, d->resp, d->conn,
-        "SELECT k.request_hash, k.status_code, k.response_body, "
-        "CASE WHEN k.key IS NULL AND $3::boolean "
-        "THEN pg_try_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 7)) END "
-        "FROM (VALUES (1)) AS one (x) "
-        "LEFT JOIN idempotency_keys k ON k.api_key_id = $1::uuid AND k.key = $2",
-        3, kv, &r);
-    if (rc != DB_OK) {
-        db_failed(d, rc, r);
-        return rc;
+    v[0] = d->req->key_id;
+    v[1] = d->idem_key;
+    v[2] = try_lock ? "t" : "f";
+    *s = (db_stmt){"SELECT k.request_hash, k.status_code, k.response_body, "
+                   "CASE WHEN k.key IS NULL AND $3::boolean "
+                   "THEN pg_try_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 7)) END "
+                   "FROM (VALUES (1)) AS one (x) "
+                   "LEFT JOIN idempotency_keys k ON k.api_key_id = $1::uuid AND k.key = $2",
+                   3, v, NULL, NULL, 0};
+}
+
+/* Reads one lookup's result r: *found (a record, replayed into d->resp) and *locked.  Returns 0,
+ * or -1 with d->resp filled (r is an error). */
+static int claim_read(decision_request *d, const PGresult *r, int *found, int *locked)
+{
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        dbreq_internal(d->req, d->resp, r);
+        return -1;
     }
     *found = !PQgetisnull(r, 0, IR_HASH);
     *locked = !*found && PQgetvalue(r, 0, IR_LOCKED)[0] == 't';
     if (*found)
         replay(d->resp, r, d->idem_hash);
-    PQclear(r);
-    return DB_OK;
+    return 0;
 }
 
 /* A finished twin is replayed before any lock is tried, so retries of a completed request
- * never see 409 however many arrive at once.  Without a record, the first statement also tried
- * the lock; the second looks again, because with the lock a twin may have committed between the
- * two, and without it the holder is either the first request, still in flight (409), or a retry
- * that took the lock after the first committed (the record is there now: replay). */
+ * never see 409 however many arrive at once.  Without a record, the first lookup also tried
+ * the lock; the second (the next statement of open's round trip, so a fresh snapshot) looks
+ * again, because with the lock a twin may have committed between the two, and without it the
+ * holder is either the first request, still in flight (409), or a retry that took the lock after
+ * the first committed (the record is there now: replay). */
 int decision_stage_claim(decision_request *d)
 {
     int found = 0, locked = 0, unused;
     if (!d->idem_key)
         return DECISION_NEXT;
-    if (lookup(d, 1, &found, &locked) != DB_OK || found)
+    if (claim_read(d, d->head[HEAD_CLAIM_LOCK], &found, &locked) || found)
         return DECISION_STOP;
-    if (lookup(d, 0, &found, &unused) != DB_OK || found)
+    if (claim_read(d, d->head[HEAD_CLAIM_AGAIN], &found, &unused) || found)
         return DECISION_STOP;
     if (!locked) {
         http_problem(d->resp, 409, "idempotency_key_in_use", NULL,
@@ -341,46 +342,40 @@ int decision_stage_store(decision_request *d)
     return DECISION_NEXT;
 }
 
-/* ---- events --------------------------------------------------------------------------------- */
+/* ---- events, record, expire: statements for commit's round trip ---------------------------- */
 
 /* The outbox rows of this decision (outbox.h), with the transaction as the events' object: in
  * the decision's own database transaction, so they commit with it or not at all. */
 int decision_stage_events(decision_request *d)
 {
-    if (outbox_decision(d->req, d->resp, d->conn, d->txn_id, d->verdict.decision, d->answer))
-        return DECISION_STOP;
+    outbox_decision_stmt(&d->tail[d->ntail], d->tail_v[d->ntail], d->txn_id, d->verdict.decision,
+                         d->answer);
+    d->ntail++;
     return DECISION_NEXT;
 }
-
-/* ---- record, expire ------------------------------------------------------------------------- */
 
 int decision_stage_record(decision_request *d)
 {
     if (!d->idem_key)
         return DECISION_NEXT;
-    PGresult *r = NULL;
-    const char *kv[] = {d->req->key_id, d->idem_key, d->idem_hash, d->answer};
-    int rc = dbreq_query(d->req, d->resp, d->conn,
-                         "INSERT INTO idempotency_keys (api_key_id, key, request_hash, "
-                         "status_code, response_body) VALUES ($1, $2, $3, 201, $4)",
-                         4, kv, &r);
-    if (rc != DB_OK)
-        return db_failed(d, rc, r);
-    PQclear(r);
+    const char **v = d->tail_v[d->ntail];
+    v[0] = d->req->key_id;
+    v[1] = d->idem_key;
+    v[2] = d->idem_hash;
+    v[3] = d->answer;
+    d->tail[d->ntail++] =
+        (db_stmt){"INSERT INTO idempotency_keys (api_key_id, key, request_hash, status_code, "
+                  "response_body) VALUES ($1, $2, $3, 201, $4)",
+                  4, v, NULL, NULL, 0};
     return DECISION_NEXT;
 }
 
-/* Failures only delay the cleanup; the answer is already decided. */
+/* ~1 request in 64 with a key also drops a batch of expired records, after its COMMIT. */
 int decision_stage_expire(decision_request *d)
 {
     if (!d->idem_key || (d->req->start_us & 63) != 0)
         return DECISION_NEXT;
-    char hours[16], err[256];
-    snprintf(hours, sizeof hours, "%d", d->req->app->cfg->idempotency_retention_h);
-    const char *v[] = {hours};
-    db_exec(d->conn,
-            "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
-            "WHERE created_at < clock_timestamp() - $1::int * interval '1 hour' LIMIT 1000)",
-            1, v, d->req->deadline_ms, err, sizeof err);
+    snprintf(d->expire_h, sizeof d->expire_h, "%d", d->req->app->cfg->idempotency_retention_h);
+    d->expire = 1;
     return DECISION_NEXT;
 }

@@ -178,6 +178,9 @@ static int serve(app *a, cfg *c)
     a->lists = listcache_create(c->database_url, err, sizeof err);
     if (!a->lists)
         die(err);
+    /* Verified API keys, reused for VIGIL_AUTH_CACHE_MS (a revocation waits at most that). */
+    if (c->auth_cache_ms > 0 && !(a->keys = auth_cache_create(c->auth_cache_ms)))
+        die("out of memory");
     if (!(a->rules = rulecat_cache_create()))
         die("out of memory");
     if (c->bootstrap_key[0]) {
@@ -225,6 +228,7 @@ static int serve(app *a, cfg *c)
     scoring_cache_destroy(a->cache);
     listcache_destroy(a->lists);
     rulecat_cache_destroy(a->rules);
+    auth_cache_destroy(a->keys);
     return 0;
 }
 

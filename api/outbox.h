@@ -25,8 +25,10 @@ int outbox_emit(http_req *req, http_resp *resp, db_conn *c, const char *type, co
                 const char *data_json);
 
 /* What a decision adds: the decision.<decision> event (data = the transaction, data_json) and,
- * for "review", the review (opened now) and its review.opened event.  0, or -1 with resp filled. */
-int outbox_decision(http_req *req, http_resp *resp, db_conn *c, const char *txn_id,
-                    const char *decision, const char *data_json);
+ * for "review", the review (opened now) and its review.opened event.  Fills *s (and v, which
+ * must live as long as *s) for the decision's commit round trip (decision.c): the strings are
+ * borrowed.  An error of the statement is an unexpected one (500). */
+void outbox_decision_stmt(db_stmt *s, const char *v[3], const char *txn_id, const char *decision,
+                          const char *data_json);
 
 #endif

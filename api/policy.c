@@ -1,4 +1,5 @@
-/* policy.c - the decision policy resource, and the policy as a decision reads it (policy_load).
+/* policy.c - the decision policy resource, and the policy as a decision reads it
+ * (POLICY_LOAD_SQL, policy_from_result).
  * See policy.h.  Every statement on the policy table is here. */
 #include "policy.h"
 
@@ -448,7 +449,7 @@ void policy_put(http_req *req, http_resp *resp)
     cJSON_Delete(body);
 }
 
-/* The policy columns policy_load reads, in this order, followed by SCORING_MODEL_COLS of the
+/* The policy columns POLICY_LOAD_SQL reads, in this order, followed by SCORING_MODEL_COLS of the
  * champion then of the challenger. */
 enum {
     PL_REVIEW,
@@ -462,29 +463,25 @@ enum {
     PL_NCOLS
 };
 
-int policy_load(http_req *req, http_resp *resp, db_conn *c, policy_rules *out)
+const char POLICY_LOAD_SQL[] =
+    "SELECT p.review_threshold, p.block_threshold, p.fallback_decision, "
+    "p.scoring_timeout_ms, p.version, p.explain_top_k, p.rules::text, "
+    /* the version check of every list the rules use, folded in here */
+    "(SELECT json_agg(json_build_array(l.name, l.id, l.version, l.kind)) "
+    "FROM lists l WHERE l.name = ANY (p.rule_lists))::text, " SCORING_MODEL_COLS(
+        "c") ", " SCORING_MODEL_COLS("h") " FROM policy p "
+                                          "LEFT JOIN models c ON c.id = p.champion_model_id "
+                                          "LEFT JOIN models h ON h.id = p.challenger_model_id";
+
+int policy_from_result(http_req *req, http_resp *resp, const PGresult *r, policy_rules *out)
 {
-    PGresult *r = NULL;
     memset(out, 0, sizeof *out);
-    int rc =
-        dbreq_query(req, resp, c,
-                    "SELECT p.review_threshold, p.block_threshold, p.fallback_decision, "
-                    "p.scoring_timeout_ms, p.version, p.explain_top_k, p.rules::text, "
-                    /* the version check of every list the rules use, folded in here */
-                    "(SELECT json_agg(json_build_array(l.name, l.id, l.version, l.kind)) "
-                    "FROM lists l WHERE l.name = ANY (p.rule_lists))::text, " SCORING_MODEL_COLS(
-                        "c") ", " SCORING_MODEL_COLS("h") " FROM policy p "
-                                                          "LEFT JOIN models c ON c.id = "
-                                                          "p.champion_model_id "
-                                                          "LEFT JOIN models h ON h.id = "
-                                                          "p.challenger_model_id",
-                    0, NULL, &r);
-    if (rc == DB_ERROR)
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         dbreq_internal(req, resp, r);
-    else if (rc == DB_OK && PQntuples(r) != 1)
+        return -1;
+    }
+    if (PQntuples(r) != 1) {
         http_problem(resp, 500, "internal", NULL, "the policy row is missing");
-    if (rc != DB_OK || PQntuples(r) != 1) {
-        PQclear(r);
         return -1;
     }
     snprintf(out->review, sizeof out->review, "%s", PQgetvalue(r, 0, PL_REVIEW));
@@ -499,7 +496,6 @@ int policy_load(http_req *req, http_resp *resp, db_conn *c, policy_rules *out)
     out->rules_json = strdup(PQgetvalue(r, 0, PL_RULES));
     out->lists_json = strdup(PQgetisnull(r, 0, PL_LISTS) ? "[]" : PQgetvalue(r, 0, PL_LISTS));
     if (!out->rules_json || !out->lists_json) {
-        PQclear(r);
         policy_rules_free(out);
         http_problem(resp, 500, "internal", NULL, "out of memory");
         return -1;
@@ -509,7 +505,6 @@ int policy_load(http_req *req, http_resp *resp, db_conn *c, policy_rules *out)
     int width = (PQnfields(r) - PL_NCOLS) / 2;
     for (int s = 0; s < POLICY_SLOTS; s++)
         out->has_model[s] = scoring_model_from_row(r, 0, PL_NCOLS + s * width, &out->model[s]) == 0;
-    PQclear(r);
     return 0;
 }
 

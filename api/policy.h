@@ -37,10 +37,14 @@ typedef struct policy_rules {
                        * same SELECT (malloc'd) */
 } policy_rules;
 
-/* Reads the policy and both models' metadata in one SELECT on c (inside the caller's database
- * transaction).  Returns 0 with *out filled (free with policy_rules_free), or -1 with resp filled
- * (503 unavailable, 500 unexpected).  Blocks at most until req's deadline. */
-int policy_load(http_req *req, http_resp *resp, db_conn *c, policy_rules *out);
+/* The policy and both models' metadata in one SELECT, no parameters: a decision sends it in its
+ * first round trip (decision.c, stage open), inside its database transaction. */
+extern const char POLICY_LOAD_SQL[];
+
+/* Fills *out from POLICY_LOAD_SQL's result r (or answers r's error).  Returns 0 with *out filled
+ * (free with policy_rules_free), or -1 with resp filled (500: an SQL error, no policy row, out of
+ * memory).  r stays the caller's. */
+int policy_from_result(http_req *req, http_resp *resp, const PGresult *r, policy_rules *out);
 void policy_rules_free(policy_rules *p);
 
 /* Checks that model id can be a policy model: it exists, has feature names, gives one score per

@@ -1,7 +1,8 @@
 # lib.sh - shared by tests/bench/http.sh and tests/bench/profile.sh (sourced, not run).
 #
-# A throwaway stack under one temp directory: PostgreSQL (api/scripts/pgctl.sh, VIGIL_PG_FAST=1,
-# free port, Unix socket), vigil-hotpath and vigil-api on free loopback ports, an admin key, and
+# A throwaway stack under one temp directory: PostgreSQL (api/scripts/pgctl.sh, with its default,
+# durable settings — fsync and synchronous_commit on — unless the caller sets B_PG_FAST=1, free
+# port, Unix socket), vigil-hotpath and vigil-api on free loopback ports, an admin key, and
 # the benchmark model.  bench_cleanup stops everything this file started (by pid) and removes the
 # directory; the scripts install it as their EXIT/INT/TERM trap, so a failure leaves nothing behind.
 #
@@ -31,12 +32,13 @@ bench_init() {
   B_PG_PORT=$(bench_free_port)
   B_PG_SOCK=$B_TMP/pgsock
   B_PG_UP=1
-  VIGIL_PG_FAST=${B_PG_FAST:-1} bash api/scripts/pgctl.sh start "$B_TMP/pg" "$B_PG_SOCK" "$B_PG_PORT" "$B_TMP/pg.log" \
+  VIGIL_PG_FAST=${B_PG_FAST:-0} bash api/scripts/pgctl.sh start "$B_TMP/pg" "$B_PG_SOCK" "$B_PG_PORT" "$B_TMP/pg.log" \
     >>"$B_TMP/pg.log" 2>&1 || { tail -n 20 "$B_TMP/pg.log" >&2; bench_die "PostgreSQL did not start"; }
   B_DB_URL="postgresql://vigil@/vigil?host=$B_PG_SOCK&port=$B_PG_PORT"
   B_KEY="vgl_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   B_AUTH="Authorization: Bearer $B_KEY"
   B_CACHE=${VIGIL_BENCH_CACHE:-$B_ROOT/build/bench}
+  B_VEGETA=${VIGIL_BENCH_VEGETA:-$B_ROOT/build/vegeta/vegeta}
 }
 
 # bench_start_app MODE [extra VAR=value ...]: the worker (MODE=worker only) and the API, fresh
@@ -138,3 +140,56 @@ bench_upload() {
 
 # bench_field LINE KEY: the value of KEY=value in a RESULT/MAXRATE line.
 bench_field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+
+# bench_pg_settings: one line saying how durable the benchmark's PostgreSQL is (every figure that
+# touches it depends on this).
+bench_pg_settings() {
+  local v
+  v=$(psql -X -qtA -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil -d vigil -F' ' -c \
+      "SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('full_page_writes'), current_setting('server_version')")
+  set -- $v
+  local label="durable: PostgreSQL's defaults"
+  [ "$1" = on ] && [ "$2" = on ] || label="NOT durable (VIGIL_PG_FAST=1): a crash can lose committed decisions"
+  echo "postgresql $4: fsync=$1 synchronous_commit=$2 full_page_writes=$3 ($label)"
+}
+
+# bench_vegeta NAME RATE SECS URL BODY_TEMPLATE [HEADER...]: an independent open-loop load from
+# vegeta ($B_VEGETA, `make vegeta`) at RATE req/s for SECS s: one POST per target, every target
+# with its own Idempotency-Key (vg-NAME-<seq>) and BODY_TEMPLATE's {seq%N} / {seq} filled in as
+# loadgen does.  Prints vegeta's text report and one line
+#   VEGETA name=NAME rate=R achieved=A p50_us= p90_us= p99_us= max_us= success= non2xx= errors=
+# (latency from each request's actual send: vegeta's own clock).  At most 48 connections, like a
+# client pool sized below vigil-api's per-address limit (VIGIL_MAX_CONNECTIONS_PER_IP, 64): a
+# request waiting for one of them is timed from vegeta's send, wait included.  Returns 0 even when requests
+# failed (the line says so); 1 when vegeta is missing.
+bench_vegeta() {
+  local name=$1 rate=$2 secs=$3 url=$4 tmpl=$5
+  shift 5
+  [ -x "${B_VEGETA:-}" ] || { echo "VEGETA name=$name skipped=no-vegeta-binary"; return 1; }
+  local tg=$B_TMP/vegeta-$name.targets
+  /usr/bin/python3 - "$rate" "$secs" "$url" "$tmpl" "$name" "$@" >"$tg" <<'PY'
+import base64, json, re, sys
+rate, secs, url, tmpl, name = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], open(sys.argv[4]).read(), sys.argv[5]
+hdrs = {}
+for h in sys.argv[6:]:
+    k, v = h.split(':', 1)
+    hdrs[k.strip()] = [v.strip()]
+def fill(seq):
+    return re.sub(r'\{seq(?:%(\d+))?\}', lambda m: str(seq % int(m.group(1)) if m.group(1) else seq), tmpl)
+for seq in range(int(rate * secs) + rate):  # a second spare: vegeta stops at the duration
+    h = dict(hdrs)
+    h['Idempotency-Key'] = ['vg-%s-%d' % (name, seq)]
+    print(json.dumps({'method': 'POST', 'url': url, 'header': h,
+                      'body': base64.b64encode(fill(seq).encode()).decode()}))
+PY
+  "$B_VEGETA" attack -format=json -targets="$tg" -rate="$rate/1s" -duration="${secs}s" \
+      -timeout=10s -workers=16 -max-workers=256 -max-connections=48 >"$B_TMP/vegeta-$name.bin" 2>"$B_TMP/vegeta-$name.err" || true
+  "$B_VEGETA" report -type=text <"$B_TMP/vegeta-$name.bin" | sed 's/^/   vegeta: /'
+  "$B_VEGETA" report -type=json <"$B_TMP/vegeta-$name.bin" | /usr/bin/python3 -c '
+import json, sys
+r = json.load(sys.stdin); l = r["latencies"]; codes = r.get("status_codes") or {}
+ok = sum(v for k, v in codes.items() if k.startswith("2")); n = r["requests"]
+print("VEGETA name=%s rate=%s achieved=%.1f p50_us=%d p90_us=%d p99_us=%d max_us=%d success=%.4f non2xx=%d errors=%d" % (
+    sys.argv[1], sys.argv[2], r["throughput"], l["50th"] / 1000, l["90th"] / 1000, l["99th"] / 1000,
+    l["max"] / 1000, r["success"], n - ok, len(r.get("errors") or [])))' "$name" "$rate"
+}

@@ -180,6 +180,120 @@ START_TEST(pool_acquire_after_deadline)
 }
 END_TEST
 
+/* Runs sql on c alone (a one-statement pipeline); returns its status, *out the result. */
+static int one(db_conn *c, const char *sql, int n, const char *const *v, PGresult **out)
+{
+    char err[256];
+    return db_query(c, sql, n, v, NULL, NULL, 0, wire_now_ms() + 5000, out, err, sizeof err);
+}
+
+/* How many statements with exactly this text are prepared on c's server session. */
+static int prepared_count(db_conn *c, const char *text)
+{
+    PGresult *r = NULL;
+    const char *v[] = {text};
+    ck_assert_int_eq(one(c, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", 1,
+                         v, &r),
+                     DB_OK);
+    int n = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+/* db_pipeline: statements run in order in one round trip, the first error stops the rest and is
+ * reported at its index; every statement is prepared once per connection and reused; a Parse
+ * error is the statement's error and leaves nothing cached; a prepared statement whose table
+ * changed shape (0A000) is prepared afresh on its next use. */
+START_TEST(pipeline_and_prepared_statements)
+{
+    char err[256];
+    db_pool *pool = db_pool_create(E.db_url, 1, 2000, err, sizeof err);
+    ck_assert_msg(pool != NULL, "%s", err);
+    db_conn *c = NULL;
+    ck_assert_int_eq(db_acquire(pool, wire_now_ms() + 10000, 1000, &c), DB_OK);
+    PGresult *r = NULL;
+    ck_assert_int_eq(one(c, "CREATE TABLE pipe_t (a int)", 0, NULL, &r), DB_OK);
+    PQclear(r);
+
+    /* In an explicit transaction: the error at index 3 stops index 4 and 5 (no COMMIT: the
+     * INSERT is rolled back when the connection is released). */
+    const char *v1[] = {"41"};
+    db_stmt s[] = {
+        {"BEGIN", 0, NULL, NULL, NULL, 0},
+        {"INSERT INTO pipe_t VALUES (1)", 0, NULL, NULL, NULL, 0},
+        {"SELECT $1::int + 1", 1, v1, NULL, NULL, 0},
+        {"SELECT 1 / (SELECT count(*) - 1 FROM pipe_t)", 0, NULL, NULL, NULL, 0},
+        {"INSERT INTO pipe_t VALUES (2)", 0, NULL, NULL, NULL, 0},
+        {"COMMIT", 0, NULL, NULL, NULL, 0},
+    };
+    PGresult *res[6];
+    int failed = -1;
+    ck_assert_int_eq(db_pipeline(c, s, 6, wire_now_ms() + 5000, res, &failed, err, sizeof err),
+                     DB_ERROR);
+    ck_assert_int_eq(failed, 3);
+    ck_assert_int_eq(PQresultStatus(res[1]), PGRES_COMMAND_OK);
+    ck_assert_str_eq(PQgetvalue(res[2], 0, 0), "42");
+    ck_assert_str_eq(db_sqlstate(res[3]), "22012"); /* division by zero */
+    ck_assert_ptr_null(res[4]);
+    ck_assert_ptr_null(res[5]);
+    for (int i = 0; i < 6; i++)
+        PQclear(res[i]);
+    db_release(pool, c);
+    ck_assert_int_eq(db_acquire(pool, wire_now_ms() + 10000, 1000, &c), DB_OK);
+    ck_assert_int_eq(one(c, "SELECT count(*) FROM pipe_t", 0, NULL, &r), DB_OK);
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "0");
+    PQclear(r);
+
+    /* Without BEGIN the list is one implicit transaction: the error undoes the INSERT too. */
+    db_stmt implicit[] = {
+        {"INSERT INTO pipe_t VALUES (1)", 0, NULL, NULL, NULL, 0},
+        {"SELECT 1 / 0", 0, NULL, NULL, NULL, 0},
+    };
+    ck_assert_int_eq(
+        db_pipeline(c, implicit, 2, wire_now_ms() + 5000, res, &failed, err, sizeof err),
+        DB_ERROR);
+    ck_assert_int_eq(failed, 1);
+    PQclear(res[0]);
+    PQclear(res[1]);
+    ck_assert_int_eq(one(c, "SELECT count(*) FROM pipe_t", 0, NULL, &r), DB_OK);
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "0");
+    PQclear(r);
+
+    /* Prepared once on this connection, however often it runs. */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(one(c, "SELECT $1::int + 1", 1, v1, &r), DB_OK);
+        PQclear(r);
+    }
+    ck_assert_int_eq(prepared_count(c, "SELECT $1::int + 1"), 1);
+
+    /* A statement that does not parse: its error, nothing cached, the connection still good. */
+    ck_assert_int_eq(one(c, "SELEC 1", 0, NULL, &r), DB_ERROR);
+    ck_assert_str_eq(db_sqlstate(r), "42601");
+    PQclear(r);
+    ck_assert_int_eq(prepared_count(c, "SELEC 1"), 0);
+    ck_assert_int_eq(one(c, "SELECT 1", 0, NULL, &r), DB_OK);
+    PQclear(r);
+
+    /* The table changes shape under a prepared SELECT *: that run fails (0A000), the next one
+     * prepares it again and sees the new column. */
+    ck_assert_int_eq(one(c, "SELECT * FROM pipe_t", 0, NULL, &r), DB_OK);
+    ck_assert_int_eq(PQnfields(r), 1);
+    PQclear(r);
+    ck_assert_int_eq(one(c, "ALTER TABLE pipe_t ADD COLUMN b int", 0, NULL, &r), DB_OK);
+    PQclear(r);
+    ck_assert_int_eq(one(c, "SELECT * FROM pipe_t", 0, NULL, &r), DB_ERROR);
+    ck_assert_str_eq(db_sqlstate(r), "0A000");
+    PQclear(r);
+    ck_assert_int_eq(one(c, "SELECT * FROM pipe_t", 0, NULL, &r), DB_OK);
+    ck_assert_int_eq(PQnfields(r), 2);
+    PQclear(r);
+    ck_assert_int_eq(one(c, "DROP TABLE pipe_t", 0, NULL, &r), DB_OK);
+    PQclear(r);
+    db_release(pool, c);
+    db_pool_destroy(pool);
+}
+END_TEST
+
 /* ---- start-up ----------------------------------------------------------------------------------
  */
 
@@ -556,6 +670,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, hotpath_down_and_back);
     tcase_add_test(tc, postgres_down_and_back);
     tcase_add_test(tc, pool_acquire_after_deadline);
+    tcase_add_test(tc, pipeline_and_prepared_statements);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("lifecycle");

@@ -50,8 +50,8 @@ typedef struct db_prepared {
 struct db_conn {
     PGconn *pg;
     db_prepared prep[DB_PREPARED_MAX];
-    int nprep;         /* slots in use at the front of prep (free ones inside are reused) */
-    unsigned prep_num; /* the next statement name's number (never reused on one connection) */
+    int nprep;            /* slots in use at the front of prep (free ones inside are reused) */
+    unsigned prep_num;    /* the next statement name's number (never reused on one connection) */
     struct db_pool *pool; /* set at creation, never changes */
     int64_t deadline_ms;  /* of the db_acquire that handed it out: bounds the release's ROLLBACK */
     trace_db trace; /* the span of this hand-out (trace.h), when the holder's request is traced */
@@ -553,6 +553,24 @@ typedef struct sent_stmt {
     int parsed; /* a Parse (PQsendPrepare) was queued before the Execute */
 } sent_stmt;
 
+/* Sends what libpq has buffered, reading meanwhile so the server never blocks on us.  0, or
+ * DB_TIMEOUT / DB_DOWN. */
+static int flush_all(db_conn *c, int64_t deadline_ms)
+{
+    for (;;) {
+        int f = PQflush(c->pg);
+        if (f == 0)
+            return 0;
+        if (f < 0)
+            return DB_DOWN;
+        int w = wait_sock(PQsocket(c->pg), POLLOUT | POLLIN, deadline_ms);
+        if (w == 0)
+            return DB_TIMEOUT;
+        if (w < 0 || !PQconsumeInput(c->pg))
+            return DB_DOWN;
+    }
+}
+
 /* Waits until a result can be read without blocking.  0, or DB_TIMEOUT / DB_DOWN. */
 static int await_result(db_conn *c, int64_t deadline_ms)
 {
@@ -642,26 +660,16 @@ static int run_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadlin
             goto broken;
     if (!PQpipelineSync(c->pg))
         goto broken;
-    for (;;) { /* flush, reading meanwhile so the server never blocks on us */
-        int f = PQflush(c->pg);
-        if (f == 0)
-            break;
-        if (f < 0)
-            goto broken;
-        int w = wait_sock(PQsocket(c->pg), POLLOUT | POLLIN, deadline_ms);
-        if (w == 0)
-            goto timeout;
-        if (w < 0 || !PQconsumeInput(c->pg))
-            goto broken;
-    }
+    int st = flush_all(c, deadline_ms);
+    if (st == DB_TIMEOUT)
+        goto timeout;
+    if (st)
+        goto broken;
     for (int i = 0; i < n; i++) {
         PGresult *r = NULL;
-        int st;
         if (how[i].parsed) {
-            if ((st = read_command(c, deadline_ms, &r)))
-                goto lost;
-            if (!r)
-                goto broken;
+            if ((st = read_command(c, deadline_ms, &r)) || (st = r ? 0 : DB_DOWN))
+                break;
             if (PQresultStatus(r) != PGRES_COMMAND_OK) {
                 prep_forget(c, how[i].slot); /* no statement by that name exists */
                 if (PQresultStatus(r) == PGRES_FATAL_ERROR && rc == DB_OK) {
@@ -674,10 +682,8 @@ static int run_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadlin
             PQclear(r);
             r = NULL;
         }
-        if ((st = read_command(c, deadline_ms, &r)))
-            goto lost;
-        if (!r)
-            goto broken;
+        if ((st = read_command(c, deadline_ms, &r)) || (st = r ? 0 : DB_DOWN))
+            break;
         ExecStatusType es = PQresultStatus(r);
         if (res[i] || es == PGRES_PIPELINE_ABORTED) {
             PQclear(r); /* after an earlier error: not run */
@@ -695,18 +701,14 @@ static int run_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadlin
             }
             res[i] = r;
         }
-        continue;
-    lost:
-        if (st == DB_TIMEOUT)
-            goto timeout;
-        goto broken;
     }
-    { /* the Sync's own result */
-        int st = await_result(c, deadline_ms);
-        if (st == DB_TIMEOUT)
-            goto timeout;
-        if (st)
-            goto broken;
+    if (!st)
+        st = await_result(c, deadline_ms); /* the Sync's own result */
+    if (st == DB_TIMEOUT)
+        goto timeout;
+    if (st)
+        goto broken;
+    {
         PGresult *r = PQgetResult(c->pg);
         int ok = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
         PQclear(r);
@@ -773,46 +775,16 @@ static int run_query(db_conn *c, const char *sql, int nparams, const char *const
         snprintf(err, errlen, "no database connection");
         return DB_DOWN;
     }
-    int sent = PQsendQuery(c->pg, sql);
-    if (!sent)
-        goto broken;
-    int sock = PQsocket(c->pg);
-    for (;;) { /* flush the query, reading meanwhile so the server never blocks on us */
-        int f = PQflush(c->pg);
-        if (f == 0)
-            break;
-        if (f < 0)
-            goto broken;
-        int w = wait_sock(sock, POLLOUT | POLLIN, deadline_ms);
-        if (w == 0)
-            goto timeout;
-        if (w < 0 || !PQconsumeInput(c->pg))
-            goto broken;
-    }
     PGresult *keep = NULL;
-    for (;;) {
-        while (PQisBusy(c->pg)) {
-            int w = wait_sock(sock, POLLIN, deadline_ms);
-            if (w == 0) {
-                PQclear(keep);
-                goto timeout;
-            }
-            if (w < 0 || !PQconsumeInput(c->pg)) {
-                PQclear(keep);
-                goto broken;
-            }
-        }
-        PGresult *r = PQgetResult(c->pg);
-        if (!r)
-            break;
-        /* Keep the first error, else the last result. */
-        if (keep && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
-            PQclear(r);
-        } else {
-            PQclear(keep);
-            keep = r;
-        }
-    }
+    if (!PQsendQuery(c->pg, sql))
+        goto broken;
+    int lost = flush_all(c, deadline_ms);
+    if (!lost)
+        lost = read_command(c, deadline_ms, &keep);
+    if (lost == DB_TIMEOUT)
+        goto timeout;
+    if (lost)
+        goto broken;
     if (!keep)
         goto broken;
     ExecStatusType st = PQresultStatus(keep);

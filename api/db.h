@@ -55,7 +55,8 @@ int db_query(db_conn *c, const char *sql, int nparams, const char *const *values
 int db_exec(db_conn *c, const char *sql, int nparams, const char *const *values,
             int64_t deadline_ms, char *err, size_t errlen);
 
-/* One statement of a pipeline: text parameters unless lengths/formats say otherwise (as db_query). */
+/* One statement of a pipeline: text parameters unless lengths/formats say otherwise (as db_query).
+ */
 typedef struct db_stmt {
     const char *sql;
     int nparams; /* >= 0: pipelines use the extended protocol only */

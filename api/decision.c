@@ -33,8 +33,8 @@ static int stage_open(decision_request *d)
 {
     const decision_input *in = &d->in;
     const char *lock_v[3], *again_v[3];
-    const char *feat_v[] = {in->user_id, in->user_id ? NULL : in->user_external_id,
-                            in->occurred_at, in->merchant_id};
+    const char *feat_v[] = {in->user_id, in->user_id ? NULL : in->user_external_id, in->occurred_at,
+                            in->merchant_id};
     db_stmt s[HEAD_N];
     int at[HEAD_N], n = 0, failed;
     s[n] = (db_stmt){"BEGIN", 0, NULL, NULL, NULL, 0};
@@ -63,7 +63,7 @@ static int stage_open(decision_request *d)
 static int stage_load_policy(decision_request *d)
 {
     return policy_from_result(d->req, d->resp, d->head[HEAD_POLICY], &d->policy) ? DECISION_STOP
-                                                                                  : DECISION_NEXT;
+                                                                                 : DECISION_NEXT;
 }
 
 /* The user and every built-in feature (FEAT_SQL's row, sent by open). */
@@ -190,7 +190,11 @@ static int stage_commit(decision_request *d)
         s[n++] = (db_stmt){"DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM "
                            "idempotency_keys WHERE created_at < clock_timestamp() - $1::int * "
                            "interval '1 hour' LIMIT 1000)",
-                           1, ev, NULL, NULL, 0};
+                           1,
+                           ev,
+                           NULL,
+                           NULL,
+                           0};
     int rc = dbreq_pipeline(d->req, d->resp, d->conn, s, n, res, &failed);
     int ok = rc == DB_OK || (rc == DB_ERROR && failed > commit_at);
     if (rc == DB_ERROR && !ok)

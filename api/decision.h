@@ -73,7 +73,14 @@
 enum decision_flow { DECISION_NEXT = 0, DECISION_STOP = 1 };
 
 /* The statements of the first round trip (stage open), by what they are for. */
-enum decision_head { HEAD_BEGIN, HEAD_CLAIM_LOCK, HEAD_CLAIM_AGAIN, HEAD_POLICY, HEAD_USER, HEAD_N };
+enum decision_head {
+    HEAD_BEGIN,
+    HEAD_CLAIM_LOCK,
+    HEAD_CLAIM_AGAIN,
+    HEAD_POLICY,
+    HEAD_USER,
+    HEAD_N
+};
 
 /* Statements queued for the commit round trip before its COMMIT (events, record). */
 #define DECISION_TAIL_MAX 4
@@ -163,8 +170,8 @@ typedef struct decision_request {
     db_stmt tail[DECISION_TAIL_MAX];
     const char *tail_v[DECISION_TAIL_MAX][4]; /* their parameters (borrowed strings) */
     int ntail;
-    int expire;          /* expire: send the expiry DELETE after COMMIT */
-    char expire_h[16];   /* its parameter: the retention in hours */
+    int expire;        /* expire: send the expiry DELETE after COMMIT */
+    char expire_h[16]; /* its parameter: the retention in hours */
 } decision_request;
 
 typedef int (*decision_stage_fn)(decision_request *d);

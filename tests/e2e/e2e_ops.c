@@ -192,9 +192,9 @@ static int prepared_count(db_conn *c, const char *text)
 {
     PGresult *r = NULL;
     const char *v[] = {text};
-    ck_assert_int_eq(one(c, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", 1,
-                         v, &r),
-                     DB_OK);
+    ck_assert_int_eq(
+        one(c, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", 1, v, &r),
+        DB_OK);
     int n = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     return n;
@@ -250,8 +250,7 @@ START_TEST(pipeline_and_prepared_statements)
         {"SELECT 1 / 0", 0, NULL, NULL, NULL, 0},
     };
     ck_assert_int_eq(
-        db_pipeline(c, implicit, 2, wire_now_ms() + 5000, res, &failed, err, sizeof err),
-        DB_ERROR);
+        db_pipeline(c, implicit, 2, wire_now_ms() + 5000, res, &failed, err, sizeof err), DB_ERROR);
     ck_assert_int_eq(failed, 1);
     PQclear(res[0]);
     PQclear(res[1]);

@@ -7,6 +7,7 @@
  * the tokens of their own lines, checked against num_leaves, handed to model_lgbm_builder (which
  * checks every reference and renumbers canonically) and freed.
  * Costs: O(len) time; memory as stated in lgbmmodel.h. */
+#include "errbuf.h"
 #include "lgbmmodel.h"
 
 #include <errno.h>
@@ -30,12 +31,10 @@ typedef struct lctx {
 static int fail(lctx *x, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(lctx *x, int status, const char *fmt, ...)
 {
-    if (x->err != NULL && x->errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(x->err, x->errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    errbuf_vset(x->err, x->errlen, fmt, ap);
+    va_end(ap);
     return status;
 }
 

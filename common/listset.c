@@ -11,11 +11,11 @@
  *   u128 (two u64) pairs for IPv6.  A lookup is one binary search in one family.
  * Hashing is a 64-bit multiply-xorshift over 8-byte words (not DoS-resistant: items come from
  * authenticated API users, and probing stays O(1) on average for any fixed set). */
+#include "errbuf.h"
 #include "listset.h"
 
 #include <arpa/inet.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,18 +48,6 @@ struct listset {
 struct listset_builder {
     listset s;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 const char *listset_kind_name(listset_kind k)
 {
@@ -170,14 +158,14 @@ static int parse_number(const char *in, size_t len, double *out, char *err, size
 {
     char buf[LISTSET_ITEM_MAX + 1];
     if (len == 0 || len > LISTSET_ITEM_MAX || !json_number(in, len)) {
-        set_err(err, errlen, "expected a number (JSON syntax: -12, 0.5, 1e6)");
+        errbuf_set(err, errlen, "expected a number (JSON syntax: -12, 0.5, 1e6)");
         return LISTSET_E_INVALID;
     }
     memcpy(buf, in, len);
     buf[len] = 0;
     double v = strtod(buf, NULL);
     if (!isfinite(v)) {
-        set_err(err, errlen, "number out of range");
+        errbuf_set(err, errlen, "number out of range");
         return LISTSET_E_INVALID;
     }
     *out = v == 0 ? 0 : v;
@@ -222,9 +210,9 @@ int listset_ip_parse(const char *in, size_t len, listset_ip *out, char *err, siz
     if (alen == 0 || alen >= sizeof buf || memchr(in, '%', alen) != NULL ||
         memchr(in, 0, alen) != NULL) {
         if (memchr(in, '%', alen) != NULL)
-            set_err(err, errlen, "expected an IPv4 or IPv6 address without a zone id");
+            errbuf_set(err, errlen, "expected an IPv4 or IPv6 address without a zone id");
         else
-            set_err(err, errlen,
+            errbuf_set(err, errlen,
                     "expected an IPv4 or IPv6 address (or a CIDR range such as "
                     "10.0.0.0/8)");
         return LISTSET_E_INVALID;
@@ -235,7 +223,7 @@ int listset_ip_parse(const char *in, size_t len, listset_ip *out, char *err, siz
     int v6 = memchr(buf, ':', alen) != NULL;
     int ok = v6 ? inet_pton(AF_INET6, buf, out->addr) : inet_pton(AF_INET, buf, out->addr + 12);
     if (ok != 1) {
-        set_err(err, errlen,
+        errbuf_set(err, errlen,
                 "expected an IPv4 or IPv6 address (or a CIDR range such as "
                 "10.0.0.0/8)");
         return LISTSET_E_INVALID;
@@ -253,7 +241,7 @@ int listset_ip_parse(const char *in, size_t len, listset_ip *out, char *err, siz
             val = val * 10 + (p[i] - '0');
         }
         if (!good || val > (v6 ? 128 : 32)) {
-            set_err(err, errlen, "expected a prefix length 0..%d after '/'", v6 ? 128 : 32);
+            errbuf_set(err, errlen, "expected a prefix length 0..%d after '/'", v6 ? 128 : 32);
             return LISTSET_E_INVALID;
         }
         bits = v6 ? val : 96 + val;
@@ -266,7 +254,7 @@ int listset_ip_parse(const char *in, size_t len, listset_ip *out, char *err, siz
         char nb[LISTSET_CANON_MAX];
         if (ip_text(&net, nb, sizeof nb) != LISTSET_OK)
             nb[0] = 0;
-        set_err(err, errlen, "host bits are set in the range (the network is %s)", nb);
+        errbuf_set(err, errlen, "host bits are set in the range (the network is %s)", nb);
         return LISTSET_E_INVALID;
     }
     out->v4 = (uint8_t)is_mapped;
@@ -279,11 +267,11 @@ int listset_ip_parse(const char *in, size_t len, listset_ip *out, char *err, siz
 static int string_item_check(const char *s, size_t len, char *err, size_t errlen)
 {
     if (len == 0 || !utf8_valid(s, len)) {
-        set_err(err, errlen, "expected a non-empty UTF-8 string");
+        errbuf_set(err, errlen, "expected a non-empty UTF-8 string");
         return LISTSET_E_INVALID;
     }
     if (memchr(s, 0, len) != NULL) {
-        set_err(err, errlen, "a string item cannot contain U+0000");
+        errbuf_set(err, errlen, "a string item cannot contain U+0000");
         return LISTSET_E_INVALID;
     }
     return LISTSET_OK;
@@ -295,7 +283,7 @@ int listset_canon(listset_kind k, const char *in, size_t len, char *out, size_t 
                   size_t errlen)
 {
     if (len > LISTSET_ITEM_MAX) {
-        set_err(err, errlen, "item longer than %d bytes", LISTSET_ITEM_MAX);
+        errbuf_set(err, errlen, "item longer than %d bytes", LISTSET_ITEM_MAX);
         return LISTSET_E_INVALID;
     }
     switch (k) {
@@ -303,7 +291,7 @@ int listset_canon(listset_kind k, const char *in, size_t len, char *out, size_t 
         if (string_item_check(in, len, err, errlen) != LISTSET_OK)
             return LISTSET_E_INVALID;
         if (outlen <= len) {
-            set_err(err, errlen, "output buffer too small");
+            errbuf_set(err, errlen, "output buffer too small");
             return LISTSET_E_INVALID;
         }
         memcpy(out, in, len);
@@ -314,7 +302,7 @@ int listset_canon(listset_kind k, const char *in, size_t len, char *out, size_t 
         if (parse_number(in, len, &v, err, errlen) != LISTSET_OK)
             return LISTSET_E_INVALID;
         if (listset_number_canon(v, out, outlen) != LISTSET_OK) {
-            set_err(err, errlen, "output buffer too small");
+            errbuf_set(err, errlen, "output buffer too small");
             return LISTSET_E_INVALID;
         }
         return LISTSET_OK;
@@ -324,13 +312,13 @@ int listset_canon(listset_kind k, const char *in, size_t len, char *out, size_t 
         if (listset_ip_parse(in, len, &a, err, errlen) != LISTSET_OK)
             return LISTSET_E_INVALID;
         if (ip_text(&a, out, outlen) != LISTSET_OK) {
-            set_err(err, errlen, "output buffer too small");
+            errbuf_set(err, errlen, "output buffer too small");
             return LISTSET_E_INVALID;
         }
         return LISTSET_OK;
     }
     default:
-        set_err(err, errlen, "unknown list kind");
+        errbuf_set(err, errlen, "unknown list kind");
         return LISTSET_E_INVALID;
     }
 }
@@ -511,12 +499,12 @@ int listset_builder_add(listset_builder *b, const char *item, size_t len, char *
 {
     listset *s = &b->s;
     if (s->failed) {
-        set_err(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         return LISTSET_E_NOMEM;
     }
     int rc;
     if (len > LISTSET_ITEM_MAX) {
-        set_err(err, errlen, "item longer than %d bytes", LISTSET_ITEM_MAX);
+        errbuf_set(err, errlen, "item longer than %d bytes", LISTSET_ITEM_MAX);
         return LISTSET_E_INVALID;
     }
     if (s->kind == LISTSET_STRING) {
@@ -536,7 +524,7 @@ int listset_builder_add(listset_builder *b, const char *item, size_t len, char *
     }
     if (rc != LISTSET_OK) {
         s->failed = 1;
-        set_err(err, errlen, "out of memory or more than %d items", LISTSET_ITEMS_MAX);
+        errbuf_set(err, errlen, "out of memory or more than %d items", LISTSET_ITEMS_MAX);
     }
     return rc;
 }

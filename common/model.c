@@ -2,11 +2,11 @@
  * allocates, is model_build.c (API side only).
  *
  * Costs: model_validate O(blob length) time, O(1) memory. */
+#include "errbuf.h"
 #include "model.h"
 
 #include <math.h>
 #include <stddef.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,18 +118,6 @@ uint32_t model_outputs_per_row(const model_view *v, int output_margin)
     return model_outputs(v->hdr->objective, v->hdr->num_class, output_margin);
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- validation --------------------------------------------------------------------------------
  */
 
@@ -142,13 +130,13 @@ static int validate_tree(const model_node_rec *nodes, uint32_t n, uint32_t tree,
     for (uint32_t i = 0; i < n; i++) {
         const model_node_rec *nd = &nodes[i];
         if (i > 0 && i >= next) {
-            set_err(err, errlen, "tree %u node %u: unreachable (not in breadth-first order)", tree,
+            errbuf_set(err, errlen, "tree %u node %u: unreachable (not in breadth-first order)", tree,
                     i);
             return -1;
         }
         if (nd->left == -1) {
             if (nd->right != -1 || nd->split != 0) {
-                set_err(err, errlen, "tree %u node %u: malformed leaf", tree, i);
+                errbuf_set(err, errlen, "tree %u node %u: malformed leaf", tree, i);
                 return -1;
             }
             continue;
@@ -156,7 +144,7 @@ static int validate_tree(const model_node_rec *nodes, uint32_t n, uint32_t tree,
         /* Internal: the children must be the next two unassigned indices. */
         if (nd->left < 0 || (uint32_t)nd->left != next || nd->right != nd->left + 1 ||
             (uint64_t)next + 2 > n || next <= i) {
-            set_err(err, errlen, "tree %u node %u: children %d,%d break canonical order", tree, i,
+            errbuf_set(err, errlen, "tree %u node %u: children %d,%d break canonical order", tree, i,
                     nd->left, nd->right);
             return -1;
         }
@@ -165,7 +153,7 @@ static int validate_tree(const model_node_rec *nodes, uint32_t n, uint32_t tree,
         uint32_t feat = nd->split & MODEL_NODE_FEATURE_MASK;
         if ((flags & ~(MODEL_NODE_DEFAULT_LEFT | MODEL_NODE_CATEGORICAL)) != 0 ||
             feat >= h->num_feature) {
-            set_err(err, errlen, "tree %u node %u: split feature %u out of range (%u features)",
+            errbuf_set(err, errlen, "tree %u node %u: split feature %u out of range (%u features)",
                     tree, i, feat, h->num_feature);
             return -1;
         }
@@ -178,13 +166,13 @@ static int validate_tree(const model_node_rec *nodes, uint32_t n, uint32_t tree,
                                 cats[off] > MODEL_MAX_CAT_SET_WORDS ||
                                 cats[off] > h->num_cat_words - off - 1;
             if (bad) {
-                set_err(err, errlen, "tree %u node %u: categorical set out of range", tree, i);
+                errbuf_set(err, errlen, "tree %u node %u: categorical set out of range", tree, i);
                 return -1;
             }
         }
     }
     if (next != n) {
-        set_err(err, errlen, "tree %u: %u nodes but %u reachable", tree, n, next);
+        errbuf_set(err, errlen, "tree %u: %u nodes but %u reachable", tree, n, next);
         return -1;
     }
     return 0;
@@ -201,13 +189,13 @@ static int validate_cat_lists(const uint32_t *cats, uint32_t n, char *err, size_
         uint32_t w = cats[pos];
         uint32_t k = w & ~MODEL_CAT_LIST_TAG;
         if (!(w & MODEL_CAT_LIST_TAG) || k == 0 || k > MODEL_MAX_CAT_LIST || k > n - pos - 1) {
-            set_err(err, errlen, "categorical list at word %u: bad header", pos);
+            errbuf_set(err, errlen, "categorical list at word %u: bad header", pos);
             return -1;
         }
         const uint32_t *c = cats + pos + 1;
         for (uint32_t j = 0; j < k; j++)
             if (c[j] > MODEL_MAX_CATEGORY || (j > 0 && c[j] <= c[j - 1])) {
-                set_err(err, errlen, "categorical list at word %u: not sorted categories", pos);
+                errbuf_set(err, errlen, "categorical list at word %u: not sorted categories", pos);
                 return -1;
             }
         pos += 1 + k;
@@ -225,20 +213,20 @@ static int validate_tree_lgbm(const model_lgbm_node *nodes, uint32_t n, uint32_t
     for (uint32_t i = 0; i < n; i++) {
         const model_lgbm_node *nd = &nodes[i];
         if (i > 0 && i >= next) {
-            set_err(err, errlen, "tree %u node %u: unreachable (not in breadth-first order)", tree,
+            errbuf_set(err, errlen, "tree %u node %u: unreachable (not in breadth-first order)", tree,
                     i);
             return -1;
         }
         if (nd->left == -1) {
             if (nd->right != -1 || nd->split != 0 || nd->cat != 0) {
-                set_err(err, errlen, "tree %u node %u: malformed leaf", tree, i);
+                errbuf_set(err, errlen, "tree %u node %u: malformed leaf", tree, i);
                 return -1;
             }
             continue;
         }
         if (nd->left < 0 || (uint32_t)nd->left != next || nd->right != nd->left + 1 ||
             (uint64_t)next + 2 > n || next <= i) {
-            set_err(err, errlen, "tree %u node %u: children %d,%d break canonical order", tree, i,
+            errbuf_set(err, errlen, "tree %u node %u: children %d,%d break canonical order", tree, i,
                     nd->left, nd->right);
             return -1;
         }
@@ -246,7 +234,7 @@ static int validate_tree_lgbm(const model_lgbm_node *nodes, uint32_t n, uint32_t
         uint32_t feat = nd->split & MODEL_LGBM_FEATURE_MASK;
         uint32_t miss = (nd->split & MODEL_LGBM_MISSING_MASK) >> MODEL_LGBM_MISSING_SHIFT;
         if (feat >= h->num_feature || miss > MODEL_LGBM_MISSING_NAN) {
-            set_err(err, errlen,
+            errbuf_set(err, errlen,
                     "tree %u node %u: split feature %u or missing type %u out of range", tree, i,
                     feat, miss);
             return -1;
@@ -255,16 +243,16 @@ static int validate_tree_lgbm(const model_lgbm_node *nodes, uint32_t n, uint32_t
             uint32_t off = nd->cat;
             if (off >= h->num_cat_words || cats[off] == 0 ||
                 cats[off] > h->num_cat_words - off - 1) {
-                set_err(err, errlen, "tree %u node %u: categorical set out of range", tree, i);
+                errbuf_set(err, errlen, "tree %u node %u: categorical set out of range", tree, i);
                 return -1;
             }
         } else if (nd->cat != 0) {
-            set_err(err, errlen, "tree %u node %u: numerical node with a set", tree, i);
+            errbuf_set(err, errlen, "tree %u node %u: numerical node with a set", tree, i);
             return -1;
         }
     }
     if (next != n) {
-        set_err(err, errlen, "tree %u: %u nodes but %u reachable", tree, n, next);
+        errbuf_set(err, errlen, "tree %u: %u nodes but %u reachable", tree, n, next);
         return -1;
     }
     return 0;
@@ -277,41 +265,41 @@ static int validate_lgbm(const void *blob, size_t len, model_view *v, char *err,
     const model_lgbm_header *lh = blob;
     for (size_t i = 0; i < sizeof(lh->reserved) / sizeof(lh->reserved[0]); i++)
         if (lh->reserved[i] != 0) {
-            set_err(err, errlen, "reserved header field is not zero");
+            errbuf_set(err, errlen, "reserved header field is not zero");
             return -1;
         }
     if (!model_objective_is_lgbm(h->objective)) {
-        set_err(err, errlen, "unknown objective %u", h->objective);
+        errbuf_set(err, errlen, "unknown objective %u", h->objective);
         return -1;
     }
     if ((h->flags & ~MODEL_LF_ALL) != 0) {
-        set_err(err, errlen, "unknown flags 0x%x", h->flags);
+        errbuf_set(err, errlen, "unknown flags 0x%x", h->flags);
         return -1;
     }
     double param = model_lgbm_value(lh->param);
     if (!isfinite(param)) {
-        set_err(err, errlen, "objective parameter is not finite");
+        errbuf_set(err, errlen, "objective parameter is not finite");
         return -1;
     }
     if (h->num_feature == 0 || h->num_feature > MODEL_MAX_FEATURES) {
-        set_err(err, errlen, "num_feature %u out of range", h->num_feature);
+        errbuf_set(err, errlen, "num_feature %u out of range", h->num_feature);
         return -1;
     }
     if (h->num_class == 0 || h->num_class > MODEL_MAX_CLASSES ||
         (!is_multi(h->objective) && h->num_class != 1)) {
-        set_err(err, errlen, "num_class %u invalid for the objective", h->num_class);
+        errbuf_set(err, errlen, "num_class %u invalid for the objective", h->num_class);
         return -1;
     }
     if (h->num_trees > MODEL_MAX_TREES || h->num_nodes > MODEL_MAX_NODES ||
         h->num_cat_words > MODEL_MAX_CAT_WORDS || h->num_nodes < h->num_trees) {
-        set_err(err, errlen, "tree/node/category counts out of range");
+        errbuf_set(err, errlen, "tree/node/category counts out of range");
         return -1;
     }
     uint64_t want = (uint64_t)MODEL_HEADER_SIZE + (uint64_t)h->num_trees * 16u +
                     (uint64_t)h->num_nodes * sizeof(model_lgbm_node) +
                     (uint64_t)h->num_cat_words * 4u;
     if (want != (uint64_t)len) {
-        set_err(err, errlen, "blob is %zu bytes, header describes %llu", len,
+        errbuf_set(err, errlen, "blob is %zu bytes, header describes %llu", len,
                 (unsigned long long)want);
         return -1;
     }
@@ -324,11 +312,11 @@ static int validate_lgbm(const void *blob, size_t len, model_view *v, char *err,
         const model_tree_rec *tr = &trees[t];
         if (tr->first_node != first || tr->num_nodes == 0 || tr->num_nodes > MODEL_MAX_TREE_NODES ||
             tr->num_nodes > h->num_nodes - first) {
-            set_err(err, errlen, "tree %u: node range out of order or out of bounds", t);
+            errbuf_set(err, errlen, "tree %u: node range out of order or out of bounds", t);
             return -1;
         }
         if (tr->group != t % h->num_class || tr->weight != 1.0f) {
-            set_err(err, errlen, "tree %u: group %u or weight is not LightGBM's", t, tr->group);
+            errbuf_set(err, errlen, "tree %u: group %u or weight is not LightGBM's", t, tr->group);
             return -1;
         }
         if (validate_tree_lgbm(nodes + first, tr->num_nodes, t, h, cats, err, errlen) != 0)
@@ -336,7 +324,7 @@ static int validate_lgbm(const void *blob, size_t len, model_view *v, char *err,
         first += tr->num_nodes;
     }
     if (first != h->num_nodes) {
-        set_err(err, errlen, "trees cover %u of %u nodes", first, h->num_nodes);
+        errbuf_set(err, errlen, "trees cover %u of %u nodes", first, h->num_nodes);
         return -1;
     }
     v->hdr = h;
@@ -357,48 +345,48 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
     (void)scratch_len;
     memset(v, 0, sizeof(*v));
     if (blob == NULL || ((uintptr_t)blob & 3u) != 0) {
-        set_err(err, errlen, "blob is NULL or not 4-byte aligned");
+        errbuf_set(err, errlen, "blob is NULL or not 4-byte aligned");
         return -1;
     }
     if (len < MODEL_HEADER_SIZE) {
-        set_err(err, errlen, "blob of %zu bytes is shorter than the header", len);
+        errbuf_set(err, errlen, "blob of %zu bytes is shorter than the header", len);
         return -1;
     }
     const model_file_header *h = blob;
     if (h->magic == MODEL_MAGIC && h->format_version == MODEL_FORMAT_LGBM)
         return validate_lgbm(blob, len, v, err, errlen);
     if (h->magic != MODEL_MAGIC || h->format_version != MODEL_FORMAT_VERSION) {
-        set_err(err, errlen, "bad magic or format version");
+        errbuf_set(err, errlen, "bad magic or format version");
         return -1;
     }
     for (size_t i = 0; i < sizeof(h->reserved) / sizeof(h->reserved[0]); i++)
         if (h->reserved[i] != 0) {
-            set_err(err, errlen, "reserved header field is not zero");
+            errbuf_set(err, errlen, "reserved header field is not zero");
             return -1;
         }
     if (h->objective == 0 || h->objective >= MODEL_OBJ_MAX) {
-        set_err(err, errlen, "unknown objective %u", h->objective);
+        errbuf_set(err, errlen, "unknown objective %u", h->objective);
         return -1;
     }
     if ((h->flags & ~MODEL_F_ALL) != 0) {
-        set_err(err, errlen, "unknown flags 0x%x", h->flags);
+        errbuf_set(err, errlen, "unknown flags 0x%x", h->flags);
         return -1;
     }
     if (h->num_feature == 0 || h->num_feature > MODEL_MAX_FEATURES) {
-        set_err(err, errlen, "num_feature %u out of range", h->num_feature);
+        errbuf_set(err, errlen, "num_feature %u out of range", h->num_feature);
         return -1;
     }
     if (h->num_class == 0 || h->num_class > MODEL_MAX_CLASSES) {
-        set_err(err, errlen, "num_class %u invalid for the objective", h->num_class);
+        errbuf_set(err, errlen, "num_class %u invalid for the objective", h->num_class);
         return -1;
     }
     if (h->num_trees > MODEL_MAX_TREES || h->num_nodes > MODEL_MAX_NODES ||
         h->num_cat_words > MODEL_MAX_CAT_WORDS || h->num_nodes < h->num_trees) {
-        set_err(err, errlen, "tree/node/category counts out of range");
+        errbuf_set(err, errlen, "tree/node/category counts out of range");
         return -1;
     }
     if (!isfinite(h->base_margin)) {
-        set_err(err, errlen, "base_margin is not finite");
+        errbuf_set(err, errlen, "base_margin is not finite");
         return -1;
     }
     /* All counts are bounded above, so this cannot overflow a 64-bit size. */
@@ -407,7 +395,7 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
     if (h->flags & MODEL_F_COVERS)
         want += (uint64_t)h->num_nodes * 4u;
     if (want != (uint64_t)len) {
-        set_err(err, errlen, "blob is %zu bytes, header describes %llu", len,
+        errbuf_set(err, errlen, "blob is %zu bytes, header describes %llu", len,
                 (unsigned long long)want);
         return -1;
     }
@@ -424,15 +412,15 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
         const model_tree_rec *tr = &trees[t];
         if (tr->first_node != first || tr->num_nodes == 0 || tr->num_nodes > MODEL_MAX_TREE_NODES ||
             tr->num_nodes > h->num_nodes - first) {
-            set_err(err, errlen, "tree %u: node range out of order or out of bounds", t);
+            errbuf_set(err, errlen, "tree %u: node range out of order or out of bounds", t);
             return -1;
         }
         if (tr->group >= h->num_class) {
-            set_err(err, errlen, "tree %u: group %u >= num_class %u", t, tr->group, h->num_class);
+            errbuf_set(err, errlen, "tree %u: group %u >= num_class %u", t, tr->group, h->num_class);
             return -1;
         }
         if (!isfinite(tr->weight) || (!(h->flags & MODEL_F_DART) && tr->weight != 1.0f)) {
-            set_err(err, errlen, "tree %u: bad weight", t);
+            errbuf_set(err, errlen, "tree %u: bad weight", t);
             return -1;
         }
         if (validate_tree(nodes + first, tr->num_nodes, t, h, cats, err, errlen) != 0)
@@ -440,7 +428,7 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
         first += tr->num_nodes;
     }
     if (first != h->num_nodes) {
-        set_err(err, errlen, "trees cover %u of %u nodes", first, h->num_nodes);
+        errbuf_set(err, errlen, "trees cover %u of %u nodes", first, h->num_nodes);
         return -1;
     }
     v->hdr = h;

@@ -5,28 +5,16 @@
  * Costs: model_builder_add_tree O(nodes + c log c) time for c categories listed by the tree,
  * O(nodes) temporary memory; categorical sets are kept as sorted lists (1 + distinct categories
  * words each).  model_build O(blob length). */
+#include "errbuf.h"
 #include "model_build.h"
 
 #include <math.h>
 #include <stddef.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dynbuf.h"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- builder -----------------------------------------------------------------------------------
  */
@@ -113,26 +101,26 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
     uint64_t bits0 = b->bitset_words;
 
     if (b->lgbm || n == 0 || n > MODEL_MAX_TREE_NODES) {
-        set_err(err, errlen, "tree with %u nodes (or a format-2 builder)", n);
+        errbuf_set(err, errlen, "tree with %u nodes (or a format-2 builder)", n);
         goto fail;
     }
     if (h->num_trees >= MODEL_MAX_TREES) {
-        set_err(err, errlen, "more than %u trees", MODEL_MAX_TREES);
+        errbuf_set(err, errlen, "more than %u trees", MODEL_MAX_TREES);
         goto fail;
     }
     if (group >= h->num_class) {
-        set_err(err, errlen, "tree group %u >= num_class %u", group, h->num_class);
+        errbuf_set(err, errlen, "tree group %u >= num_class %u", group, h->num_class);
         goto fail;
     }
     if (!isfinite(weight)) {
-        set_err(err, errlen, "tree weight is not finite");
+        errbuf_set(err, errlen, "tree weight is not finite");
         goto fail;
     }
     queue = malloc((size_t)n * sizeof(*queue));
     seen = calloc(n, 1);
     if (queue == NULL || seen == NULL ||
         grow((void **)&b->trees, &b->trees_cap, (size_t)h->num_trees + 1, sizeof(*b->trees))) {
-        set_err(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         goto fail;
     }
     uint32_t qlen = 1;
@@ -143,11 +131,11 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
         if (s->left == -1)
             continue;
         if (s->left < 0 || (uint32_t)s->left >= n || s->right < 0 || (uint32_t)s->right >= n) {
-            set_err(err, errlen, "node %u: child index out of range", queue[k]);
+            errbuf_set(err, errlen, "node %u: child index out of range", queue[k]);
             goto fail;
         }
         if (seen[s->left] || seen[s->right] || s->left == s->right) {
-            set_err(err, errlen, "node %u: child reached twice (cycle or shared node)", queue[k]);
+            errbuf_set(err, errlen, "node %u: child reached twice (cycle or shared node)", queue[k]);
             goto fail;
         }
         seen[s->left] = seen[s->right] = 1;
@@ -155,13 +143,13 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
         queue[qlen++] = (uint32_t)s->right;
     }
     if ((uint64_t)h->num_nodes + qlen > MODEL_MAX_NODES) {
-        set_err(err, errlen, "more than %u nodes in total", MODEL_MAX_NODES);
+        errbuf_set(err, errlen, "more than %u nodes in total", MODEL_MAX_NODES);
         goto fail;
     }
     if (grow((void **)&b->nodes, &b->nodes_cap, (size_t)h->num_nodes + qlen, sizeof(*b->nodes)) ||
         grow((void **)&b->covers, &b->covers_cap, (size_t)h->num_nodes + qlen,
              sizeof(*b->covers))) {
-        set_err(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         goto fail;
     }
     uint32_t next = 1;
@@ -179,7 +167,7 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
         d->right = (int32_t)next + 1;
         next += 2;
         if (s->feature >= h->num_feature) {
-            set_err(err, errlen, "node %u: split feature %u >= num_feature %u", queue[k],
+            errbuf_set(err, errlen, "node %u: split feature %u >= num_feature %u", queue[k],
                     s->feature, h->num_feature);
             goto fail;
         }
@@ -190,24 +178,24 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
         }
         d->split |= MODEL_NODE_CATEGORICAL;
         if (s->n_cats == 0 || s->cats == NULL) {
-            set_err(err, errlen, "node %u: categorical split without categories", queue[k]);
+            errbuf_set(err, errlen, "node %u: categorical split without categories", queue[k]);
             goto fail;
         }
         /* The set as a sorted list without duplicates: at most 1 + n_cats words, which is what
          * the model file spent on it (a category is at least one byte there). */
         uint64_t total = (uint64_t)b->cats_len + 1 + s->n_cats;
         if (total > MODEL_MAX_CAT_WORDS) {
-            set_err(err, errlen, "categorical sets exceed %u words", MODEL_MAX_CAT_WORDS);
+            errbuf_set(err, errlen, "categorical sets exceed %u words", MODEL_MAX_CAT_WORDS);
             goto fail;
         }
         if (grow((void **)&b->cats, &b->cats_cap, (size_t)total, sizeof(*b->cats))) {
-            set_err(err, errlen, "out of memory");
+            errbuf_set(err, errlen, "out of memory");
             goto fail;
         }
         uint32_t off = b->cats_len, *list = b->cats + off + 1;
         for (uint32_t j = 0; j < s->n_cats; j++) {
             if (s->cats[j] < 0 || s->cats[j] > (int64_t)MODEL_MAX_CATEGORY) {
-                set_err(err, errlen, "node %u: category %lld outside [0, 2^24)", queue[k],
+                errbuf_set(err, errlen, "node %u: category %lld outside [0, 2^24)", queue[k],
                         (long long)s->cats[j]);
                 goto fail;
             }
@@ -272,22 +260,22 @@ int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, 
     uint32_t nl = t->num_leaves, ni = nl ? nl - 1 : 0;
 
     if (!b->lgbm || nl == 0 || (uint64_t)nl * 2 - 1 > MODEL_MAX_TREE_NODES) {
-        set_err(err, errlen, "tree with %u leaves", nl);
+        errbuf_set(err, errlen, "tree with %u leaves", nl);
         goto fail;
     }
     if (h->num_trees >= MODEL_MAX_TREES) {
-        set_err(err, errlen, "more than %u trees", MODEL_MAX_TREES);
+        errbuf_set(err, errlen, "more than %u trees", MODEL_MAX_TREES);
         goto fail;
     }
     if (t->num_cat > 0) {
         if (t->cat_boundaries == NULL || t->cat_boundaries[0] != 0 ||
             (uint32_t)t->cat_boundaries[t->num_cat] != t->n_cat_threshold) {
-            set_err(err, errlen, "cat_boundaries do not span cat_threshold");
+            errbuf_set(err, errlen, "cat_boundaries do not span cat_threshold");
             goto fail;
         }
         for (uint32_t i = 0; i < t->num_cat; i++)
             if (t->cat_boundaries[i + 1] < t->cat_boundaries[i]) {
-                set_err(err, errlen, "cat_boundaries decrease");
+                errbuf_set(err, errlen, "cat_boundaries decrease");
                 goto fail;
             }
     }
@@ -297,7 +285,7 @@ int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, 
     seen_leaf = calloc(nl, 1);
     if (queue == NULL || seen_int == NULL || seen_leaf == NULL ||
         grow((void **)&b->trees, &b->trees_cap, (size_t)h->num_trees + 1, sizeof(*b->trees))) {
-        set_err(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         goto fail;
     }
     uint32_t qlen = 1;
@@ -314,12 +302,12 @@ int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, 
         for (int j = 0; j < 2; j++) {
             int32_t c = kids[j];
             if (!lgbm_ref_ok(c, ni, nl)) {
-                set_err(err, errlen, "node %d: child %d out of range", r, c);
+                errbuf_set(err, errlen, "node %d: child %d out of range", r, c);
                 goto fail;
             }
             uint8_t *s = c >= 0 ? &seen_int[c] : &seen_leaf[~c];
             if (*s) {
-                set_err(err, errlen, "node %d: child %d reached twice (cycle or shared node)", r,
+                errbuf_set(err, errlen, "node %d: child %d reached twice (cycle or shared node)", r,
                         c);
                 goto fail;
             }
@@ -328,12 +316,12 @@ int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, 
         }
     }
     if ((uint64_t)h->num_nodes + qlen > MODEL_MAX_NODES) {
-        set_err(err, errlen, "more than %u nodes in total", MODEL_MAX_NODES);
+        errbuf_set(err, errlen, "more than %u nodes in total", MODEL_MAX_NODES);
         goto fail;
     }
     if (grow((void **)&b->lnodes, &b->lnodes_cap, (size_t)h->num_nodes + qlen,
              sizeof(*b->lnodes))) {
-        set_err(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         goto fail;
     }
     uint32_t next = 1;
@@ -352,12 +340,12 @@ int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, 
         int32_t f = t->split_feature[r], dt = t->decision_type[r];
         uint32_t miss = ((uint32_t)dt >> 2) & 3u;
         if (f < 0 || (uint32_t)f >= h->num_feature) {
-            set_err(err, errlen, "node %d: split feature %d outside 0..%u", r, f,
+            errbuf_set(err, errlen, "node %d: split feature %d outside 0..%u", r, f,
                     h->num_feature - 1);
             goto fail;
         }
         if (miss > MODEL_LGBM_MISSING_NAN) {
-            set_err(err, errlen, "node %d: decision_type %d has missing type 3", r, dt);
+            errbuf_set(err, errlen, "node %d: decision_type %d has missing type 3", r, dt);
             goto fail;
         }
         d->split = (uint32_t)f | miss << MODEL_LGBM_MISSING_SHIFT |
@@ -370,7 +358,7 @@ int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, 
         }
         /* CategoricalDecision: cat_idx = static_cast<int>(threshold). */
         if (!(thr > -1.0 && thr < (double)t->num_cat)) {
-            set_err(err, errlen, "node %d: categorical threshold %.17g is not a set index", r, thr);
+            errbuf_set(err, errlen, "node %d: categorical threshold %.17g is not a set index", r, thr);
             goto fail;
         }
         uint32_t ci = (uint32_t)thr;
@@ -378,11 +366,11 @@ int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, 
         uint32_t words = hi - lo ? hi - lo : 1; /* an empty set: one zero word, nothing left */
         uint64_t need = (uint64_t)h->num_cat_words + 1 + words;
         if (need > MODEL_MAX_CAT_WORDS) {
-            set_err(err, errlen, "categorical sets exceed %u words", MODEL_MAX_CAT_WORDS);
+            errbuf_set(err, errlen, "categorical sets exceed %u words", MODEL_MAX_CAT_WORDS);
             goto fail;
         }
         if (grow((void **)&b->cats, &b->cats_cap, (size_t)need, sizeof(*b->cats))) {
-            set_err(err, errlen, "out of memory");
+            errbuf_set(err, errlen, "out of memory");
             goto fail;
         }
         uint32_t off = h->num_cat_words;
@@ -456,7 +444,7 @@ int model_build(model_builder *b, void **blob_out, size_t *len_out, char *err, s
         len += (size_t)h.num_nodes * sizeof(float);
     blob = malloc(len); /* malloc's alignment satisfies model_validate's 4 bytes */
     if (blob == NULL) {
-        set_err(err, errlen, "out of memory for a %zu-byte blob", len);
+        errbuf_set(err, errlen, "out of memory for a %zu-byte blob", len);
         goto fail;
     }
     uint8_t *p = blob;

@@ -15,6 +15,7 @@
  *     num_target scalar trees of the same shape, one per target in order, leaf k of target g being
  *     leaf_weights[k * num_target + g]: per target, the same additions in the same order.
  * Costs: O(len) time; memory as stated in xgbmodel.h. */
+#include "errbuf.h"
 #include "xgbmodel.h"
 
 #include <math.h>
@@ -41,12 +42,10 @@ typedef struct xctx {
 static int fail(xctx *x, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(xctx *x, int status, const char *fmt, ...)
 {
-    if (x->err != NULL && x->errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(x->err, x->errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    errbuf_vset(x->err, x->errlen, fmt, ap);
+    va_end(ap);
     return status;
 }
 

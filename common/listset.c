@@ -213,8 +213,8 @@ int listset_ip_parse(const char *in, size_t len, listset_ip *out, char *err, siz
             errbuf_set(err, errlen, "expected an IPv4 or IPv6 address without a zone id");
         else
             errbuf_set(err, errlen,
-                    "expected an IPv4 or IPv6 address (or a CIDR range such as "
-                    "10.0.0.0/8)");
+                       "expected an IPv4 or IPv6 address (or a CIDR range such as "
+                       "10.0.0.0/8)");
         return LISTSET_E_INVALID;
     }
     memcpy(buf, in, alen);
@@ -224,8 +224,8 @@ int listset_ip_parse(const char *in, size_t len, listset_ip *out, char *err, siz
     int ok = v6 ? inet_pton(AF_INET6, buf, out->addr) : inet_pton(AF_INET, buf, out->addr + 12);
     if (ok != 1) {
         errbuf_set(err, errlen,
-                "expected an IPv4 or IPv6 address (or a CIDR range such as "
-                "10.0.0.0/8)");
+                   "expected an IPv4 or IPv6 address (or a CIDR range such as "
+                   "10.0.0.0/8)");
         return LISTSET_E_INVALID;
     }
     if (!v6)

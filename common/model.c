@@ -130,8 +130,8 @@ static int validate_tree(const model_node_rec *nodes, uint32_t n, uint32_t tree,
     for (uint32_t i = 0; i < n; i++) {
         const model_node_rec *nd = &nodes[i];
         if (i > 0 && i >= next) {
-            errbuf_set(err, errlen, "tree %u node %u: unreachable (not in breadth-first order)", tree,
-                    i);
+            errbuf_set(err, errlen, "tree %u node %u: unreachable (not in breadth-first order)",
+                       tree, i);
             return -1;
         }
         if (nd->left == -1) {
@@ -144,8 +144,8 @@ static int validate_tree(const model_node_rec *nodes, uint32_t n, uint32_t tree,
         /* Internal: the children must be the next two unassigned indices. */
         if (nd->left < 0 || (uint32_t)nd->left != next || nd->right != nd->left + 1 ||
             (uint64_t)next + 2 > n || next <= i) {
-            errbuf_set(err, errlen, "tree %u node %u: children %d,%d break canonical order", tree, i,
-                    nd->left, nd->right);
+            errbuf_set(err, errlen, "tree %u node %u: children %d,%d break canonical order", tree,
+                       i, nd->left, nd->right);
             return -1;
         }
         next += 2;
@@ -154,7 +154,7 @@ static int validate_tree(const model_node_rec *nodes, uint32_t n, uint32_t tree,
         if ((flags & ~(MODEL_NODE_DEFAULT_LEFT | MODEL_NODE_CATEGORICAL)) != 0 ||
             feat >= h->num_feature) {
             errbuf_set(err, errlen, "tree %u node %u: split feature %u out of range (%u features)",
-                    tree, i, feat, h->num_feature);
+                       tree, i, feat, h->num_feature);
             return -1;
         }
         if (flags & MODEL_NODE_CATEGORICAL) {
@@ -213,8 +213,8 @@ static int validate_tree_lgbm(const model_lgbm_node *nodes, uint32_t n, uint32_t
     for (uint32_t i = 0; i < n; i++) {
         const model_lgbm_node *nd = &nodes[i];
         if (i > 0 && i >= next) {
-            errbuf_set(err, errlen, "tree %u node %u: unreachable (not in breadth-first order)", tree,
-                    i);
+            errbuf_set(err, errlen, "tree %u node %u: unreachable (not in breadth-first order)",
+                       tree, i);
             return -1;
         }
         if (nd->left == -1) {
@@ -226,8 +226,8 @@ static int validate_tree_lgbm(const model_lgbm_node *nodes, uint32_t n, uint32_t
         }
         if (nd->left < 0 || (uint32_t)nd->left != next || nd->right != nd->left + 1 ||
             (uint64_t)next + 2 > n || next <= i) {
-            errbuf_set(err, errlen, "tree %u node %u: children %d,%d break canonical order", tree, i,
-                    nd->left, nd->right);
+            errbuf_set(err, errlen, "tree %u node %u: children %d,%d break canonical order", tree,
+                       i, nd->left, nd->right);
             return -1;
         }
         next += 2;
@@ -235,8 +235,8 @@ static int validate_tree_lgbm(const model_lgbm_node *nodes, uint32_t n, uint32_t
         uint32_t miss = (nd->split & MODEL_LGBM_MISSING_MASK) >> MODEL_LGBM_MISSING_SHIFT;
         if (feat >= h->num_feature || miss > MODEL_LGBM_MISSING_NAN) {
             errbuf_set(err, errlen,
-                    "tree %u node %u: split feature %u or missing type %u out of range", tree, i,
-                    feat, miss);
+                       "tree %u node %u: split feature %u or missing type %u out of range", tree, i,
+                       feat, miss);
             return -1;
         }
         if (nd->split & MODEL_NODE_CATEGORICAL) {
@@ -300,7 +300,7 @@ static int validate_lgbm(const void *blob, size_t len, model_view *v, char *err,
                     (uint64_t)h->num_cat_words * 4u;
     if (want != (uint64_t)len) {
         errbuf_set(err, errlen, "blob is %zu bytes, header describes %llu", len,
-                (unsigned long long)want);
+                   (unsigned long long)want);
         return -1;
     }
     const uint8_t *base = blob;
@@ -396,7 +396,7 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
         want += (uint64_t)h->num_nodes * 4u;
     if (want != (uint64_t)len) {
         errbuf_set(err, errlen, "blob is %zu bytes, header describes %llu", len,
-                (unsigned long long)want);
+                   (unsigned long long)want);
         return -1;
     }
     const uint8_t *base = blob;
@@ -416,7 +416,8 @@ int model_validate(const void *blob, size_t len, uint8_t *scratch, size_t scratc
             return -1;
         }
         if (tr->group >= h->num_class) {
-            errbuf_set(err, errlen, "tree %u: group %u >= num_class %u", t, tr->group, h->num_class);
+            errbuf_set(err, errlen, "tree %u: group %u >= num_class %u", t, tr->group,
+                       h->num_class);
             return -1;
         }
         if (!isfinite(tr->weight) || (!(h->flags & MODEL_F_DART) && tr->weight != 1.0f)) {

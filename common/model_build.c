@@ -135,7 +135,8 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
             goto fail;
         }
         if (seen[s->left] || seen[s->right] || s->left == s->right) {
-            errbuf_set(err, errlen, "node %u: child reached twice (cycle or shared node)", queue[k]);
+            errbuf_set(err, errlen, "node %u: child reached twice (cycle or shared node)",
+                       queue[k]);
             goto fail;
         }
         seen[s->left] = seen[s->right] = 1;
@@ -168,7 +169,7 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
         next += 2;
         if (s->feature >= h->num_feature) {
             errbuf_set(err, errlen, "node %u: split feature %u >= num_feature %u", queue[k],
-                    s->feature, h->num_feature);
+                       s->feature, h->num_feature);
             goto fail;
         }
         d->split = s->feature | (s->default_left ? MODEL_NODE_DEFAULT_LEFT : 0);
@@ -196,7 +197,7 @@ int model_builder_add_tree(model_builder *b, uint32_t group, float weight,
         for (uint32_t j = 0; j < s->n_cats; j++) {
             if (s->cats[j] < 0 || s->cats[j] > (int64_t)MODEL_MAX_CATEGORY) {
                 errbuf_set(err, errlen, "node %u: category %lld outside [0, 2^24)", queue[k],
-                        (long long)s->cats[j]);
+                           (long long)s->cats[j]);
                 goto fail;
             }
             list[j] = (uint32_t)s->cats[j];
@@ -308,7 +309,7 @@ int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, 
             uint8_t *s = c >= 0 ? &seen_int[c] : &seen_leaf[~c];
             if (*s) {
                 errbuf_set(err, errlen, "node %d: child %d reached twice (cycle or shared node)", r,
-                        c);
+                           c);
                 goto fail;
             }
             *s = 1;
@@ -341,7 +342,7 @@ int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, 
         uint32_t miss = ((uint32_t)dt >> 2) & 3u;
         if (f < 0 || (uint32_t)f >= h->num_feature) {
             errbuf_set(err, errlen, "node %d: split feature %d outside 0..%u", r, f,
-                    h->num_feature - 1);
+                       h->num_feature - 1);
             goto fail;
         }
         if (miss > MODEL_LGBM_MISSING_NAN) {
@@ -358,7 +359,8 @@ int model_lgbm_builder_add_tree(model_builder *b, const model_lgbm_src_tree *t, 
         }
         /* CategoricalDecision: cat_idx = static_cast<int>(threshold). */
         if (!(thr > -1.0 && thr < (double)t->num_cat)) {
-            errbuf_set(err, errlen, "node %d: categorical threshold %.17g is not a set index", r, thr);
+            errbuf_set(err, errlen, "node %d: categorical threshold %.17g is not a set index", r,
+                       thr);
             goto fail;
         }
         uint32_t ci = (uint32_t)thr;

@@ -304,8 +304,8 @@ static cJSON *candidate_object(http_req *req, http_resp *resp, db_conn *c, const
     cJSON_AddNumberToObject(o, "review_threshold", review);
     cJSON_AddNumberToObject(o, "block_threshold", block);
     cJSON_AddStringToObject(o, "fallback_decision", fb ? fb->valuestring : "review");
-    cJSON_AddItemToObject(o, "rules", cJSON_IsArray(rules) ? cJSON_Duplicate(rules, 1)
-                                                           : cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "rules",
+                          cJSON_IsArray(rules) ? cJSON_Duplicate(rules, 1) : cJSON_CreateArray());
     return o;
 }
 

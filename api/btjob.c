@@ -55,9 +55,9 @@ typedef struct bt_rules {
     rules_program *prog;
     listcache_set *held[RULES_MAX]; /* the set of each list the program names */
     const listset *sets[RULES_MAX];
-    cJSON *list_versions; /* {"list": version} of those sets */
-    rules_value *slots;   /* cat.n_ops */
-    uint8_t *probes;      /* rules_probe_count(prog) */
+    cJSON *list_versions;           /* {"list": version} of those sets */
+    rules_value *slots;             /* cat.n_ops */
+    uint8_t *probes;                /* rules_probe_count(prog) */
     int64_t op_missing[FEAT_COUNT]; /* rows whose built-in operand had no stored value */
 } bt_rules;
 
@@ -67,12 +67,12 @@ typedef struct bt_job {
     char id[37];
     int recorded; /* replay: each row scored by the model and thresholds it was decided with */
     double review, block;
-    int fallback;      /* enum btreport_decision */
+    int fallback;        /* enum btreport_decision */
     char champion[37];   /* candidate mode */
     char challenger[37]; /* candidate mode: "" without one */
     cJSON *rules;        /* candidate mode: the rules (a JSON array), NULL without */
     bt_rules *ru;        /* the rules prepared (NULL without rules) */
-    cJSON *filter;     /* {"decision", "labelled_only", "user_id", "label_sources"} */
+    cJSON *filter;       /* {"decision", "labelled_only", "user_id", "label_sources"} */
     char from[64], to[64], snap[64];
     char cur_at[64], cur_id[37]; /* keyset position, "" before the first chunk */
     long long total, processed;
@@ -160,7 +160,8 @@ static int job_fold_missing(bt_job *j)
         }
     }
     for (int s = 0; j->ru && s < FEAT_COUNT; s++) {
-        if (j->ru->op_missing[s] && btreport_operand_missing(j->rep, feat_name(s), j->ru->op_missing[s]))
+        if (j->ru->op_missing[s] &&
+            btreport_operand_missing(j->rep, feat_name(s), j->ru->op_missing[s]))
             return -1;
         j->ru->op_missing[s] = 0;
     }
@@ -212,7 +213,7 @@ enum {
     "AND ($6::uuid IS NULL OR t.user_id = $6::uuid) "
 
 #define BT_CHUNK_COLS                                                                              \
-    "SELECT t.id, t.occurred_at::text, t.features::text, t.score, t.decision, t.degraded, "       \
+    "SELECT t.id, t.occurred_at::text, t.features::text, t.score, t.decision, t.degraded, "        \
     "t.label, t.label_source, t.amount, t.currency, t.model_id, t.review_threshold, "              \
     "t.block_threshold, t.fallback_decision"
 #define BT_KEYSET                                                                                  \
@@ -383,8 +384,8 @@ static int member_num(const cJSON *o, const char *name, double *x)
  *   other built-ins          the feature snapshot (the float32 a model scored; exact for
  *                            counts, flags, hour and day), else missing (counted).
  * Strings point into r and into *inputs (the caller deletes the parsed JSON). */
-static void fill_slots(bt_job *j, const PGresult *r, int i, float score, float chal,
-                       cJSON **inputs, cJSON **client, cJSON **snap)
+static void fill_slots(bt_job *j, const PGresult *r, int i, float score, float chal, cJSON **inputs,
+                       cJSON **client, cJSON **snap)
 {
     bt_rules *ru = j->ru;
     const rulecat *cat = &ru->cat;
@@ -403,7 +404,7 @@ static void fill_slots(bt_job *j, const PGresult *r, int i, float score, float c
         } else if (cat->ops[s].type == RULES_STRING) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(in_str, name);
             int col = s == RC_CURRENCY ? K_CURRENCY : K_MERCHANT + (int)(s - RC_MERCHANT_ID);
-            ru->slots[s] = v                         ? rulecat_str(cJSON_GetStringValue(v))
+            ru->slots[s] = v                        ? rulecat_str(cJSON_GetStringValue(v))
                            : PQgetisnull(r, i, col) ? rulecat_str(NULL)
                                                     : rulecat_str(PQgetvalue(r, i, col));
         } else if (member_num(in_num, name, &x)) {
@@ -425,8 +426,8 @@ static void fill_slots(bt_job *j, const PGresult *r, int i, float score, float c
 
 /* Evaluates the candidate's rules on row i and decides with rules_decide's precedence, as a live
  * decision does; the outcome goes into w->cand and the report's rule figures. */
-static void rules_row(bt_job *j, const PGresult *r, int i, float chal, double review,
-                      double block, int fallback, btreport_row *w)
+static void rules_row(bt_job *j, const PGresult *r, int i, float chal, double review, double block,
+                      int fallback, btreport_row *w)
 {
     bt_rules *ru = j->ru;
     cJSON *inputs, *client, *snap;
@@ -435,8 +436,7 @@ static void rules_row(bt_job *j, const PGresult *r, int i, float chal, double re
     rules_probe_resolve(ru->prog, ru->slots, ru->sets, ru->probes);
     rules_eval(ru->prog, ru->slots, ru->cat.n_ops, ru->probes,
                w->cand_scored ? 0 : RULES_EVAL_DEGRADED, matched);
-    rules_decide_in in = {!w->cand_scored, (rules_action)fallback, (double)w->score, review,
-                          block};
+    rules_decide_in in = {!w->cand_scored, (rules_action)fallback, (double)w->score, review, block};
     rules_verdict v = rules_decide(ru->prog, matched, &in);
     w->cand = (int)v.decision;
     btreport_rules_add(j->rep, matched, (int)v.by, v.by == RULES_BY_RULE ? v.rule : -1, w->label,
@@ -521,9 +521,9 @@ static int rules_prepare(bt_job *j)
         goto done;
     }
     for (size_t k = 0; k < n_lists; k++)
-        known[k] = (rulecat_list){PQgetvalue(lr, (int)k, 0),
-                                  listset_kind_parse(PQgetvalue(lr, (int)k, 1),
-                                                     (size_t)PQgetlength(lr, (int)k, 1))};
+        known[k] = (rulecat_list){
+            PQgetvalue(lr, (int)k, 0),
+            listset_kind_parse(PQgetvalue(lr, (int)k, 1), (size_t)PQgetlength(lr, (int)k, 1))};
     if (rulecat_specs(j->rules, specs, &n_specs) ||
         rulecat_build(&ru->cat, mp, 2, known, n_lists) ||
         rules_compile(specs, n_specs, &ru->cat.cat, &ru->prog, &rerr) != RULES_OK) {
@@ -747,8 +747,8 @@ static int job_aucs(bt_job *j, int challenger, double *roc, double *pr)
         "GROUP BY challenger_score ORDER BY challenger_score DESC"};
     const char *v[] = {j->id};
     PGresult *r = NULL;
-    int st = db_query(j->c, sql[challenger != 0], 1, v, NULL, NULL, 0, dl(), &r, j->err,
-                      sizeof j->err);
+    int st =
+        db_query(j->c, sql[challenger != 0], 1, v, NULL, NULL, 0, dl(), &r, j->err, sizeof j->err);
     size_t n = st == DB_OK ? (size_t)PQntuples(r) : 0;
     btreport_score_group *g = malloc((n + 1) * sizeof *g);
     if (st == DB_OK && g) {

@@ -487,14 +487,14 @@ static cJSON *sweep_json(const btreport *r, double review_threshold)
 /* The rules section: totals, what decided, each rule's hits and labelled figures. */
 static cJSON *rules_json(const btreport *r, const cJSON *list_versions)
 {
-    static const char *const by_name[BTREPORT_DECIDED_BY] = {"rule", "score_threshold",
-                                                             "fallback", "default"};
+    static const char *const by_name[BTREPORT_DECIDED_BY] = {"rule", "score_threshold", "fallback",
+                                                             "default"};
     static const char *const action_name[] = {"allow", "review", "block"};
     cJSON *o = cJSON_CreateObject();
     int64_t hits[2] = {0, 0};
     cJSON_AddStringToObject(o, "list_membership", "current");
-    cJSON_AddItemToObject(o, "list_versions", list_versions ? cJSON_Duplicate(list_versions, 1)
-                                                            : cJSON_CreateObject());
+    cJSON_AddItemToObject(o, "list_versions",
+                          list_versions ? cJSON_Duplicate(list_versions, 1) : cJSON_CreateObject());
     cJSON *by = cJSON_AddObjectToObject(o, "decided_by");
     for (int i = 0; by && i < BTREPORT_DECIDED_BY; i++)
         cJSON_AddNumberToObject(by, by_name[i], (double)r->decided_by[i]);
@@ -505,7 +505,8 @@ static cJSON *rules_json(const btreport *r, const cJSON *list_versions)
         cJSON_AddItemToArray(a, x);
         hits[e->mode == 1] += e->hits;
         cJSON_AddStringToObject(x, "name", e->name);
-        cJSON_AddStringToObject(x, "action", action_name[e->action >= 0 && e->action < 3 ? e->action : 0]);
+        cJSON_AddStringToObject(x, "action",
+                                action_name[e->action >= 0 && e->action < 3 ? e->action : 0]);
         cJSON_AddStringToObject(x, "mode", e->mode == 1 ? "shadow" : "active");
         cJSON_AddNumberToObject(x, "hits", (double)e->hits);
         cJSON_AddNumberToObject(x, "decided", (double)e->decided);

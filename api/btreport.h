@@ -37,16 +37,16 @@
 enum btreport_decision { BT_ALLOW, BT_REVIEW, BT_BLOCK, BT_NDEC };
 enum btreport_label { BT_UNLABELLED, BT_FRAUD, BT_LEGIT };
 
-#define BTREPORT_DECIDED_BY 4   /* rule, score_threshold, fallback, default (rules.h order) */
+#define BTREPORT_DECIDED_BY 4    /* rule, score_threshold, fallback, default (rules.h order) */
 #define BTREPORT_MAX_OPERANDS 32 /* built-in operand names whose unavailable count is kept */
 
 /* One rule of the candidate and what it did over the rows. */
 typedef struct btreport_rule {
     char name[72];
-    int action, mode;        /* rules_action, rules_mode */
-    int64_t hits, decided;   /* rows it matched; rows it decided (decided_by rule:<name>) */
-    int64_t fraud, legit;    /* labelled rows it matched */
-    int64_t *fraud_amt;      /* [BTREPORT_MAX_CURRENCIES]: minor units of its fraud hits */
+    int action, mode;      /* rules_action, rules_mode */
+    int64_t hits, decided; /* rows it matched; rows it decided (decided_by rule:<name>) */
+    int64_t fraud, legit;  /* labelled rows it matched */
+    int64_t *fraud_amt;    /* [BTREPORT_MAX_CURRENCIES]: minor units of its fraud hits */
 } btreport_rule;
 
 /* What one row contributes. */
@@ -132,10 +132,10 @@ void btreport_auc(const btreport_score_group *g, size_t n, double *roc_auc, doub
 
 /* What the report is rendered with besides the aggregates. */
 typedef struct btreport_extra {
-    double review_threshold;    /* the candidate's (NaN for a replay of the recorded policies,
-                                   whose thresholds vary: the sweep's review_rate is then null) */
-    double roc_auc, pr_auc;     /* the champion's (NaN: undefined) */
-    int has_challenger;         /* the candidate has a challenger: its AUCs are reported */
+    double review_threshold; /* the candidate's (NaN for a replay of the recorded policies,
+                                whose thresholds vary: the sweep's review_rate is then null) */
+    double roc_auc, pr_auc;  /* the champion's (NaN: undefined) */
+    int has_challenger;      /* the candidate has a challenger: its AUCs are reported */
     double chal_roc_auc, chal_pr_auc;
     const cJSON *label_sources; /* the restriction as a JSON array, or NULL */
     const cJSON *list_versions; /* {"list": version} the rules read (NULL without rules) */

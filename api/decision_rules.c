@@ -85,8 +85,8 @@ static int fill_slots(const decision_request *d, const rulecat *cat, rules_value
     slots[RC_SCORE] = rulecat_num(d->verdict.degraded ? NAN : (double)score[POLICY_CHAMPION]);
     slots[RC_CHALLENGER_SCORE] =
         rulecat_num(d->verdict.degraded || !d->policy.has_model[POLICY_CHALLENGER]
-                      ? NAN
-                      : (double)score[POLICY_CHALLENGER]);
+                        ? NAN
+                        : (double)score[POLICY_CHALLENGER]);
     for (size_t i = RC_CLIENT; i < cat->n_ops; i++)
         slots[i] = rulecat_num(decision_feature_value(&src, cat->ops[i].name));
     decision_sources_free(&src);

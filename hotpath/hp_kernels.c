@@ -227,7 +227,8 @@ static int hp_k_stats(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_l
     put_counter(out, &n, "bulk_yields",
                 ctx->prio ? (uint64_t)atomic_load_explicit(&ctx->prio->yields, memory_order_relaxed)
                           : 0);
-    put_counter(out, &n, "bulk_waiting", ctx->prio ? (uint64_t)atomic_load(&ctx->prio->waiters) : 0);
+    put_counter(out, &n, "bulk_waiting",
+                ctx->prio ? (uint64_t)atomic_load(&ctx->prio->waiters) : 0);
     for (size_t i = 0; i < N_KERNELS; i++) {
         const hp_kernel *k = &hp_kernel_table[i];
         snprintf(name, sizeof name, "op_%s_calls", k->name);

@@ -536,8 +536,7 @@ static void up_rules(void)
     upload("tests/fixtures/backtest_v2.json", g_v2);
     create_users();
     h_resp r;
-    e2e_req(&E, "POST", "/api/v1/lists", "{\"name\":\"bt_bad_merchants\",\"kind\":\"string\"}",
-            &r);
+    e2e_req(&E, "POST", "/api/v1/lists", "{\"name\":\"bt_bad_merchants\",\"kind\":\"string\"}", &r);
     ck_assert_msg(r.status == 201, "list: %ld %s", r.status, r.body);
     snprintf(g_list, sizeof g_list, "%s", h_str(&r, "id"));
     h_resp_free(&r);

@@ -323,6 +323,48 @@ static void save(const char *name, const char *data, size_t len, char *path, siz
     fclose(f);
 }
 
+/* Runs btcheck.py over the export of the whole window against report rep; params is the JSON
+ * of its PARAMS without the file paths of the models (champion id, challenger id or NULL). */
+static void btcheck(const cJSON *rep, const char *champion, const char *challenger,
+                    const char *params_json)
+{
+    char p_rep[400], p_exp[400], p_model[400], p_chal[400], p_par[400], path[128];
+    char *text = cJSON_PrintUnformatted(rep);
+    save("btr_report.json", text, strlen(text), p_rep, sizeof p_rep);
+    free(text);
+    h_resp r;
+    e2e_req(&E, "GET",
+            "/api/v1/transactions/export?from=2025-12-01T00:00:00Z&to=2027-01-01T00:00:00Z", NULL,
+            &r);
+    ck_assert_int_eq(r.status, 200);
+    save("btr_export.ndjson", r.body, r.len, p_exp, sizeof p_exp);
+    h_resp_free(&r);
+    const char *ids[2] = {champion, challenger};
+    char *paths[2] = {p_model, p_chal};
+    for (int m = 0; m < (challenger ? 2 : 1); m++) {
+        snprintf(path, sizeof path, "/api/v1/models/%s/source", ids[m]);
+        e2e_req(&E, "GET", path, NULL, &r);
+        ck_assert_int_eq(r.status, 200);
+        save(m ? "btr_chal.json" : "btr_model.json", r.body, r.len, paths[m], 400);
+        h_resp_free(&r);
+    }
+    cJSON *par = cJSON_Parse(params_json);
+    ck_assert_ptr_nonnull(par);
+    if (challenger)
+        cJSON_AddStringToObject(par, "challenger_model", p_chal);
+    text = cJSON_PrintUnformatted(par);
+    save("btr_params.json", text, strlen(text), p_par, sizeof p_par);
+    free(text);
+    cJSON_Delete(par);
+    const char *argv[] = {
+        "/usr/bin/python3", "tests/tools/btcheck.py", p_exp, p_model, p_rep, p_par, NULL};
+    char out[8192];
+    int rc = h_run(&E, argv, NULL, out, sizeof out);
+    fprintf(stderr, "%s", out);
+    ck_assert_msg(rc == 0, "btcheck.py failed (%d): %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "btcheck: OK"));
+}
+
 START_TEST(report_equals_an_independent_computation)
 {
     char body[600];
@@ -337,33 +379,9 @@ START_TEST(report_equals_an_independent_computation)
     /* device_risk is absent from every snapshot version 1 made */
     ck_assert_int_eq((long long)jnum(rep, "missing_features.device_risk"), g_n1);
     ck_assert(jnum(rep, "labelled.fraud") > 10 && jnum(rep, "labelled.legit") > 10);
-    char *text = cJSON_PrintUnformatted(rep);
-    char p_rep[400], p_exp[400], p_model[400], p_par[400], path[128];
-    save("bt_report.json", text, strlen(text), p_rep, sizeof p_rep);
-    free(text);
-    h_resp r;
-    e2e_req(&E, "GET",
-            "/api/v1/transactions/export?from=2025-12-01T00:00:00Z&to=2027-01-01T00:00:00Z", NULL,
-            &r);
-    ck_assert_int_eq(r.status, 200);
-    save("bt_export.ndjson", r.body, r.len, p_exp, sizeof p_exp);
-    h_resp_free(&r);
-    snprintf(path, sizeof path, "/api/v1/models/%s/source", g_v2);
-    e2e_req(&E, "GET", path, NULL, &r);
-    ck_assert_int_eq(r.status, 200);
-    save("bt_model.json", r.body, r.len, p_model, sizeof p_model);
-    h_resp_free(&r);
-    const char params[] = "{\"review_threshold\":0.2,\"block_threshold\":0.55,"
-                          "\"fallback_decision\":\"review\",\"label_sources\":[\"chargeback\","
-                          "\"refund\"],\"exponents\":{\"EUR\":2,\"JPY\":0}}";
-    save("bt_params.json", params, strlen(params), p_par, sizeof p_par);
-    const char *argv[] = {
-        "/usr/bin/python3", "tests/tools/btcheck.py", p_exp, p_model, p_rep, p_par, NULL};
-    char out[8192];
-    int rc = h_run(&E, argv, NULL, out, sizeof out);
-    fprintf(stderr, "%s", out);
-    ck_assert_msg(rc == 0, "btcheck.py failed (%d): %s", rc, out);
-    ck_assert_ptr_nonnull(strstr(out, "btcheck: OK"));
+    btcheck(rep, g_v2, NULL,
+            "{\"review_threshold\":0.2,\"block_threshold\":0.55,\"fallback_decision\":\"review\","
+            "\"label_sources\":[\"chargeback\",\"refund\"],\"exponents\":{\"EUR\":2,\"JPY\":0}}");
     cJSON_Delete(j);
 }
 END_TEST
@@ -556,47 +574,6 @@ static void up_rules(void)
     for (int i = 0; i < N_RULES_ROWS; i++)
         decide(i, 0);
     label_rows();
-}
-
-/* Runs btcheck.py over the export of the whole window against report rep; params is the JSON
- * of its PARAMS without the file paths of the models (champion, challenger ids given). */
-static void btcheck(const cJSON *rep, const char *champion, const char *challenger,
-                    const char *params_json)
-{
-    char p_rep[400], p_exp[400], p_model[400], p_chal[400], p_par[400], path[128];
-    char *text = cJSON_PrintUnformatted(rep);
-    save("btr_report.json", text, strlen(text), p_rep, sizeof p_rep);
-    free(text);
-    h_resp r;
-    e2e_req(&E, "GET",
-            "/api/v1/transactions/export?from=2025-12-01T00:00:00Z&to=2027-01-01T00:00:00Z", NULL,
-            &r);
-    ck_assert_int_eq(r.status, 200);
-    save("btr_export.ndjson", r.body, r.len, p_exp, sizeof p_exp);
-    h_resp_free(&r);
-    const char *ids[2] = {champion, challenger};
-    char *paths[2] = {p_model, p_chal};
-    for (int m = 0; m < 2; m++) {
-        snprintf(path, sizeof path, "/api/v1/models/%s/source", ids[m]);
-        e2e_req(&E, "GET", path, NULL, &r);
-        ck_assert_int_eq(r.status, 200);
-        save(m ? "btr_chal.json" : "btr_model.json", r.body, r.len, paths[m], 400);
-        h_resp_free(&r);
-    }
-    cJSON *par = cJSON_Parse(params_json);
-    ck_assert_ptr_nonnull(par);
-    cJSON_AddStringToObject(par, "challenger_model", p_chal);
-    text = cJSON_PrintUnformatted(par);
-    save("btr_params.json", text, strlen(text), p_par, sizeof p_par);
-    free(text);
-    cJSON_Delete(par);
-    const char *argv[] = {
-        "/usr/bin/python3", "tests/tools/btcheck.py", p_exp, p_model, p_rep, p_par, NULL};
-    char out[8192];
-    int rc = h_run(&E, argv, NULL, out, sizeof out);
-    fprintf(stderr, "%s", out);
-    ck_assert_msg(rc == 0, "btcheck.py failed (%d): %s", rc, out);
-    ck_assert_ptr_nonnull(strstr(out, "btcheck: OK"));
 }
 
 /* The hits of rule name in the live decisions, from the stored rules_matched. */

@@ -189,6 +189,7 @@ enum {
     /* with rules only (chunk_rules_sql) */
     K_CLIENT,
     K_INPUTS,
+    K_PROBES,
     K_AMOUNT_MAJOR,
     K_MERCHANT, /* ... then every string operand column in rulecat slot order */
     K_MCC,
@@ -225,7 +226,8 @@ static const char chunk_sql[] = BT_CHUNK_COLS " FROM transactions t WHERE " BT_W
 /* The rules' operands too: client features, what the live rules evaluated, the fields and the
  * user's (amount_major's text is exact: PostgreSQL prints the shortest round-trip form). */
 static const char chunk_rules_sql[] =
-    BT_CHUNK_COLS ", t.client_features::text, t.rule_inputs::text, t.amount_major::text, "
+    BT_CHUNK_COLS ", t.client_features::text, t.rule_inputs::text, t.list_probes::text, "
+                  "t.amount_major::text, "
                   "t.merchant_id, t.merchant_category, t.country, t.channel, t.email, "
                   "t.ip_address, t.device_id, t.card_fingerprint, t.card_bin, t.card_country, "
                   "t.shipping_country, u.external_id, u.country "
@@ -424,6 +426,37 @@ static void fill_slots(bt_job *j, const PGresult *r, int i, float score, float c
     }
 }
 
+/* Compares the candidate's probe answers of row i with those the live decision recorded for the
+ * same (list, operand): how much "membership is current" changed the row.  Counted into the
+ * report; nothing else depends on it. */
+static void probes_compare(bt_job *j, const PGresult *r, int i)
+{
+    static const char *const answer[] = {"not_member", "member", "missing"};
+    bt_rules *ru = j->ru;
+    size_t np = rules_probe_count(ru->prog);
+    if (np == 0 || PQgetisnull(r, i, K_PROBES))
+        return;
+    cJSON *stored = cJSON_Parse(PQgetvalue(r, i, K_PROBES)), *e;
+    int64_t recorded = 0, changed = 0;
+    for (size_t k = 0; k < np; k++) {
+        const char *list = rules_list_name(ru->prog, rules_probe_list(ru->prog, k));
+        const char *op = ru->cat.ops[rules_probe_slot(ru->prog, k)].name;
+        cJSON_ArrayForEach(e, stored)
+        {
+            const char *l = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "list"));
+            const char *o = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "operand"));
+            const char *res = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "result"));
+            if (l && o && res && strcmp(l, list) == 0 && strcmp(o, op) == 0) {
+                recorded++;
+                changed += strcmp(res, answer[ru->probes[k] <= 2 ? ru->probes[k] : 2]) != 0;
+                break;
+            }
+        }
+    }
+    btreport_probes(j->rep, recorded, changed);
+    cJSON_Delete(stored);
+}
+
 /* Evaluates the candidate's rules on row i and decides with rules_decide's precedence, as a live
  * decision does; the outcome goes into w->cand and the report's rule figures. */
 static void rules_row(bt_job *j, const PGresult *r, int i, float chal, double review, double block,
@@ -434,6 +467,7 @@ static void rules_row(bt_job *j, const PGresult *r, int i, float chal, double re
     uint64_t matched[RULES_BITMAP_WORDS] = {0};
     fill_slots(j, r, i, w->score, chal, &inputs, &client, &snap);
     rules_probe_resolve(ru->prog, ru->slots, ru->sets, ru->probes);
+    probes_compare(j, r, i);
     rules_eval(ru->prog, ru->slots, ru->cat.n_ops, ru->probes,
                w->cand_scored ? 0 : RULES_EVAL_DEGRADED, matched);
     rules_decide_in in = {!w->cand_scored, (rules_action)fallback, (double)w->score, review, block};

@@ -120,6 +120,12 @@ void btreport_rules_add(btreport *r, const uint64_t *matched, int decided_by, in
     }
 }
 
+void btreport_probes(btreport *r, int64_t recorded, int64_t changed)
+{
+    r->probes_recorded += recorded;
+    r->probes_changed += changed;
+}
+
 int btreport_operand_missing(btreport *r, const char *name, int64_t n)
 {
     int i = 0;
@@ -239,6 +245,8 @@ cJSON *btreport_to_json(const btreport *r)
         cJSON_AddNumberToObject(miss, r->miss_name[i], (double)r->miss_count[i]);
     cJSON_AddNumberToObject(o, "chal_scored", (double)r->chal_scored);
     put_counts(o, "decided_by", r->decided_by, BTREPORT_DECIDED_BY);
+    const int64_t probes[] = {r->probes_recorded, r->probes_changed};
+    put_counts(o, "probes", probes, 2);
     cJSON *rules = cJSON_AddArrayToObject(o, "rules");
     for (int i = 0; rules && i < r->nrules; i++) {
         const btreport_rule *e = &r->rule[i];
@@ -294,15 +302,21 @@ static int get_currencies(btreport *r, const cJSON *o)
     return 0;
 }
 
-/* The rule members of a partial (after the currencies).  0, or -1 when malformed. */
+/* The rule and challenger members of a partial (after the currencies).  A partial written
+ * before backtests had rules has none of them (all zero).  0, or -1 when malformed. */
 static int get_rules(btreport *r, const cJSON *j)
 {
     const cJSON *cs = cJSON_GetObjectItemCaseSensitive(j, "chal_scored");
     const cJSON *rules = cJSON_GetObjectItemCaseSensitive(j, "rules");
     const cJSON *opm = cJSON_GetObjectItemCaseSensitive(j, "operand_missing"), *e;
+    int64_t probes[2];
+    if (!cs && !rules && !opm)
+        return 0;
     if (!cJSON_IsNumber(cs) || !cJSON_IsArray(rules) || !cJSON_IsObject(opm) ||
-        get_array(j, "decided_by", r->decided_by, BTREPORT_DECIDED_BY, 0))
+        get_array(j, "decided_by", r->decided_by, BTREPORT_DECIDED_BY, 0) ||
+        get_array(j, "probes", probes, 2, 0))
         return -1;
+    r->probes_recorded = probes[0], r->probes_changed = probes[1];
     r->chal_scored = (int64_t)cs->valuedouble;
     int n = cJSON_GetArraySize(rules), i = 0;
     if (n > 0 && rules_alloc(r, n))
@@ -515,6 +529,9 @@ static cJSON *rules_json(const btreport *r, const cJSON *list_versions)
         add_ratio(x, "precision", (double)e->fraud, (double)(e->fraud + e->legit));
         cJSON_AddItemToObject(x, "fraud_amount_caught", amounts_json(r, e->fraud_amt, 1));
     }
+    cJSON *pr = cJSON_AddObjectToObject(o, "list_probes");
+    cJSON_AddNumberToObject(pr, "recorded", (double)r->probes_recorded);
+    cJSON_AddNumberToObject(pr, "changed", (double)r->probes_changed);
     cJSON_AddNumberToObject(o, "active_hits", (double)hits[0]);
     cJSON_AddNumberToObject(o, "shadow_hits", (double)hits[1]);
     cJSON *opm = cJSON_AddObjectToObject(o, "operands_unavailable");

@@ -84,6 +84,9 @@ typedef struct btreport {
     int nrules;
     btreport_rule *rule;
     int64_t decided_by[BTREPORT_DECIDED_BY]; /* enum rules_decided_by */
+    /* list probes of the candidate the live decision made too (same list, same operand), and
+     * those whose answer now (current list) differs from the recorded one */
+    int64_t probes_recorded, probes_changed;
     int nopm; /* built-in rule operands with no stored value, by name */
     char opm_name[BTREPORT_MAX_OPERANDS][48];
     int64_t opm_count[BTREPORT_MAX_OPERANDS];
@@ -108,6 +111,9 @@ int btreport_rules_init(btreport *r, int n, const char *const *names, const int 
  * (rule -1 unless decided by a rule); label, amount and cur as in btreport_row. */
 void btreport_rules_add(btreport *r, const uint64_t *matched, int decided_by, int rule, int label,
                         int64_t amount, int cur);
+/* Counts list probes answered now that the live decision also made: recorded of them, changed
+ * of those with another answer now. */
+void btreport_probes(btreport *r, int64_t recorded, int64_t changed);
 /* Adds n to the count of rows where built-in operand name had no stored value (missing).  0, or
  * -1 when the table of names is full (the count is then dropped). */
 int btreport_operand_missing(btreport *r, const char *name, int64_t n);

@@ -620,6 +620,9 @@ START_TEST(rules_reproduce_the_live_decisions)
     ck_assert_int_eq((long long)jnum(rep, "rules.active_hits"), active);
     ck_assert_int_eq((long long)jnum(rep, "rules.shadow_hits"), shadow);
     ck_assert(cJSON_IsNumber(jget(rep, "labelled.challenger_roc_auc")));
+    /* every row probed the list live as the backtest did, and the list has not changed */
+    ck_assert_int_eq((long long)jnum(rep, "rules.list_probes.recorded"), n);
+    ck_assert_int_eq((long long)jnum(rep, "rules.list_probes.changed"), 0);
     /* the same policy as its version gives the same report */
     char vbody[300];
     snprintf(vbody, sizeof vbody, "{\"policy\":{\"version\":%lld},%s}", g_rules_version, WINDOW);
@@ -661,6 +664,14 @@ START_TEST(new_rules_on_history_equal_an_independent_computation)
     ck_assert_str_eq(cJSON_GetStringValue(jget(rep, "rules.list_membership")), "current");
     ck_assert_int_eq((long long)jnum(rep, "rules.list_versions.bt_bad_merchants"),
                      sql_count("SELECT version FROM lists WHERE name = 'bt_bad_merchants'"));
+    /* membership is the list's current content: the rows of the merchants added and removed
+     * since the live decisions probed it with another answer */
+    ck_assert_int_eq((long long)jnum(rep, "rules.list_probes.recorded"),
+                     sql_count("SELECT count(*) FROM transactions"));
+    long long moved = sql_count("SELECT count(*) FROM transactions WHERE merchant_id IN "
+                                "('m5', 'm19')");
+    ck_assert_int_gt(moved, 0);
+    ck_assert_int_eq((long long)jnum(rep, "rules.list_probes.changed"), moved);
     snprintf(params, 8192,
              "{\"review_threshold\":0.2,\"block_threshold\":0.55,\"fallback_decision\":\"block\","
              "\"label_sources\":[\"chargeback\",\"refund\",\"analyst\"],\"exponents\":{\"EUR\":2,"

@@ -63,6 +63,8 @@ static btreport *sample(void)
     row(r, BT_UNLABELLED, 5, "EUR", 4u, 1, -1, 1);   /* only the shadow rule: the threshold */
     row(r, BT_FRAUD, 100, "EUR", 0, 3, -1, 1);       /* nothing matched: default */
     ck_assert_int_eq(btreport_operand_missing(r, "user_age_days", 2), 0);
+    btreport_probes(r, 4, 1);
+    btreport_probes(r, 1, 0);
     return r;
 }
 
@@ -116,6 +118,8 @@ START_TEST(rule_figures_by_hand)
     ck_assert_int_eq(num(o, "rules.decided_by.default"), 1);
     ck_assert_int_eq(num(o, "rules.list_versions.bad"), 3);
     ck_assert_int_eq(num(o, "rules.operands_unavailable.user_age_days"), 2);
+    ck_assert_int_eq(num(o, "rules.list_probes.recorded"), 5);
+    ck_assert_int_eq(num(o, "rules.list_probes.changed"), 1);
     ck_assert_str_eq(cJSON_GetStringValue(at(o, "rules.list_membership")), "current");
     /* the challenger: 4 of 5 rows scored, its AUCs beside the champion's */
     ck_assert_int_eq(num(o, "candidate.challenger_scored"), 4);

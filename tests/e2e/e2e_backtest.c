@@ -698,10 +698,13 @@ END_TEST
  */
 
 /* The report without what differs run to run (none of it: the report holds no timings). */
-START_TEST(job_resumes_after_a_crash_from_its_last_chunk)
+/* Posts policy_json as job `name`, kills the API (SIGKILL) once the job has done two chunks of
+ * its 600 rows, restarts it and checks the job resumed and ended with the report an
+ * uninterrupted run of the same job gives.  Returns the resumed job's JSON (caller deletes it). */
+static cJSON *crash_and_resume(const char *name, const char *policy_json)
 {
-    char body[300], id[37], path[96];
-    snprintf(body, sizeof body, "{\"name\":\"crash\",\"policy\":\"recorded\",%s}", WINDOW);
+    char body[2048], id[37], path[96], sql[160];
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"policy\":%s,%s}", name, policy_json, WINDOW);
     post_backtest(body, id);
     snprintf(path, sizeof path, "/api/v1/backtests/%s", id);
     /* 600 rows in chunks of 100, 250 ms apart: caught after its second chunk */
@@ -716,7 +719,8 @@ START_TEST(job_resumes_after_a_crash_from_its_last_chunk)
     }
     ck_assert_int_ge(done, 200);
     ck_assert_int_eq(h_api_stop(&E, SIGKILL), 128 + SIGKILL);
-    long long kept = sql_count("SELECT processed FROM backtests WHERE name = 'crash'");
+    snprintf(sql, sizeof sql, "SELECT processed FROM backtests WHERE id = '%s'", id);
+    long long kept = sql_count(sql);
     ck_assert_int_ge(kept, 200);
     ck_assert_int_lt(kept, 600); /* it was stopped half-way */
     ck_assert_int_eq(h_api_start(&E), 0);
@@ -724,20 +728,54 @@ START_TEST(job_resumes_after_a_crash_from_its_last_chunk)
     ck_assert_str_eq(cJSON_GetStringValue(jget(j, "state")), "succeeded");
     char *log = h_read_file(&E, "api.log");
     ck_assert_ptr_nonnull(log);
-    ck_assert_msg(strstr(log, "\"backtest_resumed\"") != NULL, "no backtest_resumed line");
+    int resumed = 0; /* a backtest_resumed line of this job */
+    for (const char *l = log; l && *l && !resumed; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+        const char *end = strchr(l, '\n');
+        size_t len = end ? (size_t)(end - l) : strlen(l);
+        resumed = memmem(l, len, "\"backtest_resumed\"", 18) && memmem(l, len, id, 36);
+    }
+    ck_assert_msg(resumed, "no backtest_resumed line for job %s", id);
     free(log);
     /* the same job uninterrupted gives the same report */
-    snprintf(body, sizeof body, "{\"name\":\"whole\",\"policy\":\"recorded\",%s}", WINDOW);
+    snprintf(body, sizeof body, "{\"name\":\"%s whole\",\"policy\":%s,%s}", name, policy_json,
+             WINDOW);
     cJSON *w = run_job(body);
     char *a = cJSON_PrintUnformatted(jget(j, "report"));
     char *b = cJSON_PrintUnformatted(jget(w, "report"));
     ck_assert_str_eq(a, b);
     ck_assert_int_eq((long long)jnum(j, "report.rows"), 600);
-    ck_assert_int_eq((long long)jnum(j, "report.replay.same_score"), 600);
     free(a);
     free(b);
-    cJSON_Delete(j);
     cJSON_Delete(w);
+    return j;
+}
+
+START_TEST(job_resumes_after_a_crash_from_its_last_chunk)
+{
+    cJSON *j = crash_and_resume("crash", "\"recorded\"");
+    ck_assert_int_eq((long long)jnum(j, "report.replay.same_score"), 600);
+    cJSON_Delete(j);
+}
+END_TEST
+
+/* The same with rules and a challenger: the rule figures of the chunks before the crash are kept
+ * with the job and the rules prepared again on resume. */
+START_TEST(job_with_rules_resumes_after_a_crash)
+{
+    char policy[1024];
+    snprintf(policy, sizeof policy,
+             "{\"champion_model_id\":\"%s\",\"challenger_model_id\":\"%s\",\"review_threshold\":"
+             "0.3,\"block_threshold\":0.7,\"rules\":[{\"name\":\"jpy\",\"action\":\"block\","
+             "\"when\":\"currency = \\\"JPY\\\" and challenger_score > 0.1\"},{\"name\":\"m3\","
+             "\"action\":\"review\",\"mode\":\"shadow\",\"when\":\"merchant_id = \\\"m3\\\"\"}]}",
+             g_v1, g_v2);
+    cJSON *j = crash_and_resume("crash rules", policy);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(j, "report.rules.by_rule")), 2);
+    ck_assert_int_gt((long long)jnum(j, "report.rules.active_hits"), 0);
+    ck_assert_int_eq((long long)jnum(j, "report.rules.shadow_hits"),
+                     sql_count("SELECT count(*) FROM transactions WHERE merchant_id = 'm3'"));
+    ck_assert_int_eq((long long)jnum(j, "report.candidate.challenger_scored"), 600);
+    cJSON_Delete(j);
 }
 END_TEST
 
@@ -865,6 +903,7 @@ static Suite *backtest_suite(void)
     tcase_set_timeout(j, 300);
     tcase_add_unchecked_fixture(j, up_jobs, env_down);
     tcase_add_test(j, job_resumes_after_a_crash_from_its_last_chunk);
+    tcase_add_test(j, job_with_rules_resumes_after_a_crash);
     tcase_add_test(j, cancel_and_list);
     tcase_add_test(j, validation);
     suite_add_tcase(s, j);

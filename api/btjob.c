@@ -205,6 +205,9 @@ enum {
     K_USER_EXTERNAL_ID,
     K_USER_COUNTRY
 };
+/* fill_slots reads string operand s from column K_MERCHANT + (s - RC_MERCHANT_ID) */
+_Static_assert(K_USER_COUNTRY - K_MERCHANT == RC_USER_COUNTRY - RC_MERCHANT_ID,
+               "the string columns of chunk_rules_sql follow rulecat's slot order");
 
 #define BT_WHERE                                                                                   \
     "t.occurred_at >= $1::timestamptz AND t.occurred_at < $2::timestamptz "                        \

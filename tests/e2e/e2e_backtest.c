@@ -64,7 +64,8 @@ static const cJSON *jget(const cJSON *o, const char *path)
     while (o && *path) {
         size_t n = strcspn(path, ".");
         snprintf(part, sizeof part, "%.*s", (int)n, path);
-        o = cJSON_GetObjectItemCaseSensitive(o, part);
+        o = cJSON_IsArray(o) ? cJSON_GetArrayItem(o, atoi(part)) /* "by_rule.4.hits" */
+                             : cJSON_GetObjectItemCaseSensitive(o, part);
         path += n + (path[n] == '.');
     }
     return o;
@@ -382,6 +383,93 @@ START_TEST(report_equals_an_independent_computation)
     btcheck(rep, g_v2, NULL,
             "{\"review_threshold\":0.2,\"block_threshold\":0.55,\"fallback_decision\":\"review\","
             "\"label_sources\":[\"chargeback\",\"refund\"],\"exponents\":{\"EUR\":2,\"JPY\":0}}");
+    cJSON_Delete(j);
+}
+END_TEST
+
+/* A candidate with rules on history decided WITHOUT rules (no recorded rule inputs): every operand
+ * comes from the stored row (fields, the user's fields, client features, amount_major) and the
+ * snapshot (built-ins), the list from its current set; btcheck.py evaluates the same rules in
+ * Python from the export, the users' countries and the client features (read with SQL). */
+START_TEST(rules_on_history_decided_without_rules)
+{
+    h_resp r;
+    e2e_req(&E, "POST", "/api/v1/lists", "{\"name\":\"hist_merchants\",\"kind\":\"string\"}", &r);
+    ck_assert_msg(r.status == 201, "list: %ld %s", r.status, r.body);
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/lists/%s/items", h_str(&r, "id"));
+    h_resp_free(&r);
+    e2e_req(&E, "POST", path, "{\"items\":[\"m1\",\"m2\"]}", &r);
+    ck_assert_int_eq(r.status, 200);
+    h_resp_free(&r);
+    static const char rules[] =
+        "[{\"name\":\"jpy_big\",\"action\":\"block\",\"when\":\"currency = \\\"JPY\\\" and "
+        "amount > 3000\"},"
+        "{\"name\":\"fr_m5\",\"action\":\"review\",\"when\":\"country = \\\"FR\\\" and "
+        "merchant_id in (\\\"m5\\\", \\\"m6\\\")\"},"
+        "{\"name\":\"busy\",\"action\":\"allow\",\"when\":\"user_txn_count_24h >= 30 and "
+        "score < 0.1\"},"
+        "{\"name\":\"listed\",\"action\":\"review\",\"when\":\"merchant_id in @hist_merchants\"},"
+        "{\"name\":\"de_user\",\"action\":\"review\",\"mode\":\"shadow\",\"when\":"
+        "\"user_country = \\\"DE\\\"\"},"
+        "{\"name\":\"device\",\"action\":\"block\",\"mode\":\"shadow\",\"when\":\"device_risk > "
+        "0.5\"}]";
+    static const char rules_py[] =
+        "[{\"name\":\"jpy_big\",\"action\":\"block\",\"mode\":\"active\",\"py\":"
+        "\"cur == 'JPY' and amt > 3000\"},"
+        "{\"name\":\"fr_m5\",\"action\":\"review\",\"mode\":\"active\",\"py\":"
+        "\"country == 'FR' and merchant in ('m5', 'm6')\"},"
+        "{\"name\":\"busy\",\"action\":\"allow\",\"mode\":\"active\",\"py\":"
+        "\"feat.get('user_txn_count_24h') is not None and feat['user_txn_count_24h'] >= 30 and "
+        "not isnan(s) and s < 0.1\"},"
+        "{\"name\":\"listed\",\"action\":\"review\",\"mode\":\"active\",\"py\":"
+        "\"merchant in lists['hist_merchants']\"},"
+        "{\"name\":\"de_user\",\"action\":\"review\",\"mode\":\"shadow\",\"py\":"
+        "\"extra['users'][t['user_id']] == 'DE'\"},"
+        "{\"name\":\"device\",\"action\":\"block\",\"mode\":\"shadow\",\"py\":"
+        "\"isinstance((extra['cf'].get(t['id']) or {}).get('device_risk'), (int, float)) and "
+        "extra['cf'][t['id']]['device_risk'] > 0.5\"}]";
+    char *body = malloc(8192), *params = malloc(1 << 21), *users = malloc(1 << 16),
+         *cf = malloc(1 << 20);
+    ck_assert(body && params && users && cf);
+    snprintf(body, 8192,
+             "{\"name\":\"rules on plain history\",\"policy\":{\"champion_model_id\":\"%s\","
+             "\"review_threshold\":0.25,\"block_threshold\":0.6,\"rules\":%s},%s}",
+             g_v2, rules, WINDOW);
+    cJSON *j = run_job(body);
+    const cJSON *rep = jget(j, "report");
+    ck_assert_int_eq(sql_count("SELECT count(*) FROM transactions WHERE rule_inputs IS NOT NULL"),
+                     0);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(rep, "rules.operands_unavailable")), 0);
+    ck_assert_int_eq((long long)jnum(rep, "rules.list_probes.recorded"), 0);
+    ck_assert_int_eq(
+        (long long)jnum(rep, "rules.by_rule.4.hits"),
+        sql_count("SELECT count(*) FROM transactions t JOIN users u ON u.id = t.user_id "
+                  "WHERE u.country = 'DE'"));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, jget(rep, "rules.by_rule")) /* every rule discriminates */
+    {
+        long long hits = (long long)jnum(e, "hits");
+        ck_assert_msg(hits > 0 && hits < (long long)jnum(rep, "rows"), "rule %s: %lld hits",
+                      cJSON_GetStringValue(jget(e, "name")), hits);
+    }
+    ck_assert_int_eq(
+        h_psql(&E, NULL, "SELECT json_object_agg(id, country) FROM users", users, 1 << 16), 0);
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "SELECT json_object_agg(id, client_features) FROM transactions", cf,
+                            1 << 20),
+                     0);
+    snprintf(params, 1 << 21,
+             "{\"review_threshold\":0.25,\"block_threshold\":0.6,\"fallback_decision\":\"review\","
+             "\"label_sources\":null,\"exponents\":{\"EUR\":2,\"JPY\":0},\"lists\":"
+             "{\"hist_merchants\":[\"m1\",\"m2\"]},\"extra\":{\"users\":%s,\"cf\":%s},"
+             "\"rules\":%s}",
+             users, cf, rules_py);
+    btcheck(rep, g_v2, NULL, params);
+    free(body);
+    free(params);
+    free(users);
+    free(cf);
     cJSON_Delete(j);
 }
 END_TEST
@@ -890,6 +978,7 @@ static Suite *backtest_suite(void)
     tcase_add_test(h, replay_reproduces_every_stored_score);
     tcase_add_test(h, active_policy_reproduces_its_own_history);
     tcase_add_test(h, report_equals_an_independent_computation);
+    tcase_add_test(h, rules_on_history_decided_without_rules);
     tcase_add_test(h, export_streams_every_row_as_get_answers_it);
     tcase_add_test(h, label_sources_of_payments_teams);
     suite_add_tcase(s, h);

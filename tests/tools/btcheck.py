@@ -13,6 +13,7 @@ and, for a candidate with a challenger or rules:
              a Python expression computing its `when` independently (see rule_env for the names
              it may use: amt, cur, merchant, country, s, ch, inp, lists...),
     "lists": {"name": [values]} - the lists as they are now,
+    "extra": {...} - anything else the expressions read (as `extra`: e.g. users' fields by id),
     "live_rules": true - also check that every expression matches exactly the rules the live
              decision recorded (risk.rules): the candidate is the live policy.
 With rules the candidate decision follows Radar's precedence (common/rules.h: an active allow
@@ -74,14 +75,14 @@ def amounts_of(report_amounts):
     return {k: decimal.Decimal("%s" % v) for k, v in report_amounts.items()}
 
 
-def rule_env(t, s, ch, exps, lists):
+def rule_env(t, s, ch, exps, lists, extra):
     """The names a rule's Python expression may use for transaction t."""
     exp = exps[t["currency"]]
     inputs = (t["risk"].get("rule_inputs") or {}).get("numbers") or {}
     return {"t": t, "amt": t["amount"] / 10.0 ** exp, "cur": t["currency"],
             "merchant": t["merchant_id"], "country": t["country"], "s": s, "ch": ch,
-            "inp": inputs, "lists": lists, "client": t.get("features") or {},
-            "isnan": np.isnan}
+            "inp": inputs, "lists": lists, "feat": t.get("features") or {},
+            "extra": extra, "isnan": np.isnan}
 
 
 def decide_rules(rules, matched, s, review, block, fallback):
@@ -153,7 +154,7 @@ def main():
     by = np.zeros(len(txns), dtype=int)
     decider = np.full(len(txns), -1)
     for i, t in enumerate(txns):
-        env = rule_env(t, s[i], ch[i], exps, p.get("lists") or {})
+        env = rule_env(t, s[i], ch[i], exps, p.get("lists") or {}, p.get("extra") or {})
         for k, r in enumerate(rules):
             matched[i, k] = bool(eval(r["py"], {}, env))  # the test's own expressions
         if rules:

@@ -270,6 +270,7 @@ static cJSON *candidate_object(http_req *req, http_resp *resp, db_conn *c, const
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(p, "champion_model_id");
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(p, "challenger_model_id");
     const cJSON *fb = cJSON_GetObjectItemCaseSensitive(p, "fallback_decision");
+    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(p, "rules");
     double review, block;
     const char *msg = NULL;
     if (bad) {
@@ -289,11 +290,12 @@ static cJSON *candidate_object(http_req *req, http_resp *resp, db_conn *c, const
                      (!strcmp(fb->valuestring, "allow") || !strcmp(fb->valuestring, "review") ||
                       !strcmp(fb->valuestring, "block"))))
         msg = "'policy.fallback_decision' must be allow, review or block";
+    else if (rules && !cJSON_IsNull(rules) && !cJSON_IsArray(rules))
+        msg = "'policy.rules' must be an array of rules";
     if (msg) {
         http_problem(resp, 400, "validation_failed", "policy", "%s", msg);
         return NULL;
     }
-    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(p, "rules");
     if (policy_model_check(req, resp, c, ch->valuestring, "policy") ||
         (cJSON_IsString(cl) && policy_model_check(req, resp, c, cl->valuestring, "policy")))
         return NULL;

@@ -945,6 +945,26 @@ START_TEST(validation)
         400, "validation_failed", "filter.decision");
     snprintf(body, sizeof body,
              "{\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":0.5,"
+             "\"block_threshold\":0.9,\"rules\":5},\"from\":\"2026-01-01T00:00:00Z\",\"to\":"
+             "\"2026-02-01T00:00:00Z\"}",
+             g_v1);
+    refused(body, 400, "validation_failed", "policy");
+    snprintf(body, sizeof body,
+             "{\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":0.5,"
+             "\"block_threshold\":0.9,\"rules\":[{\"name\":\"r\",\"action\":\"hold\","
+             "\"when\":\"amount > 1\"}]},\"from\":\"2026-01-01T00:00:00Z\",\"to\":"
+             "\"2026-02-01T00:00:00Z\"}",
+             g_v1);
+    refused(body, 400, "validation_failed", "rules[0].action");
+    snprintf(body, sizeof body,
+             "{\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":0.5,"
+             "\"block_threshold\":0.9,\"rules\":[{\"name\":\"r\",\"action\":\"block\","
+             "\"when\":\"merchant_id in @no_such_list\"}]},\"from\":\"2026-01-01T00:00:00Z\","
+             "\"to\":\"2026-02-01T00:00:00Z\"}",
+             g_v1);
+    refused(body, 422, "rule_invalid", "rules[0].when");
+    snprintf(body, sizeof body,
+             "{\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":0.5,"
              "\"block_threshold\":0.9},\"from\":\"2026-01-01T00:00:00Z\",\"to\":"
              "\"2026-02-01T00:00:00Z\"}",
              "00000000-0000-0000-0000-000000000000");

@@ -166,21 +166,23 @@ static int read_filter(http_resp *resp, const cJSON *body)
 
 /* ---- POST: the candidate policy -------------------------------------------------------------- */
 
-/* Refuses a candidate with rules: backtests evaluate no rules yet (backtests.h).  rules: the
- * policy's "rules" JSON (text or item), either may be NULL. */
-static int rules_seam(http_resp *resp, const char *rules_text, const cJSON *rules)
+/* Checks a resolved candidate's rules as PUT /api/v1/policy would (they must compile against
+ * the catalogue of its models and the lists that exist now): the job compiles them the same way
+ * when it starts.  Nothing to check without rules.  Returns 0, or -1 with resp filled. */
+static int check_rules(http_req *req, http_resp *resp, db_conn *c, const cJSON *cand)
 {
-    int has = rules && cJSON_IsArray(rules) && cJSON_GetArraySize(rules) > 0;
-    if (rules_text) {
-        cJSON *p = cJSON_Parse(rules_text);
-        has = has || (cJSON_IsArray(p) && cJSON_GetArraySize(p) > 0);
-        cJSON_Delete(p);
+    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(cand, "rules");
+    if (!cJSON_IsArray(rules) || cJSON_GetArraySize(rules) == 0)
+        return 0;
+    cJSON *body = cJSON_Duplicate(cand, 1);
+    if (!body) {
+        http_problem(resp, 500, "internal", NULL, "out of memory");
+        return -1;
     }
-    if (has)
-        http_problem(resp, 422, "rules_not_supported", "policy",
-                     "backtests evaluate models and thresholds only: the candidate policy has "
-                     "rules, which backtests do not evaluate yet");
-    return has ? -1 : 0;
+    cJSON_DeleteItemFromObjectCaseSensitive(body, "mode");
+    int rc = policy_check(req, resp, c, body);
+    cJSON_Delete(body);
+    return rc;
 }
 
 /* The resolved candidate of a stored policy row (active or a version): columns champion,
@@ -192,8 +194,11 @@ static cJSON *candidate_from_row(http_resp *resp, const PGresult *r)
                      "that policy has no champion model to score with");
         return NULL;
     }
-    if (rules_seam(resp, val(r, 0, 5), NULL))
-        return NULL;
+    cJSON *rules = val(r, 0, 5) ? cJSON_Parse(val(r, 0, 5)) : NULL;
+    if (rules && !cJSON_IsArray(rules)) {
+        cJSON_Delete(rules);
+        rules = NULL;
+    }
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "mode", "candidate");
     cJSON_AddStringToObject(c, "champion_model_id", PQgetvalue(r, 0, 0));
@@ -201,7 +206,7 @@ static cJSON *candidate_from_row(http_resp *resp, const PGresult *r)
     cJSON_AddNumberToObject(c, "review_threshold", strtod(PQgetvalue(r, 0, 2), NULL));
     cJSON_AddNumberToObject(c, "block_threshold", strtod(PQgetvalue(r, 0, 3), NULL));
     cJSON_AddStringToObject(c, "fallback_decision", PQgetvalue(r, 0, 4));
-    cJSON_AddItemToObject(c, "rules", cJSON_CreateArray());
+    cJSON_AddItemToObject(c, "rules", rules ? rules : cJSON_CreateArray());
     return c;
 }
 
@@ -265,6 +270,7 @@ static cJSON *candidate_object(http_req *req, http_resp *resp, db_conn *c, const
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(p, "champion_model_id");
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(p, "challenger_model_id");
     const cJSON *fb = cJSON_GetObjectItemCaseSensitive(p, "fallback_decision");
+    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(p, "rules");
     double review, block;
     const char *msg = NULL;
     if (bad) {
@@ -284,12 +290,13 @@ static cJSON *candidate_object(http_req *req, http_resp *resp, db_conn *c, const
                      (!strcmp(fb->valuestring, "allow") || !strcmp(fb->valuestring, "review") ||
                       !strcmp(fb->valuestring, "block"))))
         msg = "'policy.fallback_decision' must be allow, review or block";
+    else if (rules && !cJSON_IsNull(rules) && !cJSON_IsArray(rules))
+        msg = "'policy.rules' must be an array of rules";
     if (msg) {
         http_problem(resp, 400, "validation_failed", "policy", "%s", msg);
         return NULL;
     }
-    if (rules_seam(resp, NULL, cJSON_GetObjectItemCaseSensitive(p, "rules")) ||
-        policy_model_check(req, resp, c, ch->valuestring, "policy") ||
+    if (policy_model_check(req, resp, c, ch->valuestring, "policy") ||
         (cJSON_IsString(cl) && policy_model_check(req, resp, c, cl->valuestring, "policy")))
         return NULL;
     cJSON *o = cJSON_CreateObject();
@@ -299,7 +306,8 @@ static cJSON *candidate_object(http_req *req, http_resp *resp, db_conn *c, const
     cJSON_AddNumberToObject(o, "review_threshold", review);
     cJSON_AddNumberToObject(o, "block_threshold", block);
     cJSON_AddStringToObject(o, "fallback_decision", fb ? fb->valuestring : "review");
-    cJSON_AddItemToObject(o, "rules", cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "rules",
+                          cJSON_IsArray(rules) ? cJSON_Duplicate(rules, 1) : cJSON_CreateArray());
     return o;
 }
 
@@ -338,8 +346,10 @@ static int resolve_policy(http_req *req, http_resp *resp, db_conn *c, const cJSO
                      "object");
         return -1;
     }
-    if (*cand)
+    if (*cand && check_rules(req, resp, c, *cand) == 0)
         return 0;
+    cJSON_Delete(*cand);
+    *cand = NULL;
     cJSON_Delete(*source);
     *source = NULL;
     return -1;

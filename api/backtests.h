@@ -8,12 +8,11 @@
  *   "recorded"       a replay: every row with the model and thresholds it was decided with
  *                    (the exactness check: 100% of the non-degraded scores, bit for bit);
  *   {...}            a full policy object as PUT /api/v1/policy takes it.
- * Rules: a candidate whose policy has rules is refused (422 rules_not_supported): rules are not
- * evaluated by backtests yet.  btjob.c's decide step (aggregate_chunk) is where common/rules.h's
- * rules_eval + rules_decide go, per row, with the operand slots built from the stored row (fields,
- * snapshot features, user fields, the candidate's scores) and the list probes resolved from each
- * decision's stored list_probes for a replay, from the current list sets for a candidate.  Every
- * statement of the handlers is here, static and parameterised. */
+ * Rules: a candidate's rules (from the object, the active policy or the version) are kept with it
+ * and must compile now as PUT /api/v1/policy compiles them (policy_check: 400/422 rule_invalid);
+ * btjob.c evaluates them on every row (list membership: the lists' current sets).  A "recorded"
+ * replay decides by each row's thresholds only.  Every statement of the handlers is here, static
+ * and parameterised. */
 #ifndef VIGIL_BACKTESTS_H
 #define VIGIL_BACKTESTS_H
 

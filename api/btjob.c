@@ -18,7 +18,10 @@
 #include "clock.h"
 #include "db.h"
 #include "dynbuf.h"
+#include "listcache.h"
 #include "logline.h"
+#include "rulecat.h"
+#include "rules.h"
 #include "scoring.h"
 #include "wire.h"
 
@@ -43,15 +46,33 @@ typedef struct bt_model {
     int ok; /* metadata read (0: the model is gone, its rows are the candidate's fallback) */
 } bt_model;
 
+/* The candidate's rules, prepared once per run of a job: the program compiled against the
+ * catalogue of the candidate's models and the lists that exist (as a live decision compiles its
+ * policy version's), the list sets as they are when the run starts (held for the run), and the
+ * per-row scratch (operand slots, probe answers). */
+typedef struct bt_rules {
+    rulecat cat;
+    rules_program *prog;
+    listcache_set *held[RULES_MAX]; /* the set of each list the program names */
+    const listset *sets[RULES_MAX];
+    cJSON *list_versions;           /* {"list": version} of those sets */
+    rules_value *slots;             /* cat.n_ops */
+    uint8_t *probes;                /* rules_probe_count(prog) */
+    int64_t op_missing[FEAT_COUNT]; /* rows whose built-in operand had no stored value */
+} bt_rules;
+
 typedef struct bt_job {
     btjob_runner *run;
     db_conn *c;
     char id[37];
     int recorded; /* replay: each row scored by the model and thresholds it was decided with */
     double review, block;
-    int fallback;      /* enum btreport_decision */
-    char champion[37]; /* candidate mode */
-    cJSON *filter;     /* {"decision", "labelled_only", "user_id", "label_sources"} */
+    int fallback;        /* enum btreport_decision */
+    char champion[37];   /* candidate mode */
+    char challenger[37]; /* candidate mode: "" without one */
+    cJSON *rules;        /* candidate mode: the rules (a JSON array), NULL without */
+    bt_rules *ru;        /* the rules prepared (NULL without rules) */
+    cJSON *filter;       /* {"decision", "labelled_only", "user_id", "label_sources"} */
     char from[64], to[64], snap[64];
     char cur_at[64], cur_id[37]; /* keyset position, "" before the first chunk */
     long long total, processed;
@@ -138,6 +159,12 @@ static int job_fold_missing(bt_job *j)
             bm->map.missing[f] = 0;
         }
     }
+    for (int s = 0; j->ru && s < FEAT_COUNT; s++) {
+        if (j->ru->op_missing[s] &&
+            btreport_operand_missing(j->rep, feat_name(s), j->ru->op_missing[s]))
+            return -1;
+        j->ru->op_missing[s] = 0;
+    }
     return 0;
 }
 
@@ -158,8 +185,29 @@ enum {
     K_MODEL,
     K_REVIEW,
     K_BLOCK,
-    K_FALLBACK
+    K_FALLBACK,
+    /* with rules only (chunk_rules_sql) */
+    K_CLIENT,
+    K_INPUTS,
+    K_PROBES,
+    K_AMOUNT_MAJOR,
+    K_MERCHANT, /* ... then every string operand column in rulecat slot order */
+    K_MCC,
+    K_COUNTRY,
+    K_CHANNEL,
+    K_EMAIL,
+    K_IP,
+    K_DEVICE,
+    K_CARD_FP,
+    K_CARD_BIN,
+    K_CARD_COUNTRY,
+    K_SHIP_COUNTRY,
+    K_USER_EXTERNAL_ID,
+    K_USER_COUNTRY
 };
+/* fill_slots reads string operand s from column K_MERCHANT + (s - RC_MERCHANT_ID) */
+_Static_assert(K_USER_COUNTRY - K_MERCHANT == RC_USER_COUNTRY - RC_MERCHANT_ID,
+               "the string columns of chunk_rules_sql follow rulecat's slot order");
 
 #define BT_WHERE                                                                                   \
     "t.occurred_at >= $1::timestamptz AND t.occurred_at < $2::timestamptz "                        \
@@ -168,12 +216,25 @@ enum {
     "AND ($5::boolean IS NOT TRUE OR t.label IS NOT NULL) "                                        \
     "AND ($6::uuid IS NULL OR t.user_id = $6::uuid) "
 
-static const char chunk_sql[] =
-    "SELECT t.id, t.occurred_at::text, t.features::text, t.score, t.decision, t.degraded, "
-    "t.label, t.label_source, t.amount, t.currency, t.model_id, t.review_threshold, "
-    "t.block_threshold, t.fallback_decision FROM transactions t WHERE " BT_WHERE
-    "AND ($7::timestamptz IS NULL OR (t.occurred_at, t.id) > ($7::timestamptz, $8::uuid)) "
-    "ORDER BY t.occurred_at, t.id LIMIT $9";
+#define BT_CHUNK_COLS                                                                              \
+    "SELECT t.id, t.occurred_at::text, t.features::text, t.score, t.decision, t.degraded, "        \
+    "t.label, t.label_source, t.amount, t.currency, t.model_id, t.review_threshold, "              \
+    "t.block_threshold, t.fallback_decision"
+#define BT_KEYSET                                                                                  \
+    "AND ($7::timestamptz IS NULL OR (t.occurred_at, t.id) > ($7::timestamptz, $8::uuid)) "        \
+    "ORDER BY t.occurred_at, t.id LIMIT $9"
+
+static const char chunk_sql[] = BT_CHUNK_COLS " FROM transactions t WHERE " BT_WHERE BT_KEYSET;
+
+/* The rules' operands too: client features, what the live rules evaluated, the fields and the
+ * user's (amount_major's text is exact: PostgreSQL prints the shortest round-trip form). */
+static const char chunk_rules_sql[] =
+    BT_CHUNK_COLS ", t.client_features::text, t.rule_inputs::text, t.list_probes::text, "
+                  "t.amount_major::text, "
+                  "t.merchant_id, t.merchant_category, t.country, t.channel, t.email, "
+                  "t.ip_address, t.device_id, t.card_fingerprint, t.card_bin, t.card_country, "
+                  "t.shipping_country, u.external_id, u.country "
+                  "FROM transactions t JOIN users u ON u.id = t.user_id WHERE " BT_WHERE BT_KEYSET;
 
 /* The filter parameters $1..$6 shared by the chunk and count queries. */
 static void where_params(const bt_job *j, const char **v)
@@ -232,14 +293,35 @@ static int score_group(bt_job *j, const PGresult *r, bt_model *bm, const int *id
     return sc;
 }
 
+/* The candidate's challenger scores of the chunk into chal[] (its missing features are not
+ * counted: the report's are the champion's).  A scoring_status. */
+static int score_challenger(bt_job *j, const PGresult *r, const bt_model *champ, const float *score,
+                            float *chal, const int *idx)
+{
+    int n = PQntuples(r);
+    bt_model *cm = job_model(j, j->challenger);
+    if (!cm) {
+        snprintf(j->err, sizeof j->err, "the candidate challenger %s cannot be read",
+                 j->challenger);
+        return SC_FAILED;
+    }
+    if (cm == champ) { /* the same model twice: the same scores */
+        memcpy(chal, score, (size_t)n * sizeof *chal);
+        return SC_OK;
+    }
+    int sc = score_group(j, r, cm, idx, n, chal);
+    memset(cm->map.missing, 0, (size_t)cm->map.nfeat * sizeof *cm->map.missing);
+    return sc;
+}
+
 /* Scores every row of the chunk with its model (the candidate's, or the recorded one): rows of
- * one model go together.  score[i] stays NaN for a row no model scores.  Returns a
- * scoring_status (j->err filled when not SC_OK). */
-static int score_chunk(bt_job *j, const PGresult *r, float *score, int *idx)
+ * one model go together; a candidate's challenger too, into chal[].  score[i] (chal[i]) stays
+ * NaN for a row no model scores.  Returns a scoring_status (j->err filled when not SC_OK). */
+static int score_chunk(bt_job *j, const PGresult *r, float *score, float *chal, int *idx)
 {
     int n = PQntuples(r);
     for (int i = 0; i < n; i++)
-        score[i] = NAN;
+        score[i] = chal[i] = NAN;
     if (!j->recorded) {
         bt_model *bm = job_model(j, j->champion);
         for (int i = 0; i < n; i++)
@@ -249,7 +331,10 @@ static int score_chunk(bt_job *j, const PGresult *r, float *score, int *idx)
                      j->champion);
             return SC_FAILED;
         }
-        return score_group(j, r, bm, idx, n, score);
+        int sc = score_group(j, r, bm, idx, n, score);
+        if (sc == SC_OK && j->challenger[0])
+            sc = score_challenger(j, r, bm, score, chal, idx);
+        return sc;
     }
     char *done = calloc((size_t)n + 1, 1);
     int sc = done ? SC_OK : SC_FAILED;
@@ -277,12 +362,249 @@ static void job_reset_missing(bt_job *j)
         if (j->model[i].ok)
             memset(j->model[i].map.missing, 0,
                    (size_t)j->model[i].map.nfeat * sizeof *j->model[i].map.missing);
+    if (j->ru)
+        memset(j->ru->op_missing, 0, sizeof j->ru->op_missing);
+}
+
+/* ---- rules ----------------------------------------------------------------------------------- */
+
+/* Member name of a stored JSON object as a number: 1 with *x (NaN for null or a non-number),
+ * 0 when the object lacks it. */
+static int member_num(const cJSON *o, const char *name, double *x)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!v)
+        return 0;
+    *x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    return 1;
+}
+
+/* Every operand of row i, resolved as the live decision resolved it (decision_rules.c):
+ *   score, challenger_score  the candidate's scores (missing when the champion gave none);
+ *   any other operand the live rules evaluated (rule_inputs: the exact value, incl. the user's
+ *                            fields as they were then);
+ *   string operands          the stored transaction fields, the user's current fields;
+ *   client features          the stored client_features (exact, as the client sent them);
+ *   amount                   amount_major (exact);
+ *   other built-ins          the feature snapshot (the float32 a model scored; exact for
+ *                            counts, flags, hour and day), else missing (counted).
+ * Strings point into r and into *inputs (the caller deletes the parsed JSON). */
+static void fill_slots(bt_job *j, const PGresult *r, int i, float score, float chal, cJSON **inputs,
+                       cJSON **client, cJSON **snap)
+{
+    bt_rules *ru = j->ru;
+    const rulecat *cat = &ru->cat;
+    int degraded = !isfinite(score);
+    *inputs = PQgetisnull(r, i, K_INPUTS) ? NULL : cJSON_Parse(PQgetvalue(r, i, K_INPUTS));
+    *client = PQgetisnull(r, i, K_CLIENT) ? NULL : cJSON_Parse(PQgetvalue(r, i, K_CLIENT));
+    *snap = NULL;
+    const cJSON *in_num = cJSON_GetObjectItemCaseSensitive(*inputs, "numbers");
+    const cJSON *in_str = cJSON_GetObjectItemCaseSensitive(*inputs, "strings");
+    for (size_t s = 0; s < cat->n_ops; s++) {
+        const char *name = cat->ops[s].name;
+        double x = NAN;
+        if (s == RC_SCORE || s == RC_CHALLENGER_SCORE) {
+            x = s == RC_SCORE ? (double)score : j->challenger[0] ? (double)chal : NAN;
+            ru->slots[s] = rulecat_num(degraded ? NAN : x);
+        } else if (cat->ops[s].type == RULES_STRING) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(in_str, name);
+            int col = s == RC_CURRENCY ? K_CURRENCY : K_MERCHANT + (int)(s - RC_MERCHANT_ID);
+            ru->slots[s] = v                        ? rulecat_str(cJSON_GetStringValue(v))
+                           : PQgetisnull(r, i, col) ? rulecat_str(NULL)
+                                                    : rulecat_str(PQgetvalue(r, i, col));
+        } else if (member_num(in_num, name, &x)) {
+            ru->slots[s] = rulecat_num(x);
+        } else if (s >= RC_CLIENT) {
+            member_num(*client, name, &x);
+            ru->slots[s] = rulecat_num(x);
+        } else if (s == FEAT_AMOUNT) {
+            ru->slots[s] = rulecat_num(strtod(PQgetvalue(r, i, K_AMOUNT_MAJOR), NULL));
+        } else {
+            if (!*snap)
+                *snap = cJSON_Parse(PQgetvalue(r, i, K_FEATURES));
+            if (!member_num(*snap, name, &x))
+                ru->op_missing[s]++;
+            ru->slots[s] = rulecat_num(x);
+        }
+    }
+}
+
+/* Compares the candidate's probe answers of row i with those the live decision recorded for the
+ * same (list, operand): how much "membership is current" changed the row.  Counted into the
+ * report; nothing else depends on it. */
+static void probes_compare(bt_job *j, const PGresult *r, int i)
+{
+    static const char *const answer[] = {"not_member", "member", "missing"};
+    bt_rules *ru = j->ru;
+    size_t np = rules_probe_count(ru->prog);
+    if (np == 0 || PQgetisnull(r, i, K_PROBES))
+        return;
+    cJSON *stored = cJSON_Parse(PQgetvalue(r, i, K_PROBES)), *e;
+    int64_t recorded = 0, changed = 0;
+    for (size_t k = 0; k < np; k++) {
+        const char *list = rules_list_name(ru->prog, rules_probe_list(ru->prog, k));
+        const char *op = ru->cat.ops[rules_probe_slot(ru->prog, k)].name;
+        cJSON_ArrayForEach(e, stored)
+        {
+            const char *l = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "list"));
+            const char *o = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "operand"));
+            const char *res = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "result"));
+            if (l && o && res && strcmp(l, list) == 0 && strcmp(o, op) == 0) {
+                recorded++;
+                changed += strcmp(res, answer[ru->probes[k] <= 2 ? ru->probes[k] : 2]) != 0;
+                break;
+            }
+        }
+    }
+    btreport_probes(j->rep, recorded, changed);
+    cJSON_Delete(stored);
+}
+
+/* Evaluates the candidate's rules on row i and decides with rules_decide's precedence, as a live
+ * decision does; the outcome goes into w->cand and the report's rule figures. */
+static void rules_row(bt_job *j, const PGresult *r, int i, float chal, double review, double block,
+                      int fallback, btreport_row *w)
+{
+    bt_rules *ru = j->ru;
+    cJSON *inputs, *client, *snap;
+    uint64_t matched[RULES_BITMAP_WORDS] = {0};
+    fill_slots(j, r, i, w->score, chal, &inputs, &client, &snap);
+    rules_probe_resolve(ru->prog, ru->slots, ru->sets, ru->probes);
+    probes_compare(j, r, i);
+    rules_eval(ru->prog, ru->slots, ru->cat.n_ops, ru->probes,
+               w->cand_scored ? 0 : RULES_EVAL_DEGRADED, matched);
+    rules_decide_in in = {!w->cand_scored, (rules_action)fallback, (double)w->score, review, block};
+    rules_verdict v = rules_decide(ru->prog, matched, &in);
+    w->cand = (int)v.decision;
+    btreport_rules_add(j->rep, matched, (int)v.by, v.by == RULES_BY_RULE ? v.rule : -1, w->label,
+                       w->amount, w->cur);
+    cJSON_Delete(inputs);
+    cJSON_Delete(client);
+    cJSON_Delete(snap);
+}
+
+static void rules_release(bt_job *j)
+{
+    bt_rules *ru = j->ru;
+    if (!ru)
+        return;
+    for (size_t li = 0; ru->prog && li < rules_list_count(ru->prog) && li < RULES_MAX; li++)
+        listcache_release(j->run->a->lists, ru->held[li]);
+    rules_free(ru->prog);
+    rulecat_free(&ru->cat);
+    cJSON_Delete(ru->list_versions);
+    free(ru->slots);
+    free(ru->probes);
+    free(ru);
+    j->ru = NULL;
+}
+
+/* The set of the program's list li as it is now, into ru->held[li].  lists: name, kind, id,
+ * version of every list.  0, or -1 (j->err). */
+static int rules_take_list(bt_job *j, const PGresult *lists, size_t li)
+{
+    bt_rules *ru = j->ru;
+    const char *name = rules_list_name(ru->prog, li);
+    char e[256] = "it does not exist any more";
+    int rc = LISTCACHE_FAILED;
+    for (int k = 0; k < PQntuples(lists); k++)
+        if (strcmp(PQgetvalue(lists, k, 0), name) == 0 && j->run->a->lists)
+            rc = listcache_get(j->run->a->lists, PQgetvalue(lists, k, 2),
+                               strtoll(PQgetvalue(lists, k, 3), NULL, 10), dl(), &ru->held[li], e,
+                               sizeof e);
+    if (rc != LISTCACHE_OK && !(rc == LISTCACHE_TIMEOUT && ru->held[li])) {
+        listcache_release(j->run->a->lists, ru->held[li]);
+        ru->held[li] = NULL;
+        snprintf(j->err, sizeof j->err, "list '%s' of the candidate's rules is not available: %s",
+                 name, e);
+        return -1;
+    }
+    ru->sets[li] = listcache_set_get(ru->held[li]);
+    cJSON_AddNumberToObject(ru->list_versions, name, (double)listcache_set_version(ru->held[li]));
+    return 0;
+}
+
+/* Prepares the candidate's rules (nothing without rules): compiles them against the catalogue
+ * of its models and the lists that exist now, takes the current set of every list they name and
+ * sizes the report's rule figures.  0, or -1 (j->err). */
+static int rules_prepare(bt_job *j)
+{
+    if (!cJSON_IsArray(j->rules) || cJSON_GetArraySize(j->rules) == 0)
+        return 0;
+    bt_model *ch = job_model(j, j->champion);
+    bt_model *cl = j->challenger[0] ? job_model(j, j->challenger) : NULL;
+    const scoring_model *mp[2] = {ch ? &ch->m : NULL, cl ? &cl->m : NULL};
+    rules_spec *specs = calloc(RULES_MAX, sizeof *specs);
+    rulecat_list *known = NULL;
+    PGresult *lr = NULL;
+    size_t n_specs = 0;
+    rules_error rerr = {0};
+    int rc = -1;
+    bt_rules *ru = j->ru = calloc(1, sizeof *ru);
+    if (!ch || (j->challenger[0] && !cl)) {
+        snprintf(j->err, sizeof j->err, "the candidate's models cannot be read");
+        goto done;
+    }
+    if (!specs || !ru || !(ru->list_versions = cJSON_CreateObject())) {
+        snprintf(j->err, sizeof j->err, "out of memory");
+        goto done;
+    }
+    if (db_query(j->c, "SELECT name, kind, id::text, version FROM lists ORDER BY name", 0, NULL,
+                 NULL, NULL, 0, dl(), &lr, j->err, sizeof j->err) != DB_OK)
+        goto done;
+    size_t n_lists = (size_t)PQntuples(lr);
+    if (!(known = calloc(n_lists + 1, sizeof *known))) {
+        snprintf(j->err, sizeof j->err, "out of memory");
+        goto done;
+    }
+    for (size_t k = 0; k < n_lists; k++)
+        known[k] = (rulecat_list){
+            PQgetvalue(lr, (int)k, 0),
+            listset_kind_parse(PQgetvalue(lr, (int)k, 1), (size_t)PQgetlength(lr, (int)k, 1))};
+    if (rulecat_specs(j->rules, specs, &n_specs) ||
+        rulecat_build(&ru->cat, mp, 2, known, n_lists) ||
+        rules_compile(specs, n_specs, &ru->cat.cat, &ru->prog, &rerr) != RULES_OK) {
+        snprintf(j->err, sizeof j->err, "the candidate's rules do not compile any more: %s",
+                 rerr.message[0] ? rerr.message : "out of memory");
+        goto done;
+    }
+    if (rules_list_count(ru->prog) > RULES_MAX) {
+        snprintf(j->err, sizeof j->err, "the candidate's rules name too many lists");
+        goto done;
+    }
+    for (size_t li = 0; li < rules_list_count(ru->prog); li++)
+        if (rules_take_list(j, lr, li))
+            goto done;
+    ru->slots = calloc(ru->cat.n_ops + 1, sizeof *ru->slots);
+    ru->probes = calloc(rules_probe_count(ru->prog) + 1, 1);
+    const char *names[RULES_MAX];
+    int actions[RULES_MAX], modes[RULES_MAX];
+    int n = (int)rules_count(ru->prog);
+    for (int i = 0; i < n; i++) {
+        names[i] = rules_rule_name(ru->prog, (size_t)i);
+        actions[i] = (int)rules_rule_action(ru->prog, (size_t)i);
+        modes[i] = (int)rules_rule_mode(ru->prog, (size_t)i);
+    }
+    if (!ru->slots || !ru->probes) {
+        snprintf(j->err, sizeof j->err, "out of memory");
+        goto done;
+    }
+    if (btreport_rules_init(j->rep, n, names, actions, modes)) {
+        snprintf(j->err, sizeof j->err, "the job's partial rule figures do not fit its rules");
+        goto done;
+    }
+    rc = 0;
+done:
+    free(specs);
+    free(known);
+    PQclear(lr);
+    return rc;
 }
 
 /* Aggregates the scored chunk into j->rep and appends the labelled rows' scores to arrays (the
  * backtest_scores rows of this chunk).  0, or -1 (j->err). */
-static int aggregate_chunk(bt_job *j, const PGresult *r, const float *score, dynbuf *s_arr,
-                           dynbuf *f_arr)
+static int aggregate_chunk(bt_job *j, const PGresult *r, const float *score, const float *chal,
+                           dynbuf *s_arr, dynbuf *f_arr, dynbuf *c_arr)
 {
     for (int i = 0; i < PQntuples(r); i++) {
         btreport_row w = {0};
@@ -298,13 +620,7 @@ static int aggregate_chunk(bt_job *j, const PGresult *r, const float *score, dyn
         w.live_score = PQgetisnull(r, i, K_SCORE) ? NAN : strtof(PQgetvalue(r, i, K_SCORE), NULL);
         w.score = score[i];
         w.cand_scored = isfinite(score[i]);
-        /* The live decision's rule (decision_decide): thresholds on a finite score, compared in
-         * double.  Rules, once policies have them, go here (backtests.h). */
-        w.cand = !w.cand_scored      ? fallback
-                 : w.score >= block  ? BT_BLOCK
-                 : w.score >= review ? BT_REVIEW
-                                     : BT_ALLOW;
-        w.over_review = w.cand_scored && w.score >= review;
+        w.chal_scored = isfinite(chal[i]);
         w.label = row_label(j, r, i);
         w.amount = strtoll(PQgetvalue(r, i, K_AMOUNT), NULL, 10);
         w.cur = btreport_currency(j->rep, PQgetvalue(r, i, K_CURRENCY));
@@ -312,11 +628,27 @@ static int aggregate_chunk(bt_job *j, const PGresult *r, const float *score, dyn
             snprintf(j->err, sizeof j->err, "more than %d currencies", BTREPORT_MAX_CURRENCIES);
             return -1;
         }
+        /* The live decision's rule (decision_decide): thresholds on a finite score, compared in
+         * double; with rules, rules_decide's precedence over the rules' matches (rules_row). */
+        w.cand = !w.cand_scored      ? fallback
+                 : w.score >= block  ? BT_BLOCK
+                 : w.score >= review ? BT_REVIEW
+                                     : BT_ALLOW;
+        if (j->ru)
+            rules_row(j, r, i, chal[i], review, block, fallback, &w);
+        w.over_review = w.cand_scored && w.score >= review;
         btreport_add(j->rep, &w);
-        if (w.label != BT_UNLABELLED && w.cand_scored) {
-            dynbuf_printf(s_arr, "%s%.9g", s_arr->len > 1 ? "," : "", (double)w.score);
-            dynbuf_printf(f_arr, "%s%c", f_arr->len > 1 ? "," : "",
-                          w.label == BT_FRAUD ? 't' : 'f');
+        if (w.label != BT_UNLABELLED && (w.cand_scored || w.chal_scored)) {
+            const char *sep = f_arr->len > 1 ? "," : "";
+            if (w.cand_scored)
+                dynbuf_printf(s_arr, "%s%.9g", sep, (double)w.score);
+            else
+                dynbuf_printf(s_arr, "%sNULL", sep);
+            if (w.chal_scored)
+                dynbuf_printf(c_arr, "%s%.9g", sep, (double)chal[i]);
+            else
+                dynbuf_printf(c_arr, "%sNULL", sep);
+            dynbuf_printf(f_arr, "%s%c", sep, w.label == BT_FRAUD ? 't' : 'f');
         }
     }
     return job_fold_missing(j);
@@ -324,7 +656,7 @@ static int aggregate_chunk(bt_job *j, const PGresult *r, const float *score, dyn
 
 /* The chunk's progress, in one transaction, only while the job is still running.  Returns 0, 1
  * when the job is no longer running (cancelled: nothing recorded), -1 on error (j->err). */
-static int record_chunk(bt_job *j, const char *scores, const char *frauds)
+static int record_chunk(bt_job *j, const char *scores, const char *frauds, const char *chals)
 {
     cJSON *pj = btreport_to_json(j->rep);
     char *partial = pj ? cJSON_PrintUnformatted(pj) : NULL;
@@ -332,15 +664,16 @@ static int record_chunk(bt_job *j, const char *scores, const char *frauds)
     char processed[24], secs[32];
     snprintf(processed, sizeof processed, "%lld", j->processed);
     snprintf(secs, sizeof secs, "%.6f", j->run_base_s + (clock_now_us() - j->run_start_us) / 1e6);
-    const char *ins[] = {j->id, scores, frauds};
+    const char *ins[] = {j->id, scores, frauds, chals};
     const char *upd[] = {j->id, processed, j->cur_at, j->cur_id, partial, secs};
     PGresult *r = NULL;
     int rc = partial ? 0 : -1, st = DB_OK;
     if (rc == 0 && ((st = db_exec(j->c, "BEGIN", 0, NULL, dl(), j->err, sizeof j->err)) ||
                     (st = db_exec(j->c,
-                                  "INSERT INTO backtest_scores (backtest_id, score, fraud) "
-                                  "SELECT $1, unnest($2::real[]), unnest($3::boolean[])",
-                                  3, ins, dl(), j->err, sizeof j->err))))
+                                  "INSERT INTO backtest_scores (backtest_id, score, fraud, "
+                                  "challenger_score) SELECT $1, unnest($2::real[]), "
+                                  "unnest($3::boolean[]), unnest($4::real[])",
+                                  4, ins, dl(), j->err, sizeof j->err))))
         rc = -1;
     if (rc == 0)
         st = db_query(j->c,
@@ -374,38 +707,43 @@ static int run_chunk(bt_job *j)
     snprintf(limit, sizeof limit, "%d", j->run->a->cfg->backtest_chunk_rows);
     v[6] = j->cur_at[0] ? j->cur_at : NULL, v[7] = j->cur_at[0] ? j->cur_id : NULL, v[8] = limit;
     PGresult *r = NULL;
-    if (db_query(j->c, chunk_sql, 9, v, NULL, NULL, 0, dl(), &r, j->err, sizeof j->err) != DB_OK) {
+    if (db_query(j->c, j->ru ? chunk_rules_sql : chunk_sql, 9, v, NULL, NULL, 0, dl(), &r, j->err,
+                 sizeof j->err) != DB_OK) {
         PQclear(r);
         return -1;
     }
     int n = PQntuples(r), rc = n == 0 ? 2 : 0;
     float *score = malloc(((size_t)n + 1) * sizeof(float));
+    float *chal = malloc(((size_t)n + 1) * sizeof(float));
     int *idx = malloc(((size_t)n + 1) * sizeof(int));
-    dynbuf s_arr, f_arr;
+    dynbuf s_arr, f_arr, c_arr;
     dynbuf_init(&s_arr, (size_t)n * 20 + 16);
     dynbuf_init(&f_arr, (size_t)n * 2 + 16);
-    dynbuf_append(&s_arr, "{", 1), dynbuf_append(&f_arr, "{", 1);
-    if (rc == 0 && (!score || !idx))
+    dynbuf_init(&c_arr, (size_t)n * 20 + 16);
+    dynbuf_append(&s_arr, "{", 1), dynbuf_append(&f_arr, "{", 1), dynbuf_append(&c_arr, "{", 1);
+    if (rc == 0 && (!score || !chal || !idx))
         rc = -1, snprintf(j->err, sizeof j->err, "out of memory");
-    int sc = rc == 0 ? score_chunk(j, r, score, idx) : SC_OK;
+    int sc = rc == 0 ? score_chunk(j, r, score, chal, idx) : SC_OK;
     if (sc == SC_UNAVAILABLE && ++j->unavailable <= BT_RETRIES)
         rc = 3, job_reset_missing(j); /* the worker is away: the same chunk again, later */
-    else if (sc != SC_OK || (rc == 0 && aggregate_chunk(j, r, score, &s_arr, &f_arr)))
+    else if (sc != SC_OK || (rc == 0 && aggregate_chunk(j, r, score, chal, &s_arr, &f_arr, &c_arr)))
         rc = -1;
     else if (rc == 0)
         j->unavailable = 0;
-    dynbuf_append(&s_arr, "}", 1), dynbuf_append(&f_arr, "}", 1);
-    if (rc == 0 && (s_arr.err || f_arr.err))
+    dynbuf_append(&s_arr, "}", 1), dynbuf_append(&f_arr, "}", 1), dynbuf_append(&c_arr, "}", 1);
+    if (rc == 0 && (s_arr.err || f_arr.err || c_arr.err))
         rc = -1, snprintf(j->err, sizeof j->err, "out of memory");
     if (rc == 0) {
         j->processed += n;
         snprintf(j->cur_at, sizeof j->cur_at, "%s", PQgetvalue(r, n - 1, K_AT));
         snprintf(j->cur_id, sizeof j->cur_id, "%s", PQgetvalue(r, n - 1, K_ID));
-        rc = record_chunk(j, s_arr.p, f_arr.p);
+        rc = record_chunk(j, s_arr.p, f_arr.p, c_arr.p);
     }
     dynbuf_free(&s_arr);
     dynbuf_free(&f_arr);
+    dynbuf_free(&c_arr);
     free(score);
+    free(chal);
     free(idx);
     PQclear(r);
     return rc;
@@ -433,16 +771,21 @@ static int count_total(bt_job *j)
     return st == DB_OK ? 0 : -1;
 }
 
-/* The AUCs from the job's labelled scores, grouped by distinct score, highest first. */
-static int job_aucs(bt_job *j, double *roc, double *pr)
+/* The AUCs from the job's labelled scores (the champion's, or with challenger 1 the
+ * challenger's), grouped by distinct score, highest first. */
+static int job_aucs(bt_job *j, int challenger, double *roc, double *pr)
 {
+    static const char *const sql[2] = {
+        "SELECT score, count(*) FILTER (WHERE fraud), count(*) FILTER (WHERE NOT fraud) FROM "
+        "backtest_scores WHERE backtest_id = $1 AND score IS NOT NULL GROUP BY score "
+        "ORDER BY score DESC",
+        "SELECT challenger_score, count(*) FILTER (WHERE fraud), count(*) FILTER (WHERE NOT "
+        "fraud) FROM backtest_scores WHERE backtest_id = $1 AND challenger_score IS NOT NULL "
+        "GROUP BY challenger_score ORDER BY challenger_score DESC"};
     const char *v[] = {j->id};
     PGresult *r = NULL;
-    int st = db_query(j->c,
-                      "SELECT score, count(*) FILTER (WHERE fraud), count(*) FILTER (WHERE NOT "
-                      "fraud) FROM backtest_scores WHERE backtest_id = $1 GROUP BY score "
-                      "ORDER BY score DESC",
-                      1, v, NULL, NULL, 0, dl(), &r, j->err, sizeof j->err);
+    int st =
+        db_query(j->c, sql[challenger != 0], 1, v, NULL, NULL, 0, dl(), &r, j->err, sizeof j->err);
     size_t n = st == DB_OK ? (size_t)PQntuples(r) : 0;
     btreport_score_group *g = malloc((n + 1) * sizeof *g);
     if (st == DB_OK && g) {
@@ -463,11 +806,18 @@ static int job_aucs(bt_job *j, double *roc, double *pr)
  * transaction.  0, 1 when the job was cancelled meanwhile, -1 on error. */
 static int finish(bt_job *j)
 {
-    double roc = NAN, pr = NAN;
-    if (job_aucs(j, &roc, &pr))
+    btreport_extra x = {j->recorded ? NAN : j->review,
+                        NAN,
+                        NAN,
+                        j->challenger[0] != 0,
+                        NAN,
+                        NAN,
+                        cJSON_GetObjectItemCaseSensitive(j->filter, "label_sources"),
+                        j->ru ? j->ru->list_versions : NULL};
+    if (job_aucs(j, 0, &x.roc_auc, &x.pr_auc) ||
+        (x.has_challenger && job_aucs(j, 1, &x.chal_roc_auc, &x.chal_pr_auc)))
         return -1;
-    cJSON *rep = btreport_render(j->rep, j->recorded ? NAN : j->review, roc, pr,
-                                 cJSON_GetObjectItemCaseSensitive(j->filter, "label_sources"));
+    cJSON *rep = btreport_render(j->rep, &x);
     char *text = rep ? cJSON_PrintUnformatted(rep) : NULL;
     cJSON_Delete(rep);
     char processed[24], secs[32];
@@ -545,14 +895,21 @@ static int job_policy(bt_job *j, const char *text)
     const cJSON *rv = cJSON_GetObjectItemCaseSensitive(p, "review_threshold");
     const cJSON *bv = cJSON_GetObjectItemCaseSensitive(p, "block_threshold");
     const cJSON *fb = cJSON_GetObjectItemCaseSensitive(p, "fallback_decision");
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(p, "challenger_model_id");
+    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(p, "rules");
     int rc = 0;
     if (cJSON_IsString(mode) && strcmp(mode->valuestring, "recorded") == 0)
         j->recorded = 1;
     else if (cJSON_IsString(champ) && cJSON_IsNumber(rv) && cJSON_IsNumber(bv) &&
              cJSON_IsString(fb) && strlen(champ->valuestring) < sizeof j->champion) {
         snprintf(j->champion, sizeof j->champion, "%s", champ->valuestring);
+        if (cJSON_IsString(cl) && strlen(cl->valuestring) < sizeof j->challenger)
+            snprintf(j->challenger, sizeof j->challenger, "%s", cl->valuestring);
         j->review = rv->valuedouble, j->block = bv->valuedouble;
         j->fallback = decision_of(fb->valuestring);
+        if (cJSON_IsArray(rules) && cJSON_GetArraySize(rules) > 0 &&
+            !(j->rules = cJSON_Duplicate(rules, 1)))
+            rc = -1, snprintf(j->err, sizeof j->err, "out of memory");
     } else {
         rc = -1, snprintf(j->err, sizeof j->err, "the job's stored policy is unreadable");
     }
@@ -588,7 +945,7 @@ static int job_load(bt_job *j, const PGresult *r)
             return -1;
         }
     }
-    return job_policy(j, PQgetvalue(r, 0, J_POLICY));
+    return job_policy(j, PQgetvalue(r, 0, J_POLICY)) || rules_prepare(j) ? -1 : 0;
 }
 
 /* Waits ms (0: not at all) or until the runner stops.  Returns 0 (run the next chunk). */
@@ -693,6 +1050,8 @@ static int poll_once(btjob_runner *run)
                 job_run(j);
             else
                 fail(j);
+            rules_release(j);
+            cJSON_Delete(j->rules);
             job_models_free(j);
             btreport_free(j->rep);
             cJSON_Delete(j->filter);

@@ -14,7 +14,12 @@
  *   score   in the worker in large SCORE frames flagged WIRE_F_BULK (the worker serves live
  *           decisions first, hotpath/hp_prio.h), in process in inprocess mode;
  *   decide  the candidate's thresholds (score >= block -> block, >= review -> review, else allow;
- *           a row the candidate cannot score gets its fallback);  rules: see backtests.h;
+ *           a row the candidate cannot score gets its fallback); with rules, common/rules.h's
+ *           rules_eval + rules_decide as a live decision: the program compiled once per run
+ *           against the catalogue of the candidate's models (rulecat.h) and the lists that exist,
+ *           operands from what the live decision recorded (rule_inputs), the stored fields,
+ *           client features, amount_major and the snapshot, the candidate's champion and
+ *           challenger scores; each list's current set held for the run (listcache.h);
  *   record  in one database transaction: the labelled rows' scores (backtest_scores), the
  *           processed count, the keyset position and the partial aggregates (btreport) - and only
  *           if the job is still running (DELETE cancels it: the chunk is rolled back and the

@@ -20,8 +20,11 @@ void btreport_free(btreport *r)
 {
     if (!r)
         return;
-    for (int i = 0; i < r->nmiss; i++)
+    for (int i = 0; i <= r->nmiss && i <= BTREPORT_MAX_FEATURES; i++)
         free(r->miss_name[i]);
+    for (int i = 0; i < r->nrules; i++)
+        free(r->rule[i].fraud_amt);
+    free(r->rule);
     free(r);
 }
 
@@ -55,6 +58,88 @@ int btreport_missing(btreport *r, const char *name, int64_t n)
     return 0;
 }
 
+/* ---- rules ----------------------------------------------------------------------------------- */
+
+/* Allocates n empty rules (names unset).  0, or -1 when out of memory (r unchanged). */
+static int rules_alloc(btreport *r, int n)
+{
+    btreport_rule *rule = calloc((size_t)n + 1, sizeof *rule);
+    int ok = rule != NULL;
+    for (int i = 0; ok && i < n; i++)
+        ok = (rule[i].fraud_amt = calloc(BTREPORT_MAX_CURRENCIES, sizeof(int64_t))) != NULL;
+    if (!ok) {
+        for (int i = 0; rule && i < n; i++)
+            free(rule[i].fraud_amt);
+        free(rule);
+        return -1;
+    }
+    r->rule = rule;
+    r->nrules = n;
+    return 0;
+}
+
+int btreport_rules_init(btreport *r, int n, const char *const *names, const int *actions,
+                        const int *modes)
+{
+    if (r->nrules) { /* restored from a partial: the same rules, or a corrupt job */
+        if (r->nrules != n)
+            return -1;
+        for (int i = 0; i < n; i++)
+            if (strcmp(r->rule[i].name, names[i]) || r->rule[i].action != actions[i] ||
+                r->rule[i].mode != modes[i])
+                return -1;
+        return 0;
+    }
+    if (n == 0)
+        return 0;
+    if (rules_alloc(r, n))
+        return -1;
+    for (int i = 0; i < n; i++) {
+        snprintf(r->rule[i].name, sizeof r->rule[i].name, "%s", names[i]);
+        r->rule[i].action = actions[i], r->rule[i].mode = modes[i];
+    }
+    return 0;
+}
+
+void btreport_rules_add(btreport *r, const uint64_t *matched, int decided_by, int rule, int label,
+                        int64_t amount, int cur)
+{
+    if (decided_by >= 0 && decided_by < BTREPORT_DECIDED_BY)
+        r->decided_by[decided_by]++;
+    if (rule >= 0 && rule < r->nrules)
+        r->rule[rule].decided++;
+    for (int i = 0; i < r->nrules; i++) {
+        if (!(matched[i / 64] >> (i % 64) & 1))
+            continue;
+        btreport_rule *e = &r->rule[i];
+        e->hits++;
+        if (label == BT_FRAUD)
+            e->fraud++, e->fraud_amt[cur] += amount;
+        else if (label == BT_LEGIT)
+            e->legit++;
+    }
+}
+
+void btreport_probes(btreport *r, int64_t recorded, int64_t changed)
+{
+    r->probes_recorded += recorded;
+    r->probes_changed += changed;
+}
+
+int btreport_operand_missing(btreport *r, const char *name, int64_t n)
+{
+    int i = 0;
+    while (i < r->nopm && strcmp(r->opm_name[i], name) != 0)
+        i++;
+    if (i == r->nopm) {
+        if (r->nopm == BTREPORT_MAX_OPERANDS || strlen(name) >= sizeof r->opm_name[0])
+            return -1;
+        snprintf(r->opm_name[r->nopm++], sizeof r->opm_name[0], "%s", name);
+    }
+    r->opm_count[i] += n;
+    return 0;
+}
+
 int btreport_bucket(float score)
 {
     double s = score;
@@ -76,6 +161,7 @@ void btreport_add(btreport *r, const btreport_row *w)
     r->decisions[w->cand]++;
     r->matrix[w->live][w->cand]++;
     r->over_review += w->over_review;
+    r->chal_scored += w->chal_scored != 0;
     if (w->cand_scored)
         r->scored++;
     else
@@ -157,6 +243,23 @@ cJSON *btreport_to_json(const btreport *r)
     cJSON *miss = cJSON_AddObjectToObject(o, "missing");
     for (int i = 0; miss && i <= r->nmiss && r->miss_name[i]; i++)
         cJSON_AddNumberToObject(miss, r->miss_name[i], (double)r->miss_count[i]);
+    cJSON_AddNumberToObject(o, "chal_scored", (double)r->chal_scored);
+    put_counts(o, "decided_by", r->decided_by, BTREPORT_DECIDED_BY);
+    const int64_t probes[] = {r->probes_recorded, r->probes_changed};
+    put_counts(o, "probes", probes, 2);
+    cJSON *rules = cJSON_AddArrayToObject(o, "rules");
+    for (int i = 0; rules && i < r->nrules; i++) {
+        const btreport_rule *e = &r->rule[i];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddItemToArray(rules, x);
+        cJSON_AddStringToObject(x, "name", e->name);
+        const int64_t c[] = {e->action, e->mode, e->hits, e->decided, e->fraud, e->legit};
+        put_counts(x, "c", c, sizeof c / sizeof c[0]);
+        put_amounts(x, "fraud_amt", e->fraud_amt, (size_t)r->ncur);
+    }
+    cJSON *opm = cJSON_AddObjectToObject(o, "operand_missing");
+    for (int i = 0; opm && i < r->nopm; i++)
+        cJSON_AddNumberToObject(opm, r->opm_name[i], (double)r->opm_count[i]);
     return o;
 }
 
@@ -199,6 +302,45 @@ static int get_currencies(btreport *r, const cJSON *o)
     return 0;
 }
 
+/* The rule and challenger members of a partial (after the currencies).  A partial written
+ * before backtests had rules has none of them (all zero).  0, or -1 when malformed. */
+static int get_rules(btreport *r, const cJSON *j)
+{
+    const cJSON *cs = cJSON_GetObjectItemCaseSensitive(j, "chal_scored");
+    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(j, "rules");
+    const cJSON *opm = cJSON_GetObjectItemCaseSensitive(j, "operand_missing"), *e;
+    int64_t probes[2];
+    if (!cs && !rules && !opm)
+        return 0;
+    if (!cJSON_IsNumber(cs) || !cJSON_IsArray(rules) || !cJSON_IsObject(opm) ||
+        get_array(j, "decided_by", r->decided_by, BTREPORT_DECIDED_BY, 0) ||
+        get_array(j, "probes", probes, 2, 0))
+        return -1;
+    r->probes_recorded = probes[0], r->probes_changed = probes[1];
+    r->chal_scored = (int64_t)cs->valuedouble;
+    int n = cJSON_GetArraySize(rules), i = 0;
+    if (n > 0 && rules_alloc(r, n))
+        return -1;
+    cJSON_ArrayForEach(e, rules)
+    {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+        int64_t c[6];
+        btreport_rule *x = &r->rule[i++];
+        if (!cJSON_IsString(name) || get_array(e, "c", c, 6, 0) ||
+            get_array(e, "fraud_amt", x->fraud_amt, (size_t)r->ncur, 1))
+            return -1;
+        snprintf(x->name, sizeof x->name, "%s", name->valuestring);
+        x->action = (int)c[0], x->mode = (int)c[1], x->hits = c[2], x->decided = c[3];
+        x->fraud = c[4], x->legit = c[5];
+    }
+    cJSON_ArrayForEach(e, opm)
+    {
+        if (!cJSON_IsNumber(e) || btreport_operand_missing(r, e->string, (int64_t)e->valuedouble))
+            return -1;
+    }
+    return 0;
+}
+
 int btreport_from_json(btreport *r, const cJSON *j)
 {
     int64_t s[8];
@@ -208,7 +350,8 @@ int btreport_from_json(btreport *r, const cJSON *j)
         get_array(j, "lab", &r->lab[0][0], 2 * BT_NDEC, 0) || get_currencies(r, j) ||
         get_array(j, "sweep_all", r->sweep_all, BTREPORT_SWEEP, 0) ||
         get_array(j, "sweep_fraud", r->sweep_fraud, BTREPORT_SWEEP, 0) ||
-        get_array(j, "sweep_legit", r->sweep_legit, BTREPORT_SWEEP, 0) || !cJSON_IsObject(miss))
+        get_array(j, "sweep_legit", r->sweep_legit, BTREPORT_SWEEP, 0) || !cJSON_IsObject(miss) ||
+        get_rules(r, j))
         return -1;
     r->rows = s[0], r->scored = s[1], r->fallback = s[2], r->live_degraded = s[3];
     r->compared = s[4], r->same_score = s[5], r->same_decision = s[6], r->over_review = s[7];
@@ -288,8 +431,9 @@ static cJSON *amounts_json(const btreport *r, const int64_t *minor, size_t strid
     return o;
 }
 
-static cJSON *labelled_json(const btreport *r, double roc, double pr, const cJSON *sources)
+static cJSON *labelled_json(const btreport *r, const btreport_extra *x)
 {
+    const cJSON *sources = x->label_sources;
     cJSON *o = cJSON_CreateObject();
     int64_t fraud = 0, legit = 0;
     for (int d = 0; d < BT_NDEC; d++)
@@ -315,8 +459,10 @@ static cJSON *labelled_json(const btreport *r, double roc, double pr, const cJSO
     add_ratio(br, "precision", (double)(fb + fr),
               (double)(fb + fr + r->lab[1][BT_BLOCK] + r->lab[1][BT_REVIEW]));
     add_ratio(br, "recall", (double)(fb + fr), (double)fraud);
-    add_number_or_null(o, "roc_auc", roc);
-    add_number_or_null(o, "pr_auc", pr);
+    add_number_or_null(o, "roc_auc", x->roc_auc);
+    add_number_or_null(o, "pr_auc", x->pr_auc);
+    add_number_or_null(o, "challenger_roc_auc", x->has_challenger ? x->chal_roc_auc : NAN);
+    add_number_or_null(o, "challenger_pr_auc", x->has_challenger ? x->chal_pr_auc : NAN);
     return o;
 }
 
@@ -352,9 +498,51 @@ static cJSON *sweep_json(const btreport *r, double review_threshold)
     return a;
 }
 
-cJSON *btreport_render(const btreport *r, double review_threshold, double roc_auc, double pr_auc,
-                       const cJSON *label_sources)
+/* The rules section: totals, what decided, each rule's hits and labelled figures. */
+static cJSON *rules_json(const btreport *r, const cJSON *list_versions)
 {
+    static const char *const by_name[BTREPORT_DECIDED_BY] = {"rule", "score_threshold", "fallback",
+                                                             "default"};
+    static const char *const action_name[] = {"allow", "review", "block"};
+    cJSON *o = cJSON_CreateObject();
+    int64_t hits[2] = {0, 0};
+    cJSON_AddStringToObject(o, "list_membership", "current");
+    cJSON_AddItemToObject(o, "list_versions",
+                          list_versions ? cJSON_Duplicate(list_versions, 1) : cJSON_CreateObject());
+    cJSON *by = cJSON_AddObjectToObject(o, "decided_by");
+    for (int i = 0; by && i < BTREPORT_DECIDED_BY; i++)
+        cJSON_AddNumberToObject(by, by_name[i], (double)r->decided_by[i]);
+    cJSON *a = cJSON_AddArrayToObject(o, "by_rule");
+    for (int i = 0; a && i < r->nrules; i++) {
+        const btreport_rule *e = &r->rule[i];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddItemToArray(a, x);
+        hits[e->mode == 1] += e->hits;
+        cJSON_AddStringToObject(x, "name", e->name);
+        cJSON_AddStringToObject(x, "action",
+                                action_name[e->action >= 0 && e->action < 3 ? e->action : 0]);
+        cJSON_AddStringToObject(x, "mode", e->mode == 1 ? "shadow" : "active");
+        cJSON_AddNumberToObject(x, "hits", (double)e->hits);
+        cJSON_AddNumberToObject(x, "decided", (double)e->decided);
+        cJSON_AddNumberToObject(x, "fraud_hits", (double)e->fraud);
+        cJSON_AddNumberToObject(x, "legit_hits", (double)e->legit);
+        add_ratio(x, "precision", (double)e->fraud, (double)(e->fraud + e->legit));
+        cJSON_AddItemToObject(x, "fraud_amount_caught", amounts_json(r, e->fraud_amt, 1));
+    }
+    cJSON *pr = cJSON_AddObjectToObject(o, "list_probes");
+    cJSON_AddNumberToObject(pr, "recorded", (double)r->probes_recorded);
+    cJSON_AddNumberToObject(pr, "changed", (double)r->probes_changed);
+    cJSON_AddNumberToObject(o, "active_hits", (double)hits[0]);
+    cJSON_AddNumberToObject(o, "shadow_hits", (double)hits[1]);
+    cJSON *opm = cJSON_AddObjectToObject(o, "operands_unavailable");
+    for (int i = 0; opm && i < r->nopm; i++)
+        cJSON_AddNumberToObject(opm, r->opm_name[i], (double)r->opm_count[i]);
+    return o;
+}
+
+cJSON *btreport_render(const btreport *r, const btreport_extra *x)
+{
+    double review_threshold = x->review_threshold;
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
@@ -362,6 +550,10 @@ cJSON *btreport_render(const btreport *r, double review_threshold, double roc_au
     cJSON *cand = cJSON_AddObjectToObject(o, "candidate");
     cJSON_AddNumberToObject(cand, "scored", (double)r->scored);
     cJSON_AddNumberToObject(cand, "fallback", (double)r->fallback);
+    if (x->has_challenger)
+        cJSON_AddNumberToObject(cand, "challenger_scored", (double)r->chal_scored);
+    else
+        cJSON_AddNullToObject(cand, "challenger_scored");
     cJSON *dec = cJSON_AddObjectToObject(o, "decisions");
     for (int d = 0; d < BT_NDEC; d++)
         cJSON_AddNumberToObject(dec, dec_name[d], (double)r->decisions[d]);
@@ -378,10 +570,14 @@ cJSON *btreport_render(const btreport *r, double review_threshold, double roc_au
     cJSON_AddNumberToObject(rp, "compared", (double)r->compared);
     cJSON_AddNumberToObject(rp, "same_score", (double)r->same_score);
     cJSON_AddNumberToObject(rp, "same_decision", (double)r->same_decision);
-    cJSON_AddItemToObject(o, "labelled", labelled_json(r, roc_auc, pr_auc, label_sources));
+    cJSON_AddItemToObject(o, "labelled", labelled_json(r, x));
     cJSON_AddItemToObject(o, "sweep", sweep_json(r, review_threshold));
     cJSON *miss = cJSON_AddObjectToObject(o, "missing_features");
     for (int i = 0; miss && i <= r->nmiss && r->miss_name[i]; i++)
         cJSON_AddNumberToObject(miss, r->miss_name[i], (double)r->miss_count[i]);
+    if (r->nrules)
+        cJSON_AddItemToObject(o, "rules", rules_json(r, x->list_versions));
+    else
+        cJSON_AddNullToObject(o, "rules");
     return o;
 }

@@ -65,27 +65,6 @@ static rulecat_entry *program(decision_request *d, const cJSON *lists)
 
 /* ---- operands ------------------------------------------------------------------------------- */
 
-static rules_value str_value(const char *s)
-{
-    rules_value v = {0};
-    if (s && s[0]) {
-        v.s = s;
-        v.len = (uint32_t)strlen(s);
-        v.type = RULES_STRING;
-    }
-    return v;
-}
-
-static rules_value num_value(double x)
-{
-    rules_value v = {0};
-    if (!isnan(x)) {
-        v.num = x;
-        v.type = RULES_NUMBER;
-    }
-    return v;
-}
-
 /* Every operand of the catalogue: built-ins, fields, scores, then client features by name. */
 static int fill_slots(const decision_request *d, const rulecat *cat, rules_value *slots)
 {
@@ -95,21 +74,21 @@ static int fill_slots(const decision_request *d, const rulecat *cat, rules_value
     if (decision_sources_init(&src, d->builtin, in->features))
         return -1;
     for (int i = 0; i < FEAT_COUNT; i++)
-        slots[i] = num_value(d->builtin[i]);
+        slots[i] = rulecat_num(d->builtin[i]);
     const char *strs[RC_SCORE - RC_CURRENCY] = {
         in->currency,         in->merchant_id, in->mcc,          in->country,
         in->channel,          in->email,       in->ip_address,   in->device_id,
         in->card_fingerprint, in->card_bin,    in->card_country, in->shipping_country,
         d->user_external_id,  d->user_country};
     for (int i = RC_CURRENCY; i < RC_SCORE; i++)
-        slots[i] = str_value(strs[i - RC_CURRENCY]);
-    slots[RC_SCORE] = num_value(d->verdict.degraded ? NAN : (double)score[POLICY_CHAMPION]);
+        slots[i] = rulecat_str(strs[i - RC_CURRENCY]);
+    slots[RC_SCORE] = rulecat_num(d->verdict.degraded ? NAN : (double)score[POLICY_CHAMPION]);
     slots[RC_CHALLENGER_SCORE] =
-        num_value(d->verdict.degraded || !d->policy.has_model[POLICY_CHALLENGER]
-                      ? NAN
-                      : (double)score[POLICY_CHALLENGER]);
+        rulecat_num(d->verdict.degraded || !d->policy.has_model[POLICY_CHALLENGER]
+                        ? NAN
+                        : (double)score[POLICY_CHALLENGER]);
     for (size_t i = RC_CLIENT; i < cat->n_ops; i++)
-        slots[i] = num_value(decision_feature_value(&src, cat->ops[i].name));
+        slots[i] = rulecat_num(decision_feature_value(&src, cat->ops[i].name));
     decision_sources_free(&src);
     return 0;
 }

@@ -441,6 +441,21 @@ done:
     return ok;
 }
 
+int policy_check(http_req *req, http_resp *resp, db_conn *c, const cJSON *body)
+{
+    char used[RULES_MAX * (RULES_LISTNAME_MAX + 3) + 3];
+    policy_body *p = malloc(sizeof *p);
+    if (!p) {
+        http_problem(resp, 500, "internal", NULL, "out of memory");
+        return -1;
+    }
+    int rc = read_policy_body(resp, body, p) || compile_rules(req, resp, c, p, used, sizeof used)
+                 ? -1
+                 : 0;
+    free(p);
+    return rc;
+}
+
 void policy_put(http_req *req, http_resp *resp)
 {
     cJSON *body = NULL;

@@ -20,6 +20,12 @@ void policy_put(http_req *req, http_resp *resp);
 int policy_apply(http_req *req, http_resp *resp, const struct cJSON *body,
                  const char *activated_from);
 
+/* Validates body as policy_apply does (400) and compiles its rules against the catalogue of its
+ * models and the lists that exist now (422 rule_invalid), writing nothing: a backtest's candidate
+ * with rules.  The models themselves are the caller's to check (policy_model_check).  Returns 0,
+ * or -1 with resp filled. */
+int policy_check(http_req *req, http_resp *resp, db_conn *c, const struct cJSON *body);
+
 /* The models a policy names: the champion decides, the challenger is scored in its shadow. */
 enum policy_slot { POLICY_CHAMPION, POLICY_CHALLENGER, POLICY_SLOTS };
 

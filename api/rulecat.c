@@ -4,6 +4,7 @@
 #include "rulecat.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,27 @@ int rulecat_specs(const cJSON *rules, rules_spec *specs, size_t *n)
         (*n)++;
     }
     return 0;
+}
+
+rules_value rulecat_str(const char *s)
+{
+    rules_value v = {0};
+    if (s && s[0]) {
+        v.s = s;
+        v.len = (uint32_t)strlen(s);
+        v.type = RULES_STRING;
+    }
+    return v;
+}
+
+rules_value rulecat_num(double x)
+{
+    rules_value v = {0};
+    if (!isnan(x)) {
+        v.num = x;
+        v.type = RULES_NUMBER;
+    }
+    return v;
 }
 
 /* ---- the cache ------------------------------------------------------------------------------ */

@@ -68,6 +68,11 @@ void rulecat_free(rulecat *rc);
  * validated (policy.c), as specs pointing into it.  0, or -1 when not such an array. */
 int rulecat_specs(const struct cJSON *rules, rules_spec *specs, size_t *n);
 
+/* A slot's value as a live decision gives it: a string (NULL or "" is missing), a number (NaN is
+ * missing).  The string is borrowed, not copied. */
+rules_value rulecat_str(const char *s);
+rules_value rulecat_num(double x);
+
 /* ---- the compiled program of a policy version ---------------------------------------------- */
 
 typedef struct rulecat_cache rulecat_cache;

@@ -10,6 +10,7 @@
 #include "hp_assert.h"
 #include "hp_k_explain.h"
 #include "hp_k_score.h"
+#include "hp_prio.h"
 #include "hp_stats.h"
 
 static int hp_k_hello(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_len,
@@ -221,6 +222,13 @@ static int hp_k_stats(void *state, hp_ctx *ctx, const uint8_t *in, uint32_t in_l
     put_counter(out, &n, "slots", ctx->nslots);
     put_counter(out, &n, "max_payload", ctx->cfg->max_payload);
     put_counter(out, &n, "uptime_ms", (uint64_t)(wire_now_ms() - ctx->started_ms));
+    /* waits of bulk frames that found live frames in the worker, and the bulk frames waiting
+     * now (hp_prio.h) */
+    put_counter(out, &n, "bulk_yields",
+                ctx->prio ? (uint64_t)atomic_load_explicit(&ctx->prio->yields, memory_order_relaxed)
+                          : 0);
+    put_counter(out, &n, "bulk_waiting",
+                ctx->prio ? (uint64_t)atomic_load(&ctx->prio->waiters) : 0);
     for (size_t i = 0; i < N_KERNELS; i++) {
         const hp_kernel *k = &hp_kernel_table[i];
         snprintf(name, sizeof name, "op_%s_calls", k->name);

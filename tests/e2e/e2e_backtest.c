@@ -12,6 +12,15 @@
  *     the report tests/tools/btcheck.py computes independently from the export with xgboost's
  *     predictor and scikit-learn (counts exact, AUCs within 1e-9);
  *   - the export streams every row exactly as GET /transactions/{id} answers it, NDJSON and CSV.
+ * TCase "rules": ~600 live decisions by a policy with a champion, a challenger, a list and
+ * active and shadow rules (built-ins from the user's history, fields, a client feature, the
+ * scores, list membership), and a burst of degraded ones.  Then:
+ *   - "active" (and the same policy as {"version": n}) reproduces 100% of the non-degraded live
+ *     decisions and scores bit for bit, and the per-rule figures equal what the live decisions recorded (SQL)
+ *     and what btcheck.py computes from the export with each rule written again in Python (which
+ *     must also match every row's recorded rules);
+ *   - a new candidate (other models, thresholds and rules, the list changed since: membership is
+ *     the list's current content) gives btcheck.py's report, the challenger's AUCs included.
  * TCase "jobs": chunks of 100 rows with a pause, so a job is caught half-way: an API killed with
  * SIGKILL mid-job resumes it from its last chunk after a restart and ends with the report of an
  * uninterrupted run; cancel, list paging, and the validation answers.
@@ -55,7 +64,8 @@ static const cJSON *jget(const cJSON *o, const char *path)
     while (o && *path) {
         size_t n = strcspn(path, ".");
         snprintf(part, sizeof part, "%.*s", (int)n, path);
-        o = cJSON_GetObjectItemCaseSensitive(o, part);
+        o = cJSON_IsArray(o) ? cJSON_GetArrayItem(o, atoi(part)) /* "by_rule.4.hits" */
+                             : cJSON_GetObjectItemCaseSensitive(o, part);
         path += n + (path[n] == '.');
     }
     return o;
@@ -314,6 +324,48 @@ static void save(const char *name, const char *data, size_t len, char *path, siz
     fclose(f);
 }
 
+/* Runs btcheck.py over the export of the whole window against report rep; params is the JSON
+ * of its PARAMS without the file paths of the models (champion id, challenger id or NULL). */
+static void btcheck(const cJSON *rep, const char *champion, const char *challenger,
+                    const char *params_json)
+{
+    char p_rep[400], p_exp[400], p_model[400], p_chal[400], p_par[400], path[128];
+    char *text = cJSON_PrintUnformatted(rep);
+    save("btr_report.json", text, strlen(text), p_rep, sizeof p_rep);
+    free(text);
+    h_resp r;
+    e2e_req(&E, "GET",
+            "/api/v1/transactions/export?from=2025-12-01T00:00:00Z&to=2027-01-01T00:00:00Z", NULL,
+            &r);
+    ck_assert_int_eq(r.status, 200);
+    save("btr_export.ndjson", r.body, r.len, p_exp, sizeof p_exp);
+    h_resp_free(&r);
+    const char *ids[2] = {champion, challenger};
+    char *paths[2] = {p_model, p_chal};
+    for (int m = 0; m < (challenger ? 2 : 1); m++) {
+        snprintf(path, sizeof path, "/api/v1/models/%s/source", ids[m]);
+        e2e_req(&E, "GET", path, NULL, &r);
+        ck_assert_int_eq(r.status, 200);
+        save(m ? "btr_chal.json" : "btr_model.json", r.body, r.len, paths[m], 400);
+        h_resp_free(&r);
+    }
+    cJSON *par = cJSON_Parse(params_json);
+    ck_assert_ptr_nonnull(par);
+    if (challenger)
+        cJSON_AddStringToObject(par, "challenger_model", p_chal);
+    text = cJSON_PrintUnformatted(par);
+    save("btr_params.json", text, strlen(text), p_par, sizeof p_par);
+    free(text);
+    cJSON_Delete(par);
+    const char *argv[] = {
+        "/usr/bin/python3", "tests/tools/btcheck.py", p_exp, p_model, p_rep, p_par, NULL};
+    char out[8192];
+    int rc = h_run(&E, argv, NULL, out, sizeof out);
+    fprintf(stderr, "%s", out);
+    ck_assert_msg(rc == 0, "btcheck.py failed (%d): %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "btcheck: OK"));
+}
+
 START_TEST(report_equals_an_independent_computation)
 {
     char body[600];
@@ -328,33 +380,96 @@ START_TEST(report_equals_an_independent_computation)
     /* device_risk is absent from every snapshot version 1 made */
     ck_assert_int_eq((long long)jnum(rep, "missing_features.device_risk"), g_n1);
     ck_assert(jnum(rep, "labelled.fraud") > 10 && jnum(rep, "labelled.legit") > 10);
-    char *text = cJSON_PrintUnformatted(rep);
-    char p_rep[400], p_exp[400], p_model[400], p_par[400], path[128];
-    save("bt_report.json", text, strlen(text), p_rep, sizeof p_rep);
-    free(text);
+    btcheck(rep, g_v2, NULL,
+            "{\"review_threshold\":0.2,\"block_threshold\":0.55,\"fallback_decision\":\"review\","
+            "\"label_sources\":[\"chargeback\",\"refund\"],\"exponents\":{\"EUR\":2,\"JPY\":0}}");
+    cJSON_Delete(j);
+}
+END_TEST
+
+/* A candidate with rules on history decided WITHOUT rules (no recorded rule inputs): every operand
+ * comes from the stored row (fields, the user's fields, client features, amount_major) and the
+ * snapshot (built-ins), the list from its current set; btcheck.py evaluates the same rules in
+ * Python from the export, the users' countries and the client features (read with SQL). */
+START_TEST(rules_on_history_decided_without_rules)
+{
     h_resp r;
-    e2e_req(&E, "GET",
-            "/api/v1/transactions/export?from=2025-12-01T00:00:00Z&to=2027-01-01T00:00:00Z", NULL,
-            &r);
-    ck_assert_int_eq(r.status, 200);
-    save("bt_export.ndjson", r.body, r.len, p_exp, sizeof p_exp);
+    e2e_req(&E, "POST", "/api/v1/lists", "{\"name\":\"hist_merchants\",\"kind\":\"string\"}", &r);
+    ck_assert_msg(r.status == 201, "list: %ld %s", r.status, r.body);
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/lists/%s/items", h_str(&r, "id"));
     h_resp_free(&r);
-    snprintf(path, sizeof path, "/api/v1/models/%s/source", g_v2);
-    e2e_req(&E, "GET", path, NULL, &r);
+    e2e_req(&E, "POST", path, "{\"items\":[\"m1\",\"m2\"]}", &r);
     ck_assert_int_eq(r.status, 200);
-    save("bt_model.json", r.body, r.len, p_model, sizeof p_model);
     h_resp_free(&r);
-    const char params[] = "{\"review_threshold\":0.2,\"block_threshold\":0.55,"
-                          "\"fallback_decision\":\"review\",\"label_sources\":[\"chargeback\","
-                          "\"refund\"],\"exponents\":{\"EUR\":2,\"JPY\":0}}";
-    save("bt_params.json", params, strlen(params), p_par, sizeof p_par);
-    const char *argv[] = {
-        "/usr/bin/python3", "tests/tools/btcheck.py", p_exp, p_model, p_rep, p_par, NULL};
-    char out[8192];
-    int rc = h_run(&E, argv, NULL, out, sizeof out);
-    fprintf(stderr, "%s", out);
-    ck_assert_msg(rc == 0, "btcheck.py failed (%d): %s", rc, out);
-    ck_assert_ptr_nonnull(strstr(out, "btcheck: OK"));
+    static const char rules[] =
+        "[{\"name\":\"jpy_big\",\"action\":\"block\",\"when\":\"currency = \\\"JPY\\\" and "
+        "amount > 3000\"},"
+        "{\"name\":\"fr_m5\",\"action\":\"review\",\"when\":\"country = \\\"FR\\\" and "
+        "merchant_id in (\\\"m5\\\", \\\"m6\\\")\"},"
+        "{\"name\":\"busy\",\"action\":\"allow\",\"when\":\"user_txn_count_24h >= 30 and "
+        "score < 0.1\"},"
+        "{\"name\":\"listed\",\"action\":\"review\",\"when\":\"merchant_id in @hist_merchants\"},"
+        "{\"name\":\"de_user\",\"action\":\"review\",\"mode\":\"shadow\",\"when\":"
+        "\"user_country = \\\"DE\\\"\"},"
+        "{\"name\":\"device\",\"action\":\"block\",\"mode\":\"shadow\",\"when\":\"device_risk > "
+        "0.5\"}]";
+    static const char rules_py[] =
+        "[{\"name\":\"jpy_big\",\"action\":\"block\",\"mode\":\"active\",\"py\":"
+        "\"cur == 'JPY' and amt > 3000\"},"
+        "{\"name\":\"fr_m5\",\"action\":\"review\",\"mode\":\"active\",\"py\":"
+        "\"country == 'FR' and merchant in ('m5', 'm6')\"},"
+        "{\"name\":\"busy\",\"action\":\"allow\",\"mode\":\"active\",\"py\":"
+        "\"feat.get('user_txn_count_24h') is not None and feat['user_txn_count_24h'] >= 30 and "
+        "not isnan(s) and s < 0.1\"},"
+        "{\"name\":\"listed\",\"action\":\"review\",\"mode\":\"active\",\"py\":"
+        "\"merchant in lists['hist_merchants']\"},"
+        "{\"name\":\"de_user\",\"action\":\"review\",\"mode\":\"shadow\",\"py\":"
+        "\"extra['users'][t['user_id']] == 'DE'\"},"
+        "{\"name\":\"device\",\"action\":\"block\",\"mode\":\"shadow\",\"py\":"
+        "\"isinstance((extra['cf'].get(t['id']) or {}).get('device_risk'), (int, float)) and "
+        "extra['cf'][t['id']]['device_risk'] > 0.5\"}]";
+    char *body = malloc(8192), *params = malloc(1 << 21), *users = malloc(1 << 16),
+         *cf = malloc(1 << 20);
+    ck_assert(body && params && users && cf);
+    snprintf(body, 8192,
+             "{\"name\":\"rules on plain history\",\"policy\":{\"champion_model_id\":\"%s\","
+             "\"review_threshold\":0.25,\"block_threshold\":0.6,\"rules\":%s},%s}",
+             g_v2, rules, WINDOW);
+    cJSON *j = run_job(body);
+    const cJSON *rep = jget(j, "report");
+    ck_assert_int_eq(sql_count("SELECT count(*) FROM transactions WHERE rule_inputs IS NOT NULL"),
+                     0);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(rep, "rules.operands_unavailable")), 0);
+    ck_assert_int_eq((long long)jnum(rep, "rules.list_probes.recorded"), 0);
+    ck_assert_int_eq(
+        (long long)jnum(rep, "rules.by_rule.4.hits"),
+        sql_count("SELECT count(*) FROM transactions t JOIN users u ON u.id = t.user_id "
+                  "WHERE u.country = 'DE'"));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, jget(rep, "rules.by_rule")) /* every rule discriminates */
+    {
+        long long hits = (long long)jnum(e, "hits");
+        ck_assert_msg(hits > 0 && hits < (long long)jnum(rep, "rows"), "rule %s: %lld hits",
+                      cJSON_GetStringValue(jget(e, "name")), hits);
+    }
+    ck_assert_int_eq(
+        h_psql(&E, NULL, "SELECT json_object_agg(id, country) FROM users", users, 1 << 16), 0);
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "SELECT json_object_agg(id, client_features) FROM transactions", cf,
+                            1 << 20),
+                     0);
+    snprintf(params, 1 << 21,
+             "{\"review_threshold\":0.25,\"block_threshold\":0.6,\"fallback_decision\":\"review\","
+             "\"label_sources\":null,\"exponents\":{\"EUR\":2,\"JPY\":0},\"lists\":"
+             "{\"hist_merchants\":[\"m1\",\"m2\"]},\"extra\":{\"users\":%s,\"cf\":%s},"
+             "\"rules\":%s}",
+             users, cf, rules_py);
+    btcheck(rep, g_v2, NULL, params);
+    free(body);
+    free(params);
+    free(users);
+    free(cf);
     cJSON_Delete(j);
 }
 END_TEST
@@ -447,14 +562,245 @@ START_TEST(label_sources_of_payments_teams)
 }
 END_TEST
 
+/* ---- rules: the live policy with rules, and a new candidate --------------------------------- */
+
+#define N_RULES_ROWS (getenv("BT_SMALL") ? 200 : 600)
+#define N_RULES_DEGRADED 6
+
+static char g_list[37];
+static long long g_rules_version; /* the policy version that decided every row */
+
+/* The live policy's rules: JSON for the API, Python for btcheck.py (the same conditions written
+ * independently; names as btcheck's rule_env gives them). */
+static const char LIVE_RULES[] =
+    "[{\"name\":\"big_jpy\",\"action\":\"block\",\"when\":\"currency = \\\"JPY\\\" and amount "
+    "> 5000\"},"
+    "{\"name\":\"bad_merchant\",\"action\":\"review\",\"when\":\"merchant_id in "
+    "@bt_bad_merchants\"},"
+    "{\"name\":\"trusted\",\"action\":\"allow\",\"when\":\"merchant_id = \\\"m7\\\" and amount < "
+    "60\"},"
+    "{\"name\":\"busy_user\",\"action\":\"review\",\"mode\":\"shadow\",\"when\":"
+    "\"user_txn_count_1h >= 3\"},"
+    "{\"name\":\"fr_high\",\"action\":\"block\",\"mode\":\"shadow\",\"when\":\"score > 0.5 and "
+    "country = \\\"FR\\\"\"},"
+    "{\"name\":\"chal_high\",\"action\":\"review\",\"mode\":\"shadow\",\"when\":"
+    "\"challenger_score > 0.6\"},"
+    "{\"name\":\"risky_device\",\"action\":\"review\",\"when\":\"device_risk > 0.8\"}]";
+static const char LIVE_RULES_PY[] =
+    "[{\"name\":\"big_jpy\",\"action\":\"block\",\"mode\":\"active\",\"py\":"
+    "\"cur == 'JPY' and amt > 5000\"},"
+    "{\"name\":\"bad_merchant\",\"action\":\"review\",\"mode\":\"active\",\"py\":"
+    "\"merchant in lists['bt_bad_merchants']\"},"
+    "{\"name\":\"trusted\",\"action\":\"allow\",\"mode\":\"active\",\"py\":"
+    "\"merchant == 'm7' and amt < 60\"},"
+    "{\"name\":\"busy_user\",\"action\":\"review\",\"mode\":\"shadow\",\"py\":"
+    "\"inp.get('user_txn_count_1h') is not None and inp['user_txn_count_1h'] >= 3\"},"
+    "{\"name\":\"fr_high\",\"action\":\"block\",\"mode\":\"shadow\",\"py\":"
+    "\"not isnan(s) and s > 0.5 and country == 'FR'\"},"
+    "{\"name\":\"chal_high\",\"action\":\"review\",\"mode\":\"shadow\",\"py\":"
+    "\"not isnan(ch) and ch > 0.6\"},"
+    "{\"name\":\"risky_device\",\"action\":\"review\",\"mode\":\"active\",\"py\":"
+    "\"inp.get('device_risk') is not None and inp['device_risk'] > 0.8\"}]";
+
+/* The new candidate's rules (the list changed after the live decisions). */
+static const char NEW_RULES[] =
+    "[{\"name\":\"jpy_chal\",\"action\":\"review\",\"when\":\"currency = \\\"JPY\\\" and "
+    "challenger_score > 0.2\"},"
+    "{\"name\":\"bad_merchant_big\",\"action\":\"block\",\"when\":\"merchant_id in "
+    "@bt_bad_merchants and amount > 100\"},"
+    "{\"name\":\"calm\",\"action\":\"allow\",\"when\":\"score < 0.05 and user_txn_count_24h > "
+    "5\"},"
+    "{\"name\":\"new_merchant_de\",\"action\":\"block\",\"mode\":\"shadow\",\"when\":"
+    "\"country = \\\"DE\\\" and not merchant_seen_before\"}]";
+static const char NEW_RULES_PY[] =
+    "[{\"name\":\"jpy_chal\",\"action\":\"review\",\"mode\":\"active\",\"py\":"
+    "\"cur == 'JPY' and not isnan(ch) and ch > 0.2\"},"
+    "{\"name\":\"bad_merchant_big\",\"action\":\"block\",\"mode\":\"active\",\"py\":"
+    "\"merchant in lists['bt_bad_merchants'] and amt > 100\"},"
+    "{\"name\":\"calm\",\"action\":\"allow\",\"mode\":\"active\",\"py\":"
+    "\"not isnan(s) and s < 0.05 and inp.get('user_txn_count_24h') is not None and "
+    "inp['user_txn_count_24h'] > 5\"},"
+    "{\"name\":\"new_merchant_de\",\"action\":\"block\",\"mode\":\"shadow\",\"py\":"
+    "\"country == 'DE' and not (inp.get('merchant_seen_before') is not None and "
+    "inp['merchant_seen_before'] != 0)\"}]";
+
+static void list_items(const char *method, const char *items)
+{
+    char body[300], path[128];
+    snprintf(body, sizeof body, "{\"items\":%s}", items);
+    snprintf(path, sizeof path, "/api/v1/lists/%s/items", g_list);
+    h_resp r;
+    e2e_req(&E, method, path, body, &r);
+    ck_assert_msg(r.status == 200, "list items: %ld %s", r.status, r.body);
+    h_resp_free(&r);
+}
+
+static void up_rules(void)
+{
+    e2e_env_up(&E, ENV_HISTORY);
+    g_rows = 0;
+    upload("api/demo/demo_model.json", g_v1);
+    upload("tests/fixtures/backtest_v2.json", g_v2);
+    create_users();
+    h_resp r;
+    e2e_req(&E, "POST", "/api/v1/lists", "{\"name\":\"bt_bad_merchants\",\"kind\":\"string\"}", &r);
+    ck_assert_msg(r.status == 201, "list: %ld %s", r.status, r.body);
+    snprintf(g_list, sizeof g_list, "%s", h_str(&r, "id"));
+    h_resp_free(&r);
+    list_items("POST", "[\"m3\",\"m11\",\"m19\"]");
+    char *body = malloc(8192);
+    ck_assert_ptr_nonnull(body);
+    snprintf(body, 8192,
+             "{\"champion_model_id\":\"%s\",\"challenger_model_id\":\"%s\",\"review_threshold\":"
+             "0.3,\"block_threshold\":0.7,\"fallback_decision\":\"review\",\"scoring_timeout_ms\":"
+             "2000,\"rules\":%s}",
+             g_v1, g_v2, LIVE_RULES);
+    e2e_req(&E, "PUT", "/api/v1/policy", body, &r);
+    ck_assert_msg(r.status == 200, "PUT policy: %ld %s", r.status, r.body);
+    h_resp_free(&r);
+    free(body);
+    g_rules_version = sql_count("SELECT version FROM policy");
+    for (int i = 0; i < N_RULES_ROWS; i++) {
+        if (i == N_RULES_ROWS / 2) { /* a burst of degraded decisions, the worker stopped */
+            ck_assert_int_eq(h_hp_stop(&E, SIGTERM), 0);
+            for (int k = 0; k < N_RULES_DEGRADED; k++)
+                decide(N_RULES_ROWS + k, 1);
+            ck_assert_int_eq(h_hp_start(&E), 0);
+        }
+        decide(i, 0);
+    }
+    label_rows();
+}
+
+/* The hits of rule name in the live decisions, from the stored rules_matched. */
+static long long live_hits(const char *name)
+{
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM transactions t, json_array_elements(t.rules_matched) e "
+             "WHERE e->>'name' = '%s'",
+             name);
+    return sql_count(sql);
+}
+
+START_TEST(rules_reproduce_the_live_decisions)
+{
+    char body[300];
+    snprintf(body, sizeof body, "{\"name\":\"rules live\",\"policy\":\"active\",%s}", WINDOW);
+    cJSON *j = run_job(body);
+    const cJSON *rep = jget(j, "report");
+    long long n = sql_count("SELECT count(*) FROM transactions WHERE NOT degraded");
+    long long all = sql_count("SELECT count(*) FROM transactions");
+    ck_assert_int_eq(n, N_RULES_ROWS);
+    ck_assert_int_eq(all, N_RULES_ROWS + N_RULES_DEGRADED);
+    ck_assert_int_eq((long long)jnum(rep, "replay.live_degraded"), N_RULES_DEGRADED);
+    ck_assert_int_eq((long long)jnum(rep, "replay.compared"), n);
+    ck_assert_int_eq((long long)jnum(rep, "replay.same_score"), n);    /* bit for bit */
+    ck_assert_int_eq((long long)jnum(rep, "replay.same_decision"), n); /* rules included */
+    /* every rule's hits: as the live decisions recorded them; a degraded decision skipped the
+     * rules reading a score, which the backtest (scoring every row) evaluates there too */
+    const cJSON *e;
+    long long active = 0, shadow = 0, some = 0;
+    cJSON_ArrayForEach(e, jget(rep, "rules.by_rule"))
+    {
+        const char *name = cJSON_GetStringValue(jget(e, "name"));
+        long long hits = (long long)jnum(e, "hits"), live = live_hits(name);
+        int reads_score = strcmp(name, "fr_high") == 0 || strcmp(name, "chal_high") == 0;
+        ck_assert_msg(reads_score ? hits >= live && hits <= live + N_RULES_DEGRADED : hits == live,
+                      "rule %s: %lld hits, live %lld", name, hits, live);
+        *(strcmp(cJSON_GetStringValue(jget(e, "mode")), "shadow") ? &active : &shadow) += hits;
+        some += hits > 0 && hits < n; /* the rule discriminates */
+    }
+    ck_assert_int_eq(cJSON_GetArraySize(jget(rep, "rules.by_rule")), 7);
+    ck_assert_int_ge(some, 6);
+    ck_assert_int_eq((long long)jnum(rep, "rules.active_hits"), active);
+    ck_assert_int_eq((long long)jnum(rep, "rules.shadow_hits"), shadow);
+    ck_assert(cJSON_IsNumber(jget(rep, "labelled.challenger_roc_auc")));
+    /* every row probed the list live as the backtest did, and the list has not changed */
+    ck_assert_int_eq((long long)jnum(rep, "rules.list_probes.recorded"), all);
+    ck_assert_int_eq((long long)jnum(rep, "rules.list_probes.changed"), 0);
+    /* the same policy as its version gives the same report */
+    char vbody[300];
+    snprintf(vbody, sizeof vbody, "{\"policy\":{\"version\":%lld},%s}", g_rules_version, WINDOW);
+    cJSON *v = run_job(vbody);
+    char *a = cJSON_PrintUnformatted(rep), *b = cJSON_PrintUnformatted(jget(v, "report"));
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+    cJSON_Delete(v);
+    char *params = malloc(8192);
+    ck_assert_ptr_nonnull(params);
+    snprintf(params, 8192,
+             "{\"review_threshold\":0.3,\"block_threshold\":0.7,\"fallback_decision\":\"review\","
+             "\"label_sources\":null,\"exponents\":{\"EUR\":2,\"JPY\":0},\"live_rules\":true,"
+             "\"lists\":{\"bt_bad_merchants\":[\"m3\",\"m11\",\"m19\"]},\"rules\":%s}",
+             LIVE_RULES_PY);
+    btcheck(rep, g_v1, g_v2, params);
+    free(params);
+    cJSON_Delete(j);
+}
+END_TEST
+
+START_TEST(new_rules_on_history_equal_an_independent_computation)
+{
+    list_items("POST", "[\"m5\"]");
+    list_items("DELETE", "[\"m19\"]");
+    char *body = malloc(8192), *params = malloc(8192);
+    ck_assert_ptr_nonnull(body);
+    ck_assert_ptr_nonnull(params);
+    snprintf(body, 8192,
+             "{\"name\":\"new rules\",\"policy\":{\"champion_model_id\":\"%s\","
+             "\"challenger_model_id\":\"%s\",\"review_threshold\":0.2,\"block_threshold\":0.55,"
+             "\"fallback_decision\":\"block\",\"rules\":%s},%s,\"filter\":{\"label_sources\":"
+             "[\"chargeback\",\"refund\",\"analyst\"]}}",
+             g_v2, g_v1, NEW_RULES, WINDOW);
+    cJSON *j = run_job(body);
+    const cJSON *rep = jget(j, "report");
+    ck_assert_int_eq(cJSON_GetArraySize(jget(rep, "rules.by_rule")), 4);
+    ck_assert_str_eq(cJSON_GetStringValue(jget(rep, "rules.list_membership")), "current");
+    ck_assert_int_eq((long long)jnum(rep, "rules.list_versions.bt_bad_merchants"),
+                     sql_count("SELECT version FROM lists WHERE name = 'bt_bad_merchants'"));
+    /* membership is the list's current content: the rows of the merchants added and removed
+     * since the live decisions probed it with another answer */
+    ck_assert_int_eq((long long)jnum(rep, "rules.list_probes.recorded"),
+                     sql_count("SELECT count(*) FROM transactions"));
+    long long moved = sql_count("SELECT count(*) FROM transactions WHERE merchant_id IN "
+                                "('m5', 'm19')");
+    ck_assert_int_gt(moved, 0);
+    ck_assert_int_eq((long long)jnum(rep, "rules.list_probes.changed"), moved);
+    snprintf(params, 8192,
+             "{\"review_threshold\":0.2,\"block_threshold\":0.55,\"fallback_decision\":\"block\","
+             "\"label_sources\":[\"chargeback\",\"refund\",\"analyst\"],\"exponents\":{\"EUR\":2,"
+             "\"JPY\":0},\"lists\":{\"bt_bad_merchants\":[\"m3\",\"m11\",\"m5\"]},\"rules\":%s}",
+             NEW_RULES_PY);
+    btcheck(rep, g_v2, g_v1, params);
+    /* a rule that does not compile is refused when the job is created */
+    snprintf(body, 8192,
+             "{\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":0.5,"
+             "\"block_threshold\":0.9,\"rules\":[{\"name\":\"r\",\"action\":\"block\",\"when\":"
+             "\"amout > 1\"}]},%s}",
+             g_v1, WINDOW);
+    h_resp r;
+    e2e_req(&E, "POST", "/api/v1/backtests", body, &r);
+    e2e_assert_problem(&r, 422, "rule_invalid", "rules[0].when");
+    h_resp_free(&r);
+    free(body);
+    free(params);
+    cJSON_Delete(j);
+}
+END_TEST
+
 /* ---- jobs: restart, cancel, lists, validation ---------------------------------------------------
  */
 
 /* The report without what differs run to run (none of it: the report holds no timings). */
-START_TEST(job_resumes_after_a_crash_from_its_last_chunk)
+/* Posts policy_json as job `name`, kills the API (SIGKILL) once the job has done two chunks of
+ * its 600 rows, restarts it and checks the job resumed and ended with the report an
+ * uninterrupted run of the same job gives.  Returns the resumed job's JSON (caller deletes it). */
+static cJSON *crash_and_resume(const char *name, const char *policy_json)
 {
-    char body[300], id[37], path[96];
-    snprintf(body, sizeof body, "{\"name\":\"crash\",\"policy\":\"recorded\",%s}", WINDOW);
+    char body[2048], id[37], path[96], sql[160];
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"policy\":%s,%s}", name, policy_json, WINDOW);
     post_backtest(body, id);
     snprintf(path, sizeof path, "/api/v1/backtests/%s", id);
     /* 600 rows in chunks of 100, 250 ms apart: caught after its second chunk */
@@ -469,7 +815,8 @@ START_TEST(job_resumes_after_a_crash_from_its_last_chunk)
     }
     ck_assert_int_ge(done, 200);
     ck_assert_int_eq(h_api_stop(&E, SIGKILL), 128 + SIGKILL);
-    long long kept = sql_count("SELECT processed FROM backtests WHERE name = 'crash'");
+    snprintf(sql, sizeof sql, "SELECT processed FROM backtests WHERE id = '%s'", id);
+    long long kept = sql_count(sql);
     ck_assert_int_ge(kept, 200);
     ck_assert_int_lt(kept, 600); /* it was stopped half-way */
     ck_assert_int_eq(h_api_start(&E), 0);
@@ -477,20 +824,54 @@ START_TEST(job_resumes_after_a_crash_from_its_last_chunk)
     ck_assert_str_eq(cJSON_GetStringValue(jget(j, "state")), "succeeded");
     char *log = h_read_file(&E, "api.log");
     ck_assert_ptr_nonnull(log);
-    ck_assert_msg(strstr(log, "\"backtest_resumed\"") != NULL, "no backtest_resumed line");
+    int resumed = 0; /* a backtest_resumed line of this job */
+    for (const char *l = log; l && *l && !resumed; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+        const char *end = strchr(l, '\n');
+        size_t len = end ? (size_t)(end - l) : strlen(l);
+        resumed = memmem(l, len, "\"backtest_resumed\"", 18) && memmem(l, len, id, 36);
+    }
+    ck_assert_msg(resumed, "no backtest_resumed line for job %s", id);
     free(log);
     /* the same job uninterrupted gives the same report */
-    snprintf(body, sizeof body, "{\"name\":\"whole\",\"policy\":\"recorded\",%s}", WINDOW);
+    snprintf(body, sizeof body, "{\"name\":\"%s whole\",\"policy\":%s,%s}", name, policy_json,
+             WINDOW);
     cJSON *w = run_job(body);
     char *a = cJSON_PrintUnformatted(jget(j, "report"));
     char *b = cJSON_PrintUnformatted(jget(w, "report"));
     ck_assert_str_eq(a, b);
     ck_assert_int_eq((long long)jnum(j, "report.rows"), 600);
-    ck_assert_int_eq((long long)jnum(j, "report.replay.same_score"), 600);
     free(a);
     free(b);
-    cJSON_Delete(j);
     cJSON_Delete(w);
+    return j;
+}
+
+START_TEST(job_resumes_after_a_crash_from_its_last_chunk)
+{
+    cJSON *j = crash_and_resume("crash", "\"recorded\"");
+    ck_assert_int_eq((long long)jnum(j, "report.replay.same_score"), 600);
+    cJSON_Delete(j);
+}
+END_TEST
+
+/* The same with rules and a challenger: the rule figures of the chunks before the crash are kept
+ * with the job and the rules prepared again on resume. */
+START_TEST(job_with_rules_resumes_after_a_crash)
+{
+    char policy[1024];
+    snprintf(policy, sizeof policy,
+             "{\"champion_model_id\":\"%s\",\"challenger_model_id\":\"%s\",\"review_threshold\":"
+             "0.3,\"block_threshold\":0.7,\"rules\":[{\"name\":\"jpy\",\"action\":\"block\","
+             "\"when\":\"currency = \\\"JPY\\\" and challenger_score > 0.1\"},{\"name\":\"m3\","
+             "\"action\":\"review\",\"mode\":\"shadow\",\"when\":\"merchant_id = \\\"m3\\\"\"}]}",
+             g_v1, g_v2);
+    cJSON *j = crash_and_resume("crash rules", policy);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(j, "report.rules.by_rule")), 2);
+    ck_assert_int_gt((long long)jnum(j, "report.rules.active_hits"), 0);
+    ck_assert_int_eq((long long)jnum(j, "report.rules.shadow_hits"),
+                     sql_count("SELECT count(*) FROM transactions WHERE merchant_id = 'm3'"));
+    ck_assert_int_eq((long long)jnum(j, "report.candidate.challenger_scored"), 600);
+    cJSON_Delete(j);
 }
 END_TEST
 
@@ -572,10 +953,24 @@ START_TEST(validation)
         400, "validation_failed", "filter.decision");
     snprintf(body, sizeof body,
              "{\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":0.5,"
-             "\"block_threshold\":0.9,\"rules\":[{\"name\":\"r\",\"action\":\"block\",\"when\":"
-             "\"amount > 1\"}]},\"from\":\"2026-01-01T00:00:00Z\",\"to\":\"2026-02-01T00:00:00Z\"}",
+             "\"block_threshold\":0.9,\"rules\":5},\"from\":\"2026-01-01T00:00:00Z\",\"to\":"
+             "\"2026-02-01T00:00:00Z\"}",
              g_v1);
-    refused(body, 422, "rules_not_supported", "policy");
+    refused(body, 400, "validation_failed", "policy");
+    snprintf(body, sizeof body,
+             "{\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":0.5,"
+             "\"block_threshold\":0.9,\"rules\":[{\"name\":\"r\",\"action\":\"hold\","
+             "\"when\":\"amount > 1\"}]},\"from\":\"2026-01-01T00:00:00Z\",\"to\":"
+             "\"2026-02-01T00:00:00Z\"}",
+             g_v1);
+    refused(body, 400, "validation_failed", "rules[0].action");
+    snprintf(body, sizeof body,
+             "{\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":0.5,"
+             "\"block_threshold\":0.9,\"rules\":[{\"name\":\"r\",\"action\":\"block\","
+             "\"when\":\"merchant_id in @no_such_list\"}]},\"from\":\"2026-01-01T00:00:00Z\","
+             "\"to\":\"2026-02-01T00:00:00Z\"}",
+             g_v1);
+    refused(body, 422, "rule_invalid", "rules[0].when");
     snprintf(body, sizeof body,
              "{\"policy\":{\"champion_model_id\":\"%s\",\"review_threshold\":0.5,"
              "\"block_threshold\":0.9},\"from\":\"2026-01-01T00:00:00Z\",\"to\":"
@@ -611,13 +1006,21 @@ static Suite *backtest_suite(void)
     tcase_add_test(h, replay_reproduces_every_stored_score);
     tcase_add_test(h, active_policy_reproduces_its_own_history);
     tcase_add_test(h, report_equals_an_independent_computation);
+    tcase_add_test(h, rules_on_history_decided_without_rules);
     tcase_add_test(h, export_streams_every_row_as_get_answers_it);
     tcase_add_test(h, label_sources_of_payments_teams);
     suite_add_tcase(s, h);
+    TCase *ru = tcase_create("rules");
+    tcase_set_timeout(ru, 600);
+    tcase_add_unchecked_fixture(ru, up_rules, env_down);
+    tcase_add_test(ru, rules_reproduce_the_live_decisions);
+    tcase_add_test(ru, new_rules_on_history_equal_an_independent_computation);
+    suite_add_tcase(s, ru);
     TCase *j = tcase_create("jobs");
     tcase_set_timeout(j, 300);
     tcase_add_unchecked_fixture(j, up_jobs, env_down);
     tcase_add_test(j, job_resumes_after_a_crash_from_its_last_chunk);
+    tcase_add_test(j, job_with_rules_resumes_after_a_crash);
     tcase_add_test(j, cancel_and_list);
     tcase_add_test(j, validation);
     suite_add_tcase(s, j);

@@ -2028,6 +2028,97 @@ END_TEST
 
 /* ---- runner --------------------------------------------------------------------------------- */
 
+/* Live frames before bulk ones (hp_prio.h), shown by order and by the worker's own count rather
+ * than by how fast anything is.  A bulk SCORE frame (WIRE_F_BULK, 1,000,000 rows) is queued on one
+ * connection, then a live SCORE frame of 100,000 rows on another, whose answer (400 KB, more than
+ * the socket buffer) the test leaves unread for a while: the live frame stays in the worker (its
+ * answer cannot be sent), so the bulk frame must wait between its blocks.  Then:
+ *   - STATS bulk_yields grows while the live answer is held (the bulk frame's yield found a live
+ *     frame in the worker), and STATS shows the bulk frame parked in its wait (bulk_waiting 1);
+ *   - the live answer, sent after the bulk frame, is complete and exact while the bulk answer has
+ *     not come yet (the bulk frame, at most one 256-row block per bounded wait, is still running);
+ *   - the bulk answer then arrives, every row's exact score.
+ * The waits are event-driven (STATS polled until the count grows); no time is asserted. */
+START_TEST(live_frames_pass_a_bulk_frame)
+{
+    enum { BULK_ROWS = 1000000, LIVE_ROWS = 100000 };
+    start_worker(NULL);
+    int a = connect_slot(1), b = connect_slot(2);
+    ck_assert_int_ge(a, 0);
+    ck_assert_int_ge(b, 0);
+    size_t cap = 8 * MIB;
+    uint8_t *buf = malloc(cap), *live = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_ptr_nonnull(live);
+    fx_model m;
+    synth_model(&m, 41);
+    ck_assert_int_eq(hp_load(a, &m, -1, buf, cap), WIRE_OK);
+
+    /* both frames built before either is sent */
+    uint8_t *frame[2];
+    size_t flen[2];
+    const uint32_t rows[2] = {BULK_ROWS, LIVE_ROWS};
+    for (int f = 0; f < 2; f++) {
+        size_t plen = 4 + WIRE_MODEL_KEY_SIZE + 12 + (size_t)rows[f] * m.nc * 4;
+        flen[f] = WIRE_HEADER_SIZE + plen;
+        frame[f] = malloc(flen[f]);
+        ck_assert_ptr_nonnull(frame[f]);
+        wire_header h = {.magic = WIRE_MAGIC,
+                         .version = WIRE_VERSION,
+                         .op = WIRE_OP_SCORE,
+                         .flags = f == 0 ? WIRE_F_BULK : 0,
+                         .payload_len = (uint32_t)plen,
+                         .request_id = 700u + (uint64_t)f};
+        wire_header_encode(frame[f], &h);
+        wire_writer w;
+        wire_writer_init(&w, frame[f] + WIRE_HEADER_SIZE, plen);
+        wire_put_u32(&w, 1);
+        wire_put_bytes(&w, m.key, WIRE_MODEL_KEY_SIZE);
+        wire_put_u32(&w, 0);
+        wire_put_u32(&w, rows[f]);
+        wire_put_u32(&w, (uint32_t)m.nc);
+        for (size_t r = 0; r < rows[f]; r++)
+            wire_put_bytes(&w, m.rows + (r % m.nr) * m.nc, m.nc * 4);
+        ck_assert_int_eq(w.err, 0);
+    }
+
+    uint64_t yields0 = stat_now("bulk_yields");
+    ck_assert_int_eq(send_all(a, frame[0], flen[0]), 0); /* the bulk frame is in */
+    ck_assert_int_eq(send_all(b, frame[1], flen[1]), 0); /* then the live one */
+    /* the live answer is held unread: the bulk frame waits for it */
+    uint64_t yields = stat_wait("bulk_yields", yields0 + 1, 60000);
+    ck_assert_msg(yields > yields0, "the bulk frame never waited for the live one");
+    ck_assert_msg(stat_wait("bulk_waiting", 1, 60000) == 1, "no bulk frame waits for the live one");
+    ck_assert_msg(!readable_now(a), "the bulk frame was answered before the live one");
+    wire_header h;
+    uint32_t n;
+    ck_assert_int_eq(recv_resp(b, &h, live, cap, &n, 60000), 0);
+    ck_assert_int_eq(h.status, WIRE_OK);
+    ck_assert_uint_eq(h.request_id, 701);
+    /* the whole live answer is in, and the bulk one still is not */
+    ck_assert_msg(!readable_now(a), "the bulk frame was answered before the live one");
+    ck_assert_uint_eq(n, 12 + (size_t)LIVE_ROWS * 4);
+    for (size_t r = 0; r < LIVE_ROWS; r++)
+        ck_assert_msg(memcmp(live + 12 + r * 4, &m.pred[r % m.nr], 4) == 0, "live row %zu", r);
+
+    ck_assert_int_eq(recv_resp(a, &h, buf, cap, &n, 120000), 0);
+    ck_assert_int_eq(h.status, WIRE_OK);
+    ck_assert_uint_eq(h.request_id, 700);
+    ck_assert_uint_eq(n, 12 + (size_t)BULK_ROWS * 4);
+    for (size_t r = 0; r < BULK_ROWS; r++)
+        ck_assert_msg(memcmp(buf + 12 + r * 4, &m.pred[r % m.nr], 4) == 0, "bulk row %zu", r);
+    fprintf(stderr, "live_frames_pass_a_bulk_frame: %llu bulk yields while the live frame was in\n",
+            (unsigned long long)(stat_now("bulk_yields") - yields0));
+    for (int f = 0; f < 2; f++)
+        free(frame[f]);
+    free(buf);
+    free(live);
+    fx_model_free(&m);
+    close(a);
+    close(b);
+}
+END_TEST
+
 static Suite *hotpath_suite(void)
 {
     Suite *s = suite_create("hotpath");
@@ -2057,6 +2148,7 @@ static Suite *hotpath_suite(void)
     tcase_add_test(tc, alloc_probe_counts);
     tcase_add_loop_test(tc, load_and_score_match_xgboost, 0, NKERNELS);
     tcase_add_test(tc, model_bigger_than_arena_is_no_memory);
+    tcase_add_test(tc, live_frames_pass_a_bulk_frame);
     tcase_add_loop_test(tc, no_allocation_while_loading_and_scoring, 0, NKERNELS);
     suite_add_tcase(s, tc);
     return s;

@@ -16,9 +16,9 @@
  * active and shadow rules (built-ins from the user's history, fields, a client feature, the
  * scores, list membership), and a burst of degraded ones.  Then:
  *   - "active" (and the same policy as {"version": n}) reproduces 100% of the non-degraded live
- *     decisions and scores bit for bit, and the per-rule figures equal what the live decisions recorded (SQL)
- *     and what btcheck.py computes from the export with each rule written again in Python (which
- *     must also match every row's recorded rules);
+ *     decisions and scores bit for bit, and the per-rule figures equal what the live decisions
+ * recorded (SQL) and what btcheck.py computes from the export with each rule written again in
+ * Python (which must also match every row's recorded rules);
  *   - a new candidate (other models, thresholds and rules, the list changed since: membership is
  *     the list's current content) gives btcheck.py's report, the challenger's AUCs included.
  * TCase "jobs": chunks of 100 rows with a pause, so a job is caught half-way: an API killed with

@@ -614,9 +614,9 @@ static int send_stmt(db_conn *c, const db_stmt *s, sent_stmt *how)
 {
     how->slot = -1;
     how->parsed = 0;
-    uint64_t h = prep_hash(s->sql);
-    int slot = prep_find(c, s->sql, h);
-    if (slot < 0 && (slot = prep_add(c, s->sql, h)) >= 0) {
+    uint64_t h = s->prepare ? prep_hash(s->sql) : 0;
+    int slot = s->prepare ? prep_find(c, s->sql, h) : -1;
+    if (slot < 0 && s->prepare && (slot = prep_add(c, s->sql, h)) >= 0) {
         char name[16];
         snprintf(name, sizeof name, "vg%u", c->prep[slot].num);
         if (!PQsendPrepare(c->pg, name, s->sql, s->nparams, NULL)) {
@@ -758,7 +758,7 @@ int db_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadline_ms, PG
     return rc;
 }
 
-/* db_query's round trip, untraced: one statement of a pipeline (prepared), or with nparams < 0
+/* db_query's round trip, untraced: one statement of a pipeline (unprepared), or with nparams < 0
  * a simple-protocol query string. */
 static int run_query(db_conn *c, const char *sql, int nparams, const char *const *values,
                      const int *lengths, const int *formats, int binary_result, int64_t deadline_ms,
@@ -767,7 +767,7 @@ static int run_query(db_conn *c, const char *sql, int nparams, const char *const
     assert(c && sql && res && (nparams <= 0 || values));
     *res = NULL;
     if (nparams >= 0) {
-        db_stmt s = {sql, nparams, values, lengths, formats, binary_result};
+        db_stmt s = {sql, nparams, values, lengths, formats, binary_result, 0};
         int failed;
         return run_pipeline(c, &s, 1, deadline_ms, res, &failed, err, errlen);
     }

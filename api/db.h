@@ -64,6 +64,8 @@ typedef struct db_stmt {
     const int *lengths;
     const int *formats;
     int binary_result;
+    int prepare; /* 1: prepared once per connection and reused (see below); 0: parsed and
+                  * planned for these very parameters, every time */
 } db_stmt;
 
 #define DB_PIPELINE_MAX 8
@@ -76,9 +78,12 @@ typedef struct db_stmt {
  * and res[i] set for the statements before it (NULL after); or DB_DOWN/DB_TIMEOUT with every
  * res[i] NULL.  The caller PQclear()s every non-NULL res[i].
  *
- * Every statement db_query and db_pipeline run (except nparams < 0) is prepared on its connection
- * the first time its text is seen there (at most 128 texts a connection; further ones run
- * unprepared), so the server parses it once per connection. */
+ * A statement with prepare set is prepared on its connection the first time its text is seen
+ * there (at most 128 texts a connection; further ones run unprepared), so the server parses it
+ * once per connection and, after five runs, may keep one generic plan for every parameter value.
+ * Only for statements whose best plan does not depend on the values: never for keyset pages of
+ * the "$n IS NULL OR (a, b) > ($n, $m)" kind, whose generic plan cannot use the index bound.
+ * db_query never prepares. */
 int db_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadline_ms, PGresult **res,
                 int *failed, char *err, size_t errlen);
 

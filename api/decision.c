@@ -37,7 +37,7 @@ static int stage_open(decision_request *d)
                             in->merchant_id};
     db_stmt s[HEAD_N];
     int at[HEAD_N], n = 0, failed;
-    s[n] = (db_stmt){"BEGIN", 0, NULL, NULL, NULL, 0};
+    s[n] = (db_stmt){"BEGIN", 0, NULL, NULL, NULL, 0, 0};
     at[n++] = HEAD_BEGIN;
     if (d->idem_key) {
         decision_claim_stmt(d, 1, &s[n], lock_v);
@@ -45,9 +45,9 @@ static int stage_open(decision_request *d)
         decision_claim_stmt(d, 0, &s[n], again_v);
         at[n++] = HEAD_CLAIM_AGAIN;
     }
-    s[n] = (db_stmt){POLICY_LOAD_SQL, 0, NULL, NULL, NULL, 0};
+    s[n] = (db_stmt){POLICY_LOAD_SQL, 0, NULL, NULL, NULL, 0, 1};
     at[n++] = HEAD_POLICY;
-    s[n] = (db_stmt){FEAT_SQL, 4, feat_v, NULL, NULL, 0};
+    s[n] = (db_stmt){FEAT_SQL, 4, feat_v, NULL, NULL, 0, 1};
     at[n++] = HEAD_USER;
     if (!(d->conn = dbreq_acquire(d->req, d->resp)))
         return DECISION_STOP;
@@ -184,17 +184,13 @@ static int stage_commit(decision_request *d)
     for (int i = 0; i < d->ntail; i++)
         s[n++] = d->tail[i];
     int commit_at = n;
-    s[n++] = (db_stmt){"COMMIT", 0, NULL, NULL, NULL, 0};
+    s[n++] = (db_stmt){"COMMIT", 0, NULL, NULL, NULL, 0, 0};
     const char *ev[] = {d->expire_h};
     if (d->expire)
         s[n++] = (db_stmt){"DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM "
                            "idempotency_keys WHERE created_at < clock_timestamp() - $1::int * "
                            "interval '1 hour' LIMIT 1000)",
-                           1,
-                           ev,
-                           NULL,
-                           NULL,
-                           0};
+                           1, ev, NULL, NULL, 0, 0};
     int rc = dbreq_pipeline(d->req, d->resp, d->conn, s, n, res, &failed);
     int ok = rc == DB_OK || (rc == DB_ERROR && failed > commit_at);
     if (rc == DB_ERROR && !ok)

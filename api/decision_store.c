@@ -71,11 +71,7 @@ void decision_claim_stmt(const decision_request *d, int try_lock, db_stmt *s, co
                    "THEN pg_try_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 7)) END "
                    "FROM (VALUES (1)) AS one (x) "
                    "LEFT JOIN idempotency_keys k ON k.api_key_id = $1::uuid AND k.key = $2",
-                   3,
-                   v,
-                   NULL,
-                   NULL,
-                   0};
+                   3, v, NULL, NULL, 0, 1};
 }
 
 /* Reads one lookup's result r: *found (a record, replayed into d->resp) and *locked.  Returns 0,
@@ -325,7 +321,9 @@ int decision_stage_store(decision_request *d)
         return DECISION_STOP;
     }
     store_values(d, &t, v);
-    int rc = dbreq_query(d->req, d->resp, d->conn, sql, ST_COUNT, v, &r);
+    db_stmt ins = {sql, ST_COUNT, v, NULL, NULL, 0, 1}; /* prepared: one INSERT text, always */
+    int failed;
+    int rc = dbreq_pipeline(d->req, d->resp, d->conn, &ins, 1, &r, &failed);
     if (rc == DB_ERROR && strcmp(db_sqlstate(r), "23503") == 0) {
         PQclear(r);
         http_problem(d->resp, 422, "unknown_user", NULL, "the user was deleted meanwhile");
@@ -370,11 +368,7 @@ int decision_stage_record(decision_request *d)
     d->tail[d->ntail++] =
         (db_stmt){"INSERT INTO idempotency_keys (api_key_id, key, request_hash, status_code, "
                   "response_body) VALUES ($1, $2, $3, 201, $4)",
-                  4,
-                  v,
-                  NULL,
-                  NULL,
-                  0};
+                  4, v, NULL, NULL, 0, 1};
     return DECISION_NEXT;
 }
 

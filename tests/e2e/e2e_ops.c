@@ -187,6 +187,15 @@ static int one(db_conn *c, const char *sql, int n, const char *const *v, PGresul
     return db_query(c, sql, n, v, NULL, NULL, 0, wire_now_ms() + 5000, out, err, sizeof err);
 }
 
+/* Runs sql on c as a prepared statement (a one-statement pipeline with prepare set). */
+static int prep1(db_conn *c, const char *sql, int n, const char *const *v, PGresult **out)
+{
+    char err[256];
+    int failed;
+    db_stmt s = {sql, n, v, NULL, NULL, 0, 1};
+    return db_pipeline(c, &s, 1, wire_now_ms() + 5000, out, &failed, err, sizeof err);
+}
+
 /* How many statements with exactly this text are prepared on c's server session. */
 static int prepared_count(db_conn *c, const char *text)
 {
@@ -201,8 +210,8 @@ static int prepared_count(db_conn *c, const char *text)
 }
 
 /* db_pipeline: statements run in order in one round trip, the first error stops the rest and is
- * reported at its index; every statement is prepared once per connection and reused; a Parse
- * error is the statement's error and leaves nothing cached; a prepared statement whose table
+ * reported at its index; a statement with prepare set is prepared once per connection and
+ * reused (db_query's never are); a Parse error is the statement's error and leaves nothing cached; a prepared statement whose table
  * changed shape (0A000) is prepared afresh on its next use. */
 START_TEST(pipeline_and_prepared_statements)
 {
@@ -219,12 +228,12 @@ START_TEST(pipeline_and_prepared_statements)
      * INSERT is rolled back when the connection is released). */
     const char *v1[] = {"41"};
     db_stmt s[] = {
-        {"BEGIN", 0, NULL, NULL, NULL, 0},
-        {"INSERT INTO pipe_t VALUES (1)", 0, NULL, NULL, NULL, 0},
-        {"SELECT $1::int + 1", 1, v1, NULL, NULL, 0},
-        {"SELECT 1 / (SELECT count(*) - 1 FROM pipe_t)", 0, NULL, NULL, NULL, 0},
-        {"INSERT INTO pipe_t VALUES (2)", 0, NULL, NULL, NULL, 0},
-        {"COMMIT", 0, NULL, NULL, NULL, 0},
+        {"BEGIN", 0, NULL, NULL, NULL, 0, 1},
+        {"INSERT INTO pipe_t VALUES (1)", 0, NULL, NULL, NULL, 0, 1},
+        {"SELECT $1::int + 1", 1, v1, NULL, NULL, 0, 1},
+        {"SELECT 1 / (SELECT count(*) - 1 FROM pipe_t)", 0, NULL, NULL, NULL, 0, 1},
+        {"INSERT INTO pipe_t VALUES (2)", 0, NULL, NULL, NULL, 0, 1},
+        {"COMMIT", 0, NULL, NULL, NULL, 0, 1},
     };
     PGresult *res[6];
     int failed = -1;
@@ -246,8 +255,8 @@ START_TEST(pipeline_and_prepared_statements)
 
     /* Without BEGIN the list is one implicit transaction: the error undoes the INSERT too. */
     db_stmt implicit[] = {
-        {"INSERT INTO pipe_t VALUES (1)", 0, NULL, NULL, NULL, 0},
-        {"SELECT 1 / 0", 0, NULL, NULL, NULL, 0},
+        {"INSERT INTO pipe_t VALUES (1)", 0, NULL, NULL, NULL, 0, 1},
+        {"SELECT 1 / 0", 0, NULL, NULL, NULL, 0, 1},
     };
     ck_assert_int_eq(
         db_pipeline(c, implicit, 2, wire_now_ms() + 5000, res, &failed, err, sizeof err), DB_ERROR);
@@ -258,32 +267,36 @@ START_TEST(pipeline_and_prepared_statements)
     ck_assert_str_eq(PQgetvalue(r, 0, 0), "0");
     PQclear(r);
 
-    /* Prepared once on this connection, however often it runs. */
+    /* Prepared once on this connection, however often it runs; db_query never prepares. */
     for (int i = 0; i < 3; i++) {
-        ck_assert_int_eq(one(c, "SELECT $1::int + 1", 1, v1, &r), DB_OK);
+        ck_assert_int_eq(prep1(c, "SELECT $1::int + 1", 1, v1, &r), DB_OK);
+        ck_assert_str_eq(PQgetvalue(r, 0, 0), "42");
+        PQclear(r);
+        ck_assert_int_eq(one(c, "SELECT $1::int + 2", 1, v1, &r), DB_OK);
         PQclear(r);
     }
     ck_assert_int_eq(prepared_count(c, "SELECT $1::int + 1"), 1);
+    ck_assert_int_eq(prepared_count(c, "SELECT $1::int + 2"), 0);
 
     /* A statement that does not parse: its error, nothing cached, the connection still good. */
-    ck_assert_int_eq(one(c, "SELEC 1", 0, NULL, &r), DB_ERROR);
+    ck_assert_int_eq(prep1(c, "SELEC 1", 0, NULL, &r), DB_ERROR);
     ck_assert_str_eq(db_sqlstate(r), "42601");
     PQclear(r);
     ck_assert_int_eq(prepared_count(c, "SELEC 1"), 0);
-    ck_assert_int_eq(one(c, "SELECT 1", 0, NULL, &r), DB_OK);
+    ck_assert_int_eq(prep1(c, "SELECT 1", 0, NULL, &r), DB_OK);
     PQclear(r);
 
     /* The table changes shape under a prepared SELECT *: that run fails (0A000), the next one
      * prepares it again and sees the new column. */
-    ck_assert_int_eq(one(c, "SELECT * FROM pipe_t", 0, NULL, &r), DB_OK);
+    ck_assert_int_eq(prep1(c, "SELECT * FROM pipe_t", 0, NULL, &r), DB_OK);
     ck_assert_int_eq(PQnfields(r), 1);
     PQclear(r);
     ck_assert_int_eq(one(c, "ALTER TABLE pipe_t ADD COLUMN b int", 0, NULL, &r), DB_OK);
     PQclear(r);
-    ck_assert_int_eq(one(c, "SELECT * FROM pipe_t", 0, NULL, &r), DB_ERROR);
+    ck_assert_int_eq(prep1(c, "SELECT * FROM pipe_t", 0, NULL, &r), DB_ERROR);
     ck_assert_str_eq(db_sqlstate(r), "0A000");
     PQclear(r);
-    ck_assert_int_eq(one(c, "SELECT * FROM pipe_t", 0, NULL, &r), DB_OK);
+    ck_assert_int_eq(prep1(c, "SELECT * FROM pipe_t", 0, NULL, &r), DB_OK);
     ck_assert_int_eq(PQnfields(r), 2);
     PQclear(r);
     ck_assert_int_eq(one(c, "DROP TABLE pipe_t", 0, NULL, &r), DB_OK);

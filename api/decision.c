@@ -190,7 +190,12 @@ static int stage_commit(decision_request *d)
         s[n++] = (db_stmt){"DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM "
                            "idempotency_keys WHERE created_at < clock_timestamp() - $1::int * "
                            "interval '1 hour' LIMIT 1000)",
-                           1, ev, NULL, NULL, 0, 0};
+                           1,
+                           ev,
+                           NULL,
+                           NULL,
+                           0,
+                           0};
     int rc = dbreq_pipeline(d->req, d->resp, d->conn, s, n, res, &failed);
     int ok = rc == DB_OK || (rc == DB_ERROR && failed > commit_at);
     if (rc == DB_ERROR && !ok)

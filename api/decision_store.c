@@ -71,7 +71,12 @@ void decision_claim_stmt(const decision_request *d, int try_lock, db_stmt *s, co
                    "THEN pg_try_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 7)) END "
                    "FROM (VALUES (1)) AS one (x) "
                    "LEFT JOIN idempotency_keys k ON k.api_key_id = $1::uuid AND k.key = $2",
-                   3, v, NULL, NULL, 0, 1};
+                   3,
+                   v,
+                   NULL,
+                   NULL,
+                   0,
+                   1};
 }
 
 /* Reads one lookup's result r: *found (a record, replayed into d->resp) and *locked.  Returns 0,
@@ -368,7 +373,12 @@ int decision_stage_record(decision_request *d)
     d->tail[d->ntail++] =
         (db_stmt){"INSERT INTO idempotency_keys (api_key_id, key, request_hash, status_code, "
                   "response_body) VALUES ($1, $2, $3, 201, $4)",
-                  4, v, NULL, NULL, 0, 1};
+                  4,
+                  v,
+                  NULL,
+                  NULL,
+                  0,
+                  1};
     return DECISION_NEXT;
 }
 

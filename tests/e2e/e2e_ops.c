@@ -211,8 +211,8 @@ static int prepared_count(db_conn *c, const char *text)
 
 /* db_pipeline: statements run in order in one round trip, the first error stops the rest and is
  * reported at its index; a statement with prepare set is prepared once per connection and
- * reused (db_query's never are); a Parse error is the statement's error and leaves nothing cached; a prepared statement whose table
- * changed shape (0A000) is prepared afresh on its next use. */
+ * reused (db_query's never are); a Parse error is the statement's error and leaves nothing cached;
+ * a prepared statement whose table changed shape (0A000) is prepared afresh on its next use. */
 START_TEST(pipeline_and_prepared_statements)
 {
     char err[256];

@@ -16,6 +16,7 @@
 #include "dynbuf.h"
 #include "hex.h"
 #include "json.h"
+#include "numtext.h"
 
 #define ROWS_NAME_MAX 1024
 
@@ -127,7 +128,8 @@ static int read_string(rd *r, char *out, size_t cap)
 
 /* Reads a number or null as double (NaN for null).  Returns 0, or -1 for another kind of value.
  * strtod is correctly rounded: the double is exactly the JSON number's nearest, as Python's float()
- * and numpy give LightGBM; float32 models narrow it afterwards (put_cell). */
+ * and numpy give LightGBM; float32 models narrow it afterwards (put_cell).  numtext_strtod is
+ * strtod bit for bit (common/numtext.h), ~10x faster on the short numbers rows hold. */
 static int read_cell(rd *r, double *out)
 {
     int c = peek(r);
@@ -139,7 +141,7 @@ static int read_cell(rd *r, double *out)
     if (c == '-' || (c >= '0' && c <= '9')) {
         char *end = NULL;
         /* Via double, like numpy's float32 conversion of a Python float. */
-        double d = strtod(r->p + r->off, &end);
+        double d = numtext_strtod(r->p + r->off, &end);
         r->off = (size_t)(end - r->p);
         *out = d;
         return 0;

@@ -34,6 +34,42 @@ static int may_continue(unsigned char c)
     return is_digit(c) || c == '.' || (unsigned)((c | 0x20) - 'a') < 26u;
 }
 
+/* The number of digits starting at p. */
+static size_t digit_run(const unsigned char *p)
+{
+    const unsigned char *q = p;
+    while (is_digit(*q))
+        q++;
+    return (size_t)(q - p);
+}
+
+/* The value of the 8 digits at p: the bytes known to be digits (SWAR, as in fast_float's
+ * parse_eight_digits_unrolled: pairs, then quads, then the eight, by multiplications). */
+static uint32_t eight_digits(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    v -= UINT64_C(0x3030303030303030);
+    v = v * 10 + (v >> 8);
+    v = ((v & UINT64_C(0x000000FF000000FF)) * UINT64_C(0x000F424000000064) +
+         ((v >> 16) & UINT64_C(0x000000FF000000FF)) * UINT64_C(0x0000271000000001)) >>
+        32;
+    return (uint32_t)v;
+}
+
+/* m * 10^n + the n digits at p (m * 10^n < 10^19 is the caller's). */
+static uint64_t accumulate(uint64_t m, const unsigned char *p, size_t n)
+{
+    for (; n >= 8; n -= 8, p += 8)
+        m = m * 100000000u + eight_digits(p);
+    for (; n > 0; n--)
+        m = m * 10 + (unsigned)(*p++ - '0');
+    return m;
+}
+
 double numtext_strtod(const char *s, char **end)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -47,33 +83,35 @@ double numtext_strtod(const char *s, char **end)
     uint64_t m = 0;
     int nsig = 0; /* significant digits in m (at most 19: m < 10^19 < 2^64) */
     int e10 = 0;  /* value = m * 10^e10 */
+    size_t n;
     if (*p == '0') {
         p++;
     } else {
-        do {
-            if (nsig == 19)
-                goto slow;
-            m = m * 10 + (unsigned)(*p++ - '0');
-            nsig++;
-        } while (is_digit(*p));
+        n = digit_run(p);
+        if (n > 19)
+            goto slow;
+        m = accumulate(m, p, n);
+        nsig = (int)n;
+        p += n;
     }
     if (*p == '.') {
         p++;
         if (!is_digit(*p))
             goto slow;
-        do {
-            unsigned d = (unsigned)(*p++ - '0');
-            if (m == 0 && d == 0) { /* a leading zero of the fraction: not significant */
-                if (--e10 < -100000)
-                    goto slow; /* keeps e10 far from overflow on absurd inputs */
-                continue;
-            }
-            if (nsig == 19)
-                goto slow;
-            m = m * 10 + d;
-            nsig++;
-            e10--;
-        } while (is_digit(*p));
+        if (m == 0) { /* leading zeros of the fraction are not significant */
+            const unsigned char *z = p;
+            while (*p == '0')
+                p++;
+            if (p - z > 100000)
+                goto slow; /* keeps e10 far from overflow on absurd inputs */
+            e10 -= (int)(p - z);
+        }
+        n = digit_run(p);
+        if (n > (size_t)(19 - nsig))
+            goto slow;
+        m = accumulate(m, p, n);
+        e10 -= (int)n;
+        p += n;
     }
     if ((*p | 0x20) == 'e') {
         const unsigned char *q = p + 1;

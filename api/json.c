@@ -6,12 +6,12 @@
 #include "json.h"
 
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hex.h"
+#include "numtext.h"
 #include "utf8.h"
 
 typedef struct scan {
@@ -106,32 +106,12 @@ static int scan_string(scan *s)
     return fail(s, "unterminated string");
 }
 
-/* One or more digits at p (before e).  Returns the end of the run, or NULL when there is none.
- * Eight bytes at a time while eight remain: x = byte ^ '0' is a digit's value, and a byte is not
- * a digit when x has its high bit set or (x & 0x7f) + 0x76 does (x >= 10); no carry crosses a
- * byte since 0x7f + 0x76 < 0x100. */
+/* One or more digits at p (before e).  Returns the end of the run, or NULL when there is none. */
 static const unsigned char *digits(const unsigned char *p, const unsigned char *e)
 {
-    const unsigned char *start = p;
-    while (e - p >= 8) {
-        uint64_t v;
-        memcpy(&v, p, sizeof v);
-        uint64_t x = v ^ UINT64_C(0x3030303030303030);
-        uint64_t bad = (x | ((x & UINT64_C(0x7f7f7f7f7f7f7f7f)) + UINT64_C(0x7676767676767676))) &
-                       UINT64_C(0x8080808080808080);
-        if (bad) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-            p += __builtin_clzll(bad) >> 3;
-#else
-            p += __builtin_ctzll(bad) >> 3;
-#endif
-            return p > start ? p : NULL;
-        }
-        p += 8;
-    }
-    while (p < e && (unsigned)(*p - '0') < 10u)
-        p++;
-    return p > start ? p : NULL;
+    const unsigned char *q =
+        (const unsigned char *)numtext_digits((const char *)p, (const char *)e);
+    return q > p ? q : NULL;
 }
 
 /* The number grammar, on local pointers: a predict body is mostly numbers, and this loop is most

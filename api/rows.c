@@ -410,8 +410,140 @@ static int index_names(parser *p, const char *const *names)
     return 0;
 }
 
-static int parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
-                 uint32_t nfeat, uint32_t max_rows, int f64, rows_result *res)
+/* ---- the fast path ------------------------------------------------------------------------------
+ * One pass over the common body, {"rows": [[number|null, ...], ...], "output_margin": bool} with
+ * any JSON whitespace: it checks the grammar of everything it reads as it reads it (numbers by
+ * numtext_json, whose grammar is RFC 8259's), so a body it accepts is one json_validate accepts
+ * (ASCII only, depth 3, no duplicate member), and its matrix is the general reader's (the same
+ * strtod double per cell).  Anything else (object rows, escapes in keys, unknown or repeated
+ * members, a wrong row length, too many rows, any syntax error) makes it give up without an
+ * answer, and the general path (json_validate, then the reader above) parses the body from the
+ * start and answers, errors included. */
+
+/* The rows array at *qp: rows of exactly nfeat numbers or nulls.  Returns 0 (*qp past it), or -1
+ * to give up. */
+static int fast_rows(const char **qp, const char *e, dynbuf *mat, uint32_t nfeat,
+                     uint32_t max_rows, int f64, rows_result *res)
+{
+    const char *q = *qp;
+    if (q >= e || *q != '[')
+        return -1;
+    q = skip_ws(q + 1, e);
+    for (;;) {
+        if (q >= e || *q != '[' || res->nrows >= max_rows ||
+            !dynbuf_extend(mat, (size_t)nfeat * (f64 ? sizeof(double) : sizeof(float))))
+            return -1;
+        size_t row = (size_t)res->nrows * nfeat;
+        float *rows = (float *)(void *)mat->p;
+        double *rows64 = (double *)(void *)mat->p;
+        uint32_t k = 0;
+        q = skip_ws(q + 1, e);
+        for (;;) {
+            double v;
+            if (q < e && *q == 'n') {
+                if (e - q < 4 || memcmp(q, "null", 4) != 0)
+                    return -1;
+                v = NAN;
+                q += 4;
+            } else if ((q = numtext_json(q, e, &v)) == NULL) {
+                return -1;
+            }
+            if (k >= nfeat)
+                return -1;
+            if (f64)
+                rows64[row + k] = v;
+            else
+                rows[row + k] = (float)v; /* via double, as put_cell */
+            k++;
+            q = skip_ws(q, e);
+            if (q < e && *q == ',') {
+                q = skip_ws(q + 1, e);
+                continue;
+            }
+            if (q < e && *q == ']')
+                break;
+            return -1;
+        }
+        if (k != nfeat)
+            return -1;
+        res->nrows++;
+        q = skip_ws(q + 1, e);
+        if (q < e && *q == ',') {
+            q = skip_ws(q + 1, e);
+            continue;
+        }
+        if (q < e && *q == ']')
+            break;
+        return -1;
+    }
+    *qp = q + 1;
+    return 0;
+}
+
+/* Returns 0 with res filled (the matrix in res->rows or rows64), or 1 (res zeroed, nothing to
+ * free) when the general path must answer. */
+static int parse_fast(const char *body, size_t len, uint32_t nfeat, uint32_t max_rows, int f64,
+                      rows_result *res)
+{
+    const char *q = skip_ws(body, body + len), *e = body + len;
+    int seen_rows = 0, seen_margin = 0;
+    dynbuf mat;
+    dynbuf_init(&mat, (size_t)max_rows * nfeat * (f64 ? sizeof(double) : sizeof(float)));
+    memset(res, 0, sizeof *res);
+    if (q >= e || *q != '{')
+        goto other;
+    q = skip_ws(q + 1, e);
+    for (;;) {
+        if (!seen_rows && e - q >= 6 && memcmp(q, "\"rows\"", 6) == 0) {
+            seen_rows = 1;
+            q = skip_ws(q + 6, e);
+            if (q >= e || *q != ':')
+                goto other;
+            q = skip_ws(q + 1, e);
+            if (fast_rows(&q, e, &mat, nfeat, max_rows, f64, res))
+                goto other;
+        } else if (!seen_margin && e - q >= 15 && memcmp(q, "\"output_margin\"", 15) == 0) {
+            seen_margin = 1;
+            q = skip_ws(q + 15, e);
+            if (q >= e || *q != ':')
+                goto other;
+            q = skip_ws(q + 1, e);
+            if (e - q >= 4 && memcmp(q, "true", 4) == 0) {
+                res->output_margin = 1;
+                q += 4;
+            } else if (e - q >= 5 && memcmp(q, "false", 5) == 0) {
+                q += 5;
+            } else {
+                goto other;
+            }
+        } else {
+            goto other;
+        }
+        q = skip_ws(q, e);
+        if (q < e && *q == ',') {
+            q = skip_ws(q + 1, e);
+            continue;
+        }
+        if (q < e && *q == '}')
+            break;
+        goto other;
+    }
+    if (!seen_rows || skip_ws(q + 1, e) != e)
+        goto other;
+    if (f64)
+        res->rows64 = (double *)(void *)mat.p; /* the buffer's memory now belongs to res */
+    else
+        res->rows = (float *)(void *)mat.p;
+    return 0;
+other:
+    dynbuf_free(&mat);
+    memset(res, 0, sizeof *res);
+    return 1;
+}
+
+/* The general path: json_validate, then the reader above; every error is answered here. */
+static int parse_general(const char *body, size_t len, const char *const *names, uint32_t n_names,
+                         uint32_t nfeat, uint32_t max_rows, int f64, rows_result *res)
 {
     memset(res, 0, sizeof *res);
     parser p = {.r = {body, len, 0},
@@ -444,6 +576,14 @@ static int parse(const char *body, size_t len, const char *const *names, uint32_
     return rc;
 }
 
+static int parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
+                 uint32_t nfeat, uint32_t max_rows, int f64, rows_result *res)
+{
+    if (parse_fast(body, len, nfeat, max_rows, f64, res) == 0)
+        return 0;
+    return parse_general(body, len, names, n_names, nfeat, max_rows, f64, res);
+}
+
 int rows_parse(const char *body, size_t len, const char *const *names, uint32_t n_names,
                uint32_t nfeat, uint32_t max_rows, rows_result *res)
 {
@@ -454,6 +594,12 @@ int rows_parse_f64(const char *body, size_t len, const char *const *names, uint3
                    uint32_t nfeat, uint32_t max_rows, rows_result *res)
 {
     return parse(body, len, names, n_names, nfeat, max_rows, 1, res);
+}
+
+int rows_parse_general(const char *body, size_t len, const char *const *names, uint32_t n_names,
+                       uint32_t nfeat, uint32_t max_rows, int f64, rows_result *res)
+{
+    return parse_general(body, len, names, n_names, nfeat, max_rows, f64, res);
 }
 
 void rows_result_free(rows_result *res)

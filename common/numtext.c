@@ -285,3 +285,109 @@ size_t numtext_g9(char *buf, float v)
     *o = '\0';
     return (size_t)(o - buf);
 }
+
+const char *numtext_digits(const char *s, const char *e)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = (const unsigned char *)e;
+    while (end - p >= 8) {
+        uint64_t v;
+        memcpy(&v, p, sizeof v);
+        /* x = byte ^ '0' is a digit's value; a byte is not a digit when x has its high bit set
+         * or (x & 0x7f) + 0x76 does (x >= 10); no carry crosses a byte (0x7f + 0x76 < 0x100). */
+        uint64_t x = v ^ UINT64_C(0x3030303030303030);
+        uint64_t bad = (x | ((x & UINT64_C(0x7f7f7f7f7f7f7f7f)) + UINT64_C(0x7676767676767676))) &
+                       UINT64_C(0x8080808080808080);
+        if (bad) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            return (const char *)p + (__builtin_clzll(bad) >> 3);
+#else
+            return (const char *)p + (__builtin_ctzll(bad) >> 3);
+#endif
+        }
+        p += 8;
+    }
+    while (p < end && is_digit(*p))
+        p++;
+    return (const char *)p;
+}
+
+const char *numtext_json(const char *s, const char *e, double *out)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = (const unsigned char *)e, *q;
+    int neg = 0;
+    if (p < end && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (p >= end || !is_digit(*p))
+        return NULL;
+    uint64_t m = 0;
+    int nsig = 0, e10 = 0, exact = 1; /* exact: m * 10^e10 is the number, m < 10^19 */
+    size_t n;
+    if (*p == '0') {
+        p++;
+        if (p < end && is_digit(*p))
+            return NULL; /* a leading zero */
+    } else {
+        q = (const unsigned char *)numtext_digits((const char *)p, e);
+        n = (size_t)(q - p);
+        if (n > 19)
+            exact = 0;
+        else
+            m = accumulate(m, p, n), nsig = (int)n;
+        p = q;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || !is_digit(*p))
+            return NULL;
+        if (m == 0 && exact) { /* leading zeros of the fraction are not significant */
+            q = p;
+            while (p < end && *p == '0')
+                p++;
+            if (p - q > 100000)
+                exact = 0;
+            else
+                e10 -= (int)(p - q);
+        }
+        q = (const unsigned char *)numtext_digits((const char *)p, e);
+        n = (size_t)(q - p);
+        if (exact && n <= (size_t)(19 - nsig))
+            m = accumulate(m, p, n), e10 -= (int)n;
+        else if (n > 0)
+            exact = 0;
+        p = q;
+    }
+    if (p < end && (*p | 0x20) == 'e') {
+        p++;
+        int eneg = 0;
+        if (p < end && (*p == '+' || *p == '-'))
+            eneg = *p++ == '-';
+        if (p >= end || !is_digit(*p))
+            return NULL;
+        int x = 0;
+        for (; p < end && is_digit(*p); p++)
+            if (x < 100000) /* past that the value is 0 or inf anyway: strtod decides */
+                x = x * 10 + (*p - '0');
+        e10 += eneg ? -x : x;
+    }
+    double d;
+    if (exact && m == 0) {
+        d = 0.0;
+    } else if (exact && m <= (UINT64_C(1) << 53) && e10 >= -22 && e10 <= 22) {
+        d = e10 < 0 ? (double)m / pow10_exact[-e10] : (double)m * pow10_exact[e10];
+    } else {
+        /* strtod on a NUL-terminated copy reads exactly this number (JSON's number grammar is a
+         * subset of strtod's decimal form); longer texts are left to the caller. */
+        char buf[128];
+        size_t len = (size_t)(p - (const unsigned char *)s);
+        if (len >= sizeof buf)
+            return NULL;
+        memcpy(buf, s, len);
+        buf[len] = '\0';
+        *out = strtod(buf, NULL);
+        return (const char *)p;
+    }
+    *out = neg ? -d : d;
+    return (const char *)p;
+}

@@ -30,6 +30,19 @@
  * decimal point (e.g. every %.9g of a float down to ~1e-13, every integer up to 2^53). */
 double numtext_strtod(const char *s, char **end);
 
+/* Reads one JSON number (RFC 8259's grammar exactly: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?)
+ * at s, never reading at or past e.  Returns the end of the longest such number at s, with *out
+ * set to what strtod gives for exactly that text (bit for bit); or NULL, *out untouched, when s
+ * does not start with one (a leading zero followed by a digit, "1.", "1e+", "-" ...) or when the
+ * number is longer than 127 bytes and off the fast path (the caller then takes its general
+ * path, e.g. json_validate + numtext_strtod).  Does not look at the byte after the number: the
+ * caller decides whether it may follow one. */
+const char *numtext_json(const char *s, const char *e, double *out);
+
+/* The end of the run of ASCII digits at s (s itself when none), never reading at or past e:
+ * eight bytes at a time while eight remain. */
+const char *numtext_digits(const char *s, const char *e);
+
 /* The longest numtext_g9 text: "-1.23456789e-45" and a NUL. */
 #define NUMTEXT_G9_MAX 16
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "numtext.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15u;
@@ -253,6 +254,77 @@ START_TEST(strtod_random_garbage)
 }
 END_TEST
 
+/* numtext_json on s (no NUL looked at: s is copied into a block of exactly its length, so a read
+ * past the end is an ASan error in `make test-asan`).  A returned prefix must be a JSON number
+ * (json_validate accepts it alone) whose value is strtod's; a whole valid JSON number shorter
+ * than 128 bytes must be read to its end. */
+static void check_json(const char *s)
+{
+    size_t n = strlen(s);
+    char *blk = malloc(n ? n : 1);
+    ck_assert(blk);
+    memcpy(blk, s, n);
+    double got = 12345.0;
+    const char *end = numtext_json(blk, blk + n, &got);
+    char err[128];
+    if (end != NULL) {
+        size_t k = (size_t)(end - blk);
+        char pre[256];
+        snprintf(pre, sizeof pre, "%.*s", (int)k, s);
+        double want = strtod(pre, NULL);
+        int ok = k > 0 && k <= n && json_validate(pre, k, err, sizeof err) == 0 &&
+                 memcmp(&want, &got, sizeof want) == 0;
+        if (!ok && failures++ < 10)
+            fprintf(stderr, "numtext_json(\"%s\") read %zu bytes = %a, strtod(\"%s\") = %a\n", s, k,
+                    got, pre, want);
+    } else if (n < 128 && n > 0 && json_validate(s, n, err, sizeof err) == 0 &&
+               (s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) && !strpbrk(s, " \t\r\n")) {
+        if (failures++ < 10)
+            fprintf(stderr, "numtext_json(\"%s\") refused a JSON number\n", s);
+    }
+    free(blk);
+}
+
+START_TEST(json_numbers_read_as_strtod)
+{
+    char s[128];
+    failures = 0;
+    for (long i = 0; i < 1000000; i++) {
+        random_json_number(s);
+        check_json(s);
+        size_t n = strlen(s);
+        if (n > 1) { /* cut short: "1.", "1e", "-" must not be read as numbers */
+            s[1 + rnd_below((unsigned)n - 1)] = '\0';
+            check_json(s);
+        }
+    }
+    static const char alphabet[] = "0123456789-+.eE,] x";
+    for (long i = 0; i < 1000000; i++) {
+        unsigned n = 1 + rnd_below(12);
+        for (unsigned k = 0; k < n; k++)
+            s[k] = alphabet[rnd_below(sizeof alphabet - 1)];
+        s[n] = '\0';
+        check_json(s);
+    }
+    static const char *const cases[] = {"0", "-0", "01", "-01", "1.", "1.e5", ".5", "1e", "1e+",
+                                        "1E-0", "-", "--1", "+1", "0x10", "9007199254740993",
+                                        "1e400", "-1e-400", "4.9406564584124654e-324"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        check_json(cases[i]);
+    ck_assert_int_eq(failures, 0);
+    /* by hand: a leading zero is refused; a number stops before what follows it */
+    double v = 0;
+    const char *t = "01";
+    ck_assert_ptr_null(numtext_json(t, t + 2, &v));
+    t = "-0,1";
+    ck_assert_ptr_eq(numtext_json(t, t + 4, &v), t + 2);
+    ck_assert(v == 0.0 && signbit(v));
+    t = "2.5e1]";
+    ck_assert_ptr_eq(numtext_json(t, t + 3, &v), t + 3); /* e stops it: "2.5" */
+    ck_assert(v == 2.5);
+}
+END_TEST
+
 START_TEST(g9_every_float_in_half_to_two)
 {
     /* [0.5, 2): two binades exhaustively, 16.8 million floats, with %.9g's exact ties (e.g.
@@ -356,6 +428,7 @@ static Suite *suite(void)
     tcase_add_test(tc, strtod_halfway_cases);
     tcase_add_test(tc, strtod_edge_inputs);
     tcase_add_test(tc, strtod_random_garbage);
+    tcase_add_test(tc, json_numbers_read_as_strtod);
     tcase_add_test(tc, g9_every_float_in_half_to_two);
     tcase_add_test(tc, g9_random_bits_and_edges);
     tcase_add_test(tc, g9_ties_constructed);

@@ -45,7 +45,7 @@ HOTPATH_SRC := $(filter-out hotpath/main.c,$(wildcard hotpath/*.c))
 
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(OUT)/%.o)
 # The parts of common/ that allocate freely (model file compilers, the blob builder, the growable
-# buffer) or that only the API needs (hex) are API side only: the worker links the rest (wire,
+# buffer) or that only the API needs (hex, numtext) are API side only: the worker links the rest (wire,
 # clock, logline, utf8, model_validate, refeval, sha256).  The rule compiler and list sets
 # (rules.c, listset.c) serve the API and backtests only.
 COMMON_API_ONLY := common/model_build.c common/xgbmodel.c common/mdoc.c common/mdoc_json.c \

@@ -422,8 +422,8 @@ static int index_names(parser *p, const char *const *names)
 
 /* The rows array at *qp: rows of exactly nfeat numbers or nulls.  Returns 0 (*qp past it), or -1
  * to give up. */
-static int fast_rows(const char **qp, const char *e, dynbuf *mat, uint32_t nfeat,
-                     uint32_t max_rows, int f64, rows_result *res)
+static int fast_rows(const char **qp, const char *e, dynbuf *mat, uint32_t nfeat, uint32_t max_rows,
+                     int f64, rows_result *res)
 {
     const char *q = *qp;
     if (q >= e || *q != '[')

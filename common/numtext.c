@@ -210,7 +210,8 @@ size_t numtext_g9(char *buf, float v)
     /* E = floor(log10 |v|) is floor(b log10 2) or one more (1292913986 / 2^32 is log10 2 within
      * 1e-10); the loop below corrects the estimate either way. */
     int64_t t = (int64_t)b * 1292913986;
-    int E = (int)(t >= 0 ? t / (INT64_C(1) << 32) : -((-t + (INT64_C(1) << 32) - 1) / (INT64_C(1) << 32)));
+    int E = (int)(t >= 0 ? t / (INT64_C(1) << 32)
+                         : -((-t + (INT64_C(1) << 32) - 1) / (INT64_C(1) << 32)));
     uint64_t q;
     int up;
     for (;;) {

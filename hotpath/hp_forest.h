@@ -154,8 +154,8 @@ uint32_t hp_forest_outputs(const hp_forest *f, int output_margin);
  * hp_forest_outputs(f, output_margin)), bit-identical to refeval_predict on the source blob.
  * When pool is non-NULL and nrows x num_trees >= min_parallel_work, the rows are split into
  * super-block-aligned parts (up to HPF_PARTS_PER_THREAD per thread, of at least
- * HPF_PART_MIN_ROWS rows) that the pool's helpers and the calling thread claim as they come free.  Never fails, never
- * allocates; thread-safe (the forest is read-only). */
+ * HPF_PART_MIN_ROWS rows) that the pool's helpers and the calling thread claim as they come free.
+ * Never fails, never allocates; thread-safe (the forest is read-only). */
 void hp_forest_score(const hp_forest *f, const float *rows, size_t nrows, int output_margin,
                      float *out, hp_pool *pool, uint64_t min_parallel_work);
 

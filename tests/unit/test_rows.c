@@ -144,9 +144,10 @@ START_TEST(cells_are_strtod_bit_for_bit)
             snprintf(t, 40, "%lld", (long long)(x >> (x % 40)) * ((x & 1) ? -1 : 1));
             break;
         case 3:
-            snprintf(t, 40, "%s", (const char *[]){"-0", "0.0", "1.4e-45", "7e-46", "4.9e-324",
-                                                   "3.4028236e38", "1e39", "-1e400",
-                                                   "12345678901234567890", "0.000000001"}[x % 10]);
+            snprintf(t, 40, "%s",
+                     (const char *[]){"-0", "0.0", "1.4e-45", "7e-46", "4.9e-324", "3.4028236e38",
+                                      "1e39", "-1e400", "12345678901234567890",
+                                      "0.000000001"}[x % 10]);
             break;
         default: /* feature-like: a few digits, sometimes an exponent */
             snprintf(t, 40, "%.*f%s", (int)(x % 10), ((double)(x % 200000) - 100000) / 997.0,
@@ -164,9 +165,9 @@ START_TEST(cells_are_strtod_bit_for_bit)
     for (size_t i = 0; i < (size_t)NR * NF; i++) {
         double d = strtod(text[i], NULL);
         float f = (float)d;
-        ck_assert_msg(memcmp(&r.rows[i], &f, sizeof f) == 0 && memcmp(&r64.rows64[i], &d, sizeof d) == 0,
-                      "cell %zu \"%s\": %a / %a, strtod %a", i, text[i], (double)r.rows[i],
-                      r64.rows64[i], d);
+        ck_assert_msg(
+            memcmp(&r.rows[i], &f, sizeof f) == 0 && memcmp(&r64.rows64[i], &d, sizeof d) == 0,
+            "cell %zu \"%s\": %a / %a, strtod %a", i, text[i], (double)r.rows[i], r64.rows64[i], d);
     }
     rows_result_free(&r);
     rows_result_free(&r64);
@@ -203,13 +204,54 @@ static void same_result(const char *body, int rc_a, const rows_result *a, int rc
  * too many rows, trailing data): every status, field, message and cell. */
 START_TEST(fast_path_answers_as_the_general_path)
 {
-    static const char *const pieces[] = {
-        " ", "\n", "\t", "\r", ",", "[", "]", "{", "}", ":", "\"", "null", "nul", "true", "fals",
-        "-", "0", "01", "1.", ".5", "1e", "1e+", "-0", "1.5e-7", "12345678901234567890123", "x",
-        "\\u0072", "\"rows\"", "\"output_margin\"", "\"a\"", "\xc3\xa9", "\xff", "[]", "{}"};
-    static const char *const nums[] = {"0", "-0", "1", "-2.5", "0.0216884166", "1e3", "-1.11092126",
-                                       "3.4028236e38", "1e-46", "12345678901234567890", "7E+2",
-                                       "0.000001", "99.5e-1", "null"};
+    static const char *const pieces[] = {" ",
+                                         "\n",
+                                         "\t",
+                                         "\r",
+                                         ",",
+                                         "[",
+                                         "]",
+                                         "{",
+                                         "}",
+                                         ":",
+                                         "\"",
+                                         "null",
+                                         "nul",
+                                         "true",
+                                         "fals",
+                                         "-",
+                                         "0",
+                                         "01",
+                                         "1.",
+                                         ".5",
+                                         "1e",
+                                         "1e+",
+                                         "-0",
+                                         "1.5e-7",
+                                         "12345678901234567890123",
+                                         "x",
+                                         "\\u0072",
+                                         "\"rows\"",
+                                         "\"output_margin\"",
+                                         "\"a\"",
+                                         "\xc3\xa9",
+                                         "\xff",
+                                         "[]",
+                                         "{}"};
+    static const char *const nums[] = {"0",
+                                       "-0",
+                                       "1",
+                                       "-2.5",
+                                       "0.0216884166",
+                                       "1e3",
+                                       "-1.11092126",
+                                       "3.4028236e38",
+                                       "1e-46",
+                                       "12345678901234567890",
+                                       "7E+2",
+                                       "0.000001",
+                                       "99.5e-1",
+                                       "null"};
     uint64_t x = 0x1234567887654321u;
 #define NEXT() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
     char body[4096], mut[4200];

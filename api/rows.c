@@ -420,25 +420,36 @@ static int index_names(parser *p, const char *const *names)
  * answer, and the general path (json_validate, then the reader above) parses the body from the
  * start and answers, errors included. */
 
+/* After a value at *qp: skips whitespace and a ',' (returns 1: a value follows, *qp at it) or
+ * stops on close (returns 0, *qp at close); anything else is -1 (give up). */
+static int fast_next(const char **qp, const char *e, char close)
+{
+    const char *q = skip_ws(*qp, e);
+    if (q < e && *q == ',') {
+        *qp = skip_ws(q + 1, e);
+        return 1;
+    }
+    *qp = q;
+    return q < e && *q == close ? 0 : -1;
+}
+
 /* The rows array at *qp: rows of exactly nfeat numbers or nulls.  Returns 0 (*qp past it), or -1
  * to give up. */
 static int fast_rows(const char **qp, const char *e, dynbuf *mat, uint32_t nfeat, uint32_t max_rows,
                      int f64, rows_result *res)
 {
     const char *q = *qp;
+    int more;
     if (q >= e || *q != '[')
         return -1;
     q = skip_ws(q + 1, e);
-    for (;;) {
-        if (q >= e || *q != '[' || res->nrows >= max_rows ||
-            !dynbuf_extend(mat, (size_t)nfeat * (f64 ? sizeof(double) : sizeof(float))))
+    do {
+        if (q >= e || *q != '[' || grow(res, mat, nfeat, max_rows, f64))
             return -1;
         size_t row = (size_t)res->nrows * nfeat;
-        float *rows = (float *)(void *)mat->p;
-        double *rows64 = (double *)(void *)mat->p;
         uint32_t k = 0;
         q = skip_ws(q + 1, e);
-        for (;;) {
+        do {
             double v;
             if (q < e && *q == 'n') {
                 if (e - q < 4 || memcmp(q, "null", 4) != 0)
@@ -450,32 +461,15 @@ static int fast_rows(const char **qp, const char *e, dynbuf *mat, uint32_t nfeat
             }
             if (k >= nfeat)
                 return -1;
-            if (f64)
-                rows64[row + k] = v;
-            else
-                rows[row + k] = (float)v; /* via double, as put_cell */
-            k++;
-            q = skip_ws(q, e);
-            if (q < e && *q == ',') {
-                q = skip_ws(q + 1, e);
-                continue;
-            }
-            if (q < e && *q == ']')
-                break;
-            return -1;
-        }
-        if (k != nfeat)
+            put_cell(res, f64, row + k++, v);
+        } while ((more = fast_next(&q, e, ']')) == 1);
+        if (more < 0 || k != nfeat)
             return -1;
         res->nrows++;
-        q = skip_ws(q + 1, e);
-        if (q < e && *q == ',') {
-            q = skip_ws(q + 1, e);
-            continue;
-        }
-        if (q < e && *q == ']')
-            break;
+        q++;
+    } while ((more = fast_next(&q, e, ']')) == 1);
+    if (more < 0)
         return -1;
-    }
     *qp = q + 1;
     return 0;
 }
@@ -519,22 +513,15 @@ static int parse_fast(const char *body, size_t len, uint32_t nfeat, uint32_t max
         } else {
             goto other;
         }
-        q = skip_ws(q, e);
-        if (q < e && *q == ',') {
-            q = skip_ws(q + 1, e);
-            continue;
-        }
-        if (q < e && *q == '}')
+        int more = fast_next(&q, e, '}');
+        if (more < 0)
+            goto other;
+        if (more == 0)
             break;
-        goto other;
     }
     if (!seen_rows || skip_ws(q + 1, e) != e)
         goto other;
-    if (f64)
-        res->rows64 = (double *)(void *)mat.p; /* the buffer's memory now belongs to res */
-    else
-        res->rows = (float *)(void *)mat.p;
-    return 0;
+    return 0; /* res->rows (or rows64) holds the buffer's memory now, as in the general path */
 other:
     dynbuf_free(&mat);
     memset(res, 0, sizeof *res);

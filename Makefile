@@ -45,12 +45,12 @@ HOTPATH_SRC := $(filter-out hotpath/main.c,$(wildcard hotpath/*.c))
 
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(OUT)/%.o)
 # The parts of common/ that allocate freely (model file compilers, the blob builder, the growable
-# buffer) or that only the API needs (hex) are API side only: the worker links the rest (wire,
+# buffer) or that only the API needs (hex, numtext) are API side only: the worker links the rest (wire,
 # clock, logline, utf8, model_validate, refeval, sha256).  The rule compiler and list sets
 # (rules.c, listset.c) serve the API and backtests only.
 COMMON_API_ONLY := common/model_build.c common/xgbmodel.c common/mdoc.c common/mdoc_json.c \
                    common/mdoc_ubjson.c common/modelfile.c common/dynbuf.c common/hex.c \
-                   common/lgbmmodel.c common/rules.c common/listset.c
+                   common/lgbmmodel.c common/rules.c common/listset.c common/numtext.c
 COMMON_RT_OBJ := $(filter-out $(COMMON_API_ONLY:%.c=$(OUT)/%.o),$(COMMON_OBJ))
 API_OBJ     := $(API_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/migrations.o $(OUT)/gen/openapi_doc.o
 MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
@@ -79,7 +79,7 @@ PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libpq-dev check libcu
         postgresql postgresql-contrib curl python3-yaml debootstrap python3 binutils clang-format \
         iso-codes prometheus python3-xgboost python3-jsonschema python3-sklearn
 
-.PHONY: all asan run test test-unit test-e2e test-asan bench profile deps clean format lint \
+.PHONY: all asan run test test-unit test-e2e test-asan bench profile profile-batch deps clean format lint \
         tools docker-test migrate need-clang-format apigraph
 
 all: $(BIN)/vigil-api $(BIN)/vigil-hotpath
@@ -268,6 +268,10 @@ bench: deps all tests-build $(VEGETA_BIN)
 
 profile: deps-pkgs all tests-build
 	$(Q)bash tests/bench/profile.sh $(BIN)
+
+# issue 11 item 4: the 5000-row HTTP batch path, worker mode, vigil-api and vigil-hotpath together
+profile-batch: deps-pkgs all tests-build
+	$(Q)VIGIL_PROFILE_WORKLOAD=batch bash tests/bench/profile.sh $(BIN)
 
 CLANG_FORMAT ?= clang-format
 need-clang-format:

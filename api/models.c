@@ -16,6 +16,7 @@
 #include "http.h"
 #include "logline.h"
 #include "modelfile.h"
+#include "numtext.h"
 #include "lgbmmodel.h"
 #include "rows.h"
 #include "scoring.h"
@@ -401,15 +402,16 @@ void models_delete(http_req *req, http_resp *resp)
     PQclear(r);
 }
 
-/* Appends one float as the shortest text that round-trips float32 (%.9g), or null when it is
- * not finite (JSON has no NaN/Infinity). */
+/* Appends one float as %.9g's text (9 significant digits: every float32 reads back exactly), or
+ * null when it is not finite (JSON has no NaN/Infinity).  numtext_g9 is printf's text, character
+ * for character (common/numtext.h), without printf's cost.  p has room for NUMTEXT_G9_MAX. */
 static size_t put_float(char *p, float v)
 {
     if (!isfinite(v)) {
         memcpy(p, "null", 4);
         return 4;
     }
-    return (size_t)snprintf(p, 20, "%.9g", (double)v);
+    return numtext_g9(p, v);
 }
 
 /* {"model_id": ..., "predictions": [...]} built by hand: for 100000 rows cJSON would cost far

@@ -28,6 +28,12 @@ int rows_parse(const char *body, size_t len, const char *const *names, uint32_t 
  * score in double. */
 int rows_parse_f64(const char *body, size_t len, const char *const *names, uint32_t n_names,
                    uint32_t nfeat, uint32_t max_rows, rows_result *res);
+/* rows_parse (f64 = 0) or rows_parse_f64 (f64 = 1) without their one-pass fast path for the
+ * common body (array rows, known members, no escapes): json_validate, then the general reader.
+ * Same contract; rows_parse answers exactly as this does for every body (test_rows compares the
+ * two on random and mutated bodies). */
+int rows_parse_general(const char *body, size_t len, const char *const *names, uint32_t n_names,
+                       uint32_t nfeat, uint32_t max_rows, int f64, rows_result *res);
 void rows_result_free(rows_result *res);
 
 #endif

@@ -1248,9 +1248,20 @@ void hp_forest_score(const hp_forest *f, const float *rows, size_t nrows, int ou
         score_range(f, rows, 0, nrows, output_margin, out);
         return;
     }
-    unsigned nparts = helpers + 1;
+    /* Up to HPF_PARTS_PER_THREAD parts per thread, of at least HPF_PART_MIN_ROWS rows: threads
+     * claim parts as they come free, so on a shared machine a thread that lost its CPU for a
+     * while leaves its share to the others instead of holding the whole batch back (two equal
+     * halves made the batch as slow as the slower thread).  Whole rounds (a multiple of the
+     * thread count), so on an idle machine every thread still gets an equal share: 1000 rows
+     * on 2 threads stay two halves, 5000 become 16 parts. */
+    unsigned threads = helpers + 1;
+    size_t per = nrows / ((size_t)threads * HPF_PART_MIN_ROWS);
+    unsigned nparts = threads * (unsigned)(per < 1                      ? 1
+                                           : per > HPF_PARTS_PER_THREAD ? HPF_PARTS_PER_THREAD
+                                                                        : per);
     size_t chunk = (nrows + nparts - 1) / nparts;
     chunk = (chunk + HPF_BLOCK - 1) / HPF_BLOCK * HPF_BLOCK; /* parts start on block boundaries */
+    nparts = (unsigned)((nrows + chunk - 1) / chunk);
     par_job j = {f, rows, nrows, chunk, output_margin, out};
     hp_pool_run(pool, par_part, &j, nparts);
 }

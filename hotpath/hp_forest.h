@@ -51,6 +51,8 @@
 #define HPF_HEAP_MAX_PADDING 8    /* a heap tree has at most 8x the nodes of its source tree */
 #define HPF_BLOCK 8               /* rows walked together through one tree (one sub-block) */
 #define HPF_SUPER 64              /* rows that share each tree fetch (8 sub-blocks) */
+#define HPF_PARTS_PER_THREAD 8    /* a pooled batch: at most this many parts per thread */
+#define HPF_PART_MIN_ROWS 256     /* ... of at least this many rows */
 #define HPF_BIN_MAX_FEATURES 2048 /* 8 rows of bin vectors fit the 64 KiB stack buffer */
 #define HPF_BIN_MAX_THRESHOLDS 65535 /* ranks 0..65534 < 65535, the NaN-goes-right bin */
 #define HPF_BIN_LANES 16             /* rows a binned sub-block walks together */
@@ -151,8 +153,10 @@ uint32_t hp_forest_outputs(const hp_forest *f, int output_margin);
 /* Scores rows[0..nrows) (row-major nrows x num_feature, NaN = missing) into out (nrows x
  * hp_forest_outputs(f, output_margin)), bit-identical to refeval_predict on the source blob.
  * When pool is non-NULL and nrows x num_trees >= min_parallel_work, the rows are split into
- * block-aligned parts over the pool's helpers and the calling thread.  Never fails, never
- * allocates; thread-safe (the forest is read-only). */
+ * block-aligned parts (whole rounds of one part per thread, up to HPF_PARTS_PER_THREAD per
+ * thread, of at least HPF_PART_MIN_ROWS rows) that the pool's helpers and the calling thread
+ * claim as they come free.
+ * Never fails, never allocates; thread-safe (the forest is read-only). */
 void hp_forest_score(const hp_forest *f, const float *rows, size_t nrows, int output_margin,
                      float *out, hp_pool *pool, uint64_t min_parallel_work);
 

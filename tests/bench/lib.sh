@@ -117,14 +117,22 @@ bench_model() {
     /usr/bin/python3 tests/bench/gen_model.py "$B_CACHE" 10000 >&2 ||
       bench_die "model generation failed (needs /usr/bin/python3 with xgboost 1.7.4 and numpy)"
   fi
-  local n
-  for n in 1 1000 10000; do
-    awk -v n="$n" 'NR == 1 { next } NR > n + 1 { exit }
-      { gsub(/nan/, "null"); gsub(/ /, ","); printf "%s[%s]", (NR == 2 ? "{\"rows\":[" : ","), $0 }
-      END { print "]}" }' "$B_CACHE/bench.rows.txt" >"$B_TMP/big_rows_$n.json"
-  done
   [ "$(head -n 1 "$B_CACHE/bench.rows.txt" | cut -d' ' -f1)" -ge 10000 ] ||
     bench_die "$B_CACHE/bench.rows.txt has fewer than 10000 rows"
+  local n
+  for n in 1 1000 10000; do bench_rows "$n"; done
+}
+
+# bench_rows N: the first N rows of the benchmark rows (after bench_model) as a predict body
+# $B_TMP/big_rows_N.json ({"rows": [[...], ...]}, NaN as null, the numbers' text unchanged) and
+# as a matrix file $B_TMP/big_rows_N.txt (the tests/fixtures format, for tests/bench/xgb_time.py).
+bench_rows() {
+  local n=$1
+  awk -v n="$n" 'NR == 1 { next } NR > n + 1 { exit }
+    { gsub(/nan/, "null"); gsub(/ /, ","); printf "%s[%s]", (NR == 2 ? "{\"rows\":[" : ","), $0 }
+    END { print "]}" }' "$B_CACHE/bench.rows.txt" >"$B_TMP/big_rows_$n.json"
+  { echo "$n $(head -n 1 "$B_CACHE/bench.rows.txt" | cut -d' ' -f2)"
+    sed -n "2,$((n + 1))p" "$B_CACHE/bench.rows.txt"; } >"$B_TMP/big_rows_$n.txt"
 }
 
 # bench_upload FILE NAME: uploads a model, prints its id.

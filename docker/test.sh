@@ -79,6 +79,7 @@ cleanup() {
             { echo "compose down failed:"; tail -5 "$work/down.log"; }
         rm -rf "$work"
     fi
+    [ -n "${made_jaeger_dir:-}" ] && rmdir $made_jaeger_dir 2>/dev/null
     # Superseded images of earlier runs (untagged, labelled by our Dockerfiles) would otherwise pile
     # up by ~600 MB a run; the last hour's stay as the build cache.
     docker image prune -f --filter label=org.vigil.image=1 --filter until=1h >/dev/null 2>&1 || true
@@ -86,6 +87,15 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# docker-compose v1 refuses to load compose.yaml at all while a service's build context is missing,
+# profile or not: without build/jaeger (`make deps` builds Jaeger there) an empty one lets the main
+# part run; the tracing section then fails on the missing binary.  Removed again on exit.
+made_jaeger_dir=""
+if [ ! -d build/jaeger ]; then
+    made_jaeger_dir=build/jaeger
+    [ -d build ] || made_jaeger_dir="build/jaeger build"
+    mkdir -p build/jaeger
+fi
 
 # req METHOD PATH [curl args...]: sets $code (000 when no answer) and leaves the body in $work/body.
 req() {

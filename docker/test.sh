@@ -553,12 +553,12 @@ tracing_section() {
     check "response traceparent $rtp: the same trace, a new span, sampled" \
         test "${rtp:0:36}" = "00-$tid-" -a "${#rtp}" = 55 -a "${rtp:52}" = -01 -a "$server_id" != "$psid"
     # Spans leave in batches (OTEL_BSP_SCHEDULE_DELAY, 5 s by default), the worker's possibly in
-    # another batch than the server span's: poll until the whole tree is there (or 30 s).
+    # another batch than the server span's: poll until the whole tree is there (or 60 s).
     t0=$SECONDS
     trace_ready() {
         jget "/api/traces/$tid" && trace_checks "$work/jbody" "$tid" "$psid" "$server_id" "$tuid" >/dev/null
     }
-    wait_for 30 trace_ready
+    wait_for 60 trace_ready
     echo "  info  trace polled for $((SECONDS - t0)) s (Jaeger answered $jcode)"
     trace_checks "$work/jbody" "$tid" "$psid" "$server_id" "$tuid" >"$work/trace-checks.txt"
     report_checks "$work/trace-checks.txt"
@@ -584,10 +584,10 @@ tracing_section() {
     }
     t0=$SECONDS
     after=$before
-    if wait_for 30 dropped_grew; then
+    if wait_for 60 dropped_grew; then
         ok "vigil_trace_spans_dropped_total grows ($before -> $after within $((SECONDS - t0)) s)"
     else
-        bad "vigil_trace_spans_dropped_total did not grow within 30 s ($before -> $after)"
+        bad "vigil_trace_spans_dropped_total did not grow within 60 s ($before -> $after)"
     fi
     req GET /ready
     check "with Jaeger stopped: /ready 200 ($code)" test "$code" = 200

@@ -365,7 +365,9 @@ START_TEST(decision_trace_in_jaeger)
                             strlen(body), hdrs, &r),
                      0);
     ck_assert_msg(r.status == 201, "POST transaction: %ld %s", r.status, r.body);
-    ck_assert_msg(!cJSON_IsTrue(jget(r.json, "degraded")), "scored without the worker: %s", r.body);
+    const cJSON *risk = jget(r.json, "risk");
+    ck_assert_msg(cJSON_IsFalse(jget(risk, "degraded")) && cJSON_IsNumber(jget(risk, "score")),
+                  "scored without the worker: %s", r.body);
     char rtp[80] = "", rid[80] = "", want[40];
     ck_assert_ptr_nonnull(h_header(&r, "traceparent", rtp, sizeof rtp));
     ck_assert_ptr_nonnull(h_header(&r, "X-Request-Id", rid, sizeof rid));

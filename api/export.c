@@ -46,8 +46,9 @@ typedef struct export_ctx {
     const app *a;
     db_conn *c;
     PGresult *r; /* the rows of the last FETCH */
-    int row, csv, header_done, finished;
-    dynbuf line; /* the formatted row being sent */
+    int row, csv, header_done;
+    int finished; /* 0 while rows remain; 1 after the end (0 next); -1 after a failure (-1 next) */
+    dynbuf line;  /* the formatted row being sent */
     size_t off;
 } export_ctx;
 
@@ -159,22 +160,28 @@ fail:
     return -1;
 }
 
+/* Fills buf with as many whole or partial rows as fit (one block, one send, not one a row).  A
+ * failure after some bytes were copied is returned on the next call. */
 static long export_read(void *p, char *buf, size_t max)
 {
     export_ctx *x = p;
-    if (x->finished)
-        return 0;
-    if (x->off >= x->line.len) {
-        int rc = refill(x);
-        if (rc <= 0) {
-            x->finished = 1;
-            return rc;
+    size_t n = 0;
+    while (n < max && !x->finished) {
+        if (x->off >= x->line.len) {
+            int rc = refill(x);
+            if (rc <= 0) {
+                x->finished = rc < 0 ? -1 : 1;
+                break;
+            }
         }
+        size_t k = x->line.len - x->off < max - n ? x->line.len - x->off : max - n;
+        memcpy(buf + n, x->line.p + x->off, k);
+        x->off += k;
+        n += k;
     }
-    size_t n = x->line.len - x->off < max ? x->line.len - x->off : max;
-    memcpy(buf, x->line.p + x->off, n);
-    x->off += n;
-    return (long)n;
+    if (n > 0)
+        return (long)n;
+    return x->finished < 0 ? -1 : 0;
 }
 
 /* 1 when the Accept header lists text/csv. */

@@ -9,7 +9,7 @@
 #            the big model (1000 trees, depth 8, 50 features: the kernel benchmark's model,
 #            tests/bench/gen_model.py, cached in build/bench/) and the demo model; batch
 #            throughput in rows/s (1000- and 10000-row requests, closed loop over 2 connections);
-#   issue 4  POST /api/v1/transactions (demo model as champion, 50 fresh users per mode, a unique
+#   issue 4  POST /api/v1/transactions (demo model as champion, 50 fresh users per run, a unique
 #            Idempotency-Key per request) at fixed rates (default 250 500 1000 1200 req/s), each
 #            measured twice in worker mode: by loadgen and by vegeta (an independent open-loop tool,
 #            build/vegeta, `make vegeta`), and the max sustained rate (p99 <= 10 ms, >= 95% of the
@@ -89,19 +89,21 @@ setup_data() {
   echo "data: big model $big, demo model $demo (policy champion)"
 }
 
-# users MODE: 50 users of this mode, with no history (the built-in features read each user's
-# earlier transactions, so every mode starts from the same state), and the transaction body.
+# users NAME: 50 users NAME-0..49 with no history, and their transaction body
+# $B_TMP/txn-NAME.json.  Every run of decisions gets a fresh set: the built-in features read each
+# user's earlier transactions (30 days), so a set reused run after run would make every figure
+# depend on how many runs came before it (at 1200/s a user of 50 gains 24 rows a second).  Within
+# one run the 50 users do gain history: run x rate / 50 rows each by its end.
 users() {
-  local mode=$1 i c
+  local name=$1 i c
   for i in $(seq 0 49); do
     c=DE; [ $((i % 3)) = 0 ] && c=FR
     curl -fsS -o /dev/null -H "$B_AUTH" -H "$JSON" "$B_API/api/v1/users" \
-      -d "{\"external_id\":\"$mode-$i\",\"country\":\"$c\"}" || bench_die "creating user $mode-$i failed"
+      -d "{\"external_id\":\"$name-$i\",\"country\":\"$c\"}" || bench_die "creating user $name-$i failed"
   done
-  printf '%s\n' '{"user_external_id": "'"$mode"'-{seq%50}", "amount": 1{seq%100000}, "currency": "EUR",' \
+  printf '%s\n' '{"user_external_id": "'"$name"'-{seq%50}", "amount": 1{seq%100000}, "currency": "EUR",' \
     ' "merchant_id": "shop-{seq%200}", "merchant_category": "5411", "country": "FR",' \
-    ' "channel": "ecommerce"}' >"$B_TMP/txn-$mode.json"
-  echo "users: $mode-0 .. $mode-49"
+    ' "channel": "ecommerce"}' >"$B_TMP/txn-$name.json"
 }
 
 # probe NAME URL BODY: one request; prints its status; 0 when 2xx.
@@ -131,9 +133,10 @@ explain_pairs() {
   for i in $(seq 1 "$EX_PAIRS"); do
     for k in 0 5; do
       set_top_k "$k"
+      users "$mode-x$k-$i"
       echo "-- pair $i, explain.top_k $k$note"
       run "$mode.ex.$k.$i" -r "$EX_RATE" -d "$SECS" -c 16 -H "$B_AUTH" -H "$JSON" \
-        -H 'Idempotency-Key: bench-{run}-{seq}' -b "$B_TMP/txn-$mode.json" "$B_API/api/v1/transactions"
+        -H 'Idempotency-Key: bench-{run}-{seq}' -b "$B_TMP/txn-$mode-x$k-$i.json" "$B_API/api/v1/transactions"
       if [ "$k" = 0 ]; then p99s_off+=" $(f "$mode.ex.$k.$i" p99_us)"; else p99s_on+=" $(f "$mode.ex.$k.$i" p99_us)"; fi
     done
   done
@@ -204,18 +207,20 @@ bench_mode() {
   fi
   local rate warm="--warmup 1"
   for rate in $TXN_RATES; do
-    echo "-- $rate req/s$degraded"
+    echo "-- $rate req/s$degraded (50 fresh users: $mode-r$rate-*)"
+    users "$mode-r$rate"
     # shellcheck disable=SC2086
     run "$mode.txn.$rate" -r "$rate" -d "$SECS" -c 16 $warm -H "$B_AUTH" -H "$JSON" \
-      -H 'Idempotency-Key: bench-{run}-{seq}' -b "$B_TMP/txn-$mode.json" "$B_API/api/v1/transactions"
+      -H 'Idempotency-Key: bench-{run}-{seq}' -b "$B_TMP/txn-$mode-r$rate.json" "$B_API/api/v1/transactions"
     SUMMARY+=("$(printf '%-10s transaction @ %4s/s, loadgen              p50 %6s us  p99 %7s us  (%s non-2xx, %s errors)%s' \
       "$mode" "$rate" "$(f "$mode.txn.$rate" p50_us)" "$(f "$mode.txn.$rate" p99_us)" \
       "$(f "$mode.txn.$rate" non2xx)" "$(f "$mode.txn.$rate" errors)" "$degraded")")
     warm=""
     if [ "$mode" = worker ] && [ -x "$B_VEGETA" ]; then
-      echo "-- $rate req/s, vegeta"
+      echo "-- $rate req/s, vegeta (50 fresh users: $mode-v$rate-*)"
+      users "$mode-v$rate"
       local vout
-      vout=$(bench_vegeta "$mode-$rate" "$rate" "$SECS" "$B_API/api/v1/transactions" "$B_TMP/txn-$mode.json" \
+      vout=$(bench_vegeta "$mode-$rate" "$rate" "$SECS" "$B_API/api/v1/transactions" "$B_TMP/txn-$mode-v$rate.json" \
              "$B_AUTH" "$JSON")
       echo "$vout" | grep -v '^VEGETA'
       R[$mode.vg.$rate]=$(echo "$vout" | grep '^VEGETA')
@@ -225,10 +230,11 @@ bench_mode() {
     fi
   done
   explain_pairs "$mode" "$degraded"
-  echo "-- max sustained rate$degraded"
+  echo "-- max sustained rate$degraded (50 fresh users for the whole search: $mode-max-*)"
+  users "$mode-max"
   run "$mode.txn.max" --find-max --start 400 --factor 1.5 --step-duration 2 --max-steps 6 \
     --refine 1 --retries 1 --p99-max-us 10000 --drain 3 -c 16 -H "$B_AUTH" -H "$JSON" \
-    -H 'Idempotency-Key: bench-{run}-{seq}' -b "$B_TMP/txn-$mode.json" "$B_API/api/v1/transactions"
+    -H 'Idempotency-Key: bench-{run}-{seq}' -b "$B_TMP/txn-$mode-max.json" "$B_API/api/v1/transactions"
   echo "   => ${R[$mode.txn.max]}"
   SUMMARY+=("$(printf '%-10s transaction max sustained rate (p99 <= 10 ms)  %5s req/s  (p50 %s us, p99 %s us there)%s' \
     "$mode" "$(f "$mode.txn.max" rate)" "$(f "$mode.txn.max" p50_us)" "$(f "$mode.txn.max" p99_us)" "$degraded")")
@@ -244,20 +250,25 @@ psql -X -q -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil -d vigil -c \
   "CREATE TABLE bench_floor (id bigserial PRIMARY KEY, user_id uuid NOT NULL, amount bigint NOT NULL,
    payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())" >/dev/null
 fmode=${MODES%% *}
-cat >"$B_TMP/floor.sql" <<EOF
+# floor_sql RATE: the script over the 50 users the decisions at RATE used (loadgen's run), so the
+# aggregate reads a history of the same length as theirs at the end of that run.
+floor_sql() {
+  cat <<EOF
 \\set n random(0, 49)
 \\set amt random(1, 100000)
 BEGIN;
 SELECT u.id AS uid, count(t.id), coalesce(sum(t.amount_major), 0) FROM users u
   LEFT JOIN transactions t ON t.user_id = u.id AND t.occurred_at >= now() - interval '24 hours'
-  WHERE u.external_id = '$fmode-' || :n::text GROUP BY u.id \\gset
+  WHERE u.external_id = '$fmode-r$1-' || :n::text GROUP BY u.id \\gset
 INSERT INTO bench_floor (user_id, amount, payload) VALUES (:uid::uuid, :amt, '{"channel": "ecommerce", "merchant_id": "shop-1"}');
 COMMIT;
 EOF
+}
 for rate in $TXN_RATES; do
   mkdir -p "$B_TMP/pgb$rate"
+  floor_sql "$rate" >"$B_TMP/floor-$rate.sql"
   (cd "$B_TMP/pgb$rate" && pgbench -n -M prepared -c 16 -j 2 -R "$rate" -T "$SECS" -l \
-     -f "$B_TMP/floor.sql" -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil vigil >"$B_TMP/pgb$rate.out" 2>&1) ||
+     -f "$B_TMP/floor-$rate.sql" -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil vigil >"$B_TMP/pgb$rate.out" 2>&1) ||
     { cat "$B_TMP/pgb$rate.out"; bench_die "pgbench failed"; }
   # per-transaction log: client txn time_us script epoch epoch_us schedule_lag_us; latency from the
   # scheduled start = time + lag (pgbench's -R is open loop too).

@@ -44,7 +44,9 @@ typedef struct shap_layout {
     int vec;            /* the AVX2 walk applies: every tree <= HP_SHAP_VEC_DEPTH, CPU has AVX2 */
     const float *mean;  /* num_nodes: every node's mean value (global node index) */
     const float *frac;  /* 2 x num_nodes: covers[left] / covers[i], covers[right] / covers[i] */
-    _Alignas(HP_LAYOUT_ALIGN) unsigned char data[]; /* blob, then mean[], then frac[] */
+    const uint32_t *nleaves; /* num_nodes: leaves in each node's subtree (the level-order walk) */
+    uint32_t bfs_cap;   /* largest tree the level-order walk takes (0: none), see level_node */
+    _Alignas(HP_LAYOUT_ALIGN) unsigned char data[]; /* blob, mean[], frac[], nleaves[] */
 } shap_layout;
 
 static size_t blob_room(size_t len)
@@ -59,23 +61,38 @@ static size_t blob_room(size_t len)
 #define VLEVEL_BYTES 416u     /* sizeof(vlevel), checked below */
 #define VLEAF_BYTES 352u      /* sizeof(vleaf), checked below */
 #define VLEAF_BUF 32u         /* leaves the AVX2 walk buffers before computing their sums */
+#define HP_SHAP_BFS_NODES 2047u /* largest tree (nodes) the level-order walk takes */
+#define BLEAF_BYTES 64u         /* a leaf's 16 contributions in the level-order walk */
+
+/* The level-order walk's scratch for trees of at most cap nodes: a vlevel per node, 64-byte
+ * aligned, then per leaf its contributions, then u32 arrays (see level_scratch). */
+static size_t level_need(uint32_t cap)
+{
+    if (cap == 0)
+        return 0;
+    size_t leaves = (size_t)cap / 2 + 1;
+    /* depth, rank (cap each), units (a leaf deeper than 8 has two: cap + 1 at most), leaf, order */
+    return 64u + (size_t)cap * VLEVEL_BYTES + leaves * BLEAF_BYTES + ((size_t)cap + 2) * 4u * 3u +
+           leaves * 4u * 2u;
+}
 
 static size_t scratch_path_off(uint32_t nf)
 {
     return (((size_t)nf + 1) * 4 + (size_t)nf * 8 + 15u) & ~(size_t)15u;
 }
 
-static size_t scratch_need(uint32_t nf, uint32_t max_depth)
+static size_t scratch_need(uint32_t nf, uint32_t max_depth, uint32_t bfs_cap)
 {
     size_t b = scratch_path_off(nf) + treeshap_path_elems(max_depth) * sizeof(treeshap_elem);
-    return b + 64u + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES + VLEAF_BUF * VLEAF_BYTES;
+    return b + 64u + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES + VLEAF_BUF * VLEAF_BYTES +
+           level_need(bfs_cap);
 }
 
 static size_t shap_bytes(const model_view *v)
 {
     if (treeshap_scratch_bytes(v) == 0)
         return 0; /* no covers, or a tree deeper than TREESHAP_MAX_DEPTH */
-    return sizeof(shap_layout) + blob_room(v->blob_len) + (size_t)v->hdr->num_nodes * 12u;
+    return sizeof(shap_layout) + blob_room(v->blob_len) + (size_t)v->hdr->num_nodes * 16u;
 }
 
 static const void *shap_build(const model_view *v, void *dst, size_t len)
@@ -89,24 +106,30 @@ static const void *shap_build(const model_view *v, void *dst, size_t len)
         return NULL;
     float *mean = (float *)(l->data + blob_room(v->blob_len));
     float *frac = mean + v->hdr->num_nodes;
+    uint32_t *nleaves = (uint32_t *)(frac + 2 * (size_t)v->hdr->num_nodes);
     l->max_depth = 0;
     l->max_nodes = 0;
+    l->bfs_cap = 0;
     for (uint32_t t = 0; t < v->hdr->num_trees; t++) {
         const model_tree_rec *tr = &l->v.trees[t];
         const model_node_rec *nodes = l->v.nodes + tr->first_node;
         const float *cov = l->v.covers + tr->first_node;
         float *mn = mean + tr->first_node, *fr = frac + 2 * (size_t)tr->first_node;
+        uint32_t *nl = nleaves + tr->first_node;
         uint32_t d = treeshap_tree_depth(&l->v, t);
         if (d > l->max_depth)
             l->max_depth = d;
         if (tr->num_nodes > l->max_nodes)
             l->max_nodes = tr->num_nodes;
+        if (tr->num_nodes <= HP_SHAP_BFS_NODES && tr->num_nodes > l->bfs_cap)
+            l->bfs_cap = tr->num_nodes;
         /* treeshap.c's FillNodeMeanValues, the same operations in the same order */
         for (uint32_t i = tr->num_nodes; i-- > 0;) {
             const model_node_rec *nd = &nodes[i];
             if (nd->left == -1) {
                 mn[i] = nd->u.leaf;
                 fr[2 * i] = fr[2 * i + 1] = 0;
+                nl[i] = 1;
                 continue;
             }
             float r = mn[nd->left] * cov[nd->left];
@@ -115,16 +138,20 @@ static const void *shap_build(const model_view *v, void *dst, size_t len)
             mn[i] = r;
             fr[2 * i] = cov[nd->left] / cov[i];
             fr[2 * i + 1] = cov[nd->right] / cov[i];
+            nl[i] = nl[nd->left] + nl[nd->right];
         }
     }
     l->mean = mean;
     l->frac = frac;
-    l->scratch = scratch_need(v->hdr->num_feature, l->max_depth);
+    l->nleaves = nleaves;
 #if HP_SHAP_HAVE_AVX2
     l->vec = l->max_depth <= HP_SHAP_VEC_DEPTH && __builtin_cpu_supports("avx2");
 #else
     l->vec = 0;
 #endif
+    if (!l->vec)
+        l->bfs_cap = 0;
+    l->scratch = scratch_need(v->hdr->num_feature, l->max_depth, l->bfs_cap);
     return l;
 }
 
@@ -569,6 +596,157 @@ __attribute__((target("avx2"))) static void vec_node(vwalk *w, int32_t nid, uint
     vec_node(w, hot, lvl + 1, d + 1, hot_zero * in_zero, in_one, (int32_t)split, hot_path);
     vec_node(w, cold, lvl + 1, d + 1, cold_zero * in_zero, 0, (int32_t)split, 0);
 }
+
+/* ---- the level-order AVX2 walk (trees of at most HP_SHAP_BFS_NODES nodes, <= 15 deep) ----------
+ *
+ * vec_node's time is latency: every extend waits for its parent's, stored just before (and
+ * reloaded unaligned, past store forwarding), and a leaf's sums are one chain of divisions, two
+ * chains at best.  Here the same operations are scheduled for throughput:
+ * - nodes are taken in index order, which is breadth first (model.h: a node's children come after
+ *   it), each with its own vlevel: an internal node unwinds its path if needed, then extends both
+ *   children's paths from it.  Consecutive extends are independent (their parents were computed
+ *   long before), so they overlap;
+ * - then every leaf's unwound sums, leaves grouped by path depth (counting sort), four 8-lane
+ *   chains at a time (lanes 0..7 or 8..15 of a leaf: one "unit");
+ * - then the contributions added in the reference's order: depth first, hot child first.  A leaf's
+ *   position in that order is its rank: rank(root) = 0, rank(hot child) = rank(node),
+ *   rank(cold child) = rank(node) + leaves under the hot child (nleaves, from the layout).  The
+ *   leaf of rank 0 is the row's own leaf (the margin).
+ * Each node's, leaf's and lane's arithmetic is vec_extend / vec_unwind / vchain_step, unchanged,
+ * so every value is the DFS walk's and the reference's bit for bit; only the order of independent
+ * computations changes, and the one order that matters (the float sums into phi) is kept. */
+
+typedef struct lwalk {
+    vlevel *slot;     /* per node: its path (after its own unwind, for an internal node) */
+    float *contrib;   /* per leaf ordinal: 16 contributions, element j+1 in lane j */
+    uint32_t *depth;  /* per node: path depth d */
+    uint32_t *rank;   /* per node: position of its first leaf in depth-first order */
+    uint32_t *units;  /* sum units (leaf ordinal << 1 | lanes 8..15), grouped by d */
+    uint32_t *leaf;   /* per leaf ordinal (index order): its node */
+    uint32_t *order;  /* depth-first position -> leaf ordinal */
+} lwalk;
+
+/* The unwound sums of four units of equal path depth d into their leaves' contributions. */
+__attribute__((target("avx2"))) static void level_sums4(const vwalk *w, const lwalk *lw,
+                                                        uint32_t d, const uint32_t u[4])
+{
+    const __m256 dp1 = _mm256_set1_ps((float)(d + 1));
+    const float *pw[4];
+    vchain c[4];
+    for (int j = 0; j < 4; j++) {
+        const vlevel *p = &lw->slot[lw->leaf[u[j] >> 1]];
+        const uint32_t h = (u[j] & 1u) * 8u;
+        pw[j] = VPW(p);
+        vchain_init(&c[j], p->one + 1 + h, p->zero + 1 + h, pw[j][d]);
+    }
+    for (int k = (int)d - 1; k >= 0; k--) {
+        const __m256 ratio = _mm256_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
+        const __m256 kp1 = _mm256_set1_ps((float)(k + 1));
+        for (int j = 0; j < 4; j++)
+            vchain_step(&c[j], _mm256_set1_ps(pw[j][k]), ratio, kp1, dp1);
+    }
+    for (int j = 0; j < 4; j++) {
+        const uint32_t o = u[j] >> 1;
+        vchain_store(&c[j], w->nodes[lw->leaf[o]].u.leaf,
+                     lw->contrib + (size_t)o * 16 + (u[j] & 1u) * 8u);
+    }
+}
+
+/* One tree of n <= bfs_cap nodes for w->row: phi, touched and w->leaf as vec_node + vec_flush
+ * leave them. */
+__attribute__((target("avx2"))) static void level_tree(vwalk *w, const lwalk *lw,
+                                                       const uint32_t *nleaves, uint32_t n)
+{
+    vlevel *s = lw->slot;
+    uint32_t cnt[HP_SHAP_VEC_DEPTH + 2] = {0}, nl = 0;
+    /* lanes past a path's end are copied down and computed on, never read: start them at 0 */
+    memset(&s[0], 0, sizeof s[0]);
+    vec_extend(&s[0], &s[0], 0, 1, 1, -1);
+    lw->depth[0] = 0;
+    lw->rank[0] = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const model_node_rec *nd = &w->nodes[i];
+        vlevel *p = &s[i];
+        uint32_t d = lw->depth[i];
+        if (nd->left == -1) {
+            lw->leaf[nl] = i;
+            lw->order[lw->rank[i]] = nl;
+            cnt[d] += (d + 7u) / 8u;
+            nl++;
+            continue;
+        }
+        uint32_t split = nd->split & MODEL_NODE_FEATURE_MASK;
+        float x = w->row[split];
+        int left;
+        if (isnan(x))
+            left = (nd->split & MODEL_NODE_DEFAULT_LEFT) != 0;
+        else if (nd->split & MODEL_NODE_CATEGORICAL)
+            left = model_cat_goes_left(w->cats + nd->u.cat, x);
+        else
+            left = x < nd->u.threshold;
+        const uint32_t hot = (uint32_t)nd->left + (uint32_t)!left;
+        const uint32_t cold = (uint32_t)nd->left + (uint32_t)left;
+        const float hot_zero = w->frac[2 * (size_t)i + !left];
+        const float cold_zero = w->frac[2 * (size_t)i + left];
+        float in_zero = 1, in_one = 1;
+        const __m256i f = _mm256_set1_epi32((int32_t)split);
+        unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                         _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)p->feat)))) |
+                     (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(
+                         f, _mm256_loadu_si256((const __m256i *)(p->feat + 8)))))
+                         << 8;
+        m &= (2u << d) - 1u; /* lanes 0..d */
+        if (m != 0) {
+            uint32_t pi = (uint32_t)__builtin_ctz(m);
+            in_zero = p->zero[pi];
+            in_one = p->one[pi];
+            vec_unwind(p, d, pi);
+            d -= 1;
+        }
+        vec_extend(p, &s[hot], d + 1, hot_zero * in_zero, in_one, (int32_t)split);
+        vec_extend(p, &s[cold], d + 1, cold_zero * in_zero, 0, (int32_t)split);
+        lw->depth[hot] = lw->depth[cold] = d + 1;
+        lw->rank[hot] = lw->rank[i];
+        lw->rank[cold] = lw->rank[i] + nleaves[hot];
+    }
+    /* the sums, by depth: units of depth d from start[d] */
+    uint32_t start[HP_SHAP_VEC_DEPTH + 2], at = 0;
+    for (uint32_t d = 0; d <= HP_SHAP_VEC_DEPTH + 1; d++) {
+        start[d] = at;
+        at += cnt[d];
+        cnt[d] = start[d];
+    }
+    for (uint32_t o = 0; o < nl; o++) {
+        const uint32_t d = lw->depth[lw->leaf[o]];
+        for (uint32_t h = 0; h < d; h += 8)
+            lw->units[cnt[d]++] = o << 1 | (h >> 3);
+    }
+    for (uint32_t d = 1; d <= HP_SHAP_VEC_DEPTH + 1; d++)
+        for (uint32_t a = start[d]; a < cnt[d]; a += 4) {
+            /* a short group repeats its last unit: the same values written twice */
+            const uint32_t last = cnt[d] - 1;
+            const uint32_t u[4] = {lw->units[a], lw->units[a + 1 <= last ? a + 1 : last],
+                                   lw->units[a + 2 <= last ? a + 2 : last],
+                                   lw->units[a + 3 <= last ? a + 3 : last]};
+            level_sums4(w, lw, d, u);
+        }
+    /* the contributions in depth-first order, as the reference adds them */
+    for (uint32_t r = 0; r < nl; r++) {
+        const uint32_t o = lw->order[r], node = lw->leaf[o], d = lw->depth[node];
+        const int32_t *feat = s[node].feat + 1;
+        const float *c = lw->contrib + (size_t)o * 16;
+        for (uint32_t j = 0; j < d; j++) {
+            uint32_t fe = (uint32_t)feat[j];
+            if (w->stamp[fe] != w->gen) {
+                w->stamp[fe] = w->gen;
+                w->phi[fe] = 0;
+                w->touched[w->ntouched++] = fe;
+            }
+            w->phi[fe] += c[j];
+        }
+    }
+    w->leaf = w->nodes[lw->leaf[lw->order[0]]].u.leaf;
+}
 #endif
 
 /* Asks for tree tr's nodes and cover fractions while the current tree is walked: a walk visits
@@ -612,6 +790,22 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
                 .touched = w.touched,
                 .lv = (vlevel *)lv,
                 .leaves = (vleaf *)(lv + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES)};
+    lwalk lw = {0};
+    if (l->bfs_cap > 0) {
+        const uint32_t cap = l->bfs_cap, nleaf = cap / 2 + 1;
+        uintptr_t b = lv + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES + VLEAF_BUF * VLEAF_BYTES;
+        b = (b + 63u) & ~(uintptr_t)63u;
+        lw.slot = (vlevel *)b;
+        b += (size_t)cap * VLEVEL_BYTES;
+        lw.contrib = (float *)b;
+        b += (size_t)nleaf * BLEAF_BYTES;
+        lw.depth = (uint32_t *)b;
+        lw.rank = lw.depth + cap;
+        lw.units = lw.rank + cap;
+        lw.leaf = lw.units + cap + 2;
+        lw.order = lw.leaf + nleaf;
+        HP_ASSERT((unsigned char *)(lw.order + nleaf) <= (unsigned char *)scratch + l->scratch);
+    }
 #else
     (void)lv;
 #endif
@@ -642,8 +836,12 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
                 vw.row = w.row;
                 vw.gen = w.gen;
                 vw.ntouched = 0;
-                vec_node(&vw, 0, 0, 0, 1, 1, -1, 1);
-                vec_flush(&vw);
+                if (tr->num_nodes <= l->bfs_cap && allow_vec == 1) {
+                    level_tree(&vw, &lw, l->nleaves + tr->first_node, tr->num_nodes);
+                } else {
+                    vec_node(&vw, 0, 0, 0, 1, 1, -1, 1);
+                    vec_flush(&vw);
+                }
                 w.ntouched = vw.ntouched;
                 w.leaf = vw.leaf;
             } else

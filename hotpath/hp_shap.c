@@ -42,6 +42,7 @@ typedef struct shap_layout {
     uint32_t max_nodes; /* largest tree */
     size_t scratch;     /* bytes hp_shap_explain needs */
     int vec;            /* the AVX2 walk applies: every tree <= HP_SHAP_VEC_DEPTH, CPU has AVX2 */
+    int avx512;         /* ... and the CPU has AVX-512F (the level-order walk's leaf sums) */
     const float *mean;  /* num_nodes: every node's mean value (global node index) */
     const float *frac;  /* 2 x num_nodes: covers[left] / covers[i], covers[right] / covers[i] */
     const uint32_t *nleaves; /* num_nodes: leaves in each node's subtree (the level-order walk) */
@@ -63,6 +64,7 @@ static size_t blob_room(size_t len)
 #define VLEAF_BUF 32u         /* leaves the AVX2 walk buffers before computing their sums */
 #define HP_SHAP_BFS_NODES 2047u /* largest tree (nodes) the level-order walk takes */
 #define BLEAF_BYTES 64u         /* a leaf's 16 contributions in the level-order walk */
+#define HP_SHAP_DENSE_NF 256u   /* up to this many features phi is zeroed and added whole per tree */
 
 /* The level-order walk's scratch for trees of at most cap nodes: a vlevel per node, 64-byte
  * aligned, then per leaf its contributions, then u32 arrays (see level_scratch). */
@@ -71,9 +73,9 @@ static size_t level_need(uint32_t cap)
     if (cap == 0)
         return 0;
     size_t leaves = (size_t)cap / 2 + 1;
-    /* depth, rank (cap each), units (a leaf deeper than 8 has two: cap + 1 at most), leaf, order */
-    return 64u + (size_t)cap * VLEVEL_BYTES + leaves * BLEAF_BYTES + ((size_t)cap + 2) * 4u * 3u +
-           leaves * 4u * 2u;
+    /* depth, rank (cap each), then bydepth, leaf, order (a leaf each) */
+    return 64u + (size_t)cap * VLEVEL_BYTES + leaves * BLEAF_BYTES + (size_t)cap * 4u * 2u +
+           leaves * 4u * 3u;
 }
 
 static size_t scratch_path_off(uint32_t nf)
@@ -146,8 +148,10 @@ static const void *shap_build(const model_view *v, void *dst, size_t len)
     l->nleaves = nleaves;
 #if HP_SHAP_HAVE_AVX2
     l->vec = l->max_depth <= HP_SHAP_VEC_DEPTH && __builtin_cpu_supports("avx2");
+    l->avx512 = l->vec && __builtin_cpu_supports("avx512f");
 #else
     l->vec = 0;
+    l->avx512 = 0;
 #endif
     if (!l->vec)
         l->bfs_cap = 0;
@@ -621,22 +625,30 @@ typedef struct lwalk {
     float *contrib;   /* per leaf ordinal: 16 contributions, element j+1 in lane j */
     uint32_t *depth;  /* per node: path depth d */
     uint32_t *rank;   /* per node: position of its first leaf in depth-first order */
-    uint32_t *units;  /* sum units (leaf ordinal << 1 | lanes 8..15), grouped by d */
+    uint32_t *bydepth; /* leaf ordinals grouped by path depth (counting sort) */
     uint32_t *leaf;   /* per leaf ordinal (index order): its node */
     uint32_t *order;  /* depth-first position -> leaf ordinal */
+    int avx512;       /* the leaf sums in 16 lanes (the CPU has AVX-512F) */
+    int dense;        /* phi is zeroed per tree and summed whole: no feature stamps */
 } lwalk;
 
-/* The unwound sums of four units of equal path depth d into their leaves' contributions. */
-__attribute__((target("avx2"))) static void level_sums4(const vwalk *w, const lwalk *lw,
-                                                        uint32_t d, const uint32_t u[4])
+/* The unwound sums of leaves o[0..3] (path depth d) into their contributions, in AVX2: four 8-lane
+ * chains at once, which keeps the divider busy.  A leaf deeper than 8 is two chains (lanes 0..7,
+ * 8..15): then o[0..1] are its leaves, o[2..3] unused. */
+__attribute__((target("avx2"))) static void level_sums8(const vwalk *w, const lwalk *lw,
+                                                        uint32_t d, const uint32_t *o)
 {
     const __m256 dp1 = _mm256_set1_ps((float)(d + 1));
     const float *pw[4];
+    float *out[4];
+    float leaf[4];
     vchain c[4];
-    for (int j = 0; j < 4; j++) {
-        const vlevel *p = &lw->slot[lw->leaf[u[j] >> 1]];
-        const uint32_t h = (u[j] & 1u) * 8u;
+    for (uint32_t j = 0; j < 4; j++) {
+        const uint32_t lo = d > 8 ? o[j / 2] : o[j], h = d > 8 ? (j & 1u) * 8u : 0;
+        const vlevel *p = &lw->slot[lw->leaf[lo]];
         pw[j] = VPW(p);
+        out[j] = lw->contrib + (size_t)lo * 16 + h;
+        leaf[j] = w->nodes[lw->leaf[lo]].u.leaf;
         vchain_init(&c[j], p->one + 1 + h, p->zero + 1 + h, pw[j][d]);
     }
     for (int k = (int)d - 1; k >= 0; k--) {
@@ -645,10 +657,75 @@ __attribute__((target("avx2"))) static void level_sums4(const vwalk *w, const lw
         for (int j = 0; j < 4; j++)
             vchain_step(&c[j], _mm256_set1_ps(pw[j][k]), ratio, kp1, dp1);
     }
-    for (int j = 0; j < 4; j++) {
-        const uint32_t o = u[j] >> 1;
-        vchain_store(&c[j], w->nodes[lw->leaf[o]].u.leaf,
-                     lw->contrib + (size_t)o * 16 + (u[j] & 1u) * 8u);
+    for (int j = 0; j < 4; j++)
+        vchain_store(&c[j], leaf[j], out[j]);
+}
+
+/* level_sums8 in AVX-512: four 16-lane chains, each two leaves (lanes 0..7 and 8..15) when d <= 8
+ * (o[0..7]), or one leaf when deeper (o[0..3]).  The lanes run vchain_step's operations with the
+ * selects as masked operations (a masked-off lane keeps its old value, as the blend does), so the
+ * values are the AVX2 chains' bit for bit.  Lanes with one = zero = 0 add nothing in the
+ * reference (its total stays +0): their total is reset to +0 before the contribution instead of
+ * being guarded at every step. */
+__attribute__((target("avx512f"))) static void level_sums16(const vwalk *w, const lwalk *lw,
+                                                           uint32_t d, const uint32_t *o)
+{
+    const int two = d <= 8;
+    const __m512 zr = _mm512_setzero_ps(), dp1 = _mm512_set1_ps((float)(d + 1));
+    __m512 one[4], zero[4], next[4], total[4], pwv[4], leaf[4];
+    __mmask16 hot[4];
+    for (int u = 0; u < 4; u++) {
+        if (two) {
+            const vlevel *a = &lw->slot[lw->leaf[o[2 * u]]], *b = &lw->slot[lw->leaf[o[2 * u + 1]]];
+#define CAT8(x, y)                                                                                 \
+    _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(x)),             \
+                                        _mm256_castps_pd(y), 1))
+            one[u] = CAT8(_mm256_loadu_ps(a->one + 1), _mm256_loadu_ps(b->one + 1));
+            zero[u] = CAT8(_mm256_loadu_ps(a->zero + 1), _mm256_loadu_ps(b->zero + 1));
+            pwv[u] = CAT8(_mm256_loadu_ps(VPW(a)), _mm256_loadu_ps(VPW(b)));
+            next[u] = CAT8(_mm256_set1_ps(VPW(a)[d]), _mm256_set1_ps(VPW(b)[d]));
+            leaf[u] = CAT8(_mm256_set1_ps(w->nodes[lw->leaf[o[2 * u]]].u.leaf),
+                           _mm256_set1_ps(w->nodes[lw->leaf[o[2 * u + 1]]].u.leaf));
+#undef CAT8
+        } else {
+            const vlevel *a = &lw->slot[lw->leaf[o[u]]];
+            one[u] = _mm512_loadu_ps(a->one + 1);
+            zero[u] = _mm512_loadu_ps(a->zero + 1);
+            pwv[u] = _mm512_loadu_ps(VPW(a));
+            next[u] = _mm512_set1_ps(VPW(a)[d]);
+            leaf[u] = _mm512_set1_ps(w->nodes[lw->leaf[o[u]]].u.leaf);
+        }
+        hot[u] = _mm512_cmp_ps_mask(one[u], zr, _CMP_NEQ_UQ);
+        total[u] = zr;
+    }
+    const __m512i half = two ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8)
+                             : _mm512_setzero_si512();
+    for (int k = (int)d - 1; k >= 0; k--) {
+        const __m512 ratio = _mm512_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
+        const __m512 kp1 = _mm512_set1_ps((float)(k + 1));
+        const __m512i idx = _mm512_add_epi32(half, _mm512_set1_epi32(k));
+        for (int u = 0; u < 4; u++) {
+            const __m512 pwk = _mm512_permutexvar_ps(idx, pwv[u]);
+            const __m512 num = _mm512_mask_mul_ps(pwk, hot[u], next[u], dp1);
+            const __m512 den = _mm512_mask_mul_ps(zero[u], hot[u], kp1, one[u]);
+            __m512 q = _mm512_div_ps(num, den);
+            const __m512 add = _mm512_mask_div_ps(q, (__mmask16)~hot[u], q, ratio);
+            total[u] = _mm512_add_ps(total[u], add);
+            next[u] = _mm512_mask_sub_ps(next[u], hot[u], pwk,
+                                         _mm512_mul_ps(_mm512_mul_ps(q, zero[u]), ratio));
+        }
+    }
+    for (int u = 0; u < 4; u++) {
+        const __mmask16 live = hot[u] | _mm512_cmp_ps_mask(zero[u], zr, _CMP_NEQ_UQ);
+        const __m512 t = _mm512_maskz_mov_ps(live, total[u]);
+        const __m512 c = _mm512_mul_ps(_mm512_mul_ps(t, _mm512_sub_ps(one[u], zero[u])), leaf[u]);
+        if (two) {
+            _mm256_storeu_ps(lw->contrib + (size_t)o[2 * u] * 16, _mm512_castps512_ps256(c));
+            _mm256_storeu_ps(lw->contrib + (size_t)o[2 * u + 1] * 16,
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c), 1)));
+        } else {
+            _mm512_storeu_ps(lw->contrib + (size_t)o[u] * 16, c);
+        }
     }
 }
 
@@ -671,7 +748,7 @@ __attribute__((target("avx2"))) static void level_tree(vwalk *w, const lwalk *lw
         if (nd->left == -1) {
             lw->leaf[nl] = i;
             lw->order[lw->rank[i]] = nl;
-            cnt[d] += (d + 7u) / 8u;
+            cnt[d]++;
             nl++;
             continue;
         }
@@ -709,32 +786,39 @@ __attribute__((target("avx2"))) static void level_tree(vwalk *w, const lwalk *lw
         lw->rank[hot] = lw->rank[i];
         lw->rank[cold] = lw->rank[i] + nleaves[hot];
     }
-    /* the sums, by depth: units of depth d from start[d] */
+    /* the sums, by depth: leaves of depth d from start[d] */
     uint32_t start[HP_SHAP_VEC_DEPTH + 2], at = 0;
     for (uint32_t d = 0; d <= HP_SHAP_VEC_DEPTH + 1; d++) {
         start[d] = at;
         at += cnt[d];
         cnt[d] = start[d];
     }
-    for (uint32_t o = 0; o < nl; o++) {
-        const uint32_t d = lw->depth[lw->leaf[o]];
-        for (uint32_t h = 0; h < d; h += 8)
-            lw->units[cnt[d]++] = o << 1 | (h >> 3);
-    }
-    for (uint32_t d = 1; d <= HP_SHAP_VEC_DEPTH + 1; d++)
-        for (uint32_t a = start[d]; a < cnt[d]; a += 4) {
-            /* a short group repeats its last unit: the same values written twice */
-            const uint32_t last = cnt[d] - 1;
-            const uint32_t u[4] = {lw->units[a], lw->units[a + 1 <= last ? a + 1 : last],
-                                   lw->units[a + 2 <= last ? a + 2 : last],
-                                   lw->units[a + 3 <= last ? a + 3 : last]};
-            level_sums4(w, lw, d, u);
+    for (uint32_t o = 0; o < nl; o++)
+        lw->bydepth[cnt[lw->depth[lw->leaf[o]]]++] = o;
+    for (uint32_t d = 1; d <= HP_SHAP_VEC_DEPTH + 1; d++) {
+        /* leaves per call: 8 or 4 (AVX-512), 4 or 2 (AVX2); a short group repeats its last leaf
+         * (the same values written twice) */
+        const uint32_t per = (lw->avx512 ? 8u : 4u) >> (d > 8);
+        for (uint32_t a = start[d]; a < cnt[d]; a += per) {
+            uint32_t o[8];
+            for (uint32_t j = 0; j < per; j++)
+                o[j] = lw->bydepth[a + j < cnt[d] ? a + j : cnt[d] - 1];
+            if (lw->avx512)
+                level_sums16(w, lw, d, o);
+            else
+                level_sums8(w, lw, d, o);
         }
+    }
     /* the contributions in depth-first order, as the reference adds them */
     for (uint32_t r = 0; r < nl; r++) {
         const uint32_t o = lw->order[r], node = lw->leaf[o], d = lw->depth[node];
         const int32_t *feat = s[node].feat + 1;
         const float *c = lw->contrib + (size_t)o * 16;
+        if (lw->dense) {
+            for (uint32_t j = 0; j < d; j++)
+                w->phi[feat[j]] += c[j];
+            continue;
+        }
         for (uint32_t j = 0; j < d; j++) {
             uint32_t fe = (uint32_t)feat[j];
             if (w->stamp[fe] != w->gen) {
@@ -801,10 +885,13 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
         b += (size_t)nleaf * BLEAF_BYTES;
         lw.depth = (uint32_t *)b;
         lw.rank = lw.depth + cap;
-        lw.units = lw.rank + cap;
-        lw.leaf = lw.units + cap + 2;
+        lw.bydepth = lw.rank + cap;
+        lw.leaf = lw.bydepth + nleaf;
         lw.order = lw.leaf + nleaf;
         HP_ASSERT((unsigned char *)(lw.order + nleaf) <= (unsigned char *)scratch + l->scratch);
+        /* allow_vec 3: AVX2 sums and feature stamps, the paths the CPU or model may not pick */
+        lw.avx512 = allow_vec == 1 && l->avx512;
+        lw.dense = allow_vec == 1 && nf <= HP_SHAP_DENSE_NF;
     }
 #else
     (void)lv;
@@ -825,6 +912,7 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
             if (t + 1 < h->num_trees)
                 prefetch_tree(l, &m->trees[t + 1]);
             w.ntouched = 0;
+            int dense_tree = 0; /* phi[0..nf) all written: add every column */
             if (++w.gen == 0) { /* wrapped: restart the stamps */
                 memset(w.stamp, 0, (size_t)nf * sizeof(uint32_t));
                 w.gen = 1;
@@ -836,8 +924,11 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
                 vw.row = w.row;
                 vw.gen = w.gen;
                 vw.ntouched = 0;
-                if (tr->num_nodes <= l->bfs_cap && allow_vec == 1) {
+                if (tr->num_nodes <= l->bfs_cap && (allow_vec == 1 || allow_vec == 3)) {
+                    if (lw.dense)
+                        memset(w.phi, 0, (size_t)nf * sizeof(float));
                     level_tree(&vw, &lw, l->nleaves + tr->first_node, tr->num_nodes);
+                    dense_tree = lw.dense;
                 } else {
                     vec_node(&vw, 0, 0, 0, 1, 1, -1, 1);
                     vec_flush(&vw);
@@ -851,6 +942,9 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
              * (+0) * weight = +-0, which leaves the sum unchanged (it starts at +0 and a float
              * sum is -0 only if both addends are), so only the touched ones are added. */
             float *out = orow + (size_t)tr->group * ncol;
+            if (dense_tree)
+                for (uint32_t c = 0; c < nf; c++)
+                    out[c] += w.phi[c] * tr->weight;
             for (uint32_t j = 0; j < w.ntouched; j++) {
                 uint32_t f = w.touched[j];
                 out[f] += w.phi[f] * tr->weight;

@@ -581,7 +581,7 @@ static size_t check_explain(const model_view *v, const float *rows, size_t nrows
     treeshap_explain(v, rows, nrows, c1, m1, s1);
     /* both walks: the AVX2 one (when this CPU has it and the trees fit 16 lanes) and the portable
      * one */
-    for (int vec = 0; vec < 3; vec++) {
+    for (int vec = 0; vec < 4; vec++) {
         hp_shap_explain_isa(l, rows, nrows, c2, m2, s2, vec);
         long d = first_diff(c1, c2, nrows * k * ncol);
         ck_assert_msg(d < 0, "%s (vec %d): contribution %ld differs: reference %a, worker %a", what,

@@ -729,42 +729,50 @@ __attribute__((target("avx512f"))) static void level_sums16(const vwalk *w, cons
     }
 }
 
-/* One tree of n <= bfs_cap nodes for w->row: phi, touched and w->leaf as vec_node + vec_flush
- * leave them. */
-__attribute__((target("avx2"))) static void level_tree(vwalk *w, const lwalk *lw,
-                                                       const uint32_t *nleaves, uint32_t n)
+/* The scalar part of visiting node i, shared by both node loops.  A leaf is recorded (its leaf
+ * ordinal, its depth-first position, the count of leaves of its depth) and 0 returned; for an
+ * internal node, 1 with its hot and cold children, their cover fractions and ranks set. */
+__attribute__((always_inline)) static inline int
+level_visit(const vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t i, uint32_t *nl,
+            uint32_t *cnt, uint32_t *hot, uint32_t *cold, float *hot_zero, float *cold_zero)
+{
+    const model_node_rec *nd = &w->nodes[i];
+    if (nd->left == -1) {
+        lw->leaf[*nl] = i;
+        lw->order[lw->rank[i]] = *nl;
+        cnt[lw->depth[i]]++;
+        (*nl)++;
+        return 0;
+    }
+    const float x = w->row[nd->split & MODEL_NODE_FEATURE_MASK];
+    int left;
+    if ((nd->split & MODEL_NODE_CATEGORICAL) && !isnan(x))
+        left = model_cat_goes_left(w->cats + nd->u.cat, x);
+    else /* without a branch on the row: half of these would be mispredicted */
+        left = (x < nd->u.threshold) | (isnan(x) & ((nd->split & MODEL_NODE_DEFAULT_LEFT) != 0));
+    *hot = (uint32_t)nd->left + (uint32_t)!left;
+    *cold = (uint32_t)nd->left + (uint32_t)left;
+    *hot_zero = w->frac[2 * (size_t)i + !left];
+    *cold_zero = w->frac[2 * (size_t)i + left];
+    lw->rank[*hot] = lw->rank[i];
+    lw->rank[*cold] = lw->rank[i] + nleaves[*hot];
+    return 1;
+}
+
+/* The node loop in AVX2 (vec_extend, vec_unwind).  Returns the number of leaves. */
+__attribute__((target("avx2"))) static uint32_t level_nodes8(const vwalk *w, const lwalk *lw,
+                                                            const uint32_t *nleaves, uint32_t n,
+                                                            uint32_t *cnt)
 {
     vlevel *s = lw->slot;
-    uint32_t cnt[HP_SHAP_VEC_DEPTH + 2] = {0}, nl = 0;
-    /* lanes past a path's end are copied down and computed on, never read: start them at 0 */
-    memset(&s[0], 0, sizeof s[0]);
-    vec_extend(&s[0], &s[0], 0, 1, 1, -1);
-    lw->depth[0] = 0;
-    lw->rank[0] = 0;
+    uint32_t nl = 0, hot = 0, cold = 0;
+    float hot_zero = 0, cold_zero = 0;
     for (uint32_t i = 0; i < n; i++) {
-        const model_node_rec *nd = &w->nodes[i];
+        if (!level_visit(w, lw, nleaves, i, &nl, cnt, &hot, &cold, &hot_zero, &cold_zero))
+            continue;
         vlevel *p = &s[i];
         uint32_t d = lw->depth[i];
-        if (nd->left == -1) {
-            lw->leaf[nl] = i;
-            lw->order[lw->rank[i]] = nl;
-            cnt[d]++;
-            nl++;
-            continue;
-        }
-        uint32_t split = nd->split & MODEL_NODE_FEATURE_MASK;
-        float x = w->row[split];
-        int left;
-        if (isnan(x))
-            left = (nd->split & MODEL_NODE_DEFAULT_LEFT) != 0;
-        else if (nd->split & MODEL_NODE_CATEGORICAL)
-            left = model_cat_goes_left(w->cats + nd->u.cat, x);
-        else
-            left = x < nd->u.threshold;
-        const uint32_t hot = (uint32_t)nd->left + (uint32_t)!left;
-        const uint32_t cold = (uint32_t)nd->left + (uint32_t)left;
-        const float hot_zero = w->frac[2 * (size_t)i + !left];
-        const float cold_zero = w->frac[2 * (size_t)i + left];
+        const uint32_t split = w->nodes[i].split & MODEL_NODE_FEATURE_MASK;
         float in_zero = 1, in_one = 1;
         const __m256i f = _mm256_set1_epi32((int32_t)split);
         unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
@@ -783,9 +791,122 @@ __attribute__((target("avx2"))) static void level_tree(vwalk *w, const lwalk *lw
         vec_extend(p, &s[hot], d + 1, hot_zero * in_zero, in_one, (int32_t)split);
         vec_extend(p, &s[cold], d + 1, cold_zero * in_zero, 0, (int32_t)split);
         lw->depth[hot] = lw->depth[cold] = d + 1;
-        lw->rank[hot] = lw->rank[i];
-        lw->rank[cold] = lw->rank[i] + nleaves[hot];
     }
+    return nl;
+}
+
+/* vec_extend in one 16-lane AVX-512 pass (d >= 1): the same lane operations (lane 0: a; lanes
+ * 1..d-1: a + b; lane d: 0 + b; b undivided for a cold child), old[j-1] by a lane shift instead of
+ * an unaligned reload, and the new element's lane inserted by a masked blend instead of a scalar
+ * store (no store-forwarding stall when the child is read). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+vec_extend16(const vlevel *par, vlevel *p, uint32_t d, float pzero, float pone, int32_t pfeat)
+{
+    const __mmask16 at = (__mmask16)(1u << d);
+    _mm512_storeu_ps(p->zero,
+                     _mm512_mask_blend_ps(at, _mm512_loadu_ps(par->zero), _mm512_set1_ps(pzero)));
+    _mm512_storeu_ps(p->one,
+                     _mm512_mask_blend_ps(at, _mm512_loadu_ps(par->one), _mm512_set1_ps(pone)));
+    _mm512_storeu_si512(p->feat, _mm512_mask_blend_epi32(at, _mm512_loadu_si512(par->feat),
+                                                         _mm512_set1_epi32(pfeat)));
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 jf = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 dp1 = _mm512_set1_ps((float)(d + 1)), dv = _mm512_set1_ps((float)d);
+    const __m512 old = _mm512_loadu_ps(VPW(par));
+    /* lanes j < d read old[j]; lanes 1 <= j <= d read old[j-1] (lane 0: 0) */
+    const __m512 o = _mm512_maskz_mov_ps((__mmask16)(at - 1u), old);
+    const __m512 sh = _mm512_castsi512_ps(
+        _mm512_alignr_epi32(_mm512_castps_si512(old), _mm512_setzero_si512(), 15));
+    const __m512 sv = _mm512_maskz_mov_ps((__mmask16)(2u * at - 1u), sh);
+    const __m512 a = _mm512_div_ps(
+        _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(pzero), o), _mm512_sub_ps(dv, jf)), dp1);
+    __m512 b = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(pone), sv), jf);
+    if (pone != 0)
+        b = _mm512_div_ps(b, dp1);
+    __m512 r = _mm512_mask_mov_ps(_mm512_add_ps(a, b), 1, a);
+    r = _mm512_mask_mov_ps(r, at, _mm512_add_ps(zero, b));
+    _mm512_storeu_ps(VPW(p), r);
+}
+
+/* vec_unwind in AVX-512: for a cold element (one == 0) every pweight is computed on its own
+ * ((pw[i] * (d+1)) / (zero * (d-i)), all lanes at once); for a hot one the reference's chain,
+ * scalar.  Then elements pi+1..d move down one lane. */
+__attribute__((target("avx512f"), always_inline)) static inline void vec_unwind16(vlevel *p,
+                                                                                  uint32_t d,
+                                                                                  uint32_t pi)
+{
+    float *pw = VPW(p);
+    const float one = p->one[pi], zero = p->zero[pi];
+    const __mmask16 below = (__mmask16)((1u << d) - 1u); /* lanes 0..d-1 */
+    if (one != 0) {
+        float next_one = pw[d];
+        for (int i = (int)d - 1; i >= 0; i--) {
+            const float tmp = pw[i];
+            pw[i] = next_one * (float)(d + 1) / ((float)(i + 1) * one);
+            next_one = tmp - pw[i] * zero * (float)(d - (uint32_t)i) / (float)(d + 1);
+        }
+    } else {
+        const __m512 jf = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const __m512 num = _mm512_mul_ps(_mm512_loadu_ps(pw), _mm512_set1_ps((float)(d + 1)));
+        const __m512 den =
+            _mm512_mul_ps(_mm512_set1_ps(zero), _mm512_sub_ps(_mm512_set1_ps((float)d), jf));
+        _mm512_mask_storeu_ps(pw, below, _mm512_div_ps(num, den));
+    }
+    const __mmask16 move = (__mmask16)(below & ~((1u << pi) - 1u)); /* lanes pi..d-1 */
+    const __m512i z = _mm512_loadu_si512(p->zero), o = _mm512_loadu_si512(p->one),
+                  f = _mm512_loadu_si512(p->feat);
+    _mm512_storeu_si512(p->zero, _mm512_mask_blend_epi32(move, z, _mm512_alignr_epi32(z, z, 1)));
+    _mm512_storeu_si512(p->one, _mm512_mask_blend_epi32(move, o, _mm512_alignr_epi32(o, o, 1)));
+    _mm512_storeu_si512(p->feat, _mm512_mask_blend_epi32(move, f, _mm512_alignr_epi32(f, f, 1)));
+}
+
+/* The node loop in AVX-512 (vec_extend16, vec_unwind16).  Returns the number of leaves. */
+__attribute__((target("avx512f"))) static uint32_t level_nodes16(const vwalk *w, const lwalk *lw,
+                                                                const uint32_t *nleaves,
+                                                                uint32_t n, uint32_t *cnt)
+{
+    vlevel *s = lw->slot;
+    uint32_t nl = 0, hot = 0, cold = 0;
+    float hot_zero = 0, cold_zero = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!level_visit(w, lw, nleaves, i, &nl, cnt, &hot, &cold, &hot_zero, &cold_zero))
+            continue;
+        vlevel *p = &s[i];
+        uint32_t d = lw->depth[i];
+        const uint32_t split = w->nodes[i].split & MODEL_NODE_FEATURE_MASK;
+        float in_zero = 1, in_one = 1;
+        unsigned m = _mm512_cmpeq_epi32_mask(_mm512_set1_epi32((int32_t)split),
+                                             _mm512_loadu_si512(p->feat));
+        m &= (2u << d) - 1u; /* lanes 0..d */
+        if (m != 0) {
+            uint32_t pi = (uint32_t)__builtin_ctz(m);
+            in_zero = p->zero[pi];
+            in_one = p->one[pi];
+            vec_unwind16(p, d, pi);
+            d -= 1;
+        }
+        vec_extend16(p, &s[hot], d + 1, hot_zero * in_zero, in_one, (int32_t)split);
+        vec_extend16(p, &s[cold], d + 1, cold_zero * in_zero, 0, (int32_t)split);
+        lw->depth[hot] = lw->depth[cold] = d + 1;
+    }
+    return nl;
+}
+
+/* One tree of n <= bfs_cap nodes for w->row: phi, touched and w->leaf as vec_node + vec_flush
+ * leave them (with lw->dense, phi[0..nf) zeroed by the caller and no stamps). */
+static void level_tree(vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t n)
+{
+    vlevel *s = lw->slot;
+    uint32_t cnt[HP_SHAP_VEC_DEPTH + 2] = {0};
+    /* the root's path, as vec_extend(d = 0) leaves it; lanes past a path's end are copied down
+     * and computed on, never read: they start at 0 */
+    memset(&s[0], 0, sizeof s[0]);
+    s[0].zero[0] = s[0].one[0] = VPW(&s[0])[0] = 1.0f;
+    s[0].feat[0] = -1;
+    lw->depth[0] = 0;
+    lw->rank[0] = 0;
+    const uint32_t nl = lw->avx512 ? level_nodes16(w, lw, nleaves, n, cnt)
+                                   : level_nodes8(w, lw, nleaves, n, cnt);
     /* the sums, by depth: leaves of depth d from start[d] */
     uint32_t start[HP_SHAP_VEC_DEPTH + 2], at = 0;
     for (uint32_t d = 0; d <= HP_SHAP_VEC_DEPTH + 1; d++) {

@@ -620,8 +620,18 @@ __attribute__((target("avx2"))) static void vec_node(vwalk *w, int32_t nid, uint
  * so every value is the DFS walk's and the reference's bit for bit; only the order of independent
  * computations changes, and the one order that matters (the float sums into phi) is kept. */
 
+/* A node's path in the AVX-512 node loop: vlevel without its padding (vlevel's shifted reloads
+ * need pw[-1] and spare lanes; here lanes are shifted in registers), 64-byte aligned so that
+ * each field is one cache line and one zmm access.  Reads of one + 1 / zero + 1 run one lane into
+ * the next field: those lanes (past any path's end) are never used. */
+typedef struct lslot {
+    float pw[16], zero[16], one[16];
+    int32_t feat[16];
+} lslot;
+
 typedef struct lwalk {
     vlevel *slot;     /* per node: its path (after its own unwind, for an internal node) */
+    lslot *slot16;    /* the same for the AVX-512 node loop (same memory) */
     float *contrib;   /* per leaf ordinal: 16 contributions, element j+1 in lane j */
     uint32_t *depth;  /* per node: path depth d */
     uint32_t *rank;   /* per node: position of its first leaf in depth-first order */
@@ -630,6 +640,7 @@ typedef struct lwalk {
     uint32_t *order;  /* depth-first position -> leaf ordinal */
     int avx512;       /* the leaf sums in 16 lanes (the CPU has AVX-512F) */
     int dense;        /* phi is zeroed per tree and summed whole: no feature stamps */
+    uint32_t nf;      /* num_feature */
 } lwalk;
 
 /* The unwound sums of leaves o[0..3] (path depth d) into their contributions, in AVX2: four 8-lane
@@ -676,23 +687,23 @@ __attribute__((target("avx512f"))) static void level_sums16(const vwalk *w, cons
     __mmask16 hot[4];
     for (int u = 0; u < 4; u++) {
         if (two) {
-            const vlevel *a = &lw->slot[lw->leaf[o[2 * u]]], *b = &lw->slot[lw->leaf[o[2 * u + 1]]];
+            const lslot *a = &lw->slot16[lw->leaf[o[2 * u]]], *b = &lw->slot16[lw->leaf[o[2 * u + 1]]];
 #define CAT8(x, y)                                                                                 \
     _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(x)),             \
                                         _mm256_castps_pd(y), 1))
             one[u] = CAT8(_mm256_loadu_ps(a->one + 1), _mm256_loadu_ps(b->one + 1));
             zero[u] = CAT8(_mm256_loadu_ps(a->zero + 1), _mm256_loadu_ps(b->zero + 1));
-            pwv[u] = CAT8(_mm256_loadu_ps(VPW(a)), _mm256_loadu_ps(VPW(b)));
-            next[u] = CAT8(_mm256_set1_ps(VPW(a)[d]), _mm256_set1_ps(VPW(b)[d]));
+            pwv[u] = CAT8(_mm256_loadu_ps(a->pw), _mm256_loadu_ps(b->pw));
+            next[u] = CAT8(_mm256_set1_ps(a->pw[d]), _mm256_set1_ps(b->pw[d]));
             leaf[u] = CAT8(_mm256_set1_ps(w->nodes[lw->leaf[o[2 * u]]].u.leaf),
                            _mm256_set1_ps(w->nodes[lw->leaf[o[2 * u + 1]]].u.leaf));
 #undef CAT8
         } else {
-            const vlevel *a = &lw->slot[lw->leaf[o[u]]];
+            const lslot *a = &lw->slot16[lw->leaf[o[u]]];
             one[u] = _mm512_loadu_ps(a->one + 1);
             zero[u] = _mm512_loadu_ps(a->zero + 1);
-            pwv[u] = _mm512_loadu_ps(VPW(a));
-            next[u] = _mm512_set1_ps(VPW(a)[d]);
+            pwv[u] = _mm512_loadu_ps(a->pw);
+            next[u] = _mm512_set1_ps(a->pw[d]);
             leaf[u] = _mm512_set1_ps(w->nodes[lw->leaf[o[u]]].u.leaf);
         }
         hot[u] = _mm512_cmp_ps_mask(one[u], zr, _CMP_NEQ_UQ);
@@ -800,7 +811,7 @@ __attribute__((target("avx2"))) static uint32_t level_nodes8(const vwalk *w, con
  * an unaligned reload, and the new element's lane inserted by a masked blend instead of a scalar
  * store (no store-forwarding stall when the child is read). */
 __attribute__((target("avx512f"), always_inline)) static inline void
-vec_extend16(const vlevel *par, vlevel *p, uint32_t d, float pzero, float pone, int32_t pfeat)
+vec_extend16(const lslot *par, lslot *p, uint32_t d, float pzero, float pone, int32_t pfeat)
 {
     const __mmask16 at = (__mmask16)(1u << d);
     _mm512_storeu_ps(p->zero,
@@ -812,7 +823,7 @@ vec_extend16(const vlevel *par, vlevel *p, uint32_t d, float pzero, float pone, 
     const __m512 zero = _mm512_setzero_ps();
     const __m512 jf = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512 dp1 = _mm512_set1_ps((float)(d + 1)), dv = _mm512_set1_ps((float)d);
-    const __m512 old = _mm512_loadu_ps(VPW(par));
+    const __m512 old = _mm512_loadu_ps(par->pw);
     /* lanes j < d read old[j]; lanes 1 <= j <= d read old[j-1] (lane 0: 0) */
     const __m512 o = _mm512_maskz_mov_ps((__mmask16)(at - 1u), old);
     const __m512 sh = _mm512_castsi512_ps(
@@ -825,17 +836,17 @@ vec_extend16(const vlevel *par, vlevel *p, uint32_t d, float pzero, float pone, 
         b = _mm512_div_ps(b, dp1);
     __m512 r = _mm512_mask_mov_ps(_mm512_add_ps(a, b), 1, a);
     r = _mm512_mask_mov_ps(r, at, _mm512_add_ps(zero, b));
-    _mm512_storeu_ps(VPW(p), r);
+    _mm512_storeu_ps(p->pw, r);
 }
 
 /* vec_unwind in AVX-512: for a cold element (one == 0) every pweight is computed on its own
  * ((pw[i] * (d+1)) / (zero * (d-i)), all lanes at once); for a hot one the reference's chain,
  * scalar.  Then elements pi+1..d move down one lane. */
-__attribute__((target("avx512f"), always_inline)) static inline void vec_unwind16(vlevel *p,
+__attribute__((target("avx512f"), always_inline)) static inline void vec_unwind16(lslot *p,
                                                                                   uint32_t d,
                                                                                   uint32_t pi)
 {
-    float *pw = VPW(p);
+    float *pw = p->pw;
     const float one = p->one[pi], zero = p->zero[pi];
     const __mmask16 below = (__mmask16)((1u << d) - 1u); /* lanes 0..d-1 */
     if (one != 0) {
@@ -865,13 +876,13 @@ __attribute__((target("avx512f"))) static uint32_t level_nodes16(const vwalk *w,
                                                                 const uint32_t *nleaves,
                                                                 uint32_t n, uint32_t *cnt)
 {
-    vlevel *s = lw->slot;
+    lslot *s = lw->slot16;
     uint32_t nl = 0, hot = 0, cold = 0;
     float hot_zero = 0, cold_zero = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (!level_visit(w, lw, nleaves, i, &nl, cnt, &hot, &cold, &hot_zero, &cold_zero))
             continue;
-        vlevel *p = &s[i];
+        lslot *p = &s[i];
         uint32_t d = lw->depth[i];
         const uint32_t split = w->nodes[i].split & MODEL_NODE_FEATURE_MASK;
         float in_zero = 1, in_one = 1;
@@ -896,13 +907,18 @@ __attribute__((target("avx512f"))) static uint32_t level_nodes16(const vwalk *w,
  * leave them (with lw->dense, phi[0..nf) zeroed by the caller and no stamps). */
 static void level_tree(vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t n)
 {
-    vlevel *s = lw->slot;
     uint32_t cnt[HP_SHAP_VEC_DEPTH + 2] = {0};
     /* the root's path, as vec_extend(d = 0) leaves it; lanes past a path's end are copied down
      * and computed on, never read: they start at 0 */
-    memset(&s[0], 0, sizeof s[0]);
-    s[0].zero[0] = s[0].one[0] = VPW(&s[0])[0] = 1.0f;
-    s[0].feat[0] = -1;
+    if (lw->avx512) {
+        memset(&lw->slot16[0], 0, sizeof lw->slot16[0]);
+        lw->slot16[0].zero[0] = lw->slot16[0].one[0] = lw->slot16[0].pw[0] = 1.0f;
+        lw->slot16[0].feat[0] = -1;
+    } else {
+        memset(&lw->slot[0], 0, sizeof lw->slot[0]);
+        lw->slot[0].zero[0] = lw->slot[0].one[0] = VPW(&lw->slot[0])[0] = 1.0f;
+        lw->slot[0].feat[0] = -1;
+    }
     lw->depth[0] = 0;
     lw->rank[0] = 0;
     const uint32_t nl = lw->avx512 ? level_nodes16(w, lw, nleaves, n, cnt)
@@ -933,8 +949,16 @@ static void level_tree(vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint3
     /* the contributions in depth-first order, as the reference adds them */
     for (uint32_t r = 0; r < nl; r++) {
         const uint32_t o = lw->order[r], node = lw->leaf[o], d = lw->depth[node];
-        const int32_t *feat = s[node].feat + 1;
+        const int32_t *feat = (lw->avx512 ? lw->slot16[node].feat : lw->slot[node].feat) + 1;
         const float *c = lw->contrib + (size_t)o * 16;
+        if (lw->dense && d <= 8) {
+            /* eight adds whatever d (no loop exit to mispredict): lanes past d go to phi[nf],
+             * which is scratch here (the bias column is the mean's, and only phi[0..nf) is
+             * summed into the output) */
+            for (uint32_t j = 0; j < 8; j++)
+                w->phi[j < d ? (uint32_t)feat[j] : lw->nf] += c[j];
+            continue;
+        }
         if (lw->dense) {
             for (uint32_t j = 0; j < d; j++)
                 w->phi[feat[j]] += c[j];
@@ -989,6 +1013,7 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
 #if HP_SHAP_HAVE_AVX2
     _Static_assert(sizeof(vlevel) == VLEVEL_BYTES, "VLEVEL_BYTES");
     _Static_assert(sizeof(vleaf) == VLEAF_BYTES, "VLEAF_BYTES");
+    _Static_assert(sizeof(lslot) <= VLEVEL_BYTES && sizeof(lslot) % 64 == 0, "lslot");
     vwalk vw = {.cats = m->cats,
                 .phi = w.phi,
                 .stamp = w.stamp,
@@ -1001,6 +1026,8 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
         uintptr_t b = lv + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES + VLEAF_BUF * VLEAF_BYTES;
         b = (b + 63u) & ~(uintptr_t)63u;
         lw.slot = (vlevel *)b;
+        lw.slot16 = (lslot *)b; /* cap x 256 bytes <= cap x VLEVEL_BYTES */
+        lw.nf = nf;
         b += (size_t)cap * VLEVEL_BYTES;
         lw.contrib = (float *)b;
         b += (size_t)nleaf * BLEAF_BYTES;

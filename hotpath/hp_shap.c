@@ -955,8 +955,10 @@ static void level_tree(vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint3
             /* eight adds whatever d (no loop exit to mispredict): lanes past d go to phi[nf],
              * which is scratch here (the bias column is the mean's, and only phi[0..nf) is
              * summed into the output) */
-            for (uint32_t j = 0; j < 8; j++)
-                w->phi[j < d ? (uint32_t)feat[j] : lw->nf] += c[j];
+            for (uint32_t j = 0; j < 8; j++) {
+                const uint32_t in = 0u - (uint32_t)(j < d); /* a mask, not a branch */
+                w->phi[((uint32_t)feat[j] & in) | (lw->nf & ~in)] += c[j];
+            }
             continue;
         }
         if (lw->dense) {

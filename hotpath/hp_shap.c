@@ -73,9 +73,9 @@ static size_t level_need(uint32_t cap)
     if (cap == 0)
         return 0;
     size_t leaves = (size_t)cap / 2 + 1;
-    /* depth, rank (cap each), then bydepth, leaf, order (a leaf each) */
+    /* depth, rank (cap each), then leaf, order (a leaf each), bydepth (a leaf per depth) */
     return 64u + (size_t)cap * VLEVEL_BYTES + leaves * BLEAF_BYTES + (size_t)cap * 4u * 2u +
-           leaves * 4u * 3u;
+           leaves * 4u * (2u + HP_SHAP_VEC_DEPTH + 1u);
 }
 
 static size_t scratch_path_off(uint32_t nf)
@@ -635,7 +635,8 @@ typedef struct lwalk {
     float *contrib;   /* per leaf ordinal: 16 contributions, element j+1 in lane j */
     uint32_t *depth;  /* per node: path depth d */
     uint32_t *rank;   /* per node: position of its first leaf in depth-first order */
-    uint32_t *bydepth; /* leaf ordinals grouped by path depth (counting sort) */
+    uint32_t *bydepth; /* leaf ordinals by path depth d: from bydepth[d * leafcap], cnt[d] */
+    uint32_t leafcap;  /* leaves a tree may have: bfs_cap / 2 + 1 */
     uint32_t *leaf;   /* per leaf ordinal (index order): its node */
     uint32_t *order;  /* depth-first position -> leaf ordinal */
     int avx512;       /* the leaf sums in 16 lanes (the CPU has AVX-512F) */
@@ -749,9 +750,10 @@ level_visit(const vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t i
 {
     const model_node_rec *nd = &w->nodes[i];
     if (nd->left == -1) {
+        const uint32_t d = lw->depth[i];
         lw->leaf[*nl] = i;
         lw->order[lw->rank[i]] = *nl;
-        cnt[lw->depth[i]]++;
+        lw->bydepth[d * lw->leafcap + cnt[d]++] = *nl;
         (*nl)++;
         return 0;
     }
@@ -907,7 +909,7 @@ __attribute__((target("avx512f"))) static uint32_t level_nodes16(const vwalk *w,
  * leave them (with lw->dense, phi[0..nf) zeroed by the caller and no stamps). */
 static void level_tree(vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t n)
 {
-    uint32_t cnt[HP_SHAP_VEC_DEPTH + 2] = {0};
+    uint32_t cnt[HP_SHAP_VEC_DEPTH + 1] = {0};
     /* the root's path, as vec_extend(d = 0) leaves it; lanes past a path's end are copied down
      * and computed on, never read: they start at 0 */
     if (lw->avx512) {
@@ -923,23 +925,16 @@ static void level_tree(vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint3
     lw->rank[0] = 0;
     const uint32_t nl = lw->avx512 ? level_nodes16(w, lw, nleaves, n, cnt)
                                    : level_nodes8(w, lw, nleaves, n, cnt);
-    /* the sums, by depth: leaves of depth d from start[d] */
-    uint32_t start[HP_SHAP_VEC_DEPTH + 2], at = 0;
-    for (uint32_t d = 0; d <= HP_SHAP_VEC_DEPTH + 1; d++) {
-        start[d] = at;
-        at += cnt[d];
-        cnt[d] = start[d];
-    }
-    for (uint32_t o = 0; o < nl; o++)
-        lw->bydepth[cnt[lw->depth[lw->leaf[o]]]++] = o;
-    for (uint32_t d = 1; d <= HP_SHAP_VEC_DEPTH + 1; d++) {
+    /* the sums, by depth */
+    for (uint32_t d = 1; d <= HP_SHAP_VEC_DEPTH; d++) {
         /* leaves per call: 8 or 4 (AVX-512), 4 or 2 (AVX2); a short group repeats its last leaf
          * (the same values written twice) */
         const uint32_t per = (lw->avx512 ? 8u : 4u) >> (d > 8);
-        for (uint32_t a = start[d]; a < cnt[d]; a += per) {
+        const uint32_t *b = lw->bydepth + (size_t)d * lw->leafcap;
+        for (uint32_t a = 0; a < cnt[d]; a += per) {
             uint32_t o[8];
             for (uint32_t j = 0; j < per; j++)
-                o[j] = lw->bydepth[a + j < cnt[d] ? a + j : cnt[d] - 1];
+                o[j] = b[a + j < cnt[d] ? a + j : cnt[d] - 1];
             if (lw->avx512)
                 level_sums16(w, lw, d, o);
             else
@@ -1035,10 +1030,12 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
         b += (size_t)nleaf * BLEAF_BYTES;
         lw.depth = (uint32_t *)b;
         lw.rank = lw.depth + cap;
-        lw.bydepth = lw.rank + cap;
-        lw.leaf = lw.bydepth + nleaf;
+        lw.leaf = lw.rank + cap;
         lw.order = lw.leaf + nleaf;
-        HP_ASSERT((unsigned char *)(lw.order + nleaf) <= (unsigned char *)scratch + l->scratch);
+        lw.bydepth = lw.order + nleaf;
+        lw.leafcap = nleaf;
+        HP_ASSERT((unsigned char *)(lw.bydepth + (size_t)nleaf * (HP_SHAP_VEC_DEPTH + 1)) <=
+                  (unsigned char *)scratch + l->scratch);
         /* allow_vec 3: AVX2 sums and feature stamps, the paths the CPU or model may not pick */
         lw.avx512 = allow_vec == 1 && l->avx512;
         lw.dense = allow_vec == 1 && nf <= HP_SHAP_DENSE_NF;

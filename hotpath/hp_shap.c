@@ -65,6 +65,7 @@ static size_t blob_room(size_t len)
 #define HP_SHAP_BFS_NODES 2047u /* largest tree (nodes) the level-order walk takes */
 #define BLEAF_BYTES 64u         /* a leaf's 16 contributions in the level-order walk */
 #define HP_SHAP_DENSE_NF 256u   /* up to this many features phi is zeroed and added whole per tree */
+#define HP_SHAP_LEVEL_MIN_NODES 64u /* smaller trees: the depth-first walk (measured faster) */
 
 /* The level-order walk's scratch for trees of at most cap nodes: a vlevel per node, 64-byte
  * aligned, then per leaf its contributions, then u32 arrays (see level_scratch). */
@@ -1071,7 +1072,10 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
                 vw.row = w.row;
                 vw.gen = w.gen;
                 vw.ntouched = 0;
-                if (tr->num_nodes <= l->bfs_cap && (allow_vec == 1 || allow_vec == 3)) {
+                /* allow_vec 3 (tests): the level-order walk for every tree it can take */
+                if (tr->num_nodes <= l->bfs_cap &&
+                    (allow_vec == 3 ||
+                     (allow_vec == 1 && tr->num_nodes >= HP_SHAP_LEVEL_MIN_NODES))) {
                     if (lw.dense)
                         memset(w.phi, 0, (size_t)nf * sizeof(float));
                     level_tree(&vw, &lw, l->nleaves + tr->first_node, tr->num_nodes);

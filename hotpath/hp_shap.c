@@ -1,20 +1,29 @@
-/* hp_shap.c - the explain layout and the tuned TreeSHAP walk.  See hp_shap.h.
+/* hp_shap.c - the explain layout and the tuned TreeSHAP walks.  See hp_shap.h.
  *
- * Why this and not Fast TreeSHAP v2 or Linear TreeSHAP: both reach the same SHAP values through a
- * different float32 computation (v2 precomputes per-leaf combination tables over the features on
- * the path; Linear TreeSHAP evaluates polynomials at Chebyshev points), so their results differ
- * from xgboost's in the last bits, and the worker must equal common/treeshap.c (= xgboost) bit for
- * bit.  What can be taken out of xgboost's per-request path without changing one operation is
- * taken out here: the node mean values (FillNodeMeanValues over every tree on every request in
- * xgboost), the two cover divisions per internal node visit (the same division, done once), the
- * per-tree zeroing and full-width accumulation of num_feature+1 values (only the features the
- * tree touched are added, which is exact: see hp_shap_explain_isa), the per-tree path allocation,
- * and a separate walk for the margin (the margin comes from the hot path of the same walk).
+ * Why xgboost's algorithm and not Fast TreeSHAP v2 or Linear TreeSHAP: both reach the same SHAP
+ * values through a different float32 computation (v2 precomputes per-leaf combination tables over
+ * the features on the path; Linear TreeSHAP evaluates polynomials at Chebyshev points), so their
+ * results differ from xgboost's in the last bits, and the worker must equal common/treeshap.c
+ * (= xgboost) bit for bit.  What can be taken out of xgboost's per-request path without changing
+ * one operation is taken out here: the node mean values (FillNodeMeanValues over every tree on
+ * every request in xgboost), the two cover divisions per internal node visit (the same division,
+ * done once), the per-tree zeroing and full-width accumulation of num_feature+1 values (only the
+ * features the tree touched are added, which is exact: see hp_shap_explain_isa), the per-tree path
+ * allocation, and a separate walk for the margin (the margin comes from the hot path of the same
+ * walk).  The rest is scheduling: the same operations, ordered so that the CPU can overlap them.
  *
- * Two walks: the portable one (walk_node, treeshap_path.h's scalar arithmetic) and, for trees at
- * most HP_SHAP_VEC_DEPTH deep on CPUs with AVX2 (decided at build, runtime CPU check), the AVX2
- * one (vec_node: the same operations in vector lanes, see the comment above it).  Both are tested
- * against the reference bit for bit (test_kernel, hp_shap_explain_isa).
+ * Three walks:
+ * - portable (walk_node: treeshap_path.h's scalar arithmetic, the reference's recursion);
+ * - depth-first AVX2 (vec_node: the path as structure-of-arrays in vector lanes) for trees at most
+ *   HP_SHAP_VEC_DEPTH deep on CPUs with AVX2 (runtime check);
+ * - level order (level_tree), for those trees when they have HP_SHAP_LEVEL_MIN_NODES to
+ *   HP_SHAP_BFS_NODES nodes: every node's path kept, nodes in index order, leaf sums batched by
+ *   depth, contributions added in the reference's order; AVX-512 node loop and leaf sums when the
+ *   CPU has AVX-512F, AVX2 otherwise (see the comment above level_tree's helpers).  This is what
+ *   makes the one-row explanation of the 1000-tree depth-8 benchmark model ~2.5x the depth-first
+ *   walk (tests/bench/README.md, hotpath/README.md "Explanations").
+ * Every walk is tested against the reference bit for bit (test_kernel, hp_shap_explain_isa's
+ * allow_vec 0..3).
  *
  * Costs: see hp_shap.h. */
 #include "hp_shap.h"
@@ -46,7 +55,7 @@ typedef struct shap_layout {
     const float *mean;  /* num_nodes: every node's mean value (global node index) */
     const float *frac;  /* 2 x num_nodes: covers[left] / covers[i], covers[right] / covers[i] */
     const uint32_t *nleaves; /* num_nodes: leaves in each node's subtree (the level-order walk) */
-    uint32_t bfs_cap;   /* largest tree the level-order walk takes (0: none), see level_node */
+    uint32_t bfs_cap;        /* largest tree the level-order walk takes (0: none), see level_node */
     _Alignas(HP_LAYOUT_ALIGN) unsigned char data[]; /* blob, mean[], frac[], nleaves[] */
 } shap_layout;
 
@@ -58,14 +67,17 @@ static size_t blob_room(size_t len)
 /* Scratch of one explain call: phi[nf+1] f32, stamp[nf] u32, touched[nf] u32, then the path
  * (treeshap_elem for the portable walk), then, 64-byte aligned, one vlevel per node depth for the
  * AVX2 walk. */
-#define HP_SHAP_VEC_DEPTH 15u /* deepest tree the AVX2 walk takes: a path fits 16 lanes */
+#define HP_SHAP_VEC_DEPTH 15u /* deepest tree the AVX2 walks take: a path fits 16 lanes */
 #define VLEVEL_BYTES 416u     /* sizeof(vlevel), checked below */
 #define VLEAF_BYTES 352u      /* sizeof(vleaf), checked below */
 #define VLEAF_BUF 32u         /* leaves the AVX2 walk buffers before computing their sums */
-#define HP_SHAP_BFS_NODES 2047u /* largest tree (nodes) the level-order walk takes */
-#define BLEAF_BYTES 64u         /* a leaf's 16 contributions in the level-order walk */
-#define HP_SHAP_DENSE_NF 256u   /* up to this many features phi is zeroed and added whole per tree */
-#define HP_SHAP_LEVEL_MIN_NODES 64u /* smaller trees: the depth-first walk (measured faster) */
+#define BLEAF_BYTES 64u       /* a leaf's 16 contributions in the level-order walk */
+/* The level-order walk takes trees of HP_SHAP_LEVEL_MIN_NODES to HP_SHAP_BFS_NODES nodes: smaller
+ * ones measured faster depth-first, larger ones would need more scratch.  Up to HP_SHAP_DENSE_NF
+ * features its phi is zeroed and summed whole per tree instead of tracked by feature stamps. */
+#define HP_SHAP_LEVEL_MIN_NODES 64u
+#define HP_SHAP_BFS_NODES 2047u
+#define HP_SHAP_DENSE_NF 256u
 
 /* The level-order walk's scratch for trees of at most cap nodes: a vlevel per node, 64-byte
  * aligned, then per leaf its contributions, then u32 arrays (see level_scratch). */
@@ -631,25 +643,25 @@ typedef struct lslot {
 } lslot;
 
 typedef struct lwalk {
-    vlevel *slot;     /* per node: its path (after its own unwind, for an internal node) */
-    lslot *slot16;    /* the same for the AVX-512 node loop (same memory) */
-    float *contrib;   /* per leaf ordinal: 16 contributions, element j+1 in lane j */
-    uint32_t *depth;  /* per node: path depth d */
-    uint32_t *rank;   /* per node: position of its first leaf in depth-first order */
+    vlevel *slot;      /* per node: its path (after its own unwind, for an internal node) */
+    lslot *slot16;     /* the same for the AVX-512 node loop (same memory) */
+    float *contrib;    /* per leaf ordinal: 16 contributions, element j+1 in lane j */
+    uint32_t *depth;   /* per node: path depth d */
+    uint32_t *rank;    /* per node: position of its first leaf in depth-first order */
     uint32_t *bydepth; /* leaf ordinals by path depth d: from bydepth[d * leafcap], cnt[d] */
     uint32_t leafcap;  /* leaves a tree may have: bfs_cap / 2 + 1 */
-    uint32_t *leaf;   /* per leaf ordinal (index order): its node */
-    uint32_t *order;  /* depth-first position -> leaf ordinal */
-    int avx512;       /* the leaf sums in 16 lanes (the CPU has AVX-512F) */
-    int dense;        /* phi is zeroed per tree and summed whole: no feature stamps */
-    uint32_t nf;      /* num_feature */
+    uint32_t *leaf;    /* per leaf ordinal (index order): its node */
+    uint32_t *order;   /* depth-first position -> leaf ordinal */
+    int avx512;        /* the leaf sums in 16 lanes (the CPU has AVX-512F) */
+    int dense;         /* phi is zeroed per tree and summed whole: no feature stamps */
+    uint32_t nf;       /* num_feature */
 } lwalk;
 
 /* The unwound sums of leaves o[0..3] (path depth d) into their contributions, in AVX2: four 8-lane
  * chains at once, which keeps the divider busy.  A leaf deeper than 8 is two chains (lanes 0..7,
  * 8..15): then o[0..1] are its leaves, o[2..3] unused. */
-__attribute__((target("avx2"))) static void level_sums8(const vwalk *w, const lwalk *lw,
-                                                        uint32_t d, const uint32_t *o)
+__attribute__((target("avx2"))) static void level_sums8(const vwalk *w, const lwalk *lw, uint32_t d,
+                                                        const uint32_t *o)
 {
     const __m256 dp1 = _mm256_set1_ps((float)(d + 1));
     const float *pw[4];
@@ -681,7 +693,7 @@ __attribute__((target("avx2"))) static void level_sums8(const vwalk *w, const lw
  * reference (its total stays +0): their total is reset to +0 before the contribution instead of
  * being guarded at every step. */
 __attribute__((target("avx512f"))) static void level_sums16(const vwalk *w, const lwalk *lw,
-                                                           uint32_t d, const uint32_t *o)
+                                                            uint32_t d, const uint32_t *o)
 {
     const int two = d <= 8;
     const __m512 zr = _mm512_setzero_ps(), dp1 = _mm512_set1_ps((float)(d + 1));
@@ -689,10 +701,11 @@ __attribute__((target("avx512f"))) static void level_sums16(const vwalk *w, cons
     __mmask16 hot[4];
     for (int u = 0; u < 4; u++) {
         if (two) {
-            const lslot *a = &lw->slot16[lw->leaf[o[2 * u]]], *b = &lw->slot16[lw->leaf[o[2 * u + 1]]];
+            const lslot *a = &lw->slot16[lw->leaf[o[2 * u]]],
+                        *b = &lw->slot16[lw->leaf[o[2 * u + 1]]];
 #define CAT8(x, y)                                                                                 \
-    _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(x)),             \
-                                        _mm256_castps_pd(y), 1))
+    _mm512_castpd_ps(                                                                              \
+        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(x)), _mm256_castps_pd(y), 1))
             one[u] = CAT8(_mm256_loadu_ps(a->one + 1), _mm256_loadu_ps(b->one + 1));
             zero[u] = CAT8(_mm256_loadu_ps(a->zero + 1), _mm256_loadu_ps(b->zero + 1));
             pwv[u] = CAT8(_mm256_loadu_ps(a->pw), _mm256_loadu_ps(b->pw));
@@ -774,9 +787,8 @@ level_visit(const vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t i
 }
 
 /* The node loop in AVX2 (vec_extend, vec_unwind).  Returns the number of leaves. */
-__attribute__((target("avx2"))) static uint32_t level_nodes8(const vwalk *w, const lwalk *lw,
-                                                            const uint32_t *nleaves, uint32_t n,
-                                                            uint32_t *cnt)
+__attribute__((target("avx2"))) static uint32_t
+level_nodes8(const vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t n, uint32_t *cnt)
 {
     vlevel *s = lw->slot;
     uint32_t nl = 0, hot = 0, cold = 0;
@@ -791,8 +803,8 @@ __attribute__((target("avx2"))) static uint32_t level_nodes8(const vwalk *w, con
         const __m256i f = _mm256_set1_epi32((int32_t)split);
         unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
                          _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)p->feat)))) |
-                     (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(
-                         f, _mm256_loadu_si256((const __m256i *)(p->feat + 8)))))
+                     (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                         _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)(p->feat + 8)))))
                          << 8;
         m &= (2u << d) - 1u; /* lanes 0..d */
         if (m != 0) {
@@ -845,9 +857,8 @@ vec_extend16(const lslot *par, lslot *p, uint32_t d, float pzero, float pone, in
 /* vec_unwind in AVX-512: for a cold element (one == 0) every pweight is computed on its own
  * ((pw[i] * (d+1)) / (zero * (d-i)), all lanes at once); for a hot one the reference's chain,
  * scalar.  Then elements pi+1..d move down one lane. */
-__attribute__((target("avx512f"), always_inline)) static inline void vec_unwind16(lslot *p,
-                                                                                  uint32_t d,
-                                                                                  uint32_t pi)
+__attribute__((target("avx512f"), always_inline)) static inline void
+vec_unwind16(lslot *p, uint32_t d, uint32_t pi)
 {
     float *pw = p->pw;
     const float one = p->one[pi], zero = p->zero[pi];
@@ -875,9 +886,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void vec_unwind1
 }
 
 /* The node loop in AVX-512 (vec_extend16, vec_unwind16).  Returns the number of leaves. */
-__attribute__((target("avx512f"))) static uint32_t level_nodes16(const vwalk *w, const lwalk *lw,
-                                                                const uint32_t *nleaves,
-                                                                uint32_t n, uint32_t *cnt)
+__attribute__((target("avx512f"))) static uint32_t
+level_nodes16(const vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t n, uint32_t *cnt)
 {
     lslot *s = lw->slot16;
     uint32_t nl = 0, hot = 0, cold = 0;
@@ -889,8 +899,8 @@ __attribute__((target("avx512f"))) static uint32_t level_nodes16(const vwalk *w,
         uint32_t d = lw->depth[i];
         const uint32_t split = w->nodes[i].split & MODEL_NODE_FEATURE_MASK;
         float in_zero = 1, in_one = 1;
-        unsigned m = _mm512_cmpeq_epi32_mask(_mm512_set1_epi32((int32_t)split),
-                                             _mm512_loadu_si512(p->feat));
+        unsigned m =
+            _mm512_cmpeq_epi32_mask(_mm512_set1_epi32((int32_t)split), _mm512_loadu_si512(p->feat));
         m &= (2u << d) - 1u; /* lanes 0..d */
         if (m != 0) {
             uint32_t pi = (uint32_t)__builtin_ctz(m);
@@ -924,8 +934,8 @@ static void level_tree(vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint3
     }
     lw->depth[0] = 0;
     lw->rank[0] = 0;
-    const uint32_t nl = lw->avx512 ? level_nodes16(w, lw, nleaves, n, cnt)
-                                   : level_nodes8(w, lw, nleaves, n, cnt);
+    const uint32_t nl =
+        lw->avx512 ? level_nodes16(w, lw, nleaves, n, cnt) : level_nodes8(w, lw, nleaves, n, cnt);
     /* the sums, by depth */
     for (uint32_t d = 1; d <= HP_SHAP_VEC_DEPTH; d++) {
         /* leaves per call: 8 or 4 (AVX-512), 4 or 2 (AVX2); a short group repeats its last leaf
@@ -990,6 +1000,39 @@ static void prefetch_tree(const shap_layout *l, const model_tree_rec *tr)
         __builtin_prefetch(frac + b);
 }
 
+#if HP_SHAP_HAVE_AVX2
+/* The level-order walk's arrays in the scratch, after the depth-first walk's (lv: its 64-byte
+ * aligned start), and its choices for allow_vec (see hp_shap.h). */
+static lwalk level_scratch(const shap_layout *l, uintptr_t lv, void *scratch, int allow_vec)
+{
+    lwalk lw = {0};
+    const uint32_t nf = l->v.hdr->num_feature;
+    if (l->bfs_cap > 0) {
+        const uint32_t cap = l->bfs_cap, nleaf = cap / 2 + 1;
+        uintptr_t b = lv + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES + VLEAF_BUF * VLEAF_BYTES;
+        b = (b + 63u) & ~(uintptr_t)63u;
+        lw.slot = (vlevel *)b;
+        lw.slot16 = (lslot *)b; /* cap x 256 bytes <= cap x VLEVEL_BYTES */
+        lw.nf = nf;
+        b += (size_t)cap * VLEVEL_BYTES;
+        lw.contrib = (float *)b;
+        b += (size_t)nleaf * BLEAF_BYTES;
+        lw.depth = (uint32_t *)b;
+        lw.rank = lw.depth + cap;
+        lw.leaf = lw.rank + cap;
+        lw.order = lw.leaf + nleaf;
+        lw.bydepth = lw.order + nleaf;
+        lw.leafcap = nleaf;
+        HP_ASSERT((unsigned char *)(lw.bydepth + (size_t)nleaf * (HP_SHAP_VEC_DEPTH + 1)) <=
+                  (unsigned char *)scratch + l->scratch);
+        /* allow_vec 3: AVX2 sums and feature stamps, the paths the CPU or model may not pick */
+        lw.avx512 = allow_vec == 1 && l->avx512;
+        lw.dense = allow_vec == 1 && nf <= HP_SHAP_DENSE_NF;
+    }
+    return lw;
+}
+#endif
+
 void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, float *contribs,
                          float *margins, void *scratch, int allow_vec)
 {
@@ -1018,29 +1061,7 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
                 .touched = w.touched,
                 .lv = (vlevel *)lv,
                 .leaves = (vleaf *)(lv + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES)};
-    lwalk lw = {0};
-    if (l->bfs_cap > 0) {
-        const uint32_t cap = l->bfs_cap, nleaf = cap / 2 + 1;
-        uintptr_t b = lv + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES + VLEAF_BUF * VLEAF_BYTES;
-        b = (b + 63u) & ~(uintptr_t)63u;
-        lw.slot = (vlevel *)b;
-        lw.slot16 = (lslot *)b; /* cap x 256 bytes <= cap x VLEVEL_BYTES */
-        lw.nf = nf;
-        b += (size_t)cap * VLEVEL_BYTES;
-        lw.contrib = (float *)b;
-        b += (size_t)nleaf * BLEAF_BYTES;
-        lw.depth = (uint32_t *)b;
-        lw.rank = lw.depth + cap;
-        lw.leaf = lw.rank + cap;
-        lw.order = lw.leaf + nleaf;
-        lw.bydepth = lw.order + nleaf;
-        lw.leafcap = nleaf;
-        HP_ASSERT((unsigned char *)(lw.bydepth + (size_t)nleaf * (HP_SHAP_VEC_DEPTH + 1)) <=
-                  (unsigned char *)scratch + l->scratch);
-        /* allow_vec 3: AVX2 sums and feature stamps, the paths the CPU or model may not pick */
-        lw.avx512 = allow_vec == 1 && l->avx512;
-        lw.dense = allow_vec == 1 && nf <= HP_SHAP_DENSE_NF;
-    }
+    const lwalk lw = level_scratch(l, lv, scratch, allow_vec);
 #else
     (void)lv;
 #endif

@@ -1,8 +1,8 @@
 /* bench_explain.c - one-row and batch explanation speed of the worker's explainer (hotpath/
  * hp_shap.c) and the reference (common/treeshap.c) on a model file and rows (tests/fixtures
  * matrix format).
- * Usage: bench_explain MODEL.json ROWS.txt [XGB_CPU_BEST XGB_CPU_MEDIAN [XGB_WALL_BEST XGB_WALL_MEDIAN]]
- * (the xgboost figures: µs per row of pred_contribs, nthread=1, measured by
+ * Usage: bench_explain MODEL.json ROWS.txt [XGB_CPU_BEST XGB_CPU_MEDIAN [XGB_WALL_BEST
+ * XGB_WALL_MEDIAN]] (the xgboost figures: µs per row of pred_contribs, nthread=1, measured by
  * tests/bench/explain_xgb.py on the same rows in the same `make bench`).  Prints µs per row on one
  * thread, the first 30 rows one at a time: the worker over 7 rounds (best and median, by the
  * thread's CPU clock and by the wall clock), the reference over 3; the ratios to xgboost (best to
@@ -142,8 +142,8 @@ int main(int argc, char **argv)
     qsort(ref_cpu, REF_ROUNDS, sizeof(double), cmp_double);
     const double cpu_best = hp_cpu[0], cpu_med = hp_cpu[HP_ROUNDS / 2];
     const double wall_best = hp_wall[0], wall_med = hp_wall[HP_ROUNDS / 2];
-    printf("explain one row, single thread, %zu rows, %u trees, bit-identical to the reference:\n", n,
-           v.hdr->num_trees);
+    printf("explain one row, single thread, %zu rows, %u trees, bit-identical to the reference:\n",
+           n, v.hdr->num_trees);
     printf("  reference (common/treeshap.c)  CPU time best %.1f  median %.1f us/row (%d rounds)\n",
            ref_cpu[0], ref_cpu[REF_ROUNDS / 2], REF_ROUNDS);
     printf("  worker (hotpath/hp_shap.c)     CPU time best %.1f  median %.1f us/row; wall clock "
@@ -151,10 +151,11 @@ int main(int argc, char **argv)
            cpu_best, cpu_med, wall_best, wall_med, HP_ROUNDS);
     if (argc >= 5) {
         double xb = strtod(argv[3], NULL), xm = strtod(argv[4], NULL);
-        printf("explain one row vs xgboost 1.7.4 pred_contribs (nthread=1, same rows), CPU time: "
-               "xgboost best %.1f / median %.1f us/row, worker best %.1f / median %.1f: %.2fx best, "
-               "%.2fx median (target >= 5x)\n",
-               xb, xm, cpu_best, cpu_med, xb / cpu_best, xm / cpu_med);
+        printf(
+            "explain one row vs xgboost 1.7.4 pred_contribs (nthread=1, same rows), CPU time: "
+            "xgboost best %.1f / median %.1f us/row, worker best %.1f / median %.1f: %.2fx best, "
+            "%.2fx median (target >= 5x)\n",
+            xb, xm, cpu_best, cpu_med, xb / cpu_best, xm / cpu_med);
         if (argc >= 7) {
             double wb = strtod(argv[5], NULL), wm = strtod(argv[6], NULL);
             printf("  same by the wall clock (the shared machine's other jobs included): xgboost "

@@ -432,6 +432,28 @@ static void vec_unwind(vlevel *p, uint32_t d, uint32_t pi)
     }
 }
 
+/* xgboost's "already split on this feature" step: when an element 0..d of p is on feature
+ * split (at most one: features are unique on a path), its fractions go to *in_zero, *in_one and
+ * it is unwound.  Returns the path depth after it (d or d - 1). */
+__attribute__((target("avx2"), always_inline)) static inline uint32_t
+vec_unwind_seen(vlevel *p, uint32_t d, uint32_t split, float *in_zero, float *in_one)
+{
+    const __m256i f = _mm256_set1_epi32((int32_t)split);
+    unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                     _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)p->feat)))) |
+                 (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                     _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)(p->feat + 8)))))
+                     << 8;
+    m &= (2u << d) - 1u; /* lanes 0..d */
+    if (m == 0)
+        return d;
+    const uint32_t pi = (uint32_t)__builtin_ctz(m);
+    *in_zero = p->zero[pi];
+    *in_one = p->one[pi];
+    vec_unwind(p, d, pi);
+    return d - 1;
+}
+
 /* A leaf waiting for its unwound sums: its path (pweights 0..d; zero, one, feature of elements
  * 1..d in lanes 0..d-1) and, once computed, the contributions w * (one - zero) * leaf. */
 typedef struct vleaf {
@@ -595,21 +617,7 @@ __attribute__((target("avx2"))) static void vec_node(vwalk *w, int32_t nid, uint
     const float hot_zero = w->frac[2 * (size_t)nid + !left];
     const float cold_zero = w->frac[2 * (size_t)nid + left];
     float in_zero = 1, in_one = 1;
-    /* the first element 0..d on split's feature (features are unique on a path) */
-    const __m256i f = _mm256_set1_epi32((int32_t)split);
-    unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
-                     _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)p->feat)))) |
-                 (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
-                     _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)(p->feat + 8)))))
-                     << 8;
-    m &= (2u << d) - 1u; /* lanes 0..d */
-    if (m != 0) {
-        uint32_t pi = (uint32_t)__builtin_ctz(m);
-        in_zero = p->zero[pi];
-        in_one = p->one[pi];
-        vec_unwind(p, d, pi);
-        d -= 1;
-    }
+    d = vec_unwind_seen(p, d, split, &in_zero, &in_one);
     vec_node(w, hot, lvl + 1, d + 1, hot_zero * in_zero, in_one, (int32_t)split, hot_path);
     vec_node(w, cold, lvl + 1, d + 1, cold_zero * in_zero, 0, (int32_t)split, 0);
 }
@@ -800,20 +808,7 @@ level_nodes8(const vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t 
         uint32_t d = lw->depth[i];
         const uint32_t split = w->nodes[i].split & MODEL_NODE_FEATURE_MASK;
         float in_zero = 1, in_one = 1;
-        const __m256i f = _mm256_set1_epi32((int32_t)split);
-        unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
-                         _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)p->feat)))) |
-                     (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
-                         _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)(p->feat + 8)))))
-                         << 8;
-        m &= (2u << d) - 1u; /* lanes 0..d */
-        if (m != 0) {
-            uint32_t pi = (uint32_t)__builtin_ctz(m);
-            in_zero = p->zero[pi];
-            in_one = p->one[pi];
-            vec_unwind(p, d, pi);
-            d -= 1;
-        }
+        d = vec_unwind_seen(p, d, split, &in_zero, &in_one);
         vec_extend(p, &s[hot], d + 1, hot_zero * in_zero, in_one, (int32_t)split);
         vec_extend(p, &s[cold], d + 1, cold_zero * in_zero, 0, (int32_t)split);
         lw->depth[hot] = lw->depth[cold] = d + 1;

@@ -622,24 +622,31 @@ __attribute__((target("avx2"))) static void vec_node(vwalk *w, int32_t nid, uint
     vec_node(w, cold, lvl + 1, d + 1, cold_zero * in_zero, 0, (int32_t)split, 0);
 }
 
-/* ---- the level-order AVX2 walk (trees of at most HP_SHAP_BFS_NODES nodes, <= 15 deep) ----------
+/* ---- the level-order walk (trees of HP_SHAP_LEVEL_MIN_NODES..HP_SHAP_BFS_NODES nodes) ---------
  *
  * vec_node's time is latency: every extend waits for its parent's, stored just before (and
  * reloaded unaligned, past store forwarding), and a leaf's sums are one chain of divisions, two
  * chains at best.  Here the same operations are scheduled for throughput:
  * - nodes are taken in index order, which is breadth first (model.h: a node's children come after
- *   it), each with its own vlevel: an internal node unwinds its path if needed, then extends both
- *   children's paths from it.  Consecutive extends are independent (their parents were computed
- *   long before), so they overlap;
- * - then every leaf's unwound sums, leaves grouped by path depth (counting sort), four 8-lane
- *   chains at a time (lanes 0..7 or 8..15 of a leaf: one "unit");
+ *   it), each with its own path slot: an internal node unwinds its path if needed, then extends
+ *   both children's paths from it.  Consecutive extends are independent (their parents were
+ *   computed long before), so they overlap (level_nodes16 in AVX-512 on lslot slots,
+ *   level_nodes8 in AVX2 on vlevel slots);
+ * - then every leaf's unwound sums, leaves bucketed by path depth as they are met, four chains at
+ *   a time (level_sums16: 16 lanes, two leaves of depth <= 8 a register; level_sums8: 8 lanes);
  * - then the contributions added in the reference's order: depth first, hot child first.  A leaf's
  *   position in that order is its rank: rank(root) = 0, rank(hot child) = rank(node),
  *   rank(cold child) = rank(node) + leaves under the hot child (nleaves, from the layout).  The
  *   leaf of rank 0 is the row's own leaf (the margin).
- * Each node's, leaf's and lane's arithmetic is vec_extend / vec_unwind / vchain_step, unchanged,
- * so every value is the DFS walk's and the reference's bit for bit; only the order of independent
- * computations changes, and the one order that matters (the float sums into phi) is kept. */
+ * Each node's, leaf's and lane's arithmetic is vec_extend / vec_unwind / vchain_step's (the
+ * AVX-512 versions perform the same lane operations), so every value is the DFS walk's and the
+ * reference's bit for bit; only the order of independent computations changes, and the one order
+ * that matters (the float sums into phi) is kept.
+ * Tried and dropped (A/B, CPU time): phi for <= 64 features in four zmm registers, each leaf's
+ * contributions spread over the feature lanes through a feature -> lane table set and reset per
+ * leaf (exact: absent features add +0): +1.2 ms a row on the benchmark model, the table's scalar
+ * stores stall the vector loads that follow (no store forwarding); (k+1) * one as k+1 in the
+ * sums: no gain; prefetching the next tree's leaf counts: no gain. */
 
 /* A node's path in the AVX-512 node loop: vlevel without its padding (vlevel's shifted reloads
  * need pw[-1] and spare lanes; here lanes are shifted in registers), 64-byte aligned so that

@@ -1,20 +1,29 @@
-/* hp_shap.c - the explain layout and the tuned TreeSHAP walk.  See hp_shap.h.
+/* hp_shap.c - the explain layout and the tuned TreeSHAP walks.  See hp_shap.h.
  *
- * Why this and not Fast TreeSHAP v2 or Linear TreeSHAP: both reach the same SHAP values through a
- * different float32 computation (v2 precomputes per-leaf combination tables over the features on
- * the path; Linear TreeSHAP evaluates polynomials at Chebyshev points), so their results differ
- * from xgboost's in the last bits, and the worker must equal common/treeshap.c (= xgboost) bit for
- * bit.  What can be taken out of xgboost's per-request path without changing one operation is
- * taken out here: the node mean values (FillNodeMeanValues over every tree on every request in
- * xgboost), the two cover divisions per internal node visit (the same division, done once), the
- * per-tree zeroing and full-width accumulation of num_feature+1 values (only the features the
- * tree touched are added, which is exact: see hp_shap_explain_isa), the per-tree path allocation,
- * and a separate walk for the margin (the margin comes from the hot path of the same walk).
+ * Why xgboost's algorithm and not Fast TreeSHAP v2 or Linear TreeSHAP: both reach the same SHAP
+ * values through a different float32 computation (v2 precomputes per-leaf combination tables over
+ * the features on the path; Linear TreeSHAP evaluates polynomials at Chebyshev points), so their
+ * results differ from xgboost's in the last bits, and the worker must equal common/treeshap.c
+ * (= xgboost) bit for bit.  What can be taken out of xgboost's per-request path without changing
+ * one operation is taken out here: the node mean values (FillNodeMeanValues over every tree on
+ * every request in xgboost), the two cover divisions per internal node visit (the same division,
+ * done once), the per-tree zeroing and full-width accumulation of num_feature+1 values (only the
+ * features the tree touched are added, which is exact: see hp_shap_explain_isa), the per-tree path
+ * allocation, and a separate walk for the margin (the margin comes from the hot path of the same
+ * walk).  The rest is scheduling: the same operations, ordered so that the CPU can overlap them.
  *
- * Two walks: the portable one (walk_node, treeshap_path.h's scalar arithmetic) and, for trees at
- * most HP_SHAP_VEC_DEPTH deep on CPUs with AVX2 (decided at build, runtime CPU check), the AVX2
- * one (vec_node: the same operations in vector lanes, see the comment above it).  Both are tested
- * against the reference bit for bit (test_kernel, hp_shap_explain_isa).
+ * Three walks:
+ * - portable (walk_node: treeshap_path.h's scalar arithmetic, the reference's recursion);
+ * - depth-first AVX2 (vec_node: the path as structure-of-arrays in vector lanes) for trees at most
+ *   HP_SHAP_VEC_DEPTH deep on CPUs with AVX2 (runtime check);
+ * - level order (level_tree), for those trees when they have HP_SHAP_LEVEL_MIN_NODES to
+ *   HP_SHAP_BFS_NODES nodes: every node's path kept, nodes in index order, leaf sums batched by
+ *   depth, contributions added in the reference's order; AVX-512 node loop and leaf sums when the
+ *   CPU has AVX-512F, AVX2 otherwise (see the comment above level_tree's helpers).  This is what
+ *   makes the one-row explanation of the 1000-tree depth-8 benchmark model ~2.5x the depth-first
+ *   walk (tests/bench/README.md, hotpath/README.md "Explanations").
+ * Every walk is tested against the reference bit for bit (test_kernel, hp_shap_explain_isa's
+ * allow_vec 0..3).
  *
  * Costs: see hp_shap.h. */
 #include "hp_shap.h"
@@ -42,9 +51,12 @@ typedef struct shap_layout {
     uint32_t max_nodes; /* largest tree */
     size_t scratch;     /* bytes hp_shap_explain needs */
     int vec;            /* the AVX2 walk applies: every tree <= HP_SHAP_VEC_DEPTH, CPU has AVX2 */
+    int avx512;         /* ... and the CPU has AVX-512F (the level-order walk's leaf sums) */
     const float *mean;  /* num_nodes: every node's mean value (global node index) */
     const float *frac;  /* 2 x num_nodes: covers[left] / covers[i], covers[right] / covers[i] */
-    _Alignas(HP_LAYOUT_ALIGN) unsigned char data[]; /* blob, then mean[], then frac[] */
+    const uint32_t *nleaves; /* num_nodes: leaves in each node's subtree (the level-order walk) */
+    uint32_t bfs_cap;        /* largest tree the level-order walk takes (0: none), see level_node */
+    _Alignas(HP_LAYOUT_ALIGN) unsigned char data[]; /* blob, mean[], frac[], nleaves[] */
 } shap_layout;
 
 static size_t blob_room(size_t len)
@@ -55,27 +67,47 @@ static size_t blob_room(size_t len)
 /* Scratch of one explain call: phi[nf+1] f32, stamp[nf] u32, touched[nf] u32, then the path
  * (treeshap_elem for the portable walk), then, 64-byte aligned, one vlevel per node depth for the
  * AVX2 walk. */
-#define HP_SHAP_VEC_DEPTH 15u /* deepest tree the AVX2 walk takes: a path fits 16 lanes */
+#define HP_SHAP_VEC_DEPTH 15u /* deepest tree the AVX2 walks take: a path fits 16 lanes */
 #define VLEVEL_BYTES 416u     /* sizeof(vlevel), checked below */
 #define VLEAF_BYTES 352u      /* sizeof(vleaf), checked below */
 #define VLEAF_BUF 32u         /* leaves the AVX2 walk buffers before computing their sums */
+#define BLEAF_BYTES 64u       /* a leaf's 16 contributions in the level-order walk */
+/* The level-order walk takes trees of HP_SHAP_LEVEL_MIN_NODES to HP_SHAP_BFS_NODES nodes: smaller
+ * ones measured faster depth-first, larger ones would need more scratch.  Up to HP_SHAP_DENSE_NF
+ * features its phi is zeroed and summed whole per tree instead of tracked by feature stamps. */
+#define HP_SHAP_LEVEL_MIN_NODES 64u
+#define HP_SHAP_BFS_NODES 2047u
+#define HP_SHAP_DENSE_NF 256u
+
+/* The level-order walk's scratch for trees of at most cap nodes: a vlevel per node, 64-byte
+ * aligned, then per leaf its contributions, then u32 arrays (see level_scratch). */
+static size_t level_need(uint32_t cap)
+{
+    if (cap == 0)
+        return 0;
+    size_t leaves = (size_t)cap / 2 + 1;
+    /* depth, rank (cap each), then leaf, order (a leaf each), bydepth (a leaf per depth) */
+    return 64u + (size_t)cap * VLEVEL_BYTES + leaves * BLEAF_BYTES + (size_t)cap * 4u * 2u +
+           leaves * 4u * (2u + HP_SHAP_VEC_DEPTH + 1u);
+}
 
 static size_t scratch_path_off(uint32_t nf)
 {
     return (((size_t)nf + 1) * 4 + (size_t)nf * 8 + 15u) & ~(size_t)15u;
 }
 
-static size_t scratch_need(uint32_t nf, uint32_t max_depth)
+static size_t scratch_need(uint32_t nf, uint32_t max_depth, uint32_t bfs_cap)
 {
     size_t b = scratch_path_off(nf) + treeshap_path_elems(max_depth) * sizeof(treeshap_elem);
-    return b + 64u + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES + VLEAF_BUF * VLEAF_BYTES;
+    return b + 64u + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES + VLEAF_BUF * VLEAF_BYTES +
+           level_need(bfs_cap);
 }
 
 static size_t shap_bytes(const model_view *v)
 {
     if (treeshap_scratch_bytes(v) == 0)
         return 0; /* no covers, or a tree deeper than TREESHAP_MAX_DEPTH */
-    return sizeof(shap_layout) + blob_room(v->blob_len) + (size_t)v->hdr->num_nodes * 12u;
+    return sizeof(shap_layout) + blob_room(v->blob_len) + (size_t)v->hdr->num_nodes * 16u;
 }
 
 static const void *shap_build(const model_view *v, void *dst, size_t len)
@@ -89,24 +121,30 @@ static const void *shap_build(const model_view *v, void *dst, size_t len)
         return NULL;
     float *mean = (float *)(l->data + blob_room(v->blob_len));
     float *frac = mean + v->hdr->num_nodes;
+    uint32_t *nleaves = (uint32_t *)(frac + 2 * (size_t)v->hdr->num_nodes);
     l->max_depth = 0;
     l->max_nodes = 0;
+    l->bfs_cap = 0;
     for (uint32_t t = 0; t < v->hdr->num_trees; t++) {
         const model_tree_rec *tr = &l->v.trees[t];
         const model_node_rec *nodes = l->v.nodes + tr->first_node;
         const float *cov = l->v.covers + tr->first_node;
         float *mn = mean + tr->first_node, *fr = frac + 2 * (size_t)tr->first_node;
+        uint32_t *nl = nleaves + tr->first_node;
         uint32_t d = treeshap_tree_depth(&l->v, t);
         if (d > l->max_depth)
             l->max_depth = d;
         if (tr->num_nodes > l->max_nodes)
             l->max_nodes = tr->num_nodes;
+        if (tr->num_nodes <= HP_SHAP_BFS_NODES && tr->num_nodes > l->bfs_cap)
+            l->bfs_cap = tr->num_nodes;
         /* treeshap.c's FillNodeMeanValues, the same operations in the same order */
         for (uint32_t i = tr->num_nodes; i-- > 0;) {
             const model_node_rec *nd = &nodes[i];
             if (nd->left == -1) {
                 mn[i] = nd->u.leaf;
                 fr[2 * i] = fr[2 * i + 1] = 0;
+                nl[i] = 1;
                 continue;
             }
             float r = mn[nd->left] * cov[nd->left];
@@ -115,16 +153,22 @@ static const void *shap_build(const model_view *v, void *dst, size_t len)
             mn[i] = r;
             fr[2 * i] = cov[nd->left] / cov[i];
             fr[2 * i + 1] = cov[nd->right] / cov[i];
+            nl[i] = nl[nd->left] + nl[nd->right];
         }
     }
     l->mean = mean;
     l->frac = frac;
-    l->scratch = scratch_need(v->hdr->num_feature, l->max_depth);
+    l->nleaves = nleaves;
 #if HP_SHAP_HAVE_AVX2
     l->vec = l->max_depth <= HP_SHAP_VEC_DEPTH && __builtin_cpu_supports("avx2");
+    l->avx512 = l->vec && __builtin_cpu_supports("avx512f");
 #else
     l->vec = 0;
+    l->avx512 = 0;
 #endif
+    if (!l->vec)
+        l->bfs_cap = 0;
+    l->scratch = scratch_need(v->hdr->num_feature, l->max_depth, l->bfs_cap);
     return l;
 }
 
@@ -388,6 +432,28 @@ static void vec_unwind(vlevel *p, uint32_t d, uint32_t pi)
     }
 }
 
+/* xgboost's "already split on this feature" step: when an element 0..d of p is on feature
+ * split (at most one: features are unique on a path), its fractions go to *in_zero, *in_one and
+ * it is unwound.  Returns the path depth after it (d or d - 1). */
+__attribute__((target("avx2"), always_inline)) static inline uint32_t
+vec_unwind_seen(vlevel *p, uint32_t d, uint32_t split, float *in_zero, float *in_one)
+{
+    const __m256i f = _mm256_set1_epi32((int32_t)split);
+    unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                     _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)p->feat)))) |
+                 (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                     _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)(p->feat + 8)))))
+                     << 8;
+    m &= (2u << d) - 1u; /* lanes 0..d */
+    if (m == 0)
+        return d;
+    const uint32_t pi = (uint32_t)__builtin_ctz(m);
+    *in_zero = p->zero[pi];
+    *in_one = p->one[pi];
+    vec_unwind(p, d, pi);
+    return d - 1;
+}
+
 /* A leaf waiting for its unwound sums: its path (pweights 0..d; zero, one, feature of elements
  * 1..d in lanes 0..d-1) and, once computed, the contributions w * (one - zero) * leaf. */
 typedef struct vleaf {
@@ -551,23 +617,374 @@ __attribute__((target("avx2"))) static void vec_node(vwalk *w, int32_t nid, uint
     const float hot_zero = w->frac[2 * (size_t)nid + !left];
     const float cold_zero = w->frac[2 * (size_t)nid + left];
     float in_zero = 1, in_one = 1;
-    /* the first element 0..d on split's feature (features are unique on a path) */
-    const __m256i f = _mm256_set1_epi32((int32_t)split);
-    unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
-                     _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)p->feat)))) |
-                 (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
-                     _mm256_cmpeq_epi32(f, _mm256_loadu_si256((const __m256i *)(p->feat + 8)))))
-                     << 8;
-    m &= (2u << d) - 1u; /* lanes 0..d */
-    if (m != 0) {
-        uint32_t pi = (uint32_t)__builtin_ctz(m);
-        in_zero = p->zero[pi];
-        in_one = p->one[pi];
-        vec_unwind(p, d, pi);
-        d -= 1;
-    }
+    d = vec_unwind_seen(p, d, split, &in_zero, &in_one);
     vec_node(w, hot, lvl + 1, d + 1, hot_zero * in_zero, in_one, (int32_t)split, hot_path);
     vec_node(w, cold, lvl + 1, d + 1, cold_zero * in_zero, 0, (int32_t)split, 0);
+}
+
+/* ---- the level-order walk (trees of HP_SHAP_LEVEL_MIN_NODES..HP_SHAP_BFS_NODES nodes) ---------
+ *
+ * vec_node's time is latency: every extend waits for its parent's, stored just before (and
+ * reloaded unaligned, past store forwarding), and a leaf's sums are one chain of divisions, two
+ * chains at best.  Here the same operations are scheduled for throughput:
+ * - nodes are taken in index order, which is breadth first (model.h: a node's children come after
+ *   it), each with its own path slot: an internal node unwinds its path if needed, then extends
+ *   both children's paths from it.  Consecutive extends are independent (their parents were
+ *   computed long before), so they overlap (level_nodes16 in AVX-512 on lslot slots,
+ *   level_nodes8 in AVX2 on vlevel slots);
+ * - then every leaf's unwound sums, leaves bucketed by path depth as they are met, four chains at
+ *   a time (level_sums16: 16 lanes, two leaves of depth <= 8 a register; level_sums8: 8 lanes);
+ * - then the contributions added in the reference's order: depth first, hot child first.  A leaf's
+ *   position in that order is its rank: rank(root) = 0, rank(hot child) = rank(node),
+ *   rank(cold child) = rank(node) + leaves under the hot child (nleaves, from the layout).  The
+ *   leaf of rank 0 is the row's own leaf (the margin).
+ * Each node's, leaf's and lane's arithmetic is vec_extend / vec_unwind / vchain_step's (the
+ * AVX-512 versions perform the same lane operations), so every value is the DFS walk's and the
+ * reference's bit for bit; only the order of independent computations changes, and the one order
+ * that matters (the float sums into phi) is kept.
+ * Tried and dropped (A/B, CPU time): phi for <= 64 features in four zmm registers, each leaf's
+ * contributions spread over the feature lanes through a feature -> lane table set and reset per
+ * leaf (exact: absent features add +0): +1.2 ms a row on the benchmark model, the table's scalar
+ * stores stall the vector loads that follow (no store forwarding); (k+1) * one as k+1 in the
+ * sums: no gain; prefetching the next tree's leaf counts: no gain. */
+
+/* A node's path in the AVX-512 node loop: vlevel without its padding (vlevel's shifted reloads
+ * need pw[-1] and spare lanes; here lanes are shifted in registers), 64-byte aligned so that
+ * each field is one cache line and one zmm access.  Reads of one + 1 / zero + 1 run one lane into
+ * the next field: those lanes (past any path's end) are never used. */
+typedef struct lslot {
+    float pw[16], zero[16], one[16];
+    int32_t feat[16];
+} lslot;
+
+typedef struct lwalk {
+    vlevel *slot;      /* per node: its path (after its own unwind, for an internal node) */
+    lslot *slot16;     /* the same for the AVX-512 node loop (same memory) */
+    float *contrib;    /* per leaf ordinal: 16 contributions, element j+1 in lane j */
+    uint32_t *depth;   /* per node: path depth d */
+    uint32_t *rank;    /* per node: position of its first leaf in depth-first order */
+    uint32_t *bydepth; /* leaf ordinals by path depth d: from bydepth[d * leafcap], cnt[d] */
+    uint32_t leafcap;  /* leaves a tree may have: bfs_cap / 2 + 1 */
+    uint32_t *leaf;    /* per leaf ordinal (index order): its node */
+    uint32_t *order;   /* depth-first position -> leaf ordinal */
+    int avx512;        /* the leaf sums in 16 lanes (the CPU has AVX-512F) */
+    int dense;         /* phi is zeroed per tree and summed whole: no feature stamps */
+    uint32_t nf;       /* num_feature */
+} lwalk;
+
+/* The unwound sums of leaves o[0..3] (path depth d) into their contributions, in AVX2: four 8-lane
+ * chains at once, which keeps the divider busy.  A leaf deeper than 8 is two chains (lanes 0..7,
+ * 8..15): then o[0..1] are its leaves, o[2..3] unused. */
+__attribute__((target("avx2"))) static void level_sums8(const vwalk *w, const lwalk *lw, uint32_t d,
+                                                        const uint32_t *o)
+{
+    const __m256 dp1 = _mm256_set1_ps((float)(d + 1));
+    const float *pw[4];
+    float *out[4];
+    float leaf[4];
+    vchain c[4];
+    for (uint32_t j = 0; j < 4; j++) {
+        const uint32_t lo = d > 8 ? o[j / 2] : o[j], h = d > 8 ? (j & 1u) * 8u : 0;
+        const vlevel *p = &lw->slot[lw->leaf[lo]];
+        pw[j] = VPW(p);
+        out[j] = lw->contrib + (size_t)lo * 16 + h;
+        leaf[j] = w->nodes[lw->leaf[lo]].u.leaf;
+        vchain_init(&c[j], p->one + 1 + h, p->zero + 1 + h, pw[j][d]);
+    }
+    for (int k = (int)d - 1; k >= 0; k--) {
+        const __m256 ratio = _mm256_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
+        const __m256 kp1 = _mm256_set1_ps((float)(k + 1));
+        for (int j = 0; j < 4; j++)
+            vchain_step(&c[j], _mm256_set1_ps(pw[j][k]), ratio, kp1, dp1);
+    }
+    for (int j = 0; j < 4; j++)
+        vchain_store(&c[j], leaf[j], out[j]);
+}
+
+/* level_sums8 in AVX-512: four 16-lane chains, each two leaves (lanes 0..7 and 8..15) when d <= 8
+ * (o[0..7]), or one leaf when deeper (o[0..3]).  The lanes run vchain_step's operations with the
+ * selects as masked operations (a masked-off lane keeps its old value, as the blend does), so the
+ * values are the AVX2 chains' bit for bit.  Lanes with one = zero = 0 add nothing in the
+ * reference (its total stays +0): their total is reset to +0 before the contribution instead of
+ * being guarded at every step. */
+__attribute__((target("avx512f"))) static void level_sums16(const vwalk *w, const lwalk *lw,
+                                                            uint32_t d, const uint32_t *o)
+{
+    const int two = d <= 8;
+    const __m512 zr = _mm512_setzero_ps(), dp1 = _mm512_set1_ps((float)(d + 1));
+    __m512 one[4], zero[4], next[4], total[4], pwv[4], leaf[4];
+    __mmask16 hot[4];
+    for (int u = 0; u < 4; u++) {
+        if (two) {
+            const lslot *a = &lw->slot16[lw->leaf[o[2 * u]]],
+                        *b = &lw->slot16[lw->leaf[o[2 * u + 1]]];
+#define CAT8(x, y)                                                                                 \
+    _mm512_castpd_ps(                                                                              \
+        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(x)), _mm256_castps_pd(y), 1))
+            one[u] = CAT8(_mm256_loadu_ps(a->one + 1), _mm256_loadu_ps(b->one + 1));
+            zero[u] = CAT8(_mm256_loadu_ps(a->zero + 1), _mm256_loadu_ps(b->zero + 1));
+            pwv[u] = CAT8(_mm256_loadu_ps(a->pw), _mm256_loadu_ps(b->pw));
+            next[u] = CAT8(_mm256_set1_ps(a->pw[d]), _mm256_set1_ps(b->pw[d]));
+            leaf[u] = CAT8(_mm256_set1_ps(w->nodes[lw->leaf[o[2 * u]]].u.leaf),
+                           _mm256_set1_ps(w->nodes[lw->leaf[o[2 * u + 1]]].u.leaf));
+#undef CAT8
+        } else {
+            const lslot *a = &lw->slot16[lw->leaf[o[u]]];
+            one[u] = _mm512_loadu_ps(a->one + 1);
+            zero[u] = _mm512_loadu_ps(a->zero + 1);
+            pwv[u] = _mm512_loadu_ps(a->pw);
+            next[u] = _mm512_set1_ps(a->pw[d]);
+            leaf[u] = _mm512_set1_ps(w->nodes[lw->leaf[o[u]]].u.leaf);
+        }
+        hot[u] = _mm512_cmp_ps_mask(one[u], zr, _CMP_NEQ_UQ);
+        total[u] = zr;
+    }
+    const __m512i half = two ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8)
+                             : _mm512_setzero_si512();
+    for (int k = (int)d - 1; k >= 0; k--) {
+        const __m512 ratio = _mm512_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
+        const __m512 kp1 = _mm512_set1_ps((float)(k + 1));
+        const __m512i idx = _mm512_add_epi32(half, _mm512_set1_epi32(k));
+        for (int u = 0; u < 4; u++) {
+            const __m512 pwk = _mm512_permutexvar_ps(idx, pwv[u]);
+            const __m512 num = _mm512_mask_mul_ps(pwk, hot[u], next[u], dp1);
+            const __m512 den = _mm512_mask_mul_ps(zero[u], hot[u], kp1, one[u]);
+            __m512 q = _mm512_div_ps(num, den);
+            const __m512 add = _mm512_mask_div_ps(q, (__mmask16)~hot[u], q, ratio);
+            total[u] = _mm512_add_ps(total[u], add);
+            next[u] = _mm512_mask_sub_ps(next[u], hot[u], pwk,
+                                         _mm512_mul_ps(_mm512_mul_ps(q, zero[u]), ratio));
+        }
+    }
+    for (int u = 0; u < 4; u++) {
+        const __mmask16 live = hot[u] | _mm512_cmp_ps_mask(zero[u], zr, _CMP_NEQ_UQ);
+        const __m512 t = _mm512_maskz_mov_ps(live, total[u]);
+        const __m512 c = _mm512_mul_ps(_mm512_mul_ps(t, _mm512_sub_ps(one[u], zero[u])), leaf[u]);
+        if (two) {
+            _mm256_storeu_ps(lw->contrib + (size_t)o[2 * u] * 16, _mm512_castps512_ps256(c));
+            _mm256_storeu_ps(lw->contrib + (size_t)o[2 * u + 1] * 16,
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c), 1)));
+        } else {
+            _mm512_storeu_ps(lw->contrib + (size_t)o[u] * 16, c);
+        }
+    }
+}
+
+/* The scalar part of visiting node i, shared by both node loops.  A leaf is recorded (its leaf
+ * ordinal, its depth-first position, the count of leaves of its depth) and 0 returned; for an
+ * internal node, 1 with its hot and cold children, their cover fractions and ranks set. */
+__attribute__((always_inline)) static inline int
+level_visit(const vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t i, uint32_t *nl,
+            uint32_t *cnt, uint32_t *hot, uint32_t *cold, float *hot_zero, float *cold_zero)
+{
+    const model_node_rec *nd = &w->nodes[i];
+    if (nd->left == -1) {
+        const uint32_t d = lw->depth[i];
+        lw->leaf[*nl] = i;
+        lw->order[lw->rank[i]] = *nl;
+        lw->bydepth[d * lw->leafcap + cnt[d]++] = *nl;
+        (*nl)++;
+        return 0;
+    }
+    const float x = w->row[nd->split & MODEL_NODE_FEATURE_MASK];
+    int left;
+    if ((nd->split & MODEL_NODE_CATEGORICAL) && !isnan(x))
+        left = model_cat_goes_left(w->cats + nd->u.cat, x);
+    else /* without a branch on the row: half of these would be mispredicted */
+        left = (x < nd->u.threshold) | (isnan(x) & ((nd->split & MODEL_NODE_DEFAULT_LEFT) != 0));
+    *hot = (uint32_t)nd->left + (uint32_t)!left;
+    *cold = (uint32_t)nd->left + (uint32_t)left;
+    *hot_zero = w->frac[2 * (size_t)i + !left];
+    *cold_zero = w->frac[2 * (size_t)i + left];
+    lw->rank[*hot] = lw->rank[i];
+    lw->rank[*cold] = lw->rank[i] + nleaves[*hot];
+    return 1;
+}
+
+/* The node loop in AVX2 (vec_extend, vec_unwind).  Returns the number of leaves. */
+__attribute__((target("avx2"))) static uint32_t
+level_nodes8(const vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t n, uint32_t *cnt)
+{
+    vlevel *s = lw->slot;
+    uint32_t nl = 0, hot = 0, cold = 0;
+    float hot_zero = 0, cold_zero = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!level_visit(w, lw, nleaves, i, &nl, cnt, &hot, &cold, &hot_zero, &cold_zero))
+            continue;
+        vlevel *p = &s[i];
+        uint32_t d = lw->depth[i];
+        const uint32_t split = w->nodes[i].split & MODEL_NODE_FEATURE_MASK;
+        float in_zero = 1, in_one = 1;
+        d = vec_unwind_seen(p, d, split, &in_zero, &in_one);
+        vec_extend(p, &s[hot], d + 1, hot_zero * in_zero, in_one, (int32_t)split);
+        vec_extend(p, &s[cold], d + 1, cold_zero * in_zero, 0, (int32_t)split);
+        lw->depth[hot] = lw->depth[cold] = d + 1;
+    }
+    return nl;
+}
+
+/* vec_extend in one 16-lane AVX-512 pass (d >= 1): the same lane operations (lane 0: a; lanes
+ * 1..d-1: a + b; lane d: 0 + b; b undivided for a cold child), old[j-1] by a lane shift instead of
+ * an unaligned reload, and the new element's lane inserted by a masked blend instead of a scalar
+ * store (no store-forwarding stall when the child is read). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+vec_extend16(const lslot *par, lslot *p, uint32_t d, float pzero, float pone, int32_t pfeat)
+{
+    const __mmask16 at = (__mmask16)(1u << d);
+    _mm512_storeu_ps(p->zero,
+                     _mm512_mask_blend_ps(at, _mm512_loadu_ps(par->zero), _mm512_set1_ps(pzero)));
+    _mm512_storeu_ps(p->one,
+                     _mm512_mask_blend_ps(at, _mm512_loadu_ps(par->one), _mm512_set1_ps(pone)));
+    _mm512_storeu_si512(p->feat, _mm512_mask_blend_epi32(at, _mm512_loadu_si512(par->feat),
+                                                         _mm512_set1_epi32(pfeat)));
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 jf = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 dp1 = _mm512_set1_ps((float)(d + 1)), dv = _mm512_set1_ps((float)d);
+    const __m512 old = _mm512_loadu_ps(par->pw);
+    /* lanes j < d read old[j]; lanes 1 <= j <= d read old[j-1] (lane 0: 0) */
+    const __m512 o = _mm512_maskz_mov_ps((__mmask16)(at - 1u), old);
+    const __m512 sh = _mm512_castsi512_ps(
+        _mm512_alignr_epi32(_mm512_castps_si512(old), _mm512_setzero_si512(), 15));
+    const __m512 sv = _mm512_maskz_mov_ps((__mmask16)(2u * at - 1u), sh);
+    const __m512 a = _mm512_div_ps(
+        _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(pzero), o), _mm512_sub_ps(dv, jf)), dp1);
+    __m512 b = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(pone), sv), jf);
+    if (pone != 0)
+        b = _mm512_div_ps(b, dp1);
+    __m512 r = _mm512_mask_mov_ps(_mm512_add_ps(a, b), 1, a);
+    r = _mm512_mask_mov_ps(r, at, _mm512_add_ps(zero, b));
+    _mm512_storeu_ps(p->pw, r);
+}
+
+/* vec_unwind in AVX-512: for a cold element (one == 0) every pweight is computed on its own
+ * ((pw[i] * (d+1)) / (zero * (d-i)), all lanes at once); for a hot one the reference's chain,
+ * scalar.  Then elements pi+1..d move down one lane. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+vec_unwind16(lslot *p, uint32_t d, uint32_t pi)
+{
+    float *pw = p->pw;
+    const float one = p->one[pi], zero = p->zero[pi];
+    const __mmask16 below = (__mmask16)((1u << d) - 1u); /* lanes 0..d-1 */
+    if (one != 0) {
+        float next_one = pw[d];
+        for (int i = (int)d - 1; i >= 0; i--) {
+            const float tmp = pw[i];
+            pw[i] = next_one * (float)(d + 1) / ((float)(i + 1) * one);
+            next_one = tmp - pw[i] * zero * (float)(d - (uint32_t)i) / (float)(d + 1);
+        }
+    } else {
+        const __m512 jf = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const __m512 num = _mm512_mul_ps(_mm512_loadu_ps(pw), _mm512_set1_ps((float)(d + 1)));
+        const __m512 den =
+            _mm512_mul_ps(_mm512_set1_ps(zero), _mm512_sub_ps(_mm512_set1_ps((float)d), jf));
+        _mm512_mask_storeu_ps(pw, below, _mm512_div_ps(num, den));
+    }
+    const __mmask16 move = (__mmask16)(below & ~((1u << pi) - 1u)); /* lanes pi..d-1 */
+    const __m512i z = _mm512_loadu_si512(p->zero), o = _mm512_loadu_si512(p->one),
+                  f = _mm512_loadu_si512(p->feat);
+    _mm512_storeu_si512(p->zero, _mm512_mask_blend_epi32(move, z, _mm512_alignr_epi32(z, z, 1)));
+    _mm512_storeu_si512(p->one, _mm512_mask_blend_epi32(move, o, _mm512_alignr_epi32(o, o, 1)));
+    _mm512_storeu_si512(p->feat, _mm512_mask_blend_epi32(move, f, _mm512_alignr_epi32(f, f, 1)));
+}
+
+/* The node loop in AVX-512 (vec_extend16, vec_unwind16).  Returns the number of leaves. */
+__attribute__((target("avx512f"))) static uint32_t
+level_nodes16(const vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t n, uint32_t *cnt)
+{
+    lslot *s = lw->slot16;
+    uint32_t nl = 0, hot = 0, cold = 0;
+    float hot_zero = 0, cold_zero = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!level_visit(w, lw, nleaves, i, &nl, cnt, &hot, &cold, &hot_zero, &cold_zero))
+            continue;
+        lslot *p = &s[i];
+        uint32_t d = lw->depth[i];
+        const uint32_t split = w->nodes[i].split & MODEL_NODE_FEATURE_MASK;
+        float in_zero = 1, in_one = 1;
+        unsigned m =
+            _mm512_cmpeq_epi32_mask(_mm512_set1_epi32((int32_t)split), _mm512_loadu_si512(p->feat));
+        m &= (2u << d) - 1u; /* lanes 0..d */
+        if (m != 0) {
+            uint32_t pi = (uint32_t)__builtin_ctz(m);
+            in_zero = p->zero[pi];
+            in_one = p->one[pi];
+            vec_unwind16(p, d, pi);
+            d -= 1;
+        }
+        vec_extend16(p, &s[hot], d + 1, hot_zero * in_zero, in_one, (int32_t)split);
+        vec_extend16(p, &s[cold], d + 1, cold_zero * in_zero, 0, (int32_t)split);
+        lw->depth[hot] = lw->depth[cold] = d + 1;
+    }
+    return nl;
+}
+
+/* One tree of n <= bfs_cap nodes for w->row: phi, touched and w->leaf as vec_node + vec_flush
+ * leave them (with lw->dense, phi[0..nf) zeroed by the caller and no stamps). */
+static void level_tree(vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t n)
+{
+    uint32_t cnt[HP_SHAP_VEC_DEPTH + 1] = {0};
+    /* the root's path, as vec_extend(d = 0) leaves it; lanes past a path's end are copied down
+     * and computed on, never read: they start at 0 */
+    if (lw->avx512) {
+        memset(&lw->slot16[0], 0, sizeof lw->slot16[0]);
+        lw->slot16[0].zero[0] = lw->slot16[0].one[0] = lw->slot16[0].pw[0] = 1.0f;
+        lw->slot16[0].feat[0] = -1;
+    } else {
+        memset(&lw->slot[0], 0, sizeof lw->slot[0]);
+        lw->slot[0].zero[0] = lw->slot[0].one[0] = VPW(&lw->slot[0])[0] = 1.0f;
+        lw->slot[0].feat[0] = -1;
+    }
+    lw->depth[0] = 0;
+    lw->rank[0] = 0;
+    const uint32_t nl =
+        lw->avx512 ? level_nodes16(w, lw, nleaves, n, cnt) : level_nodes8(w, lw, nleaves, n, cnt);
+    /* the sums, by depth */
+    for (uint32_t d = 1; d <= HP_SHAP_VEC_DEPTH; d++) {
+        /* leaves per call: 8 or 4 (AVX-512), 4 or 2 (AVX2); a short group repeats its last leaf
+         * (the same values written twice) */
+        const uint32_t per = (lw->avx512 ? 8u : 4u) >> (d > 8);
+        const uint32_t *b = lw->bydepth + (size_t)d * lw->leafcap;
+        for (uint32_t a = 0; a < cnt[d]; a += per) {
+            uint32_t o[8];
+            for (uint32_t j = 0; j < per; j++)
+                o[j] = b[a + j < cnt[d] ? a + j : cnt[d] - 1];
+            if (lw->avx512)
+                level_sums16(w, lw, d, o);
+            else
+                level_sums8(w, lw, d, o);
+        }
+    }
+    /* the contributions in depth-first order, as the reference adds them */
+    for (uint32_t r = 0; r < nl; r++) {
+        const uint32_t o = lw->order[r], node = lw->leaf[o], d = lw->depth[node];
+        const int32_t *feat = (lw->avx512 ? lw->slot16[node].feat : lw->slot[node].feat) + 1;
+        const float *c = lw->contrib + (size_t)o * 16;
+        if (lw->dense && d <= 8) {
+            /* eight adds whatever d (no loop exit to mispredict): lanes past d go to phi[nf],
+             * which is scratch here (the bias column is the mean's, and only phi[0..nf) is
+             * summed into the output) */
+            for (uint32_t j = 0; j < 8; j++) {
+                const uint32_t in = 0u - (uint32_t)(j < d); /* a mask, not a branch */
+                w->phi[((uint32_t)feat[j] & in) | (lw->nf & ~in)] += c[j];
+            }
+            continue;
+        }
+        if (lw->dense) {
+            for (uint32_t j = 0; j < d; j++)
+                w->phi[feat[j]] += c[j];
+            continue;
+        }
+        for (uint32_t j = 0; j < d; j++) {
+            uint32_t fe = (uint32_t)feat[j];
+            if (w->stamp[fe] != w->gen) {
+                w->stamp[fe] = w->gen;
+                w->phi[fe] = 0;
+                w->touched[w->ntouched++] = fe;
+            }
+            w->phi[fe] += c[j];
+        }
+    }
+    w->leaf = w->nodes[lw->leaf[lw->order[0]]].u.leaf;
 }
 #endif
 
@@ -584,6 +1001,39 @@ static void prefetch_tree(const shap_layout *l, const model_tree_rec *tr)
     for (size_t b = 0; b < (size_t)tr->num_nodes * 2 * sizeof(float); b += 64)
         __builtin_prefetch(frac + b);
 }
+
+#if HP_SHAP_HAVE_AVX2
+/* The level-order walk's arrays in the scratch, after the depth-first walk's (lv: its 64-byte
+ * aligned start), and its choices for allow_vec (see hp_shap.h). */
+static lwalk level_scratch(const shap_layout *l, uintptr_t lv, void *scratch, int allow_vec)
+{
+    lwalk lw = {0};
+    const uint32_t nf = l->v.hdr->num_feature;
+    if (l->bfs_cap > 0) {
+        const uint32_t cap = l->bfs_cap, nleaf = cap / 2 + 1;
+        uintptr_t b = lv + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES + VLEAF_BUF * VLEAF_BYTES;
+        b = (b + 63u) & ~(uintptr_t)63u;
+        lw.slot = (vlevel *)b;
+        lw.slot16 = (lslot *)b; /* cap x 256 bytes <= cap x VLEVEL_BYTES */
+        lw.nf = nf;
+        b += (size_t)cap * VLEVEL_BYTES;
+        lw.contrib = (float *)b;
+        b += (size_t)nleaf * BLEAF_BYTES;
+        lw.depth = (uint32_t *)b;
+        lw.rank = lw.depth + cap;
+        lw.leaf = lw.rank + cap;
+        lw.order = lw.leaf + nleaf;
+        lw.bydepth = lw.order + nleaf;
+        lw.leafcap = nleaf;
+        HP_ASSERT((unsigned char *)(lw.bydepth + (size_t)nleaf * (HP_SHAP_VEC_DEPTH + 1)) <=
+                  (unsigned char *)scratch + l->scratch);
+        /* allow_vec 3: AVX2 sums and feature stamps, the paths the CPU or model may not pick */
+        lw.avx512 = allow_vec == 1 && l->avx512;
+        lw.dense = allow_vec == 1 && nf <= HP_SHAP_DENSE_NF;
+    }
+    return lw;
+}
+#endif
 
 void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, float *contribs,
                          float *margins, void *scratch, int allow_vec)
@@ -606,12 +1056,14 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
 #if HP_SHAP_HAVE_AVX2
     _Static_assert(sizeof(vlevel) == VLEVEL_BYTES, "VLEVEL_BYTES");
     _Static_assert(sizeof(vleaf) == VLEAF_BYTES, "VLEAF_BYTES");
+    _Static_assert(sizeof(lslot) <= VLEVEL_BYTES && sizeof(lslot) % 64 == 0, "lslot");
     vwalk vw = {.cats = m->cats,
                 .phi = w.phi,
                 .stamp = w.stamp,
                 .touched = w.touched,
                 .lv = (vlevel *)lv,
                 .leaves = (vleaf *)(lv + ((size_t)HP_SHAP_VEC_DEPTH + 1) * VLEVEL_BYTES)};
+    const lwalk lw = level_scratch(l, lv, scratch, allow_vec);
 #else
     (void)lv;
 #endif
@@ -631,6 +1083,7 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
             if (t + 1 < h->num_trees)
                 prefetch_tree(l, &m->trees[t + 1]);
             w.ntouched = 0;
+            int dense_tree = 0; /* phi[0..nf) all written: add every column */
             if (++w.gen == 0) { /* wrapped: restart the stamps */
                 memset(w.stamp, 0, (size_t)nf * sizeof(uint32_t));
                 w.gen = 1;
@@ -642,8 +1095,18 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
                 vw.row = w.row;
                 vw.gen = w.gen;
                 vw.ntouched = 0;
-                vec_node(&vw, 0, 0, 0, 1, 1, -1, 1);
-                vec_flush(&vw);
+                /* allow_vec 3 (tests): the level-order walk for every tree it can take */
+                if (tr->num_nodes <= l->bfs_cap &&
+                    (allow_vec == 3 ||
+                     (allow_vec == 1 && tr->num_nodes >= HP_SHAP_LEVEL_MIN_NODES))) {
+                    if (lw.dense)
+                        memset(w.phi, 0, (size_t)nf * sizeof(float));
+                    level_tree(&vw, &lw, l->nleaves + tr->first_node, tr->num_nodes);
+                    dense_tree = lw.dense;
+                } else {
+                    vec_node(&vw, 0, 0, 0, 1, 1, -1, 1);
+                    vec_flush(&vw);
+                }
                 w.ntouched = vw.ntouched;
                 w.leaf = vw.leaf;
             } else
@@ -653,6 +1116,9 @@ void hp_shap_explain_isa(const void *layout, const float *rows, size_t nrows, fl
              * (+0) * weight = +-0, which leaves the sum unchanged (it starts at +0 and a float
              * sum is -0 only if both addends are), so only the touched ones are added. */
             float *out = orow + (size_t)tr->group * ncol;
+            if (dense_tree)
+                for (uint32_t c = 0; c < nf; c++)
+                    out[c] += w.phi[c] * tr->weight;
             for (uint32_t j = 0; j < w.ntouched; j++) {
                 uint32_t f = w.touched[j];
                 out[f] += w.phi[f] * tr->weight;

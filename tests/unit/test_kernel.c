@@ -579,9 +579,9 @@ static size_t check_explain(const model_view *v, const float *rows, size_t nrows
     void *s1 = malloc(treeshap_scratch_bytes(v)), *s2 = malloc(hp_shap_scratch_bytes(l));
     ck_assert(c1 && c2 && m1 && m2 && ref && pred && tr && s1 && s2);
     treeshap_explain(v, rows, nrows, c1, m1, s1);
-    /* both walks: the AVX2 one (when this CPU has it and the trees fit 16 lanes) and the portable
-     * one */
-    for (int vec = 0; vec < 2; vec++) {
+    /* every walk (hp_shap_explain_isa's allow_vec 0..3: portable, auto, depth-first AVX2, level
+     * order with AVX2 arithmetic and feature stamps), each where this CPU and the trees allow */
+    for (int vec = 0; vec < 4; vec++) {
         hp_shap_explain_isa(l, rows, nrows, c2, m2, s2, vec);
         long d = first_diff(c1, c2, nrows * k * ncol);
         ck_assert_msg(d < 0, "%s (vec %d): contribution %ld differs: reference %a, worker %a", what,

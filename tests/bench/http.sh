@@ -89,22 +89,9 @@ setup_data() {
   echo "data: big model $big, demo model $demo (policy champion)"
 }
 
-# users NAME: 50 users NAME-0..49 with no history, and their transaction body
-# $B_TMP/txn-NAME.json.  Every run of decisions gets a fresh set: the built-in features read each
-# user's earlier transactions (30 days), so a set reused run after run would make every figure
-# depend on how many runs came before it (at 1200/s a user of 50 gains 24 rows a second).  Within
-# one run the 50 users do gain history: run x rate / 50 rows each by its end.
-users() {
-  local name=$1 i c
-  for i in $(seq 0 49); do
-    c=DE; [ $((i % 3)) = 0 ] && c=FR
-    curl -fsS -o /dev/null -H "$B_AUTH" -H "$JSON" "$B_API/api/v1/users" \
-      -d "{\"external_id\":\"$name-$i\",\"country\":\"$c\"}" || bench_die "creating user $name-$i failed"
-  done
-  printf '%s\n' '{"user_external_id": "'"$name"'-{seq%50}", "amount": 1{seq%100000}, "currency": "EUR",' \
-    ' "merchant_id": "shop-{seq%200}", "merchant_category": "5411", "country": "FR",' \
-    ' "channel": "ecommerce"}' >"$B_TMP/txn-$name.json"
-}
+# users NAME: 50 fresh users and their body $B_TMP/txn-NAME.json (bench_users, lib.sh): every
+# run of decisions gets a fresh set, so no figure depends on the history earlier runs left.
+users() { bench_users "$1"; }
 
 # probe NAME URL BODY: one request; prints its status; 0 when 2xx.
 probe() {

@@ -102,9 +102,11 @@ declare -A R
 declare -A CPU
 run() {
   local out a0 p0
+  # fresh users: no run reads the history an earlier one left (bench_users, lib.sh)
+  bench_users "r-$1" ', "card_fingerprint": "fp-{seq%2000000}-card", "card_country": "DE", "ip_address": "10.{seq%20}.{seq%250}.7"'
   a0=$(cpu_api) p0=$(cpu_pg)
   out=$("$B_LOADGEN" --rt -r "$RATE" -d "$SECS" -c 16 --warmup 1 -H "$B_AUTH" -H "$JSON" \
-        -H 'Idempotency-Key: rules-{run}-{seq}' -b "$B_TMP/txn.json" "$B_API/api/v1/transactions" 2>&1) ||
+        -H 'Idempotency-Key: rules-{run}-{seq}' -b "$B_TMP/txn-r-$1.json" "$B_API/api/v1/transactions" 2>&1) ||
     { echo "$out"; bench_die "loadgen failed ($1)"; }
   echo "$out" | grep -v '^RESULT\|^  scheduling' || true
   R[$1]=$(echo "$out" | grep -E '^RESULT' | tail -n 1)

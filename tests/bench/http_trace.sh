@@ -80,19 +80,12 @@ echo "jaeger (nice 10): OTLP/HTTP on 127.0.0.1:$OTLP_PORT, query on 127.0.0.1:$Q
 TRACE_ENV=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT" OTEL_TRACES_SAMPLER=always_on
            OTEL_SERVICE_NAME=vigil-api-bench)
 
-# Data once (the database outlives the API processes): demo model as champion, 50 users.
+# Data once (the database outlives the API processes): demo model as champion; users per run.
 bench_start_app worker
 demo=$(bench_upload api/demo/demo_model.json bench-demo)
 curl -fsS -o /dev/null -X PUT -H "$B_AUTH" -H "$JSON" "$B_API/api/v1/policy" \
   -d "{\"champion_model_id\":\"$demo\",\"review_threshold\":0.5,\"block_threshold\":0.8,\"fallback_decision\":\"review\",\"scoring_timeout_ms\":50}" ||
   bench_die "PUT /api/v1/policy failed"
-for i in $(seq 0 49); do
-  curl -fsS -o /dev/null -H "$B_AUTH" -H "$JSON" "$B_API/api/v1/users" \
-    -d "{\"external_id\":\"tr-$i\",\"country\":\"DE\"}" || bench_die "creating user tr-$i failed"
-done
-printf '%s\n' '{"user_external_id": "tr-{seq%50}", "amount": 1{seq%100000}, "currency": "EUR",' \
-  ' "merchant_id": "shop-{seq%200}", "merchant_category": "5411", "country": "FR",' \
-  ' "channel": "ecommerce"}' >"$B_TMP/txn.json"
 bench_stop_app
 
 # CPU seconds (user + system) a process has used, from /proc/PID/stat (fields 14 and 15).
@@ -103,9 +96,10 @@ declare -A P99 CPU
 run_side() { # run_side off|on ROUND
   local side=$1 round=$2 out line a0 h0 j0 a1 h1 j1 n
   if [ "$side" = on ]; then bench_start_app worker "${TRACE_ENV[@]}"; else bench_start_app worker; fi
+  bench_users "tr-$side-$round" # fresh users: no run reads the history an earlier one left
   a0=$(cpu_s "$B_API_PID") h0=$(cpu_s "$B_HP_PID") j0=$(cpu_s "$JAEGER_PID")
   out=$("${LG[@]}" -r "$RATE" -d "$SECS" -c 16 --warmup 1 -H "$B_AUTH" -H "$JSON" \
-        -H "Idempotency-Key: trace-$side-$round-{run}-{seq}" -b "$B_TMP/txn.json" \
+        -H "Idempotency-Key: trace-$side-$round-{run}-{seq}" -b "$B_TMP/txn-tr-$side-$round.json" \
         "$B_API/api/v1/transactions" 2>&1) || { echo "$out"; bench_die "loadgen failed"; }
   [ "$side" = on ] && sleep 1 # the last full batches reach Jaeger
   a1=$(cpu_s "$B_API_PID") h1=$(cpu_s "$B_HP_PID") j1=$(cpu_s "$JAEGER_PID")

@@ -58,9 +58,10 @@ declare -a P99_NONE P99_ONE
 for round in $(seq 1 "$ROUNDS"); do
   for cond in none one; do
     if [ $cond = none ]; then set_endpoint false; else set_endpoint true; fi
+    bench_users "wh-$round-$cond" # fresh users: no run reads the history an earlier one left
     before=$(wc -l <"$B_TMP/received.jsonl" 2>/dev/null || echo 0)
     out=$("$B_LOADGEN" --rt -r "$RATE" -d "$SECS" -c 16 --warmup 1 -H "$B_AUTH" -H "$JSON" \
-          -H "Idempotency-Key: wh-$round-$cond-{seq}" -b "$B_TMP/txn.json" "$B_API/api/v1/transactions" 2>&1) ||
+          -H "Idempotency-Key: wh-$round-$cond-{seq}" -b "$B_TMP/txn-wh-$round-$cond.json" "$B_API/api/v1/transactions" 2>&1) ||
       { echo "$out"; bench_die "loadgen failed"; }
     res=$(echo "$out" | grep -E '^RESULT' | tail -n 1)
     p99=$(bench_field "$res" p99_us)

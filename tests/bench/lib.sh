@@ -201,3 +201,22 @@ print("VEGETA name=%s rate=%s achieved=%.1f p50_us=%d p90_us=%d p99_us=%d max_us
     sys.argv[1], sys.argv[2], r["throughput"], l["50th"] / 1000, l["90th"] / 1000, l["99th"] / 1000,
     l["max"] / 1000, r["success"], n - ok, len(r.get("errors") or [])))' "$name" "$rate"
 }
+
+# bench_users NAME [EXTRA_JSON]: 50 users NAME-0..49 with no history (a third of them FR, the
+# rest DE) and their transaction body $B_TMP/txn-NAME.json for loadgen/vegeta ({seq%50} picks the
+# user; EXTRA_JSON, e.g. ', "ip_address": "10.0.0.{seq%250}"', is appended to the body).  Every
+# measured run of decisions takes a fresh set: the built-in features read each user's earlier
+# transactions (30 days), so a set reused run after run would make each figure depend on how many
+# runs came before it (at 1200/s one of 50 users gains 24 rows a second).  Within one run its
+# users do gain history: duration x rate / 50 rows each by its end.
+bench_users() {
+  local name=$1 extra=${2:-} i c
+  for i in $(seq 0 49); do
+    c=DE; [ $((i % 3)) = 0 ] && c=FR
+    curl -fsS -o /dev/null -H "$B_AUTH" -H 'Content-Type: application/json' "$B_API/api/v1/users" \
+      -d "{\"external_id\":\"$name-$i\",\"country\":\"$c\"}" || bench_die "creating user $name-$i failed"
+  done
+  printf '%s\n' '{"user_external_id": "'"$name"'-{seq%50}", "amount": 1{seq%100000}, "currency": "EUR",' \
+    ' "merchant_id": "shop-{seq%200}", "merchant_category": "5411", "country": "FR",' \
+    ' "channel": "ecommerce"'"$extra"'}' >"$B_TMP/txn-$name.json"
+}

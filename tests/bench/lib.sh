@@ -191,7 +191,7 @@ for seq in range(int(rate * secs) + rate):  # a second spare: vegeta stops at th
                       'body': base64.b64encode(fill(seq).encode()).decode()}))
 PY
   "$B_VEGETA" attack -format=json -targets="$tg" -rate="$rate/1s" -duration="${secs}s" \
-      -timeout=10s -workers=16 -max-workers=256 -max-connections=48 >"$B_TMP/vegeta-$name.bin" 2>"$B_TMP/vegeta-$name.err" || true
+      -timeout=10s -workers=16 -max-workers=256 ${VEGETA_FLAGS:--max-connections=48} >"$B_TMP/vegeta-$name.bin" 2>"$B_TMP/vegeta-$name.err" || true
   "$B_VEGETA" report -type=text <"$B_TMP/vegeta-$name.bin" | sed 's/^/   vegeta: /'
   "$B_VEGETA" report -type=json <"$B_TMP/vegeta-$name.bin" | /usr/bin/python3 -c '
 import json, sys

@@ -293,9 +293,9 @@ static int fake_auth(http_req *q, http_resp *r, unsigned scope)
 }
 
 static const route tiny[] = {
-    {"GET", "/ping/{x}", h_ping, SCOPE_NONE, BODY_NONE},
-    {"GET", "/secret", h_secret, SCOPE_READ, BODY_NONE},
-    {"POST", "/secret", h_secret, SCOPE_WRITE, BODY_JSON},
+    {"GET", "/ping/{x}", h_ping, SCOPE_NONE, BODY_NONE, 0},
+    {"GET", "/secret", h_secret, SCOPE_READ, BODY_NONE, 0},
+    {"POST", "/secret", h_secret, SCOPE_WRITE, BODY_JSON, 0},
 };
 
 static int free_port(void)

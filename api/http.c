@@ -82,6 +82,11 @@
 #define REAP_TICK_MS 100   /* how late past its deadline a connection may be closed */
 #define REFUSE_HEAD_S 2    /* head deadline of a connection over the limit (at most the usual) */
 #define STREAM_BLOCK (64 * 1024)
+/* libmicrohttpd's memory pool per connection (its default is 32 KiB): the request head, the
+ * response's headers and the read buffer for a body live in it, and libmicrohttpd zeroes all of
+ * it after every request, a cost every request pays.  A head larger than about half of it is
+ * answered 431 by libmicrohttpd. */
+#define CONN_MEMORY (16 * 1024)
 /* Connections libmicrohttpd accepts beyond the admitted ones, to answer them 503. */
 #define REFUSE_SLOTS(max) ((max) / 4 + 16)
 #define MHD_LOG_PER_SEC 10 /* libmicrohttpd lines logged per second; the rest are counted */
@@ -1258,7 +1263,8 @@ http_server *http_start(const app *a, const http_setup *setup, char *err, size_t
         on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(a->cfg->http_threads > 1 ? a->cfg->http_threads : 0),
-        MHD_OPTION_CONNECTION_LIMIT, hard, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_CONNECTION_LIMIT, hard,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)a->cfg->max_conns_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)a->cfg->conn_timeout_s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed,

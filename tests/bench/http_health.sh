@@ -6,7 +6,8 @@
 # requests a second at most", not for latency under a rate) hits them alternately A/B/A/B
 # (VIGIL_BENCH_HEALTH_ROUNDS rounds of VIGIL_BENCH_HEALTH_SECONDS s each, after a 2 s warm-up of
 # each), with the same threads and connections (VIGIL_BENCH_HEALTH_CONNS, default 32: under the
-# API's per-address limit).  Prints every run's req/s, the median of each side and their ratio,
+# API's per-address limit).  Prints every run's req/s and the server's CPU time per request
+# (utime + stime from /proc over the run), the median of each side and their ratios,
 # each server's VmHWM/VmRSS after the runs, the machine and the load average before and after
 # (the machine may be shared: other processes' CPU is printed too).
 #
@@ -20,7 +21,7 @@ BIN=${1:-bin}
 . "$(dirname "$0")/lib.sh"
 trap bench_cleanup EXIT INT TERM
 
-ROUNDS=${VIGIL_BENCH_HEALTH_ROUNDS:-2}
+ROUNDS=${VIGIL_BENCH_HEALTH_ROUNDS:-3}
 SECS=${VIGIL_BENCH_HEALTH_SECONDS:-8}
 CONNS=${VIGIL_BENCH_HEALTH_CONNS:-32}
 THREADS=${VIGIL_BENCH_HEALTH_THREADS:-2}
@@ -35,7 +36,7 @@ bench_init
 GIN=$B_ROOT/build/bench/gin-health
 if [ ! -x "$GIN" ] || [ tests/bench/gin_health/main.go -nt "$GIN" ]; then
   bench_log "building $GIN (Gin from /usr/share/gocode, GOPATH mode)"
-  mkdir -p "$(dirname "$GIN")" "$B_TMP/gocache"
+  mkdir -p "$(dirname "$GIN")"
   (cd tests/bench/gin_health && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOPROXY=off \
      GOCACHE=${VIGIL_BENCH_GOCACHE:-$B_ROOT/build/bench/gocache} "$GOBIN_" build -o "$GIN.tmp" .) &&
     mv "$GIN.tmp" "$GIN" || bench_die "Gin peer did not build"
@@ -57,29 +58,40 @@ echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg); other busy proce
 echo "   wrk $(wrk -v 2>&1 | head -n 1 | awk '{print $2}'), closed loop, -t$THREADS -c$CONNS -d${SECS}s, keep-alive;" \
      "vigil-api inprocess, access log of probes: $([ "$LOG_PROBES" = 1 ] && echo on || echo off); Gin $(sed -n 's/.*Version = "\(.*\)"/\1/p' /usr/share/gocode/src/github.com/gin-gonic/gin/version.go) gin.New(), $("$GOBIN_" version | awk '{print $3}')"
 
-# wrk_rps URL SECONDS: requests/s of one closed-loop run (fails on any non-2xx or socket error).
-wrk_rps() {
-  local out
+# CPU time (user + system, clock ticks) the process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+# wrk_run URL SECONDS PID: one closed-loop run; prints "REQ_PER_S CPU_US_PER_REQ" (the server's
+# CPU time per answered request, less sensitive to the other load than req/s).  Fails on any
+# non-2xx answer or socket error.
+wrk_run() {
+  local out c0 c1 rps
+  c0=$(cpu_ticks "$3")
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"$2"s "$1" 2>&1)
+  c1=$(cpu_ticks "$3")
   if printf '%s\n' "$out" | grep -qE 'Non-2xx|Socket errors'; then
     printf '%s\n' "$out" >&2
     bench_die "wrk saw errors against $1"
   fi
-  printf '%s\n' "$out" | awk '/^Requests\/sec:/ {printf "%.0f", $2}'
+  rps=$(printf '%s\n' "$out" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')
+  awk -v r="$rps" -v t=$((c1 - c0)) -v s="$2" -v hz="$TCK" 'BEGIN {printf "%d %.1f", r, t * 1e6 / hz / (r * s)}'
 }
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
-wrk_rps "$VIGIL_URL" 2 >/dev/null
-wrk_rps "$GIN_URL" 2 >/dev/null
-V_ALL="" G_ALL=""
+wrk_run "$VIGIL_URL" 2 "$B_API_PID" >/dev/null
+wrk_run "$GIN_URL" 2 "$GIN_PID" >/dev/null
+V_ALL="" G_ALL="" VC_ALL="" GC_ALL=""
 for r in $(seq "$ROUNDS"); do
-  v=$(wrk_rps "$VIGIL_URL" "$SECS"); g=$(wrk_rps "$GIN_URL" "$SECS")
-  echo "   round $r: vigil-api $v req/s, Gin $g req/s"
-  V_ALL="$V_ALL $v" G_ALL="$G_ALL $g"
+  read -r v vc < <(wrk_run "$VIGIL_URL" "$SECS" "$B_API_PID")
+  read -r g gc < <(wrk_run "$GIN_URL" "$SECS" "$GIN_PID")
+  echo "   round $r: vigil-api $v req/s ($vc us CPU/request), Gin $g req/s ($gc us CPU/request)"
+  V_ALL="$V_ALL $v" G_ALL="$G_ALL $g" VC_ALL="$VC_ALL $vc" GC_ALL="$GC_ALL $gc"
 done
-median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 VM=$(echo "$V_ALL" | median) GM=$(echo "$G_ALL" | median)
-echo "   median: vigil-api $VM req/s, Gin $GM req/s: ratio $(awk -v a="$VM" -v b="$GM" 'BEGIN {printf "%.2f", a / b}')x"
+VCM=$(echo "$VC_ALL" | median) GCM=$(echo "$GC_ALL" | median)
+echo "   median: vigil-api $VM req/s, Gin $GM req/s: ratio $(awk -v a="$VM" -v b="$GM" 'BEGIN {printf "%.2f", a / b}')x;" \
+     "CPU/request vigil-api $VCM us, Gin $GCM us: Gin spends $(awk -v a="$VCM" -v b="$GCM" 'BEGIN {printf "%.2f", b / a}')x vigil's"
 echo "   RSS after the runs: vigil-api VmHWM $(status_kb "$B_API_PID" VmHWM) kB, VmRSS $(status_kb "$B_API_PID" VmRSS) kB;" \
      "Gin VmHWM $(status_kb "$GIN_PID" VmHWM) kB, VmRSS $(status_kb "$GIN_PID" VmRSS) kB"
 echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -79,8 +79,8 @@
 #include "trace.h"
 #include "utf8.h"
 
-#define REAP_TICK_MS 100   /* how late past its deadline a connection may be closed */
-#define REFUSE_HEAD_S 2    /* head deadline of a connection over the limit (at most the usual) */
+#define REAP_TICK_MS 100 /* how late past its deadline a connection may be closed */
+#define REFUSE_HEAD_S 2  /* head deadline of a connection over the limit (at most the usual) */
 #define STREAM_BLOCK (64 * 1024)
 /* libmicrohttpd's memory pool per connection (its default is 32 KiB): the request head, the
  * response's headers and the read buffer for a body live in it, and libmicrohttpd zeroes all of
@@ -121,8 +121,8 @@ struct http_server {
     pthread_mutex_t mu; /* guards conns, admitted and stopping */
     pthread_cond_t cv;  /* wakes the reaper to stop */
     conn_track *conns;
-    int admitted;              /* connections within VIGIL_MAX_CONNECTIONS */
-    atomic_ulong refused;      /* connections answered 503 over the limit, since the last log */
+    int admitted;         /* connections within VIGIL_MAX_CONNECTIONS */
+    atomic_ulong refused; /* connections answered 503 over the limit, since the last log */
     int stopping;
     /* Handler threads (job_*): made on demand up to jcap, kept until http_stop. */
     pthread_mutex_t jmu;
@@ -799,9 +799,9 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_state *st)
         http_problem(r, 500, "internal", NULL, "handler produced no response");
     struct MHD_Response *mr =
         r->stream ? stream_response(st->srv, c, &st->tctx, r)
-                  : MHD_create_response_from_buffer(
-                        r->body_len, r->body ? r->body : (void *)"",
-                        r->body_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_COPY);
+                  : MHD_create_response_from_buffer(r->body_len, r->body ? r->body : (void *)"",
+                                                    r->body_static ? MHD_RESPMEM_PERSISTENT
+                                                                   : MHD_RESPMEM_MUST_COPY);
     if (!mr)
         return MHD_NO;
     if (r->content_type)
@@ -941,7 +941,8 @@ static req_state *begin(http_server *s, struct MHD_Connection *c, const char *ur
     conn_track *t = track_of(c);
     if (t && !t->admitted) {
         /* Accepted over VIGIL_MAX_CONNECTIONS: a clear refusal, then the connection ends. */
-        http_unavailable(&st->resp, "the server is at its connection limit (VIGIL_MAX_CONNECTIONS)");
+        http_unavailable(&st->resp,
+                         "the server is at its connection limit (VIGIL_MAX_CONNECTIONS)");
         st->resp.close = 1;
         st->decided = 1;
         atomic_fetch_add_explicit(&s->refused, 1, memory_order_relaxed);
@@ -1264,11 +1265,10 @@ http_server *http_start(const app *a, const http_setup *setup, char *err, size_t
         (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(a->cfg->http_threads > 1 ? a->cfg->http_threads : 0),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_CONNECTION_LIMIT, hard,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)a->cfg->max_conns_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)a->cfg->conn_timeout_s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        s, MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)a->cfg->max_conns_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)a->cfg->conn_timeout_s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_URI_LOG_CALLBACK,
+        on_request_line, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%d (address in use or not permitted)",
                  a->cfg->http_host, a->cfg->http_port);

@@ -1,7 +1,8 @@
 /* http.h - the HTTP layer of vigil-api: libmicrohttpd on epoll event threads with handler threads
- * for everything that may block (see http.c), request bodies with hard limits, problem+json errors, request ids, one JSON log line per request,
- * authentication and scope checks on the request head (before any body byte is read), a deadline
- * for the request head, a per-address connection limit, and graceful drain.
+ * for everything that may block (see http.c), request bodies with hard limits, problem+json errors,
+ * request ids, one JSON log line per request, authentication and scope checks on the request head
+ * (before any body byte is read), a deadline for the request head, a per-address connection limit,
+ * and graceful drain.
  *
  * Owns: http_req (one per request, freed in MHD's completion callback), http_resp (what a handler
  * fills), the daemon.  Handlers run on a handler thread of their own (one per request being
@@ -55,7 +56,7 @@ typedef long (*http_stream_fn)(void *ctx, char *buf, size_t max);
 
 typedef struct http_resp {
     int status;
-    char *body; /* malloc'd (static when body_static); NULL for an empty body */
+    char *body;      /* malloc'd (static when body_static); NULL for an empty body */
     int body_static; /* set by http_static: body is never freed or copied */
     size_t body_len;
     const char *content_type; /* static string */

@@ -79,7 +79,8 @@ const route routes_table[] = {
     {"GET", "/api/v1/webhooks/{id}", webhooks_get, SCOPE_ADMIN, BODY_NONE, 0},
     {"PATCH", "/api/v1/webhooks/{id}", webhooks_update, SCOPE_ADMIN, BODY_JSON, 0},
     {"DELETE", "/api/v1/webhooks/{id}", webhooks_delete, SCOPE_ADMIN, BODY_NONE, 0},
-    {"POST", "/api/v1/webhooks/{id}/rotate-secret", webhooks_rotate_secret, SCOPE_ADMIN, BODY_NONE, 0},
+    {"POST", "/api/v1/webhooks/{id}/rotate-secret", webhooks_rotate_secret, SCOPE_ADMIN, BODY_NONE,
+     0},
     {"GET", "/api/v1/webhooks/{id}/deliveries", webhooks_deliveries, SCOPE_ADMIN, BODY_NONE, 0},
 };
 

@@ -19,7 +19,8 @@
  *
  * And the access-log setting of issue 11 item 6: with VIGIL_ACCESS_LOG_PROBES=0 a successful
  * /health, /ready or /metrics writes no `request` line while every other request (a 404, an
- * authenticated read) still does; with the default (the burst's API) /health requests are logged. */
+ * authenticated read) still does; with the default (the burst's API) /health requests are logged.
+ */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -152,9 +153,9 @@ static int parse_answer(client *c)
     c->retry_after = head_value(c, head_len, "Retry-After", v, sizeof v) && atoi(v) > 0;
     c->conn_close =
         head_value(c, head_len, "Connection", v, sizeof v) && strcasecmp(v, "close") == 0;
-    c->problem_unavailable =
-        head_value(c, head_len, "Content-Type", v, sizeof v) &&
-        strcmp(v, "application/problem+json") == 0 && strstr(end + 4, "\"code\":\"unavailable\"");
+    c->problem_unavailable = head_value(c, head_len, "Content-Type", v, sizeof v) &&
+                             strcmp(v, "application/problem+json") == 0 &&
+                             strstr(end + 4, "\"code\":\"unavailable\"");
     return 1;
 }
 
@@ -192,7 +193,7 @@ static void client_step(client *c, short revents)
     if (c->st == CL_READING) {
         if (n <= 0)
             return cl_fail(c, n == 0 ? "end of stream before a complete answer" : "recv",
-                        n == 0 ? 0 : errno);
+                           n == 0 ? 0 : errno);
         c->got += (size_t)n;
         int rc = parse_answer(c);
         if (rc < 0)
@@ -271,7 +272,7 @@ START_TEST(burst_beyond_limit_gets_answers_or_refusals)
            BURST, LIMIT, ok200, refused, failed, unanswered);
     ck_assert_int_eq(failed, 0);
     ck_assert_int_eq(unanswered, 0);
-    ck_assert_int_eq(ok200, LIMIT); /* the admitted ones, exactly: the limit at N ... */
+    ck_assert_int_eq(ok200, LIMIT);           /* the admitted ones, exactly: the limit at N ... */
     ck_assert_int_eq(refused, BURST - LIMIT); /* ... and everything beyond it refused */
 
     /* The pool goes away: its slots are free again. */

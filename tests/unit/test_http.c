@@ -526,23 +526,23 @@ START_TEST(slow_handlers_never_block_the_event_thread)
     }
     ck_assert_msg(wait_flag(&slow_inside, SLOW_N), "only %d of %d slow requests got a thread",
                   atomic_load(&slow_inside), SLOW_N);
-    stream = (bg_req){.port = c.http_port, .raw = "GET /stream HTTP/1.1\r\nHost: x\r\n"
-                                                  "Connection: close\r\n\r\n"};
+    stream = (bg_req){.port = c.http_port,
+                      .raw = "GET /stream HTTP/1.1\r\nHost: x\r\n"
+                             "Connection: close\r\n\r\n"};
     ck_assert_int_eq(pthread_create(&st, NULL, bg_request, &stream), 0);
 
     /* Every slow handler is blocked and the stream's producer will block: still served. */
     ck_assert_int_eq(request(c.http_port, "GET /fast HTTP/1.0\r\n\r\n", body, sizeof body), 200);
     ck_assert_str_eq(body, "fast");
-    ck_assert_int_eq(request(c.http_port, "GET /ping/z HTTP/1.0\r\n\r\n", body, sizeof body),
-                     200);
+    ck_assert_int_eq(request(c.http_port, "GET /ping/z HTTP/1.0\r\n\r\n", body, sizeof body), 200);
     ck_assert_str_eq(body, "{\"pong\":\"z\"}");
     ck_assert_int_eq(atomic_load(&slow_inside), SLOW_N);
 
     atomic_store(&stream_release, 1);
     pthread_join(st, NULL);
     ck_assert_int_eq(stream.status, 200);
-    ck_assert_ptr_nonnull(strstr(stream.body, "\r\na\r\n"));  /* chunk "a" ... */
-    ck_assert_ptr_nonnull(strstr(stream.body, "\r\nb\r\n"));  /* ... chunk "b" ... */
+    ck_assert_ptr_nonnull(strstr(stream.body, "\r\na\r\n")); /* chunk "a" ... */
+    ck_assert_ptr_nonnull(strstr(stream.body, "\r\nb\r\n")); /* ... chunk "b" ... */
     ck_assert_ptr_nonnull(strstr(stream.body, "\r\n0\r\n")); /* ... and the last chunk */
 
     atomic_store(&slow_release, 1);

@@ -212,8 +212,10 @@ END_TEST
 START_TEST(allow_buffer_bounded)
 {
     const route t[] = {
-        {"GET", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},    {"POST", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
-        {"PUT", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},    {"PATCH", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
+        {"GET", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
+        {"POST", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
+        {"PUT", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
+        {"PATCH", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
         {"DELETE", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
     };
     char path[8] = "/x", allow[12];

@@ -797,11 +797,18 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_state *st)
     st->queued = 1;
     if (r->status == 0)
         http_problem(r, 500, "internal", NULL, "handler produced no response");
-    struct MHD_Response *mr =
-        r->stream ? stream_response(st->srv, c, &st->tctx, r)
-                  : MHD_create_response_from_buffer(r->body_len, r->body ? r->body : (void *)"",
-                                                    r->body_static ? MHD_RESPMEM_PERSISTENT
-                                                                   : MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *mr;
+    if (r->stream) {
+        mr = stream_response(st->srv, c, &st->tctx, r);
+    } else if (r->body && !r->body_static) {
+        /* The body moves to MHD, which frees it after sending: no copy. */
+        mr = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
+        if (mr)
+            r->body = NULL;
+    } else {
+        mr = MHD_create_response_from_buffer(r->body_len, r->body ? r->body : (void *)"",
+                                             MHD_RESPMEM_PERSISTENT);
+    }
     if (!mr)
         return MHD_NO;
     if (r->content_type)
@@ -1028,6 +1035,12 @@ static void req_job(job *j)
     trace_request_attach(&st->tctx);
     if (st->job_kind == JOB_AUTH) {
         check_key(st);
+        /* No body to wait for: run the handler now, on this thread, and save a second hand-off
+         * (MHD's repeated first call queues the answer). */
+        if (!st->decided && !st->announced) {
+            dispatch(st);
+            st->ran = 1;
+        }
     } else {
         dispatch(st);
         st->ran = 1;
@@ -1066,8 +1079,9 @@ static enum MHD_Result step(req_state *st, struct MHD_Connection *c, const char 
     int done = st->job_done;
     st->job_done = JOB_NONE;
     if (done == JOB_AUTH) {
-        /* MHD's first call again, after the key check: answer now, or let the body come. */
-        return st->decided && !st->queued ? queue(c, st) : MHD_YES;
+        /* MHD's first call again, after the key check (and, without a body, the handler):
+         * answer now, or let the body come. */
+        return (st->decided || st->ran) && !st->queued ? queue(c, st) : MHD_YES;
     }
     if (*upload_data_size) {
         if (append_body(st, upload_data, *upload_data_size) != 0)

@@ -1004,7 +1004,8 @@ static int append_body(req_state *st, const char *data, size_t len)
     return dynbuf_append(&st->body, data, len) == DYNBUF_OK ? 0 : -1;
 }
 
-/* Last call, the whole body read (the key was checked in begin): runs the handler. */
+/* The whole body read and the key checked: runs the handler (on a handler thread, or inline for
+ * ROUTE_INLINE and the 413). */
 static void dispatch(req_state *st)
 {
     assert(st->rt && !st->decided); /* early answers never reach a handler */

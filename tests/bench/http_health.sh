@@ -74,7 +74,7 @@ wrk_run() {
     bench_die "wrk saw errors against $1"
   fi
   rps=$(printf '%s\n' "$out" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')
-  awk -v r="$rps" -v t=$((c1 - c0)) -v s="$2" -v hz="$TCK" 'BEGIN {printf "%d %.1f", r, t * 1e6 / hz / (r * s)}'
+  awk -v r="$rps" -v t=$((c1 - c0)) -v s="$2" -v hz="$TCK" 'BEGIN {printf "%d %.1f\n", r, t * 1e6 / hz / (r * s)}'
 }
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 

@@ -75,9 +75,12 @@ TOOL_SRC    := $(wildcard tests/tools/*.c)
 # (its promtool checks /metrics in e2e_metrics; the package is the only Debian one shipping it),
 # python3-jsonschema (tests/tools/openapi_check.py validates the OpenAPI document and every e2e
 # response against it), python3-sklearn (tests/tools/btcheck.py recomputes a backtest report).
+# Bench-only: wrk and golang-github-gin-gonic-gin-dev (tests/bench/http_health.sh: /health
+# against Gin's hello handler, built in GOPATH mode from /usr/share/gocode).
 PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libpq-dev check libcurl4-openssl-dev \
         postgresql postgresql-contrib curl python3-yaml debootstrap python3 binutils clang-format \
-        iso-codes prometheus python3-xgboost python3-jsonschema python3-sklearn
+        iso-codes prometheus python3-xgboost python3-jsonschema python3-sklearn wrk \
+        golang-github-gin-gonic-gin-dev
 
 .PHONY: all asan run test test-unit test-e2e test-asan bench profile profile-batch deps clean format lint \
         tools docker-test migrate need-clang-format apigraph

@@ -140,6 +140,8 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     c->pool_wait_ms = 1000;
     c->auth_cache_ms = 1000;
     c->max_connections = 256;
+    c->http_threads = 2;
+    c->access_log_probes = 1;
     c->conn_timeout_s = 30;
     c->max_conns_per_ip = 64;
     c->header_timeout_s = 10;
@@ -172,6 +174,8 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
         env_int32("VIGIL_POOL_WAIT_MS", 1, 60000, &c->pool_wait_ms, err, errlen) ||
         env_int32("VIGIL_AUTH_CACHE_MS", 0, 1000, &c->auth_cache_ms, err, errlen) ||
         env_int32("VIGIL_MAX_CONNECTIONS", 1, 100000, &c->max_connections, err, errlen) ||
+        env_int32("VIGIL_HTTP_THREADS", 1, 64, &c->http_threads, err, errlen) ||
+        env_int32("VIGIL_ACCESS_LOG_PROBES", 0, 1, &c->access_log_probes, err, errlen) ||
         env_int32("VIGIL_CONN_TIMEOUT_S", 1, 3600, &c->conn_timeout_s, err, errlen) ||
         env_int32("VIGIL_MAX_CONNECTIONS_PER_IP", 0, 100000, &c->max_conns_per_ip, err, errlen) ||
         env_int32("VIGIL_HEADER_TIMEOUT_S", 1, 3600, &c->header_timeout_s, err, errlen) ||

@@ -20,6 +20,8 @@ typedef struct cfg {
     int pool_wait_ms;         /* VIGIL_POOL_WAIT_MS, default 1000 */
     int auth_cache_ms;        /* VIGIL_AUTH_CACHE_MS, default 1000 (0 = no key cache) */
     int max_connections;      /* VIGIL_MAX_CONNECTIONS, default 256 */
+    int http_threads;         /* VIGIL_HTTP_THREADS event threads, default 2 */
+    int access_log_probes;    /* VIGIL_ACCESS_LOG_PROBES 0/1: log /health, /ready, /metrics (1) */
     int conn_timeout_s;       /* VIGIL_CONN_TIMEOUT_S idle keep-alive, default 30 */
     int max_conns_per_ip;     /* VIGIL_MAX_CONNECTIONS_PER_IP, default 64; 0 = no per-address cap */
     int header_timeout_s;     /* VIGIL_HEADER_TIMEOUT_S to receive a complete request head, 10 */

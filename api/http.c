@@ -2,16 +2,40 @@
  * it was given, the key check it was given (http_setup), responses, request logging, connection
  * limits and drain.  See http.h.
  *
+ * Threads.  VIGIL_HTTP_THREADS event threads (libmicrohttpd's epoll thread pool) do all the socket
+ * work of every connection and never block; everything that may block (the key check, a handler,
+ * a streamed body's producer) runs on a handler thread while its connection is suspended
+ * (MHD_suspend_connection: the event thread leaves it alone until MHD_resume_connection).  A
+ * handler thread runs one step of one request at a time and there is at most one step per
+ * connection, so a slow handler holds its own connection and one handler thread, exactly as under
+ * thread-per-connection, and never an event thread or another request.  Handler threads are made
+ * on demand (never more than the connection limit) and kept.  Routes flagged ROUTE_INLINE
+ * (/health) are answered on the event thread: no hand-off, no context switch.
+ *
  * Request life cycle (MHD calls on_request several times per request):
  *   1st call   headers complete, no body byte read yet: allocate req_state, pick the request id,
- *              match the route, refuse ambiguous framing (400), authenticate and check the scope
- *              (401/403 with one database lookup), check Content-Length against the route's
- *              limit (413).  Any of these answers at once: MHD then discards the body and closes
- *              the connection, so an unauthenticated client never makes the API hold its body.
+ *              match the route, refuse ambiguous framing (400); for a route with a scope,
+ *              suspend and hand the key check (401/403 with one database lookup) and the
+ *              Content-Length check (413) to a handler thread; MHD calls again (the same "first
+ *              call" state) once it resumes.  Any of these answers at once: MHD then discards the
+ *              body and closes the connection, so an unauthenticated client never makes the API
+ *              hold its body.
  *   n calls    append upload chunks to the body buffer, grown as bytes arrive, bounded by the
- *              route's limit.
- *   last call  (upload size 0) run the handler, queue the response.
+ *              route's limit (event thread).
+ *   last call  (upload size 0) run the handler (inline, or suspended on a handler thread), queue
+ *              the response when it is ready.
  *   completed  on_completed logs one line and frees everything.
+ * The request's trace context (trace.h) travels with it: attached to whichever thread runs a step,
+ * detached after.
+ *
+ * Connection limit (issue 11).  VIGIL_MAX_CONNECTIONS connections are admitted; libmicrohttpd's
+ * own limit is higher by REFUSE_SLOTS(max), and a connection accepted above the admitted count is
+ * answered 503 (Retry-After: 1, Connection: close) as soon as its request head is complete, with
+ * a short head deadline (REFUSE_HEAD_S): a burst gets a fast, clear refusal, never a reset
+ * mid-request.  Beyond libmicrohttpd's limit an event thread stops accepting (its epoll drops the
+ * listening socket) and new connections wait in the kernel's listen backlog until a slot frees.
+ * The per-address limit (VIGIL_MAX_CONNECTIONS_PER_IP) stays libmicrohttpd's: a connection over it
+ * is closed at accept, the defence against one address holding every slot (issue 9).
  *
  * Connection life cycle (the slow-client defence): MHD's own timeout is an idle timer that every
  * byte restarts, so a client sending one header line every few seconds would hold its connection
@@ -55,7 +79,16 @@
 #include "trace.h"
 #include "utf8.h"
 
-#define REAP_TICK_MS 100   /* how late past its deadline a connection may be closed */
+#define REAP_TICK_MS 100 /* how late past its deadline a connection may be closed */
+#define REFUSE_HEAD_S 2  /* head deadline of a connection over the limit (at most the usual) */
+#define STREAM_BLOCK (64 * 1024)
+/* libmicrohttpd's memory pool per connection (its default is 32 KiB): the request head, the
+ * response's headers and the read buffer for a body live in it, and libmicrohttpd zeroes all of
+ * it after every request, a cost every request pays.  A head larger than about half of it is
+ * answered 431 by libmicrohttpd. */
+#define CONN_MEMORY (16 * 1024)
+/* Connections libmicrohttpd accepts beyond the admitted ones, to answer them 503. */
+#define REFUSE_SLOTS(max) ((max) / 4 + 16)
 #define MHD_LOG_PER_SEC 10 /* libmicrohttpd lines logged per second; the rest are counted */
 
 enum conn_phase { CONN_HEAD, CONN_BUSY, CONN_IDLE };
@@ -64,21 +97,39 @@ enum conn_phase { CONN_HEAD, CONN_BUSY, CONN_IDLE };
  * MHD_CONNECTION_NOTIFY_CLOSED (which libmicrohttpd calls before it closes the socket, so fd is
  * valid while the entry is listed).  Guarded by http_server.mu. */
 typedef struct conn_track {
-    struct conn_track *prev, *next;
+    struct conn_track *prev, *next; /* guarded by http_server.mu */
     int fd;
-    enum conn_phase phase;
-    int64_t deadline_ms; /* absolute clock_now_ms(); 0 = none */
+    int admitted; /* counted in http_server.admitted; 0: over the limit, answered 503 */
+    /* Written by the connection's event thread without the lock (phase changes are per request
+     * and must not serialise the event threads); read by the reaper. */
+    _Atomic int phase;           /* enum conn_phase */
+    _Atomic int64_t deadline_ms; /* absolute clock_now_ms(); 0 = none */
 } conn_track;
+
+/* A blocking step handed to a handler thread.  run() may free the job (its last act resumes the
+ * connection, after which the event thread may complete and free the request). */
+typedef struct job {
+    struct job *next;
+    void (*run)(struct job *j);
+} job;
 
 struct http_server {
     struct MHD_Daemon *daemon;
     const app *app;
     http_setup setup;
     atomic_int inflight;
-    pthread_mutex_t mu; /* guards conns and stopping */
+    pthread_mutex_t mu; /* guards conns, admitted and stopping */
     pthread_cond_t cv;  /* wakes the reaper to stop */
     conn_track *conns;
+    int admitted;         /* connections within VIGIL_MAX_CONNECTIONS */
+    atomic_ulong refused; /* connections answered 503 over the limit, since the last log */
     int stopping;
+    /* Handler threads (job_*): made on demand up to jcap, kept until http_stop. */
+    pthread_mutex_t jmu;
+    pthread_cond_t jwork; /* a job was queued, or stop */
+    pthread_cond_t jgone; /* a handler thread exited */
+    job *jhead, *jtail;
+    int jthreads, jidle, jcap, jstopping;
     int reaper_running;
     pthread_t reaper;
     pthread_mutex_t log_mu; /* the rate limit of libmicrohttpd's log lines */
@@ -87,14 +138,23 @@ struct http_server {
     unsigned long log_suppressed;
 };
 
+enum req_job { JOB_NONE = 0, JOB_AUTH, JOB_HANDLER };
+
 typedef struct req_state {
+    job j; /* the request's blocking step (JOB_AUTH, then JOB_HANDLER), one at a time */
     http_req req;
     http_resp resp;
     const route *rt;
+    trace_request_ctx tctx; /* the trace context while no thread runs the request */
+    int job_kind;           /* the step handed to a handler thread */
+    int job_done;           /* set by the handler thread before it resumes the connection */
+    int ran;                /* the handler has filled resp */
+    int queued;             /* resp is queued with MHD */
     dynbuf body; /* bounded by the route's body limit; req.body points into it once read */
     size_t body_max;
     int too_large;
-    int decided; /* resp already holds the answer (early error) */
+    int announced; /* a body follows the head */
+    int decided;   /* resp already holds the answer (early error) */
     http_server *srv;
     char pathbuf[ROUTER_MAX_PATH + 1];
 } req_state;
@@ -115,7 +175,9 @@ static void resp_drop_stream(http_resp *resp)
 static void resp_set_body(http_resp *resp, int status, const char *ctype, char *body, size_t len)
 {
     resp_drop_stream(resp);
-    free(resp->body);
+    if (!resp->body_static)
+        free(resp->body);
+    resp->body_static = 0;
     resp->status = status;
     resp->content_type = ctype;
     resp->body = body;
@@ -131,22 +193,156 @@ void http_stream(http_resp *resp, int status, const char *content_type, http_str
     resp->stream_free = free_ctx;
 }
 
-/* MHD's content reader over an http_stream_fn: a producer's 0 is the end of the body (MHD's 0
- * would mean "nothing yet, ask again", a busy loop in thread-per-connection mode). */
+/* ---- handler threads ---------------------------------------------------------------------------
+ */
+
+static void *job_thread(void *arg)
+{
+    http_server *s = arg;
+    pthread_mutex_lock(&s->jmu);
+    for (;;) {
+        while (!s->jhead && !s->jstopping) {
+            s->jidle++;
+            pthread_cond_wait(&s->jwork, &s->jmu);
+            s->jidle--;
+        }
+        job *j = s->jhead;
+        if (!j)
+            break; /* stopping, and nothing left to run */
+        s->jhead = j->next;
+        if (!s->jhead)
+            s->jtail = NULL;
+        pthread_mutex_unlock(&s->jmu);
+        j->run(j); /* may free j */
+        pthread_mutex_lock(&s->jmu);
+    }
+    s->jthreads--;
+    pthread_cond_broadcast(&s->jgone);
+    pthread_mutex_unlock(&s->jmu);
+    return NULL;
+}
+
+/* Queues j for a handler thread, making one when none is idle (up to jcap).  Returns 0, or -1
+ * when the server is stopping or no thread can run it (j is then not queued).  Never blocks on a
+ * job: callable from an event thread. */
+static int job_submit(http_server *s, job *j)
+{
+    int rc = 0;
+    j->next = NULL;
+    pthread_mutex_lock(&s->jmu);
+    if (s->jstopping) {
+        rc = -1;
+    } else {
+        if (s->jidle == 0 && s->jthreads < s->jcap) {
+            pthread_t t;
+            pthread_attr_t at;
+            pthread_attr_init(&at);
+            pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&t, &at, job_thread, s) == 0)
+                s->jthreads++;
+            pthread_attr_destroy(&at);
+        }
+        if (s->jthreads == 0) {
+            rc = -1;
+        } else {
+            if (s->jtail)
+                s->jtail->next = j;
+            else
+                s->jhead = j;
+            s->jtail = j;
+            pthread_cond_signal(&s->jwork);
+        }
+    }
+    pthread_mutex_unlock(&s->jmu);
+    return rc;
+}
+
+/* Refuses new jobs, lets the threads finish every queued one and waits until all have exited.
+ * Queued and running jobs end by resuming their connections, so none is left suspended (which
+ * MHD_stop_daemon does not allow).  Bounded by the jobs' own deadlines. */
+static void job_stop(http_server *s)
+{
+    pthread_mutex_lock(&s->jmu);
+    s->jstopping = 1;
+    pthread_cond_broadcast(&s->jwork);
+    while (s->jthreads > 0)
+        pthread_cond_wait(&s->jgone, &s->jmu);
+    pthread_mutex_unlock(&s->jmu);
+}
+
+/* ---- streamed bodies ------------------------------------------------------------------------
+ *
+ * MHD asks for a streamed body block by block on the event thread, but a producer may block (a
+ * database cursor).  So the reader never calls the producer: it hands out what the last fill
+ * left, else queues a fill on a handler thread, suspends the connection and returns 0 (MHD's
+ * "nothing yet", which MHD allows only with a suspended connection); the fill resumes it.  One
+ * block of STREAM_BLOCK bytes per stream. */
 typedef struct stream_box {
+    job j;
+    http_server *srv;
+    struct MHD_Connection *conn;
+    trace_request_ctx *tctx; /* the request's (req_state outlives every read of its response) */
     http_stream_fn fn;
     void *ctx;
     void (*free_ctx)(void *ctx);
+    pthread_mutex_t mu; /* guards the fields below */
+    char *buf;
+    size_t len, off;
+    int filling; /* a fill is queued or running */
+    int end;     /* 1: the producer said end of body, -1: it failed */
 } stream_box;
 
+static void stream_fill(job *j)
+{
+    stream_box *b = (stream_box *)j;
+    trace_request_attach(b->tctx);
+    long n = b->fn(b->ctx, b->buf, STREAM_BLOCK);
+    trace_request_detach(b->tctx);
+    pthread_mutex_lock(&b->mu);
+    b->filling = 0;
+    if (n > 0) {
+        b->len = (size_t)n;
+        b->off = 0;
+    } else {
+        b->end = n == 0 ? 1 : -1;
+    }
+    struct MHD_Connection *c = b->conn;
+    pthread_mutex_unlock(&b->mu);
+    /* The reader suspended the connection before this fill could take the lock; while it is
+     * suspended nothing frees b. */
+    MHD_resume_connection(c);
+}
+
+/* MHD's content reader over the box: a producer's 0 is the end of the body. */
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
     stream_box *b = cls;
-    long n = b->fn(b->ctx, buf, max);
-    return n > 0    ? (ssize_t)n
-           : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
-                    : MHD_CONTENT_READER_END_WITH_ERROR;
+    ssize_t r;
+    pthread_mutex_lock(&b->mu);
+    if (b->off < b->len) {
+        size_t n = b->len - b->off < max ? b->len - b->off : max;
+        memcpy(buf, b->buf + b->off, n);
+        b->off += n;
+        r = (ssize_t)n;
+    } else if (b->end) {
+        r = b->end > 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+    } else {
+        assert(!b->filling); /* a fill resumes the connection only after it is done */
+        b->filling = 1;
+        b->len = b->off = 0;
+        MHD_suspend_connection(b->conn); /* before the fill can resume it */
+        if (job_submit(b->srv, &b->j) == 0) {
+            r = 0;
+        } else {
+            b->filling = 0;
+            b->end = -1;
+            MHD_resume_connection(b->conn);
+            r = MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    return r;
 }
 
 static void stream_box_free(void *cls)
@@ -154,22 +350,37 @@ static void stream_box_free(void *cls)
     stream_box *b = cls;
     if (b->free_ctx)
         b->free_ctx(b->ctx);
+    pthread_mutex_destroy(&b->mu);
+    free(b->buf);
     free(b);
 }
 
 /* The MHD response of a streamed http_resp; the stream's ownership moves to it (freed here when
- * it cannot be created).  Blocks of 64 KiB. */
-static struct MHD_Response *stream_response(http_resp *r)
+ * it cannot be created).  Blocks of STREAM_BLOCK bytes. */
+static struct MHD_Response *stream_response(http_server *s, struct MHD_Connection *c,
+                                            trace_request_ctx *tctx, http_resp *r)
 {
-    stream_box *b = malloc(sizeof *b);
+    stream_box *b = calloc(1, sizeof *b);
+    char *buf = b ? malloc(STREAM_BLOCK) : NULL;
     struct MHD_Response *mr = NULL;
-    if (b) {
-        *b = (stream_box){r->stream, r->stream_ctx, r->stream_free};
+    if (b && buf) {
+        b->j.run = stream_fill;
+        b->srv = s;
+        b->conn = c;
+        b->tctx = tctx;
+        b->fn = r->stream;
+        b->ctx = r->stream_ctx;
+        b->free_ctx = r->stream_free;
+        b->buf = buf;
+        pthread_mutex_init(&b->mu, NULL);
         r->stream = NULL, r->stream_ctx = NULL, r->stream_free = NULL;
-        mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, b,
+        mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_read, b,
                                                stream_box_free);
         if (!mr)
             stream_box_free(b);
+    } else {
+        free(b);
+        free(buf);
     }
     resp_drop_stream(r);
     return mr;
@@ -178,6 +389,13 @@ static struct MHD_Response *stream_response(http_resp *r)
 void http_raw(http_resp *resp, int status, const char *content_type, char *body_take, size_t len)
 {
     resp_set_body(resp, status, content_type, body_take, len);
+}
+
+void http_static(http_resp *resp, int status, const char *content_type, const char *body,
+                 size_t len)
+{
+    resp_set_body(resp, status, content_type, (char *)body, len);
+    resp->body_static = 1;
 }
 
 void http_json(http_resp *resp, int status, cJSON *obj)
@@ -385,14 +603,27 @@ static void pick_request_id(struct MHD_Connection *c, char *out)
             return;
         }
     }
-    uint8_t rnd[16] = {0};
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-        static atomic_ulong fallback;
-        unsigned long v = atomic_fetch_add(&fallback, 1) + (unsigned long)clock_now_us();
-        memcpy(rnd, &v, sizeof v);
+    /* Unique, not secret: splitmix64 over a per-thread counter seeded once from getrandom (a
+     * system call per request cost more than the rest of a /health answer's plumbing). */
+    static _Thread_local uint64_t ctr;
+    static _Thread_local int seeded;
+    if (!seeded) {
+        if (getrandom(&ctr, sizeof ctr, 0) != (ssize_t)sizeof ctr) {
+            static atomic_ulong fallback;
+            ctr = atomic_fetch_add(&fallback, 1) * 0x9e3779b97f4a7c15u + (uint64_t)clock_now_us();
+        }
+        seeded = 1;
     }
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+    static const char hex[] = "0123456789abcdef";
+    for (int w = 0; w < 2; w++) {
+        uint64_t z = (ctr += 0x9e3779b97f4a7c15u);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+        z ^= z >> 31;
+        for (int i = 0; i < 16; i++)
+            out[16 * w + i] = hex[(z >> (4 * i)) & 15];
+    }
+    out[32] = '\0';
 }
 
 static size_t body_limit(const app *a, int body)
@@ -418,17 +649,16 @@ static conn_track *track_of(struct MHD_Connection *c)
     return ci ? ci->socket_context : NULL;
 }
 
-/* Moves c's connection to phase, with deadline_ms (0 = none).  Thread-safe. */
-static void track_set(http_server *s, struct MHD_Connection *c, enum conn_phase phase,
-                      int64_t deadline_ms)
+/* Moves c's connection to phase, with deadline_ms (0 = none).  Called on the connection's event
+ * thread; lock-free (the reaper may see the old deadline for one tick, never a torn one). */
+static void track_set(struct MHD_Connection *c, enum conn_phase phase, int64_t deadline_ms)
 {
     conn_track *t = track_of(c);
     if (!t)
         return;
-    pthread_mutex_lock(&s->mu);
-    t->phase = phase;
-    t->deadline_ms = deadline_ms;
-    pthread_mutex_unlock(&s->mu);
+    atomic_store_explicit(&t->deadline_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->phase, phase, memory_order_relaxed);
+    atomic_store_explicit(&t->deadline_ms, deadline_ms, memory_order_relaxed);
 }
 
 /* MHD_OPTION_NOTIFY_CONNECTION: lists a new connection with its head deadline, unlists a closed
@@ -450,8 +680,13 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         }
         t->fd = ci->connect_fd;
         t->phase = CONN_HEAD;
-        t->deadline_ms = clock_now_ms() + (int64_t)s->app->cfg->header_timeout_s * 1000;
         pthread_mutex_lock(&s->mu);
+        t->admitted = s->admitted < s->app->cfg->max_connections;
+        s->admitted += t->admitted;
+        int head_s = s->app->cfg->header_timeout_s;
+        if (!t->admitted && head_s > REFUSE_HEAD_S)
+            head_s = REFUSE_HEAD_S;
+        t->deadline_ms = clock_now_ms() + (int64_t)head_s * 1000;
         t->next = s->conns;
         if (s->conns)
             s->conns->prev = t;
@@ -464,6 +699,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     if (!t)
         return;
     pthread_mutex_lock(&s->mu);
+    s->admitted -= t->admitted;
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -483,14 +719,8 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
     (void)uri;
     http_server *s = cls;
     conn_track *t = track_of(c);
-    if (!t)
-        return NULL;
-    pthread_mutex_lock(&s->mu);
-    if (t->phase == CONN_IDLE) {
-        t->phase = CONN_HEAD;
-        t->deadline_ms = clock_now_ms() + (int64_t)s->app->cfg->header_timeout_s * 1000;
-    }
-    pthread_mutex_unlock(&s->mu);
+    if (t && atomic_load_explicit(&t->phase, memory_order_relaxed) == CONN_IDLE)
+        track_set(c, CONN_HEAD, clock_now_ms() + (int64_t)s->app->cfg->header_timeout_s * 1000);
     return NULL;
 }
 
@@ -500,13 +730,14 @@ static void reap(http_server *s, unsigned long *heads, unsigned long *idles)
 {
     int64_t now = clock_now_ms();
     for (conn_track *t = s->conns; t; t = t->next) {
-        if (!t->deadline_ms || now < t->deadline_ms)
+        int64_t dl = atomic_load_explicit(&t->deadline_ms, memory_order_relaxed);
+        if (!dl || now < dl)
             continue;
         /* MHD's thread sees end-of-stream and closes the connection; the entry goes when it
          * does (on_connection). */
         shutdown(t->fd, SHUT_RDWR);
-        t->deadline_ms = 0;
-        if (t->phase == CONN_HEAD)
+        atomic_store_explicit(&t->deadline_ms, 0, memory_order_relaxed);
+        if (atomic_load_explicit(&t->phase, memory_order_relaxed) == CONN_HEAD)
             (*heads)++;
         else
             (*idles)++;
@@ -524,14 +755,24 @@ static void *reaper_main(void *arg)
     while (!s->stopping) {
         reap(s, &heads, &idles);
         int64_t now = clock_now_ms();
-        if ((heads || idles) && now - logged_ms >= 1000) {
+        unsigned long refused = atomic_load_explicit(&s->refused, memory_order_relaxed);
+        if ((heads || idles || refused) && now - logged_ms >= 1000) {
             pthread_mutex_unlock(&s->mu);
+            atomic_fetch_sub_explicit(&s->refused, refused, memory_order_relaxed);
             logline l;
-            logline_begin(&l, "warn", "http_connections_closed");
-            logline_u64(&l, "head_deadline", heads);
-            logline_u64(&l, "idle_deadline", idles);
-            logline_i64(&l, "header_timeout_s", s->app->cfg->header_timeout_s);
-            logline_end(&l);
+            if (heads || idles) {
+                logline_begin(&l, "warn", "http_connections_closed");
+                logline_u64(&l, "head_deadline", heads);
+                logline_u64(&l, "idle_deadline", idles);
+                logline_i64(&l, "header_timeout_s", s->app->cfg->header_timeout_s);
+                logline_end(&l);
+            }
+            if (refused) {
+                logline_begin(&l, "warn", "http_connections_refused");
+                logline_u64(&l, "over_limit", refused);
+                logline_i64(&l, "max_connections", s->app->cfg->max_connections);
+                logline_end(&l);
+            }
             heads = idles = 0;
             logged_ms = now;
             pthread_mutex_lock(&s->mu);
@@ -547,16 +788,27 @@ static void *reaper_main(void *arg)
 /* ---- MHD callbacks ----------------------------------------------------------------------------
  */
 
+/* Queues st's response (once).  On the event thread, inside on_request. */
 static enum MHD_Result queue(struct MHD_Connection *c, req_state *st)
 {
     http_resp *r = &st->resp;
     assert(r->body || r->body_len == 0);
+    assert(!st->queued);
+    st->queued = 1;
     if (r->status == 0)
         http_problem(r, 500, "internal", NULL, "handler produced no response");
-    struct MHD_Response *mr =
-        r->stream ? stream_response(r)
-                  : MHD_create_response_from_buffer(r->body_len, r->body ? r->body : (void *)"",
-                                                    MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *mr;
+    if (r->stream) {
+        mr = stream_response(st->srv, c, &st->tctx, r);
+    } else if (r->body && !r->body_static) {
+        /* The body moves to MHD, which frees it after sending: no copy. */
+        mr = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
+        if (mr)
+            r->body = NULL;
+    } else {
+        mr = MHD_create_response_from_buffer(r->body_len, r->body ? r->body : (void *)"",
+                                             MHD_RESPMEM_PERSISTENT);
+    }
     if (!mr)
         return MHD_NO;
     if (r->content_type)
@@ -664,8 +916,10 @@ static int authorize(req_state *st)
     return -1;
 }
 
-/* First call, the head complete and no body byte read: state, route, framing, key, length.
- * Returns the state (st->decided when it is answered already) or NULL on OOM. */
+/* First call, the head complete and no body byte read: state, route, framing, and, for a route
+ * without a scope, length.  The key check (which may block) is the caller's to hand off when
+ * st->rt->scope is set.  Returns the state (st->decided when it is answered already) or NULL on
+ * OOM.  Never blocks: runs on the event thread. */
 static req_state *begin(http_server *s, struct MHD_Connection *c, const char *url,
                         const char *method)
 {
@@ -684,14 +938,23 @@ static req_state *begin(http_server *s, struct MHD_Connection *c, const char *ur
     q->start_us = clock_now_us();
     q->deadline_ms = clock_now_ms() + s->app->cfg->request_timeout_ms;
     pick_request_id(c, q->request_id);
-    /* Before anything that logs or queries (the key check): the trace context is this thread's
-     * until on_completed. */
+    /* Before anything that logs or queries (the key check): the trace context is the request's
+     * until on_completed, attached to the thread running each step. */
     trace_request_begin(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"),
                         MHD_lookup_connection_value(c, MHD_HEADER_KIND, "tracestate"));
 
-    int announced = 0;
-    if (check_framing(st, &announced) != 0)
+    if (check_framing(st, &st->announced) != 0)
         return st;
+    conn_track *t = track_of(c);
+    if (t && !t->admitted) {
+        /* Accepted over VIGIL_MAX_CONNECTIONS: a clear refusal, then the connection ends. */
+        http_unavailable(&st->resp,
+                         "the server is at its connection limit (VIGIL_MAX_CONNECTIONS)");
+        st->resp.close = 1;
+        st->decided = 1;
+        atomic_fetch_add_explicit(&s->refused, 1, memory_order_relaxed);
+        return st;
+    }
     size_t ulen = strlen(url);
     int status = 404;
     if (ulen <= ROUTER_MAX_PATH) {
@@ -710,14 +973,24 @@ static req_state *begin(http_server *s, struct MHD_Connection *c, const char *ur
         st->body_max = body_limit(s->app, st->rt->body);
         dynbuf_init(&st->body, st->body_max);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if ((st->rt->scope == SCOPE_NONE || authorize(st) == 0) && cl)
+        if (st->rt->scope == SCOPE_NONE && cl)
             check_length(st, cl);
     }
     /* An early answer leaves the announced body unread: the connection cannot carry another
      * request (libmicrohttpd closes it too; the header says so to the client). */
-    if (st->decided && announced)
+    if (st->decided && st->announced)
         st->resp.close = 1;
     return st;
+}
+
+/* The key check and then the length check of a route with a scope (JOB_AUTH, handler thread). */
+static void check_key(req_state *st)
+{
+    const char *cl = MHD_lookup_connection_value(st->req.conn, MHD_HEADER_KIND, "Content-Length");
+    if (authorize(st) == 0 && cl)
+        check_length(st, cl);
+    if (st->decided && st->announced)
+        st->resp.close = 1;
 }
 
 /* Appends an upload chunk within the route's bound; past it, the rest is read and dropped so the
@@ -731,7 +1004,8 @@ static int append_body(req_state *st, const char *data, size_t len)
     return dynbuf_append(&st->body, data, len) == DYNBUF_OK ? 0 : -1;
 }
 
-/* Last call, the whole body read (the key was checked in begin): runs the handler. */
+/* The whole body read and the key checked: runs the handler (on a handler thread, or inline for
+ * ROUTE_INLINE and the 413). */
 static void dispatch(req_state *st)
 {
     assert(st->rt && !st->decided); /* early answers never reach a handler */
@@ -754,22 +1028,61 @@ static void dispatch(req_state *st)
     st->rt->fn(q, r);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload_data,
-                                  size_t *upload_data_size, void **ctx)
+/* A request's blocking step on a handler thread: the key check or the handler.  Its last act
+ * resumes the connection: MHD then calls on_request again, which queues the answer. */
+static void req_job(job *j)
 {
-    (void)version;
-    http_server *s = cls;
-    req_state *st = *ctx;
-    if (!st) {
-        track_set(s, c, CONN_BUSY, 0); /* the head is complete */
-        st = begin(s, c, url, method);
-        if (!st)
-            return MHD_NO;
-        *ctx = st;
-        if (st->decided)
-            return queue(c, st); /* answered before reading the body */
-        return MHD_YES;
+    req_state *st = (req_state *)j;
+    trace_request_attach(&st->tctx);
+    if (st->job_kind == JOB_AUTH) {
+        check_key(st);
+        /* No body to wait for: run the handler now, on this thread, and save a second hand-off
+         * (MHD's repeated first call queues the answer). */
+        if (!st->decided && !st->announced) {
+            dispatch(st);
+            st->ran = 1;
+        }
+    } else {
+        dispatch(st);
+        st->ran = 1;
+    }
+    trace_request_detach(&st->tctx);
+    struct MHD_Connection *c = st->req.conn;
+    st->job_done = st->job_kind;
+    MHD_resume_connection(c); /* st may be gone after this */
+}
+
+/* Suspends c and hands st's next step (kind) to a handler thread, the trace context with it.
+ * From here the event thread must not touch st until MHD calls on_request again.  When no
+ * thread can take it (stopping, out of threads) the answer is a 503 and the connection resumes
+ * at once. */
+static void hand_off(req_state *st, struct MHD_Connection *c, int kind)
+{
+    trace_request_detach(&st->tctx);
+    st->job_kind = kind;
+    st->job_done = JOB_NONE;
+    st->j.run = req_job;
+    MHD_suspend_connection(c); /* before the job can resume it */
+    if (job_submit(st->srv, &st->j) == 0)
+        return;
+    http_unavailable(&st->resp, "the server is shutting down or out of threads");
+    st->resp.close = 1;
+    st->decided = 1;
+    st->job_done = kind;
+    MHD_resume_connection(c);
+}
+
+/* One step of a request on the event thread, its trace context attached by the caller; sets
+ * *handed when st went to a handler thread (its context with it). */
+static enum MHD_Result step(req_state *st, struct MHD_Connection *c, const char *upload_data,
+                            size_t *upload_data_size, int *handed)
+{
+    int done = st->job_done;
+    st->job_done = JOB_NONE;
+    if (done == JOB_AUTH) {
+        /* MHD's first call again, after the key check (and, without a body, the handler):
+         * answer now, or let the body come. */
+        return (st->decided || st->ran) && !st->queued ? queue(c, st) : MHD_YES;
     }
     if (*upload_data_size) {
         if (append_body(st, upload_data, *upload_data_size) != 0)
@@ -777,11 +1090,48 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (st->decided)
-        return MHD_YES; /* already queued */
-    dispatch(st);
-    st->decided = 1;
-    return queue(c, st);
+    if (st->queued)
+        return MHD_YES; /* answered early; MHD discarded the body */
+    if (st->ran || st->decided)
+        return queue(c, st); /* the handler thread's answer, or a refused hand-off */
+    if ((st->rt->flags & ROUTE_INLINE) || st->too_large) {
+        dispatch(st); /* never blocks: an inline route, or the 413 */
+        st->ran = 1;
+        return queue(c, st);
+    }
+    hand_off(st, c, JOB_HANDLER);
+    *handed = 1;
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **ctx)
+{
+    (void)version;
+    http_server *s = cls;
+    req_state *st = *ctx;
+    enum MHD_Result rc = MHD_YES;
+    int handed = 0;
+    if (!st) {
+        track_set(c, CONN_BUSY, 0); /* the head is complete */
+        st = begin(s, c, url, method);
+        if (!st)
+            return MHD_NO;
+        *ctx = st;
+        if (st->decided) {
+            rc = queue(c, st); /* answered before reading the body */
+        } else if (st->rt->scope != SCOPE_NONE) {
+            hand_off(st, c, JOB_AUTH);
+            handed = 1;
+        }
+    } else {
+        trace_request_attach(&st->tctx);
+        rc = step(st, c, upload_data, upload_data_size, &handed);
+    }
+    if (!handed)
+        trace_request_detach(&st->tctx); /* the event thread serves other connections next */
+    return rc;
 }
 
 /* The request's log line and metrics, once its response is sent (or the connection dropped).
@@ -792,30 +1142,38 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
     http_server *s = cls;
     /* A second after MHD's own idle timer would fire: a quiet connection is closed by MHD as
      * usual, only one that trickles bytes without finishing a request line reaches this. */
-    track_set(s, c, CONN_IDLE, clock_now_ms() + ((int64_t)s->app->cfg->conn_timeout_s + 1) * 1000);
+    track_set(c, CONN_IDLE, clock_now_ms() + ((int64_t)s->app->cfg->conn_timeout_s + 1) * 1000);
     req_state *st = *ctx;
     if (!st)
         return;
     *ctx = NULL;
+    trace_request_attach(&st->tctx);
     int64_t duration_us = clock_now_us() - st->req.start_us;
     metrics_observe_request(st->rt ? (int)(st->rt - s->setup.routes) : -1, st->req.method,
                             st->resp.status, duration_us);
-    logline l;
-    logline_begin(&l, "info", "request");
-    /* The method is the client's text up to the first space, quotes included. */
-    logline_str(&l, "method", st->req.method);
-    logline_str(&l, "path", st->req.path);
-    logline_i64(&l, "status", st->resp.status);
-    logline_i64(&l, "duration_us", duration_us);
-    logline_str(&l, "request_id", st->req.request_id);
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        logline_bool(&l, "aborted", 1);
-    logline_end(&l);
+    /* Probes and scrapes may stay out of the access log (VIGIL_ACCESS_LOG_PROBES=0); their
+     * failures never do. */
+    int quiet = !s->app->cfg->access_log_probes && st->rt && (st->rt->flags & ROUTE_PROBE) &&
+                st->resp.status < 400 && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    if (!quiet) {
+        logline l;
+        logline_begin(&l, "info", "request");
+        /* The method is the client's text up to the first space, quotes included. */
+        logline_str(&l, "method", st->req.method);
+        logline_str(&l, "path", st->req.path);
+        logline_i64(&l, "status", st->resp.status);
+        logline_i64(&l, "duration_us", duration_us);
+        logline_str(&l, "request_id", st->req.request_id);
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            logline_bool(&l, "aborted", 1);
+        logline_end(&l);
+    }
     trace_request_end(st->req.method, st->rt ? st->rt->pattern : NULL, st->req.path,
                       st->req.request_id, st->resp.status);
     dynbuf_free(&st->body);
     resp_drop_stream(&st->resp);
-    free(st->resp.body);
+    if (!st->resp.body_static)
+        free(st->resp.body);
     free(st);
     atomic_fetch_sub(&s->inflight, 1);
 }
@@ -868,6 +1226,10 @@ static void server_free(http_server *s)
         pthread_join(s->reaper, NULL);
     }
     assert(!s->conns); /* MHD_stop_daemon closed (and unlisted) every connection */
+    job_stop(s);       /* none left when the daemon ran; joins nothing otherwise */
+    pthread_cond_destroy(&s->jgone);
+    pthread_cond_destroy(&s->jwork);
+    pthread_mutex_destroy(&s->jmu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->log_mu);
@@ -886,6 +1248,12 @@ http_server *http_start(const app *a, const http_setup *setup, char *err, size_t
     s->setup = *setup;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->log_mu, NULL);
+    pthread_mutex_init(&s->jmu, NULL);
+    pthread_cond_init(&s->jwork, NULL);
+    pthread_cond_init(&s->jgone, NULL);
+    unsigned max = (unsigned)a->cfg->max_connections;
+    unsigned hard = max + REFUSE_SLOTS(max);
+    s->jcap = (int)hard; /* at most one step per connection runs at a time */
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -903,16 +1271,19 @@ http_server *http_start(const app *a, const http_setup *setup, char *err, size_t
         return NULL;
     }
     s->reaper_running = 1;
-    s->daemon =
-        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO_INTERNAL_THREAD |
-                             MHD_USE_ITC | MHD_USE_ERROR_LOG,
-                         0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
-                         (unsigned)a->cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                         (unsigned)a->cfg->max_conns_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)a->cfg->conn_timeout_s, MHD_OPTION_NOTIFY_CONNECTION,
-                         on_connection, s, MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    /* Event threads on epoll (libmicrohttpd's thread pool; one thread: no pool), suspend/resume
+     * for the hand-offs.  The connection limit is split evenly between the event threads; one at
+     * its share stops accepting and leaves new connections in the listen backlog. */
+    s->daemon = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(a->cfg->http_threads > 1 ? a->cfg->http_threads : 0),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_CONNECTION_LIMIT, hard,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)a->cfg->max_conns_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)a->cfg->conn_timeout_s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_URI_LOG_CALLBACK,
+        on_request_line, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%d (address in use or not permitted)",
                  a->cfg->http_host, a->cfg->http_port);
@@ -936,6 +1307,9 @@ int http_stop(http_server *s)
         nanosleep(&ts, NULL);
     }
     int left = atomic_load(&s->inflight);
+    /* No connection may be suspended when the daemon stops: let the handler threads finish
+     * (each step is bounded by its request's deadline) and refuse new hand-offs (503). */
+    job_stop(s);
     MHD_stop_daemon(s->daemon);
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd);

@@ -1,11 +1,15 @@
-/* http.h - the HTTP layer of vigil-api: libmicrohttpd in thread-per-connection mode, request
- * bodies with hard limits, problem+json errors, request ids, one JSON log line per request,
- * authentication and scope checks on the request head (before any body byte is read), a deadline
- * for the request head, a per-address connection limit, and graceful drain.
+/* http.h - the HTTP layer of vigil-api: libmicrohttpd on epoll event threads with handler threads
+ * for everything that may block (see http.c), request bodies with hard limits, problem+json errors,
+ * request ids, one JSON log line per request, authentication and scope checks on the request head
+ * (before any body byte is read), a deadline for the request head, a per-address connection limit,
+ * and graceful drain.
  *
  * Owns: http_req (one per request, freed in MHD's completion callback), http_resp (what a handler
- * fills), the daemon.  Handlers run on the connection's own thread and may block, bounded by the
- * request deadline (req->deadline_ms) that every pool wait and query honours.
+ * fills), the daemon.  Handlers run on a handler thread of their own (one per request being
+ * handled, as under thread-per-request) and may block, bounded by the request deadline
+ * (req->deadline_ms) that every pool wait and query honours; only ROUTE_INLINE handlers run on
+ * an event thread and must never block.  A request's steps (key check, handler, stream blocks)
+ * run one at a time, each on one thread, with the request's trace context attached.
  *
  * Knows no resource: the route table and the authentication check are handed to http_start by
  * main (http_setup), so this layer builds and runs with any table (tests/unit/test_http.c). */
@@ -46,12 +50,14 @@ typedef struct http_req {
 
 /* A streamed body's producer (http_stream): writes at most max bytes into buf and returns how
  * many (> 0), 0 at the end of the body, or -1 to abort the connection (the client sees a truncated
- * chunked body).  Runs on the connection's thread after the handler returned, once per block. */
+ * chunked body).  Runs on a handler thread after the handler returned, once per block (it may
+ * block, bounded by the request's deadline). */
 typedef long (*http_stream_fn)(void *ctx, char *buf, size_t max);
 
 typedef struct http_resp {
     int status;
-    char *body; /* malloc'd; NULL for an empty body */
+    char *body;      /* malloc'd (static when body_static); NULL for an empty body */
+    int body_static; /* set by http_static: body is never freed or copied */
     size_t body_len;
     const char *content_type; /* static string */
     char location[256];
@@ -83,6 +89,9 @@ typedef struct http_setup {
  * deletes it.  On allocation failure they fall back to a bodiless 500. */
 void http_json(http_resp *resp, int status, struct cJSON *obj);
 void http_raw(http_resp *resp, int status, const char *content_type, char *body_take, size_t len);
+/* A body that outlives the server (a string literal): sent without a copy. */
+void http_static(http_resp *resp, int status, const char *content_type, const char *body,
+                 size_t len);
 /* RFC 9457 problem: type "https://vigil.dev/problems/<code>", title, status, detail, code, and
  * field when non-NULL.  detail is printf-style. */
 void http_problem(http_resp *resp, int status, const char *code, const char *field,

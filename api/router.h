@@ -15,10 +15,17 @@ struct http_resp;
 
 #define ROUTER_MAX_PARAMS 4
 
-/* A resource handler: runs on the connection's thread, fills the response (see http.h). */
+/* A resource handler: runs on a handler thread (or, for ROUTE_INLINE, on the HTTP layer's event
+ * thread), fills the response (see http.h). */
 typedef void (*route_handler)(struct http_req *req, struct http_resp *resp);
 
 enum route_body { BODY_NONE = 0, BODY_JSON, BODY_MODEL, BODY_PREDICT };
+
+/* Route flags.  ROUTE_INLINE: the handler never blocks (no lock held long, no I/O, no pool wait),
+ * so the HTTP layer runs it on its event thread instead of handing it to a handler thread: for
+ * /health, which load balancers call thousands of times a second.  ROUTE_PROBE: a probe or a
+ * scrape (/health, /ready, /metrics), left out of the access log when VIGIL_ACCESS_LOG_PROBES=0. */
+enum route_flag { ROUTE_INLINE = 1, ROUTE_PROBE = 2 };
 
 typedef struct route {
     const char *method;
@@ -26,6 +33,7 @@ typedef struct route {
     route_handler fn;
     unsigned scope; /* 0 (SCOPE_NONE): public; otherwise the scope a key needs (http.h) */
     int body;       /* enum route_body: which size limit applies */
+    unsigned flags; /* ROUTE_* bits; 0 when omitted */
 } route;
 
 #define ROUTER_MAX_SEGMENTS 16

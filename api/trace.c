@@ -40,15 +40,8 @@ static struct tracer {
     struct curl_slist *hdrs;
 } T;
 
-/* The current request of this thread (http.c's connection thread). */
-typedef struct req_ctx {
-    int on;
-    int sampled;
-    int has_parent;
-    uint8_t trace_id[16], span_id[8], parent_id[8];
-    int64_t start_ns;
-    char state[TCTX_STATE_MAX + 1];
-} req_ctx;
+/* The current request of this thread (the thread http.c runs the request's step on). */
+typedef trace_request_ctx req_ctx;
 static _Thread_local req_ctx tls;
 
 int64_t trace_now_ns(void)
@@ -204,6 +197,30 @@ void trace_request_begin(const char *traceparent, const char *tracestate)
     tls.sampled = tctx_sample(&T.cfg.sampler, tls.has_parent ? &p : NULL, tls.trace_id);
     tls.start_ns = trace_now_ns();
     tls.on = 1;
+    logline_trace_set(tls.trace_id, tls.span_id);
+}
+
+void trace_request_detach(trace_request_ctx *out)
+{
+    if (!tls.on) {
+        out->on = 0; /* tracing off: one store, no copy */
+        return;
+    }
+    *out = tls;
+    tls.on = 0;
+    logline_trace_clear();
+}
+
+void trace_request_attach(const trace_request_ctx *in)
+{
+    if (!in->on) {
+        if (tls.on) {
+            tls.on = 0;
+            logline_trace_clear();
+        }
+        return;
+    }
+    tls = *in;
     logline_trace_set(tls.trace_id, tls.span_id);
 }
 

@@ -4,10 +4,11 @@
  *
  * Owns: the process's one tracer (configuration from the standard OTEL_* variables, the span ring,
  * the exporter thread and its libcurl handle), like OpenTelemetry's global TracerProvider, and
- * each thread's current request context.  The context is thread-local because a request runs on
- * its connection's thread from head to completion (libmicrohttpd thread-per-connection): the
- * database and worker clients find it there, as OpenTelemetry's implicit Context works, instead
- * of every db_/hpc_ call taking one more parameter.  Threads without a request (start-up,
+ * each thread's current request context.  The context is thread-local because each step of a
+ * request runs on one thread at a time (http.c attaches it on the thread that runs the step and
+ * detaches it after: trace_request_attach/detach): the database and worker clients find it there,
+ * as OpenTelemetry's implicit Context works, instead of every db_/hpc_ call taking one more
+ * parameter.  Threads without a request (start-up,
  * canceller, health checks' helper) have no context and make no spans.
  *
  * Off unless an endpoint is set (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or
@@ -63,6 +64,21 @@ int trace_enabled(void);
  * tracestate header values (either may be NULL; an invalid traceparent starts a new trace, never
  * an error), decides sampling, and sets the thread's log-line ids. */
 void trace_request_begin(const char *traceparent, const char *tracestate);
+/* A request's context while it is between threads: http.c runs a request's steps on its event
+ * thread and on a handler thread, one at a time, and carries the context across.  Opaque. */
+typedef struct trace_request_ctx {
+    int on;
+    int sampled;
+    int has_parent;
+    uint8_t trace_id[16], span_id[8], parent_id[8];
+    int64_t start_ns;
+    char state[TCTX_STATE_MAX + 1];
+} trace_request_ctx;
+/* Moves this thread's request context into *out (the thread is left without one, its log-line
+ * ids cleared).  Costs one store when tracing is off. */
+void trace_request_detach(trace_request_ctx *out);
+/* Makes *in (from trace_request_detach) this thread's request context, with its log-line ids. */
+void trace_request_attach(const trace_request_ctx *in);
 /* The traceparent naming this request's server span ("00-<trace>-<span>-<flags>") into
  * out[TCTX_TRACEPARENT_LEN + 1], for the response header.  Returns 0 when there is no context. */
 int trace_request_traceparent(char *out);

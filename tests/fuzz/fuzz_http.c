@@ -109,10 +109,10 @@ static int fake_auth(http_req *q, http_resp *r, unsigned scope)
 }
 
 static const route g_routes[] = {
-    {"GET", "/ping/{x}", h_ping, SCOPE_NONE, BODY_NONE},
-    {"POST", "/echo", h_echo, SCOPE_WRITE, BODY_JSON},
-    {"PATCH", "/echo/{id}", h_echo, SCOPE_READ, BODY_JSON},
-    {"POST", "/models", h_model, SCOPE_ADMIN, BODY_MODEL},
+    {"GET", "/ping/{x}", h_ping, SCOPE_NONE, BODY_NONE, 0},
+    {"POST", "/echo", h_echo, SCOPE_WRITE, BODY_JSON, 0},
+    {"PATCH", "/echo/{id}", h_echo, SCOPE_READ, BODY_JSON, 0},
+    {"POST", "/models", h_model, SCOPE_ADMIN, BODY_MODEL, 0},
 };
 
 static int free_port(void)

@@ -293,9 +293,9 @@ static int fake_auth(http_req *q, http_resp *r, unsigned scope)
 }
 
 static const route tiny[] = {
-    {"GET", "/ping/{x}", h_ping, SCOPE_NONE, BODY_NONE},
-    {"GET", "/secret", h_secret, SCOPE_READ, BODY_NONE},
-    {"POST", "/secret", h_secret, SCOPE_WRITE, BODY_JSON},
+    {"GET", "/ping/{x}", h_ping, SCOPE_NONE, BODY_NONE, 0},
+    {"GET", "/secret", h_secret, SCOPE_READ, BODY_NONE, 0},
+    {"POST", "/secret", h_secret, SCOPE_WRITE, BODY_JSON, 0},
 };
 
 static int free_port(void)
@@ -433,6 +433,129 @@ START_TEST(http_serves_a_table_it_is_given)
 }
 END_TEST
 
+/* ---- blocking handlers on one event thread ----------------------------------------------------
+ * VIGIL_HTTP_THREADS=1: SLOW_N requests sit in a handler that blocks until released (as a
+ * transaction holding a database connection does), and a streamed body's producer blocks between
+ * two blocks; meanwhile an inline route, another handler and the rest of the stream are served:
+ * the event thread never waits for a handler, and every blocked request has a thread of its own
+ * (all SLOW_N are inside the handler at once).  The waits below are hang guards, not timings. */
+
+#define SLOW_N 8
+static atomic_int slow_inside, slow_release, stream_release;
+
+static int wait_flag(atomic_int *v, int want)
+{
+    for (int i = 0; i < 2000 && atomic_load(v) < want; i++)
+        usleep(5000);
+    return atomic_load(v) >= want;
+}
+
+static void h_slow(http_req *q, http_resp *r)
+{
+    (void)q;
+    atomic_fetch_add(&slow_inside, 1);
+    wait_flag(&slow_release, 1);
+    http_raw(r, 200, "text/plain", strdup("slow"), 4);
+}
+
+static void h_fast(http_req *q, http_resp *r)
+{
+    (void)q;
+    http_static(r, 200, "text/plain", "fast", 4);
+}
+
+static long stream_next(void *ctx, char *buf, size_t max)
+{
+    int *step = ctx;
+    (void)max;
+    if (*step == 2)
+        return 0;
+    if (*step == 1)
+        wait_flag(&stream_release, 1); /* the producer blocks between its two blocks */
+    buf[0] = *step ? 'b' : 'a';
+    (*step)++;
+    return 1;
+}
+
+static void h_stream(http_req *q, http_resp *r)
+{
+    (void)q;
+    int *step = calloc(1, sizeof *step);
+    http_stream(r, 200, "text/plain", stream_next, step, free);
+}
+
+static const route blocking[] = {
+    {"GET", "/slow", h_slow, SCOPE_NONE, BODY_NONE, 0},
+    {"GET", "/fast", h_fast, SCOPE_NONE, BODY_NONE, ROUTE_INLINE},
+    {"GET", "/ping/{x}", h_ping, SCOPE_NONE, BODY_NONE, 0},
+    {"GET", "/stream", h_stream, SCOPE_NONE, BODY_NONE, 0},
+};
+
+typedef struct bg_req {
+    int port;
+    const char *raw;
+    int status;
+    char body[256];
+} bg_req;
+
+static void *bg_request(void *arg)
+{
+    bg_req *b = arg;
+    b->status = request(b->port, b->raw, b->body, sizeof b->body);
+    return NULL;
+}
+
+START_TEST(slow_handlers_never_block_the_event_thread)
+{
+    static cfg c;
+    char err[256], body[4096];
+    ck_assert_int_eq(cfg_load(&c, 0, err, sizeof err), 0);
+    c.http_port = free_port();
+    c.http_threads = 1;
+    app a = {.cfg = &c};
+    http_setup setup = {blocking, sizeof blocking / sizeof blocking[0], NULL};
+    capture_begin();
+    http_server *s = http_start(&a, &setup, err, sizeof err);
+    ck_assert_msg(s != NULL, "%s", err);
+
+    static bg_req slow[SLOW_N], stream;
+    pthread_t th[SLOW_N], st;
+    for (int i = 0; i < SLOW_N; i++) {
+        slow[i] = (bg_req){.port = c.http_port, .raw = "GET /slow HTTP/1.0\r\n\r\n"};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, bg_request, &slow[i]), 0);
+    }
+    ck_assert_msg(wait_flag(&slow_inside, SLOW_N), "only %d of %d slow requests got a thread",
+                  atomic_load(&slow_inside), SLOW_N);
+    stream = (bg_req){.port = c.http_port,
+                      .raw = "GET /stream HTTP/1.1\r\nHost: x\r\n"
+                             "Connection: close\r\n\r\n"};
+    ck_assert_int_eq(pthread_create(&st, NULL, bg_request, &stream), 0);
+
+    /* Every slow handler is blocked and the stream's producer will block: still served. */
+    ck_assert_int_eq(request(c.http_port, "GET /fast HTTP/1.0\r\n\r\n", body, sizeof body), 200);
+    ck_assert_str_eq(body, "fast");
+    ck_assert_int_eq(request(c.http_port, "GET /ping/z HTTP/1.0\r\n\r\n", body, sizeof body), 200);
+    ck_assert_str_eq(body, "{\"pong\":\"z\"}");
+    ck_assert_int_eq(atomic_load(&slow_inside), SLOW_N);
+
+    atomic_store(&stream_release, 1);
+    pthread_join(st, NULL);
+    ck_assert_int_eq(stream.status, 200);
+    ck_assert_ptr_nonnull(strstr(stream.body, "\r\na\r\n")); /* chunk "a" ... */
+    ck_assert_ptr_nonnull(strstr(stream.body, "\r\nb\r\n")); /* ... chunk "b" ... */
+    ck_assert_ptr_nonnull(strstr(stream.body, "\r\n0\r\n")); /* ... and the last chunk */
+
+    atomic_store(&slow_release, 1);
+    for (int i = 0; i < SLOW_N; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(slow[i].status, 200);
+        ck_assert_str_eq(slow[i].body, "slow");
+    }
+    ck_assert_int_eq(http_stop(s), 0);
+    free(capture_end());
+}
+END_TEST
+
 /* The database pool: a server that cannot be reached is DB_DOWN, never a hang, and the pool
  * counts stay right (the slot is given back). */
 START_TEST(db_pool_unreachable)
@@ -463,6 +586,7 @@ static Suite *floors_suite(void)
     tcase_add_test(tc, pool_wait);
     tcase_add_test(tc, hpc_call_timeout_bounds_the_call);
     tcase_add_test(tc, http_serves_a_table_it_is_given);
+    tcase_add_test(tc, slow_handlers_never_block_the_event_thread);
     tcase_add_test(tc, db_pool_unreachable);
     suite_add_tcase(s, tc);
     return s;

@@ -44,13 +44,13 @@ static void h_f(http_req *q, http_resp *r)
 }
 
 static const route local[] = {
-    {"GET", "/", h_a, SCOPE_NONE, BODY_NONE},
-    {"GET", "/things", h_b, SCOPE_READ, BODY_NONE},
-    {"POST", "/things", h_c, SCOPE_WRITE, BODY_JSON},
-    {"GET", "/things/{id}", h_d, SCOPE_READ, BODY_NONE},
-    {"DELETE", "/things/{id}", h_e, SCOPE_WRITE, BODY_NONE},
-    {"PUT", "/things/{id}/parts/{part}", h_f, SCOPE_WRITE, BODY_JSON},
-    {"GET", "/things/special", h_a, SCOPE_NONE, BODY_NONE}, /* shadowed by {id} for GET */
+    {"GET", "/", h_a, SCOPE_NONE, BODY_NONE, 0},
+    {"GET", "/things", h_b, SCOPE_READ, BODY_NONE, 0},
+    {"POST", "/things", h_c, SCOPE_WRITE, BODY_JSON, 0},
+    {"GET", "/things/{id}", h_d, SCOPE_READ, BODY_NONE, 0},
+    {"DELETE", "/things/{id}", h_e, SCOPE_WRITE, BODY_NONE, 0},
+    {"PUT", "/things/{id}/parts/{part}", h_f, SCOPE_WRITE, BODY_JSON, 0},
+    {"GET", "/things/special", h_a, SCOPE_NONE, BODY_NONE, 0}, /* shadowed by {id} for GET */
 };
 #define NLOCAL (sizeof local / sizeof local[0])
 
@@ -178,8 +178,8 @@ START_TEST(segment_limit_n_and_n_plus_1)
 {
     ck_assert_int_eq(ROUTER_MAX_SEGMENTS, 16);
     const route deep[] = {
-        {"GET", "/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/{x}", h_a, SCOPE_NONE, BODY_NONE},
-        {"GET", "/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/{x}", h_b, SCOPE_NONE, BODY_NONE},
+        {"GET", "/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/{x}", h_a, SCOPE_NONE, BODY_NONE, 0},
+        {"GET", "/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/{x}", h_b, SCOPE_NONE, BODY_NONE, 0},
     };
     match m;
     ck_assert_ptr_eq(run(deep, 2, "GET", "/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/z", &m), &deep[0]);
@@ -196,8 +196,8 @@ START_TEST(param_limit)
 {
     ck_assert_int_eq(HTTP_MAX_PARAMS, 4);
     const route t[] = {
-        {"GET", "/{a}/{b}/{c}/{d}", h_a, SCOPE_NONE, BODY_NONE},
-        {"GET", "/{a}/{b}/{c}/{d}/{e}", h_b, SCOPE_NONE, BODY_NONE},
+        {"GET", "/{a}/{b}/{c}/{d}", h_a, SCOPE_NONE, BODY_NONE, 0},
+        {"GET", "/{a}/{b}/{c}/{d}/{e}", h_b, SCOPE_NONE, BODY_NONE, 0},
     };
     match m;
     ck_assert_ptr_eq(run(t, 2, "GET", "/1/2/3/4", &m), &t[0]);
@@ -212,9 +212,11 @@ END_TEST
 START_TEST(allow_buffer_bounded)
 {
     const route t[] = {
-        {"GET", "/x", h_a, SCOPE_NONE, BODY_NONE},    {"POST", "/x", h_a, SCOPE_NONE, BODY_NONE},
-        {"PUT", "/x", h_a, SCOPE_NONE, BODY_NONE},    {"PATCH", "/x", h_a, SCOPE_NONE, BODY_NONE},
-        {"DELETE", "/x", h_a, SCOPE_NONE, BODY_NONE},
+        {"GET", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
+        {"POST", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
+        {"PUT", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
+        {"PATCH", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
+        {"DELETE", "/x", h_a, SCOPE_NONE, BODY_NONE, 0},
     };
     char path[8] = "/x", allow[12];
     const char *params[HTTP_MAX_PARAMS];

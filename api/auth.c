@@ -176,28 +176,53 @@ static int lookup_key(http_req *req, http_resp *resp, const char *hex)
     return 0;
 }
 
-int auth_authenticate(http_req *req, http_resp *resp, unsigned scope)
+/* The Bearer key's SHA-256 (hex) into hex.  Returns 0, or -1 with a 401 (no or malformed
+ * header: no key to look up). */
+static int bearer_hash(http_req *req, http_resp *resp, char hex[65])
 {
-    assert(req && resp && scope != SCOPE_NONE); /* public routes never get here */
     const char *h = http_header(req, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) == 0 || strlen(h + 7) > 256) {
         http_problem(resp, 401, "unauthorized", NULL,
                      "missing or malformed 'Authorization: Bearer <key>' header");
         return -1;
     }
-    char hex[65];
     hash_key(h + 7, hex);
+    return 0;
+}
+
+/* 0 when req's key (already known) grants scope, else -1 with a 403. */
+static int scope_check(http_req *req, http_resp *resp, unsigned scope)
+{
+    if ((req->key_scopes & scope) == scope)
+        return 0;
+    http_problem(resp, 403, "forbidden", NULL, "this API key lacks the '%s' scope",
+                 scope == SCOPE_ADMIN   ? "admin"
+                 : scope == SCOPE_WRITE ? "write"
+                                        : "read");
+    return -1;
+}
+
+int auth_authenticate(http_req *req, http_resp *resp, unsigned scope)
+{
+    assert(req && resp && scope != SCOPE_NONE); /* public routes never get here */
+    char hex[65];
+    if (bearer_hash(req, resp, hex) != 0)
+        return -1;
     if (!cache_get(req->app->keys, hex, req->key_id, &req->key_scopes) &&
         lookup_key(req, resp, hex) != 0)
         return -1;
-    if ((req->key_scopes & scope) != scope) {
-        http_problem(resp, 403, "forbidden", NULL, "this API key lacks the '%s' scope",
-                     scope == SCOPE_ADMIN   ? "admin"
-                     : scope == SCOPE_WRITE ? "write"
-                                            : "read");
+    return scope_check(req, resp, scope);
+}
+
+int auth_authenticate_cached(http_req *req, http_resp *resp, unsigned scope)
+{
+    assert(req && resp && scope != SCOPE_NONE);
+    char hex[65];
+    if (bearer_hash(req, resp, hex) != 0)
         return -1;
-    }
-    return 0;
+    if (!cache_get(req->app->keys, hex, req->key_id, &req->key_scopes))
+        return 1;
+    return scope_check(req, resp, scope);
 }
 
 /* Runs one statement on a fresh pooled connection for the CLI paths.  *res as db_query. */

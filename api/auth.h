@@ -31,6 +31,12 @@ typedef struct auth_cache auth_cache;
 auth_cache *auth_cache_create(int ttl_ms);
 void auth_cache_destroy(auth_cache *c);
 
+/* auth_authenticate without the database: the same answer when the header is malformed (401) or
+ * the key is in the cache (0, or 403 for a missing scope); 1 when only the database can say.
+ * Never blocks: the HTTP layer calls it on its event thread and hands the request to a handler
+ * thread for auth_authenticate only when it answers 1. */
+int auth_authenticate_cached(http_req *req, http_resp *resp, unsigned scope);
+
 /* "read,write" -> SCOPE_* bits.  Returns 0 or -1 on an unknown or empty scope list. */
 int auth_parse_scopes(const char *csv, unsigned *out);
 

@@ -683,6 +683,9 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         pthread_mutex_lock(&s->mu);
         t->admitted = s->admitted < s->app->cfg->max_connections;
         s->admitted += t->admitted;
+        metrics_set_http_connections(s->admitted);
+        if (!t->admitted)
+            metrics_observe_http_refused();
         int head_s = s->app->cfg->header_timeout_s;
         if (!t->admitted && head_s > REFUSE_HEAD_S)
             head_s = REFUSE_HEAD_S;
@@ -700,6 +703,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         return;
     pthread_mutex_lock(&s->mu);
     s->admitted -= t->admitted;
+    metrics_set_http_connections(s->admitted);
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -1028,6 +1032,30 @@ static void dispatch(req_state *st)
     st->rt->fn(q, r);
 }
 
+/* The key check without blocking (a cached key, or an answer that needs no database): 1 when it
+ * settled the check (st->decided when it refused, Content-Length checked when it accepted), 0
+ * when the blocking check must run on a handler thread. */
+static int key_known(req_state *st)
+{
+    http_auth_try_fn try = st->srv->setup.authenticate_try;
+    if (!try || !st->srv->setup.authenticate)
+        return 0;
+    int rc = try(&st->req, &st->resp, st->rt->scope);
+    if (rc > 0)
+        return 0;
+    if (rc < 0) {
+        st->decided = 1;
+    } else {
+        const char *cl =
+            MHD_lookup_connection_value(st->req.conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl)
+            check_length(st, cl);
+    }
+    if (st->decided && st->announced)
+        st->resp.close = 1;
+    return 1;
+}
+
 /* A request's blocking step on a handler thread: the key check or the handler.  Its last act
  * resumes the connection: MHD then calls on_request again, which queues the answer. */
 static void req_job(job *j)
@@ -1119,11 +1147,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!st)
             return MHD_NO;
         *ctx = st;
-        if (st->decided) {
-            rc = queue(c, st); /* answered before reading the body */
-        } else if (st->rt->scope != SCOPE_NONE) {
+        if (!st->decided && st->rt->scope != SCOPE_NONE && !key_known(st)) {
             hand_off(st, c, JOB_AUTH);
             handed = 1;
+        } else if (st->decided) {
+            rc = queue(c, st); /* answered before reading the body */
         }
     } else {
         trace_request_attach(&st->tctx);

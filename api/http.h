@@ -77,12 +77,18 @@ typedef void (*http_handler)(http_req *req, http_resp *resp); /* = route_handler
  * then.  May block, bounded by req->deadline_ms. */
 typedef int (*http_auth_fn)(http_req *req, http_resp *resp, unsigned scope);
 
+/* The non-blocking first try of a key check: 0 or -1 as http_auth_fn, or 1 when it cannot tell
+ * without blocking (then http_auth_fn decides, on a handler thread). */
+typedef int (*http_auth_try_fn)(http_req *req, http_resp *resp, unsigned scope);
+
 /* What the HTTP layer is given at start-up.  routes must outlive the server; authenticate is
- * called for every route whose scope is not SCOPE_NONE (NULL: such routes answer 401). */
+ * called for every route whose scope is not SCOPE_NONE (NULL: such routes answer 401), after
+ * authenticate_try (may be NULL) on the event thread, when that answered 1. */
 typedef struct http_setup {
     const route *routes;
     size_t nroutes;
     http_auth_fn authenticate;
+    http_auth_try_fn authenticate_try;
 } http_setup;
 
 /* Response helpers.  They replace whatever body resp had.  http_json takes ownership of obj and

@@ -204,7 +204,8 @@ static int serve(app *a, cfg *c)
         trace_start(&tc, VIGIL_VERSION, err, sizeof err))
         die(err);
     /* The HTTP layer gets the route table and the key check from here: it knows no resource. */
-    const http_setup setup = {routes_table, routes_count, auth_authenticate};
+    const http_setup setup = {routes_table, routes_count, auth_authenticate,
+                              auth_authenticate_cached};
     http_server *srv = http_start(a, &setup, err, sizeof err);
     if (!srv)
         die(err);

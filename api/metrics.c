@@ -78,6 +78,8 @@ typedef struct wh_cell {
 static wh_cell wh_attempts[WH_NRESULTS];
 static wh_cell wh_latency;
 static _Atomic int64_t wh_pending;
+static _Atomic int64_t http_admitted; /* connections within VIGIL_MAX_CONNECTIONS (http.c) */
+static counter http_refused;          /* connections answered 503 over the limit */
 
 static void add(counter *c, uint64_t v)
 {
@@ -251,8 +253,26 @@ static void status_label(size_t s, char *out, size_t cap)
         snprintf(out, cap, "%d", statuses[s]);
 }
 
+void metrics_set_http_connections(int64_t admitted)
+{
+    atomic_store_explicit(&http_admitted, admitted, memory_order_relaxed);
+}
+
+void metrics_observe_http_refused(void)
+{
+    add(&http_refused, 1);
+}
+
 void metrics_write_http(dynbuf *b, const route *routes, size_t nroutes_all)
 {
+    metrics_family(b, "vigil_http_connections", "gauge",
+                   "Open HTTP connections within VIGIL_MAX_CONNECTIONS.");
+    dynbuf_printf(b, "vigil_http_connections %lld\n",
+                  (long long)atomic_load_explicit(&http_admitted, memory_order_relaxed));
+    metrics_family(b, "vigil_http_connections_refused_total", "counter",
+                   "Connections over VIGIL_MAX_CONNECTIONS, answered 503 and closed.");
+    dynbuf_printf(b, "vigil_http_connections_refused_total %llu\n",
+                  (unsigned long long)get(&http_refused));
     char rlabel[ROUTER_MAX_PATH * 2], st[16], labels[ROUTER_MAX_PATH * 2 + 64];
     const char *method;
     size_t nroutes = nroutes_all < METRICS_MAX_ROUTES ? nroutes_all : METRICS_MAX_ROUTES;

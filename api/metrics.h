@@ -55,6 +55,9 @@ enum metrics_webhook_result { METRICS_WH_DELIVERED, METRICS_WH_RETRYING, METRICS
 void metrics_observe_webhook(int result, int64_t attempt_us, int64_t latency_us);
 /* The number of pending webhook deliveries in the database, as last counted.  Thread-safe. */
 void metrics_set_webhook_pending(int64_t n);
+/* The HTTP layer's connection count within the limit, and one refusal over it (http.c). */
+void metrics_set_http_connections(int64_t admitted);
+void metrics_observe_http_refused(void);
 
 /* What became of finished spans (trace.c): exported, or dropped because the ring was full or the
  * export failed. */

@@ -142,7 +142,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     g_cfg.conn_timeout_s = 5;
     g_cfg.max_conns_per_ip = 0; /* one connection at a time anyway */
     g_app.cfg = &g_cfg;
-    http_setup setup = {g_routes, sizeof g_routes / sizeof g_routes[0], fake_auth};
+    http_setup setup = {g_routes, sizeof g_routes / sizeof g_routes[0], fake_auth, NULL};
     g_srv = http_start(&g_app, &setup, err, sizeof err);
     if (!g_srv) {
         fprintf(stderr, "fuzz_http: %s\n", err);

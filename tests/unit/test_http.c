@@ -292,6 +292,27 @@ static int fake_auth(http_req *q, http_resp *r, unsigned scope)
     return 0;
 }
 
+/* The non-blocking first try main hands over (auth_authenticate_cached): "Bearer cached" is a
+ * known key with the read scope; no header is a 401 at once; anything else needs fake_auth. */
+static atomic_int try_calls;
+static int fake_try(http_req *q, http_resp *r, unsigned scope)
+{
+    atomic_fetch_add(&try_calls, 1);
+    const char *h = http_header(q, "Authorization");
+    if (!h) {
+        http_problem(r, 401, "unauthorized", NULL, "no");
+        return -1;
+    }
+    if (strcmp(h, "Bearer cached") != 0)
+        return 1;
+    snprintf(q->key_id, sizeof q->key_id, "k-cached");
+    if (scope & ~(unsigned)SCOPE_READ) {
+        http_problem(r, 403, "forbidden", NULL, "read only");
+        return -1;
+    }
+    return 0;
+}
+
 static const route tiny[] = {
     {"GET", "/ping/{x}", h_ping, SCOPE_NONE, BODY_NONE, 0},
     {"GET", "/secret", h_secret, SCOPE_READ, BODY_NONE, 0},
@@ -344,7 +365,7 @@ START_TEST(http_serves_a_table_it_is_given)
     ck_assert_int_eq(cfg_load(&c, 0, err, sizeof err), 0);
     c.http_port = free_port();
     app a = {.cfg = &c};
-    http_setup setup = {tiny, sizeof tiny / sizeof tiny[0], fake_auth};
+    http_setup setup = {tiny, sizeof tiny / sizeof tiny[0], fake_auth, NULL};
     capture_begin();
     http_server *s = http_start(&a, &setup, err, sizeof err);
     ck_assert_msg(s != NULL, "%s", err);
@@ -513,7 +534,7 @@ START_TEST(slow_handlers_never_block_the_event_thread)
     c.http_port = free_port();
     c.http_threads = 1;
     app a = {.cfg = &c};
-    http_setup setup = {blocking, sizeof blocking / sizeof blocking[0], NULL};
+    http_setup setup = {blocking, sizeof blocking / sizeof blocking[0], NULL, NULL};
     capture_begin();
     http_server *s = http_start(&a, &setup, err, sizeof err);
     ck_assert_msg(s != NULL, "%s", err);
@@ -575,6 +596,44 @@ START_TEST(db_pool_unreachable)
 }
 END_TEST
 
+/* With authenticate_try, a key it knows is settled on the event thread (the blocking check never
+ * runs, the answer and the body limit are the same), one it does not know goes to the blocking
+ * check, and a refusal it can give is given without it. */
+START_TEST(key_try_settles_known_keys)
+{
+    static cfg c;
+    char err[256], body[4096], raw[512];
+    ck_assert_int_eq(cfg_load(&c, 0, err, sizeof err), 0);
+    c.http_port = free_port();
+    app a = {.cfg = &c};
+    http_setup setup = {tiny, sizeof tiny / sizeof tiny[0], fake_auth, fake_try};
+    capture_begin();
+    http_server *s = http_start(&a, &setup, err, sizeof err);
+    ck_assert_msg(s != NULL, "%s", err);
+    int calls0 = atomic_load(&auth_calls);
+    ck_assert_int_eq(request(c.http_port,
+                             "GET /secret HTTP/1.0\r\nAuthorization: Bearer cached\r\n\r\n", body,
+                             sizeof body),
+                     200);
+    ck_assert_str_eq(body, "{\"key\":\"k-cached\"}");
+    snprintf(raw, sizeof raw,
+             "POST /secret HTTP/1.0\r\nAuthorization: Bearer cached\r\nContent-Type: "
+             "application/json\r\nContent-Length: 2\r\n\r\n{}");
+    ck_assert_int_eq(request(c.http_port, raw, NULL, 0), 403);
+    ck_assert_int_eq(request(c.http_port, "GET /secret HTTP/1.0\r\n\r\n", NULL, 0), 401);
+    ck_assert_int_eq(atomic_load(&auth_calls), calls0); /* none of those blocked */
+    ck_assert_int_eq(request(c.http_port,
+                             "GET /secret HTTP/1.0\r\nAuthorization: Bearer good\r\n\r\n", body,
+                             sizeof body),
+                     200);
+    ck_assert_str_eq(body, "{\"key\":\"k-1\"}");
+    ck_assert_int_eq(atomic_load(&auth_calls), calls0 + 1);
+    ck_assert_int_eq(atomic_load(&try_calls), 4);
+    ck_assert_int_eq(http_stop(s), 0);
+    free(capture_end());
+}
+END_TEST
+
 static Suite *floors_suite(void)
 {
     Suite *s = suite_create("http");
@@ -586,6 +645,7 @@ static Suite *floors_suite(void)
     tcase_add_test(tc, pool_wait);
     tcase_add_test(tc, hpc_call_timeout_bounds_the_call);
     tcase_add_test(tc, http_serves_a_table_it_is_given);
+    tcase_add_test(tc, key_try_settles_known_keys);
     tcase_add_test(tc, slow_handlers_never_block_the_event_thread);
     tcase_add_test(tc, db_pool_unreachable);
     suite_add_tcase(s, tc);

@@ -110,8 +110,17 @@ static int parse_backtest(cfg *c, char *err, size_t errlen)
 
 /* The VIGIL_WEBHOOK_* variables.  The retry window may be shortened (tests); its default is
  * 72 h, so that a receiver down for a day still gets every event. */
+/* The webhook settings: their defaults, then the environment. */
 static int load_webhooks(cfg *c, char *err, size_t errlen)
 {
+    c->webhook_concurrency = 4;
+    c->webhook_timeout_ms = 10000;
+    c->webhook_poll_ms = 500;
+    c->webhook_backoff_ms = 30000;
+    c->webhook_backoff_max_ms = 3600000;
+    c->webhook_retry_window_s = 72 * 3600;
+    c->webhook_disable_after = 500;
+    c->webhook_retention_s = 30 * 86400;
     return env_str("VIGIL_WEBHOOK_ALLOWED_HOSTS", c->webhook_allowed_hosts,
                    sizeof c->webhook_allowed_hosts, err, errlen) ||
            env_int32("VIGIL_WEBHOOK_CONCURRENCY", 0, 64, &c->webhook_concurrency, err, errlen) ||
@@ -156,14 +165,6 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     c->hotpath_max_frame_mb = 64;
     c->model_cache_mb = 512;
     c->idempotency_retention_h = 48;
-    c->webhook_concurrency = 4;
-    c->webhook_timeout_ms = 10000;
-    c->webhook_poll_ms = 500;
-    c->webhook_backoff_ms = 30000;
-    c->webhook_backoff_max_ms = 3600000;
-    c->webhook_retry_window_s = 72 * 3600;
-    c->webhook_disable_after = 500;
-    c->webhook_retention_s = 30 * 86400;
 
     if (parse_addr(c, err, errlen) || parse_backtest(c, err, errlen) ||
         env_str("DATABASE_URL", c->database_url, sizeof c->database_url, err, errlen) ||

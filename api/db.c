@@ -639,12 +639,71 @@ static int send_stmt(db_conn *c, const db_stmt *s, sent_stmt *how)
                : -1;
 }
 
+/* Reads statement i's results (its Parse's first, when one was sent) into res[i]: its result, or
+ * the error that stopped it; nothing for a statement not run after an earlier error.  The first
+ * error sets *failed and *rc.  0, or DB_TIMEOUT / DB_DOWN. */
+static int read_stmt(db_conn *c, const sent_stmt *how, int i, int64_t deadline_ms, PGresult **res,
+                     int *failed, int *rc, char *err, size_t errlen)
+{
+    PGresult *r = NULL;
+    int st;
+    if (how->parsed) {
+        if ((st = read_command(c, deadline_ms, &r)) || (st = r ? 0 : DB_DOWN))
+            return st;
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            prep_forget(c, how->slot); /* no statement by that name exists */
+            if (PQresultStatus(r) == PGRES_FATAL_ERROR && *rc == DB_OK) {
+                res[i] = r; /* a Parse error (syntax, unknown column) is the statement's */
+                *failed = i;
+                *rc = DB_ERROR;
+                r = NULL;
+            }
+        }
+        PQclear(r);
+        r = NULL;
+    }
+    if ((st = read_command(c, deadline_ms, &r)) || (st = r ? 0 : DB_DOWN))
+        return st;
+    ExecStatusType es = PQresultStatus(r);
+    if (res[i] || es == PGRES_PIPELINE_ABORTED) {
+        PQclear(r); /* after an earlier error: not run */
+        return 0;
+    }
+    if (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK) {
+        res[i] = r;
+        return 0;
+    }
+    /* A changed table under a prepared statement (0A000 "cached plan must not change result
+     * type", after a migration): prepare it afresh next time. */
+    if (how->slot >= 0 && strcmp(db_sqlstate(r), "0A000") == 0)
+        prep_forget(c, how->slot);
+    if (*rc == DB_OK) {
+        first_line(PQresultErrorMessage(r), err, errlen);
+        *failed = i;
+        *rc = DB_ERROR;
+    }
+    res[i] = r;
+    return 0;
+}
+
+/* Reads the pipeline's Sync and leaves pipeline mode.  0, or DB_TIMEOUT / DB_DOWN. */
+static int read_sync(db_conn *c, int64_t deadline_ms)
+{
+    int st = await_result(c, deadline_ms);
+    if (st)
+        return st;
+    PGresult *r = PQgetResult(c->pg);
+    int ok = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+    PQclear(r);
+    return ok && PQexitPipelineMode(c->pg) ? 0 : DB_DOWN;
+}
+
 /* db_pipeline's round trip, untraced. */
 static int run_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadline_ms,
                         PGresult **res, int *failed, char *err, size_t errlen)
 {
     sent_stmt how[DB_PIPELINE_MAX];
-    int rc = DB_OK;
+    int rc = DB_OK, st = 0;
     assert(n > 0 && n <= DB_PIPELINE_MAX);
     *failed = -1;
     for (int i = 0; i < n; i++)
@@ -660,62 +719,14 @@ static int run_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadlin
             goto broken;
     if (!PQpipelineSync(c->pg))
         goto broken;
-    int st = flush_all(c, deadline_ms);
-    if (st == DB_TIMEOUT)
-        goto timeout;
-    if (st)
-        goto broken;
-    for (int i = 0; i < n; i++) {
-        PGresult *r = NULL;
-        if (how[i].parsed) {
-            if ((st = read_command(c, deadline_ms, &r)) || (st = r ? 0 : DB_DOWN))
-                break;
-            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-                prep_forget(c, how[i].slot); /* no statement by that name exists */
-                if (PQresultStatus(r) == PGRES_FATAL_ERROR && rc == DB_OK) {
-                    res[i] = r; /* a Parse error (syntax, unknown column) is the statement's */
-                    *failed = i;
-                    rc = DB_ERROR;
-                    r = NULL;
-                }
-            }
-            PQclear(r);
-            r = NULL;
-        }
-        if ((st = read_command(c, deadline_ms, &r)) || (st = r ? 0 : DB_DOWN))
-            break;
-        ExecStatusType es = PQresultStatus(r);
-        if (res[i] || es == PGRES_PIPELINE_ABORTED) {
-            PQclear(r); /* after an earlier error: not run */
-        } else if (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK) {
-            res[i] = r;
-        } else {
-            /* A changed table under a prepared statement (0A000 "cached plan must not change
-             * result type", after a migration): prepare it afresh next time. */
-            if (how[i].slot >= 0 && strcmp(db_sqlstate(r), "0A000") == 0)
-                prep_forget(c, how[i].slot);
-            if (rc == DB_OK) {
-                first_line(PQresultErrorMessage(r), err, errlen);
-                *failed = i;
-                rc = DB_ERROR;
-            }
-            res[i] = r;
-        }
-    }
+    st = flush_all(c, deadline_ms);
+    for (int i = 0; i < n && !st; i++)
+        st = read_stmt(c, &how[i], i, deadline_ms, res, failed, &rc, err, errlen);
     if (!st)
-        st = await_result(c, deadline_ms); /* the Sync's own result */
+        st = read_sync(c, deadline_ms);
     if (st == DB_TIMEOUT)
         goto timeout;
-    if (st)
-        goto broken;
-    {
-        PGresult *r = PQgetResult(c->pg);
-        int ok = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
-        PQclear(r);
-        if (!ok || !PQexitPipelineMode(c->pg))
-            goto broken;
-    }
-    if (rc == DB_ERROR && PQstatus(c->pg) != CONNECTION_OK)
+    if (st || (rc == DB_ERROR && PQstatus(c->pg) != CONNECTION_OK))
         goto broken;
     if (rc == DB_ERROR && err[0] == '\0')
         first_line(PQresultErrorMessage(res[*failed]), err, errlen);

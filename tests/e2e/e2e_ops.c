@@ -588,7 +588,9 @@ START_TEST(graceful_shutdown_drains)
 {
     char exe_psql[16] = "psql", port[16], n[16];
     snprintf(port, sizeof port, "%d", E.pg_port);
-    /* Hold the users table so the workers' first INSERTs are in flight when SIGTERM arrives. */
+    /* Hold the users table so the workers' first INSERTs are in flight when SIGTERM arrives: 4 s,
+     * so that on a loaded machine the polling below (a psql process a round) and the workers'
+     * first requests reach the lock before it is released (1.5 s was not always enough). */
     const char *argv[] = {exe_psql,
                           "-X",
                           "-q",
@@ -602,7 +604,7 @@ START_TEST(graceful_shutdown_drains)
                           "vigil",
                           "-c",
                           "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; "
-                          "SELECT pg_sleep(1.5); COMMIT;",
+                          "SELECT pg_sleep(4); COMMIT;",
                           NULL};
     pid_t locker = h_spawn(&E, argv, NULL, "locker.log");
     int locked = 0;

@@ -130,6 +130,7 @@ struct http_server {
     pthread_cond_t jgone; /* a handler thread exited */
     job *jhead, *jtail;
     int jthreads, jidle, jcap, jstopping;
+    int jqueued; /* jobs queued and not yet taken: each needs an idle thread of its own */
     int reaper_running;
     pthread_t reaper;
     pthread_mutex_t log_mu; /* the rate limit of libmicrohttpd's log lines */
@@ -209,6 +210,7 @@ static void *job_thread(void *arg)
         job *j = s->jhead;
         if (!j)
             break; /* stopping, and nothing left to run */
+        s->jqueued--;
         s->jhead = j->next;
         if (!s->jhead)
             s->jtail = NULL;
@@ -222,9 +224,11 @@ static void *job_thread(void *arg)
     return NULL;
 }
 
-/* Queues j for a handler thread, making one when none is idle (up to jcap).  Returns 0, or -1
- * when the server is stopping or no thread can run it (j is then not queued).  Never blocks on a
- * job: callable from an event thread. */
+/* Queues j for a handler thread, making one when the idle ones are fewer than the queued jobs
+ * (up to jcap): an idle thread already signalled for an earlier job, not awake yet, must not be
+ * counted for this one too, or this job would wait behind a handler that blocks.  Returns 0, or
+ * -1 when the server is stopping or no thread can run it (j is then not queued).  Never blocks
+ * on a job: callable from an event thread. */
 static int job_submit(http_server *s, job *j)
 {
     int rc = 0;
@@ -233,7 +237,7 @@ static int job_submit(http_server *s, job *j)
     if (s->jstopping) {
         rc = -1;
     } else {
-        if (s->jidle == 0 && s->jthreads < s->jcap) {
+        if (s->jqueued + 1 > s->jidle && s->jthreads < s->jcap) {
             pthread_t t;
             pthread_attr_t at;
             pthread_attr_init(&at);
@@ -250,6 +254,7 @@ static int job_submit(http_server *s, job *j)
             else
                 s->jhead = j;
             s->jtail = j;
+            s->jqueued++;
             pthread_cond_signal(&s->jwork);
         }
     }

@@ -590,7 +590,10 @@ START_TEST(graceful_shutdown_drains)
     snprintf(port, sizeof port, "%d", E.pg_port);
     /* Hold the users table so the workers' first INSERTs are in flight when SIGTERM arrives: 4 s,
      * so that on a loaded machine the polling below (a psql process a round) and the workers'
-     * first requests reach the lock before it is released (1.5 s was not always enough). */
+     * first requests reach the lock before it is released.  All four must wait there at once:
+     * a handler blocked on the lock must not hold back the other requests (it did: two jobs
+     * submitted while one handler thread was idle and not yet awake got one thread between
+     * them, http.c job_submit). */
     const char *argv[] = {exe_psql,
                           "-X",
                           "-q",

@@ -313,8 +313,8 @@ FUZZ_CFLAGS   = $(CSTD) -O1 -g $(WARN) -Wno-unknown-warning-option $(FUZZ_SAN) \
 FUZZ_LIBS     = $(shell pkg-config --libs libcjson 2>/dev/null) -lm -pthread
 
 # What each harness links: only the modules it drives (the hotpath one never sees cJSON/libpq).
-FUZZ_SRC_json    := api/json.c common/utf8.c common/hex.c
-FUZZ_SRC_rows    := api/rows.c api/json.c common/utf8.c common/hex.c common/dynbuf.c
+FUZZ_SRC_json    := api/json.c common/numtext.c common/utf8.c common/hex.c
+FUZZ_SRC_rows    := api/rows.c api/json.c common/numtext.c common/utf8.c common/hex.c common/dynbuf.c
 FUZZ_SRC_xgb     := common/xgbmodel.c common/model_build.c common/model.c common/errbuf.c common/refeval.c \
                     common/mdoc.c common/mdoc_json.c common/mdoc_ubjson.c common/modelfile.c \
                     common/dynbuf.c
@@ -326,7 +326,7 @@ FUZZ_SRC_model   := common/model.c common/errbuf.c common/refeval.c
 FUZZ_SRC_cursor  := api/cursor.c api/config.c api/validate.c
 FUZZ_SRC_wire    := common/wire.c common/clock.c
 FUZZ_SRC_score   := $(HOTPATH_SRC) $(filter-out $(COMMON_API_ONLY),$(COMMON_SRC))
-FUZZ_SRC_http    := api/http.c api/router.c api/json.c api/metrics.c api/config.c \
+FUZZ_SRC_http    := api/http.c api/router.c api/json.c common/numtext.c api/metrics.c api/config.c \
                     common/clock.c common/logline.c common/dynbuf.c common/utf8.c common/hex.c \
                     common/wire.c api/trace.c api/tracectx.c api/spanring.c api/otlp.c
 FUZZ_SRC_rules   := common/rules.c common/listset.c common/errbuf.c common/dynbuf.c common/utf8.c

@@ -138,12 +138,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     g_cfg.max_body_bytes = FUZZ_BODY_MAX;
     g_cfg.max_model_bytes = 2 * FUZZ_BODY_MAX;
     g_cfg.max_predict_bytes = FUZZ_BODY_MAX;
-    /* Below the 5 s the harness gives the server to close after end-of-stream: since the epoll
-     * event threads (issue 11), a connection whose client half-closes before its request head is
-     * complete is not always closed at the end-of-stream but at this head deadline (seen with an
-     * empty input followed by "GET /D"; the thread-per-connection server closed it at once).
-     * Bounded, like any slow client; tests/fuzz/README.md, findings. */
-    g_cfg.header_timeout_s = 2;
+    g_cfg.header_timeout_s = 5;
     g_cfg.conn_timeout_s = 5;
     g_cfg.max_conns_per_ip = 0; /* one connection at a time anyway */
     g_app.cfg = &g_cfg;

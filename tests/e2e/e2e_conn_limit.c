@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 
 #include "assert.h"
+#include "clock.h"
 #include "harness.h"
 
 #define LIMIT 16
@@ -62,13 +63,6 @@ static void env_up_quiet(void)
 static void env_down(void)
 {
     e2e_env_down(&E);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* The `request` lines of log for path. */
@@ -247,7 +241,7 @@ START_TEST(burst_beyond_limit_gets_answers_or_refusals)
         ck_assert_msg(cl[i].fd >= 0, "socket/connect: %s", strerror(errno));
         cl[i].st = CL_CONNECTING;
     }
-    int64_t end = now_ms() + 30000;
+    int64_t end = clock_now_ms() + 30000;
     for (;;) {
         int pending = 0;
         for (int i = 0; i < BURST; i++) {
@@ -258,7 +252,7 @@ START_TEST(burst_beyond_limit_gets_answers_or_refusals)
             p[i] = (struct pollfd){.fd = cl[i].fd,
                                    .events = cl[i].st == CL_CONNECTING ? POLLOUT : POLLIN};
         }
-        if (!pending || now_ms() > end)
+        if (!pending || clock_now_ms() > end)
             break;
         if (poll(p, BURST, 200) < 0)
             break;

@@ -37,6 +37,7 @@
 #include "assert.h"
 #include "resplog.h"
 #include "fixtures_io.h"
+#include "clock.h"
 #include "harness.h"
 
 static h_env E;
@@ -58,13 +59,6 @@ static void up_slow(void)
 static void env_down(void)
 {
     e2e_env_down(&E);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* Peak resident set of pid in kB (VmHWM), or -1. */
@@ -129,8 +123,8 @@ static void big_upload(const char *head, size_t body_len, upload_result *u)
     static char zeros[1 << 16];
     size_t got = 0;
     int write_open = 1;
-    int64_t end = now_ms() + 60000;
-    while (now_ms() < end) {
+    int64_t end = clock_now_ms() + 60000;
+    while (clock_now_ms() < end) {
         struct pollfd p = {.fd = fd, .events = POLLIN | (write_open ? POLLOUT : 0)};
         if (poll(&p, 1, 200) < 0)
             break;
@@ -240,8 +234,8 @@ static void exchange(const char *req, char *out, size_t cap, int *closed)
     size_t n = 0;
     *closed = 0;
     out[0] = '\0';
-    int64_t end = now_ms() + 5000;
-    while (n + 1 < cap && now_ms() < end) {
+    int64_t end = clock_now_ms() + 5000;
+    while (n + 1 < cap && clock_now_ms() < end) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 100) <= 0)
             continue;
@@ -392,7 +386,7 @@ typedef struct slow_conn {
 static void slow_open(slow_conn *c, slow_stats *st)
 {
     c->fd = connect_from("127.0.0.1", 1);
-    c->opened_ms = now_ms();
+    c->opened_ms = clock_now_ms();
     c->next_line_ms = c->opened_ms + SLOW_LINE_MS;
     c->lines = 0;
     c->reopen_ms = c->opened_ms + 1000;
@@ -415,12 +409,12 @@ static void *slowloris(void *arg)
     static struct pollfd p[SLOW_CONNS];
     for (int i = 0; i < SLOW_CONNS; i++)
         slow_open(&c[i], st);
-    int64_t end = now_ms() + SLOW_ATTACK_MS;
-    while (now_ms() < end) {
+    int64_t end = clock_now_ms() + SLOW_ATTACK_MS;
+    while (clock_now_ms() < end) {
         for (int i = 0; i < SLOW_CONNS; i++)
             p[i] = (struct pollfd){.fd = c[i].fd, .events = POLLIN};
         poll(p, SLOW_CONNS, 50);
-        int64_t t = now_ms();
+        int64_t t = clock_now_ms();
         for (int i = 0; i < SLOW_CONNS; i++) {
             if (c[i].fd < 0) {
                 if (t >= c[i].reopen_ms)
@@ -458,7 +452,7 @@ static void *slowloris(void *arg)
     }
     for (int i = 0; i < SLOW_CONNS; i++)
         if (c[i].fd >= 0) {
-            int64_t life = now_ms() - c[i].opened_ms;
+            int64_t life = clock_now_ms() - c[i].opened_ms;
             if (life > st->max_life_ms)
                 st->max_life_ms = life;
             st->still_open++;
@@ -470,7 +464,7 @@ static void *slowloris(void *arg)
 /* GET /health from 127.0.0.2 on a new connection; 1 when "200" arrived within timeout_ms. */
 static int health_probe(int timeout_ms)
 {
-    int64_t end = now_ms() + timeout_ms;
+    int64_t end = clock_now_ms() + timeout_ms;
     int fd = connect_from("127.0.0.2", 1);
     if (fd < 0)
         return 0;
@@ -479,9 +473,9 @@ static int health_probe(int timeout_ms)
     if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof req - 1)) {
         char buf[256];
         size_t n = 0;
-        while (n < 12 && now_ms() < end) {
+        while (n < 12 && clock_now_ms() < end) {
             struct pollfd p = {.fd = fd, .events = POLLIN};
-            if (poll(&p, 1, (int)(end - now_ms())) <= 0)
+            if (poll(&p, 1, (int)(end - clock_now_ms())) <= 0)
                 break;
             ssize_t r = recv(fd, buf + n, sizeof buf - 1 - n, 0);
             if (r <= 0)
@@ -507,16 +501,16 @@ START_TEST(slowloris_does_not_lock_out_another_address)
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, slowloris, &st), 0);
     int probes = 0, ok = 0;
-    int64_t start = now_ms();
-    while (now_ms() - start < SLOW_ATTACK_MS - 500) {
-        int64_t t0 = now_ms();
+    int64_t start = clock_now_ms();
+    while (clock_now_ms() - start < SLOW_ATTACK_MS - 500) {
+        int64_t t0 = clock_now_ms();
         int good = health_probe(1000);
         probes++;
         ok += good;
         if (!good)
             fprintf(stderr, "  probe %d at +%lld ms: no 200 within 1 s\n", probes,
                     (long long)(t0 - start));
-        int64_t wait = 250 - (now_ms() - t0);
+        int64_t wait = 250 - (clock_now_ms() - t0);
         if (wait > 0)
             usleep((useconds_t)wait * 1000);
     }
@@ -565,13 +559,13 @@ START_TEST(keepalive_head_has_a_deadline_too)
     /* Next request: the request line, then a header line every second, never the end. */
     static const char line[] = "GET /health HTTP/1.1\r\n";
     ck_assert_int_eq(send(fd, line, sizeof line - 1, MSG_NOSIGNAL), (ssize_t)(sizeof line - 1));
-    int64_t t0 = now_ms(), closed_at = -1;
-    while (now_ms() - t0 < SLOW_HEADER_TIMEOUT_MS + 3000) {
+    int64_t t0 = clock_now_ms(), closed_at = -1;
+    while (clock_now_ms() - t0 < SLOW_HEADER_TIMEOUT_MS + 3000) {
         p = (struct pollfd){.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 1000) == 1) {
             n = recv(fd, buf, sizeof buf - 1, 0);
             ck_assert_msg(n <= 0, "answered a head that never ended");
-            closed_at = now_ms() - t0;
+            closed_at = clock_now_ms() - t0;
             break;
         }
         (void)send(fd, "X-Slow: x\r\n", 11, MSG_NOSIGNAL);

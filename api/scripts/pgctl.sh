@@ -49,6 +49,9 @@ start)
   if [ "${VIGIL_PG_FAST:-0}" = 1 ]; then
     opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   fi
+  # VIGIL_PG_EXTRA_OPTS: more server options for an experiment (e.g. "-c
+  # shared_preload_libraries=pg_stat_statements"); never set by make run/test/bench.
+  opts="$opts ${VIGIL_PG_EXTRA_OPTS:-}"
   as_pg "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 -o "$opts" start >/dev/null || {
     echo "pgctl: PostgreSQL did not start, see $log" >&2; tail -n 20 "$log" >&2; exit 1; }
   if ! as_pg "$bindir/psql" -h "$sock" -p "$port" -U vigil -d postgres -tAqc \

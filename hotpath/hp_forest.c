@@ -35,6 +35,29 @@
  *     16-element gather costs 4.3 ns here, 16 scalar loads 3); 4-level blocks for the single-row
  *     walk (3 lines a path instead of 6): 10.0 us against 9.4; 32 trees a single row (spills):
  *     13.6 us; 128 or 256 rows a super-block: no better than 64.
+ *   - AVX2 top levels (issue 11, batch walk): levels 0..2 are the same 7 nodes for all 16 lanes and
+ *     a node's 16 lanes' bins are one line, so all 7 are compared for all lanes with 8-lane
+ *     vpmaxud/vpcmpeqd and each lane's bit picked by blends (walk16_top; ~90 instructions where
+ *     the scalar steps took ~190), then the scalar walk; chosen at build (HPF_F_AVX2), scalar
+ *     without AVX2 or after hp_forest_set_simd(0).  Measured on another 2-core AMD EPYC (Zen 3,
+ *     AVX2 only, 2.45 GHz) under a fuzz campaign and other jobs (load 4-9), 1 thread, best
+ *     CPU-time batch of the 2000 rows per 1.5 s run, builds alternated (min / median of 4-6 runs):
+ *       xgb_f                     scalar 4.88-5.21 / 4.93-5.38   AVX2 top 4.47-4.62 / 4.55-4.71
+ *       xgb_f, 10% NaN injected   scalar 5.04 / 5.10             AVX2 top 4.79 / 4.93
+ *       bench model (10% NaN)     scalar 5.05 / 5.09             AVX2 top 4.56 / 4.58
+ *     Dropped with numbers (same runs, same noise: +-0.1 is nothing): 2 vector levels 5.27 (3
+ *     levels 5.01 beside it); 4 levels 4.96 and 4.84 (3 levels beside them 5.01 and 4.60: level
+ *     3's 8 nodes cost as much as its scalar step); the scalar levels in 2 groups of 8 lanes (no
+ *     spills) 5.11, in 4 groups 5.78 (16 independent chains matter more than the ~12 spill moves
+ *     a level); the node's bin offset loaded (movzwl from memory) rather than computed 4.95 (3
+ *     loads a step: the load ports bind); the levels fully unrolled 4.64 vs 4.60; prefetching the
+ *     next tree (1-4 KiB) 4.42-4.63 vs 4.51-4.68 (the hardware prefetcher already streams the
+ *     trees); 32, 48 or 128 rows a super-block 5.28, 4.69, 4.63 vs 4.68; adding leaves into the
+ *     margins inside the walk (no 16 scalar stores read back as 2 vectors) 4.65 vs 4.70.  Where
+ *     the time goes (depth capped for timing, outputs then wrong): ~1.2 ns/tree/row at depth 1
+ *     (call, root, leaf, margin, binning 0.25-0.35), then ~0.5-0.7 per level: the walk is bound
+ *     by instruction throughput and the ~11-cycle step latency together; issue 11's 3.4 is not
+ *     reached on this shared machine.
  * Padding costs memory only for sparse trees, which is bounded (HPF_HEAP_MAX_PADDING) and falls
  * back to the linked layout beyond it.
  *
@@ -47,6 +70,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "hp_assert.h"
 #include "refeval.h"
@@ -353,6 +379,23 @@ static void fill_bin(const model_node_rec *src, uint32_t s, uint32_t p, uint32_t
     fill_bin(src, (uint32_t)nd->right, 2 * p + 2, d + 1, D, off, thr, a);
 }
 
+static int simd_on = 1; /* hp_forest_set_simd */
+
+void hp_forest_set_simd(int on)
+{
+    simd_on = on != 0;
+}
+
+/* HPF_F_AVX2 when a forest built now may use the AVX2 walk (walk16_top below). */
+static uint32_t simd_flag(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (simd_on && __builtin_cpu_supports("avx2"))
+        return HPF_F_AVX2;
+#endif
+    return 0;
+}
+
 /* Builds the binned layout into dst (len >= binned_bytes(v) > 0).  Returns NULL with *why set,
  * having written only inside dst, when a threshold is NaN or a feature has more than
  * HPF_BIN_MAX_THRESHOLDS distinct thresholds. */
@@ -420,7 +463,7 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
     f->num_class = h->num_class;
     f->num_trees = h->num_trees;
     f->base_margin = h->base_margin;
-    f->flags = HPF_F_BINNED | ((h->flags & MODEL_F_DART) ? HPF_F_DART : 0);
+    f->flags = HPF_F_BINNED | ((h->flags & MODEL_F_DART) ? HPF_F_DART : 0) | simd_flag();
     f->heap_trees = h->num_trees;
     f->trees = trees;
     f->thr_off = off;
@@ -919,6 +962,142 @@ static const walk16_fn walk16[HPF_HEAP_MAX_DEPTH + 1] = {
     walk16_d0, walk16_d1, walk16_d2, walk16_d3,  walk16_d4,  walk16_d5, walk16_d6,
     walk16_d7, walk16_d8, walk16_d9, walk16_d10, walk16_d11, walk16_d12};
 
+/* ---- AVX2 top levels (x86-64, GCC or Clang; chosen at build time: hp_forest_set_simd) ---------
+ *
+ * The first HPF_VEC_LEVELS levels of a tree are the same 7 nodes for all 16 lanes, and the 16
+ * lanes' bins for one node are one 64-byte line (rb + (w & 0xFFFF) + 0..15, bins 64-byte aligned).
+ * So every one of those nodes is compared for all lanes at once, two 8-lane compares, and each
+ * lane's bit is picked by blends on its path so far; the indices then go on with the scalar walk.
+ * The decision is BIN_STEP's, negated: left iff bin <= w iff max_u32(bin, w) == w (no +1 needed, so
+ * no assumption on w's bits).  Only which instructions compute a lane's index changes: the leaf,
+ * and so every margin, is the same. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HPF_HAVE_AVX2 1
+#define AVX2 __attribute__((target("avx2")))
+/* Levels 0..2: 7 nodes, 14 compares, 6 blends (measured: 2 and 4 levels lose). */
+#define HPF_VEC_LEVELS 3
+
+/* Left masks (all ones where the lane goes left) of node word w, lanes 0..7 (*lo), 8..15 (*hi). */
+AVX2 static inline void node_left(uint32_t w, const uint32_t *rb, __m256i *lo, __m256i *hi)
+{
+    const uint32_t *r = rb + (w & 0xFFFFu);
+    const __m256i wv = _mm256_set1_epi32((int)w);
+    *lo = _mm256_cmpeq_epi32(_mm256_max_epu32(_mm256_loadu_si256((const __m256i *)r), wv), wv);
+    *hi =
+        _mm256_cmpeq_epi32(_mm256_max_epu32(_mm256_loadu_si256((const __m256i *)(r + 8)), wv), wv);
+}
+
+/* a where m is 0, b where m is all ones (m: whole-lane masks).  blendv_ps, not blendv_epi8: GCC 12
+ * re-derives a byte mask for the latter (one more compare per blend). */
+AVX2 static inline __m256i sel(__m256i a, __m256i b, __m256i m)
+{
+    return _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), _mm256_castsi256_ps(m)));
+}
+
+/* Levels 0..HPF_VEC_LEVELS-1 of the binned heap tree T for the 16 lanes of rb: idx[j] = lane j's
+ * 1-based heap number at level HPF_VEC_LEVELS. */
+AVX2 static __attribute__((noinline)) void walk16_top(const uint32_t *T, const uint32_t *rb,
+                                                      uint32_t *idx)
+{
+    enum { L = HPF_VEC_LEVELS };
+    __m256i ml[L][2]; /* ml[k][h]: left mask at level k, lanes 8h..8h+7 */
+#pragma GCC unroll 8
+    for (int k = 0; k < L; k++) {
+        /* nodes 2^k .. 2^(k+1)-1 (words 2^k-1 ..): pairs of siblings first, by level k-1's mask,
+         * then pairs of those by level k-2's, ... up to level 0's */
+        __m256i s[1 << (L - 1)][2];
+        const int nn = 1 << k;
+#pragma GCC unroll 16
+        for (int m = 0; m < nn; m++) {
+            __m256i c[2];
+            node_left(T[nn - 1 + m], rb, &c[0], &c[1]);
+            if (k == 0 || (m & 1) == 0) {
+                s[m / 2][0] = c[0];
+                s[m / 2][1] = c[1];
+            } else {
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) /* went left at level k-1: the left sibling's */
+                    s[m / 2][h] = sel(c[h], s[m / 2][h], ml[k - 1][h]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int q = k - 2, w = nn / 2; q >= 0; q--, w /= 2)
+#pragma GCC unroll 8
+            for (int m = 0; m < w / 2; m++)
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++)
+                    s[m][h] = sel(s[2 * m + 1][h], s[2 * m][h], ml[q][h]);
+        ml[k][0] = s[0][0];
+        ml[k][1] = s[0][1];
+    }
+    /* n = 2^L + sum_k r_k 2^(L-1-k) with r_k = 1 + ml[k] (ml: 0 or -1) */
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m256i n = ml[0][h];
+#pragma GCC unroll 8
+        for (int k = 1; k < L; k++)
+            n = _mm256_add_epi32(_mm256_add_epi32(n, n), ml[k][h]);
+        n = _mm256_add_epi32(n, _mm256_set1_epi32((2 << L) - 1));
+        _mm256_storeu_si256((__m256i *)(void *)(idx + 8 * h), n);
+    }
+}
+
+/* walk16_bin (same contract, D >= HPF_VEC_LEVELS) with the top levels by walk16_top.  The indices
+ * pass through leaf[]; walk16_top is a function of its own so that this one has no 32-byte
+ * aligned AVX frame (one more register for the lanes: fewer spills). */
+HOT void walk16_avx2(const uint32_t *T, const uint32_t *rb, const uint32_t D, float *leaf)
+{
+    uint32_t *idx = (uint32_t *)(void *)leaf;
+    walk16_top(T, rb, idx);
+    size_t n[HPF_BIN_LANES];
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        n[j] = idx[j];
+    for (uint32_t d = HPF_VEC_LEVELS; d < D; d++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < HPF_BIN_LANES; j++) {
+            uint32_t w = T[n[j] - 1];
+            BIN_STEP(n[j], w, rb[(w & 0xFFFFu) + (unsigned)j]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        memcpy(&leaf[j], &T[n[j] - 1], sizeof(float));
+}
+#define WALK16_AVX2_D(D)                                                                           \
+    static void walk16_avx2_d##D(const uint32_t *T, const uint32_t *rb, float *leaf)               \
+    {                                                                                              \
+        walk16_avx2(T, rb, D, leaf);                                                               \
+    }
+WALK16_AVX2_D(3)
+WALK16_AVX2_D(4)
+WALK16_AVX2_D(5)
+WALK16_AVX2_D(6)
+WALK16_AVX2_D(7)
+WALK16_AVX2_D(8)
+WALK16_AVX2_D(9)
+WALK16_AVX2_D(10)
+WALK16_AVX2_D(11)
+WALK16_AVX2_D(12)
+/* Depths below HPF_VEC_LEVELS keep the scalar walk. */
+static const walk16_fn walk16_vec[HPF_HEAP_MAX_DEPTH + 1] = {
+    walk16_d0,       walk16_d1,       walk16_d2,      walk16_avx2_d3, walk16_avx2_d4,
+    walk16_avx2_d5,  walk16_avx2_d6,  walk16_avx2_d7, walk16_avx2_d8, walk16_avx2_d9,
+    walk16_avx2_d10, walk16_avx2_d11, walk16_avx2_d12};
+#endif
+
+/* The 16-lane heap walks f uses, by depth. */
+static const walk16_fn *walk16_table(const hp_forest *f)
+{
+#ifdef HPF_HAVE_AVX2
+    if (f->flags & HPF_F_AVX2)
+        return walk16_vec;
+#endif
+    (void)f;
+    return walk16;
+}
+
 /* i = left + (w < *bin), the linked binned step (see BIN_STEP). */
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LINK_STEP(i, w, bin)                                                                       \
@@ -972,9 +1151,10 @@ static void walk_super_bin(const hp_forest *f, const uint32_t *rb, size_t sub, u
 {
     const uint32_t k = f->num_class;
     const int dart = (f->flags & HPF_F_DART) != 0;
+    const walk16_fn *tab = walk16_table(f);
     for (uint32_t t = 0; t < f->num_trees; t++) {
         const hpf_tree *tr = &f->trees[t];
-        const walk16_fn walk = tr->bin_linked ? NULL : walk16[tr->depth];
+        const walk16_fn walk = tr->bin_linked ? NULL : tab[tr->depth];
         for (unsigned sb = 0; sb < nsub; sb++) {
             float leaf[HPF_BIN_LANES];
             if (walk)
@@ -1116,7 +1296,7 @@ static void emit(const hp_forest *f, const float *m, int output_margin, float *o
 static void score_range_bin(const hp_forest *f, const float *rows, size_t a, size_t b,
                             int output_margin, float *out, float *m, size_t super)
 {
-    uint32_t bins[HPF_BIN_BUF];
+    _Alignas(64) uint32_t bins[HPF_BIN_BUF]; /* a node's 16 lanes: one line (walk16_top) */
     const uint32_t k = f->num_class, nf = f->num_feature;
     super = (size_t)HPF_BIN_LANES * MODEL_MAX_CLASSES / k; /* what m holds */
     if (super > HPF_BIN_SUPER)

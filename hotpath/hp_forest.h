@@ -99,6 +99,9 @@ typedef struct hpf_tree {
 #define HPF_F_CATEGORICAL 0x2u /* some node is categorical: walks take the exact slow decision */
 #define HPF_F_BINNED 0x4u      /* every tree has the binned layout (tree.bin, thr_off, thr) */
 #define HPF_F_LGBM 0x8u        /* a LightGBM model: only `lgbm` is set (hotpath/hp_lgbm.h) */
+/* Binned: batches walk each heap tree's top levels with AVX2 (set at build when the CPU has it,
+ * unless hp_forest_set_simd(0)). */
+#define HPF_F_AVX2 0x10u
 
 struct hp_lgbm;
 
@@ -130,6 +133,12 @@ typedef struct hp_forest {
     size_t bytes;     /* size of the block it lives in */
     const struct hp_lgbm *lgbm; /* HPF_F_LGBM: the LightGBM layout, in the same block */
 } hp_forest;
+
+/* Process-wide: whether forests built from now on may use AVX2 for the top levels of the batch walk
+ * (on = 1, the default: where the CPU has AVX2, checked at build time), or only the scalar walk
+ * (on = 0: tests score both ways and compare).  Outputs are bit-identical either way.  Not
+ * synchronized: call it before building, not while another thread builds. */
+void hp_forest_set_simd(int on);
 
 /* Bytes hp_forest_build needs for v (which passed model_validate).  Never fails; O(nodes). */
 size_t hp_forest_bytes(const model_view *v);

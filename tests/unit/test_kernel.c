@@ -119,16 +119,22 @@ static void kernel_setup(void)
 }
 
 /* Selects registered scorer i for this iteration and gives it a fresh arena of bytes. */
+static int T_scalar; /* the forest kernel with hp_forest_set_simd(0): the scalar batch walk only */
+
+/* Scorer i (its index in hp_scorers.def), or i == hp_scorer_count(): the forest kernel again with
+ * the AVX2 top levels off (hp_forest_set_simd), so both batch walks meet the same checks. */
 static void use_scorer_arena(int i, size_t bytes, const char *test)
 {
     char err[256];
-    T_sc = hp_scorer_at((unsigned)i);
+    T_scalar = (unsigned)i == hp_scorer_count();
+    hp_forest_set_simd(!T_scalar);
+    T_sc = T_scalar ? &hp_scorer_forest : hp_scorer_at((unsigned)i);
     ck_assert_ptr_nonnull(T_sc);
     T_declined = 0;
     hp_arena_destroy(T_arena);
     T_arena = hp_arena_create(bytes, T_sc, err, sizeof err);
     ck_assert_msg(T_arena != NULL, "%s", err);
-    printf("  %s: kernel %s\n", test, T_sc->name);
+    printf("  %s: kernel %s%s\n", test, T_sc->name, T_scalar ? " (scalar batch walk)" : "");
 }
 
 static void use_scorer(int i, const char *test)
@@ -666,7 +672,7 @@ START_TEST(random_models_bit_identical_to_refeval)
     ck_assert_ptr_nonnull(g.cats);
     static const size_t sizes[] = {1, 7, 8, 9, 1000};
     unsigned nmodels = n_random_models();
-    uint64_t heap = 0, linked = 0, dart = 0, cat = 0, binned = 0, rows_total = 0;
+    uint64_t heap = 0, linked = 0, dart = 0, cat = 0, binned = 0, avx2 = 0, rows_total = 0;
     uint64_t objs[MODEL_OBJ_MAX] = {0};
     rng_state = 0x243F6A8885A308D3ull;
     for (unsigned m = 0; m < nmodels; m++) {
@@ -685,6 +691,7 @@ START_TEST(random_models_bit_identical_to_refeval)
             heap += f->heap_trees;
             linked += f->num_trees - f->heap_trees;
             binned += (f->flags & HPF_F_BINNED) != 0;
+            avx2 += (f->flags & HPF_F_AVX2) != 0;
         }
         dart += (v.hdr->flags & MODEL_F_DART) != 0;
         cat += has_categorical(&v);
@@ -716,6 +723,12 @@ START_TEST(random_models_bit_identical_to_refeval)
         ck_assert_uint_gt(linked, 0);
         ck_assert_uint_gt(binned, 0);
         ck_assert_uint_gt(nmodels - binned, 0);
+        /* The AVX2 walk where the CPU has it (then on every binned forest), never when off. */
+#if defined(__x86_64__) && defined(__GNUC__)
+        ck_assert_uint_eq(avx2, T_scalar || !__builtin_cpu_supports("avx2") ? 0 : binned);
+#else
+        ck_assert_uint_eq(avx2, 0);
+#endif
     }
     ck_assert_uint_gt(dart, 0);
     ck_assert_uint_gt(cat, 0);
@@ -1660,10 +1673,11 @@ static Suite *kernel_suite(void)
     TCase *tc = tcase_create("differential");
     tcase_add_checked_fixture(tc, kernel_setup, kernel_teardown);
     tcase_set_timeout(tc, 600);
-    /* Every test once per registered scorer (_i = its index in hp_scorers.def). */
+    /* Every test once per registered scorer (_i = its index in hp_scorers.def), ... */
     int n = (int)hp_scorer_count();
-    tcase_add_loop_test(tc, fixtures_bit_identical_to_refeval, 0, n);
-    tcase_add_loop_test(tc, random_models_bit_identical_to_refeval, 0, n);
+    /* ... and the two differential ones once more on the forest's scalar batch walk (_i = n). */
+    tcase_add_loop_test(tc, fixtures_bit_identical_to_refeval, 0, n + 1);
+    tcase_add_loop_test(tc, random_models_bit_identical_to_refeval, 0, n + 1);
     tcase_add_loop_test(tc, layout_heap_and_linked, 0, n);
     tcase_add_loop_test(tc, refs_models_get_the_binned_layout, 0, n);
     tcase_add_loop_test(tc, binned_pad_to_forest_depth, 0, n);

@@ -275,8 +275,10 @@ const char *hp_forest_describe(const hp_forest *f, char *buf, size_t len)
     if (f->flags & HPF_F_BINNED)
         snprintf(buf, len,
                  "binned (%u trees: %u padded heaps, %u linked; deepest %u): numeric splits only, "
-                 "<= 2048 features, thresholds binned exactly",
-                 f->num_trees, f->num_trees - f->linked_trees, f->linked_trees, f->max_depth);
+                 "<= 2048 features, thresholds binned exactly; %s",
+                 f->num_trees, f->num_trees - f->linked_trees, f->linked_trees, f->max_depth,
+                 (f->flags & HPF_F_AVX2) ? "top 3 levels of 16 rows by AVX2"
+                                         : "scalar walk (no AVX2, or turned off)");
     else
         snprintf(buf, len, "plain (%u heap trees, %u linked): not binned because of %s",
                  f->heap_trees, f->num_trees - f->heap_trees, why_text[why]);

@@ -915,15 +915,13 @@ static void bin_block(const hp_forest *f, const float *const *r, uint32_t *rb)
  * leaf values into leaf[0..16).  Fully unrolled over the lanes (16 independent chains: a step's
  * two dependent loads take ~11 cycles, so 8 chains left the core half idle); the root is the same
  * node for every lane, loaded once. */
-HOT void walk16_bin(const uint32_t *T, const uint32_t *rb, const uint32_t D, float *leaf)
+/* Levels from..D-1 of the binned tree T for the 16 lanes whose heap numbers at level `from` are
+ * n[], then each lane's leaf into leaf[] (walk16_bin's and walk16_avx2's common part; inlined, so
+ * n[] stays in registers). */
+HOT void walk16_rest(const uint32_t *T, const uint32_t *rb, size_t *n, uint32_t from,
+                     const uint32_t D, float *leaf)
 {
-    size_t n[HPF_BIN_LANES];
-    const uint32_t w0 = T[0];
-    const uint32_t *r0 = rb + (w0 & 0xFFFFu);
-#pragma GCC unroll 16
-    for (int j = 0; j < HPF_BIN_LANES; j++)
-        n[j] = 2 + (w0 < r0[j]);
-    for (uint32_t d = 1; d < D; d++) {
+    for (uint32_t d = from; d < D; d++) {
 #pragma GCC unroll 16
         for (int j = 0; j < HPF_BIN_LANES; j++) {
             uint32_t w = T[n[j] - 1];
@@ -933,6 +931,17 @@ HOT void walk16_bin(const uint32_t *T, const uint32_t *rb, const uint32_t D, flo
 #pragma GCC unroll 16
     for (int j = 0; j < HPF_BIN_LANES; j++)
         memcpy(&leaf[j], &T[n[j] - 1], sizeof(float));
+}
+
+HOT void walk16_bin(const uint32_t *T, const uint32_t *rb, const uint32_t D, float *leaf)
+{
+    size_t n[HPF_BIN_LANES];
+    const uint32_t w0 = T[0];
+    const uint32_t *r0 = rb + (w0 & 0xFFFFu);
+#pragma GCC unroll 16
+    for (int j = 0; j < HPF_BIN_LANES; j++)
+        n[j] = 2 + (w0 < r0[j]);
+    walk16_rest(T, rb, n, 1, D, leaf);
 }
 
 /* walk16_bin with D a constant (no loop counter: one more register for the lanes), per depth. */
@@ -1056,16 +1065,7 @@ HOT void walk16_avx2(const uint32_t *T, const uint32_t *rb, const uint32_t D, fl
 #pragma GCC unroll 16
     for (int j = 0; j < HPF_BIN_LANES; j++)
         n[j] = idx[j];
-    for (uint32_t d = HPF_VEC_LEVELS; d < D; d++) {
-#pragma GCC unroll 16
-        for (int j = 0; j < HPF_BIN_LANES; j++) {
-            uint32_t w = T[n[j] - 1];
-            BIN_STEP(n[j], w, rb[(w & 0xFFFFu) + (unsigned)j]);
-        }
-    }
-#pragma GCC unroll 16
-    for (int j = 0; j < HPF_BIN_LANES; j++)
-        memcpy(&leaf[j], &T[n[j] - 1], sizeof(float));
+    walk16_rest(T, rb, n, HPF_VEC_LEVELS, D, leaf);
 }
 #define WALK16_AVX2_D(D)                                                                           \
     static void walk16_avx2_d##D(const uint32_t *T, const uint32_t *rb, float *leaf)               \

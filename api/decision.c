@@ -175,7 +175,11 @@ static int stage_decide(decision_request *d)
 /* ---- commit, respond ------------------------------------------------------------------------ */
 
 /* The last round trip: what events/record queued, COMMIT, then the expiry DELETE when expire
- * asked for it (after COMMIT, in its own transaction: its failure is ignored). */
+ * asked for it (after COMMIT, in its own transaction: its failure is ignored).  The DELETE walks
+ * idempotency_keys_created from its oldest entry and stops at the cutoff, then deletes by TID: the
+ * cutoff is from now() (stable), because a volatile clock_timestamp() cannot bound an index scan
+ * and made every 64th decision read the whole table (48 h of keys), and `ctid IN (subquery)`
+ * would be a hash join over a read of the whole table too. */
 static int stage_commit(decision_request *d)
 {
     db_stmt s[DECISION_TAIL_MAX + 2];
@@ -187,9 +191,9 @@ static int stage_commit(decision_request *d)
     s[n++] = (db_stmt){"COMMIT", 0, NULL, NULL, NULL, 0, 0};
     const char *ev[] = {d->expire_h};
     if (d->expire)
-        s[n++] = (db_stmt){"DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM "
-                           "idempotency_keys WHERE created_at < clock_timestamp() - $1::int * "
-                           "interval '1 hour' LIMIT 1000)",
+        s[n++] = (db_stmt){"DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY(SELECT ctid "
+                           "FROM idempotency_keys WHERE created_at < now() - $1::int * "
+                           "interval '1 hour' ORDER BY created_at LIMIT 1000))",
                            1,
                            ev,
                            NULL,

@@ -980,6 +980,50 @@ typedef struct conc_arg {
     int rc;
 } conc_arg;
 
+/* Expired idempotency records go: 1,200 records 49 h old (past the default 48 h retention) and
+ * one 47 h old are planted, then keyed decisions are made until the old ones are gone (each keyed
+ * request drops a batch of at most 1,000 expired records with probability 1/64: two batches
+ * needed; 1,500 requests leave them all with probability > 1 - 1e-6).  The 47 h record stays. */
+START_TEST(idempotency_expiry)
+{
+    char uid[37], body[600], ikey[64], out[64];
+    h_resp r;
+    default_policy();
+    create_user("idem-exp", "DE", uid);
+    ck_assert_int_eq(
+        h_psql(
+            &E, NULL,
+            "INSERT INTO idempotency_keys (api_key_id, key, request_hash, status_code, "
+            "response_body, created_at) SELECT k.id, 'exp-old-' || g, 'x', 201, '{}', now() - "
+            "CASE WHEN g = 0 THEN interval '47 hours' ELSE interval '49 hours' END FROM "
+            "(SELECT id FROM api_keys ORDER BY created_at LIMIT 1) k, generate_series(0, 1200) g",
+            NULL, 0),
+        0);
+    txn_body(body, sizeof body, uid, 1234, "EUR", "m-x", "DE", NULL);
+    for (int i = 0; i < 1500; i++) {
+        snprintf(ikey, sizeof ikey, "exp-new-%d", i);
+        post_txn(body, ikey, NULL, &r);
+        ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+        h_resp_free(&r);
+        if (i % 100 == 99) {
+            ck_assert_int_eq(h_psql(&E, NULL,
+                                    "SELECT count(*) FROM idempotency_keys WHERE key LIKE "
+                                    "'exp-old-%' AND created_at < now() - interval '48 hours'",
+                                    out, sizeof out),
+                             0);
+            if (strcmp(out, "0") == 0)
+                break;
+        }
+    }
+    ck_assert_str_eq(out, "0");
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "SELECT count(*) FROM idempotency_keys WHERE key = 'exp-old-0'", out,
+                            sizeof out),
+                     0);
+    ck_assert_str_eq(out, "1"); /* inside the retention: kept */
+}
+END_TEST
+
 static void *conc_worker(void *p)
 {
     conc_arg *a = p;
@@ -1382,6 +1426,7 @@ static void add_common(TCase *tc)
     tcase_add_test(tc, builtin_features_across_dst);
     tcase_add_test(tc, reads_filters_and_labels);
     tcase_add_test(tc, idempotency_replay_and_scope);
+    tcase_add_test(tc, idempotency_expiry);
     tcase_add_test(tc, idempotency_concurrent);
     tcase_add_test(tc, champion_and_challenger_scores);
     tcase_add_test(tc, decision_at_thresholds);

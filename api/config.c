@@ -116,6 +116,7 @@ static int load_webhooks(cfg *c, char *err, size_t errlen)
     c->webhook_concurrency = 4;
     c->webhook_timeout_ms = 10000;
     c->webhook_poll_ms = 500;
+    c->webhook_batch = 32;
     c->webhook_backoff_ms = 30000;
     c->webhook_backoff_max_ms = 3600000;
     c->webhook_retry_window_s = 72 * 3600;
@@ -126,6 +127,7 @@ static int load_webhooks(cfg *c, char *err, size_t errlen)
            env_int32("VIGIL_WEBHOOK_CONCURRENCY", 0, 64, &c->webhook_concurrency, err, errlen) ||
            env_int32("VIGIL_WEBHOOK_TIMEOUT_MS", 100, 60000, &c->webhook_timeout_ms, err, errlen) ||
            env_int32("VIGIL_WEBHOOK_POLL_MS", 10, 60000, &c->webhook_poll_ms, err, errlen) ||
+           env_int32("VIGIL_WEBHOOK_BATCH", 1, 256, &c->webhook_batch, err, errlen) ||
            env_int("VIGIL_WEBHOOK_BACKOFF_MS", 1, 86400000, &c->webhook_backoff_ms, err, errlen) ||
            env_int("VIGIL_WEBHOOK_BACKOFF_MAX_MS", 1, 86400000, &c->webhook_backoff_max_ms, err,
                    errlen) ||

@@ -1,7 +1,8 @@
 /* dispatch.c - the webhook dispatcher threads.  See dispatch.h.
- * Costs per attempt: two statements (claim, record) on the dispatcher's own pool and one HTTP
- * exchange; an idle thread runs one claim every VIGIL_WEBHOOK_POLL_MS, and thread 0 also counts
- * the pending deliveries (for /metrics) at most once a second. */
+ * Costs per batch of up to VIGIL_WEBHOOK_BATCH attempts: two statements (claim, record; a third
+ * when some were given back) on the dispatcher's own pool and one HTTP exchange per attempt on a
+ * kept-alive connection; an idle thread runs one claim every VIGIL_WEBHOOK_POLL_MS, and thread 0
+ * also counts the pending deliveries (for /metrics) at most once a second. */
 #include "dispatch.h"
 
 #include <arpa/inet.h>
@@ -18,35 +19,32 @@
 
 #include "clock.h"
 #include "db.h"
+#include "json.h"
 #include "logline.h"
 #include "metrics.h"
 #include "netguard.h"
 #include "sha256.h"
 
-/* One due delivery, claimed under a lease.  Columns of CLAIM_SQL in order.  now() (not the
- * volatile clock_timestamp()) bounds the index range of webhook_deliveries_due, so a claim when
- * nothing is due stops at the first future row instead of filtering the whole backlog. */
+/* Due deliveries, claimed under one lease (webhook_claim, migration 0011): at most $2, each the
+ * earliest pending event of its transaction for its endpoint, so no two of one batch belong to
+ * the same (endpoint, transaction) and per-transaction order holds; rows come ordered by
+ * endpoint.  Columns in order: */
 #define CLAIM_SQL                                                                                  \
-    "WITH c AS (SELECT d2.id FROM webhook_deliveries d2 "                                          \
-    "JOIN webhook_endpoints w2 ON w2.id = d2.endpoint_id AND w2.enabled "                          \
-    "WHERE d2.state = 'pending' AND d2.next_attempt_at <= now() "                                  \
-    "AND (d2.lease_until IS NULL OR d2.lease_until < clock_timestamp()) "                          \
-    "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d2.endpoint_id "     \
-    "AND p.transaction_id = d2.transaction_id AND p.state = 'pending' AND p.seq < d2.seq) "        \
-    "ORDER BY d2.next_attempt_at, d2.seq LIMIT 1 FOR UPDATE OF d2 SKIP LOCKED), "                  \
-    "u AS (UPDATE webhook_deliveries d SET attempts = d.attempts + 1, "                            \
-    "lease_until = clock_timestamp() + $1::int * interval '1 millisecond' FROM c "                 \
-    "WHERE d.id = c.id RETURNING d.id, d.attempts, d.event_id, d.endpoint_id) "                    \
-    "SELECT u.id, u.attempts, w.url, w.secret, json_build_object('id', e.id, 'type', e.type, "     \
-    "'created_at', to_char(e.created_at AT TIME ZONE 'UTC', "                                      \
-    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "                                                       \
-    "'transaction_id', e.transaction_id, 'data', e.data)::text, "                                  \
-    "(extract(epoch FROM e.created_at) * 1000000)::bigint "                                        \
-    "FROM u JOIN webhook_endpoints w ON w.id = u.endpoint_id "                                     \
-    "JOIN webhook_events e ON e.id = u.event_id"
-enum { CL_ID, CL_ATTEMPT, CL_URL, CL_SECRET, CL_BODY, CL_CREATED_US };
+    "SELECT id, attempt, endpoint_id, url, secret, body, created_us FROM webhook_claim($1, $2)"
+enum { CL_ID, CL_ATTEMPT, CL_ENDPOINT, CL_URL, CL_SECRET, CL_BODY, CL_CREATED_US };
+
+/* Records a batch's attempts in one statement (one commit): webhook_record_batch (migration
+ * 0011) answers each recorded delivery's new state. */
+#define RECORD_SQL                                                                                 \
+    "SELECT delivery, state FROM webhook_record_batch($1::json, $2::bigint, $3::bigint, "          \
+    "$4::bigint, $5::int, $6)"
+
+/* Gives back the deliveries of a batch that were not attempted (see attempt_batch): the claim's
+ * attempt count is undone and the lease dropped, unless the delivery was claimed again since. */
+#define UNCLAIM_SQL "SELECT webhook_unclaim($1::json)"
 
 #define DB_BUDGET_MS 5000 /* bound of one dispatcher statement (pool wait included) */
+#define BATCH_MAX 256     /* bound of VIGIL_WEBHOOK_BATCH (config.c) */
 
 struct dispatch {
     const cfg *cfg;
@@ -61,21 +59,31 @@ struct dispatch {
     int64_t sweep_next_ms;   /* thread 0 only: when to drop old finished events again */
 };
 
-/* A claimed delivery: the PGresult of the claim holds its texts. */
+/* A claimed delivery: the PGresult of its batch's claim holds its texts. */
 typedef struct job {
-    PGresult *r;
-    const char *id, *attempt, *url, *secret, *body;
+    const char *id, *attempt, *endpoint, *url, *secret, *body;
     int64_t created_us;
 } job;
 
 /* What an attempt did. */
 typedef struct outcome {
-    int ok;          /* a 2xx answer */
-    int aborted;     /* cut short by dispatch_stop: not an attempt to record */
-    long status;     /* HTTP status, 0 = none */
-    char error[256]; /* "" when ok */
-    int64_t us;      /* duration of the exchange */
+    int ok;             /* a 2xx answer */
+    int aborted;        /* cut short by dispatch_stop: not an attempt to record */
+    long status;        /* HTTP status, 0 = none */
+    char error[256];    /* "" when ok */
+    int64_t us;         /* duration of the exchange */
+    int64_t started_us; /* when it began, microseconds since the Unix epoch */
 } outcome;
+
+/* One claim: n jobs whose texts live in r; o[k] is what attempting jobs[k] did, tried[k] whether
+ * it was attempted (and not aborted), so it is recorded rather than given back. */
+typedef struct batch {
+    PGresult *r;
+    int n;
+    job jobs[BATCH_MAX];
+    outcome o[BATCH_MAX];
+    unsigned char tried[BATCH_MAX];
+} batch;
 
 /* Runs one statement on a pooled connection within DB_BUDGET_MS.  DB_OK with *r, else logs. */
 static int query(dispatch *d, const char *sql, int n, const char *const *v, PGresult **r)
@@ -97,26 +105,39 @@ static int query(dispatch *d, const char *sql, int n, const char *const *v, PGre
     return rc;
 }
 
-/* Claims one due delivery.  1 with *j filled (free j->r), 0 when none is due or on failure. */
-static int claim(dispatch *d, job *j)
+/* The lease of a claim: long enough for one attempt (attempt_batch starts one only while at
+ * least VIGIL_WEBHOOK_TIMEOUT_MS + LEASE_MARGIN_MS of it are left). */
+#define LEASE_MARGIN_MS 1000
+static int lease_ms(const dispatch *d)
 {
-    char lease[16];
-    snprintf(lease, sizeof lease, "%d", 2 * d->cfg->webhook_timeout_ms + 1000);
-    const char *v[] = {lease};
-    if (query(d, CLAIM_SQL, 1, v, &j->r) != DB_OK)
+    return 2 * d->cfg->webhook_timeout_ms + LEASE_MARGIN_MS;
+}
+
+/* Claims up to VIGIL_WEBHOOK_BATCH due deliveries into b.  Returns how many (0 when none is due
+ * or on failure); free b->r. */
+static int claim(dispatch *d, batch *b)
+{
+    char lease[16], limit[16];
+    snprintf(lease, sizeof lease, "%d", lease_ms(d));
+    snprintf(limit, sizeof limit, "%d", d->cfg->webhook_batch);
+    const char *v[] = {lease, limit};
+    b->n = 0;
+    if (query(d, CLAIM_SQL, 2, v, &b->r) != DB_OK)
         return 0;
-    if (PQntuples(j->r) != 1) {
-        PQclear(j->r);
-        j->r = NULL;
-        return 0;
+    int n = PQntuples(b->r);
+    for (int k = 0; k < n && k < BATCH_MAX; k++) {
+        job *j = &b->jobs[k];
+        j->id = PQgetvalue(b->r, k, CL_ID);
+        j->attempt = PQgetvalue(b->r, k, CL_ATTEMPT);
+        j->endpoint = PQgetvalue(b->r, k, CL_ENDPOINT);
+        j->url = PQgetvalue(b->r, k, CL_URL);
+        j->secret = PQgetvalue(b->r, k, CL_SECRET);
+        j->body = PQgetvalue(b->r, k, CL_BODY);
+        j->created_us = strtoll(PQgetvalue(b->r, k, CL_CREATED_US), NULL, 10);
+        b->tried[k] = 0;
+        b->n++;
     }
-    j->id = PQgetvalue(j->r, 0, CL_ID);
-    j->attempt = PQgetvalue(j->r, 0, CL_ATTEMPT);
-    j->url = PQgetvalue(j->r, 0, CL_URL);
-    j->secret = PQgetvalue(j->r, 0, CL_SECRET);
-    j->body = PQgetvalue(j->r, 0, CL_BODY);
-    j->created_us = strtoll(PQgetvalue(j->r, 0, CL_CREATED_US), NULL, 10);
-    return 1;
+    return b->n;
 }
 
 /* ---- one HTTP attempt ------------------------------------------------------------------------ */
@@ -213,6 +234,9 @@ static void deliver(CURL *h, const dispatch *d, const job *j, outcome *o)
     guard g = {0};
     memset(o, 0, sizeof *o);
     int64_t t0 = clock_now_us();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    o->started_us = (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000;
     g.allowed = netguard_url_host(j->url, host, sizeof host) == 0 &&
                 netguard_host_allowed(d->cfg->webhook_allowed_hosts, host);
     snprintf(attempt, sizeof attempt, "Vigil-Delivery-Attempt: %s", j->attempt);
@@ -247,36 +271,9 @@ static void deliver(CURL *h, const dispatch *d, const job *j, outcome *o)
 
 /* ---- record, loop ---------------------------------------------------------------------------- */
 
-/* Records the attempt (webhook_record) and counts it.  A failure to record leaves the lease to
- * expire: the delivery is attempted again (at least once). */
-static void record(dispatch *d, const job *j, const outcome *o)
+/* Counts what webhook_record answered for job j (state) and logs a delivery given up. */
+static void count_outcome(const job *j, const outcome *o, const char *state)
 {
-    const cfg *c = d->cfg;
-    char status[16], ms[24], backoff[24], backoff_max[24], window[24], disable[16];
-    snprintf(status, sizeof status, "%ld", o->status);
-    snprintf(ms, sizeof ms, "%lld", (long long)(o->us / 1000));
-    snprintf(backoff, sizeof backoff, "%lld", c->webhook_backoff_ms);
-    snprintf(backoff_max, sizeof backoff_max, "%lld", c->webhook_backoff_max_ms);
-    snprintf(window, sizeof window, "%lld", c->webhook_retry_window_s);
-    snprintf(disable, sizeof disable, "%d", c->webhook_disable_after);
-    const char *v[] = {j->id,
-                       j->attempt,
-                       o->ok ? "t" : "f",
-                       o->status ? status : NULL,
-                       o->ok ? NULL : o->error,
-                       ms,
-                       backoff,
-                       backoff_max,
-                       window,
-                       disable,
-                       d->name};
-    PGresult *r = NULL;
-    if (query(d,
-              "SELECT webhook_record($1::uuid, $2::int, $3::boolean, $4::int, $5, $6::int, "
-              "$7::bigint, $8::bigint, $9::bigint, $10::int, $11)",
-              11, v, &r) != DB_OK)
-        return;
-    const char *state = PQgetvalue(r, 0, 0);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t latency = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - j->created_us;
@@ -292,7 +289,84 @@ static void record(dispatch *d, const job *j, const outcome *o)
         logline_str(&l, "error", o->error);
         logline_end(&l);
     }
+}
+
+/* The JSON array json_to_recordset reads: one object per job of b whose tried flag equals
+ * tried, with its outcome when tried.  Returns a malloc'd text (caller frees), NULL when none
+ * or out of memory; *count is the number of objects. */
+static char *batch_json(const batch *b, int tried, int *count)
+{
+    cJSON *a = cJSON_CreateArray();
+    char *text = NULL;
+    *count = 0;
+    for (int k = 0; a && k < b->n; k++) {
+        if (b->tried[k] != tried)
+            continue;
+        const outcome *o = &b->o[k];
+        cJSON *x = cJSON_CreateObject();
+        if (!x || !cJSON_AddItemToArray(a, x))
+            goto fail;
+        cJSON_AddStringToObject(x, "id", b->jobs[k].id);
+        cJSON_AddStringToObject(x, "endpoint", b->jobs[k].endpoint);
+        cJSON_AddRawToObject(x, "attempt", b->jobs[k].attempt); /* an integer column's text */
+        if (tried) {
+            cJSON_AddBoolToObject(x, "ok", o->ok);
+            if (o->status)
+                cJSON_AddNumberToObject(x, "status", (double)o->status);
+            if (!o->ok)
+                cJSON_AddStringToObject(x, "error", o->error);
+            cJSON_AddNumberToObject(x, "ms", (double)(o->us / 1000));
+            cJSON_AddNumberToObject(x, "started_us", (double)o->started_us); /* < 2^53: exact */
+        }
+        ++*count;
+    }
+    if (*count > 0)
+        text = json_print_exact(a);
+fail:
+    cJSON_Delete(a);
+    return text;
+}
+
+/* Records the attempts of b (webhook_record_batch, one statement, one commit) and counts them.  A
+ * failure to record leaves the leases to expire: those deliveries are attempted again (at
+ * least once). */
+static void record(dispatch *d, const batch *b)
+{
+    const cfg *c = d->cfg;
+    char backoff[24], backoff_max[24], window[24], disable[16];
+    int count = 0;
+    char *rows = batch_json(b, 1, &count);
+    if (!rows)
+        return;
+    snprintf(backoff, sizeof backoff, "%lld", c->webhook_backoff_ms);
+    snprintf(backoff_max, sizeof backoff_max, "%lld", c->webhook_backoff_max_ms);
+    snprintf(window, sizeof window, "%lld", c->webhook_retry_window_s);
+    snprintf(disable, sizeof disable, "%d", c->webhook_disable_after);
+    const char *v[] = {rows, backoff, backoff_max, window, disable, d->name};
+    PGresult *r = NULL;
+    if (query(d, RECORD_SQL, 6, v, &r) == DB_OK) {
+        for (int row = 0; row < PQntuples(r); row++) /* a stale attempt has no row */
+            for (int k = 0; k < b->n; k++)
+                if (b->tried[k] && strcmp(b->jobs[k].id, PQgetvalue(r, row, 0)) == 0)
+                    count_outcome(&b->jobs[k], &b->o[k], PQgetvalue(r, row, 1));
+    }
     PQclear(r);
+    free(rows);
+}
+
+/* Gives back the jobs of b that were not attempted (UNCLAIM_SQL).  On failure their leases
+ * expire instead and the deliveries are claimed again then. */
+static void unclaim(dispatch *d, const batch *b)
+{
+    int count = 0;
+    char *rows = batch_json(b, 0, &count);
+    if (!rows)
+        return;
+    const char *v[] = {rows};
+    PGresult *r = NULL;
+    query(d, UNCLAIM_SQL, 1, v, &r);
+    PQclear(r);
+    free(rows);
 }
 
 /* Thread 0's chore: the pending count for /metrics, at most once a second. */
@@ -310,7 +384,9 @@ static void count_pending(dispatch *d)
 
 /* Thread 0's other chore: events older than VIGIL_WEBHOOK_RETENTION_S with no pending delivery
  * are deleted (with their deliveries and attempts, by cascade), 1000 at a time, at most every
- * min(60 s, retention), so the outbox stays bounded without a separate job. */
+ * min(60 s, retention), so the outbox stays bounded without a separate job.  The cutoff is
+ * from now() so it bounds a walk of webhook_events_created (a volatile clock_timestamp() cannot:
+ * each sweep would read the whole outbox). */
 static void sweep(dispatch *d)
 {
     PGresult *r = NULL;
@@ -323,10 +399,10 @@ static void sweep(dispatch *d)
     snprintf(secs, sizeof secs, "%lld", d->cfg->webhook_retention_s);
     const char *v[] = {secs};
     query(d,
-          "DELETE FROM webhook_events WHERE id IN (SELECT e.id FROM webhook_events e "
-          "WHERE e.created_at < clock_timestamp() - $1::bigint * interval '1 second' "
+          "DELETE FROM webhook_events WHERE id = ANY (ARRAY(SELECT e.id FROM webhook_events e "
+          "WHERE e.created_at < now() - $1::bigint * interval '1 second' "
           "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.event_id = e.id "
-          "AND p.state = 'pending') ORDER BY e.created_at LIMIT 1000)",
+          "AND p.state = 'pending') ORDER BY e.created_at LIMIT 1000))",
           1, v, &r);
     PQclear(r);
 }
@@ -353,34 +429,56 @@ typedef struct thread_arg {
     int index;
 } thread_arg;
 
+/* Attempts the jobs of b in order on handle h while each still has its whole timeout left in
+ * the claim's lease (taken at claimed_ms), so no attempt can outlive its lease and be made a
+ * second time by another thread or replica; the rest are given back.  Stops early when the
+ * dispatcher stops. */
+static void attempt_batch(dispatch *d, CURL *h, batch *b, int64_t claimed_ms)
+{
+    int64_t last_start = claimed_ms + lease_ms(d) - d->cfg->webhook_timeout_ms - LEASE_MARGIN_MS;
+    for (int k = 0; k < b->n; k++) {
+        if (atomic_load(&d->stopping) || clock_now_ms() > last_start)
+            break;
+        deliver(h, d, &b->jobs[k], &b->o[k]);
+        b->tried[k] = !b->o[k].aborted;
+    }
+}
+
 static void *run(void *p)
 {
     thread_arg *a = p;
     dispatch *d = a->d;
     CURL *h = curl_easy_init();
+    batch *b = malloc(sizeof *b);
     int index = a->index;
     free(a);
-    while (h) {
-        job j = {0};
-        outcome o;
+    while (h && b) {
         if (index == 0) {
             count_pending(d);
             sweep(d);
         }
-        if (claim(d, &j)) {
-            deliver(h, d, &j, &o);
-            if (!o.aborted)
-                record(d, &j, &o);
-            PQclear(j.r);
-            if (atomic_load(&d->stopping))
-                break;
-        } else if (idle(d, d->cfg->webhook_poll_ms)) {
-            break;
+        int64_t claimed_ms = clock_now_ms();
+        int n = claim(d, b);
+        if (n > 0) {
+            attempt_batch(d, h, b, claimed_ms);
+            record(d, b);
+            if (!atomic_load(&d->stopping))
+                unclaim(d,
+                        b); /* at stop, the leases expire instead (no statement on the way out) */
         }
+        PQclear(b->r);
+        b->r = NULL;
+        if (atomic_load(&d->stopping))
+            break;
+        /* a full batch says more may be due at once; otherwise the outbox was drained */
+        if (n < d->cfg->webhook_batch && idle(d, d->cfg->webhook_poll_ms))
+            break;
     }
-    if (!h)
-        logline_event("error", "webhook_dispatcher_failed", "error", "curl_easy_init failed");
+    if (!h || !b)
+        logline_event("error", "webhook_dispatcher_failed", "error",
+                      "curl_easy_init failed or out of memory");
     curl_easy_cleanup(h);
+    free(b);
     return NULL;
 }
 

@@ -1,13 +1,17 @@
 /* dispatch.h - the webhook dispatcher: VIGIL_WEBHOOK_CONCURRENCY threads of vigil-api that deliver
  * the outbox (migration 0009; written by outbox.h) to the endpoints over HTTP with libcurl.
  *
- * Each thread loops: claim one due delivery (SELECT ... FOR UPDATE SKIP LOCKED, then a lease of
- * 2 x VIGIL_WEBHOOK_TIMEOUT_MS + 1 s, committed at once, so no other replica or thread can claim
- * it while it is in flight), POST it, record the attempt (webhook_record: delivered, retried
- * later with exponential backoff and jitter, or given up after the retry window), and sleep
- * VIGIL_WEBHOOK_POLL_MS when nothing is due.  A delivery is due only when no earlier event of the
- * same transaction is still pending for the same endpoint (per-transaction order); a replica that
- * dies mid-delivery leaves its lease to expire and the delivery is made again: at least once,
+ * Each thread loops: claim up to VIGIL_WEBHOOK_BATCH due deliveries (SELECT ... FOR UPDATE SKIP
+ * LOCKED, then one lease of 2 x VIGIL_WEBHOOK_TIMEOUT_MS + 1 s, committed at once, so no other
+ * replica or thread can claim them while they are in flight), POST them one after another on one
+ * kept-alive connection per endpoint, each only while its whole timeout still fits in the lease
+ * (the rest are given back at once, unattempted), record the attempts in one statement
+ * (webhook_record: delivered, retried later with exponential backoff and jitter, or given up
+ * after the retry window), and sleep VIGIL_WEBHOOK_POLL_MS when the claim was not full.  A
+ * delivery is due only when no earlier event of the same transaction is still pending for the
+ * same endpoint (per-transaction order: a batch holds at most one delivery per transaction and
+ * endpoint); a replica that dies mid-delivery leaves its lease to expire and the delivery is
+ * made again: at least once,
  * consumers dedupe on the event id.  Concurrent deliveries per replica are bounded by the thread
  * count.  Every request: the body is the event JSON, Content-Type application/json, header
  * `Vigil-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, no redirects,

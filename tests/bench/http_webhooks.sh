@@ -2,12 +2,13 @@
 # http_webhooks.sh BIN_DIR - issue 15's Speed figure: POST /api/v1/transactions at a fixed rate
 # (default 500 req/s, VIGIL_BENCH_WEBHOOK_RATE) with ONE webhook endpoint subscribed to every
 # decision event vs none, in the same run, against the same API process and database (worker
-# mode, demo model as champion).  The endpoint is a real receiver on loopback
-# (tests/tools/webhook_receiver.py) that the API's dispatcher delivers to while the load runs, so
-# the figure includes the outbox INSERTs in the decision's transaction AND the dispatcher's work
-# on the shared CPUs.  "none" is the same endpoint disabled (PATCH enabled=false: no event row is
+# mode, demo model as champion).  The endpoint is a real receiver on loopback (tests/tools/whsink,
+# C: a stand-in for a consumer on another host, so its own CPU stays out of the figure) that the
+# API's dispatcher delivers to while the load runs, so the figure includes the outbox INSERTs in
+# the decision's transaction AND the dispatcher's work (claims, requests, records) on the shared
+# CPUs.  "none" is the same endpoint disabled (PATCH enabled=false: no event row is
 # written for a decision then).  The two conditions alternate VIGIL_BENCH_WEBHOOK_ROUNDS times
-# (default 2: none, one, none, one) so a drift of the machine's load hits both; every run and the
+# (default 3: none, one, none, one, none, one) so a drift of the machine's load hits both; every run and the
 # median p99 of each condition are printed, with the difference.  Measures only, asserts nothing.
 # Bounded: rounds x 2 x VIGIL_BENCH_SECONDS (default 5) s of load, plus start-up.
 set -euo pipefail
@@ -23,7 +24,7 @@ bench_init
 
 RATE=${VIGIL_BENCH_WEBHOOK_RATE:-500}
 SECS=${VIGIL_BENCH_SECONDS:-5}
-ROUNDS=${VIGIL_BENCH_WEBHOOK_ROUNDS:-2}
+ROUNDS=${VIGIL_BENCH_WEBHOOK_ROUNDS:-3}
 JSON='Content-Type: application/json'
 
 bench_machine
@@ -41,14 +42,15 @@ printf '%s\n' '{"user_external_id": "wh-{seq%50}", "amount": 1{seq%100000}, "cur
   ' "channel": "ecommerce"}' >"$B_TMP/txn.json"
 
 port=$(bench_free_port)
-/usr/bin/python3 tests/tools/webhook_receiver.py "$port" "$B_TMP/received.jsonl" >"$B_TMP/receiver.log" 2>&1 &
+"$BIN/tests/whsink" "$port" "$B_TMP/received.jsonl" >"$B_TMP/receiver.log" 2>&1 &
 RECV_PID=$!
 for _ in $(seq 100); do curl -s -o /dev/null -X POST "http://127.0.0.1:$port/" && break; sleep 0.05; done
 ep=$(curl -fsS -H "$B_AUTH" -H "$JSON" "$B_API/api/v1/webhooks" \
   -d "{\"url\":\"http://127.0.0.1:$port/bench\",\"events\":[\"decision.allow\",\"decision.review\",\"decision.block\"]}" |
   sed -n 's/.*"id":"\([^"]*\)".*/\1/p' | head -n 1)
 [ -n "$ep" ] || bench_die "creating the webhook endpoint failed"
-echo "endpoint $ep -> receiver on 127.0.0.1:$port (python3 http.server); $RATE req/s, $SECS s per run"
+echo "endpoint $ep -> receiver on 127.0.0.1:$port (tests/tools/whsink); $RATE req/s, $SECS s per run"
+echo "dispatcher: VIGIL_WEBHOOK_CONCURRENCY=${VIGIL_WEBHOOK_CONCURRENCY:-4 (default)} VIGIL_WEBHOOK_BATCH=${VIGIL_WEBHOOK_BATCH:-32 (default)}"
 
 set_endpoint() {
   curl -fsS -o /dev/null -X PATCH -H "$B_AUTH" -H "$JSON" "$B_API/api/v1/webhooks/$ep" \

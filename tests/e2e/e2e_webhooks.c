@@ -717,6 +717,77 @@ START_TEST(two_replicas_no_double_delivery)
 }
 END_TEST
 
+/* Restarts E's API with env (NULL: the suite's ENV). */
+static void api_restart(const char *const *env)
+{
+    ck_assert_int_eq(h_api_stop(&E, SIGTERM), 0);
+    E.api_env = env ? env : ENV;
+    ck_assert_int_eq(h_api_start(&E), 0);
+}
+
+/* A batch against a slow receiver (800 ms an answer).  Six deliveries are written while no
+ * dispatcher runs, so the first claim takes all six.  With VIGIL_WEBHOOK_TIMEOUT_MS=1000 a
+ * claim's lease is 3 s and a thread starts an attempt only while the whole timeout still fits in
+ * it: it attempts two and gives the other four back at once, unattempted (their attempt count
+ * undone), for the second thread to claim.  Were an attempt started too late, its lease would
+ * expire mid-way and the other thread would send it again.  Every event arrives exactly once,
+ * every delivery shows one attempt, recorded with the time it began. */
+START_TEST(slow_receiver_batch_gives_back)
+{
+    static const char *const env_off[] = {"VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1",
+                                          "VIGIL_WEBHOOK_CONCURRENCY=0", NULL};
+    static const char *const env_slow[] = {
+        "VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1", "VIGIL_WEBHOOK_POLL_MS=50",
+        "VIGIL_WEBHOOK_TIMEOUT_MS=1000", "VIGIL_WEBHOOK_CONCURRENCY=2", NULL};
+    receiver rc;
+    char id[37], url[100], txn[37], sql[600], out[64];
+    api_restart(env_off);
+    receiver_start(&rc, "127.0.0.1", h_free_port(), "batch.jsonl", 200, 800);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/batch", rc.port);
+    endpoint(url, "[\"decision.block\"]", id, NULL);
+    e2e_user(&E, "wh-batch");
+    e2e_policy_fallback(&E, "block");
+    for (int i = 0; i < 6; i++)
+        decide("wh-batch", txn);
+    api_restart(env_slow);
+    cJSON *all = wait_events(&rc, 6, 30000);
+    ck_assert_int_eq(distinct_events(all), 6);
+    cJSON_Delete(all);
+    sleep_ms(1500); /* a second copy, were one sent, would have arrived by now */
+    all = received(&rc);
+    ck_assert_int_eq(cJSON_GetArraySize(all), 6);
+    cJSON_Delete(all);
+    /* delivered, attempts counted, attempts recorded, attempts that overlap another on the same
+     * dispatcher thread's timeline (none: a thread attempts one at a time, and each record says
+     * when its attempt began, not when the batch was recorded) */
+    snprintf(sql, sizeof sql,
+             "WITH a AS (SELECT a.* FROM webhook_attempts a JOIN webhook_deliveries x ON x.id = "
+             "a.delivery_id WHERE x.endpoint_id = '%s') SELECT (SELECT count(*) || ' ' || "
+             "sum(attempts) FROM webhook_deliveries WHERE endpoint_id = '%s' AND state = "
+             "'delivered') || ' ' || (SELECT count(*) FROM a) || ' ' || (SELECT count(*) FROM a "
+             "a1 JOIN a a2 ON a1.delivery_id < a2.delivery_id AND a2.started_at >= a1.started_at "
+             "AND a2.started_at < a1.started_at + interval '700 milliseconds')",
+             id, id);
+    ck_assert_int_eq(h_psql(&E, NULL, sql, out, sizeof out), 0);
+    /* the two threads may start one attempt each at about the same time: at most 3 overlaps */
+    {
+        char dbg[3000];
+        snprintf(sql, sizeof sql,
+                 "SELECT string_agg(a.attempt || '@' || to_char(a.started_at, 'SS.MS') || '+' || "
+                 "a.duration_ms || ' ' || a.delivery_id, '; ' ORDER BY started_at) FROM "
+                 "webhook_attempts a");
+        h_psql(&E, NULL, sql, dbg, sizeof dbg);
+        printf("DBG %s\n", dbg);
+    }
+    int n, att, rec, overlap;
+    ck_assert_int_eq(sscanf(out, "%d %d %d %d", &n, &att, &rec, &overlap), 4);
+    ck_assert_msg(n == 6 && att == 6 && rec == 6 && overlap <= 3, "deliveries: %s", out);
+    receiver_stop(&rc);
+    endpoint_delete(id);
+    api_restart(NULL);
+}
+END_TEST
+
 /* Three consecutive failures disable the endpoint (VIGIL_WEBHOOK_DISABLE_AFTER=3 for this test);
  * its pending deliveries wait, and re-enabling it delivers them. */
 START_TEST(auto_disable_and_enable)
@@ -858,6 +929,7 @@ int main(void)
     tcase_add_test(tc, receiver_down_then_back);
     tcase_add_test(tc, kill_mid_delivery);
     tcase_add_test(tc, two_replicas_no_double_delivery);
+    tcase_add_test(tc, slow_receiver_batch_gives_back);
     tcase_add_test(tc, auto_disable_and_enable);
     tcase_add_test(tc, given_up_after_window);
     suite_add_tcase(s, tc);

@@ -21,6 +21,10 @@ lock = threading.Lock()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The answer goes out in two writes (head, then body): with Nagle's algorithm on, the body
+    # waits for the client's delayed ACK of the head (~40 ms on Linux loopback) and a kept-alive
+    # dispatcher connection delivers ~25 events/s.
+    disable_nagle_algorithm = True
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))

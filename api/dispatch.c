@@ -462,9 +462,9 @@ static void *run(void *p)
         if (n > 0) {
             attempt_batch(d, h, b, claimed_ms);
             record(d, b);
+            /* at stop, the leases expire instead (no statement on the way out) */
             if (!atomic_load(&d->stopping))
-                unclaim(d,
-                        b); /* at stop, the leases expire instead (no statement on the way out) */
+                unclaim(d, b);
         }
         PQclear(b->r);
         b->r = NULL;

@@ -266,6 +266,11 @@ static void deliver(CURL *h, const dispatch *d, const job *j, outcome *o)
         snprintf(o->error, sizeof o->error, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
     else if (!o->ok)
         snprintf(o->error, sizeof o->error, "HTTP %ld", o->status);
+    /* ASCII only: the error travels in a JSON text that PostgreSQL must accept (libcurl's
+     * messages are ASCII, but one may quote a host name) */
+    for (char *e = o->error; *e; e++)
+        if ((unsigned char)*e >= 0x80)
+            *e = '?';
     curl_slist_free_all(hdrs);
 }
 

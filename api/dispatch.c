@@ -72,7 +72,7 @@ typedef struct outcome {
     long status;        /* HTTP status, 0 = none */
     char error[256];    /* "" when ok */
     int64_t us;         /* duration of the exchange */
-    int64_t started_us; /* when it began, microseconds since the Unix epoch */
+    int64_t started_us; /* when it began, by clock_now_us (monotonic) */
 } outcome;
 
 /* One claim: n jobs whose texts live in r; o[k] is what attempting jobs[k] did, tried[k] whether
@@ -105,12 +105,13 @@ static int query(dispatch *d, const char *sql, int n, const char *const *v, PGre
     return rc;
 }
 
-/* The lease of a claim: long enough for one attempt (attempt_batch starts one only while at
- * least VIGIL_WEBHOOK_TIMEOUT_MS + LEASE_MARGIN_MS of it are left). */
+/* The lease of a claim: attempt_batch starts an attempt only while its whole timeout, the
+ * record's whole budget (DB_BUDGET_MS) and LEASE_MARGIN_MS still fit in it, and the first one
+ * as long as the claim took less than VIGIL_WEBHOOK_TIMEOUT_MS. */
 #define LEASE_MARGIN_MS 1000
 static int lease_ms(const dispatch *d)
 {
-    return 2 * d->cfg->webhook_timeout_ms + LEASE_MARGIN_MS;
+    return 2 * d->cfg->webhook_timeout_ms + DB_BUDGET_MS + LEASE_MARGIN_MS;
 }
 
 /* Claims up to VIGIL_WEBHOOK_BATCH due deliveries into b.  Returns how many (0 when none is due
@@ -234,9 +235,7 @@ static void deliver(CURL *h, const dispatch *d, const job *j, outcome *o)
     guard g = {0};
     memset(o, 0, sizeof *o);
     int64_t t0 = clock_now_us();
-    struct timespec wall;
-    clock_gettime(CLOCK_REALTIME, &wall);
-    o->started_us = (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000;
+    o->started_us = t0;
     g.allowed = netguard_url_host(j->url, host, sizeof host) == 0 &&
                 netguard_host_allowed(d->cfg->webhook_allowed_hosts, host);
     snprintf(attempt, sizeof attempt, "Vigil-Delivery-Attempt: %s", j->attempt);
@@ -296,36 +295,43 @@ static void count_outcome(const job *j, const outcome *o, const char *state)
     }
 }
 
-/* The JSON array json_to_recordset reads: one object per job of b whose tried flag equals
- * tried, with its outcome when tried.  Returns a malloc'd text (caller frees), NULL when none
- * or out of memory; *count is the number of objects. */
-static char *batch_json(const batch *b, int tried, int *count)
+/* Adds job k of b (and its outcome when tried) to array a as json_to_recordset reads it; the
+ * start goes as ago_us, microseconds before now (monotonic), so the database dates it on its own
+ * clock.  0, or -1 when out of memory. */
+static int batch_row(cJSON *a, const batch *b, int k, int tried, int64_t now_us)
+{
+    const outcome *o = &b->o[k];
+    cJSON *x = cJSON_CreateObject();
+    if (!x || !cJSON_AddItemToArray(a, x))
+        return cJSON_Delete(x), -1;
+    int ok = cJSON_AddStringToObject(x, "id", b->jobs[k].id) &&
+             cJSON_AddStringToObject(x, "endpoint", b->jobs[k].endpoint) &&
+             cJSON_AddRawToObject(x, "attempt", b->jobs[k].attempt); /* an integer's text */
+    if (ok && tried)
+        ok = cJSON_AddBoolToObject(x, "ok", o->ok) &&
+             (!o->status || cJSON_AddNumberToObject(x, "status", (double)o->status)) &&
+             (o->ok || cJSON_AddStringToObject(x, "error", o->error)) &&
+             cJSON_AddNumberToObject(x, "ms", (double)(o->us / 1000)) &&
+             cJSON_AddNumberToObject(x, "ago_us", (double)(now_us - o->started_us));
+    return ok ? 0 : -1;
+}
+
+/* The JSON array of the jobs of b whose tried flag equals tried.  Returns a malloc'd text
+ * (caller frees), NULL when there is none or out of memory. */
+static char *batch_json(const batch *b, int tried)
 {
     cJSON *a = cJSON_CreateArray();
     char *text = NULL;
-    *count = 0;
+    int count = 0;
+    int64_t now_us = clock_now_us();
     for (int k = 0; a && k < b->n; k++) {
         if (b->tried[k] != tried)
             continue;
-        const outcome *o = &b->o[k];
-        cJSON *x = cJSON_CreateObject();
-        if (!x || !cJSON_AddItemToArray(a, x))
+        if (batch_row(a, b, k, tried, now_us) != 0)
             goto fail;
-        cJSON_AddStringToObject(x, "id", b->jobs[k].id);
-        cJSON_AddStringToObject(x, "endpoint", b->jobs[k].endpoint);
-        cJSON_AddRawToObject(x, "attempt", b->jobs[k].attempt); /* an integer column's text */
-        if (tried) {
-            cJSON_AddBoolToObject(x, "ok", o->ok);
-            if (o->status)
-                cJSON_AddNumberToObject(x, "status", (double)o->status);
-            if (!o->ok)
-                cJSON_AddStringToObject(x, "error", o->error);
-            cJSON_AddNumberToObject(x, "ms", (double)(o->us / 1000));
-            cJSON_AddNumberToObject(x, "started_us", (double)o->started_us); /* < 2^53: exact */
-        }
-        ++*count;
+        count++;
     }
-    if (*count > 0)
+    if (count > 0)
         text = json_print_exact(a);
 fail:
     cJSON_Delete(a);
@@ -339,8 +345,7 @@ static void record(dispatch *d, const batch *b)
 {
     const cfg *c = d->cfg;
     char backoff[24], backoff_max[24], window[24], disable[16];
-    int count = 0;
-    char *rows = batch_json(b, 1, &count);
+    char *rows = batch_json(b, 1);
     if (!rows)
         return;
     snprintf(backoff, sizeof backoff, "%lld", c->webhook_backoff_ms);
@@ -363,8 +368,7 @@ static void record(dispatch *d, const batch *b)
  * expire instead and the deliveries are claimed again then. */
 static void unclaim(dispatch *d, const batch *b)
 {
-    int count = 0;
-    char *rows = batch_json(b, 0, &count);
+    char *rows = batch_json(b, 0);
     if (!rows)
         return;
     const char *v[] = {rows};
@@ -434,19 +438,23 @@ typedef struct thread_arg {
     int index;
 } thread_arg;
 
-/* Attempts the jobs of b in order on handle h while each still has its whole timeout left in
- * the claim's lease (taken at claimed_ms), so no attempt can outlive its lease and be made a
- * second time by another thread or replica; the rest are given back.  Stops early when the
- * dispatcher stops. */
-static void attempt_batch(dispatch *d, CURL *h, batch *b, int64_t claimed_ms)
+/* Attempts the jobs of b in order on handle h while each still has its whole timeout and the
+ * record's budget left in the claim's lease (taken at claimed_ms), so no attempt can outlive its
+ * lease, unrecorded, and be made a second time by another thread or replica; the rest are given
+ * back.  Stops early when the dispatcher stops.  Returns how many were attempted. */
+static int attempt_batch(dispatch *d, CURL *h, batch *b, int64_t claimed_ms)
 {
-    int64_t last_start = claimed_ms + lease_ms(d) - d->cfg->webhook_timeout_ms - LEASE_MARGIN_MS;
+    int64_t last_start =
+        claimed_ms + lease_ms(d) - d->cfg->webhook_timeout_ms - DB_BUDGET_MS - LEASE_MARGIN_MS;
+    int tried = 0;
     for (int k = 0; k < b->n; k++) {
         if (atomic_load(&d->stopping) || clock_now_ms() > last_start)
             break;
         deliver(h, d, &b->jobs[k], &b->o[k]);
         b->tried[k] = !b->o[k].aborted;
+        tried += b->tried[k];
     }
+    return tried;
 }
 
 static void *run(void *p)
@@ -463,20 +471,19 @@ static void *run(void *p)
             sweep(d);
         }
         int64_t claimed_ms = clock_now_ms();
-        int n = claim(d, b);
+        int n = claim(d, b), tried = 0;
         if (n > 0) {
-            attempt_batch(d, h, b, claimed_ms);
+            tried = attempt_batch(d, h, b, claimed_ms);
             record(d, b);
-            /* at stop, the leases expire instead (no statement on the way out) */
-            if (!atomic_load(&d->stopping))
-                unclaim(d, b);
+            unclaim(d, b); /* at stop too: a restarted replica need not wait for the leases */
         }
         PQclear(b->r);
         b->r = NULL;
         if (atomic_load(&d->stopping))
             break;
-        /* a full batch says more may be due at once; otherwise the outbox was drained */
-        if (n < d->cfg->webhook_batch && idle(d, d->cfg->webhook_poll_ms))
+        /* a full batch says more may be due at once; otherwise the outbox was drained (and a
+         * claim too slow to attempt anything waits too, rather than claiming again at once) */
+        if ((n < d->cfg->webhook_batch || tried == 0) && idle(d, d->cfg->webhook_poll_ms))
             break;
     }
     if (!h || !b)

@@ -2,10 +2,11 @@
  * the outbox (migration 0009; written by outbox.h) to the endpoints over HTTP with libcurl.
  *
  * Each thread loops: claim up to VIGIL_WEBHOOK_BATCH due deliveries (SELECT ... FOR UPDATE SKIP
- * LOCKED, then one lease of 2 x VIGIL_WEBHOOK_TIMEOUT_MS + 1 s, committed at once, so no other
+ * LOCKED, then one lease of 2 x VIGIL_WEBHOOK_TIMEOUT_MS + 6 s, committed at once, so no other
  * replica or thread can claim them while they are in flight), POST them one after another on one
- * kept-alive connection per endpoint, each only while its whole timeout still fits in the lease
- * (the rest are given back at once, unattempted), record the attempts in one statement
+ * kept-alive connection per endpoint, each only while its whole timeout and the record's 5 s
+ * budget still fit in the lease (the rest are given back at once, unattempted), record the
+ * attempts in one statement
  * (webhook_record: delivered, retried later with exponential backoff and jitter, or given up
  * after the retry window), and sleep VIGIL_WEBHOOK_POLL_MS when the claim was not full.  A
  * delivery is due only when no earlier event of the same transaction is still pending for the

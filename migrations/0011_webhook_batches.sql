@@ -3,14 +3,18 @@
 -- The dispatcher now claims several due deliveries at once, attempts them one after another and
 -- records them all in one statement, webhook_record_batch, so an attempt's start is no longer
 -- "the record's time minus its duration": webhook_record gains p_started_at, the time the
--- dispatcher began the attempt.  Otherwise the same function as 0009's (retry schedule from the
--- record's time, give-up, auto-disable).  The 0009 signature stays, computing the start as
--- before, for an API replica older than this migration during a rolling upgrade.
+-- dispatcher began the attempt, and p_streak: whether a failure counts toward the endpoint's
+-- streak of consecutive failures (in a batch, a failure that started before a success of the same
+-- endpoint does not: the success came after it).  Otherwise the same function as 0009's (retry
+-- schedule from the record's time, give-up, auto-disable).  The 0009 signature stays, computing
+-- the start as before and counting every failure, for an API replica older than this migration
+-- during a rolling upgrade.
 
 CREATE FUNCTION webhook_record(p_delivery uuid, p_attempt integer, p_ok boolean, p_status integer,
                                p_error text, p_duration_ms integer, p_backoff_ms bigint,
                                p_backoff_max_ms bigint, p_window_s bigint, p_disable_after integer,
-                               p_dispatcher text, p_started_at timestamptz) RETURNS text
+                               p_dispatcher text, p_started_at timestamptz, p_streak boolean)
+RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     d webhook_deliveries;
@@ -55,9 +59,14 @@ BEGIN
               AND state = 'pending' AND seq > d.seq
               AND next_attempt_at < clock_timestamp() + delay * interval '1 millisecond';
     END IF;
-    UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1
-        WHERE id = d.endpoint_id RETURNING consecutive_failures, enabled INTO n, en;
-    IF en AND n >= p_disable_after THEN
+    IF p_streak THEN
+        UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1
+            WHERE id = d.endpoint_id RETURNING consecutive_failures, enabled INTO n, en;
+    ELSE
+        SELECT consecutive_failures, enabled INTO n, en FROM webhook_endpoints
+            WHERE id = d.endpoint_id;
+    END IF;
+    IF p_streak AND en AND n >= p_disable_after THEN
         UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'consecutive_failures'
             WHERE id = d.endpoint_id;
         en := false;
@@ -79,26 +88,35 @@ LANGUAGE sql AS $$
     SELECT webhook_record(p_delivery, p_attempt, p_ok, p_status, p_error, p_duration_ms,
                           p_backoff_ms, p_backoff_max_ms, p_window_s, p_disable_after,
                           p_dispatcher,
-                          clock_timestamp() - p_duration_ms * interval '1 millisecond')
+                          clock_timestamp() - p_duration_ms * interval '1 millisecond', true)
 $$;
 
 -- Records a batch of attempts: p_rows is a JSON array of {"id", "endpoint", "attempt", "ok",
--- "status", "error", "ms", "started_us"} (started_us: microseconds since the Unix epoch).  The
--- endpoints of the batch are locked first, in id order (as a DELETE of an endpoint locks it and then by
--- cascade its deliveries), so batches recorded at once and deletions cannot deadlock.  The
--- successes, the common case, are recorded set-wise: delivered, their attempts inserted, their
--- endpoints' failure streaks reset; each failure goes through webhook_record (retry schedule,
--- give-up, auto-disable).  A row whose delivery was claimed again since (its attempt count moved
--- on) or is no longer pending is skipped, as webhook_record answers 'stale'.  Returns each
--- recorded delivery with its new state.  Every row is reached by its key: with seq and bitmap
--- scans off (see webhook_claim), lagging statistics cannot turn that into a read of the table.
+-- "status", "error", "ms", "ago_us"} (ago_us: microseconds from the attempt's start to the
+-- building of p_rows, by the dispatcher's monotonic clock, so the start is on the database's
+-- clock like every other timestamp).  The endpoints of the batch are locked first, in id order
+-- (as a DELETE of an endpoint locks it and then by cascade its deliveries), so batches recorded
+-- at once and deletions cannot deadlock; a lock not granted within 2 s fails the statement (the
+-- dispatcher's leases leave room for that: the attempts are then made again).  The successes, the
+-- common case, are recorded set-wise: delivered, their attempts inserted, their endpoints'
+-- failure streaks reset.  Then each failure goes through webhook_record (retry schedule,
+-- give-up, auto-disable), counting toward the streak only when it started after the last success
+-- of its endpoint in the batch; a failure whose record raises an error is skipped (its lease
+-- expires and it is attempted again) rather than losing the whole batch.  A row whose delivery
+-- was claimed again since (its attempt count moved on) or is no longer pending is skipped, as
+-- webhook_record answers 'stale'.  Returns each recorded delivery with its new state.  Every
+-- row is reached by its key: with seq and bitmap scans off (see webhook_claim), lagging
+-- statistics cannot turn that into a read of the table.
 CREATE FUNCTION webhook_record_batch(p_rows json, p_backoff_ms bigint, p_backoff_max_ms bigint,
                                      p_window_s bigint, p_disable_after integer,
                                      p_dispatcher text)
 RETURNS TABLE (delivery uuid, state text)
 LANGUAGE plpgsql
-SET enable_bitmapscan = off SET enable_seqscan = off AS $$
+SET enable_bitmapscan = off SET enable_seqscan = off SET lock_timeout = 2000 AS $$
 #variable_conflict use_column
+DECLARE
+    f record;
+    st text;
 BEGIN
     PERFORM 1 FROM webhook_endpoints
         WHERE id IN (SELECT x.endpoint FROM json_to_recordset(p_rows) AS x(endpoint uuid))
@@ -106,29 +124,45 @@ BEGIN
     RETURN QUERY
     WITH x AS (SELECT * FROM json_to_recordset(p_rows) AS x(id uuid, attempt integer, ok boolean,
                                                              status integer, ms integer,
-                                                             started_us bigint)
+                                                             ago_us bigint)
                WHERE x.ok),
     done AS (UPDATE webhook_deliveries d SET state = 'delivered', delivered_at = clock_timestamp(),
                     lease_until = NULL, last_status = x.status, last_error = NULL
              FROM x WHERE d.id = x.id AND d.attempts = x.attempt AND d.state = 'pending'
-             RETURNING d.id, d.endpoint_id, x.attempt, x.status, x.ms, x.started_us),
+             RETURNING d.id, d.endpoint_id, x.attempt, x.status, x.ms, x.ago_us),
     att AS (INSERT INTO webhook_attempts
             SELECT done.id, done.attempt,
-                   'epoch'::timestamptz + done.started_us * interval '1 microsecond', done.ms,
+                   clock_timestamp() - done.ago_us * interval '1 microsecond', done.ms,
                    done.status, NULL, p_dispatcher FROM done),
     streak AS (UPDATE webhook_endpoints w SET consecutive_failures = 0
                WHERE w.id IN (SELECT endpoint_id FROM done) AND w.consecutive_failures <> 0)
     SELECT done.id, 'delivered'::text FROM done;
-    RETURN QUERY
-    SELECT f.id, f.st FROM (
-        SELECT x.id, webhook_record(x.id, x.attempt, false, x.status, x.error, x.ms, p_backoff_ms,
-                                    p_backoff_max_ms, p_window_s, p_disable_after, p_dispatcher,
-                                    'epoch'::timestamptz + x.started_us * interval '1 microsecond')
-                   AS st
-        FROM json_to_recordset(p_rows) AS x(id uuid, attempt integer, ok boolean, status integer,
-                                            error text, ms integer, started_us bigint)
-        WHERE NOT x.ok) f
-    WHERE f.st <> 'stale';
+    FOR f IN
+        SELECT x.*, NOT EXISTS (SELECT 1 FROM json_to_recordset(p_rows) AS y(endpoint uuid,
+                                                                              ok boolean,
+                                                                              ago_us bigint)
+                                WHERE y.ok AND y.endpoint = x.endpoint
+                                  AND y.ago_us < x.ago_us) AS counts
+        FROM json_to_recordset(p_rows) AS x(id uuid, endpoint uuid, attempt integer, ok boolean,
+                                            status integer, error text, ms integer, ago_us bigint)
+        WHERE NOT x.ok
+        ORDER BY x.ago_us DESC -- in the order the attempts started
+    LOOP
+        BEGIN
+            st := webhook_record(f.id, f.attempt, false, f.status, f.error, f.ms, p_backoff_ms,
+                                 p_backoff_max_ms, p_window_s, p_disable_after, p_dispatcher,
+                                 clock_timestamp() - f.ago_us * interval '1 microsecond',
+                                 f.counts);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'webhook_record_batch: delivery %: %', f.id, SQLERRM;
+            CONTINUE;
+        END;
+        IF st <> 'stale' THEN
+            delivery := f.id;
+            state := st;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
 END $$;
 
 -- Claims up to p_limit due deliveries under one lease of p_lease_ms: each the earliest pending

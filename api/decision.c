@@ -179,7 +179,9 @@ static int stage_decide(decision_request *d)
  * idempotency_keys_created from its oldest entry and stops at the cutoff, then deletes by TID: the
  * cutoff is from now() (stable), because a volatile clock_timestamp() cannot bound an index scan
  * and made every 64th decision read the whole table (48 h of keys), and `ctid IN (subquery)`
- * would be a hash join over a read of the whole table too. */
+ * would be a hash join over a read of the whole table too.  Deleting by TID is right because
+ * idempotency records are only inserted and deleted, never updated: were they ever updated in
+ * place, a concurrent update's new version would be deleted without created_at rechecked. */
 static int stage_commit(decision_request *d)
 {
     db_stmt s[DECISION_TAIL_MAX + 2];

@@ -35,24 +35,10 @@ bench_init() {
   VIGIL_PG_FAST=${B_PG_FAST:-0} bash api/scripts/pgctl.sh start "$B_TMP/pg" "$B_PG_SOCK" "$B_PG_PORT" "$B_TMP/pg.log" \
     >>"$B_TMP/pg.log" 2>&1 || { tail -n 20 "$B_TMP/pg.log" >&2; bench_die "PostgreSQL did not start"; }
   B_DB_URL="postgresql://vigil@/vigil?host=$B_PG_SOCK&port=$B_PG_PORT"
-  bench_wal_warm
   B_KEY="vgl_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   B_AUTH="Authorization: Bearer $B_KEY"
   B_CACHE=${VIGIL_BENCH_CACHE:-$B_ROOT/build/bench}
   B_VEGETA=${VIGIL_BENCH_VEGETA:-$B_ROOT/build/vegeta/vegeta}
-}
-
-# bench_wal_warm: brings the new cluster's WAL to a long-running server's steady state.  A fresh
-# cluster has few WAL segments, so for its first few hundred MB the backend that fills one must
-# create the next (16 MB written with zeros and fsynced, WAL insertion waiting meanwhile: a
-# 20-40 ms stall every ~2000 decisions); a server that has been up for a while reuses the
-# segments its checkpoints retired instead.  256 MB of WAL written and checkpointed leaves that
-# many segments to reuse (about 10 s of decisions at 1000/s each time the bench needs them).
-# Settings untouched: PostgreSQL stays at its durable defaults.
-bench_wal_warm() {
-  psql -X -q -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil -d vigil \
-    -c "CREATE TABLE bench_wal_warm AS SELECT g, repeat('x', 2000) AS pad FROM generate_series(1, 120000) g" \
-    -c "DROP TABLE bench_wal_warm" -c "CHECKPOINT" >/dev/null || bench_die "warming the WAL failed"
 }
 
 # bench_start_app MODE [extra VAR=value ...]: the worker (MODE=worker only) and the API, fresh

@@ -718,6 +718,10 @@ START_TEST(two_replicas_no_double_delivery)
 }
 END_TEST
 
+/* The API without dispatcher threads: deliveries are written and stay due. */
+static const char *const ENV_NO_DISPATCH[] = {"VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1",
+                                              "VIGIL_WEBHOOK_CONCURRENCY=0", NULL};
+
 /* Restarts E's API with env (NULL: the suite's ENV). */
 static void api_restart(const char *const *env)
 {
@@ -751,14 +755,12 @@ static void attempt_starts(const char *id, char *out, size_t cap)
  * "record time minus duration" it would be up to 1 s late for all but a batch's last). */
 START_TEST(slow_receiver_batch_gives_back)
 {
-    static const char *const env_off[] = {"VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1",
-                                          "VIGIL_WEBHOOK_CONCURRENCY=0", NULL};
     static const char *const env_slow[] = {
         "VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1", "VIGIL_WEBHOOK_POLL_MS=50",
         "VIGIL_WEBHOOK_TIMEOUT_MS=1000", "VIGIL_WEBHOOK_CONCURRENCY=2", NULL};
     receiver rc;
     char id[37], url[100], txn[37], sql[600], out[64], starts[4096];
-    api_restart(env_off);
+    api_restart(ENV_NO_DISPATCH);
     receiver_start(&rc, "127.0.0.1", h_free_port(), "batch.jsonl", 200, 500);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/batch", rc.port);
     endpoint(url, "[\"decision.block\"]", id, NULL);
@@ -808,10 +810,8 @@ END_TEST
  * delivered, three pending again. */
 START_TEST(batch_streak_follows_start_order)
 {
-    static const char *const env_off[] = {"VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1",
-                                          "VIGIL_WEBHOOK_CONCURRENCY=0", NULL};
     char id[37], txn[37], sql[1400], out[64], st[64];
-    api_restart(env_off);
+    api_restart(ENV_NO_DISPATCH);
     endpoint("http://127.0.0.1:9/streak", "[\"decision.block\"]", id, NULL);
     e2e_user(&E, "wh-streak");
     e2e_policy_fallback(&E, "block");

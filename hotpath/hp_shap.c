@@ -10,7 +10,9 @@
  * done once), the per-tree zeroing and full-width accumulation of num_feature+1 values (only the
  * features the tree touched are added, which is exact: see hp_shap_explain_isa), the per-tree path
  * allocation, and a separate walk for the margin (the margin comes from the hot path of the same
- * walk).  The rest is scheduling: the same operations, ordered so that the CPU can overlap them.
+ * walk).  The rest is scheduling: the same operations, ordered so that the CPU can overlap them,
+ * and, in the AVX-512 level-order walk, the divisions by TreeSHAP's known divisors done without
+ * a division instruction (hp_divk.h: the same quotient, bit for bit, proven over its range).
  *
  * Three walks:
  * - portable (walk_node: treeshap_path.h's scalar arithmetic, the reference's recursion);
@@ -41,6 +43,7 @@
 #endif
 
 #include "hp_assert.h"
+#include "hp_divk.h"
 #include "refeval.h"
 #include "treeshap.h"
 #include "treeshap_path.h"
@@ -68,10 +71,12 @@ static size_t blob_room(size_t len)
  * (treeshap_elem for the portable walk), then, 64-byte aligned, one vlevel per node depth for the
  * AVX2 walk. */
 #define HP_SHAP_VEC_DEPTH 15u /* deepest tree the AVX2 walks take: a path fits 16 lanes */
-#define VLEVEL_BYTES 416u     /* sizeof(vlevel), checked below */
-#define VLEAF_BYTES 352u      /* sizeof(vleaf), checked below */
-#define VLEAF_BUF 32u         /* leaves the AVX2 walk buffers before computing their sums */
-#define BLEAF_BYTES 64u       /* a leaf's 16 contributions in the level-order walk */
+_Static_assert(HP_SHAP_VEC_DEPTH <= HP_DIVK_MAX_D,
+               "the AVX-512 walk divides by hp_divk's divisors");
+#define VLEVEL_BYTES 416u /* sizeof(vlevel), checked below */
+#define VLEAF_BYTES 352u  /* sizeof(vleaf), checked below */
+#define VLEAF_BUF 32u     /* leaves the AVX2 walk buffers before computing their sums */
+#define BLEAF_BYTES 64u   /* a leaf's 16 contributions in the level-order walk */
 /* The level-order walk takes trees of HP_SHAP_LEVEL_MIN_NODES to HP_SHAP_BFS_NODES nodes: smaller
  * ones measured faster depth-first, larger ones would need more scratch.  Up to HP_SHAP_DENSE_NF
  * features its phi is zeroed and summed whole per tree instead of tracked by feature stamps. */
@@ -713,7 +718,8 @@ __attribute__((target("avx512f"))) static void level_sums16(const vwalk *w, cons
     const int two = d <= 8;
     const __m512 zr = _mm512_setzero_ps(), dp1 = _mm512_set1_ps((float)(d + 1));
     __m512 one[4], zero[4], next[4], total[4], pwv[4], leaf[4];
-    __mmask16 hot[4];
+    __mmask16 hot[4], cold[4];
+#pragma GCC unroll 4
     for (int u = 0; u < 4; u++) {
         if (two) {
             const lslot *a = &lw->slot16[lw->leaf[o[2 * u]]],
@@ -737,27 +743,34 @@ __attribute__((target("avx512f"))) static void level_sums16(const vwalk *w, cons
             leaf[u] = _mm512_set1_ps(w->nodes[lw->leaf[o[u]]].u.leaf);
         }
         hot[u] = _mm512_cmp_ps_mask(one[u], zr, _CMP_NEQ_UQ);
+        cold[u] = (__mmask16)(~hot[u] & _mm512_cmp_ps_mask(zero[u], zr, _CMP_NEQ_UQ));
         total[u] = zr;
     }
     const __m512i half = two ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8)
                              : _mm512_setzero_si512();
     for (int k = (int)d - 1; k >= 0; k--) {
-        const __m512 ratio = _mm512_set1_ps((float)(d - (uint32_t)k) / (float)(d + 1));
+        const float rs = (float)(d - (uint32_t)k) / (float)(d + 1);
+        const __m512 ratio = _mm512_set1_ps(rs), rratio = _mm512_set1_ps(hp_divk_recip(rs));
         const __m512 kp1 = _mm512_set1_ps((float)(k + 1));
         const __m512i idx = _mm512_add_epi32(half, _mm512_set1_epi32(k));
+#pragma GCC unroll 4
         for (int u = 0; u < 4; u++) {
             const __m512 pwk = _mm512_permutexvar_ps(idx, pwv[u]);
             const __m512 num = _mm512_mask_mul_ps(pwk, hot[u], next[u], dp1);
             const __m512 den = _mm512_mask_mul_ps(zero[u], hot[u], kp1, one[u]);
             __m512 q = _mm512_div_ps(num, den);
-            const __m512 add = _mm512_mask_div_ps(q, (__mmask16)~hot[u], q, ratio);
+            /* q / ratio in the cold lanes; the others divide +0 (their q may be out of
+             * hp_divk16's range: a hot lane's is unused here, a dead lane's is pw / 0) */
+            const __m512 add = _mm512_mask_mov_ps(
+                q, cold[u], hp_divk16(_mm512_maskz_mov_ps(cold[u], q), ratio, rratio));
             total[u] = _mm512_add_ps(total[u], add);
             next[u] = _mm512_mask_sub_ps(next[u], hot[u], pwk,
                                          _mm512_mul_ps(_mm512_mul_ps(q, zero[u]), ratio));
         }
     }
+#pragma GCC unroll 4
     for (int u = 0; u < 4; u++) {
-        const __mmask16 live = hot[u] | _mm512_cmp_ps_mask(zero[u], zr, _CMP_NEQ_UQ);
+        const __mmask16 live = hot[u] | cold[u];
         const __m512 t = _mm512_maskz_mov_ps(live, total[u]);
         const __m512 c = _mm512_mul_ps(_mm512_mul_ps(t, _mm512_sub_ps(one[u], zero[u])), leaf[u]);
         if (two) {
@@ -846,11 +859,12 @@ vec_extend16(const lslot *par, lslot *p, uint32_t d, float pzero, float pone, in
     const __m512 sh = _mm512_castsi512_ps(
         _mm512_alignr_epi32(_mm512_castps_si512(old), _mm512_setzero_si512(), 15));
     const __m512 sv = _mm512_maskz_mov_ps((__mmask16)(2u * at - 1u), sh);
-    const __m512 a = _mm512_div_ps(
-        _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(pzero), o), _mm512_sub_ps(dv, jf)), dp1);
+    const __m512 rdp1 = _mm512_set1_ps(hp_divk_recip((float)(d + 1)));
+    const __m512 a = hp_divk16(
+        _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(pzero), o), _mm512_sub_ps(dv, jf)), dp1, rdp1);
     __m512 b = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(pone), sv), jf);
     if (pone != 0)
-        b = _mm512_div_ps(b, dp1);
+        b = hp_divk16(b, dp1, rdp1);
     __m512 r = _mm512_mask_mov_ps(_mm512_add_ps(a, b), 1, a);
     r = _mm512_mask_mov_ps(r, at, _mm512_add_ps(zero, b));
     _mm512_storeu_ps(p->pw, r);

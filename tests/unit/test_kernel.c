@@ -483,8 +483,13 @@ static void *random_model(gen *g, model_view *v, size_t *len, int *heap_trees, i
         g->n = 0;
         g->ncats = 0;
         gen_node(g, 0, max_depth, style);
+        /* one tree in eight spans 2^-120..2^120: its pweights leave the range where the
+         * explainer's vector walks divide by a reciprocal (hotpath/hp_divk.h), and fall back */
+        const int wide = rnd(8) == 0;
         for (uint32_t i = 0; T_covers && i < g->n; i++)
-            g->nodes[i].cover = rnd(20) == 0 ? 0.0f : rndf(0.1f, 500.0f);
+            g->nodes[i].cover = rnd(20) == 0 ? 0.0f
+                                : wide       ? ldexpf(rndf(1.0f, 2.0f), (int)rnd(241) - 120)
+                                             : rndf(0.1f, 500.0f);
         float w = (flags & MODEL_F_DART) ? (rnd(5) == 0 ? 0.0f : rndf(-0.5f, 2.0f)) : 1.0f;
         uint32_t grp = rnd(k);
         ck_assert_msg(model_builder_add_tree(b, grp, w, g->nodes, g->n, err, sizeof err) == 0,
@@ -608,6 +613,50 @@ static size_t check_explain(const model_view *v, const float *rows, size_t nrows
     free(mem);
     return nrows * k * (ncol + 1);
 }
+
+/* Path weights outside the range where the AVX-512 walk divides by a reciprocal
+ * (hotpath/hp_divk.h: 2^-60..2^60): complete trees 8 deep (511 nodes, so the level-order walk
+ * takes them) whose covers jump between 2^-30, 1 and 2^100, so that cover fractions of 2^-130
+ * (dividends in the subnormal range, where the fused form is wrong for some divisors), 2^130
+ * (infinite) and ordinary ones meet on one path; features repeat on a path one split in four
+ * (unwinds).  Every walk equals the reference bit for bit: the fall-back division has to run. */
+START_TEST(explain_extreme_weights_bit_identical)
+{
+    enum { NF = 8, DEPTH = 8, NN = (2 << DEPTH) - 1, NT = 24, NR = 64 };
+    static model_src_node nd[NN];
+    static const float scale[3] = {0x1p-30f, 1.0f, 0x1p100f};
+    char err[256];
+    rng_state = 0x452821E638D01377ull;
+    model_builder *b = model_builder_new(MODEL_OBJ_LOGISTIC, MODEL_F_COVERS, NF, 1, 0.5f, 0.0f);
+    ck_assert_ptr_nonnull(b);
+    for (int t = 0; t < NT; t++) {
+        for (int i = 0; i < NN; i++) {
+            const int level = 31 - __builtin_clz((unsigned)i + 1);
+            const int leaf = level == DEPTH;
+            nd[i] = (model_src_node){.left = leaf ? -1 : 2 * i + 1,
+                                     .right = leaf ? -1 : 2 * i + 2,
+                                     .feature = rnd(4) == 0 ? rnd(NF) : (uint32_t)level % NF,
+                                     .default_left = (int)rnd(2),
+                                     .value = leaf ? rndf(-1.0f, 1.0f) : rndf(0.2f, 0.8f),
+                                     .cover = scale[rnd(3)] * rndf(0.5f, 1.0f)};
+        }
+        ck_assert_msg(model_builder_add_tree(b, 0, 1.0f, nd, NN, err, sizeof err) == 0, "%s", err);
+    }
+    void *blob = NULL;
+    size_t len;
+    ck_assert_msg(model_build(b, &blob, &len, err, sizeof err) == 0, "%s", err);
+    model_builder_free(b);
+    model_view v;
+    ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
+    float rows[NR * NF];
+    for (int i = 0; i < NR * NF; i++)
+        rows[i] = rnd(10) == 0 ? NAN : rndf(0.0f, 1.0f);
+    size_t n = check_explain(&v, rows, NR, "extreme cover fractions");
+    printf("  explain: extreme cover fractions: %zu values bit-identical to common/treeshap.c\n",
+           n);
+    free(blob);
+}
+END_TEST
 
 START_TEST(explain_bit_identical_to_treeshap)
 {
@@ -1690,6 +1739,7 @@ static Suite *kernel_suite(void)
     tcase_add_test(tc, declined_and_failed_builds_keep_nothing);
     tcase_add_test(tc, registry_entries_are_well_formed);
     tcase_add_test(tc, explain_bit_identical_to_treeshap);
+    tcase_add_test(tc, explain_extreme_weights_bit_identical);
     tcase_add_test(tc, explain_handler_every_case);
     suite_add_tcase(s, tc);
     return s;

@@ -15,7 +15,7 @@
 #            build/vegeta, `make vegeta`), and the max sustained rate (p99 <= 10 ms, >= 95% of the
 #            target achieved, <= 1% failed; 2 s steps x1.5 from 400/s, a failing step is run once
 #            more, then one bisection);
-#   issue 13 decisions at 500 req/s with the policy's explain.top_k 0 and 5 alternated (3 pairs),
+#   issue 13 decisions at 500 req/s with the policy's explain.top_k 0 and 5 alternated (5 pairs),
 #            run before the rates above (the 1000 and 1200 req/s runs overload this machine and
 #            leave vacuum and checkpoint work that one side of a later pair would pay): p99 best
 #            and median of each, and the difference (target: within 1 ms);
@@ -28,7 +28,7 @@
 #
 # Knobs: VIGIL_BENCH_MODES, VIGIL_BENCH_SECONDS (per fixed-rate run, default 4),
 #        VIGIL_BENCH_PREDICT_RATE (1000), VIGIL_BENCH_TXN_RATES ("100 250 500"),
-#        VIGIL_BENCH_EXPLAIN_RATE (500), VIGIL_BENCH_EXPLAIN_PAIRS (3),
+#        VIGIL_BENCH_EXPLAIN_RATE (500), VIGIL_BENCH_EXPLAIN_PAIRS (5),
 #        VIGIL_BENCH_CACHE (build/bench), VIGIL_BENCH_KEEP=1 keeps the temp dir.
 # run.sh (`make bench`) runs this through its hook file tests/bench/http_api.sh.
 set -euo pipefail
@@ -42,7 +42,7 @@ SECS=${VIGIL_BENCH_SECONDS:-4}
 PRATE=${VIGIL_BENCH_PREDICT_RATE:-1000}
 TXN_RATES=${VIGIL_BENCH_TXN_RATES:-250 500 1000 1200}
 EX_RATE=${VIGIL_BENCH_EXPLAIN_RATE:-500}   # issue 13: decisions with explanations on vs off
-EX_PAIRS=${VIGIL_BENCH_EXPLAIN_PAIRS:-3}
+EX_PAIRS=${VIGIL_BENCH_EXPLAIN_PAIRS:-5}
 LG=("$B_LOADGEN" --rt)      # SCHED_FIFO when permitted: the generator wakes on time on 2 CPUs
 JSON='Content-Type: application/json'
 declare -A R                 # R[name]=RESULT/MAXRATE line

@@ -69,7 +69,7 @@ static inline float hp_divk_recip(float c)
 /* x / c in 16 lanes, r = hp_divk_recip(c) in every lane: the fused form when every lane is in
  * range, else the division. */
 __attribute__((target("avx512f"), always_inline)) static inline __m512 hp_divk16(__m512 x, __m512 c,
-                                                                               __m512 r)
+                                                                                 __m512 r)
 {
     const __m512i ax = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
     const __mmask16 in =

@@ -25,15 +25,15 @@ typedef struct run {
 } run;
 
 static const run runs[] = {
-    {0x3f800000u, 1u << 23, 1},                           /* [1, 2) */
-    {0xbf800000u, 1u << 23, 1},                           /* (-2, -1] */
-    {HP_DIVK_LO_BITS, 1u << 23, 1},                       /* [2^-60, 2^-59) */
-    {HP_DIVK_LO_BITS | 0x80000000u, 1u << 23, 1},         /* its negatives */
-    {HP_DIVK_HI_BITS - (1u << 23), (1u << 23) + 1, 1},    /* [2^59, 2^60] */
+    {0x3f800000u, 1u << 23, 1},                        /* [1, 2) */
+    {0xbf800000u, 1u << 23, 1},                        /* (-2, -1] */
+    {HP_DIVK_LO_BITS, 1u << 23, 1},                    /* [2^-60, 2^-59) */
+    {HP_DIVK_LO_BITS | 0x80000000u, 1u << 23, 1},      /* its negatives */
+    {HP_DIVK_HI_BITS - (1u << 23), (1u << 23) + 1, 1}, /* [2^59, 2^60] */
     {(HP_DIVK_HI_BITS - (1u << 23)) | 0x80000000u, (1u << 23) + 1, 1},
-    {0x00000000u, 1, 1},                                  /* +0 */
-    {0x80000000u, 1, 1},                                  /* -0 */
-    {0x00000007u, 1u << 20, 4099},                        /* everything, sampled */
+    {0x00000000u, 1, 1},           /* +0 */
+    {0x80000000u, 1, 1},           /* -0 */
+    {0x00000007u, 1u << 20, 4099}, /* everything, sampled */
 };
 
 typedef struct job {
@@ -51,7 +51,8 @@ __attribute__((target("avx512f"))) static uint64_t sweep16(float c, const run *r
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     uint64_t bad = 0;
     for (uint32_t i = 0; i < r->count; i += 16) {
-        const __mmask16 live = r->count - i >= 16 ? 0xffff : (__mmask16)((1u << (r->count - i)) - 1);
+        const __mmask16 live =
+            r->count - i >= 16 ? 0xffff : (__mmask16)((1u << (r->count - i)) - 1);
         const __m512i bits =
             _mm512_add_epi32(_mm512_set1_epi32((int)(r->start + i * r->stride)),
                              _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)r->stride)));
@@ -99,8 +100,8 @@ static void prove(void)
     for (int i = 0; i < 2; i++)
         ck_assert_msg(jobs[i].bad == 0,
                       "%llu patterns differ from the division, first x bits %#x for c = %.9g",
-                      (unsigned long long)jobs[i].bad,
-                      jobs[i].first_bad, (double)jobs[i].first_bad_div);
+                      (unsigned long long)jobs[i].bad, jobs[i].first_bad,
+                      (double)jobs[i].first_bad_div);
     printf("hp_divk16: %zu divisors, %llu (x, c) pairs, all bit-identical to the division\n", n,
            (unsigned long long)(jobs[0].swept + jobs[1].swept));
 }

@@ -644,7 +644,9 @@ __attribute__((target("avx2"))) static void vec_node(vwalk *w, int32_t nid, uint
  *   rank(cold child) = rank(node) + leaves under the hot child (nleaves, from the layout).  The
  *   leaf of rank 0 is the row's own leaf (the margin).
  * Each node's, leaf's and lane's arithmetic is vec_extend / vec_unwind / vchain_step's (the
- * AVX-512 versions perform the same lane operations), so every value is the DFS walk's and the
+ * AVX-512 versions compute the same values: the same lane operations, except that divisions by
+ * TreeSHAP's known divisors go through hp_divk16, which gives the division's bits), so every
+ * value is the DFS walk's and the
  * reference's bit for bit; only the order of independent computations changes, and the one order
  * that matters (the float sums into phi) is kept.
  * Tried and dropped (A/B, CPU time): phi for <= 64 features in four zmm registers, each leaf's
@@ -708,10 +710,11 @@ __attribute__((target("avx2"))) static void level_sums8(const vwalk *w, const lw
 
 /* level_sums8 in AVX-512: four 16-lane chains, each two leaves (lanes 0..7 and 8..15) when d <= 8
  * (o[0..7]), or one leaf when deeper (o[0..3]).  The lanes run vchain_step's operations with the
- * selects as masked operations (a masked-off lane keeps its old value, as the blend does), so the
- * values are the AVX2 chains' bit for bit.  Lanes with one = zero = 0 add nothing in the
- * reference (its total stays +0): their total is reset to +0 before the contribution instead of
- * being guarded at every step. */
+ * selects as masked operations (a masked-off lane keeps its old value, as the blend does) and
+ * q / ratio through hp_divk16 (the division's bits), so every live lane's value is the AVX2
+ * chains' bit for bit (a dead lane's differs and is dropped).  Lanes with one = zero = 0 add
+ * nothing in the reference (its total stays +0): their total is reset to +0 before the contribution
+ * instead of being guarded at every step. */
 __attribute__((target("avx512f"))) static void level_sums16(const vwalk *w, const lwalk *lw,
                                                             uint32_t d, const uint32_t *o)
 {
@@ -836,7 +839,8 @@ level_nodes8(const vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t 
     return nl;
 }
 
-/* vec_extend in one 16-lane AVX-512 pass (d >= 1): the same lane operations (lane 0: a; lanes
+/* vec_extend in one 16-lane AVX-512 pass (d >= 1): the same values, the divisions by d + 1
+ * through hp_divk16 (lane 0: a; lanes
  * 1..d-1: a + b; lane d: 0 + b; b undivided for a cold child), old[j-1] by a lane shift instead of
  * an unaligned reload, and the new element's lane inserted by a masked blend instead of a scalar
  * store (no store-forwarding stall when the child is read). */

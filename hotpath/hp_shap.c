@@ -645,10 +645,9 @@ __attribute__((target("avx2"))) static void vec_node(vwalk *w, int32_t nid, uint
  *   leaf of rank 0 is the row's own leaf (the margin).
  * Each node's, leaf's and lane's arithmetic is vec_extend / vec_unwind / vchain_step's (the
  * AVX-512 versions compute the same values: the same lane operations, except that divisions by
- * TreeSHAP's known divisors go through hp_divk16, which gives the division's bits), so every
- * value is the DFS walk's and the
- * reference's bit for bit; only the order of independent computations changes, and the one order
- * that matters (the float sums into phi) is kept.
+ * TreeSHAP's known divisors go through hp_divk16, which gives the division's bits), so every value
+ * is the DFS walk's and the reference's bit for bit; only the order of independent computations
+ * changes, and the one order that matters (the float sums into phi) is kept.
  * Tried and dropped (A/B, CPU time): phi for <= 64 features in four zmm registers, each leaf's
  * contributions spread over the feature lanes through a feature -> lane table set and reset per
  * leaf (exact: absent features add +0): +1.2 ms a row on the benchmark model, the table's scalar
@@ -839,11 +838,10 @@ level_nodes8(const vwalk *w, const lwalk *lw, const uint32_t *nleaves, uint32_t 
     return nl;
 }
 
-/* vec_extend in one 16-lane AVX-512 pass (d >= 1): the same values, the divisions by d + 1
- * through hp_divk16 (lane 0: a; lanes
- * 1..d-1: a + b; lane d: 0 + b; b undivided for a cold child), old[j-1] by a lane shift instead of
- * an unaligned reload, and the new element's lane inserted by a masked blend instead of a scalar
- * store (no store-forwarding stall when the child is read). */
+/* vec_extend in one 16-lane AVX-512 pass (d >= 1): the same values (lane 0: a; lanes 1..d-1:
+ * a + b; lane d: 0 + b; b undivided for a cold child), the divisions by d + 1 through hp_divk16,
+ * old[j-1] by a lane shift instead of an unaligned reload, and the new element's lane inserted by
+ * a masked blend instead of a scalar store (no store-forwarding stall when the child is read). */
 __attribute__((target("avx512f"), always_inline)) static inline void
 vec_extend16(const lslot *par, lslot *p, uint32_t d, float pzero, float pone, int32_t pfeat)
 {

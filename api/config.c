@@ -115,7 +115,7 @@ static int load_webhooks(cfg *c, char *err, size_t errlen)
 {
     c->webhook_concurrency = 4;
     c->webhook_timeout_ms = 10000;
-    c->webhook_poll_ms = 500;
+    c->webhook_poll_ms = 50;
     c->webhook_batch = 32;
     c->webhook_backoff_ms = 30000;
     c->webhook_backoff_max_ms = 3600000;

@@ -42,11 +42,11 @@ typedef struct cfg {
     int backtest_pause_ms;       /* VIGIL_BACKTEST_PAUSE_MS between chunks (throttle), default 0 */
     /* webhooks (dispatch.c, netguard.c) */
     char webhook_allowed_hosts[1024]; /* VIGIL_WEBHOOK_ALLOWED_HOSTS, comma-separated, default "" */
-    int webhook_concurrency;      /* VIGIL_WEBHOOK_CONCURRENCY deliveries in flight, 4; 0 = off */
-    int webhook_timeout_ms;       /* VIGIL_WEBHOOK_TIMEOUT_MS of one attempt, default 10000 */
-    int webhook_poll_ms;          /* VIGIL_WEBHOOK_POLL_MS idle wait between claims, default 500 */
-    int webhook_batch;            /* VIGIL_WEBHOOK_BATCH deliveries per claim, default 32 */
-    long long webhook_backoff_ms; /* VIGIL_WEBHOOK_BACKOFF_MS first retry delay, 30000 */
+    int webhook_concurrency; /* VIGIL_WEBHOOK_CONCURRENCY deliveries in flight, 4; 0 = off */
+    int webhook_timeout_ms;  /* VIGIL_WEBHOOK_TIMEOUT_MS of one attempt, default 10000 */
+    int webhook_poll_ms; /* VIGIL_WEBHOOK_POLL_MS thread 0's idle wait between claims, default 50 */
+    int webhook_batch;   /* VIGIL_WEBHOOK_BATCH deliveries per claim, default 32 */
+    long long webhook_backoff_ms;     /* VIGIL_WEBHOOK_BACKOFF_MS first retry delay, 30000 */
     long long webhook_backoff_max_ms; /* VIGIL_WEBHOOK_BACKOFF_MAX_MS delay cap, 3600000 */
     long long webhook_retry_window_s; /* VIGIL_WEBHOOK_RETRY_WINDOW_S, default 259200 (72 h) */
     int webhook_disable_after;        /* VIGIL_WEBHOOK_DISABLE_AFTER consecutive failures, 500 */

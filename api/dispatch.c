@@ -1,8 +1,12 @@
 /* dispatch.c - the webhook dispatcher threads.  See dispatch.h.
  * Costs per batch of up to VIGIL_WEBHOOK_BATCH attempts: two statements (claim, record; a third
  * when some were given back) on the dispatcher's own pool and one HTTP exchange per attempt on a
- * kept-alive connection; an idle thread runs one claim every VIGIL_WEBHOOK_POLL_MS, and thread 0
- * also counts the pending deliveries (for /metrics) at most once a second. */
+ * kept-alive connection.  Only thread 0 polls (one claim every VIGIL_WEBHOOK_POLL_MS while the
+ * outbox is drained; it also counts the pending deliveries for /metrics at most once a second and
+ * sweeps old events); the other threads sleep until a claim finds a backlog (see want_helper),
+ * so a dispatcher that keeps up runs one claim at a time.  Measured (500 decisions/s, one
+ * endpoint, tests/bench): four threads all polling put four claims at once on the database and
+ * doubled the decisions' p90 (9 ms against 4-6 ms with one or two threads). */
 #include "dispatch.h"
 
 #include <arpa/inet.h>
@@ -53,10 +57,12 @@ struct dispatch {
     int nthreads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    _Atomic int stopping;    /* set once by dispatch_stop (under mu, for the condition) */
-    char name[96];           /* host:pid, recorded with every attempt */
-    int64_t pending_next_ms; /* thread 0 only: when to count the pending deliveries again */
-    int64_t sweep_next_ms;   /* thread 0 only: when to drop old finished events again */
+    pthread_cond_t helpers_cv; /* threads 1.. wait here for helpers_wanted */
+    int helpers_wanted;        /* under mu: helpers asked for and not yet woken */
+    _Atomic int stopping;      /* set once by dispatch_stop (under mu, for the conditions) */
+    char name[96];             /* host:pid, recorded with every attempt */
+    int64_t pending_next_ms;   /* thread 0 only: when to count the pending deliveries again */
+    int64_t sweep_next_ms;     /* thread 0 only: when to drop old finished events again */
 };
 
 /* A claimed delivery: the PGresult of its batch's claim holds its texts. */
@@ -433,6 +439,31 @@ static int idle(dispatch *d, int ms)
     return stop;
 }
 
+/* Asks one more thread to claim: a claim found a backlog (a full batch, or deliveries it had to
+ * give back).  A no-op when every helper is already asked for. */
+static void want_helper(dispatch *d)
+{
+    pthread_mutex_lock(&d->mu);
+    if (d->helpers_wanted < d->cfg->webhook_concurrency - 1) {
+        d->helpers_wanted++;
+        pthread_cond_signal(&d->helpers_cv);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* A helper (thread 1..) sleeps until asked for or stopping; returns stopping. */
+static int wait_helper_turn(dispatch *d)
+{
+    pthread_mutex_lock(&d->mu);
+    while (!atomic_load(&d->stopping) && d->helpers_wanted == 0)
+        pthread_cond_wait(&d->helpers_cv, &d->mu);
+    if (d->helpers_wanted > 0)
+        d->helpers_wanted--;
+    int stop = atomic_load(&d->stopping);
+    pthread_mutex_unlock(&d->mu);
+    return stop;
+}
+
 typedef struct thread_arg {
     dispatch *d;
     int index;
@@ -465,6 +496,8 @@ static void *run(void *p)
     batch *b = malloc(sizeof *b);
     int index = a->index;
     free(a);
+    if (index > 0 && wait_helper_turn(d)) /* helpers start asleep */
+        goto done;
     while (h && b) {
         if (index == 0) {
             count_pending(d);
@@ -481,14 +514,22 @@ static void *run(void *p)
         b->r = NULL;
         if (atomic_load(&d->stopping))
             break;
-        /* a full batch says more may be due at once; otherwise the outbox was drained (and a
-         * claim too slow to attempt anything waits too, rather than claiming again at once) */
-        if ((n < d->cfg->webhook_batch || tried == 0) && idle(d, d->cfg->webhook_poll_ms))
+        /* a full batch, or one partly given back, says more is due now: one more thread is
+         * asked to claim, and this one claims again at once (unless it could attempt nothing:
+         * a claim too slow for that waits, rather than claiming again at once); otherwise the
+         * outbox was drained, and thread 0 polls again later while a helper sleeps */
+        int backlog = n > 0 && (n == d->cfg->webhook_batch || tried < n);
+        if (backlog)
+            want_helper(d);
+        if (backlog && tried > 0)
+            continue;
+        if (index == 0 ? idle(d, d->cfg->webhook_poll_ms) : wait_helper_turn(d))
             break;
     }
     if (!h || !b)
         logline_event("error", "webhook_dispatcher_failed", "error",
                       "curl_easy_init failed or out of memory");
+done:
     curl_easy_cleanup(h);
     free(b);
     return NULL;
@@ -511,6 +552,7 @@ dispatch *dispatch_start(const cfg *c, char *err, size_t errlen)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&d->cv, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_cond_init(&d->helpers_cv, NULL);
     char host[64] = "?";
     gethostname(host, sizeof host - 1);
     snprintf(d->name, sizeof d->name, "%s:%d", host, (int)getpid());
@@ -545,6 +587,7 @@ void dispatch_stop(dispatch *d)
     pthread_mutex_lock(&d->mu);
     atomic_store(&d->stopping, 1);
     pthread_cond_broadcast(&d->cv);
+    pthread_cond_broadcast(&d->helpers_cv);
     pthread_mutex_unlock(&d->mu);
     for (int i = 0; i < d->nthreads; i++)
         pthread_join(d->threads[i], NULL);
@@ -552,6 +595,7 @@ void dispatch_stop(dispatch *d)
     if (d->db)
         db_pool_destroy(d->db);
     pthread_cond_destroy(&d->cv);
+    pthread_cond_destroy(&d->helpers_cv);
     pthread_mutex_destroy(&d->mu);
     curl_global_cleanup();
     free(d);

@@ -1,12 +1,14 @@
 /* dispatch.c - the webhook dispatcher threads.  See dispatch.h.
  * Costs per batch of up to VIGIL_WEBHOOK_BATCH attempts: two statements (claim, record; a third
  * when some were given back) on the dispatcher's own pool and one HTTP exchange per attempt on a
- * kept-alive connection.  Only thread 0 polls (one claim every VIGIL_WEBHOOK_POLL_MS while the
- * outbox is drained; it also counts the pending deliveries for /metrics at most once a second and
- * sweeps old events); the other threads sleep until a claim finds a backlog (see want_helper),
- * so a dispatcher that keeps up runs one claim at a time.  Measured (500 decisions/s, one
- * endpoint, tests/bench): four threads all polling put four claims at once on the database and
- * doubled the decisions' p90 (9 ms against 4-6 ms with one or two threads). */
+ * kept-alive connection.  One thread at a time is the poller (one claim every
+ * VIGIL_WEBHOOK_POLL_MS while the outbox is drained: go_idle); the others sleep until a claim
+ * finds a backlog (want_helper) or the poller's batch outlasts the poll interval
+ * (batch_check_busy), so a dispatcher that keeps up runs one claim at a time.  The chores (the
+ * pending count for /metrics, the sweep of old events) are run by whichever thread finds them
+ * due.  Measured (500 decisions/s, one endpoint, tests/bench/README.md "Eighth session"): four
+ * threads all polling put four claims at once on the database and doubled the decisions' p90
+ * (9 ms against 4-6 ms with one or two threads). */
 #include "dispatch.h"
 
 #include <arpa/inet.h>
@@ -57,12 +59,15 @@ struct dispatch {
     int nthreads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_cond_t helpers_cv; /* threads 1.. wait here for helpers_wanted */
-    int helpers_wanted;        /* under mu: helpers asked for and not yet woken */
+    pthread_cond_t helpers_cv; /* sleeping helpers wait here for helpers_wanted */
+    int helpers_sleeping;      /* under mu: threads waiting on helpers_cv */
+    int helpers_wanted;        /* under mu: helpers woken and not yet up (<= helpers_sleeping) */
+    int poller_idle;           /* under mu: a thread is waiting out VIGIL_WEBHOOK_POLL_MS */
+    int poked;                 /* under mu: the idle poller is to claim at once */
     _Atomic int stopping;      /* set once by dispatch_stop (under mu, for the conditions) */
     char name[96];             /* host:pid, recorded with every attempt */
-    int64_t pending_next_ms;   /* thread 0 only: when to count the pending deliveries again */
-    int64_t sweep_next_ms;     /* thread 0 only: when to drop old finished events again */
+    int64_t pending_next_ms;   /* under mu: when to count the pending deliveries again */
+    int64_t sweep_next_ms;     /* under mu: when to drop old finished events again */
 };
 
 /* A claimed delivery: the PGresult of its batch's claim holds its texts. */
@@ -84,6 +89,9 @@ typedef struct outcome {
 /* One claim: n jobs whose texts live in r; o[k] is what attempting jobs[k] did, tried[k] whether
  * it was attempted (and not aborted), so it is recorded rather than given back. */
 typedef struct batch {
+    dispatch *d;
+    int64_t busy_since_ms; /* when its claim began */
+    int poller_asked;      /* this batch has asked for another poller (batch_check_busy) */
     PGresult *r;
     int n;
     job jobs[BATCH_MAX];
@@ -200,17 +208,22 @@ static int sign(const char *secret, const char *body, long long t, char *out, si
     return 0;
 }
 
-/* libcurl's progress callback: a nonzero answer aborts the transfer, so a stopping process does
- * not wait for slow receivers (the unrecorded attempt is made again once its lease expires). */
+static void batch_check_busy(batch *b);
+
+/* libcurl's progress callback (p: the batch): a nonzero answer aborts the transfer, so a stopping
+ * process does not wait for slow receivers (the unrecorded attempt is made again once its lease
+ * expires); a long attempt also hands the polling on (batch_check_busy). */
 static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
+    batch *b = p;
     (void)dt, (void)dn, (void)ut, (void)un;
-    return atomic_load(&((dispatch *)p)->stopping) ? 1 : 0;
+    batch_check_busy(b);
+    return atomic_load(&b->d->stopping) ? 1 : 0;
 }
 
 /* Every option of an attempt but the socket guard. */
 static void set_options(CURL *h, const dispatch *d, const job *j, struct curl_slist *hdrs,
-                        char *errbuf)
+                        char *errbuf, batch *b)
 {
     curl_easy_setopt(h, CURLOPT_URL, j->url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
@@ -230,11 +243,11 @@ static void set_options(CURL *h, const dispatch *d, const job *j, struct curl_sl
     curl_easy_setopt(h, CURLOPT_USERAGENT, "vigil-webhooks/1");
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)d);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)b);
 }
 
-/* POSTs j's event to its endpoint; fills *o. */
-static void deliver(CURL *h, const dispatch *d, const job *j, outcome *o)
+/* POSTs j's event (a job of b) to its endpoint; fills *o. */
+static void deliver(CURL *h, const dispatch *d, batch *b, const job *j, outcome *o)
 {
     char sig[160], attempt[48], errbuf[CURL_ERROR_SIZE] = "", host[256];
     struct curl_slist *hdrs = NULL;
@@ -254,7 +267,7 @@ static void deliver(CURL *h, const dispatch *d, const job *j, outcome *o)
     hdrs = curl_slist_append(hdrs, sig);
     hdrs = curl_slist_append(hdrs, attempt);
     curl_easy_reset(h);
-    set_options(h, d, j, hdrs, errbuf);
+    set_options(h, d, j, hdrs, errbuf, b);
     curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &g);
     CURLcode rc = hdrs ? curl_easy_perform(h) : CURLE_OUT_OF_MEMORY;
@@ -384,20 +397,32 @@ static void unclaim(dispatch *d, const batch *b)
     free(rows);
 }
 
-/* Thread 0's chore: the pending count for /metrics, at most once a second. */
+/* 1 when a chore whose next run is *next is due (then its next run is every_ms from now), so
+ * whichever thread asks first runs it.  Under mu. */
+static int chore_due(dispatch *d, int64_t *next, int64_t every_ms)
+{
+    pthread_mutex_lock(&d->mu);
+    int64_t now = clock_now_ms();
+    int due = now >= *next;
+    if (due)
+        *next = now + every_ms;
+    pthread_mutex_unlock(&d->mu);
+    return due;
+}
+
+/* A chore: the pending count for /metrics, at most once a second. */
 static void count_pending(dispatch *d)
 {
     PGresult *r = NULL;
-    if (clock_now_ms() < d->pending_next_ms)
+    if (!chore_due(d, &d->pending_next_ms, 1000))
         return;
-    d->pending_next_ms = clock_now_ms() + 1000;
     if (query(d, "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'", 0, NULL, &r) ==
         DB_OK)
         metrics_set_webhook_pending(strtoll(PQgetvalue(r, 0, 0), NULL, 10));
     PQclear(r);
 }
 
-/* Thread 0's other chore: events older than VIGIL_WEBHOOK_RETENTION_S with no pending delivery
+/* The other chore: events older than VIGIL_WEBHOOK_RETENTION_S with no pending delivery
  * are deleted (with their deliveries and attempts, by cascade), 1000 at a time, at most every
  * min(60 s, retention), so the outbox stays bounded without a separate job.  The cutoff is
  * from now() so it bounds a walk of webhook_events_created (a volatile clock_timestamp() cannot:
@@ -407,9 +432,8 @@ static void sweep(dispatch *d)
     PGresult *r = NULL;
     long long every_ms =
         d->cfg->webhook_retention_s < 60 ? d->cfg->webhook_retention_s * 1000 : 60000;
-    if (clock_now_ms() < d->sweep_next_ms)
+    if (!chore_due(d, &d->sweep_next_ms, every_ms))
         return;
-    d->sweep_next_ms = clock_now_ms() + every_ms;
     char secs[24];
     snprintf(secs, sizeof secs, "%lld", d->cfg->webhook_retention_s);
     const char *v[] = {secs};
@@ -422,46 +446,98 @@ static void sweep(dispatch *d)
     PQclear(r);
 }
 
-/* Waits up to ms or until stopping; returns stopping. */
-static int idle(dispatch *d, int ms)
+/* ---- who claims when ------------------------------------------------------------------------
+ * One thread at a time is the poller: it claims, and once a claim is not full it waits out
+ * VIGIL_WEBHOOK_POLL_MS (or a poke) and claims again.  The others sleep as helpers until woken:
+ * by a claim that found a backlog (want_helper; with no helper asleep the idle poller is poked
+ * instead, so a backlog never waits for the poll interval), or by the poller's batch outlasting
+ * the poll interval (batch_check_busy: a helper then becomes the poller, so new events do not
+ * wait behind a slow receiver).  A thread whose claim is not full goes idle (go_idle): poller if
+ * the role is free, else helper.  All of it under mu. */
+
+/* Wakes one sleeping helper, or else, when poke_poller, the idle poller.  Under mu. */
+static void wake_one(dispatch *d, int poke_poller)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L)
-        ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    pthread_mutex_lock(&d->mu);
-    while (!atomic_load(&d->stopping) && pthread_cond_timedwait(&d->cv, &d->mu, &ts) == 0)
-        ;
-    int stop = atomic_load(&d->stopping);
-    pthread_mutex_unlock(&d->mu);
-    return stop;
+    if (d->helpers_wanted < d->helpers_sleeping) {
+        d->helpers_wanted++;
+        pthread_cond_signal(&d->helpers_cv);
+    } else if (poke_poller && d->poller_idle) {
+        d->poked = 1;
+        pthread_cond_broadcast(&d->cv);
+    }
 }
 
-/* Asks one more thread to claim: a claim found a backlog (a full batch, or deliveries it had to
- * give back).  A no-op when every helper is already asked for. */
+/* A claim found a backlog (a full batch, or deliveries it had to give back): one more thread
+ * claims at once. */
 static void want_helper(dispatch *d)
 {
     pthread_mutex_lock(&d->mu);
-    if (d->helpers_wanted < d->cfg->webhook_concurrency - 1) {
-        d->helpers_wanted++;
-        pthread_cond_signal(&d->helpers_cv);
-    }
+    wake_one(d, 1);
     pthread_mutex_unlock(&d->mu);
 }
 
-/* A helper (thread 1..) sleeps until asked for or stopping; returns stopping. */
+/* A helper sleeps until woken or stopping; returns stopping. */
 static int wait_helper_turn(dispatch *d)
 {
     pthread_mutex_lock(&d->mu);
+    d->helpers_sleeping++;
     while (!atomic_load(&d->stopping) && d->helpers_wanted == 0)
         pthread_cond_wait(&d->helpers_cv, &d->mu);
+    d->helpers_sleeping--;
     if (d->helpers_wanted > 0)
         d->helpers_wanted--;
     int stop = atomic_load(&d->stopping);
     pthread_mutex_unlock(&d->mu);
     return stop;
+}
+
+/* The poller waits VIGIL_WEBHOOK_POLL_MS, or until poked or stopping; returns stopping.  Under
+ * mu, which it releases while waiting. */
+static int poll_wait(dispatch *d)
+{
+    struct timespec ts;
+    int ms = d->cfg->webhook_poll_ms;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L)
+        ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    while (!atomic_load(&d->stopping) && !d->poked &&
+           pthread_cond_timedwait(&d->cv, &d->mu, &ts) == 0)
+        ;
+    d->poked = 0;
+    return atomic_load(&d->stopping);
+}
+
+/* A thread with nothing to do: the poller when no other thread is, else a helper.  Returns
+ * stopping. */
+static int go_idle(dispatch *d)
+{
+    pthread_mutex_lock(&d->mu);
+    if (d->poller_idle) {
+        pthread_mutex_unlock(&d->mu);
+        return wait_helper_turn(d);
+    }
+    d->poller_idle = 1;
+    int stop = poll_wait(d);
+    d->poller_idle = 0;
+    pthread_mutex_unlock(&d->mu);
+    return stop;
+}
+
+/* Called between and during b's attempts: once b has run longer than VIGIL_WEBHOOK_POLL_MS (a
+ * slow receiver) while no thread is polling, a sleeping helper is woken to poll in its place.
+ * (The batch's own deliveries still go one after another.) */
+static void batch_check_busy(batch *b)
+{
+    dispatch *d = b->d;
+    if (b->poller_asked || clock_now_ms() - b->busy_since_ms <= d->cfg->webhook_poll_ms)
+        return;
+    b->poller_asked = 1;
+    pthread_mutex_lock(&d->mu);
+    if (!d->poller_idle)
+        wake_one(d, 0);
+    pthread_mutex_unlock(&d->mu);
 }
 
 typedef struct thread_arg {
@@ -481,7 +557,8 @@ static int attempt_batch(dispatch *d, CURL *h, batch *b, int64_t claimed_ms)
     for (int k = 0; k < b->n; k++) {
         if (atomic_load(&d->stopping) || clock_now_ms() > last_start)
             break;
-        deliver(h, d, &b->jobs[k], &b->o[k]);
+        batch_check_busy(b);
+        deliver(h, d, b, &b->jobs[k], &b->o[k]);
         b->tried[k] = !b->o[k].aborted;
         tried += b->tried[k];
     }
@@ -499,11 +576,12 @@ static void *run(void *p)
     if (index > 0 && wait_helper_turn(d)) /* helpers start asleep */
         goto done;
     while (h && b) {
-        if (index == 0) {
-            count_pending(d);
-            sweep(d);
-        }
+        count_pending(d); /* the chores, run by whichever thread finds them due */
+        sweep(d);
         int64_t claimed_ms = clock_now_ms();
+        b->d = d;
+        b->busy_since_ms = claimed_ms;
+        b->poller_asked = 0;
         int n = claim(d, b), tried = 0;
         if (n > 0) {
             tried = attempt_batch(d, h, b, claimed_ms);
@@ -517,13 +595,13 @@ static void *run(void *p)
         /* a full batch, or one partly given back, says more is due now: one more thread is
          * asked to claim, and this one claims again at once (unless it could attempt nothing:
          * a claim too slow for that waits, rather than claiming again at once); otherwise the
-         * outbox was drained, and thread 0 polls again later while a helper sleeps */
+         * outbox was drained and this thread goes idle */
         int backlog = n > 0 && (n == d->cfg->webhook_batch || tried < n);
         if (backlog)
             want_helper(d);
         if (backlog && tried > 0)
             continue;
-        if (index == 0 ? idle(d, d->cfg->webhook_poll_ms) : wait_helper_turn(d))
+        if (go_idle(d))
             break;
     }
     if (!h || !b)

@@ -827,6 +827,48 @@ START_TEST(slow_receiver_batch_gives_back)
 }
 END_TEST
 
+/* A receiver that takes 3 s to answer does not hold up new events for another endpoint: once
+ * the batch holding its delivery has run longer than VIGIL_WEBHOOK_POLL_MS, a sleeping thread is
+ * woken to poll in its place.  Endpoint A (slow) gets a decision.block; once its request has
+ * arrived (in flight for 3 s), a decision.review is made for endpoint B, which must receive it
+ * well before A's answer (within 2 s of A's request; a single poller would reach it only after
+ * the 3 s answer). */
+START_TEST(slow_receiver_does_not_hold_new_events)
+{
+    static const char *const env_slow[] = {"VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1",
+                                           "VIGIL_WEBHOOK_POLL_MS=50",
+                                           "VIGIL_WEBHOOK_TIMEOUT_MS=10000", NULL};
+    receiver slow, fast;
+    char a[37], b[37], url[100], txn[37];
+    api_restart(env_slow);
+    receiver_start(&slow, "127.0.0.1", h_free_port(), "hold-a.jsonl", 200, 3000);
+    receiver_start(&fast, "127.0.0.1", h_free_port(), "hold-b.jsonl", 200, 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/a", slow.port);
+    endpoint(url, "[\"decision.block\"]", a, NULL);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/b", fast.port);
+    endpoint(url, "[\"decision.review\"]", b, NULL);
+    e2e_user(&E, "wh-hold");
+    e2e_policy_fallback(&E, "block");
+    decide("wh-hold", txn);
+    cJSON *got_a = wait_events(&slow, 1, 10000);
+    ck_assert_int_eq(cJSON_GetArraySize(got_a), 1);
+    e2e_policy_fallback(&E, "review");
+    decide("wh-hold", txn);
+    cJSON *got_b = wait_events(&fast, 1, 10000);
+    ck_assert_int_eq(cJSON_GetArraySize(got_b), 1);
+    double at_a = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(got_a, 0), "at")->valuedouble,
+           at_b = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(got_b, 0), "at")->valuedouble;
+    ck_assert_msg(at_b - at_a < 2.0, "B's event arrived %.3f s after A's request", at_b - at_a);
+    cJSON_Delete(got_a);
+    cJSON_Delete(got_b);
+    receiver_stop(&slow);
+    receiver_stop(&fast);
+    endpoint_delete(a);
+    endpoint_delete(b);
+    api_restart(NULL);
+}
+END_TEST
+
 /* A batch's failures count toward the endpoint's streak only when they came after its last
  * success in the batch.  Six deliveries are claimed as one batch and recorded (through
  * webhook_record_batch, as the dispatcher does) with the outcomes ok, fail, ok, fail, ok, fail in
@@ -847,7 +889,7 @@ START_TEST(batch_streak_follows_start_order)
              "'id', q.id, 'endpoint', q.endpoint_id, 'attempt', q.attempt, 'ok', q.rn %% 2 = 1, "
              "'status', CASE WHEN q.rn %% 2 = 1 THEN 200 ELSE 500 END, 'error', CASE WHEN q.rn "
              "%% 2 = 1 THEN NULL ELSE 'HTTP 500' END, 'ms', 1, 'ago_us', (10 - q.rn) * 100000)) "
-             "FROM (SELECT c.*, row_number() OVER () AS rn FROM webhook_claim(60000, 10) c "
+             "FROM (SELECT c.*, row_number() OVER () AS rn FROM webhook_claim(60000, 256) c "
              "WHERE c.endpoint_id = '%s') q), 60000, 60000, 86400, 3, 'e2e')",
              id);
     ck_assert_int_eq(h_psql(&E, NULL, sql, out, sizeof out), 0);
@@ -1006,6 +1048,7 @@ int main(void)
     tcase_add_test(tc, kill_mid_delivery);
     tcase_add_test(tc, two_replicas_no_double_delivery);
     tcase_add_test(tc, slow_receiver_batch_gives_back);
+    tcase_add_test(tc, slow_receiver_does_not_hold_new_events);
     tcase_add_test(tc, batch_streak_follows_start_order);
     tcase_add_test(tc, auto_disable_and_enable);
     tcase_add_test(tc, given_up_after_window);

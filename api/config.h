@@ -44,7 +44,7 @@ typedef struct cfg {
     char webhook_allowed_hosts[1024]; /* VIGIL_WEBHOOK_ALLOWED_HOSTS, comma-separated, default "" */
     int webhook_concurrency; /* VIGIL_WEBHOOK_CONCURRENCY deliveries in flight, 4; 0 = off */
     int webhook_timeout_ms;  /* VIGIL_WEBHOOK_TIMEOUT_MS of one attempt, default 10000 */
-    int webhook_poll_ms; /* VIGIL_WEBHOOK_POLL_MS thread 0's idle wait between claims, default 50 */
+    int webhook_poll_ms; /* VIGIL_WEBHOOK_POLL_MS the poller's wait between claims, default 50 */
     int webhook_batch;   /* VIGIL_WEBHOOK_BATCH deliveries per claim, default 32 */
     long long webhook_backoff_ms;     /* VIGIL_WEBHOOK_BACKOFF_MS first retry delay, 30000 */
     long long webhook_backoff_max_ms; /* VIGIL_WEBHOOK_BACKOFF_MAX_MS delay cap, 3600000 */

@@ -2,13 +2,14 @@
  * Costs per batch of up to VIGIL_WEBHOOK_BATCH attempts: two statements (claim, record; a third
  * when some were given back) on the dispatcher's own pool and one HTTP exchange per attempt on a
  * kept-alive connection.  One thread at a time is the poller (one claim every
- * VIGIL_WEBHOOK_POLL_MS while the outbox is drained: go_idle); the others sleep until a claim
- * finds a backlog (want_helper) or the poller's batch outlasts the poll interval
- * (batch_check_busy), so a dispatcher that keeps up runs one claim at a time.  The chores (the
- * pending count for /metrics, the sweep of old events) are run by whichever thread finds them
- * due.  Measured (500 decisions/s, one endpoint, tests/bench/README.md "Eighth session"): four
- * threads all polling put four claims at once on the database and doubled the decisions' p90
- * (9 ms against 4-6 ms with one or two threads). */
+ * VIGIL_WEBHOOK_POLL_MS while the outbox is drained: go_idle); a thread whose claim returns
+ * deliveries first hands the polling to a sleeping thread (hand_off_polling), and the others
+ * sleep until then or until a claim finds a backlog (want_helper), so a dispatcher that keeps up
+ * runs one claim at a time and a slow receiver holds up no new event for longer than the poll
+ * interval.  The chores (the pending count for /metrics, the sweep of old events) are run by
+ * whichever thread finds them due.  Measured (500 decisions/s, one endpoint, tests/bench/README.md
+ * "Eighth session"): four threads all polling put four claims at once on the database and
+ * doubled the decisions' p90 (9 ms against 4-6 ms with one or two threads). */
 #include "dispatch.h"
 
 #include <arpa/inet.h>
@@ -31,16 +32,16 @@
 #include "netguard.h"
 #include "sha256.h"
 
-/* Due deliveries, claimed under one lease (webhook_claim, migration 0011): at most $2, each the
- * earliest pending event of its transaction for its endpoint, so no two of one batch belong to
- * the same (endpoint, transaction) and per-transaction order holds; rows come ordered by
- * endpoint.  Columns in order: */
+/* Due deliveries, claimed under one lease (webhook_claim, migration 0011, its plan fixed by 0012):
+ * at most $2, each the earliest pending event of its transaction for its endpoint, so no two of one
+ * batch belong to the same (endpoint, transaction) and per-transaction order holds; rows come
+ * ordered by endpoint.  Columns in order: */
 #define CLAIM_SQL                                                                                  \
     "SELECT id, attempt, endpoint_id, url, secret, body, created_us FROM webhook_claim($1, $2)"
 enum { CL_ID, CL_ATTEMPT, CL_ENDPOINT, CL_URL, CL_SECRET, CL_BODY, CL_CREATED_US };
 
 /* Records a batch's attempts in one statement (one commit): webhook_record_batch (migration
- * 0011) answers each recorded delivery's new state. */
+ * 0011, its plan fixed by 0012) answers each recorded delivery's new state. */
 #define RECORD_SQL                                                                                 \
     "SELECT delivery, state FROM webhook_record_batch($1::json, $2::bigint, $3::bigint, "          \
     "$4::bigint, $5::int, $6)"
@@ -52,16 +53,20 @@ enum { CL_ID, CL_ATTEMPT, CL_ENDPOINT, CL_URL, CL_SECRET, CL_BODY, CL_CREATED_US
 #define DB_BUDGET_MS 5000 /* bound of one dispatcher statement (pool wait included) */
 #define BATCH_MAX 256     /* bound of VIGIL_WEBHOOK_BATCH (config.c) */
 
+typedef struct thread_arg thread_arg;
+
 struct dispatch {
     const cfg *cfg;
     db_pool *db;
     pthread_t *threads;
+    thread_arg *args; /* one per thread */
     int nthreads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_cond_t helpers_cv; /* sleeping helpers wait here for helpers_wanted */
     int helpers_sleeping;      /* under mu: threads waiting on helpers_cv */
-    int helpers_wanted;        /* under mu: helpers woken and not yet up (<= helpers_sleeping) */
+    int helpers_wanted;        /* under mu: sleepers to claim at once, not yet up */
+    int poller_wanted;         /* under mu: a sleeper is to become the poller, not yet up */
     int poller_idle;           /* under mu: a thread is waiting out VIGIL_WEBHOOK_POLL_MS */
     int poked;                 /* under mu: the idle poller is to claim at once */
     _Atomic int stopping;      /* set once by dispatch_stop (under mu, for the conditions) */
@@ -89,9 +94,6 @@ typedef struct outcome {
 /* One claim: n jobs whose texts live in r; o[k] is what attempting jobs[k] did, tried[k] whether
  * it was attempted (and not aborted), so it is recorded rather than given back. */
 typedef struct batch {
-    dispatch *d;
-    int64_t busy_since_ms; /* when its claim began */
-    int poller_asked;      /* this batch has asked for another poller (batch_check_busy) */
     PGresult *r;
     int n;
     job jobs[BATCH_MAX];
@@ -128,8 +130,8 @@ static int lease_ms(const dispatch *d)
     return 2 * d->cfg->webhook_timeout_ms + DB_BUDGET_MS + LEASE_MARGIN_MS;
 }
 
-/* Claims up to VIGIL_WEBHOOK_BATCH due deliveries into b.  Returns how many (0 when none is due
- * or on failure); free b->r. */
+/* Claims up to VIGIL_WEBHOOK_BATCH due deliveries into b.  Returns how many (0 when none is due),
+ * -1 when the statement failed (logged); free b->r. */
 static int claim(dispatch *d, batch *b)
 {
     char lease[16], limit[16];
@@ -138,7 +140,7 @@ static int claim(dispatch *d, batch *b)
     const char *v[] = {lease, limit};
     b->n = 0;
     if (query(d, CLAIM_SQL, 2, v, &b->r) != DB_OK)
-        return 0;
+        return -1;
     int n = PQntuples(b->r);
     for (int k = 0; k < n && k < BATCH_MAX; k++) {
         job *j = &b->jobs[k];
@@ -208,22 +210,17 @@ static int sign(const char *secret, const char *body, long long t, char *out, si
     return 0;
 }
 
-static void batch_check_busy(batch *b);
-
-/* libcurl's progress callback (p: the batch): a nonzero answer aborts the transfer, so a stopping
- * process does not wait for slow receivers (the unrecorded attempt is made again once its lease
- * expires); a long attempt also hands the polling on (batch_check_busy). */
+/* libcurl's progress callback: a nonzero answer aborts the transfer, so a stopping process does
+ * not wait for slow receivers (the unrecorded attempt is made again once its lease expires). */
 static int on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
-    batch *b = p;
     (void)dt, (void)dn, (void)ut, (void)un;
-    batch_check_busy(b);
-    return atomic_load(&b->d->stopping) ? 1 : 0;
+    return atomic_load(&((dispatch *)p)->stopping) ? 1 : 0;
 }
 
 /* Every option of an attempt but the socket guard. */
 static void set_options(CURL *h, const dispatch *d, const job *j, struct curl_slist *hdrs,
-                        char *errbuf, batch *b)
+                        char *errbuf)
 {
     curl_easy_setopt(h, CURLOPT_URL, j->url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
@@ -243,11 +240,11 @@ static void set_options(CURL *h, const dispatch *d, const job *j, struct curl_sl
     curl_easy_setopt(h, CURLOPT_USERAGENT, "vigil-webhooks/1");
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)b);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)d);
 }
 
-/* POSTs j's event (a job of b) to its endpoint; fills *o. */
-static void deliver(CURL *h, const dispatch *d, batch *b, const job *j, outcome *o)
+/* POSTs j's event to its endpoint; fills *o. */
+static void deliver(CURL *h, const dispatch *d, const job *j, outcome *o)
 {
     char sig[160], attempt[48], errbuf[CURL_ERROR_SIZE] = "", host[256];
     struct curl_slist *hdrs = NULL;
@@ -267,7 +264,7 @@ static void deliver(CURL *h, const dispatch *d, batch *b, const job *j, outcome 
     hdrs = curl_slist_append(hdrs, sig);
     hdrs = curl_slist_append(hdrs, attempt);
     curl_easy_reset(h);
-    set_options(h, d, j, hdrs, errbuf, b);
+    set_options(h, d, j, hdrs, errbuf);
     curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &g);
     CURLcode rc = hdrs ? curl_easy_perform(h) : CURLE_OUT_OF_MEMORY;
@@ -447,24 +444,19 @@ static void sweep(dispatch *d)
 }
 
 /* ---- who claims when ------------------------------------------------------------------------
- * One thread at a time is the poller: it claims, and once a claim is not full it waits out
- * VIGIL_WEBHOOK_POLL_MS (or a poke) and claims again.  The others sleep as helpers until woken:
- * by a claim that found a backlog (want_helper; with no helper asleep the idle poller is poked
- * instead, so a backlog never waits for the poll interval), or by the poller's batch outlasting
- * the poll interval (batch_check_busy: a helper then becomes the poller, so new events do not
- * wait behind a slow receiver).  A thread whose claim is not full goes idle (go_idle): poller if
- * the role is free, else helper.  All of it under mu. */
+ * One thread at a time is the poller: once a claim is not full it waits out
+ * VIGIL_WEBHOOK_POLL_MS (or a poke) and claims again.  A thread whose claim returns deliveries
+ * first hands the polling to a sleeping thread (hand_off_polling: that thread waits the poll
+ * interval, then claims), so new events never wait for a batch longer than the poll interval
+ * whatever its receivers take; a claim that found a backlog wakes a sleeping thread to claim at
+ * once (want_helper; with none asleep the idle poller is poked instead).  A thread done with its
+ * work goes idle (go_idle): the poller if the role is free, else asleep.  These functions take
+ * mu themselves unless they say "Caller holds mu". */
 
-/* Wakes one sleeping helper, or else, when poke_poller, the idle poller.  Under mu. */
-static void wake_one(dispatch *d, int poke_poller)
+/* Sleeping threads not yet spoken for by a wake-up.  Caller holds mu. */
+static int sleepers_free(const dispatch *d)
 {
-    if (d->helpers_wanted < d->helpers_sleeping) {
-        d->helpers_wanted++;
-        pthread_cond_signal(&d->helpers_cv);
-    } else if (poke_poller && d->poller_idle) {
-        d->poked = 1;
-        pthread_cond_broadcast(&d->cv);
-    }
+    return d->helpers_sleeping - d->helpers_wanted - d->poller_wanted;
 }
 
 /* A claim found a backlog (a full batch, or deliveries it had to give back): one more thread
@@ -472,31 +464,55 @@ static void wake_one(dispatch *d, int poke_poller)
 static void want_helper(dispatch *d)
 {
     pthread_mutex_lock(&d->mu);
-    wake_one(d, 1);
+    if (sleepers_free(d) > 0) {
+        d->helpers_wanted++;
+        pthread_cond_broadcast(&d->helpers_cv);
+    } else if (d->poller_idle) {
+        d->poked = 1;
+        pthread_cond_broadcast(&d->cv);
+    }
     pthread_mutex_unlock(&d->mu);
 }
 
-/* A helper sleeps until woken or stopping; returns stopping. */
-static int wait_helper_turn(dispatch *d)
+/* The calling thread claimed deliveries and is about to attempt them: unless a thread is already
+ * polling or about to, a sleeping one becomes the poller. */
+static void hand_off_polling(dispatch *d)
 {
     pthread_mutex_lock(&d->mu);
-    d->helpers_sleeping++;
-    while (!atomic_load(&d->stopping) && d->helpers_wanted == 0)
-        pthread_cond_wait(&d->helpers_cv, &d->mu);
-    d->helpers_sleeping--;
-    if (d->helpers_wanted > 0)
-        d->helpers_wanted--;
-    int stop = atomic_load(&d->stopping);
+    if (!d->poller_idle && !d->poller_wanted && sleepers_free(d) > 0) {
+        d->poller_wanted = 1;
+        pthread_cond_broadcast(&d->helpers_cv);
+    }
     pthread_mutex_unlock(&d->mu);
-    return stop;
 }
 
-/* The poller waits VIGIL_WEBHOOK_POLL_MS, or until poked or stopping; returns stopping.  Under
- * mu, which it releases while waiting. */
-static int poll_wait(dispatch *d)
+/* Sleeps until woken or stopping.  Returns -1 when stopping, 0 to claim at once, 1 to become
+ * the poller.  Caller holds mu (released while asleep). */
+static int sleep_turn(dispatch *d)
+{
+    int r = -1;
+    d->helpers_sleeping++;
+    while (!atomic_load(&d->stopping)) {
+        if (d->helpers_wanted > 0) {
+            d->helpers_wanted--, r = 0;
+            break;
+        }
+        if (d->poller_wanted) {
+            d->poller_wanted = 0, r = 1;
+            break;
+        }
+        pthread_cond_wait(&d->helpers_cv, &d->mu);
+    }
+    d->helpers_sleeping--;
+    return r;
+}
+
+/* The poller waits ms, or until poked or stopping; returns stopping.  Caller holds mu (released
+ * while waiting). */
+static int poll_wait(dispatch *d, int ms)
 {
     struct timespec ts;
-    int ms = d->cfg->webhook_poll_ms;
+    d->poller_idle = 1;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_sec += ms / 1000;
     ts.tv_nsec += (long)(ms % 1000) * 1000000L;
@@ -506,44 +522,23 @@ static int poll_wait(dispatch *d)
            pthread_cond_timedwait(&d->cv, &d->mu, &ts) == 0)
         ;
     d->poked = 0;
+    d->poller_idle = 0;
     return atomic_load(&d->stopping);
 }
 
-/* A thread with nothing to do: the poller when no other thread is, else a helper.  Returns
+/* A thread with nothing to do (asleep_first: one that starts asleep): the poller (claims again
+ * after ms) when no other thread is or is about to be, else asleep until woken.  Returns
  * stopping. */
-static int go_idle(dispatch *d)
+static int go_idle(dispatch *d, int ms, int asleep_first)
 {
     pthread_mutex_lock(&d->mu);
-    if (d->poller_idle) {
-        pthread_mutex_unlock(&d->mu);
-        return wait_helper_turn(d);
-    }
-    d->poller_idle = 1;
-    int stop = poll_wait(d);
-    d->poller_idle = 0;
+    int from_sleep = asleep_first || d->poller_idle || d->poller_wanted;
+    int r = from_sleep ? sleep_turn(d) : 1;
+    if (r == 1) /* the poller: after a hand-off it waits the poll interval, else ms */
+        r = poll_wait(d, from_sleep ? d->cfg->webhook_poll_ms : ms) ? -1 : 0;
     pthread_mutex_unlock(&d->mu);
-    return stop;
+    return r < 0;
 }
-
-/* Called between and during b's attempts: once b has run longer than VIGIL_WEBHOOK_POLL_MS (a
- * slow receiver) while no thread is polling, a sleeping helper is woken to poll in its place.
- * (The batch's own deliveries still go one after another.) */
-static void batch_check_busy(batch *b)
-{
-    dispatch *d = b->d;
-    if (b->poller_asked || clock_now_ms() - b->busy_since_ms <= d->cfg->webhook_poll_ms)
-        return;
-    b->poller_asked = 1;
-    pthread_mutex_lock(&d->mu);
-    if (!d->poller_idle)
-        wake_one(d, 0);
-    pthread_mutex_unlock(&d->mu);
-}
-
-typedef struct thread_arg {
-    dispatch *d;
-    int index;
-} thread_arg;
 
 /* Attempts the jobs of b in order on handle h while each still has its whole timeout and the
  * record's budget left in the claim's lease (taken at claimed_ms), so no attempt can outlive its
@@ -557,33 +552,39 @@ static int attempt_batch(dispatch *d, CURL *h, batch *b, int64_t claimed_ms)
     for (int k = 0; k < b->n; k++) {
         if (atomic_load(&d->stopping) || clock_now_ms() > last_start)
             break;
-        batch_check_busy(b);
-        deliver(h, d, b, &b->jobs[k], &b->o[k]);
+        deliver(h, d, &b->jobs[k], &b->o[k]);
         b->tried[k] = !b->o[k].aborted;
         tried += b->tried[k];
     }
     return tried;
 }
 
+/* A thread's own resources, made (and freed) by dispatch_start/dispatch_stop. */
+struct thread_arg {
+    dispatch *d;
+    CURL *h;   /* its kept-alive connections */
+    batch *b;  /* its claim */
+    int first; /* the first thread claims at once; the others start asleep */
+};
+
+/* Pause after a claim failed (database down): the poller's interval or 1 s, whichever is
+ * longer, so a database outage logs about one line a second. */
+#define FAIL_WAIT_MS 1000
+
 static void *run(void *p)
 {
     thread_arg *a = p;
     dispatch *d = a->d;
-    CURL *h = curl_easy_init();
-    batch *b = malloc(sizeof *b);
-    int index = a->index;
-    free(a);
-    if (index > 0 && wait_helper_turn(d)) /* helpers start asleep */
-        goto done;
-    while (h && b) {
+    CURL *h = a->h;
+    batch *b = a->b;
+    int stop = !a->first && go_idle(d, 0, 1);
+    while (!stop) {
         count_pending(d); /* the chores, run by whichever thread finds them due */
         sweep(d);
         int64_t claimed_ms = clock_now_ms();
-        b->d = d;
-        b->busy_since_ms = claimed_ms;
-        b->poller_asked = 0;
         int n = claim(d, b), tried = 0;
         if (n > 0) {
+            hand_off_polling(d);
             tried = attempt_batch(d, h, b, claimed_ms);
             record(d, b);
             unclaim(d, b); /* at stop too: a restarted replica need not wait for the leases */
@@ -593,23 +594,19 @@ static void *run(void *p)
         if (atomic_load(&d->stopping))
             break;
         /* a full batch, or one partly given back, says more is due now: one more thread is
-         * asked to claim, and this one claims again at once (unless it could attempt nothing:
-         * a claim too slow for that waits, rather than claiming again at once); otherwise the
+         * woken to claim, and this one claims again at once; otherwise (or when nothing could
+         * be attempted: a claim too slow for that waits rather than claiming again at once) the
          * outbox was drained and this thread goes idle */
-        int backlog = n > 0 && (n == d->cfg->webhook_batch || tried < n);
-        if (backlog)
+        if (n > 0 && tried > 0 && (n == d->cfg->webhook_batch || tried < n)) {
             want_helper(d);
-        if (backlog && tried > 0)
             continue;
-        if (go_idle(d))
+        }
+        int ms = d->cfg->webhook_poll_ms;
+        if (n < 0 && ms < FAIL_WAIT_MS)
+            ms = FAIL_WAIT_MS;
+        if (go_idle(d, ms, 0))
             break;
     }
-    if (!h || !b)
-        logline_event("error", "webhook_dispatcher_failed", "error",
-                      "curl_easy_init failed or out of memory");
-done:
-    curl_easy_cleanup(h);
-    free(b);
     return NULL;
 }
 
@@ -639,15 +636,12 @@ dispatch *dispatch_start(const cfg *c, char *err, size_t errlen)
     d->db = db_pool_create(c->database_url, c->webhook_concurrency, c->db_connect_timeout_ms, err,
                            errlen);
     d->threads = calloc((size_t)c->webhook_concurrency, sizeof *d->threads);
-    for (int i = 0; d->db && d->threads && i < c->webhook_concurrency; i++) {
-        thread_arg *a = malloc(sizeof *a);
-        if (!a)
-            break;
-        *a = (thread_arg){d, i};
-        if (pthread_create(&d->threads[i], NULL, run, a) != 0) {
-            free(a);
-            break;
-        }
+    d->args = calloc((size_t)c->webhook_concurrency, sizeof *d->args);
+    for (int i = 0; d->db && d->threads && d->args && i < c->webhook_concurrency; i++) {
+        thread_arg *a = &d->args[i];
+        *a = (thread_arg){d, curl_easy_init(), malloc(sizeof(batch)), i == 0};
+        if (!a->h || !a->b || pthread_create(&d->threads[i], NULL, run, a) != 0)
+            break; /* a's resources are freed by dispatch_stop */
         d->nthreads++;
     }
     if (d->nthreads != c->webhook_concurrency) {
@@ -669,6 +663,11 @@ void dispatch_stop(dispatch *d)
     pthread_mutex_unlock(&d->mu);
     for (int i = 0; i < d->nthreads; i++)
         pthread_join(d->threads[i], NULL);
+    for (int i = 0; d->args && i < d->cfg->webhook_concurrency; i++) {
+        curl_easy_cleanup(d->args[i].h);
+        free(d->args[i].b);
+    }
+    free(d->args);
     free(d->threads);
     if (d->db)
         db_pool_destroy(d->db);

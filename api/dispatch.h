@@ -9,10 +9,9 @@
  * attempts in one statement
  * (webhook_record: delivered, retried later with exponential backoff and jitter, or given up
  * after the retry window).  One thread at a time polls: it sleeps VIGIL_WEBHOOK_POLL_MS when
- * its claim was not full; the other threads sleep until a claim finds a backlog (a full batch,
- * or deliveries given back), each such claim waking one more, or until the poller's batch has
- * run longer than the poll interval (one of them then polls in its place), and go back to sleep
- * at their first claim that is not full.  A
+ * its claim was not full, and a thread whose claim returns deliveries first hands the polling to
+ * a sleeping thread; the sleeping threads also wake for a claim that found a backlog (a full
+ * batch, or deliveries given back), each such claim waking one more.  A
  * delivery is due only when no earlier event of the same transaction is still pending for the
  * same endpoint (per-transaction order: a batch holds at most one delivery per transaction and
  * endpoint); a replica that dies mid-delivery leaves its lease to expire and the delivery is

@@ -773,10 +773,7 @@ static double min_start_gap(const char *starts)
  * would take 10 s, its lease would expire after 8 and the other thread would send the last ones
  * again.  Every event arrives exactly once, every delivery shows one attempt, and each attempt
  * is recorded with the time it began (within 0.25 s of the receiver's arrival time; recorded as
- * "record time minus duration" it would be up to 1 s late for all but a batch's last).  The
- * given-back deliveries are a backlog, so the second thread (asleep until a claim finds one) is
- * brought in: some two attempts are in flight at once (one thread alone starts an attempt only
- * after the 500 ms answer of the one before). */
+ * "record time minus duration" it would be up to 1 s late for all but a batch's last). */
 START_TEST(slow_receiver_batch_gives_back)
 {
     static const char *const env_slow[] = {
@@ -820,6 +817,39 @@ START_TEST(slow_receiver_batch_gives_back)
                       started, arrived);
     }
     cJSON_Delete(all);
+    receiver_stop(&rc);
+    endpoint_delete(id);
+    api_restart(NULL);
+}
+END_TEST
+
+/* A backlog brings the sleeping threads in at once: ten deliveries written while no dispatcher
+ * runs, a receiver that answers in 500 ms, VIGIL_WEBHOOK_BATCH=2, three threads, and a poll
+ * interval of 5 s (so the thread handed the polling does not claim before the end).  The first
+ * claim is full, so it wakes a second thread at once, whose full claim wakes the third: attempts
+ * overlap (one thread alone starts one only after the 500 ms answer of the one before), and
+ * every event arrives once. */
+START_TEST(backlog_brings_helpers)
+{
+    static const char *const env_backlog[] = {"VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1",
+                                              "VIGIL_WEBHOOK_POLL_MS=5000", "VIGIL_WEBHOOK_BATCH=2",
+                                              "VIGIL_WEBHOOK_CONCURRENCY=3", NULL};
+    receiver rc;
+    char id[37], url[100], txn[37], starts[4096];
+    api_restart(ENV_NO_DISPATCH);
+    receiver_start(&rc, "127.0.0.1", h_free_port(), "backlog.jsonl", 200, 500);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/backlog", rc.port);
+    endpoint(url, "[\"decision.block\"]", id, NULL);
+    e2e_user(&E, "wh-backlog");
+    e2e_policy_fallback(&E, "block");
+    for (int i = 0; i < 10; i++)
+        decide("wh-backlog", txn);
+    api_restart(env_backlog);
+    cJSON *all = wait_events(&rc, 10, 30000);
+    ck_assert_int_eq(distinct_events(all), 10);
+    ck_assert_int_eq(cJSON_GetArraySize(all), 10);
+    cJSON_Delete(all);
+    attempt_starts(id, starts, sizeof starts);
     ck_assert_msg(min_start_gap(starts) < 0.4, "no two attempts overlapped: %s", starts);
     receiver_stop(&rc);
     endpoint_delete(id);
@@ -827,12 +857,11 @@ START_TEST(slow_receiver_batch_gives_back)
 }
 END_TEST
 
-/* A receiver that takes 3 s to answer does not hold up new events for another endpoint: once
- * the batch holding its delivery has run longer than VIGIL_WEBHOOK_POLL_MS, a sleeping thread is
- * woken to poll in its place.  Endpoint A (slow) gets a decision.block; once its request has
- * arrived (in flight for 3 s), a decision.review is made for endpoint B, which must receive it
- * well before A's answer (within 2 s of A's request; a single poller would reach it only after
- * the 3 s answer). */
+/* A receiver that takes 3 s to answer does not hold up new events for another endpoint: the
+ * thread that claimed its delivery handed the polling to a sleeping thread first.  Endpoint A
+ * (slow) gets a decision.block; once its request has arrived (in flight for 3 s), a decision.review
+ * is made for endpoint B, which must receive it well before A's answer (within 2 s of A's request;
+ * a single poller would reach it only after the 3 s answer). */
 START_TEST(slow_receiver_does_not_hold_new_events)
 {
     static const char *const env_slow[] = {"VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1",
@@ -1049,6 +1078,7 @@ int main(void)
     tcase_add_test(tc, two_replicas_no_double_delivery);
     tcase_add_test(tc, slow_receiver_batch_gives_back);
     tcase_add_test(tc, slow_receiver_does_not_hold_new_events);
+    tcase_add_test(tc, backlog_brings_helpers);
     tcase_add_test(tc, batch_streak_follows_start_order);
     tcase_add_test(tc, auto_disable_and_enable);
     tcase_add_test(tc, given_up_after_window);

@@ -3,12 +3,14 @@
  * [1, 2) and (-2, -1] (which, by the scaling argument in hp_divk.h, covers the whole range where
  * the fused form is taken), for every x in the range's two end binades and +-0, and for a sample
  * of 2^20 patterns spread over all 2^32 (NaNs, infinities, subnormals, huge values: the range
- * check and the fall-back division).  The explainer's vector walks (hp_shap.c) divide by these
- * divisors with them; test_kernel checks the walks against the reference on fixtures and random
- * models, which could not by itself reach every x.
+ * check and the fall-back division), and for vectors mixing lanes inside and outside the range. The
+ * explainer's vector walks (hp_shap.c) divide by these divisors with them; test_kernel checks the
+ * walks against the reference on fixtures and random models, which could not by itself reach every
+ * x.
  *
- * Runs when the CPU has AVX-512F (without it the worker never takes this path either); the
- * divisors are split over two threads.  About two seconds. */
+ * Runs when the CPU has AVX-512F (without it the worker never takes this path either, and both
+ * tests report themselves skipped: tests/lib/skip.h); the divisors are split over two threads.
+ * About two seconds. */
 #include <check.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "hp_divk.h"
+#include "skip.h"
 
 #define DIVK_CAP 256
 
@@ -34,6 +37,13 @@ static const run runs[] = {
     {0x00000000u, 1, 1},           /* +0 */
     {0x80000000u, 1, 1},           /* -0 */
     {0x00000007u, 1u << 20, 4099}, /* everything, sampled */
+    /* vectors mixing lanes inside and outside the range: whatever way the range check sends
+     * them, every lane must come out as the division's */
+    {HP_DIVK_LO_BITS - 8u, 16, 1},                 /* 8 lanes just below 2^-60, 8 from it */
+    {HP_DIVK_HI_BITS - 7u, 16, 1},                 /* 8 lanes up to 2^60, 8 just above */
+    {(HP_DIVK_LO_BITS - 8u) | 0x80000000u, 16, 1}, /* the same, negative */
+    {(HP_DIVK_HI_BITS - 7u) | 0x80000000u, 16, 1},
+    {0x3f800000u, 16, 0x02000000u}, /* 1, 2^2, ... 2^30 and on past 2^60 in one vector */
 };
 
 typedef struct job {
@@ -44,10 +54,12 @@ typedef struct job {
     float first_bad_div; /* and its divisor */
 } job;
 
-/* Patterns r->start + i * r->stride (mod 2^32) in 16 lanes: differing lanes counted. */
-__attribute__((target("avx512f"))) static uint64_t sweep16(float c, const run *r, uint32_t *first)
+/* Patterns r->start + i * r->stride (mod 2^32) in 16 lanes, divided by c with reciprocal rc
+ * (hp_divk_recip(c), or a wrong one for the negative controls): differing lanes counted. */
+__attribute__((target("avx512f"))) static uint64_t sweep16r(float c, float rc, const run *r,
+                                                            uint32_t *first)
 {
-    const __m512 vc = _mm512_set1_ps(c), vr = _mm512_set1_ps(hp_divk_recip(c));
+    const __m512 vc = _mm512_set1_ps(c), vr = _mm512_set1_ps(rc);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     uint64_t bad = 0;
     for (uint32_t i = 0; i < r->count; i += 16) {
@@ -67,6 +79,11 @@ __attribute__((target("avx512f"))) static uint64_t sweep16(float c, const run *r
         }
     }
     return bad;
+}
+
+static uint64_t sweep16(float c, const run *r, uint32_t *first)
+{
+    return sweep16r(c, hp_divk_recip(c), r, first);
 }
 
 static void *run_job(void *arg)
@@ -109,7 +126,8 @@ static void prove(void)
 START_TEST(test_equals_division)
 {
     if (!__builtin_cpu_supports("avx512f")) {
-        printf("hp_divk16: no AVX-512F on this CPU (the worker does not use it either)\n");
+        t_skip("test_divk", "test_equals_division",
+               "no AVX-512F on this CPU (the worker does not use hp_divk16 either)");
         return;
     }
     prove();
@@ -117,15 +135,30 @@ START_TEST(test_equals_division)
 END_TEST
 
 /* The sweep can fail: a divisor outside what hp_divk.h allows (1/16..16) whose reciprocal
- * overflows to infinity takes the fused form in range and gets NaN, which must be reported. */
+ * overflows to infinity takes the fused form in range and gets NaN, which must be reported; and
+ * so must a reciprocal of a divisor the explainer uses (3) that is 2048 ulps off the rounded
+ * 1/3 either way (measured: about 3.26 million of the 2^23 quotients in [1, 2) then differ; up to
+ * 1024 ulps off, the correction step repairs every one of them, so the sweep checks the fused
+ * form as a whole, not only the reciprocal's last bit). */
 START_TEST(test_sweep_detects_a_wrong_divisor)
 {
     const run one = {0x3f800000u, 1u << 23, 1};
     uint32_t fb = 0;
-    if (!__builtin_cpu_supports("avx512f"))
+    if (!__builtin_cpu_supports("avx512f")) {
+        t_skip("test_divk", "test_sweep_detects_a_wrong_divisor", "no AVX-512F on this CPU");
         return;
+    }
     uint64_t bad = sweep16(1e-39f, &one, &fb);
     ck_assert_msg(bad > 0, "divisor 1e-39 passes: the sweep proves nothing");
+    float r3 = hp_divk_recip(3.0f), off;
+    uint32_t bits;
+    for (int sign = -1; sign <= 1; sign += 2) {
+        memcpy(&bits, &r3, sizeof bits);
+        bits += (uint32_t)(sign * 2048);
+        memcpy(&off, &bits, sizeof off);
+        bad = sweep16r(3.0f, off, &one, &fb);
+        ck_assert_msg(bad > 0, "1/3 %+d ulps passes the sweep", sign * 2048);
+    }
 }
 END_TEST
 

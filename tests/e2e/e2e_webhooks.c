@@ -764,6 +764,24 @@ static double min_start_gap(const char *starts)
     return gap;
 }
 
+/* A backlog for a slow receiver: with no dispatcher running, n decision.block events for a new
+ * endpoint (id into id[37]) served by rc (a receiver answering in 500 ms, writing to name in
+ * E.dir), user ext; then the API restarted with env to deliver them. */
+static void backlog_for_slow_receiver(receiver *rc, const char *name, const char *ext, int n,
+                                      const char *const *env, char *id)
+{
+    char url[100], txn[37];
+    api_restart(ENV_NO_DISPATCH);
+    receiver_start(rc, "127.0.0.1", h_free_port(), name, 200, 500);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/%s", rc->port, ext);
+    endpoint(url, "[\"decision.block\"]", id, NULL);
+    e2e_user(&E, ext);
+    e2e_policy_fallback(&E, "block");
+    for (int i = 0; i < n; i++)
+        decide(ext, txn);
+    api_restart(env);
+}
+
 /* A batch against a slow receiver (500 ms an answer).  Twenty deliveries are written while no
  * dispatcher runs, so the first claim takes them all.  With VIGIL_WEBHOOK_TIMEOUT_MS=1000 a
  * claim's lease is 8 s (2 x timeout + the record's 5 s budget + 1 s) and a thread starts an
@@ -780,16 +798,8 @@ START_TEST(slow_receiver_batch_gives_back)
         "VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1", "VIGIL_WEBHOOK_POLL_MS=50",
         "VIGIL_WEBHOOK_TIMEOUT_MS=1000", "VIGIL_WEBHOOK_CONCURRENCY=2", NULL};
     receiver rc;
-    char id[37], url[100], txn[37], sql[600], out[64], starts[4096];
-    api_restart(ENV_NO_DISPATCH);
-    receiver_start(&rc, "127.0.0.1", h_free_port(), "batch.jsonl", 200, 500);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/batch", rc.port);
-    endpoint(url, "[\"decision.block\"]", id, NULL);
-    e2e_user(&E, "wh-batch");
-    e2e_policy_fallback(&E, "block");
-    for (int i = 0; i < 20; i++)
-        decide("wh-batch", txn);
-    api_restart(env_slow);
+    char id[37], sql[600], out[64], starts[4096];
+    backlog_for_slow_receiver(&rc, "batch.jsonl", "wh-batch", 20, env_slow, id);
     cJSON *all = wait_events(&rc, 20, 40000);
     ck_assert_int_eq(distinct_events(all), 20);
     cJSON_Delete(all);
@@ -835,16 +845,8 @@ START_TEST(backlog_brings_helpers)
                                               "VIGIL_WEBHOOK_POLL_MS=5000", "VIGIL_WEBHOOK_BATCH=2",
                                               "VIGIL_WEBHOOK_CONCURRENCY=3", NULL};
     receiver rc;
-    char id[37], url[100], txn[37], starts[4096];
-    api_restart(ENV_NO_DISPATCH);
-    receiver_start(&rc, "127.0.0.1", h_free_port(), "backlog.jsonl", 200, 500);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/backlog", rc.port);
-    endpoint(url, "[\"decision.block\"]", id, NULL);
-    e2e_user(&E, "wh-backlog");
-    e2e_policy_fallback(&E, "block");
-    for (int i = 0; i < 10; i++)
-        decide("wh-backlog", txn);
-    api_restart(env_backlog);
+    char id[37], starts[4096];
+    backlog_for_slow_receiver(&rc, "backlog.jsonl", "wh-backlog", 10, env_backlog, id);
     cJSON *all = wait_events(&rc, 10, 30000);
     ck_assert_int_eq(distinct_events(all), 10);
     ck_assert_int_eq(cJSON_GetArraySize(all), 10);

@@ -114,7 +114,10 @@ static cJSON *received(const receiver *rc)
     FILE *f = fopen(rc->file, "r");
     char *line = NULL;
     size_t cap = 0;
-    while (f && getline(&line, &cap, f) > 0) {
+    ssize_t len;
+    while (f && (len = getline(&line, &cap, f)) > 0) {
+        if (line[len - 1] != '\n')
+            break; /* the receiver is still writing this line: read it next time */
         cJSON *o = cJSON_Parse(line);
         ck_assert_ptr_nonnull(o);
         cJSON_AddItemToObject(o, "event", cJSON_Parse(sget(o, "body")));

@@ -93,6 +93,8 @@ typedef struct hpf_tree {
     float weight;            /* dart weight (1 for gbtree) */
     uint32_t bin_linked;     /* binned: 0 = padded heap of 2^(depth+1) - 1 words; 1 = linked:
                                 num_nodes u64 {word, left child} then num_nodes leaf floats */
+    const uint32_t *blk;     /* binned padded heap of depth >= 5: its row-block copy for single
+                                rows (hp_forest.c, blk_tree_bytes), or NULL */
 } hpf_tree;
 
 #define HPF_F_DART 0x1u        /* multiply each tree's leaf by its weight (refeval's dart rule) */
@@ -124,7 +126,7 @@ typedef struct hp_forest {
     uint32_t max_depth; /* binned: deepest tree */
     uint32_t pad;
     uint32_t linked_trees; /* binned: trees with the linked binned layout (deep or sparse) */
-    uint32_t pad2;
+    uint32_t blk_trees;    /* binned: trees with a row-block copy (hpf_tree.blk) */
     const hpf_tree *trees;
     const uint32_t *cats; /* categorical sets, word for word as in the blob */
     const uint32_t

@@ -1043,13 +1043,14 @@ static int32_t gen_exact(gen *g, uint32_t depth, uint32_t D, int spine)
 }
 
 /* Single rows walk runs of equal-depth binned trees several at a time (and a run's leftovers one
- * by one); random models almost never have such runs.  Every binned depth 0..HPF_HEAP_MAX_DEPTH,
- * runs of 1..40 trees broken by other depths, gbtree and dart, 1..3 groups; 1 and 2 rows. */
+ * by one), from depth 5 in the row-block copy; random models almost never have such runs.  Every
+ * binned depth 0..HPF_HEAP_MAX_DEPTH, runs of 1..40 trees broken by other depths, gbtree and dart,
+ * 1..3 groups; 1 and 2 rows. */
 START_TEST(binned_single_row_runs)
 {
     use_scorer(_i, "binned_single_row_runs");
     gen g = {0};
-    unsigned binned = 0;
+    unsigned binned = 0, blocked = 0;
     rng_state = 0x9E3779B97F4A7C15ull;
     for (uint32_t D = 0; D <= HPF_HEAP_MAX_DEPTH; D++) {
         for (int rep = 0; rep < 4; rep++) {
@@ -1089,6 +1090,7 @@ START_TEST(binned_single_row_runs)
             }
             const hp_forest *f = forest_of(m);
             binned += f && (f->flags & HPF_F_BINNED) != 0; /* all-leaf models are smaller plain */
+            blocked += f && f->blk_trees > 0;
             for (int i = 0; i < 40; i++) {
                 size_t nrows = 1 + (size_t)(i & 1);
                 float *rows = random_rows(&g, nrows);
@@ -1099,8 +1101,12 @@ START_TEST(binned_single_row_runs)
             free(blob);
         }
     }
-    if (T_sc == &hp_scorer_forest)
-        ck_assert_uint_ge(binned, 32); /* 38 of 52 with this seed: NaN thresholds, tiny models */
+    if (T_sc == &hp_scorer_forest) {
+        ck_assert_uint_ge(binned, 32);  /* 38 of 52 with this seed: NaN thresholds, tiny models */
+        ck_assert_uint_ge(blocked, 20); /* depth >= 5 somewhere: single rows walk row blocks */
+        printf("  binned single-row runs: %u of 52 models binned, %u with row blocks\n", binned,
+               blocked);
+    }
     free(g.nodes);
 }
 END_TEST

@@ -32,9 +32,10 @@
  *       every heap tree padded to the forest's depth (single rows walk all runs of 16 trees
  *       together) and the one-group margin in a register   3.3-3.4, 1 row min 7.3-7.6 us
  *     Tried and dropped: AVX-512 (16 lanes, vpgatherdd for node and bin: 10.3 ns/tree/row; a
- *     16-element gather costs 4.3 ns here, 16 scalar loads 3); 4-level blocks for the single-row
- *     walk (3 lines a path instead of 6): 10.0 us against 9.4; 32 trees a single row (spills):
- *     13.6 us; 128 or 256 rows a super-block: no better than 64.
+ *     16-element gather costs 4.3 ns here, 16 scalar loads 3); 4-level blocks as THE layout,
+ *     for batches and single rows alike (3 lines a path instead of 6): 10.0 us against 9.4 for a
+ *     single row on this Zen 5 (see "row blocks" below for where they pay as a second copy); 32
+ *     trees a single row (spills): 13.6 us; 128 or 256 rows a super-block: no better than 64.
  *   - AVX2 top levels (issue 11, batch walk): levels 0..2 are the same 7 nodes for all 16 lanes and
  *     a node's 16 lanes' bins are one line, so all 7 are compared for all lanes with 8-lane
  *     vpmaxud/vpcmpeqd and each lane's bit picked by blends (walk16_top; ~90 instructions where
@@ -61,7 +62,7 @@
  *   - row blocks (issue 11, single rows): a row touches each tree once, so a forest larger than L2
  *     makes every line of its path a miss (this Zen 3 VM: ~70 ns a random load in 4 MiB; single
  *     row p50 14-22 us on xgb_f, walk alone 12-18 with 16 or 8 or 32 trees at once alike, and
- *     prefetching the next run's first lines changed nothing).  Each padded heap of depth >= 5 gets
+ *     prefetching the next run's first lines changed nothing).  Each padded heap of depth >= 6 gets
  *     a second copy in 4-level blocks (blk_tree_bytes): 3 lines a depth-8 path instead of 6, the
  *     leaf line prefetched.  Same VM, old and new builds alternated, 3 rounds each (noisy: the
  *     host's other tenants share L3): xgb_f single row CPU p50 14.1-22.0 -> 9.2-16.6 us, p99
@@ -161,8 +162,9 @@ static size_t bin_tree_bytes(uint32_t depth)
  * as soon as the last block is.  A depth-8 path touches 3 lines instead of 6.  Measured on xgb_f
  * (1000 trees of depth 8), 2-core AMD EPYC (Zen 3), one row at a time, walk only: p50 12.2 ->
  * 6.8 us.  Batches keep the heap: their 64 rows share each tree fetch, and the heap's step is 2
- * instructions. */
-#define HPF_BLK_MIN_DEPTH 5
+ * instructions.  The copy's size never depends on the tree's sparsity: it pads like the heap. */
+/* (A depth-5 heap path touches 2.94 lines on average: nothing to gain there.) */
+#define HPF_BLK_MIN_DEPTH 6
 
 static uint32_t blk_groups(uint32_t depth)
 {
@@ -248,8 +250,9 @@ static const char *const why_text[] = {
  * be binned whatever its thresholds (a categorical split, a tree deeper than
  * HPF_HEAP_MAX_DEPTH, too many features).  Any tree shape up to that depth is binned: a sparse tree
  * (xgboost hist/lossguide, LightGBM-like leaf-wise growth) is padded to a complete tree of its own
- * depth, which costs memory (bounded by the caller, HPF_BIN_MAX_GROWTH) but not one extra line
- * per path: a path still touches one 4-level block per group. */
+ * depth, which costs memory (bounded by the caller, HPF_BIN_MAX_GROWTH).  *blk: the bytes of the
+ * row-block copies (every padded heap of depth >= HPF_BLK_MIN_DEPTH), not in the result; 0 when
+ * the result is 0. */
 static size_t binned_bytes(const model_view *v, uint32_t pad, size_t *blk, uint32_t *why)
 {
     *blk = 0;
@@ -271,6 +274,7 @@ static size_t binned_bytes(const model_view *v, uint32_t pad, size_t *blk, uint3
         for (uint32_t i = 0; i < tr->num_nodes; i++) {
             if (src[i].split & MODEL_NODE_CATEGORICAL) {
                 *why = HPF_WHY_CATEGORICAL;
+                *blk = 0;
                 return 0;
             }
             internal += src[i].left != -1;
@@ -322,6 +326,17 @@ size_t hp_forest_bytes(const model_view *v)
     return bb > plain ? bb : plain;
 }
 
+/* Why a binned forest's single rows walk fewer than all its trees in row blocks ("" if none). */
+static const char *blk_why(const hp_forest *f)
+{
+    uint32_t deep = 0; /* padded heaps of depth >= HPF_BLK_MIN_DEPTH */
+    for (uint32_t t = 0; t < f->num_trees; t++)
+        deep += !f->trees[t].bin_linked && f->trees[t].depth >= HPF_BLK_MIN_DEPTH;
+    if (f->blk_trees > 0)
+        return "";
+    return deep == 0 ? " (no padded heap of depth >= 6)" : " (over the 4x memory cap)";
+}
+
 const char *hp_forest_describe(const hp_forest *f, char *buf, size_t len)
 {
     if (f->lgbm)
@@ -331,14 +346,11 @@ const char *hp_forest_describe(const hp_forest *f, char *buf, size_t len)
         snprintf(buf, len,
                  "binned (%u trees: %u padded heaps, %u linked; deepest %u): numeric splits only, "
                  "<= 2048 features, thresholds binned exactly; %s; single rows: %u trees in "
-                 "4-level row blocks%s",
+                 "row blocks%s",
                  f->num_trees, f->num_trees - f->linked_trees, f->linked_trees, f->max_depth,
                  (f->flags & HPF_F_AVX2) ? "top 3 levels of 16 rows by AVX2"
                                          : "scalar walk (no AVX2, or turned off)",
-                 f->blk_trees,
-                 f->blk_trees                       ? ""
-                 : f->max_depth < HPF_BLK_MIN_DEPTH ? " (no tree of depth >= 5)"
-                                                    : " (over the 4x memory cap)");
+                 f->blk_trees, blk_why(f));
     else
         snprintf(buf, len, "plain (%u heap trees, %u linked): not binned because of %s",
                  f->heap_trees, f->num_trees - f->heap_trees, why_text[why]);
@@ -490,9 +502,9 @@ static uint8_t *add_row_blocks(hp_forest *f, hpf_tree *trees, uint8_t *p)
     return p;
 }
 
-/* Builds the binned layout into dst (len >= binned_bytes(v) > 0).  Returns NULL with *why set,
- * having written only inside dst, when a threshold is NaN or a feature has more than
- * HPF_BIN_MAX_THRESHOLDS distinct thresholds.  blk: add the row blocks (counted in len). */
+/* Builds the binned layout into dst (len >= binned_bytes(v) > 0, plus its *blk when blk).  Returns
+ * NULL with *why set, having written only inside dst, when a threshold is NaN or a feature has more
+ * than HPF_BIN_MAX_THRESHOLDS distinct thresholds.  blk: add the row blocks (counted in len). */
 static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t len, uint32_t pad,
                                      int blk, uint32_t *why)
 {
@@ -605,6 +617,7 @@ static const hp_forest *build_binned(const model_view *v, uint8_t *base, size_t 
         p = add_row_blocks(f, trees, p);
     f->cats = NULL;
     f->bytes = (size_t)(p - base);
+    HP_ASSERT(f->bytes <= len);
     f->why = HPF_WHY_BINNED;
     return f;
 }
@@ -1321,8 +1334,9 @@ HOT void walk_run_blk(const uint32_t *B0, const uint32_t *rb, const uint32_t D, 
             const uint32_t PL = blk_levels(D, g - 1);
 #pragma GCC unroll 16
             for (int j = 0; j < HPF_BIN_ROW_TREES; j++) {
-                size_t k =
-                    (((base[j] + 1 - (size_t)j * W - prev) >> PL) << PL) + m[j] - ((size_t)1 << PL);
+                /* base + 1 - tree - prev = (block << PL): the child block is (block << PL) + m -
+                 * 2^PL */
+                size_t k = base[j] + 1 - (size_t)j * W - prev + m[j] - ((size_t)1 << PL);
                 if (g + 1 == G)
                     __builtin_prefetch(B0 + (size_t)j * W + lo + (k << L));
                 base[j] = (size_t)j * W + off + (k << L) - 1;
@@ -1342,7 +1356,7 @@ HOT void walk_run_blk(const uint32_t *B0, const uint32_t *rb, const uint32_t D, 
     const uint32_t LL = blk_levels(D, G - 1);
 #pragma GCC unroll 16
     for (int j = 0; j < HPF_BIN_ROW_TREES; j++) {
-        size_t k = (((base[j] + 1 - (size_t)j * W - last) >> LL) << LL) + m[j] - ((size_t)1 << LL);
+        size_t k = base[j] + 1 - (size_t)j * W - last + m[j] - ((size_t)1 << LL);
         memcpy(&leaf[j], &B0[(size_t)j * W + lo + k], sizeof(float));
     }
 }

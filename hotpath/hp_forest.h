@@ -30,7 +30,10 @@
  *     deepest of them (unless that breaks the growth cap: then each keeps its own depth).  The
  * others ("linked", tree.bin_linked) are their canonical nodes as u64 {word, left child} with
  * leaves {0xFFFF0000, itself} (a walk stays put) and then one leaf float per node.  Either walk is
- * exactly depth steps with no leaf test and no branch.
+ * exactly depth steps with no leaf test and no branch.  Single rows of a padded heap of
+ * depth >= 6 walk a second copy of it ("row blocks", tree.blk, when the cap leaves room): its
+ * levels in groups of 4, each group 16^g blocks of 2^L words (a block's nodes in heap order and a
+ * pad word: never across a line), then the 2^D leaves in heap order.
  *
  * Costs: hp_forest_bytes O(nodes); hp_forest_build O(padded nodes + nodes log nodes) (the binned
  * threshold tables are sorted in place in dst); scoring O(rows x sum of tree depths), plus for a

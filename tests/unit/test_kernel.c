@@ -229,14 +229,19 @@ static void check_same(const model_view *v, const hp_model *m, const float *rows
 START_TEST(refs_models_get_the_binned_layout)
 {
     use_scorer_arena(_i, (size_t)64 << 20, "refs_models_get_the_binned_layout");
+    /* blk: every padded heap in row blocks (1) or none (0: xgb_a's copies would pass the 4x cap,
+     * the others are not deeper than 5) */
     static const struct {
         const char *cs, *file;
-        int binned;
+        int binned, blk;
     } cases[] = {
-        {"xgb_a_binary_logistic", "model.ubj", 1},   {"xgb_b_multi_softprob", "model.ubj", 1},
-        {"xgb_c_reg_squarederror", "model.json", 1}, {"xgb_d_categorical", "model.json", 0},
-        {"xgb_e_multi_target", "model.json", 1},     {"xgb_e2_multi_output_tree", "model.json", 1},
-        {"xgb_f_speed_binary", "model.ubj", 1},
+        {"xgb_a_binary_logistic", "model.ubj", 1, 0},
+        {"xgb_b_multi_softprob", "model.ubj", 1, 0},
+        {"xgb_c_reg_squarederror", "model.json", 1, 0},
+        {"xgb_d_categorical", "model.json", 0, 0},
+        {"xgb_e_multi_target", "model.json", 1, 0},
+        {"xgb_e2_multi_output_tree", "model.json", 1, 0},
+        {"xgb_f_speed_binary", "model.ubj", 1, 1},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char path[512], err[256];
@@ -266,6 +271,9 @@ START_TEST(refs_models_get_the_binned_layout)
                               cases[c].cs, why);
                 if (!cases[c].binned)
                     ck_assert_uint_eq(f->why, HPF_WHY_CATEGORICAL);
+                else
+                    ck_assert_msg(f->blk_trees == (cases[c].blk ? f->num_trees : 0), "%s: %s",
+                                  cases[c].cs, why);
             }
             check_same(&v, m, rows, nrows, 0, cases[c].cs);
             check_same(&v, m, rows, nrows, 1, cases[c].cs);
@@ -1015,7 +1023,7 @@ START_TEST(binned_layout_limits)
 END_TEST
 
 /* A tree of depth exactly D (a spine of internal nodes down the left, the rest random: padded in
- * the binned layout), numeric splits only. */
+ * the binned layout; spine 2: every node, a complete tree), numeric splits only. */
 static int32_t gen_exact(gen *g, uint32_t depth, uint32_t D, int spine)
 {
     if (g->n == g->cap) {
@@ -1035,7 +1043,7 @@ static int32_t gen_exact(gen *g, uint32_t depth, uint32_t D, int spine)
     nd->default_left = (int)rnd(2);
     nd->value = pick_threshold(g);
     int32_t l = gen_exact(g, depth + 1, D, spine);
-    int32_t r = gen_exact(g, depth + 1, D, 0);
+    int32_t r = gen_exact(g, depth + 1, D, spine == 2 ? 2 : 0);
     nd = &g->nodes[me];
     nd->left = l;
     nd->right = r;
@@ -1043,7 +1051,7 @@ static int32_t gen_exact(gen *g, uint32_t depth, uint32_t D, int spine)
 }
 
 /* Single rows walk runs of equal-depth binned trees several at a time (and a run's leftovers one
- * by one), from depth 5 in the row-block copy; random models almost never have such runs.  Every
+ * by one), from depth 6 in the row-block copy; random models almost never have such runs.  Every
  * binned depth 0..HPF_HEAP_MAX_DEPTH, runs of 1..40 trees broken by other depths, gbtree and dart,
  * 1..3 groups; 1 and 2 rows. */
 START_TEST(binned_single_row_runs)
@@ -1102,10 +1110,75 @@ START_TEST(binned_single_row_runs)
         }
     }
     if (T_sc == &hp_scorer_forest) {
-        ck_assert_uint_ge(binned, 32);  /* 38 of 52 with this seed: NaN thresholds, tiny models */
-        ck_assert_uint_ge(blocked, 20); /* depth >= 5 somewhere: single rows walk row blocks */
+        ck_assert_uint_ge(binned, 32);  /* 52 of 52 with this seed */
+        ck_assert_uint_ge(blocked, 20); /* depth >= 6 somewhere: single rows walk row blocks */
         printf("  binned single-row runs: %u of 52 models binned, %u with row blocks\n", binned,
                blocked);
+    }
+    free(g.nodes);
+}
+END_TEST
+
+/* Row blocks at every depth they exist for (6..HPF_HEAP_MAX_DEPTH: two or three groups, the last
+ * one partial or whole): forests of complete trees of that depth (random sparse ones deeper than 9
+ * are linked, so binned_single_row_runs rarely reaches them), in runs of 16 broken by a linked
+ * tree (depth 14) and a depth-3 heap, plus a leftover; single rows and pairs against refeval, and
+ * every complete tree must have its copy. */
+START_TEST(row_blocks_every_depth)
+{
+    use_scorer(_i, "row_blocks_every_depth");
+    gen g = {0};
+    rng_state = 0xD1B54A32D192ED03ull;
+    for (uint32_t D = 6; D <= HPF_HEAP_MAX_DEPTH; D++) {
+        g.nf = 2 + rnd(20);
+        g.allow_cat = 0;
+        g.nthr = 0;
+        model_builder *b = model_builder_new(MODEL_OBJ_LOGISTIC, 0, g.nf, 1, 0.5f, 0.0f);
+        ck_assert_ptr_nonnull(b);
+        char err[256];
+        /* 16 complete, 1 linked, 16 complete, 1 shallow, 17 complete */
+        static const uint32_t kinds[][2] = {{16, 0}, {1, 14}, {16, 0}, {1, 3}, {17, 0}};
+        uint32_t complete = 0;
+        for (size_t r = 0; r < sizeof kinds / sizeof kinds[0]; r++) {
+            for (uint32_t t = 0; t < kinds[r][0]; t++) {
+                g.n = 0;
+                if (kinds[r][1] == 0) {
+                    gen_exact(&g, 0, D, 2); /* complete */
+                    complete++;
+                } else {
+                    gen_exact(&g, 0, kinds[r][1], 1);
+                }
+                ck_assert_int_eq(model_builder_add_tree(b, 0, 1.0f, g.nodes, g.n, err, sizeof err),
+                                 0);
+            }
+        }
+        void *blob;
+        size_t len;
+        model_view v;
+        ck_assert_int_eq(model_build(b, &blob, &len, err, sizeof err), 0);
+        model_builder_free(b);
+        ck_assert_int_eq(model_validate(blob, len, NULL, 0, &v, err, sizeof err), 0);
+        uint8_t key[WIRE_MODEL_KEY_SIZE];
+        uint32_t h;
+        const hp_model *m = load_pin(&v, key, &h);
+        ck_assert_ptr_nonnull(m);
+        const hp_forest *f = forest_of(m);
+        if (f) {
+            char why[320];
+            /* up to depth 9 the depth-3 heap is padded to D (bin_pad_depth): a copy too */
+            uint32_t want = complete + (D <= 9);
+            ck_assert_msg((f->flags & HPF_F_BINNED) && f->blk_trees == want,
+                          "depth %u: %u of %u trees in row blocks: %s", D, f->blk_trees, want,
+                          hp_forest_describe(f, why, sizeof why));
+        }
+        for (int i = 0; i < 30; i++) {
+            size_t nrows = 1 + (size_t)(i & 1);
+            float *rows = random_rows(&g, nrows);
+            check_same(&v, m, rows, nrows, i & 2 ? 1 : 0, "row blocks");
+            free(rows);
+        }
+        hp_arena_release(T_arena, &h, 1);
+        free(blob);
     }
     free(g.nodes);
 }
@@ -1738,6 +1811,7 @@ static Suite *kernel_suite(void)
     tcase_add_loop_test(tc, binned_pad_to_forest_depth, 0, n);
     tcase_add_loop_test(tc, binned_layout_limits, 0, n);
     tcase_add_loop_test(tc, binned_single_row_runs, 0, n);
+    tcase_add_loop_test(tc, row_blocks_every_depth, 0, n);
     tcase_add_loop_test(tc, arena_lru_pins_and_limits, 0, n);
     tcase_add_loop_test(tc, arena_index_survives_churn, 0, n);
     tcase_add_loop_test(tc, handlers_answer_every_case, 0, n);

@@ -329,11 +329,11 @@ size_t hp_forest_bytes(const model_view *v)
 /* Why a binned forest's single rows walk fewer than all its trees in row blocks ("" if none). */
 static const char *blk_why(const hp_forest *f)
 {
+    if (f->blk_trees > 0)
+        return "";
     uint32_t deep = 0; /* padded heaps of depth >= HPF_BLK_MIN_DEPTH */
     for (uint32_t t = 0; t < f->num_trees; t++)
         deep += !f->trees[t].bin_linked && f->trees[t].depth >= HPF_BLK_MIN_DEPTH;
-    if (f->blk_trees > 0)
-        return "";
     return deep == 0 ? " (no padded heap of depth >= 6)" : " (over the 4x memory cap)";
 }
 
@@ -1311,6 +1311,13 @@ HOT void walk_run_bin(const uint32_t *T0, const uint32_t *rb, const uint32_t D, 
         memcpy(&leaf[j], &T0[(size_t)j * W + n[j] - 1], sizeof(float));
 }
 
+/* The path's bits after a group of PL levels that started at word prev of tree j's copy (W words
+ * a tree): base + 1 - j W - prev is the block's number times 2^PL, and m - 2^PL its exit. */
+HOT size_t blk_path(size_t base, size_t m, int j, size_t W, size_t prev, uint32_t PL)
+{
+    return base + 1 - (size_t)j * W - prev + m - ((size_t)1 << PL);
+}
+
 /* walk_run_bin over row blocks (the first tree's at B0, the others blk_tree_bytes(D) apart): per
  * group, each lane's block (base[]: the word before it) and local heap number m[]; between groups
  * the path's bits so far, k, pick the next block; a lane's leaf line is prefetched when its last
@@ -1334,9 +1341,7 @@ HOT void walk_run_blk(const uint32_t *B0, const uint32_t *rb, const uint32_t D, 
             const uint32_t PL = blk_levels(D, g - 1);
 #pragma GCC unroll 16
             for (int j = 0; j < HPF_BIN_ROW_TREES; j++) {
-                /* base + 1 - tree - prev = (block << PL): the child block is (block << PL) + m -
-                 * 2^PL */
-                size_t k = base[j] + 1 - (size_t)j * W - prev + m[j] - ((size_t)1 << PL);
+                size_t k = blk_path(base[j], m[j], j, W, prev, PL); /* the next block */
                 if (g + 1 == G)
                     __builtin_prefetch(B0 + (size_t)j * W + lo + (k << L));
                 base[j] = (size_t)j * W + off + (k << L) - 1;
@@ -1356,7 +1361,7 @@ HOT void walk_run_blk(const uint32_t *B0, const uint32_t *rb, const uint32_t D, 
     const uint32_t LL = blk_levels(D, G - 1);
 #pragma GCC unroll 16
     for (int j = 0; j < HPF_BIN_ROW_TREES; j++) {
-        size_t k = base[j] + 1 - (size_t)j * W - last + m[j] - ((size_t)1 << LL);
+        size_t k = blk_path(base[j], m[j], j, W, last, LL); /* the leaf */
         memcpy(&leaf[j], &B0[(size_t)j * W + lo + k], sizeof(float));
     }
 }
@@ -1388,7 +1393,6 @@ static const run_fn run_bin[HPF_HEAP_MAX_DEPTH + 1] = {
     {                                                                                              \
         walk_run_blk(B0, rb, D, leaf);                                                             \
     }
-RUN_BLK_D(5)
 RUN_BLK_D(6)
 RUN_BLK_D(7)
 RUN_BLK_D(8)
@@ -1398,7 +1402,7 @@ RUN_BLK_D(11)
 RUN_BLK_D(12)
 /* Row-block runs by depth (NULL below HPF_BLK_MIN_DEPTH: those trees have no row blocks). */
 static const run_fn run_blk[HPF_HEAP_MAX_DEPTH + 1] = {
-    NULL,      NULL,      NULL,      NULL,       NULL,       run_blk_5, run_blk_6,
+    NULL,      NULL,      NULL,      NULL,       NULL,       NULL,      run_blk_6,
     run_blk_7, run_blk_8, run_blk_9, run_blk_10, run_blk_11, run_blk_12};
 
 /* One row (lane 0 of rb) through all trees: runs of HPF_BIN_ROW_TREES equal-depth trees walk

@@ -10,9 +10,11 @@
  *
  * Prints ns per tree per row and rows/s for: refeval, the kernel on 1 thread (best batch by the
  * thread's CPU time), the kernel on all CPUs (its compute pool, as the worker runs it; wall clock),
- * xgboost (if given), the ratios, and single-row latency percentiles, one block per kernel, each
- * headed "kernel <name>" and, for the forest kernel, the layout the model got and why
- * (hp_forest_describe) (only the one named by VIGIL_HOTPATH_KERNEL when that is set).  Also checks
+ * xgboost (if given), the ratios, and single-row latency percentiles beside the host's own floor
+ * for a call that long (a register-only loop: what interrupts and the hypervisor add to any call),
+ * one block per kernel, each headed "kernel <name>" and, for the forest kernel, the layout the
+ * model got and why (hp_forest_describe) (only the one named by VIGIL_HOTPATH_KERNEL when that is
+ * set).  Also checks
  * that each kernel's outputs are bit-identical to refeval's on every row (exit 1 if not).  Timing
  * is never asserted.  Built by the Makefile as bin/tests/bench_kernel (links api/ for xgb_compile).
  */
@@ -157,14 +159,12 @@ static void percentiles(double *lat, lat_stats *st)
     st->max = lat[NLAT - 1];
 }
 
-/* Single-row latency, the path the slot thread takes for one row: sc->score on 1 row, 1 thread,
- * NLAT calls cycling through the rows, in LAT_ROUNDS rounds.  Each call is timed twice: by the wall
+/* Times NLAT calls of call(arg, i) in LAT_ROUNDS rounds.  Each call is timed twice: by the wall
  * clock (what a caller waits, including any time the scheduler gave the CPU to another process)
- * and by the thread's CPU clock (the kernel's own work: on a shared machine the wall-clock tail
- * is mostly other jobs' time slices).  The CPU clock's own cost (one clock_gettime pair, measured
+ * and by the thread's CPU clock (the work's own time: on a shared machine the wall-clock tail is
+ * mostly other jobs' time slices).  The CPU clock's own cost (one clock_gettime pair, measured
  * here) is subtracted.  Per clock, the round with the lowest p99 is reported. */
-static void latency(const hp_scorer *sc, const void *f, const float *rows, size_t nrows,
-                    size_t ncols, hp_pool *pool, float *out, lat_stats *wall, lat_stats *cpu)
+static void timed_rounds(void (*call)(void *, int), void *arg, lat_stats *wall, lat_stats *cpu)
 {
     static double lw[NLAT], lc[NLAT];
     double over = INFINITY;
@@ -175,9 +175,8 @@ static void latency(const hp_scorer *sc, const void *f, const float *rows, size_
     wall->p99 = cpu->p99 = INFINITY;
     for (int round = 0; round < LAT_ROUNDS; round++) {
         for (int i = 0; i < NLAT; i++) {
-            const float *r = rows + (size_t)(i % nrows) * ncols;
             double a = now_s(), c = cpu_s();
-            sc->score(f, r, 1, 0, out, pool, HP_PARALLEL_MIN_WORK);
+            call(arg, i);
             double d = cpu_s();
             lw[i] = now_s() - a;
             lc[i] = d - c - over;
@@ -190,6 +189,71 @@ static void latency(const hp_scorer *sc, const void *f, const float *rows, size_
         if (c.p99 < cpu->p99)
             *cpu = c;
     }
+}
+
+/* One single-row call of a scorer: the path the slot thread takes for one row, 1 thread. */
+typedef struct row_call {
+    const hp_scorer *sc;
+    const void *f;
+    const float *rows;
+    size_t nrows, ncols;
+    hp_pool *pool;
+    float *out;
+} row_call;
+
+static void score_one(void *arg, int i)
+{
+    const row_call *rc = arg;
+    const float *r = rc->rows + (size_t)i % rc->nrows * rc->ncols;
+    rc->sc->score(rc->f, r, 1, 0, rc->out, rc->pool, HP_PARALLEL_MIN_WORK);
+}
+
+/* Single-row latency: sc->score on 1 row, NLAT calls cycling through the rows (timed_rounds). */
+static void latency(const hp_scorer *sc, const void *f, const float *rows, size_t nrows,
+                    size_t ncols, hp_pool *pool, float *out, lat_stats *wall, lat_stats *cpu)
+{
+    row_call rc = {sc, f, rows, nrows, ncols, pool, out};
+    timed_rounds(score_one, &rc, wall, cpu);
+}
+
+/* The host's own floor for a call of a given length: a chain of multiply-adds on registers only
+ * (no memory, no branch to mispredict), iters long.  Its tail is what this machine adds to ANY
+ * call that long (timer and other interrupts, the hypervisor's exits, counted in the thread's CPU
+ * time), so a kernel's single-row p99 is read beside it. */
+static volatile uint64_t floor_sink;
+
+static void reg_chain(void *arg, int i)
+{
+    uint64_t n = *(const uint64_t *)arg, s = (uint64_t)i;
+    for (uint64_t k = 0; k < n; k++)
+        s = s * 6364136223846793005u + k;
+    floor_sink = s;
+}
+
+/* Calibrates reg_chain to take about target_s of CPU time, then times it like latency(). */
+static void host_floor(double target_s, lat_stats *wall, lat_stats *cpu)
+{
+    uint64_t n = 1000000;
+    double best = INFINITY;
+    for (int i = 0; i < 5; i++) {
+        double a = cpu_s();
+        reg_chain(&n, i);
+        double d = cpu_s() - a;
+        best = d < best ? d : best;
+    }
+    n = (uint64_t)(target_s / (best / 1e6));
+    /* again at about the target length (a short chain runs at another pace): the best of 5
+     * batches of 100 calls, so the clock's own cost does not count */
+    best = INFINITY;
+    for (int i = 0; i < 5; i++) {
+        double a = cpu_s();
+        for (int j = 0; j < 100; j++)
+            reg_chain(&n, j);
+        double d = (cpu_s() - a) / 100;
+        best = d < best ? d : best;
+    }
+    n = (uint64_t)((double)n * target_s / best);
+    timed_rounds(reg_chain, &n, wall, cpu);
 }
 
 typedef struct bench_ctx {
@@ -311,6 +375,11 @@ static int bench_one(const bench_ctx *b, const hp_scorer *sc)
            lc.p50 * 1e6, lc.p99 * 1e6, lc.max * 1e6);
     printf("    rows as given, wall clock:       p50 %7.2f us, p99 %7.2f us, max %8.2f us\n",
            lw.p50 * 1e6, lw.p99 * 1e6, lw.max * 1e6);
+    lat_stats fw, fc;
+    host_floor(lc.p50, &fw, &fc);
+    printf("    host floor, a register-only loop of that CPU p50 (no memory): CPU p50 %7.2f us, "
+           "p99 %7.2f us; wall p99 %7.2f us\n",
+           fc.p50 * 1e6, fc.p99 * 1e6, fw.p99 * 1e6);
     if (nan_vals > 0) {
         latency(sc, f, rows, nrows, ncols, pool, got, &lw, &lc);
         printf("    rows without NaN, CPU time:      p50 %7.2f us, p99 %7.2f us, max %8.2f us\n",

@@ -149,6 +149,15 @@ bench_upload() {
 # bench_field LINE KEY: the value of KEY=value in a RESULT/MAXRATE line.
 bench_field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
 
+# bench_wal_lsn: the database's current WAL insert position (pg_current_wal_lsn), for WAL bytes
+# per request: bench_wal_bytes FROM TO.
+bench_wal_lsn() {
+  psql -X -qtA -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil -d vigil -c "SELECT pg_current_wal_lsn()"
+}
+bench_wal_bytes() {
+  psql -X -qtA -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil -d vigil -c "SELECT pg_wal_lsn_diff('$2', '$1')::bigint"
+}
+
 # bench_pg_settings: one line saying how durable the benchmark's PostgreSQL is (every figure that
 # touches it depends on this).
 bench_pg_settings() {

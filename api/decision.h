@@ -31,7 +31,7 @@
  *   store        INSERT the transaction (named columns) RETURNING the answer (round trip 2)
  *   events       queues the outbox call (outbox.h): the decision.<outcome> webhook event and,
  *                for `review`, the review and its review.opened event, in this same transaction
- *   record       with a key: queues the INSERT of the idempotency record holding the answer
+ *   record       with a key: queues the INSERT of the idempotency record naming the transaction
  *   expire       with a key, ~1 request in 64: queues a DELETE of a batch of expired
  *                idempotency records, to run after COMMIT (its failure changes nothing)
  *   commit       round trip 3: the queued statements and COMMIT, sent together; before it
@@ -41,8 +41,8 @@
  * expire in decision_store.c, the table, the runner and the other stages in decision.c.
  * Round trips to PostgreSQL: three (open, store, commit), whatever the policy; the API key's
  * check costs none while it is cached (auth.h).  store cannot join commit's round trip because
- * the answer (and so the events and the idempotency record) is built from what the INSERT
- * returns (the stored row as PostgreSQL formats it).
+ * the answer (and so the events, and the idempotency record naming the row) is built from what
+ * the INSERT returns (the stored row as PostgreSQL formats it).
  *
  * Where the next capabilities go (each is a new stage and new fields, never a branch inside one):
  *   - lists and rules: the rules stage (list versions come with load_policy's SELECT);
@@ -163,7 +163,7 @@ typedef struct decision_request {
     decision_verdict verdict;
     decision_rules_out rules;
     /* store */
-    char *answer; /* the 201 body (malloc'd), also the idempotency record */
+    char *answer; /* the 201 body (malloc'd), also the events' object */
     char location[128];
     char txn_id[40]; /* the stored transaction's UUID */
     /* events, record, expire: what commit sends before and after its COMMIT */

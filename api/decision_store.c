@@ -6,7 +6,9 @@
  * twin and replays it byte for byte (or refuses it with 422 when the request differs); only when
  * there is none does it take a transaction-scoped advisory lock on (API key, key), without
  * waiting: a twin still in flight holds it, which is a 409.  Only 201 answers are recorded, in
- * the same database transaction as the row, so a crash leaves both or neither.
+ * the same database transaction as the row, so a crash leaves both or neither.  A record names
+ * its transaction (migration 0013) rather than copying the answer: the replay prints the row as
+ * its decision answered it (TXN_COLS_DECIDED), the same bytes, in the lookup's own statement.
  * Records live VIGIL_IDEMPOTENCY_RETENTION_H hours (>= 24): expire deletes a bounded batch on
  * about one keyed request in 64, so the table stays bounded without a background job.
  *
@@ -25,10 +27,14 @@
 
 /* ---- claim ---------------------------------------------------------------------------------- */
 
-/* Columns of the idempotency record lookup. */
-enum { IR_HASH, IR_STATUS, IR_BODY, IR_LOCKED };
+/* Columns of the idempotency record lookup: the recorded transaction as its decision answered
+ * it (TXN_COLS_DECIDED: all NULL without a record or for a record made before migration 0013),
+ * then the record's own. */
+enum { IR_HASH = TXN_NCOLS, IR_STATUS, IR_BODY, IR_LOCKED };
 
-/* Replays a recorded answer (same key, same request) or answers 422 (different request). */
+/* Replays a recorded answer (same key, same request) or answers 422 (different request): the
+ * recorded body (records before migration 0013), or the recorded transaction printed as its
+ * decision answered it (the same bytes: the same columns, the same printer). */
 static void replay(http_resp *resp, const PGresult *r, const char *hash)
 {
     if (strcmp(PQgetvalue(r, 0, IR_HASH), hash) != 0) {
@@ -36,14 +42,26 @@ static void replay(http_resp *resp, const PGresult *r, const char *hash)
                      "this Idempotency-Key was used with a different request");
         return;
     }
-    size_t n = (size_t)PQgetlength(r, 0, IR_BODY);
-    char *body = malloc(n + 1);
+    char *body = NULL;
+    if (!PQgetisnull(r, 0, IR_BODY)) {
+        size_t n = (size_t)PQgetlength(r, 0, IR_BODY);
+        body = malloc(n + 1);
+        if (body)
+            memcpy(body, PQgetvalue(r, 0, IR_BODY), n + 1);
+    } else if (PQgetisnull(r, 0, 0)) { /* the record's transaction is not there */
+        http_problem(resp, 500, "internal", NULL,
+                     "the transaction this Idempotency-Key recorded was not found");
+        return;
+    } else {
+        cJSON *o = txn_row_json(r, 0);
+        body = o ? cJSON_PrintUnformatted(o) : NULL;
+        cJSON_Delete(o);
+    }
     if (!body) {
         http_problem(resp, 500, "internal", NULL, "out of memory");
         return;
     }
-    memcpy(body, PQgetvalue(r, 0, IR_BODY), n + 1);
-    http_raw(resp, atoi(PQgetvalue(r, 0, IR_STATUS)), "application/json", body, n);
+    http_raw(resp, atoi(PQgetvalue(r, 0, IR_STATUS)), "application/json", body, strlen(body));
     resp->replayed = 1;
     cJSON *o = cJSON_Parse(body);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
@@ -66,11 +84,12 @@ void decision_claim_stmt(const decision_request *d, int try_lock, db_stmt *s, co
     v[0] = d->req->key_id;
     v[1] = d->idem_key;
     v[2] = try_lock ? "t" : "f";
-    *s = (db_stmt){"SELECT k.request_hash, k.status_code, k.response_body, "
+    *s = (db_stmt){"SELECT " TXN_COLS_DECIDED ", k.request_hash, k.status_code, k.response_body, "
                    "CASE WHEN k.key IS NULL AND $3::boolean "
                    "THEN pg_try_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 7)) END "
                    "FROM (VALUES (1)) AS one (x) "
-                   "LEFT JOIN idempotency_keys k ON k.api_key_id = $1::uuid AND k.key = $2",
+                   "LEFT JOIN idempotency_keys k ON k.api_key_id = $1::uuid AND k.key = $2 "
+                   "LEFT JOIN transactions t ON t.id = k.transaction_id",
                    3,
                    v,
                    NULL,
@@ -369,10 +388,10 @@ int decision_stage_record(decision_request *d)
     v[0] = d->req->key_id;
     v[1] = d->idem_key;
     v[2] = d->idem_hash;
-    v[3] = d->answer;
+    v[3] = d->txn_id; /* the answer is the transaction: replay prints it again (migration 0013) */
     d->tail[d->ntail++] =
         (db_stmt){"INSERT INTO idempotency_keys (api_key_id, key, request_hash, status_code, "
-                  "response_body) VALUES ($1, $2, $3, 201, $4)",
+                  "transaction_id) VALUES ($1, $2, $3, 201, $4)",
                   4,
                   v,
                   NULL,

@@ -65,8 +65,10 @@ enum {
     C_DECIDED_BY,
     C_LIST_VERSIONS,
     C_PROBES,
-    C_RULE_INPUTS
+    C_RULE_INPUTS,
+    C_COUNT
 };
+_Static_assert(C_COUNT == TXN_NCOLS, "TXN_NCOLS is the number of TXN_COLS' columns");
 
 static const char *val(const PGresult *r, int row, int c)
 {

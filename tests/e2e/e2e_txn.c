@@ -924,6 +924,53 @@ START_TEST(idempotency_replay_and_scope)
     ck_assert_str_eq(loc1, loc2);
     h_resp_free(&b);
 
+    /* The record names the transaction (migration 0013): labelled since, the replay is still the
+     * decision's answer byte for byte (label null), while a GET shows the label. */
+    char path[200], out[64];
+    snprintf(path, sizeof path, "/api/v1/transactions/%s", sget(a.json, "id"));
+    e2e_req(&E, "PATCH", path, "{\"label\":\"fraud\",\"label_source\":\"chargeback\"}", &b);
+    ck_assert_int_eq(b.status, 200);
+    h_resp_free(&b);
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "SELECT count(*) FROM idempotency_keys WHERE key = 'idem-key-1' AND "
+                            "response_body IS NULL AND transaction_id IS NOT NULL",
+                            out, sizeof out),
+                     0);
+    ck_assert_str_eq(out, "1");
+    post_txn(body, "idem-key-1", NULL, &b);
+    ck_assert_int_eq(b.status, 201);
+    ck_assert_msg(b.len == a.len && memcmp(a.body, b.body, a.len) == 0,
+                  "replay after a label differs:\n%s\n%s", a.body, b.body);
+    h_resp_free(&b);
+    e2e_req(&E, "GET", path, NULL, &b);
+    ck_assert_pstr_eq(sget(b.json, "label"), "fraud");
+    h_resp_free(&b);
+    /* A record made before 0013 holds the answer itself, and is replayed from it. */
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "INSERT INTO idempotency_keys (api_key_id, key, request_hash, "
+                            "status_code, response_body) SELECT api_key_id, 'idem-old', "
+                            "request_hash, 201, '{\"recorded\":\"before 0013\"}' FROM "
+                            "idempotency_keys WHERE key = 'idem-key-1'",
+                            NULL, 0),
+                     0);
+    post_txn(body, "idem-old", NULL, &b);
+    ck_assert_int_eq(b.status, 201);
+    ck_assert_str_eq(b.body, "{\"recorded\":\"before 0013\"}");
+    ck_assert_ptr_nonnull(h_header(&b, "Idempotent-Replayed", hv, sizeof hv));
+    h_resp_free(&b);
+    /* A record whose transaction is not there: a 500, never an empty answer or a new decision. */
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "INSERT INTO idempotency_keys (api_key_id, key, request_hash, "
+                            "status_code, transaction_id) SELECT api_key_id, 'idem-gone', "
+                            "request_hash, 201, gen_random_uuid() FROM idempotency_keys "
+                            "WHERE key = 'idem-key-1'",
+                            NULL, 0),
+                     0);
+    post_txn(body, "idem-gone", NULL, &b);
+    e2e_assert_problem(&b, 500, "internal", NULL);
+    h_resp_free(&b);
+    ck_assert_int_eq(count_user_txns(uid), 1);
+
     /* Same key, different body. */
     txn_body(body2, sizeof body2, uid, 1235, "EUR", "m-i", "DE", "2030-03-03T03:03:03Z");
     post_txn(body2, "idem-key-1", NULL, &b);

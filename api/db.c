@@ -24,6 +24,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,25 @@ static void *canceller_main(void *arg)
     return NULL;
 }
 
+/* Starts fn(arg) on a detached thread with every signal blocked: a pool may be made before the
+ * process blocks SIGTERM for its sigwait (vigil-api's main makes one before serve does), and a
+ * thread that left SIGTERM deliverable would take it, whose default action ends the process
+ * without the drain.  Returns pthread_create's result. */
+static int start_detached(void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &at, fn, arg);
+    pthread_attr_destroy(&at);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 /* Starts the canceller thread (detached).  Returns it, or NULL on failure. */
 static db_canceller *canceller_start(void)
 {
@@ -117,12 +137,7 @@ static db_canceller *canceller_start(void)
         return NULL;
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->cv, NULL);
-    pthread_t t;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &at, canceller_main, k);
-    pthread_attr_destroy(&at);
+    int rc = start_detached(canceller_main, k);
     if (rc != 0) {
         pthread_cond_destroy(&k->cv);
         pthread_mutex_destroy(&k->mu);
@@ -229,15 +244,10 @@ static int lookup_host(const char *host, int64_t deadline_ms, char *addr)
     pthread_condattr_destroy(&ca);
     snprintf(l->host, sizeof l->host, "%s", host);
     l->refs = 2;
-    pthread_t t;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &at, lookup_main, l) != 0) {
+    if (start_detached(lookup_main, l) != 0) {
         l->refs = 1;
         l->done = 1;
     }
-    pthread_attr_destroy(&at);
     struct timespec ts = clock_abs_timespec(deadline_ms);
     pthread_mutex_lock(&l->mu);
     while (!l->done && pthread_cond_timedwait(&l->cv, &l->mu, &ts) != ETIMEDOUT)

@@ -163,7 +163,7 @@ typedef struct decision_request {
     decision_verdict verdict;
     decision_rules_out rules;
     /* store */
-    char *answer; /* the 201 body (malloc'd), also the events' object */
+    char *answer; /* the 201 body (malloc'd) */
     char location[128];
     char txn_id[40]; /* the stored transaction's UUID */
     /* events, record, expire: what commit sends before and after its COMMIT */

@@ -370,12 +370,11 @@ int decision_stage_store(decision_request *d)
 
 /* ---- events, record, expire: statements for commit's round trip ---------------------------- */
 
-/* The outbox rows of this decision (outbox.h), with the transaction as the events' object: in
+/* The outbox rows of this decision (outbox.h), naming the transaction as the events' object: in
  * the decision's own database transaction, so they commit with it or not at all. */
 int decision_stage_events(decision_request *d)
 {
-    outbox_decision_stmt(&d->tail[d->ntail], d->tail_v[d->ntail], d->txn_id, d->verdict.decision,
-                         d->answer);
+    outbox_decision_stmt(&d->tail[d->ntail], d->tail_v[d->ntail], d->txn_id, d->verdict.decision);
     d->ntail++;
     return DECISION_NEXT;
 }

@@ -31,14 +31,33 @@
 #include "metrics.h"
 #include "netguard.h"
 #include "sha256.h"
+#include "transactions.h"
 
-/* Due deliveries, claimed under one lease (webhook_claim, migration 0011, its plan fixed by 0012):
- * at most $2, each the earliest pending event of its transaction for its endpoint, so no two of one
- * batch belong to the same (endpoint, transaction) and per-transaction order holds; rows come
- * ordered by endpoint.  Columns in order: */
+/* Due deliveries, claimed under one lease (webhook_claim, migration 0011, its plan fixed by 0012,
+ * its object apart since 0014): at most $2, each the earliest pending event of its transaction for
+ * its endpoint, so no two of one batch belong to the same (endpoint, transaction) and
+ * per-transaction order holds; rows come ordered by endpoint.  The event's body is envelope (the
+ * JSON object without its last member and closing brace) + ', "data" : ' + data + '}'; data is
+ * NULL for a decision.* event, whose object is its transaction as decided (DECIDED_SQL).
+ * Columns in order: */
 #define CLAIM_SQL                                                                                  \
-    "SELECT id, attempt, endpoint_id, url, secret, body, created_us FROM webhook_claim($1, $2)"
-enum { CL_ID, CL_ATTEMPT, CL_ENDPOINT, CL_URL, CL_SECRET, CL_BODY, CL_CREATED_US };
+    "SELECT id, attempt, endpoint_id, url, secret, envelope, created_us, data, transaction_id "    \
+    "FROM webhook_claim($1, $2)"
+enum {
+    CL_ID,
+    CL_ATTEMPT,
+    CL_ENDPOINT,
+    CL_URL,
+    CL_SECRET,
+    CL_ENVELOPE,
+    CL_CREATED_US,
+    CL_DATA,
+    CL_TXN
+};
+
+/* The transactions of a claim's decision events ($1: a uuid[] literal) as their decisions answered
+ * them: the bytes the API answered (transactions.h). */
+#define DECIDED_SQL "SELECT " TXN_COLS_DECIDED " FROM transactions t WHERE t.id = ANY ($1::uuid[])"
 
 /* Records a batch's attempts in one statement (one commit): webhook_record_batch (migration
  * 0011, its plan fixed by 0012) answers each recorded delivery's new state. */
@@ -75,9 +94,10 @@ struct dispatch {
     int64_t sweep_next_ms;     /* under mu: when to drop old finished events again */
 };
 
-/* A claimed delivery: the PGresult of its batch's claim holds its texts. */
+/* A claimed delivery: the PGresult of its batch's claim holds its texts, but body (malloc'd). */
 typedef struct job {
-    const char *id, *attempt, *endpoint, *url, *secret, *body;
+    const char *id, *attempt, *endpoint, *url, *secret;
+    char *body;
     int64_t created_us;
 } job;
 
@@ -130,8 +150,80 @@ static int lease_ms(const dispatch *d)
     return 2 * d->cfg->webhook_timeout_ms + DB_BUDGET_MS + LEASE_MARGIN_MS;
 }
 
-/* Claims up to VIGIL_WEBHOOK_BATCH due deliveries into b.  Returns how many (0 when none is due),
- * -1 when the statement failed (logged); free b->r. */
+/* The body of claimed row k of r with object data: envelope + ', "data" : ' + data + '}'
+ * (malloc'd; NULL when out of memory). */
+static char *event_body(const PGresult *r, int k, const char *data)
+{
+    static const char mid[] = ", \"data\" : ";
+    const char *env = PQgetvalue(r, k, CL_ENVELOPE);
+    size_t ne = strlen(env), nd = strlen(data);
+    char *b = malloc(ne + sizeof mid - 1 + nd + 2);
+    if (b) {
+        memcpy(b, env, ne);
+        memcpy(b + ne, mid, sizeof mid - 1);
+        memcpy(b + ne + sizeof mid - 1, data, nd);
+        memcpy(b + ne + sizeof mid - 1 + nd, "}", 2);
+    }
+    return b;
+}
+
+/* The objects of the decision events among b's n rows (data NULL): one statement for them all,
+ * each transaction printed as its decision answered it.  Their texts (malloc'd) go to obj[k],
+ * NULL for the other rows.  Returns 0, or -1 (logged) when the statement failed or a transaction
+ * is not there: the caller then gives the batch back. */
+static int decided_objects(dispatch *d, const batch *b, int n, char **obj)
+{
+    size_t cap = (size_t)n * 40 + 3, len = 0;
+    char *ids = malloc(cap);
+    if (!ids)
+        return -1;
+    ids[len++] = '{';
+    for (int k = 0; k < n; k++)
+        if (PQgetisnull(b->r, k, CL_DATA))
+            len += (size_t)snprintf(ids + len, cap - len, "%s%s", len > 1 ? "," : "",
+                                    PQgetvalue(b->r, k, CL_TXN));
+    memcpy(ids + len, "}", 2);
+    int rc = -1;
+    PGresult *r = NULL;
+    const char *v[] = {ids};
+    if (len > 1 && query(d, DECIDED_SQL, 1, v, &r) == DB_OK) {
+        rc = 0;
+        for (int k = 0; k < n && rc == 0; k++) {
+            if (!PQgetisnull(b->r, k, CL_DATA))
+                continue;
+            int row = 0, nr = PQntuples(r);
+            while (row < nr && strcmp(txn_row_id(r, row), PQgetvalue(b->r, k, CL_TXN)) != 0)
+                row++;
+            cJSON *o = row < nr ? txn_row_json(r, row) : NULL;
+            obj[k] = o ? cJSON_PrintUnformatted(o) : NULL;
+            cJSON_Delete(o);
+            if (!obj[k]) {
+                logline_event("error", "webhook_event_object_missing", "transaction_id",
+                              PQgetvalue(b->r, k, CL_TXN));
+                rc = -1;
+            }
+        }
+    }
+    PQclear(r);
+    free(ids);
+    return rc;
+}
+
+/* Frees what claim made for b (its jobs' bodies, its result). */
+static void batch_release(batch *b)
+{
+    for (int k = 0; k < b->n; k++) {
+        free(b->jobs[k].body);
+        b->jobs[k].body = NULL;
+    }
+    b->n = 0;
+    PQclear(b->r);
+    b->r = NULL;
+}
+
+/* Claims up to VIGIL_WEBHOOK_BATCH due deliveries into b, each with its body.  Returns how many (0
+ * when none is due), -1 when the statement failed, -2 when deliveries were claimed but their
+ * bodies could not all be made (logged: the caller gives them back); batch_release(b) after. */
 static int claim(dispatch *d, batch *b)
 {
     char lease[16], limit[16];
@@ -141,20 +233,29 @@ static int claim(dispatch *d, batch *b)
     b->n = 0;
     if (query(d, CLAIM_SQL, 2, v, &b->r) != DB_OK)
         return -1;
-    int n = PQntuples(b->r);
-    for (int k = 0; k < n && k < BATCH_MAX; k++) {
+    int n = PQntuples(b->r) < BATCH_MAX ? PQntuples(b->r) : BATCH_MAX, decided = 0;
+    char *obj[BATCH_MAX];
+    for (int k = 0; k < n; k++) {
+        obj[k] = NULL;
+        decided |= PQgetisnull(b->r, k, CL_DATA);
+    }
+    int failed = decided && decided_objects(d, b, n, obj) != 0;
+    for (int k = 0; k < n; k++) {
         job *j = &b->jobs[k];
         j->id = PQgetvalue(b->r, k, CL_ID);
         j->attempt = PQgetvalue(b->r, k, CL_ATTEMPT);
         j->endpoint = PQgetvalue(b->r, k, CL_ENDPOINT);
         j->url = PQgetvalue(b->r, k, CL_URL);
         j->secret = PQgetvalue(b->r, k, CL_SECRET);
-        j->body = PQgetvalue(b->r, k, CL_BODY);
+        j->body =
+            failed ? NULL : event_body(b->r, k, obj[k] ? obj[k] : PQgetvalue(b->r, k, CL_DATA));
         j->created_us = strtoll(PQgetvalue(b->r, k, CL_CREATED_US), NULL, 10);
+        failed |= !j->body;
         b->tried[k] = 0;
         b->n++;
+        free(obj[k]);
     }
-    return b->n;
+    return failed ? -2 : b->n;
 }
 
 /* ---- one HTTP attempt ------------------------------------------------------------------------ */
@@ -587,10 +688,12 @@ static void *run(void *p)
             hand_off_polling(d);
             tried = attempt_batch(d, h, b, claimed_ms);
             record(d, b);
-            unclaim(d, b); /* at stop too: a restarted replica need not wait for the leases */
+            unclaim(d, b);    /* at stop too: a restarted replica need not wait for the leases */
+        } else if (n == -2) { /* claimed, but their bodies could not be made: all given back */
+            unclaim(d, b);
+            n = -1;
         }
-        PQclear(b->r);
-        b->r = NULL;
+        batch_release(b);
         if (atomic_load(&d->stopping))
             break;
         /* a full batch, or one partly given back, says more is due now: one more thread is

@@ -42,11 +42,10 @@ int outbox_emit(http_req *req, http_resp *resp, db_conn *c, const char *type, co
     return run(req, resp, c, "SELECT webhook_emit($1, $2::uuid, $3::json)", 3, v);
 }
 
-void outbox_decision_stmt(db_stmt *s, const char *v[3], const char *txn_id, const char *decision,
-                          const char *data_json)
+void outbox_decision_stmt(db_stmt *s, const char *v[3], const char *txn_id, const char *decision)
 {
     v[0] = txn_id;
     v[1] = decision;
-    v[2] = data_json;
+    v[2] = NULL; /* decision_events' p_data: unused since migration 0014 */
     *s = (db_stmt){"SELECT decision_events($1::uuid, $2, $3::json)", 3, v, NULL, NULL, 0, 1};
 }

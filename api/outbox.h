@@ -24,11 +24,11 @@ int outbox_type_known(const char *t);
 int outbox_emit(http_req *req, http_resp *resp, db_conn *c, const char *type, const char *txn_id,
                 const char *data_json);
 
-/* What a decision adds: the decision.<decision> event (data = the transaction, data_json) and,
- * for "review", the review (opened now) and its review.opened event.  Fills *s (and v, which
- * must live as long as *s) for the decision's commit round trip (decision.c): the strings are
- * borrowed.  An error of the statement is an unexpected one (500). */
-void outbox_decision_stmt(db_stmt *s, const char *v[3], const char *txn_id, const char *decision,
-                          const char *data_json);
+/* What a decision adds: the decision.<decision> event and, for "review", the review (opened now)
+ * and its review.opened event.  The decision event names its transaction and stores no copy of
+ * it (migration 0014): the dispatcher prints the transaction as decided when it delivers.  Fills
+ * *s (and v, which must live as long as *s) for the decision's commit round trip (decision.c):
+ * the strings are borrowed.  An error of the statement is an unexpected one (500). */
+void outbox_decision_stmt(db_stmt *s, const char *v[3], const char *txn_id, const char *decision);
 
 #endif

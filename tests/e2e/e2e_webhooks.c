@@ -163,8 +163,9 @@ static cJSON *wait_events(const receiver *rc, int want, int timeout_ms)
 /* ---- API helpers ------------------------------------------------------------------------------
  */
 
-/* One decision for user ext; its transaction id into id[37]. */
-static void decide(const char *ext, char *id)
+/* One decision for user ext; its transaction id into id[37] and, when answer is not NULL, the
+ * 201 body into answer[cap]. */
+static void decide_answer(const char *ext, char *id, char *answer, size_t cap)
 {
     char body[400];
     snprintf(body, sizeof body,
@@ -176,7 +177,17 @@ static void decide(const char *ext, char *id)
     e2e_req(&E, "POST", "/api/v1/transactions", body, &r);
     ck_assert_msg(r.status == 201, "decision: %ld %s", r.status, r.body);
     snprintf(id, 37, "%s", sget(r.json, "id"));
+    if (answer) {
+        ck_assert_uint_lt(r.len, cap);
+        snprintf(answer, cap, "%s", r.body);
+    }
     h_resp_free(&r);
+}
+
+/* One decision for user ext; its transaction id into id[37]. */
+static void decide(const char *ext, char *id)
+{
+    decide_answer(ext, id, NULL, 0);
 }
 
 static void label(const char *txn, const char *lbl)
@@ -582,14 +593,14 @@ static void states_of(const char *id, char *out)
 START_TEST(receiver_down_then_back)
 {
     receiver rc;
-    char id[37], url[100], txn[4][37], st[64], path[200], want[64];
+    char id[37], url[100], txn[4][37], st[64], path[200], want[64], answer[4][4096];
     int port = h_free_port();
     snprintf(url, sizeof url, "http://127.0.0.1:%d/down", port);
     endpoint(url, "[\"decision.block\",\"transaction.labelled\"]", id, NULL);
     e2e_user(&E, "wh-down");
     e2e_policy_fallback(&E, "block");
     for (int i = 0; i < 4; i++) {
-        decide("wh-down", txn[i]);
+        decide_answer("wh-down", txn[i], answer[i], sizeof answer[i]);
         label(txn[i], "fraud");
     }
     sleep_ms(1500); /* several failed attempts each (backoff 100..400 ms) */
@@ -628,6 +639,33 @@ START_TEST(receiver_down_then_back)
     ck_assert_int_eq(distinct_events(all), 8);
     static const char *const order[] = {"decision.block", "transaction.labelled"};
     assert_order(all, order, 2);
+    /* A decision event's object is the transaction as the decision answered it, byte for byte,
+     * though labelled before the delivery (the event names the transaction, migration 0014);
+     * the label's own event carries the label. */
+    const cJSON *a;
+    int checked = 0;
+    cJSON_ArrayForEach(a, all)
+    {
+        const cJSON *ev = cJSON_GetObjectItemCaseSensitive(a, "event");
+        const char *raw = sget(a, "body"), *type = sget(ev, "type");
+        for (int i = 0; i < 4; i++) {
+            if (strcmp(sget(ev, "transaction_id"), txn[i]) != 0)
+                continue;
+            const cJSON *data = cJSON_GetObjectItemCaseSensitive(ev, "data");
+            if (strcmp(type, "decision.block") == 0) {
+                char tail[4200];
+                snprintf(tail, sizeof tail, ", \"data\" : %s}", answer[i]);
+                size_t nr = strlen(raw), nt = strlen(tail);
+                ck_assert_msg(nr > nt && strcmp(raw + nr - nt, tail) == 0,
+                              "decision event's object is not the answer:\n%s\n%s", raw, answer[i]);
+                ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(data, "label")));
+                checked++;
+            } else {
+                ck_assert_pstr_eq(sget(data, "label"), "fraud");
+            }
+        }
+    }
+    ck_assert_int_ge(checked, 4);
     cJSON_Delete(all);
     snprintf(want, sizeof want, "0 8 0");
     for (int i = 0; i < 50; i++) {

@@ -67,7 +67,11 @@ PG_LINE=$(bench_pg_settings)
 echo "$PG_LINE"
 echo "loadgen: $B_LOADGEN (open loop; latency measured from each request's scheduled send time)"
 if [ -x "$B_VEGETA" ]; then
-  echo "vegeta: $("$B_VEGETA" -version 2>&1 | head -n 1 | tr -s ' ' | cut -c1-60) (open loop; latency from each request's actual send)"
+  # `go install` builds vegeta without its version ldflags (its -version prints an empty
+  # Version:), so the module version is read from the build info Go embeds in the binary.
+  gobin=$(command -v go || echo /usr/local/go/bin/go)
+  vver=$("$gobin" version -m "$B_VEGETA" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/tsenart/vegeta/v12" {print $3}')
+  echo "vegeta: ${vver:-version unknown} (open loop; latency from each request's actual send)"
 else
   echo "vegeta: not built ($B_VEGETA; make vegeta): its figures are skipped"
 fi

@@ -43,19 +43,24 @@ static void replay(http_resp *resp, const PGresult *r, const char *hash)
         return;
     }
     char *body = NULL;
+    const char *id = NULL; /* the transaction's, for Location */
+    cJSON *parsed = NULL;
     if (!PQgetisnull(r, 0, IR_BODY)) {
         size_t n = (size_t)PQgetlength(r, 0, IR_BODY);
         body = malloc(n + 1);
-        if (body)
+        if (body) {
             memcpy(body, PQgetvalue(r, 0, IR_BODY), n + 1);
+            parsed = cJSON_Parse(body);
+            const cJSON *i = cJSON_GetObjectItemCaseSensitive(parsed, "id");
+            id = cJSON_IsString(i) ? i->valuestring : NULL;
+        }
     } else if (PQgetisnull(r, 0, 0)) { /* the record's transaction is not there */
         http_problem(resp, 500, "internal", NULL,
                      "the transaction this Idempotency-Key recorded was not found");
         return;
     } else {
-        cJSON *o = txn_row_json(r, 0);
-        body = o ? cJSON_PrintUnformatted(o) : NULL;
-        cJSON_Delete(o);
+        body = txn_row_text(r, 0);
+        id = txn_row_id(r, 0);
     }
     if (!body) {
         http_problem(resp, 500, "internal", NULL, "out of memory");
@@ -63,11 +68,9 @@ static void replay(http_resp *resp, const PGresult *r, const char *hash)
     }
     http_raw(resp, atoi(PQgetvalue(r, 0, IR_STATUS)), "application/json", body, strlen(body));
     resp->replayed = 1;
-    cJSON *o = cJSON_Parse(body);
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
-    if (cJSON_IsString(id))
-        snprintf(resp->location, sizeof resp->location, "/api/v1/transactions/%s", id->valuestring);
-    cJSON_Delete(o);
+    if (id)
+        snprintf(resp->location, sizeof resp->location, "/api/v1/transactions/%s", id);
+    cJSON_Delete(parsed);
 }
 
 /* Answers a database failure a stage did not expect (503s are already answered). */
@@ -355,9 +358,7 @@ int decision_stage_store(decision_request *d)
     }
     if (rc != DB_OK)
         return db_failed(d, rc, r);
-    cJSON *out = txn_row_json(r, 0);
-    d->answer = out ? cJSON_PrintUnformatted(out) : NULL;
-    cJSON_Delete(out);
+    d->answer = txn_row_text(r, 0);
     snprintf(d->location, sizeof d->location, "/api/v1/transactions/%s", txn_row_id(r, 0));
     snprintf(d->txn_id, sizeof d->txn_id, "%s", txn_row_id(r, 0));
     PQclear(r);

@@ -194,9 +194,7 @@ static int decided_objects(dispatch *d, const batch *b, int n, char **obj)
             int row = 0, nr = PQntuples(r);
             while (row < nr && strcmp(txn_row_id(r, row), PQgetvalue(b->r, k, CL_TXN)) != 0)
                 row++;
-            cJSON *o = row < nr ? txn_row_json(r, row) : NULL;
-            obj[k] = o ? cJSON_PrintUnformatted(o) : NULL;
-            cJSON_Delete(o);
+            obj[k] = row < nr ? txn_row_text(r, row) : NULL;
             if (!obj[k]) {
                 logline_event("error", "webhook_event_object_missing", "transaction_id",
                               PQgetvalue(b->r, k, CL_TXN));

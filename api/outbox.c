@@ -46,6 +46,6 @@ void outbox_decision_stmt(db_stmt *s, const char *v[3], const char *txn_id, cons
 {
     v[0] = txn_id;
     v[1] = decision;
-    v[2] = NULL; /* decision_events' p_data: unused since migration 0014 */
-    *s = (db_stmt){"SELECT decision_events($1::uuid, $2, $3::json)", 3, v, NULL, NULL, 0, 1};
+    /* decision_events' p_data is unused since migration 0014 */
+    *s = (db_stmt){"SELECT decision_events($1::uuid, $2, NULL)", 2, v, NULL, NULL, 0, 1};
 }

@@ -185,6 +185,14 @@ cJSON *txn_row_json(const PGresult *r, int row)
     return o;
 }
 
+char *txn_row_text(const PGresult *r, int row)
+{
+    cJSON *o = txn_row_json(r, row);
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return s;
+}
+
 const char *txn_row_id(const PGresult *r, int row)
 {
     return PQgetvalue(r, row, C_ID);
@@ -350,9 +358,7 @@ int txn_label_apply(http_req *req, http_resp *resp, db_conn *c, const char *id, 
     else if (rc == DB_OK && PQntuples(r) == 0)
         http_problem(resp, 404, "not_found", NULL, "no transaction with id %s", id);
     else if (rc == DB_OK) {
-        cJSON *o = txn_row_json(r, 0);
-        *out = o ? cJSON_PrintUnformatted(o) : NULL;
-        cJSON_Delete(o);
+        *out = txn_row_text(r, 0);
         if (!*out)
             http_problem(resp, 500, "internal", NULL, "out of memory");
         else if (outbox_emit(req, resp, c, "transaction.labelled", id, *out)) {

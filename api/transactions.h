@@ -37,6 +37,8 @@
 
 /* The API's JSON of row `row` of a TXN_COLS result.  Caller deletes it; NULL when out of memory. */
 cJSON *txn_row_json(const PGresult *r, int row);
+/* txn_row_json printed: the answer's bytes (malloc'd; caller frees), NULL when out of memory. */
+char *txn_row_text(const PGresult *r, int row);
 /* The id (UUID text) of row `row` of a TXN_COLS result; points into r. */
 const char *txn_row_id(const PGresult *r, int row);
 

@@ -3,9 +3,9 @@
  * the stage list and where a new stage goes.
  *
  * A decision is one database transaction on one pooled connection: a crash anywhere before
- * commit leaves nothing, after it the whole result.  Costs: three round trips to PostgreSQL
+ * commit leaves nothing, after it the whole result.  Costs: two round trips to PostgreSQL
  * (open: BEGIN, with an Idempotency-Key the two record lookups, policy, user and features;
- * store: the INSERT; commit: the outbox call, with a key the record INSERT, COMMIT), every
+ * commit: the INSERT, the outbox call, with a key the record INSERT, COMMIT), every
  * statement prepared once per connection (db.h); at most one scoring call (a worker round trip or
  * in-process evaluation); O(body + features of both models) memory, all freed by
  * decision_request_free. */
@@ -174,18 +174,19 @@ static int stage_decide(decision_request *d)
 
 /* ---- commit, respond ------------------------------------------------------------------------ */
 
-/* The last round trip: what events/record queued, COMMIT, then the expiry DELETE when expire
- * asked for it (after COMMIT, in its own transaction: its failure is ignored).  The DELETE walks
- * idempotency_keys_created from its oldest entry and stops at the cutoff, then deletes by TID: the
- * cutoff is from now() (stable), because a volatile clock_timestamp() cannot bound an index scan
- * and made every 64th decision read the whole table (48 h of keys), and `ctid IN (subquery)`
- * would be a hash join over a read of the whole table too.  Deleting by TID is right because
- * idempotency records are only inserted and deleted, never updated: were they ever updated in
- * place, a concurrent update's new version would be deleted without created_at rechecked. */
+/* The last round trip: what store/events/record queued, COMMIT, then the expiry DELETE when
+ * expire asked for it (after COMMIT, in its own transaction: its failure is ignored); then the
+ * answer, from the row the INSERT returned.  The DELETE walks idempotency_keys_created from its
+ * oldest entry and stops at the cutoff, then deletes by TID: the cutoff is from now() (stable),
+ * because a volatile clock_timestamp() cannot bound an index scan and made every 64th decision
+ * read the whole table (48 h of keys), and `ctid IN (subquery)` would be a hash join over a read
+ * of the whole table too.  Deleting by TID is right because idempotency records are only inserted
+ * and deleted, never updated: were they ever updated in place, a concurrent update's new version
+ * would be deleted without created_at rechecked. */
 static int stage_commit(decision_request *d)
 {
     db_stmt s[DECISION_TAIL_MAX + 2];
-    PGresult *res[DECISION_TAIL_MAX + 2];
+    PGresult *res[DECISION_TAIL_MAX + 2] = {0};
     int n = 0, failed;
     for (int i = 0; i < d->ntail; i++)
         s[n++] = d->tail[i];
@@ -203,12 +204,17 @@ static int stage_commit(decision_request *d)
                            0,
                            0};
     int rc = dbreq_pipeline(d->req, d->resp, d->conn, s, n, res, &failed);
-    int ok = rc == DB_OK || (rc == DB_ERROR && failed > commit_at);
-    if (rc == DB_ERROR && !ok)
+    int flow = DECISION_STOP;
+    if (rc == DB_OK || (rc == DB_ERROR && failed > commit_at))
+        flow = decision_store_answer(d, DB_OK, res[d->store_at]); /* committed */
+    else if (rc == DB_ERROR && failed == d->store_at)
+        flow = decision_store_answer(d, rc, res[failed]);
+    else if (rc == DB_ERROR)
         dbreq_internal(d->req, d->resp, res[failed]);
     for (int i = 0; i < n; i++)
         PQclear(res[i]);
-    return ok ? DECISION_NEXT : DECISION_STOP;
+    decision_store_free(d);
+    return flow;
 }
 
 static int stage_respond(decision_request *d)
@@ -252,6 +258,7 @@ static void decision_request_free(decision_request *d)
         PQclear(d->head[i]);
     if (d->conn)
         dbreq_release(d->req, d->conn);
+    decision_store_free(d);
     free(d->answer);
     free(d->snapshot);
     free(d->reasons);

@@ -28,21 +28,24 @@
  *                the list versions load_policy read (listcache.h), rules_decide's precedence
  *                overriding decide's verdict; what matched, what decided, the list versions,
  *                the probe answers and every operand value are stored (decision_rules.c)
- *   store        INSERT the transaction (named columns) RETURNING the answer (round trip 2)
+ *   store        names the transaction (a random UUID made here) and queues its INSERT (named
+ *                columns) RETURNING the answer, the first statement of commit's round trip
  *   events       queues the outbox call (outbox.h): the decision.<outcome> webhook event and,
  *                for `review`, the review and its review.opened event, in this same transaction
  *   record       with a key: queues the INSERT of the idempotency record naming the transaction
  *   expire       with a key, ~1 request in 64: queues a DELETE of a batch of expired
  *                idempotency records, to run after COMMIT (its failure changes nothing)
- *   commit       round trip 3: the queued statements and COMMIT, sent together; before it
- *                nothing is stored, after it everything
+ *   commit       round trip 2: the queued statements and COMMIT, sent together; before it
+ *                nothing is stored, after it everything; the answer is printed from the row the
+ *                INSERT returned
  *   respond      201 + Location; decision metrics
  * Files: parse in decision_parse.c, features in decision_features.c, claim/store/events/record/
  * expire in decision_store.c, the table, the runner and the other stages in decision.c.
- * Round trips to PostgreSQL: three (open, store, commit), whatever the policy; the API key's
- * check costs none while it is cached (auth.h).  store cannot join commit's round trip because
- * the answer (and so the events, and the idempotency record naming the row) is built from what
- * the INSERT returns (the stored row as PostgreSQL formats it).
+ * Round trips to PostgreSQL: two (open, commit), whatever the policy; the API key's check costs
+ * none while it is cached (auth.h).  The INSERT joins commit's round trip because the API names
+ * the row: the events and the idempotency record need only its id, and the answer (the stored
+ * row as PostgreSQL formats it) comes back in the same round trip.  Fewer cannot be: scoring
+ * needs open's features, and what is stored needs the score.
  *
  * Where the next capabilities go (each is a new stage and new fields, never a branch inside one):
  *   - lists and rules: the rules stage (list versions come with load_policy's SELECT);
@@ -82,8 +85,10 @@ enum decision_head {
     HEAD_N
 };
 
-/* Statements queued for the commit round trip before its COMMIT (events, record). */
+/* Statements queued for the commit round trip before its COMMIT (store, events, record). */
 #define DECISION_TAIL_MAX 4
+
+struct decision_store_vals; /* the INSERT's parameters (decision_store.c) */
 
 /* The validated request body.  Strings point into the parsed body (live as long as it). */
 typedef struct decision_input {
@@ -163,15 +168,18 @@ typedef struct decision_request {
     decision_verdict verdict;
     decision_rules_out rules;
     /* store */
-    char *answer; /* the 201 body (malloc'd) */
-    char location[128];
-    char txn_id[40]; /* the stored transaction's UUID */
-    /* events, record, expire: what commit sends before and after its COMMIT */
+    char txn_id[40];                   /* the transaction's UUID, made by store */
+    struct decision_store_vals *store; /* the INSERT's parameters (malloc'd), live until commit */
+    int store_at;                      /* the INSERT's place in tail */
+    /* store, events, record, expire: what commit sends before and after its COMMIT */
     db_stmt tail[DECISION_TAIL_MAX];
     const char *tail_v[DECISION_TAIL_MAX][4]; /* their parameters (borrowed strings) */
     int ntail;
     int expire;        /* expire: send the expiry DELETE after COMMIT */
     char expire_h[16]; /* its parameter: the retention in hours */
+    /* commit */
+    char *answer; /* the 201 body (malloc'd), printed from the row the INSERT returned */
+    char location[128];
 } decision_request;
 
 typedef int (*decision_stage_fn)(decision_request *d);
@@ -195,6 +203,11 @@ int decision_stage_rules(decision_request *d);
 float *decision_explain_buffer(decision_request *d);
 void decision_explain_skipped(decision_request *d);
 int decision_stage_store(decision_request *d);
+/* For commit: after its round trip, the answer and Location from the INSERT's result r (a
+ * DECISION_STOP with resp filled when the INSERT failed: 422 for a user deleted meanwhile, else
+ * 500).  decision_store_free frees what store kept (idempotent). */
+int decision_store_answer(decision_request *d, int rc, PGresult *r);
+void decision_store_free(decision_request *d);
 int decision_stage_events(decision_request *d);
 int decision_stage_record(decision_request *d);
 int decision_stage_expire(decision_request *d);

@@ -13,8 +13,9 @@
  * about one keyed request in 64, so the table stays bounded without a background job.
  *
  * The transaction row: the INSERT is assembled from a table with one line per column naming
- * where its value comes from (store_columns), so a column and its value cannot drift apart.
- * Each stage is one or two statements on the request's connection, bounded by its deadline. */
+ * where its value comes from (store_columns), so a column and its value cannot drift apart.  Its
+ * id is made here (txn_new_id), so the INSERT, the outbox call and the record go in commit's one
+ * round trip; each statement is bounded by the request's deadline. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,15 +72,6 @@ static void replay(http_resp *resp, const PGresult *r, const char *hash)
     if (id)
         snprintf(resp->location, sizeof resp->location, "/api/v1/transactions/%s", id);
     cJSON_Delete(parsed);
-}
-
-/* Answers a database failure a stage did not expect (503s are already answered). */
-static int db_failed(decision_request *d, int rc, PGresult *r)
-{
-    if (rc == DB_ERROR)
-        dbreq_internal(d->req, d->resp, r);
-    PQclear(r);
-    return DECISION_STOP;
 }
 
 void decision_claim_stmt(const decision_request *d, int try_lock, db_stmt *s, const char *v[3])
@@ -143,6 +135,7 @@ int decision_stage_claim(decision_request *d)
 
 /* The columns a decision writes, one per parameter, in parameter order ($1 = the first). */
 enum store_col {
+    ST_ID,
     ST_USER_ID,
     ST_AMOUNT,
     ST_CURRENCY,
@@ -190,6 +183,7 @@ enum store_col {
 
 /* Column names by parameter; store_values fills the values under the same names. */
 static const char *const store_columns[ST_COUNT] = {
+    [ST_ID] = "id",
     [ST_USER_ID] = "user_id",
     [ST_AMOUNT] = "amount",
     [ST_CURRENCY] = "currency",
@@ -272,6 +266,7 @@ static void store_values(const decision_request *d, store_text *t, const char *v
     snprintf(t->model_ver, sizeof t->model_ver, "%d", p->model[POLICY_CHAMPION].version);
     snprintf(t->chal_ver, sizeof t->chal_ver, "%d", p->model[POLICY_CHALLENGER].version);
     snprintf(t->latency, sizeof t->latency, "%d", d->scoring.latency_us);
+    v[ST_ID] = d->txn_id;
     v[ST_USER_ID] = d->user_id;
     v[ST_AMOUNT] = t->amount;
     v[ST_CURRENCY] = d->in.currency;
@@ -336,37 +331,60 @@ int decision_store_sql(char *buf, size_t cap)
     return rc ? -1 : ST_COUNT;
 }
 
-/* INSERTs the row, and keeps the answer built from what the database returned. */
+/* The INSERT of one decision: its text and parameters, kept from store until commit. */
+struct decision_store_vals {
+    char sql[4096];
+    store_text t;
+    const char *v[ST_COUNT];
+};
+
+/* Names the transaction and queues its INSERT first in commit's round trip: the events and the
+ * idempotency record need only the id, so nothing waits for the row (decision.h). */
 int decision_stage_store(decision_request *d)
 {
-    char sql[4096];
-    const char *v[ST_COUNT];
-    store_text t;
-    PGresult *r = NULL;
-    if (decision_store_sql(sql, sizeof sql) != ST_COUNT) {
+    struct decision_store_vals *s = malloc(sizeof *s);
+    if (!s || txn_new_id(d->txn_id) != 0) {
+        free(s);
+        http_problem(d->resp, 500, "internal", NULL,
+                     s ? "no random bytes for the transaction id" : "out of memory");
+        return DECISION_STOP;
+    }
+    d->store = s;
+    if (decision_store_sql(s->sql, sizeof s->sql) != ST_COUNT) {
         http_problem(d->resp, 500, "internal", NULL, "the INSERT does not fit its buffer");
         return DECISION_STOP;
     }
-    store_values(d, &t, v);
-    db_stmt ins = {sql, ST_COUNT, v, NULL, NULL, 0, 1}; /* prepared: one INSERT text, always */
-    int failed;
-    int rc = dbreq_pipeline(d->req, d->resp, d->conn, &ins, 1, &r, &failed);
+    store_values(d, &s->t, s->v);
+    d->store_at = d->ntail;
+    /* prepared: one INSERT text, always */
+    d->tail[d->ntail++] = (db_stmt){s->sql, ST_COUNT, s->v, NULL, NULL, 0, 1};
+    return DECISION_NEXT;
+}
+
+int decision_store_answer(decision_request *d, int rc, PGresult *r)
+{
     if (rc == DB_ERROR && strcmp(db_sqlstate(r), "23503") == 0) {
-        PQclear(r);
         http_problem(d->resp, 422, "unknown_user", NULL, "the user was deleted meanwhile");
         return DECISION_STOP;
     }
-    if (rc != DB_OK)
-        return db_failed(d, rc, r);
+    if (rc != DB_OK) {
+        if (rc == DB_ERROR)
+            dbreq_internal(d->req, d->resp, r);
+        return DECISION_STOP;
+    }
     d->answer = txn_row_text(r, 0);
-    snprintf(d->location, sizeof d->location, "/api/v1/transactions/%s", txn_row_id(r, 0));
-    snprintf(d->txn_id, sizeof d->txn_id, "%s", txn_row_id(r, 0));
-    PQclear(r);
     if (!d->answer) {
         http_problem(d->resp, 500, "internal", NULL, "out of memory");
         return DECISION_STOP;
     }
+    snprintf(d->location, sizeof d->location, "/api/v1/transactions/%s", txn_row_id(r, 0));
     return DECISION_NEXT;
+}
+
+void decision_store_free(decision_request *d)
+{
+    free(d->store);
+    d->store = NULL;
 }
 
 /* ---- events, record, expire: statements for commit's round trip ---------------------------- */

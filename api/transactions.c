@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "clock.h"
 #include "dbreq.h"
@@ -196,6 +197,25 @@ char *txn_row_text(const PGresult *r, int row)
 const char *txn_row_id(const PGresult *r, int row)
 {
     return PQgetvalue(r, row, C_ID);
+}
+
+int txn_new_id(char out[37])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char b[16];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+        return -1;
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10 (RFC 9562) */
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = digits[b[i] >> 4];
+        *o++ = digits[b[i] & 15];
+    }
+    *o = '\0';
+    return 0;
 }
 
 /* ---- reads -------------------------------------------------------------------------------------

@@ -41,6 +41,9 @@ cJSON *txn_row_json(const PGresult *r, int row);
 char *txn_row_text(const PGresult *r, int row);
 /* The id (UUID text) of row `row` of a TXN_COLS result; points into r. */
 const char *txn_row_id(const PGresult *r, int row);
+/* A new transaction id: a random (version 4) UUID in canonical text form, as gen_random_uuid()
+ * makes them, from getrandom.  0, or -1 when the kernel gave no random bytes (out untouched). */
+int txn_new_id(char out[37]);
 
 /* 1 when s is a label source: chargeback, early_fraud_warning, refund, analyst or customer. */
 int txn_label_source_ok(const char *s);

@@ -1024,6 +1024,94 @@ START_TEST(idempotency_replay_and_scope)
 }
 END_TEST
 
+/* The count a query prints (h_psql). */
+static long sql_count(const char *sql)
+{
+    char out[64];
+    ck_assert_int_eq(h_psql(&E, NULL, sql, out, sizeof out), 0);
+    return atol(out);
+}
+
+/* The INSERT, the outbox call, the idempotency record and COMMIT are one round trip (the API
+ * names the row): a failure of any statement in it leaves nothing, and the key is not used up.
+ * Failures are planted by triggers: a foreign-key violation of the INSERT itself (a user deleted
+ * between the features and the INSERT: 422 unknown_user), an error of the record INSERT after it
+ * (500).  Each fires only on this test's marked rows, so one left by a failed run touches no other
+ * test (the next run replaces them).  And the id the API made is a version-4 UUID, the one
+ * Location names. */
+START_TEST(commit_round_trip_is_atomic)
+{
+    char uid[37], body[600], sql[1024], hv[200];
+    h_resp r;
+    default_policy();
+    create_user("atomic-u", "DE", uid);
+    txn_body(body, sizeof body, uid, 4242, "EUR", "m-atomic", "DE", NULL);
+    ck_assert_int_eq(
+        h_psql(&E, NULL,
+               "DROP TRIGGER IF EXISTS e2e_fail ON transactions; "
+               "DROP TRIGGER IF EXISTS e2e_fail ON idempotency_keys; "
+               "CREATE OR REPLACE FUNCTION e2e_fail_txn() RETURNS trigger LANGUAGE plpgsql AS $$ "
+               "BEGIN IF NEW.amount = 4242 AND NEW.merchant_id = 'm-atomic' THEN "
+               "RAISE foreign_key_violation USING MESSAGE = 'planted'; END IF; RETURN NEW; END $$; "
+               "CREATE OR REPLACE FUNCTION e2e_fail_key() RETURNS trigger LANGUAGE plpgsql AS $$ "
+               "BEGIN IF NEW.key = 'atomic-2' THEN RAISE EXCEPTION 'planted'; END IF; "
+               "RETURN NEW; END $$; "
+               "CREATE TRIGGER e2e_fail BEFORE INSERT ON transactions "
+               "FOR EACH ROW EXECUTE FUNCTION e2e_fail_txn(); "
+               "CREATE TRIGGER e2e_fail BEFORE INSERT ON idempotency_keys "
+               "FOR EACH ROW EXECUTE FUNCTION e2e_fail_key()",
+               NULL, 0),
+        0);
+    long reviews0 = sql_count("SELECT count(*) FROM reviews");
+    post_txn(body, "atomic-1", NULL, &r);
+    e2e_assert_problem(&r, 422, "unknown_user", NULL);
+    h_resp_free(&r);
+    txn_body(body, sizeof body, uid, 4343, "EUR", "m-atomic", "DE", NULL);
+    post_txn(body, "atomic-2", NULL, &r);
+    e2e_assert_problem(&r, 500, "internal", NULL);
+    h_resp_free(&r);
+    ck_assert_int_eq(count_user_txns(uid), 0);
+    ck_assert_int_eq(sql_count("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'atomic-%'"),
+                     0);
+    ck_assert_int_eq(sql_count("SELECT count(*) FROM reviews"), reviews0);
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "DROP TRIGGER e2e_fail ON transactions; DROP TRIGGER e2e_fail ON "
+                            "idempotency_keys",
+                            NULL, 0),
+                     0);
+    /* Neither key was used up: the same requests now decide. */
+    post_txn(body, "atomic-2", NULL, &r);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    ck_assert_ptr_null(h_header(&r, "Idempotent-Replayed", hv, sizeof hv));
+    char id[64];
+    snprintf(id, sizeof id, "%s", sget(r.json, "id"));
+    ck_assert_int_eq((int)strlen(id), 36);
+    for (int i = 0; i < 36; i++)
+        ck_assert_msg(i == 8 || i == 13 || i == 18 || i == 23
+                          ? id[i] == '-'
+                          : strchr("0123456789abcdef", id[i]) != NULL,
+                      "id %s", id);
+    ck_assert_int_eq(id[14], '4');                 /* version 4 */
+    ck_assert_ptr_nonnull(strchr("89ab", id[19])); /* variant 10 */
+    char want[200];
+    snprintf(want, sizeof want, "/api/v1/transactions/%s", id);
+    ck_assert_ptr_nonnull(h_header(&r, "Location", hv, sizeof hv));
+    ck_assert_str_eq(hv, want);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM idempotency_keys WHERE key = 'atomic-2' AND "
+             "transaction_id = '%s'",
+             id);
+    ck_assert_int_eq(sql_count(sql), 1);
+    h_resp_free(&r);
+    txn_body(body, sizeof body, uid, 4242, "EUR", "m-atomic", "DE", NULL);
+    post_txn(body, "atomic-1", NULL, &r);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    ck_assert_str_ne(sget(r.json, "id"), id);
+    h_resp_free(&r);
+    ck_assert_int_eq(count_user_txns(uid), 2);
+}
+END_TEST
+
 #define NCONC 100
 
 typedef struct conc_arg {
@@ -1481,6 +1569,7 @@ static void add_common(TCase *tc)
     tcase_add_test(tc, idempotency_replay_and_scope);
     tcase_add_test(tc, idempotency_expiry);
     tcase_add_test(tc, idempotency_concurrent);
+    tcase_add_test(tc, commit_round_trip_is_atomic);
     tcase_add_test(tc, champion_and_challenger_scores);
     tcase_add_test(tc, decision_at_thresholds);
     tcase_add_test(tc, client_features);

@@ -474,7 +474,8 @@ END_TEST
  * order. */
 START_TEST(store_sql_named_columns)
 {
-    static const char *const expected[] = {"user_id",
+    static const char *const expected[] = {"id",
+                                           "user_id",
                                            "amount",
                                            "currency",
                                            "amount_major",

@@ -58,6 +58,7 @@ run() {
   out=$("${LG[@]}" "$@" 2>&1) || { echo "$out"; bench_die "loadgen failed ($name)"; }
   echo "$out" | grep -v '^RESULT\|^MAXRATE\|^  scheduling' || true
   R[$name]=$(echo "$out" | grep -E '^(MAXRATE|RESULT)' | tail -n 1)
+  R[$name.warm]=$(echo "$out" | sed -n 's/.*warm-up: \([0-9]*\) answered.*/\1/p' | head -n 1)
 }
 f() { bench_field "${R[$1]:-}" "$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.1fx", a / b }'; }
@@ -203,12 +204,20 @@ bench_mode() {
   for rate in $TXN_RATES; do
     echo "-- $rate req/s$degraded (50 fresh users: $mode-r$rate-*)"
     users "$mode-r$rate"
+    local cpu0
+    cpu0=$(bench_cpu_snap)
     # shellcheck disable=SC2086
     run "$mode.txn.$rate" -r "$rate" -d "$SECS" -c 16 $warm -H "$B_AUTH" -H "$JSON" \
       -H 'Idempotency-Key: bench-{run}-{seq}' -b "$B_TMP/txn-$mode-r$rate.json" "$B_API/api/v1/transactions"
-    SUMMARY+=("$(printf '%-10s transaction @ %4s/s, loadgen              p50 %6s us  p99 %7s us  (%s non-2xx, %s errors)%s' \
+    # where a decision's CPU goes (issue 11: 1200/s on 2 CPUs leaves ~1.6 ms of machine time each)
+    local cpuline
+    cpuline=$(bench_cpu_report "$cpu0" "$(bench_cpu_snap)" \
+      "$(( $(f "$mode.txn.$rate" sent) + ${R[$mode.txn.$rate.warm]:-0} ))")
+    echo "$cpuline"
+    SUMMARY+=("$(printf '%-10s transaction @ %4s/s, loadgen              p50 %6s us  p99 %7s us  (%s non-2xx, %s errors; machine CPU %s us a decision)%s' \
       "$mode" "$rate" "$(f "$mode.txn.$rate" p50_us)" "$(f "$mode.txn.$rate" p99_us)" \
-      "$(f "$mode.txn.$rate" non2xx)" "$(f "$mode.txn.$rate" errors)" "$degraded")")
+      "$(f "$mode.txn.$rate" non2xx)" "$(f "$mode.txn.$rate" errors)" \
+      "$(echo "$cpuline" | sed -n 's/.*whole machine \([0-9]*\) us.*/\1/p')" "$degraded")")
     warm=""
     if [ "$mode" = worker ] && [ -x "$B_VEGETA" ]; then
       echo "-- $rate req/s, vegeta (50 fresh users: $mode-v$rate-*)"

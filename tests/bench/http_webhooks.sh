@@ -65,12 +65,14 @@ for round in $(seq 1 "$ROUNDS"); do
     bench_users "wh-$round-$cond" # fresh users: no run reads the history an earlier one left
     before=$(wc -l <"$B_TMP/received.jsonl" 2>/dev/null || echo 0)
     lsn0=$(bench_wal_lsn)
+    cpu0=$(bench_cpu_snap)
     out=$("$B_LOADGEN" --rt -r "$RATE" -d "$SECS" -c 16 --warmup 1 -H "$B_AUTH" -H "$JSON" \
           -H "Idempotency-Key: wh-$round-$cond-{seq}" -b "$B_TMP/txn-wh-$round-$cond.json" "$B_API/api/v1/transactions" 2>&1) ||
       { echo "$out"; bench_die "loadgen failed"; }
     res=$(echo "$out" | grep -E '^RESULT' | tail -n 1)
     p99=$(bench_field "$res" p99_us)
     p90=$(bench_field "$res" p90_us)
+    cpu1=$(bench_cpu_snap)
     wal=$(bench_wal_bytes "$lsn0" "$(bench_wal_lsn)")
     sleep 1
     after=$(wc -l <"$B_TMP/received.jsonl" 2>/dev/null || echo 0)
@@ -79,6 +81,7 @@ for round in $(seq 1 "$ROUNDS"); do
     printf '   round %d %-4s endpoint: p50 %6s us  p90 %6s us  p99 %7s us  (%s non-2xx, %s errors; %d webhooks received during+1s; WAL %s B a request)\n' \
       "$round" "$cond" "$(bench_field "$res" p50_us)" "$p90" "$p99" "$(bench_field "$res" non2xx)" \
       "$(bench_field "$res" errors)" $((after - before)) $((wal / (sent > 0 ? sent : 1)))
+    bench_cpu_report "$cpu0" "$cpu1" "$sent" # the dispatcher's share shows in "one"
     if [ $cond = none ]; then P99_NONE+=("$p99") P90_NONE+=("$p90"); else P99_ONE+=("$p99") P90_ONE+=("$p90"); fi
   done
 done

@@ -158,6 +158,37 @@ bench_wal_bytes() {
   psql -X -qtA -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil -d vigil -c "SELECT pg_wal_lsn_diff('$2', '$1')::bigint"
 }
 
+# bench_cpu_snap: cumulative CPU time so far, in clock ticks, as "postgres vigil-api
+# vigil-hotpath machine": PostgreSQL's processes alive now plus those that have exited (the
+# postmaster's reaped children: backends, autovacuum workers), the API, the worker, and the
+# machine's busy time on every CPU (/proc/stat: the load generator and the kernel included).
+# bench_cpu_report BEFORE AFTER N prints that CPU per request for N requests.
+bench_cpu_snap() {
+  local pg=0 api=0 hp=0 f line comm pm
+  pm=$(head -n 1 "$B_TMP/pg/postmaster.pid" 2>/dev/null || echo 0)
+  for f in /proc/[0-9]*/stat; do
+    read -r line <"$f" 2>/dev/null || continue
+    comm=${line#*(}
+    comm=${comm%%)*}
+    # shellcheck disable=SC2086
+    set -- ${line##*) } # $1 is field 3 (state): utime ${12}, stime ${13}, cutime ${14}, cstime ${15}
+    case $comm in
+      postgres) pg=$((pg + ${12} + ${13}))
+        [ "${f#/proc/}" = "$pm/stat" ] && pg=$((pg + ${14} + ${15})) ;;
+      vigil-api) api=$((api + ${12} + ${13})) ;;
+      vigil-hotpath) hp=$((hp + ${12} + ${13})) ;;
+    esac
+  done
+  echo "$pg $api $hp $(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)"
+}
+bench_cpu_report() {
+  awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); if (n <= 0) exit
+    f = 1e6 / hz / n
+    printf "   CPU per request: postgres %d us, vigil-api %d us, vigil-hotpath %d us; whole machine %d us (%d requests; the load generator and the kernel included)\n",
+      (y[1] - x[1]) * f, (y[2] - x[2]) * f, (y[3] - x[3]) * f, (y[4] - x[4]) * f, n }'
+}
+
 # bench_pg_settings: one line saying how durable the benchmark's PostgreSQL is (every figure that
 # touches it depends on this).
 bench_pg_settings() {

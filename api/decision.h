@@ -28,7 +28,7 @@
  *                the list versions load_policy read (listcache.h), rules_decide's precedence
  *                overriding decide's verdict; what matched, what decided, the list versions,
  *                the probe answers and every operand value are stored (decision_rules.c)
- *   store        names the transaction (a random UUID made here) and queues its INSERT (named
+ *   store        names the transaction (a random UUID, txn_new_id) and queues its INSERT (named
  *                columns) RETURNING the answer, the first statement of commit's round trip
  *   events       queues the outbox call (outbox.h): the decision.<outcome> webhook event and,
  *                for `review`, the review and its review.opened event, in this same transaction

@@ -343,13 +343,15 @@ struct decision_store_vals {
 int decision_stage_store(decision_request *d)
 {
     struct decision_store_vals *s = malloc(sizeof *s);
-    if (!s || txn_new_id(d->txn_id) != 0) {
-        free(s);
-        http_problem(d->resp, 500, "internal", NULL,
-                     s ? "no random bytes for the transaction id" : "out of memory");
+    if (!s) {
+        http_problem(d->resp, 500, "internal", NULL, "out of memory");
         return DECISION_STOP;
     }
-    d->store = s;
+    d->store = s; /* freed by commit, or by decision_request_free */
+    if (txn_new_id(d->txn_id) != 0) {
+        http_problem(d->resp, 500, "internal", NULL, "no random bytes for the transaction id");
+        return DECISION_STOP;
+    }
     if (decision_store_sql(s->sql, sizeof s->sql) != ST_COUNT) {
         http_problem(d->resp, 500, "internal", NULL, "the INSERT does not fit its buffer");
         return DECISION_STOP;
@@ -374,6 +376,8 @@ int decision_store_answer(decision_request *d, int rc, PGresult *r)
     }
     d->answer = txn_row_text(r, 0);
     if (!d->answer) {
+        /* Committed, but no memory to print it: as when the answer is lost on the way, a retry
+         * with the same Idempotency-Key replays the decision. */
         http_problem(d->resp, 500, "internal", NULL, "out of memory");
         return DECISION_STOP;
     }

@@ -1036,14 +1036,15 @@ static long sql_count(const char *sql)
  * names the row): a failure of any statement in it leaves nothing, and the key is not used up.
  * Failures are planted by triggers: a foreign-key violation of the INSERT itself (a user deleted
  * between the features and the INSERT: 422 unknown_user), an error of the record INSERT after it
- * (500).  Each fires only on this test's marked rows, so one left by a failed run touches no other
- * test (the next run replaces them).  And the id the API made is a version-4 UUID, the one
- * Location names. */
+ * (500, after the INSERT and the review it opened).  Each fires only on this test's marked rows,
+ * so one left by a failed assertion touches no other test.  And the id the API made is a
+ * version-4 UUID, the one Location names. */
 START_TEST(commit_round_trip_is_atomic)
 {
     char uid[37], body[600], sql[1024], hv[200];
     h_resp r;
-    default_policy();
+    ensure_models();
+    set_policy(g_demo, g_chal, 0.0, 1.0, "review", 5000); /* every decision opens a review */
     create_user("atomic-u", "DE", uid);
     txn_body(body, sizeof body, uid, 4242, "EUR", "m-atomic", "DE", NULL);
     ck_assert_int_eq(
@@ -1067,9 +1068,12 @@ START_TEST(commit_round_trip_is_atomic)
     e2e_assert_problem(&r, 422, "unknown_user", NULL);
     h_resp_free(&r);
     txn_body(body, sizeof body, uid, 4343, "EUR", "m-atomic", "DE", NULL);
-    post_txn(body, "atomic-2", NULL, &r);
+    post_txn(body, "atomic-2", NULL, &r); /* the INSERT and the review ran; the record failed */
     e2e_assert_problem(&r, 500, "internal", NULL);
     h_resp_free(&r);
+    char *log = h_read_file(&E, "api.log");
+    ck_assert_msg(log && strstr(log, "planted"), "the 500 was not the planted error");
+    free(log);
     ck_assert_int_eq(count_user_txns(uid), 0);
     ck_assert_int_eq(sql_count("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'atomic-%'"),
                      0);
@@ -1102,6 +1106,8 @@ START_TEST(commit_round_trip_is_atomic)
              "transaction_id = '%s'",
              id);
     ck_assert_int_eq(sql_count(sql), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM reviews WHERE transaction_id = '%s'", id);
+    ck_assert_int_eq(sql_count(sql), 1); /* so the failed twin had opened one too */
     h_resp_free(&r);
     txn_body(body, sizeof body, uid, 4242, "EUR", "m-atomic", "DE", NULL);
     post_txn(body, "atomic-1", NULL, &r);
@@ -1109,6 +1115,7 @@ START_TEST(commit_round_trip_is_atomic)
     ck_assert_str_ne(sget(r.json, "id"), id);
     h_resp_free(&r);
     ck_assert_int_eq(count_user_txns(uid), 2);
+    default_policy();
 }
 END_TEST
 

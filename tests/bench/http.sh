@@ -209,15 +209,15 @@ bench_mode() {
     # shellcheck disable=SC2086
     run "$mode.txn.$rate" -r "$rate" -d "$SECS" -c 16 $warm -H "$B_AUTH" -H "$JSON" \
       -H 'Idempotency-Key: bench-{run}-{seq}' -b "$B_TMP/txn-$mode-r$rate.json" "$B_API/api/v1/transactions"
-    # where a decision's CPU goes (issue 11: 1200/s on 2 CPUs leaves ~1.6 ms of machine time each)
+    # where a decision's CPU goes (issue 11: 1200/s on 2 CPUs leaves ~1.6 ms of CPU each, all in)
     local cpuline
     cpuline=$(bench_cpu_report "$cpu0" "$(bench_cpu_snap)" \
       "$(( $(f "$mode.txn.$rate" sent) + ${R[$mode.txn.$rate.warm]:-0} ))")
     echo "$cpuline"
-    SUMMARY+=("$(printf '%-10s transaction @ %4s/s, loadgen              p50 %6s us  p99 %7s us  (%s non-2xx, %s errors; machine CPU %s us a decision)%s' \
+    SUMMARY+=("$(printf '%-10s transaction @ %4s/s, loadgen              p50 %6s us  p99 %7s us  (%s non-2xx, %s errors; CPU %s us a decision)%s' \
       "$mode" "$rate" "$(f "$mode.txn.$rate" p50_us)" "$(f "$mode.txn.$rate" p99_us)" \
       "$(f "$mode.txn.$rate" non2xx)" "$(f "$mode.txn.$rate" errors)" \
-      "$(echo "$cpuline" | sed -n 's/.*whole machine \([0-9]*\) us.*/\1/p')" "$degraded")")
+      "$(echo "$cpuline" | sed -n 's/.*: \([0-9]*\) us in all.*/\1/p')" "$degraded")")
     warm=""
     if [ "$mode" = worker ] && [ -x "$B_VEGETA" ]; then
       echo "-- $rate req/s, vegeta (50 fresh users: $mode-v$rate-*)"

@@ -58,7 +58,7 @@ run() {
   out=$("${LG[@]}" "$@" 2>&1) || { echo "$out"; bench_die "loadgen failed ($name)"; }
   echo "$out" | grep -v '^RESULT\|^MAXRATE\|^  scheduling' || true
   R[$name]=$(echo "$out" | grep -E '^(MAXRATE|RESULT)' | tail -n 1)
-  R[$name.warm]=$(echo "$out" | sed -n 's/.*warm-up: \([0-9]*\) answered.*/\1/p' | head -n 1)
+  R[$name.warm]=$(bench_warmup_answered "$out")
 }
 f() { bench_field "${R[$1]:-}" "$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.1fx", a / b }'; }
@@ -212,7 +212,7 @@ bench_mode() {
     # where a decision's CPU goes (issue 11: 1200/s on 2 CPUs leaves ~1.6 ms of CPU each, all in)
     local cpuline
     cpuline=$(bench_cpu_report "$cpu0" "$(bench_cpu_snap)" \
-      "$(( $(f "$mode.txn.$rate" sent) + ${R[$mode.txn.$rate.warm]:-0} ))")
+      "$(( $(f "$mode.txn.$rate" sent) + ${R[$mode.txn.$rate.warm]} ))")
     echo "$cpuline"
     SUMMARY+=("$(printf '%-10s transaction @ %4s/s, loadgen              p50 %6s us  p99 %7s us  (%s non-2xx, %s errors; CPU %s us a decision)%s' \
       "$mode" "$rate" "$(f "$mode.txn.$rate" p50_us)" "$(f "$mode.txn.$rate" p99_us)" \

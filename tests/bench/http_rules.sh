@@ -24,18 +24,13 @@ JSON='Content-Type: application/json'
 PSQL=(psql -X -q -At -h "$B_PG_SOCK" -p "$B_PG_PORT" -U vigil -d vigil)
 
 api() { curl -fsS -H "$B_AUTH" -H "$JSON" "$@"; }
-# CPU seconds (user + system) used so far by vigil-api, and by the PostgreSQL cluster's processes
-# (the postmaster and its children: the API's pooled backends live as long as the API): figures
-# that a machine shared with other work does not inflate, unlike wall-clock time.
-ticks() { awk '{ s += $14 + $15 } END { print s + 0 }' "$@" 2>/dev/null || echo 0; }
-cpu_api() { ticks /proc/"$B_API_PID"/stat | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", $1 / hz }'; }
-cpu_pg() {
-  local pm
-  pm=$(head -n 1 "$B_TMP/pg/postmaster.pid")
-  ticks /proc/"$pm"/stat $(ps -o pid= --ppid "$pm" | sed 's|^ *\(.*\)|/proc/\1/stat|') |
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", $1 / hz }'
+# CPU seconds (user + system) vigil-api and the PostgreSQL cluster's processes have used since
+# snapshot $1 (bench_cpu_snap, lib.sh: exited backends included), as "API PG": figures that a
+# machine shared with other work does not inflate, unlike wall-clock time.
+cpu_since() {
+  awk -v a="$1" -v b="$(bench_cpu_snap)" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); printf "%.2f %.2f", (y[2] - x[2]) / hz, (y[1] - x[1]) / hz }'
 }
-since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 mklist() { api "$B_API/api/v1/lists" -d "{\"name\":\"$1\",\"kind\":\"$2\"}" | sed -n 's/^{"id":"\([^"]*\)".*/\1/p'; }
 
 bench_machine
@@ -59,12 +54,13 @@ for ((c = 0; c * per < N; c++)); do
 done
 echo
 echo "== list load: $N string items through POST /api/v1/lists/{id}/items, $per a call, 2 calls at a time (target <= 30 s)"
-t0=$(date +%s.%N) a0=$(cpu_api) p0=$(cpu_pg)
+t0=$(date +%s.%N) c0=$(bench_cpu_snap)
 ls "$B_TMP"/items*.json | xargs -P 2 -I{} curl -fsS -o /dev/null -H "$B_AUTH" -H "$JSON" \
   --data-binary @{} "$B_API/api/v1/lists/$cards/items" || bench_die "loading the list failed"
 t1=$(date +%s.%N)
 load_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-load_cpu="vigil-api $(since "$a0" "$(cpu_api)") s, PostgreSQL $(since "$p0" "$(cpu_pg)") s of CPU"
+read -r ca cp <<<"$(cpu_since "$c0")"
+load_cpu="vigil-api $ca s, PostgreSQL $cp s of CPU"
 echo "   $N items in $load_s s ($(awk -v n="$N" -v s="$load_s" 'BEGIN { printf "%.0f", n / s }') items/s); $load_cpu"
 "${PSQL[@]}" -c "INSERT INTO list_items (list_id, value) SELECT '$ips', '10.' || (g >> 16 & 255)
   || '.' || (g >> 8 & 255) || '.' || (g & 255) FROM generate_series(0, $N - 1) g;
@@ -101,18 +97,19 @@ printf '%s\n' '{"user_external_id": "r-{seq%50}", "amount": 1{seq%100000}, "curr
 declare -A R
 declare -A CPU
 run() {
-  local out a0 p0
+  local out c0 ca cp
   # fresh users: no run reads the history an earlier one left (bench_users, lib.sh)
   bench_users "r-$1" ', "card_fingerprint": "fp-{seq%2000000}-card", "card_country": "DE", "ip_address": "10.{seq%20}.{seq%250}.7"'
-  a0=$(cpu_api) p0=$(cpu_pg)
+  c0=$(bench_cpu_snap)
   out=$("$B_LOADGEN" --rt -r "$RATE" -d "$SECS" -c 16 --warmup 1 -H "$B_AUTH" -H "$JSON" \
         -H 'Idempotency-Key: rules-{run}-{seq}' -b "$B_TMP/txn-r-$1.json" "$B_API/api/v1/transactions" 2>&1) ||
     { echo "$out"; bench_die "loadgen failed ($1)"; }
   echo "$out" | grep -v '^RESULT\|^  scheduling' || true
   R[$1]=$(echo "$out" | grep -E '^RESULT' | tail -n 1)
-  CPU[$1]=$(awk -v a="$(since "$a0" "$(cpu_api)")" -v p="$(since "$p0" "$(cpu_pg)")" \
+  read -r ca cp <<<"$(cpu_since "$c0")"
+  CPU[$1]=$(awk -v a="$ca" -v p="$cp" \
     -v n="$(bench_field "${R[$1]}" answered)" \
-    -v w="$(echo "$out" | sed -n 's/.*warm-up: \([0-9]*\) answered.*/\1/p')" 'BEGIN { n += w; if (n == 0) n = 1;
+    -v w="$(bench_warmup_answered "$out")" 'BEGIN { n += w; if (n == 0) n = 1;
     printf "CPU per decision: vigil-api %.0f us, PostgreSQL %.0f us", a * 1e6 / n, p * 1e6 / n }')
   echo "   ${CPU[$1]}"
 }

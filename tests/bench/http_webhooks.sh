@@ -77,7 +77,7 @@ for round in $(seq 1 "$ROUNDS"); do
     sleep 1
     after=$(wc -l <"$B_TMP/received.jsonl" 2>/dev/null || echo 0)
     # WAL from the warm-up's start to the run's end (the dispatcher's records included), per request
-    sent=$(( $(bench_field "$res" sent) + $(echo "$out" | sed -n 's/.*warm-up: \([0-9]*\) answered.*/\1/p' | head -n 1) ))
+    sent=$(( $(bench_field "$res" sent) + $(bench_warmup_answered "$out") ))
     printf '   round %d %-4s endpoint: p50 %6s us  p90 %6s us  p99 %7s us  (%s non-2xx, %s errors; %d webhooks received during+1s; WAL %s B a request)\n' \
       "$round" "$cond" "$(bench_field "$res" p50_us)" "$p90" "$p99" "$(bench_field "$res" non2xx)" \
       "$(bench_field "$res" errors)" $((after - before)) $((wal / (sent > 0 ? sent : 1)))

@@ -148,6 +148,13 @@ bench_upload() {
 
 # bench_field LINE KEY: the value of KEY=value in a RESULT/MAXRATE line.
 bench_field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+# bench_warmup_answered OUT: how many requests loadgen's warm-up (--warmup) answered, from its
+# output OUT ("warm-up: N answered, ..."); 0 without a warm-up.
+bench_warmup_answered() {
+  local n
+  n=$(printf '%s\n' "$1" | sed -n 's/.*warm-up: \([0-9]*\) answered.*/\1/p' | head -n 1)
+  echo "${n:-0}"
+}
 
 # bench_wal_lsn: the database's current WAL insert position (pg_current_wal_lsn), for WAL bytes
 # per request: bench_wal_bytes FROM TO.

@@ -68,7 +68,7 @@ typedef struct db_stmt {
                   * planned for these very parameters, every time */
 } db_stmt;
 
-#define DB_PIPELINE_MAX 8
+#define DB_PIPELINE_MAX 72
 
 /* Runs n (1..DB_PIPELINE_MAX) statements in one round trip (libpq pipeline mode, one Sync),
  * in order, never past deadline_ms.  Statements run as they would one by one on this connection:

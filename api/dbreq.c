@@ -19,7 +19,7 @@ void dbreq_internal(http_req *req, http_resp *resp, const PGresult *res)
     http_problem(resp, 500, "internal", NULL, "internal error (request %s)", req->request_id);
 }
 
-static void unavailable(http_req *req, http_resp *resp, int rc, const char *err)
+void dbreq_unavailable(http_req *req, http_resp *resp, int rc, const char *err)
 {
     logline l;
     logline_begin(&l, "warn", "db_unavailable");
@@ -40,7 +40,7 @@ db_conn *dbreq_acquire(http_req *req, http_resp *resp)
     db_conn *c = NULL;
     int rc = db_acquire(req->app->db, req->deadline_ms, req->app->cfg->pool_wait_ms, &c);
     if (rc != DB_OK) {
-        unavailable(req, resp, rc, rc == DB_BUSY ? "pool exhausted" : "connect failed");
+        dbreq_unavailable(req, resp, rc, rc == DB_BUSY ? "pool exhausted" : "connect failed");
         return NULL;
     }
     return c;
@@ -60,7 +60,7 @@ int dbreq_query_bin(http_req *req, http_resp *resp, db_conn *c, const char *sql,
     int rc = db_query(c, sql, n, vals, lens, fmts, binary_result, req->deadline_ms, res, err,
                       sizeof err);
     if (rc != DB_OK && rc != DB_ERROR)
-        unavailable(req, resp, rc, err);
+        dbreq_unavailable(req, resp, rc, err);
     return rc;
 }
 
@@ -76,7 +76,7 @@ int dbreq_pipeline(http_req *req, http_resp *resp, db_conn *c, const db_stmt *st
     char err[300];
     int rc = db_pipeline(c, stmts, n, req->deadline_ms, res, failed, err, sizeof err);
     if (rc != DB_OK && rc != DB_ERROR)
-        unavailable(req, resp, rc, err);
+        dbreq_unavailable(req, resp, rc, err);
     return rc;
 }
 

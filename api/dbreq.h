@@ -31,6 +31,10 @@ int dbreq_query_bin(http_req *req, http_resp *resp, db_conn *c, const char *sql,
 int dbreq_pipeline(http_req *req, http_resp *resp, db_conn *c, const db_stmt *stmts, int n,
                    PGresult **res, int *failed);
 
+/* Answers 503 + Retry-After for a database status other than DB_OK/DB_ERROR (busy pool, server
+ * down, deadline passed), logging err. */
+void dbreq_unavailable(http_req *req, http_resp *resp, int rc, const char *err);
+
 /* Answers 500 for an SQL error nobody expected, logging the SQLSTATE and message. */
 void dbreq_internal(http_req *req, http_resp *resp, const PGresult *res);
 

@@ -2,13 +2,13 @@
  * lines each (open, load_policy, load_user, score, decide, commit, respond).  See decision.h for
  * the stage list and where a new stage goes.
  *
- * A decision is one database transaction on one pooled connection: a crash anywhere before
- * commit leaves nothing, after it the whole result.  Costs: two round trips to PostgreSQL
- * (open: BEGIN, with an Idempotency-Key the two record lookups, policy, user and features;
- * commit: the INSERT, the outbox call, with a key the record INSERT, COMMIT), every
- * statement prepared once per connection (db.h); at most one scoring call (a worker round trip or
- * in-process evaluation); O(body + features of both models) memory, all freed by
- * decision_request_free. */
+ * A decision reads in one round trip on a pooled connection (open: with an Idempotency-Key the
+ * record lookup, policy, user and features) and writes in one database transaction (commit: the
+ * INSERT, the outbox call, with a key the record INSERT), which the commit queue (commitq.h)
+ * shares with concurrent decisions: a crash anywhere before that commit leaves nothing, after it
+ * the whole result.  Every statement is prepared once per connection (db.h); at most one scoring
+ * call (a worker round trip or in-process evaluation); O(body + features of both models) memory,
+ * all freed by decision_request_free. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,43 +21,41 @@
 #include "dbreq.h"
 #include "logline.h"
 #include "metrics.h"
+#include "trace.h"
 #include "wire.h"
 
 /* ---- open, load ----------------------------------------------------------------------------- */
 
-/* A pooled connection and the first round trip: BEGIN, the claim's lookups (with a key), the
- * policy and the user's features, in one pipeline.  Answers only a failure of the round trip
- * itself or of BEGIN; a later statement's error is answered by the stage that owns it (claim,
- * load_policy, load_user run in the pipeline's order, so the first error is met first). */
+/* The read round trip, on a pooled connection given back at once: with a key the claim's
+ * lookup, then the policy and the user's features, in one pipeline (one implicit, read-only
+ * transaction).  Answers only a failure of the round trip itself; a statement's error is answered
+ * by the stage that owns it (claim, load_policy, load_user run in the pipeline's order, so the
+ * first error is met first). */
 static int stage_open(decision_request *d)
 {
     const decision_input *in = &d->in;
-    const char *lock_v[3], *again_v[3];
+    const char *claim_v[2];
     const char *feat_v[] = {in->user_id, in->user_id ? NULL : in->user_external_id, in->occurred_at,
                             in->merchant_id};
     db_stmt s[HEAD_N];
     int at[HEAD_N], n = 0, failed;
-    s[n] = (db_stmt){"BEGIN", 0, NULL, NULL, NULL, 0, 0};
-    at[n++] = HEAD_BEGIN;
     if (d->idem_key) {
-        decision_claim_stmt(d, 1, &s[n], lock_v);
-        at[n++] = HEAD_CLAIM_LOCK;
-        decision_claim_stmt(d, 0, &s[n], again_v);
-        at[n++] = HEAD_CLAIM_AGAIN;
+        decision_claim_stmt(d, &s[n], claim_v);
+        at[n++] = HEAD_CLAIM;
     }
     s[n] = (db_stmt){POLICY_LOAD_SQL, 0, NULL, NULL, NULL, 0, 1};
     at[n++] = HEAD_POLICY;
     s[n] = (db_stmt){FEAT_SQL, 4, feat_v, NULL, NULL, 0, 1};
     at[n++] = HEAD_USER;
-    if (!(d->conn = dbreq_acquire(d->req, d->resp)))
+    db_conn *c = dbreq_acquire(d->req, d->resp);
+    if (!c)
         return DECISION_STOP;
     PGresult *res[HEAD_N];
-    int rc = dbreq_pipeline(d->req, d->resp, d->conn, s, n, res, &failed);
+    int rc = dbreq_pipeline(d->req, d->resp, c, s, n, res, &failed);
+    dbreq_release(d->req, c);
     for (int i = 0; i < n; i++)
         d->head[at[i]] = res[i];
-    if (rc == DB_ERROR && failed == 0)
-        dbreq_internal(d->req, d->resp, res[0]);
-    return rc == DB_OK || (rc == DB_ERROR && failed > 0) ? DECISION_NEXT : DECISION_STOP;
+    return rc == DB_OK || rc == DB_ERROR ? DECISION_NEXT : DECISION_STOP;
 }
 
 static int stage_load_policy(decision_request *d)
@@ -174,45 +172,38 @@ static int stage_decide(decision_request *d)
 
 /* ---- commit, respond ------------------------------------------------------------------------ */
 
-/* The last round trip: what store/events/record queued, COMMIT, then the expiry DELETE when
- * expire asked for it (after COMMIT, in its own transaction: its failure is ignored); then the
- * answer, from the row the INSERT returned.  The DELETE walks idempotency_keys_created from its
- * oldest entry and stops at the cutoff, then deletes by TID: the cutoff is from now() (stable),
- * because a volatile clock_timestamp() cannot bound an index scan and made every 64th decision
- * read the whole table (48 h of keys), and `ctid IN (subquery)` would be a hash join over a read
- * of the whole table too.  Deleting by TID is right because idempotency records are only inserted
- * and deleted, never updated: were they ever updated in place, a concurrent update's new version
- * would be deleted without created_at rechecked. */
+/* The decision's writes (what store/events/record queued), committed by the commit queue
+ * (commitq.h) in one database transaction with those of concurrent decisions; then the answer,
+ * from the row the INSERT returned. */
 static int stage_commit(decision_request *d)
 {
-    db_stmt s[DECISION_TAIL_MAX + 2];
-    PGresult *res[DECISION_TAIL_MAX + 2] = {0};
-    int n = 0, failed;
+    commitq_job job = {
+        .stmts = d->tail, .n = d->ntail, .keep = d->store_at, .deadline_ms = d->req->deadline_ms};
+    trace_db span;
+    trace_db_begin(&span, trace_enabled() ? trace_now_ns() : 0);
+    int rc = commitq_run(d->req->app->commits, &job);
     for (int i = 0; i < d->ntail; i++)
-        s[n++] = d->tail[i];
-    int commit_at = n;
-    s[n++] = (db_stmt){"COMMIT", 0, NULL, NULL, NULL, 0, 0};
-    const char *ev[] = {d->expire_h};
-    if (d->expire)
-        s[n++] = (db_stmt){"DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY(SELECT ctid "
-                           "FROM idempotency_keys WHERE created_at < now() - $1::int * "
-                           "interval '1 hour' ORDER BY created_at LIMIT 1000))",
-                           1,
-                           ev,
-                           NULL,
-                           NULL,
-                           0,
-                           0};
-    int rc = dbreq_pipeline(d->req, d->resp, d->conn, s, n, res, &failed);
+        trace_db_statement(&span, d->tail[i].sql,
+                           rc == DB_OK                                  ? NULL
+                           : rc == DB_ERROR && i == job.failed          ? db_sqlstate(job.res)
+                           : rc == DB_ERROR && job.failed < 0 && i == 0 ? "error"
+                           : rc == DB_ERROR                             ? NULL
+                           : rc == DB_TIMEOUT                           ? "timeout"
+                                                                        : "connection_lost");
+    trace_db_end(&span);
     int flow = DECISION_STOP;
-    if (rc == DB_OK || (rc == DB_ERROR && failed > commit_at))
-        flow = decision_store_answer(d, DB_OK, res[d->store_at]); /* committed */
-    else if (rc == DB_ERROR && failed == d->store_at)
-        flow = decision_store_answer(d, rc, res[failed]);
+    if (rc == DB_OK || (rc == DB_ERROR && job.failed == d->store_at))
+        flow = decision_store_answer(d, rc, job.res);
+    else if (rc == DB_ERROR && job.failed == d->record_at &&
+             strcmp(db_sqlstate(job.res), "23505") == 0)
+        http_problem(d->resp, 409, "idempotency_key_in_use", NULL,
+                     "a request with this Idempotency-Key was being processed at the same time; "
+                     "retry to get its answer");
     else if (rc == DB_ERROR)
-        dbreq_internal(d->req, d->resp, res[failed]);
-    for (int i = 0; i < n; i++)
-        PQclear(res[i]);
+        dbreq_internal(d->req, d->resp, job.res);
+    else
+        dbreq_unavailable(d->req, d->resp, rc, job.err);
+    PQclear(job.res);
     decision_store_free(d);
     return flow;
 }
@@ -245,8 +236,8 @@ static const struct {
     {"store", decision_stage_store},
     {"events", decision_stage_events},
     {"record", decision_stage_record},
-    {"expire", decision_stage_expire},
     {"commit", stage_commit},
+    {"expire", decision_stage_expire},
     {"respond", stage_respond},
 };
 
@@ -256,8 +247,6 @@ static void decision_request_free(decision_request *d)
 {
     for (int i = 0; i < HEAD_N; i++)
         PQclear(d->head[i]);
-    if (d->conn)
-        dbreq_release(d->req, d->conn);
     decision_store_free(d);
     free(d->answer);
     free(d->snapshot);
@@ -280,6 +269,7 @@ void decision_post(http_req *req, http_resp *resp)
     memset(&d, 0, sizeof d);
     d.req = req;
     d.resp = resp;
+    d.record_at = -1;
     for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++)
         if (stages[i].run(&d) != DECISION_NEXT)
             break;

@@ -6,11 +6,12 @@
  *
  * The stages, in order:
  *   parse        Idempotency-Key, strict body, every field checked; the request hash
- *   open         a pooled connection, and the first round trip: BEGIN, the claim's two lookups
- *                (with a key), the policy SELECT and the user/features SELECT sent together
- *                (db_pipeline); each of the next three stages reads its own result
- *   claim        with a key: replay a finished twin (422 for a different request), else take
- *                the key's advisory lock (held by a request in flight: 409)
+ *   open         the read round trip on a pooled connection, given back at once: the claim's
+ *                lookup (with a key), the policy SELECT and the user/features SELECT sent
+ *                together (db_pipeline, one implicit read-only transaction); each of the next
+ *                three stages reads its own result
+ *   claim        with a key: replay a finished twin (422 for a different request), else go on
+ *                (a twin still in flight is found when the later one commits: 409)
  *   load_policy  thresholds, fallback, timeout, both models' metadata (POLICY_LOAD_SQL, policy.c)
  *   load_user    the user and every built-in feature, one SELECT (feat.c)
  *   features     each model's input row by feature name, and the snapshot; linear in the
@@ -33,19 +34,27 @@
  *   events       queues the outbox call (outbox.h): the decision.<outcome> webhook event and,
  *                for `review`, the review and its review.opened event, in this same transaction
  *   record       with a key: queues the INSERT of the idempotency record naming the transaction
- *   expire       with a key, ~1 request in 64: queues a DELETE of a batch of expired
- *                idempotency records, to run after COMMIT (its failure changes nothing)
- *   commit       round trip 2: the queued statements and COMMIT, sent together; before it
- *                nothing is stored, after it everything; the answer is printed from the row the
- *                INSERT returned
+ *   commit       the queued statements as one job of the commit queue (commitq.h): with those
+ *                of concurrent decisions, in one database transaction and one round trip (a
+ *                decision alone: BEGIN, its statements, COMMIT); before it nothing is stored,
+ *                after it everything, and another decision's failure never fails this one; the
+ *                answer is printed from the row the INSERT returned
+ *   expire       with a key, ~1 request in 64, after the commit: a DELETE of a batch of expired
+ *                idempotency records, on a pooled connection of its own (its failure changes
+ *                nothing)
  *   respond      201 + Location; decision metrics
  * Files: parse in decision_parse.c, features in decision_features.c, claim/store/events/record/
  * expire in decision_store.c, the table, the runner and the other stages in decision.c.
- * Round trips to PostgreSQL: two (open, commit), whatever the policy; the API key's check costs
- * none while it is cached (auth.h).  The INSERT joins commit's round trip because the API names
- * the row: the events and the idempotency record need only its id, and the answer (the stored
- * row as PostgreSQL formats it) comes back in the same round trip.  Fewer cannot be: scoring
- * needs open's features, and what is stored needs the score.
+ * Round trips to PostgreSQL: two (open, commit), whatever the policy, and under load commit's is
+ * shared by up to VIGIL_COMMIT_BATCH decisions; the API key's check costs none while it is cached
+ * (auth.h).  The INSERT joins commit's round trip because the API names the row: the events and
+ * the idempotency record need only its id, and the answer (the stored row as PostgreSQL formats
+ * it) comes back in the same round trip.  Fewer cannot be: scoring needs open's features, and
+ * what is stored needs the score.  The reads and the writes are two database transactions: no
+ * lock is held while the decision is scored, so a read connection is back in the pool at once,
+ * and what the reads saw may change before the commit (a user deleted meanwhile: the INSERT's
+ * foreign key answers 422; a twin with the same Idempotency-Key committed meanwhile: the
+ * record's primary key answers 409).
  *
  * Where the next capabilities go (each is a new stage and new fields, never a branch inside one):
  *   - lists and rules: the rules stage (list versions come with load_policy's SELECT);
@@ -63,6 +72,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "commitq.h"
 #include "db.h"
 #include "feat.h"
 #include "http.h"
@@ -76,17 +86,10 @@
 enum decision_flow { DECISION_NEXT = 0, DECISION_STOP = 1 };
 
 /* The statements of the first round trip (stage open), by what they are for. */
-enum decision_head {
-    HEAD_BEGIN,
-    HEAD_CLAIM_LOCK,
-    HEAD_CLAIM_AGAIN,
-    HEAD_POLICY,
-    HEAD_USER,
-    HEAD_N
-};
+enum decision_head { HEAD_CLAIM, HEAD_POLICY, HEAD_USER, HEAD_N };
 
-/* Statements queued for the commit round trip before its COMMIT (store, events, record). */
-#define DECISION_TAIL_MAX 4
+/* The decision's writes (store, events, record): one job of the commit queue (commitq.h). */
+#define DECISION_TAIL_MAX COMMITQ_JOB_MAX
 
 struct decision_store_vals; /* the INSERT's parameters (decision_store.c) */
 
@@ -144,8 +147,7 @@ typedef struct decision_request {
     decision_input in;
     const char *idem_key; /* the Idempotency-Key header, or NULL */
     char idem_hash[65];   /* SHA-256 (hex) of the method, path and body; "" without a key */
-    /* open; released (rolling back anything uncommitted) by decision_request_free */
-    db_conn *conn;
+    /* open */
     PGresult *head[HEAD_N]; /* each statement's result (NULL: not sent, or not run after an
                              * earlier error); freed by decision_request_free */
     /* load_policy */
@@ -171,12 +173,11 @@ typedef struct decision_request {
     char txn_id[40];                   /* the transaction's UUID, made by store */
     struct decision_store_vals *store; /* the INSERT's parameters (malloc'd), live until commit */
     int store_at;                      /* the INSERT's place in tail */
-    /* store, events, record, expire: what commit sends before and after its COMMIT */
+    int record_at;                     /* record: the idempotency record's place, or -1 */
+    /* store, events, record: what commit sends */
     db_stmt tail[DECISION_TAIL_MAX];
     const char *tail_v[DECISION_TAIL_MAX][4]; /* their parameters (borrowed strings) */
     int ntail;
-    int expire;        /* expire: send the expiry DELETE after COMMIT */
-    char expire_h[16]; /* its parameter: the retention in hours */
     /* commit */
     char *answer; /* the 201 body (malloc'd), printed from the row the INSERT returned */
     char location[128];
@@ -190,9 +191,8 @@ void decision_post(http_req *req, http_resp *resp);
 /* ---- stages (shared between the decision*.c files; each returns DECISION_NEXT/STOP) ---- */
 int decision_stage_parse(decision_request *d);
 int decision_stage_claim(decision_request *d);
-/* The claim's record lookup for open's round trip: with try_lock, the key's advisory lock is
- * also tried when no record is seen.  Fills *s; v (3) must live as long as *s. */
-void decision_claim_stmt(const decision_request *d, int try_lock, db_stmt *s, const char *v[3]);
+/* The claim's record lookup for open's round trip.  Fills *s; v (2) must live as long as *s. */
+void decision_claim_stmt(const decision_request *d, db_stmt *s, const char *v[2]);
 int decision_stage_features(decision_request *d);
 int decision_stage_explain(decision_request *d);
 int decision_stage_rules(decision_request *d);

@@ -2,10 +2,11 @@
  * idempotency record (claim, record, expire), the transaction row (store) and its outbox events
  * (events, outbox.h).
  *
- * Idempotency: a key is scoped to the API key that sent it.  claim first looks for a finished
- * twin and replays it byte for byte (or refuses it with 422 when the request differs); only when
- * there is none does it take a transaction-scoped advisory lock on (API key, key), without
- * waiting: a twin still in flight holds it, which is a 409.  Only 201 answers are recorded, in
+ * Idempotency: a key is scoped to the API key that sent it.  claim looks for a finished twin and
+ * replays it byte for byte (or refuses it with 422 when the request differs).  Without one the
+ * decision goes on, holding no lock: the record's primary key (api_key_id, key) is what lets only
+ * one of two twins in flight be stored.  The later one's record INSERT fails (23505) and its
+ * whole write with it: 409, and its retry replays the first.  Only 201 answers are recorded, in
  * the same database transaction as the row, so a crash leaves both or neither.  A record names
  * its transaction (migration 0013) rather than copying the answer: the replay prints the row as
  * its decision answered it (TXN_COLS_DECIDED), the same bytes, in the lookup's own statement.
@@ -22,6 +23,7 @@
 #include <string.h>
 
 #include "decision.h"
+#include "clock.h"
 #include "dbreq.h"
 #include "outbox.h"
 #include "transactions.h"
@@ -31,7 +33,7 @@
 /* Columns of the idempotency record lookup: the recorded transaction as its decision answered
  * it (TXN_COLS_DECIDED: all NULL without a record or for a record made before migration 0013),
  * then the record's own. */
-enum { IR_HASH = TXN_NCOLS, IR_STATUS, IR_BODY, IR_LOCKED };
+enum { IR_HASH = TXN_NCOLS, IR_STATUS, IR_BODY };
 
 /* Replays a recorded answer (same key, same request) or answers 422 (different request): the
  * recorded body (records before migration 0013), or the recorded transaction printed as its
@@ -74,18 +76,15 @@ static void replay(http_resp *resp, const PGresult *r, const char *hash)
     cJSON_Delete(parsed);
 }
 
-void decision_claim_stmt(const decision_request *d, int try_lock, db_stmt *s, const char *v[3])
+void decision_claim_stmt(const decision_request *d, db_stmt *s, const char *v[2])
 {
     v[0] = d->req->key_id;
     v[1] = d->idem_key;
-    v[2] = try_lock ? "t" : "f";
-    *s = (db_stmt){"SELECT " TXN_COLS_DECIDED ", k.request_hash, k.status_code, k.response_body, "
-                   "CASE WHEN k.key IS NULL AND $3::boolean "
-                   "THEN pg_try_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 7)) END "
+    *s = (db_stmt){"SELECT " TXN_COLS_DECIDED ", k.request_hash, k.status_code, k.response_body "
                    "FROM (VALUES (1)) AS one (x) "
                    "LEFT JOIN idempotency_keys k ON k.api_key_id = $1::uuid AND k.key = $2 "
                    "LEFT JOIN transactions t ON t.id = k.transaction_id",
-                   3,
+                   2,
                    v,
                    NULL,
                    NULL,
@@ -93,42 +92,24 @@ void decision_claim_stmt(const decision_request *d, int try_lock, db_stmt *s, co
                    1};
 }
 
-/* Reads one lookup's result r: *found (a record, replayed into d->resp) and *locked.  Returns 0,
- * or -1 with d->resp filled (r is an error). */
-static int claim_read(decision_request *d, const PGresult *r, int *found, int *locked)
-{
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        dbreq_internal(d->req, d->resp, r);
-        return -1;
-    }
-    *found = !PQgetisnull(r, 0, IR_HASH);
-    *locked = !*found && PQgetvalue(r, 0, IR_LOCKED)[0] == 't';
-    if (*found)
-        replay(d->resp, r, d->idem_hash);
-    return 0;
-}
-
-/* A finished twin is replayed before any lock is tried, so retries of a completed request
- * never see 409 however many arrive at once.  Without a record, the first lookup also tried
- * the lock; the second (the next statement of open's round trip, so a fresh snapshot) looks
- * again, because with the lock a twin may have committed between the two, and without it the
- * holder is either the first request, still in flight (409), or a retry that took the lock after
- * the first committed (the record is there now: replay). */
+/* A finished twin is replayed (or refused with 422 when the request differs), so retries of a
+ * completed request never see 409 however many arrive at once.  Without a record the decision
+ * goes on; a twin still in flight is found by the record's primary key when the later of the two
+ * commits (record: 23505, answered 409 by commit), so at most one of them is stored, and the other
+ * one's retry replays it. */
 int decision_stage_claim(decision_request *d)
 {
-    int found = 0, locked = 0, unused;
     if (!d->idem_key)
         return DECISION_NEXT;
-    if (claim_read(d, d->head[HEAD_CLAIM_LOCK], &found, &locked) || found)
-        return DECISION_STOP;
-    if (claim_read(d, d->head[HEAD_CLAIM_AGAIN], &found, &unused) || found)
-        return DECISION_STOP;
-    if (!locked) {
-        http_problem(d->resp, 409, "idempotency_key_in_use", NULL,
-                     "a request with this Idempotency-Key is still being processed");
+    const PGresult *r = d->head[HEAD_CLAIM];
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        dbreq_internal(d->req, d->resp, r);
         return DECISION_STOP;
     }
-    return DECISION_NEXT;
+    if (PQgetisnull(r, 0, IR_HASH))
+        return DECISION_NEXT;
+    replay(d->resp, r, d->idem_hash);
+    return DECISION_STOP;
 }
 
 /* ---- store ---------------------------------------------------------------------------------- */
@@ -391,7 +372,7 @@ void decision_store_free(decision_request *d)
     d->store = NULL;
 }
 
-/* ---- events, record, expire: statements for commit's round trip ---------------------------- */
+/* ---- events, record: statements for commit; expire, after it --------------------------------- */
 
 /* The outbox rows of this decision (outbox.h), naming the transaction as the events' object: in
  * the decision's own database transaction, so they commit with it or not at all. */
@@ -407,6 +388,7 @@ int decision_stage_record(decision_request *d)
     if (!d->idem_key)
         return DECISION_NEXT;
     const char **v = d->tail_v[d->ntail];
+    d->record_at = d->ntail;
     v[0] = d->req->key_id;
     v[1] = d->idem_key;
     v[2] = d->idem_hash;
@@ -423,12 +405,33 @@ int decision_stage_record(decision_request *d)
     return DECISION_NEXT;
 }
 
-/* ~1 request in 64 with a key also drops a batch of expired records, after its COMMIT. */
+/* ~1 request in 64 with a key also drops a batch of expired records, after its commit, on a
+ * connection of its own for at most a second (its failure is ignored: a later request retries).
+ * The DELETE walks idempotency_keys_created from its oldest entry and stops at the cutoff, then
+ * deletes by TID: the cutoff is from now() (stable), because a volatile clock_timestamp() cannot
+ * bound an index scan and made every 64th decision read the whole table (48 h of keys), and
+ * `ctid IN (subquery)` would be a hash join over a read of the whole table too.  Deleting by TID is
+ * right because idempotency records are only inserted and deleted, never updated: were they ever
+ * updated in place, a concurrent update's new version would be deleted without created_at
+ * rechecked. */
 int decision_stage_expire(decision_request *d)
 {
     if (!d->idem_key || (d->req->start_us & 63) != 0)
         return DECISION_NEXT;
-    snprintf(d->expire_h, sizeof d->expire_h, "%d", d->req->app->cfg->idempotency_retention_h);
-    d->expire = 1;
+    char hours[16], err[128];
+    snprintf(hours, sizeof hours, "%d", d->req->app->cfg->idempotency_retention_h);
+    const char *v[] = {hours};
+    int64_t deadline = clock_now_ms() + 1000;
+    if (deadline > d->req->deadline_ms)
+        deadline = d->req->deadline_ms;
+    db_conn *c = NULL;
+    if (db_acquire(d->req->app->db, deadline, 1000, &c) != DB_OK)
+        return DECISION_NEXT;
+    db_exec(c,
+            "DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY(SELECT ctid FROM "
+            "idempotency_keys WHERE created_at < now() - $1::int * interval '1 hour' ORDER BY "
+            "created_at LIMIT 1000))",
+            1, v, deadline, err, sizeof err);
+    db_release(d->req->app->db, c);
     return DECISION_NEXT;
 }

@@ -19,6 +19,7 @@
 #include "rulecat.h"
 #include "auth.h"
 #include "btjob.h"
+#include "commitq.h"
 #include "config.h"
 #include "db.h"
 #include "dispatch.h"
@@ -152,6 +153,29 @@ static void log_ready(const cfg *c)
     logline_end(&l);
 }
 
+/* The process-wide parts every request may use besides the pools (app.h); dies on failure. */
+static void make_parts(app *a, const cfg *c)
+{
+    char err[512];
+    /* Compiled models: scored from here in inprocess mode, reloaded from here into a restarted
+     * worker in worker mode. */
+    a->cache = scoring_cache_create((size_t)c->model_cache_mb << 20);
+    if (!a->cache)
+        die("out of memory");
+    /* List sets: built by their own thread and connection, off every request's path. */
+    a->lists = listcache_create(c->database_url, err, sizeof err);
+    if (!a->lists)
+        die(err);
+    /* Verified API keys, reused for VIGIL_AUTH_CACHE_MS (a revocation waits at most that). */
+    if (c->auth_cache_ms > 0 && !(a->keys = auth_cache_create(c->auth_cache_ms)))
+        die("out of memory");
+    if (!(a->rules = rulecat_cache_create()))
+        die("out of memory");
+    /* Decisions' writes, committed up to VIGIL_COMMIT_BATCH at a time under load. */
+    if (!(a->commits = commitq_start(a->db, c->commit_batch, err, sizeof err)))
+        die(err);
+}
+
 static int serve(app *a, cfg *c)
 {
     char err[512];
@@ -169,20 +193,7 @@ static int serve(app *a, cfg *c)
         if (!a->hp)
             die(err);
     }
-    /* Compiled models: scored from here in inprocess mode, reloaded from here into a restarted
-     * worker in worker mode. */
-    a->cache = scoring_cache_create((size_t)c->model_cache_mb << 20);
-    if (!a->cache)
-        die("out of memory");
-    /* List sets: built by their own thread and connection, off every request's path. */
-    a->lists = listcache_create(c->database_url, err, sizeof err);
-    if (!a->lists)
-        die(err);
-    /* Verified API keys, reused for VIGIL_AUTH_CACHE_MS (a revocation waits at most that). */
-    if (c->auth_cache_ms > 0 && !(a->keys = auth_cache_create(c->auth_cache_ms)))
-        die("out of memory");
-    if (!(a->rules = rulecat_cache_create()))
-        die("out of memory");
+    make_parts(a, c);
     if (c->bootstrap_key[0]) {
         int rc = auth_ensure_bootstrap(a->db, c->bootstrap_key, err, sizeof err);
         if (rc < 0)
@@ -220,6 +231,7 @@ static int serve(app *a, cfg *c)
     logline_end(&l);
     int left = http_stop(srv);
     btjob_stop(bt); /* each runner finishes its chunk; its job resumes at the next start */
+    commitq_stop(a->commits, left); /* after the last request */
     dispatch_stop(wh);
     logline_begin(&l, "info", "stopped");
     logline_i64(&l, "abandoned_requests", left);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "commitq.h"
 #include "db.h"
 #include "dynbuf.h"
 #include "listcache.h"
@@ -39,6 +40,15 @@ static void write_db(dynbuf *b, const app *a)
     metrics_family(b, "vigil_db_pool_waits_total", "counter",
                    "Times a request had to wait for a free PostgreSQL connection.");
     dynbuf_printf(b, "vigil_db_pool_waits_total %llu\n", waits);
+    unsigned long long batches = 0, jobs = 0;
+    if (a->commits)
+        commitq_counts(a->commits, &batches, &jobs);
+    metrics_family(b, "vigil_decision_commits_total", "counter",
+                   "Database transactions that committed decisions (commitq.h: one per batch).");
+    dynbuf_printf(b, "vigil_decision_commits_total %llu\n", batches);
+    metrics_family(b, "vigil_decisions_committed_total", "counter",
+                   "Decisions committed; divided by vigil_decision_commits_total, the mean batch.");
+    dynbuf_printf(b, "vigil_decisions_committed_total %llu\n", jobs);
     unsigned models = 0;
     size_t bytes = 0;
     scoring_cache_counts(a->cache, &models, &bytes);

@@ -3,6 +3,7 @@
 
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void e2e_env_up(h_env *e, const char *const *api_env)
@@ -91,6 +92,20 @@ void e2e_assert_problem(const h_resp *r, long status, const char *code, const ch
                       field, r->body);
     else
         ck_assert_msg(f == NULL, "unexpected field member; body %s", r->body);
+}
+
+double e2e_metric(h_env *e, const char *series)
+{
+    h_resp r;
+    ck_assert_int_eq(h_http(e, "GET", "/metrics", NULL, NULL, NULL, 0, NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    double v = -1;
+    size_t n = strlen(series);
+    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            v = strtod(p + n + 1, NULL);
+    h_resp_free(&r);
+    return v;
 }
 
 void e2e_user(h_env *e, const char *ext)

@@ -41,6 +41,10 @@ const char *e2e_status_title(long status);
  * code must not be NULL. */
 void e2e_assert_problem(const h_resp *r, long status, const char *code, const char *field);
 
+/* The value of series (a metric name with its labels, exactly as printed) in GET /metrics, or -1
+ * when no line carries it.  Asserts the scrape answers 200. */
+double e2e_metric(h_env *e, const char *series);
+
 /* POST /api/v1/users {"external_id": ext}; asserts 201. */
 void e2e_user(h_env *e, const char *ext);
 

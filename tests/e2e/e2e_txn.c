@@ -1131,12 +1131,180 @@ END_TEST
 
 #define NCONC 100
 
-typedef struct conc_arg {
-    const char *body;
+#define NGROUP 48
+
+typedef struct group_arg {
+    char body[600], ikey[64];
     pthread_barrier_t *bar;
     h_resp r;
     int rc;
-} conc_arg;
+} group_arg;
+
+static void *group_worker(void *p)
+{
+    group_arg *a = p;
+    char hdr[100];
+    snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", a->ikey);
+    const char *extra[] = {hdr, NULL};
+    pthread_barrier_wait(a->bar);
+    a->rc = h_http(&E, "POST", "/api/v1/transactions", E.key, "application/json", a->body,
+                   strlen(a->body), extra, &a->r);
+    return NULL;
+}
+
+/* Decisions made at once are committed in groups (commitq.h), and one decision's failure fails
+ * only that decision.  48 requests arrive together; a trigger makes every INSERT of this test
+ * sleep 5 ms, so they queue behind the first batch (checked: the metrics count fewer commits
+ * than decisions).  Planted failures: every 8th request's INSERT raises a foreign-key violation
+ * (422 unknown_user) and every 8th, four further, fails its idempotency record (500).  Each of the
+ * others is 201 and stored exactly as answered, with its review and its record; of the failed
+ * ones nothing is stored and their keys are still free. */
+START_TEST(group_commit_isolates_failures)
+{
+    char uid[37], sql[1024];
+    ensure_models();
+    set_policy(g_demo, g_chal, 0.0, 1.0, "review", 5000); /* every decision opens a review */
+    create_user("group-u", "DE", uid);
+    ck_assert_int_eq(
+        h_psql(&E, NULL,
+               "DROP TRIGGER IF EXISTS e2e_group ON transactions; "
+               "DROP TRIGGER IF EXISTS e2e_group ON idempotency_keys; "
+               "CREATE OR REPLACE FUNCTION e2e_group_txn() RETURNS trigger LANGUAGE plpgsql AS $$ "
+               "BEGIN IF NEW.merchant_id LIKE 'm-group%' THEN PERFORM pg_sleep(0.005); END IF; "
+               "IF NEW.merchant_id = 'm-group-bad' THEN "
+               "RAISE foreign_key_violation USING MESSAGE = 'planted'; END IF; RETURN NEW; END $$; "
+               "CREATE OR REPLACE FUNCTION e2e_group_key() RETURNS trigger LANGUAGE plpgsql AS $$ "
+               "BEGIN IF NEW.key LIKE 'group-bad-%' THEN RAISE EXCEPTION 'planted'; END IF; "
+               "RETURN NEW; END $$; "
+               "CREATE TRIGGER e2e_group BEFORE INSERT ON transactions "
+               "FOR EACH ROW EXECUTE FUNCTION e2e_group_txn(); "
+               "CREATE TRIGGER e2e_group BEFORE INSERT ON idempotency_keys "
+               "FOR EACH ROW EXECUTE FUNCTION e2e_group_key()",
+               NULL, 0),
+        0);
+    double commits0 = e2e_metric(&E, "vigil_decision_commits_total");
+    double decided0 = e2e_metric(&E, "vigil_decisions_committed_total");
+    ck_assert(commits0 >= 0 && decided0 >= 0);
+    long reviews0 = sql_count("SELECT count(*) FROM reviews");
+    static group_arg args[NGROUP];
+    pthread_t th[NGROUP];
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, NGROUP);
+    for (int i = 0; i < NGROUP; i++) {
+        memset(&args[i], 0, sizeof args[i]);
+        txn_body(args[i].body, sizeof args[i].body, uid, 1000 + i, "EUR",
+                 i % 8 == 3 ? "m-group-bad" : "m-group", "DE", NULL);
+        snprintf(args[i].ikey, sizeof args[i].ikey, "group-%s-%d", i % 8 == 7 ? "bad" : "ok", i);
+        args[i].bar = &bar;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, group_worker, &args[i]), 0);
+    }
+    for (int i = 0; i < NGROUP; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&bar);
+    int good = 0;
+    for (int i = 0; i < NGROUP; i++) {
+        h_resp *r = &args[i].r;
+        ck_assert_msg(args[i].rc == 0, "request %d: no response", i);
+        if (i % 8 == 3) {
+            e2e_assert_problem(r, 422, "unknown_user", NULL);
+        } else if (i % 8 == 7) {
+            e2e_assert_problem(r, 500, "internal", NULL);
+        } else {
+            ck_assert_msg(r->status == 201, "request %d: %ld %s", i, r->status, r->body);
+            ck_assert_int_eq((int)cJSON_GetNumberValue(get(r->json, "amount")), 1000 + i);
+            /* stored as answered, with its record and its review */
+            snprintf(sql, sizeof sql,
+                     "SELECT count(*) FROM transactions t JOIN idempotency_keys k ON "
+                     "k.transaction_id = t.id JOIN reviews v ON v.transaction_id = t.id "
+                     "WHERE t.id = '%s' AND t.amount = %d AND k.key = '%s' AND t.decision = '%s'",
+                     sget(r->json, "id"), 1000 + i, args[i].ikey,
+                     sget(get(r->json, "risk"), "decision"));
+            ck_assert_msg(sql_count(sql) == 1, "request %d: not stored as answered: %s -> %s", i,
+                          sql, r->body);
+            good++;
+        }
+    }
+    double commits = e2e_metric(&E, "vigil_decision_commits_total") - commits0;
+    double decided = e2e_metric(&E, "vigil_decisions_committed_total") - decided0;
+    printf("  %s: %d decisions at once: %d committed in %.0f transactions\n",
+           g_worker ? "worker" : "inprocess", NGROUP, (int)decided, commits);
+    ck_assert_int_eq((int)decided, good);
+    ck_assert_msg(commits < decided, "no two decisions shared a commit: %.0f for %.0f", commits,
+                  decided);
+    ck_assert_int_eq(count_user_txns(uid), good);
+    ck_assert_int_eq(sql_count("SELECT count(*) FROM reviews") - reviews0, good);
+    ck_assert_int_eq(sql_count("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'group-%'"),
+                     good);
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "DROP TRIGGER e2e_group ON transactions; DROP TRIGGER e2e_group ON "
+                            "idempotency_keys",
+                            NULL, 0),
+                     0);
+    /* The failed ones' keys are free: each request now decides. */
+    for (int i = 3; i < NGROUP; i += 4) {
+        h_resp r;
+        post_txn(args[i].body, args[i].ikey, NULL, &r);
+        ck_assert_msg(r.status == 201, "request %d again: %ld %s", i, r.status, r.body);
+        ck_assert_ptr_null(h_header(&r, "Idempotent-Replayed", sql, sizeof sql));
+        h_resp_free(&r);
+    }
+    ck_assert_int_eq(count_user_txns(uid), NGROUP);
+    for (int i = 0; i < NGROUP; i++)
+        h_resp_free(&args[i].r);
+    default_policy();
+}
+END_TEST
+
+/* A twin that arrives while the first request's commit is under way: it finds no record, decides,
+ * and its record then collides with the first one's (23505): 409, and nothing of it is stored.
+ * The first request's INSERT is made to take 400 ms by a trigger; the twin goes 150 ms later.
+ * A retry after both replays the first. */
+START_TEST(idempotency_twin_during_commit)
+{
+    char uid[37], body[600], hv[200];
+    default_policy();
+    create_user("twin-u", "DE", uid);
+    txn_body(body, sizeof body, uid, 777, "EUR", "m-twin", "DE", NULL);
+    ck_assert_int_eq(
+        h_psql(&E, NULL,
+               "CREATE OR REPLACE FUNCTION e2e_twin() RETURNS trigger LANGUAGE plpgsql AS $$ "
+               "BEGIN IF NEW.merchant_id = 'm-twin' THEN PERFORM pg_sleep(0.4); END IF; "
+               "RETURN NEW; END $$; "
+               "CREATE TRIGGER e2e_twin BEFORE INSERT ON transactions "
+               "FOR EACH ROW EXECUTE FUNCTION e2e_twin()",
+               NULL, 0),
+        0);
+    static group_arg first;
+    memset(&first, 0, sizeof first);
+    snprintf(first.body, sizeof first.body, "%s", body);
+    snprintf(first.ikey, sizeof first.ikey, "twin-key");
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    first.bar = &bar;
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, group_worker, &first), 0);
+    pthread_barrier_wait(&bar);
+    usleep(150 * 1000);
+    h_resp twin;
+    post_txn(body, "twin-key", NULL, &twin);
+    pthread_join(th, NULL);
+    pthread_barrier_destroy(&bar);
+    ck_assert_int_eq(first.rc, 0);
+    ck_assert_msg(first.r.status == 201, "%ld %s", first.r.status, first.r.body);
+    e2e_assert_problem(&twin, 409, "idempotency_key_in_use", NULL);
+    h_resp_free(&twin);
+    ck_assert_int_eq(count_user_txns(uid), 1);
+    ck_assert_int_eq(h_psql(&E, NULL, "DROP TRIGGER e2e_twin ON transactions", NULL, 0), 0);
+    h_resp again;
+    post_txn(body, "twin-key", NULL, &again);
+    ck_assert_int_eq(again.status, 201);
+    ck_assert_ptr_nonnull(h_header(&again, "Idempotent-Replayed", hv, sizeof hv));
+    ck_assert(again.len == first.r.len && memcmp(again.body, first.r.body, again.len) == 0);
+    h_resp_free(&again);
+    h_resp_free(&first.r);
+    ck_assert_int_eq(count_user_txns(uid), 1);
+}
+END_TEST
 
 /* Expired idempotency records go: 1,200 records 49 h old (past the default 48 h retention) and
  * one 47 h old are planted, then keyed decisions are made until the old ones are gone (each keyed
@@ -1182,31 +1350,22 @@ START_TEST(idempotency_expiry)
 }
 END_TEST
 
-static void *conc_worker(void *p)
-{
-    conc_arg *a = p;
-    const char *extra[] = {"Idempotency-Key: conc-key-1", NULL};
-    pthread_barrier_wait(a->bar);
-    a->rc = h_http(&E, "POST", "/api/v1/transactions", E.key, "application/json", a->body,
-                   strlen(a->body), extra, &a->r);
-    return NULL;
-}
-
 START_TEST(idempotency_concurrent)
 {
     char uid[37], body[600];
     default_policy();
     create_user("conc-u", "DE", uid);
     txn_body(body, sizeof body, uid, 4242, "EUR", "m-c", "DE", "2030-04-04T04:04:04Z");
-    static conc_arg args[NCONC];
+    static group_arg args[NCONC];
     pthread_t th[NCONC];
     pthread_barrier_t bar;
     pthread_barrier_init(&bar, NULL, NCONC);
     for (int i = 0; i < NCONC; i++) {
         memset(&args[i], 0, sizeof args[i]);
-        args[i].body = body;
+        snprintf(args[i].body, sizeof args[i].body, "%s", body);
+        snprintf(args[i].ikey, sizeof args[i].ikey, "conc-key-1");
         args[i].bar = &bar;
-        ck_assert_int_eq(pthread_create(&th[i], NULL, conc_worker, &args[i]), 0);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, group_worker, &args[i]), 0);
     }
     for (int i = 0; i < NCONC; i++)
         pthread_join(th[i], NULL);
@@ -1587,6 +1746,8 @@ static void add_common(TCase *tc)
     tcase_add_test(tc, idempotency_expiry);
     tcase_add_test(tc, idempotency_concurrent);
     tcase_add_test(tc, commit_round_trip_is_atomic);
+    tcase_add_test(tc, group_commit_isolates_failures);
+    tcase_add_test(tc, idempotency_twin_during_commit);
     tcase_add_test(tc, champion_and_challenger_scores);
     tcase_add_test(tc, decision_at_thresholds);
     tcase_add_test(tc, client_features);

@@ -101,7 +101,8 @@ static int attempt(batch *b, db_conn *c, int only, int64_t deadline_ms)
         if (k < 0 && only >= 0)
             k = only; /* alone: BEGIN or COMMIT failed for this job */
         if (k >= 0) {
-            int own = b->first[k] >= 0 && failed >= b->first[k] && failed < b->first[k] + b->job[k]->n;
+            int own =
+                b->first[k] >= 0 && failed >= b->first[k] && failed < b->first[k] + b->job[k]->n;
             answer(b->job[k], DB_ERROR, own ? failed - b->first[k] : -1, b->res[failed], err);
             b->res[failed] = NULL;
             b->open[k] = 0;

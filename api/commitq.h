@@ -31,7 +31,7 @@
 
 #include "db.h"
 
-#define COMMITQ_JOB_MAX 4     /* statements one job may hold */
+#define COMMITQ_JOB_MAX 4      /* statements one job may hold */
 #define COMMITQ_BATCH_LIMIT 16 /* the largest VIGIL_COMMIT_BATCH */
 
 typedef struct commitq commitq;

@@ -37,8 +37,9 @@
  *   commit       the queued statements as one job of the commit queue (commitq.h): with those
  *                of concurrent decisions, in one database transaction and one round trip (a
  *                decision alone: BEGIN, its statements, COMMIT); before it nothing is stored,
- *                after it everything, and another decision's failure never fails this one; the
- *                answer is printed from the row the INSERT returned
+ *                after it everything; another decision's SQL error never fails this one (a lost
+ *                connection or a passed deadline is shared by the batch); the answer is printed
+ *                from the row the INSERT returned
  *   expire       with a key, ~1 request in 64, after the commit: a DELETE of a batch of expired
  *                idempotency records, on a pooled connection of its own (its failure changes
  *                nothing)

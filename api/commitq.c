@@ -97,12 +97,10 @@ static int attempt(batch *b, db_conn *c, int only, int64_t deadline_ms)
                 b->open[k] = 0;
             }
     } else if (rc == DB_ERROR) {
-        int k = job_of(b, failed);
-        if (k < 0 && only >= 0)
+        int k = job_of(b, failed), own = k >= 0;
+        if (!own && only >= 0)
             k = only; /* alone: BEGIN or COMMIT failed for this job */
         if (k >= 0) {
-            int own =
-                b->first[k] >= 0 && failed >= b->first[k] && failed < b->first[k] + b->job[k]->n;
             answer(b->job[k], DB_ERROR, own ? failed - b->first[k] : -1, b->res[failed], err);
             b->res[failed] = NULL;
             b->open[k] = 0;
@@ -110,9 +108,10 @@ static int attempt(batch *b, db_conn *c, int only, int64_t deadline_ms)
         char e2[64];
         if (db_exec(c, "ROLLBACK", 0, NULL, deadline_ms, e2, sizeof e2) != DB_OK)
             rc = DB_DOWN; /* the connection cannot be trusted: give the rest that answer */
-        clear_results(b);
-        if (k < 0 && rc == DB_ERROR)
+        else if (k < 0) {
+            clear_results(b);
             return 2; /* no job to blame: each alone */
+        }
     }
     if (rc != DB_OK && rc != DB_ERROR)
         for (int k = 0; k < b->njob; k++)

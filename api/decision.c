@@ -182,14 +182,14 @@ static int stage_commit(decision_request *d)
     trace_db span;
     trace_db_begin(&span, trace_enabled() ? trace_now_ns() : 0);
     int rc = commitq_run(d->req->app->commits, &job);
+    /* the span keeps the first error: name it once, on the failed statement (else the first) */
+    const char *why = rc == DB_OK        ? NULL
+                      : rc == DB_ERROR   ? db_sqlstate(job.res)
+                      : rc == DB_TIMEOUT ? "timeout"
+                                         : "connection_lost";
+    int at = rc == DB_ERROR && job.failed >= 0 ? job.failed : 0;
     for (int i = 0; i < d->ntail; i++)
-        trace_db_statement(&span, d->tail[i].sql,
-                           rc == DB_OK                                  ? NULL
-                           : rc == DB_ERROR && i == job.failed          ? db_sqlstate(job.res)
-                           : rc == DB_ERROR && job.failed < 0 && i == 0 ? "error"
-                           : rc == DB_ERROR                             ? NULL
-                           : rc == DB_TIMEOUT                           ? "timeout"
-                                                                        : "connection_lost");
+        trace_db_statement(&span, d->tail[i].sql, i == at ? why : NULL);
     trace_db_end(&span);
     int flow = DECISION_STOP;
     if (rc == DB_OK || (rc == DB_ERROR && job.failed == d->store_at))

@@ -1152,6 +1152,23 @@ static void *group_worker(void *p)
     return NULL;
 }
 
+/* Starts one thread per args[i] (group_worker), all released at once by a barrier, and waits
+ * for every answer. */
+static void run_together(group_arg *args, int n)
+{
+    pthread_t th[NCONC];
+    pthread_barrier_t bar;
+    ck_assert_int_le(n, NCONC);
+    pthread_barrier_init(&bar, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        args[i].bar = &bar;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, group_worker, &args[i]), 0);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&bar);
+}
+
 /* Decisions made at once are committed in groups (commitq.h), and one decision's failure fails
  * only that decision.  48 requests arrive together; a trigger makes every INSERT of this test
  * sleep 5 ms, so they queue behind the first batch (checked: the metrics count fewer commits
@@ -1187,20 +1204,13 @@ START_TEST(group_commit_isolates_failures)
     ck_assert(commits0 >= 0 && decided0 >= 0);
     long reviews0 = sql_count("SELECT count(*) FROM reviews");
     static group_arg args[NGROUP];
-    pthread_t th[NGROUP];
-    pthread_barrier_t bar;
-    pthread_barrier_init(&bar, NULL, NGROUP);
     for (int i = 0; i < NGROUP; i++) {
         memset(&args[i], 0, sizeof args[i]);
         txn_body(args[i].body, sizeof args[i].body, uid, 1000 + i, "EUR",
                  i % 8 == 3 ? "m-group-bad" : "m-group", "DE", NULL);
         snprintf(args[i].ikey, sizeof args[i].ikey, "group-%s-%d", i % 8 == 7 ? "bad" : "ok", i);
-        args[i].bar = &bar;
-        ck_assert_int_eq(pthread_create(&th[i], NULL, group_worker, &args[i]), 0);
     }
-    for (int i = 0; i < NGROUP; i++)
-        pthread_join(th[i], NULL);
-    pthread_barrier_destroy(&bar);
+    run_together(args, NGROUP);
     int good = 0;
     for (int i = 0; i < NGROUP; i++) {
         h_resp *r = &args[i].r;
@@ -1357,19 +1367,12 @@ START_TEST(idempotency_concurrent)
     create_user("conc-u", "DE", uid);
     txn_body(body, sizeof body, uid, 4242, "EUR", "m-c", "DE", "2030-04-04T04:04:04Z");
     static group_arg args[NCONC];
-    pthread_t th[NCONC];
-    pthread_barrier_t bar;
-    pthread_barrier_init(&bar, NULL, NCONC);
     for (int i = 0; i < NCONC; i++) {
         memset(&args[i], 0, sizeof args[i]);
         snprintf(args[i].body, sizeof args[i].body, "%s", body);
         snprintf(args[i].ikey, sizeof args[i].ikey, "conc-key-1");
-        args[i].bar = &bar;
-        ck_assert_int_eq(pthread_create(&th[i], NULL, group_worker, &args[i]), 0);
     }
-    for (int i = 0; i < NCONC; i++)
-        pthread_join(th[i], NULL);
-    pthread_barrier_destroy(&bar);
+    run_together(args, NCONC);
     int n201 = 0, n409 = 0;
     const h_resp *first = NULL;
     for (int i = 0; i < NCONC; i++) {

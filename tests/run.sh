@@ -19,6 +19,8 @@ export VIGIL_BIN_DIR=$bin
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
 
 passed=0 failed=0 skipped=0 bad_bins=()
+# What each failure said, printed again just above the closing lines: CI keeps the tail of a run.
+fail_lines=()
 sweep() {
   local root=$1
   # Stop any PostgreSQL cluster or vigil process left under this root, then remove it.
@@ -47,6 +49,8 @@ run_one() {
     skipped=$((skipped + s))
   fi
   if [ $rc -ne 0 ] || [ -z "$line" ]; then
+    while IFS= read -r l; do fail_lines+=("$(basename "$t"): $l"); done \
+      < <(echo "$out" | grep -E ':[EF]:' | head -n 10)
     bad_bins+=("$(basename "$t") (exit $rc)")
     [ -z "$line" ] && failed=$((failed + 1))
   fi
@@ -64,6 +68,7 @@ run_script() {
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
+    while IFS= read -r l; do fail_lines+=("$name: $l"); done < <(echo "$out" | tail -n 12)
     bad_bins+=("$name (exit $rc)")
   fi
 }
@@ -133,6 +138,8 @@ if [ "$what" = all ] || [ "$what" = docker ]; then
 fi
 
 if [ ${#bad_bins[@]} -gt 0 ]; then
+  echo "what failed (again, from above):"
+  for l in "${fail_lines[@]}"; do echo "  ${l:0:300}"; done
   echo "failing test binaries: ${bad_bins[*]}"
 fi
 echo "$passed passed, $failed failed, $skipped skipped"

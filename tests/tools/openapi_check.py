@@ -34,6 +34,7 @@ import jsonschema
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 SCOPES = ("read", "write", "admin")
 MAX_SEGMENTS = 16  # api/router.h ROUTER_MAX_SEGMENTS
+HTTP_LAYER = ("400", "413", "500", "503")  # api/http.c answers these on every route
 
 
 def load_json(path):
@@ -142,6 +143,12 @@ def check_document(doc, meta):
                           len(sec[0]["bearer"]) != 1 or sec[0]["bearer"][0] not in SCOPES):
                 errors.append("%s: security must be [] or [{\"bearer\": [one of %s]}], not %s"
                               % (what, "/".join(SCOPES), json.dumps(sec)))
+            # what the HTTP layer may answer on any route (framing, body limit, a crash of a
+            # handler's allocation, the connection limit)
+            missing = [st for st in HTTP_LAYER if st not in op.get("responses", {})]
+            if missing:
+                errors.append("%s: the HTTP layer's answers %s are not documented"
+                              % (what, ", ".join(missing)))
     return errors
 
 
@@ -219,7 +226,10 @@ class Checker:
         st = str(status)
         if template is None:
             comp = self.doc.get("components", {}).get("responses", {})
-            name = op if st == allowed_status(op) else "BadRequest" if st == "400" else None
+            # Before routing, the HTTP layer may answer any path 400 (framing) or 503 (a
+            # connection over VIGIL_MAX_CONNECTIONS): the document's BadRequest / Unavailable.
+            name = (op if st == allowed_status(op) else "BadRequest" if st == "400"
+                    else "Unavailable" if st == "503" else None)
             if name is None or name not in comp:
                 return None, ("no operation is %s %s: the answer must be %s (%s), not %s"
                               % (method, path.split("?")[0], allowed_status(op), op, st))
@@ -408,7 +418,8 @@ def rec(method, path, status, ctype, body):
                        "content_type": ctype, "body": body, "len": len(body or "")})
 
 
-TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+          503: "Service Unavailable"}
 
 
 def problem(status, code, body_status=None):
@@ -424,6 +435,10 @@ GOOD = [
     rec("GET", "/api/v1/users?limit=0", 400, PJ, problem(400, "validation_failed")),
     rec("GET", "/metrics", 200, "text/plain; version=0.0.4; charset=utf-8", None),
     rec("GET", "/api/v1/users?limit=500", 200, "application/json", '{"data":[],"next_cursor":null}'),
+    # the connection limit's refusal, which comes before routing (e2e_conn_limit)
+    rec("GET", "/health", 503, PJ, problem(503, "unavailable")),
+    rec("GET", "/ready", 503, PJ, problem(503, "unavailable")),
+    rec("GET", "/no/such/route", 503, PJ, problem(503, "unavailable")),
 ]
 BAD = [
     ("a member the schema does not have",
@@ -487,6 +502,9 @@ def cmd_selftest(doc_path, meta_path):
     d = json.loads(json.dumps(doc))
     d["paths"]["/health"]["get"]["security"] = [{"bearer": ["root"]}]
     broken.append(("an unknown scope", d))
+    d = json.loads(json.dumps(doc))
+    d["paths"]["/health"]["get"]["responses"].pop("503", None)
+    broken.append(("an operation without the connection limit's 503", d))
     for why, d in broken:
         if not check_document(d, meta):
             print("SELFTEST the document check passed %s" % why)

@@ -11,7 +11,7 @@ struct scoring_cache;
 struct listcache;
 struct rulecat_cache;
 struct auth_cache;
-struct commitq;
+struct batchq;
 
 typedef struct app {
     const cfg *cfg;
@@ -21,7 +21,8 @@ typedef struct app {
     struct listcache *lists;     /* list sets per list version (listcache.c) */
     struct rulecat_cache *rules; /* the active policy version's compiled rules (rulecat.c) */
     struct auth_cache *keys;     /* recently verified API keys (auth.c), NULL = no cache */
-    struct commitq *commits;     /* decisions' writes, committed in groups (commitq.h) */
+    struct batchq *reads;        /* decisions' reads, sent in groups (batchq.h) */
+    struct batchq *commits;      /* decisions' writes, committed in groups (batchq.h) */
 } app;
 
 #endif

@@ -150,6 +150,8 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
     c->hotpath_pool_size = 8;
     c->pool_wait_ms = 1000;
     c->commit_batch = 16;
+    c->read_batch = 16;
+    c->read_lanes = 2;
     c->auth_cache_ms = 1000;
     c->max_connections = 256;
     c->http_threads = 2;
@@ -177,6 +179,8 @@ int cfg_load(cfg *c, int need_db, char *err, size_t errlen)
         env_int32("VIGIL_HOTPATH_POOL_SIZE", 1, 256, &c->hotpath_pool_size, err, errlen) ||
         env_int32("VIGIL_POOL_WAIT_MS", 1, 60000, &c->pool_wait_ms, err, errlen) ||
         env_int32("VIGIL_COMMIT_BATCH", 1, 16, &c->commit_batch, err, errlen) ||
+        env_int32("VIGIL_READ_BATCH", 1, 16, &c->read_batch, err, errlen) ||
+        env_int32("VIGIL_READ_LANES", 1, 8, &c->read_lanes, err, errlen) ||
         env_int32("VIGIL_AUTH_CACHE_MS", 0, 1000, &c->auth_cache_ms, err, errlen) ||
         env_int32("VIGIL_MAX_CONNECTIONS", 1, 100000, &c->max_connections, err, errlen) ||
         env_int32("VIGIL_HTTP_THREADS", 1, 64, &c->http_threads, err, errlen) ||

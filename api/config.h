@@ -18,7 +18,9 @@ typedef struct cfg {
     int db_pool_size;         /* VIGIL_DB_POOL_SIZE, default 8 */
     int hotpath_pool_size;    /* VIGIL_HOTPATH_POOL_SIZE, default 8 */
     int pool_wait_ms;         /* VIGIL_POOL_WAIT_MS, default 1000 */
-    int commit_batch;         /* VIGIL_COMMIT_BATCH decisions per commit (commitq.h), default 16 */
+    int commit_batch;         /* VIGIL_COMMIT_BATCH decisions per commit (batchq.h), default 16 */
+    int read_batch;           /* VIGIL_READ_BATCH decisions' reads per round trip (batchq.h), 16 */
+    int read_lanes;           /* VIGIL_READ_LANES read round trips at once (batchq.h), 2 */
     int auth_cache_ms;        /* VIGIL_AUTH_CACHE_MS, default 1000 (0 = no key cache) */
     int max_connections;      /* VIGIL_MAX_CONNECTIONS, default 256 */
     int http_threads;         /* VIGIL_HTTP_THREADS event threads, default 2 */

@@ -696,7 +696,7 @@ static int read_stmt(db_conn *c, const sent_stmt *how, int i, int64_t deadline_m
     return 0;
 }
 
-/* Reads the pipeline's Sync and leaves pipeline mode.  0, or DB_TIMEOUT / DB_DOWN. */
+/* Reads one Sync's result.  0, or DB_TIMEOUT / DB_DOWN. */
 static int read_sync(db_conn *c, int64_t deadline_ms)
 {
     int st = await_result(c, deadline_ms);
@@ -705,16 +705,29 @@ static int read_sync(db_conn *c, int64_t deadline_ms)
     PGresult *r = PQgetResult(c->pg);
     int ok = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
     PQclear(r);
-    return ok && PQexitPipelineMode(c->pg) ? 0 : DB_DOWN;
+    return ok ? 0 : DB_DOWN;
 }
 
-/* db_pipeline's round trip, untraced. */
-static int run_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadline_ms,
-                        PGresult **res, int *failed, char *err, size_t errlen)
+/* Reads the results of statements [from, to) and the Sync after them: what read_stmt gives each,
+ * with the group's own first error in *grc / *gfailed / err.  0, or DB_TIMEOUT / DB_DOWN. */
+static int read_group(db_conn *c, const sent_stmt *how, int from, int to, int64_t deadline_ms,
+                      PGresult **res, int *gfailed, int *grc, char *err, size_t errlen)
+{
+    int st = 0;
+    *grc = DB_OK;
+    *gfailed = -1;
+    for (int i = from; i < to && !st; i++)
+        st = read_stmt(c, &how[i], i, deadline_ms, res, gfailed, grc, err, errlen);
+    return st ? st : read_sync(c, deadline_ms);
+}
+
+/* db_pipeline_groups' round trip, untraced. */
+static int run_pipeline(db_conn *c, const db_stmt *stmts, const int *ends, int ngroups,
+                        int64_t deadline_ms, PGresult **res, int *failed, char *err, size_t errlen)
 {
     sent_stmt how[DB_PIPELINE_MAX];
-    int rc = DB_OK, st = 0;
-    assert(n > 0 && n <= DB_PIPELINE_MAX);
+    int rc = DB_OK, st = 0, n = ends[ngroups - 1];
+    assert(ngroups > 0 && n > 0 && n <= DB_PIPELINE_MAX);
     *failed = -1;
     for (int i = 0; i < n; i++)
         res[i] = NULL;
@@ -724,22 +737,35 @@ static int run_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadlin
     }
     if (!PQenterPipelineMode(c->pg))
         goto broken;
-    for (int i = 0; i < n; i++)
-        if (send_stmt(c, &stmts[i], &how[i]))
+    for (int g = 0, i = 0; g < ngroups; g++) {
+        assert(ends[g] > i && ends[g] <= n);
+        for (; i < ends[g]; i++)
+            if (send_stmt(c, &stmts[i], &how[i]))
+                goto broken;
+        if (!PQpipelineSync(c->pg))
             goto broken;
-    if (!PQpipelineSync(c->pg))
-        goto broken;
+    }
     st = flush_all(c, deadline_ms);
-    for (int i = 0; i < n && !st; i++)
-        st = read_stmt(c, &how[i], i, deadline_ms, res, failed, &rc, err, errlen);
-    if (!st)
-        st = read_sync(c, deadline_ms);
+    for (int g = 0, from = 0; g < ngroups && !st; from = ends[g++]) {
+        char gerr[256];
+        int grc, gfailed;
+        gerr[0] = '\0';
+        st = read_group(c, how, from, ends[g], deadline_ms, res, &gfailed, &grc, gerr, sizeof gerr);
+        if (!st && grc == DB_ERROR && PQstatus(c->pg) != CONNECTION_OK)
+            st = DB_DOWN;
+        if (!st && grc == DB_ERROR && rc == DB_OK) { /* the first error is the one named */
+            rc = DB_ERROR;
+            *failed = gfailed;
+            if (gerr[0])
+                snprintf(err, errlen, "%s", gerr);
+            else
+                first_line(PQresultErrorMessage(res[gfailed]), err, errlen);
+        }
+    }
     if (st == DB_TIMEOUT)
         goto timeout;
-    if (st || (rc == DB_ERROR && PQstatus(c->pg) != CONNECTION_OK))
+    if (st || !PQexitPipelineMode(c->pg))
         goto broken;
-    if (rc == DB_ERROR && err[0] == '\0')
-        first_line(PQresultErrorMessage(res[*failed]), err, errlen);
     return rc;
 timeout:
     for (int i = 0; i < n; i++) {
@@ -762,12 +788,8 @@ broken:
     return DB_DOWN;
 }
 
-int db_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadline_ms, PGresult **res,
-                int *failed, char *err, size_t errlen)
+static void trace_pipeline(db_conn *c, const db_stmt *stmts, int n, int rc, PGresult **res)
 {
-    if (err && errlen)
-        err[0] = '\0';
-    int rc = run_pipeline(c, stmts, n, deadline_ms, res, failed, err, errlen);
     if (c->trace.on)
         for (int i = 0; i < n; i++)
             trace_db_statement(&c->trace, stmts[i].sql,
@@ -776,7 +798,22 @@ int db_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadline_ms, PG
                                : res[i] && PQresultStatus(res[i]) == PGRES_FATAL_ERROR
                                    ? db_sqlstate(res[i])
                                    : NULL);
+}
+
+int db_pipeline_groups(db_conn *c, const db_stmt *stmts, const int *ends, int ngroups,
+                       int64_t deadline_ms, PGresult **res, int *failed, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    int rc = run_pipeline(c, stmts, ends, ngroups, deadline_ms, res, failed, err, errlen);
+    trace_pipeline(c, stmts, ends[ngroups - 1], rc, res);
     return rc;
+}
+
+int db_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadline_ms, PGresult **res,
+                int *failed, char *err, size_t errlen)
+{
+    return db_pipeline_groups(c, stmts, &n, 1, deadline_ms, res, failed, err, errlen);
 }
 
 /* db_query's round trip, untraced: one statement of a pipeline (unprepared), or with nparams < 0
@@ -789,8 +826,8 @@ static int run_query(db_conn *c, const char *sql, int nparams, const char *const
     *res = NULL;
     if (nparams >= 0) {
         db_stmt s = {sql, nparams, values, lengths, formats, binary_result, 0};
-        int failed;
-        return run_pipeline(c, &s, 1, deadline_ms, res, &failed, err, errlen);
+        int failed, one = 1;
+        return run_pipeline(c, &s, &one, 1, deadline_ms, res, &failed, err, errlen);
     }
     if (!c->pg) {
         snprintf(err, errlen, "no database connection");

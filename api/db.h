@@ -87,6 +87,17 @@ typedef struct db_stmt {
 int db_pipeline(db_conn *c, const db_stmt *stmts, int n, int64_t deadline_ms, PGresult **res,
                 int *failed, char *err, size_t errlen);
 
+/* As db_pipeline, with a Sync after each group of statements: group g is stmts[ends[g-1]..ends[g])
+ * (ends[-1] = 0; ends strictly increasing, ends[ngroups-1] = n <= DB_PIPELINE_MAX), all in one
+ * round trip.  Outside a transaction each group is its own implicit transaction, and a failing
+ * statement stops only the rest of its group: every group gets what it would alone.  Returns
+ * DB_OK when every statement ran; DB_ERROR when some failed, *failed the first of them (err its
+ * message), and each failing group's res[] as db_pipeline's (set before the error, the error,
+ * NULL after); DB_DOWN/DB_TIMEOUT with every res[i] NULL.  The caller PQclear()s every non-NULL
+ * res[i]. */
+int db_pipeline_groups(db_conn *c, const db_stmt *stmts, const int *ends, int ngroups,
+                       int64_t deadline_ms, PGresult **res, int *failed, char *err, size_t errlen);
+
 /* SQLSTATE of an error result ("23505" unique violation...), "" when none. */
 const char *db_sqlstate(const PGresult *res);
 

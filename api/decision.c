@@ -2,13 +2,13 @@
  * lines each (open, load_policy, load_user, score, decide, commit, respond).  See decision.h for
  * the stage list and where a new stage goes.
  *
- * A decision reads in one round trip on a pooled connection (open: with an Idempotency-Key the
- * record lookup, policy, user and features) and writes in one database transaction (commit: the
- * INSERT, the outbox call, with a key the record INSERT), which the commit queue (commitq.h)
- * shares with concurrent decisions: a crash anywhere before that commit leaves nothing, after it
- * the whole result.  Every statement is prepared once per connection (db.h); at most one scoring
- * call (a worker round trip or in-process evaluation); O(body + features of both models) memory,
- * all freed by decision_request_free. */
+ * A decision reads in one round trip (open: with an Idempotency-Key the record lookup, policy,
+ * user and features), which the read queue shares with concurrent decisions, and writes in one
+ * database transaction (commit: the INSERT, the outbox call, with a key the record INSERT), which
+ * the commit queue shares with concurrent decisions (batchq.h): a crash anywhere before that commit
+ * leaves nothing, after it the whole result.  Every statement is prepared once per connection
+ * (db.h); at most one scoring call (a worker round trip or in-process evaluation); O(body +
+ * features of both models) memory, all freed by decision_request_free. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +26,10 @@
 
 /* ---- open, load ----------------------------------------------------------------------------- */
 
-/* The read round trip, on a pooled connection given back at once: with a key the claim's
- * lookup, then the policy and the user's features, in one pipeline (one implicit, read-only
- * transaction).  Answers only a failure of the round trip itself; a statement's error is answered
- * by the stage that owns it (claim, load_policy, load_user run in the pipeline's order, so the
- * first error is met first). */
+/* The read round trip, one job of the read queue (batchq.h): with a key the claim's lookup, then
+ * the policy and the user's features (one implicit, read-only transaction).  Answers only a
+ * failure of the round trip itself; a statement's error is answered by the stage that owns it
+ * (claim, load_policy, load_user run in the job's order, so the first error is met first). */
 static int stage_open(decision_request *d)
 {
     const decision_input *in = &d->in;
@@ -38,7 +37,7 @@ static int stage_open(decision_request *d)
     const char *feat_v[] = {in->user_id, in->user_id ? NULL : in->user_external_id, in->occurred_at,
                             in->merchant_id};
     db_stmt s[HEAD_N];
-    int at[HEAD_N], n = 0, failed;
+    int at[HEAD_N], n = 0;
     if (d->idem_key) {
         decision_claim_stmt(d, &s[n], claim_v);
         at[n++] = HEAD_CLAIM;
@@ -47,15 +46,25 @@ static int stage_open(decision_request *d)
     at[n++] = HEAD_POLICY;
     s[n] = (db_stmt){FEAT_SQL, 4, feat_v, NULL, NULL, 0, 1};
     at[n++] = HEAD_USER;
-    db_conn *c = dbreq_acquire(d->req, d->resp);
-    if (!c)
-        return DECISION_STOP;
-    PGresult *res[HEAD_N];
-    int rc = dbreq_pipeline(d->req, d->resp, c, s, n, res, &failed);
-    dbreq_release(d->req, c);
-    for (int i = 0; i < n; i++)
-        d->head[at[i]] = res[i];
-    return rc == DB_OK || rc == DB_ERROR ? DECISION_NEXT : DECISION_STOP;
+    batchq_job job = {.stmts = s, .n = n, .deadline_ms = d->req->deadline_ms};
+    trace_db span;
+    trace_db_begin(&span, trace_enabled() ? trace_now_ns() : 0);
+    int rc = batchq_run(d->req->app->reads, &job);
+    if (rc == DB_ERROR) /* the failed statement's stage answers its error */
+        job.res[job.failed] = job.error;
+    for (int i = 0; i < n; i++) {
+        d->head[at[i]] = job.res[i];
+        trace_db_statement(&span, s[i].sql,
+                           rc == DB_ERROR && i == job.failed ? db_sqlstate(job.error)
+                           : rc == DB_TIMEOUT                ? "timeout"
+                           : rc != DB_OK && rc != DB_ERROR   ? "connection_lost"
+                                                             : NULL);
+    }
+    trace_db_end(&span);
+    if (rc == DB_OK || rc == DB_ERROR)
+        return DECISION_NEXT;
+    dbreq_unavailable(d->req, d->resp, rc, job.err);
+    return DECISION_STOP;
 }
 
 static int stage_load_policy(decision_request *d)
@@ -177,14 +186,13 @@ static int stage_decide(decision_request *d)
  * from the row the INSERT returned. */
 static int stage_commit(decision_request *d)
 {
-    commitq_job job = {
-        .stmts = d->tail, .n = d->ntail, .keep = d->store_at, .deadline_ms = d->req->deadline_ms};
+    batchq_job job = {.stmts = d->tail, .n = d->ntail, .deadline_ms = d->req->deadline_ms};
     trace_db span;
     trace_db_begin(&span, trace_enabled() ? trace_now_ns() : 0);
-    int rc = commitq_run(d->req->app->commits, &job);
+    int rc = batchq_run(d->req->app->commits, &job);
     /* the span keeps the first error: name it once, on the failed statement (else the first) */
     const char *why = rc == DB_OK        ? NULL
-                      : rc == DB_ERROR   ? db_sqlstate(job.res)
+                      : rc == DB_ERROR   ? db_sqlstate(job.error)
                       : rc == DB_TIMEOUT ? "timeout"
                                          : "connection_lost";
     int at = rc == DB_ERROR && job.failed >= 0 ? job.failed : 0;
@@ -193,17 +201,19 @@ static int stage_commit(decision_request *d)
     trace_db_end(&span);
     int flow = DECISION_STOP;
     if (rc == DB_OK || (rc == DB_ERROR && job.failed == d->store_at))
-        flow = decision_store_answer(d, rc, job.res);
+        flow = decision_store_answer(d, rc, rc == DB_OK ? job.res[d->store_at] : job.error);
     else if (rc == DB_ERROR && job.failed == d->record_at &&
-             strcmp(db_sqlstate(job.res), "23505") == 0)
+             strcmp(db_sqlstate(job.error), "23505") == 0)
         http_problem(d->resp, 409, "idempotency_key_in_use", NULL,
                      "a request with this Idempotency-Key was being processed at the same time; "
                      "retry to get its answer");
     else if (rc == DB_ERROR)
-        dbreq_internal(d->req, d->resp, job.res);
+        dbreq_internal(d->req, d->resp, job.error);
     else
         dbreq_unavailable(d->req, d->resp, rc, job.err);
-    PQclear(job.res);
+    for (int i = 0; i < d->ntail; i++)
+        PQclear(job.res[i]);
+    PQclear(job.error);
     decision_store_free(d);
     return flow;
 }

@@ -6,10 +6,12 @@
  *
  * The stages, in order:
  *   parse        Idempotency-Key, strict body, every field checked; the request hash
- *   open         the read round trip on a pooled connection, given back at once: the claim's
- *                lookup (with a key), the policy SELECT and the user/features SELECT sent
- *                together (db_pipeline, one implicit read-only transaction); each of the next
- *                three stages reads its own result
+ *   open         the read round trip: the claim's lookup (with a key), the policy SELECT and
+ *                the user/features SELECT, one job of the read queue (batchq.h: with those of
+ *                concurrent decisions in one round trip on a pooled connection, given back at
+ *                once, VIGIL_READ_LANES such round trips at once; each decision's its own
+ *                implicit read-only transaction); each of the
+ *                next three stages reads its own result
  *   claim        with a key: replay a finished twin (422 for a different request), else go on
  *                (a twin still in flight is found when the later one commits: 409)
  *   load_policy  thresholds, fallback, timeout, both models' metadata (POLICY_LOAD_SQL, policy.c)
@@ -34,7 +36,7 @@
  *   events       queues the outbox call (outbox.h): the decision.<outcome> webhook event and,
  *                for `review`, the review and its review.opened event, in this same transaction
  *   record       with a key: queues the INSERT of the idempotency record naming the transaction
- *   commit       the queued statements as one job of the commit queue (commitq.h): with those
+ *   commit       the queued statements as one job of the commit queue (batchq.h): with those
  *                of concurrent decisions, in one database transaction and one round trip (a
  *                decision alone: BEGIN, its statements, COMMIT); before it nothing is stored,
  *                after it everything; another decision's SQL error never fails this one (a lost
@@ -47,14 +49,15 @@
  * Files: parse in decision_parse.c, features in decision_features.c, claim/store/events/record/
  * expire in decision_store.c, the table, the runner and the other stages in decision.c.
  * Round trips to PostgreSQL: two (open, commit), whatever the policy, and under load commit's is
- * shared by up to VIGIL_COMMIT_BATCH decisions; the API key's check costs none while it is cached
- * (auth.h).  The INSERT joins commit's round trip because the API names the row: the events and
- * the idempotency record need only its id, and the answer (the stored row as PostgreSQL formats
- * it) comes back in the same round trip.  Fewer cannot be: scoring needs open's features, and
- * what is stored needs the score.  The reads and the writes are two database transactions: no
- * lock is held while the decision is scored, so a read connection is back in the pool at once,
- * and what the reads saw may change before the commit (a user deleted meanwhile: the INSERT's
- * foreign key answers 422; a twin with the same Idempotency-Key committed meanwhile: the
+ * shared by up to VIGIL_COMMIT_BATCH decisions, and open's by up to VIGIL_READ_BATCH (each
+ * decision's reads still their own implicit transaction, batchq.h); the API key's check costs none
+ * while it is cached (auth.h).  The INSERT joins commit's round trip because the API names the row:
+ * the events and the idempotency record need only its id, and the answer (the stored row as
+ * PostgreSQL formats it) comes back in the same round trip.  Fewer cannot be: scoring needs open's
+ * features, and what is stored needs the score.  The reads and the writes are two database
+ * transactions: no lock is held while the decision is scored, so a read connection is back in the
+ * pool at once, and what the reads saw may change before the commit (a user deleted meanwhile: the
+ * INSERT's foreign key answers 422; a twin with the same Idempotency-Key committed meanwhile: the
  * record's primary key answers 409).
  *
  * Where the next capabilities go (each is a new stage and new fields, never a branch inside one):
@@ -73,7 +76,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "commitq.h"
+#include "batchq.h"
 #include "db.h"
 #include "feat.h"
 #include "http.h"
@@ -86,11 +89,13 @@
 
 enum decision_flow { DECISION_NEXT = 0, DECISION_STOP = 1 };
 
-/* The statements of the first round trip (stage open), by what they are for. */
+/* The statements of the first round trip (stage open: one job of the read queue), by what they
+ * are for. */
 enum decision_head { HEAD_CLAIM, HEAD_POLICY, HEAD_USER, HEAD_N };
+_Static_assert(HEAD_N <= BATCHQ_JOB_MAX, "the reads must fit one job");
 
-/* The decision's writes (store, events, record): one job of the commit queue (commitq.h). */
-#define DECISION_TAIL_MAX COMMITQ_JOB_MAX
+/* The decision's writes (store, events, record): one job of the commit queue (batchq.h). */
+#define DECISION_TAIL_MAX BATCHQ_JOB_MAX
 
 struct decision_store_vals; /* the INSERT's parameters (decision_store.c) */
 

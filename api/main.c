@@ -19,7 +19,7 @@
 #include "rulecat.h"
 #include "auth.h"
 #include "btjob.h"
-#include "commitq.h"
+#include "batchq.h"
 #include "config.h"
 #include "db.h"
 #include "dispatch.h"
@@ -171,8 +171,12 @@ static void make_parts(app *a, const cfg *c)
         die("out of memory");
     if (!(a->rules = rulecat_cache_create()))
         die("out of memory");
-    /* Decisions' writes, committed up to VIGIL_COMMIT_BATCH at a time under load. */
-    if (!(a->commits = commitq_start(a->db, c->commit_batch, err, sizeof err)))
+    /* Decisions' reads, up to VIGIL_READ_BATCH in one round trip and VIGIL_READ_LANES round
+     * trips at once, and their writes, committed up to VIGIL_COMMIT_BATCH at a time, one
+     * transaction at a time. */
+    if (!(a->reads = batchq_start(a->db, BATCHQ_READ, c->read_batch, c->read_lanes, c->pool_wait_ms,
+                                  err, sizeof err)) ||
+        !(a->commits = batchq_start(a->db, BATCHQ_TXN, c->commit_batch, 1, -1, err, sizeof err)))
         die(err);
 }
 
@@ -231,7 +235,8 @@ static int serve(app *a, cfg *c)
     logline_end(&l);
     int left = http_stop(srv);
     btjob_stop(bt); /* each runner finishes its chunk; its job resumes at the next start */
-    commitq_stop(a->commits, left); /* after the last request */
+    batchq_stop(a->reads, left); /* after the last request */
+    batchq_stop(a->commits, left);
     dispatch_stop(wh);
     logline_begin(&l, "info", "stopped");
     logline_i64(&l, "abandoned_requests", left);

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "clock.h"
-#include "commitq.h"
+#include "batchq.h"
 #include "db.h"
 #include "dynbuf.h"
 #include "listcache.h"
@@ -22,6 +22,19 @@
 #ifndef VIGIL_VERSION
 #define VIGIL_VERSION "0.1.0"
 #endif
+
+/* A batch queue's two counters (batchq_counts): its batches and its jobs; 0 without a queue. */
+static void write_batchq(dynbuf *b, batchq *q, const char *batches_name, const char *batches_help,
+                         const char *jobs_name, const char *jobs_help)
+{
+    unsigned long long batches = 0, jobs = 0;
+    if (q)
+        batchq_counts(q, &batches, &jobs);
+    metrics_family(b, batches_name, "counter", batches_help);
+    dynbuf_printf(b, "%s %llu\n", batches_name, batches);
+    metrics_family(b, jobs_name, "counter", jobs_help);
+    dynbuf_printf(b, "%s %llu\n", jobs_name, jobs);
+}
 
 static void write_db(dynbuf *b, const app *a)
 {
@@ -40,15 +53,14 @@ static void write_db(dynbuf *b, const app *a)
     metrics_family(b, "vigil_db_pool_waits_total", "counter",
                    "Times a request had to wait for a free PostgreSQL connection.");
     dynbuf_printf(b, "vigil_db_pool_waits_total %llu\n", waits);
-    unsigned long long batches = 0, jobs = 0;
-    if (a->commits)
-        commitq_counts(a->commits, &batches, &jobs);
-    metrics_family(b, "vigil_decision_commits_total", "counter",
-                   "Database transactions that committed decisions (commitq.h: one per batch).");
-    dynbuf_printf(b, "vigil_decision_commits_total %llu\n", batches);
-    metrics_family(b, "vigil_decisions_committed_total", "counter",
-                   "Decisions committed; divided by vigil_decision_commits_total, the mean batch.");
-    dynbuf_printf(b, "vigil_decisions_committed_total %llu\n", jobs);
+    write_batchq(b, a->reads, "vigil_decision_read_round_trips_total",
+                 "Round trips that read decisions' inputs (batchq.h: one per batch).",
+                 "vigil_decision_reads_total",
+                 "Decisions' reads answered without an error; with the round trips, the batch.");
+    write_batchq(b, a->commits, "vigil_decision_commits_total",
+                 "Database transactions that committed decisions (batchq.h: one per batch).",
+                 "vigil_decisions_committed_total",
+                 "Decisions committed; divided by vigil_decision_commits_total, the mean batch.");
     unsigned models = 0;
     size_t bytes = 0;
     scoring_cache_counts(a->cache, &models, &bytes);

@@ -1169,13 +1169,26 @@ static void run_together(group_arg *args, int n)
     pthread_barrier_destroy(&bar);
 }
 
-/* Decisions made at once are committed in groups (commitq.h), and one decision's failure fails
+/* Holds an exclusive lock on the policy table for half a second (a thread of its own); *rc gets
+ * psql's status. */
+static void *hold_policy_lock(void *rc)
+{
+    *(int *)rc = h_psql(&E, NULL,
+                        "BEGIN; LOCK TABLE policy IN ACCESS EXCLUSIVE MODE; "
+                        "SELECT pg_sleep(0.5); COMMIT",
+                        NULL, 0);
+    return NULL;
+}
+
+/* Decisions made at once read and commit in groups (batchq.h), and one decision's failure fails
  * only that decision.  48 requests arrive together; a trigger makes every INSERT of this test
- * sleep 5 ms, so they queue behind the first batch (checked: the metrics count fewer commits
- * than decisions).  Planted failures: every 8th request's INSERT raises a foreign-key violation
- * (422 unknown_user) and every 8th, four further, fails its idempotency record (500).  Each of the
- * others is 201 and stored exactly as answered, with its review and its record; of the failed
- * ones nothing is stored and their keys are still free. */
+ * sleep 5 ms and a lock on the policy table holds the first read for up to half a second, so
+ * they queue behind the first batch of each kind (checked: the metrics count fewer commits than
+ * decisions, and fewer read round trips than reads).  Planted failures: every 8th request's
+ * INSERT raises a foreign-key violation (422 unknown_user), every 8th, four further, fails its
+ * idempotency record (500), and every 8th, two further, has a date PostgreSQL refuses in its reads
+ * (400 occurred_at).  Each of the others is 201 and stored exactly as answered, with its review
+ * and its record; of the failed ones nothing is stored and their keys are still free. */
 START_TEST(group_commit_isolates_failures)
 {
     char uid[37], sql[1024];
@@ -1201,16 +1214,29 @@ START_TEST(group_commit_isolates_failures)
         0);
     double commits0 = e2e_metric(&E, "vigil_decision_commits_total");
     double decided0 = e2e_metric(&E, "vigil_decisions_committed_total");
-    ck_assert(commits0 >= 0 && decided0 >= 0);
+    double trips0 = e2e_metric(&E, "vigil_decision_read_round_trips_total");
+    double reads0 = e2e_metric(&E, "vigil_decision_reads_total");
+    ck_assert(commits0 >= 0 && decided0 >= 0 && trips0 >= 0 && reads0 >= 0);
     long reviews0 = sql_count("SELECT count(*) FROM reviews");
     static group_arg args[NGROUP];
     for (int i = 0; i < NGROUP; i++) {
         memset(&args[i], 0, sizeof args[i]);
         txn_body(args[i].body, sizeof args[i].body, uid, 1000 + i, "EUR",
-                 i % 8 == 3 ? "m-group-bad" : "m-group", "DE", NULL);
+                 i % 8 == 3 ? "m-group-bad" : "m-group", "DE",
+                 i % 8 == 5 ? "2024-02-30T00:00:00Z" : NULL);
         snprintf(args[i].ikey, sizeof args[i].ikey, "group-%s-%d", i % 8 == 7 ? "bad" : "ok", i);
     }
+    pthread_t locker;
+    int locked = -1;
+    ck_assert_int_eq(pthread_create(&locker, NULL, hold_policy_lock, &locked), 0);
+    for (int t = 0; t < 500 && sql_count("SELECT count(*) FROM pg_locks WHERE relation = "
+                                         "'policy'::regclass AND mode = 'AccessExclusiveLock' "
+                                         "AND granted") == 0;
+         t++)
+        usleep(10 * 1000);
     run_together(args, NGROUP);
+    pthread_join(locker, NULL);
+    ck_assert_int_eq(locked, 0);
     int good = 0;
     for (int i = 0; i < NGROUP; i++) {
         h_resp *r = &args[i].r;
@@ -1219,6 +1245,8 @@ START_TEST(group_commit_isolates_failures)
             e2e_assert_problem(r, 422, "unknown_user", NULL);
         } else if (i % 8 == 7) {
             e2e_assert_problem(r, 500, "internal", NULL);
+        } else if (i % 8 == 5) {
+            e2e_assert_problem(r, 400, "validation_failed", "occurred_at");
         } else {
             ck_assert_msg(r->status == 201, "request %d: %ld %s", i, r->status, r->body);
             ck_assert_int_eq((int)cJSON_GetNumberValue(get(r->json, "amount")), 1000 + i);
@@ -1236,8 +1264,13 @@ START_TEST(group_commit_isolates_failures)
     }
     double commits = e2e_metric(&E, "vigil_decision_commits_total") - commits0;
     double decided = e2e_metric(&E, "vigil_decisions_committed_total") - decided0;
-    printf("  %s: %d decisions at once: %d committed in %.0f transactions\n",
-           g_worker ? "worker" : "inprocess", NGROUP, (int)decided, commits);
+    double trips = e2e_metric(&E, "vigil_decision_read_round_trips_total") - trips0;
+    double reads = e2e_metric(&E, "vigil_decision_reads_total") - reads0;
+    printf("  %s: %d decisions at once: %.0f read in full in %.0f round trips, %d committed in "
+           "%.0f transactions\n",
+           g_worker ? "worker" : "inprocess", NGROUP, reads, trips, (int)decided, commits);
+    ck_assert_int_eq((int)reads, NGROUP - NGROUP / 8); /* all but the refused dates */
+    ck_assert_msg(trips < NGROUP, "no two decisions shared a read: %.0f for %d", trips, NGROUP);
     ck_assert_int_eq((int)decided, good);
     ck_assert_msg(commits < decided, "no two decisions shared a commit: %.0f for %.0f", commits,
                   decided);
@@ -1258,10 +1291,78 @@ START_TEST(group_commit_isolates_failures)
         ck_assert_ptr_null(h_header(&r, "Idempotent-Replayed", sql, sizeof sql));
         h_resp_free(&r);
     }
-    ck_assert_int_eq(count_user_txns(uid), NGROUP);
+    ck_assert_int_eq(count_user_txns(uid), NGROUP - NGROUP / 8);
     for (int i = 0; i < NGROUP; i++)
         h_resp_free(&args[i].r);
     default_policy();
+}
+END_TEST
+
+/* Holds an exclusive lock on the idempotency table for 5 s (a thread of its own). */
+static void *hold_keys_lock(void *rc)
+{
+    *(int *)rc = h_psql(&E, NULL,
+                        "BEGIN; LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE; "
+                        "SELECT pg_sleep(5); COMMIT",
+                        NULL, 0);
+    return NULL;
+}
+
+/* Polls pg_locks (up to 5 s) until sql's count is non-zero. */
+static void await_lock(const char *sql)
+{
+    for (int t = 0; t < 500 && sql_count(sql) == 0; t++)
+        usleep(10 * 1000);
+    ck_assert_msg(sql_count(sql) > 0, "never seen: %s", sql);
+}
+
+/* Read lanes (VIGIL_READ_LANES, default 2) bound head-of-line blocking: while one decision's read
+ * is stalled (its Idempotency-Key lookup waits on a lock of the idempotency table for 5 s), other
+ * decisions, without a key, read on the other lane and are answered before it. */
+START_TEST(read_lanes_bound_a_stalled_read)
+{
+    char uid[37];
+    ensure_models();
+    default_policy();
+    create_user("lane-u", "DE", uid);
+    pthread_t locker, stalled;
+    int locked = -1;
+    ck_assert_int_eq(pthread_create(&locker, NULL, hold_keys_lock, &locked), 0);
+    await_lock("SELECT count(*) FROM pg_locks WHERE relation = 'idempotency_keys'::regclass "
+               "AND mode = 'AccessExclusiveLock' AND granted");
+    static group_arg slow;
+    memset(&slow, 0, sizeof slow);
+    txn_body(slow.body, sizeof slow.body, uid, 4242, "EUR", "m-lane", "DE", NULL);
+    snprintf(slow.ikey, sizeof slow.ikey, "lane-stalled");
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 1);
+    slow.bar = &bar;
+    ck_assert_int_eq(pthread_create(&stalled, NULL, group_worker, &slow), 0);
+    await_lock("SELECT count(*) FROM pg_locks WHERE relation = 'idempotency_keys'::regclass "
+               "AND NOT granted");
+    for (int i = 0; i < 3; i++) {
+        char body[600];
+        txn_body(body, sizeof body, uid, 100 + i, "EUR", "m-lane", "DE", NULL);
+        h_resp r;
+        post_txn(body, NULL, NULL, &r);
+        ck_assert_msg(r.status == 201, "request %d: %ld %s", i, r.status, r.body);
+        h_resp_free(&r);
+    }
+    /* still waiting for the lock: the three went past it */
+    ck_assert_int_gt(sql_count("SELECT count(*) FROM pg_locks WHERE relation = "
+                               "'idempotency_keys'::regclass AND NOT granted"),
+                     0);
+    ck_assert_int_eq(sql_count("SELECT count(*) FROM transactions WHERE merchant_id = 'm-lane' "
+                               "AND amount = 4242"),
+                     0);
+    pthread_join(stalled, NULL);
+    pthread_join(locker, NULL);
+    pthread_barrier_destroy(&bar);
+    ck_assert_int_eq(locked, 0);
+    ck_assert_int_eq(slow.rc, 0);
+    ck_assert_msg(slow.r.status == 201, "the stalled one: %ld %s", slow.r.status, slow.r.body);
+    h_resp_free(&slow.r);
+    ck_assert_int_eq(count_user_txns(uid), 4);
 }
 END_TEST
 
@@ -1751,6 +1852,7 @@ static void add_common(TCase *tc)
     tcase_add_test(tc, commit_round_trip_is_atomic);
     tcase_add_test(tc, group_commit_isolates_failures);
     tcase_add_test(tc, idempotency_twin_during_commit);
+    tcase_add_test(tc, read_lanes_bound_a_stalled_read);
     tcase_add_test(tc, champion_and_challenger_scores);
     tcase_add_test(tc, decision_at_thresholds);
     tcase_add_test(tc, client_features);

@@ -20,6 +20,8 @@ static const char *const all_vars[] = {"DATABASE_URL",
                                        "VIGIL_HOTPATH_POOL_SIZE",
                                        "VIGIL_POOL_WAIT_MS",
                                        "VIGIL_COMMIT_BATCH",
+                                       "VIGIL_READ_BATCH",
+                                       "VIGIL_READ_LANES",
                                        "VIGIL_MAX_CONNECTIONS",
                                        "VIGIL_CONN_TIMEOUT_S",
                                        "VIGIL_MAX_CONNECTIONS_PER_IP",
@@ -98,6 +100,8 @@ START_TEST(defaults)
     ck_assert_int_eq(c.hotpath_pool_size, 8);
     ck_assert_int_eq(c.pool_wait_ms, 1000);
     ck_assert_int_eq(c.commit_batch, 16);
+    ck_assert_int_eq(c.read_batch, 16);
+    ck_assert_int_eq(c.read_lanes, 2);
     ck_assert_int_eq(c.max_connections, 256);
     ck_assert_int_eq(c.conn_timeout_s, 30);
     ck_assert_int_eq(c.max_conns_per_ip, 64);
@@ -161,6 +165,8 @@ START_TEST(integer_limits)
         {"VIGIL_HOTPATH_POOL_SIZE", "1", "0", "256", "257"},
         {"VIGIL_POOL_WAIT_MS", "1", "0", "60000", "60001"},
         {"VIGIL_COMMIT_BATCH", "1", "0", "16", "17"},
+        {"VIGIL_READ_BATCH", "1", "0", "16", "17"},
+        {"VIGIL_READ_LANES", "1", "0", "8", "9"},
         {"VIGIL_MAX_CONNECTIONS", "1", "0", "100000", "100001"},
         {"VIGIL_CONN_TIMEOUT_S", "1", "0", "3600", "3601"},
         {"VIGIL_MAX_CONNECTIONS_PER_IP", "0", "-1", "100000", "100001"},

@@ -721,11 +721,26 @@ static int read_group(db_conn *c, const sent_stmt *how, int from, int to, int64_
     return st ? st : read_sync(c, deadline_ms);
 }
 
+/* Whether s's text was given its Parse by an earlier group of this pipeline (parsed[0..n): the
+ * slots parsed so far, first_group[] the group of each).  Such a Parse may not have run: a
+ * failing statement before it stops the rest of its group, Parse included, and an Execute of the
+ * name would then fail in this group too ("does not exist", 26000). */
+static int parsed_in_earlier_group(const db_conn *c, const db_stmt *s, const int *parsed,
+                                   const int *first_group, int n, int g)
+{
+    int slot = s->prepare ? prep_find(c, s->sql, prep_hash(s->sql)) : -1;
+    for (int k = 0; slot >= 0 && k < n; k++)
+        if (parsed[k] == slot && first_group[k] < g)
+            return 1;
+    return 0;
+}
+
 /* db_pipeline_groups' round trip, untraced. */
 static int run_pipeline(db_conn *c, const db_stmt *stmts, const int *ends, int ngroups,
                         int64_t deadline_ms, PGresult **res, int *failed, char *err, size_t errlen)
 {
     sent_stmt how[DB_PIPELINE_MAX];
+    int parsed[DB_PIPELINE_MAX], first_group[DB_PIPELINE_MAX], nparsed = 0;
     int rc = DB_OK, st = 0, n = ends[ngroups - 1];
     assert(ngroups > 0 && n > 0 && n <= DB_PIPELINE_MAX);
     *failed = -1;
@@ -739,9 +754,17 @@ static int run_pipeline(db_conn *c, const db_stmt *stmts, const int *ends, int n
         goto broken;
     for (int g = 0, i = 0; g < ngroups; g++) {
         assert(ends[g] > i && ends[g] <= n);
-        for (; i < ends[g]; i++)
-            if (send_stmt(c, &stmts[i], &how[i]))
+        for (; i < ends[g]; i++) {
+            db_stmt s = stmts[i];
+            if (parsed_in_earlier_group(c, &s, parsed, first_group, nparsed, g))
+                s.prepare = 0; /* sent unprepared: parsed here, in its own group */
+            if (send_stmt(c, &s, &how[i]))
                 goto broken;
+            if (how[i].parsed) {
+                parsed[nparsed] = how[i].slot;
+                first_group[nparsed++] = g;
+            }
+        }
         if (!PQpipelineSync(c->pg))
             goto broken;
     }

@@ -182,7 +182,7 @@ static int stage_decide(decision_request *d)
 /* ---- commit, respond ------------------------------------------------------------------------ */
 
 /* The decision's writes (what store/events/record queued), committed by the commit queue
- * (commitq.h) in one database transaction with those of concurrent decisions; then the answer,
+ * (batchq.h) in one database transaction with those of concurrent decisions; then the answer,
  * from the row the INSERT returned. */
 static int stage_commit(decision_request *d)
 {

@@ -267,6 +267,39 @@ START_TEST(pipeline_and_prepared_statements)
     ck_assert_str_eq(PQgetvalue(r, 0, 0), "0");
     PQclear(r);
 
+    /* With a Sync after each group (db_pipeline_groups), an error stops only the rest of its own
+     * group.  The statement new on this connection gets its Parse in group 0, after the failing
+     * statement: that Parse does not run, and group 1's use of the same text must not depend on
+     * it (it would fail "prepared statement does not exist"). */
+    db_stmt grouped[] = {
+        {"SELECT 1 / 0", 0, NULL, NULL, NULL, 0, 1},
+        {"SELECT $1::int * 3 /* groups */", 1, v1, NULL, NULL, 0, 1},
+        {"SELECT $1::int * 3 /* groups */", 1, v1, NULL, NULL, 0, 1},
+        {"SELECT 7", 0, NULL, NULL, NULL, 0, 1},
+    };
+    int ends[] = {2, 3, 4};
+    PGresult *gres[4];
+    ck_assert_int_eq(db_pipeline_groups(c, grouped, ends, 3, wire_now_ms() + 5000, gres, &failed,
+                                        err, sizeof err),
+                     DB_ERROR);
+    ck_assert_int_eq(failed, 0);
+    ck_assert_str_eq(db_sqlstate(gres[0]), "22012");
+    ck_assert_ptr_null(gres[1]);
+    ck_assert_msg(PQresultStatus(gres[2]) == PGRES_TUPLES_OK, "group 1: %s",
+                  PQresultErrorMessage(gres[2]));
+    ck_assert_str_eq(PQgetvalue(gres[2], 0, 0), "123");
+    ck_assert_str_eq(PQgetvalue(gres[3], 0, 0), "7");
+    for (int i = 0; i < 4; i++)
+        PQclear(gres[i]);
+    /* ... and the text is prepared properly the next time */
+    ck_assert_int_eq(db_pipeline_groups(c, grouped + 1, (int[]){1, 2}, 2, wire_now_ms() + 5000,
+                                        gres, &failed, err, sizeof err),
+                     DB_OK);
+    ck_assert_str_eq(PQgetvalue(gres[0], 0, 0), "123");
+    ck_assert_str_eq(PQgetvalue(gres[1], 0, 0), "123");
+    PQclear(gres[0]);
+    PQclear(gres[1]);
+
     /* Prepared once on this connection, however often it runs; db_query never prepares. */
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(prep1(c, "SELECT $1::int + 1", 1, v1, &r), DB_OK);

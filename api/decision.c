@@ -26,6 +26,25 @@
 
 /* ---- open, load ----------------------------------------------------------------------------- */
 
+/* batchq_run in a PostgreSQL span of the request's trace (the batch's connection is the leader's,
+ * untraced): one statement per job statement; the span keeps the first error, so it is named
+ * once, on the failed statement (else the first).  Returns job->rc. */
+static int run_traced(batchq *q, batchq_job *job)
+{
+    trace_db span;
+    trace_db_begin(&span, trace_enabled() ? trace_now_ns() : 0);
+    int rc = batchq_run(q, job);
+    const char *why = rc == DB_OK        ? NULL
+                      : rc == DB_ERROR   ? db_sqlstate(job->error)
+                      : rc == DB_TIMEOUT ? "timeout"
+                                         : "connection_lost";
+    int at = rc == DB_ERROR && job->failed >= 0 ? job->failed : 0;
+    for (int i = 0; i < job->n; i++)
+        trace_db_statement(&span, job->stmts[i].sql, i == at ? why : NULL);
+    trace_db_end(&span);
+    return rc;
+}
+
 /* The read round trip, one job of the read queue (batchq.h): with a key the claim's lookup, then
  * the policy and the user's features (one implicit, read-only transaction).  Answers only a
  * failure of the round trip itself; a statement's error is answered by the stage that owns it
@@ -47,20 +66,11 @@ static int stage_open(decision_request *d)
     s[n] = (db_stmt){FEAT_SQL, 4, feat_v, NULL, NULL, 0, 1};
     at[n++] = HEAD_USER;
     batchq_job job = {.stmts = s, .n = n, .deadline_ms = d->req->deadline_ms};
-    trace_db span;
-    trace_db_begin(&span, trace_enabled() ? trace_now_ns() : 0);
-    int rc = batchq_run(d->req->app->reads, &job);
+    int rc = run_traced(d->req->app->reads, &job);
     if (rc == DB_ERROR) /* the failed statement's stage answers its error */
         job.res[job.failed] = job.error;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         d->head[at[i]] = job.res[i];
-        trace_db_statement(&span, s[i].sql,
-                           rc == DB_ERROR && i == job.failed ? db_sqlstate(job.error)
-                           : rc == DB_TIMEOUT                ? "timeout"
-                           : rc != DB_OK && rc != DB_ERROR   ? "connection_lost"
-                                                             : NULL);
-    }
-    trace_db_end(&span);
     if (rc == DB_OK || rc == DB_ERROR)
         return DECISION_NEXT;
     dbreq_unavailable(d->req, d->resp, rc, job.err);
@@ -187,18 +197,7 @@ static int stage_decide(decision_request *d)
 static int stage_commit(decision_request *d)
 {
     batchq_job job = {.stmts = d->tail, .n = d->ntail, .deadline_ms = d->req->deadline_ms};
-    trace_db span;
-    trace_db_begin(&span, trace_enabled() ? trace_now_ns() : 0);
-    int rc = batchq_run(d->req->app->commits, &job);
-    /* the span keeps the first error: name it once, on the failed statement (else the first) */
-    const char *why = rc == DB_OK        ? NULL
-                      : rc == DB_ERROR   ? db_sqlstate(job.error)
-                      : rc == DB_TIMEOUT ? "timeout"
-                                         : "connection_lost";
-    int at = rc == DB_ERROR && job.failed >= 0 ? job.failed : 0;
-    for (int i = 0; i < d->ntail; i++)
-        trace_db_statement(&span, d->tail[i].sql, i == at ? why : NULL);
-    trace_db_end(&span);
+    int rc = run_traced(d->req->app->commits, &job);
     int flow = DECISION_STOP;
     if (rc == DB_OK || (rc == DB_ERROR && job.failed == d->store_at))
         flow = decision_store_answer(d, rc, rc == DB_OK ? job.res[d->store_at] : job.error);

@@ -10,7 +10,8 @@
 #   SKIPPED: <binary>: <test>: <reason>
 # (tests/lib/skip.h); each such line moves one test from "passed" to "skipped".  Each e2e binary
 # gets its own temp root, swept afterwards so no server outlives the run even when a test binary
-# crashes.
+# crashes.  Before the closing lines: the slowest steps with their wall-clock seconds (the whole
+# run should stay well under 15 minutes; this says where it goes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-bin}
@@ -19,6 +20,8 @@ export VIGIL_BIN_DIR=$bin
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
 
 passed=0 failed=0 skipped=0 bad_bins=()
+timings=() # "SECONDS NAME" per step
+started=$SECONDS
 # What each failure said, printed again just above the closing lines: CI keeps the tail of a run.
 fail_lines=()
 sweep() {
@@ -29,7 +32,7 @@ sweep() {
 }
 
 run_one() {
-  local t=$1 out rc root
+  local t=$1 out rc root t0=$SECONDS
   root=$(mktemp -d /tmp/vigil-test.XXXXXX)
   chmod 755 "$root"
   echo "=== $(basename "$t")"
@@ -37,6 +40,7 @@ run_one() {
   rc=$?
   echo "$out"
   sweep "$root"
+  timings+=("$((SECONDS - t0)) $(basename "$t")")
   local line c f e s
   line=$(echo "$out" | grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' | tail -n 1)
   if [ -n "$line" ]; then
@@ -58,12 +62,13 @@ run_one() {
 
 # A check that is a script rather than a Check binary: one test, passed when it exits 0.
 run_script() {
-  local name=$1 out rc
+  local name=$1 out rc t0=$SECONDS
   shift
   echo "=== $name"
   out=$("$@" 2>&1)
   rc=$?
   echo "$out"
+  timings+=("$((SECONDS - t0)) $name")
   if [ $rc -eq 0 ]; then
     passed=$((passed + 1))
   else
@@ -120,9 +125,11 @@ if [ "$what" = all ] || [ "$what" = docker ]; then
     echo "=== docker-test: skipped (no Docker engine answers 'docker info')"
   else
     echo "=== docker-test"
+    t0=$SECONDS
     out=$(bash docker/test.sh 2>&1)
     rc=$?
     echo "$out"
+    timings+=("$((SECONDS - t0)) docker-test")
     line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
     if [ -n "$line" ]; then
       passed=$((passed + $(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')))
@@ -137,6 +144,10 @@ if [ "$what" = all ] || [ "$what" = docker ]; then
   fi
 fi
 
+if [ ${#timings[@]} -gt 0 ]; then
+  echo "slowest steps (wall-clock s; whole run $((SECONDS - started)) s):" \
+    "$(printf '%s\n' "${timings[@]}" | sort -rn | head -n 8 | sed -E 's/^([0-9]+) (.*)$/\2 \1 s;/' | paste -sd' ')"
+fi
 if [ ${#bad_bins[@]} -gt 0 ]; then
   echo "what failed (again, from above):"
   for l in "${fail_lines[@]}"; do echo "  ${l:0:300}"; done

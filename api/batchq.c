@@ -140,8 +140,18 @@ static void read_all(batch *b, db_conn *c, int64_t deadline_ms)
     clear_results(b);
 }
 
+/* Whether error r is a conflict between transactions (a deadlock, a serialization failure): with
+ * several jobs in one transaction it may be the batch's doing, not the failing statement's (two
+ * batches that take the same keys in crossed orders, where each job alone would only wait). */
+static int conflict(const PGresult *r)
+{
+    const char *st = db_sqlstate(r);
+    return strcmp(st, "40P01") == 0 || strcmp(st, "40001") == 0;
+}
+
 /* BATCHQ_TXN: sends one attempt on c and answers what it settles.  Returns 1 when jobs remain
- * open, 2 when a failure named no job (each is then sent alone). */
+ * open, 2 when a failure named no job, or was a conflict between transactions (each is then
+ * sent alone, and gets what it would have got alone). */
 static int attempt(batch *b, db_conn *c, int only, int64_t deadline_ms)
 {
     char err[256];
@@ -157,6 +167,8 @@ static int attempt(batch *b, db_conn *c, int only, int64_t deadline_ms)
         int k = job_of(b, failed), own = k >= 0;
         if (!own && only >= 0)
             k = only; /* alone: BEGIN or COMMIT failed for this job */
+        if (only < 0 && failed >= 0 && conflict(b->res[failed]))
+            k = -1; /* in a batch: not the job's to answer */
         if (k >= 0)
             answer(b, k, DB_ERROR, own ? failed - b->first[k] : -1, failed, 0, err);
         char e2[64];
@@ -240,8 +252,10 @@ static void release_lane(batchq *q, batchq_job *self)
 }
 
 /* Called by a leader (job->lead set: it holds one of the lanes) with mu held: sends batches from
- * the head of the queue until its own job is done or, when another leader's batch took it, the
- * queue is empty; then frees the lane and promotes the next waiting job, if any. */
+ * the head of the queue until one of them takes its own job (then its job is done); when another
+ * leader's batch took its job first (a job promoted while queued may wake after that), sends
+ * nothing, so its return never waits on a batch its job is not in.  Then frees the lane and
+ * promotes the next waiting job, if any. */
 static void lead(batchq *q, batchq_job *self)
 {
     int lane = 0;
@@ -250,9 +264,10 @@ static void lead(batchq *q, batchq_job *self)
     assert(lane < q->lanes);
     q->busy[lane] = 1;
     batch *b = &q->b[lane];
-    while (!self->done && q->head) {
+    while (self->queued) {
         b->njob = 0;
         while (q->head && b->njob < q->max_jobs) {
+            q->head->queued = 0;
             b->job[b->njob++] = q->head;
             q->head = q->head->next;
         }
@@ -303,6 +318,7 @@ int batchq_run(batchq *q, batchq_job *job)
     assert(q && job && job->n >= 1 && job->n <= BATCHQ_JOB_MAX);
     pthread_cond_init(&job->cv, NULL);
     job->done = job->lead = 0;
+    job->queued = 1;
     job->next = NULL;
     job->error = NULL;
     for (int i = 0; i < BATCHQ_JOB_MAX; i++)

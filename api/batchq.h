@@ -15,10 +15,13 @@
  * statement raised it: the batch is rolled back and sent again without that job (at most once
  * per job of the batch), so what a job gets back is what it would have got alone: committed
  * (every statement of it, and nothing of a failed job), or its own error.  A failure that names
- * no job (BEGIN or COMMIT) sends each job of the batch alone.  What is not an SQL error is shared
- * by the batch: a statement that waits (on a row lock, say) delays every job of it, and a lost
- * connection or a passed deadline answers every job of the batch with that status, its commit may
- * or may not have happened, as for a request's own connection.
+ * no job (BEGIN or COMMIT) sends each job of the batch alone, and so does a conflict between
+ * transactions (a deadlock, a serialization failure): with two API replicas, two batches that
+ * take the same keys in crossed orders deadlock where each job alone would only have waited, so
+ * the job whose statement PostgreSQL chose is not the one at fault.  What is not an SQL error is
+ * shared by the batch: a statement that waits (on a row lock, say) delays every job of it, and a
+ * lost connection or a passed deadline answers every job of the batch with that status, its commit
+ * may or may not have happened, as for a request's own connection.
  *
  * BATCHQ_READ (decisions' reads): each job's statements followed by a Sync (db_pipeline_groups),
  * so each job is its own implicit transaction and gets exactly what its own pipeline would have:
@@ -64,7 +67,7 @@ typedef struct batchq_job {
     char err[256];   /* with any status but DB_OK: what happened */
     /* private to batchq.c */
     pthread_cond_t cv;
-    int done, lead;
+    int done, lead, queued; /* queued: not yet taken into a batch */
     struct batchq_job *next;
 } batchq_job;
 

@@ -331,6 +331,10 @@ static void set_options(CURL *h, const dispatch *d, const job *j, struct curl_sl
     curl_easy_setopt(h, CURLOPT_PROXY, "");
     curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    /* A timeout during name resolution returns at once, not when the resolver's thread does
+     * (libcurl's threaded resolver otherwise joins it): a stalled DNS server would make an attempt
+     * outlive its lease and never be recorded. */
+    curl_easy_setopt(h, CURLOPT_QUICK_EXIT, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)d->cfg->webhook_timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(d->cfg->webhook_timeout_ms < 5000 ? d->cfg->webhook_timeout_ms : 5000));

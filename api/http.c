@@ -118,8 +118,9 @@ struct http_server {
     const app *app;
     http_setup setup;
     atomic_int inflight;
-    pthread_mutex_t mu; /* guards conns, admitted and stopping */
-    pthread_cond_t cv;  /* wakes the reaper to stop */
+    atomic_int draining; /* http_stop has begun: every answer closes its connection */
+    pthread_mutex_t mu;  /* guards conns, admitted and stopping */
+    pthread_cond_t cv;   /* wakes the reaper to stop */
     conn_track *conns;
     int admitted;         /* connections within VIGIL_MAX_CONNECTIONS */
     atomic_ulong refused; /* connections answered 503 over the limit, since the last log */
@@ -837,7 +838,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_state *st)
     }
     if (r->replayed)
         MHD_add_response_header(mr, "Idempotent-Replayed", "true");
-    if (r->close)
+    if (r->close || atomic_load(&st->srv->draining))
         MHD_add_response_header(mr, "Connection", "close");
     enum MHD_Result ok = MHD_queue_response(c, (unsigned)r->status, mr);
     MHD_destroy_response(mr);
@@ -1331,6 +1332,18 @@ http_server *http_start(const app *a, const http_setup *setup, char *err, size_t
     return s;
 }
 
+/* How long http_stop waits, past VIGIL_DRAIN_TIMEOUT_S, for answers made to be written. */
+#define DRAIN_FLUSH_MS 1000
+
+/* Waits until every request begun is answered (on_completed) or deadline_ms passes. */
+static void wait_answered(http_server *s, int64_t deadline_ms)
+{
+    while (atomic_load(&s->inflight) > 0 && clock_now_ms() < deadline_ms) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int http_stop(http_server *s)
 {
     if (!s)
@@ -1339,15 +1352,19 @@ int http_stop(http_server *s)
      * threaded modes); until then new connections wait in the backlog, unanswered.  The reaper
      * keeps closing slow heads during the drain. */
     MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
+    /* Kept-alive connections would go on bringing requests: each answer from now on closes its
+     * connection, so a client sends its next request elsewhere. */
+    atomic_store(&s->draining, 1);
     int64_t until = clock_now_ms() + (int64_t)s->app->cfg->drain_timeout_s * 1000;
-    while (atomic_load(&s->inflight) > 0 && clock_now_ms() < until) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    wait_answered(s, until);
     int left = atomic_load(&s->inflight);
     /* No connection may be suspended when the daemon stops: let the handler threads finish
      * (each step is bounded by its request's deadline) and refuse new hand-offs (503). */
     job_stop(s);
+    /* Their answers, and those 503s, are written by the event threads: let them go out before
+     * the daemon closes every connection (at most DRAIN_FLUSH_MS past the drain's bound). */
+    int64_t now = clock_now_ms();
+    wait_answered(s, until > now ? until : now + DRAIN_FLUSH_MS);
     MHD_stop_daemon(s->daemon);
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd);

@@ -7,13 +7,17 @@
  * (held in flight by a table lock taken with psql).
  *
  * Two TCases, one environment each (unchecked fixtures, CK_NOFORK). */
+#include <arpa/inet.h>
 #include <check.h>
 #include <glob.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -617,6 +621,189 @@ static void *post_loop(void *arg)
     return NULL;
 }
 
+/* Starts psql holding an ACCESS EXCLUSIVE lock on users for the statement hold_sql's pg_sleep
+ * (its text: "BEGIN; LOCK ...; SELECT pg_sleep(N); COMMIT;"), logging to log.  Returns its pid. */
+static pid_t hold_users(const char *hold_sql, const char *log)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", E.pg_port);
+    const char *argv[] = {"psql", "-X",    "-q", "-h",    E.pg_sock, "-p",     port,
+                          "-U",   "vigil", "-d", "vigil", "-c",      hold_sql, NULL};
+    return h_spawn(&E, argv, NULL, log);
+}
+
+/* Polls (10 ms, at most 3 s) until want backends wait on a lock in a statement LIKE like. */
+static void wait_lock_waiters(const char *like, int want)
+{
+    char sql[300], n[16];
+    int waiting = 0;
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query "
+             "LIKE '%s'",
+             like);
+    for (int i = 0; i < 300 && waiting < want; i++) {
+        h_psql(&E, NULL, sql, n, sizeof n);
+        waiting = atoi(n);
+        if (waiting < want)
+            usleep(10000);
+    }
+    ck_assert_int_eq(waiting, want);
+}
+
+/* A client on kept-alive connections (as a pool or a load balancer keeps them), sending
+ * GET /api/v1/users?limit=1 again as soon as each answer is read.  An answer with Connection:
+ * close (the server also closes one after a key check its cache could not settle) ends the
+ * connection: before SIGTERM (term_ms 0) the client opens another, after it the client is done.
+ * lost: a request sent on an open connection that got no answer, not counting one on a
+ * connection opened within 100 ms of the SIGTERM (it may have waited in the listen backlog when
+ * the server stopped accepting, never taken). */
+typedef struct keepalive {
+    atomic_llong term_ms; /* when SIGTERM was sent (wire_now_ms), 0 before */
+    atomic_int stop;
+    int answered, closed_after_term, lost, unattributable;
+    int status; /* of the last answer */
+} keepalive;
+
+/* Reads one response on fd: its status (0: the connection ended first) and whether it says
+ * Connection: close. */
+static int read_response(int fd, int *close_after)
+{
+    char buf[8192];
+    size_t len = 0;
+    char *end = NULL;
+    while (!end) {
+        ssize_t n = len < sizeof buf - 1 ? recv(fd, buf + len, sizeof buf - 1 - len, 0) : -1;
+        if (n <= 0)
+            return 0;
+        len += (size_t)n;
+        buf[len] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+    }
+    *close_after = strcasestr(buf, "\r\nConnection: close\r\n") != NULL;
+    const char *cl = strcasestr(buf, "\r\nContent-Length:");
+    size_t want = cl ? strtoul(cl + 17, NULL, 10) : 0, have = len - (size_t)(end + 4 - buf);
+    while (have < want) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0)
+            return 0;
+        have += (size_t)n;
+    }
+    return atoi(buf + 9);
+}
+
+static int keepalive_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)E.api_port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void *keepalive_loop(void *arg)
+{
+    keepalive *k = arg;
+    char req[256];
+    int n = snprintf(req, sizeof req,
+                     "GET /api/v1/users?limit=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Authorization: Bearer %s\r\n\r\n",
+                     E.key);
+    while (!atomic_load(&k->stop) && atomic_load(&k->term_ms) == 0) {
+        int64_t opened = wire_now_ms();
+        int fd = keepalive_connect();
+        if (fd < 0) {
+            k->lost++;
+            return NULL;
+        }
+        int open = 1;
+        while (open && !atomic_load(&k->stop)) {
+            int close_after = 0;
+            if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n ||
+                (k->status = read_response(fd, &close_after)) == 0) {
+                int64_t term = atomic_load(&k->term_ms);
+                if (term && opened > term - 100)
+                    k->unattributable++;
+                else
+                    k->lost++;
+                close(fd);
+                return NULL;
+            }
+            k->answered++;
+            if (close_after) {
+                open = 0;
+                k->closed_after_term = atomic_load(&k->term_ms) != 0;
+            }
+            usleep(2000);
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+/* SIGTERM while clients keep kept-alive connections busy, each with a request in flight (held
+ * by a lock on users): once the drain has begun every answer closes its connection
+ * (Connection: close), so the clients stop bringing requests, and every request the server took
+ * is answered before the daemon stops (none logged "aborted", none lost by a client).  The drain
+ * used to answer them as usual, keep serving the next ones for all of VIGIL_DRAIN_TIMEOUT_S and
+ * then drop answers it had computed. */
+START_TEST(drain_closes_kept_alive_connections)
+{
+    enum { CLIENTS = 3 };
+    static keepalive k[CLIENTS];
+    pthread_t th[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        memset(&k[i], 0, sizeof k[i]);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, keepalive_loop, &k[i]), 0);
+    }
+    int ready = 0;
+    for (int i = 0; i < 500 && ready < CLIENTS; i++) { /* every client on its connection */
+        usleep(10000);
+        ready = 0;
+        for (int c = 0; c < CLIENTS; c++)
+            ready += k[c].answered >= 20;
+    }
+    ck_assert_int_eq(ready, CLIENTS);
+    pid_t locker = hold_users("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; "
+                              "SELECT pg_sleep(2); COMMIT;",
+                              "locker-ka.log");
+    wait_lock_waiters("SELECT%FROM users%", CLIENTS);
+    char *before = h_read_file(&E, "api.log");
+    size_t skip = before ? strlen(before) : 0; /* earlier tests' lines */
+    free(before);
+    for (int i = 0; i < CLIENTS; i++)
+        atomic_store(&k[i].term_ms, wire_now_ms());
+    int rc = h_api_stop(&E, SIGTERM);
+    for (int i = 0; i < CLIENTS; i++)
+        atomic_store(&k[i].stop, 1);
+    for (int i = 0; i < CLIENTS; i++)
+        pthread_join(th[i], NULL);
+    h_wait(locker, 10000);
+    ck_assert_int_eq(rc, 0);
+    for (int i = 0; i < CLIENTS; i++) {
+        printf("  kept-alive client %d: %d answered (last %d), closed by an answer after SIGTERM "
+               "%d, lost %d (+%d not attributable)\n",
+               i, k[i].answered, k[i].status, k[i].closed_after_term, k[i].lost,
+               k[i].unattributable);
+        ck_assert_int_eq(k[i].status, 200); /* the request in flight at SIGTERM was answered */
+        ck_assert_msg(k[i].lost == 0 && k[i].unattributable == 0,
+                      "client %d: a request on an open connection got no answer", i);
+        ck_assert_msg(k[i].closed_after_term,
+                      "client %d: the drain did not close its connection with an answer", i);
+    }
+    char *log = h_read_file(&E, "api.log");
+    ck_assert_ptr_nonnull(log);
+    ck_assert_uint_ge(strlen(log), skip);
+    ck_assert_msg(strstr(log + skip, "\"aborted\":true") == NULL,
+                  "a request taken was not answered");
+    ck_assert_ptr_nonnull(strstr(log + skip, "\"abandoned_requests\":0"));
+    free(log);
+    ck_assert_int_eq(h_api_start(&E), 0);
+}
+END_TEST
+
 /* A SIGTERM that arrives as soon as the API answers, before its main thread waits for signals,
  * is still a clean stop (exit 0): no thread of the API may take it with the default action (the
  * database pool's helper thread, started before the signals are blocked, did: exit 128+15 about
@@ -632,30 +819,16 @@ END_TEST
 
 START_TEST(graceful_shutdown_drains)
 {
-    char exe_psql[16] = "psql", port[16], n[16];
-    snprintf(port, sizeof port, "%d", E.pg_port);
+    char n[16];
     /* Hold the users table so the workers' first INSERTs are in flight when SIGTERM arrives: 4 s,
      * so that on a loaded machine the polling below (a psql process a round) and the workers'
      * first requests reach the lock before it is released.  All four must wait there at once:
      * a handler blocked on the lock must not hold back the other requests (it did: two jobs
      * submitted while one handler thread was idle and not yet awake got one thread between
      * them, http.c job_submit). */
-    const char *argv[] = {exe_psql,
-                          "-X",
-                          "-q",
-                          "-h",
-                          E.pg_sock,
-                          "-p",
-                          port,
-                          "-U",
-                          "vigil",
-                          "-d",
-                          "vigil",
-                          "-c",
-                          "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; "
-                          "SELECT pg_sleep(4); COMMIT;",
-                          NULL};
-    pid_t locker = h_spawn(&E, argv, NULL, "locker.log");
+    pid_t locker = hold_users("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; "
+                              "SELECT pg_sleep(4); COMMIT;",
+                              "locker.log");
     int locked = 0;
     for (int i = 0; i < 300 && !locked; i++) {
         h_psql(&E, NULL,
@@ -675,18 +848,7 @@ START_TEST(graceful_shutdown_drains)
         w[i].idx = i;
         ck_assert_int_eq(pthread_create(&th[i], NULL, post_loop, &w[i]), 0);
     }
-    /* Wait until all of them are blocked inside PostgreSQL. */
-    int waiting = 0;
-    for (int i = 0; i < 300 && waiting < WORKERS; i++) {
-        h_psql(&E, NULL,
-               "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query "
-               "LIKE 'INSERT INTO users%'",
-               n, sizeof n);
-        waiting = atoi(n);
-        if (waiting < WORKERS)
-            usleep(10000);
-    }
-    ck_assert_int_eq(waiting, WORKERS);
+    wait_lock_waiters("INSERT INTO users%", WORKERS); /* all blocked inside PostgreSQL */
 
     /* The drain ends by itself: exit status 0 (h_api_stop kills after 30 s, which would show as
      * 128+9), with every in-flight request answered in full below.  How long it took is not
@@ -744,6 +906,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, changed_checksum_stops_startup);
     tcase_add_test(tc, concurrent_start_on_fresh_database);
     tcase_add_test(tc, sigterm_right_after_start);
+    tcase_add_test(tc, drain_closes_kept_alive_connections);
     tcase_add_test(tc, graceful_shutdown_drains); /* last: stops the API */
     suite_add_tcase(s, tc);
     return s;

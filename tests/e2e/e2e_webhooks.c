@@ -20,6 +20,7 @@
  * bounded; no assertion is on wall-clock time beyond generous waits for deliveries. */
 #include <arpa/inet.h>
 #include <check.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -771,6 +772,54 @@ static void api_restart(const char *const *env)
     ck_assert_int_eq(h_api_start(&E), 0);
 }
 
+/* An endpoint whose host name does not resolve in time (a resolver whose nameservers do not
+ * answer: tests/tools/slowdns.so makes every *.slow.test lookup take 10 s): each attempt ends at
+ * VIGIL_WEBHOOK_TIMEOUT_MS (1 s here) and is recorded as a failure, so the delivery backs off and
+ * its failures count.  Were the attempt to wait for the resolver instead, it would outlive its
+ * lease (8 s here) and never be recorded: retried once a lease, never given up, never counted.
+ * The endpoint is written with SQL: its creation through the API resolves the name too. */
+START_TEST(slow_dns_is_bounded_by_the_timeout)
+{
+    static char preload[PATH_MAX + 64]; /* static: E keeps env after a failed assertion */
+    char so[PATH_MAX + 32], abs[PATH_MAX];
+    snprintf(so, sizeof so, "%s/tests/slowdns.so", E.bin);
+    ck_assert_msg(realpath(so, abs) != NULL, "no %s (make tests-build)", so);
+    snprintf(preload, sizeof preload, "LD_PRELOAD=%s", abs);
+    static const char *const env[] = {"VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1",
+                                      "VIGIL_WEBHOOK_BACKOFF_MS=100",
+                                      "VIGIL_WEBHOOK_BACKOFF_MAX_MS=400",
+                                      "VIGIL_WEBHOOK_POLL_MS=50",
+                                      "VIGIL_WEBHOOK_TIMEOUT_MS=1000",
+                                      preload,
+                                      NULL};
+    api_restart(env);
+    char id[64], txn[37], got[300] = "", sql[400];
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "INSERT INTO webhook_endpoints (url, events, secret) VALUES "
+                            "('http://hook.slow.test:9/h', '{decision.review}', 'whsec_x') "
+                            "RETURNING id",
+                            id, sizeof id),
+                     0);
+    e2e_user(&E, "wh-dns");
+    e2e_policy_fallback(&E, "review");
+    decide("wh-dns", txn);
+    snprintf(sql, sizeof sql,
+             "SELECT a.duration_ms || ' ' || coalesce(a.error, '') FROM webhook_attempts a JOIN "
+             "webhook_deliveries d ON d.id = a.delivery_id WHERE d.endpoint_id = '%s' "
+             "ORDER BY a.attempt LIMIT 1",
+             id);
+    for (int i = 0; i < 80 && !got[0]; i++) { /* 8 s: one lease */
+        sleep_ms(100);
+        ck_assert_int_eq(h_psql(&E, NULL, sql, got, sizeof got), 0);
+    }
+    ck_assert_msg(got[0], "no attempt recorded within one lease");
+    ck_assert_msg(atoi(got) < 3000, "the attempt took %s ms", got);
+    ck_assert_msg(strstr(got, "esolv"), "attempt: '%s'", got);
+    endpoint_delete(id);
+    api_restart(NULL);
+}
+END_TEST
+
 /* The start time of each attempt of endpoint id's deliveries as "<event id>=<epoch s>,..." into
  * out[cap]. */
 static void attempt_starts(const char *id, char *out, size_t cap)
@@ -1115,6 +1164,7 @@ int main(void)
     tcase_add_test(tc, create_errors_and_scope);
     tcase_add_test(tc, ssrf_refused_at_create);
     tcase_add_test(tc, ssrf_refused_at_connect);
+    tcase_add_test(tc, slow_dns_is_bounded_by_the_timeout);
     tcase_add_test(tc, signed_ordered_delivery);
     tcase_add_test(tc, receiver_down_then_back);
     tcase_add_test(tc, kill_mid_delivery);

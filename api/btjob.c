@@ -851,16 +851,44 @@ static int finish(bt_job *j)
 }
 
 /* Marks the job failed with j->err (unless it was cancelled meanwhile). */
+/* The failure's two statements on c: state failed (while running), the partial scores gone. */
+static int record_failure(db_conn *c, const char *const v[2], char *e, size_t elen)
+{
+    int rc = db_exec(c,
+                     "UPDATE backtests SET state = 'failed', error = $2, finished_at = "
+                     "clock_timestamp(), updated_at = clock_timestamp() WHERE id = $1 AND state = "
+                     "'running'",
+                     2, v, dl(), e, elen);
+    if (rc == DB_OK)
+        db_exec(c, "DELETE FROM backtest_scores WHERE backtest_id = $1", 1, v, dl(), e, elen);
+    return rc;
+}
+
+/* Records j's failure (j->err).  On the job's own connection; when that one is gone (a statement
+ * overran BT_QUERY_MS and was abandoned, or its backend was ended), on a fresh one under the job's
+ * advisory lock: otherwise nothing is recorded, the lock goes with the old session and the job is
+ * claimed again at once, failing again for good when its failure is deterministic.  A job another
+ * runner claimed meanwhile (it holds the lock) is left to it; with the database unreachable the
+ * job stays running and is resumed once it is back. */
 static void fail(bt_job *j)
 {
     char scratch[256];
     const char *v[] = {j->id, j->err};
-    db_exec(j->c,
-            "UPDATE backtests SET state = 'failed', error = $2, finished_at = clock_timestamp(), "
-            "updated_at = clock_timestamp() WHERE id = $1 AND state = 'running'",
-            2, v, dl(), scratch, sizeof scratch);
-    db_exec(j->c, "DELETE FROM backtest_scores WHERE backtest_id = $1", 1, v, dl(), scratch,
-            sizeof scratch);
+    db_conn *fresh = NULL;
+    int rc = record_failure(j->c, v, scratch, sizeof scratch);
+    if ((rc == DB_DOWN || rc == DB_TIMEOUT) &&
+        db_acquire(j->run->a->db, dl(), j->run->a->cfg->pool_wait_ms, &fresh) == DB_OK) {
+        PGresult *r = NULL;
+        if (db_query(fresh, "SELECT pg_try_advisory_lock(" BT_LOCK_CLASS ", hashtext($1))", 1, v,
+                     NULL, NULL, 0, dl(), &r, scratch, sizeof scratch) == DB_OK &&
+            PQgetvalue(r, 0, 0)[0] == 't') {
+            record_failure(fresh, v, scratch, sizeof scratch);
+            db_exec(fresh, "SELECT pg_advisory_unlock(" BT_LOCK_CLASS ", hashtext($1))", 1, v, dl(),
+                    scratch, sizeof scratch);
+        }
+        PQclear(r);
+        db_release(j->run->a->db, fresh);
+    }
     logline l;
     logline_begin(&l, "warn", "backtest_failed");
     logline_str(&l, "backtest_id", j->id);

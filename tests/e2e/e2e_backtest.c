@@ -875,6 +875,66 @@ START_TEST(job_with_rules_resumes_after_a_crash)
 }
 END_TEST
 
+/* A runner statement whose connection goes (here its backend is ended while it waits on a lock
+ * a psql session holds; a statement past BT_QUERY_MS is abandoned the same way) fails the job
+ * once, with the error recorded on a fresh connection: the job is not claimed again at once and
+ * run from the start, as it was when the failure could only be written on the lost connection
+ * (a deterministic overrun then ran forever).  Without that, this job would wait for the lock
+ * again and succeed once it was released. */
+START_TEST(job_whose_connection_is_lost_fails_once)
+{
+    char port[16], n[64], body[300], id[37], sql[300];
+    snprintf(port, sizeof port, "%d", E.pg_port);
+    const char *argv[] = {"psql",
+                          "-X",
+                          "-q",
+                          "-h",
+                          E.pg_sock,
+                          "-p",
+                          port,
+                          "-U",
+                          "vigil",
+                          "-d",
+                          "vigil",
+                          "-c",
+                          "BEGIN; LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE; "
+                          "SELECT pg_sleep(5); COMMIT;",
+                          NULL};
+    pid_t locker = h_spawn(&E, argv, NULL, "locker-bt.log");
+    long long locked = 0;
+    for (int i = 0; i < 300 && !locked; i++) {
+        locked = sql_count("SELECT count(*) FROM pg_locks WHERE relation = "
+                           "'transactions'::regclass AND mode = 'AccessExclusiveLock' AND granted");
+        if (!locked)
+            usleep(10000);
+    }
+    ck_assert_msg(locked, "psql did not take the lock");
+    snprintf(body, sizeof body, "{\"name\":\"lost\",\"policy\":\"recorded\",%s}", WINDOW);
+    post_backtest(body, id);
+    const char *waiter = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                         "query ILIKE '%FROM transactions%' AND pid <> pg_backend_pid() LIMIT 1";
+    n[0] = '\0';
+    for (int i = 0; i < 300 && !n[0]; i++) {
+        ck_assert_int_eq(h_psql(&E, NULL, waiter, n, sizeof n), 0);
+        if (!n[0])
+            usleep(10000);
+    }
+    ck_assert_msg(n[0], "the runner did not wait on the lock");
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%s)", n);
+    ck_assert_int_eq(h_psql(&E, NULL, sql, n, sizeof n), 0);
+    ck_assert_str_eq(n, "t");
+    cJSON *j = wait_job(id);
+    h_wait(locker, 10000);
+    const char *err = cJSON_GetStringValue(jget(j, "error"));
+    ck_assert_msg(strcmp(cJSON_GetStringValue(jget(j, "state")), "failed") == 0, "backtest %s: %s",
+                  id, cJSON_GetStringValue(jget(j, "state")));
+    ck_assert_msg(err && err[0], "no error recorded");
+    cJSON_Delete(j);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM backtest_scores WHERE backtest_id = '%s'", id);
+    ck_assert_int_eq(sql_count(sql), 0);
+}
+END_TEST
+
 START_TEST(cancel_and_list)
 {
     char body[300], id[37], path[96];
@@ -1021,6 +1081,7 @@ static Suite *backtest_suite(void)
     tcase_add_unchecked_fixture(j, up_jobs, env_down);
     tcase_add_test(j, job_resumes_after_a_crash_from_its_last_chunk);
     tcase_add_test(j, job_with_rules_resumes_after_a_crash);
+    tcase_add_test(j, job_whose_connection_is_lost_fails_once);
     tcase_add_test(j, cancel_and_list);
     tcase_add_test(j, validation);
     suite_add_tcase(s, j);

@@ -850,7 +850,25 @@ static int finish(bt_job *j)
     return rc;
 }
 
-/* Marks the job failed with j->err (unless it was cancelled meanwhile). */
+/* Takes job id's advisory lock on c without waiting.  1 when taken, 0 when another session holds
+ * it or the statement failed (e gets why). */
+static int job_trylock(db_conn *c, const char *id, char *e, size_t elen)
+{
+    const char *v[] = {id};
+    PGresult *r = NULL;
+    int got = db_query(c, "SELECT pg_try_advisory_lock(" BT_LOCK_CLASS ", hashtext($1))", 1, v,
+                       NULL, NULL, 0, dl(), &r, e, elen) == DB_OK &&
+              PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return got;
+}
+
+static void job_unlock(db_conn *c, const char *id, char *e, size_t elen)
+{
+    const char *v[] = {id};
+    db_exec(c, "SELECT pg_advisory_unlock(" BT_LOCK_CLASS ", hashtext($1))", 1, v, dl(), e, elen);
+}
+
 /* The failure's two statements on c: state failed (while running), the partial scores gone. */
 static int record_failure(db_conn *c, const char *const v[2], char *e, size_t elen)
 {
@@ -878,15 +896,10 @@ static void fail(bt_job *j)
     int rc = record_failure(j->c, v, scratch, sizeof scratch);
     if ((rc == DB_DOWN || rc == DB_TIMEOUT) &&
         db_acquire(j->run->a->db, dl(), j->run->a->cfg->pool_wait_ms, &fresh) == DB_OK) {
-        PGresult *r = NULL;
-        if (db_query(fresh, "SELECT pg_try_advisory_lock(" BT_LOCK_CLASS ", hashtext($1))", 1, v,
-                     NULL, NULL, 0, dl(), &r, scratch, sizeof scratch) == DB_OK &&
-            PQgetvalue(r, 0, 0)[0] == 't') {
+        if (job_trylock(fresh, j->id, scratch, sizeof scratch)) {
             record_failure(fresh, v, scratch, sizeof scratch);
-            db_exec(fresh, "SELECT pg_advisory_unlock(" BT_LOCK_CLASS ", hashtext($1))", 1, v, dl(),
-                    scratch, sizeof scratch);
+            job_unlock(fresh, j->id, scratch, sizeof scratch);
         }
-        PQclear(r);
         db_release(j->run->a->db, fresh);
     }
     logline l;
@@ -1044,17 +1057,12 @@ static int claim(db_conn *c, PGresult **out)
     for (int i = 0; i < PQntuples(ids) && !got; i++) {
         const char *v[] = {PQgetvalue(ids, i, 0)};
         PGresult *r = NULL;
-        if (db_query(c, "SELECT pg_try_advisory_lock(" BT_LOCK_CLASS ", hashtext($1))", 1, v, NULL,
-                     NULL, 0, dl(), &r, e, sizeof e) == DB_OK &&
-            PQgetvalue(r, 0, 0)[0] == 't') {
-            PQclear(r);
-            r = NULL;
+        if (job_trylock(c, v[0], e, sizeof e)) {
             if (db_query(c, claim_sql, 1, v, NULL, NULL, 0, dl(), &r, e, sizeof e) == DB_OK &&
                 PQntuples(r) == 1)
                 got = 1, *out = r, r = NULL;
             else /* finished or cancelled meanwhile */
-                db_exec(c, "SELECT pg_advisory_unlock(" BT_LOCK_CLASS ", hashtext($1))", 1, v, dl(),
-                        e, sizeof e);
+                job_unlock(c, v[0], e, sizeof e);
         }
         PQclear(r);
     }

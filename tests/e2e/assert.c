@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void e2e_env_up(h_env *e, const char *const *api_env)
 {
@@ -129,4 +130,28 @@ void e2e_policy_fallback(h_env *e, const char *decision)
     e2e_req(e, "PUT", "/api/v1/policy", body, &r);
     ck_assert_msg(r.status == 200, "PUT policy: %ld %s", r.status, r.body);
     h_resp_free(&r);
+}
+
+pid_t e2e_lock_table(h_env *e, const char *table, int seconds, const char *log)
+{
+    char port[16], sql[200], granted[200], n[16] = "0";
+    snprintf(port, sizeof port, "%d", e->pg_port);
+    snprintf(sql, sizeof sql,
+             "BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(%d); COMMIT;", table,
+             seconds);
+    const char *argv[] = {"psql", "-X",    "-q", "-h",    e->pg_sock, "-p", port,
+                          "-U",   "vigil", "-d", "vigil", "-c",       sql,  NULL};
+    pid_t pid = h_spawn(e, argv, NULL, log);
+    ck_assert_int_gt(pid, 0);
+    snprintf(granted, sizeof granted,
+             "SELECT count(*) FROM pg_locks WHERE relation = '%s'::regclass AND mode = "
+             "'AccessExclusiveLock' AND granted",
+             table);
+    for (int i = 0; i < 300 && atoi(n) == 0; i++) {
+        h_psql(e, NULL, granted, n, sizeof n);
+        if (atoi(n) == 0)
+            usleep(10000);
+    }
+    ck_assert_msg(atoi(n) == 1, "psql did not take the lock on %s", table);
+    return pid;
 }

@@ -52,4 +52,9 @@ void e2e_user(h_env *e, const char *ext);
  * timeout 50 ms), so every decision is the fallback; asserts 200. */
 void e2e_policy_fallback(h_env *e, const char *decision);
 
+/* Starts psql holding an ACCESS EXCLUSIVE lock on table for seconds (pg_sleep), its output in
+ * log, and waits (at most 3 s) until PostgreSQL shows the lock granted; fails the test when it
+ * does not.  Returns psql's pid (h_wait it). */
+pid_t e2e_lock_table(h_env *e, const char *table, int seconds, const char *log);
+
 #endif

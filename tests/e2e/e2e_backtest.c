@@ -883,32 +883,8 @@ END_TEST
  * again and succeed once it was released. */
 START_TEST(job_whose_connection_is_lost_fails_once)
 {
-    char port[16], n[64], body[300], id[37], sql[300];
-    snprintf(port, sizeof port, "%d", E.pg_port);
-    const char *argv[] = {"psql",
-                          "-X",
-                          "-q",
-                          "-h",
-                          E.pg_sock,
-                          "-p",
-                          port,
-                          "-U",
-                          "vigil",
-                          "-d",
-                          "vigil",
-                          "-c",
-                          "BEGIN; LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE; "
-                          "SELECT pg_sleep(5); COMMIT;",
-                          NULL};
-    pid_t locker = h_spawn(&E, argv, NULL, "locker-bt.log");
-    long long locked = 0;
-    for (int i = 0; i < 300 && !locked; i++) {
-        locked = sql_count("SELECT count(*) FROM pg_locks WHERE relation = "
-                           "'transactions'::regclass AND mode = 'AccessExclusiveLock' AND granted");
-        if (!locked)
-            usleep(10000);
-    }
-    ck_assert_msg(locked, "psql did not take the lock");
+    char n[64], body[300], id[37], sql[300];
+    pid_t locker = e2e_lock_table(&E, "transactions", 5, "locker-bt.log");
     snprintf(body, sizeof body, "{\"name\":\"lost\",\"policy\":\"recorded\",%s}", WINDOW);
     post_backtest(body, id);
     const char *waiter = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "

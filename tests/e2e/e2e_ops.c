@@ -621,17 +621,6 @@ static void *post_loop(void *arg)
     return NULL;
 }
 
-/* Starts psql holding an ACCESS EXCLUSIVE lock on users for the statement hold_sql's pg_sleep
- * (its text: "BEGIN; LOCK ...; SELECT pg_sleep(N); COMMIT;"), logging to log.  Returns its pid. */
-static pid_t hold_users(const char *hold_sql, const char *log)
-{
-    char port[16];
-    snprintf(port, sizeof port, "%d", E.pg_port);
-    const char *argv[] = {"psql", "-X",    "-q", "-h",    E.pg_sock, "-p",     port,
-                          "-U",   "vigil", "-d", "vigil", "-c",      hold_sql, NULL};
-    return h_spawn(&E, argv, NULL, log);
-}
-
 /* Polls (10 ms, at most 3 s) until want backends wait on a lock in a statement LIKE like. */
 static void wait_lock_waiters(const char *like, int want)
 {
@@ -766,9 +755,7 @@ START_TEST(drain_closes_kept_alive_connections)
             ready += k[c].answered >= 20;
     }
     ck_assert_int_eq(ready, CLIENTS);
-    pid_t locker = hold_users("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; "
-                              "SELECT pg_sleep(2); COMMIT;",
-                              "locker-ka.log");
+    pid_t locker = e2e_lock_table(&E, "users", 2, "locker-ka.log");
     wait_lock_waiters("SELECT%FROM users%", CLIENTS);
     char *before = h_read_file(&E, "api.log");
     size_t skip = before ? strlen(before) : 0; /* earlier tests' lines */
@@ -826,20 +813,7 @@ START_TEST(graceful_shutdown_drains)
      * a handler blocked on the lock must not hold back the other requests (it did: two jobs
      * submitted while one handler thread was idle and not yet awake got one thread between
      * them, http.c job_submit). */
-    pid_t locker = hold_users("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; "
-                              "SELECT pg_sleep(4); COMMIT;",
-                              "locker.log");
-    int locked = 0;
-    for (int i = 0; i < 300 && !locked; i++) {
-        h_psql(&E, NULL,
-               "SELECT count(*) FROM pg_locks WHERE relation = 'users'::regclass AND mode = "
-               "'AccessExclusiveLock' AND granted",
-               n, sizeof n);
-        locked = atoi(n) == 1;
-        if (!locked)
-            usleep(10000);
-    }
-    ck_assert_msg(locked, "psql did not take the lock");
+    pid_t locker = e2e_lock_table(&E, "users", 4, "locker.log");
 
     static worker w[WORKERS];
     pthread_t th[WORKERS];

@@ -193,7 +193,7 @@ $(OUT)/tests/%.o: tests/%.c
 # The lower floors of the API: what the HTTP layer, the pools and the logger need, and nothing that
 # knows a resource.  test_http links only these (+ common), which proves they build and run without
 # users.o, models.o, transactions.o, auth.o...; tests/tools/apigraph.py proves the graph has no cycle.
-API_FLOORS  := config json router metrics pool tracectx spanring otlp trace db hpclient http
+API_FLOORS  := config json router metrics pool tracectx spanring otlp trace resolve db hpclient http
 API_FLOOR_OBJ := $(API_FLOORS:%=$(OUT)/api/%.o)
 
 $(BIN)/tests/test_http: $(OUT)/tests/unit/test_http.o $(API_FLOOR_OBJ) $(COMMON_OBJ)

@@ -24,7 +24,6 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +31,7 @@
 #include "clock.h"
 #include "logline.h"
 #include "pool.h"
+#include "resolve.h"
 #include "trace.h"
 
 /* A connection lives in slot (its index in db_pool.conns) of the pool's slots; pg is touched only
@@ -110,25 +110,6 @@ static void *canceller_main(void *arg)
     return NULL;
 }
 
-/* Starts fn(arg) on a detached thread with every signal blocked: a pool may be made before the
- * process blocks SIGTERM for its sigwait (vigil-api's main makes one before serve does), and a
- * thread that left SIGTERM deliverable would take it, whose default action ends the process
- * without the drain.  Returns pthread_create's result. */
-static int start_detached(void *(*fn)(void *), void *arg)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t t;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &at, fn, arg);
-    pthread_attr_destroy(&at);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
-}
-
 /* Starts the canceller thread (detached).  Returns it, or NULL on failure. */
 static db_canceller *canceller_start(void)
 {
@@ -137,7 +118,7 @@ static db_canceller *canceller_start(void)
         return NULL;
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->cv, NULL);
-    int rc = start_detached(canceller_main, k);
+    int rc = resolve_start_detached(canceller_main, k);
     if (rc != 0) {
         pthread_cond_destroy(&k->cv);
         pthread_mutex_destroy(&k->mu);
@@ -182,81 +163,19 @@ static void canceller_take(db_canceller *k, PGcancel *cn)
     }
 }
 
-/* ---- bounded host name lookup -----------------------------------------------------------------
- */
-
-/* One lookup, shared by the waiting connect and the lookup thread; the last to let go frees it. */
-typedef struct db_lookup {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int refs, done;
-    char host[256];
-    char addr[INET6_ADDRSTRLEN];
-} db_lookup;
-
-static void lookup_unref(db_lookup *l)
-{
-    pthread_mutex_lock(&l->mu);
-    int last = --l->refs == 0;
-    pthread_mutex_unlock(&l->mu);
-    if (last) {
-        pthread_cond_destroy(&l->cv);
-        pthread_mutex_destroy(&l->mu);
-        free(l);
-    }
-}
-
-static void *lookup_main(void *arg)
-{
-    db_lookup *l = arg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    char addr[INET6_ADDRSTRLEN] = "";
-    if (getaddrinfo(l->host, NULL, &hints, &res) == 0 && res) {
-        const void *a = res->ai_family == AF_INET6
-                            ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-                            : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
-        if (!inet_ntop(res->ai_family, a, addr, sizeof addr))
-            addr[0] = '\0';
-    }
-    if (res)
-        freeaddrinfo(res);
-    pthread_mutex_lock(&l->mu);
-    snprintf(l->addr, sizeof l->addr, "%s", addr);
-    l->done = 1;
-    pthread_cond_signal(&l->cv);
-    pthread_mutex_unlock(&l->mu);
-    lookup_unref(l);
-    return NULL;
-}
-
-/* Resolves host into addr[INET6_ADDRSTRLEN] before deadline_ms.  Returns DB_OK, DB_DOWN (no such
- * host, or no thread) or DB_TIMEOUT (the lookup is left to finish on its own). */
+/* Resolves host into addr[INET6_ADDRSTRLEN] (its first address) before deadline_ms.  Returns
+ * DB_OK, DB_DOWN (no such host, or no thread) or DB_TIMEOUT (resolve.h). */
 static int lookup_host(const char *host, int64_t deadline_ms, char *addr)
 {
-    db_lookup *l = calloc(1, sizeof *l);
-    if (!l)
-        return DB_DOWN;
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    snprintf(l->host, sizeof l->host, "%s", host);
-    l->refs = 2;
-    if (start_detached(lookup_main, l) != 0) {
-        l->refs = 1;
-        l->done = 1;
-    }
-    struct timespec ts = clock_abs_timespec(deadline_ms);
-    pthread_mutex_lock(&l->mu);
-    while (!l->done && pthread_cond_timedwait(&l->cv, &l->mu, &ts) != ETIMEDOUT)
-        ;
-    int rc = !l->done ? DB_TIMEOUT : l->addr[0] ? DB_OK : DB_DOWN;
-    if (rc == DB_OK)
-        memcpy(addr, l->addr, sizeof l->addr);
-    pthread_mutex_unlock(&l->mu);
-    lookup_unref(l);
+    struct addrinfo *res = NULL;
+    int rc = resolve_host(host, deadline_ms, &res);
+    if (rc != RESOLVE_OK)
+        return rc == RESOLVE_TIMEOUT ? DB_TIMEOUT : DB_DOWN;
+    const void *a = res->ai_family == AF_INET6
+                        ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                        : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    rc = inet_ntop(res->ai_family, a, addr, INET6_ADDRSTRLEN) ? DB_OK : DB_DOWN;
+    freeaddrinfo(res);
     return rc;
 }
 

@@ -1,6 +1,6 @@
 /* netguard.c - SSRF policy: address classes, the allow-list, URL checks.  See netguard.h.
  * Costs: the address checks are a few comparisons; netguard_check_url is one curl URL parse and
- * one getaddrinfo. */
+ * one bounded host name lookup (resolve.h). */
 #include "netguard.h"
 
 #include <arpa/inet.h>
@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+
+#include "resolve.h"
 
 /* Refused IPv4 ranges: address, prefix length. */
 static const struct {
@@ -120,11 +122,17 @@ int netguard_host_allowed(const char *allowed, const char *host)
     return 0;
 }
 
-/* Every address host resolves to must be allowed.  Returns a netguard_result. */
-static int check_addresses(const char *host, char *why, size_t whylen)
+/* Every address host resolves to (before deadline_ms) must be allowed.  Returns a
+ * netguard_result. */
+static int check_addresses(const char *host, int64_t deadline_ms, char *why, size_t whylen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) {
+    struct addrinfo *res = NULL;
+    int found = resolve_host(host, deadline_ms, &res);
+    if (found == RESOLVE_TIMEOUT) {
+        snprintf(why, whylen, "the host '%.200s' did not resolve in time", host);
+        return NETGUARD_TIMEOUT;
+    }
+    if (found != RESOLVE_OK) {
         snprintf(why, whylen, "the host '%.200s' does not resolve", host);
         return NETGUARD_UNRESOLVED;
     }
@@ -169,7 +177,8 @@ int netguard_url_host(const char *url, char *host_out, size_t cap)
     return rc;
 }
 
-int netguard_check_url(const char *url, const char *allowed, char *why, size_t whylen)
+int netguard_check_url(const char *url, const char *allowed, int64_t deadline_ms, char *why,
+                       size_t whylen)
 {
     CURLU *u = curl_url();
     char *scheme = NULL, host[256];
@@ -185,7 +194,8 @@ int netguard_check_url(const char *url, const char *allowed, char *why, size_t w
     }
     if (netguard_url_host(url, host, sizeof host) != 0)
         goto done;
-    rc = netguard_host_allowed(allowed, host) ? NETGUARD_OK : check_addresses(host, why, whylen);
+    rc = netguard_host_allowed(allowed, host) ? NETGUARD_OK
+                                              : check_addresses(host, deadline_ms, why, whylen);
 done:
     curl_free(scheme);
     curl_url_cleanup(u);

@@ -11,8 +11,8 @@
  * delivery time on the address actually connected (dispatch.c's socket callback), so a name that
  * resolves differently later (DNS rebinding) cannot reach a refused address.
  *
- * Pure functions except netguard_check_url, which resolves names (getaddrinfo, may block).
- * Thread-safe. */
+ * Pure functions except netguard_check_url, which resolves names (resolve.h: blocks until the
+ * answer or the caller's deadline, whichever comes first).  Thread-safe. */
 #ifndef VIGIL_NETGUARD_H
 #define VIGIL_NETGUARD_H
 
@@ -27,6 +27,7 @@ enum netguard_result {
     NETGUARD_BAD_SCHEME, /* not http or https */
     NETGUARD_UNRESOLVED, /* the host does not resolve */
     NETGUARD_FORBIDDEN,  /* the host is or resolves to a refused address */
+    NETGUARD_TIMEOUT,    /* the host's lookup did not answer before the deadline */
 };
 
 /* 1 when the IPv4 address a (host byte order) is refused, else 0. */
@@ -44,9 +45,10 @@ int netguard_host_allowed(const char *allowed, const char *host);
  * host or it does not fit. */
 int netguard_url_host(const char *url, char *host_out, size_t cap);
 
-/* Checks url under the policy above: scheme, host, then every address it resolves to unless the
- * host is allowed.  Returns a netguard_result; why[whylen] gets a one-line reason for a refusal
- * (naming the refused address). */
-int netguard_check_url(const char *url, const char *allowed, char *why, size_t whylen);
+/* Checks url under the policy above: scheme, host, then every address it resolves to (looked up
+ * before deadline_ms, clock_now_ms()) unless the host is allowed.  Returns a netguard_result;
+ * why[whylen] gets a one-line reason for a refusal (naming the refused address). */
+int netguard_check_url(const char *url, const char *allowed, int64_t deadline_ms, char *why,
+                       size_t whylen);
 
 #endif

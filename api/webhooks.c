@@ -63,7 +63,8 @@ static void answer(http_resp *resp, int status, const PGresult *r, int with_secr
 static int check_url(http_req *req, http_resp *resp, const char *url)
 {
     char why[512];
-    switch (netguard_check_url(url, req->app->cfg->webhook_allowed_hosts, why, sizeof why)) {
+    switch (netguard_check_url(url, req->app->cfg->webhook_allowed_hosts, req->deadline_ms, why,
+                               sizeof why)) {
     case NETGUARD_OK:
         return 0;
     case NETGUARD_BAD_URL:
@@ -72,6 +73,9 @@ static int check_url(http_req *req, http_resp *resp, const char *url)
         break;
     case NETGUARD_UNRESOLVED:
         http_problem(resp, 422, "webhook_url_unresolvable", "url", "%s", why);
+        break;
+    case NETGUARD_TIMEOUT: /* the resolver, not the URL: worth a retry */
+        http_unavailable(resp, why);
         break;
     default:
         http_problem(resp, 422, "webhook_url_forbidden", "url", "%s", why);

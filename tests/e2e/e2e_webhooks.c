@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "assert.h"
+#include "clock.h"
 #include "harness.h"
 
 static h_env E;
@@ -777,7 +778,9 @@ static void api_restart(const char *const *env)
  * VIGIL_WEBHOOK_TIMEOUT_MS (1 s here) and is recorded as a failure, so the delivery backs off and
  * its failures count.  Were the attempt to wait for the resolver instead, it would outlive its
  * lease (8 s here) and never be recorded: retried once a lease, never given up, never counted.
- * The endpoint is written with SQL: its creation through the API resolves the name too. */
+ * Creating such an endpoint through the API resolves the name under the request's deadline
+ * (VIGIL_REQUEST_TIMEOUT_MS, 2 s here): a 503 to retry, well before the resolver's 10 s, and
+ * nothing written; so the endpoint that is attempted is written with SQL. */
 START_TEST(slow_dns_is_bounded_by_the_timeout)
 {
     static char preload[PATH_MAX + 64]; /* static: E keeps env after a failed assertion */
@@ -790,10 +793,26 @@ START_TEST(slow_dns_is_bounded_by_the_timeout)
                                       "VIGIL_WEBHOOK_BACKOFF_MAX_MS=400",
                                       "VIGIL_WEBHOOK_POLL_MS=50",
                                       "VIGIL_WEBHOOK_TIMEOUT_MS=1000",
+                                      "VIGIL_REQUEST_TIMEOUT_MS=2000",
                                       preload,
                                       NULL};
     api_restart(env);
     char id[64], txn[37], got[300] = "", sql[400];
+    h_resp r;
+    int64_t t0 = clock_now_ms();
+    e2e_req(&E, "POST", "/api/v1/webhooks",
+            "{\"url\":\"http://made.slow.test:9/h\",\"events\":[\"decision.block\"]}", &r);
+    int64_t took = clock_now_ms() - t0;
+    ck_assert_msg(r.status == 503 && strstr(r.body, "\"unavailable\"") && strstr(r.body, "in time"),
+                  "create with a slow resolver: %ld %s", r.status, r.body);
+    ck_assert_msg(took < 6000, "the create answered after %lld ms", (long long)took);
+    h_resp_free(&r);
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "SELECT count(*) FROM webhook_endpoints WHERE url LIKE '%slow.test%'",
+                            got, sizeof got),
+                     0);
+    ck_assert_str_eq(got, "0");
+    got[0] = '\0';
     ck_assert_int_eq(h_psql(&E, NULL,
                             "INSERT INTO webhook_endpoints (url, events, secret) VALUES "
                             "('http://hook.slow.test:9/h', '{decision.review}', 'whsec_x') "

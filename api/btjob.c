@@ -1039,34 +1039,57 @@ static const char claim_sql[] =
     "coalesce(total, -1), processed, coalesce(cursor_at::text, ''), coalesce(cursor_id::text, ''), "
     "partial::text, run_seconds, created_at::text";
 
-/* Takes one runnable job no other runner holds: its advisory lock, then the row.  Returns 1 with
- * *out (caller PQclear()s it; the lock stays held on c), 0 when there is none, -1 on error. */
+/* The runnable jobs after (created_at, id) = ($1, $2), oldest first, a page at a time: claim walks
+ * them all if it must, so however many the other runners hold, a free one is found. */
+#define CLAIM_PAGE 16
+#define CLAIM_PAGE_TEXT "16"
+static const char runnable_sql[] =
+    "SELECT id, created_at::text FROM backtests WHERE state IN ('queued', 'running') AND "
+    "(created_at, id) > ($1::timestamptz, $2::uuid) ORDER BY created_at, id "
+    "LIMIT " CLAIM_PAGE_TEXT;
+
+/* Tries to take job id: its advisory lock, then the row.  1 with *out, else 0 (lock released). */
+static int claim_one(db_conn *c, const char *id, PGresult **out, char *e, size_t elen)
+{
+    const char *v[] = {id};
+    PGresult *r = NULL;
+    int got = 0;
+    if (job_trylock(c, id, e, elen)) {
+        if (db_query(c, claim_sql, 1, v, NULL, NULL, 0, dl(), &r, e, elen) == DB_OK &&
+            PQntuples(r) == 1)
+            got = 1, *out = r, r = NULL;
+        else /* finished or cancelled meanwhile */
+            job_unlock(c, id, e, elen);
+    }
+    PQclear(r);
+    return got;
+}
+
+/* Takes the oldest runnable job no other runner holds.  Returns 1 with *out (caller PQclear()s
+ * it; the lock stays held on c), 0 when there is none, -1 on error. */
 static int claim(db_conn *c, PGresult **out)
 {
     char e[256]; /* db_query's message: nothing to report here, the next poll retries */
-    PGresult *ids = NULL;
+    char at[64] = "-infinity", id[37] = "00000000-0000-0000-0000-000000000000";
+    int got = 0, full = 1;
     *out = NULL;
-    if (db_query(c,
-                 "SELECT id FROM backtests WHERE state IN ('queued', 'running') "
-                 "ORDER BY created_at LIMIT 16",
-                 0, NULL, NULL, NULL, 0, dl(), &ids, e, sizeof e) != DB_OK) {
-        PQclear(ids);
-        return -1;
-    }
-    int got = 0;
-    for (int i = 0; i < PQntuples(ids) && !got; i++) {
-        const char *v[] = {PQgetvalue(ids, i, 0)};
-        PGresult *r = NULL;
-        if (job_trylock(c, v[0], e, sizeof e)) {
-            if (db_query(c, claim_sql, 1, v, NULL, NULL, 0, dl(), &r, e, sizeof e) == DB_OK &&
-                PQntuples(r) == 1)
-                got = 1, *out = r, r = NULL;
-            else /* finished or cancelled meanwhile */
-                job_unlock(c, v[0], e, sizeof e);
+    while (!got && full) {
+        const char *v[] = {at, id};
+        PGresult *ids = NULL;
+        if (db_query(c, runnable_sql, 2, v, NULL, NULL, 0, dl(), &ids, e, sizeof e) != DB_OK) {
+            PQclear(ids);
+            return -1;
         }
-        PQclear(r);
+        int n = PQntuples(ids);
+        for (int i = 0; i < n && !got; i++)
+            got = claim_one(c, PQgetvalue(ids, i, 0), out, e, sizeof e);
+        full = n == CLAIM_PAGE;
+        if (n > 0) {
+            snprintf(id, sizeof id, "%s", PQgetvalue(ids, n - 1, 0));
+            snprintf(at, sizeof at, "%s", PQgetvalue(ids, n - 1, 1));
+        }
+        PQclear(ids);
     }
-    PQclear(ids);
     return got;
 }
 

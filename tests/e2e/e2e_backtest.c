@@ -955,6 +955,81 @@ START_TEST(cancel_and_list)
 }
 END_TEST
 
+/* Runners of other replicas hold the 16 oldest runnable jobs (here a psql session holds their
+ * advisory locks, as a runner does while it runs one): this replica's idle runner still finds
+ * and runs the 17th.  A claim that looked at the 16 oldest only would wait for one of them to
+ * finish, with a runner idle. */
+START_TEST(claim_finds_a_job_past_the_ones_held_elsewhere)
+{
+    static const char *const no_runner[] = {"VIGIL_BACKTEST_CONCURRENCY=0", NULL};
+    char body[300], ids[17][37], port[16], n[16] = "0", sql[200];
+    ck_assert_int_eq(h_api_stop(&E, SIGTERM), 0);
+    E.api_env = no_runner;
+    ck_assert_int_eq(h_api_start(&E), 0);
+    for (int i = 0; i < 17; i++) {
+        snprintf(body, sizeof body, "{\"name\":\"held %d\",\"policy\":\"recorded\",%s}", i, WINDOW);
+        post_backtest(body, ids[i]);
+    }
+    snprintf(port, sizeof port, "%d", E.pg_port);
+    const char *argv[] = {"psql",
+                          "-X",
+                          "-q",
+                          "-h",
+                          E.pg_sock,
+                          "-p",
+                          port,
+                          "-U",
+                          "vigil",
+                          "-d",
+                          "vigil",
+                          "-c",
+                          "SELECT count(pg_advisory_lock(723804197, hashtext(id::text))) FROM "
+                          "(SELECT id FROM backtests WHERE state = 'queued' ORDER BY created_at, "
+                          "id LIMIT 16) s; SELECT pg_sleep(600);",
+                          NULL};
+    pid_t locker = h_spawn(&E, argv, NULL, "locker-claim.log");
+    ck_assert_int_gt(locker, 0);
+    for (int i = 0; i < 300 && atoi(n) < 16; i++) {
+        ck_assert_int_eq(h_psql(&E, NULL,
+                                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                                "classid = 723804197 AND granted",
+                                n, sizeof n),
+                         0);
+        if (atoi(n) < 16)
+            usleep(10000);
+    }
+    ck_assert_int_eq(atoi(n), 16);
+    ck_assert_int_eq(h_api_stop(&E, SIGTERM), 0);
+    E.api_env = NULL; /* one runner */
+    ck_assert_int_eq(h_api_start(&E), 0);
+    cJSON *j = wait_job(ids[16]);
+    ck_assert_str_eq(cJSON_GetStringValue(jget(j, "state")), "succeeded");
+    cJSON_Delete(j);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM backtests WHERE state = 'queued' AND created_at < (SELECT "
+             "created_at FROM backtests WHERE id = '%s')",
+             ids[16]);
+    ck_assert_int_eq(sql_count(sql), 16); /* the held ones were left alone */
+    ck_assert_int_eq(sql_count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                               "classid = 723804197 AND granted"),
+                     16); /* and are held still: wait_job gives up long before pg_sleep ends */
+    ck_assert_int_eq(h_psql(&E, NULL,
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE "
+                            "locktype = 'advisory' AND classid = 723804197",
+                            n, sizeof n),
+                     0);
+    h_wait(locker, 10000);
+    for (int i = 0; i < 16; i++) {
+        char path[96];
+        h_resp r;
+        snprintf(path, sizeof path, "/api/v1/backtests/%s", ids[i]);
+        e2e_req(&E, "DELETE", path, NULL, &r);
+        ck_assert_msg(r.status == 200, "DELETE: %ld %s", r.status, r.body);
+        h_resp_free(&r);
+    }
+}
+END_TEST
+
 /* One POST that must be refused with status, code and field. */
 static void refused(const char *body, long status, const char *code, const char *field)
 {
@@ -1060,6 +1135,7 @@ static Suite *backtest_suite(void)
     tcase_add_test(j, job_whose_connection_is_lost_fails_once);
     tcase_add_test(j, cancel_and_list);
     tcase_add_test(j, validation);
+    tcase_add_test(j, claim_finds_a_job_past_the_ones_held_elsewhere);
     suite_add_tcase(s, j);
     return s;
 }

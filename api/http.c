@@ -1071,7 +1071,7 @@ static void req_job(job *j)
     if (st->job_kind == JOB_AUTH) {
         check_key(st);
         /* No body to wait for: run the handler now, on this thread, and save a second hand-off
-         * (MHD's repeated first call queues the answer). */
+         * (MHD's final call queues the answer: see step). */
         if (!st->decided && !st->announced) {
             dispatch(st);
             st->ran = 1;
@@ -1114,9 +1114,13 @@ static enum MHD_Result step(req_state *st, struct MHD_Connection *c, const char 
     int done = st->job_done;
     st->job_done = JOB_NONE;
     if (done == JOB_AUTH) {
-        /* MHD's first call again, after the key check (and, without a body, the handler):
-         * answer now, or let the body come. */
-        return (st->decided || st->ran) && !st->queued ? queue(c, st) : MHD_YES;
+        /* MHD's first call again, after the key check (and, without a body, the handler).  A
+         * refusal is answered now, before any body is read.  Any other answer waits for MHD's
+         * final call (the body, if any, read): libmicrohttpd 0.9.75 takes an answer queued in
+         * the first call as an early one, discards the rest of the request and closes the
+         * connection after it, which would cost a kept-alive client a new connection after
+         * every request whose key was not cached. */
+        return st->decided && !st->queued ? queue(c, st) : MHD_YES;
     }
     if (*upload_data_size) {
         if (append_body(st, upload_data, *upload_data_size) != 0)

@@ -3,6 +3,8 @@
 #ifndef VIGIL_APP_H
 #define VIGIL_APP_H
 
+#include <stdatomic.h>
+
 #include "config.h"
 
 struct db_pool;
@@ -23,6 +25,7 @@ typedef struct app {
     struct auth_cache *keys;     /* recently verified API keys (auth.c), NULL = no cache */
     struct batchq *reads;        /* decisions' reads, sent in groups (batchq.h) */
     struct batchq *commits;      /* decisions' writes, committed in groups (batchq.h) */
+    atomic_int *exports;         /* exports streaming now (export.c), <= export_concurrency */
 } app;
 
 #endif

@@ -96,13 +96,16 @@ static int parse_addr(cfg *c, char *err, size_t errlen)
     return 0;
 }
 
-/* The backtest runner's variables (api/btjob.h). */
+/* The variables of the jobs over the history: the backtest runner's (api/btjob.h) and the bound
+ * of exports streamed at once (api/export.c: each holds a pooled connection while it streams). */
 static int parse_backtest(cfg *c, char *err, size_t errlen)
 {
+    c->export_concurrency = 2;
     c->backtest_concurrency = 1;
     c->backtest_chunk_rows = 5000;
     c->backtest_pause_ms = 0;
-    return env_int32("VIGIL_BACKTEST_CONCURRENCY", 0, 16, &c->backtest_concurrency, err, errlen) ||
+    return env_int32("VIGIL_EXPORT_CONCURRENCY", 1, 256, &c->export_concurrency, err, errlen) ||
+           env_int32("VIGIL_BACKTEST_CONCURRENCY", 0, 16, &c->backtest_concurrency, err, errlen) ||
            env_int32("VIGIL_BACKTEST_CHUNK_ROWS", 100, 100000, &c->backtest_chunk_rows, err,
                      errlen) ||
            env_int32("VIGIL_BACKTEST_PAUSE_MS", 0, 60000, &c->backtest_pause_ms, err, errlen);

@@ -41,6 +41,7 @@ typedef struct cfg {
     int max_predict_rows;        /* VIGIL_MAX_PREDICT_ROWS, default 100000 */
     char bootstrap_key[256];     /* VIGIL_BOOTSTRAP_KEY, optional; never logged */
     int backtest_concurrency;    /* VIGIL_BACKTEST_CONCURRENCY jobs run at once, default 1, 0..16 */
+    int export_concurrency;      /* VIGIL_EXPORT_CONCURRENCY exports streamed at once, default 2 */
     int backtest_chunk_rows;     /* VIGIL_BACKTEST_CHUNK_ROWS per read/score, default 5000 */
     int backtest_pause_ms;       /* VIGIL_BACKTEST_PAUSE_MS between chunks (throttle), default 0 */
     /* webhooks (dispatch.c, netguard.c) */

@@ -48,6 +48,7 @@ typedef struct export_ctx {
     PGresult *r; /* the rows of the last FETCH */
     int row, csv, header_done;
     int finished; /* 0 while rows remain; 1 after the end (0 next); -1 after a failure (-1 next) */
+    int counted;  /* holds one of app->exports */
     dynbuf line;  /* the formatted row being sent */
     size_t off;
 } export_ctx;
@@ -58,6 +59,8 @@ static void export_free(void *p)
     PQclear(x->r);
     if (x->c) /* an unfinished transaction is rolled back by the release */
         db_release(x->a->db, x->c);
+    if (x->counted)
+        atomic_fetch_sub(x->a->exports, 1);
     dynbuf_free(&x->line);
     free(x);
 }
@@ -238,6 +241,15 @@ void export_transactions(http_req *req, http_resp *resp)
     }
     x->a = req->app;
     x->csv = wants_csv(req);
+    /* A stream holds its pooled connection at the client's reading speed: a bound on how many run
+     * at once keeps slow readers from taking the whole pool from everything else. */
+    x->counted = atomic_fetch_add(x->a->exports, 1) < x->a->cfg->export_concurrency;
+    if (!x->counted) {
+        atomic_fetch_sub(x->a->exports, 1);
+        http_unavailable(resp, "as many exports as VIGIL_EXPORT_CONCURRENCY allows are running");
+        free(x);
+        return;
+    }
     dynbuf_init(&x->line, EXPORT_LINE_MAX);
     if (!(x->c = dbreq_acquire(req, resp)) ||
         dbreq_query(req, resp, x->c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL,

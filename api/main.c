@@ -271,7 +271,8 @@ int main(int argc, char **argv)
     char err[512];
     if (cfg_load(&c, 1, err, sizeof err) != 0)
         die(err);
-    app a = {.cfg = &c};
+    static atomic_int exports; /* likewise */
+    app a = {.cfg = &c, .exports = &exports};
     a.db = db_pool_create(c.database_url, c.db_pool_size, c.db_connect_timeout_ms, err, sizeof err);
     if (!a.db)
         die(err);

@@ -27,16 +27,21 @@
  * BT_SMALL=1 in the environment makes the history 100 + 100 decisions (a quick run while
  * developing; the suite as `make test` runs it uses the full size). */
 #include <check.h>
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "assert.h"
+#include "clock.h"
 #include "fixtures_io.h"
 #include "harness.h"
 
@@ -533,6 +538,85 @@ START_TEST(export_streams_every_row_as_get_answers_it)
     h_resp_free(&r);
     e2e_req(&E, "GET", "/api/v1/transactions/export?from=yesterday", NULL, &r);
     e2e_assert_problem(&r, 400, "validation_failed", "from");
+    h_resp_free(&r);
+}
+END_TEST
+
+/* Sends a GET of path on a new connection (Connection: close) and returns its socket without
+ * reading: the answer waits in it. */
+static int get_unread(const char *path)
+{
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: "
+                     "close\r\n\r\n",
+                     path, E.key);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)E.api_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    return fd;
+}
+
+/* The status line of fd's answer, read to its end (at most 20 s), into out[cap]; fd closed. */
+static void read_status(int fd, char *out, size_t cap)
+{
+    static char buf[1 << 16];
+    size_t got = 0;
+    out[0] = '\0';
+    for (int64_t end = clock_now_ms() + 20000; clock_now_ms() < end;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) <= 0)
+            continue;
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r <= 0)
+            break;
+        if (!got)
+            snprintf(out, cap, "%.*s", (int)strcspn(buf, "\r"), buf);
+        got += (size_t)r;
+    }
+    close(fd);
+}
+
+/* Exports streamed at once are bounded (VIGIL_EXPORT_CONCURRENCY, 2 by default): each holds a
+ * pooled connection for its whole stream, at its client's pace.  Two exports held up (here by a
+ * lock on transactions, as a client reading slowly holds one up) leave a third a 503 at once,
+ * while the rest of the API is served from the pool; once they end, an export runs again. */
+START_TEST(exports_at_once_are_bounded)
+{
+    char n[16] = "0", st[2][64];
+    pid_t locker = e2e_lock_table(&E, "transactions", 4, "locker-export.log");
+    int fd[2] = {get_unread("/api/v1/transactions/export"),
+                 get_unread("/api/v1/transactions/export")};
+    for (int i = 0; i < 500 && atoi(n) < 2; i++) { /* both wait on the lock: both slots taken */
+        ck_assert_int_eq(h_psql(&E, NULL,
+                                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                "'Lock' AND query ILIKE '%vigil_export%'",
+                                n, sizeof n),
+                         0);
+        if (atoi(n) < 2)
+            usleep(10000);
+    }
+    ck_assert_int_eq(atoi(n), 2);
+    h_resp r;
+    e2e_req(&E, "GET", "/api/v1/transactions/export", NULL, &r);
+    ck_assert_msg(r.status == 503, "a third export at once: %ld", r.status);
+    e2e_assert_problem(&r, 503, "unavailable", NULL);
+    char ra[16];
+    ck_assert_str_eq(h_header(&r, "Retry-After", ra, sizeof ra), "1");
+    h_resp_free(&r);
+    e2e_req(&E, "GET", "/api/v1/users?limit=1", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    h_resp_free(&r);
+    for (int i = 0; i < 2; i++)
+        read_status(fd[i], st[i], sizeof st[i]);
+    h_wait(locker, 10000);
+    ck_assert_str_eq(st[0], "HTTP/1.1 200 OK");
+    ck_assert_str_eq(st[1], "HTTP/1.1 200 OK");
+    e2e_req(&E, "GET", "/api/v1/transactions/export?labelled_only=true", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
     h_resp_free(&r);
 }
 END_TEST
@@ -1119,6 +1203,7 @@ static Suite *backtest_suite(void)
     tcase_add_test(h, report_equals_an_independent_computation);
     tcase_add_test(h, rules_on_history_decided_without_rules);
     tcase_add_test(h, export_streams_every_row_as_get_answers_it);
+    tcase_add_test(h, exports_at_once_are_bounded);
     tcase_add_test(h, label_sources_of_payments_teams);
     suite_add_tcase(s, h);
     TCase *ru = tcase_create("rules");

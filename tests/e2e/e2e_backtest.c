@@ -90,6 +90,17 @@ static long long sql_count(const char *sql)
     return atoll(out);
 }
 
+/* Polls the count sql answers until it reaches want (at most 5 s); asserts it did. */
+static void await_count(const char *sql, long long want)
+{
+    long long got = sql_count(sql);
+    for (int i = 0; i < 500 && got < want; i++) {
+        usleep(10000);
+        got = sql_count(sql);
+    }
+    ck_assert_msg(got == want, "%s: %lld, not %lld", sql, got, want);
+}
+
 static void iso(long t, char *out, size_t cap)
 {
     time_t tt = (time_t)t;
@@ -586,20 +597,13 @@ static void read_status(int fd, char *out, size_t cap)
  * while the rest of the API is served from the pool; once they end, an export runs again. */
 START_TEST(exports_at_once_are_bounded)
 {
-    char n[16] = "0", st[2][64];
+    char st[2][64];
     pid_t locker = e2e_lock_table(&E, "transactions", 4, "locker-export.log");
     int fd[2] = {get_unread("/api/v1/transactions/export"),
                  get_unread("/api/v1/transactions/export")};
-    for (int i = 0; i < 500 && atoi(n) < 2; i++) { /* both wait on the lock: both slots taken */
-        ck_assert_int_eq(h_psql(&E, NULL,
-                                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                                "'Lock' AND query ILIKE '%vigil_export%'",
-                                n, sizeof n),
-                         0);
-        if (atoi(n) < 2)
-            usleep(10000);
-    }
-    ck_assert_int_eq(atoi(n), 2);
+    await_count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query "
+                "ILIKE '%vigil_export%'",
+                2); /* both wait on the lock: both slots taken */
     h_resp r;
     e2e_req(&E, "GET", "/api/v1/transactions/export", NULL, &r);
     ck_assert_msg(r.status == 503, "a third export at once: %ld", r.status);
@@ -1073,16 +1077,9 @@ START_TEST(claim_finds_a_job_past_the_ones_held_elsewhere)
                           NULL};
     pid_t locker = h_spawn(&E, argv, NULL, "locker-claim.log");
     ck_assert_int_gt(locker, 0);
-    for (int i = 0; i < 300 && atoi(n) < 16; i++) {
-        ck_assert_int_eq(h_psql(&E, NULL,
-                                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
-                                "classid = 723804197 AND granted",
-                                n, sizeof n),
-                         0);
-        if (atoi(n) < 16)
-            usleep(10000);
-    }
-    ck_assert_int_eq(atoi(n), 16);
+    await_count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = "
+                "723804197 AND granted",
+                16);
     ck_assert_int_eq(h_api_stop(&E, SIGTERM), 0);
     E.api_env = NULL; /* one runner */
     ck_assert_int_eq(h_api_start(&E), 0);

@@ -65,6 +65,8 @@ int netguard_v6_forbidden(const uint8_t b[16])
     static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
     if (zeros(b, 10) && b[10] == 0xff && b[11] == 0xff)
         return netguard_v4_forbidden(v4_at(b + 12)); /* ::ffff:a.b.c.d v4-mapped */
+    if (zeros(b, 8) && b[8] == 0xff && b[9] == 0xff && zeros(b + 10, 2))
+        return netguard_v4_forbidden(v4_at(b + 12)); /* ::ffff:0:a.b.c.d IPv4-translated (SIIT) */
     if (zeros(b, 12))
         return 1; /* ::, ::1 and the deprecated v4-compatible ::a.b.c.d */
     if (memcmp(b, nat64, 12) == 0)

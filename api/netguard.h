@@ -4,10 +4,10 @@
  * Only http and https URLs.  A host resolving to an address that is not publicly routable is
  * refused: unspecified, loopback, private (RFC 1918, IPv6 unique local), shared (100.64/10),
  * link-local, multicast, reserved/benchmark/documentation ranges, and IPv6 forms that embed an
- * IPv4 address (v4-mapped, v4-compatible, NAT64 64:ff9b::/96, 6to4) are judged by that address;
- * Teredo and local NAT64 are refused outright.  A host written exactly as one of the entries of
- * VIGIL_WEBHOOK_ALLOWED_HOSTS (comma-separated, compared without regard to case) is exempt.
- * The check runs at create/update time on every address the name resolves to, and again at
+ * IPv4 address (v4-mapped, v4-translated, v4-compatible, NAT64 64:ff9b::/96, 6to4) are judged
+ * by that address; Teredo and local NAT64 are refused outright.  A host written exactly as one of
+ * the entries of VIGIL_WEBHOOK_ALLOWED_HOSTS (comma-separated, compared without regard to case) is
+ * exempt. The check runs at create/update time on every address the name resolves to, and again at
  * delivery time on the address actually connected (dispatch.c's socket callback), so a name that
  * resolves differently later (DNS rebinding) cannot reach a refused address.
  *

@@ -735,8 +735,7 @@ static void trace_pipeline(db_conn *c, const db_stmt *stmts, int n, int rc, PGre
     if (c->trace.on)
         for (int i = 0; i < n; i++)
             trace_db_statement(&c->trace, stmts[i].sql,
-                               rc == DB_TIMEOUT ? "timeout"
-                               : rc == DB_DOWN  ? "connection_lost"
+                               rc == DB_TIMEOUT || rc == DB_DOWN ? db_error_type(rc, NULL)
                                : res[i] && PQresultStatus(res[i]) == PGRES_FATAL_ERROR
                                    ? db_sqlstate(res[i])
                                    : NULL);
@@ -817,11 +816,7 @@ int db_query(db_conn *c, const char *sql, int nparams, const char *const *values
     int rc = run_query(c, sql, nparams, values, lengths, formats, binary_result, deadline_ms, res,
                        err, errlen);
     if (c->trace.on)
-        trace_db_statement(&c->trace, sql,
-                           rc == DB_OK        ? NULL
-                           : rc == DB_ERROR   ? db_sqlstate(*res)
-                           : rc == DB_TIMEOUT ? "timeout"
-                                              : "connection_lost");
+        trace_db_statement(&c->trace, sql, db_error_type(rc, *res));
     return rc;
 }
 
@@ -838,6 +833,22 @@ const char *db_sqlstate(const PGresult *res)
 {
     const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     return s ? s : "";
+}
+
+const char *db_error_type(int rc, const PGresult *res)
+{
+    switch (rc) {
+    case DB_OK:
+        return NULL;
+    case DB_ERROR:
+        return db_sqlstate(res);
+    case DB_TIMEOUT:
+        return "timeout";
+    case DB_BUSY:
+        return "pool_exhausted";
+    default:
+        return "connection_lost";
+    }
 }
 
 void db_pool_counts(db_pool *p, int *in_use, int *open, unsigned long long *waits)

@@ -101,6 +101,11 @@ int db_pipeline_groups(db_conn *c, const db_stmt *stmts, const int *ends, int ng
 /* SQLSTATE of an error result ("23505" unique violation...), "" when none. */
 const char *db_sqlstate(const PGresult *res);
 
+/* What a span's error.type says of a statement that ended with rc (res: its result, for DB_ERROR's
+ * SQLSTATE): NULL for DB_OK, the SQLSTATE, "timeout", "pool_exhausted" (DB_BUSY) or
+ * "connection_lost" (DB_DOWN). */
+const char *db_error_type(int rc, const PGresult *res);
+
 /* Number of connections currently handed out / currently open (for /metrics). */
 void db_pool_counts(db_pool *p, int *in_use, int *open, unsigned long long *waits);
 

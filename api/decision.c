@@ -34,10 +34,7 @@ static int run_traced(batchq *q, batchq_job *job)
     trace_db span;
     trace_db_begin(&span, trace_enabled() ? trace_now_ns() : 0);
     int rc = batchq_run(q, job);
-    const char *why = rc == DB_OK        ? NULL
-                      : rc == DB_ERROR   ? db_sqlstate(job->error)
-                      : rc == DB_TIMEOUT ? "timeout"
-                                         : "connection_lost";
+    const char *why = db_error_type(rc, job->error);
     int at = rc == DB_ERROR && job->failed >= 0 ? job->failed : 0;
     for (int i = 0; i < job->n; i++)
         trace_db_statement(&span, job->stmts[i].sql, i == at ? why : NULL);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "dynbuf.h"
 #include "logline.h"
 #include "otlp.h"
@@ -435,6 +436,17 @@ END_TEST
 
 /* ---- db span summaries --------------------------------------------------------------------- */
 
+/* The error.type of a PostgreSQL span names each way a statement can fail. */
+START_TEST(db_error_types)
+{
+    ck_assert_ptr_null(db_error_type(DB_OK, NULL));
+    ck_assert_str_eq(db_error_type(DB_ERROR, NULL), ""); /* no result: no SQLSTATE to name */
+    ck_assert_str_eq(db_error_type(DB_TIMEOUT, NULL), "timeout");
+    ck_assert_str_eq(db_error_type(DB_BUSY, NULL), "pool_exhausted");
+    ck_assert_str_eq(db_error_type(DB_DOWN, NULL), "connection_lost");
+}
+END_TEST
+
 START_TEST(sql_summary)
 {
     static const struct {
@@ -625,6 +637,7 @@ static Suite *trace_suite(void)
     TCase *enc = tcase_create("encoding");
     tcase_add_test(enc, otlp_encoding);
     tcase_add_test(enc, sql_summary);
+    tcase_add_test(enc, db_error_types);
     tcase_add_test(enc, wire_trace_blocks);
     tcase_add_test(enc, cfg_from_env);
     tcase_add_test(enc, logline_carries_trace_ids);

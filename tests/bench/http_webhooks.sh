@@ -12,6 +12,9 @@
 # the median p90 and p99 of each condition are printed, with the differences (p99 is the target's
 # figure; p90 is printed beside it because one WAL fsync stall of this VM's disk moves a 5 s run's
 # p99 by tens of ms, in either condition).  Measures only, asserts nothing.
+# VIGIL_BENCH_WEBHOOK_AA=1 runs the same alternation with the endpoint disabled in BOTH conditions
+# (an A/A run): the difference it prints is what this host's noise alone makes of the comparison,
+# the resolution against which the 1 ms target can be read.
 # Bounded: rounds x 2 x VIGIL_BENCH_SECONDS (default 5) s of load, plus start-up.
 set -euo pipefail
 BIN=${1:-bin}
@@ -27,6 +30,7 @@ bench_init
 RATE=${VIGIL_BENCH_WEBHOOK_RATE:-500}
 SECS=${VIGIL_BENCH_SECONDS:-5}
 ROUNDS=${VIGIL_BENCH_WEBHOOK_ROUNDS:-5}
+AA=${VIGIL_BENCH_WEBHOOK_AA:-0}
 JSON='Content-Type: application/json'
 
 bench_machine
@@ -61,7 +65,7 @@ set_endpoint() {
 declare -a P99_NONE P99_ONE P90_NONE P90_ONE
 for round in $(seq 1 "$ROUNDS"); do
   for cond in none one; do
-    if [ $cond = none ]; then set_endpoint false; else set_endpoint true; fi
+    if [ $cond = none ] || [ "$AA" = 1 ]; then set_endpoint false; else set_endpoint true; fi
     bench_users "wh-$round-$cond" # fresh users: no run reads the history an earlier one left
     before=$(wc -l <"$B_TMP/received.jsonl" 2>/dev/null || echo 0)
     lsn0=$(bench_wal_lsn)
@@ -90,6 +94,7 @@ m0=$(median "${P99_NONE[@]}") m1=$(median "${P99_ONE[@]}")
 q0=$(median "${P90_NONE[@]}") q1=$(median "${P90_ONE[@]}")
 diff_us() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.0f", a - b }'; }
 echo
+[ "$AA" = 1 ] && echo "A/A run (VIGIL_BENCH_WEBHOOK_AA=1): the endpoint was disabled in both conditions; \"one\" below is a second \"none\""
 printf 'SUMMARY webhooks: transactions @ %s/s, p99 median of %d runs: no endpoint %s us, one endpoint %s us, difference %s us (p90: %s vs %s us, %s us)\n' \
   "$RATE" "$ROUNDS" "$m0" "$m1" "$(diff_us "$m1" "$m0")" "$q0" "$q1" "$(diff_us "$q1" "$q0")"
 pending=$(curl -fsS "$B_API/metrics" | sed -n 's/^vigil_webhook_deliveries_pending //p')

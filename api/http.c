@@ -1128,6 +1128,11 @@ static enum MHD_Result step(req_state *st, struct MHD_Connection *c, const char 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    /* Only MHD's final call passes no buffer: an empty one is a body step with nothing in it
+     * (libmicrohttpd 0.9.75 makes one after "100 Continue" when bytes follow the head, e.g. a
+     * pipelined request), where an answer cannot be queued yet. */
+    if (upload_data)
+        return MHD_YES;
     if (st->queued)
         return MHD_YES; /* answered early; MHD discarded the body */
     if (st->ran || st->decided)

@@ -1039,13 +1039,16 @@ static const char claim_sql[] =
     "coalesce(total, -1), processed, coalesce(cursor_at::text, ''), coalesce(cursor_id::text, ''), "
     "partial::text, run_seconds, created_at::text";
 
-/* The runnable jobs after (created_at, id) = ($1, $2), oldest first, a page at a time: claim walks
- * them all if it must, so however many the other runners hold, a free one is found. */
+/* The runnable jobs after (created_at, id) = ($1 microseconds after the epoch, $2), oldest first
+ * ($1 NULL: from the first), a page at a time: claim walks them all if it must, so however many
+ * the other runners hold, a free one is found.  The position travels as an integer, never as
+ * timestamp text, whose form depends on the session's DateStyle and TimeZone. */
 #define CLAIM_PAGE 16
 #define CLAIM_PAGE_TEXT "16"
 static const char runnable_sql[] =
-    "SELECT id, created_at::text FROM backtests WHERE state IN ('queued', 'running') AND "
-    "(created_at, id) > ($1::timestamptz, $2::uuid) ORDER BY created_at, id "
+    "SELECT id, (extract(epoch FROM created_at) * 1000000)::bigint FROM backtests WHERE state IN "
+    "('queued', 'running') AND ($1::bigint IS NULL OR (created_at, id) > ('epoch'::timestamptz + "
+    "$1::bigint * interval '1 microsecond', $2::uuid)) ORDER BY created_at, id "
     "LIMIT " CLAIM_PAGE_TEXT;
 
 /* Tries to take job id: its advisory lock, then the row.  1 with *out, else 0 (lock released). */
@@ -1070,11 +1073,11 @@ static int claim_one(db_conn *c, const char *id, PGresult **out, char *e, size_t
 static int claim(db_conn *c, PGresult **out)
 {
     char e[256]; /* db_query's message: nothing to report here, the next poll retries */
-    char at[64] = "-infinity", id[37] = "00000000-0000-0000-0000-000000000000";
+    char at[24] = "", id[37] = "";
     int got = 0, full = 1;
     *out = NULL;
     while (!got && full) {
-        const char *v[] = {at, id};
+        const char *v[] = {at[0] ? at : NULL, id[0] ? id : NULL};
         PGresult *ids = NULL;
         if (db_query(c, runnable_sql, 2, v, NULL, NULL, 0, dl(), &ids, e, sizeof e) != DB_OK) {
             PQclear(ids);

@@ -1081,7 +1081,10 @@ START_TEST(claim_finds_a_job_past_the_ones_held_elsewhere)
                 "723804197 AND granted",
                 16);
     ck_assert_int_eq(h_api_stop(&E, SIGTERM), 0);
-    E.api_env = NULL; /* one runner */
+    /* one runner, in a session whose timestamps print neither in ISO form nor in UTC (libpq
+     * passes these variables to the server): the claim's position must not depend on them */
+    static const char *const odd_session[] = {"PGTZ=Asia/Kolkata", "PGDATESTYLE=SQL, DMY", NULL};
+    E.api_env = odd_session;
     ck_assert_int_eq(h_api_start(&E), 0);
     cJSON *j = wait_job(ids[16]);
     ck_assert_str_eq(cJSON_GetStringValue(jget(j, "state")), "succeeded");
@@ -1100,12 +1103,15 @@ START_TEST(claim_finds_a_job_past_the_ones_held_elsewhere)
                             n, sizeof n),
                      0);
     h_wait(locker, 10000);
+    ck_assert_int_eq(h_api_stop(&E, SIGTERM), 0);
+    E.api_env = NULL;
+    ck_assert_int_eq(h_api_start(&E), 0);
     for (int i = 0; i < 16; i++) {
         char path[96];
         h_resp r;
         snprintf(path, sizeof path, "/api/v1/backtests/%s", ids[i]);
-        e2e_req(&E, "DELETE", path, NULL, &r);
-        ck_assert_msg(r.status == 200, "DELETE: %ld %s", r.status, r.body);
+        e2e_req(&E, "DELETE", path, NULL, &r); /* 409: the runner finished it first */
+        ck_assert_msg(r.status == 200 || r.status == 409, "DELETE: %ld %s", r.status, r.body);
         h_resp_free(&r);
     }
 }

@@ -6,11 +6,15 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "clock.h"
+
+/* Lookup threads running now, in the whole process (resolve.h). */
+static atomic_int running;
 
 /* One lookup, shared by the waiting caller and the lookup thread; the last to let go frees it,
  * with the answer when the caller did not take it. */
@@ -63,15 +67,24 @@ static void *lookup_main(void *arg)
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
     unref(l);
+    atomic_fetch_sub(&running, 1);
     return NULL;
 }
 
 int resolve_host(const char *host, int64_t deadline_ms, struct addrinfo **res)
 {
     *res = NULL;
-    lookup *l = snprintf(NULL, 0, "%s", host) < (int)sizeof l->host ? calloc(1, sizeof *l) : NULL;
-    if (!l)
-        return RESOLVE_NONE; /* out of memory, or longer than any host name (253) */
+    if (snprintf(NULL, 0, "%s", host) >= (int)sizeof((lookup *)0)->host)
+        return RESOLVE_NONE; /* longer than any host name (253) */
+    if (atomic_fetch_add(&running, 1) >= RESOLVE_MAX_RUNNING) {
+        atomic_fetch_sub(&running, 1);
+        return RESOLVE_TIMEOUT;
+    }
+    lookup *l = calloc(1, sizeof *l);
+    if (!l) {
+        atomic_fetch_sub(&running, 1);
+        return RESOLVE_NONE;
+    }
     pthread_mutex_init(&l->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -83,6 +96,7 @@ int resolve_host(const char *host, int64_t deadline_ms, struct addrinfo **res)
     if (resolve_start_detached(lookup_main, l) != 0) {
         l->refs = 1;
         l->done = 1;
+        atomic_fetch_sub(&running, 1);
     }
     struct timespec ts = clock_abs_timespec(deadline_ms);
     pthread_mutex_lock(&l->mu);

@@ -3,7 +3,13 @@
  * resolver's whole retry schedule, tens of seconds); here it runs on a short-lived detached thread
  * and the caller waits no longer than its deadline.  A lookup the caller gave up on finishes on
  * its own and frees what it found.  Used by the database pool's connects (db.c) and by the SSRF
- * check of webhook URLs at create/update time (netguard.c).  Thread-safe. */
+ * check of webhook URLs at create/update time (netguard.c).  Thread-safe.
+ *
+ * Process-wide state, on purpose: the number of lookup threads running, bounded by
+ * RESOLVE_MAX_RUNNING.  A resolver that does not answer would otherwise leave one thread per
+ * timed-out request behind (a client looping on webhook creates could pile up thousands); past the
+ * bound a lookup fails at once as RESOLVE_TIMEOUT.  A counter owned by a caller's object could not
+ * be, as the threads may outlive every object of the process but the process itself. */
 #ifndef VIGIL_RESOLVE_H
 #define VIGIL_RESOLVE_H
 
@@ -11,10 +17,12 @@
 
 struct addrinfo;
 
+#define RESOLVE_MAX_RUNNING 32
+
 enum resolve_result {
     RESOLVE_OK = 0,
     RESOLVE_NONE,    /* no such host, no address of a stream socket, or no thread to ask */
-    RESOLVE_TIMEOUT, /* no answer before the deadline */
+    RESOLVE_TIMEOUT, /* no answer before the deadline, or RESOLVE_MAX_RUNNING lookups running */
 };
 
 /* Resolves host (a name or a numeric address, for stream sockets, any family) before deadline_ms

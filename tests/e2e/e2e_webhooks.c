@@ -773,6 +773,46 @@ static void api_restart(const char *const *env)
     ck_assert_int_eq(h_api_start(&E), 0);
 }
 
+/* The API's thread count (/proc). */
+static int api_threads(void)
+{
+    char path[64], line[128];
+    int n = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)E.api_pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "Threads:", 8) == 0)
+            n = atoi(line + 8);
+    fclose(f);
+    return n;
+}
+
+/* With the resolver stalled (slowdns.so, 10 s), 48 endpoint creates at once: each is a 503 after
+ * its request deadline, and the lookups they leave running are bounded (RESOLVE_MAX_RUNNING, 32:
+ * the others fail at once); counted as the threads that end when the stalled lookups return. */
+static void lookups_are_bounded(void)
+{
+    char cmd[1024], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "seq 48 | xargs -P 48 -I{} curl -s -o /dev/null -w '%%{http_code}\\n' -H "
+             "'Authorization: Bearer %s' -H 'Content-Type: application/json' -d "
+             "'{\"url\":\"http://n{}.slow.test:9/h\",\"events\":[\"decision.block\"]}' "
+             "http://127.0.0.1:%d/api/v1/webhooks",
+             E.key, E.api_port);
+    const char *argv[] = {"sh", "-c", cmd, NULL};
+    ck_assert_int_eq(h_run(&E, argv, NULL, out, sizeof out), 0);
+    int n503 = 0;
+    for (const char *p = out; (p = strstr(p, "503")) != NULL; p += 3)
+        n503++;
+    ck_assert_msg(n503 == 48, "answers: %s", out);
+    int during = api_threads();
+    sleep_ms(11000); /* every stalled lookup began during the burst and ends 10 s after */
+    int after = api_threads();
+    ck_assert_msg(during - after >= 1 && during - after <= 32,
+                  "%d lookup threads were left running", during - after);
+}
+
 /* An endpoint whose host name does not resolve in time (a resolver whose nameservers do not
  * answer: tests/tools/slowdns.so makes every *.slow.test lookup take 10 s): each attempt ends at
  * VIGIL_WEBHOOK_TIMEOUT_MS (1 s here) and is recorded as a failure, so the delivery backs off and
@@ -812,6 +852,7 @@ START_TEST(slow_dns_is_bounded_by_the_timeout)
                             got, sizeof got),
                      0);
     ck_assert_str_eq(got, "0");
+    lookups_are_bounded();
     got[0] = '\0';
     ck_assert_int_eq(h_psql(&E, NULL,
                             "INSERT INTO webhook_endpoints (url, events, secret) VALUES "

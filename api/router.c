@@ -82,6 +82,8 @@ const route *router_match(const route *table, size_t n, const char *method, char
             memcpy(params, tmp, sizeof tmp);
             *nparams = k;
             *status = 200;
+            if (allowlen) /* the methods of earlier rows: an Allow header only for a 405 */
+                allow[0] = '\0';
             return &table[i];
         }
         size_t used = strlen(allow);

@@ -147,6 +147,12 @@ START_TEST(method_not_allowed_lists_methods)
     /* Methods are case-sensitive (RFC 9110). */
     ck_assert_ptr_null(run(local, NLOCAL, "get", "/things", &m));
     ck_assert_int_eq(m.status, 405);
+    /* A match lists nothing, even after rows of the same path with other methods. */
+    ck_assert_ptr_eq(run(local, NLOCAL, "POST", "/things", &m)->fn, h_c);
+    ck_assert_int_eq(m.status, 200);
+    ck_assert_str_eq(m.allow, "");
+    ck_assert_ptr_eq(run(local, NLOCAL, "DELETE", "/things/7", &m)->fn, h_e);
+    ck_assert_str_eq(m.allow, "");
 }
 END_TEST
 

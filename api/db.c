@@ -292,6 +292,18 @@ static void on_notice(void *arg, const char *message)
     logline_event("info", "db_notice", "detail", raw);
 }
 
+static int run_query(db_conn *c, const char *sql, int nparams, const char *const *values,
+                     const int *lengths, const int *formats, int binary_result, int64_t deadline_ms,
+                     PGresult **res, char *err, size_t errlen);
+
+/* The session settings every statement of vigil-api may rely on.  Timestamps that travel as text
+ * and come back as parameters (a backtest's chunk position, its window) are printed and parsed in
+ * one form, whatever the server's configuration, the role's or PGDATESTYLE/PGTZ in the API's
+ * environment say: under 'SQL, DMY' and Asia/Kolkata a zone printed as "IST" was read back as
+ * Israel's, and a backtest silently skipped rows at every chunk. */
+#define SESSION_SQL                                                                                \
+    "SELECT set_config('DateStyle', 'ISO, YMD', false), set_config('TimeZone', 'UTC', false)"
+
 /* Opens a connection before deadline.  Returns DB_OK, DB_DOWN or DB_TIMEOUT. */
 static int connect_one(db_pool *p, db_conn *c, int64_t deadline_ms)
 {
@@ -331,6 +343,16 @@ static int connect_one(db_pool *p, db_conn *c, int64_t deadline_ms)
     PQsetNoticeProcessor(pg, on_notice, NULL);
     prep_clear(c);
     c->pg = pg;
+    PGresult *r = NULL;
+    char e[256];
+    int rc = run_query(c, SESSION_SQL, 0, NULL, NULL, NULL, 0, dl, &r, e, sizeof e);
+    PQclear(r);
+    if (rc != DB_OK) {
+        if (c->pg) /* run_query drops a connection it gave up on */
+            PQfinish(c->pg);
+        c->pg = NULL;
+        return rc == DB_TIMEOUT ? DB_TIMEOUT : DB_DOWN;
+    }
     return DB_OK;
 down:
     PQfinish(pg);

@@ -1083,11 +1083,13 @@ START_TEST(claim_finds_a_job_past_the_ones_held_elsewhere)
     ck_assert_int_eq(h_api_stop(&E, SIGTERM), 0);
     /* one runner, in a session whose timestamps print neither in ISO form nor in UTC (libpq
      * passes these variables to the server): the claim's position must not depend on them */
-    static const char *const odd_session[] = {"PGTZ=Asia/Kolkata", "PGDATESTYLE=SQL, DMY", NULL};
+    static const char *const odd_session[] = {"PGTZ=Asia/Kolkata", "PGDATESTYLE=SQL, DMY",
+                                              "VIGIL_BACKTEST_CHUNK_ROWS=100", NULL};
     E.api_env = odd_session;
     ck_assert_int_eq(h_api_start(&E), 0);
     cJSON *j = wait_job(ids[16]);
     ck_assert_str_eq(cJSON_GetStringValue(jget(j, "state")), "succeeded");
+    ck_assert_int_eq((long long)jnum(j, "report.rows"), 600); /* chunks of 100: none skipped */
     cJSON_Delete(j);
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM backtests WHERE state = 'queued' AND created_at < (SELECT "

@@ -168,7 +168,7 @@ static void canceller_take(db_canceller *k, PGcancel *cn)
 static int lookup_host(const char *host, int64_t deadline_ms, char *addr)
 {
     struct addrinfo *res = NULL;
-    int rc = resolve_host(host, deadline_ms, &res);
+    int rc = resolve_host(RESOLVE_FOR_DB, host, deadline_ms, &res);
     if (rc != RESOLVE_OK)
         return rc == RESOLVE_TIMEOUT ? DB_TIMEOUT : DB_DOWN;
     const void *a = res->ai_family == AF_INET6

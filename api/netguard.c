@@ -129,9 +129,13 @@ int netguard_host_allowed(const char *allowed, const char *host)
 static int check_addresses(const char *host, int64_t deadline_ms, char *why, size_t whylen)
 {
     struct addrinfo *res = NULL;
-    int found = resolve_host(host, deadline_ms, &res);
-    if (found == RESOLVE_TIMEOUT) {
-        snprintf(why, whylen, "the host '%.200s' did not resolve in time", host);
+    int found = resolve_host(RESOLVE_FOR_WEBHOOK, host, deadline_ms, &res);
+    if (found == RESOLVE_TIMEOUT || found == RESOLVE_BUSY) {
+        snprintf(why, whylen,
+                 found == RESOLVE_BUSY
+                     ? "too many host name lookups are waiting for the resolver to check '%.200s'"
+                     : "the host '%.200s' did not resolve in time",
+                 host);
         return NETGUARD_TIMEOUT;
     }
     if (found != RESOLVE_OK) {

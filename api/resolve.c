@@ -13,8 +13,9 @@
 
 #include "clock.h"
 
-/* Lookup threads running now, in the whole process (resolve.h). */
-static atomic_int running;
+/* Lookup threads running now in the whole process, per purpose (resolve.h), and their bounds. */
+static atomic_int running[RESOLVE_PURPOSES];
+static const int max_running[RESOLVE_PURPOSES] = {[RESOLVE_FOR_DB] = 8, [RESOLVE_FOR_WEBHOOK] = 32};
 
 /* One lookup, shared by the waiting caller and the lookup thread; the last to let go frees it,
  * with the answer when the caller did not take it. */
@@ -23,6 +24,7 @@ typedef struct lookup {
     pthread_cond_t cv;
     int refs, done;
     struct addrinfo *res; /* the answer until the caller takes it */
+    int purpose;
     char host[256];
 } lookup;
 
@@ -66,25 +68,34 @@ static void *lookup_main(void *arg)
     l->done = 1;
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
+    int purpose = l->purpose;
     unref(l);
-    atomic_fetch_sub(&running, 1);
+    atomic_fetch_sub(&running[purpose], 1);
     return NULL;
 }
 
-int resolve_host(const char *host, int64_t deadline_ms, struct addrinfo **res)
+int resolve_max(int purpose)
+{
+    return purpose >= 0 && purpose < RESOLVE_PURPOSES ? max_running[purpose] : 0;
+}
+
+int resolve_host(int purpose, const char *host, int64_t deadline_ms, struct addrinfo **res)
 {
     *res = NULL;
-    if (snprintf(NULL, 0, "%s", host) >= (int)sizeof((lookup *)0)->host)
+    if (purpose < 0 || purpose >= RESOLVE_PURPOSES ||
+        snprintf(NULL, 0, "%s", host) >= (int)sizeof((lookup *)0)->host)
         return RESOLVE_NONE; /* longer than any host name (253) */
-    if (atomic_fetch_add(&running, 1) >= RESOLVE_MAX_RUNNING) {
-        atomic_fetch_sub(&running, 1);
-        return RESOLVE_TIMEOUT;
+    atomic_int *n = &running[purpose];
+    if (atomic_fetch_add(n, 1) >= max_running[purpose]) {
+        atomic_fetch_sub(n, 1);
+        return RESOLVE_BUSY;
     }
     lookup *l = calloc(1, sizeof *l);
     if (!l) {
-        atomic_fetch_sub(&running, 1);
+        atomic_fetch_sub(n, 1);
         return RESOLVE_NONE;
     }
+    l->purpose = purpose;
     pthread_mutex_init(&l->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -96,7 +107,7 @@ int resolve_host(const char *host, int64_t deadline_ms, struct addrinfo **res)
     if (resolve_start_detached(lookup_main, l) != 0) {
         l->refs = 1;
         l->done = 1;
-        atomic_fetch_sub(&running, 1);
+        atomic_fetch_sub(n, 1);
     }
     struct timespec ts = clock_abs_timespec(deadline_ms);
     pthread_mutex_lock(&l->mu);

@@ -5,11 +5,13 @@
  * its own and frees what it found.  Used by the database pool's connects (db.c) and by the SSRF
  * check of webhook URLs at create/update time (netguard.c).  Thread-safe.
  *
- * Process-wide state, on purpose: the number of lookup threads running, bounded by
- * RESOLVE_MAX_RUNNING.  A resolver that does not answer would otherwise leave one thread per
- * timed-out request behind (a client looping on webhook creates could pile up thousands); past the
- * bound a lookup fails at once as RESOLVE_TIMEOUT.  A counter owned by a caller's object could not
- * be, as the threads may outlive every object of the process but the process itself. */
+ * Process-wide state, on purpose: the number of lookup threads running for each purpose, bounded
+ * (resolve_max).  A resolver that does not answer would otherwise leave one thread per timed-out
+ * request behind (a client looping on webhook creates could pile up thousands); past the bound a
+ * lookup fails at once as RESOLVE_BUSY.  Each purpose has a bound of its own, so webhook creates
+ * against a stalled domain cannot take the lookups the database pool needs to reconnect.  A
+ * counter owned by a caller's object could not be, as the threads may outlive every object of the
+ * process but the process itself. */
 #ifndef VIGIL_RESOLVE_H
 #define VIGIL_RESOLVE_H
 
@@ -17,18 +19,27 @@
 
 struct addrinfo;
 
-#define RESOLVE_MAX_RUNNING 32
+/* Who asks, each with its bound on lookup threads running at once. */
+enum resolve_purpose {
+    RESOLVE_FOR_DB,      /* the database pool's connects: 8 */
+    RESOLVE_FOR_WEBHOOK, /* a webhook URL's check at create/update: 32 */
+    RESOLVE_PURPOSES
+};
 
 enum resolve_result {
     RESOLVE_OK = 0,
     RESOLVE_NONE,    /* no such host, no address of a stream socket, or no thread to ask */
-    RESOLVE_TIMEOUT, /* no answer before the deadline, or RESOLVE_MAX_RUNNING lookups running */
+    RESOLVE_TIMEOUT, /* no answer before the deadline */
+    RESOLVE_BUSY,    /* as many lookups for this purpose as its bound are running: not asked */
 };
 
-/* Resolves host (a name or a numeric address, for stream sockets, any family) before deadline_ms
- * (clock_now_ms()).  On RESOLVE_OK *res is getaddrinfo's list: the caller frees it with
- * freeaddrinfo.  Otherwise *res is NULL. */
-int resolve_host(const char *host, int64_t deadline_ms, struct addrinfo **res);
+/* The bound of purpose (a resolve_purpose). */
+int resolve_max(int purpose);
+
+/* Resolves host (a name or a numeric address, for stream sockets, any family) for purpose before
+ * deadline_ms (clock_now_ms()).  On RESOLVE_OK *res is getaddrinfo's list: the caller frees it
+ * with freeaddrinfo.  Otherwise *res is NULL. */
+int resolve_host(int purpose, const char *host, int64_t deadline_ms, struct addrinfo **res);
 
 /* Starts fn(arg) on a detached thread with every signal blocked (a thread that left SIGTERM
  * deliverable could take the signal vigil-api's main waits for with sigwait, whose default action

@@ -788,29 +788,40 @@ static int api_threads(void)
     return n;
 }
 
-/* With the resolver stalled (slowdns.so, 10 s), 48 endpoint creates at once: each is a 503 after
- * its request deadline, and the lookups they leave running are bounded (RESOLVE_MAX_RUNNING, 32:
- * the others fail at once); counted as the threads that end when the stalled lookups return. */
+/* With the resolver stalled (slowdns.so, 10 s), 48 endpoint creates at once: each is a 503, and
+ * the lookups they leave running are bounded (32 for webhook checks, resolve.h: the others are
+ * refused at once, "too many"); counted as the threads that end when the stalled lookups return.
+ * Then a create is looked up again (the slots were given back): a 503 "in time". */
 static void lookups_are_bounded(void)
 {
-    char cmd[1024], out[4096];
+    static char out[65536];
+    char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "seq 48 | xargs -P 48 -I{} curl -s -o /dev/null -w '%%{http_code}\\n' -H "
+             "seq 48 | xargs -P 48 -I{} curl -s -w ' CODE=%%{http_code}\\n' -H "
              "'Authorization: Bearer %s' -H 'Content-Type: application/json' -d "
              "'{\"url\":\"http://n{}.slow.test:9/h\",\"events\":[\"decision.block\"]}' "
              "http://127.0.0.1:%d/api/v1/webhooks",
              E.key, E.api_port);
     const char *argv[] = {"sh", "-c", cmd, NULL};
     ck_assert_int_eq(h_run(&E, argv, NULL, out, sizeof out), 0);
-    int n503 = 0;
-    for (const char *p = out; (p = strstr(p, "503")) != NULL; p += 3)
+    int n503 = 0, busy = 0;
+    for (const char *p = out; (p = strstr(p, "CODE=503")) != NULL; p += 8) /* one write each */
         n503++;
-    ck_assert_msg(n503 == 48, "answers: %s", out);
+    for (const char *p = out; (p = strstr(p, "too many host name lookups")) != NULL; p += 5)
+        busy++;
+    ck_assert_msg(n503 == 48, "%d answers 503 of 48: %.300s", n503, out);
+    ck_assert_msg(busy >= 48 - 32, "%d of 48 refused at once", busy);
     int during = api_threads();
     sleep_ms(11000); /* every stalled lookup began during the burst and ends 10 s after */
     int after = api_threads();
     ck_assert_msg(during - after >= 1 && during - after <= 32,
                   "%d lookup threads were left running", during - after);
+    h_resp r;
+    e2e_req(&E, "POST", "/api/v1/webhooks",
+            "{\"url\":\"http://again.slow.test:9/h\",\"events\":[\"decision.block\"]}", &r);
+    ck_assert_msg(r.status == 503 && strstr(r.body, "in time"), "after the burst: %ld %s", r.status,
+                  r.body);
+    h_resp_free(&r);
 }
 
 /* An endpoint whose host name does not resolve in time (a resolver whose nameservers do not

@@ -1043,6 +1043,12 @@ START_TEST(cancel_and_list)
 }
 END_TEST
 
+/* The jobs' advisory locks (btjob.c's BT_LOCK_CLASS) that psql sessions hold (a runner's own, on
+ * the job it has just finished, is the API's until it lets go). */
+#define PSQL_JOB_LOCKS                                                                             \
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = " \
+    "'advisory' AND l.classid = 723804197 AND l.granted AND a.application_name = 'psql'"
+
 /* Runners of other replicas hold the 16 oldest runnable jobs (here a psql session holds their
  * advisory locks, as a runner does while it runs one): this replica's idle runner still finds
  * and runs the 17th.  A claim that looked at the 16 oldest only would wait for one of them to
@@ -1077,9 +1083,7 @@ START_TEST(claim_finds_a_job_past_the_ones_held_elsewhere)
                           NULL};
     pid_t locker = h_spawn(&E, argv, NULL, "locker-claim.log");
     ck_assert_int_gt(locker, 0);
-    await_count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = "
-                "723804197 AND granted",
-                16);
+    await_count(PSQL_JOB_LOCKS, 16);
     ck_assert_int_eq(h_api_stop(&E, SIGTERM), 0);
     /* one runner, in a session whose timestamps print neither in ISO form nor in UTC (libpq
      * passes these variables to the server): the claim's position must not depend on them */
@@ -1096,8 +1100,7 @@ START_TEST(claim_finds_a_job_past_the_ones_held_elsewhere)
              "created_at FROM backtests WHERE id = '%s')",
              ids[16]);
     ck_assert_int_eq(sql_count(sql), 16); /* the held ones were left alone */
-    ck_assert_int_eq(sql_count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
-                               "classid = 723804197 AND granted"),
+    ck_assert_int_eq(sql_count(PSQL_JOB_LOCKS),
                      16); /* and are held still: wait_job gives up long before pg_sleep ends */
     ck_assert_int_eq(h_psql(&E, NULL,
                             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE "

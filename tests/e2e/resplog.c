@@ -144,6 +144,16 @@ void resplog_raw(const char *req, size_t reqlen, const char *resp, size_t resple
         return;
     snprintf(method, sizeof method, "%.*s", (int)(sp1 - req), req);
     snprintf(path, sizeof path, "%.*s", (int)(sp2 - sp1 - 1), sp1 + 1);
+    /* interim answers (100 Continue to an Expect) come before the final one: skipped */
+    while (resplen >= 12 && resp[9] == '1' && strncmp(resp, "HTTP/1.", 7) == 0) {
+        const char *next = memmem(resp, resplen, "\r\n\r\n", 4);
+        if (!next)
+            return;
+        resplen -= (size_t)(next + 4 - resp);
+        resp = next + 4;
+    }
+    if (resplen < 12 || strncmp(resp, "HTTP/1.", 7) != 0)
+        return;
     long status = strtol(resp + 9, NULL, 10);
     const char *end = memmem(resp, resplen, "\r\n\r\n", 4);
     size_t hlen = end ? (size_t)(end - resp) : resplen;

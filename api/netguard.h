@@ -27,7 +27,7 @@ enum netguard_result {
     NETGUARD_BAD_SCHEME, /* not http or https */
     NETGUARD_UNRESOLVED, /* the host does not resolve */
     NETGUARD_FORBIDDEN,  /* the host is or resolves to a refused address */
-    NETGUARD_TIMEOUT,    /* the host's lookup did not answer before the deadline */
+    NETGUARD_TIMEOUT,    /* no answer before the deadline, or too many lookups waiting */
 };
 
 /* 1 when the IPv4 address a (host byte order) is refused, else 0. */

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "clock.h"
@@ -74,16 +75,10 @@ static void *lookup_main(void *arg)
     return NULL;
 }
 
-int resolve_max(int purpose)
-{
-    return purpose >= 0 && purpose < RESOLVE_PURPOSES ? max_running[purpose] : 0;
-}
-
 int resolve_host(int purpose, const char *host, int64_t deadline_ms, struct addrinfo **res)
 {
     *res = NULL;
-    if (purpose < 0 || purpose >= RESOLVE_PURPOSES ||
-        snprintf(NULL, 0, "%s", host) >= (int)sizeof((lookup *)0)->host)
+    if (purpose < 0 || purpose >= RESOLVE_PURPOSES || strlen(host) >= sizeof((lookup *)0)->host)
         return RESOLVE_NONE; /* longer than any host name (253) */
     atomic_int *n = &running[purpose];
     if (atomic_fetch_add(n, 1) >= max_running[purpose]) {

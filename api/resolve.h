@@ -6,12 +6,12 @@
  * check of webhook URLs at create/update time (netguard.c).  Thread-safe.
  *
  * Process-wide state, on purpose: the number of lookup threads running for each purpose, bounded
- * (resolve_max).  A resolver that does not answer would otherwise leave one thread per timed-out
- * request behind (a client looping on webhook creates could pile up thousands); past the bound a
- * lookup fails at once as RESOLVE_BUSY.  Each purpose has a bound of its own, so webhook creates
- * against a stalled domain cannot take the lookups the database pool needs to reconnect.  A
- * counter owned by a caller's object could not be, as the threads may outlive every object of the
- * process but the process itself. */
+ * (resolve.c: 8 for the database pool, 32 for webhook checks).  A resolver that does not answer
+ * would otherwise leave one thread per timed-out request behind (a client looping on webhook
+ * creates could pile up thousands); past the bound a lookup fails at once as RESOLVE_BUSY.  Each
+ * purpose has a bound of its own, so webhook creates against a stalled domain cannot take the
+ * lookups the database pool needs to reconnect.  A counter owned by a caller's object could not be,
+ * as the threads may outlive every object of the process but the process itself. */
 #ifndef VIGIL_RESOLVE_H
 #define VIGIL_RESOLVE_H
 
@@ -32,9 +32,6 @@ enum resolve_result {
     RESOLVE_TIMEOUT, /* no answer before the deadline */
     RESOLVE_BUSY,    /* as many lookups for this purpose as its bound are running: not asked */
 };
-
-/* The bound of purpose (a resolve_purpose). */
-int resolve_max(int purpose);
 
 /* Resolves host (a name or a numeric address, for stream sockets, any family) for purpose before
  * deadline_ms (clock_now_ms()).  On RESOLVE_OK *res is getaddrinfo's list: the caller frees it

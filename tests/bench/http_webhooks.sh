@@ -35,6 +35,7 @@ JSON='Content-Type: application/json'
 
 bench_machine
 bench_start_app worker VIGIL_WEBHOOK_ALLOWED_HOSTS=127.0.0.1
+bench_pg_settings # every figure below depends on how durable PostgreSQL is
 demo=$(bench_upload api/demo/demo_model.json wh-demo)
 curl -fsS -o /dev/null -X PUT -H "$B_AUTH" -H "$JSON" "$B_API/api/v1/policy" \
   -d "{\"champion_model_id\":\"$demo\",\"review_threshold\":0.5,\"block_threshold\":0.8,\"fallback_decision\":\"review\",\"scoring_timeout_ms\":50}" ||
